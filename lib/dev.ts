@@ -1,0 +1,295 @@
+/**
+ * NVMeDev: the facade users open. It ties a transport, the generic controller,
+ * namespaces and DMA buffer management together.
+ * @module
+ */
+import { ctrlSummary, type IdCtrl, type IdNs, nsSummary, parseIdCtrl, parseIdNs } from "./admin/identify.ts";
+import { loadLibc } from "./ffi/mod.ts";
+import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
+import { Controller, type ControllerOptions } from "./nvme/controller.ts";
+import { DeviceBusyError, DeviceClosedError, InvalidArgumentError, type NvmeError, SetupError } from "./nvme/errors.ts";
+import type { QueuePair, QueueStats } from "./nvme/queue.ts";
+import type { DmaBuffer, Transport } from "./nvme/transport.ts";
+import { normalizePciAddress } from "./vfio/sysfs.ts";
+
+/** Options for {@link NVMeDev.open}. */
+export interface OpenOptions extends ControllerOptions {
+  /** Open over an already-built transport instead of resolving `target` (tests, other transports). */
+  transport?: Transport;
+}
+
+/** Controller identity and limits, decoded. */
+export interface ControllerInfo {
+  /** Serial number (trimmed). */
+  serial: string;
+  /** Model number (trimmed). */
+  model: string;
+  /** Firmware revision (trimmed). */
+  firmware: string;
+  /** PCI vendor id. */
+  vid: number;
+  /** PCI subsystem vendor id. */
+  ssvid: number;
+  /** Controller id. */
+  cntlid: number;
+  /** NVMe version reported by the VS register, e.g. "1.4.0". */
+  version: string;
+  /** Maximum Data Transfer Size as reported (a power of two of the minimum page size; 0 = no limit). */
+  mdts: number;
+  /** Bytes per command the driver uses (MDTS, capped). */
+  maxTransferBytes: number;
+  /** Number of namespaces the controller supports (NN). */
+  nn: number;
+  /** Optional NVM Command Support bits (ONCS). */
+  oncs: number;
+  /** Volatile write cache present. */
+  vwc: boolean;
+  /** Memory page size in use. */
+  pageSize: number;
+  /** IO queue pairs created. */
+  ioQueues: number;
+  /** Entries per IO queue. */
+  ioQueueDepth: number;
+}
+
+const openTargets = new Set<string>();
+
+/** Size classes for bounce buffers: powers of two from one page. */
+function bounceClass(size: number): number {
+  let c = 4096;
+  while (c < size) c *= 2;
+  return c;
+}
+
+/** An open NVMe controller. Get one with {@link NVMeDev.open}; close it with {@link NVMeDev.close} or `await using`. */
+export class NVMeDev implements AsyncDisposable {
+  /** What was opened, e.g. "0000:01:00.0". */
+  readonly target: string;
+  /** The generic controller (admin queue, IO queues, raw admin commands). */
+  readonly controller: Controller;
+  /** Identify Controller, decoded with nvme-cli's field names. */
+  readonly idCtrl: IdCtrl;
+  /** Identity and limits. */
+  readonly info: ControllerInfo;
+  readonly #namespaces = new Map<number, Namespace>();
+  readonly #idNs = new Map<number, IdNs>();
+  readonly #bounce = new Map<number, DmaBuffer[]>();
+  readonly #userBuffers = new Map<ArrayBufferLike, DmaBuffer>();
+  #closedError: NvmeError | null = null;
+  #closing: Promise<void> | null = null;
+  #rr = 0;
+  readonly #host: IoHost;
+
+  private constructor(target: string, ctrl: Controller) {
+    this.target = target;
+    this.controller = ctrl;
+    this.idCtrl = parseIdCtrl(ctrl.identifyData);
+    const s = ctrlSummary(this.idCtrl);
+    this.info = {
+      serial: s.serial,
+      model: s.model,
+      firmware: s.firmware,
+      vid: s.vid,
+      ssvid: s.ssvid,
+      cntlid: s.cntlid,
+      version: ctrl.version,
+      mdts: s.mdts,
+      maxTransferBytes: ctrl.maxTransferBytes,
+      nn: s.nn,
+      oncs: s.oncs,
+      vwc: (s.vwc & 1) === 1,
+      pageSize: ctrl.pageSize,
+      ioQueues: ctrl.io.length,
+      ioQueueDepth: ctrl.io[0]?.depth ?? 0,
+    };
+    // deno-lint-ignore no-this-alias
+    const dev = this;
+    this.#host = {
+      get closedError() {
+        return dev.#closedError;
+      },
+      pickQueue: () => {
+        const io = ctrl.io;
+        if (io.length === 1) return io[0];
+        this.#rr = (this.#rr + 1) % io.length;
+        return io[this.#rr];
+      },
+      maxTransferBytes: ctrl.maxTransferBytes,
+      iovaOf: (v) => ctrl.transport.iovaOf(v),
+      takeBounce: (size) => this.#takeBounce(size),
+      giveBounce: (b) => this.#giveBounce(b),
+    };
+  }
+
+  /**
+   * Open a controller. `target` is a PCI address ("0000:01:00.0" or "01:00.0",
+   * optionally prefixed "vfio:") of a controller bound to vfio-pci.
+   */
+  static async open(target: string, options: OpenOptions = {}): Promise<NVMeDev> {
+    if (typeof target !== "string") throw new InvalidArgumentError("target must be a string such as 0000:01:00.0");
+    let transport = options.transport;
+    let key: string;
+    if (transport) {
+      key = transport.name;
+    } else {
+      const addr = normalizePciAddress(target.replace(/^vfio:/, ""));
+      if (!addr) throw new InvalidArgumentError(`not a PCI address: ${JSON.stringify(target)} (expected e.g. 0000:01:00.0)`);
+      key = `vfio:${addr}`;
+    }
+    if (openTargets.has(key)) throw new DeviceBusyError(`${key} is already open in this process`);
+    openTargets.add(key);
+    try {
+      if (!transport) {
+        let libc;
+        try {
+          libc = await loadLibc();
+        } catch (e) {
+          throw new SetupError("no-ffi", (e as Error).message, { cause: e });
+        }
+        const { VfioTransport } = await import("./vfio/transport.ts");
+        transport = VfioTransport.open(libc, key.slice(5));
+      }
+      let ctrl: Controller;
+      try {
+        ctrl = await Controller.init(transport, options);
+      } catch (e) {
+        transport.close();
+        throw e;
+      }
+      const dev = new NVMeDev(key.replace(/^vfio:/, ""), ctrl);
+      try {
+        await dev.rescan();
+      } catch (e) {
+        await dev.close();
+        throw e;
+      }
+      return dev;
+    } catch (e) {
+      openTargets.delete(key);
+      throw e;
+    }
+  }
+
+  /** Re-read the active namespace list and each namespace's geometry. */
+  async rescan(): Promise<void> {
+    this.#checkOpen();
+    const ids = await this.controller.activeNamespaces();
+    this.#namespaces.clear();
+    this.#idNs.clear();
+    for (const nsid of ids) {
+      const id = parseIdNs(await this.controller.identifyNamespace(nsid));
+      const s = nsSummary(id);
+      if (s.nsze === 0n) continue;
+      const info: NamespaceInfo = {
+        nsid,
+        blockSize: s.blockSize,
+        blockCount: s.nsze,
+        capacity: s.ncap,
+        utilization: s.nuse,
+        metadataSize: s.metadataSize,
+        lbaFormat: s.lbaFormat,
+      };
+      this.#idNs.set(nsid, id);
+      this.#namespaces.set(nsid, new Namespace(this.#host, info));
+    }
+  }
+
+  /** Active namespace ids, ascending. */
+  nsList(): number[] {
+    this.#checkOpen();
+    return [...this.#namespaces.keys()];
+  }
+
+  /** The active namespace `nsid`; throws InvalidArgumentError for an inactive or invalid id. */
+  ns(nsid: number): Namespace {
+    this.#checkOpen();
+    if (!Number.isInteger(nsid) || nsid < 1 || nsid > 0xfffffffe) {
+      throw new InvalidArgumentError(`namespace id must be an integer from 1 to 0xfffffffe, got ${String(nsid)}`);
+    }
+    const ns = this.#namespaces.get(nsid);
+    if (!ns) throw new InvalidArgumentError(`namespace ${nsid} is not active (active: ${this.nsList().join(", ") || "none"})`);
+    return ns;
+  }
+
+  /** Identify Namespace for an active namespace, decoded with nvme-cli's field names. */
+  idNs(nsid: number): IdNs {
+    this.ns(nsid);
+    return this.#idNs.get(nsid)!;
+  }
+
+  /**
+   * Allocate `bytes` of DMA-capable memory. IO on (views of) it goes straight
+   * to the device with no copy. Free it with {@link freeBuffer}, or let close() do it.
+   */
+  allocBuffer(bytes: number): Uint8Array {
+    this.#checkOpen();
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+      throw new InvalidArgumentError(`buffer size must be a positive integer, got ${String(bytes)}`);
+    }
+    const b = this.controller.allocDma(bytes);
+    this.#userBuffers.set(b.bytes.buffer, b);
+    return b.bytes.subarray(0, bytes);
+  }
+
+  /** Release memory from {@link allocBuffer}. The array must not be used afterwards. */
+  freeBuffer(buf: Uint8Array): void {
+    const b = this.#userBuffers.get(buf.buffer);
+    if (!b) throw new InvalidArgumentError("buffer was not allocated by this device's allocBuffer()");
+    this.#userBuffers.delete(buf.buffer);
+    this.controller.freeDma(b);
+  }
+
+  /** Counters of each IO queue pair (submitted, completed, doorbells, timeouts...). */
+  queueStats(): QueueStats[] {
+    return this.controller.io.map((q: QueuePair) => ({ ...q.stats }));
+  }
+
+  /** True once close() has begun. */
+  get closed(): boolean {
+    return this.#closedError !== null;
+  }
+
+  /**
+   * Shut the controller down (CC.SHN) and release every host resource. IO still
+   * in flight fails with DeviceClosedError. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    this.#closedError = new DeviceClosedError(`device ${this.target} is closed`);
+    this.#closing = (async () => {
+      try {
+        await this.controller.shutdown(new DeviceClosedError(`device ${this.target} was closed while IO was in flight`));
+      } finally {
+        this.controller.transport.close();
+        this.#userBuffers.clear();
+        this.#bounce.clear();
+        openTargets.delete(this.controller.transport.name);
+      }
+    })();
+    return this.#closing;
+  }
+
+  /** `await using dev = await NVMeDev.open(...)` closes the device at scope exit. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #checkOpen(): void {
+    if (this.#closedError) throw this.#closedError;
+  }
+
+  #takeBounce(size: number): DmaBuffer {
+    const c = bounceClass(size);
+    const l = this.#bounce.get(c);
+    if (l?.length) return l.pop()!;
+    return this.controller.allocDma(c);
+  }
+
+  #giveBounce(b: DmaBuffer): void {
+    if (this.#closedError) return;
+    let l = this.#bounce.get(b.size);
+    if (!l) this.#bounce.set(b.size, l = []);
+    if (l.length < 8) l.push(b);
+    else this.controller.freeDma(b);
+  }
+}

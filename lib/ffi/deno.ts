@@ -1,0 +1,55 @@
+/** Libc backend for Deno (Deno.dlopen). Loaded only under Deno, by dynamic import. @module */
+import type { Libc } from "./types.ts";
+
+const SYMBOLS = {
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  ioctl_ptr: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
+  ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  mmap: { parameters: ["u64", "usize", "i32", "i32", "i32", "i64"], result: "u64" },
+  munmap: { parameters: ["u64", "usize"], result: "i32" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+const enc = new TextEncoder();
+function cstr(s: string): Uint8Array {
+  const b = new Uint8Array(s.length * 3 + 1);
+  const { written } = enc.encodeInto(s, b);
+  return b.subarray(0, written + 1);
+}
+
+/** Build the Deno libc backend. Throws if FFI permission is missing. */
+export function createLibc(): Libc {
+  const st = Deno.permissions.querySync({ name: "ffi" });
+  if (st.state !== "granted") {
+    throw new Error("tsnvme needs FFI: run Deno with --allow-ffi (or -A)");
+  }
+  const lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  const errnoPtr = lib.__errno_location();
+  const errnoView = new Deno.UnsafePointerView(errnoPtr!);
+  const ptr = (a: bigint) => Deno.UnsafePointer.create(a)!;
+  return {
+    runtime: "deno",
+    open: (path, flags) => lib.open(cstr(path), flags | 0),
+    close: (fd) => lib.close(fd | 0),
+    ioctlPtr: (fd, req, arg) => lib.ioctl_ptr(fd | 0, req, arg),
+    ioctlInt: (fd, req, arg) => lib.ioctl_int(fd | 0, req, arg),
+    mmap: (addr, len, prot, flags, fd, off) =>
+      BigInt.asUintN(64, BigInt(lib.mmap(addr, len, prot | 0, flags | 0, fd | 0, off))),
+    munmap: (addr, len) => lib.munmap(addr, len),
+    pread: (fd, buf, off) => Number(lib.pread(fd | 0, buf, BigInt(buf.byteLength), off)),
+    pwrite: (fd, buf, off) => Number(lib.pwrite(fd | 0, buf, BigInt(buf.byteLength), off)),
+    read: (fd, buf) => Number(lib.read(fd | 0, buf, BigInt(buf.byteLength))),
+    eventfd: (init, flags) => lib.eventfd(init >>> 0, flags | 0),
+    getrlimit: (res, buf) => lib.getrlimit(res | 0, buf),
+    errno: () => errnoView.getInt32(0),
+    view: (addr, len) => Deno.UnsafePointerView.getArrayBuffer(ptr(addr), len),
+    peek32: (addr) => new Deno.UnsafePointerView(ptr(addr)).getUint32(0),
+    addressOf: (buf) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf))),
+  };
+}

@@ -1,0 +1,28 @@
+/**
+ * Runtime detection and the libc backend. The only module that knows which
+ * runtime it runs on; everything above it is runtime neutral.
+ * @module
+ */
+import type { Libc, RuntimeName } from "./types.ts";
+export * from "./types.ts";
+export { Errno, errnoName } from "./errno.ts";
+
+/** The runtime running this code. Bun is checked first: a Deno shim under Bun must not fool us. */
+export function detectRuntime(): RuntimeName {
+  if (typeof (globalThis as { Bun?: unknown }).Bun !== "undefined") return "bun";
+  if (typeof (globalThis as { Deno?: { dlopen?: unknown } }).Deno?.dlopen === "function") {
+    return "deno";
+  }
+  throw new Error("tsnvme runs on Deno or Bun (no FFI found in this runtime)");
+}
+
+let cached: Promise<Libc> | undefined;
+
+/** Load (once) the libc backend for the running runtime. */
+export function loadLibc(): Promise<Libc> {
+  cached ??= (async () => {
+    if (detectRuntime() === "bun") return (await import("./bun.ts")).createLibc();
+    return (await import("./deno.ts")).createLibc();
+  })();
+  return cached;
+}

@@ -1,0 +1,5 @@
+/**
+ * IO features: namespaces and their read/write/flush, usable on their own.
+ * @module
+ */
+export { BOUNCE_MAX, type IoHost, type IoOptions, Namespace, type NamespaceInfo } from "./namespace.ts";

@@ -1,0 +1,182 @@
+/**
+ * The typed error family. Every error tsnvme throws is an {@link NvmeError};
+ * `code` tells the kind without instanceof, which also survives postMessage.
+ * @module
+ */
+import { type DecodedStatus, decodeStatus, Status } from "./spec.ts";
+
+/** Kinds of {@link NvmeError}. */
+export type NvmeErrorCode =
+  | "EINVAL_ARG"
+  | "ECLOSED"
+  | "ESTATUS"
+  | "EMISCOMPARE"
+  | "ETIMEDOUT"
+  | "EFATAL"
+  | "EGONE"
+  | "ESETUP"
+  | "EBUSY"
+  | "EUNSUPPORTED"
+  | "ESYSCALL";
+
+/** Base class of every error tsnvme throws. */
+export class NvmeError extends Error {
+  /** Machine-readable kind. */
+  readonly code: NvmeErrorCode;
+  /** Create an error of kind `code`. */
+  constructor(code: NvmeErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Bad input rejected before anything reached the device. */
+export class InvalidArgumentError extends NvmeError {
+  /** Create from a message naming the bad argument. */
+  constructor(message: string) {
+    super("EINVAL_ARG", message);
+  }
+}
+
+/** The device (or queue) was closed. */
+export class DeviceClosedError extends NvmeError {
+  /** Create with an optional detail. */
+  constructor(message = "device is closed") {
+    super("ECLOSED", message);
+  }
+}
+
+/** Where a failed command was sent. */
+export interface CommandContext {
+  /** Queue id (0 = admin). */
+  qid: number;
+  /** Command identifier. */
+  cid: number;
+  /** Opcode. */
+  opcode: number;
+  /** Namespace id, when relevant. */
+  nsid?: number;
+}
+
+/** The controller completed a command with a non-zero status. */
+export class NvmeStatusError extends NvmeError {
+  /** Decoded status (SCT, SC, DNR, More, name). */
+  readonly status: DecodedStatus;
+  /** Command Specific DW0 of the completion. */
+  readonly dw0: number;
+  /** Which command failed. */
+  readonly command: CommandContext;
+  /** Create from the raw 15-bit status field. */
+  constructor(sf: number, dw0: number, command: CommandContext, code: NvmeErrorCode = "ESTATUS") {
+    const st = decodeStatus(sf);
+    const q = command.qid === 0 ? "admin" : `io q${command.qid}`;
+    super(
+      code,
+      `NVMe ${q} opcode 0x${command.opcode.toString(16).padStart(2, "0")} failed: ${st.name} ` +
+        `(sct 0x${st.sct.toString(16)}, sc 0x${st.sc.toString(16).padStart(2, "0")}` +
+        `${st.dnr ? ", DNR" : ""}${st.more ? ", More" : ""})`,
+    );
+    this.status = st;
+    this.dw0 = dw0;
+    this.command = command;
+  }
+  /** True for Invalid Command Opcode: the controller does not implement the command. */
+  get unsupported(): boolean {
+    return this.status.code === Status.INVALID_OPCODE;
+  }
+}
+
+/** Compare command found different data (Compare Failure, SCT 2 SC 85h). */
+export class NvmeCompareError extends NvmeStatusError {
+  /** Create from the raw status field. */
+  constructor(sf: number, dw0: number, command: CommandContext) {
+    super(sf, dw0, command, "EMISCOMPARE");
+  }
+}
+
+/** Build the right status error subclass for a failed completion. */
+export function statusError(sf: number, dw0: number, command: CommandContext): NvmeStatusError {
+  if ((sf & 0x7ff) === Status.COMPARE_FAILURE) return new NvmeCompareError(sf, dw0, command);
+  return new NvmeStatusError(sf, dw0, command);
+}
+
+/** A command did not complete within its timeout. */
+export class NvmeTimeoutError extends NvmeError {
+  /** Which command timed out. */
+  readonly command: CommandContext;
+  /** The timeout that expired, in ms. */
+  readonly timeoutMs: number;
+  /** Create for a command and its timeout. */
+  constructor(command: CommandContext, timeoutMs: number) {
+    super(
+      "ETIMEDOUT",
+      `NVMe ${command.qid === 0 ? "admin" : `io q${command.qid}`} opcode 0x${
+        command.opcode.toString(16).padStart(2, "0")
+      } (cid ${command.cid}) timed out after ${timeoutMs} ms`,
+    );
+    this.command = command;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The controller reported Controller Fatal Status (CSTS.CFS) or failed to become ready. */
+export class ControllerFatalError extends NvmeError {
+  /** Create with a detail message. */
+  constructor(message: string) {
+    super("EFATAL", message);
+  }
+}
+
+/** The device no longer answers (registers read all ones): surprise removal. */
+export class DeviceGoneError extends NvmeError {
+  /** Create with a detail message. */
+  constructor(message = "device is gone (registers read all ones)") {
+    super("EGONE", message);
+  }
+}
+
+/** Why device setup failed. */
+export type SetupReason =
+  | "no-ffi"
+  | "no-device"
+  | "not-nvme"
+  | "not-bound"
+  | "no-iommu"
+  | "no-vfio"
+  | "group-not-viable"
+  | "permission"
+  | "memlock"
+  | "iommu-type"
+  | "unsupported-controller"
+  | "vfio";
+
+/** Setting the device up failed; the message says what to do. */
+export class SetupError extends NvmeError {
+  /** The specific setup problem. */
+  readonly reason: SetupReason;
+  /** Create for a reason, with advice in the message. */
+  constructor(reason: SetupReason, message: string, options?: { cause?: unknown }) {
+    super("ESETUP", message, options);
+    this.reason = reason;
+  }
+}
+
+/** The device is already open (in this process or another). */
+export class DeviceBusyError extends NvmeError {
+  /** Create with a detail message. */
+  constructor(message: string) {
+    super("EBUSY", message);
+  }
+}
+
+/** A libc call failed. */
+export class SyscallError extends NvmeError {
+  /** errno value. */
+  readonly errno: number;
+  /** Create for a named call and its errno. */
+  constructor(call: string, errno: number, errnoName: string) {
+    super("ESYSCALL", `${call} failed: ${errnoName} (${errno})`);
+    this.errno = errno;
+  }
+}

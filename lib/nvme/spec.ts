@@ -1,0 +1,332 @@
+/**
+ * NVMe base specification definitions (2.0): controller registers, command and
+ * completion layouts, opcodes and status codes. The single source of these numbers.
+ * @module
+ */
+
+/** Controller register offsets in BAR0. */
+export const Reg = {
+  CAP: 0x00,
+  VS: 0x08,
+  INTMS: 0x0c,
+  INTMC: 0x10,
+  CC: 0x14,
+  CSTS: 0x1c,
+  NSSR: 0x20,
+  AQA: 0x24,
+  ASQ: 0x28,
+  ACQ: 0x30,
+  CMBLOC: 0x38,
+  CMBSZ: 0x3c,
+  /** First doorbell register (SQ0TDBL). */
+  DOORBELL: 0x1000,
+} as const;
+
+/** Decoded Controller Capabilities (CAP). */
+export interface Cap {
+  /** Maximum queue entries supported, as a count (MQES + 1). */
+  mqes: number;
+  /** Contiguous queues required. */
+  cqr: boolean;
+  /** Worst-case ready transition time in ms (CAP.TO * 500). */
+  timeoutMs: number;
+  /** Doorbell stride in bytes (4 << DSTRD). */
+  doorbellStride: number;
+  /** NVM subsystem reset supported. */
+  nssrs: boolean;
+  /** Command sets supported (CSS bitmask). */
+  css: number;
+  /** Minimum memory page size in bytes. */
+  mpsMin: number;
+  /** Maximum memory page size in bytes. */
+  mpsMax: number;
+}
+
+/** Decode the 64-bit CAP register. */
+export function decodeCap(cap: bigint): Cap {
+  const lo = Number(cap & 0xffff_ffffn);
+  const hi = Number(cap >> 32n);
+  return {
+    mqes: (lo & 0xffff) + 1,
+    cqr: ((lo >>> 16) & 1) === 1,
+    timeoutMs: ((lo >>> 24) & 0xff) * 500,
+    doorbellStride: 4 << (hi & 0xf),
+    nssrs: ((hi >>> 4) & 1) === 1,
+    css: (hi >>> 5) & 0xff,
+    mpsMin: 1 << (12 + ((hi >>> 16) & 0xf)),
+    mpsMax: 1 << (12 + ((hi >>> 20) & 0xf)),
+  };
+}
+
+/** Decode the VS register into "major.minor.tertiary". */
+export function decodeVersion(vs: number): string {
+  return `${vs >>> 16}.${(vs >>> 8) & 0xff}.${vs & 0xff}`;
+}
+
+/** Controller Configuration (CC) fields. */
+export const CC = {
+  EN: 1 << 0,
+  /** Shutdown notification: normal. */
+  SHN_NORMAL: 1 << 14,
+  /** Shutdown notification: abrupt. */
+  SHN_ABRUPT: 2 << 14,
+  SHN_MASK: 3 << 14,
+} as const;
+
+/** Build a CC value for enabling the controller. */
+export function ccValue(pageSize: number, sqes = 6, cqes = 4): number {
+  const mps = Math.log2(pageSize) - 12;
+  return (CC.EN | (0 << 4) | (mps << 7) | (0 << 11) | (sqes << 16) | (cqes << 20)) >>> 0;
+}
+
+/** Controller Status (CSTS) fields. */
+export const CSTS = {
+  RDY: 1 << 0,
+  CFS: 1 << 1,
+  SHST_MASK: 3 << 2,
+  SHST_COMPLETE: 2 << 2,
+  NSSRO: 1 << 4,
+  PP: 1 << 5,
+} as const;
+
+/** Submission queue entry size in bytes. */
+export const SQE_SIZE = 64;
+/** Completion queue entry size in bytes. */
+export const CQE_SIZE = 16;
+
+/** Admin command opcodes. */
+export const AdminOpc = {
+  DELETE_IO_SQ: 0x00,
+  CREATE_IO_SQ: 0x01,
+  GET_LOG_PAGE: 0x02,
+  DELETE_IO_CQ: 0x04,
+  CREATE_IO_CQ: 0x05,
+  IDENTIFY: 0x06,
+  ABORT: 0x08,
+  SET_FEATURES: 0x09,
+  GET_FEATURES: 0x0a,
+  ASYNC_EVENT_REQUEST: 0x0c,
+  NS_MANAGEMENT: 0x0d,
+  FW_COMMIT: 0x10,
+  FW_IMAGE_DOWNLOAD: 0x11,
+  DEVICE_SELF_TEST: 0x14,
+  NS_ATTACHMENT: 0x15,
+  KEEP_ALIVE: 0x18,
+  DIRECTIVE_SEND: 0x19,
+  DIRECTIVE_RECEIVE: 0x1a,
+  VIRTUALIZATION_MGMT: 0x1c,
+  DOORBELL_BUFFER_CONFIG: 0x7c,
+  FORMAT_NVM: 0x80,
+  SECURITY_SEND: 0x81,
+  SECURITY_RECEIVE: 0x82,
+  SANITIZE: 0x84,
+} as const;
+
+/** NVM command set IO opcodes. */
+export const IoOpc = {
+  FLUSH: 0x00,
+  WRITE: 0x01,
+  READ: 0x02,
+  WRITE_UNCORRECTABLE: 0x04,
+  COMPARE: 0x05,
+  WRITE_ZEROES: 0x08,
+  DATASET_MANAGEMENT: 0x09,
+  VERIFY: 0x0c,
+  COPY: 0x19,
+} as const;
+
+/** Identify CNS values. */
+export const Cns = {
+  NAMESPACE: 0x00,
+  CONTROLLER: 0x01,
+  ACTIVE_NS_LIST: 0x02,
+  NS_DESCRIPTORS: 0x03,
+} as const;
+
+/** Feature identifiers. */
+export const Fid = {
+  ARBITRATION: 0x01,
+  POWER_MGMT: 0x02,
+  TEMP_THRESHOLD: 0x04,
+  ERROR_RECOVERY: 0x05,
+  VOLATILE_WC: 0x06,
+  NUM_QUEUES: 0x07,
+  IRQ_COALESCING: 0x08,
+  IRQ_CONFIG: 0x09,
+  WRITE_ATOMICITY: 0x0a,
+  ASYNC_EVENT: 0x0b,
+  TIMESTAMP: 0x0e,
+  HOST_BEHAVIOR: 0x16,
+} as const;
+
+/** Status code types (SCT). */
+export const Sct = {
+  GENERIC: 0,
+  COMMAND_SPECIFIC: 1,
+  MEDIA: 2,
+  PATH: 3,
+  VENDOR: 7,
+} as const;
+
+const GENERIC: Record<number, string> = {
+  0x00: "Successful Completion",
+  0x01: "Invalid Command Opcode",
+  0x02: "Invalid Field in Command",
+  0x03: "Command ID Conflict",
+  0x04: "Data Transfer Error",
+  0x05: "Commands Aborted due to Power Loss Notification",
+  0x06: "Internal Error",
+  0x07: "Command Abort Requested",
+  0x08: "Command Aborted due to SQ Deletion",
+  0x09: "Command Aborted due to Failed Fused Command",
+  0x0a: "Command Aborted due to Missing Fused Command",
+  0x0b: "Invalid Namespace or Format",
+  0x0c: "Command Sequence Error",
+  0x0d: "Invalid SGL Segment Descriptor",
+  0x0e: "Invalid Number of SGL Descriptors",
+  0x0f: "Data SGL Length Invalid",
+  0x10: "Metadata SGL Length Invalid",
+  0x11: "SGL Descriptor Type Invalid",
+  0x12: "Invalid Use of Controller Memory Buffer",
+  0x13: "PRP Offset Invalid",
+  0x14: "Atomic Write Unit Exceeded",
+  0x15: "Operation Denied",
+  0x16: "SGL Offset Invalid",
+  0x18: "Host Identifier Inconsistent Format",
+  0x19: "Keep Alive Timer Expired",
+  0x1a: "Keep Alive Timeout Invalid",
+  0x1b: "Command Aborted due to Preempt and Abort",
+  0x1c: "Sanitize Failed",
+  0x1d: "Sanitize In Progress",
+  0x1e: "SGL Data Block Granularity Invalid",
+  0x1f: "Command Not Supported for Queue in CMB",
+  0x20: "Namespace is Write Protected",
+  0x21: "Command Interrupted",
+  0x22: "Transient Transport Error",
+  0x23: "Command Prohibited by Command and Feature Lockdown",
+  0x24: "Admin Command Media Not Ready",
+  0x80: "LBA Out of Range",
+  0x81: "Capacity Exceeded",
+  0x82: "Namespace Not Ready",
+  0x83: "Reservation Conflict",
+  0x84: "Format In Progress",
+};
+
+const COMMAND_SPECIFIC: Record<number, string> = {
+  0x00: "Completion Queue Invalid",
+  0x01: "Invalid Queue Identifier",
+  0x02: "Invalid Queue Size",
+  0x03: "Abort Command Limit Exceeded",
+  0x05: "Asynchronous Event Request Limit Exceeded",
+  0x06: "Invalid Firmware Slot",
+  0x07: "Invalid Firmware Image",
+  0x08: "Invalid Interrupt Vector",
+  0x09: "Invalid Log Page",
+  0x0a: "Invalid Format",
+  0x0b: "Firmware Activation Requires Conventional Reset",
+  0x0c: "Invalid Queue Deletion",
+  0x0d: "Feature Identifier Not Saveable",
+  0x0e: "Feature Not Changeable",
+  0x0f: "Feature Not Namespace Specific",
+  0x10: "Firmware Activation Requires NVM Subsystem Reset",
+  0x11: "Firmware Activation Requires Controller Level Reset",
+  0x12: "Firmware Activation Requires Maximum Time Violation",
+  0x13: "Firmware Activation Prohibited",
+  0x14: "Overlapping Range",
+  0x15: "Namespace Insufficient Capacity",
+  0x16: "Namespace Identifier Unavailable",
+  0x18: "Namespace Already Attached",
+  0x19: "Namespace Is Private",
+  0x1a: "Namespace Not Attached",
+  0x1b: "Thin Provisioning Not Supported",
+  0x1c: "Controller List Invalid",
+  0x1d: "Device Self-test In Progress",
+  0x1e: "Boot Partition Write Prohibited",
+  0x1f: "Invalid Controller Identifier",
+  0x20: "Invalid Secondary Controller State",
+  0x21: "Invalid Number of Controller Resources",
+  0x22: "Invalid Resource Identifier",
+  0x23: "Sanitize Prohibited While Persistent Memory Region is Enabled",
+  0x24: "ANA Group Identifier Invalid",
+  0x25: "ANA Attach Failed",
+  0x80: "Conflicting Attributes",
+  0x81: "Invalid Protection Information",
+  0x82: "Attempted Write to Read Only Range",
+  0x83: "Command Size Limit Exceeded",
+};
+
+const MEDIA: Record<number, string> = {
+  0x80: "Write Fault",
+  0x81: "Unrecovered Read Error",
+  0x82: "End-to-end Guard Check Error",
+  0x83: "End-to-end Application Tag Check Error",
+  0x84: "End-to-end Reference Tag Check Error",
+  0x85: "Compare Failure",
+  0x86: "Access Denied",
+  0x87: "Deallocated or Unwritten Logical Block",
+  0x88: "End-to-End Storage Tag Check Error",
+};
+
+const PATH: Record<number, string> = {
+  0x00: "Internal Path Error",
+  0x01: "Asymmetric Access Persistent Loss",
+  0x02: "Asymmetric Access Inaccessible",
+  0x03: "Asymmetric Access Transition",
+  0x60: "Controller Pathing Error",
+  0x70: "Host Pathing Error",
+  0x71: "Command Aborted By Host",
+};
+
+/** Status codes the driver itself branches on. */
+export const Status = {
+  SUCCESS: 0x000,
+  INVALID_OPCODE: 0x001,
+  INVALID_FIELD: 0x002,
+  ABORT_REQUESTED: 0x007,
+  SQ_DELETION: 0x008,
+  INVALID_NAMESPACE: 0x00b,
+  LBA_OUT_OF_RANGE: 0x080,
+  COMPARE_FAILURE: 0x285,
+} as const;
+
+/** Decoded 15-bit status field of a completion (CQE DW3 bits 31:17). */
+export interface DecodedStatus {
+  /** Status code type. */
+  sct: number;
+  /** Status code. */
+  sc: number;
+  /** (sct << 8) | sc: nvme-cli's way to print a status, e.g. 0x4001 with DNR. */
+  code: number;
+  /** Command Retry Delay index. */
+  crd: number;
+  /** More information in the error log. */
+  more: boolean;
+  /** Do Not Retry. */
+  dnr: boolean;
+  /** Human-readable name from the specification. */
+  name: string;
+}
+
+/** Name of a status from its SCT and SC. */
+export function statusName(sct: number, sc: number): string {
+  const table = sct === 0 ? GENERIC : sct === 1 ? COMMAND_SPECIFIC : sct === 2 ? MEDIA : sct === 3 ? PATH : undefined;
+  const n = table?.[sc];
+  if (n) return n;
+  if (sct === 7) return `Vendor Specific (sc 0x${sc.toString(16)})`;
+  return `Unknown status (sct ${sct}, sc 0x${sc.toString(16)})`;
+}
+
+/** Decode the status field: `sf` is CQE DW3 >>> 17 (phase bit removed). */
+export function decodeStatus(sf: number): DecodedStatus {
+  const sc = sf & 0xff;
+  const sct = (sf >>> 8) & 0x7;
+  return {
+    sct,
+    sc,
+    code: (sct << 8) | sc,
+    crd: (sf >>> 11) & 0x3,
+    more: ((sf >>> 13) & 1) === 1,
+    dnr: ((sf >>> 14) & 1) === 1,
+    name: statusName(sct, sc),
+  };
+}

@@ -1,0 +1,21 @@
+/**
+ * tsnvme: a userspace NVMe driver for Deno and Bun over Linux VFIO.
+ *
+ * ```ts
+ * import { NVMeDev } from "@tsnvme/tsnvme";
+ * await using dev = await NVMeDev.open("0000:01:00.0");
+ * console.log(dev.info.model, dev.nsList());
+ * const ns = dev.ns(1);
+ * const buf = dev.allocBuffer(ns.blockSize * 8);
+ * await ns.read(0, buf);
+ * ```
+ * @module
+ */
+export { type ControllerInfo, NVMeDev, type OpenOptions } from "./lib/dev.ts";
+export { type IoOptions, Namespace, type NamespaceInfo } from "./lib/io/namespace.ts";
+export { Controller, type ControllerOptions } from "./lib/nvme/controller.ts";
+export * from "./lib/nvme/errors.ts";
+export { type DecodedStatus, decodeStatus, statusName } from "./lib/nvme/spec.ts";
+export type { DmaBuffer, Transport } from "./lib/nvme/transport.ts";
+export type { QueueStats } from "./lib/nvme/queue.ts";
+export { listNvmeControllers, type PciInfo } from "./lib/vfio/sysfs.ts";

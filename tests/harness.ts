@@ -1,0 +1,38 @@
+/**
+ * One test API for both runtimes: Deno.test under Deno, bun:test under Bun.
+ * Test files import `test` from here and use node:assert/strict.
+ */
+type Fn = () => void | Promise<void>;
+
+/** Options accepted by {@link test}. */
+export interface TestOptions {
+  /** Skip the test (reported as ignored/skipped). */
+  ignore?: boolean;
+  /** Per-test timeout in ms (Bun only; Deno has none). */
+  timeout?: number;
+}
+
+const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+// A variable specifier keeps Deno from trying to resolve the bun: scheme.
+const bunSpec = "bun:test";
+// deno-lint-ignore no-explicit-any
+const bunTest: any = isBun ? (await import(bunSpec)).test : undefined;
+
+/** Register a test on whichever runtime is running. */
+export function test(name: string, fn: Fn, opts: TestOptions = {}): void {
+  if (isBun) {
+    if (opts.ignore) bunTest.skip(name, fn);
+    else bunTest(name, fn, opts.timeout ?? 120_000);
+    return;
+  }
+  Deno.test({
+    name,
+    fn,
+    ignore: opts.ignore ?? false,
+    sanitizeOps: false,
+    sanitizeResources: false,
+  });
+}
+
+/** Name of the runtime running the tests. */
+export const runtime: "deno" | "bun" = isBun ? "bun" : "deno";
