@@ -1,0 +1,81 @@
+/** Helpers for tests that run inside the QEMU guest (scripts/guest.sh). */
+import { execFileSync, spawnSync } from "node:child_process";
+import { closeSync, openSync, readSync } from "node:fs";
+import process from "node:process";
+
+/** True inside the guest started by scripts/guest.sh. */
+export const inGuest: boolean = process.env.TSNVME_GUEST === "1";
+/** PCI address of the emulated controller. */
+export const PCI: string = process.env.TSNVME_PCI ?? "";
+/** The running runtime. */
+export const runtime: "deno" | "bun" = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
+
+/** Rebind the controller to vfio-pci or the kernel nvme driver (waits for the device nodes). */
+export function bind(driver: "vfio" | "nvme"): void {
+  execFileSync("scripts/guest-bind.sh", [driver, PCI], { stdio: ["ignore", "ignore", "inherit"] });
+}
+
+/** Run nvme-cli and parse its JSON output. */
+export function nvmeCliJson(args: string[]): Record<string, unknown> {
+  const out = execFileSync("nvme", [...args, "-o", "json"], { encoding: "utf8", maxBuffer: 1 << 24 });
+  return JSON.parse(out);
+}
+
+/** Read bytes from a kernel block device at a byte offset (page cache is fresh after a rebind). */
+export function readBlockDev(path: string, offset: number, len: number): Uint8Array {
+  const fd = openSync(path, "r");
+  try {
+    const out = new Uint8Array(len);
+    let got = 0;
+    while (got < len) {
+      const n = readSync(fd, out, got, len - got, offset + got);
+      if (n <= 0) throw new Error(`short read from ${path}`);
+      got += n;
+    }
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Write through the kernel driver with O_DIRECT (dd), so the data is on the device before unbinding. */
+export function writeBlockDev(path: string, blockSize: number, lba: number, data: Uint8Array): void {
+  const r = spawnSync("dd", [
+    `of=${path}`,
+    `bs=${blockSize}`,
+    `seek=${lba}`,
+    `count=${data.length / blockSize}`,
+    "oflag=direct",
+    "conv=fsync,notrunc",
+    "status=none",
+  ], { input: data, maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`dd failed: ${r.stderr}`);
+}
+
+/** Command line that runs a TypeScript file under the current runtime. */
+export function runtimeArgv(script: string, args: string[]): [string, string[]] {
+  return runtime === "bun" ? [process.execPath, [script, ...args]] : [process.execPath, ["run", "-A", script, ...args]];
+}
+
+/** Deterministic pseudo-random bytes (xorshift), so failures can be reproduced from the seed. */
+export function randomBytes(len: number, seed: number): Uint8Array {
+  const out = new Uint8Array(len);
+  const v = new Uint32Array(out.buffer, 0, len >>> 2);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < v.length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    v[i] = x;
+  }
+  return out;
+}
+
+/** Index of the first differing byte, or -1. */
+export function firstDiff(a: Uint8Array, b: Uint8Array): number {
+  if (a.length !== b.length) return Math.min(a.length, b.length);
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
