@@ -3,3 +3,5 @@
  * @module
  */
 export { BOUNCE_MAX, type IoHost, type IoOptions, Namespace, type NamespaceInfo } from "./namespace.ts";
+export { QueuePair, type QueuePairConfig, type QueueStats } from "../nvme/queue.ts";
+export type { DmaBuffer } from "../nvme/transport.ts";

@@ -14,7 +14,7 @@ import {
   setNumQueuesCmd,
   type Sqe,
 } from "./command.ts";
-import { ControllerFatalError, DeviceGoneError, NvmeError, SetupError } from "./errors.ts";
+import { ControllerFatalError, DeviceGoneError, type NvmeError, SetupError } from "./errors.ts";
 import { prpListPages } from "./prp.ts";
 import { QueuePair } from "./queue.ts";
 import { type Cap, ccValue, CC, CQE_SIZE, CSTS, decodeCap, decodeVersion, Reg, SQE_SIZE } from "./spec.ts";

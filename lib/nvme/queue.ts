@@ -6,7 +6,7 @@
  * @module
  */
 import { type Sqe, setRw, SqeDw } from "./command.ts";
-import { DeviceClosedError, NvmeError, NvmeTimeoutError, statusError } from "./errors.ts";
+import { DeviceClosedError, type NvmeError, NvmeTimeoutError, statusError } from "./errors.ts";
 import { writePrps } from "./prp.ts";
 import { CQE_SIZE, SQE_SIZE } from "./spec.ts";
 import type { DmaBuffer } from "./transport.ts";
