@@ -22,12 +22,13 @@ const { values, positionals } = parseArgs({
     ramp: { type: "string", default: "0.5" },
     "namespace-id": { type: "string", short: "n", default: "1" },
     json: { type: "boolean", default: false },
+    "spin-us": { type: "string", default: "500" },
     help: { type: "boolean", short: "h" },
   },
 });
 if (values.help) {
   console.log("usage: bench.ts [pci-address] [--rw randread|randwrite|read|write] [--bs BYTES] [--iodepth 1,32] " +
-    "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--json]");
+    "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--spin-us US] [--json]");
   process.exit(0);
 }
 const rtName = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
@@ -60,7 +61,7 @@ export interface BenchResult {
   seconds: number;
 }
 
-await using dev = await NVMeDev.open(addr);
+await using dev = await NVMeDev.open(addr, { pollSpinUs: Number(values["spin-us"]) });
 const ns = dev.ns(Number(values["namespace-id"]));
 if (bs % ns.blockSize !== 0) {
   console.error(`--bs must be a multiple of the block size ${ns.blockSize}`);

@@ -34,6 +34,8 @@ export interface ControllerOptions {
   ioTimeoutMs?: number;
   /** Cap on bytes per IO command, below MDTS (default 2 MiB). */
   maxTransferBytes?: number;
+  /** IO queue polling window in µs before yielding to the event loop (default 500). */
+  pollSpinUs?: number;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -82,6 +84,7 @@ export class Controller {
       adminTimeoutMs: options.adminTimeoutMs ?? 60_000,
       ioTimeoutMs: options.ioTimeoutMs ?? 30_000,
       maxTransferBytes: options.maxTransferBytes ?? 2 * 1024 * 1024,
+      pollSpinUs: options.pollSpinUs ?? 500,
     };
     const capRaw = t.readReg64(Reg.CAP);
     if (capRaw === 0xffff_ffff_ffff_ffffn) throw new DeviceGoneError("CAP reads all ones: the device is not responding");
@@ -194,6 +197,7 @@ export class Controller {
       doorbells: this.transport.doorbells(),
       doorbellStride: this.cap.doorbellStride,
       defaultTimeoutMs: timeoutMs,
+      pollSpinUs: this.options.pollSpinUs,
     });
   }
 

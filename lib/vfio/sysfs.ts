@@ -75,15 +75,54 @@ export function listNvmeControllers(root = SYSFS_PCI): PciInfo[] {
   return names.sort().map((a) => pciInfo(a, root)).filter((p): p is PciInfo => p !== null && p.classCode === NVME_CLASS);
 }
 
-/** Devices sharing IOMMU group `group`, with their drivers. */
-export function groupMembers(group: number): PciInfo[] {
+/** Devices sharing IOMMU group `group`, with their drivers. `sysRoot` is where sysfs is mounted (tests pass a fake tree). */
+export function groupMembers(group: number, sysRoot = "/sys"): PciInfo[] {
+  const pci = sysRoot === "/sys" ? SYSFS_PCI : `${sysRoot}/bus/pci/devices`;
   try {
-    return readdirSync(`/sys/kernel/iommu_groups/${group}/devices`).sort().map((a) => pciInfo(a)).filter((
+    return readdirSync(`${sysRoot}/kernel/iommu_groups/${group}/devices`).sort().map((a) => pciInfo(a, pci)).filter((
       p,
     ): p is PciInfo => p !== null);
   } catch {
     return [];
   }
+}
+
+/** The kernel nvme driver's view of a controller it owns (only while bound to nvme). */
+export interface KernelNvme {
+  /** Character device name, e.g. "nvme0" (/dev/nvme0). */
+  name: string;
+  /** Model string reported by the controller, trimmed, or null if unreadable. */
+  model: string | null;
+  /**
+   * Namespace block devices, e.g. ["nvme0n1"]. Multipath path nodes (nvme0c0n1) are
+   * reported as their head (nvme0n1), since that is what gets mounted.
+   */
+  namespaces: string[];
+}
+
+/** What the kernel nvme driver made of `address`, or null when it does not own it. */
+export function kernelNvme(address: string, root = SYSFS_PCI): KernelNvme | null {
+  const dir = `${root}/${address}/nvme`;
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => /^nvme\d+$/.test(n)).sort();
+  } catch {
+    return null;
+  }
+  if (names.length === 0) return null;
+  const name = names[0];
+  let model: string | null = null;
+  try {
+    model = readFileSync(`${dir}/${name}/model`, "utf8").trim();
+  } catch { /* older kernels or a dying controller */ }
+  const namespaces = new Set<string>();
+  try {
+    for (const n of readdirSync(`${dir}/${name}`).sort()) {
+      const m = /^nvme(\d+)(?:c\d+)?n(\d+)$/.exec(n);
+      if (m) namespaces.add(`nvme${m[1]}n${m[2]}`);
+    }
+  } catch { /* no namespaces */ }
+  return { name, model, namespaces: [...namespaces] };
 }
 
 /** Shell commands that bind `address` to vfio-pci (printed in setup errors). */
