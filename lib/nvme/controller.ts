@@ -73,7 +73,22 @@ export class Controller {
     this.#scratch = this.#alloc(4096);
     const depth = Math.min(opts.adminQueueDepth, cap.mqes, 4096);
     this.admin = this.#makePair(0, depth, 0, opts.adminTimeoutMs);
+    this.admin.onTimeout = this.#onTimeout;
   }
+
+  /** Fatal or gone controller found after a timeout: fail every queue with the typed error. */
+  readonly #onTimeout = (): void => {
+    try {
+      this.checkHealth();
+    } catch (e) {
+      this.failed = e as NvmeError;
+      this.admin.fail(this.failed);
+      for (const q of this.io) q.fail(this.failed);
+    }
+  };
+
+  /** Set once the controller was found fatal (CSTS.CFS) or gone; every queue was failed with it. */
+  failed: NvmeError | null = null;
 
   /** Reset and enable the controller behind `t`, identify it and create IO queues. */
   static async init(t: Transport, options: ControllerOptions = {}): Promise<Controller> {
@@ -168,6 +183,7 @@ export class Controller {
     const prpPages = prpListPages(1, this.maxTransferBytes, this.pageSize) + 0;
     for (let qid = 1; qid <= granted; qid++) {
       const qp = this.#makePair(qid, depth, prpPages, this.options.ioTimeoutMs);
+      qp.onTimeout = this.#onTimeout;
       const [sq, cq] = [this.#ioMem.get(qid)![0], this.#ioMem.get(qid)![1]];
       await this.adminCommand(createIoCqCmd(qid, depth), cq.iova, 0);
       await this.adminCommand(createIoSqCmd(qid, depth, qid), sq.iova, 0);

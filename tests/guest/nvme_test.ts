@@ -10,11 +10,14 @@ import { test } from "../harness.ts";
 import { idCtrlToJson, idNsToJson } from "../../lib/admin/identify.ts";
 import { NVMeDev } from "../../lib/dev.ts";
 import {
+  ControllerFatalError,
   DeviceBusyError,
   DeviceClosedError,
   InvalidArgumentError,
+  NvmeTimeoutError,
   SetupError,
 } from "../../lib/nvme/errors.ts";
+import type { VfioTransport } from "../../lib/vfio/transport.ts";
 import {
   bind,
   firstDiff,
@@ -199,6 +202,27 @@ test("close during IO fails in-flight commands with a typed error, then reopen w
   const results = await Promise.all(inflight);
   await closing;
   for (const r of results) assert.ok(r === "ok" || r instanceof DeviceClosedError, String(r));
+  await using again = await NVMeDev.open(PCI);
+  const { lba, len } = written[1][0];
+  const b = new Uint8Array(len);
+  await again.ns(1).read(lba, b);
+  assert.equal(firstDiff(b, shadow[1].subarray(lba * 512, lba * 512 + len)), -1);
+}, skip);
+
+test("controller fatal status (CSTS.CFS) is detected: typed errors, clean close, reopen recovers", async () => {
+  const dev = await NVMeDev.open(PCI, { ioTimeoutMs: 1000 });
+  const ns = dev.ns(1);
+  await ns.read(0, new Uint8Array(4096));
+  // With bus mastering off, QEMU's controller cannot DMA and declares itself fatal.
+  const vfio = (dev.controller.transport as VfioTransport).device;
+  const cmd = vfio.readConfig(4, 2);
+  vfio.writeConfig(4, new Uint8Array([cmd[0] & ~4, cmd[1]]));
+  const t0 = performance.now();
+  await assert.rejects(ns.read(8, new Uint8Array(4096)), (e: unknown) => e instanceof NvmeTimeoutError || e instanceof ControllerFatalError);
+  assert.ok(performance.now() - t0 < 5000, "no hang");
+  assert.ok(dev.controller.failed instanceof ControllerFatalError, String(dev.controller.failed));
+  await assert.rejects(ns.read(16, new Uint8Array(4096)), ControllerFatalError);
+  await dev.close();
   await using again = await NVMeDev.open(PCI);
   const { lba, len } = written[1][0];
   const b = new Uint8Array(len);

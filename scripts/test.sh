@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Every test, as CI runs it: static checks, the no-device tier, and the QEMU guest tier
+# (real VFIO + emulated IOMMU + QEMU's NVMe), each on Deno and on Bun. Installs what it needs.
+# Usage: scripts/test.sh [--no-guest]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+GUEST=1
+[[ ${1:-} == --no-guest ]] && GUEST=0
+scripts/install-deps.sh || { echo "test: dependency install failed"; exit 1; }
+export PATH="$PWD/node_modules/.bin:$PATH" NO_COLOR=1 FORCE_COLOR=0
+LOGDIR=$(mktemp -d)
+total_pass=0 total_fail=0
+summary=()
+
+count() { # name log: add a runner's counts (deno "N passed | M failed", bun "N pass"/"M fail")
+  local name=$1 log=$2 p=0 f=0 line
+  while IFS= read -r line; do
+    if [[ $line =~ ([0-9]+)\ passed\ \|\ ([0-9]+)\ failed ]]; then p=$((p + BASH_REMATCH[1])); f=$((f + BASH_REMATCH[2])); fi
+    if [[ $line =~ ^\ *([0-9]+)\ pass$ ]]; then p=$((p + BASH_REMATCH[1])); fi
+    if [[ $line =~ ^\ *([0-9]+)\ fail$ ]]; then f=$((f + BASH_REMATCH[1])); fi
+  done < "$log"
+  echo "$p $f"
+}
+
+step() { # name cmd...: run, show output, count tests (or 1 check for a plain command)
+  local name=$1; shift
+  local log="$LOGDIR/${name//\//_}.log"
+  echo "=== $name: $*"
+  "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  read -r p f < <(count "$name" "$log")
+  if ((p + f == 0)); then if ((rc == 0)); then p=1; else f=1; fi; fi
+  if ((rc != 0 && f == 0)); then f=1; fi
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+  summary+=("$name: $p passed, $f failed")
+}
+
+TS_FILES=(mod.ts lib/admin/mod.ts lib/io/mod.ts scripts/*.ts tests/harness.ts tests/unit/*.ts tests/guest/*.ts)
+step "static/check" deno check "${TS_FILES[@]}"
+step "static/lint" deno lint
+step "static/doc-lint" deno doc --lint mod.ts lib/admin/mod.ts lib/io/mod.ts
+step "static/publish-dry-run" deno publish --dry-run --allow-dirty
+step "unit/deno" deno test -A tests/unit/
+step "unit/bun" bun test tests/unit/
+if ((GUEST)); then
+  # One boot runs both runtimes; run.sh prints each runtime's own summary, split below.
+  log="$LOGDIR/guest.log"
+  echo "=== guest (QEMU, VFIO, emulated NVMe): deno + bun"
+  scripts/guest.sh -- tests/guest/run.sh 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  for rt in deno bun; do
+    awk -v rt="$rt" '/^== guest tier on /{on=($5==rt)} on' "$log" > "$LOGDIR/guest-$rt.log"
+    read -r p f < <(count "guest/$rt" "$LOGDIR/guest-$rt.log")
+    if ((p + f == 0)); then f=1; fi # a tier that ran nothing is a failure
+    total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+    summary+=("guest/$rt: $p passed, $f failed")
+  done
+  if ((rc != 0)) && ! grep -qE "[1-9][0-9]* (failed|fail)$" "$log"; then
+    total_fail=$((total_fail + 1)); summary+=("guest/harness: exit $rc")
+  fi
+fi
+echo
+echo "=== summary"
+printf '%s\n' "${summary[@]}"
+echo "total: $total_pass passed, $total_fail failed"
+rm -rf "$LOGDIR"
+((total_fail == 0))
