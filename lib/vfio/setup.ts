@@ -7,11 +7,15 @@
 import { spawnSync } from "node:child_process";
 import { chownSync, closeSync, constants, existsSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
+import { userInfo } from "node:os";
 import process from "node:process";
-import { detectRuntime, Errno, errnoName, type Libc, loadLibc, O_CLOEXEC, O_RDWR } from "../ffi/mod.ts";
+import { detectRuntime, Errno, errnoName, type Libc, loadLibc, O_CLOEXEC, O_RDWR, type RuntimeName } from "../ffi/mod.ts";
 import { DeviceBusyError, InvalidArgumentError, SetupError } from "../nvme/errors.ts";
 import { memlockLimit } from "./vfio.ts";
 import { groupMembers, kernelNvme, listNvmeControllers, normalizePciAddress, NVME_CLASS, pciInfo, type PciInfo } from "./sysfs.ts";
+
+/** Re-exported so the options' libc type is part of this module's documented API. */
+export type { Libc, RuntimeName };
 
 /** Where the host's pseudo filesystems live; tests point these into a temp dir. */
 export interface SetupRoots {
@@ -104,6 +108,17 @@ function libcOpenProbe(libc: Libc): OpenProbe {
     libc.close(fd);
     return 0;
   };
+}
+
+/** Login name for fix texts; $USER is often unset under setpriv, sudo -u or services. */
+function currentUser(): string {
+  const env = process.env.USER ?? process.env.LOGNAME;
+  if (env) return env;
+  try {
+    return userInfo().username;
+  } catch {
+    return "$USER";
+  }
 }
 
 /** Options of {@link doctor}. */
@@ -247,17 +262,13 @@ function runtimeChecks(rt: RuntimeInfo): Check[] {
       ? { id: "runtime", status: "warn", detail: `${rt.name} ${rt.version} is old`, fix: `upgrade ${rt.name} (deno ≥ 2, bun ≥ 1.1)` }
       : { id: "runtime", status: "ok", detail: `${rt.name} ${rt.version}` },
   );
-  if (rt.name === "deno") {
-    out.push(
-      rt.ffi
-        ? { id: "ffi", status: "ok", detail: "FFI permission granted" }
-        : {
-          id: "ffi",
-          status: "FAIL",
-          detail: "no FFI permission: tsnvme calls libc (open, ioctl, mmap) through FFI",
-          fix: "run Deno with --allow-ffi (or -A)",
-        },
-    );
+  if (rt.name === "deno" && !rt.ffi) {
+    out.push({
+      id: "ffi",
+      status: "FAIL",
+      detail: "no FFI permission: tsnvme calls libc (open, ioctl, mmap) through FFI",
+      fix: "run Deno with --allow-ffi (or -A)",
+    });
   }
   return out;
 }
@@ -440,13 +451,21 @@ function controllerChecks(info: PciInfo, r: Roots, probe: OpenProbe, user: strin
 export async function doctor(opts: DoctorOptions = {}): Promise<Check[]> {
   const r = roots(opts);
   const rt = opts.runtime ?? currentRuntime();
-  const user = opts.user ?? process.env.USER ?? process.env.LOGNAME ?? "$USER";
+  const user = opts.user ?? currentUser();
   let libc: Libc | null = null;
+  const checks: Check[] = runtimeChecks(rt);
   if (opts.libc !== undefined) libc = opts.libc;
   else if (rt.ffi) {
     try {
       libc = await loadLibc();
-    } catch { /* reported by the ffi check */ }
+      checks.push({
+        id: "ffi",
+        status: "ok",
+        detail: `libc loaded through ${rt.name === "deno" ? "Deno.dlopen (FFI permission granted)" : "bun:ffi"}`,
+      });
+    } catch (e) {
+      checks.push({ id: "ffi", status: "FAIL", detail: `cannot load libc: ${(e as Error).message}`, fix: "tsnvme needs glibc's libc.so.6" });
+    }
   }
   const probe = opts.openProbe ?? (libc ? libcOpenProbe(libc) : fsOpenProbe);
   let address: string | undefined;
@@ -456,14 +475,13 @@ export async function doctor(opts: DoctorOptions = {}): Promise<Check[]> {
     address = n;
   }
 
-  const checks: Check[] = [
-    ...runtimeChecks(rt),
+  checks.push(
     iommuCheck(r),
     ...vfioModuleChecks(r),
     containerCheck(r, probe),
     interruptRemapCheck(r, opts.dmesg ?? defaultDmesg),
     memlockCheck(r, opts, libc, user),
-  ];
+  );
 
   if (address) {
     const info = pciInfo(address, r.pci);

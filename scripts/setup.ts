@@ -1,0 +1,194 @@
+/**
+ * Host setup and diagnosis for tsnvme: check the host, hand a controller to
+ * vfio-pci and back, list controllers. Thin CLI over lib/vfio/setup.ts.
+ *
+ *   deno run -A scripts/setup.ts doctor [ADDR] [--output-format json]
+ *   sudo bun scripts/setup.ts bind 0000:01:00.0 [--user alice]
+ *   sudo bun scripts/setup.ts unbind 0000:01:00.0
+ *   bun scripts/setup.ts list
+ * @module
+ */
+import process from "node:process";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { NvmeError } from "../lib/nvme/errors.ts";
+import { bindVfio, doctor, formatChecks, listControllers, memlockAdvice, unbindVfio } from "../lib/vfio/setup.ts";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+type Values = Record<string, string | boolean | undefined>;
+
+class UsageError extends Error {}
+
+interface Command {
+  summary: string;
+  usage: string;
+  help: string;
+  options: Options;
+  /** Allowed positional count: [min, max]. */
+  args: [number, number];
+  run(pos: string[], values: Values): Promise<number>;
+}
+
+const out = (s: string) => process.stdout.write(s);
+const err = (s: string) => process.stderr.write(s);
+
+function format(values: Values): "normal" | "json" {
+  const f = String(values["output-format"]);
+  if (f !== "normal" && f !== "json") throw new UsageError(`invalid --output-format: ${f} (normal|json)`);
+  return f;
+}
+
+const outputFormat: Options = { "output-format": { type: "string", short: "o", default: "normal" } };
+
+const commands: Record<string, Command> = {
+  doctor: {
+    summary: "Check that this host can run tsnvme, with a fix for each problem",
+    usage: "doctor [ADDR] [--output-format normal|json]",
+    help: "Checks the runtime, FFI permission, IOMMU, vfio modules, /dev/vfio, the locked-memory limit,\n" +
+      "interrupt remapping, and for each NVMe controller (or just ADDR) its driver, IOMMU group,\n" +
+      "group viability and /dev/vfio/<group>. Exit status 0 when nothing FAILs, 1 otherwise.",
+    options: outputFormat,
+    args: [0, 1],
+    async run(pos, values) {
+      const f = format(values);
+      const checks = await doctor({ address: pos[0] });
+      const failed = checks.filter((c) => c.status === "FAIL").length;
+      if (f === "json") out(JSON.stringify({ ok: failed === 0, checks }, null, 2) + "\n");
+      else {
+        out(formatChecks(checks));
+        const warned = checks.filter((c) => c.status === "warn").length;
+        out(failed ? `\n${failed} check${failed > 1 ? "s" : ""} failed\n` : `\nall good${warned ? ` (${warned} warning${warned > 1 ? "s" : ""})` : ""}\n`);
+      }
+      return failed ? 1 : 0;
+    },
+  },
+  bind: {
+    summary: "Bind an NVMe controller to vfio-pci (as root)",
+    usage: "bind ADDR [--user NAME] [--force]",
+    help: "Loads vfio-pci if needed, sets driver_override, unbinds the current driver and reprobes, then waits\n" +
+      "for /dev/vfio/<group>. Refuses devices that are not NVMe controllers, and controllers whose\n" +
+      "namespaces are mounted or in use (--force overrides that).\n" +
+      "  --user NAME   give /dev/vfio/<group> to NAME so it can use the controller without root\n" +
+      "  --force       bind even if the kernel's namespaces are mounted or in use",
+    options: { user: { type: "string", short: "u" }, force: { type: "boolean" } },
+    args: [1, 1],
+    async run([addr], values) {
+      const user = values.user as string | undefined;
+      if (user === "") throw new UsageError("--user needs a name");
+      const r = await bindVfio(addr, { user, force: values.force === true, log: (l) => out(`bind: ${l}\n`) });
+      out(`${r.address} is bound to vfio-pci: ${r.groupPath}${r.owner ? `, owned by ${r.owner}` : ""}\n`);
+      if (r.owner) {
+        const name = r.owner.split(" ")[0];
+        out(`note: the owner resets when the device is rebound or the host reboots\n`);
+        out(`note: ${memlockAdvice(name)}\n`);
+      }
+      return 0;
+    },
+  },
+  unbind: {
+    summary: "Give an NVMe controller back to the kernel nvme driver (as root)",
+    usage: "unbind ADDR",
+    help: "Clears driver_override, unbinds vfio-pci and reprobes, then waits for the kernel's /dev/nvmeX.",
+    options: {},
+    args: [1, 1],
+    async run([addr]) {
+      const r = await unbindVfio(addr, { log: (l) => out(`unbind: ${l}\n`) });
+      out(`${r.address} is bound to nvme${r.controller ? `: /dev/${r.controller}` : ""}\n`);
+      return 0;
+    },
+  },
+  list: {
+    summary: "List NVMe controllers with their driver and IOMMU group",
+    usage: "list [--output-format normal|json]",
+    help: "One line per NVMe controller (PCI class 0x010802); for those the kernel owns, /dev/nvmeX and model.",
+    options: outputFormat,
+    args: [0, 0],
+    run(_pos, values) {
+      const rows = listControllers();
+      if (format(values) === "json") {
+        out(JSON.stringify({ controllers: rows }, null, 2) + "\n");
+        return Promise.resolve(0);
+      }
+      if (rows.length === 0) {
+        out("no NVMe controllers found\n");
+        return Promise.resolve(0);
+      }
+      const hex = (n: number) => n.toString(16).padStart(4, "0");
+      const table = [["Address", "Vendor:Device", "Driver", "IOMMU group", "Kernel device"]];
+      for (const c of rows) {
+        table.push([
+          c.address,
+          `${hex(c.vendor)}:${hex(c.device)}`,
+          c.driver ?? "(none)",
+          c.iommuGroup === null ? "(none)" : String(c.iommuGroup),
+          c.kernel ? `/dev/${c.kernel.name}${c.kernel.model ? `  ${c.kernel.model}` : ""}` : "",
+        ]);
+      }
+      const w = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
+      for (const r of table) out(r.map((c, j) => c.padEnd(w[j])).join("  ").trimEnd() + "\n");
+      return Promise.resolve(0);
+    },
+  },
+};
+
+function mainUsage(): string {
+  const w = Math.max(...Object.keys(commands).map((k) => k.length));
+  return "usage: setup.ts <command> [<args>]\n\n" +
+    Object.entries(commands).map(([k, c]) => `  ${k.padEnd(w)}  ${c.summary}`).join("\n") +
+    "\n\nSee 'setup.ts <command> --help' for a command's options.\n";
+}
+
+/** Run the CLI with `argv` (without the runtime and script); returns the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "help" || name === "--help" || name === "-h") {
+    (name ? out : err)(mainUsage());
+    return name ? 0 : 2;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    err(`setup.ts: unknown command: ${name}\n${mainUsage()}`);
+    return 2;
+  }
+  const usage = `usage: setup.ts ${cmd.usage}\n`;
+  let values: Values, positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: rest,
+      options: { ...cmd.options, help: { type: "boolean", short: "h" } },
+      allowPositionals: true,
+      strict: true,
+    }) as { values: Values; positionals: string[] });
+  } catch (e) {
+    err(`setup.ts ${name}: ${(e as Error).message}\n${usage}`);
+    return 2;
+  }
+  if (values.help) {
+    out(`${usage}\n${cmd.summary}.\n${cmd.help}\n`);
+    return 0;
+  }
+  if (positionals.length < cmd.args[0] || positionals.length > cmd.args[1]) {
+    err(`setup.ts ${name}: ${positionals.length < cmd.args[0] ? "missing argument" : "too many arguments"}\n${usage}`);
+    return 2;
+  }
+  try {
+    return await cmd.run(positionals, values);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(`setup.ts ${name}: ${e.message}\n${usage}`);
+      return 2;
+    }
+    if (e instanceof NvmeError) {
+      err(`setup.ts ${name}: error: ${e.message}\n`);
+      return e.code === "EINVAL_ARG" ? 2 : 1;
+    }
+    throw e;
+  }
+}
+
+if (import.meta.main) {
+  // Exit explicitly: an unbind that timed out leaves a kernel write pending that would keep us alive.
+  const code = await main(process.argv.slice(2));
+  const flush = (s: NodeJS.WriteStream) => new Promise<void>((res) => s.write("", () => res()));
+  await Promise.all([flush(process.stdout), flush(process.stderr)]);
+  process.exit(code);
+}
