@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chownSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import process from "node:process";
 import { test } from "../harness.ts";
 import { idCtrlToJson, idNsToJson } from "../../lib/admin/identify.ts";
 import { NVMeDev } from "../../lib/dev.ts";
@@ -228,6 +229,35 @@ test("controller fatal status (CSTS.CFS) is detected: typed errors, clean close,
   const b = new Uint8Array(len);
   await again.ns(1).read(lba, b);
   assert.equal(firstDiff(b, shadow[1].subarray(lba * 512, lba * 512 + len)), -1);
+}, skip);
+
+test("non-root user: permission and memlock problems are typed setup errors with the fix", () => {
+  const group = readlinkSync(`/sys/bus/pci/devices/${PCI}/iommu_group`).split("/").pop();
+  const node = `/dev/vfio/${group}`;
+  const asNobody = (memlockKiB: string) => {
+    const [cmd, argv] = runtimeArgv("tests/guest/open_child.ts", [PCI]);
+    const rtArgv = runtime === "deno" ? ["run", "-A", "--no-check", ...argv.slice(2)] : argv;
+    const sh = `ulimit -l ${memlockKiB}; exec "$0" "$@"`;
+    const r = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", sh, cmd, ...rtArgv], {
+      encoding: "utf8",
+      env: { ...process.env, HOME: "/tmp", DENO_DIR: "/tmp/deno-nobody", XDG_CACHE_HOME: "/tmp/cache-nobody" },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split("\n").pop()!);
+  };
+  try {
+    const denied = asNobody("unlimited");
+    assert.equal(denied.code, "ESETUP", JSON.stringify(denied));
+    assert.equal(denied.reason, "permission");
+    assert.match(denied.message, new RegExp(`chown .* ${node}`));
+    chownSync(node, 65534, 65534);
+    const pinned = asNobody("64");
+    assert.equal(pinned.reason, "memlock", JSON.stringify(pinned));
+    assert.match(pinned.message, /ulimit -l/);
+    assert.deepEqual(asNobody("unlimited"), { ok: true }, "with the node and the limit, a non-root user can use the device");
+  } finally {
+    chownSync(node, 0, 0);
+  }
 }, skip);
 
 test("CLI write then read round-trips a file", () => {
