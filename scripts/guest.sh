@@ -1,0 +1,428 @@
+#!/usr/bin/env bash
+# Run a command inside a QEMU guest that has an emulated NVMe controller behind an emulated
+# IOMMU (intel-iommu), with the controller bound to vfio-pci, the kernel nvme driver, or nothing.
+# The guest's root is the host's / (read-only, over 9p), so the checkout, deno and bun are at the
+# same paths as on the host. See scripts/GUEST.md.
+#
+#   scripts/guest.sh [--bind vfio|nvme|none] [--mem MB] [--smp N] [--timeout SEC]
+#                    [--ns SIZE_MB:BLOCK_SIZE[,...]] [--fresh-disk] [--out DIR] [-v] [--] CMD [ARGS...]
+#
+# Exit status: the command's, or 125 when the harness itself fails (setup, boot, timeout).
+set -euo pipefail
+
+PROG=guest.sh
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+PACKAGES=(qemu-system-x86 busybox-static kmod cpio nvme-cli fio)
+
+die() { echo "$PROG: error: $*" >&2; exit 125; }
+say() { echo "$PROG: $*" >&2; }
+vsay() { if ((VERBOSE)); then say "$@"; fi; }
+
+# On any exit: stop QEMU and the output relays if still running. An unplanned exit (a failing
+# command under set -e) is reported as a harness failure, 125, never as the command's status.
+QPID='' OPID='' EPID='' FINISHED=0
+on_exit() {
+  local rc=$? p
+  for p in $QPID $OPID $EPID; do kill "$p" 2>/dev/null || true; done
+  if ((!FINISHED && rc != 0 && rc != 125 && rc != 130 && rc != 143)); then
+    echo "$PROG: error: unexpected failure (status $rc)" >&2
+    exit 125
+  fi
+}
+trap on_exit EXIT
+trap 'say "interrupted"; exit 130' INT
+trap 'say "terminated"; exit 143' TERM
+
+usage() {
+  cat <<'EOF'
+usage: scripts/guest.sh [options] [--] CMD [ARGS...]
+  --bind vfio|nvme|none   driver for the NVMe controller before CMD runs (default vfio)
+  --mem MB                guest memory (default 3072)
+  --smp N                 guest vCPUs (default 2)
+  --timeout SEC           limit for boot + CMD; on expiry exit 125 (default 1800)
+  --ns SIZE_MB:BS[,...]   namespaces: size in MiB and logical block size (default 64:512,16:4096)
+  --fresh-disk            recreate the namespace images (zero-filled) before booting
+  --out DIR               host dir the guest sees writable at $TSNVME_OUT (default $TSNVME_CACHE/out)
+  -v, --verbose           print setup and boot progress to stderr
+Exit status: CMD's, or 125 if the harness fails. Cache: $TSNVME_CACHE (default <repo>/.cache/guest).
+EOF
+}
+
+# ---------------------------------------------------------------- options
+BIND=vfio MEM=3072 SMP=2 TIMEOUT=1800 NS=64:512,16:4096 FRESH=0 OUT='' VERBOSE=0
+while (($#)); do
+  case $1 in
+    --bind|--mem|--smp|--timeout|--ns|--out)
+      (($# >= 2)) || die "$1 needs a value"
+      opt=${1#--}; val=$2; shift 2 ;;
+    --bind=*|--mem=*|--smp=*|--timeout=*|--ns=*|--out=*)
+      opt=${1%%=*}; opt=${opt#--}; val=${1#*=}; shift ;;
+    --fresh-disk) FRESH=1; shift; continue ;;
+    -v|--verbose) VERBOSE=1; shift; continue ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; break ;;
+    -*) usage >&2; die "unknown option $1" ;;
+    *) break ;;
+  esac
+  case $opt in
+    bind) BIND=$val ;; mem) MEM=$val ;; smp) SMP=$val ;; timeout) TIMEOUT=$val ;;
+    ns) NS=$val ;; out) OUT=$val ;;
+  esac
+done
+(($#)) || { usage >&2; die "no command given"; }
+case $BIND in vfio|nvme|none) ;; *) die "--bind must be vfio, nvme or none (got '$BIND')" ;; esac
+for v in MEM SMP TIMEOUT; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--${v,,} must be a positive integer"; done
+NS_SIZES=() NS_BS=()
+IFS=, read -ra ns_list <<<"$NS"
+for spec in "${ns_list[@]}"; do
+  [[ $spec =~ ^([1-9][0-9]*):([1-9][0-9]*)$ ]] || die "bad --ns entry '$spec' (want SIZE_MB:BLOCK_SIZE)"
+  bs=${BASH_REMATCH[2]}
+  ((bs >= 512 && bs <= 65536 && (bs & (bs - 1)) == 0)) || die "block size $bs must be a power of two in 512..65536"
+  NS_SIZES+=("${BASH_REMATCH[1]}") NS_BS+=("$bs")
+done
+((${#NS_SIZES[@]} >= 1 && ${#NS_SIZES[@]} <= 256)) || die "--ns needs 1..256 namespaces"
+
+[[ ${TSNVME_GUEST:-} != 1 ]] || die "already inside the test guest (TSNVME_GUEST=1); run CMD directly"
+# The guest mounts a tmpfs over /tmp, which would hide a checkout living there.
+case $REPO/ in /tmp/*) die "the checkout ($REPO) is under /tmp, which the guest covers with a tmpfs; move it" ;; esac
+
+CACHE=${TSNVME_CACHE:-$REPO/.cache/guest}
+mkdir -p "$CACHE" && CACHE=$(cd "$CACHE" && pwd -P) || die "cannot create cache dir $CACHE"
+OUT=${OUT:-$CACHE/out}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd -P) || die "cannot create out dir $OUT"
+LOGS=$CACHE/logs
+mkdir -p "$LOGS"
+
+# One guest per cache at a time: runs share the kernel cache and the disk images (QEMU locks them).
+exec 9>"$CACHE/lock"
+if ! flock -n 9; then
+  say "another guest.sh run holds $CACHE/lock; waiting"
+  flock 9
+fi
+
+# ---------------------------------------------------------------- host packages (first run)
+have_tools() {
+  local t
+  for t in qemu-system-x86_64 depmod modprobe cpio gzip nvme fio timeout flock mkfifo; do
+    command -v "$t" >/dev/null 2>&1 || return 1
+  done
+  # The initramfs needs a static busybox (the "busybox" package is dynamically linked).
+  dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed'
+}
+APT_UPDATED=0
+apt_update_once() {
+  ((APT_UPDATED)) && return 0
+  say "apt-get update"
+  apt-get update >>"$LOGS/setup.log" 2>&1 || die "apt-get update failed, see $LOGS/setup.log"
+  APT_UPDATED=1
+}
+if ! have_tools; then
+  ((EUID == 0)) || die "missing tools; as root run: apt-get install -y ${PACKAGES[*]}"
+  apt_update_once
+  say "installing ${PACKAGES[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "${PACKAGES[@]}" >>"$LOGS/setup.log" 2>&1 ||
+    die "apt-get install failed, see $LOGS/setup.log"
+  have_tools || die "tools still missing after apt-get install"
+fi
+BUSYBOX=$(command -v busybox 2>/dev/null || echo /bin/busybox)
+
+# ---------------------------------------------------------------- guest kernel (first run)
+# The kernel is Debian's own (the package linux-image-amd64 depends on), unpacked, not installed.
+# Once cached it is reused as is, so runs work offline; delete $CACHE/kernel to refresh it.
+KDIR=$CACHE/kernel
+if [[ ! -f $KDIR/ready ]]; then
+  kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}' || true)
+  if [[ -z $kpkg && $EUID -eq 0 ]]; then
+    apt_update_once
+    kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}' || true)
+  fi
+  [[ -n $kpkg ]] || die "cannot find the kernel package (apt-cache depends linux-image-amd64); run apt-get update"
+  kver=${kpkg#linux-image-}
+  say "downloading guest kernel $kpkg (first run only)"
+  rm -rf "$KDIR" "$KDIR.tmp"
+  mkdir -p "$KDIR.tmp/deb"
+  # apt-get download as root warns that _apt cannot write here; harmless.
+  (cd "$KDIR.tmp/deb" && apt-get download "$kpkg") >>"$LOGS/setup.log" 2>&1 ||
+    die "apt-get download $kpkg failed, see $LOGS/setup.log"
+  dpkg -x "$KDIR.tmp"/deb/*.deb "$KDIR.tmp/root" || die "dpkg -x failed"
+  rm -rf "$KDIR.tmp/deb"
+  # dpkg -x runs no post-install step: build modules.dep ourselves.
+  depmod -b "$KDIR.tmp/root" "$kver" || die "depmod failed"
+  [[ -f $KDIR.tmp/root/boot/vmlinuz-$kver ]] || die "no vmlinuz-$kver in $kpkg"
+  echo "$kver" >"$KDIR.tmp/version"
+  touch "$KDIR.tmp/ready"
+  mv "$KDIR.tmp" "$KDIR"
+fi
+KVER=$(<"$KDIR/version")
+KROOT=$KDIR/root
+VMLINUZ=$KROOT/boot/vmlinuz-$KVER
+
+# ---------------------------------------------------------------- initramfs
+# Modules, in load order (modprobe --show-depends gives dependencies, softdeps included).
+# Phase 1 brings up 9p and virtio-serial; phase 2 loads the NVMe-facing drivers with PCI
+# autoprobe off, so neither nvme nor vfio-pci grabs the controller before guest-bind.sh does.
+MODS_PHASE1=(virtio_pci virtio_console 9pnet_virtio 9p)
+# crc64_rocksoft_generic: crc64-rocksoft (an nvme-core dependency) asks the crypto API for it,
+# which would need request_module and so a modprobe in the initramfs; load it up front instead.
+MODS_PHASE2=(vfio-pci vfio_iommu_type1 crc64_rocksoft_generic nvme)
+
+# PID 1 of the guest. It prints only to the serial console (the host's boot log); the command's
+# output travels over virtio-serial ports. Any failure powers off, so QEMU always exits.
+read -r -d '' INIT_SH <<'EOF' || true
+#!/bin/sh
+export PATH=/bin
+fail() { echo "tsnvme-init: FATAL: $*"; sync; poweroff -f; sleep 5; }
+mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs devtmpfs /dev || fail "base mounts"
+echo "tsnvme-init: start $(cut -d' ' -f1 /proc/uptime)s"
+load() { while read -r m; do insmod "/lib/modules/$m" || fail "insmod $m"; done <"$1"; }
+load /modules.phase1
+echo 0 >/sys/bus/pci/drivers_autoprobe
+load /modules.phase2
+echo 1 >/sys/bus/pci/drivers_autoprobe
+
+R=/newroot
+mkdir -p $R
+# msize: the small default makes loading deno/bun (100+ MB each) slow.
+# cache=loose: starting deno+bun took ~35 s with cache=none, ~5 s with it. The price: a host file
+# changed during the run may look stale to this guest (each boot starts with an empty cache).
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot $R || fail "mount host /"
+mount -t proc proc $R/proc && mount -t sysfs sysfs $R/sys && mount -t devtmpfs devtmpfs $R/dev || fail "chroot mounts"
+# devtmpfs lacks the links udev would make; scripts use /dev/stderr and friends.
+ln -sfn /proc/self/fd /dev/fd && ln -sf fd/0 /dev/stdin && ln -sf fd/1 /dev/stdout && ln -sf fd/2 /dev/stderr
+mkdir -p $R/dev/shm $R/dev/pts
+mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm && mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts ||
+  fail "dev mounts"
+for d in /tmp:1777 /var/tmp:1777 /run:755; do
+  [ -d "$R${d%:*}" ] || continue
+  mount -t tmpfs -o mode=${d#*:} tmpfs "$R${d%:*}" || fail "tmpfs on ${d%:*}"
+done
+J=$R/run/tsnvme/job
+mkdir -p $J
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none tsnvmejob $J || fail "mount job dir"
+. $J/job.sh || fail "cannot read job.sh"
+[ -n "$GUEST_OUT" ] || fail "no GUEST_OUT in job.sh"
+# Same absolute path as on the host; mkdir only matters when it lies in a guest tmpfs.
+mkdir -p "$R$GUEST_OUT" 2>/dev/null
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none tsnvmeout "$R$GUEST_OUT" || fail "mount out dir"
+cp /run.sh $R/run/tsnvme/run.sh
+
+# The command's stdout/stderr ports, found by name (no udev here to make /dev/virtio-ports).
+out= err=
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  for p in /sys/class/virtio-ports/*; do
+    [ -e "$p/name" ] || continue
+    case $(cat "$p/name") in
+      tsnvme.stdout) out=/dev/${p##*/} ;;
+      tsnvme.stderr) err=/dev/${p##*/} ;;
+    esac
+  done
+  [ -c "$out" ] && [ -c "$err" ] && break
+  sleep 0.5
+done
+[ -c "$out" ] && [ -c "$err" ] || fail "virtio-serial ports not found"
+
+echo "tsnvme-init: chroot $(cut -d' ' -f1 /proc/uptime)s"
+chroot $R /bin/sh /run/tsnvme/run.sh "$out" "$err"
+echo "tsnvme-init: done rc=$? $(cut -d' ' -f1 /proc/uptime)s"
+sync
+poweroff -f
+EOF
+
+# Runs inside the chroot (host's /bin/sh): environment, initial bind, the command, its status.
+read -r -d '' RUN_SH <<'EOF' || true
+#!/bin/sh
+out_dev=$1 err_dev=$2
+J=/run/tsnvme/job
+echo "$(cut -d' ' -f1 /proc/uptime)" >$J/started
+# Relay stdout/stderr through pipes: a virtio-serial port can be open only once at a time, so
+# handing it to the command directly would break `echo >/dev/stderr` and the like.
+mkfifo /run/tsnvme/out /run/tsnvme/err
+cat /run/tsnvme/out >"$out_dev" & relay_out=$!
+cat /run/tsnvme/err >"$err_dev" & relay_err=$!
+exec </dev/null >/run/tsnvme/out 2>/run/tsnvme/err
+
+. $J/job.sh   # exports TSNVME_*/CI from the host, sets GUEST_* and the command (set --)
+export HOME=/tmp/home TMPDIR=/tmp DENO_DIR=/tmp/deno-dir XDG_CACHE_HOME=/tmp/cache \
+  BUN_INSTALL_CACHE_DIR=/tmp/bun-cache LANG=C.UTF-8
+mkdir -p "$HOME" "$DENO_DIR" "$XDG_CACHE_HOME" "$BUN_INSTALL_CACHE_DIR"
+export PATH="$GUEST_REPO/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+export TSNVME_GUEST=1 TSNVME_OUT="$GUEST_OUT" TSNVME_PCI=
+for d in /sys/bus/pci/devices/*; do
+  read -r class <"$d/class" && [ "$class" = 0x010802 ] && { TSNVME_PCI=${d##*/}; break; }
+done
+ulimit -l unlimited
+
+rc=125
+if ! cd "$GUEST_REPO"; then
+  echo "guest.sh: cannot cd to $GUEST_REPO in the guest" >&2
+elif [ -z "$TSNVME_PCI" ]; then
+  echo "guest.sh: no NVMe controller (PCI class 0x010802) in the guest" >&2
+elif ! msg=$("$GUEST_REPO/scripts/guest-bind.sh" "$GUEST_BIND" "$TSNVME_PCI" 2>&1); then
+  printf 'guest.sh: initial bind (%s) failed:\n%s\n' "$GUEST_BIND" "$msg" >&2
+else
+  echo "$(cut -d' ' -f1 /proc/uptime)" >$J/command
+  "$@"
+  rc=$?
+fi
+echo "$rc" >$J/status
+# Let the relays drain; give up after ~5 s if a leftover background process keeps a pipe open.
+exec >/dev/null 2>&1
+i=0
+while [ $i -lt 50 ] && { kill -0 $relay_out || kill -0 $relay_err; } 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+exit "$rc"
+EOF
+
+INITRD=$CACHE/initramfs.img
+mods_hash=$(printf '%s\n' "${MODS_PHASE1[@]}" / "${MODS_PHASE2[@]}")
+want_hash=$( { printf '%s\n' "$KVER" "$mods_hash" "$INIT_SH" "$RUN_SH"; sha256sum <"$BUSYBOX"; } | sha256sum | cut -d' ' -f1)
+if [[ ! -f $INITRD || "$(cat "$CACHE/initramfs.hash" 2>/dev/null)" != "$want_hash" ]]; then
+  vsay "building initramfs"
+  D=$CACHE/initramfs.d
+  rm -rf "$D"
+  mkdir -p "$D"/{bin,dev,proc,sys,newroot,lib/modules}
+  cp "$BUSYBOX" "$D/bin/busybox"
+  for a in $("$BUSYBOX" --list); do [[ $a == busybox ]] || ln -s busybox "$D/bin/$a"; done
+  mod_order() { # the .ko paths needed by the named modules, dependencies first, no repeats
+    local m
+    for m; do
+      modprobe -d "$KROOT" -S "$KVER" --show-depends "$m" || die "module $m not found for $KVER"
+    done | awk '$1 == "insmod" && !seen[$2]++ {print $2}'
+  }
+  phase1=$(mod_order "${MODS_PHASE1[@]}")
+  phase2=$(mod_order "${MODS_PHASE2[@]}")
+  phase2=$(grep -vxF -f <(echo "$phase1") <<<"$phase2" || true)  # already loaded in phase 1
+  for f in $phase1 $phase2; do cp "$f" "$D/lib/modules/"; done
+  for f in $phase1; do basename "$f"; done >"$D/modules.phase1"
+  for f in $phase2; do basename "$f"; done >"$D/modules.phase2"
+  printf '%s\n' "$INIT_SH" >"$D/init"
+  printf '%s\n' "$RUN_SH" >"$D/run.sh"
+  chmod 755 "$D/init" "$D/run.sh"
+  (cd "$D" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) >"$INITRD.tmp" || die "cpio failed"
+  mv "$INITRD.tmp" "$INITRD"
+  echo "$want_hash" >"$CACHE/initramfs.hash"
+fi
+
+# ---------------------------------------------------------------- namespace images
+# Sparse raw files, one per namespace. They persist between runs (so data written in one run is
+# there in the next) unless --fresh-disk is given or the --ns layout changed.
+DISKS=$CACHE/disks
+mkdir -p "$DISKS"
+if ((FRESH)) || [[ "$(cat "$DISKS/layout" 2>/dev/null)" != "$NS" ]]; then
+  vsay "creating namespace images ($NS)"
+  rm -f "$DISKS"/ns*.raw "$DISKS/layout"
+  for i in "${!NS_SIZES[@]}"; do
+    truncate -s "${NS_SIZES[i]}M" "$DISKS/ns$((i + 1)).raw"
+  done
+  echo "$NS" >"$DISKS/layout"
+fi
+
+# ---------------------------------------------------------------- job description
+# The guest reads the job from a writable 9p export of $RUNDIR/job and writes its status there.
+RUNDIR=$CACHE/run
+rm -rf "$RUNDIR"
+mkdir -p "$RUNDIR/job"
+shq() { local s=$1; printf "'%s'" "${s//\'/\'\\\'\'}"; }
+{
+  echo "# generated by scripts/guest.sh; sourced by the guest"
+  echo "GUEST_REPO=$(shq "$REPO")"
+  echo "GUEST_OUT=$(shq "$OUT")"
+  echo "GUEST_BIND=$BIND"
+  while IFS= read -r name; do
+    [[ $name =~ ^(TSNVME_[A-Za-z0-9_]*|CI)$ ]] && echo "export $name=$(shq "${!name}")"
+  done < <(compgen -e)
+  printf 'set --'
+  for a in "$@"; do printf ' %s' "$(shq "$a")"; done
+  echo
+} >"$RUNDIR/job/job.sh"
+[[ $OUT != *$'\n'* && $REPO != *$'\n'* ]] || die "paths with newlines are not supported"
+
+# ---------------------------------------------------------------- QEMU
+BOOTLOG=$LOGS/boot.log QEMULOG=$LOGS/qemu.log
+: >"$BOOTLOG"
+mkfifo "$RUNDIR/stdout.fifo" "$RUNDIR/stderr.fifo"
+
+# Paths inside QEMU's key=value options need commas doubled.
+qp() { printf '%s' "${1//,/,,}"; }
+qemu=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot
+  -machine q35,accel=tcg -cpu max -smp "$SMP" -m "$MEM"
+  -kernel "$VMLINUZ" -initrd "$INITRD"
+  -append "console=ttyS0 rdinit=/init panic=-1 intel_iommu=on iommu=pt quiet"
+  -chardev "file,id=con,path=$(qp "$BOOTLOG")" -serial chardev:con
+  # The IOMMU must exist before the PCI devices it translates for.
+  -device intel-iommu,intremap=on,caching-mode=on
+  -device "nvme,id=nvme0,serial=TSNVME0001,bus=pcie.0,addr=0x4")
+for i in "${!NS_SIZES[@]}"; do
+  n=$((i + 1)) bs=${NS_BS[i]}
+  qemu+=(-drive "file=$(qp "$DISKS/ns$n.raw"),if=none,id=ns$n,format=raw,discard=unmap"
+    -device "nvme-ns,drive=ns$n,bus=nvme0,nsid=$n,logical_block_size=$bs,physical_block_size=$bs")
+done
+qemu+=(
+  -fsdev local,id=fsroot,path=/,security_model=none,readonly=on,multidevs=remap
+  -device virtio-9p-pci,fsdev=fsroot,mount_tag=hostroot
+  -fsdev "local,id=fsjob,path=$(qp "$RUNDIR/job"),security_model=none"
+  -device virtio-9p-pci,fsdev=fsjob,mount_tag=tsnvmejob
+  -fsdev "local,id=fsout,path=$(qp "$OUT"),security_model=none"
+  -device virtio-9p-pci,fsdev=fsout,mount_tag=tsnvmeout
+  -device virtio-serial-pci,id=vser
+  -chardev "file,id=cout,path=$(qp "$RUNDIR/stdout.fifo")" -device virtserialport,bus=vser.0,chardev=cout,name=tsnvme.stdout
+  -chardev "file,id=cerr,path=$(qp "$RUNDIR/stderr.fifo")" -device virtserialport,bus=vser.0,chardev=cerr,name=tsnvme.stderr
+)
+
+# Relay the guest's stdout/stderr ports to ours (opening a FIFO blocks until QEMU opens it).
+cat "$RUNDIR/stdout.fifo" 9>&- & OPID=$!
+cat "$RUNDIR/stderr.fifo" >&2 9>&- & EPID=$!
+vsay "booting guest (bind=$BIND mem=${MEM}M smp=$SMP ns=$NS timeout=${TIMEOUT}s)"
+start=$(date +%s.%N)
+timeout -k 10 "$TIMEOUT" "${qemu[@]}" </dev/null >"$QEMULOG" 2>&1 & QPID=$!
+# If this script is SIGKILLed, the watchdog still stops QEMU (and --timeout bounds it anyway).
+( while kill -0 $$ 2>/dev/null && kill -0 "$QPID" 2>/dev/null; do sleep 1; done; kill "$QPID" 2>/dev/null ) \
+  </dev/null >/dev/null 2>&1 9>&- &
+qrc=0
+wait "$QPID" || qrc=$?
+QPID=''
+end=$(date +%s.%N)
+# Unblock a relay whose FIFO QEMU never opened (e.g. QEMU failed to start), then let both drain.
+for f in "$RUNDIR/stdout.fifo" "$RUNDIR/stderr.fifo"; do : <>"$f"; done
+wait "$OPID" "$EPID" 2>/dev/null || true
+OPID='' EPID=''
+
+elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')
+S=$RUNDIR/job
+{
+  echo "start=$(date -d "@${start%.*}" '+%F %T') elapsed=${elapsed}s qemu_rc=$qrc bind=$BIND"
+  echo "guest uptime at chroot=$(cat "$S/started" 2>/dev/null) command=$(cat "$S/command" 2>/dev/null)"
+  printf 'argv:'; printf ' %q' "$@"; echo
+} >"$LOGS/last-run.txt"
+vsay "guest ran ${elapsed}s; guest uptime at command start: $(cat "$S/command" 2>/dev/null || echo never)"
+
+tail_logs() {
+  if [[ -s $BOOTLOG ]]; then
+    echo "--- last lines of $BOOTLOG:" >&2
+    tail -n 30 "$BOOTLOG" >&2 || true
+  else
+    echo "--- $BOOTLOG is empty: the kernel never started (too little --mem? broken $VMLINUZ?)" >&2
+  fi
+  if [[ -s $QEMULOG ]]; then
+    echo "--- $QEMULOG:" >&2
+    tail -n 10 "$QEMULOG" >&2
+  fi
+}
+if [[ -f $S/status ]]; then
+  rc=$(<"$S/status")
+  [[ $rc =~ ^[0-9]+$ ]] || die "unreadable exit status '$rc' from the guest"
+  FINISHED=1
+  exit "$rc"
+fi
+if ((qrc == 124 || qrc == 137)); then
+  if [[ -f $S/started ]]; then
+    say "error: timed out after ${TIMEOUT}s; the guest booted but the command did not finish"
+  else
+    say "error: timed out after ${TIMEOUT}s before the guest came up"
+  fi
+elif [[ -f $S/started ]]; then
+  say "error: the guest stopped before the command finished (qemu exit $qrc)"
+else
+  say "error: the guest failed to boot (qemu exit $qrc)"
+fi
+tail_logs
+exit 125
