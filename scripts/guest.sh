@@ -83,8 +83,6 @@ done
 ((${#NS_SIZES[@]} >= 1 && ${#NS_SIZES[@]} <= 256)) || die "--ns needs 1..256 namespaces"
 
 [[ ${TSNVME_GUEST:-} != 1 ]] || die "already inside the test guest (TSNVME_GUEST=1); run CMD directly"
-# The guest mounts a tmpfs over /tmp, which would hide a checkout living there.
-case $REPO/ in /tmp/*) die "the checkout ($REPO) is under /tmp, which the guest covers with a tmpfs; move it" ;; esac
 
 CACHE=${TSNVME_CACHE:-$REPO/.cache/guest}
 mkdir -p "$CACHE" && CACHE=$(cd "$CACHE" && pwd -P) || die "cannot create cache dir $CACHE"
@@ -192,14 +190,23 @@ ln -sfn /proc/self/fd /dev/fd && ln -sf fd/0 /dev/stdin && ln -sf fd/1 /dev/stdo
 mkdir -p $R/dev/shm $R/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm && mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts ||
   fail "dev mounts"
-for d in /tmp:1777 /var/tmp:1777 /run:755; do
-  [ -d "$R${d%:*}" ] || continue
-  mount -t tmpfs -o mode=${d#*:} tmpfs "$R${d%:*}" || fail "tmpfs on ${d%:*}"
-done
+[ -d $R/run ] && { mount -t tmpfs -o mode=755 tmpfs $R/run || fail "tmpfs on /run"; }
 J=$R/run/tsnvme/job
 mkdir -p $J
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none tsnvmejob $J || fail "mount job dir"
 . $J/job.sh || fail "cannot read job.sh"
+# Writable tmpfs over /tmp and /var/tmp. A checkout living there (a CI clone in /tmp, say) is
+# held by a bind mount first and put back at the same path on top of the tmpfs.
+for d in /tmp /var/tmp; do
+  [ -d "$R$d" ] || continue
+  keep=0
+  case "$GUEST_REPO/" in "$d"/*) keep=1 ;; esac
+  if [ $keep = 1 ]; then mkdir -p /stage && mount -o bind "$R$GUEST_REPO" /stage || fail "hold $GUEST_REPO"; fi
+  mount -t tmpfs -o mode=1777 tmpfs "$R$d" || fail "tmpfs on $d"
+  if [ $keep = 1 ]; then
+    mkdir -p "$R$GUEST_REPO" && mount -o bind /stage "$R$GUEST_REPO" && umount /stage || fail "repo under $d"
+  fi
+done
 [ -n "$GUEST_OUT" ] || fail "no GUEST_OUT in job.sh"
 # Same absolute path as on the host; mkdir only matters when it lies in a guest tmpfs.
 mkdir -p "$R$GUEST_OUT" 2>/dev/null
