@@ -135,13 +135,19 @@ if [[ ! -f $KDIR/ready ]]; then
     kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}' || true)
   fi
   [[ -n $kpkg ]] || die "cannot find the kernel package (apt-cache depends linux-image-amd64); run apt-get update"
-  kver=${kpkg#linux-image-}
   say "downloading guest kernel $kpkg (first run only)"
   rm -rf "$KDIR" "$KDIR.tmp"
   mkdir -p "$KDIR.tmp/deb"
   # apt-get download as root warns that _apt cannot write here; harmless.
-  (cd "$KDIR.tmp/deb" && apt-get download "$kpkg") >>"$LOGS/setup.log" 2>&1 ||
-    die "apt-get download $kpkg failed, see $LOGS/setup.log"
+  if ! (cd "$KDIR.tmp/deb" && apt-get download "$kpkg") >>"$LOGS/setup.log" 2>&1; then
+    # Stale package lists name a kernel the mirror no longer has: refresh and ask again.
+    [[ $EUID -eq 0 ]] || die "apt-get download $kpkg failed, see $LOGS/setup.log"
+    apt_update_once
+    kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}' || true)
+    (cd "$KDIR.tmp/deb" && apt-get download "$kpkg") >>"$LOGS/setup.log" 2>&1 ||
+      die "apt-get download $kpkg failed, see $LOGS/setup.log"
+  fi
+  kver=${kpkg#linux-image-}
   dpkg -x "$KDIR.tmp"/deb/*.deb "$KDIR.tmp/root" || die "dpkg -x failed"
   rm -rf "$KDIR.tmp/deb"
   # dpkg -x runs no post-install step: build modules.dep ourselves.
