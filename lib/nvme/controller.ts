@@ -4,6 +4,7 @@
  * @module
  */
 import {
+  abortCmd,
   activeNsListCmd,
   createIoCqCmd,
   createIoSqCmd,
@@ -14,7 +15,7 @@ import {
   setNumQueuesCmd,
   type Sqe,
 } from "./command.ts";
-import { ControllerFatalError, DeviceGoneError, type NvmeError, SetupError } from "./errors.ts";
+import { ControllerFatalError, ControllerResetError, DeviceGoneError, NvmeError, SetupError } from "./errors.ts";
 import { prpListPages } from "./prp.ts";
 import { QueuePair } from "./queue.ts";
 import { type Cap, ccValue, CC, CQE_SIZE, CSTS, decodeCap, decodeVersion, Reg, SQE_SIZE } from "./spec.ts";
@@ -73,22 +74,131 @@ export class Controller {
     this.#scratch = this.#alloc(4096);
     const depth = Math.min(opts.adminQueueDepth, cap.mqes, 4096);
     this.admin = this.#makePair(0, depth, 0, opts.adminTimeoutMs);
-    this.admin.onTimeout = this.#onTimeout;
+    this.#watch(this.admin);
   }
 
-  /** Fatal or gone controller found after a timeout: fail every queue with the typed error. */
-  readonly #onTimeout = (): void => {
-    try {
-      this.checkHealth();
-    } catch (e) {
-      this.failed = e as NvmeError;
-      this.admin.fail(this.failed);
-      for (const q of this.io) q.fail(this.failed);
+  /** Set once the controller is gone or could not be recovered; every queue was failed with it. */
+  failed: NvmeError | null = null;
+  /** Controller resets done to recover from faults. */
+  resets = 0;
+  #recovering: Promise<void> | null = null;
+  readonly #resetTimes: number[] = [];
+
+  #watch(q: QueuePair): void {
+    q.onTimeout = this.#onTimeout;
+    q.onHealthCheck = this.#onHealthCheck;
+  }
+
+  /** CSTS says gone or fatal: act on it and return true. */
+  #checkCsts(): boolean {
+    if (this.#closed || this.failed) return true;
+    const csts = this.transport.readReg32(Reg.CSTS);
+    if (csts === 0xffff_ffff) {
+      this.#giveUp(new DeviceGoneError());
+      return true;
     }
+    if (csts & CSTS.CFS) {
+      void this.recover(new ControllerFatalError("controller fatal status (CSTS.CFS)"));
+      return true;
+    }
+    return false;
+  }
+
+  readonly #onHealthCheck = (): void => {
+    if (!this.#recovering) this.#checkCsts();
   };
 
-  /** Set once the controller was found fatal (CSTS.CFS) or gone; every queue was failed with it. */
-  failed: NvmeError | null = null;
+  readonly #onTimeout = (qp: QueuePair, cid: number, opcode: number): void => {
+    if (this.#recovering || this.#checkCsts()) return;
+    const what = `opcode 0x${opcode.toString(16).padStart(2, "0")} (cid ${cid}) on ${qp.qid === 0 ? "the admin queue" : `IO queue ${qp.qid}`} timed out`;
+    // An admin timeout leaves nothing to send an Abort on: reset.
+    if (qp.qid === 0) void this.recover(new ControllerResetError(what));
+    else void this.#abortOrReset(qp, cid, what);
+  };
+
+  /** Linux's order: Abort the command; if it is still held afterwards, reset the controller. */
+  async #abortOrReset(qp: QueuePair, cid: number, what: string): Promise<void> {
+    try {
+      await this.adminCommand(abortCmd(qp.qid, cid), 0, 0, Math.min(this.options.adminTimeoutMs, 5000));
+    } catch {
+      // An Abort that fails or times out is handled by the check below.
+    }
+    const until = performance.now() + 50;
+    while (qp.holds(cid) && performance.now() < until && !this.#recovering && !this.failed) {
+      qp.processCompletions();
+      await sleep(1);
+    }
+    if (qp.holds(cid) && !this.#recovering && !this.failed && !this.#closed) {
+      await this.recover(new ControllerResetError(`${what} and was not aborted`));
+    }
+  }
+
+  #giveUp(err: NvmeError): void {
+    if (this.failed) return;
+    this.failed = err;
+    this.admin.fail(err);
+    for (const q of this.io) q.fail(err);
+  }
+
+  /**
+   * Reset the controller and re-create its queues on the same memory. Commands in
+   * flight fail with ControllerResetError (with `reason` as cause); commands
+   * submitted meanwhile wait and then run. More than 3 resets a minute, or a reset
+   * that fails, gives up: every queue then fails with the error.
+   */
+  recover(reason: NvmeError): Promise<void> {
+    if (this.#recovering) return this.#recovering;
+    if (this.failed || this.#closed) return Promise.resolve();
+    const queues = [this.admin, ...this.io];
+    for (const q of queues) q.pause();
+    this.#recovering = (async () => {
+      const now = performance.now();
+      while (this.#resetTimes.length && now - this.#resetTimes[0] > 60_000) this.#resetTimes.shift();
+      if (this.#resetTimes.length >= 3) {
+        this.#giveUp(new ControllerFatalError(`giving up after 3 resets in a minute; last: ${reason.message}`));
+        return;
+      }
+      this.#resetTimes.push(now);
+      const t = this.transport;
+      const inflight = new ControllerResetError(`controller reset to recover: ${reason.message}`, { cause: reason });
+      try {
+        const csts = t.readReg32(Reg.CSTS);
+        if (csts === 0xffff_ffff) throw new DeviceGoneError();
+        // A fatal controller may need more than CC.EN=0: reset the function when the transport can.
+        if (csts & CSTS.CFS && t.resetDevice) t.resetDevice();
+        try {
+          await Controller.#disable(t, this.cap);
+        } catch (e) {
+          if (!t.resetDevice || e instanceof DeviceGoneError) throw e;
+          t.resetDevice();
+          await Controller.#disable(t, this.cap);
+        }
+        for (const q of queues) q.reset(inflight);
+        this.admin.resume();
+        await this.#enable();
+        const want = this.io.length;
+        if (want > 0) {
+          const dw0 = await this.adminCommand(setNumQueuesCmd(want, want));
+          if (Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1) < want) {
+            throw new ControllerFatalError("controller granted fewer IO queues after reset");
+          }
+        }
+        for (const q of this.io) {
+          const [sq, cq] = this.#ioMem.get(q.qid)!;
+          await this.adminCommand(createIoCqCmd(q.qid, q.depth), cq.iova, 0);
+          await this.adminCommand(createIoSqCmd(q.qid, q.depth, q.qid), sq.iova, 0);
+          q.resume();
+        }
+        this.resets++;
+      } catch (e) {
+        const err = e instanceof NvmeError ? e : new ControllerFatalError(`reset failed: ${String(e)}`);
+        this.#giveUp(err instanceof DeviceGoneError ? err : new ControllerFatalError(`recovery failed: ${err.message}`, { cause: reason }));
+      }
+    })().finally(() => {
+      this.#recovering = null;
+    });
+    return this.#recovering;
+  }
 
   /** Reset and enable the controller behind `t`, identify it and create IO queues. */
   static async init(t: Transport, options: ControllerOptions = {}): Promise<Controller> {
@@ -183,7 +293,7 @@ export class Controller {
     const prpPages = prpListPages(1, this.maxTransferBytes, this.pageSize) + 0;
     for (let qid = 1; qid <= granted; qid++) {
       const qp = this.#makePair(qid, depth, prpPages, this.options.ioTimeoutMs);
-      qp.onTimeout = this.#onTimeout;
+      this.#watch(qp);
       const [sq, cq] = [this.#ioMem.get(qid)![0], this.#ioMem.get(qid)![1]];
       await this.adminCommand(createIoCqCmd(qid, depth), cq.iova, 0);
       await this.adminCommand(createIoSqCmd(qid, depth, qid), sq.iova, 0);
@@ -298,6 +408,7 @@ export class Controller {
    */
   async shutdown(reason: NvmeError | null = null): Promise<void> {
     if (this.#closed) return;
+    if (this.#recovering) await this.#recovering;
     this.#closed = true;
     const t = this.transport;
     let healthy = true;

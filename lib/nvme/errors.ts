@@ -14,6 +14,7 @@ export type NvmeErrorCode =
   | "ETIMEDOUT"
   | "EFATAL"
   | "EGONE"
+  | "ERESET"
   | "ESETUP"
   | "EBUSY"
   | "EUNSUPPORTED"
@@ -123,8 +124,16 @@ export class NvmeTimeoutError extends NvmeError {
 /** The controller reported Controller Fatal Status (CSTS.CFS) or failed to become ready. */
 export class ControllerFatalError extends NvmeError {
   /** Create with a detail message. */
-  constructor(message: string) {
-    super("EFATAL", message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("EFATAL", message, options);
+  }
+}
+
+/** The command was in flight when the controller was reset to recover from a fault; it did not complete. */
+export class ControllerResetError extends NvmeError {
+  /** Create with the reason for the reset. */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERESET", message, options);
   }
 }
 

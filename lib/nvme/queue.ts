@@ -89,6 +89,13 @@ export class QueuePair {
   pollSpinUs: number;
   /** Called after a command times out (the controller decides on abort/reset). */
   onTimeout: ((qp: QueuePair, cid: number, opcode: number) => void) | null = null;
+  /**
+   * Called about every `healthCheckMs` while commands wait, so a dead or fatal
+   * controller is noticed without waiting for a command timeout.
+   */
+  onHealthCheck: (() => void) | null = null;
+  /** Interval of {@link onHealthCheck} in ms. */
+  healthCheckMs = 100;
 
   readonly #cfg: QueuePairConfig;
   readonly #sq32: Uint32Array;
@@ -123,7 +130,9 @@ export class QueuePair {
   #flushQueued = false;
   #pumping = false;
   #closedWith: NvmeError | null = null;
+  #paused = false;
   #lastTimeoutCheck = 0;
+  #lastHealthCheck = 0;
   readonly #flush = (): void => this.ring();
 
   /** Wrap the rings described by `cfg`. The controller must already know them. */
@@ -191,6 +200,49 @@ export class QueuePair {
   /** True once the pair has been failed or closed. */
   get closed(): boolean {
     return this.#closedWith !== null;
+  }
+
+  /** True if the pair currently holds a command id (busy or timed out and not yet answered). */
+  holds(cid: number): boolean {
+    const slot = cid & this.#slotMask;
+    return slot < this.slots && this.#state[slot] !== FREE && (cid >>> this.#slotBits) === this.#gen[slot];
+  }
+
+  /** Hold new submissions (they wait) while the controller is being reset. */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /**
+   * During a controller reset, while the device is disabled: fail whatever was
+   * still outstanding with `err` and zero the rings. Submissions stay held
+   * until {@link resume}.
+   */
+  reset(err: NvmeError): void {
+    for (let s = 0; s < this.slots; s++) {
+      if (this.#state[s] === FREE) continue;
+      const rej = this.#reject[s];
+      this.#resolve[s] = this.#reject[s] = undefined;
+      if (this.#state[s] === BUSY) this.#active--;
+      this.#state[s] = FREE;
+      this.#gen[s] = (this.#gen[s] + 1) & this.#genMask;
+      this.#free[this.#freeTop++] = s;
+      this.#occupied--;
+      rej?.(err);
+    }
+    // Stale phase tags from the last lap would read as fresh completions.
+    this.#cq32.fill(0);
+    this.#sq32.fill(0);
+    this.#sqTail = this.#sqTailRung = this.#cqHead = 0;
+    this.#phase = 1;
+    this.#flushQueued = false;
+  }
+
+  /** Let held submissions through once the pair exists on the device again. */
+  resume(): void {
+    this.#paused = false;
+    const w = this.#waiters.splice(0);
+    for (const f of w) f();
   }
 
   /** Submit a prepared command (`cmd` dwords copied) with an optional data buffer. Resolves to CQE DW0. */
@@ -327,6 +379,10 @@ export class QueuePair {
           this.#lastTimeoutCheck = now;
           this.checkTimeouts(now);
         }
+        if (n === 0 && now - this.#lastHealthCheck >= this.healthCheckMs && this.onHealthCheck) {
+          this.#lastHealthCheck = now;
+          this.onHealthCheck();
+        }
         if (n > 0) idleSince = -1;
         else if (idleSince < 0) idleSince = now;
         // Spin on microtasks while completions are likely soon; then let the event loop run.
@@ -347,6 +403,7 @@ export class QueuePair {
   }
 
   #take(): number {
+    if (this.#paused) return -1;
     if (this.#freeTop === 0) return -1;
     return this.#free[--this.#freeTop];
   }
@@ -409,7 +466,7 @@ export class QueuePair {
     this.#gen[slot] = (this.#gen[slot] + 1) & this.#genMask;
     this.#free[this.#freeTop++] = slot;
     this.#occupied--;
-    if (this.#waiters.length > 0) this.#waiters.shift()!();
+    if (this.#waiters.length > 0 && !this.#paused) this.#waiters.shift()!();
   }
 
   /** Reject new work with `DeviceClosedError` after failing what is in flight. */

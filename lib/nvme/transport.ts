@@ -39,6 +39,12 @@ export interface Transport {
   freeDma(buf: DmaBuffer): void;
   /** IOVA of the first byte of `view` when it lies in DMA memory from this transport, else -1. */
   iovaOf(view: Uint8Array): number;
+  /**
+   * Optional: reset the device below the NVMe level (PCIe function level reset
+   * for VFIO), keeping DMA mappings, then make it reachable again. Used when a
+   * controller is fatal or will not become ready.
+   */
+  resetDevice?(): void;
   /** Release everything (DMA, mappings, handles). Idempotent. */
   close(): void;
 }

@@ -135,6 +135,10 @@ export class VfioTransport implements Transport {
     return o ? o.iova + view.byteOffset : -1;
   }
 
+  resetDevice(): void {
+    this.device.reset();
+  }
+
   close(): void {
     for (const b of [...this.#buffers]) this.freeDma(b);
     this.device.close();

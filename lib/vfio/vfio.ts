@@ -283,6 +283,17 @@ export class VfioDevice {
     if (n !== data.length) throw new SyscallError("pwrite PCI config", this.#libc.errno(), errnoName(this.#libc.errno()));
   }
 
+  /**
+   * Function level reset (VFIO_DEVICE_RESET). VFIO restores the saved config
+   * space, so memory space and bus mastering are switched on again afterwards.
+   */
+  reset(): void {
+    if (this.#libc.ioctlInt(this.#deviceFd, VfioIoctl.DEVICE_RESET, 0n) !== 0) {
+      throw new SyscallError("VFIO_DEVICE_RESET", this.#libc.errno(), errnoName(this.#libc.errno()));
+    }
+    this.#enableBusMaster();
+  }
+
   #enableBusMaster(): void {
     const cmd = this.readConfig(PCI_COMMAND, 2);
     const v = cmd[0] | (cmd[1] << 8);
