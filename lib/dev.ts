@@ -6,7 +6,7 @@
 import { ctrlSummary, type IdCtrl, type IdNs, nsSummary, parseIdCtrl, parseIdNs } from "./admin/identify.ts";
 import { loadLibc } from "./ffi/mod.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
-import { Controller, type ControllerOptions } from "./nvme/controller.ts";
+import { Controller, type ControllerOptions, validateControllerOptions } from "./nvme/controller.ts";
 import { DeviceBusyError, DeviceClosedError, InvalidArgumentError, type NvmeError, SetupError } from "./nvme/errors.ts";
 import type { QueuePair, QueueStats } from "./nvme/queue.ts";
 import type { DmaBuffer, Transport } from "./nvme/transport.ts";
@@ -127,7 +127,8 @@ export class NVMeDev implements AsyncDisposable {
    */
   static async open(target: string, options: OpenOptions = {}): Promise<NVMeDev> {
     if (typeof target !== "string") throw new InvalidArgumentError("target must be a string such as 0000:01:00.0");
-    let transport = options.transport;
+    validateControllerOptions(options);
+    let transport = options?.transport;
     let key: string;
     if (transport) {
       key = transport.name;

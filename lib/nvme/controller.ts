@@ -15,7 +15,14 @@ import {
   setNumQueuesCmd,
   type Sqe,
 } from "./command.ts";
-import { ControllerFatalError, ControllerResetError, DeviceGoneError, NvmeError, SetupError } from "./errors.ts";
+import {
+  ControllerFatalError,
+  ControllerResetError,
+  DeviceGoneError,
+  InvalidArgumentError,
+  NvmeError,
+  SetupError,
+} from "./errors.ts";
 import { prpListPages } from "./prp.ts";
 import { QueuePair } from "./queue.ts";
 import { type Cap, ccValue, CC, CQE_SIZE, CSTS, decodeCap, decodeVersion, Reg, SQE_SIZE } from "./spec.ts";
@@ -40,6 +47,36 @@ export interface ControllerOptions {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+const OPTION_RULES: Record<keyof ControllerOptions, { min: number; max: number; integer: boolean }> = {
+  ioQueues: { min: 1, max: 65535, integer: true },
+  ioQueueDepth: { min: 2, max: 65536, integer: true },
+  adminQueueDepth: { min: 2, max: 4096, integer: true },
+  adminTimeoutMs: { min: 1, max: 2 ** 31 - 1, integer: false },
+  ioTimeoutMs: { min: 1, max: 2 ** 31 - 1, integer: false },
+  maxTransferBytes: { min: 4096, max: 2 ** 31, integer: true },
+  pollSpinUs: { min: 0, max: 1e7, integer: false },
+};
+
+/** Check controller options; throws InvalidArgumentError before anything touches a device. */
+export function validateControllerOptions(options: unknown): void {
+  if (options === undefined) return;
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new InvalidArgumentError("options must be an object");
+  }
+  for (const [key, rule] of Object.entries(OPTION_RULES)) {
+    const v = (options as Record<string, unknown>)[key];
+    if (v === undefined) continue;
+    if (
+      typeof v !== "number" || !Number.isFinite(v) || v < rule.min || v > rule.max ||
+      (rule.integer && !Number.isInteger(v))
+    ) {
+      throw new InvalidArgumentError(
+        `option ${key} must be ${rule.integer ? "an integer" : "a number"} from ${rule.min} to ${rule.max}, got ${String(v)}`,
+      );
+    }
+  }
+}
 
 /** A controller that has been reset, enabled and identified. */
 export class Controller {
@@ -202,6 +239,7 @@ export class Controller {
 
   /** Reset and enable the controller behind `t`, identify it and create IO queues. */
   static async init(t: Transport, options: ControllerOptions = {}): Promise<Controller> {
+    validateControllerOptions(options);
     const opts: Required<ControllerOptions> = {
       ioQueues: options.ioQueues ?? 1,
       ioQueueDepth: options.ioQueueDepth ?? 1024,
