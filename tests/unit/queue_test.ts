@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "../harness.ts";
 import { QueuePair } from "../../lib/nvme/queue.ts";
-import { NvmeCompareError, NvmeStatusError, NvmeTimeoutError, DeviceClosedError } from "../../lib/nvme/errors.ts";
+import { ControllerResetError, DeviceClosedError, NvmeCompareError, NvmeStatusError, NvmeTimeoutError } from "../../lib/nvme/errors.ts";
 import { readCmd } from "../../lib/nvme/command.ts";
 import { fakeDma, FakeQueueDevice } from "./fake.ts";
 
@@ -140,4 +140,32 @@ test("PRPs land in the submitted entry, list in the slot's list page", async () 
   assert.notEqual(c[8], 0x501000, "PRP2 is a list pointer for 8 pages");
   dev.complete(c[0] >>> 16);
   await p;
+});
+
+test("reset during recovery: in-flight commands fail typed, held submissions run after resume", async () => {
+  const { qp, dev } = pair(8);
+  const inflight = [qp.rw(0x02, 1, 0, 0, 0x100000, 512), qp.rw(0x02, 1, 1, 0, 0x100000, 512)];
+  await null;
+  assert.equal(dev.fetch().length, 2);
+  qp.pause();
+  const held = qp.rw(0x02, 1, 9, 0, 0x100000, 512);
+  await null;
+  assert.equal(dev.fetch().length, 0, "nothing is submitted while paused");
+  const err = new ControllerResetError("test reset");
+  qp.reset(err);
+  const settled = await Promise.allSettled(inflight);
+  assert.deepEqual(settled.map((s) => s.status), ["rejected", "rejected"]);
+  for (const s of settled) assert.ok((s as PromiseRejectedResult).reason instanceof ControllerResetError);
+  // The "device" was reset too: fresh rings on both sides.
+  const fresh = new FakeQueueDevice(1, 8, dev.sq, dev.cq, dev.db);
+  assert.equal(new Uint32Array(dev.cq.bytes.buffer).some((v) => v !== 0), false, "CQ zeroed: no stale phase tags");
+  qp.resume();
+  await null;
+  await null;
+  const cmds = fresh.fetch();
+  assert.equal(cmds.length, 1);
+  assert.equal(cmds[0][10], 9, "the held command went out after resume");
+  fresh.complete(cmds[0][0] >>> 16);
+  await held;
+  assert.equal(qp.inflight, 0);
 });
