@@ -123,13 +123,19 @@ export class NVMeDev implements AsyncDisposable {
 
   /**
    * Open a controller. `target` is a PCI address ("0000:01:00.0" or "01:00.0",
-   * optionally prefixed "vfio:") of a controller bound to vfio-pci.
+   * optionally prefixed "vfio:") of a controller bound to vfio-pci, or "sim:..."
+   * for the software controller (syntax: lib/sim/options.ts parseSimSpec).
    */
   static async open(target: string, options: OpenOptions = {}): Promise<NVMeDev> {
     if (typeof target !== "string") throw new InvalidArgumentError("target must be a string such as 0000:01:00.0");
     validateControllerOptions(options);
     let transport = options?.transport;
     let key: string;
+    if (!transport && /^sim(:|$)/.test(target)) {
+      // The software controller: same driver, no hardware (see lib/sim).
+      const { SimTransport } = await import("./sim/transport.ts");
+      transport = await SimTransport.create(target);
+    }
     if (transport) {
       key = transport.name;
     } else {
@@ -234,6 +240,7 @@ export class NVMeDev implements AsyncDisposable {
 
   /** Release memory from {@link allocBuffer}. The array must not be used afterwards. */
   freeBuffer(buf: Uint8Array): void {
+    if (!(buf instanceof Uint8Array)) throw new InvalidArgumentError("freeBuffer takes a Uint8Array from allocBuffer()");
     const b = this.#userBuffers.get(buf.buffer);
     if (!b) throw new InvalidArgumentError("buffer was not allocated by this device's allocBuffer()");
     this.#userBuffers.delete(buf.buffer);
