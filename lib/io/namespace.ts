@@ -125,7 +125,7 @@ export class Namespace {
   /** Validate an IO request; returns [start block, bytes]. Nothing reaches the device on failure. */
   #check(lba: number | bigint, buf: unknown, opts: IoOptions): [number, Uint8Array] {
     this.#checkOpen();
-    this.#checkTimeout(opts ?? {});
+    this.#checkTimeout(opts);
     let slba: number;
     if (typeof lba === "bigint") {
       if (lba < 0n || lba > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(`lba ${lba} is out of range`);
