@@ -1,0 +1,285 @@
+/**
+ * SimTransport: the {@link Transport} of the software NVMe controller. Host
+ * memory is one SharedArrayBuffer (IOVA = base + offset), registers and
+ * doorbells another; the device model runs in a Worker and sees both the way
+ * a PCIe device sees BAR0 and DMA memory.
+ * @module
+ */
+import { DeviceClosedError } from "../nvme/errors.ts";
+import type { DmaBuffer, Transport } from "../nvme/transport.ts";
+import type { SimInit } from "./device.ts";
+import {
+  Ctl,
+  ctlBytes,
+  type FaultRule,
+  parseSimSpec,
+  regBytes,
+  SIM_DEFAULTS,
+  type SimOptions,
+  type SimState,
+} from "./options.ts";
+
+export { parseSimSpec };
+export type { FaultRule, SimOptions, SimState };
+
+const PAGE = 4096;
+let seq = 0;
+
+/** Fault injection on a running simulated controller; every change is in force once its promise resolves. */
+export class SimFaults {
+  readonly #t: SimTransport;
+  readonly #req: (op: string, arg?: unknown) => Promise<unknown>;
+
+  /** Used by SimTransport. */
+  constructor(t: SimTransport, req: (op: string, arg?: unknown) => Promise<unknown>) {
+    this.#t = t;
+    this.#req = req;
+  }
+
+  /** Add a rule; resolves to its id once the device applies it to the next commands it fetches. */
+  async add(rule: FaultRule): Promise<number> {
+    return (await this.#req("addFault", rule)) as number;
+  }
+
+  /** Remove one rule. */
+  async remove(id: number): Promise<void> {
+    await this.#req("removeFault", id);
+  }
+
+  /** Remove every rule and any added latency. */
+  async clear(): Promise<void> {
+    await this.#req("clearFaults");
+  }
+
+  /** Add `ms` of latency to every IO command (and admin commands when `admin`); 0 turns it off. */
+  async setLatency(ms: number, opts: { admin?: boolean } = {}): Promise<void> {
+    await this.#req("latency", { ms, admin: opts.admin ?? false });
+  }
+
+  /** Controller fatal: CSTS.CFS becomes 1 and the device stops processing until a reset. */
+  async fatal(): Promise<void> {
+    await this.#req("fatal");
+  }
+
+  /** Set the SMART critical warning bits; raises an asynchronous event when enabled. */
+  async smartWarning(bits: number): Promise<void> {
+    await this.#req("smartWarning", bits);
+  }
+
+  /** Surprise removal, at once: every register reads all ones and the device stops. */
+  surpriseRemoval(): void {
+    this.#t.markRemoved();
+  }
+}
+
+/** The software controller seen through the Transport boundary. Build one with {@link SimTransport.create}. */
+export class SimTransport implements Transport {
+  /** Unique per transport, e.g. "sim#1". */
+  readonly name: string;
+  /** Host page size. */
+  readonly hostPageSize: number = PAGE;
+  /** IOVA of host memory offset 0. */
+  readonly iovaBase: number;
+  /** Fault injection. */
+  readonly faults: SimFaults;
+  readonly #worker: Worker;
+  readonly #mem: SharedArrayBuffer;
+  readonly #regs: Uint32Array;
+  readonly #db: Uint32Array;
+  readonly #ctl: Int32Array;
+  readonly #maxQueues: number;
+  readonly #pending = new Map<number, { res: (v: unknown) => void; rej: (e: unknown) => void }>();
+  #nextReq = 1;
+  #closed = false;
+  /** Free page runs as [startPage, pages], sorted by start. */
+  #free: [number, number][];
+
+  private constructor(name: string, worker: Worker, mem: SharedArrayBuffer, regs: SharedArrayBuffer, ctl: SharedArrayBuffer, o: SimOptions) {
+    this.name = name;
+    this.#worker = worker;
+    this.#mem = mem;
+    this.iovaBase = o.iovaBase ?? SIM_DEFAULTS.iovaBase;
+    this.#maxQueues = o.maxQueues ?? SIM_DEFAULTS.maxQueues;
+    this.#regs = new Uint32Array(regs, 0, 0x1000 / 4);
+    this.#db = new Uint32Array(regs, 0x1000, 2 * (this.#maxQueues + 1));
+    this.#ctl = new Int32Array(ctl);
+    this.#free = [[0, mem.byteLength / PAGE]];
+    this.faults = new SimFaults(this, (op, arg) => this.#request(op, arg));
+    worker.onmessage = (e: MessageEvent) => {
+      const m = e.data as { type: string; id: number; result?: unknown; error?: string };
+      if (m.type !== "res") return;
+      const p = this.#pending.get(m.id);
+      if (!p) return;
+      this.#pending.delete(m.id);
+      if (m.error !== undefined) p.rej(new Error(`sim: ${m.error}`));
+      else p.res(m.result);
+    };
+  }
+
+  /** Start a simulated controller (a `sim:` target string or options) and wait until it is up. */
+  static async create(opts: SimOptions | string = {}): Promise<SimTransport> {
+    const o = typeof opts === "string" ? parseSimSpec(opts) : opts;
+    const memBytes = Math.ceil((o.memoryBytes ?? SIM_DEFAULTS.memoryBytes) / PAGE) * PAGE;
+    const maxQueues = o.maxQueues ?? SIM_DEFAULTS.maxQueues;
+    const mem = new SharedArrayBuffer(memBytes);
+    const regs = new SharedArrayBuffer(regBytes(maxQueues));
+    const ctl = new SharedArrayBuffer(ctlBytes(maxQueues));
+    const n = ++seq;
+    // Bun drops messages sent before a module worker's top-level await ends, so it starts worker.ts itself.
+    const entry = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "./worker.ts" : "./worker_entry.js";
+    const worker = new Worker(new URL(entry, import.meta.url), { type: "module" });
+    const init: SimInit = { opts: o, host: mem, regs, ctl, serial: o.serial ?? `SIM${String(n).padStart(8, "0")}` };
+    const ready = new Promise<void>((res, rej) => {
+      worker.onmessage = (e: MessageEvent) => {
+        const m = e.data as { type: string; error?: string };
+        if (m.type === "loaded") worker.postMessage({ type: "init", init });
+        if (m.type !== "ready") return;
+        if (m.error) rej(new Error(`sim: device failed to start: ${m.error}`));
+        else res();
+      };
+      worker.onerror = (e: Event) => {
+        (e as ErrorEvent).preventDefault?.();
+        rej(new Error(`sim: worker failed: ${(e as ErrorEvent).message ?? e}`));
+      };
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, rej) => {
+      timer = setTimeout(() => rej(new Error("sim: the device worker did not start within 10 s")), 10_000);
+    });
+    try {
+      await Promise.race([ready, timeout]);
+    } catch (e) {
+      worker.terminate();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    worker.onerror = null;
+    return new SimTransport(`sim#${n}`, worker, mem, regs, ctl, o);
+  }
+
+  #request(op: string, arg?: unknown): Promise<unknown> {
+    if (this.#closed) return Promise.reject(new DeviceClosedError("sim transport is closed"));
+    const id = this.#nextReq++;
+    return new Promise((res, rej) => {
+      this.#pending.set(id, { res, rej });
+      this.#worker.postMessage({ type: "req", id, op, arg });
+    });
+  }
+
+  /** Snapshot of the device: held commands, namespaces, firmware, sanitize and self-test state. */
+  state(): Promise<SimState> {
+    return this.#request("state") as Promise<SimState>;
+  }
+
+  /** Let every command held by a "drop" fault run now. */
+  async releaseHeld(): Promise<void> {
+    await this.#request("release");
+  }
+
+  /** Commands the device has fetched, optionally only those of queue `qid` and/or `opcode`. */
+  commandCount(filter: { qid?: number; opcode?: number } = {}): number {
+    let n = 0;
+    for (let q = 0; q <= this.#maxQueues; q++) {
+      if (filter.qid !== undefined && filter.qid !== q) continue;
+      for (let o = 0; o < 256; o++) {
+        if (filter.opcode !== undefined && filter.opcode !== o) continue;
+        n += Atomics.load(this.#ctl, Ctl.COUNTS + q * 256 + o);
+      }
+    }
+    return n;
+  }
+
+  /** Used by {@link SimFaults.surpriseRemoval}. */
+  markRemoved(): void {
+    Atomics.store(this.#ctl, Ctl.REMOVED, 1);
+    Atomics.notify(this.#ctl, Ctl.WAKE);
+  }
+
+  /** True after surprise removal. */
+  get removed(): boolean {
+    return Atomics.load(this.#ctl, Ctl.REMOVED) !== 0;
+  }
+
+  /** Read a 32-bit register (all ones once removed, as a vanished PCIe device reads). */
+  readReg32(offset: number): number {
+    if (this.#closed || Atomics.load(this.#ctl, Ctl.REMOVED)) return 0xffff_ffff;
+    return Atomics.load(this.#regs, offset >>> 2);
+  }
+
+  /** Read a 64-bit register as two 32-bit reads, low first. */
+  readReg64(offset: number): bigint {
+    const lo = this.readReg32(offset), hi = this.readReg32(offset + 4);
+    return (BigInt(hi) << 32n) | BigInt(lo);
+  }
+
+  /** Write a 32-bit register and wake the device. Read-only registers ignore writes. */
+  writeReg32(offset: number, value: number): void {
+    if (this.#closed || this.removed) return;
+    if (offset < 0x0c || offset === 0x1c) return; // CAP, VS, CSTS
+    Atomics.store(this.#regs, offset >>> 2, value >>> 0);
+    Atomics.notify(this.#ctl, Ctl.WAKE);
+  }
+
+  /** Write a 64-bit register as two 32-bit writes, low first. */
+  writeReg64(offset: number, value: bigint): void {
+    this.writeReg32(offset, Number(value & 0xffff_ffffn));
+    this.writeReg32(offset + 4, Number((value >> 32n) & 0xffff_ffffn));
+  }
+
+  /** The doorbell array (offset 0x1000 onward, stride 4). */
+  doorbells(): Uint32Array {
+    return this.#db;
+  }
+
+  /** Allocate zeroed, page-aligned host memory (first fit). */
+  allocDma(size: number): DmaBuffer {
+    if (this.#closed) throw new DeviceClosedError("sim transport is closed");
+    const pages = Math.max(1, Math.ceil(size / PAGE));
+    for (let i = 0; i < this.#free.length; i++) {
+      const [start, n] = this.#free[i];
+      if (n < pages) continue;
+      if (n === pages) this.#free.splice(i, 1);
+      else this.#free[i] = [start + pages, n - pages];
+      const bytes = new Uint8Array(this.#mem, start * PAGE, pages * PAGE);
+      bytes.fill(0);
+      return { bytes, iova: this.iovaBase + start * PAGE, size: pages * PAGE };
+    }
+    throw new RangeError(
+      `sim: out of DMA memory allocating ${size} bytes (host memory is ${this.#mem.byteLength} bytes; raise memoryBytes)`,
+    );
+  }
+
+  /** Return memory to the allocator (coalescing neighbours). */
+  freeDma(buf: DmaBuffer): void {
+    if (buf.bytes.buffer !== this.#mem) return;
+    const start = (buf.iova - this.iovaBase) / PAGE, pages = buf.size / PAGE;
+    const f = this.#free;
+    let i = 0;
+    while (i < f.length && f[i][0] < start) i++;
+    if (i < f.length && f[i][0] === start) return; // already free
+    f.splice(i, 0, [start, pages]);
+    if (i + 1 < f.length && f[i][0] + f[i][1] === f[i + 1][0]) {
+      f[i][1] += f[i + 1][1];
+      f.splice(i + 1, 1);
+    }
+    if (i > 0 && f[i - 1][0] + f[i - 1][1] === f[i][0]) {
+      f[i - 1][1] += f[i][1];
+      f.splice(i, 1);
+    }
+  }
+
+  /** IOVA of a view into host memory, else -1. */
+  iovaOf(view: Uint8Array): number {
+    return view.buffer === this.#mem ? this.iovaBase + view.byteOffset : -1;
+  }
+
+  /** Stop the device and its worker. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#worker.terminate();
+    for (const p of this.#pending.values()) p.rej(new DeviceClosedError("sim transport is closed"));
+    this.#pending.clear();
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Worker entry of the software controller: builds the {@link SimDevice} and
+ * runs it. The loop spins while there is work, then sleeps in sub-millisecond
+ * Atomics.wait slices, and yields to the event loop every couple of ms so
+ * fault-injection requests (postMessage) get through.
+ * @module
+ */
+import { SimDevice, type SimInit } from "./device.ts";
+import { Ctl } from "./options.ts";
+
+interface WorkerScope {
+  onmessage: ((e: MessageEvent) => void) | null;
+  postMessage(m: unknown): void;
+}
+const scope = globalThis as unknown as WorkerScope;
+
+const SLICE_MS = 2;
+const SPIN_MS = 1;
+const NAP_MS = 0.25;
+
+const setImm = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
+const yieldMacrotask: () => Promise<void> = setImm
+  ? () => new Promise<void>((r) => setImm(r))
+  : () => new Promise<void>((r) => setTimeout(r, 0));
+
+let dev: SimDevice | null = null;
+
+async function run(d: SimDevice, ctl: Int32Array): Promise<void> {
+  let lastWork = performance.now();
+  while (!d.stopped) {
+    const sliceEnd = performance.now() + SLICE_MS;
+    for (;;) {
+      const did = d.step();
+      const now = performance.now();
+      if (did) lastWork = now;
+      else if (now - lastWork > SPIN_MS) Atomics.wait(ctl, Ctl.WAKE, 0, NAP_MS);
+      if (now >= sliceEnd || d.stopped) break;
+    }
+    await yieldMacrotask();
+  }
+}
+
+scope.onmessage = (e: MessageEvent) => {
+  const m = e.data as { type: string; id?: number; op?: string; arg?: unknown; init?: SimInit };
+  if (m.type === "init") {
+    try {
+      dev = new SimDevice(m.init!);
+    } catch (err) {
+      scope.postMessage({ type: "ready", error: String((err as Error)?.message ?? err) });
+      return;
+    }
+    scope.postMessage({ type: "ready" });
+    void run(dev, new Int32Array(m.init!.ctl));
+    return;
+  }
+  if (m.type === "req") {
+    try {
+      const result = dev!.request(m.op!, m.arg);
+      scope.postMessage({ type: "res", id: m.id, result });
+    } catch (err) {
+      scope.postMessage({ type: "res", id: m.id, error: String((err as Error)?.message ?? err) });
+    }
+  }
+};
+
+// Tell the host the handler is installed: a message posted earlier may be lost while the entry module loads.
+scope.postMessage({ type: "loaded" });
