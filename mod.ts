@@ -12,7 +12,14 @@
  * @module
  */
 export { type ControllerInfo, NVMeDev, type OpenOptions } from "./lib/dev.ts";
-export { type IoOptions, Namespace, type NamespaceInfo } from "./lib/io/namespace.ts";
+export {
+  type BlockRange,
+  type DsmOptions,
+  type IoOptions,
+  Namespace,
+  type NamespaceInfo,
+  type WriteZeroesOptions,
+} from "./lib/io/namespace.ts";
 export { Controller, type ControllerOptions } from "./lib/nvme/controller.ts";
 export * from "./lib/nvme/errors.ts";
 export * from "./lib/nvme/spec.ts";
@@ -20,3 +27,9 @@ export * from "./lib/nvme/command.ts";
 export type { DmaBuffer, Transport } from "./lib/nvme/transport.ts";
 export { QueuePair, type QueuePairConfig, type QueueStats } from "./lib/nvme/queue.ts";
 export { listNvmeControllers, type PciInfo } from "./lib/vfio/sysfs.ts";
+export * from "./lib/admin/log.ts";
+export * from "./lib/admin/features.ts";
+export * from "./lib/admin/manage.ts";
+export { NotSupportedError } from "./lib/admin/support.ts";
+export * from "./lib/sanitize/mod.ts";
+export * from "./lib/firmware/mod.ts";

@@ -9,7 +9,45 @@
 import process from "node:process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { formatIdCtrl, formatIdNs, idCtrlToJson, idNsToJson } from "../lib/admin/identify.ts";
+import { formatIdCtrl, formatIdNs, idCtrlToJson, idNsToJson, toNvmeCliJson } from "../lib/admin/identify.ts";
+import {
+  effectsLog,
+  effectsLogs,
+  effectsLogToJson,
+  errorLog,
+  errorLogToJson,
+  formatEffectsLog,
+  formatErrorLog,
+  formatFwLog,
+  formatSanitizeLog,
+  formatSelfTestLog,
+  formatSmartLog,
+  fwLog,
+  fwLogToJson,
+  sanitizeLog,
+  sanitizeLogToJson,
+  selfTestLog,
+  selfTestLogToJson,
+  smartLog,
+  smartLogToJson,
+} from "../lib/admin/log.ts";
+import { featureName, formatFeature, getFeature, setFeature } from "../lib/admin/features.ts";
+import {
+  activeNsList,
+  attachNamespace,
+  createNamespace,
+  deleteNamespace,
+  detachNamespace,
+  deviceSelfTest,
+  formatNsDescs,
+  formatNsList,
+  formatNvm,
+  nsDescs,
+  nsDescsToJson,
+  nsListToJson,
+} from "../lib/admin/manage.ts";
+import { commitFirmware, downloadFirmware } from "../lib/firmware/mod.ts";
+import { sanitize, type SanitizeKind, waitSanitize } from "../lib/sanitize/mod.ts";
 import { NVMeDev } from "../lib/dev.ts";
 import { NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
 import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
@@ -51,6 +89,28 @@ function int(values: Values, name: string, { required = false, min = 0, max = Nu
   return n;
 }
 
+/** A comma-separated list of integers (nvme-cli's OPT_LIST). */
+function intList(values: Values, name: string, max = Number.MAX_SAFE_INTEGER): number[] {
+  const v = values[name];
+  if (v === undefined || v === "") return [];
+  return String(v).split(",").map((p) => {
+    const t = p.trim();
+    const n = /^0x[0-9a-f]+$/i.test(t) ? parseInt(t, 16) : /^\d+$/.test(t) ? Number(t) : NaN;
+    if (!Number.isSafeInteger(n) || n > max) throw new UsageError(`invalid --${name}: ${String(v)}`);
+    return n;
+  });
+}
+
+/** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
+function progress(text: string | null): void {
+  if (!process.stderr.isTTY) return;
+  process.stderr.write(text === null ? "\r\x1b[K" : `\r\x1b[K${text}`);
+}
+
+function out(text: string): void {
+  process.stdout.write(text.endsWith("\n") ? text : text + "\n");
+}
+
 async function withDev<T>(device: string, f: (dev: NVMeDev) => Promise<T>): Promise<T> {
   const dev = await NVMeDev.open(device);
   try {
@@ -76,7 +136,7 @@ const ioOptions: Options = {
   "data": { type: "string", short: "d" },
 };
 
-async function io(kind: "read" | "write", device: string, values: Values): Promise<number> {
+async function io(kind: "read" | "write" | "compare", device: string, values: Values): Promise<number> {
   const slba = int(values, "start-block");
   const nlb = int(values, "block-count", { max: 0xffff }) + 1;
   const dataSize = int(values, "data-size", { required: true, min: 1 });
@@ -88,10 +148,11 @@ async function io(kind: "read" | "write", device: string, values: Values): Promi
     }
     const buf = dev.allocBuffer(bytes);
     const file = values["data"] as string | undefined;
-    if (kind === "write") {
+    if (kind !== "read") {
       const src = file ? readFileSync(file) : readFileSync(0);
       buf.set(src.subarray(0, Math.min(src.length, bytes)));
-      await ns.write(slba, buf);
+      if (kind === "write") await ns.write(slba, buf);
+      else await ns.compare(slba, buf);
     } else {
       await ns.read(slba, buf);
       // nvme-cli writes the whole --data-size buffer; bytes past the transfer are zero.
@@ -166,6 +227,544 @@ const commands: Record<string, Command> = {
         process.stdout.write(f === "json" ? idNsToJson(n) + "\n" : formatIdNs(n, id));
         return Promise.resolve(0);
       }),
+  },
+  "list-ns": {
+    summary: "Send Identify List (active namespaces), display the namespace ids",
+    usage: "list-ns <pci-address> [--namespace-id <first nsid>] [--output-format normal|json]",
+    options: { ...outputFormat, "namespace-id": { type: "string", short: "n", default: "1" } },
+    device: true,
+    run: ({ device, values }) => {
+      const f = fmt(values);
+      const first = int(values, "namespace-id", { min: 1, max: 0xffffffff });
+      return withDev(device, async (dev) => {
+        const ids = await activeNsList(dev, first - 1);
+        out(f === "json" ? nsListToJson(ids) : formatNsList(ids));
+        return 0;
+      });
+    },
+  },
+  "ns-descs": {
+    summary: "Send Identify Namespace Identification Descriptors, display them",
+    usage: "ns-descs <pci-address> --namespace-id <nsid> [--output-format normal|json]",
+    options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
+    device: true,
+    run: ({ device, values }) => {
+      const f = fmt(values);
+      return withDev(device, async (dev) => {
+        const id = nsid(values, dev);
+        const d = await nsDescs(dev, id);
+        out(f === "json" ? nsDescsToJson(d) : formatNsDescs(d, id));
+        return 0;
+      });
+    },
+  },
+  "smart-log": {
+    summary: "Retrieve the SMART / health information log",
+    usage: "smart-log <pci-address> [--namespace-id <nsid>] [--output-format normal|json]",
+    options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
+    device: true,
+    run: ({ device, values }) => {
+      const f = fmt(values);
+      const n = int(values, "namespace-id", { max: 0xffffffff });
+      const id = n < 0 ? 0xffffffff : n;
+      return withDev(device, async (dev) => {
+        const s = await smartLog(dev, id);
+        out(f === "json" ? smartLogToJson(s) : formatSmartLog(s, device, id));
+        return 0;
+      });
+    },
+  },
+  "error-log": {
+    summary: "Retrieve the error information log",
+    usage: "error-log <pci-address> [--log-entries <n>] [--output-format normal|json]",
+    options: { ...outputFormat, "log-entries": { type: "string", short: "e", default: "64" } },
+    device: true,
+    run: ({ device, values }) => {
+      const f = fmt(values);
+      const want = int(values, "log-entries", { min: 1, max: 256 });
+      return withDev(device, async (dev) => {
+        // As nvme-cli: never more than the controller keeps (ELPE + 1).
+        const e = await errorLog(dev, Math.min(want, dev.idCtrl.elpe + 1));
+        out(f === "json" ? errorLogToJson(e) : formatErrorLog(e, device));
+        return 0;
+      });
+    },
+  },
+  "fw-log": {
+    summary: "Retrieve the firmware slot log",
+    usage: "fw-log <pci-address> [--output-format normal|json]",
+    options: outputFormat,
+    device: true,
+    run: ({ device, values }) => {
+      const f = fmt(values);
+      return withDev(device, async (dev) => {
+        const l = await fwLog(dev);
+        out(f === "json" ? fwLogToJson(l, device) : formatFwLog(l, device));
+        return 0;
+      });
+    },
+  },
+  "effects-log": {
+    summary: "Retrieve the commands supported and effects log",
+    usage: "effects-log <pci-address> [--csi <csi>] [--output-format normal|json]",
+    options: { ...outputFormat, csi: { type: "string", short: "c" } },
+    device: true,
+    run: ({ device, values }) => {
+      const f = fmt(values);
+      const csi = int(values, "csi", { max: 0xff });
+      return withDev(device, async (dev) => {
+        const pages = csi < 0 ? await effectsLogs(dev) : [await effectsLog(dev, csi)];
+        out(f === "json" ? effectsLogToJson(pages) : formatEffectsLog(pages));
+        return 0;
+      });
+    },
+  },
+  "self-test-log": {
+    summary: "Retrieve the device self-test log",
+    usage: "self-test-log <pci-address> [--dst-entries <n>] [--output-format normal|json]",
+    options: { ...outputFormat, "dst-entries": { type: "string", short: "e", default: "20" } },
+    device: true,
+    run: ({ device, values }) => {
+      const f = fmt(values);
+      const n = int(values, "dst-entries", { max: 255 });
+      return withDev(device, async (dev) => {
+        const l = await selfTestLog(dev);
+        out(f === "json" ? selfTestLogToJson(l, n) : formatSelfTestLog(l, device, Math.min(n, 20)));
+        return 0;
+      });
+    },
+  },
+  "sanitize-log": {
+    summary: "Retrieve the sanitize status log",
+    usage: "sanitize-log <pci-address> [--output-format normal|json]",
+    options: outputFormat,
+    device: true,
+    run: ({ device, values }) => {
+      const f = fmt(values);
+      return withDev(device, async (dev) => {
+        const l = await sanitizeLog(dev);
+        out(f === "json" ? sanitizeLogToJson(l, device) : formatSanitizeLog(l, device));
+        return 0;
+      });
+    },
+  },
+  "get-feature": {
+    summary: "Get a feature and show its value (decoded with --human-readable or in JSON)",
+    usage:
+      "get-feature <pci-address> --feature-id <fid> [--namespace-id <nsid>] [--sel 0-3] [--cdw11 <v>] [--human-readable] [--output-format normal|json]",
+    options: {
+      ...outputFormat,
+      "feature-id": { type: "string", short: "f" },
+      "namespace-id": { type: "string", short: "n" },
+      sel: { type: "string", short: "s", default: "0" },
+      cdw11: { type: "string", short: "c", default: "0" },
+      "human-readable": { type: "boolean", short: "H" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      const f = fmt(values);
+      const fid = int(values, "feature-id", { required: true, min: 1, max: 0xff });
+      const sel = int(values, "sel", { max: 3 });
+      const cdw11 = int(values, "cdw11", { max: 0xffffffff });
+      const n = int(values, "namespace-id", { max: 0xffffffff });
+      return withDev(device, async (dev) => {
+        const r = await getFeature(dev, fid, { sel, cdw11, nsid: n < 0 ? 0 : n });
+        if (f === "json") {
+          out(toNvmeCliJson({
+            feature_id: r.fid,
+            name: featureName(r.fid),
+            sel: r.sel,
+            value: r.value,
+            ...(r.data ? { data: [...r.data].map((b) => b.toString(16).padStart(2, "0")).join("") } : {}),
+            fields: Object.fromEntries(Object.entries(r.fields).map(([k, v]) => [k, typeof v === "boolean" ? (v ? 1 : 0) : v])),
+          }));
+        } else {
+          const text = formatFeature(r);
+          out(values["human-readable"] || r.sel === 3 ? text : text.split("\n")[0]);
+        }
+        return 0;
+      });
+    },
+  },
+  "set-feature": {
+    summary: "Set a feature and show the resulting value",
+    usage:
+      "set-feature <pci-address> --feature-id <fid> --value <v> [--namespace-id <nsid>] [--cdw12 <v>] [--data <file>] [--data-len <n>] [--save]",
+    options: {
+      "feature-id": { type: "string", short: "f" },
+      "namespace-id": { type: "string", short: "n" },
+      value: { type: "string", short: "v", default: "0" },
+      cdw12: { type: "string", short: "c", default: "0" },
+      data: { type: "string", short: "d" },
+      "data-len": { type: "string", short: "l" },
+      save: { type: "boolean", short: "s" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      const fid = int(values, "feature-id", { required: true, min: 1, max: 0xff });
+      const value = int(values, "value", { max: 0xffffffff });
+      const cdw12 = int(values, "cdw12", { max: 0xffffffff });
+      const n = int(values, "namespace-id", { max: 0xffffffff });
+      const len = int(values, "data-len", { min: 1, max: 4096 });
+      let data: Uint8Array | undefined;
+      if (values.data) {
+        const raw = readFileSync(String(values.data));
+        data = new Uint8Array(len > 0 ? len : raw.length);
+        data.set(raw.subarray(0, data.length));
+      }
+      return withDev(device, async (dev) => {
+        const dw0 = await setFeature(dev, fid, value, { nsid: n < 0 ? 0 : n, cdw12, data, save: !!values.save });
+        out(`set-feature:${fid ? "0x" + fid.toString(16).padStart(2, "0") : "00"} (${featureName(fid)}), value:${
+          value ? "0x" + value.toString(16).padStart(8, "0") : "00000000"
+        }, cdw12:${cdw12 ? "0x" + cdw12.toString(16).padStart(8, "0") : "00000000"}, save:${values.save ? 1 : 0}` +
+          (dw0 ? `\\n  result: 0x${dw0.toString(16).padStart(8, "0")}` : ""));
+        return 0;
+      });
+    },
+  },
+  "format": {
+    summary: "Format a namespace with a new block format (restores nothing; all data is lost)",
+    usage:
+      "format <pci-address> --namespace-id <nsid> [--lbaf <i>] [--ses 0-2] [--pi 0-3] [--pil 0|1] [--ms 0|1] [--timeout <ms>] --force",
+    options: {
+      "namespace-id": { type: "string", short: "n" },
+      lbaf: { type: "string", short: "l" },
+      ses: { type: "string", short: "s", default: "0" },
+      pi: { type: "string", short: "i", default: "0" },
+      pil: { type: "string", short: "p", default: "0" },
+      ms: { type: "string", short: "m", default: "0" },
+      timeout: { type: "string", short: "t" },
+      force: { type: "boolean" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      const lbaf = int(values, "lbaf", { max: 63 });
+      const ses = int(values, "ses", { max: 2 });
+      const pi = int(values, "pi", { max: 3 });
+      const pil = int(values, "pil", { max: 1 });
+      const ms = int(values, "ms", { max: 1 });
+      const timeout = int(values, "timeout", { min: 1 });
+      const id = int(values, "namespace-id", { required: true, min: 1, max: 0xffffffff });
+      if (!values.force) throw new UsageError("format destroys all data on the namespace: add --force to confirm");
+      return withDev(device, async (dev) => {
+        progress("format: in progress...");
+        await formatNvm(dev, id, {
+          lbaf: lbaf < 0 ? undefined : lbaf,
+          ses,
+          pi,
+          pil: pil === 1,
+          mset: ms === 1,
+          timeoutMs: timeout < 0 ? undefined : timeout,
+        });
+        progress(null);
+        out("Success formatting namespace:" + id.toString(16));
+        return 0;
+      });
+    },
+  },
+  "device-self-test": {
+    summary: "Start (or abort) a device self-test",
+    usage: "device-self-test <pci-address> [--namespace-id <nsid>] --self-test-code <1 short|2 extended|0xf abort> [--wait]",
+    options: {
+      "namespace-id": { type: "string", short: "n" },
+      "self-test-code": { type: "string", short: "s" },
+      wait: { type: "boolean", short: "w" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      const stc = int(values, "self-test-code", { required: true, max: 0xf });
+      const n = int(values, "namespace-id", { max: 0xffffffff });
+      return withDev(device, async (dev) => {
+        await deviceSelfTest(dev, stc, n < 0 ? 0xffffffff : n);
+        const what = stc === 0xf ? "Aborting device self-test operation" :
+          stc === 2 ? "Extended Device self-test started" : stc === 1 ? "Short Device self-test started" : "Device self-test started";
+        out(what);
+        if (values.wait && stc !== 0xf) {
+          for (;;) {
+            const l = await selfTestLog(dev);
+            if (l.currentOperation === 0) break;
+            progress(`[${"=".repeat(Math.floor(l.completion / 5)).padEnd(20)}] ${l.completion}%`);
+            await new Promise((r) => setTimeout(r, 1000));
+          }
+          progress(null);
+          const r = (await selfTestLog(dev)).results[0];
+          out(`Test result: 0x${r.result.toString(16)}`);
+        }
+        return 0;
+      });
+    },
+  },
+  "fw-download": {
+    summary: "Download a firmware image to the controller (activate it with fw-commit)",
+    usage: "fw-download <pci-address> --fw <file> [--xfer <bytes per command>] [--offset <bytes>] [--progress]",
+    options: {
+      fw: { type: "string", short: "f" },
+      xfer: { type: "string", short: "x" },
+      offset: { type: "string", short: "o", default: "0" },
+      progress: { type: "boolean", short: "p" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      if (!values.fw) throw new UsageError("--fw is required");
+      const xfer = int(values, "xfer", { min: 4 });
+      const offset = int(values, "offset");
+      const image = new Uint8Array(readFileSync(String(values.fw)));
+      return withDev(device, async (dev) => {
+        await downloadFirmware(dev, image, {
+          chunkBytes: xfer < 0 ? undefined : xfer,
+          offset,
+          onProgress: (sent, total) =>
+            progress(`Firmware download: transferring 0x${sent.toString(16).padStart(8, "0")}/0x${
+              total.toString(16).padStart(8, "0")
+            } bytes: ${String(Math.floor((100 * sent) / total)).padStart(3, "0")}%`),
+        });
+        progress(null);
+        out("Firmware download success");
+        return 0;
+      });
+    },
+  },
+  "fw-commit": {
+    summary: "Commit a downloaded firmware image to a slot and/or activate a slot",
+    usage: "fw-commit <pci-address> --action <0-3,6,7> [--slot <0-7>] [--bpid <0|1>]",
+    options: {
+      slot: { type: "string", short: "s", default: "0" },
+      action: { type: "string", short: "a" },
+      bpid: { type: "string", short: "b", default: "0" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      const action = int(values, "action", { required: true, max: 7 });
+      const slot = int(values, "slot", { max: 7 });
+      const bpid = int(values, "bpid", { max: 1 });
+      return withDev(device, async (dev) => {
+        const r = await commitFirmware(dev, { slot, action, bpid });
+        out(`Success committing firmware action:${action} slot:${slot}` +
+          (r.resetRequired === "none" ? "" : `, activation needs a ${r.resetRequired} reset`));
+        return 0;
+      });
+    },
+  },
+  "sanitize": {
+    summary: "Start a sanitize operation (block erase, crypto erase, overwrite) or exit failure mode",
+    usage:
+      "sanitize <pci-address> --sanact <exit-failure|start-block-erase|start-overwrite|start-crypto-erase|1-4> [--ause] [--owpass <1-16>] [--oipbp] [--ovrpat <pattern>] [--no-dealloc] [--wait]",
+    options: {
+      "no-dealloc": { type: "boolean", short: "d" },
+      oipbp: { type: "boolean", short: "i" },
+      owpass: { type: "string", short: "n" },
+      ause: { type: "boolean", short: "u" },
+      sanact: { type: "string", short: "a" },
+      ovrpat: { type: "string", short: "p" },
+      wait: { type: "boolean", short: "w" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      const names: Record<string, SanitizeKind> = {
+        "1": "exit-failure",
+        "exit-failure": "exit-failure",
+        "2": "block-erase",
+        "start-block-erase": "block-erase",
+        "3": "overwrite",
+        "start-overwrite": "overwrite",
+        "4": "crypto-erase",
+        "start-crypto-erase": "crypto-erase",
+      };
+      const kind = names[String(values.sanact ?? "")];
+      if (!kind) throw new UsageError(`--sanact must be one of ${Object.keys(names).join(", ")}`);
+      const owpass = int(values, "owpass", { min: 1, max: 16 });
+      const ovrpat = int(values, "ovrpat", { max: 0xffffffff });
+      return withDev(device, async (dev) => {
+        await sanitize(dev, kind, {
+          allowUnrestrictedExit: !!values.ause,
+          passes: owpass < 0 ? undefined : owpass,
+          pattern: ovrpat < 0 ? undefined : ovrpat,
+          invert: values.oipbp ? true : undefined,
+          noDeallocate: !!values["no-dealloc"],
+        });
+        if (values.wait) {
+          await waitSanitize(dev, { onProgress: (p) => progress(`sanitize: ${(p.fraction * 100).toFixed(1)}%`) });
+          progress(null);
+        }
+        out("Sanitize " + (values.wait ? "completed" : "started"));
+        return 0;
+      });
+    },
+  },
+  "dsm": {
+    summary: "Send Dataset Management (e.g. deallocate) for a list of ranges",
+    usage:
+      "dsm <pci-address> --namespace-id <nsid> --slbs <lba,...> --blocks <count,...> [--ad] [--idw] [--idr] [--ctx-attrs <a,...>]",
+    options: {
+      "namespace-id": { type: "string", short: "n" },
+      "ctx-attrs": { type: "string", short: "a" },
+      blocks: { type: "string", short: "b" },
+      slbs: { type: "string", short: "s" },
+      ad: { type: "boolean", short: "d" },
+      idw: { type: "boolean", short: "w" },
+      idr: { type: "boolean", short: "r" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      const slbs = intList(values, "slbs");
+      const blocks = intList(values, "blocks", 0xffffffff);
+      if (slbs.length === 0 || slbs.length !== blocks.length) {
+        throw new UsageError("--slbs and --blocks must list the same number of ranges");
+      }
+      if (!values.ad && !values.idw && !values.idr) throw new UsageError("give at least one of --ad, --idw, --idr");
+      return withDev(device, async (dev) => {
+        const ns = dev.ns(nsid(values, dev));
+        await ns.dsm(slbs.map((lba, i) => ({ lba, blocks: blocks[i] })), {
+          deallocate: !!values.ad,
+          idw: !!values.idw,
+          idr: !!values.idr,
+        });
+        out(`NVMe DSM: success`);
+        return 0;
+      });
+    },
+  },
+  "write-zeroes": {
+    summary: "Send Write Zeroes for a block range",
+    usage: "write-zeroes <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> [--deac] [--force-unit-access]",
+    options: {
+      "namespace-id": { type: "string", short: "n" },
+      "start-block": { type: "string", short: "s", default: "0" },
+      "block-count": { type: "string", short: "c", default: "0" },
+      deac: { type: "boolean", short: "d" },
+      "force-unit-access": { type: "boolean", short: "f" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      const slba = int(values, "start-block");
+      const nlb = int(values, "block-count", { max: 0xffff }) + 1;
+      return withDev(device, async (dev) => {
+        await dev.ns(nsid(values, dev)).writeZeroes(slba, nlb, { deallocate: !!values.deac, fua: !!values["force-unit-access"] });
+        out("NVME Write Zeroes Success");
+        return 0;
+      });
+    },
+  },
+  "verify": {
+    summary: "Send Verify for a block range",
+    usage: "verify <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based>",
+    options: {
+      "namespace-id": { type: "string", short: "n" },
+      "start-block": { type: "string", short: "s", default: "0" },
+      "block-count": { type: "string", short: "c", default: "0" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      const slba = int(values, "start-block");
+      const nlb = int(values, "block-count", { max: 0xffff }) + 1;
+      return withDev(device, async (dev) => {
+        await dev.ns(nsid(values, dev)).verify(slba, nlb);
+        out("NVME Verify Success");
+        return 0;
+      });
+    },
+  },
+  "compare": {
+    summary: "Compare blocks with data from a file (or stdin)",
+    usage:
+      "compare <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+    options: ioOptions,
+    device: true,
+    run: ({ device, values }) => io("compare", device, values),
+  },
+  "copy": {
+    summary: "Copy block ranges to a destination block (Copy command)",
+    usage: "copy <pci-address> --namespace-id <nsid> --sdlba <dest lba> --slbs <lba,...> --blocks <nlb 0-based,...>",
+    options: {
+      "namespace-id": { type: "string", short: "n" },
+      sdlba: { type: "string", short: "d" },
+      slbs: { type: "string", short: "s" },
+      blocks: { type: "string", short: "b" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      const sdlba = int(values, "sdlba", { required: true });
+      const slbs = intList(values, "slbs");
+      const blocks = intList(values, "blocks", 0xffff);
+      if (slbs.length === 0 || slbs.length !== blocks.length) {
+        throw new UsageError("--slbs and --blocks must list the same number of ranges");
+      }
+      return withDev(device, async (dev) => {
+        await dev.ns(nsid(values, dev)).copy(slbs.map((lba, i) => ({ lba, blocks: blocks[i] + 1 })), sdlba);
+        out("NVMe Copy: success");
+        return 0;
+      });
+    },
+  },
+  "create-ns": {
+    summary: "Create a namespace (Namespace Management); attach it with attach-ns",
+    usage: "create-ns <pci-address> --nsze <blocks> [--ncap <blocks>] [--flbas <i>] [--dps <v>] [--nmic <v>] [--csi <v>]",
+    options: {
+      nsze: { type: "string", short: "s" },
+      ncap: { type: "string", short: "c" },
+      flbas: { type: "string", short: "f", default: "0" },
+      dps: { type: "string", short: "d", default: "0" },
+      nmic: { type: "string", short: "m", default: "0" },
+      csi: { type: "string", short: "y", default: "0" },
+    },
+    device: true,
+    run: ({ device, values }) => {
+      const nsze = int(values, "nsze", { required: true, min: 1 });
+      const ncap = int(values, "ncap", { min: 1 });
+      const flbas = int(values, "flbas", { max: 63 });
+      const dps = int(values, "dps", { max: 0xff });
+      const nmic = int(values, "nmic", { max: 0xff });
+      const csi = int(values, "csi", { max: 0xff });
+      return withDev(device, async (dev) => {
+        const id = await createNamespace(dev, { nsze, ncap: ncap < 0 ? nsze : ncap, flbas, dps, nmic, csi });
+        out(`create-ns: Success, created nsid:${id}`);
+        return 0;
+      });
+    },
+  },
+  "delete-ns": {
+    summary: "Delete a namespace (Namespace Management)",
+    usage: "delete-ns <pci-address> --namespace-id <nsid>",
+    options: { "namespace-id": { type: "string", short: "n" } },
+    device: true,
+    run: ({ device, values }) => {
+      const id = int(values, "namespace-id", { required: true, min: 1, max: 0xffffffff });
+      return withDev(device, async (dev) => {
+        await deleteNamespace(dev, id);
+        out(`delete-ns: Success, deleted nsid:${id}`);
+        return 0;
+      });
+    },
+  },
+  "attach-ns": {
+    summary: "Attach a namespace to controllers (default: this one)",
+    usage: "attach-ns <pci-address> --namespace-id <nsid> [--controllers <id,...>]",
+    options: { "namespace-id": { type: "string", short: "n" }, controllers: { type: "string", short: "c" } },
+    device: true,
+    run: ({ device, values }) => {
+      const id = int(values, "namespace-id", { required: true, min: 1, max: 0xfffffffe });
+      const ctrls = intList(values, "controllers", 0xffef);
+      return withDev(device, async (dev) => {
+        await attachNamespace(dev, id, ctrls.length ? ctrls : undefined);
+        out(`attach-ns: Success, nsid:${id}`);
+        return 0;
+      });
+    },
+  },
+  "detach-ns": {
+    summary: "Detach a namespace from controllers (default: this one)",
+    usage: "detach-ns <pci-address> --namespace-id <nsid> [--controllers <id,...>]",
+    options: { "namespace-id": { type: "string", short: "n" }, controllers: { type: "string", short: "c" } },
+    device: true,
+    run: ({ device, values }) => {
+      const id = int(values, "namespace-id", { required: true, min: 1, max: 0xfffffffe });
+      const ctrls = intList(values, "controllers", 0xffef);
+      return withDev(device, async (dev) => {
+        await detachNamespace(dev, id, ctrls.length ? ctrls : undefined);
+        out(`detach-ns: Success, nsid:${id}`);
+        return 0;
+      });
+    },
   },
   "read": {
     summary: "Read blocks into a file (or stdout)",

@@ -1060,3 +1060,25 @@ export function nsSummary(n: IdNs): NsSummary {
     lbaFormat,
   };
 }
+
+/** Options for {@link toNvmeCliJson}. */
+export interface NvmeCliJsonOptions extends NvmeCliFormatOptions {
+  /**
+   * Keys whose plain-number values nvme-cli prints through `json_object_new_int`
+   * (int32). `"all"`: every plain number, as in the log page writers, where
+   * 64-bit values are {@link Uint64} and 128-bit values {@link Uint128}.
+   */
+  narrow?: ReadonlySet<string> | "all";
+}
+
+const NARROW_ALL: ReadonlySet<string> = { has: () => true } as unknown as ReadonlySet<string>;
+
+/**
+ * json-c's pretty text (as nvme-cli 2.3 prints it, without the final newline)
+ * of an object tree of numbers, strings, {@link Uint64}, {@link Uint128},
+ * arrays and plain objects, in insertion order.
+ */
+export function toNvmeCliJson(value: unknown, opts: NvmeCliJsonOptions = {}): string {
+  const narrow = opts.narrow === "all" ? NARROW_ALL : opts.narrow ?? new Set<string>();
+  return writeJson(value as JsonVal, 0, "", { sep: opts.thousandsSep ?? "", narrow });
+}

@@ -1,10 +1,11 @@
 /**
- * Namespace IO: read, write, flush. Validates every argument before anything
+ * Namespace IO: read, write, flush, write zeroes, dataset management, compare,
+ * verify and copy. Validates every argument before anything
  * reaches the device, splits transfers at the controller's limit, and copies
  * plain (non-DMA) buffers through reusable bounce buffers.
  * @module
  */
-import { flushCmd } from "../nvme/command.ts";
+import { copyCmd, dsmCmd, flushCmd } from "../nvme/command.ts";
 import { InvalidArgumentError, type NvmeError } from "../nvme/errors.ts";
 import type { QueuePair } from "../nvme/queue.ts";
 import { IoOpc } from "../nvme/spec.ts";
@@ -42,6 +43,38 @@ export interface NamespaceInfo {
   metadataSize: number;
   /** Index of the LBA format in use. */
   lbaFormat: number;
+  /** Copy: Maximum Single Source Range Length in blocks (0 or absent: only the 16-bit NLB limit). */
+  mssrl?: number;
+  /** Copy: Maximum Copy Length in blocks over all ranges (0 or absent: no limit known). */
+  mcl?: number;
+  /** Copy: Maximum Source Range Count, one-based (absent: 256). */
+  msrc?: number;
+}
+
+/** A run of blocks: start block and block count. */
+export interface BlockRange {
+  /** First block. */
+  lba: number | bigint;
+  /** Number of blocks (one-based). */
+  blocks: number;
+}
+
+/** Options for {@link Namespace.writeZeroes}. */
+export interface WriteZeroesOptions extends IoOptions {
+  /** Also deallocate the blocks (DEAC), where the controller supports it. */
+  deallocate?: boolean;
+  /** Force Unit Access. */
+  fua?: boolean;
+}
+
+/** Dataset Management attributes (CDW11) for {@link Namespace.dsm}. */
+export interface DsmOptions extends IoOptions {
+  /** Attribute Deallocate. */
+  deallocate?: boolean;
+  /** Integral Dataset for Write. */
+  idw?: boolean;
+  /** Integral Dataset for Read. */
+  idr?: boolean;
 }
 
 /** Options for a single IO call. */
@@ -109,6 +142,139 @@ export class Namespace {
     await q.submit(flushCmd(this.nsid), 0, 0, opts.timeoutMs ?? q.defaultTimeoutMs);
   }
 
+  /**
+   * Zero `blocks` blocks from `lba` without transferring data (Write Zeroes),
+   * split at the 16-bit block count limit.
+   */
+  async writeZeroes(lba: number | bigint, blocks: number, opts: WriteZeroesOptions = {}): Promise<void> {
+    const slba = this.#checkRange(lba, blocks, opts);
+    const flags = (opts.deallocate ? 1 << 25 : 0) | (opts.fua ? 1 << 30 : 0);
+    await this.#noData(IoOpc.WRITE_ZEROES, slba, blocks, flags, opts.timeoutMs);
+  }
+
+  /**
+   * Check `blocks` blocks from `lba` on the controller (Verify: the data is
+   * read and checked, nothing is transferred). Unreadable blocks reject with
+   * the media error status.
+   */
+  async verify(lba: number | bigint, blocks: number, opts: IoOptions = {}): Promise<void> {
+    const slba = this.#checkRange(lba, blocks, opts);
+    await this.#noData(IoOpc.VERIFY, slba, blocks, 0, opts.timeoutMs);
+  }
+
+  /**
+   * Compare the blocks from `lba` with `buf`; a difference rejects with
+   * NvmeCompareError.
+   */
+  async compare(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: IoOptions = {}): Promise<void> {
+    const [slba, bytes] = this.#check(lba, buf, opts);
+    await this.#xfer(IoOpc.COMPARE, slba, bytes, opts.timeoutMs);
+  }
+
+  /** Deallocate (trim) the given ranges: Dataset Management with the Deallocate attribute. */
+  deallocate(ranges: BlockRange | BlockRange[], opts: IoOptions = {}): Promise<void> {
+    return this.dsm(ranges, { ...opts, deallocate: true });
+  }
+
+  /** Dataset Management over up to 256 ranges of at most 2^32-1 blocks each. */
+  async dsm(ranges: BlockRange | BlockRange[], opts: DsmOptions = {}): Promise<void> {
+    const list = this.#checkRanges(ranges, opts, 256, 0xffff_ffff);
+    const b = this.#host.takeBounce(4096);
+    try {
+      const dv = new DataView(b.bytes.buffer, b.bytes.byteOffset, 4096);
+      b.bytes.fill(0, 0, 4096);
+      list.forEach(([slba, n], i) => {
+        dv.setUint32(i * 16 + 4, n, true);
+        dv.setBigUint64(i * 16 + 8, BigInt(slba), true);
+      });
+      const q = this.#host.pickQueue();
+      const cmd = dsmCmd(this.nsid, list.length, { ad: opts.deallocate, idw: opts.idw, idr: opts.idr });
+      await q.submit(cmd, b.iova, list.length * 16, opts.timeoutMs ?? q.defaultTimeoutMs);
+    } finally {
+      this.#host.giveBounce(b);
+    }
+  }
+
+  /**
+   * Copy the source ranges, in order, to consecutive blocks from `destLba`
+   * (Copy, source range descriptor format 0), within this namespace.
+   */
+  async copy(ranges: BlockRange | BlockRange[], destLba: number | bigint, opts: IoOptions = {}): Promise<void> {
+    const msrc = this.info.msrc || 256;
+    const mssrl = Math.min(this.info.mssrl || 65536, 65536);
+    const list = this.#checkRanges(ranges, opts, msrc, mssrl);
+    const total = list.reduce((a, [, n]) => a + n, 0);
+    if (this.info.mcl && total > this.info.mcl) {
+      throw new InvalidArgumentError(`copy of ${total} blocks exceeds the namespace's maximum copy length ${this.info.mcl}`);
+    }
+    const sdlba = this.#checkRange(destLba, total, opts);
+    const b = this.#host.takeBounce(list.length * 32);
+    try {
+      const dv = new DataView(b.bytes.buffer, b.bytes.byteOffset, list.length * 32);
+      b.bytes.fill(0, 0, list.length * 32);
+      list.forEach(([slba, n], i) => {
+        dv.setBigUint64(i * 32 + 8, BigInt(slba), true);
+        dv.setUint16(i * 32 + 16, n - 1, true);
+      });
+      const q = this.#host.pickQueue();
+      await q.submit(copyCmd(this.nsid, sdlba, list.length), b.iova, list.length * 32, opts.timeoutMs ?? q.defaultTimeoutMs);
+    } finally {
+      this.#host.giveBounce(b);
+    }
+  }
+
+  #checkLba(lba: unknown, what = "lba"): number {
+    if (typeof lba === "bigint") {
+      if (lba < 0n || lba > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(`${what} ${lba} is out of range`);
+      return Number(lba);
+    }
+    if (typeof lba === "number" && Number.isSafeInteger(lba) && lba >= 0) return lba;
+    throw new InvalidArgumentError(`${what} must be a non-negative integer, got ${String(lba)}`);
+  }
+
+  /** Validate a block range; returns the start block. */
+  #checkRange(lba: unknown, blocks: unknown, opts: IoOptions, what = "blocks"): number {
+    this.#checkOpen();
+    this.#checkTimeout(opts);
+    const slba = this.#checkLba(lba);
+    if (typeof blocks !== "number" || !Number.isSafeInteger(blocks) || blocks < 1) {
+      throw new InvalidArgumentError(`${what} must be a positive integer, got ${String(blocks)}`);
+    }
+    if (slba + blocks > this.blockCount) {
+      throw new InvalidArgumentError(
+        `blocks ${slba}..${slba + blocks - 1} are past the end of namespace ${this.nsid} (${this.blockCount} blocks)`,
+      );
+    }
+    return slba;
+  }
+
+  #checkRanges(ranges: unknown, opts: IoOptions, maxRanges: number, maxBlocks: number): [number, number][] {
+    const list = Array.isArray(ranges) ? ranges : [ranges];
+    if (list.length === 0) throw new InvalidArgumentError("no ranges given");
+    if (list.length > maxRanges) throw new InvalidArgumentError(`${list.length} ranges given, at most ${maxRanges} allowed`);
+    return list.map((r, i) => {
+      if (r === null || typeof r !== "object") throw new InvalidArgumentError(`range ${i} must be { lba, blocks }`);
+      const { lba, blocks } = r as BlockRange;
+      const slba = this.#checkRange(lba, blocks, opts, `range ${i} blocks`);
+      if (blocks > maxBlocks) throw new InvalidArgumentError(`range ${i}: ${blocks} blocks, at most ${maxBlocks} allowed`);
+      return [slba, blocks];
+    });
+  }
+
+  /** Block-count-only commands (write zeroes, verify), split at 65536 blocks. */
+  #noData(opc: number, slba: number, blocks: number, flags: number, timeoutMs?: number): Promise<void> {
+    const q = this.#host.pickQueue();
+    const t = timeoutMs ?? q.defaultTimeoutMs;
+    const parts: Promise<number>[] = [];
+    for (let done = 0; done < blocks; done += 65536) {
+      const n = Math.min(65536, blocks - done);
+      parts.push(q.rw(opc, this.nsid, slba + done, n - 1, 0, 0, flags, t));
+    }
+    return Promise.allSettled(parts).then((rs) => {
+      for (const r of rs) if (r.status === "rejected") throw r.reason;
+    });
+  }
+
   #checkOpen(): void {
     const e = this.#host.closedError;
     if (e) throw e;
@@ -126,15 +292,7 @@ export class Namespace {
   #check(lba: number | bigint, buf: unknown, opts: IoOptions): [number, Uint8Array] {
     this.#checkOpen();
     this.#checkTimeout(opts);
-    let slba: number;
-    if (typeof lba === "bigint") {
-      if (lba < 0n || lba > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError(`lba ${lba} is out of range`);
-      slba = Number(lba);
-    } else if (typeof lba === "number" && Number.isSafeInteger(lba) && lba >= 0) {
-      slba = lba;
-    } else {
-      throw new InvalidArgumentError(`lba must be a non-negative integer, got ${String(lba)}`);
-    }
+    const slba = this.#checkLba(lba);
     const bytes = toBytes(buf, "buffer");
     const len = bytes.byteLength;
     if (len === 0) throw new InvalidArgumentError("buffer is empty: nothing to transfer");

@@ -186,3 +186,119 @@ export function abortCmd(sqid: number, cid: number): Sqe {
   s[10] = ((sqid & 0xffff) | ((cid & 0xffff) << 16)) >>> 0;
   return s;
 }
+
+/** Write Zeroes for `nlb` blocks; `deac` asks the controller to deallocate them as well. */
+export function writeZeroesCmd(nsid: number, slba: number, nlb: number, opts: { deac?: boolean; fua?: boolean } = {}): Sqe {
+  const s = new Uint32Array(16);
+  setRw(s, IoOpc.WRITE_ZEROES, nsid, slba, nlb - 1, (opts.deac ? 1 << 25 : 0) | (opts.fua ? 1 << 30 : 0));
+  return s;
+}
+
+/** Compare `nlb` blocks against the data buffer. */
+export function compareCmd(nsid: number, slba: number, nlb: number): Sqe {
+  const s = new Uint32Array(16);
+  setRw(s, IoOpc.COMPARE, nsid, slba, nlb - 1);
+  return s;
+}
+
+/** Verify `nlb` blocks (integrity check on the controller; no data transfer). */
+export function verifyCmd(nsid: number, slba: number, nlb: number): Sqe {
+  const s = new Uint32Array(16);
+  setRw(s, IoOpc.VERIFY, nsid, slba, nlb - 1);
+  return s;
+}
+
+/** Dataset Management over `ranges` 16-byte range entries (one-based count); AD = deallocate. */
+export function dsmCmd(nsid: number, ranges: number, attrs: { ad?: boolean; idw?: boolean; idr?: boolean } = {}): Sqe {
+  const s = sqe(IoOpc.DATASET_MANAGEMENT, nsid);
+  s[10] = (ranges - 1) & 0xff;
+  s[11] = (attrs.idr ? 1 : 0) | (attrs.idw ? 2 : 0) | (attrs.ad ? 4 : 0);
+  return s;
+}
+
+/** Copy `ranges` source ranges (one-based count, descriptor format 0) to `sdlba`. */
+export function copyCmd(nsid: number, sdlba: number, ranges: number, opts: { format?: number } = {}): Sqe {
+  const s = sqe(IoOpc.COPY, nsid);
+  s[10] = lo32(sdlba);
+  s[11] = hi32(sdlba);
+  s[12] = (((ranges - 1) & 0xff) | ((opts.format ?? 0) & 0xf) << 8) >>> 0;
+  return s;
+}
+
+/** Format NVM: LBA format index (0-63), secure erase setting (0 none, 1 user data, 2 crypto), PI. */
+export function formatNvmCmd(
+  nsid: number,
+  opts: { lbaf?: number; ses?: number; pi?: number; pil?: boolean; mset?: boolean } = {},
+): Sqe {
+  const s = sqe(AdminOpc.FORMAT_NVM, nsid);
+  const lbaf = opts.lbaf ?? 0;
+  s[10] = ((lbaf & 0xf) | (opts.mset ? 1 << 4 : 0) | ((opts.pi ?? 0) & 7) << 5 | (opts.pil ? 1 << 8 : 0) |
+    ((opts.ses ?? 0) & 7) << 9 | ((lbaf >> 4) & 3) << 12) >>> 0;
+  return s;
+}
+
+/** Device Self-test with code `stc` (1 short, 2 extended, 0xf abort). */
+export function deviceSelfTestCmd(nsid: number, stc: number): Sqe {
+  const s = sqe(AdminOpc.DEVICE_SELF_TEST, nsid);
+  s[10] = stc & 0xf;
+  return s;
+}
+
+/** Firmware Image Download of `bytes` (a multiple of 4) at byte `offset` (a multiple of 4) of the image. */
+export function fwDownloadCmd(bytes: number, offset: number): Sqe {
+  const s = sqe(AdminOpc.FW_IMAGE_DOWNLOAD);
+  s[10] = ((bytes >>> 2) - 1) >>> 0;
+  s[11] = (offset / 4) >>> 0;
+  return s;
+}
+
+/** Firmware Commit: slot (0 = controller's choice), commit action, boot partition id. */
+export function fwCommitCmd(slot: number, action: number, bpid = 0): Sqe {
+  const s = sqe(AdminOpc.FW_COMMIT);
+  s[10] = ((slot & 7) | (action & 7) << 3 | (bpid ? 1 << 31 : 0)) >>> 0;
+  return s;
+}
+
+/** Sanitize: action, allow unrestricted exit, overwrite pass count (1-16), invert, no-deallocate, pattern. */
+export function sanitizeCmd(
+  action: number,
+  opts: { ause?: boolean; owpass?: number; oipbp?: boolean; nodas?: boolean; ovrpat?: number } = {},
+): Sqe {
+  const s = sqe(AdminOpc.SANITIZE);
+  s[10] = ((action & 7) | (opts.ause ? 1 << 3 : 0) | ((opts.owpass ?? 0) & 0xf) << 4 | (opts.oipbp ? 1 << 8 : 0) |
+    (opts.nodas ? 1 << 9 : 0)) >>> 0;
+  s[11] = (opts.ovrpat ?? 0) >>> 0;
+  return s;
+}
+
+/** Namespace Management create (SEL 0; data: a 4096-byte namespace structure) for command set `csi`. */
+export function nsCreateCmd(csi = 0): Sqe {
+  const s = sqe(AdminOpc.NS_MANAGEMENT, 0);
+  s[10] = 0;
+  s[11] = (csi & 0xff) << 24;
+  return s;
+}
+
+/** Namespace Management delete (SEL 1) of `nsid` (0xffffffff: all). */
+export function nsDeleteCmd(nsid: number): Sqe {
+  const s = sqe(AdminOpc.NS_MANAGEMENT, nsid);
+  s[10] = 1;
+  return s;
+}
+
+/** Namespace Attachment: attach (SEL 0) or detach (SEL 1); data: a controller list. */
+export function nsAttachCmd(nsid: number, detach: boolean): Sqe {
+  const s = sqe(AdminOpc.NS_ATTACHMENT, nsid);
+  s[10] = detach ? 1 : 0;
+  return s;
+}
+
+/** Asynchronous Event Request: completes when the controller has an event to report. */
+export function asyncEventRequestCmd(): Sqe {
+  return sqe(AdminOpc.ASYNC_EVENT_REQUEST);
+}
+
+/** Namespace Identification Descriptor list (CNS 03h) for `nsid`. */
+export function nsDescsCmd(nsid: number): Sqe {
+  return identifyCmd(Cns.NS_DESCRIPTORS, nsid);
+}

@@ -330,3 +330,72 @@ export function decodeStatus(sf: number): DecodedStatus {
     name: statusName(sct, sc),
   };
 }
+
+/** Log page identifiers (Get Log Page CDW10 LID). */
+export const LogId = {
+  ERROR: 0x01,
+  SMART: 0x02,
+  FW_SLOT: 0x03,
+  CHANGED_NS: 0x04,
+  CMD_EFFECTS: 0x05,
+  SELF_TEST: 0x06,
+  SANITIZE: 0x81,
+} as const;
+
+/** Get Features select (CDW10 SEL). */
+export const FeatureSel = {
+  CURRENT: 0,
+  DEFAULT: 1,
+  SAVED: 2,
+  SUPPORTED: 3,
+} as const;
+
+/** Sanitize Action (CDW10 SANACT). */
+export const SanitizeAction = {
+  EXIT_FAILURE: 1,
+  BLOCK_ERASE: 2,
+  OVERWRITE: 3,
+  CRYPTO_ERASE: 4,
+} as const;
+
+/** Firmware Commit Action (CDW10 CA). */
+export const FwCommitAction = {
+  /** Download replaces the image in the slot; not activated. */
+  REPLACE: 0,
+  /** Replace, and activate at the next reset. */
+  REPLACE_AND_ACTIVATE: 1,
+  /** Activate an existing slot at the next reset. */
+  ACTIVATE: 2,
+  /** Replace and activate now, without a reset. */
+  REPLACE_AND_ACTIVATE_NOW: 3,
+  /** Download replaces the boot partition BPID. */
+  REPLACE_BOOT_PARTITION: 6,
+  /** Mark boot partition BPID active. */
+  ACTIVATE_BOOT_PARTITION: 7,
+} as const;
+
+/** Device Self-test Code (CDW10 STC). */
+export const SelfTestCode = {
+  SHORT: 0x1,
+  EXTENDED: 0x2,
+  VENDOR: 0xe,
+  ABORT: 0xf,
+} as const;
+
+/** Namespace Identification Descriptor types (NIDT). */
+export const Nidt = {
+  EUI64: 1,
+  NGUID: 2,
+  UUID: 3,
+  CSI: 4,
+} as const;
+
+/** Asynchronous event types (completion DW0 bits 2:0). */
+export const AsyncEventType = {
+  ERROR: 0,
+  SMART: 1,
+  NOTICE: 2,
+  IMMEDIATE: 3,
+  IO_COMMAND_SET: 6,
+  VENDOR: 7,
+} as const;
