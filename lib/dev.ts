@@ -195,6 +195,10 @@ export class NVMeDev implements AsyncDisposable {
         utilization: s.nuse,
         metadataSize: s.metadataSize,
         lbaFormat: s.lbaFormat,
+        // Copy limits; MSRC is zero-based in Identify Namespace.
+        mssrl: id.mssrl,
+        mcl: id.mcl,
+        msrc: id.msrc + 1,
       };
       this.#idNs.set(nsid, id);
       this.#namespaces.set(nsid, new Namespace(this.#host, info));
