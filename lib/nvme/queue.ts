@@ -385,8 +385,13 @@ export class QueuePair {
         }
         if (n > 0) idleSince = -1;
         else if (idleSince < 0) idleSince = now;
-        // Spin on microtasks while completions are likely soon; then let the event loop run.
-        if ((idleSince >= 0 && (now - idleSince) * 1000 >= this.pollSpinUs) || now - lastYield > 2) {
+        // Spin on microtasks while completions are likely soon; then let the event loop run;
+        // long waits (an async event request, a format) back off to timer sleeps.
+        const idle = idleSince >= 0 ? now - idleSince : 0;
+        if (idle > 50) {
+          await new Promise<void>((r) => setTimeout(r, idle > 1000 ? 10 : 1));
+          lastYield = performance.now();
+        } else if (idle * 1000 >= this.pollSpinUs || now - lastYield > 2) {
           await yieldMacrotask();
           lastYield = performance.now();
         } else {
