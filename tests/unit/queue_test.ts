@@ -73,11 +73,15 @@ test("errors decode: status error, compare failure as its own type", async () =>
   const a = qp.rw(0x02, 1, 0, 0, 0x100000, 512);
   const b = qp.rw(0x05, 1, 0, 0, 0x100000, 512);
   await null;
+  // Handlers first: both reject in one reaping pass.
+  const checks = Promise.all([
+    assert.rejects(a, (e: unknown) => e instanceof NvmeStatusError && e.status.name === "Unrecovered Read Error"),
+    assert.rejects(b, (e: unknown) => e instanceof NvmeCompareError && e.code === "EMISCOMPARE" && e.status.dnr),
+  ]);
   const [ca, cb] = dev.fetch();
   dev.complete(ca[0] >>> 16, (2 << 8) | 0x81);
   dev.complete(cb[0] >>> 16, (1 << 14) | (2 << 8) | 0x85);
-  await assert.rejects(a, (e: unknown) => e instanceof NvmeStatusError && e.status.name === "Unrecovered Read Error");
-  await assert.rejects(b, (e: unknown) => e instanceof NvmeCompareError && e.code === "EMISCOMPARE" && e.status.dnr);
+  await checks;
 });
 
 test("bogus completions are counted and never resolve the wrong command", async () => {

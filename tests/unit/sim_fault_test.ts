@@ -39,9 +39,12 @@ test("sim fault: dropped command times out; abort really aborts a held command",
     for (let i = 0; i < 100 && st.held.length === 0; i++) st = await t.state();
     assert.equal(st.held.length, 1);
     const { qid, cid } = st.held[0];
+    // Handle the held command's rejection before it can happen: its completion may be reaped in
+    // an earlier event-loop turn than the Abort's, and an unhandled rejection fails the file.
+    const heldAborted = assert.rejects(held, (e) => code(e) === 0x007);
     const dw0 = await dev.controller.adminCommand(abortCmd(qid, cid));
     assert.equal(dw0 & 1, 0, "CDW0 bit 0 = 0: aborted");
-    await assert.rejects(held, (e) => code(e) === 0x007);
+    await heldAborted;
     assert.equal((await t.state()).held.length, 0);
     assert.equal((await dev.controller.adminCommand(abortCmd(1, cid))) & 1, 1, "nothing to abort");
   } finally {
