@@ -1,15 +1,10 @@
 /** Libc backend for Bun (bun:ffi). Loaded only under Bun, by dynamic import. @module */
+import { cstr } from "./cstr.ts";
 import type { Libc } from "./types.ts";
 
 // A variable specifier: Deno must never see a static bun: import.
 const BUN_FFI = "bun:ffi";
 
-const enc = new TextEncoder();
-function cstr(s: string): Uint8Array {
-  const b = new Uint8Array(s.length * 3 + 1);
-  const { written } = enc.encodeInto(s, b);
-  return b.subarray(0, written + 1);
-}
 
 /** Build the Bun libc backend. */
 export async function createLibc(): Promise<Libc> {

@@ -1,4 +1,5 @@
 /** Libc backend for Deno (Deno.dlopen). Loaded only under Deno, by dynamic import. @module */
+import { cstr } from "./cstr.ts";
 import type { Libc } from "./types.ts";
 
 const SYMBOLS = {
@@ -16,12 +17,6 @@ const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
-const enc = new TextEncoder();
-function cstr(s: string): Uint8Array {
-  const b = new Uint8Array(s.length * 3 + 1);
-  const { written } = enc.encodeInto(s, b);
-  return b.subarray(0, written + 1);
-}
 
 /** Build the Deno libc backend. Throws if FFI permission is missing. */
 export function createLibc(): Libc {

@@ -273,16 +273,8 @@ export const SimStatus = {
   COMPARE_FAILURE: 0x285,
 } as const;
 
-/** Log page identifiers the controller serves. */
-export const LogId = {
-  ERROR: 0x01,
-  SMART: 0x02,
-  FW_SLOT: 0x03,
-  CHANGED_NS: 0x04,
-  CMD_EFFECTS: 0x05,
-  SELF_TEST: 0x06,
-  SANITIZE: 0x81,
-} as const;
+/** Log page identifiers the controller serves: the spec's own table. */
+export { LogId } from "../nvme/spec.ts";
 
 /** Identify CNS values beyond lib/nvme/spec.ts's Cns. */
 export const SimCns = {
