@@ -25,7 +25,19 @@ import {
 } from "./errors.ts";
 import { prpListPages } from "./prp.ts";
 import { QueuePair } from "./queue.ts";
-import { type Cap, ccValue, CC, CQE_SIZE, CSTS, decodeCap, decodeVersion, Reg, SQE_SIZE } from "./spec.ts";
+import {
+  type Cap,
+  CAP_CSS_IOCS,
+  CC,
+  CC_CSS_ALL,
+  ccValue,
+  CQE_SIZE,
+  CSTS,
+  decodeCap,
+  decodeVersion,
+  Reg,
+  SQE_SIZE,
+} from "./spec.ts";
 import type { DmaBuffer, Transport } from "./transport.ts";
 
 /** Tunables for bringing a controller up. */
@@ -305,7 +317,8 @@ export class Controller {
     t.writeReg32(Reg.AQA, (((a.depth - 1) << 16) | (a.depth - 1)) >>> 0);
     t.writeReg64(Reg.ASQ, BigInt(this.#adminMem[0].iova));
     t.writeReg64(Reg.ACQ, BigInt(this.#adminMem[1].iova));
-    t.writeReg32(Reg.CC, ccValue(this.pageSize));
+    // As Linux does: with CAP.CSS "IO command sets", enable all of them (zoned too), not only NVM.
+    t.writeReg32(Reg.CC, ccValue(this.pageSize, 6, 4, this.cap.css & CAP_CSS_IOCS ? CC_CSS_ALL : 0));
     await Controller.#waitReady(t, this.cap, true);
   }
 

@@ -73,10 +73,15 @@ export const CC = {
   SHN_MASK: 3 << 14,
 } as const;
 
-/** Build a CC value for enabling the controller. */
-export function ccValue(pageSize: number, sqes = 6, cqes = 4): number {
+/** CAP.CSS bit: the controller supports one or more IO command sets (select with CC.CSS = 110b). */
+export const CAP_CSS_IOCS = 1 << 6;
+/** CC.CSS value that enables every IO command set the controller supports. */
+export const CC_CSS_ALL = 0b110;
+
+/** Build a CC value for enabling the controller (CSS 0: NVM command set only). */
+export function ccValue(pageSize: number, sqes = 6, cqes = 4, css = 0): number {
   const mps = Math.log2(pageSize) - 12;
-  return (CC.EN | (0 << 4) | (mps << 7) | (0 << 11) | (sqes << 16) | (cqes << 20)) >>> 0;
+  return (CC.EN | ((css & 7) << 4) | (mps << 7) | (0 << 11) | (sqes << 16) | (cqes << 20)) >>> 0;
 }
 
 /** Controller Status (CSTS) fields. */

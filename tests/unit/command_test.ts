@@ -75,6 +75,7 @@ test("CAP, VS and CC decode/encode", () => {
   assert.equal(decodeVersion(0x0001_0400), "1.4.0");
   assert.equal(ccValue(4096), 0x0046_0001);
   assert.equal(ccValue(8192), 0x0046_0081);
+  assert.equal(ccValue(4096, 6, 4, 0b110), 0x0046_0061, "CC.CSS 110b: all IO command sets");
 });
 
 test("status decoding names SCT/SC and flags DNR/More", () => {
