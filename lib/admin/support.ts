@@ -4,9 +4,7 @@
  * than two pages.
  * @module
  */
-import type { Sqe } from "../nvme/command.ts";
 import { NvmeError } from "../nvme/errors.ts";
-import { prpListPages, writePrps } from "../nvme/prp.ts";
 import type { AdminTarget } from "./log.ts";
 
 /**
@@ -20,32 +18,6 @@ export class NotSupportedError extends NvmeError {
   constructor(capability: string, message: string) {
     super("EUNSUPPORTED", message);
     this.capability = capability;
-  }
-}
-
-/**
- * Send an admin command with `len` bytes of `buf` (DMA memory) as data,
- * building a PRP list of our own when it spans more than two pages: the
- * admin queue keeps no PRP list memory.
- */
-export async function adminTransfer(
-  dev: AdminTarget,
-  cmd: Sqe,
-  buf: { iova: number },
-  len: number,
-  timeoutMs?: number,
-): Promise<number> {
-  const c = dev.controller;
-  const ps = c.pageSize;
-  const first = ps - (buf.iova % ps);
-  if (len <= first + ps) return c.adminCommand(cmd, buf.iova, len, timeoutMs);
-  const listBytes = prpListPages(buf.iova, len, ps) * ps;
-  const list = c.allocDma(listBytes);
-  try {
-    writePrps(cmd, buf.iova, len, ps, new Uint32Array(list.bytes.buffer, list.bytes.byteOffset, listBytes / 4), list.iova);
-    return await c.adminCommand(cmd, 0, 0, timeoutMs);
-  } finally {
-    c.freeDma(list);
   }
 }
 

@@ -15,7 +15,7 @@ import { fwCommitCmd, fwDownloadCmd } from "../nvme/command.ts";
 import { InvalidArgumentError, NvmeStatusError } from "../nvme/errors.ts";
 import { FwCommitAction } from "../nvme/spec.ts";
 import { type AdminTarget, type FwSlotLog, fwLog } from "../admin/log.ts";
-import { adminTransfer, NotSupportedError } from "../admin/support.ts";
+import { NotSupportedError } from "../admin/support.ts";
 
 export { type AdminTarget, type FwSlotLog, fwLog, NotSupportedError };
 
@@ -105,7 +105,7 @@ export async function downloadFirmware(dev: AdminTarget, image: Uint8Array, opts
     let sent = 0;
     for (const [off, n] of plan) {
       buf.bytes.set(image.subarray(off - base, off - base + n));
-      await adminTransfer(dev, fwDownloadCmd(n, off), buf, n, opts.timeoutMs);
+      await dev.controller.adminCommand(fwDownloadCmd(n, off), buf.iova, n, opts.timeoutMs);
       sent += n;
       opts.onProgress?.(sent, image.byteLength);
     }

@@ -122,7 +122,8 @@ export class Controller {
     this.options = opts;
     this.#scratch = this.#alloc(4096);
     const depth = Math.min(opts.adminQueueDepth, cap.mqes, 4096);
-    this.admin = this.#makePair(0, depth, 0, opts.adminTimeoutMs);
+    // PRP list pages for admin transfers too (firmware images, large logs), up to the transfer cap.
+    this.admin = this.#makePair(0, depth, prpListPages(4, opts.maxTransferBytes, pageSize), opts.adminTimeoutMs);
     this.#watch(this.admin);
   }
 
