@@ -83,6 +83,9 @@ export interface IoOptions {
   timeoutMs?: number;
 }
 
+// One shared default: `opts = {}` would allocate on every call that omits it.
+const NO_OPTIONS: IoOptions = Object.freeze({});
+
 /** Bounce buffers are at most this big; longer plain-buffer IO goes through in segments. */
 export const BOUNCE_MAX = 4 * 1024 * 1024;
 
@@ -123,15 +126,24 @@ export class Namespace {
   }
 
   /** Read `buf.byteLength` bytes starting at block `lba` into `buf`. */
-  async read(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: IoOptions = {}): Promise<void> {
-    const [slba, bytes] = this.#check(lba, buf, opts);
-    await this.#xfer(IoOpc.READ, slba, bytes, opts.timeoutMs);
+  read(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: IoOptions = NO_OPTIONS): Promise<void> {
+    return this.#rw(IoOpc.READ, lba, buf, opts);
   }
 
   /** Write `buf` starting at block `lba`. */
-  async write(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: IoOptions = {}): Promise<void> {
-    const [slba, bytes] = this.#check(lba, buf, opts);
-    await this.#xfer(IoOpc.WRITE, slba, bytes, opts.timeoutMs);
+  write(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: IoOptions = NO_OPTIONS): Promise<void> {
+    return this.#rw(IoOpc.WRITE, lba, buf, opts);
+  }
+
+  /** The per-IO path: validate (a refusal is a rejected promise), then transfer. No array, one async frame. */
+  #rw(opc: number, lba: number | bigint, buf: unknown, opts: IoOptions): Promise<void> {
+    let bytes: Uint8Array;
+    try {
+      bytes = this.#check(lba, buf, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#xfer(opc, this.#slba, bytes, opts.timeoutMs);
   }
 
   /** Commit volatile write cache contents to media. */
@@ -167,8 +179,8 @@ export class Namespace {
    * NvmeCompareError.
    */
   async compare(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: IoOptions = {}): Promise<void> {
-    const [slba, bytes] = this.#check(lba, buf, opts);
-    await this.#xfer(IoOpc.COMPARE, slba, bytes, opts.timeoutMs);
+    const bytes = this.#check(lba, buf, opts);
+    await this.#xfer(IoOpc.COMPARE, this.#slba, bytes, opts.timeoutMs);
   }
 
   /** Deallocate (trim) the given ranges: Dataset Management with the Deallocate attribute. */
@@ -288,8 +300,11 @@ export class Namespace {
     }
   }
 
-  /** Validate an IO request; returns [start block, bytes]. Nothing reaches the device on failure. */
-  #check(lba: number | bigint, buf: unknown, opts: IoOptions): [number, Uint8Array] {
+  /** Start block of the request last validated by #check (synchronous, so never stale when read). */
+  #slba = 0;
+
+  /** Validate an IO request: sets #slba, returns the bytes. Nothing reaches the device on failure. */
+  #check(lba: number | bigint, buf: unknown, opts: IoOptions): Uint8Array {
     this.#checkOpen();
     this.#checkTimeout(opts);
     const slba = this.#checkLba(lba);
@@ -307,7 +322,8 @@ export class Namespace {
         `blocks ${slba}..${slba + nlb - 1} are past the end of namespace ${this.nsid} (${this.blockCount} blocks)`,
       );
     }
-    return [slba, bytes];
+    this.#slba = slba;
+    return bytes;
   }
 
   async #xfer(opc: number, slba: number, bytes: Uint8Array, timeoutMs?: number): Promise<void> {
