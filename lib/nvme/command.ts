@@ -66,18 +66,21 @@ export function setRw(s: Sqe, opcode: number, nsid: number, slba: number, nlb0: 
   s[15] = 0;
 }
 
+/** A fresh read/write-shaped command for `nlb` blocks (one-based count). */
+function rwCmd(opcode: number, nsid: number, slba: number, nlb: number, cdw12Flags = 0): Sqe {
+  const s = new Uint32Array(16);
+  setRw(s, opcode, nsid, slba, nlb - 1, cdw12Flags);
+  return s;
+}
+
 /** Read command for `nlb` blocks (one-based count). */
 export function readCmd(nsid: number, slba: number, nlb: number): Sqe {
-  const s = new Uint32Array(16);
-  setRw(s, IoOpc.READ, nsid, slba, nlb - 1);
-  return s;
+  return rwCmd(IoOpc.READ, nsid, slba, nlb);
 }
 
 /** Write command for `nlb` blocks (one-based count). */
 export function writeCmd(nsid: number, slba: number, nlb: number): Sqe {
-  const s = new Uint32Array(16);
-  setRw(s, IoOpc.WRITE, nsid, slba, nlb - 1);
-  return s;
+  return rwCmd(IoOpc.WRITE, nsid, slba, nlb);
 }
 
 /** Flush command. NSID 0xffffffff flushes all namespaces where supported. */
@@ -189,23 +192,17 @@ export function abortCmd(sqid: number, cid: number): Sqe {
 
 /** Write Zeroes for `nlb` blocks; `deac` asks the controller to deallocate them as well. */
 export function writeZeroesCmd(nsid: number, slba: number, nlb: number, opts: { deac?: boolean; fua?: boolean } = {}): Sqe {
-  const s = new Uint32Array(16);
-  setRw(s, IoOpc.WRITE_ZEROES, nsid, slba, nlb - 1, (opts.deac ? 1 << 25 : 0) | (opts.fua ? 1 << 30 : 0));
-  return s;
+  return rwCmd(IoOpc.WRITE_ZEROES, nsid, slba, nlb, (opts.deac ? 1 << 25 : 0) | (opts.fua ? 1 << 30 : 0));
 }
 
 /** Compare `nlb` blocks against the data buffer. */
 export function compareCmd(nsid: number, slba: number, nlb: number): Sqe {
-  const s = new Uint32Array(16);
-  setRw(s, IoOpc.COMPARE, nsid, slba, nlb - 1);
-  return s;
+  return rwCmd(IoOpc.COMPARE, nsid, slba, nlb);
 }
 
 /** Verify `nlb` blocks (integrity check on the controller; no data transfer). */
 export function verifyCmd(nsid: number, slba: number, nlb: number): Sqe {
-  const s = new Uint32Array(16);
-  setRw(s, IoOpc.VERIFY, nsid, slba, nlb - 1);
-  return s;
+  return rwCmd(IoOpc.VERIFY, nsid, slba, nlb);
 }
 
 /** Dataset Management over `ranges` 16-byte range entries (one-based count); AD = deallocate. */

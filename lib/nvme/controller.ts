@@ -60,6 +60,14 @@ export interface ControllerOptions {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * PRP list pages one command slot needs for `bytes`, counted for the worst
+ * dword-aligned start (4 bytes before a page boundary: the most pages touched).
+ */
+function prpPagesFor(bytes: number, pageSize: number): number {
+  return prpListPages(pageSize - 4, bytes, pageSize);
+}
+
 const OPTION_RULES: Record<keyof ControllerOptions, { min: number; max: number; integer: boolean }> = {
   ioQueues: { min: 1, max: 65535, integer: true },
   ioQueueDepth: { min: 2, max: 65536, integer: true },
@@ -123,7 +131,7 @@ export class Controller {
     this.#scratch = this.#alloc(4096);
     const depth = Math.min(opts.adminQueueDepth, cap.mqes, 4096);
     // PRP list pages for admin transfers too (firmware images, large logs), up to the transfer cap.
-    this.admin = this.#makePair(0, depth, prpListPages(4, opts.maxTransferBytes, pageSize), opts.adminTimeoutMs);
+    this.admin = this.#makePair(0, depth, prpPagesFor(opts.maxTransferBytes, pageSize), opts.adminTimeoutMs);
     this.#watch(this.admin);
   }
 
@@ -142,16 +150,14 @@ export class Controller {
   /** CSTS says gone or fatal: act on it and return true. */
   #checkCsts(): boolean {
     if (this.#closed || this.failed) return true;
-    const csts = this.transport.readReg32(Reg.CSTS);
-    if (csts === 0xffff_ffff) {
-      this.#giveUp(new DeviceGoneError());
+    try {
+      this.checkHealth();
+      return false;
+    } catch (e) {
+      if (e instanceof DeviceGoneError) this.#giveUp(e);
+      else void this.recover(e as NvmeError);
       return true;
     }
-    if (csts & CSTS.CFS) {
-      void this.recover(new ControllerFatalError("controller fatal status (CSTS.CFS)"));
-      return true;
-    }
-    return false;
   }
 
   readonly #onHealthCheck = (): void => {
@@ -234,9 +240,7 @@ export class Controller {
           }
         }
         for (const q of this.io) {
-          const [sq, cq] = this.#ioMem.get(q.qid)!;
-          await this.adminCommand(createIoCqCmd(q.qid, q.depth), cq.iova, 0);
-          await this.adminCommand(createIoSqCmd(q.qid, q.depth, q.qid), sq.iova, 0);
+          await this.#createOnDevice(q);
           q.resume();
         }
         this.resets++;
@@ -342,13 +346,11 @@ export class Controller {
     const dw0 = await this.adminCommand(setNumQueuesCmd(want, want));
     const granted = Math.min(want, (dw0 & 0xffff) + 1, (dw0 >>> 16) + 1);
     const depth = Math.max(2, Math.min(this.options.ioQueueDepth, this.cap.mqes, 65536));
-    const prpPages = prpListPages(1, this.maxTransferBytes, this.pageSize) + 0;
+    const prpPages = prpPagesFor(this.maxTransferBytes, this.pageSize);
     for (let qid = 1; qid <= granted; qid++) {
       const qp = this.#makePair(qid, depth, prpPages, this.options.ioTimeoutMs);
       this.#watch(qp);
-      const [sq, cq] = [this.#ioMem.get(qid)![0], this.#ioMem.get(qid)![1]];
-      await this.adminCommand(createIoCqCmd(qid, depth), cq.iova, 0);
-      await this.adminCommand(createIoSqCmd(qid, depth, qid), sq.iova, 0);
+      await this.#createOnDevice(qp);
       this.io.push(qp);
     }
     // PRP list capacity may cap the transfer further.
@@ -356,6 +358,13 @@ export class Controller {
   }
 
   #ioMem = new Map<number, DmaBuffer[]>();
+
+  /** Create IO queue pair `q` on the controller (its CQ first), on the memory it already owns. */
+  async #createOnDevice(q: QueuePair): Promise<void> {
+    const [sq, cq] = this.#ioMem.get(q.qid)!;
+    await this.adminCommand(createIoCqCmd(q.qid, q.depth), cq.iova, 0);
+    await this.adminCommand(createIoSqCmd(q.qid, q.depth, q.qid), sq.iova, 0);
+  }
 
   #makePair(qid: number, depth: number, prpPages: number, timeoutMs: number): QueuePair {
     const sq = this.#alloc(depth * SQE_SIZE);

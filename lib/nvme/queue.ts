@@ -219,17 +219,8 @@ export class QueuePair {
    * until {@link resume}.
    */
   reset(err: NvmeError): void {
-    for (let s = 0; s < this.slots; s++) {
-      if (this.#state[s] === FREE) continue;
-      const rej = this.#reject[s];
-      this.#resolve[s] = this.#reject[s] = undefined;
-      if (this.#state[s] === BUSY) this.#active--;
-      this.#state[s] = FREE;
-      this.#gen[s] = (this.#gen[s] + 1) & this.#genMask;
-      this.#free[this.#freeTop++] = s;
-      this.#occupied--;
-      rej?.(err);
-    }
+    this.#paused = true;
+    this.#failSlots(err);
     // Stale phase tags from the last lap would read as fresh completions.
     this.#cq32.fill(0);
     this.#sq32.fill(0);
@@ -350,6 +341,13 @@ export class QueuePair {
    */
   fail(err: NvmeError): void {
     if (!this.#closedWith) this.#closedWith = err;
+    this.#failSlots(err);
+    const w = this.#waiters.splice(0);
+    for (const f of w) f();
+  }
+
+  /** Reject every command still holding a slot with `err` and free the slots. */
+  #failSlots(err: NvmeError): void {
     for (let s = 0; s < this.slots; s++) {
       if (this.#state[s] === FREE) continue;
       const rej = this.#reject[s];
@@ -358,8 +356,6 @@ export class QueuePair {
       this.#release(s);
       rej?.(err);
     }
-    const w = this.#waiters.splice(0);
-    for (const f of w) f();
   }
 
   /** Cycle until no command is waiting; runs as the pump of this pair. */
