@@ -166,6 +166,26 @@ async function io(kind: "read" | "write" | "compare", device: string, values: Va
   });
 }
 
+/** attach-ns and detach-ns: the same command but for the verb. */
+function nsAttachment(verb: "attach" | "detach"): Command {
+  const send = verb === "attach" ? attachNamespace : detachNamespace;
+  return {
+    summary: `${verb === "attach" ? "Attach a namespace to" : "Detach a namespace from"} controllers (default: this one)`,
+    usage: `${verb}-ns <pci-address> --namespace-id <nsid> [--controllers <id,...>]`,
+    options: { "namespace-id": { type: "string", short: "n" }, controllers: { type: "string", short: "c" } },
+    device: true,
+    run: ({ device, values }) => {
+      const id = int(values, "namespace-id", { required: true, min: 1, max: 0xfffffffe });
+      const ctrls = intList(values, "controllers", 0xffef);
+      return withDev(device, async (dev) => {
+        await send(dev, id, ctrls.length ? ctrls : undefined);
+        out(`${verb}-ns: Success, nsid:${id}`);
+        return 0;
+      });
+    },
+  };
+}
+
 const commands: Record<string, Command> = {
   "list": {
     summary: "List NVMe controllers (PCI functions of class 0x010802)",
@@ -736,36 +756,8 @@ const commands: Record<string, Command> = {
       });
     },
   },
-  "attach-ns": {
-    summary: "Attach a namespace to controllers (default: this one)",
-    usage: "attach-ns <pci-address> --namespace-id <nsid> [--controllers <id,...>]",
-    options: { "namespace-id": { type: "string", short: "n" }, controllers: { type: "string", short: "c" } },
-    device: true,
-    run: ({ device, values }) => {
-      const id = int(values, "namespace-id", { required: true, min: 1, max: 0xfffffffe });
-      const ctrls = intList(values, "controllers", 0xffef);
-      return withDev(device, async (dev) => {
-        await attachNamespace(dev, id, ctrls.length ? ctrls : undefined);
-        out(`attach-ns: Success, nsid:${id}`);
-        return 0;
-      });
-    },
-  },
-  "detach-ns": {
-    summary: "Detach a namespace from controllers (default: this one)",
-    usage: "detach-ns <pci-address> --namespace-id <nsid> [--controllers <id,...>]",
-    options: { "namespace-id": { type: "string", short: "n" }, controllers: { type: "string", short: "c" } },
-    device: true,
-    run: ({ device, values }) => {
-      const id = int(values, "namespace-id", { required: true, min: 1, max: 0xfffffffe });
-      const ctrls = intList(values, "controllers", 0xffef);
-      return withDev(device, async (dev) => {
-        await detachNamespace(dev, id, ctrls.length ? ctrls : undefined);
-        out(`detach-ns: Success, nsid:${id}`);
-        return 0;
-      });
-    },
-  },
+  "attach-ns": nsAttachment("attach"),
+  "detach-ns": nsAttachment("detach"),
   "read": {
     summary: "Read blocks into a file (or stdout)",
     usage:

@@ -625,6 +625,20 @@ function writeError(path: string, e: unknown): SetupError {
   return new SetupError("vfio", `cannot write ${path}: ${(e as Error).message}`, { cause: e });
 }
 
+/**
+ * Ask the kernel to probe drivers for `address`. Only a refusal to write is fatal: a failed
+ * probe shows up in the caller's wait, with the driver state.
+ */
+function probe(address: string, sys: string, log: (line: string) => void): void {
+  try {
+    writeFileSync(`${sys}/bus/pci/drivers_probe`, address);
+  } catch (e) {
+    if ((e as { code?: string }).code === "EACCES") throw writeError(`${sys}/bus/pci/drivers_probe`, e);
+    log(`${address}: drivers_probe: ${(e as Error).message}`);
+  }
+  log(`${address}: probing`);
+}
+
 /** Unbinding blocks in the kernel while a process holds a vfio device: bound it, so we report instead of hanging. */
 async function unbindDriver(address: string, driver: string, r: Roots, ms: number): Promise<void> {
   const path = `${r.sys}/bus/pci/drivers/${driver}/unbind`;
@@ -727,14 +741,7 @@ export async function bindVfio(addr: string, opts: BindVfioOptions = {}): Promis
     log(`${a}: unbound from ${info.driver}`);
   }
   if (info.driver !== "vfio-pci") {
-    try {
-      writeFileSync(`${r.sys}/bus/pci/drivers_probe`, a);
-    } catch (e) {
-      // A failed probe is reported by the wait below, with the driver state.
-      if ((e as { code?: string }).code === "EACCES") throw writeError(`${r.sys}/bus/pci/drivers_probe`, e);
-      log(`${a}: drivers_probe: ${(e as Error).message}`);
-    }
-    log(`${a}: probing`);
+    probe(a, r.sys, log);
   }
   const groupPath = `${r.dev}/vfio/${group}`;
   if (opts.wait ?? true) {
@@ -798,13 +805,7 @@ export async function unbindVfio(addr: string, opts: BindOptions = {}): Promise<
       await unbindDriver(a, info.driver, r, ms);
       log(`${a}: unbound from ${info.driver}`);
     }
-    try {
-      writeFileSync(`${r.sys}/bus/pci/drivers_probe`, a);
-    } catch (e) {
-      if ((e as { code?: string }).code === "EACCES") throw writeError(`${r.sys}/bus/pci/drivers_probe`, e);
-      log(`${a}: drivers_probe: ${(e as Error).message}`);
-    }
-    log(`${a}: probing`);
+    probe(a, r.sys, log);
   }
   let controller: string | null = null;
   if (opts.wait ?? true) {
