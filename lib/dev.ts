@@ -54,6 +54,10 @@ export interface ControllerInfo {
 
 const openTargets = new Set<string>();
 
+function isDetached(v: Uint8Array): boolean {
+  return (v.buffer as ArrayBuffer & { detached?: boolean }).detached === true;
+}
+
 /** Size classes for bounce buffers: powers of two from one page. */
 function bounceClass(size: number): number {
   let c = 4096;
@@ -115,7 +119,7 @@ export class NVMeDev implements AsyncDisposable {
         return io[this.#rr];
       },
       maxTransferBytes: ctrl.maxTransferBytes,
-      iovaOf: (v) => ctrl.transport.iovaOf(v),
+      dmaOf: (v) => ctrl.transport.dmaOf(v),
       takeBounce: (size) => this.#takeBounce(size),
       giveBounce: (b) => this.#giveBounce(b),
     };
@@ -231,6 +235,16 @@ export class NVMeDev implements AsyncDisposable {
   /**
    * Allocate `bytes` of DMA-capable memory. IO on (views of) it goes straight
    * to the device with no copy. Free it with {@link freeBuffer}, or let close() do it.
+   *
+   * @example
+   * ```ts
+   * import { NVMeDev } from "@tsnvme/tsnvme";
+   * await using dev = await NVMeDev.open("sim:ns=1M:512");
+   * const buf = dev.allocBuffer(4096);
+   * await dev.ns(1).read(0, buf);
+   * dev.freeBuffer(buf);
+   * console.log(buf.length); // 0: freed memory is detached, never dangling
+   * ```
    */
   allocBuffer(bytes: number): Uint8Array {
     this.#checkOpen();
@@ -242,11 +256,22 @@ export class NVMeDev implements AsyncDisposable {
     return b.bytes.subarray(0, bytes);
   }
 
-  /** Release memory from {@link allocBuffer}. The array must not be used afterwards. */
+  /**
+   * Release memory from {@link allocBuffer} (any view of it, `subarray()`s
+   * included). The rule is **defer**: every view of the buffer is detached at
+   * once (length 0, reads `undefined`, IO on it is refused), but if a command
+   * on it has not ended yet, the memory stays mapped and its IOVA out of use
+   * until the device can no longer write it: the command completed, was
+   * aborted, or a controller reset ended it. Never throws for a live buffer.
+   */
   freeBuffer(buf: Uint8Array): void {
     if (!(buf instanceof Uint8Array)) throw new InvalidArgumentError("freeBuffer takes a Uint8Array from allocBuffer()");
     const b = this.#userBuffers.get(buf.buffer);
-    if (!b) throw new InvalidArgumentError("buffer was not allocated by this device's allocBuffer()");
+    if (!b) {
+      throw new InvalidArgumentError(
+        isDetached(buf) ? "buffer was already freed" : "buffer was not allocated by this device's allocBuffer()",
+      );
+    }
     this.#userBuffers.delete(buf.buffer);
     this.controller.freeDma(b);
   }
@@ -272,6 +297,7 @@ export class NVMeDev implements AsyncDisposable {
       try {
         await this.controller.shutdown(new DeviceClosedError(`device ${this.target} was closed while IO was in flight`));
       } finally {
+        // Unmaps (and first detaches) every buffer: user views read as empty, none dangle.
         this.controller.transport.close();
         this.#userBuffers.clear();
         this.#bounce.clear();
@@ -290,6 +316,8 @@ export class NVMeDev implements AsyncDisposable {
     if (this.#closedError) throw this.#closedError;
   }
 
+  readonly #bounceIdle = (b: DmaBuffer): void => this.#giveBounce(b);
+
   #takeBounce(size: number): DmaBuffer {
     const c = bounceClass(size);
     const l = this.#bounce.get(c);
@@ -297,8 +325,13 @@ export class NVMeDev implements AsyncDisposable {
     return this.controller.allocDma(c);
   }
 
+  /** Return a bounce buffer; one a command may still write (timed out, not yet ended) rejoins the pool only once it has ended. */
   #giveBounce(b: DmaBuffer): void {
     if (this.#closedError) return;
+    if (b.busy > 0) {
+      b.onIdle = this.#bounceIdle;
+      return;
+    }
     let l = this.#bounce.get(b.size);
     if (!l) this.#bounce.set(b.size, l = []);
     if (l.length < 8) l.push(b);

@@ -28,6 +28,7 @@
  * above, which only the `*ToJson` writers reproduce.
  * @module
  */
+import { InvalidArgumentError } from "../nvme/errors.ts";
 
 // ---------------------------------------------------------------------------
 // Byte-reading helpers
@@ -456,7 +457,7 @@ function parsePsd(data: Uint8Array, dv: DataView, off: number): PowerState {
 
 function checkSize(data: Uint8Array, what: string): void {
   if (!(data instanceof Uint8Array) || data.length < IDENTIFY_DATA_SIZE) {
-    throw new RangeError(`${what}: need ${IDENTIFY_DATA_SIZE} bytes, got ${data?.length}`);
+    throw new InvalidArgumentError(`${what}: need ${IDENTIFY_DATA_SIZE} bytes, got ${data?.length}`);
   }
 }
 

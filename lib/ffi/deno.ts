@@ -1,4 +1,5 @@
 /** Libc backend for Deno (Deno.dlopen). Loaded only under Deno, by dynamic import. @module */
+import { SetupError } from "../nvme/errors.ts";
 import { cstr } from "./cstr.ts";
 import type { Libc } from "./types.ts";
 
@@ -22,7 +23,7 @@ const SYMBOLS = {
 export function createLibc(): Libc {
   const st = Deno.permissions.querySync({ name: "ffi" });
   if (st.state !== "granted") {
-    throw new Error("tsnvme needs FFI: run Deno with --allow-ffi (or -A)");
+    throw new SetupError("no-ffi", "tsnvme needs FFI: run Deno with --allow-ffi (or -A)");
   }
   const lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
   const errnoPtr = lib.__errno_location();

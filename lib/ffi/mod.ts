@@ -3,6 +3,7 @@
  * runtime it runs on; everything above it is runtime neutral.
  * @module
  */
+import { SetupError } from "../nvme/errors.ts";
 import type { Libc, RuntimeName } from "./types.ts";
 export * from "./types.ts";
 export { Errno, errnoName } from "./errno.ts";
@@ -13,7 +14,7 @@ export function detectRuntime(): RuntimeName {
   if (typeof (globalThis as { Deno?: { dlopen?: unknown } }).Deno?.dlopen === "function") {
     return "deno";
   }
-  throw new Error("tsnvme runs on Deno or Bun (no FFI found in this runtime)");
+  throw new SetupError("no-ffi", "tsnvme runs on Deno or Bun (no FFI found in this runtime)");
 }
 
 let cached: Promise<Libc> | undefined;

@@ -19,8 +19,8 @@ export interface IoHost {
   pickQueue(): QueuePair;
   /** Bytes per command at most. */
   readonly maxTransferBytes: number;
-  /** IOVA of a view into DMA memory, else -1. */
-  iovaOf(view: Uint8Array): number;
+  /** The DMA buffer a view lies in, else null (plain memory: bounced). */
+  dmaOf(view: Uint8Array): DmaBuffer | null;
   /** Borrow a DMA bounce buffer of at least `size` bytes. */
   takeBounce(size: number): DmaBuffer;
   /** Return a bounce buffer. */
@@ -201,7 +201,7 @@ export class Namespace {
       });
       const q = this.#host.pickQueue();
       const cmd = dsmCmd(this.nsid, list.length, { ad: opts.deallocate, idw: opts.idw, idr: opts.idr });
-      await q.submit(cmd, b.iova, list.length * 16, opts.timeoutMs ?? q.defaultTimeoutMs);
+      await q.submit(cmd, b.iova, list.length * 16, opts.timeoutMs ?? q.defaultTimeoutMs, b);
     } finally {
       this.#host.giveBounce(b);
     }
@@ -229,7 +229,7 @@ export class Namespace {
         dv.setUint16(i * 32 + 16, n - 1, true);
       });
       const q = this.#host.pickQueue();
-      await q.submit(copyCmd(this.nsid, sdlba, list.length), b.iova, list.length * 32, opts.timeoutMs ?? q.defaultTimeoutMs);
+      await q.submit(copyCmd(this.nsid, sdlba, list.length), b.iova, list.length * 32, opts.timeoutMs ?? q.defaultTimeoutMs, b);
     } finally {
       this.#host.giveBounce(b);
     }
@@ -310,7 +310,12 @@ export class Namespace {
     const slba = this.#checkLba(lba);
     const bytes = toBytes(buf, "buffer");
     const len = bytes.byteLength;
-    if (len === 0) throw new InvalidArgumentError("buffer is empty: nothing to transfer");
+    if (len === 0) {
+      if ((bytes.buffer as ArrayBuffer & { detached?: boolean }).detached) {
+        throw new InvalidArgumentError("buffer was freed (freeBuffer() or close() detached it)");
+      }
+      throw new InvalidArgumentError("buffer is empty: nothing to transfer");
+    }
     if (len % this.blockSize !== 0) {
       throw new InvalidArgumentError(
         `buffer length ${len} is not a multiple of the block size ${this.blockSize} (namespace ${this.nsid})`,
@@ -328,10 +333,13 @@ export class Namespace {
 
   async #xfer(opc: number, slba: number, bytes: Uint8Array, timeoutMs?: number): Promise<void> {
     const host = this.#host;
-    const iova = host.iovaOf(bytes);
-    if (iova >= 0 && (iova & 3) === 0) {
-      await this.#submitChunks(opc, slba, iova, bytes.byteLength, timeoutMs);
-      return;
+    const d = host.dmaOf(bytes);
+    if (d !== null) {
+      const iova = d.iova + bytes.byteOffset - d.bytes.byteOffset;
+      if ((iova & 3) === 0) {
+        await this.#submitChunks(opc, slba, iova, bytes.byteLength, timeoutMs, d);
+        return;
+      }
     }
     // Plain memory: stage through a DMA buffer, segment by segment.
     const seg = Math.min(bytes.byteLength, BOUNCE_MAX - (BOUNCE_MAX % this.blockSize));
@@ -340,7 +348,7 @@ export class Namespace {
       for (let off = 0; off < bytes.byteLength; off += seg) {
         const n = Math.min(seg, bytes.byteLength - off);
         if (opc !== IoOpc.READ) b.bytes.set(bytes.subarray(off, off + n));
-        await this.#submitChunks(opc, slba + off / this.blockSize, b.iova, n, timeoutMs);
+        await this.#submitChunks(opc, slba + off / this.blockSize, b.iova, n, timeoutMs, b);
         if (opc === IoOpc.READ) bytes.set(b.bytes.subarray(0, n), off);
       }
     } finally {
@@ -348,16 +356,16 @@ export class Namespace {
     }
   }
 
-  #submitChunks(opc: number, slba: number, iova: number, len: number, timeoutMs?: number): Promise<unknown> {
+  #submitChunks(opc: number, slba: number, iova: number, len: number, timeoutMs: number | undefined, ref: DmaBuffer): Promise<unknown> {
     const q = this.#host.pickQueue();
     const t = timeoutMs ?? q.defaultTimeoutMs;
     const bs = this.blockSize;
     const nlb = len / bs;
-    if (nlb <= this.#chunkBlocks) return q.rw(opc, this.nsid, slba, nlb - 1, iova, len, 0, t);
+    if (nlb <= this.#chunkBlocks) return q.rw(opc, this.nsid, slba, nlb - 1, iova, len, 0, t, ref);
     const parts: Promise<number>[] = [];
     for (let done = 0; done < nlb; done += this.#chunkBlocks) {
       const n = Math.min(this.#chunkBlocks, nlb - done);
-      parts.push(q.rw(opc, this.nsid, slba + done, n - 1, iova + done * bs, n * bs, 0, t));
+      parts.push(q.rw(opc, this.nsid, slba + done, n - 1, iova + done * bs, n * bs, 0, t, ref));
     }
     // Wait for every chunk, even after a failure: the buffer must not be reused while DMA is in flight.
     return Promise.allSettled(parts).then((rs) => {

@@ -38,7 +38,7 @@ import {
   Reg,
   SQE_SIZE,
 } from "./spec.ts";
-import type { DmaBuffer, Transport } from "./transport.ts";
+import { type DmaBuffer, detachView, type Transport } from "./transport.ts";
 
 /** Tunables for bringing a controller up. */
 export interface ControllerOptions {
@@ -118,7 +118,7 @@ export class Controller {
   maxTransferBytes = 0;
   /** Options in force. */
   readonly options: Required<ControllerOptions>;
-  readonly #dma: DmaBuffer[] = [];
+  readonly #dma = new Set<DmaBuffer>();
   #scratch: DmaBuffer;
   #closed = false;
 
@@ -390,7 +390,7 @@ export class Controller {
 
   #alloc(size: number): DmaBuffer {
     const b = this.transport.allocDma(size);
-    this.#dma.push(b);
+    this.#dma.add(b);
     return b;
   }
 
@@ -400,13 +400,31 @@ export class Controller {
    * Resolves to CQE DW0; rejects with NvmeStatusError on a failed status.
    */
   adminCommand(cmd: Sqe, dataIova = 0, dataLen = 0, timeoutMs?: number): Promise<number> {
+    // The memory stays busy until the command ends, so freeing it meanwhile is deferred.
+    let ref: DmaBuffer | null = null;
+    if (dataIova !== 0) {
+      ref = this.dmaAt(dataIova);
+      if (ref === null || dataIova + dataLen > ref.iova + ref.size) {
+        return Promise.reject(
+          new InvalidArgumentError(
+            `data at IOVA 0x${dataIova.toString(16)} (+${dataLen} bytes) is not inside live DMA memory from allocDma()/allocBuffer()`,
+          ),
+        );
+      }
+    }
     if (dataIova !== 0 && dataLen === 0) {
       // Queue base: PRP1 only.
       cmd[6] = dataIova % 0x1_0000_0000;
       cmd[7] = Math.floor(dataIova / 0x1_0000_0000);
-      return this.admin.submit(cmd, 0, 0, timeoutMs);
+      return this.admin.submit(cmd, 0, 0, timeoutMs, ref);
     }
-    return this.admin.submit(cmd, dataIova, dataLen, timeoutMs);
+    return this.admin.submit(cmd, dataIova, dataLen, timeoutMs, ref);
+  }
+
+  /** The live DMA buffer from {@link allocDma} that contains `iova`, else null (admin path only: a linear scan). */
+  dmaAt(iova: number): DmaBuffer | null {
+    for (const b of this.#dma) if (iova >= b.iova && iova < b.iova + b.size) return b;
+    return null;
   }
 
   /**
@@ -449,12 +467,20 @@ export class Controller {
     return this.#alloc(size);
   }
 
-  /** Free DMA memory from {@link allocDma}. */
+  /**
+   * Free DMA memory from {@link allocDma}. Its views are detached at once; if
+   * a command on it has not ended yet (in flight, or timed out and not yet
+   * aborted or ended by a reset), the unmap and the IOVA's reuse wait until it
+   * has, so the device never writes memory that means something else.
+   */
   freeDma(b: DmaBuffer): void {
-    const i = this.#dma.indexOf(b);
-    if (i >= 0) this.#dma.splice(i, 1);
-    this.transport.freeDma(b);
+    if (!this.#dma.delete(b)) return;
+    detachView(b.bytes);
+    if (b.busy > 0) b.onIdle = this.#unmap;
+    else this.transport.freeDma(b);
   }
+
+  readonly #unmap = (b: DmaBuffer): void => this.transport.freeDma(b);
 
   /** Read CSTS and throw if the controller is gone or fatal. */
   checkHealth(): void {
@@ -505,6 +531,7 @@ export class Controller {
   }
 
   #freeAll(): void {
-    for (const b of this.#dma.splice(0)) this.transport.freeDma(b);
+    for (const b of this.#dma) this.transport.freeDma(b);
+    this.#dma.clear();
   }
 }

@@ -18,7 +18,9 @@ export type NvmeErrorCode =
   | "ESETUP"
   | "EBUSY"
   | "EUNSUPPORTED"
-  | "ESYSCALL";
+  | "ESYSCALL"
+  | "ENOMEM"
+  | "EABORTED";
 
 /** Base class of every error tsnvme throws. */
 export class NvmeError extends Error {
@@ -157,6 +159,7 @@ export type SetupReason =
   | "permission"
   | "memlock"
   | "iommu-type"
+  | "sim"
   | "unsupported-controller"
   | "vfio";
 
@@ -187,5 +190,21 @@ export class SyscallError extends NvmeError {
   constructor(call: string, errno: number, errnoName: string) {
     super("ESYSCALL", `${call} failed: ${errnoName} (${errno})`);
     this.errno = errno;
+  }
+}
+
+/** Out of DMA memory or IOVA space (or another bounded resource); nothing was sent. */
+export class OutOfResourcesError extends NvmeError {
+  /** Create with what ran out. */
+  constructor(message: string) {
+    super("ENOMEM", message);
+  }
+}
+
+/** The caller's AbortSignal stopped the operation; `cause` is the signal's reason. */
+export class AbortedError extends NvmeError {
+  /** Create from the signal's reason. */
+  constructor(message = "operation aborted", options?: { cause?: unknown }) {
+    super("EABORTED", message, options);
   }
 }

@@ -4,6 +4,7 @@
  * @module
  */
 import { hi32, lo32, SqeDw } from "./command.ts";
+import { InvalidArgumentError } from "./errors.ts";
 
 /** Number of PRP list pages needed to describe `len` bytes starting at `iova`. */
 export function prpListPages(iova: number, len: number, pageSize: number): number {
@@ -44,7 +45,7 @@ export function writePrps(
     sqe[SqeDw.PRP2_HI] = hi32(page);
     return;
   }
-  if (list === null) throw new RangeError("transfer needs a PRP list but none was given");
+  if (list === null) throw new InvalidArgumentError("transfer needs a PRP list but none was given (larger than the queue's PRP pages)");
   sqe[SqeDw.PRP2_LO] = lo32(listIova);
   sqe[SqeDw.PRP2_HI] = hi32(listIova);
   const perPage = pageSize / 8;

@@ -6,7 +6,7 @@
  * @module
  */
 import { type Sqe, setRw, SqeDw } from "./command.ts";
-import { DeviceClosedError, type NvmeError, NvmeTimeoutError, statusError } from "./errors.ts";
+import { DeviceClosedError, InvalidArgumentError, type NvmeError, NvmeTimeoutError, statusError } from "./errors.ts";
 import { writePrps } from "./prp.ts";
 import { CQE_SIZE, SQE_SIZE } from "./spec.ts";
 import type { DmaBuffer } from "./transport.ts";
@@ -124,6 +124,8 @@ export class QueuePair {
   readonly #nsid: Uint32Array;
   readonly #deadline: Float64Array;
   readonly #timeout: Float64Array;
+  /** DMA memory each slot's command refers to: the device may write it until the slot is released. */
+  readonly #ref: (DmaBuffer | null)[];
   readonly #resolve: (Resolve | undefined)[];
   readonly #reject: (Reject | undefined)[];
   readonly #waiters: (() => void)[] = [];
@@ -146,7 +148,7 @@ export class QueuePair {
     this.#pageSize = cfg.pageSize;
     const sqb = cfg.sq.bytes, cqb = cfg.cq.bytes;
     if (sqb.byteLength < cfg.depth * SQE_SIZE || cqb.byteLength < cfg.depth * CQE_SIZE) {
-      throw new RangeError("queue memory smaller than depth");
+      throw new InvalidArgumentError("queue memory smaller than depth");
     }
     this.#sq32 = new Uint32Array(sqb.buffer, sqb.byteOffset, cfg.depth * 16);
     this.#cq32 = new Uint32Array(cqb.buffer, cqb.byteOffset, cfg.depth * 4);
@@ -179,6 +181,7 @@ export class QueuePair {
     this.#nsid = new Uint32Array(this.slots);
     this.#deadline = new Float64Array(this.slots);
     this.#timeout = new Float64Array(this.slots);
+    this.#ref = new Array(this.slots).fill(null);
     this.#resolve = new Array(this.slots).fill(undefined);
     this.#reject = new Array(this.slots).fill(undefined);
   }
@@ -220,7 +223,8 @@ export class QueuePair {
    */
   reset(err: NvmeError): void {
     this.#paused = true;
-    this.#failSlots(err);
+    // The device is disabled: it can no longer write the commands' memory.
+    this.#failSlots(err, true);
     // Stale phase tags from the last lap would read as fresh completions.
     this.#cq32.fill(0);
     this.#sq32.fill(0);
@@ -236,15 +240,26 @@ export class QueuePair {
     for (const f of w) f();
   }
 
-  /** Submit a prepared command (`cmd` dwords copied) with an optional data buffer. Resolves to CQE DW0. */
-  submit(cmd: Sqe, dataIova = 0, dataLen = 0, timeoutMs = this.defaultTimeoutMs): Promise<number> {
+  /**
+   * Submit a prepared command (`cmd` dwords copied) with an optional data
+   * buffer. Resolves to CQE DW0. `ref` is the DMA memory the command uses:
+   * it stays busy (never unmapped, its IOVA never reused) until the command
+   * has ended on the device, even after its promise rejected on a timeout.
+   */
+  submit(
+    cmd: Sqe,
+    dataIova = 0,
+    dataLen = 0,
+    timeoutMs = this.defaultTimeoutMs,
+    ref: DmaBuffer | null = null,
+  ): Promise<number> {
     if (this.#closedWith) return Promise.reject(this.#closedWith);
     const slot = this.#take();
-    if (slot < 0) return this.#waitSlot().then(() => this.submit(cmd, dataIova, dataLen, timeoutMs));
+    if (slot < 0) return this.#queued(ref, () => this.submit(cmd, dataIova, dataLen, timeoutMs, ref));
     const e = this.#entries[this.#sqTail];
     for (let i = 1; i < 16; i++) e[i] = cmd[i];
     if (dataLen > 0) writePrps(e, dataIova, dataLen, this.#pageSize, this.#prpViews[slot], this.#prpIova[slot]);
-    return this.#post(slot, e, cmd[0], timeoutMs);
+    return this.#post(slot, e, cmd[0], timeoutMs, ref);
   }
 
   /**
@@ -260,17 +275,18 @@ export class QueuePair {
     dataLen: number,
     cdw12Flags = 0,
     timeoutMs = this.defaultTimeoutMs,
+    ref: DmaBuffer | null = null,
   ): Promise<number> {
     if (this.#closedWith) return Promise.reject(this.#closedWith);
     const slot = this.#take();
     if (slot < 0) {
-      return this.#waitSlot().then(() => this.rw(opcode, nsid, slba, nlb0, dataIova, dataLen, cdw12Flags, timeoutMs));
+      return this.#queued(ref, () => this.rw(opcode, nsid, slba, nlb0, dataIova, dataLen, cdw12Flags, timeoutMs, ref));
     }
     const e = this.#entries[this.#sqTail];
     setRw(e, opcode, nsid, slba, nlb0, cdw12Flags);
     if (dataLen > 0) writePrps(e, dataIova, dataLen, this.#pageSize, this.#prpViews[slot], this.#prpIova[slot]);
     else e[6] = e[7] = e[8] = e[9] = 0;
-    return this.#post(slot, e, opcode, timeoutMs);
+    return this.#post(slot, e, opcode, timeoutMs, ref);
   }
 
   /** Write the SQ tail doorbell if entries were added since the last ring. */
@@ -341,18 +357,24 @@ export class QueuePair {
    */
   fail(err: NvmeError): void {
     if (!this.#closedWith) this.#closedWith = err;
-    this.#failSlots(err);
+    // The device may still be running: the commands' memory stays busy until the transport closes.
+    this.#failSlots(err, false);
     const w = this.#waiters.splice(0);
     for (const f of w) f();
   }
 
-  /** Reject every command still holding a slot with `err` and free the slots. */
-  #failSlots(err: NvmeError): void {
+  /**
+   * Reject every command still holding a slot with `err` and free the slots.
+   * Their DMA memory is released only when `deviceStopped` (it can no longer
+   * be written); otherwise it stays busy for good.
+   */
+  #failSlots(err: NvmeError, deviceStopped: boolean): void {
     for (let s = 0; s < this.slots; s++) {
       if (this.#state[s] === FREE) continue;
       const rej = this.#reject[s];
       this.#resolve[s] = this.#reject[s] = undefined;
       if (this.#state[s] === BUSY) this.#active--;
+      if (!deviceStopped) this.#ref[s] = null;
       this.#release(s);
       rej?.(err);
     }
@@ -409,12 +431,28 @@ export class QueuePair {
     return this.#free[--this.#freeTop];
   }
 
-  #waitSlot(): Promise<void> {
-    return new Promise<void>((r) => this.#waiters.push(r));
+  /** Wait for a free slot, then `retry`; the memory counts as busy meanwhile, so it cannot be freed under the call. */
+  #queued(ref: DmaBuffer | null, retry: () => Promise<number>): Promise<number> {
+    if (ref !== null) ref.busy++;
+    return new Promise<void>((r) => this.#waiters.push(r)).then(() => {
+      const p = retry();
+      this.#unref(ref);
+      return p;
+    });
   }
 
-  #post(slot: number, e: Uint32Array, cdw0: number, timeoutMs: number): Promise<number> {
+  #unref(ref: DmaBuffer | null): void {
+    if (ref !== null && --ref.busy === 0 && ref.onIdle !== null) {
+      const f = ref.onIdle;
+      ref.onIdle = null;
+      f(ref);
+    }
+  }
+
+  #post(slot: number, e: Uint32Array, cdw0: number, timeoutMs: number, ref: DmaBuffer | null): Promise<number> {
     const cid = this.#cid(slot);
+    this.#ref[slot] = ref;
+    if (ref !== null) ref.busy++;
     const opcode = cdw0 & 0xff;
     this.#state[slot] = BUSY;
     this.#opcode[slot] = opcode;
@@ -463,10 +501,13 @@ export class QueuePair {
   }
 
   #release(slot: number): void {
+    const ref = this.#ref[slot];
+    this.#ref[slot] = null;
     this.#state[slot] = FREE;
     this.#gen[slot] = (this.#gen[slot] + 1) & this.#genMask;
     this.#free[this.#freeTop++] = slot;
     this.#occupied--;
+    this.#unref(ref);
     if (this.#waiters.length > 0 && !this.#paused) this.#waiters.shift()!();
   }
 

@@ -4,14 +4,46 @@
  * @module
  */
 
-/** Host memory the controller can reach by DMA. */
+/**
+ * Host memory the controller can reach by DMA.
+ *
+ * Lifetime rule: while `busy > 0` a command that refers to the memory has not
+ * ended, so the device may still write it. Such memory is never unmapped and
+ * its IOVA never reused; whoever frees or recycles it sets `onIdle`, which the
+ * queue runs when the last command ends (completion, abort, or a controller
+ * reset that disabled the device).
+ */
 export interface DmaBuffer {
-  /** CPU view of the memory (page aligned, zeroed on allocation). */
+  /** CPU view of the memory (page aligned, zeroed on allocation); detached once freed. */
   readonly bytes: Uint8Array;
   /** Address the controller uses (IOVA); below 2^53 so it fits a number on the hot path. */
   readonly iova: number;
   /** Size in bytes (a multiple of the host page size). */
   readonly size: number;
+  /** Commands in flight that refer to this memory. */
+  busy: number;
+  /** Run once when `busy` drops to 0 (a deferred free or return to a pool), then cleared. */
+  onIdle: ((buf: DmaBuffer) => void) | null;
+}
+
+/** A new DmaBuffer record with no command on it. */
+export function dmaBuffer(bytes: Uint8Array, iova: number, size: number): DmaBuffer {
+  return { bytes, iova, size, busy: 0, onIdle: null };
+}
+
+/**
+ * Detach the ArrayBuffer under `bytes` so every view of it reads as empty
+ * (length 0, elements undefined) instead of touching memory about to be
+ * unmapped, which would kill the process. Shared memory cannot be detached.
+ */
+export function detachView(bytes: Uint8Array): void {
+  const ab = bytes.buffer as ArrayBuffer & { detached?: boolean; transfer?: (n: number) => ArrayBuffer };
+  if (typeof ab.transfer !== "function" || ab.detached) return;
+  try {
+    ab.transfer(0);
+  } catch {
+    // Not detachable (e.g. a SharedArrayBuffer): nothing to do.
+  }
 }
 
 /** What a transport provides to the generic controller code. */
@@ -35,10 +67,15 @@ export interface Transport {
   doorbells(): Uint32Array;
   /** Allocate zeroed DMA memory of at least `size` bytes. */
   allocDma(size: number): DmaBuffer;
-  /** Free DMA memory (unmaps it from the device first). */
+  /**
+   * Free DMA memory now: detach its views, unmap it from the device, return
+   * its IOVA. Callers make sure no command still refers to it (`busy === 0`).
+   */
   freeDma(buf: DmaBuffer): void;
   /** IOVA of the first byte of `view` when it lies in DMA memory from this transport, else -1. */
   iovaOf(view: Uint8Array): number;
+  /** The DMA buffer `view` lies in (a view of its memory, not detached), else null. */
+  dmaOf(view: Uint8Array): DmaBuffer | null;
   /**
    * Optional: reset the device below the NVMe level (PCIe function level reset
    * for VFIO), keeping DMA mappings, then make it reachable again. Used when a

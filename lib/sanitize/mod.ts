@@ -12,7 +12,7 @@
  * @module
  */
 import { sanitizeCmd } from "../nvme/command.ts";
-import { InvalidArgumentError, NvmeError } from "../nvme/errors.ts";
+import { AbortedError, InvalidArgumentError, NvmeError } from "../nvme/errors.ts";
 import { SanitizeAction } from "../nvme/spec.ts";
 import { type AdminTarget, type SanitizeLog, sanitizeLog, SanitizeStatus } from "../admin/log.ts";
 import { idCtrlU32, NotSupportedError } from "../admin/support.ts";
@@ -163,7 +163,7 @@ export async function waitSanitize(dev: AdminTarget, opts: WaitSanitizeOptions =
     if (log.status === SanitizeStatus.FAILED) throw new SanitizeFailedError(log);
     if (log.status !== SanitizeStatus.IN_PROGRESS) return log;
     opts.onProgress?.({ fraction: log.sprog / 65536, log });
-    if (opts.signal?.aborted) throw opts.signal.reason ?? new Error("aborted");
+    if (opts.signal?.aborted) throw new AbortedError("waitSanitize was aborted by its signal", { cause: opts.signal.reason });
     if (performance.now() > deadline) throw new NvmeError("ETIMEDOUT", `sanitize still in progress after ${opts.timeoutMs} ms`);
     await sleep(interval);
   }

@@ -30,6 +30,8 @@ export interface SimInit {
   regs: SharedArrayBuffer;
   /** Control words and counters. */
   ctl: SharedArrayBuffer;
+  /** IOMMU page table: one byte per host page, 1 while the host has it mapped for DMA. */
+  iommu?: SharedArrayBuffer;
   /** Serial number to report. */
   serial: string;
 }
@@ -139,6 +141,7 @@ export class SimDevice {
   #latencyMs: number;
   #latencyAdmin = false;
   readonly #segs: number[] = [];
+  readonly #iommu: Uint8Array | null;
   #dw0 = 0;
   // Features
   #feat = new Map<number, number>();
@@ -202,6 +205,7 @@ export class SimDevice {
     this.#regs = new Uint32Array(init.regs, 0, 0x1000 / 4);
     this.#db = new Uint32Array(init.regs, 0x1000, 2 * (this.#o.maxQueues + 1));
     this.#ctl = new Int32Array(init.ctl);
+    this.#iommu = init.iommu ? new Uint8Array(init.iommu) : null;
     this.#grantedQueues = this.#o.maxQueues;
     this.#latencyMs = this.#o.latencyMs;
     this.#fwSlots = new Array(this.#o.fwSlots).fill("");
@@ -368,10 +372,24 @@ export class SimDevice {
     this.#setCsts(this.#csts | CSTS.CFS);
   }
 
-  /** Offset in host memory of `len` bytes at `iova`, or -1 when outside it. */
+  /**
+   * Offset in host memory of `len` bytes at `iova`, or -1 when outside it or
+   * not mapped: like an IOMMU, DMA to memory the host has unmapped is refused
+   * (and counted, so tests catch stale DMA) instead of touching it.
+   */
   #off(iova: number, len: number): number {
     const o = iova - this.#base;
-    return o >= 0 && o + len <= this.#hostSize ? o : -1;
+    if (!(o >= 0 && o + len <= this.#hostSize)) return -1;
+    const m = this.#iommu;
+    if (m !== null && len > 0) {
+      for (let p = Math.floor(o / PAGE), last = Math.floor((o + len - 1) / PAGE); p <= last; p++) {
+        if (m[p] === 0) {
+          Atomics.add(this.#ctl, Ctl.STALE_DMA, 1);
+          return -1;
+        }
+      }
+    }
+    return o;
   }
 
   // ---- background operations ---------------------------------------------------------------
@@ -1526,7 +1544,7 @@ export class SimDevice {
         this.stopped = true;
         return null;
     }
-    throw new Error(`unknown request ${op}`);
+    throw new TypeError(`unknown request ${op}`);
   }
 
   #state(): SimState {

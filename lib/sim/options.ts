@@ -3,6 +3,7 @@
  * rule format and the layout of the memory the host and the device share.
  * @module
  */
+import { InvalidArgumentError } from "../nvme/errors.ts";
 
 /** One namespace the simulated controller starts with. */
 export interface SimNamespaceOptions {
@@ -81,14 +82,14 @@ export const SIM_DEFAULTS = {
 
 function parseSize(s: string, what: string): number {
   const m = /^(\d+)([KMGT]?)(i?B)?$/i.exec(s.trim());
-  if (!m) throw new RangeError(`sim: bad ${what} ${JSON.stringify(s)} (expected e.g. 64M, 4096, 1G)`);
+  if (!m) throw new InvalidArgumentError(`sim: bad ${what} ${JSON.stringify(s)} (expected e.g. 64M, 4096, 1G)`);
   const mul = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[m[2].toUpperCase() as "" | "K"]!;
   return Number(m[1]) * mul;
 }
 
 function parseNum(s: string, what: string): number {
   const n = Number(s);
-  if (!Number.isFinite(n) || n < 0) throw new RangeError(`sim: bad ${what} ${JSON.stringify(s)}`);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`sim: bad ${what} ${JSON.stringify(s)}`);
   return n;
 }
 
@@ -106,14 +107,14 @@ function parseNum(s: string, what: string): number {
  */
 export function parseSimSpec(spec: string): SimOptions {
   const m = /^sim(?::(.*))?$/s.exec(spec.trim());
-  if (!m) throw new RangeError(`not a sim target: ${JSON.stringify(spec)} (expected e.g. sim:ns=64M:512)`);
+  if (!m) throw new InvalidArgumentError(`not a sim target: ${JSON.stringify(spec)} (expected e.g. sim:ns=64M:512)`);
   const o: SimOptions = {};
   const body = (m[1] ?? "").trim();
   if (!body) return o;
   for (const item of body.split(";")) {
     if (!item.trim()) continue;
     const eq = item.indexOf("=");
-    if (eq < 0) throw new RangeError(`sim: item ${JSON.stringify(item)} is not key=value`);
+    if (eq < 0) throw new InvalidArgumentError(`sim: item ${JSON.stringify(item)} is not key=value`);
     const k = item.slice(0, eq).trim().toLowerCase(), v = item.slice(eq + 1).trim();
     switch (k) {
       case "ns":
@@ -122,7 +123,7 @@ export function parseSimSpec(spec: string): SimOptions {
           const path = at >= 0 ? x.slice(at + 1) : undefined;
           const [sz, bs] = (at >= 0 ? x.slice(0, at) : x).split(":");
           const blockSize = bs === undefined ? 512 : parseNum(bs, "block size");
-          if (blockSize !== 512 && blockSize !== 4096) throw new RangeError(`sim: block size must be 512 or 4096, got ${bs}`);
+          if (blockSize !== 512 && blockSize !== 4096) throw new InvalidArgumentError(`sim: block size must be 512 or 4096, got ${bs}`);
           return { size: parseSize(sz, "namespace size"), blockSize, ...(path ? { path } : {}) };
         });
         break;
@@ -142,7 +143,7 @@ export function parseSimSpec(spec: string): SimOptions {
       case "ready": o.readyDelayMs = parseNum(v, "ready delay"); break;
       case "vwc": o.vwc = v !== "0"; break;
       default:
-        throw new RangeError(`sim: unknown option ${JSON.stringify(k)}`);
+        throw new InvalidArgumentError(`sim: unknown option ${JSON.stringify(k)}`);
     }
   }
   return o;
@@ -292,6 +293,8 @@ export const Ctl = {
   WAKE: 0,
   /** 1 once the device was surprise-removed. */
   REMOVED: 1,
+  /** DMA attempts to host memory that was not mapped (stale IOVAs). */
+  STALE_DMA: 2,
   /** Start of per-queue per-opcode command counters: index COUNTS + qid * 256 + opcode. */
   COUNTS: 16,
 } as const;

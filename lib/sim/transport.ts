@@ -5,8 +5,9 @@
  * a PCIe device sees BAR0 and DMA memory.
  * @module
  */
-import { DeviceClosedError } from "../nvme/errors.ts";
-import type { DmaBuffer, Transport } from "../nvme/transport.ts";
+import type { Libc } from "../ffi/types.ts";
+import { DeviceClosedError, OutOfResourcesError, SetupError } from "../nvme/errors.ts";
+import { type DmaBuffer, dmaBuffer, detachView, type Transport } from "../nvme/transport.ts";
 import type { SimInit } from "./device.ts";
 import {
   Ctl,
@@ -87,6 +88,11 @@ export class SimTransport implements Transport {
   readonly #regs: Uint32Array;
   readonly #db: Uint32Array;
   readonly #ctl: Int32Array;
+  readonly #iommu: Uint8Array;
+  readonly #libc: Libc | null;
+  readonly #memAddr: bigint;
+  readonly #owners = new WeakMap<ArrayBufferLike, DmaBuffer>();
+  readonly #buffers = new Set<DmaBuffer>();
   readonly #maxQueues: number;
   readonly #pending = new Map<number, { res: (v: unknown) => void; rej: (e: unknown) => void }>();
   #nextReq = 1;
@@ -94,10 +100,22 @@ export class SimTransport implements Transport {
   /** Free page runs as [startPage, pages], sorted by start. */
   #free: [number, number][];
 
-  private constructor(name: string, worker: Worker, mem: SharedArrayBuffer, regs: SharedArrayBuffer, ctl: SharedArrayBuffer, o: SimOptions) {
+  private constructor(
+    name: string,
+    worker: Worker,
+    mem: SharedArrayBuffer,
+    regs: SharedArrayBuffer,
+    ctl: SharedArrayBuffer,
+    iommu: SharedArrayBuffer,
+    o: SimOptions,
+    libc: Libc | null,
+  ) {
     this.name = name;
     this.#worker = worker;
     this.#mem = mem;
+    this.#iommu = new Uint8Array(iommu);
+    this.#libc = libc;
+    this.#memAddr = libc ? libc.addressOf(new Uint8Array(mem)) : 0n;
     this.iovaBase = o.iovaBase ?? SIM_DEFAULTS.iovaBase;
     this.#maxQueues = o.maxQueues ?? SIM_DEFAULTS.maxQueues;
     this.#regs = new Uint32Array(regs, 0, 0x1000 / 4);
@@ -111,7 +129,7 @@ export class SimTransport implements Transport {
       const p = this.#pending.get(m.id);
       if (!p) return;
       this.#pending.delete(m.id);
-      if (m.error !== undefined) p.rej(new Error(`sim: ${m.error}`));
+      if (m.error !== undefined) p.rej(new SetupError("sim", `sim: ${m.error}`));
       else p.res(m.result);
     };
   }
@@ -124,27 +142,36 @@ export class SimTransport implements Transport {
     const mem = new SharedArrayBuffer(memBytes);
     const regs = new SharedArrayBuffer(regBytes(maxQueues));
     const ctl = new SharedArrayBuffer(ctlBytes(maxQueues));
+    const iommu = new SharedArrayBuffer(memBytes / PAGE);
     const n = ++seq;
+    // With FFI, DMA views are foreign ArrayBuffers over the shared memory, so freeing one can
+    // detach it as on VFIO; without FFI (Deno lacking --allow-ffi) they are plain shared views.
+    let libc: Libc | null = null;
+    try {
+      libc = await (await import("../ffi/mod.ts")).loadLibc();
+    } catch {
+      libc = null;
+    }
     // Bun drops messages sent before a module worker's top-level await ends, so it starts worker.ts itself.
     const entry = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "./worker.ts" : "./worker_entry.js";
     const worker = new Worker(new URL(entry, import.meta.url), { type: "module" });
-    const init: SimInit = { opts: o, host: mem, regs, ctl, serial: o.serial ?? `SIM${String(n).padStart(8, "0")}` };
+    const init: SimInit = { opts: o, host: mem, regs, ctl, iommu, serial: o.serial ?? `SIM${String(n).padStart(8, "0")}` };
     const ready = new Promise<void>((res, rej) => {
       worker.onmessage = (e: MessageEvent) => {
         const m = e.data as { type: string; error?: string };
         if (m.type === "loaded") worker.postMessage({ type: "init", init });
         if (m.type !== "ready") return;
-        if (m.error) rej(new Error(`sim: device failed to start: ${m.error}`));
+        if (m.error) rej(new SetupError("sim", `sim: device failed to start: ${m.error}`));
         else res();
       };
       worker.onerror = (e: Event) => {
         (e as ErrorEvent).preventDefault?.();
-        rej(new Error(`sim: worker failed: ${(e as ErrorEvent).message ?? e}`));
+        rej(new SetupError("sim", `sim: worker failed: ${(e as ErrorEvent).message ?? e}`));
       };
     });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, rej) => {
-      timer = setTimeout(() => rej(new Error("sim: the device worker did not start within 10 s")), 10_000);
+      timer = setTimeout(() => rej(new SetupError("sim", "sim: the device worker did not start within 10 s")), 10_000);
     });
     try {
       await Promise.race([ready, timeout]);
@@ -155,7 +182,7 @@ export class SimTransport implements Transport {
       clearTimeout(timer);
     }
     worker.onerror = null;
-    return new SimTransport(`sim#${n}`, worker, mem, regs, ctl, o);
+    return new SimTransport(`sim#${n}`, worker, mem, regs, ctl, iommu, o, libc);
   }
 
   #request(op: string, arg?: unknown): Promise<unknown> {
@@ -187,6 +214,18 @@ export class SimTransport implements Transport {
         n += Atomics.load(this.#ctl, Ctl.COUNTS + q * 256 + o);
       }
     }
+    return n;
+  }
+
+  /** DMA attempts the device made to host memory that was no longer mapped (should stay 0). */
+  get staleDma(): number {
+    return Atomics.load(this.#ctl, Ctl.STALE_DMA);
+  }
+
+  /** Bytes of host memory currently mapped for DMA. */
+  get mappedBytes(): number {
+    let n = 0;
+    for (const b of this.#buffers) n += b.size;
     return n;
   }
 
@@ -232,7 +271,7 @@ export class SimTransport implements Transport {
     return this.#db;
   }
 
-  /** Allocate zeroed, page-aligned host memory (first fit). */
+  /** Allocate zeroed, page-aligned host memory (first fit) and map it for the device. */
   allocDma(size: number): DmaBuffer {
     if (this.#closed) throw new DeviceClosedError("sim transport is closed");
     const pages = Math.max(1, Math.ceil(size / PAGE));
@@ -241,23 +280,32 @@ export class SimTransport implements Transport {
       if (n < pages) continue;
       if (n === pages) this.#free.splice(i, 1);
       else this.#free[i] = [start + pages, n - pages];
-      const bytes = new Uint8Array(this.#mem, start * PAGE, pages * PAGE);
+      const len = pages * PAGE;
+      const bytes = this.#libc
+        ? new Uint8Array(this.#libc.view(this.#memAddr + BigInt(start * PAGE), len))
+        : new Uint8Array(this.#mem, start * PAGE, len);
       bytes.fill(0);
-      return { bytes, iova: this.iovaBase + start * PAGE, size: pages * PAGE };
+      const buf = dmaBuffer(bytes, this.iovaBase + start * PAGE, len);
+      if (this.#libc) this.#owners.set(bytes.buffer, buf);
+      this.#buffers.add(buf);
+      this.#iommu.fill(1, start, start + pages);
+      return buf;
     }
-    throw new RangeError(
+    throw new OutOfResourcesError(
       `sim: out of DMA memory allocating ${size} bytes (host memory is ${this.#mem.byteLength} bytes; raise memoryBytes)`,
     );
   }
 
-  /** Return memory to the allocator (coalescing neighbours). */
+  /** Unmap memory from the device, detach its views and return it to the allocator (coalescing neighbours). */
   freeDma(buf: DmaBuffer): void {
-    if (buf.bytes.buffer !== this.#mem) return;
+    if (!this.#buffers.delete(buf)) return;
+    this.#owners.delete(buf.bytes.buffer);
     const start = (buf.iova - this.iovaBase) / PAGE, pages = buf.size / PAGE;
+    this.#iommu.fill(0, start, start + pages);
+    detachView(buf.bytes);
     const f = this.#free;
     let i = 0;
     while (i < f.length && f[i][0] < start) i++;
-    if (i < f.length && f[i][0] === start) return; // already free
     f.splice(i, 0, [start, pages]);
     if (i + 1 < f.length && f[i][0] + f[i][1] === f[i + 1][0]) {
       f[i][1] += f[i + 1][1];
@@ -271,7 +319,16 @@ export class SimTransport implements Transport {
 
   /** IOVA of a view into host memory, else -1. */
   iovaOf(view: Uint8Array): number {
+    if (this.#libc) {
+      const b = this.#owners.get(view.buffer);
+      return b ? b.iova + view.byteOffset : -1;
+    }
     return view.buffer === this.#mem ? this.iovaBase + view.byteOffset : -1;
+  }
+
+  /** The DMA buffer a view lies in; null without FFI (IO from such views is bounced). */
+  dmaOf(view: Uint8Array): DmaBuffer | null {
+    return this.#owners.get(view.buffer) ?? null;
   }
 
   /** Stop the device and its worker. Idempotent. */
@@ -279,6 +336,9 @@ export class SimTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     this.#worker.terminate();
+    // The device has stopped: detach every view before the memory can go away.
+    for (const b of this.#buffers) detachView(b.bytes);
+    this.#buffers.clear();
     for (const p of this.#pending.values()) p.rej(new DeviceClosedError("sim transport is closed"));
     this.#pending.clear();
   }

@@ -5,8 +5,9 @@
  * @module
  */
 import type { Libc } from "../ffi/mod.ts";
+import { DeviceClosedError, OutOfResourcesError } from "../nvme/errors.ts";
 import { Reg } from "../nvme/spec.ts";
-import type { DmaBuffer, Transport } from "../nvme/transport.ts";
+import { type DmaBuffer, dmaBuffer, detachView, type Transport } from "../nvme/transport.ts";
 import { type DmaMapping, type IovaRange, VfioDevice } from "./vfio.ts";
 
 const PAGE = 4096;
@@ -40,7 +41,7 @@ export class IovaAllocator {
       }
       this.#range++;
     }
-    throw new RangeError(`IOVA space exhausted (${size} bytes)`);
+    throw new OutOfResourcesError(`IOVA space exhausted allocating ${size} bytes of DMA memory`);
   }
 
   /** Return a range for reuse. */
@@ -63,8 +64,10 @@ export class VfioTransport implements Transport {
   readonly #regs: Uint32Array;
   readonly #doorbells: Uint32Array;
   readonly #iova: IovaAllocator;
-  readonly #owners = new WeakMap<ArrayBufferLike, { iova: number; mapping: DmaMapping }>();
+  readonly #owners = new WeakMap<ArrayBufferLike, { buf: DmaBuffer; mapping: DmaMapping }>();
   readonly #buffers = new Set<DmaBuffer>();
+  readonly #bar: ArrayBuffer;
+  #closed = false;
 
   private constructor(libc: Libc, dev: VfioDevice) {
     this.#libc = libc;
@@ -72,6 +75,7 @@ export class VfioTransport implements Transport {
     this.name = `vfio:${dev.address}`;
     const size = Number(dev.bar0.size);
     const bar = libc.view(dev.bar0Addr, size);
+    this.#bar = bar;
     this.#regs = new Uint32Array(bar, 0, Reg.DOORBELL / 4);
     this.#doorbells = new Uint32Array(bar, Reg.DOORBELL, (size - Reg.DOORBELL) / 4);
     this.#iova = new IovaAllocator(dev.iovaRanges);
@@ -83,6 +87,8 @@ export class VfioTransport implements Transport {
   }
 
   readReg32(offset: number): number {
+    // After close BAR0 is unmapped: read as a vanished device does.
+    if (this.#closed) return 0xffff_ffff;
     // A real load each time: never cached by the JIT, never a locked access.
     return this.#libc.peek32(this.device.bar0Addr + BigInt(offset));
   }
@@ -93,10 +99,12 @@ export class VfioTransport implements Transport {
   }
 
   writeReg32(offset: number, value: number): void {
+    if (this.#closed) return;
     this.#regs[offset >>> 2] = value;
   }
 
   writeReg64(offset: number, value: bigint): void {
+    if (this.#closed) return;
     this.#regs[offset >>> 2] = Number(value & 0xffff_ffffn);
     this.#regs[(offset >>> 2) + 1] = Number(value >> 32n);
   }
@@ -106,6 +114,7 @@ export class VfioTransport implements Transport {
   }
 
   allocDma(size: number): DmaBuffer {
+    if (this.#closed) throw new DeviceClosedError(`${this.name} is closed`);
     const bytes = Math.ceil(Math.max(size, 1) / PAGE) * PAGE;
     const iova = this.#iova.alloc(bytes);
     let mapping: DmaMapping;
@@ -116,31 +125,41 @@ export class VfioTransport implements Transport {
       throw e;
     }
     const view = new Uint8Array(this.#libc.view(mapping.vaddr, bytes));
-    this.#owners.set(view.buffer, { iova, mapping });
-    const buf: DmaBuffer = { bytes: view, iova, size: bytes };
+    const buf = dmaBuffer(view, iova, bytes);
+    this.#owners.set(view.buffer, { buf, mapping });
     this.#buffers.add(buf);
     return buf;
   }
 
   freeDma(buf: DmaBuffer): void {
     const o = this.#owners.get(buf.bytes.buffer);
-    if (!o || !this.#buffers.delete(buf)) return;
+    if (!o || o.buf !== buf || !this.#buffers.delete(buf)) return;
     this.#owners.delete(buf.bytes.buffer);
+    // Detach first: a view over unmapped memory would crash the process on its next access.
+    detachView(buf.bytes);
     this.device.unmapDma(o.mapping);
-    this.#iova.free(o.iova, o.mapping.size);
+    this.#iova.free(buf.iova, o.mapping.size);
   }
 
   iovaOf(view: Uint8Array): number {
     const o = this.#owners.get(view.buffer);
-    return o ? o.iova + view.byteOffset : -1;
+    return o ? o.buf.iova + view.byteOffset : -1;
+  }
+
+  dmaOf(view: Uint8Array): DmaBuffer | null {
+    return this.#owners.get(view.buffer)?.buf ?? null;
   }
 
   resetDevice(): void {
-    this.device.reset();
+    if (!this.#closed) this.device.reset();
   }
 
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     for (const b of [...this.#buffers]) this.freeDma(b);
+    // Queues keep views over BAR0 (doorbells); detach them before the BAR is unmapped.
+    detachView(new Uint8Array(this.#bar));
     this.device.close();
   }
 }

@@ -214,7 +214,7 @@ function ioHost() {
     closedError: null,
     pickQueue: () => qp,
     maxTransferBytes: 128 * 1024,
-    iovaOf: () => -1,
+    dmaOf: () => null,
     takeBounce: (size: number) => {
       const b = fakeDma(Math.max(size, 4096));
       bounce.push(b.bytes);

@@ -1,5 +1,5 @@
 /** Test doubles: plain-memory DMA buffers and a device that services one queue pair by hand. */
-import type { DmaBuffer } from "../../lib/nvme/transport.ts";
+import { type DmaBuffer, dmaBuffer } from "../../lib/nvme/transport.ts";
 
 let nextIova = 0x10_0000;
 /** A "DMA" buffer in ordinary memory with a made-up IOVA. */
@@ -7,7 +7,7 @@ export function fakeDma(size: number): DmaBuffer {
   const bytes = Math.ceil(size / 4096) * 4096;
   const iova = nextIova;
   nextIova += bytes + 4096;
-  return { bytes: new Uint8Array(bytes), iova, size: bytes };
+  return dmaBuffer(new Uint8Array(bytes), iova, bytes);
 }
 
 /** Plays the controller for one queue pair: consumes SQEs up to the doorbell, posts CQEs. */

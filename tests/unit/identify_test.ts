@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "../harness.ts";
+import { InvalidArgumentError } from "../../lib/nvme/errors.ts";
 import {
   ctrlSummary,
   flbasIndex,
@@ -273,8 +274,8 @@ test("ctrlSummary trims strings and keeps plain numbers", () => {
 });
 
 test("parsers reject short buffers", () => {
-  assert.throws(() => parseIdCtrl(new Uint8Array(512)), RangeError);
-  assert.throws(() => parseIdNs(new Uint8Array(4095)), RangeError);
+  assert.throws(() => parseIdCtrl(new Uint8Array(512)), InvalidArgumentError);
+  assert.throws(() => parseIdNs(new Uint8Array(4095)), InvalidArgumentError);
 });
 
 // ---------------------------------------------------------------------------

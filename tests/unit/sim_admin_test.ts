@@ -15,7 +15,7 @@ import {
   sqe,
 } from "../../lib/nvme/command.ts";
 import { AdminOpc, Fid } from "../../lib/nvme/spec.ts";
-import type { NvmeStatusError } from "../../lib/nvme/errors.ts";
+import { InvalidArgumentError, type NvmeStatusError } from "../../lib/nvme/errors.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const code = (e: unknown) => (e as NvmeStatusError).status?.code;
@@ -43,9 +43,9 @@ test("sim spec syntax", () => {
     maxQueues: 4,
     mdts: 6,
   });
-  assert.throws(() => parseSimSpec("sim:ns=1M:1000"), RangeError);
-  assert.throws(() => parseSimSpec("sim:bogus=1"), RangeError);
-  assert.throws(() => parseSimSpec("vfio:01:00.0"), RangeError);
+  assert.throws(() => parseSimSpec("sim:ns=1M:1000"), InvalidArgumentError);
+  assert.throws(() => parseSimSpec("sim:bogus=1"), InvalidArgumentError);
+  assert.throws(() => parseSimSpec("vfio:01:00.0"), InvalidArgumentError);
 });
 
 test("sim admin: queues, logs, features, async events", () => {

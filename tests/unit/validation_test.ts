@@ -32,8 +32,8 @@ function host() {
       return qp;
     },
     maxTransferBytes: 128 * 1024,
-    iovaOf: () => -1,
-    takeBounce: (size: number) => ({ bytes: new Uint8Array(size), iova: 0x100000, size }),
+    dmaOf: () => null,
+    takeBounce: (size: number) => ({ bytes: new Uint8Array(size), iova: 0x100000, size, busy: 0, onIdle: null }),
     giveBounce: () => {},
   };
   const ns = new Namespace(io, {
