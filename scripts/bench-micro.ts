@@ -1,0 +1,165 @@
+/**
+ * No-device microbenchmark: CPU nanoseconds per IO of the driver's own path
+ * (command tracker + PCIe ring + pump) against an instant device in the same
+ * thread, at batch 1, 8 and 32, through the Promise API and the callback
+ * path. Prints figures; asserts nothing.
+ *
+ *   deno run -A scripts/bench-micro.ts [--ms 400] [--runs 5] [--json]
+ *   bun scripts/bench-micro.ts
+ * @module
+ */
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { type NvmeError } from "../lib/nvme/errors.ts";
+import { PcieRing, type QueueRing } from "../lib/nvme/pcie.ts";
+import { QueuePair } from "../lib/nvme/queue.ts";
+import type { CommandTracker } from "../lib/nvme/tracker.ts";
+import { dmaBuffer } from "../lib/nvme/transport.ts";
+
+const { values } = parseArgs({
+  args: process.argv.slice(2),
+  options: { ms: { type: "string", default: "400" }, runs: { type: "string", default: "5" }, json: { type: "boolean" } },
+});
+const MS = Number(values.ms), RUNS = Number(values.runs);
+const DEPTH = 256;
+const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
+
+/**
+ * The real PCIe ring plus a device that completes every command the moment its
+ * doorbell is rung: what is measured is the driver's work, nothing else.
+ */
+class InstantRing implements QueueRing {
+  readonly depth: number;
+  readonly maxTransfer: number;
+  readonly #r: PcieRing;
+  readonly #sq: Uint32Array;
+  readonly #cq: Uint32Array;
+  readonly #db: Uint32Array;
+  #head = 0;
+  #tail = 0;
+  #phase = 1;
+  constructor() {
+    const sq = dmaBuffer(new Uint8Array(DEPTH * 64), 0x10_0000, DEPTH * 64);
+    const cq = dmaBuffer(new Uint8Array(DEPTH * 16), 0x20_0000, DEPTH * 16);
+    this.#db = new Uint32Array(16);
+    this.#r = new PcieRing(
+      { qid: 1, depth: DEPTH, sq, cq, prp: null, prpPagesPerSlot: 0, pageSize: 4096, doorbells: this.#db, doorbellStride: 4 },
+      DEPTH - 1,
+    );
+    this.depth = DEPTH;
+    this.maxTransfer = this.#r.maxTransfer;
+    this.#sq = new Uint32Array(sq.bytes.buffer);
+    this.#cq = new Uint32Array(cq.bytes.buffer);
+  }
+  entry(): Uint32Array {
+    return this.#r.entry();
+  }
+  setData(e: Uint32Array, slot: number, iova: number, len: number): void {
+    this.#r.setData(e, slot, iova, len);
+  }
+  clearData(e: Uint32Array): void {
+    this.#r.clearData(e);
+  }
+  push(): void {
+    this.#r.push();
+  }
+  flush(): boolean {
+    const rang = this.#r.flush();
+    const tailDb = this.#db[2];
+    while (this.#head !== tailDb) {
+      const cid = this.#sq[this.#head * 16] >>> 16;
+      this.#head = (this.#head + 1) % DEPTH;
+      const b = this.#tail * 4;
+      this.#cq[b] = 0;
+      this.#cq[b + 2] = (this.#head | (1 << 16)) >>> 0;
+      Atomics.store(this.#cq, b + 3, (cid | (this.#phase << 16)) >>> 0);
+      if (++this.#tail === DEPTH) {
+        this.#tail = 0;
+        this.#phase ^= 1;
+      }
+    }
+    return rang;
+  }
+  reap(t: CommandTracker): number {
+    return this.#r.reap(t);
+  }
+  reset(): void {
+    this.#r.reset();
+  }
+  close(): void {
+    this.#r.close();
+  }
+}
+
+function cpuNs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) * 1000;
+}
+
+function makeQp(): QueuePair {
+  const dummy = dmaBuffer(new Uint8Array(0), 0, 0);
+  return new QueuePair({
+    qid: 1, depth: DEPTH, sq: dummy, cq: dummy, prp: null, prpPagesPerSlot: 0, pageSize: 4096,
+    doorbells: new Uint32Array(0), doorbellStride: 4, defaultTimeoutMs: 30_000, ring: new InstantRing(),
+  });
+}
+
+/** B coroutines, each awaiting its own IO in a loop. */
+async function promiseRun(batch: number): Promise<{ ns: number; ios: number }> {
+  const qp = makeQp();
+  let ios = 0, stop = false;
+  const worker = async () => {
+    while (!stop) {
+      await qp.rw(2, 1, ios & 1023, 7, 0x30_0000, 4096);
+      ios++;
+    }
+  };
+  const t0 = cpuNs();
+  const ws = Array.from({ length: batch }, worker);
+  await new Promise((r) => setTimeout(r, MS));
+  stop = true;
+  await Promise.all(ws);
+  return { ns: (cpuNs() - t0) / ios, ios };
+}
+
+/** B commands kept in flight through the callback path; each completion submits the next. */
+function callbackRun(batch: number): Promise<{ ns: number; ios: number }> {
+  const qp = makeQp();
+  let ios = 0, stop = false, inflight = 0;
+  return new Promise((resolve) => {
+    const t0 = cpuNs();
+    const done = (err: NvmeError | null) => {
+      if (err) throw err;
+      ios++;
+      inflight--;
+      if (!stop) submit();
+      else if (inflight === 0) resolve({ ns: (cpuNs() - t0) / ios, ios });
+    };
+    const submit = () => {
+      if (qp.rwCallback(2, 1, ios & 1023, 7, 0x30_0000, 4096, 0, 30_000, null, done)) inflight++;
+    };
+    for (let i = 0; i < batch; i++) submit();
+    setTimeout(() => stop = true, MS);
+  });
+}
+
+const rows: { api: string; batch: number; nsPerIo: number; min: number; max: number; ios: number }[] = [];
+for (const api of ["promise", "callback"] as const) {
+  for (const batch of [1, 8, 32]) {
+    const r: number[] = [];
+    let ios = 0;
+    for (let i = 0; i < RUNS + 1; i++) {
+      const x = api === "promise" ? await promiseRun(batch) : await callbackRun(batch);
+      if (i > 0) r.push(x.ns); // the first run warms the JIT up
+      ios += x.ios;
+    }
+    r.sort((a, b) => a - b);
+    rows.push({ api, batch, nsPerIo: Math.round(r[r.length >> 1]), min: Math.round(r[0]), max: Math.round(r[r.length - 1]), ios });
+  }
+}
+if (values.json) console.log(JSON.stringify({ runtime: rt, rows }));
+else {
+  console.log(`${rt}: CPU ns per IO against an instant device (median of ${RUNS} runs of ${MS} ms; min-max)`);
+  console.log("api       batch  ns/IO   range");
+  for (const x of rows) console.log(`${x.api.padEnd(9)} ${String(x.batch).padStart(5)} ${String(x.nsPerIo).padStart(6)}   ${x.min}-${x.max}`);
+}
