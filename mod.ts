@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-export { type ControllerInfo, NVMeDev, type OpenOptions } from "./lib/dev.ts";
+export { type ControllerInfo, NVMeDev, type OpenOptions, type QueueHandle, type QueueOptions, QueueWorker } from "./lib/dev.ts";
 export {
   type BlockRange,
   type DsmOptions,
@@ -20,12 +20,14 @@ export {
   type NamespaceInfo,
   type WriteZeroesOptions,
 } from "./lib/io/namespace.ts";
-export { Controller, type ControllerOptions } from "./lib/nvme/controller.ts";
+export { Controller, type ControllerOptions, type RemoteQueue } from "./lib/nvme/controller.ts";
 export * from "./lib/nvme/errors.ts";
 export * from "./lib/nvme/spec.ts";
 export * from "./lib/nvme/command.ts";
-export type { DmaBuffer, Transport } from "./lib/nvme/transport.ts";
-export { QueuePair, type QueuePairConfig, type QueueStats } from "./lib/nvme/queue.ts";
+export type { DmaBuffer, SharedMemory, Transport } from "./lib/nvme/transport.ts";
+export { type IoCallback, QueuePair, type QueuePairConfig, type QueueStats, type QueueWaiter } from "./lib/nvme/queue.ts";
+export { PcieRing, type PcieRingConfig, type QueueRing } from "./lib/nvme/pcie.ts";
+export { CommandTracker } from "./lib/nvme/tracker.ts";
 export { listNvmeControllers, type PciInfo } from "./lib/vfio/sysfs.ts";
 export * from "./lib/admin/log.ts";
 export * from "./lib/admin/features.ts";

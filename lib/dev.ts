@@ -11,6 +11,11 @@ import { DeviceBusyError, DeviceClosedError, InvalidArgumentError, type NvmeErro
 import type { QueuePair, QueueStats } from "./nvme/queue.ts";
 import type { DmaBuffer, Transport } from "./nvme/transport.ts";
 import { normalizePciAddress } from "./vfio/sysfs.ts";
+import type { QueueHandle } from "./worker/handle.ts";
+import { createQueueHandle, type PortQueue, type QueueOptions, QueueWorker } from "./worker/host.ts";
+
+export type { QueueHandle, QueueOptions };
+export { QueueWorker };
 
 /** Options for {@link NVMeDev.open}. */
 export interface OpenOptions extends ControllerOptions {
@@ -83,6 +88,7 @@ export class NVMeDev implements AsyncDisposable {
   #closing: Promise<void> | null = null;
   #rr = 0;
   readonly #host: IoHost;
+  readonly #remote = new Set<PortQueue>();
 
   private constructor(target: string, ctrl: Controller) {
     this.target = target;
@@ -276,6 +282,68 @@ export class NVMeDev implements AsyncDisposable {
     this.controller.freeDma(b);
   }
 
+  /**
+   * Create an IO queue pair for another thread to own: reserved on the
+   * controller (queue ids up to what it granted, see `maxIoQueues`), created on
+   * the device, with an arena of DMA memory for that thread's buffers. Post the
+   * handle to a Worker with its transfer list and open it there with
+   * `openQueue` from `@tsnvme/tsnvme/worker`; IO then runs in that Worker with
+   * no message per IO. Controller resets, CSTS.CFS, removal and close reach
+   * the queue wherever it lives.
+   *
+   * @example
+   * ```ts ignore
+   * const h = await dev.createQueue({ depth: 256 });
+   * const w = new Worker(new URL("./io-worker.ts", import.meta.url), { type: "module" });
+   * w.postMessage({ queue: h }, h.transfer);
+   * // io-worker.ts: self.onmessage = async (e) => { const q = await openQueue(e.data.queue); ... }
+   * ```
+   */
+  async createQueue(opts: QueueOptions = {}): Promise<QueueHandle> {
+    this.#checkOpen();
+    if (opts === null || typeof opts !== "object") throw new InvalidArgumentError("options must be an object");
+    for (const k of ["depth", "arenaBytes"] as const) {
+      const v = opts[k];
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < (k === "depth" ? 2 : 4096))) {
+        throw new InvalidArgumentError(`${k} must be an integer of at least ${k === "depth" ? 2 : 4096}, got ${String(v)}`);
+      }
+    }
+    const infos = [...this.#namespaces.values()].map((n) => n.info);
+    const { handle, queue } = await createQueueHandle(this.controller, this.target, infos, opts);
+    this.#remote.add(queue);
+    return handle;
+  }
+
+  /**
+   * Start `n` Workers running `url`, each owning an IO queue of its own. The
+   * Worker module takes its queue with `receiveQueue()` from
+   * `@tsnvme/tsnvme/worker` (resolving to `{ queue, data }`).
+   * `terminate()` on a returned QueueWorker stops it and releases its queue
+   * (deleted on the device, memory unmapped once the device can no longer
+   * write it).
+   */
+  async startWorkers(url: string | URL, n: number, opts: QueueOptions & { data?: unknown } = {}): Promise<QueueWorker[]> {
+    this.#checkOpen();
+    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`worker count must be a positive integer, got ${String(n)}`);
+    const ws: QueueWorker[] = [];
+    for (let i = 0; i < n; i++) {
+      const w = new Worker(url, { type: "module" });
+      ws.push(new QueueWorker(w, () => this.createQueue(opts).then((handle) => ({ handle, queue: this.#portOf(handle) })), opts.data));
+    }
+    try {
+      await Promise.all(ws.map((w) => w.ready));
+    } catch (e) {
+      await Promise.all(ws.map((w) => w.terminate()));
+      throw e;
+    }
+    return ws;
+  }
+
+  #portOf(h: QueueHandle): PortQueue {
+    for (const q of this.#remote) if (q.qid === h.qid) return q;
+    throw new InvalidArgumentError(`queue ${h.qid} is not this device's`);
+  }
+
   /** Counters of each IO queue pair (submitted, completed, doorbells, timeouts...). */
   queueStats(): QueueStats[] {
     return this.controller.io.map((q: QueuePair) => ({ ...q.stats }));
@@ -298,6 +366,11 @@ export class NVMeDev implements AsyncDisposable {
         await this.controller.shutdown(new DeviceClosedError(`device ${this.target} was closed while IO was in flight`));
       } finally {
         // Unmaps (and first detaches) every buffer: user views read as empty, none dangle.
+        for (const q of this.#remote) {
+          await q.release();
+          q.closePort();
+        }
+        this.#remote.clear();
         this.controller.transport.close();
         this.#userBuffers.clear();
         this.#bounce.clear();

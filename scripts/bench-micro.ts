@@ -10,7 +10,7 @@
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { type NvmeError } from "../lib/nvme/errors.ts";
+import type { NvmeError } from "../lib/nvme/errors.ts";
 import { PcieRing, type QueueRing } from "../lib/nvme/pcie.ts";
 import { QueuePair } from "../lib/nvme/queue.ts";
 import type { CommandTracker } from "../lib/nvme/tracker.ts";

@@ -27,3 +27,10 @@ export function loadLibc(): Promise<Libc> {
   })();
   return cached;
 }
+
+/** Let a timer not keep the process alive (Deno.unrefTimer; Node/Bun timer objects' unref()). */
+export function unrefTimer(t: unknown): void {
+  const d = (globalThis as { Deno?: { unrefTimer?: (id: number) => void } }).Deno;
+  if (typeof t === "number" && d?.unrefTimer) d.unrefTimer(t);
+  else (t as { unref?: () => void })?.unref?.();
+}

@@ -13,5 +13,7 @@ export {
   type NamespaceInfo,
   type WriteZeroesOptions,
 } from "./namespace.ts";
-export { QueuePair, type QueuePairConfig, type QueueStats } from "../nvme/queue.ts";
+export { type IoCallback, QueuePair, type QueuePairConfig, type QueueStats, type QueueWaiter } from "../nvme/queue.ts";
+export { PcieRing, type PcieRingConfig, type QueueRing } from "../nvme/pcie.ts";
+export { CommandTracker } from "../nvme/tracker.ts";
 export type { DmaBuffer } from "../nvme/transport.ts";

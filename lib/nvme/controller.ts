@@ -18,11 +18,14 @@ import {
 import {
   ControllerFatalError,
   ControllerResetError,
+  DeviceClosedError,
   DeviceGoneError,
   InvalidArgumentError,
   NvmeError,
+  OutOfResourcesError,
   SetupError,
 } from "./errors.ts";
+import { unrefTimer } from "../ffi/mod.ts";
 import { prpListPages } from "./prp.ts";
 import { QueuePair } from "./queue.ts";
 import {
@@ -56,6 +59,41 @@ export interface ControllerOptions {
   maxTransferBytes?: number;
   /** IO queue polling window in µs before yielding to the event loop (default 500). */
   pollSpinUs?: number;
+  /**
+   * IO queues to ask the controller for at start-up, so queues can be created
+   * later on demand, e.g. one per Worker (default max(ioQueues, 16)).
+   */
+  maxIoQueues?: number;
+}
+
+/**
+ * A queue pair owned by another thread (lib/worker), as the controller sees it:
+ * enough to create it on the device, recover it and delete it.
+ */
+export interface RemoteQueue {
+  /** Queue id. */
+  readonly qid: number;
+  /** Ring entries. */
+  readonly depth: number;
+  /** Submission ring memory. */
+  readonly sq: DmaBuffer;
+  /** Completion ring memory. */
+  readonly cq: DmaBuffer;
+  /** Every piece of memory the owner has views of (rings, PRP pages, its buffer arena). */
+  readonly memory: DmaBuffer[];
+  /** Hold new submissions (a reset is coming). */
+  pause(): void;
+  /** The device is disabled: fail in-flight commands with `err`, zero the rings; resolves once done. */
+  reset(err: NvmeError): Promise<void>;
+  /** The queue exists on the device again: let submissions through. */
+  resume(): void;
+  /**
+   * Fail everything for good with `err`; resolves true once the owner has let
+   * go of every view of the memory, false if it did not answer in time.
+   */
+  fail(err: NvmeError): Promise<boolean>;
+  /** Whether command `cid` is still held by the owner (after an Abort). */
+  holds(cid: number): Promise<boolean>;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -76,6 +114,7 @@ const OPTION_RULES: Record<keyof ControllerOptions, { min: number; max: number; 
   ioTimeoutMs: { min: 1, max: 2 ** 31 - 1, integer: false },
   maxTransferBytes: { min: 4096, max: 2 ** 31, integer: true },
   pollSpinUs: { min: 0, max: 1e7, integer: false },
+  maxIoQueues: { min: 1, max: 65535, integer: true },
 };
 
 /** Check controller options; throws InvalidArgumentError before anything touches a device. */
@@ -141,6 +180,22 @@ export class Controller {
   resets = 0;
   #recovering: Promise<void> | null = null;
   readonly #resetTimes: number[] = [];
+  /** IO queues the controller granted (Set Features Number of Queues). */
+  #granted = 0;
+  /** IO queues asked for at start-up (asked again after each reset). */
+  #requested = 0;
+  readonly #remote = new Map<number, RemoteQueue>();
+  #healthTimer: ReturnType<typeof setInterval> | null = null;
+
+  /** IO queue ids the controller granted; queues beyond those at start-up are created on demand. */
+  get ioQueueLimit(): number {
+    return this.#granted;
+  }
+
+  /** Queues owned by other threads. */
+  get remoteQueues(): RemoteQueue[] {
+    return [...this.#remote.values()];
+  }
 
   #watch(q: QueuePair): void {
     q.onTimeout = this.#onTimeout;
@@ -169,22 +224,45 @@ export class Controller {
     const what = `opcode 0x${opcode.toString(16).padStart(2, "0")} (cid ${cid}) on ${qp.qid === 0 ? "the admin queue" : `IO queue ${qp.qid}`} timed out`;
     // An admin timeout leaves nothing to send an Abort on: reset.
     if (qp.qid === 0) void this.recover(new ControllerResetError(what));
-    else void this.#abortOrReset(qp, cid, what);
+    else {
+      void this.#abortOrReset(qp.qid, cid, what, async () => {
+        const until = performance.now() + 50;
+        while (qp.holds(cid) && performance.now() < until && !this.#recovering && !this.failed) {
+          qp.processCompletions();
+          await sleep(1);
+        }
+        return qp.holds(cid);
+      });
+    }
   };
 
+  /**
+   * A command on a queue owned by another thread timed out (the owner reports
+   * it): Abort, then reset if the owner still holds it.
+   */
+  remoteTimeout(r: RemoteQueue, cid: number, opcode: number): void {
+    if (this.#recovering || this.#checkCsts() || !this.#remote.has(r.qid)) return;
+    const what = `opcode 0x${opcode.toString(16).padStart(2, "0")} (cid ${cid}) on IO queue ${r.qid} (a worker's) timed out`;
+    void this.#abortOrReset(r.qid, cid, what, async () => {
+      await sleep(50);
+      return await r.holds(cid);
+    });
+  }
+
   /** Linux's order: Abort the command; if it is still held afterwards, reset the controller. */
-  async #abortOrReset(qp: QueuePair, cid: number, what: string): Promise<void> {
+  async #abortOrReset(qid: number, cid: number, what: string, stillHeld: () => Promise<boolean>): Promise<void> {
     try {
-      await this.adminCommand(abortCmd(qp.qid, cid), 0, 0, Math.min(this.options.adminTimeoutMs, 5000));
+      await this.adminCommand(abortCmd(qid, cid), 0, 0, Math.min(this.options.adminTimeoutMs, 5000));
     } catch {
       // An Abort that fails or times out is handled by the check below.
     }
-    const until = performance.now() + 50;
-    while (qp.holds(cid) && performance.now() < until && !this.#recovering && !this.failed) {
-      qp.processCompletions();
-      await sleep(1);
+    let held = true;
+    try {
+      held = await stillHeld();
+    } catch {
+      held = true;
     }
-    if (qp.holds(cid) && !this.#recovering && !this.failed && !this.#closed) {
+    if (held && !this.#recovering && !this.failed && !this.#closed) {
       await this.recover(new ControllerResetError(`${what} and was not aborted`));
     }
   }
@@ -194,6 +272,8 @@ export class Controller {
     this.failed = err;
     this.admin.fail(err);
     for (const q of this.io) q.fail(err);
+    for (const r of this.#remote.values()) void r.fail(err);
+    this.#stopHealthTimer();
   }
 
   /**
@@ -206,7 +286,9 @@ export class Controller {
     if (this.#recovering) return this.#recovering;
     if (this.failed || this.#closed) return Promise.resolve();
     const queues = [this.admin, ...this.io];
+    const remote = [...this.#remote.values()];
     for (const q of queues) q.pause();
+    for (const r of remote) r.pause();
     this.#recovering = (async () => {
       const now = performance.now();
       while (this.#resetTimes.length && now - this.#resetTimes[0] > 60_000) this.#resetTimes.shift();
@@ -230,18 +312,25 @@ export class Controller {
           await Controller.#disable(t, this.cap);
         }
         for (const q of queues) q.reset(inflight);
+        // Every owner must have zeroed its rings before the queues exist on the device again.
+        await Promise.all(remote.map((r) => r.reset(inflight)));
         this.admin.resume();
         await this.#enable();
-        const want = this.io.length;
+        const want = this.#requested;
         if (want > 0) {
           const dw0 = await this.adminCommand(setNumQueuesCmd(want, want));
-          if (Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1) < want) {
+          if (Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1) < this.io.length + this.#remote.size) {
             throw new ControllerFatalError("controller granted fewer IO queues after reset");
           }
         }
         for (const q of this.io) {
           await this.#createOnDevice(q);
           q.resume();
+        }
+        for (const r of this.#remote.values()) {
+          await this.adminCommand(createIoCqCmd(r.qid, r.depth), r.cq.iova, 0);
+          await this.adminCommand(createIoSqCmd(r.qid, r.depth, r.qid), r.sq.iova, 0);
+          r.resume();
         }
         this.resets++;
       } catch (e) {
@@ -265,6 +354,7 @@ export class Controller {
       ioTimeoutMs: options.ioTimeoutMs ?? 30_000,
       maxTransferBytes: options.maxTransferBytes ?? 2 * 1024 * 1024,
       pollSpinUs: options.pollSpinUs ?? 500,
+      maxIoQueues: Math.max(options.maxIoQueues ?? 16, options.ioQueues ?? 1),
     };
     const capRaw = t.readReg64(Reg.CAP);
     if (capRaw === 0xffff_ffff_ffff_ffffn) throw new DeviceGoneError("CAP reads all ones: the device is not responding");
@@ -342,9 +432,11 @@ export class Controller {
   }
 
   async #createIoQueues(): Promise<void> {
-    const want = Math.max(1, this.options.ioQueues);
+    const want = Math.max(1, this.options.maxIoQueues);
     const dw0 = await this.adminCommand(setNumQueuesCmd(want, want));
-    const granted = Math.min(want, (dw0 & 0xffff) + 1, (dw0 >>> 16) + 1);
+    this.#requested = want;
+    this.#granted = Math.min(want, (dw0 & 0xffff) + 1, (dw0 >>> 16) + 1);
+    const granted = Math.min(this.#granted, Math.max(1, this.options.ioQueues));
     const depth = Math.max(2, Math.min(this.options.ioQueueDepth, this.cap.mqes, 65536));
     const prpPages = prpPagesFor(this.maxTransferBytes, this.pageSize);
     for (let qid = 1; qid <= granted; qid++) {
@@ -392,6 +484,78 @@ export class Controller {
     const b = this.transport.allocDma(size);
     this.#dma.add(b);
     return b;
+  }
+
+  /**
+   * Reserve a free IO queue id and the memory of a queue pair for another
+   * thread: rings of `depth` entries (capped by CAP.MQES) and PRP list pages
+   * for every slot. Create it on the device with {@link addRemote}.
+   */
+  reserveQueue(depth = this.options.ioQueueDepth): { qid: number; depth: number; sq: DmaBuffer; cq: DmaBuffer; prp: DmaBuffer | null; prpPages: number } {
+    if (this.#closed || this.failed) throw this.failed ?? new DeviceClosedError();
+    let qid = 1;
+    const used = new Set([...this.io.map((q) => q.qid), ...this.#remote.keys(), ...this.#reserved]);
+    while (used.has(qid)) qid++;
+    if (qid > this.#granted) {
+      throw new OutOfResourcesError(`the controller granted ${this.#granted} IO queues and all are in use`);
+    }
+    const d = Math.max(2, Math.min(depth, this.cap.mqes, 65536));
+    const prpPages = prpPagesFor(this.maxTransferBytes, this.pageSize);
+    const sq = this.#alloc(d * SQE_SIZE), cq = this.#alloc(d * CQE_SIZE);
+    const prp = prpPages > 0 ? this.#alloc((d - 1) * prpPages * this.pageSize) : null;
+    this.#reserved.add(qid);
+    return { qid, depth: d, sq, cq, prp, prpPages };
+  }
+
+  readonly #reserved = new Set<number>();
+
+  /** Create a reserved queue on the device (CQ, then SQ) and take over its recovery. */
+  async addRemote(r: RemoteQueue): Promise<void> {
+    if (this.#recovering) await this.#recovering;
+    if (this.#closed || this.failed) throw this.failed ?? new DeviceClosedError();
+    await this.adminCommand(createIoCqCmd(r.qid, r.depth), r.cq.iova, 0);
+    try {
+      await this.adminCommand(createIoSqCmd(r.qid, r.depth, r.qid), r.sq.iova, 0);
+    } catch (e) {
+      await this.adminCommand(deleteIoCqCmd(r.qid), 0, 0, 5000).catch(() => {});
+      throw e;
+    }
+    this.#reserved.delete(r.qid);
+    this.#remote.set(r.qid, r);
+    // Nobody polls on this thread for the owner's commands: watch CSTS here.
+    if (!this.#healthTimer) {
+      this.#healthTimer = setInterval(() => {
+        if (!this.#recovering) this.#checkCsts();
+      }, 100);
+      unrefTimer(this.#healthTimer);
+    }
+  }
+
+  /**
+   * Delete a remote queue on the device, then free its memory once the device
+   * can no longer write it (a failed delete keeps it mapped until close).
+   */
+  async removeRemote(r: RemoteQueue, memory: DmaBuffer[]): Promise<void> {
+    if (this.#recovering) await this.#recovering.catch(() => {});
+    const known = this.#remote.delete(r.qid) || this.#reserved.delete(r.qid);
+    if (!known) return;
+    if (this.#remote.size === 0) this.#stopHealthTimer();
+    let deleted = false;
+    if (!this.#closed && !this.failed) {
+      try {
+        await this.adminCommand(deleteIoSqCmd(r.qid), 0, 0, 5000);
+        await this.adminCommand(deleteIoCqCmd(r.qid), 0, 0, 5000);
+        deleted = true;
+      } catch {
+        // Left mapped: transport.close() unmaps it once the device is shut down.
+      }
+    }
+    if (deleted) for (const b of memory) this.freeDma(b);
+  }
+
+  #stopHealthTimer(): void {
+    if (this.#healthTimer) clearInterval(this.#healthTimer);
+    this.#healthTimer = null;
   }
 
   /**
@@ -505,6 +669,15 @@ export class Controller {
       healthy = false;
     }
     if (reason) for (const q of this.io) q.fail(reason);
+    this.#stopHealthTimer();
+    // Owners must drop their views before anything is unmapped; one that does not answer keeps its memory.
+    const remotes = [...this.#remote.values()];
+    const acked = await Promise.all(remotes.map((r) => r.fail(reason ?? new DeviceClosedError())));
+    remotes.forEach((r, i) => {
+      if (acked[i]) return;
+      for (const b of r.memory) t.retain?.(b);
+      t.retainDoorbells?.();
+    });
     if (healthy) {
       try {
         for (const q of this.io) {
@@ -512,6 +685,11 @@ export class Controller {
           await this.adminCommand(deleteIoSqCmd(q.qid), 0, 0, 5000);
           await this.adminCommand(deleteIoCqCmd(q.qid), 0, 0, 5000);
         }
+        for (const r of this.#remote.values()) {
+          await this.adminCommand(deleteIoSqCmd(r.qid), 0, 0, 5000);
+          await this.adminCommand(deleteIoCqCmd(r.qid), 0, 0, 5000);
+        }
+        this.#remote.clear();
         const cc = t.readReg32(Reg.CC);
         t.writeReg32(Reg.CC, ((cc & ~CC.SHN_MASK) | CC.SHN_NORMAL) >>> 0);
         const rtd3e = new DataView(this.identifyData.buffer).getUint32(88, true); // µs

@@ -12,7 +12,7 @@ import { PcieRing, type PcieRingConfig, type QueueRing } from "./pcie.ts";
 import { CommandTracker, type IoCallback, type QueueStats } from "./tracker.ts";
 import type { DmaBuffer } from "./transport.ts";
 
-export type { IoCallback, QueueRing, QueueStats };
+export type { IoCallback, PcieRingConfig, QueueRing, QueueStats };
 
 /** How a queue waits for completions once it has nothing to reap. */
 export interface QueueWaiter {

@@ -46,6 +46,24 @@ export function detachView(bytes: Uint8Array): void {
   }
 }
 
+/**
+ * How another thread of this process reaches a piece of host memory: by CPU
+ * address (a Worker builds its own view with its own dlopen), or through a
+ * SharedArrayBuffer at an offset (the software controller without FFI).
+ */
+export interface SharedMemory {
+  /** CPU address, or null when only `sab` reaches it. */
+  addr: bigint | null;
+  /** The shared buffer holding it, or null. */
+  sab: SharedArrayBuffer | null;
+  /** Byte offset in `sab`. */
+  offset: number;
+  /** Bytes. */
+  size: number;
+  /** IOVA of the first byte (DMA memory), or 0. */
+  iova: number;
+}
+
 /** What a transport provides to the generic controller code. */
 export interface Transport {
   /** Human-readable target, e.g. "vfio:0000:01:00.0". */
@@ -76,6 +94,18 @@ export interface Transport {
   iovaOf(view: Uint8Array): number;
   /** The DMA buffer `view` lies in (a view of its memory, not detached), else null. */
   dmaOf(view: Uint8Array): DmaBuffer | null;
+  /** How a Worker reaches `buf` (queues owned by Workers); absent when the transport cannot share. */
+  shareDma?(buf: DmaBuffer): SharedMemory;
+  /** How a Worker reaches the doorbell array (offset 0x1000 onward). */
+  shareDoorbells?(): SharedMemory;
+  /**
+   * Another thread may still touch `buf` (a Worker that stopped answering):
+   * when it is freed, unmap it from the device but keep the process mapping,
+   * so that thread reads stale memory instead of crashing.
+   */
+  retain?(buf: DmaBuffer): void;
+  /** The same for the doorbell mapping: close() leaves it mapped. */
+  retainDoorbells?(): void;
   /**
    * Optional: reset the device below the NVMe level (PCIe function level reset
    * for VFIO), keeping DMA mappings, then make it reachable again. Used when a

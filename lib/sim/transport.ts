@@ -7,7 +7,7 @@
  */
 import type { Libc } from "../ffi/types.ts";
 import { DeviceClosedError, OutOfResourcesError, SetupError } from "../nvme/errors.ts";
-import { type DmaBuffer, dmaBuffer, detachView, type Transport } from "../nvme/transport.ts";
+import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory, type Transport } from "../nvme/transport.ts";
 import type { SimInit } from "./device.ts";
 import {
   Ctl,
@@ -86,6 +86,7 @@ export class SimTransport implements Transport {
   readonly #worker: Worker;
   readonly #mem: SharedArrayBuffer;
   readonly #regs: Uint32Array;
+  readonly #regsSab: SharedArrayBuffer;
   readonly #db: Uint32Array;
   readonly #ctl: Int32Array;
   readonly #iommu: Uint8Array;
@@ -118,6 +119,7 @@ export class SimTransport implements Transport {
     this.#memAddr = libc ? libc.addressOf(new Uint8Array(mem)) : 0n;
     this.iovaBase = o.iovaBase ?? SIM_DEFAULTS.iovaBase;
     this.#maxQueues = o.maxQueues ?? SIM_DEFAULTS.maxQueues;
+    this.#regsSab = regs;
     this.#regs = new Uint32Array(regs, 0, 0x1000 / 4);
     this.#db = new Uint32Array(regs, 0x1000, 2 * (this.#maxQueues + 1));
     this.#ctl = new Int32Array(ctl);
@@ -324,6 +326,18 @@ export class SimTransport implements Transport {
       return b ? b.iova + view.byteOffset : -1;
     }
     return view.buffer === this.#mem ? this.iovaBase + view.byteOffset : -1;
+  }
+
+  /** How a Worker reaches `buf`: the shared host memory (and its address when FFI is there). */
+  shareDma(buf: DmaBuffer): SharedMemory {
+    if (!this.#buffers.has(buf)) throw new DeviceClosedError("DMA buffer is not mapped");
+    const off = buf.iova - this.iovaBase;
+    return { addr: this.#libc ? this.#memAddr + BigInt(off) : null, sab: this.#mem, offset: off, size: buf.size, iova: buf.iova };
+  }
+
+  /** The doorbells live in the shared register area. */
+  shareDoorbells(): SharedMemory {
+    return { addr: null, sab: this.#regsSab, offset: 0x1000, size: this.#db.byteLength, iova: 0 };
   }
 
   /** The DMA buffer a view lies in; null without FFI (IO from such views is bounced). */

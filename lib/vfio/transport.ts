@@ -7,7 +7,7 @@
 import type { Libc } from "../ffi/mod.ts";
 import { DeviceClosedError, OutOfResourcesError } from "../nvme/errors.ts";
 import { Reg } from "../nvme/spec.ts";
-import { type DmaBuffer, dmaBuffer, detachView, type Transport } from "../nvme/transport.ts";
+import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory, type Transport } from "../nvme/transport.ts";
 import { type DmaMapping, type IovaRange, VfioDevice } from "./vfio.ts";
 
 const PAGE = 4096;
@@ -67,6 +67,8 @@ export class VfioTransport implements Transport {
   readonly #owners = new WeakMap<ArrayBufferLike, { buf: DmaBuffer; mapping: DmaMapping }>();
   readonly #buffers = new Set<DmaBuffer>();
   readonly #bar: ArrayBuffer;
+  readonly #retained = new WeakSet<DmaBuffer>();
+  #retainBar = false;
   #closed = false;
 
   private constructor(libc: Libc, dev: VfioDevice) {
@@ -137,13 +139,32 @@ export class VfioTransport implements Transport {
     this.#owners.delete(buf.bytes.buffer);
     // Detach first: a view over unmapped memory would crash the process on its next access.
     detachView(buf.bytes);
-    this.device.unmapDma(o.mapping);
+    this.device.unmapDma(o.mapping, this.#retained.has(buf));
     this.#iova.free(buf.iova, o.mapping.size);
   }
 
   iovaOf(view: Uint8Array): number {
     const o = this.#owners.get(view.buffer);
     return o ? o.buf.iova + view.byteOffset : -1;
+  }
+
+  shareDma(buf: DmaBuffer): SharedMemory {
+    const o = this.#owners.get(buf.bytes.buffer);
+    if (!o || o.buf !== buf) throw new DeviceClosedError("DMA buffer is not mapped");
+    return { addr: o.mapping.vaddr, sab: null, offset: 0, size: buf.size, iova: buf.iova };
+  }
+
+  retain(buf: DmaBuffer): void {
+    this.#retained.add(buf);
+  }
+
+  retainDoorbells(): void {
+    this.#retainBar = true;
+  }
+
+  shareDoorbells(): SharedMemory {
+    const size = Number(this.device.bar0.size) - Reg.DOORBELL;
+    return { addr: this.device.bar0Addr + BigInt(Reg.DOORBELL), sab: null, offset: 0, size, iova: 0 };
   }
 
   dmaOf(view: Uint8Array): DmaBuffer | null {
@@ -160,6 +181,6 @@ export class VfioTransport implements Transport {
     for (const b of [...this.#buffers]) this.freeDma(b);
     // Queues keep views over BAR0 (doorbells); detach them before the BAR is unmapped.
     detachView(new Uint8Array(this.#bar));
-    this.device.close();
+    this.device.close(this.#retainBar);
   }
 }

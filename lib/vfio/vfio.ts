@@ -334,18 +334,19 @@ export class VfioDevice {
   }
 
   /** Unmap from the IOMMU, then release the host memory. */
-  unmapDma(mp: DmaMapping): void {
+  /** Remove `mp` from the IOMMU and unmap it (`keepHost`: leave the process mapping for a thread still viewing it). */
+  unmapDma(mp: DmaMapping, keepHost = false): void {
     if (!this.#mappings.delete(mp)) return;
     const m = new Uint8Array(24);
     u32(m, 0, 24);
     u64(m, 8, BigInt(mp.iova));
     u64(m, 16, BigInt(mp.size));
     this.#libc.ioctlPtr(this.#container, VfioIoctl.IOMMU_UNMAP_DMA, m);
-    this.#libc.munmap(mp.vaddr, BigInt(mp.size));
+    if (!keepHost) this.#libc.munmap(mp.vaddr, BigInt(mp.size));
   }
 
-  /** Unmap everything and close the device, group and container. Idempotent. */
-  close(): void {
+  /** Unmap everything and close the device, group and container (`keepBar`: leave BAR0 mapped). Idempotent. */
+  close(keepBar = false): void {
     if (this.#deviceFd < 0) return;
     for (const mp of [...this.#mappings]) this.unmapDma(mp);
     try {
@@ -354,7 +355,7 @@ export class VfioDevice {
       const v = (cmd[0] | (cmd[1] << 8)) & ~PCI_COMMAND_MASTER;
       this.writeConfig(PCI_COMMAND, new Uint8Array([v & 0xff, v >> 8]));
     } catch { /* device may be gone */ }
-    this.#libc.munmap(this.bar0Addr, this.bar0.size);
+    if (!keepBar) this.#libc.munmap(this.bar0Addr, this.bar0.size);
     this.#libc.close(this.#deviceFd);
     this.#libc.ioctlInt(this.#groupFd, VfioIoctl.GROUP_UNSET_CONTAINER, 0n);
     this.#libc.close(this.#groupFd);

@@ -86,7 +86,8 @@ test("sim admin: queues, logs, features, async events", () => {
     assert.equal((await adm(getFeaturesCmd(Fid.VOLATILE_WC)))[0], 0);
     await adm(setFeaturesCmd(Fid.ARBITRATION, 3, { save: true }));
     assert.equal((await adm(getFeaturesCmd(Fid.ARBITRATION, { sel: 2 })))[0], 3);
-    assert.equal((await adm(getFeaturesCmd(Fid.NUM_QUEUES)))[0], 0);
+    // The driver asks for 16 IO queues at start-up (queues on demand); the sim grants its 8 (0-based 7).
+    assert.equal((await adm(getFeaturesCmd(Fid.NUM_QUEUES)))[0], 0x0007_0007);
     await st(adm(setFeaturesCmd(Fid.NUM_QUEUES, 0x00030003)), SimStatus.COMMAND_SEQUENCE_ERROR);
     await st(adm(setFeaturesCmd(Fid.POWER_MGMT, 3)), SimStatus.INVALID_FIELD);
     await st(adm(getFeaturesCmd(0x7e)), SimStatus.INVALID_FIELD);

@@ -1,0 +1,237 @@
+/**
+ * The controller's side of a queue owned by another thread: reserves the
+ * queue and its memory, creates it on the device, and drives it through
+ * recovery (pause, reset, resume, fail) over a MessagePort.
+ * @module
+ */
+import type { Controller, RemoteQueue } from "../nvme/controller.ts";
+import { NotSupportedError } from "../admin/support.ts";
+import { DeviceClosedError, type NvmeError } from "../nvme/errors.ts";
+import type { NamespaceInfo } from "../io/namespace.ts";
+import type { DmaBuffer } from "../nvme/transport.ts";
+import { type ControlMsg, type QueueHandle, toWire } from "./handle.ts";
+
+/** Options for creating a queue owned by a Worker. */
+export interface QueueOptions {
+  /** Ring entries (default: the device's IO queue depth, capped by CAP.MQES). */
+  depth?: number;
+  /** DMA memory the Worker may allocate buffers (and bounce buffers) from, bytes (default 8 MiB). */
+  arenaBytes?: number;
+}
+
+/** Replies wait at most this long; a Worker that does not answer is treated as gone. */
+const REPLY_MS = 2000;
+
+/** A queue owned by a Worker, seen from the controller's thread. */
+export class PortQueue implements RemoteQueue {
+  /** Queue id. */
+  readonly qid: number;
+  /** Ring entries. */
+  readonly depth: number;
+  /** Submission ring. */
+  readonly sq: DmaBuffer;
+  /** Completion ring. */
+  readonly cq: DmaBuffer;
+  /** Every piece of memory this queue owns (rings, PRP pages, arena). */
+  readonly memory: DmaBuffer[];
+  readonly #port: MessagePort;
+  readonly #ctrl: Controller;
+  readonly #pending = new Map<number, (v: unknown) => void>();
+  #next = 1;
+  #released: Promise<void> | null = null;
+  /** Set when the owner stopped answering: its memory must never be unmapped under it. */
+  unresponsive = false;
+
+  /** Handle state word (see QueueHandle.state). */
+  readonly state: Int32Array = new Int32Array(new SharedArrayBuffer(4));
+
+  /** Wire a reserved queue to its port. */
+  constructor(ctrl: Controller, qid: number, depth: number, memory: DmaBuffer[], port: MessagePort) {
+    this.#ctrl = ctrl;
+    this.qid = qid;
+    this.depth = depth;
+    this.sq = memory[0];
+    this.cq = memory[1];
+    this.memory = memory;
+    this.#port = port;
+    port.onmessage = (e: MessageEvent) => this.#onMessage(e.data as ControlMsg);
+  }
+
+  #onMessage(m: ControlMsg): void {
+    if (m.op === "ack") {
+      const f = this.#pending.get(m.id);
+      this.#pending.delete(m.id);
+      f?.(m.value);
+    } else if (m.op === "timeout") {
+      this.#ctrl.remoteTimeout(this, m.cid, m.opcode);
+    } else if (m.op === "release") {
+      void this.release().then(() => this.#port.postMessage({ op: "released", id: m.id } satisfies ControlMsg));
+    }
+  }
+
+  #ask(m: ControlMsg & { id: number }): Promise<unknown> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(m.id);
+        this.unresponsive = true;
+        resolve(undefined);
+      }, REPLY_MS);
+      this.#pending.set(m.id, (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      });
+      this.#port.postMessage(m);
+    });
+  }
+
+  pause(): void {
+    this.#port.postMessage({ op: "pause" } satisfies ControlMsg);
+  }
+
+  /** True when no Worker opened the handle (and now none can); false when one did. */
+  #unopened(revoke: boolean): boolean {
+    if (revoke) return Atomics.compareExchange(this.state, 0, 0, 2) !== 1;
+    return Atomics.load(this.state, 0) === 0;
+  }
+
+  async reset(err: NvmeError): Promise<void> {
+    // Not opened yet: its rings are still zero, nothing to wait for.
+    if (this.#unopened(false)) return;
+    await this.#ask({ op: "reset", id: this.#next++, err: toWire(err) });
+  }
+
+  resume(): void {
+    this.#port.postMessage({ op: "resume" } satisfies ControlMsg);
+  }
+
+  async fail(err: NvmeError): Promise<boolean> {
+    if (this.#released || this.#unopened(true)) return true;
+    await this.#ask({ op: "fail", id: this.#next++, err: toWire(err) });
+    return !this.unresponsive;
+  }
+
+  async holds(cid: number): Promise<boolean> {
+    if (this.#unopened(false)) return false;
+    const v = await this.#ask({ op: "holds", id: this.#next++, cid });
+    return v !== false; // no answer: assume still held
+  }
+
+  /**
+   * Delete the queue on the device and free its memory once the device can no
+   * longer write it. Idempotent.
+   */
+  release(): Promise<void> {
+    this.#released ??= (async () => {
+      await this.#ctrl.removeRemote(this, this.unresponsive ? [] : this.memory);
+      this.#port.onmessage = null;
+      for (const f of this.#pending.values()) f(undefined);
+      this.#pending.clear();
+    })();
+    return this.#released;
+  }
+
+  /** Close the control port (after release). */
+  closePort(): void {
+    this.#port.close();
+  }
+}
+
+/**
+ * Reserve a queue on `ctrl`, create it on the device and describe it for a
+ * Worker. The returned handle's port must go in the postMessage transfer list.
+ */
+export async function createQueueHandle(
+  ctrl: Controller,
+  target: string,
+  namespaces: NamespaceInfo[],
+  opts: QueueOptions = {},
+): Promise<{ handle: QueueHandle; queue: PortQueue }> {
+  const t = ctrl.transport;
+  if (!t.shareDma || !t.shareDoorbells) {
+    throw new NotSupportedError("transport", `${t.name} cannot share queues with Workers`);
+  }
+  const r = ctrl.reserveQueue(opts.depth);
+  const arena = ctrl.allocDma(opts.arenaBytes ?? 8 * 1024 * 1024);
+  const memory = [r.sq, r.cq, ...(r.prp ? [r.prp] : []), arena];
+  const ch = new MessageChannel();
+  const q = new PortQueue(ctrl, r.qid, r.depth, memory, ch.port1);
+  try {
+    await ctrl.addRemote(q);
+  } catch (e) {
+    await ctrl.removeRemote(q, memory);
+    ch.port1.close();
+    throw e;
+  }
+  const handle: QueueHandle = {
+    v: 1,
+    target,
+    qid: r.qid,
+    depth: r.depth,
+    pageSize: ctrl.pageSize,
+    doorbellStride: ctrl.cap.doorbellStride,
+    prpPages: r.prpPages,
+    maxTransferBytes: ctrl.maxTransferBytes,
+    ioTimeoutMs: ctrl.options.ioTimeoutMs,
+    pollSpinUs: ctrl.options.pollSpinUs,
+    sq: t.shareDma(r.sq),
+    cq: t.shareDma(r.cq),
+    prp: r.prp ? t.shareDma(r.prp) : null,
+    arena: t.shareDma(arena),
+    doorbells: t.shareDoorbells(),
+    namespaces,
+    port: ch.port2,
+    state: q.state.buffer as SharedArrayBuffer,
+    transfer: [ch.port2],
+  };
+  return { handle, queue: q };
+}
+
+/** A Worker started by tsnvme with a queue of its own (see NVMeDev.startWorkers). */
+export class QueueWorker {
+  /** The Worker. */
+  readonly worker: Worker;
+  /** Resolves once the Worker has opened its queue. */
+  readonly ready: Promise<void>;
+  #queue: PortQueue | null = null;
+  #terminated = false;
+
+  /** Used by NVMeDev.startWorkers. */
+  constructor(worker: Worker, makeQueue: () => Promise<{ handle: QueueHandle; queue: PortQueue }>, data: unknown) {
+    this.worker = worker;
+    this.ready = new Promise<void>((resolve, reject) => {
+      worker.addEventListener("message", (e: MessageEvent) => {
+        const m = e.data as { type?: string; message?: string };
+        if (m?.type === "tsnvme-opened") resolve();
+        if (m?.type === "tsnvme-open-failed") reject(new DeviceClosedError(`worker could not open its queue: ${m.message}`));
+        if (m?.type !== "tsnvme-ready" || this.#queue || this.#terminated) return;
+        makeQueue().then(({ handle, queue }) => {
+          this.#queue = queue;
+          worker.postMessage({ type: "tsnvme-queue", queue: handle, data }, handle.transfer);
+        }, reject);
+      });
+      worker.addEventListener("error", (e: Event) => {
+        reject(new DeviceClosedError(`worker failed before taking its queue: ${(e as ErrorEvent).message ?? e}`));
+      });
+    });
+    this.ready.catch(() => {});
+  }
+
+  /** Queue id this Worker owns (after {@link ready}). */
+  get qid(): number {
+    return this.#queue?.qid ?? 0;
+  }
+
+  /**
+   * Stop the Worker and release its queue: deleted on the device, its memory
+   * unmapped once the device can no longer write it.
+   */
+  async terminate(): Promise<void> {
+    if (this.#terminated) return;
+    this.#terminated = true;
+    this.worker.terminate();
+    if (this.#queue) {
+      await this.#queue.release();
+      this.#queue.closePort();
+    }
+  }
+}

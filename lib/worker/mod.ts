@@ -1,0 +1,354 @@
+/**
+ * Queues owned by Workers. In a Worker, {@link openQueue} (or
+ * {@link receiveQueue} for Workers started by `NVMeDev.startWorkers`) turns a
+ * {@link QueueHandle} into the same namespace API as on the main thread
+ * (read, write, flush, write zeroes, DSM, compare, verify, copy) running on a
+ * queue pair this Worker owns: SQEs, doorbells and completions are handled in
+ * this thread, with no message to any other thread per IO, and DMA buffers
+ * are allocated here. Recovery (controller reset, CSTS.CFS, removal, close) is
+ * driven by the controller's thread over the handle's port.
+ *
+ * @example
+ * ```ts ignore
+ * // worker.ts, started with dev.startWorkers(new URL("./worker.ts", import.meta.url), 2)
+ * import { receiveQueue } from "@tsnvme/tsnvme/worker";
+ * const { queue } = await receiveQueue();
+ * const ns = queue.ns(1);
+ * const buf = queue.allocBuffer(4096);
+ * await ns.read(0, buf);
+ * await queue.close();
+ * ```
+ * @module
+ */
+import { loadLibc } from "../ffi/mod.ts";
+import type { Libc } from "../ffi/types.ts";
+import { type IoHost, Namespace, type NamespaceInfo } from "../io/namespace.ts";
+import { DeviceClosedError, InvalidArgumentError, type NvmeError, OutOfResourcesError } from "../nvme/errors.ts";
+import { QueuePair } from "../nvme/queue.ts";
+import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory } from "../nvme/transport.ts";
+import { type ControlMsg, fromWire, type QueueHandle } from "./handle.ts";
+
+export type { QueueHandle } from "./handle.ts";
+export type { SharedMemory } from "../nvme/transport.ts";
+
+const PAGE = 4096;
+
+/** Views over shared memory, built in this thread (each Worker needs its own dlopen). */
+function viewOf(libc: Libc | null, m: SharedMemory, offset = 0, size = m.size): Uint8Array {
+  if (m.addr !== null && libc) return new Uint8Array(libc.view(m.addr + BigInt(offset), size));
+  if (m.sab) return new Uint8Array(m.sab, m.offset + offset, size);
+  throw new OutOfResourcesError("shared memory has neither an address nor a SharedArrayBuffer");
+}
+
+/** Page-granular first-fit allocator over the queue's arena; views are detachable when FFI builds them. */
+class Arena {
+  readonly #libc: Libc | null;
+  readonly #m: SharedMemory;
+  #free: [number, number][];
+  readonly #owners = new WeakMap<ArrayBufferLike, DmaBuffer>();
+  readonly live = new Set<DmaBuffer>();
+
+  constructor(libc: Libc | null, m: SharedMemory) {
+    this.#libc = libc;
+    this.#m = m;
+    this.#free = [[0, Math.floor(m.size / PAGE)]];
+  }
+
+  alloc(size: number): DmaBuffer {
+    const pages = Math.max(1, Math.ceil(size / PAGE));
+    for (let i = 0; i < this.#free.length; i++) {
+      const [start, n] = this.#free[i];
+      if (n < pages) continue;
+      if (n === pages) this.#free.splice(i, 1);
+      else this.#free[i] = [start + pages, n - pages];
+      const bytes = viewOf(this.#libc, this.#m, start * PAGE, pages * PAGE);
+      bytes.fill(0);
+      const b = dmaBuffer(bytes, this.#m.iova + start * PAGE, pages * PAGE);
+      if (this.#libc && this.#m.addr !== null) this.#owners.set(bytes.buffer, b);
+      this.live.add(b);
+      return b;
+    }
+    throw new OutOfResourcesError(
+      `the queue's DMA arena (${this.#m.size} bytes) has no ${size} bytes free; give createQueue a larger arenaBytes`,
+    );
+  }
+
+  /** Back to the free list (the caller made sure no command refers to it). */
+  release(b: DmaBuffer): void {
+    if (!this.live.delete(b)) return;
+    this.#owners.delete(b.bytes.buffer);
+    detachView(b.bytes);
+    const start = (b.iova - this.#m.iova) / PAGE, pages = b.size / PAGE;
+    const f = this.#free;
+    let i = 0;
+    while (i < f.length && f[i][0] < start) i++;
+    f.splice(i, 0, [start, pages]);
+    if (i + 1 < f.length && f[i][0] + f[i][1] === f[i + 1][0]) {
+      f[i][1] += f[i + 1][1];
+      f.splice(i + 1, 1);
+    }
+    if (i > 0 && f[i - 1][0] + f[i - 1][1] === f[i][0]) {
+      f[i - 1][1] += f[i][1];
+      f.splice(i, 1);
+    }
+  }
+
+  dmaOf(v: Uint8Array): DmaBuffer | null {
+    return this.#owners.get(v.buffer) ?? null;
+  }
+
+  /** Detach every view (the memory is about to go). */
+  detachAll(): void {
+    for (const b of this.live) detachView(b.bytes);
+    this.live.clear();
+  }
+}
+
+/** An IO queue pair owned by this thread, with the namespace API on top. Get one with {@link openQueue}. */
+export class WorkerQueue implements AsyncDisposable {
+  /** The handle it was opened from. */
+  readonly handle: QueueHandle;
+  /** The queue pair (raw submissions, the callback path, counters). */
+  readonly queue: QueuePair;
+  readonly #arena: Arena;
+  readonly #ns = new Map<number, Namespace>();
+  readonly #bounce = new Map<number, DmaBuffer[]>();
+  readonly #user = new Map<ArrayBufferLike, DmaBuffer>();
+  readonly #views: Uint8Array[];
+  readonly #port: MessagePort;
+  #closedError: NvmeError | null = null;
+  #closing: Promise<void> | null = null;
+  readonly #pending = new Map<number, () => void>();
+  #next = 1;
+
+  private constructor(h: QueueHandle, libc: Libc | null) {
+    this.handle = h;
+    const sq = viewOf(libc, h.sq), cq = viewOf(libc, h.cq);
+    const prp = h.prp ? viewOf(libc, h.prp) : null;
+    const db = viewOf(libc, h.doorbells);
+    this.#views = [sq, cq, db, ...(prp ? [prp] : [])];
+    this.queue = new QueuePair({
+      qid: h.qid,
+      depth: h.depth,
+      sq: dmaBuffer(sq, h.sq.iova, h.sq.size),
+      cq: dmaBuffer(cq, h.cq.iova, h.cq.size),
+      prp: prp && h.prp ? dmaBuffer(prp, h.prp.iova, h.prp.size) : null,
+      prpPagesPerSlot: h.prpPages,
+      pageSize: h.pageSize,
+      doorbells: new Uint32Array(db.buffer, db.byteOffset, db.byteLength >>> 2),
+      doorbellStride: h.doorbellStride,
+      defaultTimeoutMs: h.ioTimeoutMs,
+      pollSpinUs: h.pollSpinUs,
+    });
+    this.#arena = new Arena(libc, h.arena);
+    this.#port = h.port;
+    this.queue.onTimeout = (_q, cid, opcode) => this.#port.postMessage({ op: "timeout", cid, opcode } satisfies ControlMsg);
+    this.#port.onmessage = (e: MessageEvent) => this.#control(e.data as ControlMsg);
+    // deno-lint-ignore no-this-alias
+    const self = this;
+    const host: IoHost = {
+      get closedError() {
+        return self.#closedError;
+      },
+      pickQueue: () => this.queue,
+      maxTransferBytes: h.maxTransferBytes,
+      dmaOf: (v) => this.#arena.dmaOf(v),
+      takeBounce: (size) => this.#takeBounce(size),
+      giveBounce: (b) => this.#giveBounce(b),
+    };
+    for (const info of h.namespaces) this.#ns.set(info.nsid, new Namespace(host, info));
+  }
+
+  /** Build the queue from `handle` in this thread. */
+  static async open(handle: QueueHandle): Promise<WorkerQueue> {
+    if (!handle || handle.v !== 1 || !(handle.port instanceof MessagePort) || !(handle.state instanceof SharedArrayBuffer)) {
+      throw new InvalidArgumentError("not a queue handle (post it with its transfer list: postMessage(x, h.transfer))");
+    }
+    // Claim it: after this the controller waits for this thread before unmapping anything.
+    const st = Atomics.compareExchange(new Int32Array(handle.state), 0, 0, 1);
+    if (st === 1) throw new InvalidArgumentError(`queue ${handle.qid} is already open in a thread`);
+    if (st === 2) throw new DeviceClosedError(`queue ${handle.qid} of ${handle.target} was closed before it was opened`);
+    let libc: Libc | null = null;
+    try {
+      libc = await loadLibc();
+    } catch (e) {
+      if (handle.sq.sab === null) throw e;
+    }
+    return new WorkerQueue(handle, libc);
+  }
+
+  #control(m: ControlMsg): void {
+    switch (m.op) {
+      case "pause":
+        this.queue.pause();
+        break;
+      case "reset":
+        this.queue.reset(fromWire(m.err));
+        this.#port.postMessage({ op: "ack", id: m.id } satisfies ControlMsg);
+        break;
+      case "resume":
+        this.queue.resume();
+        break;
+      case "fail":
+        this.#failLocal(fromWire(m.err));
+        this.#port.postMessage({ op: "ack", id: m.id } satisfies ControlMsg);
+        break;
+      case "holds":
+        this.queue.processCompletions();
+        this.#port.postMessage({ op: "ack", id: m.id, value: this.queue.holds(m.cid) } satisfies ControlMsg);
+        break;
+      case "released": {
+        const f = this.#pending.get(m.id);
+        this.#pending.delete(m.id);
+        f?.();
+        break;
+      }
+    }
+  }
+
+  /** The controller is closing or gone: fail everything and let go of every view before it unmaps them. */
+  #failLocal(err: NvmeError): void {
+    this.#closedError ??= err;
+    this.queue.fail(err);
+    this.#arena.detachAll();
+    this.#bounce.clear();
+    this.#user.clear();
+    for (const v of this.#views) detachView(v);
+  }
+
+  /** Queue id. */
+  get qid(): number {
+    return this.handle.qid;
+  }
+
+  /** True once closed or failed. */
+  get closed(): boolean {
+    return this.#closedError !== null;
+  }
+
+  /** Active namespace ids. */
+  nsList(): number[] {
+    return [...this.#ns.keys()];
+  }
+
+  /** Namespace `nsid` on this queue. */
+  ns(nsid: number): Namespace {
+    if (this.#closedError) throw this.#closedError;
+    const n = this.#ns.get(nsid);
+    if (!n) throw new InvalidArgumentError(`namespace ${String(nsid)} is not active (active: ${this.nsList().join(", ") || "none"})`);
+    return n;
+  }
+
+  /** DMA memory from this queue's arena; the same lifetime rules as NVMeDev.allocBuffer. */
+  allocBuffer(bytes: number): Uint8Array {
+    if (this.#closedError) throw this.#closedError;
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+      throw new InvalidArgumentError(`buffer size must be a positive integer, got ${String(bytes)}`);
+    }
+    const b = this.#arena.alloc(bytes);
+    this.#user.set(b.bytes.buffer, b);
+    return b.bytes.subarray(0, bytes);
+  }
+
+  /** Free memory from {@link allocBuffer}: detached at once, reused once no command can write it. */
+  freeBuffer(buf: Uint8Array): void {
+    if (!(buf instanceof Uint8Array)) throw new InvalidArgumentError("freeBuffer takes a Uint8Array from allocBuffer()");
+    const b = this.#user.get(buf.buffer);
+    if (!b) throw new InvalidArgumentError("buffer was not allocated by this queue's allocBuffer() (or was freed)");
+    this.#user.delete(buf.buffer);
+    detachView(b.bytes);
+    if (b.busy > 0) b.onIdle = this.#release;
+    else this.#arena.release(b);
+  }
+
+  readonly #release = (b: DmaBuffer): void => this.#arena.release(b);
+
+  #takeBounce(size: number): DmaBuffer {
+    let c = PAGE;
+    while (c < size) c *= 2;
+    const l = this.#bounce.get(c);
+    if (l?.length) return l.pop()!;
+    return this.#arena.alloc(c);
+  }
+
+  readonly #bounceIdle = (b: DmaBuffer): void => this.#giveBounce(b);
+
+  #giveBounce(b: DmaBuffer): void {
+    if (this.#closedError) return;
+    if (b.busy > 0) {
+      b.onIdle = this.#bounceIdle;
+      return;
+    }
+    let l = this.#bounce.get(b.size);
+    if (!l) this.#bounce.set(b.size, l = []);
+    if (l.length < 4) l.push(b);
+    else this.#arena.release(b);
+  }
+
+  /**
+   * Give the queue back: in-flight commands fail with DeviceClosedError, every
+   * view is detached, and the controller's thread deletes the queue on the
+   * device and unmaps its memory. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#failLocal(new DeviceClosedError(`queue ${this.qid} of ${this.handle.target} is closed`));
+      const id = this.#next++;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 10_000);
+        this.#pending.set(id, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        this.#port.postMessage({ op: "release", id } satisfies ControlMsg);
+      });
+      this.#port.onmessage = null;
+      this.#port.close();
+    })();
+    return this.#closing;
+  }
+
+  /** `await using q = await openQueue(h)` closes it at scope exit. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** Open a queue handle (posted by the controller's thread) in this Worker. */
+export function openQueue(handle: QueueHandle): Promise<WorkerQueue> {
+  return WorkerQueue.open(handle);
+}
+
+interface WorkerScope {
+  addEventListener(type: "message", f: (e: MessageEvent) => void): void;
+  removeEventListener(type: "message", f: (e: MessageEvent) => void): void;
+  postMessage(m: unknown): void;
+}
+
+/**
+ * In a Worker started by `NVMeDev.startWorkers`: announce readiness, wait for
+ * this Worker's queue and open it. Resolves to the queue and the `data` given
+ * to startWorkers.
+ */
+export function receiveQueue(): Promise<{ queue: WorkerQueue; data: unknown }> {
+  const scope = globalThis as unknown as WorkerScope;
+  return new Promise((resolve, reject) => {
+    const onMsg = (e: MessageEvent) => {
+      const m = e.data as { type?: string; queue?: QueueHandle; data?: unknown };
+      if (m?.type !== "tsnvme-queue") return;
+      scope.removeEventListener("message", onMsg);
+      WorkerQueue.open(m.queue!).then((queue) => {
+        scope.postMessage({ type: "tsnvme-opened" });
+        resolve({ queue, data: m.data });
+      }, (e) => {
+        scope.postMessage({ type: "tsnvme-open-failed", message: String((e as Error)?.message ?? e) });
+        reject(e);
+      });
+    };
+    scope.addEventListener("message", onMsg);
+    scope.postMessage({ type: "tsnvme-ready" });
+  });
+}
+
+/** The info of a namespace as it travels in a handle. */
+export type { NamespaceInfo };
