@@ -4,7 +4,7 @@
 # The guest's root is the host's / (read-only, over 9p), so the checkout, deno and bun are at the
 # same paths as on the host. See scripts/GUEST.md.
 #
-#   scripts/guest.sh [--bind vfio|nvme|none] [--mem MB] [--smp N] [--timeout SEC]
+#   scripts/guest.sh [--bind vfio|nvme|none] [--mem MB] [--smp N] [--timeout SEC] [--ctrls N]
 #                    [--ns SIZE_MB:BLOCK_SIZE[,...]] [--fresh-disk] [--out DIR] [-v] [--] CMD [ARGS...]
 #
 # Exit status: the command's, or 125 when the harness itself fails (setup, boot, timeout).
@@ -41,6 +41,9 @@ usage: scripts/guest.sh [options] [--] CMD [ARGS...]
   --smp N                 guest vCPUs (default 2)
   --timeout SEC           limit for boot + CMD; on expiry exit 125 (default 1800)
   --ns SIZE_MB:BS[,...]   namespaces: size in MiB and logical block size (default 64:512,16:4096)
+  --ctrls N               NVMe controllers (default 2): the first has the --ns namespaces and is
+                          $TSNVME_PCI; each further one has one 16 MiB namespace, is bound to
+                          vfio-pci and listed in $TSNVME_PCIS (all of them, space separated)
   --fresh-disk            recreate the namespace images (zero-filled) before booting
   --out DIR               host dir the guest sees writable at $TSNVME_OUT (default $TSNVME_CACHE/out)
   -v, --verbose           print setup and boot progress to stderr
@@ -49,13 +52,13 @@ EOF
 }
 
 # ---------------------------------------------------------------- options
-BIND=vfio MEM=3072 SMP=2 TIMEOUT=1800 NS=64:512,16:4096 FRESH=0 OUT='' VERBOSE=0
+BIND=vfio MEM=3072 SMP=2 TIMEOUT=1800 NS=64:512,16:4096 FRESH=0 OUT='' VERBOSE=0 CTRLS=2
 while (($#)); do
   case $1 in
-    --bind|--mem|--smp|--timeout|--ns|--out)
+    --bind|--mem|--smp|--timeout|--ns|--out|--ctrls)
       (($# >= 2)) || die "$1 needs a value"
       opt=${1#--}; val=$2; shift 2 ;;
-    --bind=*|--mem=*|--smp=*|--timeout=*|--ns=*|--out=*)
+    --bind=*|--mem=*|--smp=*|--timeout=*|--ns=*|--out=*|--ctrls=*)
       opt=${1%%=*}; opt=${opt#--}; val=${1#*=}; shift ;;
     --fresh-disk) FRESH=1; shift; continue ;;
     -v|--verbose) VERBOSE=1; shift; continue ;;
@@ -66,11 +69,12 @@ while (($#)); do
   esac
   case $opt in
     bind) BIND=$val ;; mem) MEM=$val ;; smp) SMP=$val ;; timeout) TIMEOUT=$val ;;
-    ns) NS=$val ;; out) OUT=$val ;;
+    ns) NS=$val ;; out) OUT=$val ;; ctrls) CTRLS=$val ;;
   esac
 done
 (($#)) || { usage >&2; die "no command given"; }
 case $BIND in vfio|nvme|none) ;; *) die "--bind must be vfio, nvme or none (got '$BIND')" ;; esac
+((CTRLS >= 1 && CTRLS <= 8)) 2>/dev/null || die "--ctrls must be 1..8"
 for v in MEM SMP TIMEOUT; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--${v,,} must be a positive integer"; done
 NS_SIZES=() NS_BS=()
 IFS=, read -ra ns_list <<<"$NS"
@@ -259,10 +263,11 @@ export HOME=/tmp/home TMPDIR=/tmp DENO_DIR=/tmp/deno-dir XDG_CACHE_HOME=/tmp/cac
   BUN_INSTALL_CACHE_DIR=/tmp/bun-cache LANG=C.UTF-8
 mkdir -p "$HOME" "$DENO_DIR" "$XDG_CACHE_HOME" "$BUN_INSTALL_CACHE_DIR"
 export PATH="$GUEST_REPO/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-export TSNVME_GUEST=1 TSNVME_OUT="$GUEST_OUT" TSNVME_PCI=
+export TSNVME_GUEST=1 TSNVME_OUT="$GUEST_OUT" TSNVME_PCI= TSNVME_PCIS=
 for d in /sys/bus/pci/devices/*; do
-  read -r class <"$d/class" && [ "$class" = 0x010802 ] && { TSNVME_PCI=${d##*/}; break; }
+  read -r class <"$d/class" && [ "$class" = 0x010802 ] && TSNVME_PCIS="${TSNVME_PCIS:+$TSNVME_PCIS }${d##*/}"
 done
+TSNVME_PCI=${TSNVME_PCIS%% *}
 ulimit -l unlimited
 
 rc=125
@@ -273,6 +278,10 @@ elif [ -z "$TSNVME_PCI" ]; then
 elif ! msg=$("$GUEST_REPO/scripts/guest-bind.sh" "$GUEST_BIND" "$TSNVME_PCI" 2>&1); then
   printf 'guest.sh: initial bind (%s) failed:\n%s\n' "$GUEST_BIND" "$msg" >&2
 else
+  # Further controllers stay with vfio-pci for tests that drive several at once.
+  for a in ${TSNVME_PCIS#"$TSNVME_PCI"}; do
+    "$GUEST_REPO/scripts/guest-bind.sh" vfio "$a" >/dev/null 2>&1 || echo "guest.sh: cannot bind $a to vfio-pci" >&2
+  done
   echo "$(cut -d' ' -f1 /proc/uptime)" >$J/command
   "$@"
   rc=$?
@@ -364,6 +373,12 @@ qemu=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot
   # The IOMMU must exist before the PCI devices it translates for.
   -device intel-iommu,intremap=on,caching-mode=on
   -device "nvme,id=nvme0,serial=TSNVME0001,bus=pcie.0,addr=0x4")
+for ((c = 2; c <= CTRLS; c++)); do
+  [[ -f $DISKS/c$c.raw ]] || truncate -s 16M "$DISKS/c$c.raw"
+  qemu+=(-device "nvme,id=nvme$((c - 1)),serial=TSNVME000$c,bus=pcie.0,addr=0x$((3 + c))"
+    -drive "file=$(qp "$DISKS/c$c.raw"),if=none,id=c${c}ns1,format=raw,discard=unmap"
+    -device "nvme-ns,drive=c${c}ns1,bus=nvme$((c - 1)),nsid=1,logical_block_size=512,physical_block_size=512")
+done
 for i in "${!NS_SIZES[@]}"; do
   n=$((i + 1)) bs=${NS_BS[i]}
   qemu+=(-drive "file=$(qp "$DISKS/ns$n.raw"),if=none,id=ns$n,format=raw,discard=unmap"
