@@ -146,6 +146,40 @@ export class Namespace {
     return this.#xfer(opc, this.#slba, bytes, opts.timeoutMs);
   }
 
+  /**
+   * The callback path of {@link read}, for engines that keep many IOs in flight
+   * and do not want a Promise per IO: `done(err)` runs when the read has ended
+   * (`err` null on success). Returns false, sending nothing, when the queue has
+   * no free slot right now: retry after a completion. Bad arguments and a
+   * closed device throw at once. A DMA buffer whose transfer fits one command
+   * goes straight to the ring; anything else takes the Promise path inside.
+   */
+  submitRead(lba: number | bigint, buf: Uint8Array, done: (err: NvmeError | null) => void, opts: IoOptions = NO_OPTIONS): boolean {
+    return this.#submit(IoOpc.READ, lba, buf, done, opts);
+  }
+
+  /** The callback path of {@link write}; see {@link submitRead}. */
+  submitWrite(lba: number | bigint, buf: Uint8Array, done: (err: NvmeError | null) => void, opts: IoOptions = NO_OPTIONS): boolean {
+    return this.#submit(IoOpc.WRITE, lba, buf, done, opts);
+  }
+
+  #submit(opc: number, lba: number | bigint, buf: unknown, done: (err: NvmeError | null) => void, opts: IoOptions): boolean {
+    const bytes = this.#check(lba, buf, opts);
+    if (typeof done !== "function") throw new InvalidArgumentError("done must be a function");
+    const slba = this.#slba;
+    const d = this.#host.dmaOf(bytes);
+    const len = bytes.byteLength;
+    if (d !== null && len / this.blockSize <= this.#chunkBlocks) {
+      const iova = d.iova + bytes.byteOffset - d.bytes.byteOffset;
+      if ((iova & 3) === 0) {
+        const q = this.#host.pickQueue();
+        return q.rwCallback(opc, this.nsid, slba, len / this.blockSize - 1, iova, len, 0, opts.timeoutMs ?? q.defaultTimeoutMs, d, done);
+      }
+    }
+    this.#xfer(opc, slba, bytes, opts.timeoutMs).then(() => done(null), (e) => done(e as NvmeError));
+    return true;
+  }
+
   /** Commit volatile write cache contents to media. */
   async flush(opts: IoOptions = {}): Promise<void> {
     this.#checkOpen();
