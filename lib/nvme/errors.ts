@@ -158,6 +158,7 @@ export type SetupReason =
   | "memlock"
   | "iommu-type"
   | "unsupported-controller"
+  | "irq"
   | "vfio";
 
 /** Setting the device up failed; the message says what to do. */
