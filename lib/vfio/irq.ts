@@ -7,7 +7,17 @@
  */
 import { EFD_CLOEXEC, EFD_NONBLOCK, errnoName, type Libc } from "../ffi/mod.ts";
 import { SetupError, SyscallError } from "../nvme/errors.ts";
-import { type VfioDevice, VfioIoctl } from "./vfio.ts";
+import { VfioIoctl } from "./vfio.ts";
+
+/** The part of a VfioDevice (lib/vfio/vfio.ts) interrupts need; a fake in unit tests. */
+export interface IrqDevice {
+  /** The VFIO device fd (-1 once closed). */
+  readonly fd: number;
+  /** PCI address, for messages. */
+  readonly address: string;
+  /** Run a hook when the device closes, while its fd is still open. */
+  onClose(hook: () => void): void;
+}
 
 /** VFIO_PCI_*_IRQ_INDEX: which interrupt mechanism an index names. */
 export const IrqIndex = { INTX: 0, MSI: 1, MSIX: 2 } as const;
@@ -53,7 +63,7 @@ function dv(b: Uint8Array): DataView {
 }
 
 /** VFIO_DEVICE_GET_IRQ_INFO for one mechanism of `dev`. */
-export function irqInfo(libc: Libc, dev: VfioDevice, kind: IrqKind): IrqInfo {
+export function irqInfo(libc: Libc, dev: IrqDevice, kind: IrqKind): IrqInfo {
   const b = new Uint8Array(16);
   const v = dv(b);
   v.setUint32(0, 16, true);
@@ -111,10 +121,10 @@ export class VfioInterrupts {
   /** What the device reported for the mechanism in use. */
   readonly info: IrqInfo;
   readonly #libc: Libc;
-  readonly #dev: VfioDevice;
+  readonly #dev: IrqDevice;
   #closed = false;
 
-  private constructor(libc: Libc, dev: VfioDevice, info: IrqInfo, eventfds: number[]) {
+  private constructor(libc: Libc, dev: IrqDevice, info: IrqInfo, eventfds: number[]) {
     this.#libc = libc;
     this.#dev = dev;
     this.info = info;
@@ -133,7 +143,7 @@ export class VfioInterrupts {
    * (default order MSI-X, MSI, INTx). Throws SetupError("irq") naming every
    * attempt when none does.
    */
-  static enable(libc: Libc, dev: VfioDevice, opts: EnableInterruptsOptions): VfioInterrupts {
+  static enable(libc: Libc, dev: IrqDevice, opts: EnableInterruptsOptions): VfioInterrupts {
     if (!Number.isInteger(opts.vectors) || opts.vectors < 1 || opts.vectors > 2048) {
       throw new SetupError("irq", `interrupt vectors must be an integer from 1 to 2048, got ${opts.vectors}`);
     }
