@@ -56,6 +56,12 @@ export interface ControllerOptions {
   maxTransferBytes?: number;
   /** IO queue polling window in µs before yielding to the event loop (default 500). */
   pollSpinUs?: number;
+  /**
+   * Interrupt vectors the transport has enabled (e.g. lib/vfio/irq.ts); 0
+   * (default): IO completion queues are created without interrupts. With N > 0,
+   * IO CQs are created with IEN and the vector {@link Controller.ioVector} gives.
+   */
+  ioInterruptVectors?: number;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -76,6 +82,7 @@ const OPTION_RULES: Record<keyof ControllerOptions, { min: number; max: number; 
   ioTimeoutMs: { min: 1, max: 2 ** 31 - 1, integer: false },
   maxTransferBytes: { min: 4096, max: 2 ** 31, integer: true },
   pollSpinUs: { min: 0, max: 1e7, integer: false },
+  ioInterruptVectors: { min: 0, max: 2048, integer: true },
 };
 
 /** Check controller options; throws InvalidArgumentError before anything touches a device. */
@@ -265,6 +272,7 @@ export class Controller {
       ioTimeoutMs: options.ioTimeoutMs ?? 30_000,
       maxTransferBytes: options.maxTransferBytes ?? 2 * 1024 * 1024,
       pollSpinUs: options.pollSpinUs ?? 500,
+      ioInterruptVectors: options.ioInterruptVectors ?? 0,
     };
     const capRaw = t.readReg64(Reg.CAP);
     if (capRaw === 0xffff_ffff_ffff_ffffn) throw new DeviceGoneError("CAP reads all ones: the device is not responding");
@@ -359,10 +367,22 @@ export class Controller {
 
   #ioMem = new Map<number, DmaBuffer[]>();
 
+  /**
+   * The interrupt vector IO queue `qid` signals, or -1 when IO queues are polled.
+   * Vector 0 stays the admin queue's when there are two or more vectors; IO
+   * queues take 1..N-1 round robin (all share vector 0 with a single MSI/INTx vector).
+   */
+  ioVector(qid: number): number {
+    const n = this.options.ioInterruptVectors;
+    if (n <= 0 || qid <= 0) return -1;
+    return n === 1 ? 0 : 1 + ((qid - 1) % (n - 1));
+  }
+
   /** Create IO queue pair `q` on the controller (its CQ first), on the memory it already owns. */
   async #createOnDevice(q: QueuePair): Promise<void> {
     const [sq, cq] = this.#ioMem.get(q.qid)!;
-    await this.adminCommand(createIoCqCmd(q.qid, q.depth), cq.iova, 0);
+    const iv = this.ioVector(q.qid);
+    await this.adminCommand(createIoCqCmd(q.qid, q.depth, iv >= 0, Math.max(iv, 0)), cq.iova, 0);
     await this.adminCommand(createIoSqCmd(q.qid, q.depth, q.qid), sq.iova, 0);
   }
 
