@@ -79,6 +79,15 @@ export class IrqWaiter {
   }
 
   /**
+   * Wake whoever sleeps on this word without counting an interrupt: their
+   * sleep resolves false. For a queue closing, or work handed over from
+   * another thread. Needs no FFI, so any thread holding the word can call it.
+   */
+  wake(): void {
+    Atomics.notify(this.#i32, this.#idx);
+  }
+
+  /**
    * Sleep until an interrupt newer than the last {@link arm}, or `timeoutMs`.
    * Resolves true on an interrupt, false on timeout or hub shutdown. Holds a
    * timer meanwhile: a pending waitAsync alone does not keep Deno's event loop alive.

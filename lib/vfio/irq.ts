@@ -205,18 +205,6 @@ export class VfioInterrupts {
     if (err !== 0) throw new SyscallError("VFIO_DEVICE_SET_IRQS (unmask INTx)", err, errnoName(err));
   }
 
-  /**
-   * Signal vector `v`'s eventfd from software, as the interrupt would: wakes a
-   * sleeping waiter (shutdown, tests).
-   */
-  kick(v: number): void {
-    const fd = this.eventfds[v];
-    if (fd === undefined || this.#closed) return;
-    const one = new Uint8Array(8);
-    one[0] = 1;
-    this.#libc.write(fd, one);
-  }
-
   /** Disable the vectors (DATA_NONE | ACTION_TRIGGER, count 0) and close the eventfds. Idempotent. */
   close(): void {
     if (this.#closed) return;

@@ -241,6 +241,17 @@ test("hub: sleep with a timeout and no interrupt resolves false", async () => {
   });
 });
 
+test("hub: wake() ends a sleep without counting an interrupt", async () => {
+  await withHub(async (hub, _libc, [efd]) => {
+    const irq = hub.add(efd);
+    irq.arm();
+    const sleeping = irq.sleep();
+    new IrqWaiter(irq.word).wake();
+    assert.equal(await sleeping, false);
+    assert.equal(irq.count, 0);
+  });
+});
+
 test("hub: sleepOnIrq reaps first and does not sleep when completions are already there", async () => {
   await withHub(async (hub, _libc, [efd]) => {
     const irq = hub.add(efd);
