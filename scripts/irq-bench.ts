@@ -83,7 +83,7 @@ try {
     }
     report("hub, waiter on main", (await done).rtt as number[]);
     dev.terminate();
-    hub.remove(irq.word);
+    await hub.remove(irq.word);
     libc.close(efd);
   }
   // 2. Waiter in a Worker.
@@ -102,7 +102,7 @@ try {
     await on(waiter, "finished");
     dev.terminate();
     waiter.terminate();
-    hub.remove(irq.word);
+    await hub.remove(irq.word);
     libc.close(efd);
   }
   // 3. Deno only: the waiter issues a nonblocking FFI read itself (one OS thread per pending wait).
@@ -135,7 +135,7 @@ try {
       `${rt} idle, 16 waiters asleep ${wall.toFixed(0)} ms (woke: ${woke.filter(Boolean).length}): process CPU ` +
         `${((c1 - c0) / 10 / wall).toFixed(3)} % of a core (getrusage), ${((p1 - p0) / wall * 100).toFixed(2)} % (/proc, 10 ms ticks)`,
     );
-    for (const w of irqs) hub.remove(w.word);
+    for (const w of irqs) await hub.remove(w.word);
     for (const fd of efds) libc.close(fd);
   }
 } finally {

@@ -58,6 +58,8 @@ async function run(init: HelperInit): Promise<void> {
       Atomics.add(i32, counterIndex(slot), c);
       Atomics.notify(i32, counterIndex(slot));
     }
+    Atomics.add(i32, IrqLayout.TURNS, 1);
+    Atomics.notify(i32, IrqLayout.TURNS);
   }
   Atomics.store(i32, IrqLayout.STATE, state);
   Atomics.notify(i32, IrqLayout.STATE);

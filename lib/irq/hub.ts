@@ -22,6 +22,8 @@ export interface IrqHubOptions {
 }
 
 const STOP_SLOT = 0;
+type WaitAsync = (a: Int32Array, i: number, v: number, t?: number) => { async: boolean; value: Promise<unknown> };
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
 /**
  * Owns the helper Worker, the epoll fd and the wake words. Register eventfds
@@ -128,7 +130,8 @@ export class IrqHub {
 
   /**
    * Register `eventfd` (EFD_NONBLOCK: the helper drains it) and return a
-   * waiter for it. The caller keeps owning the fd: {@link remove} it before closing it.
+   * waiter for it. The caller keeps owning the fd: await {@link remove} before
+   * closing it (VfioInterrupts.close, or closing the device, closes it).
    */
   add(eventfd: number): IrqWaiter {
     if (this.#closing) throw new DeviceClosedError("interrupt hub is closed");
@@ -138,13 +141,36 @@ export class IrqHub {
     return new IrqWaiter({ sab: this.sab, slot });
   }
 
-  /** Stop watching the eventfd of `word`'s slot (its waiter sees no more interrupts). */
-  remove(word: IrqWord): void {
+  /**
+   * Stop watching the eventfd of `word`'s slot (its waiter sees no more
+   * interrupts). Resolves once the helper can no longer be reading that fd,
+   * so the caller may then close it without the helper ever reading a reused fd number.
+   */
+  async remove(word: IrqWord): Promise<void> {
     const fd = this.#bySlot[word.slot];
     if (word.sab !== this.sab || word.slot === STOP_SLOT || fd === undefined) return;
+    const i32 = this.#i32;
+    Atomics.store(i32, IrqLayout.HEADER + this.slots + word.slot, -1);
     this.#libc.epollCtl(this.#epfd, EPOLL_CTL_DEL, fd, new Uint8Array(EPOLL_EVENT_SIZE));
-    Atomics.store(this.#i32, IrqLayout.HEADER + this.slots + word.slot, -1);
     this.#bySlot[word.slot] = undefined;
+    if (this.#closing) return;
+    // A helper turn that began before the -1 store may still read the old fd: wait for the next turn's end.
+    const turns = Atomics.load(i32, IrqLayout.TURNS);
+    this.#kick();
+    while (Atomics.load(i32, IrqLayout.TURNS) === turns && Atomics.load(i32, IrqLayout.STATE) === 1) {
+      const r = waitAsync(i32, IrqLayout.TURNS, turns, 100);
+      if (!r.async) continue;
+      const hold = setTimeout(() => {}, 101);
+      await r.value;
+      clearTimeout(hold);
+    }
+  }
+
+  /** Write the stop eventfd: the helper runs one turn (and exits if STOP is set). */
+  #kick(): void {
+    const one = new Uint8Array(8);
+    one[0] = 1;
+    this.#libc.write(this.#stopFd, one);
   }
 
   /** Interrupts counted on `word`'s slot so far. */
@@ -159,9 +185,7 @@ export class IrqHub {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       Atomics.store(this.#i32, IrqLayout.STOP, 1);
-      const one = new Uint8Array(8);
-      one[0] = 1;
-      this.#libc.write(this.#stopFd, one);
+      this.#kick();
       let t: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([this.#stopped, new Promise<void>((r) => t = setTimeout(r, 5000))]);
       clearTimeout(t);

@@ -15,6 +15,8 @@ export const IrqLayout = {
   STATE: 1,
   /** errno of the helper's failed epoll_wait. */
   ERRNO: 2,
+  /** Helper loop turns completed (notified): lets the hub know a removed fd is no longer read. */
+  TURNS: 3,
   /** Words before the per-slot counters. */
   HEADER: 4,
 } as const;

@@ -149,7 +149,7 @@ test("MSI-X through VFIO: a read on an IEN queue is completed by its interrupt; 
     await ctrl.adminCommand(deleteIoCqCmd(qid));
     await ctrl.shutdown();
     ctrl = null;
-    for (const x of w) hub.remove(x.word);
+    for (const x of w) await hub.remove(x.word);
     t.close(); // disables the vectors (close hook) before the device fd closes
     assert.equal(procMsix(PCI).size, 0, "vectors released when the device closed");
   } finally {

@@ -321,17 +321,22 @@ test("hub: close wakes sleepers (false), later sleeps return at once, add is ref
 
 test("hub: full and bad options are InvalidArgumentError; remove frees the slot", async () => {
   await assert.rejects(IrqHub.start({ slots: 1 }), InvalidArgumentError);
-  await withHub((hub, libc, efds) => {
+  await withHub(async (hub, libc, efds) => {
     const a = hub.add(efds[0]);
-    hub.add(efds[1]);
+    const c = hub.add(efds[1]);
     hub.add(efds[2]);
     assert.throws(() => hub.add(efds[3]), /full/);
-    hub.remove(a.word);
+    await hub.remove(a.word);
+    await hub.remove(a.word); // twice: a no-op
     const one = new Uint8Array(8);
     one[0] = 1;
     libc.write(efds[0], one);
+    // A later write to a watched fd is seen in the same or a later helper turn than the removed one would be.
+    c.arm();
+    libc.write(efds[1], one);
+    assert.equal(await c.sleep(), true);
+    assert.equal(a.count, 0, "the removed eventfd is not read any more");
     const b = hub.add(efds[3]);
     assert.equal(b.word.slot, a.word.slot, "slot reused");
-    return Promise.resolve();
   }, 4, 4);
 });
