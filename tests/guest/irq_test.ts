@@ -6,7 +6,7 @@
  * vfio-msix lines in /proc/interrupts.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { test } from "../harness.ts";
 import { loadLibc } from "../../lib/ffi/mod.ts";
 import { IrqHub } from "../../lib/irq/hub.ts";
@@ -42,14 +42,39 @@ function procMsix(pci: string): Map<number, number> {
   return out;
 }
 
+/** What the kernel says about these fds and every epoll fd of the process (for a failure message). */
+function fdReport(fds: readonly number[]): string {
+  const out: string[] = [];
+  const all = readdirSync("/proc/self/fd").map(Number);
+  for (const fd of all) {
+    let link = "";
+    try {
+      link = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (!fds.includes(fd) && !link.includes("eventpoll")) continue;
+    let info = "";
+    try {
+      info = readFileSync(`/proc/self/fdinfo/${fd}`, "utf8").trim().replace(/\n/g, "; ");
+    } catch { /* gone */ }
+    out.push(`fd ${fd} -> ${link}: ${info}`);
+  }
+  for (const fd of fds) if (!all.includes(fd)) out.push(`fd ${fd}: not open`);
+  return out.join("\n");
+}
+
 /** Wait (bounded) until every hub counter equals the kernel's count, then assert they agree. */
-async function countsAgree(irqs: IrqWaiter[], pci: string): Promise<Map<number, number>> {
+async function countsAgree(irqs: IrqWaiter[], pci: string, fds: readonly number[]): Promise<Map<number, number>> {
   let proc = procMsix(pci);
   for (let i = 0; i < 200 && irqs.some((w, v) => w.count !== (proc.get(v) ?? 0)); i++) {
     await new Promise((r) => setTimeout(r, 25));
     proc = procMsix(pci);
   }
-  assert.deepEqual(irqs.map((w) => w.count), irqs.map((_, v) => proc.get(v) ?? -1), "hub counts = /proc/interrupts vfio-msix counts");
+  const ours = irqs.map((w) => w.count), kernel = irqs.map((_, v) => proc.get(v) ?? -1);
+  if (ours.join() !== kernel.join()) {
+    assert.fail(`hub counts ${ours} != /proc/interrupts vfio-msix counts ${kernel}\n${fdReport(fds)}`);
+  }
   return proc;
 }
 
@@ -72,7 +97,7 @@ test("MSI-X through VFIO: a read on an IEN queue is completed by its interrupt; 
     // IO queue 1 on vector 1 (Controller plumbing); admin completions signal vector 0.
     ctrl = await Controller.init(t, { ioQueues: 1, ioInterruptVectors: 4 });
     assert.equal(ctrl.ioVector(1), 1);
-    await countsAgree(w, PCI);
+    await countsAgree(w, PCI, irqs.eventfds);
     assert.ok(w[0].count > 0, "admin completions raised vector 0");
 
     // A hand-built queue 2 on vector 2: nothing polls it, so only the interrupt can tell us it completed.
@@ -140,7 +165,7 @@ test("MSI-X through VFIO: a read on an IEN queue is completed by its interrupt; 
     // The controller's own IO queue 1 (polled pump, IEN on vector 1): its interrupts are counted too.
     const v1 = w[1].count;
     for (let i = 0; i < 4; i++) await ctrl.io[0].rw(IoOpc.READ, 1, lba, 7, data.iova, 4096);
-    const proc = await countsAgree(w, PCI);
+    const proc = await countsAgree(w, PCI, irqs.eventfds);
     assert.ok(w[1].count > v1, "IO queue 1's completions raised vector 1");
     assert.equal(w[3].count, 0, "no queue uses vector 3");
     console.log(`[${runtime}] vfio-msix counts per vector: ${[...proc.entries()].map(([v, n]) => `${v}:${n}`).join(" ")}`);
