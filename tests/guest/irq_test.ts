@@ -66,10 +66,13 @@ function fdReport(fds: readonly number[]): string {
 
 /** Wait (bounded) until every hub counter equals the kernel's count, then assert they agree. */
 async function countsAgree(irqs: IrqWaiter[], pci: string, fds: readonly number[]): Promise<Map<number, number>> {
-  let proc = procMsix(pci);
-  for (let i = 0; i < 200 && irqs.some((w, v) => w.count !== (proc.get(v) ?? 0)); i++) {
-    await new Promise((r) => setTimeout(r, 25));
-    proc = procMsix(pci);
+  // Nothing is in flight here: the kernel's counts are final; the hub's may lag by a helper turn.
+  const proc = procMsix(pci);
+  for (const [v, w] of irqs.entries()) {
+    while (w.count < (proc.get(v) ?? 0)) {
+      w.arm();
+      if (w.count >= (proc.get(v) ?? 0) || !await w.sleep(30_000)) break;
+    }
   }
   const ours = irqs.map((w) => w.count), kernel = irqs.map((_, v) => proc.get(v) ?? -1);
   if (ours.join() !== kernel.join()) {

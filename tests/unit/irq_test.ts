@@ -174,6 +174,15 @@ function spawn(): Promise<Worker> {
   });
 }
 
+/** Sleep on `w` until its count reaches `n`: no clock involved (the hub batches writes it reads together). */
+async function until(w: IrqWaiter, n: number): Promise<void> {
+  while (w.count < n) {
+    w.arm();
+    if (w.count >= n) return;
+    await w.sleep();
+  }
+}
+
 function next(w: Worker, type: string): Promise<Record<string, unknown>> {
   return new Promise((resolve) => {
     w.onmessage = (e) => e.data.type === type && resolve(e.data);
@@ -202,14 +211,13 @@ test("hub: a sleeping waiter wakes when a Worker writes its eventfd; the count i
       dev.postMessage({ type: "write", fds: [efd], times: 1, gapMs: 20 });
       assert.equal(await irq.sleep(), true);
       await done;
-      let spins = 0;
-      while (irq.count < 1 && spins++ < 1000) await new Promise((r) => setTimeout(r, 1));
+      await until(irq, 1);
       assert.equal(irq.count, 1);
       irq.arm();
       const five = next(dev, "written");
       dev.postMessage({ type: "write", fds: [efd], times: 5, gapMs: 1 });
       await five;
-      while (irq.count < 6 && spins++ < 1000) await new Promise((r) => setTimeout(r, 1));
+      await until(irq, 6);
       assert.equal(irq.count, 6, "every write counted once, however they were batched");
       assert.equal(hub.count(irq.word), 6);
     } finally {
@@ -272,8 +280,7 @@ test("hub: 32 eventfds, each waiter wakes only for its own", async () => {
       dev.postMessage({ type: "write", fds: odd, times: 2, gapMs: 0 });
       await done;
       await Promise.all(irqs.filter((_, i) => i % 2 === 1).map((w) => w.sleep()));
-      let spins = 0;
-      while (irqs.some((w, i) => i % 2 === 1 && w.count < 2) && spins++ < 1000) await new Promise((r) => setTimeout(r, 1));
+      for (const [i, w] of irqs.entries()) if (i % 2 === 1) await until(w, 2);
       assert.deepEqual(irqs.map((w) => w.count), efds.map((_, i) => (i % 2 === 1 ? 2 : 0)));
       assert.equal(irqs.filter((w) => w.fired()).length, 16);
     } finally {
