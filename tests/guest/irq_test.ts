@@ -66,13 +66,16 @@ function fdReport(fds: readonly number[]): string {
 
 /** Wait (bounded) until every hub counter equals the kernel's count, then assert they agree. */
 async function countsAgree(irqs: IrqWaiter[], pci: string, fds: readonly number[]): Promise<Map<number, number>> {
-  // Nothing is in flight here: the kernel's counts are final; the hub's may lag by a helper turn.
-  const proc = procMsix(pci);
-  for (const [v, w] of irqs.entries()) {
-    while (w.count < (proc.get(v) ?? 0)) {
-      w.arm();
-      if (w.count >= (proc.get(v) ?? 0) || !await w.sleep(30_000)) break;
-    }
+  // Nothing is in flight, but either side may lag: the hub by a helper turn (sleep on that
+  // waiter), the kernel by an MSI still being delivered to another vCPU (re-read shortly).
+  let proc = procMsix(pci);
+  for (let tries = 0; tries < 100 && irqs.some((w, v) => w.count !== (proc.get(v) ?? 0)); tries++) {
+    const v = irqs.findIndex((w, v) => w.count < (proc.get(v) ?? 0));
+    if (v >= 0) {
+      irqs[v].arm();
+      if (irqs[v].count < (proc.get(v) ?? 0)) await irqs[v].sleep(30_000);
+    } else await new Promise((r) => setTimeout(r, 20));
+    proc = procMsix(pci);
   }
   const ours = irqs.map((w) => w.count), kernel = irqs.map((_, v) => proc.get(v) ?? -1);
   if (ours.join() !== kernel.join()) {
