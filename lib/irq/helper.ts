@@ -61,18 +61,25 @@ async function run(init: HelperInit): Promise<void> {
     Atomics.add(i32, IrqLayout.TURNS, 1);
     Atomics.notify(i32, IrqLayout.TURNS);
   }
+  finish(init, state);
+}
+
+/** Leave for good: STOP set so waiters return at once, every sleeper woken, the hub told. */
+function finish(init: HelperInit, state: number, message?: string): void {
+  const i32 = new Int32Array(init.sab);
+  Atomics.store(i32, IrqLayout.STOP, 1);
   Atomics.store(i32, IrqLayout.STATE, state);
   Atomics.notify(i32, IrqLayout.STATE);
-  // Wake every sleeper so none waits on a hub that is gone.
   for (let s = 0; s < init.slots; s++) Atomics.notify(i32, counterIndex(s));
-  scope.postMessage({ type: "stopped", state });
+  Atomics.notify(i32, IrqLayout.TURNS);
+  scope.postMessage({ type: "stopped", state, errno: Atomics.load(i32, IrqLayout.ERRNO), message });
   scope.close();
 }
 
 scope.onmessage = (e: MessageEvent) => {
   const m = e.data as { type: string; init: HelperInit };
   if (m.type === "init") {
-    run(m.init).catch((err) => scope.postMessage({ type: "error", message: String((err as Error)?.message ?? err) }));
+    run(m.init).catch((err) => finish(m.init, 3, String((err as Error)?.message ?? err)));
   }
 };
 // Handshake: a message posted while this module was still loading could be lost.

@@ -43,6 +43,7 @@ export class IrqHub {
   readonly #stopFd: number;
   readonly #bySlot: (number | undefined)[];
   #closing: Promise<void> | null = null;
+  #failure: string | null = null;
   #stopped!: Promise<void>;
 
   private constructor(libc: Libc, worker: Worker, sab: SharedArrayBuffer, slots: number, epfd: number, stopFd: number) {
@@ -86,9 +87,12 @@ export class IrqHub {
           const init: HelperInit = { sab, epfd, slots };
           worker.postMessage({ type: "init", init });
         } else if (m.type === "running") resolve();
-        else if (m.type === "stopped") resolveStopped();
-        else if (m.type === "error") {
-          reject(new SetupError("irq", `interrupt helper failed: ${m.message}`));
+        else if (m.type === "stopped") {
+          const s = m as { state?: number; errno?: number; message?: string };
+          if (s.state === 3) {
+            hub.#failure = s.message ?? `epoll_wait failed: ${errnoName(s.errno ?? 0)}`;
+            reject(new SetupError("irq", `interrupt helper failed: ${hub.#failure}`));
+          }
           resolveStopped();
         }
       };
@@ -171,6 +175,18 @@ export class IrqHub {
     const one = new Uint8Array(8);
     one[0] = 1;
     this.#libc.write(this.#stopFd, one);
+  }
+
+  /**
+   * Why the helper stopped on its own (epoll_wait failed, or it threw), or
+   * null. Its waiters then see {@link IrqWaiter.stopped} and return at once;
+   * the queues should fall back to polling.
+   */
+  get failure(): string | null {
+    if (this.#failure !== null || Atomics.load(this.#i32, IrqLayout.STATE) !== 3) return this.#failure;
+    // Read from the shared words: the helper's message may still be on its way.
+    const e = Atomics.load(this.#i32, IrqLayout.ERRNO);
+    return e ? `epoll_wait failed: ${errnoName(e)}` : "interrupt helper failed";
   }
 
   /** Interrupts counted on `word`'s slot so far. */

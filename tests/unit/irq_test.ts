@@ -326,6 +326,31 @@ test("hub: close wakes sleepers (false), later sleeps return at once, add is ref
   libc.close(efd);
 });
 
+test("hub: a helper whose epoll_wait fails stops its waiters and reports why", async () => {
+  const real = await loadLibc();
+  const efd = real.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  // "epoll" fd that is an eventfd: epoll_ctl is faked, the helper's own epoll_wait gets EINVAL.
+  const notEpoll = real.eventfd(0, EFD_CLOEXEC);
+  const libc = { ...real, epollCreate1: () => notEpoll, epollCtl: () => 0 } as Libc;
+  let hub: IrqHub | null = null;
+  try {
+    hub = await IrqHub.start({ libc });
+  } catch (e) {
+    // The helper may fail before start() returns: then start() itself rejects.
+    assert.ok(e instanceof SetupError, String(e));
+    assert.match(e.message, /EINVAL/);
+  }
+  if (hub) {
+    const irq = hub.add(efd);
+    irq.arm();
+    assert.equal(await irq.sleep(), false, "a sleeper returns instead of hanging");
+    assert.equal(irq.stopped, true);
+    assert.match(hub.failure ?? "", /epoll_wait failed: EINVAL/);
+    await hub.close();
+  }
+  real.close(efd);
+});
+
 test("hub: full and bad options are InvalidArgumentError; remove frees the slot", async () => {
   await assert.rejects(IrqHub.start({ slots: 1 }), InvalidArgumentError);
   await withHub(async (hub, libc, efds) => {
