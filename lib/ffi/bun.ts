@@ -22,6 +22,11 @@ export async function createLibc(): Promise<Libc> {
     read: { args: ["i32", "buffer", "u64"], returns: "i64" },
     eventfd: { args: ["u32", "i32"], returns: "i32" },
     getrlimit: { args: ["i32", "buffer"], returns: "i32" },
+    write: { args: ["i32", "buffer", "u64"], returns: "i64" },
+    epoll_create1: { args: ["i32"], returns: "i32" },
+    epoll_ctl: { args: ["i32", "i32", "i32", "buffer"], returns: "i32" },
+    epoll_wait: { args: ["i32", "buffer", "i32", "i32"], returns: "i32" },
+    poll: { args: ["buffer", "u64", "i32"], returns: "i32" },
     __errno_location: { args: [], returns: "ptr" },
   }).symbols;
   // Bun cannot alias one symbol under two signatures: open libc twice.
@@ -43,6 +48,11 @@ export async function createLibc(): Promise<Libc> {
     read: (fd, buf) => Number(lib.read(fd | 0, buf, BigInt(buf.byteLength))),
     eventfd: (init, flags) => lib.eventfd(init >>> 0, flags | 0),
     getrlimit: (res, buf) => lib.getrlimit(res | 0, buf),
+    write: (fd, buf) => Number(lib.write(fd | 0, buf, BigInt(buf.byteLength))),
+    epollCreate1: (flags) => lib.epoll_create1(flags | 0),
+    epollCtl: (ep, op, fd, ev) => lib.epoll_ctl(ep | 0, op | 0, fd | 0, ev),
+    epollWait: (ep, evs, max, t) => lib.epoll_wait(ep | 0, evs, max | 0, t | 0),
+    poll: (fds, n, t) => lib.poll(fds, BigInt(n), t | 0),
     errno: () => read.i32(errnoPtr, 0),
     view: (addr, len) => toArrayBuffer(Number(addr), 0, len),
     peek32: (addr) => read.u32(Number(addr), 0) >>> 0,

@@ -31,6 +31,21 @@ export interface Libc {
   read(fd: number, buf: Uint8Array): number;
   /** eventfd(2). */
   eventfd(initval: number, flags: number): number;
+  /** write(2) from buf (e.g. 8 bytes to signal an eventfd). */
+  write(fd: number, buf: Uint8Array): number;
+  /** epoll_create1(2). */
+  epollCreate1(flags: number): number;
+  /** epoll_ctl(2); `event` is one struct epoll_event ({@link EPOLL_EVENT_SIZE} bytes). */
+  epollCtl(epfd: number, op: number, fd: number, event: Uint8Array): number;
+  /** epoll_wait(2), blocking the calling thread (helper Workers only: it stalls the event loop). */
+  epollWait(epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number): number;
+  /** poll(2) over `nfds` 8-byte struct pollfd entries. */
+  poll(fds: Uint8Array, nfds: number, timeoutMs: number): number;
+  /**
+   * read(2) on a thread of the runtime's FFI pool, without blocking the event loop.
+   * Deno only (nonblocking FFI; errno is not readable); Bun has no such call.
+   */
+  readAsync?(fd: number, buf: Uint8Array): Promise<number>;
   /** getrlimit(2) into an 16-byte buffer {rlim_cur, rlim_max}. */
   getrlimit(resource: number, buf: Uint8Array): number;
   /** errno of the last failed call on this thread. */
@@ -67,3 +82,26 @@ export const EFD_NONBLOCK = 0x800;
 export const RLIMIT_MEMLOCK = 8;
 /** mmap's failure value as an address. */
 export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
+/** epoll_ctl op: add an fd. */
+export const EPOLL_CTL_ADD = 1;
+/** epoll_ctl op: remove an fd. */
+export const EPOLL_CTL_DEL = 2;
+/** epoll event: readable. */
+export const EPOLLIN = 0x1;
+/** epoll_create1 flag: close on exec. */
+export const EPOLL_CLOEXEC = 0x80000;
+/** poll(2) event: readable. */
+export const POLLIN = 0x1;
+/** errno of an interrupted call, retried by blocking waits. */
+export const EINTR = 4;
+/** errno of an empty nonblocking read. */
+export const EAGAIN = 11;
+
+const arch = (globalThis as { process?: { arch?: string } }).process?.arch ??
+  (globalThis as { Deno?: { build?: { arch?: string } } }).Deno?.build?.arch;
+/**
+ * Bytes of one struct epoll_event: x86-64 packs it ({u32 events; u64 data} = 12 bytes),
+ * other 64-bit ABIs align the data to 8 (16 bytes). The data field starts at
+ * `EPOLL_EVENT_SIZE - 8`.
+ */
+export const EPOLL_EVENT_SIZE: number = arch === "x64" || arch === "x86_64" ? 12 : 16;

@@ -153,6 +153,20 @@ export function setNumQueuesCmd(nsq: number, ncq: number): Sqe {
   return setFeaturesCmd(Fid.NUM_QUEUES, (((nsq - 1) & 0xffff) | (((ncq - 1) & 0xffff) << 16)) >>> 0);
 }
 
+/**
+ * Set Features Interrupt Coalescing (FID 08h): interrupt once `thr0 + 1`
+ * completions have gathered or `time100us` × 100 µs have passed. Applies to
+ * every vector except those with coalescing disabled (FID 09h).
+ */
+export function setIrqCoalescingCmd(thr0: number, time100us: number): Sqe {
+  return setFeaturesCmd(Fid.IRQ_COALESCING, ((thr0 & 0xff) | ((time100us & 0xff) << 8)) >>> 0);
+}
+
+/** Set Features Interrupt Vector Configuration (FID 09h): CD = true turns coalescing off for vector `iv`. */
+export function setIrqVectorConfigCmd(iv: number, coalescingDisable: boolean): Sqe {
+  return setFeaturesCmd(Fid.IRQ_CONFIG, ((iv & 0xffff) | (coalescingDisable ? 0x1_0000 : 0)) >>> 0);
+}
+
 /** Create IO Completion Queue (physically contiguous). Interrupts on vector `iv` when `ien`. */
 export function createIoCqCmd(qid: number, entries: number, ien = false, iv = 0): Sqe {
   const s = sqe(AdminOpc.CREATE_IO_CQ);

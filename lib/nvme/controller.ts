@@ -64,6 +64,12 @@ export interface ControllerOptions {
    * later on demand, e.g. one per Worker (default max(ioQueues, 16)).
    */
   maxIoQueues?: number;
+  /**
+   * Interrupt vectors the transport has enabled (e.g. lib/vfio/irq.ts); 0
+   * (default): IO completion queues are created without interrupts. With N > 0,
+   * IO CQs are created with IEN and the vector {@link Controller.ioVector} gives.
+   */
+  ioInterruptVectors?: number;
 }
 
 /**
@@ -115,6 +121,7 @@ const OPTION_RULES: Record<keyof ControllerOptions, { min: number; max: number; 
   maxTransferBytes: { min: 4096, max: 2 ** 31, integer: true },
   pollSpinUs: { min: 0, max: 1e7, integer: false },
   maxIoQueues: { min: 1, max: 65535, integer: true },
+  ioInterruptVectors: { min: 0, max: 2048, integer: true },
 };
 
 /** Check controller options; throws InvalidArgumentError before anything touches a device. */
@@ -328,8 +335,7 @@ export class Controller {
           q.resume();
         }
         for (const r of this.#remote.values()) {
-          await this.adminCommand(createIoCqCmd(r.qid, r.depth), r.cq.iova, 0);
-          await this.adminCommand(createIoSqCmd(r.qid, r.depth, r.qid), r.sq.iova, 0);
+          await this.#createQueue(r.qid, r.depth, r.sq, r.cq);
           r.resume();
         }
         this.resets++;
@@ -355,6 +361,7 @@ export class Controller {
       maxTransferBytes: options.maxTransferBytes ?? 2 * 1024 * 1024,
       pollSpinUs: options.pollSpinUs ?? 500,
       maxIoQueues: Math.max(options.maxIoQueues ?? 16, options.ioQueues ?? 1),
+      ioInterruptVectors: options.ioInterruptVectors ?? 0,
     };
     const capRaw = t.readReg64(Reg.CAP);
     if (capRaw === 0xffff_ffff_ffff_ffffn) throw new DeviceGoneError("CAP reads all ones: the device is not responding");
@@ -451,11 +458,33 @@ export class Controller {
 
   #ioMem = new Map<number, DmaBuffer[]>();
 
+  /**
+   * The interrupt vector IO queue `qid` signals, or -1 when IO queues are polled.
+   * Vector 0 stays the admin queue's when there are two or more vectors; IO
+   * queues take 1..N-1 round robin (all share vector 0 with a single MSI/INTx vector).
+   */
+  ioVector(qid: number): number {
+    const n = this.options.ioInterruptVectors;
+    if (n <= 0 || qid <= 0) return -1;
+    return n === 1 ? 0 : 1 + ((qid - 1) % (n - 1));
+  }
+
   /** Create IO queue pair `q` on the controller (its CQ first), on the memory it already owns. */
   async #createOnDevice(q: QueuePair): Promise<void> {
     const [sq, cq] = this.#ioMem.get(q.qid)!;
-    await this.adminCommand(createIoCqCmd(q.qid, q.depth), cq.iova, 0);
-    await this.adminCommand(createIoSqCmd(q.qid, q.depth, q.qid), sq.iova, 0);
+    await this.#createQueue(q.qid, q.depth, sq, cq);
+  }
+
+  /** Create CQ then SQ `qid` on rings `sq`/`cq`, with the queue's interrupt vector when there are any. */
+  async #createQueue(qid: number, depth: number, sq: DmaBuffer, cq: DmaBuffer): Promise<void> {
+    const iv = this.ioVector(qid);
+    await this.adminCommand(createIoCqCmd(qid, depth, iv >= 0, Math.max(iv, 0)), cq.iova, 0);
+    try {
+      await this.adminCommand(createIoSqCmd(qid, depth, qid), sq.iova, 0);
+    } catch (e) {
+      await this.adminCommand(deleteIoCqCmd(qid), 0, 0, 5000).catch(() => {});
+      throw e;
+    }
   }
 
   #makePair(qid: number, depth: number, prpPages: number, timeoutMs: number): QueuePair {
@@ -513,13 +542,7 @@ export class Controller {
   async addRemote(r: RemoteQueue): Promise<void> {
     if (this.#recovering) await this.#recovering;
     if (this.#closed || this.failed) throw this.failed ?? new DeviceClosedError();
-    await this.adminCommand(createIoCqCmd(r.qid, r.depth), r.cq.iova, 0);
-    try {
-      await this.adminCommand(createIoSqCmd(r.qid, r.depth, r.qid), r.sq.iova, 0);
-    } catch (e) {
-      await this.adminCommand(deleteIoCqCmd(r.qid), 0, 0, 5000).catch(() => {});
-      throw e;
-    }
+    await this.#createQueue(r.qid, r.depth, r.sq, r.cq);
     this.#reserved.delete(r.qid);
     this.#remote.set(r.qid, r);
     // Nobody polls on this thread for the owner's commands: watch CSTS here.

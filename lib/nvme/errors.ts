@@ -161,6 +161,7 @@ export type SetupReason =
   | "iommu-type"
   | "sim"
   | "unsupported-controller"
+  | "irq"
   | "vfio";
 
 /** Setting the device up failed; the message says what to do. */

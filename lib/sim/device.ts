@@ -8,6 +8,7 @@
  */
 import { AdminOpc, CC, Cns, CSTS, Fid, IoOpc, Reg } from "../nvme/spec.ts";
 import { FileMedia, type Media, MemMedia } from "./media.ts";
+import { IrqLayout } from "../irq/waiter.ts";
 import {
   Ctl,
   type FaultRule,
@@ -52,6 +53,8 @@ interface Cq {
   phase: number;
   sqs: number;
   backlog: number[][];
+  /** Interrupt vector (IEN set), or undefined when the CQ does not interrupt. */
+  iv?: number;
 }
 
 interface Ns {
@@ -112,7 +115,9 @@ const FEATURE_DEFAULTS: Record<number, number> = {
 export class SimDevice {
   /** Set once the device stopped for good (surprise removal). */
   stopped = false;
-  readonly #o: Required<Omit<SimOptions, "namespaces" | "capacityBytes" | "serial">>;
+  readonly #o: Required<Omit<SimOptions, "namespaces" | "capacityBytes" | "serial" | "irq">>;
+  /** MSI-X model's wake words (SimOptions.irq), or null. */
+  readonly #irq: Int32Array | null;
   readonly #serial: string;
   readonly #capacity: number;
   readonly #hostU8: Uint8Array;
@@ -197,6 +202,7 @@ export class SimDevice {
       firmware: o.firmware ?? SIM_DEFAULTS.firmware,
     };
     this.#serial = init.serial;
+    this.#irq = o.irq ? new Int32Array(o.irq) : null;
     this.#hostU8 = new Uint8Array(init.host);
     this.#host32 = new Uint32Array(init.host);
     this.#hostDv = new DataView(init.host);
@@ -345,7 +351,7 @@ export class SimDevice {
       this.#fwActive = this.#fwNext;
       this.#fwNext = 0;
     }
-    this.#cqs.set(0, { qid: 0, base: cqOff, size: acqs, tail: 0, phase: 1, sqs: 1, backlog: [] });
+    this.#cqs.set(0, { qid: 0, base: cqOff, size: acqs, tail: 0, phase: 1, sqs: 1, backlog: [], iv: 0 });
     this.#sqs.set(0, { qid: 0, base: sqOff, size: asqs, cqid: 0, head: 0 });
     this.#sqOrder = [this.#sqs.get(0)!];
   }
@@ -495,6 +501,12 @@ export class SimDevice {
     if (++cq.tail === cq.size) {
       cq.tail = 0;
       cq.phase ^= 1;
+    }
+    // MSI-X model: the CQE is visible before its interrupt, as on PCIe.
+    const irq = this.#irq;
+    if (irq && cq.iv !== undefined && IrqLayout.HEADER + cq.iv < irq.length) {
+      Atomics.add(irq, IrqLayout.HEADER + cq.iv, 1);
+      Atomics.notify(irq, IrqLayout.HEADER + cq.iv);
     }
   }
 
@@ -864,7 +876,8 @@ export class SimDevice {
     const base = this.#off(prp1, size * 16);
     if (base < 0) return S.DATA_TRANSFER_ERROR;
     Atomics.store(this.#db, 2 * qid + 1, 0);
-    this.#cqs.set(qid, { qid, base, size, tail: 0, phase: 1, sqs: 0, backlog: [] });
+    const iv0 = cmd[11] & 2 ? iv : undefined;
+    this.#cqs.set(qid, { qid, base, size, tail: 0, phase: 1, sqs: 0, backlog: [], iv: iv0 });
     this.#ioQueuesCreated = true;
     return 0;
   }

@@ -53,6 +53,13 @@ export interface SimOptions {
   vwc?: boolean;
   /** Serial number (default "SIM" + a counter). */
   serial?: string;
+  /**
+   * MSI-X model: wake words in lib/irq/waiter.ts's IrqLayout (slot = vector).
+   * After each CQE posted to the admin CQ (vector 0) or to an IO CQ created
+   * with IEN, the device adds 1 to that vector's word and notifies it, so an
+   * `IrqWaiter({ sab: irq, slot: vector })` sleeps until the device interrupts.
+   */
+  irq?: SharedArrayBuffer;
   /** Model number (default "tsnvme software NVMe controller"). */
   model?: string;
   /** Firmware revision in slot 1 (default "1.0"). */

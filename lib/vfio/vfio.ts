@@ -122,6 +122,7 @@ export class VfioDevice {
   #deviceFd = -1;
   #config: RegionInfo;
   readonly #mappings = new Set<DmaMapping>();
+  readonly #closeHooks: (() => void)[] = [];
 
   private constructor(
     libc: Libc,
@@ -269,6 +270,16 @@ export class VfioDevice {
     }
   }
 
+  /** The VFIO device fd, for device ioctls made by other modules (interrupts: lib/vfio/irq.ts); -1 once closed. */
+  get fd(): number {
+    return this.#deviceFd;
+  }
+
+  /** Run `hook` at the start of {@link close}, while the device fd is still open (e.g. to disable interrupts). */
+  onClose(hook: () => void): void {
+    this.#closeHooks.push(hook);
+  }
+
   /** Read `len` bytes of PCI configuration space at `offset`. */
   readConfig(offset: number, len: number): Uint8Array {
     const b = new Uint8Array(len);
@@ -348,6 +359,11 @@ export class VfioDevice {
   /** Unmap everything and close the device, group and container (`keepBar`: leave BAR0 mapped). Idempotent. */
   close(keepBar = false): void {
     if (this.#deviceFd < 0) return;
+    for (const hook of this.#closeHooks.splice(0).reverse()) {
+      try {
+        hook();
+      } catch { /* closing must go on */ }
+    }
     for (const mp of [...this.#mappings]) this.unmapDma(mp);
     try {
       // Stop the device from mastering the bus once nothing is mapped for it.

@@ -1,0 +1,113 @@
+/**
+ * Waiting for an interrupt without FFI: an {@link IrqHub} helper thread adds
+ * each vector's interrupt count into a SharedArrayBuffer word and notifies it;
+ * a waiter on any thread (main or Worker, Deno or Bun) sleeps in
+ * Atomics.waitAsync on that word. The word is the whole interface, so a waiter
+ * is rebuilt in a Worker from a posted {@link IrqWord}.
+ * @module
+ */
+
+/** Layout of the hub's SharedArrayBuffer (Int32 words). */
+export const IrqLayout = {
+  /** Set to 1 to stop the helper; waiters then return at once. */
+  STOP: 0,
+  /** Helper state: 0 starting, 1 running, 2 stopped, 3 failed (errno in ERRNO). */
+  STATE: 1,
+  /** errno of the helper's failed epoll_wait. */
+  ERRNO: 2,
+  /** Helper loop turns completed (notified): lets the hub know a removed fd is no longer read. */
+  TURNS: 3,
+  /** Words before the per-slot counters. */
+  HEADER: 4,
+} as const;
+
+/** Interrupt count word of slot `slot` (Int32 index into the hub's buffer). */
+export function counterIndex(slot: number): number {
+  return IrqLayout.HEADER + slot;
+}
+
+/** A vector's wake word, as posted to a Worker (structured-clone safe). */
+export interface IrqWord {
+  /** The hub's shared buffer. */
+  readonly sab: SharedArrayBuffer;
+  /** The vector's slot in it. */
+  readonly slot: number;
+}
+
+type WaitAsync = (a: Int32Array, i: number, v: number, t?: number) => { async: boolean; value: unknown };
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const noop = () => {};
+
+/**
+ * Sleeps until an interrupt. Protocol, with no lost wake-up: {@link arm}
+ * (snapshot the count), check the completion queue once more, then
+ * {@link sleep}, which returns at once if an interrupt came after the arm.
+ * One waiter per queue; owned by one thread.
+ */
+export class IrqWaiter {
+  /** The word this waiter watches. */
+  readonly word: IrqWord;
+  readonly #i32: Int32Array;
+  readonly #idx: number;
+  #armed = 0;
+
+  /** Watch `word` (from {@link IrqHub.add} or posted from the thread that owns the hub). */
+  constructor(word: IrqWord) {
+    this.word = word;
+    this.#i32 = new Int32Array(word.sab);
+    this.#idx = counterIndex(word.slot);
+    this.#armed = Atomics.load(this.#i32, this.#idx);
+  }
+
+  /** Interrupts counted on this vector so far (wraps at 2^32). */
+  get count(): number {
+    return Atomics.load(this.#i32, this.#idx) >>> 0;
+  }
+
+  /** True once the hub is closed: sleeps return at once. */
+  get stopped(): boolean {
+    return Atomics.load(this.#i32, IrqLayout.STOP) !== 0;
+  }
+
+  /** Snapshot the count. Call before the last completion check that precedes {@link sleep}. */
+  arm(): void {
+    this.#armed = Atomics.load(this.#i32, this.#idx);
+  }
+
+  /** True if an interrupt arrived since {@link arm}. */
+  fired(): boolean {
+    return Atomics.load(this.#i32, this.#idx) !== this.#armed;
+  }
+
+  /**
+   * Wake whoever sleeps on this word without counting an interrupt: their
+   * sleep resolves false. For a queue closing, or work handed over from
+   * another thread. Needs no FFI, so any thread holding the word can call it.
+   */
+  wake(): void {
+    Atomics.notify(this.#i32, this.#idx);
+  }
+
+  /**
+   * Sleep until an interrupt newer than the last {@link arm}, or `timeoutMs`.
+   * Resolves true on an interrupt, false on timeout or hub shutdown. Holds a
+   * timer meanwhile: a pending waitAsync alone does not keep Deno's event loop alive.
+   */
+  async sleep(timeoutMs = Infinity): Promise<boolean> {
+    const i32 = this.#i32, idx = this.#idx, seen = this.#armed;
+    if (Atomics.load(i32, idx) !== seen) return true;
+    if (this.stopped || timeoutMs <= 0) return false;
+    const finite = timeoutMs < MAX_TIMER_MS;
+    const r = finite ? waitAsync(i32, idx, seen, timeoutMs) : waitAsync(i32, idx, seen);
+    if (r.async) {
+      const hold = setTimeout(noop, finite ? timeoutMs + 1 : MAX_TIMER_MS);
+      try {
+        await r.value;
+      } finally {
+        clearTimeout(hold);
+      }
+    }
+    return Atomics.load(i32, idx) !== seen;
+  }
+}

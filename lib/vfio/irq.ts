@@ -1,0 +1,215 @@
+/**
+ * Device interrupts through VFIO: one eventfd per vector, signalled by the
+ * kernel's handler (linux/vfio.h VFIO_DEVICE_GET_IRQ_INFO / VFIO_DEVICE_SET_IRQS).
+ * MSI-X is tried first (a vector per queue), then MSI, then INTx (one shared,
+ * level-triggered line the kernel masks after each interrupt).
+ * @module
+ */
+import { EFD_CLOEXEC, EFD_NONBLOCK, errnoName, type Libc } from "../ffi/mod.ts";
+import { SetupError, SyscallError } from "../nvme/errors.ts";
+import { VfioIoctl } from "./vfio.ts";
+
+/** The part of a VfioDevice (lib/vfio/vfio.ts) interrupts need; a fake in unit tests. */
+export interface IrqDevice {
+  /** The VFIO device fd (-1 once closed). */
+  readonly fd: number;
+  /** PCI address, for messages. */
+  readonly address: string;
+  /** Run a hook when the device closes, while its fd is still open. */
+  onClose(hook: () => void): void;
+}
+
+/** VFIO_PCI_*_IRQ_INDEX: which interrupt mechanism an index names. */
+export const IrqIndex = { INTX: 0, MSI: 1, MSIX: 2 } as const;
+
+/** An interrupt mechanism of a PCI function. */
+export type IrqKind = "msix" | "msi" | "intx";
+
+const INDEX_OF: Record<IrqKind, number> = { msix: IrqIndex.MSIX, msi: IrqIndex.MSI, intx: IrqIndex.INTX };
+const NAME_OF: Record<IrqKind, string> = { msix: "MSI-X", msi: "MSI", intx: "INTx" };
+
+// struct vfio_irq_info flags.
+const INFO_EVENTFD = 1 << 0;
+const INFO_MASKABLE = 1 << 1;
+const INFO_AUTOMASKED = 1 << 2;
+const INFO_NORESIZE = 1 << 3;
+// struct vfio_irq_set flags.
+const SET_DATA_NONE = 1 << 0;
+const SET_DATA_EVENTFD = 1 << 2;
+const SET_ACTION_UNMASK = 1 << 4;
+const SET_ACTION_TRIGGER = 1 << 5;
+const IRQ_SET_HEADER = 20; // argsz, flags, index, start, count; then data[]
+
+/** What VFIO_DEVICE_GET_IRQ_INFO says about one interrupt index. */
+export interface IrqInfo {
+  /** The mechanism. */
+  kind: IrqKind;
+  /** VFIO index (see {@link IrqIndex}). */
+  index: number;
+  /** Vectors the device offers (0: not available, e.g. no MSI capability). */
+  count: number;
+  /** Can signal an eventfd (needed here). */
+  eventfd: boolean;
+  /** Can be masked through VFIO. */
+  maskable: boolean;
+  /** The kernel masks it after each interrupt (INTx): unmask after handling. */
+  automasked: boolean;
+  /** Vectors cannot be added once enabled: enable all needed at once. */
+  noResize: boolean;
+}
+
+function dv(b: Uint8Array): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** VFIO_DEVICE_GET_IRQ_INFO for one mechanism of `dev`. */
+export function irqInfo(libc: Libc, dev: IrqDevice, kind: IrqKind): IrqInfo {
+  const b = new Uint8Array(16);
+  const v = dv(b);
+  v.setUint32(0, 16, true);
+  v.setUint32(8, INDEX_OF[kind], true);
+  if (libc.ioctlPtr(dev.fd, VfioIoctl.DEVICE_GET_IRQ_INFO, b) !== 0) {
+    const e = libc.errno();
+    throw new SyscallError(`VFIO_DEVICE_GET_IRQ_INFO (${NAME_OF[kind]})`, e, errnoName(e));
+  }
+  const flags = v.getUint32(4, true);
+  return {
+    kind,
+    index: INDEX_OF[kind],
+    count: v.getUint32(12, true),
+    eventfd: (flags & INFO_EVENTFD) !== 0,
+    maskable: (flags & INFO_MASKABLE) !== 0,
+    automasked: (flags & INFO_AUTOMASKED) !== 0,
+    noResize: (flags & INFO_NORESIZE) !== 0,
+  };
+}
+
+/** Options of {@link VfioInterrupts.enable}. */
+export interface EnableInterruptsOptions {
+  /** Vectors wanted (at least 1); fewer are enabled when the device offers fewer. */
+  vectors: number;
+  /** Mechanisms to try, in order (default MSI-X, MSI, INTx). */
+  kinds?: IrqKind[];
+}
+
+/** VFIO_DEVICE_SET_IRQS with an explicit data payload; returns 0 or the errno. */
+function setIrqs(libc: Libc, fd: number, flags: number, index: number, start: number, data: Int32Array | null, count: number): number {
+  const size = IRQ_SET_HEADER + (data ? data.length * 4 : 0);
+  const b = new Uint8Array(size);
+  const v = dv(b);
+  v.setUint32(0, size, true);
+  v.setUint32(4, flags, true);
+  v.setUint32(8, index, true);
+  v.setUint32(12, start, true);
+  v.setUint32(16, count, true);
+  if (data) for (let i = 0; i < data.length; i++) v.setInt32(IRQ_SET_HEADER + i * 4, data[i], true);
+  return libc.ioctlPtr(fd, VfioIoctl.DEVICE_SET_IRQS, b) === 0 ? 0 : libc.errno();
+}
+
+/**
+ * Interrupt vectors of a VFIO device, each signalling its own eventfd
+ * (EFD_NONBLOCK: readers drain it after poll/epoll says it is readable).
+ * Disabled, and the eventfds closed, by {@link close} or when the device closes.
+ */
+export class VfioInterrupts {
+  /** The mechanism in use. */
+  readonly kind: IrqKind;
+  /** Its VFIO index. */
+  readonly index: number;
+  /** One eventfd per vector; vector i signals eventfds[i]. */
+  readonly eventfds: readonly number[];
+  /** What the device reported for the mechanism in use. */
+  readonly info: IrqInfo;
+  readonly #libc: Libc;
+  readonly #dev: IrqDevice;
+  #closed = false;
+
+  private constructor(libc: Libc, dev: IrqDevice, info: IrqInfo, eventfds: number[]) {
+    this.#libc = libc;
+    this.#dev = dev;
+    this.info = info;
+    this.kind = info.kind;
+    this.index = info.index;
+    this.eventfds = Object.freeze(eventfds);
+  }
+
+  /** Vectors enabled. */
+  get count(): number {
+    return this.eventfds.length;
+  }
+
+  /**
+   * Enable up to `opts.vectors` vectors of the first mechanism that works
+   * (default order MSI-X, MSI, INTx). Throws SetupError("irq") naming every
+   * attempt when none does.
+   */
+  static enable(libc: Libc, dev: IrqDevice, opts: EnableInterruptsOptions): VfioInterrupts {
+    if (!Number.isInteger(opts.vectors) || opts.vectors < 1 || opts.vectors > 2048) {
+      throw new SetupError("irq", `interrupt vectors must be an integer from 1 to 2048, got ${opts.vectors}`);
+    }
+    if (dev.fd < 0) throw new SetupError("irq", `${dev.address} is closed`);
+    const tried: string[] = [];
+    for (const kind of opts.kinds ?? ["msix", "msi", "intx"]) {
+      let info: IrqInfo;
+      try {
+        info = irqInfo(libc, dev, kind);
+      } catch (e) {
+        tried.push(`${NAME_OF[kind]}: ${(e as Error).message}`);
+        continue;
+      }
+      if (info.count === 0) {
+        tried.push(`${NAME_OF[kind]}: not offered by the device`);
+        continue;
+      }
+      if (!info.eventfd) {
+        tried.push(`${NAME_OF[kind]}: VFIO cannot signal an eventfd for it`);
+        continue;
+      }
+      const n = Math.min(opts.vectors, info.count);
+      const fds: number[] = [];
+      let err = 0;
+      for (let i = 0; i < n && err === 0; i++) {
+        const fd = libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (fd < 0) err = libc.errno();
+        else fds.push(fd);
+      }
+      if (err !== 0) {
+        for (const fd of fds) libc.close(fd);
+        throw new SyscallError("eventfd", err, errnoName(err));
+      }
+      err = setIrqs(libc, dev.fd, SET_DATA_EVENTFD | SET_ACTION_TRIGGER, info.index, 0, Int32Array.from(fds), n);
+      if (err !== 0) {
+        for (const fd of fds) libc.close(fd);
+        tried.push(`${NAME_OF[kind]} with ${n} vector(s): VFIO_DEVICE_SET_IRQS failed: ${errnoName(err)}`);
+        continue;
+      }
+      const irqs = new VfioInterrupts(libc, dev, info, fds);
+      dev.onClose(() => irqs.close());
+      return irqs;
+    }
+    throw new SetupError(
+      "irq",
+      `no interrupt mechanism of ${dev.address} could be enabled through VFIO:\n  ${tried.join("\n  ")}\n` +
+        "Polled queues still work (open without interrupts).",
+    );
+  }
+
+  /**
+   * INTx only: let the line fire again. The kernel masks INTx after each
+   * interrupt; call this after the completions that raised it were reaped
+   * (CQ head doorbell written), or the level-triggered line fires at once again.
+   */
+  unmask(): void {
+    if (this.#closed || this.kind !== "intx") return;
+    const err = setIrqs(this.#libc, this.#dev.fd, SET_DATA_NONE | SET_ACTION_UNMASK, this.index, 0, null, 1);
+    if (err !== 0) throw new SyscallError("VFIO_DEVICE_SET_IRQS (unmask INTx)", err, errnoName(err));
+  }
+
+  /** Disable the vectors (DATA_NONE | ACTION_TRIGGER, count 0) and close the eventfds. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#dev.fd >= 0) setIrqs(this.#libc, this.#dev.fd, SET_DATA_NONE | SET_ACTION_TRIGGER, this.index, 0, null, 0);
+    for (const fd of this.eventfds) this.#libc.close(fd);
+  }
+}
