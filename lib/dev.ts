@@ -9,7 +9,9 @@ import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
 import { Controller, type ControllerOptions, validateControllerOptions } from "./nvme/controller.ts";
 import { DeviceBusyError, DeviceClosedError, InvalidArgumentError, type NvmeError, SetupError } from "./nvme/errors.ts";
 import type { QueuePair, QueueStats } from "./nvme/queue.ts";
-import type { DmaBuffer, Transport } from "./nvme/transport.ts";
+import type { DmaBuffer, InterruptSource, Transport } from "./nvme/transport.ts";
+import type { WaitMode } from "./irq/adaptive.ts";
+import { IrqWaiter } from "./irq/waiter.ts";
 import { normalizePciAddress } from "./vfio/sysfs.ts";
 import type { QueueHandle } from "./worker/handle.ts";
 import { createQueueHandle, type PortQueue, type QueueOptions, QueueWorker } from "./worker/host.ts";
@@ -21,6 +23,15 @@ export { QueueWorker };
 export interface OpenOptions extends ControllerOptions {
   /** Open over an already-built transport instead of resolving `target` (tests, other transports). */
   transport?: Transport;
+  /**
+   * How queues wait for completions. `adaptive` (default): poll while
+   * completions come fast, sleep on the queue's interrupt (MSI-X) once idle,
+   * so an idle device costs no CPU; `interrupt`: sleep on the interrupt
+   * whenever nothing is ready; `poll`: never use interrupts. When the default
+   * cannot enable interrupts it falls back to `poll` (see `info.interrupts`);
+   * an explicit `adaptive`/`interrupt` then fails with SetupError("irq").
+   */
+  interrupts?: WaitMode;
 }
 
 /** Controller identity and limits, decoded. */
@@ -55,6 +66,10 @@ export interface ControllerInfo {
   ioQueues: number;
   /** Entries per IO queue. */
   ioQueueDepth: number;
+  /** Interrupt mechanism and vectors in use ("msix, 17 vectors"), or "none" (polled). */
+  interrupts: string;
+  /** How queues wait: poll, interrupt or adaptive. */
+  waitMode: WaitMode;
 }
 
 const openTargets = new Set<string>();
@@ -89,8 +104,12 @@ export class NVMeDev implements AsyncDisposable {
   #rr = 0;
   readonly #host: IoHost;
   readonly #remote = new Set<PortQueue>();
+  readonly #irq: InterruptSource | null;
+  readonly #waitMode: WaitMode;
 
-  private constructor(target: string, ctrl: Controller) {
+  private constructor(target: string, ctrl: Controller, irq: InterruptSource | null, mode: WaitMode) {
+    this.#irq = irq;
+    this.#waitMode = irq ? mode : "poll";
     this.target = target;
     this.controller = ctrl;
     this.idCtrl = parseIdCtrl(ctrl.identifyData);
@@ -111,7 +130,13 @@ export class NVMeDev implements AsyncDisposable {
       pageSize: ctrl.pageSize,
       ioQueues: ctrl.io.length,
       ioQueueDepth: ctrl.io[0]?.depth ?? 0,
+      interrupts: irq ? `${irq.kind}, ${irq.vectors} vector${irq.vectors === 1 ? "" : "s"}` : "none",
+      waitMode: this.#waitMode,
     };
+    if (irq) {
+      ctrl.admin.setWaitMode(mode, new IrqWaiter(irq.word(0)));
+      for (const q of ctrl.io) q.setWaitMode(mode, new IrqWaiter(irq.word(ctrl.ioVector(q.qid))));
+    }
     // deno-lint-ignore no-this-alias
     const dev = this;
     this.#host = {
@@ -139,6 +164,10 @@ export class NVMeDev implements AsyncDisposable {
   static async open(target: string, options: OpenOptions = {}): Promise<NVMeDev> {
     if (typeof target !== "string") throw new InvalidArgumentError("target must be a string such as 0000:01:00.0");
     validateControllerOptions(options);
+    const im = options?.interrupts;
+    if (im !== undefined && im !== "poll" && im !== "interrupt" && im !== "adaptive") {
+      throw new InvalidArgumentError(`interrupts must be "adaptive", "interrupt" or "poll", got ${String(im)}`);
+    }
     let transport = options?.transport;
     let key: string;
     if (!transport && /^sim(:|$)/.test(target)) {
@@ -166,14 +195,32 @@ export class NVMeDev implements AsyncDisposable {
         const { VfioTransport } = await import("./vfio/transport.ts");
         transport = VfioTransport.open(libc, key.slice(5));
       }
+      const mode = options.interrupts ?? "adaptive";
+      let irq: InterruptSource | null = null;
+      if (mode !== "poll" && transport.enableInterrupts && options.ioInterruptVectors !== 0) {
+        // Vector 0 for the admin queue, one per IO queue the controller may grant.
+        const want = options.ioInterruptVectors ?? Math.max(options.maxIoQueues ?? 16, options.ioQueues ?? 1) + 1;
+        try {
+          irq = await transport.enableInterrupts(want);
+        } catch (e) {
+          if (options.interrupts !== undefined) {
+            transport.close();
+            throw e;
+          }
+        }
+      } else if (mode !== "poll" && options.interrupts !== undefined) {
+        transport.close();
+        throw new SetupError("irq", `${transport.name} has no interrupts; open it with interrupts: "poll"`);
+      }
       let ctrl: Controller;
       try {
-        ctrl = await Controller.init(transport, options);
+        ctrl = await Controller.init(transport, { ...options, ioInterruptVectors: irq?.vectors ?? 0 });
       } catch (e) {
+        await irq?.close();
         transport.close();
         throw e;
       }
-      const dev = new NVMeDev(key.replace(/^vfio:/, ""), ctrl);
+      const dev = new NVMeDev(key.replace(/^vfio:/, ""), ctrl, irq, mode);
       try {
         await dev.rescan();
       } catch (e) {
@@ -309,7 +356,9 @@ export class NVMeDev implements AsyncDisposable {
       }
     }
     const infos = [...this.#namespaces.values()].map((n) => n.info);
-    const { handle, queue } = await createQueueHandle(this.controller, this.target, infos, opts);
+    const irq = this.#irq;
+    const { handle, queue } = await createQueueHandle(this.controller, this.target, infos, opts, (qid) =>
+      irq ? { word: irq.word(this.controller.ioVector(qid)), mode: this.#waitMode } : null);
     this.#remote.add(queue);
     return handle;
   }
@@ -371,6 +420,7 @@ export class NVMeDev implements AsyncDisposable {
           q.closePort();
         }
         this.#remote.clear();
+        await this.#irq?.close();
         this.controller.transport.close();
         this.#userBuffers.clear();
         this.#bounce.clear();

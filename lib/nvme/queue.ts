@@ -6,23 +6,27 @@
  * thread".
  * @module
  */
+import { Idle, IdlePolicy, type WaitMode } from "../irq/adaptive.ts";
 import { type Sqe, setRw, SqeDw } from "./command.ts";
-import { DeviceClosedError, type NvmeError } from "./errors.ts";
+import { DeviceClosedError, InvalidArgumentError, type NvmeError } from "./errors.ts";
 import { PcieRing, type PcieRingConfig, type QueueRing } from "./pcie.ts";
 import { CommandTracker, type IoCallback, type QueueStats } from "./tracker.ts";
 import type { DmaBuffer } from "./transport.ts";
 
-export type { IoCallback, PcieRingConfig, QueueRing, QueueStats };
+export type { IoCallback, PcieRingConfig, QueueRing, QueueStats, WaitMode };
 
-/** How a queue waits for completions once it has nothing to reap. */
+/**
+ * A queue's interrupt, as the pump sleeps on it (lib/irq's IrqWaiter): arm,
+ * check the ring once more, then sleep; no wake-up is lost in between.
+ */
 export interface QueueWaiter {
-  /**
-   * Resolve when the queue's interrupt fires (or soon after `timeoutMs`). The
-   * pump calls it only once it has been idle for its spin window, so it is
-   * armed once per idle period, never per IO.
-   */
-  wait(timeoutMs: number): Promise<void>;
-  /** Interrupts taken so far. */
+  /** Snapshot the interrupt count (before the last check that precedes {@link sleep}). */
+  arm(): void;
+  /** Until an interrupt newer than the arm, or `timeoutMs`; true on an interrupt. */
+  sleep(timeoutMs: number): Promise<boolean>;
+  /** End a sleep now (queue closing). */
+  wake(): void;
+  /** Interrupts counted so far. */
   readonly count: number;
 }
 
@@ -77,17 +81,12 @@ export class QueuePair {
   onHealthCheck: (() => void) | null = null;
   /** Interval of {@link onHealthCheck} in ms. */
   healthCheckMs = 100;
-  /**
-   * Interrupt source of this queue (null: poll only). With one, the pump
-   * polls while completions come fast and sleeps on the interrupt when idle
-   * (adaptive); `interruptOnly` sleeps on it whenever nothing is ready.
-   */
-  waiter: QueueWaiter | null = null;
-  /** With a {@link waiter}: sleep on the interrupt as soon as a poll finds nothing (no spinning). */
-  interruptOnly = false;
 
   readonly #t: CommandTracker;
   readonly #ring: QueueRing;
+  #waiter: QueueWaiter | null = null;
+  #policy: IdlePolicy;
+  #irqBase = 0;
   #flushQueued = false;
   #pumping = false;
   #closedWith: NvmeError | null = null;
@@ -104,6 +103,27 @@ export class QueuePair {
     this.stats = this.#t.stats;
     this.#ring = cfg.ring ?? new PcieRing(cfg, this.slots);
     this.#t.onTimeout = (cid, opcode) => this.onTimeout?.(this, cid, opcode);
+    this.#policy = new IdlePolicy({ mode: "poll", spinUs: this.pollSpinUs });
+  }
+
+  /** How the pump waits once idle: `poll`, `interrupt` or `adaptive` (these two need the queue's interrupt). */
+  get waitMode(): WaitMode {
+    return this.#policy.mode;
+  }
+
+  /**
+   * Choose how the pump waits: `poll` (spin, then yield, then timer naps),
+   * `interrupt` (sleep on `waiter` whenever a poll finds nothing) or
+   * `adaptive` (poll while completions come fast, sleep on the interrupt once
+   * idle for {@link pollSpinUs}). The interrupt is armed once per idle period.
+   */
+  setWaitMode(mode: WaitMode, waiter: QueueWaiter | null = this.#waiter): void {
+    if (mode !== "poll" && waiter === null) {
+      throw new InvalidArgumentError(`wait mode ${mode} needs the queue's interrupt (none was enabled)`);
+    }
+    this.#policy = new IdlePolicy({ mode, spinUs: this.pollSpinUs });
+    this.#waiter = waiter;
+    this.#irqBase = waiter ? waiter.count - this.stats.interrupts : 0;
   }
 
   /** Largest transfer one command can carry (PRP list capacity on PCIe). */
@@ -260,6 +280,7 @@ export class QueuePair {
    */
   fail(err: NvmeError): void {
     if (!this.#closedWith) this.#closedWith = err;
+    this.#waiter?.wake();
     this.#ring.close();
     // The device may still be running: the commands' memory stays busy until the transport closes.
     this.#t.failAll(err, false);
@@ -284,66 +305,76 @@ export class QueuePair {
 
   /**
    * Reap until nothing is in flight. Spins on microtasks while completions
-   * come (reading the clock only every {@link TURNS_PER_CHECK} turns), yields
-   * to the event loop once idle for the spin window, then sleeps: on the
-   * interrupt when the queue has one, else on growing timers (an async event
-   * request may stay outstanding for hours).
+   * come (reading the clock only every {@link TURNS_PER_CHECK} turns), then
+   * does what the idle policy says: yield to the event loop, nap on timers
+   * (poll mode; an async event request may stay outstanding for hours), or
+   * arm the interrupt and sleep (interrupt and adaptive modes).
    */
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
-    const t = this.#t;
+    const t = this.#t, ring = this.#ring;
+    let reaped = 0;
+    const reap = (): number => {
+      const n = ring.reap(t);
+      reaped += n;
+      return n;
+    };
     try {
       // Let the caller finish its synchronous batch first: one doorbell for all of it.
       await null;
-      let turns = 0, linger = 0, reaped = 0;
-      let now = -1, lastYield = -1, idleSince = -1, lastTimeouts = -1, lastHealth = -1;
-      let sleepy = false;
+      let turns = 0, linger = 0;
+      let lastTimeouts = -1, lastHealth = -1;
+      let idle = false;
       while (!this.#closedWith) {
         if (t.active === 0) {
           if (++linger > LINGER_TURNS) break;
         } else linger = 0;
         if (this.#flushQueued) this.ring();
-        const n = this.#ring.reap(t);
-        reaped += n;
-        if (n > 0 && sleepy) {
-          sleepy = false;
-          idleSince = -1;
-        }
-        if (!sleepy && (++turns & (TURNS_PER_CHECK - 1)) !== 0) {
+        const n = reap();
+        const policy = this.#policy;
+        // Checkpoints: every 64 turns while busy; every turn once idle, or when an empty poll should sleep.
+        if (!idle && (++turns & (TURNS_PER_CHECK - 1)) !== 0 && !(n === 0 && policy.mode === "interrupt")) {
           await null;
           continue;
         }
-        // Checkpoint: one clock read for timeouts, health checks and the idle policy.
-        now = performance.now();
-        if (lastYield < 0) lastYield = lastTimeouts = lastHealth = now;
+        const now = performance.now();
+        if (lastTimeouts < 0) lastTimeouts = lastHealth = now;
         if (now - lastTimeouts >= 5) {
           lastTimeouts = now;
           t.checkTimeouts(now);
         }
-        if (reaped === 0) {
-          if (idleSince < 0) idleSince = now;
-          if (now - lastHealth >= this.healthCheckMs && this.onHealthCheck) {
-            lastHealth = now;
-            this.onHealthCheck();
-          }
-        } else idleSince = -1;
+        if (reaped === 0 && now - lastHealth >= this.healthCheckMs && this.onHealthCheck) {
+          lastHealth = now;
+          this.onHealthCheck();
+        }
+        const action = policy.next(reaped, now);
         reaped = 0;
-        const idle = idleSince >= 0 ? now - idleSince : 0;
-        sleepy = idleSince >= 0 && (idle * 1000 >= this.pollSpinUs || (this.interruptOnly && this.waiter !== null));
-        if (sleepy && this.waiter !== null && t.active > 0) {
-          // Adaptive: armed once per idle period; the interrupt or the next deadline check wakes us.
-          await this.waiter.wait(Math.min(this.healthCheckMs, 100));
-          this.stats.interrupts = this.waiter.count;
-          lastYield = performance.now();
-        } else if (sleepy && idle > 50) {
-          await new Promise<void>((r) => setTimeout(r, idle > 1000 ? 10 : 1));
-          lastYield = performance.now();
-        } else if (sleepy || now - lastYield > 2) {
-          await yieldMacrotask();
-          lastYield = performance.now();
-        } else {
+        idle = action !== Idle.SPIN;
+        if (action === Idle.SPIN) {
           await null;
+        } else if (action === Idle.SLEEP && this.#waiter !== null) {
+          if (t.active === 0) {
+            await null; // lingering with nothing in flight: no sleep
+            continue;
+          }
+          const w = this.#waiter;
+          // Arm, reap once more (a completion that raced the arm is caught), then sleep; the timeout
+          // bounds how late a deadline or a health check can be noticed.
+          w.arm();
+          let woke = reap() > 0;
+          if (!woke) {
+            this.stats.sleeps++;
+            woke = await w.sleep(Math.min(this.healthCheckMs, 100));
+          }
+          this.stats.interrupts = w.count - this.#irqBase;
+          policy.resumed(performance.now(), woke);
+        } else if (action === Idle.NAP) {
+          await new Promise<void>((r) => setTimeout(r, policy.napMs(now)));
+          policy.resumed(performance.now(), false);
+        } else {
+          await yieldMacrotask();
+          policy.resumed(performance.now(), false);
         }
       }
     } finally {

@@ -26,6 +26,8 @@ export interface QueueStats {
   sqDoorbells: number;
   /** Interrupts taken (0 in polling mode). */
   interrupts: number;
+  /** Times the pump slept on the interrupt (each ended by an interrupt or a 100 ms bound). */
+  sleeps: number;
 }
 
 /**
@@ -49,7 +51,7 @@ export class CommandTracker {
   /** Command slots (commands in flight at most). */
   readonly slots: number;
   /** Counters. */
-  readonly stats: QueueStats = { submitted: 0, completed: 0, bogus: 0, late: 0, timeouts: 0, sqDoorbells: 0, interrupts: 0 };
+  readonly stats: QueueStats = { submitted: 0, completed: 0, bogus: 0, late: 0, timeouts: 0, sqDoorbells: 0, interrupts: 0, sleeps: 0 };
   /** Called after a command times out (the controller decides on abort/reset). */
   onTimeout: ((cid: number, opcode: number) => void) | null = null;
   readonly #slotBits: number;

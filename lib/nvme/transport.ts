@@ -64,6 +64,26 @@ export interface SharedMemory {
   iova: number;
 }
 
+/** One vector's wake word (lib/irq's IrqWord): a SharedArrayBuffer and a slot, usable from any thread. */
+export interface InterruptWord {
+  /** The shared buffer of wake words. */
+  sab: SharedArrayBuffer;
+  /** Slot of this vector. */
+  slot: number;
+}
+
+/** Interrupt vectors a transport enabled; each queue sleeps on its vector's word. */
+export interface InterruptSource {
+  /** Mechanism in use, e.g. "msix", "msi", "sim". */
+  readonly kind: string;
+  /** Vectors enabled (vector 0 is the admin queue's). */
+  readonly vectors: number;
+  /** The wake word of vector `v`. */
+  word(v: number): InterruptWord;
+  /** Disable the vectors and stop any helper thread. Idempotent. */
+  close(): Promise<void>;
+}
+
 /** What a transport provides to the generic controller code. */
 export interface Transport {
   /** Human-readable target, e.g. "vfio:0000:01:00.0". */
@@ -112,6 +132,12 @@ export interface Transport {
    * controller is fatal or will not become ready.
    */
   resetDevice?(): void;
+  /**
+   * Optional: enable up to `vectors` interrupt vectors before the controller
+   * is brought up (MSI-X through VFIO, the software controller's model).
+   * Throws a SetupError when none can be enabled.
+   */
+  enableInterrupts?(vectors: number): Promise<InterruptSource>;
   /** Release everything (DMA, mappings, handles). Idempotent. */
   close(): void;
 }

@@ -7,7 +7,15 @@
  */
 import type { Libc } from "../ffi/types.ts";
 import { DeviceClosedError, OutOfResourcesError, SetupError } from "../nvme/errors.ts";
-import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory, type Transport } from "../nvme/transport.ts";
+import {
+  type DmaBuffer,
+  dmaBuffer,
+  detachView,
+  type InterruptSource,
+  type SharedMemory,
+  type Transport,
+} from "../nvme/transport.ts";
+import { IrqLayout } from "../irq/waiter.ts";
 import type { SimInit } from "./device.ts";
 import {
   Ctl,
@@ -95,6 +103,7 @@ export class SimTransport implements Transport {
   readonly #owners = new WeakMap<ArrayBufferLike, DmaBuffer>();
   readonly #buffers = new Set<DmaBuffer>();
   readonly #maxQueues: number;
+  readonly #irq: SharedArrayBuffer;
   readonly #pending = new Map<number, { res: (v: unknown) => void; rej: (e: unknown) => void }>();
   #nextReq = 1;
   #closed = false;
@@ -115,6 +124,7 @@ export class SimTransport implements Transport {
     this.#worker = worker;
     this.#mem = mem;
     this.#iommu = new Uint8Array(iommu);
+    this.#irq = o.irq!;
     this.#libc = libc;
     this.#memAddr = libc ? libc.addressOf(new Uint8Array(mem)) : 0n;
     this.iovaBase = o.iovaBase ?? SIM_DEFAULTS.iovaBase;
@@ -138,7 +148,12 @@ export class SimTransport implements Transport {
 
   /** Start a simulated controller (a `sim:` target string or options) and wait until it is up. */
   static async create(opts: SimOptions | string = {}): Promise<SimTransport> {
-    const o = typeof opts === "string" ? parseSimSpec(opts) : opts;
+    const o0 = typeof opts === "string" ? parseSimSpec(opts) : opts;
+    // The MSI-X model's wake words: one per vector, the admin queue's and one per IO queue.
+    const o: SimOptions = {
+      ...o0,
+      irq: o0.irq ?? new SharedArrayBuffer((IrqLayout.HEADER + (o0.maxQueues ?? SIM_DEFAULTS.maxQueues) + 1) * 4),
+    };
     const memBytes = Math.ceil((o.memoryBytes ?? SIM_DEFAULTS.memoryBytes) / PAGE) * PAGE;
     const maxQueues = o.maxQueues ?? SIM_DEFAULTS.maxQueues;
     const mem = new SharedArrayBuffer(memBytes);
@@ -217,6 +232,24 @@ export class SimTransport implements Transport {
       }
     }
     return n;
+  }
+
+  /** The MSI-X model: the device raises vector v's wake word per CQE on an IEN CQ (vector 0: admin). */
+  enableInterrupts(vectors: number): Promise<InterruptSource> {
+    const sab = this.#irq;
+    const n = Math.min(vectors, sab.byteLength / 4 - IrqLayout.HEADER);
+    return Promise.resolve({
+      kind: "sim",
+      vectors: n,
+      word: (v: number) => ({ sab, slot: v }),
+      close: () => {
+        // Waiters sleeping on the words return (the STOP word is what a hub shutdown sets).
+        const i32 = new Int32Array(sab);
+        Atomics.store(i32, IrqLayout.STOP, 1);
+        for (let v = 0; v < n; v++) Atomics.notify(i32, IrqLayout.HEADER + v);
+        return Promise.resolve();
+      },
+    });
   }
 
   /** DMA attempts the device made to host memory that was no longer mapped (should stay 0). */

@@ -5,9 +5,19 @@
  * @module
  */
 import type { Libc } from "../ffi/mod.ts";
-import { DeviceClosedError, OutOfResourcesError } from "../nvme/errors.ts";
+import { DeviceClosedError, OutOfResourcesError, SetupError } from "../nvme/errors.ts";
+import { IrqHub } from "../irq/hub.ts";
+import { VfioInterrupts } from "./irq.ts";
 import { Reg } from "../nvme/spec.ts";
-import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory, type Transport } from "../nvme/transport.ts";
+import {
+  type DmaBuffer,
+  dmaBuffer,
+  detachView,
+  type InterruptSource,
+  type InterruptWord,
+  type SharedMemory,
+  type Transport,
+} from "../nvme/transport.ts";
 import { type DmaMapping, type IovaRange, VfioDevice } from "./vfio.ts";
 
 const PAGE = 4096;
@@ -169,6 +179,35 @@ export class VfioTransport implements Transport {
 
   dmaOf(view: Uint8Array): DmaBuffer | null {
     return this.#owners.get(view.buffer)?.buf ?? null;
+  }
+
+  /**
+   * MSI-X (else MSI) vectors, one eventfd each, watched by one helper thread
+   * (lib/irq's IrqHub). INTx is not used for queues: the kernel masks it after
+   * every interrupt, which would need an unmask syscall per wake.
+   */
+  async enableInterrupts(vectors: number): Promise<InterruptSource> {
+    if (this.#closed) throw new DeviceClosedError(`${this.name} is closed`);
+    const irqs = VfioInterrupts.enable(this.#libc, this.device, { vectors, kinds: ["msix", "msi"] });
+    let hub: IrqHub;
+    try {
+      hub = await IrqHub.start({ libc: this.#libc });
+    } catch (e) {
+      irqs.close();
+      throw e instanceof SetupError ? e : new SetupError("irq", `interrupt helper: ${(e as Error).message}`);
+    }
+    const words: InterruptWord[] = irqs.eventfds.map((fd) => hub.add(fd).word);
+    let closing: Promise<void> | null = null;
+    return {
+      kind: irqs.kind,
+      vectors: words.length,
+      word: (v) => words[v],
+      close: () =>
+        closing ??= (async () => {
+          await hub.close();
+          irqs.close();
+        })(),
+    };
   }
 
   resetDevice(): void {

@@ -14,7 +14,8 @@ import {
   type NvmeErrorCode,
 } from "../nvme/errors.ts";
 import type { NamespaceInfo } from "../io/namespace.ts";
-import type { SharedMemory } from "../nvme/transport.ts";
+import type { InterruptWord, SharedMemory } from "../nvme/transport.ts";
+import type { WaitMode } from "../irq/adaptive.ts";
 
 /**
  * Everything a Worker needs to own one IO queue pair of an open controller.
@@ -55,6 +56,10 @@ export interface QueueHandle {
   readonly doorbells: SharedMemory;
   /** Active namespaces. */
   readonly namespaces: NamespaceInfo[];
+  /** The queue's interrupt (its vector's wake word), or null when polled. */
+  readonly irq: InterruptWord | null;
+  /** How the queue waits: poll, interrupt or adaptive. */
+  readonly waitMode: WaitMode;
   /** Control channel to the controller's thread. */
   readonly port: MessagePort;
   /**

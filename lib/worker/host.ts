@@ -8,7 +8,8 @@ import type { Controller, RemoteQueue } from "../nvme/controller.ts";
 import { NotSupportedError } from "../admin/support.ts";
 import { DeviceClosedError, type NvmeError } from "../nvme/errors.ts";
 import type { NamespaceInfo } from "../io/namespace.ts";
-import type { DmaBuffer } from "../nvme/transport.ts";
+import type { DmaBuffer, InterruptWord } from "../nvme/transport.ts";
+import type { WaitMode } from "../irq/adaptive.ts";
 import { type ControlMsg, type QueueHandle, toWire } from "./handle.ts";
 
 /** Options for creating a queue owned by a Worker. */
@@ -145,6 +146,7 @@ export async function createQueueHandle(
   target: string,
   namespaces: NamespaceInfo[],
   opts: QueueOptions = {},
+  irqOf: (qid: number) => { word: InterruptWord; mode: WaitMode } | null = () => null,
 ): Promise<{ handle: QueueHandle; queue: PortQueue }> {
   const t = ctrl.transport;
   if (!t.shareDma || !t.shareDoorbells) {
@@ -179,6 +181,8 @@ export async function createQueueHandle(
     arena: t.shareDma(arena),
     doorbells: t.shareDoorbells(),
     namespaces,
+    irq: irqOf(r.qid)?.word ?? null,
+    waitMode: irqOf(r.qid)?.mode ?? "poll",
     port: ch.port2,
     state: q.state.buffer as SharedArrayBuffer,
     transfer: [ch.port2],

@@ -27,6 +27,7 @@ import { DeviceClosedError, InvalidArgumentError, type NvmeError, OutOfResources
 import { QueuePair } from "../nvme/queue.ts";
 import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory } from "../nvme/transport.ts";
 import { type ControlMsg, fromWire, type QueueHandle } from "./handle.ts";
+import { IrqWaiter } from "../irq/waiter.ts";
 
 export type { QueueHandle } from "./handle.ts";
 export type { SharedMemory } from "../nvme/transport.ts";
@@ -141,6 +142,7 @@ export class WorkerQueue implements AsyncDisposable {
       pollSpinUs: h.pollSpinUs,
     });
     this.#arena = new Arena(libc, h.arena);
+    if (h.irq) this.queue.setWaitMode(h.waitMode, new IrqWaiter(h.irq));
     this.#port = h.port;
     this.queue.onTimeout = (_q, cid, opcode) => this.#port.postMessage({ op: "timeout", cid, opcode } satisfies ControlMsg);
     this.#port.onmessage = (e: MessageEvent) => this.#control(e.data as ControlMsg);

@@ -3,6 +3,7 @@
  * controllers driven at once from one process (one Worker each).
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import process from "node:process";
 import { test } from "../harness.ts";
 import { NVMeDev } from "../../lib/dev.ts";
@@ -115,5 +116,63 @@ test("two controllers at once: one process, one Worker per controller, IO on bot
   } finally {
     await Promise.all(devs.map((d) => d.close()));
     for (const w of ws) w.terminate();
+  }
+}, skip);
+
+/** Interrupt counts per vfio-msix vector of `pci` in /proc/interrupts (all CPUs summed). */
+function procMsix(pci: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const line of readFileSync("/proc/interrupts", "utf8").split("\n")) {
+    const v = line.match(/vfio-msix\[(\d+)\]\(([^)]+)\)/);
+    if (!v || v[2] !== pci) continue;
+    const cols = line.match(/^\s*\w+:((?:\s+\d+)+)/);
+    out.set(Number(v[1]), cols ? cols[1].trim().split(/\s+/).reduce((a, c) => a + Number(c), 0) : 0);
+  }
+  return out;
+}
+
+test("NVMeDev.open uses MSI-X by default (adaptive); interrupt mode sleeps on it: the queue's count equals /proc/interrupts", async () => {
+  {
+    await using dflt = await NVMeDev.open(PCI);
+    assert.match(dflt.info.interrupts, /^msix, \d+ vectors$/);
+    assert.equal(dflt.info.waitMode, "adaptive");
+    await dflt.ns(1).read(0, new Uint8Array(4096));
+  }
+  await using dev = await NVMeDev.open(PCI, { interrupts: "interrupt" });
+  const q = dev.controller.io[0];
+  const v = dev.controller.ioVector(q.qid);
+  const before = procMsix(PCI).get(v) ?? 0;
+  const irq0 = q.stats.interrupts;
+  const buf = dev.allocBuffer(4096);
+  for (let i = 0; i < 200; i++) await dev.ns(1).read(i * 8, buf);
+  // Let a last interrupt in delivery land in both counts.
+  await new Promise((r) => setTimeout(r, 50));
+  await dev.ns(1).read(0, buf);
+  const taken = q.stats.interrupts - irq0, kernel = (procMsix(PCI).get(v) ?? 0) - before;
+  assert.ok(q.stats.sleeps >= 100, `the pump slept on the interrupt (${q.stats.sleeps} sleeps)`);
+  assert.ok(taken >= 150, `interrupts were taken: ${taken}`);
+  assert.ok(Math.abs(kernel - taken) <= 1, `queue counted ${taken}, /proc/interrupts vfio-msix[${v}] ${kernel}`);
+}, skip);
+
+test("a Worker's queue sleeps on its own MSI-X vector", async () => {
+  await using dev = await NVMeDev.open(PCI, { interrupts: "interrupt" });
+  const w = new Worker(entry, { type: "module" });
+  try {
+    const r = rpc(w);
+    await r.loaded;
+    const h = await dev.createQueue();
+    assert.ok(h.irq !== null && h.waitMode === "interrupt");
+    const v = dev.controller.ioVector(h.qid);
+    const before = procMsix(PCI).get(v) ?? 0;
+    await r.call({ type: "open", queue: h }, h.transfer);
+    const res = await r.call<RunResult & { stats: { interrupts: number; sleeps: number } }>(
+      { type: "run", nsid: 1, lba: 30_000, blocks: 64, rounds: 2, tag: 0xd0, chunk: 1 },
+    );
+    assert.equal(res.bad, 0);
+    assert.ok(res.stats.sleeps > 0 && res.stats.interrupts > 0, JSON.stringify(res.stats));
+    assert.ok((procMsix(PCI).get(v) ?? 0) - before >= res.stats.interrupts, "the kernel saw the worker's vector fire");
+    await r.call({ type: "close" });
+  } finally {
+    w.terminate();
   }
 }, skip);

@@ -38,10 +38,16 @@ test("controller: IO CQs created with interrupts on vectors 1..N-1 round robin; 
   assert.equal(buf[4095], 0x5a);
 });
 
-test("controller: one vector (MSI/INTx) is shared with the admin queue; none means polled", async () => {
+test("controller: one vector (MSI/INTx) is shared with the admin queue; polled queues have none", async () => {
   await using one = await NVMeDev.open("sim:ns=1M:512;queues=2", { ioQueues: 2, ioInterruptVectors: 1 });
   assert.deepEqual(one.controller.io.map((q) => one.controller.ioVector(q.qid)), [0, 0]);
-  await using none = await NVMeDev.open("sim:ns=1M:512;queues=2", { ioQueues: 2 });
+  await using none = await NVMeDev.open("sim:ns=1M:512;queues=2", { ioQueues: 2, interrupts: "poll" });
   assert.deepEqual(none.controller.io.map((q) => none.controller.ioVector(q.qid)), [-1, -1]);
+  assert.equal(none.info.interrupts, "none");
+  // The default is adaptive on every vector the device has: admin 0, IO queues 1 and 2.
+  await using dflt = await NVMeDev.open("sim:ns=1M:512;queues=2", { ioQueues: 2 });
+  assert.deepEqual(dflt.controller.io.map((q) => dflt.controller.ioVector(q.qid)), [1, 2]);
+  assert.equal(dflt.info.waitMode, "adaptive");
+  assert.equal(dflt.info.interrupts, "sim, 3 vectors");
   await assert.rejects(NVMeDev.open("sim:ns=1M:512", { ioInterruptVectors: 1.5 }), InvalidArgumentError);
 });
