@@ -29,6 +29,8 @@ export { QueuePair, type QueuePairConfig, type QueueStats } from "./lib/nvme/que
 export { listNvmeControllers, type PciInfo } from "./lib/vfio/sysfs.ts";
 export * from "./lib/admin/log.ts";
 export * from "./lib/admin/features.ts";
+export * from "./lib/admin/passthru.ts";
+export { type IoPassthruCommand, ioPassthru } from "./lib/io/passthru.ts";
 export * from "./lib/admin/manage.ts";
 export { NotSupportedError } from "./lib/admin/support.ts";
 export * from "./lib/sanitize/mod.ts";

@@ -15,3 +15,4 @@ export * from "./log.ts";
 export * from "./features.ts";
 export * from "./manage.ts";
 export { NotSupportedError } from "./support.ts";
+export * from "./passthru.ts";

@@ -13,5 +13,6 @@ export {
   type NamespaceInfo,
   type WriteZeroesOptions,
 } from "./namespace.ts";
+export { type IoPassthruCommand, ioPassthru } from "./passthru.ts";
 export { QueuePair, type QueuePairConfig, type QueueStats } from "../nvme/queue.ts";
 export type { DmaBuffer } from "../nvme/transport.ts";

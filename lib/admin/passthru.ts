@@ -1,0 +1,28 @@
+/**
+ * Admin command passthrough: any admin opcode with raw command dwords and a
+ * data buffer, answered with DW0, the status field and the data, as
+ * `nvme admin-passthru` does.
+ *
+ * ```ts
+ * import { adminPassthru } from "@tsnvme/tsnvme/admin";
+ * // Identify Controller (opcode 06h, CNS 01h): 4096 bytes to the host.
+ * const r = await adminPassthru(dev, { opcode: 0x06, cdw10: 1, dataLen: 4096 });
+ * if (r.status === 0) console.log(new TextDecoder().decode(r.data!.subarray(24, 64)));
+ * ```
+ * @module
+ */
+import { checkPassthru, type PassthruCommand, type PassthruResult, sendPassthru } from "../nvme/passthru.ts";
+import type { AdminTarget } from "./log.ts";
+
+export { opcodeDirection, type PassthruCommand, type PassthruDirection, type PassthruResult } from "../nvme/passthru.ts";
+
+/**
+ * Send a raw admin command. A failed completion resolves with its status (as
+ * the kernel ioctl returns it); bad input rejects with InvalidArgumentError
+ * before anything reaches the device. Queue creation/deletion and
+ * Asynchronous Event Requests are refused: the driver owns those.
+ */
+export async function adminPassthru(dev: AdminTarget, cmd: PassthruCommand): Promise<PassthruResult> {
+  const c = checkPassthru(dev.controller, cmd, true);
+  return await sendPassthru(dev.controller, dev.controller.admin, c);
+}
