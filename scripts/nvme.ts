@@ -8,7 +8,7 @@
  */
 import process from "node:process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type Cli, type Command, format, formatTable, intList, intOpt as int, type Options, out, outputFormat, runCli, UsageError, type Values } from "./cli.ts";
 import { formatIdCtrl, formatIdNs, idCtrlToJson, idNsToJson, toNvmeCliJson } from "../lib/admin/identify.ts";
 import {
   effectsLog,
@@ -52,63 +52,10 @@ import { NVMeDev } from "../lib/dev.ts";
 import { NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
 import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
 
-type Options = NonNullable<ParseArgsConfig["options"]>;
-type Values = Record<string, string | boolean | undefined>;
-
-/** A subcommand: its options, usage text and body. */
-interface Command {
-  summary: string;
-  usage: string;
-  options: Options;
-  /** Positional arguments required (the device address for most). */
-  device: boolean;
-  run(args: { device: string; values: Values }): Promise<number>;
-}
-
-class UsageError extends Error {}
-
-const outputFormat: Options = {
-  "output-format": { type: "string", short: "o", default: "normal" },
-};
-
-function fmt(values: Values): "normal" | "json" {
-  const f = String(values["output-format"]);
-  if (f !== "normal" && f !== "json") throw new UsageError(`invalid output format: ${f} (normal|json)`);
-  return f;
-}
-
-function int(values: Values, name: string, { required = false, min = 0, max = Number.MAX_SAFE_INTEGER } = {}): number {
-  const v = values[name];
-  if (v === undefined) {
-    if (required) throw new UsageError(`--${name} is required`);
-    return -1;
-  }
-  const s = String(v).trim();
-  const n = /^0x[0-9a-f]+$/i.test(s) ? parseInt(s, 16) : /^\d+$/.test(s) ? Number(s) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`invalid --${name}: ${s}`);
-  return n;
-}
-
-/** A comma-separated list of integers (nvme-cli's OPT_LIST). */
-function intList(values: Values, name: string, max = Number.MAX_SAFE_INTEGER): number[] {
-  const v = values[name];
-  if (v === undefined || v === "") return [];
-  return String(v).split(",").map((p) => {
-    const t = p.trim();
-    const n = /^0x[0-9a-f]+$/i.test(t) ? parseInt(t, 16) : /^\d+$/.test(t) ? Number(t) : NaN;
-    if (!Number.isSafeInteger(n) || n > max) throw new UsageError(`invalid --${name}: ${String(v)}`);
-    return n;
-  });
-}
-
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
 function progress(text: string | null): void {
   if (!process.stderr.isTTY) return;
   process.stderr.write(text === null ? "\r\x1b[K" : `\r\x1b[K${text}`);
-}
-
-function out(text: string): void {
-  process.stdout.write(text.endsWith("\n") ? text : text + "\n");
 }
 
 async function withDev<T>(device: string, f: (dev: NVMeDev) => Promise<T>): Promise<T> {
@@ -173,8 +120,8 @@ function nsAttachment(verb: "attach" | "detach"): Command {
     summary: `${verb === "attach" ? "Attach a namespace to" : "Detach a namespace from"} controllers (default: this one)`,
     usage: `${verb}-ns <pci-address> --namespace-id <nsid> [--controllers <id,...>]`,
     options: { "namespace-id": { type: "string", short: "n" }, controllers: { type: "string", short: "c" } },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const id = int(values, "namespace-id", { required: true, min: 1, max: 0xfffffffe });
       const ctrls = intList(values, "controllers", 0xffef);
       return withDev(device, async (dev) => {
@@ -191,10 +138,10 @@ const commands: Record<string, Command> = {
     summary: "List NVMe controllers (PCI functions of class 0x010802)",
     usage: "list [--output-format normal|json]",
     options: outputFormat,
-    device: false,
-    run({ values }) {
+    args: [0, 0],
+    run(_pos, values) {
       const ctrls = listNvmeControllers();
-      if (fmt(values) === "json") {
+      if (format(values) === "json") {
         const devices = ctrls.map((c) => ({
           Address: c.address,
           Driver: c.driver ?? "",
@@ -213,11 +160,7 @@ const commands: Record<string, Command> = {
             c.iommuGroup === null ? "(none)" : String(c.iommuGroup),
           ]);
         }
-        const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-        for (const [i, r] of rows.entries()) {
-          process.stdout.write(r.map((c, j) => c.padEnd(w[j])).join("  ").trimEnd() + "\n");
-          if (i === 0) process.stdout.write(w.map((n) => "-".repeat(n)).join("  ") + "\n");
-        }
+        process.stdout.write(formatTable(rows, { rule: true }));
       }
       return Promise.resolve(0);
     },
@@ -226,10 +169,10 @@ const commands: Record<string, Command> = {
     summary: "Send Identify Controller and show the result",
     usage: "id-ctrl <pci-address> [--output-format normal|json]",
     options: outputFormat,
-    device: true,
-    run: ({ device, values }) =>
+    args: [1, 1],
+    run: ([device], values) =>
       withDev(device, (dev) => {
-        const f = fmt(values);
+        const f = format(values);
         process.stdout.write(f === "json" ? idCtrlToJson(dev.idCtrl) + "\n" : formatIdCtrl(dev.idCtrl));
         return Promise.resolve(0);
       }),
@@ -238,10 +181,10 @@ const commands: Record<string, Command> = {
     summary: "Send Identify Namespace and show the result",
     usage: "id-ns <pci-address> --namespace-id <nsid> [--output-format normal|json]",
     options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
-    device: true,
-    run: ({ device, values }) =>
+    args: [1, 1],
+    run: ([device], values) =>
       withDev(device, (dev) => {
-        const f = fmt(values);
+        const f = format(values);
         const id = nsid(values, dev);
         const n = dev.idNs(id);
         process.stdout.write(f === "json" ? idNsToJson(n) + "\n" : formatIdNs(n, id));
@@ -252,9 +195,9 @@ const commands: Record<string, Command> = {
     summary: "Send Identify List (active namespaces), display the namespace ids",
     usage: "list-ns <pci-address> [--namespace-id <first nsid>] [--output-format normal|json]",
     options: { ...outputFormat, "namespace-id": { type: "string", short: "n", default: "1" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       const first = int(values, "namespace-id", { min: 1, max: 0xffffffff });
       return withDev(device, async (dev) => {
         const ids = await activeNsList(dev, first - 1);
@@ -267,9 +210,9 @@ const commands: Record<string, Command> = {
     summary: "Send Identify Namespace Identification Descriptors, display them",
     usage: "ns-descs <pci-address> --namespace-id <nsid> [--output-format normal|json]",
     options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       return withDev(device, async (dev) => {
         const id = nsid(values, dev);
         const d = await nsDescs(dev, id);
@@ -282,9 +225,9 @@ const commands: Record<string, Command> = {
     summary: "Retrieve the SMART / health information log",
     usage: "smart-log <pci-address> [--namespace-id <nsid>] [--output-format normal|json]",
     options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       const n = int(values, "namespace-id", { max: 0xffffffff });
       const id = n < 0 ? 0xffffffff : n;
       return withDev(device, async (dev) => {
@@ -298,9 +241,9 @@ const commands: Record<string, Command> = {
     summary: "Retrieve the error information log",
     usage: "error-log <pci-address> [--log-entries <n>] [--output-format normal|json]",
     options: { ...outputFormat, "log-entries": { type: "string", short: "e", default: "64" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       const want = int(values, "log-entries", { min: 1, max: 256 });
       return withDev(device, async (dev) => {
         // As nvme-cli: never more than the controller keeps (ELPE + 1).
@@ -314,9 +257,9 @@ const commands: Record<string, Command> = {
     summary: "Retrieve the firmware slot log",
     usage: "fw-log <pci-address> [--output-format normal|json]",
     options: outputFormat,
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       return withDev(device, async (dev) => {
         const l = await fwLog(dev);
         out(f === "json" ? fwLogToJson(l, device) : formatFwLog(l, device));
@@ -328,9 +271,9 @@ const commands: Record<string, Command> = {
     summary: "Retrieve the commands supported and effects log",
     usage: "effects-log <pci-address> [--csi <csi>] [--output-format normal|json]",
     options: { ...outputFormat, csi: { type: "string", short: "c" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       const csi = int(values, "csi", { max: 0xff });
       return withDev(device, async (dev) => {
         const pages = csi < 0 ? await effectsLogs(dev) : [await effectsLog(dev, csi)];
@@ -343,9 +286,9 @@ const commands: Record<string, Command> = {
     summary: "Retrieve the device self-test log",
     usage: "self-test-log <pci-address> [--dst-entries <n>] [--output-format normal|json]",
     options: { ...outputFormat, "dst-entries": { type: "string", short: "e", default: "20" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       const n = int(values, "dst-entries", { max: 255 });
       return withDev(device, async (dev) => {
         const l = await selfTestLog(dev);
@@ -358,9 +301,9 @@ const commands: Record<string, Command> = {
     summary: "Retrieve the sanitize status log",
     usage: "sanitize-log <pci-address> [--output-format normal|json]",
     options: outputFormat,
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       return withDev(device, async (dev) => {
         const l = await sanitizeLog(dev);
         out(f === "json" ? sanitizeLogToJson(l, device) : formatSanitizeLog(l, device));
@@ -380,9 +323,9 @@ const commands: Record<string, Command> = {
       cdw11: { type: "string", short: "c", default: "0" },
       "human-readable": { type: "boolean", short: "H" },
     },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       const fid = int(values, "feature-id", { required: true, min: 1, max: 0xff });
       const sel = int(values, "sel", { max: 3 });
       const cdw11 = int(values, "cdw11", { max: 0xffffffff });
@@ -419,8 +362,8 @@ const commands: Record<string, Command> = {
       "data-len": { type: "string", short: "l" },
       save: { type: "boolean", short: "s" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const fid = int(values, "feature-id", { required: true, min: 1, max: 0xff });
       const value = int(values, "value", { max: 0xffffffff });
       const cdw12 = int(values, "cdw12", { max: 0xffffffff });
@@ -456,8 +399,8 @@ const commands: Record<string, Command> = {
       timeout: { type: "string", short: "t" },
       force: { type: "boolean" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const lbaf = int(values, "lbaf", { max: 63 });
       const ses = int(values, "ses", { max: 2 });
       const pi = int(values, "pi", { max: 3 });
@@ -490,8 +433,8 @@ const commands: Record<string, Command> = {
       "self-test-code": { type: "string", short: "s" },
       wait: { type: "boolean", short: "w" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const stc = int(values, "self-test-code", { required: true, max: 0xf });
       const n = int(values, "namespace-id", { max: 0xffffffff });
       return withDev(device, async (dev) => {
@@ -523,8 +466,8 @@ const commands: Record<string, Command> = {
       offset: { type: "string", short: "o", default: "0" },
       progress: { type: "boolean", short: "p" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       if (!values.fw) throw new UsageError("--fw is required");
       const xfer = int(values, "xfer", { min: 4 });
       const offset = int(values, "offset");
@@ -552,8 +495,8 @@ const commands: Record<string, Command> = {
       action: { type: "string", short: "a" },
       bpid: { type: "string", short: "b", default: "0" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const action = int(values, "action", { required: true, max: 7 });
       const slot = int(values, "slot", { max: 7 });
       const bpid = int(values, "bpid", { max: 1 });
@@ -578,8 +521,8 @@ const commands: Record<string, Command> = {
       ovrpat: { type: "string", short: "p" },
       wait: { type: "boolean", short: "w" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const names: Record<string, SanitizeKind> = {
         "1": "exit-failure",
         "exit-failure": "exit-failure",
@@ -624,8 +567,8 @@ const commands: Record<string, Command> = {
       idw: { type: "boolean", short: "w" },
       idr: { type: "boolean", short: "r" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const slbs = intList(values, "slbs");
       const blocks = intList(values, "blocks", 0xffffffff);
       if (slbs.length === 0 || slbs.length !== blocks.length) {
@@ -654,8 +597,8 @@ const commands: Record<string, Command> = {
       deac: { type: "boolean", short: "d" },
       "force-unit-access": { type: "boolean", short: "f" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const slba = int(values, "start-block");
       const nlb = int(values, "block-count", { max: 0xffff }) + 1;
       return withDev(device, async (dev) => {
@@ -673,8 +616,8 @@ const commands: Record<string, Command> = {
       "start-block": { type: "string", short: "s", default: "0" },
       "block-count": { type: "string", short: "c", default: "0" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const slba = int(values, "start-block");
       const nlb = int(values, "block-count", { max: 0xffff }) + 1;
       return withDev(device, async (dev) => {
@@ -689,8 +632,8 @@ const commands: Record<string, Command> = {
     usage:
       "compare <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
-    device: true,
-    run: ({ device, values }) => io("compare", device, values),
+    args: [1, 1],
+    run: ([device], values) => io("compare", device, values),
   },
   "copy": {
     summary: "Copy block ranges to a destination block (Copy command)",
@@ -701,8 +644,8 @@ const commands: Record<string, Command> = {
       slbs: { type: "string", short: "s" },
       blocks: { type: "string", short: "b" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const sdlba = int(values, "sdlba", { required: true });
       const slbs = intList(values, "slbs");
       const blocks = intList(values, "blocks", 0xffff);
@@ -727,8 +670,8 @@ const commands: Record<string, Command> = {
       nmic: { type: "string", short: "m", default: "0" },
       csi: { type: "string", short: "y", default: "0" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const nsze = int(values, "nsze", { required: true, min: 1 });
       const ncap = int(values, "ncap", { min: 1 });
       const flbas = int(values, "flbas", { max: 63 });
@@ -746,8 +689,8 @@ const commands: Record<string, Command> = {
     summary: "Delete a namespace (Namespace Management)",
     usage: "delete-ns <pci-address> --namespace-id <nsid>",
     options: { "namespace-id": { type: "string", short: "n" } },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const id = int(values, "namespace-id", { required: true, min: 1, max: 0xffffffff });
       return withDev(device, async (dev) => {
         await deleteNamespace(dev, id);
@@ -763,65 +706,24 @@ const commands: Record<string, Command> = {
     usage:
       "read <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
-    device: true,
-    run: ({ device, values }) => io("read", device, values),
+    args: [1, 1],
+    run: ([device], values) => io("read", device, values),
   },
   "write": {
     summary: "Write blocks from a file (or stdin)",
     usage:
       "write <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
-    device: true,
-    run: ({ device, values }) => io("write", device, values),
+    args: [1, 1],
+    run: ([device], values) => io("write", device, values),
   },
 };
 
-function mainUsage(): string {
-  const w = Math.max(...Object.keys(commands).map((k) => k.length));
-  return "usage: nvme.ts <command> [<device>] [<args>]\n\nThe following are all implemented sub-commands:\n" +
-    Object.entries(commands).map(([k, c]) => `  ${k.padEnd(w)}  ${c.summary}`).join("\n") +
-    "\n\nSee 'nvme.ts <command> --help' for more information on a specific command\n";
-}
-
-/** Run the CLI with `argv` (without the runtime and script). Returns the exit status. */
-export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (!name || name === "help" || name === "--help" || name === "-h") {
-    process.stdout.write(mainUsage());
-    return name ? 0 : 2;
-  }
-  const cmd = commands[name];
-  if (!cmd) {
-    process.stderr.write(`unknown command: ${name}\n${mainUsage()}`);
-    return 2;
-  }
-  let values: Values, positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: rest,
-      options: { ...cmd.options, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    }) as { values: Values; positionals: string[] });
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\nusage: nvme.ts ${cmd.usage}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`usage: nvme.ts ${cmd.usage}\n\n${cmd.summary}\n`);
-    return 0;
-  }
-  if (positionals.length !== (cmd.device ? 1 : 0)) {
-    process.stderr.write(`usage: nvme.ts ${cmd.usage}\n`);
-    return 2;
-  }
-  try {
-    return await cmd.run({ device: positionals[0], values });
-  } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`${e.message}\nusage: nvme.ts ${cmd.usage}\n`);
-      return 2;
-    }
+/** The nvme command line: nvme-cli's subcommands over tsnvme. */
+const cli: Cli = {
+  prog: "nvme.ts",
+  commands,
+  onError(name, e) {
     if (e instanceof NvmeStatusError) {
       process.stderr.write(`NVMe status: ${e.status.name} (0x${((e.status.dnr ? 0x4000 : 0) | e.status.code).toString(16)})\n`);
       return 1;
@@ -830,8 +732,13 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${name}: ${e.message}\n`);
       return 1;
     }
-    throw e;
-  }
+    return undefined;
+  },
+};
+
+/** Run the CLI with `argv` (without the runtime and script). Returns the exit status. */
+export function main(argv: string[]): Promise<number> {
+  return runCli(cli, argv);
 }
 
 if (import.meta.main) {
