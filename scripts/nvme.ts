@@ -11,7 +11,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { type Cli, type Command, format, formatTable, intList, intOpt as int, type Options, out, outputFormat, runCli, UsageError, type Values } from "./cli.ts";
 import { formatIdCtrl, formatIdNs, idCtrlToJson, idNsToJson, toNvmeCliJson } from "../lib/admin/identify.ts";
 import {
+  commandName,
   effectsLog,
+  getLogPage,
   effectsLogs,
   effectsLogToJson,
   errorLog,
@@ -48,8 +50,14 @@ import {
 } from "../lib/admin/manage.ts";
 import { commitFirmware, downloadFirmware } from "../lib/firmware/mod.ts";
 import { sanitize, type SanitizeKind, waitSanitize } from "../lib/sanitize/mod.ts";
+import { adminPassthru } from "../lib/admin/passthru.ts";
+import { hexDump } from "../lib/admin/hexdump.ts";
+import { formatRegisters, readRegisterBlock, readRegisters, registersToJson } from "../lib/admin/regs.ts";
+import { ioPassthru } from "../lib/io/passthru.ts";
 import { NVMeDev } from "../lib/dev.ts";
+import { traceCommands } from "./verbose.ts";
 import { NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
+import { IoOpc } from "../lib/nvme/spec.ts";
 import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
 
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
@@ -58,13 +66,113 @@ function progress(text: string | null): void {
   process.stderr.write(text === null ? "\r\x1b[K" : `\r\x1b[K${text}`);
 }
 
+/** Set from `--verbose` for the subcommand being run: print each command it sends. */
+let verbose = false;
+
 async function withDev<T>(device: string, f: (dev: NVMeDev) => Promise<T>): Promise<T> {
   const dev = await NVMeDev.open(device);
+  const untrace = verbose ? traceCommands(dev.controller) : null;
   try {
     return await f(dev);
   } finally {
+    untrace?.();
     await dev.close();
   }
+}
+
+/** Read an input file (or stdin for no name) for a command; a missing file is a usage error. */
+function readInput(file: string | undefined): Uint8Array {
+  try {
+    return new Uint8Array(file ? readFileSync(file) : readFileSync(0));
+  } catch (e) {
+    throw new UsageError(`cannot read ${file ?? "stdin"}: ${(e as Error).message}`);
+  }
+}
+
+/** nvme-cli's `admin-passthru` and `io-passthru`: the same options, the same output. */
+function passthruCommand(admin: boolean): Command {
+  const cdw: Options = {};
+  // nvme-cli's short options: -2, -3 for CDW2/3 and -4 to -9 for CDW10 to CDW15.
+  for (const [i, n] of [2, 3, 10, 11, 12, 13, 14, 15].entries()) cdw[`cdw${n}`] = { type: "string", short: String(i + 2) };
+  return {
+    summary: `Submit an arbitrary ${admin ? "admin" : "IO"} command, return results`,
+    usage: `${admin ? "admin" : "io"}-passthru <pci-address> --opcode <op> [--namespace-id <nsid>] [--cdw2..--cdw15 <v>] ` +
+      "[--data-len <bytes>] [--read|--write] [--input-file <file>] [--timeout <ms>] [--prefill <byte>] [--raw-binary] " +
+      "[--show-command] [--dry-run] [--latency] [--verbose]",
+    help: "Data direction follows the opcode's bits 1:0 (01b write, 10b read) unless --read/--write says so. " +
+      "Write data comes from --input-file or stdin; read data goes to --input-file, else stdout as a hex dump " +
+      "(--raw-binary: the bytes). Metadata buffers are not supported. The addr nvme-cli shows with --show-command " +
+      "is its malloc pointer; here the data buffer is allocated when the command is sent, so 0 is shown.",
+    options: {
+      opcode: { type: "string", short: "o" },
+      "namespace-id": { type: "string", short: "n" },
+      "data-len": { type: "string", short: "l" },
+      timeout: { type: "string", short: "t" },
+      ...cdw,
+      "input-file": { type: "string", short: "i" },
+      prefill: { type: "string", short: "p" },
+      "raw-binary": { type: "boolean", short: "b" },
+      "show-command": { type: "boolean", short: "s" },
+      "dry-run": { type: "boolean", short: "d" },
+      read: { type: "boolean", short: "r" },
+      write: { type: "boolean", short: "w" },
+      latency: { type: "boolean", short: "T" },
+    },
+    args: [1, 1],
+    run: async ([device], values) => {
+      const opcode = int(values, "opcode", { required: true, max: 0xff });
+      const v32 = (k: string) => Math.max(0, int(values, k, { max: 0xffffffff }));
+      const nsidV = v32("namespace-id");
+      const dataLen = Math.max(0, int(values, "data-len", { max: 0xffffffff }));
+      const timeout = v32("timeout");
+      const prefill = Math.max(0, int(values, "prefill", { max: 0xff }));
+      const dw = Object.fromEntries([2, 3, 10, 11, 12, 13, 14, 15].map((n) => [`cdw${n}`, v32(`cdw${n}`)]));
+      // As nvme-cli: the opcode's transfer bits imply the direction.
+      const write = !!values.write || (opcode & 1) === 1;
+      const read = !!values.read || (opcode & 2) === 2;
+      if (dataLen && !read && !write) throw new UsageError("data direction not given");
+      const file = values["input-file"] as string | undefined;
+      let data: Uint8Array | undefined;
+      if (dataLen && write) {
+        data = new Uint8Array(dataLen).fill(prefill);
+        const src = readInput(file);
+        data.set(src.subarray(0, Math.min(src.length, dataLen)));
+      } else if (dataLen && prefill) {
+        data = new Uint8Array(dataLen).fill(prefill);
+      }
+      if (values["show-command"] || values["dry-run"]) {
+        const h = (v: number, w: number) => v.toString(16).padStart(w, "0");
+        out(`opcode       : ${h(opcode, 2)}\nflags        : 00\nrsvd1        : 0000\nnsid         : ${h(nsidV, 8)}\n` +
+          `cdw2         : ${h(dw.cdw2, 8)}\ncdw3         : ${h(dw.cdw3, 8)}\ndata_len     : ${h(dataLen, 8)}\n` +
+          `metadata_len : 00000000\naddr         : 0\nmetadata     : 0\n` +
+          [10, 11, 12, 13, 14, 15].map((n) => `cdw${n}        : ${h(dw[`cdw${n}`], 8)}\n`).join("") +
+          `timeout_ms   : ${h(timeout, 8)}`);
+      }
+      if (values["dry-run"]) return 0;
+      return await withDev(device, async (dev) => {
+        const direction = !dataLen ? "none" : read && write ? "both" : read ? "read" : "write";
+        const cmd = { opcode, nsid: nsidV, ...dw, dataLen, direction, data, timeoutMs: timeout || undefined } as const;
+        const t0 = performance.now();
+        const r = admin ? await adminPassthru(dev, cmd) : await ioPassthru(dev, cmd);
+        const us = Math.round((performance.now() - t0) * 1000);
+        const name = commandName(admin, opcode);
+        const what = `${admin ? "Admin" : "IO"} Command ${name === "Unknown" ? "Vendor Specific" : name}`;
+        if (values.latency) out(`${what} latency: ${us} us`);
+        if (r.status) {
+          const st = r.statusInfo!;
+          process.stderr.write(`NVMe status: ${st.name} (0x${((st.dnr ? 0x4000 : 0) | st.code).toString(16)})\n`);
+          return 1;
+        }
+        process.stderr.write(`${what} is Success and result: 0x${r.result.toString(16).padStart(8, "0")}\n`);
+        if (read && r.data) {
+          if (file) writeFileSync(file, r.data);
+          else if (values["raw-binary"]) process.stdout.write(r.data);
+          else process.stdout.write(hexDump(r.data));
+        }
+        return 0;
+      });
+    },
+  };
 }
 
 function nsid(values: Values, dev: NVMeDev): number {
@@ -701,6 +809,121 @@ const commands: Record<string, Command> = {
   },
   "attach-ns": nsAttachment("attach"),
   "detach-ns": nsAttachment("detach"),
+  "admin-passthru": passthruCommand(true),
+  "io-passthru": passthruCommand(false),
+  "show-regs": {
+    summary: "Reads and shows the defined NVMe controller registers",
+    usage: "show-regs <pci-address> [--human-readable] [--output-format normal|json|binary]",
+    options: { ...outputFormat, "human-readable": { type: "boolean", short: "H" } },
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values, ["normal", "json", "binary"]);
+      return withDev(device, (dev) => {
+        if (f === "binary") process.stdout.write(readRegisterBlock(dev));
+        else if (f === "json") out(registersToJson(readRegisters(dev)));
+        else process.stdout.write(formatRegisters(readRegisters(dev), { human: !!values["human-readable"] }));
+        return Promise.resolve(0);
+      });
+    },
+  },
+  "get-log": {
+    summary: "Retrieve any log page, as a hex dump (default) or raw binary",
+    usage: "get-log <pci-address> --log-id <lid> --log-len <bytes> [--namespace-id <nsid>] [--lpo <offset>] [--lsp <v>] " +
+      "[--lsi <v>] [--rae] [--uuid-index <v>] [--csi <v>] [--ot] [--aen <dw0>] [--raw-binary]",
+    help: "--log-len and --lpo are multiples of 4 (NUMD counts dwords); logs longer than 4096 bytes are read in pieces.",
+    options: {
+      "namespace-id": { type: "string", short: "n", default: "0xffffffff" },
+      "log-id": { type: "string", short: "i" },
+      "log-len": { type: "string", short: "l" },
+      aen: { type: "string", short: "a" },
+      lpo: { type: "string", short: "o", default: "0" },
+      lsp: { type: "string", short: "s", default: "0" },
+      lsi: { type: "string", short: "S", default: "0" },
+      rae: { type: "boolean", short: "r" },
+      "uuid-index": { type: "string", short: "U", default: "0" },
+      "raw-binary": { type: "boolean", short: "b" },
+      csi: { type: "string", short: "y", default: "0" },
+      ot: { type: "boolean", short: "O" },
+    },
+    args: [1, 1],
+    run: ([device], values) => {
+      const aen = int(values, "aen", { max: 0xffffffff });
+      // As nvme-cli: --aen (an event's DW0) names the log and reads 4096 bytes of it.
+      const lid = aen > 0 ? (aen >>> 16) & 0xff : int(values, "log-id", { required: true, max: 0xff });
+      const len = aen > 0 ? 4096 : int(values, "log-len", { required: true, min: 1, max: 0xffffffff });
+      if (len % 4 !== 0) throw new UsageError(`invalid --log-len: ${len} (a multiple of 4: the command counts dwords)`);
+      const ns = int(values, "namespace-id", { max: 0xffffffff });
+      const lpo = int(values, "lpo");
+      const ot = !!values.ot;
+      if (!ot && lpo % 4 !== 0) throw new UsageError(`invalid --lpo: ${lpo} (a multiple of 4)`);
+      const opts = {
+        nsid: ns,
+        offset: lpo,
+        lsp: int(values, "lsp", { max: 0x7f }),
+        lsi: int(values, "lsi", { max: 0xffff }),
+        rae: !!values.rae,
+        uuidIndex: int(values, "uuid-index", { max: 0x7f }),
+        csi: int(values, "csi", { max: 0xff }),
+        ot,
+      };
+      return withDev(device, async (dev) => {
+        const log = await getLogPage(dev, lid, len, opts);
+        if (values["raw-binary"]) process.stdout.write(log);
+        else process.stdout.write(`Device:${device} log-id:${lid} namespace-id:${ns ? "0x" + ns.toString(16) : "0"}\n` + hexDump(log));
+        return 0;
+      });
+    },
+  },
+  "flush": {
+    summary: "Submit a flush command (namespace 0xffffffff: all namespaces, where the controller allows it)",
+    usage: "flush <pci-address> [--namespace-id <nsid>]",
+    options: { "namespace-id": { type: "string", short: "n" } },
+    args: [1, 1],
+    run: ([device], values) => {
+      int(values, "namespace-id", { max: 0xffffffff }); // a bad number is a usage error before the device opens
+      return withDev(device, async (dev) => {
+        const id = nsid(values, dev);
+        if (id === 0xffffffff) {
+          const r = await ioPassthru(dev, { opcode: IoOpc.FLUSH, nsid: id });
+          if (r.status) {
+            const st = r.statusInfo!;
+            process.stderr.write(`NVMe status: ${st.name} (0x${((st.dnr ? 0x4000 : 0) | st.code).toString(16)})\n`);
+            return 1;
+          }
+        } else {
+          await dev.ns(id).flush();
+        }
+        out("NVMe Flush: success");
+        return 0;
+      });
+    },
+  },
+  "reset": {
+    summary: "Resets the controller (CC.EN 1 to 0 to 1) and brings its queues back",
+    usage: "reset <pci-address>",
+    options: {},
+    args: [1, 1],
+    run: ([device]) =>
+      withDev(device, async (dev) => {
+        await dev.controller.reset();
+        return 0;
+      }),
+  },
+  "subsystem-reset": {
+    summary: "Resets the NVM subsystem (NSSR), where CAP.NSSRS says the controller supports it",
+    usage: "subsystem-reset <pci-address>",
+    options: {},
+    args: [1, 1],
+    run: ([device]) =>
+      withDev(device, async (dev) => {
+        if (!dev.controller.cap.nssrs) {
+          process.stderr.write("Subsystem-reset: NVM Subsystem Reset not supported.\n");
+          return 1;
+        }
+        await dev.controller.subsystemReset();
+        return 0;
+      }),
+  },
   "read": {
     summary: "Read blocks into a file (or stdout)",
     usage:
@@ -718,6 +941,22 @@ const commands: Record<string, Command> = {
     run: ([device], values) => io("write", device, values),
   },
 };
+
+// Every command that opens a device takes --verbose: print each command it sends.
+for (const c of Object.values(commands)) {
+  if (c.args[0] < 1) continue;
+  const taken = new Set(Object.values(c.options).map((o) => o.short));
+  c.options = { ...c.options, verbose: { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
+  const run = c.run;
+  c.run = async (pos, values) => {
+    verbose = !!values.verbose;
+    try {
+      return await run(pos, values);
+    } finally {
+      verbose = false;
+    }
+  };
+}
 
 /** The nvme command line: nvme-cli's subcommands over tsnvme. */
 const cli: Cli = {

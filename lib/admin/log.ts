@@ -35,6 +35,12 @@ export interface LogPageOptions {
   csi?: number;
   /** Byte offset into the log (must be a multiple of 4). */
   offset?: number;
+  /** Log Specific Identifier (CDW11 bits 31:16). */
+  lsi?: number;
+  /** UUID index (CDW14 bits 6:0), 0: none. */
+  uuidIndex?: number;
+  /** Offset Type: the offset is an index into the log's entries, not bytes (the log defines the unit). */
+  ot?: boolean;
   /** Command timeout in ms. */
   timeoutMs?: number;
 }
@@ -49,14 +55,36 @@ export async function getLogPage(dev: AdminTarget, lid: number, bytes: number, o
     throw new InvalidArgumentError(`log page length must be a positive multiple of 4, got ${bytes}`);
   }
   const base = opts.offset ?? 0;
-  if (!Number.isSafeInteger(base) || base < 0 || base % 4 !== 0) {
+  if (!Number.isSafeInteger(base) || base < 0 || (!opts.ot && base % 4 !== 0)) {
     throw new InvalidArgumentError(`log page offset must be a non-negative multiple of 4, got ${base}`);
   }
+  if (opts.ot && bytes > 4096) throw new InvalidArgumentError("with an index offset (ot) the log is read in one piece of at most 4096 bytes");
+  const field = (v: number | undefined, max: number, what: string) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > max)) {
+      throw new InvalidArgumentError(`${what} must be an integer from 0 to ${max}, got ${String(v)}`);
+    }
+  };
+  field(opts.nsid, 0xffffffff, "nsid");
+  field(opts.lsp, 0x7f, "lsp");
+  field(opts.lsi, 0xffff, "lsi");
+  field(opts.uuidIndex, 0x7f, "uuid index");
+  field(opts.csi, 0xff, "csi");
   const out = new Uint8Array(bytes);
   for (let off = 0; off < bytes; off += 4096) {
     const n = Math.min(4096, bytes - off);
-    const cmd = getLogPageCmd(lid, n, { nsid: opts.nsid, lsp: opts.lsp, rae: opts.rae, csi: opts.csi, offset: base + off });
-    out.set(await dev.controller.identify(cmd, n), off);
+    // As libnvme: retain the asynchronous event until the last piece has been read.
+    const rae = off + n < bytes ? true : opts.rae;
+    const cmd = getLogPageCmd(lid, n, {
+      nsid: opts.nsid,
+      lsp: opts.lsp,
+      rae,
+      csi: opts.csi,
+      lsi: opts.lsi,
+      uuidIndex: opts.uuidIndex,
+      ot: opts.ot,
+      offset: base + off,
+    });
+    out.set(await dev.controller.identify(cmd, n, opts.timeoutMs), off);
   }
   return out;
 }

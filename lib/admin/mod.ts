@@ -16,3 +16,5 @@ export * from "./features.ts";
 export * from "./manage.ts";
 export { NotSupportedError } from "./support.ts";
 export * from "./passthru.ts";
+export * from "./regs.ts";
+export * from "./hexdump.ts";
