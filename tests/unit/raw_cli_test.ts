@@ -88,9 +88,9 @@ test("admin-passthru: a failing command prints the NVMe status and exits 1; --dr
   assert.match(r.err, /^NVMe status: Invalid Command Opcode \(0x4001\)\n$/);
   const dry = await run(["admin-passthru", "sim:", "-o", "0xc0", "-4", "0x12345678", "-l", "16", "-r", "--dry-run"]);
   assert.equal(dry.code, 0);
-  assert.match(dry.out, /^opcode       : c0\nflags        : 00\n/);
-  assert.match(dry.out, /\ncdw10        : 12345678\n/);
-  assert.match(dry.out, /\ndata_len     : 00000010\n/);
+  assert.ok(dry.out.startsWith("opcode       : c0\nflags        : 00\n"), dry.out);
+  assert.ok(dry.out.includes("\ncdw10        : 12345678\n"), dry.out);
+  assert.ok(dry.out.includes("\ndata_len     : 00000010\n"), dry.out);
 });
 
 test("io-passthru: write from a file, read back as a dump; get-log equals the log API; flush", async () => {
@@ -129,8 +129,8 @@ test("show-regs: normal, -H and json from the software controller's registers", 
   assert.equal(lines[1], "version : 10400");
   assert.equal(lines[3], "csts    : 1");
   const h = await run(["show-regs", "sim:", "-H"]);
-  assert.match(h.out, /\tNVM Subsystem Reset Supported     \(NSSRS\): No\n/);
-  assert.match(h.out, /\tEnable                              \(EN\): Yes\n/);
+  assert.ok(h.out.includes("\tNVM Subsystem Reset Supported     (NSSRS): No\n"), h.out);
+  assert.ok(h.out.includes("\tEnable                              (EN): Yes\n"), h.out);
   assert.match(h.out, /\tAdmin Completion Queue Size \(ACQS\): 32\n/);
   const j = JSON.parse((await run(["show-regs", "sim:", "-o", "json"])).out);
   assert.equal(j.vs, 0x10400);
@@ -164,10 +164,10 @@ test("--verbose prints each command the subcommand sends, as nvme-cli's logging 
   assert.equal(head[10], "cdw10        : 007f0002");
   assert.equal(head[17], "result       : 00000000");
   assert.equal(head[18], "err          : 0");
-  assert.match(head[19], /^latency      : \d+ us$/);
+  assert.match(head[19], /^latency {6}: \d+ us$/);
   assert.match(r.out, /\nDevice:sim: log-id:2 namespace-id:0xffffffff\n/);
   const bad = await run(["admin-passthru", "sim:", "-o", "0xc1", "-v"]);
-  assert.match(bad.out, /\nerr          : 16385\n/); // Invalid Command Opcode with DNR
+  assert.ok(bad.out.includes("\nerr          : 16385\n"), bad.out); // Invalid Command Opcode with DNR
 });
 
 test("raw commands: bad command lines exit 2 with usage and open no device", async () => {
