@@ -359,7 +359,9 @@ qp() { printf '%s' "${1//,/,,}"; }
 qemu=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot
   -machine q35,accel=tcg -cpu max -smp "$SMP" -m "$MEM"
   -kernel "$VMLINUZ" -initrd "$INITRD"
-  -append "console=ttyS0 rdinit=/init panic=-1 intel_iommu=on iommu=pt quiet"
+  # iomem=relaxed: nvme-cli maps BAR0 through sysfs (show-regs, effects-log without --csi), which
+  # the Debian kernel's CONFIG_IO_STRICT_DEVMEM refuses while the nvme driver owns the device.
+  -append "console=ttyS0 rdinit=/init panic=-1 intel_iommu=on iommu=pt iomem=relaxed quiet"
   -chardev "file,id=con,path=$(qp "$BOOTLOG")" -serial chardev:con
   # The IOMMU must exist before the PCI devices it translates for.
   -device intel-iommu,intremap=on,caching-mode=on

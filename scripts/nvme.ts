@@ -867,7 +867,9 @@ const commands: Record<string, Command> = {
         ot,
       };
       return withDev(device, async (dev) => {
-        const log = await getLogPage(dev, lid, len, opts);
+        // One command for the whole log, as nvme-cli sends it (pieces only past the transfer limit).
+        const pieceBytes = Math.max(4, Math.min(len, dev.controller.maxTransferBytes) & ~3);
+        const log = await getLogPage(dev, lid, len, { ...opts, pieceBytes });
         if (values["raw-binary"]) process.stdout.write(log);
         else process.stdout.write(`Device:${device} log-id:${lid} namespace-id:${ns ? "0x" + ns.toString(16) : "0"}\n` + hexDump(log));
         return 0;

@@ -9,7 +9,7 @@
  */
 import { getLogPageCmd } from "../nvme/command.ts";
 import type { Controller } from "../nvme/controller.ts";
-import { InvalidArgumentError } from "../nvme/errors.ts";
+import { InvalidArgumentError, NvmeStatusError } from "../nvme/errors.ts";
 import { LogId } from "../nvme/spec.ts";
 import { toNvmeCliJson, Uint128, Uint64 } from "./identify.ts";
 
@@ -41,6 +41,12 @@ export interface LogPageOptions {
   uuidIndex?: number;
   /** Offset Type: the offset is an index into the log's entries, not bytes (the log defines the unit). */
   ot?: boolean;
+  /**
+   * Bytes per Get Log Page command (default 4096, through the controller's
+   * scratch buffer; more takes a DMA buffer). At most the controller's transfer
+   * limit. `nvme get-log` sends one command for the whole length.
+   */
+  pieceBytes?: number;
   /** Command timeout in ms. */
   timeoutMs?: number;
 }
@@ -58,7 +64,12 @@ export async function getLogPage(dev: AdminTarget, lid: number, bytes: number, o
   if (!Number.isSafeInteger(base) || base < 0 || (!opts.ot && base % 4 !== 0)) {
     throw new InvalidArgumentError(`log page offset must be a non-negative multiple of 4, got ${base}`);
   }
-  if (opts.ot && bytes > 4096) throw new InvalidArgumentError("with an index offset (ot) the log is read in one piece of at most 4096 bytes");
+  const piece = opts.pieceBytes ?? 4096;
+  const maxPiece = Math.max(4096, dev.controller.maxTransferBytes);
+  if (!Number.isSafeInteger(piece) || piece < 4 || piece % 4 !== 0 || piece > maxPiece) {
+    throw new InvalidArgumentError(`pieceBytes must be a multiple of 4 from 4 to ${maxPiece}, got ${String(piece)}`);
+  }
+  if (opts.ot && bytes > piece) throw new InvalidArgumentError("with an index offset (ot) the log is read in one piece");
   const field = (v: number | undefined, max: number, what: string) => {
     if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > max)) {
       throw new InvalidArgumentError(`${what} must be an integer from 0 to ${max}, got ${String(v)}`);
@@ -70,21 +81,38 @@ export async function getLogPage(dev: AdminTarget, lid: number, bytes: number, o
   field(opts.uuidIndex, 0x7f, "uuid index");
   field(opts.csi, 0xff, "csi");
   const out = new Uint8Array(bytes);
-  for (let off = 0; off < bytes; off += 4096) {
-    const n = Math.min(4096, bytes - off);
-    // As libnvme: retain the asynchronous event until the last piece has been read.
-    const rae = off + n < bytes ? true : opts.rae;
-    const cmd = getLogPageCmd(lid, n, {
-      nsid: opts.nsid,
-      lsp: opts.lsp,
-      rae,
-      csi: opts.csi,
-      lsi: opts.lsi,
-      uuidIndex: opts.uuidIndex,
-      ot: opts.ot,
-      offset: base + off,
-    });
-    out.set(await dev.controller.identify(cmd, n, opts.timeoutMs), off);
+  const buf = piece > 4096 ? dev.controller.allocDma(Math.min(piece, bytes)) : null;
+  let done = false;
+  try {
+    for (let off = 0; off < bytes; off += piece) {
+      const n = Math.min(piece, bytes - off);
+      // As libnvme: retain the asynchronous event until the last piece has been read.
+      const rae = off + n < bytes ? true : opts.rae;
+      const cmd = getLogPageCmd(lid, n, {
+        nsid: opts.nsid,
+        lsp: opts.lsp,
+        rae,
+        csi: opts.csi,
+        lsi: opts.lsi,
+        uuidIndex: opts.uuidIndex,
+        ot: opts.ot,
+        offset: base + off,
+      });
+      if (buf) {
+        buf.bytes.fill(0, 0, n);
+        await dev.controller.adminCommand(cmd, buf.iova, n, opts.timeoutMs);
+        out.set(buf.bytes.subarray(0, n), off);
+      } else {
+        out.set(await dev.controller.identify(cmd, n, opts.timeoutMs), off);
+      }
+    }
+    done = true;
+  } catch (e) {
+    // Only a command that completed (with a status) leaves the buffer free for reuse.
+    if (e instanceof NvmeStatusError) done = true;
+    throw e;
+  } finally {
+    if (buf && done) dev.controller.freeDma(buf);
   }
   return out;
 }

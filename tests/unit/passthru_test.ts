@@ -115,3 +115,14 @@ test("passthru after close rejects with DeviceClosedError", async () => {
   await assert.rejects(adminPassthru(dev, { opcode: 6, cdw10: 1, dataLen: 4096 }), DeviceClosedError);
   await assert.rejects(ioPassthru(dev, { opcode: 2, nsid: 1, dataLen: 512 }), DeviceClosedError);
 });
+
+test("getLogPage in pieces bigger than 4096 bytes (a DMA buffer) returns what 4096-byte pieces return", async () => {
+  await withSim({}, async (dev) => {
+    const a = await getLogPage(dev, LogId.CMD_EFFECTS, 4096);
+    assert.deepEqual(await getLogPage(dev, LogId.CMD_EFFECTS, 4096, { pieceBytes: 8192 }), a);
+    assert.deepEqual(await getLogPage(dev, LogId.CMD_EFFECTS, 4096, { pieceBytes: 1024 }), a);
+    await assert.rejects(getLogPage(dev, LogId.CMD_EFFECTS, 4096, { pieceBytes: 6 }), InvalidArgumentError);
+    await assert.rejects(getLogPage(dev, LogId.CMD_EFFECTS, 4096, { pieceBytes: dev.controller.maxTransferBytes + 4 }), InvalidArgumentError);
+    await assert.rejects(getLogPage(dev, LogId.CMD_EFFECTS, 4096, { lsp: 128 }), InvalidArgumentError);
+  });
+});
