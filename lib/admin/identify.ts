@@ -28,6 +28,7 @@
  * above, which only the `*ToJson` writers reproduce.
  * @module
  */
+import { hexDump } from "./hexdump.ts";
 
 // ---------------------------------------------------------------------------
 // Byte-reading helpers
@@ -596,30 +597,6 @@ function psWorkload(apw: number): string {
     case 2: return "80K 128KiB SW";
     default: return "reserved";
   }
-}
-
-/** nvme-cli's d(buf, len, 16, 1) hex dump (including its stale-ASCII quirk on a short last line). */
-function hexDump(buf: Uint8Array): string {
-  let o = "     ";
-  for (let i = 0; i <= 15; i++) o += i.toString(16).padStart(3, " ");
-  const ascii: string[] = new Array(17).fill("");
-  let i = 0;
-  let lineDone = false;
-  for (; i < buf.length; i++) {
-    lineDone = false;
-    if (i % 16 === 0) o += "\n" + i.toString(16).padStart(4, "0") + ":";
-    o += " " + buf[i].toString(16).padStart(2, "0");
-    ascii[i % 16] = buf[i] >= 0x21 && buf[i] <= 0x7e ? String.fromCharCode(buf[i]) : ".";
-    if ((i + 1) % 16 === 0) {
-      o += ` "${ascii.slice(0, 16).join("")}"`;
-      lineDone = true;
-    }
-  }
-  if (!lineDone && buf.length > 0) {
-    const b = 16 - (i % 16);
-    o += " " + " ".repeat(3 * b) + ` "${ascii.slice(0, (i % 16) + 1).join("")}"`;
-  }
-  return o + "\n";
 }
 
 /**

@@ -51,13 +51,13 @@ async function withSim<T>(f: (dev: NVMeDev) => Promise<T>): Promise<T> {
   }
 }
 
-test("hexDump: nvme-cli's layout, full and short last lines", () => {
+test("hexDump: nvme-cli's layout, full and short last lines (with its stale character)", () => {
   const b = new Uint8Array(20).map((_, i) => 0x30 + i);
   assert.equal(
     hexDump(b),
     "       0  1  2  3  4  5  6  7  8  9  a  b  c  d  e  f\n" +
       '0000: 30 31 32 33 34 35 36 37 38 39 3a 3b 3c 3d 3e 3f "0123456789:;<=>?"\n' +
-      "0010: 40 41 42 43" + " ".repeat(1 + 36) + ' "@ABC"\n',
+      "0010: 40 41 42 43" + " ".repeat(1 + 36) + ' "@ABC4"\n',
   );
   assert.equal(hexDump(new Uint8Array([0, 0x20, 0x7f, 0x41])).split("\n")[1], "0000: 00 20 7f 41" + " ".repeat(37) + ' "...A"');
 });
