@@ -57,7 +57,7 @@ import { ioPassthru } from "../lib/io/passthru.ts";
 import { NVMeDev } from "../lib/dev.ts";
 import { traceCommands } from "./verbose.ts";
 import { NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
-import { IoOpc } from "../lib/nvme/spec.ts";
+import { IoOpc, LogId } from "../lib/nvme/spec.ts";
 import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
 
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
@@ -183,6 +183,14 @@ function nsid(values: Values, dev: NVMeDev): number {
   return list[0];
 }
 
+/** id-ctrl and id-ns: nvme-cli's output switches. */
+const identifyOptions: Options = {
+  ...outputFormat,
+  "human-readable": { type: "boolean", short: "H" },
+  "vendor-specific": { type: "boolean", short: "v" },
+  "raw-binary": { type: "boolean", short: "b" },
+};
+
 const ioOptions: Options = {
   "namespace-id": { type: "string", short: "n" },
   "start-block": { type: "string", short: "s", default: "0" },
@@ -275,29 +283,38 @@ const commands: Record<string, Command> = {
   },
   "id-ctrl": {
     summary: "Send Identify Controller and show the result",
-    usage: "id-ctrl <pci-address> [--output-format normal|json]",
-    options: outputFormat,
+    usage: "id-ctrl <pci-address> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
+    options: { ...identifyOptions },
     args: [1, 1],
-    run: ([device], values) =>
-      withDev(device, (dev) => {
-        const f = format(values);
-        process.stdout.write(f === "json" ? idCtrlToJson(dev.idCtrl) + "\n" : formatIdCtrl(dev.idCtrl));
+    run: ([device], values) => {
+      const f = format(values, ["normal", "json", "binary"]);
+      return withDev(device, (dev) => {
+        const c = dev.idCtrl;
+        if (f === "binary" || values["raw-binary"]) process.stdout.write(dev.controller.identifyData.slice());
+        else if (f === "json") out(idCtrlToJson(c));
+        else process.stdout.write(formatIdCtrl(c, { human: !!values["human-readable"], vendorSpecific: !!values["vendor-specific"] }));
         return Promise.resolve(0);
-      }),
+      });
+    },
   },
   "id-ns": {
     summary: "Send Identify Namespace and show the result",
-    usage: "id-ns <pci-address> --namespace-id <nsid> [--output-format normal|json]",
-    options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
+    usage:
+      "id-ns <pci-address> --namespace-id <nsid> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
+    options: { ...identifyOptions, "namespace-id": { type: "string", short: "n" } },
     args: [1, 1],
-    run: ([device], values) =>
-      withDev(device, (dev) => {
-        const f = format(values);
+    run: ([device], values) => {
+      const f = format(values, ["normal", "json", "binary"]);
+      int(values, "namespace-id", { max: 0xffffffff });
+      return withDev(device, async (dev) => {
         const id = nsid(values, dev);
         const n = dev.idNs(id);
-        process.stdout.write(f === "json" ? idNsToJson(n) + "\n" : formatIdNs(n, id));
-        return Promise.resolve(0);
-      }),
+        if (f === "binary" || values["raw-binary"]) process.stdout.write(await dev.controller.identifyNamespace(id));
+        else if (f === "json") out(idNsToJson(n));
+        else process.stdout.write(formatIdNs(n, id, { human: !!values["human-readable"], vendorSpecific: !!values["vendor-specific"] }));
+        return 0;
+      });
+    },
   },
   "list-ns": {
     summary: "Send Identify List (active namespaces), display the namespace ids",
@@ -331,16 +348,25 @@ const commands: Record<string, Command> = {
   },
   "smart-log": {
     summary: "Retrieve the SMART / health information log",
-    usage: "smart-log <pci-address> [--namespace-id <nsid>] [--output-format normal|json]",
-    options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
+    usage: "smart-log <pci-address> [--namespace-id <nsid>] [--human-readable] [--raw-binary] [--output-format normal|json|binary]",
+    options: {
+      ...outputFormat,
+      "namespace-id": { type: "string", short: "n" },
+      "human-readable": { type: "boolean", short: "H" },
+      "raw-binary": { type: "boolean", short: "b" },
+    },
     args: [1, 1],
     run: ([device], values) => {
-      const f = format(values);
+      const f = format(values, ["normal", "json", "binary"]);
       const n = int(values, "namespace-id", { max: 0xffffffff });
       const id = n < 0 ? 0xffffffff : n;
       return withDev(device, async (dev) => {
+        if (f === "binary" || values["raw-binary"]) {
+          process.stdout.write(await getLogPage(dev, LogId.SMART, 512, { nsid: id }));
+          return 0;
+        }
         const s = await smartLog(dev, id);
-        out(f === "json" ? smartLogToJson(s) : formatSmartLog(s, device, id));
+        out(f === "json" ? smartLogToJson(s) : formatSmartLog(s, device, id, { human: !!values["human-readable"] }));
         return 0;
       });
     },
@@ -450,8 +476,7 @@ const commands: Record<string, Command> = {
             fields: Object.fromEntries(Object.entries(r.fields).map(([k, v]) => [k, typeof v === "boolean" ? (v ? 1 : 0) : v])),
           }));
         } else {
-          const text = formatFeature(r);
-          out(values["human-readable"] || r.sel === 3 ? text : text.split("\n")[0]);
+          out(formatFeature(r, { human: !!values["human-readable"] }));
         }
         return 0;
       });

@@ -9,6 +9,7 @@ import { getFeaturesCmd, setFeaturesCmd } from "../nvme/command.ts";
 import { InvalidArgumentError } from "../nvme/errors.ts";
 import { Fid } from "../nvme/spec.ts";
 import type { AdminTarget } from "./log.ts";
+import { hexDump } from "./hexdump.ts";
 
 /** Data-carrying features and their buffer sizes (nvme-cli's nvme_get_feature_length). */
 const DATA_LEN: Record<number, number> = {
@@ -35,9 +36,20 @@ const NAMES: Record<number, string> = {
   0x0f: "Keep Alive Timer",
   0x10: "Host Controlled Thermal Management",
   0x11: "Non-Operational Power State Config",
+  0x12: "Read Recovery Level",
+  0x13: "Predictable Latency Mode Config",
+  0x14: "Predictable Latency Mode Window",
+  0x15: "LBA Status Interval",
   0x16: "Host Behavior",
   0x17: "Sanitize",
+  0x18: "Endurance Event Group Configuration",
   0x19: "I/O Command Set Profile",
+  0x1a: "Spinup Control",
+  0x1d: "Flexible Direct Placement",
+  0x1e: "Flexible Direct Placement Events",
+  0x7d: "Enhanced Controller Metadata",
+  0x7e: "Controller Metadata",
+  0x7f: "Namespace Metadata",
   0x80: "Software Progress",
   0x81: "Host Identifier",
   0x82: "Reservation Notification Mask",
@@ -252,8 +264,13 @@ function cHexAlt(v: number, width: number): string {
 
 const SEL_NAMES = ["Current", "Default", "Saved", "Supported capabilities"];
 
-/** The first line `nvme get-feature` prints, e.g. `get-feature:0x06 (Volatile Write Cache), Current value:0x00000001`. */
-export function formatFeature(f: Feature): string {
+/**
+ * What `nvme get-feature` prints: the value line (e.g. `get-feature:0x06
+ * (Volatile Write Cache), Current value:0x00000001`), then for select 3 the
+ * capabilities, with `human` nvme-cli's field decoding (`-H`), else the data
+ * buffer as a hex dump when the feature has one.
+ */
+export function formatFeature(f: Feature, { human = false } = {}): string {
   let s = `get-feature:${cHexAlt(f.fid, f.fid ? 4 : 2)} (${featureName(f.fid)}), ${SEL_NAMES[f.sel] ?? "Reserved"} value:${
     cHexAlt(f.value, f.value ? 10 : 8)
   }\n`;
@@ -263,6 +280,114 @@ export function formatFeature(f: Feature): string {
     if (f.value & 4) s += "  Feature is changeable\n";
     return s;
   }
-  for (const [k, v] of Object.entries(f.fields)) s += `\t${k}: ${typeof v === "boolean" ? (v ? "yes" : "no") : v}\n`;
-  return s;
+  if (human) return s + featureFieldsText(f.fid, f.value, f.data);
+  return f.data ? s + hexDump(f.data) : s;
+}
+
+const sendAe = (b: number) => (b ? "Send async event" : "Do not send async event");
+const tf = (b: number) => (b ? "True" : "False");
+const ed = (b: number) => (b ? "Enabled" : "Disabled");
+
+/** C's `%c %Z` in the C locale: "Tue Dec  1 07:40:00 2026 UTC", local time. */
+function cTime(ms: number): string {
+  const d = new Date(ms);
+  const day = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][d.getDay()];
+  const mon = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][d.getMonth()];
+  const p2 = (n: number) => String(n).padStart(2, "0");
+  const zone = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" }).formatToParts(d).find((p) => p.type === "timeZoneName")?.value ?? "";
+  return `${day} ${mon} ${String(d.getDate()).padStart(2)} ${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${d.getFullYear()} ${zone}`;
+}
+
+/**
+ * nvme-cli 2.3's `-H` lines for a feature value (nvme_feature_show_fields).
+ * Features whose decoding needs a data buffer the driver does not read
+ * (LBA range, APST table, HMB attributes, metadata) show what the value holds.
+ */
+export function featureFieldsText(fid: number, result: number, buf?: Uint8Array): string {
+  const r = result >>> 0;
+  const b = (n: number) => (r >>> n) & 1;
+  switch (fid) {
+    case Fid.ARBITRATION:
+      return `\tHigh Priority Weight   (HPW): ${(r >>> 24) + 1}\n\tMedium Priority Weight (MPW): ${((r >>> 16) & 0xff) + 1}\n` +
+        `\tLow Priority Weight    (LPW): ${((r >>> 8) & 0xff) + 1}\n\tArbitration Burst       (AB): ${(r & 7) === 7 ? "No limit" : 1 << (r & 7)}\n`;
+    case Fid.POWER_MGMT: {
+      const wh = (r & 0xe0) >> 5;
+      const hint = ["No Workload", "Extended Idle Period with a Burst of Random Writes", "Heavy Sequential Writes"][wh] ?? "Reserved";
+      return `\tWorkload Hint (WH): ${wh} - ${hint}\n\tPower State   (PS): ${r & 0x1f}\n`;
+    }
+    case 0x03:
+      return `\tNumber of LBA Ranges (NUM): ${(r & 0x3f) + 1}\n`;
+    case Fid.TEMP_THRESHOLD: {
+      const thsel = (r >>> 20) & 3, tmpsel = (r >>> 16) & 0xf, t = r & 0xffff;
+      const type = ["Over Temperature Threshold", "Under Temperature Threshold"][thsel] ?? "Reserved";
+      const sel = tmpsel === 0 ? "Composite Temperature" : tmpsel <= 8 ? `Temperature Sensor ${tmpsel}` : "Reserved";
+      return `\tThreshold Type Select         (THSEL): ${thsel} - ${type}\n` +
+        `\tThreshold Temperature Select (TMPSEL): ${tmpsel} - ${sel}\n` +
+        `\tTemperature Threshold         (TMPTH): ${t - 273}°C (${t} Kelvin)\n`;
+    }
+    case Fid.ERROR_RECOVERY:
+      return `\tDeallocated or Unwritten Logical Block Error Enable (DULBE): ${ed(b(16))}\n` +
+        `\tTime Limited Error Recovery                          (TLER): ${(r & 0xffff) * 100} ms\n`;
+    case Fid.VOLATILE_WC:
+      return `\tVolatile Write Cache Enable (WCE): ${ed(b(0))}\n`;
+    case Fid.NUM_QUEUES:
+      return `\tNumber of IO Completion Queues Allocated (NCQA): ${(r >>> 16) + 1}\n` +
+        `\tNumber of IO Submission Queues Allocated (NSQA): ${(r & 0xffff) + 1}\n`;
+    case Fid.IRQ_COALESCING:
+      return `\tAggregation Time     (TIME): ${((r >>> 8) & 0xff) * 100} usec\n\tAggregation Threshold (THR): ${(r & 0xff) + 1}\n`;
+    case Fid.IRQ_CONFIG:
+      return `\tCoalescing Disable (CD): ${tf(b(16))}\n\tInterrupt Vector   (IV): ${r & 0xffff}\n`;
+    case Fid.WRITE_ATOMICITY:
+      return `\tDisable Normal (DN): ${tf(b(0))}\n`;
+    case Fid.ASYNC_EVENT:
+      return `\tDiscovery Log Page Change Notices                         : ${sendAe(b(31))}\n` +
+        `\tEndurance Group Event Aggregate Log Change Notices        : ${sendAe(b(14))}\n` +
+        `\tLBA Status Information Notices                            : ${sendAe(b(13))}\n` +
+        `\tPredictable Latency Event Aggregate Log Change Notices    : ${sendAe(b(12))}\n` +
+        `\tAsymmetric Namespace Access Change Notices                : ${sendAe(b(11))}\n` +
+        `\tTelemetry Log Notices                                     : ${sendAe(b(10))}\n` +
+        `\tFirmware Activation Notices                               : ${sendAe(b(9))}\n` +
+        `\tNamespace Attribute Notices                               : ${sendAe(b(8))}\n` +
+        `\tSMART / Health Critical Warnings                          : ${sendAe(r & 0xff)}\n`;
+    case 0x0c:
+      return `\tAutonomous Power State Transition Enable (APSTE): ${ed(b(0))}\n`;
+    case 0x0d:
+      return `\tEnable Host Memory (EHM): ${ed(b(0))}\n`;
+    case Fid.TIMESTAMP: {
+      if (!buf || buf.length < 8) return "";
+      const ms = buf[0] + buf[1] * 2 ** 8 + buf[2] * 2 ** 16 + buf[3] * 2 ** 24 + buf[4] * 2 ** 32 + buf[5] * 2 ** 40;
+      return `\tThe timestamp is : ${ms} (${cTime(Math.floor(ms / 1000) * 1000)})\n\t${
+        buf[6] & 2
+          ? "The Timestamp field was initialized with a Timestamp value using a Set Features command."
+          : "The Timestamp field was initialized to ‘0’ by a Controller Level Reset."
+      }\n\t${
+        buf[6] & 1
+          ? "The controller may have stopped counting during vendor specific intervals after the Timestamp value was initialized"
+          : "The controller counted time in milliseconds continuously since the Timestamp value was initialized."
+      }\n`;
+    }
+    case 0x0f:
+      return `\tKeep Alive Timeout (KATO) in milliseconds: ${r}\n`;
+    case 0x10:
+      return `\tThermal Management Temperature 1 (TMT1) : ${r >>> 16} Kelvin (${(r >>> 16) - 273}°C)\n` +
+        `\tThermal Management Temperature 2 (TMT2) : ${r & 0xffff} Kelvin (${(r & 0xffff) - 273}°C)\n`;
+    case 0x11:
+      return `\tNon-Operational Power State Permissive Mode Enable (NOPPME): ${tf(b(0))}\n`;
+    case 0x12:
+      return `\tRead Recovery Level (RRL): ${r & 0xf}\n`;
+    case Fid.HOST_BEHAVIOR:
+      return buf ? `\tHost Behavior Support: ${tf(buf[0] & 1)}\n` : "";
+    case 0x17:
+      return `\tNo-Deallocate Response Mode (NODRM) : ${r & 1}\n`;
+    case 0x18:
+      return `\tEndurance Group Identifier (ENDGID): ${r & 0xffff}\n\tEndurance Group Critical Warnings  : ${(r >>> 16) & 0xff}\n`;
+    case 0x19:
+      return `\tI/O Command Set Profile: ${tf(b(0))}\n`;
+    case 0x1a:
+      return `\tSpinup control feature Enabled: ${tf(b(0))}\n`;
+    case 0x80:
+      return `\tPre-boot Software Load Count (PBSLC): ${r & 0xff}\n`;
+    default:
+      return "";
+  }
 }

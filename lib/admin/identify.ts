@@ -29,6 +29,7 @@
  * @module
  */
 import { hexDump } from "./hexdump.ts";
+import { ID_CTRL_HUMAN, ID_CTRL_HUMAN_128, ID_NS_HUMAN, lbafHuman } from "./human.ts";
 
 // ---------------------------------------------------------------------------
 // Byte-reading helpers
@@ -214,6 +215,8 @@ export interface NvmeCliFormatOptions {
   thousandsSep?: string;
   /** Text output only: append the `vs[]:` hex dump, as `nvme ... -v` does. */
   vendorSpecific?: boolean;
+  /** Text output only: decode fields under their lines, as `nvme ... -H` does. */
+  human?: boolean;
 }
 
 // Raw structure kept for things outside the JSON view (vendor area, unique LBA formats).
@@ -599,6 +602,19 @@ function psWorkload(apw: number): string {
   }
 }
 
+/** Lines with nvme-cli's `-H` decoding after each field that has one. */
+function withHuman(L: string[], fields: Record<string, unknown>, dec: Record<string, (v: number) => string>, sep: string): string {
+  let out = "";
+  for (const line of L) {
+    out += line + "\n";
+    const key = line.slice(0, line.indexOf(":")).trim();
+    const v = fields[key];
+    if (typeof v === "number" && dec[key]) out += dec[key](v);
+    else if (v instanceof Uint128 && ID_CTRL_HUMAN_128[key]) out += ID_CTRL_HUMAN_128[key](uint128ToString(v.value, sep));
+  }
+  return out;
+}
+
 /**
  * nvme-cli 2.3's normal (non `-H`) text for `nvme id-ctrl <dev>`: the
  * `NVME Identify Controller:` block, one `\n`-terminated line per field.
@@ -707,7 +723,7 @@ export function formatIdCtrl(c: IdCtrl, opts: NvmeCliFormatOptions = {}): string
       `            active_power_workload:${psWorkload(p.active_power_work)}`,
     );
   });
-  let out = L.join("\n") + "\n";
+  let out = opts.human ? withHuman(L, c as unknown as Record<string, unknown>, ID_CTRL_HUMAN, sep) : L.join("\n") + "\n";
   const raw = rawCtrl.get(c);
   if (opts.vendorSpecific && raw) out += "vs[]:\n" + hexDump(raw.subarray(3072, 4096));
   return out;
@@ -929,14 +945,16 @@ export function formatIdNs(n: IdNs, nsid: number, opts: NvmeCliFormatOptions = {
   const raw = rawNs.get(n);
   const inUse = flbasIndex(n.flbas);
   const count = n.nlbaf + n.nulbaf + 1;
+  const lbafs: string[] = [];
   for (let i = 0; i < count; i++) {
     const f = raw ? lbafAt(raw, view(raw), i) : n.lbafs[i] ?? { ms: 0, ds: 0, rp: 0 };
-    L.push(
-      `lbaf ${String(i).padStart(2, " ")} : ms:${String(f.ms).padEnd(3, " ")} ` +
+    lbafs.push(
+      opts.human ? lbafHuman(i, f.ms, f.ds, f.rp, i === inUse) : `lbaf ${String(i).padStart(2, " ")} : ms:${String(f.ms).padEnd(3, " ")} ` +
         `lbads:${String(f.ds).padEnd(2, " ")} rp:${hexAlt(f.rp)} ${i === inUse ? "(in use)" : ""}`,
     );
   }
-  let out = L.join("\n") + "\n";
+  let out = (opts.human ? withHuman(L, n as unknown as Record<string, unknown>, ID_NS_HUMAN, sep) : L.join("\n") + "\n") +
+    lbafs.map((l) => l + "\n").join("");
   if (opts.vendorSpecific && raw) out += "vs[]:\n" + hexDump(raw.subarray(392, 4096));
   return out;
 }

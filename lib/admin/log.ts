@@ -220,7 +220,7 @@ const kelvinC = (k: number) => `${k - 273}°C (${k} Kelvin)`;
 const percent = (v: number) => `${v}%`;
 
 /** Readable text like `nvme smart-log <dev>`. */
-export function formatSmartLog(s: SmartLog, devname: string, nsid = 0xffffffff): string {
+export function formatSmartLog(s: SmartLog, devname: string, nsid = 0xffffffff, opts: { human?: boolean } = {}): string {
   const du = (v: Uint128) => {
     const bytes = v.value * 512000n;
     const units = ["B", "KB", "MB", "GB", "TB", "PB", "EB"];
@@ -234,6 +234,17 @@ export function formatSmartLog(s: SmartLog, devname: string, nsid = 0xffffffff):
   const L = [
     `Smart Log for NVME device:${devname} namespace-id:${nsid.toString(16)}`,
     `critical_warning\t\t\t: ${s.critical_warning ? "0x" + s.critical_warning.toString(16) : "0"}`,
+    // -H: each critical warning bit on its own line, as nvme-cli prints them.
+    ...(opts.human
+      ? [
+        "Available Spare[0]             ",
+        "Temp. Threshold[1]             ",
+        "NVM subsystem Reliability[2]   ",
+        "Read-only[3]                   ",
+        "Volatile mem. backup failed[4] ",
+        "Persistent Mem. RO[5]          ",
+      ].map((name, bit) => `      ${name}: ${(s.critical_warning >> bit) & 1}`)
+      : []),
     `temperature\t\t\t\t: ${kelvinC(s.temperature)}`,
     `available_spare\t\t\t\t: ${percent(s.avail_spare)}`,
     `available_spare_threshold\t\t: ${percent(s.spare_thresh)}`,
