@@ -201,3 +201,12 @@ test("raw commands: bad command lines exit 2 with usage and open no device", asy
     assert.equal(r.out, "", argv.join(" "));
   }
 });
+
+test("hexDump equals the real nvme-cli's admin-passthru dump of the same bytes (fixtures/passthru)", () => {
+  const fx = (p: string) => new URL(`../fixtures/${p}`, import.meta.url);
+  const id = new Uint8Array(readFileSync(fx("identify/ctrl-random.bin")));
+  for (const n of [20, 100, 4096]) {
+    assert.equal(hexDump(id.subarray(0, n)), readFileSync(fx(`passthru/pt-${n}.txt`), "latin1"), `${n} bytes`);
+  }
+  assert.equal(readFileSync(fx("passthru/pt-4096.stderr.txt"), "utf8"), "Admin Command Identify is Success and result: 0x00000000\n");
+});
