@@ -2,8 +2,9 @@
  * nvme-cli-like command line for tsnvme. Same subcommand and long option names
  * as nvme-cli, with a PCI address where nvme-cli takes /dev/nvmeX.
  *
- *   deno run -A scripts/nvme.ts id-ctrl 0000:01:00.0 --output-format json
- *   bun scripts/nvme.ts read 0000:01:00.0 -n 1 -s 0 -c 7 -z 4096 -d out.bin
+ *   deno run -A jsr:@tsnvme/tsnvme/cli id-ctrl 0000:01:00.0 --output-format json
+ *   deno run -A jsr:@tsnvme/tsnvme/cli admin-passthru sim: --opcode 6 --cdw10 1 --data-len 4096 -r
+ *   bun scripts/nvme.ts read 0000:01:00.0 -n 1 -s 0 -c 7 -z 4096 -d out.bin   (from a checkout)
  * @module
  */
 import process from "node:process";

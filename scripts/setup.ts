@@ -2,10 +2,10 @@
  * Host setup and diagnosis for tsnvme: check the host, hand a controller to
  * vfio-pci and back, list controllers. Thin CLI over lib/vfio/setup.ts.
  *
- *   deno run -A scripts/setup.ts doctor [ADDR] [--output-format json]
- *   sudo bun scripts/setup.ts bind 0000:01:00.0 [--user alice]
- *   sudo bun scripts/setup.ts unbind 0000:01:00.0
- *   bun scripts/setup.ts list
+ *   deno run -A jsr:@tsnvme/tsnvme/setup doctor [ADDR] [--output-format json]
+ *   sudo deno run -A jsr:@tsnvme/tsnvme/setup bind 0000:01:00.0 [--user alice]
+ *   sudo deno run -A jsr:@tsnvme/tsnvme/setup unbind 0000:01:00.0
+ *   bun scripts/setup.ts list   (from a checkout)
  * @module
  */
 import process from "node:process";

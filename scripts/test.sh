@@ -38,7 +38,7 @@ step() { # name cmd...: run, show output, count tests (or 1 check for a plain co
 TS_FILES=(mod.ts lib/admin/mod.ts lib/io/mod.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/sim/*.ts scripts/*.ts tests/harness.ts tests/unit/*.ts tests/guest/*.ts)
 step "static/check" deno check "${TS_FILES[@]}"
 step "static/lint" deno lint
-step "static/doc-lint" deno doc --lint mod.ts lib/admin/mod.ts lib/io/mod.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts scripts/cli.ts
+step "static/doc-lint" deno doc --lint mod.ts lib/admin/mod.ts lib/io/mod.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts scripts/cli.ts scripts/nvme.ts scripts/setup.ts scripts/bench.ts
 step "static/publish-dry-run" deno publish --dry-run --allow-dirty
 step "unit/deno" deno test -A tests/unit/
 step "unit/bun" bun test tests/unit/
