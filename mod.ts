@@ -1,13 +1,21 @@
 /**
  * tsnvme: a userspace NVMe driver for Deno and Bun over Linux VFIO.
  *
+ * Open a controller by PCI address ("0000:01:00.0", bound to vfio-pci) or, as
+ * here, the software controller, which needs no hardware:
+ *
  * ```ts
  * import { NVMeDev } from "@tsnvme/tsnvme";
- * await using dev = await NVMeDev.open("0000:01:00.0");
- * console.log(dev.info.model, dev.nsList());
+ * import assert from "node:assert/strict";
+ * await using dev = await NVMeDev.open("sim:ns=16M:512");
+ * assert.deepEqual(dev.nsList(), [1]);
  * const ns = dev.ns(1);
- * const buf = dev.allocBuffer(ns.blockSize * 8);
- * await ns.read(0, buf);
+ * const buf = dev.allocBuffer(ns.blockSize * 8); // DMA memory: no copy
+ * buf.fill(0xa5);
+ * await ns.write(0, buf);
+ * const back = new Uint8Array(buf.length);
+ * await ns.read(0, back); // plain memory works too, through a bounce buffer
+ * assert.deepEqual(back, buf);
  * ```
  * @module
  */

@@ -4,10 +4,16 @@
  * `nvme admin-passthru` does.
  *
  * ```ts
+ * import { NVMeDev } from "@tsnvme/tsnvme";
  * import { adminPassthru } from "@tsnvme/tsnvme/admin";
+ * import assert from "node:assert/strict";
+ * await using dev = await NVMeDev.open("sim:");
  * // Identify Controller (opcode 06h, CNS 01h): 4096 bytes to the host.
  * const r = await adminPassthru(dev, { opcode: 0x06, cdw10: 1, dataLen: 4096 });
- * if (r.status === 0) console.log(new TextDecoder().decode(r.data!.subarray(24, 64)));
+ * assert.equal(r.status, 0);
+ * assert.deepEqual(r.data, dev.controller.identifyData);
+ * // A failed command resolves with its status: 0x4001 is Invalid Command Opcode with DNR.
+ * assert.equal((await adminPassthru(dev, { opcode: 0xc1 })).status, 0x4001);
  * ```
  * @module
  */

@@ -3,6 +3,16 @@
  * raw values, the `-H` decoding of every field, the JSON object and the raw
  * register block. Reads go through the transport (VFIO BAR0 or the software
  * controller), never through an admin command.
+ *
+ * ```ts
+ * import { NVMeDev } from "@tsnvme/tsnvme";
+ * import { formatRegisters, readRegisters } from "@tsnvme/tsnvme/admin";
+ * import assert from "node:assert/strict";
+ * await using dev = await NVMeDev.open("sim:");
+ * const r = readRegisters(dev);
+ * assert.equal(r.csts & 1, 1); // CSTS.RDY: enabled and ready
+ * assert.ok(formatRegisters(r, { human: true }).includes("\tReady                          (RDY): Yes\n"));
+ * ```
  * @module
  */
 import { Reg, REG_BLOCK_SIZE } from "../nvme/spec.ts";

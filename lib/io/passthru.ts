@@ -21,9 +21,15 @@ export interface IoPassthruCommand extends PassthruCommand {
  * with InvalidArgumentError before anything reaches the device.
  *
  * ```ts
+ * import { NVMeDev } from "@tsnvme/tsnvme";
  * import { ioPassthru } from "@tsnvme/tsnvme/io";
- * // Read (opcode 02h) of block 0 of namespace 1, 512-byte blocks.
- * const r = await ioPassthru(dev, { opcode: 0x02, nsid: 1, dataLen: 512 });
+ * import assert from "node:assert/strict";
+ * await using dev = await NVMeDev.open("sim:ns=1M:512");
+ * // Write (01h) then Read (02h) of blocks 8-9 of namespace 1: SLBA in CDW10, 0-based count in CDW12.
+ * const data = new Uint8Array(1024).fill(7);
+ * await ioPassthru(dev, { opcode: 0x01, nsid: 1, cdw10: 8, cdw12: 1, dataLen: 1024, data });
+ * const r = await ioPassthru(dev, { opcode: 0x02, nsid: 1, cdw10: 8, cdw12: 1, dataLen: 1024 });
+ * assert.deepEqual(r.data, data);
  * ```
  */
 export async function ioPassthru(dev: { readonly controller: Controller }, cmd: IoPassthruCommand): Promise<PassthruResult> {
