@@ -34,8 +34,102 @@ export interface BenchResult {
   seconds: number;
 }
 
+/** One job's full figures, for the fio-layout JSON. */
+export interface JobDetail {
+  /** The summary figures. */
+  result: BenchResult;
+  /** Latency samples in ms, sorted ascending. */
+  samples: Float64Array;
+  /** CPU time of this process during the measured window, µs. */
+  cpu: { user: number; system: number };
+}
+
+/** fio's default completion-latency percentiles (its `percentile_list`). */
+const FIO_PERCENTILES = [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99];
+
+/** C's ctime() text without the newline, as fio's "time" field. */
+function ctime(d: Date): string {
+  const p2 = (n: number) => String(n).padStart(2, "0");
+  return `${["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][d.getDay()]} ` +
+    `${["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][d.getMonth()]} ` +
+    `${String(d.getDate()).padStart(2)} ${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${d.getFullYear()}`;
+}
+
+/**
+ * The jobs as fio's `--output-format=json` lays them out, so tools that read
+ * fio's JSON read these. Latency is measured from the read/write call to its
+ * completion, so it fills both `clat_ns` and `lat_ns`; submission latency is
+ * not measured apart (`slat_ns` N 0, as fio reports a disabled statistic).
+ * The direction not exercised is all zeros, as in fio.
+ */
+export function fioJson(jobs: JobDetail[], opts: { ramp: number; runtime: number }, now: Date = new Date()): string {
+  const stats = (ns: Float64Array) => {
+    if (ns.length === 0) return { min: 0, max: 0, mean: 0, stddev: 0, N: 0 };
+    let sum = 0, sq = 0;
+    for (const v of ns) sum += v;
+    const mean = sum / ns.length;
+    for (const v of ns) sq += (v - mean) ** 2;
+    return { min: Math.round(ns[0]), max: Math.round(ns[ns.length - 1]), mean: +mean.toFixed(6), stddev: +Math.sqrt(sq / ns.length).toFixed(6), N: ns.length };
+  };
+  const zeroSide = () => ({
+    io_bytes: 0, io_kbytes: 0, bw_bytes: 0, bw: 0, iops: 0, runtime: 0, total_ios: 0, short_ios: 0, drop_ios: 0,
+    slat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 },
+    clat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 },
+    lat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 },
+  });
+  return JSON.stringify({
+    "fio version": "tsnvme-bench (fio 3 JSON layout)",
+    timestamp: Math.floor(now.getTime() / 1000),
+    timestamp_ms: now.getTime(),
+    time: ctime(now),
+    jobs: jobs.map(({ result: r, samples, cpu }, i) => {
+      const ns = samples.map((ms) => ms * 1e6);
+      const bytes = r.ios * r.bs;
+      const percentile = Object.fromEntries(FIO_PERCENTILES.map((p) => [
+        p.toFixed(6),
+        ns.length ? Math.round(ns[Math.min(ns.length - 1, Math.ceil((p / 100) * ns.length) - 1)]) : 0,
+      ]));
+      const side = {
+        io_bytes: bytes,
+        io_kbytes: Math.floor(bytes / 1024),
+        bw_bytes: Math.round(bytes / r.seconds),
+        bw: Math.round(bytes / r.seconds / 1024),
+        iops: +(r.ios / r.seconds).toFixed(6),
+        runtime: Math.round(r.seconds * 1000),
+        total_ios: r.ios,
+        short_ios: 0,
+        drop_ios: 0,
+        slat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 },
+        clat_ns: { ...stats(ns), percentile },
+        lat_ns: stats(ns),
+      };
+      const reading = r.rw.endsWith("read");
+      return {
+        jobname: `tsnvme-${r.runtime}-qd${r.iodepth}`,
+        groupid: i,
+        error: 0,
+        "job options": {
+          rw: r.rw,
+          bs: String(r.bs),
+          iodepth: String(r.iodepth),
+          runtime: String(opts.runtime),
+          ramp_time: String(opts.ramp),
+          ioengine: `tsnvme-${r.runtime}`,
+        },
+        read: reading ? side : zeroSide(),
+        write: reading ? zeroSide() : side,
+        job_runtime: Math.round(r.seconds * 1000),
+        usr_cpu: +((cpu.user / 1e6 / r.seconds) * 100).toFixed(6),
+        sys_cpu: +((cpu.system / 1e6 / r.seconds) * 100).toFixed(6),
+      };
+    }),
+  }, null, 2);
+}
+
 const USAGE = "usage: bench [pci-address] [--rw randread|randwrite|read|write] [--bs BYTES] [--iodepth 1,32] " +
-  "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--spin-us US] [--json]";
+  "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--spin-us US] [--json] [--output-format normal|json]\n" +
+  "  --json                 one BenchResult object a line\n" +
+  "  --output-format json   one document in fio's --output-format=json layout (jobs[].read.iops, clat_ns.percentile...)";
 
 const MAX_SAMPLES = 1 << 21;
 
@@ -55,6 +149,7 @@ export async function main(argv: string[]): Promise<number> {
         "namespace-id": { type: "string", short: "n", default: "1" },
         json: { type: "boolean", default: false },
         "spin-us": { type: "string", default: "500" },
+        "output-format": { type: "string", default: "normal" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -72,6 +167,11 @@ export async function main(argv: string[]): Promise<number> {
     listNvmeControllers().find((c) => c.driver === "vfio-pci")?.address;
   if (!addr) {
     console.error("no NVMe controller bound to vfio-pci found; pass a PCI address");
+    return 2;
+  }
+  const outFormat = values["output-format"];
+  if (outFormat !== "normal" && outFormat !== "json") {
+    console.error(`bench: --output-format must be normal or json\n${USAGE}`);
     return 2;
   }
   const rw = values.rw!;
@@ -101,7 +201,7 @@ export async function main(argv: string[]): Promise<number> {
   const isRandom = rw.startsWith("rand");
   const lat = new Float64Array(MAX_SAMPLES);
 
-  async function job(qd: number): Promise<BenchResult> {
+  async function job(qd: number): Promise<JobDetail> {
     const bufs = Array.from({ length: qd }, () => dev.allocBuffer(bs));
     for (const b of bufs) crypto.getRandomValues(b.subarray(0, Math.min(bs, 65536)));
     let seed = 0x9e3779b9 ^ qd;
@@ -137,9 +237,11 @@ export async function main(argv: string[]): Promise<number> {
     await new Promise((r) => setTimeout(r, ramp * 1000));
     measuring = true;
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     await new Promise((r) => setTimeout(r, seconds * 1000));
     measuring = false;
     const elapsed = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
     stop = true;
     await Promise.all(workers);
     for (const b of bufs) dev.freeBuffer(b);
@@ -147,7 +249,7 @@ export async function main(argv: string[]): Promise<number> {
     const pct = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] * 1000;
     let sum = 0;
     for (const v of samples) sum += v;
-    return {
+    const result: BenchResult = {
       runtime: rtName,
       rw,
       bs,
@@ -163,10 +265,15 @@ export async function main(argv: string[]): Promise<number> {
       ios: n,
       seconds: +elapsed.toFixed(2),
     };
+    return { result, samples: samples.slice(), cpu };
   }
 
+  const done: JobDetail[] = [];
   for (const qd of depths) {
-    const r = await job(qd);
+    const d = await job(qd);
+    done.push(d);
+    const r = d.result;
+    if (outFormat === "json") continue;
     if (values.json) console.log(JSON.stringify(r));
     else {
       console.log(
@@ -174,6 +281,10 @@ export async function main(argv: string[]): Promise<number> {
           `${String(r.mibps).padStart(7)} MiB/s  lat us mean ${r.latUs.mean} p50 ${r.latUs.p50} p99 ${r.latUs.p99} max ${r.latUs.max}`,
       );
     }
+  }
+  if (outFormat === "json") {
+    console.log(fioJson(done, { ramp, runtime: seconds }));
+    return 0;
   }
   const st = dev.queueStats()[0];
   if (!values.json) {
