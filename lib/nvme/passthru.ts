@@ -168,7 +168,11 @@ export async function sendPassthru(ctrl: Controller, queue: QueuePair, c: Checke
     if (buf && c.input) buf.bytes.set(c.input);
     let result: number;
     try {
-      result = await queue.submit(c.sqe, buf ? buf.iova : 0, c.dataLen, c.timeoutMs ?? queue.defaultTimeoutMs);
+      const iova = buf ? buf.iova : 0;
+      // Admin commands through the controller's own entry point; IO straight onto the chosen queue.
+      result = queue === ctrl.admin
+        ? await ctrl.adminCommand(c.sqe, iova, c.dataLen, c.timeoutMs)
+        : await queue.submit(c.sqe, iova, c.dataLen, c.timeoutMs ?? queue.defaultTimeoutMs);
     } catch (e) {
       if (!(e instanceof NvmeStatusError)) throw e;
       settled = true;
