@@ -58,7 +58,8 @@ import { ioPassthru } from "../lib/io/passthru.ts";
 import { NVMeDev } from "../lib/dev.ts";
 import { traceCommands } from "./verbose.ts";
 import { NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
-import { IoOpc, LogId } from "../lib/nvme/spec.ts";
+import { encodeStatus, IoOpc, LogId } from "../lib/nvme/spec.ts";
+import { nvmeCliStatusLine } from "../lib/admin/status.ts";
 import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
 
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
@@ -160,8 +161,7 @@ function passthruCommand(admin: boolean): Command {
         const what = `${admin ? "Admin" : "IO"} Command ${name === "Unknown" ? "Vendor Specific" : name}`;
         if (values.latency) out(`${what} latency: ${us} us`);
         if (r.status) {
-          const st = r.statusInfo!;
-          process.stderr.write(`NVMe status: ${st.name} (0x${((st.dnr ? 0x4000 : 0) | st.code).toString(16)})\n`);
+          process.stderr.write(nvmeCliStatusLine(r.status) + "\n");
           return 1;
         }
         process.stderr.write(`${what} is Success and result: 0x${r.result.toString(16).padStart(8, "0")}\n`);
@@ -914,8 +914,7 @@ const commands: Record<string, Command> = {
         if (id === 0xffffffff) {
           const r = await ioPassthru(dev, { opcode: IoOpc.FLUSH, nsid: id });
           if (r.status) {
-            const st = r.statusInfo!;
-            process.stderr.write(`NVMe status: ${st.name} (0x${((st.dnr ? 0x4000 : 0) | st.code).toString(16)})\n`);
+            process.stderr.write(nvmeCliStatusLine(r.status) + "\n");
             return 1;
           }
         } else {
@@ -992,7 +991,7 @@ const cli: Cli = {
   commands,
   onError(name, e) {
     if (e instanceof NvmeStatusError) {
-      process.stderr.write(`NVMe status: ${e.status.name} (0x${((e.status.dnr ? 0x4000 : 0) | e.status.code).toString(16)})\n`);
+      process.stderr.write(nvmeCliStatusLine(encodeStatus(e.status)) + "\n");
       return 1;
     }
     if (e instanceof NvmeError) {

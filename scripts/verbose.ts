@@ -11,6 +11,7 @@ import type { Sqe } from "../lib/nvme/command.ts";
 import type { Controller } from "../lib/nvme/controller.ts";
 import { NvmeStatusError } from "../lib/nvme/errors.ts";
 import type { QueuePair } from "../lib/nvme/queue.ts";
+import { encodeStatus } from "../lib/nvme/spec.ts";
 
 const h = (v: number, w: number) => (v >>> 0).toString(16).padStart(w, "0");
 
@@ -26,9 +27,7 @@ export function formatCommand(cmd: Sqe, dataIova: number, dataLen: number, timeo
 
 /** Status field of a failed command as the kernel ioctl returns it (positive), or -1 for no completion. */
 function errOf(e: unknown): number {
-  if (!(e instanceof NvmeStatusError)) return -1;
-  const s = e.status;
-  return s.sc | (s.sct << 8) | (s.crd << 11) | (s.more ? 1 << 13 : 0) | (s.dnr ? 1 << 14 : 0);
+  return e instanceof NvmeStatusError ? encodeStatus(e.status) : -1;
 }
 
 function traced(p: Promise<number>, show: (result: number, err: number) => void): Promise<number> {

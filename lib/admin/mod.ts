@@ -24,3 +24,4 @@ export { NotSupportedError } from "./support.ts";
 export * from "./passthru.ts";
 export * from "./regs.ts";
 export * from "./hexdump.ts";
+export * from "./status.ts";

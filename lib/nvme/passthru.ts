@@ -8,7 +8,7 @@
 import { sqe } from "./command.ts";
 import type { Controller } from "./controller.ts";
 import { DeviceClosedError, InvalidArgumentError, NvmeStatusError } from "./errors.ts";
-import { AdminOpc, type DecodedStatus } from "./spec.ts";
+import { AdminOpc, type DecodedStatus, encodeStatus } from "./spec.ts";
 import type { QueuePair } from "./queue.ts";
 
 /** Which way data moves: to the host (read), to the controller (write), both, or none. */
@@ -149,11 +149,6 @@ export function checkPassthru(ctrl: Controller, cmd: PassthruCommand, admin: boo
   return { sqe: s, dataLen, direction, input, timeoutMs: t };
 }
 
-/** The 15-bit status field back from a decoded status. */
-function statusField(st: DecodedStatus): number {
-  return st.sc | (st.sct << 8) | (st.crd << 11) | (st.more ? 1 << 13 : 0) | (st.dnr ? 1 << 14 : 0);
-}
-
 /**
  * Send a checked command on `queue` with a DMA buffer from `ctrl`. A failed
  * status resolves (see {@link PassthruResult.status}); timeouts, resets and a
@@ -176,7 +171,7 @@ export async function sendPassthru(ctrl: Controller, queue: QueuePair, c: Checke
     } catch (e) {
       if (!(e instanceof NvmeStatusError)) throw e;
       settled = true;
-      return { result: e.dw0 >>> 0, status: statusField(e.status), statusInfo: e.status, data: null };
+      return { result: e.dw0 >>> 0, status: encodeStatus(e.status), statusInfo: e.status, data: null };
     }
     settled = true;
     const data = buf && (c.direction === "read" || c.direction === "both") ? buf.bytes.slice(0, c.dataLen) : null;

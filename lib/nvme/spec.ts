@@ -368,6 +368,11 @@ export function decodeStatus(sf: number): DecodedStatus {
   };
 }
 
+/** The 15-bit status field back from its decoded form (the inverse of {@link decodeStatus}). */
+export function encodeStatus(st: DecodedStatus): number {
+  return st.sc | (st.sct << 8) | (st.crd << 11) | (st.more ? 1 << 13 : 0) | (st.dnr ? 1 << 14 : 0);
+}
+
 /** Log page identifiers (Get Log Page CDW10 LID). */
 export const LogId = {
   ERROR: 0x01,

@@ -63,6 +63,12 @@ const PASSTHRU: Record<string, [string[], string]> = {
   "get-features-nq": [["admin-passthru", "--opcode=0x0a", "--cdw10=7"], "/dev/nvme0"],
   "io-read-ns1": [["io-passthru", "--opcode=0x02", "--namespace-id=1", "--cdw10=0", "--cdw12=1", "--data-len=1024", "-r"], "/dev/nvme0n1"],
 };
+/** Commands QEMU fails: the same NVMe status line and exit status on both sides. */
+const FAILING: Record<string, [string[], string]> = {
+  "admin-vendor-opcode": [["admin-passthru", "--opcode=0xc1"], "/dev/nvme0"],
+  "identify-bad-cns": [["admin-passthru", "--opcode=0x06", "--cdw10=0x7f", "--data-len=4096", "-r"], "/dev/nvme0"],
+  "io-read-past-end": [["io-passthru", "--opcode=0x02", "--namespace-id=1", "--cdw10=0x7fffffff", "--data-len=512", "-r"], "/dev/nvme0n1"],
+};
 const LOGS: [number, number][] = [[1, 256], [3, 512], [5, 4096], [3, 8192]];
 const REGS: Record<string, string[]> = { "regs": [], "regs-H": ["-H"], "regs-json": ["-o", "json"], "regs-bin": ["-o", "binary"] };
 /** -H text of the same device on both sides: [nvme-cli args, our args]. */
@@ -82,6 +88,7 @@ test("kernel driver bound: nvme-cli's admin-passthru, io-passthru, get-log and s
   bind("nvme");
   try {
     for (const [name, [args, dev]] of Object.entries(PASSTHRU)) theirs[name] = nvmeCli([args[0], dev, ...args.slice(1)]);
+    for (const [name, [args, dev]] of Object.entries(FAILING)) theirs[name] = nvmeCli([args[0], dev, ...args.slice(1)]);
     for (const [lid, len] of LOGS) theirs[`log-${lid}-${len}`] = nvmeCli(["get-log", "/dev/nvme0", `--log-id=${lid}`, `--log-len=${len}`]);
     for (const [name, args] of Object.entries(REGS)) theirs[name] = nvmeCli(["show-regs", "/dev/nvme0", ...args]);
     for (const [name, [args]] of Object.entries(HUMAN)) theirs[name] = nvmeCli(args);
@@ -97,6 +104,7 @@ test("kernel driver bound: nvme-cli's admin-passthru, io-passthru, get-log and s
   const flagged = new Set(["regs-json", "regs-bin"]);
   for (const [name, r] of Object.entries(theirs)) {
     if (flagged.has(name)) assert.ok(r.bytes.length > 0, `nvme-cli ${name} printed nothing: ${r.err}`);
+    else if (name in FAILING) assert.match(r.err, /^NVMe status: /, `nvme-cli ${name}`);
     else assert.equal(r.code, 0, `nvme-cli ${name}: ${r.err}`);
   }
 }, skip);
@@ -107,6 +115,13 @@ test("admin-passthru and io-passthru print nvme-cli's hex dump, raw bytes and re
     assert.equal(r.code, 0, `${name}: ${r.err}`);
     assert.equal(r.err, theirs[name].err, `${name}: stderr`);
     assert.equal(r.out, theirs[name].out, `${name}: stdout`);
+  }
+}, skip);
+
+test("failing passthru commands print nvme-cli's NVMe status line and exit 1 as nvme-cli does", async () => {
+  for (const [name, [args]] of Object.entries(FAILING)) {
+    const r = await ours([args[0], PCI, ...args.slice(1)]);
+    assert.deepEqual([r.code, r.err, r.out], [theirs[name].code, theirs[name].err, theirs[name].out], name);
   }
 }, skip);
 

@@ -12,6 +12,7 @@ import { NVMeDev } from "../../lib/dev.ts";
 import { SimTransport } from "../../lib/sim/transport.ts";
 import { getLogPage } from "../../lib/admin/log.ts";
 import { hexDump } from "../../lib/admin/hexdump.ts";
+import { nvmeCliStatusLine, statusText } from "../../lib/admin/status.ts";
 
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string; bytes: Uint8Array }> {
   const o = process.stdout.write, e = process.stderr.write;
@@ -85,7 +86,7 @@ test("admin-passthru Identify: the dump and the raw bytes are the identify data;
 test("admin-passthru: a failing command prints the NVMe status and exits 1; --dry-run shows the command and sends nothing", async () => {
   const r = await run(["admin-passthru", "sim:", "--opcode", "0xc1"]);
   assert.equal(r.code, 1);
-  assert.match(r.err, /^NVMe status: Invalid Command Opcode \(0x4001\)\n$/);
+  assert.equal(r.err, "NVMe status: Invalid Command Opcode: A reserved coded value or an unsupported value in the command opcode field(0x4001)\n");
   const dry = await run(["admin-passthru", "sim:", "-o", "0xc0", "-4", "0x12345678", "-l", "16", "-r", "--dry-run"]);
   assert.equal(dry.code, 0);
   assert.ok(dry.out.startsWith("opcode       : c0\nflags        : 00\n"), dry.out);
@@ -209,4 +210,15 @@ test("hexDump equals the real nvme-cli's admin-passthru dump of the same bytes (
     assert.equal(hexDump(id.subarray(0, n)), readFileSync(fx(`passthru/pt-${n}.txt`), "latin1"), `${n} bytes`);
   }
   assert.equal(readFileSync(fx("passthru/pt-4096.stderr.txt"), "utf8"), "Admin Command Identify is Success and result: 0x00000000\n");
+});
+
+test("NVMe status lines are nvme-cli 2.3's for every status code (fixtures/passthru/nvme-cli-status.json)", () => {
+  const theirs: Record<string, string> = JSON.parse(readFileSync(new URL("../fixtures/passthru/nvme-cli-status.json", import.meta.url), "utf8"));
+  assert.equal(Object.keys(theirs).length, 2047);
+  for (const [code, text] of Object.entries(theirs)) {
+    assert.equal(statusText(Number(code)), text, `0x${Number(code).toString(16)}`);
+    // DNR, More and CRD change the number nvme-cli prints, not the text.
+    const sf = Number(code) | 0x4000 | 0x2000 | 0x800;
+    assert.equal(nvmeCliStatusLine(sf), `NVMe status: ${text}(0x${sf.toString(16)})`);
+  }
 });
