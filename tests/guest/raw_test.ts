@@ -55,8 +55,21 @@ async function ours(args: string[]): Promise<Run> {
 /** What the kernel-side run saw, by name. */
 const theirs: Record<string, Run> = {};
 
+// Input for the write-direction commands (the guest's TMPDIR is a tmpfs both sides see).
+const DIR = process.env.TMPDIR ?? "/tmp";
+if (inGuest) {
+  const ts = new Uint8Array(8);
+  new DataView(ts.buffer).setBigUint64(0, BigInt(Date.UTC(2026, 11, 1)), true);
+  writeFileSync(`${DIR}/raw-ts.bin`, ts);
+  writeFileSync(`${DIR}/raw-blocks.bin`, new Uint8Array(1024).map((_, i) => (i * 31 + 7) & 0xff));
+}
+
 // The same command lines on both sides; only the device argument differs.
 const PASSTHRU: Record<string, [string[], string]> = {
+  // Write direction: Set Features Timestamp (8 bytes) and a 2-block Write, data from --input-file.
+  "set-timestamp": [["admin-passthru", "--opcode=0x09", "--cdw10=0x0e", "--data-len=8", "-w", `--input-file=${DIR}/raw-ts.bin`], "/dev/nvme0"],
+  "io-write-ns1": [["io-passthru", "--opcode=0x01", "--namespace-id=1", "--cdw10=300", "--cdw12=1", "--data-len=1024", `--input-file=${DIR}/raw-blocks.bin`], "/dev/nvme0n1"],
+  "io-read-back": [["io-passthru", "--opcode=0x02", "--namespace-id=1", "--cdw10=300", "--cdw12=1", "--data-len=1024", "-r"], "/dev/nvme0n1"],
   "identify-ctrl": [["admin-passthru", "--opcode=0x06", "--cdw10=1", "--data-len=4096", "-r"], "/dev/nvme0"],
   "identify-ns": [["admin-passthru", "--opcode=0x06", "--namespace-id=1", "--cdw10=0", "--data-len=4096", "-r"], "/dev/nvme0"],
   "identify-ns-list": [["admin-passthru", "-o", "6", "-4", "2", "-l", "4096", "-r", "-b"], "/dev/nvme0"],
@@ -116,6 +129,10 @@ test("admin-passthru and io-passthru print nvme-cli's hex dump, raw bytes and re
     assert.equal(r.err, theirs[name].err, `${name}: stderr`);
     assert.equal(r.out, theirs[name].out, `${name}: stdout`);
   }
+  // What both wrote is what both read back.
+  assert.ok(theirs["io-read-back"].out.startsWith(
+    "       0  1  2  3  4  5  6  7  8  9  a  b  c  d  e  f\n0000: 07 26 45 64",
+  ), theirs["io-read-back"].out.slice(0, 120));
 }, skip);
 
 test("failing passthru commands print nvme-cli's NVMe status line and exit 1 as nvme-cli does", async () => {
