@@ -7,7 +7,7 @@
  * @module
  */
 import process from "node:process";
-import type { Sqe } from "../lib/nvme/command.ts";
+import { setRw, type Sqe, SqeDw } from "../lib/nvme/command.ts";
 import type { Controller } from "../lib/nvme/controller.ts";
 import { NvmeStatusError } from "../lib/nvme/errors.ts";
 import type { QueuePair } from "../lib/nvme/queue.ts";
@@ -18,11 +18,12 @@ const h = (v: number, w: number) => (v >>> 0).toString(16).padStart(w, "0");
 /** nvme-cli's key/value lines for one command (`addr` is the DMA address the controller was given). */
 export function formatCommand(cmd: Sqe, dataIova: number, dataLen: number, timeoutMs: number, result: number, err: number, us: number): string {
   const kv = (k: string, v: string) => `${k.padEnd(13)}: ${v}\n`;
-  return kv("opcode", h(cmd[0] & 0xff, 2)) + kv("flags", h((cmd[0] >>> 8) & 0xff, 2)) + kv("rsvd1", "0000") +
-    kv("nsid", h(cmd[1], 8)) + kv("cdw2", h(cmd[2], 8)) + kv("cdw3", h(cmd[3], 8)) + kv("data_len", h(dataLen, 8)) +
+  const D = SqeDw;
+  return kv("opcode", h(cmd[D.CDW0] & 0xff, 2)) + kv("flags", h((cmd[D.CDW0] >>> 8) & 0xff, 2)) + kv("rsvd1", "0000") +
+    kv("nsid", h(cmd[D.NSID], 8)) + kv("cdw2", h(cmd[D.CDW2], 8)) + kv("cdw3", h(cmd[D.CDW3], 8)) + kv("data_len", h(dataLen, 8)) +
     kv("metadata_len", h(0, 8)) + kv("addr", dataLen ? dataIova.toString(16) : "0") + kv("metadata", "0") +
-    [10, 11, 12, 13, 14, 15].map((i) => kv(`cdw${i}`, h(cmd[i], 8))).join("") + kv("timeout_ms", h(Math.round(timeoutMs), 8)) +
-    kv("result", h(result, 8)) + kv("err", String(err)) + kv("latency", `${Math.round(us)} us`);
+    ([D.CDW10, D.CDW11, D.CDW12, D.CDW13, D.CDW14, D.CDW15] as number[]).map((i) => kv(`cdw${i}`, h(cmd[i], 8))).join("") +
+    kv("timeout_ms", h(Math.round(timeoutMs), 8)) + kv("result", h(result, 8)) + kv("err", String(err)) + kv("latency", `${Math.round(us)} us`);
 }
 
 /** Status field of a failed command as the kernel ioctl returns it (positive), or -1 for no completion. */
@@ -52,11 +53,7 @@ export function traceCommands(ctrl: Controller): () => void {
       const t0 = performance.now();
       return traced(rw.call(q, opcode, nsid, slba, nlb0, dataIova, dataLen, cdw12Flags, timeoutMs), (res, err) => {
         const cmd = new Uint32Array(16);
-        cmd[0] = opcode;
-        cmd[1] = nsid;
-        cmd[10] = slba % 0x1_0000_0000;
-        cmd[11] = Math.floor(slba / 0x1_0000_0000);
-        cmd[12] = ((nlb0 & 0xffff) | cdw12Flags) >>> 0;
+        setRw(cmd, opcode, nsid, slba, nlb0, cdw12Flags);
         process.stdout.write(formatCommand(cmd, dataIova, dataLen, timeoutMs, res, err, (performance.now() - t0) * 1000));
       });
     };

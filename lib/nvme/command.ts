@@ -12,6 +12,8 @@ export type Sqe = Uint32Array;
 export const SqeDw = {
   CDW0: 0,
   NSID: 1,
+  CDW2: 2,
+  CDW3: 3,
   MPTR_LO: 4,
   MPTR_HI: 5,
   PRP1_LO: 6,

@@ -5,7 +5,7 @@
  * lib/io) share this core; only the queue differs.
  * @module
  */
-import { sqe } from "./command.ts";
+import { sqe, SqeDw } from "./command.ts";
 import type { Controller } from "./controller.ts";
 import { DeviceClosedError, InvalidArgumentError, NvmeStatusError } from "./errors.ts";
 import { AdminOpc, type DecodedStatus, encodeStatus } from "./spec.ts";
@@ -74,7 +74,7 @@ const DRIVER_OWNED: Record<number, string> = {
 };
 
 const DWORDS = ["cdw2", "cdw3", "cdw10", "cdw11", "cdw12", "cdw13", "cdw14", "cdw15"] as const;
-const DW_INDEX = [2, 3, 10, 11, 12, 13, 14, 15];
+const DW_INDEX = [SqeDw.CDW2, SqeDw.CDW3, SqeDw.CDW10, SqeDw.CDW11, SqeDw.CDW12, SqeDw.CDW13, SqeDw.CDW14, SqeDw.CDW15];
 
 function u32(v: unknown, what: string): number {
   if (v === undefined) return 0;
