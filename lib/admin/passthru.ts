@@ -18,7 +18,9 @@
  * @module
  */
 import { checkPassthru, type PassthruCommand, type PassthruResult, sendPassthru } from "../nvme/passthru.ts";
+import { AdminOpc } from "../nvme/spec.ts";
 import type { AdminTarget } from "./log.ts";
+import { rescan } from "./support.ts";
 
 export { opcodeDirection, type PassthruCommand, type PassthruDirection, type PassthruResult } from "../nvme/passthru.ts";
 
@@ -26,9 +28,17 @@ export { opcodeDirection, type PassthruCommand, type PassthruDirection, type Pas
  * Send a raw admin command. A failed completion resolves with its status (as
  * the kernel ioctl returns it); bad input rejects with InvalidArgumentError
  * before anything reaches the device. Queue creation/deletion and
- * Asynchronous Event Requests are refused: the driver owns those.
+ * Asynchronous Event Requests are refused: the driver owns those. After a
+ * successful Format NVM, Namespace Management or Namespace Attachment the
+ * device's namespaces are re-read (when `dev` has `rescan()`, as NVMeDev does).
  */
 export async function adminPassthru(dev: AdminTarget, cmd: PassthruCommand): Promise<PassthruResult> {
   const c = checkPassthru(dev.controller, cmd, true);
-  return await sendPassthru(dev.controller, dev.controller.admin, c);
+  const r = await sendPassthru(dev.controller, dev.controller.admin, c);
+  // Namespaces may have changed size, format or presence: the device's view follows, as after formatNvm().
+  if (r.status === 0 && RESHAPES.has(cmd.opcode)) await rescan(dev);
+  return r;
 }
+
+/** Admin opcodes that change namespaces (Format NVM, Namespace Management, Namespace Attachment). */
+const RESHAPES = new Set<number>([AdminOpc.FORMAT_NVM, AdminOpc.NS_MANAGEMENT, AdminOpc.NS_ATTACHMENT]);

@@ -126,3 +126,15 @@ test("getLogPage in pieces bigger than 4096 bytes (a DMA buffer) returns what 40
     await assert.rejects(getLogPage(dev, LogId.CMD_EFFECTS, 4096, { lsp: 128 }), InvalidArgumentError);
   });
 });
+
+test("admin passthru Format NVM: the device's namespaces follow the new block size", async () => {
+  await withSim({}, async (dev) => {
+    assert.equal(dev.ns(1).blockSize, 512);
+    // Format NVM (80h), namespace 1, LBA format 1 (4096-byte blocks on the software controller).
+    const r = await adminPassthru(dev, { opcode: AdminOpc.FORMAT_NVM, nsid: 1, cdw10: 1 });
+    assert.equal(r.status, 0);
+    assert.equal(dev.ns(1).blockSize, 4096);
+    const b = new Uint8Array(4096).fill(9);
+    await dev.ns(1).write(0, b);
+  });
+});
