@@ -136,11 +136,8 @@ function passthruCommand(admin: boolean): Command {
       const file = values["input-file"] as string | undefined;
       let data: Uint8Array | undefined;
       if (dataLen && write) {
-        data = new Uint8Array(dataLen).fill(prefill);
         const src = readInput(file);
-        data.set(src.subarray(0, Math.min(src.length, dataLen)));
-      } else if (dataLen && prefill) {
-        data = new Uint8Array(dataLen).fill(prefill);
+        data = src.subarray(0, Math.min(src.length, dataLen));
       }
       if (values["show-command"] || values["dry-run"]) {
         const h = (v: number, w: number) => v.toString(16).padStart(w, "0");
@@ -153,7 +150,7 @@ function passthruCommand(admin: boolean): Command {
       if (values["dry-run"]) return 0;
       return await withDev(device, async (dev) => {
         const direction = !dataLen ? "none" : read && write ? "both" : read ? "read" : "write";
-        const cmd = { opcode, nsid: nsidV, ...dw, dataLen, direction, data, timeoutMs: timeout || undefined } as const;
+        const cmd = { opcode, nsid: nsidV, ...dw, dataLen, direction, data, prefill, timeoutMs: timeout || undefined } as const;
         const t0 = performance.now();
         const r = admin ? await adminPassthru(dev, cmd) : await ioPassthru(dev, cmd);
         const us = Math.round((performance.now() - t0) * 1000);

@@ -43,8 +43,10 @@ export interface PassthruCommand {
    * specification defines them (01b write, 10b read, 11b both), "none" without data.
    */
   direction?: PassthruDirection;
-  /** Data sent for "write"/"both" (at most dataLen bytes; the rest of the buffer is zero). */
+  /** Data sent for "write"/"both" (at most dataLen bytes; the rest of the buffer is the prefill byte). */
   data?: Uint8Array;
+  /** Byte the data buffer holds before `data` is copied in and the command runs (default 0), as nvme-cli's --prefill. */
+  prefill?: number;
   /** Timeout in ms (default: the queue's). */
   timeoutMs?: number;
 }
@@ -99,6 +101,8 @@ export interface CheckedPassthru {
   direction: PassthruDirection;
   /** Bytes to send, or null. */
   input: Uint8Array | null;
+  /** Byte the buffer is filled with first. */
+  prefill: number;
   /** Timeout in ms, or undefined for the queue's default. */
   timeoutMs: number | undefined;
 }
@@ -140,13 +144,17 @@ export function checkPassthru(ctrl: Controller, cmd: PassthruCommand, admin: boo
     }
     input = cmd.data;
   }
+  const prefill = cmd.prefill ?? 0;
+  if (typeof prefill !== "number" || !Number.isInteger(prefill) || prefill < 0 || prefill > 0xff) {
+    throw new InvalidArgumentError(`prefill must be a byte (0-255), got ${String(prefill)}`);
+  }
   const t = cmd.timeoutMs;
   if (t !== undefined && (typeof t !== "number" || !(t > 0) || !Number.isFinite(t))) {
     throw new InvalidArgumentError(`timeoutMs must be a positive finite number, got ${String(t)}`);
   }
   const s = sqe(opcode, nsid);
   DWORDS.forEach((k, i) => (s[DW_INDEX[i]] = u32(cmd[k], k)));
-  return { sqe: s, dataLen, direction, input, timeoutMs: t };
+  return { sqe: s, dataLen, direction, input, prefill, timeoutMs: t };
 }
 
 /**
@@ -160,7 +168,10 @@ export async function sendPassthru(ctrl: Controller, queue: QueuePair, c: Checke
   const buf = c.dataLen ? ctrl.allocDma(c.dataLen) : null;
   let settled = false;
   try {
-    if (buf && c.input) buf.bytes.set(c.input);
+    if (buf) {
+      buf.bytes.fill(c.prefill, 0, c.dataLen);
+      if (c.input) buf.bytes.set(c.input);
+    }
     let result: number;
     try {
       const iova = buf ? buf.iova : 0;

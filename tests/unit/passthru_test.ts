@@ -96,6 +96,7 @@ test("passthru: bad input is refused with InvalidArgumentError and no command re
       ["data bigger than dataLen", () => adminPassthru(dev, { opcode: 0x81, dataLen: 4, data: new Uint8Array(8) })],
       ["data on a read", () => adminPassthru(dev, { opcode: 6, dataLen: 4096, data: new Uint8Array(8) })],
       ["timeout 0", () => adminPassthru(dev, { opcode: 6, timeoutMs: 0 })],
+      ["prefill 256", () => adminPassthru(dev, { opcode: 6, dataLen: 4096, prefill: 256 })],
       ["create IO SQ", () => adminPassthru(dev, { opcode: AdminOpc.CREATE_IO_SQ })],
       ["delete IO CQ", () => adminPassthru(dev, { opcode: AdminOpc.DELETE_IO_CQ, cdw10: 1 })],
       ["AER", () => adminPassthru(dev, { opcode: AdminOpc.ASYNC_EVENT_REQUEST })],

@@ -222,3 +222,12 @@ test("NVMe status lines are nvme-cli 2.3's for every status code (fixtures/passt
     assert.equal(nvmeCliStatusLine(sf), `NVMe status: ${text}(0x${sf.toString(16)})`);
   }
 });
+
+test("admin-passthru --prefill: the buffer holds the byte where the controller wrote nothing (as nvme-cli)", async () => {
+  // Get Log Page, firmware slot log (03h), NUMD for 64 bytes, into a 128-byte buffer prefilled with 0xee.
+  const r = await run(["admin-passthru", "sim:", "-o", "2", "-n", "0xffffffff", "-4", String(3 | (15 << 16)), "-l", "128", "-r", "-p", "0xee", "-b"]);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.bytes.length, 128);
+  assert.ok(r.bytes.subarray(64).every((b) => b === 0xee), "bytes past the log keep the prefill");
+  assert.ok(!r.bytes.subarray(0, 64).every((b) => b === 0xee), "the log overwrote the first 64");
+});
