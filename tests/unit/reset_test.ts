@@ -14,22 +14,22 @@ import { NSSR_RESET, Reg } from "../../lib/nvme/spec.ts";
  */
 function withNssr(t: SimTransport): { transport: Transport; nssrWrites: number[] } {
   const nssrWrites: number[] = [];
-  const transport: Transport = {
-    name: t.name,
-    hostPageSize: t.hostPageSize,
+  const override: Partial<Transport> = {
     readReg32: (off) => (off === Reg.CAP + 4 ? (t.readReg32(off) | 1 << 4) >>> 0 : t.readReg32(off)),
     readReg64: (off) => (off === Reg.CAP ? t.readReg64(off) | (1n << 36n) : t.readReg64(off)),
     writeReg32: (off, v) => {
       if (off === Reg.NSSR) nssrWrites.push(v);
       else t.writeReg32(off, v);
     },
-    writeReg64: (off, v) => t.writeReg64(off, v),
-    doorbells: () => t.doorbells(),
-    allocDma: (n) => t.allocDma(n),
-    freeDma: (b) => t.freeDma(b),
-    iovaOf: (v) => t.iovaOf(v),
-    close: () => t.close(),
   };
+  // Everything else goes to the sim itself (bound: its methods use private fields).
+  const transport = new Proxy(t, {
+    get(target, prop) {
+      if (prop in override) return override[prop as keyof Transport];
+      const v = Reflect.get(target, prop, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
   return { transport, nssrWrites };
 }
 
