@@ -1,13 +1,21 @@
 /**
  * tsnvme: a userspace NVMe driver for Deno and Bun over Linux VFIO.
  *
+ * Open a controller by PCI address ("0000:01:00.0", bound to vfio-pci) or, as
+ * here, the software controller, which needs no hardware:
+ *
  * ```ts
  * import { NVMeDev } from "@tsnvme/tsnvme";
- * await using dev = await NVMeDev.open("0000:01:00.0");
- * console.log(dev.info.model, dev.nsList());
+ * import assert from "node:assert/strict";
+ * await using dev = await NVMeDev.open("sim:ns=16M:512");
+ * assert.deepEqual(dev.nsList(), [1]);
  * const ns = dev.ns(1);
- * const buf = dev.allocBuffer(ns.blockSize * 8);
- * await ns.read(0, buf);
+ * const buf = dev.allocBuffer(ns.blockSize * 8); // DMA memory: no copy
+ * buf.fill(0xa5);
+ * await ns.write(0, buf);
+ * const back = new Uint8Array(buf.length);
+ * await ns.read(0, back); // plain memory works too, through a bounce buffer
+ * assert.deepEqual(back, buf);
  * ```
  * @module
  */
@@ -24,13 +32,15 @@ export { Controller, type ControllerOptions, type RemoteQueue } from "./lib/nvme
 export * from "./lib/nvme/errors.ts";
 export * from "./lib/nvme/spec.ts";
 export * from "./lib/nvme/command.ts";
-export type { DmaBuffer, SharedMemory, Transport } from "./lib/nvme/transport.ts";
+export type { DmaBuffer, InterruptSource, InterruptWord, SharedMemory, Transport } from "./lib/nvme/transport.ts";
 export { type IoCallback, QueuePair, type QueuePairConfig, type QueueStats, type QueueWaiter } from "./lib/nvme/queue.ts";
 export { PcieRing, type PcieRingConfig, type QueueRing } from "./lib/nvme/pcie.ts";
 export { CommandTracker } from "./lib/nvme/tracker.ts";
 export { listNvmeControllers, type PciInfo } from "./lib/vfio/sysfs.ts";
 export * from "./lib/admin/log.ts";
 export * from "./lib/admin/features.ts";
+export * from "./lib/admin/passthru.ts";
+export { type IoPassthruCommand, ioPassthru } from "./lib/io/passthru.ts";
 export * from "./lib/admin/manage.ts";
 export { NotSupportedError } from "./lib/admin/support.ts";
 export * from "./lib/sanitize/mod.ts";

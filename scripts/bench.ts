@@ -3,7 +3,8 @@
  * depths, printing IOPS, bandwidth and latency percentiles. Prints figures; it
  * asserts nothing.
  *
- *   deno run -A scripts/bench.ts [pci-address] [--rw randread] [--bs 4096] [--iodepth 1,32] [--runtime 5] [--namespace-id 1] [--json]
+ *   deno run -A jsr:@tsnvme/tsnvme/bench [pci-address] [--rw randread] [--bs 4096] [--iodepth 1,32] [--runtime 5] [--json]
+ *   deno run -A scripts/bench.ts ...   (from a checkout; bun scripts/bench.ts ... too)
  * @module
  */
 import process from "node:process";
@@ -11,145 +12,287 @@ import { parseArgs } from "node:util";
 import { NVMeDev } from "../lib/dev.ts";
 import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
 
-const { values, positionals } = parseArgs({
-  args: process.argv.slice(2),
-  allowPositionals: true,
-  options: {
-    rw: { type: "string", default: "randread" },
-    bs: { type: "string", default: "4096" },
-    iodepth: { type: "string", default: "1,32" },
-    runtime: { type: "string", default: "5" },
-    ramp: { type: "string", default: "0.5" },
-    "namespace-id": { type: "string", short: "n", default: "1" },
-    json: { type: "boolean", default: false },
-    "spin-us": { type: "string", default: "500" },
-    help: { type: "boolean", short: "h" },
-  },
-});
-if (values.help) {
-  console.log("usage: bench.ts [pci-address] [--rw randread|randwrite|read|write] [--bs BYTES] [--iodepth 1,32] " +
-    "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--spin-us US] [--json]");
-  process.exit(0);
-}
-const rtName = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
-const addr = positionals[0] ?? process.env.TSNVME_PCI ??
-  listNvmeControllers().find((c) => c.driver === "vfio-pci")?.address;
-if (!addr) {
-  console.error("no NVMe controller bound to vfio-pci found; pass a PCI address");
-  process.exit(2);
-}
-const rw = values.rw!;
-if (!["randread", "randwrite", "read", "write"].includes(rw)) {
-  console.error(`--rw must be randread, randwrite, read or write`);
-  process.exit(2);
-}
-const bs = Number(values.bs);
-const depths = values.iodepth!.split(",").map(Number);
-const seconds = Number(values.runtime);
-const ramp = Number(values.ramp);
-
-/** Result of one benchmark job. */
+/** Result of one benchmark job (one line of `--json` output). */
 export interface BenchResult {
+  /** Runtime that ran it: deno or bun. */
   runtime: string;
+  /** Workload: randread, randwrite, read or write. */
   rw: string;
+  /** Bytes per IO. */
   bs: number;
+  /** Queue depth (IOs kept in flight). */
   iodepth: number;
+  /** IOs per second over the measured window. */
   iops: number;
+  /** MiB per second. */
   mibps: number;
+  /** Completion latency in µs. */
   latUs: { mean: number; p50: number; p99: number; max: number };
+  /** IOs measured. */
   ios: number;
+  /** Measured window in seconds. */
   seconds: number;
 }
 
-await using dev = await NVMeDev.open(addr, { pollSpinUs: Number(values["spin-us"]) });
-const ns = dev.ns(Number(values["namespace-id"]));
-if (bs % ns.blockSize !== 0) {
-  console.error(`--bs must be a multiple of the block size ${ns.blockSize}`);
-  process.exit(2);
+/** One job's full figures, for the fio-layout JSON. */
+export interface JobDetail {
+  /** The summary figures. */
+  result: BenchResult;
+  /** Latency samples in ms, sorted ascending. */
+  samples: Float64Array;
+  /** CPU time of this process during the measured window, µs. */
+  cpu: { user: number; system: number };
 }
-const blocksPerIo = bs / ns.blockSize;
-const span = Math.floor(ns.blockCount / blocksPerIo);
-const isRead = rw.endsWith("read");
-const isRandom = rw.startsWith("rand");
+
+/** fio's default completion-latency percentiles (its `percentile_list`). */
+const FIO_PERCENTILES = [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.5, 99.9, 99.95, 99.99];
+
+/** C's ctime() text without the newline, as fio's "time" field. */
+function ctime(d: Date): string {
+  const p2 = (n: number) => String(n).padStart(2, "0");
+  return `${["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][d.getDay()]} ` +
+    `${["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][d.getMonth()]} ` +
+    `${String(d.getDate()).padStart(2)} ${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${d.getFullYear()}`;
+}
+
+/**
+ * The jobs as fio's `--output-format=json` lays them out, so tools that read
+ * fio's JSON read these. Latency is measured from the read/write call to its
+ * completion, so it fills both `clat_ns` and `lat_ns`; submission latency is
+ * not measured apart (`slat_ns` N 0, as fio reports a disabled statistic).
+ * The direction not exercised is all zeros, as in fio.
+ */
+export function fioJson(jobs: JobDetail[], opts: { ramp: number; runtime: number }, now: Date = new Date()): string {
+  const stats = (ns: Float64Array) => {
+    if (ns.length === 0) return { min: 0, max: 0, mean: 0, stddev: 0, N: 0 };
+    let sum = 0, sq = 0;
+    for (const v of ns) sum += v;
+    const mean = sum / ns.length;
+    for (const v of ns) sq += (v - mean) ** 2;
+    return { min: Math.round(ns[0]), max: Math.round(ns[ns.length - 1]), mean: +mean.toFixed(6), stddev: +Math.sqrt(sq / ns.length).toFixed(6), N: ns.length };
+  };
+  const zeroSide = () => ({
+    io_bytes: 0, io_kbytes: 0, bw_bytes: 0, bw: 0, iops: 0, runtime: 0, total_ios: 0, short_ios: 0, drop_ios: 0,
+    slat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 },
+    clat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 },
+    lat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 },
+  });
+  return JSON.stringify({
+    "fio version": "tsnvme-bench (fio 3 JSON layout)",
+    timestamp: Math.floor(now.getTime() / 1000),
+    timestamp_ms: now.getTime(),
+    time: ctime(now),
+    jobs: jobs.map(({ result: r, samples, cpu }, i) => {
+      const ns = samples.map((ms) => ms * 1e6);
+      const bytes = r.ios * r.bs;
+      const percentile = Object.fromEntries(FIO_PERCENTILES.map((p) => [
+        p.toFixed(6),
+        ns.length ? Math.round(ns[Math.min(ns.length - 1, Math.ceil((p / 100) * ns.length) - 1)]) : 0,
+      ]));
+      const side = {
+        io_bytes: bytes,
+        io_kbytes: Math.floor(bytes / 1024),
+        bw_bytes: Math.round(bytes / r.seconds),
+        bw: Math.round(bytes / r.seconds / 1024),
+        iops: +(r.ios / r.seconds).toFixed(6),
+        runtime: Math.round(r.seconds * 1000),
+        total_ios: r.ios,
+        short_ios: 0,
+        drop_ios: 0,
+        slat_ns: { min: 0, max: 0, mean: 0, stddev: 0, N: 0 },
+        clat_ns: { ...stats(ns), percentile },
+        lat_ns: stats(ns),
+      };
+      const reading = r.rw.endsWith("read");
+      return {
+        jobname: `tsnvme-${r.runtime}-qd${r.iodepth}`,
+        groupid: i,
+        error: 0,
+        "job options": {
+          rw: r.rw,
+          bs: String(r.bs),
+          iodepth: String(r.iodepth),
+          runtime: String(opts.runtime),
+          ramp_time: String(opts.ramp),
+          ioengine: `tsnvme-${r.runtime}`,
+        },
+        read: reading ? side : zeroSide(),
+        write: reading ? zeroSide() : side,
+        job_runtime: Math.round(r.seconds * 1000),
+        usr_cpu: +((cpu.user / 1e6 / r.seconds) * 100).toFixed(6),
+        sys_cpu: +((cpu.system / 1e6 / r.seconds) * 100).toFixed(6),
+      };
+    }),
+  }, null, 2);
+}
+
+const USAGE = "usage: bench [pci-address] [--rw randread|randwrite|read|write] [--bs BYTES] [--iodepth 1,32] " +
+  "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--spin-us US] [--json] [--output-format normal|json]\n" +
+  "  --json                 one BenchResult object a line\n" +
+  "  --output-format json   one document in fio's --output-format=json layout (jobs[].read.iops, clat_ns.percentile...)";
 
 const MAX_SAMPLES = 1 << 21;
-const lat = new Float64Array(MAX_SAMPLES);
 
-async function job(qd: number): Promise<BenchResult> {
-  const bufs = Array.from({ length: qd }, () => dev.allocBuffer(bs));
-  for (const b of bufs) crypto.getRandomValues(b.subarray(0, Math.min(bs, 65536)));
-  let seed = 0x9e3779b9 ^ qd;
-  let seq = 0;
-  let n = 0;
-  let measuring = false;
-  let stop = false;
-  const nextLba = (): number => {
-    if (!isRandom) {
-      const l = seq;
-      seq = (seq + 1) % span;
-      return l * blocksPerIo;
-    }
-    seed ^= seed << 13;
-    seed >>>= 0;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    seed >>>= 0;
-    return (seed % span) * blocksPerIo;
-  };
-  const worker = async (buf: Uint8Array): Promise<void> => {
-    while (!stop) {
-      const t = performance.now();
-      if (isRead) await ns.read(nextLba(), buf);
-      else await ns.write(nextLba(), buf);
-      if (measuring) {
-        if (n < MAX_SAMPLES) lat[n] = performance.now() - t;
-        n++;
-      }
-    }
-  };
-  const workers = bufs.map(worker);
-  await new Promise((r) => setTimeout(r, ramp * 1000));
-  measuring = true;
-  const t0 = performance.now();
-  await new Promise((r) => setTimeout(r, seconds * 1000));
-  measuring = false;
-  const elapsed = (performance.now() - t0) / 1000;
-  stop = true;
-  await Promise.all(workers);
-  for (const b of bufs) dev.freeBuffer(b);
-  const samples = lat.subarray(0, Math.min(n, MAX_SAMPLES)).sort();
-  const pct = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] * 1000;
-  let sum = 0;
-  for (const v of samples) sum += v;
-  return {
-    runtime: rtName,
-    rw,
-    bs,
-    iodepth: qd,
-    iops: Math.round(n / elapsed),
-    mibps: +((n * bs) / elapsed / 2 ** 20).toFixed(1),
-    latUs: {
-      mean: +(sum / samples.length * 1000).toFixed(1),
-      p50: +pct(0.5).toFixed(1),
-      p99: +pct(0.99).toFixed(1),
-      max: +(samples[samples.length - 1] * 1000).toFixed(1),
-    },
-    ios: n,
-    seconds: +elapsed.toFixed(2),
-  };
-}
-
-for (const qd of depths) {
-  const r = await job(qd);
-  if (values.json) console.log(JSON.stringify(r));
-  else {
-    console.log(
-      `tsnvme/${r.runtime} ${r.rw} bs=${r.bs} qd=${String(r.iodepth).padEnd(3)} ${String(r.iops).padStart(8)} IOPS ` +
-        `${String(r.mibps).padStart(7)} MiB/s  lat us mean ${r.latUs.mean} p50 ${r.latUs.p50} p99 ${r.latUs.p99} max ${r.latUs.max}`,
-    );
+/** Run the benchmark with `argv` (without the runtime and script); resolves to the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        rw: { type: "string", default: "randread" },
+        bs: { type: "string", default: "4096" },
+        iodepth: { type: "string", default: "1,32" },
+        runtime: { type: "string", default: "5" },
+        ramp: { type: "string", default: "0.5" },
+        "namespace-id": { type: "string", short: "n", default: "1" },
+        json: { type: "boolean", default: false },
+        "spin-us": { type: "string", default: "500" },
+        "output-format": { type: "string", default: "normal" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    console.error(`bench: ${(e as Error).message}\n${USAGE}`);
+    return 2;
   }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const rtName = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
+  const addr = positionals[0] ?? process.env.TSNVME_PCI ??
+    listNvmeControllers().find((c) => c.driver === "vfio-pci")?.address;
+  if (!addr) {
+    console.error("no NVMe controller bound to vfio-pci found; pass a PCI address");
+    return 2;
+  }
+  const outFormat = values["output-format"];
+  if (outFormat !== "normal" && outFormat !== "json") {
+    console.error(`bench: --output-format must be normal or json\n${USAGE}`);
+    return 2;
+  }
+  const rw = values.rw!;
+  if (!["randread", "randwrite", "read", "write"].includes(rw)) {
+    console.error(`--rw must be randread, randwrite, read or write\n${USAGE}`);
+    return 2;
+  }
+  const bs = Number(values.bs);
+  const depths = values.iodepth!.split(",").map(Number);
+  const seconds = Number(values.runtime);
+  const ramp = Number(values.ramp);
+  const nums = [bs, seconds, ramp, Number(values["spin-us"]), Number(values["namespace-id"]), ...depths];
+  if (nums.some((n) => !Number.isFinite(n) || n < 0) || !(bs > 0) || depths.some((d) => !Number.isInteger(d) || d < 1)) {
+    console.error(`bench: bad number in the options\n${USAGE}`);
+    return 2;
+  }
+
+  await using dev = await NVMeDev.open(addr, { pollSpinUs: Number(values["spin-us"]) });
+  const ns = dev.ns(Number(values["namespace-id"]));
+  if (bs % ns.blockSize !== 0) {
+    console.error(`--bs must be a multiple of the block size ${ns.blockSize}`);
+    return 2;
+  }
+  const blocksPerIo = bs / ns.blockSize;
+  const span = Math.floor(ns.blockCount / blocksPerIo);
+  const isRead = rw.endsWith("read");
+  const isRandom = rw.startsWith("rand");
+  const lat = new Float64Array(MAX_SAMPLES);
+
+  async function job(qd: number): Promise<JobDetail> {
+    const bufs = Array.from({ length: qd }, () => dev.allocBuffer(bs));
+    for (const b of bufs) crypto.getRandomValues(b.subarray(0, Math.min(bs, 65536)));
+    let seed = 0x9e3779b9 ^ qd;
+    let seq = 0;
+    let n = 0;
+    let measuring = false;
+    let stop = false;
+    const nextLba = (): number => {
+      if (!isRandom) {
+        const l = seq;
+        seq = (seq + 1) % span;
+        return l * blocksPerIo;
+      }
+      seed ^= seed << 13;
+      seed >>>= 0;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      seed >>>= 0;
+      return (seed % span) * blocksPerIo;
+    };
+    const worker = async (buf: Uint8Array): Promise<void> => {
+      while (!stop) {
+        const t = performance.now();
+        if (isRead) await ns.read(nextLba(), buf);
+        else await ns.write(nextLba(), buf);
+        if (measuring) {
+          if (n < MAX_SAMPLES) lat[n] = performance.now() - t;
+          n++;
+        }
+      }
+    };
+    const workers = bufs.map(worker);
+    await new Promise((r) => setTimeout(r, ramp * 1000));
+    measuring = true;
+    const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    measuring = false;
+    const elapsed = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    stop = true;
+    await Promise.all(workers);
+    for (const b of bufs) dev.freeBuffer(b);
+    const samples = lat.subarray(0, Math.min(n, MAX_SAMPLES)).sort();
+    const pct = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] * 1000;
+    let sum = 0;
+    for (const v of samples) sum += v;
+    const result: BenchResult = {
+      runtime: rtName,
+      rw,
+      bs,
+      iodepth: qd,
+      iops: Math.round(n / elapsed),
+      mibps: +((n * bs) / elapsed / 2 ** 20).toFixed(1),
+      latUs: {
+        mean: +(sum / samples.length * 1000).toFixed(1),
+        p50: +pct(0.5).toFixed(1),
+        p99: +pct(0.99).toFixed(1),
+        max: +(samples[samples.length - 1] * 1000).toFixed(1),
+      },
+      ios: n,
+      seconds: +elapsed.toFixed(2),
+    };
+    return { result, samples: samples.slice(), cpu };
+  }
+
+  const done: JobDetail[] = [];
+  for (const qd of depths) {
+    const d = await job(qd);
+    done.push(d);
+    const r = d.result;
+    if (outFormat === "json") continue;
+    if (values.json) console.log(JSON.stringify(r));
+    else {
+      console.log(
+        `tsnvme/${r.runtime} ${r.rw} bs=${r.bs} qd=${String(r.iodepth).padEnd(3)} ${String(r.iops).padStart(8)} IOPS ` +
+          `${String(r.mibps).padStart(7)} MiB/s  lat us mean ${r.latUs.mean} p50 ${r.latUs.p50} p99 ${r.latUs.p99} max ${r.latUs.max}`,
+      );
+    }
+  }
+  if (outFormat === "json") {
+    console.log(fioJson(done, { ramp, runtime: seconds }));
+    return 0;
+  }
+  const st = dev.queueStats()[0];
+  if (!values.json) {
+    console.log(`queue: ${st.submitted} commands, ${st.sqDoorbells} SQ doorbells (${(st.submitted / st.sqDoorbells).toFixed(2)} per ring)`);
+  }
+  return 0;
 }
-const st = dev.queueStats()[0];
-if (!values.json) {
-  console.log(`queue: ${st.submitted} commands, ${st.sqDoorbells} SQ doorbells (${(st.submitted / st.sqDoorbells).toFixed(2)} per ring)`);
+
+if (import.meta.main) {
+  process.exitCode = await main(process.argv.slice(2));
 }

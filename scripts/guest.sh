@@ -369,7 +369,9 @@ qemu=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot
   -machine q35,accel=tcg -cpu max -smp "$SMP" -m "$MEM"
   -kernel "$VMLINUZ" -initrd "$INITRD"
   # TSC clocksource: real machines use it; on the default (hpet) a clock read costs 2-4x more under TCG.
-  -append "console=ttyS0 rdinit=/init panic=-1 intel_iommu=on iommu=pt quiet tsc=reliable clocksource=tsc"
+  # iomem=relaxed: nvme-cli maps BAR0 through sysfs (show-regs, effects-log without --csi), which
+  # the Debian kernel's CONFIG_IO_STRICT_DEVMEM refuses while the nvme driver owns the device.
+  -append "console=ttyS0 rdinit=/init panic=-1 intel_iommu=on iommu=pt iomem=relaxed quiet tsc=reliable clocksource=tsc"
   -chardev "file,id=con,path=$(qp "$BOOTLOG")" -serial chardev:con
   # The IOMMU must exist before the PCI devices it translates for.
   -device intel-iommu,intremap=on,caching-mode=on

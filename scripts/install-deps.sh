@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ! -x node_modules/.bin/deno || ! -x node_modules/.bin/bun ]]; then
-  echo "install-deps: npm install (deno, bun, typescript)" >&2
-  npm install --no-audit --no-fund --loglevel=error >&2
+  # npm ci: exactly the versions in package-lock.json, and a failure if the lock is stale.
+  echo "install-deps: npm ci (deno, bun, typescript)" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 PKGS=(qemu-system-x86 busybox-static kmod cpio nvme-cli fio)
 missing=()

@@ -2,16 +2,19 @@
  * nvme-cli-like command line for tsnvme. Same subcommand and long option names
  * as nvme-cli, with a PCI address where nvme-cli takes /dev/nvmeX.
  *
- *   deno run -A scripts/nvme.ts id-ctrl 0000:01:00.0 --output-format json
- *   bun scripts/nvme.ts read 0000:01:00.0 -n 1 -s 0 -c 7 -z 4096 -d out.bin
+ *   deno run -A jsr:@tsnvme/tsnvme/cli id-ctrl 0000:01:00.0 --output-format json
+ *   deno run -A jsr:@tsnvme/tsnvme/cli admin-passthru sim: --opcode 6 --cdw10 1 --data-len 4096 -r
+ *   bun scripts/nvme.ts read 0000:01:00.0 -n 1 -s 0 -c 7 -z 4096 -d out.bin   (from a checkout)
  * @module
  */
 import process from "node:process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type Cli, type Command, format, formatTable, intList, intOpt as int, type Options, out, outputFormat, runCli, UsageError, type Values } from "./cli.ts";
 import { formatIdCtrl, formatIdNs, idCtrlToJson, idNsToJson, toNvmeCliJson } from "../lib/admin/identify.ts";
 import {
+  commandName,
   effectsLog,
+  getLogPage,
   effectsLogs,
   effectsLogToJson,
   errorLog,
@@ -48,58 +51,16 @@ import {
 } from "../lib/admin/manage.ts";
 import { commitFirmware, downloadFirmware } from "../lib/firmware/mod.ts";
 import { sanitize, type SanitizeKind, waitSanitize } from "../lib/sanitize/mod.ts";
+import { adminPassthru } from "../lib/admin/passthru.ts";
+import { hexDump } from "../lib/admin/hexdump.ts";
+import { formatRegisters, readRegisterBlock, readRegisters, registersToJson } from "../lib/admin/regs.ts";
+import { ioPassthru } from "../lib/io/passthru.ts";
 import { NVMeDev } from "../lib/dev.ts";
+import { traceCommands } from "./verbose.ts";
 import { NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
+import { encodeStatus, IoOpc, LogId } from "../lib/nvme/spec.ts";
+import { nvmeCliStatusLine } from "../lib/admin/status.ts";
 import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
-
-type Options = NonNullable<ParseArgsConfig["options"]>;
-type Values = Record<string, string | boolean | undefined>;
-
-/** A subcommand: its options, usage text and body. */
-interface Command {
-  summary: string;
-  usage: string;
-  options: Options;
-  /** Positional arguments required (the device address for most). */
-  device: boolean;
-  run(args: { device: string; values: Values }): Promise<number>;
-}
-
-class UsageError extends Error {}
-
-const outputFormat: Options = {
-  "output-format": { type: "string", short: "o", default: "normal" },
-};
-
-function fmt(values: Values): "normal" | "json" {
-  const f = String(values["output-format"]);
-  if (f !== "normal" && f !== "json") throw new UsageError(`invalid output format: ${f} (normal|json)`);
-  return f;
-}
-
-function int(values: Values, name: string, { required = false, min = 0, max = Number.MAX_SAFE_INTEGER } = {}): number {
-  const v = values[name];
-  if (v === undefined) {
-    if (required) throw new UsageError(`--${name} is required`);
-    return -1;
-  }
-  const s = String(v).trim();
-  const n = /^0x[0-9a-f]+$/i.test(s) ? parseInt(s, 16) : /^\d+$/.test(s) ? Number(s) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`invalid --${name}: ${s}`);
-  return n;
-}
-
-/** A comma-separated list of integers (nvme-cli's OPT_LIST). */
-function intList(values: Values, name: string, max = Number.MAX_SAFE_INTEGER): number[] {
-  const v = values[name];
-  if (v === undefined || v === "") return [];
-  return String(v).split(",").map((p) => {
-    const t = p.trim();
-    const n = /^0x[0-9a-f]+$/i.test(t) ? parseInt(t, 16) : /^\d+$/.test(t) ? Number(t) : NaN;
-    if (!Number.isSafeInteger(n) || n > max) throw new UsageError(`invalid --${name}: ${String(v)}`);
-    return n;
-  });
-}
 
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
 function progress(text: string | null): void {
@@ -107,17 +68,109 @@ function progress(text: string | null): void {
   process.stderr.write(text === null ? "\r\x1b[K" : `\r\x1b[K${text}`);
 }
 
-function out(text: string): void {
-  process.stdout.write(text.endsWith("\n") ? text : text + "\n");
-}
+/** Set from `--verbose` for the subcommand being run: print each command it sends. */
+let verbose = false;
 
 async function withDev<T>(device: string, f: (dev: NVMeDev) => Promise<T>): Promise<T> {
   const dev = await NVMeDev.open(device);
+  const untrace = verbose ? traceCommands(dev.controller) : null;
   try {
     return await f(dev);
   } finally {
+    untrace?.();
     await dev.close();
   }
+}
+
+/** Read an input file (or stdin for no name) for a command; a missing file is a usage error. */
+function readInput(file: string | undefined): Uint8Array {
+  try {
+    return new Uint8Array(file ? readFileSync(file) : readFileSync(0));
+  } catch (e) {
+    throw new UsageError(`cannot read ${file ?? "stdin"}: ${(e as Error).message}`);
+  }
+}
+
+/** nvme-cli's `admin-passthru` and `io-passthru`: the same options, the same output. */
+function passthruCommand(admin: boolean): Command {
+  const cdw: Options = {};
+  // nvme-cli's short options: -2, -3 for CDW2/3 and -4 to -9 for CDW10 to CDW15.
+  for (const [i, n] of [2, 3, 10, 11, 12, 13, 14, 15].entries()) cdw[`cdw${n}`] = { type: "string", short: String(i + 2) };
+  return {
+    summary: `Submit an arbitrary ${admin ? "admin" : "IO"} command, return results`,
+    usage: `${admin ? "admin" : "io"}-passthru <pci-address> --opcode <op> [--namespace-id <nsid>] [--cdw2..--cdw15 <v>] ` +
+      "[--data-len <bytes>] [--read|--write] [--input-file <file>] [--timeout <ms>] [--prefill <byte>] [--raw-binary] " +
+      "[--show-command] [--dry-run] [--latency] [--verbose]",
+    help: "Data direction follows the opcode's bits 1:0 (01b write, 10b read) unless --read/--write says so. " +
+      "Write data comes from --input-file or stdin; read data goes to --input-file, else stdout as a hex dump " +
+      "(--raw-binary: the bytes). Metadata buffers are not supported. The addr nvme-cli shows with --show-command " +
+      "is its malloc pointer; here the data buffer is allocated when the command is sent, so 0 is shown.",
+    options: {
+      opcode: { type: "string", short: "o" },
+      "namespace-id": { type: "string", short: "n" },
+      "data-len": { type: "string", short: "l" },
+      timeout: { type: "string", short: "t" },
+      ...cdw,
+      "input-file": { type: "string", short: "i" },
+      prefill: { type: "string", short: "p" },
+      "raw-binary": { type: "boolean", short: "b" },
+      "show-command": { type: "boolean", short: "s" },
+      "dry-run": { type: "boolean", short: "d" },
+      read: { type: "boolean", short: "r" },
+      write: { type: "boolean", short: "w" },
+      latency: { type: "boolean", short: "T" },
+    },
+    args: [1, 1],
+    run: async ([device], values) => {
+      const opcode = int(values, "opcode", { required: true, max: 0xff });
+      const v32 = (k: string) => Math.max(0, int(values, k, { max: 0xffffffff }));
+      const nsidV = v32("namespace-id");
+      const dataLen = Math.max(0, int(values, "data-len", { max: 0xffffffff }));
+      const timeout = v32("timeout");
+      const prefill = Math.max(0, int(values, "prefill", { max: 0xff }));
+      const dw = Object.fromEntries([2, 3, 10, 11, 12, 13, 14, 15].map((n) => [`cdw${n}`, v32(`cdw${n}`)]));
+      // As nvme-cli: the opcode's transfer bits imply the direction.
+      const write = !!values.write || (opcode & 1) === 1;
+      const read = !!values.read || (opcode & 2) === 2;
+      if (dataLen && !read && !write) throw new UsageError("data direction not given");
+      const file = values["input-file"] as string | undefined;
+      let data: Uint8Array | undefined;
+      if (dataLen && write) {
+        const src = readInput(file);
+        data = src.subarray(0, Math.min(src.length, dataLen));
+      }
+      if (values["show-command"] || values["dry-run"]) {
+        const h = (v: number, w: number) => v.toString(16).padStart(w, "0");
+        out(`opcode       : ${h(opcode, 2)}\nflags        : 00\nrsvd1        : 0000\nnsid         : ${h(nsidV, 8)}\n` +
+          `cdw2         : ${h(dw.cdw2, 8)}\ncdw3         : ${h(dw.cdw3, 8)}\ndata_len     : ${h(dataLen, 8)}\n` +
+          `metadata_len : 00000000\naddr         : 0\nmetadata     : 0\n` +
+          [10, 11, 12, 13, 14, 15].map((n) => `cdw${n}        : ${h(dw[`cdw${n}`], 8)}\n`).join("") +
+          `timeout_ms   : ${h(timeout, 8)}`);
+      }
+      if (values["dry-run"]) return 0;
+      return await withDev(device, async (dev) => {
+        const direction = !dataLen ? "none" : read && write ? "both" : read ? "read" : "write";
+        const cmd = { opcode, nsid: nsidV, ...dw, dataLen, direction, data, prefill, timeoutMs: timeout || undefined } as const;
+        const t0 = performance.now();
+        const r = admin ? await adminPassthru(dev, cmd) : await ioPassthru(dev, cmd);
+        const us = Math.round((performance.now() - t0) * 1000);
+        const name = commandName(admin, opcode);
+        const what = `${admin ? "Admin" : "IO"} Command ${name === "Unknown" ? "Vendor Specific" : name}`;
+        if (values.latency) out(`${what} latency: ${us} us`);
+        if (r.status) {
+          process.stderr.write(nvmeCliStatusLine(r.status) + "\n");
+          return 1;
+        }
+        process.stderr.write(`${what} is Success and result: 0x${r.result.toString(16).padStart(8, "0")}\n`);
+        if (read && r.data) {
+          if (file) writeFileSync(file, r.data);
+          else if (values["raw-binary"]) process.stdout.write(r.data);
+          else process.stdout.write(hexDump(r.data));
+        }
+        return 0;
+      });
+    },
+  };
 }
 
 function nsid(values: Values, dev: NVMeDev): number {
@@ -127,6 +180,14 @@ function nsid(values: Values, dev: NVMeDev): number {
   if (list.length === 0) throw new UsageError("no active namespace: give --namespace-id");
   return list[0];
 }
+
+/** id-ctrl and id-ns: nvme-cli's output switches. */
+const identifyOptions: Options = {
+  ...outputFormat,
+  "human-readable": { type: "boolean", short: "H" },
+  "vendor-specific": { type: "boolean", short: "v" },
+  "raw-binary": { type: "boolean", short: "b" },
+};
 
 const ioOptions: Options = {
   "namespace-id": { type: "string", short: "n" },
@@ -173,8 +234,8 @@ function nsAttachment(verb: "attach" | "detach"): Command {
     summary: `${verb === "attach" ? "Attach a namespace to" : "Detach a namespace from"} controllers (default: this one)`,
     usage: `${verb}-ns <pci-address> --namespace-id <nsid> [--controllers <id,...>]`,
     options: { "namespace-id": { type: "string", short: "n" }, controllers: { type: "string", short: "c" } },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const id = int(values, "namespace-id", { required: true, min: 1, max: 0xfffffffe });
       const ctrls = intList(values, "controllers", 0xffef);
       return withDev(device, async (dev) => {
@@ -191,10 +252,10 @@ const commands: Record<string, Command> = {
     summary: "List NVMe controllers (PCI functions of class 0x010802)",
     usage: "list [--output-format normal|json]",
     options: outputFormat,
-    device: false,
-    run({ values }) {
+    args: [0, 0],
+    run(_pos, values) {
       const ctrls = listNvmeControllers();
-      if (fmt(values) === "json") {
+      if (format(values) === "json") {
         const devices = ctrls.map((c) => ({
           Address: c.address,
           Driver: c.driver ?? "",
@@ -213,48 +274,53 @@ const commands: Record<string, Command> = {
             c.iommuGroup === null ? "(none)" : String(c.iommuGroup),
           ]);
         }
-        const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-        for (const [i, r] of rows.entries()) {
-          process.stdout.write(r.map((c, j) => c.padEnd(w[j])).join("  ").trimEnd() + "\n");
-          if (i === 0) process.stdout.write(w.map((n) => "-".repeat(n)).join("  ") + "\n");
-        }
+        process.stdout.write(formatTable(rows, { rule: true }));
       }
       return Promise.resolve(0);
     },
   },
   "id-ctrl": {
     summary: "Send Identify Controller and show the result",
-    usage: "id-ctrl <pci-address> [--output-format normal|json]",
-    options: outputFormat,
-    device: true,
-    run: ({ device, values }) =>
-      withDev(device, (dev) => {
-        const f = fmt(values);
-        process.stdout.write(f === "json" ? idCtrlToJson(dev.idCtrl) + "\n" : formatIdCtrl(dev.idCtrl));
+    usage: "id-ctrl <pci-address> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
+    options: { ...identifyOptions },
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values, ["normal", "json", "binary"]);
+      return withDev(device, (dev) => {
+        const c = dev.idCtrl;
+        if (f === "binary" || values["raw-binary"]) process.stdout.write(dev.controller.identifyData.slice());
+        else if (f === "json") out(idCtrlToJson(c));
+        else process.stdout.write(formatIdCtrl(c, { human: !!values["human-readable"], vendorSpecific: !!values["vendor-specific"] }));
         return Promise.resolve(0);
-      }),
+      });
+    },
   },
   "id-ns": {
     summary: "Send Identify Namespace and show the result",
-    usage: "id-ns <pci-address> --namespace-id <nsid> [--output-format normal|json]",
-    options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
-    device: true,
-    run: ({ device, values }) =>
-      withDev(device, (dev) => {
-        const f = fmt(values);
+    usage:
+      "id-ns <pci-address> --namespace-id <nsid> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
+    options: { ...identifyOptions, "namespace-id": { type: "string", short: "n" } },
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values, ["normal", "json", "binary"]);
+      int(values, "namespace-id", { max: 0xffffffff });
+      return withDev(device, async (dev) => {
         const id = nsid(values, dev);
         const n = dev.idNs(id);
-        process.stdout.write(f === "json" ? idNsToJson(n) + "\n" : formatIdNs(n, id));
-        return Promise.resolve(0);
-      }),
+        if (f === "binary" || values["raw-binary"]) process.stdout.write(await dev.controller.identifyNamespace(id));
+        else if (f === "json") out(idNsToJson(n));
+        else process.stdout.write(formatIdNs(n, id, { human: !!values["human-readable"], vendorSpecific: !!values["vendor-specific"] }));
+        return 0;
+      });
+    },
   },
   "list-ns": {
     summary: "Send Identify List (active namespaces), display the namespace ids",
     usage: "list-ns <pci-address> [--namespace-id <first nsid>] [--output-format normal|json]",
     options: { ...outputFormat, "namespace-id": { type: "string", short: "n", default: "1" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       const first = int(values, "namespace-id", { min: 1, max: 0xffffffff });
       return withDev(device, async (dev) => {
         const ids = await activeNsList(dev, first - 1);
@@ -267,9 +333,9 @@ const commands: Record<string, Command> = {
     summary: "Send Identify Namespace Identification Descriptors, display them",
     usage: "ns-descs <pci-address> --namespace-id <nsid> [--output-format normal|json]",
     options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       return withDev(device, async (dev) => {
         const id = nsid(values, dev);
         const d = await nsDescs(dev, id);
@@ -280,16 +346,25 @@ const commands: Record<string, Command> = {
   },
   "smart-log": {
     summary: "Retrieve the SMART / health information log",
-    usage: "smart-log <pci-address> [--namespace-id <nsid>] [--output-format normal|json]",
-    options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    usage: "smart-log <pci-address> [--namespace-id <nsid>] [--human-readable] [--raw-binary] [--output-format normal|json|binary]",
+    options: {
+      ...outputFormat,
+      "namespace-id": { type: "string", short: "n" },
+      "human-readable": { type: "boolean", short: "H" },
+      "raw-binary": { type: "boolean", short: "b" },
+    },
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values, ["normal", "json", "binary"]);
       const n = int(values, "namespace-id", { max: 0xffffffff });
       const id = n < 0 ? 0xffffffff : n;
       return withDev(device, async (dev) => {
+        if (f === "binary" || values["raw-binary"]) {
+          process.stdout.write(await getLogPage(dev, LogId.SMART, 512, { nsid: id }));
+          return 0;
+        }
         const s = await smartLog(dev, id);
-        out(f === "json" ? smartLogToJson(s) : formatSmartLog(s, device, id));
+        out(f === "json" ? smartLogToJson(s) : formatSmartLog(s, device, id, { human: !!values["human-readable"] }));
         return 0;
       });
     },
@@ -298,9 +373,9 @@ const commands: Record<string, Command> = {
     summary: "Retrieve the error information log",
     usage: "error-log <pci-address> [--log-entries <n>] [--output-format normal|json]",
     options: { ...outputFormat, "log-entries": { type: "string", short: "e", default: "64" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       const want = int(values, "log-entries", { min: 1, max: 256 });
       return withDev(device, async (dev) => {
         // As nvme-cli: never more than the controller keeps (ELPE + 1).
@@ -314,9 +389,9 @@ const commands: Record<string, Command> = {
     summary: "Retrieve the firmware slot log",
     usage: "fw-log <pci-address> [--output-format normal|json]",
     options: outputFormat,
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       return withDev(device, async (dev) => {
         const l = await fwLog(dev);
         out(f === "json" ? fwLogToJson(l, device) : formatFwLog(l, device));
@@ -328,9 +403,9 @@ const commands: Record<string, Command> = {
     summary: "Retrieve the commands supported and effects log",
     usage: "effects-log <pci-address> [--csi <csi>] [--output-format normal|json]",
     options: { ...outputFormat, csi: { type: "string", short: "c" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       const csi = int(values, "csi", { max: 0xff });
       return withDev(device, async (dev) => {
         const pages = csi < 0 ? await effectsLogs(dev) : [await effectsLog(dev, csi)];
@@ -343,9 +418,9 @@ const commands: Record<string, Command> = {
     summary: "Retrieve the device self-test log",
     usage: "self-test-log <pci-address> [--dst-entries <n>] [--output-format normal|json]",
     options: { ...outputFormat, "dst-entries": { type: "string", short: "e", default: "20" } },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       const n = int(values, "dst-entries", { max: 255 });
       return withDev(device, async (dev) => {
         const l = await selfTestLog(dev);
@@ -358,9 +433,9 @@ const commands: Record<string, Command> = {
     summary: "Retrieve the sanitize status log",
     usage: "sanitize-log <pci-address> [--output-format normal|json]",
     options: outputFormat,
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       return withDev(device, async (dev) => {
         const l = await sanitizeLog(dev);
         out(f === "json" ? sanitizeLogToJson(l, device) : formatSanitizeLog(l, device));
@@ -380,9 +455,9 @@ const commands: Record<string, Command> = {
       cdw11: { type: "string", short: "c", default: "0" },
       "human-readable": { type: "boolean", short: "H" },
     },
-    device: true,
-    run: ({ device, values }) => {
-      const f = fmt(values);
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
       const fid = int(values, "feature-id", { required: true, min: 1, max: 0xff });
       const sel = int(values, "sel", { max: 3 });
       const cdw11 = int(values, "cdw11", { max: 0xffffffff });
@@ -399,8 +474,7 @@ const commands: Record<string, Command> = {
             fields: Object.fromEntries(Object.entries(r.fields).map(([k, v]) => [k, typeof v === "boolean" ? (v ? 1 : 0) : v])),
           }));
         } else {
-          const text = formatFeature(r);
-          out(values["human-readable"] || r.sel === 3 ? text : text.split("\n")[0]);
+          out(formatFeature(r, { human: !!values["human-readable"] }));
         }
         return 0;
       });
@@ -419,8 +493,8 @@ const commands: Record<string, Command> = {
       "data-len": { type: "string", short: "l" },
       save: { type: "boolean", short: "s" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const fid = int(values, "feature-id", { required: true, min: 1, max: 0xff });
       const value = int(values, "value", { max: 0xffffffff });
       const cdw12 = int(values, "cdw12", { max: 0xffffffff });
@@ -456,8 +530,8 @@ const commands: Record<string, Command> = {
       timeout: { type: "string", short: "t" },
       force: { type: "boolean" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const lbaf = int(values, "lbaf", { max: 63 });
       const ses = int(values, "ses", { max: 2 });
       const pi = int(values, "pi", { max: 3 });
@@ -490,8 +564,8 @@ const commands: Record<string, Command> = {
       "self-test-code": { type: "string", short: "s" },
       wait: { type: "boolean", short: "w" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const stc = int(values, "self-test-code", { required: true, max: 0xf });
       const n = int(values, "namespace-id", { max: 0xffffffff });
       return withDev(device, async (dev) => {
@@ -523,8 +597,8 @@ const commands: Record<string, Command> = {
       offset: { type: "string", short: "o", default: "0" },
       progress: { type: "boolean", short: "p" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       if (!values.fw) throw new UsageError("--fw is required");
       const xfer = int(values, "xfer", { min: 4 });
       const offset = int(values, "offset");
@@ -552,8 +626,8 @@ const commands: Record<string, Command> = {
       action: { type: "string", short: "a" },
       bpid: { type: "string", short: "b", default: "0" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const action = int(values, "action", { required: true, max: 7 });
       const slot = int(values, "slot", { max: 7 });
       const bpid = int(values, "bpid", { max: 1 });
@@ -578,8 +652,8 @@ const commands: Record<string, Command> = {
       ovrpat: { type: "string", short: "p" },
       wait: { type: "boolean", short: "w" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const names: Record<string, SanitizeKind> = {
         "1": "exit-failure",
         "exit-failure": "exit-failure",
@@ -624,8 +698,8 @@ const commands: Record<string, Command> = {
       idw: { type: "boolean", short: "w" },
       idr: { type: "boolean", short: "r" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const slbs = intList(values, "slbs");
       const blocks = intList(values, "blocks", 0xffffffff);
       if (slbs.length === 0 || slbs.length !== blocks.length) {
@@ -654,8 +728,8 @@ const commands: Record<string, Command> = {
       deac: { type: "boolean", short: "d" },
       "force-unit-access": { type: "boolean", short: "f" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const slba = int(values, "start-block");
       const nlb = int(values, "block-count", { max: 0xffff }) + 1;
       return withDev(device, async (dev) => {
@@ -673,8 +747,8 @@ const commands: Record<string, Command> = {
       "start-block": { type: "string", short: "s", default: "0" },
       "block-count": { type: "string", short: "c", default: "0" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const slba = int(values, "start-block");
       const nlb = int(values, "block-count", { max: 0xffff }) + 1;
       return withDev(device, async (dev) => {
@@ -689,8 +763,8 @@ const commands: Record<string, Command> = {
     usage:
       "compare <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
-    device: true,
-    run: ({ device, values }) => io("compare", device, values),
+    args: [1, 1],
+    run: ([device], values) => io("compare", device, values),
   },
   "copy": {
     summary: "Copy block ranges to a destination block (Copy command)",
@@ -701,8 +775,8 @@ const commands: Record<string, Command> = {
       slbs: { type: "string", short: "s" },
       blocks: { type: "string", short: "b" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const sdlba = int(values, "sdlba", { required: true });
       const slbs = intList(values, "slbs");
       const blocks = intList(values, "blocks", 0xffff);
@@ -727,8 +801,8 @@ const commands: Record<string, Command> = {
       nmic: { type: "string", short: "m", default: "0" },
       csi: { type: "string", short: "y", default: "0" },
     },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const nsze = int(values, "nsze", { required: true, min: 1 });
       const ncap = int(values, "ncap", { min: 1 });
       const flbas = int(values, "flbas", { max: 63 });
@@ -746,8 +820,8 @@ const commands: Record<string, Command> = {
     summary: "Delete a namespace (Namespace Management)",
     usage: "delete-ns <pci-address> --namespace-id <nsid>",
     options: { "namespace-id": { type: "string", short: "n" } },
-    device: true,
-    run: ({ device, values }) => {
+    args: [1, 1],
+    run: ([device], values) => {
       const id = int(values, "namespace-id", { required: true, min: 1, max: 0xffffffff });
       return withDev(device, async (dev) => {
         await deleteNamespace(dev, id);
@@ -758,80 +832,176 @@ const commands: Record<string, Command> = {
   },
   "attach-ns": nsAttachment("attach"),
   "detach-ns": nsAttachment("detach"),
+  "admin-passthru": passthruCommand(true),
+  "io-passthru": passthruCommand(false),
+  "show-regs": {
+    summary: "Reads and shows the defined NVMe controller registers",
+    usage: "show-regs <pci-address> [--human-readable] [--output-format normal|json|binary]",
+    options: { ...outputFormat, "human-readable": { type: "boolean", short: "H" } },
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values, ["normal", "json", "binary"]);
+      return withDev(device, (dev) => {
+        if (f === "binary") process.stdout.write(readRegisterBlock(dev));
+        else if (f === "json") out(registersToJson(readRegisters(dev)));
+        else process.stdout.write(formatRegisters(readRegisters(dev), { human: !!values["human-readable"] }));
+        return Promise.resolve(0);
+      });
+    },
+  },
+  "get-log": {
+    summary: "Retrieve any log page, as a hex dump (default) or raw binary",
+    usage: "get-log <pci-address> --log-id <lid> --log-len <bytes> [--namespace-id <nsid>] [--lpo <offset>] [--lsp <v>] " +
+      "[--lsi <v>] [--rae] [--uuid-index <v>] [--csi <v>] [--ot] [--aen <dw0>] [--raw-binary]",
+    help: "--log-len and --lpo are multiples of 4 (NUMD counts dwords); logs longer than 4096 bytes are read in pieces.",
+    options: {
+      "namespace-id": { type: "string", short: "n", default: "0xffffffff" },
+      "log-id": { type: "string", short: "i" },
+      "log-len": { type: "string", short: "l" },
+      aen: { type: "string", short: "a" },
+      lpo: { type: "string", short: "o", default: "0" },
+      lsp: { type: "string", short: "s", default: "0" },
+      lsi: { type: "string", short: "S", default: "0" },
+      rae: { type: "boolean", short: "r" },
+      "uuid-index": { type: "string", short: "U", default: "0" },
+      "raw-binary": { type: "boolean", short: "b" },
+      csi: { type: "string", short: "y", default: "0" },
+      ot: { type: "boolean", short: "O" },
+    },
+    args: [1, 1],
+    run: ([device], values) => {
+      const aen = int(values, "aen", { max: 0xffffffff });
+      // As nvme-cli: --aen (an event's DW0) names the log and reads 4096 bytes of it.
+      const lid = aen > 0 ? (aen >>> 16) & 0xff : int(values, "log-id", { required: true, max: 0xff });
+      const len = aen > 0 ? 4096 : int(values, "log-len", { required: true, min: 1, max: 0xffffffff });
+      if (len % 4 !== 0) throw new UsageError(`invalid --log-len: ${len} (a multiple of 4: the command counts dwords)`);
+      const ns = int(values, "namespace-id", { max: 0xffffffff });
+      const lpo = int(values, "lpo");
+      const ot = !!values.ot;
+      if (!ot && lpo % 4 !== 0) throw new UsageError(`invalid --lpo: ${lpo} (a multiple of 4)`);
+      const opts = {
+        nsid: ns,
+        offset: lpo,
+        lsp: int(values, "lsp", { max: 0x7f }),
+        lsi: int(values, "lsi", { max: 0xffff }),
+        rae: !!values.rae,
+        uuidIndex: int(values, "uuid-index", { max: 0x7f }),
+        csi: int(values, "csi", { max: 0xff }),
+        ot,
+      };
+      return withDev(device, async (dev) => {
+        // One command for the whole log, as nvme-cli sends it (pieces only past the transfer limit).
+        const pieceBytes = Math.max(4, Math.min(len, dev.controller.maxTransferBytes) & ~3);
+        const log = await getLogPage(dev, lid, len, { ...opts, pieceBytes });
+        if (values["raw-binary"]) process.stdout.write(log);
+        else process.stdout.write(`Device:${device} log-id:${lid} namespace-id:${ns ? "0x" + ns.toString(16) : "0"}\n` + hexDump(log));
+        return 0;
+      });
+    },
+  },
+  "flush": {
+    summary: "Submit a flush command (namespace 0xffffffff: all namespaces, where the controller allows it)",
+    usage: "flush <pci-address> [--namespace-id <nsid>]",
+    options: { "namespace-id": { type: "string", short: "n" } },
+    args: [1, 1],
+    run: ([device], values) => {
+      int(values, "namespace-id", { max: 0xffffffff }); // a bad number is a usage error before the device opens
+      return withDev(device, async (dev) => {
+        const id = nsid(values, dev);
+        if (id === 0xffffffff) {
+          const r = await ioPassthru(dev, { opcode: IoOpc.FLUSH, nsid: id });
+          if (r.status) {
+            process.stderr.write(nvmeCliStatusLine(r.status) + "\n");
+            return 1;
+          }
+        } else {
+          await dev.ns(id).flush();
+        }
+        out("NVMe Flush: success");
+        return 0;
+      });
+    },
+  },
+  "reset": {
+    summary: "Resets the controller (CC.EN 1 to 0 to 1) and brings its queues back",
+    usage: "reset <pci-address>",
+    options: {},
+    args: [1, 1],
+    run: ([device]) =>
+      withDev(device, async (dev) => {
+        await dev.controller.reset();
+        return 0;
+      }),
+  },
+  "subsystem-reset": {
+    summary: "Resets the NVM subsystem (NSSR), where CAP.NSSRS says the controller supports it",
+    usage: "subsystem-reset <pci-address>",
+    options: {},
+    args: [1, 1],
+    run: ([device]) =>
+      withDev(device, async (dev) => {
+        if (!dev.controller.cap.nssrs) {
+          process.stderr.write("Subsystem-reset: NVM Subsystem Reset not supported.\n");
+          return 1;
+        }
+        await dev.controller.subsystemReset();
+        return 0;
+      }),
+  },
   "read": {
     summary: "Read blocks into a file (or stdout)",
     usage:
       "read <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
-    device: true,
-    run: ({ device, values }) => io("read", device, values),
+    args: [1, 1],
+    run: ([device], values) => io("read", device, values),
   },
   "write": {
     summary: "Write blocks from a file (or stdin)",
     usage:
       "write <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
-    device: true,
-    run: ({ device, values }) => io("write", device, values),
+    args: [1, 1],
+    run: ([device], values) => io("write", device, values),
   },
 };
 
-function mainUsage(): string {
-  const w = Math.max(...Object.keys(commands).map((k) => k.length));
-  return "usage: nvme.ts <command> [<device>] [<args>]\n\nThe following are all implemented sub-commands:\n" +
-    Object.entries(commands).map(([k, c]) => `  ${k.padEnd(w)}  ${c.summary}`).join("\n") +
-    "\n\nSee 'nvme.ts <command> --help' for more information on a specific command\n";
+// Every command that opens a device takes --verbose: print each command it sends.
+for (const c of Object.values(commands)) {
+  if (c.args[0] < 1) continue;
+  const taken = new Set(Object.values(c.options).map((o) => o.short));
+  c.options = { ...c.options, verbose: { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
+  const run = c.run;
+  c.run = async (pos, values) => {
+    verbose = !!values.verbose;
+    try {
+      return await run(pos, values);
+    } finally {
+      verbose = false;
+    }
+  };
 }
 
-/** Run the CLI with `argv` (without the runtime and script). Returns the exit status. */
-export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (!name || name === "help" || name === "--help" || name === "-h") {
-    process.stdout.write(mainUsage());
-    return name ? 0 : 2;
-  }
-  const cmd = commands[name];
-  if (!cmd) {
-    process.stderr.write(`unknown command: ${name}\n${mainUsage()}`);
-    return 2;
-  }
-  let values: Values, positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: rest,
-      options: { ...cmd.options, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    }) as { values: Values; positionals: string[] });
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\nusage: nvme.ts ${cmd.usage}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`usage: nvme.ts ${cmd.usage}\n\n${cmd.summary}\n`);
-    return 0;
-  }
-  if (positionals.length !== (cmd.device ? 1 : 0)) {
-    process.stderr.write(`usage: nvme.ts ${cmd.usage}\n`);
-    return 2;
-  }
-  try {
-    return await cmd.run({ device: positionals[0], values });
-  } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`${e.message}\nusage: nvme.ts ${cmd.usage}\n`);
-      return 2;
-    }
+/** The nvme command line: nvme-cli's subcommands over tsnvme. */
+const cli: Cli = {
+  prog: "nvme.ts",
+  commands,
+  onError(name, e) {
     if (e instanceof NvmeStatusError) {
-      process.stderr.write(`NVMe status: ${e.status.name} (0x${((e.status.dnr ? 0x4000 : 0) | e.status.code).toString(16)})\n`);
+      process.stderr.write(nvmeCliStatusLine(encodeStatus(e.status)) + "\n");
       return 1;
     }
     if (e instanceof NvmeError) {
       process.stderr.write(`${name}: ${e.message}\n`);
       return 1;
     }
-    throw e;
-  }
+    return undefined;
+  },
+};
+
+/** Run the CLI with `argv` (without the runtime and script). Returns the exit status. */
+export function main(argv: string[]): Promise<number> {
+  return runCli(cli, argv);
 }
 
 if (import.meta.main) {

@@ -2,42 +2,19 @@
  * Host setup and diagnosis for tsnvme: check the host, hand a controller to
  * vfio-pci and back, list controllers. Thin CLI over lib/vfio/setup.ts.
  *
- *   deno run -A scripts/setup.ts doctor [ADDR] [--output-format json]
- *   sudo bun scripts/setup.ts bind 0000:01:00.0 [--user alice]
- *   sudo bun scripts/setup.ts unbind 0000:01:00.0
- *   bun scripts/setup.ts list
+ *   deno run -A jsr:@tsnvme/tsnvme/setup doctor [ADDR] [--output-format json]
+ *   sudo deno run -A jsr:@tsnvme/tsnvme/setup bind 0000:01:00.0 [--user alice]
+ *   sudo deno run -A jsr:@tsnvme/tsnvme/setup unbind 0000:01:00.0
+ *   bun scripts/setup.ts list   (from a checkout)
  * @module
  */
 import process from "node:process";
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type Cli, type Command, format, formatTable, outputFormat, runCli, UsageError } from "./cli.ts";
 import { NvmeError } from "../lib/nvme/errors.ts";
 import { bindVfio, doctor, formatChecks, listControllers, memlockAdvice, unbindVfio } from "../lib/vfio/setup.ts";
 
-type Options = NonNullable<ParseArgsConfig["options"]>;
-type Values = Record<string, string | boolean | undefined>;
-
-class UsageError extends Error {}
-
-interface Command {
-  summary: string;
-  usage: string;
-  help: string;
-  options: Options;
-  /** Allowed positional count: [min, max]. */
-  args: [number, number];
-  run(pos: string[], values: Values): Promise<number>;
-}
-
 const out = (s: string) => process.stdout.write(s);
 const err = (s: string) => process.stderr.write(s);
-
-function format(values: Values): "normal" | "json" {
-  const f = String(values["output-format"]);
-  if (f !== "normal" && f !== "json") throw new UsageError(`invalid --output-format: ${f} (normal|json)`);
-  return f;
-}
-
-const outputFormat: Options = { "output-format": { type: "string", short: "o", default: "normal" } };
 
 const commands: Record<string, Command> = {
   doctor: {
@@ -123,66 +100,27 @@ const commands: Record<string, Command> = {
           c.kernel ? `/dev/${c.kernel.name}${c.kernel.model ? `  ${c.kernel.model}` : ""}` : "",
         ]);
       }
-      const w = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)));
-      for (const r of table) out(r.map((c, j) => c.padEnd(w[j])).join("  ").trimEnd() + "\n");
+      out(formatTable(table));
       return Promise.resolve(0);
     },
   },
 };
 
-function mainUsage(): string {
-  const w = Math.max(...Object.keys(commands).map((k) => k.length));
-  return "usage: setup.ts <command> [<args>]\n\n" +
-    Object.entries(commands).map(([k, c]) => `  ${k.padEnd(w)}  ${c.summary}`).join("\n") +
-    "\n\nSee 'setup.ts <command> --help' for a command's options.\n";
-}
+/** The setup tool: host checks, vfio-pci binding, controller list. */
+const cli: Cli = {
+  prog: "setup.ts",
+  commands,
+  header: "Commands:",
+  onError(name, e) {
+    if (!(e instanceof NvmeError)) return undefined;
+    err(`setup.ts ${name}: error: ${e.message}\n`);
+    return e.code === "EINVAL_ARG" ? 2 : 1;
+  },
+};
 
 /** Run the CLI with `argv` (without the runtime and script); returns the exit status. */
-export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (!name || name === "help" || name === "--help" || name === "-h") {
-    (name ? out : err)(mainUsage());
-    return name ? 0 : 2;
-  }
-  const cmd = commands[name];
-  if (!cmd) {
-    err(`setup.ts: unknown command: ${name}\n${mainUsage()}`);
-    return 2;
-  }
-  const usage = `usage: setup.ts ${cmd.usage}\n`;
-  let values: Values, positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: rest,
-      options: { ...cmd.options, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    }) as { values: Values; positionals: string[] });
-  } catch (e) {
-    err(`setup.ts ${name}: ${(e as Error).message}\n${usage}`);
-    return 2;
-  }
-  if (values.help) {
-    out(`${usage}\n${cmd.summary}.\n${cmd.help}\n`);
-    return 0;
-  }
-  if (positionals.length < cmd.args[0] || positionals.length > cmd.args[1]) {
-    err(`setup.ts ${name}: ${positionals.length < cmd.args[0] ? "missing argument" : "too many arguments"}\n${usage}`);
-    return 2;
-  }
-  try {
-    return await cmd.run(positionals, values);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      err(`setup.ts ${name}: ${e.message}\n${usage}`);
-      return 2;
-    }
-    if (e instanceof NvmeError) {
-      err(`setup.ts ${name}: error: ${e.message}\n`);
-      return e.code === "EINVAL_ARG" ? 2 : 1;
-    }
-    throw e;
-  }
+export function main(argv: string[]): Promise<number> {
+  return runCli(cli, argv);
 }
 
 if (import.meta.main) {

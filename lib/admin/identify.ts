@@ -29,6 +29,8 @@
  * @module
  */
 import { InvalidArgumentError } from "../nvme/errors.ts";
+import { hexDump } from "./hexdump.ts";
+import { ID_CTRL_HUMAN, ID_CTRL_HUMAN_128, ID_NS_HUMAN, lbafHuman } from "./human.ts";
 
 // ---------------------------------------------------------------------------
 // Byte-reading helpers
@@ -214,6 +216,8 @@ export interface NvmeCliFormatOptions {
   thousandsSep?: string;
   /** Text output only: append the `vs[]:` hex dump, as `nvme ... -v` does. */
   vendorSpecific?: boolean;
+  /** Text output only: decode fields under their lines, as `nvme ... -H` does. */
+  human?: boolean;
 }
 
 // Raw structure kept for things outside the JSON view (vendor area, unique LBA formats).
@@ -599,28 +603,17 @@ function psWorkload(apw: number): string {
   }
 }
 
-/** nvme-cli's d(buf, len, 16, 1) hex dump (including its stale-ASCII quirk on a short last line). */
-function hexDump(buf: Uint8Array): string {
-  let o = "     ";
-  for (let i = 0; i <= 15; i++) o += i.toString(16).padStart(3, " ");
-  const ascii: string[] = new Array(17).fill("");
-  let i = 0;
-  let lineDone = false;
-  for (; i < buf.length; i++) {
-    lineDone = false;
-    if (i % 16 === 0) o += "\n" + i.toString(16).padStart(4, "0") + ":";
-    o += " " + buf[i].toString(16).padStart(2, "0");
-    ascii[i % 16] = buf[i] >= 0x21 && buf[i] <= 0x7e ? String.fromCharCode(buf[i]) : ".";
-    if ((i + 1) % 16 === 0) {
-      o += ` "${ascii.slice(0, 16).join("")}"`;
-      lineDone = true;
-    }
+/** Lines with nvme-cli's `-H` decoding after each field that has one. */
+function withHuman(L: string[], fields: Record<string, unknown>, dec: Record<string, (v: number) => string>, sep: string): string {
+  let out = "";
+  for (const line of L) {
+    out += line + "\n";
+    const key = line.slice(0, line.indexOf(":")).trim();
+    const v = fields[key];
+    if (typeof v === "number" && dec[key]) out += dec[key](v);
+    else if (v instanceof Uint128 && ID_CTRL_HUMAN_128[key]) out += ID_CTRL_HUMAN_128[key](uint128ToString(v.value, sep));
   }
-  if (!lineDone && buf.length > 0) {
-    const b = 16 - (i % 16);
-    o += " " + " ".repeat(3 * b) + ` "${ascii.slice(0, (i % 16) + 1).join("")}"`;
-  }
-  return o + "\n";
+  return out;
 }
 
 /**
@@ -731,7 +724,7 @@ export function formatIdCtrl(c: IdCtrl, opts: NvmeCliFormatOptions = {}): string
       `            active_power_workload:${psWorkload(p.active_power_work)}`,
     );
   });
-  let out = L.join("\n") + "\n";
+  let out = opts.human ? withHuman(L, c as unknown as Record<string, unknown>, ID_CTRL_HUMAN, sep) : L.join("\n") + "\n";
   const raw = rawCtrl.get(c);
   if (opts.vendorSpecific && raw) out += "vs[]:\n" + hexDump(raw.subarray(3072, 4096));
   return out;
@@ -953,14 +946,16 @@ export function formatIdNs(n: IdNs, nsid: number, opts: NvmeCliFormatOptions = {
   const raw = rawNs.get(n);
   const inUse = flbasIndex(n.flbas);
   const count = n.nlbaf + n.nulbaf + 1;
+  const lbafs: string[] = [];
   for (let i = 0; i < count; i++) {
     const f = raw ? lbafAt(raw, view(raw), i) : n.lbafs[i] ?? { ms: 0, ds: 0, rp: 0 };
-    L.push(
-      `lbaf ${String(i).padStart(2, " ")} : ms:${String(f.ms).padEnd(3, " ")} ` +
+    lbafs.push(
+      opts.human ? lbafHuman(i, f.ms, f.ds, f.rp, i === inUse) : `lbaf ${String(i).padStart(2, " ")} : ms:${String(f.ms).padEnd(3, " ")} ` +
         `lbads:${String(f.ds).padEnd(2, " ")} rp:${hexAlt(f.rp)} ${i === inUse ? "(in use)" : ""}`,
     );
   }
-  let out = L.join("\n") + "\n";
+  let out = (opts.human ? withHuman(L, n as unknown as Record<string, unknown>, ID_NS_HUMAN, sep) : L.join("\n") + "\n") +
+    lbafs.map((l) => l + "\n").join("");
   if (opts.vendorSpecific && raw) out += "vs[]:\n" + hexDump(raw.subarray(392, 4096));
   return out;
 }

@@ -9,7 +9,7 @@
  */
 import { getLogPageCmd } from "../nvme/command.ts";
 import type { Controller } from "../nvme/controller.ts";
-import { InvalidArgumentError } from "../nvme/errors.ts";
+import { InvalidArgumentError, NvmeStatusError } from "../nvme/errors.ts";
 import { LogId } from "../nvme/spec.ts";
 import { toNvmeCliJson, Uint128, Uint64 } from "./identify.ts";
 
@@ -35,6 +35,18 @@ export interface LogPageOptions {
   csi?: number;
   /** Byte offset into the log (must be a multiple of 4). */
   offset?: number;
+  /** Log Specific Identifier (CDW11 bits 31:16). */
+  lsi?: number;
+  /** UUID index (CDW14 bits 6:0), 0: none. */
+  uuidIndex?: number;
+  /** Offset Type: the offset is an index into the log's entries, not bytes (the log defines the unit). */
+  ot?: boolean;
+  /**
+   * Bytes per Get Log Page command (default 4096, through the controller's
+   * scratch buffer; more takes a DMA buffer). At most the controller's transfer
+   * limit. `nvme get-log` sends one command for the whole length.
+   */
+  pieceBytes?: number;
   /** Command timeout in ms. */
   timeoutMs?: number;
 }
@@ -49,14 +61,58 @@ export async function getLogPage(dev: AdminTarget, lid: number, bytes: number, o
     throw new InvalidArgumentError(`log page length must be a positive multiple of 4, got ${bytes}`);
   }
   const base = opts.offset ?? 0;
-  if (!Number.isSafeInteger(base) || base < 0 || base % 4 !== 0) {
+  if (!Number.isSafeInteger(base) || base < 0 || (!opts.ot && base % 4 !== 0)) {
     throw new InvalidArgumentError(`log page offset must be a non-negative multiple of 4, got ${base}`);
   }
+  const piece = opts.pieceBytes ?? 4096;
+  const maxPiece = Math.max(4096, dev.controller.maxTransferBytes);
+  if (!Number.isSafeInteger(piece) || piece < 4 || piece % 4 !== 0 || piece > maxPiece) {
+    throw new InvalidArgumentError(`pieceBytes must be a multiple of 4 from 4 to ${maxPiece}, got ${String(piece)}`);
+  }
+  if (opts.ot && bytes > piece) throw new InvalidArgumentError("with an index offset (ot) the log is read in one piece");
+  const field = (v: number | undefined, max: number, what: string) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > max)) {
+      throw new InvalidArgumentError(`${what} must be an integer from 0 to ${max}, got ${String(v)}`);
+    }
+  };
+  field(opts.nsid, 0xffffffff, "nsid");
+  field(opts.lsp, 0x7f, "lsp");
+  field(opts.lsi, 0xffff, "lsi");
+  field(opts.uuidIndex, 0x7f, "uuid index");
+  field(opts.csi, 0xff, "csi");
   const out = new Uint8Array(bytes);
-  for (let off = 0; off < bytes; off += 4096) {
-    const n = Math.min(4096, bytes - off);
-    const cmd = getLogPageCmd(lid, n, { nsid: opts.nsid, lsp: opts.lsp, rae: opts.rae, csi: opts.csi, offset: base + off });
-    out.set(await dev.controller.identify(cmd, n), off);
+  const buf = piece > 4096 ? dev.controller.allocDma(Math.min(piece, bytes)) : null;
+  let done = false;
+  try {
+    for (let off = 0; off < bytes; off += piece) {
+      const n = Math.min(piece, bytes - off);
+      // As libnvme: retain the asynchronous event until the last piece has been read.
+      const rae = off + n < bytes ? true : opts.rae;
+      const cmd = getLogPageCmd(lid, n, {
+        nsid: opts.nsid,
+        lsp: opts.lsp,
+        rae,
+        csi: opts.csi,
+        lsi: opts.lsi,
+        uuidIndex: opts.uuidIndex,
+        ot: opts.ot,
+        offset: base + off,
+      });
+      if (buf) {
+        buf.bytes.fill(0, 0, n);
+        await dev.controller.adminCommand(cmd, buf.iova, n, opts.timeoutMs);
+        out.set(buf.bytes.subarray(0, n), off);
+      } else {
+        out.set(await dev.controller.identify(cmd, n, opts.timeoutMs), off);
+      }
+    }
+    done = true;
+  } catch (e) {
+    // Only a command that completed (with a status) leaves the buffer free for reuse.
+    if (e instanceof NvmeStatusError) done = true;
+    throw e;
+  } finally {
+    if (buf && done) dev.controller.freeDma(buf);
   }
   return out;
 }
@@ -164,7 +220,7 @@ const kelvinC = (k: number) => `${k - 273}°C (${k} Kelvin)`;
 const percent = (v: number) => `${v}%`;
 
 /** Readable text like `nvme smart-log <dev>`. */
-export function formatSmartLog(s: SmartLog, devname: string, nsid = 0xffffffff): string {
+export function formatSmartLog(s: SmartLog, devname: string, nsid = 0xffffffff, opts: { human?: boolean } = {}): string {
   const du = (v: Uint128) => {
     const bytes = v.value * 512000n;
     const units = ["B", "KB", "MB", "GB", "TB", "PB", "EB"];
@@ -178,6 +234,17 @@ export function formatSmartLog(s: SmartLog, devname: string, nsid = 0xffffffff):
   const L = [
     `Smart Log for NVME device:${devname} namespace-id:${nsid.toString(16)}`,
     `critical_warning\t\t\t: ${s.critical_warning ? "0x" + s.critical_warning.toString(16) : "0"}`,
+    // -H: each critical warning bit on its own line, as nvme-cli prints them.
+    ...(opts.human
+      ? [
+        "Available Spare[0]             ",
+        "Temp. Threshold[1]             ",
+        "NVM subsystem Reliability[2]   ",
+        "Read-only[3]                   ",
+        "Volatile mem. backup failed[4] ",
+        "Persistent Mem. RO[5]          ",
+      ].map((name, bit) => `      ${name}: ${(s.critical_warning >> bit) & 1}`)
+      : []),
     `temperature\t\t\t\t: ${kelvinC(s.temperature)}`,
     `available_spare\t\t\t\t: ${percent(s.avail_spare)}`,
     `available_spare_threshold\t\t: ${percent(s.spare_thresh)}`,

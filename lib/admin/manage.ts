@@ -19,6 +19,7 @@ import { InvalidArgumentError } from "../nvme/errors.ts";
 import { Nidt, SelfTestCode } from "../nvme/spec.ts";
 import { flbasIndex, toNvmeCliJson } from "./identify.ts";
 import type { AdminTarget } from "./log.ts";
+import { rescan } from "./support.ts";
 
 function idCtrl16(dev: AdminTarget, off: number): number {
   const d = dev.controller.identifyData;
@@ -29,12 +30,6 @@ function checkNsid(nsid: number, allowAll = false): void {
   if (!Number.isInteger(nsid) || nsid < 1 || nsid > (allowAll ? 0xffffffff : 0xfffffffe)) {
     throw new InvalidArgumentError(`namespace id must be 1-0x${(allowAll ? 0xffffffff : 0xfffffffe).toString(16)}, got ${nsid}`);
   }
-}
-
-/** Re-read namespaces after a change, when the target is an NVMeDev. */
-async function rescan(dev: AdminTarget): Promise<void> {
-  const r = (dev as { rescan?: () => Promise<void> }).rescan;
-  if (typeof r === "function") await r.call(dev);
 }
 
 // ---------------------------------------------------------------------------

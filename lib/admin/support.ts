@@ -21,6 +21,12 @@ export class NotSupportedError extends NvmeError {
   }
 }
 
+/** Re-read namespaces after a change, when the target is an NVMeDev (anything with `rescan()`). */
+export async function rescan(dev: AdminTarget): Promise<void> {
+  const r = (dev as { rescan?: () => Promise<void> }).rescan;
+  if (typeof r === "function") await r.call(dev);
+}
+
 /** Little-endian 16-bit field of Identify Controller. */
 export function idCtrlU16(dev: AdminTarget, off: number): number {
   const d = dev.controller.identifyData;

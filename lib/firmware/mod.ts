@@ -5,9 +5,15 @@
  * do is refused with {@link NotSupportedError} before anything is sent.
  *
  * ```ts
- * import { downloadFirmware, commitFirmware } from "@tsnvme/tsnvme/firmware";
+ * import { NVMeDev } from "@tsnvme/tsnvme";
+ * import { commitFirmware, downloadFirmware, fwLog } from "@tsnvme/tsnvme/firmware";
+ * import assert from "node:assert/strict";
+ * await using dev = await NVMeDev.open("sim:fwslots=3");
+ * const image = new Uint8Array(16384).fill(0x42); // the software controller takes any image
  * await downloadFirmware(dev, image);
  * const r = await commitFirmware(dev, { slot: 2, action: "replace-and-activate" });
+ * assert.equal(r.resetRequired, "next-reset"); // activates at the next controller reset
+ * assert.equal((await fwLog(dev)).nextSlot, 2);
  * ```
  * @module
  */

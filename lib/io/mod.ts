@@ -16,4 +16,5 @@ export {
 export { type IoCallback, QueuePair, type QueuePairConfig, type QueueStats, type QueueWaiter } from "../nvme/queue.ts";
 export { PcieRing, type PcieRingConfig, type QueueRing } from "../nvme/pcie.ts";
 export { CommandTracker } from "../nvme/tracker.ts";
+export { type IoPassthruCommand, ioPassthru } from "./passthru.ts";
 export type { DmaBuffer } from "../nvme/transport.ts";

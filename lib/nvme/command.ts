@@ -12,6 +12,8 @@ export type Sqe = Uint32Array;
 export const SqeDw = {
   CDW0: 0,
   NSID: 1,
+  CDW2: 2,
+  CDW3: 3,
   MPTR_LO: 4,
   MPTR_HI: 5,
   PRP1_LO: 6,
@@ -118,7 +120,7 @@ export function activeNsListCmd(startNsid = 0): Sqe {
 export function getLogPageCmd(
   lid: number,
   bytes: number,
-  opts: { nsid?: number; offset?: number; lsp?: number; rae?: boolean; lsi?: number; csi?: number } = {},
+  opts: { nsid?: number; offset?: number; lsp?: number; rae?: boolean; lsi?: number; csi?: number; uuidIndex?: number; ot?: boolean } = {},
 ): Sqe {
   const s = sqe(AdminOpc.GET_LOG_PAGE, opts.nsid ?? 0xffffffff);
   const numd = (bytes >>> 2) - 1;
@@ -127,7 +129,8 @@ export function getLogPageCmd(
   const off = opts.offset ?? 0;
   s[12] = lo32(off);
   s[13] = hi32(off);
-  s[14] = ((opts.csi ?? 0) & 0xff) << 24;
+  // CDW14: UUID index 6:0, offset type 23 (offset is an index, not bytes), CSI 31:24.
+  s[14] = (((opts.csi ?? 0) & 0xff) << 24 | (opts.ot ? 1 << 23 : 0) | ((opts.uuidIndex ?? 0) & 0x7f)) >>> 0;
   return s;
 }
 

@@ -38,6 +38,7 @@ import {
   CSTS,
   decodeCap,
   decodeVersion,
+  NSSR_RESET,
   Reg,
   SQE_SIZE,
 } from "./spec.ts";
@@ -290,6 +291,43 @@ export class Controller {
    * that fails, gives up: every queue then fails with the error.
    */
   recover(reason: NvmeError): Promise<void> {
+    return this.#reset(reason, false, false);
+  }
+
+  /**
+   * Reset the controller on request (CC.EN 1 to 0 to 1, as `nvme reset` does)
+   * and re-create its queues. Commands in flight fail with ControllerResetError.
+   * Not counted against the recovery limit; rejects with the error if the
+   * controller does not come back.
+   */
+  async reset(): Promise<void> {
+    this.#checkUsable();
+    await this.#reset(new ControllerResetError("controller reset requested"), true, false);
+    if (this.failed) throw this.failed;
+  }
+
+  /**
+   * NVM Subsystem Reset (writes "NVMe" to NSSR), then bring the controller back
+   * as {@link reset} does. Refused with EUNSUPPORTED before touching the device
+   * when CAP.NSSRS says the controller has no subsystem reset. On a real PCIe
+   * device the link may go down: the device can be lost (DeviceGoneError).
+   */
+  async subsystemReset(): Promise<void> {
+    this.#checkUsable();
+    if (!this.cap.nssrs) {
+      throw new NvmeError("EUNSUPPORTED", "NVM Subsystem Reset not supported (CAP.NSSRS is 0)");
+    }
+    await this.#reset(new ControllerResetError("NVM subsystem reset requested"), true, true);
+    if (this.failed) throw this.failed;
+  }
+
+  #checkUsable(): void {
+    if (this.failed) throw this.failed;
+    if (this.#closed) throw new DeviceClosedError();
+  }
+
+  /** Reset and re-create the queues; `requested` resets skip the rate limit, `nssr` resets the subsystem first. */
+  #reset(reason: NvmeError, requested: boolean, nssr: boolean): Promise<void> {
     if (this.#recovering) return this.#recovering;
     if (this.failed || this.#closed) return Promise.resolve();
     const queues = [this.admin, ...this.io];
@@ -298,15 +336,21 @@ export class Controller {
     for (const r of remote) r.pause();
     this.#recovering = (async () => {
       const now = performance.now();
-      while (this.#resetTimes.length && now - this.#resetTimes[0] > 60_000) this.#resetTimes.shift();
-      if (this.#resetTimes.length >= 3) {
-        this.#giveUp(new ControllerFatalError(`giving up after 3 resets in a minute; last: ${reason.message}`));
-        return;
+      if (!requested) {
+        while (this.#resetTimes.length && now - this.#resetTimes[0] > 60_000) this.#resetTimes.shift();
+        if (this.#resetTimes.length >= 3) {
+          this.#giveUp(new ControllerFatalError(`giving up after 3 resets in a minute; last: ${reason.message}`));
+          return;
+        }
+        this.#resetTimes.push(now);
       }
-      this.#resetTimes.push(now);
       const t = this.transport;
-      const inflight = new ControllerResetError(`controller reset to recover: ${reason.message}`, { cause: reason });
+      const inflight = new ControllerResetError(
+        requested ? reason.message : `controller reset to recover: ${reason.message}`,
+        { cause: reason },
+      );
       try {
+        if (nssr) t.writeReg32(Reg.NSSR, NSSR_RESET);
         const csts = t.readReg32(Reg.CSTS);
         if (csts === 0xffff_ffff) throw new DeviceGoneError();
         // A fatal controller may need more than CC.EN=0: reset the function when the transport can.
@@ -338,7 +382,7 @@ export class Controller {
           await this.#createQueue(r.qid, r.depth, r.sq, r.cq);
           r.resume();
         }
-        this.resets++;
+        if (!requested) this.resets++;
       } catch (e) {
         const err = e instanceof NvmeError ? e : new ControllerFatalError(`reset failed: ${String(e)}`);
         this.#giveUp(err instanceof DeviceGoneError ? err : new ControllerFatalError(`recovery failed: ${err.message}`, { cause: reason }));
@@ -617,11 +661,12 @@ export class Controller {
   /**
    * Run an admin command that returns up to 4096 bytes of data (Identify, small
    * log pages) through the controller's scratch buffer; returns a copy.
+   * `timeoutMs` defaults to the admin timeout.
    */
-  async identify(cmd: Sqe, bytes = 4096): Promise<Uint8Array> {
+  async identify(cmd: Sqe, bytes = 4096, timeoutMs?: number): Promise<Uint8Array> {
     const s = this.#scratch;
     s.bytes.fill(0, 0, bytes);
-    await this.adminCommand(cmd, s.iova, bytes);
+    await this.adminCommand(cmd, s.iova, bytes, timeoutMs);
     return s.bytes.slice(0, bytes);
   }
 

@@ -18,9 +18,41 @@ export const Reg = {
   ACQ: 0x30,
   CMBLOC: 0x38,
   CMBSZ: 0x3c,
+  /** Boot Partition Information. */
+  BPINFO: 0x40,
+  /** Boot Partition Read Select. */
+  BPRSEL: 0x44,
+  /** Boot Partition Memory Buffer Location (64-bit). */
+  BPMBL: 0x48,
+  /** Controller Memory Buffer Memory Space Control (64-bit). */
+  CMBMSC: 0x50,
+  /** Controller Memory Buffer Status. */
+  CMBSTS: 0x58,
+  /** Controller Ready Timeouts. */
+  CRTO: 0x68,
+  /** Persistent Memory Region Capabilities. */
+  PMRCAP: 0xe00,
+  /** PMR Control. */
+  PMRCTL: 0xe04,
+  /** PMR Status. */
+  PMRSTS: 0xe08,
+  /** PMR Elasticity Buffer Size. */
+  PMREBS: 0xe0c,
+  /** PMR Sustained Write Throughput. */
+  PMRSWTP: 0xe10,
+  /** PMR Controller Memory Space Control, lower 32 bits. */
+  PMRMSCL: 0xe14,
+  /** PMR Controller Memory Space Control, upper 32 bits. */
+  PMRMSCU: 0xe18,
   /** First doorbell register (SQ0TDBL). */
   DOORBELL: 0x1000,
 } as const;
+
+/** Bytes of the controller register block before the doorbells that nvme-cli dumps (0x0000-0x0e1b). */
+export const REG_BLOCK_SIZE = 0x0e1c;
+
+/** Value written to NSSR to start an NVM Subsystem Reset ("NVMe" in ASCII). */
+export const NSSR_RESET = 0x4e56_4d65;
 
 /** Decoded Controller Capabilities (CAP). */
 export interface Cap {
@@ -334,6 +366,11 @@ export function decodeStatus(sf: number): DecodedStatus {
     dnr: ((sf >>> 14) & 1) === 1,
     name: statusName(sct, sc),
   };
+}
+
+/** The 15-bit status field back from its decoded form (the inverse of {@link decodeStatus}). */
+export function encodeStatus(st: DecodedStatus): number {
+  return st.sc | (st.sct << 8) | (st.crd << 11) | (st.more ? 1 << 13 : 0) | (st.dnr ? 1 << 14 : 0);
 }
 
 /** Log page identifiers (Get Log Page CDW10 LID). */

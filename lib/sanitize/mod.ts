@@ -5,9 +5,14 @@
  * with {@link NotSupportedError} before anything reaches the device.
  *
  * ```ts
+ * import { NVMeDev } from "@tsnvme/tsnvme";
  * import { sanitize, waitSanitize } from "@tsnvme/tsnvme/sanitize";
+ * import assert from "node:assert/strict";
+ * // A software controller whose sanitize takes 50 ms.
+ * await using dev = await NVMeDev.open("sim:sanitize=50");
  * await sanitize(dev, "block-erase");
- * await waitSanitize(dev, { onProgress: (p) => console.log(p.fraction) });
+ * const log = await waitSanitize(dev, { intervalMs: 10, onProgress: (p) => assert.ok(p.fraction < 1) });
+ * assert.equal(log.status, 1); // completed successfully
  * ```
  * @module
  */

@@ -13,6 +13,7 @@ import { detectRuntime, Errno, errnoName, type Libc, loadLibc, O_CLOEXEC, O_RDWR
 import { DeviceBusyError, InvalidArgumentError, SetupError } from "../nvme/errors.ts";
 import { memlockLimit } from "./vfio.ts";
 import { groupMembers, kernelNvme, listNvmeControllers, normalizePciAddress, NVME_CLASS, pciInfo, type PciInfo } from "./sysfs.ts";
+import { toolCommand } from "../commands.ts";
 
 /** Re-exported so the options' libc type is part of this module's documented API. */
 export type { Libc, RuntimeName };
@@ -163,9 +164,9 @@ function hex6(n: number): string {
   return `0x${n.toString(16).padStart(6, "0")}`;
 }
 
-/** The command line users should run for a setup step, in the form they most likely used. */
+/** The command line users should run for a setup step (as root), as a user of the published package types it. */
 export function setupCommand(args: string): string {
-  return `sudo deno run -A scripts/setup.ts ${args}`;
+  return toolCommand("setup", args, { sudo: true });
 }
 
 /** Drivers that leave an IOMMU group viable for VFIO: vfio itself, stubs, and PCIe port services. */
@@ -486,13 +487,13 @@ export async function doctor(opts: DoctorOptions = {}): Promise<Check[]> {
   if (address) {
     const info = pciInfo(address, r.pci);
     if (!info) {
-      checks.push({ id: "device", status: "FAIL", detail: "no such PCI device", fix: "see: deno run -A scripts/setup.ts list", device: address });
+      checks.push({ id: "device", status: "FAIL", detail: "no such PCI device", fix: `see: ${toolCommand("setup", "list")}`, device: address });
     } else if (info.classCode !== NVME_CLASS) {
       checks.push({
         id: "device",
         status: "FAIL",
         detail: `not an NVMe controller (class ${hex6(info.classCode)})`,
-        fix: "pick an NVMe controller: deno run -A scripts/setup.ts list",
+        fix: `pick an NVMe controller: ${toolCommand("setup", "list")}`,
         device: address,
       });
     } else {
@@ -599,7 +600,7 @@ function nvmeTarget(addr: string, r: Roots): PciInfo {
   const address = normalizePciAddress(addr);
   if (!address) throw new InvalidArgumentError(`not a PCI address: ${addr} (want e.g. 0000:01:00.0)`);
   const info = pciInfo(address, r.pci);
-  if (!info) throw new SetupError("no-device", `no PCI device ${address} (see: deno run -A scripts/setup.ts list)`);
+  if (!info) throw new SetupError("no-device", `no PCI device ${address} (see: ${toolCommand("setup", "list")})`);
   if (info.classCode !== NVME_CLASS) {
     throw new SetupError(
       "not-nvme",

@@ -4,6 +4,7 @@
  * @module
  */
 import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { toolCommand } from "../commands.ts";
 
 /** Root of PCI devices in sysfs (overridable for tests). */
 export const SYSFS_PCI = "/sys/bus/pci/devices";
@@ -132,6 +133,6 @@ export function bindInstructions(address: string): string {
     `  echo vfio-pci | sudo tee /sys/bus/pci/devices/${address}/driver_override`,
     `  echo ${address} | sudo tee /sys/bus/pci/devices/${address}/driver/unbind   # if bound`,
     `  echo ${address} | sudo tee /sys/bus/pci/drivers_probe`,
-    `or: deno run -A scripts/setup.ts bind ${address}`,
+    `or: ${toolCommand("setup", `bind ${address}`, { sudo: true })}`,
   ].join("\n");
 }

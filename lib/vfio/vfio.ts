@@ -20,6 +20,7 @@ import {
 } from "../ffi/mod.ts";
 import { DeviceBusyError, SetupError, SyscallError } from "../nvme/errors.ts";
 import { bindInstructions, groupMembers, NVME_CLASS, pciInfo } from "./sysfs.ts";
+import { toolCommand } from "../commands.ts";
 
 // _IO(';', 100 + n): VFIO's ioctls carry no size in the number.
 const VFIO = (n: number) => BigInt((0x3b << 8) | (100 + n));
@@ -148,7 +149,7 @@ export class VfioDevice {
   static open(libc: Libc, address: string): VfioDevice {
     const info = pciInfo(address);
     if (!info) {
-      throw new SetupError("no-device", `no PCI device ${address} (see lspci -D, or: deno run -A scripts/nvme.ts list)`);
+      throw new SetupError("no-device", `no PCI device ${address} (see lspci -D, or: ${toolCommand("cli", "list")})`);
     }
     if (info.classCode !== NVME_CLASS) {
       throw new SetupError(

@@ -30,7 +30,7 @@ import { type ControlMsg, fromWire, type QueueHandle } from "./handle.ts";
 import { IrqWaiter } from "../irq/waiter.ts";
 
 export type { QueueHandle } from "./handle.ts";
-export type { SharedMemory } from "../nvme/transport.ts";
+export type { InterruptWord, SharedMemory } from "../nvme/transport.ts";
 
 const PAGE = 4096;
 

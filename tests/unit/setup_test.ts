@@ -134,9 +134,9 @@ test("doctor: a controller bound to the kernel nvme driver FAILs with the bind c
     const c = find(checks, "driver", A);
     assert.equal(c.status, "FAIL");
     assert.match(c.detail, /kernel nvme driver as \/dev\/nvme0 \(QEMU NVMe Ctrl\)/);
-    assert.match(c.fix!, /setup\.ts bind 0000:00:04\.0/);
+    assert.equal(c.fix, "sudo deno run -A jsr:@tsnvme/tsnvme/setup bind 0000:00:04.0");
     assert.ok(!checks.some((c) => c.id === "vfio-group"), "no /dev/vfio check while not on vfio-pci");
-    assert.match(formatChecks(checks), /^FAIL {2}0000:00:04\.0 driver .*\n +fix: .*setup\.ts bind 0000:00:04\.0/m);
+    assert.match(formatChecks(checks), /^FAIL {2}0000:00:04\.0 driver .*\n +fix: sudo deno run -A jsr:@tsnvme\/tsnvme\/setup bind 0000:00:04\.0$/m);
   } finally {
     f.cleanup();
   }
