@@ -1,10 +1,15 @@
 /**
- * Inside one guest boot (scripts/bench.sh starts it): fio on the kernel nvme
- * driver, then tsnvme on Deno and on Bun, same device, same workload; prints a
- * Markdown table with each figure's ratio to the kernel's.
+ * Inside one guest boot (scripts/bench.sh starts it), same device, same
+ * workload: the kernel nvme driver with fio (io_uring with interrupts, and
+ * polled: nvme.poll_queues=1 with --hipri), then tsnvme on Deno and on Bun in
+ * each wait mode (poll, interrupt, adaptive). Prints Markdown tables with
+ * ratios to the kernel's figures of this boot: QD 1 latency and QD 32/128
+ * IOPS, CPU per IO, idle CPU, IOPS under a CPU hog on the same vCPU, and
+ * scaling with Workers. Asserts nothing.
  * @module
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 
@@ -12,81 +17,185 @@ const { values } = parseArgs({
   args: process.argv.slice(2),
   options: {
     bs: { type: "string", default: "4096" },
-    iodepth: { type: "string", default: "1,32" },
-    runtime: { type: "string", default: "5" },
+    iodepth: { type: "string", default: "1,32,128" },
+    runtime: { type: "string", default: "4" },
+    ramp: { type: "string", default: "3" },
     rw: { type: "string", default: "randread" },
+    modes: { type: "string", default: "poll,interrupt,adaptive" },
+    loads: { type: "string", default: "0,50,100" },
+    "hog-runtime": { type: "string", default: "3" },
+    "no-hog": { type: "boolean", default: false },
+    "no-scaling": { type: "boolean", default: false },
+    out: { type: "string" },
   },
 });
 const pci = process.env.TSNVME_PCI!;
+const pcis = (process.env.TSNVME_PCIS ?? pci).split(" ").filter(Boolean);
 const depths = values.iodepth!.split(",").map(Number);
+const modes = values.modes!.split(",");
+const rts = ["deno", "bun"];
 const bind = (d: "nvme" | "vfio") => execFileSync("scripts/guest-bind.sh", [d, pci], { stdio: ["ignore", "ignore", "inherit"] });
+const have = (cmd: string) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
+const md: string[] = [];
+const out = (s = "") => {
+  console.log(s);
+  md.push(s);
+};
 
 interface Row {
   who: string;
+  mode: string;
   qd: number;
   iops: number;
+  mean: number;
   p50: number;
   p99: number;
+  cpu: number;
 }
-const rows: Row[] = [];
 
-bind("nvme");
-for (const engine of ["io_uring", "libaio"]) {
-  for (const qd of depths) {
-    const out = execFileSync("fio", [
-      "--name=k",
-      "--filename=/dev/nvme0n1",
-      `--rw=${values.rw}`,
-      `--bs=${values.bs}`,
-      `--iodepth=${qd}`,
-      `--ioengine=${engine}`,
-      "--direct=1",
-      "--time_based",
-      `--runtime=${values.runtime}`,
-      "--ramp_time=0.5",
-      "--output-format=json",
-    ], { encoding: "utf8", maxBuffer: 1 << 24 });
-    const j = JSON.parse(out.slice(out.indexOf("{"))).jobs[0];
-    const side = values.rw!.includes("read") ? j.read : j.write;
-    const p = side.clat_ns.percentile ?? {};
-    rows.push({
-      who: `kernel fio ${engine}`,
-      qd,
-      iops: Math.round(side.iops),
-      p50: (p["50.000000"] ?? 0) / 1000,
-      p99: (p["99.000000"] ?? 0) / 1000,
-    });
+/** fio on /dev/nvme0n1; `cpus` pins it (taskset). */
+function fio(qd: number, opts: { hipri?: boolean; runtime?: string; cpus?: string } = {}): Row {
+  const args = [
+    "--name=k", "--filename=/dev/nvme0n1", `--rw=${values.rw}`, `--bs=${values.bs}`, `--iodepth=${qd}`,
+    "--ioengine=io_uring", "--direct=1", "--time_based", `--runtime=${opts.runtime ?? values.runtime}`,
+    "--ramp_time=1", "--output-format=json", ...(opts.hipri ? ["--hipri"] : []),
+  ];
+  const [cmd, argv] = opts.cpus ? ["taskset", ["-c", opts.cpus, "fio", ...args]] : ["fio", args];
+  const o = execFileSync(cmd, argv, { encoding: "utf8", maxBuffer: 1 << 24 });
+  const j = JSON.parse(o.slice(o.indexOf("{"))).jobs[0];
+  const side = values.rw!.includes("read") ? j.read : j.write;
+  const p = side.clat_ns.percentile ?? {};
+  const ios = side.total_ios || 1;
+  return {
+    who: "kernel", mode: opts.hipri ? "polled (hipri)" : "interrupts", qd,
+    iops: Math.round(side.iops), mean: side.clat_ns.mean / 1000,
+    p50: (p["50.000000"] ?? 0) / 1000, p99: (p["99.000000"] ?? 0) / 1000,
+    cpu: ((j.usr_cpu + j.sys_cpu) / 100) * (j.job_runtime * 1000) / ios,
+  };
+}
+
+/** tsnvme's bench in runtime `rt` and wait mode `mode`; one Row per depth. */
+function tsnvme(rt: string, mode: string, qds: number[], opts: { runtime?: string; cpus?: string } = {}): Row[] {
+  const script = rt === "deno" ? ["run", "-A", "scripts/bench.ts"] : ["scripts/bench.ts"];
+  const args = [...script, pci, "--json", `--rw=${values.rw}`, `--bs=${values.bs}`, `--iodepth=${qds.join(",")}`,
+    `--runtime=${opts.runtime ?? values.runtime}`, `--ramp=${values.ramp}`, `--interrupts=${mode}`];
+  const [cmd, argv] = opts.cpus ? ["taskset", ["-c", opts.cpus, rt, ...args]] : [rt, args];
+  const r = spawnSync(cmd, argv, { encoding: "utf8" });
+  if (r.status !== 0) {
+    console.error(`${rt} ${mode} bench failed:\n${r.stderr}`);
+    process.exitCode = 1;
+    return [];
   }
+  return r.stdout.trim().split("\n").map((l) => {
+    const j = JSON.parse(l);
+    return { who: `tsnvme ${rt}`, mode, qd: j.iodepth, iops: j.iops, mean: j.latUs.mean, p50: j.latUs.p50, p99: j.latUs.p99, cpu: j.cpuUsPerIo };
+  });
+}
+
+const f0 = (n: number) => n.toFixed(0);
+const f1 = (n: number) => n.toFixed(1);
+
+// ------------------------------------------------------------------ modes x depths
+bind("nvme");
+const rows: Row[] = [];
+for (const qd of depths) rows.push(fio(qd));
+const pq = "/sys/module/nvme/parameters/poll_queues";
+let polled = false;
+try {
+  writeFileSync(pq, "1");
+  bind("vfio");
+  bind("nvme"); // the probe after the parameter change gets a poll queue
+  for (const qd of depths) rows.push(fio(qd, { hipri: true }));
+  polled = true;
+} catch (e) {
+  console.error(`kernel polled rows skipped: ${(e as Error).message}`);
+} finally {
+  try {
+    writeFileSync(pq, "0");
+  } catch { /* parameter absent */ }
 }
 bind("vfio");
-for (const rt of ["deno", "bun"]) {
-  const argv = rt === "deno" ? ["run", "-A", "scripts/bench.ts"] : ["scripts/bench.ts"];
-  const r = spawnSync(rt, [
-    ...argv,
-    pci,
-    "--json",
-    `--rw=${values.rw}`,
-    `--bs=${values.bs}`,
-    `--iodepth=${values.iodepth}`,
-    `--runtime=${values.runtime}`,
-  ], { encoding: "utf8" });
-  if (r.status !== 0) {
-    console.error(`${rt} bench failed:\n${r.stderr}`);
-    process.exitCode = 1;
-    continue;
+for (const rt of rts) for (const mode of modes) rows.push(...tsnvme(rt, mode, depths));
+
+out(`\n### ${values.rw} ${values.bs} B: wait modes against the kernel (one guest boot, TCG, ${values.runtime} s per job after ${values.ramp} s warm-up)\n`);
+out("| driver | wait | QD | IOPS | vs kernel irq | vs kernel polled | mean µs | p50 µs | p99 µs | CPU µs/IO |");
+out("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+for (const r of rows) {
+  const k = rows.find((x) => x.who === "kernel" && x.mode === "interrupts" && x.qd === r.qd)!;
+  const kp = rows.find((x) => x.who === "kernel" && x.mode !== "interrupts" && x.qd === r.qd);
+  out(`| ${r.who} | ${r.mode} | ${r.qd} | ${r.iops} | ${(r.iops / k.iops).toFixed(2)}x | ${kp ? (r.iops / kp.iops).toFixed(2) + "x" : "-"} | ` +
+    `${f0(r.mean)} | ${f0(r.p50)} | ${f0(r.p99)} | ${f1(r.cpu)} |`);
+}
+if (!polled) out("\n(kernel polled rows missing: nvme.poll_queues could not be set)");
+
+// ------------------------------------------------------------------ idle CPU
+out(`\n### Idle: device open, an async event request outstanding, no IO (process CPU over 3 s)\n`);
+out("| runtime | wait | CPU % of one core |");
+out("|---|---|---:|");
+for (const rt of rts) {
+  for (const mode of modes) {
+    const script = rt === "deno" ? ["run", "-A", "scripts/bench.ts"] : ["scripts/bench.ts"];
+    const r = spawnSync(rt, [...script, pci, "--idle=3", `--interrupts=${mode}`], { encoding: "utf8" });
+    const j = r.status === 0 ? JSON.parse(r.stdout.trim().split("\n").pop()!) : null;
+    out(`| ${rt} | ${mode} | ${j ? j.idleCpuPct.toFixed(2) : "failed"} |`);
   }
-  for (const line of r.stdout.trim().split("\n")) {
-    const j = JSON.parse(line);
-    rows.push({ who: `tsnvme ${rt}`, qd: j.iodepth, iops: j.iops, p50: j.latUs.p50, p99: j.latUs.p99 });
-  }
+}
+// A plain sleeping process for scale: the guest's own timer and clock noise.
+{
+  const r = spawnSync("deno", ["eval", `import process from "node:process";const c=process.cpuUsage();await new Promise(r=>setTimeout(r,3000));const u=process.cpuUsage(c);console.log(((u.user+u.system)/30000).toFixed(2))`], { encoding: "utf8" });
+  out(`| deno | (a process that only sleeps 3 s: the guest's floor) | ${r.stdout.trim()} |`);
 }
 
-console.log(`\n${values.rw} ${values.bs} B, ${values.runtime} s per job, QEMU ${"emulated"} NVMe under TCG, same guest boot\n`);
-console.log("| driver | QD | IOPS | vs kernel io_uring | p50 µs | p99 µs |");
-console.log("|---|---:|---:|---:|---:|---:|");
-for (const r of rows) {
-  const base = rows.find((x) => x.who === "kernel fio io_uring" && x.qd === r.qd)!;
-  console.log(
-    `| ${r.who} | ${r.qd} | ${r.iops} | ${(r.iops / base.iops).toFixed(2)}x | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} |`,
-  );
+// ------------------------------------------------------------------ CPU hog on the same vCPU
+if (!values["no-hog"] && have("stress-ng") && have("taskset")) {
+  const loads = values.loads!.split(",").map(Number);
+  const hogRows: { load: number; who: string; mode: string; iops: number }[] = [];
+  for (const load of loads) {
+    const hog = load > 0
+      ? spawn("taskset", ["-c", "0", "stress-ng", "--cpu", "1", "--cpu-load", String(load), "--timeout", "600"], { stdio: "ignore" })
+      : null;
+    await new Promise((r) => setTimeout(r, 500));
+    bind("nvme");
+    hogRows.push({ load, who: "kernel", mode: "interrupts", iops: fio(32, { runtime: values["hog-runtime"], cpus: "0" }).iops });
+    bind("vfio");
+    for (const rt of rts) {
+      for (const mode of modes) {
+        const [r] = tsnvme(rt, mode, [32], { runtime: values["hog-runtime"], cpus: "0" });
+        if (r) hogRows.push({ load, who: `tsnvme ${rt}`, mode, iops: r.iops });
+      }
+    }
+    hog?.kill();
+  }
+  out(`\n### Under a CPU hog on the same vCPU (stress-ng --cpu 1 --cpu-load L; driver and hog pinned to CPU 0), QD 32 IOPS\n`);
+  out(`| driver | wait | ${loads.map((l) => `L=${l}`).join(" | ")} |`);
+  out(`|---|---|${loads.map(() => "---:").join("|")}|`);
+  const keys = [...new Set(hogRows.map((r) => `${r.who}|${r.mode}`))];
+  for (const k of keys) {
+    const [who, mode] = k.split("|");
+    out(`| ${who} | ${mode} | ${loads.map((l) => hogRows.find((r) => r.load === l && `${r.who}|${r.mode}` === k)?.iops ?? "-").join(" | ")} |`);
+  }
+} else if (!values["no-hog"]) out("\n(CPU hog table skipped: stress-ng or taskset missing)");
+
+// ------------------------------------------------------------------ scaling with Workers
+if (!values["no-scaling"]) {
+  out(`\n### Workers, each owning an IO queue (QD 32 each, adaptive, Promise API)\n`);
+  for (const [what, targets, extra] of [
+    ["one controller", [pci], []],
+    ["two controllers, one Worker each", pcis.slice(0, 2), ["--multi"]],
+  ] as const) {
+    if (targets.length < (extra.length ? 2 : 1)) continue;
+    for (const rt of rts) {
+      const script = rt === "deno" ? ["run", "-A", "scripts/bench-workers.ts"] : ["scripts/bench-workers.ts"];
+      const r = spawnSync(rt, [...script, ...targets, "--workers", extra.length ? "1,2" : "1,2", "--ms", "3000", "--warm-ms", "3000", "--json", ...extra], { encoding: "utf8" });
+      if (r.status !== 0) {
+        out(`${rt} ${what}: failed ${r.stderr.split("\n").slice(-3).join(" ")}`);
+        continue;
+      }
+      for (const l of r.stdout.trim().split("\n")) {
+        const j = JSON.parse(l);
+        out(`- ${rt}, ${what}: ${j.workers} worker(s) ${j.iops} IOPS (${j.scaling}x of one), ${j.cpuUsPerIo} µs CPU/IO`);
+      }
+    }
+  }
 }
+if (values.out) writeFileSync(values.out, md.join("\n") + "\n");

@@ -8,7 +8,7 @@ if [[ ! -x node_modules/.bin/deno || ! -x node_modules/.bin/bun ]]; then
   echo "install-deps: npm ci (deno, bun, typescript)" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
-PKGS=(qemu-system-x86 busybox-static kmod cpio nvme-cli fio)
+PKGS=(qemu-system-x86 busybox-static kmod cpio nvme-cli fio stress-ng)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then

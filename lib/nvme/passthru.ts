@@ -166,7 +166,6 @@ export async function sendPassthru(ctrl: Controller, queue: QueuePair, c: Checke
   // A closed pair rejects anyway; checked first so no DMA memory is taken from a closed transport.
   if (queue.closed) throw ctrl.failed ?? new DeviceClosedError();
   const buf = c.dataLen ? ctrl.allocDma(c.dataLen) : null;
-  let settled = false;
   try {
     if (buf) {
       buf.bytes.fill(c.prefill, 0, c.dataLen);
@@ -178,18 +177,15 @@ export async function sendPassthru(ctrl: Controller, queue: QueuePair, c: Checke
       // Admin commands through the controller's own entry point; IO straight onto the chosen queue.
       result = queue === ctrl.admin
         ? await ctrl.adminCommand(c.sqe, iova, c.dataLen, c.timeoutMs)
-        : await queue.submit(c.sqe, iova, c.dataLen, c.timeoutMs ?? queue.defaultTimeoutMs);
+        : await queue.submit(c.sqe, iova, c.dataLen, c.timeoutMs ?? queue.defaultTimeoutMs, buf);
     } catch (e) {
       if (!(e instanceof NvmeStatusError)) throw e;
-      settled = true;
       return { result: e.dw0 >>> 0, status: encodeStatus(e.status), statusInfo: e.status, data: null };
     }
-    settled = true;
     const data = buf && (c.direction === "read" || c.direction === "both") ? buf.bytes.slice(0, c.dataLen) : null;
     return { result: result >>> 0, status: 0, statusInfo: null, data };
   } finally {
-    // A command that did not complete (timeout, reset) may still be DMA'd to:
-    // leave its buffer to the controller, which frees it at close.
-    if (buf && settled) ctrl.freeDma(buf);
+    // Deferred while a command that did not complete (timeout) may still be DMA'd to.
+    if (buf) ctrl.freeDma(buf);
   }
 }
