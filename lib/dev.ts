@@ -12,6 +12,8 @@ import type { QueuePair, QueueStats } from "./nvme/queue.ts";
 import type { DmaBuffer, InterruptSource, Transport } from "./nvme/transport.ts";
 import type { WaitMode } from "./irq/adaptive.ts";
 import { IrqWaiter } from "./irq/waiter.ts";
+import process from "node:process";
+import { CommandTrace, type TraceOptions } from "./nvme/trace.ts";
 import { normalizePciAddress } from "./vfio/sysfs.ts";
 import type { QueueHandle } from "./worker/handle.ts";
 import { createQueueHandle, type PortQueue, type QueueOptions, QueueWorker } from "./worker/host.ts";
@@ -32,6 +34,31 @@ export interface OpenOptions extends ControllerOptions {
    * an explicit `adaptive`/`interrupt` then fails with SetupError("irq").
    */
   interrupts?: WaitMode;
+  /**
+   * Trace every command and its completion (lib/nvme/trace.ts): `true` keeps
+   * the last 64 and logs each line to stderr, or give options / your own
+   * CommandTrace. The environment variable TSNVME_TRACE=1 (or =N, keeping N)
+   * turns it on too. The last commands are attached to NvmeTimeoutError and
+   * ControllerResetError (`err.trace`). Off by default, at no cost.
+   */
+  trace?: boolean | TraceOptions | CommandTrace;
+}
+
+function traceFrom(opt: OpenOptions["trace"]): CommandTrace | null {
+  if (opt instanceof CommandTrace) return opt;
+  if (opt && typeof opt === "object") return new CommandTrace(opt);
+  const stderr = (l: string) => process.stderr.write(l + "\n");
+  if (opt === true) return new CommandTrace({ log: stderr });
+  if (opt === false) return null;
+  let env: string | undefined;
+  try {
+    env = process.env.TSNVME_TRACE;
+  } catch {
+    env = undefined; // Deno without --allow-env
+  }
+  if (!env || env === "0") return null;
+  const n = Number(env);
+  return new CommandTrace({ capacity: Number.isInteger(n) && n > 1 ? n : 64, log: stderr });
 }
 
 /** Controller identity and limits, decoded. */
@@ -107,7 +134,10 @@ export class NVMeDev implements AsyncDisposable {
   readonly #irq: InterruptSource | null;
   readonly #waitMode: WaitMode;
 
-  private constructor(target: string, ctrl: Controller, irq: InterruptSource | null, mode: WaitMode) {
+  /** The command trace, when on (see OpenOptions.trace). */
+  readonly trace: CommandTrace | null;
+
+  private constructor(target: string, ctrl: Controller, irq: InterruptSource | null, mode: WaitMode, trace: CommandTrace | null) {
     this.#irq = irq;
     this.#waitMode = irq ? mode : "poll";
     this.target = target;
@@ -133,6 +163,8 @@ export class NVMeDev implements AsyncDisposable {
       interrupts: irq ? `${irq.kind}, ${irq.vectors} vector${irq.vectors === 1 ? "" : "s"}` : "none",
       waitMode: this.#waitMode,
     };
+    this.trace = trace;
+    if (trace) for (const q of [ctrl.admin, ...ctrl.io]) q.trace = trace;
     if (irq) {
       ctrl.admin.setWaitMode(mode, new IrqWaiter(irq.word(0)));
       for (const q of ctrl.io) q.setWaitMode(mode, new IrqWaiter(irq.word(ctrl.ioVector(q.qid))));
@@ -220,7 +252,7 @@ export class NVMeDev implements AsyncDisposable {
         transport.close();
         throw e;
       }
-      const dev = new NVMeDev(key.replace(/^vfio:/, ""), ctrl, irq, mode);
+      const dev = new NVMeDev(key.replace(/^vfio:/, ""), ctrl, irq, mode, traceFrom(options.trace));
       try {
         await dev.rescan();
       } catch (e) {

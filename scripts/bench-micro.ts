@@ -14,6 +14,7 @@ import type { NvmeError } from "../lib/nvme/errors.ts";
 import { PcieRing, type QueueRing } from "../lib/nvme/pcie.ts";
 import { QueuePair } from "../lib/nvme/queue.ts";
 import type { CommandTracker } from "../lib/nvme/tracker.ts";
+import { CommandTrace } from "../lib/nvme/trace.ts";
 import { dmaBuffer } from "../lib/nvme/transport.ts";
 
 const { values } = parseArgs({
@@ -96,17 +97,19 @@ function cpuNs(): number {
   return (u.user + u.system) * 1000;
 }
 
-function makeQp(): QueuePair {
+function makeQp(trace = false): QueuePair {
   const dummy = dmaBuffer(new Uint8Array(0), 0, 0);
-  return new QueuePair({
+  const qp = new QueuePair({
     qid: 1, depth: DEPTH, sq: dummy, cq: dummy, prp: null, prpPagesPerSlot: 0, pageSize: 4096,
     doorbells: new Uint32Array(0), doorbellStride: 4, defaultTimeoutMs: 30_000, ring: new InstantRing(),
   });
+  if (trace) qp.trace = new CommandTrace({ capacity: 256 });
+  return qp;
 }
 
 /** B coroutines, each awaiting its own IO in a loop. */
-async function promiseRun(batch: number): Promise<{ ns: number; ios: number }> {
-  const qp = makeQp();
+async function promiseRun(batch: number, trace = false): Promise<{ ns: number; ios: number }> {
+  const qp = makeQp(trace);
   let ios = 0, stop = false;
   const worker = async () => {
     while (!stop) {
@@ -144,12 +147,12 @@ function callbackRun(batch: number): Promise<{ ns: number; ios: number }> {
 }
 
 const rows: { api: string; batch: number; nsPerIo: number; min: number; max: number; ios: number }[] = [];
-for (const api of ["promise", "callback"] as const) {
+for (const api of ["promise", "callback", "promise+trace"] as const) {
   for (const batch of [1, 8, 32]) {
     const r: number[] = [];
     let ios = 0;
     for (let i = 0; i < RUNS + 1; i++) {
-      const x = api === "promise" ? await promiseRun(batch) : await callbackRun(batch);
+      const x = api === "callback" ? await callbackRun(batch) : await promiseRun(batch, api === "promise+trace");
       if (i > 0) r.push(x.ns); // the first run warms the JIT up
       ios += x.ios;
     }
@@ -160,6 +163,6 @@ for (const api of ["promise", "callback"] as const) {
 if (values.json) console.log(JSON.stringify({ runtime: rt, rows }));
 else {
   console.log(`${rt}: CPU ns per IO against an instant device (median of ${RUNS} runs of ${MS} ms; min-max)`);
-  console.log("api       batch  ns/IO   range");
-  for (const x of rows) console.log(`${x.api.padEnd(9)} ${String(x.batch).padStart(5)} ${String(x.nsPerIo).padStart(6)}   ${x.min}-${x.max}`);
+  console.log("api            batch  ns/IO   range");
+  for (const x of rows) console.log(`${x.api.padEnd(14)} ${String(x.batch).padStart(5)} ${String(x.nsPerIo).padStart(6)}   ${x.min}-${x.max}`);
 }

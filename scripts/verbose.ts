@@ -43,15 +43,15 @@ export function traceCommands(ctrl: Controller): () => void {
   const undo: (() => void)[] = [];
   for (const q of [ctrl.admin, ...ctrl.io] as QueuePair[]) {
     const submit = q.submit, rw = q.rw;
-    q.submit = (cmd, dataIova = 0, dataLen = 0, timeoutMs = q.defaultTimeoutMs) => {
+    q.submit = (cmd, dataIova = 0, dataLen = 0, timeoutMs = q.defaultTimeoutMs, ref = null) => {
       const copy = cmd.slice();
       const t0 = performance.now();
-      return traced(submit.call(q, cmd, dataIova, dataLen, timeoutMs), (res, err) =>
+      return traced(submit.call(q, cmd, dataIova, dataLen, timeoutMs, ref), (res, err) =>
         process.stdout.write(formatCommand(copy, dataIova, dataLen, timeoutMs, res, err, (performance.now() - t0) * 1000)));
     };
-    q.rw = (opcode, nsid, slba, nlb0, dataIova, dataLen, cdw12Flags = 0, timeoutMs = q.defaultTimeoutMs) => {
+    q.rw = (opcode, nsid, slba, nlb0, dataIova, dataLen, cdw12Flags = 0, timeoutMs = q.defaultTimeoutMs, ref = null) => {
       const t0 = performance.now();
-      return traced(rw.call(q, opcode, nsid, slba, nlb0, dataIova, dataLen, cdw12Flags, timeoutMs), (res, err) => {
+      return traced(rw.call(q, opcode, nsid, slba, nlb0, dataIova, dataLen, cdw12Flags, timeoutMs, ref), (res, err) => {
         const cmd = new Uint32Array(16);
         setRw(cmd, opcode, nsid, slba, nlb0, cdw12Flags);
         process.stdout.write(formatCommand(cmd, dataIova, dataLen, timeoutMs, res, err, (performance.now() - t0) * 1000));

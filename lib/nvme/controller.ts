@@ -349,6 +349,7 @@ export class Controller {
         requested ? reason.message : `controller reset to recover: ${reason.message}`,
         { cause: reason },
       );
+      if (this.admin.trace) inflight.trace = this.admin.trace.last();
       try {
         if (nssr) t.writeReg32(Reg.NSSR, NSSR_RESET);
         const csts = t.readReg32(Reg.CSTS);

@@ -4,6 +4,7 @@
  * @module
  */
 import { type DecodedStatus, decodeStatus, Status } from "./spec.ts";
+import type { TraceEntry } from "./trace.ts";
 
 /** Kinds of {@link NvmeError}. */
 export type NvmeErrorCode =
@@ -121,6 +122,8 @@ export class NvmeTimeoutError extends NvmeError {
     this.command = command;
     this.timeoutMs = timeoutMs;
   }
+  /** The last commands before it (when a command trace is on). */
+  trace?: TraceEntry[];
 }
 
 /** The controller reported Controller Fatal Status (CSTS.CFS) or failed to become ready. */
@@ -137,6 +140,8 @@ export class ControllerResetError extends NvmeError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ERESET", message, options);
   }
+  /** The last commands before the reset (when a command trace is on). */
+  trace?: TraceEntry[];
 }
 
 /** The device no longer answers (registers read all ones): surprise removal. */

@@ -11,6 +11,7 @@ import { type Sqe, setRw, SqeDw } from "./command.ts";
 import { DeviceClosedError, InvalidArgumentError, type NvmeError } from "./errors.ts";
 import { PcieRing, type PcieRingConfig, type QueueRing } from "./pcie.ts";
 import { CommandTracker, type IoCallback, type QueueStats } from "./tracker.ts";
+import type { CommandTrace } from "./trace.ts";
 import type { DmaBuffer } from "./transport.ts";
 
 export type { IoCallback, PcieRingConfig, QueueRing, QueueStats, WaitMode };
@@ -104,6 +105,15 @@ export class QueuePair {
     this.#ring = cfg.ring ?? new PcieRing(cfg, this.slots);
     this.#t.onTimeout = (cid, opcode) => this.onTimeout?.(this, cid, opcode);
     this.#policy = new IdlePolicy({ mode: "poll", spinUs: this.pollSpinUs });
+  }
+
+  /** The command trace this queue records into (null: off). */
+  get trace(): CommandTrace | null {
+    return this.#t.trace;
+  }
+
+  set trace(t: CommandTrace | null) {
+    this.#t.trace = t;
   }
 
   /** How the pump waits once idle: `poll`, `interrupt` or `adaptive` (these two need the queue's interrupt). */
@@ -293,8 +303,10 @@ export class QueuePair {
   }
 
   #post(slot: number, e: Uint32Array, cdw0: number, timeoutMs: number, ref: DmaBuffer | null): void {
-    const cid = this.#t.begin(slot, cdw0 & 0xff, e[SqeDw.NSID], timeoutMs, ref);
+    const t = this.#t;
+    const cid = t.begin(slot, cdw0 & 0xff, e[SqeDw.NSID], timeoutMs, ref);
     e[0] = ((cdw0 & 0xffff) | (cid << 16)) >>> 0;
+    if (t.trace !== null) t.trace.submit(this.qid, cid, e);
     this.#ring.push();
     if (!this.#flushQueued) {
       this.#flushQueued = true;

@@ -8,6 +8,7 @@
  * @module
  */
 import { type CommandContext, type NvmeError, NvmeTimeoutError, statusError } from "./errors.ts";
+import type { CommandTrace } from "./trace.ts";
 import type { DmaBuffer } from "./transport.ts";
 
 /** Counters a queue pair keeps; cheap to read at any time. */
@@ -54,6 +55,8 @@ export class CommandTracker {
   readonly stats: QueueStats = { submitted: 0, completed: 0, bogus: 0, late: 0, timeouts: 0, sqDoorbells: 0, interrupts: 0, sleeps: 0 };
   /** Called after a command times out (the controller decides on abort/reset). */
   onTimeout: ((cid: number, opcode: number) => void) | null = null;
+  /** Command trace (null: off, one null check per submission and completion). */
+  trace: CommandTrace | null = null;
   readonly #slotBits: number;
   readonly #slotMask: number;
   readonly #genMask: number;
@@ -177,6 +180,7 @@ export class CommandTracker {
       this.stats.bogus++;
       return;
     }
+    if (this.trace !== null) this.trace.complete(this.qid, cid, sf, dw0);
     if (this.#state[slot] === TIMED_OUT) {
       this.stats.late++;
       this.#release(slot);
@@ -217,6 +221,10 @@ export class CommandTracker {
       const cid = this.cid(s);
       const ctx: CommandContext = { qid: this.qid, cid, opcode: this.#opcode[s], nsid: this.#nsid[s] || undefined };
       const err = new NvmeTimeoutError(ctx, this.#timeout[s]);
+      if (this.trace !== null) {
+        this.trace.complete(this.qid, cid, -1, 0);
+        err.trace = this.trace.last();
+      }
       this.#state[s] = TIMED_OUT;
       this.#active--;
       this.stats.timeouts++;
