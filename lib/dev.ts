@@ -3,7 +3,8 @@
  * namespaces and DMA buffer management together.
  * @module
  */
-import { ctrlSummary, type IdCtrl, type IdNs, nsSummary, parseIdCtrl, parseIdNs } from "./admin/identify.ts";
+import { type IdCtrl, type IdNs, parseIdCtrl, parseIdNs } from "./admin/identify.ts";
+import { decodeIdentifyNamespace } from "./nvme/identify.ts";
 import { loadLibc } from "./ffi/mod.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
 import { Controller, type ControllerOptions, validateControllerOptions } from "./nvme/controller.ts";
@@ -143,7 +144,7 @@ export class NVMeDev implements AsyncDisposable {
     this.target = target;
     this.controller = ctrl;
     this.idCtrl = parseIdCtrl(ctrl.identifyData);
-    const s = ctrlSummary(this.idCtrl);
+    const s = ctrl.id;
     this.info = {
       serial: s.serial,
       model: s.model,
@@ -156,7 +157,7 @@ export class NVMeDev implements AsyncDisposable {
       maxTransferBytes: ctrl.maxTransferBytes,
       nn: s.nn,
       oncs: s.oncs,
-      vwc: (s.vwc & 1) === 1,
+      vwc: s.vwc,
       pageSize: ctrl.pageSize,
       ioQueues: ctrl.io.length,
       ioQueueDepth: ctrl.io[0]?.depth ?? 0,
@@ -273,8 +274,8 @@ export class NVMeDev implements AsyncDisposable {
     this.#namespaces.clear();
     this.#idNs.clear();
     for (const nsid of ids) {
-      const id = parseIdNs(await this.controller.identifyNamespace(nsid));
-      const s = nsSummary(id);
+      const raw = await this.controller.identifyNamespace(nsid);
+      const s = decodeIdentifyNamespace(raw);
       if (s.nsze === 0n) continue;
       const info: NamespaceInfo = {
         nsid,
@@ -284,12 +285,11 @@ export class NVMeDev implements AsyncDisposable {
         utilization: s.nuse,
         metadataSize: s.metadataSize,
         lbaFormat: s.lbaFormat,
-        // Copy limits; MSRC is zero-based in Identify Namespace.
-        mssrl: id.mssrl,
-        mcl: id.mcl,
-        msrc: id.msrc + 1,
+        mssrl: s.mssrl,
+        mcl: s.mcl,
+        msrc: s.msrc,
       };
-      this.#idNs.set(nsid, id);
+      this.#idNs.set(nsid, parseIdNs(raw));
       this.#namespaces.set(nsid, new Namespace(this.#host, info));
     }
   }

@@ -233,7 +233,7 @@ export async function setErrorRecovery(dev: AdminTarget, tler: number, dulbe = f
 
 /** Volatile Write Cache on or off (refused before sending when Identify says there is none). */
 export async function setVolatileWriteCache(dev: AdminTarget, enable: boolean): Promise<number> {
-  if ((dev.controller.identifyData[525] & 1) === 0) {
+  if (!dev.controller.id.vwc) {
     throw new InvalidArgumentError("the controller has no volatile write cache (Identify VWC bit 0 is 0)");
   }
   return await setFeature(dev, Fid.VOLATILE_WC, enable ? 1 : 0);

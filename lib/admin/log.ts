@@ -340,7 +340,7 @@ export function parseErrorLog(data: Uint8Array): ErrorLogEntry[] {
  * Read `entries` error log entries (default, as nvme-cli: min(64, ELPE + 1)).
  */
 export async function errorLog(dev: AdminTarget, entries?: number): Promise<ErrorLogEntry[]> {
-  const elpe = dev.controller.identifyData[262] + 1;
+  const elpe = dev.controller.id.errorLogEntries;
   const n = entries ?? Math.min(64, elpe);
   if (!Number.isInteger(n) || n < 1 || n > elpe) {
     throw new InvalidArgumentError(`error log entries must be 1-${elpe} (ELPE + 1), got ${String(entries)}`);

@@ -21,11 +21,6 @@ import { flbasIndex, toNvmeCliJson } from "./identify.ts";
 import type { AdminTarget } from "./log.ts";
 import { rescan } from "./support.ts";
 
-function idCtrl16(dev: AdminTarget, off: number): number {
-  const d = dev.controller.identifyData;
-  return d[off] | (d[off + 1] << 8);
-}
-
 function checkNsid(nsid: number, allowAll = false): void {
   if (!Number.isInteger(nsid) || nsid < 1 || nsid > (allowAll ? 0xffffffff : 0xfffffffe)) {
     throw new InvalidArgumentError(`namespace id must be 1-0x${(allowAll ? 0xffffffff : 0xfffffffe).toString(16)}, got ${nsid}`);
@@ -145,10 +140,10 @@ export interface FormatOptions {
 export async function formatNvm(dev: AdminTarget, nsid: number, opts: FormatOptions = {}): Promise<void> {
   checkNsid(nsid, true);
   const c = dev.controller;
-  if ((idCtrl16(dev, 256) & 2) === 0) throw new InvalidArgumentError("the controller does not support Format NVM (OACS bit 1)");
+  if ((dev.controller.id.oacs & 2) === 0) throw new InvalidArgumentError("the controller does not support Format NVM (OACS bit 1)");
   const ses = opts.ses ?? 0;
   if (![0, 1, 2].includes(ses)) throw new InvalidArgumentError(`secure erase setting must be 0, 1 or 2, got ${ses}`);
-  if (ses === 2 && (c.identifyData[524] & 4) === 0) {
+  if (ses === 2 && (c.id.fna & 4) === 0) {
     throw new InvalidArgumentError("the controller does not support cryptographic erase (FNA bit 2)");
   }
   const pi = opts.pi ?? 0;
@@ -240,7 +235,7 @@ export async function deleteNamespace(dev: AdminTarget, nsid: number, timeoutMs?
 
 async function attachment(dev: AdminTarget, nsid: number, detach: boolean, ctrls?: number[]): Promise<void> {
   checkNsid(nsid);
-  const list = ctrls ?? [idCtrl16(dev, 78)];
+  const list = ctrls ?? [dev.controller.id.cntlid];
   if (list.length === 0 || list.length > 2047) throw new InvalidArgumentError("controller list must have 1-2047 entries");
   for (const id of list) {
     if (!Number.isInteger(id) || id < 0 || id > 0xffef) throw new InvalidArgumentError(`invalid controller id ${id}`);
@@ -305,7 +300,7 @@ export function decodeAsyncEvent(dw0: number): AsyncEvent {
  */
 export async function* asyncEvents(dev: AdminTarget, opts: { signal?: AbortSignal } = {}): AsyncGenerator<AsyncEvent> {
   const c = dev.controller;
-  const aerl = c.identifyData[259] + 1;
+  const aerl = c.id.aerLimit;
   if (aerl < 1) throw new InvalidArgumentError("the controller accepts no asynchronous event requests");
   const aborted = new Promise<null>((resolve) => {
     if (opts.signal?.aborted) resolve(null);

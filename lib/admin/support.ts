@@ -26,16 +26,3 @@ export async function rescan(dev: AdminTarget): Promise<void> {
   const r = (dev as { rescan?: () => Promise<void> }).rescan;
   if (typeof r === "function") await r.call(dev);
 }
-
-/** Little-endian 16-bit field of Identify Controller. */
-export function idCtrlU16(dev: AdminTarget, off: number): number {
-  const d = dev.controller.identifyData;
-  return d[off] | (d[off + 1] << 8);
-}
-
-/** Little-endian 32-bit field of Identify Controller. */
-export function idCtrlU32(dev: AdminTarget, off: number): number {
-  const d = dev.controller.identifyData;
-  return (d[off] | (d[off + 1] << 8) | (d[off + 2] << 16) | (d[off + 3] << 24)) >>> 0;
-}
-

@@ -49,8 +49,7 @@ export function decodeFirmwareCaps(frmw: number, fwug: number): FirmwareCapabili
 
 /** The controller's firmware capabilities. */
 export function firmwareCapabilities(dev: AdminTarget): FirmwareCapabilities {
-  const d = dev.controller.identifyData;
-  return decodeFirmwareCaps(d[260], d[319]);
+  return decodeFirmwareCaps(dev.controller.id.frmw, dev.controller.id.fwug);
 }
 
 /** Options for {@link downloadFirmware}. */
@@ -66,7 +65,7 @@ export interface DownloadOptions {
 }
 
 function mdtsBytes(dev: AdminTarget): number {
-  const mdts = dev.controller.identifyData[77];
+  const mdts = dev.controller.id.mdts;
   return mdts === 0 ? Infinity : dev.controller.cap.mpsMin * 2 ** mdts;
 }
 

@@ -26,6 +26,7 @@ import {
   SetupError,
 } from "./errors.ts";
 import { unrefTimer } from "../ffi/mod.ts";
+import { decodeIdentifyController, type IdentifyController } from "./identify.ts";
 import { prpListPages } from "./prp.ts";
 import { QueuePair } from "./queue.ts";
 import {
@@ -161,6 +162,8 @@ export class Controller {
   readonly io: QueuePair[] = [];
   /** Raw Identify Controller data (4096 bytes). */
   identifyData: Uint8Array = new Uint8Array(4096);
+  /** Identify Controller as the driver uses it, decoded once at start-up. */
+  id!: IdentifyController;
   /** Largest transfer per command in bytes (MDTS, PRP capacity and the option cap). */
   maxTransferBytes = 0;
   /** Options in force. */
@@ -473,10 +476,9 @@ export class Controller {
 
   async #identify(): Promise<void> {
     this.identifyData = await this.identify(identifyControllerCmd());
-    const id = new DataView(this.identifyData.buffer);
-    const mdts = id.getUint8(77);
-    const sqes = id.getUint8(512), cqes = id.getUint8(513);
-    if ((sqes & 0xf) > 6 || (sqes >> 4) < 6 || (cqes & 0xf) > 4 || (cqes >> 4) < 4) {
+    const id = this.id = decodeIdentifyController(this.identifyData);
+    const mdts = id.mdts;
+    if (id.sqes.min > 6 || id.sqes.max < 6 || id.cqes.min > 4 || id.cqes.max < 4) {
       throw new SetupError("unsupported-controller", `controller does not accept 64-byte SQEs / 16-byte CQEs`);
     }
     const mdtsBytes = mdts === 0 ? Infinity : this.cap.mpsMin * 2 ** mdts;
@@ -761,7 +763,7 @@ export class Controller {
         this.#remote.clear();
         const cc = t.readReg32(Reg.CC);
         t.writeReg32(Reg.CC, ((cc & ~CC.SHN_MASK) | CC.SHN_NORMAL) >>> 0);
-        const rtd3e = new DataView(this.identifyData.buffer).getUint32(88, true); // µs
+        const rtd3e = this.id.rtd3e; // µs
         const deadline = performance.now() + Math.min(Math.max(rtd3e / 1000, 5000), 60_000);
         while ((t.readReg32(Reg.CSTS) & CSTS.SHST_MASK) !== CSTS.SHST_COMPLETE) {
           if (performance.now() > deadline) break;

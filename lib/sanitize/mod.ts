@@ -20,7 +20,7 @@ import { sanitizeCmd } from "../nvme/command.ts";
 import { AbortedError, InvalidArgumentError, NvmeError } from "../nvme/errors.ts";
 import { SanitizeAction } from "../nvme/spec.ts";
 import { type AdminTarget, type SanitizeLog, sanitizeLog, SanitizeStatus } from "../admin/log.ts";
-import { idCtrlU32, NotSupportedError } from "../admin/support.ts";
+import { NotSupportedError } from "../admin/support.ts";
 
 export { type AdminTarget, NotSupportedError, type SanitizeLog, sanitizeLog, SanitizeStatus };
 
@@ -70,7 +70,7 @@ export function decodeSanicap(v: number): SanitizeCapabilities {
 
 /** The controller's sanitize capabilities. */
 export function sanitizeCapabilities(dev: AdminTarget): SanitizeCapabilities {
-  return decodeSanicap(idCtrlU32(dev, 328));
+  return decodeSanicap(dev.controller.id.sanicap);
 }
 
 /**

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "../harness.ts";
+import { decodeIdentifyController } from "../../lib/nvme/identify.ts";
 import { getLogPage, type AdminTarget, errorLog } from "../../lib/admin/log.ts";
 import { getFeature, setFeature, setTimestamp, setVolatileWriteCache } from "../../lib/admin/features.ts";
 import { asyncEvents, attachNamespace, createNamespace, deviceSelfTest, formatNvm } from "../../lib/admin/manage.ts";
@@ -24,6 +25,7 @@ function fakeDev(id: Partial<Record<number, number>> = {}, reply: (cmd: Uint32Ar
   const mem = new Map<number, Uint8Array>();
   const controller = {
     identifyData,
+    id: decodeIdentifyController(identifyData),
     pageSize: 4096,
     cap: { mpsMin: 4096, css: 0x41 },
     adminCommand(cmd: Uint32Array, iova = 0, len = 0) {
