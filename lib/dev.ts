@@ -6,6 +6,7 @@
 import { type IdCtrl, type IdNs, parseIdCtrl, parseIdNs } from "./admin/identify.ts";
 import { decodeIdentifyNamespace } from "./nvme/identify.ts";
 import { loadLibc } from "./ffi/mod.ts";
+import { BouncePool } from "./io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
 import { Controller, type ControllerOptions, validateControllerOptions } from "./nvme/controller.ts";
 import { DeviceBusyError, DeviceClosedError, InvalidArgumentError, type NvmeError, SetupError } from "./nvme/errors.ts";
@@ -106,12 +107,6 @@ function isDetached(v: Uint8Array): boolean {
   return (v.buffer as ArrayBuffer & { detached?: boolean }).detached === true;
 }
 
-/** Size classes for bounce buffers: powers of two from one page. */
-function bounceClass(size: number): number {
-  let c = 4096;
-  while (c < size) c *= 2;
-  return c;
-}
 
 /** An open NVMe controller. Get one with {@link NVMeDev.open}; close it with {@link NVMeDev.close} or `await using`. */
 export class NVMeDev implements AsyncDisposable {
@@ -125,7 +120,7 @@ export class NVMeDev implements AsyncDisposable {
   readonly info: ControllerInfo;
   readonly #namespaces = new Map<number, Namespace>();
   readonly #idNs = new Map<number, IdNs>();
-  readonly #bounce = new Map<number, DmaBuffer[]>();
+  readonly #bounce: BouncePool;
   readonly #userBuffers = new Map<ArrayBufferLike, DmaBuffer>();
   #closedError: NvmeError | null = null;
   #closing: Promise<void> | null = null;
@@ -141,6 +136,7 @@ export class NVMeDev implements AsyncDisposable {
   private constructor(target: string, ctrl: Controller, irq: InterruptSource | null, mode: WaitMode, trace: CommandTrace | null) {
     this.#irq = irq;
     this.#waitMode = irq ? mode : "poll";
+    this.#bounce = new BouncePool((n) => ctrl.allocDma(n), (b) => ctrl.freeDma(b));
     this.target = target;
     this.controller = ctrl;
     this.idCtrl = parseIdCtrl(ctrl.identifyData);
@@ -184,8 +180,8 @@ export class NVMeDev implements AsyncDisposable {
       },
       maxTransferBytes: ctrl.maxTransferBytes,
       dmaOf: (v) => ctrl.transport.dmaOf(v),
-      takeBounce: (size) => this.#takeBounce(size),
-      giveBounce: (b) => this.#giveBounce(b),
+      takeBounce: (size) => this.#bounce.take(size),
+      giveBounce: (b) => this.#bounce.give(b),
     };
   }
 
@@ -455,7 +451,7 @@ export class NVMeDev implements AsyncDisposable {
         await this.#irq?.close();
         this.controller.transport.close();
         this.#userBuffers.clear();
-        this.#bounce.clear();
+        this.#bounce.close();
         openTargets.delete(this.controller.transport.name);
       }
     })();
@@ -471,25 +467,4 @@ export class NVMeDev implements AsyncDisposable {
     if (this.#closedError) throw this.#closedError;
   }
 
-  readonly #bounceIdle = (b: DmaBuffer): void => this.#giveBounce(b);
-
-  #takeBounce(size: number): DmaBuffer {
-    const c = bounceClass(size);
-    const l = this.#bounce.get(c);
-    if (l?.length) return l.pop()!;
-    return this.controller.allocDma(c);
-  }
-
-  /** Return a bounce buffer; one a command may still write (timed out, not yet ended) rejoins the pool only once it has ended. */
-  #giveBounce(b: DmaBuffer): void {
-    if (this.#closedError) return;
-    if (b.busy > 0) {
-      b.onIdle = this.#bounceIdle;
-      return;
-    }
-    let l = this.#bounce.get(b.size);
-    if (!l) this.#bounce.set(b.size, l = []);
-    if (l.length < 8) l.push(b);
-    else this.controller.freeDma(b);
-  }
 }

@@ -17,4 +17,5 @@ export { type IoCallback, QueuePair, type QueuePairConfig, type QueueStats, type
 export { PcieRing, type PcieRingConfig, type QueueRing } from "../nvme/pcie.ts";
 export { CommandTracker } from "../nvme/tracker.ts";
 export { type IoPassthruCommand, ioPassthru } from "./passthru.ts";
+export { bounceClass, BouncePool } from "./bounce.ts";
 export type { DmaBuffer } from "../nvme/transport.ts";

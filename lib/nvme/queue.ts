@@ -351,7 +351,10 @@ export class QueuePair {
           continue;
         }
         const now = performance.now();
-        if (lastTimeouts < 0) lastTimeouts = lastHealth = now;
+        if (lastTimeouts < 0) {
+          lastHealth = now;
+          lastTimeouts = now - 5; // stamp new commands' deadlines at the first checkpoint
+        }
         if (now - lastTimeouts >= 5) {
           lastTimeouts = now;
           t.checkTimeouts(now);
@@ -371,13 +374,16 @@ export class QueuePair {
             continue;
           }
           const w = this.#waiter;
-          // Arm, reap once more (a completion that raced the arm is caught), then sleep; the timeout
-          // bounds how late a deadline or a health check can be noticed.
+          // Arm, reap once more (a completion that raced the arm is caught), then sleep until the
+          // interrupt, the next command deadline or the next health check, whichever comes first.
+          t.checkTimeouts(now);
+          lastTimeouts = now;
+          const bound = Math.max(1, Math.min(this.healthCheckMs, 100, t.nextDeadline() - now + 1));
           w.arm();
           let woke = reap() > 0;
           if (!woke) {
             this.stats.sleeps++;
-            woke = await w.sleep(Math.min(this.healthCheckMs, 100));
+            woke = await w.sleep(bound);
           }
           this.stats.interrupts = w.count - this.#irqBase;
           policy.resumed(performance.now(), woke);

@@ -239,6 +239,15 @@ export class CommandTracker {
     return n;
   }
 
+  /** The earliest deadline of a command waiting (after {@link checkTimeouts} stamped them), or Infinity. */
+  nextDeadline(): number {
+    let d = Infinity;
+    for (let s = 0; s < this.slots; s++) {
+      if (this.#state[s] === BUSY && this.#deadline[s] !== 0 && this.#deadline[s] < d) d = this.#deadline[s];
+    }
+    return d;
+  }
+
   /**
    * Reject every command still holding a slot with `err` and free the slots.
    * Their DMA memory is released only when `deviceStopped` (it can no longer

@@ -16,6 +16,7 @@ import {
   type Transport,
 } from "../nvme/transport.ts";
 import { IrqLayout } from "../irq/waiter.ts";
+import { PageRuns } from "../nvme/pages.ts";
 import type { SimInit } from "./device.ts";
 import {
   Ctl,
@@ -107,8 +108,7 @@ export class SimTransport implements Transport {
   readonly #pending = new Map<number, { res: (v: unknown) => void; rej: (e: unknown) => void }>();
   #nextReq = 1;
   #closed = false;
-  /** Free page runs as [startPage, pages], sorted by start. */
-  #free: [number, number][];
+  readonly #runs: PageRuns;
 
   private constructor(
     name: string,
@@ -133,7 +133,7 @@ export class SimTransport implements Transport {
     this.#regs = new Uint32Array(regs, 0, 0x1000 / 4);
     this.#db = new Uint32Array(regs, 0x1000, 2 * (this.#maxQueues + 1));
     this.#ctl = new Int32Array(ctl);
-    this.#free = [[0, mem.byteLength / PAGE]];
+    this.#runs = new PageRuns(mem.byteLength / PAGE);
     this.faults = new SimFaults(this, (op, arg) => this.#request(op, arg));
     worker.onmessage = (e: MessageEvent) => {
       const m = e.data as { type: string; id: number; result?: unknown; error?: string };
@@ -310,11 +310,8 @@ export class SimTransport implements Transport {
   allocDma(size: number): DmaBuffer {
     if (this.#closed) throw new DeviceClosedError("sim transport is closed");
     const pages = Math.max(1, Math.ceil(size / PAGE));
-    for (let i = 0; i < this.#free.length; i++) {
-      const [start, n] = this.#free[i];
-      if (n < pages) continue;
-      if (n === pages) this.#free.splice(i, 1);
-      else this.#free[i] = [start + pages, n - pages];
+    const start = this.#runs.take(pages);
+    if (start >= 0) {
       const len = pages * PAGE;
       const bytes = this.#libc
         ? new Uint8Array(this.#libc.view(this.#memAddr + BigInt(start * PAGE), len))
@@ -338,18 +335,7 @@ export class SimTransport implements Transport {
     const start = (buf.iova - this.iovaBase) / PAGE, pages = buf.size / PAGE;
     this.#iommu.fill(0, start, start + pages);
     detachView(buf.bytes);
-    const f = this.#free;
-    let i = 0;
-    while (i < f.length && f[i][0] < start) i++;
-    f.splice(i, 0, [start, pages]);
-    if (i + 1 < f.length && f[i][0] + f[i][1] === f[i + 1][0]) {
-      f[i][1] += f[i + 1][1];
-      f.splice(i + 1, 1);
-    }
-    if (i > 0 && f[i - 1][0] + f[i - 1][1] === f[i][0]) {
-      f[i - 1][1] += f[i][1];
-      f.splice(i, 1);
-    }
+    this.#runs.give(start, pages);
   }
 
   /** IOVA of a view into host memory, else -1. */

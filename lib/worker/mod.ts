@@ -22,7 +22,9 @@
  */
 import { loadLibc } from "../ffi/mod.ts";
 import type { Libc } from "../ffi/types.ts";
+import { BouncePool } from "../io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "../io/namespace.ts";
+import { PageRuns } from "../nvme/pages.ts";
 import { DeviceClosedError, InvalidArgumentError, type NvmeError, OutOfResourcesError } from "../nvme/errors.ts";
 import { QueuePair } from "../nvme/queue.ts";
 import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory } from "../nvme/transport.ts";
@@ -45,23 +47,20 @@ function viewOf(libc: Libc | null, m: SharedMemory, offset = 0, size = m.size): 
 class Arena {
   readonly #libc: Libc | null;
   readonly #m: SharedMemory;
-  #free: [number, number][];
+  readonly #runs: PageRuns;
   readonly #owners = new WeakMap<ArrayBufferLike, DmaBuffer>();
   readonly live = new Set<DmaBuffer>();
 
   constructor(libc: Libc | null, m: SharedMemory) {
     this.#libc = libc;
     this.#m = m;
-    this.#free = [[0, Math.floor(m.size / PAGE)]];
+    this.#runs = new PageRuns(Math.floor(m.size / PAGE));
   }
 
   alloc(size: number): DmaBuffer {
     const pages = Math.max(1, Math.ceil(size / PAGE));
-    for (let i = 0; i < this.#free.length; i++) {
-      const [start, n] = this.#free[i];
-      if (n < pages) continue;
-      if (n === pages) this.#free.splice(i, 1);
-      else this.#free[i] = [start + pages, n - pages];
+    const start = this.#runs.take(pages);
+    if (start >= 0) {
       const bytes = viewOf(this.#libc, this.#m, start * PAGE, pages * PAGE);
       bytes.fill(0);
       const b = dmaBuffer(bytes, this.#m.iova + start * PAGE, pages * PAGE);
@@ -79,19 +78,7 @@ class Arena {
     if (!this.live.delete(b)) return;
     this.#owners.delete(b.bytes.buffer);
     detachView(b.bytes);
-    const start = (b.iova - this.#m.iova) / PAGE, pages = b.size / PAGE;
-    const f = this.#free;
-    let i = 0;
-    while (i < f.length && f[i][0] < start) i++;
-    f.splice(i, 0, [start, pages]);
-    if (i + 1 < f.length && f[i][0] + f[i][1] === f[i + 1][0]) {
-      f[i][1] += f[i + 1][1];
-      f.splice(i + 1, 1);
-    }
-    if (i > 0 && f[i - 1][0] + f[i - 1][1] === f[i][0]) {
-      f[i - 1][1] += f[i][1];
-      f.splice(i, 1);
-    }
+    this.#runs.give((b.iova - this.#m.iova) / PAGE, b.size / PAGE);
   }
 
   dmaOf(v: Uint8Array): DmaBuffer | null {
@@ -113,7 +100,7 @@ export class WorkerQueue implements AsyncDisposable {
   readonly queue: QueuePair;
   readonly #arena: Arena;
   readonly #ns = new Map<number, Namespace>();
-  readonly #bounce = new Map<number, DmaBuffer[]>();
+  readonly #bounce: BouncePool;
   readonly #user = new Map<ArrayBufferLike, DmaBuffer>();
   readonly #views: Uint8Array[];
   readonly #port: MessagePort;
@@ -142,6 +129,7 @@ export class WorkerQueue implements AsyncDisposable {
       pollSpinUs: h.pollSpinUs,
     });
     this.#arena = new Arena(libc, h.arena);
+    this.#bounce = new BouncePool((n) => this.#arena.alloc(n), (b) => this.#arena.release(b), 4);
     if (h.irq) this.queue.setWaitMode(h.waitMode, new IrqWaiter(h.irq));
     this.#port = h.port;
     this.queue.onTimeout = (_q, cid, opcode) => this.#port.postMessage({ op: "timeout", cid, opcode } satisfies ControlMsg);
@@ -155,8 +143,8 @@ export class WorkerQueue implements AsyncDisposable {
       pickQueue: () => this.queue,
       maxTransferBytes: h.maxTransferBytes,
       dmaOf: (v) => this.#arena.dmaOf(v),
-      takeBounce: (size) => this.#takeBounce(size),
-      giveBounce: (b) => this.#giveBounce(b),
+      takeBounce: (size) => this.#bounce.take(size),
+      giveBounce: (b) => this.#bounce.give(b),
     };
     for (const info of h.namespaces) this.#ns.set(info.nsid, new Namespace(host, info));
   }
@@ -213,7 +201,7 @@ export class WorkerQueue implements AsyncDisposable {
     this.#closedError ??= err;
     this.queue.fail(err);
     this.#arena.detachAll();
-    this.#bounce.clear();
+    this.#bounce.close();
     this.#user.clear();
     for (const v of this.#views) detachView(v);
   }
@@ -264,28 +252,6 @@ export class WorkerQueue implements AsyncDisposable {
   }
 
   readonly #release = (b: DmaBuffer): void => this.#arena.release(b);
-
-  #takeBounce(size: number): DmaBuffer {
-    let c = PAGE;
-    while (c < size) c *= 2;
-    const l = this.#bounce.get(c);
-    if (l?.length) return l.pop()!;
-    return this.#arena.alloc(c);
-  }
-
-  readonly #bounceIdle = (b: DmaBuffer): void => this.#giveBounce(b);
-
-  #giveBounce(b: DmaBuffer): void {
-    if (this.#closedError) return;
-    if (b.busy > 0) {
-      b.onIdle = this.#bounceIdle;
-      return;
-    }
-    let l = this.#bounce.get(b.size);
-    if (!l) this.#bounce.set(b.size, l = []);
-    if (l.length < 4) l.push(b);
-    else this.#arena.release(b);
-  }
 
   /**
    * Give the queue back: in-flight commands fail with DeviceClosedError, every

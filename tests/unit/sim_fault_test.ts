@@ -118,8 +118,10 @@ test("sim fault: controller fatal status fails the queues with ControllerFatalEr
   try {
     await t.faults.fatal();
     assert.equal(t.readReg32(Reg.CSTS) & 2, 2, "CSTS.CFS");
-    // The driver finds CFS after a timeout; it may fail the queues or reset the controller to recover.
-    assert.ok(["EFATAL", "ERESET"].includes(await firstFailure(dev)));
+    // The driver finds CFS by a health check or after a timeout; it may fail the queues, or reset
+    // the controller, after which IO succeeds again.
+    const first = await firstFailure(dev);
+    assert.ok(["EFATAL", "ERESET"].includes(first) || dev.controller.resets >= 1, `${first}, ${dev.controller.resets} resets`);
   } finally {
     await dev.close();
   }
