@@ -215,6 +215,8 @@ export class QueueWorker {
       });
       worker.addEventListener("error", (e: Event) => {
         reject(new DeviceClosedError(`worker failed before taking its queue: ${(e as ErrorEvent).message ?? e}`));
+        // A Worker that died of an uncaught error holds its queue no more: release it.
+        void this.terminate();
       });
     });
     this.ready.catch(() => {});

@@ -237,3 +237,20 @@ test("workers: startWorkers hands each its queue; terminate() deletes the queue 
     await dev.close();
   }
 });
+
+test("workers: a started Worker that dies of an uncaught error releases its queue", async () => {
+  const { dev, transport } = await sim();
+  try {
+    const mapped = transport.mappedBytes;
+    const [qw] = await dev.startWorkers(entry, 1, { arenaBytes: 1 << 20 });
+    const tw = new TestWorker(qw.worker);
+    assert.ok(transport.mappedBytes > mapped);
+    qw.worker.addEventListener("error", (e) => (e as ErrorEvent).preventDefault?.());
+    tw.w.postMessage({ type: "crash" });
+    for (let i = 0; i < 300 && transport.mappedBytes > mapped; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(transport.mappedBytes, mapped, "queue deleted and its memory unmapped");
+    assert.equal((await dev.createQueue()).qid, 2, "its queue id is free again");
+  } finally {
+    await dev.close();
+  }
+});

@@ -115,6 +115,7 @@ async function handle(m: Record<string, unknown>): Promise<unknown> {
 scope.onmessage = (e: MessageEvent) => {
   const m = e.data as Record<string, unknown> & { id: number };
   if (m?.type === "tsnvme-queue") return; // for receiveQueue's own listener
+  if (m?.type === "crash") setTimeout(() => { throw new Error("worker crashed on purpose"); }, 0);
   handle(m).then(
     (result) => scope.postMessage({ type: "result", id: m.id, result }),
     (err) => scope.postMessage({ type: "result", id: m.id, error: codeOf(err) + ": " + String((err as Error)?.message ?? err) }),
