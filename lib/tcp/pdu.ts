@@ -7,6 +7,7 @@
  * path allocates nothing. All multi-byte fields are little-endian.
  * @module
  */
+import { crc32c } from "./crc32c.ts";
 
 /** PDU-Type values (common header byte 0). Type 0x08 is unused. */
 export const PduType = {
@@ -549,4 +550,39 @@ export interface SglDesc {
 export function decodeSgl(sqe: Uint32Array): SglDesc {
   const id = sqe[Sgl.DW_ID] >>> 24;
   return { addr: sqe[Sgl.DW_ADDR_LO] + sqe[Sgl.DW_ADDR_HI] * 2 ** 32, len: sqe[Sgl.DW_LEN], type: id >>> 4, subtype: id & 0xf };
+}
+
+// ---- Digests ------------------------------------------------------------------------------------
+
+/**
+ * Complete a PDU whose header `l` describes, in `b` (at least `l.plen` bytes
+ * when `data` is copied in, else the header part): the header digest at HLEN
+ * if flagged, zero pad up to PDO, and when `data` is given, the data at PDO and
+ * its digest after it if flagged. Returns the bytes written (the whole PDU
+ * with data, or the header part up to PDO for data sent separately).
+ */
+export function sealPdu(b: Uint8Array, l: PduLayout, data: Uint8Array | null): number {
+  let end = l.hlen;
+  if (l.flags & PduFlag.HDGST) {
+    put32(b, end, crc32c(b, 0, l.hlen));
+    end += DIGEST_SIZE;
+  }
+  if (l.pdo === 0) return end;
+  b.fill(0, end, l.pdo);
+  if (data === null) return l.pdo;
+  b.set(data, l.pdo);
+  end = l.pdo + data.length;
+  if (l.flags & PduFlag.DDGST) {
+    put32(b, end, crc32c(data));
+    end += DIGEST_SIZE;
+  }
+  return end;
+}
+
+/** Whole PDU bytes from a header written into `hdr` by one of the writers, and its data. */
+export function buildPdu(hdr: Uint8Array, l: PduLayout, data: Uint8Array | null): Uint8Array {
+  const b = new Uint8Array(l.plen);
+  b.set(hdr.subarray(0, l.hlen));
+  sealPdu(b, l, data);
+  return b;
 }
