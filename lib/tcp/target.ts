@@ -87,10 +87,15 @@ const CONNECT_INVALID = 0x100 | 0x82; // SCT 1, SC 82h
 const REG = { CAP: 0x00, VS: 0x08, CC: 0x14, CSTS: 0x1c } as const;
 const CAP = 127n | (1n << 16n) | (15n << 24n) | (1n << 37n); // MQES 127, CQR, TO 7.5 s, CSS NVM
 
-interface Ctrl {
+/** A controller of the target (one per admin Connect). */
+export interface TargetController {
+  /** Controller id. */
   cntlid: number;
+  /** Host NQN of the admin Connect (IO Connects must match it). */
   hostnqn: string;
+  /** CC property. */
   cc: number;
+  /** CSTS property. */
   csts: number;
 }
 
@@ -101,7 +106,7 @@ export class TcpTarget {
   /** Counters for tests. */
   readonly stats = { connections: 0, commands: 0, r2t: 0, h2cData: 0, c2hData: 0, inCapsule: 0, termReqs: 0 };
   /** Controllers by cntlid. */
-  readonly controllers: Map<number, Ctrl> = new Map();
+  readonly controllers: Map<number, TargetController> = new Map();
   readonly #srv: net.Server;
   readonly #opts: TcpTargetOptions;
   readonly #socks = new Set<net.Socket>();
@@ -151,7 +156,7 @@ export class TcpTarget {
   }
 
   /** A new controller for an admin Connect. */
-  newCtrl(hostnqn: string): Ctrl {
+  newController(hostnqn: string): TargetController {
     const c = { cntlid: this.#nextCntlid++, hostnqn, cc: 0, csts: 0 };
     this.controllers.set(c.cntlid, c);
     return c;
@@ -173,7 +178,7 @@ class Conn {
   readonly #parser: PduParser;
   #dg: Digests = { hdgst: false, ddgst: false };
   #qid = -1;
-  #ctrl: Ctrl | null = null;
+  #ctrl: TargetController | null = null;
   #sqflowOff = false;
   #sqhd = 0;
   #corruptNext = false;
@@ -345,7 +350,7 @@ class Conn {
       if (sqsize === 0 || sqsize > 127) return this.#resp(sqe, CONNECT_INVALID | DNR, 44);
       if (qid === 0) {
         if (d.cntlid !== CNTLID_DYNAMIC) return this.#resp(sqe, CONNECT_INVALID | DNR, (1 << 16) | ConnectData.CNTLID);
-        this.#ctrl = this.#t.newCtrl(d.hostnqn);
+        this.#ctrl = this.#t.newController(d.hostnqn);
       } else {
         const c = this.#t.controllers.get(d.cntlid);
         if (!c || c.hostnqn !== d.hostnqn || qid > (this.#o.maxIoQueues ?? 4)) {
