@@ -352,15 +352,15 @@ export function decodeIcResp(b: Uint8Array): IcResp {
 // ---- CapsuleCmd / CapsuleResp ----------------------------------------------------------------
 
 /**
- * Write a CapsuleCmd header into `b`: CH and the 64-byte SQE (`sqe`, 16
- * dwords, copied as is), for `dataLen` in-capsule bytes. Returns the layout;
+ * Write a CapsuleCmd header into `b` at `off`: CH and the 64-byte SQE (`sqe`,
+ * 16 dwords, copied as is), for `dataLen` in-capsule bytes. Returns the layout;
  * the caller puts the header digest at HLEN, the data at PDO and the data
  * digest at PDO + dataLen.
  */
-export function writeCapsuleCmd(b: Uint8Array, sqe: Uint32Array, dataLen: number, dg: Digests): PduLayout {
+export function writeCapsuleCmd(b: Uint8Array, sqe: Uint32Array, dataLen: number, dg: Digests, off = 0): PduLayout {
   const l = layout(PduType.CAPSULE_CMD, dataLen, dg);
-  writeCh(b, PduType.CAPSULE_CMD, l.flags, l.hlen, l.pdo, l.plen);
-  for (let i = 0; i < 16; i++) put32(b, Capsule.SQE + i * 4, sqe[i]);
+  writeCh(b, PduType.CAPSULE_CMD, l.flags, l.hlen, l.pdo, l.plen, off);
+  for (let i = 0; i < 16; i++) put32(b, off + Capsule.SQE + i * 4, sqe[i]);
   return l;
 }
 
@@ -555,28 +555,28 @@ export function decodeSgl(sqe: Uint32Array): SglDesc {
 // ---- Digests ------------------------------------------------------------------------------------
 
 /**
- * Complete a PDU whose header `l` describes, in `b` (at least `l.plen` bytes
+ * Complete a PDU whose header `l` describes, starting at `off` of `b` (room for `l.plen` bytes
  * when `data` is copied in, else the header part): the header digest at HLEN
  * if flagged, zero pad up to PDO, and when `data` is given, the data at PDO and
  * its digest after it if flagged. Returns the bytes written (the whole PDU
  * with data, or the header part up to PDO for data sent separately).
  */
-export function sealPdu(b: Uint8Array, l: PduLayout, data: Uint8Array | null): number {
-  let end = l.hlen;
+export function sealPdu(b: Uint8Array, l: PduLayout, data: Uint8Array | null, off = 0): number {
+  let end = off + l.hlen;
   if (l.flags & PduFlag.HDGST) {
-    put32(b, end, crc32c(b, 0, l.hlen));
+    put32(b, end, crc32c(b, off, end));
     end += DIGEST_SIZE;
   }
-  if (l.pdo === 0) return end;
-  b.fill(0, end, l.pdo);
+  if (l.pdo === 0) return end - off;
+  b.fill(0, end, off + l.pdo);
   if (data === null) return l.pdo;
-  b.set(data, l.pdo);
-  end = l.pdo + data.length;
+  b.set(data, off + l.pdo);
+  end = off + l.pdo + data.length;
   if (l.flags & PduFlag.DDGST) {
     put32(b, end, crc32c(data));
     end += DIGEST_SIZE;
   }
-  return end;
+  return end - off;
 }
 
 /** Whole PDU bytes from a header written into `hdr` by one of the writers, and its data. */

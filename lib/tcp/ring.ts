@@ -313,9 +313,8 @@ export class TcpRing implements QueueRing {
     }
     const need = Hlen.CAPSULE_CMD + 2 * DIGEST_SIZE + inCapsule;
     if (this.#staged + need > this.#stage.length) this.#growOrFlush(need);
-    const at = this.#staged;
-    const b = this.#stage.subarray(at);
-    const l = writeCapsuleCmd(b, e, inCapsule, this.digests);
+    const at = this.#staged, b = this.#stage;
+    const l = writeCapsuleCmd(b, e, inCapsule, this.digests, at);
     if (inCapsule > 0) {
       const mem = this.#mem.bytesAt(this.#pIova);
       const off = this.#pIova % 0x1_0000_0000;
@@ -323,8 +322,8 @@ export class TcpRing implements QueueRing {
         this.#fatal(new InvalidArgumentError(`command data at IOVA 0x${this.#pIova.toString(16)} is not TCP memory`));
         return;
       }
-      this.#staged = at + sealPdu(b, l, mem.subarray(off, off + inCapsule));
-    } else this.#staged = at + sealPdu(b, l, null);
+      this.#staged = at + sealPdu(b, l, mem.subarray(off, off + inCapsule), at);
+    } else this.#staged = at + sealPdu(b, l, null, at);
     this.counters.pdusOut++;
   }
 
