@@ -9,10 +9,12 @@
  * {@link QueuePair}.
  * @module
  */
-import { activeNsListCmd, identifyControllerCmd, identifyNamespaceCmd, setNumQueuesCmd } from "../nvme/command.ts";
+import { activeNsListCmd, getLogPageCmd, identifyControllerCmd, identifyNamespaceCmd, setNumQueuesCmd } from "../nvme/command.ts";
 import { ControllerFatalError, InvalidArgumentError, SetupError } from "../nvme/errors.ts";
 import { CC, CSTS, decodeCap, Reg } from "../nvme/spec.ts";
 import type { Digests } from "./pdu.ts";
+import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, type DiscoveryEntry, LID_DISCOVERY } from "./discovery.ts";
+import { DISCOVERY_NQN } from "./fabrics.ts";
 import { TcpMemory } from "./memory.ts";
 import { TcpQueue, type TcpQueueOptions } from "./queue.ts";
 import { ADMIN_IN_CAPSULE } from "./ring.ts";
@@ -31,7 +33,7 @@ export interface TcpControllerOptions {
   hostid: Uint8Array;
   /** Header/data digests. */
   digests?: Partial<Digests>;
-  /** IO queues wanted (default 1; the target may grant fewer). */
+  /** IO queues wanted (default 1; the target may grant fewer; 0 = none, as for a discovery controller). */
   ioQueues?: number;
   /** IO queue entries (default 128, clamped to CAP.MQES + 1 and MAXCMD). */
   queueDepth?: number;
@@ -157,7 +159,8 @@ export class TcpController {
       const inCap = ioccsz >= 4 ? ioccsz * 16 - 64 : 0;
       ctrl = new TcpController(memory, admin, cap, vs, id, maxTransfer, inCap);
       if (o.katoMs !== 0) admin.startKeepAlive();
-      const want = Math.max(1, o.ioQueues ?? 1);
+      const want = o.ioQueues ?? 1;
+      if (want <= 0) return ctrl;
       const dw0 = await admin.qp.submit(setNumQueuesCmd(want, want));
       const granted = Math.min(want, (dw0 & 0xffff) + 1, ((dw0 >>> 16) & 0xffff) + 1);
       const maxcmd = u16(id, IdCtrl.MAXCMD) || 0x10000;
@@ -173,6 +176,51 @@ export class TcpController {
       else admin.close();
       memory.close();
       throw e;
+    }
+  }
+
+  /**
+   * Connect to the discovery controller at `o.host:o.port` (no IO queues, no
+   * keep-alive), read its log page and disconnect.
+   */
+  static async discover(o: Omit<TcpControllerOptions, "subnqn" | "ioQueues">): Promise<DiscoveryEntry[]> {
+    const c = await TcpController.connect({ port: 8009, ...o, subnqn: DISCOVERY_NQN, ioQueues: 0, katoMs: 0 });
+    try {
+      return await c.discoveryLog();
+    } finally {
+      await c.shutdown().catch(() => c.close());
+    }
+  }
+
+  /**
+   * The discovery log (Get Log Page 70h): header, then header and entries
+   * from offset 0 in pieces of at most maxTransfer, then the header again;
+   * read again while the generation counter moved (at most `tries` times).
+   */
+  async discoveryLog(tries = 10): Promise<DiscoveryEntry[]> {
+    for (let t = 0; t < tries; t++) {
+      const h1 = decodeDiscoveryHeader(await this.#log(LID_DISCOVERY, 0, DISC_RECORD_SIZE));
+      const all = await this.#log(LID_DISCOVERY, 0, DISC_RECORD_SIZE * (h1.numrec + 1));
+      const h2 = decodeDiscoveryHeader(await this.#log(LID_DISCOVERY, 0, DISC_RECORD_SIZE));
+      const mid = decodeDiscoveryHeader(all);
+      if (h1.genctr === mid.genctr && mid.genctr === h2.genctr) return decodeDiscoveryLog(all);
+    }
+    throw new ControllerFatalError(`discovery log kept changing over ${tries} reads`);
+  }
+
+  async #log(lid: number, offset: number, bytes: number): Promise<Uint8Array> {
+    const out = new Uint8Array(bytes);
+    const step = Math.max(4096, Math.floor(this.maxTransfer / 4096) * 4096);
+    const b = this.memory.allocDma(Math.min(bytes, step));
+    try {
+      for (let o = 0; o < bytes; o += step) {
+        const n = Math.min(step, bytes - o);
+        await this.admin.qp.submit(getLogPageCmd(lid, n, { nsid: 0, offset: offset + o }), b.iova, n);
+        out.set(b.bytes.subarray(0, n), o);
+      }
+      return out;
+    } finally {
+      this.memory.freeDma(b);
     }
   }
 

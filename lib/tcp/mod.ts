@@ -29,6 +29,7 @@ export { TCP_IOVA_SPAN, TCP_MAX_BUFFERS, TcpMemory } from "./memory.ts";
 export { ADMIN_IN_CAPSULE, ArrivalWaiter, DEFAULT_TCP_MAX_TRANSFER, TcpRing, type TcpRingOptions } from "./ring.ts";
 export { TcpQueue, type TcpQueueOptions } from "./queue.ts";
 export { IdCtrl, TcpController, type TcpControllerOptions, type TcpNamespaceInfo } from "./host.ts";
+export * from "./discovery.ts";
 export { type TargetController, type TargetFault, type TargetNamespace, TcpTarget, type TcpTargetOptions } from "./target.ts";
 export { ConnectionLostError, ProtocolError, type ProtocolReason } from "../nvme/errors.ts";
 export { NvmeError } from "../nvme/errors.ts";

@@ -17,7 +17,8 @@ import * as net from "node:net";
 import { ProtocolError } from "../nvme/errors.ts";
 import { AdminOpc, IoOpc } from "../nvme/spec.ts";
 import type { Media } from "../sim/media.ts";
-import { CATTR_DISABLE_SQFLOW, CNTLID_DYNAMIC, ConnectData, decodeConnectData, FABRICS_OPCODE, FcType } from "./fabrics.ts";
+import { CATTR_DISABLE_SQFLOW, CNTLID_DYNAMIC, ConnectData, decodeConnectData, DISCOVERY_NQN, FABRICS_OPCODE, FcType } from "./fabrics.ts";
+import { AdrFam, encodeDiscoveryLog, LID_DISCOVERY, SubType, TREQ_DISABLE_SQFLOW, TRTYPE_TCP } from "./discovery.ts";
 import { PduParser } from "./parser.ts";
 import {
   buildPdu,
@@ -74,6 +75,8 @@ export interface TcpTargetOptions {
   c2hSuccess?: boolean;
   /** IO queues granted by Set Features Number of Queues (default 4). */
   maxIoQueues?: number;
+  /** Called for every Get Log Page before the target answers it (tests bump `genctr` here). */
+  onLogRead?: (sqe: Uint32Array) => void;
   /** Called for every command capsule; a fault it returns is applied to that command. */
   onCommand?: (qid: number, sqe: Uint32Array) => TargetFault;
 }
@@ -97,6 +100,8 @@ export interface TargetController {
   cc: number;
   /** CSTS property. */
   csts: number;
+  /** A discovery controller (Connect to the well-known discovery NQN). */
+  discovery: boolean;
 }
 
 /** A listening NVMe/TCP target. */
@@ -155,9 +160,12 @@ export class TcpTarget {
     new Conn(this, sock, this.#opts);
   }
 
-  /** A new controller for an admin Connect. */
-  newController(hostnqn: string): TargetController {
-    const c = { cntlid: this.#nextCntlid++, hostnqn, cc: 0, csts: 0 };
+  /** Bumped whenever the discovery log changes (tests change it to exercise a host's GENCTR retry). */
+  genctr = 1n;
+
+  /** A new controller for an admin Connect (a discovery controller for the discovery NQN). */
+  newController(hostnqn: string, discovery: boolean): TargetController {
+    const c = { cntlid: this.#nextCntlid++, hostnqn, cc: 0, csts: 0, discovery };
     this.controllers.set(c.cntlid, c);
     return c;
   }
@@ -346,14 +354,15 @@ class Conn {
       if (!data || data.length !== ConnectData.SIZE || sqe[10] & 0xffff) return this.#resp(sqe, CONNECT_INVALID | DNR);
       const d = decodeConnectData(data);
       const qid = sqe[10] >>> 16, sqsize = sqe[11] & 0xffff;
-      if (d.subnqn !== this.#o.subnqn) return this.#resp(sqe, CONNECT_INVALID | DNR, (1 << 16) | ConnectData.SUBNQN);
+      const disc = d.subnqn === DISCOVERY_NQN;
+      if (!disc && d.subnqn !== this.#o.subnqn) return this.#resp(sqe, CONNECT_INVALID | DNR, (1 << 16) | ConnectData.SUBNQN);
       if (sqsize === 0 || sqsize > 127) return this.#resp(sqe, CONNECT_INVALID | DNR, 44);
       if (qid === 0) {
         if (d.cntlid !== CNTLID_DYNAMIC) return this.#resp(sqe, CONNECT_INVALID | DNR, (1 << 16) | ConnectData.CNTLID);
-        this.#ctrl = this.#t.newController(d.hostnqn);
+        this.#ctrl = this.#t.newController(d.hostnqn, disc);
       } else {
         const c = this.#t.controllers.get(d.cntlid);
-        if (!c || c.hostnqn !== d.hostnqn || qid > (this.#o.maxIoQueues ?? 4)) {
+        if (!c || c.discovery || c.hostnqn !== d.hostnqn || qid > (this.#o.maxIoQueues ?? 4)) {
           return this.#resp(sqe, CONNECT_INVALID | DNR, (1 << 16) | ConnectData.CNTLID);
         }
         this.#ctrl = c;
@@ -395,7 +404,14 @@ class Conn {
       case AdminOpc.GET_LOG_PAGE: {
         const numd = ((sqe[10] >>> 16) | ((sqe[11] & 0xffff) << 16)) + 1;
         if (sglLen !== numd * 4) return this.#resp(sqe, SC.SGL_LENGTH | DNR);
-        return this.#sendRead(sqe, new Uint8Array(numd * 4));
+        const out = new Uint8Array(numd * 4);
+        if ((sqe[10] & 0xff) === LID_DISCOVERY && this.#ctrl!.discovery) {
+          const lpo = sqe[12] + sqe[13] * 2 ** 32;
+          if (lpo % 4 !== 0) return this.#resp(sqe, SC.INVALID_FIELD | DNR);
+          out.set(this.#discoveryLog().subarray(lpo, lpo + out.length));
+        }
+        this.#o.onLogRead?.(sqe);
+        return this.#sendRead(sqe, out);
       }
       case AdminOpc.SET_FEATURES:
         if ((sqe[10] & 0xff) === 0x07) {
@@ -408,6 +424,15 @@ class Conn {
       default:
         return this.#resp(sqe, SC.INVALID_OPCODE | DNR);
     }
+  }
+
+  #discoveryLog(): Uint8Array {
+    const a = this.#sock.localAddress ?? "127.0.0.1", port = String(this.#sock.localPort ?? 4420);
+    const e = { trtype: TRTYPE_TCP, adrfam: a.includes(":") ? AdrFam.IPV6 : AdrFam.IPV4, treq: TREQ_DISABLE_SQFLOW, portid: 1, cntlid: CNTLID_DYNAMIC, asqsz: 32, trsvcid: port, traddr: a };
+    return encodeDiscoveryLog(this.#t.genctr, [
+      { ...e, subtype: SubType.CURRENT_DISCOVERY, subnqn: DISCOVERY_NQN },
+      { ...e, subtype: SubType.NVM, subnqn: this.#o.subnqn },
+    ]);
   }
 
   #identify(cns: number, nsid: number): Uint8Array | null {
@@ -424,7 +449,7 @@ class Conn {
       b[77] = Math.log2(mt / 4096);
       put16(b, 78, this.#ctrl!.cntlid);
       put32(b, 80, 0x10400);
-      b[111] = 1; // CNTRLTYPE: I/O controller
+      b[111] = this.#ctrl!.discovery ? 2 : 1; // CNTRLTYPE: discovery or I/O controller
       put16(b, 320, 10); // KAS: 1 s units of 100 ms
       b[512] = 0x66;
       b[513] = 0x44;

@@ -86,3 +86,31 @@ test("tcp host: a dropped connection fails IO in flight with ECONNLOST; other qu
     await t.close();
   }
 });
+
+test("tcp host: discovery log (current discovery + NVM entry), re-read while GENCTR moves", async () => {
+  let bumps = 2;
+  const t = await TcpTarget.listen({
+    subnqn: NQN,
+    namespaces: [{ media: new MemMedia(1 << 20), lbaSize: 512 }],
+    onLogRead: () => {
+      if (bumps > 0) {
+        bumps--;
+        t.genctr++;
+      }
+    },
+  });
+  try {
+    const e = await TcpController.discover({ host: "127.0.0.1", port: t.port, ...ID });
+    assert.equal(e.length, 2);
+    assert.deepEqual(e.map((x) => [x.subtype, x.subnqn, x.trtype, x.adrfam, x.traddr, x.trsvcid, x.cntlid]), [
+      [3, "nqn.2014-08.org.nvmexpress.discovery", 3, 1, "127.0.0.1", String(t.port), 0xffff],
+      [2, NQN, 3, 1, "127.0.0.1", String(t.port), 0xffff],
+    ]);
+    assert.equal(t.genctr, 3n); // two bumps seen, then a stable read
+    // A discovery controller has no IO queues to connect.
+    const disc = [...t.controllers.values()].filter((c) => c.discovery);
+    assert.equal(disc.length, 1);
+  } finally {
+    await t.close();
+  }
+});

@@ -50,6 +50,9 @@ try {
   check("flush", true);
   await c.shutdown();
   check("shutdown", true);
+  const disc = await TcpController.discover({ host: "127.0.0.1", port: Number(portArg), ...id, digests });
+  check("discovery log", disc.length === 2 && disc[0].subtype === 3 && disc[1].subnqn === nqn && disc[1].trsvcid === portArg,
+    disc.map((e) => `${e.subtype}:${e.subnqn}@${e.traddr}:${e.trsvcid} treq ${e.treq}`).join(", "));
 } catch (e) {
   check("no exception", false, String(e));
   c.close();
