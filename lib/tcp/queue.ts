@@ -76,8 +76,10 @@ export class TcpQueue {
       doorbells: new Uint32Array(0),
       doorbellStride: 4,
     });
-    // Sleep on socket arrivals instead of polling while a command waits on the network.
-    qp.setWaitMode("adaptive", ring.waiter);
+    // Completions only arrive through the event loop (socket data events): a pump spinning on
+    // microtasks would hold them off, so it sleeps on arrivals whenever a poll finds nothing.
+    qp.pollSpinUs = 0;
+    qp.setWaitMode("interrupt", ring.waiter);
     ring.onLost = (err: NvmeError) => qp.fail(err);
     const katoMs = opts.qid === 0 ? opts.katoMs ?? 0 : 0;
     const data = opts.memory.allocDma(1024);
