@@ -182,3 +182,29 @@ test("tcp parser: typed errors for bad type, sequence, HLEN, PLEN, PDO, flags, d
   t[1] = 1;
   expectError("host", [ic, t], "flags");
 });
+
+test("tcp parser: random garbage after ICResp only ever ends in a ProtocolError (seeded)", () => {
+  const seed0 = (Date.now() % 1_000_000) | 0;
+  console.log(`tcp parser garbage seed ${seed0}`);
+  let errors = 0;
+  for (let k = 0; k < 300; k++) {
+    const r = rng(seed0 + k);
+    const junk = Uint8Array.from({ length: 1 + Math.floor(r() * 600) }, () => Math.floor(r() * 256));
+    // Make a plausible header now and then so deeper states get exercised.
+    if (r() < 0.5) {
+      junk[0] = [5, 7, 9, 3][Math.floor(r() * 4)];
+      junk[2] = 24;
+      junk[4] = Math.floor(r() * 80);
+      junk[5] = junk[6] = junk[7] = 0;
+    }
+    const p = new PduParser({ role: "host", maxData: 4096 }, () => {});
+    try {
+      p.feed(encodeIcResp({ maxh2cdata: 4096 }));
+      for (const c of splits(junk, seed0 + k)) p.feed(c);
+    } catch (e) {
+      assert.ok(e instanceof ProtocolError, `seed ${seed0 + k}: ${e}`);
+      errors++;
+    }
+  }
+  assert.ok(errors > 0);
+});

@@ -7,7 +7,7 @@ import { TcpMemory } from "../../lib/tcp/memory.ts";
 import { CATTR_DISABLE_SQFLOW, hostIdentity } from "../../lib/tcp/fabrics.ts";
 import { identifyControllerCmd, readCmd, writeCmd } from "../../lib/nvme/command.ts";
 import { IoOpc, Reg } from "../../lib/nvme/spec.ts";
-import { ConnectionLostError, NvmeStatusError, ProtocolError } from "../../lib/nvme/errors.ts";
+import { ConnectionLostError, NvmeStatusError, NvmeTimeoutError, ProtocolError } from "../../lib/nvme/errors.ts";
 
 const NQN = "nqn.2024-01.io.tsnvme:tcp-unit";
 const ID = hostIdentity("8c1f2a9e-3b4d-4e5f-9a0b-1c2d3e4f5a6b");
@@ -156,6 +156,28 @@ test("tcp queue: faults: connection dropped mid-command, C2HTermReq, bad data di
       // The admin queue on its own connection is untouched.
       assert.equal((await a.propertyGet(Reg.VS, false)), 0x10400n);
     } finally {
+      a.close();
+    }
+  });
+});
+
+test("tcp queue: a command the target never answers times out typed; the queue goes on", async () => {
+  let ignore = true;
+  await withTarget({ onCommand: (qid, s) => (ignore && qid === 1 && (s[0] & 0xff) === IoOpc.READ ? "ignore" : undefined) }, async (_t, base) => {
+    const a = await TcpQueue.connect({ ...base, qid: 0, depth: 8 });
+    const q = await TcpQueue.connect({ ...base, qid: 1, depth: 8, cntlid: a.cntlid });
+    try {
+      const r = base.memory.allocDma(4096);
+      const t0 = performance.now();
+      await assert.rejects(q.qp.submit(readCmd(1, 0, 8), r.iova, 4096, 150), NvmeTimeoutError);
+      const ms = performance.now() - t0;
+      assert.ok(ms >= 140 && ms < 2000, `timed out after ${ms} ms`);
+      assert.equal(q.qp.stats.timeouts, 1);
+      ignore = false;
+      await q.qp.submit(writeCmd(1, 0, 8), r.iova, 4096);
+      await q.qp.submit(readCmd(1, 0, 8), r.iova, 4096);
+    } finally {
+      q.close();
       a.close();
     }
   });
