@@ -83,6 +83,11 @@ export class PduParser {
     return this.#dead;
   }
 
+  /** Header bytes of the PDU being parsed or last parsed (what a TermReq copies back); reused memory. */
+  get header(): Uint8Array {
+    return this.#hdr.subarray(0, Math.min(Math.max(this.#hdr[Ch.HLEN], Ch.SIZE), Hlen.IC));
+  }
+
   /** True between PDUs (no partial PDU held). */
   get idle(): boolean {
     return this.#state === S_CH && this.#have === 0;

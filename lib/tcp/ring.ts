@@ -305,7 +305,9 @@ export class TcpRing implements QueueRing {
       this.#slotDir[slot] = dir;
       this.#slotDone[slot] = 0;
       this.#cidSlot[cid] = slot + 1;
-      if (dir === DIR_H2C && len <= this.inCapsuleMax) {
+      // Fabrics commands (Connect's 1024 bytes) ride in-capsule up to 8 KiB on any queue, as Linux sends them.
+      const capMax = (e[0] & 0xff) === FABRICS_OPCODE ? Math.max(this.inCapsuleMax, ADMIN_IN_CAPSULE) : this.inCapsuleMax;
+      if (dir === DIR_H2C && len <= capMax) {
         inCapsule = len;
         setSglInCapsule(e, len);
         this.counters.inCapsule++;
@@ -388,7 +390,7 @@ export class TcpRing implements QueueRing {
     if (err instanceof ProtocolError && err.fes !== 0 && err.reason !== "term" && !this.#sock.destroyed) {
       // The peer broke the protocol: say why before closing (TermReq never carries digests).
       try {
-        this.#sock.end(encodeTermReq(PduType.H2C_TERM_REQ, { fes: err.fes, fei: err.fei, header: this.#hdr.subarray(0, Hlen.SHORT) }));
+        this.#sock.end(encodeTermReq(PduType.H2C_TERM_REQ, { fes: err.fes, fei: err.fei, header: this.#parser.header }));
       } catch { /* socket already failing */ }
     }
     this.#sock.destroy();

@@ -208,3 +208,14 @@ test("tcp parser: random garbage after ICResp only ever ends in a ProtocolError 
   }
   assert.ok(errors > 0);
 });
+
+test("tcp parser: header exposes the offending PDU's header for a TermReq copy", () => {
+  const p = new PduParser({ role: "host", maxData: 4096 }, () => {});
+  p.feed(encodeIcResp({ maxh2cdata: 4096 }));
+  const bad = new Uint8Array(24);
+  bad[0] = PduType.CAPSULE_RESP;
+  bad[2] = 28;
+  assert.throws(() => p.feed(bad), ProtocolError);
+  assert.equal(p.header.length, 28);
+  assert.deepEqual(p.header.subarray(0, 3), Uint8Array.from([5, 0, 28]));
+});
