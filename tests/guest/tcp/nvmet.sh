@@ -3,12 +3,16 @@
 # of shared/notes/nvme-tcp.md §8), then the tsnvme TCP host against it on Deno and Bun with digests
 # off, header only, header+data; Identify equals the kernel initiator's (nvme-cli, same target, cntlid
 # masked); data our host wrote reads back through the kernel's /dev/nvmeXnY.
-# Usage (host): scripts/guest.sh --bind none -- tests/guest/tcp/nvmet.sh
+# --bench SEC adds IOPS/MB/s rows: the tsnvme host and the kernel initiator (fio, io_uring, O_DIRECT)
+# against the same nvmet target in the same boot.
+# Usage (host): scripts/guest.sh --bind none -- tests/guest/tcp/nvmet.sh [--bench SEC]
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
 KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel/root}
 OUTD=${TSNVME_OUT:-/tmp}/tcp
 mkdir -p "$OUTD"
+BENCH=
+[ "${1:-}" = --bench ] && BENCH=${2:-5}
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok - $*"; }
 bad() { fail=$((fail + 1)); echo "not ok - $*"; }
@@ -45,7 +49,7 @@ blk=/dev/$(basename "$blk")
 
 for rt in deno bun; do
   for dg in none h hd; do
-    if [ $rt = deno ]; then deno run -A --no-check tests/guest/tcp/nvmet_host.ts 4420 $NQN $dg "$OUTD"; else bun tests/guest/tcp/nvmet_host.ts 4420 $NQN $dg "$OUTD"; fi
+    if [ $rt = deno ]; then deno run -A --no-check tests/guest/tcp/nvmet_host.ts 4420 $NQN $dg "$OUTD" $BENCH; else bun tests/guest/tcp/nvmet_host.ts 4420 $NQN $dg "$OUTD" $BENCH; fi
     rc=$?
     [ $rc = 0 ] && ok "$rt host digests=$dg" || bad "$rt host digests=$dg (rc $rc)"
     # Identify equals nvme-cli's from the kernel's connection except the controller id (bytes 78-79).
@@ -60,5 +64,13 @@ for rt in deno bun; do
     fi
   done
 done
+if [ -n "$BENCH" ] && [ -b "$blk" ]; then
+  for j in "randread 4k 1" "randread 4k 32" "read 128k 8"; do
+    set -- $j
+    r=$(fio --name=k --filename="$blk" --direct=1 --rw=$1 --bs=$2 --iodepth=$3 --ioengine=io_uring --runtime="$BENCH" \
+      --time_based --minimal 2>/dev/null | cut -d';' -f7,8)
+    if [ $2 = 4k ]; then echo "bench kernel $1 $2 qd$3: ${r#*;} IOPS"; else echo "bench kernel $1 $2 qd$3: $(( ${r%;*} * 1024 / 1000000 )) MB/s"; fi
+  done
+fi
 nvme disconnect -n $NQN >/dev/null 2>&1
 finish

@@ -3,14 +3,16 @@
  * nvmet.sh). Brings the controller up, checks Identify, writes a 4 KiB block
  * (in-capsule) and 128 KiB (R2T/H2CData), reads both back, and leaves the
  * Identify data and the 128 KiB pattern in DIR for the kernel-side checks.
- * Usage: nvmet_host.ts PORT NQN none|h|hd DIR
+ * With a fifth argument SECONDS, then measures 4 KiB random reads at QD1 and
+ * QD32 (IOPS) and 128 KiB sequential reads at QD8 (MB/s) on namespace 1.
+ * Usage: nvmet_host.ts PORT NQN none|h|hd DIR [SECONDS]
  * @module
  */
 import { writeFileSync } from "node:fs";
 import { hostIdentity, TcpController } from "../../../lib/tcp/mod.ts";
 import { IoOpc } from "../../../lib/nvme/spec.ts";
 
-const [portArg, nqn, dgArg, dir] = (globalThis as { Deno?: { args: string[] } }).Deno?.args ??
+const [portArg, nqn, dgArg, dir, benchArg] = (globalThis as { Deno?: { args: string[] } }).Deno?.args ??
   (globalThis as unknown as { process: { argv: string[] } }).process.argv.slice(2);
 const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
 const id = hostIdentity("5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9");
@@ -19,6 +21,28 @@ function check(name: string, ok: boolean, detail = ""): void {
   if (ok) pass++;
   else fail++;
   console.log(`${ok ? "ok" : "not ok"} - ${rt} digests=${dgArg}: ${name}${detail ? ` (${detail})` : ""}`);
+}
+
+/** QD1/QD32 4 KiB random read IOPS and 128 KiB QD8 sequential read MB/s, `secs` each. */
+async function bench(c: TcpController, blocks: number, secs: number): Promise<void> {
+  const run = async (bs: number, qd: number): Promise<number> => {
+    const buf = c.memory.allocDma(bs * qd), nlb = bs / 4096;
+    let ios = 0, seq = 0, rnd = 7;
+    const t0 = performance.now(), end = t0 + secs * 1000;
+    await Promise.all(Array.from({ length: qd }, async (_, i) => {
+      while (performance.now() < end) {
+        rnd = (rnd * 1103515245 + 12345) >>> 0;
+        const lba = nlb === 1 ? rnd % blocks : (seq++ * nlb) % blocks;
+        await c.io[0].qp.rw(IoOpc.READ, 1, lba, nlb - 1, buf.iova + i * bs, bs);
+        ios++;
+      }
+    }));
+    c.memory.freeDma(buf);
+    return ios / ((performance.now() - t0) / 1000);
+  };
+  console.log(`bench ${rt} digests=${dgArg} 4k randread qd1: ${(await run(4096, 1)).toFixed(0)} IOPS`);
+  console.log(`bench ${rt} digests=${dgArg} 4k randread qd32: ${(await run(4096, 32)).toFixed(0)} IOPS`);
+  console.log(`bench ${rt} digests=${dgArg} 128k seqread qd8: ${((await run(131072, 8)) * 131072 / 1e6).toFixed(1)} MB/s`);
 }
 
 const digests = { hdgst: dgArg !== "none", ddgst: dgArg === "hd" };
@@ -46,6 +70,7 @@ try {
   await c.io[0].qp.rw(IoOpc.READ, 1, lbas, 0, back.iova, 4096);
   check("4 KiB in-capsule write reads back", back.bytes.subarray(0, 4096).every((v) => v === 0xa5), `in-capsule ${c.io[1].ring.counters.inCapsule}`);
   writeFileSync(`${dir}/pattern-${rt}-${dgArg}.bin`, big.bytes);
+  if (benchArg) await bench(c, ns.blocks, Number(benchArg));
   await c.io[0].qp.submit(new Uint32Array([0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])); // Flush nsid 1
   check("flush", true);
   await c.shutdown();
