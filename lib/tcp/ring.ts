@@ -80,34 +80,56 @@ export const DEFAULT_TCP_MAX_TRANSFER = 128 * 1024;
 const DIR_H2C = 1, DIR_C2H = 2;
 const STAGE_INITIAL = 64 * 1024;
 
+/** Period of the tick that bounds a sleep (deadlines and health checks are noticed within it). */
+const WAITER_TICK_MS = 50;
+
 /**
  * A QueueWaiter over socket arrivals: the pump of a TCP queue sleeps until a
  * completion lands (the socket's data event plays the interrupt's part).
+ * Sleeps are bounded by one interval tick shared by all of them, not by a
+ * timer per sleep, so a busy queue arms no timer per IO; the tick stops
+ * itself once a tick finds no sleeper.
  */
 export class ArrivalWaiter {
   /** Arrivals so far. */
   count = 0;
   #armed = 0;
   #wake: ((v: boolean) => void) | null = null;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #ticker: ReturnType<typeof setInterval> | undefined;
+  #slept = false;
+  readonly #tick = (): void => {
+    if (this.#wake === null && !this.#slept) {
+      clearInterval(this.#ticker);
+      this.#ticker = undefined;
+      return;
+    }
+    this.#slept = false;
+    this.#fire(false);
+  };
 
   /** Snapshot the arrival count before the last check that precedes {@link sleep}. */
   arm(): void {
     this.#armed = this.count;
   }
 
-  /** Until an arrival newer than the arm, or `timeoutMs`; true on an arrival. */
-  sleep(timeoutMs: number): Promise<boolean> {
+  /**
+   * Until an arrival newer than the arm, or about `timeoutMs` (rounded to the
+   * tick, at most {@link WAITER_TICK_MS} × 2); true on an arrival.
+   */
+  sleep(_timeoutMs: number): Promise<boolean> {
     if (this.count !== this.#armed) return Promise.resolve(true);
+    this.#slept = true;
+    if (this.#ticker === undefined) this.#ticker = setInterval(this.#tick, WAITER_TICK_MS);
     return new Promise<boolean>((r) => {
       this.#wake = r;
-      this.#timer = setTimeout(() => this.#fire(false), timeoutMs);
     });
   }
 
-  /** End a sleep now (queue closing). */
+  /** End a sleep now and stop the tick (queue closing). */
   wake(): void {
     this.#fire(false);
+    clearInterval(this.#ticker);
+    this.#ticker = undefined;
   }
 
   /** One more arrival (called by the ring). */
@@ -120,7 +142,6 @@ export class ArrivalWaiter {
     const w = this.#wake;
     if (w === null) return;
     this.#wake = null;
-    clearTimeout(this.#timer);
     w(v);
   }
 }
@@ -365,6 +386,7 @@ export class TcpRing implements QueueRing {
 
   close(): void {
     if (this.#lost === null) this.#lost = new ConnectionLostError(`queue ${this.qid}: closed`);
+    this.waiter.wake();
     this.#sock.destroy();
   }
 
