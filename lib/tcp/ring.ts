@@ -503,6 +503,7 @@ export class TcpRing implements QueueRing {
     const max = this.#parserMaxH2c();
     this.flush(); // keep capsule order ahead of data order
     const sock = this.#sock, h = this.#hdr, dg = this.digests;
+    sock.cork(); // header, data and digest of each H2CData leave in one writev
     for (let o = r2to; o < r2to + r2tl;) {
       const n = Math.min(max, r2to + r2tl - o);
       const last = o + n === r2to + r2tl;
@@ -520,6 +521,7 @@ export class TcpRing implements QueueRing {
       this.counters.pdusOut++;
       o += n;
     }
+    sock.uncork();
     this.#slotDone[s] = r2to + r2tl;
   }
 
