@@ -184,6 +184,7 @@ export class TcpRing implements QueueRing {
   readonly #slotLen: Uint32Array;
   readonly #slotDir: Uint8Array;
   readonly #slotDone: Uint32Array;
+  readonly #slotCid: Int32Array;
   // Completions received, not yet reaped: cid, sf, dw0 per entry.
   readonly #cq: Uint32Array;
   #cqHead = 0;
@@ -209,6 +210,7 @@ export class TcpRing implements QueueRing {
     this.#slotLen = new Uint32Array(slots);
     this.#slotDir = new Uint8Array(slots);
     this.#slotDone = new Uint32Array(slots);
+    this.#slotCid = new Int32Array(slots).fill(-1);
     this.#cq = new Uint32Array(Math.max(slots, 1) * 2 * 3);
     // C2H data may be as large as one command; a target sends at most that in one PDU.
     parser.maxData = Math.max(this.maxTransfer, this.inCapsuleMax, 4096);
@@ -325,6 +327,7 @@ export class TcpRing implements QueueRing {
       this.#slotLen[slot] = len;
       this.#slotDir[slot] = dir;
       this.#slotDone[slot] = 0;
+      this.#slotCid[slot] = cid;
       this.#cidSlot[cid] = slot + 1;
       // Fabrics commands (Connect's 1024 bytes) ride in-capsule up to 8 KiB on any queue, as Linux sends them.
       const capMax = (e[0] & 0xff) === FABRICS_OPCODE ? Math.max(this.inCapsuleMax, ADMIN_IN_CAPSULE) : this.inCapsuleMax;
@@ -461,7 +464,8 @@ export class TcpRing implements QueueRing {
 
   #slotFor(cid: number, dir: number, what: string): number {
     const s = this.#cidSlot[cid] - 1;
-    if (s < 0 || this.#slotDir[s] !== dir) {
+    // The slot must still carry this cid: data for an earlier command in the slot never lands in a later one's memory.
+    if (s < 0 || this.#slotCid[s] !== cid || this.#slotDir[s] !== dir) {
       throw new ProtocolError("sequence", `${what} for command ${cid}, which has no such transfer`, Fes.INVALID_HEADER_FIELD, DataOff.CCCID);
     }
     return s;

@@ -51,7 +51,7 @@ export interface TargetNamespace {
 }
 
 /** What a test hook may do to a command before the target handles it. */
-export type TargetFault = "drop" | "term" | "corrupt-ddgst" | "ignore" | undefined;
+export type TargetFault = "drop" | "term" | "corrupt-ddgst" | "ignore" | "wrong-cid" | undefined;
 
 /** Target settings. */
 export interface TcpTargetOptions {
@@ -109,7 +109,7 @@ export class TcpTarget {
   /** The port it listens on. */
   readonly port: number;
   /** Counters for tests. */
-  readonly stats = { connections: 0, commands: 0, r2t: 0, h2cData: 0, c2hData: 0, inCapsule: 0, termReqs: 0 };
+  readonly stats = { connections: 0, commands: 0, r2t: 0, h2cData: 0, c2hData: 0, inCapsule: 0, termReqs: 0, hostTermReqs: 0 };
   /** Controllers by cntlid. */
   readonly controllers: Map<number, TargetController> = new Map();
   readonly #srv: net.Server;
@@ -190,6 +190,7 @@ class Conn {
   #sqflowOff = false;
   #sqhd = 0;
   #corruptNext = false;
+  #wrongCidNext = false;
   readonly #writes = new Map<number, PendingWrite>(); // by ttag
   #nextTtag = 1;
   readonly #h = new Uint8Array(Hlen.IC + DIGEST_SIZE + 128);
@@ -258,6 +259,7 @@ class Conn {
         return;
       }
       case PduType.H2C_TERM_REQ:
+        this.#t.stats.hostTermReqs++;
         this.#sock.destroy();
         return;
     }
@@ -276,7 +278,9 @@ class Conn {
     for (let o = 0; o < data.length; o += chunk) {
       const n = Math.min(chunk, data.length - o);
       const last = o + n === data.length;
-      const l = writeDataPdu(this.#h, PduType.C2H_DATA, { cccid: sqe[0] >>> 16, ttag: 0, datao: o, datal: n, last, success: last && success }, this.#dg);
+      const cccid = this.#wrongCidNext ? (sqe[0] >>> 16) ^ 0x8000 : sqe[0] >>> 16;
+      this.#wrongCidNext = false;
+      const l = writeDataPdu(this.#h, PduType.C2H_DATA, { cccid, ttag: 0, datao: o, datal: n, last, success: last && success }, this.#dg);
       const pdu = buildPdu(this.#h, l, data.subarray(o, o + n));
       if (this.#corruptNext) {
         this.#corruptNext = false;
@@ -301,6 +305,7 @@ class Conn {
     }
     if (fault === "ignore") return;
     if (fault === "corrupt-ddgst") this.#corruptNext = true;
+    if (fault === "wrong-cid") this.#wrongCidNext = true;
     const opc = sqe[0] & 0xff, psdt = (sqe[0] >>> 14) & 3;
     if (psdt !== 1) return this.#resp(sqe, SC.INVALID_FIELD | DNR);
     if (opc === FABRICS_OPCODE) return this.#fabrics(sqe, inCapsule);

@@ -132,7 +132,7 @@ test("tcp queue: Connect refused with its status (wrong NQN, IO queue for an unk
 });
 
 test("tcp queue: faults: connection dropped mid-command, C2HTermReq, bad data digest fail in-flight IO typed", async () => {
-  let fault: "drop" | "term" | "corrupt-ddgst" | undefined;
+  let fault: "drop" | "term" | "corrupt-ddgst" | "wrong-cid" | undefined;
   await withTarget({ onCommand: (qid, sqe) => (qid === 1 && (sqe[0] & 0xff) === IoOpc.READ ? fault : undefined) }, async (t, base) => {
     const a = await TcpQueue.connect({ ...base, qid: 0, depth: 8 });
     const r = base.memory.allocDma(4096);
@@ -141,6 +141,8 @@ test("tcp queue: faults: connection dropped mid-command, C2HTermReq, bad data di
         ["drop", (e) => e instanceof ConnectionLostError],
         ["term", (e) => e instanceof ProtocolError && e.reason === "term"],
         ["corrupt-ddgst", (e) => e instanceof ProtocolError && e.reason === "ddgst"],
+        // C2HData for a command id that has no read in flight: refused, never copied anywhere.
+        ["wrong-cid", (e) => e instanceof ProtocolError && e.reason === "sequence" && e.fes === 1],
       ];
       for (const [f, check] of cases) {
         const q = await TcpQueue.connect({ ...base, qid: 1, depth: 8, cntlid: a.cntlid, digests: { ddgst: true } });
@@ -153,6 +155,9 @@ test("tcp queue: faults: connection dropped mid-command, C2HTermReq, bad data di
         fault = undefined;
       }
       assert.ok(t.stats.termReqs >= 1);
+      // The host said why it ended the wrong-cid connection (bad digest has no FES: no TermReq).
+      for (let i = 0; i < 50 && t.stats.hostTermReqs === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(t.stats.hostTermReqs, 1);
       // The admin queue on its own connection is untouched.
       assert.equal((await a.propertyGet(Reg.VS, false)), 0x10400n);
     } finally {
