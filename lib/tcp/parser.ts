@@ -30,9 +30,11 @@ export type PduRole = "host" | "target";
 /**
  * Receives each whole PDU. `hdr` holds the HLEN header bytes (and the header
  * digest); `data` the data bytes (no pad, no digest) or null. Both views are
- * valid only during the call: the parser reuses their memory.
+ * valid only during the call: the parser reuses their memory. `dataDigestOk`
+ * is false only with {@link PduParserOptions.softDataDigest} when the data
+ * digest did not match.
  */
-export type PduHandler = (hdr: Uint8Array, data: Uint8Array | null) => void;
+export type PduHandler = (hdr: Uint8Array, data: Uint8Array | null, dataDigestOk: boolean) => void;
 
 /** Parser limits and the digests in force. */
 export interface PduParserOptions {
@@ -42,6 +44,11 @@ export interface PduParserOptions {
   maxData: number;
   /** Digests in force from the first PDU on (normally set after IC with {@link PduParser.digests}). */
   digests?: Digests;
+  /**
+   * Deliver a PDU whose data digest is wrong (flagged) instead of failing the
+   * connection: a Linux host fails only that command (Data Transfer Error).
+   */
+  softDataDigest?: boolean;
 }
 
 const S_CH = 0, S_HDR = 1, S_PAD = 2, S_DATA = 3, S_DDGST = 4;
@@ -55,6 +62,7 @@ export class PduParser {
   /** PDUs delivered. */
   pdus = 0;
   readonly #role: PduRole;
+  readonly #soft: boolean;
   readonly #onPdu: PduHandler;
   readonly #hdr = new Uint8Array(Hlen.IC + DIGEST_SIZE);
   #data: Uint8Array;
@@ -72,6 +80,7 @@ export class PduParser {
   /** A parser calling `onPdu` for each whole PDU. */
   constructor(opts: PduParserOptions, onPdu: PduHandler) {
     this.#role = opts.role;
+    this.#soft = !!opts.softDataDigest;
     this.maxData = opts.maxData;
     this.digests = opts.digests ?? { hdgst: false, ddgst: false };
     this.#onPdu = onPdu;
@@ -159,10 +168,11 @@ export class PduParser {
           if (this.#have < DIGEST_SIZE) return;
           const data = this.#dataView ?? this.#data.subarray(0, this.#dataLen);
           const want = crc32c(data);
-          if (get32(this.#dd, 0) !== want) {
+          const ok = get32(this.#dd, 0) === want;
+          if (!ok && !this.#soft) {
             throw new ProtocolError("ddgst", `data digest mismatch (0x${get32(this.#dd, 0).toString(16)}, computed 0x${want.toString(16)})`);
           }
-          this.#deliver(data);
+          this.#deliver(data, ok);
           break;
         }
       }
@@ -285,13 +295,13 @@ export class PduParser {
     this.#deliver(this.#dataView ?? this.#data.subarray(0, this.#dataLen));
   }
 
-  #deliver(data: Uint8Array | null): void {
+  #deliver(data: Uint8Array | null, ok = true): void {
     const type = this.#hdr[Ch.TYPE];
     this.#state = S_CH;
     this.#have = 0;
     this.#dataView = null;
     if (type === PduType.IC_REQ || type === PduType.IC_RESP) this.#icSeen = true;
     this.pdus++;
-    this.#onPdu(this.#hdr, data);
+    this.#onPdu(this.#hdr, data, ok);
   }
 }

@@ -78,6 +78,8 @@ export const ADMIN_IN_CAPSULE = 8192;
 export const DEFAULT_TCP_MAX_TRANSFER = 128 * 1024;
 
 const DIR_H2C = 1, DIR_C2H = 2;
+/** Status field of Data Transfer Error (SCT 0, SC 04h): what a command whose data failed its digest ends with. */
+const SF_DATA_TRANSFER_ERROR = 0x04;
 const STAGE_INITIAL = 64 * 1024;
 
 /** Period of the tick that bounds a sleep (deadlines and health checks are noticed within it). */
@@ -185,6 +187,7 @@ export class TcpRing implements QueueRing {
   readonly #slotDir: Uint8Array;
   readonly #slotDone: Uint32Array;
   readonly #slotCid: Int32Array;
+  readonly #slotBad: Uint8Array;
   // Completions received, not yet reaped: cid, sf, dw0 per entry.
   readonly #cq: Uint32Array;
   #cqHead = 0;
@@ -211,6 +214,7 @@ export class TcpRing implements QueueRing {
     this.#slotDir = new Uint8Array(slots);
     this.#slotDone = new Uint32Array(slots);
     this.#slotCid = new Int32Array(slots).fill(-1);
+    this.#slotBad = new Uint8Array(slots);
     this.#cq = new Uint32Array(Math.max(slots, 1) * 2 * 3);
     // C2H data may be as large as one command; a target sends at most that in one PDU.
     parser.maxData = Math.max(this.maxTransfer, this.inCapsuleMax, 4096);
@@ -235,9 +239,9 @@ export class TcpRing implements QueueRing {
         sock.destroy();
         reject(err);
       };
-      const parser = new PduParser({ role: "host", maxData: 4096 }, (hdr, data) => {
+      const parser = new PduParser({ role: "host", maxData: 4096, softDataDigest: true }, (hdr, data, ok) => {
         if (ring !== null) {
-          ring.#onPdu(hdr, data);
+          ring.#onPdu(hdr, data, ok);
           return;
         }
         if (hdr[Ch.TYPE] !== PduType.IC_RESP) throw new ProtocolError("sequence", "expected ICResp", Fes.PDU_SEQUENCE_ERROR);
@@ -328,6 +332,7 @@ export class TcpRing implements QueueRing {
       this.#slotDir[slot] = dir;
       this.#slotDone[slot] = 0;
       this.#slotCid[slot] = cid;
+      this.#slotBad[slot] = 0;
       this.#cidSlot[cid] = slot + 1;
       // Fabrics commands (Connect's 1024 bytes) ride in-capsule up to 8 KiB on any queue, as Linux sends them.
       const capMax = (e[0] & 0xff) === FABRICS_OPCODE ? Math.max(this.inCapsuleMax, ADMIN_IN_CAPSULE) : this.inCapsuleMax;
@@ -423,7 +428,7 @@ export class TcpRing implements QueueRing {
     this.onLost?.(err);
   }
 
-  #onPdu(hdr: Uint8Array, data: Uint8Array | null): void {
+  #onPdu(hdr: Uint8Array, data: Uint8Array | null, ddgstOk: boolean): void {
     this.counters.pdusIn++;
     switch (hdr[Ch.TYPE]) {
       case PduType.CAPSULE_RESP: {
@@ -432,12 +437,14 @@ export class TcpRing implements QueueRing {
           this.propertyDw1 = get32(hdr, RespOff.DW1);
           this.#propCid = -1;
         }
+        let sf = get16(hdr, RespOff.STATUS) >>> 1;
+        if (sf === 0 && this.#badData(cid)) sf = SF_DATA_TRANSFER_ERROR;
         this.#cidSlot[cid] = 0;
-        this.#queueCqe(cid, get16(hdr, RespOff.STATUS) >>> 1, get32(hdr, RespOff.DW0));
+        this.#queueCqe(cid, sf, get32(hdr, RespOff.DW0));
         return;
       }
       case PduType.C2H_DATA:
-        this.#onC2hData(hdr, data!);
+        this.#onC2hData(hdr, data!, ddgstOk);
         return;
       case PduType.R2T:
         this.#onR2t(hdr);
@@ -471,7 +478,13 @@ export class TcpRing implements QueueRing {
     return s;
   }
 
-  #onC2hData(hdr: Uint8Array, data: Uint8Array): void {
+  /** True if command `cid` received data with a wrong digest. */
+  #badData(cid: number): boolean {
+    const s = this.#cidSlot[cid] - 1;
+    return s >= 0 && this.#slotCid[s] === cid && this.#slotBad[s] === 1;
+  }
+
+  #onC2hData(hdr: Uint8Array, data: Uint8Array, ddgstOk: boolean): void {
     const cid = get16(hdr, DataOff.CCCID);
     const s = this.#slotFor(cid, DIR_C2H, "C2HData");
     const datao = get32(hdr, DataOff.DATAO), n = data.length;
@@ -481,14 +494,17 @@ export class TcpRing implements QueueRing {
     const iova = this.#slotIova[s];
     const mem = this.#mem.bytesAt(iova);
     if (mem === null) throw new ConnectionLostError(`read buffer of command ${cid} was freed`);
-    mem.set(data, (iova % 0x1_0000_0000) + datao);
+    // Data that failed its digest is not copied; the command fails with Data Transfer Error, as on Linux.
+    if (ddgstOk) mem.set(data, (iova % 0x1_0000_0000) + datao);
+    else this.#slotBad[s] = 1;
     this.#slotDone[s] = datao + n;
     this.counters.c2hData++;
     const flags = hdr[Ch.FLAGS];
     if (flags & PduFlag.SUCCESS) {
       if (datao + n !== this.#slotLen[s]) throw new ProtocolError("sequence", "C2HData SUCCESS before all data", Fes.PDU_SEQUENCE_ERROR);
+      const sf = this.#slotBad[s] ? SF_DATA_TRANSFER_ERROR : 0;
       this.#cidSlot[cid] = 0;
-      this.#queueCqe(cid, 0, 0); // no CapsuleResp follows
+      this.#queueCqe(cid, sf, 0); // no CapsuleResp follows
     }
   }
 

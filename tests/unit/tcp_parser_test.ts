@@ -219,3 +219,20 @@ test("tcp parser: header exposes the offending PDU's header for a TermReq copy",
   assert.equal(p.header.length, 28);
   assert.deepEqual(p.header.subarray(0, 3), Uint8Array.from([5, 0, 28]));
 });
+
+test("tcp parser: softDataDigest delivers a bad data digest flagged instead of failing", () => {
+  const dd = { hdgst: false, ddgst: true };
+  const h = new Uint8Array(128);
+  const c = buildPdu(h, writeDataPdu(h, PduType.C2H_DATA, { cccid: 1, ttag: 0, datao: 0, datal: 64, last: true, success: false }, dd), bytes(64, 5));
+  const good = c.slice();
+  c[30] ^= 1;
+  const seen: boolean[] = [];
+  const p = new PduParser({ role: "host", maxData: 4096, softDataDigest: true }, (hdr, _d, ok) => {
+    if (hdr[0] === PduType.IC_RESP) p.digests = dd;
+    else seen.push(ok);
+  });
+  p.feed(encodeIcResp({ maxh2cdata: 4096, ddgst: true }));
+  p.feed(c);
+  p.feed(good);
+  assert.deepEqual(seen, [false, true]);
+});

@@ -131,7 +131,7 @@ test("tcp queue: Connect refused with its status (wrong NQN, IO queue for an unk
   });
 });
 
-test("tcp queue: faults: connection dropped mid-command, C2HTermReq, bad data digest fail in-flight IO typed", async () => {
+test("tcp queue: faults: connection dropped mid-command, C2HTermReq, C2HData for no read fail in-flight IO typed; a bad data digest fails its command", async () => {
   let fault: "drop" | "term" | "corrupt-ddgst" | "wrong-cid" | undefined;
   await withTarget({ onCommand: (qid, sqe) => (qid === 1 && (sqe[0] & 0xff) === IoOpc.READ ? fault : undefined) }, async (t, base) => {
     const a = await TcpQueue.connect({ ...base, qid: 0, depth: 8 });
@@ -140,7 +140,6 @@ test("tcp queue: faults: connection dropped mid-command, C2HTermReq, bad data di
       const cases: [typeof fault, (e: unknown) => boolean][] = [
         ["drop", (e) => e instanceof ConnectionLostError],
         ["term", (e) => e instanceof ProtocolError && e.reason === "term"],
-        ["corrupt-ddgst", (e) => e instanceof ProtocolError && e.reason === "ddgst"],
         // C2HData for a command id that has no read in flight: refused, never copied anywhere.
         ["wrong-cid", (e) => e instanceof ProtocolError && e.reason === "sequence" && e.fes === 1],
       ];
@@ -154,6 +153,16 @@ test("tcp queue: faults: connection dropped mid-command, C2HTermReq, bad data di
         q.close();
         fault = undefined;
       }
+      // A bad data digest fails only its command (Data Transfer Error), as Linux does; the queue goes on.
+      const q = await TcpQueue.connect({ ...base, qid: 1, depth: 8, cntlid: a.cntlid, digests: { hdgst: true, ddgst: true } });
+      r.bytes.fill(0x33);
+      fault = "corrupt-ddgst";
+      await assert.rejects(q.qp.submit(readCmd(1, 0, 8), r.iova, 4096), (e: unknown) => e instanceof NvmeStatusError && e.status.sc === 4);
+      fault = undefined;
+      assert.ok(r.bytes.every((v) => v === 0x33), "data that failed its digest is not copied");
+      await q.qp.submit(readCmd(1, 0, 8), r.iova, 4096);
+      assert.equal(q.ring.lost, null);
+      q.close();
       assert.ok(t.stats.termReqs >= 1);
       // The host said why it ended the wrong-cid connection (bad digest has no FES: no TermReq).
       for (let i = 0; i < 50 && t.stats.hostTermReqs === 0; i++) await new Promise((r) => setTimeout(r, 10));
