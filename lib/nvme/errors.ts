@@ -21,7 +21,9 @@ export type NvmeErrorCode =
   | "EUNSUPPORTED"
   | "ESYSCALL"
   | "ENOMEM"
-  | "EABORTED";
+  | "EABORTED"
+  | "EPROTO"
+  | "ECONNLOST";
 
 /** Base class of every error tsnvme throws. */
 export class NvmeError extends Error {
@@ -212,5 +214,49 @@ export class AbortedError extends NvmeError {
   /** Create from the signal's reason. */
   constructor(message = "operation aborted", options?: { cause?: unknown }) {
     super("EABORTED", message, options);
+  }
+}
+
+/** Why a transport PDU was refused (NVMe/TCP). */
+export type ProtocolReason =
+  | "type"
+  | "hlen"
+  | "pdo"
+  | "plen"
+  | "flags"
+  | "hdgst"
+  | "ddgst"
+  | "pfv"
+  | "param"
+  | "sequence"
+  | "range"
+  | "term";
+
+/**
+ * The peer broke the transport protocol (a bad PDU, digest or sequence) or
+ * terminated the connection with a TermReq. `fes`/`fei` are what a TermReq
+ * to the peer would carry (0 where the protocol defines none).
+ */
+export class ProtocolError extends NvmeError {
+  /** What was wrong. */
+  readonly reason: ProtocolReason;
+  /** Fatal Error Status for a TermReq (NVMe/TCP), 0 if none applies. */
+  readonly fes: number;
+  /** Fatal Error Information: the offending field's byte offset, where one applies. */
+  readonly fei: number;
+  /** Create for a reason, with the TermReq fields. */
+  constructor(reason: ProtocolReason, message: string, fes = 0, fei = 0) {
+    super("EPROTO", message);
+    this.reason = reason;
+    this.fes = fes;
+    this.fei = fei;
+  }
+}
+
+/** The connection to a fabrics controller was lost or refused; commands in flight on it did not complete. */
+export class ConnectionLostError extends NvmeError {
+  /** Create with what happened. */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ECONNLOST", message, options);
   }
 }

@@ -1,0 +1,116 @@
+/**
+ * The discovery log page (Get Log Page 70h): layout, encoding for a target
+ * and decoding for a host, as Linux's nvmf_disc_rsp_page_entry and SPDK's
+ * spdk_nvmf_discovery_log_page_entry put it.
+ * @module
+ */
+import { readNqn } from "./fabrics.ts";
+
+/** Log identifier of the discovery log page. */
+export const LID_DISCOVERY = 0x70;
+
+/** Header and entry size in bytes. */
+export const DISC_RECORD_SIZE = 1024;
+
+/** Discovery log header offsets. */
+export const DiscHeader = { GENCTR: 0, NUMREC: 8, RECFMT: 16 } as const;
+
+/** Discovery log entry offsets. */
+export const DiscEntry = {
+  TRTYPE: 0,
+  ADRFAM: 1,
+  SUBTYPE: 2,
+  TREQ: 3,
+  PORTID: 4,
+  CNTLID: 6,
+  ASQSZ: 8,
+  EFLAGS: 10,
+  TRSVCID: 32,
+  SUBNQN: 256,
+  TRADDR: 512,
+  TSAS: 768,
+} as const;
+
+/** TRTYPE value for TCP. */
+export const TRTYPE_TCP = 3;
+/** ADRFAM values. */
+export const AdrFam = { IPV4: 1, IPV6: 2 } as const;
+/** SUBTYPE values. */
+export const SubType = { REFERRAL: 1, NVM: 2, CURRENT_DISCOVERY: 3 } as const;
+/** TREQ bit: SQ flow control disable supported. */
+export const TREQ_DISABLE_SQFLOW = 0x04;
+
+/** One discovery log record. */
+export interface DiscoveryEntry {
+  /** Transport type (3 = TCP). */
+  trtype: number;
+  /** Address family (1 IPv4, 2 IPv6). */
+  adrfam: number;
+  /** Subsystem type (2 NVM, 3 current discovery, 1 referral). */
+  subtype: number;
+  /** Transport requirements. */
+  treq: number;
+  /** Port id. */
+  portid: number;
+  /** Controller id (0xFFFF = dynamic). */
+  cntlid: number;
+  /** Admin max SQ size. */
+  asqsz: number;
+  /** Service id (TCP port) as text. */
+  trsvcid: string;
+  /** Subsystem NQN. */
+  subnqn: string;
+  /** Transport address as text. */
+  traddr: string;
+}
+
+/** Generation counter and record count of a log header. */
+export function decodeDiscoveryHeader(b: Uint8Array): { genctr: bigint; numrec: number } {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return { genctr: v.getBigUint64(DiscHeader.GENCTR, true), numrec: Number(v.getBigUint64(DiscHeader.NUMREC, true)) };
+}
+
+/** Decode the records of a log read from offset 0 (header then entries). */
+export function decodeDiscoveryLog(b: Uint8Array): DiscoveryEntry[] {
+  const { numrec } = decodeDiscoveryHeader(b);
+  const out: DiscoveryEntry[] = [];
+  for (let i = 0; i < numrec && (i + 2) * DISC_RECORD_SIZE <= b.length; i++) {
+    const o = (i + 1) * DISC_RECORD_SIZE;
+    out.push({
+      trtype: b[o + DiscEntry.TRTYPE],
+      adrfam: b[o + DiscEntry.ADRFAM],
+      subtype: b[o + DiscEntry.SUBTYPE],
+      treq: b[o + DiscEntry.TREQ],
+      portid: b[o + DiscEntry.PORTID] | (b[o + DiscEntry.PORTID + 1] << 8),
+      cntlid: b[o + DiscEntry.CNTLID] | (b[o + DiscEntry.CNTLID + 1] << 8),
+      asqsz: b[o + DiscEntry.ASQSZ] | (b[o + DiscEntry.ASQSZ + 1] << 8),
+      trsvcid: readNqn(b, o + DiscEntry.TRSVCID, 32).trim(),
+      subnqn: readNqn(b, o + DiscEntry.SUBNQN),
+      traddr: readNqn(b, o + DiscEntry.TRADDR).trim(),
+    });
+  }
+  return out;
+}
+
+/** Encode a whole discovery log (header + entries) for generation `genctr`. */
+export function encodeDiscoveryLog(genctr: bigint, entries: DiscoveryEntry[]): Uint8Array {
+  const b = new Uint8Array(DISC_RECORD_SIZE * (entries.length + 1));
+  const v = new DataView(b.buffer);
+  v.setBigUint64(DiscHeader.GENCTR, genctr, true);
+  v.setBigUint64(DiscHeader.NUMREC, BigInt(entries.length), true);
+  const enc = new TextEncoder();
+  entries.forEach((e, i) => {
+    const o = (i + 1) * DISC_RECORD_SIZE;
+    b[o + DiscEntry.TRTYPE] = e.trtype;
+    b[o + DiscEntry.ADRFAM] = e.adrfam;
+    b[o + DiscEntry.SUBTYPE] = e.subtype;
+    b[o + DiscEntry.TREQ] = e.treq;
+    v.setUint16(o + DiscEntry.PORTID, e.portid, true);
+    v.setUint16(o + DiscEntry.CNTLID, e.cntlid, true);
+    v.setUint16(o + DiscEntry.ASQSZ, e.asqsz, true);
+    b.set(enc.encode(e.trsvcid).subarray(0, 32), o + DiscEntry.TRSVCID);
+    b.set(enc.encode(e.subnqn).subarray(0, 255), o + DiscEntry.SUBNQN);
+    b.set(enc.encode(e.traddr).subarray(0, 255), o + DiscEntry.TRADDR);
+  });
+  return b;
+}

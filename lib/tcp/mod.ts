@@ -1,0 +1,43 @@
+/**
+ * NVMe over TCP, host side: PDU codecs and CRC32C digests, a streaming PDU
+ * parser, one queue per TCP connection over the generic queue pair, Fabrics
+ * Connect and Property Get/Set, a controller bring-up in Linux's order, and a
+ * minimal loopback target for tests.
+ *
+ * @example
+ * ```ts
+ * import { hostIdentity, TcpController, TcpTarget } from "./mod.ts";
+ * import { MemMedia } from "../sim/media.ts";
+ * import { readCmd } from "../nvme/command.ts";
+ *
+ * const nqn = "nqn.2024-01.io.example:disk1";
+ * const target = await TcpTarget.listen({ subnqn: nqn, namespaces: [{ media: new MemMedia(1 << 20), lbaSize: 512 }] });
+ * const id = hostIdentity("6c4f0d1e-2b3a-4c5d-8e9f-a0b1c2d3e4f5");
+ * const ctrl = await TcpController.connect({ host: "127.0.0.1", port: target.port, subnqn: nqn, ...id, katoMs: 0 });
+ * const buf = ctrl.memory.allocDma(4096);
+ * await ctrl.io[0].qp.submit(readCmd(1, 0, 8), buf.iova, 4096);
+ * await ctrl.shutdown();
+ * await target.close();
+ * ```
+ * @module
+ */
+export { crc32c, crc32cFinish, crc32cUpdate, CRC32C_INIT } from "./crc32c.ts";
+export * from "./pdu.ts";
+export { PduParser, type PduHandler, type PduParserOptions, type PduRole } from "./parser.ts";
+export * from "./fabrics.ts";
+export { TCP_IOVA_SPAN, TCP_MAX_BUFFERS, TcpMemory } from "./memory.ts";
+export { ADMIN_IN_CAPSULE, ArrivalWaiter, DEFAULT_TCP_MAX_TRANSFER, TcpRing, type TcpRingOptions } from "./ring.ts";
+export { TcpQueue, type TcpQueueOptions } from "./queue.ts";
+export { IdCtrl, TcpController, type TcpControllerOptions, type TcpNamespaceInfo } from "./host.ts";
+export * from "./discovery.ts";
+export { type TargetController, type TargetFault, type TargetNamespace, TcpTarget, type TcpTargetOptions } from "./target.ts";
+export { ConnectionLostError, ProtocolError, type ProtocolReason } from "../nvme/errors.ts";
+export { NvmeError } from "../nvme/errors.ts";
+export type { Sqe } from "../nvme/command.ts";
+export type { DmaBuffer } from "../nvme/transport.ts";
+export type { QueuePair } from "../nvme/queue.ts";
+export type { QueueRing } from "../nvme/pcie.ts";
+export type { CommandTracker } from "../nvme/tracker.ts";
+export type { Media } from "../sim/media.ts";
+export type { NvmeErrorCode } from "../nvme/errors.ts";
+export type { IoCallback, QueueStats, QueueWaiter, WaitMode } from "../nvme/queue.ts";

@@ -1,0 +1,307 @@
+/**
+ * A streaming NVMe/TCP PDU parser: fed the byte chunks a socket delivers (any
+ * split, several PDUs or part of one per chunk), it hands each whole PDU to a
+ * callback after checking its type for this side of the connection, HLEN,
+ * PDO, PLEN, digest flags and both digests. Faults throw a
+ * {@link ProtocolError} carrying the TermReq FES/FEI to answer with; the
+ * parser is dead afterwards (NVMe/TCP errors are fatal to the connection).
+ * @module
+ */
+import { ProtocolError } from "../nvme/errors.ts";
+import { crc32c } from "./crc32c.ts";
+import {
+  Ch,
+  DataOff,
+  DIGEST_SIZE,
+  type Digests,
+  expectedHlen,
+  Fes,
+  get32,
+  Hlen,
+  isDigestless,
+  PduFlag,
+  PduType,
+  TERM_MAX_COPY,
+} from "./pdu.ts";
+
+/** Which end of the connection the parser reads for: a host reads C2H PDUs, a target H2C ones. */
+export type PduRole = "host" | "target";
+
+/**
+ * Receives each whole PDU. `hdr` holds the HLEN header bytes (and the header
+ * digest); `data` the data bytes (no pad, no digest) or null. Both views are
+ * valid only during the call: the parser reuses their memory. `dataDigestOk`
+ * is false only with {@link PduParserOptions.softDataDigest} when the data
+ * digest did not match.
+ */
+export type PduHandler = (hdr: Uint8Array, data: Uint8Array | null, dataDigestOk: boolean) => void;
+
+/** Parser limits and the digests in force. */
+export interface PduParserOptions {
+  /** Whose PDUs are accepted. */
+  role: PduRole;
+  /** Most data bytes one PDU may carry (MAXH2CDATA, in-capsule size, or largest C2H transfer). */
+  maxData: number;
+  /** Digests in force from the first PDU on (normally set after IC with {@link PduParser.digests}). */
+  digests?: Digests;
+  /**
+   * Deliver a PDU whose data digest is wrong (flagged) instead of failing the
+   * connection: a Linux host fails only that command (Data Transfer Error).
+   */
+  softDataDigest?: boolean;
+}
+
+const S_CH = 0, S_HDR = 1, S_PAD = 2, S_DATA = 3, S_DDGST = 4;
+
+/** Incremental PDU parser for one connection. */
+export class PduParser {
+  /** Digests negotiated; change them from the ICResp/ICReq callback, before the next PDU. */
+  digests: Digests;
+  /** Most data bytes one PDU may carry; may be changed between PDUs. */
+  maxData: number;
+  /** PDUs delivered. */
+  pdus = 0;
+  readonly #role: PduRole;
+  readonly #soft: boolean;
+  readonly #onPdu: PduHandler;
+  readonly #hdr = new Uint8Array(Hlen.IC + DIGEST_SIZE);
+  #data: Uint8Array;
+  readonly #dd = new Uint8Array(DIGEST_SIZE);
+  #state = S_CH;
+  #have = 0; // bytes of the current part held
+  #need = 0; // bytes of the current part expected
+  #hd = 0;
+  #ddLen = 0;
+  #dataLen = 0;
+  #dataView: Uint8Array | null = null; // zero-copy view into a chunk, when the data lay in one
+  #icSeen = false;
+  #dead: ProtocolError | null = null;
+
+  /** A parser calling `onPdu` for each whole PDU. */
+  constructor(opts: PduParserOptions, onPdu: PduHandler) {
+    this.#role = opts.role;
+    this.#soft = !!opts.softDataDigest;
+    this.maxData = opts.maxData;
+    this.digests = opts.digests ?? { hdgst: false, ddgst: false };
+    this.#onPdu = onPdu;
+    this.#data = new Uint8Array(Math.min(opts.maxData, 64 * 1024) + DIGEST_SIZE);
+  }
+
+  /** The error that killed the parser, or null. */
+  get error(): ProtocolError | null {
+    return this.#dead;
+  }
+
+  /** Header bytes of the PDU being parsed or last parsed (what a TermReq copies back); reused memory. */
+  get header(): Uint8Array {
+    return this.#hdr.subarray(0, Math.min(Math.max(this.#hdr[Ch.HLEN], Ch.SIZE), Hlen.IC));
+  }
+
+  /** True between PDUs (no partial PDU held). */
+  get idle(): boolean {
+    return this.#state === S_CH && this.#have === 0;
+  }
+
+  /** Consume `chunk` (any length); calls the handler for each PDU it completes. Throws ProtocolError. */
+  feed(chunk: Uint8Array): void {
+    if (this.#dead) throw this.#dead;
+    try {
+      this.#feed(chunk);
+    } catch (e) {
+      if (e instanceof ProtocolError) this.#dead = e;
+      throw e;
+    }
+  }
+
+  #feed(b: Uint8Array): void {
+    let i = 0;
+    const n = b.length;
+    while (i < n) {
+      switch (this.#state) {
+        case S_CH: {
+          const take = Math.min(Ch.SIZE - this.#have, n - i);
+          for (let k = 0; k < take; k++) this.#hdr[this.#have + k] = b[i + k];
+          this.#have += take;
+          i += take;
+          if (this.#have < Ch.SIZE) return;
+          this.#checkCh();
+          break;
+        }
+        case S_HDR: {
+          const take = Math.min(this.#need - this.#have, n - i);
+          for (let k = 0; k < take; k++) this.#hdr[this.#have + k] = b[i + k];
+          this.#have += take;
+          i += take;
+          if (this.#have < this.#need) return;
+          this.#checkHeader();
+          break;
+        }
+        case S_PAD: {
+          const take = Math.min(this.#need - this.#have, n - i);
+          this.#have += take;
+          i += take;
+          if (this.#have < this.#need) return;
+          this.#startData();
+          break;
+        }
+        case S_DATA: {
+          if (this.#have === 0 && n - i >= this.#dataLen) {
+            // Whole data in this chunk: hand a view, no copy.
+            this.#dataView = b.subarray(i, i + this.#dataLen);
+            i += this.#dataLen;
+            this.#have = this.#dataLen;
+          } else {
+            const take = Math.min(this.#dataLen - this.#have, n - i);
+            this.#data.set(take === n - i && i === 0 ? b : b.subarray(i, i + take), this.#have);
+            this.#have += take;
+            i += take;
+            if (this.#have < this.#dataLen) return;
+          }
+          this.#afterData();
+          break;
+        }
+        case S_DDGST: {
+          const take = Math.min(DIGEST_SIZE - this.#have, n - i);
+          for (let k = 0; k < take; k++) this.#dd[this.#have + k] = b[i + k];
+          this.#have += take;
+          i += take;
+          if (this.#have < DIGEST_SIZE) return;
+          const data = this.#dataView ?? this.#data.subarray(0, this.#dataLen);
+          const want = crc32c(data);
+          const ok = get32(this.#dd, 0) === want;
+          if (!ok && !this.#soft) {
+            throw new ProtocolError("ddgst", `data digest mismatch (0x${get32(this.#dd, 0).toString(16)}, computed 0x${want.toString(16)})`);
+          }
+          this.#deliver(data, ok);
+          break;
+        }
+      }
+    }
+  }
+
+  #accepts(type: number): boolean {
+    if (this.#role === "host") {
+      return type === PduType.IC_RESP || type === PduType.C2H_TERM_REQ || type === PduType.CAPSULE_RESP ||
+        type === PduType.C2H_DATA || type === PduType.R2T;
+    }
+    return type === PduType.IC_REQ || type === PduType.H2C_TERM_REQ || type === PduType.CAPSULE_CMD ||
+      type === PduType.H2C_DATA;
+  }
+
+  #checkCh(): void {
+    const h = this.#hdr;
+    const type = h[Ch.TYPE], flags = h[Ch.FLAGS], hlen = h[Ch.HLEN], plen = get32(h, Ch.PLEN);
+    if (!this.#accepts(type)) {
+      throw new ProtocolError("type", `unexpected PDU type 0x${type.toString(16)} for a ${this.#role}`, Fes.INVALID_HEADER_FIELD, Ch.TYPE);
+    }
+    const isIc = type === PduType.IC_REQ || type === PduType.IC_RESP;
+    if (isIc === this.#icSeen) {
+      throw new ProtocolError("sequence", isIc ? "second ICReq/ICResp" : "PDU before ICReq/ICResp", Fes.PDU_SEQUENCE_ERROR);
+    }
+    if (hlen !== expectedHlen(type)) {
+      throw new ProtocolError("hlen", `PDU type 0x${type.toString(16)} with HLEN ${hlen}`, Fes.INVALID_HEADER_FIELD, Ch.HLEN);
+    }
+    const digestless = isDigestless(type);
+    this.#hd = !digestless && this.digests.hdgst ? DIGEST_SIZE : 0;
+    if (!digestless && ((flags & PduFlag.HDGST) !== 0) !== this.digests.hdgst) {
+      throw new ProtocolError("flags", `HDGSTF ${flags & PduFlag.HDGST ? "set" : "clear"} against the negotiated header digest`, Fes.INVALID_HEADER_FIELD, Ch.FLAGS);
+    }
+    if (digestless && (flags & (PduFlag.HDGST | PduFlag.DDGST)) !== 0) {
+      throw new ProtocolError("flags", "digest flags on an IC or TermReq PDU", Fes.INVALID_HEADER_FIELD, Ch.FLAGS);
+    }
+    const term = type === PduType.H2C_TERM_REQ || type === PduType.C2H_TERM_REQ;
+    const min = hlen + this.#hd;
+    const max = term ? Hlen.SHORT + TERM_MAX_COPY : isIc ? Hlen.IC : min + 255 + this.maxData + DIGEST_SIZE;
+    const carriesData = type === PduType.CAPSULE_CMD || type === PduType.H2C_DATA || type === PduType.C2H_DATA;
+    if (carriesData && plen > max) {
+      throw new ProtocolError("range", `PDU type 0x${type.toString(16)} with PLEN ${plen}: more data than ${this.maxData} bytes`, Fes.DATA_LIMIT_EXCEEDED);
+    }
+    if (plen < min || plen > max) {
+      throw new ProtocolError("plen", `PDU type 0x${type.toString(16)} with PLEN ${plen} (allowed ${min}..${max})`, Fes.INVALID_HEADER_FIELD, Ch.PLEN);
+    }
+    this.#need = min;
+    this.#state = S_HDR;
+  }
+
+  #checkHeader(): void {
+    const h = this.#hdr;
+    const type = h[Ch.TYPE], flags = h[Ch.FLAGS], hlen = h[Ch.HLEN], pdo = h[Ch.PDO], plen = get32(h, Ch.PLEN);
+    if (this.#hd > 0) {
+      const want = crc32c(h, 0, hlen);
+      if (get32(h, hlen) !== want) {
+        throw new ProtocolError("hdgst", `header digest mismatch (0x${get32(h, hlen).toString(16)}, computed 0x${want.toString(16)})`, Fes.HEADER_DIGEST_ERROR);
+      }
+    }
+    const end = hlen + this.#hd;
+    this.#dataLen = 0;
+    this.#ddLen = 0;
+    if (type === PduType.H2C_TERM_REQ || type === PduType.C2H_TERM_REQ) {
+      this.#dataLen = plen - end; // the copied header
+    } else if (type === PduType.CAPSULE_CMD || type === PduType.H2C_DATA || type === PduType.C2H_DATA) {
+      if (plen > end) {
+        if (pdo < end || pdo % 4 !== 0 || pdo >= plen) {
+          throw new ProtocolError("pdo", `PDO ${pdo} (header ends at ${end}, PLEN ${plen})`, Fes.INVALID_HEADER_FIELD, Ch.PDO);
+        }
+        if (((flags & PduFlag.DDGST) !== 0) !== this.digests.ddgst) {
+          throw new ProtocolError("flags", `DDGSTF ${flags & PduFlag.DDGST ? "set" : "clear"} against the negotiated data digest`, Fes.INVALID_HEADER_FIELD, Ch.FLAGS);
+        }
+        this.#ddLen = this.digests.ddgst ? DIGEST_SIZE : 0;
+        this.#dataLen = plen - pdo - this.#ddLen;
+        if (this.#dataLen <= 0) {
+          throw new ProtocolError("plen", `PLEN ${plen} leaves no data after PDO ${pdo}`, Fes.INVALID_HEADER_FIELD, Ch.PLEN);
+        }
+        if (this.#dataLen > this.maxData) {
+          throw new ProtocolError("range", `${this.#dataLen} data bytes in one PDU (limit ${this.maxData})`, Fes.DATA_LIMIT_EXCEEDED);
+        }
+      } else if ((flags & PduFlag.DDGST) !== 0) {
+        throw new ProtocolError("flags", "DDGSTF on a PDU without data", Fes.INVALID_HEADER_FIELD, Ch.FLAGS);
+      }
+      if (type !== PduType.CAPSULE_CMD) {
+        const datal = get32(h, DataOff.DATAL);
+        if (datal === 0 || datal !== this.#dataLen) {
+          throw new ProtocolError("plen", `DATAL ${datal} but ${this.#dataLen} data bytes in the PDU`, Fes.INVALID_HEADER_FIELD, DataOff.DATAL);
+        }
+        if ((flags & PduFlag.SUCCESS) !== 0 && ((flags & PduFlag.LAST_PDU) === 0 || type !== PduType.C2H_DATA)) {
+          throw new ProtocolError("flags", "SUCCESS without LAST_PDU", Fes.INVALID_HEADER_FIELD, Ch.FLAGS);
+        }
+      }
+    } else if (plen !== end) {
+      throw new ProtocolError("plen", `PDU type 0x${type.toString(16)} with PLEN ${plen} (expected ${end})`, Fes.INVALID_HEADER_FIELD, Ch.PLEN);
+    }
+    if (this.#dataLen === 0) {
+      this.#deliver(null);
+      return;
+    }
+    const isTerm = type === PduType.H2C_TERM_REQ || type === PduType.C2H_TERM_REQ;
+    this.#have = 0;
+    this.#need = isTerm ? 0 : pdo - end;
+    if (this.#need > 0) this.#state = S_PAD;
+    else this.#startData();
+  }
+
+  #startData(): void {
+    if (this.#data.length < this.#dataLen) this.#data = new Uint8Array(Math.max(this.#dataLen, this.#data.length * 2));
+    this.#dataView = null;
+    this.#have = 0;
+    this.#state = S_DATA;
+  }
+
+  #afterData(): void {
+    this.#have = 0;
+    if (this.#ddLen > 0) {
+      this.#state = S_DDGST;
+      return;
+    }
+    this.#deliver(this.#dataView ?? this.#data.subarray(0, this.#dataLen));
+  }
+
+  #deliver(data: Uint8Array | null, ok = true): void {
+    const type = this.#hdr[Ch.TYPE];
+    this.#state = S_CH;
+    this.#have = 0;
+    this.#dataView = null;
+    if (type === PduType.IC_REQ || type === PduType.IC_RESP) this.#icSeen = true;
+    this.pdus++;
+    this.#onPdu(this.#hdr, data, ok);
+  }
+}

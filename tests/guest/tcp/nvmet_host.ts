@@ -1,0 +1,86 @@
+/**
+ * Inside the guest: the tsnvme TCP host against Linux nvmet (set up by
+ * nvmet.sh). Brings the controller up, checks Identify, writes a 4 KiB block
+ * (in-capsule) and 128 KiB (R2T/H2CData), reads both back, and leaves the
+ * Identify data and the 128 KiB pattern in DIR for the kernel-side checks.
+ * With a fifth argument SECONDS, then measures 4 KiB random reads at QD1 and
+ * QD32 (IOPS) and 128 KiB sequential reads at QD8 (MB/s) on namespace 1.
+ * Usage: nvmet_host.ts PORT NQN none|h|hd DIR [SECONDS]
+ * @module
+ */
+import { writeFileSync } from "node:fs";
+import { hostIdentity, TcpController } from "../../../lib/tcp/mod.ts";
+import { IoOpc } from "../../../lib/nvme/spec.ts";
+
+const [portArg, nqn, dgArg, dir, benchArg] = (globalThis as { Deno?: { args: string[] } }).Deno?.args ??
+  (globalThis as unknown as { process: { argv: string[] } }).process.argv.slice(2);
+const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
+const id = hostIdentity("5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9");
+let pass = 0, fail = 0;
+function check(name: string, ok: boolean, detail = ""): void {
+  if (ok) pass++;
+  else fail++;
+  console.log(`${ok ? "ok" : "not ok"} - ${rt} digests=${dgArg}: ${name}${detail ? ` (${detail})` : ""}`);
+}
+
+/** QD1/QD32 4 KiB random read IOPS and 128 KiB QD8 sequential read MB/s, `secs` each. */
+async function bench(c: TcpController, blocks: number, secs: number): Promise<void> {
+  const run = async (bs: number, qd: number): Promise<number> => {
+    const buf = c.memory.allocDma(bs * qd), nlb = bs / 4096;
+    let ios = 0, seq = 0, rnd = 7;
+    const t0 = performance.now(), end = t0 + secs * 1000;
+    await Promise.all(Array.from({ length: qd }, async (_, i) => {
+      while (performance.now() < end) {
+        rnd = (rnd * 1103515245 + 12345) >>> 0;
+        const lba = nlb === 1 ? rnd % blocks : (seq++ * nlb) % blocks;
+        await c.io[0].qp.rw(IoOpc.READ, 1, lba, nlb - 1, buf.iova + i * bs, bs);
+        ios++;
+      }
+    }));
+    c.memory.freeDma(buf);
+    return ios / ((performance.now() - t0) / 1000);
+  };
+  console.log(`bench ${rt} digests=${dgArg} 4k randread qd1: ${(await run(4096, 1)).toFixed(0)} IOPS`);
+  console.log(`bench ${rt} digests=${dgArg} 4k randread qd32: ${(await run(4096, 32)).toFixed(0)} IOPS`);
+  console.log(`bench ${rt} digests=${dgArg} 128k seqread qd8: ${((await run(131072, 8)) * 131072 / 1e6).toFixed(1)} MB/s`);
+}
+
+const digests = { hdgst: dgArg !== "none", ddgst: dgArg === "hd" };
+const t0 = performance.now();
+const c = await TcpController.connect({ host: "127.0.0.1", port: Number(portArg), subnqn: nqn, ...id, digests, ioQueues: 2 });
+try {
+  check("bring-up", c.io.length === 2, `cntlid ${c.cntlid}, ${c.io.length} IO queues, ${(performance.now() - t0).toFixed(0)} ms`);
+  check("VS 1.3", c.vs === 0x10300, `0x${c.vs.toString(16)}`);
+  check("in-capsule from IOCCSZ", c.inCapsuleMax === 16384, String(c.inCapsuleMax));
+  const mn = new TextDecoder().decode(c.identify.subarray(24, 64)).trim();
+  check("model", mn === "Linux", mn);
+  writeFileSync(`${dir}/id-ctrl-${rt}-${dgArg}.bin`, c.identify);
+  const ids = await c.namespaceIds();
+  const ns = await c.namespace(1);
+  check("namespaces", ids[0] === 1 && ns.lbaSize === 4096, `${ids.join(",")} lba ${ns.lbaSize} blocks ${ns.blocks}`);
+  const big = c.memory.allocDma(128 * 1024), back = c.memory.allocDma(128 * 1024);
+  for (let i = 0; i < big.size; i++) big.bytes[i] = (i * 131 + (i >>> 12) + (dgArg.length * 17)) & 0xff;
+  const lbas = (128 * 1024) / ns.lbaSize;
+  await c.io[0].qp.rw(IoOpc.WRITE, 1, 0, lbas - 1, big.iova, big.size);
+  await c.io[1].qp.rw(IoOpc.READ, 1, 0, lbas - 1, back.iova, back.size);
+  check("128 KiB write (R2T) reads back on the other queue", back.bytes.every((v, i) => v === big.bytes[i]), `r2t ${c.io[0].ring.counters.r2t}`);
+  const small = c.memory.allocDma(4096);
+  small.bytes.fill(0xa5);
+  await c.io[1].qp.rw(IoOpc.WRITE, 1, lbas, 0, small.iova, 4096);
+  await c.io[0].qp.rw(IoOpc.READ, 1, lbas, 0, back.iova, 4096);
+  check("4 KiB in-capsule write reads back", back.bytes.subarray(0, 4096).every((v) => v === 0xa5), `in-capsule ${c.io[1].ring.counters.inCapsule}`);
+  writeFileSync(`${dir}/pattern-${rt}-${dgArg}.bin`, big.bytes);
+  if (benchArg) await bench(c, ns.blocks, Number(benchArg));
+  await c.io[0].qp.submit(new Uint32Array([0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])); // Flush nsid 1
+  check("flush", true);
+  await c.shutdown();
+  check("shutdown", true);
+  const disc = await TcpController.discover({ host: "127.0.0.1", port: Number(portArg), ...id, digests });
+  check("discovery log", disc.length === 2 && disc[0].subtype === 3 && disc[1].subnqn === nqn && disc[1].trsvcid === portArg,
+    disc.map((e) => `${e.subtype}:${e.subnqn}@${e.traddr}:${e.trsvcid} treq ${e.treq}`).join(", "));
+} catch (e) {
+  check("no exception", false, String(e));
+  c.close();
+}
+console.log(`${rt} digests=${dgArg}: ${pass} passed, ${fail} failed`);
+(globalThis as unknown as { process: { exit(n: number): void } }).process.exit(fail ? 1 : 0);
