@@ -17,6 +17,7 @@ count() { # name log: add a runner's counts (deno "N passed | M failed", bun "N 
   while IFS= read -r line; do
     if [[ $line =~ ([0-9]+)\ passed\ \|\ ([0-9]+)\ failed ]]; then p=$((p + BASH_REMATCH[1])); f=$((f + BASH_REMATCH[2])); fi
     if [[ $line =~ ^\ *([0-9]+)\ pass$ ]]; then p=$((p + BASH_REMATCH[1])); fi
+    if [[ $line =~ ^guest\ tcp:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then p=$((p + BASH_REMATCH[1])); f=$((f + BASH_REMATCH[2])); fi
     if [[ $line =~ ^\ *([0-9]+)\ fail$ ]]; then f=$((f + BASH_REMATCH[1])); fi
   done < "$log"
   echo "$p $f"
@@ -51,7 +52,7 @@ if ((GUEST)); then
   echo "=== guest (QEMU, VFIO, emulated NVMe): deno + bun"
   scripts/guest.sh -- tests/guest/run.sh 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
-  for rt in deno bun; do
+  for rt in deno bun tcp; do
     awk -v rt="$rt" '/^== guest tier on /{on=($5==rt)} on' "$log" > "$LOGDIR/guest-$rt.log"
     read -r p f < <(count "guest/$rt" "$LOGDIR/guest-$rt.log")
     if ((p + f == 0)); then f=1; fi # a tier that ran nothing is a failure

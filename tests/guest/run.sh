@@ -1,11 +1,13 @@
 #!/bin/sh
 # Runs inside the QEMU guest (scripts/guest.sh): the guest tier on Deno, then on Bun, in one boot.
-# Usage: tests/guest/run.sh [deno|bun]...   (default: both)
+# Usage: tests/guest/run.sh [deno|bun|tcp]...   (default: all three)
 cd "$(dirname "$0")/../.." || exit 125
 rc=0
-for rt in ${*:-deno bun}; do
+for rt in ${*:-deno bun tcp}; do
   echo "== guest tier on $rt"
   case $rt in
+    # NVMe/TCP host against Linux nvmet in this boot, on both runtimes (its own summary line).
+    tcp) sh tests/guest/tcp/nvmet.sh || rc=1 ;;
     # Type checking already ran on the host; under TCG it would only cost time.
     deno) deno test -A --no-check tests/guest/ || rc=1 ;;
     bun) bun test tests/guest/ || rc=1 ;;
