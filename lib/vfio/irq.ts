@@ -6,6 +6,7 @@
  * @module
  */
 import { EFD_CLOEXEC, EFD_NONBLOCK, errnoName, type Libc } from "../ffi/mod.ts";
+import type { IrqGate } from "../irq/waiter.ts";
 import { SetupError, SyscallError } from "../nvme/errors.ts";
 import { VfioIoctl } from "./vfio.ts";
 
@@ -92,8 +93,8 @@ export interface EnableInterruptsOptions {
   kinds?: IrqKind[];
 }
 
-/** VFIO_DEVICE_SET_IRQS with an explicit data payload; returns 0 or the errno. */
-function setIrqs(libc: Libc, fd: number, flags: number, index: number, start: number, data: Int32Array | null, count: number): number {
+/** A struct vfio_irq_set for `count` vectors from `start` (data.length of them when data is given). */
+function irqSetBuffer(flags: number, index: number, start: number, data: Int32Array | null, count = data?.length ?? 0): Uint8Array {
   const size = IRQ_SET_HEADER + (data ? data.length * 4 : 0);
   const b = new Uint8Array(size);
   const v = dv(b);
@@ -103,7 +104,84 @@ function setIrqs(libc: Libc, fd: number, flags: number, index: number, start: nu
   v.setUint32(12, start, true);
   v.setUint32(16, count, true);
   if (data) for (let i = 0; i < data.length; i++) v.setInt32(IRQ_SET_HEADER + i * 4, data[i], true);
+  return b;
+}
+
+/** VFIO_DEVICE_SET_IRQS with an explicit data payload; returns 0 or the errno. */
+function setIrqs(libc: Libc, fd: number, flags: number, index: number, start: number, data: Int32Array | null, count: number): number {
+  const b = irqSetBuffer(flags, index, start, data, count);
   return libc.ioctlPtr(fd, VfioIoctl.DEVICE_SET_IRQS, b) === 0 ? 0 : libc.errno();
+}
+
+/**
+ * Where one vector's eventfd trigger lives: plain numbers, so a Worker that
+ * owns the vector's queue rebuilds a {@link VectorGate} with its own libc
+ * (fds are process wide).
+ */
+export interface VectorGateSpec {
+  /** The VFIO device fd. */
+  readonly deviceFd: number;
+  /** VFIO interrupt index (MSI-X or MSI). */
+  readonly index: number;
+  /** The vector. */
+  readonly vector: number;
+  /** The eventfd the vector signals when on. */
+  readonly eventfd: number;
+}
+
+/**
+ * Turns one vector's interrupts off and on through VFIO_DEVICE_SET_IRQS on
+ * that vector alone: off detaches its eventfd (vfio-pci frees the handler,
+ * and the kernel masks the MSI-X entry: the device sets its pending bit
+ * instead of signalling), on attaches it again (a pending interrupt then
+ * fires at once). One ioctl per change, on buffers built here: the queue
+ * changes state once per busy or idle period, never per IO. A failed ioctl
+ * leaves the vector on and the gate open for good: sleeps still end, and
+ * polling only pays the interrupts again. Owned by one thread.
+ */
+export class VectorGate implements IrqGate {
+  /** What this gate switches. */
+  readonly spec: VectorGateSpec;
+  /** Errno of the ioctl that failed (-1 when errno said nothing), or 0: the gate then stays open (vector on). */
+  failed = 0;
+  readonly #libc: Libc;
+  readonly #on: Uint8Array;
+  readonly #off: Uint8Array;
+  /** 0: not known (another gate, e.g. a Worker's before, may have left it off), 1 on, 2 off. */
+  #state = 0;
+
+  /** A gate for the vector `spec` names; its state is learnt from the first change. */
+  constructor(libc: Libc, spec: VectorGateSpec) {
+    this.#libc = libc;
+    this.spec = spec;
+    this.#on = irqSetBuffer(SET_DATA_EVENTFD | SET_ACTION_TRIGGER, spec.index, spec.vector, Int32Array.of(spec.eventfd));
+    this.#off = irqSetBuffer(SET_DATA_EVENTFD | SET_ACTION_TRIGGER, spec.index, spec.vector, Int32Array.of(-1));
+  }
+
+  /** True unless the vector is known to be on. */
+  get masked(): boolean {
+    return this.#state !== 1;
+  }
+
+  /** Vector off (detach its eventfd); a no-op when known off or after a failure. */
+  mask(): void {
+    if (this.#state === 2 || this.failed !== 0) return;
+    if (this.#libc.ioctlPtr(this.spec.deviceFd, VfioIoctl.DEVICE_SET_IRQS, this.#off) !== 0) {
+      this.failed = this.#libc.errno() || -1;
+      return;
+    }
+    this.#state = 2;
+  }
+
+  /** Vector on (attach its eventfd again); a no-op when known on. */
+  unmask(): void {
+    if (this.#state === 1) return;
+    if (this.#libc.ioctlPtr(this.spec.deviceFd, VfioIoctl.DEVICE_SET_IRQS, this.#on) !== 0) {
+      this.failed = this.#libc.errno() || -1;
+    }
+    // Failed or not, it is never believed off again: mask() is off for good after a failure.
+    this.#state = 1;
+  }
 }
 
 /**
@@ -203,6 +281,16 @@ export class VfioInterrupts {
     if (this.#closed || this.kind !== "intx") return;
     const err = setIrqs(this.#libc, this.#dev.fd, SET_DATA_NONE | SET_ACTION_UNMASK, this.index, 0, null, 1);
     if (err !== 0) throw new SyscallError("VFIO_DEVICE_SET_IRQS (unmask INTx)", err, errnoName(err));
+  }
+
+  /**
+   * What a {@link VectorGate} for vector `v` needs, or null where gating does
+   * not apply: MSI-X only (an MSI vector without per-vector masking would
+   * still interrupt with no handler; INTx is masked by the kernel anyway).
+   */
+  gateSpec(v: number): VectorGateSpec | null {
+    if (this.#closed || this.kind !== "msix" || !(v >= 0 && v < this.eventfds.length)) return null;
+    return { deviceFd: this.#dev.fd, index: this.index, vector: v, eventfd: this.eventfds[v] };
   }
 
   /** Disable the vectors (DATA_NONE | ACTION_TRIGGER, count 0) and close the eventfds. Idempotent. */

@@ -7,7 +7,7 @@
 import type { Libc } from "../ffi/mod.ts";
 import { DeviceClosedError, OutOfResourcesError, SetupError } from "../nvme/errors.ts";
 import { IrqHub } from "../irq/hub.ts";
-import { VfioInterrupts } from "./irq.ts";
+import { VectorGate, VfioInterrupts } from "./irq.ts";
 import { Reg } from "../nvme/spec.ts";
 import {
   type DmaBuffer,
@@ -196,12 +196,20 @@ export class VfioTransport implements Transport {
       irqs.close();
       throw e instanceof SetupError ? e : new SetupError("irq", `interrupt helper: ${(e as Error).message}`);
     }
-    const words: InterruptWord[] = irqs.eventfds.map((fd) => hub.add(fd).word);
+    const words: InterruptWord[] = irqs.eventfds.map((fd, v) => {
+      const spec = irqs.gateSpec(v);
+      return spec ? { ...hub.add(fd).word, gate: spec } : hub.add(fd).word;
+    });
+    const libc = this.#libc;
     let closing: Promise<void> | null = null;
     return {
       kind: irqs.kind,
       vectors: words.length,
       word: (v) => words[v],
+      gate: (v) => {
+        const spec = words[v]?.gate;
+        return spec ? new VectorGate(libc, spec) : null;
+      },
       close: () =>
         closing ??= (async () => {
           await hub.close();

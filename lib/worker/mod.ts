@@ -28,6 +28,7 @@ import { QueuePair } from "../nvme/queue.ts";
 import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory } from "../nvme/transport.ts";
 import { type ControlMsg, fromWire, type QueueHandle } from "./handle.ts";
 import { IrqWaiter } from "../irq/waiter.ts";
+import { VectorGate } from "../vfio/irq.ts";
 
 export type { QueueHandle } from "./handle.ts";
 export type { InterruptWord, SharedMemory } from "../nvme/transport.ts";
@@ -142,7 +143,11 @@ export class WorkerQueue implements AsyncDisposable {
       pollSpinUs: h.pollSpinUs,
     });
     this.#arena = new Arena(libc, h.arena);
-    if (h.irq) this.queue.setWaitMode(h.waitMode, new IrqWaiter(h.irq));
+    if (h.irq) {
+      // The vector's gate (when the handle carries one) needs this thread's FFI.
+      const gate = h.irq.gate && libc ? new VectorGate(libc, h.irq.gate) : null;
+      this.queue.setWaitMode(h.waitMode, new IrqWaiter(h.irq, gate));
+    }
     this.#port = h.port;
     this.queue.onTimeout = (_q, cid, opcode) => this.#port.postMessage({ op: "timeout", cid, opcode } satisfies ControlMsg);
     this.#port.onmessage = (e: MessageEvent) => this.#control(e.data as ControlMsg);
