@@ -36,12 +36,12 @@ export interface IrqWord {
 
 /**
  * Turns a vector's interrupts off while its queue polls and back on before
- * it sleeps (lib/vfio's VectorGate: the eventfd trigger detached, so the
- * kernel masks the MSI-X entry and the device raises nothing). Without a
- * gate every completion raises an interrupt even while the queue polls; in a
- * TCG guest each one costs the kernel's handler and a helper wake-up, and
- * QD1 ran at a third of polling (shared/notes, measured). Only for a vector
- * no other queue shares: masking it would starve the other queue's sleeps.
+ * it sleeps (lib/vfio: MsixMaskGate sets the MSI-X table entry's mask bit,
+ * VectorGate detaches the eventfd through VFIO). Without a gate every
+ * completion raises an interrupt even while the queue polls; in the QEMU
+ * guest each one cost the kernel's handler and a helper wake-up, and QD1 ran
+ * at a third of polling (README, Performance). Only for a vector no other
+ * queue shares: masking it would starve the other queue's sleeps.
  */
 export interface IrqGate {
   /** False only while interrupts are known to be on. */
@@ -107,7 +107,12 @@ export class IrqWaiter {
    */
   arm(): void {
     const g = this.#gate;
-    if (g !== null && g.masked) g.unmask();
+    if (g !== null && g.masked) {
+      g.unmask();
+      // A locked read-modify-write (adds 0): a full fence, so the unmask store is issued before the CQ re-check.
+      this.#armed = Atomics.add(this.#i32, this.#idx, 0);
+      return;
+    }
     this.#armed = Atomics.load(this.#i32, this.#idx);
   }
 

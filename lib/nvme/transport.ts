@@ -75,7 +75,7 @@ export interface InterruptWord {
    * (lib/vfio's VectorGateSpec), when the transport can; only given to the
    * one queue that owns the vector.
    */
-  gate?: { deviceFd: number; index: number; vector: number; eventfd: number };
+  gate?: { deviceFd: number; index: number; vector: number; eventfd: number; vectorControl?: number };
 }
 
 /** Turns a vector's interrupts off while its queue polls (lib/irq's IrqGate). */

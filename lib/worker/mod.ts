@@ -28,7 +28,7 @@ import { QueuePair } from "../nvme/queue.ts";
 import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory } from "../nvme/transport.ts";
 import { type ControlMsg, fromWire, type QueueHandle } from "./handle.ts";
 import { IrqWaiter } from "../irq/waiter.ts";
-import { VectorGate } from "../vfio/irq.ts";
+import { gateFor } from "../vfio/irq.ts";
 
 export type { QueueHandle } from "./handle.ts";
 export type { InterruptWord, SharedMemory } from "../nvme/transport.ts";
@@ -145,7 +145,7 @@ export class WorkerQueue implements AsyncDisposable {
     this.#arena = new Arena(libc, h.arena);
     if (h.irq) {
       // The vector's gate (when the handle carries one) needs this thread's FFI.
-      const gate = h.irq.gate && libc ? new VectorGate(libc, h.irq.gate) : null;
+      const gate = h.irq.gate && libc ? gateFor(h.irq.gate, new Uint32Array(db.buffer, db.byteOffset, db.byteLength >>> 2), libc) : null;
       this.queue.setWaitMode(h.waitMode, new IrqWaiter(h.irq, gate));
     }
     this.#port = h.port;

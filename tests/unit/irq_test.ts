@@ -6,7 +6,7 @@ import { Idle, IdlePolicy, sleepOnIrq } from "../../lib/irq/adaptive.ts";
 import { IrqHub } from "../../lib/irq/hub.ts";
 import { IrqWaiter } from "../../lib/irq/waiter.ts";
 import { InvalidArgumentError, SetupError } from "../../lib/nvme/errors.ts";
-import { IrqIndex, VectorGate, VfioInterrupts } from "../../lib/vfio/irq.ts";
+import { gateFor, IrqIndex, MsixMaskGate, msixTable, VectorGate, VfioInterrupts } from "../../lib/vfio/irq.ts";
 import { VfioIoctl } from "../../lib/vfio/vfio.ts";
 
 // ---- IdlePolicy: a pure function of (completions, clock) ----
@@ -441,4 +441,41 @@ test("IrqWaiter with a gate: arm turns the vector on before the count snapshot, 
     assert.deepEqual(log, ["mask", "unmask", "mask"]);
     assert.equal(new IrqWaiter(irq.word).gated, false);
   });
+});
+
+test("MSI-X table located from config space; MsixMaskGate stores Vector Control's mask bit, keeping the reserved bits", () => {
+  // Config space: status with a capability list, MSI (05h) at 0x50 -> MSI-X (11h) at 0x70, table in BAR0 at 0x2000.
+  const cfg = new Uint8Array(256);
+  const dv = new DataView(cfg.buffer);
+  dv.setUint16(0x06, 0x10, true);
+  cfg[0x34] = 0x50;
+  cfg[0x50] = 0x05;
+  cfg[0x51] = 0x70;
+  cfg[0x70] = 0x11;
+  cfg[0x71] = 0;
+  dv.setUint32(0x74, 0x2000 | 0, true);
+  const read = (o: number, n: number) => cfg.slice(o, o + n);
+  assert.deepEqual(msixTable(read), { bar: 0, offset: 0x2000 });
+  dv.setUint16(0x06, 0, true);
+  assert.equal(msixTable(read), null, "no capability list");
+
+  const f = fakeVfio({ [IrqIndex.MSIX]: 65 }, new Set());
+  const irqs = VfioInterrupts.enable(f.libc, fakeDevice(), { vectors: 3 });
+  const spec = irqs.gateSpec(2, { bar: 0, offset: 0x2000 })!;
+  assert.equal(spec.vectorControl, 0x2000 + 2 * 16 + 12 - 0x1000, "entry 2's Vector Control, from BAR0 + 0x1000");
+  assert.equal(irqs.gateSpec(2, { bar: 2, offset: 0 })!.vectorControl, undefined, "a table in another BAR: no MMIO gate");
+  const bar = new Uint32Array(0x3000 / 4); // BAR0 from 0x1000
+  bar[spec.vectorControl! / 4] = 0xf0; // reserved bits set
+  const n0 = f.calls.length;
+  const gate = gateFor(spec, bar, f.libc);
+  assert.ok(gate instanceof MsixMaskGate);
+  gate.mask();
+  assert.equal(bar[spec.vectorControl! / 4], 0xf1);
+  gate.unmask();
+  gate.unmask();
+  assert.equal(bar[spec.vectorControl! / 4], 0xf0);
+  assert.equal(gate.masked, false);
+  assert.equal(f.calls.length, n0, "no ioctl");
+  assert.ok(gateFor(irqs.gateSpec(2)!, bar, f.libc) instanceof VectorGate, "without a table location: the ioctl gate");
+  assert.ok(gateFor(spec, null, f.libc) instanceof VectorGate, "without a BAR view: the ioctl gate");
 });
