@@ -32,7 +32,7 @@ export { Controller, type ControllerOptions, type RemoteQueue } from "./lib/nvme
 export * from "./lib/nvme/errors.ts";
 export * from "./lib/nvme/spec.ts";
 export * from "./lib/nvme/command.ts";
-export type { DmaBuffer, InterruptSource, InterruptWord, SharedMemory, Transport } from "./lib/nvme/transport.ts";
+export type { DmaBuffer, InterruptGate, InterruptSource, InterruptWord, SharedMemory, Transport } from "./lib/nvme/transport.ts";
 export { type IoCallback, QueuePair, type QueuePairConfig, type QueueStats, type QueueWaiter } from "./lib/nvme/queue.ts";
 export { PcieRing, type PcieRingConfig, type QueueRing } from "./lib/nvme/pcie.ts";
 export { CommandTracker } from "./lib/nvme/tracker.ts";

@@ -163,8 +163,10 @@ export class NVMeDev implements AsyncDisposable {
     this.trace = trace;
     if (trace) for (const q of [ctrl.admin, ...ctrl.io]) q.trace = trace;
     if (irq) {
-      ctrl.admin.setWaitMode(mode, new IrqWaiter(irq.word(0)));
-      for (const q of ctrl.io) q.setWaitMode(mode, new IrqWaiter(irq.word(ctrl.ioVector(q.qid))));
+      // A vector only one queue uses gets a gate: in adaptive mode the queue turns it off while it polls.
+      const waiter = (v: number) => new IrqWaiter(irq.word(v), ctrl.vectorExclusive(v) ? irq.gate?.(v) ?? null : null);
+      ctrl.admin.setWaitMode(mode, waiter(0));
+      for (const q of ctrl.io) q.setWaitMode(mode, waiter(ctrl.ioVector(q.qid)));
     }
     // deno-lint-ignore no-this-alias
     const dev = this;
@@ -385,8 +387,13 @@ export class NVMeDev implements AsyncDisposable {
     }
     const infos = [...this.#namespaces.values()].map((n) => n.info);
     const irq = this.#irq;
-    const { handle, queue } = await createQueueHandle(this.controller, this.target, infos, opts, (qid) =>
-      irq ? { word: irq.word(this.controller.ioVector(qid)), mode: this.#waitMode } : null);
+    const ctrl = this.controller;
+    const { handle, queue } = await createQueueHandle(ctrl, this.target, infos, opts, (qid) => {
+      if (!irq) return null;
+      const v = ctrl.ioVector(qid), w = irq.word(v);
+      // The gate's spec goes only to the queue that owns its vector alone.
+      return { word: ctrl.vectorExclusive(v) ? w : { sab: w.sab, slot: w.slot }, mode: this.#waitMode };
+    });
     this.#remote.add(queue);
     return handle;
   }

@@ -8,7 +8,7 @@
 export type { Libc, RuntimeName } from "../ffi/mod.ts";
 export { Idle, type IdleAction, IdlePolicy, type IdlePolicyOptions, sleepOnIrq, type WaitMode } from "./adaptive.ts";
 export { IrqHub, type IrqHubOptions } from "./hub.ts";
-export { counterIndex, IrqLayout, IrqWaiter, type IrqWord } from "./waiter.ts";
+export { counterIndex, type IrqGate, IrqLayout, IrqWaiter, type IrqWord } from "./waiter.ts";
 export {
   type EnableInterruptsOptions,
   type IrqDevice,
@@ -16,5 +16,10 @@ export {
   type IrqInfo,
   irqInfo,
   type IrqKind,
+  gateFor,
+  MsixMaskGate,
+  msixTable,
+  VectorGate,
+  type VectorGateSpec,
   VfioInterrupts,
 } from "../vfio/irq.ts";

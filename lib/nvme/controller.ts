@@ -516,6 +516,19 @@ export class Controller {
     return n === 1 ? 0 : 1 + ((qid - 1) % (n - 1));
   }
 
+  /**
+   * True when vector `v` serves one queue only (the admin queue for 0, else
+   * the one IO queue id among those the controller granted that maps to it),
+   * so that queue may turn it off while it polls.
+   */
+  vectorExclusive(v: number): boolean {
+    const n = this.options.ioInterruptVectors;
+    if (n <= 1 || !(v >= 0 && v < n) || !Number.isInteger(v)) return false;
+    if (v === 0) return true;
+    // IO queue ids v, v + (n - 1), v + 2(n - 1)... share vector v.
+    return v + (n - 1) > Math.max(this.#granted, this.io.length);
+  }
+
   /** Create IO queue pair `q` on the controller (its CQ first), on the memory it already owns. */
   async #createOnDevice(q: QueuePair): Promise<void> {
     const [sq, cq] = this.#ioMem.get(q.qid)!;

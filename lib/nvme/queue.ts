@@ -27,6 +27,12 @@ export interface QueueWaiter {
   sleep(timeoutMs: number): Promise<boolean>;
   /** End a sleep now (queue closing). */
   wake(): void;
+  /**
+   * The queue polls again: turn the vector's interrupts off until the next
+   * {@link arm} (waiters with a gate; others ignore it). Called in adaptive
+   * mode once per busy period, after the wake's completions were handled.
+   */
+  disarm?(): void;
   /** Interrupts counted so far. */
   readonly count: number;
 }
@@ -134,6 +140,8 @@ export class QueuePair {
     this.#policy = new IdlePolicy({ mode, spinUs: this.pollSpinUs });
     this.#waiter = waiter;
     this.#irqBase = waiter ? waiter.count - this.stats.interrupts : 0;
+    // Adaptive polls first: no interrupt per completion while it does (interrupt mode keeps them on).
+    if (mode === "adaptive") waiter?.disarm?.();
   }
 
   /** Largest transfer one command can carry (PRP list capacity on PCIe). */
@@ -338,11 +346,18 @@ export class QueuePair {
       let turns = 0, linger = 0;
       let lastTimeouts = -1, lastHealth = -1;
       let idle = false;
+      // Adaptive: the interrupt was turned on for a sleep (armed) / completions came since: turn it off.
+      let armed = false, disarm = false;
       while (!this.#closedWith) {
         if (t.active === 0) {
           if (++linger > LINGER_TURNS) break;
         } else linger = 0;
         if (this.#flushQueued) this.ring();
+        if (disarm) {
+          // After the ring: the caller's next command is already on its way to the device.
+          disarm = armed = false;
+          this.#waiter?.disarm?.();
+        }
         const n = reap();
         const policy = this.#policy;
         // Checkpoints: every 64 turns while busy; every turn once idle, or when an empty poll should sleep.
@@ -363,6 +378,7 @@ export class QueuePair {
           lastHealth = now;
           this.onHealthCheck();
         }
+        if (armed && reaped > 0) disarm = true;
         const action = policy.next(reaped, now);
         reaped = 0;
         idle = action !== Idle.SPIN;
@@ -374,12 +390,14 @@ export class QueuePair {
             continue;
           }
           const w = this.#waiter;
-          // Arm, reap once more (a completion that raced the arm is caught), then sleep until the
-          // interrupt, the next command deadline or the next health check, whichever comes first.
+          // Arm (interrupt on, count snapshot), reap once more (a completion that raced the arm is
+          // caught), then sleep until the interrupt, the next command deadline or the next health
+          // check, whichever comes first.
           t.checkTimeouts(now);
           lastTimeouts = now;
           const bound = Math.max(1, Math.min(this.healthCheckMs, 100, t.nextDeadline() - now + 1));
           w.arm();
+          armed = policy.mode === "adaptive";
           let woke = reap() > 0;
           if (!woke) {
             this.stats.sleeps++;

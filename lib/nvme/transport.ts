@@ -70,6 +70,22 @@ export interface InterruptWord {
   sab: SharedArrayBuffer;
   /** Slot of this vector. */
   slot: number;
+  /**
+   * How a thread with FFI turns this vector off while its queue polls
+   * (lib/vfio's VectorGateSpec), when the transport can; only given to the
+   * one queue that owns the vector.
+   */
+  gate?: { deviceFd: number; index: number; vector: number; eventfd: number; vectorControl?: number };
+}
+
+/** Turns a vector's interrupts off while its queue polls (lib/irq's IrqGate). */
+export interface InterruptGate {
+  /** True while off. */
+  readonly masked: boolean;
+  /** Off. */
+  mask(): void;
+  /** On. */
+  unmask(): void;
 }
 
 /** Interrupt vectors a transport enabled; each queue sleeps on its vector's word. */
@@ -78,8 +94,10 @@ export interface InterruptSource {
   readonly kind: string;
   /** Vectors enabled (vector 0 is the admin queue's). */
   readonly vectors: number;
-  /** The wake word of vector `v`. */
+  /** The wake word of vector `v` (with its gate's spec when the transport has gates). */
   word(v: number): InterruptWord;
+  /** A gate for vector `v` on this thread, or null: for a vector that exactly one queue uses. */
+  gate?(v: number): InterruptGate | null;
   /** Disable the vectors and stop any helper thread. Idempotent. */
   close(): Promise<void>;
 }

@@ -13,4 +13,4 @@ export type {
   SimOptions,
   SimState,
 } from "./options.ts";
-export type { DmaBuffer, InterruptSource, InterruptWord, Transport } from "../nvme/transport.ts";
+export type { DmaBuffer, InterruptGate, InterruptSource, InterruptWord, Transport } from "../nvme/transport.ts";

@@ -7,7 +7,7 @@
 import type { Libc } from "../ffi/mod.ts";
 import { DeviceClosedError, OutOfResourcesError, SetupError } from "../nvme/errors.ts";
 import { IrqHub } from "../irq/hub.ts";
-import { VfioInterrupts } from "./irq.ts";
+import { gateFor, msixTable, VfioInterrupts } from "./irq.ts";
 import { Reg } from "../nvme/spec.ts";
 import {
   type DmaBuffer,
@@ -196,12 +196,30 @@ export class VfioTransport implements Transport {
       irqs.close();
       throw e instanceof SetupError ? e : new SetupError("irq", `interrupt helper: ${(e as Error).message}`);
     }
-    const words: InterruptWord[] = irqs.eventfds.map((fd) => hub.add(fd).word);
+    let table: { bar: number; offset: number } | null = null;
+    try {
+      table = msixTable((o, n) => this.device.readConfig(o, n));
+    } catch {
+      // No table location: the ioctl gate still works.
+    }
+    // The table must lie inside the mapped BAR0, past the doorbells' start.
+    if (table && (table.bar !== 0 || table.offset < Reg.DOORBELL || table.offset + 16 * irqs.count > Number(this.device.bar0.size))) {
+      table = null;
+    }
+    const words: InterruptWord[] = irqs.eventfds.map((fd, v) => {
+      const spec = irqs.gateSpec(v, table);
+      return spec ? { ...hub.add(fd).word, gate: spec } : hub.add(fd).word;
+    });
+    const libc = this.#libc;
     let closing: Promise<void> | null = null;
     return {
       kind: irqs.kind,
       vectors: words.length,
       word: (v) => words[v],
+      gate: (v) => {
+        const spec = words[v]?.gate;
+        return spec ? gateFor(spec, this.#doorbells, libc) : null;
+      },
       close: () =>
         closing ??= (async () => {
           await hub.close();

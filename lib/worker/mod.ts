@@ -30,6 +30,7 @@ import { QueuePair } from "../nvme/queue.ts";
 import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory } from "../nvme/transport.ts";
 import { type ControlMsg, fromWire, type QueueHandle } from "./handle.ts";
 import { IrqWaiter } from "../irq/waiter.ts";
+import { gateFor } from "../vfio/irq.ts";
 
 export type { QueueHandle } from "./handle.ts";
 export type { InterruptWord, SharedMemory } from "../nvme/transport.ts";
@@ -130,7 +131,11 @@ export class WorkerQueue implements AsyncDisposable {
     });
     this.#arena = new Arena(libc, h.arena);
     this.#bounce = new BouncePool((n) => this.#arena.alloc(n), (b) => this.#arena.release(b), 4);
-    if (h.irq) this.queue.setWaitMode(h.waitMode, new IrqWaiter(h.irq));
+    if (h.irq) {
+      // The vector's gate (when the handle carries one) needs this thread's FFI.
+      const gate = h.irq.gate && libc ? gateFor(h.irq.gate, new Uint32Array(db.buffer, db.byteOffset, db.byteLength >>> 2), libc) : null;
+      this.queue.setWaitMode(h.waitMode, new IrqWaiter(h.irq, gate));
+    }
     this.#port = h.port;
     this.queue.onTimeout = (_q, cid, opcode) => this.#port.postMessage({ op: "timeout", cid, opcode } satisfies ControlMsg);
     this.#port.onmessage = (e: MessageEvent) => this.#control(e.data as ControlMsg);

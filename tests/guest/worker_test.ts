@@ -149,8 +149,9 @@ test("NVMeDev.open uses MSI-X by default (adaptive); interrupt mode sleeps on it
   await new Promise((r) => setTimeout(r, 50));
   await dev.ns(1).read(0, buf);
   const taken = q.stats.interrupts - irq0, kernel = (procMsix(PCI).get(v) ?? 0) - before;
-  // Some completions land before the pump sleeps (caught by the re-check after arming); many do not.
-  assert.ok(q.stats.sleeps >= 20, `the pump slept on the interrupt (${q.stats.sleeps} sleeps)`);
+  // Some completions land before the pump sleeps (caught by the re-check after arming); how many depends
+  // on how busy the host is (a loaded host: 4 sleeps in 200 reads once), so only "it slept" is asserted.
+  assert.ok(q.stats.sleeps > 0, `the pump slept on the interrupt (${q.stats.sleeps} sleeps)`);
   assert.ok(taken >= 150, `interrupts were taken: ${taken}`);
   assert.ok(Math.abs(kernel - taken) <= 1, `queue counted ${taken}, /proc/interrupts vfio-msix[${v}] ${kernel}`);
 }, skip);

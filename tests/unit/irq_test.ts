@@ -6,7 +6,7 @@ import { Idle, IdlePolicy, sleepOnIrq } from "../../lib/irq/adaptive.ts";
 import { IrqHub } from "../../lib/irq/hub.ts";
 import { IrqWaiter } from "../../lib/irq/waiter.ts";
 import { InvalidArgumentError, SetupError } from "../../lib/nvme/errors.ts";
-import { IrqIndex, VfioInterrupts } from "../../lib/vfio/irq.ts";
+import { gateFor, IrqIndex, MsixMaskGate, msixTable, VectorGate, VfioInterrupts } from "../../lib/vfio/irq.ts";
 import { VfioIoctl } from "../../lib/vfio/vfio.ts";
 
 // ---- IdlePolicy: a pure function of (completions, clock) ----
@@ -371,4 +371,111 @@ test("hub: full and bad options are InvalidArgumentError; remove frees the slot"
     const b = hub.add(efds[3]);
     assert.equal(b.word.slot, a.word.slot, "slot reused");
   }, 4, 4);
+});
+
+test("VectorGate: one SET_IRQS on its vector alone (eventfd to turn on, -1 to turn off), only on a change", () => {
+  const f = fakeVfio({ [IrqIndex.MSIX]: 65 }, new Set());
+  const irqs = VfioInterrupts.enable(f.libc, fakeDevice(), { vectors: 3 });
+  const spec = irqs.gateSpec(2)!;
+  assert.deepEqual(spec, { deviceFd: 7, index: IrqIndex.MSIX, vector: 2, eventfd: 102 });
+  const gate = new VectorGate(f.libc, spec);
+  assert.equal(gate.masked, true, "state unknown until the first change: not believed on");
+  const n0 = f.calls.length;
+  gate.mask();
+  gate.mask();
+  assert.equal(gate.masked, true);
+  gate.unmask();
+  gate.unmask();
+  assert.equal(gate.masked, false);
+  const sets = f.calls.slice(n0);
+  assert.equal(sets.length, 2, "a repeated call is a no-op");
+  // argsz 24; DATA_EVENTFD | ACTION_TRIGGER; MSI-X; start 2; count 1.
+  assert.deepEqual(sets[0].words, [24, (1 << 2) | (1 << 5), 2, 2, 1]);
+  assert.deepEqual(sets[0].data, [-1], "off: the eventfd detached");
+  assert.deepEqual(sets[1].words, [24, (1 << 2) | (1 << 5), 2, 2, 1]);
+  assert.deepEqual(sets[1].data, [102], "on: the vector's eventfd again");
+  irqs.close();
+  assert.equal(irqs.gateSpec(2), null, "no gate once closed");
+});
+
+test("VectorGate: a failed ioctl leaves the vector on for good; MSI and INTx have no gate", () => {
+  const f = fakeVfio({ [IrqIndex.MSIX]: 65 }, new Set());
+  const irqs = VfioInterrupts.enable(f.libc, fakeDevice(), { vectors: 2 });
+  const gate = new VectorGate(f.libc, irqs.gateSpec(1)!);
+  gate.unmask();
+  const failing = { ...f.libc, ioctlPtr: () => -1, errno: () => 9 } as unknown as Libc;
+  const bad = new VectorGate(failing, irqs.gateSpec(1)!);
+  bad.unmask();
+  assert.equal(bad.masked, false, "never believed off after a failed turn-on");
+  assert.equal(bad.failed, 9);
+  bad.mask();
+  assert.equal(bad.masked, false, "mask is off for good after a failure: sleeps can always be woken");
+  const m = fakeVfio({ [IrqIndex.MSIX]: 0, [IrqIndex.MSI]: 1 }, new Set());
+  const msi = VfioInterrupts.enable(m.libc, fakeDevice(), { vectors: 1 });
+  assert.equal(msi.kind, "msi");
+  assert.equal(msi.gateSpec(0), null);
+});
+
+test("IrqWaiter with a gate: arm turns the vector on before the count snapshot, disarm turns it off", async () => {
+  await withHub(async (hub, libc, [efd]) => {
+    const log: string[] = [];
+    let on = true; // as VfioInterrupts.enable leaves it; the gate makes repeated calls no-ops
+    const gate = {
+      get masked() {
+        return !on;
+      },
+      mask: () => on && (on = false, log.push("mask")),
+      unmask: () => !on && (on = true, log.push("unmask")),
+    };
+    const irq = new IrqWaiter(hub.add(efd).word, gate);
+    assert.equal(irq.gated, true);
+    irq.disarm();
+    irq.arm();
+    irq.arm(); // already on: no second call
+    const one = new Uint8Array(8);
+    one[0] = 1;
+    libc.write(efd, one);
+    assert.equal(await irq.sleep(), true);
+    irq.disarm();
+    irq.disarm();
+    assert.deepEqual(log, ["mask", "unmask", "mask"]);
+    assert.equal(new IrqWaiter(irq.word).gated, false);
+  });
+});
+
+test("MSI-X table located from config space; MsixMaskGate stores Vector Control's mask bit, keeping the reserved bits", () => {
+  // Config space: status with a capability list, MSI (05h) at 0x50 -> MSI-X (11h) at 0x70, table in BAR0 at 0x2000.
+  const cfg = new Uint8Array(256);
+  const dv = new DataView(cfg.buffer);
+  dv.setUint16(0x06, 0x10, true);
+  cfg[0x34] = 0x50;
+  cfg[0x50] = 0x05;
+  cfg[0x51] = 0x70;
+  cfg[0x70] = 0x11;
+  cfg[0x71] = 0;
+  dv.setUint32(0x74, 0x2000 | 0, true);
+  const read = (o: number, n: number) => cfg.slice(o, o + n);
+  assert.deepEqual(msixTable(read), { bar: 0, offset: 0x2000 });
+  dv.setUint16(0x06, 0, true);
+  assert.equal(msixTable(read), null, "no capability list");
+
+  const f = fakeVfio({ [IrqIndex.MSIX]: 65 }, new Set());
+  const irqs = VfioInterrupts.enable(f.libc, fakeDevice(), { vectors: 3 });
+  const spec = irqs.gateSpec(2, { bar: 0, offset: 0x2000 })!;
+  assert.equal(spec.vectorControl, 0x2000 + 2 * 16 + 12 - 0x1000, "entry 2's Vector Control, from BAR0 + 0x1000");
+  assert.equal(irqs.gateSpec(2, { bar: 2, offset: 0 })!.vectorControl, undefined, "a table in another BAR: no MMIO gate");
+  const bar = new Uint32Array(0x3000 / 4); // BAR0 from 0x1000
+  bar[spec.vectorControl! / 4] = 0xf0; // reserved bits set
+  const n0 = f.calls.length;
+  const gate = gateFor(spec, bar, f.libc);
+  assert.ok(gate instanceof MsixMaskGate);
+  gate.mask();
+  assert.equal(bar[spec.vectorControl! / 4], 0xf1);
+  gate.unmask();
+  gate.unmask();
+  assert.equal(bar[spec.vectorControl! / 4], 0xf0);
+  assert.equal(gate.masked, false);
+  assert.equal(f.calls.length, n0, "no ioctl");
+  assert.ok(gateFor(irqs.gateSpec(2)!, bar, f.libc) instanceof VectorGate, "without a table location: the ioctl gate");
+  assert.ok(gateFor(spec, null, f.libc) instanceof VectorGate, "without a BAR view: the ioctl gate");
 });
