@@ -186,7 +186,7 @@ if (!values["no-scaling"]) {
     if (targets.length < (extra.length ? 2 : 1)) continue;
     for (const rt of rts) {
       const script = rt === "deno" ? ["run", "-A", "scripts/bench-workers.ts"] : ["scripts/bench-workers.ts"];
-      const r = spawnSync(rt, [...script, ...targets, "--workers", extra.length ? "1,2" : "1,2", "--ms", "3000", "--warm-ms", "3000", "--json", ...extra], { encoding: "utf8" });
+      const r = spawnSync(rt, [...script, ...targets, "--workers", "1,2", "--ms", "3000", "--warm-ms", "3000", "--json", ...extra], { encoding: "utf8" });
       if (r.status !== 0) {
         out(`${rt} ${what}: failed ${r.stderr.split("\n").slice(-3).join(" ")}`);
         continue;

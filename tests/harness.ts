@@ -36,3 +36,15 @@ export function test(name: string, fn: Fn, opts: TestOptions = {}): void {
 
 /** Name of the runtime running the tests. */
 export const runtime: "deno" | "bun" = isBun ? "bun" : "deno";
+
+/** A small seeded PRNG (mulberry32), so a failing random test can be replayed from its printed seed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

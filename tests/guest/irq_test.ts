@@ -25,22 +25,10 @@ import { NvmeStatusError } from "../../lib/nvme/errors.ts";
 import { Fid, IoOpc } from "../../lib/nvme/spec.ts";
 import { irqInfo, VfioInterrupts } from "../../lib/vfio/irq.ts";
 import { VfioTransport } from "../../lib/vfio/transport.ts";
-import { firstDiff, inGuest, PCI, randomBytes, runtime } from "./util.ts";
+import { firstDiff, inGuest, PCI, procMsix, randomBytes, runtime } from "./util.ts";
 
 const skip = { ignore: !inGuest };
 
-/** Interrupt counts per vfio-msix vector of `pci` in /proc/interrupts (all CPUs summed). */
-function procMsix(pci: string): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const line of readFileSync("/proc/interrupts", "utf8").split("\n")) {
-    const v = line.match(/vfio-msix\[(\d+)\]\(([^)]+)\)/);
-    if (!v || v[2] !== pci) continue;
-    const cols = line.match(/^\s*\w+:((?:\s+\d+)+)/);
-    const n = cols ? cols[1].trim().split(/\s+/).reduce((a, c) => a + Number(c), 0) : 0;
-    out.set(Number(v[1]), n);
-  }
-  return out;
-}
 
 /** What the kernel says about these fds and every epoll fd of the process (for a failure message). */
 function fdReport(fds: readonly number[]): string {

@@ -1,6 +1,6 @@
 /** Helpers for tests that run inside the QEMU guest (scripts/guest.sh). */
 import { execFileSync, spawnSync } from "node:child_process";
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import process from "node:process";
 
 /** True inside the guest started by scripts/guest.sh. */
@@ -78,4 +78,16 @@ export function firstDiff(a: Uint8Array, b: Uint8Array): number {
   if (a.length !== b.length) return Math.min(a.length, b.length);
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
   return -1;
+}
+
+/** Interrupt counts per vfio-msix vector of `pci` in /proc/interrupts (all CPUs summed). */
+export function procMsix(pci: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const line of readFileSync("/proc/interrupts", "utf8").split("\n")) {
+    const v = line.match(/vfio-msix\[(\d+)\]\(([^)]+)\)/);
+    if (!v || v[2] !== pci) continue;
+    const cols = line.match(/^\s*\w+:((?:\s+\d+)+)/);
+    out.set(Number(v[1]), cols ? cols[1].trim().split(/\s+/).reduce((a, c) => a + Number(c), 0) : 0);
+  }
+  return out;
 }

@@ -3,11 +3,10 @@
  * controllers driven at once from one process (one Worker each).
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import process from "node:process";
 import { test } from "../harness.ts";
 import { NVMeDev } from "../../lib/dev.ts";
-import { inGuest, PCI, runtime } from "./util.ts";
+import { inGuest, PCI, procMsix, runtime } from "./util.ts";
 
 const skip = { ignore: !inGuest };
 const PCIS = (process.env.TSNVME_PCIS ?? "").split(" ").filter(Boolean);
@@ -119,17 +118,6 @@ test("two controllers at once: one process, one Worker per controller, IO on bot
   }
 }, skip);
 
-/** Interrupt counts per vfio-msix vector of `pci` in /proc/interrupts (all CPUs summed). */
-function procMsix(pci: string): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const line of readFileSync("/proc/interrupts", "utf8").split("\n")) {
-    const v = line.match(/vfio-msix\[(\d+)\]\(([^)]+)\)/);
-    if (!v || v[2] !== pci) continue;
-    const cols = line.match(/^\s*\w+:((?:\s+\d+)+)/);
-    out.set(Number(v[1]), cols ? cols[1].trim().split(/\s+/).reduce((a, c) => a + Number(c), 0) : 0);
-  }
-  return out;
-}
 
 test("NVMeDev.open uses MSI-X by default (adaptive); interrupt mode sleeps on it: the queue's count equals /proc/interrupts", async () => {
   {

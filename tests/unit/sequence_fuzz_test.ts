@@ -10,7 +10,7 @@
  * every rejection typed, every view of freed or closed memory empty.
  */
 import assert from "node:assert/strict";
-import { test } from "../harness.ts";
+import { rng, test } from "../harness.ts";
 import { NVMeDev } from "../../lib/dev.ts";
 import type { Namespace } from "../../lib/io/namespace.ts";
 import { NvmeError, NvmeTimeoutError } from "../../lib/nvme/errors.ts";
@@ -25,16 +25,6 @@ const envSeed = (globalThis as { process?: { env: Record<string, string | undefi
   .TSNVME_FUZZ_SEED;
 const SEED = envSeed ? Number(envSeed) : (Math.random() * 2 ** 31) >>> 0;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A buffer as the user sees it, and what it must hold. */
 interface Buf {

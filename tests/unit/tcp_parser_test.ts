@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { test } from "../harness.ts";
+import { rng, test } from "../harness.ts";
 import { PduParser, type PduRole } from "../../lib/tcp/parser.ts";
 import { ProtocolError } from "../../lib/nvme/errors.ts";
 import {
@@ -17,17 +17,6 @@ import {
   writeR2t,
 } from "../../lib/tcp/pdu.ts";
 
-/** A small seeded PRNG (mulberry32), so a failing split can be replayed from its printed seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function bytes(n: number, seed: number): Uint8Array {
   return Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7) & 0xff);
