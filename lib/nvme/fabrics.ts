@@ -4,8 +4,8 @@
  * return SQEs in the same 16-dword form as lib/nvme/command.ts.
  * @module
  */
-import type { Sqe } from "../nvme/command.ts";
-import { InvalidArgumentError } from "../nvme/errors.ts";
+import type { Sqe } from "./command.ts";
+import { InvalidArgumentError } from "./errors.ts";
 
 /** The Fabrics command opcode. */
 export const FABRICS_OPCODE = 0x7f;
