@@ -30,6 +30,8 @@ export { ADMIN_IN_CAPSULE, ArrivalWaiter, DEFAULT_TCP_MAX_TRANSFER, TcpRing, typ
 export { TcpQueue, type TcpQueueOptions } from "./queue.ts";
 export { IdCtrl, TcpController, type TcpControllerOptions, type TcpNamespaceInfo } from "./host.ts";
 export * from "./discovery.ts";
+export * from "./target-string.ts";
+export * from "./host-identity.ts";
 export { type TargetController, type TargetFault, type TargetNamespace, TcpTarget, type TcpTargetOptions } from "./target.ts";
 export { ConnectionLostError, ProtocolError, type ProtocolReason } from "../nvme/errors.ts";
 export { NvmeError } from "../nvme/errors.ts";
