@@ -22,7 +22,7 @@ NQN=nqn.2024-01.io.tsnvme:reconnect C=/sys/kernel/config/nvmet
 S=$C/subsystems/$NQN P=$C/ports/21
 truncate -s 16M /tmp/reconnect.img
 mkdir $S && echo 1 > $S/attr_allow_any_host && mkdir $S/namespaces/1 &&
-  echo -n /tmp/reconnect.img > $S/namespaces/1/device_path && echo 1 > $S/namespaces/1/enable &&
+  echo -n /tmp/reconnect.img > $S/namespaces/1/device_path && echo 1 > $S/namespaces/1/buffered_io && echo 1 > $S/namespaces/1/enable &&
   mkdir $P && echo tcp > $P/addr_trtype && echo ipv4 > $P/addr_adrfam && echo 127.0.0.1 > $P/addr_traddr &&
   echo 4421 > $P/addr_trsvcid && ln -s $S $P/subsystems/$NQN || { bad "nvmet setup"; finish; }
 ok "nvmet listening on 127.0.0.1:4421"
