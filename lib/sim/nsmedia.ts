@@ -4,7 +4,7 @@
  * model, so a target exports a namespace of a real controller. Asynchronous:
  * the model keeps commands on it pending and completes them through its
  * front end. Data goes straight through: a buffer from the device's
- * `allocBuffer` (see {@link NamespaceMedia.allocBuffer}) is DMA'd in place,
+ * `allocBuffer` (see {@link NamespaceMedia.alloc}) is DMA'd in place,
  * any other buffer takes the device's bounce path.
  *
  * Types only come from lib/dev.ts, so importing this module loads no VFIO or
@@ -13,10 +13,27 @@
  */
 import type { NVMeDev } from "../dev.ts";
 import type { Namespace } from "../io/namespace.ts";
-import type { AsyncMedia } from "./media.ts";
+import type { AsyncMedia, MediaDone } from "./media.ts";
 import type { ModelIdentity, ModelNamespace, ModelOptions } from "./engine.ts";
 
-/** A namespace of an open NVMeDev as {@link AsyncMedia}. Offsets and lengths are whole blocks of the namespace. */
+/** The NVMe status field a failed backing IO reports: the backing controller's own when it has one. */
+export function statusOf(e: unknown): number {
+  const st = (e as { status?: { sct?: unknown; sc?: unknown; dnr?: unknown } } | null)?.status;
+  if (st && typeof st.sct === "number" && typeof st.sc === "number") {
+    return ((st.sct & 7) << 8) | (st.sc & 0xff) | (st.dnr ? DNR : 0);
+  }
+  return INTERNAL_ERROR;
+}
+
+const DNR = 1 << 14;
+const INTERNAL_ERROR = 0x006;
+
+/**
+ * A namespace of an open NVMeDev as {@link AsyncMedia}. Offsets and lengths
+ * are whole blocks of the namespace. Reads and writes take the namespace's
+ * callback path (no Promise per IO); when every queue slot is taken they wait
+ * in a backlog that drains as completions come.
+ */
 export class NamespaceMedia implements AsyncMedia {
   /** Asynchronous media. */
   readonly async = true as const;
@@ -29,6 +46,8 @@ export class NamespaceMedia implements AsyncMedia {
   /** The backing namespace. */
   readonly ns: Namespace;
   readonly #shift: number;
+  readonly #backlog: (() => boolean)[] = [];
+  readonly #fail: (done: MediaDone, e: unknown) => void = (done, e) => done(statusOf(e));
 
   /** Back media with namespace `nsid` of `dev`. */
   constructor(dev: NVMeDev, nsid: number) {
@@ -39,14 +58,14 @@ export class NamespaceMedia implements AsyncMedia {
     this.#shift = Math.log2(this.blockSize);
   }
 
-  /** DMA memory of the backing device, for front ends that want IO without a copy. */
-  allocBuffer(bytes: number): Uint8Array {
+  /** DMA memory of the backing device: IO from and to it needs no copy. */
+  alloc(bytes: number): Uint8Array {
     return this.dev.allocBuffer(bytes);
   }
 
-  /** Release a buffer from {@link allocBuffer}. */
-  freeBuffer(buf: Uint8Array): void {
-    this.dev.freeBuffer(buf);
+  /** Release a buffer from {@link alloc}. */
+  free(buf: Uint8Array): void {
+    if (!this.dev.closed) this.dev.freeBuffer(buf);
   }
 
   #lba(off: number): number {
@@ -54,36 +73,91 @@ export class NamespaceMedia implements AsyncMedia {
     return off >>> 0 === off ? off >>> this.#shift : Math.floor(off / this.blockSize);
   }
 
-  /** Read whole blocks at byte offset `off` into `dst`. */
-  read(off: number, dst: Uint8Array): Promise<void> {
-    try {
-      return this.ns.read(this.#lba(off), dst);
-    } catch (e) {
-      return Promise.reject(e);
+  #cb(done: MediaDone): (err: unknown) => void {
+    return (err) => {
+      done(err === null ? 0 : statusOf(err));
+      this.#drain();
+    };
+  }
+
+  #drain(): void {
+    const q = this.#backlog;
+    while (q.length > 0) {
+      let ok: boolean;
+      try {
+        ok = q[0]();
+      } catch {
+        ok = true; // the submit reported its failure through the callback
+      }
+      if (!ok) return;
+      q.shift();
     }
+  }
+
+  #submit(go: () => boolean, done: MediaDone): void {
+    if (this.#backlog.length > 0) {
+      this.#backlog.push(go);
+      return;
+    }
+    try {
+      if (!go()) this.#backlog.push(go);
+    } catch (e) {
+      done(statusOf(e));
+    }
+  }
+
+  /** Read whole blocks at byte offset `off` into `dst`. */
+  read(off: number, dst: Uint8Array, done: MediaDone): void {
+    const cb = this.#cb(done);
+    let lba: number;
+    try {
+      lba = this.#lba(off);
+    } catch (e) {
+      return this.#fail(done, e);
+    }
+    this.#submit(() => {
+      try {
+        return this.ns.submitRead(lba, dst, cb);
+      } catch (e) {
+        cb(e);
+        return true;
+      }
+    }, done);
   }
 
   /** Write whole blocks at byte offset `off`. */
-  write(off: number, src: Uint8Array): Promise<void> {
+  write(off: number, src: Uint8Array, done: MediaDone): void {
+    const cb = this.#cb(done);
+    let lba: number;
     try {
-      return this.ns.write(this.#lba(off), src);
+      lba = this.#lba(off);
     } catch (e) {
-      return Promise.reject(e);
+      return this.#fail(done, e);
     }
+    this.#submit(() => {
+      try {
+        return this.ns.submitWrite(lba, src, cb);
+      } catch (e) {
+        cb(e);
+        return true;
+      }
+    }, done);
   }
 
   /** Zero whole blocks with Write Zeroes on the backing namespace. */
-  zero(off: number, len: number): Promise<void> {
+  zero(off: number, len: number, done: MediaDone): void {
+    let p: Promise<void>;
     try {
-      return this.ns.writeZeroes(this.#lba(off), len / this.blockSize);
+      p = this.ns.writeZeroes(this.#lba(off), len / this.blockSize);
     } catch (e) {
-      return Promise.reject(e);
+      return this.#fail(done, e);
     }
+    p.then(() => done(0), (e) => done(statusOf(e)));
   }
 
   /** Flush the backing namespace. */
-  flush(): Promise<void> {
-    return this.ns.flush();
+  flush(done: MediaDone): void {
+    this.ns.flush().then(() => done(0), (e) => done(statusOf(e)));
   }
 
   /** Nothing of its own to release: the device stays open. */

@@ -12,7 +12,7 @@ import {
   PENDING,
   transferDirection,
 } from "../../lib/sim/engine.ts";
-import { type AsyncMedia, MemMedia } from "../../lib/sim/media.ts";
+import { type AsyncMedia, type MediaDone, MemMedia } from "../../lib/sim/media.ts";
 import { AdminOpc, CC, Cns, CSTS, IoOpc, LogId } from "../../lib/nvme/spec.ts";
 import { decodeIdentifyController, decodeIdentifyNamespace } from "../../lib/nvme/identify.ts";
 import { SimStatus as S } from "../../lib/sim/options.ts";
@@ -171,41 +171,36 @@ test("engine: write then read through a split data port; compare, write zeroes, 
   assert.equal(m.execute(1, rw(IoOpc.READ, 20, 9, 0, 1), r2), S.INVALID_NAMESPACE | DNR);
 });
 
-/** MemMedia behind a Promise that resolves when the test says so. */
+/** MemMedia whose operations complete when the test says so. */
 class GatedMedia implements AsyncMedia {
   readonly async = true as const;
   readonly mem: MemMedia;
   readonly size: number;
   readonly gates: (() => void)[] = [];
-  failNext: unknown = null;
+  failNext = 0;
   constructor(size: number) {
     this.mem = new MemMedia(size);
     this.size = size;
   }
-  #later(f: () => void): Promise<void> {
+  #later(f: () => void, done: MediaDone): void {
     const fail = this.failNext;
-    this.failNext = null;
-    return new Promise<void>((res, rej) => {
-      this.gates.push(() => {
-        if (fail) rej(fail);
-        else {
-          f();
-          res();
-        }
-      });
+    this.failNext = 0;
+    this.gates.push(() => {
+      if (!fail) f();
+      done(fail);
     });
   }
-  read(off: number, dst: Uint8Array): Promise<void> {
-    return this.#later(() => this.mem.read(off, dst));
+  read(off: number, dst: Uint8Array, done: MediaDone): void {
+    this.#later(() => this.mem.read(off, dst), done);
   }
-  write(off: number, src: Uint8Array): Promise<void> {
-    return this.#later(() => this.mem.write(off, src));
+  write(off: number, src: Uint8Array, done: MediaDone): void {
+    this.#later(() => this.mem.write(off, src), done);
   }
-  zero(off: number, len: number): Promise<void> {
-    return this.#later(() => this.mem.zero(off, len));
+  zero(off: number, len: number, done: MediaDone): void {
+    this.#later(() => this.mem.zero(off, len), done);
   }
-  flush(): Promise<void> {
-    return this.#later(() => {});
+  flush(done: MediaDone): void {
+    this.#later(() => {}, done);
   }
   close(): void {}
   open(): void {
@@ -213,9 +208,7 @@ class GatedMedia implements AsyncMedia {
   }
 }
 
-const settle = () => new Promise<void>((r) => setTimeout(r, 0));
-
-test("engine: async media completes through the front end; failures map to the backing status", async () => {
+test("engine: async media complete through the front end, without a Promise; failures keep their status", () => {
   const fe = front();
   const media = new GatedMedia(1 << 20);
   const m = model({ namespaces: [{ media, blockSize: 512 }] }, fe);
@@ -224,33 +217,27 @@ test("engine: async media completes through the front end; failures map to the b
   w.parts[0].set(data.subarray(0, 1024));
   w.parts[1].set(data.subarray(1024));
   assert.equal(m.execute(1, rw(IoOpc.WRITE, 5, 1, 8, 8), w), PENDING);
-  await settle();
   assert.equal(fe.done.length, 0, "nothing completes before the media does");
   media.open();
-  await settle();
   assert.deepEqual(fe.done, [{ qid: 1, cid: 5, sf: 0, dw0: 0 }]);
   const r = new BufferPort(new Uint8Array(4096));
   assert.equal(m.execute(1, rw(IoOpc.READ, 6, 1, 8, 8), r), PENDING);
   media.open();
-  await settle();
   assert.deepEqual(fe.done[1], { qid: 1, cid: 6, sf: 0, dw0: 0 });
   assert.deepEqual(r.buf, data);
   // Compare, flush and write zeroes go through the media too.
   assert.equal(m.execute(1, rw(IoOpc.COMPARE, 7, 1, 8, 8), new BufferPort(data.slice())), PENDING);
   assert.equal(m.execute(1, sqe(IoOpc.FLUSH, 8, 1), new BufferPort()), PENDING);
   media.open();
-  await settle();
   assert.deepEqual(fe.done.slice(2).map((d) => [d.cid, d.sf]), [[7, 0], [8, 0]]);
-  // The backing controller's media error comes back as that status, with DNR, and lands in the error log.
-  media.failNext = Object.assign(new Error("unrecovered"), { status: { sct: 2, sc: 0x81 } });
+  // The media's failure status comes back with DNR and lands in the error log.
+  media.failNext = 0x281;
   assert.equal(m.execute(1, rw(IoOpc.READ, 9, 1, 0, 1), r), PENDING);
   media.open();
-  await settle();
   assert.deepEqual(fe.done[4], { qid: 1, cid: 9, sf: 0x281 | DNR, dw0: 0 });
-  media.failNext = new Error("no status");
+  media.failNext = S.WRITE_FAULT;
   assert.equal(m.execute(1, rw(IoOpc.WRITE, 10, 1, 0, 1), new BufferPort(new Uint8Array(512))), PENDING);
   media.open();
-  await settle();
   assert.equal(fe.done[5].sf, S.WRITE_FAULT | DNR);
   const log = new BufferPort(new Uint8Array(128));
   assert.equal(m.execute(0, sqe(AdminOpc.GET_LOG_PAGE, 11, 0, { 10: LogId.ERROR | (31 << 16) }), log), 0);
@@ -333,4 +320,45 @@ test("engine: transfer lengths known before data moves (TCP R2T/C2HData sizing)"
   assert.equal(transferDirection(AdminOpc.KEEP_ALIVE), DataDir.NONE);
   assert.equal(transferDirection(IoOpc.READ), DataDir.TO_HOST);
   assert.equal(transferDirection(AdminOpc.SET_FEATURES), DataDir.TO_CONTROLLER);
+});
+
+test("engine: a fabrics model reports the fabrics Identify fields, serves the fabrics admin set and keeps KATO", () => {
+  const m = model({ cntlid: 2, fabrics: { inCapsule: 8192, maxcmd: 128, sgls: 0x100005 }, identity: { subnqn: "nqn.2024-01.io.example:disk1" } });
+  const p = new BufferPort(new Uint8Array(4096));
+  assert.equal(m.execute(0, sqe(AdminOpc.IDENTIFY, 1, 0, { 10: Cns.CONTROLLER }), p), 0);
+  const dv = new DataView(p.buf.buffer);
+  assert.equal(dv.getUint32(1792, true), (64 + 8192) / 16, "IOCCSZ");
+  assert.equal(dv.getUint32(1796, true), 1, "IORCSZ");
+  assert.equal(dv.getUint32(536, true), 0x100005, "SGLS");
+  assert.equal(dv.getUint16(514, true), 128, "MAXCMD");
+  assert.equal(dv.getUint16(256, true), 0, "OACS: no format, firmware, namespace management");
+  assert.equal(p.buf[111], 1, "an I/O controller");
+  assert.equal(new TextDecoder().decode(p.buf.subarray(768, 768 + 28)), "nqn.2024-01.io.example:disk1");
+  assert.equal(p.buf[768 + 28], 0);
+  assert.equal(m.execute(0, sqe(AdminOpc.FORMAT_NVM, 2, 1), new BufferPort()), S.INVALID_OPCODE | DNR);
+  assert.equal(m.execute(0, sqe(AdminOpc.NS_MANAGEMENT, 3, 0), new BufferPort()), S.INVALID_OPCODE | DNR);
+  // Keep Alive Timer: Connect sets it, Set/Get Features reach it.
+  m.setKeepAlive(5000);
+  assert.equal(m.execute(0, sqe(AdminOpc.GET_FEATURES, 4, 0, { 10: 0x0f }), new BufferPort()), 0);
+  assert.equal(m.dw0, 5000);
+  assert.equal(m.execute(0, sqe(AdminOpc.SET_FEATURES, 5, 0, { 10: 0x0f, 11: 15000 }), new BufferPort()), 0);
+  assert.equal(m.keepAliveMs, 15000);
+  // The front end allocates data buffers from the namespace's media where it has DMA memory.
+  assert.ok(m.mediaOf(1));
+  assert.equal(m.mediaOf(9), undefined);
+  // A PCIe-profile model keeps the full admin set.
+  const full = model();
+  assert.equal(full.execute(0, sqe(AdminOpc.IDENTIFY, 1, 0, { 10: Cns.CONTROLLER }), p), 0);
+  assert.equal(new DataView(p.buf.buffer).getUint16(256, true) & 0x1e, 0x1e);
+});
+
+test("engine: a namespace change reaches an outstanding AER and the Changed Namespace List", () => {
+  const fe = front();
+  const m = model({}, fe);
+  assert.equal(m.execute(0, sqe(AdminOpc.ASYNC_EVENT_REQUEST, 9), new BufferPort()), PENDING);
+  m.notifyNamespaceChanged(2);
+  assert.deepEqual(fe.done, [{ qid: 0, cid: 9, sf: 0, dw0: 2 | (LogId.CHANGED_NS << 16) }]);
+  const log = new BufferPort(new Uint8Array(4096));
+  assert.equal(m.execute(0, sqe(AdminOpc.GET_LOG_PAGE, 10, 0, { 10: LogId.CHANGED_NS | (1023 << 16) }), log), 0);
+  assert.deepEqual([...new Uint32Array(log.buf.buffer, 0, 2)], [2, 0]);
 });
