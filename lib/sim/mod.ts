@@ -35,3 +35,5 @@ export type {
   SharedMemory,
   Transport,
 } from "../nvme/transport.ts";
+export { identityOf, modelOptionsOf, NamespaceMedia, namespaceOf } from "./nsmedia.ts";
+export type { BackingDevice, BackingNamespace } from "./nsmedia.ts";

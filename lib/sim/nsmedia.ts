@@ -7,14 +7,54 @@
  * `allocBuffer` (see {@link NamespaceMedia.alloc}) is DMA'd in place,
  * any other buffer takes the device's bounce path.
  *
- * Types only come from lib/dev.ts, so importing this module loads no VFIO or
- * FFI code.
+ * The device is described structurally ({@link BackingDevice}: any NVMeDev
+ * fits), so importing this module loads no VFIO or FFI code.
  * @module
  */
-import type { NVMeDev } from "../dev.ts";
-import type { Namespace } from "../io/namespace.ts";
 import type { AsyncMedia, MediaDone } from "./media.ts";
 import type { ModelIdentity, ModelNamespace, ModelOptions } from "./engine.ts";
+
+/** What NamespaceMedia uses of a namespace (lib/io's Namespace of an open NVMeDev fits). */
+export interface BackingNamespace {
+  /** Bytes per logical block. */
+  readonly blockSize: number;
+  /** Size in blocks. */
+  readonly blockCount: number;
+  /** Callback read; false, sending nothing, when no queue slot is free. */
+  submitRead(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
+  /** Callback write; false when no queue slot is free. */
+  submitWrite(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
+  /** Write Zeroes. */
+  writeZeroes(lba: number, blocks: number): Promise<void>;
+  /** Flush. */
+  flush(): Promise<void>;
+}
+
+/** What this module uses of an open device (an NVMeDev fits). */
+export interface BackingDevice {
+  /** Identity and limits. */
+  readonly info: {
+    readonly serial: string;
+    readonly model: string;
+    readonly firmware: string;
+    readonly vid: number;
+    readonly ssvid: number;
+    readonly maxTransferBytes: number;
+    readonly vwc: boolean;
+  };
+  /** Raw Identify Controller data. */
+  readonly controller: { readonly identifyData: Uint8Array };
+  /** True once closed. */
+  readonly closed: boolean;
+  /** An active namespace. */
+  ns(nsid: number): BackingNamespace;
+  /** Active namespace IDs. */
+  nsList(): number[];
+  /** DMA memory. */
+  allocBuffer(bytes: number): Uint8Array;
+  /** Release DMA memory. */
+  freeBuffer(buf: Uint8Array): void;
+}
 
 /** The NVMe status field a failed backing IO reports: the backing controller's own when it has one. */
 export function statusOf(e: unknown): number {
@@ -42,15 +82,15 @@ export class NamespaceMedia implements AsyncMedia {
   /** Logical block size of the backing namespace. */
   readonly blockSize: number;
   /** The backing device (not owned: {@link close} leaves it open). */
-  readonly dev: NVMeDev;
+  readonly dev: BackingDevice;
   /** The backing namespace. */
-  readonly ns: Namespace;
+  readonly ns: BackingNamespace;
   readonly #shift: number;
   readonly #backlog: (() => boolean)[] = [];
   readonly #fail: (done: MediaDone, e: unknown) => void = (done, e) => done(statusOf(e));
 
   /** Back media with namespace `nsid` of `dev`. */
-  constructor(dev: NVMeDev, nsid: number) {
+  constructor(dev: BackingDevice, nsid: number) {
     this.dev = dev;
     this.ns = dev.ns(nsid);
     this.blockSize = this.ns.blockSize;
@@ -168,7 +208,7 @@ export class NamespaceMedia implements AsyncMedia {
  * Namespace `nsid` of `dev` as a {@link ModelNamespace} for the controller
  * model (block size checked: the model serves 512 and 4096).
  */
-export function namespaceOf(dev: NVMeDev, nsid: number): ModelNamespace {
+export function namespaceOf(dev: BackingDevice, nsid: number): ModelNamespace {
   const media = new NamespaceMedia(dev, nsid);
   if (media.blockSize !== 512 && media.blockSize !== 4096) {
     throw new RangeError(`namespace ${nsid}: block size ${media.blockSize} is not one the model serves (512 or 4096)`);
@@ -184,7 +224,7 @@ const ID_IEEE = 73;
  * serial, model, firmware revision and IEEE OUI, so a target reports the
  * controller it exports.
  */
-export function identityOf(dev: NVMeDev): ModelIdentity {
+export function identityOf(dev: BackingDevice): ModelIdentity {
   const raw = dev.controller.identifyData;
   return {
     vid: dev.info.vid,
@@ -204,7 +244,7 @@ export function identityOf(dev: NVMeDev): ModelIdentity {
  * controller's). The serial is the backing one; give front ends a different
  * one where two models must be told apart.
  */
-export function modelOptionsOf(dev: NVMeDev, nsids: number[] = dev.nsList()): ModelOptions {
+export function modelOptionsOf(dev: BackingDevice, nsids: number[] = dev.nsList()): ModelOptions {
   const identity = identityOf(dev);
   const pages = Math.max(1, Math.floor(dev.info.maxTransferBytes / 4096));
   return {
