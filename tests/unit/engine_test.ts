@@ -362,3 +362,67 @@ test("engine: a namespace change reaches an outstanding AER and the Changed Name
   assert.equal(m.execute(0, sqe(AdminOpc.GET_LOG_PAGE, 10, 0, { 10: LogId.CHANGED_NS | (1023 << 16) }), log), 0);
   assert.deepEqual([...new Uint32Array(log.buf.buffer, 0, 2)], [2, 0]);
 });
+
+test("engine: a fabrics model through Linux 6.1's bring-up order (shared/notes/nvme-tcp.md section 5) passes the initiator's checks", () => {
+  const fe = front();
+  const m = new ControllerModel({
+    serial: "FAB1",
+    cntlid: 2,
+    fabrics: { inCapsule: 8192, maxcmd: 128, sgls: 0x100005 },
+    identity: { subnqn: "nqn.2024-01.io.example:disk1" },
+    namespaces: [{ size: 8 << 20, blockSize: 512 }],
+  }, fe);
+  // Connect carried KATO 5000; CC without EN, then with EN; CSTS.RDY follows.
+  m.setKeepAlive(5000);
+  m.setCc(0x460000);
+  assert.equal(m.ready, false);
+  m.setCc(0x460001);
+  assert.equal(m.csts & CSTS.RDY, CSTS.RDY);
+  // Identify CNS 1: cntlid as Connect returned, KAS != 0, SGLS bit 0, ICDOFF 0, IOCCSZ, MAXCMD, VER >= 1.3, LPA bit 1.
+  const id = new BufferPort(new Uint8Array(4096));
+  const run = (cmd: Uint32Array, port: BufferPort = new BufferPort()) => {
+    const len = m.transferLength(0, cmd);
+    if (transferDirection(cmd[0] & 0xff) === DataDir.TO_HOST) port.buf = new Uint8Array(len); // C2HData of that size
+    return m.execute(0, cmd, port);
+  };
+  assert.equal(run(sqe(AdminOpc.IDENTIFY, 0x1000, 0, { 10: Cns.CONTROLLER }), id), 0);
+  const dv = new DataView(id.buf.buffer);
+  assert.equal(dv.getUint16(78, true), 2);
+  assert.notEqual(dv.getUint16(320, true), 0);
+  assert.equal(dv.getUint32(536, true) & 3, 1);
+  assert.equal(dv.getUint16(1800, true), 0);
+  assert.equal(dv.getUint32(1792, true) * 16, 64 + 8192);
+  assert.equal(dv.getUint16(514, true), 128);
+  assert.ok(dv.getUint32(80, true) >= 0x10300);
+  assert.equal(id.buf[261] & 2, 2, "LPA: commands supported and effects log");
+  assert.equal(run(sqe(AdminOpc.GET_LOG_PAGE, 0x1001, 0, { 10: LogId.CMD_EFFECTS | (1023 << 16) })), 0);
+  // ONCS advertises Timestamp: Linux sets it, 8 bytes in-capsule.
+  const ts = new Uint8Array(8);
+  new DataView(ts.buffer).setUint32(0, 123456, true);
+  assert.equal(run(sqe(AdminOpc.SET_FEATURES, 0x1002, 0, { 10: 0x0e }), new BufferPort(ts)), 0);
+  assert.equal(run(sqe(AdminOpc.GET_LOG_PAGE, 0x1003, 0xffffffff, { 10: LogId.SMART | (127 << 16) })), 0);
+  // Set Features Number of Queues: granted counts in dw0; IO Connects follow.
+  assert.equal(run(sqe(AdminOpc.SET_FEATURES, 0x1004, 0, { 10: 0x07, 11: 0x10001 })), 0);
+  assert.equal(m.dw0, 0x10001);
+  m.noteIoQueueCreated();
+  assert.equal(run(sqe(AdminOpc.SET_FEATURES, 0x1005, 0, { 10: 0x07, 11: 0x30003 })), S.COMMAND_SEQUENCE_ERROR | DNR);
+  // AEN: Set Features 0x0B, then an AER that stays held.
+  assert.equal(run(sqe(AdminOpc.SET_FEATURES, 0x1006, 0, { 10: 0x0b, 11: 0x300 })), 0);
+  assert.equal(run(sqe(AdminOpc.ASYNC_EVENT_REQUEST, 0x1007)), PENDING);
+  // Namespace scan: CNS 6, 2, 3, 0.
+  const p = new BufferPort();
+  assert.equal(run(sqe(AdminOpc.IDENTIFY, 0x1008, 0, { 10: 0x06 }), p), 0);
+  assert.equal(run(sqe(AdminOpc.IDENTIFY, 0x1009, 0, { 10: Cns.ACTIVE_NS_LIST }), p), 0);
+  assert.deepEqual([...new Uint32Array(p.buf.buffer, 0, 2)], [1, 0]);
+  assert.equal(run(sqe(AdminOpc.IDENTIFY, 0x100a, 1, { 10: Cns.NS_DESCRIPTORS }), p), 0);
+  assert.equal(p.buf[0], 1, "a namespace identifier descriptor (EUI-64)");
+  assert.equal(run(sqe(AdminOpc.IDENTIFY, 0x100b, 1, { 10: Cns.NAMESPACE }), p), 0);
+  assert.equal(decodeIdentifyNamespace(p.buf).blockSize, 512);
+  assert.equal(run(sqe(AdminOpc.KEEP_ALIVE, 0x100c)), 0);
+  assert.equal(run(sqe(AdminOpc.GET_FEATURES, 0x100d, 0, { 10: 0x0f })), 0);
+  assert.equal(m.dw0, 5000);
+  // Teardown: CC with SHN = 01b, CSTS.SHST complete.
+  m.setCc(0x464001);
+  assert.equal(m.csts & CSTS.SHST_MASK, CSTS.SHST_COMPLETE);
+  assert.equal(fe.done.length, 0, "the AER is still held");
+});
