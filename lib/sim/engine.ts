@@ -46,6 +46,7 @@
  * @module
  */
 import { AdminOpc, CC, Cns, CSTS, Fid, IoOpc } from "../nvme/spec.ts";
+import { IdCtrlOffset, IdNsOffset } from "../nvme/identify.ts";
 import { type AnyMedia, type AsyncMedia, FileMedia, type MediaDone, MemMedia } from "./media.ts";
 import { LogId, SIM_DEFAULTS, SimCns, type SimNamespaceOptions, type SimOptions, SimStatus as S } from "./options.ts";
 
@@ -259,20 +260,39 @@ const NOT_ON_FABRICS = new Set<number>([
   AdminOpc.NS_MANAGEMENT, AdminOpc.NS_ATTACHMENT, AdminOpc.CREATE_IO_SQ, AdminOpc.CREATE_IO_CQ, AdminOpc.DELETE_IO_SQ,
   AdminOpc.DELETE_IO_CQ,
 ]);
-/** Identify Controller offsets of the fabrics fields. */
-const IdFabrics = {
+/** Identify Controller offsets beyond lib/nvme/identify.ts's IdCtrlOffset (NVMe 1.4 / 2.0, NVMe-oF 1.1). */
+const IdCtrlMore = {
+  RAB: 72,
+  IEEE: 73,
+  OAES: 92,
   CTRATT: 96,
-  OACS: 256,
-  FRMW: 260,
+  CNTRLTYPE: 111,
+  NPSS: 263,
+  WCTEMP: 266,
+  CCTEMP: 268,
+  TNVMCAP: 280,
+  UNVMCAP: 296,
+  EDSTT: 316,
   KAS: 320,
-  SANICAP: 328,
   MAXCMD: 514,
+  OCFS: 534,
   SGLS: 536,
+  MNAN: 540,
+  SUBNQN: 768,
   IOCCSZ: 1792,
   IORCSZ: 1796,
   ICDOFF: 1800,
   FCATT: 1802,
   MSDBD: 1803,
+  PSD0: 2048,
+} as const;
+
+/** Identify Namespace offsets beyond IdNsOffset. */
+const IdNsMore = {
+  DLFEAT: 33,
+  NVMCAP: 48,
+  NGUID: 104,
+  EUI64: 120,
 } as const;
 
 const FEATURE_DEFAULTS: Record<number, number> = {
@@ -847,83 +867,83 @@ export class ControllerModel {
   }
 
   #idCtrl(d: Uint8Array, dv: DataView): void {
-    const o = this.#o;
-    const id = this.#id;
-    dv.setUint16(0, id.vid ?? 0x1d1d, true);
-    dv.setUint16(2, id.ssvid ?? 0x1d1d, true);
-    padAscii(d, 4, 20, this.#serial);
-    padAscii(d, 24, 40, o.model);
-    padAscii(d, 64, 8, this.#fwSlots[this.#fwActive - 1]);
-    d[72] = 6;
-    d.set(id.ieee ?? [0x53, 0x4e, 0x54], 73);
-    d[77] = o.mdts;
-    dv.setUint16(78, this.#cntlid, true);
-    dv.setUint32(80, 0x00010400, true);
-    dv.setUint32(88, 1_000_000, true);
-    dv.setUint32(92, 0x300, true);
-    d[111] = 1;
-    dv.setUint16(256, 0x1e, true);
-    d[258] = 3;
-    d[259] = 3;
-    d[260] = (o.fwSlot1ReadOnly ? 1 : 0) | (o.fwSlots << 1) | 0x10;
-    d[261] = 0x0e;
-    d[262] = 15;
-    d[263] = 0;
-    dv.setUint16(266, 343, true);
-    dv.setUint16(268, 373, true);
-    setU64(dv, 280, this.#capacity);
-    setU64(dv, 296, this.#capacity - this.#usedBytes());
-    dv.setUint16(316, 1, true);
-    d[319] = o.fwug;
-    dv.setUint32(328, o.sanicap & 7, true);
-    d[512] = 0x66;
-    d[513] = 0x44;
-    dv.setUint16(514, 0, true);
-    dv.setUint32(516, o.maxNamespaces, true);
-    dv.setUint16(520, 0x1dd, true);
-    d[524] = 0x04;
-    d[525] = o.vwc ? 0x07 : 0x06;
-    dv.setUint16(534, 1, true);
-    dv.setUint32(540, o.maxNamespaces, true);
-    padAscii(d, 768, 256, id.subnqn ?? `nqn.2024-01.io.tsnvme:sim:${this.#serial}`);
-    for (let i = 768 + 255; i >= 768 && d[i] === 0x20; i--) d[i] = 0;
+    const o = this.#o, id = this.#id, C = IdCtrlOffset, X = IdCtrlMore;
+    dv.setUint16(C.VID, id.vid ?? 0x1d1d, true);
+    dv.setUint16(C.SSVID, id.ssvid ?? 0x1d1d, true);
+    padAscii(d, C.SN, 20, this.#serial);
+    padAscii(d, C.MN, 40, o.model);
+    padAscii(d, C.FR, 8, this.#fwSlots[this.#fwActive - 1]);
+    d[X.RAB] = 6;
+    d.set(id.ieee ?? [0x53, 0x4e, 0x54], X.IEEE);
+    d[C.MDTS] = o.mdts;
+    dv.setUint16(C.CNTLID, this.#cntlid, true);
+    dv.setUint32(C.VER, 0x00010400, true);
+    dv.setUint32(C.RTD3E, 1_000_000, true);
+    dv.setUint32(X.OAES, 0x300, true); // namespace attribute and firmware activation notices
+    d[X.CNTRLTYPE] = 1; // I/O controller
+    dv.setUint16(C.OACS, 0x1e, true); // format, firmware, namespace management, self-test
+    d[C.ACL] = 3;
+    d[C.AERL] = 3;
+    d[C.FRMW] = (o.fwSlot1ReadOnly ? 1 : 0) | (o.fwSlots << 1) | 0x10;
+    d[C.LPA] = 0x0e; // commands supported and effects, extended data, telemetry (as before the split)
+    d[C.ELPE] = 15;
+    d[X.NPSS] = 0;
+    dv.setUint16(X.WCTEMP, 343, true);
+    dv.setUint16(X.CCTEMP, 373, true);
+    setU64(dv, X.TNVMCAP, this.#capacity);
+    setU64(dv, X.UNVMCAP, this.#capacity - this.#usedBytes());
+    dv.setUint16(X.EDSTT, 1, true);
+    d[C.FWUG] = o.fwug;
+    dv.setUint32(C.SANICAP, o.sanicap & 7, true);
+    d[C.SQES] = 0x66;
+    d[C.CQES] = 0x44;
+    dv.setUint16(X.MAXCMD, 0, true);
+    dv.setUint32(C.NN, o.maxNamespaces, true);
+    dv.setUint16(C.ONCS, 0x1dd, true);
+    d[C.FNA] = 0x04;
+    d[C.VWC] = o.vwc ? 0x07 : 0x06;
+    dv.setUint16(X.OCFS, 1, true);
+    dv.setUint32(X.MNAN, o.maxNamespaces, true);
+    padAscii(d, X.SUBNQN, 256, id.subnqn ?? `nqn.2024-01.io.tsnvme:sim:${this.#serial}`);
+    for (let i = X.SUBNQN + 255; i >= X.SUBNQN && d[i] === 0x20; i--) d[i] = 0;
     const f = this.#fabrics;
     if (f) {
-      dv.setUint32(IdFabrics.CTRATT, f.ctratt ?? 1, true);
-      dv.setUint16(IdFabrics.OACS, 0, true);
-      d[IdFabrics.FRMW] = 1 | (1 << 1); // one read-only slot: firmware is the backing controller's
-      dv.setUint16(IdFabrics.KAS, f.kas ?? 10, true);
-      dv.setUint32(IdFabrics.SANICAP, 0, true);
-      dv.setUint16(IdFabrics.MAXCMD, f.maxcmd, true);
-      dv.setUint32(IdFabrics.SGLS, f.sgls, true);
-      dv.setUint32(IdFabrics.IOCCSZ, (64 + f.inCapsule) / 16, true);
-      dv.setUint32(IdFabrics.IORCSZ, 1, true);
-      dv.setUint16(IdFabrics.ICDOFF, 0, true);
-      d[IdFabrics.FCATT] = 0; // dynamic controller model
-      d[IdFabrics.MSDBD] = 1;
+      dv.setUint32(X.CTRATT, f.ctratt ?? 1, true);
+      dv.setUint16(C.OACS, 0, true);
+      d[C.FRMW] = 1 | (1 << 1); // one read-only slot: firmware is the backing controller's
+      dv.setUint16(X.KAS, f.kas ?? 10, true);
+      dv.setUint32(C.SANICAP, 0, true);
+      dv.setUint16(X.MAXCMD, f.maxcmd, true);
+      dv.setUint32(X.SGLS, f.sgls, true);
+      dv.setUint32(X.IOCCSZ, (64 + f.inCapsule) / 16, true);
+      dv.setUint32(X.IORCSZ, 1, true);
+      dv.setUint16(X.ICDOFF, 0, true);
+      d[X.FCATT] = 0; // dynamic controller model
+      d[X.MSDBD] = 1;
     }
-    dv.setUint16(2048, 2500, true);
+    dv.setUint16(X.PSD0, 2500, true); // power state 0: 25 W
   }
 
   #idNs(d: Uint8Array, dv: DataView, ns: Ns | null): void {
-    d[25] = LBAF_DS.length - 1;
+    const N = IdNsOffset, X = IdNsMore;
+    d[N.NLBAF] = LBAF_DS.length - 1;
     for (let i = 0; i < LBAF_DS.length; i++) {
-      d[128 + 4 * i + 2] = LBAF_DS[i];
-      d[128 + 4 * i + 3] = LBAF_DS[i] === 12 ? 0 : 2;
+      d[N.LBAF + 4 * i + 2] = LBAF_DS[i];
+      d[N.LBAF + 4 * i + 3] = LBAF_DS[i] === 12 ? 0 : 2; // relative performance
     }
-    d[33] = 0x09;
-    dv.setUint16(74, 128, true);
-    dv.setUint32(76, 1024, true);
-    d[80] = 7;
+    d[X.DLFEAT] = 0x09; // deallocated blocks read zero; Write Zeroes may deallocate
+    dv.setUint16(N.MSSRL, 128, true);
+    dv.setUint32(N.MCL, 1024, true);
+    d[N.MSRC] = 7;
     if (!ns) return;
     const blocks = this.#blocks(ns);
-    setU64(dv, 0, blocks);
-    setU64(dv, 8, blocks);
-    setU64(dv, 16, blocks);
-    d[26] = ns.lbaf;
-    setU64(dv, 48, ns.media.size);
-    d.set(ns.nguid, 104);
-    d.set(ns.nguid.subarray(8, 16), 120);
+    setU64(dv, N.NSZE, blocks);
+    setU64(dv, N.NCAP, blocks);
+    setU64(dv, N.NUSE, blocks);
+    d[N.FLBAS] = ns.lbaf;
+    setU64(dv, X.NVMCAP, ns.media.size);
+    d.set(ns.nguid, X.NGUID);
+    d.set(ns.nguid.subarray(8, 16), X.EUI64);
   }
 
   #blocks(ns: Ns): number {
