@@ -234,6 +234,36 @@ export function withDnr(status: number): number {
   return status | DNR;
 }
 
+/** The NVMe status a rejected media Promise maps to: the backing controller's own when the error carries one. */
+function mediaStatus(e: unknown, fallback: number): number {
+  const st = (e as { status?: { sct?: unknown; sc?: unknown } } | null)?.status;
+  if (st && typeof st.sct === "number" && typeof st.sc === "number") return ((st.sct & 7) << 8) | (st.sc & 0xff);
+  return fallback;
+}
+
+/** Wire a media operation that returned a Promise (instead of calling `done`) to `done`. */
+function settle(r: void | Promise<void>, done: MediaDone, failSt: number): void {
+  if (r != null && typeof (r as Promise<void>).then === "function") {
+    (r as Promise<void>).then(() => done(0), (e) => done(mediaStatus(e, failSt)));
+  }
+}
+
+function mRead(m: AsyncMedia, off: number, dst: Uint8Array, done: MediaDone): void {
+  settle(m.read(off, dst, done), done, S.UNRECOVERED_READ_ERROR);
+}
+
+function mWrite(m: AsyncMedia, off: number, src: Uint8Array, done: MediaDone): void {
+  settle(m.write(off, src, done), done, S.WRITE_FAULT);
+}
+
+function mZero(m: AsyncMedia, off: number, len: number, done: MediaDone): void {
+  settle(m.zero(off, len, done), done, S.WRITE_FAULT);
+}
+
+function mFlush(m: AsyncMedia, done: MediaDone): void {
+  settle(m.flush(done), done, S.WRITE_FAULT);
+}
+
 /** A MediaDone that calls `then` once `n` operations completed, with the first failure (or 0). */
 function all(n: number, then: MediaDone): MediaDone {
   let left = n, err = 0;
@@ -1233,7 +1263,7 @@ export class ControllerModel {
     for (const ns of targets as Ns[]) {
       ns.lbaf = lbaf;
       const m = ns.media;
-      if (m.async) m.zero(0, m.size, done!);
+      if (m.async) mZero(m, 0, m.size, done!);
       else m.zero(0, m.size);
     }
     return done ? PENDING : 0;
@@ -1460,13 +1490,13 @@ export class ControllerModel {
         for (const ns of this.#ns.values()) if (ns.attached && ns.media.async) slow.push(ns.media);
         if (!slow.length) return 0;
         const done = all(slow.length, this.#done(qid, cmd));
-        for (const m of slow) m.flush(done);
+        for (const m of slow) mFlush(m, done);
         return PENDING;
       }
       const ns = this.#ns.get(nsid);
       if (!ns?.attached) return S.INVALID_NAMESPACE;
       if (!ns.media.async) return 0;
-      ns.media.flush(this.#done(qid, cmd));
+      mFlush(ns.media, this.#done(qid, cmd));
       return PENDING;
     }
     const ns = this.#ns.get(nsid);
@@ -1511,7 +1541,7 @@ export class ControllerModel {
       case IoOpc.WRITE_ZEROES:
         if (slba + nlb > blocks) return S.LBA_OUT_OF_RANGE;
         if (ns.media.async) {
-          ns.media.zero(slba * bs, nlb * bs, this.#done(qid, cmd));
+          mZero(ns.media, slba * bs, nlb * bs, this.#done(qid, cmd));
           return PENDING;
         }
         ns.media.zero(slba * bs, nlb * bs);
@@ -1534,7 +1564,7 @@ export class ControllerModel {
         const m = ns.media;
         if (m.async) {
           const done = all(ranges.length, this.#done(qid, cmd));
-          for (const [s, n] of ranges) m.zero(s * bs, n * bs, done);
+          for (const [s, n] of ranges) mZero(m, s * bs, n * bs, done);
           return PENDING;
         }
         for (const [s, n] of ranges) m.zero(s * bs, n * bs);
@@ -1585,23 +1615,23 @@ export class ControllerModel {
     const port = this.#port;
     if (opc === IoOpc.COMPARE) {
       const host = this.#gather(len), media = new Uint8Array(len);
-      m.read(off, media, this.#done(qid, cmd, () => sameBytes(host, media) ? 0 : S.COMPARE_FAILURE));
+      mRead(m, off, media, this.#done(qid, cmd, () => sameBytes(host, media) ? 0 : S.COMPARE_FAILURE));
       return PENDING;
     }
     const write = opc === IoOpc.WRITE;
     const n = port.count;
     const done = this.#done(qid, cmd, write ? () => this.#countWrite(len) : () => this.#countRead(len));
     if (n === 1) {
-      if (write) m.write(off, port.segment(0), done);
-      else m.read(off, port.segment(0), done);
+      if (write) mWrite(m, off, port.segment(0), done);
+      else mRead(m, off, port.segment(0), done);
       return PENDING;
     }
     // Segments are taken now: the port is the front end's again once execute returns.
     const each = all(n, done);
     for (let i = 0; i < n; i++) {
       const s = port.segment(i);
-      if (write) m.write(off, s, each);
-      else m.read(off, s, each);
+      if (write) mWrite(m, off, s, each);
+      else mRead(m, off, s, each);
       off += s.length;
     }
     return PENDING;
@@ -1666,11 +1696,11 @@ function copyAsync(m: AsyncMedia, src: [number, number][], slba: number, bs: num
     if (sf) return done(sf);
     let p = slba * bs;
     for (const b of parts) {
-      m.write(p, b, written);
+      mWrite(m, p, b, written);
       p += b.length;
     }
   });
-  src.forEach(([s], i) => m.read(s * bs, parts[i], read));
+  src.forEach(([s], i) => mRead(m, s * bs, parts[i], read));
 }
 
 const SANITIZE_ALLOWED = new Set<number>([

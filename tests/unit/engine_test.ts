@@ -84,6 +84,14 @@ class SplitPort implements DataPort {
   segment(i: number): Uint8Array {
     return this.parts[i];
   }
+  fill(data: Uint8Array): this {
+    let o = 0;
+    for (const p of this.parts) {
+      p.set(data.subarray(o, o + p.length));
+      o += p.length;
+    }
+    return this;
+  }
   joined(): Uint8Array {
     const out = new Uint8Array(this.parts.reduce((a, p) => a + p.length, 0));
     let o = 0;
@@ -425,4 +433,56 @@ test("engine: a fabrics model through Linux 6.1's bring-up order (shared/notes/n
   m.setCc(0x464001);
   assert.equal(m.csts & CSTS.SHST_MASK, CSTS.SHST_COMPLETE);
   assert.equal(fe.done.length, 0, "the AER is still held");
+});
+
+test("engine: async media may complete by Promise instead of the callback; a rejection keeps its NVMe status", async () => {
+  let wake: (() => void) | null = null;
+  const fe = front();
+  const record = fe.complete;
+  fe.complete = (qid, cid, sf, dw0) => {
+    record(qid, cid, sf, dw0);
+    wake?.();
+  };
+  const mem = new MemMedia(1 << 20);
+  let fail: unknown = null;
+  const later = (f: () => void) =>
+    new Promise<void>((res, rej) =>
+      setTimeout(() => {
+        const e = fail;
+        fail = null;
+        if (e) rej(e);
+        else {
+          f();
+          res();
+        }
+      }, 0)
+    );
+  const media: AsyncMedia = {
+    async: true,
+    size: mem.size,
+    read: (off, dst) => later(() => mem.read(off, dst)),
+    write: (off, src) => later(() => mem.write(off, src)),
+    zero: (off, len) => later(() => mem.zero(off, len)),
+    flush: () => later(() => {}),
+    close: () => {},
+  };
+  const m = model({ namespaces: [{ media, blockSize: 512 }] }, fe);
+  const wait = async (n: number) => {
+    while (fe.done.length < n) await new Promise<void>((r) => (wake = r));
+  };
+  const data = bytes(1024, 9);
+  assert.equal(m.execute(1, rw(IoOpc.WRITE, 1, 1, 4, 2), new SplitPort([512, 512]).fill(data)), PENDING);
+  await wait(1);
+  const r = new BufferPort(new Uint8Array(1024));
+  assert.equal(m.execute(1, rw(IoOpc.READ, 2, 1, 4, 2), r), PENDING);
+  await wait(2);
+  assert.deepEqual(fe.done.map((d) => [d.cid, d.sf]), [[1, 0], [2, 0]]);
+  assert.deepEqual(r.buf, data);
+  fail = Object.assign(new Error("backing media error"), { status: { sct: 2, sc: 0x81 } });
+  assert.equal(m.execute(1, rw(IoOpc.READ, 3, 1, 0, 1), r), PENDING);
+  await wait(3);
+  fail = new Error("no status");
+  assert.equal(m.execute(1, sqe(IoOpc.FLUSH, 4, 1), new BufferPort()), PENDING);
+  await wait(4);
+  assert.deepEqual(fe.done.slice(2).map((d) => [d.cid, d.sf]), [[3, 0x281 | DNR], [4, S.WRITE_FAULT | DNR]]);
 });
