@@ -57,10 +57,18 @@ import { formatRegisters, readRegisterBlock, readRegisters, registersToJson } fr
 import { ioPassthru } from "../lib/io/passthru.ts";
 import { NVMeDev } from "../lib/dev.ts";
 import { traceCommands } from "./verbose.ts";
-import { NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
+import { ControllerFatalError, InvalidArgumentError, NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
 import { encodeStatus, IoOpc, LogId } from "../lib/nvme/spec.ts";
 import { nvmeCliStatusLine } from "../lib/admin/status.ts";
 import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
+import { Uint64 } from "../lib/admin/identify.ts";
+import { decodeIdentifyController } from "../lib/nvme/identify.ts";
+import { getLogPageCmd } from "../lib/nvme/command.ts";
+import { TcpController } from "../lib/tcp/host.ts";
+import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, DiscEntry, type DiscoveryEntry, LID_DISCOVERY, SubType, TRTYPE_TCP } from "../lib/tcp/discovery.ts";
+import { DISCOVERY_NQN } from "../lib/tcp/fabrics.ts";
+import { formatTcpTarget, isTcpTarget, parseDiscoveryTarget, parseTcpTarget, type TcpTargetAddress } from "../lib/tcp/target-string.ts";
+import { resolveHostIdentity } from "../lib/tcp/host-identity.ts";
 
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
 function progress(text: string | null): void {
@@ -246,6 +254,384 @@ function nsAttachment(verb: "attach" | "detach"): Command {
     },
   };
 }
+
+// ---------------------------------------------------------------- NVMe over Fabrics (TCP)
+// nvme-cli's discover/connect-all/connect over tsnvme's own TCP host. A userspace driver makes no
+// kernel device: "connect" resolves discovery entries into tcp:// target strings the device
+// commands take (id-ctrl tcp://HOST:PORT/NQN, read, write, ...).
+
+/** nvme-cli's NVMF_OPTS subset that applies to a userspace TCP host. */
+const fabricsOptions: Options = {
+  transport: { type: "string", short: "t" },
+  traddr: { type: "string", short: "a" },
+  trsvcid: { type: "string", short: "s" },
+  nqn: { type: "string", short: "n" },
+  hostnqn: { type: "string", short: "q" },
+  hostid: { type: "string", short: "I" },
+  "hdr-digest": { type: "boolean", short: "g" },
+  "data-digest": { type: "boolean", short: "G" },
+};
+
+/** libnvme's strings for discovery log fields (arg_str: "unrecognized" outside the table). */
+const pick = (t: readonly (string | undefined)[], i: number) => t[i] ?? "unrecognized";
+const TRTYPE: (string | undefined)[] = [];
+Object.assign(TRTYPE, { 1: "rdma", 2: "fc", 3: "tcp", 254: "loop" });
+const ADRFAM = ["pci", "ipv4", "ipv6", "infiniband", "fibre-channel"];
+const SUBTYPE = [undefined, "discovery subsystem referral", "nvme subsystem", "current discovery subsystem"];
+const TREQ = ["not specified", "required", "not required", undefined, "not specified, sq flow control disable supported"];
+const EFLAGS = [
+  "none",
+  "explicit discovery connections",
+  "duplicate discovery information",
+  "explicit discovery connections, duplicate discovery information",
+  "no cdc connectivity",
+  "explicit discovery connections, no cdc connectivity",
+  "duplicate discovery information, no cdc connectivity",
+  "explicit discovery connections, duplicate discovery information, no cdc connectivity",
+];
+const SECTYPE = ["none", "tls", "tls13"];
+const RDMA_PRTYPE = [undefined, "not specified", "infiniband", "roce", "roce-v2", "iwarp"];
+const RDMA_QPTYPE = [undefined, "connected", "datagram"];
+const RDMA_CMS = [undefined, "rdma-cm"];
+/** TSAS bytes (offsets within the TSAS field) for TCP and RDMA entries. */
+const Tsas = { TCP_SECTYPE: 0, RDMA_QPTYPE: 0, RDMA_PRTYPE: 1, RDMA_CMS: 2, RDMA_PKEY: 8 } as const;
+const TRTYPE_RDMA = 1;
+
+/** One discovery log record with the fields nvme-cli prints, decoded from the raw log. */
+interface DiscRecord {
+  entry: DiscoveryEntry;
+  eflags: number;
+  tsas: Uint8Array;
+}
+
+function discRecords(log: Uint8Array): { genctr: bigint; records: DiscRecord[] } {
+  const { genctr } = decodeDiscoveryHeader(log);
+  const records = decodeDiscoveryLog(log).map((entry, i) => {
+    const o = (i + 1) * DISC_RECORD_SIZE;
+    return { entry, eflags: log[o + DiscEntry.EFLAGS] | (log[o + DiscEntry.EFLAGS + 1] << 8), tsas: log.subarray(o + DiscEntry.TSAS, o + DISC_RECORD_SIZE) };
+  });
+  return { genctr, records };
+}
+
+/** `nvme discover`'s normal output (print_discovery_log). */
+function formatDiscovery(genctr: bigint, records: DiscRecord[]): string {
+  let s = `\nDiscovery Log Number of Records ${records.length}, Generation counter ${genctr}\n`;
+  records.forEach(({ entry: e, eflags, tsas }, i) => {
+    s += `=====Discovery Log Entry ${i}======\n` +
+      `trtype:  ${pick(TRTYPE, e.trtype)}\nadrfam:  ${e.traddr ? pick(ADRFAM, e.adrfam) : ""}\n` +
+      `subtype: ${pick(SUBTYPE, e.subtype)}\ntreq:    ${pick(TREQ, e.treq)}\nportid:  ${e.portid}\n` +
+      `trsvcid: ${e.trsvcid}\nsubnqn:  ${e.subnqn}\ntraddr:  ${e.traddr}\neflags:  ${pick(EFLAGS, eflags)}\n`;
+    if (e.trtype === TRTYPE_TCP) s += `sectype: ${pick(SECTYPE, tsas[Tsas.TCP_SECTYPE])}\n`;
+    if (e.trtype === TRTYPE_RDMA) {
+      s += `rdma_prtype: ${pick(RDMA_PRTYPE, tsas[Tsas.RDMA_PRTYPE])}\nrdma_qptype: ${pick(RDMA_QPTYPE, tsas[Tsas.RDMA_QPTYPE])}\n` +
+        `rdma_cms:    ${pick(RDMA_CMS, tsas[Tsas.RDMA_CMS])}\nrdma_pkey: 0x${rdmaPkey(tsas).toString(16).padStart(4, "0")}\n`;
+    }
+  });
+  return s;
+}
+
+const rdmaPkey = (tsas: Uint8Array) => tsas[Tsas.RDMA_PKEY] | (tsas[Tsas.RDMA_PKEY + 1] << 8);
+
+/** `nvme discover -o json` (json_discovery_log). */
+function discoveryToJson(genctr: bigint, records: DiscRecord[]): string {
+  return toNvmeCliJson({
+    genctr: new Uint64(genctr),
+    records: records.map(({ entry: e, eflags, tsas }) => ({
+      trtype: pick(TRTYPE, e.trtype),
+      adrfam: pick(ADRFAM, e.adrfam),
+      subtype: pick(SUBTYPE, e.subtype),
+      treq: pick(TREQ, e.treq),
+      portid: e.portid,
+      trsvcid: e.trsvcid,
+      subnqn: e.subnqn.trimEnd(),
+      traddr: e.traddr,
+      eflags: pick(EFLAGS, eflags),
+      ...(e.trtype === TRTYPE_TCP ? { sectype: pick(SECTYPE, tsas[Tsas.TCP_SECTYPE]) } : {}),
+      ...(e.trtype === TRTYPE_RDMA
+        ? {
+          rdma_prtype: pick(RDMA_PRTYPE, tsas[Tsas.RDMA_PRTYPE]),
+          rdma_qptype: pick(RDMA_QPTYPE, tsas[Tsas.RDMA_QPTYPE]),
+          rdma_cms: pick(RDMA_CMS, tsas[Tsas.RDMA_CMS]),
+          rdma_pkey: rdmaPkey(tsas),
+        }
+        : {}),
+    })),
+  });
+}
+
+/** A parse error of a target string is a usage error (exit 2), not a device failure. */
+function usageOnBadArg<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof InvalidArgumentError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+/**
+ * The controller a fabrics command names: a `tcp://HOST[:PORT][/NQN]` argument or nvme-cli's
+ * `-t tcp -a HOST -s PORT -n NQN`. Discovery defaults to port 8009 and the discovery NQN.
+ */
+function fabricsTarget(arg: string | undefined, values: Values, discovery: boolean): TcpTargetAddress {
+  const nqn = values.nqn as string | undefined;
+  const parse = (s: string) => usageOnBadArg(() => discovery ? parseDiscoveryTarget(s) : parseTcpTarget(s));
+  if (arg !== undefined) {
+    if (values.transport !== undefined || values.traddr !== undefined || values.trsvcid !== undefined) {
+      throw new UsageError("give a tcp:// target or --transport/--traddr/--trsvcid, not both");
+    }
+    if (!isTcpTarget(arg)) throw new UsageError(`not a tcp:// target: ${arg}`);
+    const t = parse(arg);
+    if (nqn !== undefined) {
+      const named = parseTcpTarget(arg, { defaultNqn: "" }).subnqn;
+      if (named !== "" && named !== nqn) throw new UsageError(`--nqn ${nqn} differs from the target's ${named}`);
+      return usageOnBadArg(() => parseTcpTarget(formatTcpTarget({ ...t, subnqn: nqn })));
+    }
+    return t;
+  }
+  const tr = values.transport as string | undefined;
+  if (tr === undefined) throw new UsageError("required argument [--transport | -t] not specified (or give tcp://HOST[:PORT])");
+  if (tr !== "tcp") throw new UsageError(`transport ${tr} is not supported (only tcp)`);
+  const addr = values.traddr as string | undefined;
+  if (addr === undefined) throw new UsageError("required argument [--traddr | -a] not specified for transport tcp");
+  const host = addr.includes(":") && !addr.startsWith("[") ? `[${addr}]` : addr;
+  const svc = values.trsvcid as string | undefined;
+  return parse(`tcp://${host}${svc !== undefined ? `:${svc}` : ""}/${nqn ?? ""}`);
+}
+
+/** Host NQN/ID (options, else /etc/nvme, else generated) and digests for a fabrics connection. */
+function fabricsHost(values: Values) {
+  const id = usageOnBadArg(() => resolveHostIdentity({ hostnqn: values.hostnqn as string | undefined, hostid: values.hostid as string | undefined }));
+  return { ...id, digests: { hdgst: !!values["hdr-digest"], ddgst: !!values["data-digest"] } };
+}
+
+/** Get Log Page `lid` from offset 0, `bytes` long, in pieces the controller takes. */
+async function fabricsLog(c: TcpController, lid: number, bytes: number): Promise<Uint8Array> {
+  const out = new Uint8Array(bytes);
+  const step = Math.max(4096, Math.floor(c.maxTransfer / 4096) * 4096);
+  const b = c.memory.allocDma(Math.min(bytes, step));
+  try {
+    for (let o = 0; o < bytes; o += step) {
+      const n = Math.min(step, bytes - o);
+      await c.admin.qp.submit(getLogPageCmd(lid, n, { nsid: 0, offset: o }), b.iova, n);
+      out.set(b.bytes.subarray(0, n), o);
+    }
+    return out;
+  } finally {
+    c.memory.freeDma(b);
+  }
+}
+
+/**
+ * The whole discovery log, header and records, as libnvme 1.3 reads it: header, header plus
+ * records, header again; again while GENCTR moved (at most `tries` times).
+ */
+async function readDiscoveryLog(t: TcpTargetAddress, values: Values, tries = 10): Promise<Uint8Array> {
+  const h = fabricsHost(values);
+  const c = await TcpController.connect({ host: t.host, port: t.port, subnqn: t.subnqn, hostnqn: h.hostnqn, hostid: h.hostid, digests: h.digests, ioQueues: 0, katoMs: 0 });
+  try {
+    for (let i = 0; i < tries; i++) {
+      const h1 = decodeDiscoveryHeader(await fabricsLog(c, LID_DISCOVERY, DISC_RECORD_SIZE));
+      const all = await fabricsLog(c, LID_DISCOVERY, DISC_RECORD_SIZE * (h1.numrec + 1));
+      const h2 = decodeDiscoveryHeader(await fabricsLog(c, LID_DISCOVERY, DISC_RECORD_SIZE));
+      const mid = decodeDiscoveryHeader(all);
+      if (h1.genctr === mid.genctr && mid.genctr === h2.genctr && mid.numrec === h1.numrec) return all;
+    }
+    throw new ControllerFatalError(`discovery log kept changing over ${tries} reads`);
+  } finally {
+    await c.shutdown().catch(() => c.close());
+  }
+}
+
+/** The tcp:// target string of a discovery record (the string the device commands take). */
+function recordTarget(e: DiscoveryEntry): string {
+  return formatTcpTarget({ host: e.traddr, port: Number(e.trsvcid), subnqn: e.subnqn });
+}
+
+/** One path of a subsystem as connect-all reports it. */
+interface FabricsPath {
+  target: string;
+  entry: DiscoveryEntry;
+  state: string;
+  cntlid?: number;
+}
+
+/** list-subsys's layout: subsystem, then one line per path (target, transport, address, state). */
+function formatSubsystems(paths: FabricsPath[]): string {
+  let s = "";
+  for (const [nqn, ps] of groupBy(paths)) {
+    s += `${nqn} - NQN=${nqn}\n\\\n`;
+    for (const p of ps) s += ` +- ${p.target} tcp traddr=${p.entry.traddr},trsvcid=${p.entry.trsvcid} ${p.state}\n`;
+  }
+  return s;
+}
+
+function groupBy(paths: FabricsPath[]): Map<string, FabricsPath[]> {
+  const m = new Map<string, FabricsPath[]>();
+  for (const p of paths) m.set(p.entry.subnqn, [...(m.get(p.entry.subnqn) ?? []), p]);
+  return m;
+}
+
+/** list-subsys -o json's shape: host, then subsystems with their paths. */
+function subsystemsToJson(paths: FabricsPath[], host: { hostnqn: string; hostidText: string }): string {
+  return toNvmeCliJson([{
+    HostNQN: host.hostnqn,
+    HostID: host.hostidText,
+    Subsystems: [...groupBy(paths)].map(([nqn, ps]) => ({
+      Name: nqn,
+      NQN: nqn,
+      Paths: ps.map((p) => ({
+        Name: p.target,
+        Transport: "tcp",
+        Address: `traddr=${p.entry.traddr},trsvcid=${p.entry.trsvcid}`,
+        State: p.state,
+        ...(p.cntlid !== undefined ? { Cntlid: p.cntlid } : {}),
+      })),
+    })),
+  }]);
+}
+
+/** Connect to one IO controller (admin queue only), read its cntlid, shut it down. */
+async function probeController(target: string, values: Values): Promise<{ cntlid: number; model: string }> {
+  const t = parseTcpTarget(target);
+  const h = fabricsHost(values);
+  const c = await TcpController.connect({ host: t.host, port: t.port, subnqn: t.subnqn, hostnqn: h.hostnqn, hostid: h.hostid, digests: h.digests, ioQueues: 0 });
+  try {
+    return { cntlid: c.cntlid, model: decodeIdentifyController(c.identify).model };
+  } finally {
+    await c.shutdown().catch(() => c.close());
+  }
+}
+
+/** A fabrics command's failure to reach the target: nvme-cli's one line on stderr, exit status 1. */
+async function reach<T>(name: string, f: () => Promise<T>): Promise<T | number> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof NvmeStatusError) throw e;
+    process.stderr.write(`${name}: ${(e as Error).message ?? String(e)}\n`);
+    return 1;
+  }
+}
+
+/** NVM subsystem paths a discovery log leads to, following referrals (each discovery controller once). */
+async function discoverPaths(t: TcpTargetAddress, values: Values, seen = new Set<string>()): Promise<DiscoveryEntry[]> {
+  seen.add(formatTcpTarget(t));
+  const { records } = discRecords(await readDiscoveryLog(t, values));
+  const out: DiscoveryEntry[] = [];
+  for (const { entry: e } of records) {
+    if (e.trtype !== TRTYPE_TCP) continue; // as nvme-cli: only entries of the transport asked
+    if (e.subtype === SubType.NVM) out.push(e);
+    if (e.subtype === SubType.REFERRAL) {
+      const ref = { host: e.traddr, port: Number(e.trsvcid), subnqn: e.subnqn || DISCOVERY_NQN };
+      if (!seen.has(formatTcpTarget(ref))) out.push(...await discoverPaths(ref, values, seen));
+    }
+  }
+  return out;
+}
+
+const fabricsCommands: Record<string, Command> = {
+  "discover": {
+    summary: "Discover NVMe/TCP subsystems (read a discovery controller's log)",
+    usage: "discover [tcp://HOST[:PORT]] [--transport tcp --traddr HOST [--trsvcid PORT]] [--hostnqn <nqn>] [--hostid <uuid>] " +
+      "[--hdr-digest] [--data-digest] [--raw <file>] [--output-format normal|json|binary]",
+    help: "The port defaults to 8009, the NQN to nqn.2014-08.org.nvmexpress.discovery (a tcp://HOST:PORT/NQN names another " +
+      "discovery controller). Host NQN and ID: the options, else /etc/nvme/hostnqn and /etc/nvme/hostid, else generated " +
+      "from the machine (the same every run).",
+    options: { ...fabricsOptions, ...outputFormat, raw: { type: "string", short: "r" } },
+    args: [0, 1],
+    run: async ([arg], values) => {
+      const t = fabricsTarget(arg, values, true);
+      const f = format(values, ["normal", "json", "binary"]);
+      fabricsHost(values); // a bad host NQN/ID is a usage error before any connection
+      return await reach("discover", async () => {
+        const log = await readDiscoveryLog(t, values);
+        const { genctr, records } = discRecords(log);
+        const raw = values.raw as string | undefined;
+        if (raw !== undefined) {
+          writeFileSync(raw, log);
+          out(`Discovery log is saved to ${raw}`);
+        } else if (f === "binary") process.stdout.write(log);
+        else if (f === "json") out(discoveryToJson(genctr, records));
+        else process.stdout.write(formatDiscovery(genctr, records));
+        return 0;
+      });
+    },
+  },
+  "connect-all": {
+    summary: "Discover NVMe/TCP subsystems and list the tcp:// targets they offer",
+    usage: "connect-all [tcp://HOST[:PORT]] [--transport tcp --traddr HOST [--trsvcid PORT]] [--hostnqn <nqn>] [--hostid <uuid>] " +
+      "[--hdr-digest] [--data-digest] [--dry-run] [--output-format normal|json]",
+    help: "A userspace driver makes no /dev/nvmeX: connecting means turning each NVM subsystem entry of the discovery log " +
+      "(referrals followed) into the tcp://HOST:PORT/NQN target the other commands take. Each is connected once to check it " +
+      "(state live, with its cntlid) unless --dry-run, which only lists them. Output in list-subsys's layout.",
+    options: { ...fabricsOptions, ...outputFormat, "dry-run": { type: "boolean" } },
+    args: [0, 1],
+    run: async ([arg], values) => {
+      const t = fabricsTarget(arg, values, true);
+      const f = format(values);
+      const host = fabricsHost(values);
+      return await reach("connect-all", async () => {
+        const paths: FabricsPath[] = [];
+        let failed = 0;
+        for (const e of await discoverPaths(t, values)) {
+          const target = recordTarget(e);
+          if (values["dry-run"]) {
+            paths.push({ target, entry: e, state: "discovered" });
+            continue;
+          }
+          try {
+            const { cntlid } = await probeController(target, values);
+            paths.push({ target, entry: e, state: "live", cntlid });
+          } catch (err) {
+            failed++;
+            paths.push({ target, entry: e, state: "failed" });
+            process.stderr.write(`connect-all: ${target}: ${(err as Error).message}\n`);
+          }
+        }
+        out(f === "json" ? subsystemsToJson(paths, host) : formatSubsystems(paths));
+        return failed ? 1 : 0;
+      });
+    },
+  },
+  "connect": {
+    summary: "Connect to one NVMe/TCP subsystem and print its tcp:// target",
+    usage: "connect [tcp://HOST[:PORT]/NQN] [--transport tcp --traddr HOST [--trsvcid PORT] --nqn NQN] [--hostnqn <nqn>] " +
+      "[--hostid <uuid>] [--hdr-digest] [--data-digest] [--nr-io-queues <n>] [--queue-size <n>] [--output-format normal|json]",
+    help: "Brings the controller up (admin and IO queues, as the device commands will), shuts it down again and prints " +
+      "`device: tcp://HOST:PORT/NQN` (json: {\"device\": ...}), the device string for id-ctrl, read, write and the rest.",
+    options: {
+      ...fabricsOptions,
+      ...outputFormat,
+      "nr-io-queues": { type: "string", short: "i" },
+      "queue-size": { type: "string", short: "Q" },
+    },
+    args: [0, 1],
+    run: async ([arg], values) => {
+      const t = fabricsTarget(arg, values, false);
+      const f = format(values);
+      const ioQueues = Math.max(1, int(values, "nr-io-queues", { min: 1, max: 0xffff }));
+      const qs = int(values, "queue-size", { min: 2, max: 0x10000 });
+      const h = fabricsHost(values);
+      return await reach("connect", async () => {
+        const c = await TcpController.connect({
+          host: t.host,
+          port: t.port,
+          subnqn: t.subnqn,
+          hostnqn: h.hostnqn,
+          hostid: h.hostid,
+          digests: h.digests,
+          ioQueues,
+          queueDepth: qs < 0 ? undefined : qs,
+        });
+        await c.shutdown().catch(() => c.close());
+        const target = formatTcpTarget(t);
+        out(f === "json" ? toNvmeCliJson({ device: target }) : `device: ${target}`);
+        return 0;
+      });
+    },
+  },
+};
 
 const commands: Record<string, Command> = {
   "list": {
@@ -964,6 +1350,7 @@ const commands: Record<string, Command> = {
     args: [1, 1],
     run: ([device], values) => io("write", device, values),
   },
+  ...fabricsCommands,
 };
 
 // Every command that opens a device takes --verbose: print each command it sends.
