@@ -36,7 +36,8 @@ export { type TargetController, type TargetFault, type TargetNamespace, TcpTarge
 export { ConnectionLostError, ProtocolError, type ProtocolReason } from "../nvme/errors.ts";
 export { NvmeError } from "../nvme/errors.ts";
 export type { Sqe } from "../nvme/command.ts";
-export type { DmaBuffer } from "../nvme/transport.ts";
+export type { DmaBuffer, DmaMemory, FabricHost, FabricQueueLimits, FabricRing, FabricTransport } from "../nvme/transport.ts";
+export { TcpTransport, type TcpTransportOptions } from "./transport.ts";
 export type { QueuePair } from "../nvme/queue.ts";
 export type { QueueRing } from "../nvme/pcie.ts";
 export type { CommandTracker } from "../nvme/tracker.ts";
