@@ -1,10 +1,14 @@
 /**
  * nvme-cli-like command line for tsnvme. Same subcommand and long option names
- * as nvme-cli, with a PCI address where nvme-cli takes /dev/nvmeX.
+ * as nvme-cli, with a device string where nvme-cli takes /dev/nvmeX: a PCI
+ * address, `sim:` (the software controller) or `tcp://HOST[:PORT]/SUBNQN` (an
+ * NVMe/TCP target; `discover` and `connect-all` list what a target offers).
  *
  *   deno run -A jsr:@tsnvme/tsnvme/cli id-ctrl 0000:01:00.0 --output-format json
  *   deno run -A jsr:@tsnvme/tsnvme/cli admin-passthru sim: --opcode 6 --cdw10 1 --data-len 4096 -r
  *   bun scripts/nvme.ts read 0000:01:00.0 -n 1 -s 0 -c 7 -z 4096 -d out.bin   (from a checkout)
+ *   deno run -A jsr:@tsnvme/tsnvme/cli discover tcp://192.168.1.20 -o json
+ *   deno run -A jsr:@tsnvme/tsnvme/cli smart-log tcp://192.168.1.20:4420/nqn.2024-01.io.example:disk1
  * @module
  */
 import process from "node:process";
@@ -55,7 +59,7 @@ import { adminPassthru } from "../lib/admin/passthru.ts";
 import { hexDump } from "../lib/admin/hexdump.ts";
 import { formatRegisters, readRegisterBlock, readRegisters, registersToJson } from "../lib/admin/regs.ts";
 import { ioPassthru } from "../lib/io/passthru.ts";
-import { NVMeDev } from "../lib/dev.ts";
+import { NVMeDev, type OpenOptions } from "../lib/dev.ts";
 import { traceCommands } from "./verbose.ts";
 import { ControllerFatalError, InvalidArgumentError, NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
 import { encodeStatus, IoOpc, LogId } from "../lib/nvme/spec.ts";
@@ -78,9 +82,11 @@ function progress(text: string | null): void {
 
 /** Set from `--verbose` for the subcommand being run: print each command it sends. */
 let verbose = false;
+/** Set from the fabrics options of the subcommand being run: how a tcp:// device is connected. */
+let fabricOpen: OpenOptions = {};
 
 async function withDev<T>(device: string, f: (dev: NVMeDev) => Promise<T>): Promise<T> {
-  const dev = await NVMeDev.open(device);
+  const dev = await NVMeDev.open(device, isTcpTarget(device) ? fabricOpen : {});
   const untrace = verbose ? traceCommands(dev.controller) : null;
   try {
     return await f(dev);
@@ -106,7 +112,7 @@ function passthruCommand(admin: boolean): Command {
   for (const [i, n] of [2, 3, 10, 11, 12, 13, 14, 15].entries()) cdw[`cdw${n}`] = { type: "string", short: String(i + 2) };
   return {
     summary: `Submit an arbitrary ${admin ? "admin" : "IO"} command, return results`,
-    usage: `${admin ? "admin" : "io"}-passthru <pci-address> --opcode <op> [--namespace-id <nsid>] [--cdw2..--cdw15 <v>] ` +
+    usage: `${admin ? "admin" : "io"}-passthru <device> --opcode <op> [--namespace-id <nsid>] [--cdw2..--cdw15 <v>] ` +
       "[--data-len <bytes>] [--read|--write] [--input-file <file>] [--timeout <ms>] [--prefill <byte>] [--raw-binary] " +
       "[--show-command] [--dry-run] [--latency] [--verbose]",
     help: "Data direction follows the opcode's bits 1:0 (01b write, 10b read) unless --read/--write says so. " +
@@ -240,7 +246,7 @@ function nsAttachment(verb: "attach" | "detach"): Command {
   const send = verb === "attach" ? attachNamespace : detachNamespace;
   return {
     summary: `${verb === "attach" ? "Attach a namespace to" : "Detach a namespace from"} controllers (default: this one)`,
-    usage: `${verb}-ns <pci-address> --namespace-id <nsid> [--controllers <id,...>]`,
+    usage: `${verb}-ns <device> --namespace-id <nsid> [--controllers <id,...>]`,
     options: { "namespace-id": { type: "string", short: "n" }, controllers: { type: "string", short: "c" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -667,7 +673,7 @@ const commands: Record<string, Command> = {
   },
   "id-ctrl": {
     summary: "Send Identify Controller and show the result",
-    usage: "id-ctrl <pci-address> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
+    usage: "id-ctrl <device> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
     options: { ...identifyOptions },
     args: [1, 1],
     run: ([device], values) => {
@@ -684,7 +690,7 @@ const commands: Record<string, Command> = {
   "id-ns": {
     summary: "Send Identify Namespace and show the result",
     usage:
-      "id-ns <pci-address> --namespace-id <nsid> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
+      "id-ns <device> --namespace-id <nsid> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
     options: { ...identifyOptions, "namespace-id": { type: "string", short: "n" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -702,7 +708,7 @@ const commands: Record<string, Command> = {
   },
   "list-ns": {
     summary: "Send Identify List (active namespaces), display the namespace ids",
-    usage: "list-ns <pci-address> [--namespace-id <first nsid>] [--output-format normal|json]",
+    usage: "list-ns <device> [--namespace-id <first nsid>] [--output-format normal|json]",
     options: { ...outputFormat, "namespace-id": { type: "string", short: "n", default: "1" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -717,7 +723,7 @@ const commands: Record<string, Command> = {
   },
   "ns-descs": {
     summary: "Send Identify Namespace Identification Descriptors, display them",
-    usage: "ns-descs <pci-address> --namespace-id <nsid> [--output-format normal|json]",
+    usage: "ns-descs <device> --namespace-id <nsid> [--output-format normal|json]",
     options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -732,7 +738,7 @@ const commands: Record<string, Command> = {
   },
   "smart-log": {
     summary: "Retrieve the SMART / health information log",
-    usage: "smart-log <pci-address> [--namespace-id <nsid>] [--human-readable] [--raw-binary] [--output-format normal|json|binary]",
+    usage: "smart-log <device> [--namespace-id <nsid>] [--human-readable] [--raw-binary] [--output-format normal|json|binary]",
     options: {
       ...outputFormat,
       "namespace-id": { type: "string", short: "n" },
@@ -757,7 +763,7 @@ const commands: Record<string, Command> = {
   },
   "error-log": {
     summary: "Retrieve the error information log",
-    usage: "error-log <pci-address> [--log-entries <n>] [--output-format normal|json]",
+    usage: "error-log <device> [--log-entries <n>] [--output-format normal|json]",
     options: { ...outputFormat, "log-entries": { type: "string", short: "e", default: "64" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -773,7 +779,7 @@ const commands: Record<string, Command> = {
   },
   "fw-log": {
     summary: "Retrieve the firmware slot log",
-    usage: "fw-log <pci-address> [--output-format normal|json]",
+    usage: "fw-log <device> [--output-format normal|json]",
     options: outputFormat,
     args: [1, 1],
     run: ([device], values) => {
@@ -787,7 +793,7 @@ const commands: Record<string, Command> = {
   },
   "effects-log": {
     summary: "Retrieve the commands supported and effects log",
-    usage: "effects-log <pci-address> [--csi <csi>] [--output-format normal|json]",
+    usage: "effects-log <device> [--csi <csi>] [--output-format normal|json]",
     options: { ...outputFormat, csi: { type: "string", short: "c" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -802,7 +808,7 @@ const commands: Record<string, Command> = {
   },
   "self-test-log": {
     summary: "Retrieve the device self-test log",
-    usage: "self-test-log <pci-address> [--dst-entries <n>] [--output-format normal|json]",
+    usage: "self-test-log <device> [--dst-entries <n>] [--output-format normal|json]",
     options: { ...outputFormat, "dst-entries": { type: "string", short: "e", default: "20" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -817,7 +823,7 @@ const commands: Record<string, Command> = {
   },
   "sanitize-log": {
     summary: "Retrieve the sanitize status log",
-    usage: "sanitize-log <pci-address> [--output-format normal|json]",
+    usage: "sanitize-log <device> [--output-format normal|json]",
     options: outputFormat,
     args: [1, 1],
     run: ([device], values) => {
@@ -832,7 +838,7 @@ const commands: Record<string, Command> = {
   "get-feature": {
     summary: "Get a feature and show its value (decoded with --human-readable or in JSON)",
     usage:
-      "get-feature <pci-address> --feature-id <fid> [--namespace-id <nsid>] [--sel 0-3] [--cdw11 <v>] [--human-readable] [--output-format normal|json]",
+      "get-feature <device> --feature-id <fid> [--namespace-id <nsid>] [--sel 0-3] [--cdw11 <v>] [--human-readable] [--output-format normal|json]",
     options: {
       ...outputFormat,
       "feature-id": { type: "string", short: "f" },
@@ -869,7 +875,7 @@ const commands: Record<string, Command> = {
   "set-feature": {
     summary: "Set a feature and show the resulting value",
     usage:
-      "set-feature <pci-address> --feature-id <fid> --value <v> [--namespace-id <nsid>] [--cdw12 <v>] [--data <file>] [--data-len <n>] [--save]",
+      "set-feature <device> --feature-id <fid> --value <v> [--namespace-id <nsid>] [--cdw12 <v>] [--data <file>] [--data-len <n>] [--save]",
     options: {
       "feature-id": { type: "string", short: "f" },
       "namespace-id": { type: "string", short: "n" },
@@ -905,7 +911,7 @@ const commands: Record<string, Command> = {
   "format": {
     summary: "Format a namespace with a new block format (restores nothing; all data is lost)",
     usage:
-      "format <pci-address> --namespace-id <nsid> [--lbaf <i>] [--ses 0-2] [--pi 0-3] [--pil 0|1] [--ms 0|1] [--timeout <ms>] --force",
+      "format <device> --namespace-id <nsid> [--lbaf <i>] [--ses 0-2] [--pi 0-3] [--pil 0|1] [--ms 0|1] [--timeout <ms>] --force",
     options: {
       "namespace-id": { type: "string", short: "n" },
       lbaf: { type: "string", short: "l" },
@@ -944,7 +950,7 @@ const commands: Record<string, Command> = {
   },
   "device-self-test": {
     summary: "Start (or abort) a device self-test",
-    usage: "device-self-test <pci-address> [--namespace-id <nsid>] --self-test-code <1 short|2 extended|0xf abort> [--wait]",
+    usage: "device-self-test <device> [--namespace-id <nsid>] --self-test-code <1 short|2 extended|0xf abort> [--wait]",
     options: {
       "namespace-id": { type: "string", short: "n" },
       "self-test-code": { type: "string", short: "s" },
@@ -976,7 +982,7 @@ const commands: Record<string, Command> = {
   },
   "fw-download": {
     summary: "Download a firmware image to the controller (activate it with fw-commit)",
-    usage: "fw-download <pci-address> --fw <file> [--xfer <bytes per command>] [--offset <bytes>] [--progress]",
+    usage: "fw-download <device> --fw <file> [--xfer <bytes per command>] [--offset <bytes>] [--progress]",
     options: {
       fw: { type: "string", short: "f" },
       xfer: { type: "string", short: "x" },
@@ -1006,7 +1012,7 @@ const commands: Record<string, Command> = {
   },
   "fw-commit": {
     summary: "Commit a downloaded firmware image to a slot and/or activate a slot",
-    usage: "fw-commit <pci-address> --action <0-3,6,7> [--slot <0-7>] [--bpid <0|1>]",
+    usage: "fw-commit <device> --action <0-3,6,7> [--slot <0-7>] [--bpid <0|1>]",
     options: {
       slot: { type: "string", short: "s", default: "0" },
       action: { type: "string", short: "a" },
@@ -1028,7 +1034,7 @@ const commands: Record<string, Command> = {
   "sanitize": {
     summary: "Start a sanitize operation (block erase, crypto erase, overwrite) or exit failure mode",
     usage:
-      "sanitize <pci-address> --sanact <exit-failure|start-block-erase|start-overwrite|start-crypto-erase|1-4> [--ause] [--owpass <1-16>] [--oipbp] [--ovrpat <pattern>] [--no-dealloc] [--wait]",
+      "sanitize <device> --sanact <exit-failure|start-block-erase|start-overwrite|start-crypto-erase|1-4> [--ause] [--owpass <1-16>] [--oipbp] [--ovrpat <pattern>] [--no-dealloc] [--wait]",
     options: {
       "no-dealloc": { type: "boolean", short: "d" },
       oipbp: { type: "boolean", short: "i" },
@@ -1074,7 +1080,7 @@ const commands: Record<string, Command> = {
   "dsm": {
     summary: "Send Dataset Management (e.g. deallocate) for a list of ranges",
     usage:
-      "dsm <pci-address> --namespace-id <nsid> --slbs <lba,...> --blocks <count,...> [--ad] [--idw] [--idr] [--ctx-attrs <a,...>]",
+      "dsm <device> --namespace-id <nsid> --slbs <lba,...> --blocks <count,...> [--ad] [--idw] [--idr] [--ctx-attrs <a,...>]",
     options: {
       "namespace-id": { type: "string", short: "n" },
       "ctx-attrs": { type: "string", short: "a" },
@@ -1106,7 +1112,7 @@ const commands: Record<string, Command> = {
   },
   "write-zeroes": {
     summary: "Send Write Zeroes for a block range",
-    usage: "write-zeroes <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> [--deac] [--force-unit-access]",
+    usage: "write-zeroes <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> [--deac] [--force-unit-access]",
     options: {
       "namespace-id": { type: "string", short: "n" },
       "start-block": { type: "string", short: "s", default: "0" },
@@ -1127,7 +1133,7 @@ const commands: Record<string, Command> = {
   },
   "verify": {
     summary: "Send Verify for a block range",
-    usage: "verify <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based>",
+    usage: "verify <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based>",
     options: {
       "namespace-id": { type: "string", short: "n" },
       "start-block": { type: "string", short: "s", default: "0" },
@@ -1147,14 +1153,14 @@ const commands: Record<string, Command> = {
   "compare": {
     summary: "Compare blocks with data from a file (or stdin)",
     usage:
-      "compare <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "compare <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("compare", device, values),
   },
   "copy": {
     summary: "Copy block ranges to a destination block (Copy command)",
-    usage: "copy <pci-address> --namespace-id <nsid> --sdlba <dest lba> --slbs <lba,...> --blocks <nlb 0-based,...>",
+    usage: "copy <device> --namespace-id <nsid> --sdlba <dest lba> --slbs <lba,...> --blocks <nlb 0-based,...>",
     options: {
       "namespace-id": { type: "string", short: "n" },
       sdlba: { type: "string", short: "d" },
@@ -1178,7 +1184,7 @@ const commands: Record<string, Command> = {
   },
   "create-ns": {
     summary: "Create a namespace (Namespace Management); attach it with attach-ns",
-    usage: "create-ns <pci-address> --nsze <blocks> [--ncap <blocks>] [--flbas <i>] [--dps <v>] [--nmic <v>] [--csi <v>]",
+    usage: "create-ns <device> --nsze <blocks> [--ncap <blocks>] [--flbas <i>] [--dps <v>] [--nmic <v>] [--csi <v>]",
     options: {
       nsze: { type: "string", short: "s" },
       ncap: { type: "string", short: "c" },
@@ -1204,7 +1210,7 @@ const commands: Record<string, Command> = {
   },
   "delete-ns": {
     summary: "Delete a namespace (Namespace Management)",
-    usage: "delete-ns <pci-address> --namespace-id <nsid>",
+    usage: "delete-ns <device> --namespace-id <nsid>",
     options: { "namespace-id": { type: "string", short: "n" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -1222,7 +1228,7 @@ const commands: Record<string, Command> = {
   "io-passthru": passthruCommand(false),
   "show-regs": {
     summary: "Reads and shows the defined NVMe controller registers",
-    usage: "show-regs <pci-address> [--human-readable] [--output-format normal|json|binary]",
+    usage: "show-regs <device> [--human-readable] [--output-format normal|json|binary]",
     options: { ...outputFormat, "human-readable": { type: "boolean", short: "H" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -1237,7 +1243,7 @@ const commands: Record<string, Command> = {
   },
   "get-log": {
     summary: "Retrieve any log page, as a hex dump (default) or raw binary",
-    usage: "get-log <pci-address> --log-id <lid> --log-len <bytes> [--namespace-id <nsid>] [--lpo <offset>] [--lsp <v>] " +
+    usage: "get-log <device> --log-id <lid> --log-len <bytes> [--namespace-id <nsid>] [--lpo <offset>] [--lsp <v>] " +
       "[--lsi <v>] [--rae] [--uuid-index <v>] [--csi <v>] [--ot] [--aen <dw0>] [--raw-binary]",
     help: "--log-len and --lpo are multiples of 4 (NUMD counts dwords); logs longer than 4096 bytes are read in pieces.",
     options: {
@@ -1287,7 +1293,7 @@ const commands: Record<string, Command> = {
   },
   "flush": {
     summary: "Submit a flush command (namespace 0xffffffff: all namespaces, where the controller allows it)",
-    usage: "flush <pci-address> [--namespace-id <nsid>]",
+    usage: "flush <device> [--namespace-id <nsid>]",
     options: { "namespace-id": { type: "string", short: "n" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -1310,7 +1316,7 @@ const commands: Record<string, Command> = {
   },
   "reset": {
     summary: "Resets the controller (CC.EN 1 to 0 to 1) and brings its queues back",
-    usage: "reset <pci-address>",
+    usage: "reset <device>",
     options: {},
     args: [1, 1],
     run: ([device]) =>
@@ -1321,7 +1327,7 @@ const commands: Record<string, Command> = {
   },
   "subsystem-reset": {
     summary: "Resets the NVM subsystem (NSSR), where CAP.NSSRS says the controller supports it",
-    usage: "subsystem-reset <pci-address>",
+    usage: "subsystem-reset <device>",
     options: {},
     args: [1, 1],
     run: ([device]) =>
@@ -1337,7 +1343,7 @@ const commands: Record<string, Command> = {
   "read": {
     summary: "Read blocks into a file (or stdout)",
     usage:
-      "read <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "read <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("read", device, values),
@@ -1345,7 +1351,7 @@ const commands: Record<string, Command> = {
   "write": {
     summary: "Write blocks from a file (or stdin)",
     usage:
-      "write <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "write <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("write", device, values),
@@ -1353,18 +1359,36 @@ const commands: Record<string, Command> = {
   ...fabricsCommands,
 };
 
-// Every command that opens a device takes --verbose: print each command it sends.
+/** Fabrics options every device command takes for a tcp:// device (long only: nvme-cli has none there). */
+const deviceFabricsOptions: Options = {
+  hostnqn: { type: "string" },
+  hostid: { type: "string" },
+  "hdr-digest": { type: "boolean" },
+  "data-digest": { type: "boolean" },
+};
+
+// Every command that opens a device takes --verbose (print each command it sends) and, for
+// tcp:// devices, the host identity and digests.
 for (const c of Object.values(commands)) {
   if (c.args[0] < 1) continue;
   const taken = new Set(Object.values(c.options).map((o) => o.short));
-  c.options = { ...c.options, verbose: { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
+  c.options = { ...c.options, ...deviceFabricsOptions, verbose: { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
   const run = c.run;
   c.run = async (pos, values) => {
     verbose = !!values.verbose;
+    const fabric = ["hostnqn", "hostid", "hdr-digest", "data-digest"].filter((k) => values[k] !== undefined);
+    if (fabric.length && !isTcpTarget(pos[0] ?? "")) throw new UsageError(`--${fabric[0]} applies to tcp:// devices only`);
+    // Resolved here so a bad --hostnqn/--hostid is a usage error (exit 2) before any connection.
+    if (isTcpTarget(pos[0] ?? "")) {
+      usageOnBadArg(() => parseTcpTarget(pos[0]));
+      const h = fabricsHost(values);
+      fabricOpen = { hostnqn: h.hostnqn, hostid: h.hostidText, digests: h.digests };
+    }
     try {
       return await run(pos, values);
     } finally {
       verbose = false;
+      fabricOpen = {};
     }
   };
 }
@@ -1373,6 +1397,8 @@ for (const c of Object.values(commands)) {
 const cli: Cli = {
   prog: "nvme.ts",
   commands,
+  header: "<device> is a PCI address (0000:01:00.0), sim: (the software controller) or tcp://HOST[:PORT]/SUBNQN " +
+    "(NVMe/TCP; see discover, connect-all).\n\nThe following are all implemented sub-commands:",
   onError(name, e) {
     if (e instanceof NvmeStatusError) {
       process.stderr.write(nvmeCliStatusLine(encodeStatus(e.status)) + "\n");

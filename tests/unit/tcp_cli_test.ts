@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { test } from "../harness.ts";
 import { resolveHostIdentity } from "../../lib/tcp/host-identity.ts";
 import { InvalidArgumentError } from "../../lib/nvme/errors.ts";
-import { decodeDiscoveryLog, DISCOVERY_NQN, TcpTarget } from "../../lib/tcp/mod.ts";
+import { decodeDiscoveryLog, DISCOVERY_NQN, hostIdentity, TcpController, TcpTarget } from "../../lib/tcp/mod.ts";
 import { MemMedia } from "../../lib/sim/media.ts";
 import { main } from "../../scripts/nvme.ts";
 
@@ -264,4 +264,55 @@ test("cli fabrics commands: bad command lines exit 2 before connecting, unreacha
   assert.equal(r.code, 1);
   assert.match(r.err, /^discover: .*ECONNREFUSED/);
   assert.equal(r.out, "");
+});
+
+test("cli device commands on tcp://: id-ctrl, smart-log, write then read back, the host NQN given is used", async () => {
+  await withTarget(async (port, t) => {
+    const d = `tcp://127.0.0.1:${port}/${NQN}`;
+    const bin = await run(["id-ctrl", d, "-b", ...ID]);
+    assert.equal(bin.code, 0, bin.err);
+    const direct = await TcpController.connect({ host: "127.0.0.1", port, subnqn: NQN, ...hostIdentity(ID[3]), ioQueues: 0, katoMs: 0 });
+    const want = direct.identify.slice();
+    await direct.shutdown();
+    const got = bin.bytes[0];
+    assert.equal(got.length, 4096);
+    const CNTLID = 78;
+    got[CNTLID] = got[CNTLID + 1] = want[CNTLID] = want[CNTLID + 1] = 0;
+    assert.deepEqual(got, want, "the CLI's Identify is the target's, cntlid aside");
+    const j = await run(["id-ctrl", d, "-o", "json", ...ID]);
+    assert.equal(j.code, 0, j.err);
+    const id = JSON.parse(j.out);
+    assert.equal(id.mn.trim(), "tsnvme test target");
+    assert.equal(id.subnqn, NQN);
+    const s = await run(["smart-log", d, "-o", "json", ...ID]);
+    assert.equal(s.code, 0, s.err);
+    assert.ok("critical_warning" in JSON.parse(s.out));
+    assert.ok([...t.controllers.values()].every((c) => c.hostnqn === ID[1]));
+
+    const dir = mkdtempSync(join(tmpdir(), "tsnvme-tcpio-"));
+    try {
+      const src = join(dir, "in.bin"), dst = join(dir, "out.bin");
+      const data = new Uint8Array(8192).map((_, i) => (i * 7 + 3) & 0xff);
+      writeFileSync(src, data);
+      const w = await run(["write", d, "-n", "1", "-s", "16", "-c", "15", "-z", "8192", "-d", src, "--hdr-digest", "--data-digest", ...ID]);
+      assert.equal(w.code, 0, w.err);
+      assert.equal(w.err, "write: Success\n");
+      const r = await run(["read", d, "-n", "1", "-s", "16", "-c", "15", "-z", "8192", "-d", dst, ...ID]);
+      assert.equal(r.code, 0, r.err);
+      assert.deepEqual(new Uint8Array(readFileSync(dst)), data);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+test("cli device commands: fabrics options only for tcp:// devices, a bad host ID is a usage error", async () => {
+  for (const argv of [["smart-log", "sim:", "--hostnqn", "nqn.x:y"], ["id-ctrl", "0000:99:00.0", "--hdr-digest"], ["id-ctrl", `tcp://127.0.0.1:1/${NQN}`, "--hostid", "xyz"]]) {
+    const r = await run(argv);
+    assert.equal(r.code, 2, `${argv.join(" ")}: ${r.err}`);
+    assert.match(r.err, /usage: nvme\.ts/);
+  }
+  const bad = await run(["id-ctrl", "tcp://127.0.0.1:1", ...ID]);
+  assert.equal(bad.code, 2, "a tcp:// device without a subsystem NQN is a usage error");
+  assert.match(bad.err, /no subsystem NQN/);
 });
