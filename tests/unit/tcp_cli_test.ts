@@ -316,3 +316,22 @@ test("cli device commands: fabrics options only for tcp:// devices, a bad host I
   assert.equal(bad.code, 2, "a tcp:// device without a subsystem NQN is a usage error");
   assert.match(bad.err, /no subsystem NQN/);
 });
+
+test("bench-tcp --table: guest bench lines become kernel/tsnvme rows with ratios and a CRC32C table", async () => {
+  const { benchTables } = await import("../../scripts/bench-tcp.ts");
+  const t = benchTables([
+    "bench kernel digests=none 4k randread qd1: 2000 IOPS",
+    "bench deno digests=none 4k randread qd1: 1000 IOPS",
+    "bench bun digests=none 4k randread qd1: 3000 IOPS",
+    "bench kernel digests=hd 128k seqread qd8: 80 MB/s",
+    "bench deno digests=hd 128k seqread qd8: 20.5 MB/s",
+    "noise line",
+    "crc32c deno 4 KiB: 1234 MB/s",
+    "crc32c bun 4 KiB: 987.6 MB/s",
+  ].join("\n"));
+  const rows = t.split("\n");
+  assert.ok(rows.includes("| 4 KiB random read QD1 (IOPS) | off | 2000 | 1000 | 0.50x | 3000 | 1.50x |"), t);
+  assert.ok(rows.includes("| 128 KiB sequential read QD8 (MB/s) | header+data | 80.0 | 20.5 | 0.26x | – | – |"), t);
+  assert.ok(rows.includes("| 4 KiB buffers | 1234 | 988 |"), t);
+  assert.equal(rows.filter((r) => r.startsWith("| 4 KiB random read QD32")).length, 2, "one row per digest setting seen");
+});
