@@ -75,8 +75,8 @@ for rt in deno bun; do
 done
 # The CLI (scripts/nvme.ts) against the same target: output equal to nvme-cli's on the same target.
 cli() { if [ $rt = deno ]; then deno run -A --no-check scripts/nvme.ts "$@"; else bun scripts/nvme.ts "$@"; fi; }
-same() { # name ours theirs: equal files, else the first differing lines
-  if cmp -s "$2" "$3"; then ok "$1"; else bad "$1"; diff "$3" "$2" | head -8; fi
+same() { # name ours theirs: equal and non-empty, else the first differing lines
+  if [ -s "$3" ] && cmp -s "$2" "$3"; then ok "$1"; else bad "$1"; diff "$3" "$2" | head -8; fi
 }
 nvme discover -t tcp -a 127.0.0.1 -s 4420 -o json > "$OUTD/disc-nvme.json" 2>&1
 nvme discover -t tcp -a 127.0.0.1 -s 4420 > "$OUTD/disc-nvme.txt" 2>&1
