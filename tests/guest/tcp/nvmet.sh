@@ -115,12 +115,13 @@ if [ -n "$BENCH" ] && [ -b "$blk" ]; then
   # The kernel initiator with fio (io_uring, O_DIRECT) on the same target: digests off, then
   # reconnected with -g -G; lines in nvmet_host.ts's form so bench-tcp.ts --table pairs them up.
   kbench() { # digests-tag block-device
+    ktag=$1 kdev=$2
     for j in "randread 4k 1" "randread 4k 32" "read 128k 8"; do
-      set -- $j "$1" "$2"
-      r=$(fio --name=k --filename="$5" --direct=1 --rw=$1 --bs=$2 --iodepth=$3 --ioengine=io_uring --runtime="$BENCH" \
+      set -- $j
+      r=$(fio --name=k --filename="$kdev" --direct=1 --rw=$1 --bs=$2 --iodepth=$3 --ioengine=io_uring --runtime="$BENCH" \
         --time_based --minimal 2>/dev/null | cut -d';' -f7,8)
-      if [ $2 = 4k ]; then echo "bench kernel digests=$4 4k randread qd$3: ${r#*;} IOPS"
-      else echo "bench kernel digests=$4 128k seqread qd$3: $(( ${r%;*} * 1024 / 1000000 )) MB/s"; fi
+      if [ $2 = 4k ]; then echo "bench kernel digests=$ktag 4k randread qd$3: ${r#*;} IOPS"
+      else echo "bench kernel digests=$ktag 128k seqread qd$3: $(( ${r%;*} * 1024 / 1000000 )) MB/s"; fi
     done
   }
   kbench none "$blk" | tee -a "$OUTD/bench.log"
