@@ -71,7 +71,15 @@ import { getLogPageCmd } from "../lib/nvme/command.ts";
 import { TcpController } from "../lib/tcp/host.ts";
 import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, DiscEntry, type DiscoveryEntry, LID_DISCOVERY, SubType, TRTYPE_TCP } from "../lib/tcp/discovery.ts";
 import { DISCOVERY_NQN } from "../lib/tcp/fabrics.ts";
-import { formatTcpTarget, isTcpTarget, parseDiscoveryTarget, parseTcpTarget, type TcpTargetAddress } from "../lib/tcp/target-string.ts";
+import {
+  formatTcpTarget,
+  isTcpTarget,
+  NVME_TCP_DISCOVERY_PORT,
+  NVME_TCP_PORT,
+  parseDiscoveryTarget,
+  parseTcpTarget,
+  type TcpTargetAddress,
+} from "../lib/tcp/target-string.ts";
 import { resolveHostIdentity } from "../lib/tcp/host-identity.ts";
 
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
@@ -387,12 +395,13 @@ function fabricsTarget(arg: string | undefined, values: Values, discovery: boole
       throw new UsageError("give a tcp:// target or --transport/--traddr/--trsvcid, not both");
     }
     if (!isTcpTarget(arg)) throw new UsageError(`not a tcp:// target: ${arg}`);
-    const t = parse(arg);
-    if (nqn !== undefined) {
-      const named = parseTcpTarget(arg, { defaultNqn: "" }).subnqn;
-      if (named !== "" && named !== nqn) throw new UsageError(`--nqn ${nqn} differs from the target's ${named}`);
-      return usageOnBadArg(() => parseTcpTarget(formatTcpTarget({ ...t, subnqn: nqn })));
-    }
+    const t = usageOnBadArg(() =>
+      parseTcpTarget(arg, {
+        defaultPort: discovery ? NVME_TCP_DISCOVERY_PORT : NVME_TCP_PORT,
+        defaultNqn: nqn ?? (discovery ? DISCOVERY_NQN : undefined),
+      })
+    );
+    if (nqn !== undefined && t.subnqn !== nqn) throw new UsageError(`--nqn ${nqn} differs from the target's ${t.subnqn}`);
     return t;
   }
   const tr = values.transport as string | undefined;

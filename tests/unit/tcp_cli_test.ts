@@ -226,6 +226,8 @@ test("cli connect: brings the controller up and prints the device string", async
     assert.equal(r.out, `device: tcp://127.0.0.1:${port}/${NQN}\n`);
     const j = await run(["connect", "-t", "tcp", "-a", "127.0.0.1", "-s", String(port), "-n", NQN, "-o", "json", ...ID]);
     assert.equal(j.out, `{\n  "device":"tcp://127.0.0.1:${port}/${NQN}"\n}\n`);
+    const n = await run(["connect", `tcp://127.0.0.1:${port}`, "--nqn", NQN, ...ID]);
+    assert.equal(n.out, `device: tcp://127.0.0.1:${port}/${NQN}\n`, "--nqn completes a target string without one");
     const wrong = await run(["connect", `tcp://127.0.0.1:${port}/nqn.2024-01.io.example:nope`, ...ID]);
     assert.equal(wrong.code, 1, "the target refuses an unknown subsystem: exit 1");
     assert.notEqual(wrong.err, "");
