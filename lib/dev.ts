@@ -321,7 +321,8 @@ export class NVMeDev implements AsyncDisposable {
   /** Re-read the active namespace list and each namespace's geometry. */
   async rescan(): Promise<void> {
     this.#checkOpen();
-    const ids = await this.controller.activeNamespaces();
+    // A discovery controller has a log page, no namespaces.
+    const ids = this.controller.isDiscovery ? [] : await this.controller.activeNamespaces();
     this.#namespaces.clear();
     this.#idNs.clear();
     for (const nsid of ids) {

@@ -22,7 +22,8 @@ import {
   type Sqe,
   sqe,
 } from "./command.ts";
-import { CNTLID_DYNAMIC, connectCmd, connectData, propertyGetCmd, propertySetCmd } from "./fabrics.ts";
+import { CNTLID_DYNAMIC, DISCOVERY_NQN } from "./fabrics.ts";
+import { fabricConnect, fabricPair, propGet, propSet, waitReadyFabric } from "./fabric-queue.ts";
 import {
   ConnectionLostError,
   ControllerFatalError,
@@ -127,72 +128,6 @@ export interface RemoteQueue {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** A queue pair over a fabric connection; the pump sleeps on arrivals (no interrupt, no polling spin). */
-function fabricPair(qid: number, ring: FabricRing, timeoutMs: number): QueuePair {
-  const qp = new QueuePair({
-    qid,
-    depth: ring.depth,
-    defaultTimeoutMs: timeoutMs,
-    ring,
-    // The PCIe fields are unused with a ring of another transport.
-    sq: null as never,
-    cq: null as never,
-    prp: null,
-    prpPagesPerSlot: 0,
-    pageSize: 4096,
-    doorbells: new Uint32Array(0),
-    doorbellStride: 4,
-  });
-  // Completions only arrive through the event loop (socket data events): a pump spinning on
-  // microtasks would hold them off, so it sleeps on arrivals whenever a poll finds nothing.
-  qp.pollSpinUs = 0;
-  qp.setWaitMode("interrupt", ring.waiter);
-  return qp;
-}
-
-/** Fabrics Connect of queue `q` (cntlid dynamic on the admin queue); resolves to the controller id. */
-async function fabricConnect(t: FabricTransport, q: QueuePair, cntlid: number, held: boolean): Promise<number> {
-  const data = t.allocDma(1024);
-  try {
-    data.bytes.set(connectData({ hostid: t.hostid, cntlid, subnqn: t.subnqn, hostnqn: t.hostnqn }));
-    const cmd = connectCmd({ qid: q.qid, entries: q.depth, katoMs: q.qid === 0 ? t.katoMs : 0 });
-    const dw0 = held
-      ? await q.submitHeld(cmd, data.iova, 1024, CONNECT_TIMEOUT_MS, data)
-      : await q.submit(cmd, data.iova, 1024, CONNECT_TIMEOUT_MS, data);
-    return dw0 & 0xffff;
-  } finally {
-    if (data.busy === 0) t.freeDma(data);
-    else data.onIdle = (b) => t.freeDma(b);
-  }
-}
-
-/** Property Get on admin queue `q` (callers serialize: DW1 of an 8-byte value is read from the ring). */
-async function propGet(q: QueuePair, offset: number, eightBytes: boolean, held: boolean, timeoutMs?: number): Promise<bigint> {
-  const cmd = propertyGetCmd(offset, eightBytes);
-  const dw0 = held ? await q.submitHeld(cmd, 0, 0, timeoutMs) : await q.submit(cmd, 0, 0, timeoutMs);
-  const lo = BigInt(dw0 >>> 0);
-  return eightBytes ? lo | (BigInt((q.queueRing as FabricRing).lastDw1 >>> 0) << 32n) : lo;
-}
-
-/** Property Set on admin queue `q` (nvmet takes only CC, 4 bytes). */
-async function propSet(q: QueuePair, offset: number, value: number, held: boolean, timeoutMs?: number): Promise<void> {
-  const cmd = propertySetCmd(offset, BigInt(value >>> 0), false);
-  if (held) await q.submitHeld(cmd, 0, 0, timeoutMs);
-  else await q.submit(cmd, 0, 0, timeoutMs);
-}
-
-/** Poll CSTS by Property Get until RDY (CFS fails at once), within CAP.TO. */
-async function waitReadyFabric(q: QueuePair, cap: Cap, held: boolean): Promise<void> {
-  const deadline = performance.now() + Math.max(cap.timeoutMs, 500);
-  for (;;) {
-    const csts = Number(await propGet(q, Reg.CSTS, false, held));
-    if (csts & CSTS.CFS) throw new ControllerFatalError("controller fatal status (CSTS.CFS) while enabling the fabrics controller");
-    if (csts & CSTS.RDY) return;
-    if (performance.now() > deadline) throw new ControllerFatalError(`fabrics controller did not become ready within CAP.TO (${cap.timeoutMs} ms)`);
-    await sleep(10);
-  }
-}
-
 /**
  * PRP list pages one command slot needs for `bytes`, counted for the worst
  * dword-aligned start (4 bytes before a page boundary: the most pages touched).
@@ -221,8 +156,6 @@ const FABRIC_ADMIN_DEPTH = 32;
 const FABRIC_ADMIN_IN_CAPSULE = 8192;
 /** nvmet reports MDTS 0 (no limit) yet refuses SGLs over 4 MiB. */
 const FABRIC_MAX_TRANSFER = 4 << 20;
-/** Bound on one Connect, ms (Linux: NVME_CONNECT_TIMEOUT... the admin timeout; shorter here so a dead target is noticed). */
-const CONNECT_TIMEOUT_MS = 10_000;
 /** CC as Linux writes it on fabrics before enabling: CSS NVM, MPS 4 KiB, IOSQES 6, IOCQES 4. */
 const FABRIC_CC = ccValue(4096, 6, 4, 0) & ~CC.EN;
 
@@ -608,7 +541,8 @@ export class Controller {
     this.identifyData = await this.identify(identifyControllerCmd());
     const id = this.id = decodeIdentifyController(this.identifyData);
     const mdts = id.mdts;
-    if (id.sqes.min > 6 || id.sqes.max < 6 || id.cqes.min > 4 || id.cqes.max < 4) {
+    // A discovery controller has no IO queues and need not report entry sizes.
+    if (!this.isDiscovery && (id.sqes.min > 6 || id.sqes.max < 6 || id.cqes.min > 4 || id.cqes.max < 4)) {
       throw new SetupError("unsupported-controller", `controller does not accept 64-byte SQEs / 16-byte CQEs`);
     }
     const mdtsBytes = mdts === 0 ? Infinity : this.cap.mpsMin * 2 ** mdts;
@@ -1002,9 +936,20 @@ export class Controller {
     return { inCapsuleMax: this.#inCapsule, maxTransfer: this.maxTransferBytes };
   }
 
+  /** A fabrics discovery controller (the well-known NQN): admin queue only, no IO queues. */
+  get isDiscovery(): boolean {
+    return this.fabric?.subnqn === DISCOVERY_NQN;
+  }
+
+  /** Fabrics: data an IO command carries inside its capsule (IOCCSZ × 16 − 64); 0 on PCIe. */
+  get inCapsuleBytes(): number {
+    return this.#inCapsule;
+  }
+
   /** Set Features Number of Queues, then one connection and Connect per IO queue. */
   async #connectIoQueues(): Promise<void> {
     const t = this.fabric!;
+    if (this.isDiscovery) return;
     const want = Math.max(1, this.options.ioQueues);
     const dw0 = await this.adminCommand(setNumQueuesCmd(want, want));
     this.#requested = want;

@@ -1,12 +1,17 @@
 /**
- * Storage behind simulated namespaces: sparse memory (chunks allocated on
- * first write, so large namespaces cost only what is written) or a file.
+ * Storage behind the controller model's namespaces (the media room): sparse
+ * memory (chunks allocated on first write, so large namespaces cost only what
+ * is written) or a file, both synchronous so the software controller's IO path
+ * has no Promise; and the shape of asynchronous media ({@link AsyncMedia}, e.g.
+ * lib/sim/nsmedia.ts's namespace of an open NVMeDev).
  * @module
  */
 import * as fs from "node:fs";
 
-/** Byte-addressed storage of a namespace. */
+/** Byte-addressed synchronous storage of a namespace. */
 export interface Media {
+  /** Absent or false: every call completes before it returns. */
+  readonly async?: false;
   /** Size in bytes. */
   readonly size: number;
   /** Copy `dst.length` bytes at `off` into `dst`. */
@@ -20,6 +25,46 @@ export interface Media {
   /** Release resources. */
   close(): void;
 }
+
+/**
+ * Completion of an {@link AsyncMedia} operation: 0, or the NVMe status field
+ * (SCT << 8 | SC; DNR may be set) the command fails with.
+ */
+export type MediaDone = (sf: number) => void;
+
+/**
+ * Byte-addressed storage whose operations complete later (a namespace behind
+ * another controller). Each operation completes in one of two ways: it calls
+ * `done` (no Promise per IO: the way for media on a hot path; `done` may run
+ * before the call returns), or it returns a Promise and leaves `done` alone
+ * (a rejection carrying `status: { sct, sc }`, as NvmeStatusError does, keeps
+ * that status; any other fails the command as a media error). Never both.
+ * Operations do not throw. The model keeps commands on the media pending and
+ * completes them through its front end's callback.
+ */
+export interface AsyncMedia {
+  /** Marks the media as asynchronous (the model tests this once per command). */
+  readonly async: true;
+  /** Size in bytes. */
+  readonly size: number;
+  /** Fill `dst` from `off`; `dst` stays the caller's, untouched by it, until `done`. */
+  read(off: number, dst: Uint8Array, done: MediaDone): void | Promise<void>;
+  /** Store `src` at `off`. */
+  write(off: number, src: Uint8Array, done: MediaDone): void | Promise<void>;
+  /** Zero `len` bytes at `off`. */
+  zero(off: number, len: number, done: MediaDone): void | Promise<void>;
+  /** Make completed writes durable (Flush). */
+  flush(done: MediaDone): void | Promise<void>;
+  /** A buffer IO on this media moves without a copy (DMA memory of the backing device), when it has such. */
+  alloc?(bytes: number): Uint8Array;
+  /** Return a buffer from {@link alloc}. */
+  free?(buf: Uint8Array): void;
+  /** Release what the media holds (not the device behind it). */
+  close(): void;
+}
+
+/** Either kind of media; `media.async` tells them apart. */
+export type AnyMedia = Media | AsyncMedia;
 
 const CHUNK = 64 * 1024;
 

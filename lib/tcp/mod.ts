@@ -27,8 +27,9 @@ export { PduParser, type PduHandler, type PduParserOptions, type PduRole } from 
 export * from "./fabrics.ts";
 export { TCP_IOVA_SPAN, TCP_MAX_BUFFERS, TcpMemory } from "./memory.ts";
 export { ADMIN_IN_CAPSULE, ArrivalWaiter, DEFAULT_TCP_MAX_TRANSFER, TcpRing, type TcpRingOptions } from "./ring.ts";
+export type { TcpQueueView } from "./host.ts";
 export { TcpQueue, type TcpQueueOptions } from "./queue.ts";
-export { IdCtrl, TcpController, type TcpControllerOptions, type TcpNamespaceInfo } from "./host.ts";
+export { TcpController, type TcpControllerOptions, type TcpNamespaceInfo } from "./host.ts";
 export * from "./discovery.ts";
 export * from "./target-string.ts";
 export * from "./host-identity.ts";

@@ -7,7 +7,7 @@ for rt in ${*:-deno bun tcp}; do
   echo "== guest tier on $rt"
   case $rt in
     # NVMe/TCP host against Linux nvmet in this boot, on both runtimes (its own summary line).
-    tcp) sh tests/guest/tcp/nvmet.sh || rc=1 ;;
+    tcp) sh tests/guest/tcp/nvmet.sh || rc=1; sh tests/guest/tcp/reconnect.sh || rc=1 ;;
     # Type checking already ran on the host; under TCG it would only cost time.
     deno) deno test -A --no-check tests/guest/ || rc=1 ;;
     bun) bun test tests/guest/ || rc=1 ;;

@@ -13,6 +13,7 @@ import { ConnectionLostError, InvalidArgumentError, NvmeError, NvmeStatusError }
 import { getLogPage, smartLog } from "../../lib/admin/log.ts";
 import { formatNvm } from "../../lib/admin/manage.ts";
 import { sqe } from "../../lib/nvme/command.ts";
+import { decodeDiscoveryLog, LID_DISCOVERY } from "../../lib/tcp/discovery.ts";
 
 const NQN = "nqn.2024-01.io.tsnvme:tcp-dev";
 const HOST = { hostnqn: "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-4333-8444-555555555555", hostid: "11111111-2222-4333-8444-555555555555" };
@@ -232,6 +233,24 @@ test("tcp dev: bad targets and options fail clearly before or at connect", async
     await a.close();
     const b = await NVMeDev.open(url(t), HOST);
     await b.close();
+  } finally {
+    await t.close();
+  }
+});
+
+test("tcp dev: a discovery controller opens through NVMeDev (no namespaces, no IO queues); its log page reads", async () => {
+  const t = await target();
+  try {
+    const dev = await NVMeDev.open(`tcp://127.0.0.1:${t.port}/nqn.2014-08.org.nvmexpress.discovery`, { ...HOST, katoMs: 0 });
+    try {
+      assert.ok(dev.controller.isDiscovery);
+      assert.deepEqual(dev.nsList(), []);
+      assert.equal(dev.controller.io.length, 0);
+      const entries = decodeDiscoveryLog(await getLogPage(dev, LID_DISCOVERY, 4096));
+      assert.ok(entries.some((e) => e.subnqn === NQN), JSON.stringify(entries.map((e) => e.subnqn)));
+    } finally {
+      await dev.close();
+    }
   } finally {
     await t.close();
   }
