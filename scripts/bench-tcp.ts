@@ -4,21 +4,27 @@
  * process): 4 KiB random reads at QD1 and QD32 (IOPS) and 128 KiB sequential
  * reads and writes (MB/s), with digests off and on. Both ends are JS on one
  * thread here, so the numbers bound the host's cost, not a network's.
+ *
+ * With `--table LOG`, instead turns the `bench ...` and `crc32c ...` lines
+ * of a guest run (tests/guest/tcp/nvmet.sh --bench SEC writes them to
+ * $TSNVME_OUT/tcp/bench.log) into markdown tables: the tsnvme host on each
+ * runtime against the kernel initiator on the same nvmet target, digests off
+ * and on, with ratios, and CRC32C speed.
  * Usage: deno run -A scripts/bench-tcp.ts [SECONDS] | bun scripts/bench-tcp.ts [SECONDS]
+ *        deno run -A scripts/bench-tcp.ts --table LOG
  * @module
  */
+import { readFileSync } from "node:fs";
 import { MemMedia } from "../lib/sim/media.ts";
 import { hostIdentity, TcpController, TcpTarget } from "../lib/tcp/mod.ts";
 import { IoOpc } from "../lib/nvme/spec.ts";
 
 const args = (globalThis as { Deno?: { args: string[] } }).Deno?.args ??
   (globalThis as unknown as { process: { argv: string[] } }).process.argv.slice(2);
-const secs = Number(args[0] ?? 2);
 const runtime = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
 const NQN = "nqn.2024-01.io.tsnvme:bench";
-const t = await TcpTarget.listen({ subnqn: NQN, namespaces: [{ media: new MemMedia(64 << 20), lbaSize: 512 }], maxh2cdata: 0x20000, inCapsule: 8192 });
 
-async function job(c: TcpController, opc: number, bs: number, qd: number): Promise<{ ios: number; s: number }> {
+async function job(c: TcpController, opc: number, bs: number, qd: number, secs: number): Promise<{ ios: number; s: number }> {
   const q = c.io[0].qp;
   const buf = c.memory.allocDma(bs * qd);
   const blocks = (64 << 20) / 512, nlb = bs / 512;
@@ -39,17 +45,67 @@ async function job(c: TcpController, opc: number, bs: number, qd: number): Promi
   return { ios, s };
 }
 
-for (const dg of [{ hdgst: false, ddgst: false }, { hdgst: true, ddgst: true }]) {
-  const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN, ...hostIdentity("00000000-0000-4000-8000-000000000001"), digests: dg, katoMs: 0 });
-  const tag = `${runtime} digests=${dg.hdgst ? "on" : "off"}`;
-  for (const qd of [1, 32]) {
-    const r = await job(c, IoOpc.READ, 4096, qd);
-    console.log(`tcp ${tag} 4k randread qd${qd}: ${(r.ios / r.s).toFixed(0)} IOPS`);
+/** The loopback rows: the host against the project's own target in this process. */
+async function loopback(secs: number): Promise<void> {
+  const t = await TcpTarget.listen({ subnqn: NQN, namespaces: [{ media: new MemMedia(64 << 20), lbaSize: 512 }], maxh2cdata: 0x20000, inCapsule: 8192 });
+  for (const dg of [{ hdgst: false, ddgst: false }, { hdgst: true, ddgst: true }]) {
+    const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN, ...hostIdentity("00000000-0000-4000-8000-000000000001"), digests: dg, katoMs: 0 });
+    const tag = `${runtime} digests=${dg.hdgst ? "on" : "off"}`;
+    for (const qd of [1, 32]) {
+      const r = await job(c, IoOpc.READ, 4096, qd, secs);
+      console.log(`tcp ${tag} 4k randread qd${qd}: ${(r.ios / r.s).toFixed(0)} IOPS`);
+    }
+    for (const [name, opc] of [["read", IoOpc.READ], ["write", IoOpc.WRITE]] as const) {
+      const r = await job(c, opc, 128 * 1024, 8, secs);
+      console.log(`tcp ${tag} 128k seq${name} qd8: ${((r.ios * 128 * 1024) / 1e6 / r.s).toFixed(0)} MB/s`);
+    }
+    await c.shutdown();
   }
-  for (const [name, opc] of [["read", IoOpc.READ], ["write", IoOpc.WRITE]] as const) {
-    const r = await job(c, opc, 128 * 1024, 8);
-    console.log(`tcp ${tag} 128k seq${name} qd8: ${((r.ios * 128 * 1024) / 1e6 / r.s).toFixed(0)} MB/s`);
-  }
-  await c.shutdown();
+  await t.close();
 }
-await t.close();
+
+if (import.meta.main) {
+  if (args[0] === "--table") console.log(benchTables(readFileSync(args[1] ?? "", "utf8")));
+  else await loopback(Number(args[0] ?? 2));
+}
+
+/**
+ * Markdown tables from a guest bench log: lines `bench WHO digests=D WORKLOAD: N UNIT` (WHO deno,
+ * bun or kernel) and `crc32c RUNTIME SIZE KiB: N MB/s`. A missing figure shows as "–".
+ */
+export function benchTables(log: string): string {
+  const v = new Map<string, number>();
+  const crc = new Map<string, number>();
+  const digestsSeen = new Set<string>();
+  for (const line of log.split("\n")) {
+    let m = /^bench (deno|bun|kernel) digests=(none|h|hd) (4k randread qd1|4k randread qd32|128k seqread qd8): ([\d.]+) (IOPS|MB\/s)$/.exec(line.trim());
+    if (m) {
+      v.set(`${m[1]}|${m[2]}|${m[3]}`, Number(m[4]));
+      digestsSeen.add(m[2]);
+      continue;
+    }
+    m = /^crc32c (deno|bun) (\d+) KiB: ([\d.]+) MB\/s$/.exec(line.trim());
+    if (m) crc.set(`${m[1]}|${m[2]}`, Number(m[3]));
+  }
+  const fmt = (n: number | undefined) => n === undefined ? "–" : n >= 100 ? n.toFixed(0) : n.toFixed(1);
+  const ratio = (a: number | undefined, b: number | undefined) => a === undefined || !b ? "–" : `${(a / b).toFixed(2)}x`;
+  const label: Record<string, string> = { none: "off", h: "header", hd: "header+data" };
+  const work: [string, string][] = [["4k randread qd1", "4 KiB random read QD1 (IOPS)"], ["4k randread qd32", "4 KiB random read QD32 (IOPS)"], [
+    "128k seqread qd8",
+    "128 KiB sequential read QD8 (MB/s)",
+  ]];
+  let s = "| workload | digests | kernel initiator | tsnvme Deno | Deno / kernel | tsnvme Bun | Bun / kernel |\n|---|---|---:|---:|---:|---:|---:|\n";
+  for (const [key, name] of work) {
+    for (const d of ["none", "h", "hd"].filter((x) => digestsSeen.has(x))) {
+      const k = v.get(`kernel|${d}|${key}`), dn = v.get(`deno|${d}|${key}`), bn = v.get(`bun|${d}|${key}`);
+      s += `| ${name} | ${label[d]} | ${fmt(k)} | ${fmt(dn)} | ${ratio(dn, k)} | ${fmt(bn)} | ${ratio(bn, k)} |\n`;
+    }
+  }
+  if (crc.size) {
+    s += "\n| CRC32C (slice-by-8) | Deno MB/s | Bun MB/s |\n|---|---:|---:|\n";
+    for (const size of [...new Set([...crc.keys()].map((k) => k.split("|")[1]))]) {
+      s += `| ${size} KiB buffers | ${fmt(crc.get(`deno|${size}`))} | ${fmt(crc.get(`bun|${size}`))} |\n`;
+    }
+  }
+  return s;
+}

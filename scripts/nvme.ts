@@ -1,10 +1,14 @@
 /**
  * nvme-cli-like command line for tsnvme. Same subcommand and long option names
- * as nvme-cli, with a PCI address where nvme-cli takes /dev/nvmeX.
+ * as nvme-cli, with a device string where nvme-cli takes /dev/nvmeX: a PCI
+ * address, `sim:` (the software controller) or `tcp://HOST[:PORT]/SUBNQN` (an
+ * NVMe/TCP target; `discover` and `connect-all` list what a target offers).
  *
  *   deno run -A jsr:@tsnvme/tsnvme/cli id-ctrl 0000:01:00.0 --output-format json
  *   deno run -A jsr:@tsnvme/tsnvme/cli admin-passthru sim: --opcode 6 --cdw10 1 --data-len 4096 -r
  *   bun scripts/nvme.ts read 0000:01:00.0 -n 1 -s 0 -c 7 -z 4096 -d out.bin   (from a checkout)
+ *   deno run -A jsr:@tsnvme/tsnvme/cli discover tcp://192.168.1.20 -o json
+ *   deno run -A jsr:@tsnvme/tsnvme/cli smart-log tcp://192.168.1.20:4420/nqn.2024-01.io.example:disk1
  * @module
  */
 import process from "node:process";
@@ -55,12 +59,28 @@ import { adminPassthru } from "../lib/admin/passthru.ts";
 import { hexDump } from "../lib/admin/hexdump.ts";
 import { formatRegisters, readRegisterBlock, readRegisters, registersToJson } from "../lib/admin/regs.ts";
 import { ioPassthru } from "../lib/io/passthru.ts";
-import { NVMeDev } from "../lib/dev.ts";
+import { NVMeDev, type OpenOptions } from "../lib/dev.ts";
 import { traceCommands } from "./verbose.ts";
-import { NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
+import { ControllerFatalError, InvalidArgumentError, NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
 import { encodeStatus, IoOpc, LogId } from "../lib/nvme/spec.ts";
 import { nvmeCliStatusLine } from "../lib/admin/status.ts";
 import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
+import { Uint64 } from "../lib/admin/identify.ts";
+import { decodeIdentifyController } from "../lib/nvme/identify.ts";
+import { getLogPageCmd } from "../lib/nvme/command.ts";
+import { TcpController } from "../lib/tcp/host.ts";
+import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, DiscEntry, type DiscoveryEntry, LID_DISCOVERY, SubType, TRTYPE_TCP } from "../lib/tcp/discovery.ts";
+import { DISCOVERY_NQN } from "../lib/tcp/fabrics.ts";
+import {
+  formatTcpTarget,
+  isTcpTarget,
+  NVME_TCP_DISCOVERY_PORT,
+  NVME_TCP_PORT,
+  parseDiscoveryTarget,
+  parseTcpTarget,
+  type TcpTargetAddress,
+} from "../lib/tcp/target-string.ts";
+import { resolveHostIdentity } from "../lib/tcp/host-identity.ts";
 
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
 function progress(text: string | null): void {
@@ -70,9 +90,11 @@ function progress(text: string | null): void {
 
 /** Set from `--verbose` for the subcommand being run: print each command it sends. */
 let verbose = false;
+/** Set from the fabrics options of the subcommand being run: how a tcp:// device is connected. */
+let fabricOpen: OpenOptions = {};
 
 async function withDev<T>(device: string, f: (dev: NVMeDev) => Promise<T>): Promise<T> {
-  const dev = await NVMeDev.open(device);
+  const dev = await NVMeDev.open(device, isTcpTarget(device) ? fabricOpen : {});
   const untrace = verbose ? traceCommands(dev.controller) : null;
   try {
     return await f(dev);
@@ -98,7 +120,7 @@ function passthruCommand(admin: boolean): Command {
   for (const [i, n] of [2, 3, 10, 11, 12, 13, 14, 15].entries()) cdw[`cdw${n}`] = { type: "string", short: String(i + 2) };
   return {
     summary: `Submit an arbitrary ${admin ? "admin" : "IO"} command, return results`,
-    usage: `${admin ? "admin" : "io"}-passthru <pci-address> --opcode <op> [--namespace-id <nsid>] [--cdw2..--cdw15 <v>] ` +
+    usage: `${admin ? "admin" : "io"}-passthru <device> --opcode <op> [--namespace-id <nsid>] [--cdw2..--cdw15 <v>] ` +
       "[--data-len <bytes>] [--read|--write] [--input-file <file>] [--timeout <ms>] [--prefill <byte>] [--raw-binary] " +
       "[--show-command] [--dry-run] [--latency] [--verbose]",
     help: "Data direction follows the opcode's bits 1:0 (01b write, 10b read) unless --read/--write says so. " +
@@ -232,7 +254,7 @@ function nsAttachment(verb: "attach" | "detach"): Command {
   const send = verb === "attach" ? attachNamespace : detachNamespace;
   return {
     summary: `${verb === "attach" ? "Attach a namespace to" : "Detach a namespace from"} controllers (default: this one)`,
-    usage: `${verb}-ns <pci-address> --namespace-id <nsid> [--controllers <id,...>]`,
+    usage: `${verb}-ns <device> --namespace-id <nsid> [--controllers <id,...>]`,
     options: { "namespace-id": { type: "string", short: "n" }, controllers: { type: "string", short: "c" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -246,6 +268,385 @@ function nsAttachment(verb: "attach" | "detach"): Command {
     },
   };
 }
+
+// ---------------------------------------------------------------- NVMe over Fabrics (TCP)
+// nvme-cli's discover/connect-all/connect over tsnvme's own TCP host. A userspace driver makes no
+// kernel device: "connect" resolves discovery entries into tcp:// target strings the device
+// commands take (id-ctrl tcp://HOST:PORT/NQN, read, write, ...).
+
+/** nvme-cli's NVMF_OPTS subset that applies to a userspace TCP host. */
+const fabricsOptions: Options = {
+  transport: { type: "string", short: "t" },
+  traddr: { type: "string", short: "a" },
+  trsvcid: { type: "string", short: "s" },
+  nqn: { type: "string", short: "n" },
+  hostnqn: { type: "string", short: "q" },
+  hostid: { type: "string", short: "I" },
+  "hdr-digest": { type: "boolean", short: "g" },
+  "data-digest": { type: "boolean", short: "G" },
+};
+
+/** libnvme's strings for discovery log fields (arg_str: "unrecognized" outside the table). */
+const pick = (t: readonly (string | undefined)[], i: number) => t[i] ?? "unrecognized";
+const TRTYPE: (string | undefined)[] = [];
+Object.assign(TRTYPE, { 1: "rdma", 2: "fc", 3: "tcp", 254: "loop" });
+const ADRFAM = ["pci", "ipv4", "ipv6", "infiniband", "fibre-channel"];
+const SUBTYPE = [undefined, "discovery subsystem referral", "nvme subsystem", "current discovery subsystem"];
+const TREQ = ["not specified", "required", "not required", undefined, "not specified, sq flow control disable supported"];
+const EFLAGS = [
+  "none",
+  "explicit discovery connections",
+  "duplicate discovery information",
+  "explicit discovery connections, duplicate discovery information",
+  "no cdc connectivity",
+  "explicit discovery connections, no cdc connectivity",
+  "duplicate discovery information, no cdc connectivity",
+  "explicit discovery connections, duplicate discovery information, no cdc connectivity",
+];
+const SECTYPE = ["none", "tls", "tls13"];
+const RDMA_PRTYPE = [undefined, "not specified", "infiniband", "roce", "roce-v2", "iwarp"];
+const RDMA_QPTYPE = [undefined, "connected", "datagram"];
+const RDMA_CMS = [undefined, "rdma-cm"];
+/** TSAS bytes (offsets within the TSAS field) for TCP and RDMA entries. */
+const Tsas = { TCP_SECTYPE: 0, RDMA_QPTYPE: 0, RDMA_PRTYPE: 1, RDMA_CMS: 2, RDMA_PKEY: 8 } as const;
+const TRTYPE_RDMA = 1;
+
+/** One discovery log record with the fields nvme-cli prints, decoded from the raw log. */
+interface DiscRecord {
+  entry: DiscoveryEntry;
+  eflags: number;
+  tsas: Uint8Array;
+}
+
+function discRecords(log: Uint8Array): { genctr: bigint; records: DiscRecord[] } {
+  const { genctr } = decodeDiscoveryHeader(log);
+  const records = decodeDiscoveryLog(log).map((entry, i) => {
+    const o = (i + 1) * DISC_RECORD_SIZE;
+    return { entry, eflags: log[o + DiscEntry.EFLAGS] | (log[o + DiscEntry.EFLAGS + 1] << 8), tsas: log.subarray(o + DiscEntry.TSAS, o + DISC_RECORD_SIZE) };
+  });
+  return { genctr, records };
+}
+
+/** `nvme discover`'s normal output (print_discovery_log). */
+function formatDiscovery(genctr: bigint, records: DiscRecord[]): string {
+  let s = `\nDiscovery Log Number of Records ${records.length}, Generation counter ${genctr}\n`;
+  records.forEach(({ entry: e, eflags, tsas }, i) => {
+    s += `=====Discovery Log Entry ${i}======\n` +
+      `trtype:  ${pick(TRTYPE, e.trtype)}\nadrfam:  ${e.traddr ? pick(ADRFAM, e.adrfam) : ""}\n` +
+      `subtype: ${pick(SUBTYPE, e.subtype)}\ntreq:    ${pick(TREQ, e.treq)}\nportid:  ${e.portid}\n` +
+      `trsvcid: ${e.trsvcid}\nsubnqn:  ${e.subnqn}\ntraddr:  ${e.traddr}\neflags:  ${pick(EFLAGS, eflags)}\n`;
+    if (e.trtype === TRTYPE_TCP) s += `sectype: ${pick(SECTYPE, tsas[Tsas.TCP_SECTYPE])}\n`;
+    if (e.trtype === TRTYPE_RDMA) {
+      s += `rdma_prtype: ${pick(RDMA_PRTYPE, tsas[Tsas.RDMA_PRTYPE])}\nrdma_qptype: ${pick(RDMA_QPTYPE, tsas[Tsas.RDMA_QPTYPE])}\n` +
+        `rdma_cms:    ${pick(RDMA_CMS, tsas[Tsas.RDMA_CMS])}\nrdma_pkey: 0x${rdmaPkey(tsas).toString(16).padStart(4, "0")}\n`;
+    }
+  });
+  return s;
+}
+
+const rdmaPkey = (tsas: Uint8Array) => tsas[Tsas.RDMA_PKEY] | (tsas[Tsas.RDMA_PKEY + 1] << 8);
+
+/** `nvme discover -o json` (json_discovery_log). */
+function discoveryToJson(genctr: bigint, records: DiscRecord[]): string {
+  return toNvmeCliJson({
+    genctr: new Uint64(genctr),
+    records: records.map(({ entry: e, eflags, tsas }) => ({
+      trtype: pick(TRTYPE, e.trtype),
+      adrfam: pick(ADRFAM, e.adrfam),
+      subtype: pick(SUBTYPE, e.subtype),
+      treq: pick(TREQ, e.treq),
+      portid: e.portid,
+      trsvcid: e.trsvcid,
+      subnqn: e.subnqn.trimEnd(),
+      traddr: e.traddr,
+      eflags: pick(EFLAGS, eflags),
+      ...(e.trtype === TRTYPE_TCP ? { sectype: pick(SECTYPE, tsas[Tsas.TCP_SECTYPE]) } : {}),
+      ...(e.trtype === TRTYPE_RDMA
+        ? {
+          rdma_prtype: pick(RDMA_PRTYPE, tsas[Tsas.RDMA_PRTYPE]),
+          rdma_qptype: pick(RDMA_QPTYPE, tsas[Tsas.RDMA_QPTYPE]),
+          rdma_cms: pick(RDMA_CMS, tsas[Tsas.RDMA_CMS]),
+          rdma_pkey: rdmaPkey(tsas),
+        }
+        : {}),
+    })),
+  });
+}
+
+/** A parse error of a target string is a usage error (exit 2), not a device failure. */
+function usageOnBadArg<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof InvalidArgumentError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+/**
+ * The controller a fabrics command names: a `tcp://HOST[:PORT][/NQN]` argument or nvme-cli's
+ * `-t tcp -a HOST -s PORT -n NQN`. Discovery defaults to port 8009 and the discovery NQN.
+ */
+function fabricsTarget(arg: string | undefined, values: Values, discovery: boolean): TcpTargetAddress {
+  const nqn = values.nqn as string | undefined;
+  const parse = (s: string) => usageOnBadArg(() => discovery ? parseDiscoveryTarget(s) : parseTcpTarget(s));
+  if (arg !== undefined) {
+    if (values.transport !== undefined || values.traddr !== undefined || values.trsvcid !== undefined) {
+      throw new UsageError("give a tcp:// target or --transport/--traddr/--trsvcid, not both");
+    }
+    if (!isTcpTarget(arg)) throw new UsageError(`not a tcp:// target: ${arg}`);
+    const t = usageOnBadArg(() =>
+      parseTcpTarget(arg, {
+        defaultPort: discovery ? NVME_TCP_DISCOVERY_PORT : NVME_TCP_PORT,
+        defaultNqn: nqn ?? (discovery ? DISCOVERY_NQN : undefined),
+      })
+    );
+    if (nqn !== undefined && t.subnqn !== nqn) throw new UsageError(`--nqn ${nqn} differs from the target's ${t.subnqn}`);
+    return t;
+  }
+  const tr = values.transport as string | undefined;
+  if (tr === undefined) throw new UsageError("required argument [--transport | -t] not specified (or give tcp://HOST[:PORT])");
+  if (tr !== "tcp") throw new UsageError(`transport ${tr} is not supported (only tcp)`);
+  const addr = values.traddr as string | undefined;
+  if (addr === undefined) throw new UsageError("required argument [--traddr | -a] not specified for transport tcp");
+  const host = addr.includes(":") && !addr.startsWith("[") ? `[${addr}]` : addr;
+  const svc = values.trsvcid as string | undefined;
+  return parse(`tcp://${host}${svc !== undefined ? `:${svc}` : ""}/${nqn ?? ""}`);
+}
+
+/** Host NQN/ID (options, else /etc/nvme, else generated) and digests for a fabrics connection. */
+function fabricsHost(values: Values) {
+  const id = usageOnBadArg(() => resolveHostIdentity({ hostnqn: values.hostnqn as string | undefined, hostid: values.hostid as string | undefined }));
+  return { ...id, digests: { hdgst: !!values["hdr-digest"], ddgst: !!values["data-digest"] } };
+}
+
+/** Get Log Page `lid` from offset 0, `bytes` long, in pieces the controller takes. */
+async function fabricsLog(c: TcpController, lid: number, bytes: number): Promise<Uint8Array> {
+  const out = new Uint8Array(bytes);
+  const step = Math.max(4096, Math.floor(c.maxTransfer / 4096) * 4096);
+  const b = c.memory.allocDma(Math.min(bytes, step));
+  try {
+    for (let o = 0; o < bytes; o += step) {
+      const n = Math.min(step, bytes - o);
+      await c.admin.qp.submit(getLogPageCmd(lid, n, { nsid: 0, offset: o }), b.iova, n);
+      out.set(b.bytes.subarray(0, n), o);
+    }
+    return out;
+  } finally {
+    c.memory.freeDma(b);
+  }
+}
+
+/**
+ * The whole discovery log, header and records, as libnvme 1.3 reads it: header, header plus
+ * records, header again; again while GENCTR moved (at most `tries` times).
+ */
+async function readDiscoveryLog(t: TcpTargetAddress, values: Values, tries = 10): Promise<Uint8Array> {
+  const h = fabricsHost(values);
+  const c = await TcpController.connect({ host: t.host, port: t.port, subnqn: t.subnqn, hostnqn: h.hostnqn, hostid: h.hostid, digests: h.digests, ioQueues: 0, katoMs: 0 });
+  try {
+    for (let i = 0; i < tries; i++) {
+      const h1 = decodeDiscoveryHeader(await fabricsLog(c, LID_DISCOVERY, DISC_RECORD_SIZE));
+      const all = await fabricsLog(c, LID_DISCOVERY, DISC_RECORD_SIZE * (h1.numrec + 1));
+      const h2 = decodeDiscoveryHeader(await fabricsLog(c, LID_DISCOVERY, DISC_RECORD_SIZE));
+      const mid = decodeDiscoveryHeader(all);
+      if (h1.genctr === mid.genctr && mid.genctr === h2.genctr && mid.numrec === h1.numrec) return all;
+    }
+    throw new ControllerFatalError(`discovery log kept changing over ${tries} reads`);
+  } finally {
+    await c.shutdown().catch(() => c.close());
+  }
+}
+
+/** The tcp:// target string of a discovery record (the string the device commands take). */
+function recordTarget(e: DiscoveryEntry): string {
+  return formatTcpTarget({ host: e.traddr, port: Number(e.trsvcid), subnqn: e.subnqn });
+}
+
+/** One path of a subsystem as connect-all reports it. */
+interface FabricsPath {
+  target: string;
+  entry: DiscoveryEntry;
+  state: string;
+  cntlid?: number;
+}
+
+/** list-subsys's layout: subsystem, then one line per path (target, transport, address, state). */
+function formatSubsystems(paths: FabricsPath[]): string {
+  let s = "";
+  for (const [nqn, ps] of groupBy(paths)) {
+    s += `${nqn} - NQN=${nqn}\n\\\n`;
+    for (const p of ps) s += ` +- ${p.target} tcp traddr=${p.entry.traddr},trsvcid=${p.entry.trsvcid} ${p.state}\n`;
+  }
+  return s;
+}
+
+function groupBy(paths: FabricsPath[]): Map<string, FabricsPath[]> {
+  const m = new Map<string, FabricsPath[]>();
+  for (const p of paths) m.set(p.entry.subnqn, [...(m.get(p.entry.subnqn) ?? []), p]);
+  return m;
+}
+
+/** list-subsys -o json's shape: host, then subsystems with their paths. */
+function subsystemsToJson(paths: FabricsPath[], host: { hostnqn: string; hostidText: string }): string {
+  return toNvmeCliJson([{
+    HostNQN: host.hostnqn,
+    HostID: host.hostidText,
+    Subsystems: [...groupBy(paths)].map(([nqn, ps]) => ({
+      Name: nqn,
+      NQN: nqn,
+      Paths: ps.map((p) => ({
+        Name: p.target,
+        Transport: "tcp",
+        Address: `traddr=${p.entry.traddr},trsvcid=${p.entry.trsvcid}`,
+        State: p.state,
+        ...(p.cntlid !== undefined ? { Cntlid: p.cntlid } : {}),
+      })),
+    })),
+  }]);
+}
+
+/** Connect to one IO controller (admin queue only), read its cntlid, shut it down. */
+async function probeController(target: string, values: Values): Promise<{ cntlid: number; model: string }> {
+  const t = parseTcpTarget(target);
+  const h = fabricsHost(values);
+  const c = await TcpController.connect({ host: t.host, port: t.port, subnqn: t.subnqn, hostnqn: h.hostnqn, hostid: h.hostid, digests: h.digests, ioQueues: 0 });
+  try {
+    return { cntlid: c.cntlid, model: decodeIdentifyController(c.identify).model };
+  } finally {
+    await c.shutdown().catch(() => c.close());
+  }
+}
+
+/** A fabrics command's failure to reach the target: nvme-cli's one line on stderr, exit status 1. */
+async function reach<T>(name: string, f: () => Promise<T>): Promise<T | number> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof NvmeStatusError) throw e;
+    process.stderr.write(`${name}: ${(e as Error).message ?? String(e)}\n`);
+    return 1;
+  }
+}
+
+/** NVM subsystem paths a discovery log leads to, following referrals (each discovery controller once). */
+async function discoverPaths(t: TcpTargetAddress, values: Values, seen = new Set<string>()): Promise<DiscoveryEntry[]> {
+  seen.add(formatTcpTarget(t));
+  const { records } = discRecords(await readDiscoveryLog(t, values));
+  const out: DiscoveryEntry[] = [];
+  for (const { entry: e } of records) {
+    if (e.trtype !== TRTYPE_TCP) continue; // as nvme-cli: only entries of the transport asked
+    if (e.subtype === SubType.NVM) out.push(e);
+    if (e.subtype === SubType.REFERRAL) {
+      const ref = { host: e.traddr, port: Number(e.trsvcid), subnqn: e.subnqn || DISCOVERY_NQN };
+      if (!seen.has(formatTcpTarget(ref))) out.push(...await discoverPaths(ref, values, seen));
+    }
+  }
+  return out;
+}
+
+const fabricsCommands: Record<string, Command> = {
+  "discover": {
+    summary: "Discover NVMe/TCP subsystems (read a discovery controller's log)",
+    usage: "discover [tcp://HOST[:PORT]] [--transport tcp --traddr HOST [--trsvcid PORT]] [--hostnqn <nqn>] [--hostid <uuid>] " +
+      "[--hdr-digest] [--data-digest] [--raw <file>] [--output-format normal|json|binary]",
+    help: "The port defaults to 8009, the NQN to nqn.2014-08.org.nvmexpress.discovery (a tcp://HOST:PORT/NQN names another " +
+      "discovery controller). Host NQN and ID: the options, else /etc/nvme/hostnqn and /etc/nvme/hostid, else generated " +
+      "from the machine (the same every run).",
+    options: { ...fabricsOptions, ...outputFormat, raw: { type: "string", short: "r" } },
+    args: [0, 1],
+    run: async ([arg], values) => {
+      const t = fabricsTarget(arg, values, true);
+      const f = format(values, ["normal", "json", "binary"]);
+      fabricsHost(values); // a bad host NQN/ID is a usage error before any connection
+      return await reach("discover", async () => {
+        const log = await readDiscoveryLog(t, values);
+        const { genctr, records } = discRecords(log);
+        const raw = values.raw as string | undefined;
+        if (raw !== undefined) {
+          writeFileSync(raw, log);
+          out(`Discovery log is saved to ${raw}`);
+        } else if (f === "binary") process.stdout.write(log);
+        else if (f === "json") out(discoveryToJson(genctr, records));
+        else process.stdout.write(formatDiscovery(genctr, records));
+        return 0;
+      });
+    },
+  },
+  "connect-all": {
+    summary: "Discover NVMe/TCP subsystems and list the tcp:// targets they offer",
+    usage: "connect-all [tcp://HOST[:PORT]] [--transport tcp --traddr HOST [--trsvcid PORT]] [--hostnqn <nqn>] [--hostid <uuid>] " +
+      "[--hdr-digest] [--data-digest] [--dry-run] [--output-format normal|json]",
+    help: "A userspace driver makes no /dev/nvmeX: connecting means turning each NVM subsystem entry of the discovery log " +
+      "(referrals followed) into the tcp://HOST:PORT/NQN target the other commands take. Each is connected once to check it " +
+      "(state live, with its cntlid) unless --dry-run, which only lists them. Output in list-subsys's layout.",
+    options: { ...fabricsOptions, ...outputFormat, "dry-run": { type: "boolean" } },
+    args: [0, 1],
+    run: async ([arg], values) => {
+      const t = fabricsTarget(arg, values, true);
+      const f = format(values);
+      const host = fabricsHost(values);
+      return await reach("connect-all", async () => {
+        const paths: FabricsPath[] = [];
+        let failed = 0;
+        for (const e of await discoverPaths(t, values)) {
+          const target = recordTarget(e);
+          if (values["dry-run"]) {
+            paths.push({ target, entry: e, state: "discovered" });
+            continue;
+          }
+          try {
+            const { cntlid } = await probeController(target, values);
+            paths.push({ target, entry: e, state: "live", cntlid });
+          } catch (err) {
+            failed++;
+            paths.push({ target, entry: e, state: "failed" });
+            process.stderr.write(`connect-all: ${target}: ${(err as Error).message}\n`);
+          }
+        }
+        out(f === "json" ? subsystemsToJson(paths, host) : formatSubsystems(paths));
+        return failed ? 1 : 0;
+      });
+    },
+  },
+  "connect": {
+    summary: "Connect to one NVMe/TCP subsystem and print its tcp:// target",
+    usage: "connect [tcp://HOST[:PORT]/NQN] [--transport tcp --traddr HOST [--trsvcid PORT] --nqn NQN] [--hostnqn <nqn>] " +
+      "[--hostid <uuid>] [--hdr-digest] [--data-digest] [--nr-io-queues <n>] [--queue-size <n>] [--output-format normal|json]",
+    help: "Brings the controller up (admin and IO queues, as the device commands will), shuts it down again and prints " +
+      "`device: tcp://HOST:PORT/NQN` (json: {\"device\": ...}), the device string for id-ctrl, read, write and the rest.",
+    options: {
+      ...fabricsOptions,
+      ...outputFormat,
+      "nr-io-queues": { type: "string", short: "i" },
+      "queue-size": { type: "string", short: "Q" },
+    },
+    args: [0, 1],
+    run: async ([arg], values) => {
+      const t = fabricsTarget(arg, values, false);
+      const f = format(values);
+      const ioQueues = Math.max(1, int(values, "nr-io-queues", { min: 1, max: 0xffff }));
+      const qs = int(values, "queue-size", { min: 2, max: 0x10000 });
+      const h = fabricsHost(values);
+      return await reach("connect", async () => {
+        const c = await TcpController.connect({
+          host: t.host,
+          port: t.port,
+          subnqn: t.subnqn,
+          hostnqn: h.hostnqn,
+          hostid: h.hostid,
+          digests: h.digests,
+          ioQueues,
+          queueDepth: qs < 0 ? undefined : qs,
+        });
+        await c.shutdown().catch(() => c.close());
+        const target = formatTcpTarget(t);
+        out(f === "json" ? toNvmeCliJson({ device: target }) : `device: ${target}`);
+        return 0;
+      });
+    },
+  },
+};
 
 const commands: Record<string, Command> = {
   "list": {
@@ -281,7 +682,7 @@ const commands: Record<string, Command> = {
   },
   "id-ctrl": {
     summary: "Send Identify Controller and show the result",
-    usage: "id-ctrl <pci-address> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
+    usage: "id-ctrl <device> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
     options: { ...identifyOptions },
     args: [1, 1],
     run: ([device], values) => {
@@ -298,7 +699,7 @@ const commands: Record<string, Command> = {
   "id-ns": {
     summary: "Send Identify Namespace and show the result",
     usage:
-      "id-ns <pci-address> --namespace-id <nsid> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
+      "id-ns <device> --namespace-id <nsid> [--human-readable] [--vendor-specific] [--raw-binary] [--output-format normal|json|binary]",
     options: { ...identifyOptions, "namespace-id": { type: "string", short: "n" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -316,7 +717,7 @@ const commands: Record<string, Command> = {
   },
   "list-ns": {
     summary: "Send Identify List (active namespaces), display the namespace ids",
-    usage: "list-ns <pci-address> [--namespace-id <first nsid>] [--output-format normal|json]",
+    usage: "list-ns <device> [--namespace-id <first nsid>] [--output-format normal|json]",
     options: { ...outputFormat, "namespace-id": { type: "string", short: "n", default: "1" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -331,7 +732,7 @@ const commands: Record<string, Command> = {
   },
   "ns-descs": {
     summary: "Send Identify Namespace Identification Descriptors, display them",
-    usage: "ns-descs <pci-address> --namespace-id <nsid> [--output-format normal|json]",
+    usage: "ns-descs <device> --namespace-id <nsid> [--output-format normal|json]",
     options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -346,7 +747,7 @@ const commands: Record<string, Command> = {
   },
   "smart-log": {
     summary: "Retrieve the SMART / health information log",
-    usage: "smart-log <pci-address> [--namespace-id <nsid>] [--human-readable] [--raw-binary] [--output-format normal|json|binary]",
+    usage: "smart-log <device> [--namespace-id <nsid>] [--human-readable] [--raw-binary] [--output-format normal|json|binary]",
     options: {
       ...outputFormat,
       "namespace-id": { type: "string", short: "n" },
@@ -371,7 +772,7 @@ const commands: Record<string, Command> = {
   },
   "error-log": {
     summary: "Retrieve the error information log",
-    usage: "error-log <pci-address> [--log-entries <n>] [--output-format normal|json]",
+    usage: "error-log <device> [--log-entries <n>] [--output-format normal|json]",
     options: { ...outputFormat, "log-entries": { type: "string", short: "e", default: "64" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -387,7 +788,7 @@ const commands: Record<string, Command> = {
   },
   "fw-log": {
     summary: "Retrieve the firmware slot log",
-    usage: "fw-log <pci-address> [--output-format normal|json]",
+    usage: "fw-log <device> [--output-format normal|json]",
     options: outputFormat,
     args: [1, 1],
     run: ([device], values) => {
@@ -401,7 +802,7 @@ const commands: Record<string, Command> = {
   },
   "effects-log": {
     summary: "Retrieve the commands supported and effects log",
-    usage: "effects-log <pci-address> [--csi <csi>] [--output-format normal|json]",
+    usage: "effects-log <device> [--csi <csi>] [--output-format normal|json]",
     options: { ...outputFormat, csi: { type: "string", short: "c" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -416,7 +817,7 @@ const commands: Record<string, Command> = {
   },
   "self-test-log": {
     summary: "Retrieve the device self-test log",
-    usage: "self-test-log <pci-address> [--dst-entries <n>] [--output-format normal|json]",
+    usage: "self-test-log <device> [--dst-entries <n>] [--output-format normal|json]",
     options: { ...outputFormat, "dst-entries": { type: "string", short: "e", default: "20" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -431,7 +832,7 @@ const commands: Record<string, Command> = {
   },
   "sanitize-log": {
     summary: "Retrieve the sanitize status log",
-    usage: "sanitize-log <pci-address> [--output-format normal|json]",
+    usage: "sanitize-log <device> [--output-format normal|json]",
     options: outputFormat,
     args: [1, 1],
     run: ([device], values) => {
@@ -446,7 +847,7 @@ const commands: Record<string, Command> = {
   "get-feature": {
     summary: "Get a feature and show its value (decoded with --human-readable or in JSON)",
     usage:
-      "get-feature <pci-address> --feature-id <fid> [--namespace-id <nsid>] [--sel 0-3] [--cdw11 <v>] [--human-readable] [--output-format normal|json]",
+      "get-feature <device> --feature-id <fid> [--namespace-id <nsid>] [--sel 0-3] [--cdw11 <v>] [--human-readable] [--output-format normal|json]",
     options: {
       ...outputFormat,
       "feature-id": { type: "string", short: "f" },
@@ -483,7 +884,7 @@ const commands: Record<string, Command> = {
   "set-feature": {
     summary: "Set a feature and show the resulting value",
     usage:
-      "set-feature <pci-address> --feature-id <fid> --value <v> [--namespace-id <nsid>] [--cdw12 <v>] [--data <file>] [--data-len <n>] [--save]",
+      "set-feature <device> --feature-id <fid> --value <v> [--namespace-id <nsid>] [--cdw12 <v>] [--data <file>] [--data-len <n>] [--save]",
     options: {
       "feature-id": { type: "string", short: "f" },
       "namespace-id": { type: "string", short: "n" },
@@ -519,7 +920,7 @@ const commands: Record<string, Command> = {
   "format": {
     summary: "Format a namespace with a new block format (restores nothing; all data is lost)",
     usage:
-      "format <pci-address> --namespace-id <nsid> [--lbaf <i>] [--ses 0-2] [--pi 0-3] [--pil 0|1] [--ms 0|1] [--timeout <ms>] --force",
+      "format <device> --namespace-id <nsid> [--lbaf <i>] [--ses 0-2] [--pi 0-3] [--pil 0|1] [--ms 0|1] [--timeout <ms>] --force",
     options: {
       "namespace-id": { type: "string", short: "n" },
       lbaf: { type: "string", short: "l" },
@@ -558,7 +959,7 @@ const commands: Record<string, Command> = {
   },
   "device-self-test": {
     summary: "Start (or abort) a device self-test",
-    usage: "device-self-test <pci-address> [--namespace-id <nsid>] --self-test-code <1 short|2 extended|0xf abort> [--wait]",
+    usage: "device-self-test <device> [--namespace-id <nsid>] --self-test-code <1 short|2 extended|0xf abort> [--wait]",
     options: {
       "namespace-id": { type: "string", short: "n" },
       "self-test-code": { type: "string", short: "s" },
@@ -590,7 +991,7 @@ const commands: Record<string, Command> = {
   },
   "fw-download": {
     summary: "Download a firmware image to the controller (activate it with fw-commit)",
-    usage: "fw-download <pci-address> --fw <file> [--xfer <bytes per command>] [--offset <bytes>] [--progress]",
+    usage: "fw-download <device> --fw <file> [--xfer <bytes per command>] [--offset <bytes>] [--progress]",
     options: {
       fw: { type: "string", short: "f" },
       xfer: { type: "string", short: "x" },
@@ -620,7 +1021,7 @@ const commands: Record<string, Command> = {
   },
   "fw-commit": {
     summary: "Commit a downloaded firmware image to a slot and/or activate a slot",
-    usage: "fw-commit <pci-address> --action <0-3,6,7> [--slot <0-7>] [--bpid <0|1>]",
+    usage: "fw-commit <device> --action <0-3,6,7> [--slot <0-7>] [--bpid <0|1>]",
     options: {
       slot: { type: "string", short: "s", default: "0" },
       action: { type: "string", short: "a" },
@@ -642,7 +1043,7 @@ const commands: Record<string, Command> = {
   "sanitize": {
     summary: "Start a sanitize operation (block erase, crypto erase, overwrite) or exit failure mode",
     usage:
-      "sanitize <pci-address> --sanact <exit-failure|start-block-erase|start-overwrite|start-crypto-erase|1-4> [--ause] [--owpass <1-16>] [--oipbp] [--ovrpat <pattern>] [--no-dealloc] [--wait]",
+      "sanitize <device> --sanact <exit-failure|start-block-erase|start-overwrite|start-crypto-erase|1-4> [--ause] [--owpass <1-16>] [--oipbp] [--ovrpat <pattern>] [--no-dealloc] [--wait]",
     options: {
       "no-dealloc": { type: "boolean", short: "d" },
       oipbp: { type: "boolean", short: "i" },
@@ -688,7 +1089,7 @@ const commands: Record<string, Command> = {
   "dsm": {
     summary: "Send Dataset Management (e.g. deallocate) for a list of ranges",
     usage:
-      "dsm <pci-address> --namespace-id <nsid> --slbs <lba,...> --blocks <count,...> [--ad] [--idw] [--idr] [--ctx-attrs <a,...>]",
+      "dsm <device> --namespace-id <nsid> --slbs <lba,...> --blocks <count,...> [--ad] [--idw] [--idr] [--ctx-attrs <a,...>]",
     options: {
       "namespace-id": { type: "string", short: "n" },
       "ctx-attrs": { type: "string", short: "a" },
@@ -720,7 +1121,7 @@ const commands: Record<string, Command> = {
   },
   "write-zeroes": {
     summary: "Send Write Zeroes for a block range",
-    usage: "write-zeroes <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> [--deac] [--force-unit-access]",
+    usage: "write-zeroes <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> [--deac] [--force-unit-access]",
     options: {
       "namespace-id": { type: "string", short: "n" },
       "start-block": { type: "string", short: "s", default: "0" },
@@ -741,7 +1142,7 @@ const commands: Record<string, Command> = {
   },
   "verify": {
     summary: "Send Verify for a block range",
-    usage: "verify <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based>",
+    usage: "verify <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based>",
     options: {
       "namespace-id": { type: "string", short: "n" },
       "start-block": { type: "string", short: "s", default: "0" },
@@ -761,14 +1162,14 @@ const commands: Record<string, Command> = {
   "compare": {
     summary: "Compare blocks with data from a file (or stdin)",
     usage:
-      "compare <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "compare <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("compare", device, values),
   },
   "copy": {
     summary: "Copy block ranges to a destination block (Copy command)",
-    usage: "copy <pci-address> --namespace-id <nsid> --sdlba <dest lba> --slbs <lba,...> --blocks <nlb 0-based,...>",
+    usage: "copy <device> --namespace-id <nsid> --sdlba <dest lba> --slbs <lba,...> --blocks <nlb 0-based,...>",
     options: {
       "namespace-id": { type: "string", short: "n" },
       sdlba: { type: "string", short: "d" },
@@ -792,7 +1193,7 @@ const commands: Record<string, Command> = {
   },
   "create-ns": {
     summary: "Create a namespace (Namespace Management); attach it with attach-ns",
-    usage: "create-ns <pci-address> --nsze <blocks> [--ncap <blocks>] [--flbas <i>] [--dps <v>] [--nmic <v>] [--csi <v>]",
+    usage: "create-ns <device> --nsze <blocks> [--ncap <blocks>] [--flbas <i>] [--dps <v>] [--nmic <v>] [--csi <v>]",
     options: {
       nsze: { type: "string", short: "s" },
       ncap: { type: "string", short: "c" },
@@ -818,7 +1219,7 @@ const commands: Record<string, Command> = {
   },
   "delete-ns": {
     summary: "Delete a namespace (Namespace Management)",
-    usage: "delete-ns <pci-address> --namespace-id <nsid>",
+    usage: "delete-ns <device> --namespace-id <nsid>",
     options: { "namespace-id": { type: "string", short: "n" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -836,7 +1237,7 @@ const commands: Record<string, Command> = {
   "io-passthru": passthruCommand(false),
   "show-regs": {
     summary: "Reads and shows the defined NVMe controller registers",
-    usage: "show-regs <pci-address> [--human-readable] [--output-format normal|json|binary]",
+    usage: "show-regs <device> [--human-readable] [--output-format normal|json|binary]",
     options: { ...outputFormat, "human-readable": { type: "boolean", short: "H" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -851,7 +1252,7 @@ const commands: Record<string, Command> = {
   },
   "get-log": {
     summary: "Retrieve any log page, as a hex dump (default) or raw binary",
-    usage: "get-log <pci-address> --log-id <lid> --log-len <bytes> [--namespace-id <nsid>] [--lpo <offset>] [--lsp <v>] " +
+    usage: "get-log <device> --log-id <lid> --log-len <bytes> [--namespace-id <nsid>] [--lpo <offset>] [--lsp <v>] " +
       "[--lsi <v>] [--rae] [--uuid-index <v>] [--csi <v>] [--ot] [--aen <dw0>] [--raw-binary]",
     help: "--log-len and --lpo are multiples of 4 (NUMD counts dwords); logs longer than 4096 bytes are read in pieces.",
     options: {
@@ -901,7 +1302,7 @@ const commands: Record<string, Command> = {
   },
   "flush": {
     summary: "Submit a flush command (namespace 0xffffffff: all namespaces, where the controller allows it)",
-    usage: "flush <pci-address> [--namespace-id <nsid>]",
+    usage: "flush <device> [--namespace-id <nsid>]",
     options: { "namespace-id": { type: "string", short: "n" } },
     args: [1, 1],
     run: ([device], values) => {
@@ -924,7 +1325,7 @@ const commands: Record<string, Command> = {
   },
   "reset": {
     summary: "Resets the controller (CC.EN 1 to 0 to 1) and brings its queues back",
-    usage: "reset <pci-address>",
+    usage: "reset <device>",
     options: {},
     args: [1, 1],
     run: ([device]) =>
@@ -935,7 +1336,7 @@ const commands: Record<string, Command> = {
   },
   "subsystem-reset": {
     summary: "Resets the NVM subsystem (NSSR), where CAP.NSSRS says the controller supports it",
-    usage: "subsystem-reset <pci-address>",
+    usage: "subsystem-reset <device>",
     options: {},
     args: [1, 1],
     run: ([device]) =>
@@ -951,7 +1352,7 @@ const commands: Record<string, Command> = {
   "read": {
     summary: "Read blocks into a file (or stdout)",
     usage:
-      "read <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "read <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("read", device, values),
@@ -959,25 +1360,44 @@ const commands: Record<string, Command> = {
   "write": {
     summary: "Write blocks from a file (or stdin)",
     usage:
-      "write <pci-address> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "write <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("write", device, values),
   },
+  ...fabricsCommands,
 };
 
-// Every command that opens a device takes --verbose: print each command it sends.
+/** Fabrics options every device command takes for a tcp:// device (long only: nvme-cli has none there). */
+const deviceFabricsOptions: Options = {
+  hostnqn: { type: "string" },
+  hostid: { type: "string" },
+  "hdr-digest": { type: "boolean" },
+  "data-digest": { type: "boolean" },
+};
+
+// Every command that opens a device takes --verbose (print each command it sends) and, for
+// tcp:// devices, the host identity and digests.
 for (const c of Object.values(commands)) {
   if (c.args[0] < 1) continue;
   const taken = new Set(Object.values(c.options).map((o) => o.short));
-  c.options = { ...c.options, verbose: { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
+  c.options = { ...c.options, ...deviceFabricsOptions, verbose: { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
   const run = c.run;
   c.run = async (pos, values) => {
     verbose = !!values.verbose;
+    const fabric = ["hostnqn", "hostid", "hdr-digest", "data-digest"].filter((k) => values[k] !== undefined);
+    if (fabric.length && !isTcpTarget(pos[0] ?? "")) throw new UsageError(`--${fabric[0]} applies to tcp:// devices only`);
+    // Resolved here so a bad --hostnqn/--hostid is a usage error (exit 2) before any connection.
+    if (isTcpTarget(pos[0] ?? "")) {
+      usageOnBadArg(() => parseTcpTarget(pos[0]));
+      const h = fabricsHost(values);
+      fabricOpen = { hostnqn: h.hostnqn, hostid: h.hostidText, digests: h.digests };
+    }
     try {
       return await run(pos, values);
     } finally {
       verbose = false;
+      fabricOpen = {};
     }
   };
 }
@@ -986,6 +1406,8 @@ for (const c of Object.values(commands)) {
 const cli: Cli = {
   prog: "nvme.ts",
   commands,
+  header: "<device> is a PCI address (0000:01:00.0), sim: (the software controller) or tcp://HOST[:PORT]/SUBNQN " +
+    "(NVMe/TCP; see discover, connect-all).\n\nThe following are all implemented sub-commands:",
   onError(name, e) {
     if (e instanceof NvmeStatusError) {
       process.stderr.write(nvmeCliStatusLine(encodeStatus(e.status)) + "\n");

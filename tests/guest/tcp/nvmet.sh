@@ -2,9 +2,12 @@
 # Runs inside the QEMU guest: Linux nvmet on 127.0.0.1:4420 (file-backed 4 KiB-LBA namespace, recipe
 # of shared/notes/nvme-tcp.md §8), then the tsnvme TCP host against it on Deno and Bun with digests
 # off, header only, header+data; Identify equals the kernel initiator's (nvme-cli, same target, cntlid
-# masked); data our host wrote reads back through the kernel's /dev/nvmeXnY.
+# masked); data our host wrote reads back through the kernel's /dev/nvmeXnY. Then the CLI on both
+# runtimes: discover (normal, json, IPv6), connect-all, id-ctrl and smart-log JSON equal to nvme-cli's,
+# write/read through tcp:// against the kernel initiator's view.
 # --bench SEC adds IOPS/MB/s rows: the tsnvme host and the kernel initiator (fio, io_uring, O_DIRECT)
-# against the same nvmet target in the same boot.
+# against the same nvmet target in the same boot, digests off and on, CRC32C speed, and prints them
+# as markdown tables (scripts/bench-tcp.ts --table).
 # Usage (host): scripts/guest.sh --bind none -- tests/guest/tcp/nvmet.sh [--bench SEC]
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
@@ -13,6 +16,7 @@ OUTD=${TSNVME_OUT:-/tmp}/tcp
 mkdir -p "$OUTD"
 BENCH=
 [ "${1:-}" = --bench ] && BENCH=${2:-5}
+: > "$OUTD/bench.log"
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok - $*"; }
 bad() { fail=$((fail + 1)); echo "not ok - $*"; }
@@ -33,6 +37,10 @@ mkdir $S && echo 1 > $S/attr_allow_any_host && mkdir $S/namespaces/1 &&
   echo ipv4 > $C/ports/1/addr_adrfam && echo 127.0.0.1 > $C/ports/1/addr_traddr &&
   echo 4420 > $C/ports/1/addr_trsvcid && ln -s $S $C/ports/1/subsystems/$NQN || { bad "nvmet setup"; finish; }
 ok "nvmet listening on 127.0.0.1:4420"
+# A second port on [::1] at the discovery port 8009: the CLI's defaults and IPv6 target strings.
+mkdir $C/ports/2 && echo tcp > $C/ports/2/addr_trtype && echo ipv6 > $C/ports/2/addr_adrfam &&
+  echo ::1 > $C/ports/2/addr_traddr && echo 8009 > $C/ports/2/addr_trsvcid && ln -s $S $C/ports/2/subsystems/$NQN &&
+  ok "nvmet listening on [::1]:8009" || bad "nvmet second port"
 
 # The kernel initiator's view of the same target, for comparison.
 nvme connect -t tcp -a 127.0.0.1 -s 4420 -n $NQN -i 1 >/dev/null 2>&1 || bad "nvme connect"
@@ -49,8 +57,9 @@ blk=/dev/$(basename "$blk")
 
 for rt in deno bun; do
   for dg in none h hd; do
-    if [ $rt = deno ]; then deno run -A --no-check tests/guest/tcp/nvmet_host.ts 4420 $NQN $dg "$OUTD" $BENCH; else bun tests/guest/tcp/nvmet_host.ts 4420 $NQN $dg "$OUTD" $BENCH; fi
+    if [ $rt = deno ]; then deno run -A --no-check tests/guest/tcp/nvmet_host.ts 4420 $NQN $dg "$OUTD" $BENCH; else bun tests/guest/tcp/nvmet_host.ts 4420 $NQN $dg "$OUTD" $BENCH; fi > "$OUTD/host.log"
     rc=$?
+    cat "$OUTD/host.log"; grep '^bench ' "$OUTD/host.log" >> "$OUTD/bench.log"
     [ $rc = 0 ] && ok "$rt host digests=$dg" || bad "$rt host digests=$dg (rc $rc)"
     # Identify equals nvme-cli's from the kernel's connection except the controller id (bytes 78-79).
     if [ -s "$OUTD/id-ctrl-$rt-$dg.bin" ] && [ -s "$OUTD/id-ctrl-kernel.bin" ]; then
@@ -64,13 +73,71 @@ for rt in deno bun; do
     fi
   done
 done
+# The CLI (scripts/nvme.ts) against the same target: output equal to nvme-cli's on the same target.
+cli() { if [ $rt = deno ]; then deno run -A --no-check scripts/nvme.ts "$@"; else bun scripts/nvme.ts "$@"; fi; }
+same() { # name ours theirs: equal and non-empty, else the first differing lines
+  if [ -s "$3" ] && cmp -s "$2" "$3"; then ok "$1"; else bad "$1"; diff "$3" "$2" | head -8; fi
+}
+nvme discover -t tcp -a 127.0.0.1 -s 4420 -o json > "$OUTD/disc-nvme.json" 2>&1
+nvme discover -t tcp -a 127.0.0.1 -s 4420 > "$OUTD/disc-nvme.txt" 2>&1
+nvme discover -t tcp -a ::1 -o json > "$OUTD/disc6-nvme.json" 2>&1
+nvme id-ctrl "$dev" -o json | grep -v '^  "cntlid":' > "$OUTD/id-ctrl-nvme.json"
+nvme smart-log "$dev" -o json > "$OUTD/smart-nvme.json" 2>&1
+for rt in deno bun; do
+  cli discover tcp://127.0.0.1:4420 -o json > "$OUTD/disc-$rt.json" 2>&1
+  same "$rt cli: discover -o json equals nvme-cli's" "$OUTD/disc-$rt.json" "$OUTD/disc-nvme.json"
+  cli discover -t tcp -a 127.0.0.1 -s 4420 > "$OUTD/disc-$rt.txt" 2>&1
+  same "$rt cli: discover (normal) equals nvme-cli's" "$OUTD/disc-$rt.txt" "$OUTD/disc-nvme.txt"
+  cli discover 'tcp://[::1]' -o json > "$OUTD/disc6-$rt.json" 2>&1
+  same "$rt cli: discover IPv6, default port 8009, equals nvme-cli's" "$OUTD/disc6-$rt.json" "$OUTD/disc6-nvme.json"
+  T=$(cli connect-all tcp://127.0.0.1:4420 --dry-run -o json 2>&1 | sed -n 's/^ *"Name":"\(tcp:[^"]*\)",*$/\1/p')
+  [ "$T" = "tcp://127.0.0.1:4420/$NQN" ] && ok "$rt cli: connect-all --dry-run lists $T" || bad "$rt cli: connect-all target '$T'"
+  cli connect-all tcp://127.0.0.1:4420 | grep -q " +- tcp://127.0.0.1:4420/$NQN tcp traddr=127.0.0.1,trsvcid=4420 live" &&
+    ok "$rt cli: connect-all connects ($NQN live)" || bad "$rt cli: connect-all"
+  cli id-ctrl "$T" -o json | grep -v '^  "cntlid":' > "$OUTD/id-ctrl-$rt.json"
+  same "$rt cli: id-ctrl tcp:// -o json equals nvme-cli's on the kernel's connection (cntlid aside)" "$OUTD/id-ctrl-$rt.json" "$OUTD/id-ctrl-nvme.json"
+  cli smart-log "$T" -o json > "$OUTD/smart-$rt.json" 2>&1
+  same "$rt cli: smart-log tcp:// -o json equals nvme-cli's" "$OUTD/smart-$rt.json" "$OUTD/smart-nvme.json"
+  # Write through the CLI (header+data digests), read through the kernel; and the other way round.
+  head -c 65536 /dev/urandom > /tmp/cli-w.bin
+  cli write "$T" -n 1 -s 64 -c 15 -z 65536 -d /tmp/cli-w.bin --hdr-digest --data-digest >/dev/null 2>&1 || bad "$rt cli: write rc"
+  if [ -b "$blk" ]; then
+    dd if="$blk" of=/tmp/cli-k.bin bs=4096 skip=64 count=16 iflag=direct 2>/dev/null
+    same "$rt cli: write tcp:// (64 KiB, digests), the kernel reads it back" /tmp/cli-k.bin /tmp/cli-w.bin
+    head -c 65536 /dev/urandom > /tmp/cli-kw.bin
+    dd if=/tmp/cli-kw.bin of="$blk" bs=4096 seek=96 oflag=direct conv=notrunc 2>/dev/null
+    cli read "$T" -n 1 -s 96 -c 15 -z 65536 -d /tmp/cli-r.bin >/dev/null 2>&1 || bad "$rt cli: read rc"
+    same "$rt cli: read tcp:// returns what the kernel wrote" /tmp/cli-r.bin /tmp/cli-kw.bin
+  fi
+done
+
 if [ -n "$BENCH" ] && [ -b "$blk" ]; then
-  for j in "randread 4k 1" "randread 4k 32" "read 128k 8"; do
-    set -- $j
-    r=$(fio --name=k --filename="$blk" --direct=1 --rw=$1 --bs=$2 --iodepth=$3 --ioengine=io_uring --runtime="$BENCH" \
-      --time_based --minimal 2>/dev/null | cut -d';' -f7,8)
-    if [ $2 = 4k ]; then echo "bench kernel $1 $2 qd$3: ${r#*;} IOPS"; else echo "bench kernel $1 $2 qd$3: $(( ${r%;*} * 1024 / 1000000 )) MB/s"; fi
+  # The kernel initiator with fio (io_uring, O_DIRECT) on the same target: digests off, then
+  # reconnected with -g -G; lines in nvmet_host.ts's form so bench-tcp.ts --table pairs them up.
+  kbench() { # digests-tag block-device
+    ktag=$1 kdev=$2
+    for j in "randread 4k 1" "randread 4k 32" "read 128k 8"; do
+      set -- $j
+      r=$(fio --name=k --filename="$kdev" --direct=1 --rw=$1 --bs=$2 --iodepth=$3 --ioengine=io_uring --runtime="$BENCH" \
+        --time_based --minimal 2>/dev/null | cut -d';' -f7,8)
+      if [ $2 = 4k ]; then echo "bench kernel digests=$ktag 4k randread qd$3: ${r#*;} IOPS"
+      else echo "bench kernel digests=$ktag 128k seqread qd$3: $(( ${r%;*} * 1024 / 1000000 )) MB/s"; fi
+    done
+  }
+  kbench none "$blk" | tee -a "$OUTD/bench.log"
+  nvme disconnect -n $NQN >/dev/null 2>&1
+  nvme connect -t tcp -a 127.0.0.1 -s 4420 -n $NQN -i 1 -g -G >/dev/null 2>&1 || bad "nvme connect -g -G"
+  kblk=
+  for i in $(seq 1 50); do
+    kblk=$(ls -d /sys/class/nvme-subsystem/nvme-subsys*/nvme*n1 2>/dev/null | head -1)
+    [ -n "$kblk" ] && [ -b "/dev/$(basename "$kblk")" ] && break
+    sleep 0.2
   done
+  [ -n "$kblk" ] && kbench hd "/dev/$(basename "$kblk")" | tee -a "$OUTD/bench.log"
+  for rt in deno bun; do
+    if [ $rt = deno ]; then deno run --no-check scripts/bench-crc32c.ts; else bun scripts/bench-crc32c.ts; fi
+  done | tee -a "$OUTD/bench.log"
+  deno run -A --no-check scripts/bench-tcp.ts --table "$OUTD/bench.log"
 fi
 nvme disconnect -n $NQN >/dev/null 2>&1
 finish
