@@ -61,15 +61,14 @@ import { formatRegisters, readRegisterBlock, readRegisters, registersToJson } fr
 import { ioPassthru } from "../lib/io/passthru.ts";
 import { NVMeDev, type OpenOptions } from "../lib/dev.ts";
 import { traceCommands } from "./verbose.ts";
-import { ControllerFatalError, InvalidArgumentError, NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
+import { InvalidArgumentError, NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
 import { encodeStatus, IoOpc, LogId } from "../lib/nvme/spec.ts";
 import { nvmeCliStatusLine } from "../lib/admin/status.ts";
 import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
 import { Uint64 } from "../lib/admin/identify.ts";
 import { decodeIdentifyController } from "../lib/nvme/identify.ts";
-import { getLogPageCmd } from "../lib/nvme/command.ts";
 import { TcpController } from "../lib/tcp/host.ts";
-import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, DiscEntry, type DiscoveryEntry, LID_DISCOVERY, SubType, TRTYPE_TCP } from "../lib/tcp/discovery.ts";
+import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, DiscEntry, type DiscoveryEntry, SubType, TRTYPE_TCP } from "../lib/tcp/discovery.ts";
 import { DISCOVERY_NQN } from "../lib/tcp/fabrics.ts";
 import {
   formatTcpTarget,
@@ -420,23 +419,6 @@ function fabricsHost(values: Values) {
   return { ...id, digests: { hdgst: !!values["hdr-digest"], ddgst: !!values["data-digest"] } };
 }
 
-/** Get Log Page `lid` from offset 0, `bytes` long, in pieces the controller takes. */
-async function fabricsLog(c: TcpController, lid: number, bytes: number): Promise<Uint8Array> {
-  const out = new Uint8Array(bytes);
-  const step = Math.max(4096, Math.floor(c.maxTransfer / 4096) * 4096);
-  const b = c.memory.allocDma(Math.min(bytes, step));
-  try {
-    for (let o = 0; o < bytes; o += step) {
-      const n = Math.min(step, bytes - o);
-      await c.admin.qp.submit(getLogPageCmd(lid, n, { nsid: 0, offset: o }), b.iova, n);
-      out.set(b.bytes.subarray(0, n), o);
-    }
-    return out;
-  } finally {
-    c.memory.freeDma(b);
-  }
-}
-
 /**
  * The whole discovery log, header and records, as libnvme 1.3 reads it: header, header plus
  * records, header again; again while GENCTR moved (at most `tries` times).
@@ -445,14 +427,7 @@ async function readDiscoveryLog(t: TcpTargetAddress, values: Values, tries = 10)
   const h = fabricsHost(values);
   const c = await TcpController.connect({ host: t.host, port: t.port, subnqn: t.subnqn, hostnqn: h.hostnqn, hostid: h.hostid, digests: h.digests, ioQueues: 0, katoMs: 0 });
   try {
-    for (let i = 0; i < tries; i++) {
-      const h1 = decodeDiscoveryHeader(await fabricsLog(c, LID_DISCOVERY, DISC_RECORD_SIZE));
-      const all = await fabricsLog(c, LID_DISCOVERY, DISC_RECORD_SIZE * (h1.numrec + 1));
-      const h2 = decodeDiscoveryHeader(await fabricsLog(c, LID_DISCOVERY, DISC_RECORD_SIZE));
-      const mid = decodeDiscoveryHeader(all);
-      if (h1.genctr === mid.genctr && mid.genctr === h2.genctr && mid.numrec === h1.numrec) return all;
-    }
-    throw new ControllerFatalError(`discovery log kept changing over ${tries} reads`);
+    return await c.discoveryLogBytes(tries);
   } finally {
     await c.shutdown().catch(() => c.close());
   }

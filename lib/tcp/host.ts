@@ -175,12 +175,17 @@ export class TcpController {
    * read again while the generation counter moved (at most `tries` times).
    */
   async discoveryLog(tries = 10): Promise<DiscoveryEntry[]> {
+    return decodeDiscoveryLog(await this.discoveryLogBytes(tries));
+  }
+
+  /** The same log undecoded, header and records (for tools that print every field, as nvme-cli does). */
+  async discoveryLogBytes(tries = 10): Promise<Uint8Array> {
     for (let t = 0; t < tries; t++) {
       const h1 = decodeDiscoveryHeader(await this.#log(LID_DISCOVERY, 0, DISC_RECORD_SIZE));
       const all = await this.#log(LID_DISCOVERY, 0, DISC_RECORD_SIZE * (h1.numrec + 1));
       const h2 = decodeDiscoveryHeader(await this.#log(LID_DISCOVERY, 0, DISC_RECORD_SIZE));
       const mid = decodeDiscoveryHeader(all);
-      if (h1.genctr === mid.genctr && mid.genctr === h2.genctr) return decodeDiscoveryLog(all);
+      if (h1.genctr === mid.genctr && mid.genctr === h2.genctr && mid.numrec === h1.numrec) return all;
     }
     throw new ControllerFatalError(`discovery log kept changing over ${tries} reads`);
   }
