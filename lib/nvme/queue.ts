@@ -215,8 +215,13 @@ export class QueuePair {
     if (this.#closedWith) return Promise.reject(this.#closedWith);
     const slot = this.#t.takeHeld();
     if (slot < 0) return Promise.reject(new InvalidArgumentError("no free slot for a recovery command"));
+    return this.#submitIn(slot, cmd, dataIova, dataLen, timeoutMs, ref);
+  }
+
+  #submitIn(slot: number, cmd: Sqe, dataIova: number, dataLen: number, timeoutMs: number, ref: DmaBuffer | null): Promise<number> {
     const e = this.#ring.entry();
     for (let i = 1; i < 16; i++) e[i] = cmd[i];
+    // Without data the command's own dwords stand (a queue base address in PRP1).
     if (dataLen > 0) this.#ring.setData(e, slot, dataIova, dataLen);
     this.#post(slot, e, cmd[0], timeoutMs, ref);
     return this.#t.promise(slot);
@@ -238,12 +243,7 @@ export class QueuePair {
     if (this.#closedWith) return Promise.reject(this.#closedWith);
     const slot = this.#t.take();
     if (slot < 0) return this.#t.queued(ref, () => this.submit(cmd, dataIova, dataLen, timeoutMs, ref));
-    const e = this.#ring.entry();
-    for (let i = 1; i < 16; i++) e[i] = cmd[i];
-    // Without data the command's own dwords stand (a queue base address in PRP1).
-    if (dataLen > 0) this.#ring.setData(e, slot, dataIova, dataLen);
-    this.#post(slot, e, cmd[0], timeoutMs, ref);
-    return this.#t.promise(slot);
+    return this.#submitIn(slot, cmd, dataIova, dataLen, timeoutMs, ref);
   }
 
   /**
