@@ -148,25 +148,15 @@ export class NamespaceMedia implements AsyncMedia {
 
   /** Read whole blocks at byte offset `off` into `dst`. */
   read(off: number, dst: Uint8Array, done: MediaDone): void {
-    const cb = this.#cb(done);
-    let lba: number;
-    try {
-      lba = this.#lba(off);
-    } catch (e) {
-      return this.#fail(done, e);
-    }
-    this.#submit(() => {
-      try {
-        return this.ns.submitRead(lba, dst, cb);
-      } catch (e) {
-        cb(e);
-        return true;
-      }
-    }, done);
+    this.#rw(false, off, dst, done);
   }
 
   /** Write whole blocks at byte offset `off`. */
   write(off: number, src: Uint8Array, done: MediaDone): void {
+    this.#rw(true, off, src, done);
+  }
+
+  #rw(write: boolean, off: number, buf: Uint8Array, done: MediaDone): void {
     const cb = this.#cb(done);
     let lba: number;
     try {
@@ -176,7 +166,7 @@ export class NamespaceMedia implements AsyncMedia {
     }
     this.#submit(() => {
       try {
-        return this.ns.submitWrite(lba, src, cb);
+        return write ? this.ns.submitWrite(lba, buf, cb) : this.ns.submitRead(lba, buf, cb);
       } catch (e) {
         cb(e);
         return true;

@@ -16,30 +16,15 @@ import type { QueuePair } from "../nvme/queue.ts";
 import { Reg } from "../nvme/spec.ts";
 import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, type DiscoveryEntry, LID_DISCOVERY } from "./discovery.ts";
 import type { TcpMemory } from "./memory.ts";
-import type { Digests } from "./pdu.ts";
 import type { TcpRing } from "./ring.ts";
-import { TcpTransport } from "./transport.ts";
+import { TcpTransport, type TcpTransportOptions } from "./transport.ts";
 
 /** How to reach and set up a fabrics controller over TCP. */
-export interface TcpControllerOptions {
-  /** Target address. */
-  host: string;
-  /** Target port (default 4420). */
-  port?: number;
-  /** Subsystem NQN. */
-  subnqn: string;
-  /** Host NQN (stable; see fabrics.ts hostIdentity). */
-  hostnqn: string;
-  /** Host ID, 16 bytes (stable). */
-  hostid: Uint8Array;
-  /** Header/data digests. */
-  digests?: Partial<Digests>;
+export interface TcpControllerOptions extends Omit<TcpTransportOptions, "connectTimeoutMs"> {
   /** IO queues wanted (default 1; the target may grant fewer; a discovery controller has none). */
   ioQueues?: number;
   /** IO queue entries (default 128, clamped to CAP.MQES + 1 and MAXCMD). */
   queueDepth?: number;
-  /** Keep-alive timeout in ms (default 5000, as Linux; 0 = none). */
-  katoMs?: number;
   /** Largest transfer per command before the target's own limits (default 1 MiB). */
   maxTransfer?: number;
   /** Default command timeout in ms (default 30 s). */
@@ -103,15 +88,7 @@ export class TcpController {
 
   /** Connect and enable the controller, then connect its IO queues. Everything closes again on failure. */
   static async connect(o: TcpControllerOptions): Promise<TcpController> {
-    const t = new TcpTransport({
-      host: o.host,
-      port: o.port,
-      subnqn: o.subnqn,
-      hostnqn: o.hostnqn,
-      hostid: o.hostid,
-      digests: o.digests,
-      katoMs: o.katoMs,
-    });
+    const t = new TcpTransport(o);
     try {
       const c = await Controller.init(t, {
         ioQueues: Math.max(1, o.ioQueues ?? 1),
