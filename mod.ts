@@ -47,7 +47,7 @@ export {
   type Transport,
 } from "./lib/nvme/transport.ts";
 export * from "./lib/nvme/fabrics.ts";
-export { type IoCallback, QueuePair, type QueuePairConfig, type QueueStats, type QueueWaiter } from "./lib/nvme/queue.ts";
+export { type IoCallback, QueuePair, type QueuePairConfig, type QueuePairOptions, type QueueStats, type QueueWaiter } from "./lib/nvme/queue.ts";
 export { PcieRing, type PcieRingConfig, type QueueRing } from "./lib/nvme/pcie.ts";
 export { CommandTracker } from "./lib/nvme/tracker.ts";
 export * from "./lib/nvme/identify.ts";

@@ -23,14 +23,6 @@ export function fabricPair(qid: number, ring: FabricRing, timeoutMs: number): Qu
     depth: ring.depth,
     defaultTimeoutMs: timeoutMs,
     ring,
-    // The PCIe fields are unused with a ring of another transport.
-    sq: null as never,
-    cq: null as never,
-    prp: null,
-    prpPagesPerSlot: 0,
-    pageSize: 4096,
-    doorbells: new Uint32Array(0),
-    doorbellStride: 4,
   });
   // Completions only arrive through the event loop (socket data events): a pump spinning on
   // microtasks would hold them off, so it sleeps on arrivals whenever a poll finds nothing.

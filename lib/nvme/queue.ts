@@ -37,8 +37,12 @@ export interface QueueWaiter {
   readonly count: number;
 }
 
-/** Memory, doorbells and policy of one queue pair. */
-export interface QueuePairConfig extends PcieRingConfig {
+/** Policy of one queue pair, whatever its ring. */
+export interface QueuePairOptions {
+  /** Queue id (0 = admin). */
+  qid: number;
+  /** Ring entries. */
+  depth: number;
   /** Timeout applied to commands that do not give their own, in ms. */
   defaultTimeoutMs: number;
   /** Most commands in flight at once (at most depth - 1). */
@@ -49,9 +53,10 @@ export interface QueuePairConfig extends PcieRingConfig {
    * Higher: lower latency, more CPU; 0: yield after every empty poll.
    */
   pollSpinUs?: number;
-  /** A ring other than the PCIe one built from the fields above (another transport). */
-  ring?: QueueRing;
 }
+
+/** A queue pair over PCIe rings built from `PcieRingConfig`, or over another transport's `ring`. */
+export type QueuePairConfig = QueuePairOptions & (PcieRingConfig | { ring: QueueRing });
 
 // setImmediate yields to the event loop in ~1-4 µs; setTimeout(0) costs milliseconds.
 const yieldMacrotask: () => Promise<void> = typeof (globalThis as { setImmediate?: unknown }).setImmediate ===
@@ -108,7 +113,7 @@ export class QueuePair {
     this.pollSpinUs = cfg.pollSpinUs ?? 500;
     this.#t = new CommandTracker(cfg.qid, this.slots);
     this.stats = this.#t.stats;
-    this.#ring = cfg.ring ?? new PcieRing(cfg, this.slots);
+    this.#ring = "ring" in cfg ? cfg.ring : new PcieRing(cfg, this.slots);
     this.#t.onTimeout = (cid, opcode) => this.onTimeout?.(this, cid, opcode);
     this.#policy = new IdlePolicy({ mode: "poll", spinUs: this.pollSpinUs });
   }
