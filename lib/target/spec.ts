@@ -1,0 +1,155 @@
+/**
+ * Layouts and values the target needs beyond what lib/nvme and lib/tcp
+ * already name: Identify fields a fabrics controller fills (NVMe Base 2.0,
+ * figures 275 and 280), the Connect status codes (NVMe over Fabrics 1.1,
+ * figure 20), the Commands Supported and Effects bits, and the CAP/CC fields
+ * the controller model checks.
+ * @module
+ */
+
+/** Identify Controller offsets not in lib/nvme/identify.ts or lib/tcp/host.ts's IdCtrl. */
+export const IdCtrlExtra = {
+  /** IEEE OUI identifier (3 bytes). */
+  IEEE: 73,
+  /** Controller multi-path I/O and namespace sharing capabilities. */
+  CMIC: 76,
+  /** Optional asynchronous events supported (u32). */
+  OAES: 92,
+  /** Abort command limit (0's based). */
+  ACL: 258,
+  /** Asynchronous event request limit (0's based). */
+  AERL: 259,
+  /** Log page attributes. */
+  LPA: 261,
+  /** Fused operation support (u16). */
+  FUSES: 522,
+  /** Fabrics controller attributes. */
+  FCATT: 1802,
+} as const;
+
+/** Identify Namespace offsets not in lib/nvme/identify.ts's IdNsOffset. */
+export const IdNsExtra = {
+  /** Namespace features. */
+  NSFEAT: 24,
+  /** Namespace multi-path I/O and sharing capabilities. */
+  NMIC: 30,
+  /** Deallocate logical block features. */
+  DLFEAT: 33,
+  /** Namespace globally unique identifier (16 bytes). */
+  NGUID: 104,
+  /** IEEE extended unique identifier (8 bytes). */
+  EUI64: 120,
+} as const;
+
+/** CTRATT bits a fabrics target sets. */
+export const Ctratt = {
+  /** 128-bit host identifier. */
+  HOSTID_128: 1 << 0,
+  /** Traffic-based keep-alive: any command restarts the keep-alive timer. */
+  TBKAS: 1 << 6,
+} as const;
+
+/** OAES / Asynchronous Event Configuration bits. */
+export const Oaes = {
+  /** Namespace attribute notices (Changed Namespace List log). */
+  NS_ATTR: 1 << 8,
+  /** Discovery log page change notices (discovery controllers). */
+  DISC_CHANGE: 1 << 31,
+} as const;
+
+/** LPA bits. */
+export const Lpa = {
+  SMART_PER_NS: 1 << 0,
+  CMD_EFFECTS: 1 << 1,
+  EXTENDED_DATA: 1 << 2,
+} as const;
+
+/** ONCS bits the target can serve. */
+export const Oncs = {
+  DSM: 1 << 2,
+  WRITE_ZEROES: 1 << 3,
+} as const;
+
+/** SGLS bits. */
+export const Sgls = {
+  SUPPORTED: 1 << 0,
+  KEYED: 1 << 2,
+  /** Address field of a Data Block descriptor may be an offset (in-capsule data). */
+  OFFSET: 1 << 20,
+} as const;
+
+/** CNTRLTYPE values. */
+export const CntrlType = { IO: 1, DISCOVERY: 2 } as const;
+
+/** Commands Supported and Effects entry bits. */
+export const Effects = {
+  CSUPP: 1 << 0,
+  LBCC: 1 << 1,
+} as const;
+
+/** Log page ids the target serves that lib/nvme/spec.ts's LogId does not name. */
+export const TargetLogId = {
+  FW_SLOT: 0x03,
+} as const;
+
+/** Status values (15-bit status field: SC | SCT << 8 | DNR << 14). */
+export const Sf = {
+  SUCCESS: 0x000,
+  INVALID_OPCODE: 0x001,
+  INVALID_FIELD: 0x002,
+  DATA_TRANSFER: 0x004,
+  INTERNAL: 0x006,
+  INVALID_NS: 0x00b,
+  SEQUENCE: 0x00c,
+  SGL_LENGTH: 0x00f,
+  SGL_TYPE: 0x011,
+  LBA_RANGE: 0x080,
+  KEEP_ALIVE_EXPIRED: 0x019,
+  AER_LIMIT: 0x105,
+  INVALID_LOG_PAGE: 0x109,
+  NOT_SAVEABLE: 0x10d,
+  /** Connect: incompatible format (RECFMT). */
+  CONNECT_FORMAT: 0x180,
+  /** Connect: controller busy (the queue is already connected). */
+  CONNECT_BUSY: 0x181,
+  /** Connect: invalid parameters; DW0 holds IATTR/IPO. */
+  CONNECT_INVALID: 0x182,
+  /** Connect: host not allowed; DW0 holds IATTR/IPO of HOSTNQN. */
+  CONNECT_INVALID_HOST: 0x184,
+  DNR: 0x4000,
+} as const;
+
+/** Connect DW0 on invalid parameters: IATTR (bit 16: in the data) | IPO. */
+export function connectIpo(inData: boolean, offset: number): number {
+  return (inData ? 1 << 16 : 0) | offset;
+}
+
+/** CC fields the model checks on enable (bit positions). */
+export const CcField = {
+  CSS_SHIFT: 4,
+  MPS_SHIFT: 7,
+  AMS_SHIFT: 11,
+  SHN_SHIFT: 14,
+  IOSQES_SHIFT: 16,
+  IOCQES_SHIFT: 20,
+} as const;
+
+/** Fixed IO queue entry sizes a controller accepts (log2 bytes). */
+export const IOSQES = 6;
+/** See {@link IOSQES}. */
+export const IOCQES = 4;
+
+/** Keep-alive timeout a discovery controller uses when the host gave none (nvmet's NVMET_DISC_KATO_MS). */
+export const DISCOVERY_KATO_MS = 120_000;
+
+/** DSM range entry: 16 bytes, context attributes @0, length in blocks @4, starting LBA @8. */
+export const DsmRange = { SIZE: 16, NLB: 4, SLBA: 8, MAX: 256 } as const;
+
+/** CDW12 bits of Read/Write/Write Zeroes. */
+export const RwFlags = { FUA: 1 << 30, DEAC: 1 << 25 } as const;
+
+/** DSM CDW11 attribute: deallocate. */
+export const DSM_AD = 1 << 2;
+
+/** Namespace descriptor header size (NIDT, NIDL, 2 reserved). */
+export const NS_DESC_HEADER = 4;
