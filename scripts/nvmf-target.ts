@@ -90,7 +90,9 @@ for (let i = 0; i < args.length; i++) {
     case "-q":
     case "--quiet": o.quiet = true; break;
     case "-h":
-    case "--help": usage();
+    case "--help":
+      usage();
+      break;
     default: usage(`unknown argument ${a}`);
   }
 }

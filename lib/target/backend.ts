@@ -8,8 +8,6 @@
  * lib/sim media (memory or a file) synchronously.
  * @module
  */
-import type { NVMeDev } from "../dev.ts";
-import type { Namespace } from "../io/namespace.ts";
 import { NvmeStatusError } from "../nvme/errors.ts";
 import { encodeStatus } from "../nvme/spec.ts";
 import type { Media } from "../sim/media.ts";
@@ -40,6 +38,8 @@ export interface BlockBackend {
   readonly vwc: boolean;
   /** Identify Controller of the backing controller, for passthrough of model, serial and limits (null if none). */
   readonly idCtrl: Uint8Array | null;
+  /** ONCS of the backing controller (undefined: the target serves DSM and Write Zeroes itself). */
+  readonly oncs?: number;
   /** Buffer of at least `bytes` for IO on this backend (DMA memory where the backend needs it). */
   alloc(bytes: number): Uint8Array;
   /** Return a buffer from {@link alloc}. */
@@ -111,6 +111,44 @@ export class BufferPool {
   }
 }
 
+/** The namespace calls {@link DevBackend} makes (lib/io's Namespace of an open NVMeDev). */
+export interface BackingNamespace {
+  /** Bytes per block. */
+  readonly blockSize: number;
+  /** Blocks. */
+  readonly blockCount: number;
+  /** Callback read; false when no queue slot is free. */
+  submitRead(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
+  /** Callback write; false when no queue slot is free. */
+  submitWrite(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
+  /** Flush. */
+  flush(): Promise<void>;
+  /** Write Zeroes. */
+  writeZeroes(lba: number, blocks: number, opts: { deallocate?: boolean }): Promise<void>;
+  /** DSM deallocate of up to 256 ranges. */
+  deallocate(ranges: LbaRange[]): Promise<void>;
+}
+
+/** What {@link DevBackend} uses of an open NVMeDev (structural, so any NVMeDev fits). */
+export interface BackingDevice {
+  /** What was opened ("0000:00:04.0", "sim#1"). */
+  readonly target: string;
+  /** Limits and features. */
+  readonly info: { readonly maxTransferBytes: number; readonly vwc: boolean; readonly oncs: number };
+  /** Identify Controller data. */
+  readonly controller: { readonly identifyData: Uint8Array };
+  /** True once closed. */
+  readonly closed: boolean;
+  /** An active namespace. */
+  ns(nsid: number): BackingNamespace;
+  /** DMA memory. */
+  allocBuffer(bytes: number): Uint8Array;
+  /** Release DMA memory. */
+  freeBuffer(buf: Uint8Array): void;
+  /** Close the device. */
+  close(): Promise<void>;
+}
+
 /** Options of {@link DevBackend}. */
 export interface DevBackendOptions {
   /** Close the device when the backend closes (the CLI opened it for the target). */
@@ -137,15 +175,15 @@ export class DevBackend implements BlockBackend {
   readonly idCtrl: Uint8Array;
   /** ONCS of the backing controller. */
   readonly oncs: number;
-  readonly #dev: NVMeDev;
-  readonly #ns: Namespace;
+  readonly #dev: BackingDevice;
+  readonly #ns: BackingNamespace;
   readonly #pool: BufferPool;
   readonly #owns: boolean;
   readonly #backlog: (() => boolean)[] = [];
   #closed = false;
 
   /** Serve namespace `nsid` of `dev`. */
-  constructor(dev: NVMeDev, nsid: number, opts: DevBackendOptions = {}) {
+  constructor(dev: BackingDevice, nsid: number, opts: DevBackendOptions = {}) {
     this.#dev = dev;
     this.#ns = dev.ns(nsid);
     this.#owns = !!opts.ownsDevice;

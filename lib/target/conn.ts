@@ -71,7 +71,7 @@ const SGL_INCAPSULE = Sgl.DATA_BLOCK_OFFSET;
 /** One queue's connection. */
 export class TargetConn {
   /** Queue id after Connect (-1 before). */
-  qid = -1;
+  qid: number = -1;
   /** The controller this queue belongs to (after Connect). */
   ctrl: TargetController | null = null;
   readonly #h: ConnHost;

@@ -114,7 +114,7 @@ export class TargetController {
   /** CSTS property. */
   csts = 0;
   /** When the last command arrived on any of its queues (performance.now()). */
-  lastSeen = performance.now();
+  lastSeen: number = performance.now();
   /** Set once the controller is gone (keep-alive lapse, admin queue closed). */
   dead = false;
   readonly #limits: ControllerLimits;
@@ -349,7 +349,7 @@ export class TargetController {
     put32(b, IdCtrl.NN, sub?.namespaces.length ?? 0);
     let oncs = Oncs.DSM | Oncs.WRITE_ZEROES;
     for (const ns of sub?.namespaces ?? []) {
-      const o = (ns as { oncs?: number }).oncs;
+      const o = ns.oncs;
       if (o !== undefined) oncs &= o | Oncs.WRITE_ZEROES; // Write Zeroes passes through or fails per command
     }
     put16(b, IdCtrlOffset.ONCS, sub ? oncs : 0);
@@ -372,8 +372,7 @@ export class TargetController {
     }
     b[IdNsOffset.NLBAF] = 0;
     b[IdNsOffset.FLBAS] = 0;
-    b[IdNsExtra.DLFEAT] = 1; // deallocated blocks read as zeros... only where the backend guarantees it
-    if (ns.idCtrl !== null) b[IdNsExtra.DLFEAT] = 0;
+    b[IdNsExtra.DLFEAT] = ns.idCtrl === null ? 1 : 0; // media reads deallocated blocks as zeros; a device says so itself
     const nsid = this.subsystem!.namespaces.indexOf(ns) + 1;
     b.set(namespaceGuid(this.subsystem!.nqn, nsid, ns.name), IdNsExtra.NGUID);
     b[IdNsOffset.LBAF + 2] = Math.log2(ns.blockSize);

@@ -21,11 +21,10 @@
  * ```
  * @module
  */
-export { type BlockBackend, BufferPool, DevBackend, type DevBackendOptions, type IoDone, type LbaRange, MediaBackend, statusOf } from "./backend.ts";
+export { type BackingDevice, type BackingNamespace, type BlockBackend, BufferPool, DevBackend, type DevBackendOptions, type IoDone, type LbaRange, MediaBackend, statusOf } from "./backend.ts";
 export { type AdminReply, type AerSink, type ControllerLimits, namespaceGuid, type Subsystem, TARGET_VS, TargetController } from "./controller.ts";
 export { DISCOVERY_ADMIN, TargetConn, type TargetFault } from "./conn.ts";
 export { type ConnectRequest, type ConnHost, type DigestPolicy, NvmfTarget, type NvmfTargetOptions, type SubsystemOptions, type TargetStats } from "./server.ts";
-export { parseNamespaceSpec, openNamespaces, type NamespaceSpec } from "./spec-parse.ts";
+export { type NamespaceOpenOptions, type NamespaceSpec, type OpenedNamespaces, openNamespaces, parseNamespaceSpec } from "./spec-parse.ts";
 export * from "./spec.ts";
-export type { NVMeDev } from "../dev.ts";
 export type { Media } from "../sim/media.ts";

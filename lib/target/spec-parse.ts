@@ -5,10 +5,10 @@
  * without an nsid exports every active namespace of it.
  * @module
  */
-import type { NVMeDev, OpenOptions } from "../dev.ts";
+import type { OpenOptions } from "../dev.ts";
 import * as fs from "node:fs";
 import { FileMedia, MemMedia } from "../sim/media.ts";
-import { type BlockBackend, DevBackend, MediaBackend } from "./backend.ts";
+import { type BackingDevice, type BlockBackend, DevBackend, MediaBackend } from "./backend.ts";
 
 /** A parsed `--ns` value. */
 export type NamespaceSpec =
@@ -48,16 +48,36 @@ export function parseNamespaceSpec(spec: string): NamespaceSpec {
   throw new RangeError(`bad namespace ${JSON.stringify(spec)}: expected 0000:00:04.0[:nsid], sim:..., file:PATH[:SIZE[:BLOCK]] or mem:SIZE[:BLOCK]`);
 }
 
+/** NVMeDev.open options the target passes to every device it opens. */
+export interface NamespaceOpenOptions {
+  /** IO queues to create on the device. */
+  ioQueues?: number;
+  /** Entries per IO queue. */
+  ioQueueDepth?: number;
+  /** How the device's queues wait for completions. */
+  interrupts?: "adaptive" | "interrupt" | "poll";
+}
+
+/** The backends opened from `--ns` values and what closes them. */
+export interface OpenedNamespaces {
+  /** In order: the target's NSIDs 1... */
+  backends: BlockBackend[];
+  /** The devices opened (each once). */
+  devices: BackingDevice[];
+  /** Close the backends, then the devices. */
+  close(): Promise<void>;
+}
+
 /**
  * Open every spec (devices once each, through NVMeDev.open with `devOptions`)
  * and return the backends in order with a close() that releases them all.
  */
 export async function openNamespaces(
   specs: string[],
-  devOptions: OpenOptions = {},
-): Promise<{ backends: BlockBackend[]; devices: NVMeDev[]; close(): Promise<void> }> {
+  devOptions: NamespaceOpenOptions = {},
+): Promise<OpenedNamespaces> {
   const { NVMeDev } = await import("../dev.ts");
-  const devs = new Map<string, NVMeDev>();
+  const devs = new Map<string, BackingDevice & { nsList(): number[] }>();
   const backends: BlockBackend[] = [];
   const close = async () => {
     for (const b of backends) await b.close().catch(() => {});
@@ -68,7 +88,7 @@ export async function openNamespaces(
       const p = parseNamespaceSpec(s);
       if (p.kind === "dev") {
         let d = devs.get(p.target);
-        if (!d) devs.set(p.target, d = await NVMeDev.open(p.target, devOptions));
+        if (!d) devs.set(p.target, d = await NVMeDev.open(p.target, devOptions as OpenOptions));
         for (const nsid of p.nsid === null ? d.nsList() : [p.nsid]) backends.push(new DevBackend(d, nsid));
       } else if (p.kind === "file") {
         let sz = p.size;

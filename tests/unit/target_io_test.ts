@@ -9,17 +9,12 @@ import { IoOpc } from "../../lib/nvme/spec.ts";
 import { IdCtrlOffset } from "../../lib/nvme/identify.ts";
 import { IdCtrl } from "../../lib/tcp/host.ts";
 import { NvmeStatusError } from "../../lib/nvme/errors.ts";
+import { until } from "./target_util.ts";
 import { dsmCmd, flushCmd, sqe } from "../../lib/nvme/command.ts";
 
 const NQN = "nqn.2024-01.io.tsnvme:target-test";
 const ID = hostIdentity("21111111-2222-4333-8444-555555555555");
 const ascii = (b: Uint8Array, o: number, n: number) => String.fromCharCode(...b.subarray(o, o + n)).trimEnd();
-
-/** Wait (up to 5 s) for a condition the event loop will make true. */
-export async function until(cond: () => boolean, what = "condition"): Promise<void> {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(cond(), `${what} never became true`);
-}
 
 function pattern(b: Uint8Array, seed: number): void {
   for (let i = 0; i < b.length; i++) b[i] = (i * 31 + seed * 7 + (i >>> 9)) & 0xff;

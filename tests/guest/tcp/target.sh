@@ -20,9 +20,13 @@ RTS=${*:-deno bun}
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok - $*"; }
 bad() { fail=$((fail + 1)); echo "not ok - $*"; }
-finish() { echo "guest target: $pass passed, $fail failed"; exit $((fail > 0)); }
+finish() {
+  dmesg >"$OUTD/dmesg.txt" 2>/dev/null
+  echo "guest target: $pass passed, $fail failed"
+  exit $((fail > 0))
+}
 
-for m in configfs crc32c_generic nvmet nvmet-tcp nvme-fabrics nvme-tcp; do
+for m in configfs crc32c_generic nvmet nvmet-tcp nvme-fabrics nvme-tcp ext4; do
   modprobe -d "$KROOT" "$m" 2>/dev/null || grep -q "^$(echo $m | tr - _) " /proc/modules || echo "note: modprobe $m failed"
 done
 grep -q " /sys/kernel/config " /proc/mounts || mount -t configfs none /sys/kernel/config || { bad "configfs"; finish; }
