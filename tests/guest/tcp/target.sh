@@ -8,14 +8,21 @@
 # nvmet, both backed by the second QEMU controller (tsnvme through VFIO, nvmet through the kernel
 # nvme driver's block device), 4 KiB QD1/QD32 IOPS and 128 KiB MB/s, digests off and on; a
 # markdown table at the end.
-# Usage (host): scripts/guest.sh -- tests/guest/tcp/target.sh [--bench SEC] [deno|bun]...
+# Usage (host): scripts/guest.sh -- tests/guest/tcp/target.sh [--bench SEC [--irq "adaptive poll ..."] [--bench-only]] [deno|bun]...
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
 KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel/root}
 OUTD=${TSNVME_OUT:-/tmp}/target
 mkdir -p "$OUTD"
-BENCH=
-if [ "${1:-}" = --bench ]; then BENCH=${2:-5}; shift 2; fi
+BENCH= IRQ=adaptive BENCH_IRQ=adaptive ONLY=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --bench) BENCH=${2:-5}; shift 2 ;;
+    --irq) BENCH_IRQ=$2; shift 2 ;; # backing device wait modes the benchmark compares (space separated)
+    --bench-only) ONLY=1; shift ;;
+    *) break ;;
+  esac
+done
 RTS=${*:-deno bun}
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok - $*"; }
@@ -122,12 +129,13 @@ fs_roundtrip() {
 }
 
 for rt in $RTS; do
-  if ! start_target $rt 4420 "$PCI:1" --interrupts poll; then
+  [ $ONLY = 1 ] && break
+  if ! start_target $rt 4420 "$PCI:1" --interrupts $IRQ; then
     bad "$rt: target did not start ($(tail -3 "$OUTD/target-$rt.log" | tr '\n' ' '))"
     stop_target
     continue
   fi
-  ok "$rt: nvmf-target exporting $PCI ns 1 through VFIO"
+  ok "$rt: nvmf-target exporting $PCI ns 1 through VFIO ($IRQ)"
   nvme discover -t tcp -a 127.0.0.1 -s 4420 >"$OUTD/discover-$rt.log" 2>&1 && grep -q "subnqn: *$NQN" "$OUTD/discover-$rt.log" &&
     grep -q "nqn.2014-08.org.nvmexpress.discovery" "$OUTD/discover-$rt.log" && ok "$rt: nvme discover lists the subsystem and the discovery controller" ||
     bad "$rt: nvme discover ($(head -3 "$OUTD/discover-$rt.log" | tr '\n' ' '))"
@@ -183,9 +191,11 @@ if [ -n "$BENCH" ]; then
     bad "bench: no second controller"
   else
     for rt in $RTS; do
-      start_target $rt 4420 "$PCI2:1" --interrupts poll || { bad "bench $rt: target start"; stop_target; continue; }
-      bench_rows "tsnvme target ($rt), $PCI2 via VFIO" 4420
-      stop_target
+      for irq in $BENCH_IRQ; do
+        start_target $rt 4420 "$PCI2:1" --interrupts $irq || { bad "bench $rt: target start"; stop_target; continue; }
+        bench_rows "tsnvme target ($rt, $irq), $PCI2 via VFIO" 4420
+        stop_target
+      done
     done
     if sh scripts/guest-bind.sh nvme "$PCI2"; then
       kdev=$(ls -d /sys/bus/pci/devices/$PCI2/nvme/nvme*/nvme*n1 2>/dev/null | head -1)
