@@ -1,12 +1,17 @@
 /**
- * Storage behind simulated namespaces: sparse memory (chunks allocated on
- * first write, so large namespaces cost only what is written) or a file.
+ * Storage behind the controller model's namespaces (the media room): sparse
+ * memory (chunks allocated on first write, so large namespaces cost only what
+ * is written) or a file, both synchronous so the software controller's IO path
+ * has no Promise; and the shape of asynchronous media ({@link AsyncMedia}, e.g.
+ * lib/sim/nsmedia.ts's namespace of an open NVMeDev).
  * @module
  */
 import * as fs from "node:fs";
 
-/** Byte-addressed storage of a namespace. */
+/** Byte-addressed synchronous storage of a namespace. */
 export interface Media {
+  /** Absent or false: every call completes before it returns. */
+  readonly async?: false;
   /** Size in bytes. */
   readonly size: number;
   /** Copy `dst.length` bytes at `off` into `dst`. */
@@ -20,6 +25,31 @@ export interface Media {
   /** Release resources. */
   close(): void;
 }
+
+/**
+ * Byte-addressed storage whose operations complete later (a namespace behind
+ * another controller). The model keeps commands on it pending and completes
+ * them through its front end's callback.
+ */
+export interface AsyncMedia {
+  /** Marks the media as asynchronous (the model tests this once per command). */
+  readonly async: true;
+  /** Size in bytes. */
+  readonly size: number;
+  /** Fill `dst` from `off`; `dst` may be a view of DMA memory the caller owns until the Promise settles. */
+  read(off: number, dst: Uint8Array): Promise<void>;
+  /** Store `src` at `off`. */
+  write(off: number, src: Uint8Array): Promise<void>;
+  /** Zero `len` bytes at `off`. */
+  zero(off: number, len: number): Promise<void>;
+  /** Make completed writes durable (Flush). */
+  flush(): Promise<void>;
+  /** Release what the media holds (not the device behind it). */
+  close(): void;
+}
+
+/** Either kind of media; `media.async` tells them apart. */
+export type AnyMedia = Media | AsyncMedia;
 
 const CHUNK = 64 * 1024;
 

@@ -1,6 +1,10 @@
 /**
  * The software NVMe controller: a device model in a worker that the driver
  * drives through the same Transport boundary as VFIO, with fault injection.
+ * Three rooms: the PCIe front end (lib/sim/pcie.ts: registers, rings,
+ * doorbells, PRPs), the controller model (lib/sim/engine.ts: command
+ * semantics, reusable by other front ends such as an NVMe/TCP target) and
+ * the media (lib/sim/media.ts, lib/sim/nsmedia.ts).
  * @module
  */
 export { parseSimSpec, SimFaults, SimTransport } from "./transport.ts";
@@ -13,4 +17,21 @@ export type {
   SimOptions,
   SimState,
 } from "./options.ts";
-export type { DmaBuffer, InterruptGate, InterruptSource, InterruptWord, Transport } from "../nvme/transport.ts";
+export {
+  BufferPort,
+  ControllerModel,
+  DataDir,
+  PENDING,
+  transferDirection,
+} from "./engine.ts";
+export type { DataPort, FrontEnd, ModelIdentity, ModelNamespace, ModelNamespaceState, ModelOptions } from "./engine.ts";
+export { FileMedia, MemMedia } from "./media.ts";
+export type { AnyMedia, AsyncMedia, Media } from "./media.ts";
+export type {
+  DmaBuffer,
+  InterruptGate,
+  InterruptSource,
+  InterruptWord,
+  SharedMemory,
+  Transport,
+} from "../nvme/transport.ts";

@@ -17,7 +17,7 @@ import {
 } from "../nvme/transport.ts";
 import { IrqLayout } from "../irq/waiter.ts";
 import { PageRuns } from "../nvme/pages.ts";
-import type { SimInit } from "./device.ts";
+import type { SimInit } from "./pcie.ts";
 import {
   Ctl,
   ctlBytes,

@@ -1,11 +1,11 @@
 /**
- * Worker entry of the software controller: builds the {@link SimDevice} and
+ * Worker entry of the software controller: builds the {@link SimDevice} (lib/sim/pcie.ts) and
  * runs it. The loop spins while there is work, then sleeps in sub-millisecond
  * Atomics.wait slices, and yields to the event loop every couple of ms so
  * fault-injection requests (postMessage) get through.
  * @module
  */
-import { SimDevice, type SimInit } from "./device.ts";
+import { SimDevice, type SimInit } from "./pcie.ts";
 import { Ctl } from "./options.ts";
 
 interface WorkerScope {

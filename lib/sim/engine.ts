@@ -1,79 +1,181 @@
 /**
- * The software NVMe controller model. It runs in a Worker and sees host memory
- * as a device does: SQEs, PRPs and data are reached by IOVA in one
- * SharedArrayBuffer, doorbells and registers in another. The host side is
- * {@link SimTransport}; nothing here is visible to the driver but registers,
- * doorbells and memory.
+ * The controller model (the command-semantics room): the state of an NVMe
+ * controller and every admin and IO command the software controller
+ * implements, with no knowledge of PRPs, IOVAs, rings or doorbells. A front
+ * end owns the transport (lib/sim/pcie.ts: registers, rings, doorbells and
+ * PRPs in shared memory; an NVMe/TCP target: capsules, R2T, H2CData, C2HData)
+ * and drives the model through a handful of calls:
+ *
+ * - Controller state: {@link ControllerModel.setCc} on a CC write (PCIe
+ *   MMIO, Fabrics Property Set), {@link ControllerModel.csts} to read CSTS,
+ *   {@link ControllerModel.tick} now and then (CSTS.RDY delay, sanitize and
+ *   self-test progress), {@link ControllerModel.fail} for CSTS.CFS. The model
+ *   calls back {@link FrontEnd.enable} on CC.EN 0 to 1 (set up the admin
+ *   queue; false makes the controller fatal) and {@link FrontEnd.reset} on
+ *   1 to 0 (drop every queue).
+ * - Before data moves: {@link transferDirection} (the opcode's data
+ *   direction) and {@link ControllerModel.transferLength} (the bytes the
+ *   command moves), so a TCP front end sends R2T for writes or knows how much
+ *   C2HData to send.
+ * - {@link ControllerModel.execute}(qid, sqe, port): runs the command. Data
+ *   moves through the {@link DataPort} the front end supplies per call: the
+ *   model asks it to `map` the command's data, then reads or fills its
+ *   segments (PCIe: views of host memory, so IO is zero copy; TCP: the
+ *   capsule or a buffer, {@link BufferPort}). Returns the status field (DNR
+ *   included), dw0 in {@link ControllerModel.dw0}; or {@link PENDING}: the
+ *   model completes the command later through {@link FrontEnd.complete}
+ *   (an Asynchronous Event Request, IO on {@link AsyncMedia}). Sync media
+ *   never return PENDING, and their path allocates no Promise.
+ *   {@link FrontEnd.complete} may be called from inside execute (an AER that
+ *   finds an event queued completes at once) and from inside setCc/tick.
+ * - Create/Delete IO SQ/CQ and Fabrics Connect are the front end's: it tells
+ *   the model with {@link ControllerModel.noteIoQueueCreated} and respects
+ *   {@link ControllerModel.grantedQueues}. Abort asks the front end first
+ *   ({@link FrontEnd.abort}) for commands it holds. Errors the front end
+ *   completes itself go to the error log through
+ *   {@link ControllerModel.logError}.
  * @module
  */
-import { AdminOpc, CC, Cns, CSTS, Fid, IoOpc, Reg } from "../nvme/spec.ts";
-import { FileMedia, type Media, MemMedia } from "./media.ts";
-import { IrqLayout } from "../irq/waiter.ts";
-import {
-  Ctl,
-  type FaultRule,
-  type HeldCommand,
-  LogId,
-  SIM_DEFAULTS,
-  SimCns,
-  type SimOptions,
-  type SimState,
-  SimStatus as S,
-} from "./options.ts";
+import { AdminOpc, CC, Cns, CSTS, Fid, IoOpc } from "../nvme/spec.ts";
+import { type AnyMedia, type AsyncMedia, FileMedia, MemMedia } from "./media.ts";
+import { LogId, SIM_DEFAULTS, SimCns, type SimNamespaceOptions, type SimOptions, SimStatus as S } from "./options.ts";
 
-/** Everything the worker needs to build the device. */
-export interface SimInit {
-  /** Options (already defaulted by the host where it matters). */
-  opts: SimOptions;
-  /** Host DMA memory. */
-  host: SharedArrayBuffer;
-  /** Registers and doorbells. */
-  regs: SharedArrayBuffer;
-  /** Control words and counters. */
-  ctl: SharedArrayBuffer;
-  /** IOMMU page table: one byte per host page, 1 while the host has it mapped for DMA. */
-  iommu?: SharedArrayBuffer;
-  /** Serial number to report. */
+/** {@link ControllerModel.execute}'s result when the model completes the command later. */
+export const PENDING: -1 = -1;
+
+/** Data direction of an opcode (its bits 1:0, the same for admin and IO commands). */
+export const DataDir = {
+  /** No data. */
+  NONE: 0,
+  /** Host to controller (a write). */
+  TO_CONTROLLER: 1,
+  /** Controller to host (a read). */
+  TO_HOST: 2,
+  /** Both. */
+  BIDIRECTIONAL: 3,
+} as const;
+
+/** The data direction of `opcode` (a {@link DataDir} value). */
+export function transferDirection(opcode: number): number {
+  return opcode & 3;
+}
+
+/**
+ * Where a command's data lives, supplied by the front end for each execute.
+ * The model calls `map` once per transfer, then reads or writes the views.
+ */
+export interface DataPort {
+  /**
+   * Make `len` bytes of the command's data reachable; 0, or the NVMe status
+   * to fail the command with (PRP Offset Invalid, Data Transfer Error, ...).
+   */
+  map(cmd: Uint32Array, len: number): number;
+  /** Segments after `map`; their lengths add up to the mapped length. */
+  readonly count: number;
+  /** View of segment `i` (host memory for PCIe: the model reads and fills it in place). */
+  segment(i: number): Uint8Array;
+}
+
+/**
+ * A {@link DataPort} over one buffer (in-capsule data, data fetched with
+ * R2T, a C2HData buffer, tests). `map` fails with Data Transfer Error when
+ * the command needs more than the buffer holds.
+ */
+export class BufferPort implements DataPort {
+  /** The buffer; replace it between commands. */
+  buf: Uint8Array;
+  #len = 0;
+
+  /** Wrap `buf` (default: empty, for commands without data). */
+  constructor(buf: Uint8Array = new Uint8Array(0)) {
+    this.buf = buf;
+  }
+
+  /** Map the first `len` bytes of the buffer. */
+  map(_cmd: Uint32Array, len: number): number {
+    if (len > this.buf.length) return S.DATA_TRANSFER_ERROR;
+    this.#len = len;
+    return 0;
+  }
+
+  /** One segment, or none for a zero-length transfer. */
+  get count(): number {
+    return this.#len ? 1 : 0;
+  }
+
+  /** The mapped bytes. */
+  segment(_i: number): Uint8Array {
+    return this.buf.subarray(0, this.#len);
+  }
+}
+
+/** What the model calls back on its front end. */
+export interface FrontEnd {
+  /**
+   * Complete a command the model finished later than its execute returned
+   * (AER, async media, a held AER aborted). `sf` is the status field with
+   * DNR, as execute returns it; errors are already in the error log.
+   */
+  complete(qid: number, cid: number, sf: number, dw0: number): void;
+  /** CC.EN went 0 to 1: set up the admin queue; false when the configuration cannot run (the controller goes fatal). */
+  enable?(cc: number): boolean;
+  /** CC.EN went 1 to 0: drop every IO queue and every command the front end holds. */
+  reset?(): void;
+  /** CSTS changed (PCIe mirrors it into its register). */
+  csts?(value: number): void;
+  /**
+   * Abort command `cid` of `sqid` when the front end holds it (not yet given
+   * to execute): complete it with Abort Requested and return true.
+   */
+  abort?(sqid: number, cid: number): boolean;
+  /** Patch Identify data before it goes to the host (fabrics fields: SGLS, IOCCSZ, NQN, ...). */
+  identify?(cns: number, nsid: number, data: Uint8Array): void;
+}
+
+/** A namespace given as ready media instead of {@link SimNamespaceOptions}. */
+export interface ModelNamespace {
+  /** Its storage, sync or async. */
+  media: AnyMedia;
+  /** Logical block size (default 512). */
+  blockSize?: 512 | 4096;
+}
+
+/** Identity the model reports (Identify Controller), e.g. passed through from a backing controller. */
+export interface ModelIdentity {
+  /** PCI vendor ID (VID). */
+  vid?: number;
+  /** PCI subsystem vendor ID (SSVID). */
+  ssvid?: number;
+  /** Serial number (SN). */
+  serial?: string;
+  /** Model number (MN). */
+  model?: string;
+  /** Firmware revision in slot 1 (FR). */
+  firmware?: string;
+  /** IEEE OUI, three bytes as Identify holds them. */
+  ieee?: Uint8Array;
+  /** NVM Subsystem NQN (SUBNQN); default derived from the serial. */
+  subnqn?: string;
+}
+
+/** How to build a model: the software controller's options minus the PCIe ones, plus identity. */
+export interface ModelOptions extends Omit<SimOptions, "namespaces" | "irq" | "memoryBytes" | "iovaBase" | "latencyMs"> {
+  /** Namespaces at start, attached: sizes (memory or file media) or ready media. */
+  namespaces?: (SimNamespaceOptions | ModelNamespace)[];
+  /** Serial number (required: front ends pick unique ones). */
   serial: string;
-}
-
-interface Sq {
-  qid: number;
-  base: number;
-  size: number;
-  cqid: number;
-  head: number;
-}
-
-interface Cq {
-  qid: number;
-  base: number;
-  size: number;
-  tail: number;
-  phase: number;
-  sqs: number;
-  backlog: number[][];
-  /** Interrupt vector (IEN set), or undefined when the CQ does not interrupt. */
-  iv?: number;
+  /** Controller ID (CNTLID, default 1). */
+  cntlid?: number;
+  /** Identity fields that override the defaults (serial, model, firmware win over the plain options). */
+  identity?: ModelIdentity;
 }
 
 interface Ns {
   nsid: number;
-  media: Media;
+  media: AnyMedia;
   lbaf: number;
   attached: boolean;
   nguid: Uint8Array;
-}
-
-interface Held {
-  qid: number;
-  cid: number;
-  cmd: Uint32Array;
-  due: number;
-}
-
-interface Rule extends FaultRule {
-  id: number;
 }
 
 const LBAF_DS = [9, 12];
@@ -92,11 +194,24 @@ function setU64(dv: DataView, off: number, v: number): void {
 }
 
 /** A status with Do Not Retry set where retrying cannot help. */
-function sfOf(status: number): number {
+export function withDnr(status: number): number {
   if (status === 0 || status === S.ABORT_REQUESTED || status === S.SQ_DELETION || status === S.SANITIZE_IN_PROGRESS) {
     return status;
   }
   return status | DNR;
+}
+
+/** The NVMe status an async media failure maps to: the backing controller's own when it has one. */
+function mediaStatus(e: unknown, fallback: number): number {
+  const st = (e as { status?: { sct?: unknown; sc?: unknown } } | null)?.status;
+  if (st && typeof st.sct === "number" && typeof st.sc === "number") return ((st.sct & 7) << 8) | (st.sc & 0xff);
+  return fallback;
+}
+
+/** Read/write-like IO opcodes (an LBA range in CDW10-12). */
+export function isRw(opc: number): boolean {
+  return opc === IoOpc.READ || opc === IoOpc.WRITE || opc === IoOpc.COMPARE || opc === IoOpc.WRITE_ZEROES ||
+    opc === IoOpc.VERIFY || opc === IoOpc.WRITE_UNCORRECTABLE;
 }
 
 const FEATURE_DEFAULTS: Record<number, number> = {
@@ -111,42 +226,37 @@ const FEATURE_DEFAULTS: Record<number, number> = {
   [Fid.HOST_BEHAVIOR]: 0,
 };
 
-/** The controller model. Driven by the worker loop calling {@link step}. */
-export class SimDevice {
-  /** Set once the device stopped for good (surprise removal). */
-  stopped = false;
-  readonly #o: Required<Omit<SimOptions, "namespaces" | "capacityBytes" | "serial" | "irq">>;
-  /** MSI-X model's wake words (SimOptions.irq), or null. */
-  readonly #irq: Int32Array | null;
+const NO_PORT = new BufferPort();
+
+/** Namespace summary for inspection. */
+export interface ModelNamespaceState {
+  /** Namespace ID. */
+  nsid: number;
+  /** Size in logical blocks. */
+  blocks: number;
+  /** Logical block size in bytes. */
+  blockSize: number;
+  /** Attached to the controller. */
+  attached: boolean;
+}
+
+/** A controller's command semantics and state; see the module doc for how front ends drive it. */
+export class ControllerModel {
+  readonly #o: Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid">>;
+  readonly #front: FrontEnd;
   readonly #serial: string;
+  readonly #id: ModelIdentity;
+  readonly #cntlid: number;
   readonly #capacity: number;
-  readonly #hostU8: Uint8Array;
-  readonly #host32: Uint32Array;
-  readonly #hostDv: DataView;
-  readonly #hostSize: number;
-  readonly #base: number;
-  readonly #regs: Uint32Array;
-  readonly #db: Uint32Array;
-  readonly #ctl: Int32Array;
   #cc = 0;
   #csts = 0;
   #enabled = false;
   #fatal = false;
   #readyAt = -1;
-  #pageSize = PAGE;
-  readonly #sqs = new Map<number, Sq>();
-  readonly #cqs = new Map<number, Cq>();
-  #sqOrder: Sq[] = [];
   #ioQueuesCreated = false;
   #grantedQueues: number;
   readonly #ns = new Map<number, Ns>();
-  #held: Held[] = [];
-  #rules: Rule[] = [];
-  #nextRule = 1;
-  #latencyMs: number;
-  #latencyAdmin = false;
-  readonly #segs: number[] = [];
-  readonly #iommu: Uint8Array | null;
+  #port: DataPort = NO_PORT;
   #dw0 = 0;
   // Features
   #feat = new Map<number, number>();
@@ -179,12 +289,10 @@ export class SimDevice {
   #san = { sstat: 0, sprog: 0xffff, cdw10: 0, start: 0, end: 0, running: false, action: 0, pattern: 0, passes: 0, invert: false };
   #sanDone = 0;
 
-  /** Build the device over the shared areas; writes CAP and VS. */
-  constructor(init: SimInit) {
-    const o = init.opts;
+  /** Build the model; `front` receives its callbacks. */
+  constructor(opts: ModelOptions, front: FrontEnd) {
+    const o = opts, id = opts.identity ?? {};
     this.#o = {
-      memoryBytes: o.memoryBytes ?? SIM_DEFAULTS.memoryBytes,
-      iovaBase: o.iovaBase ?? SIM_DEFAULTS.iovaBase,
       maxQueues: o.maxQueues ?? SIM_DEFAULTS.maxQueues,
       maxQueueEntries: o.maxQueueEntries ?? SIM_DEFAULTS.maxQueueEntries,
       mdts: o.mdts ?? SIM_DEFAULTS.mdts,
@@ -196,47 +304,87 @@ export class SimDevice {
       sanitizeMs: o.sanitizeMs ?? SIM_DEFAULTS.sanitizeMs,
       selfTestMs: o.selfTestMs ?? SIM_DEFAULTS.selfTestMs,
       readyDelayMs: o.readyDelayMs ?? SIM_DEFAULTS.readyDelayMs,
-      latencyMs: o.latencyMs ?? SIM_DEFAULTS.latencyMs,
       vwc: o.vwc ?? SIM_DEFAULTS.vwc,
-      model: o.model ?? SIM_DEFAULTS.model,
-      firmware: o.firmware ?? SIM_DEFAULTS.firmware,
+      model: id.model ?? o.model ?? SIM_DEFAULTS.model,
+      firmware: id.firmware ?? o.firmware ?? SIM_DEFAULTS.firmware,
     };
-    this.#serial = init.serial;
-    this.#irq = o.irq ? new Int32Array(o.irq) : null;
-    this.#hostU8 = new Uint8Array(init.host);
-    this.#host32 = new Uint32Array(init.host);
-    this.#hostDv = new DataView(init.host);
-    this.#hostSize = init.host.byteLength;
-    this.#base = this.#o.iovaBase;
-    this.#regs = new Uint32Array(init.regs, 0, 0x1000 / 4);
-    this.#db = new Uint32Array(init.regs, 0x1000, 2 * (this.#o.maxQueues + 1));
-    this.#ctl = new Int32Array(init.ctl);
-    this.#iommu = init.iommu ? new Uint8Array(init.iommu) : null;
+    this.#front = front;
+    this.#serial = id.serial ?? o.serial;
+    this.#id = id;
+    this.#cntlid = o.cntlid ?? 1;
     this.#grantedQueues = this.#o.maxQueues;
-    this.#latencyMs = this.#o.latencyMs;
     this.#fwSlots = new Array(this.#o.fwSlots).fill("");
     this.#fwSlots[0] = this.#o.firmware;
     const nss = o.namespaces ?? [{ size: 16 << 20, blockSize: 512 }, { size: 16 << 20, blockSize: 4096 }];
     let used = 0;
     nss.forEach((n, i) => {
       const bs = n.blockSize ?? 512;
-      const bytes = Math.floor(n.size / bs) * bs;
-      used += bytes;
-      this.#ns.set(i + 1, {
-        nsid: i + 1,
-        media: n.path ? new FileMedia(n.path, bytes) : new MemMedia(bytes),
-        lbaf: bs === 4096 ? 1 : 0,
-        attached: true,
-        nguid: this.#nguid(i + 1),
-      });
+      let media: AnyMedia;
+      if ("media" in n) media = n.media;
+      else {
+        const bytes = Math.floor(n.size / bs) * bs;
+        media = n.path ? new FileMedia(n.path, bytes) : new MemMedia(bytes);
+      }
+      used += media.size;
+      this.#ns.set(i + 1, { nsid: i + 1, media, lbaf: bs === 4096 ? 1 : 0, attached: true, nguid: this.#nguid(i + 1) });
     });
     this.#capacity = o.capacityBytes ?? used + 64 * 1024 * 1024;
     this.#resetFeatures();
-    // CAP: MQES, CQR=1, AMS=0, TO (500 ms units), DSTRD=0, NSSRS=0, CSS=NVM, MPSMIN=MPSMAX=0 (4 KiB).
-    const to = Math.max(1, Math.ceil((this.#o.readyDelayMs + 500) / 500));
-    this.#regs[Reg.CAP / 4] = ((this.#o.maxQueueEntries - 1) & 0xffff) | (1 << 16) | ((to & 0xff) << 24);
-    this.#regs[Reg.CAP / 4 + 1] = (1 << 5) >>> 0;
-    Atomics.store(this.#regs, Reg.VS / 4, 0x00010400);
+  }
+
+  /** The options in effect (defaults applied). */
+  get options(): Readonly<Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid">>> {
+    return this.#o;
+  }
+
+  /** Serial number reported in Identify. */
+  get serial(): string {
+    return this.#serial;
+  }
+
+  /** Command Specific DW0 of the last command execute completed synchronously. */
+  get dw0(): number {
+    return this.#dw0;
+  }
+
+  /** Current CC. */
+  get cc(): number {
+    return this.#cc;
+  }
+
+  /** Current CSTS (RDY, CFS, SHST). */
+  get csts(): number {
+    return this.#csts;
+  }
+
+  /** CC.EN is set and the configuration was accepted. */
+  get enabled(): boolean {
+    return this.#enabled;
+  }
+
+  /** CSTS.RDY: commands may run. */
+  get ready(): boolean {
+    return (this.#csts & CSTS.RDY) !== 0;
+  }
+
+  /** CSTS.CFS: the controller failed and runs nothing until reset. */
+  get failed(): boolean {
+    return this.#fatal;
+  }
+
+  /** IO queues granted by Set Features Number of Queues (the front end refuses QIDs above it). */
+  get grantedQueues(): number {
+    return this.#grantedQueues;
+  }
+
+  /** Outstanding Asynchronous Event Requests. */
+  get pendingAers(): number {
+    return this.#aers.length;
+  }
+
+  /** An IO queue exists now: Number of Queues can no longer change until reset. */
+  noteIoQueueCreated(): void {
+    this.#ioQueuesCreated = true;
   }
 
   #nguid(nsid: number): Uint8Array {
@@ -257,62 +405,27 @@ export class SimDevice {
     this.#tempThresh.clear();
   }
 
-  // ---- registers and the main loop --------------------------------------------------------
+  // ---- controller state machine -------------------------------------------------------------
 
   #setCsts(v: number): void {
     this.#csts = v >>> 0;
-    Atomics.store(this.#regs, Reg.CSTS / 4, this.#csts);
+    this.#front.csts?.(this.#csts);
   }
 
-  /** Do one round of work; true when something happened (the loop keeps spinning). */
-  step(): boolean {
-    if (this.stopped) return false;
-    if (Atomics.load(this.#ctl, Ctl.REMOVED)) {
-      this.stopped = true;
-      return false;
-    }
-    let did = false;
-    const cc = Atomics.load(this.#regs, Reg.CC / 4);
-    if (cc !== this.#cc) {
-      this.#onCc(cc);
-      did = true;
-    }
-    const now = performance.now();
-    if (this.#readyAt >= 0 && now >= this.#readyAt) {
-      this.#readyAt = -1;
-      if (this.#enabled && !this.#fatal) this.#setCsts(this.#csts | CSTS.RDY);
-      else if (!this.#enabled) this.#setCsts(this.#csts & ~CSTS.RDY);
-      did = true;
-    }
-    this.#background(now);
-    if (!this.#enabled || this.#fatal || !(this.#csts & CSTS.RDY)) return did;
-    if (this.#held.length) did = this.#runDue(now) || did;
-    for (const cq of this.#cqs.values()) if (cq.backlog.length) did = this.#flushBacklog(cq) || did;
-    for (let i = 0; i < this.#sqOrder.length; i++) {
-      const sq = this.#sqOrder[i];
-      let n = 0;
-      while (n < 64 && !this.#fatal && !this.stopped) {
-        const tail = Atomics.load(this.#db, 2 * sq.qid);
-        if (tail === sq.head || tail >= sq.size) break;
-        const cq = this.#cqs.get(sq.cqid);
-        if (!cq || cq.backlog.length > cq.size) break;
-        this.#fetch(sq);
-        n++;
-      }
-      if (n) did = true;
-      if (this.#sqOrder[i] !== sq) i--; // the queue list changed under us (delete)
-    }
-    return did;
-  }
-
-  #onCc(cc: number): void {
+  /**
+   * A CC write: CC.EN 0 to 1 enables (after readyDelayMs CSTS.RDY follows),
+   * 1 to 0 resets, CC.SHN set completes a shutdown at once (CSTS.SHST = 2).
+   */
+  setCc(cc: number, now: number = performance.now()): void {
+    cc >>>= 0;
     const prev = this.#cc;
+    if (cc === prev) return;
     this.#cc = cc;
     const delay = this.#o.readyDelayMs;
     if ((cc & CC.EN) && !(prev & CC.EN)) {
       this.#enable(cc);
       if (this.#enabled) {
-        if (delay > 0) this.#readyAt = performance.now() + delay;
+        if (delay > 0) this.#readyAt = now + delay;
         else this.#setCsts((this.#csts & ~CSTS.SHST_MASK) | CSTS.RDY);
       }
     } else if (!(cc & CC.EN) && (prev & CC.EN)) {
@@ -321,27 +434,20 @@ export class SimDevice {
       const keep = this.#csts & CSTS.SHST_MASK;
       if (delay > 0) {
         this.#setCsts(keep | (this.#csts & CSTS.RDY));
-        this.#readyAt = performance.now() + delay;
+        this.#readyAt = now + delay;
       } else this.#setCsts(keep);
     }
     if ((cc & CC.SHN_MASK) && !(prev & CC.SHN_MASK)) {
-      // Everything is in memory: the shutdown is complete at once.
+      // Everything is in memory (or in the backing controller): the shutdown is complete at once.
       this.#setCsts((this.#csts & ~CSTS.SHST_MASK) | CSTS.SHST_COMPLETE);
     }
   }
 
   #enable(cc: number): void {
-    const mps = (cc >>> 7) & 0xf;
-    const aqa = this.#regs[Reg.AQA / 4];
-    const asqs = (aqa & 0xfff) + 1, acqs = ((aqa >>> 16) & 0xfff) + 1;
-    const asq = this.#regs[Reg.ASQ / 4] + this.#regs[Reg.ASQ / 4 + 1] * TWO32;
-    const acq = this.#regs[Reg.ACQ / 4] + this.#regs[Reg.ACQ / 4 + 1] * TWO32;
-    const css = (cc >>> 4) & 7;
-    this.#pageSize = PAGE << mps;
-    const sqOff = this.#off(asq, asqs * 64), cqOff = this.#off(acq, acqs * 16);
-    if (mps !== 0 || css !== 0 || asqs < 2 || acqs < 2 || sqOff < 0 || cqOff < 0 || asq % PAGE || acq % PAGE) {
+    const mps = (cc >>> 7) & 0xf, css = (cc >>> 4) & 7;
+    if (mps !== 0 || css !== 0 || (this.#front.enable && !this.#front.enable(cc))) {
       // A configuration no controller could run with: fatal, as real ones do.
-      this.#goFatal();
+      this.fail();
       return;
     }
     this.#enabled = true;
@@ -351,20 +457,12 @@ export class SimDevice {
       this.#fwActive = this.#fwNext;
       this.#fwNext = 0;
     }
-    this.#cqs.set(0, { qid: 0, base: cqOff, size: acqs, tail: 0, phase: 1, sqs: 1, backlog: [], iv: 0 });
-    this.#sqs.set(0, { qid: 0, base: sqOff, size: asqs, cqid: 0, head: 0 });
-    this.#sqOrder = [this.#sqs.get(0)!];
   }
 
   #reset(): void {
-    // Doorbells are controller registers: a reset returns them to 0, or stale tails would replay old entries.
-    for (let i = 0; i < this.#db.length; i++) Atomics.store(this.#db, i, 0);
+    this.#front.reset?.();
     this.#enabled = false;
     this.#fatal = false;
-    this.#sqs.clear();
-    this.#cqs.clear();
-    this.#sqOrder = [];
-    this.#held = [];
     this.#aers = [];
     this.#masked.clear();
     this.#ioQueuesCreated = false;
@@ -373,194 +471,106 @@ export class SimDevice {
     if (this.#dst.op) this.#finishSelfTest(2);
   }
 
-  #goFatal(): void {
+  /** Controller Fatal Status: set CSTS.CFS; nothing runs until CC.EN is cleared. */
+  fail(): void {
     this.#fatal = true;
     this.#setCsts(this.#csts | CSTS.CFS);
   }
 
-  /**
-   * Offset in host memory of `len` bytes at `iova`, or -1 when outside it or
-   * not mapped: like an IOMMU, DMA to memory the host has unmapped is refused
-   * (and counted, so tests catch stale DMA) instead of touching it.
-   */
-  #off(iova: number, len: number): number {
-    const o = iova - this.#base;
-    if (!(o >= 0 && o + len <= this.#hostSize)) return -1;
-    const m = this.#iommu;
-    if (m !== null && len > 0) {
-      for (let p = Math.floor(o / PAGE), last = Math.floor((o + len - 1) / PAGE); p <= last; p++) {
-        if (m[p] === 0) {
-          Atomics.add(this.#ctl, Ctl.STALE_DMA, 1);
-          return -1;
-        }
-      }
+  /** Advance time-driven state (CSTS.RDY delay, sanitize, self-test); true when CSTS changed. */
+  tick(now: number = performance.now()): boolean {
+    let did = false;
+    if (this.#readyAt >= 0 && now >= this.#readyAt) {
+      this.#readyAt = -1;
+      if (this.#enabled && !this.#fatal) this.#setCsts(this.#csts | CSTS.RDY);
+      else if (!this.#enabled) this.#setCsts(this.#csts & ~CSTS.RDY);
+      did = true;
     }
-    return o;
-  }
-
-  // ---- background operations ---------------------------------------------------------------
-
-  #background(now: number): void {
     const s = this.#san;
     if (s.running) {
       s.sprog = Math.min(0xffff, Math.floor(((now - s.start) / Math.max(1, s.end - s.start)) * 65536));
       if (now >= s.end) this.#finishSanitize();
     }
     if (this.#dst.op && now >= this.#dst.end) this.#finishSelfTest(0);
+    return did;
   }
 
-  // ---- queues ------------------------------------------------------------------------------
+  // ---- execution ---------------------------------------------------------------------------
 
-  #fetch(sq: Sq): void {
-    const at = (sq.base >>> 2) + sq.head * 16;
-    const cmd = this.#host32.slice(at, at + 16);
-    if (++sq.head === sq.size) sq.head = 0;
-    const opc = cmd[0] & 0xff, cid = cmd[0] >>> 16;
-    Atomics.add(this.#ctl, Ctl.COUNTS + sq.qid * 256 + opc, 1);
-    const rule = this.#match(sq.qid, cmd);
-    if (rule) {
-      switch (rule.action) {
-        case "drop":
-          this.#held.push({ qid: sq.qid, cid, cmd, due: Infinity });
-          return;
-        case "delay":
-          this.#held.push({ qid: sq.qid, cid, cmd, due: performance.now() + (rule.delayMs ?? 10) });
-          return;
-        case "status": {
-          const st = (rule.status ?? S.INTERNAL_ERROR) & 0x7ff;
-          if ((st >>> 8) === 2) this.#smart.mediaErrors++;
-          this.#complete(sq, cid, st | (rule.dnr ? DNR : 0), 0, cmd);
-          return;
+  /**
+   * Bytes `cmd` moves (before data moves: TCP sends R2T for that much, or
+   * sizes C2HData); 0 for commands without data or that will fail before
+   * any transfer (an unknown namespace).
+   */
+  transferLength(qid: number, cmd: Uint32Array): number {
+    const opc = cmd[0] & 0xff;
+    if (qid !== 0) {
+      switch (opc) {
+        case IoOpc.READ:
+        case IoOpc.WRITE:
+        case IoOpc.COMPARE: {
+          const ns = this.#ns.get(cmd[1]);
+          return ns ? ((cmd[12] & 0xffff) + 1) << LBAF_DS[ns.lbaf] : 0;
         }
-        case "fatal":
-          this.#goFatal();
-          return;
-        case "remove":
-          Atomics.store(this.#ctl, Ctl.REMOVED, 1);
-          this.stopped = true;
-          return;
-        case "bogus":
-          this.#execBogus(sq, cid, cmd, rule.bogus ?? "unknown-cid");
-          return;
+        case IoOpc.DATASET_MANAGEMENT:
+          return ((cmd[10] & 0xff) + 1) * 16;
+        case IoOpc.COPY:
+          return ((cmd[12] & 0xff) + 1) * 32;
       }
+      return 0;
     }
-    if (this.#latencyMs > 0 && (sq.qid !== 0 || this.#latencyAdmin)) {
-      this.#held.push({ qid: sq.qid, cid, cmd, due: performance.now() + this.#latencyMs });
-      return;
+    switch (opc) {
+      case AdminOpc.IDENTIFY:
+        return 4096;
+      case AdminOpc.GET_LOG_PAGE:
+        return ((cmd[10] >>> 16) + (cmd[11] & 0xffff) * 65536 + 1) * 4;
+      case AdminOpc.GET_FEATURES:
+      case AdminOpc.SET_FEATURES: {
+        const fid = cmd[10] & 0xff;
+        if (opc === AdminOpc.GET_FEATURES && ((cmd[10] >>> 8) & 7) === 3) return 0;
+        return fid === Fid.TIMESTAMP ? 8 : fid === Fid.HOST_BEHAVIOR ? 512 : 0;
+      }
+      case AdminOpc.NS_MANAGEMENT:
+        return (cmd[10] & 0xf) === 0 ? 4096 : 0;
+      case AdminOpc.NS_ATTACHMENT:
+        return 4096;
+      case AdminOpc.FW_IMAGE_DOWNLOAD:
+        return (cmd[10] + 1) * 4;
     }
-    this.#exec(sq, cid, cmd);
+    return 0;
   }
 
-  #exec(sq: Sq, cid: number, cmd: Uint32Array): void {
+  /**
+   * Run `cmd` (16 dwords) from queue `qid` (0: admin) with its data in
+   * `port`. Returns the status field (DNR set where retrying cannot help;
+   * dw0 in {@link dw0}), or {@link PENDING}: then the model calls
+   * {@link FrontEnd.complete} later, and `cmd` and the port's segments must
+   * stay valid until it does. The front end checks {@link ready} first.
+   */
+  execute(qid: number, cmd: Uint32Array, port: DataPort): number {
     this.#dw0 = 0;
-    const st = sq.qid === 0 ? this.#admin(cmd, sq) : this.#io(cmd);
-    if (st < 0) return; // retained (Asynchronous Event Request)
-    this.#complete(sq, cid, sfOf(st), this.#dw0, cmd);
-  }
-
-  #execBogus(sq: Sq, cid: number, cmd: Uint32Array, kind: string): void {
-    const cq = this.#cqs.get(sq.cqid)!;
-    this.#dw0 = 0;
-    const st = sfOf(sq.qid === 0 ? this.#admin(cmd, sq) : this.#io(cmd));
-    if (kind === "unknown-cid") this.#post(cq, 0, sq.head, sq.qid, cid ^ 0x8000, 0);
-    if (kind === "wrong-sqid") this.#post(cq, 0, sq.head, (sq.qid + 1) & 0xffff, cid, 0);
-    if (kind === "stale-phase") {
-      cq.phase ^= 1;
-      this.#post(cq, this.#dw0, sq.head, sq.qid, cid, st);
-      cq.phase ^= 1;
-      return;
+    this.#port = port;
+    let st: number;
+    try {
+      st = qid === 0 ? this.#admin(cmd) : this.#io(qid, cmd);
+    } finally {
+      this.#port = NO_PORT;
     }
-    this.#post(cq, this.#dw0, sq.head, sq.qid, cid, st);
-    if (kind === "duplicate") this.#post(cq, this.#dw0, sq.head, sq.qid, cid, st);
+    if (st === PENDING) return PENDING;
+    const sf = withDnr(st);
+    if (sf & 0x7ff) this.logError(qid, cmd[0] >>> 16, sf, cmd);
+    return sf;
   }
 
-  #complete(sq: Sq, cid: number, sf: number, dw0: number, cmd: Uint32Array | null): void {
-    const cq = this.#cqs.get(sq.cqid);
-    if (!cq) return;
-    if (sf & 0x7ff) this.#logError(sq.qid, cid, sf, cmd);
-    this.#post(cq, dw0, sq.head, sq.qid, cid, sf);
+  /** Complete later through the front end, logging an error status. */
+  #finish(qid: number, cid: number, st: number, dw0: number, cmd: Uint32Array | null): void {
+    const sf = withDnr(st);
+    if (sf & 0x7ff) this.logError(qid, cid, sf, cmd);
+    this.#front.complete(qid, cid, sf, dw0);
   }
 
-  #post(cq: Cq, dw0: number, sqhd: number, sqid: number, cid: number, sf: number): void {
-    const head = Atomics.load(this.#db, 2 * cq.qid + 1);
-    if (cq.backlog.length || (cq.tail + 1) % cq.size === head) {
-      cq.backlog.push([dw0, sqhd, sqid, cid, sf]);
-      return;
-    }
-    this.#write(cq, dw0, sqhd, sqid, cid, sf);
-  }
-
-  #write(cq: Cq, dw0: number, sqhd: number, sqid: number, cid: number, sf: number): void {
-    const b = (cq.base >>> 2) + cq.tail * 4;
-    const c = this.#host32;
-    c[b] = dw0 >>> 0;
-    c[b + 1] = 0;
-    c[b + 2] = ((sqhd & 0xffff) | (sqid << 16)) >>> 0;
-    // DW3 last and atomically: the host polls its phase bit with Atomics.load.
-    Atomics.store(c, b + 3, ((cid & 0xffff) | (cq.phase << 16) | ((sf & 0x7fff) << 17)) >>> 0);
-    if (++cq.tail === cq.size) {
-      cq.tail = 0;
-      cq.phase ^= 1;
-    }
-    // MSI-X model: the CQE is visible before its interrupt, as on PCIe.
-    const irq = this.#irq;
-    if (irq && cq.iv !== undefined && IrqLayout.HEADER + cq.iv < irq.length) {
-      Atomics.add(irq, IrqLayout.HEADER + cq.iv, 1);
-      Atomics.notify(irq, IrqLayout.HEADER + cq.iv);
-    }
-  }
-
-  #flushBacklog(cq: Cq): boolean {
-    let did = false;
-    while (cq.backlog.length) {
-      const head = Atomics.load(this.#db, 2 * cq.qid + 1);
-      if ((cq.tail + 1) % cq.size === head) break;
-      const [dw0, sqhd, sqid, cid, sf] = cq.backlog.shift()!;
-      this.#write(cq, dw0, sqhd, sqid, cid, sf);
-      did = true;
-    }
-    return did;
-  }
-
-  #runDue(now: number): boolean {
-    let did = false;
-    for (let i = 0; i < this.#held.length; i++) {
-      const h = this.#held[i];
-      if (h.due > now) continue;
-      this.#held.splice(i--, 1);
-      const sq = this.#sqs.get(h.qid);
-      if (sq) this.#exec(sq, h.cid, h.cmd);
-      did = true;
-    }
-    return did;
-  }
-
-  #match(qid: number, cmd: Uint32Array): Rule | null {
-    if (!this.#rules.length) return null;
-    const opc = cmd[0] & 0xff, nsid = cmd[1];
-    for (const r of this.#rules) {
-      if (r.queue !== undefined) {
-        if (r.queue === "admin" ? qid !== 0 : r.queue === "io" ? qid === 0 : qid !== r.queue) continue;
-      }
-      if (r.opcode !== undefined && r.opcode !== opc) continue;
-      if (r.nsid !== undefined && r.nsid !== nsid) continue;
-      if (r.lba) {
-        if (qid === 0 || !this.#isRw(opc)) continue;
-        const slba = cmd[10] + cmd[11] * TWO32, last = slba + (cmd[12] & 0xffff);
-        if (last < r.lba[0] || slba > r.lba[1]) continue;
-      }
-      if (r.count !== undefined && --r.count <= 0) this.#rules.splice(this.#rules.indexOf(r), 1);
-      return r;
-    }
-    return null;
-  }
-
-  #isRw(opc: number): boolean {
-    return opc === IoOpc.READ || opc === IoOpc.WRITE || opc === IoOpc.COMPARE || opc === IoOpc.WRITE_ZEROES ||
-      opc === IoOpc.VERIFY || opc === IoOpc.WRITE_UNCORRECTABLE;
-  }
-
-  #logError(qid: number, cid: number, sf: number, cmd: Uint32Array | null): void {
+  /** Add an entry to the Error Information log (for errors the front end completes itself). */
+  logError(qid: number, cid: number, sf: number, cmd: Uint32Array | null): void {
     const e = new Uint8Array(64);
     const dv = new DataView(e.buffer);
     this.#errorCount++;
@@ -569,92 +579,53 @@ export class SimDevice {
     dv.setUint16(10, cid, true);
     dv.setUint16(12, (sf & 0x7fff) << 1, true);
     dv.setUint16(14, 0xffff, true);
-    if (cmd && qid !== 0 && this.#isRw(cmd[0] & 0xff)) setU64(dv, 16, cmd[10] + cmd[11] * TWO32);
+    if (cmd && qid !== 0 && isRw(cmd[0] & 0xff)) setU64(dv, 16, cmd[10] + cmd[11] * TWO32);
     dv.setUint32(24, cmd ? cmd[1] : 0, true);
     this.#errors.unshift(e);
     if (this.#errors.length > 16) this.#errors.length = 16;
   }
 
-  // ---- data transfer (PRP) -----------------------------------------------------------------
-
-  /** Map `len` bytes described by the command's PRPs into host memory segments (#segs). */
-  #prp(cmd: Uint32Array, len: number): number {
-    const segs = this.#segs;
-    segs.length = 0;
-    if (len === 0) return 0;
-    const ps = this.#pageSize;
-    const prp1 = cmd[6] + cmd[7] * TWO32, prp2 = cmd[8] + cmd[9] * TWO32;
-    if (prp1 % 4) return S.PRP_OFFSET_INVALID;
-    const first = Math.min(len, ps - (prp1 % ps));
-    if (!this.#seg(prp1, first)) return S.DATA_TRANSFER_ERROR;
-    let rem = len - first;
-    if (rem === 0) return 0;
-    if (rem <= ps) {
-      if (prp2 % ps) return S.PRP_OFFSET_INVALID;
-      return this.#seg(prp2, rem) ? 0 : S.DATA_TRANSFER_ERROR;
-    }
-    if (prp2 % 8) return S.PRP_OFFSET_INVALID;
-    let list = this.#off(prp2, 8);
-    if (list < 0) return S.DATA_TRANSFER_ERROR;
-    let left = (ps - (prp2 % ps)) / 8;
-    const dv = this.#hostDv;
-    while (rem > 0) {
-      const e = dv.getUint32(list, true) + dv.getUint32(list + 4, true) * TWO32;
-      if (left === 1 && rem > ps) {
-        // Last entry of a full list page: it points at the next list page.
-        if (e % 8) return S.PRP_OFFSET_INVALID;
-        list = this.#off(e, 8);
-        if (list < 0) return S.DATA_TRANSFER_ERROR;
-        left = (ps - (e % ps)) / 8;
-        continue;
-      }
-      if (e % ps) return S.PRP_OFFSET_INVALID;
-      const n = Math.min(ps, rem);
-      if (!this.#seg(e, n)) return S.DATA_TRANSFER_ERROR;
-      rem -= n;
-      list += 8;
-      left--;
-    }
-    return 0;
+  /** Count a media error in SMART (an injected media status). */
+  noteMediaError(): void {
+    this.#smart.mediaErrors++;
   }
 
-  #seg(iova: number, len: number): boolean {
-    const o = this.#off(iova, len);
-    if (o < 0) return false;
-    const s = this.#segs;
-    const k = s.length;
-    if (k && s[k - 2] + s[k - 1] === o) s[k - 1] += len;
-    else s.push(o, len);
-    return true;
+  /** Set SMART Critical Warning bits (tests) and raise the event when enabled. */
+  setCriticalWarning(bits: number): void {
+    this.#criticalWarning = bits & 0xff;
+    this.#smartEvent();
   }
 
-  /** Gather the mapped host bytes into a new array. */
+  // ---- data transfer through the port -------------------------------------------------------
+
+  /** Gather the mapped bytes into a new array. */
   #gather(len: number): Uint8Array {
-    const out = new Uint8Array(len);
+    const out = new Uint8Array(len), port = this.#port;
     let p = 0;
-    const s = this.#segs;
-    for (let i = 0; i < s.length; i += 2) {
-      out.set(this.#hostU8.subarray(s[i], s[i] + s[i + 1]), p);
-      p += s[i + 1];
+    for (let i = 0, n = port.count; i < n; i++) {
+      const s = port.segment(i);
+      out.set(s, p);
+      p += s.length;
     }
     return out;
   }
 
-  /** Scatter `src` into the mapped host bytes. */
+  /** Scatter `src` into the mapped bytes. */
   #scatter(src: Uint8Array): void {
+    const port = this.#port;
     let p = 0;
-    const s = this.#segs;
-    for (let i = 0; i < s.length && p < src.length; i += 2) {
-      const n = Math.min(s[i + 1], src.length - p);
-      this.#hostU8.set(src.subarray(p, p + n), s[i]);
-      p += n;
+    for (let i = 0, n = port.count; i < n && p < src.length; i++) {
+      const s = port.segment(i);
+      const k = Math.min(s.length, src.length - p);
+      s.set(src.subarray(p, p + k));
+      p += k;
     }
   }
 
   /** Controller-to-host transfer of a data structure of `len` bytes (the command's own length). */
   #toHost(cmd: Uint32Array, data: Uint8Array, len: number): number {
     if (len > this.#mdtsBytes()) return S.INVALID_FIELD;
-    const st = this.#prp(cmd, len);
+    const st = this.#port.map(cmd, len);
     if (st) return st;
     const buf = data.length >= len ? data.subarray(0, len) : (() => {
       const b = new Uint8Array(len);
@@ -666,7 +637,7 @@ export class SimDevice {
   }
 
   #fromHost(cmd: Uint32Array, len: number): Uint8Array | number {
-    const st = this.#prp(cmd, len);
+    const st = this.#port.map(cmd, len);
     if (st) return st;
     return this.#gather(len);
   }
@@ -677,20 +648,12 @@ export class SimDevice {
 
   // ---- admin commands ----------------------------------------------------------------------
 
-  #admin(cmd: Uint32Array, sq: Sq): number {
+  #admin(cmd: Uint32Array): number {
     const opc = cmd[0] & 0xff;
     if (this.#san.running && !SANITIZE_ALLOWED.has(opc)) return S.SANITIZE_IN_PROGRESS;
     switch (opc) {
       case AdminOpc.IDENTIFY:
         return this.#identify(cmd);
-      case AdminOpc.CREATE_IO_CQ:
-        return this.#createCq(cmd);
-      case AdminOpc.CREATE_IO_SQ:
-        return this.#createSq(cmd);
-      case AdminOpc.DELETE_IO_SQ:
-        return this.#deleteSq(cmd);
-      case AdminOpc.DELETE_IO_CQ:
-        return this.#deleteCq(cmd);
       case AdminOpc.GET_LOG_PAGE:
         return this.#getLog(cmd);
       case AdminOpc.SET_FEATURES:
@@ -700,8 +663,8 @@ export class SimDevice {
       case AdminOpc.ASYNC_EVENT_REQUEST:
         if (this.#aers.length > 3) return S.AER_LIMIT_EXCEEDED;
         this.#aers.push({ cid: cmd[0] >>> 16 });
-        this.#deliverEvents(sq);
-        return -1;
+        this.#deliverEvents();
+        return PENDING;
       case AdminOpc.ABORT:
         return this.#abort(cmd);
       case AdminOpc.FORMAT_NVM:
@@ -786,20 +749,22 @@ export class SimDevice {
       default:
         return S.INVALID_FIELD;
     }
+    this.#front.identify?.(cns, nsid, d);
     return this.#toHost(cmd, d, 4096);
   }
 
   #idCtrl(d: Uint8Array, dv: DataView): void {
     const o = this.#o;
-    dv.setUint16(0, 0x1d1d, true);
-    dv.setUint16(2, 0x1d1d, true);
+    const id = this.#id;
+    dv.setUint16(0, id.vid ?? 0x1d1d, true);
+    dv.setUint16(2, id.ssvid ?? 0x1d1d, true);
     padAscii(d, 4, 20, this.#serial);
     padAscii(d, 24, 40, o.model);
     padAscii(d, 64, 8, this.#fwSlots[this.#fwActive - 1]);
     d[72] = 6;
-    d.set([0x53, 0x4e, 0x54], 73);
+    d.set(id.ieee ?? [0x53, 0x4e, 0x54], 73);
     d[77] = o.mdts;
-    dv.setUint16(78, 1, true);
+    dv.setUint16(78, this.#cntlid, true);
     dv.setUint32(80, 0x00010400, true);
     dv.setUint32(88, 1_000_000, true);
     dv.setUint32(92, 0x300, true);
@@ -827,7 +792,7 @@ export class SimDevice {
     d[525] = o.vwc ? 0x07 : 0x06;
     dv.setUint16(534, 1, true);
     dv.setUint32(540, o.maxNamespaces, true);
-    padAscii(d, 768, 256, `nqn.2024-01.io.tsnvme:sim:${this.#serial}`);
+    padAscii(d, 768, 256, id.subnqn ?? `nqn.2024-01.io.tsnvme:sim:${this.#serial}`);
     for (let i = 768 + 255; i >= 768 && d[i] === 0x20; i--) d[i] = 0;
     dv.setUint16(2048, 2500, true);
   }
@@ -862,78 +827,10 @@ export class SimDevice {
     for (const ns of this.#ns.values()) u += ns.media.size;
     return u;
   }
-
-  #createCq(cmd: Uint32Array): number {
-    const qid = cmd[10] & 0xffff, size = (cmd[10] >>> 16) + 1;
-    const pc = cmd[11] & 1, iv = cmd[11] >>> 16;
-    if (size < 2 || size > this.#o.maxQueueEntries) return S.INVALID_QUEUE_SIZE;
-    if (qid === 0 || qid > this.#grantedQueues || this.#cqs.has(qid)) return S.INVALID_QID;
-    if (!pc) return S.INVALID_FIELD;
-    if (iv > this.#o.maxQueues) return S.INVALID_INTERRUPT_VECTOR;
-    if (((this.#cc >>> 20) & 0xf) !== 4) return S.INVALID_FIELD;
-    const prp1 = cmd[6] + cmd[7] * TWO32;
-    if (prp1 % this.#pageSize) return S.PRP_OFFSET_INVALID;
-    const base = this.#off(prp1, size * 16);
-    if (base < 0) return S.DATA_TRANSFER_ERROR;
-    Atomics.store(this.#db, 2 * qid + 1, 0);
-    const iv0 = cmd[11] & 2 ? iv : undefined;
-    this.#cqs.set(qid, { qid, base, size, tail: 0, phase: 1, sqs: 0, backlog: [], iv: iv0 });
-    this.#ioQueuesCreated = true;
-    return 0;
-  }
-
-  #createSq(cmd: Uint32Array): number {
-    const qid = cmd[10] & 0xffff, size = (cmd[10] >>> 16) + 1;
-    const pc = cmd[11] & 1, cqid = cmd[11] >>> 16;
-    if (size < 2 || size > this.#o.maxQueueEntries) return S.INVALID_QUEUE_SIZE;
-    const cq = this.#cqs.get(cqid);
-    if (cqid === 0 || !cq) return S.CQ_INVALID;
-    if (qid === 0 || qid > this.#grantedQueues || this.#sqs.has(qid)) return S.INVALID_QID;
-    if (!pc) return S.INVALID_FIELD;
-    if (((this.#cc >>> 16) & 0xf) !== 6) return S.INVALID_FIELD;
-    const prp1 = cmd[6] + cmd[7] * TWO32;
-    if (prp1 % this.#pageSize) return S.PRP_OFFSET_INVALID;
-    const base = this.#off(prp1, size * 64);
-    if (base < 0) return S.DATA_TRANSFER_ERROR;
-    Atomics.store(this.#db, 2 * qid, 0);
-    const sq = { qid, base, size, cqid, head: 0 };
-    this.#sqs.set(qid, sq);
-    this.#sqOrder.push(sq);
-    cq.sqs++;
-    this.#ioQueuesCreated = true;
-    return 0;
-  }
-
-  #deleteSq(cmd: Uint32Array): number {
-    const qid = cmd[10] & 0xffff;
-    const sq = this.#sqs.get(qid);
-    if (qid === 0 || !sq) return S.INVALID_QID;
-    // Commands the device still holds for this queue complete as aborted by the deletion.
-    for (const h of this.#held.filter((x) => x.qid === qid)) this.#complete(sq, h.cid, S.SQ_DELETION, 0, null);
-    this.#held = this.#held.filter((x) => x.qid !== qid);
-    this.#sqs.delete(qid);
-    this.#sqOrder = this.#sqOrder.filter((x) => x !== sq);
-    this.#cqs.get(sq.cqid)!.sqs--;
-    return 0;
-  }
-
-  #deleteCq(cmd: Uint32Array): number {
-    const qid = cmd[10] & 0xffff;
-    const cq = this.#cqs.get(qid);
-    if (qid === 0 || !cq) return S.INVALID_QID;
-    if (cq.sqs > 0) return S.INVALID_QUEUE_DELETION;
-    this.#cqs.delete(qid);
-    return 0;
-  }
-
   #abort(cmd: Uint32Array): number {
     const sqid = cmd[10] & 0xffff, cid = cmd[10] >>> 16;
     this.#dw0 = 1;
-    const i = this.#held.findIndex((h) => h.qid === sqid && h.cid === cid);
-    if (i >= 0) {
-      const h = this.#held.splice(i, 1)[0];
-      const sq = this.#sqs.get(sqid);
-      if (sq) this.#complete(sq, cid, S.ABORT_REQUESTED, 0, h.cmd);
+    if (this.#front.abort?.(sqid, cid)) {
       this.#dw0 = 0;
       return 0;
     }
@@ -941,7 +838,7 @@ export class SimDevice {
       const j = this.#aers.findIndex((a) => a.cid === cid);
       if (j >= 0) {
         this.#aers.splice(j, 1);
-        this.#complete(this.#sqs.get(0)!, cid, S.ABORT_REQUESTED, 0, null);
+        this.#finish(0, cid, S.ABORT_REQUESTED, 0, null);
         this.#dw0 = 0;
       }
     }
@@ -954,11 +851,10 @@ export class SimDevice {
   #raise(type: number, info: number, lid: number): void {
     const dw0 = (type & 7) | ((info & 0xff) << 8) | ((lid & 0xff) << 16);
     if (!this.#events.includes(dw0)) this.#events.push(dw0);
-    const sq = this.#sqs.get(0);
-    if (sq && this.#enabled) this.#deliverEvents(sq);
+    if (this.#enabled) this.#deliverEvents();
   }
 
-  #deliverEvents(sq: Sq): void {
+  #deliverEvents(): void {
     for (let i = 0; i < this.#events.length && this.#aers.length;) {
       const ev = this.#events[i], lid = (ev >>> 16) & 0xff;
       if (this.#masked.has(lid)) {
@@ -968,7 +864,7 @@ export class SimDevice {
       this.#events.splice(i, 1);
       this.#masked.add(lid);
       const a = this.#aers.shift()!;
-      this.#complete(sq, a.cid, 0, ev, null);
+      this.#finish(0, a.cid, 0, ev, null);
     }
   }
 
@@ -1050,7 +946,7 @@ export class SimDevice {
     out.set(log.subarray(off, Math.min(log.length, off + len)));
     const st = this.#toHost(cmd, out, len);
     if (!st && !rae) this.#masked.delete(lid);
-    if (!st && !rae) this.#deliverEvents(this.#sqs.get(0)!);
+    if (!st && !rae) this.#deliverEvents();
     return st;
   }
 
@@ -1203,11 +1099,13 @@ export class SimDevice {
     if (lbaf >= LBAF_DS.length || mset || pi) return S.INVALID_FORMAT;
     const targets = nsid === 0xffffffff ? [...this.#ns.values()].filter((n) => n.attached) : [this.#ns.get(nsid)];
     if (!targets.length || targets.some((n) => !n || !n.attached)) return S.INVALID_NAMESPACE;
+    let wait: Promise<void>[] | null = null;
     for (const ns of targets as Ns[]) {
       ns.lbaf = lbaf;
-      ns.media.zero(0, ns.media.size);
+      if (ns.media.async) (wait ??= []).push(ns.media.zero(0, ns.media.size));
+      else ns.media.zero(0, ns.media.size);
     }
-    return 0;
+    return wait ? this.#pend(0, cmd, Promise.all(wait), S.WRITE_FAULT) : 0;
   }
 
   #dstPercent(): number {
@@ -1306,6 +1204,8 @@ export class SimDevice {
     }
     const need = act === 2 ? 2 : act === 3 ? 4 : act === 4 ? 1 : 0;
     if (!need || !(cap & need)) return S.INVALID_FIELD;
+    // Media behind another controller are that controller's to sanitize.
+    for (const ns of this.#ns.values()) if (ns.media.async) return S.INVALID_FIELD;
     if (this.#dst.op) this.#finishSelfTest(2);
     const now = performance.now();
     const owpass = (v >>> 4) & 0xf;
@@ -1327,6 +1227,7 @@ export class SimDevice {
   #finishSanitize(): void {
     const s = this.#san;
     for (const ns of this.#ns.values()) {
+      if (ns.media.async) continue;
       if (s.action === 3) {
         // The last pass decides what stays: inverted on even-numbered passes when OIPBP is set.
         const inv = s.invert && s.passes % 2 === 0;
@@ -1405,14 +1306,35 @@ export class SimDevice {
     if (this.#feat.get(Fid.ASYNC_EVENT)! & 0x100) this.#raise(2, 0, LogId.CHANGED_NS);
   }
 
+
   // ---- IO commands -------------------------------------------------------------------------
 
-  #io(cmd: Uint32Array): number {
+  /** Complete `cmd` when `p` settles: success, or the media's failure as `failSt` (or the backing controller's status). */
+  #pend(qid: number, cmd: Uint32Array, p: Promise<unknown>, failSt: number, ok?: () => number): number {
+    const cid = cmd[0] >>> 16;
+    p.then(
+      () => this.#finish(qid, cid, ok ? ok() : 0, 0, cmd),
+      (e) => {
+        const st = mediaStatus(e, failSt);
+        if ((st >>> 8) === 2) this.#smart.mediaErrors++;
+        this.#finish(qid, cid, st, 0, cmd);
+      },
+    );
+    return PENDING;
+  }
+
+  #io(qid: number, cmd: Uint32Array): number {
     const opc = cmd[0] & 0xff, nsid = cmd[1];
     if (this.#san.running) return S.SANITIZE_IN_PROGRESS;
     if (opc === IoOpc.FLUSH) {
-      if (nsid === 0xffffffff) return 0;
-      return this.#ns.get(nsid)?.attached ? 0 : S.INVALID_NAMESPACE;
+      if (nsid === 0xffffffff) {
+        let wait: Promise<void>[] | null = null;
+        for (const ns of this.#ns.values()) if (ns.attached && ns.media.async) (wait ??= []).push(ns.media.flush());
+        return wait ? this.#pend(qid, cmd, Promise.all(wait), S.WRITE_FAULT) : 0;
+      }
+      const ns = this.#ns.get(nsid);
+      if (!ns?.attached) return S.INVALID_NAMESPACE;
+      return ns.media.async ? this.#pend(qid, cmd, ns.media.flush(), S.WRITE_FAULT) : 0;
     }
     const ns = this.#ns.get(nsid);
     if (!IO_OPCODES.has(opc)) return S.INVALID_OPCODE;
@@ -1426,28 +1348,36 @@ export class SimDevice {
         if (slba + nlb > blocks) return S.LBA_OUT_OF_RANGE;
         const len = nlb * bs;
         if (len > this.#mdtsBytes()) return S.INVALID_FIELD;
-        const st = this.#prp(cmd, len);
+        const st = this.#port.map(cmd, len);
         if (st) return st;
+        const m = ns.media;
+        if (m.async) return this.#rwAsync(qid, cmd, m, opc, slba * bs, len);
+        const port = this.#port;
         if (opc === IoOpc.WRITE) {
-          this.#mediaWrite(ns, slba * bs);
-          this.#smart.writes++;
-          this.#smart.unitsWritten += len / 512;
-          this.#san.sstat &= ~0x100;
+          for (let i = 0, n = port.count, off = slba * bs; i < n; i++) {
+            const s = port.segment(i);
+            m.write(off, s);
+            off += s.length;
+          }
+          this.#countWrite(len);
           return 0;
         }
         if (opc === IoOpc.READ) {
-          this.#mediaRead(ns, slba * bs);
-          this.#smart.reads++;
-          this.#smart.unitsRead += len / 512;
+          for (let i = 0, n = port.count, off = slba * bs; i < n; i++) {
+            const s = port.segment(i);
+            m.read(off, s);
+            off += s.length;
+          }
+          this.#countRead(len);
           return 0;
         }
         const host = this.#gather(len), media = new Uint8Array(len);
-        ns.media.read(slba * bs, media);
-        for (let i = 0; i < len; i++) if (host[i] !== media[i]) return S.COMPARE_FAILURE;
-        return 0;
+        m.read(slba * bs, media);
+        return sameBytes(host, media) ? 0 : S.COMPARE_FAILURE;
       }
       case IoOpc.WRITE_ZEROES:
         if (slba + nlb > blocks) return S.LBA_OUT_OF_RANGE;
+        if (ns.media.async) return this.#pend(qid, cmd, ns.media.zero(slba * bs, nlb * bs), S.WRITE_FAULT);
         ns.media.zero(slba * bs, nlb * bs);
         return 0;
       case IoOpc.VERIFY:
@@ -1464,7 +1394,10 @@ export class SimDevice {
           if (s + n > blocks) return S.LBA_OUT_OF_RANGE;
           ranges.push([s, n]);
         }
-        if (ad) for (const [s, n] of ranges) ns.media.zero(s * bs, n * bs);
+        if (!ad) return 0;
+        const m = ns.media;
+        if (m.async) return this.#pend(qid, cmd, Promise.all(ranges.map(([s, n]) => m.zero(s * bs, n * bs))), S.WRITE_FAULT);
+        for (const [s, n] of ranges) m.zero(s * bs, n * bs);
         return 0;
       }
       case IoOpc.COPY: {
@@ -1474,7 +1407,7 @@ export class SimDevice {
         const d = this.#fromHost(cmd, nr * 32);
         if (typeof d === "number") return d;
         const dv = new DataView(d.buffer);
-        const parts: Uint8Array[] = [];
+        const src: [number, number][] = [];
         let total = 0;
         for (let i = 0; i < nr; i++) {
           const s = dv.getUint32(i * 32 + 8, true) + dv.getUint32(i * 32 + 12, true) * TWO32;
@@ -1483,14 +1416,19 @@ export class SimDevice {
           if (s + n > blocks) return S.LBA_OUT_OF_RANGE;
           total += n;
           if (total > 1024) return S.COMMAND_SIZE_LIMIT_EXCEEDED;
-          const b = new Uint8Array(n * bs);
-          ns.media.read(s * bs, b);
-          parts.push(b);
+          src.push([s, n]);
         }
         if (slba + total > blocks) return S.LBA_OUT_OF_RANGE;
+        const m = ns.media;
+        if (m.async) return this.#pend(qid, cmd, copyAsync(m, src, slba, bs), S.WRITE_FAULT);
+        const parts = src.map(([s, n]) => {
+          const b = new Uint8Array(n * bs);
+          m.read(s * bs, b);
+          return b;
+        });
         let p = slba * bs;
         for (const b of parts) {
-          ns.media.write(p, b);
+          m.write(p, b);
           p += b.length;
         }
         return 0;
@@ -1499,86 +1437,96 @@ export class SimDevice {
     return S.INVALID_OPCODE;
   }
 
-  #mediaRead(ns: Ns, off: number): void {
-    const s = this.#segs;
-    for (let i = 0; i < s.length; i += 2) {
-      ns.media.read(off, this.#hostU8.subarray(s[i], s[i] + s[i + 1]));
-      off += s[i + 1];
+  /** Read, Write or Compare on async media: the segments are captured now, completed through the front end. */
+  #rwAsync(qid: number, cmd: Uint32Array, m: AsyncMedia, opc: number, off: number, len: number): number {
+    const port = this.#port;
+    if (opc === IoOpc.COMPARE) {
+      const host = this.#gather(len), media = new Uint8Array(len);
+      return this.#pend(qid, cmd, m.read(off, media), S.UNRECOVERED_READ_ERROR, () => sameBytes(host, media) ? 0 : S.COMPARE_FAILURE);
     }
+    const n = port.count;
+    let p: Promise<void>;
+    if (n === 1) p = opc === IoOpc.WRITE ? m.write(off, port.segment(0)) : m.read(off, port.segment(0));
+    else {
+      const all: Promise<void>[] = [];
+      for (let i = 0; i < n; i++) {
+        const s = port.segment(i);
+        all.push(opc === IoOpc.WRITE ? m.write(off, s) : m.read(off, s));
+        off += s.length;
+      }
+      p = Promise.all(all) as Promise<unknown> as Promise<void>;
+    }
+    if (opc === IoOpc.WRITE) {
+      return this.#pend(qid, cmd, p, S.WRITE_FAULT, () => {
+        this.#countWrite(len);
+        return 0;
+      });
+    }
+    return this.#pend(qid, cmd, p, S.UNRECOVERED_READ_ERROR, () => {
+      this.#countRead(len);
+      return 0;
+    });
   }
 
-  #mediaWrite(ns: Ns, off: number): void {
-    const s = this.#segs;
-    for (let i = 0; i < s.length; i += 2) {
-      ns.media.write(off, this.#hostU8.subarray(s[i], s[i] + s[i + 1]));
-      off += s[i + 1];
-    }
+  #countWrite(len: number): void {
+    this.#smart.writes++;
+    this.#smart.unitsWritten += len / 512;
+    this.#san.sstat &= ~0x100;
   }
 
-  // ---- requests from the host side (fault injection, inspection) ----------------------------
-
-  /** Handle a request from SimTransport; returns a structured-clonable result. */
-  request(op: string, arg: unknown): unknown {
-    switch (op) {
-      case "addFault": {
-        const r = { ...(arg as FaultRule), id: this.#nextRule++ };
-        this.#rules.push(r);
-        return r.id;
-      }
-      case "removeFault":
-        this.#rules = this.#rules.filter((r) => r.id !== arg);
-        return null;
-      case "clearFaults":
-        this.#rules = [];
-        this.#latencyMs = 0;
-        return null;
-      case "latency": {
-        const a = arg as { ms: number; admin?: boolean };
-        this.#latencyMs = a.ms;
-        this.#latencyAdmin = a.admin ?? false;
-        return null;
-      }
-      case "fatal":
-        this.#goFatal();
-        return null;
-      case "smartWarning":
-        this.#criticalWarning = (arg as number) & 0xff;
-        this.#smartEvent();
-        return null;
-      case "release": {
-        // Let held (dropped) commands run now.
-        for (const h of this.#held) h.due = 0;
-        return null;
-      }
-      case "state":
-        return this.#state();
-      case "close":
-        for (const ns of this.#ns.values()) ns.media.close();
-        this.stopped = true;
-        return null;
-    }
-    throw new TypeError(`unknown request ${op}`);
+  #countRead(len: number): void {
+    this.#smart.reads++;
+    this.#smart.unitsRead += len / 512;
   }
 
-  #state(): SimState {
-    const held: HeldCommand[] = this.#held.map((h) => ({ qid: h.qid, cid: h.cid, opcode: h.cmd[0] & 0xff, nsid: h.cmd[1] }));
-    return {
-      held,
-      aers: this.#aers.length,
-      faults: this.#rules.map((r) => ({ ...r })),
-      namespaces: [...this.#ns.values()].sort((a, b) => a.nsid - b.nsid).map((n) => ({
-        nsid: n.nsid,
-        blocks: this.#blocks(n),
-        blockSize: 1 << LBAF_DS[n.lbaf],
-        attached: n.attached,
-      })),
-      firmware: { active: this.#fwActive, next: this.#fwNext, slots: [...this.#fwSlots] },
-      sanitize: { sstat: this.#san.sstat, sprog: this.#san.running ? this.#san.sprog : 0xffff },
-      selfTest: { op: this.#dst.op, percent: this.#dst.op ? this.#dstPercent() : 0 },
-      enabled: this.#enabled,
-      ready: (this.#csts & CSTS.RDY) !== 0,
-      fatal: (this.#csts & CSTS.CFS) !== 0,
-    };
+  // ---- inspection --------------------------------------------------------------------------
+
+  /** Namespaces, for inspection (tests, SimFaults.state). */
+  namespaces(): ModelNamespaceState[] {
+    return [...this.#ns.values()].sort((a, b) => a.nsid - b.nsid).map((n) => ({
+      nsid: n.nsid,
+      blocks: this.#blocks(n),
+      blockSize: 1 << LBAF_DS[n.lbaf],
+      attached: n.attached,
+    }));
+  }
+
+  /** Firmware slots, for inspection. */
+  firmware(): { active: number; next: number; slots: string[] } {
+    return { active: this.#fwActive, next: this.#fwNext, slots: [...this.#fwSlots] };
+  }
+
+  /** Sanitize status (SSTAT, SPROG), for inspection. */
+  sanitizeStatus(): { sstat: number; sprog: number } {
+    return { sstat: this.#san.sstat, sprog: this.#san.running ? this.#san.sprog : 0xffff };
+  }
+
+  /** Device self-test in progress, for inspection. */
+  selfTestStatus(): { op: number; percent: number } {
+    return { op: this.#dst.op, percent: this.#dst.op ? this.#dstPercent() : 0 };
+  }
+
+  /** Close every namespace's media. */
+  close(): void {
+    for (const ns of this.#ns.values()) ns.media.close();
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+async function copyAsync(m: AsyncMedia, src: [number, number][], slba: number, bs: number): Promise<void> {
+  const parts = await Promise.all(src.map(async ([s, n]) => {
+    const b = new Uint8Array(n * bs);
+    await m.read(s * bs, b);
+    return b;
+  }));
+  let p = slba * bs;
+  for (const b of parts) {
+    await m.write(p, b);
+    p += b.length;
   }
 }
 

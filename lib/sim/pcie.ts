@@ -1,0 +1,617 @@
+/**
+ * The software controller's PCIe front end: what a device does on the bus.
+ * It runs in a Worker and sees host memory as a device does: SQEs, PRPs and
+ * data are reached by IOVA in one SharedArrayBuffer (through the IOMMU
+ * model), doorbells and registers in another. It fetches SQEs, walks PRPs
+ * into host-memory segments (zero copy for the media), posts CQEs with phase
+ * and backlog, signals the MSI-X model's wake words, creates and deletes IO
+ * queues, and applies the fault-injection rules that act on rings (drop,
+ * delay, status, bogus completions, fatal, removal). Command semantics are
+ * lib/sim/engine.ts's {@link ControllerModel}; the host side is SimTransport.
+ * @module
+ */
+import { AdminOpc, CSTS, Reg } from "../nvme/spec.ts";
+import { IrqLayout } from "../irq/waiter.ts";
+import { ControllerModel, type DataPort, isRw, PENDING } from "./engine.ts";
+import { Ctl, type FaultRule, type HeldCommand, SIM_DEFAULTS, type SimOptions, type SimState, SimStatus as S } from "./options.ts";
+
+/** Everything the worker needs to build the device. */
+export interface SimInit {
+  /** Options (already defaulted by the host where it matters). */
+  opts: SimOptions;
+  /** Host DMA memory. */
+  host: SharedArrayBuffer;
+  /** Registers and doorbells. */
+  regs: SharedArrayBuffer;
+  /** Control words and counters. */
+  ctl: SharedArrayBuffer;
+  /** IOMMU page table: one byte per host page, 1 while the host has it mapped for DMA. */
+  iommu?: SharedArrayBuffer;
+  /** Serial number to report. */
+  serial: string;
+}
+
+interface Sq {
+  qid: number;
+  base: number;
+  size: number;
+  cqid: number;
+  head: number;
+}
+
+interface Cq {
+  qid: number;
+  base: number;
+  size: number;
+  tail: number;
+  phase: number;
+  sqs: number;
+  backlog: number[][];
+  /** Interrupt vector (IEN set), or undefined when the CQ does not interrupt. */
+  iv?: number;
+}
+
+interface Held {
+  qid: number;
+  cid: number;
+  cmd: Uint32Array;
+  due: number;
+}
+
+interface Rule extends FaultRule {
+  id: number;
+}
+
+const PAGE = 4096;
+const TWO32 = 0x1_0000_0000;
+const DNR = 1 << 14;
+
+/**
+ * PRP data port: `map` walks the command's PRP entries into (offset, length)
+ * pairs of host memory, merging contiguous pages; segments are views of the
+ * shared host memory, so the media read and write it in place.
+ */
+class PrpPort implements DataPort {
+  readonly #dev: SimDevice;
+  readonly #u8: Uint8Array;
+  readonly #dv: DataView;
+  /** Pairs of (offset in host memory, length). */
+  readonly segs: number[] = [];
+  /** Memory page size (CC.MPS). */
+  pageSize = PAGE;
+
+  constructor(dev: SimDevice, u8: Uint8Array, dv: DataView) {
+    this.#dev = dev;
+    this.#u8 = u8;
+    this.#dv = dv;
+  }
+
+  get count(): number {
+    return this.segs.length >> 1;
+  }
+
+  segment(i: number): Uint8Array {
+    const o = this.segs[2 * i];
+    return this.#u8.subarray(o, o + this.segs[2 * i + 1]);
+  }
+
+  map(cmd: Uint32Array, len: number): number {
+    const segs = this.segs;
+    segs.length = 0;
+    if (len === 0) return 0;
+    const ps = this.pageSize;
+    const prp1 = cmd[6] + cmd[7] * TWO32, prp2 = cmd[8] + cmd[9] * TWO32;
+    if (prp1 % 4) return S.PRP_OFFSET_INVALID;
+    const first = Math.min(len, ps - (prp1 % ps));
+    if (!this.#seg(prp1, first)) return S.DATA_TRANSFER_ERROR;
+    let rem = len - first;
+    if (rem === 0) return 0;
+    if (rem <= ps) {
+      if (prp2 % ps) return S.PRP_OFFSET_INVALID;
+      return this.#seg(prp2, rem) ? 0 : S.DATA_TRANSFER_ERROR;
+    }
+    if (prp2 % 8) return S.PRP_OFFSET_INVALID;
+    let list = this.#dev.off(prp2, 8);
+    if (list < 0) return S.DATA_TRANSFER_ERROR;
+    let left = (ps - (prp2 % ps)) / 8;
+    const dv = this.#dv;
+    while (rem > 0) {
+      const e = dv.getUint32(list, true) + dv.getUint32(list + 4, true) * TWO32;
+      if (left === 1 && rem > ps) {
+        // Last entry of a full list page: it points at the next list page.
+        if (e % 8) return S.PRP_OFFSET_INVALID;
+        list = this.#dev.off(e, 8);
+        if (list < 0) return S.DATA_TRANSFER_ERROR;
+        left = (ps - (e % ps)) / 8;
+        continue;
+      }
+      if (e % ps) return S.PRP_OFFSET_INVALID;
+      const n = Math.min(ps, rem);
+      if (!this.#seg(e, n)) return S.DATA_TRANSFER_ERROR;
+      rem -= n;
+      list += 8;
+      left--;
+    }
+    return 0;
+  }
+
+  #seg(iova: number, len: number): boolean {
+    const o = this.#dev.off(iova, len);
+    if (o < 0) return false;
+    const s = this.segs;
+    const k = s.length;
+    if (k && s[k - 2] + s[k - 1] === o) s[k - 1] += len;
+    else s.push(o, len);
+    return true;
+  }
+}
+
+/** The PCIe software controller: front end plus {@link ControllerModel}. Driven by the worker loop calling {@link step}. */
+export class SimDevice {
+  /** Set once the device stopped for good (surprise removal). */
+  stopped = false;
+  /** The command semantics behind this front end. */
+  readonly model: ControllerModel;
+  readonly #maxQueues: number;
+  readonly #maxQueueEntries: number;
+  /** MSI-X model's wake words (SimOptions.irq), or null. */
+  readonly #irq: Int32Array | null;
+  readonly #host32: Uint32Array;
+  readonly #hostSize: number;
+  readonly #base: number;
+  readonly #regs: Uint32Array;
+  readonly #db: Uint32Array;
+  readonly #ctl: Int32Array;
+  readonly #iommu: Uint8Array | null;
+  readonly #port: PrpPort;
+  #cc = 0;
+  #dw0 = 0;
+  readonly #sqs = new Map<number, Sq>();
+  readonly #cqs = new Map<number, Cq>();
+  #sqOrder: Sq[] = [];
+  #held: Held[] = [];
+  #rules: Rule[] = [];
+  #nextRule = 1;
+  #latencyMs: number;
+  #latencyAdmin = false;
+
+  /** Build the device over the shared areas; writes CAP and VS. */
+  constructor(init: SimInit) {
+    const o = init.opts;
+    this.#maxQueues = o.maxQueues ?? SIM_DEFAULTS.maxQueues;
+    this.#maxQueueEntries = o.maxQueueEntries ?? SIM_DEFAULTS.maxQueueEntries;
+    this.#irq = o.irq ? new Int32Array(o.irq) : null;
+    this.#host32 = new Uint32Array(init.host);
+    this.#hostSize = init.host.byteLength;
+    this.#base = o.iovaBase ?? SIM_DEFAULTS.iovaBase;
+    this.#regs = new Uint32Array(init.regs, 0, 0x1000 / 4);
+    this.#db = new Uint32Array(init.regs, 0x1000, 2 * (this.#maxQueues + 1));
+    this.#ctl = new Int32Array(init.ctl);
+    this.#iommu = init.iommu ? new Uint8Array(init.iommu) : null;
+    this.#latencyMs = o.latencyMs ?? SIM_DEFAULTS.latencyMs;
+    this.#port = new PrpPort(this, new Uint8Array(init.host), new DataView(init.host));
+    const { irq: _irq, memoryBytes: _m, iovaBase: _i, latencyMs: _l, ...modelOpts } = o;
+    this.model = new ControllerModel({ ...modelOpts, serial: init.serial }, {
+      complete: (qid, cid, sf, dw0) => {
+        const sq = this.#sqs.get(qid);
+        if (sq) this.#postFor(sq, cid, sf, dw0);
+      },
+      enable: (cc) => this.#enable(cc),
+      reset: () => this.#reset(),
+      csts: (v) => Atomics.store(this.#regs, Reg.CSTS / 4, v),
+      abort: (sqid, cid) => this.#abortHeld(sqid, cid),
+    });
+    // CAP: MQES, CQR=1, AMS=0, TO (500 ms units), DSTRD=0, NSSRS=0, CSS=NVM, MPSMIN=MPSMAX=0 (4 KiB).
+    const to = Math.max(1, Math.ceil((this.model.options.readyDelayMs + 500) / 500));
+    this.#regs[Reg.CAP / 4] = ((this.#maxQueueEntries - 1) & 0xffff) | (1 << 16) | ((to & 0xff) << 24);
+    this.#regs[Reg.CAP / 4 + 1] = (1 << 5) >>> 0;
+    Atomics.store(this.#regs, Reg.VS / 4, 0x00010400);
+  }
+
+  // ---- registers and the main loop --------------------------------------------------------
+
+  /** Do one round of work; true when something happened (the loop keeps spinning). */
+  step(): boolean {
+    if (this.stopped) return false;
+    if (Atomics.load(this.#ctl, Ctl.REMOVED)) {
+      this.stopped = true;
+      return false;
+    }
+    let did = false;
+    const m = this.model;
+    const cc = Atomics.load(this.#regs, Reg.CC / 4);
+    if (cc !== this.#cc) {
+      this.#cc = cc;
+      m.setCc(cc);
+      did = true;
+    }
+    const now = performance.now();
+    did = m.tick(now) || did;
+    if (!m.enabled || m.failed || !m.ready) return did;
+    if (this.#held.length) did = this.#runDue(now) || did;
+    for (const cq of this.#cqs.values()) if (cq.backlog.length) did = this.#flushBacklog(cq) || did;
+    for (let i = 0; i < this.#sqOrder.length; i++) {
+      const sq = this.#sqOrder[i];
+      let n = 0;
+      while (n < 64 && !m.failed && !this.stopped) {
+        const tail = Atomics.load(this.#db, 2 * sq.qid);
+        if (tail === sq.head || tail >= sq.size) break;
+        const cq = this.#cqs.get(sq.cqid);
+        if (!cq || cq.backlog.length > cq.size) break;
+        this.#fetch(sq);
+        n++;
+      }
+      if (n) did = true;
+      if (this.#sqOrder[i] !== sq) i--; // the queue list changed under us (delete)
+    }
+    return did;
+  }
+
+  /** CC.EN 0 to 1: check the admin queue registers and set up the admin queue pair. */
+  #enable(cc: number): boolean {
+    const aqa = this.#regs[Reg.AQA / 4];
+    const asqs = (aqa & 0xfff) + 1, acqs = ((aqa >>> 16) & 0xfff) + 1;
+    const asq = this.#regs[Reg.ASQ / 4] + this.#regs[Reg.ASQ / 4 + 1] * TWO32;
+    const acq = this.#regs[Reg.ACQ / 4] + this.#regs[Reg.ACQ / 4 + 1] * TWO32;
+    this.#port.pageSize = PAGE << ((cc >>> 7) & 0xf);
+    const sqOff = this.off(asq, asqs * 64), cqOff = this.off(acq, acqs * 16);
+    if (asqs < 2 || acqs < 2 || sqOff < 0 || cqOff < 0 || asq % PAGE || acq % PAGE) return false;
+    this.#cqs.set(0, { qid: 0, base: cqOff, size: acqs, tail: 0, phase: 1, sqs: 1, backlog: [], iv: 0 });
+    this.#sqs.set(0, { qid: 0, base: sqOff, size: asqs, cqid: 0, head: 0 });
+    this.#sqOrder = [this.#sqs.get(0)!];
+    return true;
+  }
+
+  /** CC.EN 1 to 0: every queue and held command goes. */
+  #reset(): void {
+    // Doorbells are controller registers: a reset returns them to 0, or stale tails would replay old entries.
+    for (let i = 0; i < this.#db.length; i++) Atomics.store(this.#db, i, 0);
+    this.#sqs.clear();
+    this.#cqs.clear();
+    this.#sqOrder = [];
+    this.#held = [];
+  }
+
+  /**
+   * Offset in host memory of `len` bytes at `iova`, or -1 when outside it or
+   * not mapped: like an IOMMU, DMA to memory the host has unmapped is refused
+   * (and counted, so tests catch stale DMA) instead of touching it.
+   */
+  off(iova: number, len: number): number {
+    const o = iova - this.#base;
+    if (!(o >= 0 && o + len <= this.#hostSize)) return -1;
+    const m = this.#iommu;
+    if (m !== null && len > 0) {
+      for (let p = Math.floor(o / PAGE), last = Math.floor((o + len - 1) / PAGE); p <= last; p++) {
+        if (m[p] === 0) {
+          Atomics.add(this.#ctl, Ctl.STALE_DMA, 1);
+          return -1;
+        }
+      }
+    }
+    return o;
+  }
+
+  // ---- queues ------------------------------------------------------------------------------
+
+  #fetch(sq: Sq): void {
+    const at = (sq.base >>> 2) + sq.head * 16;
+    const cmd = this.#host32.slice(at, at + 16);
+    if (++sq.head === sq.size) sq.head = 0;
+    const opc = cmd[0] & 0xff, cid = cmd[0] >>> 16;
+    Atomics.add(this.#ctl, Ctl.COUNTS + sq.qid * 256 + opc, 1);
+    const rule = this.#match(sq.qid, cmd);
+    if (rule) {
+      switch (rule.action) {
+        case "drop":
+          this.#held.push({ qid: sq.qid, cid, cmd, due: Infinity });
+          return;
+        case "delay":
+          this.#held.push({ qid: sq.qid, cid, cmd, due: performance.now() + (rule.delayMs ?? 10) });
+          return;
+        case "status": {
+          const st = (rule.status ?? S.INTERNAL_ERROR) & 0x7ff;
+          if ((st >>> 8) === 2) this.model.noteMediaError();
+          this.#complete(sq, cid, st | (rule.dnr ? DNR : 0), cmd);
+          return;
+        }
+        case "fatal":
+          this.model.fail();
+          return;
+        case "remove":
+          Atomics.store(this.#ctl, Ctl.REMOVED, 1);
+          this.stopped = true;
+          return;
+        case "bogus":
+          this.#execBogus(sq, cid, cmd, rule.bogus ?? "unknown-cid");
+          return;
+      }
+    }
+    if (this.#latencyMs > 0 && (sq.qid !== 0 || this.#latencyAdmin)) {
+      this.#held.push({ qid: sq.qid, cid, cmd, due: performance.now() + this.#latencyMs });
+      return;
+    }
+    this.#exec(sq, cid, cmd);
+  }
+
+  /** Queue commands are the front end's; everything else is the model's. Sets #dw0. */
+  #run(sq: Sq, cmd: Uint32Array): number {
+    if (sq.qid === 0) {
+      const st = this.#queueCommand(cmd);
+      if (st >= 0) {
+        if (st & 0x7ff) this.model.logError(0, cmd[0] >>> 16, st, cmd);
+        this.#dw0 = 0;
+        return st;
+      }
+    }
+    const sf = this.model.execute(sq.qid, cmd, this.#port);
+    this.#dw0 = this.model.dw0;
+    return sf;
+  }
+
+  #exec(sq: Sq, cid: number, cmd: Uint32Array): void {
+    const sf = this.#run(sq, cmd);
+    if (sf === PENDING) return; // completes through the model's callback
+    this.#postFor(sq, cid, sf, this.#dw0);
+  }
+
+  #execBogus(sq: Sq, cid: number, cmd: Uint32Array, kind: string): void {
+    const cq = this.#cqs.get(sq.cqid)!;
+    const st = this.#run(sq, cmd);
+    if (st === PENDING) return;
+    const dw0 = this.#dw0;
+    if (kind === "unknown-cid") this.#post(cq, 0, sq.head, sq.qid, cid ^ 0x8000, 0);
+    if (kind === "wrong-sqid") this.#post(cq, 0, sq.head, (sq.qid + 1) & 0xffff, cid, 0);
+    if (kind === "stale-phase") {
+      cq.phase ^= 1;
+      this.#post(cq, dw0, sq.head, sq.qid, cid, st);
+      cq.phase ^= 1;
+      return;
+    }
+    this.#post(cq, dw0, sq.head, sq.qid, cid, st);
+    if (kind === "duplicate") this.#post(cq, dw0, sq.head, sq.qid, cid, st);
+  }
+
+  /** Complete a command the front end finishes itself (fault rules, deletion, abort): logged as an error when it is one. */
+  #complete(sq: Sq, cid: number, sf: number, cmd: Uint32Array | null): void {
+    if (sf & 0x7ff) this.model.logError(sq.qid, cid, sf, cmd);
+    this.#postFor(sq, cid, sf, 0);
+  }
+
+  #postFor(sq: Sq, cid: number, sf: number, dw0: number): void {
+    const cq = this.#cqs.get(sq.cqid);
+    if (cq) this.#post(cq, dw0, sq.head, sq.qid, cid, sf);
+  }
+
+  #post(cq: Cq, dw0: number, sqhd: number, sqid: number, cid: number, sf: number): void {
+    const head = Atomics.load(this.#db, 2 * cq.qid + 1);
+    if (cq.backlog.length || (cq.tail + 1) % cq.size === head) {
+      cq.backlog.push([dw0, sqhd, sqid, cid, sf]);
+      return;
+    }
+    this.#write(cq, dw0, sqhd, sqid, cid, sf);
+  }
+
+  #write(cq: Cq, dw0: number, sqhd: number, sqid: number, cid: number, sf: number): void {
+    const b = (cq.base >>> 2) + cq.tail * 4;
+    const c = this.#host32;
+    c[b] = dw0 >>> 0;
+    c[b + 1] = 0;
+    c[b + 2] = ((sqhd & 0xffff) | (sqid << 16)) >>> 0;
+    // DW3 last and atomically: the host polls its phase bit with Atomics.load.
+    Atomics.store(c, b + 3, ((cid & 0xffff) | (cq.phase << 16) | ((sf & 0x7fff) << 17)) >>> 0);
+    if (++cq.tail === cq.size) {
+      cq.tail = 0;
+      cq.phase ^= 1;
+    }
+    // MSI-X model: the CQE is visible before its interrupt, as on PCIe.
+    const irq = this.#irq;
+    if (irq && cq.iv !== undefined && IrqLayout.HEADER + cq.iv < irq.length) {
+      Atomics.add(irq, IrqLayout.HEADER + cq.iv, 1);
+      Atomics.notify(irq, IrqLayout.HEADER + cq.iv);
+    }
+  }
+
+  #flushBacklog(cq: Cq): boolean {
+    let did = false;
+    while (cq.backlog.length) {
+      const head = Atomics.load(this.#db, 2 * cq.qid + 1);
+      if ((cq.tail + 1) % cq.size === head) break;
+      const [dw0, sqhd, sqid, cid, sf] = cq.backlog.shift()!;
+      this.#write(cq, dw0, sqhd, sqid, cid, sf);
+      did = true;
+    }
+    return did;
+  }
+
+  #runDue(now: number): boolean {
+    let did = false;
+    for (let i = 0; i < this.#held.length; i++) {
+      const h = this.#held[i];
+      if (h.due > now) continue;
+      this.#held.splice(i--, 1);
+      const sq = this.#sqs.get(h.qid);
+      if (sq) this.#exec(sq, h.cid, h.cmd);
+      did = true;
+    }
+    return did;
+  }
+
+  #abortHeld(sqid: number, cid: number): boolean {
+    const i = this.#held.findIndex((h) => h.qid === sqid && h.cid === cid);
+    if (i < 0) return false;
+    const h = this.#held.splice(i, 1)[0];
+    const sq = this.#sqs.get(sqid);
+    if (sq) this.#complete(sq, cid, S.ABORT_REQUESTED, h.cmd);
+    return true;
+  }
+
+  #match(qid: number, cmd: Uint32Array): Rule | null {
+    if (!this.#rules.length) return null;
+    const opc = cmd[0] & 0xff, nsid = cmd[1];
+    for (const r of this.#rules) {
+      if (r.queue !== undefined) {
+        if (r.queue === "admin" ? qid !== 0 : r.queue === "io" ? qid === 0 : qid !== r.queue) continue;
+      }
+      if (r.opcode !== undefined && r.opcode !== opc) continue;
+      if (r.nsid !== undefined && r.nsid !== nsid) continue;
+      if (r.lba) {
+        if (qid === 0 || !isRw(opc)) continue;
+        const slba = cmd[10] + cmd[11] * TWO32, last = slba + (cmd[12] & 0xffff);
+        if (last < r.lba[0] || slba > r.lba[1]) continue;
+      }
+      if (r.count !== undefined && --r.count <= 0) this.#rules.splice(this.#rules.indexOf(r), 1);
+      return r;
+    }
+    return null;
+  }
+
+  // ---- Create/Delete IO queues -------------------------------------------------------------
+
+  /** A queue command's status field, or -1 for commands that are not queue commands. */
+  #queueCommand(cmd: Uint32Array): number {
+    const opc = cmd[0] & 0xff;
+    let st: number;
+    switch (opc) {
+      case AdminOpc.CREATE_IO_CQ:
+        st = this.#createCq(cmd);
+        break;
+      case AdminOpc.CREATE_IO_SQ:
+        st = this.#createSq(cmd);
+        break;
+      case AdminOpc.DELETE_IO_SQ:
+        st = this.#deleteSq(cmd);
+        break;
+      case AdminOpc.DELETE_IO_CQ:
+        st = this.#deleteCq(cmd);
+        break;
+      default:
+        return -1;
+    }
+    return st ? st | DNR : 0;
+  }
+
+  #createCq(cmd: Uint32Array): number {
+    const qid = cmd[10] & 0xffff, size = (cmd[10] >>> 16) + 1;
+    const pc = cmd[11] & 1, iv = cmd[11] >>> 16;
+    if (size < 2 || size > this.#maxQueueEntries) return S.INVALID_QUEUE_SIZE;
+    if (qid === 0 || qid > this.model.grantedQueues || this.#cqs.has(qid)) return S.INVALID_QID;
+    if (!pc) return S.INVALID_FIELD;
+    if (iv > this.#maxQueues) return S.INVALID_INTERRUPT_VECTOR;
+    if (((this.#cc >>> 20) & 0xf) !== 4) return S.INVALID_FIELD;
+    const prp1 = cmd[6] + cmd[7] * TWO32;
+    if (prp1 % this.#port.pageSize) return S.PRP_OFFSET_INVALID;
+    const base = this.off(prp1, size * 16);
+    if (base < 0) return S.DATA_TRANSFER_ERROR;
+    Atomics.store(this.#db, 2 * qid + 1, 0);
+    const iv0 = cmd[11] & 2 ? iv : undefined;
+    this.#cqs.set(qid, { qid, base, size, tail: 0, phase: 1, sqs: 0, backlog: [], iv: iv0 });
+    this.model.noteIoQueueCreated();
+    return 0;
+  }
+
+  #createSq(cmd: Uint32Array): number {
+    const qid = cmd[10] & 0xffff, size = (cmd[10] >>> 16) + 1;
+    const pc = cmd[11] & 1, cqid = cmd[11] >>> 16;
+    if (size < 2 || size > this.#maxQueueEntries) return S.INVALID_QUEUE_SIZE;
+    const cq = this.#cqs.get(cqid);
+    if (cqid === 0 || !cq) return S.CQ_INVALID;
+    if (qid === 0 || qid > this.model.grantedQueues || this.#sqs.has(qid)) return S.INVALID_QID;
+    if (!pc) return S.INVALID_FIELD;
+    if (((this.#cc >>> 16) & 0xf) !== 6) return S.INVALID_FIELD;
+    const prp1 = cmd[6] + cmd[7] * TWO32;
+    if (prp1 % this.#port.pageSize) return S.PRP_OFFSET_INVALID;
+    const base = this.off(prp1, size * 64);
+    if (base < 0) return S.DATA_TRANSFER_ERROR;
+    Atomics.store(this.#db, 2 * qid, 0);
+    const sq = { qid, base, size, cqid, head: 0 };
+    this.#sqs.set(qid, sq);
+    this.#sqOrder.push(sq);
+    cq.sqs++;
+    this.model.noteIoQueueCreated();
+    return 0;
+  }
+
+  #deleteSq(cmd: Uint32Array): number {
+    const qid = cmd[10] & 0xffff;
+    const sq = this.#sqs.get(qid);
+    if (qid === 0 || !sq) return S.INVALID_QID;
+    // Commands the device still holds for this queue complete as aborted by the deletion.
+    for (const h of this.#held.filter((x) => x.qid === qid)) this.#complete(sq, h.cid, S.SQ_DELETION, null);
+    this.#held = this.#held.filter((x) => x.qid !== qid);
+    this.#sqs.delete(qid);
+    this.#sqOrder = this.#sqOrder.filter((x) => x !== sq);
+    this.#cqs.get(sq.cqid)!.sqs--;
+    return 0;
+  }
+
+  #deleteCq(cmd: Uint32Array): number {
+    const qid = cmd[10] & 0xffff;
+    const cq = this.#cqs.get(qid);
+    if (qid === 0 || !cq) return S.INVALID_QID;
+    if (cq.sqs > 0) return S.INVALID_QUEUE_DELETION;
+    this.#cqs.delete(qid);
+    return 0;
+  }
+
+  // ---- requests from the host side (fault injection, inspection) ----------------------------
+
+  /** Handle a request from SimTransport; returns a structured-clonable result. */
+  request(op: string, arg: unknown): unknown {
+    switch (op) {
+      case "addFault": {
+        const r = { ...(arg as FaultRule), id: this.#nextRule++ };
+        this.#rules.push(r);
+        return r.id;
+      }
+      case "removeFault":
+        this.#rules = this.#rules.filter((r) => r.id !== arg);
+        return null;
+      case "clearFaults":
+        this.#rules = [];
+        this.#latencyMs = 0;
+        return null;
+      case "latency": {
+        const a = arg as { ms: number; admin?: boolean };
+        this.#latencyMs = a.ms;
+        this.#latencyAdmin = a.admin ?? false;
+        return null;
+      }
+      case "fatal":
+        this.model.fail();
+        return null;
+      case "smartWarning":
+        this.model.setCriticalWarning(arg as number);
+        return null;
+      case "release": {
+        // Let held (dropped) commands run now.
+        for (const h of this.#held) h.due = 0;
+        return null;
+      }
+      case "state":
+        return this.#state();
+      case "close":
+        this.model.close();
+        this.stopped = true;
+        return null;
+    }
+    throw new TypeError(`unknown request ${op}`);
+  }
+
+  #state(): SimState {
+    const m = this.model;
+    const held: HeldCommand[] = this.#held.map((h) => ({ qid: h.qid, cid: h.cid, opcode: h.cmd[0] & 0xff, nsid: h.cmd[1] }));
+    return {
+      held,
+      aers: m.pendingAers,
+      faults: this.#rules.map((r) => ({ ...r })),
+      namespaces: m.namespaces(),
+      firmware: m.firmware(),
+      sanitize: m.sanitizeStatus(),
+      selfTest: m.selfTestStatus(),
+      enabled: m.enabled,
+      ready: (m.csts & CSTS.RDY) !== 0,
+      fatal: (m.csts & CSTS.CFS) !== 0,
+    };
+  }
+}
