@@ -10,19 +10,11 @@
  */
 import { NvmeStatusError } from "../nvme/errors.ts";
 import { encodeStatus } from "../nvme/spec.ts";
-import type { Media } from "../sim/media.ts";
+import type { AnyMedia, AsyncMedia, Media } from "../sim/media.ts";
 import { Sf } from "./spec.ts";
 
 /** Completion of a backend IO: 0, or an NVMe status field (SC | SCT << 8 | DNR). */
 export type IoDone = (sf: number) => void;
-
-/** A block range (DSM deallocate). */
-export interface LbaRange {
-  /** First block. */
-  lba: number;
-  /** Block count. */
-  blocks: number;
-}
 
 /** One exported namespace's storage. */
 export interface BlockBackend {
@@ -52,8 +44,11 @@ export interface BlockBackend {
   flush(done: IoDone): void;
   /** Zero `blocks` blocks at `lba` (deallocate them if `deallocate`). */
   writeZeroes(lba: number, blocks: number, deallocate: boolean, done: IoDone): void;
-  /** Deallocate (trim) ranges. */
-  deallocate(ranges: LbaRange[], done: IoDone): void;
+  /**
+   * The same storage as media for the controller model (lib/sim/engine.ts),
+   * which runs every command but Read and Write: byte offsets, whole blocks.
+   */
+  readonly media: AnyMedia;
   /** Release what the backend holds (closes the device if the backend owns it). */
   close(): Promise<void>;
 }
@@ -125,8 +120,6 @@ export interface BackingNamespace {
   flush(): Promise<void>;
   /** Write Zeroes. */
   writeZeroes(lba: number, blocks: number, opts: { deallocate?: boolean }): Promise<void>;
-  /** DSM deallocate of up to 256 ranges. */
-  deallocate(ranges: LbaRange[]): Promise<void>;
 }
 
 /** What {@link DevBackend} uses of an open NVMeDev (structural, so any NVMeDev fits). */
@@ -147,6 +140,31 @@ export interface BackingDevice {
   freeBuffer(buf: Uint8Array): void;
   /** Close the device. */
   close(): Promise<void>;
+}
+
+/** Error a failed backend IO rejects with: the NVMe status, as the model maps media failures. */
+class BackendStatus extends Error {
+  readonly status: { sct: number; sc: number };
+  constructor(sf: number) {
+    super(`backend status 0x${sf.toString(16)}`);
+    this.status = { sct: (sf >>> 8) & 7, sc: sf & 0xff };
+  }
+}
+
+/** A callback backend as the model's asynchronous media (byte offsets in whole blocks). */
+export function asyncMedia(b: BlockBackend): AsyncMedia {
+  const bs = b.blockSize;
+  const p = (f: (done: IoDone) => void) =>
+    new Promise<void>((resolve, reject) => f((sf) => (sf === 0 ? resolve() : reject(new BackendStatus(sf)))));
+  return {
+    async: true,
+    size: b.blockCount * bs,
+    read: (off, dst) => p((d) => b.read(off / bs, dst, d)),
+    write: (off, src) => p((d) => b.write(off / bs, src, false, d)),
+    zero: (off, len) => p((d) => b.writeZeroes(off / bs, len / bs, false, d)),
+    flush: () => p((d) => b.flush(d)),
+    close: () => {},
+  };
 }
 
 /** Options of {@link DevBackend}. */
@@ -181,6 +199,8 @@ export class DevBackend implements BlockBackend {
   readonly #owns: boolean;
   readonly #backlog: (() => boolean)[] = [];
   #closed = false;
+  /** The backend as async media for the controller model. */
+  readonly media: AsyncMedia;
 
   /** Serve namespace `nsid` of `dev`. */
   constructor(dev: BackingDevice, nsid: number, opts: DevBackendOptions = {}) {
@@ -197,6 +217,7 @@ export class DevBackend implements BlockBackend {
     this.#pool = new BufferPool((n) => dev.allocBuffer(n), (b) => {
       if (!dev.closed) dev.freeBuffer(b);
     });
+    this.media = asyncMedia(this);
   }
 
   /** A DMA buffer. */
@@ -261,18 +282,9 @@ export class DevBackend implements BlockBackend {
     this.#ns.flush().then(() => done(0), (e) => done(statusOf(e)));
   }
 
-  /** Write Zeroes on the device. */
+  /** Write Zeroes on the device (split at its 16-bit block count by the namespace). */
   writeZeroes(lba: number, blocks: number, deallocate: boolean, done: IoDone): void {
     this.#ns.writeZeroes(lba, blocks, { deallocate }).then(() => done(0), (e) => done(statusOf(e)));
-  }
-
-  /** Dataset Management (deallocate) on the device, in pieces of 256 ranges. */
-  deallocate(ranges: LbaRange[], done: IoDone): void {
-    (async () => {
-      for (let i = 0; i < ranges.length; i += 256) {
-        await this.#ns.deallocate(ranges.slice(i, i + 256).map((r) => ({ lba: r.lba, blocks: r.blocks })));
-      }
-    })().then(() => done(0), (e) => done(statusOf(e)));
   }
 
   /** Release the buffers (and the device if owned). */
@@ -298,12 +310,15 @@ export class MediaBackend implements BlockBackend {
   readonly vwc = true;
   /** No backing controller. */
   readonly idCtrl = null;
+  /** The media itself (synchronous: the model runs its commands inline). */
+  readonly media: Media;
   readonly #media: Media;
   readonly #pool = new BufferPool((n) => new Uint8Array(n), () => {}, 64);
 
   /** Serve `media` in blocks of `blockSize`. */
   constructor(media: Media, blockSize: number, name = "media", maxTransfer = 1 << 20) {
     this.#media = media;
+    this.media = media;
     this.blockSize = blockSize;
     this.blockCount = Math.floor(media.size / blockSize);
     this.maxTransfer = maxTransfer;
@@ -348,13 +363,6 @@ export class MediaBackend implements BlockBackend {
   /** Zero the range. */
   writeZeroes(lba: number, blocks: number, _deallocate: boolean, done: IoDone): void {
     this.#try(() => this.#media.zero(lba * this.blockSize, blocks * this.blockSize), done);
-  }
-
-  /** Deallocated blocks read as zeros. */
-  deallocate(ranges: LbaRange[], done: IoDone): void {
-    this.#try(() => {
-      for (const r of ranges) this.#media.zero(r.lba * this.blockSize, r.blocks * this.blockSize);
-    }, done);
   }
 
   /** Close the media. */

@@ -12,7 +12,7 @@
 import { Buffer } from "node:buffer";
 import type * as net from "node:net";
 import { ProtocolError } from "../nvme/errors.ts";
-import { AdminOpc, IoOpc } from "../nvme/spec.ts";
+import { IoOpc } from "../nvme/spec.ts";
 import { CATTR_DISABLE_SQFLOW, ConnectData, decodeConnectData, FABRICS_OPCODE, FabricsSqe, FcType } from "../tcp/fabrics.ts";
 import { PduParser } from "../tcp/parser.ts";
 import {
@@ -37,26 +37,24 @@ import {
   writeDataPdu,
   writeR2t,
 } from "../tcp/pdu.ts";
-import type { BlockBackend, LbaRange } from "./backend.ts";
-import type { AdminReply, TargetController } from "./controller.ts";
-import { DSM_AD, DsmRange, RwFlags, Sf } from "./spec.ts";
+import { DataDir, transferDirection } from "../sim/engine.ts";
+import type { AdminReply, FabricsController } from "./controller.ts";
+import { RwFlags, Sf } from "./spec.ts";
 import type { ConnHost } from "./server.ts";
 
 /** What a test hook may do to a command before the target handles it. */
 export type TargetFault = "drop" | "term" | "corrupt-ddgst" | "ignore" | "wrong-cid" | "stall" | undefined;
 
+/** A command whose host data is being gathered (in-capsule, or R2T then H2CData). */
 interface DataOut {
   cid: number;
-  opc: number;
-  nsid: number;
-  slba: number;
-  cdw10: number;
-  cdw11: number;
-  cdw12: number;
-  ns: BlockBackend | null;
   buf: Uint8Array;
   len: number;
   got: number;
+  /** Run the command on the gathered bytes (a view of `buf`). */
+  run: (data: Uint8Array) => void;
+  /** Give `buf` back (the connection closed first). */
+  release: () => void;
 }
 
 /** A 1-, 2- or 4-byte little-endian field at byte `off` of an SQE held as dwords. */
@@ -73,7 +71,7 @@ export class TargetConn {
   /** Queue id after Connect (-1 before). */
   qid: number = -1;
   /** The controller this queue belongs to (after Connect). */
-  ctrl: TargetController | null = null;
+  ctrl: FabricsController | null = null;
   readonly #h: ConnHost;
   readonly #sock: net.Socket;
   readonly #parser: PduParser;
@@ -130,7 +128,7 @@ export class TargetConn {
   #onClose(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const o of this.#outs.values()) o.ns?.free(o.buf);
+    for (const o of this.#outs.values()) o.release();
     this.#outs.clear();
     this.#h.connClosed(this);
   }
@@ -271,94 +269,82 @@ export class TargetConn {
     const c = this.ctrl;
     if (c === null) return this.#resp(cid, Sf.SEQUENCE | Sf.DNR);
     c.lastSeen = performance.now();
-    if (this.qid === 0) {
-      const r = c.admin(sqe, (dw0) => this.#resp(cid, 0, dw0));
-      if (r !== null) this.#reply(cid, r);
-      return;
+    if (this.qid !== 0) {
+      if (!c.ready) return this.#resp(cid, Sf.SEQUENCE | Sf.DNR);
+      if (opc === IoOpc.READ || opc === IoOpc.WRITE) return this.#rw(sqe, cid, opc, inCap);
     }
-    if (!(c.csts & 1)) return this.#resp(cid, Sf.SEQUENCE | Sf.DNR);
-    this.#io(sqe, cid, opc, inCap);
+    this.#viaController(c, sqe, cid, opc, inCap);
   }
 
-  #io(sqe: Uint32Array, cid: number, opc: number, inCap: Uint8Array | null): void {
-    const nsid = sqe[1];
-    const nss = this.ctrl!.subsystem!.namespaces;
+  /** Everything but Read and Write: the controller (model) runs it; data moves here first or after. */
+  #viaController(c: FabricsController, sqe: Uint32Array, cid: number, opc: number, inCap: Uint8Array | null): void {
+    const qid = this.qid;
+    const cmd = sqe.slice(); // the model may hold it until a later completion
+    const reply = (r: AdminReply) => this.#reply(cid, r);
     const sglLen = sqe[Sgl.DW_LEN], sglId = sqe[Sgl.DW_ID] >>> 24;
-    if (opc === IoOpc.FLUSH) {
-      if (nsid === 0xffffffff) {
-        let left = nss.length, worst = 0;
-        if (left === 0) return this.#resp(cid, 0);
-        for (const ns of nss) {
-          ns.flush((sf) => {
-            worst ||= sf;
-            if (--left === 0) this.#resp(cid, worst);
-          });
-        }
-        return;
-      }
-      const ns = nss[nsid - 1];
-      if (!ns) return this.#resp(cid, Sf.INVALID_NS | Sf.DNR);
-      return ns.flush((sf) => this.#resp(cid, sf));
+    const dir = transferDirection(opc);
+    if (dir === DataDir.TO_CONTROLLER && sglLen > 0) {
+      const buf = new Uint8Array(sglLen);
+      return this.#dataOut(cid, buf, sglLen, sglId, inCap, (data) => c.execute(qid, cmd, data, reply), () => {});
     }
-    const ns = nss[nsid - 1];
+    if (dir === DataDir.TO_HOST) {
+      const want = c.transferLength(qid, cmd);
+      if (want > 0 && sglLen !== want) return this.#resp(cid, Sf.SGL_LENGTH | Sf.DNR);
+    }
+    c.execute(qid, cmd, null, reply);
+  }
+
+  /** Read and Write straight onto the namespace's backend, in its buffers (DMA memory for a device). */
+  #rw(sqe: Uint32Array, cid: number, opc: number, inCap: Uint8Array | null): void {
+    const ns = this.ctrl!.subsystem!.namespaces[sqe[1] - 1];
     if (!ns) return this.#resp(cid, Sf.INVALID_NS | Sf.DNR);
     const slba = sqe[10] + sqe[11] * 2 ** 32;
-    switch (opc) {
-      case IoOpc.READ: {
-        const nlb = (sqe[12] & 0xffff) + 1, len = nlb * ns.blockSize;
-        if (slba + nlb > ns.blockCount) return this.#resp(cid, Sf.LBA_RANGE | Sf.DNR);
-        if (sglLen !== len || sglId !== SGL_TRANSPORT) return this.#resp(cid, Sf.SGL_LENGTH | Sf.DNR);
-        if (len > this.ctrl!.maxTransfer) return this.#resp(cid, Sf.INVALID_FIELD | Sf.DNR);
-        const buf = ns.alloc(len);
-        const view = buf.length === len ? buf : buf.subarray(0, len);
-        ns.read(slba, view, (sf) => {
-          if (sf === 0) this.#sendData(cid, view);
-          else this.#resp(cid, sf);
-          ns.free(buf);
-        });
-        return;
+    const nlb = (sqe[12] & 0xffff) + 1, len = nlb * ns.blockSize;
+    const sglLen = sqe[Sgl.DW_LEN], sglId = sqe[Sgl.DW_ID] >>> 24;
+    if (slba + nlb > ns.blockCount) return this.#resp(cid, Sf.LBA_RANGE | Sf.DNR);
+    if (sglLen !== len) return this.#resp(cid, Sf.SGL_LENGTH | Sf.DNR);
+    if (len > this.ctrl!.maxTransfer) return this.#resp(cid, Sf.INVALID_FIELD | Sf.DNR);
+    const buf = ns.alloc(len);
+    const view = buf.length === len ? buf : buf.subarray(0, len);
+    if (opc === IoOpc.READ) {
+      if (sglId !== SGL_TRANSPORT) {
+        ns.free(buf);
+        return this.#resp(cid, Sf.SGL_TYPE | Sf.DNR);
       }
-      case IoOpc.WRITE: {
-        const nlb = (sqe[12] & 0xffff) + 1, len = nlb * ns.blockSize;
-        if (slba + nlb > ns.blockCount) return this.#resp(cid, Sf.LBA_RANGE | Sf.DNR);
-        if (sglLen !== len) return this.#resp(cid, Sf.SGL_LENGTH | Sf.DNR);
-        if (len > this.ctrl!.maxTransfer) return this.#resp(cid, Sf.INVALID_FIELD | Sf.DNR);
-        return this.#dataOut(sqe, cid, opc, ns, len, sglId, inCap);
-      }
-      case IoOpc.WRITE_ZEROES: {
-        const nlb = (sqe[12] & 0xffff) + 1;
-        if (slba + nlb > ns.blockCount) return this.#resp(cid, Sf.LBA_RANGE | Sf.DNR);
-        return ns.writeZeroes(slba, nlb, (sqe[12] & RwFlags.DEAC) !== 0, (sf) => this.#resp(cid, sf));
-      }
-      case IoOpc.DATASET_MANAGEMENT: {
-        const nr = (sqe[10] & 0xff) + 1;
-        if (sglLen < nr * DsmRange.SIZE || sglLen > DsmRange.MAX * DsmRange.SIZE) return this.#resp(cid, Sf.SGL_LENGTH | Sf.DNR);
-        return this.#dataOut(sqe, cid, opc, ns, sglLen, sglId, inCap);
-      }
+      ns.read(slba, view, (sf) => {
+        if (sf === 0) this.#sendData(cid, view);
+        else this.#resp(cid, sf);
+        ns.free(buf);
+      });
+      return;
     }
-    return this.#resp(cid, Sf.INVALID_OPCODE | Sf.DNR);
+    const fua = (sqe[12] & RwFlags.FUA) !== 0;
+    this.#dataOut(cid, buf, len, sglId, inCap, (data) =>
+      ns.write(slba, data, fua, (sf) => {
+        ns.free(buf);
+        this.#resp(cid, sf);
+      }), () => ns.free(buf));
   }
 
-  /** A command carrying host data: in-capsule now, or R2T for all of it (MAXH2CDATA covers MDTS). */
-  #dataOut(sqe: Uint32Array, cid: number, opc: number, ns: BlockBackend, len: number, sglId: number, inCap: Uint8Array | null): void {
-    const buf = ns.alloc(len);
-    const o: DataOut = { cid, opc, nsid: sqe[1], slba: sqe[10] + sqe[11] * 2 ** 32, cdw10: sqe[10], cdw11: sqe[11], cdw12: sqe[12], ns, buf, len, got: 0 };
+  /** Host data for a command: in-capsule now, or R2T for all of it (MAXH2CDATA covers MDTS), then `run`. */
+  #dataOut(cid: number, buf: Uint8Array, len: number, sglId: number, inCap: Uint8Array | null, run: (d: Uint8Array) => void, release: () => void): void {
+    const view = buf.length === len ? buf : buf.subarray(0, len);
     if (sglId === SGL_INCAPSULE) {
       this.#h.stats.inCapsule++;
-      if (inCap === null || inCap.length !== len || sqe[Sgl.DW_ADDR_LO] !== 0) {
-        ns.free(buf);
+      if (inCap === null || inCap.length !== len) {
+        release();
         return this.#resp(cid, Sf.SGL_LENGTH | Sf.DNR);
       }
-      buf.set(inCap);
-      return this.#execOut(o);
+      view.set(inCap);
+      return run(view);
     }
     if (sglId !== SGL_TRANSPORT || inCap !== null) {
-      ns.free(buf);
+      release();
       return this.#resp(cid, Sf.SGL_TYPE | Sf.DNR);
     }
     let ttag = this.#ttag = (this.#ttag + 1) & 0xffff;
     while (this.#outs.has(ttag)) ttag = this.#ttag = (this.#ttag + 1) & 0xffff;
-    this.#outs.set(ttag, o);
+    this.#outs.set(ttag, { cid, buf: view, len, got: 0, run, release });
     this.#h.stats.r2t++;
     const b = new Uint8Array(Hlen.SHORT + DIGEST_SIZE);
     const l = writeR2t(b, { cccid: cid, ttag, r2to: 0, r2tl: len }, this.#dg);
@@ -374,39 +360,14 @@ export class TargetConn {
       throw new ProtocolError("sequence", "H2CData with an unknown TTAG", Fes.INVALID_HEADER_FIELD, DataOff.TTAG);
     }
     if (datao !== o.got || datao + data.length > o.len) throw new ProtocolError("range", "H2CData out of range", Fes.DATA_OUT_OF_RANGE);
-    o.buf.set(data, datao);
+    if (data.buffer !== o.buf.buffer || data.byteOffset !== o.buf.byteOffset + datao) o.buf.set(data, datao);
     o.got += data.length;
     const last = (hdr[Ch.FLAGS] & PduFlag.LAST_PDU) !== 0;
     if (o.got === o.len) {
       if (!last) throw new ProtocolError("sequence", "H2CData completes the transfer without LAST_PDU", Fes.PDU_SEQUENCE_ERROR);
       this.#outs.delete(ttag);
-      this.#execOut(o);
+      o.run(o.buf);
     } else if (last) throw new ProtocolError("sequence", "LAST_PDU before the data was complete", Fes.PDU_SEQUENCE_ERROR);
-  }
-
-  #execOut(o: DataOut): void {
-    const ns = o.ns!;
-    const done = (sf: number) => {
-      ns.free(o.buf);
-      this.#resp(o.cid, sf);
-    };
-    if (o.opc === IoOpc.WRITE) {
-      ns.write(o.slba, o.buf.length === o.len ? o.buf : o.buf.subarray(0, o.len), (o.cdw12 & RwFlags.FUA) !== 0, done);
-      return;
-    }
-    // Dataset Management: only Deallocate does anything; the hints are advisory.
-    if (!(o.cdw11 & DSM_AD)) return done(0);
-    const nr = (o.cdw10 & 0xff) + 1, ranges: LbaRange[] = [];
-    const dv = new DataView(o.buf.buffer, o.buf.byteOffset, o.len);
-    for (let i = 0; i < nr; i++) {
-      const blocks = dv.getUint32(i * DsmRange.SIZE + DsmRange.NLB, true);
-      const lba = Number(dv.getBigUint64(i * DsmRange.SIZE + DsmRange.SLBA, true));
-      if (blocks === 0) continue;
-      if (lba + blocks > ns.blockCount) return done(Sf.LBA_RANGE | Sf.DNR);
-      ranges.push({ lba, blocks });
-    }
-    if (ranges.length === 0) return done(0);
-    ns.deallocate(ranges, done);
   }
 
   // ---- fabrics ------------------------------------------------------------------------------
@@ -424,7 +385,6 @@ export class TargetConn {
     }
     if (fctype === FcType.PROPERTY_SET) {
       const r = c.propertySet(ofst, sqeField(sqe, FabricsSqe.VALUE, 4), eight);
-      if (r.reset) this.#h.resetController(c);
       return this.#resp(cid, r.sf);
     }
     return this.#resp(cid, Sf.INVALID_OPCODE | Sf.DNR);
@@ -449,6 +409,3 @@ export class TargetConn {
     this.#resp(cid, 0, r.cntlid);
   }
 }
-
-/** Admin opcodes a discovery controller accepts (for documentation and tests). */
-export const DISCOVERY_ADMIN = [AdminOpc.IDENTIFY, AdminOpc.GET_LOG_PAGE, AdminOpc.SET_FEATURES, AdminOpc.GET_FEATURES, AdminOpc.ASYNC_EVENT_REQUEST, AdminOpc.KEEP_ALIVE] as const;

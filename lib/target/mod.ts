@@ -21,10 +21,13 @@
  * ```
  * @module
  */
-export { type BackingDevice, type BackingNamespace, type BlockBackend, BufferPool, DevBackend, type DevBackendOptions, type IoDone, type LbaRange, MediaBackend, statusOf } from "./backend.ts";
-export { type AdminReply, type AerSink, type ControllerLimits, namespaceGuid, type Subsystem, TARGET_VS, TargetController } from "./controller.ts";
-export { DISCOVERY_ADMIN, TargetConn, type TargetFault } from "./conn.ts";
+export { type BackingDevice, type BackingNamespace, type BlockBackend, BufferPool, DevBackend, type DevBackendOptions, asyncMedia, type IoDone, MediaBackend, statusOf } from "./backend.ts";
+export { type AdminReply, type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
+export { identityFromIdCtrl, NvmController, type Reply } from "./nvm.ts";
+export { TargetConn, type TargetFault } from "./conn.ts";
 export { type ConnectRequest, type ConnHost, type DigestPolicy, NvmfTarget, type NvmfTargetOptions, type SubsystemOptions, type TargetStats } from "./server.ts";
 export { type NamespaceOpenOptions, type NamespaceSpec, type OpenedNamespaces, openNamespaces, parseNamespaceSpec } from "./spec-parse.ts";
 export * from "./spec.ts";
-export type { Media } from "../sim/media.ts";
+export type { AnyMedia, AsyncMedia, Media } from "../sim/media.ts";
+export type { ControllerModel, DataPort, ModelIdentity, ModelNamespace, ModelNamespaceState, ModelOptions } from "../sim/engine.ts";
+export type { SimNamespaceOptions, SimOptions } from "../sim/options.ts";

@@ -12,7 +12,8 @@ import { CNTLID_DYNAMIC, ConnectData, DISCOVERY_NQN, FabricsSqe } from "../tcp/f
 import { AdrFam, type DiscoveryEntry, encodeDiscoveryLog, SubType, TREQ_DISABLE_SQFLOW, TRTYPE_TCP } from "../tcp/discovery.ts";
 import type { BlockBackend } from "./backend.ts";
 import { TargetConn, type TargetFault } from "./conn.ts";
-import { type ControllerLimits, type Subsystem, TargetController } from "./controller.ts";
+import { type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
+import { NvmController } from "./nvm.ts";
 import { connectIpo, Sf } from "./spec.ts";
 
 /** How the target answers digest requests in ICReq. */
@@ -119,9 +120,7 @@ export interface ConnHost {
   /** Log sink. */
   readonly log?: (line: string) => void;
   /** Bind a Connect to a controller, or refuse it (status and DW0). */
-  connect(r: ConnectRequest): TargetController | { sf: number; dw0: number };
-  /** The host cleared CC.EN: the controller's IO queues go. */
-  resetController(c: TargetController): void;
+  connect(r: ConnectRequest): FabricsController | { sf: number; dw0: number };
   /** A connection closed. */
   connClosed(conn: TargetConn): void;
 }
@@ -146,7 +145,7 @@ export class NvmfTarget implements ConnHost {
     connectRefused: 0,
   };
   /** Live controllers by cntlid. */
-  readonly controllers: Map<number, TargetController> = new Map();
+  readonly controllers: Map<number, FabricsController> = new Map();
   /** Limits. */
   readonly limits: ControllerLimits;
   /** Digest policy. */
@@ -162,7 +161,7 @@ export class NvmfTarget implements ConnHost {
   readonly #srv: net.Server;
   readonly #subs = new Map<string, Subsystem>();
   readonly #conns = new Set<TargetConn>();
-  readonly #queues = new Map<TargetController, Map<number, TargetConn>>();
+  readonly #queues = new Map<FabricsController, Map<number, TargetConn>>();
   readonly #checkMs: number | undefined;
   #timer: ReturnType<typeof setInterval> | null = null;
   #nextCntlid = 1;
@@ -249,7 +248,7 @@ export class NvmfTarget implements ConnHost {
 
   #discoveryChanged(): void {
     this.genctr++;
-    for (const c of this.controllers.values()) c.discoveryChanged();
+    for (const c of this.controllers.values()) if (c.discovery) c.discoveryChanged();
   }
 
   #accept(sock: net.Socket): void {
@@ -279,7 +278,7 @@ export class NvmfTarget implements ConnHost {
   }
 
   /** Bind a Connect: a new controller on qid 0, else the existing controller it names. */
-  connect(r: ConnectRequest): TargetController | { sf: number; dw0: number } {
+  connect(r: ConnectRequest): FabricsController | { sf: number; dw0: number } {
     const refuse = (sf: number, dw0 = 0) => {
       this.stats.connectRefused++;
       this.log?.(`connect refused: qid ${r.qid} host ${r.hostnqn} subsystem ${r.subnqn} status 0x${sf.toString(16)}`);
@@ -297,7 +296,9 @@ export class NvmfTarget implements ConnHost {
       let id = this.#nextCntlid;
       while (this.controllers.has(id)) id = id >= 0xffef ? 1 : id + 1;
       this.#nextCntlid = id >= 0xffef ? 1 : id + 1;
-      const c = new TargetController(id, sub, r.hostnqn, r.hostid, r.kato, this.limits, (h) => this.discoveryLog(h));
+      const c: FabricsController = sub === null
+        ? new DiscoveryController(id, r.hostnqn, r.hostid, r.kato, this.limits, (h) => this.discoveryLog(h))
+        : new NvmController(id, sub, r.hostnqn, r.hostid, r.kato, this.limits, () => this.#resetController(c));
       this.controllers.set(id, c);
       this.#queues.set(c, new Map([[0, r.conn]]));
       this.log?.(`controller ${id}: ${disc ? "discovery" : sub!.nqn} for ${r.hostnqn}, kato ${c.kato} ms`);
@@ -309,16 +310,17 @@ export class NvmfTarget implements ConnHost {
       return refuse(Sf.CONNECT_INVALID, connectIpo(true, ConnectData.CNTLID));
     }
     if (r.qid > c.ioQueues) return refuse(Sf.CONNECT_INVALID, connectIpo(false, FabricsSqe.QID));
-    if (!(c.csts & 1)) return refuse(Sf.SEQUENCE);
+    if (!c.ready) return refuse(Sf.SEQUENCE);
     const qs = this.#queues.get(c)!;
     if (qs.has(r.qid)) return refuse(Sf.CONNECT_BUSY);
     qs.set(r.qid, r.conn);
+    c.model.noteIoQueueCreated();
     c.lastSeen = performance.now();
     return c;
   }
 
   /** CC.EN cleared: drop the IO queues (the host reconnects them after enabling again). */
-  resetController(c: TargetController): void {
+  #resetController(c: FabricsController): void {
     const qs = this.#queues.get(c);
     if (!qs) return;
     for (const [qid, q] of qs) if (qid !== 0) q.destroy();
@@ -334,10 +336,10 @@ export class NvmfTarget implements ConnHost {
     if (conn.qid === 0) this.#dropController(c, "admin queue closed");
   }
 
-  #dropController(c: TargetController, why: string): void {
+  #dropController(c: FabricsController, why: string): void {
     if (c.dead) return;
     c.dead = true;
-    c.dropAers();
+    c.dropPending();
     this.controllers.delete(c.cntlid);
     const qs = this.#queues.get(c);
     this.#queues.delete(c);

@@ -89,7 +89,11 @@ export async function openNamespaces(
       if (p.kind === "dev") {
         let d = devs.get(p.target);
         if (!d) devs.set(p.target, d = await NVMeDev.open(p.target, devOptions as OpenOptions));
-        for (const nsid of p.nsid === null ? d.nsList() : [p.nsid]) backends.push(new DevBackend(d, nsid));
+        for (const nsid of p.nsid === null ? d.nsList() : [p.nsid]) {
+          const b = new DevBackend(d, nsid);
+          if (b.blockSize !== 512 && b.blockSize !== 4096) throw new RangeError(`${b.name}: block size ${b.blockSize} (the target serves 512 and 4096)`);
+          backends.push(b);
+        }
       } else if (p.kind === "file") {
         let sz = p.size;
         if (sz === null) {

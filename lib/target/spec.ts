@@ -1,9 +1,8 @@
 /**
  * Layouts and values the target needs beyond what lib/nvme and lib/tcp
  * already name: Identify fields a fabrics controller fills (NVMe Base 2.0,
- * figures 275 and 280), the Connect status codes (NVMe over Fabrics 1.1,
- * figure 20), the Commands Supported and Effects bits, and the CAP/CC fields
- * the controller model checks.
+ * figure 275), the Connect status codes (NVMe over Fabrics 1.1, figure
+ * 20), and the CC fields the target checks.
  * @module
  */
 
@@ -25,20 +24,6 @@ export const IdCtrlExtra = {
   FUSES: 522,
   /** Fabrics controller attributes. */
   FCATT: 1802,
-} as const;
-
-/** Identify Namespace offsets not in lib/nvme/identify.ts's IdNsOffset. */
-export const IdNsExtra = {
-  /** Namespace features. */
-  NSFEAT: 24,
-  /** Namespace multi-path I/O and sharing capabilities. */
-  NMIC: 30,
-  /** Deallocate logical block features. */
-  DLFEAT: 33,
-  /** Namespace globally unique identifier (16 bytes). */
-  NGUID: 104,
-  /** IEEE extended unique identifier (8 bytes). */
-  EUI64: 120,
 } as const;
 
 /** CTRATT bits a fabrics target sets. */
@@ -64,12 +49,6 @@ export const Lpa = {
   EXTENDED_DATA: 1 << 2,
 } as const;
 
-/** ONCS bits the target can serve. */
-export const Oncs = {
-  DSM: 1 << 2,
-  WRITE_ZEROES: 1 << 3,
-} as const;
-
 /** SGLS bits. */
 export const Sgls = {
   SUPPORTED: 1 << 0,
@@ -80,17 +59,6 @@ export const Sgls = {
 
 /** CNTRLTYPE values. */
 export const CntrlType = { IO: 1, DISCOVERY: 2 } as const;
-
-/** Commands Supported and Effects entry bits. */
-export const Effects = {
-  CSUPP: 1 << 0,
-  LBCC: 1 << 1,
-} as const;
-
-/** Log page ids the target serves that lib/nvme/spec.ts's LogId does not name. */
-export const TargetLogId = {
-  FW_SLOT: 0x03,
-} as const;
 
 /** Status values (15-bit status field: SC | SCT << 8 | DNR << 14). */
 export const Sf = {
@@ -142,14 +110,8 @@ export const IOCQES = 4;
 /** Keep-alive timeout a discovery controller uses when the host gave none (nvmet's NVMET_DISC_KATO_MS). */
 export const DISCOVERY_KATO_MS = 120_000;
 
-/** DSM range entry: 16 bytes, context attributes @0, length in blocks @4, starting LBA @8. */
-export const DsmRange = { SIZE: 16, NLB: 4, SLBA: 8, MAX: 256 } as const;
+/** CDW12 bits of Read/Write the target's fast path reads. */
+export const RwFlags = { FUA: 1 << 30 } as const;
 
-/** CDW12 bits of Read/Write/Write Zeroes. */
-export const RwFlags = { FUA: 1 << 30, DEAC: 1 << 25 } as const;
-
-/** DSM CDW11 attribute: deallocate. */
-export const DSM_AD = 1 << 2;
-
-/** Namespace descriptor header size (NIDT, NIDL, 2 reserved). */
-export const NS_DESC_HEADER = 4;
+/** Keep Alive Timer feature identifier (a fabrics controller's, not in lib/nvme/spec.ts's Fid). */
+export const KATO_FID = 0x0f;

@@ -152,25 +152,24 @@ test("target keep-alive: the timer itself expires a host that sends nothing (KAT
   }
 });
 
-test("target AER: held until an enabled event, then completed; the Changed Namespace List says rescan; the limit is 4", async () => {
+test("target AER: held by the controller model until an enabled event, then completed; the limit is 4", async () => {
   const t = await listen();
   const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN_B, ...X, katoMs: 0 });
   try {
     const ctl = t.controllers.get(c.cntlid)!;
-    await c.admin.qp.submit(setFeaturesCmd(Fid.ASYNC_EVENT, 1 << 8));
+    assert.ok(!ctl.discovery);
+    await c.admin.qp.submit(setFeaturesCmd(Fid.ASYNC_EVENT, 0xff)); // SMART critical warnings
     let got: number | null = null;
     const p = c.admin.qp.submit(sqe(AdminOpc.ASYNC_EVENT_REQUEST), 0, 0, 60_000).then((dw0) => (got = dw0));
     await until(() => ctl.heldAers === 1);
     await c.admin.qp.submit(sqe(AdminOpc.KEEP_ALIVE)); // other commands pass the held AER
     assert.equal(got, null);
-    ctl.namespaceChanged();
+    ctl.model.setCriticalWarning(1); // spare below threshold
     await p;
-    assert.equal(got, 0x2 | (LogId.CHANGED_NS << 16)); // notice, namespace attribute changed, log 04h
+    assert.equal(got, 0x1 | (2 << 8) | (LogId.SMART << 16)); // SMART event, spare, log 02h
     const b = c.memory.allocDma(4096);
-    await c.admin.qp.submit(getLogPageCmd(LogId.CHANGED_NS, 4096, { nsid: 0 }), b.iova, 4096);
-    assert.equal(get32(b.bytes, 0), 0xffffffff);
-    await c.admin.qp.submit(getLogPageCmd(LogId.CHANGED_NS, 4096, { nsid: 0 }), b.iova, 4096);
-    assert.equal(get32(b.bytes, 0), 0); // read clears it
+    await c.admin.qp.submit(getLogPageCmd(LogId.SMART, 512, { nsid: 0xffffffff }), b.iova, 512);
+    assert.equal(b.bytes[0] & 1, 1);
     const held = Array.from({ length: 4 }, () => c.admin.qp.submit(sqe(AdminOpc.ASYNC_EVENT_REQUEST), 0, 0, 60_000).catch(() => 0));
     await until(() => ctl.heldAers === 4);
     assert.equal(await statusOf(c.admin.qp.submit(sqe(AdminOpc.ASYNC_EVENT_REQUEST))), 0x105);
@@ -301,6 +300,35 @@ test("target faults: the onCommand hook can drop a connection or corrupt read da
     const id = c.memory.allocDma(4096);
     await c.admin.qp.submit(identifyCmd(1), id.iova, 4096);
     assert.equal(t.controllers.size, 1);
+  } finally {
+    c.close();
+    await t.close();
+  }
+});
+
+test("target admin: host data in-capsule reaches the model (Set Features Timestamp); commands fabrics refuse get Invalid Opcode", async () => {
+  const t = await listen();
+  const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN_B, ...X, katoMs: 0 });
+  try {
+    const b = c.memory.allocDma(4096);
+    const ts = 1_700_000_000_000;
+    new DataView(b.bytes.buffer, b.bytes.byteOffset).setUint32(0, ts % 2 ** 32, true);
+    new DataView(b.bytes.buffer, b.bytes.byteOffset).setUint16(4, Math.floor(ts / 2 ** 32), true);
+    await c.admin.qp.submit(setFeaturesCmd(0x0e, 0), b.iova, 8);
+    b.bytes.fill(0, 0, 8);
+    const get = sqe(AdminOpc.GET_FEATURES);
+    get[10] = 0x0e;
+    await c.admin.qp.submit(get, b.iova, 8);
+    const back = new DataView(b.bytes.buffer, b.bytes.byteOffset).getUint32(0, true) + new DataView(b.bytes.buffer, b.bytes.byteOffset).getUint16(4, true) * 2 ** 32;
+    assert.ok(back >= ts && back < ts + 60_000, String(back));
+    for (const opc of [AdminOpc.FORMAT_NVM, AdminOpc.NS_MANAGEMENT, AdminOpc.CREATE_IO_SQ, AdminOpc.SANITIZE, AdminOpc.FW_COMMIT]) {
+      assert.equal(await statusOf(c.admin.qp.submit(sqe(opc))), 0x01, `opcode ${opc}`);
+    }
+    // Identify says so too: no OACS bits, the fabrics fields set.
+    await c.admin.qp.submit(identifyCmd(1), b.iova, 4096);
+    assert.equal(b.bytes[256] | b.bytes[257], 0);
+    assert.equal(b.bytes[111], 1);
+    assert.equal(new DataView(b.bytes.buffer, b.bytes.byteOffset).getUint32(1792, true), (64 + 16384) / 16);
   } finally {
     c.close();
     await t.close();
