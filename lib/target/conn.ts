@@ -63,6 +63,9 @@ function sqeField(sqe: Uint32Array, off: number, bytes: 1 | 2 | 4): number {
   return bytes === 4 ? v >>> 0 : v & (bytes === 2 ? 0xffff : 0xff);
 }
 
+/** PDUs written in one turn are concatenated up to this size; larger ones are written as they are. */
+const COALESCE_MAX = 16 * 1024;
+
 const SGL_TRANSPORT = Sgl.TRANSPORT_DATA_BLOCK;
 const SGL_INCAPSULE = Sgl.DATA_BLOCK_OFFSET;
 
@@ -97,7 +100,7 @@ export class TargetConn {
     this.#sock = sock;
     const l = host.limits;
     const maxData = Math.max(l.maxTransfer, l.inCapsule, 8192);
-    this.#parser = new PduParser({ role: "target", maxData }, (hdr, data) => this.#onPdu(hdr, data));
+    this.#parser = new PduParser({ role: "target", maxData, dataSink: (hdr, n) => this.#sink(hdr, n) }, (hdr, data) => this.#onPdu(hdr, data));
     sock.on("data", (chunk: Uint8Array) => {
       if (this.#closed) return;
       try {
@@ -149,10 +152,34 @@ export class TargetConn {
     this.#flushQueued = false;
     const out = this.#out;
     if (out.length === 0 || this.#closed) return;
-    const b = out.length === 1 ? out[0] : Buffer.concat(out, this.#outBytes);
+    const total = this.#outBytes;
     this.#out = [];
     this.#outBytes = 0;
-    this.#sock.write(b instanceof Buffer ? b : Buffer.from(b.buffer, b.byteOffset, b.length));
+    const sock = this.#sock;
+    if (out.length === 1 || total <= COALESCE_MAX) {
+      const b = out.length === 1 ? out[0] : Buffer.concat(out, total);
+      sock.write(b instanceof Buffer ? b : Buffer.from(b.buffer, b.byteOffset, b.length));
+      return;
+    }
+    // Large data: no second copy; runs of small PDUs still go out together.
+    let run: Uint8Array[] = [], runBytes = 0;
+    const flushRun = () => {
+      if (run.length === 0) return;
+      const b = run.length === 1 ? run[0] : Buffer.concat(run, runBytes);
+      sock.write(Buffer.from(b.buffer, b.byteOffset, b.length));
+      run = [];
+      runBytes = 0;
+    };
+    for (const b of out) {
+      if (b.length > COALESCE_MAX) {
+        flushRun();
+        sock.write(Buffer.from(b.buffer, b.byteOffset, b.length));
+      } else {
+        run.push(b);
+        runBytes += b.length;
+      }
+    }
+    flushRun();
   };
 
   #fatal(fes: number, fei: number, header: Uint8Array): void {
@@ -172,10 +199,13 @@ export class TargetConn {
     this.#push(l.plen === b.length ? b : b.subarray(0, l.plen));
   }
 
-  /** C2HData of `data` for command `cid`, then the completion unless SUCCESS says it all. */
-  #sendData(cid: number, data: Uint8Array): void {
+  /**
+   * C2HData of `data` for command `cid`, then the completion (DW0/DW1)
+   * unless SUCCESS says it all: one buffer for both, one copy of the data.
+   */
+  #sendData(cid: number, data: Uint8Array, dw0 = 0, dw1 = 0): void {
     if (this.#closed) return;
-    const success = this.#sqflowOff && this.#h.c2hSuccess;
+    const success = this.#sqflowOff && this.#h.c2hSuccess && dw0 === 0 && dw1 === 0;
     let cccid = cid;
     if (this.#wrongCidNext) {
       this.#wrongCidNext = false;
@@ -183,38 +213,28 @@ export class TargetConn {
     }
     const hdr = this.#hdr;
     const l = writeDataPdu(hdr, PduType.C2H_DATA, { cccid, ttag: 0, datao: 0, datal: data.length, last: true, success }, this.#dg);
-    const pdu = new Uint8Array(l.plen);
+    const respLen = success ? 0 : Hlen.SHORT + (this.#dg.hdgst ? DIGEST_SIZE : 0);
+    const pdu = new Uint8Array(l.plen + respLen);
     pdu.set(hdr.subarray(0, l.hlen));
     sealPdu(pdu, l, data);
     if (this.#corruptNext) {
       this.#corruptNext = false;
-      pdu[pdu.length - 1] ^= 0xff;
+      pdu[l.plen - 1] ^= 0xff;
     }
     this.#h.stats.c2hData++;
+    this.#inflight--;
+    if (++this.#sqhd >= this.#sqsize) this.#sqhd = 0;
+    if (!success) {
+      const r = pdu.subarray(l.plen);
+      const rl = writeCapsuleResp(r, { dw0, dw1, sqhd: this.#sqflowOff ? 0xffff : this.#sqhd, sqid: Math.max(this.qid, 0), cid, sf: 0 }, this.#dg);
+      sealPdu(r, rl, null);
+    }
     this.#push(pdu);
-    if (success) {
-      this.#inflight--;
-      if (++this.#sqhd >= this.#sqsize) this.#sqhd = 0;
-    } else this.#resp(cid, 0);
   }
 
   #reply(cid: number, r: AdminReply): void {
-    if (r.sf === 0 && r.data) {
-      this.#sendDataThenResp(cid, r.data, r.dw0 ?? 0, r.dw1 ?? 0);
-      return;
-    }
-    this.#resp(cid, r.sf, r.dw0 ?? 0, r.dw1 ?? 0);
-  }
-
-  #sendDataThenResp(cid: number, data: Uint8Array, dw0: number, dw1: number): void {
-    if (dw0 === 0 && dw1 === 0) return this.#sendData(cid, data);
-    const hdr = this.#hdr;
-    const l = writeDataPdu(hdr, PduType.C2H_DATA, { cccid: cid, ttag: 0, datao: 0, datal: data.length, last: true, success: false }, this.#dg);
-    const pdu = new Uint8Array(l.plen);
-    pdu.set(hdr.subarray(0, l.hlen));
-    sealPdu(pdu, l, data);
-    this.#push(pdu);
-    this.#resp(cid, 0, dw0, dw1);
+    if (r.sf === 0 && r.data) this.#sendData(cid, r.data, r.dw0 ?? 0, r.dw1 ?? 0);
+    else this.#resp(cid, r.sf, r.dw0 ?? 0, r.dw1 ?? 0);
   }
 
   // ---- input --------------------------------------------------------------------------------
@@ -350,6 +370,15 @@ export class TargetConn {
     const l = writeR2t(b, { cccid: cid, ttag, r2to: 0, r2tl: len }, this.#dg);
     sealPdu(b, l, null);
     this.#push(b.subarray(0, l.plen));
+  }
+
+  /** H2CData lands in its command's buffer (DMA memory for a device): one copy, socket to device memory. */
+  #sink(hdr: Uint8Array, n: number): Uint8Array | null {
+    if (hdr[Ch.TYPE] !== PduType.H2C_DATA) return null;
+    const o = this.#outs.get(get16(hdr, DataOff.TTAG));
+    const datao = get32(hdr, DataOff.DATAO);
+    if (o === undefined || o.cid !== get16(hdr, DataOff.CCCID) || datao !== o.got || datao + n > o.len) return null; // #h2cData refuses it
+    return o.buf.subarray(datao, datao + n);
   }
 
   #h2cData(hdr: Uint8Array, data: Uint8Array): void {
