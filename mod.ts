@@ -32,7 +32,21 @@ export { Controller, type ControllerOptions, type RemoteQueue } from "./lib/nvme
 export * from "./lib/nvme/errors.ts";
 export * from "./lib/nvme/spec.ts";
 export * from "./lib/nvme/command.ts";
-export type { DmaBuffer, InterruptGate, InterruptSource, InterruptWord, SharedMemory, Transport } from "./lib/nvme/transport.ts";
+export {
+  type DmaBuffer,
+  type DmaMemory,
+  type FabricHost,
+  type FabricQueueLimits,
+  type FabricRing,
+  type FabricTransport,
+  type InterruptGate,
+  type InterruptSource,
+  type InterruptWord,
+  isFabric,
+  type SharedMemory,
+  type Transport,
+} from "./lib/nvme/transport.ts";
+export * from "./lib/nvme/fabrics.ts";
 export { type IoCallback, QueuePair, type QueuePairConfig, type QueueStats, type QueueWaiter } from "./lib/nvme/queue.ts";
 export { PcieRing, type PcieRingConfig, type QueueRing } from "./lib/nvme/pcie.ts";
 export { CommandTracker } from "./lib/nvme/tracker.ts";

@@ -11,7 +11,7 @@ import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
 import { Controller, type ControllerOptions, validateControllerOptions } from "./nvme/controller.ts";
 import { DeviceBusyError, DeviceClosedError, InvalidArgumentError, type NvmeError, SetupError } from "./nvme/errors.ts";
 import type { QueuePair, QueueStats } from "./nvme/queue.ts";
-import type { DmaBuffer, InterruptSource, Transport } from "./nvme/transport.ts";
+import { type DmaBuffer, type FabricTransport, type InterruptSource, isFabric, type Transport } from "./nvme/transport.ts";
 import type { WaitMode } from "./irq/adaptive.ts";
 import { IrqWaiter } from "./irq/waiter.ts";
 import process from "node:process";
@@ -26,7 +26,18 @@ export { QueueWorker };
 /** Options for {@link NVMeDev.open}. */
 export interface OpenOptions extends ControllerOptions {
   /** Open over an already-built transport instead of resolving `target` (tests, other transports). */
-  transport?: Transport;
+  transport?: Transport | FabricTransport;
+  /**
+   * `tcp://` targets: the host NQN sent in every Connect. Default as nvme-cli:
+   * /etc/nvme/hostnqn, else one derived from the machine's UUID (stable).
+   */
+  hostnqn?: string;
+  /** `tcp://` targets: the host ID, a UUID string. Default: /etc/nvme/hostid, else the host NQN's UUID. */
+  hostid?: string;
+  /** `tcp://` targets: ask for header (`hdgst`) and data (`ddgst`) CRC32C digests (nvme-cli -g / -G). */
+  digests?: { hdgst?: boolean; ddgst?: boolean };
+  /** `tcp://` targets: keep-alive timeout sent in Connect, ms (default 5000 as Linux; 0: none). */
+  katoMs?: number;
   /**
    * How queues wait for completions. `adaptive` (default): poll while
    * completions come fast, sleep on the queue's interrupt (MSI-X) once idle,
@@ -34,6 +45,8 @@ export interface OpenOptions extends ControllerOptions {
    * whenever nothing is ready; `poll`: never use interrupts. When the default
    * cannot enable interrupts it falls back to `poll` (see `info.interrupts`);
    * an explicit `adaptive`/`interrupt` then fails with SetupError("irq").
+   * Over a fabric (tcp://) queues always sleep until data arrives on their
+   * connection, whatever this says.
    */
   interrupts?: WaitMode;
   /**
@@ -103,6 +116,20 @@ export interface ControllerInfo {
 
 const openTargets = new Set<string>();
 
+/** Check the fabric options before anything connects. */
+function validateFabricOptions(o: OpenOptions): void {
+  for (const k of ["hostnqn", "hostid"] as const) {
+    if (o[k] !== undefined && typeof o[k] !== "string") throw new InvalidArgumentError(`${k} must be a string`);
+  }
+  if (o.katoMs !== undefined && !(typeof o.katoMs === "number" && o.katoMs >= 0 && o.katoMs <= 0xffff_ffff)) {
+    throw new InvalidArgumentError(`katoMs must be a number of ms in 0..2^32-1, got ${String(o.katoMs)}`);
+  }
+  const d = o.digests;
+  if (d !== undefined && (d === null || typeof d !== "object" || Object.keys(d).some((k) => k !== "hdgst" && k !== "ddgst"))) {
+    throw new InvalidArgumentError(`digests must be { hdgst?: boolean, ddgst?: boolean }`);
+  }
+}
+
 function isDetached(v: Uint8Array): boolean {
   return (v.buffer as ArrayBuffer & { detached?: boolean }).detached === true;
 }
@@ -135,7 +162,8 @@ export class NVMeDev implements AsyncDisposable {
 
   private constructor(target: string, ctrl: Controller, irq: InterruptSource | null, mode: WaitMode, trace: CommandTrace | null) {
     this.#irq = irq;
-    this.#waitMode = irq ? mode : "poll";
+    // A fabric queue sleeps on arrivals from its connection: the interrupt's part.
+    this.#waitMode = ctrl.fabric ? ctrl.admin.waitMode : irq ? mode : "poll";
     this.#bounce = new BouncePool((n) => ctrl.allocDma(n), (b) => ctrl.freeDma(b));
     this.target = target;
     this.controller = ctrl;
@@ -189,8 +217,22 @@ export class NVMeDev implements AsyncDisposable {
 
   /**
    * Open a controller. `target` is a PCI address ("0000:01:00.0" or "01:00.0",
-   * optionally prefixed "vfio:") of a controller bound to vfio-pci, or "sim:..."
-   * for the software controller (syntax: lib/sim/options.ts parseSimSpec).
+   * optionally prefixed "vfio:") of a controller bound to vfio-pci, "sim:..."
+   * for the software controller (syntax: lib/sim/options.ts parseSimSpec), or
+   * "tcp://HOST[:PORT]/SUBNQN" for an NVMe/TCP target (port 4420 by default;
+   * IPv6 in brackets; host identity, digests and keep-alive in `options`).
+   * Over TCP a lost connection fails in-flight commands with
+   * ConnectionLostError and reconnects (`reconnectDelayMs`,
+   * `ctrlLossTimeoutMs`); queues owned by Workers need a PCIe controller.
+   *
+   * @example
+   * ```ts ignore
+   * await using dev = await NVMeDev.open("tcp://192.168.1.20:4420/nqn.2024-01.io.example:disk1", {
+   *   ioQueues: 4,
+   *   digests: { hdgst: true, ddgst: true },
+   * });
+   * console.log(dev.info.model, dev.nsList());
+   * ```
    */
   static async open(target: string, options: OpenOptions = {}): Promise<NVMeDev> {
     if (typeof target !== "string") throw new InvalidArgumentError("target must be a string such as 0000:01:00.0");
@@ -201,6 +243,15 @@ export class NVMeDev implements AsyncDisposable {
     }
     let transport = options?.transport;
     let key: string;
+    if (!transport && /^tcp:\/\//i.test(target)) {
+      const { parseTcpTarget } = await import("./tcp/target-string.ts");
+      const { resolveHostIdentity } = await import("./tcp/host-identity.ts");
+      const { TcpTransport } = await import("./tcp/transport.ts");
+      const a = parseTcpTarget(target);
+      validateFabricOptions(options);
+      const id = resolveHostIdentity({ hostnqn: options.hostnqn, hostid: options.hostid });
+      transport = new TcpTransport({ ...a, hostnqn: id.hostnqn, hostid: id.hostid, digests: options.digests, katoMs: options.katoMs });
+    }
     if (!transport && /^sim(:|$)/.test(target)) {
       // The software controller: same driver, no hardware (see lib/sim).
       const { SimTransport } = await import("./sim/transport.ts");
@@ -228,7 +279,9 @@ export class NVMeDev implements AsyncDisposable {
       }
       const mode = options.interrupts ?? "adaptive";
       let irq: InterruptSource | null = null;
-      if (mode !== "poll" && transport.enableInterrupts && options.ioInterruptVectors !== 0) {
+      if (isFabric(transport)) {
+        // No vectors: completions arrive on the connections.
+      } else if (mode !== "poll" && transport.enableInterrupts && options.ioInterruptVectors !== 0) {
         // Vector 0 for the admin queue, one per IO queue the controller may grant.
         const want = options.ioInterruptVectors ?? Math.max(options.maxIoQueues ?? 16, options.ioQueues ?? 1) + 1;
         try {
@@ -268,7 +321,8 @@ export class NVMeDev implements AsyncDisposable {
   /** Re-read the active namespace list and each namespace's geometry. */
   async rescan(): Promise<void> {
     this.#checkOpen();
-    const ids = await this.controller.activeNamespaces();
+    // A discovery controller has a log page, no namespaces.
+    const ids = this.controller.isDiscovery ? [] : await this.controller.activeNamespaces();
     this.#namespaces.clear();
     this.#idNs.clear();
     for (const nsid of ids) {

@@ -18,6 +18,15 @@
 import { Reg, REG_BLOCK_SIZE } from "../nvme/spec.ts";
 import { toNvmeCliJson, Uint64 } from "./identify.ts";
 import type { AdminTarget } from "./log.ts";
+import { isFabric, type Transport } from "../nvme/transport.ts";
+import { NotSupportedError } from "./support.ts";
+
+/** The memory-mapped registers of `dev`; a fabrics controller has properties instead (Controller.readRegister). */
+function mmio(dev: AdminTarget): Transport {
+  const t = dev.controller.transport;
+  if (isFabric(t)) throw new NotSupportedError("transport", `${t.name}: registers are properties over a fabric; read them with controller.readRegister()`);
+  return t;
+}
 
 /** The register values nvme-cli reads, named as nvme-cli names them. */
 export interface ControllerRegisters {
@@ -75,7 +84,7 @@ export interface ControllerRegisters {
 
 /** Read every register nvme-cli shows (32-bit reads; 64-bit registers low dword first). */
 export function readRegisters(dev: AdminTarget): ControllerRegisters {
-  const t = dev.controller.transport;
+  const t = mmio(dev);
   const r32 = (off: number) => t.readReg32(off) >>> 0;
   const r64 = (off: number) => t.readReg64(off);
   return {
@@ -109,7 +118,7 @@ export function readRegisters(dev: AdminTarget): ControllerRegisters {
 
 /** The register block from offset 0 to 0xe1b, read dword by dword (`show-regs -o binary`). */
 export function readRegisterBlock(dev: AdminTarget): Uint8Array {
-  const t = dev.controller.transport;
+  const t = mmio(dev);
   const out = new Uint8Array(REG_BLOCK_SIZE);
   const dv = new DataView(out.buffer);
   for (let off = 0; off < REG_BLOCK_SIZE; off += 4) dv.setUint32(off, t.readReg32(off) >>> 0, true);

@@ -1,6 +1,12 @@
 /**
- * Generic controller logic over any {@link Transport}: reset, admin queue,
- * enable, identify, IO queue creation, shutdown. Knows nothing about PCIe.
+ * Generic controller logic over any transport: reset, admin queue, enable,
+ * identify, IO queue creation, recovery, shutdown. Over a memory-mapped
+ * {@link Transport} (PCIe, the software controller) registers are MMIO and IO
+ * queues are made with Create IO CQ/SQ; over a {@link FabricTransport}
+ * (NVMe/TCP) registers are properties (Property Get/Set), every queue is a
+ * connection bound with Fabrics Connect, Keep Alive runs at KATO/2, and
+ * recovery is a reconnect with backoff until the loss timeout. Nothing here
+ * knows PCIe or TCP.
  * @module
  */
 import {
@@ -14,8 +20,12 @@ import {
   identifyNamespaceCmd,
   setNumQueuesCmd,
   type Sqe,
+  sqe,
 } from "./command.ts";
+import { CNTLID_DYNAMIC, DISCOVERY_NQN } from "./fabrics.ts";
+import { fabricConnect, fabricPair, propGet, propSet, waitReadyFabric } from "./fabric-queue.ts";
 import {
+  ConnectionLostError,
   ControllerFatalError,
   ControllerResetError,
   DeviceClosedError,
@@ -30,6 +40,7 @@ import { decodeIdentifyController, type IdentifyController } from "./identify.ts
 import { prpListPages } from "./prp.ts";
 import { QueuePair } from "./queue.ts";
 import {
+  AdminOpc,
   type Cap,
   CAP_CSS_IOCS,
   CC,
@@ -43,7 +54,7 @@ import {
   Reg,
   SQE_SIZE,
 } from "./spec.ts";
-import { type DmaBuffer, detachView, type Transport } from "./transport.ts";
+import { type DmaBuffer, detachView, type FabricRing, type FabricTransport, isFabric, type Transport } from "./transport.ts";
 
 /** Tunables for bringing a controller up. */
 export interface ControllerOptions {
@@ -72,6 +83,17 @@ export interface ControllerOptions {
    * IO CQs are created with IEN and the vector {@link Controller.ioVector} gives.
    */
   ioInterruptVectors?: number;
+  /**
+   * Fabrics: the longest wait between reconnect attempts after a lost
+   * connection, in ms (default 10 000, Linux's reconnect_delay). The first
+   * attempt is at once, then the delay doubles from 100 ms up to this.
+   */
+  reconnectDelayMs?: number;
+  /**
+   * Fabrics: give up reconnecting after this many ms without a controller
+   * (default 600 000, Linux's ctrl_loss_tmo); every queue then fails.
+   */
+  ctrlLossTimeoutMs?: number;
 }
 
 /**
@@ -124,7 +146,18 @@ const OPTION_RULES: Record<keyof ControllerOptions, { min: number; max: number; 
   pollSpinUs: { min: 0, max: 1e7, integer: false },
   maxIoQueues: { min: 1, max: 65535, integer: true },
   ioInterruptVectors: { min: 0, max: 2048, integer: true },
+  reconnectDelayMs: { min: 0, max: 2 ** 31 - 1, integer: false },
+  ctrlLossTimeoutMs: { min: 0, max: 2 ** 31 - 1, integer: false },
 };
+
+/** Entries in a fabric admin queue (Linux: NVME_AQ_DEPTH 32). */
+const FABRIC_ADMIN_DEPTH = 32;
+/** Data a fabric admin command carries in its capsule (Linux: 8 KiB). */
+const FABRIC_ADMIN_IN_CAPSULE = 8192;
+/** nvmet reports MDTS 0 (no limit) yet refuses SGLs over 4 MiB. */
+const FABRIC_MAX_TRANSFER = 4 << 20;
+/** CC as Linux writes it on fabrics before enabling: CSS NVM, MPS 4 KiB, IOSQES 6, IOCQES 4. */
+const FABRIC_CC = ccValue(4096, 6, 4, 0) & ~CC.EN;
 
 /** Check controller options; throws InvalidArgumentError before anything touches a device. */
 export function validateControllerOptions(options: unknown): void {
@@ -148,8 +181,12 @@ export function validateControllerOptions(options: unknown): void {
 
 /** A controller that has been reset, enabled and identified. */
 export class Controller {
-  /** The transport it runs over. */
-  readonly transport: Transport;
+  /** The transport it runs over: memory-mapped (PCIe, the software controller) or a fabric. */
+  readonly transport: Transport | FabricTransport;
+  /** The fabric transport when the controller is reached over one (NVMe/TCP), else null. */
+  readonly fabric: FabricTransport | null;
+  /** Controller id: Connect's on fabrics (it changes on reconnect), Identify's otherwise. */
+  cntlid = 0;
   /** Decoded CAP. */
   readonly cap: Cap;
   /** NVMe version from VS, e.g. "1.4.0". */
@@ -172,8 +209,16 @@ export class Controller {
   #scratch: DmaBuffer;
   #closed = false;
 
-  private constructor(t: Transport, cap: Cap, version: string, pageSize: number, opts: Required<ControllerOptions>) {
+  private constructor(
+    t: Transport | FabricTransport,
+    cap: Cap,
+    version: string,
+    pageSize: number,
+    opts: Required<ControllerOptions>,
+    fabricAdmin: QueuePair | null = null,
+  ) {
     this.transport = t;
+    this.fabric = isFabric(t) ? t : null;
     this.cap = cap;
     this.version = version;
     this.pageSize = pageSize;
@@ -181,8 +226,13 @@ export class Controller {
     this.#scratch = this.#alloc(4096);
     const depth = Math.min(opts.adminQueueDepth, cap.mqes, 4096);
     // PRP list pages for admin transfers too (firmware images, large logs), up to the transfer cap.
-    this.admin = this.#makePair(0, depth, prpPagesFor(opts.maxTransferBytes, pageSize), opts.adminTimeoutMs);
+    this.admin = fabricAdmin ?? this.#makePair(0, depth, prpPagesFor(opts.maxTransferBytes, pageSize), opts.adminTimeoutMs);
     this.#watch(this.admin);
+  }
+
+  /** The memory-mapped transport; only called on paths a fabric controller never takes. */
+  get #mmio(): Transport {
+    return this.transport as Transport;
   }
 
   /** Set once the controller is gone or could not be recovered; every queue was failed with it. */
@@ -337,6 +387,12 @@ export class Controller {
     const remote = [...this.#remote.values()];
     for (const q of queues) q.pause();
     for (const r of remote) r.pause();
+    if (this.fabric) {
+      this.#recovering = this.#reconnect(reason, requested, nssr).finally(() => {
+        this.#recovering = null;
+      });
+      return this.#recovering;
+    }
     this.#recovering = (async () => {
       const now = performance.now();
       if (!requested) {
@@ -347,7 +403,7 @@ export class Controller {
         }
         this.#resetTimes.push(now);
       }
-      const t = this.transport;
+      const t = this.#mmio;
       const inflight = new ControllerResetError(
         requested ? reason.message : `controller reset to recover: ${reason.message}`,
         { cause: reason },
@@ -397,8 +453,12 @@ export class Controller {
     return this.#recovering;
   }
 
-  /** Reset and enable the controller behind `t`, identify it and create IO queues. */
-  static async init(t: Transport, options: ControllerOptions = {}): Promise<Controller> {
+  /**
+   * Reset and enable the controller behind `t`, identify it and create IO
+   * queues; over a fabric, connect the admin queue first and each IO queue
+   * as a connection of its own.
+   */
+  static async init(t: Transport | FabricTransport, options: ControllerOptions = {}): Promise<Controller> {
     validateControllerOptions(options);
     const opts: Required<ControllerOptions> = {
       ioQueues: options.ioQueues ?? 1,
@@ -410,7 +470,10 @@ export class Controller {
       pollSpinUs: options.pollSpinUs ?? 500,
       maxIoQueues: Math.max(options.maxIoQueues ?? 16, options.ioQueues ?? 1),
       ioInterruptVectors: options.ioInterruptVectors ?? 0,
+      reconnectDelayMs: options.reconnectDelayMs ?? 10_000,
+      ctrlLossTimeoutMs: options.ctrlLossTimeoutMs ?? 600_000,
     };
+    if (isFabric(t)) return await Controller.#initFabric(t, opts);
     const capRaw = t.readReg64(Reg.CAP);
     if (capRaw === 0xffff_ffff_ffff_ffffn) throw new DeviceGoneError("CAP reads all ones: the device is not responding");
     const cap = decodeCap(capRaw);
@@ -462,7 +525,7 @@ export class Controller {
   }
 
   async #enable(): Promise<void> {
-    const t = this.transport;
+    const t = this.#mmio;
     const a = this.admin;
     t.writeReg32(Reg.AQA, (((a.depth - 1) << 16) | (a.depth - 1)) >>> 0);
     t.writeReg64(Reg.ASQ, BigInt(this.#adminMem[0].iova));
@@ -478,7 +541,8 @@ export class Controller {
     this.identifyData = await this.identify(identifyControllerCmd());
     const id = this.id = decodeIdentifyController(this.identifyData);
     const mdts = id.mdts;
-    if (id.sqes.min > 6 || id.sqes.max < 6 || id.cqes.min > 4 || id.cqes.max < 4) {
+    // A discovery controller has no IO queues and need not report entry sizes.
+    if (!this.isDiscovery && (id.sqes.min > 6 || id.sqes.max < 6 || id.cqes.min > 4 || id.cqes.max < 4)) {
       throw new SetupError("unsupported-controller", `controller does not accept 64-byte SQEs / 16-byte CQEs`);
     }
     const mdtsBytes = mdts === 0 ? Infinity : this.cap.mpsMin * 2 ** mdts;
@@ -562,7 +626,7 @@ export class Controller {
       prp,
       prpPagesPerSlot: prpPages,
       pageSize: this.pageSize,
-      doorbells: this.transport.doorbells(),
+      doorbells: this.#mmio.doorbells(),
       doorbellStride: this.cap.doorbellStride,
       defaultTimeoutMs: timeoutMs,
       pollSpinUs: this.options.pollSpinUs,
@@ -582,6 +646,9 @@ export class Controller {
    */
   reserveQueue(depth = this.options.ioQueueDepth): { qid: number; depth: number; sq: DmaBuffer; cq: DmaBuffer; prp: DmaBuffer | null; prpPages: number } {
     if (this.#closed || this.failed) throw this.failed ?? new DeviceClosedError();
+    if (this.fabric) {
+      throw new NvmeError("EUNSUPPORTED", `queues owned by Workers need a memory-mapped controller, not ${this.fabric.trtype}`);
+    }
     let qid = 1;
     const used = new Set([...this.io.map((q) => q.qid), ...this.#remote.keys(), ...this.#reserved]);
     while (used.has(qid)) qid++;
@@ -730,9 +797,17 @@ export class Controller {
 
   readonly #unmap = (b: DmaBuffer): void => this.transport.freeDma(b);
 
-  /** Read CSTS and throw if the controller is gone or fatal. */
+  /**
+   * Read CSTS and throw if the controller is gone or fatal. Over a fabric
+   * CSTS is a Property Get away: a lost connection or keep-alive starts
+   * recovery instead, so this only reports a controller that was given up.
+   */
   checkHealth(): void {
-    const csts = this.transport.readReg32(Reg.CSTS);
+    if (this.fabric) {
+      if (this.failed) throw this.failed;
+      return;
+    }
+    const csts = this.#mmio.readReg32(Reg.CSTS);
     if (csts === 0xffff_ffff) throw new DeviceGoneError();
     if (csts & CSTS.CFS) throw new ControllerFatalError("controller fatal status (CSTS.CFS)");
   }
@@ -743,9 +818,14 @@ export class Controller {
    */
   async shutdown(reason: NvmeError | null = null): Promise<void> {
     if (this.#closed) return;
-    if (this.#recovering) await this.#recovering;
+    if (this.#recovering) {
+      // A fabric may be waiting out its loss timeout: stop that rather than wait for it.
+      if (this.fabric) this.#closing = true;
+      await this.#recovering;
+    }
     this.#closed = true;
-    const t = this.transport;
+    if (this.fabric) return await this.#shutdownFabric(reason);
+    const t = this.#mmio;
     let healthy = true;
     try {
       this.checkHealth();
@@ -788,6 +868,247 @@ export class Controller {
       }
     }
     for (const q of this.io) q.close();
+    this.admin.close();
+    this.#freeAll();
+  }
+
+  // ---- fabrics (NVMe over TCP): Connect, properties, keep-alive, reconnect ---------------------
+
+  #closing = false;
+  #kaTimer: ReturnType<typeof setInterval> | null = null;
+  #propChain: Promise<unknown> = Promise.resolve();
+  /** Fabrics: data an IO command carries in its capsule (IOCCSZ × 16 − 64). */
+  #inCapsule = 0;
+
+  /** Connect the admin queue, enable the controller in Linux's order, identify it, connect IO queues. */
+  static async #initFabric(t: FabricTransport, opts: Required<ControllerOptions>): Promise<Controller> {
+    const maxTransfer = Math.min(opts.maxTransferBytes, FABRIC_MAX_TRANSFER);
+    const ring = await t.openRing(0, FABRIC_ADMIN_DEPTH, { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer });
+    const admin = fabricPair(0, ring, opts.adminTimeoutMs);
+    ring.onLost = (e) => admin.fail(e);
+    let c: Controller | null = null;
+    try {
+      const cntlid = await fabricConnect(t, admin, CNTLID_DYNAMIC, false);
+      // On the wire as Linux: CAP, CC without EN, CC, CAP again, CC.EN, CSTS until RDY, VS.
+      await propGet(admin, Reg.CAP, true, false);
+      await propSet(admin, Reg.CC, FABRIC_CC, false);
+      await propGet(admin, Reg.CC, false, false);
+      const cap = decodeCap(await propGet(admin, Reg.CAP, true, false));
+      if ((cap.css & 1) === 0) {
+        throw new SetupError("unsupported-controller", "controller does not support the NVM command set (CAP.CSS)");
+      }
+      await propSet(admin, Reg.CC, FABRIC_CC | CC.EN, false);
+      await waitReadyFabric(admin, cap, false);
+      const version = decodeVersion(Number(await propGet(admin, Reg.VS, false, false)));
+      c = new Controller(t, cap, version, 4096, opts, admin);
+      c.cntlid = cntlid;
+      ring.onLost = c.#onLost;
+      await c.#identify();
+      c.#checkFabricIdentity();
+      c.#startKeepAlive();
+      await c.#connectIoQueues();
+      return c;
+    } catch (e) {
+      if (c) {
+        c.#closed = true;
+        c.#stopKeepAlive();
+        for (const q of c.io) q.close();
+      }
+      admin.close();
+      if (c) c.#freeAll();
+      throw e;
+    }
+  }
+
+  /** What a fabrics host relies on in Identify Controller. */
+  #checkFabricIdentity(): void {
+    const id = this.id;
+    if (id.cntlid !== this.cntlid) {
+      throw new SetupError("unsupported-controller", `Identify cntlid ${id.cntlid} differs from Connect's ${this.cntlid}`);
+    }
+    if (id.icdoff !== 0) throw new SetupError("unsupported-controller", "ICDOFF other than 0 is not supported");
+    if ((id.sgls & 3) === 0) throw new SetupError("unsupported-controller", "controller reports no SGL support");
+    this.maxTransferBytes = Math.min(this.maxTransferBytes, FABRIC_MAX_TRANSFER);
+    this.#inCapsule = id.ioccsz >= 4 ? id.ioccsz * 16 - 64 : 0;
+  }
+
+  #ioLimits(): { inCapsuleMax: number; maxTransfer: number } {
+    return { inCapsuleMax: this.#inCapsule, maxTransfer: this.maxTransferBytes };
+  }
+
+  /** A fabrics discovery controller (the well-known NQN): admin queue only, no IO queues. */
+  get isDiscovery(): boolean {
+    return this.fabric?.subnqn === DISCOVERY_NQN;
+  }
+
+  /** Fabrics: data an IO command carries inside its capsule (IOCCSZ × 16 − 64); 0 on PCIe. */
+  get inCapsuleBytes(): number {
+    return this.#inCapsule;
+  }
+
+  /** Set Features Number of Queues, then one connection and Connect per IO queue. */
+  async #connectIoQueues(): Promise<void> {
+    const t = this.fabric!;
+    if (this.isDiscovery) return;
+    const want = Math.max(1, this.options.ioQueues);
+    const dw0 = await this.adminCommand(setNumQueuesCmd(want, want));
+    this.#requested = want;
+    this.#granted = Math.min(want, (dw0 & 0xffff) + 1, (dw0 >>> 16) + 1);
+    const depth = Math.max(2, Math.min(this.options.ioQueueDepth, this.cap.mqes, this.id.maxcmd || 0x10000));
+    for (let qid = 1; qid <= this.#granted; qid++) {
+      const ring = await t.openRing(qid, depth, this.#ioLimits());
+      const qp = fabricPair(qid, ring, this.options.ioTimeoutMs);
+      ring.onLost = (e) => qp.fail(e);
+      try {
+        await fabricConnect(t, qp, this.cntlid, false);
+      } catch (e) {
+        qp.close();
+        throw e;
+      }
+      ring.onLost = this.#onLost;
+      this.#watch(qp);
+      this.io.push(qp);
+    }
+  }
+
+  /** A connection was lost: reconnect (in-flight commands fail with the loss). */
+  readonly #onLost = (err: NvmeError): void => {
+    if (this.#closed || this.failed) return;
+    void this.#reset(err, false, false);
+  };
+
+  #startKeepAlive(): void {
+    const kato = this.fabric!.katoMs;
+    if (!(kato > 0) || this.#kaTimer) return;
+    const period = kato / 2;
+    // A Keep Alive that times out is an admin timeout: the usual recovery (here a reconnect) follows.
+    this.#kaTimer = setInterval(() => {
+      if (this.#recovering || this.#closed || this.failed) return;
+      this.admin.submit(sqe(AdminOpc.KEEP_ALIVE), 0, 0, Math.max(period, 1000)).catch(() => {});
+    }, period);
+    unrefTimer(this.#kaTimer);
+  }
+
+  #stopKeepAlive(): void {
+    if (this.#kaTimer) clearInterval(this.#kaTimer);
+    this.#kaTimer = null;
+  }
+
+  /** Close every connection of the controller and fail what was in flight on them with `err`. */
+  #dropConnections(err: NvmeError): void {
+    for (const q of [this.admin, ...this.io]) {
+      const r = q.queueRing as FabricRing;
+      r.onLost = null;
+      r.close(); // first: no data lands in the commands' memory once they are failed
+      q.reset(err);
+    }
+  }
+
+  /**
+   * Fabric recovery: every connection goes (the target forgets the
+   * controller with its admin connection), in-flight commands fail with the
+   * loss, held submissions wait; then reconnect, at once and then with a
+   * doubling delay up to reconnectDelayMs, until ctrlLossTimeoutMs has passed.
+   */
+  async #reconnect(reason: NvmeError, requested: boolean, nssr: boolean): Promise<void> {
+    const t = this.fabric!;
+    const inflight = reason instanceof ConnectionLostError ? reason : new ControllerResetError(
+      requested ? reason.message : `controller reset to recover: ${reason.message}`,
+      { cause: reason },
+    );
+    if (this.admin.trace && inflight instanceof ControllerResetError) inflight.trace = this.admin.trace.last();
+    this.#stopKeepAlive();
+    if (nssr) await propSet(this.admin, Reg.NSSR, NSSR_RESET, true).catch(() => {});
+    this.#dropConnections(inflight);
+    const start = performance.now();
+    let delay = Math.min(100, this.options.reconnectDelayMs);
+    for (;;) {
+      if (this.#closing || this.#closed) return this.#giveUp(new DeviceClosedError());
+      try {
+        await this.#connectAll();
+        if (!requested) this.resets++;
+        this.#startKeepAlive();
+        return;
+      } catch (e) {
+        const err = e instanceof NvmeError ? e : new ConnectionLostError(String(e));
+        this.#dropConnections(err);
+        const elapsed = performance.now() - start;
+        if (elapsed + delay > this.options.ctrlLossTimeoutMs) {
+          return this.#giveUp(
+            new ConnectionLostError(`gave up reconnecting to ${t.name} after ${Math.round(elapsed)} ms: ${err.message}`, {
+              cause: err,
+            }),
+          );
+        }
+        const until = performance.now() + delay;
+        while (performance.now() < until && !this.#closing) await sleep(Math.min(50, delay));
+        delay = Math.min(delay * 2, Math.max(this.options.reconnectDelayMs, 1));
+      }
+    }
+  }
+
+  /** One reconnect attempt: admin connection, Connect, enable, queue count, every IO queue's connection and Connect. */
+  async #connectAll(): Promise<void> {
+    const t = this.fabric!;
+    const a = this.admin;
+    const aring = await t.openRing(0, a.depth, { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer: a.maxPrpTransfer });
+    aring.onLost = (e) => a.reset(e);
+    a.replaceRing(aring);
+    this.cntlid = await fabricConnect(t, a, CNTLID_DYNAMIC, true);
+    await propSet(a, Reg.CC, FABRIC_CC, true);
+    await propSet(a, Reg.CC, FABRIC_CC | CC.EN, true);
+    await waitReadyFabric(a, this.cap, true);
+    const want = this.#requested;
+    if (want > 0) {
+      const dw0 = await a.submitHeld(setNumQueuesCmd(want, want));
+      if (Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1) < this.io.length) {
+        throw new ControllerFatalError("controller granted fewer IO queues after reconnect");
+      }
+    }
+    for (const q of this.io) {
+      const r = await t.openRing(q.qid, q.depth, this.#ioLimits());
+      r.onLost = (e) => q.reset(e);
+      q.replaceRing(r);
+      await fabricConnect(t, q, this.cntlid, true);
+    }
+    for (const q of [a, ...this.io]) {
+      (q.queueRing as FabricRing).onLost = this.#onLost;
+      q.resume();
+    }
+  }
+
+  /**
+   * Read a controller register: MMIO on a memory-mapped transport, Property
+   * Get over a fabric (serialized, so an 8-byte value's DW1 is its own).
+   */
+  readRegister(offset: number, eightBytes = false): Promise<bigint> {
+    if (!this.fabric) {
+      const t = this.#mmio;
+      return Promise.resolve(eightBytes ? t.readReg64(offset) : BigInt(t.readReg32(offset) >>> 0));
+    }
+    const run = () => propGet(this.admin, offset, eightBytes, false);
+    const p = this.#propChain.then(run, run);
+    this.#propChain = p.catch(() => {});
+    return p;
+  }
+
+  /** Fabric shutdown: disconnect IO queues, CC.SHN normal, CSTS.SHST complete (bounded), disconnect admin. */
+  async #shutdownFabric(reason: NvmeError | null): Promise<void> {
+    this.#stopKeepAlive();
+    if (reason) for (const q of this.io) q.fail(reason);
+    for (const q of this.io) q.close();
+    if (!this.failed && !this.admin.closed) {
+      try {
+        await propSet(this.admin, Reg.CC, FABRIC_CC | CC.EN | CC.SHN_NORMAL, false, 5000);
+        const deadline = performance.now() + Math.min(Math.max(this.id.rtd3e / 1000, 5000), 60_000);
+        while ((Number(await propGet(this.admin, Reg.CSTS, false, false, 5000)) & CSTS.SHST_MASK) !== CSTS.SHST_COMPLETE) {
+          if (performance.now() > deadline) break;
+          await sleep(10);
+        }
+      } catch {
+        // A target that went away must not stop the host side from being released.
+      }
+    }
     this.admin.close();
     this.#freeAll();
   }

@@ -33,6 +33,17 @@ export const IdCtrlOffset = {
   FNA: 524,
   VWC: 525,
   FWUG: 319,
+  CTRATT: 96,
+  CNTRLTYPE: 111,
+  KAS: 320,
+  MAXCMD: 514,
+  SGLS: 536,
+  SUBNQN: 768,
+  IOCCSZ: 1792,
+  IORCSZ: 1796,
+  ICDOFF: 1800,
+  FCATT: 1802,
+  MSDBD: 1803,
 } as const;
 
 /** Byte offsets in the Identify Namespace data structure (NVM command set). */
@@ -93,6 +104,24 @@ export interface IdentifyController {
   fna: number;
   /** Volatile write cache present (VWC bit 0). */
   vwc: boolean;
+  /** Controller type (1 IO, 2 discovery, 3 administrative; 0 not reported). */
+  cntrltype: number;
+  /** Keep Alive Support: granularity in units of 100 ms (0: not supported). */
+  kas: number;
+  /** Maximum outstanding commands per queue (0: not reported). */
+  maxcmd: number;
+  /** SGL support (SGLS). */
+  sgls: number;
+  /** NVM Subsystem NQN. */
+  subnqn: string;
+  /** Fabrics: IO queue command capsule size, 16-byte units (0 on PCIe). */
+  ioccsz: number;
+  /** Fabrics: IO queue response capsule size, 16-byte units. */
+  iorcsz: number;
+  /** Fabrics: in-capsule data offset, 16-byte units. */
+  icdoff: number;
+  /** Fabrics: maximum SGL data block descriptors per command (0: no limit). */
+  msdbd: number;
 }
 
 /** What the driver needs of Identify Namespace, decoded once. */
@@ -156,6 +185,15 @@ export function decodeIdentifyController(d: Uint8Array): IdentifyController {
     oncs: v.getUint16(O.ONCS, true),
     fna: d[O.FNA],
     vwc: (d[O.VWC] & 1) === 1,
+    cntrltype: d[O.CNTRLTYPE],
+    kas: v.getUint16(O.KAS, true),
+    maxcmd: v.getUint16(O.MAXCMD, true),
+    sgls: v.getUint32(O.SGLS, true),
+    subnqn: ascii(d, O.SUBNQN, 256),
+    ioccsz: v.getUint32(O.IOCCSZ, true),
+    iorcsz: v.getUint32(O.IORCSZ, true),
+    icdoff: v.getUint16(O.ICDOFF, true),
+    msdbd: d[O.MSDBD],
   };
 }
 

@@ -90,7 +90,7 @@ export class QueuePair {
   healthCheckMs = 100;
 
   readonly #t: CommandTracker;
-  readonly #ring: QueueRing;
+  #ring: QueueRing;
   #waiter: QueueWaiter | null = null;
   #policy: IdlePolicy;
   #irqBase = 0;
@@ -185,6 +185,41 @@ export class QueuePair {
   /** Let held submissions through once the pair exists on the device again. */
   resume(): void {
     this.#t.resume();
+  }
+
+  /**
+   * Put a new ring under this pair (a fabric queue's new connection after a
+   * reconnect). Only while held for a reset with nothing in flight: the
+   * tracker's slots and waiting submissions carry over.
+   */
+  replaceRing(ring: QueueRing): void {
+    if (!this.#t.paused || this.#t.active !== 0) {
+      throw new InvalidArgumentError("replaceRing needs a paused queue with nothing in flight");
+    }
+    this.#ring.close();
+    this.#ring = ring;
+    this.#flushQueued = false;
+  }
+
+  /** The ring under this pair. */
+  get queueRing(): QueueRing {
+    return this.#ring;
+  }
+
+  /**
+   * Submit a command of the recovery itself while other submissions are held
+   * (a fabric queue's Connect after a reconnect): same as {@link submit} but
+   * ignores the pause.
+   */
+  submitHeld(cmd: Sqe, dataIova = 0, dataLen = 0, timeoutMs = this.defaultTimeoutMs, ref: DmaBuffer | null = null): Promise<number> {
+    if (this.#closedWith) return Promise.reject(this.#closedWith);
+    const slot = this.#t.takeHeld();
+    if (slot < 0) return Promise.reject(new InvalidArgumentError("no free slot for a recovery command"));
+    const e = this.#ring.entry();
+    for (let i = 1; i < 16; i++) e[i] = cmd[i];
+    if (dataLen > 0) this.#ring.setData(e, slot, dataIova, dataLen);
+    this.#post(slot, e, cmd[0], timeoutMs, ref);
+    return this.#t.promise(slot);
   }
 
   /**
@@ -333,10 +368,11 @@ export class QueuePair {
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
-    const t = this.#t, ring = this.#ring;
+    const t = this.#t;
     let reaped = 0;
+    // The ring is read per reap: a fabric queue's ring changes on reconnect.
     const reap = (): number => {
-      const n = ring.reap(t);
+      const n = this.#ring.reap(t);
       reaped += n;
       return n;
     };

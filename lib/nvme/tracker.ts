@@ -119,6 +119,12 @@ export class CommandTracker {
     return this.#free[--this.#freeTop];
   }
 
+  /** A free slot even while submissions are held (commands of the recovery itself), or -1. */
+  takeHeld(): number {
+    if (this.#freeTop === 0) return -1;
+    return this.#free[--this.#freeTop];
+  }
+
   /** Command id of `slot` (slot number + generation). */
   cid(slot: number): number {
     return (slot | (this.#gen[slot] << this.#slotBits)) & 0xffff;

@@ -1,8 +1,16 @@
 /**
  * The boundary between generic NVMe logic (controller, queues, commands) and a
- * way of reaching a controller: VFIO/PCIe, the software controller, later TCP.
+ * way of reaching a controller. Two shapes, as SPDK and Linux cut them:
+ * {@link Transport} (memory-mapped registers, doorbells, rings in DMA memory:
+ * VFIO/PCIe and the software controller) and {@link FabricTransport}
+ * (registers are properties reached with Property Get/Set, each queue is a
+ * connection bound with Fabrics Connect: NVMe/TCP). Both give the generic
+ * controller {@link DmaMemory} for commands' data.
  * @module
  */
+import type { NvmeError } from "./errors.ts";
+import type { QueueRing } from "./pcie.ts";
+import type { QueueWaiter } from "./queue.ts";
 
 /**
  * Host memory the controller can reach by DMA.
@@ -102,12 +110,85 @@ export interface InterruptSource {
   close(): Promise<void>;
 }
 
-/** What a transport provides to the generic controller code. */
-export interface Transport {
+/** Memory commands' data lives in, addressed by IOVA, as every transport provides it. */
+export interface DmaMemory {
   /** Human-readable target, e.g. "vfio:0000:01:00.0". */
   readonly name: string;
   /** Host memory page size (DMA granularity). */
   readonly hostPageSize: number;
+  /** Allocate zeroed DMA memory of at least `size` bytes. */
+  allocDma(size: number): DmaBuffer;
+  /**
+   * Free DMA memory now: detach its views, unmap it from the device, return
+   * its IOVA. Callers make sure no command still refers to it (`busy === 0`).
+   */
+  freeDma(buf: DmaBuffer): void;
+  /** IOVA of the first byte of `view` when it lies in DMA memory from this transport, else -1. */
+  iovaOf(view: Uint8Array): number;
+  /** The DMA buffer `view` lies in (a view of its memory, not detached), else null. */
+  dmaOf(view: Uint8Array): DmaBuffer | null;
+  /** Release everything (connections, DMA, mappings, handles). Idempotent. */
+  close(): void;
+}
+
+/**
+ * One queue's connection on a fabric: a {@link QueueRing} whose completions
+ * arrive from the network, and what the controller needs beyond the ring.
+ */
+export interface FabricRing extends QueueRing {
+  /** Set by the controller: called once when the connection is lost (not after close()). */
+  onLost: ((err: NvmeError) => void) | null;
+  /** What the queue's pump sleeps on: arrivals on the connection play the interrupt's part. */
+  readonly waiter: QueueWaiter;
+  /** CQE DW1 of the last Property Get completion (an 8-byte property's high half; the controller serializes Property Gets). */
+  readonly lastDw1: number;
+}
+
+/** Who connects: the identity every Fabrics Connect carries. */
+export interface FabricHost {
+  /** Subsystem NQN to connect to. */
+  readonly subnqn: string;
+  /** Host NQN (stable across connections: targets' allow-lists and duplicate checks key on it). */
+  readonly hostnqn: string;
+  /** Host ID, 16 bytes (stable as the NQN). */
+  readonly hostid: Uint8Array;
+  /** Keep-alive timeout sent in the admin Connect, in ms (0: none). */
+  readonly katoMs: number;
+}
+
+/** Limits of one queue's connection, known once the controller has been identified. */
+export interface FabricQueueLimits {
+  /** Largest data sent inside the command capsule (IOCCSZ × 16 − 64 on IO queues). */
+  inCapsuleMax: number;
+  /** Largest transfer per command. */
+  maxTransfer: number;
+}
+
+/**
+ * A transport whose registers are properties and whose queues are connections
+ * (NVMe over Fabrics). The generic controller sends Connect, Property Get/Set
+ * and Keep Alive itself; the transport only opens connections.
+ */
+export interface FabricTransport extends DmaMemory, FabricHost {
+  /** Marks the fabric shape. */
+  readonly fabric: true;
+  /** Transport type as nvme-cli names it ("tcp"). */
+  readonly trtype: string;
+  /**
+   * Open queue `qid`'s connection, ready for its Connect command (for TCP:
+   * the socket and ICReq/ICResp). Rejects with a ConnectionLostError or a
+   * ProtocolError.
+   */
+  openRing(qid: number, depth: number, limits: FabricQueueLimits): Promise<FabricRing>;
+}
+
+/** True when `t` is a fabrics transport. */
+export function isFabric(t: Transport | FabricTransport): t is FabricTransport {
+  return (t as FabricTransport).fabric === true;
+}
+
+/** What a memory-mapped transport (PCIe, the software controller) provides to the generic controller code. */
+export interface Transport extends DmaMemory {
   /** Read a 32-bit controller register. */
   readReg32(offset: number): number;
   /** Read a 64-bit controller register (as two 32-bit reads, low first). */
@@ -121,17 +202,6 @@ export interface Transport {
    * into it ring doorbells; index = byte offset from 0x1000 / 4.
    */
   doorbells(): Uint32Array;
-  /** Allocate zeroed DMA memory of at least `size` bytes. */
-  allocDma(size: number): DmaBuffer;
-  /**
-   * Free DMA memory now: detach its views, unmap it from the device, return
-   * its IOVA. Callers make sure no command still refers to it (`busy === 0`).
-   */
-  freeDma(buf: DmaBuffer): void;
-  /** IOVA of the first byte of `view` when it lies in DMA memory from this transport, else -1. */
-  iovaOf(view: Uint8Array): number;
-  /** The DMA buffer `view` lies in (a view of its memory, not detached), else null. */
-  dmaOf(view: Uint8Array): DmaBuffer | null;
   /** How a Worker reaches `buf` (queues owned by Workers); absent when the transport cannot share. */
   shareDma?(buf: DmaBuffer): SharedMemory;
   /** How a Worker reaches the doorbell array (offset 0x1000 onward). */
@@ -156,6 +226,4 @@ export interface Transport {
    * Throws a SetupError when none can be enabled.
    */
   enableInterrupts?(vectors: number): Promise<InterruptSource>;
-  /** Release everything (DMA, mappings, handles). Idempotent. */
-  close(): void;
 }

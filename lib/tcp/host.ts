@@ -1,23 +1,24 @@
 /**
- * Bring-up of one NVMe/TCP controller in Linux's order on the wire: admin
- * Connect, Property Get CAP, Property Set CC without EN, CC again, CAP again,
- * CC.EN, CSTS.RDY, VS, Identify Controller (cntlid, KAS, ICDOFF, SGLS, IOCCSZ,
- * MAXCMD, MDTS checked), Set Features Number of Queues, then one connection
- * and Connect per IO queue, and keep-alive at KATO/2. Until the generic
- * Controller can sit on an asynchronous transport, this is the fabrics
- * controller: its queues are {@link TcpQueue}s whose `qp` is the usual
- * {@link QueuePair}.
+ * A lower-level handle on one NVMe/TCP controller for tools and tests that
+ * want the queues themselves: the generic {@link Controller} over a
+ * {@link TcpTransport} (bring-up in Linux's order, keep-alive, reconnect: all
+ * in lib/nvme), with each queue's {@link QueuePair} and {@link TcpRing} in
+ * reach, and the discovery controller's log page. Most users want
+ * `NVMeDev.open("tcp://...")` instead.
  * @module
  */
-import { activeNsListCmd, getLogPageCmd, identifyControllerCmd, identifyNamespaceCmd, setNumQueuesCmd } from "../nvme/command.ts";
-import { ControllerFatalError, InvalidArgumentError, SetupError } from "../nvme/errors.ts";
-import { CC, CSTS, decodeCap, Reg } from "../nvme/spec.ts";
-import type { Digests } from "./pdu.ts";
+import { activeNsListCmd, getLogPageCmd, identifyNamespaceCmd } from "../nvme/command.ts";
+import { Controller } from "../nvme/controller.ts";
+import { ControllerFatalError, InvalidArgumentError } from "../nvme/errors.ts";
+import { DISCOVERY_NQN } from "../nvme/fabrics.ts";
+import { decodeIdentifyNamespace } from "../nvme/identify.ts";
+import type { QueuePair } from "../nvme/queue.ts";
+import { Reg } from "../nvme/spec.ts";
 import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, type DiscoveryEntry, LID_DISCOVERY } from "./discovery.ts";
-import { DISCOVERY_NQN } from "./fabrics.ts";
-import { TcpMemory } from "./memory.ts";
-import { TcpQueue, type TcpQueueOptions } from "./queue.ts";
-import { ADMIN_IN_CAPSULE } from "./ring.ts";
+import type { TcpMemory } from "./memory.ts";
+import type { Digests } from "./pdu.ts";
+import type { TcpRing } from "./ring.ts";
+import { TcpTransport } from "./transport.ts";
 
 /** How to reach and set up a fabrics controller over TCP. */
 export interface TcpControllerOptions {
@@ -33,7 +34,7 @@ export interface TcpControllerOptions {
   hostid: Uint8Array;
   /** Header/data digests. */
   digests?: Partial<Digests>;
-  /** IO queues wanted (default 1; the target may grant fewer; 0 = none, as for a discovery controller). */
+  /** IO queues wanted (default 1; the target may grant fewer; a discovery controller has none). */
   ioQueues?: number;
   /** IO queue entries (default 128, clamped to CAP.MQES + 1 and MAXCMD). */
   queueDepth?: number;
@@ -43,25 +44,11 @@ export interface TcpControllerOptions {
   maxTransfer?: number;
   /** Default command timeout in ms (default 30 s). */
   timeoutMs?: number;
+  /** Longest wait between reconnect attempts, ms (default 10 000). */
+  reconnectDelayMs?: number;
+  /** Give up reconnecting after this long, ms (default 600 000). */
+  ctrlLossTimeoutMs?: number;
 }
-
-/** Identify Controller fields a fabrics host depends on (byte offsets). */
-export const IdCtrl = {
-  MDTS: 77,
-  CNTLID: 78,
-  VER: 80,
-  CTRATT: 96,
-  CNTRLTYPE: 111,
-  KAS: 320,
-  MAXCMD: 514,
-  NN: 516,
-  SGLS: 536,
-  SUBNQN: 768,
-  IOCCSZ: 1792,
-  IORCSZ: 1796,
-  ICDOFF: 1800,
-  MSDBD: 1803,
-} as const;
 
 /** A namespace as Identify Namespace describes it. */
 export interface TcpNamespaceInfo {
@@ -73,118 +60,108 @@ export interface TcpNamespaceInfo {
   lbaSize: number;
 }
 
-const u16 = (b: Uint8Array, o: number) => b[o] | (b[o + 1] << 8);
-const u32 = (b: Uint8Array, o: number) => (u16(b, o) | (u16(b, o + 2) << 16)) >>> 0;
+/** One queue of the controller: the generic pair and its current connection. */
+export interface TcpQueueView {
+  /** The generic queue pair (Promise and callback APIs, timeouts). */
+  readonly qp: QueuePair;
+  /** The connection under it now (a reconnect replaces it). */
+  readonly ring: TcpRing;
+}
+
+function view(qp: QueuePair): TcpQueueView {
+  return {
+    qp,
+    get ring() {
+      return qp.queueRing as TcpRing;
+    },
+  };
+}
 
 /** A connected, enabled NVMe/TCP controller with its admin and IO queues. */
 export class TcpController {
-  /** Memory every queue's commands point into (allocate data buffers here). */
-  readonly memory: TcpMemory;
+  /** The generic controller. */
+  readonly controller: Controller;
+  /** The transport (connections, memory). */
+  readonly transport: TcpTransport;
   /** Admin queue. */
-  readonly admin: TcpQueue;
+  readonly admin: TcpQueueView;
   /** IO queues (qid 1..). */
-  readonly io: TcpQueue[] = [];
-  /** Controller id. */
-  readonly cntlid: number;
-  /** CAP property. */
+  readonly io: TcpQueueView[];
+  /** CAP property as read at connect. */
   readonly cap: bigint;
   /** VS property. */
   readonly vs: number;
-  /** Identify Controller data (4096 bytes). */
-  readonly identify: Uint8Array;
-  /** Largest transfer per command (MDTS, the target's limit and the option). */
-  readonly maxTransfer: number;
-  /** Largest write sent in-capsule on IO queues (IOCCSZ × 16 − 64). */
-  readonly inCapsuleMax: number;
-  #closed = false;
 
-  private constructor(m: TcpMemory, admin: TcpQueue, cap: bigint, vs: number, id: Uint8Array, maxTransfer: number, inCap: number) {
-    this.memory = m;
-    this.admin = admin;
-    this.cntlid = admin.cntlid;
+  private constructor(c: Controller, t: TcpTransport, cap: bigint, vs: number) {
+    this.controller = c;
+    this.transport = t;
+    this.admin = view(c.admin);
+    this.io = c.io.map(view);
     this.cap = cap;
     this.vs = vs;
-    this.identify = id;
-    this.maxTransfer = maxTransfer;
-    this.inCapsuleMax = inCap;
   }
 
-  /** Connect and enable the controller, then connect its IO queues. The queues close again on failure. */
+  /** Connect and enable the controller, then connect its IO queues. Everything closes again on failure. */
   static async connect(o: TcpControllerOptions): Promise<TcpController> {
-    const memory = new TcpMemory();
-    const base: Omit<TcpQueueOptions, "qid" | "depth"> = {
+    const t = new TcpTransport({
       host: o.host,
-      port: o.port ?? 4420,
-      memory,
+      port: o.port,
       subnqn: o.subnqn,
       hostnqn: o.hostnqn,
       hostid: o.hostid,
       digests: o.digests,
-      timeoutMs: o.timeoutMs ?? 30_000,
-    };
-    const admin = await TcpQueue.connect({ ...base, qid: 0, depth: 32, katoMs: o.katoMs ?? 5000, inCapsuleMax: ADMIN_IN_CAPSULE });
-    let ctrl: TcpController | null = null;
+      katoMs: o.katoMs,
+    });
     try {
-      const cap = await admin.propertyGet(Reg.CAP, true);
-      const c = decodeCap(cap);
-      const cc = 0x460000; // CSS NVM, MPS 4 KiB, IOSQES 6, IOCQES 4, not enabled (Linux writes this first)
-      await admin.propertySet(Reg.CC, cc);
-      await admin.propertyGet(Reg.CC, false);
-      await admin.propertyGet(Reg.CAP, true); // CAP may change after the first CC write
-      await admin.propertySet(Reg.CC, cc | CC.EN);
-      const deadline = performance.now() + Math.max(500, (c.timeoutMs + 500) / 2); // Linux waits (TO + 1) / 2 s
-      for (;;) {
-        const csts = Number(await admin.propertyGet(Reg.CSTS, false));
-        if (csts & CSTS.CFS) throw new ControllerFatalError("CSTS.CFS set while enabling the fabrics controller");
-        if (csts & CSTS.RDY) break;
-        if (performance.now() > deadline) throw new ControllerFatalError("fabrics controller did not become ready");
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      const vs = Number(await admin.propertyGet(Reg.VS, false));
-      const idb = memory.allocDma(4096);
-      await admin.qp.submit(identifyControllerCmd(), idb.iova, 4096);
-      const id = idb.bytes.slice(0, 4096);
-      memory.freeDma(idb);
-      if (u16(id, IdCtrl.CNTLID) !== admin.cntlid) {
-        throw new SetupError("unsupported-controller", `Identify cntlid ${u16(id, IdCtrl.CNTLID)} differs from Connect's ${admin.cntlid}`);
-      }
-      if (u16(id, IdCtrl.ICDOFF) !== 0) throw new SetupError("unsupported-controller", "ICDOFF other than 0 is not supported");
-      if ((u32(id, IdCtrl.SGLS) & 3) === 0) throw new SetupError("unsupported-controller", "controller reports no SGL support");
-      const mps = c.mpsMin;
-      const mdts = id[IdCtrl.MDTS];
-      // nvmet reports MDTS 0 (no limit) yet refuses SGLs over 4 MiB.
-      const targetMax = mdts === 0 ? 4 << 20 : Math.min(mps * 2 ** mdts, 4 << 20);
-      const maxTransfer = Math.min(o.maxTransfer ?? 1 << 20, targetMax);
-      const ioccsz = u32(id, IdCtrl.IOCCSZ);
-      const inCap = ioccsz >= 4 ? ioccsz * 16 - 64 : 0;
-      ctrl = new TcpController(memory, admin, cap, vs, id, maxTransfer, inCap);
-      if (o.katoMs !== 0) admin.startKeepAlive();
-      const want = o.ioQueues ?? 1;
-      if (want <= 0) return ctrl;
-      const dw0 = await admin.qp.submit(setNumQueuesCmd(want, want));
-      const granted = Math.min(want, (dw0 & 0xffff) + 1, ((dw0 >>> 16) & 0xffff) + 1);
-      const maxcmd = u16(id, IdCtrl.MAXCMD) || 0x10000;
-      const depth = Math.max(2, Math.min(o.queueDepth ?? 128, c.mqes, maxcmd));
-      for (let qid = 1; qid <= granted; qid++) {
-        ctrl.io.push(
-          await TcpQueue.connect({ ...base, qid, depth, cntlid: admin.cntlid, inCapsuleMax: inCap, maxTransfer }),
-        );
-      }
-      return ctrl;
+      const c = await Controller.init(t, {
+        ioQueues: Math.max(1, o.ioQueues ?? 1),
+        ioQueueDepth: o.queueDepth ?? 128,
+        maxTransferBytes: o.maxTransfer ?? 1 << 20,
+        ioTimeoutMs: o.timeoutMs ?? 30_000,
+        adminTimeoutMs: o.timeoutMs ?? 30_000,
+        reconnectDelayMs: o.reconnectDelayMs,
+        ctrlLossTimeoutMs: o.ctrlLossTimeoutMs,
+      });
+      const cap = await c.readRegister(Reg.CAP, true);
+      const vs = Number(await c.readRegister(Reg.VS));
+      return new TcpController(c, t, cap, vs);
     } catch (e) {
-      if (ctrl) ctrl.close();
-      else admin.close();
-      memory.close();
+      t.close();
       throw e;
     }
   }
 
+  /** Memory every queue's commands point into (allocate data buffers here). */
+  get memory(): TcpMemory {
+    return this.transport.memory;
+  }
+
+  /** Controller id (Connect's; it changes on reconnect). */
+  get cntlid(): number {
+    return this.controller.cntlid;
+  }
+
+  /** Identify Controller data (4096 bytes). */
+  get identify(): Uint8Array {
+    return this.controller.identifyData;
+  }
+
+  /** Largest transfer per command (MDTS, the target's limit and the option). */
+  get maxTransfer(): number {
+    return this.controller.maxTransferBytes;
+  }
+
+  /** Largest write sent in-capsule on IO queues (IOCCSZ × 16 − 64). */
+  get inCapsuleMax(): number {
+    return this.controller.inCapsuleBytes;
+  }
+
   /**
-   * Connect to the discovery controller at `o.host:o.port` (no IO queues, no
-   * keep-alive), read its log page and disconnect.
+   * Connect to the discovery controller at `o.host:o.port` (default 8009; no
+   * IO queues, no keep-alive), read its log page and disconnect.
    */
   static async discover(o: Omit<TcpControllerOptions, "subnqn" | "ioQueues">): Promise<DiscoveryEntry[]> {
-    const c = await TcpController.connect({ port: 8009, ...o, subnqn: DISCOVERY_NQN, ioQueues: 0, katoMs: 0 });
+    const c = await TcpController.connect({ port: 8009, ...o, subnqn: DISCOVERY_NQN, katoMs: 0 });
     try {
       return await c.discoveryLog();
     } finally {
@@ -211,73 +188,53 @@ export class TcpController {
   async #log(lid: number, offset: number, bytes: number): Promise<Uint8Array> {
     const out = new Uint8Array(bytes);
     const step = Math.max(4096, Math.floor(this.maxTransfer / 4096) * 4096);
-    const b = this.memory.allocDma(Math.min(bytes, step));
+    const c = this.controller;
+    const b = c.allocDma(Math.min(bytes, step));
     try {
       for (let o = 0; o < bytes; o += step) {
         const n = Math.min(step, bytes - o);
-        await this.admin.qp.submit(getLogPageCmd(lid, n, { nsid: 0, offset: offset + o }), b.iova, n);
+        await c.adminCommand(getLogPageCmd(lid, n, { nsid: 0, offset: offset + o }), b.iova, n);
         out.set(b.bytes.subarray(0, n), o);
       }
       return out;
     } finally {
-      this.memory.freeDma(b);
+      c.freeDma(b);
     }
   }
 
   /** Identify Namespace `nsid`: size and block size. */
   async namespace(nsid: number): Promise<TcpNamespaceInfo> {
-    const b = this.memory.allocDma(4096);
-    try {
-      await this.admin.qp.submit(identifyNamespaceCmd(nsid), b.iova, 4096);
-      const nsze = u32(b.bytes, 0) + u32(b.bytes, 4) * 2 ** 32;
-      const flbas = b.bytes[26] & 0xf;
-      const lbads = b.bytes[128 + flbas * 4 + 2];
-      if (lbads < 9) throw new InvalidArgumentError(`namespace ${nsid} is not active`);
-      return { nsid, blocks: nsze, lbaSize: 2 ** lbads };
-    } finally {
-      this.memory.freeDma(b);
-    }
+    const d = decodeIdentifyNamespace(await this.controller.identify(identifyNamespaceCmd(nsid)));
+    if (d.nsze === 0n) throw new InvalidArgumentError(`namespace ${nsid} is not active`);
+    return { nsid, blocks: Number(d.nsze), lbaSize: d.blockSize };
   }
 
   /** Active namespace ids (Identify CNS 02h, first 1024). */
   async namespaceIds(): Promise<number[]> {
-    const b = this.memory.allocDma(4096);
-    try {
-      await this.admin.qp.submit(activeNsListCmd(0), b.iova, 4096);
-      const out: number[] = [];
-      for (let i = 0; i < 1024; i++) {
-        const v = u32(b.bytes, i * 4);
-        if (v === 0) break;
-        out.push(v);
-      }
-      return out;
-    } finally {
-      this.memory.freeDma(b);
+    const d = await this.controller.identify(activeNsListCmd(0));
+    const v = new DataView(d.buffer, d.byteOffset, d.byteLength);
+    const out: number[] = [];
+    for (let i = 0; i < 1024; i++) {
+      const id = v.getUint32(i * 4, true);
+      if (id === 0) break;
+      out.push(id);
     }
+    return out;
   }
 
   /** Normal shutdown: close the IO queues, CC.SHN = normal, wait for CSTS.SHST complete (bounded), close. */
-  async shutdown(timeoutMs = 5000): Promise<void> {
-    if (this.#closed) return;
-    for (const q of this.io) q.close();
+  async shutdown(): Promise<void> {
     try {
-      await this.admin.propertySet(Reg.CC, 0x460000 | CC.EN | CC.SHN_NORMAL);
-      const end = performance.now() + timeoutMs;
-      while (performance.now() < end) {
-        if ((Number(await this.admin.propertyGet(Reg.CSTS, false)) & CSTS.SHST_MASK) === CSTS.SHST_COMPLETE) break;
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await this.controller.shutdown();
     } finally {
-      this.close();
+      this.transport.close();
     }
   }
 
-  /** Close every queue now (in-flight commands fail with DeviceClosedError). Idempotent. */
+  /** Close every connection now (in-flight commands fail). Idempotent. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const q of this.io) q.close();
-    this.admin.close();
-    this.memory.close();
+    for (const q of this.io) q.qp.close();
+    this.admin.qp.close();
+    this.transport.close();
   }
 }

@@ -1,15 +1,16 @@
 /**
- * One NVMe/TCP queue ready for commands: the connection and its ring
- * ({@link TcpRing}), the generic {@link QueuePair} over it, the Fabrics
- * Connect that binds it to a controller, Property Get/Set (the fabrics form
- * of register access, on the admin queue) and the keep-alive timer.
+ * One bare NVMe/TCP queue, for tools and tests that work below the
+ * controller: its connection ({@link TcpRing}), the generic
+ * {@link QueuePair}, Fabrics Connect, Property Get/Set and a keep-alive timer,
+ * all through lib/nvme/fabric-queue.ts as the controller uses them.
  * @module
  */
 import { sqe } from "../nvme/command.ts";
-import { InvalidArgumentError, type NvmeError } from "../nvme/errors.ts";
-import { QueuePair } from "../nvme/queue.ts";
+import { InvalidArgumentError } from "../nvme/errors.ts";
+import { CNTLID_DYNAMIC, propertySetCmd } from "../nvme/fabrics.ts";
+import { fabricConnect, fabricPair, propGet } from "../nvme/fabric-queue.ts";
+import type { QueuePair } from "../nvme/queue.ts";
 import { AdminOpc } from "../nvme/spec.ts";
-import { CNTLID_DYNAMIC, connectCmd, connectData, propertyGetCmd, propertySetCmd } from "./fabrics.ts";
 import type { TcpMemory } from "./memory.ts";
 import { TcpRing, type TcpRingOptions } from "./ring.ts";
 
@@ -41,7 +42,8 @@ export class TcpQueue {
   readonly cntlid: number;
   /** Keep-alive timeout in force, in ms (admin queue). */
   readonly katoMs: number;
-  readonly #mem: TcpMemory;
+  /** The host memory this queue's commands use. */
+  readonly memory: TcpMemory;
   #ka: ReturnType<typeof setInterval> | undefined;
   #propChain: Promise<unknown> = Promise.resolve();
 
@@ -50,7 +52,7 @@ export class TcpQueue {
     this.qp = qp;
     this.cntlid = cntlid;
     this.katoMs = katoMs;
-    this.#mem = mem;
+    this.memory = mem;
   }
 
   /**
@@ -62,39 +64,18 @@ export class TcpQueue {
   static async connect(opts: TcpQueueOptions): Promise<TcpQueue> {
     if (opts.qid !== 0 && opts.cntlid === undefined) throw new InvalidArgumentError("an IO queue Connect needs the admin queue's cntlid");
     const ring = await TcpRing.connect(opts);
-    const qp = new QueuePair({
-      qid: opts.qid,
-      depth: opts.depth,
-      defaultTimeoutMs: opts.timeoutMs ?? 30_000,
-      ring,
-      // The PCIe fields are unused with a ring of another transport.
-      sq: null as never,
-      cq: null as never,
-      prp: null,
-      prpPagesPerSlot: 0,
-      pageSize: 4096,
-      doorbells: new Uint32Array(0),
-      doorbellStride: 4,
-    });
-    // Completions only arrive through the event loop (socket data events): a pump spinning on
-    // microtasks would hold them off, so it sleeps on arrivals whenever a poll finds nothing.
-    qp.pollSpinUs = 0;
-    qp.setWaitMode("interrupt", ring.waiter);
-    ring.onLost = (err: NvmeError) => qp.fail(err);
+    const qp = fabricPair(opts.qid, ring, opts.timeoutMs ?? 30_000);
+    ring.onLost = (err) => qp.fail(err);
     const katoMs = opts.qid === 0 ? opts.katoMs ?? 0 : 0;
-    const data = opts.memory.allocDma(1024);
+    const m = opts.memory;
+    const host = { subnqn: opts.subnqn, hostnqn: opts.hostnqn, hostid: opts.hostid, katoMs, allocDma: (n: number) => m.allocDma(n), freeDma: m.freeDma.bind(m) };
     try {
-      data.bytes.set(connectData({ hostid: opts.hostid, cntlid: opts.cntlid ?? CNTLID_DYNAMIC, subnqn: opts.subnqn, hostnqn: opts.hostnqn }));
-      const cmd = connectCmd({ qid: opts.qid, entries: opts.depth, katoMs, cattr: opts.cattr });
-      const dw0 = await qp.submit(cmd, data.iova, 1024, opts.timeoutMs ?? 10_000, data);
-      return new TcpQueue(ring, qp, dw0 & 0xffff, katoMs, opts.memory);
+      const cntlid = await fabricConnect(host, qp, opts.cntlid ?? CNTLID_DYNAMIC, false, opts.cattr ?? 0);
+      return new TcpQueue(ring, qp, cntlid, katoMs, opts.memory);
     } catch (e) {
       qp.close();
       ring.close();
       throw e;
-    } finally {
-      if (data.busy === 0) opts.memory.freeDma(data);
-      else data.onIdle = (b) => opts.memory.freeDma(b);
     }
   }
 
@@ -103,11 +84,7 @@ export class TcpQueue {
    * are serialized so DW1 of the 8-byte form is matched to its command.
    */
   propertyGet(offset: number, eightBytes: boolean): Promise<bigint> {
-    const run = async (): Promise<bigint> => {
-      const dw0 = await this.qp.submit(propertyGetCmd(offset, eightBytes));
-      const lo = BigInt(dw0 >>> 0);
-      return eightBytes ? lo | (BigInt(this.ring.propertyDw1 >>> 0) << 32n) : lo;
-    };
+    const run = () => propGet(this.qp, offset, eightBytes, false);
     const p = this.#propChain.then(run, run);
     this.#propChain = p.catch(() => {});
     return p;
@@ -122,7 +99,7 @@ export class TcpQueue {
    * Send Keep Alive every `periodMs` (default KATO/2, as Linux) until
    * {@link close}. A failed Keep Alive is left to the caller's `onError`.
    */
-  startKeepAlive(periodMs = this.katoMs / 2, onError: (e: unknown) => void = () => {}): void {
+  startKeepAlive(periodMs: number = this.katoMs / 2, onError: (e: unknown) => void = () => {}): void {
     if (!(periodMs > 0)) return;
     clearInterval(this.#ka);
     this.#ka = setInterval(() => {
@@ -132,11 +109,6 @@ export class TcpQueue {
       }
       this.qp.submit(sqe(AdminOpc.KEEP_ALIVE), 0, 0, Math.max(periodMs, 1000)).catch(onError);
     }, periodMs);
-  }
-
-  /** The host memory this queue's commands use. */
-  get memory(): TcpMemory {
-    return this.#mem;
   }
 
   /** Fail what is in flight, stop keep-alive, close the connection. Idempotent. */

@@ -14,7 +14,7 @@
 import { Buffer } from "node:buffer";
 import * as net from "node:net";
 import { ConnectionLostError, InvalidArgumentError, type NvmeError, ProtocolError } from "../nvme/errors.ts";
-import type { QueueRing } from "../nvme/pcie.ts";
+import type { FabricRing } from "../nvme/transport.ts";
 import type { CommandTracker } from "../nvme/tracker.ts";
 import { crc32c } from "./crc32c.ts";
 import { dataDirection, FABRICS_OPCODE, FcType } from "./fabrics.ts";
@@ -148,8 +148,8 @@ export class ArrivalWaiter {
   }
 }
 
-/** One NVMe/TCP connection carrying one queue; a {@link QueueRing} for {@link QueuePair}. */
-export class TcpRing implements QueueRing {
+/** One NVMe/TCP connection carrying one queue; a {@link FabricRing} for {@link QueuePair}. */
+export class TcpRing implements FabricRing {
   /** Submission queue entries. */
   readonly depth: number;
   /** Largest transfer one command can carry. */
@@ -196,6 +196,11 @@ export class TcpRing implements QueueRing {
   #propCid = -1;
   /** DW1 of the last Property Get completion (8-byte properties); see TcpQueue.propertyGet. */
   propertyDw1 = 0;
+
+  /** The same, as FabricRing names it. */
+  get lastDw1(): number {
+    return this.propertyDw1;
+  }
   #lost: NvmeError | null = null;
 
   private constructor(sock: net.Socket, parser: PduParser, opts: TcpRingOptions, ic: IcResp, dg: Digests, slots: number) {

@@ -8,7 +8,7 @@ import type { Controller, RemoteQueue } from "../nvme/controller.ts";
 import { NotSupportedError } from "../admin/support.ts";
 import { DeviceClosedError, type NvmeError } from "../nvme/errors.ts";
 import type { NamespaceInfo } from "../io/namespace.ts";
-import type { DmaBuffer, InterruptWord } from "../nvme/transport.ts";
+import { type DmaBuffer, type InterruptWord, isFabric } from "../nvme/transport.ts";
 import type { WaitMode } from "../irq/adaptive.ts";
 import { type ControlMsg, type QueueHandle, toWire } from "./handle.ts";
 
@@ -149,7 +149,7 @@ export async function createQueueHandle(
   irqOf: (qid: number) => { word: InterruptWord; mode: WaitMode } | null = () => null,
 ): Promise<{ handle: QueueHandle; queue: PortQueue }> {
   const t = ctrl.transport;
-  if (!t.shareDma || !t.shareDoorbells) {
+  if (isFabric(t) || !t.shareDma || !t.shareDoorbells) {
     throw new NotSupportedError("transport", `${t.name} cannot share queues with Workers`);
   }
   const r = ctrl.reserveQueue(opts.depth);

@@ -7,7 +7,7 @@ for rt in ${*:-deno bun tcp target}; do
   echo "== guest tier on $rt"
   case $rt in
     # NVMe/TCP host against Linux nvmet in this boot, on both runtimes (its own summary line).
-    tcp) sh tests/guest/tcp/nvmet.sh || rc=1 ;;
+    tcp) sh tests/guest/tcp/nvmet.sh || rc=1; sh tests/guest/tcp/reconnect.sh || rc=1 ;;
     # The kernel initiator against tsnvme's own NVMe/TCP target (QEMU's NVMe through VFIO), both runtimes.
     target) sh tests/guest/tcp/target.sh || rc=1 ;;
     # Type checking already ran on the host; under TCG it would only cost time.

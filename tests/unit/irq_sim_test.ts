@@ -11,6 +11,7 @@ import { IrqLayout, IrqWaiter } from "../../lib/irq/waiter.ts";
 import { createIoCqCmd, createIoSqCmd, deleteIoCqCmd, deleteIoSqCmd, setRw } from "../../lib/nvme/command.ts";
 import { IoOpc } from "../../lib/nvme/spec.ts";
 import { SimTransport } from "../../lib/sim/transport.ts";
+import type { Transport } from "../../lib/nvme/transport.ts";
 
 const VECTORS = 4;
 
@@ -48,7 +49,7 @@ async function handQueue(dev: NVMeDev, ien: boolean) {
   await c.adminCommand(createIoSqCmd(qid, depth, qid), sq.iova, 0);
   const sq32 = new Uint32Array(sq.bytes.buffer, sq.bytes.byteOffset, depth * 16);
   const cq32 = new Uint32Array(cq.bytes.buffer, cq.bytes.byteOffset, depth * 4);
-  const db = c.transport.doorbells(), stride = c.cap.doorbellStride;
+  const db = (c.transport as Transport).doorbells(), stride = c.cap.doorbellStride;
   let tail = 0, head = 0, phase = 1, cid = 0;
   return {
     data,

@@ -24,6 +24,8 @@ test("nvme/identify: Identify Controller fields equal the full decoder's on ever
       nn: s.nn, oncs: s.oncs, vwc: (s.vwc & 1) === 1, frmw: s.frmw, sanicap: s.sanicap, fwug: s.fwug,
       rtd3e: full.rtd3e, oacs: full.oacs, aerLimit: full.aerl + 1, errorLogEntries: full.elpe + 1, fna: full.fna,
       sqes: { min: s.sqes & 0xf, max: s.sqes >> 4 }, cqes: { min: s.cqes & 0xf, max: s.cqes >> 4 },
+      cntrltype: full.cntrltype, kas: full.kas, maxcmd: full.maxcmd, sgls: full.sgls, subnqn: (full.subnqn ?? "").trim(),
+      ioccsz: full.ioccsz, iorcsz: full.iorcsz, icdoff: full.icdoff, msdbd: full.msdbd,
     };
     assert.deepEqual(ours, want, f);
   }

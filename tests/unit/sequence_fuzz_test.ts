@@ -2,7 +2,9 @@
  * Sequence fuzzer: random interleavings of alloc, free, subarray, read, write,
  * flush, injected timeouts, controller resets and close against the software
  * controller (an IOMMU-like device that refuses and counts DMA to unmapped
- * memory), from a printed seed (TSNVME_FUZZ_SEED=N reproduces a run).
+ * memory), and the same over NVMe/TCP against the loopback target (lost
+ * commands, dropped connections and reconnects in place of resets), from a
+ * printed seed (TSNVME_FUZZ_SEED=N reproduces a run).
  *
  * Checked after every step: no crash, the device never touched unmapped
  * memory, and every buffer holds only what the user wrote into it or data of
@@ -16,11 +18,11 @@ import type { Namespace } from "../../lib/io/namespace.ts";
 import { NvmeError, NvmeTimeoutError } from "../../lib/nvme/errors.ts";
 import { AdminOpc, IoOpc } from "../../lib/nvme/spec.ts";
 import { SimTransport } from "../../lib/sim/transport.ts";
+import { MemMedia } from "../../lib/sim/media.ts";
+import { type TargetFault, TcpTarget } from "../../lib/tcp/target.ts";
 
 const BS = 512;
 const BLOCKS = 256;
-const STEPS = 10_000;
-const EPOCHS = 8;
 const envSeed = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env
   .TSNVME_FUZZ_SEED;
 const SEED = envSeed ? Number(envSeed) : (Math.random() * 2 ** 31) >>> 0;
@@ -51,7 +53,82 @@ interface Op {
   what: string;
 }
 
-test(`sequence fuzz: ${STEPS} steps of alloc/free/subarray/IO/timeouts/resets/close (seed ${SEED})`, async () => {
+/** What the fuzzer drives: a device, its faults, and what it can say about stray DMA. */
+interface Rig {
+  dev: NVMeDev;
+  /** The next IO command of `opcode` is lost: it times out. */
+  loseNext(opcode: number): Promise<void>;
+  /** Delay the next `count` IO commands (null: this rig cannot). */
+  delay: ((ms: number, count: number) => Promise<void>) | null;
+  /** Ways to make the controller recover: resets (sim) or reconnects (tcp). */
+  recover: (() => Promise<void>)[];
+  /** DMA the device made to unmapped memory. */
+  staleDma(): number;
+  /** Bytes still mapped after close. */
+  mappedBytes(): number;
+  /** Release what the rig holds beyond the device. */
+  done(): Promise<void>;
+}
+
+async function simRig(): Promise<Rig> {
+  const transport = await SimTransport.create({ namespaces: [{ size: BLOCKS * BS, blockSize: BS }], maxQueues: 2 });
+  const dev = await NVMeDev.open("sim", { transport, ioQueues: 2, ioTimeoutMs: 80, adminTimeoutMs: 250 });
+  return {
+    dev,
+    loseNext: async (opcode) => void await transport.faults.add({ action: "drop", queue: "io", opcode, count: 1 }),
+    delay: async (ms, count) => void await transport.faults.add({ action: "delay", queue: "io", delayMs: ms, count }),
+    recover: [
+      async () => {
+        // Lost command and lost Abort: the controller is reset to end it.
+        await transport.faults.add({ action: "drop", queue: "io", count: 1 });
+        await transport.faults.add({ action: "drop", queue: "admin", opcode: AdminOpc.ABORT, count: 1 });
+      },
+      () => transport.faults.fatal(), // CSTS.CFS: in-flight IO fails typed, controller reset
+    ],
+    staleDma: () => transport.staleDma,
+    mappedBytes: () => transport.mappedBytes,
+    done: async () => {},
+  };
+}
+
+async function tcpRig(): Promise<Rig> {
+  const nqn = "nqn.2024-01.io.tsnvme:fuzz";
+  const faults: { opcode: number; fault: TargetFault }[] = [];
+  const target = await TcpTarget.listen({
+    subnqn: nqn,
+    namespaces: [{ media: new MemMedia(BLOCKS * BS), lbaSize: BS }],
+    maxIoQueues: 2,
+    onCommand: (qid, sqe) => {
+      if (qid <= 0) return undefined;
+      const i = faults.findIndex((f) => f.opcode < 0 || f.opcode === (sqe[0] & 0xff));
+      return i < 0 ? undefined : faults.splice(i, 1)[0].fault;
+    },
+  });
+  const dev = await NVMeDev.open(`tcp://127.0.0.1:${target.port}/${nqn}`, {
+    hostnqn: "nqn.2014-08.org.nvmexpress:uuid:0f0e0d0c-0b0a-4908-8706-050403020100",
+    hostid: "0f0e0d0c-0b0a-4908-8706-050403020100",
+    ioQueues: 2,
+    ioTimeoutMs: 80,
+    adminTimeoutMs: 250,
+    reconnectDelayMs: 20,
+  });
+  return {
+    dev,
+    loseNext: async (opcode) => void faults.push({ opcode, fault: "ignore" }),
+    delay: null,
+    recover: [
+      async () => void faults.push({ opcode: -1, fault: "drop" }), // the next IO command's connection drops
+      async () => target.dropAll(), // every connection drops now
+    ],
+    // No device reaches host memory over TCP: data lands only through the ring, which refuses freed buffers.
+    staleDma: () => 0,
+    mappedBytes: () => 0,
+    done: () => target.close(),
+  };
+}
+
+for (const [kind, STEPS, EPOCHS] of [["sim", 10_000, 8], ["tcp", 10_000, 8]] as const) {
+test(`sequence fuzz (${kind}): ${STEPS} steps of alloc/free/subarray/IO/timeouts/resets/close (seed ${SEED})`, async () => {
   console.log(`sequence fuzz seed ${SEED} (TSNVME_FUZZ_SEED=${SEED} reproduces)`);
   const r = rng(SEED);
   const pick = <T>(a: T[]): T => a[Math.floor(r() * a.length)];
@@ -67,8 +144,8 @@ test(`sequence fuzz: ${STEPS} steps of alloc/free/subarray/IO/timeouts/resets/cl
   let nextId = 1;
 
   for (let epoch = 0; epoch < EPOCHS; epoch++) {
-    const transport = await SimTransport.create({ namespaces: [{ size: BLOCKS * BS, blockSize: BS }], maxQueues: 2 });
-    const dev = await NVMeDev.open("sim", { transport, ioQueues: 2, ioTimeoutMs: 80, adminTimeoutMs: 250 });
+    const rig = kind === "sim" ? await simRig() : await tcpRig();
+    const dev = rig.dev;
     const ns: Namespace = dev.ns(1);
     const disk = new Uint8Array(BLOCKS * BS);
     const diskUnknown = new Uint8Array(BLOCKS * BS);
@@ -96,7 +173,7 @@ test(`sequence fuzz: ${STEPS} steps of alloc/free/subarray/IO/timeouts/resets/cl
 
     const liveFree = () => bufs.filter((b) => !b.freed);
     const check = (where: string) => {
-      if (transport.staleDma !== 0) fail(`step ${step} (${where}): device DMA to unmapped memory (${transport.staleDma})`);
+      if (rig.staleDma() !== 0) fail(`step ${step} (${where}): device DMA to unmapped memory (${rig.staleDma()})`);
       for (const b of bufs) {
         if (b.freed) {
           if (b.dma && b.view.length !== 0) fail(`step ${step}: freed buffer #${b.id} still has length ${b.view.length}`);
@@ -238,28 +315,21 @@ test(`sequence fuzz: ${STEPS} steps of alloc/free/subarray/IO/timeouts/resets/cl
       }],
       [3, async () => {
         // The next IO command is lost: timeout, then Abort (which the sim honours).
-        await transport.faults.add({ action: "drop", queue: "io", opcode: r() < 0.5 ? IoOpc.READ : IoOpc.WRITE, count: 1 });
+        await rig.loseNext(r() < 0.5 ? IoOpc.READ : IoOpc.WRITE);
         counts.timeout = (counts.timeout ?? 0) + 1;
       }],
       [2, async () => {
-        await transport.faults.add({ action: "delay", queue: "io", delayMs: int(5, 60), count: int(1, 4) });
+        if (!rig.delay) return;
+        await rig.delay(int(5, 60), int(1, 4));
         counts.delay = (counts.delay ?? 0) + 1;
       }],
-      [1, async () => {
-        // Lost command and lost Abort: the controller is reset to end it (at most twice per device:
-        // more than 3 resets a minute gives the controller up by design).
+      ...rig.recover.map((f, i): [number, () => Promise<void>] => [1, async () => {
+        // At most twice per device: more than 3 resets a minute gives a PCIe controller up by design.
         if (resetsCaused >= 2) return;
         resetsCaused++;
-        await transport.faults.add({ action: "drop", queue: "io", count: 1 });
-        await transport.faults.add({ action: "drop", queue: "admin", opcode: AdminOpc.ABORT, count: 1 });
-        counts["reset-by-timeout"] = (counts["reset-by-timeout"] ?? 0) + 1;
-      }],
-      [1, async () => {
-        if (resetsCaused >= 2) return;
-        resetsCaused++;
-        await transport.faults.fatal(); // CSTS.CFS: in-flight IO fails typed, controller reset
-        counts["reset-by-cfs"] = (counts["reset-by-cfs"] ?? 0) + 1;
-      }],
+        await f();
+        counts[`recover-${i}`] = (counts[`recover-${i}`] ?? 0) + 1;
+      }]),
       [12, async () => {
         await new Promise((res) => setTimeout(res, int(0, 3)));
       }],
@@ -288,8 +358,9 @@ test(`sequence fuzz: ${STEPS} steps of alloc/free/subarray/IO/timeouts/resets/cl
     const pending = ops.filter((o) => !o.settled);
     if (pending.length) fail(`epoch ${epoch}: ${pending.length} promises left pending after close (${pending[0].what})`);
     for (const { v, dma } of allViews) if (dma && v.length !== 0) fail(`epoch ${epoch}: a DMA view survived close`);
-    if (transport.staleDma !== 0) fail(`epoch ${epoch}: stale DMA ${transport.staleDma}`);
-    if (transport.mappedBytes !== 0) fail(`epoch ${epoch}: ${transport.mappedBytes} bytes still mapped after close`);
+    if (rig.staleDma() !== 0) fail(`epoch ${epoch}: stale DMA ${rig.staleDma()}`);
+    if (rig.mappedBytes() !== 0) fail(`epoch ${epoch}: ${rig.mappedBytes()} bytes still mapped after close`);
+    await rig.done();
     counts.close = (counts.close ?? 0) + 1;
     counts.ops = (counts.ops ?? 0) + ops.length;
   }
@@ -297,3 +368,4 @@ test(`sequence fuzz: ${STEPS} steps of alloc/free/subarray/IO/timeouts/resets/cl
   assert.equal(violations.length, 0, violations.join("\n"));
   assert.ok(step >= STEPS);
 }, { timeout: 240_000 });
+}

@@ -1,0 +1,134 @@
+/**
+ * The NVMe/TCP transport as the generic controller sees it
+ * ({@link FabricTransport}): it opens one TCP connection per queue (ICReq/
+ * ICResp) and keeps the memory commands point into. Connect, Property Get/
+ * Set, keep-alive and recovery are the generic controller's (lib/nvme).
+ * @module
+ */
+import type { DmaBuffer, FabricQueueLimits, FabricRing, FabricTransport } from "../nvme/transport.ts";
+import { InvalidArgumentError } from "../nvme/errors.ts";
+import { TcpMemory } from "./memory.ts";
+import type { Digests } from "./pdu.ts";
+import { TcpRing } from "./ring.ts";
+
+/** Where the target is and who connects. */
+export interface TcpTransportOptions {
+  /** Target address (host name, IPv4, or IPv6 without brackets). */
+  host: string;
+  /** Target port (default 4420). */
+  port?: number;
+  /** Subsystem NQN. */
+  subnqn: string;
+  /** Host NQN (stable). */
+  hostnqn: string;
+  /** Host ID, 16 bytes (stable). */
+  hostid: Uint8Array;
+  /** Header/data digests to ask for. */
+  digests?: Partial<Digests>;
+  /** Keep-alive timeout sent in the admin Connect, ms (default 5000 as Linux; 0: none). */
+  katoMs?: number;
+  /** Bound on TCP connect plus ICResp, ms (default 10 000 as Linux). */
+  connectTimeoutMs?: number;
+}
+
+/** NVMe over TCP, one connection per queue. */
+export class TcpTransport implements FabricTransport {
+  /** Marks the fabric shape. */
+  readonly fabric = true as const;
+  /** nvme-cli's transport type. */
+  readonly trtype = "tcp";
+  /** "tcp://host:port/subnqn". */
+  readonly name: string;
+  /** Target address. */
+  readonly host: string;
+  /** Target port. */
+  readonly port: number;
+  /** Subsystem NQN. */
+  readonly subnqn: string;
+  /** Host NQN. */
+  readonly hostnqn: string;
+  /** Host ID. */
+  readonly hostid: Uint8Array;
+  /** Keep-alive timeout, ms. */
+  readonly katoMs: number;
+  /** Digests asked for on every connection. */
+  readonly digests: Digests;
+  /** Memory every queue's commands point into. */
+  readonly memory: TcpMemory = new TcpMemory();
+  readonly #connectTimeoutMs: number;
+  readonly #rings = new Set<TcpRing>();
+  #closed = false;
+
+  /** Describe the target; nothing is connected until the controller opens its admin queue. */
+  constructor(o: TcpTransportOptions) {
+    if (typeof o.host !== "string" || o.host === "") throw new InvalidArgumentError("tcp: host is required");
+    if (!(o.hostid instanceof Uint8Array) || o.hostid.length !== 16) throw new InvalidArgumentError("tcp: hostid must be 16 bytes");
+    this.host = o.host;
+    this.port = o.port ?? 4420;
+    this.subnqn = o.subnqn;
+    this.hostnqn = o.hostnqn;
+    this.hostid = o.hostid;
+    this.katoMs = o.katoMs ?? 5000;
+    this.digests = { hdgst: !!o.digests?.hdgst, ddgst: !!o.digests?.ddgst };
+    this.#connectTimeoutMs = o.connectTimeoutMs ?? 10_000;
+    const h = this.host.includes(":") ? `[${this.host}]` : this.host;
+    this.name = `tcp://${h}:${this.port}/${this.subnqn}`;
+  }
+
+  /** Host memory page size reported to generic code. */
+  get hostPageSize(): number {
+    return this.memory.hostPageSize;
+  }
+
+  /** Open queue `qid`'s connection (TCP, ICReq/ICResp). */
+  async openRing(qid: number, depth: number, limits: FabricQueueLimits): Promise<FabricRing> {
+    if (this.#closed) throw new InvalidArgumentError("tcp transport is closed");
+    const ring = await TcpRing.connect({
+      host: this.host,
+      port: this.port,
+      qid,
+      depth,
+      memory: this.memory,
+      digests: this.digests,
+      inCapsuleMax: limits.inCapsuleMax,
+      maxTransfer: limits.maxTransfer,
+      connectTimeoutMs: this.#connectTimeoutMs,
+    });
+    if (this.#closed) {
+      ring.close();
+      throw new InvalidArgumentError("tcp transport is closed");
+    }
+    for (const r of this.#rings) if (r.lost) this.#rings.delete(r);
+    this.#rings.add(ring);
+    return ring;
+  }
+
+  /** Zeroed memory of at least `size` bytes. */
+  allocDma(size: number): DmaBuffer {
+    return this.memory.allocDma(size);
+  }
+
+  /** Free memory from {@link allocDma} (no device can reach it: no unmap to wait for). */
+  freeDma(buf: DmaBuffer): void {
+    this.memory.freeDma(buf);
+  }
+
+  /** Synthetic IOVA of `view`'s first byte, or -1. */
+  iovaOf(view: Uint8Array): number {
+    return this.memory.iovaOf(view);
+  }
+
+  /** The buffer `view` lies in, or null. */
+  dmaOf(view: Uint8Array): DmaBuffer | null {
+    return this.memory.dmaOf(view);
+  }
+
+  /** Close every connection and release the memory. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const r of this.#rings) r.close();
+    this.#rings.clear();
+    this.memory.close();
+  }
+}
