@@ -14,7 +14,6 @@ import { IdCtrlOffset } from "../nvme/identify.ts";
 import { AdminOpc, Cns, CSTS, Reg } from "../nvme/spec.ts";
 import { BufferPort, ControllerModel, DataDir, type DataPort, type ModelIdentity, PENDING, transferDirection } from "../sim/engine.ts";
 import { crc32c } from "../tcp/crc32c.ts";
-import { IdCtrl } from "../tcp/host.ts";
 import { get16, put16, put32 } from "../tcp/pdu.ts";
 import type { AdminReply, ControllerLimits, Subsystem } from "./controller.ts";
 import { CcField, CntrlType, Ctratt, IdCtrlExtra, IOCQES, IOSQES, KATO_FID, Lpa, Sf, Sgls } from "./spec.ts";
@@ -213,17 +212,17 @@ export class NvmController {
   #patchIdCtrl(b: Uint8Array): void {
     put16(b, IdCtrlOffset.OACS, 0); // no format, firmware, namespace management or self-test over fabrics
     b[IdCtrlExtra.CMIC] = 0;
-    put32(b, IdCtrl.CTRATT, Ctratt.HOSTID_128 | Ctratt.TBKAS);
-    b[IdCtrl.CNTRLTYPE] = CntrlType.IO;
-    b[IdCtrlExtra.LPA] &= Lpa.SMART_PER_NS | Lpa.CMD_EFFECTS | Lpa.EXTENDED_DATA;
-    put16(b, IdCtrl.KAS, 10); // 1 s granularity (units of 100 ms)
-    put16(b, IdCtrl.MAXCMD, this.#limits.queueEntries);
-    put32(b, IdCtrl.NN, this.subsystem.namespaces.length);
-    put32(b, IdCtrl.SGLS, Sgls.SUPPORTED | Sgls.KEYED | Sgls.OFFSET);
-    put32(b, IdCtrl.IOCCSZ, (64 + this.#limits.inCapsule) / 16);
-    put32(b, IdCtrl.IORCSZ, 1);
-    put16(b, IdCtrl.ICDOFF, 0);
-    b[IdCtrlExtra.FCATT] = 0; // dynamic controller model
-    b[IdCtrl.MSDBD] = 1;
+    put32(b, IdCtrlOffset.CTRATT, Ctratt.HOSTID_128 | Ctratt.TBKAS);
+    b[IdCtrlOffset.CNTRLTYPE] = CntrlType.IO;
+    b[IdCtrlOffset.LPA] &= Lpa.SMART_PER_NS | Lpa.CMD_EFFECTS | Lpa.EXTENDED_DATA;
+    put16(b, IdCtrlOffset.KAS, 10); // 1 s granularity (units of 100 ms)
+    put16(b, IdCtrlOffset.MAXCMD, this.#limits.queueEntries);
+    put32(b, IdCtrlOffset.NN, this.subsystem.namespaces.length);
+    put32(b, IdCtrlOffset.SGLS, Sgls.SUPPORTED | Sgls.KEYED | Sgls.OFFSET);
+    put32(b, IdCtrlOffset.IOCCSZ, (64 + this.#limits.inCapsule) / 16);
+    put32(b, IdCtrlOffset.IORCSZ, 1);
+    put16(b, IdCtrlOffset.ICDOFF, 0);
+    b[IdCtrlOffset.FCATT] = 0; // dynamic controller model
+    b[IdCtrlOffset.MSDBD] = 1;
   }
 }

@@ -6,7 +6,7 @@
  * @module
  */
 
-/** Identify Controller offsets not in lib/nvme/identify.ts or lib/tcp/host.ts's IdCtrl. */
+/** Identify Controller offsets not in lib/nvme/identify.ts's IdCtrlOffset. */
 export const IdCtrlExtra = {
   /** IEEE OUI identifier (3 bytes). */
   IEEE: 73,
@@ -14,16 +14,8 @@ export const IdCtrlExtra = {
   CMIC: 76,
   /** Optional asynchronous events supported (u32). */
   OAES: 92,
-  /** Abort command limit (0's based). */
-  ACL: 258,
-  /** Asynchronous event request limit (0's based). */
-  AERL: 259,
-  /** Log page attributes. */
-  LPA: 261,
   /** Fused operation support (u16). */
   FUSES: 522,
-  /** Fabrics controller attributes. */
-  FCATT: 1802,
 } as const;
 
 /** CTRATT bits a fabrics target sets. */

@@ -15,6 +15,7 @@ import { AdminOpc, Fid, IoOpc, LogId, Reg } from "../../lib/nvme/spec.ts";
 import { getLogPageCmd, identifyCmd, setFeaturesCmd, sqe } from "../../lib/nvme/command.ts";
 import { ConnectionLostError, NvmeStatusError } from "../../lib/nvme/errors.ts";
 import { until } from "./target_util.ts";
+import { propGet, propSet } from "../../lib/nvme/fabric-queue.ts";
 
 const NQN_A = "nqn.2024-01.io.tsnvme:ctrl-a";
 const NQN_B = "nqn.2024-01.io.tsnvme:ctrl-b";
@@ -99,7 +100,7 @@ test("target connect: IO queues bind to their controller by cntlid and host; a s
     // A second Connect on a connected queue.
     assert.equal(await statusOf(c.io[0].qp.submit(connectCmd({ qid: 1, entries: 16 }))), 0x181);
     // Closing an IO queue frees its slot; the controller stays.
-    c.io[1].close();
+    c.io[1].ring.close();
     await until(() => !t.controllers.get(c.cntlid)!.dead && true);
     const q2 = await TcpQueue.connect({ ...base, ...X, qid: 2, cntlid: c.cntlid });
     q2.close();
@@ -110,15 +111,16 @@ test("target connect: IO queues bind to their controller by cntlid and host; a s
   }
 });
 
-test("target keep-alive: a host silent past KATO loses its controller and every queue; traffic keeps it alive", async () => {
+test("target keep-alive: a host silent past KATO loses its controller and every queue; the host's recovery gets a new one", async () => {
   const lines: string[] = [];
   const t = await listen({ keepAliveCheckMs: 60_000, log: (l) => lines.push(l) });
-  const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN_B, ...X, ioQueues: 1, katoMs: 2000 });
+  const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN_B, ...X, ioQueues: 1, katoMs: 2000, reconnectDelayMs: 50 });
   try {
     const ctl = t.controllers.get(c.cntlid)!;
     assert.equal(ctl.kato, 2000);
     const b = c.memory.allocDma(4096);
-    await c.io[0].qp.rw(IoOpc.READ, 1, 0, 7, b.iova, 4096);
+    b.bytes.fill(0x3c);
+    await c.io[0].qp.rw(IoOpc.WRITE, 1, 0, 7, b.iova, 4096);
     assert.equal(t.checkKeepAlive(performance.now() + 1000), 0); // within KATO
     const seen = ctl.lastSeen;
     await c.admin.qp.submit(sqe(AdminOpc.KEEP_ALIVE));
@@ -126,11 +128,15 @@ test("target keep-alive: a host silent past KATO loses its controller and every 
     assert.equal(t.checkKeepAlive(ctl.lastSeen + 2500), 1); // silent past KATO
     assert.equal(t.stats.keepAliveExpired, 1);
     assert.ok(ctl.dead);
-    assert.equal(t.controllers.size, 0);
+    assert.ok(!t.controllers.has(ctl.cntlid));
     assert.ok(lines.some((l) => l.includes("keep-alive timeout")), lines.join("\n"));
-    // Both of its queues are gone: the host sees the connections lost.
-    await assert.rejects(c.io[0].qp.rw(IoOpc.READ, 1, 0, 7, b.iova, 4096), ConnectionLostError);
-    await assert.rejects(c.admin.qp.submit(sqe(AdminOpc.KEEP_ALIVE)), ConnectionLostError);
+    // Every connection of it was closed: the host reconnects and gets a new controller; the data is there.
+    await until(() => t.controllers.size === 1 && !t.controllers.has(ctl.cntlid), "reconnect");
+    b.bytes.fill(0);
+    await c.io[0].qp.rw(IoOpc.READ, 1, 0, 7, b.iova, 4096);
+    assert.ok(b.bytes.subarray(0, 4096).every((x) => x === 0x3c));
+    assert.equal(t.controllers.size, 1);
+    assert.notEqual([...t.controllers.keys()][0], ctl.cntlid);
   } finally {
     c.close();
     await t.close();
@@ -198,18 +204,22 @@ test("target AER: a discovery controller is told when a subsystem is added", asy
   }
 });
 
-test("target properties: CC.EN sets RDY, clearing it drops the IO queues, SHN completes; only CC is writable", async () => {
+test("target properties: CC.EN sets RDY, clearing it resets the model and drops the IO queues; only CC is writable", async () => {
   const t = await listen();
-  const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN_B, ...X, ioQueues: 1, katoMs: 0 });
+  const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN_B, ...X, ioQueues: 1, katoMs: 0, ctrlLossTimeoutMs: 0 });
   try {
-    assert.equal(Number(await c.admin.propertyGet(Reg.CSTS, false)) & 1, 1);
+    const ctl = t.controllers.get(c.cntlid)!;
+    assert.equal(Number(await propGet(c.admin.qp, Reg.CSTS, false, false)) & 1, 1);
     assert.equal(c.cap & 0xffffn, 127n);
-    await assert.rejects(c.admin.propertySet(Reg.CSTS, 0), NvmeStatusError);
-    await assert.rejects(c.admin.propertyGet(Reg.VS, true), NvmeStatusError);
-    await c.admin.propertySet(Reg.CC, 0x460000);
-    assert.equal(Number(await c.admin.propertyGet(Reg.CSTS, false)) & 1, 0);
+    await assert.rejects(propSet(c.admin.qp, Reg.CSTS, 0, false), NvmeStatusError);
+    await assert.rejects(propGet(c.admin.qp, Reg.VS, true, false), NvmeStatusError);
+    const before = t.stats.connections;
+    await propSet(c.admin.qp, Reg.CC, 0x460000, false);
+    assert.ok(!ctl.ready);
+    // The IO queue's connection is closed by the target (the host then gives up: loss timeout 0).
     const b = c.memory.allocDma(512);
-    await assert.rejects(c.io[0].qp.rw(IoOpc.READ, 1, 0, 0, b.iova, 512), ConnectionLostError);
+    await assert.rejects(c.io[0].qp.rw(IoOpc.READ, 1, 0, 0, b.iova, 512));
+    assert.equal(t.stats.connections, before);
   } finally {
     c.close();
     await t.close();

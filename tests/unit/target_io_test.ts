@@ -7,7 +7,7 @@ import { TcpController } from "../../lib/tcp/host.ts";
 import { hostIdentity } from "../../lib/tcp/fabrics.ts";
 import { IoOpc } from "../../lib/nvme/spec.ts";
 import { IdCtrlOffset } from "../../lib/nvme/identify.ts";
-import { IdCtrl } from "../../lib/tcp/host.ts";
+
 import { NvmeStatusError } from "../../lib/nvme/errors.ts";
 import { until } from "./target_util.ts";
 import { dsmCmd, flushCmd, sqe } from "../../lib/nvme/command.ts";
@@ -38,8 +38,8 @@ for (const digests of [false, true]) {
       // Identity passes through from the backing controller; the limits are the target's.
       assert.equal(ascii(c.identify, IdCtrlOffset.MN, 40), dev.info.model);
       assert.equal(ascii(c.identify, IdCtrlOffset.SN, 20), dev.info.serial);
-      assert.equal(c.identify[IdCtrl.MDTS], 4);
-      assert.equal(ascii(c.identify, IdCtrl.SUBNQN, 64).replace(/\0+$/, ""), NQN);
+      assert.equal(c.identify[IdCtrlOffset.MDTS], 4);
+      assert.equal(ascii(c.identify, IdCtrlOffset.SUBNQN, 64).replace(/\0+$/, ""), NQN);
       assert.deepEqual(await c.namespaceIds(), [1, 2]);
       assert.deepEqual(await c.namespace(1), { nsid: 1, blocks: 8192, lbaSize: 512 });
       assert.deepEqual(await c.namespace(2), { nsid: 2, blocks: 256, lbaSize: 4096 });
