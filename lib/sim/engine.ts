@@ -25,7 +25,8 @@
  *   included), dw0 in {@link ControllerModel.dw0}; or {@link PENDING}: the
  *   model completes the command later through {@link FrontEnd.complete}
  *   (an Asynchronous Event Request, IO on {@link AsyncMedia}). Sync media
- *   never return PENDING, and their path allocates no Promise.
+ *   never return PENDING, and their path allocates nothing per IO; async
+ *   media complete through a callback ({@link MediaDone}), not a Promise.
  *   {@link FrontEnd.complete} may be called from inside execute (an AER that
  *   finds an event queued completes at once) and from inside setCc/tick.
  * - Create/Delete IO SQ/CQ and Fabrics Connect are the front end's: it tells
@@ -34,10 +35,19 @@
  *   ({@link FrontEnd.abort}) for commands it holds. Errors the front end
  *   completes itself go to the error log through
  *   {@link ControllerModel.logError}.
+ * - Fabrics: {@link ModelOptions.fabrics} reports the fabrics Identify
+ *   fields (IOCCSZ, SGLS, MAXCMD, ...) and leaves Format, firmware, sanitize
+ *   and namespace management to the backing controller;
+ *   {@link ControllerModel.setKeepAlive} takes Connect's KATO;
+ *   {@link ControllerModel.mediaOf} hands out the media so data buffers come
+ *   from its DMA memory ({@link AsyncMedia.alloc}). {@link FrontEnd.identify}
+ *   patches anything else. lib/sim/nsmedia.ts builds options that pass an open
+ *   NVMeDev through (identity, MDTS, namespaces as media).
  * @module
  */
 import { AdminOpc, CC, Cns, CSTS, Fid, IoOpc } from "../nvme/spec.ts";
-import { type AnyMedia, type AsyncMedia, FileMedia, MemMedia } from "./media.ts";
+import { IdCtrlOffset, IdNsOffset } from "../nvme/identify.ts";
+import { type AnyMedia, type AsyncMedia, FileMedia, type MediaDone, MemMedia } from "./media.ts";
 import { LogId, SIM_DEFAULTS, SimCns, type SimNamespaceOptions, type SimOptions, SimStatus as S } from "./options.ts";
 
 /** {@link ControllerModel.execute}'s result when the model completes the command later. */
@@ -138,6 +148,8 @@ export interface ModelNamespace {
   media: AnyMedia;
   /** Logical block size (default 512). */
   blockSize?: 512 | 4096;
+  /** NGUID to report (default derived from the serial and NSID). */
+  nguid?: Uint8Array;
 }
 
 /** Identity the model reports (Identify Controller), e.g. passed through from a backing controller. */
@@ -158,6 +170,25 @@ export interface ModelIdentity {
   subnqn?: string;
 }
 
+/**
+ * What a fabrics I/O controller reports beyond a PCIe one (NVMe over Fabrics
+ * Identify fields), and the admin set it serves: with {@link ModelOptions.fabrics}
+ * the model refuses Format, Sanitize, firmware, self-test and namespace
+ * management (the backing controller's business) and reports OACS 0.
+ */
+export interface FabricsIdentity {
+  /** In-capsule data bytes accepted on IO queues (IOCCSZ = (64 + this) / 16). */
+  inCapsule: number;
+  /** Largest number of outstanding commands per queue (MAXCMD). */
+  maxcmd: number;
+  /** SGL support (SGLS), e.g. supported | keyed | offset. */
+  sgls: number;
+  /** Controller attributes (CTRATT, default 1: 128-bit host identifier). */
+  ctratt?: number;
+  /** Keep Alive Support granularity in 100 ms units (KAS, default 10: 1 s). */
+  kas?: number;
+}
+
 /** How to build a model: the software controller's options minus the PCIe ones, plus identity. */
 export interface ModelOptions extends Omit<SimOptions, "namespaces" | "irq" | "memoryBytes" | "iovaBase" | "latencyMs"> {
   /** Namespaces at start, attached: sizes (memory or file media) or ready media. */
@@ -168,6 +199,8 @@ export interface ModelOptions extends Omit<SimOptions, "namespaces" | "irq" | "m
   cntlid?: number;
   /** Identity fields that override the defaults (serial, model, firmware win over the plain options). */
   identity?: ModelIdentity;
+  /** Report as a fabrics I/O controller and serve the fabrics admin set (see {@link FabricsIdentity}). */
+  fabrics?: FabricsIdentity;
 }
 
 interface Ns {
@@ -201,11 +234,44 @@ export function withDnr(status: number): number {
   return status | DNR;
 }
 
-/** The NVMe status an async media failure maps to: the backing controller's own when it has one. */
+/** The NVMe status a rejected media Promise maps to: the backing controller's own when the error carries one. */
 function mediaStatus(e: unknown, fallback: number): number {
   const st = (e as { status?: { sct?: unknown; sc?: unknown } } | null)?.status;
   if (st && typeof st.sct === "number" && typeof st.sc === "number") return ((st.sct & 7) << 8) | (st.sc & 0xff);
   return fallback;
+}
+
+/** Wire a media operation that returned a Promise (instead of calling `done`) to `done`. */
+function settle(r: void | Promise<void>, done: MediaDone, failSt: number): void {
+  if (r != null && typeof (r as Promise<void>).then === "function") {
+    (r as Promise<void>).then(() => done(0), (e) => done(mediaStatus(e, failSt)));
+  }
+}
+
+function mRead(m: AsyncMedia, off: number, dst: Uint8Array, done: MediaDone): void {
+  settle(m.read(off, dst, done), done, S.UNRECOVERED_READ_ERROR);
+}
+
+function mWrite(m: AsyncMedia, off: number, src: Uint8Array, done: MediaDone): void {
+  settle(m.write(off, src, done), done, S.WRITE_FAULT);
+}
+
+function mZero(m: AsyncMedia, off: number, len: number, done: MediaDone): void {
+  settle(m.zero(off, len, done), done, S.WRITE_FAULT);
+}
+
+function mFlush(m: AsyncMedia, done: MediaDone): void {
+  settle(m.flush(done), done, S.WRITE_FAULT);
+}
+
+/** A MediaDone that calls `then` once `n` operations completed, with the first failure (or 0). */
+function all(n: number, then: MediaDone): MediaDone {
+  let left = n, err = 0;
+  if (n === 0) then(0);
+  return (sf) => {
+    if (sf && !err) err = sf;
+    if (--left === 0) then(err);
+  };
 }
 
 /** Read/write-like IO opcodes (an LBA range in CDW10-12). */
@@ -213,6 +279,51 @@ export function isRw(opc: number): boolean {
   return opc === IoOpc.READ || opc === IoOpc.WRITE || opc === IoOpc.COMPARE || opc === IoOpc.WRITE_ZEROES ||
     opc === IoOpc.VERIFY || opc === IoOpc.WRITE_UNCORRECTABLE;
 }
+
+/** Keep Alive Timer feature (KATO, ms). */
+const FID_KATO = 0x0f;
+/** Identify CNS 05h: I/O command set specific Identify Namespace. */
+const CNS_CSI_NS = 0x05;
+/** Admin opcodes a fabrics controller leaves to the backing controller. */
+const NOT_ON_FABRICS = new Set<number>([
+  AdminOpc.FORMAT_NVM, AdminOpc.DEVICE_SELF_TEST, AdminOpc.FW_IMAGE_DOWNLOAD, AdminOpc.FW_COMMIT, AdminOpc.SANITIZE,
+  AdminOpc.NS_MANAGEMENT, AdminOpc.NS_ATTACHMENT, AdminOpc.CREATE_IO_SQ, AdminOpc.CREATE_IO_CQ, AdminOpc.DELETE_IO_SQ,
+  AdminOpc.DELETE_IO_CQ,
+]);
+/** Identify Controller offsets beyond lib/nvme/identify.ts's IdCtrlOffset (NVMe 1.4 / 2.0, NVMe-oF 1.1). */
+const IdCtrlMore = {
+  RAB: 72,
+  IEEE: 73,
+  OAES: 92,
+  CTRATT: 96,
+  CNTRLTYPE: 111,
+  NPSS: 263,
+  WCTEMP: 266,
+  CCTEMP: 268,
+  TNVMCAP: 280,
+  UNVMCAP: 296,
+  EDSTT: 316,
+  KAS: 320,
+  MAXCMD: 514,
+  OCFS: 534,
+  SGLS: 536,
+  MNAN: 540,
+  SUBNQN: 768,
+  IOCCSZ: 1792,
+  IORCSZ: 1796,
+  ICDOFF: 1800,
+  FCATT: 1802,
+  MSDBD: 1803,
+  PSD0: 2048,
+} as const;
+
+/** Identify Namespace offsets beyond IdNsOffset. */
+const IdNsMore = {
+  DLFEAT: 33,
+  NVMCAP: 48,
+  NGUID: 104,
+  EUI64: 120,
+} as const;
 
 const FEATURE_DEFAULTS: Record<number, number> = {
   [Fid.ARBITRATION]: 0,
@@ -224,6 +335,7 @@ const FEATURE_DEFAULTS: Record<number, number> = {
   [Fid.WRITE_ATOMICITY]: 0,
   [Fid.ASYNC_EVENT]: 0x3ff,
   [Fid.HOST_BEHAVIOR]: 0,
+  [FID_KATO]: 0,
 };
 
 const NO_PORT = new BufferPort();
@@ -242,11 +354,12 @@ export interface ModelNamespaceState {
 
 /** A controller's command semantics and state; see the module doc for how front ends drive it. */
 export class ControllerModel {
-  readonly #o: Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid">>;
+  readonly #o: Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid" | "fabrics">>;
   readonly #front: FrontEnd;
   readonly #serial: string;
   readonly #id: ModelIdentity;
   readonly #cntlid: number;
+  readonly #fabrics: FabricsIdentity | null;
   readonly #capacity: number;
   #cc = 0;
   #csts = 0;
@@ -312,6 +425,7 @@ export class ControllerModel {
     this.#serial = id.serial ?? o.serial;
     this.#id = id;
     this.#cntlid = o.cntlid ?? 1;
+    this.#fabrics = o.fabrics ?? null;
     this.#grantedQueues = this.#o.maxQueues;
     this.#fwSlots = new Array(this.#o.fwSlots).fill("");
     this.#fwSlots[0] = this.#o.firmware;
@@ -319,21 +433,24 @@ export class ControllerModel {
     let used = 0;
     nss.forEach((n, i) => {
       const bs = n.blockSize ?? 512;
-      let media: AnyMedia;
-      if ("media" in n) media = n.media;
+      let media: AnyMedia, nguid: Uint8Array | undefined;
+      if ("media" in n) {
+        media = n.media;
+        nguid = n.nguid;
+      }
       else {
         const bytes = Math.floor(n.size / bs) * bs;
         media = n.path ? new FileMedia(n.path, bytes) : new MemMedia(bytes);
       }
       used += media.size;
-      this.#ns.set(i + 1, { nsid: i + 1, media, lbaf: bs === 4096 ? 1 : 0, attached: true, nguid: this.#nguid(i + 1) });
+      this.#ns.set(i + 1, { nsid: i + 1, media, lbaf: bs === 4096 ? 1 : 0, attached: true, nguid: nguid ?? this.#nguid(i + 1) });
     });
     this.#capacity = o.capacityBytes ?? used + 64 * 1024 * 1024;
     this.#resetFeatures();
   }
 
   /** The options in effect (defaults applied). */
-  get options(): Readonly<Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid">>> {
+  get options(): Readonly<Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid" | "fabrics">>> {
     return this.#o;
   }
 
@@ -385,6 +502,26 @@ export class ControllerModel {
   /** An IO queue exists now: Number of Queues can no longer change until reset. */
   noteIoQueueCreated(): void {
     this.#ioQueuesCreated = true;
+  }
+
+  /** Media of namespace `nsid` (front ends take DMA buffers from {@link AsyncMedia.alloc}), or undefined. */
+  mediaOf(nsid: number): AnyMedia | undefined {
+    return this.#ns.get(nsid)?.media;
+  }
+
+  /** Keep Alive Timeout in ms (Connect's KATO or Set Features Keep Alive Timer; 0: none). */
+  get keepAliveMs(): number {
+    return this.#feat.get(FID_KATO)!;
+  }
+
+  /** Set the Keep Alive Timeout (Fabrics Connect carries it). */
+  setKeepAlive(ms: number): void {
+    this.#feat.set(FID_KATO, ms >>> 0);
+  }
+
+  /** A namespace's attributes changed (resized behind the model, ...): Changed Namespace List and its notice. */
+  notifyNamespaceChanged(nsid: number): void {
+    this.#nsChanged(nsid);
   }
 
   #nguid(nsid: number): Uint8Array {
@@ -651,6 +788,7 @@ export class ControllerModel {
   #admin(cmd: Uint32Array): number {
     const opc = cmd[0] & 0xff;
     if (this.#san.running && !SANITIZE_ALLOWED.has(opc)) return S.SANITIZE_IN_PROGRESS;
+    if (this.#fabrics && NOT_ON_FABRICS.has(opc)) return S.INVALID_OPCODE;
     switch (opc) {
       case AdminOpc.IDENTIFY:
         return this.#identify(cmd);
@@ -733,6 +871,11 @@ export class ControllerModel {
         break;
       }
       case SimCns.CSI_CTRL:
+        if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
+        break;
+      case CNS_CSI_NS: // NVM: nothing beyond CNS 00h
+        if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
+        if (!this.#ns.get(nsid)?.attached) return S.INVALID_NAMESPACE;
         break;
       case SimCns.NS_CTRL_LIST: {
         const ns = this.#ns.get(nsid);
@@ -754,68 +897,83 @@ export class ControllerModel {
   }
 
   #idCtrl(d: Uint8Array, dv: DataView): void {
-    const o = this.#o;
-    const id = this.#id;
-    dv.setUint16(0, id.vid ?? 0x1d1d, true);
-    dv.setUint16(2, id.ssvid ?? 0x1d1d, true);
-    padAscii(d, 4, 20, this.#serial);
-    padAscii(d, 24, 40, o.model);
-    padAscii(d, 64, 8, this.#fwSlots[this.#fwActive - 1]);
-    d[72] = 6;
-    d.set(id.ieee ?? [0x53, 0x4e, 0x54], 73);
-    d[77] = o.mdts;
-    dv.setUint16(78, this.#cntlid, true);
-    dv.setUint32(80, 0x00010400, true);
-    dv.setUint32(88, 1_000_000, true);
-    dv.setUint32(92, 0x300, true);
-    d[111] = 1;
-    dv.setUint16(256, 0x1e, true);
-    d[258] = 3;
-    d[259] = 3;
-    d[260] = (o.fwSlot1ReadOnly ? 1 : 0) | (o.fwSlots << 1) | 0x10;
-    d[261] = 0x0e;
-    d[262] = 15;
-    d[263] = 0;
-    dv.setUint16(266, 343, true);
-    dv.setUint16(268, 373, true);
-    setU64(dv, 280, this.#capacity);
-    setU64(dv, 296, this.#capacity - this.#usedBytes());
-    dv.setUint16(316, 1, true);
-    d[319] = o.fwug;
-    dv.setUint32(328, o.sanicap & 7, true);
-    d[512] = 0x66;
-    d[513] = 0x44;
-    dv.setUint16(514, 0, true);
-    dv.setUint32(516, o.maxNamespaces, true);
-    dv.setUint16(520, 0x1dd, true);
-    d[524] = 0x04;
-    d[525] = o.vwc ? 0x07 : 0x06;
-    dv.setUint16(534, 1, true);
-    dv.setUint32(540, o.maxNamespaces, true);
-    padAscii(d, 768, 256, id.subnqn ?? `nqn.2024-01.io.tsnvme:sim:${this.#serial}`);
-    for (let i = 768 + 255; i >= 768 && d[i] === 0x20; i--) d[i] = 0;
-    dv.setUint16(2048, 2500, true);
+    const o = this.#o, id = this.#id, C = IdCtrlOffset, X = IdCtrlMore;
+    dv.setUint16(C.VID, id.vid ?? 0x1d1d, true);
+    dv.setUint16(C.SSVID, id.ssvid ?? 0x1d1d, true);
+    padAscii(d, C.SN, 20, this.#serial);
+    padAscii(d, C.MN, 40, o.model);
+    padAscii(d, C.FR, 8, this.#fwSlots[this.#fwActive - 1]);
+    d[X.RAB] = 6;
+    d.set(id.ieee ?? [0x53, 0x4e, 0x54], X.IEEE);
+    d[C.MDTS] = o.mdts;
+    dv.setUint16(C.CNTLID, this.#cntlid, true);
+    dv.setUint32(C.VER, 0x00010400, true);
+    dv.setUint32(C.RTD3E, 1_000_000, true);
+    dv.setUint32(X.OAES, 0x300, true); // namespace attribute and firmware activation notices
+    d[X.CNTRLTYPE] = 1; // I/O controller
+    dv.setUint16(C.OACS, 0x1e, true); // format, firmware, namespace management, self-test
+    d[C.ACL] = 3;
+    d[C.AERL] = 3;
+    d[C.FRMW] = (o.fwSlot1ReadOnly ? 1 : 0) | (o.fwSlots << 1) | 0x10;
+    d[C.LPA] = 0x0e; // commands supported and effects, extended data, telemetry (as before the split)
+    d[C.ELPE] = 15;
+    d[X.NPSS] = 0;
+    dv.setUint16(X.WCTEMP, 343, true);
+    dv.setUint16(X.CCTEMP, 373, true);
+    setU64(dv, X.TNVMCAP, this.#capacity);
+    setU64(dv, X.UNVMCAP, this.#capacity - this.#usedBytes());
+    dv.setUint16(X.EDSTT, 1, true);
+    d[C.FWUG] = o.fwug;
+    dv.setUint32(C.SANICAP, o.sanicap & 7, true);
+    d[C.SQES] = 0x66;
+    d[C.CQES] = 0x44;
+    dv.setUint16(X.MAXCMD, 0, true);
+    dv.setUint32(C.NN, o.maxNamespaces, true);
+    dv.setUint16(C.ONCS, 0x1dd, true);
+    d[C.FNA] = 0x04;
+    d[C.VWC] = o.vwc ? 0x07 : 0x06;
+    dv.setUint16(X.OCFS, 1, true);
+    dv.setUint32(X.MNAN, o.maxNamespaces, true);
+    padAscii(d, X.SUBNQN, 256, id.subnqn ?? `nqn.2024-01.io.tsnvme:sim:${this.#serial}`);
+    for (let i = X.SUBNQN + 255; i >= X.SUBNQN && d[i] === 0x20; i--) d[i] = 0;
+    const f = this.#fabrics;
+    if (f) {
+      dv.setUint32(X.CTRATT, f.ctratt ?? 1, true);
+      dv.setUint16(C.OACS, 0, true);
+      d[C.FRMW] = 1 | (1 << 1); // one read-only slot: firmware is the backing controller's
+      dv.setUint16(X.KAS, f.kas ?? 10, true);
+      dv.setUint32(C.SANICAP, 0, true);
+      dv.setUint16(X.MAXCMD, f.maxcmd, true);
+      dv.setUint32(X.SGLS, f.sgls, true);
+      dv.setUint32(X.IOCCSZ, (64 + f.inCapsule) / 16, true);
+      dv.setUint32(X.IORCSZ, 1, true);
+      dv.setUint16(X.ICDOFF, 0, true);
+      d[X.FCATT] = 0; // dynamic controller model
+      d[X.MSDBD] = 1;
+    }
+    dv.setUint16(X.PSD0, 2500, true); // power state 0: 25 W
   }
 
   #idNs(d: Uint8Array, dv: DataView, ns: Ns | null): void {
-    d[25] = LBAF_DS.length - 1;
+    const N = IdNsOffset, X = IdNsMore;
+    d[N.NLBAF] = LBAF_DS.length - 1;
     for (let i = 0; i < LBAF_DS.length; i++) {
-      d[128 + 4 * i + 2] = LBAF_DS[i];
-      d[128 + 4 * i + 3] = LBAF_DS[i] === 12 ? 0 : 2;
+      d[N.LBAF + 4 * i + 2] = LBAF_DS[i];
+      d[N.LBAF + 4 * i + 3] = LBAF_DS[i] === 12 ? 0 : 2; // relative performance
     }
-    d[33] = 0x09;
-    dv.setUint16(74, 128, true);
-    dv.setUint32(76, 1024, true);
-    d[80] = 7;
+    d[X.DLFEAT] = 0x09; // deallocated blocks read zero; Write Zeroes may deallocate
+    dv.setUint16(N.MSSRL, 128, true);
+    dv.setUint32(N.MCL, 1024, true);
+    d[N.MSRC] = 7;
     if (!ns) return;
     const blocks = this.#blocks(ns);
-    setU64(dv, 0, blocks);
-    setU64(dv, 8, blocks);
-    setU64(dv, 16, blocks);
-    d[26] = ns.lbaf;
-    setU64(dv, 48, ns.media.size);
-    d.set(ns.nguid, 104);
-    d.set(ns.nguid.subarray(8, 16), 120);
+    setU64(dv, N.NSZE, blocks);
+    setU64(dv, N.NCAP, blocks);
+    setU64(dv, N.NUSE, blocks);
+    d[N.FLBAS] = ns.lbaf;
+    setU64(dv, X.NVMCAP, ns.media.size);
+    d.set(ns.nguid, X.NGUID);
+    d.set(ns.nguid.subarray(8, 16), X.EUI64);
   }
 
   #blocks(ns: Ns): number {
@@ -982,7 +1140,7 @@ export class ControllerModel {
       [AdminOpc.FW_IMAGE_DOWNLOAD, 1], [AdminOpc.DEVICE_SELF_TEST, 1], [AdminOpc.NS_ATTACHMENT, 0x1 | 0x4 | 0x8],
       [AdminOpc.KEEP_ALIVE, 1], [AdminOpc.FORMAT_NVM, 0x1 | 0x2 | 0x4 | 0x8], [AdminOpc.SANITIZE, 0x1 | 0x2 | 0x4 | 0x8],
     ];
-    for (const [opc, e] of admin) dv.setUint32(opc * 4, e, true);
+    for (const [opc, e] of admin) if (!this.#fabrics || !NOT_ON_FABRICS.has(opc)) dv.setUint32(opc * 4, e, true);
     const io: [number, number][] = [
       [IoOpc.FLUSH, 1 | 2], [IoOpc.WRITE, 1 | 2], [IoOpc.READ, 1], [IoOpc.COMPARE, 1],
       [IoOpc.WRITE_ZEROES, 1 | 2], [IoOpc.DATASET_MANAGEMENT, 1 | 2], [IoOpc.VERIFY, 1], [IoOpc.COPY, 1 | 2],
@@ -1040,6 +1198,7 @@ export class ControllerModel {
       case Fid.IRQ_CONFIG:
       case Fid.WRITE_ATOMICITY:
       case Fid.ASYNC_EVENT:
+      case FID_KATO:
         break;
       default:
         return S.INVALID_FIELD;
@@ -1099,13 +1258,15 @@ export class ControllerModel {
     if (lbaf >= LBAF_DS.length || mset || pi) return S.INVALID_FORMAT;
     const targets = nsid === 0xffffffff ? [...this.#ns.values()].filter((n) => n.attached) : [this.#ns.get(nsid)];
     if (!targets.length || targets.some((n) => !n || !n.attached)) return S.INVALID_NAMESPACE;
-    let wait: Promise<void>[] | null = null;
+    const slow = (targets as Ns[]).filter((n) => n.media.async);
+    const done = slow.length ? all(slow.length, this.#done(0, cmd)) : null;
     for (const ns of targets as Ns[]) {
       ns.lbaf = lbaf;
-      if (ns.media.async) (wait ??= []).push(ns.media.zero(0, ns.media.size));
-      else ns.media.zero(0, ns.media.size);
+      const m = ns.media;
+      if (m.async) mZero(m, 0, m.size, done!);
+      else m.zero(0, m.size);
     }
-    return wait ? this.#pend(0, cmd, Promise.all(wait), S.WRITE_FAULT) : 0;
+    return done ? PENDING : 0;
   }
 
   #dstPercent(): number {
@@ -1309,18 +1470,15 @@ export class ControllerModel {
 
   // ---- IO commands -------------------------------------------------------------------------
 
-  /** Complete `cmd` when `p` settles: success, or the media's failure as `failSt` (or the backing controller's status). */
-  #pend(qid: number, cmd: Uint32Array, p: Promise<unknown>, failSt: number, ok?: () => number): number {
+  /** A MediaDone that completes `cmd` through the front end: `ok()`'s status on success, else the media's. */
+  #done(qid: number, cmd: Uint32Array, ok?: () => number): MediaDone {
     const cid = cmd[0] >>> 16;
-    p.then(
-      () => this.#finish(qid, cid, ok ? ok() : 0, 0, cmd),
-      (e) => {
-        const st = mediaStatus(e, failSt);
-        if ((st >>> 8) === 2) this.#smart.mediaErrors++;
-        this.#finish(qid, cid, st, 0, cmd);
-      },
-    );
-    return PENDING;
+    return (sf) => {
+      if (sf) {
+        if (((sf >>> 8) & 7) === 2) this.#smart.mediaErrors++;
+        this.#finish(qid, cid, sf, 0, cmd);
+      } else this.#finish(qid, cid, ok ? ok() : 0, 0, cmd);
+    };
   }
 
   #io(qid: number, cmd: Uint32Array): number {
@@ -1328,13 +1486,18 @@ export class ControllerModel {
     if (this.#san.running) return S.SANITIZE_IN_PROGRESS;
     if (opc === IoOpc.FLUSH) {
       if (nsid === 0xffffffff) {
-        let wait: Promise<void>[] | null = null;
-        for (const ns of this.#ns.values()) if (ns.attached && ns.media.async) (wait ??= []).push(ns.media.flush());
-        return wait ? this.#pend(qid, cmd, Promise.all(wait), S.WRITE_FAULT) : 0;
+        const slow: AsyncMedia[] = [];
+        for (const ns of this.#ns.values()) if (ns.attached && ns.media.async) slow.push(ns.media);
+        if (!slow.length) return 0;
+        const done = all(slow.length, this.#done(qid, cmd));
+        for (const m of slow) mFlush(m, done);
+        return PENDING;
       }
       const ns = this.#ns.get(nsid);
       if (!ns?.attached) return S.INVALID_NAMESPACE;
-      return ns.media.async ? this.#pend(qid, cmd, ns.media.flush(), S.WRITE_FAULT) : 0;
+      if (!ns.media.async) return 0;
+      mFlush(ns.media, this.#done(qid, cmd));
+      return PENDING;
     }
     const ns = this.#ns.get(nsid);
     if (!IO_OPCODES.has(opc)) return S.INVALID_OPCODE;
@@ -1377,7 +1540,10 @@ export class ControllerModel {
       }
       case IoOpc.WRITE_ZEROES:
         if (slba + nlb > blocks) return S.LBA_OUT_OF_RANGE;
-        if (ns.media.async) return this.#pend(qid, cmd, ns.media.zero(slba * bs, nlb * bs), S.WRITE_FAULT);
+        if (ns.media.async) {
+          mZero(ns.media, slba * bs, nlb * bs, this.#done(qid, cmd));
+          return PENDING;
+        }
         ns.media.zero(slba * bs, nlb * bs);
         return 0;
       case IoOpc.VERIFY:
@@ -1396,7 +1562,11 @@ export class ControllerModel {
         }
         if (!ad) return 0;
         const m = ns.media;
-        if (m.async) return this.#pend(qid, cmd, Promise.all(ranges.map(([s, n]) => m.zero(s * bs, n * bs))), S.WRITE_FAULT);
+        if (m.async) {
+          const done = all(ranges.length, this.#done(qid, cmd));
+          for (const [s, n] of ranges) mZero(m, s * bs, n * bs, done);
+          return PENDING;
+        }
         for (const [s, n] of ranges) m.zero(s * bs, n * bs);
         return 0;
       }
@@ -1420,7 +1590,10 @@ export class ControllerModel {
         }
         if (slba + total > blocks) return S.LBA_OUT_OF_RANGE;
         const m = ns.media;
-        if (m.async) return this.#pend(qid, cmd, copyAsync(m, src, slba, bs), S.WRITE_FAULT);
+        if (m.async) {
+          copyAsync(m, src, slba, bs, this.#done(qid, cmd));
+          return PENDING;
+        }
         const parts = src.map(([s, n]) => {
           const b = new Uint8Array(n * bs);
           m.read(s * bs, b);
@@ -1437,46 +1610,44 @@ export class ControllerModel {
     return S.INVALID_OPCODE;
   }
 
-  /** Read, Write or Compare on async media: the segments are captured now, completed through the front end. */
+  /** Read, Write or Compare on async media: completed through the front end. */
   #rwAsync(qid: number, cmd: Uint32Array, m: AsyncMedia, opc: number, off: number, len: number): number {
     const port = this.#port;
     if (opc === IoOpc.COMPARE) {
       const host = this.#gather(len), media = new Uint8Array(len);
-      return this.#pend(qid, cmd, m.read(off, media), S.UNRECOVERED_READ_ERROR, () => sameBytes(host, media) ? 0 : S.COMPARE_FAILURE);
+      mRead(m, off, media, this.#done(qid, cmd, () => sameBytes(host, media) ? 0 : S.COMPARE_FAILURE));
+      return PENDING;
     }
+    const write = opc === IoOpc.WRITE;
     const n = port.count;
-    let p: Promise<void>;
-    if (n === 1) p = opc === IoOpc.WRITE ? m.write(off, port.segment(0)) : m.read(off, port.segment(0));
-    else {
-      const all: Promise<void>[] = [];
-      for (let i = 0; i < n; i++) {
-        const s = port.segment(i);
-        all.push(opc === IoOpc.WRITE ? m.write(off, s) : m.read(off, s));
-        off += s.length;
-      }
-      p = Promise.all(all) as Promise<unknown> as Promise<void>;
+    const done = this.#done(qid, cmd, write ? () => this.#countWrite(len) : () => this.#countRead(len));
+    if (n === 1) {
+      if (write) mWrite(m, off, port.segment(0), done);
+      else mRead(m, off, port.segment(0), done);
+      return PENDING;
     }
-    if (opc === IoOpc.WRITE) {
-      return this.#pend(qid, cmd, p, S.WRITE_FAULT, () => {
-        this.#countWrite(len);
-        return 0;
-      });
+    // Segments are taken now: the port is the front end's again once execute returns.
+    const each = all(n, done);
+    for (let i = 0; i < n; i++) {
+      const s = port.segment(i);
+      if (write) mWrite(m, off, s, each);
+      else mRead(m, off, s, each);
+      off += s.length;
     }
-    return this.#pend(qid, cmd, p, S.UNRECOVERED_READ_ERROR, () => {
-      this.#countRead(len);
-      return 0;
-    });
+    return PENDING;
   }
 
-  #countWrite(len: number): void {
+  #countWrite(len: number): number {
     this.#smart.writes++;
     this.#smart.unitsWritten += len / 512;
     this.#san.sstat &= ~0x100;
+    return 0;
   }
 
-  #countRead(len: number): void {
+  #countRead(len: number): number {
     this.#smart.reads++;
     this.#smart.unitsRead += len / 512;
+    return 0;
   }
 
   // ---- inspection --------------------------------------------------------------------------
@@ -1517,17 +1688,19 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-async function copyAsync(m: AsyncMedia, src: [number, number][], slba: number, bs: number): Promise<void> {
-  const parts = await Promise.all(src.map(async ([s, n]) => {
-    const b = new Uint8Array(n * bs);
-    await m.read(s * bs, b);
-    return b;
-  }));
-  let p = slba * bs;
-  for (const b of parts) {
-    await m.write(p, b);
-    p += b.length;
-  }
+/** Copy on async media: every source range read, then the destination written in order. */
+function copyAsync(m: AsyncMedia, src: [number, number][], slba: number, bs: number, done: MediaDone): void {
+  const parts = src.map(([, n]) => new Uint8Array(n * bs));
+  const written = all(parts.length, done);
+  const read = all(parts.length, (sf) => {
+    if (sf) return done(sf);
+    let p = slba * bs;
+    for (const b of parts) {
+      mWrite(m, p, b, written);
+      p += b.length;
+    }
+  });
+  src.forEach(([s], i) => mRead(m, s * bs, parts[i], read));
 }
 
 const SANITIZE_ALLOWED = new Set<number>([

@@ -27,23 +27,38 @@ export interface Media {
 }
 
 /**
+ * Completion of an {@link AsyncMedia} operation: 0, or the NVMe status field
+ * (SCT << 8 | SC; DNR may be set) the command fails with.
+ */
+export type MediaDone = (sf: number) => void;
+
+/**
  * Byte-addressed storage whose operations complete later (a namespace behind
- * another controller). The model keeps commands on it pending and completes
- * them through its front end's callback.
+ * another controller). Each operation completes in one of two ways: it calls
+ * `done` (no Promise per IO: the way for media on a hot path; `done` may run
+ * before the call returns), or it returns a Promise and leaves `done` alone
+ * (a rejection carrying `status: { sct, sc }`, as NvmeStatusError does, keeps
+ * that status; any other fails the command as a media error). Never both.
+ * Operations do not throw. The model keeps commands on the media pending and
+ * completes them through its front end's callback.
  */
 export interface AsyncMedia {
   /** Marks the media as asynchronous (the model tests this once per command). */
   readonly async: true;
   /** Size in bytes. */
   readonly size: number;
-  /** Fill `dst` from `off`; `dst` may be a view of DMA memory the caller owns until the Promise settles. */
-  read(off: number, dst: Uint8Array): Promise<void>;
+  /** Fill `dst` from `off`; `dst` stays the caller's, untouched by it, until `done`. */
+  read(off: number, dst: Uint8Array, done: MediaDone): void | Promise<void>;
   /** Store `src` at `off`. */
-  write(off: number, src: Uint8Array): Promise<void>;
+  write(off: number, src: Uint8Array, done: MediaDone): void | Promise<void>;
   /** Zero `len` bytes at `off`. */
-  zero(off: number, len: number): Promise<void>;
+  zero(off: number, len: number, done: MediaDone): void | Promise<void>;
   /** Make completed writes durable (Flush). */
-  flush(): Promise<void>;
+  flush(done: MediaDone): void | Promise<void>;
+  /** A buffer IO on this media moves without a copy (DMA memory of the backing device), when it has such. */
+  alloc?(bytes: number): Uint8Array;
+  /** Return a buffer from {@link alloc}. */
+  free?(buf: Uint8Array): void;
   /** Release what the media holds (not the device behind it). */
   close(): void;
 }

@@ -24,9 +24,9 @@ export {
   PENDING,
   transferDirection,
 } from "./engine.ts";
-export type { DataPort, FrontEnd, ModelIdentity, ModelNamespace, ModelNamespaceState, ModelOptions } from "./engine.ts";
+export type { DataPort, FabricsIdentity, FrontEnd, ModelIdentity, ModelNamespace, ModelNamespaceState, ModelOptions } from "./engine.ts";
 export { FileMedia, MemMedia } from "./media.ts";
-export type { AnyMedia, AsyncMedia, Media } from "./media.ts";
+export type { AnyMedia, AsyncMedia, Media, MediaDone } from "./media.ts";
 export type {
   DmaBuffer,
   InterruptGate,
@@ -35,3 +35,5 @@ export type {
   SharedMemory,
   Transport,
 } from "../nvme/transport.ts";
+export { identityOf, modelOptionsOf, NamespaceMedia, namespaceOf } from "./nsmedia.ts";
+export type { BackingDevice, BackingNamespace } from "./nsmedia.ts";

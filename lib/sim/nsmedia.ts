@@ -4,19 +4,76 @@
  * model, so a target exports a namespace of a real controller. Asynchronous:
  * the model keeps commands on it pending and completes them through its
  * front end. Data goes straight through: a buffer from the device's
- * `allocBuffer` (see {@link NamespaceMedia.allocBuffer}) is DMA'd in place,
+ * `allocBuffer` (see {@link NamespaceMedia.alloc}) is DMA'd in place,
  * any other buffer takes the device's bounce path.
  *
- * Types only come from lib/dev.ts, so importing this module loads no VFIO or
- * FFI code.
+ * The device is described structurally ({@link BackingDevice}: any NVMeDev
+ * fits), so importing this module loads no VFIO or FFI code.
  * @module
  */
-import type { NVMeDev } from "../dev.ts";
-import type { Namespace } from "../io/namespace.ts";
-import type { AsyncMedia } from "./media.ts";
+import type { AsyncMedia, MediaDone } from "./media.ts";
 import type { ModelIdentity, ModelNamespace, ModelOptions } from "./engine.ts";
 
-/** A namespace of an open NVMeDev as {@link AsyncMedia}. Offsets and lengths are whole blocks of the namespace. */
+/** What NamespaceMedia uses of a namespace (lib/io's Namespace of an open NVMeDev fits). */
+export interface BackingNamespace {
+  /** Bytes per logical block. */
+  readonly blockSize: number;
+  /** Size in blocks. */
+  readonly blockCount: number;
+  /** Callback read; false, sending nothing, when no queue slot is free. */
+  submitRead(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
+  /** Callback write; false when no queue slot is free. */
+  submitWrite(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
+  /** Write Zeroes. */
+  writeZeroes(lba: number, blocks: number): Promise<void>;
+  /** Flush. */
+  flush(): Promise<void>;
+}
+
+/** What this module uses of an open device (an NVMeDev fits). */
+export interface BackingDevice {
+  /** Identity and limits. */
+  readonly info: {
+    readonly serial: string;
+    readonly model: string;
+    readonly firmware: string;
+    readonly vid: number;
+    readonly ssvid: number;
+    readonly maxTransferBytes: number;
+    readonly vwc: boolean;
+  };
+  /** Raw Identify Controller data. */
+  readonly controller: { readonly identifyData: Uint8Array };
+  /** True once closed. */
+  readonly closed: boolean;
+  /** An active namespace. */
+  ns(nsid: number): BackingNamespace;
+  /** Active namespace IDs. */
+  nsList(): number[];
+  /** DMA memory. */
+  allocBuffer(bytes: number): Uint8Array;
+  /** Release DMA memory. */
+  freeBuffer(buf: Uint8Array): void;
+}
+
+/** The NVMe status field a failed backing IO reports: the backing controller's own when it has one. */
+export function statusOf(e: unknown): number {
+  const st = (e as { status?: { sct?: unknown; sc?: unknown; dnr?: unknown } } | null)?.status;
+  if (st && typeof st.sct === "number" && typeof st.sc === "number") {
+    return ((st.sct & 7) << 8) | (st.sc & 0xff) | (st.dnr ? DNR : 0);
+  }
+  return INTERNAL_ERROR;
+}
+
+const DNR = 1 << 14;
+const INTERNAL_ERROR = 0x006;
+
+/**
+ * A namespace of an open NVMeDev as {@link AsyncMedia}. Offsets and lengths
+ * are whole blocks of the namespace. Reads and writes take the namespace's
+ * callback path (no Promise per IO); when every queue slot is taken they wait
+ * in a backlog that drains as completions come.
+ */
 export class NamespaceMedia implements AsyncMedia {
   /** Asynchronous media. */
   readonly async = true as const;
@@ -25,13 +82,15 @@ export class NamespaceMedia implements AsyncMedia {
   /** Logical block size of the backing namespace. */
   readonly blockSize: number;
   /** The backing device (not owned: {@link close} leaves it open). */
-  readonly dev: NVMeDev;
+  readonly dev: BackingDevice;
   /** The backing namespace. */
-  readonly ns: Namespace;
+  readonly ns: BackingNamespace;
   readonly #shift: number;
+  readonly #backlog: (() => boolean)[] = [];
+  readonly #fail: (done: MediaDone, e: unknown) => void = (done, e) => done(statusOf(e));
 
   /** Back media with namespace `nsid` of `dev`. */
-  constructor(dev: NVMeDev, nsid: number) {
+  constructor(dev: BackingDevice, nsid: number) {
     this.dev = dev;
     this.ns = dev.ns(nsid);
     this.blockSize = this.ns.blockSize;
@@ -39,14 +98,14 @@ export class NamespaceMedia implements AsyncMedia {
     this.#shift = Math.log2(this.blockSize);
   }
 
-  /** DMA memory of the backing device, for front ends that want IO without a copy. */
-  allocBuffer(bytes: number): Uint8Array {
+  /** DMA memory of the backing device: IO from and to it needs no copy. */
+  alloc(bytes: number): Uint8Array {
     return this.dev.allocBuffer(bytes);
   }
 
-  /** Release a buffer from {@link allocBuffer}. */
-  freeBuffer(buf: Uint8Array): void {
-    this.dev.freeBuffer(buf);
+  /** Release a buffer from {@link alloc}. */
+  free(buf: Uint8Array): void {
+    if (!this.dev.closed) this.dev.freeBuffer(buf);
   }
 
   #lba(off: number): number {
@@ -54,36 +113,91 @@ export class NamespaceMedia implements AsyncMedia {
     return off >>> 0 === off ? off >>> this.#shift : Math.floor(off / this.blockSize);
   }
 
-  /** Read whole blocks at byte offset `off` into `dst`. */
-  read(off: number, dst: Uint8Array): Promise<void> {
-    try {
-      return this.ns.read(this.#lba(off), dst);
-    } catch (e) {
-      return Promise.reject(e);
+  #cb(done: MediaDone): (err: unknown) => void {
+    return (err) => {
+      done(err === null ? 0 : statusOf(err));
+      this.#drain();
+    };
+  }
+
+  #drain(): void {
+    const q = this.#backlog;
+    while (q.length > 0) {
+      let ok: boolean;
+      try {
+        ok = q[0]();
+      } catch {
+        ok = true; // the submit reported its failure through the callback
+      }
+      if (!ok) return;
+      q.shift();
     }
+  }
+
+  #submit(go: () => boolean, done: MediaDone): void {
+    if (this.#backlog.length > 0) {
+      this.#backlog.push(go);
+      return;
+    }
+    try {
+      if (!go()) this.#backlog.push(go);
+    } catch (e) {
+      done(statusOf(e));
+    }
+  }
+
+  /** Read whole blocks at byte offset `off` into `dst`. */
+  read(off: number, dst: Uint8Array, done: MediaDone): void {
+    const cb = this.#cb(done);
+    let lba: number;
+    try {
+      lba = this.#lba(off);
+    } catch (e) {
+      return this.#fail(done, e);
+    }
+    this.#submit(() => {
+      try {
+        return this.ns.submitRead(lba, dst, cb);
+      } catch (e) {
+        cb(e);
+        return true;
+      }
+    }, done);
   }
 
   /** Write whole blocks at byte offset `off`. */
-  write(off: number, src: Uint8Array): Promise<void> {
+  write(off: number, src: Uint8Array, done: MediaDone): void {
+    const cb = this.#cb(done);
+    let lba: number;
     try {
-      return this.ns.write(this.#lba(off), src);
+      lba = this.#lba(off);
     } catch (e) {
-      return Promise.reject(e);
+      return this.#fail(done, e);
     }
+    this.#submit(() => {
+      try {
+        return this.ns.submitWrite(lba, src, cb);
+      } catch (e) {
+        cb(e);
+        return true;
+      }
+    }, done);
   }
 
   /** Zero whole blocks with Write Zeroes on the backing namespace. */
-  zero(off: number, len: number): Promise<void> {
+  zero(off: number, len: number, done: MediaDone): void {
+    let p: Promise<void>;
     try {
-      return this.ns.writeZeroes(this.#lba(off), len / this.blockSize);
+      p = this.ns.writeZeroes(this.#lba(off), len / this.blockSize);
     } catch (e) {
-      return Promise.reject(e);
+      return this.#fail(done, e);
     }
+    p.then(() => done(0), (e) => done(statusOf(e)));
   }
 
   /** Flush the backing namespace. */
-  flush(): Promise<void> {
-    return this.ns.flush();
+  flush(done: MediaDone): void {
+    this.ns.flush().then(() => done(0), (e) => done(statusOf(e)));
   }
 
   /** Nothing of its own to release: the device stays open. */
@@ -94,7 +208,7 @@ export class NamespaceMedia implements AsyncMedia {
  * Namespace `nsid` of `dev` as a {@link ModelNamespace} for the controller
  * model (block size checked: the model serves 512 and 4096).
  */
-export function namespaceOf(dev: NVMeDev, nsid: number): ModelNamespace {
+export function namespaceOf(dev: BackingDevice, nsid: number): ModelNamespace {
   const media = new NamespaceMedia(dev, nsid);
   if (media.blockSize !== 512 && media.blockSize !== 4096) {
     throw new RangeError(`namespace ${nsid}: block size ${media.blockSize} is not one the model serves (512 or 4096)`);
@@ -110,7 +224,7 @@ const ID_IEEE = 73;
  * serial, model, firmware revision and IEEE OUI, so a target reports the
  * controller it exports.
  */
-export function identityOf(dev: NVMeDev): ModelIdentity {
+export function identityOf(dev: BackingDevice): ModelIdentity {
   const raw = dev.controller.identifyData;
   return {
     vid: dev.info.vid,
@@ -130,7 +244,7 @@ export function identityOf(dev: NVMeDev): ModelIdentity {
  * controller's). The serial is the backing one; give front ends a different
  * one where two models must be told apart.
  */
-export function modelOptionsOf(dev: NVMeDev, nsids: number[] = dev.nsList()): ModelOptions {
+export function modelOptionsOf(dev: BackingDevice, nsids: number[] = dev.nsList()): ModelOptions {
   const identity = identityOf(dev);
   const pages = Math.max(1, Math.floor(dev.info.maxTransferBytes / 4096));
   return {

@@ -12,7 +12,7 @@ import {
   PENDING,
   transferDirection,
 } from "../../lib/sim/engine.ts";
-import { type AsyncMedia, MemMedia } from "../../lib/sim/media.ts";
+import { type AsyncMedia, type MediaDone, MemMedia } from "../../lib/sim/media.ts";
 import { AdminOpc, CC, Cns, CSTS, IoOpc, LogId } from "../../lib/nvme/spec.ts";
 import { decodeIdentifyController, decodeIdentifyNamespace } from "../../lib/nvme/identify.ts";
 import { SimStatus as S } from "../../lib/sim/options.ts";
@@ -83,6 +83,14 @@ class SplitPort implements DataPort {
   }
   segment(i: number): Uint8Array {
     return this.parts[i];
+  }
+  fill(data: Uint8Array): this {
+    let o = 0;
+    for (const p of this.parts) {
+      p.set(data.subarray(o, o + p.length));
+      o += p.length;
+    }
+    return this;
   }
   joined(): Uint8Array {
     const out = new Uint8Array(this.parts.reduce((a, p) => a + p.length, 0));
@@ -171,41 +179,36 @@ test("engine: write then read through a split data port; compare, write zeroes, 
   assert.equal(m.execute(1, rw(IoOpc.READ, 20, 9, 0, 1), r2), S.INVALID_NAMESPACE | DNR);
 });
 
-/** MemMedia behind a Promise that resolves when the test says so. */
+/** MemMedia whose operations complete when the test says so. */
 class GatedMedia implements AsyncMedia {
   readonly async = true as const;
   readonly mem: MemMedia;
   readonly size: number;
   readonly gates: (() => void)[] = [];
-  failNext: unknown = null;
+  failNext = 0;
   constructor(size: number) {
     this.mem = new MemMedia(size);
     this.size = size;
   }
-  #later(f: () => void): Promise<void> {
+  #later(f: () => void, done: MediaDone): void {
     const fail = this.failNext;
-    this.failNext = null;
-    return new Promise<void>((res, rej) => {
-      this.gates.push(() => {
-        if (fail) rej(fail);
-        else {
-          f();
-          res();
-        }
-      });
+    this.failNext = 0;
+    this.gates.push(() => {
+      if (!fail) f();
+      done(fail);
     });
   }
-  read(off: number, dst: Uint8Array): Promise<void> {
-    return this.#later(() => this.mem.read(off, dst));
+  read(off: number, dst: Uint8Array, done: MediaDone): void {
+    this.#later(() => this.mem.read(off, dst), done);
   }
-  write(off: number, src: Uint8Array): Promise<void> {
-    return this.#later(() => this.mem.write(off, src));
+  write(off: number, src: Uint8Array, done: MediaDone): void {
+    this.#later(() => this.mem.write(off, src), done);
   }
-  zero(off: number, len: number): Promise<void> {
-    return this.#later(() => this.mem.zero(off, len));
+  zero(off: number, len: number, done: MediaDone): void {
+    this.#later(() => this.mem.zero(off, len), done);
   }
-  flush(): Promise<void> {
-    return this.#later(() => {});
+  flush(done: MediaDone): void {
+    this.#later(() => {}, done);
   }
   close(): void {}
   open(): void {
@@ -213,9 +216,7 @@ class GatedMedia implements AsyncMedia {
   }
 }
 
-const settle = () => new Promise<void>((r) => setTimeout(r, 0));
-
-test("engine: async media completes through the front end; failures map to the backing status", async () => {
+test("engine: async media complete through the front end, without a Promise; failures keep their status", () => {
   const fe = front();
   const media = new GatedMedia(1 << 20);
   const m = model({ namespaces: [{ media, blockSize: 512 }] }, fe);
@@ -224,33 +225,27 @@ test("engine: async media completes through the front end; failures map to the b
   w.parts[0].set(data.subarray(0, 1024));
   w.parts[1].set(data.subarray(1024));
   assert.equal(m.execute(1, rw(IoOpc.WRITE, 5, 1, 8, 8), w), PENDING);
-  await settle();
   assert.equal(fe.done.length, 0, "nothing completes before the media does");
   media.open();
-  await settle();
   assert.deepEqual(fe.done, [{ qid: 1, cid: 5, sf: 0, dw0: 0 }]);
   const r = new BufferPort(new Uint8Array(4096));
   assert.equal(m.execute(1, rw(IoOpc.READ, 6, 1, 8, 8), r), PENDING);
   media.open();
-  await settle();
   assert.deepEqual(fe.done[1], { qid: 1, cid: 6, sf: 0, dw0: 0 });
   assert.deepEqual(r.buf, data);
   // Compare, flush and write zeroes go through the media too.
   assert.equal(m.execute(1, rw(IoOpc.COMPARE, 7, 1, 8, 8), new BufferPort(data.slice())), PENDING);
   assert.equal(m.execute(1, sqe(IoOpc.FLUSH, 8, 1), new BufferPort()), PENDING);
   media.open();
-  await settle();
   assert.deepEqual(fe.done.slice(2).map((d) => [d.cid, d.sf]), [[7, 0], [8, 0]]);
-  // The backing controller's media error comes back as that status, with DNR, and lands in the error log.
-  media.failNext = Object.assign(new Error("unrecovered"), { status: { sct: 2, sc: 0x81 } });
+  // The media's failure status comes back with DNR and lands in the error log.
+  media.failNext = 0x281;
   assert.equal(m.execute(1, rw(IoOpc.READ, 9, 1, 0, 1), r), PENDING);
   media.open();
-  await settle();
   assert.deepEqual(fe.done[4], { qid: 1, cid: 9, sf: 0x281 | DNR, dw0: 0 });
-  media.failNext = new Error("no status");
+  media.failNext = S.WRITE_FAULT;
   assert.equal(m.execute(1, rw(IoOpc.WRITE, 10, 1, 0, 1), new BufferPort(new Uint8Array(512))), PENDING);
   media.open();
-  await settle();
   assert.equal(fe.done[5].sf, S.WRITE_FAULT | DNR);
   const log = new BufferPort(new Uint8Array(128));
   assert.equal(m.execute(0, sqe(AdminOpc.GET_LOG_PAGE, 11, 0, { 10: LogId.ERROR | (31 << 16) }), log), 0);
@@ -333,4 +328,161 @@ test("engine: transfer lengths known before data moves (TCP R2T/C2HData sizing)"
   assert.equal(transferDirection(AdminOpc.KEEP_ALIVE), DataDir.NONE);
   assert.equal(transferDirection(IoOpc.READ), DataDir.TO_HOST);
   assert.equal(transferDirection(AdminOpc.SET_FEATURES), DataDir.TO_CONTROLLER);
+});
+
+test("engine: a fabrics model reports the fabrics Identify fields, serves the fabrics admin set and keeps KATO", () => {
+  const m = model({ cntlid: 2, fabrics: { inCapsule: 8192, maxcmd: 128, sgls: 0x100005 }, identity: { subnqn: "nqn.2024-01.io.example:disk1" } });
+  const p = new BufferPort(new Uint8Array(4096));
+  assert.equal(m.execute(0, sqe(AdminOpc.IDENTIFY, 1, 0, { 10: Cns.CONTROLLER }), p), 0);
+  const dv = new DataView(p.buf.buffer);
+  assert.equal(dv.getUint32(1792, true), (64 + 8192) / 16, "IOCCSZ");
+  assert.equal(dv.getUint32(1796, true), 1, "IORCSZ");
+  assert.equal(dv.getUint32(536, true), 0x100005, "SGLS");
+  assert.equal(dv.getUint16(514, true), 128, "MAXCMD");
+  assert.equal(dv.getUint16(256, true), 0, "OACS: no format, firmware, namespace management");
+  assert.equal(p.buf[111], 1, "an I/O controller");
+  assert.equal(new TextDecoder().decode(p.buf.subarray(768, 768 + 28)), "nqn.2024-01.io.example:disk1");
+  assert.equal(p.buf[768 + 28], 0);
+  assert.equal(m.execute(0, sqe(AdminOpc.FORMAT_NVM, 2, 1), new BufferPort()), S.INVALID_OPCODE | DNR);
+  assert.equal(m.execute(0, sqe(AdminOpc.NS_MANAGEMENT, 3, 0), new BufferPort()), S.INVALID_OPCODE | DNR);
+  // Keep Alive Timer: Connect sets it, Set/Get Features reach it.
+  m.setKeepAlive(5000);
+  assert.equal(m.execute(0, sqe(AdminOpc.GET_FEATURES, 4, 0, { 10: 0x0f }), new BufferPort()), 0);
+  assert.equal(m.dw0, 5000);
+  assert.equal(m.execute(0, sqe(AdminOpc.SET_FEATURES, 5, 0, { 10: 0x0f, 11: 15000 }), new BufferPort()), 0);
+  assert.equal(m.keepAliveMs, 15000);
+  // The front end allocates data buffers from the namespace's media where it has DMA memory.
+  assert.ok(m.mediaOf(1));
+  assert.equal(m.mediaOf(9), undefined);
+  // A PCIe-profile model keeps the full admin set.
+  const full = model();
+  assert.equal(full.execute(0, sqe(AdminOpc.IDENTIFY, 1, 0, { 10: Cns.CONTROLLER }), p), 0);
+  assert.equal(new DataView(p.buf.buffer).getUint16(256, true) & 0x1e, 0x1e);
+});
+
+test("engine: a namespace change reaches an outstanding AER and the Changed Namespace List", () => {
+  const fe = front();
+  const m = model({}, fe);
+  assert.equal(m.execute(0, sqe(AdminOpc.ASYNC_EVENT_REQUEST, 9), new BufferPort()), PENDING);
+  m.notifyNamespaceChanged(2);
+  assert.deepEqual(fe.done, [{ qid: 0, cid: 9, sf: 0, dw0: 2 | (LogId.CHANGED_NS << 16) }]);
+  const log = new BufferPort(new Uint8Array(4096));
+  assert.equal(m.execute(0, sqe(AdminOpc.GET_LOG_PAGE, 10, 0, { 10: LogId.CHANGED_NS | (1023 << 16) }), log), 0);
+  assert.deepEqual([...new Uint32Array(log.buf.buffer, 0, 2)], [2, 0]);
+});
+
+test("engine: a fabrics model through Linux 6.1's bring-up order (shared/notes/nvme-tcp.md section 5) passes the initiator's checks", () => {
+  const fe = front();
+  const m = new ControllerModel({
+    serial: "FAB1",
+    cntlid: 2,
+    fabrics: { inCapsule: 8192, maxcmd: 128, sgls: 0x100005 },
+    identity: { subnqn: "nqn.2024-01.io.example:disk1" },
+    namespaces: [{ size: 8 << 20, blockSize: 512 }],
+  }, fe);
+  // Connect carried KATO 5000; CC without EN, then with EN; CSTS.RDY follows.
+  m.setKeepAlive(5000);
+  m.setCc(0x460000);
+  assert.equal(m.ready, false);
+  m.setCc(0x460001);
+  assert.equal(m.csts & CSTS.RDY, CSTS.RDY);
+  // Identify CNS 1: cntlid as Connect returned, KAS != 0, SGLS bit 0, ICDOFF 0, IOCCSZ, MAXCMD, VER >= 1.3, LPA bit 1.
+  const id = new BufferPort(new Uint8Array(4096));
+  const run = (cmd: Uint32Array, port: BufferPort = new BufferPort()) => {
+    const len = m.transferLength(0, cmd);
+    if (transferDirection(cmd[0] & 0xff) === DataDir.TO_HOST) port.buf = new Uint8Array(len); // C2HData of that size
+    return m.execute(0, cmd, port);
+  };
+  assert.equal(run(sqe(AdminOpc.IDENTIFY, 0x1000, 0, { 10: Cns.CONTROLLER }), id), 0);
+  const dv = new DataView(id.buf.buffer);
+  assert.equal(dv.getUint16(78, true), 2);
+  assert.notEqual(dv.getUint16(320, true), 0);
+  assert.equal(dv.getUint32(536, true) & 3, 1);
+  assert.equal(dv.getUint16(1800, true), 0);
+  assert.equal(dv.getUint32(1792, true) * 16, 64 + 8192);
+  assert.equal(dv.getUint16(514, true), 128);
+  assert.ok(dv.getUint32(80, true) >= 0x10300);
+  assert.equal(id.buf[261] & 2, 2, "LPA: commands supported and effects log");
+  assert.equal(run(sqe(AdminOpc.GET_LOG_PAGE, 0x1001, 0, { 10: LogId.CMD_EFFECTS | (1023 << 16) })), 0);
+  // ONCS advertises Timestamp: Linux sets it, 8 bytes in-capsule.
+  const ts = new Uint8Array(8);
+  new DataView(ts.buffer).setUint32(0, 123456, true);
+  assert.equal(run(sqe(AdminOpc.SET_FEATURES, 0x1002, 0, { 10: 0x0e }), new BufferPort(ts)), 0);
+  assert.equal(run(sqe(AdminOpc.GET_LOG_PAGE, 0x1003, 0xffffffff, { 10: LogId.SMART | (127 << 16) })), 0);
+  // Set Features Number of Queues: granted counts in dw0; IO Connects follow.
+  assert.equal(run(sqe(AdminOpc.SET_FEATURES, 0x1004, 0, { 10: 0x07, 11: 0x10001 })), 0);
+  assert.equal(m.dw0, 0x10001);
+  m.noteIoQueueCreated();
+  assert.equal(run(sqe(AdminOpc.SET_FEATURES, 0x1005, 0, { 10: 0x07, 11: 0x30003 })), S.COMMAND_SEQUENCE_ERROR | DNR);
+  // AEN: Set Features 0x0B, then an AER that stays held.
+  assert.equal(run(sqe(AdminOpc.SET_FEATURES, 0x1006, 0, { 10: 0x0b, 11: 0x300 })), 0);
+  assert.equal(run(sqe(AdminOpc.ASYNC_EVENT_REQUEST, 0x1007)), PENDING);
+  // Namespace scan: CNS 6, 2, 3, 0.
+  const p = new BufferPort();
+  assert.equal(run(sqe(AdminOpc.IDENTIFY, 0x1008, 0, { 10: 0x06 }), p), 0);
+  assert.equal(run(sqe(AdminOpc.IDENTIFY, 0x1009, 0, { 10: Cns.ACTIVE_NS_LIST }), p), 0);
+  assert.deepEqual([...new Uint32Array(p.buf.buffer, 0, 2)], [1, 0]);
+  assert.equal(run(sqe(AdminOpc.IDENTIFY, 0x100a, 1, { 10: Cns.NS_DESCRIPTORS }), p), 0);
+  assert.equal(p.buf[0], 1, "a namespace identifier descriptor (EUI-64)");
+  assert.equal(run(sqe(AdminOpc.IDENTIFY, 0x100b, 1, { 10: Cns.NAMESPACE }), p), 0);
+  assert.equal(decodeIdentifyNamespace(p.buf).blockSize, 512);
+  assert.equal(run(sqe(AdminOpc.KEEP_ALIVE, 0x100c)), 0);
+  assert.equal(run(sqe(AdminOpc.GET_FEATURES, 0x100d, 0, { 10: 0x0f })), 0);
+  assert.equal(m.dw0, 5000);
+  // Teardown: CC with SHN = 01b, CSTS.SHST complete.
+  m.setCc(0x464001);
+  assert.equal(m.csts & CSTS.SHST_MASK, CSTS.SHST_COMPLETE);
+  assert.equal(fe.done.length, 0, "the AER is still held");
+});
+
+test("engine: async media may complete by Promise instead of the callback; a rejection keeps its NVMe status", async () => {
+  let wake: (() => void) | null = null;
+  const fe = front();
+  const record = fe.complete;
+  fe.complete = (qid, cid, sf, dw0) => {
+    record(qid, cid, sf, dw0);
+    wake?.();
+  };
+  const mem = new MemMedia(1 << 20);
+  let fail: unknown = null;
+  const later = (f: () => void) =>
+    new Promise<void>((res, rej) =>
+      setTimeout(() => {
+        const e = fail;
+        fail = null;
+        if (e) rej(e);
+        else {
+          f();
+          res();
+        }
+      }, 0)
+    );
+  const media: AsyncMedia = {
+    async: true,
+    size: mem.size,
+    read: (off, dst) => later(() => mem.read(off, dst)),
+    write: (off, src) => later(() => mem.write(off, src)),
+    zero: (off, len) => later(() => mem.zero(off, len)),
+    flush: () => later(() => {}),
+    close: () => {},
+  };
+  const m = model({ namespaces: [{ media, blockSize: 512 }] }, fe);
+  const wait = async (n: number) => {
+    while (fe.done.length < n) await new Promise<void>((r) => (wake = r));
+  };
+  const data = bytes(1024, 9);
+  assert.equal(m.execute(1, rw(IoOpc.WRITE, 1, 1, 4, 2), new SplitPort([512, 512]).fill(data)), PENDING);
+  await wait(1);
+  const r = new BufferPort(new Uint8Array(1024));
+  assert.equal(m.execute(1, rw(IoOpc.READ, 2, 1, 4, 2), r), PENDING);
+  await wait(2);
+  assert.deepEqual(fe.done.map((d) => [d.cid, d.sf]), [[1, 0], [2, 0]]);
+  assert.deepEqual(r.buf, data);
+  fail = Object.assign(new Error("backing media error"), { status: { sct: 2, sc: 0x81 } });
+  assert.equal(m.execute(1, rw(IoOpc.READ, 3, 1, 0, 1), r), PENDING);
+  await wait(3);
+  fail = new Error("no status");
+  assert.equal(m.execute(1, sqe(IoOpc.FLUSH, 4, 1), new BufferPort()), PENDING);
+  await wait(4);
+  assert.deepEqual(fe.done.slice(2).map((d) => [d.cid, d.sf]), [[3, 0x281 | DNR], [4, S.WRITE_FAULT | DNR]]);
 });
