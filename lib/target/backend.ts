@@ -142,27 +142,16 @@ export interface BackingDevice {
   close(): Promise<void>;
 }
 
-/** Error a failed backend IO rejects with: the NVMe status, as the model maps media failures. */
-class BackendStatus extends Error {
-  readonly status: { sct: number; sc: number };
-  constructor(sf: number) {
-    super(`backend status 0x${sf.toString(16)}`);
-    this.status = { sct: (sf >>> 8) & 7, sc: sf & 0xff };
-  }
-}
-
-/** A callback backend as the model's asynchronous media (byte offsets in whole blocks). */
+/** A callback backend as the model's asynchronous media (byte offsets in whole blocks; no Promise per IO). */
 export function asyncMedia(b: BlockBackend): AsyncMedia {
   const bs = b.blockSize;
-  const p = (f: (done: IoDone) => void) =>
-    new Promise<void>((resolve, reject) => f((sf) => (sf === 0 ? resolve() : reject(new BackendStatus(sf)))));
   return {
     async: true,
     size: b.blockCount * bs,
-    read: (off, dst) => p((d) => b.read(off / bs, dst, d)),
-    write: (off, src) => p((d) => b.write(off / bs, src, false, d)),
-    zero: (off, len) => p((d) => b.writeZeroes(off / bs, len / bs, false, d)),
-    flush: () => p((d) => b.flush(d)),
+    read: (off, dst, done) => b.read(off / bs, dst, done),
+    write: (off, src, done) => b.write(off / bs, src, false, done),
+    zero: (off, len, done) => b.writeZeroes(off / bs, len / bs, false, done),
+    flush: (done) => b.flush(done),
     close: () => {},
   };
 }
