@@ -40,7 +40,11 @@ grep -q " /sys/kernel/config " /proc/mounts || mount -t configfs none /sys/kerne
 ip link set lo up || { bad "lo up"; finish; }
 PCI=${TSNVME_PCI:?no NVMe controller}
 PCI2=$(echo "${TSNVME_PCIS:-}" | awk '{print $2}')
+# Earlier sections of the tier rebind controllers: the target opens them through VFIO.
+for a in $PCI $PCI2; do sh scripts/guest-bind.sh vfio "$a" 2>/dev/null || bad "binding $a to vfio-pci"; done
 NQN=nqn.2024-01.io.tsnvme:target-test
+# Ports of their own: the tcp section before this one leaves nvmet listening on 4420.
+TPORT=4430 NPORT=4431 NPID=7
 MNT=/tmp/target-mnt
 mkdir -p $MNT
 TPID=
@@ -130,19 +134,19 @@ fs_roundtrip() {
 
 for rt in $RTS; do
   [ $ONLY = 1 ] && break
-  if ! start_target $rt 4420 "$PCI:1" --interrupts $IRQ; then
+  if ! start_target $rt $TPORT "$PCI:1" --interrupts $IRQ; then
     bad "$rt: target did not start ($(tail -3 "$OUTD/target-$rt.log" | tr '\n' ' '))"
     stop_target
     continue
   fi
   ok "$rt: nvmf-target exporting $PCI ns 1 through VFIO ($IRQ)"
-  nvme discover -t tcp -a 127.0.0.1 -s 4420 >"$OUTD/discover-$rt.log" 2>&1 && grep -q "subnqn: *$NQN" "$OUTD/discover-$rt.log" &&
+  nvme discover -t tcp -a 127.0.0.1 -s $TPORT >"$OUTD/discover-$rt.log" 2>&1 && grep -q "subnqn: *$NQN" "$OUTD/discover-$rt.log" &&
     grep -q "nqn.2014-08.org.nvmexpress.discovery" "$OUTD/discover-$rt.log" && ok "$rt: nvme discover lists the subsystem and the discovery controller" ||
     bad "$rt: nvme discover ($(head -3 "$OUTD/discover-$rt.log" | tr '\n' ' '))"
   for dg in off on; do
     tag="$rt digests=$dg"
     if [ $dg = on ]; then set -- -g -G -i 2; else set -- -i 2; fi
-    if ! connect 4420 "$@"; then
+    if ! connect $TPORT "$@"; then
       bad "$tag: nvme connect ($(tr '\n' ' ' <"$OUTD/connect.log"))"
       disconnect
       continue
@@ -192,8 +196,8 @@ if [ -n "$BENCH" ]; then
   else
     for rt in $RTS; do
       for irq in $BENCH_IRQ; do
-        start_target $rt 4420 "$PCI2:1" --interrupts $irq || { bad "bench $rt: target start"; stop_target; continue; }
-        bench_rows "tsnvme target ($rt, $irq), $PCI2 via VFIO" 4420
+        start_target $rt $TPORT "$PCI2:1" --interrupts $irq || { bad "bench $rt: target start"; stop_target; continue; }
+        bench_rows "tsnvme target ($rt, $irq), $PCI2 via VFIO" $TPORT
         stop_target
       done
     done
@@ -202,10 +206,10 @@ if [ -n "$BENCH" ]; then
       kdev=/dev/$(basename "$kdev")
       C=/sys/kernel/config/nvmet S=/sys/kernel/config/nvmet/subsystems/$NQN
       mkdir $S && echo 1 >$S/attr_allow_any_host && mkdir $S/namespaces/1 && echo -n "$kdev" >$S/namespaces/1/device_path &&
-        echo 1 >$S/namespaces/1/enable && mkdir $C/ports/2 && echo tcp >$C/ports/2/addr_trtype && echo ipv4 >$C/ports/2/addr_adrfam &&
-        echo 127.0.0.1 >$C/ports/2/addr_traddr && echo 4421 >$C/ports/2/addr_trsvcid && ln -s $S $C/ports/2/subsystems/$NQN &&
-        bench_rows "nvmet, $PCI2 via kernel nvme ($kdev)" 4421 || bad "bench: nvmet setup on $kdev"
-      rm -f $C/ports/2/subsystems/$NQN; rmdir $C/ports/2 2>/dev/null
+        echo 1 >$S/namespaces/1/enable && mkdir $C/ports/$NPID && echo tcp >$C/ports/$NPID/addr_trtype && echo ipv4 >$C/ports/$NPID/addr_adrfam &&
+        echo 127.0.0.1 >$C/ports/$NPID/addr_traddr && echo $NPORT >$C/ports/$NPID/addr_trsvcid && ln -s $S $C/ports/$NPID/subsystems/$NQN &&
+        bench_rows "nvmet, $PCI2 via kernel nvme ($kdev)" $NPORT || bad "bench: nvmet setup on $kdev"
+      rm -f $C/ports/$NPID/subsystems/$NQN; rmdir $C/ports/$NPID 2>/dev/null
       echo 0 >$S/namespaces/1/enable 2>/dev/null; rmdir $S/namespaces/1 $S 2>/dev/null
     else
       bad "bench: binding $PCI2 to the kernel nvme driver"
