@@ -8,18 +8,19 @@
 # nvmet, both backed by the second QEMU controller (tsnvme through VFIO, nvmet through the kernel
 # nvme driver's block device), 4 KiB QD1/QD32 IOPS and 128 KiB MB/s, digests off and on; a
 # markdown table at the end.
-# Usage (host): scripts/guest.sh -- tests/guest/tcp/target.sh [--bench SEC [--irq "adaptive poll ..."] [--bench-only]] [deno|bun]...
+# Usage (host): scripts/guest.sh -- tests/guest/tcp/target.sh [--bench SEC [--irq "adaptive poll ..."] [--bench-only] [--prof]] [deno|bun]...
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
 KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel/root}
 OUTD=${TSNVME_OUT:-/tmp}/target
 mkdir -p "$OUTD"
-BENCH= IRQ=adaptive BENCH_IRQ=adaptive ONLY=0
+BENCH= IRQ=adaptive BENCH_IRQ=adaptive ONLY=0 PROF=
 while [ $# -gt 0 ]; do
   case $1 in
     --bench) BENCH=${2:-5}; shift 2 ;;
     --irq) BENCH_IRQ=$2; shift 2 ;; # backing device wait modes the benchmark compares (space separated)
     --bench-only) ONLY=1; shift ;;
+    --prof) PROF="--cpu-prof --cpu-prof-dir=$OUTD/prof"; shift ;; # Deno CPU profiles of the target, in $TSNVME_OUT/target/prof
     *) break ;;
   esac
 done
@@ -55,7 +56,8 @@ start_target() {
   shift 3
   rm -f /tmp/target.ready
   if [ "$rt" = deno ]; then
-    deno run -A --no-check scripts/nvmf-target.ts --port "$port" --nqn $NQN --ns "$ns" --ready-file /tmp/target.ready "$@" \
+    # shellcheck disable=SC2086 # PROF is a list of flags
+    deno run -A --no-check $PROF scripts/nvmf-target.ts --port "$port" --nqn $NQN --ns "$ns" --ready-file /tmp/target.ready "$@" \
       >>"$OUTD/target-$rt.log" 2>&1 &
   else
     bun scripts/nvmf-target.ts --port "$port" --nqn $NQN --ns "$ns" --ready-file /tmp/target.ready "$@" >>"$OUTD/target-$rt.log" 2>&1 &
