@@ -3,34 +3,23 @@
  * whose command semantics are lib/sim's controller model. The model owns
  * Identify, logs, features, AER, CC/CSTS and every IO command but Read and
  * Write (which the connection maps straight onto the backend's queues); this
- * class adds what fabrics change: CAP as a property, the admin commands a
- * fabrics controller refuses (queue creation, format, firmware, sanitize,
- * namespace management: the backing controller's business), the keep-alive
- * timer feature, Identify's fabrics fields (SGLS, IOCCSZ, KAS, CNTRLTYPE,
- * MAXCMD...) and the routing of commands the model completes later.
+ * class adds what fabrics change: CAP as a property, the keep-alive timer
+ * feature, the model's fabrics options (Identify's SGLS, IOCCSZ, KAS,
+ * MAXCMD...; no format, firmware, sanitize, namespace or queue management:
+ * the backing controller's business) and the routing of commands the model
+ * completes later.
  * @module
  */
 import { IdCtrlOffset } from "../nvme/identify.ts";
-import { AdminOpc, Cns, CSTS, Reg } from "../nvme/spec.ts";
+import { AdminOpc, CSTS, Reg } from "../nvme/spec.ts";
 import { BufferPort, ControllerModel, DataDir, type DataPort, type ModelIdentity, PENDING, transferDirection } from "../sim/engine.ts";
 import { crc32c } from "../tcp/crc32c.ts";
-import { get16, put16, put32 } from "../tcp/pdu.ts";
+import { get16 } from "../tcp/pdu.ts";
 import type { AdminReply, ControllerLimits, Subsystem } from "./controller.ts";
-import { CcField, CntrlType, Ctratt, IdCtrlExtra, IOCQES, IOSQES, KATO_FID, Lpa, Sf, Sgls } from "./spec.ts";
+import { CcField, Ctratt, IdCtrlExtra, IOCQES, IOSQES, KATO_FID, Sf, Sgls } from "./spec.ts";
 
 /** Reply callback of a command the controller may finish later. */
 export type Reply = (r: AdminReply) => void;
-
-/** Admin opcodes an NVMe over Fabrics I/O controller accepts (as nvmet). */
-const FABRICS_ADMIN = new Set<number>([
-  AdminOpc.GET_LOG_PAGE,
-  AdminOpc.IDENTIFY,
-  AdminOpc.ABORT,
-  AdminOpc.SET_FEATURES,
-  AdminOpc.GET_FEATURES,
-  AdminOpc.ASYNC_EVENT_REQUEST,
-  AdminOpc.KEEP_ALIVE,
-]);
 
 const EMPTY = new BufferPort();
 const ascii = (b: Uint8Array, off: number, len: number) => String.fromCharCode(...b.subarray(off, off + len)).replace(/[\0 ]+$/, "");
@@ -105,13 +94,18 @@ export class NvmController {
       vwc: sub.namespaces.some((n) => n.vwc),
       sanicap: 0,
       fwSlots: 1,
+      // Fabrics Identify fields and admin set: no Format, Sanitize, firmware, self-test, namespace or queue management.
+      fabrics: {
+        inCapsule: limits.inCapsule,
+        maxcmd: limits.queueEntries,
+        sgls: Sgls.SUPPORTED | Sgls.KEYED | Sgls.OFFSET,
+        ctratt: Ctratt.HOSTID_128 | Ctratt.TBKAS,
+        kas: 10,
+      },
     }, {
       complete: (qid, cid, sf, dw0) => this.#complete(qid, cid, sf, dw0),
       enable: (cc) => ((cc >>> CcField.IOSQES_SHIFT) & 0xf) === IOSQES && ((cc >>> CcField.IOCQES_SHIFT) & 0xf) === IOCQES,
       reset: () => this.#onReset(),
-      identify: (cns, _nsid, d) => {
-        if (cns === Cns.CONTROLLER) this.#patchIdCtrl(d);
-      },
     });
   }
 
@@ -169,7 +163,6 @@ export class NvmController {
   execute(qid: number, sqe: Uint32Array, data: Uint8Array | null, reply: Reply): void {
     const opc = sqe[0] & 0xff;
     if (qid === 0) {
-      if (!FABRICS_ADMIN.has(opc)) return reply({ sf: Sf.INVALID_OPCODE | Sf.DNR });
       const fid = sqe[10] & 0xff;
       if (fid === KATO_FID && opc === AdminOpc.SET_FEATURES) {
         this.kato = sqe[11] >>> 0;
@@ -207,22 +200,5 @@ export class NvmController {
   /** Drop every held command (held AERs, IO the backend still runs): their queues are gone. */
   dropPending(): void {
     this.#pending.clear();
-  }
-
-  #patchIdCtrl(b: Uint8Array): void {
-    put16(b, IdCtrlOffset.OACS, 0); // no format, firmware, namespace management or self-test over fabrics
-    b[IdCtrlExtra.CMIC] = 0;
-    put32(b, IdCtrlOffset.CTRATT, Ctratt.HOSTID_128 | Ctratt.TBKAS);
-    b[IdCtrlOffset.CNTRLTYPE] = CntrlType.IO;
-    b[IdCtrlOffset.LPA] &= Lpa.SMART_PER_NS | Lpa.CMD_EFFECTS | Lpa.EXTENDED_DATA;
-    put16(b, IdCtrlOffset.KAS, 10); // 1 s granularity (units of 100 ms)
-    put16(b, IdCtrlOffset.MAXCMD, this.#limits.queueEntries);
-    put32(b, IdCtrlOffset.NN, this.subsystem.namespaces.length);
-    put32(b, IdCtrlOffset.SGLS, Sgls.SUPPORTED | Sgls.KEYED | Sgls.OFFSET);
-    put32(b, IdCtrlOffset.IOCCSZ, (64 + this.#limits.inCapsule) / 16);
-    put32(b, IdCtrlOffset.IORCSZ, 1);
-    put16(b, IdCtrlOffset.ICDOFF, 0);
-    b[IdCtrlOffset.FCATT] = 0; // dynamic controller model
-    b[IdCtrlOffset.MSDBD] = 1;
   }
 }

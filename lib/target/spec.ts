@@ -10,12 +10,8 @@
 export const IdCtrlExtra = {
   /** IEEE OUI identifier (3 bytes). */
   IEEE: 73,
-  /** Controller multi-path I/O and namespace sharing capabilities. */
-  CMIC: 76,
   /** Optional asynchronous events supported (u32). */
   OAES: 92,
-  /** Fused operation support (u16). */
-  FUSES: 522,
 } as const;
 
 /** CTRATT bits a fabrics target sets. */
