@@ -18,6 +18,7 @@ count() { # name log: add a runner's counts (deno "N passed | M failed", bun "N 
     if [[ $line =~ ([0-9]+)\ passed\ \|\ ([0-9]+)\ failed ]]; then p=$((p + BASH_REMATCH[1])); f=$((f + BASH_REMATCH[2])); fi
     if [[ $line =~ ^\ *([0-9]+)\ pass$ ]]; then p=$((p + BASH_REMATCH[1])); fi
     if [[ $line =~ ^guest\ tcp:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then p=$((p + BASH_REMATCH[1])); f=$((f + BASH_REMATCH[2])); fi
+    if [[ $line =~ ^guest\ target:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then p=$((p + BASH_REMATCH[1])); f=$((f + BASH_REMATCH[2])); fi
     if [[ $line =~ ^\ *([0-9]+)\ fail$ ]]; then f=$((f + BASH_REMATCH[1])); fi
   done < "$log"
   echo "$p $f"
@@ -36,13 +37,13 @@ step() { # name cmd...: run, show output, count tests (or 1 check for a plain co
   summary+=("$name: $p passed, $f failed")
 }
 
-TS_FILES=(mod.ts lib/admin/mod.ts lib/io/mod.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/sim/*.ts lib/irq/*.ts lib/worker/*.ts lib/tcp/*.ts scripts/*.ts scripts/bench/*.ts tests/unit/workers/*.ts tests/harness.ts tests/unit/*.ts tests/guest/*.ts tests/guest/tcp/*.ts)
+TS_FILES=(mod.ts lib/admin/mod.ts lib/io/mod.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/sim/*.ts lib/irq/*.ts lib/worker/*.ts lib/tcp/*.ts lib/target/*.ts scripts/*.ts scripts/bench/*.ts tests/unit/workers/*.ts tests/harness.ts tests/unit/*.ts tests/guest/*.ts tests/guest/tcp/*.ts)
 step "static/check" deno check "${TS_FILES[@]}"
 step "static/lint" deno lint
-step "static/doc-lint" deno doc --lint mod.ts lib/admin/mod.ts lib/io/mod.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/irq/mod.ts lib/worker/mod.ts lib/tcp/mod.ts scripts/cli.ts scripts/nvme.ts scripts/setup.ts scripts/bench.ts
+step "static/doc-lint" deno doc --lint mod.ts lib/admin/mod.ts lib/io/mod.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/irq/mod.ts lib/worker/mod.ts lib/tcp/mod.ts lib/target/mod.ts scripts/cli.ts scripts/nvme.ts scripts/setup.ts scripts/bench.ts
 step "static/publish-dry-run" deno publish --dry-run --allow-dirty
 # The @example blocks run against the software controller (Deno only: Bun has no doc tests).
-DOC_FILES=(mod.ts lib/admin/mod.ts lib/admin/passthru.ts lib/admin/regs.ts lib/io/mod.ts lib/io/passthru.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/tcp/mod.ts)
+DOC_FILES=(mod.ts lib/admin/mod.ts lib/admin/passthru.ts lib/admin/regs.ts lib/io/mod.ts lib/io/passthru.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/tcp/mod.ts lib/target/mod.ts)
 step "docs/deno" deno test --doc -A "${DOC_FILES[@]}"
 step "unit/deno" deno test -A tests/unit/
 step "unit/bun" bun test tests/unit/
@@ -52,7 +53,7 @@ if ((GUEST)); then
   echo "=== guest (QEMU, VFIO, emulated NVMe): deno + bun"
   scripts/guest.sh -- tests/guest/run.sh 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
-  for rt in deno bun tcp; do
+  for rt in deno bun tcp target; do
     awk -v rt="$rt" '/^== guest tier on /{on=($5==rt)} on' "$log" > "$LOGDIR/guest-$rt.log"
     read -r p f < <(count "guest/$rt" "$LOGDIR/guest-$rt.log")
     if ((p + f == 0)); then f=1; fi # a tier that ran nothing is a failure

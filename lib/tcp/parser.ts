@@ -49,6 +49,14 @@ export interface PduParserOptions {
    * connection: a Linux host fails only that command (Data Transfer Error).
    */
   softDataDigest?: boolean;
+  /**
+   * Where a PDU's data should land, asked once its header has been checked:
+   * a view of exactly the data length (the parser copies the data straight
+   * there, however the socket splits it, and delivers that view), or null
+   * for the parser's own buffer. A target points H2CData at the command's
+   * DMA buffer, so data is copied once, from the socket into DMA memory.
+   */
+  dataSink?: (hdr: Uint8Array, dataLen: number) => Uint8Array | null;
 }
 
 const S_CH = 0, S_HDR = 1, S_PAD = 2, S_DATA = 3, S_DDGST = 4;
@@ -64,6 +72,8 @@ export class PduParser {
   readonly #role: PduRole;
   readonly #soft: boolean;
   readonly #onPdu: PduHandler;
+  readonly #sink: ((hdr: Uint8Array, dataLen: number) => Uint8Array | null) | null;
+  #sinkView: Uint8Array | null = null;
   readonly #hdr = new Uint8Array(Hlen.IC + DIGEST_SIZE);
   #data: Uint8Array;
   readonly #dd = new Uint8Array(DIGEST_SIZE);
@@ -84,6 +94,7 @@ export class PduParser {
     this.maxData = opts.maxData;
     this.digests = opts.digests ?? { hdgst: false, ddgst: false };
     this.#onPdu = onPdu;
+    this.#sink = opts.dataSink ?? null;
     this.#data = new Uint8Array(Math.min(opts.maxData, 64 * 1024) + DIGEST_SIZE);
   }
 
@@ -145,7 +156,15 @@ export class PduParser {
           break;
         }
         case S_DATA: {
-          if (this.#have === 0 && n - i >= this.#dataLen) {
+          const sink = this.#sinkView;
+          if (sink !== null) {
+            const take = Math.min(this.#dataLen - this.#have, n - i);
+            sink.set(take === n && i === 0 ? b : b.subarray(i, i + take), this.#have);
+            this.#have += take;
+            i += take;
+            if (this.#have < this.#dataLen) return;
+            this.#dataView = sink;
+          } else if (this.#have === 0 && n - i >= this.#dataLen) {
             // Whole data in this chunk: hand a view, no copy.
             this.#dataView = b.subarray(i, i + this.#dataLen);
             i += this.#dataLen;
@@ -280,7 +299,10 @@ export class PduParser {
   }
 
   #startData(): void {
-    if (this.#data.length < this.#dataLen) this.#data = new Uint8Array(Math.max(this.#dataLen, this.#data.length * 2));
+    const isTerm = this.#hdr[Ch.TYPE] === PduType.H2C_TERM_REQ || this.#hdr[Ch.TYPE] === PduType.C2H_TERM_REQ;
+    const sink = this.#sink !== null && !isTerm ? this.#sink(this.#hdr, this.#dataLen) : null;
+    this.#sinkView = sink !== null && sink.length === this.#dataLen ? sink : null;
+    if (this.#sinkView === null && this.#data.length < this.#dataLen) this.#data = new Uint8Array(Math.max(this.#dataLen, this.#data.length * 2));
     this.#dataView = null;
     this.#have = 0;
     this.#state = S_DATA;
@@ -300,6 +322,7 @@ export class PduParser {
     this.#state = S_CH;
     this.#have = 0;
     this.#dataView = null;
+    this.#sinkView = null;
     if (type === PduType.IC_REQ || type === PduType.IC_RESP) this.#icSeen = true;
     this.pdus++;
     this.#onPdu(this.#hdr, data, ok);

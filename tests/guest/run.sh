@@ -1,13 +1,15 @@
 #!/bin/sh
 # Runs inside the QEMU guest (scripts/guest.sh): the guest tier on Deno, then on Bun, in one boot.
-# Usage: tests/guest/run.sh [deno|bun|tcp]...   (default: all three)
+# Usage: tests/guest/run.sh [deno|bun|tcp|target]...   (default: all four)
 cd "$(dirname "$0")/../.." || exit 125
 rc=0
-for rt in ${*:-deno bun tcp}; do
+for rt in ${*:-deno bun tcp target}; do
   echo "== guest tier on $rt"
   case $rt in
     # NVMe/TCP host against Linux nvmet in this boot, on both runtimes (its own summary line).
     tcp) sh tests/guest/tcp/nvmet.sh || rc=1; sh tests/guest/tcp/reconnect.sh || rc=1 ;;
+    # The kernel initiator against tsnvme's own NVMe/TCP target (QEMU's NVMe through VFIO), both runtimes.
+    target) sh tests/guest/tcp/target.sh || rc=1 ;;
     # Type checking already ran on the host; under TCG it would only cost time.
     deno) deno test -A --no-check tests/guest/ || rc=1 ;;
     bun) bun test tests/guest/ || rc=1 ;;

@@ -1,0 +1,362 @@
+/**
+ * What the target serves a namespace from: a block device with asynchronous,
+ * callback-completed IO and its own buffers. {@link DevBackend} maps IO
+ * straight onto a namespace of an open {@link NVMeDev} (a VFIO controller or
+ * the software controller) with DMA buffers from `dev.allocBuffer`, so data
+ * arriving from the socket is copied once, into DMA memory, and read data
+ * goes from DMA memory into the outgoing PDU. {@link MediaBackend} serves
+ * lib/sim media (memory or a file) synchronously.
+ * @module
+ */
+import { NvmeStatusError } from "../nvme/errors.ts";
+import { encodeStatus } from "../nvme/spec.ts";
+import type { AnyMedia, AsyncMedia, Media } from "../sim/media.ts";
+import { Sf } from "./spec.ts";
+
+/** Completion of a backend IO: 0, or an NVMe status field (SC | SCT << 8 | DNR). */
+export type IoDone = (sf: number) => void;
+
+/** One exported namespace's storage. */
+export interface BlockBackend {
+  /** For logs and errors, e.g. "0000:00:04.0 ns 1". */
+  readonly name: string;
+  /** Bytes per logical block. */
+  readonly blockSize: number;
+  /** Size in blocks. */
+  readonly blockCount: number;
+  /** Largest transfer one command may move (the target's MDTS is capped by it). */
+  readonly maxTransfer: number;
+  /** A volatile write cache exists (Flush means something). */
+  readonly vwc: boolean;
+  /** Identify Controller of the backing controller, for passthrough of model, serial and limits (null if none). */
+  readonly idCtrl: Uint8Array | null;
+  /** ONCS of the backing controller (undefined: the target serves DSM and Write Zeroes itself). */
+  readonly oncs?: number;
+  /** Buffer of at least `bytes` for IO on this backend (DMA memory where the backend needs it). */
+  alloc(bytes: number): Uint8Array;
+  /** Return a buffer from {@link alloc}. */
+  free(buf: Uint8Array): void;
+  /** Read `buf.length` bytes from block `lba` into `buf` (a view of an {@link alloc} buffer). */
+  read(lba: number, buf: Uint8Array, done: IoDone): void;
+  /** Write `buf` at block `lba`; `fua` forces it to media. */
+  write(lba: number, buf: Uint8Array, fua: boolean, done: IoDone): void;
+  /** Commit the write cache. */
+  flush(done: IoDone): void;
+  /** Zero `blocks` blocks at `lba` (deallocate them if `deallocate`). */
+  writeZeroes(lba: number, blocks: number, deallocate: boolean, done: IoDone): void;
+  /**
+   * The same storage as media for the controller model (lib/sim/engine.ts),
+   * which runs every command but Read and Write: byte offsets, whole blocks.
+   */
+  readonly media: AnyMedia;
+  /** Release what the backend holds (closes the device if the backend owns it). */
+  close(): Promise<void>;
+}
+
+/** The status field a failed backend IO reports to the host. */
+export function statusOf(e: unknown): number {
+  if (e instanceof NvmeStatusError) return encodeStatus(e.status);
+  return Sf.INTERNAL;
+}
+
+/**
+ * Free lists of buffers by power-of-two size class, so the hot path does not
+ * map and unmap DMA memory per command.
+ */
+export class BufferPool {
+  readonly #alloc: (n: number) => Uint8Array;
+  readonly #release: (b: Uint8Array) => void;
+  readonly #free = new Map<number, Uint8Array[]>();
+  readonly #keep: number;
+  #all = new Set<Uint8Array>();
+
+  /** A pool over `alloc`/`release`, keeping up to `keep` idle buffers per size class. */
+  constructor(alloc: (n: number) => Uint8Array, release: (b: Uint8Array) => void, keep = 256) {
+    this.#alloc = alloc;
+    this.#release = release;
+    this.#keep = keep;
+  }
+
+  /** A buffer of the size class holding `bytes` (its length is the class size). */
+  take(bytes: number): Uint8Array {
+    const cls = bytes <= 4096 ? 4096 : 2 ** Math.ceil(Math.log2(bytes));
+    const b = this.#free.get(cls)?.pop();
+    if (b !== undefined) return b;
+    const n = this.#alloc(cls);
+    this.#all.add(n);
+    return n;
+  }
+
+  /** Give back a buffer from {@link take}. */
+  give(b: Uint8Array): void {
+    let l = this.#free.get(b.length);
+    if (l === undefined) this.#free.set(b.length, l = []);
+    if (l.length < this.#keep) l.push(b);
+    else {
+      this.#all.delete(b);
+      this.#release(b);
+    }
+  }
+
+  /** Release every buffer. */
+  close(): void {
+    for (const b of this.#all) this.#release(b);
+    this.#all.clear();
+    this.#free.clear();
+  }
+}
+
+/** The namespace calls {@link DevBackend} makes (lib/io's Namespace of an open NVMeDev). */
+export interface BackingNamespace {
+  /** Bytes per block. */
+  readonly blockSize: number;
+  /** Blocks. */
+  readonly blockCount: number;
+  /** Callback read; false when no queue slot is free. */
+  submitRead(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
+  /** Callback write; false when no queue slot is free. */
+  submitWrite(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
+  /** Flush. */
+  flush(): Promise<void>;
+  /** Write Zeroes. */
+  writeZeroes(lba: number, blocks: number, opts: { deallocate?: boolean }): Promise<void>;
+}
+
+/** What {@link DevBackend} uses of an open NVMeDev (structural, so any NVMeDev fits). */
+export interface BackingDevice {
+  /** What was opened ("0000:00:04.0", "sim#1"). */
+  readonly target: string;
+  /** Limits and features. */
+  readonly info: { readonly maxTransferBytes: number; readonly vwc: boolean; readonly oncs: number };
+  /** Identify Controller data. */
+  readonly controller: { readonly identifyData: Uint8Array };
+  /** True once closed. */
+  readonly closed: boolean;
+  /** An active namespace. */
+  ns(nsid: number): BackingNamespace;
+  /** DMA memory. */
+  allocBuffer(bytes: number): Uint8Array;
+  /** Release DMA memory. */
+  freeBuffer(buf: Uint8Array): void;
+  /** Close the device. */
+  close(): Promise<void>;
+}
+
+/** A callback backend as the model's asynchronous media (byte offsets in whole blocks; no Promise per IO). */
+export function asyncMedia(b: BlockBackend): AsyncMedia {
+  const bs = b.blockSize;
+  return {
+    async: true,
+    size: b.blockCount * bs,
+    read: (off, dst, done) => b.read(off / bs, dst, done),
+    write: (off, src, done) => b.write(off / bs, src, false, done),
+    zero: (off, len, done) => b.writeZeroes(off / bs, len / bs, false, done),
+    flush: (done) => b.flush(done),
+    close: () => {},
+  };
+}
+
+/** Options of {@link DevBackend}. */
+export interface DevBackendOptions {
+  /** Close the device when the backend closes (the CLI opened it for the target). */
+  ownsDevice?: boolean;
+}
+
+/**
+ * A namespace of an open NVMeDev. IO goes through the namespace's callback
+ * path (no Promise per IO) onto the device's IO queues; when every slot is
+ * taken, it waits in a backlog that drains as completions come.
+ */
+export class DevBackend implements BlockBackend {
+  /** The name. */
+  readonly name: string;
+  /** Bytes per block. */
+  readonly blockSize: number;
+  /** Blocks. */
+  readonly blockCount: number;
+  /** Largest transfer. */
+  readonly maxTransfer: number;
+  /** Write cache present. */
+  readonly vwc: boolean;
+  /** Backing Identify Controller. */
+  readonly idCtrl: Uint8Array;
+  /** ONCS of the backing controller. */
+  readonly oncs: number;
+  readonly #dev: BackingDevice;
+  readonly #ns: BackingNamespace;
+  readonly #pool: BufferPool;
+  readonly #owns: boolean;
+  readonly #backlog: (() => boolean)[] = [];
+  #closed = false;
+  /** The backend as async media for the controller model. */
+  readonly media: AsyncMedia;
+
+  /** Serve namespace `nsid` of `dev`. */
+  constructor(dev: BackingDevice, nsid: number, opts: DevBackendOptions = {}) {
+    this.#dev = dev;
+    this.#ns = dev.ns(nsid);
+    this.#owns = !!opts.ownsDevice;
+    this.name = `${dev.target} ns ${nsid}`;
+    this.blockSize = this.#ns.blockSize;
+    this.blockCount = this.#ns.blockCount;
+    this.maxTransfer = Math.min(dev.info.maxTransferBytes, 65536 * this.blockSize);
+    this.vwc = dev.info.vwc;
+    this.oncs = dev.info.oncs;
+    this.idCtrl = dev.controller.identifyData.slice(0, 4096);
+    this.#pool = new BufferPool((n) => dev.allocBuffer(n), (b) => {
+      if (!dev.closed) dev.freeBuffer(b);
+    });
+    this.media = asyncMedia(this);
+  }
+
+  /** A DMA buffer. */
+  alloc(bytes: number): Uint8Array {
+    return this.#pool.take(bytes);
+  }
+
+  /** Back to the pool. */
+  free(buf: Uint8Array): void {
+    if (this.#closed) return;
+    this.#pool.give(buf);
+  }
+
+  #cb(done: IoDone): (err: unknown) => void {
+    return (err) => {
+      done(err === null ? 0 : statusOf(err));
+      this.#drain();
+    };
+  }
+
+  #drain(): void {
+    const q = this.#backlog;
+    while (q.length > 0) {
+      let ok: boolean;
+      try {
+        ok = q[0]();
+      } catch {
+        ok = true; // the submit reported its failure through the callback
+      }
+      if (!ok) return;
+      q.shift();
+    }
+  }
+
+  #submit(go: () => boolean, done: IoDone): void {
+    if (this.#backlog.length > 0) {
+      this.#backlog.push(go);
+      return;
+    }
+    try {
+      if (!go()) this.#backlog.push(go);
+    } catch (e) {
+      done(statusOf(e));
+    }
+  }
+
+  /** Read through the namespace's callback path. */
+  read(lba: number, buf: Uint8Array, done: IoDone): void {
+    const cb = this.#cb(done);
+    this.#submit(() => this.#ns.submitRead(lba, buf, cb), done);
+  }
+
+  /** Write through the namespace's callback path; FUA as a write followed by a Flush. */
+  write(lba: number, buf: Uint8Array, fua: boolean, done: IoDone): void {
+    const then: IoDone = fua ? (sf) => (sf !== 0 || !this.vwc ? done(sf) : this.flush(done)) : done;
+    const cb = this.#cb(then);
+    this.#submit(() => this.#ns.submitWrite(lba, buf, cb), then);
+  }
+
+  /** Flush the namespace. */
+  flush(done: IoDone): void {
+    this.#ns.flush().then(() => done(0), (e) => done(statusOf(e)));
+  }
+
+  /** Write Zeroes on the device (split at its 16-bit block count by the namespace). */
+  writeZeroes(lba: number, blocks: number, deallocate: boolean, done: IoDone): void {
+    this.#ns.writeZeroes(lba, blocks, { deallocate }).then(() => done(0), (e) => done(statusOf(e)));
+  }
+
+  /** Release the buffers (and the device if owned). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#pool.close();
+    if (this.#owns) await this.#dev.close();
+  }
+}
+
+/** lib/sim media (memory or a file) as a backend: synchronous copies, completions at once. */
+export class MediaBackend implements BlockBackend {
+  /** The name. */
+  readonly name: string;
+  /** Bytes per block. */
+  readonly blockSize: number;
+  /** Blocks. */
+  readonly blockCount: number;
+  /** Largest transfer. */
+  readonly maxTransfer: number;
+  /** Writes are not cached by the target. */
+  readonly vwc = true;
+  /** No backing controller. */
+  readonly idCtrl = null;
+  /** The media itself (synchronous: the model runs its commands inline). */
+  readonly media: Media;
+  readonly #media: Media;
+  readonly #pool = new BufferPool((n) => new Uint8Array(n), () => {}, 64);
+
+  /** Serve `media` in blocks of `blockSize`. */
+  constructor(media: Media, blockSize: number, name = "media", maxTransfer = 1 << 20) {
+    this.#media = media;
+    this.media = media;
+    this.blockSize = blockSize;
+    this.blockCount = Math.floor(media.size / blockSize);
+    this.maxTransfer = maxTransfer;
+    this.name = name;
+  }
+
+  /** A plain buffer. */
+  alloc(bytes: number): Uint8Array {
+    return this.#pool.take(bytes);
+  }
+
+  /** Back to the pool. */
+  free(buf: Uint8Array): void {
+    this.#pool.give(buf);
+  }
+
+  #try(f: () => void, done: IoDone): void {
+    let sf = 0;
+    try {
+      f();
+    } catch {
+      sf = Sf.INTERNAL;
+    }
+    done(sf);
+  }
+
+  /** Copy out. */
+  read(lba: number, buf: Uint8Array, done: IoDone): void {
+    this.#try(() => this.#media.read(lba * this.blockSize, buf), done);
+  }
+
+  /** Copy in. */
+  write(lba: number, buf: Uint8Array, _fua: boolean, done: IoDone): void {
+    this.#try(() => this.#media.write(lba * this.blockSize, buf), done);
+  }
+
+  /** Nothing cached. */
+  flush(done: IoDone): void {
+    done(0);
+  }
+
+  /** Zero the range. */
+  writeZeroes(lba: number, blocks: number, _deallocate: boolean, done: IoDone): void {
+    this.#try(() => this.#media.zero(lba * this.blockSize, blocks * this.blockSize), done);
+  }
+
+  /** Close the media. */
+  close(): Promise<void> {
+    this.#media.close();
+    return Promise.resolve();
+  }
+}

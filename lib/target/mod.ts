@@ -1,0 +1,33 @@
+/**
+ * NVMe over TCP target: serve namespaces of any {@link NVMeDev} (a VFIO
+ * controller or the software controller), lib/sim media or a file to NVMe/TCP
+ * hosts such as Linux's `nvme connect -t tcp`. One listener carries the NVM
+ * subsystems and a discovery controller; each admin Connect gets a
+ * controller (properties, Identify with the backing controller's identity,
+ * logs, features, AER, keep-alive enforcement), IO Connects add queues to
+ * it, and IO maps onto the backends' queues with DMA buffers.
+ *
+ * @example
+ * ```ts
+ * import { MediaBackend, NvmfTarget } from "./mod.ts";
+ * import { MemMedia } from "../sim/media.ts";
+ *
+ * const target = await NvmfTarget.listen({
+ *   port: 0,
+ *   subsystems: [{ nqn: "nqn.2024-01.io.example:disk1", namespaces: [new MediaBackend(new MemMedia(1 << 20), 512)] }],
+ * });
+ * console.log(`listening on ${target.address}:${target.port}`);
+ * await target.close();
+ * ```
+ * @module
+ */
+export { type BackingDevice, type BackingNamespace, type BlockBackend, BufferPool, DevBackend, type DevBackendOptions, asyncMedia, type IoDone, MediaBackend, statusOf } from "./backend.ts";
+export { type AdminReply, type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
+export { identityFromIdCtrl, NvmController, type Reply } from "./nvm.ts";
+export { TargetConn, type TargetFault } from "./conn.ts";
+export { type ConnectRequest, type ConnHost, type DigestPolicy, NvmfTarget, type NvmfTargetOptions, type SubsystemOptions, type TargetStats } from "./server.ts";
+export { type NamespaceOpenOptions, type NamespaceSpec, type OpenedNamespaces, openNamespaces, parseNamespaceSpec } from "./spec-parse.ts";
+export * from "./spec.ts";
+export type { AnyMedia, AsyncMedia, Media, MediaDone } from "../sim/media.ts";
+export type { ControllerModel, DataPort, FabricsIdentity, ModelIdentity, ModelNamespace, ModelNamespaceState, ModelOptions } from "../sim/engine.ts";
+export type { SimNamespaceOptions, SimOptions } from "../sim/options.ts";

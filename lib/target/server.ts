@@ -1,0 +1,402 @@
+/**
+ * The NVMe/TCP target: listens on an address, exports subsystems (each a
+ * list of namespace backends and a host allow-list), serves a discovery
+ * controller on the same port, creates a controller per admin Connect, binds
+ * IO Connects to it, and enforces keep-alive (a host silent for KATO loses
+ * its controller and every queue of it, as nvmet does; any command counts,
+ * CTRATT.TBKAS).
+ * @module
+ */
+import * as net from "node:net";
+import { CNTLID_DYNAMIC, ConnectData, DISCOVERY_NQN, FabricsSqe } from "../tcp/fabrics.ts";
+import { AdrFam, type DiscoveryEntry, encodeDiscoveryLog, SubType, TREQ_DISABLE_SQFLOW, TRTYPE_TCP } from "../tcp/discovery.ts";
+import type { BlockBackend } from "./backend.ts";
+import { TargetConn, type TargetFault } from "./conn.ts";
+import { type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
+import { NvmController } from "./nvm.ts";
+import { connectIpo, Sf } from "./spec.ts";
+
+/** How the target answers digest requests in ICReq. */
+export type DigestPolicy = "allow" | "require" | "none";
+
+/** A subsystem to export. */
+export interface SubsystemOptions {
+  /** Subsystem NQN. */
+  nqn: string;
+  /** Namespaces, NSID 1.. in order. */
+  namespaces: BlockBackend[];
+  /** Host NQNs allowed (default: any host). */
+  allowHosts?: string[];
+  /** Serial number override. */
+  serial?: string;
+  /** Model number override. */
+  model?: string;
+}
+
+/** Target settings. */
+export interface NvmfTargetOptions {
+  /** Address to listen on (default 127.0.0.1). */
+  host?: string;
+  /** Port (default 4420; 0 picks a free one, see {@link NvmfTarget.port}). */
+  port?: number;
+  /** Subsystems exported. */
+  subsystems: SubsystemOptions[];
+  /** Digests: echo what the host asks (allow, default), insist on both (require), or grant none. */
+  digests?: DigestPolicy;
+  /** Largest transfer per command and MAXH2CDATA in bytes (default 256 KiB; capped by every backend). */
+  maxTransfer?: number;
+  /** In-capsule write data accepted on IO queues (default 16 KiB, as nvmet). */
+  inCapsule?: number;
+  /** IO queues per controller (default 8). */
+  maxIoQueues?: number;
+  /** Queue entries (default 128). */
+  queueEntries?: number;
+  /** C2HData SUCCESS (no CapsuleResp after read data) when the host disabled SQ flow control (default true). */
+  c2hSuccess?: boolean;
+  /** Keep-alive check period in ms (default: a quarter of the shortest KATO, at least 50 ms). */
+  keepAliveCheckMs?: number;
+  /** Called with one-line log messages (controller created, keep-alive expired...). */
+  log?: (line: string) => void;
+  /** Test hook: called for every command capsule (its SQE valid only during the call); the fault it returns is applied. */
+  onCommand?: (qid: number, sqe: Uint32Array) => TargetFault;
+}
+
+/** Counters. */
+export interface TargetStats {
+  /** TCP connections accepted. */
+  connections: number;
+  /** Command capsules received. */
+  commands: number;
+  /** R2T PDUs sent. */
+  r2t: number;
+  /** H2CData PDUs received. */
+  h2cData: number;
+  /** C2HData PDUs sent. */
+  c2hData: number;
+  /** Commands with in-capsule data. */
+  inCapsule: number;
+  /** C2HTermReqs sent. */
+  termReqs: number;
+  /** H2CTermReqs received. */
+  hostTermReqs: number;
+  /** Controllers failed by keep-alive expiry. */
+  keepAliveExpired: number;
+  /** Connect commands refused. */
+  connectRefused: number;
+}
+
+/** Connect fields the target checks. */
+export interface ConnectRequest {
+  /** Queue id. */
+  qid: number;
+  /** SQ size, 0's based. */
+  sqsize: number;
+  /** Keep-alive timeout, ms. */
+  kato: number;
+  /** Subsystem NQN. */
+  subnqn: string;
+  /** Host NQN. */
+  hostnqn: string;
+  /** Host identifier. */
+  hostid: Uint8Array;
+  /** Controller id asked for. */
+  cntlid: number;
+  /** The connection asking. */
+  conn: TargetConn;
+}
+
+/** What a connection needs from its target. */
+export interface ConnHost {
+  /** Limits. */
+  readonly limits: ControllerLimits;
+  /** Digest policy. */
+  readonly digests: DigestPolicy;
+  /** SUCCESS on C2HData when allowed. */
+  readonly c2hSuccess: boolean;
+  /** Counters. */
+  readonly stats: TargetStats;
+  /** Test hook. */
+  readonly onCommand?: (qid: number, sqe: Uint32Array) => TargetFault;
+  /** Log sink. */
+  readonly log?: (line: string) => void;
+  /** Bind a Connect to a controller, or refuse it (status and DW0). */
+  connect(r: ConnectRequest): FabricsController | { sf: number; dw0: number };
+  /** A connection closed. */
+  connClosed(conn: TargetConn): void;
+}
+
+/** A listening NVMe/TCP target. */
+export class NvmfTarget implements ConnHost {
+  /** Port listened on. */
+  readonly port: number;
+  /** Address listened on. */
+  readonly address: string;
+  /** Counters. */
+  readonly stats: TargetStats = {
+    connections: 0,
+    commands: 0,
+    r2t: 0,
+    h2cData: 0,
+    c2hData: 0,
+    inCapsule: 0,
+    termReqs: 0,
+    hostTermReqs: 0,
+    keepAliveExpired: 0,
+    connectRefused: 0,
+  };
+  /** Live controllers by cntlid. */
+  readonly controllers: Map<number, FabricsController> = new Map();
+  /** Limits. */
+  readonly limits: ControllerLimits;
+  /** Digest policy. */
+  readonly digests: DigestPolicy;
+  /** C2HData SUCCESS allowed. */
+  readonly c2hSuccess: boolean;
+  /** Test hook. */
+  readonly onCommand?: (qid: number, sqe: Uint32Array) => TargetFault;
+  /** Log sink. */
+  readonly log?: (line: string) => void;
+  /** Discovery log generation counter (bumped when the allow-lists or subsystems change). */
+  genctr = 1n;
+  readonly #srv: net.Server;
+  readonly #subs = new Map<string, Subsystem>();
+  readonly #conns = new Set<TargetConn>();
+  readonly #queues = new Map<FabricsController, Map<number, TargetConn>>();
+  readonly #checkMs: number | undefined;
+  #timer: ReturnType<typeof setInterval> | null = null;
+  #nextCntlid = 1;
+  #closing = false;
+
+  private constructor(srv: net.Server, address: string, port: number, o: NvmfTargetOptions) {
+    this.#srv = srv;
+    this.address = address;
+    this.port = port;
+    this.digests = o.digests ?? "allow";
+    this.c2hSuccess = o.c2hSuccess ?? true;
+    this.onCommand = o.onCommand;
+    this.log = o.log;
+    this.#checkMs = o.keepAliveCheckMs;
+    this.limits = {
+      maxTransfer: o.maxTransfer ?? 256 * 1024,
+      inCapsule: o.inCapsule ?? 16384,
+      maxIoQueues: o.maxIoQueues ?? 8,
+      queueEntries: o.queueEntries ?? 128,
+    };
+    for (const s of o.subsystems) this.addSubsystem(s);
+  }
+
+  /** Validate the options, listen, and resolve once the port is open. */
+  static listen(o: NvmfTargetOptions): Promise<NvmfTarget> {
+    const mt = o.maxTransfer ?? 256 * 1024;
+    if (!Number.isInteger(mt) || mt < 4096 || mt % 4096 !== 0 || (mt & (mt - 1)) !== 0) {
+      return Promise.reject(new RangeError(`maxTransfer must be a power of two of at least 4096, got ${mt}`));
+    }
+    const ic = o.inCapsule ?? 16384;
+    if (!Number.isInteger(ic) || ic < 0 || ic % 16 !== 0) return Promise.reject(new RangeError(`inCapsule must be a multiple of 16, got ${ic}`));
+    const qe = o.queueEntries ?? 128;
+    if (!Number.isInteger(qe) || qe < 2 || qe > 65536) return Promise.reject(new RangeError(`queueEntries must be 2..65536, got ${qe}`));
+    const nq = o.maxIoQueues ?? 8;
+    if (!Number.isInteger(nq) || nq < 1 || nq > 65535) return Promise.reject(new RangeError(`maxIoQueues must be 1..65535, got ${nq}`));
+    return new Promise((resolve, reject) => {
+      let t: NvmfTarget | null = null;
+      const srv = net.createServer((sock) => {
+        if (t !== null && !t.#closing) t.#accept(sock);
+        else sock.destroy();
+      });
+      srv.on("error", reject);
+      const host = o.host ?? "127.0.0.1";
+      srv.listen(o.port ?? 4420, host, () => {
+        const a = srv.address();
+        try {
+          t = new NvmfTarget(srv, host, typeof a === "object" && a ? a.port : 0, o);
+        } catch (e) {
+          srv.close();
+          reject(e);
+          return;
+        }
+        resolve(t);
+      });
+    });
+  }
+
+  /** Export another subsystem (discovery controllers with change notices enabled are told). */
+  addSubsystem(s: SubsystemOptions): void {
+    if (typeof s.nqn !== "string" || s.nqn.length === 0 || s.nqn.length > 223) throw new RangeError(`bad subsystem NQN ${JSON.stringify(s.nqn)}`);
+    if (s.nqn === DISCOVERY_NQN || this.#subs.has(s.nqn)) throw new RangeError(`subsystem ${s.nqn} exists`);
+    this.#subs.set(s.nqn, {
+      nqn: s.nqn,
+      namespaces: [...s.namespaces],
+      allowHosts: s.allowHosts ? new Set(s.allowHosts) : null,
+      serial: s.serial,
+      model: s.model,
+    });
+    this.#discoveryChanged();
+  }
+
+  /** Replace a subsystem's allow-list (null: any host). Controllers already connected stay. */
+  setAllowedHosts(nqn: string, hosts: string[] | null): void {
+    const s = this.#subs.get(nqn);
+    if (!s) throw new RangeError(`no subsystem ${nqn}`);
+    s.allowHosts = hosts ? new Set(hosts) : null;
+    this.#discoveryChanged();
+  }
+
+  /** True if `nqn` is exported. */
+  hasSubsystem(nqn: string): boolean {
+    return this.#subs.has(nqn);
+  }
+
+  #discoveryChanged(): void {
+    this.genctr++;
+    for (const c of this.controllers.values()) if (c.discovery) c.discoveryChanged();
+  }
+
+  #accept(sock: net.Socket): void {
+    this.stats.connections++;
+    sock.setNoDelay(true);
+    this.#conns.add(new TargetConn(this, sock));
+  }
+
+  /** The discovery log a host sees: the current discovery subsystem, then the subsystems it may use. */
+  discoveryLog(hostnqn: string): Uint8Array {
+    const a = this.address === "0.0.0.0" || this.address === "::" ? "127.0.0.1" : this.address;
+    const e = {
+      trtype: TRTYPE_TCP,
+      adrfam: a.includes(":") ? AdrFam.IPV6 : AdrFam.IPV4,
+      treq: TREQ_DISABLE_SQFLOW,
+      portid: 1,
+      cntlid: CNTLID_DYNAMIC,
+      asqsz: 32,
+      trsvcid: String(this.port),
+      traddr: a,
+    };
+    const entries: DiscoveryEntry[] = [{ ...e, subtype: SubType.CURRENT_DISCOVERY, subnqn: DISCOVERY_NQN }];
+    for (const s of this.#subs.values()) {
+      if (s.allowHosts === null || s.allowHosts.has(hostnqn)) entries.push({ ...e, subtype: SubType.NVM, subnqn: s.nqn });
+    }
+    return encodeDiscoveryLog(this.genctr, entries);
+  }
+
+  /** Bind a Connect: a new controller on qid 0, else the existing controller it names. */
+  connect(r: ConnectRequest): FabricsController | { sf: number; dw0: number } {
+    const refuse = (sf: number, dw0 = 0) => {
+      this.stats.connectRefused++;
+      this.log?.(`connect refused: qid ${r.qid} host ${r.hostnqn} subsystem ${r.subnqn} status 0x${sf.toString(16)}`);
+      return { sf, dw0 };
+    };
+    const disc = r.subnqn === DISCOVERY_NQN;
+    const sub = disc ? null : this.#subs.get(r.subnqn);
+    if (sub === undefined) return refuse(Sf.CONNECT_INVALID, connectIpo(true, ConnectData.SUBNQN));
+    if (sub !== null && sub.allowHosts !== null && !sub.allowHosts.has(r.hostnqn)) {
+      return refuse(Sf.CONNECT_INVALID_HOST, connectIpo(true, ConnectData.HOSTNQN));
+    }
+    if (r.sqsize === 0 || r.sqsize >= this.limits.queueEntries) return refuse(Sf.CONNECT_INVALID, connectIpo(false, FabricsSqe.SQSIZE));
+    if (r.qid === 0) {
+      if (r.cntlid !== CNTLID_DYNAMIC) return refuse(Sf.CONNECT_INVALID, connectIpo(true, ConnectData.CNTLID));
+      let id = this.#nextCntlid;
+      while (this.controllers.has(id)) id = id >= 0xffef ? 1 : id + 1;
+      this.#nextCntlid = id >= 0xffef ? 1 : id + 1;
+      const c: FabricsController = sub === null
+        ? new DiscoveryController(id, r.hostnqn, r.hostid, r.kato, this.limits, (h) => this.discoveryLog(h))
+        : new NvmController(id, sub, r.hostnqn, r.hostid, r.kato, this.limits, () => this.#resetController(c));
+      this.controllers.set(id, c);
+      this.#queues.set(c, new Map([[0, r.conn]]));
+      this.log?.(`controller ${id}: ${disc ? "discovery" : sub!.nqn} for ${r.hostnqn}, kato ${c.kato} ms`);
+      this.#armKeepAlive();
+      return c;
+    }
+    const c = this.controllers.get(r.cntlid);
+    if (c === undefined || c.dead || c.discovery || c.subsystem !== sub || c.hostnqn !== r.hostnqn) {
+      return refuse(Sf.CONNECT_INVALID, connectIpo(true, ConnectData.CNTLID));
+    }
+    if (r.qid > c.ioQueues) return refuse(Sf.CONNECT_INVALID, connectIpo(false, FabricsSqe.QID));
+    if (!c.ready) return refuse(Sf.SEQUENCE);
+    const qs = this.#queues.get(c)!;
+    if (qs.has(r.qid)) return refuse(Sf.CONNECT_BUSY);
+    qs.set(r.qid, r.conn);
+    c.model.noteIoQueueCreated();
+    c.lastSeen = performance.now();
+    return c;
+  }
+
+  /** CC.EN cleared: drop the IO queues (the host reconnects them after enabling again). */
+  #resetController(c: FabricsController): void {
+    const qs = this.#queues.get(c);
+    if (!qs) return;
+    for (const [qid, q] of qs) if (qid !== 0) q.destroy();
+  }
+
+  /** A connection closed: its queue goes; an admin queue takes its controller with it. */
+  connClosed(conn: TargetConn): void {
+    this.#conns.delete(conn);
+    const c = conn.ctrl;
+    if (c === null) return;
+    const qs = this.#queues.get(c);
+    if (qs?.get(conn.qid) === conn) qs.delete(conn.qid);
+    if (conn.qid === 0) this.#dropController(c, "admin queue closed");
+  }
+
+  #dropController(c: FabricsController, why: string): void {
+    if (c.dead) return;
+    c.dead = true;
+    c.dropPending();
+    this.controllers.delete(c.cntlid);
+    const qs = this.#queues.get(c);
+    this.#queues.delete(c);
+    this.log?.(`controller ${c.cntlid}: gone (${why})`);
+    if (qs) for (const q of qs.values()) q.destroy();
+    if (this.controllers.size === 0 && this.#timer !== null) {
+      clearInterval(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  #armKeepAlive(): void {
+    let min = Infinity;
+    for (const c of this.controllers.values()) if (c.kato > 0) min = Math.min(min, c.kato);
+    if (min === Infinity) return;
+    const period = this.#checkMs ?? Math.max(50, Math.min(1000, Math.floor(min / 4)));
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = setInterval(() => this.checkKeepAlive(), period);
+  }
+
+  /**
+   * Fail every controller whose host has been silent for longer than its
+   * KATO (nvmet rounds KATO up to whole seconds; so does this). Runs on a
+   * timer; callable directly (tests).
+   */
+  checkKeepAlive(now: number = performance.now()): number {
+    let n = 0;
+    for (const c of [...this.controllers.values()]) {
+      if (c.kato <= 0) continue;
+      const busy = [...(this.#queues.get(c)?.values() ?? [])].some((q) => q.inflight > 0 && q.qid !== 0);
+      if (busy) continue; // commands still running on the backend count as traffic
+      if (now - c.lastSeen > Math.ceil(c.kato / 1000) * 1000) {
+        this.stats.keepAliveExpired++;
+        n++;
+        this.#dropController(c, `keep-alive timeout (${c.kato} ms)`);
+      }
+    }
+    return n;
+  }
+
+  /** Drop every connection (a network failure as hosts see it). */
+  dropAll(): void {
+    for (const c of [...this.#conns]) c.destroy();
+  }
+
+  /** Stop listening, drop every connection and controller. Backends stay open (their owner closes them). */
+  close(): Promise<void> {
+    this.#closing = true;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    this.dropAll();
+    for (const c of [...this.controllers.values()]) this.#dropController(c, "target closed");
+    return new Promise((r) => this.#srv.close(() => r()));
+  }
+
+  /** Subsystems exported (the backends of each). */
+  get subsystems(): Subsystem[] {
+    return [...this.#subs.values()];
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * What `--ns` names, opened: a VFIO controller ("0000:00:04.0[:nsid]",
+ * optionally "vfio:"), the software controller ("sim:..."), a file
+ * ("file:PATH[:SIZE[:BLOCK]]") or memory ("mem:SIZE[:BLOCK]"). A controller
+ * without an nsid exports every active namespace of it.
+ * @module
+ */
+import type { OpenOptions } from "../dev.ts";
+import * as fs from "node:fs";
+import { FileMedia, MemMedia } from "../sim/media.ts";
+import { type BackingDevice, type BlockBackend, DevBackend, MediaBackend } from "./backend.ts";
+
+/** A parsed `--ns` value. */
+export type NamespaceSpec =
+  | { kind: "dev"; target: string; nsid: number | null }
+  | { kind: "file"; path: string; size: number | null; blockSize: number }
+  | { kind: "mem"; size: number; blockSize: number };
+
+const PCI = /^(?:vfio:)?((?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])(?::(\d+))?$/;
+
+function size(s: string): number {
+  const m = /^(\d+)([KMGT]?)i?B?$/i.exec(s);
+  if (!m) throw new RangeError(`bad size ${JSON.stringify(s)} (e.g. 64M)`);
+  const mul = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }[m[2].toUpperCase() as "" | "K" | "M" | "G" | "T"];
+  return Number(m[1]) * mul;
+}
+
+function blockSize(s: string | undefined): number {
+  const b = s === undefined ? 512 : Number(s);
+  if (b !== 512 && b !== 4096) throw new RangeError(`block size must be 512 or 4096, got ${s}`);
+  return b;
+}
+
+/** Parse one `--ns` value; throws RangeError with the accepted forms. */
+export function parseNamespaceSpec(spec: string): NamespaceSpec {
+  if (spec.startsWith("sim:") || spec === "sim") return { kind: "dev", target: spec, nsid: null };
+  const p = PCI.exec(spec);
+  if (p) return { kind: "dev", target: p[1], nsid: p[2] === undefined ? null : Number(p[2]) };
+  if (spec.startsWith("file:")) {
+    const [path, sz, bs] = spec.slice(5).split(":");
+    if (!path) throw new RangeError("file: needs a path");
+    return { kind: "file", path, size: sz ? size(sz) : null, blockSize: blockSize(bs) };
+  }
+  if (spec.startsWith("mem:")) {
+    const [sz, bs] = spec.slice(4).split(":");
+    return { kind: "mem", size: size(sz), blockSize: blockSize(bs) };
+  }
+  throw new RangeError(`bad namespace ${JSON.stringify(spec)}: expected 0000:00:04.0[:nsid], sim:..., file:PATH[:SIZE[:BLOCK]] or mem:SIZE[:BLOCK]`);
+}
+
+/** NVMeDev.open options the target passes to every device it opens. */
+export interface NamespaceOpenOptions {
+  /** IO queues to create on the device. */
+  ioQueues?: number;
+  /** Entries per IO queue. */
+  ioQueueDepth?: number;
+  /** How the device's queues wait for completions. */
+  interrupts?: "adaptive" | "interrupt" | "poll";
+}
+
+/** The backends opened from `--ns` values and what closes them. */
+export interface OpenedNamespaces {
+  /** In order: the target's NSIDs 1... */
+  backends: BlockBackend[];
+  /** The devices opened (each once). */
+  devices: BackingDevice[];
+  /** Close the backends, then the devices. */
+  close(): Promise<void>;
+}
+
+/**
+ * Open every spec (devices once each, through NVMeDev.open with `devOptions`)
+ * and return the backends in order with a close() that releases them all.
+ */
+export async function openNamespaces(
+  specs: string[],
+  devOptions: NamespaceOpenOptions = {},
+): Promise<OpenedNamespaces> {
+  const { NVMeDev } = await import("../dev.ts");
+  const devs = new Map<string, BackingDevice & { nsList(): number[] }>();
+  const backends: BlockBackend[] = [];
+  const close = async () => {
+    for (const b of backends) await b.close().catch(() => {});
+    for (const d of devs.values()) await d.close().catch(() => {});
+  };
+  try {
+    for (const s of specs) {
+      const p = parseNamespaceSpec(s);
+      if (p.kind === "dev") {
+        let d = devs.get(p.target);
+        if (!d) devs.set(p.target, d = await NVMeDev.open(p.target, devOptions as OpenOptions));
+        for (const nsid of p.nsid === null ? d.nsList() : [p.nsid]) {
+          const b = new DevBackend(d, nsid);
+          if (b.blockSize !== 512 && b.blockSize !== 4096) throw new RangeError(`${b.name}: block size ${b.blockSize} (the target serves 512 and 4096)`);
+          backends.push(b);
+        }
+      } else if (p.kind === "file") {
+        let sz = p.size;
+        if (sz === null) {
+          if (!fs.existsSync(p.path)) throw new RangeError(`${p.path} does not exist (give a size: file:PATH:64M)`);
+          sz = fs.statSync(p.path).size;
+        }
+        sz -= sz % p.blockSize;
+        if (sz <= 0) throw new RangeError(`${p.path}: no whole block`);
+        backends.push(new MediaBackend(new FileMedia(p.path, sz), p.blockSize, `file ${p.path}`));
+      } else {
+        backends.push(new MediaBackend(new MemMedia(p.size), p.blockSize, `mem ${backends.length + 1}`));
+      }
+    }
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { backends, devices: [...devs.values()], close };
+}
