@@ -114,11 +114,20 @@ async function tcpRig(): Promise<Rig> {
   });
   return {
     dev,
-    loseNext: async (opcode) => void faults.push({ opcode, fault: "ignore" }),
+    loseNext: (opcode) => {
+      faults.push({ opcode, fault: "ignore" });
+      return Promise.resolve();
+    },
     delay: null,
     recover: [
-      async () => void faults.push({ opcode: -1, fault: "drop" }), // the next IO command's connection drops
-      async () => target.dropAll(), // every connection drops now
+      () => {
+        faults.push({ opcode: -1, fault: "drop" }); // the next IO command's connection drops
+        return Promise.resolve();
+      },
+      () => {
+        target.dropAll(); // every connection drops now
+        return Promise.resolve();
+      },
     ],
     // No device reaches host memory over TCP: data lands only through the ring, which refuses freed buffers.
     staleDma: () => 0,
