@@ -40,8 +40,6 @@ export type { Sqe } from "../nvme/command.ts";
 export type { DmaBuffer, DmaMemory, FabricHost, FabricQueueLimits, FabricRing, FabricTransport } from "../nvme/transport.ts";
 export { TcpTransport, type TcpTransportOptions } from "./transport.ts";
 export type { QueuePair } from "../nvme/queue.ts";
-export type { Controller } from "../nvme/controller.ts";
-export type { CommandTrace } from "../nvme/trace.ts";
 export type { QueueRing } from "../nvme/pcie.ts";
 export type { CommandTracker } from "../nvme/tracker.ts";
 export type { Media } from "../sim/media.ts";
