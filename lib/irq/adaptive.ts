@@ -114,6 +114,16 @@ export class IdlePolicy {
   }
 
   /**
+   * New work after a pause (the pump starts again for a new submission): the
+   * polling window starts over at the next empty poll instead of counting the
+   * pause as idle time, which would send a QD1 caller straight to a sleep or
+   * a nap after every gap between its commands. No clock read.
+   */
+  restart(): void {
+    this.#idleSince = -1;
+  }
+
+  /**
    * The pump ran again at `now` after a YIELD, NAP or SLEEP. `woke`: an
    * interrupt (or completions) ended the sleep, so polling starts a new
    * window: completions tend to come in bursts.

@@ -373,6 +373,7 @@ export class QueuePair {
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
+    this.#policy.restart();
     const t = this.#t;
     let reaped = 0;
     // The ring is read per reap: a fabric queue's ring changes on reconnect.
