@@ -8,7 +8,7 @@
  * @module
  */
 import { ProtocolError } from "../nvme/errors.ts";
-import { crc32c } from "./crc32c.ts";
+import { crc32c, crc32cFinish, crc32cUpdate, CRC32C_INIT } from "./crc32c.ts";
 import {
   Ch,
   DataOff,
@@ -36,6 +36,16 @@ export type PduRole = "host" | "target";
  */
 export type PduHandler = (hdr: Uint8Array, data: Uint8Array | null, dataDigestOk: boolean) => void;
 
+/**
+ * Chooses where the data of an H2CData/C2HData PDU lands, called once its
+ * header has passed the checks (`hdr` valid during the call only): a view of
+ * at least `len` bytes receives the data straight from the socket chunks (one
+ * copy, no staging buffer; the handler then gets that same view), or null for
+ * the parser's own buffer. May throw a ProtocolError (e.g. a transfer the
+ * receiver does not expect).
+ */
+export type DataPlacer = (hdr: Uint8Array, len: number) => Uint8Array | null;
+
 /** Parser limits and the digests in force. */
 export interface PduParserOptions {
   /** Whose PDUs are accepted. */
@@ -61,6 +71,8 @@ export class PduParser {
   maxData: number;
   /** PDUs delivered. */
   pdus = 0;
+  /** Where data PDUs' data should land (see {@link DataPlacer}); null: the parser's buffer. */
+  placeData: DataPlacer | null = null;
   readonly #role: PduRole;
   readonly #soft: boolean;
   readonly #onPdu: PduHandler;
@@ -74,6 +86,8 @@ export class PduParser {
   #ddLen = 0;
   #dataLen = 0;
   #dataView: Uint8Array | null = null; // zero-copy view into a chunk, when the data lay in one
+  #place: Uint8Array | null = null; // the placer's destination for the current PDU's data
+  #crc = CRC32C_INIT; // running data digest, updated as pieces arrive
   #icSeen = false;
   #dead: ProtocolError | null = null;
 
@@ -145,14 +159,25 @@ export class PduParser {
           break;
         }
         case S_DATA: {
-          if (this.#have === 0 && n - i >= this.#dataLen) {
+          const place = this.#place;
+          if (place !== null) {
+            // Straight into the receiver's memory: the only host-side copy.
+            const take = Math.min(this.#dataLen - this.#have, n - i);
+            place.set(take === n && i === 0 ? b : b.subarray(i, i + take), this.#have);
+            if (this.#ddLen > 0) this.#crc = crc32cUpdate(this.#crc, b, i, i + take);
+            this.#have += take;
+            i += take;
+            if (this.#have < this.#dataLen) return;
+          } else if (this.#have === 0 && n - i >= this.#dataLen) {
             // Whole data in this chunk: hand a view, no copy.
             this.#dataView = b.subarray(i, i + this.#dataLen);
+            if (this.#ddLen > 0) this.#crc = crc32cUpdate(this.#crc, b, i, i + this.#dataLen);
             i += this.#dataLen;
             this.#have = this.#dataLen;
           } else {
             const take = Math.min(this.#dataLen - this.#have, n - i);
             this.#data.set(take === n - i && i === 0 ? b : b.subarray(i, i + take), this.#have);
+            if (this.#ddLen > 0) this.#crc = crc32cUpdate(this.#crc, b, i, i + take);
             this.#have += take;
             i += take;
             if (this.#have < this.#dataLen) return;
@@ -166,8 +191,8 @@ export class PduParser {
           this.#have += take;
           i += take;
           if (this.#have < DIGEST_SIZE) return;
-          const data = this.#dataView ?? this.#data.subarray(0, this.#dataLen);
-          const want = crc32c(data);
+          const data = this.#current();
+          const want = crc32cFinish(this.#crc);
           const ok = get32(this.#dd, 0) === want;
           if (!ok && !this.#soft) {
             throw new ProtocolError("ddgst", `data digest mismatch (0x${get32(this.#dd, 0).toString(16)}, computed 0x${want.toString(16)})`);
@@ -280,10 +305,29 @@ export class PduParser {
   }
 
   #startData(): void {
-    if (this.#data.length < this.#dataLen) this.#data = new Uint8Array(Math.max(this.#dataLen, this.#data.length * 2));
     this.#dataView = null;
+    this.#place = null;
+    this.#crc = CRC32C_INIT;
+    const type = this.#hdr[Ch.TYPE];
+    if (this.placeData !== null && (type === PduType.C2H_DATA || type === PduType.H2C_DATA)) {
+      const v = this.placeData(this.#hdr, this.#dataLen);
+      if (v !== null) {
+        if (v.length < this.#dataLen) throw new RangeError(`data placement of ${v.length} bytes for ${this.#dataLen}`);
+        this.#place = v;
+      }
+    }
+    if (this.#place === null && this.#data.length < this.#dataLen) {
+      this.#data = new Uint8Array(Math.max(this.#dataLen, this.#data.length * 2));
+    }
     this.#have = 0;
     this.#state = S_DATA;
+  }
+
+  /** The current PDU's whole data: the placer's view, a view into the chunk, or the parser's buffer. */
+  #current(): Uint8Array {
+    return this.#place !== null
+      ? this.#place.subarray(0, this.#dataLen)
+      : this.#dataView ?? this.#data.subarray(0, this.#dataLen);
   }
 
   #afterData(): void {
@@ -292,7 +336,7 @@ export class PduParser {
       this.#state = S_DDGST;
       return;
     }
-    this.#deliver(this.#dataView ?? this.#data.subarray(0, this.#dataLen));
+    this.#deliver(this.#current());
   }
 
   #deliver(data: Uint8Array | null, ok = true): void {
@@ -300,6 +344,7 @@ export class PduParser {
     this.#state = S_CH;
     this.#have = 0;
     this.#dataView = null;
+    this.#place = null;
     if (type === PduType.IC_REQ || type === PduType.IC_RESP) this.#icSeen = true;
     this.pdus++;
     this.#onPdu(this.#hdr, data, ok);

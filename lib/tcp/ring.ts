@@ -223,6 +223,9 @@ export class TcpRing implements FabricRing {
     this.#cq = new Uint32Array(Math.max(slots, 1) * 2 * 3);
     // C2H data may be as large as one command; a target sends at most that in one PDU.
     parser.maxData = Math.max(this.maxTransfer, this.inCapsuleMax, 4096);
+    // C2H data lands straight in the command's memory; with a data digest it is staged until the digest
+    // checked out, so data that failed it never reaches the command's buffer.
+    if (!dg.ddgst) parser.placeData = (hdr, n) => this.#c2hPlace(hdr, n);
   }
 
   /**
@@ -489,19 +492,39 @@ export class TcpRing implements FabricRing {
     return s >= 0 && this.#slotCid[s] === cid && this.#slotBad[s] === 1;
   }
 
-  #onC2hData(hdr: Uint8Array, data: Uint8Array, ddgstOk: boolean): void {
+  /** Slot of the C2HData in `hdr` carrying `n` bytes, checked against the command's read. */
+  #c2hSlot(hdr: Uint8Array, n: number): number {
     const cid = get16(hdr, DataOff.CCCID);
     const s = this.#slotFor(cid, DIR_C2H, "C2HData");
-    const datao = get32(hdr, DataOff.DATAO), n = data.length;
+    const datao = get32(hdr, DataOff.DATAO);
     if (datao !== this.#slotDone[s] || datao + n > this.#slotLen[s]) {
       throw new ProtocolError("range", `C2HData at ${datao}+${n} for a ${this.#slotLen[s]}-byte read (${this.#slotDone[s]} received)`, Fes.DATA_OUT_OF_RANGE);
     }
+    return s;
+  }
+
+  /** The parser's {@link DataPlacer}: where in the read's memory a C2HData's data goes. */
+  #c2hPlace(hdr: Uint8Array, n: number): Uint8Array | null {
+    if (hdr[Ch.TYPE] !== PduType.C2H_DATA) return null;
+    const s = this.#c2hSlot(hdr, n);
+    const iova = this.#slotIova[s];
+    const mem = this.#mem.bytesAt(iova);
+    if (mem === null) throw new ConnectionLostError(`read buffer of command ${get16(hdr, DataOff.CCCID)} was freed`);
+    const at = (iova % 0x1_0000_0000) + get32(hdr, DataOff.DATAO);
+    return mem.subarray(at, at + n);
+  }
+
+  #onC2hData(hdr: Uint8Array, data: Uint8Array, ddgstOk: boolean): void {
+    const cid = get16(hdr, DataOff.CCCID), n = data.length;
+    const s = this.#c2hSlot(hdr, n);
+    const datao = get32(hdr, DataOff.DATAO);
     const iova = this.#slotIova[s];
     const mem = this.#mem.bytesAt(iova);
     if (mem === null) throw new ConnectionLostError(`read buffer of command ${cid} was freed`);
+    const at = (iova % 0x1_0000_0000) + datao;
     // Data that failed its digest is not copied; the command fails with Data Transfer Error, as on Linux.
-    if (ddgstOk) mem.set(data, (iova % 0x1_0000_0000) + datao);
-    else this.#slotBad[s] = 1;
+    if (!ddgstOk) this.#slotBad[s] = 1;
+    else if (data.buffer !== mem.buffer || data.byteOffset !== mem.byteOffset + at) mem.set(data, at); // not placed already
     this.#slotDone[s] = datao + n;
     this.counters.c2hData++;
     const flags = hdr[Ch.FLAGS];
