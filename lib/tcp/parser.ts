@@ -116,7 +116,10 @@ export class PduParser {
     return this.#state === S_CH && this.#have === 0;
   }
 
-  /** Consume `chunk` (any length); calls the handler for each PDU it completes. Throws ProtocolError. */
+  /**
+   * Consume `chunk` (any length); calls the handler for each PDU it completes. Throws ProtocolError.
+   * Nothing of `chunk` is referenced once this returns: the caller may reuse its memory.
+   */
   feed(chunk: Uint8Array): void {
     if (this.#dead) throw this.#dead;
     try {
@@ -168,8 +171,9 @@ export class PduParser {
             this.#have += take;
             i += take;
             if (this.#have < this.#dataLen) return;
-          } else if (this.#have === 0 && n - i >= this.#dataLen) {
-            // Whole data in this chunk: hand a view, no copy.
+          } else if (this.#have === 0 && n - i >= this.#dataLen + this.#ddLen) {
+            // Whole data (and its digest) in this chunk: hand a view, no copy. Never a view that
+            // outlives this feed: a socket may reuse the chunk's memory for its next read.
             this.#dataView = b.subarray(i, i + this.#dataLen);
             if (this.#ddLen > 0) this.#crc = crc32cUpdate(this.#crc, b, i, i + this.#dataLen);
             i += this.#dataLen;

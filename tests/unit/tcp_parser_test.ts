@@ -275,3 +275,26 @@ test("tcp parser: placeData puts C2HData straight into the given memory, any spl
   p.feed(pdu.subarray(50));
   assert.deepEqual(seen, [false]);
 });
+
+test("tcp parser: keeps nothing of a chunk past feed(): chunks read into one reused buffer parse the same (all digest modes, every cut)", () => {
+  for (const dg of DGS) {
+    const { stream } = hostStream(dg);
+    const whole = collect("host", dg, [stream]);
+    // A socket with onread hands every read in the same memory and overwrites it with the next one.
+    const reused = new Uint8Array(stream.length);
+    for (let cut = 1; cut < stream.length; cut += 3) {
+      const seen: Seen[] = [];
+      const p = new PduParser({ role: "host", maxData: 0x20000 }, (hdr, data) => {
+        seen.push({ type: hdr[0], hdr: Array.from(hdr.subarray(0, hdr[2])), data: data ? Array.from(data) : null });
+        if (hdr[0] === PduType.IC_RESP) p.digests = dg;
+      });
+      for (const part of [stream.subarray(0, cut), stream.subarray(cut)]) {
+        const v = reused.subarray(0, part.length);
+        v.set(part);
+        p.feed(v);
+        reused.fill(0xa5); // the next read lands here
+      }
+      assert.deepEqual(seen, whole, `cut at ${cut}`);
+    }
+  }
+});
