@@ -7,8 +7,11 @@
  *
  * Per IO: no clock read; SQEs and headers are staged in one reusable buffer
  * and sent once per batch (the only allocation is the copy node:net keeps
- * until the kernel has it); write data larger than the in-capsule limit and
- * read data are not copied on the host side beyond the socket's own copies.
+ * until the kernel has it); write data larger than the in-capsule limit goes
+ * out from the command's memory. The socket reads into one reused buffer
+ * (node:net `onread`), and without a data digest C2HData is copied once from
+ * it into the command's memory (with one, via the parser's staging buffer,
+ * so data that failed its digest never lands).
  * @module
  */
 import { Buffer } from "node:buffer";
