@@ -100,7 +100,9 @@ export class TargetConn {
     this.#sock = sock;
     const l = host.limits;
     const maxData = Math.max(l.maxTransfer, l.inCapsule, 8192);
-    this.#parser = new PduParser({ role: "target", maxData, dataSink: (hdr, n) => this.#sink(hdr, n) }, (hdr, data) => this.#onPdu(hdr, data));
+    this.#parser = new PduParser({ role: "target", maxData }, (hdr, data) => this.#onPdu(hdr, data));
+    // H2CData lands straight in the command's DMA buffer: one copy, socket to DMA memory.
+    this.#parser.placeData = (hdr, n) => this.#sink(hdr, n);
     sock.on("data", (chunk: Uint8Array) => {
       if (this.#closed) return;
       try {

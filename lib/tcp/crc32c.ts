@@ -2,9 +2,13 @@
  * CRC32C (Castagnoli: reflected polynomial 0x82F63B78, seed and final XOR
  * 0xFFFFFFFF), the NVMe/TCP header and data digest. Slice-by-8 in plain JS:
  * eight 256-entry tables fold eight input bytes per step, so the data digest
- * costs one table pass per 8 bytes instead of per byte.
+ * costs one table pass per 8 bytes instead of per byte. Buffers of
+ * {@link CRC32C_WASM_MIN} bytes or more go to the same algorithm compiled as
+ * WebAssembly (crc32c-wasm.ts) when the runtime has it; short ones (headers)
+ * stay in JS, where a call costs less than the copy into wasm memory.
  * @module
  */
+import { type Crc32cKernel, wasmCrc32c } from "./crc32c-wasm.ts";
 
 const POLY = 0x82f63b78;
 
@@ -26,6 +30,14 @@ const T = /* @__PURE__ */ (() => {
   return t;
 })();
 
+/** Smallest buffer handed to the WebAssembly kernel. */
+export const CRC32C_WASM_MIN = 256;
+
+const WASM: Crc32cKernel | null = /* @__PURE__ */ wasmCrc32c(T);
+
+/** Which implementation digests long buffers here: "wasm" or "js". */
+export const crc32cImpl: "wasm" | "js" = WASM === null ? "js" : "wasm";
+
 /** The raw CRC state before any byte (the seed). */
 export const CRC32C_INIT = 0xffffffff;
 
@@ -34,6 +46,12 @@ export const CRC32C_INIT = 0xffffffff;
  * can be computed over data that arrives in pieces. Returns the new state.
  */
 export function crc32cUpdate(state: number, b: Uint8Array, start = 0, end = b.length): number {
+  if (WASM !== null && end - start >= CRC32C_WASM_MIN) return WASM(state, b, start, end);
+  return crc32cJs(state, b, start, end);
+}
+
+/** {@link crc32cUpdate} in plain JS only (the fallback, and the reference the tests compare with). */
+export function crc32cJs(state: number, b: Uint8Array, start = 0, end = b.length): number {
   let c = state | 0;
   let i = start;
   const t = T;

@@ -23,7 +23,7 @@
  */
 export { crc32c, crc32cFinish, crc32cUpdate, CRC32C_INIT } from "./crc32c.ts";
 export * from "./pdu.ts";
-export { PduParser, type PduHandler, type PduParserOptions, type PduRole } from "./parser.ts";
+export { type DataPlacer, PduParser, type PduHandler, type PduParserOptions, type PduRole } from "./parser.ts";
 export * from "./fabrics.ts";
 export { TCP_IOVA_SPAN, TCP_MAX_BUFFERS, TcpMemory } from "./memory.ts";
 export { ADMIN_IN_CAPSULE, ArrivalWaiter, DEFAULT_TCP_MAX_TRANSFER, TcpRing, type TcpRingOptions } from "./ring.ts";

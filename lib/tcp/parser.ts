@@ -8,7 +8,7 @@
  * @module
  */
 import { ProtocolError } from "../nvme/errors.ts";
-import { crc32c } from "./crc32c.ts";
+import { crc32c, crc32cFinish, crc32cUpdate, CRC32C_INIT } from "./crc32c.ts";
 import {
   Ch,
   DataOff,
@@ -36,6 +36,16 @@ export type PduRole = "host" | "target";
  */
 export type PduHandler = (hdr: Uint8Array, data: Uint8Array | null, dataDigestOk: boolean) => void;
 
+/**
+ * Chooses where the data of an H2CData/C2HData PDU lands, called once its
+ * header has passed the checks (`hdr` valid during the call only): a view of
+ * at least `len` bytes receives the data straight from the socket chunks (one
+ * copy, no staging buffer; the handler then gets that same view), or null for
+ * the parser's own buffer. May throw a ProtocolError (e.g. a transfer the
+ * receiver does not expect).
+ */
+export type DataPlacer = (hdr: Uint8Array, len: number) => Uint8Array | null;
+
 /** Parser limits and the digests in force. */
 export interface PduParserOptions {
   /** Whose PDUs are accepted. */
@@ -49,14 +59,6 @@ export interface PduParserOptions {
    * connection: a Linux host fails only that command (Data Transfer Error).
    */
   softDataDigest?: boolean;
-  /**
-   * Where a PDU's data should land, asked once its header has been checked:
-   * a view of exactly the data length (the parser copies the data straight
-   * there, however the socket splits it, and delivers that view), or null
-   * for the parser's own buffer. A target points H2CData at the command's
-   * DMA buffer, so data is copied once, from the socket into DMA memory.
-   */
-  dataSink?: (hdr: Uint8Array, dataLen: number) => Uint8Array | null;
 }
 
 const S_CH = 0, S_HDR = 1, S_PAD = 2, S_DATA = 3, S_DDGST = 4;
@@ -69,11 +71,11 @@ export class PduParser {
   maxData: number;
   /** PDUs delivered. */
   pdus = 0;
+  /** Where data PDUs' data should land (see {@link DataPlacer}); null: the parser's buffer. */
+  placeData: DataPlacer | null = null;
   readonly #role: PduRole;
   readonly #soft: boolean;
   readonly #onPdu: PduHandler;
-  readonly #sink: ((hdr: Uint8Array, dataLen: number) => Uint8Array | null) | null;
-  #sinkView: Uint8Array | null = null;
   readonly #hdr = new Uint8Array(Hlen.IC + DIGEST_SIZE);
   #data: Uint8Array;
   readonly #dd = new Uint8Array(DIGEST_SIZE);
@@ -84,6 +86,8 @@ export class PduParser {
   #ddLen = 0;
   #dataLen = 0;
   #dataView: Uint8Array | null = null; // zero-copy view into a chunk, when the data lay in one
+  #place: Uint8Array | null = null; // the placer's destination for the current PDU's data
+  #crc = CRC32C_INIT; // running data digest, updated as pieces arrive
   #icSeen = false;
   #dead: ProtocolError | null = null;
 
@@ -94,7 +98,6 @@ export class PduParser {
     this.maxData = opts.maxData;
     this.digests = opts.digests ?? { hdgst: false, ddgst: false };
     this.#onPdu = onPdu;
-    this.#sink = opts.dataSink ?? null;
     this.#data = new Uint8Array(Math.min(opts.maxData, 64 * 1024) + DIGEST_SIZE);
   }
 
@@ -113,7 +116,10 @@ export class PduParser {
     return this.#state === S_CH && this.#have === 0;
   }
 
-  /** Consume `chunk` (any length); calls the handler for each PDU it completes. Throws ProtocolError. */
+  /**
+   * Consume `chunk` (any length); calls the handler for each PDU it completes. Throws ProtocolError.
+   * Nothing of `chunk` is referenced once this returns: the caller may reuse its memory.
+   */
   feed(chunk: Uint8Array): void {
     if (this.#dead) throw this.#dead;
     try {
@@ -156,22 +162,26 @@ export class PduParser {
           break;
         }
         case S_DATA: {
-          const sink = this.#sinkView;
-          if (sink !== null) {
+          const place = this.#place;
+          if (place !== null) {
+            // Straight into the receiver's memory: the only host-side copy.
             const take = Math.min(this.#dataLen - this.#have, n - i);
-            sink.set(take === n && i === 0 ? b : b.subarray(i, i + take), this.#have);
+            place.set(take === n && i === 0 ? b : b.subarray(i, i + take), this.#have);
+            if (this.#ddLen > 0) this.#crc = crc32cUpdate(this.#crc, b, i, i + take);
             this.#have += take;
             i += take;
             if (this.#have < this.#dataLen) return;
-            this.#dataView = sink;
-          } else if (this.#have === 0 && n - i >= this.#dataLen) {
-            // Whole data in this chunk: hand a view, no copy.
+          } else if (this.#have === 0 && n - i >= this.#dataLen + this.#ddLen) {
+            // Whole data (and its digest) in this chunk: hand a view, no copy. Never a view that
+            // outlives this feed: a socket may reuse the chunk's memory for its next read.
             this.#dataView = b.subarray(i, i + this.#dataLen);
+            if (this.#ddLen > 0) this.#crc = crc32cUpdate(this.#crc, b, i, i + this.#dataLen);
             i += this.#dataLen;
             this.#have = this.#dataLen;
           } else {
             const take = Math.min(this.#dataLen - this.#have, n - i);
             this.#data.set(take === n - i && i === 0 ? b : b.subarray(i, i + take), this.#have);
+            if (this.#ddLen > 0) this.#crc = crc32cUpdate(this.#crc, b, i, i + take);
             this.#have += take;
             i += take;
             if (this.#have < this.#dataLen) return;
@@ -185,8 +195,8 @@ export class PduParser {
           this.#have += take;
           i += take;
           if (this.#have < DIGEST_SIZE) return;
-          const data = this.#dataView ?? this.#data.subarray(0, this.#dataLen);
-          const want = crc32c(data);
+          const data = this.#current();
+          const want = crc32cFinish(this.#crc);
           const ok = get32(this.#dd, 0) === want;
           if (!ok && !this.#soft) {
             throw new ProtocolError("ddgst", `data digest mismatch (0x${get32(this.#dd, 0).toString(16)}, computed 0x${want.toString(16)})`);
@@ -299,13 +309,29 @@ export class PduParser {
   }
 
   #startData(): void {
-    const isTerm = this.#hdr[Ch.TYPE] === PduType.H2C_TERM_REQ || this.#hdr[Ch.TYPE] === PduType.C2H_TERM_REQ;
-    const sink = this.#sink !== null && !isTerm ? this.#sink(this.#hdr, this.#dataLen) : null;
-    this.#sinkView = sink !== null && sink.length === this.#dataLen ? sink : null;
-    if (this.#sinkView === null && this.#data.length < this.#dataLen) this.#data = new Uint8Array(Math.max(this.#dataLen, this.#data.length * 2));
     this.#dataView = null;
+    this.#place = null;
+    this.#crc = CRC32C_INIT;
+    const type = this.#hdr[Ch.TYPE];
+    if (this.placeData !== null && (type === PduType.C2H_DATA || type === PduType.H2C_DATA)) {
+      const v = this.placeData(this.#hdr, this.#dataLen);
+      if (v !== null) {
+        if (v.length < this.#dataLen) throw new RangeError(`data placement of ${v.length} bytes for ${this.#dataLen}`);
+        this.#place = v;
+      }
+    }
+    if (this.#place === null && this.#data.length < this.#dataLen) {
+      this.#data = new Uint8Array(Math.max(this.#dataLen, this.#data.length * 2));
+    }
     this.#have = 0;
     this.#state = S_DATA;
+  }
+
+  /** The current PDU's whole data: the placer's view, a view into the chunk, or the parser's buffer. */
+  #current(): Uint8Array {
+    return this.#place !== null
+      ? this.#place.subarray(0, this.#dataLen)
+      : this.#dataView ?? this.#data.subarray(0, this.#dataLen);
   }
 
   #afterData(): void {
@@ -314,7 +340,7 @@ export class PduParser {
       this.#state = S_DDGST;
       return;
     }
-    this.#deliver(this.#dataView ?? this.#data.subarray(0, this.#dataLen));
+    this.#deliver(this.#current());
   }
 
   #deliver(data: Uint8Array | null, ok = true): void {
@@ -322,7 +348,7 @@ export class PduParser {
     this.#state = S_CH;
     this.#have = 0;
     this.#dataView = null;
-    this.#sinkView = null;
+    this.#place = null;
     if (type === PduType.IC_REQ || type === PduType.IC_RESP) this.#icSeen = true;
     this.pdus++;
     this.#onPdu(this.#hdr, data, ok);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "../harness.ts";
-import { crc32c, crc32cFinish, crc32cUpdate, CRC32C_INIT } from "../../lib/tcp/crc32c.ts";
+import { crc32c, crc32cFinish, crc32cImpl, crc32cJs, crc32cUpdate, CRC32C_INIT, CRC32C_WASM_MIN } from "../../lib/tcp/crc32c.ts";
+import { WASM_CRC_BLOCK } from "../../lib/tcp/crc32c-wasm.ts";
 
 /** Bitwise reference: one bit per step, nothing shared with the tables. */
 function slow(b: Uint8Array): number {
@@ -43,4 +44,24 @@ test("tcp crc32c: streaming update over pieces equals one pass", () => {
   let s = CRC32C_INIT;
   for (const [a, z] of [[0, 3], [3, 200], [200, 201], [201, 1000]]) s = crc32cUpdate(s, b, a, z);
   assert.equal(crc32cFinish(s), crc32c(b));
+});
+
+test("tcp crc32c: the WebAssembly kernel is in use and equals the bitwise reference around its length threshold and block size", () => {
+  assert.equal(crc32cImpl, "wasm"); // both runtimes have WebAssembly: the fast path must not silently fall back
+  const b = Uint8Array.from({ length: WASM_CRC_BLOCK * 2 + 100 }, (_, i) => (i * 2654435761) >>> 24);
+  for (let start = 0; start < 17; start += 3) {
+    for (let len = CRC32C_WASM_MIN - 2; len <= CRC32C_WASM_MIN + 33; len++) {
+      assert.equal(crc32c(b, start, start + len), slow(b.subarray(start, start + len)), `${start}+${len}`);
+    }
+  }
+  // Past one copied block (the kernel works through the data in blocks), from an odd offset.
+  for (const len of [WASM_CRC_BLOCK - 1, WASM_CRC_BLOCK, WASM_CRC_BLOCK + 17, WASM_CRC_BLOCK * 2 + 50]) {
+    const want = slow(b.subarray(5, 5 + len));
+    assert.equal(crc32c(b, 5, 5 + len), want, `len ${len}`);
+    assert.equal(crc32cFinish(crc32cJs(CRC32C_INIT, b, 5, 5 + len)), want, `js len ${len}`);
+  }
+  // Streaming through both kernels: short JS pieces and long wasm ones.
+  let st = CRC32C_INIT;
+  for (const [a, z] of [[0, 10], [10, 5000], [5000, 5003], [5003, 70000]]) st = crc32cUpdate(st, b, a, z);
+  assert.equal(crc32cFinish(st), slow(b.subarray(0, 70000)));
 });

@@ -225,3 +225,76 @@ test("tcp parser: softDataDigest delivers a bad data digest flagged instead of f
   p.feed(good);
   assert.deepEqual(seen, [false, true]);
 });
+
+test("tcp parser: placeData puts C2HData straight into the given memory, any split, digests checked over the pieces", () => {
+  for (const dg of [{ hdgst: false, ddgst: false }, { hdgst: true, ddgst: true }]) {
+    const { stream, data } = hostStream(dg);
+    const r = rng(9);
+    for (let round = 0; round < 20; round++) {
+      const dest = new Uint8Array(8000);
+      const asked: [number, number][] = [];
+      const got: { buf: ArrayBufferLike; off: number; bytes: Uint8Array }[] = [];
+      const p = new PduParser({ role: "host", maxData: 0x20000 }, (hdr, d) => {
+        if (hdr[0] === PduType.IC_RESP) p.digests = dg;
+        if (hdr[0] === PduType.C2H_DATA) got.push({ buf: d!.buffer, off: d!.byteOffset, bytes: d!.slice() }); // views live for the call only
+      });
+      p.placeData = (hdr, n) => {
+        const datao = hdr[12] | (hdr[13] << 8);
+        asked.push([datao, n]);
+        return datao === 0 ? dest.subarray(100, 100 + n) : null; // the second PDU goes to the parser's buffer
+      };
+      for (let o = 0; o < stream.length;) {
+        const n = round === 0 ? 1 : 1 + Math.floor(r() * 5000);
+        p.feed(stream.subarray(o, o + n));
+        o += n;
+      }
+      assert.deepEqual(asked, [[0, 4000], [4000, 2000]]);
+      assert.deepEqual(dest.subarray(100, 4100), data.subarray(0, 4000));
+      assert.ok(dest.subarray(0, 100).every((v) => v === 0) && dest.subarray(4100).every((v) => v === 0));
+      assert.equal(got[0].buf, dest.buffer, "the handler gets the placed view");
+      assert.equal(got[0].off, 100);
+      assert.deepEqual(got[0].bytes, data.subarray(0, 4000));
+      assert.deepEqual(got[1].bytes, data.subarray(4000));
+      assert.notEqual(got[1].buf, dest.buffer);
+    }
+  }
+  // A wrong data digest is still caught when the data was placed.
+  const dg = { hdgst: false, ddgst: true };
+  const h = new Uint8Array(128);
+  const pdu = buildPdu(h, writeDataPdu(h, PduType.C2H_DATA, { cccid: 1, ttag: 0, datao: 0, datal: 64, last: true, success: true }, dg), bytes(64, 1));
+  pdu[pdu.length - 1] ^= 1;
+  const p = new PduParser({ role: "host", maxData: 4096, softDataDigest: true }, (hdr, _d, ok) => {
+    if (hdr[0] === PduType.IC_RESP) p.digests = dg;
+    else seen.push(ok);
+  });
+  const seen: boolean[] = [];
+  const dest = new Uint8Array(64);
+  p.placeData = () => dest;
+  p.feed(encodeIcResp({ maxh2cdata: 4096, ddgst: true }));
+  p.feed(pdu.subarray(0, 50));
+  p.feed(pdu.subarray(50));
+  assert.deepEqual(seen, [false]);
+});
+
+test("tcp parser: keeps nothing of a chunk past feed(): chunks read into one reused buffer parse the same (all digest modes, every cut)", () => {
+  for (const dg of DGS) {
+    const { stream } = hostStream(dg);
+    const whole = collect("host", dg, [stream]);
+    // A socket with onread hands every read in the same memory and overwrites it with the next one.
+    const reused = new Uint8Array(stream.length);
+    for (let cut = 1; cut < stream.length; cut += 3) {
+      const seen: Seen[] = [];
+      const p = new PduParser({ role: "host", maxData: 0x20000 }, (hdr, data) => {
+        seen.push({ type: hdr[0], hdr: Array.from(hdr.subarray(0, hdr[2])), data: data ? Array.from(data) : null });
+        if (hdr[0] === PduType.IC_RESP) p.digests = dg;
+      });
+      for (const part of [stream.subarray(0, cut), stream.subarray(cut)]) {
+        const v = reused.subarray(0, part.length);
+        v.set(part);
+        p.feed(v);
+        reused.fill(0xa5); // the next read lands here
+      }
+      assert.deepEqual(seen, whole, `cut at ${cut}`);
+    }
+  }
+});
