@@ -121,6 +121,9 @@ export class IdlePolicy {
    */
   restart(): void {
     this.#idleSince = -1;
+    // The yield clock too: a stale one made the first checkpoint of every run yield to the event
+    // loop (a setImmediate: ~0.5-1 ms in the TCG guest) before the device had time to answer.
+    this.#lastYield = -Infinity;
   }
 
   /**
