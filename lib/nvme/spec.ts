@@ -193,6 +193,8 @@ export const Fid = {
   WRITE_ATOMICITY: 0x0a,
   ASYNC_EVENT: 0x0b,
   TIMESTAMP: 0x0e,
+  /** Keep Alive Timer (KATO, ms). */
+  KEEP_ALIVE_TIMER: 0x0f,
   HOST_BEHAVIOR: 0x16,
 } as const;
 

@@ -280,8 +280,6 @@ export function isRw(opc: number): boolean {
     opc === IoOpc.VERIFY || opc === IoOpc.WRITE_UNCORRECTABLE;
 }
 
-/** Keep Alive Timer feature (KATO, ms). */
-const FID_KATO = 0x0f;
 /** Identify CNS 05h: I/O command set specific Identify Namespace. */
 const CNS_CSI_NS = 0x05;
 /** Admin opcodes a fabrics controller leaves to the backing controller. */
@@ -290,41 +288,6 @@ const NOT_ON_FABRICS = new Set<number>([
   AdminOpc.NS_MANAGEMENT, AdminOpc.NS_ATTACHMENT, AdminOpc.CREATE_IO_SQ, AdminOpc.CREATE_IO_CQ, AdminOpc.DELETE_IO_SQ,
   AdminOpc.DELETE_IO_CQ,
 ]);
-/** Identify Controller offsets beyond lib/nvme/identify.ts's IdCtrlOffset (NVMe 1.4 / 2.0, NVMe-oF 1.1). */
-const IdCtrlMore = {
-  RAB: 72,
-  IEEE: 73,
-  OAES: 92,
-  CTRATT: 96,
-  CNTRLTYPE: 111,
-  NPSS: 263,
-  WCTEMP: 266,
-  CCTEMP: 268,
-  TNVMCAP: 280,
-  UNVMCAP: 296,
-  EDSTT: 316,
-  KAS: 320,
-  MAXCMD: 514,
-  OCFS: 534,
-  SGLS: 536,
-  MNAN: 540,
-  SUBNQN: 768,
-  IOCCSZ: 1792,
-  IORCSZ: 1796,
-  ICDOFF: 1800,
-  FCATT: 1802,
-  MSDBD: 1803,
-  PSD0: 2048,
-} as const;
-
-/** Identify Namespace offsets beyond IdNsOffset. */
-const IdNsMore = {
-  DLFEAT: 33,
-  NVMCAP: 48,
-  NGUID: 104,
-  EUI64: 120,
-} as const;
-
 const FEATURE_DEFAULTS: Record<number, number> = {
   [Fid.ARBITRATION]: 0,
   [Fid.POWER_MGMT]: 0,
@@ -335,7 +298,7 @@ const FEATURE_DEFAULTS: Record<number, number> = {
   [Fid.WRITE_ATOMICITY]: 0,
   [Fid.ASYNC_EVENT]: 0x3ff,
   [Fid.HOST_BEHAVIOR]: 0,
-  [FID_KATO]: 0,
+  [Fid.KEEP_ALIVE_TIMER]: 0,
 };
 
 const NO_PORT = new BufferPort();
@@ -511,12 +474,12 @@ export class ControllerModel {
 
   /** Keep Alive Timeout in ms (Connect's KATO or Set Features Keep Alive Timer; 0: none). */
   get keepAliveMs(): number {
-    return this.#feat.get(FID_KATO)!;
+    return this.#feat.get(Fid.KEEP_ALIVE_TIMER)!;
   }
 
   /** Set the Keep Alive Timeout (Fabrics Connect carries it). */
   setKeepAlive(ms: number): void {
-    this.#feat.set(FID_KATO, ms >>> 0);
+    this.#feat.set(Fid.KEEP_ALIVE_TIMER, ms >>> 0);
   }
 
   /** A namespace's attributes changed (resized behind the model, ...): Changed Namespace List and its notice. */
@@ -897,71 +860,71 @@ export class ControllerModel {
   }
 
   #idCtrl(d: Uint8Array, dv: DataView): void {
-    const o = this.#o, id = this.#id, C = IdCtrlOffset, X = IdCtrlMore;
+    const o = this.#o, id = this.#id, C = IdCtrlOffset;
     dv.setUint16(C.VID, id.vid ?? 0x1d1d, true);
     dv.setUint16(C.SSVID, id.ssvid ?? 0x1d1d, true);
     padAscii(d, C.SN, 20, this.#serial);
     padAscii(d, C.MN, 40, o.model);
     padAscii(d, C.FR, 8, this.#fwSlots[this.#fwActive - 1]);
-    d[X.RAB] = 6;
-    d.set(id.ieee ?? [0x53, 0x4e, 0x54], X.IEEE);
+    d[C.RAB] = 6;
+    d.set(id.ieee ?? [0x53, 0x4e, 0x54], C.IEEE);
     d[C.MDTS] = o.mdts;
     dv.setUint16(C.CNTLID, this.#cntlid, true);
     dv.setUint32(C.VER, 0x00010400, true);
     dv.setUint32(C.RTD3E, 1_000_000, true);
-    dv.setUint32(X.OAES, 0x300, true); // namespace attribute and firmware activation notices
-    d[X.CNTRLTYPE] = 1; // I/O controller
+    dv.setUint32(C.OAES, 0x300, true); // namespace attribute and firmware activation notices
+    d[C.CNTRLTYPE] = 1; // I/O controller
     dv.setUint16(C.OACS, 0x1e, true); // format, firmware, namespace management, self-test
     d[C.ACL] = 3;
     d[C.AERL] = 3;
     d[C.FRMW] = (o.fwSlot1ReadOnly ? 1 : 0) | (o.fwSlots << 1) | 0x10;
     d[C.LPA] = 0x0e; // commands supported and effects, extended data, telemetry (as before the split)
     d[C.ELPE] = 15;
-    d[X.NPSS] = 0;
-    dv.setUint16(X.WCTEMP, 343, true);
-    dv.setUint16(X.CCTEMP, 373, true);
-    setU64(dv, X.TNVMCAP, this.#capacity);
-    setU64(dv, X.UNVMCAP, this.#capacity - this.#usedBytes());
-    dv.setUint16(X.EDSTT, 1, true);
+    d[C.NPSS] = 0;
+    dv.setUint16(C.WCTEMP, 343, true);
+    dv.setUint16(C.CCTEMP, 373, true);
+    setU64(dv, C.TNVMCAP, this.#capacity);
+    setU64(dv, C.UNVMCAP, this.#capacity - this.#usedBytes());
+    dv.setUint16(C.EDSTT, 1, true);
     d[C.FWUG] = o.fwug;
     dv.setUint32(C.SANICAP, o.sanicap & 7, true);
     d[C.SQES] = 0x66;
     d[C.CQES] = 0x44;
-    dv.setUint16(X.MAXCMD, 0, true);
+    dv.setUint16(C.MAXCMD, 0, true);
     dv.setUint32(C.NN, o.maxNamespaces, true);
     dv.setUint16(C.ONCS, 0x1dd, true);
     d[C.FNA] = 0x04;
     d[C.VWC] = o.vwc ? 0x07 : 0x06;
-    dv.setUint16(X.OCFS, 1, true);
-    dv.setUint32(X.MNAN, o.maxNamespaces, true);
-    padAscii(d, X.SUBNQN, 256, id.subnqn ?? `nqn.2024-01.io.tsnvme:sim:${this.#serial}`);
-    for (let i = X.SUBNQN + 255; i >= X.SUBNQN && d[i] === 0x20; i--) d[i] = 0;
+    dv.setUint16(C.OCFS, 1, true);
+    dv.setUint32(C.MNAN, o.maxNamespaces, true);
+    padAscii(d, C.SUBNQN, 256, id.subnqn ?? `nqn.2024-01.io.tsnvme:sim:${this.#serial}`);
+    for (let i = C.SUBNQN + 255; i >= C.SUBNQN && d[i] === 0x20; i--) d[i] = 0;
     const f = this.#fabrics;
     if (f) {
-      dv.setUint32(X.CTRATT, f.ctratt ?? 1, true);
+      dv.setUint32(C.CTRATT, f.ctratt ?? 1, true);
       dv.setUint16(C.OACS, 0, true);
       d[C.FRMW] = 1 | (1 << 1); // one read-only slot: firmware is the backing controller's
-      dv.setUint16(X.KAS, f.kas ?? 10, true);
+      dv.setUint16(C.KAS, f.kas ?? 10, true);
       dv.setUint32(C.SANICAP, 0, true);
-      dv.setUint16(X.MAXCMD, f.maxcmd, true);
-      dv.setUint32(X.SGLS, f.sgls, true);
-      dv.setUint32(X.IOCCSZ, (64 + f.inCapsule) / 16, true);
-      dv.setUint32(X.IORCSZ, 1, true);
-      dv.setUint16(X.ICDOFF, 0, true);
-      d[X.FCATT] = 0; // dynamic controller model
-      d[X.MSDBD] = 1;
+      dv.setUint16(C.MAXCMD, f.maxcmd, true);
+      dv.setUint32(C.SGLS, f.sgls, true);
+      dv.setUint32(C.IOCCSZ, (64 + f.inCapsule) / 16, true);
+      dv.setUint32(C.IORCSZ, 1, true);
+      dv.setUint16(C.ICDOFF, 0, true);
+      d[C.FCATT] = 0; // dynamic controller model
+      d[C.MSDBD] = 1;
     }
-    dv.setUint16(X.PSD0, 2500, true); // power state 0: 25 W
+    dv.setUint16(C.PSD0, 2500, true); // power state 0: 25 W
   }
 
   #idNs(d: Uint8Array, dv: DataView, ns: Ns | null): void {
-    const N = IdNsOffset, X = IdNsMore;
+    const N = IdNsOffset;
     d[N.NLBAF] = LBAF_DS.length - 1;
     for (let i = 0; i < LBAF_DS.length; i++) {
       d[N.LBAF + 4 * i + 2] = LBAF_DS[i];
       d[N.LBAF + 4 * i + 3] = LBAF_DS[i] === 12 ? 0 : 2; // relative performance
     }
-    d[X.DLFEAT] = 0x09; // deallocated blocks read zero; Write Zeroes may deallocate
+    d[N.DLFEAT] = 0x09; // deallocated blocks read zero; Write Zeroes may deallocate
     dv.setUint16(N.MSSRL, 128, true);
     dv.setUint32(N.MCL, 1024, true);
     d[N.MSRC] = 7;
@@ -971,9 +934,9 @@ export class ControllerModel {
     setU64(dv, N.NCAP, blocks);
     setU64(dv, N.NUSE, blocks);
     d[N.FLBAS] = ns.lbaf;
-    setU64(dv, X.NVMCAP, ns.media.size);
-    d.set(ns.nguid, X.NGUID);
-    d.set(ns.nguid.subarray(8, 16), X.EUI64);
+    setU64(dv, N.NVMCAP, ns.media.size);
+    d.set(ns.nguid, N.NGUID);
+    d.set(ns.nguid.subarray(8, 16), N.EUI64);
   }
 
   #blocks(ns: Ns): number {
@@ -1198,7 +1161,7 @@ export class ControllerModel {
       case Fid.IRQ_CONFIG:
       case Fid.WRITE_ATOMICITY:
       case Fid.ASYNC_EVENT:
-      case FID_KATO:
+      case Fid.KEEP_ALIVE_TIMER:
         break;
       default:
         return S.INVALID_FIELD;

@@ -14,7 +14,7 @@ import { LID_DISCOVERY } from "../tcp/discovery.ts";
 import { put16, put32 } from "../tcp/pdu.ts";
 import type { BlockBackend } from "./backend.ts";
 import type { NvmController, Reply } from "./nvm.ts";
-import { CcField, CntrlType, Ctratt, DISCOVERY_KATO_MS, IdCtrlExtra, KATO_FID, Lpa, Oaes, Sf, Sgls } from "./spec.ts";
+import { CcField, CntrlType, Ctratt, DISCOVERY_KATO_MS, Lpa, Oaes, Sf, Sgls } from "./spec.ts";
 
 /** An NVM subsystem the target exports. */
 export interface Subsystem {
@@ -180,14 +180,14 @@ export class DiscoveryController {
           this.#aec = sqe[11] & Oaes.DISC_CHANGE;
           return reply({ sf: 0 });
         }
-        if (fid === KATO_FID) {
+        if (fid === Fid.KEEP_ALIVE_TIMER) {
           this.kato = sqe[11] >>> 0;
           return reply({ sf: 0 });
         }
         return reply({ sf: Sf.INVALID_FIELD | Sf.DNR });
       case AdminOpc.GET_FEATURES:
         if (fid === Fid.ASYNC_EVENT) return reply({ sf: 0, dw0: this.#aec });
-        if (fid === KATO_FID) return reply({ sf: 0, dw0: this.kato });
+        if (fid === Fid.KEEP_ALIVE_TIMER) return reply({ sf: 0, dw0: this.kato });
         return reply({ sf: Sf.INVALID_FIELD | Sf.DNR });
       case AdminOpc.ASYNC_EVENT_REQUEST:
         if (this.#aers.length >= 4) return reply({ sf: Sf.AER_LIMIT | Sf.DNR });
@@ -211,7 +211,7 @@ export class DiscoveryController {
     b[IdCtrlOffset.MDTS] = Math.max(1, Math.floor(Math.log2(this.maxTransfer / 4096)));
     put16(b, IdCtrlOffset.CNTLID, this.cntlid);
     put32(b, IdCtrlOffset.VER, 0x10400);
-    put32(b, IdCtrlExtra.OAES, Oaes.DISC_CHANGE);
+    put32(b, IdCtrlOffset.OAES, Oaes.DISC_CHANGE);
     put32(b, IdCtrlOffset.CTRATT, Ctratt.HOSTID_128 | Ctratt.TBKAS);
     b[IdCtrlOffset.CNTRLTYPE] = CntrlType.DISCOVERY;
     b[IdCtrlOffset.AERL] = 3;

@@ -11,12 +11,12 @@
  * @module
  */
 import { IdCtrlOffset } from "../nvme/identify.ts";
-import { AdminOpc, CSTS, Reg } from "../nvme/spec.ts";
+import { AdminOpc, CSTS, Fid, Reg } from "../nvme/spec.ts";
 import { BufferPort, ControllerModel, DataDir, type DataPort, type ModelIdentity, PENDING, transferDirection } from "../sim/engine.ts";
 import { crc32c } from "../tcp/crc32c.ts";
 import { get16 } from "../tcp/pdu.ts";
 import type { AdminReply, ControllerLimits, Subsystem } from "./controller.ts";
-import { CcField, Ctratt, IdCtrlExtra, IOCQES, IOSQES, KATO_FID, Sf, Sgls } from "./spec.ts";
+import { CcField, Ctratt, IOCQES, IOSQES, Sf, Sgls } from "./spec.ts";
 
 /** Reply callback of a command the controller may finish later. */
 export type Reply = (r: AdminReply) => void;
@@ -32,7 +32,7 @@ export function identityFromIdCtrl(b: Uint8Array): ModelIdentity {
     serial: ascii(b, IdCtrlOffset.SN, 20),
     model: ascii(b, IdCtrlOffset.MN, 40),
     firmware: ascii(b, IdCtrlOffset.FR, 8),
-    ieee: b.slice(IdCtrlExtra.IEEE, IdCtrlExtra.IEEE + 3),
+    ieee: b.slice(IdCtrlOffset.IEEE, IdCtrlOffset.IEEE + 3),
   };
 }
 
@@ -164,11 +164,11 @@ export class NvmController {
     const opc = sqe[0] & 0xff;
     if (qid === 0) {
       const fid = sqe[10] & 0xff;
-      if (fid === KATO_FID && opc === AdminOpc.SET_FEATURES) {
+      if (fid === Fid.KEEP_ALIVE_TIMER && opc === AdminOpc.SET_FEATURES) {
         this.kato = sqe[11] >>> 0;
         return reply({ sf: 0 });
       }
-      if (fid === KATO_FID && opc === AdminOpc.GET_FEATURES) return reply({ sf: 0, dw0: this.kato });
+      if (fid === Fid.KEEP_ALIVE_TIMER && opc === AdminOpc.GET_FEATURES) return reply({ sf: 0, dw0: this.kato });
     }
     if (this.model.failed || !(this.model.csts & CSTS.RDY)) return reply({ sf: Sf.SEQUENCE | Sf.DNR });
     const dir = transferDirection(opc);

@@ -1,18 +1,10 @@
 /**
  * Layouts and values the target needs beyond what lib/nvme and lib/tcp
- * already name: Identify fields a fabrics controller fills (NVMe Base 2.0,
+ * already name: bit values of Identify fields a fabrics controller fills (NVMe Base 2.0,
  * figure 275), the Connect status codes (NVMe over Fabrics 1.1, figure
  * 20), and the CC fields the target checks.
  * @module
  */
-
-/** Identify Controller offsets not in lib/nvme/identify.ts's IdCtrlOffset. */
-export const IdCtrlExtra = {
-  /** IEEE OUI identifier (3 bytes). */
-  IEEE: 73,
-  /** Optional asynchronous events supported (u32). */
-  OAES: 92,
-} as const;
 
 /** CTRATT bits a fabrics target sets. */
 export const Ctratt = {
@@ -101,5 +93,3 @@ export const DISCOVERY_KATO_MS = 120_000;
 /** CDW12 bits of Read/Write the target's fast path reads. */
 export const RwFlags = { FUA: 1 << 30 } as const;
 
-/** Keep Alive Timer feature identifier (a fabrics controller's, not in lib/nvme/spec.ts's Fid). */
-export const KATO_FID = 0x0f;
