@@ -3,7 +3,7 @@
  * `code` tells the kind without instanceof, which also survives postMessage.
  * @module
  */
-import { type DecodedStatus, decodeStatus, Status } from "./spec.ts";
+import { type DecodedStatus, decodeStatus, encodeStatus, Status } from "./spec.ts";
 import type { TraceEntry } from "./trace.ts";
 
 /** Kinds of {@link NvmeError}. */
@@ -259,4 +259,20 @@ export class ConnectionLostError extends NvmeError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ECONNLOST", message, options);
   }
+}
+
+/**
+ * The NVMe status field (SC | SCT << 8 | CRD | More | DNR) to report for a
+ * failed IO: an {@link NvmeStatusError}'s own, the `status: { sct, sc, dnr }`
+ * any other rejection carries (a backing device's, an async media's), else
+ * `fallback` (Internal Error). What a target or a model passes on when a
+ * backing device failed a command.
+ */
+export function statusFieldOf(e: unknown, fallback: number = Status.INTERNAL_ERROR): number {
+  if (e instanceof NvmeStatusError) return encodeStatus(e.status);
+  const st = (e as { status?: { sct?: unknown; sc?: unknown; dnr?: unknown } } | null)?.status;
+  if (st && typeof st.sct === "number" && typeof st.sc === "number") {
+    return ((st.sct & 7) << 8) | (st.sc & 0xff) | (st.dnr ? 1 << 14 : 0);
+  }
+  return fallback;
 }

@@ -45,6 +45,7 @@
  *   NVMeDev through (identity, MDTS, namespaces as media).
  * @module
  */
+import { statusFieldOf } from "../nvme/errors.ts";
 import { AdminOpc, CC, Cns, CSTS, Fid, IoOpc } from "../nvme/spec.ts";
 import { IdCtrlOffset, IdNsOffset } from "../nvme/identify.ts";
 import { type AnyMedia, type AsyncMedia, FileMedia, type MediaDone, MemMedia } from "./media.ts";
@@ -234,12 +235,13 @@ export function withDnr(status: number): number {
   return status | DNR;
 }
 
-/** The NVMe status a rejected media Promise maps to: the backing controller's own when the error carries one. */
+/** The NVMe status a rejected media Promise maps to: the backing controller's SCT and SC when the error carries them (DNR is the model's call). */
 function mediaStatus(e: unknown, fallback: number): number {
-  const st = (e as { status?: { sct?: unknown; sc?: unknown } } | null)?.status;
-  if (st && typeof st.sct === "number" && typeof st.sc === "number") return ((st.sct & 7) << 8) | (st.sc & 0xff);
-  return fallback;
+  return statusFieldOf(e, fallback) & SCT_SC_MASK;
 }
+
+/** SCT and SC of a status field. */
+const SCT_SC_MASK = 0x7ff;
 
 /** Wire a media operation that returned a Promise (instead of calling `done`) to `done`. */
 function settle(r: void | Promise<void>, done: MediaDone, failSt: number): void {

@@ -13,6 +13,8 @@
  */
 import type { AsyncMedia, MediaDone } from "./media.ts";
 import type { ModelIdentity, ModelNamespace, ModelOptions } from "./engine.ts";
+import { statusFieldOf as statusOf } from "../nvme/errors.ts";
+import { SubmitBacklog } from "../io/backlog.ts";
 
 /** What NamespaceMedia uses of a namespace (lib/io's Namespace of an open NVMeDev fits). */
 export interface BackingNamespace {
@@ -56,18 +58,6 @@ export interface BackingDevice {
   freeBuffer(buf: Uint8Array): void;
 }
 
-/** The NVMe status field a failed backing IO reports: the backing controller's own when it has one. */
-export function statusOf(e: unknown): number {
-  const st = (e as { status?: { sct?: unknown; sc?: unknown; dnr?: unknown } } | null)?.status;
-  if (st && typeof st.sct === "number" && typeof st.sc === "number") {
-    return ((st.sct & 7) << 8) | (st.sc & 0xff) | (st.dnr ? DNR : 0);
-  }
-  return INTERNAL_ERROR;
-}
-
-const DNR = 1 << 14;
-const INTERNAL_ERROR = 0x006;
-
 /**
  * A namespace of an open NVMeDev as {@link AsyncMedia}. Offsets and lengths
  * are whole blocks of the namespace. Reads and writes take the namespace's
@@ -86,7 +76,7 @@ export class NamespaceMedia implements AsyncMedia {
   /** The backing namespace. */
   readonly ns: BackingNamespace;
   readonly #shift: number;
-  readonly #backlog: (() => boolean)[] = [];
+  readonly #backlog = new SubmitBacklog();
   readonly #fail: (done: MediaDone, e: unknown) => void = (done, e) => done(statusOf(e));
 
   /** Back media with namespace `nsid` of `dev`. */
@@ -116,34 +106,8 @@ export class NamespaceMedia implements AsyncMedia {
   #cb(done: MediaDone): (err: unknown) => void {
     return (err) => {
       done(err === null ? 0 : statusOf(err));
-      this.#drain();
+      this.#backlog.drain();
     };
-  }
-
-  #drain(): void {
-    const q = this.#backlog;
-    while (q.length > 0) {
-      let ok: boolean;
-      try {
-        ok = q[0]();
-      } catch {
-        ok = true; // the submit reported its failure through the callback
-      }
-      if (!ok) return;
-      q.shift();
-    }
-  }
-
-  #submit(go: () => boolean, done: MediaDone): void {
-    if (this.#backlog.length > 0) {
-      this.#backlog.push(go);
-      return;
-    }
-    try {
-      if (!go()) this.#backlog.push(go);
-    } catch (e) {
-      done(statusOf(e));
-    }
   }
 
   /** Read whole blocks at byte offset `off` into `dst`. */
@@ -164,14 +128,8 @@ export class NamespaceMedia implements AsyncMedia {
     } catch (e) {
       return this.#fail(done, e);
     }
-    this.#submit(() => {
-      try {
-        return write ? this.ns.submitWrite(lba, buf, cb) : this.ns.submitRead(lba, buf, cb);
-      } catch (e) {
-        cb(e);
-        return true;
-      }
-    }, done);
+    const ns = this.ns;
+    this.#backlog.submit(() => write ? ns.submitWrite(lba, buf, cb) : ns.submitRead(lba, buf, cb), (e) => this.#fail(done, e));
   }
 
   /** Zero whole blocks with Write Zeroes on the backing namespace. */

@@ -8,8 +8,8 @@
  * lib/sim media (memory or a file) synchronously.
  * @module
  */
-import { NvmeStatusError } from "../nvme/errors.ts";
-import { encodeStatus } from "../nvme/spec.ts";
+import { statusFieldOf } from "../nvme/errors.ts";
+import { SubmitBacklog } from "../io/backlog.ts";
 import type { AnyMedia, AsyncMedia, Media } from "../sim/media.ts";
 import { Sf } from "./spec.ts";
 
@@ -53,11 +53,8 @@ export interface BlockBackend {
   close(): Promise<void>;
 }
 
-/** The status field a failed backend IO reports to the host. */
-export function statusOf(e: unknown): number {
-  if (e instanceof NvmeStatusError) return encodeStatus(e.status);
-  return Sf.INTERNAL;
-}
+/** The status field a failed backend IO reports to the host (lib/nvme's statusFieldOf). */
+export const statusOf: (e: unknown) => number = (e) => statusFieldOf(e, Sf.INTERNAL);
 
 /**
  * Free lists of buffers by power-of-two size class, so the hot path does not
@@ -186,7 +183,7 @@ export class DevBackend implements BlockBackend {
   readonly #ns: BackingNamespace;
   readonly #pool: BufferPool;
   readonly #owns: boolean;
-  readonly #backlog: (() => boolean)[] = [];
+  readonly #backlog = new SubmitBacklog();
   #closed = false;
   /** The backend as async media for the controller model. */
   readonly media: AsyncMedia;
@@ -223,47 +220,21 @@ export class DevBackend implements BlockBackend {
   #cb(done: IoDone): (err: unknown) => void {
     return (err) => {
       done(err === null ? 0 : statusOf(err));
-      this.#drain();
+      this.#backlog.drain();
     };
-  }
-
-  #drain(): void {
-    const q = this.#backlog;
-    while (q.length > 0) {
-      let ok: boolean;
-      try {
-        ok = q[0]();
-      } catch {
-        ok = true; // the submit reported its failure through the callback
-      }
-      if (!ok) return;
-      q.shift();
-    }
-  }
-
-  #submit(go: () => boolean, done: IoDone): void {
-    if (this.#backlog.length > 0) {
-      this.#backlog.push(go);
-      return;
-    }
-    try {
-      if (!go()) this.#backlog.push(go);
-    } catch (e) {
-      done(statusOf(e));
-    }
   }
 
   /** Read through the namespace's callback path. */
   read(lba: number, buf: Uint8Array, done: IoDone): void {
     const cb = this.#cb(done);
-    this.#submit(() => this.#ns.submitRead(lba, buf, cb), done);
+    this.#backlog.submit(() => this.#ns.submitRead(lba, buf, cb), (e) => done(statusOf(e)));
   }
 
   /** Write through the namespace's callback path; FUA as a write followed by a Flush. */
   write(lba: number, buf: Uint8Array, fua: boolean, done: IoDone): void {
     const then: IoDone = fua ? (sf) => (sf !== 0 || !this.vwc ? done(sf) : this.flush(done)) : done;
     const cb = this.#cb(then);
-    this.#submit(() => this.#ns.submitWrite(lba, buf, cb), then);
+    this.#backlog.submit(() => this.#ns.submitWrite(lba, buf, cb), (e) => then(statusOf(e)));
   }
 
   /** Flush the namespace. */
