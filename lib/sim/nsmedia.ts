@@ -16,7 +16,7 @@ import type { ModelIdentity, ModelNamespace, ModelOptions } from "./engine.ts";
 import { statusFieldOf as statusOf } from "../nvme/errors.ts";
 import { SubmitBacklog } from "../io/backlog.ts";
 
-/** What NamespaceMedia uses of a namespace (lib/io's Namespace of an open NVMeDev fits). */
+/** What NamespaceMedia and the target's DevBackend use of a namespace (lib/io's Namespace of an open NVMeDev fits). */
 export interface BackingNamespace {
   /** Bytes per logical block. */
   readonly blockSize: number;
@@ -26,8 +26,8 @@ export interface BackingNamespace {
   submitRead(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
   /** Callback write; false when no queue slot is free. */
   submitWrite(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
-  /** Write Zeroes. */
-  writeZeroes(lba: number, blocks: number): Promise<void>;
+  /** Write Zeroes (deallocating the blocks when asked). */
+  writeZeroes(lba: number, blocks: number, opts?: { deallocate?: boolean }): Promise<void>;
   /** Flush. */
   flush(): Promise<void>;
 }

@@ -11,7 +11,10 @@
 import { statusFieldOf } from "../nvme/errors.ts";
 import { SubmitBacklog } from "../io/backlog.ts";
 import type { AnyMedia, AsyncMedia, Media } from "../sim/media.ts";
+import type { BackingNamespace } from "../sim/nsmedia.ts";
 import { Sf } from "./spec.ts";
+
+export type { BackingNamespace };
 
 /** Completion of a backend IO: 0, or an NVMe status field (SC | SCT << 8 | DNR). */
 export type IoDone = (sf: number) => void;
@@ -54,7 +57,9 @@ export interface BlockBackend {
 }
 
 /** The status field a failed backend IO reports to the host (lib/nvme's statusFieldOf). */
-export const statusOf: (e: unknown) => number = (e) => statusFieldOf(e, Sf.INTERNAL);
+export function statusOf(e: unknown): number {
+  return statusFieldOf(e, Sf.INTERNAL);
+}
 
 /**
  * Free lists of buffers by power-of-two size class, so the hot path does not
@@ -103,21 +108,6 @@ export class BufferPool {
   }
 }
 
-/** The namespace calls {@link DevBackend} makes (lib/io's Namespace of an open NVMeDev). */
-export interface BackingNamespace {
-  /** Bytes per block. */
-  readonly blockSize: number;
-  /** Blocks. */
-  readonly blockCount: number;
-  /** Callback read; false when no queue slot is free. */
-  submitRead(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
-  /** Callback write; false when no queue slot is free. */
-  submitWrite(lba: number, buf: Uint8Array, done: (err: unknown) => void): boolean;
-  /** Flush. */
-  flush(): Promise<void>;
-  /** Write Zeroes. */
-  writeZeroes(lba: number, blocks: number, opts: { deallocate?: boolean }): Promise<void>;
-}
 
 /** What {@link DevBackend} uses of an open NVMeDev (structural, so any NVMeDev fits). */
 export interface BackingDevice {
