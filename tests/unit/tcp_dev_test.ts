@@ -11,6 +11,7 @@ import { type TargetFault, TcpTarget, type TcpTargetOptions } from "../../lib/tc
 import { AdminOpc, IoOpc } from "../../lib/nvme/spec.ts";
 import { ConnectionLostError, InvalidArgumentError, NvmeError, NvmeStatusError } from "../../lib/nvme/errors.ts";
 import { getLogPage, smartLog } from "../../lib/admin/log.ts";
+import { LINUX_BRING_UP, until, wireLabel } from "./target_util.ts";
 import { formatNvm } from "../../lib/admin/manage.ts";
 import { sqe } from "../../lib/nvme/command.ts";
 import { decodeDiscoveryLog, LID_DISCOVERY } from "../../lib/tcp/discovery.ts";
@@ -31,38 +32,18 @@ function target(o: Partial<TcpTargetOptions> = {}): Promise<TcpTarget> {
 
 const url = (t: TcpTarget, nqn = NQN) => `tcp://127.0.0.1:${t.port}/${nqn}`;
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 test("tcp dev: NVMeDev.open tcp:// in Linux's order; Namespace IO and admin modules unchanged; refused commands get their status", async () => {
   const seen: string[] = [];
   const t = await target({
     onCommand: (qid, s) => {
-      const opc = s[0] & 0xff;
-      seen.push(opc === 0x7f ? `q${qid} fabrics ${s[1] & 0xff}${(s[1] & 0xff) !== 1 ? ` @${s[11].toString(16)}` : ""}` : `q${qid} ${opc.toString(16)}`);
+      seen.push(wireLabel(qid, s));
       return undefined;
     },
   });
   try {
     const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 2, digests: { hdgst: true, ddgst: true } });
     try {
-      assert.deepEqual(seen.slice(0, 10), [
-        "q-1 fabrics 1",
-        "q0 fabrics 4 @0",
-        "q0 fabrics 0 @14",
-        "q0 fabrics 4 @14",
-        "q0 fabrics 4 @0",
-        "q0 fabrics 0 @14",
-        "q0 fabrics 4 @1c",
-        "q0 fabrics 4 @8",
-        "q0 6",
-        "q0 9",
-      ]);
+      assert.deepEqual(seen.slice(0, 10), LINUX_BRING_UP);
       assert.equal(dev.target, url(t));
       assert.equal(dev.info.ioQueues, 2);
       assert.equal(dev.info.cntlid, dev.controller.cntlid);
@@ -165,7 +146,7 @@ test("tcp dev: a target that stays away is given up after ctrlLossTimeoutMs; eve
     await t.close(); // stop listening and drop every connection
     const t0 = performance.now();
     await assert.rejects(ns.read(0, new Uint8Array(4096)), (e: unknown) => e instanceof ConnectionLostError);
-    await until(() => dev.controller.failed !== null, 3000, "give-up");
+    await until(() => dev.controller.failed !== null, "give-up", 3000);
     assert.ok(dev.controller.failed instanceof ConnectionLostError);
     assert.match(dev.controller.failed!.message, /gave up reconnecting/);
     assert.ok(performance.now() - t0 < 3000);
@@ -192,9 +173,9 @@ test("tcp dev: Keep Alive every KATO/2; a lapsed Keep Alive is an admin timeout 
   try {
     const dev = await NVMeDev.open(url(t), { ...HOST, katoMs: 100, reconnectDelayMs: 20 });
     try {
-      await until(() => kas >= 2, 3000, "two keep-alives");
+      await until(() => kas >= 2, "two keep-alives", 3000);
       ignoreKa = true;
-      await until(() => dev.controller.resets === 1, 5000, "the reconnect after a lapsed keep-alive");
+      await until(() => dev.controller.resets === 1, "the reconnect after a lapsed keep-alive", 5000);
       const ns = dev.ns(1);
       const b = dev.allocBuffer(512).fill(9);
       await ns.write(1, b);
@@ -202,7 +183,7 @@ test("tcp dev: Keep Alive every KATO/2; a lapsed Keep Alive is an admin timeout 
       await ns.read(1, r);
       assert.deepEqual(r, b);
       const before = kas;
-      await until(() => kas > before, 3000, "keep-alive after the reconnect");
+      await until(() => kas > before, "keep-alive after the reconnect", 3000);
     } finally {
       await dev.close();
     }

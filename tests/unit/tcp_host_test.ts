@@ -6,6 +6,7 @@ import { TcpController } from "../../lib/tcp/host.ts";
 import { hostIdentity } from "../../lib/tcp/fabrics.ts";
 import { IoOpc } from "../../lib/nvme/spec.ts";
 import { ConnectionLostError, DeviceClosedError } from "../../lib/nvme/errors.ts";
+import { LINUX_BRING_UP, wireLabel } from "./target_util.ts";
 
 const NQN = "nqn.2024-01.io.tsnvme:tcp-host";
 const ID = hostIdentity("11111111-2222-4333-8444-555555555555");
@@ -19,8 +20,7 @@ test("tcp host: bring-up in Linux's order, two IO queues, limits from Identify, 
     inCapsule: 4096,
     maxIoQueues: 2,
     onCommand: (qid, s) => {
-      const opc = s[0] & 0xff;
-      seen.push(opc === 0x7f ? `q${qid} fabrics ${s[1] & 0xff}${(s[1] & 0xff) !== 1 ? ` @${s[11].toString(16)}` : ""}` : `q${qid} ${opc.toString(16)}`);
+      seen.push(wireLabel(qid, s));
       return undefined;
     },
   });
@@ -28,16 +28,7 @@ test("tcp host: bring-up in Linux's order, two IO queues, limits from Identify, 
   try {
     // Connect, CAP, CC, CC, CAP, CC|EN, CSTS, VS, Identify, Set Features 7, then the IO Connects.
     assert.deepEqual(seen.slice(0, 12), [
-      "q-1 fabrics 1",
-      "q0 fabrics 4 @0",
-      "q0 fabrics 0 @14",
-      "q0 fabrics 4 @14",
-      "q0 fabrics 4 @0",
-      "q0 fabrics 0 @14",
-      "q0 fabrics 4 @1c",
-      "q0 fabrics 4 @8",
-      "q0 6",
-      "q0 9",
+      ...LINUX_BRING_UP,
       "q-1 fabrics 1",
       "q-1 fabrics 1",
     ]);
