@@ -17,7 +17,7 @@ import {
 } from "../nvme/command.ts";
 import { InvalidArgumentError } from "../nvme/errors.ts";
 import { Nidt, SelfTestCode } from "../nvme/spec.ts";
-import { flbasIndex, toNvmeCliJson } from "./identify.ts";
+import { flbasIndex } from "./identify.ts";
 import type { AdminTarget } from "./log.ts";
 import { rescan } from "./support.ts";
 
@@ -43,16 +43,6 @@ export async function activeNsList(dev: AdminTarget, start = 0): Promise<number[
     if (id) out.push(id);
   }
   return out;
-}
-
-/** `nvme list-ns <dev> -o json` text. */
-export function nsListToJson(ids: number[]): string {
-  return toNvmeCliJson({ nsid_list: ids.map((nsid) => ({ nsid })) }, { narrow: "all" });
-}
-
-/** `nvme list-ns <dev>` text. */
-export function formatNsList(ids: number[]): string {
-  return ids.map((id, i) => `[${String(i).padStart(4)}]:0x${id.toString(16)}\n`).join("");
 }
 
 /** One Namespace Identification Descriptor. */
@@ -96,20 +86,6 @@ export function parseNsDescs(data: Uint8Array): NsDescriptor[] {
 export async function nsDescs(dev: AdminTarget, nsid: number): Promise<NsDescriptor[]> {
   checkNsid(nsid);
   return parseNsDescs(await dev.controller.identify(nsDescsCmd(nsid)));
-}
-
-/** `nvme ns-descs <dev> -o json` text. */
-export function nsDescsToJson(d: NsDescriptor[]): string {
-  const o = d.length
-    ? { "ns-descs": d.map((e) => ({ loc: e.loc, nidt: e.nidt, nidl: e.nidl, type: e.type, [e.type]: e.value })) }
-    : {};
-  return toNvmeCliJson(o, { narrow: "all" });
-}
-
-/** `nvme ns-descs <dev>` text. */
-export function formatNsDescs(d: NsDescriptor[], nsid: number): string {
-  return `NVME Namespace Identification Descriptors NS ${nsid}:\n` +
-    d.map((e) => `${e.type.padEnd(8)}: ${e.value}\n`).join("");
 }
 
 // ---------------------------------------------------------------------------
