@@ -6,14 +6,16 @@
  * @module
  */
 import { getFeaturesCmd, setFeaturesCmd } from "../nvme/command.ts";
+import { adminTransfer } from "../nvme/transfer.ts";
 import { InvalidArgumentError } from "../nvme/errors.ts";
 import { Fid } from "../nvme/spec.ts";
+import { decodeHostBehavior, decodeTimestamp, encodeHostBehavior, encodeTimestamp, HOST_BEHAVIOR_BYTES, TIMESTAMP_BYTES } from "../nvme/features.ts";
 import type { AdminTarget } from "./log.ts";
 
 /** Features whose Set Features carries data, and its size. */
 const DATA_LEN: Record<number, number> = {
-  [Fid.TIMESTAMP]: 8,
-  [Fid.HOST_BEHAVIOR]: 512,
+  [Fid.TIMESTAMP]: TIMESTAMP_BYTES,
+  [Fid.HOST_BEHAVIOR]: HOST_BEHAVIOR_BYTES,
 };
 
 /**
@@ -25,8 +27,8 @@ function getDataLen(fid: number, cdw11: number): number {
   switch (fid) {
     case 0x03: case 0x0d: case 0x7d: case 0x7e: case 0x7f: return 4096;
     case 0x0c: return 256;
-    case Fid.TIMESTAMP: return 8;
-    case 0x13: case Fid.HOST_BEHAVIOR: return 512;
+    case Fid.TIMESTAMP: return TIMESTAMP_BYTES;
+    case 0x13: case Fid.HOST_BEHAVIOR: return HOST_BEHAVIOR_BYTES;
     case 0x81: return cdw11 & 1 ? 16 : 8; // EXHID: the 128-bit host identifier
     default: return 0;
   }
@@ -127,14 +129,15 @@ export function decodeFeature(fid: number, v: number, data?: Uint8Array): Record
         anaChangeNotices: ((v >>> 11) & 1) === 1,
       };
     case Fid.TIMESTAMP: {
-      if (!data || data.length < 8) return {};
-      const dv = new DataView(data.buffer, data.byteOffset, 8);
-      const ms = dv.getUint32(0, true) + dv.getUint16(4, true) * 0x1_0000_0000;
-      return { timestamp: ms, synch: (data[6] & 1) === 1, origin: (data[6] >> 1) & 7 };
+      if (!data || data.length < TIMESTAMP_BYTES) return {};
+      const t = decodeTimestamp(data);
+      return { timestamp: t.timestamp, synch: t.synch, origin: t.origin };
     }
-    case Fid.HOST_BEHAVIOR:
+    case Fid.HOST_BEHAVIOR: {
       if (!data || data.length < 3) return {};
-      return { acre: data[0], etdas: data[1], lbafee: data[2] };
+      const b = decodeHostBehavior(data);
+      return { acre: b.acre, etdas: b.etdas, lbafee: b.lbafee };
+    }
     default:
       return {};
   }
@@ -150,14 +153,9 @@ export async function getFeature(dev: AdminTarget, fid: number, opts: GetFeature
   let value: number, data: Uint8Array | undefined;
   if (len) {
     // Not the controller's identify(): it returns the data but drops DW0, which carries the value.
-    const buf = dev.controller.allocDma(4096);
-    try {
-      buf.bytes.fill(0, 0, 4096);
-      value = await dev.controller.adminCommand(cmd, buf.iova, len);
-      data = buf.bytes.slice(0, len);
-    } finally {
-      dev.controller.freeDma(buf);
-    }
+    const r = await adminTransfer(dev.controller, cmd, { bytes: len, allocBytes: 4096 });
+    value = r.dw0;
+    data = r.data!;
   } else {
     value = await dev.controller.adminCommand(cmd);
   }
@@ -192,14 +190,8 @@ export async function setFeature(dev: AdminTarget, fid: number, cdw11: number, o
   }
   if (!opts.data || opts.data.length === 0) return (await dev.controller.adminCommand(cmd)) >>> 0;
   if (opts.data.length > 4096) throw new InvalidArgumentError("feature data is at most 4096 bytes");
-  const buf = dev.controller.allocDma(4096);
-  try {
-    buf.bytes.fill(0, 0, 4096);
-    buf.bytes.set(opts.data);
-    return (await dev.controller.adminCommand(cmd, buf.iova, need || opts.data.length)) >>> 0;
-  } finally {
-    dev.controller.freeDma(buf);
-  }
+  const r = await adminTransfer(dev.controller, cmd, { bytes: need || opts.data.length, input: opts.data, allocBytes: 4096 });
+  return r.dw0 >>> 0;
 }
 
 function field(v: number, bits: number, what: string): number {
@@ -256,18 +248,11 @@ export async function setAsyncEventConfig(dev: AdminTarget, mask: number): Promi
 /** Timestamp: milliseconds since the Unix epoch (default now). */
 export async function setTimestamp(dev: AdminTarget, ms: number = Date.now()): Promise<number> {
   field(ms, 48, "timestamp");
-  const data = new Uint8Array(8);
-  const dv = new DataView(data.buffer);
-  dv.setUint32(0, ms % 0x1_0000_0000, true);
-  dv.setUint16(4, Math.floor(ms / 0x1_0000_0000), true);
-  return await setFeature(dev, Fid.TIMESTAMP, 0, { data });
+  return await setFeature(dev, Fid.TIMESTAMP, 0, { data: encodeTimestamp({ timestamp: ms }) });
 }
 
 /** Host Behavior Support: advanced command retry, extended telemetry, LBA format extension. */
 export async function setHostBehavior(dev: AdminTarget, b: { acre?: boolean; etdas?: boolean; lbafee?: boolean }): Promise<number> {
-  const data = new Uint8Array(512);
-  data[0] = b.acre ? 1 : 0;
-  data[1] = b.etdas ? 1 : 0;
-  data[2] = b.lbafee ? 1 : 0;
+  const data = encodeHostBehavior({ acre: b.acre ? 1 : 0, etdas: b.etdas ? 1 : 0, lbafee: b.lbafee ? 1 : 0 });
   return await setFeature(dev, Fid.HOST_BEHAVIOR, 0, { data });
 }

@@ -6,9 +6,10 @@
  * lib/cli/format/log.ts.
  * @module
  */
-import { getLogPageCmd } from "../nvme/command.ts";
+import { getLogPageCmd, type Sqe } from "../nvme/command.ts";
+import { dmaTransfer } from "../nvme/transfer.ts";
 import type { Controller } from "../nvme/controller.ts";
-import { InvalidArgumentError, NvmeStatusError } from "../nvme/errors.ts";
+import { InvalidArgumentError } from "../nvme/errors.ts";
 import { LogId } from "../nvme/spec.ts";
 import { decodeNsidList } from "../nvme/identify.ts";
 import {
@@ -117,9 +118,7 @@ export async function getLogPage(dev: AdminTarget, lid: number, bytes: number, o
   field(opts.uuidIndex, 0x7f, "uuid index");
   field(opts.csi, 0xff, "csi");
   const out = new Uint8Array(bytes);
-  const buf = piece > 4096 ? dev.controller.allocDma(Math.min(piece, bytes)) : null;
-  let done = false;
-  try {
+  const pieces = async (read: (cmd: Sqe, n: number) => Promise<Uint8Array>): Promise<number> => {
     for (let off = 0; off < bytes; off += piece) {
       const n = Math.min(piece, bytes - off);
       // As libnvme: retain the asynchronous event until the last piece has been read.
@@ -134,21 +133,20 @@ export async function getLogPage(dev: AdminTarget, lid: number, bytes: number, o
         ot: opts.ot,
         offset: base + off,
       });
-      if (buf) {
-        buf.bytes.fill(0, 0, n);
-        await dev.controller.adminCommand(cmd, buf.iova, n, opts.timeoutMs);
-        out.set(buf.bytes.subarray(0, n), off);
-      } else {
-        out.set(await dev.controller.identify(cmd, n, opts.timeoutMs), off);
-      }
+      out.set(await read(cmd, n), off);
     }
-    done = true;
-  } catch (e) {
-    // Only a command that completed (with a status) leaves the buffer free for reuse.
-    if (e instanceof NvmeStatusError) done = true;
-    throw e;
-  } finally {
-    if (buf && done) dev.controller.freeDma(buf);
+    return 0;
+  };
+  const c = dev.controller;
+  if (piece <= 4096) await pieces((cmd, n) => c.identify(cmd, n, opts.timeoutMs));
+  else {
+    // One DMA buffer for every piece, freed at the end (deferred while a piece is still in flight).
+    await dmaTransfer(c, (buf) =>
+      pieces(async (cmd, n) => {
+        buf.bytes.fill(0, 0, n);
+        await c.adminCommand(cmd, buf.iova, n, opts.timeoutMs);
+        return buf.bytes.subarray(0, n);
+      }), { bytes: Math.min(piece, bytes), read: false });
   }
   return out;
 }

@@ -885,15 +885,17 @@ export function identifyNamespaceOf(n: IdNs): IdentifyNamespace {
 
 /**
  * The namespace ids of a list of 32-bit ids (Active Namespace ID list,
- * Changed Namespace List): up to {@link NSID_LIST_ENTRIES}, ending at the first 0.
+ * Changed Namespace List): up to {@link NSID_LIST_ENTRIES}, ending at the
+ * first 0 as the specification says, or with `skipZeros` every non-zero
+ * entry, as nvme-cli's list-ns prints them.
  */
-export function decodeNsidList(d: Uint8Array): number[] {
+export function decodeNsidList(d: Uint8Array, skipZeros = false): number[] {
   const dv = viewOf(d);
   const out: number[] = [];
   for (let i = 0; i < NSID_LIST_ENTRIES && i * 4 + 4 <= d.length; i++) {
     const id = dv.getUint32(i * 4, true);
-    if (id === 0) break;
-    out.push(id);
+    if (id !== 0) out.push(id);
+    else if (!skipZeros) break;
   }
   return out;
 }
@@ -935,5 +937,69 @@ export function encodeNamespaceCreate(n: NamespaceCreate, out: Uint8Array = new 
   out[O.FLBAS] = flbasOf(n.lbaFormat);
   out[O.DPS] = n.dps;
   out[O.NMIC] = n.nmic;
+  return out;
+}
+
+/** Read the Identify Namespace fields Namespace Management (create) takes; the inverse of {@link encodeNamespaceCreate}. */
+export function decodeNamespaceCreate(d: Uint8Array): NamespaceCreate & { flbas: number } {
+  const dv = viewOf(d), O = IdNsOffset;
+  const flbas = d[O.FLBAS];
+  return {
+    nsze: dv.getBigUint64(O.NSZE, true),
+    ncap: dv.getBigUint64(O.NCAP, true),
+    lbaFormat: flbasIndex(flbas),
+    flbas,
+    dps: d[O.DPS],
+    nmic: d[O.NMIC],
+  };
+}
+
+/** The controller ids of a Controller List (at most 2047); the inverse of {@link encodeControllerList}. */
+export function decodeControllerList(d: Uint8Array): number[] {
+  const dv = viewOf(d);
+  const n = Math.min(dv.getUint16(0, true), 2047);
+  const out: number[] = [];
+  for (let i = 0; i < n && 4 + 2 * i <= d.length; i++) out.push(dv.getUint16(2 + 2 * i, true));
+  return out;
+}
+
+/** One Namespace Identification Descriptor (CNS 03h) as the list carries it. */
+export interface NsIdDescriptor {
+  /** Byte offset of the descriptor in the list. */
+  loc: number;
+  /** Type (NIDT: 1 EUI-64, 2 NGUID, 3 UUID, 4 CSI). */
+  nidt: number;
+  /** Length of the identifier (NIDL). */
+  nidl: number;
+  /** The identifier's bytes (NIDL of them, fewer where the list is cut short). */
+  id: Uint8Array;
+}
+
+/** Bytes of a descriptor's header (NIDT, NIDL, two reserved). */
+const NS_DESC_HEADER = 4;
+
+/** Walk a Namespace Identification Descriptor list (up to 4096 bytes; a zero length ends it). */
+export function decodeNsDescriptors(d: Uint8Array): NsIdDescriptor[] {
+  const out: NsIdDescriptor[] = [];
+  const end = Math.min(IDENTIFY_BYTES, d.length);
+  let pos = 0;
+  while (pos + NS_DESC_HEADER <= end) {
+    const nidt = d[pos], nidl = d[pos + 1];
+    if (nidl === 0) break;
+    out.push({ loc: pos, nidt, nidl, id: d.subarray(pos + NS_DESC_HEADER, pos + NS_DESC_HEADER + nidl) });
+    pos += NS_DESC_HEADER + nidl;
+  }
+  return out;
+}
+
+/** Write a Namespace Identification Descriptor list into `out` (the rest stays zero, which ends the list). */
+export function encodeNsDescriptors(list: readonly Pick<NsIdDescriptor, "nidt" | "id">[], out: Uint8Array = new Uint8Array(IDENTIFY_BYTES)): Uint8Array {
+  let pos = 0;
+  for (const { nidt, id } of list) {
+    out[pos] = nidt;
+    out[pos + 1] = id.length;
+    out.set(id, pos + NS_DESC_HEADER);
+    pos += NS_DESC_HEADER + id.length;
+  }
   return out;
 }
