@@ -11,16 +11,15 @@ import { dmaTransfer } from "../nvme/transfer.ts";
 import type { Controller } from "../nvme/controller.ts";
 import { InvalidArgumentError } from "../nvme/errors.ts";
 import { LogId } from "../nvme/spec.ts";
-import { decodeNsidList } from "../nvme/identify.ts";
 import {
   CHANGED_NS_LOG_BYTES,
-  CHANGED_NS_OVERFLOW,
   EFFECTS_LOG_BYTES,
   type EffectsLog,
   ERROR_LOG_ENTRY_SIZE,
   type ErrorLogEntry,
   FW_SLOT_LOG_BYTES,
   type FwSlotLog,
+  parseChangedNsList,
   parseEffectsLog,
   parseErrorLog,
   parseFwLog,
@@ -196,9 +195,7 @@ export async function effectsLogs(dev: AdminTarget): Promise<EffectsLog[]> {
 
 /** Read the Changed Namespace List (null when more than 1024 changed: "read them all"). */
 export async function changedNsList(dev: AdminTarget): Promise<number[] | null> {
-  const d = await getLogPage(dev, LogId.CHANGED_NS, CHANGED_NS_LOG_BYTES);
-  if (new DataView(d.buffer, d.byteOffset, 4).getUint32(0, true) === CHANGED_NS_OVERFLOW) return null;
-  return decodeNsidList(d);
+  return parseChangedNsList(await getLogPage(dev, LogId.CHANGED_NS, CHANGED_NS_LOG_BYTES));
 }
 
 /** Read the Device Self-test log. */

@@ -85,3 +85,174 @@ export function encodeHostBehavior(b: Partial<HostBehavior>, out: Uint8Array = n
   out[O.LBAFEE] = b.lbafee ?? 0;
   return out;
 }
+
+/** Bytes of one LBA Range Type entry (feature 03h). */
+export const LBA_RANGE_BYTES = 64;
+
+/** Byte offsets in an LBA Range Type entry. */
+export const LbaRangeOffset = {
+  TYPE: 0,
+  ATTRIBUTES: 1,
+  SLBA: 16,
+  NLB: 24,
+  GUID: 32,
+} as const;
+
+/** One LBA Range Type entry, decoded. */
+export interface LbaRange {
+  /** Type (0 reserved, 1 filesystem, 2 RAID, 3 cache, 4 page/swap file). */
+  type: number;
+  /** Attributes (bit 0 may be overwritten, bit 1 hidden). */
+  attributes: number;
+  /** Starting LBA. */
+  slba: bigint;
+  /** Number of logical blocks (zero-based). */
+  nlb: bigint;
+  /** Unique identifier, 16 bytes. */
+  guid: Uint8Array;
+}
+
+/** Decode up to `count` LBA Range Type entries (as many as `d` holds). */
+export function decodeLbaRanges(d: Uint8Array, count: number): LbaRange[] {
+  const dv = viewOf(d), O = LbaRangeOffset;
+  const out: LbaRange[] = [];
+  for (let i = 0; i < count && (i + 1) * LBA_RANGE_BYTES <= d.length; i++) {
+    const e = i * LBA_RANGE_BYTES;
+    out.push({
+      type: d[e + O.TYPE],
+      attributes: d[e + O.ATTRIBUTES],
+      slba: dv.getBigUint64(e + O.SLBA, true),
+      nlb: dv.getBigUint64(e + O.NLB, true),
+      guid: d.subarray(e + O.GUID, e + O.GUID + 16),
+    });
+  }
+  return out;
+}
+
+/** Size of the Autonomous Power State Transition table (feature 0Ch): 32 entries of 8 bytes. */
+export const APST_BYTES = 256;
+
+/** One APST entry, decoded. */
+export interface ApstEntry {
+  /** Idle Time Prior to Transition, ms (bits 31:8). */
+  itpt: number;
+  /** Idle Transition Power State (bits 7:3). */
+  itps: number;
+}
+
+/** Decode the 32 entries of the APST table. */
+export function decodeApst(d: Uint8Array): ApstEntry[] {
+  const dv = viewOf(d);
+  const out: ApstEntry[] = [];
+  for (let i = 0; i < 32; i++) {
+    const lo = dv.getUint32(i * 8, true);
+    out.push({ itpt: (lo >>> 8) & 0xffffff, itps: (lo >>> 3) & 0x1f });
+  }
+  return out;
+}
+
+/** Size of the Host Memory Buffer attributes (feature 0Dh) nvme-cli shows. */
+export const HMB_ATTR_BYTES = 16;
+
+/** Byte offsets in the Host Memory Buffer attributes. */
+export const HmbAttrOffset = {
+  HSIZE: 0,
+  HMDLAL: 4,
+  HMDLAU: 8,
+  HMDLEC: 12,
+} as const;
+
+/** Host Memory Buffer attributes, decoded. */
+export interface HmbAttributes {
+  /** Host memory buffer size, in memory page size units. */
+  hsize: number;
+  /** Descriptor list address, low. */
+  hmdlal: number;
+  /** Descriptor list address, high. */
+  hmdlau: number;
+  /** Descriptor list entry count. */
+  hmdlec: number;
+}
+
+/** Decode the Host Memory Buffer attributes. */
+export function decodeHmbAttributes(d: Uint8Array): HmbAttributes {
+  const dv = viewOf(d), O = HmbAttrOffset;
+  return {
+    hsize: dv.getUint32(O.HSIZE, true),
+    hmdlal: dv.getUint32(O.HMDLAL, true),
+    hmdlau: dv.getUint32(O.HMDLAU, true),
+    hmdlec: dv.getUint32(O.HMDLEC, true),
+  };
+}
+
+/** Size of the Predictable Latency Mode Config fields nvme-cli shows (feature 13h). */
+export const PLM_CONFIG_BYTES = 56;
+
+/** Byte offsets in the Predictable Latency Mode Config data. */
+export const PlmConfigOffset = {
+  EE: 0,
+  DTWINRT: 32,
+  DTWINWT: 40,
+  DTWINTT: 48,
+} as const;
+
+/** Predictable Latency Mode Config, decoded. */
+export interface PlmConfig {
+  /** Enable Event. */
+  ee: number;
+  /** DTWIN Reads Threshold. */
+  dtwinrt: bigint;
+  /** DTWIN Writes Threshold. */
+  dtwinwt: bigint;
+  /** DTWIN Time Threshold. */
+  dtwintt: bigint;
+}
+
+/** Decode the Predictable Latency Mode Config data. */
+export function decodePlmConfig(d: Uint8Array): PlmConfig {
+  const dv = viewOf(d), O = PlmConfigOffset;
+  return {
+    ee: dv.getUint16(O.EE, true),
+    dtwinrt: dv.getBigUint64(O.DTWINRT, true),
+    dtwinwt: dv.getBigUint64(O.DTWINWT, true),
+    dtwintt: dv.getBigUint64(O.DTWINTT, true),
+  };
+}
+
+/** One Host Metadata element (features 7Dh-7Fh), decoded. */
+export interface MetadataElement {
+  /** Element type. */
+  type: number;
+  /** Element revision. */
+  rev: number;
+  /** Element length (the value may be cut short by the buffer). */
+  len: number;
+  /** The value's bytes. */
+  value: Uint8Array;
+}
+
+/** Byte offsets in the Host Metadata data: a count, then elements of a 4-byte header and their value. */
+export const HostMetadataOffset = {
+  /** Number of Metadata Element Descriptors. */
+  NUMBER: 0,
+  /** The first element. */
+  ELEMENT0: 2,
+} as const;
+
+/** Decode the Host Metadata data: its element count and the elements the buffer holds. */
+export function decodeHostMetadata(d: Uint8Array): { count: number; elements: MetadataElement[] } {
+  const count = d[HostMetadataOffset.NUMBER];
+  const elements: MetadataElement[] = [];
+  let off = HostMetadataOffset.ELEMENT0;
+  for (let i = 0; i < count && off + 4 <= d.length; i++) {
+    const len = d[off + 2] | (d[off + 3] << 8);
+    elements.push({ type: d[off], rev: d[off + 1], len, value: d.subarray(off + 4, Math.min(d.length, off + 4 + len)) });
+    off += 4 + len;
+  }
+  return { count, elements };
+}
+
+/** The first 64 bits of a Host Identifier (feature 81h), little-endian. */
+export function decodeHostIdLow(d: Uint8Array): bigint {
+  return viewOf(d).getBigUint64(0, true);
+}

@@ -184,7 +184,7 @@ export const LbafOffset = {
 export const IDENTIFY_BYTES = 4096;
 
 /** Identify Controller data size (the same 4096 bytes, under nvme-cli's name). */
-export const IDENTIFY_DATA_SIZE = IDENTIFY_BYTES;
+export const IDENTIFY_DATA_SIZE: number = IDENTIFY_BYTES;
 
 /** Namespace ids in one Active Namespace ID list (CNS 02h) or Changed Namespace List log. */
 export const NSID_LIST_ENTRIES = 1024;

@@ -10,6 +10,7 @@
  * @module
  */
 import { InvalidArgumentError } from "./errors.ts";
+import { decodeNsidList } from "./identify.ts";
 import { getU128, setU128, Uint128, Uint64, viewOf } from "./wide.ts";
 
 // ---------------------------------------------------------------------------
@@ -578,3 +579,9 @@ export const CHANGED_NS_LOG_BYTES = 4096;
 
 /** The first entry of a Changed Namespace List that overflowed (more than 1024 changed). */
 export const CHANGED_NS_OVERFLOW = 0xffffffff;
+
+/** Decode a Changed Namespace List: the namespace ids, or null when more than 1024 changed ("read them all"). */
+export function parseChangedNsList(data: Uint8Array): number[] | null {
+  if (data.length >= 4 && viewOf(data).getUint32(0, true) === CHANGED_NS_OVERFLOW) return null;
+  return decodeNsidList(data);
+}

@@ -71,6 +71,7 @@ import {
   type SelfTestResult,
 } from "../nvme/logs.ts";
 import { decodeTimestamp, encodeTimestamp } from "../nvme/features.ts";
+import { COPY_RANGE_BYTES, decodeCopyRanges, decodeDsmRanges, DSM_RANGE_BYTES } from "../nvme/ranges.ts";
 import { Uint128, Uint64 } from "../nvme/wide.ts";
 import { type AnyMedia, type AsyncMedia, FileMedia, type MediaDone, MemMedia } from "./media.ts";
 import { LogId, SIM_DEFAULTS, SimCns, type SimNamespaceOptions, type SimOptions, SimStatus as S } from "./options.ts";
@@ -1505,16 +1506,10 @@ export class ControllerModel {
         return slba + nlb > blocks ? S.LBA_OUT_OF_RANGE : 0;
       case IoOpc.DATASET_MANAGEMENT: {
         const nr = (cmd[10] & 0xff) + 1, ad = (cmd[11] >>> 2) & 1;
-        const d = this.#fromHost(cmd, nr * 16);
+        const d = this.#fromHost(cmd, nr * DSM_RANGE_BYTES);
         if (typeof d === "number") return d;
-        const dv = new DataView(d.buffer);
-        const ranges: [number, number][] = [];
-        for (let i = 0; i < nr; i++) {
-          const n = dv.getUint32(i * 16 + 4, true);
-          const s = dv.getUint32(i * 16 + 8, true) + dv.getUint32(i * 16 + 12, true) * TWO32;
-          if (s + n > blocks) return S.LBA_OUT_OF_RANGE;
-          ranges.push([s, n]);
-        }
+        const ranges = decodeDsmRanges(d, nr);
+        if (ranges.some(([s, n]) => s + n > blocks)) return S.LBA_OUT_OF_RANGE;
         if (!ad) return 0;
         const m = ns.media;
         if (m.async) {
@@ -1529,14 +1524,11 @@ export class ControllerModel {
         const nr = (cmd[12] & 0xff) + 1, fmt = (cmd[12] >>> 8) & 0xf;
         if (fmt !== 0) return S.INVALID_FIELD;
         if (nr > 8) return S.COMMAND_SIZE_LIMIT_EXCEEDED;
-        const d = this.#fromHost(cmd, nr * 32);
+        const d = this.#fromHost(cmd, nr * COPY_RANGE_BYTES);
         if (typeof d === "number") return d;
-        const dv = new DataView(d.buffer);
         const src: [number, number][] = [];
         let total = 0;
-        for (let i = 0; i < nr; i++) {
-          const s = dv.getUint32(i * 32 + 8, true) + dv.getUint32(i * 32 + 12, true) * TWO32;
-          const n = dv.getUint16(i * 32 + 16, true) + 1;
+        for (const [s, n] of decodeCopyRanges(d, nr)) {
           if (n > 128) return S.COMMAND_SIZE_LIMIT_EXCEEDED;
           if (s + n > blocks) return S.LBA_OUT_OF_RANGE;
           total += n;

@@ -6,6 +6,20 @@
  */
 import { type Feature, featureName } from "../../admin/features.ts";
 import { Fid } from "../../nvme/spec.ts";
+import {
+  APST_BYTES,
+  decodeApst,
+  decodeHmbAttributes,
+  decodeHostBehavior,
+  decodeHostIdLow,
+  decodeHostMetadata,
+  decodeLbaRanges,
+  decodePlmConfig,
+  decodeTimestamp,
+  HMB_ATTR_BYTES,
+  PLM_CONFIG_BYTES,
+  TIMESTAMP_BYTES,
+} from "../../nvme/features.ts";
 import { hexDump } from "./hexdump.ts";
 
 /** nvme-cli's `%#0*x`: "0x" + zero-padded digits to `width` characters, or plain zeros for 0. */
@@ -66,20 +80,16 @@ const NS_METADATA = [
 
 /** nvme-cli's host metadata listing: descriptor count, then type, revision, length and value of each. */
 function hostMetadataText(fid: number, buf: Uint8Array): string {
-  const n = buf[0];
-  let s = `\tNum Metadata Element Descriptors: ${n}\n`;
-  let off = 2;
-  for (let i = 0; i < n && off + 4 <= buf.length; i++) {
-    const type = buf[off], rev = buf[off + 1], len = buf[off + 2] | (buf[off + 3] << 8);
-    const val = buf.subarray(off + 4, Math.min(buf.length, off + 4 + len));
+  const { count, elements } = decodeHostMetadata(buf);
+  let s = `\tNum Metadata Element Descriptors: ${count}\n`;
+  elements.forEach(({ type, rev, len, value: val }, i) => {
     const end = val.indexOf(0);
     const text = String.fromCharCode(...(end < 0 ? val : val.subarray(0, end)));
     const names = fid === 0x7f ? NS_METADATA : CTRL_METADATA;
     const name = names[type - 1] ?? (fid === 0x7f ? "Unknown Namespace Type" : "Unknown Controller Type");
     s += `\tElement[${String(i).padEnd(3)}]:\n\t\tType\t    : 0x${type.toString(16).padStart(2, "0")} (${name})\n` +
       `\t\tRevision : ${rev}\n\t\tLength   : ${len}\n\t\tValue    : ${text}\n`;
-    off += 4 + len;
-  }
+  });
   return s;
 }
 
@@ -103,17 +113,15 @@ export function featureFieldsText(fid: number, result: number, buf?: Uint8Array)
     case 0x03: {
       let s = `\tNumber of LBA Ranges (NUM): ${(r & 0x3f) + 1}\n`;
       if (buf) {
-        const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
         const lbaType = (t: number) =>
           ["Reserved", "Filesystem", "RAID", "Cache", "Page / Swap file"][t] ?? (t <= 0x7f ? "Reserved" : "Vendor Specific");
-        for (let i = 0; i <= (r & 0x3f) && (i + 1) * 64 <= buf.length; i++) {
-          const e = i * 64, type = buf[e], at = buf[e + 1];
+        for (const { type, attributes: at, slba, nlb, guid } of decodeLbaRanges(buf, (r & 0x3f) + 1)) {
           s += `\ttype       : ${x(type)} - ${lbaType(type)}\n` +
             `\tattributes : ${x(at)} - ${at & 1 ? "LBA range may be overwritten" : "LBA range should not be overwritten"}, ${
               at & 2 ? "LBA range should be hidden from the OS/EFI/BIOS" : "LBA range should be visible from the OS/EFI/BIOS"
             }\n` +
-            `\tslba       : ${x64(dv.getBigUint64(e + 16, true))}\n\tnlb        : ${x64(dv.getBigUint64(e + 24, true))}\n` +
-            `\tguid       : ${[...buf.subarray(e + 32, e + 48)].map((b) => b.toString(16).padStart(2, "0")).join("")}\n`;
+            `\tslba       : ${x64(slba)}\n\tnlb        : ${x64(nlb)}\n` +
+            `\tguid       : ${[...guid].map((b) => b.toString(16).padStart(2, "0")).join("")}\n`;
         }
       }
       return s;
@@ -152,38 +160,36 @@ export function featureFieldsText(fid: number, result: number, buf?: Uint8Array)
         `\tSMART / Health Critical Warnings                          : ${sendAe(r & 0xff)}\n`;
     case 0x0c: {
       let s = `\tAutonomous Power State Transition Enable (APSTE): ${ed(b(0))}\n`;
-      if (buf && buf.length >= 256) {
-        const dv = new DataView(buf.buffer, buf.byteOffset, 256);
+      if (buf && buf.length >= APST_BYTES) {
         s += "\tAuto PST Entries\t.................\n";
-        for (let i = 0; i < 32; i++) {
-          const lo = dv.getUint32(i * 8, true);
+        decodeApst(buf).forEach(({ itpt, itps }, i) => {
           s += `\tEntry[${String(i).padStart(2)}]   \n\t.................\n` +
-            `\tIdle Time Prior to Transition (ITPT): ${(lo >>> 8) & 0xffffff} ms\n` +
-            `\tIdle Transition Power State   (ITPS): ${(lo >>> 3) & 0x1f}\n\t.................\n`;
-        }
+            `\tIdle Time Prior to Transition (ITPT): ${itpt} ms\n` +
+            `\tIdle Transition Power State   (ITPS): ${itps}\n\t.................\n`;
+        });
       }
       return s;
     }
     case 0x0d: {
       let s = `\tEnable Host Memory (EHM): ${ed(b(0))}\n`;
-      if (buf && buf.length >= 16) {
-        const dv = new DataView(buf.buffer, buf.byteOffset, 16);
-        s += `\tHost Memory Descriptor List Entry Count (HMDLEC): ${dv.getUint32(12, true)}\n` +
-          `\tHost Memory Descriptor List Address     (HMDLAU): 0x${dv.getUint32(8, true).toString(16)}\n` +
-          `\tHost Memory Descriptor List Address     (HMDLAL): 0x${dv.getUint32(4, true).toString(16)}\n` +
-          `\tHost Memory Buffer Size                  (HSIZE): ${dv.getUint32(0, true)}\n`;
+      if (buf && buf.length >= HMB_ATTR_BYTES) {
+        const h = decodeHmbAttributes(buf);
+        s += `\tHost Memory Descriptor List Entry Count (HMDLEC): ${h.hmdlec}\n` +
+          `\tHost Memory Descriptor List Address     (HMDLAU): 0x${h.hmdlau.toString(16)}\n` +
+          `\tHost Memory Descriptor List Address     (HMDLAL): 0x${h.hmdlal.toString(16)}\n` +
+          `\tHost Memory Buffer Size                  (HSIZE): ${h.hsize}\n`;
       }
       return s;
     }
     case Fid.TIMESTAMP: {
-      if (!buf || buf.length < 8) return "";
-      const ms = buf[0] + buf[1] * 2 ** 8 + buf[2] * 2 ** 16 + buf[3] * 2 ** 24 + buf[4] * 2 ** 32 + buf[5] * 2 ** 40;
+      if (!buf || buf.length < TIMESTAMP_BYTES) return "";
+      const t = decodeTimestamp(buf), ms = t.timestamp;
       return `\tThe timestamp is : ${ms} (${cTime(Math.floor(ms / 1000) * 1000)})\n\t${
-        buf[6] & 2
+        t.origin & 1
           ? "The Timestamp field was initialized with a Timestamp value using a Set Features command."
           : "The Timestamp field was initialized to ‘0’ by a Controller Level Reset."
       }\n\t${
-        buf[6] & 1
+        t.synch
           ? "The controller may have stopped counting during vendor specific intervals after the Timestamp value was initialized"
           : "The controller counted time in milliseconds continuously since the Timestamp value was initialized."
       }\n`;
@@ -199,16 +205,16 @@ export function featureFieldsText(fid: number, result: number, buf?: Uint8Array)
       return `\tRead Recovery Level (RRL): ${r & 0xf}\n`;
     case 0x13: {
       let s = `\tPredictable Latency Window Enabled: ${tf(b(0))}\n`;
-      if (buf && buf.length >= 56) {
-        const dv = new DataView(buf.buffer, buf.byteOffset, 56);
-        s += `\tEnable Event          :${dv.getUint16(0, true).toString(16).padStart(4, "0")}\n` +
-          `\tDTWIN Reads Threshold :${dv.getBigUint64(32, true)}\n\tDTWIN Writes Threshold:${dv.getBigUint64(40, true)}\n` +
-          `\tDTWIN Time Threshold  :${dv.getBigUint64(48, true)}\n`;
+      if (buf && buf.length >= PLM_CONFIG_BYTES) {
+        const p = decodePlmConfig(buf);
+        s += `\tEnable Event          :${p.ee.toString(16).padStart(4, "0")}\n` +
+          `\tDTWIN Reads Threshold :${p.dtwinrt}\n\tDTWIN Writes Threshold:${p.dtwinwt}\n` +
+          `\tDTWIN Time Threshold  :${p.dtwintt}\n`;
       }
       return s;
     }
     case Fid.HOST_BEHAVIOR:
-      return buf ? `\tHost Behavior Support: ${tf(buf[0] & 1)}\n` : "";
+      return buf ? `\tHost Behavior Support: ${tf(decodeHostBehavior(buf).acre & 1)}\n` : "";
     case 0x17:
       return `\tNo-Deallocate Response Mode (NODRM) : ${r & 1}\n`;
     case 0x18:
@@ -226,7 +232,7 @@ export function featureFieldsText(fid: number, result: number, buf?: Uint8Array)
     case 0x81:
       // The first 8 bytes, little-endian, even for a 128-bit identifier: what nvme-cli prints.
       return buf && buf.length >= 8
-        ? `\tHost Identifier (HOSTID):  ${new DataView(buf.buffer, buf.byteOffset, 8).getBigUint64(0, true)}\n`
+        ? `\tHost Identifier (HOSTID):  ${decodeHostIdLow(buf)}\n`
         : "";
     default:
       return "";
