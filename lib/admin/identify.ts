@@ -5,7 +5,7 @@
  * of them are in lib/cli/format/identify.ts.
  * @module
  */
-import { flbasIndex, type IdCtrl, type IdNs, identifyRaw, lbaFormatAt } from "../nvme/identify.ts";
+import { type IdCtrl, identifyControllerOf, type IdNs, identifyNamespaceOf } from "../nvme/identify.ts";
 
 export {
   flbasIndex,
@@ -58,17 +58,13 @@ export interface CtrlSummary {
   fwug: number;
 }
 
-/** Trim an ASCII space-padded identify string. */
-function trimId(s: string): string {
-  return s.replace(/[\s\0]+$/, "").replace(/^\s+/, "");
-}
-
 /** Controller summary for the driver. */
 export function ctrlSummary(c: IdCtrl): CtrlSummary {
+  const d = identifyControllerOf(c);
   return {
-    serial: trimId(c.sn),
-    model: trimId(c.mn),
-    firmware: trimId(c.fr),
+    serial: d.serial,
+    model: d.model,
+    firmware: d.firmware,
     vid: c.vid,
     ssvid: c.ssvid,
     mdts: c.mdts,
@@ -103,15 +99,6 @@ export interface NsSummary {
 
 /** Namespace summary for the driver (current format from FLBAS). */
 export function nsSummary(n: IdNs): NsSummary {
-  const lbaFormat = flbasIndex(n.flbas);
-  const raw = identifyRaw(n);
-  const f = raw ? lbaFormatAt(raw, lbaFormat) : n.lbafs[lbaFormat] ?? { ms: 0, ds: 0, rp: 0 };
-  return {
-    nsze: n.nsze.value,
-    ncap: n.ncap.value,
-    nuse: n.nuse.value,
-    blockSize: 2 ** f.ds,
-    metadataSize: f.ms,
-    lbaFormat,
-  };
+  const s = identifyNamespaceOf(n);
+  return { nsze: s.nsze, ncap: s.ncap, nuse: s.nuse, blockSize: s.blockSize, metadataSize: s.metadataSize, lbaFormat: s.lbaFormat };
 }

@@ -5,7 +5,8 @@
  * bounded ring of the last commands and optionally logged as it happens. The
  * ring is attached to NvmeTimeoutError and ControllerResetError, so a failure
  * report shows what led to it. Off, it costs the queue one null check per
- * submission and per completion.
+ * submission and per completion. The opcode names are tabled here once: the
+ * trace's ({@link opcodeName}) and nvme-cli's ({@link commandName}).
  * @module
  */
 import { InvalidArgumentError } from "./errors.ts";
