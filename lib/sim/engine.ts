@@ -308,7 +308,6 @@ export function isRw(opc: number): boolean {
 }
 
 /** Identify CNS 05h: I/O command set specific Identify Namespace. */
-const CNS_CSI_NS = 0x05;
 /** Admin opcodes a fabrics controller leaves to the backing controller. */
 const NOT_ON_FABRICS = new Set<number>([
   AdminOpc.FORMAT_NVM, AdminOpc.DEVICE_SELF_TEST, AdminOpc.FW_IMAGE_DOWNLOAD, AdminOpc.FW_COMMIT, AdminOpc.SANITIZE,
@@ -861,7 +860,7 @@ export class ControllerModel {
       case SimCns.CSI_CTRL:
         if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
         break;
-      case CNS_CSI_NS: // NVM: nothing beyond CNS 00h
+      case Cns.CSI_NS: // NVM: nothing beyond CNS 00h
         if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
         if (!this.#ns.get(nsid)?.attached) return S.INVALID_NAMESPACE;
         break;
