@@ -50,7 +50,15 @@ export * from "./lib/nvme/fabrics.ts";
 export { type IoCallback, QueuePair, type QueuePairConfig, type QueuePairOptions, type QueueStats, type QueueWaiter } from "./lib/nvme/queue.ts";
 export { PcieRing, type PcieRingConfig, type QueueRing } from "./lib/nvme/pcie.ts";
 export { CommandTracker } from "./lib/nvme/tracker.ts";
-export * from "./lib/nvme/identify.ts";
+export {
+  decodeIdentifyController,
+  decodeIdentifyNamespace,
+  IDENTIFY_BYTES,
+  IdCtrlOffset,
+  type IdentifyController,
+  type IdentifyNamespace,
+  IdNsOffset,
+} from "./lib/nvme/identify.ts";
 export { CommandTrace, opcodeName, type TraceEntry, type TraceOptions } from "./lib/nvme/trace.ts";
 export { listNvmeControllers, type PciInfo } from "./lib/vfio/sysfs.ts";
 export * from "./lib/admin/log.ts";

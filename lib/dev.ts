@@ -3,8 +3,7 @@
  * namespaces and DMA buffer management together.
  * @module
  */
-import { type IdCtrl, type IdNs, parseIdCtrl, parseIdNs } from "./admin/identify.ts";
-import { decodeIdentifyNamespace } from "./nvme/identify.ts";
+import { type IdCtrl, type IdNs, identifyNamespaceOf, parseIdCtrl, parseIdNs } from "./nvme/identify.ts";
 import { loadLibc } from "./ffi/mod.ts";
 import { BouncePool } from "./io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
@@ -326,8 +325,8 @@ export class NVMeDev implements AsyncDisposable {
     this.#namespaces.clear();
     this.#idNs.clear();
     for (const nsid of ids) {
-      const raw = await this.controller.identifyNamespace(nsid);
-      const s = decodeIdentifyNamespace(raw);
+      const id = parseIdNs(await this.controller.identifyNamespace(nsid));
+      const s = identifyNamespaceOf(id);
       if (s.nsze === 0n) continue;
       const info: NamespaceInfo = {
         nsid,
@@ -341,7 +340,7 @@ export class NVMeDev implements AsyncDisposable {
         mcl: s.mcl,
         msrc: s.msrc,
       };
-      this.#idNs.set(nsid, parseIdNs(raw));
+      this.#idNs.set(nsid, id);
       this.#namespaces.set(nsid, new Namespace(this.#host, info));
     }
   }

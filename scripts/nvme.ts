@@ -14,58 +14,49 @@
 import process from "node:process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { type Cli, type Command, format, formatTable, intList, intOpt as int, type Options, out, outputFormat, runCli, UsageError, type Values } from "./cli.ts";
-import { formatIdCtrl, formatIdNs, idCtrlToJson, idNsToJson, toNvmeCliJson } from "../lib/admin/identify.ts";
 import {
-  commandName,
-  effectsLog,
-  getLogPage,
-  effectsLogs,
   effectsLogToJson,
-  errorLog,
   errorLogToJson,
   formatEffectsLog,
   formatErrorLog,
+  formatFeature,
   formatFwLog,
+  formatIdCtrl,
+  formatIdNs,
+  formatNsDescs,
+  formatNsList,
+  formatRegisters,
   formatSanitizeLog,
   formatSelfTestLog,
   formatSmartLog,
-  fwLog,
   fwLogToJson,
-  sanitizeLog,
-  sanitizeLogToJson,
-  selfTestLog,
-  selfTestLogToJson,
-  smartLog,
-  smartLogToJson,
-} from "../lib/admin/log.ts";
-import { featureName, formatFeature, getFeature, setFeature } from "../lib/admin/features.ts";
-import {
-  activeNsList,
-  attachNamespace,
-  createNamespace,
-  deleteNamespace,
-  detachNamespace,
-  deviceSelfTest,
-  formatNsDescs,
-  formatNsList,
-  formatNvm,
-  nsDescs,
+  hexDump,
+  idCtrlToJson,
+  idNsToJson,
   nsDescsToJson,
   nsListToJson,
-} from "../lib/admin/manage.ts";
+  nvmeCliStatusLine,
+  registersToJson,
+  sanitizeLogToJson,
+  selfTestLogToJson,
+  smartLogToJson,
+  toNvmeCliJson,
+} from "../lib/cli/format/mod.ts";
+import { commandName } from "../lib/nvme/trace.ts";
+import { effectsLog, effectsLogs, errorLog, fwLog, getLogPage, sanitizeLog, selfTestLog, smartLog } from "../lib/admin/log.ts";
+import { featureName, getFeature, setFeature } from "../lib/admin/features.ts";
+import { activeNsList, attachNamespace, createNamespace, deleteNamespace, detachNamespace, deviceSelfTest, formatNvm, nsDescs } from "../lib/admin/manage.ts";
 import { commitFirmware, downloadFirmware } from "../lib/firmware/mod.ts";
 import { sanitize, type SanitizeKind, waitSanitize } from "../lib/sanitize/mod.ts";
 import { adminPassthru } from "../lib/admin/passthru.ts";
-import { hexDump } from "../lib/admin/hexdump.ts";
-import { formatRegisters, readRegisterBlock, readRegisters, registersToJson } from "../lib/admin/regs.ts";
+import { readRegisterBlock, readRegisters } from "../lib/admin/regs.ts";
 import { ioPassthru } from "../lib/io/passthru.ts";
 import { NVMeDev, type OpenOptions } from "../lib/dev.ts";
 import { traceCommands } from "./verbose.ts";
 import { InvalidArgumentError, NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
 import { encodeStatus, IoOpc, LogId } from "../lib/nvme/spec.ts";
-import { nvmeCliStatusLine } from "../lib/admin/status.ts";
 import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
-import { Uint64 } from "../lib/admin/identify.ts";
+import { Uint64 } from "../lib/nvme/wide.ts";
 import { decodeIdentifyController } from "../lib/nvme/identify.ts";
 import { TcpController } from "../lib/tcp/host.ts";
 import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, DiscEntry, type DiscoveryEntry, SubType, TRTYPE_TCP } from "../lib/tcp/discovery.ts";

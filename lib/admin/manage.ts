@@ -17,7 +17,8 @@ import {
 } from "../nvme/command.ts";
 import { InvalidArgumentError } from "../nvme/errors.ts";
 import { Nidt, SelfTestCode } from "../nvme/spec.ts";
-import { flbasIndex, toNvmeCliJson } from "./identify.ts";
+import { decodeNsDescriptors, decodeNsidList, encodeControllerList, encodeNamespaceCreate, flbasIndex, IDENTIFY_BYTES, parseIdNs } from "../nvme/identify.ts";
+import { adminTransfer } from "../nvme/transfer.ts";
 import type { AdminTarget } from "./log.ts";
 import { rescan } from "./support.ts";
 
@@ -35,24 +36,8 @@ export async function activeNsList(dev: AdminTarget, start = 0): Promise<number[
   if (!Number.isInteger(start) || start < 0 || start > 0xfffffffe) {
     throw new InvalidArgumentError(`start namespace id must be 0-0xfffffffe, got ${start}`);
   }
-  const d = await dev.controller.identify(activeNsListCmd(start));
-  const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
-  const out: number[] = [];
-  for (let i = 0; i < 1024; i++) {
-    const id = dv.getUint32(i * 4, true);
-    if (id) out.push(id);
-  }
-  return out;
-}
-
-/** `nvme list-ns <dev> -o json` text. */
-export function nsListToJson(ids: number[]): string {
-  return toNvmeCliJson({ nsid_list: ids.map((nsid) => ({ nsid })) }, { narrow: "all" });
-}
-
-/** `nvme list-ns <dev>` text. */
-export function formatNsList(ids: number[]): string {
-  return ids.map((id, i) => `[${String(i).padStart(4)}]:0x${id.toString(16)}\n`).join("");
+  // Every non-zero entry, as nvme-cli's list-ns prints them.
+  return decodeNsidList(await dev.controller.identify(activeNsListCmd(start)), true);
 }
 
 /** One Namespace Identification Descriptor. */
@@ -74,11 +59,7 @@ const hex = (d: Uint8Array) => [...d].map((b) => b.toString(16).padStart(2, "0")
 /** Decode a 4096-byte Namespace Identification Descriptor list (unknown types are skipped). */
 export function parseNsDescs(data: Uint8Array): NsDescriptor[] {
   const out: NsDescriptor[] = [];
-  let pos = 0;
-  while (pos + 4 <= Math.min(4096, data.length)) {
-    const nidt = data[pos], nidl = data[pos + 1];
-    if (nidl === 0) break;
-    const v = data.subarray(pos + 4, pos + 4 + nidl);
+  for (const { loc, nidt, nidl, id: v } of decodeNsDescriptors(data)) {
     let type: NsDescriptor["type"] | null = null, value = "";
     if (nidt === Nidt.EUI64) [type, value] = ["eui64", hex(v.subarray(0, 8))];
     else if (nidt === Nidt.NGUID) [type, value] = ["nguid", hex(v.subarray(0, 16))];
@@ -86,8 +67,7 @@ export function parseNsDescs(data: Uint8Array): NsDescriptor[] {
       const h = hex(v.subarray(0, 16));
       [type, value] = ["uuid", `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`];
     } else if (nidt === Nidt.CSI) [type, value] = ["csi", v[0] ? "0x" + v[0].toString(16) : "0"];
-    if (type) out.push({ loc: pos, nidt, nidl, type, value });
-    pos += 4 + nidl;
+    if (type) out.push({ loc, nidt, nidl, type, value });
   }
   return out;
 }
@@ -96,20 +76,6 @@ export function parseNsDescs(data: Uint8Array): NsDescriptor[] {
 export async function nsDescs(dev: AdminTarget, nsid: number): Promise<NsDescriptor[]> {
   checkNsid(nsid);
   return parseNsDescs(await dev.controller.identify(nsDescsCmd(nsid)));
-}
-
-/** `nvme ns-descs <dev> -o json` text. */
-export function nsDescsToJson(d: NsDescriptor[]): string {
-  const o = d.length
-    ? { "ns-descs": d.map((e) => ({ loc: e.loc, nidt: e.nidt, nidl: e.nidl, type: e.type, [e.type]: e.value })) }
-    : {};
-  return toNvmeCliJson(o, { narrow: "all" });
-}
-
-/** `nvme ns-descs <dev>` text. */
-export function formatNsDescs(d: NsDescriptor[], nsid: number): string {
-  return `NVME Namespace Identification Descriptors NS ${nsid}:\n` +
-    d.map((e) => `${e.type.padEnd(8)}: ${e.value}\n`).join("");
 }
 
 // ---------------------------------------------------------------------------
@@ -149,9 +115,9 @@ export async function formatNvm(dev: AdminTarget, nsid: number, opts: FormatOpti
   const pi = opts.pi ?? 0;
   if (![0, 1, 2, 3].includes(pi)) throw new InvalidArgumentError(`protection information type must be 0-3, got ${pi}`);
   let lbaf = opts.lbaf;
-  const idns = await c.identifyNamespace(nsid);
-  const nlbaf = idns[25] + 1;
-  if (lbaf === undefined) lbaf = flbasIndex(idns[26]);
+  const idns = parseIdNs(await c.identifyNamespace(nsid));
+  const nlbaf = idns.nlbaf + 1;
+  if (lbaf === undefined) lbaf = flbasIndex(idns.flbas);
   if (!Number.isInteger(lbaf) || lbaf < 0 || lbaf > 63 || (nsid !== 0xffffffff && lbaf >= nlbaf)) {
     throw new InvalidArgumentError(`LBA format ${lbaf} does not exist (namespace ${nsid} has ${nlbaf})`);
   }
@@ -209,21 +175,9 @@ export async function createNamespace(dev: AdminTarget, o: CreateNamespaceOption
   if (ncap > nsze) throw new InvalidArgumentError(`ncap ${ncap} is larger than nsze ${nsze}`);
   const flbas = o.flbas ?? 0;
   if (!Number.isInteger(flbas) || flbas < 0 || flbas > 63) throw new InvalidArgumentError(`flbas must be 0-63, got ${flbas}`);
-  const c = dev.controller;
-  const buf = c.allocDma(4096);
-  try {
-    const d = buf.bytes;
-    d.fill(0, 0, 4096);
-    const dv = new DataView(d.buffer, d.byteOffset, 4096);
-    dv.setBigUint64(0, nsze, true);
-    dv.setBigUint64(8, ncap, true);
-    d[26] = (flbas & 0xf) | ((flbas >> 4) << 5);
-    d[29] = o.dps ?? 0;
-    d[30] = o.nmic ?? 0;
-    return (await c.adminCommand(nsCreateCmd(o.csi ?? 0), buf.iova, 4096, o.timeoutMs)) >>> 0;
-  } finally {
-    c.freeDma(buf);
-  }
+  const input = encodeNamespaceCreate({ nsze, ncap, lbaFormat: flbas, dps: o.dps ?? 0, nmic: o.nmic ?? 0 });
+  const r = await adminTransfer(dev.controller, nsCreateCmd(o.csi ?? 0), { bytes: IDENTIFY_BYTES, input, timeoutMs: o.timeoutMs });
+  return r.dw0 >>> 0;
 }
 
 /** Namespace Management delete (0xffffffff: every namespace). */
@@ -240,17 +194,7 @@ async function attachment(dev: AdminTarget, nsid: number, detach: boolean, ctrls
   for (const id of list) {
     if (!Number.isInteger(id) || id < 0 || id > 0xffef) throw new InvalidArgumentError(`invalid controller id ${id}`);
   }
-  const c = dev.controller;
-  const buf = c.allocDma(4096);
-  try {
-    const dv = new DataView(buf.bytes.buffer, buf.bytes.byteOffset, 4096);
-    buf.bytes.fill(0, 0, 4096);
-    dv.setUint16(0, list.length, true);
-    list.forEach((id, i) => dv.setUint16(2 + 2 * i, id, true));
-    await c.adminCommand(nsAttachCmd(nsid, detach), buf.iova, 4096);
-  } finally {
-    c.freeDma(buf);
-  }
+  await adminTransfer(dev.controller, nsAttachCmd(nsid, detach), { bytes: IDENTIFY_BYTES, input: encodeControllerList(list) });
   await rescan(dev);
 }
 

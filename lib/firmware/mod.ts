@@ -20,6 +20,7 @@
 import { fwCommitCmd, fwDownloadCmd } from "../nvme/command.ts";
 import { InvalidArgumentError, NvmeStatusError } from "../nvme/errors.ts";
 import { FwCommitAction } from "../nvme/spec.ts";
+import { dmaTransfer } from "../nvme/transfer.ts";
 import { type AdminTarget, type FwSlotLog, fwLog } from "../admin/log.ts";
 import { NotSupportedError } from "../admin/support.ts";
 
@@ -104,19 +105,18 @@ export async function downloadFirmware(dev: AdminTarget, image: Uint8Array, opts
   const plan = planDownload(firmwareCapabilities(dev), mdtsBytes(dev), image.byteLength, opts);
   const c = dev.controller;
   const maxLen = Math.max(...plan.map(([, n]) => n));
-  const buf = c.allocDma(maxLen);
   const base = opts.offset ?? 0;
-  try {
+  // One buffer for every piece, freed (deferred while a piece is still in flight) at the end.
+  await dmaTransfer(c, async (buf) => {
     let sent = 0;
     for (const [off, n] of plan) {
       buf.bytes.set(image.subarray(off - base, off - base + n));
-      await dev.controller.adminCommand(fwDownloadCmd(n, off), buf.iova, n, opts.timeoutMs);
+      await c.adminCommand(fwDownloadCmd(n, off), buf.iova, n, opts.timeoutMs);
       sent += n;
       opts.onProgress?.(sent, image.byteLength);
     }
-  } finally {
-    c.freeDma(buf);
-  }
+    return 0;
+  }, { bytes: maxLen, read: false });
 }
 
 /** Commit actions by name. */

@@ -9,6 +9,7 @@ import { copyCmd, dsmCmd, flushCmd } from "../nvme/command.ts";
 import { InvalidArgumentError, type NvmeError } from "../nvme/errors.ts";
 import type { QueuePair } from "../nvme/queue.ts";
 import { IoOpc } from "../nvme/spec.ts";
+import { COPY_RANGE_BYTES, DSM_RANGE_BYTES, encodeCopyRanges, encodeDsmRanges } from "../nvme/ranges.ts";
 import type { DmaBuffer } from "../nvme/transport.ts";
 
 /** What a namespace needs from the device that owns it. */
@@ -227,15 +228,11 @@ export class Namespace {
     const list = this.#checkRanges(ranges, opts, 256, 0xffff_ffff);
     const b = this.#host.takeBounce(4096);
     try {
-      const dv = new DataView(b.bytes.buffer, b.bytes.byteOffset, 4096);
       b.bytes.fill(0, 0, 4096);
-      list.forEach(([slba, n], i) => {
-        dv.setUint32(i * 16 + 4, n, true);
-        dv.setBigUint64(i * 16 + 8, BigInt(slba), true);
-      });
+      encodeDsmRanges(list, b.bytes);
       const q = this.#host.pickQueue();
       const cmd = dsmCmd(this.nsid, list.length, { ad: opts.deallocate, idw: opts.idw, idr: opts.idr });
-      await q.submit(cmd, b.iova, list.length * 16, opts.timeoutMs ?? q.defaultTimeoutMs, b);
+      await q.submit(cmd, b.iova, list.length * DSM_RANGE_BYTES, opts.timeoutMs ?? q.defaultTimeoutMs, b);
     } finally {
       this.#host.giveBounce(b);
     }
@@ -254,16 +251,13 @@ export class Namespace {
       throw new InvalidArgumentError(`copy of ${total} blocks exceeds the namespace's maximum copy length ${this.info.mcl}`);
     }
     const sdlba = this.#checkRange(destLba, total, opts);
-    const b = this.#host.takeBounce(list.length * 32);
+    const bytes = list.length * COPY_RANGE_BYTES;
+    const b = this.#host.takeBounce(bytes);
     try {
-      const dv = new DataView(b.bytes.buffer, b.bytes.byteOffset, list.length * 32);
-      b.bytes.fill(0, 0, list.length * 32);
-      list.forEach(([slba, n], i) => {
-        dv.setBigUint64(i * 32 + 8, BigInt(slba), true);
-        dv.setUint16(i * 32 + 16, n - 1, true);
-      });
+      b.bytes.fill(0, 0, bytes);
+      encodeCopyRanges(list, b.bytes);
       const q = this.#host.pickQueue();
-      await q.submit(copyCmd(this.nsid, sdlba, list.length), b.iova, list.length * 32, opts.timeoutMs ?? q.defaultTimeoutMs, b);
+      await q.submit(copyCmd(this.nsid, sdlba, list.length), b.iova, bytes, opts.timeoutMs ?? q.defaultTimeoutMs, b);
     } finally {
       this.#host.giveBounce(b);
     }

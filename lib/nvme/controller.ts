@@ -36,7 +36,8 @@ import {
   SetupError,
 } from "./errors.ts";
 import { unrefTimer } from "../ffi/mod.ts";
-import { decodeIdentifyController, type IdentifyController } from "./identify.ts";
+import { decodeIdentifyController, decodeNsidList, type IdentifyController, NSID_LIST_ENTRIES } from "./identify.ts";
+import { adminTransfer } from "./transfer.ts";
 import { prpListPages } from "./prp.ts";
 import { QueuePair } from "./queue.ts";
 import {
@@ -747,10 +748,7 @@ export class Controller {
    * `timeoutMs` defaults to the admin timeout.
    */
   async identify(cmd: Sqe, bytes = 4096, timeoutMs?: number): Promise<Uint8Array> {
-    const s = this.#scratch;
-    s.bytes.fill(0, 0, bytes);
-    await this.adminCommand(cmd, s.iova, bytes, timeoutMs);
-    return s.bytes.slice(0, bytes);
+    return (await adminTransfer(this, cmd, { bytes, timeoutMs, buffer: this.#scratch })).data!;
   }
 
   /** Active namespace ids, in ascending order (walks the CNS 02h list). */
@@ -758,16 +756,9 @@ export class Controller {
     const out: number[] = [];
     let start = 0;
     for (;;) {
-      const d = await this.identify(activeNsListCmd(start));
-      const v = new DataView(d.buffer);
-      let n = 0;
-      for (let i = 0; i < 1024; i++) {
-        const id = v.getUint32(i * 4, true);
-        if (id === 0) break;
-        out.push(id);
-        n++;
-      }
-      if (n < 1024) return out;
+      const ids = decodeNsidList(await this.identify(activeNsListCmd(start)));
+      out.push(...ids);
+      if (ids.length < NSID_LIST_ENTRIES) return out;
       start = out[out.length - 1];
     }
   }

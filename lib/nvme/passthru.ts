@@ -10,6 +10,8 @@ import type { Controller } from "./controller.ts";
 import { DeviceClosedError, InvalidArgumentError, NvmeStatusError } from "./errors.ts";
 import { AdminOpc, type DecodedStatus, encodeStatus } from "./spec.ts";
 import type { QueuePair } from "./queue.ts";
+import { dmaTransfer } from "./transfer.ts";
+import type { DmaBuffer } from "./transport.ts";
 
 /** Which way data moves: to the host (read), to the controller (write), both, or none. */
 export type PassthruDirection = "none" | "read" | "write" | "both";
@@ -165,27 +167,18 @@ export function checkPassthru(ctrl: Controller, cmd: PassthruCommand, admin: boo
 export async function sendPassthru(ctrl: Controller, queue: QueuePair, c: CheckedPassthru): Promise<PassthruResult> {
   // A closed pair rejects anyway; checked first so no DMA memory is taken from a closed transport.
   if (queue.closed) throw ctrl.failed ?? new DeviceClosedError();
-  const buf = c.dataLen ? ctrl.allocDma(c.dataLen) : null;
+  // Admin commands through the controller's own entry point; IO straight onto the chosen queue.
+  const send = (buf: DmaBuffer | null): Promise<number> =>
+    queue === ctrl.admin
+      ? ctrl.adminCommand(c.sqe, buf ? buf.iova : 0, c.dataLen, c.timeoutMs)
+      : queue.submit(c.sqe, buf ? buf.iova : 0, c.dataLen, c.timeoutMs ?? queue.defaultTimeoutMs, buf);
   try {
-    if (buf) {
-      buf.bytes.fill(c.prefill, 0, c.dataLen);
-      if (c.input) buf.bytes.set(c.input);
-    }
-    let result: number;
-    try {
-      const iova = buf ? buf.iova : 0;
-      // Admin commands through the controller's own entry point; IO straight onto the chosen queue.
-      result = queue === ctrl.admin
-        ? await ctrl.adminCommand(c.sqe, iova, c.dataLen, c.timeoutMs)
-        : await queue.submit(c.sqe, iova, c.dataLen, c.timeoutMs ?? queue.defaultTimeoutMs, buf);
-    } catch (e) {
-      if (!(e instanceof NvmeStatusError)) throw e;
-      return { result: e.dw0 >>> 0, status: encodeStatus(e.status), statusInfo: e.status, data: null };
-    }
-    const data = buf && (c.direction === "read" || c.direction === "both") ? buf.bytes.slice(0, c.dataLen) : null;
-    return { result: result >>> 0, status: 0, statusInfo: null, data };
-  } finally {
-    // Deferred while a command that did not complete (timeout) may still be DMA'd to.
-    if (buf) ctrl.freeDma(buf);
+    if (!c.dataLen) return { result: (await send(null)) >>> 0, status: 0, statusInfo: null, data: null };
+    const read = c.direction === "read" || c.direction === "both";
+    const r = await dmaTransfer(ctrl, send, { bytes: c.dataLen, input: c.input ?? undefined, prefill: c.prefill, read });
+    return { result: r.dw0 >>> 0, status: 0, statusInfo: null, data: r.data };
+  } catch (e) {
+    if (!(e instanceof NvmeStatusError)) throw e;
+    return { result: e.dw0 >>> 0, status: encodeStatus(e.status), statusInfo: e.status, data: null };
   }
 }

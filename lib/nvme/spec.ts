@@ -178,6 +178,16 @@ export const Cns = {
   CONTROLLER: 0x01,
   ACTIVE_NS_LIST: 0x02,
   NS_DESCRIPTORS: 0x03,
+  /** I/O Command Set specific Identify Namespace. */
+  CSI_NS: 0x05,
+  /** I/O Command Set specific Identify Controller. */
+  CSI_CTRL: 0x06,
+  ALLOCATED_NS_LIST: 0x10,
+  ALLOCATED_NS: 0x11,
+  /** Controllers attached to a namespace. */
+  NS_CTRL_LIST: 0x12,
+  /** Controllers in the subsystem. */
+  CTRL_LIST: 0x13,
 } as const;
 
 /** Feature identifiers. */

@@ -5,7 +5,8 @@
  * bounded ring of the last commands and optionally logged as it happens. The
  * ring is attached to NvmeTimeoutError and ControllerResetError, so a failure
  * report shows what led to it. Off, it costs the queue one null check per
- * submission and per completion.
+ * submission and per completion. The opcode names are tabled here once: the
+ * trace's ({@link opcodeName}) and nvme-cli's ({@link commandName}).
  * @module
  */
 import { InvalidArgumentError } from "./errors.ts";
@@ -58,9 +59,65 @@ const DW = 16;
 
 const hex = (v: number, w: number) => (v >>> 0).toString(16).padStart(w, "0");
 
-/** Opcode name on the admin queue (qid 0) or an IO queue. */
+/** Opcode name on the admin queue (qid 0) or an IO queue, as the spec constants name it: "IDENTIFY", "READ". */
 export function opcodeName(qid: number, opcode: number): string {
   return (qid === 0 ? ADMIN_NAMES : IO_NAMES).get(opcode) ?? `OPC_${hex(opcode, 2)}`;
+}
+
+/** nvme-cli's names of admin opcodes (its nvme_cmd_to_string()). */
+const CMD_NAMES_ADMIN: Record<number, string> = {
+  0x00: "Delete I/O Submission Queue",
+  0x01: "Create I/O Submission Queue",
+  0x02: "Get Log Page",
+  0x04: "Delete I/O Completion Queue",
+  0x05: "Create I/O Completion Queue",
+  0x06: "Identify",
+  0x08: "Abort",
+  0x09: "Set Features",
+  0x0a: "Get Features",
+  0x0c: "Asynchronous Event Request",
+  0x0d: "Namespace Management",
+  0x10: "Firmware Commit",
+  0x11: "Firmware Image Download",
+  0x14: "Device Self-test",
+  0x15: "Namespace Attachment",
+  0x18: "Keep Alive",
+  0x19: "Directive Send",
+  0x1a: "Directive Receive",
+  0x1c: "Virtualization Management",
+  0x1d: "NVMe-MI Send",
+  0x1e: "NVMe-MI Receive",
+  0x7c: "Doorbell Buffer Config",
+  0x80: "Format NVM",
+  0x81: "Security Send",
+  0x82: "Security Receive",
+  0x84: "Sanitize",
+  0x86: "Get LBA Status",
+};
+
+/** nvme-cli's names of NVM command set opcodes. */
+const CMD_NAMES_IO: Record<number, string> = {
+  0x00: "Flush",
+  0x01: "Write",
+  0x02: "Read",
+  0x04: "Write Uncorrectable",
+  0x05: "Compare",
+  0x08: "Write Zeroes",
+  0x09: "Dataset Management",
+  0x0d: "Reservation Register",
+  0x0e: "Reservation Report",
+  0x11: "Reservation Acquire",
+  0x15: "Reservation Release",
+  0x0c: "Verify",
+  0x19: "Copy",
+  0x79: "Zone Management Send",
+  0x7a: "Zone Management Receive",
+  0x7d: "Zone Append",
+};
+
+/** nvme-cli's name of an opcode (nvme_cmd_to_string()): "Identify", "Write Zeroes", "Unknown". */
+export function commandName(admin: boolean, opcode: number): string {
+  return (admin ? CMD_NAMES_ADMIN : CMD_NAMES_IO)[opcode] ?? "Unknown";
 }
 
 /** A bounded ring of the last commands of one device; shared by its queues on one thread. */

@@ -46,8 +46,33 @@
  * @module
  */
 import { statusFieldOf } from "../nvme/errors.ts";
-import { AdminOpc, CC, Cns, CSTS, Fid, IoOpc } from "../nvme/spec.ts";
-import { IdCtrlOffset, IdNsOffset } from "../nvme/identify.ts";
+import { AdminOpc, CC, Cns, CSTS, Fid, IoOpc, Nidt } from "../nvme/spec.ts";
+import {
+  decodeControllerList,
+  decodeNamespaceCreate,
+  encodeControllerList,
+  encodeNsDescriptors,
+  encodeNsidList,
+  IdCtrlOffset,
+  IdNsOffset,
+  LBAF_BYTES,
+  LbafOffset,
+  PSD_BYTES,
+  PsdOffset,
+} from "../nvme/identify.ts";
+import {
+  encodeEffectsLog,
+  encodeErrorLogEntry,
+  encodeFwLog,
+  encodeSanitizeLog,
+  encodeSelfTestLog,
+  encodeSmartLog,
+  ERROR_LOG_ENTRY_SIZE,
+  type SelfTestResult,
+} from "../nvme/logs.ts";
+import { decodeTimestamp, encodeTimestamp } from "../nvme/features.ts";
+import { COPY_RANGE_BYTES, decodeCopyRanges, decodeDsmRanges, DSM_RANGE_BYTES } from "../nvme/ranges.ts";
+import { Uint128, Uint64 } from "../nvme/wide.ts";
 import { type AnyMedia, type AsyncMedia, FileMedia, type MediaDone, MemMedia } from "./media.ts";
 import { LogId, SIM_DEFAULTS, SimCns, type SimNamespaceOptions, type SimOptions, SimStatus as S } from "./options.ts";
 
@@ -283,7 +308,6 @@ export function isRw(opc: number): boolean {
 }
 
 /** Identify CNS 05h: I/O command set specific Identify Namespace. */
-const CNS_CSI_NS = 0x05;
 /** Admin opcodes a fabrics controller leaves to the backing controller. */
 const NOT_ON_FABRICS = new Set<number>([
   AdminOpc.FORMAT_NVM, AdminOpc.DEVICE_SELF_TEST, AdminOpc.FW_IMAGE_DOWNLOAD, AdminOpc.FW_COMMIT, AdminOpc.SANITIZE,
@@ -362,7 +386,7 @@ export class ControllerModel {
   #fwImageLen = 0;
   // Self-test
   #dst = { op: 0, nsid: 0, start: 0, end: 0 };
-  #dstLog: Uint8Array[] = [];
+  #dstLog: Partial<SelfTestResult>[] = [];
   // Sanitize
   #san = { sstat: 0, sprog: 0xffff, cdw10: 0, start: 0, end: 0, running: false, action: 0, pattern: 0, passes: 0, invert: false };
   #sanDone = 0;
@@ -673,16 +697,16 @@ export class ControllerModel {
 
   /** Add an entry to the Error Information log (for errors the front end completes itself). */
   logError(qid: number, cid: number, sf: number, cmd: Uint32Array | null): void {
-    const e = new Uint8Array(64);
-    const dv = new DataView(e.buffer);
     this.#errorCount++;
-    setU64(dv, 0, this.#errorCount);
-    dv.setUint16(8, qid, true);
-    dv.setUint16(10, cid, true);
-    dv.setUint16(12, (sf & 0x7fff) << 1, true);
-    dv.setUint16(14, 0xffff, true);
-    if (cmd && qid !== 0 && isRw(cmd[0] & 0xff)) setU64(dv, 16, cmd[10] + cmd[11] * TWO32);
-    dv.setUint32(24, cmd ? cmd[1] : 0, true);
+    const e = encodeErrorLogEntry({
+      error_count: new Uint64(BigInt(this.#errorCount)),
+      sqid: qid,
+      cmdid: cid,
+      status_field: sf & 0x7fff,
+      parm_error_location: 0xffff,
+      lba: new Uint64(cmd && qid !== 0 && isRw(cmd[0] & 0xff) ? BigInt(cmd[10]) + (BigInt(cmd[11]) << 32n) : 0n),
+      nsid: cmd ? cmd[1] : 0,
+    });
     this.#errors.unshift(e);
     if (this.#errors.length > 16) this.#errors.length = 16;
   }
@@ -813,46 +837,40 @@ export class ControllerModel {
       case Cns.ACTIVE_NS_LIST:
       case SimCns.ALLOCATED_NS_LIST: {
         if (nsid >= 0xfffffffe) return S.INVALID_NAMESPACE;
-        let i = 0;
-        for (const id of [...this.#ns.keys()].sort((a, b) => a - b)) {
-          const ns = this.#ns.get(id)!;
-          if (id <= nsid || (cns === Cns.ACTIVE_NS_LIST && !ns.attached)) continue;
-          if (i < 1024) dv.setUint32(4 * i++, id, true);
-        }
+        const ids = [...this.#ns.keys()].sort((a, b) => a - b)
+          .filter((id) => id > nsid && (cns !== Cns.ACTIVE_NS_LIST || this.#ns.get(id)!.attached));
+        encodeNsidList(ids, d);
         break;
       }
       case Cns.NS_DESCRIPTORS: {
         const ns = this.#ns.get(nsid);
         if (!ns || !ns.attached) return S.INVALID_NAMESPACE;
-        d.set([1, 8, 0, 0], 0);
-        d.set(ns.nguid.subarray(8, 16), 4);
-        d.set([2, 16, 0, 0], 12);
-        d.set(ns.nguid, 16);
-        d.set([3, 16, 0, 0], 32);
-        d.set(ns.nguid, 36);
-        d[36 + 6] = (d[36 + 6] & 0x0f) | 0x40;
-        d[36 + 8] = (d[36 + 8] & 0x3f) | 0x80;
-        d.set([4, 1, 0, 0, 0], 52);
+        // A version 4 UUID made of the NGUID.
+        const uuid = ns.nguid.slice();
+        uuid[6] = (uuid[6] & 0x0f) | 0x40;
+        uuid[8] = (uuid[8] & 0x3f) | 0x80;
+        encodeNsDescriptors([
+          { nidt: Nidt.EUI64, id: ns.nguid.subarray(8, 16) },
+          { nidt: Nidt.NGUID, id: ns.nguid },
+          { nidt: Nidt.UUID, id: uuid },
+          { nidt: Nidt.CSI, id: new Uint8Array([0]) },
+        ], d);
         break;
       }
       case SimCns.CSI_CTRL:
         if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
         break;
-      case CNS_CSI_NS: // NVM: nothing beyond CNS 00h
+      case Cns.CSI_NS: // NVM: nothing beyond CNS 00h
         if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
         if (!this.#ns.get(nsid)?.attached) return S.INVALID_NAMESPACE;
         break;
       case SimCns.NS_CTRL_LIST: {
         const ns = this.#ns.get(nsid);
-        if (ns?.attached) {
-          dv.setUint16(0, 1, true);
-          dv.setUint16(2, 1, true);
-        }
+        if (ns?.attached) encodeControllerList([1], d);
         break;
       }
       case SimCns.CTRL_LIST:
-        dv.setUint16(0, 1, true);
-        dv.setUint16(2, 1, true);
+        encodeControllerList([1], d);
         break;
       default:
         return S.INVALID_FIELD;
@@ -916,15 +934,15 @@ export class ControllerModel {
       d[C.FCATT] = 0; // dynamic controller model
       d[C.MSDBD] = 1;
     }
-    dv.setUint16(C.PSD0, 2500, true); // power state 0: 25 W
+    dv.setUint16(C.PSD0 + 0 * PSD_BYTES + PsdOffset.MP, 2500, true); // power state 0: 25 W
   }
 
   #idNs(d: Uint8Array, dv: DataView, ns: Ns | null): void {
     const N = IdNsOffset;
     d[N.NLBAF] = LBAF_DS.length - 1;
     for (let i = 0; i < LBAF_DS.length; i++) {
-      d[N.LBAF + 4 * i + 2] = LBAF_DS[i];
-      d[N.LBAF + 4 * i + 3] = LBAF_DS[i] === 12 ? 0 : 2; // relative performance
+      d[N.LBAF + LBAF_BYTES * i + LbafOffset.LBADS] = LBAF_DS[i];
+      d[N.LBAF + LBAF_BYTES * i + LbafOffset.RP] = LBAF_DS[i] === 12 ? 0 : 2; // relative performance
     }
     d[N.DLFEAT] = 0x09; // deallocated blocks read zero; Write Zeroes may deallocate
     dv.setUint16(N.MSSRL, 128, true);
@@ -1014,24 +1032,19 @@ export class ControllerModel {
     let log: Uint8Array;
     switch (lid) {
       case LogId.ERROR:
-        log = new Uint8Array(16 * 64);
-        this.#errors.forEach((e, i) => log.set(e, i * 64));
+        log = new Uint8Array(16 * ERROR_LOG_ENTRY_SIZE);
+        this.#errors.forEach((e, i) => log.set(e, i * ERROR_LOG_ENTRY_SIZE));
         break;
       case LogId.SMART:
         if (nsid !== 0 && nsid !== 0xffffffff) return S.INVALID_FIELD;
         log = this.#smartLog();
         break;
       case LogId.FW_SLOT: {
-        log = new Uint8Array(512);
-        log[0] = this.#fwActive | (this.#fwNext << 4);
-        this.#fwSlots.forEach((s, i) => padAscii(log, 8 + 8 * i, 8, s));
-        for (let i = 0; i < this.#fwSlots.length; i++) if (!this.#fwSlots[i]) log.fill(0, 8 + 8 * i, 16 + 8 * i);
+        log = encodeFwLog({ afi: this.#fwActive | (this.#fwNext << 4), frs: this.#fwSlots });
         break;
       }
       case LogId.CHANGED_NS: {
-        log = new Uint8Array(4096);
-        const dv = new DataView(log.buffer);
-        this.#changedNs.slice(0, 1024).forEach((id, i) => dv.setUint32(i * 4, id, true));
+        log = encodeNsidList(this.#changedNs);
         if (!rae) this.#changedNs = [];
         break;
       }
@@ -1039,26 +1052,20 @@ export class ControllerModel {
         log = this.#effectsLog();
         break;
       case LogId.SELF_TEST: {
-        log = new Uint8Array(564);
-        log[0] = this.#dst.op;
-        log[1] = this.#dst.op ? this.#dstPercent() : 0;
-        for (let i = 0; i < 20; i++) {
-          if (i < this.#dstLog.length) log.set(this.#dstLog[i], 4 + 28 * i);
-          else log[4 + 28 * i] = 0x0f;
-        }
+        log = encodeSelfTestLog({ currentOperation: this.#dst.op, completion: this.#dst.op ? this.#dstPercent() : 0, results: this.#dstLog });
         break;
       }
       case LogId.SANITIZE: {
-        log = new Uint8Array(512);
-        const dv = new DataView(log.buffer);
         const s = this.#san;
-        dv.setUint16(0, s.running ? s.sprog : 0xffff, true);
-        dv.setUint16(2, s.sstat, true);
-        dv.setUint32(4, s.cdw10, true);
         const est = Math.max(1, Math.ceil(this.#o.sanitizeMs / 1000));
-        dv.setUint32(8, this.#o.sanicap & 4 ? est : 0xffffffff, true);
-        dv.setUint32(12, this.#o.sanicap & 2 ? est : 0xffffffff, true);
-        dv.setUint32(16, this.#o.sanicap & 1 ? est : 0xffffffff, true);
+        log = encodeSanitizeLog({
+          sprog: s.running ? s.sprog : 0xffff,
+          sstat: s.sstat,
+          scdw10: s.cdw10,
+          eto: this.#o.sanicap & 4 ? est : 0xffffffff,
+          etbe: this.#o.sanicap & 2 ? est : 0xffffffff,
+          etce: this.#o.sanicap & 1 ? est : 0xffffffff,
+        });
         break;
       }
       default:
@@ -1074,29 +1081,28 @@ export class ControllerModel {
   }
 
   #smartLog(): Uint8Array {
-    const log = new Uint8Array(512);
-    const dv = new DataView(log.buffer);
     const s = this.#smart;
-    log[0] = this.#criticalWarning | this.#tempWarning();
-    dv.setUint16(1, TEMP_K, true);
-    log[3] = 100;
-    log[4] = 10;
-    log[5] = 0;
-    setU64(dv, 32, Math.ceil(s.unitsRead / 1000));
-    setU64(dv, 48, Math.ceil(s.unitsWritten / 1000));
-    setU64(dv, 64, s.reads);
-    setU64(dv, 80, s.writes);
-    setU64(dv, 112, s.powerCycles);
-    setU64(dv, 144, s.unsafe);
-    setU64(dv, 160, s.mediaErrors);
-    setU64(dv, 176, this.#errorCount);
-    dv.setUint16(200, TEMP_K, true);
-    return log;
+    const u = (v: number) => new Uint128(BigInt(v));
+    return encodeSmartLog({
+      critical_warning: this.#criticalWarning | this.#tempWarning(),
+      temperature: TEMP_K,
+      avail_spare: 100,
+      spare_thresh: 10,
+      percent_used: 0,
+      data_units_read: u(Math.ceil(s.unitsRead / 1000)),
+      data_units_written: u(Math.ceil(s.unitsWritten / 1000)),
+      host_read_commands: u(s.reads),
+      host_write_commands: u(s.writes),
+      power_cycles: u(s.powerCycles),
+      unsafe_shutdowns: u(s.unsafe),
+      media_errors: u(s.mediaErrors),
+      num_err_log_entries: u(this.#errorCount),
+      temperature_sensor_1: TEMP_K,
+    });
   }
 
   #effectsLog(): Uint8Array {
-    const log = new Uint8Array(4096);
-    const dv = new DataView(log.buffer);
+    const acs: number[] = [], iocs: number[] = [];
     const admin: [number, number][] = [
       [AdminOpc.DELETE_IO_SQ, 1], [AdminOpc.CREATE_IO_SQ, 1], [AdminOpc.GET_LOG_PAGE, 1],
       [AdminOpc.DELETE_IO_CQ, 1], [AdminOpc.CREATE_IO_CQ, 1], [AdminOpc.IDENTIFY, 1], [AdminOpc.ABORT, 1],
@@ -1105,13 +1111,13 @@ export class ControllerModel {
       [AdminOpc.FW_IMAGE_DOWNLOAD, 1], [AdminOpc.DEVICE_SELF_TEST, 1], [AdminOpc.NS_ATTACHMENT, 0x1 | 0x4 | 0x8],
       [AdminOpc.KEEP_ALIVE, 1], [AdminOpc.FORMAT_NVM, 0x1 | 0x2 | 0x4 | 0x8], [AdminOpc.SANITIZE, 0x1 | 0x2 | 0x4 | 0x8],
     ];
-    for (const [opc, e] of admin) if (!this.#fabrics || !NOT_ON_FABRICS.has(opc)) dv.setUint32(opc * 4, e, true);
+    for (const [opc, e] of admin) if (!this.#fabrics || !NOT_ON_FABRICS.has(opc)) acs[opc] = e;
     const io: [number, number][] = [
       [IoOpc.FLUSH, 1 | 2], [IoOpc.WRITE, 1 | 2], [IoOpc.READ, 1], [IoOpc.COMPARE, 1],
       [IoOpc.WRITE_ZEROES, 1 | 2], [IoOpc.DATASET_MANAGEMENT, 1 | 2], [IoOpc.VERIFY, 1], [IoOpc.COPY, 1 | 2],
     ];
-    for (const [opc, e] of io) dv.setUint32(1024 + opc * 4, e, true);
-    return log;
+    for (const [opc, e] of io) iocs[opc] = e;
+    return encodeEffectsLog({ acs, iocs });
   }
 
   // ---- features ----------------------------------------------------------------------------
@@ -1145,8 +1151,7 @@ export class ControllerModel {
       case Fid.TIMESTAMP: {
         const d = this.#fromHost(cmd, 8);
         if (typeof d === "number") return d;
-        const dv = new DataView(d.buffer);
-        this.#timestampBase = dv.getUint32(0, true) + (dv.getUint16(4, true) * TWO32);
+        this.#timestampBase = decodeTimestamp(d).timestamp;
         this.#timestampSetAt = performance.now();
         this.#timestampOrigin = 1;
         return 0;
@@ -1195,15 +1200,11 @@ export class ControllerModel {
         return 0;
       }
       case Fid.TIMESTAMP: {
-        const d = new Uint8Array(8);
-        const dv = new DataView(d.buffer);
         const ts = this.#timestampOrigin
           ? this.#timestampBase + Math.floor(performance.now() - this.#timestampSetAt)
           : Math.floor(performance.now());
-        dv.setUint32(0, ts % TWO32, true);
-        dv.setUint16(4, Math.floor(ts / TWO32), true);
-        d[6] = this.#timestampOrigin << 1;
-        return this.#toHost(cmd, d, 8);
+        const d = encodeTimestamp({ timestamp: ts, origin: this.#timestampOrigin });
+        return this.#toHost(cmd, d, d.length);
       }
       case Fid.HOST_BEHAVIOR:
         return this.#toHost(cmd, this.#hostBehavior, 512);
@@ -1255,12 +1256,7 @@ export class ControllerModel {
 
   /** result: 0 no error, 1 aborted by a Device Self-test command, 2 aborted by a controller reset. */
   #finishSelfTest(result: number): void {
-    const e = new Uint8Array(28);
-    const dv = new DataView(e.buffer);
-    e[0] = (this.#dst.op << 4) | result;
-    e[2] = 0;
-    dv.setUint32(12, this.#dst.nsid, true);
-    this.#dstLog.unshift(e);
+    this.#dstLog.unshift({ code: this.#dst.op, result, nsid: this.#dst.nsid });
     if (this.#dstLog.length > 20) this.#dstLog.length = 20;
     this.#dst = { op: 0, nsid: 0, start: 0, end: 0 };
   }
@@ -1372,10 +1368,8 @@ export class ControllerModel {
     if (sel === 0) {
       const d = this.#fromHost(cmd, 4096);
       if (typeof d === "number") return d;
-      const dv = new DataView(d.buffer);
-      const nsze = dv.getUint32(0, true) + dv.getUint32(4, true) * TWO32;
-      const ncap = dv.getUint32(8, true) + dv.getUint32(12, true) * TWO32;
-      const flbas = d[26], lbaf = (flbas & 0xf) | ((flbas >>> 1) & 0x30);
+      const c = decodeNamespaceCreate(d);
+      const nsze = Number(c.nsze), ncap = Number(c.ncap), flbas = c.flbas, lbaf = c.lbaFormat;
       if (lbaf >= LBAF_DS.length || (flbas & 0x10)) return S.INVALID_FORMAT;
       if (nsze === 0 || ncap > nsze) return S.INVALID_FIELD;
       if (ncap !== nsze) return S.THIN_PROVISIONING_NOT_SUPPORTED;
@@ -1415,11 +1409,7 @@ export class ControllerModel {
     if (!ns) return S.INVALID_NAMESPACE;
     const d = this.#fromHost(cmd, 4096);
     if (typeof d === "number") return d;
-    const dv = new DataView(d.buffer);
-    const n = dv.getUint16(0, true);
-    let ours = false;
-    for (let i = 0; i < n && i < 2047; i++) if (dv.getUint16(2 + 2 * i, true) === 1) ours = true;
-    if (!ours) return S.CONTROLLER_LIST_INVALID;
+    if (!decodeControllerList(d).includes(1)) return S.CONTROLLER_LIST_INVALID;
     if (sel === 0 && ns.attached) return S.NS_ALREADY_ATTACHED;
     if (sel === 1 && !ns.attached) return S.NS_NOT_ATTACHED;
     ns.attached = sel === 0;
@@ -1515,16 +1505,10 @@ export class ControllerModel {
         return slba + nlb > blocks ? S.LBA_OUT_OF_RANGE : 0;
       case IoOpc.DATASET_MANAGEMENT: {
         const nr = (cmd[10] & 0xff) + 1, ad = (cmd[11] >>> 2) & 1;
-        const d = this.#fromHost(cmd, nr * 16);
+        const d = this.#fromHost(cmd, nr * DSM_RANGE_BYTES);
         if (typeof d === "number") return d;
-        const dv = new DataView(d.buffer);
-        const ranges: [number, number][] = [];
-        for (let i = 0; i < nr; i++) {
-          const n = dv.getUint32(i * 16 + 4, true);
-          const s = dv.getUint32(i * 16 + 8, true) + dv.getUint32(i * 16 + 12, true) * TWO32;
-          if (s + n > blocks) return S.LBA_OUT_OF_RANGE;
-          ranges.push([s, n]);
-        }
+        const ranges = decodeDsmRanges(d, nr);
+        if (ranges.some(([s, n]) => s + n > blocks)) return S.LBA_OUT_OF_RANGE;
         if (!ad) return 0;
         const m = ns.media;
         if (m.async) {
@@ -1539,14 +1523,11 @@ export class ControllerModel {
         const nr = (cmd[12] & 0xff) + 1, fmt = (cmd[12] >>> 8) & 0xf;
         if (fmt !== 0) return S.INVALID_FIELD;
         if (nr > 8) return S.COMMAND_SIZE_LIMIT_EXCEEDED;
-        const d = this.#fromHost(cmd, nr * 32);
+        const d = this.#fromHost(cmd, nr * COPY_RANGE_BYTES);
         if (typeof d === "number") return d;
-        const dv = new DataView(d.buffer);
         const src: [number, number][] = [];
         let total = 0;
-        for (let i = 0; i < nr; i++) {
-          const s = dv.getUint32(i * 32 + 8, true) + dv.getUint32(i * 32 + 12, true) * TWO32;
-          const n = dv.getUint16(i * 32 + 16, true) + 1;
+        for (const [s, n] of decodeCopyRanges(d, nr)) {
           if (n > 128) return S.COMMAND_SIZE_LIMIT_EXCEEDED;
           if (s + n > blocks) return S.LBA_OUT_OF_RANGE;
           total += n;

@@ -4,6 +4,7 @@
  * @module
  */
 import { InvalidArgumentError } from "../nvme/errors.ts";
+import { Cns } from "../nvme/spec.ts";
 
 /** One namespace the simulated controller starts with. */
 export interface SimNamespaceOptions {
@@ -284,14 +285,14 @@ export const SimStatus = {
 /** Log page identifiers the controller serves: the spec's own table. */
 export { LogId } from "../nvme/spec.ts";
 
-/** Identify CNS values beyond lib/nvme/spec.ts's Cns. */
+/** The Identify CNS values the controller serves beyond CNS 00h-03h (lib/nvme/spec.ts's Cns, under the names the sim used). */
 export const SimCns = {
-  NS_COMMON: 0x00,
-  CSI_CTRL: 0x06,
-  ALLOCATED_NS_LIST: 0x10,
-  ALLOCATED_NS: 0x11,
-  NS_CTRL_LIST: 0x12,
-  CTRL_LIST: 0x13,
+  NS_COMMON: Cns.NAMESPACE,
+  CSI_CTRL: Cns.CSI_CTRL,
+  ALLOCATED_NS_LIST: Cns.ALLOCATED_NS_LIST,
+  ALLOCATED_NS: Cns.ALLOCATED_NS,
+  NS_CTRL_LIST: Cns.NS_CTRL_LIST,
+  CTRL_LIST: Cns.CTRL_LIST,
 } as const;
 
 /** Int32 indices in the shared control area. */

@@ -11,7 +11,7 @@ import { activeNsListCmd, getLogPageCmd, identifyNamespaceCmd } from "../nvme/co
 import { Controller } from "../nvme/controller.ts";
 import { ControllerFatalError, InvalidArgumentError } from "../nvme/errors.ts";
 import { DISCOVERY_NQN } from "../nvme/fabrics.ts";
-import { decodeIdentifyNamespace } from "../nvme/identify.ts";
+import { decodeIdentifyNamespace, decodeNsidList } from "../nvme/identify.ts";
 import type { QueuePair } from "../nvme/queue.ts";
 import { Reg } from "../nvme/spec.ts";
 import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, type DiscoveryEntry, LID_DISCOVERY } from "./discovery.ts";
@@ -193,15 +193,7 @@ export class TcpController {
 
   /** Active namespace ids (Identify CNS 02h, first 1024). */
   async namespaceIds(): Promise<number[]> {
-    const d = await this.controller.identify(activeNsListCmd(0));
-    const v = new DataView(d.buffer, d.byteOffset, d.byteLength);
-    const out: number[] = [];
-    for (let i = 0; i < 1024; i++) {
-      const id = v.getUint32(i * 4, true);
-      if (id === 0) break;
-      out.push(id);
-    }
-    return out;
+    return decodeNsidList(await this.controller.identify(activeNsListCmd(0)));
   }
 
   /** Normal shutdown: close the IO queues, CC.SHN = normal, wait for CSTS.SHST complete (bounded), close. */

@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { chownSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { test } from "../harness.ts";
-import { idCtrlToJson, idNsToJson } from "../../lib/admin/identify.ts";
+import { idCtrlToJson, idNsToJson } from "../../lib/cli/format/identify.ts";
 import { NVMeDev } from "../../lib/dev.ts";
 import {
   ControllerResetError,

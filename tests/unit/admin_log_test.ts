@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "../harness.ts";
 import {
-  commandName, effectsLogToJson, errorLogToJson, fwLogToJson, parseEffectsLog, parseErrorLog, parseFwLog,
-  parseSanitizeLog, parseSelfTestLog, parseSmartLog, sanitizeLogToJson, selfTestLogToJson, smartLogToJson,
+  commandName, parseEffectsLog, parseErrorLog, parseFwLog, parseSanitizeLog, parseSelfTestLog, parseSmartLog,
 } from "../../lib/admin/log.ts";
-import { decodeFeature, formatFeature } from "../../lib/admin/features.ts";
-import { decodeAsyncEvent, nsDescsToJson, nsListToJson, parseNsDescs } from "../../lib/admin/manage.ts";
+import {
+  effectsLogToJson, errorLogToJson, formatFeature, fwLogToJson, nsDescsToJson, nsListToJson, sanitizeLogToJson,
+  selfTestLogToJson, smartLogToJson,
+} from "../../lib/cli/format/mod.ts";
+import { decodeFeature } from "../../lib/admin/features.ts";
+import { decodeAsyncEvent, parseNsDescs } from "../../lib/admin/manage.ts";
 import { Fid } from "../../lib/nvme/spec.ts";
 
 test("SMART log: nvme-cli keys and order, 128-bit counters as strings, int32 narrowing, sensors only when non-zero", () => {

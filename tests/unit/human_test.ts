@@ -2,8 +2,9 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "../harness.ts";
-import { decodeFeature, formatFeature } from "../../lib/admin/features.ts";
-import { formatSmartLog, parseSmartLog } from "../../lib/admin/log.ts";
+import { decodeFeature } from "../../lib/admin/features.ts";
+import { parseSmartLog } from "../../lib/admin/log.ts";
+import { formatFeature, formatSmartLog } from "../../lib/cli/format/mod.ts";
 
 const fx = (p: string) => new URL(`../fixtures/${p}`, import.meta.url);
 interface Case {

@@ -2,21 +2,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "../harness.ts";
 import { InvalidArgumentError } from "../../lib/nvme/errors.ts";
-import {
-  ctrlSummary,
-  flbasIndex,
-  formatIdCtrl,
-  formatIdNs,
-  IDENTIFY_DATA_SIZE,
-  idCtrlToJson,
-  idNsToJson,
-  nsSummary,
-  parseIdCtrl,
-  parseIdNs,
-  Uint128,
-  uint128ToString,
-  Uint64,
-} from "../../lib/admin/identify.ts";
+import { ctrlSummary, flbasIndex, IDENTIFY_DATA_SIZE, nsSummary, parseIdCtrl, parseIdNs, Uint128, Uint64 } from "../../lib/admin/identify.ts";
+import { formatIdCtrl, formatIdNs, idCtrlToJson, idNsToJson, uint128ToString } from "../../lib/cli/format/mod.ts";
 
 // ---------------------------------------------------------------------------
 // Synthetic structures

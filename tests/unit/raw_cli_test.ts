@@ -11,8 +11,8 @@ import { main } from "../../scripts/nvme.ts";
 import { NVMeDev } from "../../lib/dev.ts";
 import { SimTransport } from "../../lib/sim/transport.ts";
 import { getLogPage } from "../../lib/admin/log.ts";
-import { hexDump } from "../../lib/admin/hexdump.ts";
-import { nvmeCliStatusLine, statusText } from "../../lib/admin/status.ts";
+import { hexDump } from "../../lib/cli/format/hexdump.ts";
+import { nvmeCliStatusLine, statusText } from "../../lib/cli/format/status.ts";
 
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string; bytes: Uint8Array }> {
   const o = process.stdout.write, e = process.stderr.write;

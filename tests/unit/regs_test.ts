@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "../harness.ts";
-import { type ControllerRegisters, formatRegisters, registersToJson } from "../../lib/admin/regs.ts";
+import type { ControllerRegisters } from "../../lib/admin/regs.ts";
+import { formatRegisters, registersToJson } from "../../lib/cli/format/regs.ts";
 
 const dir = new URL("../fixtures/regs/", import.meta.url);
 const BIG = new Set(["cap", "asq", "acq", "bpmbl", "cmbmsc"]);
