@@ -6,7 +6,7 @@
  *
  *   deno run -A jsr:@tsnvme/tsnvme/cli id-ctrl 0000:01:00.0 --output-format json
  *   deno run -A jsr:@tsnvme/tsnvme/cli admin-passthru sim: --opcode 6 --cdw10 1 --data-len 4096 -r
- *   bun scripts/nvme.ts read 0000:01:00.0 -n 1 -s 0 -c 7 -z 4096 -d out.bin   (from a checkout)
+ *   bun lib/cli/nvme.ts read 0000:01:00.0 -n 1 -s 0 -c 7 -z 4096 -d out.bin   (from a checkout)
  *   deno run -A jsr:@tsnvme/tsnvme/cli discover tcp://192.168.1.20 -o json
  *   deno run -A jsr:@tsnvme/tsnvme/cli smart-log tcp://192.168.1.20:4420/nqn.2024-01.io.example:disk1
  * @module
@@ -14,7 +14,7 @@
 import process from "node:process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { type Cli, type Command, format, formatTable, intList, intOpt as int, type Options, out, outputFormat, runCli, UsageError, type Values } from "./cli.ts";
-import { formatIdCtrl, formatIdNs, idCtrlToJson, idNsToJson, toNvmeCliJson } from "../lib/admin/identify.ts";
+import { formatIdCtrl, formatIdNs, idCtrlToJson, idNsToJson, toNvmeCliJson } from "../admin/identify.ts";
 import {
   commandName,
   effectsLog,
@@ -37,8 +37,8 @@ import {
   selfTestLogToJson,
   smartLog,
   smartLogToJson,
-} from "../lib/admin/log.ts";
-import { featureName, formatFeature, getFeature, setFeature } from "../lib/admin/features.ts";
+} from "../admin/log.ts";
+import { featureName, formatFeature, getFeature, setFeature } from "../admin/features.ts";
 import {
   activeNsList,
   attachNamespace,
@@ -52,24 +52,24 @@ import {
   nsDescs,
   nsDescsToJson,
   nsListToJson,
-} from "../lib/admin/manage.ts";
-import { commitFirmware, downloadFirmware } from "../lib/firmware/mod.ts";
-import { sanitize, type SanitizeKind, waitSanitize } from "../lib/sanitize/mod.ts";
-import { adminPassthru } from "../lib/admin/passthru.ts";
-import { hexDump } from "../lib/admin/hexdump.ts";
-import { formatRegisters, readRegisterBlock, readRegisters, registersToJson } from "../lib/admin/regs.ts";
-import { ioPassthru } from "../lib/io/passthru.ts";
-import { NVMeDev, type OpenOptions } from "../lib/dev.ts";
+} from "../admin/manage.ts";
+import { commitFirmware, downloadFirmware } from "../firmware/mod.ts";
+import { sanitize, type SanitizeKind, waitSanitize } from "../sanitize/mod.ts";
+import { adminPassthru } from "../admin/passthru.ts";
+import { hexDump } from "../admin/hexdump.ts";
+import { formatRegisters, readRegisterBlock, readRegisters, registersToJson } from "../admin/regs.ts";
+import { ioPassthru } from "../io/passthru.ts";
+import { NVMeDev, type OpenOptions } from "../dev.ts";
 import { traceCommands } from "./verbose.ts";
-import { InvalidArgumentError, NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
-import { encodeStatus, IoOpc, LogId } from "../lib/nvme/spec.ts";
-import { nvmeCliStatusLine } from "../lib/admin/status.ts";
-import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
-import { Uint64 } from "../lib/admin/identify.ts";
-import { decodeIdentifyController } from "../lib/nvme/identify.ts";
-import { TcpController } from "../lib/tcp/host.ts";
-import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, DiscEntry, type DiscoveryEntry, SubType, TRTYPE_TCP } from "../lib/tcp/discovery.ts";
-import { DISCOVERY_NQN } from "../lib/tcp/fabrics.ts";
+import { InvalidArgumentError, NvmeError, NvmeStatusError } from "../nvme/errors.ts";
+import { encodeStatus, IoOpc, LogId } from "../nvme/spec.ts";
+import { nvmeCliStatusLine } from "../admin/status.ts";
+import { listNvmeControllers } from "../vfio/sysfs.ts";
+import { Uint64 } from "../admin/identify.ts";
+import { decodeIdentifyController } from "../nvme/identify.ts";
+import { TcpController } from "../tcp/host.ts";
+import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, DiscEntry, type DiscoveryEntry, SubType, TRTYPE_TCP } from "../tcp/discovery.ts";
+import { DISCOVERY_NQN } from "../tcp/fabrics.ts";
 import {
   formatTcpTarget,
   isTcpTarget,
@@ -78,8 +78,8 @@ import {
   parseDiscoveryTarget,
   parseTcpTarget,
   type TcpTargetAddress,
-} from "../lib/tcp/target-string.ts";
-import { resolveHostIdentity } from "../lib/tcp/host-identity.ts";
+} from "../tcp/target-string.ts";
+import { resolveHostIdentity } from "../tcp/host-identity.ts";
 
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
 function progress(text: string | null): void {

@@ -5,13 +5,13 @@
  *   deno run -A jsr:@tsnvme/tsnvme/setup doctor [ADDR] [--output-format json]
  *   sudo deno run -A jsr:@tsnvme/tsnvme/setup bind 0000:01:00.0 [--user alice]
  *   sudo deno run -A jsr:@tsnvme/tsnvme/setup unbind 0000:01:00.0
- *   bun scripts/setup.ts list   (from a checkout)
+ *   bun lib/cli/setup.ts list   (from a checkout)
  * @module
  */
 import process from "node:process";
 import { type Cli, type Command, format, formatTable, outputFormat, runCli, UsageError } from "./cli.ts";
-import { NvmeError } from "../lib/nvme/errors.ts";
-import { bindVfio, doctor, formatChecks, listControllers, memlockAdvice, unbindVfio } from "../lib/vfio/setup.ts";
+import { NvmeError } from "../nvme/errors.ts";
+import { bindVfio, doctor, formatChecks, listControllers, memlockAdvice, unbindVfio } from "../vfio/setup.ts";
 
 const out = (s: string) => process.stdout.write(s);
 const err = (s: string) => process.stderr.write(s);
