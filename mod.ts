@@ -52,7 +52,7 @@ export { PcieRing, type PcieRingConfig, type QueueRing } from "./lib/nvme/pcie.t
 export { CommandTracker } from "./lib/nvme/tracker.ts";
 export * from "./lib/nvme/identify.ts";
 export { CommandTrace, opcodeName, type TraceEntry, type TraceOptions } from "./lib/nvme/trace.ts";
-export { listNvmeControllers, type PciInfo } from "./lib/vfio/sysfs.ts";
+export { listNvmeControllers, type NvmeController, type PciInfo } from "./lib/vfio/sysfs.ts";
 export * from "./lib/admin/log.ts";
 export * from "./lib/admin/features.ts";
 export * from "./lib/admin/passthru.ts";

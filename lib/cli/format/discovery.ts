@@ -8,6 +8,9 @@
 import { toNvmeCliJson, Uint64 } from "../../admin/identify.ts";
 import { type DiscoveryEntry, TRTYPE_RDMA, TRTYPE_TCP } from "../../tcp/discovery.ts";
 
+/** Re-exported: the writers take decoded entries. */
+export type { DiscoveryEntry };
+
 /** libnvme's strings for discovery log fields (arg_str: "unrecognized" outside the table). */
 const pick = (t: readonly (string | undefined)[], i: number | undefined) => t[i ?? -1] ?? "unrecognized";
 const TRTYPE: (string | undefined)[] = [];
