@@ -72,9 +72,9 @@ export interface DiscoveryEntry {
   traddr: string;
   /** Entry flags (EFLAGS: explicit discovery connections, duplicate information, no CDC); decoded always, encoded when given. */
   eflags?: number;
-  /** TCP security type (TSAS byte 0: 0 none, 1 TLS 1.2, 2 TLS 1.3); decoded on TCP entries. */
+  /** TCP security type (TSAS byte 0: 0 none, 1 TLS 1.2, 2 TLS 1.3); decoded on TCP entries, encoded when given. */
   sectype?: number;
-  /** RDMA's TSAS fields; decoded on RDMA entries. */
+  /** RDMA's TSAS fields; decoded on RDMA entries, encoded when given. */
   rdma?: DiscoveryRdma;
 }
 
@@ -154,6 +154,15 @@ export function encodeDiscoveryLog(genctr: bigint, entries: DiscoveryEntry[]): U
     b.set(enc.encode(e.trsvcid).subarray(0, 32), o + DiscEntry.TRSVCID);
     b.set(enc.encode(e.subnqn).subarray(0, 255), o + DiscEntry.SUBNQN);
     b.set(enc.encode(e.traddr).subarray(0, 255), o + DiscEntry.TRADDR);
+    if (e.eflags !== undefined) v.setUint16(o + DiscEntry.EFLAGS, e.eflags, true);
+    const t = o + DiscEntry.TSAS;
+    if (e.sectype !== undefined) b[t + DiscTsas.TCP_SECTYPE] = e.sectype;
+    if (e.rdma) {
+      b[t + DiscTsas.RDMA_QPTYPE] = e.rdma.qptype;
+      b[t + DiscTsas.RDMA_PRTYPE] = e.rdma.prtype;
+      b[t + DiscTsas.RDMA_CMS] = e.rdma.cms;
+      v.setUint16(t + DiscTsas.RDMA_PKEY, e.rdma.pkey, true);
+    }
   });
   return b;
 }
