@@ -60,7 +60,7 @@ export {
   IdNsOffset,
 } from "./lib/nvme/identify.ts";
 export { CommandTrace, opcodeName, type TraceEntry, type TraceOptions } from "./lib/nvme/trace.ts";
-export { listNvmeControllers, type PciInfo } from "./lib/vfio/sysfs.ts";
+export { listNvmeControllers, type NvmeController, type PciInfo } from "./lib/vfio/sysfs.ts";
 export * from "./lib/admin/log.ts";
 export * from "./lib/admin/features.ts";
 export * from "./lib/admin/passthru.ts";

@@ -76,7 +76,7 @@ function fio(qd: number, opts: { hipri?: boolean; runtime?: string; cpus?: strin
 
 /** tsnvme's bench in runtime `rt` and wait mode `mode`; one Row per depth. */
 function tsnvme(rt: string, mode: string, qds: number[], opts: { runtime?: string; cpus?: string } = {}): Row[] {
-  const script = rt === "deno" ? ["run", "-A", "scripts/bench.ts"] : ["scripts/bench.ts"];
+  const script = rt === "deno" ? ["run", "-A", "lib/cli/bench/mod.ts"] : ["lib/cli/bench/mod.ts"];
   const args = [...script, pci, "--json", `--rw=${values.rw}`, `--bs=${values.bs}`, `--iodepth=${qds.join(",")}`,
     `--runtime=${opts.runtime ?? values.runtime}`, `--ramp=${values.ramp}`, `--interrupts=${mode}`];
   const [cmd, argv] = opts.cpus ? ["taskset", ["-c", opts.cpus, rt, ...args]] : [rt, args];
@@ -134,7 +134,7 @@ out("| runtime | wait | CPU % of one core |");
 out("|---|---|---:|");
 for (const rt of rts) {
   for (const mode of modes) {
-    const script = rt === "deno" ? ["run", "-A", "scripts/bench.ts"] : ["scripts/bench.ts"];
+    const script = rt === "deno" ? ["run", "-A", "lib/cli/bench/mod.ts"] : ["lib/cli/bench/mod.ts"];
     const r = spawnSync(rt, [...script, pci, "--idle=3", `--interrupts=${mode}`], { encoding: "utf8" });
     const j = r.status === 0 ? JSON.parse(r.stdout.trim().split("\n").pop()!) : null;
     out(`| ${rt} | ${mode} | ${j ? j.idleCpuPct.toFixed(2) : "failed"} |`);
@@ -185,7 +185,7 @@ if (!values["no-scaling"]) {
   ] as const) {
     if (targets.length < (extra.length ? 2 : 1)) continue;
     for (const rt of rts) {
-      const script = rt === "deno" ? ["run", "-A", "scripts/bench-workers.ts"] : ["scripts/bench-workers.ts"];
+      const script = rt === "deno" ? ["run", "-A", "lib/cli/bench/workers.ts"] : ["lib/cli/bench/workers.ts"];
       const r = spawnSync(rt, [...script, ...targets, "--workers", "1,2", "--ms", "3000", "--warm-ms", "3000", "--json", ...extra], { encoding: "utf8" });
       if (r.status !== 0) {
         out(`${rt} ${what}: failed ${r.stderr.split("\n").slice(-3).join(" ")}`);

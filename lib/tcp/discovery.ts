@@ -31,6 +31,14 @@ export const DiscEntry = {
   TSAS: 768,
 } as const;
 
+/**
+ * Byte offsets within an entry's TSAS field (Transport Specific Address Subtype), whose
+ * meaning depends on TRTYPE: TCP's security type, RDMA's queue pair and provider types.
+ */
+export const DiscTsas = { TCP_SECTYPE: 0, RDMA_QPTYPE: 0, RDMA_PRTYPE: 1, RDMA_CMS: 2, RDMA_PKEY: 8 } as const;
+
+/** TRTYPE value for RDMA. */
+export const TRTYPE_RDMA = 1;
 /** TRTYPE value for TCP. */
 export const TRTYPE_TCP = 3;
 /** ADRFAM values. */
@@ -62,6 +70,24 @@ export interface DiscoveryEntry {
   subnqn: string;
   /** Transport address as text. */
   traddr: string;
+  /** Entry flags (EFLAGS: explicit discovery connections, duplicate information, no CDC); decoded always, encoded when given. */
+  eflags?: number;
+  /** TCP security type (TSAS byte 0: 0 none, 1 TLS 1.2, 2 TLS 1.3); decoded on TCP entries, encoded when given. */
+  sectype?: number;
+  /** RDMA's TSAS fields; decoded on RDMA entries, encoded when given. */
+  rdma?: DiscoveryRdma;
+}
+
+/** The TSAS of an RDMA entry. */
+export interface DiscoveryRdma {
+  /** Queue pair service type (1 connected, 2 datagram). */
+  qptype: number;
+  /** Provider type (1 not specified, 2 InfiniBand, 3 RoCE, 4 RoCE v2, 5 iWARP). */
+  prtype: number;
+  /** Connection management service (1 RDMA_CM). */
+  cms: number;
+  /** Partition key. */
+  pkey: number;
 }
 
 /** Generation counter and record count of a log header. */
@@ -87,9 +113,26 @@ export function decodeDiscoveryLog(b: Uint8Array): DiscoveryEntry[] {
       trsvcid: readNqn(b, o + DiscEntry.TRSVCID, 32).trim(),
       subnqn: readNqn(b, o + DiscEntry.SUBNQN),
       traddr: readNqn(b, o + DiscEntry.TRADDR).trim(),
+      eflags: b[o + DiscEntry.EFLAGS] | (b[o + DiscEntry.EFLAGS + 1] << 8),
+      ...decodeTsas(b, o),
     });
   }
   return out;
+}
+
+/** The TSAS fields of the entry at `o`, by its transport type. */
+function decodeTsas(b: Uint8Array, o: number): Pick<DiscoveryEntry, "sectype" | "rdma"> {
+  const t = o + DiscEntry.TSAS;
+  if (b[o + DiscEntry.TRTYPE] === TRTYPE_TCP) return { sectype: b[t + DiscTsas.TCP_SECTYPE] };
+  if (b[o + DiscEntry.TRTYPE] !== TRTYPE_RDMA) return {};
+  return {
+    rdma: {
+      qptype: b[t + DiscTsas.RDMA_QPTYPE],
+      prtype: b[t + DiscTsas.RDMA_PRTYPE],
+      cms: b[t + DiscTsas.RDMA_CMS],
+      pkey: b[t + DiscTsas.RDMA_PKEY] | (b[t + DiscTsas.RDMA_PKEY + 1] << 8),
+    },
+  };
 }
 
 /** Encode a whole discovery log (header + entries) for generation `genctr`. */
@@ -111,6 +154,15 @@ export function encodeDiscoveryLog(genctr: bigint, entries: DiscoveryEntry[]): U
     b.set(enc.encode(e.trsvcid).subarray(0, 32), o + DiscEntry.TRSVCID);
     b.set(enc.encode(e.subnqn).subarray(0, 255), o + DiscEntry.SUBNQN);
     b.set(enc.encode(e.traddr).subarray(0, 255), o + DiscEntry.TRADDR);
+    if (e.eflags !== undefined) v.setUint16(o + DiscEntry.EFLAGS, e.eflags, true);
+    const t = o + DiscEntry.TSAS;
+    if (e.sectype !== undefined) b[t + DiscTsas.TCP_SECTYPE] = e.sectype;
+    if (e.rdma) {
+      b[t + DiscTsas.RDMA_QPTYPE] = e.rdma.qptype;
+      b[t + DiscTsas.RDMA_PRTYPE] = e.rdma.prtype;
+      b[t + DiscTsas.RDMA_CMS] = e.rdma.cms;
+      v.setUint16(t + DiscTsas.RDMA_PKEY, e.rdma.pkey, true);
+    }
   });
   return b;
 }

@@ -12,11 +12,34 @@ export const SYSFS_PCI = "/sys/bus/pci/devices";
 /** PCI class code of an NVM Express controller (mass storage, NVM, NVMe). */
 export const NVME_CLASS = 0x010802;
 
+/** A PCI class code as setup messages print it, e.g. 0x010802. */
+export function classHex(code: number): string {
+  return `0x${code.toString(16).padStart(6, "0")}`;
+}
+
 /** Normalise "01:00.0" to "0000:01:00.0"; reject anything that is not a PCI address. */
 export function normalizePciAddress(addr: string): string | null {
   const m = /^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$/.exec(addr.trim());
   if (!m) return null;
   return `${(m[1] ?? "0000").toLowerCase()}:${m[2].toLowerCase()}:${m[3].toLowerCase()}.${m[4]}`;
+}
+
+/** A pseudo file's text, or null when it cannot be read (absent, no permission). */
+export function readText(path: string): string | null {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return null;
+  }
+}
+
+/** A directory's entries, sorted; empty when it cannot be read. */
+export function listDir(path: string): string[] {
+  try {
+    return readdirSync(path).sort();
+  } catch {
+    return [];
+  }
 }
 
 function readHex(path: string): number | null {
@@ -65,15 +88,27 @@ export function pciInfo(address: string, root = SYSFS_PCI): PciInfo | null {
   };
 }
 
-/** All PCI functions whose class is NVMe. */
-export function listNvmeControllers(root = SYSFS_PCI): PciInfo[] {
+/** An NVMe controller as sysfs shows it: {@link listNvmeControllers}' row. */
+export interface NvmeController extends PciInfo {
+  /** /dev name and model while the kernel nvme driver owns it. */
+  kernel: { name: string; model: string | null } | null;
+}
+
+/**
+ * Every PCI function whose class is NVMe, with what the kernel made of it: the one lister
+ * behind `nvme list`, `setup list`, the doctor and the tools' default device.
+ */
+export function listNvmeControllers(root = SYSFS_PCI): NvmeController[] {
   let names: string[] = [];
   try {
     names = readdirSync(root);
   } catch {
     return [];
   }
-  return names.sort().map((a) => pciInfo(a, root)).filter((p): p is PciInfo => p !== null && p.classCode === NVME_CLASS);
+  return names.sort().map((a) => pciInfo(a, root)).filter((p): p is PciInfo => p !== null && p.classCode === NVME_CLASS).map((c) => {
+    const k = c.driver === "nvme" ? kernelNvme(c.address, root) : null;
+    return { ...c, kernel: k ? { name: k.name, model: k.model } : null };
+  });
 }
 
 /** Devices sharing IOMMU group `group`, with their drivers. `sysRoot` is where sysfs is mounted (tests pass a fake tree). */
@@ -86,6 +121,25 @@ export function groupMembers(group: number, sysRoot = "/sys"): PciInfo[] {
   } catch {
     return [];
   }
+}
+
+/** Drivers that leave an IOMMU group viable for VFIO: vfio itself, stubs, and PCIe port services. */
+function viableDriver(p: PciInfo): boolean {
+  if (p.driver === null) return true;
+  if (p.driver === "vfio-pci" || p.driver.endsWith("vfio_pci") || p.driver.endsWith("vfio-pci")) return true;
+  if (p.driver === "pci-stub" || p.driver === "pcieport") return true;
+  // Bridges never DMA on their own behalf; the kernel ignores their driver for viability.
+  return (p.classCode >> 8) === 0x0604;
+}
+
+/** Devices of the group that keep it from being viable (other than `address`). `sysRoot` as in {@link groupMembers}. */
+export function groupBlockers(group: number, address: string, sysRoot: string): PciInfo[] {
+  return groupMembers(group, sysRoot).filter((m) => m.address !== address && !viableDriver(m));
+}
+
+/** How setup messages name the devices that block a group: `ADDR (driver), ...`. */
+export function blockerList(b: PciInfo[]): string {
+  return b.map((m) => `${m.address} (${m.driver})`).join(", ");
 }
 
 /** The kernel nvme driver's view of a controller it owns (only while bound to nvme). */

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import process from "node:process";
 import { test } from "../harness.ts";
-import { main } from "../../scripts/nvme.ts";
+import { main } from "../../lib/cli/nvme.ts";
 import { NVMeDev } from "../../lib/dev.ts";
 import { effectsLogs, errorLog, fwLog, sanitizeLog, selfTestLog, smartLog } from "../../lib/admin/log.ts";
 import { getFeature, setFeature, setTemperatureThreshold, setTimestamp } from "../../lib/admin/features.ts";

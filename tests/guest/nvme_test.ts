@@ -92,7 +92,7 @@ test("Identify Controller and Namespace match nvme-cli field by field", async ()
 
 test("CLI id-ctrl / id-ns JSON equals nvme-cli's", () => {
   const run = (args: string[]) => {
-    const [cmd, argv] = runtimeArgv("scripts/nvme.ts", args);
+    const [cmd, argv] = runtimeArgv("lib/cli/nvme.ts", args);
     const r = spawnSync(cmd, argv, { encoding: "utf8", maxBuffer: 1 << 24 });
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout);
@@ -181,7 +181,7 @@ test("second open fails cleanly, in this process and from another one", async ()
   await using dev = await NVMeDev.open(PCI);
   await assert.rejects(NVMeDev.open(PCI), DeviceBusyError);
   await assert.rejects(NVMeDev.open(PCI.slice(5)), DeviceBusyError, "short address form is the same device");
-  const [cmd, argv] = runtimeArgv("scripts/nvme.ts", ["id-ctrl", PCI]);
+  const [cmd, argv] = runtimeArgv("lib/cli/nvme.ts", ["id-ctrl", PCI]);
   const r = spawnSync(cmd, argv, { encoding: "utf8" });
   assert.equal(r.status, 1);
   assert.match(r.stderr, /already open/);
@@ -288,7 +288,7 @@ test("CLI write then read round-trips a file", () => {
   writeFileSync(`${dir}/in.bin`, data);
   const common = ["--namespace-id", "2", "--start-block", "100", "--block-count", "7", "--data-size", String(data.length)];
   for (const [verb, file] of [["write", "in.bin"], ["read", "out.bin"]]) {
-    const [cmd, argv] = runtimeArgv("scripts/nvme.ts", [verb, PCI, ...common, "--data", `${dir}/${file}`]);
+    const [cmd, argv] = runtimeArgv("lib/cli/nvme.ts", [verb, PCI, ...common, "--data", `${dir}/${file}`]);
     const r = spawnSync(cmd, argv, { encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, new RegExp(`${verb}: Success`));
@@ -296,7 +296,7 @@ test("CLI write then read round-trips a file", () => {
   assert.equal(firstDiff(new Uint8Array(readFileSync(`${dir}/out.bin`)), data), -1);
   shadow[2].set(data, 100 * 4096);
   written[2].push({ lba: 100, len: data.length });
-  const [cmd, argv] = runtimeArgv("scripts/nvme.ts", ["read", PCI, "-n", "2", "-c", "1", "-z", "4096"]);
+  const [cmd, argv] = runtimeArgv("lib/cli/nvme.ts", ["read", PCI, "-n", "2", "-c", "1", "-z", "4096"]);
   const r = spawnSync(cmd, argv, { encoding: "utf8" });
   assert.equal(r.status, 2, "data-size smaller than the transfer is a usage error");
 }, skip);

@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { test } from "../harness.ts";
-import { main } from "../../scripts/nvme.ts";
+import { main } from "../../lib/cli/nvme.ts";
 import { NVMeDev } from "../../lib/dev.ts";
 import { bind, inGuest, PCI, runtime } from "./util.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { test } from "../harness.ts";
-import { main } from "../../scripts/nvme.ts";
+import { main } from "../../lib/cli/nvme.ts";
 
 /** Run main() with stdout/stderr captured. */
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {

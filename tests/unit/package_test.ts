@@ -30,7 +30,7 @@ test("every export and every file it imports is in the published set", () => {
     assert.ok(existsSync(join(root, file)), `${name}: ${file} exists`);
     for (const f of reach(file)) assert.ok(published(f), `${name} reaches ${f}, which publish.include leaves out`);
   }
-  assert.deepEqual(["./cli", "./setup", "./bench"].map((k) => deno.exports[k]), ["./scripts/nvme.ts", "./scripts/setup.ts", "./scripts/bench.ts"]);
+  assert.deepEqual(["./cli", "./setup", "./bench"].map((k) => deno.exports[k]), ["./lib/cli/nvme.ts", "./lib/cli/setup.ts", "./lib/cli/bench/mod.ts"]);
 });
 
 test("the tool entry points export main() and do nothing when imported", async () => {
@@ -38,12 +38,12 @@ test("the tool entry points export main() and do nothing when imported", async (
     const mod = await import(join(root, deno.exports[k]));
     assert.equal(typeof mod.main, "function", k);
   }
-  const bench = await import(join(root, "scripts/bench.ts"));
+  const bench = await import(join(root, "lib/cli/bench/mod.ts"));
   assert.equal(await bench.main(["--rw", "nope", "sim:"]), 2, "bad options exit 2 before opening anything");
 });
 
 test("bench --output-format json: fio's layout, with the figures of the jobs", async () => {
-  const { fioJson } = await import(join(root, "scripts/bench.ts"));
+  const { fioJson } = await import(join(root, "lib/cli/bench/mod.ts"));
   const samples = new Float64Array(1000).map((_, i) => (i + 1) / 1000); // 1 µs .. 1 ms
   const result = {
     runtime: "deno", rw: "randread", bs: 4096, iodepth: 4, iops: 500, mibps: 2,

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { test } from "../harness.ts";
-import { main } from "../../scripts/nvme.ts";
+import { main } from "../../lib/cli/nvme.ts";
 import { NVMeDev } from "../../lib/dev.ts";
 import { SimTransport } from "../../lib/sim/transport.ts";
 import { getLogPage } from "../../lib/admin/log.ts";

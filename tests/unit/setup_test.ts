@@ -6,7 +6,9 @@ import process from "node:process";
 import { test } from "../harness.ts";
 import { Errno } from "../../lib/ffi/mod.ts";
 import { DeviceBusyError, InvalidArgumentError, SetupError } from "../../lib/nvme/errors.ts";
-import { bindVfio, type Check, doctor, type DoctorOptions, formatChecks, listControllers, unbindVfio } from "../../lib/vfio/setup.ts";
+import { bindVfio, unbindVfio } from "../../lib/vfio/setup.ts";
+import { listNvmeControllers } from "../../lib/vfio/sysfs.ts";
+import { type Check, doctor, type DoctorOptions, formatChecks } from "../../lib/cli/doctor.ts";
 
 interface FakeDevice {
   addr: string;
@@ -412,7 +414,7 @@ test("list shows the kernel's /dev name and model for nvme-bound controllers", (
     ],
   });
   try {
-    const rows = listControllers({ sys: f.sys });
+    const rows = listNvmeControllers(`${f.sys}/bus/pci/devices`);
     assert.deepEqual(rows.map((r) => [r.address, r.driver, r.iommuGroup, r.kernel]), [
       [A, "vfio-pci", 3, null],
       ["0000:01:00.0", "nvme", 4, { name: "nvme1", model: "Samsung SSD 970" }],

@@ -11,7 +11,7 @@ import { DISCOVERY_NQN, hostIdentity } from "../../lib/tcp/fabrics.ts";
 import { IoOpc } from "../../lib/nvme/spec.ts";
 import { until } from "./target_util.ts";
 
-const SCRIPT = new URL("../../scripts/nvmf-target.ts", import.meta.url).pathname;
+const SCRIPT = new URL("../../lib/cli/nvmf-target.ts", import.meta.url).pathname;
 const ID = hostIdentity("61111111-2222-4333-8444-555555555555");
 
 test("target CLI: --ns forms parse; bad ones say what is accepted", () => {

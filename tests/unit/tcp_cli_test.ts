@@ -8,7 +8,7 @@ import { resolveHostIdentity } from "../../lib/tcp/host-identity.ts";
 import { InvalidArgumentError } from "../../lib/nvme/errors.ts";
 import { decodeDiscoveryLog, DISCOVERY_NQN, hostIdentity, TcpController, TcpTarget } from "../../lib/tcp/mod.ts";
 import { MemMedia } from "../../lib/sim/media.ts";
-import { main } from "../../scripts/nvme.ts";
+import { main } from "../../lib/cli/nvme.ts";
 
 const UUID_NQN = "nqn.2014-08.org.nvmexpress:uuid:92051aff-3332-4684-a4a9-32b718bfa75d";
 const HOSTID = "8ca53695-e0b8-4e4d-8fa2-646e692cd2f6";

@@ -73,8 +73,8 @@ for rt in deno bun; do
     fi
   done
 done
-# The CLI (scripts/nvme.ts) against the same target: output equal to nvme-cli's on the same target.
-cli() { if [ $rt = deno ]; then deno run -A --no-check scripts/nvme.ts "$@"; else bun scripts/nvme.ts "$@"; fi; }
+# The CLI (lib/cli/nvme.ts) against the same target: output equal to nvme-cli's on the same target.
+cli() { if [ $rt = deno ]; then deno run -A --no-check lib/cli/nvme.ts "$@"; else bun lib/cli/nvme.ts "$@"; fi; }
 same() { # name ours theirs: equal and non-empty, else the first differing lines
   if [ -s "$3" ] && cmp -s "$2" "$3"; then ok "$1"; else bad "$1"; diff "$3" "$2" | head -8; fi
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs inside the QEMU guest: the kernel's NVMe/TCP initiator against tsnvme's own target
-# (scripts/nvmf-target.ts) exporting QEMU's NVMe namespace through VFIO, on Deno then Bun:
+# (lib/cli/nvmf-target.ts) exporting QEMU's NVMe namespace through VFIO, on Deno then Bun:
 # nvme discover, nvme connect (digests off, then -g -G), nvme id-ctrl, mkfs.ext4, mount, files,
 # umount, fsck.ext4 -fn clean, remount and compare sha256sums, fio randwrite with verify and
 # randread through the kernel's block device, nvme disconnect.
@@ -57,10 +57,10 @@ start_target() {
   rm -f /tmp/target.ready
   if [ "$rt" = deno ]; then
     # shellcheck disable=SC2086 # PROF is a list of flags
-    deno run -A --no-check $PROF scripts/nvmf-target.ts --port "$port" --nqn $NQN --ns "$ns" --ready-file /tmp/target.ready "$@" \
+    deno run -A --no-check $PROF lib/cli/nvmf-target.ts --port "$port" --nqn $NQN --ns "$ns" --ready-file /tmp/target.ready "$@" \
       >>"$OUTD/target-$rt.log" 2>&1 &
   else
-    bun scripts/nvmf-target.ts --port "$port" --nqn $NQN --ns "$ns" --ready-file /tmp/target.ready "$@" >>"$OUTD/target-$rt.log" 2>&1 &
+    bun lib/cli/nvmf-target.ts --port "$port" --nqn $NQN --ns "$ns" --ready-file /tmp/target.ready "$@" >>"$OUTD/target-$rt.log" 2>&1 &
   fi
   TPID=$!
   for _ in $(seq 1 300); do

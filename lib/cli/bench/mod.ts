@@ -4,16 +4,16 @@
  * asserts nothing.
  *
  *   deno run -A jsr:@tsnvme/tsnvme/bench [pci-address] [--rw randread] [--bs 4096] [--iodepth 1,32] [--runtime 5] [--json]
- *   deno run -A scripts/bench.ts ...   (from a checkout; bun scripts/bench.ts ... too)
+ *   deno run -A lib/cli/bench/mod.ts ...   (from a checkout; bun lib/cli/bench/mod.ts ... too)
  * @module
  */
 import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { asyncEvents } from "../lib/admin/manage.ts";
-import { NVMeDev } from "../lib/dev.ts";
-import type { WaitMode } from "../lib/irq/adaptive.ts";
-import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
+import { asyncEvents } from "../../admin/manage.ts";
+import { NVMeDev } from "../../dev.ts";
+import type { WaitMode } from "../../irq/adaptive.ts";
+import { listNvmeControllers } from "../../vfio/sysfs.ts";
 
 /** Result of one benchmark job (one line of `--json` output). */
 export interface BenchResult {

@@ -4,14 +4,14 @@
  * the Promise API or the callback path. Prints IOPS, the ratio to one Worker,
  * and CPU µs per IO (each Worker's own thread time). Asserts nothing.
  *
- *   deno run -A scripts/bench-workers.ts [TARGET...] [--workers 1,2] [--qd 32] [--ms 3000] [--warm-ms 2000]
+ *   deno run -A lib/cli/bench/workers.ts [TARGET...] [--workers 1,2] [--qd 32] [--ms 3000] [--warm-ms 2000]
  *        [--api promise|callback] [--bs 4096] [--multi] [--json]
  * TARGET: a PCI address bound to vfio-pci, or a sim: target (default: the software controller).
  * @module
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { NVMeDev } from "../lib/dev.ts";
+import { NVMeDev } from "../../dev.ts";
 
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
@@ -32,7 +32,7 @@ const targets = positionals.length ? positionals : ["sim:ns=256M:512;queues=8;me
 const counts = values.workers!.split(",").map(Number);
 const qd = Number(values.qd), ms = Number(values.ms), warmMs = Number(values["warm-ms"]), bs = Number(values.bs);
 const api = values.api as "promise" | "callback";
-const entry = new URL("./bench/worker.ts", import.meta.url);
+const entry = new URL("./worker.ts", import.meta.url);
 
 const devs = await Promise.all(targets.map((t) => NVMeDev.open(t, { maxIoQueues: Math.max(...counts) + 1 })));
 

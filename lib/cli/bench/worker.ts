@@ -1,10 +1,10 @@
 /**
- * Benchmark Worker (scripts/bench-workers.ts): owns one IO queue and runs
+ * Benchmark Worker (lib/cli/bench/workers.ts): owns one IO queue and runs
  * random reads at a queue depth for a while, through the Promise API or the
  * callback path, then reports IOs, time and this thread's CPU.
  * @module
  */
-import { receiveQueue } from "../../lib/worker/mod.ts";
+import { receiveQueue } from "../../worker/mod.ts";
 import { threadCpuMs } from "./cpu.ts";
 
 interface Scope {

@@ -1,17 +1,19 @@
 /**
  * Host setup and diagnosis for tsnvme: check the host, hand a controller to
- * vfio-pci and back, list controllers. Thin CLI over lib/vfio/setup.ts.
+ * vfio-pci and back, list controllers. Thin CLI over lib/vfio/setup.ts (binding) and ./doctor.ts.
  *
  *   deno run -A jsr:@tsnvme/tsnvme/setup doctor [ADDR] [--output-format json]
  *   sudo deno run -A jsr:@tsnvme/tsnvme/setup bind 0000:01:00.0 [--user alice]
  *   sudo deno run -A jsr:@tsnvme/tsnvme/setup unbind 0000:01:00.0
- *   bun scripts/setup.ts list   (from a checkout)
+ *   bun lib/cli/setup.ts list   (from a checkout)
  * @module
  */
 import process from "node:process";
 import { type Cli, type Command, format, formatTable, outputFormat, runCli, UsageError } from "./cli.ts";
-import { NvmeError } from "../lib/nvme/errors.ts";
-import { bindVfio, doctor, formatChecks, listControllers, memlockAdvice, unbindVfio } from "../lib/vfio/setup.ts";
+import { NvmeError } from "../nvme/errors.ts";
+import { bindVfio, unbindVfio } from "../vfio/setup.ts";
+import { listNvmeControllers } from "../vfio/sysfs.ts";
+import { doctor, formatChecks, memlockAdvice } from "./doctor.ts";
 
 const out = (s: string) => process.stdout.write(s);
 const err = (s: string) => process.stderr.write(s);
@@ -80,7 +82,7 @@ const commands: Record<string, Command> = {
     options: outputFormat,
     args: [0, 0],
     run(_pos, values) {
-      const rows = listControllers();
+      const rows = listNvmeControllers();
       if (format(values) === "json") {
         out(JSON.stringify({ controllers: rows }, null, 2) + "\n");
         return Promise.resolve(0);

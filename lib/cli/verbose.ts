@@ -7,11 +7,11 @@
  * @module
  */
 import process from "node:process";
-import { setRw, type Sqe, SqeDw } from "../lib/nvme/command.ts";
-import type { Controller } from "../lib/nvme/controller.ts";
-import { NvmeStatusError } from "../lib/nvme/errors.ts";
-import type { QueuePair } from "../lib/nvme/queue.ts";
-import { encodeStatus } from "../lib/nvme/spec.ts";
+import { setRw, type Sqe, SqeDw } from "../nvme/command.ts";
+import type { Controller } from "../nvme/controller.ts";
+import { NvmeStatusError } from "../nvme/errors.ts";
+import type { QueuePair } from "../nvme/queue.ts";
+import { encodeStatus } from "../nvme/spec.ts";
 
 const h = (v: number, w: number) => (v >>> 0).toString(16).padStart(w, "0");
 

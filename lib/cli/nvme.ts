@@ -6,7 +6,7 @@
  *
  *   deno run -A jsr:@tsnvme/tsnvme/cli id-ctrl 0000:01:00.0 --output-format json
  *   deno run -A jsr:@tsnvme/tsnvme/cli admin-passthru sim: --opcode 6 --cdw10 1 --data-len 4096 -r
- *   bun scripts/nvme.ts read 0000:01:00.0 -n 1 -s 0 -c 7 -z 4096 -d out.bin   (from a checkout)
+ *   bun lib/cli/nvme.ts read 0000:01:00.0 -n 1 -s 0 -c 7 -z 4096 -d out.bin   (from a checkout)
  *   deno run -A jsr:@tsnvme/tsnvme/cli discover tcp://192.168.1.20 -o json
  *   deno run -A jsr:@tsnvme/tsnvme/cli smart-log tcp://192.168.1.20:4420/nqn.2024-01.io.example:disk1
  * @module
@@ -41,26 +41,26 @@ import {
   selfTestLogToJson,
   smartLogToJson,
   toNvmeCliJson,
-} from "../lib/cli/format/mod.ts";
-import { commandName } from "../lib/nvme/trace.ts";
-import { effectsLog, effectsLogs, errorLog, fwLog, getLogPage, sanitizeLog, selfTestLog, smartLog } from "../lib/admin/log.ts";
-import { featureName, getFeature, setFeature } from "../lib/admin/features.ts";
-import { activeNsList, attachNamespace, createNamespace, deleteNamespace, detachNamespace, deviceSelfTest, formatNvm, nsDescs } from "../lib/admin/manage.ts";
-import { commitFirmware, downloadFirmware } from "../lib/firmware/mod.ts";
-import { sanitize, type SanitizeKind, waitSanitize } from "../lib/sanitize/mod.ts";
-import { adminPassthru } from "../lib/admin/passthru.ts";
-import { readRegisterBlock, readRegisters } from "../lib/admin/regs.ts";
-import { ioPassthru } from "../lib/io/passthru.ts";
-import { NVMeDev, type OpenOptions } from "../lib/dev.ts";
+} from "./format/mod.ts";
+import { commandName } from "../nvme/trace.ts";
+import { effectsLog, effectsLogs, errorLog, fwLog, getLogPage, sanitizeLog, selfTestLog, smartLog } from "../admin/log.ts";
+import { featureName, getFeature, setFeature } from "../admin/features.ts";
+import { activeNsList, attachNamespace, createNamespace, deleteNamespace, detachNamespace, deviceSelfTest, formatNvm, nsDescs } from "../admin/manage.ts";
+import { commitFirmware, downloadFirmware } from "../firmware/mod.ts";
+import { sanitize, type SanitizeKind, waitSanitize } from "../sanitize/mod.ts";
+import { adminPassthru } from "../admin/passthru.ts";
+import { readRegisterBlock, readRegisters } from "../admin/regs.ts";
+import { ioPassthru } from "../io/passthru.ts";
+import { NVMeDev, type OpenOptions } from "../dev.ts";
 import { traceCommands } from "./verbose.ts";
-import { InvalidArgumentError, NvmeError, NvmeStatusError } from "../lib/nvme/errors.ts";
-import { encodeStatus, IoOpc, LogId } from "../lib/nvme/spec.ts";
-import { listNvmeControllers } from "../lib/vfio/sysfs.ts";
-import { Uint64 } from "../lib/nvme/wide.ts";
-import { decodeIdentifyController } from "../lib/nvme/identify.ts";
-import { TcpController } from "../lib/tcp/host.ts";
-import { decodeDiscoveryHeader, decodeDiscoveryLog, DISC_RECORD_SIZE, DiscEntry, type DiscoveryEntry, SubType, TRTYPE_TCP } from "../lib/tcp/discovery.ts";
-import { DISCOVERY_NQN } from "../lib/tcp/fabrics.ts";
+import { InvalidArgumentError, NvmeError, NvmeStatusError } from "../nvme/errors.ts";
+import { encodeStatus, IoOpc, LogId } from "../nvme/spec.ts";
+import { listNvmeControllers } from "../vfio/sysfs.ts";
+import { decodeIdentifyController } from "../nvme/identify.ts";
+import { TcpController } from "../tcp/host.ts";
+import { decodeDiscoveryHeader, decodeDiscoveryLog, type DiscoveryEntry, SubType, TRTYPE_TCP } from "../tcp/discovery.ts";
+import { discoveryToJson, type FabricsPath, formatDiscovery, formatSubsystems, subsystemsToJson } from "./format/discovery.ts";
+import { DISCOVERY_NQN } from "../tcp/fabrics.ts";
 import {
   formatTcpTarget,
   isTcpTarget,
@@ -69,8 +69,8 @@ import {
   parseDiscoveryTarget,
   parseTcpTarget,
   type TcpTargetAddress,
-} from "../lib/tcp/target-string.ts";
-import { resolveHostIdentity } from "../lib/tcp/host-identity.ts";
+} from "../tcp/target-string.ts";
+import { resolveHostIdentity } from "../tcp/host-identity.ts";
 
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
 function progress(text: string | null): void {
@@ -276,93 +276,6 @@ const fabricsOptions: Options = {
   "data-digest": { type: "boolean", short: "G" },
 };
 
-/** libnvme's strings for discovery log fields (arg_str: "unrecognized" outside the table). */
-const pick = (t: readonly (string | undefined)[], i: number) => t[i] ?? "unrecognized";
-const TRTYPE: (string | undefined)[] = [];
-Object.assign(TRTYPE, { 1: "rdma", 2: "fc", 3: "tcp", 254: "loop" });
-const ADRFAM = ["pci", "ipv4", "ipv6", "infiniband", "fibre-channel"];
-const SUBTYPE = [undefined, "discovery subsystem referral", "nvme subsystem", "current discovery subsystem"];
-const TREQ = ["not specified", "required", "not required", undefined, "not specified, sq flow control disable supported"];
-const EFLAGS = [
-  "none",
-  "explicit discovery connections",
-  "duplicate discovery information",
-  "explicit discovery connections, duplicate discovery information",
-  "no cdc connectivity",
-  "explicit discovery connections, no cdc connectivity",
-  "duplicate discovery information, no cdc connectivity",
-  "explicit discovery connections, duplicate discovery information, no cdc connectivity",
-];
-const SECTYPE = ["none", "tls", "tls13"];
-const RDMA_PRTYPE = [undefined, "not specified", "infiniband", "roce", "roce-v2", "iwarp"];
-const RDMA_QPTYPE = [undefined, "connected", "datagram"];
-const RDMA_CMS = [undefined, "rdma-cm"];
-/** TSAS bytes (offsets within the TSAS field) for TCP and RDMA entries. */
-const Tsas = { TCP_SECTYPE: 0, RDMA_QPTYPE: 0, RDMA_PRTYPE: 1, RDMA_CMS: 2, RDMA_PKEY: 8 } as const;
-const TRTYPE_RDMA = 1;
-
-/** One discovery log record with the fields nvme-cli prints, decoded from the raw log. */
-interface DiscRecord {
-  entry: DiscoveryEntry;
-  eflags: number;
-  tsas: Uint8Array;
-}
-
-function discRecords(log: Uint8Array): { genctr: bigint; records: DiscRecord[] } {
-  const { genctr } = decodeDiscoveryHeader(log);
-  const records = decodeDiscoveryLog(log).map((entry, i) => {
-    const o = (i + 1) * DISC_RECORD_SIZE;
-    return { entry, eflags: log[o + DiscEntry.EFLAGS] | (log[o + DiscEntry.EFLAGS + 1] << 8), tsas: log.subarray(o + DiscEntry.TSAS, o + DISC_RECORD_SIZE) };
-  });
-  return { genctr, records };
-}
-
-/** `nvme discover`'s normal output (print_discovery_log). */
-function formatDiscovery(genctr: bigint, records: DiscRecord[]): string {
-  let s = `\nDiscovery Log Number of Records ${records.length}, Generation counter ${genctr}\n`;
-  records.forEach(({ entry: e, eflags, tsas }, i) => {
-    s += `=====Discovery Log Entry ${i}======\n` +
-      `trtype:  ${pick(TRTYPE, e.trtype)}\nadrfam:  ${e.traddr ? pick(ADRFAM, e.adrfam) : ""}\n` +
-      `subtype: ${pick(SUBTYPE, e.subtype)}\ntreq:    ${pick(TREQ, e.treq)}\nportid:  ${e.portid}\n` +
-      `trsvcid: ${e.trsvcid}\nsubnqn:  ${e.subnqn}\ntraddr:  ${e.traddr}\neflags:  ${pick(EFLAGS, eflags)}\n`;
-    if (e.trtype === TRTYPE_TCP) s += `sectype: ${pick(SECTYPE, tsas[Tsas.TCP_SECTYPE])}\n`;
-    if (e.trtype === TRTYPE_RDMA) {
-      s += `rdma_prtype: ${pick(RDMA_PRTYPE, tsas[Tsas.RDMA_PRTYPE])}\nrdma_qptype: ${pick(RDMA_QPTYPE, tsas[Tsas.RDMA_QPTYPE])}\n` +
-        `rdma_cms:    ${pick(RDMA_CMS, tsas[Tsas.RDMA_CMS])}\nrdma_pkey: 0x${rdmaPkey(tsas).toString(16).padStart(4, "0")}\n`;
-    }
-  });
-  return s;
-}
-
-const rdmaPkey = (tsas: Uint8Array) => tsas[Tsas.RDMA_PKEY] | (tsas[Tsas.RDMA_PKEY + 1] << 8);
-
-/** `nvme discover -o json` (json_discovery_log). */
-function discoveryToJson(genctr: bigint, records: DiscRecord[]): string {
-  return toNvmeCliJson({
-    genctr: new Uint64(genctr),
-    records: records.map(({ entry: e, eflags, tsas }) => ({
-      trtype: pick(TRTYPE, e.trtype),
-      adrfam: pick(ADRFAM, e.adrfam),
-      subtype: pick(SUBTYPE, e.subtype),
-      treq: pick(TREQ, e.treq),
-      portid: e.portid,
-      trsvcid: e.trsvcid,
-      subnqn: e.subnqn.trimEnd(),
-      traddr: e.traddr,
-      eflags: pick(EFLAGS, eflags),
-      ...(e.trtype === TRTYPE_TCP ? { sectype: pick(SECTYPE, tsas[Tsas.TCP_SECTYPE]) } : {}),
-      ...(e.trtype === TRTYPE_RDMA
-        ? {
-          rdma_prtype: pick(RDMA_PRTYPE, tsas[Tsas.RDMA_PRTYPE]),
-          rdma_qptype: pick(RDMA_QPTYPE, tsas[Tsas.RDMA_QPTYPE]),
-          rdma_cms: pick(RDMA_CMS, tsas[Tsas.RDMA_CMS]),
-          rdma_pkey: rdmaPkey(tsas),
-        }
-        : {}),
-    })),
-  });
-}
-
 /** A parse error of a target string is a usage error (exit 2), not a device failure. */
 function usageOnBadArg<T>(f: () => T): T {
   try {
@@ -429,49 +342,6 @@ function recordTarget(e: DiscoveryEntry): string {
   return formatTcpTarget({ host: e.traddr, port: Number(e.trsvcid), subnqn: e.subnqn });
 }
 
-/** One path of a subsystem as connect-all reports it. */
-interface FabricsPath {
-  target: string;
-  entry: DiscoveryEntry;
-  state: string;
-  cntlid?: number;
-}
-
-/** list-subsys's layout: subsystem, then one line per path (target, transport, address, state). */
-function formatSubsystems(paths: FabricsPath[]): string {
-  let s = "";
-  for (const [nqn, ps] of groupBy(paths)) {
-    s += `${nqn} - NQN=${nqn}\n\\\n`;
-    for (const p of ps) s += ` +- ${p.target} tcp traddr=${p.entry.traddr},trsvcid=${p.entry.trsvcid} ${p.state}\n`;
-  }
-  return s;
-}
-
-function groupBy(paths: FabricsPath[]): Map<string, FabricsPath[]> {
-  const m = new Map<string, FabricsPath[]>();
-  for (const p of paths) m.set(p.entry.subnqn, [...(m.get(p.entry.subnqn) ?? []), p]);
-  return m;
-}
-
-/** list-subsys -o json's shape: host, then subsystems with their paths. */
-function subsystemsToJson(paths: FabricsPath[], host: { hostnqn: string; hostidText: string }): string {
-  return toNvmeCliJson([{
-    HostNQN: host.hostnqn,
-    HostID: host.hostidText,
-    Subsystems: [...groupBy(paths)].map(([nqn, ps]) => ({
-      Name: nqn,
-      NQN: nqn,
-      Paths: ps.map((p) => ({
-        Name: p.target,
-        Transport: "tcp",
-        Address: `traddr=${p.entry.traddr},trsvcid=${p.entry.trsvcid}`,
-        State: p.state,
-        ...(p.cntlid !== undefined ? { Cntlid: p.cntlid } : {}),
-      })),
-    })),
-  }]);
-}
-
 /** Connect to one IO controller (admin queue only), read its cntlid, shut it down. */
 async function probeController(target: string, values: Values): Promise<{ cntlid: number; model: string }> {
   const t = parseTcpTarget(target);
@@ -498,9 +368,8 @@ async function reach<T>(name: string, f: () => Promise<T>): Promise<T | number> 
 /** NVM subsystem paths a discovery log leads to, following referrals (each discovery controller once). */
 async function discoverPaths(t: TcpTargetAddress, values: Values, seen = new Set<string>()): Promise<DiscoveryEntry[]> {
   seen.add(formatTcpTarget(t));
-  const { records } = discRecords(await readDiscoveryLog(t, values));
   const out: DiscoveryEntry[] = [];
-  for (const { entry: e } of records) {
+  for (const e of decodeDiscoveryLog(await readDiscoveryLog(t, values))) {
     if (e.trtype !== TRTYPE_TCP) continue; // as nvme-cli: only entries of the transport asked
     if (e.subtype === SubType.NVM) out.push(e);
     if (e.subtype === SubType.REFERRAL) {
@@ -527,14 +396,15 @@ const fabricsCommands: Record<string, Command> = {
       fabricsHost(values); // a bad host NQN/ID is a usage error before any connection
       return await reach("discover", async () => {
         const log = await readDiscoveryLog(t, values);
-        const { genctr, records } = discRecords(log);
+        const { genctr } = decodeDiscoveryHeader(log);
+        const entries = decodeDiscoveryLog(log);
         const raw = values.raw as string | undefined;
         if (raw !== undefined) {
           writeFileSync(raw, log);
           out(`Discovery log is saved to ${raw}`);
         } else if (f === "binary") process.stdout.write(log);
-        else if (f === "json") out(discoveryToJson(genctr, records));
-        else process.stdout.write(formatDiscovery(genctr, records));
+        else if (f === "json") out(discoveryToJson(genctr, entries));
+        else process.stdout.write(formatDiscovery(genctr, entries));
         return 0;
       });
     },

@@ -6,8 +6,8 @@
  * devices.
  *
  * Usage:
- *   deno run -A scripts/nvmf-target.ts [options] --ns SPEC [--ns SPEC...]
- *   bun scripts/nvmf-target.ts [options] --ns SPEC ...
+ *   deno run -A lib/cli/nvmf-target.ts [options] --ns SPEC [--ns SPEC...]
+ *   bun lib/cli/nvmf-target.ts [options] --ns SPEC ...
  *
  * Options:
  *   --listen ADDR        address (default 127.0.0.1)
@@ -28,9 +28,9 @@
  */
 import process from "node:process";
 import * as fs from "node:fs";
-import { NvmfTarget, openNamespaces } from "../lib/target/mod.ts";
-import type { DigestPolicy } from "../lib/target/mod.ts";
-import type { WaitMode } from "../lib/irq/adaptive.ts";
+import { NvmfTarget, openNamespaces } from "../target/mod.ts";
+import type { DigestPolicy } from "../target/mod.ts";
+import type { WaitMode } from "../irq/adaptive.ts";
 
 const args = (globalThis as { Deno?: { args: string[] } }).Deno?.args ?? process.argv.slice(2);
 
