@@ -23,7 +23,7 @@ import {
   sqe,
 } from "./command.ts";
 import { CNTLID_DYNAMIC, DISCOVERY_NQN } from "./fabrics.ts";
-import { fabricConnect, fabricPair, propGet, propSet, waitReadyFabric } from "./fabric-queue.ts";
+import { FabricCommands, fabricPair } from "./fabric-queue.ts";
 import {
   ConnectionLostError,
   ControllerFatalError,
@@ -39,6 +39,7 @@ import { unrefTimer } from "../ffi/mod.ts";
 import { decodeIdentifyController, type IdentifyController } from "./identify.ts";
 import { prpListPages } from "./prp.ts";
 import { QueuePair } from "./queue.ts";
+import { PcieRing } from "./pcie.ts";
 import {
   AdminOpc,
   type Cap,
@@ -127,6 +128,9 @@ export interface RemoteQueue {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Commands of a recovery: they go through while the queue holds every other submission. */
+const HELD = { held: true } as const;
 
 /**
  * PRP list pages one command slot needs for `bytes`, counted for the worst
@@ -618,7 +622,7 @@ export class Controller {
     const prp = prpPages > 0 ? this.#alloc(slots * prpPages * this.pageSize) : null;
     if (qid === 0) this.#adminMem = [sq, cq];
     else this.#ioMem.set(qid, [sq, cq]);
-    return new QueuePair({
+    const ring = new PcieRing({
       qid,
       depth,
       sq,
@@ -628,9 +632,8 @@ export class Controller {
       pageSize: this.pageSize,
       doorbells: this.#mmio.doorbells(),
       doorbellStride: this.cap.doorbellStride,
-      defaultTimeoutMs: timeoutMs,
-      pollSpinUs: this.options.pollSpinUs,
     });
+    return new QueuePair({ qid, ring, defaultTimeoutMs: timeoutMs, pollSpinUs: this.options.pollSpinUs });
   }
 
   #alloc(size: number): DmaBuffer {
@@ -876,7 +879,6 @@ export class Controller {
 
   #closing = false;
   #kaTimer: ReturnType<typeof setInterval> | null = null;
-  #propChain: Promise<unknown> = Promise.resolve();
   /** Fabrics: data an IO command carries in its capsule (IOCCSZ × 16 − 64). */
   #inCapsule = 0;
 
@@ -888,18 +890,19 @@ export class Controller {
     ring.onLost = (e) => admin.fail(e);
     let c: Controller | null = null;
     try {
-      const cntlid = await fabricConnect(t, admin, CNTLID_DYNAMIC, false);
+      const f = new FabricCommands(admin);
+      const cntlid = await f.connect(t, CNTLID_DYNAMIC);
       // On the wire as Linux: CAP, CC without EN, CC, CAP again, CC.EN, CSTS until RDY, VS.
-      await propGet(admin, Reg.CAP, true, false);
-      await propSet(admin, Reg.CC, FABRIC_CC, false);
-      await propGet(admin, Reg.CC, false, false);
-      const cap = decodeCap(await propGet(admin, Reg.CAP, true, false));
+      await f.propertyGet(Reg.CAP, true);
+      await f.propertySet(Reg.CC, FABRIC_CC);
+      await f.propertyGet(Reg.CC, false);
+      const cap = decodeCap(await f.propertyGet(Reg.CAP, true));
       if ((cap.css & 1) === 0) {
         throw new SetupError("unsupported-controller", "controller does not support the NVM command set (CAP.CSS)");
       }
-      await propSet(admin, Reg.CC, FABRIC_CC | CC.EN, false);
-      await waitReadyFabric(admin, cap, false);
-      const version = decodeVersion(Number(await propGet(admin, Reg.VS, false, false)));
+      await f.propertySet(Reg.CC, FABRIC_CC | CC.EN);
+      await f.waitReady(cap);
+      const version = decodeVersion(Number(await f.propertyGet(Reg.VS, false)));
       c = new Controller(t, cap, version, 4096, opts, admin);
       c.cntlid = cntlid;
       ring.onLost = c.#onLost;
@@ -960,7 +963,7 @@ export class Controller {
       const qp = fabricPair(qid, ring, this.options.ioTimeoutMs);
       ring.onLost = (e) => qp.fail(e);
       try {
-        await fabricConnect(t, qp, this.cntlid, false);
+        await new FabricCommands(qp).connect(t, this.cntlid);
       } catch (e) {
         qp.close();
         throw e;
@@ -1018,7 +1021,7 @@ export class Controller {
     );
     if (this.admin.trace && inflight instanceof ControllerResetError) inflight.trace = this.admin.trace.last();
     this.#stopKeepAlive();
-    if (nssr) await propSet(this.admin, Reg.NSSR, NSSR_RESET, true).catch(() => {});
+    if (nssr) await new FabricCommands(this.admin, HELD).propertySet(Reg.NSSR, NSSR_RESET).catch(() => {});
     this.#dropConnections(inflight);
     const start = performance.now();
     let delay = Math.min(100, this.options.reconnectDelayMs);
@@ -1054,13 +1057,14 @@ export class Controller {
     const aring = await t.openRing(0, a.depth, { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer: a.maxPrpTransfer });
     aring.onLost = (e) => a.reset(e);
     a.replaceRing(aring);
-    this.cntlid = await fabricConnect(t, a, CNTLID_DYNAMIC, true);
-    await propSet(a, Reg.CC, FABRIC_CC, true);
-    await propSet(a, Reg.CC, FABRIC_CC | CC.EN, true);
-    await waitReadyFabric(a, this.cap, true);
+    const f = new FabricCommands(a, HELD);
+    this.cntlid = await f.connect(t, CNTLID_DYNAMIC);
+    await f.propertySet(Reg.CC, FABRIC_CC);
+    await f.propertySet(Reg.CC, FABRIC_CC | CC.EN);
+    await f.waitReady(this.cap);
     const want = this.#requested;
     if (want > 0) {
-      const dw0 = await a.submitHeld(setNumQueuesCmd(want, want));
+      const dw0 = await a.submit(setNumQueuesCmd(want, want), 0, 0, undefined, null, HELD);
       if (Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1) < this.io.length) {
         throw new ControllerFatalError("controller granted fewer IO queues after reconnect");
       }
@@ -1069,7 +1073,7 @@ export class Controller {
       const r = await t.openRing(q.qid, q.depth, this.#ioLimits());
       r.onLost = (e) => q.reset(e);
       q.replaceRing(r);
-      await fabricConnect(t, q, this.cntlid, true);
+      await new FabricCommands(q, HELD).connect(t, this.cntlid);
     }
     for (const q of [a, ...this.io]) {
       (q.queueRing as FabricRing).onLost = this.#onLost;
@@ -1079,17 +1083,14 @@ export class Controller {
 
   /**
    * Read a controller register: MMIO on a memory-mapped transport, Property
-   * Get over a fabric (serialized, so an 8-byte value's DW1 is its own).
+   * Get over a fabric.
    */
   readRegister(offset: number, eightBytes = false): Promise<bigint> {
     if (!this.fabric) {
       const t = this.#mmio;
       return Promise.resolve(eightBytes ? t.readReg64(offset) : BigInt(t.readReg32(offset) >>> 0));
     }
-    const run = () => propGet(this.admin, offset, eightBytes, false);
-    const p = this.#propChain.then(run, run);
-    this.#propChain = p.catch(() => {});
-    return p;
+    return new FabricCommands(this.admin).propertyGet(offset, eightBytes);
   }
 
   /** Fabric shutdown: disconnect IO queues, CC.SHN normal, CSTS.SHST complete (bounded), disconnect admin. */
@@ -1099,9 +1100,10 @@ export class Controller {
     for (const q of this.io) q.close();
     if (!this.failed && !this.admin.closed) {
       try {
-        await propSet(this.admin, Reg.CC, FABRIC_CC | CC.EN | CC.SHN_NORMAL, false, 5000);
+        const f = new FabricCommands(this.admin);
+        await f.propertySet(Reg.CC, FABRIC_CC | CC.EN | CC.SHN_NORMAL, false, 5000);
         const deadline = performance.now() + Math.min(Math.max(this.id.rtd3e / 1000, 5000), 60_000);
-        while ((Number(await propGet(this.admin, Reg.CSTS, false, false, 5000)) & CSTS.SHST_MASK) !== CSTS.SHST_COMPLETE) {
+        while ((Number(await f.propertyGet(Reg.CSTS, false, 5000)) & CSTS.SHST_MASK) !== CSTS.SHST_COMPLETE) {
           if (performance.now() > deadline) break;
           await sleep(10);
         }

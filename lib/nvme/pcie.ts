@@ -4,11 +4,13 @@
  * tags, batched doorbell writes and PRP lists per command slot.
  * @module
  */
-import type { CommandTracker } from "./tracker.ts";
 import { InvalidArgumentError } from "./errors.ts";
 import { writePrps } from "./prp.ts";
 import { CQE_SIZE, SQE_SIZE } from "./spec.ts";
+import type { CompletionSink, QueueRing } from "./ring.ts";
 import type { DmaBuffer } from "./transport.ts";
+
+export type { CompletionSink, QueueRing };
 
 /** Memory and doorbells one PCIe queue pair needs. */
 export interface PcieRingConfig {
@@ -32,33 +34,6 @@ export interface PcieRingConfig {
   doorbellStride: number;
 }
 
-/**
- * What the generic queue pair needs from a transport's ring. A ring is owned
- * by one thread; no method allocates.
- */
-export interface QueueRing {
-  /** Entries in the submission ring. */
-  readonly depth: number;
-  /** Largest transfer one command can carry. */
-  readonly maxTransfer: number;
-  /** The SQE to fill for the next command (16 dwords, any previous content). */
-  entry(): Uint32Array;
-  /** Point the entry's data pointer at `len` (> 0) bytes at `iova`, using the slot's list memory. */
-  setData(e: Uint32Array, slot: number, iova: number, len: number): void;
-  /** The entry carries no data. */
-  clearData(e: Uint32Array): void;
-  /** Commit the filled entry (its CDW0 already carries the cid). */
-  push(): void;
-  /** Make pushed entries visible to the device (one doorbell per batch); returns true if it rang. */
-  flush(): boolean;
-  /** Hand every new completion to `t`; returns how many. */
-  reap(t: CommandTracker): number;
-  /** Zero the rings and their positions (the device was disabled and forgot them). */
-  reset(): void;
-  /** Stop touching device memory and doorbells (queue failed or closed). */
-  close(): void;
-}
-
 /** SQ/CQ rings and doorbells of one NVMe-over-PCIe queue pair. */
 export class PcieRing implements QueueRing {
   /** Entries in each ring. */
@@ -80,9 +55,13 @@ export class PcieRing implements QueueRing {
   #cqHead = 0;
   #phase = 1;
   #closed = false;
+  #flushes = 0;
 
-  /** Wrap the rings described by `cfg` (the controller must know them before use). */
-  constructor(cfg: PcieRingConfig, slots: number) {
+  /**
+   * Wrap the rings described by `cfg` (the controller must know them before
+   * use), with PRP list pages for `slots` command slots (default depth - 1).
+   */
+  constructor(cfg: PcieRingConfig, slots: number = cfg.depth - 1) {
     this.depth = cfg.depth;
     this.#qid = cfg.qid;
     this.#pageSize = cfg.pageSize;
@@ -139,10 +118,15 @@ export class PcieRing implements QueueRing {
     Atomics.store(this.#sq32, last, this.#sq32[last]);
     this.#db[this.#sqDb] = this.#sqTail;
     this.#sqTailRung = this.#sqTail;
+    this.#flushes++;
     return true;
   }
 
-  reap(t: CommandTracker): number {
+  get flushes(): number {
+    return this.#flushes;
+  }
+
+  reap(sink: CompletionSink): number {
     const cq = this.#cq32;
     let head = this.#cqHead;
     let phase = this.#phase;
@@ -153,13 +137,14 @@ export class PcieRing implements QueueRing {
       const dw3 = Atomics.load(cq, base + 3);
       if (((dw3 >>> 16) & 1) !== phase) break;
       const dw0 = cq[base];
+      const dw1 = cq[base + 1];
       const dw2 = cq[base + 2];
       if (++head === this.depth) {
         head = 0;
         phase ^= 1;
       }
       n++;
-      t.complete(dw3 & 0xffff, dw3 >>> 17, dw0, dw2 >>> 16);
+      sink.complete(dw3 & 0xffff, dw3 >>> 17, dw0, dw1, dw2 >>> 16);
     }
     if (n > 0) {
       this.#cqHead = head;

@@ -7,8 +7,8 @@
  */
 import { sqe } from "../nvme/command.ts";
 import { InvalidArgumentError } from "../nvme/errors.ts";
-import { CNTLID_DYNAMIC, propertySetCmd } from "../nvme/fabrics.ts";
-import { fabricConnect, fabricPair, propGet } from "../nvme/fabric-queue.ts";
+import { CNTLID_DYNAMIC } from "../nvme/fabrics.ts";
+import { FabricCommands, fabricPair } from "../nvme/fabric-queue.ts";
 import type { QueuePair } from "../nvme/queue.ts";
 import { AdminOpc } from "../nvme/spec.ts";
 import type { TcpMemory } from "./memory.ts";
@@ -45,7 +45,6 @@ export class TcpQueue {
   /** The host memory this queue's commands use. */
   readonly memory: TcpMemory;
   #ka: ReturnType<typeof setInterval> | undefined;
-  #propChain: Promise<unknown> = Promise.resolve();
 
   private constructor(ring: TcpRing, qp: QueuePair, cntlid: number, katoMs: number, mem: TcpMemory) {
     this.ring = ring;
@@ -70,7 +69,7 @@ export class TcpQueue {
     const m = opts.memory;
     const host = { subnqn: opts.subnqn, hostnqn: opts.hostnqn, hostid: opts.hostid, katoMs, allocDma: (n: number) => m.allocDma(n), freeDma: m.freeDma.bind(m) };
     try {
-      const cntlid = await fabricConnect(host, qp, opts.cntlid ?? CNTLID_DYNAMIC, false, opts.cattr ?? 0);
+      const cntlid = await new FabricCommands(qp).connect(host, opts.cntlid ?? CNTLID_DYNAMIC, opts.cattr ?? 0);
       return new TcpQueue(ring, qp, cntlid, katoMs, opts.memory);
     } catch (e) {
       qp.close();
@@ -80,19 +79,15 @@ export class TcpQueue {
   }
 
   /**
-   * Property Get (admin queue): the register at `offset`, 4 or 8 bytes. Calls
-   * are serialized so DW1 of the 8-byte form is matched to its command.
+   * Property Get (admin queue): the register at `offset`, 4 or 8 bytes.
    */
   propertyGet(offset: number, eightBytes: boolean): Promise<bigint> {
-    const run = () => propGet(this.qp, offset, eightBytes, false);
-    const p = this.#propChain.then(run, run);
-    this.#propChain = p.catch(() => {});
-    return p;
+    return new FabricCommands(this.qp).propertyGet(offset, eightBytes);
   }
 
   /** Property Set (admin queue): write `value` to the register at `offset` (nvmet takes only CC, 4 bytes). */
   async propertySet(offset: number, value: bigint | number, eightBytes = false): Promise<void> {
-    await this.qp.submit(propertySetCmd(offset, BigInt(value), eightBytes));
+    await new FabricCommands(this.qp).propertySet(offset, value, eightBytes);
   }
 
   /**

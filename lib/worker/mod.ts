@@ -26,6 +26,7 @@ import { BouncePool } from "../io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "../io/namespace.ts";
 import { PageRuns } from "../nvme/pages.ts";
 import { DeviceClosedError, InvalidArgumentError, type NvmeError, OutOfResourcesError } from "../nvme/errors.ts";
+import { PcieRing } from "../nvme/pcie.ts";
 import { QueuePair } from "../nvme/queue.ts";
 import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory } from "../nvme/transport.ts";
 import { type ControlMsg, fromWire, type QueueHandle } from "./handle.ts";
@@ -116,7 +117,7 @@ export class WorkerQueue implements AsyncDisposable {
     const prp = h.prp ? viewOf(libc, h.prp) : null;
     const db = viewOf(libc, h.doorbells);
     this.#views = [sq, cq, db, ...(prp ? [prp] : [])];
-    this.queue = new QueuePair({
+    const ring = new PcieRing({
       qid: h.qid,
       depth: h.depth,
       sq: dmaBuffer(sq, h.sq.iova, h.sq.size),
@@ -126,9 +127,8 @@ export class WorkerQueue implements AsyncDisposable {
       pageSize: h.pageSize,
       doorbells: new Uint32Array(db.buffer, db.byteOffset, db.byteLength >>> 2),
       doorbellStride: h.doorbellStride,
-      defaultTimeoutMs: h.ioTimeoutMs,
-      pollSpinUs: h.pollSpinUs,
     });
+    this.queue = new QueuePair({ qid: h.qid, ring, defaultTimeoutMs: h.ioTimeoutMs, pollSpinUs: h.pollSpinUs });
     this.#arena = new Arena(libc, h.arena);
     this.#bounce = new BouncePool((n) => this.#arena.alloc(n), (b) => this.#arena.release(b), 4);
     if (h.irq) {
