@@ -2,15 +2,13 @@
  * One bare NVMe/TCP queue, for tools and tests that work below the
  * controller: its connection ({@link TcpRing}), the generic
  * {@link QueuePair}, Fabrics Connect, Property Get/Set and a keep-alive timer,
- * all through lib/nvme/fabric-queue.ts as the controller uses them.
+ * all through lib/nvme/fabrics.ts as the controller uses them.
  * @module
  */
-import { sqe } from "../nvme/command.ts";
 import { InvalidArgumentError } from "../nvme/errors.ts";
 import { CNTLID_DYNAMIC } from "../nvme/fabrics.ts";
-import { FabricCommands, fabricPair } from "../nvme/fabric-queue.ts";
+import { FabricCommands, fabricPair, keepAliveTimer } from "../nvme/fabrics.ts";
 import type { QueuePair } from "../nvme/queue.ts";
-import { AdminOpc } from "../nvme/spec.ts";
 import type { TcpMemory } from "./memory.ts";
 import { TcpRing, type TcpRingOptions } from "./ring.ts";
 
@@ -44,7 +42,7 @@ export class TcpQueue {
   readonly katoMs: number;
   /** The host memory this queue's commands use. */
   readonly memory: TcpMemory;
-  #ka: ReturnType<typeof setInterval> | undefined;
+  #stopKa: (() => void) | null = null;
 
   private constructor(ring: TcpRing, qp: QueuePair, cntlid: number, katoMs: number, mem: TcpMemory) {
     this.ring = ring;
@@ -96,19 +94,17 @@ export class TcpQueue {
    */
   startKeepAlive(periodMs: number = this.katoMs / 2, onError: (e: unknown) => void = () => {}): void {
     if (!(periodMs > 0)) return;
-    clearInterval(this.#ka);
-    this.#ka = setInterval(() => {
-      if (this.qp.closed) {
-        clearInterval(this.#ka);
-        return;
-      }
-      this.qp.submit(sqe(AdminOpc.KEEP_ALIVE), 0, 0, Math.max(periodMs, 1000)).catch(onError);
-    }, periodMs);
+    this.#stopKa?.();
+    this.#stopKa = keepAliveTimer(this.qp, periodMs, () => {
+      if (this.qp.closed) this.#stopKa?.();
+      return this.qp.closed;
+    }, onError);
   }
 
   /** Fail what is in flight, stop keep-alive, close the connection. Idempotent. */
   close(): void {
-    clearInterval(this.#ka);
+    this.#stopKa?.();
+    this.#stopKa = null;
     this.qp.close();
     this.ring.close();
   }

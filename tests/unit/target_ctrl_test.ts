@@ -15,7 +15,7 @@ import { AdminOpc, Fid, IoOpc, LogId, Reg } from "../../lib/nvme/spec.ts";
 import { getLogPageCmd, identifyCmd, setFeaturesCmd, sqe } from "../../lib/nvme/command.ts";
 import { ConnectionLostError, NvmeStatusError } from "../../lib/nvme/errors.ts";
 import { until } from "./target_util.ts";
-import { FabricCommands } from "../../lib/nvme/fabric-queue.ts";
+import { FabricCommands } from "../../lib/nvme/fabrics.ts";
 
 const NQN_A = "nqn.2024-01.io.tsnvme:ctrl-a";
 const NQN_B = "nqn.2024-01.io.tsnvme:ctrl-b";
