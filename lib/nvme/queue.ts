@@ -6,7 +6,7 @@
  * thread".
  * @module
  */
-import { Idle, IdlePolicy, type WaitMode } from "../irq/adaptive.ts";
+import { Idle, IdlePolicy, type WaitMode } from "./idle.ts";
 import { type Sqe, setRw, SqeDw } from "./command.ts";
 import { DeviceClosedError, InvalidArgumentError, type NvmeError } from "./errors.ts";
 import type { QueueRing } from "./ring.ts";
