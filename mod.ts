@@ -59,7 +59,7 @@ export {
   type SubmitOptions,
 } from "./lib/nvme/queue.ts";
 export { type AdminStart, CtrlrState, type CtrlrStateName, type OpsHost, type ReservedQueue, type TransportOps } from "./lib/nvme/ops.ts";
-export { PcieRing, type PcieRingConfig, type QueueRing } from "./lib/nvme/pcie.ts";
+export { PcieRing, type PcieRingConfig, type QueueRing, type SharedPcieRing } from "./lib/nvme/pcie.ts";
 export { CommandTracker } from "./lib/nvme/tracker.ts";
 export * from "./lib/nvme/identify.ts";
 export { CommandTrace, opcodeName, type TraceEntry, type TraceOptions } from "./lib/nvme/trace.ts";

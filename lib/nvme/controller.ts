@@ -23,8 +23,8 @@ import {
   SetupError,
 } from "./errors.ts";
 import { decodeIdentifyController, type IdentifyController } from "./identify.ts";
-import { CtrlrState, type CtrlrStateName, type OpsHost, type TransportOps } from "./ops.ts";
-import { PcieOps } from "./pcie.ts";
+import { CtrlrState, type CtrlrStateName, type OpsHost, type ReservedQueue, type TransportOps } from "./ops.ts";
+import { PcieOps, type SharedPcieRing } from "./pcie.ts";
 import type { QueuePair, SubmitOptions } from "./queue.ts";
 import { type Cap, decodeVersion, Reg } from "./spec.ts";
 import { type DmaBuffer, detachView, type FabricTransport, isFabric, type Transport } from "./transport.ts";
@@ -638,6 +638,17 @@ export class Controller {
     const r = this.#ops.reserveQueue(depth);
     this.#reserved.add(qid);
     return { qid, ...r };
+  }
+
+  /** True when queues can be owned by other threads (a memory-mapped transport that shares its memory). */
+  get canShareQueues(): boolean {
+    return this.#ops instanceof PcieOps && this.#ops.canShare;
+  }
+
+  /** How another thread reaches the rings of queue `r` from {@link reserveQueue} (see {@link canShareQueues}). */
+  shareQueue(r: ReservedQueue & { qid: number }): SharedPcieRing {
+    if (!(this.#ops instanceof PcieOps)) throw new NvmeError("EUNSUPPORTED", "queues owned by Workers need a memory-mapped controller");
+    return this.#ops.shareRing(r.qid, r);
   }
 
   /** Create a reserved queue on the device and take over its recovery. */

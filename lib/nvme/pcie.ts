@@ -17,7 +17,7 @@ import { prpListPages, writePrps } from "./prp.ts";
 import { QueuePair, type SubmitOptions } from "./queue.ts";
 import { type Cap, CAP_CSS_IOCS, CC, CC_CSS_ALL, ccValue, CQE_SIZE, CSTS, decodeCap, NSSR_RESET, Reg, SQE_SIZE } from "./spec.ts";
 import type { CompletionSink, QueueRing } from "./ring.ts";
-import type { DmaBuffer, Transport } from "./transport.ts";
+import { type DmaBuffer, dmaBuffer, type SharedMemory, type Transport } from "./transport.ts";
 
 export type { CompletionSink, QueueRing };
 
@@ -184,6 +184,55 @@ export class PcieRing implements QueueRing {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
+ * A PCIe queue pair's rings as another thread of this process reaches them
+ * (a Worker that owns the queue): structured-cloneable, see
+ * {@link PcieOps.shareRing} and {@link sharedPcieRing}.
+ */
+export interface SharedPcieRing {
+  /** Queue id. */
+  qid: number;
+  /** Entries in each ring. */
+  depth: number;
+  /** Memory page size the controller was enabled with (CC.MPS). */
+  pageSize: number;
+  /** Doorbell stride in bytes (CAP.DSTRD). */
+  doorbellStride: number;
+  /** PRP list pages per command slot. */
+  prpPages: number;
+  /** Submission ring. */
+  sq: SharedMemory;
+  /** Completion ring. */
+  cq: SharedMemory;
+  /** PRP list pages, or null. */
+  prp: SharedMemory | null;
+  /** The doorbell area (offset 0x1000 onward). */
+  doorbells: SharedMemory;
+}
+
+/**
+ * The ring of a {@link SharedPcieRing} on this thread, its memory mapped by
+ * `view`; also returns the doorbell area's view (a vector gate writes the
+ * MSI-X table through the same mapping) and every view made.
+ */
+export function sharedPcieRing(s: SharedPcieRing, view: (m: SharedMemory) => Uint8Array): { ring: PcieRing; doorbells: Uint32Array; views: Uint8Array[] } {
+  const sq = view(s.sq), cq = view(s.cq), db = view(s.doorbells);
+  const prp = s.prp ? view(s.prp) : null;
+  const doorbells = new Uint32Array(db.buffer, db.byteOffset, db.byteLength >>> 2);
+  const ring = new PcieRing({
+    qid: s.qid,
+    depth: s.depth,
+    sq: dmaBuffer(sq, s.sq.iova, s.sq.size),
+    cq: dmaBuffer(cq, s.cq.iova, s.cq.size),
+    prp: prp && s.prp ? dmaBuffer(prp, s.prp.iova, s.prp.size) : null,
+    prpPagesPerSlot: s.prpPages,
+    pageSize: s.pageSize,
+    doorbells,
+    doorbellStride: s.doorbellStride,
+  });
+  return { ring, doorbells, views: [sq, cq, db, ...(prp ? [prp] : [])] };
+}
+
+/**
  * PRP list pages one command slot needs for `bytes`, counted for the worst
  * dword-aligned start (4 bytes before a page boundary: the most pages touched).
  */
@@ -314,6 +363,28 @@ export class PcieOps implements TransportOps {
     const sq = host.allocDma(d * SQE_SIZE), cq = host.allocDma(d * CQE_SIZE);
     const prp = prpPages > 0 ? host.allocDma((d - 1) * prpPages * this.#pageSize) : null;
     return { depth: d, sq, cq, prp, prpPages };
+  }
+
+  /** True when another thread can own a queue (the transport shares DMA memory and the doorbell area). */
+  get canShare(): boolean {
+    return typeof this.memory.shareDma === "function" && typeof this.memory.shareDoorbells === "function";
+  }
+
+  /** How another thread reaches queue `qid`'s rings reserved with {@link reserveQueue}. */
+  shareRing(qid: number, r: ReservedQueue): SharedPcieRing {
+    const t = this.memory;
+    if (!t.shareDma || !t.shareDoorbells) throw new InvalidArgumentError(`${t.name} cannot share queues with other threads`);
+    return {
+      qid,
+      depth: r.depth,
+      pageSize: this.#pageSize,
+      doorbellStride: this.#cap!.doorbellStride,
+      prpPages: r.prpPages,
+      sq: t.shareDma(r.sq),
+      cq: t.shareDma(r.cq),
+      prp: r.prp ? t.shareDma(r.prp) : null,
+      doorbells: t.shareDoorbells(),
+    };
   }
 
   /** Keep `memory` and the doorbell page mapped for a thread that may still touch them. */
