@@ -320,6 +320,8 @@ export class FabricOps implements TransportOps {
   #cntlid = 0;
   #inCapsule = 0;
   #stopKeepAlive: (() => void) | null = null;
+  /** The connection under each queue pair (a pair's ring is replaced on reconnect). */
+  readonly #rings = new Map<QueuePair, FabricRing>();
 
   /** Operations on `t` with the controller's options. */
   constructor(t: FabricTransport, opts: Required<ControllerOptions>) {
@@ -354,6 +356,7 @@ export class FabricOps implements TransportOps {
         throw new SetupError("unsupported-controller", "controller does not support the NVM command set (CAP.CSS)");
       }
       this.#admin = admin;
+      this.#rings.set(admin, ring);
       return { cap, pageSize: 4096, cntlid: this.#cntlid };
     } catch (e) {
       admin.close();
@@ -364,7 +367,7 @@ export class FabricOps implements TransportOps {
   /** The admin connection opened by {@link connectAdmin}; its loss now starts the host's recovery. */
   adminQueue(host: OpsHost): QueuePair {
     this.#host = host;
-    (this.#a.queueRing as FabricRing).onLost = host.lost;
+    this.#rings.get(this.#a)!.onLost = host.lost;
     return this.#a;
   }
 
@@ -409,6 +412,7 @@ export class FabricOps implements TransportOps {
       throw e;
     }
     ring.onLost = host.lost;
+    this.#rings.set(qp, ring);
     return qp;
   }
 
@@ -417,6 +421,7 @@ export class FabricOps implements TransportOps {
     const r = await this.memory.openRing(q.qid, q.depth, this.#limits());
     r.onLost = (e) => q.reset(e);
     q.replaceRing(r);
+    this.#rings.set(q, r);
     await new FabricCommands(q, opts).connect(this.memory, this.#cntlid);
   }
 
@@ -460,7 +465,7 @@ export class FabricOps implements TransportOps {
   async teardown(queues: QueuePair[], err: NvmeError, nssr: boolean): Promise<void> {
     if (nssr) await new FabricCommands(this.#a, HELD).propertySet(Reg.NSSR, NSSR_RESET).catch(() => {});
     for (const q of queues) {
-      const r = q.queueRing as FabricRing;
+      const r = this.#rings.get(q)!;
       r.onLost = null;
       r.close(); // first: no data lands in the commands' memory once they are failed
       q.reset(err);
@@ -473,6 +478,7 @@ export class FabricOps implements TransportOps {
     const ring = await this.memory.openRing(0, a.depth, { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer: a.maxPrpTransfer });
     ring.onLost = (e) => a.reset(e);
     a.replaceRing(ring);
+    this.#rings.set(a, ring);
     const f = new FabricCommands(a, opts);
     this.#cntlid = await f.connect(this.memory, CNTLID_DYNAMIC);
     await f.propertySet(Reg.CC, FABRIC_CC);
@@ -481,7 +487,7 @@ export class FabricOps implements TransportOps {
 
   /** Every connection's loss starts the host's recovery again. */
   recovered(queues: QueuePair[]): void {
-    for (const q of queues) (q.queueRing as FabricRing).onLost = this.#host!.lost;
+    for (const q of queues) this.#rings.get(q)!.onLost = this.#host!.lost;
   }
 
   /** Keep Alive at KATO/2 (none when KATO is 0); a timed-out one is an admin timeout, recovered as any. */
