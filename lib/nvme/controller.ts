@@ -697,6 +697,7 @@ export class Controller {
    * Send an admin command. With `dataIova`, the command's data pointer (PRP1)
    * addresses a buffer of `dataLen` bytes (0 for a queue base address).
    * Resolves to CQE DW0; rejects with NvmeStatusError on a failed status.
+   * `opts.held`: a command of a recovery, sent while other submissions wait.
    */
   adminCommand(cmd: Sqe, dataIova = 0, dataLen = 0, timeoutMs?: number, opts?: SubmitOptions): Promise<number> {
     // The memory stays busy until the command ends, so freeing it meanwhile is deferred.
