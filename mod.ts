@@ -47,8 +47,19 @@ export {
   type Transport,
 } from "./lib/nvme/transport.ts";
 export * from "./lib/nvme/fabrics.ts";
-export { type IoCallback, QueuePair, type QueuePairConfig, type QueuePairOptions, type QueueStats, type QueueWaiter } from "./lib/nvme/queue.ts";
-export { PcieRing, type PcieRingConfig, type QueueRing } from "./lib/nvme/pcie.ts";
+export {
+  type CommandStats,
+  type Completion,
+  type IoCallback,
+  QueuePair,
+  type QueuePairConfig,
+  type QueuePairOptions,
+  type QueueStats,
+  type QueueWaiter,
+  type SubmitOptions,
+} from "./lib/nvme/queue.ts";
+export { type AdminStart, CtrlrState, type CtrlrStateName, type OpsHost, type ReservedQueue, type TransportOps } from "./lib/nvme/ops.ts";
+export { PcieRing, type PcieRingConfig, type QueueRing, type SharedPcieRing } from "./lib/nvme/pcie.ts";
 export { CommandTracker } from "./lib/nvme/tracker.ts";
 export {
   decodeIdentifyController,

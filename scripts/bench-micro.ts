@@ -11,9 +11,9 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import type { NvmeError } from "../lib/nvme/errors.ts";
-import { PcieRing, type QueueRing } from "../lib/nvme/pcie.ts";
+import { PcieRing } from "../lib/nvme/pcie.ts";
 import { QueuePair } from "../lib/nvme/queue.ts";
-import type { CommandTracker } from "../lib/nvme/tracker.ts";
+import type { CompletionSink, QueueRing } from "../lib/nvme/ring.ts";
 import { CommandTrace } from "../lib/nvme/trace.ts";
 import { dmaBuffer } from "../lib/nvme/transport.ts";
 
@@ -64,6 +64,9 @@ class InstantRing implements QueueRing {
   push(): void {
     this.#r.push();
   }
+  get flushes(): number {
+    return this.#r.flushes;
+  }
   flush(): boolean {
     const rang = this.#r.flush();
     const tailDb = this.#db[2];
@@ -81,8 +84,8 @@ class InstantRing implements QueueRing {
     }
     return rang;
   }
-  reap(t: CommandTracker): number {
-    return this.#r.reap(t);
+  reap(sink: CompletionSink): number {
+    return this.#r.reap(sink);
   }
   reset(): void {
     this.#r.reset();
@@ -98,11 +101,7 @@ function cpuNs(): number {
 }
 
 function makeQp(trace = false): QueuePair {
-  const dummy = dmaBuffer(new Uint8Array(0), 0, 0);
-  const qp = new QueuePair({
-    qid: 1, depth: DEPTH, sq: dummy, cq: dummy, prp: null, prpPagesPerSlot: 0, pageSize: 4096,
-    doorbells: new Uint32Array(0), doorbellStride: 4, defaultTimeoutMs: 30_000, ring: new InstantRing(),
-  });
+  const qp = new QueuePair({ qid: 1, defaultTimeoutMs: 30_000, ring: new InstantRing() });
   if (trace) qp.trace = new CommandTrace({ capacity: 256 });
   return qp;
 }

@@ -1,141 +1,14 @@
 /**
- * When a queue's completion pump polls, yields, or sleeps on its interrupt.
- * Modes: `poll` (today's pump: spin, then yield, then timer naps), `interrupt`
- * (sleep on the vector whenever a poll finds nothing), `adaptive` (poll while
- * completions come fast; after `spinUs` without one, arm the interrupt and
- * sleep, as QEMU's block/nvme.c and SPDK's interrupt mode do). The policy
- * takes the pump's own clock reading: it adds no clock read, no FFI call and
- * no allocation per IO, and arms at most once per idle period.
+ * The SLEEP step of a completion pump's idle policy: arm, reap once more,
+ * sleep on the interrupt ({@link sleepOnIrq}). The policy itself (poll /
+ * interrupt / adaptive, {@link IdlePolicy}) is the queue pair's and lives in
+ * lib/nvme/idle.ts, so lib/nvme does not import lib/irq; its names are
+ * re-exported here for lib/irq's users.
  * @module
  */
-import { InvalidArgumentError } from "../nvme/errors.ts";
 import type { IrqWaiter } from "./waiter.ts";
 
-/** How a queue waits for completions. */
-export type WaitMode = "poll" | "interrupt" | "adaptive";
-
-/** What the pump does after a poll ({@link IdlePolicy.next}). */
-export const Idle = {
-  /** Poll again after a microtask (`await null`). */
-  SPIN: 0,
-  /** Let the event loop run once (setImmediate), then poll. */
-  YIELD: 1,
-  /** Poll mode, long idle: sleep on a timer (1 ms, 10 ms past 1 s idle), then poll. */
-  NAP: 2,
-  /** Arm the interrupt and sleep on it ({@link sleepOnIrq}), then poll. */
-  SLEEP: 3,
-} as const;
-
-/** One of the {@link Idle} actions. */
-export type IdleAction = typeof Idle[keyof typeof Idle];
-
-/** Options of {@link IdlePolicy}. */
-export interface IdlePolicyOptions {
-  /** The mode. */
-  mode: WaitMode;
-  /** Polling window after the last completion, in µs (default 500; `poll` then yields, `adaptive` sleeps). */
-  spinUs?: number;
-  /** While spinning, let the event loop run at least this often, in ms (default 2). */
-  yieldMs?: number;
-  /** `poll` mode: idle time after which the pump naps on timers, in ms (default 50). */
-  napAfterMs?: number;
-}
-
-/**
- * The pump's decision per turn. Owned by one queue's pump; state is two
- * numbers. Usage, once per pump turn (`now` = the pump's clock read, ms):
- *
- * ```ts
- * const n = reap();
- * switch (policy.next(n, now)) {
- *   case Idle.SPIN: await null; break;
- *   case Idle.YIELD: await yieldMacrotask(); policy.resumed(clock(), false); break;
- *   case Idle.NAP: await sleepMs(policy.napMs(now)); policy.resumed(clock(), false); break;
- *   case Idle.SLEEP: {
- *     const woke = await sleepOnIrq(irq, reap, untilNextDeadlineMs);
- *     policy.resumed(clock(), woke);
- *   }
- * }
- * ```
- */
-export class IdlePolicy {
-  /** The mode. */
-  readonly mode: WaitMode;
-  /** Polling window after the last completion, in µs. */
-  spinUs: number;
-  /** Longest spin without yielding to the event loop, in ms. */
-  yieldMs: number;
-  /** `poll` mode: idle ms before timer naps. */
-  napAfterMs: number;
-  #idleSince = -1;
-  #lastYield = -Infinity;
-
-  /** Make a policy; `interrupt` and `adaptive` need the queue to have an {@link IrqWaiter}. */
-  constructor(opts: IdlePolicyOptions) {
-    if (opts.mode !== "poll" && opts.mode !== "interrupt" && opts.mode !== "adaptive") {
-      throw new InvalidArgumentError(`wait mode must be poll, interrupt or adaptive, got ${String(opts.mode)}`);
-    }
-    for (const k of ["spinUs", "yieldMs", "napAfterMs"] as const) {
-      const v = opts[k];
-      if (v !== undefined && (typeof v !== "number" || !(v >= 0) || !Number.isFinite(v))) {
-        throw new InvalidArgumentError(`${k} must be a finite number >= 0, got ${String(v)}`);
-      }
-    }
-    this.mode = opts.mode;
-    this.spinUs = opts.spinUs ?? 500;
-    this.yieldMs = opts.yieldMs ?? 2;
-    this.napAfterMs = opts.napAfterMs ?? 50;
-  }
-
-  /** ms since the last completion at `now`, 0 while completions flow. */
-  idleMs(now: number): number {
-    return this.#idleSince < 0 ? 0 : now - this.#idleSince;
-  }
-
-  /** Decide after a poll that reaped `n` completions at time `now` (ms). */
-  next(n: number, now: number): IdleAction {
-    if (n > 0) this.#idleSince = -1;
-    else if (this.#idleSince < 0) this.#idleSince = now;
-    if (this.#lastYield === -Infinity) this.#lastYield = now;
-    if (n === 0) {
-      const idle = now - this.#idleSince;
-      if (this.mode === "interrupt") return Idle.SLEEP;
-      if (idle * 1000 >= this.spinUs) {
-        if (this.mode === "adaptive") return Idle.SLEEP;
-        return idle > this.napAfterMs ? Idle.NAP : Idle.YIELD;
-      }
-    }
-    return now - this.#lastYield > this.yieldMs ? Idle.YIELD : Idle.SPIN;
-  }
-
-  /** Timer nap for {@link Idle.NAP} at `now`: 1 ms, 10 ms once idle for over a second. */
-  napMs(now: number): number {
-    return this.idleMs(now) > 1000 ? 10 : 1;
-  }
-
-  /**
-   * New work after a pause (the pump starts again for a new submission): the
-   * polling window starts over at the next empty poll instead of counting the
-   * pause as idle time, which would send a QD1 caller straight to a sleep or
-   * a nap after every gap between its commands. No clock read.
-   */
-  restart(): void {
-    this.#idleSince = -1;
-    // The yield clock too: a stale one made the first checkpoint of every run yield to the event
-    // loop (a setImmediate: ~0.5-1 ms in the TCG guest) before the device had time to answer.
-    this.#lastYield = -Infinity;
-  }
-
-  /**
-   * The pump ran again at `now` after a YIELD, NAP or SLEEP. `woke`: an
-   * interrupt (or completions) ended the sleep, so polling starts a new
-   * window: completions tend to come in bursts.
-   */
-  resumed(now: number, woke: boolean): void {
-    this.#lastYield = now;
-    if (woke) this.#idleSince = -1;
-  }
-}
+export { Idle, type IdleAction, IdlePolicy, type IdlePolicyOptions, type WaitMode } from "../nvme/idle.ts";
 
 /**
  * The SLEEP step, with no lost wake-up: arm (snapshot the interrupt count),

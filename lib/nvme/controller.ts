@@ -1,29 +1,16 @@
 /**
- * Generic controller logic over any transport: reset, admin queue, enable,
- * identify, IO queue creation, recovery, shutdown. Over a memory-mapped
- * {@link Transport} (PCIe, the software controller) registers are MMIO and IO
- * queues are made with Create IO CQ/SQ; over a {@link FabricTransport}
- * (NVMe/TCP) registers are properties (Property Get/Set), every queue is a
- * connection bound with Fabrics Connect, Keep Alive runs at KATO/2, and
- * recovery is a reconnect with backoff until the loss timeout. Nothing here
- * knows PCIe or TCP.
+ * The generic controller over any transport: the bring-up sequence (named
+ * states, as SPDK's `nvme_ctrlr_state`: {@link CtrlrState}), recovery,
+ * identify and namespaces, queues owned by other threads, shutdown. Every
+ * step that depends on how the controller is reached is a call to its
+ * {@link TransportOps}: lib/nvme/pcie.ts for memory-mapped transports (VFIO,
+ * the software controller), lib/nvme/fabrics.ts for fabrics (NVMe/TCP).
+ * Nothing here knows registers beyond CAP/VS/CSTS decoding, queue creation
+ * commands, doorbells, Connect or properties.
  * @module
  */
-import {
-  abortCmd,
-  activeNsListCmd,
-  createIoCqCmd,
-  createIoSqCmd,
-  deleteIoCqCmd,
-  deleteIoSqCmd,
-  identifyControllerCmd,
-  identifyNamespaceCmd,
-  setNumQueuesCmd,
-  type Sqe,
-  sqe,
-} from "./command.ts";
-import { CNTLID_DYNAMIC, DISCOVERY_NQN } from "./fabrics.ts";
-import { fabricConnect, fabricPair, propGet, propSet, waitReadyFabric } from "./fabric-queue.ts";
+import { abortCmd, activeNsListCmd, identifyControllerCmd, identifyNamespaceCmd, setNumQueuesCmd, type Sqe } from "./command.ts";
+import { DISCOVERY_NQN, FabricOps } from "./fabrics.ts";
 import {
   ConnectionLostError,
   ControllerFatalError,
@@ -35,27 +22,16 @@ import {
   OutOfResourcesError,
   SetupError,
 } from "./errors.ts";
-import { unrefTimer } from "../ffi/mod.ts";
 import { decodeIdentifyController, decodeNsidList, type IdentifyController, NSID_LIST_ENTRIES } from "./identify.ts";
 import { adminTransfer } from "./transfer.ts";
-import { prpListPages } from "./prp.ts";
-import { QueuePair } from "./queue.ts";
-import {
-  AdminOpc,
-  type Cap,
-  CAP_CSS_IOCS,
-  CC,
-  CC_CSS_ALL,
-  ccValue,
-  CQE_SIZE,
-  CSTS,
-  decodeCap,
-  decodeVersion,
-  NSSR_RESET,
-  Reg,
-  SQE_SIZE,
-} from "./spec.ts";
-import { type DmaBuffer, detachView, type FabricRing, type FabricTransport, isFabric, type Transport } from "./transport.ts";
+import { CtrlrState, type CtrlrStateName, type OpsHost, type ReservedQueue, type TransportOps } from "./ops.ts";
+import { PcieOps, type SharedPcieRing } from "./pcie.ts";
+import type { QueuePair, SubmitOptions } from "./queue.ts";
+import { type Cap, decodeVersion, Reg } from "./spec.ts";
+import { type DmaBuffer, detachView, type FabricTransport, isFabric, type Transport } from "./transport.ts";
+import { clearInterval, setInterval } from "node:timers";
+
+export { CtrlrState, type CtrlrStateName };
 
 /** Tunables for bringing a controller up. */
 export interface ControllerOptions {
@@ -129,13 +105,9 @@ export interface RemoteQueue {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/**
- * PRP list pages one command slot needs for `bytes`, counted for the worst
- * dword-aligned start (4 bytes before a page boundary: the most pages touched).
- */
-function prpPagesFor(bytes: number, pageSize: number): number {
-  return prpListPages(pageSize - 4, bytes, pageSize);
-}
+/** Commands of a recovery: they go through while the queues hold every other submission. */
+const HELD: SubmitOptions = { held: true };
+const NOT_HELD: SubmitOptions = {};
 
 const OPTION_RULES: Record<keyof ControllerOptions, { min: number; max: number; integer: boolean }> = {
   ioQueues: { min: 1, max: 65535, integer: true },
@@ -150,15 +122,6 @@ const OPTION_RULES: Record<keyof ControllerOptions, { min: number; max: number; 
   reconnectDelayMs: { min: 0, max: 2 ** 31 - 1, integer: false },
   ctrlLossTimeoutMs: { min: 0, max: 2 ** 31 - 1, integer: false },
 };
-
-/** Entries in a fabric admin queue (Linux: NVME_AQ_DEPTH 32). */
-const FABRIC_ADMIN_DEPTH = 32;
-/** Data a fabric admin command carries in its capsule (Linux: 8 KiB). */
-const FABRIC_ADMIN_IN_CAPSULE = 8192;
-/** nvmet reports MDTS 0 (no limit) yet refuses SGLs over 4 MiB. */
-const FABRIC_MAX_TRANSFER = 4 << 20;
-/** CC as Linux writes it on fabrics before enabling: CSS NVM, MPS 4 KiB, IOSQES 6, IOCQES 4. */
-const FABRIC_CC = ccValue(4096, 6, 4, 0) & ~CC.EN;
 
 /** Check controller options; throws InvalidArgumentError before anything touches a device. */
 export function validateControllerOptions(options: unknown): void {
@@ -180,6 +143,7 @@ export function validateControllerOptions(options: unknown): void {
   }
 }
 
+
 /** A controller that has been reset, enabled and identified. */
 export class Controller {
   /** The transport it runs over: memory-mapped (PCIe, the software controller) or a fabric. */
@@ -190,8 +154,6 @@ export class Controller {
   cntlid = 0;
   /** Decoded CAP. */
   readonly cap: Cap;
-  /** NVMe version from VS, e.g. "1.4.0". */
-  readonly version: string;
   /** Memory page size in use (CC.MPS). */
   readonly pageSize: number;
   /** Admin queue pair. */
@@ -206,40 +168,18 @@ export class Controller {
   maxTransferBytes = 0;
   /** Options in force. */
   readonly options: Required<ControllerOptions>;
-  readonly #dma = new Set<DmaBuffer>();
-  #scratch: DmaBuffer;
-  #closed = false;
-
-  private constructor(
-    t: Transport | FabricTransport,
-    cap: Cap,
-    version: string,
-    pageSize: number,
-    opts: Required<ControllerOptions>,
-    fabricAdmin: QueuePair | null = null,
-  ) {
-    this.transport = t;
-    this.fabric = isFabric(t) ? t : null;
-    this.cap = cap;
-    this.version = version;
-    this.pageSize = pageSize;
-    this.options = opts;
-    this.#scratch = this.#alloc(4096);
-    const depth = Math.min(opts.adminQueueDepth, cap.mqes, 4096);
-    // PRP list pages for admin transfers too (firmware images, large logs), up to the transfer cap.
-    this.admin = fabricAdmin ?? this.#makePair(0, depth, prpPagesFor(opts.maxTransferBytes, pageSize), opts.adminTimeoutMs);
-    this.#watch(this.admin);
-  }
-
-  /** The memory-mapped transport; only called on paths a fabric controller never takes. */
-  get #mmio(): Transport {
-    return this.transport as Transport;
-  }
-
   /** Set once the controller is gone or could not be recovered; every queue was failed with it. */
   failed: NvmeError | null = null;
   /** Controller resets done to recover from faults. */
   resets = 0;
+  readonly #ops: TransportOps;
+  readonly #dma = new Set<DmaBuffer>();
+  #scratch: DmaBuffer;
+  #closed = false;
+  /** Shutdown asked while a fabric waits out its reconnect delay: stop waiting. */
+  #closing = false;
+  #state: CtrlrStateName = CtrlrState.CONNECT_ADMIN;
+  #version = "";
   #recovering: Promise<void> | null = null;
   readonly #resetTimes: number[] = [];
   /** IO queues the controller granted (Set Features Number of Queues). */
@@ -247,7 +187,62 @@ export class Controller {
   /** IO queues asked for at start-up (asked again after each reset). */
   #requested = 0;
   readonly #remote = new Map<number, RemoteQueue>();
+  readonly #reserved = new Set<number>();
   #healthTimer: ReturnType<typeof setInterval> | null = null;
+
+  private constructor(t: Transport | FabricTransport, ops: TransportOps, cap: Cap, pageSize: number, cntlid: number, opts: Required<ControllerOptions>) {
+    this.transport = t;
+    this.fabric = isFabric(t) ? t : null;
+    this.#ops = ops;
+    this.cap = cap;
+    this.pageSize = pageSize;
+    this.cntlid = cntlid;
+    this.options = opts;
+    this.#scratch = this.#alloc(4096);
+    this.admin = ops.adminQueue(this.#host);
+    this.#watch(this.admin);
+  }
+
+  /** What the transport operations use of this controller. */
+  readonly #host: OpsHost = (() => {
+    // deno-lint-ignore no-this-alias
+    const c = this;
+    return {
+      get admin() {
+        return c.admin;
+      },
+      get id() {
+        return c.id;
+      },
+      get maxTransferBytes() {
+        return c.maxTransferBytes;
+      },
+      get recovering() {
+        return c.#recovering !== null;
+      },
+      get closed() {
+        return c.#closed;
+      },
+      get failed() {
+        return c.failed;
+      },
+      allocDma: (size: number) => c.#alloc(size),
+      adminCommand: (cmd: Sqe, dataIova?: number, dataLen?: number, timeoutMs?: number, opts?: SubmitOptions) =>
+        c.adminCommand(cmd, dataIova, dataLen, timeoutMs, opts),
+      ioVector: (qid: number) => c.ioVector(qid),
+      lost: (err: NvmeError) => c.#onLost(err),
+    };
+  })();
+
+  /** NVMe version from VS, e.g. "1.4.0" (read once the controller is enabled). */
+  get version(): string {
+    return this.#version;
+  }
+
+  /** The state of the bring-up, a recovery or the shutdown (see {@link CtrlrState}). */
+  get state(): CtrlrStateName {
+    return this.#state;
+  }
 
   /** IO queue ids the controller granted; queues beyond those at start-up are created on demand. */
   get ioQueueLimit(): number {
@@ -257,6 +252,16 @@ export class Controller {
   /** Queues owned by other threads. */
   get remoteQueues(): RemoteQueue[] {
     return [...this.#remote.values()];
+  }
+
+  /** A fabrics discovery controller (the well-known NQN): admin queue only, no IO queues. */
+  get isDiscovery(): boolean {
+    return this.fabric?.subnqn === DISCOVERY_NQN;
+  }
+
+  /** Fabrics: data an IO command carries inside its capsule (IOCCSZ × 16 − 64); 0 on PCIe. */
+  get inCapsuleBytes(): number {
+    return this.#ops.inCapsuleBytes;
   }
 
   #watch(q: QueuePair): void {
@@ -332,10 +337,17 @@ export class Controller {
   #giveUp(err: NvmeError): void {
     if (this.failed) return;
     this.failed = err;
+    this.#state = CtrlrState.FAILED;
     this.admin.fail(err);
     for (const q of this.io) q.fail(err);
     for (const r of this.#remote.values()) void r.fail(err);
     this.#stopHealthTimer();
+  }
+
+  /** A connection was lost: reconnect (in-flight commands fail with the loss). */
+  #onLost(err: NvmeError): void {
+    if (this.#closed || this.failed) return;
+    void this.#reset(err, false, false);
   }
 
   /**
@@ -380,7 +392,16 @@ export class Controller {
     if (this.#closed) throw new DeviceClosedError();
   }
 
-  /** Reset and re-create the queues; `requested` resets skip the rate limit, `nssr` resets the subsystem first. */
+  /**
+   * Reset and bring the queues back; `requested` resets skip the rate limit,
+   * `nssr` resets the subsystem first. The transport tears the controller's
+   * use of the queues down (PCIe: CC.EN = 0; fabrics: every connection
+   * closed), then the bring-up's own steps run again with held submissions:
+   * reconnect the admin queue, enable, the queue count, every IO queue. A
+   * memory-mapped controller that fails this gives up; a fabric retries, at
+   * once and then with a doubling delay up to reconnectDelayMs, until
+   * ctrlLossTimeoutMs has passed.
+   */
   #reset(reason: NvmeError, requested: boolean, nssr: boolean): Promise<void> {
     if (this.#recovering) return this.#recovering;
     if (this.failed || this.#closed) return Promise.resolve();
@@ -388,76 +409,106 @@ export class Controller {
     const remote = [...this.#remote.values()];
     for (const q of queues) q.pause();
     for (const r of remote) r.pause();
-    if (this.fabric) {
-      this.#recovering = this.#reconnect(reason, requested, nssr).finally(() => {
-        this.#recovering = null;
-      });
-      return this.#recovering;
-    }
-    this.#recovering = (async () => {
-      const now = performance.now();
-      if (!requested) {
-        while (this.#resetTimes.length && now - this.#resetTimes[0] > 60_000) this.#resetTimes.shift();
-        if (this.#resetTimes.length >= 3) {
-          this.#giveUp(new ControllerFatalError(`giving up after 3 resets in a minute; last: ${reason.message}`));
-          return;
-        }
-        this.#resetTimes.push(now);
-      }
-      const t = this.#mmio;
-      const inflight = new ControllerResetError(
-        requested ? reason.message : `controller reset to recover: ${reason.message}`,
-        { cause: reason },
-      );
-      if (this.admin.trace) inflight.trace = this.admin.trace.last();
-      try {
-        if (nssr) t.writeReg32(Reg.NSSR, NSSR_RESET);
-        const csts = t.readReg32(Reg.CSTS);
-        if (csts === 0xffff_ffff) throw new DeviceGoneError();
-        // A fatal controller may need more than CC.EN=0: reset the function when the transport can.
-        if (csts & CSTS.CFS && t.resetDevice) t.resetDevice();
-        try {
-          await Controller.#disable(t, this.cap);
-        } catch (e) {
-          if (!t.resetDevice || e instanceof DeviceGoneError) throw e;
-          t.resetDevice();
-          await Controller.#disable(t, this.cap);
-        }
-        for (const q of queues) q.reset(inflight);
-        // Every owner must have zeroed its rings before the queues exist on the device again.
-        await Promise.all(remote.map((r) => r.reset(inflight)));
-        this.admin.resume();
-        await this.#enable();
-        const want = this.#requested;
-        if (want > 0) {
-          const dw0 = await this.adminCommand(setNumQueuesCmd(want, want));
-          if (Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1) < this.io.length + this.#remote.size) {
-            throw new ControllerFatalError("controller granted fewer IO queues after reset");
-          }
-        }
-        for (const q of this.io) {
-          await this.#createOnDevice(q);
-          q.resume();
-        }
-        for (const r of this.#remote.values()) {
-          await this.#createQueue(r.qid, r.depth, r.sq, r.cq);
-          r.resume();
-        }
-        if (!requested) this.resets++;
-      } catch (e) {
-        const err = e instanceof NvmeError ? e : new ControllerFatalError(`reset failed: ${String(e)}`);
-        this.#giveUp(err instanceof DeviceGoneError ? err : new ControllerFatalError(`recovery failed: ${err.message}`, { cause: reason }));
-      }
-    })().finally(() => {
+    this.#recovering = this.#recover(reason, requested, nssr, queues, remote).finally(() => {
       this.#recovering = null;
     });
     return this.#recovering;
   }
 
+  async #recover(reason: NvmeError, requested: boolean, nssr: boolean, queues: QueuePair[], remote: RemoteQueue[]): Promise<void> {
+    const ops = this.#ops;
+    // Only a memory-mapped controller is rate limited: a fabric has its loss timeout.
+    if (!requested && !ops.fabric) {
+      const now = performance.now();
+      while (this.#resetTimes.length && now - this.#resetTimes[0] > 60_000) this.#resetTimes.shift();
+      if (this.#resetTimes.length >= 3) {
+        this.#giveUp(new ControllerFatalError(`giving up after 3 resets in a minute; last: ${reason.message}`));
+        return;
+      }
+      this.#resetTimes.push(now);
+    }
+    const inflight = reason instanceof ConnectionLostError ? reason : new ControllerResetError(
+      requested ? reason.message : `controller reset to recover: ${reason.message}`,
+      { cause: reason },
+    );
+    if (this.admin.trace && inflight instanceof ControllerResetError) inflight.trace = this.admin.trace.last();
+    this.#state = CtrlrState.RESETTING;
+    ops.keepAlive(false);
+    const start = performance.now();
+    let delay = Math.min(100, this.options.reconnectDelayMs);
+    let err: NvmeError = inflight;
+    let first = true;
+    for (;;) {
+      if (ops.fabric && (this.#closing || this.#closed)) return this.#giveUp(new DeviceClosedError());
+      try {
+        this.#state = CtrlrState.RESETTING;
+        await ops.teardown(queues, err, first && nssr);
+        if (first) {
+          // Every owner must have zeroed its rings before the queues exist on the device again.
+          await Promise.all(remote.map((r) => r.reset(inflight)));
+        }
+        first = false;
+        await this.#restart(remote);
+        if (!requested) this.resets++;
+        ops.keepAlive(true);
+        this.#state = CtrlrState.READY;
+        return;
+      } catch (e) {
+        if (!ops.fabric) {
+          const err = e instanceof NvmeError ? e : new ControllerFatalError(`reset failed: ${String(e)}`);
+          return this.#giveUp(
+            err instanceof DeviceGoneError
+              ? err
+              : new ControllerFatalError(`recovery failed (${this.#state}): ${err.message}`, { cause: reason }),
+          );
+        }
+        first = false;
+        err = e instanceof NvmeError ? e : new ConnectionLostError(String(e));
+        const elapsed = performance.now() - start;
+        if (elapsed + delay > this.options.ctrlLossTimeoutMs) {
+          await ops.teardown(queues, err, false);
+          return this.#giveUp(
+            new ConnectionLostError(`gave up reconnecting to ${this.transport.name} after ${Math.round(elapsed)} ms: ${err.message}`, {
+              cause: err,
+            }),
+          );
+        }
+        await ops.teardown(queues, err, false);
+        const until = performance.now() + delay;
+        while (performance.now() < until && !this.#closing) await sleep(Math.min(50, delay));
+        delay = Math.min(delay * 2, Math.max(this.options.reconnectDelayMs, 1));
+      }
+    }
+  }
+
+  /** One attempt at the bring-up's steps again, every command held: admin queue, enable, queue count, IO queues. */
+  async #restart(remote: RemoteQueue[]): Promise<void> {
+    const ops = this.#ops;
+    this.#state = CtrlrState.CONNECT_ADMIN;
+    const cntlid = await ops.reconnectAdmin(HELD);
+    if (cntlid !== null) this.cntlid = cntlid;
+    await this.#enable(HELD);
+    const want = this.#requested;
+    if (want > 0) {
+      this.#state = CtrlrState.SET_NUM_QUEUES;
+      const dw0 = await this.adminCommand(setNumQueuesCmd(want, want), 0, 0, undefined, HELD);
+      if (Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1) < this.io.length + this.#remote.size) {
+        throw new ControllerFatalError(`controller granted fewer IO queues after ${ops.fabric ? "reconnect" : "reset"}`);
+      }
+    }
+    this.#state = CtrlrState.CREATE_IO_QUEUES;
+    for (const q of this.io) await ops.restoreIoQueue(q, HELD);
+    for (const r of remote) if (this.#remote.has(r.qid)) await ops.createRemoteQueue(r.qid, r.depth, r.sq, r.cq, HELD);
+    const queues = [this.admin, ...this.io];
+    ops.recovered(queues);
+    for (const q of queues) q.resume();
+    for (const r of remote) if (this.#remote.has(r.qid)) r.resume();
+  }
+
   /**
    * Reset and enable the controller behind `t`, identify it and create IO
    * queues; over a fabric, connect the admin queue first and each IO queue
-   * as a connection of its own.
+   * as a connection of its own. A failure names the state it happened in.
    */
   static async init(t: Transport | FabricTransport, options: ControllerOptions = {}): Promise<Controller> {
     validateControllerOptions(options);
@@ -474,69 +525,39 @@ export class Controller {
       reconnectDelayMs: options.reconnectDelayMs ?? 10_000,
       ctrlLossTimeoutMs: options.ctrlLossTimeoutMs ?? 600_000,
     };
-    if (isFabric(t)) return await Controller.#initFabric(t, opts);
-    const capRaw = t.readReg64(Reg.CAP);
-    if (capRaw === 0xffff_ffff_ffff_ffffn) throw new DeviceGoneError("CAP reads all ones: the device is not responding");
-    const cap = decodeCap(capRaw);
-    if ((cap.css & 1) === 0) {
-      throw new SetupError("unsupported-controller", "controller does not support the NVM command set (CAP.CSS)");
-    }
-    let pageSize = Math.min(Math.max(t.hostPageSize, cap.mpsMin), cap.mpsMax);
-    if (pageSize % t.hostPageSize !== 0) pageSize = cap.mpsMin;
-    if (cap.mpsMin > t.hostPageSize) {
-      throw new SetupError(
-        "unsupported-controller",
-        `controller's minimum page size ${cap.mpsMin} exceeds the host page size ${t.hostPageSize}`,
-      );
-    }
-    const version = decodeVersion(t.readReg32(Reg.VS));
-    await Controller.#disable(t, cap);
-    const c = new Controller(t, cap, version, pageSize, opts);
+    const ops: TransportOps = isFabric(t) ? new FabricOps(t, opts) : new PcieOps(t, opts);
+    let start;
     try {
-      await c.#enable();
-      await c.#identify();
-      await c.#createIoQueues();
+      start = await ops.connectAdmin();
     } catch (e) {
+      throw inState(e, CtrlrState.CONNECT_ADMIN);
+    }
+    const c = new Controller(t, ops, start.cap, start.pageSize, start.cntlid, opts);
+    try {
+      await c.#enable(NOT_HELD);
+      c.#state = CtrlrState.READ_VS;
+      c.#version = decodeVersion(Number(await ops.readRegister(Reg.VS, false)));
+      c.#state = CtrlrState.IDENTIFY;
+      await c.#identify();
+      ops.keepAlive(true);
+      await c.#createIoQueues();
+      c.#state = CtrlrState.READY;
+      return c;
+    } catch (e) {
+      const state = c.#state;
+      c.#closed = true;
+      ops.keepAlive(false);
+      for (const q of c.io) q.close();
+      c.admin.close();
       c.#freeAll();
-      throw e;
-    }
-    return c;
-  }
-
-  static async #disable(t: Transport, cap: Cap): Promise<void> {
-    const cc = t.readReg32(Reg.CC);
-    if (cc & CC.EN) t.writeReg32(Reg.CC, cc & ~CC.EN);
-    await Controller.#waitReady(t, cap, false);
-  }
-
-  static async #waitReady(t: Transport, cap: Cap, ready: boolean): Promise<void> {
-    const deadline = performance.now() + Math.max(cap.timeoutMs, 500);
-    for (;;) {
-      const csts = t.readReg32(Reg.CSTS);
-      if (csts === 0xffff_ffff) throw new DeviceGoneError("CSTS reads all ones: the device is not responding");
-      if (ready && csts & CSTS.CFS) throw new ControllerFatalError("controller fatal status (CSTS.CFS) during enable");
-      if (((csts & CSTS.RDY) !== 0) === ready) return;
-      if (performance.now() > deadline) {
-        throw new ControllerFatalError(
-          `controller did not become ${ready ? "ready" : "disabled"} within CAP.TO (${cap.timeoutMs} ms)`,
-        );
-      }
-      await sleep(1);
+      throw inState(e, state);
     }
   }
 
-  async #enable(): Promise<void> {
-    const t = this.#mmio;
-    const a = this.admin;
-    t.writeReg32(Reg.AQA, (((a.depth - 1) << 16) | (a.depth - 1)) >>> 0);
-    t.writeReg64(Reg.ASQ, BigInt(this.#adminMem[0].iova));
-    t.writeReg64(Reg.ACQ, BigInt(this.#adminMem[1].iova));
-    // As Linux does: with CAP.CSS "IO command sets", enable all of them (zoned too), not only NVM.
-    t.writeReg32(Reg.CC, ccValue(this.pageSize, 6, 4, this.cap.css & CAP_CSS_IOCS ? CC_CSS_ALL : 0));
-    await Controller.#waitReady(t, this.cap, true);
+  async #enable(opts: SubmitOptions): Promise<void> {
+    this.#state = CtrlrState.ENABLE;
+    await this.#ops.enable(opts);
   }
-
-  #adminMem: DmaBuffer[] = [];
 
   async #identify(): Promise<void> {
     this.identifyData = await this.identify(identifyControllerCmd());
@@ -547,28 +568,27 @@ export class Controller {
       throw new SetupError("unsupported-controller", `controller does not accept 64-byte SQEs / 16-byte CQEs`);
     }
     const mdtsBytes = mdts === 0 ? Infinity : this.cap.mpsMin * 2 ** mdts;
-    this.maxTransferBytes = Math.min(mdtsBytes, this.options.maxTransferBytes);
+    this.maxTransferBytes = this.#ops.identified(id, Math.min(mdtsBytes, this.options.maxTransferBytes));
   }
 
+  /** Set Features Number of Queues, then the IO queues the options ask for, as the transport makes them. */
   async #createIoQueues(): Promise<void> {
-    const want = Math.max(1, this.options.maxIoQueues);
+    const want = this.#ops.ioQueuesToRequest();
+    if (want === 0) return;
+    this.#state = CtrlrState.SET_NUM_QUEUES;
     const dw0 = await this.adminCommand(setNumQueuesCmd(want, want));
     this.#requested = want;
     this.#granted = Math.min(want, (dw0 & 0xffff) + 1, (dw0 >>> 16) + 1);
-    const granted = Math.min(this.#granted, Math.max(1, this.options.ioQueues));
-    const depth = Math.max(2, Math.min(this.options.ioQueueDepth, this.cap.mqes, 65536));
-    const prpPages = prpPagesFor(this.maxTransferBytes, this.pageSize);
-    for (let qid = 1; qid <= granted; qid++) {
-      const qp = this.#makePair(qid, depth, prpPages, this.options.ioTimeoutMs);
+    const count = Math.min(this.#granted, Math.max(1, this.options.ioQueues));
+    this.#state = CtrlrState.CREATE_IO_QUEUES;
+    for (let qid = 1; qid <= count; qid++) {
+      const qp = await this.#ops.createIoQueue(qid);
       this.#watch(qp);
-      await this.#createOnDevice(qp);
       this.io.push(qp);
     }
-    // PRP list capacity may cap the transfer further.
+    // The ring's capacity (PRP list pages on PCIe) may cap the transfer further.
     if (this.io.length) this.maxTransferBytes = Math.min(this.maxTransferBytes, this.io[0].maxPrpTransfer);
   }
-
-  #ioMem = new Map<number, DmaBuffer[]>();
 
   /**
    * The interrupt vector IO queue `qid` signals, or -1 when IO queues are polled.
@@ -594,46 +614,6 @@ export class Controller {
     return v + (n - 1) > Math.max(this.#granted, this.io.length);
   }
 
-  /** Create IO queue pair `q` on the controller (its CQ first), on the memory it already owns. */
-  async #createOnDevice(q: QueuePair): Promise<void> {
-    const [sq, cq] = this.#ioMem.get(q.qid)!;
-    await this.#createQueue(q.qid, q.depth, sq, cq);
-  }
-
-  /** Create CQ then SQ `qid` on rings `sq`/`cq`, with the queue's interrupt vector when there are any. */
-  async #createQueue(qid: number, depth: number, sq: DmaBuffer, cq: DmaBuffer): Promise<void> {
-    const iv = this.ioVector(qid);
-    await this.adminCommand(createIoCqCmd(qid, depth, iv >= 0, Math.max(iv, 0)), cq.iova, 0);
-    try {
-      await this.adminCommand(createIoSqCmd(qid, depth, qid), sq.iova, 0);
-    } catch (e) {
-      await this.adminCommand(deleteIoCqCmd(qid), 0, 0, 5000).catch(() => {});
-      throw e;
-    }
-  }
-
-  #makePair(qid: number, depth: number, prpPages: number, timeoutMs: number): QueuePair {
-    const sq = this.#alloc(depth * SQE_SIZE);
-    const cq = this.#alloc(depth * CQE_SIZE);
-    const slots = depth - 1;
-    const prp = prpPages > 0 ? this.#alloc(slots * prpPages * this.pageSize) : null;
-    if (qid === 0) this.#adminMem = [sq, cq];
-    else this.#ioMem.set(qid, [sq, cq]);
-    return new QueuePair({
-      qid,
-      depth,
-      sq,
-      cq,
-      prp,
-      prpPagesPerSlot: prpPages,
-      pageSize: this.pageSize,
-      doorbells: this.#mmio.doorbells(),
-      doorbellStride: this.cap.doorbellStride,
-      defaultTimeoutMs: timeoutMs,
-      pollSpinUs: this.options.pollSpinUs,
-    });
-  }
-
   #alloc(size: number): DmaBuffer {
     const b = this.transport.allocDma(size);
     this.#dma.add(b);
@@ -656,21 +636,27 @@ export class Controller {
     if (qid > this.#granted) {
       throw new OutOfResourcesError(`the controller granted ${this.#granted} IO queues and all are in use`);
     }
-    const d = Math.max(2, Math.min(depth, this.cap.mqes, 65536));
-    const prpPages = prpPagesFor(this.maxTransferBytes, this.pageSize);
-    const sq = this.#alloc(d * SQE_SIZE), cq = this.#alloc(d * CQE_SIZE);
-    const prp = prpPages > 0 ? this.#alloc((d - 1) * prpPages * this.pageSize) : null;
+    const r = this.#ops.reserveQueue(depth);
     this.#reserved.add(qid);
-    return { qid, depth: d, sq, cq, prp, prpPages };
+    return { qid, ...r };
   }
 
-  readonly #reserved = new Set<number>();
+  /** True when queues can be owned by other threads (a memory-mapped transport that shares its memory). */
+  get canShareQueues(): boolean {
+    return this.#ops instanceof PcieOps && this.#ops.canShare;
+  }
 
-  /** Create a reserved queue on the device (CQ, then SQ) and take over its recovery. */
+  /** How another thread reaches the rings of queue `r` from {@link reserveQueue} (see {@link canShareQueues}). */
+  shareQueue(r: ReservedQueue & { qid: number }): SharedPcieRing {
+    if (!(this.#ops instanceof PcieOps)) throw new NvmeError("EUNSUPPORTED", "queues owned by Workers need a memory-mapped controller");
+    return this.#ops.shareRing(r.qid, r);
+  }
+
+  /** Create a reserved queue on the device and take over its recovery. */
   async addRemote(r: RemoteQueue): Promise<void> {
     if (this.#recovering) await this.#recovering;
     if (this.#closed || this.failed) throw this.failed ?? new DeviceClosedError();
-    await this.#createQueue(r.qid, r.depth, r.sq, r.cq);
+    await this.#ops.createRemoteQueue(r.qid, r.depth, r.sq, r.cq);
     this.#reserved.delete(r.qid);
     this.#remote.set(r.qid, r);
     // Nobody polls on this thread for the owner's commands: watch CSTS here.
@@ -678,7 +664,7 @@ export class Controller {
       this.#healthTimer = setInterval(() => {
         if (!this.#recovering) this.#checkCsts();
       }, 100);
-      unrefTimer(this.#healthTimer);
+      this.#healthTimer.unref();
     }
   }
 
@@ -694,8 +680,7 @@ export class Controller {
     let deleted = false;
     if (!this.#closed && !this.failed) {
       try {
-        await this.adminCommand(deleteIoSqCmd(r.qid), 0, 0, 5000);
-        await this.adminCommand(deleteIoCqCmd(r.qid), 0, 0, 5000);
+        await this.#ops.deleteIoQueue(r.qid);
         deleted = true;
       } catch {
         // Left mapped: transport.close() unmaps it once the device is shut down.
@@ -713,8 +698,9 @@ export class Controller {
    * Send an admin command. With `dataIova`, the command's data pointer (PRP1)
    * addresses a buffer of `dataLen` bytes (0 for a queue base address).
    * Resolves to CQE DW0; rejects with NvmeStatusError on a failed status.
+   * `opts.held`: a command of a recovery, sent while other submissions wait.
    */
-  adminCommand(cmd: Sqe, dataIova = 0, dataLen = 0, timeoutMs?: number): Promise<number> {
+  adminCommand(cmd: Sqe, dataIova = 0, dataLen = 0, timeoutMs?: number, opts?: SubmitOptions): Promise<number> {
     // The memory stays busy until the command ends, so freeing it meanwhile is deferred.
     let ref: DmaBuffer | null = null;
     if (dataIova !== 0) {
@@ -731,9 +717,9 @@ export class Controller {
       // Queue base: PRP1 only.
       cmd[6] = dataIova % 0x1_0000_0000;
       cmd[7] = Math.floor(dataIova / 0x1_0000_0000);
-      return this.admin.submit(cmd, 0, 0, timeoutMs, ref);
+      return this.admin.submit(cmd, 0, 0, timeoutMs, ref, opts);
     }
-    return this.admin.submit(cmd, dataIova, dataLen, timeoutMs, ref);
+    return this.admin.submit(cmd, dataIova, dataLen, timeoutMs, ref, opts);
   }
 
   /** The live DMA buffer from {@link allocDma} that contains `iova`, else null (admin path only: a linear scan). */
@@ -788,36 +774,36 @@ export class Controller {
 
   readonly #unmap = (b: DmaBuffer): void => this.transport.freeDma(b);
 
-  /**
-   * Read CSTS and throw if the controller is gone or fatal. Over a fabric
-   * CSTS is a Property Get away: a lost connection or keep-alive starts
-   * recovery instead, so this only reports a controller that was given up.
-   */
+  /** Throw if the controller is gone or fatal (PCIe reads CSTS; a fabric reports a controller that was given up). */
   checkHealth(): void {
-    if (this.fabric) {
-      if (this.failed) throw this.failed;
-      return;
-    }
-    const csts = this.#mmio.readReg32(Reg.CSTS);
-    if (csts === 0xffff_ffff) throw new DeviceGoneError();
-    if (csts & CSTS.CFS) throw new ControllerFatalError("controller fatal status (CSTS.CFS)");
+    this.#ops.checkHealth();
+  }
+
+  /**
+   * Read a controller register: MMIO on a memory-mapped transport, Property
+   * Get over a fabric.
+   */
+  readRegister(offset: number, eightBytes = false): Promise<bigint> {
+    return this.#ops.readRegister(offset, eightBytes);
   }
 
   /**
    * Delete IO queues, notify a normal shutdown (CC.SHN) and wait for
    * CSTS.SHST = complete, fail anything still in flight, free DMA memory.
+   * Over a fabric, closing a queue's connection deletes it.
    */
   async shutdown(reason: NvmeError | null = null): Promise<void> {
     if (this.#closed) return;
+    const ops = this.#ops;
     if (this.#recovering) {
       // A fabric may be waiting out its loss timeout: stop that rather than wait for it.
-      if (this.fabric) this.#closing = true;
+      if (ops.fabric) this.#closing = true;
       await this.#recovering;
     }
     this.#closed = true;
-    if (this.fabric) return await this.#shutdownFabric(reason);
-    const t = this.#mmio;
-    let healthy = true;
+    this.#state = CtrlrState.SHUTDOWN;
+    ops.keepAlive(false);
+    let healthy = !this.failed && !this.admin.closed;
     try {
       this.checkHealth();
     } catch {
@@ -829,31 +815,17 @@ export class Controller {
     const remotes = [...this.#remote.values()];
     const acked = await Promise.all(remotes.map((r) => r.fail(reason ?? new DeviceClosedError())));
     remotes.forEach((r, i) => {
-      if (acked[i]) return;
-      for (const b of r.memory) t.retain?.(b);
-      t.retainDoorbells?.();
+      if (!acked[i]) ops.retain(r.memory);
     });
     if (healthy) {
       try {
         for (const q of this.io) {
           q.close();
-          await this.adminCommand(deleteIoSqCmd(q.qid), 0, 0, 5000);
-          await this.adminCommand(deleteIoCqCmd(q.qid), 0, 0, 5000);
+          await ops.deleteIoQueue(q.qid);
         }
-        for (const r of this.#remote.values()) {
-          await this.adminCommand(deleteIoSqCmd(r.qid), 0, 0, 5000);
-          await this.adminCommand(deleteIoCqCmd(r.qid), 0, 0, 5000);
-        }
+        for (const r of this.#remote.values()) await ops.deleteIoQueue(r.qid);
         this.#remote.clear();
-        const cc = t.readReg32(Reg.CC);
-        t.writeReg32(Reg.CC, ((cc & ~CC.SHN_MASK) | CC.SHN_NORMAL) >>> 0);
-        const rtd3e = this.id.rtd3e; // µs
-        const deadline = performance.now() + Math.min(Math.max(rtd3e / 1000, 5000), 60_000);
-        while ((t.readReg32(Reg.CSTS) & CSTS.SHST_MASK) !== CSTS.SHST_COMPLETE) {
-          if (performance.now() > deadline) break;
-          await sleep(1);
-        }
-        t.writeReg32(Reg.CC, t.readReg32(Reg.CC) & ~CC.EN);
+        await ops.shutdown(this.id.rtd3e);
       } catch {
         // A dying controller must not stop the host side from being released.
       }
@@ -863,249 +835,14 @@ export class Controller {
     this.#freeAll();
   }
 
-  // ---- fabrics (NVMe over TCP): Connect, properties, keep-alive, reconnect ---------------------
-
-  #closing = false;
-  #kaTimer: ReturnType<typeof setInterval> | null = null;
-  #propChain: Promise<unknown> = Promise.resolve();
-  /** Fabrics: data an IO command carries in its capsule (IOCCSZ × 16 − 64). */
-  #inCapsule = 0;
-
-  /** Connect the admin queue, enable the controller in Linux's order, identify it, connect IO queues. */
-  static async #initFabric(t: FabricTransport, opts: Required<ControllerOptions>): Promise<Controller> {
-    const maxTransfer = Math.min(opts.maxTransferBytes, FABRIC_MAX_TRANSFER);
-    const ring = await t.openRing(0, FABRIC_ADMIN_DEPTH, { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer });
-    const admin = fabricPair(0, ring, opts.adminTimeoutMs);
-    ring.onLost = (e) => admin.fail(e);
-    let c: Controller | null = null;
-    try {
-      const cntlid = await fabricConnect(t, admin, CNTLID_DYNAMIC, false);
-      // On the wire as Linux: CAP, CC without EN, CC, CAP again, CC.EN, CSTS until RDY, VS.
-      await propGet(admin, Reg.CAP, true, false);
-      await propSet(admin, Reg.CC, FABRIC_CC, false);
-      await propGet(admin, Reg.CC, false, false);
-      const cap = decodeCap(await propGet(admin, Reg.CAP, true, false));
-      if ((cap.css & 1) === 0) {
-        throw new SetupError("unsupported-controller", "controller does not support the NVM command set (CAP.CSS)");
-      }
-      await propSet(admin, Reg.CC, FABRIC_CC | CC.EN, false);
-      await waitReadyFabric(admin, cap, false);
-      const version = decodeVersion(Number(await propGet(admin, Reg.VS, false, false)));
-      c = new Controller(t, cap, version, 4096, opts, admin);
-      c.cntlid = cntlid;
-      ring.onLost = c.#onLost;
-      await c.#identify();
-      c.#checkFabricIdentity();
-      c.#startKeepAlive();
-      await c.#connectIoQueues();
-      return c;
-    } catch (e) {
-      if (c) {
-        c.#closed = true;
-        c.#stopKeepAlive();
-        for (const q of c.io) q.close();
-      }
-      admin.close();
-      if (c) c.#freeAll();
-      throw e;
-    }
-  }
-
-  /** What a fabrics host relies on in Identify Controller. */
-  #checkFabricIdentity(): void {
-    const id = this.id;
-    if (id.cntlid !== this.cntlid) {
-      throw new SetupError("unsupported-controller", `Identify cntlid ${id.cntlid} differs from Connect's ${this.cntlid}`);
-    }
-    if (id.icdoff !== 0) throw new SetupError("unsupported-controller", "ICDOFF other than 0 is not supported");
-    if ((id.sgls & 3) === 0) throw new SetupError("unsupported-controller", "controller reports no SGL support");
-    this.maxTransferBytes = Math.min(this.maxTransferBytes, FABRIC_MAX_TRANSFER);
-    this.#inCapsule = id.ioccsz >= 4 ? id.ioccsz * 16 - 64 : 0;
-  }
-
-  #ioLimits(): { inCapsuleMax: number; maxTransfer: number } {
-    return { inCapsuleMax: this.#inCapsule, maxTransfer: this.maxTransferBytes };
-  }
-
-  /** A fabrics discovery controller (the well-known NQN): admin queue only, no IO queues. */
-  get isDiscovery(): boolean {
-    return this.fabric?.subnqn === DISCOVERY_NQN;
-  }
-
-  /** Fabrics: data an IO command carries inside its capsule (IOCCSZ × 16 − 64); 0 on PCIe. */
-  get inCapsuleBytes(): number {
-    return this.#inCapsule;
-  }
-
-  /** Set Features Number of Queues, then one connection and Connect per IO queue. */
-  async #connectIoQueues(): Promise<void> {
-    const t = this.fabric!;
-    if (this.isDiscovery) return;
-    const want = Math.max(1, this.options.ioQueues);
-    const dw0 = await this.adminCommand(setNumQueuesCmd(want, want));
-    this.#requested = want;
-    this.#granted = Math.min(want, (dw0 & 0xffff) + 1, (dw0 >>> 16) + 1);
-    const depth = Math.max(2, Math.min(this.options.ioQueueDepth, this.cap.mqes, this.id.maxcmd || 0x10000));
-    for (let qid = 1; qid <= this.#granted; qid++) {
-      const ring = await t.openRing(qid, depth, this.#ioLimits());
-      const qp = fabricPair(qid, ring, this.options.ioTimeoutMs);
-      ring.onLost = (e) => qp.fail(e);
-      try {
-        await fabricConnect(t, qp, this.cntlid, false);
-      } catch (e) {
-        qp.close();
-        throw e;
-      }
-      ring.onLost = this.#onLost;
-      this.#watch(qp);
-      this.io.push(qp);
-    }
-  }
-
-  /** A connection was lost: reconnect (in-flight commands fail with the loss). */
-  readonly #onLost = (err: NvmeError): void => {
-    if (this.#closed || this.failed) return;
-    void this.#reset(err, false, false);
-  };
-
-  #startKeepAlive(): void {
-    const kato = this.fabric!.katoMs;
-    if (!(kato > 0) || this.#kaTimer) return;
-    const period = kato / 2;
-    // A Keep Alive that times out is an admin timeout: the usual recovery (here a reconnect) follows.
-    this.#kaTimer = setInterval(() => {
-      if (this.#recovering || this.#closed || this.failed) return;
-      this.admin.submit(sqe(AdminOpc.KEEP_ALIVE), 0, 0, Math.max(period, 1000)).catch(() => {});
-    }, period);
-    unrefTimer(this.#kaTimer);
-  }
-
-  #stopKeepAlive(): void {
-    if (this.#kaTimer) clearInterval(this.#kaTimer);
-    this.#kaTimer = null;
-  }
-
-  /** Close every connection of the controller and fail what was in flight on them with `err`. */
-  #dropConnections(err: NvmeError): void {
-    for (const q of [this.admin, ...this.io]) {
-      const r = q.queueRing as FabricRing;
-      r.onLost = null;
-      r.close(); // first: no data lands in the commands' memory once they are failed
-      q.reset(err);
-    }
-  }
-
-  /**
-   * Fabric recovery: every connection goes (the target forgets the
-   * controller with its admin connection), in-flight commands fail with the
-   * loss, held submissions wait; then reconnect, at once and then with a
-   * doubling delay up to reconnectDelayMs, until ctrlLossTimeoutMs has passed.
-   */
-  async #reconnect(reason: NvmeError, requested: boolean, nssr: boolean): Promise<void> {
-    const t = this.fabric!;
-    const inflight = reason instanceof ConnectionLostError ? reason : new ControllerResetError(
-      requested ? reason.message : `controller reset to recover: ${reason.message}`,
-      { cause: reason },
-    );
-    if (this.admin.trace && inflight instanceof ControllerResetError) inflight.trace = this.admin.trace.last();
-    this.#stopKeepAlive();
-    if (nssr) await propSet(this.admin, Reg.NSSR, NSSR_RESET, true).catch(() => {});
-    this.#dropConnections(inflight);
-    const start = performance.now();
-    let delay = Math.min(100, this.options.reconnectDelayMs);
-    for (;;) {
-      if (this.#closing || this.#closed) return this.#giveUp(new DeviceClosedError());
-      try {
-        await this.#connectAll();
-        if (!requested) this.resets++;
-        this.#startKeepAlive();
-        return;
-      } catch (e) {
-        const err = e instanceof NvmeError ? e : new ConnectionLostError(String(e));
-        this.#dropConnections(err);
-        const elapsed = performance.now() - start;
-        if (elapsed + delay > this.options.ctrlLossTimeoutMs) {
-          return this.#giveUp(
-            new ConnectionLostError(`gave up reconnecting to ${t.name} after ${Math.round(elapsed)} ms: ${err.message}`, {
-              cause: err,
-            }),
-          );
-        }
-        const until = performance.now() + delay;
-        while (performance.now() < until && !this.#closing) await sleep(Math.min(50, delay));
-        delay = Math.min(delay * 2, Math.max(this.options.reconnectDelayMs, 1));
-      }
-    }
-  }
-
-  /** One reconnect attempt: admin connection, Connect, enable, queue count, every IO queue's connection and Connect. */
-  async #connectAll(): Promise<void> {
-    const t = this.fabric!;
-    const a = this.admin;
-    const aring = await t.openRing(0, a.depth, { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer: a.maxPrpTransfer });
-    aring.onLost = (e) => a.reset(e);
-    a.replaceRing(aring);
-    this.cntlid = await fabricConnect(t, a, CNTLID_DYNAMIC, true);
-    await propSet(a, Reg.CC, FABRIC_CC, true);
-    await propSet(a, Reg.CC, FABRIC_CC | CC.EN, true);
-    await waitReadyFabric(a, this.cap, true);
-    const want = this.#requested;
-    if (want > 0) {
-      const dw0 = await a.submitHeld(setNumQueuesCmd(want, want));
-      if (Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1) < this.io.length) {
-        throw new ControllerFatalError("controller granted fewer IO queues after reconnect");
-      }
-    }
-    for (const q of this.io) {
-      const r = await t.openRing(q.qid, q.depth, this.#ioLimits());
-      r.onLost = (e) => q.reset(e);
-      q.replaceRing(r);
-      await fabricConnect(t, q, this.cntlid, true);
-    }
-    for (const q of [a, ...this.io]) {
-      (q.queueRing as FabricRing).onLost = this.#onLost;
-      q.resume();
-    }
-  }
-
-  /**
-   * Read a controller register: MMIO on a memory-mapped transport, Property
-   * Get over a fabric (serialized, so an 8-byte value's DW1 is its own).
-   */
-  readRegister(offset: number, eightBytes = false): Promise<bigint> {
-    if (!this.fabric) {
-      const t = this.#mmio;
-      return Promise.resolve(eightBytes ? t.readReg64(offset) : BigInt(t.readReg32(offset) >>> 0));
-    }
-    const run = () => propGet(this.admin, offset, eightBytes, false);
-    const p = this.#propChain.then(run, run);
-    this.#propChain = p.catch(() => {});
-    return p;
-  }
-
-  /** Fabric shutdown: disconnect IO queues, CC.SHN normal, CSTS.SHST complete (bounded), disconnect admin. */
-  async #shutdownFabric(reason: NvmeError | null): Promise<void> {
-    this.#stopKeepAlive();
-    if (reason) for (const q of this.io) q.fail(reason);
-    for (const q of this.io) q.close();
-    if (!this.failed && !this.admin.closed) {
-      try {
-        await propSet(this.admin, Reg.CC, FABRIC_CC | CC.EN | CC.SHN_NORMAL, false, 5000);
-        const deadline = performance.now() + Math.min(Math.max(this.id.rtd3e / 1000, 5000), 60_000);
-        while ((Number(await propGet(this.admin, Reg.CSTS, false, false, 5000)) & CSTS.SHST_MASK) !== CSTS.SHST_COMPLETE) {
-          if (performance.now() > deadline) break;
-          await sleep(10);
-        }
-      } catch {
-        // A target that went away must not stop the host side from being released.
-      }
-    }
-    this.admin.close();
-    this.#freeAll();
-  }
-
   #freeAll(): void {
     for (const b of this.#dma) this.transport.freeDma(b);
     this.#dma.clear();
   }
+}
+
+/** `e` with the bring-up state it happened in named in its message. */
+function inState(e: unknown, state: CtrlrStateName): unknown {
+  if (e instanceof NvmeError && !e.message.includes("(bring-up state")) e.message = `${e.message} (bring-up state: ${state})`;
+  return e;
 }

@@ -1,11 +1,23 @@
 /**
- * NVMe over Fabrics commands (opcode 7Fh): Connect, Property Get and
- * Property Set, with the Connect data block (host ID, cntlid, NQNs). Builders
- * return SQEs in the same 16-dword form as lib/nvme/command.ts.
+ * NVMe over Fabrics, shared by every fabric transport (as SPDK's
+ * nvme_fabric.c serves TCP and RDMA): the Fabrics commands (opcode 7Fh:
+ * Connect, Property Get/Set) and the Connect data block; the commands of one
+ * queue ({@link FabricCommands}); and the transport operations the generic
+ * controller calls on a fabric ({@link FabricOps}): the admin connection and
+ * Connect, registers as properties in Linux's order, a connection and Connect
+ * per IO queue, keep-alive at KATO/2, and the reconnect after a loss. A
+ * transport (lib/tcp) only opens connections ({@link FabricTransport.openRing}).
  * @module
  */
-import type { Sqe } from "./command.ts";
-import { InvalidArgumentError } from "./errors.ts";
+import { type Sqe, sqe } from "./command.ts";
+import type { ControllerOptions } from "./controller.ts";
+import { ControllerFatalError, InvalidArgumentError, type NvmeError, NvmeError as NvmeErrorBase, SetupError } from "./errors.ts";
+import type { IdentifyController } from "./identify.ts";
+import type { AdminStart, OpsHost, ReservedQueue, TransportOps } from "./ops.ts";
+import { QueuePair, type SubmitOptions } from "./queue.ts";
+import { AdminOpc, type Cap, CC, ccValue, CSTS, decodeCap, NSSR_RESET, Reg } from "./spec.ts";
+import type { DmaBuffer, DmaMemory, FabricHost, FabricQueueLimits, FabricRing, FabricTransport } from "./transport.ts";
+import { clearInterval, setInterval } from "node:timers";
 
 /** The Fabrics command opcode. */
 export const FABRICS_OPCODE = 0x7f;
@@ -182,4 +194,323 @@ export function hostIdentity(uuid: string): HostIdentity {
   const hostid = new Uint8Array(16);
   for (let i = 0; i < 16; i++) hostid[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
   return { hostnqn: `nqn.2014-08.org.nvmexpress:uuid:${uuid.toLowerCase()}`, hostid };
+}
+
+// ---- one queue's fabrics commands -----------------------------------------------------------
+
+/** Bound on one Connect, ms. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A queue pair over a fabric connection; the pump sleeps on arrivals (no interrupt, no polling spin). */
+export function fabricPair(qid: number, ring: FabricRing, timeoutMs: number): QueuePair {
+  const qp = new QueuePair({ qid, defaultTimeoutMs: timeoutMs, ring });
+  // Completions only arrive through the event loop (socket data events): a pump spinning on
+  // microtasks would hold them off, so it sleeps on arrivals whenever a poll finds nothing.
+  qp.pollSpinUs = 0;
+  qp.setWaitMode("interrupt", ring.waiter);
+  return qp;
+}
+
+/** What a Connect needs of its transport: the host's identity and memory for the Connect data. */
+export type ConnectSource = Pick<FabricHost, "subnqn" | "hostnqn" | "hostid" | "katoMs"> & Pick<DmaMemory, "allocDma" | "freeDma">;
+
+/**
+ * The fabrics commands of one queue pair, each submitted with the same
+ * options: `{ held: true }` for the commands of a reconnect, which go through
+ * while the queue holds every other submission.
+ */
+export class FabricCommands {
+  /** The queue pair the commands go to. */
+  readonly qp: QueuePair;
+  /** Options every command carries. */
+  readonly opts: SubmitOptions;
+
+  /** Commands on `qp`, submitted with `opts`. */
+  constructor(qp: QueuePair, opts: SubmitOptions = {}) {
+    this.qp = qp;
+    this.opts = opts;
+  }
+
+  /** Fabrics Connect of the queue (cntlid dynamic on the admin queue); resolves to the controller id. */
+  async connect(t: ConnectSource, cntlid: number, cattr = 0): Promise<number> {
+    const q = this.qp;
+    const data = t.allocDma(1024);
+    try {
+      data.bytes.set(connectData({ hostid: t.hostid, cntlid, subnqn: t.subnqn, hostnqn: t.hostnqn }));
+      const cmd = connectCmd({ qid: q.qid, entries: q.depth, katoMs: q.qid === 0 ? t.katoMs : 0, cattr });
+      const dw0 = await q.submit(cmd, data.iova, 1024, CONNECT_TIMEOUT_MS, data, this.opts);
+      return dw0 & 0xffff;
+    } finally {
+      if (data.busy === 0) t.freeDma(data);
+      else data.onIdle = (b) => t.freeDma(b);
+    }
+  }
+
+  /** Property Get (admin queue): the register at `offset`, 4 or 8 bytes (DW1 carries the high half). */
+  async propertyGet(offset: number, eightBytes: boolean, timeoutMs?: number): Promise<bigint> {
+    const c = await this.qp.submitForCompletion(propertyGetCmd(offset, eightBytes), 0, 0, timeoutMs, null, this.opts);
+    const lo = BigInt(c.dw0 >>> 0);
+    return eightBytes ? lo | (BigInt(c.dw1 >>> 0) << 32n) : lo;
+  }
+
+  /** Property Set (admin queue) of the register at `offset` (nvmet takes only CC, 4 bytes). */
+  async propertySet(offset: number, value: bigint | number, eightBytes = false, timeoutMs?: number): Promise<void> {
+    const v = typeof value === "number" ? BigInt(value >>> 0) : value;
+    await this.qp.submit(propertySetCmd(offset, v, eightBytes), 0, 0, timeoutMs, null, this.opts);
+  }
+
+  /** Poll CSTS by Property Get until RDY (CFS fails at once), within CAP.TO. */
+  async waitReady(cap: Cap): Promise<void> {
+    const deadline = performance.now() + Math.max(cap.timeoutMs, 500);
+    for (;;) {
+      const csts = Number(await this.propertyGet(Reg.CSTS, false));
+      if (csts & CSTS.CFS) throw new ControllerFatalError("controller fatal status (CSTS.CFS) while enabling the fabrics controller");
+      if (csts & CSTS.RDY) return;
+      if (performance.now() > deadline) throw new ControllerFatalError(`fabrics controller did not become ready within CAP.TO (${cap.timeoutMs} ms)`);
+      await sleep(10);
+    }
+  }
+}
+
+/**
+ * Send Keep Alive on admin queue `qp` every `periodMs` (Linux: KATO/2) until
+ * the returned function is called; `skip()` true leaves a period out
+ * (recovery running). A failed Keep Alive goes to `onError`: a timed-out one
+ * is an admin timeout, which the queue's owner recovers from.
+ */
+export function keepAliveTimer(qp: QueuePair, periodMs: number, skip: () => boolean, onError: (e: unknown) => void): () => void {
+  const id = setInterval(() => {
+    if (skip()) return;
+    qp.submit(sqe(AdminOpc.KEEP_ALIVE), 0, 0, Math.max(periodMs, 1000)).catch(onError);
+  }, periodMs);
+  // node:timers (Deno and Bun alike): the timer does not keep the process alive.
+  id.unref();
+  return () => clearInterval(id);
+}
+
+// ---- the fabric transport operations ---------------------------------------------------------
+
+/** Entries in a fabric admin queue (Linux: NVME_AQ_DEPTH 32). */
+const FABRIC_ADMIN_DEPTH = 32;
+/** Data a fabric admin command carries in its capsule (Linux: 8 KiB). */
+const FABRIC_ADMIN_IN_CAPSULE = 8192;
+/** nvmet reports MDTS 0 (no limit) yet refuses SGLs over 4 MiB. */
+const FABRIC_MAX_TRANSFER = 4 << 20;
+/** CC as Linux writes it on fabrics before enabling: CSS NVM, MPS 4 KiB, IOSQES 6, IOCQES 4. */
+const FABRIC_CC = ccValue(4096, 6, 4, 0) & ~CC.EN;
+/** Commands of a recovery: they go through while the queue holds every other submission. */
+const HELD: SubmitOptions = { held: true };
+
+/**
+ * The fabrics transport operations over one {@link FabricTransport}, for one
+ * controller: registers are properties, every queue is a connection bound
+ * with Connect, keep-alive runs at KATO/2, and recovery reconnects.
+ */
+export class FabricOps implements TransportOps {
+  /** A fabric. */
+  readonly fabric = true;
+  /** The fabric transport. */
+  readonly memory: FabricTransport;
+  readonly #opts: Required<ControllerOptions>;
+  #host: OpsHost | null = null;
+  #admin: QueuePair | null = null;
+  #cap: Cap | null = null;
+  #cntlid = 0;
+  #inCapsule = 0;
+  #stopKeepAlive: (() => void) | null = null;
+  /** The connection under each queue pair (a pair's ring is replaced on reconnect). */
+  readonly #rings = new Map<QueuePair, FabricRing>();
+
+  /** Operations on `t` with the controller's options. */
+  constructor(t: FabricTransport, opts: Required<ControllerOptions>) {
+    this.memory = t;
+    this.#opts = opts;
+  }
+
+  /** Fabrics: data an IO command carries inside its capsule (IOCCSZ × 16 − 64). */
+  get inCapsuleBytes(): number {
+    return this.#inCapsule;
+  }
+
+  get #a(): QueuePair {
+    return this.#admin!;
+  }
+
+  /** The admin connection and Connect, then on the wire as Linux: CAP, CC without EN, CC, CAP again. */
+  async connectAdmin(): Promise<AdminStart> {
+    const t = this.memory;
+    const maxTransfer = Math.min(this.#opts.maxTransferBytes, FABRIC_MAX_TRANSFER);
+    const ring = await t.openRing(0, FABRIC_ADMIN_DEPTH, { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer });
+    const admin = fabricPair(0, ring, this.#opts.adminTimeoutMs);
+    ring.onLost = (e) => admin.fail(e);
+    try {
+      const f = new FabricCommands(admin);
+      this.#cntlid = await f.connect(t, CNTLID_DYNAMIC);
+      await f.propertyGet(Reg.CAP, true);
+      await f.propertySet(Reg.CC, FABRIC_CC);
+      await f.propertyGet(Reg.CC, false);
+      const cap = this.#cap = decodeCap(await f.propertyGet(Reg.CAP, true));
+      if ((cap.css & 1) === 0) {
+        throw new SetupError("unsupported-controller", "controller does not support the NVM command set (CAP.CSS)");
+      }
+      this.#admin = admin;
+      this.#rings.set(admin, ring);
+      return { cap, pageSize: 4096, cntlid: this.#cntlid };
+    } catch (e) {
+      admin.close();
+      throw e;
+    }
+  }
+
+  /** The admin connection opened by {@link connectAdmin}; its loss now starts the host's recovery. */
+  adminQueue(host: OpsHost): QueuePair {
+    this.#host = host;
+    this.#rings.get(this.#a)!.onLost = host.lost;
+    return this.#a;
+  }
+
+  /** CC.EN by Property Set, then CSTS.RDY by Property Get. */
+  async enable(opts: SubmitOptions): Promise<void> {
+    const f = new FabricCommands(this.#a, opts);
+    await f.propertySet(Reg.CC, FABRIC_CC | CC.EN);
+    await f.waitReady(this.#cap!);
+  }
+
+  /** What a fabrics host relies on in Identify Controller; SGLs capped at what nvmet takes. */
+  identified(id: IdentifyController, maxTransferBytes: number): number {
+    if (id.cntlid !== this.#cntlid) {
+      throw new SetupError("unsupported-controller", `Identify cntlid ${id.cntlid} differs from Connect's ${this.#cntlid}`);
+    }
+    if (id.icdoff !== 0) throw new SetupError("unsupported-controller", "ICDOFF other than 0 is not supported");
+    if ((id.sgls & 3) === 0) throw new SetupError("unsupported-controller", "controller reports no SGL support");
+    this.#inCapsule = id.ioccsz >= 4 ? id.ioccsz * 16 - 64 : 0;
+    return Math.min(maxTransferBytes, FABRIC_MAX_TRANSFER);
+  }
+
+  /** A discovery controller has no IO queues; others get what the options ask. */
+  ioQueuesToRequest(): number {
+    return this.memory.subnqn === DISCOVERY_NQN ? 0 : Math.max(1, this.#opts.ioQueues);
+  }
+
+  #limits(): FabricQueueLimits {
+    return { inCapsuleMax: this.#inCapsule, maxTransfer: this.#host!.maxTransferBytes };
+  }
+
+  /** One connection and Connect for IO queue `qid`. */
+  async createIoQueue(qid: number): Promise<QueuePair> {
+    const host = this.#host!;
+    const depth = Math.max(2, Math.min(this.#opts.ioQueueDepth, this.#cap!.mqes, host.id.maxcmd || 0x10000));
+    const ring = await this.memory.openRing(qid, depth, this.#limits());
+    const qp = fabricPair(qid, ring, this.#opts.ioTimeoutMs);
+    ring.onLost = (e) => qp.fail(e);
+    try {
+      await new FabricCommands(qp).connect(this.memory, this.#cntlid);
+    } catch (e) {
+      qp.close();
+      throw e;
+    }
+    ring.onLost = host.lost;
+    this.#rings.set(qp, ring);
+    return qp;
+  }
+
+  /** A new connection under `q` and its Connect. */
+  async restoreIoQueue(q: QueuePair, opts: SubmitOptions): Promise<void> {
+    const r = await this.memory.openRing(q.qid, q.depth, this.#limits());
+    r.onLost = (e) => q.reset(e);
+    q.replaceRing(r);
+    this.#rings.set(q, r);
+    await new FabricCommands(q, opts).connect(this.memory, this.#cntlid);
+  }
+
+  #workersUnsupported(): NvmeError {
+    return new NvmeErrorBase("EUNSUPPORTED", `queues owned by Workers need a memory-mapped controller, not ${this.memory.trtype}`);
+  }
+
+  /** Not on a fabric (queues owned by Workers are PCIe's). */
+  createRemoteQueue(): Promise<void> {
+    return Promise.reject(this.#workersUnsupported());
+  }
+
+  /** Closing the connection deletes the queue. */
+  deleteIoQueue(_qid: number): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Not on a fabric (queues owned by Workers are PCIe's). */
+  reserveQueue(_depth: number): ReservedQueue {
+    throw this.#workersUnsupported();
+  }
+
+  /** Nothing is shared with other threads. */
+  retain(_memory: DmaBuffer[]): void {}
+
+  /** Property Get. */
+  readRegister(offset: number, eightBytes: boolean): Promise<bigint> {
+    return new FabricCommands(this.#a).propertyGet(offset, eightBytes);
+  }
+
+  /**
+   * CSTS is a Property Get away: a lost connection or keep-alive starts
+   * recovery instead, so this only reports a controller that was given up.
+   */
+  checkHealth(): void {
+    const failed = this.#host?.failed;
+    if (failed) throw failed;
+  }
+
+  /** NSSR by Property Set when asked, then every connection goes (the target forgets the controller with its admin connection). */
+  async teardown(queues: QueuePair[], err: NvmeError, nssr: boolean): Promise<void> {
+    if (nssr) await new FabricCommands(this.#a, HELD).propertySet(Reg.NSSR, NSSR_RESET).catch(() => {});
+    for (const q of queues) {
+      const r = this.#rings.get(q)!;
+      r.onLost = null;
+      r.close(); // first: no data lands in the commands' memory once they are failed
+      q.reset(err);
+    }
+  }
+
+  /** A new admin connection, Connect (a new cntlid), CC without EN. */
+  async reconnectAdmin(opts: SubmitOptions): Promise<number> {
+    const a = this.#a;
+    const ring = await this.memory.openRing(0, a.depth, { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer: a.maxPrpTransfer });
+    ring.onLost = (e) => a.reset(e);
+    a.replaceRing(ring);
+    this.#rings.set(a, ring);
+    const f = new FabricCommands(a, opts);
+    this.#cntlid = await f.connect(this.memory, CNTLID_DYNAMIC);
+    await f.propertySet(Reg.CC, FABRIC_CC);
+    return this.#cntlid;
+  }
+
+  /** Every connection's loss starts the host's recovery again. */
+  recovered(queues: QueuePair[]): void {
+    for (const q of queues) this.#rings.get(q)!.onLost = this.#host!.lost;
+  }
+
+  /** Keep Alive at KATO/2 (none when KATO is 0); a timed-out one is an admin timeout, recovered as any. */
+  keepAlive(on: boolean): void {
+    if (!on) {
+      this.#stopKeepAlive?.();
+      this.#stopKeepAlive = null;
+      return;
+    }
+    const kato = this.memory.katoMs;
+    if (!(kato > 0) || this.#stopKeepAlive) return;
+    const host = this.#host!;
+    this.#stopKeepAlive = keepAliveTimer(this.#a, kato / 2, () => host.recovering || host.closed || host.failed !== null, () => {});
+  }
+
+  /** CC.SHN normal by Property Set, then CSTS.SHST complete (bounded by RTD3E, 5-60 s). */
+  async shutdown(rtd3eUs: number): Promise<void> {
+    const f = new FabricCommands(this.#a);
+    await f.propertySet(Reg.CC, FABRIC_CC | CC.EN | CC.SHN_NORMAL, false, 5000);
+    const deadline = performance.now() + Math.min(Math.max(rtd3eUs / 1000, 5000), 60_000);
+    while ((Number(await f.propertyGet(Reg.CSTS, false, 5000)) & CSTS.SHST_MASK) !== CSTS.SHST_COMPLETE) {
+      if (performance.now() > deadline) break;
+      await sleep(10);
+    }
+  }
 }

@@ -1,14 +1,25 @@
 /**
- * The PCIe half of a queue pair (NVMe over PCIe, as VFIO and the software
- * controller reach it): submission and completion rings in DMA memory, phase
- * tags, batched doorbell writes and PRP lists per command slot.
+ * NVMe over PCIe, as VFIO and the software controller reach it (registers
+ * and doorbells): the rings of a queue pair ({@link PcieRing}: SQ/CQ in DMA
+ * memory, phase tags, batched doorbell writes, PRP lists per command slot)
+ * and the transport operations the generic controller calls
+ * ({@link PcieOps}: CAP and the page size, AQA/ASQ/ACQ, CC.EN and CSTS.RDY,
+ * Create/Delete IO CQ/SQ with their interrupt vector, PRP list sizing,
+ * shutdown), as SPDK's nvme_pcie.c fills `spdk_nvme_transport_ops`.
  * @module
  */
-import type { CommandTracker } from "./tracker.ts";
-import { InvalidArgumentError } from "./errors.ts";
-import { writePrps } from "./prp.ts";
-import { CQE_SIZE, SQE_SIZE } from "./spec.ts";
-import type { DmaBuffer } from "./transport.ts";
+import { createIoCqCmd, createIoSqCmd, deleteIoCqCmd, deleteIoSqCmd } from "./command.ts";
+import type { ControllerOptions } from "./controller.ts";
+import { ControllerFatalError, DeviceGoneError, InvalidArgumentError, type NvmeError, SetupError } from "./errors.ts";
+import type { IdentifyController } from "./identify.ts";
+import type { AdminStart, OpsHost, ReservedQueue, TransportOps } from "./ops.ts";
+import { prpListPages, writePrps } from "./prp.ts";
+import { QueuePair, type SubmitOptions } from "./queue.ts";
+import { type Cap, CAP_CSS_IOCS, CC, CC_CSS_ALL, ccValue, CQE_SIZE, CSTS, decodeCap, NSSR_RESET, Reg, SQE_SIZE } from "./spec.ts";
+import type { CompletionSink, QueueRing } from "./ring.ts";
+import { type DmaBuffer, dmaBuffer, type SharedMemory, type Transport } from "./transport.ts";
+
+export type { CompletionSink, QueueRing };
 
 /** Memory and doorbells one PCIe queue pair needs. */
 export interface PcieRingConfig {
@@ -32,33 +43,6 @@ export interface PcieRingConfig {
   doorbellStride: number;
 }
 
-/**
- * What the generic queue pair needs from a transport's ring. A ring is owned
- * by one thread; no method allocates.
- */
-export interface QueueRing {
-  /** Entries in the submission ring. */
-  readonly depth: number;
-  /** Largest transfer one command can carry. */
-  readonly maxTransfer: number;
-  /** The SQE to fill for the next command (16 dwords, any previous content). */
-  entry(): Uint32Array;
-  /** Point the entry's data pointer at `len` (> 0) bytes at `iova`, using the slot's list memory. */
-  setData(e: Uint32Array, slot: number, iova: number, len: number): void;
-  /** The entry carries no data. */
-  clearData(e: Uint32Array): void;
-  /** Commit the filled entry (its CDW0 already carries the cid). */
-  push(): void;
-  /** Make pushed entries visible to the device (one doorbell per batch); returns true if it rang. */
-  flush(): boolean;
-  /** Hand every new completion to `t`; returns how many. */
-  reap(t: CommandTracker): number;
-  /** Zero the rings and their positions (the device was disabled and forgot them). */
-  reset(): void;
-  /** Stop touching device memory and doorbells (queue failed or closed). */
-  close(): void;
-}
-
 /** SQ/CQ rings and doorbells of one NVMe-over-PCIe queue pair. */
 export class PcieRing implements QueueRing {
   /** Entries in each ring. */
@@ -80,9 +64,13 @@ export class PcieRing implements QueueRing {
   #cqHead = 0;
   #phase = 1;
   #closed = false;
+  #flushes = 0;
 
-  /** Wrap the rings described by `cfg` (the controller must know them before use). */
-  constructor(cfg: PcieRingConfig, slots: number) {
+  /**
+   * Wrap the rings described by `cfg` (the controller must know them before
+   * use), with PRP list pages for `slots` command slots (default depth - 1).
+   */
+  constructor(cfg: PcieRingConfig, slots: number = cfg.depth - 1) {
     this.depth = cfg.depth;
     this.#qid = cfg.qid;
     this.#pageSize = cfg.pageSize;
@@ -139,10 +127,15 @@ export class PcieRing implements QueueRing {
     Atomics.store(this.#sq32, last, this.#sq32[last]);
     this.#db[this.#sqDb] = this.#sqTail;
     this.#sqTailRung = this.#sqTail;
+    this.#flushes++;
     return true;
   }
 
-  reap(t: CommandTracker): number {
+  get flushes(): number {
+    return this.#flushes;
+  }
+
+  reap(sink: CompletionSink): number {
     const cq = this.#cq32;
     let head = this.#cqHead;
     let phase = this.#phase;
@@ -153,13 +146,14 @@ export class PcieRing implements QueueRing {
       const dw3 = Atomics.load(cq, base + 3);
       if (((dw3 >>> 16) & 1) !== phase) break;
       const dw0 = cq[base];
+      const dw1 = cq[base + 1];
       const dw2 = cq[base + 2];
       if (++head === this.depth) {
         head = 0;
         phase ^= 1;
       }
       n++;
-      t.complete(dw3 & 0xffff, dw3 >>> 17, dw0, dw2 >>> 16);
+      sink.complete(dw3 & 0xffff, dw3 >>> 17, dw0, dw1, dw2 >>> 16);
     }
     if (n > 0) {
       this.#cqHead = head;
@@ -184,5 +178,319 @@ export class PcieRing implements QueueRing {
   /** Queue id (for diagnostics). */
   get qid(): number {
     return this.#qid;
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * A PCIe queue pair's rings as another thread of this process reaches them
+ * (a Worker that owns the queue): structured-cloneable, see
+ * {@link PcieOps.shareRing} and {@link sharedPcieRing}.
+ */
+export interface SharedPcieRing {
+  /** Queue id. */
+  qid: number;
+  /** Entries in each ring. */
+  depth: number;
+  /** Memory page size the controller was enabled with (CC.MPS). */
+  pageSize: number;
+  /** Doorbell stride in bytes (CAP.DSTRD). */
+  doorbellStride: number;
+  /** PRP list pages per command slot. */
+  prpPages: number;
+  /** Submission ring. */
+  sq: SharedMemory;
+  /** Completion ring. */
+  cq: SharedMemory;
+  /** PRP list pages, or null. */
+  prp: SharedMemory | null;
+  /** The doorbell area (offset 0x1000 onward). */
+  doorbells: SharedMemory;
+}
+
+/**
+ * The ring of a {@link SharedPcieRing} on this thread, its memory mapped by
+ * `view`; also returns the doorbell area's view (a vector gate writes the
+ * MSI-X table through the same mapping) and every view made.
+ */
+export function sharedPcieRing(s: SharedPcieRing, view: (m: SharedMemory) => Uint8Array): { ring: PcieRing; doorbells: Uint32Array; views: Uint8Array[] } {
+  const sq = view(s.sq), cq = view(s.cq), db = view(s.doorbells);
+  const prp = s.prp ? view(s.prp) : null;
+  const doorbells = new Uint32Array(db.buffer, db.byteOffset, db.byteLength >>> 2);
+  const ring = new PcieRing({
+    qid: s.qid,
+    depth: s.depth,
+    sq: dmaBuffer(sq, s.sq.iova, s.sq.size),
+    cq: dmaBuffer(cq, s.cq.iova, s.cq.size),
+    prp: prp && s.prp ? dmaBuffer(prp, s.prp.iova, s.prp.size) : null,
+    prpPagesPerSlot: s.prpPages,
+    pageSize: s.pageSize,
+    doorbells,
+    doorbellStride: s.doorbellStride,
+  });
+  return { ring, doorbells, views: [sq, cq, db, ...(prp ? [prp] : [])] };
+}
+
+/**
+ * PRP list pages one command slot needs for `bytes`, counted for the worst
+ * dword-aligned start (4 bytes before a page boundary: the most pages touched).
+ */
+export function prpPagesFor(bytes: number, pageSize: number): number {
+  return prpListPages(pageSize - 4, bytes, pageSize);
+}
+
+/** The PCIe transport operations over one memory-mapped {@link Transport}, for one controller. */
+export class PcieOps implements TransportOps {
+  /** Not a fabric. */
+  readonly fabric = false;
+  /** No capsules on PCIe. */
+  readonly inCapsuleBytes = 0;
+  /** The memory-mapped transport. */
+  readonly memory: Transport;
+  readonly #opts: Required<ControllerOptions>;
+  #host: OpsHost | null = null;
+  #cap: Cap | null = null;
+  #pageSize = 0;
+  /** Rings of each queue the controller created from this thread, by qid (0: admin). */
+  readonly #rings = new Map<number, [sq: DmaBuffer, cq: DmaBuffer]>();
+
+  /** Operations on `t` with the controller's options. */
+  constructor(t: Transport, opts: Required<ControllerOptions>) {
+    this.memory = t;
+    this.#opts = opts;
+  }
+
+  get #ctx(): { host: OpsHost; cap: Cap } {
+    return { host: this.#host!, cap: this.#cap! };
+  }
+
+  /** CAP, the page size, then CC.EN = 0 and CSTS.RDY = 0. */
+  async connectAdmin(): Promise<AdminStart> {
+    const t = this.memory;
+    const capRaw = t.readReg64(Reg.CAP);
+    if (capRaw === 0xffff_ffff_ffff_ffffn) throw new DeviceGoneError("CAP reads all ones: the device is not responding");
+    const cap = decodeCap(capRaw);
+    if ((cap.css & 1) === 0) {
+      throw new SetupError("unsupported-controller", "controller does not support the NVM command set (CAP.CSS)");
+    }
+    let pageSize = Math.min(Math.max(t.hostPageSize, cap.mpsMin), cap.mpsMax);
+    if (pageSize % t.hostPageSize !== 0) pageSize = cap.mpsMin;
+    if (cap.mpsMin > t.hostPageSize) {
+      throw new SetupError(
+        "unsupported-controller",
+        `controller's minimum page size ${cap.mpsMin} exceeds the host page size ${t.hostPageSize}`,
+      );
+    }
+    this.#cap = cap;
+    this.#pageSize = pageSize;
+    await this.#disable();
+    return { cap, pageSize, cntlid: 0 };
+  }
+
+  /** Admin rings in the controller's memory, with PRP list pages up to the transfer cap (firmware images, large logs). */
+  adminQueue(host: OpsHost): QueuePair {
+    this.#host = host;
+    const depth = Math.min(this.#opts.adminQueueDepth, this.#cap!.mqes, 4096);
+    return this.#makePair(0, depth, prpPagesFor(this.#opts.maxTransferBytes, this.#pageSize), this.#opts.adminTimeoutMs);
+  }
+
+  /** AQA/ASQ/ACQ, CC (page size, entry sizes, command sets, EN), then CSTS.RDY. */
+  async enable(_opts: SubmitOptions): Promise<void> {
+    const t = this.memory;
+    const { host, cap } = this.#ctx;
+    const depth = host.admin.depth;
+    const [sq, cq] = this.#rings.get(0)!;
+    t.writeReg32(Reg.AQA, (((depth - 1) << 16) | (depth - 1)) >>> 0);
+    t.writeReg64(Reg.ASQ, BigInt(sq.iova));
+    t.writeReg64(Reg.ACQ, BigInt(cq.iova));
+    // As Linux does: with CAP.CSS "IO command sets", enable all of them (zoned too), not only NVM.
+    t.writeReg32(Reg.CC, ccValue(this.#pageSize, 6, 4, cap.css & CAP_CSS_IOCS ? CC_CSS_ALL : 0));
+    await this.#waitReady(true);
+  }
+
+  /** Nothing particular to PCIe: PRP capacity is sized from the transfer cap. */
+  identified(_id: IdentifyController, maxTransferBytes: number): number {
+    return maxTransferBytes;
+  }
+
+  /** As many as may be wanted later (queues made on demand, e.g. one per Worker). */
+  ioQueuesToRequest(): number {
+    return Math.max(1, this.#opts.maxIoQueues);
+  }
+
+  /** Rings and PRP pages for `qid`, then Create IO CQ and SQ. */
+  async createIoQueue(qid: number): Promise<QueuePair> {
+    const { host, cap } = this.#ctx;
+    const depth = Math.max(2, Math.min(this.#opts.ioQueueDepth, cap.mqes, 65536));
+    const qp = this.#makePair(qid, depth, prpPagesFor(host.maxTransferBytes, this.#pageSize), this.#opts.ioTimeoutMs);
+    const [sq, cq] = this.#rings.get(qid)!;
+    await this.createRemoteQueue(qid, depth, sq, cq);
+    return qp;
+  }
+
+  /** Create IO CQ/SQ again on the memory the pair already owns. */
+  async restoreIoQueue(q: QueuePair, opts: SubmitOptions): Promise<void> {
+    const [sq, cq] = this.#rings.get(q.qid)!;
+    await this.createRemoteQueue(q.qid, q.depth, sq, cq, opts);
+  }
+
+  /** Create CQ then SQ `qid` on rings `sq`/`cq`, with the queue's interrupt vector when there are any. */
+  async createRemoteQueue(qid: number, depth: number, sq: DmaBuffer, cq: DmaBuffer, opts?: SubmitOptions): Promise<void> {
+    const host = this.#host!;
+    const iv = host.ioVector(qid);
+    await host.adminCommand(createIoCqCmd(qid, depth, iv >= 0, Math.max(iv, 0)), cq.iova, 0, undefined, opts);
+    try {
+      await host.adminCommand(createIoSqCmd(qid, depth, qid), sq.iova, 0, undefined, opts);
+    } catch (e) {
+      await host.adminCommand(deleteIoCqCmd(qid), 0, 0, 5000, opts).catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Delete IO SQ, then CQ. */
+  async deleteIoQueue(qid: number): Promise<void> {
+    const host = this.#host!;
+    await host.adminCommand(deleteIoSqCmd(qid), 0, 0, 5000);
+    await host.adminCommand(deleteIoCqCmd(qid), 0, 0, 5000);
+  }
+
+  /** Rings of `depth` entries (capped by CAP.MQES) and PRP list pages for every slot. */
+  reserveQueue(depth: number): ReservedQueue {
+    const { host, cap } = this.#ctx;
+    const d = Math.max(2, Math.min(depth, cap.mqes, 65536));
+    const prpPages = prpPagesFor(host.maxTransferBytes, this.#pageSize);
+    const sq = host.allocDma(d * SQE_SIZE), cq = host.allocDma(d * CQE_SIZE);
+    const prp = prpPages > 0 ? host.allocDma((d - 1) * prpPages * this.#pageSize) : null;
+    return { depth: d, sq, cq, prp, prpPages };
+  }
+
+  /** True when another thread can own a queue (the transport shares DMA memory and the doorbell area). */
+  get canShare(): boolean {
+    return typeof this.memory.shareDma === "function" && typeof this.memory.shareDoorbells === "function";
+  }
+
+  /** How another thread reaches queue `qid`'s rings reserved with {@link reserveQueue}. */
+  shareRing(qid: number, r: ReservedQueue): SharedPcieRing {
+    const t = this.memory;
+    if (!t.shareDma || !t.shareDoorbells) throw new InvalidArgumentError(`${t.name} cannot share queues with other threads`);
+    return {
+      qid,
+      depth: r.depth,
+      pageSize: this.#pageSize,
+      doorbellStride: this.#cap!.doorbellStride,
+      prpPages: r.prpPages,
+      sq: t.shareDma(r.sq),
+      cq: t.shareDma(r.cq),
+      prp: r.prp ? t.shareDma(r.prp) : null,
+      doorbells: t.shareDoorbells(),
+    };
+  }
+
+  /** Keep `memory` and the doorbell page mapped for a thread that may still touch them. */
+  retain(memory: DmaBuffer[]): void {
+    const t = this.memory;
+    for (const b of memory) t.retain?.(b);
+    t.retainDoorbells?.();
+  }
+
+  /** MMIO. */
+  readRegister(offset: number, eightBytes: boolean): Promise<bigint> {
+    const t = this.memory;
+    return Promise.resolve(eightBytes ? t.readReg64(offset) : BigInt(t.readReg32(offset) >>> 0));
+  }
+
+  /** CSTS all ones: gone; CSTS.CFS: fatal. */
+  checkHealth(): void {
+    const csts = this.memory.readReg32(Reg.CSTS);
+    if (csts === 0xffff_ffff) throw new DeviceGoneError();
+    if (csts & CSTS.CFS) throw new ControllerFatalError("controller fatal status (CSTS.CFS)");
+  }
+
+  /** NSSR when asked, CC.EN = 0 (a function reset first when fatal, or when it will not stop), then the rings are zeroed. */
+  async teardown(queues: QueuePair[], err: NvmeError, nssr: boolean): Promise<void> {
+    const t = this.memory;
+    if (nssr) t.writeReg32(Reg.NSSR, NSSR_RESET);
+    const csts = t.readReg32(Reg.CSTS);
+    if (csts === 0xffff_ffff) throw new DeviceGoneError();
+    // A fatal controller may need more than CC.EN=0: reset the function when the transport can.
+    if (csts & CSTS.CFS && t.resetDevice) t.resetDevice();
+    try {
+      await this.#disable();
+    } catch (e) {
+      if (!t.resetDevice || e instanceof DeviceGoneError) throw e;
+      t.resetDevice();
+      await this.#disable();
+    }
+    for (const q of queues) q.reset(err);
+  }
+
+  /** The controller stays reachable through its registers. */
+  reconnectAdmin(_opts: SubmitOptions): Promise<number | null> {
+    return Promise.resolve(null);
+  }
+
+  /** Nothing to watch: PCIe has no connections. */
+  recovered(_queues: QueuePair[]): void {}
+
+  /** No keep-alive on PCIe. */
+  keepAlive(_on: boolean): void {}
+
+  /** CC.SHN normal, CSTS.SHST complete (bounded by RTD3E, 5-60 s), CC.EN = 0. */
+  async shutdown(rtd3eUs: number): Promise<void> {
+    const t = this.memory;
+    const cc = t.readReg32(Reg.CC);
+    t.writeReg32(Reg.CC, ((cc & ~CC.SHN_MASK) | CC.SHN_NORMAL) >>> 0);
+    const deadline = performance.now() + Math.min(Math.max(rtd3eUs / 1000, 5000), 60_000);
+    while ((t.readReg32(Reg.CSTS) & CSTS.SHST_MASK) !== CSTS.SHST_COMPLETE) {
+      if (performance.now() > deadline) break;
+      await sleep(1);
+    }
+    t.writeReg32(Reg.CC, t.readReg32(Reg.CC) & ~CC.EN);
+  }
+
+  async #disable(): Promise<void> {
+    const t = this.memory;
+    const cc = t.readReg32(Reg.CC);
+    if (cc & CC.EN) t.writeReg32(Reg.CC, cc & ~CC.EN);
+    await this.#waitReady(false);
+  }
+
+  async #waitReady(ready: boolean): Promise<void> {
+    const t = this.memory, cap = this.#cap!;
+    const deadline = performance.now() + Math.max(cap.timeoutMs, 500);
+    for (;;) {
+      const csts = t.readReg32(Reg.CSTS);
+      if (csts === 0xffff_ffff) throw new DeviceGoneError("CSTS reads all ones: the device is not responding");
+      if (ready && csts & CSTS.CFS) throw new ControllerFatalError("controller fatal status (CSTS.CFS) during enable");
+      if (((csts & CSTS.RDY) !== 0) === ready) return;
+      if (performance.now() > deadline) {
+        throw new ControllerFatalError(
+          `controller did not become ${ready ? "ready" : "disabled"} within CAP.TO (${cap.timeoutMs} ms)`,
+        );
+      }
+      await sleep(1);
+    }
+  }
+
+  /** Rings (and PRP pages) in the controller's memory and a pair over them; the device does not know them yet. */
+  #makePair(qid: number, depth: number, prpPages: number, timeoutMs: number): QueuePair {
+    const host = this.#host!;
+    const sq = host.allocDma(depth * SQE_SIZE);
+    const cq = host.allocDma(depth * CQE_SIZE);
+    const prp = prpPages > 0 ? host.allocDma((depth - 1) * prpPages * this.#pageSize) : null;
+    this.#rings.set(qid, [sq, cq]);
+    const ring = new PcieRing({
+      qid,
+      depth,
+      sq,
+      cq,
+      prp,
+      prpPagesPerSlot: prpPages,
+      pageSize: this.#pageSize,
+      doorbells: this.memory.doorbells(),
+      doorbellStride: this.#cap!.doorbellStride,
+    });
+    return new QueuePair({ qid, ring, defaultTimeoutMs: timeoutMs, pollSpinUs: this.#opts.pollSpinUs });
   }
 }

@@ -6,15 +6,44 @@
  * thread".
  * @module
  */
-import { Idle, IdlePolicy, type WaitMode } from "../irq/adaptive.ts";
+import { Idle, IdlePolicy, type WaitMode } from "./idle.ts";
 import { type Sqe, setRw, SqeDw } from "./command.ts";
 import { DeviceClosedError, InvalidArgumentError, type NvmeError } from "./errors.ts";
-import { PcieRing, type PcieRingConfig, type QueueRing } from "./pcie.ts";
-import { CommandTracker, type IoCallback, type QueueStats } from "./tracker.ts";
+import type { QueueRing } from "./ring.ts";
+import { type CommandStats, CommandTracker, type IoCallback } from "./tracker.ts";
 import type { CommandTrace } from "./trace.ts";
 import type { DmaBuffer } from "./transport.ts";
 
-export type { IoCallback, PcieRingConfig, QueueRing, QueueStats, WaitMode };
+export type { CommandStats, IoCallback, QueueRing, WaitMode };
+
+/** Counters a queue pair keeps: its commands', its ring's and its pump's; cheap to read at any time. */
+export interface QueueStats extends CommandStats {
+  /** Times the ring made submissions visible: SQ doorbell writes on PCIe (fewer than submitted when batching). */
+  sqDoorbells: number;
+  /** Interrupts taken (0 in polling mode). */
+  interrupts: number;
+  /** Times the pump slept on the interrupt (each ended by an interrupt or a 100 ms bound). */
+  sleeps: number;
+}
+
+/** How one command is submitted, beyond its data. */
+export interface SubmitOptions {
+  /**
+   * A command of the recovery itself (a fabric queue's Connect, the enable
+   * after a reconnect): it goes through while other submissions are held.
+   */
+  held?: boolean;
+}
+
+/** A completion's command-specific dwords. */
+export interface Completion {
+  /** CQE DW0. */
+  dw0: number;
+  /** CQE DW1 (e.g. the high half of an 8-byte Property Get). */
+  dw1: number;
+}
+
+const NO_OPTIONS: SubmitOptions = {};
 
 /**
  * A queue's interrupt, as the pump sleeps on it (lib/irq's IrqWaiter): arm,
@@ -41,8 +70,6 @@ export interface QueueWaiter {
 export interface QueuePairOptions {
   /** Queue id (0 = admin). */
   qid: number;
-  /** Ring entries. */
-  depth: number;
   /** Timeout applied to commands that do not give their own, in ms. */
   defaultTimeoutMs: number;
   /** Most commands in flight at once (at most depth - 1). */
@@ -55,8 +82,11 @@ export interface QueuePairOptions {
   pollSpinUs?: number;
 }
 
-/** A queue pair over PCIe rings built from `PcieRingConfig`, or over another transport's `ring`. */
-export type QueuePairConfig = QueuePairOptions & (PcieRingConfig | { ring: QueueRing });
+/** A queue pair over a transport's ring (lib/nvme/pcie.ts's PcieRing, lib/tcp's TcpRing). */
+export type QueuePairConfig = QueuePairOptions & {
+  /** The ring commands go through; its depth is the pair's. */
+  ring: QueueRing;
+};
 
 // setImmediate yields to the event loop in ~1-4 µs; setTimeout(0) costs milliseconds.
 const yieldMacrotask: () => Promise<void> = typeof (globalThis as { setImmediate?: unknown }).setImmediate ===
@@ -78,8 +108,6 @@ export class QueuePair {
   readonly depth: number;
   /** Command slots (commands in flight at most). */
   readonly slots: number;
-  /** Counters. */
-  readonly stats: QueueStats;
   /** Default command timeout in ms. */
   defaultTimeoutMs: number;
   /** Microtask polling window after the last completion, in µs (see QueuePairConfig.pollSpinUs). */
@@ -95,6 +123,9 @@ export class QueuePair {
   healthCheckMs = 100;
 
   readonly #t: CommandTracker;
+  readonly #stats: QueueStats = { submitted: 0, completed: 0, bogus: 0, late: 0, timeouts: 0, sqDoorbells: 0, interrupts: 0, sleeps: 0 };
+  /** Flushes of rings this pair had before its current one (a fabric queue's earlier connections). */
+  #flushesBefore = 0;
   #ring: QueueRing;
   #waiter: QueueWaiter | null = null;
   #policy: IdlePolicy;
@@ -104,18 +135,24 @@ export class QueuePair {
   #closedWith: NvmeError | null = null;
   readonly #flush = (): void => this.ring();
 
-  /** Wrap the rings described by `cfg`. The controller must already know them. */
+  /** A pair over `cfg.ring`. The device must already know the ring (created, or connected). */
   constructor(cfg: QueuePairConfig) {
     this.qid = cfg.qid;
-    this.depth = cfg.depth;
-    this.slots = Math.min(cfg.depth - 1, cfg.maxInflight ?? cfg.depth - 1);
+    this.depth = cfg.ring.depth;
+    this.slots = Math.min(this.depth - 1, cfg.maxInflight ?? this.depth - 1);
     this.defaultTimeoutMs = cfg.defaultTimeoutMs;
     this.pollSpinUs = cfg.pollSpinUs ?? 500;
-    this.#t = new CommandTracker(cfg.qid, this.slots);
-    this.stats = this.#t.stats;
-    this.#ring = "ring" in cfg ? cfg.ring : new PcieRing(cfg, this.slots);
+    this.#t = new CommandTracker(cfg.qid, this.slots, this.#stats);
+    this.#ring = cfg.ring;
     this.#t.onTimeout = (cid, opcode) => this.onTimeout?.(this, cid, opcode);
     this.#policy = new IdlePolicy({ mode: "poll", spinUs: this.pollSpinUs });
+  }
+
+  /** Counters (the ring's doorbell count read now). */
+  get stats(): QueueStats {
+    const s = this.#stats;
+    s.sqDoorbells = this.#flushesBefore + this.#ring.flushes;
+    return s;
   }
 
   /** The command trace this queue records into (null: off). */
@@ -144,7 +181,7 @@ export class QueuePair {
     }
     this.#policy = new IdlePolicy({ mode, spinUs: this.pollSpinUs });
     this.#waiter = waiter;
-    this.#irqBase = waiter ? waiter.count - this.stats.interrupts : 0;
+    this.#irqBase = waiter ? waiter.count - this.#stats.interrupts : 0;
     // Adaptive polls first: no interrupt per completion while it does (interrupt mode keeps them on).
     if (mode === "adaptive") waiter?.disarm?.();
   }
@@ -202,6 +239,7 @@ export class QueuePair {
       throw new InvalidArgumentError("replaceRing needs a paused queue with nothing in flight");
     }
     this.#ring.close();
+    this.#flushesBefore += this.#ring.flushes;
     this.#ring = ring;
     this.#flushQueued = false;
   }
@@ -211,25 +249,17 @@ export class QueuePair {
     return this.#ring;
   }
 
-  /**
-   * Submit a command of the recovery itself while other submissions are held
-   * (a fabric queue's Connect after a reconnect): same as {@link submit} but
-   * ignores the pause.
-   */
-  submitHeld(cmd: Sqe, dataIova = 0, dataLen = 0, timeoutMs = this.defaultTimeoutMs, ref: DmaBuffer | null = null): Promise<number> {
-    if (this.#closedWith) return Promise.reject(this.#closedWith);
-    const slot = this.#t.takeHeld();
-    if (slot < 0) return Promise.reject(new InvalidArgumentError("no free slot for a recovery command"));
-    return this.#submitIn(slot, cmd, dataIova, dataLen, timeoutMs, ref);
-  }
-
-  #submitIn(slot: number, cmd: Sqe, dataIova: number, dataLen: number, timeoutMs: number, ref: DmaBuffer | null): Promise<number> {
+  #place(slot: number, cmd: Sqe, dataIova: number, dataLen: number, timeoutMs: number, ref: DmaBuffer | null): void {
     const e = this.#ring.entry();
     for (let i = 1; i < 16; i++) e[i] = cmd[i];
     // Without data the command's own dwords stand (a queue base address in PRP1).
     if (dataLen > 0) this.#ring.setData(e, slot, dataIova, dataLen);
     this.#post(slot, e, cmd[0], timeoutMs, ref);
-    return this.#t.promise(slot);
+  }
+
+  /** A slot for a command submitted with `opts`, or -1 (none free, or held). */
+  #take(opts: SubmitOptions): number {
+    return opts.held ? this.#t.takeHeld() : this.#t.take();
   }
 
   /**
@@ -244,11 +274,37 @@ export class QueuePair {
     dataLen = 0,
     timeoutMs = this.defaultTimeoutMs,
     ref: DmaBuffer | null = null,
+    opts: SubmitOptions = NO_OPTIONS,
   ): Promise<number> {
     if (this.#closedWith) return Promise.reject(this.#closedWith);
-    const slot = this.#t.take();
-    if (slot < 0) return this.#t.queued(ref, () => this.submit(cmd, dataIova, dataLen, timeoutMs, ref));
-    return this.#submitIn(slot, cmd, dataIova, dataLen, timeoutMs, ref);
+    const slot = this.#take(opts);
+    if (slot < 0) {
+      if (opts.held) return Promise.reject(new InvalidArgumentError("no free slot for a recovery command"));
+      return this.#t.queued(ref, () => this.submit(cmd, dataIova, dataLen, timeoutMs, ref, opts));
+    }
+    this.#place(slot, cmd, dataIova, dataLen, timeoutMs, ref);
+    return this.#t.promise(slot);
+  }
+
+  /** As {@link submit}, resolving to the completion's DW0 and DW1 (not on the hot path: it allocates). */
+  submitForCompletion(
+    cmd: Sqe,
+    dataIova = 0,
+    dataLen = 0,
+    timeoutMs = this.defaultTimeoutMs,
+    ref: DmaBuffer | null = null,
+    opts: SubmitOptions = NO_OPTIONS,
+  ): Promise<Completion> {
+    if (this.#closedWith) return Promise.reject(this.#closedWith);
+    const slot = this.#take(opts);
+    if (slot < 0) {
+      if (opts.held) return Promise.reject(new InvalidArgumentError("no free slot for a recovery command"));
+      return this.#t.queued(ref, () => this.submitForCompletion(cmd, dataIova, dataLen, timeoutMs, ref, opts));
+    }
+    return new Promise<Completion>((resolve, reject) => {
+      this.#t.callback(slot, (err, dw0, dw1) => err ? reject(err) : resolve({ dw0, dw1 }));
+      this.#place(slot, cmd, dataIova, dataLen, timeoutMs, ref);
+    });
   }
 
   /**
@@ -319,7 +375,7 @@ export class QueuePair {
   ring(): void {
     this.#flushQueued = false;
     if (this.#closedWith) return;
-    if (this.#ring.flush()) this.stats.sqDoorbells++;
+    this.#ring.flush();
   }
 
   /** Reap completions without waiting; returns how many were consumed. */
@@ -442,10 +498,10 @@ export class QueuePair {
           armed = policy.mode === "adaptive";
           let woke = reap() > 0;
           if (!woke) {
-            this.stats.sleeps++;
+            this.#stats.sleeps++;
             woke = await w.sleep(bound);
           }
-          this.stats.interrupts = w.count - this.#irqBase;
+          this.#stats.interrupts = w.count - this.#irqBase;
           policy.resumed(performance.now(), woke);
         } else if (action === Idle.NAP) {
           await new Promise<void>((r) => setTimeout(r, policy.napMs(now)));

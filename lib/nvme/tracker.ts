@@ -8,11 +8,12 @@
  * @module
  */
 import { type CommandContext, type NvmeError, NvmeTimeoutError, statusError } from "./errors.ts";
+import type { CompletionSink } from "./ring.ts";
 import type { CommandTrace } from "./trace.ts";
 import type { DmaBuffer } from "./transport.ts";
 
-/** Counters a queue pair keeps; cheap to read at any time. */
-export interface QueueStats {
+/** Counters of the commands a tracker saw; cheap to read at any time. */
+export interface CommandStats {
   /** Commands placed in the submission ring. */
   submitted: number;
   /** Completions matched to a command. */
@@ -23,20 +24,14 @@ export interface QueueStats {
   late: number;
   /** Commands that timed out. */
   timeouts: number;
-  /** Submission doorbell writes (fewer than submitted when batching). */
-  sqDoorbells: number;
-  /** Interrupts taken (0 in polling mode). */
-  interrupts: number;
-  /** Times the pump slept on the interrupt (each ended by an interrupt or a 100 ms bound). */
-  sleeps: number;
 }
 
 /**
  * Completion callback of the callback submission path: `err` is null on
- * success (then `dw0` is CQE DW0). Called from the queue's pump, never
- * synchronously from the submit call.
+ * success (then `dw0` and `dw1` are CQE DW0 and DW1). Called from the
+ * queue's pump, never synchronously from the submit call.
  */
-export type IoCallback = (err: NvmeError | null, dw0: number) => void;
+export type IoCallback = (err: NvmeError | null, dw0: number, dw1: number) => void;
 
 const FREE = 0;
 const BUSY = 1;
@@ -45,14 +40,17 @@ const TIMED_OUT = 2;
 type Resolve = (dw0: number) => void;
 type Reject = (err: unknown) => void;
 
-/** Slots and command ids of one queue; owned by exactly one thread. */
-export class CommandTracker {
+/**
+ * Slots and command ids of one queue; owned by exactly one thread. The
+ * {@link CompletionSink} its ring hands completions to.
+ */
+export class CommandTracker implements CompletionSink {
   /** Queue id. */
   readonly qid: number;
   /** Command slots (commands in flight at most). */
   readonly slots: number;
-  /** Counters. */
-  readonly stats: QueueStats = { submitted: 0, completed: 0, bogus: 0, late: 0, timeouts: 0, sqDoorbells: 0, interrupts: 0, sleeps: 0 };
+  /** Counters (the object given to the constructor, which may carry more fields of its owner). */
+  readonly stats: CommandStats;
   /** Called after a command times out (the controller decides on abort/reset). */
   onTimeout: ((cid: number, opcode: number) => void) | null = null;
   /** Command trace (null: off, one null check per submission and completion). */
@@ -77,9 +75,10 @@ export class CommandTracker {
   readonly #waiters: (() => void)[] = [];
   #paused = false;
 
-  /** A tracker for `slots` commands in flight on queue `qid`. */
-  constructor(qid: number, slots: number) {
+  /** A tracker for `slots` commands in flight on queue `qid`, counting into `stats`. */
+  constructor(qid: number, slots: number, stats: CommandStats = { submitted: 0, completed: 0, bogus: 0, late: 0, timeouts: 0 }) {
     this.qid = qid;
+    this.stats = stats;
     this.slots = slots;
     this.#slotBits = Math.max(1, Math.ceil(Math.log2(slots)));
     this.#slotMask = (1 << this.#slotBits) - 1;
@@ -161,7 +160,7 @@ export class CommandTracker {
   }
 
   /** Wait for a free slot, then `retry`; `ref` counts as busy meanwhile so it cannot be freed under the call. */
-  queued(ref: DmaBuffer | null, retry: () => Promise<number>): Promise<number> {
+  queued<T>(ref: DmaBuffer | null, retry: () => Promise<T>): Promise<T> {
     if (ref !== null) ref.busy++;
     return new Promise<void>((r) => this.#waiters.push(r)).then(() => {
       const p = retry();
@@ -177,7 +176,7 @@ export class CommandTracker {
   }
 
   /** A completion for `cid` from SQ `sqid` with status field `sf` (15 bits, phase stripped). */
-  complete(cid: number, sf: number, dw0: number, sqid: number): void {
+  complete(cid: number, sf: number, dw0: number, dw1: number, sqid: number): void {
     const slot = cid & this.#slotMask;
     if (
       sqid !== this.qid || slot >= this.slots || this.#state[slot] === FREE ||
@@ -200,12 +199,12 @@ export class CommandTracker {
     this.#release(slot);
     this.stats.completed++;
     if ((sf & 0x7ff) === 0) {
-      if (cb !== null) cb(null, dw0);
+      if (cb !== null) cb(null, dw0, dw1);
       else res!(dw0);
       return;
     }
     const err = statusError(sf, dw0, { qid: this.qid, cid, opcode, nsid: nsid || undefined });
-    if (cb !== null) cb(err, dw0);
+    if (cb !== null) cb(err, dw0, dw1);
     else rej!(err);
   }
 
@@ -237,7 +236,7 @@ export class CommandTracker {
       const rej = this.#reject[s], cb = this.#cb[s];
       this.#resolve[s] = this.#reject[s] = null;
       this.#cb[s] = null;
-      if (cb !== null) cb(err, 0);
+      if (cb !== null) cb(err, 0, 0);
       else rej?.(err);
       n++;
       this.onTimeout?.(cid, this.#opcode[s]);
@@ -268,7 +267,7 @@ export class CommandTracker {
       if (this.#state[s] === BUSY) this.#active--;
       if (!deviceStopped) this.#ref[s] = null;
       this.#release(s);
-      if (cb !== null) cb(err, 0);
+      if (cb !== null) cb(err, 0, 0);
       else rej?.(err);
     }
   }

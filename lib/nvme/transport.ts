@@ -9,7 +9,7 @@
  * @module
  */
 import type { NvmeError } from "./errors.ts";
-import type { QueueRing } from "./pcie.ts";
+import type { QueueRing } from "./ring.ts";
 import type { QueueWaiter } from "./queue.ts";
 
 /**
@@ -140,8 +140,6 @@ export interface FabricRing extends QueueRing {
   onLost: ((err: NvmeError) => void) | null;
   /** What the queue's pump sleeps on: arrivals on the connection play the interrupt's part. */
   readonly waiter: QueueWaiter;
-  /** CQE DW1 of the last Property Get completion (an 8-byte property's high half; the controller serializes Property Gets). */
-  readonly lastDw1: number;
 }
 
 /** Who connects: the identity every Fabrics Connect carries. */

@@ -40,7 +40,7 @@ export type { Sqe } from "../nvme/command.ts";
 export type { DmaBuffer, DmaMemory, FabricHost, FabricQueueLimits, FabricRing, FabricTransport } from "../nvme/transport.ts";
 export { TcpTransport, type TcpTransportOptions } from "./transport.ts";
 export type { QueuePair } from "../nvme/queue.ts";
-export type { QueueRing } from "../nvme/pcie.ts";
+export type { CompletionSink, QueueRing } from "../nvme/ring.ts";
 export type { CommandTracker } from "../nvme/tracker.ts";
 export type { Media } from "../sim/media.ts";
 export type { NvmeErrorCode } from "../nvme/errors.ts";

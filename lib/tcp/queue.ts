@@ -2,15 +2,13 @@
  * One bare NVMe/TCP queue, for tools and tests that work below the
  * controller: its connection ({@link TcpRing}), the generic
  * {@link QueuePair}, Fabrics Connect, Property Get/Set and a keep-alive timer,
- * all through lib/nvme/fabric-queue.ts as the controller uses them.
+ * all through lib/nvme/fabrics.ts as the controller uses them.
  * @module
  */
-import { sqe } from "../nvme/command.ts";
 import { InvalidArgumentError } from "../nvme/errors.ts";
-import { CNTLID_DYNAMIC, propertySetCmd } from "../nvme/fabrics.ts";
-import { fabricConnect, fabricPair, propGet } from "../nvme/fabric-queue.ts";
+import { CNTLID_DYNAMIC } from "../nvme/fabrics.ts";
+import { FabricCommands, fabricPair, keepAliveTimer } from "../nvme/fabrics.ts";
 import type { QueuePair } from "../nvme/queue.ts";
-import { AdminOpc } from "../nvme/spec.ts";
 import type { TcpMemory } from "./memory.ts";
 import { TcpRing, type TcpRingOptions } from "./ring.ts";
 
@@ -44,8 +42,7 @@ export class TcpQueue {
   readonly katoMs: number;
   /** The host memory this queue's commands use. */
   readonly memory: TcpMemory;
-  #ka: ReturnType<typeof setInterval> | undefined;
-  #propChain: Promise<unknown> = Promise.resolve();
+  #stopKa: (() => void) | null = null;
 
   private constructor(ring: TcpRing, qp: QueuePair, cntlid: number, katoMs: number, mem: TcpMemory) {
     this.ring = ring;
@@ -70,7 +67,7 @@ export class TcpQueue {
     const m = opts.memory;
     const host = { subnqn: opts.subnqn, hostnqn: opts.hostnqn, hostid: opts.hostid, katoMs, allocDma: (n: number) => m.allocDma(n), freeDma: m.freeDma.bind(m) };
     try {
-      const cntlid = await fabricConnect(host, qp, opts.cntlid ?? CNTLID_DYNAMIC, false, opts.cattr ?? 0);
+      const cntlid = await new FabricCommands(qp).connect(host, opts.cntlid ?? CNTLID_DYNAMIC, opts.cattr ?? 0);
       return new TcpQueue(ring, qp, cntlid, katoMs, opts.memory);
     } catch (e) {
       qp.close();
@@ -80,19 +77,15 @@ export class TcpQueue {
   }
 
   /**
-   * Property Get (admin queue): the register at `offset`, 4 or 8 bytes. Calls
-   * are serialized so DW1 of the 8-byte form is matched to its command.
+   * Property Get (admin queue): the register at `offset`, 4 or 8 bytes.
    */
   propertyGet(offset: number, eightBytes: boolean): Promise<bigint> {
-    const run = () => propGet(this.qp, offset, eightBytes, false);
-    const p = this.#propChain.then(run, run);
-    this.#propChain = p.catch(() => {});
-    return p;
+    return new FabricCommands(this.qp).propertyGet(offset, eightBytes);
   }
 
   /** Property Set (admin queue): write `value` to the register at `offset` (nvmet takes only CC, 4 bytes). */
   async propertySet(offset: number, value: bigint | number, eightBytes = false): Promise<void> {
-    await this.qp.submit(propertySetCmd(offset, BigInt(value), eightBytes));
+    await new FabricCommands(this.qp).propertySet(offset, value, eightBytes);
   }
 
   /**
@@ -101,19 +94,17 @@ export class TcpQueue {
    */
   startKeepAlive(periodMs: number = this.katoMs / 2, onError: (e: unknown) => void = () => {}): void {
     if (!(periodMs > 0)) return;
-    clearInterval(this.#ka);
-    this.#ka = setInterval(() => {
-      if (this.qp.closed) {
-        clearInterval(this.#ka);
-        return;
-      }
-      this.qp.submit(sqe(AdminOpc.KEEP_ALIVE), 0, 0, Math.max(periodMs, 1000)).catch(onError);
-    }, periodMs);
+    this.#stopKa?.();
+    this.#stopKa = keepAliveTimer(this.qp, periodMs, () => {
+      if (this.qp.closed) this.#stopKa?.();
+      return this.qp.closed;
+    }, onError);
   }
 
   /** Fail what is in flight, stop keep-alive, close the connection. Idempotent. */
   close(): void {
-    clearInterval(this.#ka);
+    this.#stopKa?.();
+    this.#stopKa = null;
     this.qp.close();
     this.ring.close();
   }

@@ -20,9 +20,9 @@ import * as net from "node:net";
 import { ConnectionLostError, InvalidArgumentError, type NvmeError, ProtocolError } from "../nvme/errors.ts";
 import type { FabricRing } from "../nvme/transport.ts";
 import { detectRuntime } from "../ffi/mod.ts";
-import type { CommandTracker } from "../nvme/tracker.ts";
+import type { CompletionSink } from "../nvme/ring.ts";
 import { crc32c } from "./crc32c.ts";
-import { dataDirection, FABRICS_OPCODE, FcType } from "./fabrics.ts";
+import { dataDirection, FABRICS_OPCODE } from "./fabrics.ts";
 import type { TcpMemory } from "./memory.ts";
 import { PduParser } from "./parser.ts";
 import {
@@ -210,19 +210,12 @@ export class TcpRing implements FabricRing {
   readonly #slotDone: Uint32Array;
   readonly #slotCid: Int32Array;
   readonly #slotBad: Uint8Array;
-  // Completions received, not yet reaped: cid, sf, dw0 per entry.
+  // Completions received, not yet reaped: cid, sf, dw0, dw1 per entry.
   readonly #cq: Uint32Array;
   #cqHead = 0;
   #cqCount = 0;
   readonly #h2cAlign: number;
-  #propCid = -1;
-  /** DW1 of the last Property Get completion (8-byte properties); see TcpQueue.propertyGet. */
-  propertyDw1 = 0;
-
-  /** The same, as FabricRing names it. */
-  get lastDw1(): number {
-    return this.propertyDw1;
-  }
+  #flushes = 0;
   #lost: NvmeError | null = null;
 
   private constructor(sock: net.Socket, parser: PduParser, opts: TcpRingOptions, ic: IcResp, dg: Digests, slots: number) {
@@ -242,7 +235,7 @@ export class TcpRing implements FabricRing {
     this.#slotDone = new Uint32Array(slots);
     this.#slotCid = new Int32Array(slots).fill(-1);
     this.#slotBad = new Uint8Array(slots);
-    this.#cq = new Uint32Array(Math.max(slots, 1) * 2 * 3);
+    this.#cq = new Uint32Array(Math.max(slots, 1) * 2 * 4);
     // C2H data may be as large as one command; a target sends at most that in one PDU.
     parser.maxData = Math.max(this.maxTransfer, this.inCapsuleMax, 4096);
     // C2H data lands straight in the command's memory; with a data digest it is staged until the digest
@@ -358,7 +351,6 @@ export class TcpRing implements FabricRing {
     const cid = e[0] >>> 16;
     const len = this.#pLen;
     this.#pLen = 0;
-    if ((e[0] & 0xff) === FABRICS_OPCODE && (e[1] & 0xff) === FcType.PROPERTY_GET) this.#propCid = cid;
     if (this.#lost) return; // reap fails it
     let inCapsule = 0;
     if (len === 0) {
@@ -402,25 +394,31 @@ export class TcpRing implements FabricRing {
     // node:net holds what it is given until the kernel took it: hand it a copy, keep the stage.
     this.#sock.write(Buffer.from(this.#stage.subarray(0, this.#staged)));
     this.#staged = 0;
+    this.#flushes++;
     return true;
   }
 
-  reap(t: CommandTracker): number {
+  /** Capsule batches written to the socket. */
+  get flushes(): number {
+    return this.#flushes;
+  }
+
+  reap(sink: CompletionSink): number {
     if (this.#lost !== null) {
-      if (t.active > 0 || this.#cqCount > 0) {
+      if (sink.active > 0 || this.#cqCount > 0) {
         this.#cqCount = 0;
-        t.failAll(this.#lost, true); // the connection is gone: nothing can write the commands' memory now
+        sink.failAll(this.#lost, true); // the connection is gone: nothing can write the commands' memory now
       }
       return 0;
     }
     let n = 0;
-    const cq = this.#cq, cap = cq.length / 3;
+    const cq = this.#cq, cap = cq.length >> 2;
     while (this.#cqCount > 0) {
-      const i = this.#cqHead * 3;
+      const i = this.#cqHead << 2;
       if (++this.#cqHead === cap) this.#cqHead = 0;
       this.#cqCount--;
       n++;
-      t.complete(cq[i], cq[i + 1], cq[i + 2], this.qid);
+      sink.complete(cq[i], cq[i + 1], cq[i + 2], cq[i + 3], this.qid);
     }
     return n;
   }
@@ -472,14 +470,10 @@ export class TcpRing implements FabricRing {
     switch (hdr[Ch.TYPE]) {
       case PduType.CAPSULE_RESP: {
         const cid = get16(hdr, RespOff.CID);
-        if (cid === this.#propCid) {
-          this.propertyDw1 = get32(hdr, RespOff.DW1);
-          this.#propCid = -1;
-        }
         let sf = get16(hdr, RespOff.STATUS) >>> 1;
         if (sf === 0 && this.#badData(cid)) sf = SF_DATA_TRANSFER_ERROR;
         this.#cidSlot[cid] = 0;
-        this.#queueCqe(cid, sf, get32(hdr, RespOff.DW0));
+        this.#queueCqe(cid, sf, get32(hdr, RespOff.DW0), get32(hdr, RespOff.DW1));
         return;
       }
       case PduType.C2H_DATA:
@@ -497,13 +491,14 @@ export class TcpRing implements FabricRing {
     }
   }
 
-  #queueCqe(cid: number, sf: number, dw0: number): void {
-    const cq = this.#cq, cap = cq.length / 3;
+  #queueCqe(cid: number, sf: number, dw0: number, dw1: number): void {
+    const cq = this.#cq, cap = cq.length >> 2;
     if (this.#cqCount === cap) throw new ProtocolError("sequence", "more completions than commands", Fes.PDU_SEQUENCE_ERROR);
-    const i = ((this.#cqHead + this.#cqCount) % cap) * 3;
+    const i = ((this.#cqHead + this.#cqCount) % cap) << 2;
     cq[i] = cid;
     cq[i + 1] = sf;
     cq[i + 2] = dw0;
+    cq[i + 3] = dw1;
     this.#cqCount++;
     this.waiter.arrived();
   }
@@ -563,7 +558,7 @@ export class TcpRing implements FabricRing {
       if (datao + n !== this.#slotLen[s]) throw new ProtocolError("sequence", "C2HData SUCCESS before all data", Fes.PDU_SEQUENCE_ERROR);
       const sf = this.#slotBad[s] ? SF_DATA_TRANSFER_ERROR : 0;
       this.#cidSlot[cid] = 0;
-      this.#queueCqe(cid, sf, 0); // no CapsuleResp follows
+      this.#queueCqe(cid, sf, 0, 0); // no CapsuleResp follows
     }
   }
 

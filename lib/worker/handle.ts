@@ -1,7 +1,7 @@
 /**
  * The queue handle a Worker receives, and the control protocol between the
  * thread that owns the controller and the thread that owns a queue. Nothing
- * crosses threads per IO: the owner writes SQEs and rings doorbells itself;
+ * crosses threads per IO: the owner places commands in its ring itself;
  * only pause / reset / resume / fail (recovery) and timeouts travel here.
  * @module
  */
@@ -15,6 +15,7 @@ import {
 } from "../nvme/errors.ts";
 import type { NamespaceInfo } from "../io/namespace.ts";
 import type { InterruptWord, SharedMemory } from "../nvme/transport.ts";
+import type { SharedPcieRing } from "../nvme/pcie.ts";
 import type { WaitMode } from "../irq/adaptive.ts";
 
 /**
@@ -32,28 +33,16 @@ export interface QueueHandle {
   readonly qid: number;
   /** Ring entries. */
   readonly depth: number;
-  /** Controller memory page size (CC.MPS). */
-  readonly pageSize: number;
-  /** Doorbell stride in bytes. */
-  readonly doorbellStride: number;
-  /** PRP list pages per command slot. */
-  readonly prpPages: number;
+  /** The queue's PCIe rings (memory, doorbells, PRP pages), as this thread's PcieRing is built over them. */
+  readonly ring: SharedPcieRing;
   /** Largest transfer per command. */
   readonly maxTransferBytes: number;
   /** Default IO timeout, ms. */
   readonly ioTimeoutMs: number;
   /** Polling window, µs. */
   readonly pollSpinUs: number;
-  /** Submission ring. */
-  readonly sq: SharedMemory;
-  /** Completion ring. */
-  readonly cq: SharedMemory;
-  /** PRP list pages, or null. */
-  readonly prp: SharedMemory | null;
   /** DMA memory the Worker allocates its buffers from. */
   readonly arena: SharedMemory;
-  /** The doorbell array. */
-  readonly doorbells: SharedMemory;
   /** Active namespaces. */
   readonly namespaces: NamespaceInfo[];
   /** The queue's interrupt (its vector's wake word), or null when polled. */

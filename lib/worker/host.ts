@@ -149,7 +149,7 @@ export async function createQueueHandle(
   irqOf: (qid: number) => { word: InterruptWord; mode: WaitMode } | null = () => null,
 ): Promise<{ handle: QueueHandle; queue: PortQueue }> {
   const t = ctrl.transport;
-  if (isFabric(t) || !t.shareDma || !t.shareDoorbells) {
+  if (isFabric(t) || !t.shareDma || !ctrl.canShareQueues) {
     throw new NotSupportedError("transport", `${t.name} cannot share queues with Workers`);
   }
   const r = ctrl.reserveQueue(opts.depth);
@@ -169,17 +169,11 @@ export async function createQueueHandle(
     target,
     qid: r.qid,
     depth: r.depth,
-    pageSize: ctrl.pageSize,
-    doorbellStride: ctrl.cap.doorbellStride,
-    prpPages: r.prpPages,
+    ring: ctrl.shareQueue(r),
     maxTransferBytes: ctrl.maxTransferBytes,
     ioTimeoutMs: ctrl.options.ioTimeoutMs,
     pollSpinUs: ctrl.options.pollSpinUs,
-    sq: t.shareDma(r.sq),
-    cq: t.shareDma(r.cq),
-    prp: r.prp ? t.shareDma(r.prp) : null,
     arena: t.shareDma(arena),
-    doorbells: t.shareDoorbells(),
     namespaces,
     irq: irqOf(r.qid)?.word ?? null,
     waitMode: irqOf(r.qid)?.mode ?? "poll",

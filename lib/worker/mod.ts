@@ -26,6 +26,7 @@ import { BouncePool } from "../io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "../io/namespace.ts";
 import { PageRuns } from "../nvme/pages.ts";
 import { DeviceClosedError, InvalidArgumentError, type NvmeError, OutOfResourcesError } from "../nvme/errors.ts";
+import { sharedPcieRing } from "../nvme/pcie.ts";
 import { QueuePair } from "../nvme/queue.ts";
 import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory } from "../nvme/transport.ts";
 import { type ControlMsg, fromWire, type QueueHandle } from "./handle.ts";
@@ -33,6 +34,7 @@ import { IrqWaiter } from "../irq/waiter.ts";
 import { gateFor } from "../vfio/irq.ts";
 
 export type { QueueHandle } from "./handle.ts";
+export type { SharedPcieRing } from "../nvme/pcie.ts";
 export type { InterruptWord, SharedMemory } from "../nvme/transport.ts";
 
 const PAGE = 4096;
@@ -112,28 +114,14 @@ export class WorkerQueue implements AsyncDisposable {
 
   private constructor(h: QueueHandle, libc: Libc | null) {
     this.handle = h;
-    const sq = viewOf(libc, h.sq), cq = viewOf(libc, h.cq);
-    const prp = h.prp ? viewOf(libc, h.prp) : null;
-    const db = viewOf(libc, h.doorbells);
-    this.#views = [sq, cq, db, ...(prp ? [prp] : [])];
-    this.queue = new QueuePair({
-      qid: h.qid,
-      depth: h.depth,
-      sq: dmaBuffer(sq, h.sq.iova, h.sq.size),
-      cq: dmaBuffer(cq, h.cq.iova, h.cq.size),
-      prp: prp && h.prp ? dmaBuffer(prp, h.prp.iova, h.prp.size) : null,
-      prpPagesPerSlot: h.prpPages,
-      pageSize: h.pageSize,
-      doorbells: new Uint32Array(db.buffer, db.byteOffset, db.byteLength >>> 2),
-      doorbellStride: h.doorbellStride,
-      defaultTimeoutMs: h.ioTimeoutMs,
-      pollSpinUs: h.pollSpinUs,
-    });
+    const { ring, doorbells, views } = sharedPcieRing(h.ring, (m) => viewOf(libc, m));
+    this.#views = views;
+    this.queue = new QueuePair({ qid: h.qid, ring, defaultTimeoutMs: h.ioTimeoutMs, pollSpinUs: h.pollSpinUs });
     this.#arena = new Arena(libc, h.arena);
     this.#bounce = new BouncePool((n) => this.#arena.alloc(n), (b) => this.#arena.release(b), 4);
     if (h.irq) {
       // The vector's gate (when the handle carries one) needs this thread's FFI.
-      const gate = h.irq.gate && libc ? gateFor(h.irq.gate, new Uint32Array(db.buffer, db.byteOffset, db.byteLength >>> 2), libc) : null;
+      const gate = h.irq.gate && libc ? gateFor(h.irq.gate, doorbells, libc) : null;
       this.queue.setWaitMode(h.waitMode, new IrqWaiter(h.irq, gate));
     }
     this.#port = h.port;
@@ -167,7 +155,7 @@ export class WorkerQueue implements AsyncDisposable {
     try {
       libc = await loadLibc();
     } catch (e) {
-      if (handle.sq.sab === null) throw e;
+      if (handle.ring.sq.sab === null) throw e;
     }
     return new WorkerQueue(handle, libc);
   }

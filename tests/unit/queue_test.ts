@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "../harness.ts";
+import { PcieRing } from "../../lib/nvme/pcie.ts";
 import { QueuePair } from "../../lib/nvme/queue.ts";
 import { ControllerResetError, DeviceClosedError, NvmeCompareError, NvmeStatusError, NvmeTimeoutError } from "../../lib/nvme/errors.ts";
 import { readCmd } from "../../lib/nvme/command.ts";
@@ -8,10 +9,8 @@ import { fakeDma, FakeQueueDevice } from "./fake.ts";
 function pair(depth: number, qid = 1, timeoutMs = 30_000) {
   const sq = fakeDma(depth * 64), cq = fakeDma(depth * 16), prp = fakeDma((depth - 1) * 4096);
   const db = new Uint32Array(64);
-  const qp = new QueuePair({
-    qid, depth, sq, cq, prp, prpPagesPerSlot: 1, pageSize: 4096, doorbells: db, doorbellStride: 4,
-    defaultTimeoutMs: timeoutMs,
-  });
+  const ring = new PcieRing({ qid, depth, sq, cq, prp, prpPagesPerSlot: 1, pageSize: 4096, doorbells: db, doorbellStride: 4 });
+  const qp = new QueuePair({ qid, ring, defaultTimeoutMs: timeoutMs });
   return { qp, dev: new FakeQueueDevice(qid, depth, sq, cq, db), db };
 }
 

@@ -15,7 +15,7 @@ import { AdminOpc, Fid, IoOpc, LogId, Reg } from "../../lib/nvme/spec.ts";
 import { getLogPageCmd, identifyCmd, setFeaturesCmd, sqe } from "../../lib/nvme/command.ts";
 import { ConnectionLostError, NvmeStatusError } from "../../lib/nvme/errors.ts";
 import { until } from "./target_util.ts";
-import { propGet, propSet } from "../../lib/nvme/fabric-queue.ts";
+import { FabricCommands } from "../../lib/nvme/fabrics.ts";
 
 const NQN_A = "nqn.2024-01.io.tsnvme:ctrl-a";
 const NQN_B = "nqn.2024-01.io.tsnvme:ctrl-b";
@@ -209,12 +209,12 @@ test("target properties: CC.EN sets RDY, clearing it resets the model and drops 
   const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN_B, ...X, ioQueues: 1, katoMs: 0, ctrlLossTimeoutMs: 0 });
   try {
     const ctl = t.controllers.get(c.cntlid)!;
-    assert.equal(Number(await propGet(c.admin.qp, Reg.CSTS, false, false)) & 1, 1);
+    assert.equal(Number(await new FabricCommands(c.admin.qp).propertyGet(Reg.CSTS, false)) & 1, 1);
     assert.equal(c.cap & 0xffffn, 127n);
-    await assert.rejects(propSet(c.admin.qp, Reg.CSTS, 0, false), NvmeStatusError);
-    await assert.rejects(propGet(c.admin.qp, Reg.VS, true, false), NvmeStatusError);
+    await assert.rejects(new FabricCommands(c.admin.qp).propertySet(Reg.CSTS, 0), NvmeStatusError);
+    await assert.rejects(new FabricCommands(c.admin.qp).propertyGet(Reg.VS, true), NvmeStatusError);
     const before = t.stats.connections;
-    await propSet(c.admin.qp, Reg.CC, 0x460000, false);
+    await new FabricCommands(c.admin.qp).propertySet(Reg.CC, 0x460000);
     assert.ok(!ctl.ready);
     // The IO queue's connection is closed by the target (the host then gives up: loss timeout 0).
     const b = c.memory.allocDma(512);
