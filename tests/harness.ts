@@ -2,6 +2,8 @@
  * One test API for both runtimes: Deno.test under Deno, bun:test under Bun.
  * Test files import `test` from here and use node:assert/strict.
  */
+import { loadLibc } from "../lib/ffi/mod.ts";
+
 type Fn = () => void | Promise<void>;
 
 /** Options accepted by {@link test}. */
@@ -10,6 +12,13 @@ export interface TestOptions {
   ignore?: boolean;
   /** Per-test timeout in ms (Bun only; Deno has none). */
   timeout?: number;
+  /**
+   * Deno's op sanitizer (on by default): fail if the test leaves timers or async ops
+   * pending. Turn off only where the test cannot meet it, with a comment saying why.
+   */
+  sanitizeOps?: boolean;
+  /** Deno's resource sanitizer (on by default): fail if the test leaves files, sockets or workers open. */
+  sanitizeResources?: boolean;
 }
 
 const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
@@ -17,6 +26,11 @@ const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 const bunSpec = "bun:test";
 // deno-lint-ignore no-explicit-any
 const bunTest: any = isBun ? (await import(bunSpec)).test : undefined;
+
+// The driver loads libc once per process and keeps it (lib/ffi caches it). Loading it here,
+// before any test starts, keeps Deno's resource sanitizer from charging that one dlopen to
+// whichever test happens to run first; without FFI permission the tests that need it fail alone.
+if (!isBun) await loadLibc().catch(() => {});
 
 /** Register a test on whichever runtime is running. */
 export function test(name: string, fn: Fn, opts: TestOptions = {}): void {
@@ -29,8 +43,8 @@ export function test(name: string, fn: Fn, opts: TestOptions = {}): void {
     name,
     fn,
     ignore: opts.ignore ?? false,
-    sanitizeOps: false,
-    sanitizeResources: false,
+    sanitizeOps: opts.sanitizeOps ?? true,
+    sanitizeResources: opts.sanitizeResources ?? true,
   });
 }
 

@@ -9,7 +9,7 @@
  */
 import { activeNsListCmd, getLogPageCmd, identifyNamespaceCmd } from "../nvme/command.ts";
 import { Controller } from "../nvme/controller.ts";
-import { ControllerFatalError, InvalidArgumentError } from "../nvme/errors.ts";
+import { ControllerFatalError, DeviceClosedError, InvalidArgumentError } from "../nvme/errors.ts";
 import { DISCOVERY_NQN } from "../nvme/fabrics.ts";
 import { decodeIdentifyNamespace, decodeNsidList } from "../nvme/identify.ts";
 import type { QueuePair } from "../nvme/queue.ts";
@@ -209,6 +209,8 @@ export class TcpController {
   close(): void {
     for (const q of this.io) q.qp.close();
     this.admin.qp.close();
+    // With the queues closed this sends nothing; it stops the keep-alive timer and any reconnect.
+    void this.controller.shutdown(new DeviceClosedError()).catch(() => {});
     this.transport.close();
   }
 }

@@ -3,7 +3,7 @@
  * io-passthru, get-log, show-regs, flush, reset, subsystem-reset, --verbose.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { test } from "../harness.ts";
@@ -81,6 +81,7 @@ test("admin-passthru Identify: the dump and the raw bytes are the identify data;
   const f = await run(["admin-passthru", "sim:", "-o", "6", "-4", "1", "-l", "4096", "-r", "-i", `${dir}/id.bin`]);
   assert.equal(f.out, "");
   assert.deepEqual(mask(new Uint8Array(readFileSync(`${dir}/id.bin`))), mask(ref));
+  rmSync(dir, { recursive: true }); // kept when the test fails, to look at
 });
 
 test("admin-passthru: a failing command prints the NVMe status and exits 1; --dry-run shows the command and sends nothing", async () => {
@@ -117,6 +118,7 @@ test("io-passthru: write from a file, read back as a dump; get-log equals the lo
   assert.deepEqual(bin.bytes, api);
 
   assert.deepEqual(await run(["flush", "sim:"]).then((x) => [x.code, x.out]), [0, "NVMe Flush: success\n"]);
+  rmSync(dir, { recursive: true }); // kept when the test fails, to look at
 });
 
 test("show-regs: normal, -H and json from the software controller's registers", async () => {

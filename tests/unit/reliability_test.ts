@@ -18,9 +18,11 @@ import {
 } from "../../lib/nvme/errors.ts";
 import { IoOpc } from "../../lib/nvme/spec.ts";
 import { type SimOptions, SimTransport } from "../../lib/sim/transport.ts";
+import type { BogusKind, FaultAction } from "../../lib/sim/options.ts";
 
 const BS = 512;
 const BLOCKS = 4096;
+/** Names of the scenarios, as registered (at load, so the check below depends on no test's order). */
 const matrix: string[] = [];
 
 /** Block `lba` holds its own number in every dword, so data from the wrong command is caught. */
@@ -69,9 +71,10 @@ async function readOk(ns: Namespace, lba: number, blocks = 1): Promise<void> {
 }
 
 function scenario(name: string, body: () => Promise<string>): void {
+  matrix.push(name);
   test(`fault: ${name}`, async () => {
     const detail = await withDeadline(name, 15_000, body());
-    matrix.push(`${name}: pass (${detail})`);
+    console.log(`fault matrix on ${runtime}: ${name}: pass (${detail})`);
   });
 }
 
@@ -179,6 +182,21 @@ scenario("surprise removal -> pending and later calls fail fast with DeviceGoneE
   }
 });
 
+scenario("device disappears on a chosen command (remove rule) -> it and later calls fail with DeviceGoneError", async () => {
+  const { dev, ns, transport } = await open({ ioTimeoutMs: 30_000 });
+  try {
+    await transport.faults.add({ action: "remove", queue: "io", opcode: IoOpc.READ, lba: [75, 75], count: 1 });
+    await readOk(ns, 74);
+    const t0 = performance.now();
+    await assert.rejects(ns.read(75, new Uint8Array(BS)), DeviceGoneError);
+    assert.ok(performance.now() - t0 < 2000, "fails fast, not after the 30 s timeout");
+    await assert.rejects(ns.read(74, new Uint8Array(BS)), DeviceGoneError);
+    return "the command and later calls: DeviceGoneError";
+  } finally {
+    await withDeadline("close after removal", 5000, dev.close());
+  }
+});
+
 for (const kind of ["unknown-cid", "duplicate", "wrong-sqid"] as const) {
   scenario(`bogus completion (${kind}) is ignored and counted, never resolves the wrong command`, async () => {
     const { dev, ns, transport } = await open();
@@ -239,7 +257,26 @@ scenario("close during IO -> in-flight fail with DeviceClosedError, then the con
   return `${rs.filter((r) => r !== "ok").length}/16 failed typed`;
 });
 
-test("fault matrix summary", () => {
-  console.log(`fault matrix on ${runtime}:\n  ${matrix.join("\n  ")}`);
-  assert.equal(matrix.length, 12);
+// Which scenario covers each fault the software controller can inject. The Records make a new
+// FaultAction or BogusKind fail type-checking until it is mapped here to a scenario.
+const COVERS: Record<FaultAction, string> = {
+  drop: "command never completes -> timeout, Abort really aborts, no reset",
+  delay: "command completes late -> within its timeout it succeeds, past it it times out",
+  status: "chosen LBAs fail with a chosen status; the rest succeed",
+  bogus: "stale-phase completion (host never sees it) -> timeout, reset, recovery",
+  fatal: "controller fatal (CSTS.CFS) -> in-flight fails typed, reset, recovery",
+  remove: "device disappears on a chosen command (remove rule) -> it and later calls fail with DeviceGoneError",
+};
+const BOGUS: Record<BogusKind, string> = {
+  "unknown-cid": "bogus completion (unknown-cid) is ignored and counted, never resolves the wrong command",
+  duplicate: "bogus completion (duplicate) is ignored and counted, never resolves the wrong command",
+  "wrong-sqid": "bogus completion (wrong-sqid) is ignored and counted, never resolves the wrong command",
+  "stale-phase": COVERS.bogus,
+};
+
+test("fault matrix: every fault action and bogus completion kind has a scenario", () => {
+  const missing = [...Object.values(COVERS), ...Object.values(BOGUS)].filter((n) => !matrix.includes(n));
+  assert.deepEqual(missing, [], "scenarios named in COVERS/BOGUS but not registered");
+  assert.equal(new Set(matrix).size, matrix.length, "scenario names are unique");
+  assert.equal(matrix.length, 13);
 });

@@ -5,7 +5,7 @@ import { SimTransport } from "../../lib/sim/transport.ts";
 import type { SimOptions } from "../../lib/sim/options.ts";
 import { abortCmd, readCmd } from "../../lib/nvme/command.ts";
 import { IoOpc, Reg } from "../../lib/nvme/spec.ts";
-import { DeviceGoneError, type NvmeStatusError, NvmeTimeoutError } from "../../lib/nvme/errors.ts";
+import { DeviceGoneError, InvalidArgumentError, type NvmeStatusError, NvmeTimeoutError } from "../../lib/nvme/errors.ts";
 
 async function open(sim: SimOptions = {}, opts: OpenOptions = {}): Promise<{ dev: NVMeDev; t: SimTransport }> {
   const t = await SimTransport.create(sim);
@@ -84,8 +84,8 @@ test("sim fault: late completion, slow device, failing status by LBA range, coun
     await dev.ns(2).write(0, new Uint8Array(4096));
     // Requests the driver refuses never reach the controller.
     const before = t.commandCount();
-    await assert.rejects(ns.read(ns.blockCount, buf));
-    await assert.rejects(ns.read(0, new Uint8Array(100)));
+    await assert.rejects(ns.read(ns.blockCount, buf), InvalidArgumentError);
+    await assert.rejects(ns.read(0, new Uint8Array(100)), InvalidArgumentError);
     assert.equal(t.commandCount(), before, "zero commands reached the controller");
     assert.ok(t.commandCount({ qid: 1, opcode: IoOpc.READ }) >= 5);
     assert.ok(t.commandCount({ qid: 0 }) >= 5, "bring-up admin commands counted");

@@ -9,6 +9,7 @@ import { parseNamespaceSpec } from "../../lib/target/mod.ts";
 import { TcpController } from "../../lib/tcp/host.ts";
 import { DISCOVERY_NQN, hostIdentity } from "../../lib/tcp/fabrics.ts";
 import { IoOpc } from "../../lib/nvme/spec.ts";
+import { NvmeStatusError } from "../../lib/nvme/errors.ts";
 import { until } from "./target_util.ts";
 
 const SCRIPT = new URL("../../lib/cli/nvmf-target.ts", import.meta.url).pathname;
@@ -56,7 +57,11 @@ test("target CLI: serves a file and the software controller, allow-list, discove
     const written = b.bytes.slice(0, 8192);
     await c.shutdown();
     const other = hostIdentity("71111111-2222-4333-8444-555555555555");
-    await assert.rejects(TcpController.connect({ host: "127.0.0.1", port, subnqn: nqn, ...other, katoMs: 0 }));
+    await assert.rejects(
+      TcpController.connect({ host: "127.0.0.1", port, subnqn: nqn, ...other, katoMs: 0 }),
+      // Connect refused: Connect Invalid Host (SCT 1, SC 84h), the host is not on the allow-list.
+      (e: unknown) => e instanceof NvmeStatusError && e.status.sct === 1 && e.status.sc === 0x84,
+    );
     child.kill("SIGTERM");
     const code = await exited;
     assert.ok(cleanExit(code), `exit ${code}: ${err}`);

@@ -218,7 +218,7 @@ test("target properties: CC.EN sets RDY, clearing it resets the model and drops 
     assert.ok(!ctl.ready);
     // The IO queue's connection is closed by the target (the host then gives up: loss timeout 0).
     const b = c.memory.allocDma(512);
-    await assert.rejects(c.io[0].qp.rw(IoOpc.READ, 1, 0, 0, b.iova, 512));
+    await assert.rejects(c.io[0].qp.rw(IoOpc.READ, 1, 0, 0, b.iova, 512), ConnectionLostError);
     assert.equal(t.stats.connections, before);
   } finally {
     c.close();
@@ -302,7 +302,10 @@ test("target faults: the onCommand hook can drop a connection or corrupt read da
   try {
     const b = c.memory.allocDma(4096);
     fault = "corrupt-ddgst";
-    await assert.rejects(c.io[0].qp.rw(IoOpc.READ, 1, 0, 7, b.iova, 4096));
+    await assert.rejects( // a bad data digest fails the read with Data Transfer Error
+      c.io[0].qp.rw(IoOpc.READ, 1, 0, 7, b.iova, 4096),
+      (e: unknown) => e instanceof NvmeStatusError && e.status.sct === 0 && e.status.sc === 0x04,
+    );
     fault = "drop";
     await assert.rejects(c.io[1].qp.rw(IoOpc.READ, 1, 0, 7, b.iova, 4096), ConnectionLostError);
     fault = undefined;

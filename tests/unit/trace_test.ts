@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "../harness.ts";
 import { NVMeDev } from "../../lib/dev.ts";
-import { ControllerResetError, NvmeTimeoutError } from "../../lib/nvme/errors.ts";
+import { ControllerResetError, NvmeStatusError, NvmeTimeoutError } from "../../lib/nvme/errors.ts";
 import { AdminOpc, IoOpc } from "../../lib/nvme/spec.ts";
 import { CommandTrace } from "../../lib/nvme/trace.ts";
 import { SimTransport } from "../../lib/sim/transport.ts";
@@ -54,7 +54,7 @@ test("trace: a status error is named; a timed-out command and a reset carry the 
   await using dev = await NVMeDev.open("sim", { transport, trace: { capacity: 32 }, ioTimeoutMs: 150, adminTimeoutMs: 300 });
   const ns = dev.ns(1);
   await transport.faults.add({ action: "status", queue: "io", opcode: IoOpc.READ, lba: [5, 5], status: 0x281, count: 1 });
-  await assert.rejects(ns.read(5, new Uint8Array(512)));
+  await assert.rejects(ns.read(5, new Uint8Array(512)), NvmeStatusError);
   assert.equal(dev.trace!.last(1)[0].status, "Unrecovered Read Error");
   await transport.faults.add({ action: "drop", queue: "io", opcode: IoOpc.READ, count: 1 });
   await transport.faults.add({ action: "drop", queue: "admin", opcode: AdminOpc.ABORT, count: 1 });

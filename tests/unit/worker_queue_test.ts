@@ -233,6 +233,7 @@ test("workers: startWorkers hands each its queue; terminate() deletes the queue 
     // The ids are free again.
     const h = await dev.createQueue();
     assert.equal(h.qid, 2);
+    h.port.close(); // the handle's end of the control port is the caller's to close (never posted here)
   } finally {
     await dev.close();
   }
@@ -249,7 +250,9 @@ test("workers: a started Worker that dies of an uncaught error releases its queu
     tw.w.postMessage({ type: "crash" });
     for (let i = 0; i < 300 && transport.mappedBytes > mapped; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(transport.mappedBytes, mapped, "queue deleted and its memory unmapped");
-    assert.equal((await dev.createQueue()).qid, 2, "its queue id is free again");
+    const h = await dev.createQueue();
+    assert.equal(h.qid, 2, "its queue id is free again");
+    h.port.close(); // the handle's end of the control port is the caller's to close (never posted here)
   } finally {
     await dev.close();
   }
