@@ -10,11 +10,10 @@
  * completes later.
  * @module
  */
-import { IdCtrlOffset } from "../nvme/identify.ts";
 import { AdminOpc, CSTS, Fid, Reg } from "../nvme/spec.ts";
 import { BufferPort, ControllerModel, DataDir, type DataPort, type ModelIdentity, PENDING, transferDirection } from "../sim/engine.ts";
 import { crc32c } from "../tcp/crc32c.ts";
-import { get16 } from "../tcp/pdu.ts";
+import { identityFromIdCtrl } from "../sim/nsmedia.ts";
 import type { AdminReply, ControllerLimits, Subsystem } from "./controller.ts";
 import { CcField, Ctratt, IOCQES, IOSQES, Sf, Sgls } from "./spec.ts";
 
@@ -22,20 +21,6 @@ import { CcField, Ctratt, IOCQES, IOSQES, Sf, Sgls } from "./spec.ts";
 export type Reply = (r: AdminReply) => void;
 
 const EMPTY = new BufferPort();
-const ascii = (b: Uint8Array, off: number, len: number) => String.fromCharCode(...b.subarray(off, off + len)).replace(/[\0 ]+$/, "");
-
-/** The backing controller's identity from its raw Identify Controller data. */
-export function identityFromIdCtrl(b: Uint8Array): ModelIdentity {
-  return {
-    vid: get16(b, IdCtrlOffset.VID),
-    ssvid: get16(b, IdCtrlOffset.SSVID),
-    serial: ascii(b, IdCtrlOffset.SN, 20),
-    model: ascii(b, IdCtrlOffset.MN, 40),
-    firmware: ascii(b, IdCtrlOffset.FR, 8),
-    ieee: b.slice(IdCtrlOffset.IEEE, IdCtrlOffset.IEEE + 3),
-  };
-}
-
 /** One NVM controller (one admin Connect to an NVM subsystem). */
 export class NvmController {
   /** Controller id. */
