@@ -110,6 +110,11 @@ export class DiscoveryController {
     return this.#aers.length;
   }
 
+  /** The CSTS property as a host reads it. */
+  get csts(): number {
+    return this.#csts;
+  }
+
   /** CAP: MQES 31, CQR, TO 7.5 s, CSS NVM. */
   get cap(): bigint {
     return 31n | (1n << 16n) | (15n << 24n) | (1n << 37n);

@@ -25,7 +25,7 @@ export { type BackingDevice, type BackingNamespace, type BlockBackend, BufferPoo
 export { type AdminReply, type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
 export { NvmController, type Reply } from "./nvm.ts";
 export { identityFromIdCtrl, NamespaceMedia } from "../sim/nsmedia.ts";
-export { TargetConn, type TargetFault } from "./conn.ts";
+export { type CommandHook, TargetConn, type TargetFault } from "./conn.ts";
 export { type ConnectRequest, type ConnHost, type DigestPolicy, NvmfTarget, type NvmfTargetOptions, type SubsystemOptions, type TargetStats } from "./server.ts";
 export { type NamespaceOpenOptions, type NamespaceSpec, type OpenedNamespaces, openNamespaces, parseNamespaceSpec } from "./spec-parse.ts";
 export * from "./spec.ts";

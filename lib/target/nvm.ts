@@ -104,6 +104,11 @@ export class NvmController {
     return this.model.grantedQueues;
   }
 
+  /** The CSTS property as a host reads it (RDY, SHST...). */
+  get csts(): number {
+    return this.model.csts;
+  }
+
   /** Held Asynchronous Event Requests. */
   get heldAers(): number {
     return this.model.pendingAers;
