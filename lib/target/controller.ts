@@ -57,6 +57,21 @@ export interface AdminReply {
 /** Either kind of controller a Connect creates. */
 export type FabricsController = NvmController | DiscoveryController;
 
+/** CAP of a fabrics controller with `entries` per queue: MQES, CQR, TO 7.5 s, CSS NVM, MPSMIN/MAX 4 KiB. */
+export function fabricsCap(entries: number): bigint {
+  return BigInt(entries - 1) | (1n << 16n) | (15n << 24n) | (1n << 37n);
+}
+
+/** Property Get as nvmet answers it, for either kind of controller: CAP (8 bytes), VS, CC, CSTS (4 bytes). */
+export function propertyGet(c: { readonly cap: bigint; readonly cc: number; readonly csts: number }, ofst: number, eight: boolean): AdminReply {
+  if (ofst === Reg.CAP && eight) return { sf: 0, dw0: Number(c.cap & 0xffffffffn), dw1: Number(c.cap >> 32n) };
+  if (eight) return { sf: Sf.INVALID_FIELD | Sf.DNR };
+  if (ofst === Reg.VS) return { sf: 0, dw0: 0x10400 };
+  if (ofst === Reg.CC) return { sf: 0, dw0: c.cc };
+  if (ofst === Reg.CSTS) return { sf: 0, dw0: c.csts };
+  return { sf: Sf.INVALID_FIELD | Sf.DNR };
+}
+
 const ASCII = (b: Uint8Array, off: number, len: number, s: string) => {
   for (let i = 0; i < len; i++) b[off + i] = i < s.length ? s.charCodeAt(i) & 0x7f : 0x20;
 };
@@ -110,14 +125,19 @@ export class DiscoveryController {
     return this.#aers.length;
   }
 
+  /** The CC property. */
+  get cc(): number {
+    return this.#cc;
+  }
+
   /** The CSTS property as a host reads it. */
   get csts(): number {
     return this.#csts;
   }
 
-  /** CAP: MQES 31, CQR, TO 7.5 s, CSS NVM. */
+  /** CAP: 32 entries per queue. */
   get cap(): bigint {
-    return 31n | (1n << 16n) | (15n << 24n) | (1n << 37n);
+    return fabricsCap(32);
   }
 
   /** Bytes a command moves: Identify 4096, Get Log Page (NUMD + 1) x 4. */
@@ -130,12 +150,7 @@ export class DiscoveryController {
 
   /** Property Get: CAP (8 bytes), VS, CC, CSTS. */
   propertyGet(ofst: number, eight: boolean): AdminReply {
-    if (ofst === Reg.CAP && eight) return { sf: 0, dw0: Number(this.cap & 0xffffffffn), dw1: Number(this.cap >> 32n) };
-    if (eight) return { sf: Sf.INVALID_FIELD | Sf.DNR };
-    if (ofst === Reg.VS) return { sf: 0, dw0: 0x10400 };
-    if (ofst === Reg.CC) return { sf: 0, dw0: this.#cc };
-    if (ofst === Reg.CSTS) return { sf: 0, dw0: this.#csts };
-    return { sf: Sf.INVALID_FIELD | Sf.DNR };
+    return propertyGet(this, ofst, eight);
   }
 
   /** Property Set CC: RDY follows EN, SHN completes at once. */
