@@ -11,6 +11,7 @@ import { IDENTIFY_BYTES, IdCtrlOffset } from "../nvme/identify.ts";
 import { AdminOpc, AsyncEventType, Cns, CSTS, Fid, Reg } from "../nvme/spec.ts";
 import { DISCOVERY_NQN } from "../tcp/fabrics.ts";
 import { LID_DISCOVERY } from "../tcp/discovery.ts";
+import { padAscii } from "../sim/engine.ts";
 import { put16, put32 } from "../tcp/pdu.ts";
 import type { BlockBackend } from "./backend.ts";
 import type { NvmController, Reply } from "./nvm.ts";
@@ -72,9 +73,10 @@ export function propertyGet(c: { readonly cap: bigint; readonly cc: number; read
   return { sf: Sf.INVALID_FIELD | Sf.DNR };
 }
 
-const ASCII = (b: Uint8Array, off: number, len: number, s: string) => {
-  for (let i = 0; i < len; i++) b[off + i] = i < s.length ? s.charCodeAt(i) & 0x7f : 0x20;
-};
+/** Bytes a Get Log Page moves: (NUMDU:NUMDL + 1) dwords. */
+function logBytes(sqe: Uint32Array): number {
+  return (((sqe[10] >>> 16) | ((sqe[11] & 0xffff) << 16)) + 1) * 4;
+}
 
 /** The discovery controller of one admin Connect to the well-known discovery NQN. */
 export class DiscoveryController {
@@ -144,7 +146,7 @@ export class DiscoveryController {
   transferLength(_qid: number, sqe: Uint32Array): number {
     const opc = sqe[0] & 0xff;
     if (opc === AdminOpc.IDENTIFY) return IDENTIFY_BYTES;
-    if (opc === AdminOpc.GET_LOG_PAGE) return (((sqe[10] >>> 16) | ((sqe[11] & 0xffff) << 16)) + 1) * 4;
+    if (opc === AdminOpc.GET_LOG_PAGE) return logBytes(sqe);
     return 0;
   }
 
@@ -187,10 +189,9 @@ export class DiscoveryController {
         return reply({ sf: 0, data: this.#identify() });
       case AdminOpc.GET_LOG_PAGE: {
         if ((sqe[10] & 0xff) !== LID_DISCOVERY) return reply({ sf: Sf.INVALID_LOG_PAGE | Sf.DNR });
-        const numd = ((sqe[10] >>> 16) | ((sqe[11] & 0xffff) << 16)) + 1;
         const lpo = sqe[12] + sqe[13] * 2 ** 32;
         if (lpo % 4 !== 0) return reply({ sf: Sf.INVALID_FIELD | Sf.DNR });
-        const page = this.#log(this.hostnqn), out = new Uint8Array(numd * 4);
+        const page = this.#log(this.hostnqn), out = new Uint8Array(logBytes(sqe));
         if (lpo < page.length) out.set(page.subarray(lpo, lpo + out.length));
         if (!((sqe[10] >>> 15) & 1)) this.#event = false; // RAE clear: the notice is consumed
         return reply({ sf: 0, data: out });
@@ -225,9 +226,9 @@ export class DiscoveryController {
 
   #identify(): Uint8Array {
     const b = new Uint8Array(IDENTIFY_BYTES);
-    ASCII(b, IdCtrlOffset.SN, 20, "");
-    ASCII(b, IdCtrlOffset.MN, 40, "tsnvme discovery");
-    ASCII(b, IdCtrlOffset.FR, 8, "0.1");
+    padAscii(b, IdCtrlOffset.SN, 20, "");
+    padAscii(b, IdCtrlOffset.MN, 40, "tsnvme discovery");
+    padAscii(b, IdCtrlOffset.FR, 8, "0.1");
     b[IdCtrlOffset.MDTS] = Math.max(1, Math.floor(Math.log2(this.maxTransfer / 4096)));
     put16(b, IdCtrlOffset.CNTLID, this.cntlid);
     put32(b, IdCtrlOffset.VER, 0x10400);
