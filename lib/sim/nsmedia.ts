@@ -1,7 +1,9 @@
 /**
  * Media backed by a namespace of an open NVMeDev (VFIO, the software
  * controller, or NVMe/TCP): the second kind of media of the controller
- * model, so a target exports a namespace of a real controller. Asynchronous:
+ * model, so a target exports a namespace of a real controller, and the one
+ * adapter of such a namespace (lib/target's DevBackend runs its Read/Write
+ * fast path on it too). Asynchronous:
  * the model keeps commands on it pending and completes them through its
  * front end. Data goes straight through: a buffer from the device's
  * `allocBuffer` (see {@link NamespaceMedia.alloc}) is DMA'd in place,
@@ -17,7 +19,7 @@ import { statusFieldOf as statusOf } from "../nvme/errors.ts";
 import { SubmitBacklog } from "../io/backlog.ts";
 import { decodeIdentifyController, IdCtrlOffset } from "../nvme/identify.ts";
 
-/** What NamespaceMedia and the target's DevBackend use of a namespace (lib/io's Namespace of an open NVMeDev fits). */
+/** What {@link NamespaceMedia} uses of a namespace (lib/io's Namespace of an open NVMeDev fits). */
 export interface BackingNamespace {
   /** Bytes per logical block. */
   readonly blockSize: number;
