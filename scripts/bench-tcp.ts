@@ -1,7 +1,6 @@
 /**
- * NVMe/TCP host throughput on loopback against the project's own test target
- * (lib/tcp/target.ts, in a Worker-free second connection of the same
- * process): 4 KiB random reads at QD1 and QD32 (IOPS) and 128 KiB sequential
+ * NVMe/TCP host throughput on loopback against the project's own target
+ * (lib/target, serving memory, in the same process): 4 KiB random reads at QD1 and QD32 (IOPS) and 128 KiB sequential
  * reads and writes (MB/s), with digests off and on. Both ends are JS on one
  * thread here, so the numbers bound the host's cost, not a network's.
  *
@@ -17,7 +16,8 @@
  */
 import { readFileSync } from "node:fs";
 import { MemMedia } from "../lib/sim/media.ts";
-import { hostIdentity, TcpController, TcpTarget } from "../lib/tcp/mod.ts";
+import { hostIdentity, TcpController } from "../lib/tcp/mod.ts";
+import { MediaBackend, NvmfTarget } from "../lib/target/mod.ts";
 import { IoOpc } from "../lib/nvme/spec.ts";
 import { PduParser } from "../lib/tcp/parser.ts";
 import { buildPdu, DataOff, encodeIcResp, get32, PduType, writeDataPdu } from "../lib/tcp/pdu.ts";
@@ -50,7 +50,12 @@ async function job(c: TcpController, opc: number, bs: number, qd: number, secs: 
 
 /** The loopback rows: the host against the project's own target in this process. */
 async function loopback(secs: number): Promise<void> {
-  const t = await TcpTarget.listen({ subnqn: NQN, namespaces: [{ media: new MemMedia(64 << 20), lbaSize: 512 }], maxh2cdata: 0x20000, inCapsule: 8192 });
+  const t = await NvmfTarget.listen({
+    port: 0,
+    subsystems: [{ nqn: NQN, namespaces: [new MediaBackend(new MemMedia(64 << 20), 512)] }],
+    maxTransfer: 0x20000,
+    inCapsule: 8192,
+  });
   for (const dg of [{ hdgst: false, ddgst: false }, { hdgst: true, ddgst: true }]) {
     const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN, ...hostIdentity("00000000-0000-4000-8000-000000000001"), digests: dg, katoMs: 0 });
     const tag = `${runtime} digests=${dg.hdgst ? "on" : "off"}`;

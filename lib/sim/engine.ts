@@ -243,7 +243,8 @@ const TWO32 = 0x1_0000_0000;
 const DNR = 1 << 14;
 const TEMP_K = 310;
 
-function padAscii(dst: Uint8Array, off: number, len: number, s: string): void {
+/** Write `s` as an Identify ASCII field: 7-bit, space padded to `len` bytes. */
+export function padAscii(dst: Uint8Array, off: number, len: number, s: string): void {
   for (let i = 0; i < len; i++) dst[off + i] = i < s.length ? s.charCodeAt(i) & 0x7f : 0x20;
 }
 

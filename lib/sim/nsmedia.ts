@@ -1,7 +1,9 @@
 /**
  * Media backed by a namespace of an open NVMeDev (VFIO, the software
  * controller, or NVMe/TCP): the second kind of media of the controller
- * model, so a target exports a namespace of a real controller. Asynchronous:
+ * model, so a target exports a namespace of a real controller, and the one
+ * adapter of such a namespace (lib/target's DevBackend runs its Read/Write
+ * fast path on it too). Asynchronous:
  * the model keeps commands on it pending and completes them through its
  * front end. Data goes straight through: a buffer from the device's
  * `allocBuffer` (see {@link NamespaceMedia.alloc}) is DMA'd in place,
@@ -15,8 +17,9 @@ import type { AsyncMedia, MediaDone } from "./media.ts";
 import type { ModelIdentity, ModelNamespace, ModelOptions } from "./engine.ts";
 import { statusFieldOf as statusOf } from "../nvme/errors.ts";
 import { SubmitBacklog } from "../io/backlog.ts";
+import { decodeIdentifyController, IdCtrlOffset } from "../nvme/identify.ts";
 
-/** What NamespaceMedia and the target's DevBackend use of a namespace (lib/io's Namespace of an open NVMeDev fits). */
+/** What {@link NamespaceMedia} uses of a namespace (lib/io's Namespace of an open NVMeDev fits). */
 export interface BackingNamespace {
   /** Bytes per logical block. */
   readonly blockSize: number;
@@ -32,8 +35,14 @@ export interface BackingNamespace {
   flush(): Promise<void>;
 }
 
-/** What this module uses of an open device (an NVMeDev fits). */
+/**
+ * What the adapters use of an open device (structural: any NVMeDev fits, and
+ * no VFIO or FFI code loads with this module): the model's media here and
+ * the target's DevBackend (lib/target/backend.ts) alike.
+ */
 export interface BackingDevice {
+  /** What was opened ("0000:00:04.0", "sim#1", "tcp://..."), for names in logs. */
+  readonly target: string;
   /** Identity and limits. */
   readonly info: {
     readonly serial: string;
@@ -43,6 +52,7 @@ export interface BackingDevice {
     readonly ssvid: number;
     readonly maxTransferBytes: number;
     readonly vwc: boolean;
+    readonly oncs: number;
   };
   /** Raw Identify Controller data. */
   readonly controller: { readonly identifyData: Uint8Array };
@@ -56,13 +66,17 @@ export interface BackingDevice {
   allocBuffer(bytes: number): Uint8Array;
   /** Release DMA memory. */
   freeBuffer(buf: Uint8Array): void;
+  /** Close the device (only its owner does). */
+  close(): Promise<void>;
 }
 
 /**
- * A namespace of an open NVMeDev as {@link AsyncMedia}. Offsets and lengths
- * are whole blocks of the namespace. Reads and writes take the namespace's
- * callback path (no Promise per IO); when every queue slot is taken they wait
- * in a backlog that drains as completions come.
+ * A namespace of an open NVMeDev as {@link AsyncMedia}: the one adapter both
+ * the controller model (byte offsets, through {@link read}/{@link write}) and
+ * the NVMe/TCP target (blocks, through {@link readBlocks}/{@link writeBlocks})
+ * use. Offsets and lengths are whole blocks of the namespace. Reads and
+ * writes take the namespace's callback path (no Promise per IO); when every
+ * queue slot is taken they wait in a backlog that drains as completions come.
  */
 export class NamespaceMedia implements AsyncMedia {
   /** Asynchronous media. */
@@ -71,6 +85,8 @@ export class NamespaceMedia implements AsyncMedia {
   readonly size: number;
   /** Logical block size of the backing namespace. */
   readonly blockSize: number;
+  /** Size in blocks. */
+  readonly blockCount: number;
   /** The backing device (not owned: {@link close} leaves it open). */
   readonly dev: BackingDevice;
   /** The backing namespace. */
@@ -84,6 +100,7 @@ export class NamespaceMedia implements AsyncMedia {
     this.dev = dev;
     this.ns = dev.ns(nsid);
     this.blockSize = this.ns.blockSize;
+    this.blockCount = this.ns.blockCount;
     this.size = this.ns.blockCount * this.ns.blockSize;
     this.#shift = Math.log2(this.blockSize);
   }
@@ -93,7 +110,7 @@ export class NamespaceMedia implements AsyncMedia {
     return this.dev.allocBuffer(bytes);
   }
 
-  /** Release a buffer from {@link alloc}. */
+  /** Release a buffer from {@link alloc} (a closed device has released it already). */
   free(buf: Uint8Array): void {
     if (!this.dev.closed) this.dev.freeBuffer(buf);
   }
@@ -112,24 +129,35 @@ export class NamespaceMedia implements AsyncMedia {
 
   /** Read whole blocks at byte offset `off` into `dst`. */
   read(off: number, dst: Uint8Array, done: MediaDone): void {
-    this.#rw(false, off, dst, done);
+    this.#byOffset(false, off, dst, done);
   }
 
   /** Write whole blocks at byte offset `off`. */
   write(off: number, src: Uint8Array, done: MediaDone): void {
-    this.#rw(true, off, src, done);
+    this.#byOffset(true, off, src, done);
   }
 
-  #rw(write: boolean, off: number, buf: Uint8Array, done: MediaDone): void {
-    const cb = this.#cb(done);
+  /** Read `dst.length` bytes (whole blocks) from block `lba`. */
+  readBlocks(lba: number, dst: Uint8Array, done: MediaDone): void {
+    const cb = this.#cb(done), ns = this.ns;
+    this.#backlog.submit(() => ns.submitRead(lba, dst, cb), (e) => this.#fail(done, e));
+  }
+
+  /** Write `src` (whole blocks) at block `lba`. */
+  writeBlocks(lba: number, src: Uint8Array, done: MediaDone): void {
+    const cb = this.#cb(done), ns = this.ns;
+    this.#backlog.submit(() => ns.submitWrite(lba, src, cb), (e) => this.#fail(done, e));
+  }
+
+  #byOffset(write: boolean, off: number, buf: Uint8Array, done: MediaDone): void {
     let lba: number;
     try {
       lba = this.#lba(off);
     } catch (e) {
       return this.#fail(done, e);
     }
-    const ns = this.ns;
-    this.#backlog.submit(() => write ? ns.submitWrite(lba, buf, cb) : ns.submitRead(lba, buf, cb), (e) => this.#fail(done, e));
+    if (write) this.writeBlocks(lba, buf, done);
+    else this.readBlocks(lba, buf, done);
   }
 
   /** Zero whole blocks with Write Zeroes on the backing namespace. */
@@ -164,24 +192,27 @@ export function namespaceOf(dev: BackingDevice, nsid: number): ModelNamespace {
   return { media, blockSize: media.blockSize };
 }
 
-/** Identify Controller offset of the IEEE OUI (3 bytes). */
-const ID_IEEE = 73;
-
 /**
- * The backing controller's identity for Identify passthrough: VID, SSVID,
- * serial, model, firmware revision and IEEE OUI, so a target reports the
- * controller it exports.
+ * A backing controller's identity from its raw Identify Controller data, for
+ * Identify passthrough: VID, SSVID, serial, model, firmware revision and
+ * IEEE OUI, so a front end (the model, the target) reports the controller it
+ * exports.
  */
-export function identityOf(dev: BackingDevice): ModelIdentity {
-  const raw = dev.controller.identifyData;
+export function identityFromIdCtrl(raw: Uint8Array): ModelIdentity {
+  const c = decodeIdentifyController(raw);
   return {
-    vid: dev.info.vid,
-    ssvid: dev.info.ssvid,
-    serial: dev.info.serial,
-    model: dev.info.model,
-    firmware: dev.info.firmware,
-    ieee: raw.slice(ID_IEEE, ID_IEEE + 3),
+    vid: c.vid,
+    ssvid: c.ssvid,
+    serial: c.serial,
+    model: c.model,
+    firmware: c.firmware,
+    ieee: raw.slice(IdCtrlOffset.IEEE, IdCtrlOffset.IEEE + 3),
   };
+}
+
+/** The identity of an open device's controller ({@link identityFromIdCtrl} of its Identify data). */
+export function identityOf(dev: BackingDevice): ModelIdentity {
+  return identityFromIdCtrl(dev.controller.identifyData);
 }
 
 /**

@@ -4,17 +4,17 @@
  * straight onto a namespace of an open {@link NVMeDev} (a VFIO controller or
  * the software controller) with DMA buffers from `dev.allocBuffer`, so data
  * arriving from the socket is copied once, into DMA memory, and read data
- * goes from DMA memory into the outgoing PDU. {@link MediaBackend} serves
- * lib/sim media (memory or a file) synchronously.
+ * goes from DMA memory into the outgoing PDU; its IO is lib/sim's
+ * {@link NamespaceMedia}, the same adapter the controller model runs every
+ * other command on. {@link MediaBackend} serves lib/sim media (memory or a
+ * file) synchronously.
  * @module
  */
-import { statusFieldOf } from "../nvme/errors.ts";
-import { SubmitBacklog } from "../io/backlog.ts";
-import type { AnyMedia, AsyncMedia, Media } from "../sim/media.ts";
-import type { BackingNamespace } from "../sim/nsmedia.ts";
+import type { AnyMedia, Media } from "../sim/media.ts";
+import { type BackingDevice, type BackingNamespace, NamespaceMedia } from "../sim/nsmedia.ts";
 import { Sf } from "./spec.ts";
 
-export type { BackingNamespace };
+export type { BackingDevice, BackingNamespace };
 
 /** Completion of a backend IO: 0, or an NVMe status field (SC | SCT << 8 | DNR). */
 export type IoDone = (sf: number) => void;
@@ -43,22 +43,14 @@ export interface BlockBackend {
   read(lba: number, buf: Uint8Array, done: IoDone): void;
   /** Write `buf` at block `lba`; `fua` forces it to media. */
   write(lba: number, buf: Uint8Array, fua: boolean, done: IoDone): void;
-  /** Commit the write cache. */
-  flush(done: IoDone): void;
-  /** Zero `blocks` blocks at `lba` (deallocate them if `deallocate`). */
-  writeZeroes(lba: number, blocks: number, deallocate: boolean, done: IoDone): void;
   /**
    * The same storage as media for the controller model (lib/sim/engine.ts),
-   * which runs every command but Read and Write: byte offsets, whole blocks.
+   * which runs every command but Read and Write (Flush, Write Zeroes, DSM...):
+   * byte offsets, whole blocks.
    */
   readonly media: AnyMedia;
   /** Release what the backend holds (closes the device if the backend owns it). */
   close(): Promise<void>;
-}
-
-/** The status field a failed backend IO reports to the host (lib/nvme's statusFieldOf). */
-export function statusOf(e: unknown): number {
-  return statusFieldOf(e, Sf.INTERNAL);
 }
 
 /**
@@ -109,40 +101,6 @@ export class BufferPool {
 }
 
 
-/** What {@link DevBackend} uses of an open NVMeDev (structural, so any NVMeDev fits). */
-export interface BackingDevice {
-  /** What was opened ("0000:00:04.0", "sim#1"). */
-  readonly target: string;
-  /** Limits and features. */
-  readonly info: { readonly maxTransferBytes: number; readonly vwc: boolean; readonly oncs: number };
-  /** Identify Controller data. */
-  readonly controller: { readonly identifyData: Uint8Array };
-  /** True once closed. */
-  readonly closed: boolean;
-  /** An active namespace. */
-  ns(nsid: number): BackingNamespace;
-  /** DMA memory. */
-  allocBuffer(bytes: number): Uint8Array;
-  /** Release DMA memory. */
-  freeBuffer(buf: Uint8Array): void;
-  /** Close the device. */
-  close(): Promise<void>;
-}
-
-/** A callback backend as the model's asynchronous media (byte offsets in whole blocks; no Promise per IO). */
-export function asyncMedia(b: BlockBackend): AsyncMedia {
-  const bs = b.blockSize;
-  return {
-    async: true,
-    size: b.blockCount * bs,
-    read: (off, dst, done) => b.read(off / bs, dst, done),
-    write: (off, src, done) => b.write(off / bs, src, false, done),
-    zero: (off, len, done) => b.writeZeroes(off / bs, len / bs, false, done),
-    flush: (done) => b.flush(done),
-    close: () => {},
-  };
-}
-
 /** Options of {@link DevBackend}. */
 export interface DevBackendOptions {
   /** Close the device when the backend closes (the CLI opened it for the target). */
@@ -150,9 +108,10 @@ export interface DevBackendOptions {
 }
 
 /**
- * A namespace of an open NVMeDev. IO goes through the namespace's callback
- * path (no Promise per IO) onto the device's IO queues; when every slot is
- * taken, it waits in a backlog that drains as completions come.
+ * A namespace of an open NVMeDev: the target's face of lib/sim's
+ * {@link NamespaceMedia} (which owns the callback path and the backlog), with
+ * a pool of the device's DMA buffers, the backing controller's limits and
+ * Identify for passthrough, and ownership of the device when asked.
  */
 export class DevBackend implements BlockBackend {
   /** The name. */
@@ -169,31 +128,26 @@ export class DevBackend implements BlockBackend {
   readonly idCtrl: Uint8Array;
   /** ONCS of the backing controller. */
   readonly oncs: number;
+  /** The namespace as media: the IO path here, every other command for the controller model. */
+  readonly media: NamespaceMedia;
   readonly #dev: BackingDevice;
-  readonly #ns: BackingNamespace;
   readonly #pool: BufferPool;
   readonly #owns: boolean;
-  readonly #backlog = new SubmitBacklog();
   #closed = false;
-  /** The backend as async media for the controller model. */
-  readonly media: AsyncMedia;
 
   /** Serve namespace `nsid` of `dev`. */
   constructor(dev: BackingDevice, nsid: number, opts: DevBackendOptions = {}) {
     this.#dev = dev;
-    this.#ns = dev.ns(nsid);
+    const m = this.media = new NamespaceMedia(dev, nsid);
     this.#owns = !!opts.ownsDevice;
     this.name = `${dev.target} ns ${nsid}`;
-    this.blockSize = this.#ns.blockSize;
-    this.blockCount = this.#ns.blockCount;
+    this.blockSize = m.blockSize;
+    this.blockCount = m.blockCount;
     this.maxTransfer = Math.min(dev.info.maxTransferBytes, 65536 * this.blockSize);
     this.vwc = dev.info.vwc;
     this.oncs = dev.info.oncs;
     this.idCtrl = dev.controller.identifyData.slice(0, 4096);
-    this.#pool = new BufferPool((n) => dev.allocBuffer(n), (b) => {
-      if (!dev.closed) dev.freeBuffer(b);
-    });
-    this.media = asyncMedia(this);
+    this.#pool = new BufferPool((n) => m.alloc(n), (b) => m.free(b));
   }
 
   /** A DMA buffer. */
@@ -207,34 +161,15 @@ export class DevBackend implements BlockBackend {
     this.#pool.give(buf);
   }
 
-  #cb(done: IoDone): (err: unknown) => void {
-    return (err) => {
-      done(err === null ? 0 : statusOf(err));
-      this.#backlog.drain();
-    };
-  }
-
   /** Read through the namespace's callback path. */
   read(lba: number, buf: Uint8Array, done: IoDone): void {
-    const cb = this.#cb(done);
-    this.#backlog.submit(() => this.#ns.submitRead(lba, buf, cb), (e) => done(statusOf(e)));
+    this.media.readBlocks(lba, buf, done);
   }
 
   /** Write through the namespace's callback path; FUA as a write followed by a Flush. */
   write(lba: number, buf: Uint8Array, fua: boolean, done: IoDone): void {
-    const then: IoDone = fua ? (sf) => (sf !== 0 || !this.vwc ? done(sf) : this.flush(done)) : done;
-    const cb = this.#cb(then);
-    this.#backlog.submit(() => this.#ns.submitWrite(lba, buf, cb), (e) => then(statusOf(e)));
-  }
-
-  /** Flush the namespace. */
-  flush(done: IoDone): void {
-    this.#ns.flush().then(() => done(0), (e) => done(statusOf(e)));
-  }
-
-  /** Write Zeroes on the device (split at its 16-bit block count by the namespace). */
-  writeZeroes(lba: number, blocks: number, deallocate: boolean, done: IoDone): void {
-    this.#ns.writeZeroes(lba, blocks, { deallocate }).then(() => done(0), (e) => done(statusOf(e)));
+    const m = this.media;
+    m.writeBlocks(lba, buf, fua && this.vwc ? (sf) => (sf !== 0 ? done(sf) : m.flush(done)) : done);
   }
 
   /** Release the buffers (and the device if owned). */
@@ -303,16 +238,6 @@ export class MediaBackend implements BlockBackend {
   /** Copy in. */
   write(lba: number, buf: Uint8Array, _fua: boolean, done: IoDone): void {
     this.#try(() => this.#media.write(lba * this.blockSize, buf), done);
-  }
-
-  /** Nothing cached. */
-  flush(done: IoDone): void {
-    done(0);
-  }
-
-  /** Zero the range. */
-  writeZeroes(lba: number, blocks: number, _deallocate: boolean, done: IoDone): void {
-    this.#try(() => this.#media.zero(lba * this.blockSize, blocks * this.blockSize), done);
   }
 
   /** Close the media. */

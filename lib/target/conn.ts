@@ -42,8 +42,23 @@ import type { AdminReply, FabricsController } from "./controller.ts";
 import { RwFlags, Sf } from "./spec.ts";
 import type { ConnHost } from "./server.ts";
 
-/** What a test hook may do to a command before the target handles it. */
-export type TargetFault = "drop" | "term" | "corrupt-ddgst" | "ignore" | "wrong-cid" | "stall" | undefined;
+/**
+ * What a test hook ({@link CommandHook}) makes the target do to a command, as
+ * a broken network or target would: `drop` the connection before answering
+ * (the host sees it lost), `term`inate it with a C2HTermReq, `ignore` the
+ * command (never answered: a lost response, a lapsed keep-alive), flip a byte
+ * of its read data's digest (`corrupt-ddgst`), or send its read data under
+ * another command id (`wrong-cid`). `undefined`: serve it as usual.
+ */
+export type TargetFault = "drop" | "term" | "corrupt-ddgst" | "ignore" | "wrong-cid" | undefined;
+
+/**
+ * Called for every command capsule before the target handles it (its SQE is
+ * valid only during the call): `qid` is -1 before Connect, and `conn.ctrl`
+ * the controller once connected (tests see every controller and the wire
+ * order of commands through it). The fault it returns is applied.
+ */
+export type CommandHook = (qid: number, sqe: Uint32Array, conn: TargetConn) => TargetFault;
 
 /** A command whose host data is being gathered (in-capsule, or R2T then H2CData). */
 interface DataOut {
@@ -99,7 +114,7 @@ export class TargetConn {
     this.#h = host;
     this.#sock = sock;
     const l = host.limits;
-    const maxData = Math.max(l.maxTransfer, l.inCapsule, 8192);
+    const maxData = Math.max(l.maxTransfer, host.maxH2cData, l.inCapsule, 8192);
     this.#parser = new PduParser({ role: "target", maxData }, (hdr, data) => this.#onPdu(hdr, data));
     // H2CData lands straight in the command's DMA buffer: one copy, socket to DMA memory.
     this.#parser.placeData = (hdr, n) => this.#sink(hdr, n);
@@ -203,35 +218,47 @@ export class TargetConn {
 
   /**
    * C2HData of `data` for command `cid`, then the completion (DW0/DW1)
-   * unless SUCCESS says it all: one buffer for both, one copy of the data.
+   * unless SUCCESS says it all: one buffer for the last PDU and the
+   * completion, one copy of the data. The data goes in one PDU unless the
+   * target splits it (c2hChunk).
    */
   #sendData(cid: number, data: Uint8Array, dw0 = 0, dw1 = 0): void {
     if (this.#closed) return;
-    const success = this.#sqflowOff && this.#h.c2hSuccess && dw0 === 0 && dw1 === 0;
+    const h = this.#h;
+    const success = this.#sqflowOff && h.c2hSuccess && dw0 === 0 && dw1 === 0;
+    const chunk = h.c2hChunk > 0 ? h.c2hChunk : data.length;
     let cccid = cid;
     if (this.#wrongCidNext) {
       this.#wrongCidNext = false;
       cccid ^= 0x8000;
     }
     const hdr = this.#hdr;
-    const l = writeDataPdu(hdr, PduType.C2H_DATA, { cccid, ttag: 0, datao: 0, datal: data.length, last: true, success }, this.#dg);
     const respLen = success ? 0 : Hlen.SHORT + (this.#dg.hdgst ? DIGEST_SIZE : 0);
-    const pdu = new Uint8Array(l.plen + respLen);
-    pdu.set(hdr.subarray(0, l.hlen));
-    sealPdu(pdu, l, data);
-    if (this.#corruptNext) {
-      this.#corruptNext = false;
-      pdu[l.plen - 1] ^= 0xff;
+    for (let o = 0;; o += chunk, cccid = cid) {
+      const n = Math.min(chunk, data.length - o), last = o + n === data.length;
+      const l = writeDataPdu(hdr, PduType.C2H_DATA, { cccid, ttag: 0, datao: o, datal: n, last, success: last && success }, this.#dg);
+      const pdu = new Uint8Array(l.plen + (last ? respLen : 0));
+      pdu.set(hdr.subarray(0, l.hlen));
+      sealPdu(pdu, l, n === data.length ? data : data.subarray(o, o + n));
+      if (this.#corruptNext) {
+        this.#corruptNext = false;
+        pdu[l.plen - 1] ^= 0xff;
+      }
+      h.stats.c2hData++;
+      if (!last) {
+        this.#push(pdu);
+        continue;
+      }
+      this.#inflight--;
+      if (++this.#sqhd >= this.#sqsize) this.#sqhd = 0;
+      if (!success) {
+        const r = pdu.subarray(l.plen);
+        const rl = writeCapsuleResp(r, { dw0, dw1, sqhd: this.#sqflowOff ? 0xffff : this.#sqhd, sqid: Math.max(this.qid, 0), cid, sf: 0 }, this.#dg);
+        sealPdu(r, rl, null);
+      }
+      this.#push(pdu);
+      return;
     }
-    this.#h.stats.c2hData++;
-    this.#inflight--;
-    if (++this.#sqhd >= this.#sqsize) this.#sqhd = 0;
-    if (!success) {
-      const r = pdu.subarray(l.plen);
-      const rl = writeCapsuleResp(r, { dw0, dw1, sqhd: this.#sqflowOff ? 0xffff : this.#sqhd, sqid: Math.max(this.qid, 0), cid, sf: 0 }, this.#dg);
-      sealPdu(r, rl, null);
-    }
-    this.#push(pdu);
   }
 
   #reply(cid: number, r: AdminReply): void {
@@ -268,7 +295,7 @@ export class TargetConn {
     if (pol === "require" && !(r.hdgst && r.ddgst)) throw new ProtocolError("param", "digests required", Fes.UNSUPPORTED_PARAMETER, 11);
     this.#dg = pol === "none" || !want ? { hdgst: false, ddgst: false } : { hdgst: r.hdgst, ddgst: r.ddgst };
     this.#parser.digests = this.#dg;
-    this.#push(encodeIcResp({ maxh2cdata: this.#h.limits.maxTransfer, hdgst: this.#dg.hdgst, ddgst: this.#dg.ddgst }));
+    this.#push(encodeIcResp({ maxh2cdata: this.#h.maxH2cData, hdgst: this.#dg.hdgst, ddgst: this.#dg.ddgst }));
   }
 
   #command(sqe: Uint32Array, inCap: Uint8Array | null): void {
@@ -278,10 +305,10 @@ export class TargetConn {
     const cid = sqe[0] >>> 16;
     const hook = h.onCommand;
     if (hook !== undefined) {
-      const f = hook(this.qid, sqe);
+      const f = hook(this.qid, sqe, this);
       if (f === "drop") return this.destroy();
       if (f === "term") return this.#fatal(Fes.PDU_SEQUENCE_ERROR, 0, new Uint8Array(0));
-      if (f === "ignore" || f === "stall") return;
+      if (f === "ignore") return;
       if (f === "corrupt-ddgst") this.#corruptNext = true;
       if (f === "wrong-cid") this.#wrongCidNext = true;
     }

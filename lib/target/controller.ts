@@ -11,6 +11,7 @@ import { IDENTIFY_BYTES, IdCtrlOffset } from "../nvme/identify.ts";
 import { AdminOpc, AsyncEventType, Cns, CSTS, Fid, Reg } from "../nvme/spec.ts";
 import { DISCOVERY_NQN } from "../tcp/fabrics.ts";
 import { LID_DISCOVERY } from "../tcp/discovery.ts";
+import { padAscii } from "../sim/engine.ts";
 import { put16, put32 } from "../tcp/pdu.ts";
 import type { BlockBackend } from "./backend.ts";
 import type { NvmController, Reply } from "./nvm.ts";
@@ -57,9 +58,25 @@ export interface AdminReply {
 /** Either kind of controller a Connect creates. */
 export type FabricsController = NvmController | DiscoveryController;
 
-const ASCII = (b: Uint8Array, off: number, len: number, s: string) => {
-  for (let i = 0; i < len; i++) b[off + i] = i < s.length ? s.charCodeAt(i) & 0x7f : 0x20;
-};
+/** CAP of a fabrics controller with `entries` per queue: MQES, CQR, TO 7.5 s, CSS NVM, MPSMIN/MAX 4 KiB. */
+export function fabricsCap(entries: number): bigint {
+  return BigInt(entries - 1) | (1n << 16n) | (15n << 24n) | (1n << 37n);
+}
+
+/** Property Get as nvmet answers it, for either kind of controller: CAP (8 bytes), VS, CC, CSTS (4 bytes). */
+export function propertyGet(c: { readonly cap: bigint; readonly cc: number; readonly csts: number }, ofst: number, eight: boolean): AdminReply {
+  if (ofst === Reg.CAP && eight) return { sf: 0, dw0: Number(c.cap & 0xffffffffn), dw1: Number(c.cap >> 32n) };
+  if (eight) return { sf: Sf.INVALID_FIELD | Sf.DNR };
+  if (ofst === Reg.VS) return { sf: 0, dw0: 0x10400 };
+  if (ofst === Reg.CC) return { sf: 0, dw0: c.cc };
+  if (ofst === Reg.CSTS) return { sf: 0, dw0: c.csts };
+  return { sf: Sf.INVALID_FIELD | Sf.DNR };
+}
+
+/** Bytes a Get Log Page moves: (NUMDU:NUMDL + 1) dwords. */
+function logBytes(sqe: Uint32Array): number {
+  return (((sqe[10] >>> 16) | ((sqe[11] & 0xffff) << 16)) + 1) * 4;
+}
 
 /** The discovery controller of one admin Connect to the well-known discovery NQN. */
 export class DiscoveryController {
@@ -110,27 +127,32 @@ export class DiscoveryController {
     return this.#aers.length;
   }
 
-  /** CAP: MQES 31, CQR, TO 7.5 s, CSS NVM. */
+  /** The CC property. */
+  get cc(): number {
+    return this.#cc;
+  }
+
+  /** The CSTS property as a host reads it. */
+  get csts(): number {
+    return this.#csts;
+  }
+
+  /** CAP: 32 entries per queue. */
   get cap(): bigint {
-    return 31n | (1n << 16n) | (15n << 24n) | (1n << 37n);
+    return fabricsCap(32);
   }
 
   /** Bytes a command moves: Identify 4096, Get Log Page (NUMD + 1) x 4. */
   transferLength(_qid: number, sqe: Uint32Array): number {
     const opc = sqe[0] & 0xff;
     if (opc === AdminOpc.IDENTIFY) return IDENTIFY_BYTES;
-    if (opc === AdminOpc.GET_LOG_PAGE) return (((sqe[10] >>> 16) | ((sqe[11] & 0xffff) << 16)) + 1) * 4;
+    if (opc === AdminOpc.GET_LOG_PAGE) return logBytes(sqe);
     return 0;
   }
 
   /** Property Get: CAP (8 bytes), VS, CC, CSTS. */
   propertyGet(ofst: number, eight: boolean): AdminReply {
-    if (ofst === Reg.CAP && eight) return { sf: 0, dw0: Number(this.cap & 0xffffffffn), dw1: Number(this.cap >> 32n) };
-    if (eight) return { sf: Sf.INVALID_FIELD | Sf.DNR };
-    if (ofst === Reg.VS) return { sf: 0, dw0: 0x10400 };
-    if (ofst === Reg.CC) return { sf: 0, dw0: this.#cc };
-    if (ofst === Reg.CSTS) return { sf: 0, dw0: this.#csts };
-    return { sf: Sf.INVALID_FIELD | Sf.DNR };
+    return propertyGet(this, ofst, eight);
   }
 
   /** Property Set CC: RDY follows EN, SHN completes at once. */
@@ -167,10 +189,9 @@ export class DiscoveryController {
         return reply({ sf: 0, data: this.#identify() });
       case AdminOpc.GET_LOG_PAGE: {
         if ((sqe[10] & 0xff) !== LID_DISCOVERY) return reply({ sf: Sf.INVALID_LOG_PAGE | Sf.DNR });
-        const numd = ((sqe[10] >>> 16) | ((sqe[11] & 0xffff) << 16)) + 1;
         const lpo = sqe[12] + sqe[13] * 2 ** 32;
         if (lpo % 4 !== 0) return reply({ sf: Sf.INVALID_FIELD | Sf.DNR });
-        const page = this.#log(this.hostnqn), out = new Uint8Array(numd * 4);
+        const page = this.#log(this.hostnqn), out = new Uint8Array(logBytes(sqe));
         if (lpo < page.length) out.set(page.subarray(lpo, lpo + out.length));
         if (!((sqe[10] >>> 15) & 1)) this.#event = false; // RAE clear: the notice is consumed
         return reply({ sf: 0, data: out });
@@ -205,9 +226,9 @@ export class DiscoveryController {
 
   #identify(): Uint8Array {
     const b = new Uint8Array(IDENTIFY_BYTES);
-    ASCII(b, IdCtrlOffset.SN, 20, "");
-    ASCII(b, IdCtrlOffset.MN, 40, "tsnvme discovery");
-    ASCII(b, IdCtrlOffset.FR, 8, "0.1");
+    padAscii(b, IdCtrlOffset.SN, 20, "");
+    padAscii(b, IdCtrlOffset.MN, 40, "tsnvme discovery");
+    padAscii(b, IdCtrlOffset.FR, 8, "0.1");
     b[IdCtrlOffset.MDTS] = Math.max(1, Math.floor(Math.log2(this.maxTransfer / 4096)));
     put16(b, IdCtrlOffset.CNTLID, this.cntlid);
     put32(b, IdCtrlOffset.VER, 0x10400);

@@ -21,10 +21,11 @@
  * ```
  * @module
  */
-export { type BackingDevice, type BackingNamespace, type BlockBackend, BufferPool, DevBackend, type DevBackendOptions, asyncMedia, type IoDone, MediaBackend, statusOf } from "./backend.ts";
+export { type BackingDevice, type BackingNamespace, type BlockBackend, BufferPool, DevBackend, type DevBackendOptions, type IoDone, MediaBackend } from "./backend.ts";
 export { type AdminReply, type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
-export { identityFromIdCtrl, NvmController, type Reply } from "./nvm.ts";
-export { TargetConn, type TargetFault } from "./conn.ts";
+export { NvmController, type Reply } from "./nvm.ts";
+export { identityFromIdCtrl, NamespaceMedia } from "../sim/nsmedia.ts";
+export { type CommandHook, TargetConn, type TargetFault } from "./conn.ts";
 export { type ConnectRequest, type ConnHost, type DigestPolicy, NvmfTarget, type NvmfTargetOptions, type SubsystemOptions, type TargetStats } from "./server.ts";
 export { type NamespaceOpenOptions, type NamespaceSpec, type OpenedNamespaces, openNamespaces, parseNamespaceSpec } from "./spec-parse.ts";
 export * from "./spec.ts";

@@ -10,32 +10,17 @@
  * completes later.
  * @module
  */
-import { IdCtrlOffset } from "../nvme/identify.ts";
 import { AdminOpc, CSTS, Fid, Reg } from "../nvme/spec.ts";
 import { BufferPort, ControllerModel, DataDir, type DataPort, type ModelIdentity, PENDING, transferDirection } from "../sim/engine.ts";
 import { crc32c } from "../tcp/crc32c.ts";
-import { get16 } from "../tcp/pdu.ts";
-import type { AdminReply, ControllerLimits, Subsystem } from "./controller.ts";
+import { identityFromIdCtrl } from "../sim/nsmedia.ts";
+import { type AdminReply, type ControllerLimits, fabricsCap, propertyGet, type Subsystem } from "./controller.ts";
 import { CcField, Ctratt, IOCQES, IOSQES, Sf, Sgls } from "./spec.ts";
 
 /** Reply callback of a command the controller may finish later. */
 export type Reply = (r: AdminReply) => void;
 
 const EMPTY = new BufferPort();
-const ascii = (b: Uint8Array, off: number, len: number) => String.fromCharCode(...b.subarray(off, off + len)).replace(/[\0 ]+$/, "");
-
-/** The backing controller's identity from its raw Identify Controller data. */
-export function identityFromIdCtrl(b: Uint8Array): ModelIdentity {
-  return {
-    vid: get16(b, IdCtrlOffset.VID),
-    ssvid: get16(b, IdCtrlOffset.SSVID),
-    serial: ascii(b, IdCtrlOffset.SN, 20),
-    model: ascii(b, IdCtrlOffset.MN, 40),
-    firmware: ascii(b, IdCtrlOffset.FR, 8),
-    ieee: b.slice(IdCtrlOffset.IEEE, IdCtrlOffset.IEEE + 3),
-  };
-}
-
 /** One NVM controller (one admin Connect to an NVM subsystem). */
 export class NvmController {
   /** Controller id. */
@@ -119,14 +104,25 @@ export class NvmController {
     return this.model.grantedQueues;
   }
 
+  /** The CC property. */
+  get cc(): number {
+    return this.model.cc;
+  }
+
+  /** The CSTS property as a host reads it (RDY, SHST...): the model's state machine advances first. */
+  get csts(): number {
+    this.model.tick();
+    return this.model.csts;
+  }
+
   /** Held Asynchronous Event Requests. */
   get heldAers(): number {
     return this.model.pendingAers;
   }
 
-  /** The CAP property: MQES, CQR, TO 7.5 s, CSS NVM, MPSMIN/MAX 4 KiB. */
+  /** The CAP property (the target's queue entries). */
   get cap(): bigint {
-    return BigInt(this.#limits.queueEntries - 1) | (1n << 16n) | (15n << 24n) | (1n << 37n);
+    return fabricsCap(this.#limits.queueEntries);
   }
 
   /** Bytes a command moves (the SGL must say the same for controller-to-host data). */
@@ -136,15 +132,7 @@ export class NvmController {
 
   /** Property Get: CAP (8 bytes), VS, CC, CSTS (4 bytes), as nvmet. */
   propertyGet(ofst: number, eight: boolean): AdminReply {
-    if (ofst === Reg.CAP && eight) return { sf: 0, dw0: Number(this.cap & 0xffffffffn), dw1: Number(this.cap >> 32n) };
-    if (eight) return { sf: Sf.INVALID_FIELD | Sf.DNR };
-    if (ofst === Reg.VS) return { sf: 0, dw0: 0x10400 };
-    if (ofst === Reg.CC) return { sf: 0, dw0: this.model.cc };
-    if (ofst === Reg.CSTS) {
-      this.model.tick();
-      return { sf: 0, dw0: this.model.csts };
-    }
-    return { sf: Sf.INVALID_FIELD | Sf.DNR };
+    return propertyGet(this, ofst, eight);
   }
 
   /** Property Set CC (4 bytes only): the model's state machine; clearing EN drops the IO queues. */

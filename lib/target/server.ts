@@ -11,7 +11,7 @@ import * as net from "node:net";
 import { CNTLID_DYNAMIC, ConnectData, DISCOVERY_NQN, FabricsSqe } from "../tcp/fabrics.ts";
 import { AdrFam, type DiscoveryEntry, encodeDiscoveryLog, SubType, TREQ_DISABLE_SQFLOW, TRTYPE_TCP } from "../tcp/discovery.ts";
 import type { BlockBackend } from "./backend.ts";
-import { TargetConn, type TargetFault } from "./conn.ts";
+import { type CommandHook, TargetConn } from "./conn.ts";
 import { type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
 import { NvmController } from "./nvm.ts";
 import { connectIpo, Sf } from "./spec.ts";
@@ -57,8 +57,12 @@ export interface NvmfTargetOptions {
   keepAliveCheckMs?: number;
   /** Called with one-line log messages (controller created, keep-alive expired...). */
   log?: (line: string) => void;
-  /** Test hook: called for every command capsule (its SQE valid only during the call); the fault it returns is applied. */
-  onCommand?: (qid: number, sqe: Uint32Array) => TargetFault;
+  /** MAXH2CDATA in bytes, at least 4096 (default: maxTransfer; smaller makes hosts split their writes' H2CData). */
+  maxH2cData?: number;
+  /** Split read data into C2HData PDUs of at most this many bytes (default 0: one PDU per command). */
+  c2hChunk?: number;
+  /** Test hook: called for every command capsule; the fault it returns is applied (see {@link CommandHook}). */
+  onCommand?: CommandHook;
 }
 
 /** Counters. */
@@ -113,10 +117,14 @@ export interface ConnHost {
   readonly digests: DigestPolicy;
   /** SUCCESS on C2HData when allowed. */
   readonly c2hSuccess: boolean;
+  /** MAXH2CDATA granted in ICResp. */
+  readonly maxH2cData: number;
+  /** Largest C2HData PDU payload (0: no split). */
+  readonly c2hChunk: number;
   /** Counters. */
   readonly stats: TargetStats;
   /** Test hook. */
-  readonly onCommand?: (qid: number, sqe: Uint32Array) => TargetFault;
+  readonly onCommand?: CommandHook;
   /** Log sink. */
   readonly log?: (line: string) => void;
   /** Bind a Connect to a controller, or refuse it (status and DW0). */
@@ -152,8 +160,12 @@ export class NvmfTarget implements ConnHost {
   readonly digests: DigestPolicy;
   /** C2HData SUCCESS allowed. */
   readonly c2hSuccess: boolean;
+  /** MAXH2CDATA granted in ICResp. */
+  readonly maxH2cData: number;
+  /** Largest C2HData PDU payload (0: no split). */
+  readonly c2hChunk: number;
   /** Test hook. */
-  readonly onCommand?: (qid: number, sqe: Uint32Array) => TargetFault;
+  readonly onCommand?: CommandHook;
   /** Log sink. */
   readonly log?: (line: string) => void;
   /** Discovery log generation counter (bumped when the allow-lists or subsystems change). */
@@ -173,6 +185,7 @@ export class NvmfTarget implements ConnHost {
     this.port = port;
     this.digests = o.digests ?? "allow";
     this.c2hSuccess = o.c2hSuccess ?? true;
+    this.c2hChunk = o.c2hChunk ?? 0;
     this.onCommand = o.onCommand;
     this.log = o.log;
     this.#checkMs = o.keepAliveCheckMs;
@@ -182,7 +195,9 @@ export class NvmfTarget implements ConnHost {
       maxIoQueues: o.maxIoQueues ?? 8,
       queueEntries: o.queueEntries ?? 128,
     };
+    this.maxH2cData = o.maxH2cData ?? this.limits.maxTransfer;
     for (const s of o.subsystems) this.addSubsystem(s);
+    this.genctr = 1n; // the subsystems a target starts with are its first log, not a change to it
   }
 
   /** Validate the options, listen, and resolve once the port is open. */
@@ -197,6 +212,10 @@ export class NvmfTarget implements ConnHost {
     if (!Number.isInteger(qe) || qe < 2 || qe > 65536) return Promise.reject(new RangeError(`queueEntries must be 2..65536, got ${qe}`));
     const nq = o.maxIoQueues ?? 8;
     if (!Number.isInteger(nq) || nq < 1 || nq > 65535) return Promise.reject(new RangeError(`maxIoQueues must be 1..65535, got ${nq}`));
+    const h2c = o.maxH2cData ?? mt;
+    if (!Number.isInteger(h2c) || h2c < 4096 || h2c % 4 !== 0) return Promise.reject(new RangeError(`maxH2cData must be a multiple of 4 of at least 4096, got ${h2c}`));
+    const chunk = o.c2hChunk ?? 0;
+    if (!Number.isInteger(chunk) || chunk < 0) return Promise.reject(new RangeError(`c2hChunk must be a whole number of bytes, got ${chunk}`));
     return new Promise((resolve, reject) => {
       let t: NvmfTarget | null = null;
       const srv = net.createServer((sock) => {

@@ -77,7 +77,7 @@ export async function openNamespaces(
   devOptions: NamespaceOpenOptions = {},
 ): Promise<OpenedNamespaces> {
   const { NVMeDev } = await import("../dev.ts");
-  const devs = new Map<string, BackingDevice & { nsList(): number[] }>();
+  const devs = new Map<string, BackingDevice>();
   const backends: BlockBackend[] = [];
   const close = async () => {
     for (const b of backends) await b.close().catch(() => {});

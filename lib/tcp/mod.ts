@@ -1,17 +1,18 @@
 /**
  * NVMe over TCP, host side: PDU codecs and CRC32C digests, a streaming PDU
  * parser, one queue per TCP connection over the generic queue pair, Fabrics
- * Connect and Property Get/Set, a controller bring-up in Linux's order, and a
- * minimal loopback target for tests.
+ * Connect and Property Get/Set, and a controller bring-up in Linux's order.
+ * The target side is lib/target.
  *
  * @example
  * ```ts
- * import { hostIdentity, TcpController, TcpTarget } from "./mod.ts";
+ * import { hostIdentity, TcpController } from "./mod.ts";
+ * import { MediaBackend, NvmfTarget } from "../target/mod.ts";
  * import { MemMedia } from "../sim/media.ts";
  * import { readCmd } from "../nvme/command.ts";
  *
  * const nqn = "nqn.2024-01.io.example:disk1";
- * const target = await TcpTarget.listen({ subnqn: nqn, namespaces: [{ media: new MemMedia(1 << 20), lbaSize: 512 }] });
+ * const target = await NvmfTarget.listen({ port: 0, subsystems: [{ nqn, namespaces: [new MediaBackend(new MemMedia(1 << 20), 512)] }] });
  * const id = hostIdentity("6c4f0d1e-2b3a-4c5d-8e9f-a0b1c2d3e4f5");
  * const ctrl = await TcpController.connect({ host: "127.0.0.1", port: target.port, subnqn: nqn, ...id, katoMs: 0 });
  * const buf = ctrl.memory.allocDma(4096);
@@ -33,7 +34,6 @@ export { TcpController, type TcpControllerOptions, type TcpNamespaceInfo } from 
 export * from "./discovery.ts";
 export * from "./target-string.ts";
 export * from "./host-identity.ts";
-export { type TargetController, type TargetFault, type TargetNamespace, TcpTarget, type TcpTargetOptions } from "./target.ts";
 export { ConnectionLostError, ProtocolError, type ProtocolReason } from "../nvme/errors.ts";
 export { NvmeError } from "../nvme/errors.ts";
 export type { Sqe } from "../nvme/command.ts";
@@ -42,6 +42,5 @@ export { TcpTransport, type TcpTransportOptions } from "./transport.ts";
 export type { QueuePair } from "../nvme/queue.ts";
 export type { CompletionSink, QueueRing } from "../nvme/ring.ts";
 export type { CommandTracker } from "../nvme/tracker.ts";
-export type { Media } from "../sim/media.ts";
 export type { NvmeErrorCode } from "../nvme/errors.ts";
 export type { IoCallback, QueueStats, QueueWaiter, WaitMode } from "../nvme/queue.ts";

@@ -18,8 +18,8 @@ import type { Namespace } from "../../lib/io/namespace.ts";
 import { NvmeError, NvmeTimeoutError } from "../../lib/nvme/errors.ts";
 import { AdminOpc, IoOpc } from "../../lib/nvme/spec.ts";
 import { SimTransport } from "../../lib/sim/transport.ts";
-import { MemMedia } from "../../lib/sim/media.ts";
-import { type TargetFault, TcpTarget } from "../../lib/tcp/target.ts";
+import { NvmfTarget, type TargetFault } from "../../lib/target/mod.ts";
+import { memNamespaces } from "./target_util.ts";
 
 const BS = 512;
 const BLOCKS = 256;
@@ -94,9 +94,9 @@ async function simRig(): Promise<Rig> {
 async function tcpRig(): Promise<Rig> {
   const nqn = "nqn.2024-01.io.tsnvme:fuzz";
   const faults: { opcode: number; fault: TargetFault }[] = [];
-  const target = await TcpTarget.listen({
-    subnqn: nqn,
-    namespaces: [{ media: new MemMedia(BLOCKS * BS), lbaSize: BS }],
+  const target = await NvmfTarget.listen({
+    port: 0,
+    subsystems: [{ nqn, namespaces: memNamespaces([BLOCKS * BS, BS]) }],
     maxIoQueues: 2,
     onCommand: (qid, sqe) => {
       if (qid <= 0) return undefined;

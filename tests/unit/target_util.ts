@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { MemMedia } from "../../lib/sim/media.ts";
+import { type CommandHook, type FabricsController, MediaBackend } from "../../lib/target/mod.ts";
 
 /** Wait (up to `ms`, 5 s by default) for a condition the event loop will make true. */
 export async function until(cond: () => boolean, what = "condition", ms = 5000): Promise<void> {
@@ -25,3 +27,24 @@ export const LINUX_BRING_UP: readonly string[] = [
   "q0 6",
   "q0 9",
 ];
+
+/** Memory namespaces for a target, one per [bytes, block size]. */
+export function memNamespaces(...ns: [number, number][]): MediaBackend[] {
+  return ns.map(([bytes, bs]) => new MediaBackend(new MemMedia(bytes), bs));
+}
+
+/**
+ * Every controller a target made, by cntlid, seen through its command hook
+ * (the target's own map holds live controllers only; a test looks at one after
+ * its host went). `hook`, if given, runs after and its fault applies.
+ */
+export function recordControllers(hook?: CommandHook): { onCommand: CommandHook; controllers: Map<number, FabricsController> } {
+  const controllers = new Map<number, FabricsController>();
+  return {
+    controllers,
+    onCommand: (qid, sqe, conn) => {
+      if (conn.ctrl !== null) controllers.set(conn.ctrl.cntlid, conn.ctrl);
+      return hook?.(qid, sqe, conn);
+    },
+  };
+}

@@ -6,8 +6,10 @@ import { join } from "node:path";
 import { test } from "../harness.ts";
 import { resolveHostIdentity } from "../../lib/tcp/host-identity.ts";
 import { InvalidArgumentError } from "../../lib/nvme/errors.ts";
-import { decodeDiscoveryLog, DISCOVERY_NQN, hostIdentity, TcpController, TcpTarget } from "../../lib/tcp/mod.ts";
-import { MemMedia } from "../../lib/sim/media.ts";
+import { decodeDiscoveryLog, DISCOVERY_NQN, hostIdentity, TcpController } from "../../lib/tcp/mod.ts";
+import { type CommandHook, type FabricsController, NvmfTarget } from "../../lib/target/mod.ts";
+import { AdminOpc } from "../../lib/nvme/spec.ts";
+import { memNamespaces, recordControllers } from "./target_util.ts";
 import { main } from "../../lib/cli/nvme.ts";
 
 const UUID_NQN = "nqn.2014-08.org.nvmexpress:uuid:92051aff-3332-4684-a4a9-32b718bfa75d";
@@ -89,7 +91,7 @@ test("host identity: malformed NQN or host ID is refused", () => {
 });
 
 // ---------------------------------------------------------------- the CLI's fabrics commands
-// Against the project's loopback target (lib/tcp/target.ts), which serves a discovery log.
+// Against the project's target (lib/target) on loopback, which serves a discovery log.
 
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string; bytes: Uint8Array[] }> {
   const o = process.stdout.write, e = process.stderr.write;
@@ -106,10 +108,18 @@ async function run(argv: string[]): Promise<{ code: number; out: string; err: st
 }
 
 const NQN = "nqn.2024-01.io.example:disk1";
-async function withTarget(f: (port: number, t: TcpTarget) => Promise<void>): Promise<void> {
-  const t = await TcpTarget.listen({ host: "127.0.0.1", subnqn: NQN, namespaces: [{ media: new MemMedia(1 << 20), lbaSize: 512 }] });
+
+/** The target the CLI tests talk to: one subsystem (model "tsnvme test target") of `namespaces`. */
+function listen(hook?: CommandHook, namespaces = memNamespaces([1 << 20, 512])): Promise<NvmfTarget> {
+  return NvmfTarget.listen({ host: "127.0.0.1", port: 0, subsystems: [{ nqn: NQN, namespaces, model: "tsnvme test target" }], onCommand: hook });
+}
+
+/** Run `f` against a fresh target; `made` holds every controller it created (its own map: live ones only). */
+async function withTarget(f: (port: number, t: NvmfTarget, made: Map<number, FabricsController>) => Promise<void>): Promise<void> {
+  const rec = recordControllers();
+  const t = await listen(rec.onCommand);
   try {
-    await f(t.port, t);
+    await f(t.port, t, rec.controllers);
   } finally {
     await t.close();
   }
@@ -176,13 +186,9 @@ test("cli discover: --raw saves the log, -o binary writes it, both decode to the
 
 test("cli discover: a log that changes while read is read again (GENCTR)", async () => {
   let reads = 0;
-  const t = await TcpTarget.listen({
-    host: "127.0.0.1",
-    subnqn: NQN,
-    namespaces: [{ media: new MemMedia(1 << 20), lbaSize: 512 }],
-    onLogRead: () => {
-      if (++reads <= 2) t.genctr++; // the first pass sees 3 different counters
-    },
+  const t: NvmfTarget = await listen((_q, s) => {
+    if ((s[0] & 0xff) === AdminOpc.GET_LOG_PAGE && ++reads <= 2) t.genctr++; // the first pass sees 3 different counters
+    return undefined;
   });
   try {
     const r = await run(["discover", `tcp://127.0.0.1:${t.port}`, "-o", "json", ...ID]);
@@ -195,12 +201,12 @@ test("cli discover: a log that changes while read is read again (GENCTR)", async
 });
 
 test("cli connect-all: discovery entries become tcp:// targets (dry run lists, otherwise each is connected)", async () => {
-  await withTarget(async (port, t) => {
+  await withTarget(async (port, _t, made) => {
     const target = `tcp://127.0.0.1:${port}/${NQN}`;
     const dry = await run(["connect-all", `tcp://127.0.0.1:${port}`, "--dry-run", ...ID]);
     assert.equal(dry.code, 0, dry.err);
     assert.equal(dry.out, `${NQN} - NQN=${NQN}\n\\\n +- ${target} tcp traddr=127.0.0.1,trsvcid=${port} discovered\n`);
-    const before = [...t.controllers.values()].filter((c) => !c.discovery).length;
+    const before = [...made.values()].filter((c) => !c.discovery).length;
     assert.equal(before, 0, "a dry run connects to no IO controller");
     const live = await run(["connect-all", "-t", "tcp", "-a", "127.0.0.1", "-s", String(port), "-o", "json", ...ID]);
     assert.equal(live.code, 0, live.err);
@@ -212,7 +218,7 @@ test("cli connect-all: discovery entries become tcp:// targets (dry run lists, o
       NQN,
       Paths: [{ Name: target, Transport: "tcp", Address: `traddr=127.0.0.1,trsvcid=${port}`, State: "live", Cntlid: j[0].Subsystems[0].Paths[0].Cntlid }],
     }]);
-    const io = [...t.controllers.values()].filter((c) => !c.discovery);
+    const io = [...made.values()].filter((c) => !c.discovery);
     assert.equal(io.length, 1);
     assert.equal(j[0].Subsystems[0].Paths[0].Cntlid, io[0].cntlid);
     assert.equal(io[0].hostnqn, ID[1], "the host NQN given is the one connected with");
@@ -259,7 +265,7 @@ test("cli fabrics commands: bad command lines exit 2 before connecting, unreacha
     assert.match(r.err, /usage: nvme\.ts/, argv.join(" "));
   }
   // A closed port: one line on stderr, status 1.
-  const t = await TcpTarget.listen({ host: "127.0.0.1", subnqn: NQN, namespaces: [] });
+  const t = await listen(undefined, []);
   const port = t.port;
   await t.close();
   const r = await run(["discover", `tcp://127.0.0.1:${port}`, ...ID]);
@@ -269,7 +275,7 @@ test("cli fabrics commands: bad command lines exit 2 before connecting, unreacha
 });
 
 test("cli device commands on tcp://: id-ctrl, smart-log, write then read back, the host NQN given is used", async () => {
-  await withTarget(async (port, t) => {
+  await withTarget(async (port, _t, made) => {
     const d = `tcp://127.0.0.1:${port}/${NQN}`;
     const bin = await run(["id-ctrl", d, "-b", ...ID]);
     assert.equal(bin.code, 0, bin.err);
@@ -289,7 +295,7 @@ test("cli device commands on tcp://: id-ctrl, smart-log, write then read back, t
     const s = await run(["smart-log", d, "-o", "json", ...ID]);
     assert.equal(s.code, 0, s.err);
     assert.ok("critical_warning" in JSON.parse(s.out));
-    assert.ok([...t.controllers.values()].every((c) => c.hostnqn === ID[1]));
+    assert.ok([...made.values()].every((c) => c.hostnqn === ID[1]));
 
     const dir = mkdtempSync(join(tmpdir(), "tsnvme-tcpio-"));
     try {

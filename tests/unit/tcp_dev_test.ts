@@ -6,12 +6,11 @@
 import assert from "node:assert/strict";
 import { test } from "../harness.ts";
 import { NVMeDev } from "../../lib/dev.ts";
-import { MemMedia } from "../../lib/sim/media.ts";
-import { type TargetFault, TcpTarget, type TcpTargetOptions } from "../../lib/tcp/target.ts";
+import { NvmfTarget, type NvmfTargetOptions, type TargetFault } from "../../lib/target/mod.ts";
 import { AdminOpc, IoOpc } from "../../lib/nvme/spec.ts";
 import { ConnectionLostError, InvalidArgumentError, NvmeError, NvmeStatusError } from "../../lib/nvme/errors.ts";
 import { getLogPage, smartLog } from "../../lib/admin/log.ts";
-import { LINUX_BRING_UP, until, wireLabel } from "./target_util.ts";
+import { LINUX_BRING_UP, memNamespaces, recordControllers, until, wireLabel } from "./target_util.ts";
 import { formatNvm } from "../../lib/admin/manage.ts";
 import { sqe } from "../../lib/nvme/command.ts";
 import { decodeDiscoveryLog, LID_DISCOVERY } from "../../lib/tcp/discovery.ts";
@@ -19,10 +18,10 @@ import { decodeDiscoveryLog, LID_DISCOVERY } from "../../lib/tcp/discovery.ts";
 const NQN = "nqn.2024-01.io.tsnvme:tcp-dev";
 const HOST = { hostnqn: "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-4333-8444-555555555555", hostid: "11111111-2222-4333-8444-555555555555" };
 
-function target(o: Partial<TcpTargetOptions> = {}): Promise<TcpTarget> {
-  return TcpTarget.listen({
-    subnqn: NQN,
-    namespaces: [{ media: new MemMedia(4 << 20), lbaSize: 512 }, { media: new MemMedia(1 << 20), lbaSize: 4096 }],
+function target(o: Partial<NvmfTargetOptions> = {}): Promise<NvmfTarget> {
+  return NvmfTarget.listen({
+    port: 0,
+    subsystems: [{ nqn: NQN, namespaces: memNamespaces([4 << 20, 512], [1 << 20, 4096]) }],
     maxTransfer: 64 * 1024,
     inCapsule: 4096,
     maxIoQueues: 2,
@@ -30,16 +29,15 @@ function target(o: Partial<TcpTargetOptions> = {}): Promise<TcpTarget> {
   });
 }
 
-const url = (t: TcpTarget, nqn = NQN) => `tcp://127.0.0.1:${t.port}/${nqn}`;
+const url = (t: NvmfTarget, nqn = NQN) => `tcp://127.0.0.1:${t.port}/${nqn}`;
 
 test("tcp dev: NVMeDev.open tcp:// in Linux's order; Namespace IO and admin modules unchanged; refused commands get their status", async () => {
   const seen: string[] = [];
-  const t = await target({
-    onCommand: (qid, s) => {
-      seen.push(wireLabel(qid, s));
-      return undefined;
-    },
+  const rec = recordControllers((qid, s) => {
+    seen.push(wireLabel(qid, s));
+    return undefined;
   });
+  const t = await target({ onCommand: rec.onCommand });
   try {
     const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 2, digests: { hdgst: true, ddgst: true } });
     try {
@@ -90,7 +88,7 @@ test("tcp dev: NVMeDev.open tcp:// in Linux's order; Namespace IO and admin modu
     const shn = seen.lastIndexOf("q0 fabrics 0 @14");
     assert.ok(shn > 10);
     assert.ok(seen.slice(shn + 1).length >= 1 && seen.slice(shn + 1).every((x) => x === "q0 fabrics 4 @1c"), seen.slice(shn).join(", "));
-    const ctrl = [...t.controllers.values()].pop()!;
+    const ctrl = [...rec.controllers.values()].pop()!;
     assert.equal(ctrl.csts & 0xc, 0x8, "CSTS.SHST complete");
   } finally {
     await t.close();

@@ -1,28 +1,28 @@
 import assert from "node:assert/strict";
 import { test } from "../harness.ts";
-import { MemMedia } from "../../lib/sim/media.ts";
-import { TcpTarget } from "../../lib/tcp/target.ts";
+import { NvmfTarget } from "../../lib/target/mod.ts";
 import { TcpController } from "../../lib/tcp/host.ts";
 import { hostIdentity } from "../../lib/tcp/fabrics.ts";
-import { IoOpc } from "../../lib/nvme/spec.ts";
+import { AdminOpc, IoOpc } from "../../lib/nvme/spec.ts";
 import { ConnectionLostError, DeviceClosedError } from "../../lib/nvme/errors.ts";
-import { LINUX_BRING_UP, wireLabel } from "./target_util.ts";
+import { LINUX_BRING_UP, memNamespaces, recordControllers, wireLabel } from "./target_util.ts";
 
 const NQN = "nqn.2024-01.io.tsnvme:tcp-host";
 const ID = hostIdentity("11111111-2222-4333-8444-555555555555");
 
 test("tcp host: bring-up in Linux's order, two IO queues, limits from Identify, data across queues, shutdown", async () => {
   const seen: string[] = [];
-  const t = await TcpTarget.listen({
-    subnqn: NQN,
-    namespaces: [{ media: new MemMedia(2 << 20), lbaSize: 512 }, { media: new MemMedia(1 << 20), lbaSize: 4096 }],
+  const rec = recordControllers((qid, s) => {
+    seen.push(wireLabel(qid, s));
+    return undefined;
+  });
+  const t = await NvmfTarget.listen({
+    port: 0,
+    subsystems: [{ nqn: NQN, namespaces: memNamespaces([2 << 20, 512], [1 << 20, 4096]) }],
     maxTransfer: 64 * 1024,
     inCapsule: 4096,
     maxIoQueues: 2,
-    onCommand: (qid, s) => {
-      seen.push(wireLabel(qid, s));
-      return undefined;
-    },
+    onCommand: rec.onCommand,
   });
   const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN, ...ID, ioQueues: 4, digests: { hdgst: true, ddgst: true } });
   try {
@@ -48,7 +48,7 @@ test("tcp host: bring-up in Linux's order, two IO queues, limits from Identify, 
     const before = seen.length;
     await c.shutdown();
     assert.deepEqual(seen.slice(before), ["q0 fabrics 0 @14", "q0 fabrics 4 @1c"]);
-    assert.equal(t.controllers.get(c.cntlid)!.csts & 0xc, 0x8); // SHST complete
+    assert.equal(rec.controllers.get(c.cntlid)!.csts & 0xc, 0x8); // SHST complete
     await assert.rejects(c.io[0].qp.rw(IoOpc.READ, 1, 0, 0, r.iova, 512), DeviceClosedError);
   } finally {
     c.close();
@@ -58,9 +58,9 @@ test("tcp host: bring-up in Linux's order, two IO queues, limits from Identify, 
 
 test("tcp host: a dropped connection fails IO in flight with ECONNLOST; other queues go on", async () => {
   let drop = false;
-  const t = await TcpTarget.listen({
-    subnqn: NQN,
-    namespaces: [{ media: new MemMedia(1 << 20), lbaSize: 512 }],
+  const t = await NvmfTarget.listen({
+    port: 0,
+    subsystems: [{ nqn: NQN, namespaces: memNamespaces([1 << 20, 512]) }],
     maxIoQueues: 2,
     onCommand: (qid, s) => (drop && qid === 2 && (s[0] & 0xff) === IoOpc.WRITE ? "drop" : undefined),
   });
@@ -80,16 +80,14 @@ test("tcp host: a dropped connection fails IO in flight with ECONNLOST; other qu
 
 test("tcp host: discovery log (current discovery + NVM entry), re-read while GENCTR moves", async () => {
   let bumps = 2;
-  const t = await TcpTarget.listen({
-    subnqn: NQN,
-    namespaces: [{ media: new MemMedia(1 << 20), lbaSize: 512 }],
-    onLogRead: () => {
-      if (bumps > 0) {
-        bumps--;
-        t.genctr++;
-      }
-    },
+  const rec = recordControllers((_q, s) => {
+    if ((s[0] & 0xff) === AdminOpc.GET_LOG_PAGE && bumps > 0) {
+      bumps--;
+      t.genctr++;
+    }
+    return undefined;
   });
+  const t: NvmfTarget = await NvmfTarget.listen({ port: 0, subsystems: [{ nqn: NQN, namespaces: memNamespaces([1 << 20, 512]) }], onCommand: rec.onCommand });
   try {
     const e = await TcpController.discover({ host: "127.0.0.1", port: t.port, ...ID });
     assert.equal(e.length, 2);
@@ -99,7 +97,7 @@ test("tcp host: discovery log (current discovery + NVM entry), re-read while GEN
     ]);
     assert.equal(t.genctr, 3n); // two bumps seen, then a stable read
     // A discovery controller has no IO queues to connect.
-    const disc = [...t.controllers.values()].filter((c) => c.discovery);
+    const disc = [...rec.controllers.values()].filter((c) => c.discovery);
     assert.equal(disc.length, 1);
   } finally {
     await t.close();

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "../harness.ts";
-import { MemMedia } from "../../lib/sim/media.ts";
-import { TcpTarget, type TcpTargetOptions } from "../../lib/tcp/target.ts";
+import { NvmfTarget, type NvmfTargetOptions } from "../../lib/target/mod.ts";
+import { memNamespaces } from "./target_util.ts";
 import { TcpQueue, type TcpQueueOptions } from "../../lib/tcp/queue.ts";
 import { TcpMemory } from "../../lib/tcp/memory.ts";
 import { CATTR_DISABLE_SQFLOW, hostIdentity } from "../../lib/tcp/fabrics.ts";
@@ -12,11 +12,19 @@ import { ConnectionLostError, NvmeStatusError, NvmeTimeoutError, ProtocolError }
 const NQN = "nqn.2024-01.io.tsnvme:tcp-unit";
 const ID = hostIdentity("8c1f2a9e-3b4d-4e5f-9a0b-1c2d3e4f5a6b");
 
+/** One subsystem of one 4 MiB namespace; 128 KiB transfers, 8 KiB in-capsule, no C2HData SUCCESS unless asked. */
 async function withTarget(
-  o: Partial<TcpTargetOptions>,
-  fn: (t: TcpTarget, base: Omit<TcpQueueOptions, "qid" | "depth">) => Promise<void>,
+  o: Partial<NvmfTargetOptions>,
+  fn: (t: NvmfTarget, base: Omit<TcpQueueOptions, "qid" | "depth">) => Promise<void>,
 ): Promise<void> {
-  const t = await TcpTarget.listen({ subnqn: NQN, namespaces: [{ media: new MemMedia(4 << 20), lbaSize: 512 }], ...o });
+  const t = await NvmfTarget.listen({
+    port: 0,
+    subsystems: [{ nqn: NQN, namespaces: memNamespaces([4 << 20, 512]) }],
+    maxTransfer: 0x20000,
+    inCapsule: 8192,
+    c2hSuccess: false,
+    ...o,
+  });
   const memory = new TcpMemory();
   try {
     await fn(t, { host: "127.0.0.1", port: t.port, memory, subnqn: NQN, hostnqn: ID.hostnqn, hostid: ID.hostid, connectTimeoutMs: 5000, timeoutMs: 5000 });
@@ -24,6 +32,12 @@ async function withTarget(
     await t.close();
     memory.close();
   }
+}
+
+/** CC.EN on an admin queue (IOSQES 6, IOCQES 4): a controller takes IO Connects once ready, as nvmet does. */
+async function enable(a: TcpQueue): Promise<TcpQueue> {
+  await a.propertySet(Reg.CC, 0x460001);
+  return a;
 }
 
 function pattern(n: number, seed: number): Uint8Array {
@@ -61,8 +75,8 @@ test("tcp queue: admin Connect, Property Get/Set bring-up (CAP, CC, CC.EN, CSTS.
 
 for (const dg of [{ hdgst: false, ddgst: false }, { hdgst: true, ddgst: true }, { hdgst: true, ddgst: false }]) {
   test(`tcp queue: IO writes in-capsule and via R2T/H2CData, reads via split C2HData, QD 32 (digests h=${dg.hdgst} d=${dg.ddgst})`, async () => {
-    await withTarget({ maxh2cdata: 8192, inCapsule: 8192, c2hChunk: 16384 }, async (t, base) => {
-      const a = await TcpQueue.connect({ ...base, qid: 0, depth: 32, digests: dg });
+    await withTarget({ maxH2cData: 8192, inCapsule: 8192, c2hChunk: 16384 }, async (t, base) => {
+      const a = await enable(await TcpQueue.connect({ ...base, qid: 0, depth: 32, digests: dg }));
       const q = await TcpQueue.connect({ ...base, qid: 1, depth: 64, cntlid: a.cntlid, digests: dg, inCapsuleMax: 8192 });
       try {
         assert.equal(q.cntlid, a.cntlid);
@@ -103,7 +117,7 @@ for (const dg of [{ hdgst: false, ddgst: false }, { hdgst: true, ddgst: true }, 
 
 test("tcp queue: C2HData SUCCESS completes a read without CapsuleResp (SQ flow control disabled)", async () => {
   await withTarget({ c2hSuccess: true }, async (_t, base) => {
-    const a = await TcpQueue.connect({ ...base, qid: 0, depth: 8 });
+    const a = await enable(await TcpQueue.connect({ ...base, qid: 0, depth: 8 }));
     const q = await TcpQueue.connect({ ...base, qid: 1, depth: 8, cntlid: a.cntlid, cattr: CATTR_DISABLE_SQFLOW });
     try {
       const b = base.memory.allocDma(8192);
@@ -134,7 +148,7 @@ test("tcp queue: Connect refused with its status (wrong NQN, IO queue for an unk
 test("tcp queue: faults: connection dropped mid-command, C2HTermReq, C2HData for no read fail in-flight IO typed; a bad data digest fails its command", async () => {
   let fault: "drop" | "term" | "corrupt-ddgst" | "wrong-cid" | undefined;
   await withTarget({ onCommand: (qid, sqe) => (qid === 1 && (sqe[0] & 0xff) === IoOpc.READ ? fault : undefined) }, async (t, base) => {
-    const a = await TcpQueue.connect({ ...base, qid: 0, depth: 8 });
+    const a = await enable(await TcpQueue.connect({ ...base, qid: 0, depth: 8 }));
     const r = base.memory.allocDma(4096);
     try {
       const cases: [typeof fault, (e: unknown) => boolean][] = [
@@ -180,7 +194,7 @@ test("tcp queue: faults: connection dropped mid-command, C2HTermReq, C2HData for
 test("tcp queue: a command the target never answers times out typed; the queue goes on", async () => {
   let ignore = true;
   await withTarget({ onCommand: (qid, s) => (ignore && qid === 1 && (s[0] & 0xff) === IoOpc.READ ? "ignore" : undefined) }, async (_t, base) => {
-    const a = await TcpQueue.connect({ ...base, qid: 0, depth: 8 });
+    const a = await enable(await TcpQueue.connect({ ...base, qid: 0, depth: 8 }));
     const q = await TcpQueue.connect({ ...base, qid: 1, depth: 8, cntlid: a.cntlid });
     try {
       const r = base.memory.allocDma(4096);
