@@ -24,13 +24,15 @@ MOVES=(
   tracker_test.ts:nvme/tracker_test.ts
   pcie_ring_test.ts:nvme/pcie_test.ts
   trace_test.ts:nvme/trace_test.ts
+  controller_state_test.ts:nvme/controller_state_test.ts
+  nvme_layouts_test.ts:nvme/layouts_test.ts
   irq_controller_test.ts:nvme/controller_irq_test.ts
   reset_test.ts:nvme/controller_reset_test.ts
   # admin: logs, features, identify and register decoders, management and passthrough
   admin_log_test.ts:admin/log_test.ts
   admin_sim_test.ts:admin/manage_sim_test.ts
   admin_validation_test.ts:admin/manage_validation_test.ts
-  human_test.ts:admin/human_test.ts
+  human_test.ts:cli/format_human_test.ts
   identify_test.ts:admin/identify_test.ts
   regs_test.ts:admin/regs_test.ts
   passthru_test.ts:admin/passthru_test.ts
@@ -60,11 +62,12 @@ MOVES=(
   setup_test.ts:vfio/setup_test.ts
   irq_test.ts:irq/irq_test.ts
   worker_queue_test.ts:worker/host_test.ts
-  # cli: the tools (scripts/nvme.ts, scripts/nvmf-target.ts)
+  # cli: the tools (lib/cli/nvme.ts, lib/cli/nvmf-target.ts) and their presentation (lib/cli/format)
   admin_cli_test.ts:cli/nvme_usage_test.ts
   raw_cli_test.ts:cli/nvme_raw_test.ts
   tcp_cli_test.ts:cli/nvme_tcp_test.ts
   target_cli_test.ts:cli/nvmf_target_test.ts
+  discovery_format_test.ts:cli/format_discovery_test.ts
   # dev: the whole driver through NVMeDev
   reliability_test.ts:dev/reliability_test.ts
   fuzz_test.ts:dev/fuzz_test.ts

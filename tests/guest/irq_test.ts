@@ -138,7 +138,7 @@ test("MSI-X through VFIO: a read on an IEN queue is completed by its interrupt; 
     assert.equal(firstDiff(data.bytes, pattern), -1, "read back what was written");
 
     // A waiter in a Worker, from the posted word, woken by the device's interrupt.
-    const worker = new Worker(new URL("../unit/irq_worker.js", import.meta.url), { type: "module" });
+    const worker = new Worker(new URL("../unit/workers/irq_worker.js", import.meta.url), { type: "module" });
     try {
       const msg = (type: string) =>
         new Promise<Record<string, unknown>>((resolve) => worker.onmessage = (e) => e.data.type === type && resolve(e.data));

@@ -1,0 +1,191 @@
+// PcieRing on plain SharedArrayBuffer memory, with this file playing the device: SQEs placed in
+// order and wrapped, one SQ tail doorbell per batch, phase tags across laps, the CQ head doorbell,
+// DW1 and the SQ id handed to the sink, PRPs from the slot's list page, reset and close.
+import assert from "node:assert/strict";
+import { test } from "../../harness.ts";
+import { PcieRing } from "../../../lib/nvme/pcie.ts";
+import { QueuePair } from "../../../lib/nvme/queue.ts";
+import type { CompletionSink } from "../../../lib/nvme/ring.ts";
+import type { NvmeError } from "../../../lib/nvme/errors.ts";
+import { type DmaBuffer, dmaBuffer } from "../../../lib/nvme/transport.ts";
+
+const QID = 2, STRIDE = 8;
+const SQ_DB = (2 * QID * STRIDE) / 4, CQ_DB = ((2 * QID + 1) * STRIDE) / 4;
+
+function shared(size: number, iova: number): DmaBuffer {
+  return dmaBuffer(new Uint8Array(new SharedArrayBuffer(size)), iova, size);
+}
+
+/** A ring of `depth` entries over shared memory, and the device's view of it. */
+function setup(depth: number, prpPages = 0) {
+  const sq = shared(depth * 64, 0x10_0000), cq = shared(depth * 16, 0x20_0000);
+  const prp = prpPages > 0 ? shared((depth - 1) * prpPages * 4096, 0x30_0000) : null;
+  const db = new Uint32Array(new SharedArrayBuffer(64 * 4));
+  const ring = new PcieRing({ qid: QID, depth, sq, cq, prp, prpPagesPerSlot: prpPages, pageSize: 4096, doorbells: db, doorbellStride: STRIDE });
+  const sq32 = new Uint32Array(sq.bytes.buffer), cq32 = new Uint32Array(cq.bytes.buffer);
+  const dev = { head: 0, tail: 0, phase: 1 };
+  /** The device consumes SQEs up to the doorbell; returns their CDW0s. */
+  const fetch = (): number[] => {
+    const out: number[] = [];
+    while (dev.head !== db[SQ_DB]) {
+      out.push(sq32[dev.head * 16]);
+      dev.head = (dev.head + 1) % depth;
+    }
+    return out;
+  };
+  /** The device posts a completion. */
+  const post = (cid: number, sf = 0, dw0 = 0, dw1 = 0, sqid = QID) => {
+    const b = dev.tail * 4;
+    cq32[b] = dw0;
+    cq32[b + 1] = dw1;
+    cq32[b + 2] = (dev.head | (sqid << 16)) >>> 0;
+    Atomics.store(cq32, b + 3, ((cid & 0xffff) | (dev.phase << 16) | (sf << 17)) >>> 0);
+    if (++dev.tail === depth) {
+      dev.tail = 0;
+      dev.phase ^= 1;
+    }
+  };
+  return { ring, db, sq32, cq32, prp, fetch, post, dev };
+}
+
+/** A sink that records what the ring hands it. */
+function recorder() {
+  const got: number[][] = [];
+  const sink: CompletionSink = {
+    complete: (cid, sf, dw0, dw1, sqid) => void got.push([cid, sf, dw0, dw1, sqid]),
+    active: 0,
+    failAll: (_e: NvmeError) => {},
+  };
+  return { got, sink };
+}
+
+/** Place a command with cid `cid` (CDW0 = cid << 16 | opcode 2). */
+function place(ring: PcieRing, cid: number): void {
+  const e = ring.entry();
+  e.fill(0);
+  e[0] = ((cid << 16) | 2) >>> 0;
+  ring.push();
+}
+
+test("pcie ring: one SQ tail doorbell per batch, none without new entries", () => {
+  const { ring, db, fetch } = setup(8);
+  place(ring, 1);
+  place(ring, 2);
+  place(ring, 3);
+  assert.equal(db[SQ_DB], 0, "push alone rings nothing");
+  assert.equal(ring.flush(), true);
+  assert.equal(db[SQ_DB], 3);
+  assert.equal(ring.flushes, 1);
+  assert.equal(ring.flush(), false, "nothing new: no doorbell");
+  assert.equal(ring.flushes, 1);
+  assert.deepEqual(fetch().map((d) => d >>> 16), [1, 2, 3]);
+});
+
+test("pcie ring: SQ tail wraps and the phase tag flips over many laps", () => {
+  const depth = 4;
+  const { ring, db, fetch, post } = setup(depth);
+  const { got, sink } = recorder();
+  let cid = 0;
+  for (let lap = 0; lap < 9; lap++) {
+    const n = 1 + (lap % 3); // at most depth - 1 in flight
+    for (let i = 0; i < n; i++) place(ring, ++cid);
+    ring.flush();
+    const cdw0s = fetch();
+    assert.equal(cdw0s.length, n);
+    for (const d of cdw0s) post(d >>> 16, 0, d >>> 16);
+    assert.equal(ring.reap(sink), n);
+    assert.equal(ring.reap(sink), 0, "an entry of the last lap does not read as new");
+  }
+  assert.deepEqual(got.map((c) => c[0]), Array.from({ length: cid }, (_, i) => i + 1));
+  assert.equal(db[SQ_DB], cid % depth);
+  assert.equal(db[CQ_DB], cid % depth);
+});
+
+test("pcie ring: the CQ head doorbell follows what was reaped, and only when something was", () => {
+  const { ring, db, post } = setup(8);
+  const { sink } = recorder();
+  db[CQ_DB] = 77; // a marker: an empty reap must not write
+  assert.equal(ring.reap(sink), 0);
+  assert.equal(db[CQ_DB], 77);
+  post(1);
+  post(2);
+  assert.equal(ring.reap(sink), 2);
+  assert.equal(db[CQ_DB], 2);
+  ring.close();
+  post(3);
+  assert.equal(ring.reap(sink), 1, "a closed ring still reaps");
+  assert.equal(db[CQ_DB], 2, "but writes no doorbell");
+  place(ring, 4);
+  assert.equal(ring.flush(), false);
+  assert.equal(db[SQ_DB], 0);
+});
+
+test("pcie ring: completions carry status, DW0, DW1 and the SQ id", () => {
+  const { ring, post } = setup(8);
+  const { got, sink } = recorder();
+  post(5, 0x0002, 0xdeadbeef, 0x12345678, QID);
+  post(6, 0, 1, 2, 9);
+  ring.reap(sink);
+  assert.deepEqual(got, [[5, 0x0002, 0xdeadbeef, 0x12345678, QID], [6, 0, 1, 2, 9]]);
+});
+
+test("pcie ring: PRP1/PRP2 and the slot's PRP list", () => {
+  const { ring, prp } = setup(8, 1);
+  const e = ring.entry();
+  ring.setData(e, 0, 0x40_0000, 4096);
+  assert.equal(e[6], 0x40_0000);
+  assert.equal(e[8], 0, "one page: no PRP2");
+  ring.setData(e, 0, 0x40_0000, 8192);
+  assert.equal(e[8], 0x40_1000, "two pages: PRP2 is the second page");
+  ring.setData(e, 2, 0x40_0000, 4 * 4096);
+  assert.equal(e[8], prp!.iova + 2 * 4096, "more: PRP2 points at slot 2's list page");
+  const list = new Uint32Array(prp!.bytes.buffer, 2 * 4096, 6);
+  assert.deepEqual([...list], [0x40_1000, 0, 0x40_2000, 0, 0x40_3000, 0]);
+  ring.clearData(e);
+  assert.deepEqual([...e.subarray(6, 10)], [0, 0, 0, 0]);
+  assert.equal(ring.maxTransfer, (511 + 1) * 4096);
+  assert.throws(() => setup(8).ring.setData(e, 0, 0x40_0000, 3 * 4096), /PRP list/);
+});
+
+test("pcie ring: reset zeroes the rings so stale phase tags do not read as completions", () => {
+  const { ring, post, cq32, dev } = setup(4);
+  const { got, sink } = recorder();
+  post(1);
+  post(2);
+  ring.reap(sink);
+  post(3); // left unreaped, then the device is disabled
+  ring.reset();
+  assert.ok(cq32.every((v) => v === 0));
+  assert.equal(ring.reap(sink), 0);
+  dev.head = dev.tail = 0;
+  dev.phase = 1;
+  place(ring, 9);
+  assert.equal(ring.entry(), ring.entry(), "entry() is stable until push");
+  post(9);
+  assert.equal(ring.reap(sink), 1);
+  assert.deepEqual(got.map((c) => c[0]), [1, 2, 9]);
+});
+
+test("pcie ring under a queue pair: the SQ never holds more than depth - 1 commands", async () => {
+  const depth = 4;
+  const { ring, db, fetch, post } = setup(depth);
+  const qp = new QueuePair({ qid: QID, ring, defaultTimeoutMs: 30_000 });
+  const ps = Array.from({ length: 6 }, (_, i) => qp.rw(0x02, 1, i, 0, 0, 0));
+  await null;
+  await null;
+  const first = fetch();
+  assert.equal(first.length, depth - 1, "SQ full at depth - 1");
+  assert.equal(qp.freeSlots, 0);
+  for (const d of first) post(d >>> 16);
+  qp.processCompletions();
+  await new Promise((r) => setTimeout(r, 0));
+  const second = fetch();
+  assert.equal(second.length, 3);
+  for (const d of second) post(d >>> 16);
+  await Promise.all(ps);
+  assert.equal(qp.stats.completed, 6);
+  assert.equal(qp.stats.sqDoorbells, ring.flushes);
+  assert.ok(qp.stats.sqDoorbells >= 2);
+  assert.equal(db[SQ_DB], 6 % depth);
+  qp.close();
+});

@@ -1,0 +1,259 @@
+/**
+ * Queues owned by Workers, against the software controller: data integrity
+ * with several Workers and the main thread at once (every block carries its
+ * LBA and its writer's tag), and the fault matrix across threads: timeout +
+ * Abort, lost Abort -> reset, CSTS.CFS, surprise removal, close during IO, a
+ * terminated Worker's queue released. No promise is left pending on any thread.
+ */
+import assert from "node:assert/strict";
+import { runtime, test } from "../../harness.ts";
+import { NVMeDev } from "../../../lib/dev.ts";
+import { AdminOpc, IoOpc } from "../../../lib/nvme/spec.ts";
+import { SimTransport } from "../../../lib/sim/transport.ts";
+import type { QueueHandle } from "../../../lib/worker/handle.ts";
+
+const BS = 512;
+const entry = new URL(runtime === "bun" ? "../workers/queue_worker.ts" : "../workers/entry.js", import.meta.url);
+
+/** A test Worker and a request/response helper over postMessage. */
+class TestWorker {
+  readonly w: Worker;
+  readonly loaded: Promise<void>;
+  readonly #pending = new Map<number, { res: (v: unknown) => void; rej: (e: Error) => void }>();
+  #id = 1;
+  spinning: Promise<void>;
+  #spin!: () => void;
+  constructor(w?: Worker) {
+    this.w = w ?? new Worker(entry, { type: "module" });
+    this.spinning = new Promise((r) => this.#spin = r);
+    this.loaded = new Promise((resolve) => {
+      this.w.addEventListener("message", (e: MessageEvent) => {
+        const m = e.data as { type: string; id: number; result?: unknown; error?: string };
+        if (m.type === "loaded") resolve();
+        if (m.type === "spinning") this.#spin();
+        if (m.type !== "result") return;
+        const p = this.#pending.get(m.id);
+        this.#pending.delete(m.id);
+        if (m.error) p?.rej(new Error(m.error));
+        else p?.res(m.result);
+      });
+    });
+  }
+  call<T>(msg: Record<string, unknown>, transfer: Transferable[] = []): Promise<T> {
+    const id = this.#id++;
+    return new Promise<T>((res, rej) => {
+      this.#pending.set(id, { res: res as (v: unknown) => void, rej });
+      this.w.postMessage({ ...msg, id }, transfer);
+    });
+  }
+  async open(h: QueueHandle): Promise<number> {
+    await this.loaded;
+    return (await this.call<{ qid: number }>({ type: "open", queue: h }, h.transfer)).qid;
+  }
+}
+
+async function sim(queues = 4, opts: Parameters<typeof NVMeDev.open>[1] = {}) {
+  const transport = await SimTransport.create({ namespaces: [{ size: 8192 * BS, blockSize: BS }], maxQueues: queues });
+  const dev = await NVMeDev.open("sim", { transport, ...opts });
+  return { dev, transport };
+}
+
+type RunResult = { ios: number; bad: number; stats: { submitted: number; completed: number } };
+type SpinResult = { ok: number; codes: Record<string, number>; started: number; settled: number; detached: boolean };
+
+test("workers: two Workers and the main thread do IO at once on their own queues; every block is intact", async () => {
+  const { dev, transport } = await sim();
+  const ws = [new TestWorker(), new TestWorker()];
+  try {
+    const qids = await Promise.all(ws.map(async (w) => w.open(await dev.createQueue({ depth: 64 }))));
+    assert.deepEqual(qids.sort(), [2, 3], "queue 1 is the main thread's; workers got their own ids");
+    const before = transport.commandCount({ qid: 1 });
+    const main = (async () => {
+      for (let i = 0; i < 20; i++) {
+        const b = new Uint8Array(8 * BS).fill(i + 1);
+        await dev.ns(1).write(4000 + i * 8, b);
+        const r = new Uint8Array(8 * BS);
+        await dev.ns(1).read(4000 + i * 8, r);
+        assert.deepEqual(r, b);
+      }
+    })();
+    const results = await Promise.all(ws.map((w, i) =>
+      w.call<RunResult>({ type: "run", nsid: 1, lba: i * 1000, blocks: 512, rounds: 3, tag: 0xa0 + i, chunk: 8 })
+    ));
+    await main;
+    for (const [i, r] of results.entries()) {
+      assert.equal(r.bad, 0, `worker ${i}: every block read back as written`);
+      assert.ok(r.ios >= 384);
+      assert.equal(r.stats.completed, r.stats.submitted);
+      // The worker's commands went to its own queue, not the main thread's.
+      assert.ok(transport.commandCount({ qid: qids[i] }) >= r.ios);
+    }
+    assert.equal(transport.commandCount({ qid: 1 }) - before, 40, "main-thread IO stayed on queue 1");
+    // Cross-check from the main thread: worker 1's last round is on the media.
+    const r = new Uint8Array(BS);
+    await dev.ns(1).read(1000 + 5, r);
+    const v = new Uint32Array(r.buffer);
+    assert.equal(v[0], 1005);
+    assert.equal(v[1], 0xa1);
+    await Promise.all(ws.map((w) => w.call({ type: "close" })));
+    assert.equal(transport.staleDma, 0);
+  } finally {
+    await dev.close();
+    for (const w of ws) w.w.terminate();
+  }
+});
+
+test("workers: a lost command on a worker's queue times out there, the controller's Abort releases it, no reset", async () => {
+  const { dev, transport } = await sim(4, { ioTimeoutMs: 150 });
+  const w = new TestWorker();
+  try {
+    const qid = await w.open(await dev.createQueue());
+    await transport.faults.add({ action: "drop", queue: qid, opcode: IoOpc.READ, count: 1 });
+    const spin = w.call<SpinResult>({ type: "spin", nsid: 1, lba: 0, inflight: 4 });
+    await w.spinning;
+    await new Promise((r) => setTimeout(r, 600));
+    await w.call({ type: "stop" });
+    const s = await spin;
+    assert.equal(s.codes.ETIMEDOUT, 1, JSON.stringify(s));
+    assert.equal(Object.keys(s.codes).length, 1);
+    assert.ok(s.ok > 0);
+    assert.equal(s.started, s.settled, "no promise left pending in the worker");
+    assert.equal(dev.controller.resets, 0, "the Abort sent from the controller's thread released the command");
+    assert.equal(transport.commandCount({ qid: 0, opcode: AdminOpc.ABORT }), 1);
+  } finally {
+    await dev.close();
+    w.w.terminate();
+  }
+});
+
+test("workers: lost command and lost Abort -> controller reset crosses threads; the worker's IO resumes", async () => {
+  const { dev, transport } = await sim(4, { ioTimeoutMs: 150, adminTimeoutMs: 300 });
+  const w = new TestWorker();
+  try {
+    const qid = await w.open(await dev.createQueue());
+    await transport.faults.add({ action: "drop", queue: qid, opcode: IoOpc.READ, count: 1 });
+    await transport.faults.add({ action: "drop", queue: "admin", opcode: AdminOpc.ABORT, count: 1 });
+    const spin = w.call<SpinResult>({ type: "spin", nsid: 1, lba: 0, inflight: 4 });
+    await w.spinning;
+    for (let i = 0; i < 300 && dev.controller.resets === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(dev.controller.resets, 1);
+    const okBefore = transport.commandCount({ qid });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(transport.commandCount({ qid }) > okBefore, "the worker's queue was re-created and runs again");
+    await w.call({ type: "stop" });
+    const s = await spin;
+    assert.equal(s.started, s.settled);
+    for (const c of Object.keys(s.codes)) assert.ok(c === "ETIMEDOUT" || c === "ERESET", c);
+  } finally {
+    await dev.close();
+    w.w.terminate();
+  }
+});
+
+test("workers: CSTS.CFS during worker IO -> typed failures there, reset, IO resumes on every queue", async () => {
+  const { dev, transport } = await sim();
+  const ws = [new TestWorker(), new TestWorker()];
+  try {
+    const qids = await Promise.all(ws.map(async (w) => w.open(await dev.createQueue())));
+    const spins = ws.map((w) => w.call<SpinResult>({ type: "spin", nsid: 1, lba: 100, inflight: 8 }));
+    await Promise.all(ws.map((w) => w.spinning));
+    await new Promise((r) => setTimeout(r, 50));
+    await transport.faults.fatal();
+    for (let i = 0; i < 300 && dev.controller.resets === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(dev.controller.resets, 1, "noticed by the controller's thread while only workers did IO");
+    const counts = qids.map((q) => transport.commandCount({ qid: q }));
+    await new Promise((r) => setTimeout(r, 200));
+    qids.forEach((q, i) => assert.ok(transport.commandCount({ qid: q }) > counts[i], `queue ${q} runs again`));
+    await Promise.all(ws.map((w) => w.call({ type: "stop" })));
+    for (const s of await Promise.all(spins)) {
+      assert.equal(s.started, s.settled);
+      assert.ok(s.ok > 0);
+      for (const c of Object.keys(s.codes)) assert.equal(c, "ERESET");
+    }
+    await dev.ns(1).read(0, new Uint8Array(BS));
+  } finally {
+    await dev.close();
+    for (const w of ws) w.w.terminate();
+  }
+});
+
+test("workers: surprise removal fails the worker's IO fast with DeviceGoneError", async () => {
+  const { dev, transport } = await sim(4, { ioTimeoutMs: 30_000 });
+  const w = new TestWorker();
+  try {
+    await w.open(await dev.createQueue());
+    const spin = w.call<SpinResult>({ type: "spin", nsid: 1, lba: 0, inflight: 4 });
+    await w.spinning;
+    const t0 = performance.now();
+    transport.faults.surpriseRemoval();
+    const s = await spin;
+    assert.ok(performance.now() - t0 < 3000, "not after a 30 s timeout");
+    assert.ok(s.codes.EGONE > 0, JSON.stringify(s));
+    assert.equal(s.started, s.settled);
+    assert.ok(s.detached, "the worker let go of its DMA views");
+  } finally {
+    await dev.close();
+    w.w.terminate();
+  }
+});
+
+test("workers: close during worker IO -> DeviceClosedError there, every worker view detached before unmapping", async () => {
+  const { dev, transport } = await sim();
+  const w = new TestWorker();
+  try {
+    await w.open(await dev.createQueue());
+    const spin = w.call<SpinResult>({ type: "spin", nsid: 1, lba: 0, inflight: 8 });
+    await w.spinning;
+    await new Promise((r) => setTimeout(r, 30));
+    await dev.close();
+    const s = await spin;
+    assert.ok(s.codes.ECLOSED > 0, JSON.stringify(s));
+    assert.equal(s.started, s.settled);
+    assert.ok(s.detached);
+    assert.equal(transport.mappedBytes, 0);
+  } finally {
+    w.w.terminate();
+  }
+});
+
+test("workers: startWorkers hands each its queue; terminate() deletes the queue and unmaps its memory", async () => {
+  const { dev, transport } = await sim();
+  try {
+    const mapped = transport.mappedBytes;
+    const qws = await dev.startWorkers(entry, 2, { arenaBytes: 1 << 20, data: { hello: 1 } });
+    const tws = qws.map((q) => new TestWorker(q.worker));
+    assert.deepEqual(qws.map((q) => q.qid).sort(), [2, 3]);
+    assert.ok(transport.mappedBytes > mapped);
+    const r = await tws[0].call<RunResult>({ type: "run", nsid: 1, lba: 2000, blocks: 64, rounds: 1, tag: 7, chunk: 8 });
+    assert.equal(r.bad, 0);
+    const creates = transport.commandCount({ qid: 0, opcode: AdminOpc.DELETE_IO_SQ });
+    await Promise.all(qws.map((q) => q.terminate()));
+    assert.equal(transport.commandCount({ qid: 0, opcode: AdminOpc.DELETE_IO_SQ }) - creates, 2, "both queues deleted");
+    assert.equal(transport.mappedBytes, mapped, "their memory unmapped");
+    // The ids are free again.
+    const h = await dev.createQueue();
+    assert.equal(h.qid, 2);
+    h.port.close(); // the handle's end of the control port is the caller's to close (never posted here)
+  } finally {
+    await dev.close();
+  }
+});
+
+test("workers: a started Worker that dies of an uncaught error releases its queue", async () => {
+  const { dev, transport } = await sim();
+  try {
+    const mapped = transport.mappedBytes;
+    const [qw] = await dev.startWorkers(entry, 1, { arenaBytes: 1 << 20 });
+    const tw = new TestWorker(qw.worker);
+    assert.ok(transport.mappedBytes > mapped);
+    qw.worker.addEventListener("error", (e) => (e as ErrorEvent).preventDefault?.());
+    tw.w.postMessage({ type: "crash" });
+    for (let i = 0; i < 300 && transport.mappedBytes > mapped; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(transport.mappedBytes, mapped, "queue deleted and its memory unmapped");
+    const h = await dev.createQueue();
+    assert.equal(h.qid, 2, "its queue id is free again");
+    h.port.close(); // the handle's end of the control port is the caller's to close (never posted here)
+  } finally {
+    await dev.close();
+  }
+});
