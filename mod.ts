@@ -21,7 +21,9 @@
  * This entry holds what an application uses: the device, its namespaces,
  * their options and results, the errors and the command trace. Admin
  * commands live in `@tsnvme/tsnvme/admin`; spec constants, command builders,
- * layouts, the controller, queue pairs and rings in `@tsnvme/tsnvme/raw`.
+ * layouts, the controller, queue pairs and rings in `@tsnvme/tsnvme/raw`,
+ * which also exports the types of the few raw doors this API leaves open
+ * (`dev.controller`, `OpenOptions.transport`, a `QueueHandle`'s ring).
  * @module
  */
 export {

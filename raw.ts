@@ -110,6 +110,12 @@ export {
   type Transport,
 } from "./lib/nvme/transport.ts";
 export { commandName, opcodeName } from "./lib/nvme/trace.ts";
+// Also in the application API; here too, so every type this entry's API names is exported from it.
+export type { DmaBuffer } from "./lib/nvme/transport.ts";
+export type { IoCallback } from "./lib/nvme/tracker.ts";
+export type { ControllerOptions } from "./lib/nvme/controller.ts";
+export { type CommandContext, NvmeError, type NvmeErrorCode, NvmeStatusError } from "./lib/nvme/errors.ts";
+export { CommandTrace, type TraceEntry } from "./lib/nvme/trace.ts";
 export {
   listNvmeControllers,
   type NvmeController,

@@ -67,6 +67,10 @@ test("mod.ts is the application API: an explicit list of fewer than 60 names", a
 });
 
 test("the raw entry holds the building blocks", async () => {
+  const src = readFileSync(join(root, "raw.ts"), "utf8");
+  for (const m of src.matchAll(/export\s*\*\s*from\s*"([^"]+)"/g)) {
+    assert.match(m[1], /^\.\/lib\/nvme\/[a-z]+\.ts$/, "export * only of a lib/nvme layout or builder module");
+  }
   const raw = await import(join(root, "raw.ts"));
   for (const n of ["Controller", "QueuePair", "PcieRing", "CommandTracker", "identifyCmd", "readCmd", "decodeIdentifyController", "parseSmartLog", "connectCmd", "listNvmeControllers"]) {
     assert.equal(typeof raw[n], "function", n);
