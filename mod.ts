@@ -17,9 +17,23 @@
  * await ns.read(0, back); // plain memory works too, through a bounce buffer
  * assert.deepEqual(back, buf);
  * ```
+ *
+ * This entry holds what an application uses: the device, its namespaces,
+ * their options and results, the errors and the command trace. Admin
+ * commands live in `@tsnvme/tsnvme/admin`; spec constants, command builders,
+ * layouts, the controller, queue pairs and rings in `@tsnvme/tsnvme/raw`,
+ * which also exports the types of the few raw doors this API leaves open
+ * (`dev.controller`, `OpenOptions.transport`, a `QueueHandle`'s ring).
  * @module
  */
-export { type ControllerInfo, NVMeDev, type OpenOptions, type QueueHandle, type QueueOptions, QueueWorker } from "./lib/dev.ts";
+export {
+  type ControllerInfo,
+  NVMeDev,
+  type OpenOptions,
+  type QueueHandle,
+  type QueueOptions,
+  QueueWorker,
+} from "./lib/dev.ts";
 export {
   type BlockRange,
   type DsmOptions,
@@ -28,55 +42,48 @@ export {
   type NamespaceInfo,
   type WriteZeroesOptions,
 } from "./lib/io/namespace.ts";
-export { Controller, type ControllerOptions, type RemoteQueue } from "./lib/nvme/controller.ts";
-export * from "./lib/nvme/errors.ts";
-export * from "./lib/nvme/spec.ts";
-export * from "./lib/nvme/command.ts";
-export {
-  type DmaBuffer,
-  type DmaMemory,
-  type FabricHost,
-  type FabricQueueLimits,
-  type FabricRing,
-  type FabricTransport,
-  type InterruptGate,
-  type InterruptSource,
-  type InterruptWord,
-  isFabric,
-  type SharedMemory,
-  type Transport,
-} from "./lib/nvme/transport.ts";
-export * from "./lib/nvme/fabrics.ts";
-export {
-  type CommandStats,
-  type Completion,
-  type IoCallback,
-  QueuePair,
-  type QueuePairConfig,
-  type QueuePairOptions,
-  type QueueStats,
-  type QueueWaiter,
-  type SubmitOptions,
-} from "./lib/nvme/queue.ts";
-export { type AdminStart, CtrlrState, type CtrlrStateName, type OpsHost, type ReservedQueue, type TransportOps } from "./lib/nvme/ops.ts";
-export { PcieRing, type PcieRingConfig, type QueueRing, type SharedPcieRing } from "./lib/nvme/pcie.ts";
-export { CommandTracker } from "./lib/nvme/tracker.ts";
-export {
-  decodeIdentifyController,
-  decodeIdentifyNamespace,
-  IDENTIFY_BYTES,
-  IdCtrlOffset,
-  type IdentifyController,
-  type IdentifyNamespace,
-  IdNsOffset,
+// The device and its namespaces, with their options and results.
+export type { ControllerOptions } from "./lib/nvme/controller.ts";
+export type { DmaBuffer } from "./lib/nvme/transport.ts";
+export type { IoCallback } from "./lib/nvme/tracker.ts";
+export type { QueueStats } from "./lib/nvme/queue.ts";
+export type { CommandStats } from "./lib/nvme/tracker.ts";
+export type { WaitMode } from "./lib/nvme/idle.ts";
+export type {
+  IdCtrl,
+  IdNs,
+  LbaFormat,
+  PowerState,
 } from "./lib/nvme/identify.ts";
-export { CommandTrace, opcodeName, type TraceEntry, type TraceOptions } from "./lib/nvme/trace.ts";
-export { listNvmeControllers, type NvmeController, type PciInfo } from "./lib/vfio/sysfs.ts";
-export * from "./lib/admin/log.ts";
-export * from "./lib/admin/features.ts";
-export * from "./lib/admin/passthru.ts";
-export { type IoPassthruCommand, ioPassthru } from "./lib/io/passthru.ts";
-export * from "./lib/admin/manage.ts";
+export { Uint128, Uint64 } from "./lib/nvme/wide.ts";
+export type { DecodedStatus } from "./lib/nvme/spec.ts";
+// Every error the driver throws.
+export {
+  AbortedError,
+  type CommandContext,
+  ConnectionLostError,
+  ControllerFatalError,
+  ControllerResetError,
+  DeviceBusyError,
+  DeviceClosedError,
+  DeviceGoneError,
+  InvalidArgumentError,
+  NvmeCompareError,
+  NvmeError,
+  type NvmeErrorCode,
+  NvmeStatusError,
+  NvmeTimeoutError,
+  OutOfResourcesError,
+  ProtocolError,
+  type ProtocolReason,
+  SetupError,
+  type SetupReason,
+  SyscallError,
+} from "./lib/nvme/errors.ts";
 export { NotSupportedError } from "./lib/admin/support.ts";
-export * from "./lib/sanitize/mod.ts";
-export * from "./lib/firmware/mod.ts";
+// The command trace (OpenOptions.trace).
+export {
+  CommandTrace,
+  type TraceEntry,
+  type TraceOptions,
+} from "./lib/nvme/trace.ts";

@@ -37,13 +37,13 @@ step() { # name cmd...: run, show output, count tests (or 1 check for a plain co
   summary+=("$name: $p passed, $f failed")
 }
 
-TS_FILES=(mod.ts lib/admin/mod.ts lib/io/mod.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/sim/*.ts lib/irq/*.ts lib/worker/*.ts lib/tcp/*.ts lib/target/*.ts lib/cli/*.ts lib/cli/bench/*.ts lib/cli/format/*.ts scripts/*.ts tests/harness.ts tests/unit/*.ts tests/unit/*/*.ts tests/guest/*.ts tests/guest/tcp/*.ts)
+TS_FILES=(mod.ts raw.ts lib/admin/mod.ts lib/io/mod.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/sim/*.ts lib/irq/*.ts lib/worker/*.ts lib/tcp/*.ts lib/target/*.ts lib/cli/*.ts lib/cli/bench/*.ts lib/cli/format/*.ts scripts/*.ts tests/harness.ts tests/unit/*.ts tests/unit/*/*.ts tests/guest/*.ts tests/guest/tcp/*.ts)
 step "static/check" deno check "${TS_FILES[@]}"
 step "static/lint" deno lint
-step "static/doc-lint" deno doc --lint mod.ts lib/admin/mod.ts lib/io/mod.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/irq/mod.ts lib/worker/mod.ts lib/tcp/mod.ts lib/target/mod.ts lib/cli/cli.ts lib/cli/nvme.ts lib/cli/setup.ts lib/cli/doctor.ts lib/cli/format/mod.ts lib/cli/format/discovery.ts lib/cli/bench/mod.ts
+step "static/doc-lint" deno doc --lint mod.ts raw.ts lib/admin/mod.ts lib/io/mod.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/irq/mod.ts lib/worker/mod.ts lib/tcp/mod.ts lib/target/mod.ts lib/cli/cli.ts lib/cli/nvme.ts lib/cli/setup.ts lib/cli/doctor.ts lib/cli/format/mod.ts lib/cli/format/discovery.ts lib/cli/bench/mod.ts
 step "static/publish-dry-run" deno publish --dry-run --allow-dirty
 # The @example blocks run against the software controller (Deno only: Bun has no doc tests).
-DOC_FILES=(mod.ts lib/admin/mod.ts lib/admin/passthru.ts lib/admin/regs.ts lib/io/mod.ts lib/io/passthru.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/tcp/mod.ts lib/target/mod.ts lib/cli/format/mod.ts)
+DOC_FILES=(mod.ts raw.ts lib/admin/mod.ts lib/admin/passthru.ts lib/admin/regs.ts lib/io/mod.ts lib/io/passthru.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/tcp/mod.ts lib/target/mod.ts lib/cli/format/mod.ts)
 step "docs/deno" deno test --doc -A "${DOC_FILES[@]}"
 step "unit/deno" deno test -A tests/unit/
 step "unit/bun" bun test tests/unit/

@@ -3,7 +3,7 @@
  * self-test, namespace management and attachment, Abort and asynchronous
  * events, decoded with nvme-cli 2.3's field names. Every function takes the
  * device (anything with `.controller`, such as an NVMeDev). nvme-cli's text,
- * JSON and `-H` output of these objects is the CLI's (lib/cli/format).
+ * JSON and `-H` output of these objects is the CLI's (`@tsnvme/tsnvme/format`).
  *
  * ```ts
  * import { NVMeDev } from "@tsnvme/tsnvme";

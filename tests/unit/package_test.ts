@@ -31,6 +31,54 @@ test("every export and every file it imports is in the published set", () => {
     for (const f of reach(file)) assert.ok(published(f), `${name} reaches ${f}, which publish.include leaves out`);
   }
   assert.deepEqual(["./cli", "./setup", "./bench"].map((k) => deno.exports[k]), ["./lib/cli/nvme.ts", "./lib/cli/setup.ts", "./lib/cli/bench/mod.ts"]);
+  assert.deepEqual(["./raw", "./format"].map((k) => deno.exports[k]), ["./raw.ts", "./lib/cli/format/mod.ts"]);
+});
+
+/** Names a facade exports, read from its explicit `export { ... }` and `export type { ... }` lists. */
+function exportedNames(file: string): string[] {
+  const src = readFileSync(join(root, file), "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/.*$/gm, "");
+  const names: string[] = [];
+  for (const m of src.matchAll(/export\s+(?:type\s+)?\{([^}]*)\}/g)) {
+    for (const item of m[1].split(",")) {
+      const words = item.trim().split(/\s+/).filter((w) => w && w !== "type");
+      if (words.length) names.push(words[words.length - 1]);
+    }
+  }
+  return names;
+}
+
+test("mod.ts is the application API: an explicit list of fewer than 60 names", async () => {
+  const src = readFileSync(join(root, "mod.ts"), "utf8");
+  assert.doesNotMatch(src, /export\s*\*/, "no export * in mod.ts: the list says what is public");
+  const names = exportedNames("mod.ts");
+  assert.equal(new Set(names).size, names.length, "each name once");
+  assert.ok(names.length < 60, `mod.ts exports ${names.length} names`);
+  for (const n of ["NVMeDev", "Namespace", "OpenOptions", "IoOptions", "NvmeError", "NvmeStatusError", "CommandTrace", "TraceEntry"]) {
+    assert.ok(names.includes(n), `mod.ts exports ${n}`);
+  }
+  const mod = await import(join(root, "mod.ts"));
+  for (const k of Object.keys(mod)) assert.ok(names.includes(k), `${k} is in mod.ts's list`);
+  for (const n of ["NVMeDev", "Namespace", "QueueWorker", "CommandTrace", "NvmeError", "DeviceClosedError"]) {
+    assert.equal(typeof mod[n], "function", n);
+  }
+  for (const n of ["Controller", "QueuePair", "PcieRing", "CommandTracker", "identifyCmd", "AdminOpc", "Status"]) {
+    assert.ok(!(n in mod), `${n} is raw, not in mod.ts`);
+  }
+});
+
+test("the raw entry holds the building blocks", async () => {
+  const src = readFileSync(join(root, "raw.ts"), "utf8");
+  for (const m of src.matchAll(/export\s*\*\s*from\s*"([^"]+)"/g)) {
+    assert.match(m[1], /^\.\/lib\/nvme\/[a-z]+\.ts$/, "export * only of a lib/nvme layout or builder module");
+  }
+  const raw = await import(join(root, "raw.ts"));
+  for (const n of ["Controller", "QueuePair", "PcieRing", "CommandTracker", "identifyCmd", "readCmd", "decodeIdentifyController", "parseSmartLog", "connectCmd", "listNvmeControllers"]) {
+    assert.equal(typeof raw[n], "function", n);
+  }
+  assert.equal(raw.AdminOpc.IDENTIFY, 0x06);
+  assert.equal(raw.Cns.CONTROLLER, 0x01);
+  const cmd = raw.identifyCmd(raw.Cns.CONTROLLER);
+  assert.equal(cmd[0] & 0xff, raw.AdminOpc.IDENTIFY);
 });
 
 test("the tool entry points export main() and do nothing when imported", async () => {

@@ -2,7 +2,8 @@
  * nvme-cli 2.3's presentation, apart from decoding (the libnvme / nvme-cli
  * split): lib/admin and lib/nvme decode, these writers present. Each family
  * reproduces nvme-cli's text, `-H` text and `-o json` text byte for byte
- * (tests/fixtures holds the real binary's output).
+ * (tests/fixtures holds the real binary's output). Published as
+ * `@tsnvme/tsnvme/format`.
  *
  * - {@link "./identify.ts"}: `id-ctrl`, `id-ns`
  * - {@link "./log.ts"}: `smart-log`, `error-log`, `fw-log`, `effects-log`, `self-test-log`, `sanitize-log`
@@ -15,7 +16,7 @@
  * ```ts
  * import { NVMeDev } from "@tsnvme/tsnvme";
  * import { smartLog } from "@tsnvme/tsnvme/admin";
- * import { smartLogToJson } from "./mod.ts";
+ * import { smartLogToJson } from "@tsnvme/tsnvme/format";
  * import assert from "node:assert/strict";
  * await using dev = await NVMeDev.open("sim:");
  * assert.equal(JSON.parse(smartLogToJson(await smartLog(dev))).critical_warning, 0); // nvme smart-log -o json
