@@ -22,7 +22,14 @@ import {
   OutOfResourcesError,
   SetupError,
 } from "./errors.ts";
-import { decodeIdentifyController, decodeNsidList, type IdentifyController, NSID_LIST_ENTRIES } from "./identify.ts";
+import {
+  decodeNsidList,
+  type IdCtrl,
+  type IdentifyController,
+  identifyControllerOf,
+  NSID_LIST_ENTRIES,
+  parseIdCtrl,
+} from "./identify.ts";
 import { adminTransfer } from "./transfer.ts";
 import { CtrlrState, type CtrlrStateName, type OpsHost, type ReservedQueue, type TransportOps } from "./ops.ts";
 import { PcieOps, type SharedPcieRing } from "./pcie.ts";
@@ -162,7 +169,9 @@ export class Controller {
   readonly io: QueuePair[] = [];
   /** Raw Identify Controller data (4096 bytes). */
   identifyData: Uint8Array = new Uint8Array(4096);
-  /** Identify Controller as the driver uses it, decoded once at start-up. */
+  /** Identify Controller with nvme-cli's field names, decoded once at start-up. */
+  idCtrl!: IdCtrl;
+  /** Identify Controller as the driver uses it (a view of {@link idCtrl}). */
   id!: IdentifyController;
   /** Largest transfer per command in bytes (MDTS, PRP capacity and the option cap). */
   maxTransferBytes = 0;
@@ -561,7 +570,8 @@ export class Controller {
 
   async #identify(): Promise<void> {
     this.identifyData = await this.identify(identifyControllerCmd());
-    const id = this.id = decodeIdentifyController(this.identifyData);
+    this.idCtrl = parseIdCtrl(this.identifyData);
+    const id = this.id = identifyControllerOf(this.idCtrl);
     const mdts = id.mdts;
     // A discovery controller has no IO queues and need not report entry sizes.
     if (!this.isDiscovery && (id.sqes.min > 6 || id.sqes.max < 6 || id.cqes.min > 4 || id.cqes.max < 4)) {
