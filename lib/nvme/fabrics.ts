@@ -73,8 +73,25 @@ export const CNTLID_DYNAMIC = 0xffff;
 /** The well-known discovery subsystem NQN. */
 export const DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery";
 
+/** Connect's status values (SC | SCT 1 << 8; NVMe over Fabrics 1.1, figure 20). */
+export const ConnectStatus = {
+  /** Incompatible format (RECFMT). */
+  FORMAT: 0x180,
+  /** Controller busy (the queue is already connected). */
+  BUSY: 0x181,
+  /** Invalid parameters; DW0 holds IATTR/IPO. */
+  INVALID: 0x182,
+  /** Host not allowed; DW0 holds IATTR/IPO of HOSTNQN. */
+  INVALID_HOST: 0x184,
+} as const;
+
 /** Connect status SC 82h (SCT 1): Connect Invalid Parameters; DW0 then holds IATTR/IPO. */
-export const SC_CONNECT_INVALID_PARAM = 0x182;
+export const SC_CONNECT_INVALID_PARAM: number = ConnectStatus.INVALID;
+
+/** Connect DW0 on invalid parameters: IATTR (bit 16: in the data) | IPO. */
+export function connectIpo(inData: boolean, offset: number): number {
+  return (inData ? 1 << 16 : 0) | offset;
+}
 
 function fabrics(fctype: number): Sqe {
   const s = new Uint32Array(16);
