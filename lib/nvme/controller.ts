@@ -499,9 +499,7 @@ export class Controller {
     await this.#enable(HELD);
     const want = this.#requested;
     if (want > 0) {
-      this.#state = CtrlrState.SET_NUM_QUEUES;
-      const dw0 = await this.adminCommand(setNumQueuesCmd(want, want), 0, 0, undefined, HELD);
-      if (Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1) < this.io.length + this.#remote.size) {
+      if (await this.#setNumQueues(want, HELD) < this.io.length + this.#remote.size) {
         throw new ControllerFatalError(`controller granted fewer IO queues after ${ops.fabric ? "reconnect" : "reset"}`);
       }
     }
@@ -581,14 +579,20 @@ export class Controller {
     this.maxTransferBytes = this.#ops.identified(id, Math.min(mdtsBytes, this.options.maxTransferBytes));
   }
 
+  /** Set Features Number of Queues asking for `want` SQ/CQ pairs: the pairs granted (the smaller of NSQA and NCQA, 1-based). */
+  async #setNumQueues(want: number, opts?: SubmitOptions): Promise<number> {
+    this.#state = CtrlrState.SET_NUM_QUEUES;
+    const dw0 = await this.adminCommand(setNumQueuesCmd(want, want), 0, 0, undefined, opts);
+    return Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1);
+  }
+
   /** Set Features Number of Queues, then the IO queues the options ask for, as the transport makes them. */
   async #createIoQueues(): Promise<void> {
     const want = this.#ops.ioQueuesToRequest();
     if (want === 0) return;
-    this.#state = CtrlrState.SET_NUM_QUEUES;
-    const dw0 = await this.adminCommand(setNumQueuesCmd(want, want));
+    const granted = await this.#setNumQueues(want);
     this.#requested = want;
-    this.#granted = Math.min(want, (dw0 & 0xffff) + 1, (dw0 >>> 16) + 1);
+    this.#granted = Math.min(want, granted);
     const count = Math.min(this.#granted, Math.max(1, this.options.ioQueues));
     this.#state = CtrlrState.CREATE_IO_QUEUES;
     for (let qid = 1; qid <= count; qid++) {
