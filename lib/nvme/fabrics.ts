@@ -292,6 +292,29 @@ export class FabricCommands {
 }
 
 /**
+ * A queue pair on the connection `ring`, bound by Connect (to `cntlid`, with
+ * `cattr`): the pair and the cntlid granted. Until the caller takes over, the
+ * ring's loss fails the pair; a failed Connect closes the pair.
+ */
+export async function connectPair(
+  ring: FabricRing,
+  qid: number,
+  timeoutMs: number,
+  host: ConnectSource,
+  cntlid: number,
+  cattr = 0,
+): Promise<[QueuePair, number]> {
+  const qp = fabricPair(qid, ring, timeoutMs);
+  ring.onLost = (e) => qp.fail(e);
+  try {
+    return [qp, await new FabricCommands(qp).connect(host, cntlid, cattr)];
+  } catch (e) {
+    qp.close();
+    throw e;
+  }
+}
+
+/**
  * Send Keep Alive on admin queue `qp` every `periodMs` (Linux: KATO/2) until
  * the returned function is called; `skip()` true leaves a period out
  * (recovery running). A failed Keep Alive goes to `onError`: a timed-out one
@@ -441,14 +464,8 @@ export class FabricOps implements TransportOps {
     cntlid: number,
   ): Promise<[QueuePair, FabricRing, number]> {
     const ring = await this.memory.openRing(qid, depth, limits);
-    const qp = fabricPair(qid, ring, timeoutMs);
-    ring.onLost = (e) => qp.fail(e);
-    try {
-      return [qp, ring, await new FabricCommands(qp).connect(this.memory, cntlid)];
-    } catch (e) {
-      qp.close();
-      throw e;
-    }
+    const [qp, granted] = await connectPair(ring, qid, timeoutMs, this.memory, cntlid);
+    return [qp, ring, granted];
   }
 
   /** A new connection under the existing pair `q` (its loss resets `q`), then Connect: the cntlid granted. */
