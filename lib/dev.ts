@@ -3,7 +3,7 @@
  * namespaces and DMA buffer management together.
  * @module
  */
-import { type IdCtrl, type IdNs, identifyNamespaceOf, parseIdCtrl, parseIdNs } from "./nvme/identify.ts";
+import { type IdCtrl, type IdNs, identifyNamespaceOf, parseIdNs } from "./nvme/identify.ts";
 import { loadLibc } from "./ffi/mod.ts";
 import { BouncePool } from "./io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
@@ -166,7 +166,7 @@ export class NVMeDev implements AsyncDisposable {
     this.#bounce = new BouncePool((n) => ctrl.allocDma(n), (b) => ctrl.freeDma(b));
     this.target = target;
     this.controller = ctrl;
-    this.idCtrl = parseIdCtrl(ctrl.identifyData);
+    this.idCtrl = ctrl.idCtrl;
     const s = ctrl.id;
     this.info = {
       serial: s.serial,

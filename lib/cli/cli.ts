@@ -7,6 +7,7 @@
  */
 import process from "node:process";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import type { NvmeController } from "../vfio/sysfs.ts";
 
 /** Option definitions in node:util parseArgs form. */
 export type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -149,6 +150,27 @@ export function intList(values: Values, name: string, max = Number.MAX_SAFE_INTE
     if (!Number.isSafeInteger(n) || n > max) throw new UsageError(`invalid --${name}: ${String(v)}`);
     return n;
   });
+}
+
+/**
+ * The controller table both tools print, header first: address,
+ * vendor:device, driver, IOMMU group, and with `kernel` the /dev name and
+ * model of those the kernel owns.
+ */
+export function controllerTable(ctrls: readonly NvmeController[], kernel = false): string[][] {
+  const hex = (n: number) => n.toString(16).padStart(4, "0");
+  const table = [["Address", "Vendor:Device", "Driver", "IOMMU group", ...(kernel ? ["Kernel device"] : [])]];
+  for (const c of ctrls) {
+    const row = [
+      c.address,
+      `${hex(c.vendor)}:${hex(c.device)}`,
+      c.driver ?? "(none)",
+      c.iommuGroup === null ? "(none)" : String(c.iommuGroup),
+    ];
+    if (kernel) row.push(c.kernel ? `/dev/${c.kernel.name}${c.kernel.model ? `  ${c.kernel.model}` : ""}` : "");
+    table.push(row);
+  }
+  return table;
 }
 
 /** Rows as aligned columns (two spaces apart); with `rule`, a dashed line under the first row. */

@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { userInfo } from "node:os";
 import process from "node:process";
-import { detectRuntime, Errno, errnoName, type Libc, loadLibc, O_CLOEXEC, O_RDWR, type RuntimeName } from "../ffi/mod.ts";
+import { describeRuntime, Errno, errnoName, type Libc, loadLibc, O_CLOEXEC, O_RDWR, type RuntimeName } from "../ffi/mod.ts";
 import { InvalidArgumentError } from "../nvme/errors.ts";
 import { memlockLimit } from "../vfio/vfio.ts";
 import { blockerList, classHex, groupBlockers, groupMembers, kernelNvme, listDir, listNvmeControllers, normalizePciAddress, NVME_CLASS, pciInfo, type PciInfo, readText } from "../vfio/sysfs.ts";
@@ -48,18 +48,11 @@ export interface RuntimeInfo {
 
 /** Describe the running runtime without loading FFI, so the doctor can report a missing permission. */
 export function currentRuntime(): RuntimeInfo {
-  const g = globalThis as {
-    Bun?: { version: string };
-    Deno?: { version: { deno: string }; permissions: { querySync(d: { name: string }): { state: string } } };
-  };
-  let name: RuntimeInfo["name"];
   try {
-    name = detectRuntime();
+    return describeRuntime();
   } catch {
     return { name: "unknown", version: process.version ?? "?", ffi: false };
   }
-  if (name === "bun") return { name, version: g.Bun!.version, ffi: true };
-  return { name, version: g.Deno!.version.deno, ffi: g.Deno!.permissions.querySync({ name: "ffi" }).state === "granted" };
 }
 
 function libcOpenProbe(libc: Libc): OpenProbe {

@@ -13,7 +13,7 @@
  */
 import process from "node:process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { type Cli, type Command, format, formatTable, intList, intOpt as int, type Options, out, outputFormat, runCli, UsageError, type Values } from "./cli.ts";
+import { type Cli, type Command, controllerTable, format, formatTable, intList, intOpt as int, type Options, out, outputFormat, runCli, UsageError, type Values } from "./cli.ts";
 import {
   effectsLogToJson,
   errorLogToJson,
@@ -502,16 +502,7 @@ const commands: Record<string, Command> = {
         }));
         process.stdout.write(JSON.stringify({ Devices: devices }, null, 2) + "\n");
       } else {
-        const rows = [["Address", "Vendor:Device", "Driver", "IOMMU group"]];
-        for (const c of ctrls) {
-          rows.push([
-            c.address,
-            `${c.vendor.toString(16).padStart(4, "0")}:${c.device.toString(16).padStart(4, "0")}`,
-            c.driver ?? "(none)",
-            c.iommuGroup === null ? "(none)" : String(c.iommuGroup),
-          ]);
-        }
-        process.stdout.write(formatTable(rows, { rule: true }));
+        process.stdout.write(formatTable(controllerTable(ctrls), { rule: true }));
       }
       return Promise.resolve(0);
     },

@@ -32,7 +32,8 @@ import { NvmfTarget, openNamespaces } from "../target/mod.ts";
 import type { DigestPolicy } from "../target/mod.ts";
 import type { WaitMode } from "../irq/adaptive.ts";
 
-const args = (globalThis as { Deno?: { args: string[] } }).Deno?.args ?? process.argv.slice(2);
+// As the other tools: node:process gives the arguments on Deno and Bun alike.
+const args = process.argv.slice(2);
 
 function usage(msg?: string): never {
   if (msg) console.error(`nvmf-target: ${msg}`);

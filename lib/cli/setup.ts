@@ -9,7 +9,7 @@
  * @module
  */
 import process from "node:process";
-import { type Cli, type Command, format, formatTable, outputFormat, runCli, UsageError } from "./cli.ts";
+import { type Cli, type Command, controllerTable, format, formatTable, outputFormat, runCli, UsageError } from "./cli.ts";
 import { NvmeError } from "../nvme/errors.ts";
 import { bindVfio, unbindVfio } from "../vfio/setup.ts";
 import { listNvmeControllers } from "../vfio/sysfs.ts";
@@ -91,18 +91,7 @@ const commands: Record<string, Command> = {
         out("no NVMe controllers found\n");
         return Promise.resolve(0);
       }
-      const hex = (n: number) => n.toString(16).padStart(4, "0");
-      const table = [["Address", "Vendor:Device", "Driver", "IOMMU group", "Kernel device"]];
-      for (const c of rows) {
-        table.push([
-          c.address,
-          `${hex(c.vendor)}:${hex(c.device)}`,
-          c.driver ?? "(none)",
-          c.iommuGroup === null ? "(none)" : String(c.iommuGroup),
-          c.kernel ? `/dev/${c.kernel.name}${c.kernel.model ? `  ${c.kernel.model}` : ""}` : "",
-        ]);
-      }
-      out(formatTable(table));
+      out(formatTable(controllerTable(rows, true)));
       return Promise.resolve(0);
     },
   },

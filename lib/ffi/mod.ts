@@ -17,6 +17,27 @@ export function detectRuntime(): RuntimeName {
   throw new SetupError("no-ffi", "tsnvme runs on Deno or Bun (no FFI found in this runtime)");
 }
 
+/** The running runtime, its version and whether it may use FFI. */
+export interface RuntimeDescription {
+  /** Runtime name. */
+  name: RuntimeName;
+  /** Runtime version. */
+  version: string;
+  /** Whether FFI is allowed; only Deno can say no (a permission). */
+  ffi: boolean;
+}
+
+/** Describe the running runtime without loading FFI, so a missing permission can be reported. Throws as {@link detectRuntime}. */
+export function describeRuntime(): RuntimeDescription {
+  const g = globalThis as {
+    Bun?: { version: string };
+    Deno?: { version: { deno: string }; permissions: { querySync(d: { name: string }): { state: string } } };
+  };
+  const name = detectRuntime();
+  if (name === "bun") return { name, version: g.Bun!.version, ffi: true };
+  return { name, version: g.Deno!.version.deno, ffi: g.Deno!.permissions.querySync({ name: "ffi" }).state === "granted" };
+}
+
 let cached: Promise<Libc> | undefined;
 
 /** Load (once) the libc backend for the running runtime. */

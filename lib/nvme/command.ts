@@ -170,35 +170,9 @@ export function setIrqVectorConfigCmd(iv: number, coalescingDisable: boolean): S
   return setFeaturesCmd(Fid.IRQ_CONFIG, ((iv & 0xffff) | (coalescingDisable ? 0x1_0000 : 0)) >>> 0);
 }
 
-/** Create IO Completion Queue (physically contiguous). Interrupts on vector `iv` when `ien`. */
-export function createIoCqCmd(qid: number, entries: number, ien = false, iv = 0): Sqe {
-  const s = sqe(AdminOpc.CREATE_IO_CQ);
-  s[10] = ((qid & 0xffff) | (((entries - 1) & 0xffff) << 16)) >>> 0;
-  s[11] = (1 | (ien ? 2 : 0) | ((iv & 0xffff) << 16)) >>> 0;
-  return s;
-}
-
-/** Create IO Submission Queue (physically contiguous) bound to completion queue `cqid`. */
-export function createIoSqCmd(qid: number, entries: number, cqid: number, prio = 0): Sqe {
-  const s = sqe(AdminOpc.CREATE_IO_SQ);
-  s[10] = ((qid & 0xffff) | (((entries - 1) & 0xffff) << 16)) >>> 0;
-  s[11] = (1 | ((prio & 3) << 1) | ((cqid & 0xffff) << 16)) >>> 0;
-  return s;
-}
-
-/** Delete IO Submission Queue. */
-export function deleteIoSqCmd(qid: number): Sqe {
-  const s = sqe(AdminOpc.DELETE_IO_SQ);
-  s[10] = qid & 0xffff;
-  return s;
-}
-
-/** Delete IO Completion Queue. */
-export function deleteIoCqCmd(qid: number): Sqe {
-  const s = sqe(AdminOpc.DELETE_IO_CQ);
-  s[10] = qid & 0xffff;
-  return s;
-}
+// Create/Delete IO CQ/SQ are built where they are sent, in the PCIe transport;
+// exported here too under the names this module always gave them.
+export { createIoCqCmd, createIoSqCmd, deleteIoCqCmd, deleteIoSqCmd } from "./pcie.ts";
 
 /** Abort the command `cid` submitted on `sqid`. */
 export function abortCmd(sqid: number, cid: number): Sqe {

@@ -22,7 +22,14 @@ import {
   OutOfResourcesError,
   SetupError,
 } from "./errors.ts";
-import { decodeIdentifyController, decodeNsidList, type IdentifyController, NSID_LIST_ENTRIES } from "./identify.ts";
+import {
+  decodeNsidList,
+  type IdCtrl,
+  type IdentifyController,
+  identifyControllerOf,
+  NSID_LIST_ENTRIES,
+  parseIdCtrl,
+} from "./identify.ts";
 import { adminTransfer } from "./transfer.ts";
 import { CtrlrState, type CtrlrStateName, type OpsHost, type ReservedQueue, type TransportOps } from "./ops.ts";
 import { PcieOps, type SharedPcieRing } from "./pcie.ts";
@@ -162,7 +169,9 @@ export class Controller {
   readonly io: QueuePair[] = [];
   /** Raw Identify Controller data (4096 bytes). */
   identifyData: Uint8Array = new Uint8Array(4096);
-  /** Identify Controller as the driver uses it, decoded once at start-up. */
+  /** Identify Controller with nvme-cli's field names, decoded once at start-up. */
+  idCtrl!: IdCtrl;
+  /** Identify Controller as the driver uses it (a view of {@link idCtrl}). */
   id!: IdentifyController;
   /** Largest transfer per command in bytes (MDTS, PRP capacity and the option cap). */
   maxTransferBytes = 0;
@@ -490,9 +499,7 @@ export class Controller {
     await this.#enable(HELD);
     const want = this.#requested;
     if (want > 0) {
-      this.#state = CtrlrState.SET_NUM_QUEUES;
-      const dw0 = await this.adminCommand(setNumQueuesCmd(want, want), 0, 0, undefined, HELD);
-      if (Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1) < this.io.length + this.#remote.size) {
+      if (await this.#setNumQueues(want, HELD) < this.io.length + this.#remote.size) {
         throw new ControllerFatalError(`controller granted fewer IO queues after ${ops.fabric ? "reconnect" : "reset"}`);
       }
     }
@@ -561,7 +568,8 @@ export class Controller {
 
   async #identify(): Promise<void> {
     this.identifyData = await this.identify(identifyControllerCmd());
-    const id = this.id = decodeIdentifyController(this.identifyData);
+    this.idCtrl = parseIdCtrl(this.identifyData);
+    const id = this.id = identifyControllerOf(this.idCtrl);
     const mdts = id.mdts;
     // A discovery controller has no IO queues and need not report entry sizes.
     if (!this.isDiscovery && (id.sqes.min > 6 || id.sqes.max < 6 || id.cqes.min > 4 || id.cqes.max < 4)) {
@@ -571,14 +579,20 @@ export class Controller {
     this.maxTransferBytes = this.#ops.identified(id, Math.min(mdtsBytes, this.options.maxTransferBytes));
   }
 
+  /** Set Features Number of Queues asking for `want` SQ/CQ pairs: the pairs granted (the smaller of NSQA and NCQA, 1-based). */
+  async #setNumQueues(want: number, opts?: SubmitOptions): Promise<number> {
+    this.#state = CtrlrState.SET_NUM_QUEUES;
+    const dw0 = await this.adminCommand(setNumQueuesCmd(want, want), 0, 0, undefined, opts);
+    return Math.min((dw0 & 0xffff) + 1, (dw0 >>> 16) + 1);
+  }
+
   /** Set Features Number of Queues, then the IO queues the options ask for, as the transport makes them. */
   async #createIoQueues(): Promise<void> {
     const want = this.#ops.ioQueuesToRequest();
     if (want === 0) return;
-    this.#state = CtrlrState.SET_NUM_QUEUES;
-    const dw0 = await this.adminCommand(setNumQueuesCmd(want, want));
+    const granted = await this.#setNumQueues(want);
     this.#requested = want;
-    this.#granted = Math.min(want, (dw0 & 0xffff) + 1, (dw0 >>> 16) + 1);
+    this.#granted = Math.min(want, granted);
     const count = Math.min(this.#granted, Math.max(1, this.options.ioQueues));
     this.#state = CtrlrState.CREATE_IO_QUEUES;
     for (let qid = 1; qid <= count; qid++) {

@@ -73,8 +73,25 @@ export const CNTLID_DYNAMIC = 0xffff;
 /** The well-known discovery subsystem NQN. */
 export const DISCOVERY_NQN = "nqn.2014-08.org.nvmexpress.discovery";
 
+/** Connect's status values (SC | SCT 1 << 8; NVMe over Fabrics 1.1, figure 20). */
+export const ConnectStatus = {
+  /** Incompatible format (RECFMT). */
+  FORMAT: 0x180,
+  /** Controller busy (the queue is already connected). */
+  BUSY: 0x181,
+  /** Invalid parameters; DW0 holds IATTR/IPO. */
+  INVALID: 0x182,
+  /** Host not allowed; DW0 holds IATTR/IPO of HOSTNQN. */
+  INVALID_HOST: 0x184,
+} as const;
+
 /** Connect status SC 82h (SCT 1): Connect Invalid Parameters; DW0 then holds IATTR/IPO. */
-export const SC_CONNECT_INVALID_PARAM = 0x182;
+export const SC_CONNECT_INVALID_PARAM: number = ConnectStatus.INVALID;
+
+/** Connect DW0 on invalid parameters: IATTR (bit 16: in the data) | IPO. */
+export function connectIpo(inData: boolean, offset: number): number {
+  return (inData ? 1 << 16 : 0) | offset;
+}
 
 function fabrics(fctype: number): Sqe {
   const s = new Uint32Array(16);
@@ -275,6 +292,29 @@ export class FabricCommands {
 }
 
 /**
+ * A queue pair on the connection `ring`, bound by Connect (to `cntlid`, with
+ * `cattr`): the pair and the cntlid granted. Until the caller takes over, the
+ * ring's loss fails the pair; a failed Connect closes the pair.
+ */
+export async function connectPair(
+  ring: FabricRing,
+  qid: number,
+  timeoutMs: number,
+  host: ConnectSource,
+  cntlid: number,
+  cattr = 0,
+): Promise<[QueuePair, number]> {
+  const qp = fabricPair(qid, ring, timeoutMs);
+  ring.onLost = (e) => qp.fail(e);
+  try {
+    return [qp, await new FabricCommands(qp).connect(host, cntlid, cattr)];
+  } catch (e) {
+    qp.close();
+    throw e;
+  }
+}
+
+/**
  * Send Keep Alive on admin queue `qp` every `periodMs` (Linux: KATO/2) until
  * the returned function is called; `skip()` true leaves a period out
  * (recovery running). A failed Keep Alive goes to `onError`: a timed-out one
@@ -340,14 +380,12 @@ export class FabricOps implements TransportOps {
 
   /** The admin connection and Connect, then on the wire as Linux: CAP, CC without EN, CC, CAP again. */
   async connectAdmin(): Promise<AdminStart> {
-    const t = this.memory;
     const maxTransfer = Math.min(this.#opts.maxTransferBytes, FABRIC_MAX_TRANSFER);
-    const ring = await t.openRing(0, FABRIC_ADMIN_DEPTH, { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer });
-    const admin = fabricPair(0, ring, this.#opts.adminTimeoutMs);
-    ring.onLost = (e) => admin.fail(e);
+    const limits = { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer };
+    const [admin, ring, cntlid] = await this.#openPair(0, FABRIC_ADMIN_DEPTH, limits, this.#opts.adminTimeoutMs, CNTLID_DYNAMIC);
+    this.#cntlid = cntlid;
     try {
       const f = new FabricCommands(admin);
-      this.#cntlid = await f.connect(t, CNTLID_DYNAMIC);
       await f.propertyGet(Reg.CAP, true);
       await f.propertySet(Reg.CC, FABRIC_CC);
       await f.propertyGet(Reg.CC, false);
@@ -402,15 +440,7 @@ export class FabricOps implements TransportOps {
   async createIoQueue(qid: number): Promise<QueuePair> {
     const host = this.#host!;
     const depth = Math.max(2, Math.min(this.#opts.ioQueueDepth, this.#cap!.mqes, host.id.maxcmd || 0x10000));
-    const ring = await this.memory.openRing(qid, depth, this.#limits());
-    const qp = fabricPair(qid, ring, this.#opts.ioTimeoutMs);
-    ring.onLost = (e) => qp.fail(e);
-    try {
-      await new FabricCommands(qp).connect(this.memory, this.#cntlid);
-    } catch (e) {
-      qp.close();
-      throw e;
-    }
+    const [qp, ring] = await this.#openPair(qid, depth, this.#limits(), this.#opts.ioTimeoutMs, this.#cntlid);
     ring.onLost = host.lost;
     this.#rings.set(qp, ring);
     return qp;
@@ -418,11 +448,33 @@ export class FabricOps implements TransportOps {
 
   /** A new connection under `q` and its Connect. */
   async restoreIoQueue(q: QueuePair, opts: SubmitOptions): Promise<void> {
-    const r = await this.memory.openRing(q.qid, q.depth, this.#limits());
-    r.onLost = (e) => q.reset(e);
-    q.replaceRing(r);
-    this.#rings.set(q, r);
-    await new FabricCommands(q, opts).connect(this.memory, this.#cntlid);
+    await this.#reconnectPair(q, this.#limits(), this.#cntlid, opts);
+  }
+
+  /**
+   * A connection and a queue pair on it, bound by Connect (to `cntlid`): the
+   * pair, its ring and the cntlid granted. Until the caller takes over, the
+   * ring's loss fails the pair; a failed Connect closes it.
+   */
+  async #openPair(
+    qid: number,
+    depth: number,
+    limits: FabricQueueLimits,
+    timeoutMs: number,
+    cntlid: number,
+  ): Promise<[QueuePair, FabricRing, number]> {
+    const ring = await this.memory.openRing(qid, depth, limits);
+    const [qp, granted] = await connectPair(ring, qid, timeoutMs, this.memory, cntlid);
+    return [qp, ring, granted];
+  }
+
+  /** A new connection under the existing pair `q` (its loss resets `q`), then Connect: the cntlid granted. */
+  async #reconnectPair(q: QueuePair, limits: FabricQueueLimits, cntlid: number, opts: SubmitOptions): Promise<number> {
+    const ring = await this.memory.openRing(q.qid, q.depth, limits);
+    ring.onLost = (e) => q.reset(e);
+    q.replaceRing(ring);
+    this.#rings.set(q, ring);
+    return await new FabricCommands(q, opts).connect(this.memory, cntlid);
   }
 
   #workersUnsupported(): NvmeError {
@@ -475,13 +527,9 @@ export class FabricOps implements TransportOps {
   /** A new admin connection, Connect (a new cntlid), CC without EN. */
   async reconnectAdmin(opts: SubmitOptions): Promise<number> {
     const a = this.#a;
-    const ring = await this.memory.openRing(0, a.depth, { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer: a.maxPrpTransfer });
-    ring.onLost = (e) => a.reset(e);
-    a.replaceRing(ring);
-    this.#rings.set(a, ring);
-    const f = new FabricCommands(a, opts);
-    this.#cntlid = await f.connect(this.memory, CNTLID_DYNAMIC);
-    await f.propertySet(Reg.CC, FABRIC_CC);
+    const limits = { inCapsuleMax: FABRIC_ADMIN_IN_CAPSULE, maxTransfer: a.maxPrpTransfer };
+    this.#cntlid = await this.#reconnectPair(a, limits, CNTLID_DYNAMIC, opts);
+    await new FabricCommands(a, opts).propertySet(Reg.CC, FABRIC_CC);
     return this.#cntlid;
   }
 

@@ -104,6 +104,40 @@ export const IdCtrlOffset = {
   VS: 3072,
 } as const;
 
+/** CTRATT bits (Identify Controller). */
+export const Ctratt = {
+  /** 128-bit host identifier. */
+  HOSTID_128: 1 << 0,
+  /** Traffic-based keep-alive: any command restarts the keep-alive timer. */
+  TBKAS: 1 << 6,
+} as const;
+
+/** OAES / Asynchronous Event Configuration bits. */
+export const Oaes = {
+  /** Namespace attribute notices (Changed Namespace List log). */
+  NS_ATTR: 1 << 8,
+  /** Discovery log page change notices (discovery controllers). */
+  DISC_CHANGE: 1 << 31,
+} as const;
+
+/** LPA bits (Identify Controller). */
+export const Lpa = {
+  SMART_PER_NS: 1 << 0,
+  CMD_EFFECTS: 1 << 1,
+  EXTENDED_DATA: 1 << 2,
+} as const;
+
+/** SGLS bits (Identify Controller). */
+export const Sgls = {
+  SUPPORTED: 1 << 0,
+  KEYED: 1 << 2,
+  /** Address field of a Data Block descriptor may be an offset (in-capsule data). */
+  OFFSET: 1 << 20,
+} as const;
+
+/** CNTRLTYPE values (Identify Controller). */
+export const CntrlType = { IO: 1, DISCOVERY: 2 } as const;
+
 /** Bytes of one power state descriptor. */
 export const PSD_BYTES = 32;
 

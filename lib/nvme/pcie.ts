@@ -8,18 +8,52 @@
  * shutdown), as SPDK's nvme_pcie.c fills `spdk_nvme_transport_ops`.
  * @module
  */
-import { createIoCqCmd, createIoSqCmd, deleteIoCqCmd, deleteIoSqCmd } from "./command.ts";
+import { type Sqe, sqe } from "./command.ts";
 import type { ControllerOptions } from "./controller.ts";
 import { ControllerFatalError, DeviceGoneError, InvalidArgumentError, type NvmeError, SetupError } from "./errors.ts";
 import type { IdentifyController } from "./identify.ts";
 import type { AdminStart, OpsHost, ReservedQueue, TransportOps } from "./ops.ts";
 import { prpListPages, writePrps } from "./prp.ts";
 import { QueuePair, type SubmitOptions } from "./queue.ts";
-import { type Cap, CAP_CSS_IOCS, CC, CC_CSS_ALL, ccValue, CQE_SIZE, CSTS, decodeCap, NSSR_RESET, Reg, SQE_SIZE } from "./spec.ts";
+import { AdminOpc, type Cap, CAP_CSS_IOCS, CC, CC_CSS_ALL, ccValue, CQE_SIZE, CSTS, decodeCap, NSSR_RESET, Reg, SQE_SIZE } from "./spec.ts";
 import type { CompletionSink, QueueRing } from "./ring.ts";
 import { type DmaBuffer, dmaBuffer, type SharedMemory, type Transport } from "./transport.ts";
 
 export type { CompletionSink, QueueRing };
+
+// ---- the PCIe-only admin commands: IO queues in host memory ------------------------------
+
+/** Create IO Completion Queue (physically contiguous). Interrupts on vector `iv` when `ien`. */
+export function createIoCqCmd(qid: number, entries: number, ien = false, iv = 0): Sqe {
+  const s = sqe(AdminOpc.CREATE_IO_CQ);
+  s[10] = ((qid & 0xffff) | (((entries - 1) & 0xffff) << 16)) >>> 0;
+  s[11] = (1 | (ien ? 2 : 0) | ((iv & 0xffff) << 16)) >>> 0;
+  return s;
+}
+
+/** Create IO Submission Queue (physically contiguous) bound to completion queue `cqid`. */
+export function createIoSqCmd(qid: number, entries: number, cqid: number, prio = 0): Sqe {
+  const s = sqe(AdminOpc.CREATE_IO_SQ);
+  s[10] = ((qid & 0xffff) | (((entries - 1) & 0xffff) << 16)) >>> 0;
+  s[11] = (1 | ((prio & 3) << 1) | ((cqid & 0xffff) << 16)) >>> 0;
+  return s;
+}
+
+/** Delete IO Submission Queue. */
+export function deleteIoSqCmd(qid: number): Sqe {
+  const s = sqe(AdminOpc.DELETE_IO_SQ);
+  s[10] = qid & 0xffff;
+  return s;
+}
+
+/** Delete IO Completion Queue. */
+export function deleteIoCqCmd(qid: number): Sqe {
+  const s = sqe(AdminOpc.DELETE_IO_CQ);
+  s[10] = qid & 0xffff;
+  return s;
+}
+
+// ---- rings ----------------------------------------------------------------------------------
 
 /** Memory and doorbells one PCIe queue pair needs. */
 export interface PcieRingConfig {

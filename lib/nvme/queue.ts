@@ -276,14 +276,7 @@ export class QueuePair {
     ref: DmaBuffer | null = null,
     opts: SubmitOptions = NO_OPTIONS,
   ): Promise<number> {
-    if (this.#closedWith) return Promise.reject(this.#closedWith);
-    const slot = this.#take(opts);
-    if (slot < 0) {
-      if (opts.held) return Promise.reject(new InvalidArgumentError("no free slot for a recovery command"));
-      return this.#t.queued(ref, () => this.submit(cmd, dataIova, dataLen, timeoutMs, ref, opts));
-    }
-    this.#place(slot, cmd, dataIova, dataLen, timeoutMs, ref);
-    return this.#t.promise(slot);
+    return this.#send(cmd, dataIova, dataLen, timeoutMs, ref, opts, false) as Promise<number>;
   }
 
   /** As {@link submit}, resolving to the completion's DW0 and DW1 (not on the hot path: it allocates). */
@@ -295,11 +288,32 @@ export class QueuePair {
     ref: DmaBuffer | null = null,
     opts: SubmitOptions = NO_OPTIONS,
   ): Promise<Completion> {
+    return this.#send(cmd, dataIova, dataLen, timeoutMs, ref, opts, true) as Promise<Completion>;
+  }
+
+  /**
+   * The one submit path: a slot (or a wait for one, or a rejection when closed
+   * or held without a free slot), then the command placed. `dw1` resolves to
+   * the whole {@link Completion}; without it only DW0, allocating nothing but the Promise.
+   */
+  #send(
+    cmd: Sqe,
+    dataIova: number,
+    dataLen: number,
+    timeoutMs: number,
+    ref: DmaBuffer | null,
+    opts: SubmitOptions,
+    dw1: boolean,
+  ): Promise<number | Completion> {
     if (this.#closedWith) return Promise.reject(this.#closedWith);
     const slot = this.#take(opts);
     if (slot < 0) {
       if (opts.held) return Promise.reject(new InvalidArgumentError("no free slot for a recovery command"));
-      return this.#t.queued(ref, () => this.submitForCompletion(cmd, dataIova, dataLen, timeoutMs, ref, opts));
+      return this.#t.queued(ref, () => this.#send(cmd, dataIova, dataLen, timeoutMs, ref, opts, dw1));
+    }
+    if (!dw1) {
+      this.#place(slot, cmd, dataIova, dataLen, timeoutMs, ref);
+      return this.#t.promise(slot);
     }
     return new Promise<Completion>((resolve, reject) => {
       this.#t.callback(slot, (err, dw0, dw1) => err ? reject(err) : resolve({ dw0, dw1 }));

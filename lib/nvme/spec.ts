@@ -103,6 +103,13 @@ export const CC = {
   /** Shutdown notification: abrupt. */
   SHN_ABRUPT: 2 << 14,
   SHN_MASK: 3 << 14,
+  /** Bit positions of the multi-bit fields. */
+  CSS_SHIFT: 4,
+  MPS_SHIFT: 7,
+  AMS_SHIFT: 11,
+  SHN_SHIFT: 14,
+  IOSQES_SHIFT: 16,
+  IOCQES_SHIFT: 20,
 } as const;
 
 /** CAP.CSS bit: the controller supports one or more IO command sets (select with CC.CSS = 110b). */
@@ -113,7 +120,8 @@ export const CC_CSS_ALL = 0b110;
 /** Build a CC value for enabling the controller (CSS 0: NVM command set only). */
 export function ccValue(pageSize: number, sqes = 6, cqes = 4, css = 0): number {
   const mps = Math.log2(pageSize) - 12;
-  return (CC.EN | ((css & 7) << 4) | (mps << 7) | (0 << 11) | (sqes << 16) | (cqes << 20)) >>> 0;
+  return (CC.EN | ((css & 7) << CC.CSS_SHIFT) | (mps << CC.MPS_SHIFT) | (0 << CC.AMS_SHIFT) |
+    (sqes << CC.IOSQES_SHIFT) | (cqes << CC.IOCQES_SHIFT)) >>> 0;
 }
 
 /** Controller Status (CSTS) fields. */
@@ -326,18 +334,32 @@ const PATH: Record<number, string> = {
   0x71: "Command Aborted By Host",
 };
 
-/** Status codes the driver itself branches on. */
+/**
+ * Status values (SC | SCT << 8) the driver branches on and the device side
+ * (software controller, target) returns. Connect's own are in lib/nvme/fabrics.ts.
+ */
 export const Status = {
   SUCCESS: 0x000,
   INVALID_OPCODE: 0x001,
   INVALID_FIELD: 0x002,
+  DATA_TRANSFER: 0x004,
   ABORT_REQUESTED: 0x007,
   SQ_DELETION: 0x008,
   INTERNAL_ERROR: 0x006,
   INVALID_NAMESPACE: 0x00b,
+  SEQUENCE_ERROR: 0x00c,
+  SGL_LENGTH_INVALID: 0x00f,
+  SGL_TYPE_INVALID: 0x011,
+  KEEP_ALIVE_EXPIRED: 0x019,
   LBA_OUT_OF_RANGE: 0x080,
+  AER_LIMIT: 0x105,
+  INVALID_LOG_PAGE: 0x109,
+  NOT_SAVEABLE: 0x10d,
   COMPARE_FAILURE: 0x285,
 } as const;
+
+/** Do Not Retry, bit 14 of the 15-bit status field. */
+export const STATUS_DNR = 1 << 14;
 
 /** Decoded 15-bit status field of a completion (CQE DW3 bits 31:17). */
 export interface DecodedStatus {

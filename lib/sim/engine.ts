@@ -46,7 +46,7 @@
  * @module
  */
 import { statusFieldOf } from "../nvme/errors.ts";
-import { AdminOpc, CC, Cns, CSTS, Fid, IoOpc, Nidt } from "../nvme/spec.ts";
+import { AdminOpc, CC, Cns, CSTS, Fid, IoOpc, Nidt, STATUS_DNR } from "../nvme/spec.ts";
 import {
   decodeControllerList,
   decodeNamespaceCreate,
@@ -240,7 +240,6 @@ interface Ns {
 const LBAF_DS = [9, 12];
 const PAGE = 4096;
 const TWO32 = 0x1_0000_0000;
-const DNR = 1 << 14;
 const TEMP_K = 310;
 
 /** Write `s` as an Identify ASCII field: 7-bit, space padded to `len` bytes. */
@@ -258,7 +257,7 @@ export function withDnr(status: number): number {
   if (status === 0 || status === S.ABORT_REQUESTED || status === S.SQ_DELETION || status === S.SANITIZE_IN_PROGRESS) {
     return status;
   }
-  return status | DNR;
+  return status | STATUS_DNR;
 }
 
 /** The NVMe status a rejected media Promise maps to: the backing controller's SCT and SC when the error carries them (DNR is the model's call). */

@@ -17,7 +17,7 @@ import type { AsyncMedia, MediaDone } from "./media.ts";
 import type { ModelIdentity, ModelNamespace, ModelOptions } from "./engine.ts";
 import { statusFieldOf as statusOf } from "../nvme/errors.ts";
 import { SubmitBacklog } from "../io/backlog.ts";
-import { decodeIdentifyController, IdCtrlOffset } from "../nvme/identify.ts";
+import { decodeIdentifyController, IdCtrlOffset, type IdentifyController } from "../nvme/identify.ts";
 
 /** What {@link NamespaceMedia} uses of a namespace (lib/io's Namespace of an open NVMeDev fits). */
 export interface BackingNamespace {
@@ -199,20 +199,17 @@ export function namespaceOf(dev: BackingDevice, nsid: number): ModelNamespace {
  * exports.
  */
 export function identityFromIdCtrl(raw: Uint8Array): ModelIdentity {
-  const c = decodeIdentifyController(raw);
-  return {
-    vid: c.vid,
-    ssvid: c.ssvid,
-    serial: c.serial,
-    model: c.model,
-    firmware: c.firmware,
-    ieee: raw.slice(IdCtrlOffset.IEEE, IdCtrlOffset.IEEE + 3),
-  };
+  return identityFrom(decodeIdentifyController(raw), raw);
 }
 
-/** The identity of an open device's controller ({@link identityFromIdCtrl} of its Identify data). */
+/** The identity of an open device's controller: its decoded info and the IEEE OUI of its Identify data (nothing decoded again). */
 export function identityOf(dev: BackingDevice): ModelIdentity {
-  return identityFromIdCtrl(dev.controller.identifyData);
+  return identityFrom(dev.info, dev.controller.identifyData);
+}
+
+function identityFrom(c: Pick<IdentifyController, "vid" | "ssvid" | "serial" | "model" | "firmware">, raw: Uint8Array): ModelIdentity {
+  const { vid, ssvid, serial, model, firmware } = c;
+  return { vid, ssvid, serial, model, firmware, ieee: raw.slice(IdCtrlOffset.IEEE, IdCtrlOffset.IEEE + 3) };
 }
 
 /**

@@ -10,7 +10,7 @@
  * lib/sim/engine.ts's {@link ControllerModel}; the host side is SimTransport.
  * @module
  */
-import { AdminOpc, CSTS, Reg } from "../nvme/spec.ts";
+import { AdminOpc, CSTS, Reg, STATUS_DNR } from "../nvme/spec.ts";
 import { IrqLayout } from "../irq/waiter.ts";
 import { ControllerModel, type DataPort, isRw, PENDING } from "./engine.ts";
 import { Ctl, type FaultRule, type HeldCommand, SIM_DEFAULTS, type SimOptions, type SimState, SimStatus as S } from "./options.ts";
@@ -64,7 +64,6 @@ interface Rule extends FaultRule {
 
 const PAGE = 4096;
 const TWO32 = 0x1_0000_0000;
-const DNR = 1 << 14;
 
 /**
  * PRP data port: `map` walks the command's PRP entries into (offset, length)
@@ -312,7 +311,7 @@ export class SimDevice {
         case "status": {
           const st = (rule.status ?? S.INTERNAL_ERROR) & 0x7ff;
           if ((st >>> 8) === 2) this.model.noteMediaError();
-          this.#complete(sq, cid, st | (rule.dnr ? DNR : 0), cmd);
+          this.#complete(sq, cid, st | (rule.dnr ? STATUS_DNR : 0), cmd);
           return;
         }
         case "fatal":
@@ -488,7 +487,7 @@ export class SimDevice {
       default:
         return -1;
     }
-    return st ? st | DNR : 0;
+    return st ? st | STATUS_DNR : 0;
   }
 
   #createCq(cmd: Uint32Array): number {

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Libc } from "../ffi/types.ts";
+import { detectRuntime } from "../ffi/mod.ts";
 import { DeviceClosedError, OutOfResourcesError, SetupError } from "../nvme/errors.ts";
 import {
   type DmaBuffer,
@@ -170,7 +171,7 @@ export class SimTransport implements Transport {
       libc = null;
     }
     // Bun drops messages sent before a module worker's top-level await ends, so it starts worker.ts itself.
-    const entry = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "./worker.ts" : "./worker_entry.js";
+    const entry = detectRuntime() === "bun" ? "./worker.ts" : "./worker_entry.js";
     const worker = new Worker(new URL(entry, import.meta.url), { type: "module" });
     const init: SimInit = { opts: o, host: mem, regs, ctl, iommu, serial: o.serial ?? `SIM${String(n).padStart(8, "0")}` };
     const ready = new Promise<void>((res, rej) => {

@@ -12,7 +12,7 @@
  */
 import type { AnyMedia, Media } from "../sim/media.ts";
 import { type BackingDevice, type BackingNamespace, NamespaceMedia } from "../sim/nsmedia.ts";
-import { Sf } from "./spec.ts";
+import { Status } from "../nvme/spec.ts";
 
 export type { BackingDevice, BackingNamespace };
 
@@ -225,7 +225,7 @@ export class MediaBackend implements BlockBackend {
     try {
       f();
     } catch {
-      sf = Sf.INTERNAL;
+      sf = Status.INTERNAL_ERROR;
     }
     done(sf);
   }

@@ -12,7 +12,7 @@
 import { Buffer } from "node:buffer";
 import type * as net from "node:net";
 import { ProtocolError } from "../nvme/errors.ts";
-import { IoOpc } from "../nvme/spec.ts";
+import { IoOpc, Status, STATUS_DNR } from "../nvme/spec.ts";
 import { CATTR_DISABLE_SQFLOW, ConnectData, decodeConnectData, FABRICS_OPCODE, FabricsSqe, FcType } from "../tcp/fabrics.ts";
 import { PduParser } from "../tcp/parser.ts";
 import {
@@ -39,7 +39,8 @@ import {
 } from "../tcp/pdu.ts";
 import { DataDir, transferDirection } from "../sim/engine.ts";
 import type { AdminReply, FabricsController } from "./controller.ts";
-import { RwFlags, Sf } from "./spec.ts";
+import { RwFlags } from "./spec.ts";
+import { ConnectStatus } from "../nvme/fabrics.ts";
 import type { ConnHost } from "./server.ts";
 
 /**
@@ -313,13 +314,13 @@ export class TargetConn {
       if (f === "wrong-cid") this.#wrongCidNext = true;
     }
     const opc = sqe[0] & 0xff;
-    if (((sqe[0] >>> 14) & 3) !== 1) return this.#resp(cid, Sf.INVALID_FIELD | Sf.DNR); // PSDT must be SGL
+    if (((sqe[0] >>> 14) & 3) !== 1) return this.#resp(cid, Status.INVALID_FIELD | STATUS_DNR); // PSDT must be SGL
     if (opc === FABRICS_OPCODE) return this.#fabrics(sqe, cid, inCap);
     const c = this.ctrl;
-    if (c === null) return this.#resp(cid, Sf.SEQUENCE | Sf.DNR);
+    if (c === null) return this.#resp(cid, Status.SEQUENCE_ERROR | STATUS_DNR);
     c.lastSeen = performance.now();
     if (this.qid !== 0) {
-      if (!c.ready) return this.#resp(cid, Sf.SEQUENCE | Sf.DNR);
+      if (!c.ready) return this.#resp(cid, Status.SEQUENCE_ERROR | STATUS_DNR);
       if (opc === IoOpc.READ || opc === IoOpc.WRITE) return this.#rw(sqe, cid, opc, inCap);
     }
     this.#viaController(c, sqe, cid, opc, inCap);
@@ -338,7 +339,7 @@ export class TargetConn {
     }
     if (dir === DataDir.TO_HOST) {
       const want = c.transferLength(qid, cmd);
-      if (want > 0 && sglLen !== want) return this.#resp(cid, Sf.SGL_LENGTH | Sf.DNR);
+      if (want > 0 && sglLen !== want) return this.#resp(cid, Status.SGL_LENGTH_INVALID | STATUS_DNR);
     }
     c.execute(qid, cmd, null, reply);
   }
@@ -346,19 +347,19 @@ export class TargetConn {
   /** Read and Write straight onto the namespace's backend, in its buffers (DMA memory for a device). */
   #rw(sqe: Uint32Array, cid: number, opc: number, inCap: Uint8Array | null): void {
     const ns = this.ctrl!.subsystem!.namespaces[sqe[1] - 1];
-    if (!ns) return this.#resp(cid, Sf.INVALID_NS | Sf.DNR);
+    if (!ns) return this.#resp(cid, Status.INVALID_NAMESPACE | STATUS_DNR);
     const slba = sqe[10] + sqe[11] * 2 ** 32;
     const nlb = (sqe[12] & 0xffff) + 1, len = nlb * ns.blockSize;
     const sglLen = sqe[Sgl.DW_LEN], sglId = sqe[Sgl.DW_ID] >>> 24;
-    if (slba + nlb > ns.blockCount) return this.#resp(cid, Sf.LBA_RANGE | Sf.DNR);
-    if (sglLen !== len) return this.#resp(cid, Sf.SGL_LENGTH | Sf.DNR);
-    if (len > this.ctrl!.maxTransfer) return this.#resp(cid, Sf.INVALID_FIELD | Sf.DNR);
+    if (slba + nlb > ns.blockCount) return this.#resp(cid, Status.LBA_OUT_OF_RANGE | STATUS_DNR);
+    if (sglLen !== len) return this.#resp(cid, Status.SGL_LENGTH_INVALID | STATUS_DNR);
+    if (len > this.ctrl!.maxTransfer) return this.#resp(cid, Status.INVALID_FIELD | STATUS_DNR);
     const buf = ns.alloc(len);
     const view = buf.length === len ? buf : buf.subarray(0, len);
     if (opc === IoOpc.READ) {
       if (sglId !== SGL_TRANSPORT) {
         ns.free(buf);
-        return this.#resp(cid, Sf.SGL_TYPE | Sf.DNR);
+        return this.#resp(cid, Status.SGL_TYPE_INVALID | STATUS_DNR);
       }
       ns.read(slba, view, (sf) => {
         if (sf === 0) this.#sendData(cid, view);
@@ -382,14 +383,14 @@ export class TargetConn {
       this.#h.stats.inCapsule++;
       if (inCap === null || inCap.length !== len) {
         release();
-        return this.#resp(cid, Sf.SGL_LENGTH | Sf.DNR);
+        return this.#resp(cid, Status.SGL_LENGTH_INVALID | STATUS_DNR);
       }
       view.set(inCap);
       return run(view);
     }
     if (sglId !== SGL_TRANSPORT || inCap !== null) {
       release();
-      return this.#resp(cid, Sf.SGL_TYPE | Sf.DNR);
+      return this.#resp(cid, Status.SGL_TYPE_INVALID | STATUS_DNR);
     }
     let ttag = this.#ttag = (this.#ttag + 1) & 0xffff;
     while (this.#outs.has(ttag)) ttag = this.#ttag = (this.#ttag + 1) & 0xffff;
@@ -434,7 +435,7 @@ export class TargetConn {
     const fctype = sqe[1] & 0xff;
     if (fctype === FcType.CONNECT) return this.#connect(sqe, cid, data);
     const c = this.ctrl;
-    if (c === null || this.qid !== 0) return this.#resp(cid, Sf.INVALID_FIELD | Sf.DNR);
+    if (c === null || this.qid !== 0) return this.#resp(cid, Status.INVALID_FIELD | STATUS_DNR);
     c.lastSeen = performance.now();
     const ofst = sqeField(sqe, FabricsSqe.OFST, 4), eight = (sqeField(sqe, FabricsSqe.ATTRIB, 1) & 1) === 1;
     if (fctype === FcType.PROPERTY_GET) {
@@ -445,13 +446,13 @@ export class TargetConn {
       const r = c.propertySet(ofst, sqeField(sqe, FabricsSqe.VALUE, 4), eight);
       return this.#resp(cid, r.sf);
     }
-    return this.#resp(cid, Sf.INVALID_OPCODE | Sf.DNR);
+    return this.#resp(cid, Status.INVALID_OPCODE | STATUS_DNR);
   }
 
   #connect(sqe: Uint32Array, cid: number, data: Uint8Array | null): void {
-    if (this.qid >= 0) return this.#resp(cid, Sf.CONNECT_BUSY | Sf.DNR);
-    if (sqeField(sqe, FabricsSqe.RECFMT, 2)) return this.#resp(cid, Sf.CONNECT_FORMAT | Sf.DNR);
-    if (!data || data.length !== ConnectData.SIZE) return this.#resp(cid, Sf.SGL_LENGTH | Sf.DNR);
+    if (this.qid >= 0) return this.#resp(cid, ConnectStatus.BUSY | STATUS_DNR);
+    if (sqeField(sqe, FabricsSqe.RECFMT, 2)) return this.#resp(cid, ConnectStatus.FORMAT | STATUS_DNR);
+    if (!data || data.length !== ConnectData.SIZE) return this.#resp(cid, Status.SGL_LENGTH_INVALID | STATUS_DNR);
     const d = decodeConnectData(data);
     const qid = sqeField(sqe, FabricsSqe.QID, 2);
     const sqsize = sqeField(sqe, FabricsSqe.SQSIZE, 2);
@@ -459,7 +460,7 @@ export class TargetConn {
     const kato = sqeField(sqe, FabricsSqe.KATO, 4);
     const h = this.#h;
     const r = h.connect({ qid, sqsize, kato, subnqn: d.subnqn, hostnqn: d.hostnqn, hostid: d.hostid, cntlid: d.cntlid, conn: this });
-    if (!("cntlid" in r)) return this.#resp(cid, r.sf | Sf.DNR, r.dw0);
+    if (!("cntlid" in r)) return this.#resp(cid, r.sf | STATUS_DNR, r.dw0);
     this.ctrl = r;
     this.qid = qid;
     this.#sqsize = sqsize + 1;

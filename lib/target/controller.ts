@@ -7,15 +7,15 @@
  * are lib/target/nvm.ts, on lib/sim's controller model.
  * @module
  */
-import { IDENTIFY_BYTES, IdCtrlOffset } from "../nvme/identify.ts";
-import { AdminOpc, AsyncEventType, Cns, CSTS, Fid, Reg } from "../nvme/spec.ts";
+import { CntrlType, Ctratt, IDENTIFY_BYTES, IdCtrlOffset, Lpa, Oaes, Sgls } from "../nvme/identify.ts";
+import { AdminOpc, AsyncEventType, CC, Cns, CSTS, Fid, Reg, Status, STATUS_DNR } from "../nvme/spec.ts";
 import { DISCOVERY_NQN } from "../tcp/fabrics.ts";
 import { LID_DISCOVERY } from "../tcp/discovery.ts";
 import { padAscii } from "../sim/engine.ts";
 import { put16, put32 } from "../tcp/pdu.ts";
 import type { BlockBackend } from "./backend.ts";
 import type { NvmController, Reply } from "./nvm.ts";
-import { CcField, CntrlType, Ctratt, DISCOVERY_KATO_MS, Lpa, Oaes, Sf, Sgls } from "./spec.ts";
+import { DISCOVERY_KATO_MS } from "./spec.ts";
 
 /** An NVM subsystem the target exports. */
 export interface Subsystem {
@@ -66,11 +66,11 @@ export function fabricsCap(entries: number): bigint {
 /** Property Get as nvmet answers it, for either kind of controller: CAP (8 bytes), VS, CC, CSTS (4 bytes). */
 export function propertyGet(c: { readonly cap: bigint; readonly cc: number; readonly csts: number }, ofst: number, eight: boolean): AdminReply {
   if (ofst === Reg.CAP && eight) return { sf: 0, dw0: Number(c.cap & 0xffffffffn), dw1: Number(c.cap >> 32n) };
-  if (eight) return { sf: Sf.INVALID_FIELD | Sf.DNR };
+  if (eight) return { sf: Status.INVALID_FIELD | STATUS_DNR };
   if (ofst === Reg.VS) return { sf: 0, dw0: 0x10400 };
   if (ofst === Reg.CC) return { sf: 0, dw0: c.cc };
   if (ofst === Reg.CSTS) return { sf: 0, dw0: c.csts };
-  return { sf: Sf.INVALID_FIELD | Sf.DNR };
+  return { sf: Status.INVALID_FIELD | STATUS_DNR };
 }
 
 /** Bytes a Get Log Page moves: (NUMDU:NUMDL + 1) dwords. */
@@ -157,9 +157,9 @@ export class DiscoveryController {
 
   /** Property Set CC: RDY follows EN, SHN completes at once. */
   propertySet(ofst: number, value: number, eight: boolean): AdminReply {
-    if (ofst !== Reg.CC || eight) return { sf: Sf.INVALID_FIELD | Sf.DNR };
+    if (ofst !== Reg.CC || eight) return { sf: Status.INVALID_FIELD | STATUS_DNR };
     this.#cc = value >>> 0;
-    const shn = ((value >>> CcField.SHN_SHIFT) & 3) !== 0;
+    const shn = ((value >>> CC.SHN_SHIFT) & 3) !== 0;
     this.#csts = (value & 1 ? CSTS.RDY : 0) | (shn ? CSTS.SHST_COMPLETE : 0);
     if (!(value & 1)) this.#aers.length = 0;
     return { sf: 0 };
@@ -182,15 +182,15 @@ export class DiscoveryController {
   execute(_qid: number, sqe: Uint32Array, _data: Uint8Array | null, reply: Reply): void {
     const opc = sqe[0] & 0xff;
     const fid = sqe[10] & 0xff;
-    if (!this.ready && opc !== AdminOpc.KEEP_ALIVE) return reply({ sf: Sf.SEQUENCE | Sf.DNR });
+    if (!this.ready && opc !== AdminOpc.KEEP_ALIVE) return reply({ sf: Status.SEQUENCE_ERROR | STATUS_DNR });
     switch (opc) {
       case AdminOpc.IDENTIFY:
-        if ((sqe[10] & 0xff) !== Cns.CONTROLLER) return reply({ sf: Sf.INVALID_FIELD | Sf.DNR });
+        if ((sqe[10] & 0xff) !== Cns.CONTROLLER) return reply({ sf: Status.INVALID_FIELD | STATUS_DNR });
         return reply({ sf: 0, data: this.#identify() });
       case AdminOpc.GET_LOG_PAGE: {
-        if ((sqe[10] & 0xff) !== LID_DISCOVERY) return reply({ sf: Sf.INVALID_LOG_PAGE | Sf.DNR });
+        if ((sqe[10] & 0xff) !== LID_DISCOVERY) return reply({ sf: Status.INVALID_LOG_PAGE | STATUS_DNR });
         const lpo = sqe[12] + sqe[13] * 2 ** 32;
-        if (lpo % 4 !== 0) return reply({ sf: Sf.INVALID_FIELD | Sf.DNR });
+        if (lpo % 4 !== 0) return reply({ sf: Status.INVALID_FIELD | STATUS_DNR });
         const page = this.#log(this.hostnqn), out = new Uint8Array(logBytes(sqe));
         if (lpo < page.length) out.set(page.subarray(lpo, lpo + out.length));
         if (!((sqe[10] >>> 15) & 1)) this.#event = false; // RAE clear: the notice is consumed
@@ -205,13 +205,13 @@ export class DiscoveryController {
           this.kato = sqe[11] >>> 0;
           return reply({ sf: 0 });
         }
-        return reply({ sf: Sf.INVALID_FIELD | Sf.DNR });
+        return reply({ sf: Status.INVALID_FIELD | STATUS_DNR });
       case AdminOpc.GET_FEATURES:
         if (fid === Fid.ASYNC_EVENT) return reply({ sf: 0, dw0: this.#aec });
         if (fid === Fid.KEEP_ALIVE_TIMER) return reply({ sf: 0, dw0: this.kato });
-        return reply({ sf: Sf.INVALID_FIELD | Sf.DNR });
+        return reply({ sf: Status.INVALID_FIELD | STATUS_DNR });
       case AdminOpc.ASYNC_EVENT_REQUEST:
-        if (this.#aers.length >= 4) return reply({ sf: Sf.AER_LIMIT | Sf.DNR });
+        if (this.#aers.length >= 4) return reply({ sf: Status.AER_LIMIT | STATUS_DNR });
         if (this.#event && this.#aec & Oaes.DISC_CHANGE) {
           this.#event = false;
           return reply({ sf: 0, dw0: AsyncEventType.NOTICE | (0xf0 << 8) | (LID_DISCOVERY << 16) });
@@ -221,7 +221,7 @@ export class DiscoveryController {
       case AdminOpc.KEEP_ALIVE:
         return reply({ sf: 0 });
     }
-    return reply({ sf: Sf.INVALID_OPCODE | Sf.DNR });
+    return reply({ sf: Status.INVALID_OPCODE | STATUS_DNR });
   }
 
   #identify(): Uint8Array {

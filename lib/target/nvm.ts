@@ -10,12 +10,12 @@
  * completes later.
  * @module
  */
-import { AdminOpc, CSTS, Fid, Reg } from "../nvme/spec.ts";
+import { AdminOpc, CC, CQE_SIZE, CSTS, Fid, Reg, SQE_SIZE, Status, STATUS_DNR } from "../nvme/spec.ts";
 import { BufferPort, ControllerModel, DataDir, type DataPort, type ModelIdentity, PENDING, transferDirection } from "../sim/engine.ts";
 import { crc32c } from "../tcp/crc32c.ts";
 import { identityFromIdCtrl } from "../sim/nsmedia.ts";
 import { type AdminReply, type ControllerLimits, fabricsCap, propertyGet, type Subsystem } from "./controller.ts";
-import { CcField, Ctratt, IOCQES, IOSQES, Sf, Sgls } from "./spec.ts";
+import { Ctratt, Sgls } from "../nvme/identify.ts";
 
 /** Reply callback of a command the controller may finish later. */
 export type Reply = (r: AdminReply) => void;
@@ -89,7 +89,7 @@ export class NvmController {
       },
     }, {
       complete: (qid, cid, sf, dw0) => this.#complete(qid, cid, sf, dw0),
-      enable: (cc) => ((cc >>> CcField.IOSQES_SHIFT) & 0xf) === IOSQES && ((cc >>> CcField.IOCQES_SHIFT) & 0xf) === IOCQES,
+      enable: (cc) => 2 ** ((cc >>> CC.IOSQES_SHIFT) & 0xf) === SQE_SIZE && 2 ** ((cc >>> CC.IOCQES_SHIFT) & 0xf) === CQE_SIZE,
       reset: () => this.#onReset(),
     });
   }
@@ -137,7 +137,7 @@ export class NvmController {
 
   /** Property Set CC (4 bytes only): the model's state machine; clearing EN drops the IO queues. */
   propertySet(ofst: number, value: number, eight: boolean): AdminReply {
-    if (ofst !== Reg.CC || eight) return { sf: Sf.INVALID_FIELD | Sf.DNR };
+    if (ofst !== Reg.CC || eight) return { sf: Status.INVALID_FIELD | STATUS_DNR };
     this.model.setCc(value >>> 0);
     return { sf: 0 };
   }
@@ -158,7 +158,7 @@ export class NvmController {
       }
       if (fid === Fid.KEEP_ALIVE_TIMER && opc === AdminOpc.GET_FEATURES) return reply({ sf: 0, dw0: this.kato });
     }
-    if (this.model.failed || !(this.model.csts & CSTS.RDY)) return reply({ sf: Sf.SEQUENCE | Sf.DNR });
+    if (this.model.failed || !(this.model.csts & CSTS.RDY)) return reply({ sf: Status.SEQUENCE_ERROR | STATUS_DNR });
     const dir = transferDirection(opc);
     let port: DataPort = EMPTY;
     let out: BufferPort | null = null;

@@ -14,7 +14,8 @@ import type { BlockBackend } from "./backend.ts";
 import { type CommandHook, TargetConn } from "./conn.ts";
 import { type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
 import { NvmController } from "./nvm.ts";
-import { connectIpo, Sf } from "./spec.ts";
+import { Status } from "../nvme/spec.ts";
+import { ConnectStatus, connectIpo } from "../nvme/fabrics.ts";
 
 /** How the target answers digest requests in ICReq. */
 export type DigestPolicy = "allow" | "require" | "none";
@@ -305,13 +306,13 @@ export class NvmfTarget implements ConnHost {
     };
     const disc = r.subnqn === DISCOVERY_NQN;
     const sub = disc ? null : this.#subs.get(r.subnqn);
-    if (sub === undefined) return refuse(Sf.CONNECT_INVALID, connectIpo(true, ConnectData.SUBNQN));
+    if (sub === undefined) return refuse(ConnectStatus.INVALID, connectIpo(true, ConnectData.SUBNQN));
     if (sub !== null && sub.allowHosts !== null && !sub.allowHosts.has(r.hostnqn)) {
-      return refuse(Sf.CONNECT_INVALID_HOST, connectIpo(true, ConnectData.HOSTNQN));
+      return refuse(ConnectStatus.INVALID_HOST, connectIpo(true, ConnectData.HOSTNQN));
     }
-    if (r.sqsize === 0 || r.sqsize >= this.limits.queueEntries) return refuse(Sf.CONNECT_INVALID, connectIpo(false, FabricsSqe.SQSIZE));
+    if (r.sqsize === 0 || r.sqsize >= this.limits.queueEntries) return refuse(ConnectStatus.INVALID, connectIpo(false, FabricsSqe.SQSIZE));
     if (r.qid === 0) {
-      if (r.cntlid !== CNTLID_DYNAMIC) return refuse(Sf.CONNECT_INVALID, connectIpo(true, ConnectData.CNTLID));
+      if (r.cntlid !== CNTLID_DYNAMIC) return refuse(ConnectStatus.INVALID, connectIpo(true, ConnectData.CNTLID));
       let id = this.#nextCntlid;
       while (this.controllers.has(id)) id = id >= 0xffef ? 1 : id + 1;
       this.#nextCntlid = id >= 0xffef ? 1 : id + 1;
@@ -326,12 +327,12 @@ export class NvmfTarget implements ConnHost {
     }
     const c = this.controllers.get(r.cntlid);
     if (c === undefined || c.dead || c.discovery || c.subsystem !== sub || c.hostnqn !== r.hostnqn) {
-      return refuse(Sf.CONNECT_INVALID, connectIpo(true, ConnectData.CNTLID));
+      return refuse(ConnectStatus.INVALID, connectIpo(true, ConnectData.CNTLID));
     }
-    if (r.qid > c.ioQueues) return refuse(Sf.CONNECT_INVALID, connectIpo(false, FabricsSqe.QID));
-    if (!c.ready) return refuse(Sf.SEQUENCE);
+    if (r.qid > c.ioQueues) return refuse(ConnectStatus.INVALID, connectIpo(false, FabricsSqe.QID));
+    if (!c.ready) return refuse(Status.SEQUENCE_ERROR);
     const qs = this.#queues.get(c)!;
-    if (qs.has(r.qid)) return refuse(Sf.CONNECT_BUSY);
+    if (qs.has(r.qid)) return refuse(ConnectStatus.BUSY);
     qs.set(r.qid, r.conn);
     c.model.noteIoQueueCreated();
     c.lastSeen = performance.now();

@@ -53,11 +53,11 @@ export interface TcpQueueView {
   readonly ring: TcpRing;
 }
 
-function view(qp: QueuePair): TcpQueueView {
+function view(qp: QueuePair, t: TcpTransport): TcpQueueView {
   return {
     qp,
     get ring() {
-      return qp.queueRing as TcpRing;
+      return t.ringOf(qp.qid);
     },
   };
 }
@@ -80,8 +80,8 @@ export class TcpController {
   private constructor(c: Controller, t: TcpTransport, cap: bigint, vs: number) {
     this.controller = c;
     this.transport = t;
-    this.admin = view(c.admin);
-    this.io = c.io.map(view);
+    this.admin = view(c.admin, t);
+    this.io = c.io.map((q) => view(q, t));
     this.cap = cap;
     this.vs = vs;
   }

@@ -7,7 +7,7 @@
  */
 import { InvalidArgumentError } from "../nvme/errors.ts";
 import { CNTLID_DYNAMIC } from "../nvme/fabrics.ts";
-import { FabricCommands, fabricPair, keepAliveTimer } from "../nvme/fabrics.ts";
+import { connectPair, FabricCommands, keepAliveTimer } from "../nvme/fabrics.ts";
 import type { QueuePair } from "../nvme/queue.ts";
 import type { TcpMemory } from "./memory.ts";
 import { TcpRing, type TcpRingOptions } from "./ring.ts";
@@ -61,16 +61,13 @@ export class TcpQueue {
   static async connect(opts: TcpQueueOptions): Promise<TcpQueue> {
     if (opts.qid !== 0 && opts.cntlid === undefined) throw new InvalidArgumentError("an IO queue Connect needs the admin queue's cntlid");
     const ring = await TcpRing.connect(opts);
-    const qp = fabricPair(opts.qid, ring, opts.timeoutMs ?? 30_000);
-    ring.onLost = (err) => qp.fail(err);
     const katoMs = opts.qid === 0 ? opts.katoMs ?? 0 : 0;
     const m = opts.memory;
     const host = { subnqn: opts.subnqn, hostnqn: opts.hostnqn, hostid: opts.hostid, katoMs, allocDma: (n: number) => m.allocDma(n), freeDma: m.freeDma.bind(m) };
     try {
-      const cntlid = await new FabricCommands(qp).connect(host, opts.cntlid ?? CNTLID_DYNAMIC, opts.cattr ?? 0);
+      const [qp, cntlid] = await connectPair(ring, opts.qid, opts.timeoutMs ?? 30_000, host, opts.cntlid ?? CNTLID_DYNAMIC, opts.cattr ?? 0);
       return new TcpQueue(ring, qp, cntlid, katoMs, opts.memory);
     } catch (e) {
-      qp.close();
       ring.close();
       throw e;
     }

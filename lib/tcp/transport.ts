@@ -57,6 +57,8 @@ export class TcpTransport implements FabricTransport {
   readonly memory: TcpMemory = new TcpMemory();
   readonly #connectTimeoutMs: number;
   readonly #rings = new Set<TcpRing>();
+  /** Each queue's current connection (a reconnect replaces it). */
+  readonly #byQid = new Map<number, TcpRing>();
   #closed = false;
 
   /** Describe the target; nothing is connected until the controller opens its admin queue. */
@@ -100,7 +102,15 @@ export class TcpTransport implements FabricTransport {
     }
     for (const r of this.#rings) if (r.lost) this.#rings.delete(r);
     this.#rings.add(ring);
+    this.#byQid.set(qid, ring);
     return ring;
+  }
+
+  /** The connection queue `qid` runs on now (the last {@link openRing} for it). */
+  ringOf(qid: number): TcpRing {
+    const r = this.#byQid.get(qid);
+    if (!r) throw new InvalidArgumentError(`tcp: queue ${qid} has no connection`);
+    return r;
   }
 
   /** Zeroed memory of at least `size` bytes. */

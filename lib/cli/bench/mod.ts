@@ -10,6 +10,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { detectRuntime } from "../../ffi/mod.ts";
 import { asyncEvents } from "../../admin/manage.ts";
 import { NVMeDev } from "../../dev.ts";
 import type { WaitMode } from "../../irq/adaptive.ts";
@@ -190,7 +191,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const rtName = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
+  const rtName = detectRuntime();
   const addr = positionals[0] ?? process.env.TSNVME_PCI ??
     listNvmeControllers().find((c) => c.driver === "vfio-pci")?.address;
   if (!addr) {

@@ -11,6 +11,7 @@
  */
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { detectRuntime } from "../../ffi/mod.ts";
 import { NVMeDev } from "../../dev.ts";
 
 const { values, positionals } = parseArgs({
@@ -27,7 +28,7 @@ const { values, positionals } = parseArgs({
     json: { type: "boolean", default: false },
   },
 });
-const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
+const rt = detectRuntime();
 const targets = positionals.length ? positionals : ["sim:ns=256M:512;queues=8;mem=128M"];
 const counts = values.workers!.split(",").map(Number);
 const qd = Number(values.qd), ms = Number(values.ms), warmMs = Number(values["warm-ms"]), bs = Number(values.bs);

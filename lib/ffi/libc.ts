@@ -1,0 +1,64 @@
+/**
+ * The libc calls both backends share: one symbol table (in Deno's dlopen
+ * notation; bun.ts translates it) and one builder of the runtime-neutral calls
+ * over the bound symbols. The backends add only what differs per runtime:
+ * errno, pointer views and the nonblocking read.
+ * @module
+ */
+import { cstr } from "./cstr.ts";
+import type { Libc } from "./types.ts";
+
+/** The libc symbols tsnvme binds. `name` aliases one C symbol under two signatures. */
+export const LIBC_SYMBOLS = {
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  ioctl_ptr: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
+  ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  mmap: { parameters: ["u64", "usize", "i32", "i32", "i32", "i64"], result: "u64" },
+  munmap: { parameters: ["u64", "usize"], result: "i32" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const;
+
+/** The symbols of LIBC_SYMBOLS as a backend bound them. */
+// deno-lint-ignore no-explicit-any
+export type BoundLibc = { [K in keyof typeof LIBC_SYMBOLS]: (...args: any[]) => any };
+
+/** What a backend adds to the shared calls: the runtime and its pointer access. */
+export type RuntimeCalls = Pick<
+  Libc,
+  "runtime" | "errno" | "view" | "peek32" | "addressOf" | "readAsync"
+>;
+
+/** Build the Libc over bound symbols: the shared calls plus the backend's own. */
+export function buildLibc(lib: BoundLibc, own: RuntimeCalls): Libc {
+  return {
+    open: (path, flags) => lib.open(cstr(path), flags | 0),
+    close: (fd) => lib.close(fd | 0),
+    ioctlPtr: (fd, req, arg) => lib.ioctl_ptr(fd | 0, req, arg),
+    ioctlInt: (fd, req, arg) => lib.ioctl_int(fd | 0, req, arg),
+    mmap: (addr, len, prot, flags, fd, off) =>
+      BigInt.asUintN(64, BigInt(lib.mmap(addr, len, prot | 0, flags | 0, fd | 0, off))),
+    munmap: (addr, len) => lib.munmap(addr, len),
+    pread: (fd, buf, off) => Number(lib.pread(fd | 0, buf, BigInt(buf.byteLength), off)),
+    pwrite: (fd, buf, off) => Number(lib.pwrite(fd | 0, buf, BigInt(buf.byteLength), off)),
+    read: (fd, buf) => Number(lib.read(fd | 0, buf, BigInt(buf.byteLength))),
+    eventfd: (init, flags) => lib.eventfd(init >>> 0, flags | 0),
+    getrlimit: (res, buf) => lib.getrlimit(res | 0, buf),
+    write: (fd, buf) => Number(lib.write(fd | 0, buf, BigInt(buf.byteLength))),
+    epollCreate1: (flags) => lib.epoll_create1(flags | 0),
+    epollCtl: (ep, op, fd, ev) => lib.epoll_ctl(ep | 0, op | 0, fd | 0, ev),
+    epollWait: (ep, evs, max, t) => lib.epoll_wait(ep | 0, evs, max | 0, t | 0),
+    poll: (fds, n, t) => lib.poll(fds, BigInt(n), t | 0),
+    ...own,
+  };
+}
