@@ -11,7 +11,7 @@
 # Usage (host): scripts/guest.sh --bind none -- tests/guest/tcp/nvmet.sh [--bench SEC]
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
-KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel/root}
+KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel-${TSNVME_GUEST_KERNEL:-6.12}/root} # set by scripts/guest.sh
 OUTD=${TSNVME_OUT:-/tmp}/tcp
 mkdir -p "$OUTD"
 BENCH=

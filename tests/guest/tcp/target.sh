@@ -11,7 +11,7 @@
 # Usage (host): scripts/guest.sh -- tests/guest/tcp/target.sh [--bench SEC [--irq "adaptive poll ..."] [--bench-only] [--prof]] [deno|bun]...
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
-KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel/root}
+KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel-${TSNVME_GUEST_KERNEL:-6.12}/root} # set by scripts/guest.sh
 OUTD=${TSNVME_OUT:-/tmp}/target
 mkdir -p "$OUTD"
 BENCH= IRQ=adaptive BENCH_IRQ=adaptive ONLY=0 PROF=
