@@ -80,7 +80,9 @@ case $want in
         have=0 nodes=
         for n in "$dev/nvme/$ctrl"/nvme*n*; do
           n=${n##*/}
-          case $n in *c*) continue ;; esac # nvmeXcYnZ: hidden multipath paths, no /dev node
+          # nvmeXcYnZ is a hidden multipath path (no /dev node); its disk is the head nvmeXnZ of
+          # subsystem X. Linux 6.12 makes a head for QEMU 10's namespaces, 6.1 with QEMU 7.2 did not.
+          case $n in *c*n*) n=${n%%c*}n${n##*n} ;; esac
           [ -b "/dev/$n" ] || continue
           have=$((have + 1)) nodes="$nodes /dev/$n"
         done
