@@ -16,10 +16,10 @@ export function bind(driver: "vfio" | "nvme"): void {
 }
 
 /**
- * The kernel's block device for namespace `nsid` of the controller at `pci` (bound to nvme). Linux
- * 6.12 scans namespaces in parallel, so `/dev/nvme0n1` may be namespace 2 (seen with QEMU 10), and
- * names the disk after a multipath head (`nvmeXnY`, the controller holding the hidden path
- * `nvmeXcZnY`); 6.1 with QEMU 7.2 gave `/dev/nvme0n<nsid>` with no head. The `nsid` file decides.
+ * The kernel's block device for namespace `nsid` of the controller at `pci` (bound to nvme). With
+ * QEMU 10 (CMIC 0x2, NMIC 1) the disk is a multipath head `nvmeXnY` and the controller holds the
+ * hidden path `nvmeXcZnY`; QEMU 7.2 gave plain disks. Linux 6.12 scans namespaces in parallel, so
+ * `/dev/nvme0n1` may be namespace 2 (seen once). The `nsid` file decides.
  */
 export function nsBlockDev(nsid: number, pci: string = PCI): string {
   const base = `/sys/bus/pci/devices/${pci}/nvme`;

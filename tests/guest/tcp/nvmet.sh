@@ -53,7 +53,7 @@ done
 [ -n "$dev" ] && ok "kernel initiator connected ($dev)" || bad "kernel initiator device"
 nvme id-ctrl "$dev" -b > "$OUTD/id-ctrl-kernel.bin" 2>/dev/null || bad "nvme id-ctrl"
 # Namespace 1 of $NQN: nvmet sets CMIC, so the disk is the multipath head of the subsystem with that
-# NQN. Linux 6.12 also gives QEMU's controller a head (6.1 did not): match the NQN, not the first one.
+# NQN. QEMU 10's controller (CMIC 0x2) has a head too, if bound to nvme: match the NQN, not the first.
 ns1_blk() {
   for s in /sys/class/nvme-subsystem/nvme-subsys*; do
     [ "$(cat "$s/subsysnqn" 2>/dev/null)" = $NQN ] || continue

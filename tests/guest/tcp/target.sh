@@ -206,7 +206,7 @@ if [ -n "$BENCH" ]; then
     if sh scripts/guest-bind.sh nvme "$PCI2"; then
       kdev=$(ls -d /sys/bus/pci/devices/$PCI2/nvme/nvme*/nvme*n1 2>/dev/null | head -1)
       kdev=$(basename "$kdev")
-      # Linux 6.12 lists the hidden path nvmeXcYn1; its disk is the multipath head nvmeXn1.
+      # With QEMU 10 (CMIC 0x2) this is the hidden path nvmeXcYn1; its disk is the multipath head nvmeXn1.
       case $kdev in *c*n*) kdev=${kdev%%c*}n${kdev##*n} ;; esac
       kdev=/dev/$kdev
       C=/sys/kernel/config/nvmet S=/sys/kernel/config/nvmet/subsystems/$NQN
