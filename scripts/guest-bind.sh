@@ -80,7 +80,10 @@ case $want in
         have=0 nodes=
         for n in "$dev/nvme/$ctrl"/nvme*n*; do
           n=${n##*/}
-          case $n in *c*) continue ;; esac # nvmeXcYnZ: hidden multipath paths, no /dev node
+          # nvmeXcYnZ is a hidden multipath path (no /dev node); its disk is the head nvmeXnZ of
+          # subsystem X. QEMU 10's controller reports CMIC 0x2 and NMIC 1, so Linux (6.1 and 6.12)
+          # makes heads for its namespaces; QEMU 7.2's did not.
+          case $n in *c*n*) n=${n%%c*}n${n##*n} ;; esac
           [ -b "/dev/$n" ] || continue
           have=$((have + 1)) nodes="$nodes /dev/$n"
         done

@@ -4,15 +4,14 @@
 # The guest's root is the host's / (read-only, over 9p), so the checkout, deno and bun are at the
 # same paths as on the host. See scripts/GUEST.md.
 #
-#   scripts/guest.sh [--bind vfio|nvme|none] [--mem MB] [--smp N] [--timeout SEC] [--ctrls N]
-#                    [--ns SIZE_MB:BLOCK_SIZE[,...]] [--fresh-disk] [--out DIR] [-v] [--] CMD [ARGS...]
+#   scripts/guest.sh [--kernel 6.12|6.1] [--bind vfio|nvme|none] [--mem MB] [--smp N] [--timeout SEC]
+#                    [--ctrls N] [--ns SIZE_MB:BLOCK_SIZE[,...]] [--fresh-disk] [--out DIR] [-v] [--] CMD [ARGS...]
 #
 # Exit status: the command's, or 125 when the harness itself fails (setup, boot, timeout).
 set -euo pipefail
 
 PROG=guest.sh
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-PACKAGES=(qemu-system-x86 busybox-static kmod cpio nvme-cli fio)
 
 die() { echo "$PROG: error: $*" >&2; exit 125; }
 say() { echo "$PROG: $*" >&2; }
@@ -36,6 +35,8 @@ trap 'say "terminated"; exit 143' TERM
 usage() {
   cat <<'EOF'
 usage: scripts/guest.sh [options] [--] CMD [ARGS...]
+  --kernel 6.12|6.1       guest kernel series, Debian's own packages (default 6.12, or
+                          $TSNVME_GUEST_KERNEL); each is downloaded once and cached on its own
   --bind vfio|nvme|none   driver for the NVMe controller before CMD runs (default vfio)
   --mem MB                guest memory (default 3072)
   --smp N                 guest vCPUs (default 2)
@@ -53,12 +54,13 @@ EOF
 
 # ---------------------------------------------------------------- options
 BIND=vfio MEM=3072 SMP=2 TIMEOUT=1800 NS=64:512,16:4096 FRESH=0 OUT='' VERBOSE=0 CTRLS=2
+KSERIES=${TSNVME_GUEST_KERNEL:-6.12}
 while (($#)); do
   case $1 in
-    --bind|--mem|--smp|--timeout|--ns|--out|--ctrls)
+    --bind|--mem|--smp|--timeout|--ns|--out|--ctrls|--kernel)
       (($# >= 2)) || die "$1 needs a value"
       opt=${1#--}; val=$2; shift 2 ;;
-    --bind=*|--mem=*|--smp=*|--timeout=*|--ns=*|--out=*|--ctrls=*)
+    --bind=*|--mem=*|--smp=*|--timeout=*|--ns=*|--out=*|--ctrls=*|--kernel=*)
       opt=${1%%=*}; opt=${opt#--}; val=${1#*=}; shift ;;
     --fresh-disk) FRESH=1; shift; continue ;;
     -v|--verbose) VERBOSE=1; shift; continue ;;
@@ -69,11 +71,12 @@ while (($#)); do
   esac
   case $opt in
     bind) BIND=$val ;; mem) MEM=$val ;; smp) SMP=$val ;; timeout) TIMEOUT=$val ;;
-    ns) NS=$val ;; out) OUT=$val ;; ctrls) CTRLS=$val ;;
+    ns) NS=$val ;; out) OUT=$val ;; ctrls) CTRLS=$val ;; kernel) KSERIES=$val ;;
   esac
 done
 (($#)) || { usage >&2; die "no command given"; }
 case $BIND in vfio|nvme|none) ;; *) die "--bind must be vfio, nvme or none (got '$BIND')" ;; esac
+case $KSERIES in 6.12|6.1) ;; *) die "--kernel (or TSNVME_GUEST_KERNEL) must be 6.12 or 6.1 (got '$KSERIES')" ;; esac
 ((CTRLS >= 1 && CTRLS <= 8)) 2>/dev/null || die "--ctrls must be 1..8"
 for v in MEM SMP TIMEOUT; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--${v,,} must be a positive integer"; done
 NS_SIZES=() NS_BS=()
@@ -103,6 +106,8 @@ if ! flock -n 9; then
 fi
 
 # ---------------------------------------------------------------- host packages (first run)
+# scripts/install-deps.sh installs them (QEMU from bookworm-backports on Debian 12); as root, run it
+# here when something is missing.
 have_tools() {
   local t
   for t in qemu-system-x86_64 depmod modprobe cpio gzip nvme fio timeout flock mkfifo; do
@@ -119,27 +124,49 @@ apt_update_once() {
   APT_UPDATED=1
 }
 if ! have_tools; then
-  ((EUID == 0)) || die "missing tools; as root run: apt-get install -y ${PACKAGES[*]}"
-  apt_update_once
-  say "installing ${PACKAGES[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y "${PACKAGES[@]}" >>"$LOGS/setup.log" 2>&1 ||
-    die "apt-get install failed, see $LOGS/setup.log"
-  have_tools || die "tools still missing after apt-get install"
+  ((EUID == 0)) || die "missing tools; as root run: scripts/install-deps.sh"
+  say "installing the Debian packages (scripts/install-deps.sh)"
+  "$REPO/scripts/install-deps.sh" >>"$LOGS/setup.log" 2>&1 || die "scripts/install-deps.sh failed, see $LOGS/setup.log"
+  APT_UPDATED=1
+  have_tools || die "tools still missing after scripts/install-deps.sh"
 fi
+# "QEMU emulator version 10.0.2 (Debian ...)": the guest sees it as $TSNVME_QEMU_VERSION.
+QEMU_VERSION=$(qemu-system-x86_64 --version | awk 'NR == 1 {print $4}')
+[[ $QEMU_VERSION =~ ^[0-9]+\.[0-9]+ ]] || die "cannot read the QEMU version (qemu-system-x86_64 --version)"
+((${QEMU_VERSION%%.*} >= 10)) || say "warning: QEMU $QEMU_VERSION; the guest tier expects QEMU 10 (scripts/install-deps.sh installs it)"
 BUSYBOX=$(command -v busybox 2>/dev/null || echo /bin/busybox)
 
 # ---------------------------------------------------------------- guest kernel (first run)
-# The kernel is Debian's own (the package linux-image-amd64 depends on), unpacked, not installed.
-# Once cached it is reused as is, so runs work offline; delete $CACHE/kernel to refresh it.
-KDIR=$CACHE/kernel
+# The kernel is Debian's own, unpacked, not installed; one cache dir per series. 6.12 is the
+# bookworm linux-6.12 package (bookworm-security), else bookworm-backports' kernel; 6.1 is
+# bookworm's default kernel (what linux-image-amd64 depends on). Once cached it is reused as is,
+# so runs work offline; delete $CACHE/kernel-<series> to refresh it.
+KDIR=$CACHE/kernel-$KSERIES
+# A cache from before the series switch: its one kernel was 6.1.
+if [[ $KSERIES == 6.1 && ! -e $KDIR && -f $CACHE/kernel/ready && $(<"$CACHE/kernel/version") == 6.1.* ]]; then
+  mv "$CACHE/kernel" "$KDIR"
+fi
+kernel_pkg() { # the versioned linux-image package of series $KSERIES, from the first meta-package apt knows
+  local meta dep metas
+  if [[ $KSERIES == 6.12 ]]; then
+    metas=(linux-image-6.12-amd64 linux-image-amd64/bookworm-backports linux-image-amd64)
+  else
+    metas=(linux-image-amd64/bookworm-security linux-image-amd64/bookworm linux-image-amd64)
+  fi
+  for meta in "${metas[@]}"; do
+    dep=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}' || true)
+    [[ $dep == linux-image-"$KSERIES".* || $dep == linux-image-"$KSERIES"-* ]] && { echo "$dep"; return 0; }
+  done
+  return 1
+}
 if [[ ! -f $KDIR/ready ]]; then
-  kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}' || true)
+  kpkg=$(kernel_pkg || true)
   if [[ -z $kpkg && $EUID -eq 0 ]]; then
     apt_update_once
-    kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}' || true)
+    kpkg=$(kernel_pkg || true)
   fi
-  [[ -n $kpkg ]] || die "cannot find the kernel package (apt-cache depends linux-image-amd64); run apt-get update"
-  say "downloading guest kernel $kpkg (first run only)"
+  [[ -n $kpkg ]] || die "cannot find a Linux $KSERIES package (apt-cache depends linux-image-amd64); run scripts/install-deps.sh, then apt-get update"
+  say "downloading guest kernel $kpkg (first run with --kernel $KSERIES only)"
   rm -rf "$KDIR" "$KDIR.tmp"
   mkdir -p "$KDIR.tmp/deb"
   # apt-get download as root warns that _apt cannot write here; harmless.
@@ -147,7 +174,7 @@ if [[ ! -f $KDIR/ready ]]; then
     # Stale package lists name a kernel the mirror no longer has: refresh and ask again.
     [[ $EUID -eq 0 ]] || die "apt-get download $kpkg failed, see $LOGS/setup.log"
     apt_update_once
-    kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}' || true)
+    kpkg=$(kernel_pkg || true)
     (cd "$KDIR.tmp/deb" && apt-get download "$kpkg") >>"$LOGS/setup.log" 2>&1 ||
       die "apt-get download $kpkg failed, see $LOGS/setup.log"
   fi
@@ -172,6 +199,7 @@ VMLINUZ=$KROOT/boot/vmlinuz-$KVER
 MODS_PHASE1=(virtio_pci virtio_console 9pnet_virtio 9p)
 # crc64_rocksoft_generic: crc64-rocksoft (an nvme-core dependency) asks the crypto API for it,
 # which would need request_module and so a modprobe in the initramfs; load it up front instead.
+# (6.12 builds it, virtio and others in: modprobe says "builtin", and mod_order skips those.)
 MODS_PHASE2=(vfio-pci vfio_iommu_type1 crc64_rocksoft_generic nvme)
 
 # PID 1 of the guest. It prints only to the serial console (the host's boot log); the command's
@@ -294,10 +322,10 @@ while [ $i -lt 50 ] && { kill -0 $relay_out || kill -0 $relay_err; } 2>/dev/null
 exit "$rc"
 EOF
 
-INITRD=$CACHE/initramfs.img
+INITRD=$CACHE/initramfs-$KSERIES.img
 mods_hash=$(printf '%s\n' "${MODS_PHASE1[@]}" / "${MODS_PHASE2[@]}")
 want_hash=$( { printf '%s\n' "$KVER" "$mods_hash" "$INIT_SH" "$RUN_SH"; sha256sum <"$BUSYBOX"; } | sha256sum | cut -d' ' -f1)
-if [[ ! -f $INITRD || "$(cat "$CACHE/initramfs.hash" 2>/dev/null)" != "$want_hash" ]]; then
+if [[ ! -f $INITRD || "$(cat "$INITRD.hash" 2>/dev/null)" != "$want_hash" ]]; then
   vsay "building initramfs"
   D=$CACHE/initramfs.d
   rm -rf "$D"
@@ -313,15 +341,23 @@ if [[ ! -f $INITRD || "$(cat "$CACHE/initramfs.hash" 2>/dev/null)" != "$want_has
   phase1=$(mod_order "${MODS_PHASE1[@]}")
   phase2=$(mod_order "${MODS_PHASE2[@]}")
   phase2=$(grep -vxF -f <(echo "$phase1") <<<"$phase2" || true)  # already loaded in phase 1
-  for f in $phase1 $phase2; do cp "$f" "$D/lib/modules/"; done
-  for f in $phase1; do basename "$f"; done >"$D/modules.phase1"
-  for f in $phase2; do basename "$f"; done >"$D/modules.phase2"
+  # 6.12 ships .ko.xz; busybox insmod first hands those to the kernel as is ("Invalid ELF header
+  # magic" in the boot log), then unpacks them itself. Unpack them here instead.
+  ko() { local b=${1##*/}; echo "${b%.xz}"; }
+  for f in $phase1 $phase2; do
+    case $f in
+      *.xz) xz -dc "$f" >"$D/lib/modules/$(ko "$f")" || die "cannot unpack $f" ;;
+      *) cp "$f" "$D/lib/modules/" ;;
+    esac
+  done
+  for f in $phase1; do ko "$f"; done >"$D/modules.phase1"
+  for f in $phase2; do ko "$f"; done >"$D/modules.phase2"
   printf '%s\n' "$INIT_SH" >"$D/init"
   printf '%s\n' "$RUN_SH" >"$D/run.sh"
   chmod 755 "$D/init" "$D/run.sh"
   (cd "$D" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) >"$INITRD.tmp" || die "cpio failed"
   mv "$INITRD.tmp" "$INITRD"
-  echo "$want_hash" >"$CACHE/initramfs.hash"
+  echo "$want_hash" >"$INITRD.hash"
 fi
 
 # ---------------------------------------------------------------- namespace images
@@ -352,6 +388,9 @@ shq() { local s=$1; printf "'%s'" "${s//\'/\'\\\'\'}"; }
   while IFS= read -r name; do
     [[ $name =~ ^(TSNVME_[A-Za-z0-9_]*|CI)$ ]] && echo "export $name=$(shq "${!name}")"
   done < <(compgen -e)
+  # The stack under test, for tests whose expectations depend on versions; KROOT has the modules.
+  echo "export TSNVME_GUEST_KERNEL=$KSERIES TSNVME_KVER=$(shq "$KVER") TSNVME_QEMU_VERSION=$(shq "$QEMU_VERSION")"
+  echo "export TSNVME_KROOT=$(shq "$KROOT")"
   printf 'set --'
   for a in "$@"; do printf ' %s' "$(shq "$a")"; done
   echo
@@ -402,7 +441,7 @@ qemu+=(
 # Relay the guest's stdout/stderr ports to ours (opening a FIFO blocks until QEMU opens it).
 cat "$RUNDIR/stdout.fifo" 9>&- & OPID=$!
 cat "$RUNDIR/stderr.fifo" >&2 9>&- & EPID=$!
-vsay "booting guest (bind=$BIND mem=${MEM}M smp=$SMP ns=$NS timeout=${TIMEOUT}s)"
+vsay "booting guest (kernel $KVER, QEMU $QEMU_VERSION, bind=$BIND mem=${MEM}M smp=$SMP ns=$NS timeout=${TIMEOUT}s)"
 start=$(date +%s.%N)
 timeout -k 10 "$TIMEOUT" "${qemu[@]}" </dev/null >"$QEMULOG" 2>&1 & QPID=$!
 # If this script is SIGKILLed, the watchdog still stops QEMU (and --timeout bounds it anyway).
@@ -420,7 +459,7 @@ OPID='' EPID=''
 elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')
 S=$RUNDIR/job
 {
-  echo "start=$(date -d "@${start%.*}" '+%F %T') elapsed=${elapsed}s qemu_rc=$qrc bind=$BIND"
+  echo "start=$(date -d "@${start%.*}" '+%F %T') elapsed=${elapsed}s qemu_rc=$qrc bind=$BIND kernel=$KVER qemu=$QEMU_VERSION"
   echo "guest uptime at chroot=$(cat "$S/started" 2>/dev/null) command=$(cat "$S/command" 2>/dev/null)"
   printf 'argv:'; printf ' %q' "$@"; echo
 } >"$LOGS/last-run.txt"

@@ -28,7 +28,7 @@ import { commitFirmware, downloadFirmware } from "../../lib/firmware/mod.ts";
 import { deviceSelfTestCmd, fwDownloadCmd, sanitizeCmd } from "../../lib/nvme/command.ts";
 import { InvalidArgumentError, NvmeCompareError, NvmeStatusError } from "../../lib/nvme/errors.ts";
 import { Fid } from "../../lib/nvme/spec.ts";
-import { bind, firstDiff, inGuest, nvmeCliJson, PCI, randomBytes, runtime } from "./util.ts";
+import { bind, firstDiff, inGuest, nsBlockDev, nvmeCliJson, PCI, randomBytes, runtime } from "./util.ts";
 
 const skip = { ignore: !inGuest };
 type Json = Record<string, unknown>;
@@ -83,8 +83,8 @@ function capture(): void {
   // Without --csi, nvme-cli 2.3 reads CAP through a mapping of BAR0 that fails in the guest; ask per command set.
   j["effects-log"] = [0, 2].map((csi) => (nvmeCliJson(["effects-log", "/dev/nvme0", "--csi", String(csi)]) as unknown as Json[])[0]);
   j["list-ns"] = nvmeCliJson(["list-ns", "/dev/nvme0"]);
-  j["id-ns"] = nvmeCliJson(["id-ns", "/dev/nvme0n1"]);
-  j["ns-descs"] = nvmeCliJson(["ns-descs", "/dev/nvme0n1"]);
+  j["id-ns"] = nvmeCliJson(["id-ns", nsBlockDev(1)]);
+  j["ns-descs"] = nvmeCliJson(["ns-descs", nsBlockDev(1)]);
   for (const fid of FEATURES) {
     nvmeCli.features[fid] = execFileSync("nvme", ["get-feature", "/dev/nvme0", "-f", String(fid), ...featureNs(fid)], { encoding: "utf8" })
       .split("\n")[0];

@@ -23,6 +23,7 @@ import {
   bind,
   firstDiff,
   inGuest,
+  nsBlockDev,
   nvmeCliJson,
   PCI,
   randomBytes,
@@ -61,7 +62,7 @@ function compareFields(ours: Record<string, unknown>, theirs: Record<string, unk
 test("kernel driver bound: nvme-cli identity captured, and the driver refuses with a clear setup error", async () => {
   bind("nvme");
   cli.ctrl = nvmeCliJson(["id-ctrl", "/dev/nvme0"]);
-  for (const nsid of [1, 2]) cli.ns[nsid] = nvmeCliJson(["id-ns", `/dev/nvme0n${nsid}`]);
+  for (const nsid of [1, 2]) cli.ns[nsid] = nvmeCliJson(["id-ns", nsBlockDev(nsid)]);
   await assert.rejects(NVMeDev.open(PCI), (e: unknown) => {
     assert.ok(e instanceof SetupError);
     assert.equal(e.reason, "not-bound");
@@ -308,7 +309,7 @@ test("kernel driver reads what the driver wrote; the driver reads what the kerne
     for (const nsid of [1, 2]) {
       const bs = nsid === 1 ? 512 : 4096;
       for (const [i, { lba, len }] of written[nsid].entries()) {
-        const got = readBlockDev(`/dev/nvme0n${nsid}`, lba * bs, len);
+        const got = readBlockDev(nsBlockDev(nsid), lba * bs, len);
         assert.equal(firstDiff(got, shadow[nsid].subarray(lba * bs, lba * bs + len)), -1, `kernel view of ns ${nsid} write ${i}`);
       }
       const total = nsid === 1 ? 131072 : 4096;
@@ -317,7 +318,7 @@ test("kernel driver reads what the driver wrote; the driver reads what the kerne
         // Disjoint thirds: an overlapping later write would change an earlier one's expected data.
         const lba = k * third + rng(third - blocks + 1);
         const data = randomBytes(blocks * bs, seed + blocks);
-        writeBlockDev(`/dev/nvme0n${nsid}`, bs, lba, data);
+        writeBlockDev(nsBlockDev(nsid), bs, lba, data);
         kernelWrites.push({ nsid, lba, data });
       }
     }

@@ -12,7 +12,7 @@ import process from "node:process";
 import { test } from "../harness.ts";
 import { main } from "../../lib/cli/nvme.ts";
 import { NVMeDev } from "../../lib/dev.ts";
-import { bind, inGuest, PCI, runtime } from "./util.ts";
+import { bind, inGuest, PCI, runtime, withNsDevs } from "./util.ts";
 
 const skip = { ignore: !inGuest };
 
@@ -100,11 +100,11 @@ const HUMAN: Record<string, [string[], string[]]> = {
 test("kernel driver bound: nvme-cli's admin-passthru, io-passthru, get-log and show-regs captured", () => {
   bind("nvme");
   try {
-    for (const [name, [args, dev]] of Object.entries(PASSTHRU)) theirs[name] = nvmeCli([args[0], dev, ...args.slice(1)]);
-    for (const [name, [args, dev]] of Object.entries(FAILING)) theirs[name] = nvmeCli([args[0], dev, ...args.slice(1)]);
+    for (const [name, [args, dev]] of Object.entries(PASSTHRU)) theirs[name] = nvmeCli(withNsDevs([args[0], dev, ...args.slice(1)]));
+    for (const [name, [args, dev]] of Object.entries(FAILING)) theirs[name] = nvmeCli(withNsDevs([args[0], dev, ...args.slice(1)]));
     for (const [lid, len] of LOGS) theirs[`log-${lid}-${len}`] = nvmeCli(["get-log", "/dev/nvme0", `--log-id=${lid}`, `--log-len=${len}`]);
     for (const [name, args] of Object.entries(REGS)) theirs[name] = nvmeCli(["show-regs", "/dev/nvme0", ...args]);
-    for (const [name, [args]] of Object.entries(HUMAN)) theirs[name] = nvmeCli(args);
+    for (const [name, [args]] of Object.entries(HUMAN)) theirs[name] = nvmeCli(withNsDevs(args));
   } finally {
     bind("vfio");
   }

@@ -1,6 +1,6 @@
 /** Helpers for tests that run inside the QEMU guest (scripts/guest.sh). */
 import { execFileSync, spawnSync } from "node:child_process";
-import { closeSync, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import process from "node:process";
 
 /** True inside the guest started by scripts/guest.sh. */
@@ -13,6 +13,28 @@ export const runtime: "deno" | "bun" = typeof (globalThis as { Bun?: unknown }).
 /** Rebind the controller to vfio-pci or the kernel nvme driver (waits for the device nodes). */
 export function bind(driver: "vfio" | "nvme"): void {
   execFileSync("scripts/guest-bind.sh", [driver, PCI], { stdio: ["ignore", "ignore", "inherit"] });
+}
+
+/**
+ * The kernel's block device for namespace `nsid` of the controller at `pci` (bound to nvme). With
+ * QEMU 10 (CMIC 0x2, NMIC 1) the disk is a multipath head `nvmeXnY` and the controller holds the
+ * hidden path `nvmeXcZnY`; QEMU 7.2 gave plain disks. Linux 6.12 scans namespaces in parallel, so
+ * `/dev/nvme0n1` may be namespace 2 (seen once). The `nsid` file decides.
+ */
+export function nsBlockDev(nsid: number, pci: string = PCI): string {
+  const base = `/sys/bus/pci/devices/${pci}/nvme`;
+  for (const ctrl of readdirSync(base)) {
+    for (const e of readdirSync(`${base}/${ctrl}`)) {
+      const m = e.match(/^nvme(\d+)(?:c\d+)?n(\d+)$/);
+      if (m && Number(readFileSync(`${base}/${ctrl}/${e}/nsid`, "utf8")) === nsid) return `/dev/nvme${m[1]}n${m[2]}`;
+    }
+  }
+  throw new Error(`no block device for namespace ${nsid} of ${pci} (is it bound to nvme?)`);
+}
+
+/** `args` with every `/dev/nvme0n<nsid>` replaced by {@link nsBlockDev}'s device for that namespace. */
+export function withNsDevs(args: string[]): string[] {
+  return args.map((a) => a.replace(/^\/dev\/nvme0n(\d+)$/, (_, n) => nsBlockDev(Number(n))));
 }
 
 /** Run nvme-cli and parse its JSON output. */

@@ -11,7 +11,7 @@
 # Usage (host): scripts/guest.sh --bind none -- tests/guest/tcp/nvmet.sh [--bench SEC]
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
-KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel/root}
+KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel-${TSNVME_GUEST_KERNEL:-6.12}/root} # set by scripts/guest.sh
 OUTD=${TSNVME_OUT:-/tmp}/tcp
 mkdir -p "$OUTD"
 BENCH=
@@ -52,8 +52,19 @@ for i in $(seq 1 50); do
 done
 [ -n "$dev" ] && ok "kernel initiator connected ($dev)" || bad "kernel initiator device"
 nvme id-ctrl "$dev" -b > "$OUTD/id-ctrl-kernel.bin" 2>/dev/null || bad "nvme id-ctrl"
-blk=$(ls -d /sys/class/nvme-subsystem/nvme-subsys*/nvme*n1 /sys/class/nvme/$(basename "$dev")/nvme*n1 2>/dev/null | head -1)
-blk=/dev/$(basename "$blk")
+# Namespace 1 of $NQN: nvmet sets CMIC, so the disk is the multipath head of the subsystem with that
+# NQN. QEMU 10's controller (CMIC 0x2) has a head too, if bound to nvme: match the NQN, not the first.
+ns1_blk() {
+  for s in /sys/class/nvme-subsystem/nvme-subsys*; do
+    [ "$(cat "$s/subsysnqn" 2>/dev/null)" = $NQN ] || continue
+    for b in "$s"/nvme*n1; do [ -e "$b" ] && { echo "/dev/${b##*/}"; return 0; }; done
+  done
+  for b in /sys/class/nvme/"${dev#/dev/}"/nvme*n1; do # no head (CMIC 0): the plain disk
+    case ${b##*/} in *c*n*) ;; *) [ -e "$b" ] && { echo "/dev/${b##*/}"; return 0; } ;; esac
+  done
+  return 1
+}
+blk=$(ns1_blk)
 
 for rt in deno bun; do
   for dg in none h hd; do
@@ -129,11 +140,11 @@ if [ -n "$BENCH" ] && [ -b "$blk" ]; then
   nvme connect -t tcp -a 127.0.0.1 -s 4420 -n $NQN -i 1 -g -G >/dev/null 2>&1 || bad "nvme connect -g -G"
   kblk=
   for i in $(seq 1 50); do
-    kblk=$(ls -d /sys/class/nvme-subsystem/nvme-subsys*/nvme*n1 2>/dev/null | head -1)
-    [ -n "$kblk" ] && [ -b "/dev/$(basename "$kblk")" ] && break
+    kblk=$(ns1_blk)
+    [ -n "$kblk" ] && [ -b "$kblk" ] && break
     sleep 0.2
   done
-  [ -n "$kblk" ] && kbench hd "/dev/$(basename "$kblk")" | tee -a "$OUTD/bench.log"
+  [ -n "$kblk" ] && kbench hd "$kblk" | tee -a "$OUTD/bench.log"
   for rt in deno bun; do
     if [ $rt = deno ]; then deno run --no-check scripts/bench-crc32c.ts; else bun scripts/bench-crc32c.ts; fi
   done | tee -a "$OUTD/bench.log"

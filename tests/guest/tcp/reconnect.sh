@@ -6,7 +6,7 @@
 # Usage (host): scripts/guest.sh --bind none -- tests/guest/tcp/reconnect.sh
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
-KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel/root}
+KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel-${TSNVME_GUEST_KERNEL:-6.12}/root} # set by scripts/guest.sh
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok - $*"; }
 bad() { fail=$((fail + 1)); echo "not ok - $*"; }

@@ -11,7 +11,7 @@
 # Usage (host): scripts/guest.sh -- tests/guest/tcp/target.sh [--bench SEC [--irq "adaptive poll ..."] [--bench-only] [--prof]] [deno|bun]...
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
-KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel/root}
+KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel-${TSNVME_GUEST_KERNEL:-6.12}/root} # set by scripts/guest.sh
 OUTD=${TSNVME_OUT:-/tmp}/target
 mkdir -p "$OUTD"
 BENCH= IRQ=adaptive BENCH_IRQ=adaptive ONLY=0 PROF=
@@ -205,7 +205,10 @@ if [ -n "$BENCH" ]; then
     done
     if sh scripts/guest-bind.sh nvme "$PCI2"; then
       kdev=$(ls -d /sys/bus/pci/devices/$PCI2/nvme/nvme*/nvme*n1 2>/dev/null | head -1)
-      kdev=/dev/$(basename "$kdev")
+      kdev=$(basename "$kdev")
+      # With QEMU 10 (CMIC 0x2) this is the hidden path nvmeXcYn1; its disk is the multipath head nvmeXn1.
+      case $kdev in *c*n*) kdev=${kdev%%c*}n${kdev##*n} ;; esac
+      kdev=/dev/$kdev
       C=/sys/kernel/config/nvmet S=/sys/kernel/config/nvmet/subsystems/$NQN
       mkdir $S && echo 1 >$S/attr_allow_any_host && mkdir $S/namespaces/1 && echo -n "$kdev" >$S/namespaces/1/device_path &&
         echo 1 >$S/namespaces/1/enable && mkdir $C/ports/$NPID && echo tcp >$C/ports/$NPID/addr_trtype && echo ipv4 >$C/ports/$NPID/addr_adrfam &&
