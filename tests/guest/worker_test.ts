@@ -133,10 +133,17 @@ test("NVMeDev.open uses MSI-X by default (adaptive); interrupt mode sleeps on it
   const irq0 = q.stats.interrupts;
   const buf = dev.allocBuffer(4096);
   for (let i = 0; i < 200; i++) await dev.ns(1).read(i * 8, buf);
-  // Let a last interrupt in delivery land in both counts.
-  await new Promise((r) => setTimeout(r, 50));
-  await dev.ns(1).read(0, buf);
-  const taken = q.stats.interrupts - irq0, kernel = (procMsix(PCI).get(v) ?? 0) - before;
+  // Let the interrupts still in delivery land in both counts: the helper thread adds an eventfd's
+  // count when it is scheduled and the queue reads it when it next arms, so on a loaded host the
+  // two agree only after a while (seen: 193 vs 200 after a 50 ms wait). Each read adds one to both.
+  let taken = 0, kernel = 0;
+  for (let i = 0; i < 40; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    await dev.ns(1).read(0, buf);
+    taken = q.stats.interrupts - irq0;
+    kernel = (procMsix(PCI).get(v) ?? 0) - before;
+    if (Math.abs(kernel - taken) <= 1) break;
+  }
   // Some completions land before the pump sleeps (caught by the re-check after arming); how many depends
   // on how busy the host is (a loaded host: 4 sleeps in 200 reads once), so only "it slept" is asserted.
   assert.ok(q.stats.sleeps > 0, `the pump slept on the interrupt (${q.stats.sleeps} sleeps)`);
