@@ -5,7 +5,8 @@
 # same paths as on the host. See scripts/GUEST.md.
 #
 #   scripts/guest.sh [--kernel 6.12|6.1] [--bind vfio|nvme|none] [--mem MB] [--smp N] [--timeout SEC]
-#                    [--ctrls N] [--ns SIZE_MB:BLOCK_SIZE[,...]] [--fresh-disk] [--out DIR] [-v] [--] CMD [ARGS...]
+#                    [--ctrls N] [--ns SIZE_MB:BLOCK_SIZE[,...]] [--feature NAME[,...]] [--fresh-disk]
+#                    [--out DIR] [-v] [--] CMD [ARGS...]
 #
 # Exit status: the command's, or 125 when the harness itself fails (setup, boot, timeout).
 set -euo pipefail
@@ -45,6 +46,8 @@ usage: scripts/guest.sh [options] [--] CMD [ARGS...]
   --ctrls N               NVMe controllers (default 2): the first has the --ns namespaces and is
                           $TSNVME_PCI; each further one has one 16 MiB namespace, is bound to
                           vfio-pci and listed in $TSNVME_PCIS (all of them, space separated)
+  --feature NAME[,...]    extra controllers that exercise one feature each (see feature_devices);
+                          the guest sees the list as \$TSNVME_FEATURES (default: none)
   --fresh-disk            recreate the namespace images (zero-filled) before booting
   --out DIR               host dir the guest sees writable at $TSNVME_OUT (default $TSNVME_CACHE/out)
   -v, --verbose           print setup and boot progress to stderr
@@ -53,14 +56,14 @@ EOF
 }
 
 # ---------------------------------------------------------------- options
-BIND=vfio MEM=3072 SMP=2 TIMEOUT=1800 NS=64:512,16:4096 FRESH=0 OUT='' VERBOSE=0 CTRLS=2
+BIND=vfio MEM=3072 SMP=2 TIMEOUT=1800 NS=64:512,16:4096 FRESH=0 OUT='' VERBOSE=0 CTRLS=2 FEATURES=''
 KSERIES=${TSNVME_GUEST_KERNEL:-6.12}
 while (($#)); do
   case $1 in
-    --bind|--mem|--smp|--timeout|--ns|--out|--ctrls|--kernel)
+    --bind|--mem|--smp|--timeout|--ns|--out|--ctrls|--kernel|--feature)
       (($# >= 2)) || die "$1 needs a value"
       opt=${1#--}; val=$2; shift 2 ;;
-    --bind=*|--mem=*|--smp=*|--timeout=*|--ns=*|--out=*|--ctrls=*|--kernel=*)
+    --bind=*|--mem=*|--smp=*|--timeout=*|--ns=*|--out=*|--ctrls=*|--kernel=*|--feature=*)
       opt=${1%%=*}; opt=${opt#--}; val=${1#*=}; shift ;;
     --fresh-disk) FRESH=1; shift; continue ;;
     -v|--verbose) VERBOSE=1; shift; continue ;;
@@ -72,6 +75,7 @@ while (($#)); do
   case $opt in
     bind) BIND=$val ;; mem) MEM=$val ;; smp) SMP=$val ;; timeout) TIMEOUT=$val ;;
     ns) NS=$val ;; out) OUT=$val ;; ctrls) CTRLS=$val ;; kernel) KSERIES=$val ;;
+    feature) FEATURES=${FEATURES:+$FEATURES,}$val ;;
   esac
 done
 (($#)) || { usage >&2; die "no command given"; }
@@ -389,7 +393,7 @@ shq() { local s=$1; printf "'%s'" "${s//\'/\'\\\'\'}"; }
     [[ $name =~ ^(TSNVME_[A-Za-z0-9_]*|CI)$ ]] && echo "export $name=$(shq "${!name}")"
   done < <(compgen -e)
   # The stack under test, for tests whose expectations depend on versions; KROOT has the modules.
-  echo "export TSNVME_GUEST_KERNEL=$KSERIES TSNVME_KVER=$(shq "$KVER") TSNVME_QEMU_VERSION=$(shq "$QEMU_VERSION")"
+  echo "export TSNVME_GUEST_KERNEL=$KSERIES TSNVME_KVER=$(shq "$KVER") TSNVME_QEMU_VERSION=$(shq "$QEMU_VERSION") TSNVME_FEATURES=$(shq "$FEATURES")"
   echo "export TSNVME_KROOT=$(shq "$KROOT")"
   printf 'set --'
   for a in "$@"; do printf ' %s' "$(shq "$a")"; done
@@ -421,6 +425,26 @@ for ((c = 2; c <= CTRLS; c++)); do
     -drive "file=$(qp "$DISKS/c$c.raw"),if=none,id=c${c}ns1,format=raw,discard=unmap"
     -device "nvme-ns,drive=c${c}ns1,bus=nvme$((c - 1)),nsid=1,logical_block_size=512,physical_block_size=512")
 done
+# Feature controllers (--feature): each arm adds its own controller(s) at its own PCI slot
+# (0x10 and up; 0x4..0xb belong to --ctrls) with its own disk images under $DISKS, so the
+# default boot stays small. Tests read $TSNVME_FEATURES and find their controller by serial.
+feature_devices() { # name: append that feature's -device/-drive arguments to qemu
+  case $1 in
+    zns)
+      die "feature zns: not built yet" ;;
+    fdp)
+      die "feature fdp: not built yet" ;;
+    pi)
+      die "feature pi: not built yet" ;;
+    cmb)
+      die "feature cmb: not built yet" ;;
+    sriov)
+      die "feature sriov: not built yet" ;;
+    *) die "unknown --feature '$1' (known: zns fdp pi cmb sriov)" ;;
+  esac
+}
+IFS=, read -r -a feature_list <<<"$FEATURES"
+for f in "${feature_list[@]}"; do [[ -n $f ]] && feature_devices "$f"; done
 for i in "${!NS_SIZES[@]}"; do
   n=$((i + 1)) bs=${NS_BS[i]}
   qemu+=(-drive "file=$(qp "$DISKS/ns$n.raw"),if=none,id=ns$n,format=raw,discard=unmap"
