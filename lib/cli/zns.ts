@@ -8,6 +8,7 @@
  */
 import { type Command, format, intOpt as int, type Options, out, outputFormat, UsageError, type Values } from "./cli.ts";
 import { toNvmeCliJson } from "./format/json.ts";
+import { hexDump } from "./format/hexdump.ts";
 import type { NVMeDev } from "../dev.ts";
 import { flbasIndex, parseIdNs } from "../nvme/identify.ts";
 import { identifyCmd } from "../nvme/command.ts";
@@ -94,20 +95,7 @@ export function formatZnsIdNs(n: ZnsIdNs, inUse: number, opts: { human?: boolean
       ? `LBA Format Extension ${String(i).padStart(2)} : Zone Size: 0x${e.zsze.toString(16)} LBAs - Zone Descriptor Extension Size: ${e.zdes << 6} bytes${use}\n`
       : `lbafe ${String(i).padStart(2)}: zsze:0x${e.zsze.toString(16)} zdes:${e.zdes}${use}\n`;
   });
-  if (opts.vs) s += "vs[]    :\n" + hexRows(opts.vs);
-  return s;
-}
-
-/** nvme-cli's d(buf, len, 16, 1) hex dump rows. */
-function hexRows(b: Uint8Array): string {
-  let s = "     ";
-  for (let i = 0; i < 16; i++) s += `  ${i.toString(16)}`;
-  s += "\n";
-  for (let o = 0; o < b.length; o += 16) {
-    const row = b.subarray(o, o + 16);
-    s += `${o.toString(16).padStart(4, "0")}: ` + [...row].map((x) => x.toString(16).padStart(2, "0")).join(" ") +
-      ' "' + [...row].map((x) => (x >= 0x20 && x < 0x7f ? String.fromCharCode(x) : ".")).join("") + '"\n';
-  }
+  if (opts.vs) s += "vs[]    :\n" + hexDump(opts.vs);
   return s;
 }
 
