@@ -36,7 +36,7 @@ import {
 import { viewOf } from "../nvme/wide.ts";
 import { type AdminTarget, getLogPage } from "./log.ts";
 
-export type { FdpConfigLog, FdpEventsLog, FdpStatsLog, RuhUsageLog } from "../nvme/fdp.ts";
+export type { FdpConfig, FdpConfigLog, FdpEvent, FdpEventsLog, FdpStatsLog, RuhUsageLog } from "../nvme/fdp.ts";
 
 function endgrp(egid: number): number {
   if (!Number.isInteger(egid) || egid < 1 || egid > 0xffff) throw new InvalidArgumentError(`endurance group must be 1-65535, got ${String(egid)}`);

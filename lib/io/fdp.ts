@@ -26,7 +26,7 @@ import { IoOpc } from "../nvme/spec.ts";
 import { flbasIndex, parseIdNs } from "../nvme/identify.ts";
 import { encodePidList, FdpBytes, parseRuhStatus, placementDwords, type RuhStatus, ruhStatusCmd, ruhUpdateCmd } from "../nvme/fdp.ts";
 
-export { placementDwords, type RuhStatus } from "../nvme/fdp.ts";
+export { placementDwords, type RuhStatus, type RuhStatusDesc } from "../nvme/fdp.ts";
 
 /** Anything that carries an initialised controller, e.g. an NVMeDev. */
 export interface PlacementTarget {

@@ -47,6 +47,7 @@ export {
   CSI_ZNS,
   type ZnsIdCtrl,
   type ZnsIdNs,
+  type ZnsLbaFormatExt,
   type ZoneDescriptor,
   type ZoneReport,
   ZoneReportFilter,

@@ -44,7 +44,8 @@ interface Zone {
   state: number;
 }
 
-const { EMPTY, IMPLICITLY_OPENED: IO, EXPLICITLY_OPENED: EO, CLOSED, READ_ONLY: RO, FULL, OFFLINE } = ZoneState;
+const EMPTY = ZoneState.EMPTY, IO = ZoneState.IMPLICITLY_OPENED, EO = ZoneState.EXPLICITLY_OPENED, CLOSED = ZoneState.CLOSED;
+const RO = ZoneState.READ_ONLY, FULL = ZoneState.FULL, OFFLINE = ZoneState.OFFLINE;
 
 /** Zone state and rules of one zoned namespace. */
 export class ZonedNamespace {
@@ -92,7 +93,7 @@ export class ZonedNamespace {
    * Force a zone's state, as media wear does on a real device (read-only,
    * offline) or a test needs: only READ_ONLY and OFFLINE, which no host command reaches from elsewhere.
    */
-  setState(zslba: number, state: typeof RO | typeof OFFLINE): void {
+  setState(zslba: number, state: 0xd | 0xf): void {
     const z = this.#zones[Math.floor(zslba / this.zoneBlocks)];
     if (!z || z.zslba !== zslba) throw new RangeError(`no zone starts at ${zslba}`);
     z.state = state;

@@ -33,11 +33,11 @@ test("cli zns: id-ctrl, id-ns and report-zones in nvme-cli's text and JSON", asy
   assert.deepEqual(await run(["zns", "id-ctrl", DEV]), { code: 0, out: "NVMe ZNS Identify Controller:\nzasl    : 0\n", err: "" });
   const ns = await run(["zns", "id-ns", DEV, "-n", "1"]);
   assert.equal(ns.code, 0);
-  assert.match(ns.out, /^ZNS Command Set Identify Namespace:\nzoc     : 0\nozcs    : 0\nmar     : 0xffffffff\nmor     : 0xffffffff\nrrl     : 0\n/);
-  assert.match(ns.out, /\nlbafe  0: zsze:0x400 zdes:0 \(in use\)\nlbafe  1: zsze:0x400 zdes:0\n$/);
+  assert.match(ns.out, /^ZNS Command Set Identify Namespace:\nzoc {5}: 0\nozcs {4}: 0\nmar {5}: 0xffffffff\nmor {5}: 0xffffffff\nrrl {5}: 0\n/);
+  assert.match(ns.out, /\nlbafe {2}0: zsze:0x400 zdes:0 \(in use\)\nlbafe {2}1: zsze:0x400 zdes:0\n$/);
   const h = await run(["zns", "id-ns", DEV, "-H"]);
-  assert.match(h.out, /mar     : No Active Resource Limit\n/);
-  assert.match(h.out, /LBA Format Extension  0 : Zone Size: 0x400 LBAs - Zone Descriptor Extension Size: 0 bytes \(in use\)\n/);
+  assert.match(h.out, /mar {5}: No Active Resource Limit\n/);
+  assert.match(h.out, /LBA Format Extension {2}0 : Zone Size: 0x400 LBAs - Zone Descriptor Extension Size: 0 bytes \(in use\)\n/);
   const j = JSON.parse((await run(["zns", "id-ns", DEV, "-o", "json"])).out);
   assert.equal(j.mar, 4294967295);
   assert.deepEqual(j.lbafe[0], { zsze: 1024, zdes: 0 });
@@ -103,7 +103,7 @@ test("cli fdp: configs, usage, stats, status, update, set-events, events", async
   assert.equal((await run(["fdp", "stats", DEV, "-e", "1"])).out, "Host Bytes with Metadata Written (HBMW): 0\nMedia Bytes with Metadata Written (MBMW): 0\nMedia Bytes Erased (MBE): 0\n");
   assert.deepEqual(JSON.parse((await run(["fdp", "stats", DEV, "-e", "1", "-o", "json"])).out), { hbmw: "0", mbmw: "0", mbe: "0" });
   const st = await run(["fdp", "status", DEV]);
-  assert.match(st.out, /^Placement Identifier 0; Reclaim Unit Handle Identifier 0\n  Estimated Active Reclaim Unit Time Remaining \(EARUTR\): 0\n  Reclaim Unit Available Media Writes \(RUAMW\): 128\n\n/);
+  assert.match(st.out, /^Placement Identifier 0; Reclaim Unit Handle Identifier 0\n {2}Estimated Active Reclaim Unit Time Remaining \(EARUTR\): 0\n {2}Reclaim Unit Available Media Writes \(RUAMW\): 128\n\n/);
   assert.equal(JSON.parse((await run(["fdp", "status", DEV, "-o", "json"])).out).nruhsd, 4);
   assert.equal((await run(["fdp", "update", DEV, "-p", "0,1"])).out, "update: Success\n");
   assert.equal((await run(["fdp", "update", DEV])).code, 2);
@@ -118,7 +118,7 @@ test("cli fdp: status and events text", () => {
     "Placement Identifier 2; Reclaim Unit Handle Identifier 3\n  Estimated Active Reclaim Unit Time Remaining (EARUTR): 4\n  Reclaim Unit Available Media Writes (RUAMW): 5\n\n",
   );
   const t = formatFdpEvents({ n: 1, events: [{ type: 0, fdpef: 7, pid: 1, timestamp: 1000, nsid: 1, rgid: 0, ruhid: 2 }] });
-  assert.match(t, /^Event\[0\]\n  Event Type: 0x0 \(Reclaim Unit Not Fully Written\)\n  Event Timestamp: 1000 \(.+\)\n  Placement Identifier \(PID\): 0x1\n  Namespace Identifier \(NSID\): 1\n  Reclaim Group Identifier: 0\n  Reclaim Unit Handle Identifier 2\n\n$/);
+  assert.match(t, /^Event\[0\]\n {2}Event Type: 0x0 \(Reclaim Unit Not Fully Written\)\n {2}Event Timestamp: 1000 \(.+\)\n {2}Placement Identifier \(PID\): 0x1\n {2}Namespace Identifier \(NSID\): 1\n {2}Reclaim Group Identifier: 0\n {2}Reclaim Unit Handle Identifier 2\n\n$/);
 });
 
 test("cli: nvme-cli 3.0's grouped names run the 2.x commands with the same output", async () => {
@@ -134,7 +134,7 @@ test("cli: nvme-cli 3.0's grouped names run the 2.x commands with the same outpu
   const help = await run(["log", "help"]);
   assert.equal(help.code, 0);
   assert.match(help.out, /^usage: nvme.ts log <command>/);
-  assert.match(help.out, /\n  smart +Retrieve the SMART/);
+  assert.match(help.out, /\n {2}smart +Retrieve the SMART/);
   assert.doesNotMatch(help.out, /telemetry/, "only commands this CLI has");
   assert.equal((await run(["zns", "nope"])).code, 2);
   assert.equal((await run(["id"])).code, 2);
