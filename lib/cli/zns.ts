@@ -16,6 +16,7 @@ import { Cns } from "../nvme/spec.ts";
 import { Uint64 } from "../nvme/wide.ts";
 import {
   CSI_ZNS,
+  wpField,
   ZONE_TYPE_SEQWRITE_REQ,
   ZoneAttr,
   type ZoneDescriptor,
@@ -36,9 +37,9 @@ export interface PluginContext {
   nsid(values: Values, dev: NVMeDev): number;
 }
 
-/** C `%#-Nx`: alternate-form hex ("0" for zero), left-justified to `w`. */
+/** C `%#-Nx`: alternate-form hex ("0" for zero), left-justified to `w`; -1 is a 64-bit all ones (no write pointer). */
 function hexPad(v: number, w: number): string {
-  return (v === 0 ? "0" : "0x" + v.toString(16)).padEnd(w);
+  return (v === 0 ? "0" : "0x" + (v < 0 ? "ffffffffffffffff" : v.toString(16))).padEnd(w);
 }
 
 const ZNS_NARROW = new Set(["zasl", "zoc", "ozcs", "zrwafg", "zrwasz", "zrwacap", "zsze", "zdes"]);
@@ -126,7 +127,7 @@ export function reportZonesToJson(nrZones: number, zones: readonly ZoneDescripto
     nr_zones: nrZones,
     zone_list: zones.map((z) => ({
       slba: new Uint64(BigInt(z.zslba)),
-      wp: new Uint64(BigInt(z.wp)),
+      wp: new Uint64(wpField(z.wp)),
       cap: new Uint64(BigInt(z.zcap)),
       state: zoneStateName(z.state),
       type: z.zt === ZONE_TYPE_SEQWRITE_REQ ? "SEQWRITE_REQ" : "Unknown",

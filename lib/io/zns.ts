@@ -160,13 +160,14 @@ export async function reportZones(dev: ZonedTarget, nsid: number, opts: ReportZo
   const want = Math.min(head.nrZones, opts.maxZones ?? Infinity);
   const per = Math.max(1, Math.floor((Math.min(dev.controller.maxTransferBytes, 1 << 20) - ZONE_REPORT_HEADER_BYTES) / ZONE_DESC_BYTES));
   const zones: ZoneReport["zones"] = [];
-  let from = slba;
+  let from = slba, zsze = 0;
   while (zones.length < want) {
     const r = await recv(from, Math.min(per, want - zones.length));
     if (!r.zones.length) break;
     zones.push(...r.zones);
-    const last = r.zones[r.zones.length - 1];
-    from = last.zslba + 1; // the next report starts at the zone after the last one
+    if (zones.length >= want) break;
+    zsze ||= await zoneSize(dev, nsid);
+    from = r.zones[r.zones.length - 1].zslba + zsze; // the next report starts at the zone after the last one
   }
   return { nrZones: opts.partial ? zones.length : head.nrZones, zones };
 }

@@ -233,7 +233,7 @@ export interface ZoneDescriptor {
   zcap: number;
   /** Zone start LBA. */
   zslba: number;
-  /** Write pointer. */
+  /** Write pointer; -1 when the zone has none (all ones: QEMU reports that for full, read-only and offline zones). */
   wp: number;
   /** Zone descriptor extension bytes (extended report), else empty. */
   ext: Uint8Array;
@@ -245,6 +245,16 @@ export interface ZoneReport {
   nrZones: number;
   /** The descriptors the buffer holds (at most `nrZones`). */
   zones: ZoneDescriptor[];
+}
+
+/** A write pointer as a number: -1 for "not valid" (all ones, or beyond a safe integer). */
+function wpOf(v: bigint): number {
+  return v > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(v);
+}
+
+/** A write pointer field as the wire holds it: -1 is all ones. */
+export function wpField(wp: number): bigint {
+  return wp < 0 ? 0xffff_ffff_ffff_ffffn : BigInt(wp);
 }
 
 function u64(dv: DataView, off: number): number {
@@ -332,7 +342,7 @@ export function parseZoneReport(d: Uint8Array, extBytes = 0): ZoneReport {
       zai: d[o + O.ZAI],
       zcap: u64(dv, o + O.ZCAP),
       zslba: u64(dv, o + O.ZSLBA),
-      wp: u64(dv, o + O.WP),
+      wp: wpOf(dv.getBigUint64(o + O.WP, true)),
       ext: d.slice(o + ZONE_DESC_BYTES, o + step),
     });
   }
@@ -352,7 +362,7 @@ export function encodeZoneReport(nrZones: number, zones: readonly Omit<ZoneDescr
     d[o + O.ZAI] = z.zai;
     dv.setBigUint64(o + O.ZCAP, BigInt(z.zcap), true);
     dv.setBigUint64(o + O.ZSLBA, BigInt(z.zslba), true);
-    dv.setBigUint64(o + O.WP, BigInt(z.wp), true);
+    dv.setBigUint64(o + O.WP, wpField(z.wp), true);
   }
   return d;
 }

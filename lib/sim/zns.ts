@@ -247,7 +247,8 @@ export class ZonedNamespace {
   /**
    * Zone Management Receive (Report Zones): the zones from the one holding
    * `slba` on that match `filter`, in `bytes` bytes; with `partial`, the
-   * header counts only the descriptors returned.
+   * header counts only the descriptors returned. As QEMU, full, read-only
+   * and offline zones report no write pointer (all ones).
    */
   report(slba: number, bytes: number, zra: number, filter: number, partial: boolean): Uint8Array | number {
     if (zra !== ZoneRecvAction.REPORT) return S.INVALID_FIELD; // no descriptor extensions
@@ -257,7 +258,7 @@ export class ZonedNamespace {
     const want = FILTER_STATE[filter];
     const match = this.#zones.slice(first).filter((z) => filter === 0 || z.state === want);
     const fit = Math.max(0, Math.floor((bytes - ZONE_REPORT_HEADER_BYTES) / ZONE_DESC_BYTES));
-    const shown = match.slice(0, fit).map((z) => ({ zt: ZONE_TYPE_SEQWRITE_REQ, state: z.state, za: 0, zai: 0, zcap: this.zoneCapacity, zslba: z.zslba, wp: z.state === OFFLINE ? 0xffff_ffff_ffff : z.wp }));
+    const shown = match.slice(0, fit).map((z) => ({ zt: ZONE_TYPE_SEQWRITE_REQ, state: z.state, za: 0, zai: 0, zcap: this.zoneCapacity, zslba: z.zslba, wp: z.state === FULL || z.state === RO || z.state === OFFLINE ? -1 : z.wp }));
     return encodeZoneReport(partial ? shown.length : match.length, shown, bytes);
   }
 

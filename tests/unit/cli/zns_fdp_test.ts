@@ -84,6 +84,9 @@ test("cli zns: the text and JSON of zones in other states", () => {
       "       Finish Zone Recommended with Finish Recommended Limit1\n",
   );
   assert.deepEqual(JSON.parse(reportZonesToJson(1, [z])).zone_list[0], { slba: 4096, wp: 6144, cap: 2048, state: "FULL", type: "SEQWRITE_REQ", attrs: 5 });
+  // No write pointer (QEMU's full zones): 64-bit all ones, exact in the JSON text.
+  assert.match(formatZone({ ...z, wp: -1 }, false), /^SLBA: 0x1000 {5}WP: 0xffffffffffffffff Cap: /);
+  assert.match(reportZonesToJson(1, [{ ...z, wp: -1 }]), /"wp":18446744073709551615,/);
 });
 
 test("cli fdp: configs, usage, stats, status, update, set-events, events", async () => {

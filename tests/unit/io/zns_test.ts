@@ -78,6 +78,16 @@ test("zns: report zones pages through every zone; filters and partial reports", 
   assert.deepEqual([head.nrZones, head.zones.length], [8, 0]);
 });
 
+test("zns: report zones in several commands when the transfer limit is small", async () => {
+  await using dev = await NVMeDev.open("sim:ns=2M:512;mdts=1;zoned=1:8");
+  const r = await reportZones(dev, 1);
+  assert.equal(r.nrZones, 512);
+  assert.equal(r.zones.length, 512, "8 KiB per report: 127 zones each");
+  assert.ok(r.zones.every((z, i) => z.zslba === i * 8));
+  const some = await reportZones(dev, 1, { slba: 800, maxZones: 200 });
+  assert.deepEqual([some.zones.length, some.zones[0].zslba, some.zones[199].zslba], [200, 800, 800 + 199 * 8]);
+});
+
 test("zns: writing a full zone, off the write pointer, or across a boundary fails typed", async () => {
   await using dev = await NVMeDev.open(SPEC);
   const ns = dev.ns(1);

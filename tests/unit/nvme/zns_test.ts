@@ -46,6 +46,9 @@ test("zns layouts: report zones header and descriptors", () => {
   assert.equal(r.nrZones, 9);
   assert.deepEqual(r.zones.map(({ ext: _e, ...z }) => z), zones);
   assert.equal(parseZoneReport(d.subarray(0, 64 + 64)).zones.length, 1, "as many as the buffer holds");
+  const none = encodeZoneReport(1, [{ ...zones[0], wp: -1 }], 128);
+  assert.deepEqual([...none.subarray(64 + 24, 64 + 32)], new Array(8).fill(0xff), "no write pointer: all ones");
+  assert.equal(parseZoneReport(none).zones[0].wp, -1);
   assert.equal(zoneStateName(ZoneState.IMPLICITLY_OPENED), "IMP_OPENED");
   assert.equal(zoneStateName(0), "Unknown State");
 });
