@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { readdirSync } from "node:fs";
 import process from "node:process";
 import { test } from "../../harness.ts";
 import { main } from "../../../lib/cli/nvme.ts";
@@ -47,7 +48,8 @@ function kernelView(): Record<string, string> {
   bindF("nvme");
   try {
     const blk = nsBlockDev(1, FPCI);
-    const ctrl = blk.replace(/n\d+$/, "");
+    // The controller's own char device (a multipath head's number is the subsystem's, not the controller's).
+    const ctrl = `/dev/${readdirSync(`/sys/bus/pci/devices/${FPCI}/nvme`)[0]}`;
     const v: Record<string, string> = {};
     for (const [k, a] of Object.entries({
       configs: ["fdp", "configs", ctrl, "-e", "1"],
