@@ -430,10 +430,17 @@ done
 # default boot stays small. Tests read $TSNVME_FEATURES and find their controller by serial.
 feature_devices() { # name: append that feature's -device/-drive arguments to qemu
   case $1 in
-    zns)
-      die "feature zns: not built yet" ;;
-    fdp)
-      die "feature fdp: not built yet" ;;
+    zns) # one zoned namespace: 16 zones of 1 MiB (4 KiB blocks), at most 4 open and 6 active
+      [[ -f $DISKS/zns1.raw ]] || truncate -s 16M "$DISKS/zns1.raw"
+      qemu+=(-device "nvme,id=nvmezns,serial=TSNVMEZNS1,bus=pcie.0,addr=0x10,zoned.zasl=5"
+        -drive "file=$(qp "$DISKS/zns1.raw"),if=none,id=zns1,format=raw"
+        -device "nvme-ns,drive=zns1,bus=nvmezns,nsid=1,logical_block_size=4096,physical_block_size=4096,zoned=true,zoned.zone_size=1M,zoned.max_open=4,zoned.max_active=6") ;;
+    fdp) # FDP in endurance group 1: 8 handles of 1 MiB reclaim units; namespace 1 places on handles 0-3
+      [[ -f $DISKS/fdp1.raw ]] || truncate -s 16M "$DISKS/fdp1.raw"
+      qemu+=(-device "nvme-subsys,id=fdpsubsys,nqn=nqn.2024-01.io.tsnvme:fdp,fdp=on,fdp.runs=1M,fdp.nrg=1,fdp.nruh=8"
+        -device "nvme,id=nvmefdp,serial=TSNVMEFDP1,subsys=fdpsubsys,bus=pcie.0,addr=0x11"
+        -drive "file=$(qp "$DISKS/fdp1.raw"),if=none,id=fdp1,format=raw"
+        -device "nvme-ns,drive=fdp1,bus=nvmefdp,nsid=1,logical_block_size=4096,physical_block_size=4096,fdp.ruhs=0-3") ;;
     pi)
       die "feature pi: not built yet" ;;
     cmb)

@@ -71,6 +71,9 @@ import {
   type TcpTargetAddress,
 } from "../tcp/target-string.ts";
 import { resolveHostIdentity } from "../tcp/host-identity.ts";
+import { znsCommands } from "./zns.ts";
+import { fdpCommands } from "./fdp.ts";
+import { resolveGroup } from "./groups.ts";
 
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
 function progress(text: string | null): void {
@@ -1195,6 +1198,9 @@ const commands: Record<string, Command> = {
   ...fabricsCommands,
 };
 
+// nvme-cli's zns and fdp plugins, as "zns <name>" and "fdp <name>" (lib/cli/groups.ts dispatches them).
+Object.assign(commands, znsCommands({ withDev, nsid }), fdpCommands({ withDev, nsid }));
+
 /** Fabrics options every device command takes for a tcp:// device (long only: nvme-cli has none there). */
 const deviceFabricsOptions: Options = {
   hostnqn: { type: "string" },
@@ -1208,10 +1214,12 @@ const deviceFabricsOptions: Options = {
 for (const c of Object.values(commands)) {
   if (c.args[0] < 1) continue;
   const taken = new Set(Object.values(c.options).map((o) => o.short));
-  c.options = { ...c.options, ...deviceFabricsOptions, verbose: { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
+  // A command with its own --verbose (zns report-zones: verbose output) keeps it; the others trace commands with it.
+  const ownVerbose = "verbose" in c.options;
+  c.options = { ...c.options, ...deviceFabricsOptions, verbose: c.options.verbose ?? { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
   const run = c.run;
   c.run = async (pos, values) => {
-    verbose = !!values.verbose;
+    verbose = !!values.verbose && !ownVerbose;
     const fabric = ["hostnqn", "hostid", "hdr-digest", "data-digest"].filter((k) => values[k] !== undefined);
     if (fabric.length && !isTcpTarget(pos[0] ?? "")) throw new UsageError(`--${fabric[0]} applies to tcp:// devices only`);
     // Resolved here so a bad --hostnqn/--hostid is a usage error (exit 2) before any connection.
@@ -1250,7 +1258,13 @@ const cli: Cli = {
 
 /** Run the CLI with `argv` (without the runtime and script). Returns the exit status. */
 export function main(argv: string[]): Promise<number> {
-  return runCli(cli, argv);
+  // nvme-cli 3.0's grouped names and the plugins' "<group> <name>" commands.
+  const r = resolveGroup(cli, argv);
+  if (!Array.isArray(r)) {
+    (r.ok ? process.stdout : process.stderr).write(r.usage);
+    return Promise.resolve(r.ok ? 0 : 2);
+  }
+  return runCli(cli, r);
 }
 
 if (import.meta.main) {

@@ -19,3 +19,5 @@ export { CommandTracker } from "../nvme/tracker.ts";
 export { type IoPassthruCommand, ioPassthru } from "./passthru.ts";
 export { bounceClass, BouncePool } from "./bounce.ts";
 export type { DmaBuffer } from "../nvme/transport.ts";
+export * from "./zns.ts";
+export * from "./fdp.ts";

@@ -12,6 +12,7 @@ export type NvmeErrorCode =
   | "ECLOSED"
   | "ESTATUS"
   | "EMISCOMPARE"
+  | "EZONE"
   | "ETIMEDOUT"
   | "EFATAL"
   | "EGONE"
@@ -101,9 +102,42 @@ export class NvmeCompareError extends NvmeStatusError {
   }
 }
 
+/** Which zone rule a zoned command broke (Command Specific status B8h-BFh). */
+export type ZoneErrorKind =
+  | "boundary"
+  | "full"
+  | "read-only"
+  | "offline"
+  | "invalid-write"
+  | "too-many-active"
+  | "too-many-open"
+  | "invalid-transition";
+
+const ZONE_ERRORS: readonly ZoneErrorKind[] = [
+  "boundary", "full", "read-only", "offline", "invalid-write", "too-many-active", "too-many-open", "invalid-transition",
+];
+
+/** The zone state error a status field names (SCT 1, SC B8h-BFh), or null. */
+export function zoneErrorKind(sf: number): ZoneErrorKind | null {
+  const code = sf & 0x7ff;
+  return code >= 0x1b8 && code <= 0x1bf ? ZONE_ERRORS[code - 0x1b8] : null;
+}
+
+/** A zoned command broke a zone rule: writing a full zone, appending to an offline one, an invalid transition... */
+export class NvmeZoneError extends NvmeStatusError {
+  /** Which rule ({@link ZoneErrorKind}). */
+  readonly zone: ZoneErrorKind;
+  /** Create from the raw status field (SCT 1, SC B8h-BFh). */
+  constructor(sf: number, dw0: number, command: CommandContext) {
+    super(sf, dw0, command, "EZONE");
+    this.zone = zoneErrorKind(sf)!;
+  }
+}
+
 /** Build the right status error subclass for a failed completion. */
 export function statusError(sf: number, dw0: number, command: CommandContext): NvmeStatusError {
   if ((sf & 0x7ff) === Status.COMPARE_FAILURE) return new NvmeCompareError(sf, dw0, command);
+  if (zoneErrorKind(sf)) return new NvmeZoneError(sf, dw0, command);
   return new NvmeStatusError(sf, dw0, command);
 }
 

@@ -74,6 +74,10 @@ import { decodeTimestamp, encodeTimestamp } from "../nvme/features.ts";
 import { COPY_RANGE_BYTES, decodeCopyRanges, decodeDsmRanges, DSM_RANGE_BYTES } from "../nvme/ranges.ts";
 import { Uint128, Uint64 } from "../nvme/wide.ts";
 import { type AnyMedia, type AsyncMedia, FileMedia, type MediaDone, MemMedia } from "./media.ts";
+import { ZonedNamespace, zonedCommand } from "./zns.ts";
+import { FdpSubsystem, fdpTransferLength } from "./fdp.ts";
+import { CSI_ZNS, ZnsOpc } from "../nvme/zns.ts";
+import { decodePidList, FdpFid, IoMgmt } from "../nvme/fdp.ts";
 import { LogId, SIM_DEFAULTS, SimCns, type SimNamespaceOptions, type SimOptions, SimStatus as S } from "./options.ts";
 
 /** {@link ControllerModel.execute}'s result when the model completes the command later. */
@@ -235,7 +239,14 @@ interface Ns {
   lbaf: number;
   attached: boolean;
   nguid: Uint8Array;
+  /** Zones when the namespace is zoned (lib/sim/zns.ts). */
+  zns?: ZonedNamespace;
+  /** Reclaim unit handles it places on when the subsystem has FDP (lib/sim/fdp.ts). */
+  ruhs?: number[];
 }
+
+/** The zoned/FDP hook's "not mine: carry on" (PENDING is -1). */
+const CARRY_ON = -2;
 
 const LBAF_DS = [9, 12];
 const PAGE = 4096;
@@ -343,7 +354,7 @@ export interface ModelNamespaceState {
 
 /** A controller's command semantics and state; see the module doc for how front ends drive it. */
 export class ControllerModel {
-  readonly #o: Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid" | "fabrics">>;
+  readonly #o: Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid" | "fabrics" | "fdp">>;
   readonly #front: FrontEnd;
   readonly #serial: string;
   readonly #id: ModelIdentity;
@@ -360,6 +371,8 @@ export class ControllerModel {
   readonly #ns = new Map<number, Ns>();
   #port: DataPort = NO_PORT;
   #dw0 = 0;
+  #dw1 = 0;
+  readonly #fdp: FdpSubsystem | null;
   // Features
   #feat = new Map<number, number>();
   #saved = new Map<number, number>();
@@ -418,6 +431,7 @@ export class ControllerModel {
     this.#grantedQueues = this.#o.maxQueues;
     this.#fwSlots = new Array(this.#o.fwSlots).fill("");
     this.#fwSlots[0] = this.#o.firmware;
+    this.#fdp = o.fdp ? new FdpSubsystem(o.fdp) : null;
     const nss = o.namespaces ?? [{ size: 16 << 20, blockSize: 512 }, { size: 16 << 20, blockSize: 4096 }];
     let used = 0;
     nss.forEach((n, i) => {
@@ -432,14 +446,17 @@ export class ControllerModel {
         media = n.path ? new FileMedia(n.path, bytes) : new MemMedia(bytes);
       }
       used += media.size;
-      this.#ns.set(i + 1, { nsid: i + 1, media, lbaf: bs === 4096 ? 1 : 0, attached: true, nguid: nguid ?? this.#nguid(i + 1) });
+      const ns: Ns = { nsid: i + 1, media, lbaf: bs === 4096 ? 1 : 0, attached: true, nguid: nguid ?? this.#nguid(i + 1) };
+      if ("zoned" in n && n.zoned) ns.zns = new ZonedNamespace(Math.floor(media.size / bs), n.zoned);
+      if (this.#fdp) this.#fdp.attach(ns.ruhs = ("fdpRuhs" in n && n.fdpRuhs) || Array.from({ length: this.#fdp.nruh }, (_, j) => j));
+      this.#ns.set(i + 1, ns);
     });
     this.#capacity = o.capacityBytes ?? used + 64 * 1024 * 1024;
     this.#resetFeatures();
   }
 
   /** The options in effect (defaults applied). */
-  get options(): Readonly<Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid" | "fabrics">>> {
+  get options(): Readonly<Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid" | "fabrics" | "fdp">>> {
     return this.#o;
   }
 
@@ -451,6 +468,16 @@ export class ControllerModel {
   /** Command Specific DW0 of the last command execute completed synchronously. */
   get dw0(): number {
     return this.#dw0;
+  }
+
+  /** Command Specific DW1 of the last command execute completed synchronously (Zone Append's LBA, high half). */
+  get dw1(): number {
+    return this.#dw1;
+  }
+
+  /** The zones of namespace `nsid` when it is zoned (inspection, and media faults: read-only, offline zones). */
+  zonesOf(nsid: number): ZonedNamespace | undefined {
+    return this.#ns.get(nsid)?.zns;
   }
 
   /** Current CC. */
@@ -630,8 +657,11 @@ export class ControllerModel {
    */
   transferLength(qid: number, cmd: Uint32Array): number {
     const opc = cmd[0] & 0xff;
+    const fdp = this.#fdp ? fdpTransferLength(qid === 0, cmd) : -1;
+    if (fdp >= 0) return fdp;
     if (qid !== 0) {
       switch (opc) {
+        case ZnsOpc.ZONE_APPEND:
         case IoOpc.READ:
         case IoOpc.WRITE:
         case IoOpc.COMPARE: {
@@ -642,6 +672,8 @@ export class ControllerModel {
           return ((cmd[10] & 0xff) + 1) * 16;
         case IoOpc.COPY:
           return ((cmd[12] & 0xff) + 1) * 32;
+        case ZnsOpc.ZONE_MGMT_RECV:
+          return (cmd[12] + 1) * 4;
       }
       return 0;
     }
@@ -675,6 +707,7 @@ export class ControllerModel {
    */
   execute(qid: number, cmd: Uint32Array, port: DataPort): number {
     this.#dw0 = 0;
+    this.#dw1 = 0;
     this.#port = port;
     let st: number;
     try {
@@ -853,17 +886,22 @@ export class ControllerModel {
           { nidt: Nidt.EUI64, id: ns.nguid.subarray(8, 16) },
           { nidt: Nidt.NGUID, id: ns.nguid },
           { nidt: Nidt.UUID, id: uuid },
-          { nidt: Nidt.CSI, id: new Uint8Array([0]) },
+          { nidt: Nidt.CSI, id: new Uint8Array([ns.zns ? CSI_ZNS : 0]) },
         ], d);
         break;
       }
-      case SimCns.CSI_CTRL:
-        if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
+      case SimCns.CSI_CTRL: // NVM: nothing; ZNS: ZASL
+        if ((cmd[11] >>> 24) === CSI_ZNS && [...this.#ns.values()].some((n) => n.zns)) {
+          d[0] = [...this.#ns.values()].find((n) => n.zns)!.zns!.zasl;
+        } else if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
         break;
-      case Cns.CSI_NS: // NVM: nothing beyond CNS 00h
-        if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
-        if (!this.#ns.get(nsid)?.attached) return S.INVALID_NAMESPACE;
+      case Cns.CSI_NS: { // NVM: nothing beyond CNS 00h; ZNS: zone size and limits
+        const ns = this.#ns.get(nsid), csi = cmd[11] >>> 24;
+        if (csi !== 0 && !(csi === CSI_ZNS && ns?.zns)) return S.INVALID_FIELD;
+        if (!ns?.attached) return S.INVALID_NAMESPACE;
+        if (ns.zns) d.set(ns.zns.identify(LBAF_DS.length - 1));
         break;
+      }
       case SimCns.NS_CTRL_LIST: {
         const ns = this.#ns.get(nsid);
         if (ns?.attached) encodeControllerList([1], d);
@@ -934,6 +972,7 @@ export class ControllerModel {
       d[C.FCATT] = 0; // dynamic controller model
       d[C.MSDBD] = 1;
     }
+    if (this.#fdp) dv.setUint32(C.CTRATT, dv.getUint32(C.CTRATT, true) | 1 << 19, true); // FDPS
     dv.setUint16(C.PSD0 + 0 * PSD_BYTES + PsdOffset.MP, 2500, true); // power state 0: 25 W
   }
 
@@ -1068,8 +1107,11 @@ export class ControllerModel {
         });
         break;
       }
-      default:
-        return S.INVALID_LOG_PAGE;
+      default: {
+        const r = this.#fdp?.log(lid, cmd[11] >>> 16, (cmd[10] >>> 8) & 0x7f) ?? S.INVALID_LOG_PAGE;
+        if (typeof r === "number") return r;
+        log = r;
+      }
     }
     if (off > log.length) return S.INVALID_FIELD;
     const out = new Uint8Array(len);
@@ -1124,6 +1166,7 @@ export class ControllerModel {
 
   #setFeature(cmd: Uint32Array): number {
     const fid = cmd[10] & 0xff, sv = cmd[10] >>> 31, v = cmd[11];
+    if (this.#fdp && (fid === FdpFid.FDP || fid === FdpFid.FDP_EVENTS)) return this.#fdpFeature(cmd, true);
     switch (fid) {
       case Fid.NUM_QUEUES: {
         const nsq = (v & 0xffff) + 1, ncq = (v >>> 16) + 1;
@@ -1180,6 +1223,7 @@ export class ControllerModel {
 
   #getFeature(cmd: Uint32Array): number {
     const fid = cmd[10] & 0xff, sel = (cmd[10] >>> 8) & 7;
+    if (this.#fdp && sel !== 3 && (fid === FdpFid.FDP || fid === FdpFid.FDP_EVENTS)) return this.#fdpFeature(cmd, false);
     if (sel > 3) return S.INVALID_FIELD;
     if (sel === 3) {
       if (fid === Fid.NUM_QUEUES || fid === Fid.TIMESTAMP || fid === Fid.HOST_BEHAVIOR) this.#dw0 = 0x4;
@@ -1213,6 +1257,29 @@ export class ControllerModel {
     const def = fid === Fid.VOLATILE_WC && !this.#o.vwc ? 0 : FEATURE_DEFAULTS[fid];
     this.#dw0 = sel === 0 ? this.#feat.get(fid)! : sel === 1 ? def : (this.#saved.get(fid) ?? def);
     return 0;
+  }
+
+  /** FDP (1Dh: read only here, the configuration is the subsystem's) and FDP Events (1Eh) features. */
+  #fdpFeature(cmd: Uint32Array, set: boolean): number {
+    const fdp = this.#fdp!, fid = cmd[10] & 0xff;
+    if (fid === FdpFid.FDP) {
+      if (set) return 0x10e; // Feature Not Changeable
+      const r = fdp.getFdp(cmd[11] & 0xffff);
+      if (r < 0) return -r;
+      this.#dw0 = r;
+      return 0;
+    }
+    const ruhs = this.#ns.get(cmd[1])?.ruhs;
+    if (!ruhs) return S.INVALID_NAMESPACE;
+    const ph = cmd[11] & 0xffff, noet = (cmd[11] >>> 16) & 0xff, len = fdpTransferLength(true, cmd);
+    if (set) {
+      const d = this.#fromHost(cmd, len);
+      return typeof d === "number" ? d : fdp.setEvents(ruhs, ph, [...d.subarray(0, noet)], (cmd[12] & 1) === 1);
+    }
+    const r = fdp.getEvents(ruhs, ph, noet, len);
+    if (typeof r === "number") return r;
+    this.#dw0 = r.dw0;
+    return this.#toHost(cmd, r.data, len);
   }
 
   // ---- format, self-test, firmware, sanitize, namespace management --------------------------
@@ -1455,6 +1522,10 @@ export class ControllerModel {
       return PENDING;
     }
     const ns = this.#ns.get(nsid);
+    if (ns?.attached && (ns.zns || ns.ruhs)) {
+      const st = this.#zonedOrPlaced(cmd, ns);
+      if (st !== CARRY_ON) return st;
+    }
     if (!IO_OPCODES.has(opc)) return S.INVALID_OPCODE;
     if (!ns || !ns.attached) return S.INVALID_NAMESPACE;
     const bs = 1 << LBAF_DS[ns.lbaf], blocks = this.#blocks(ns);
@@ -1554,6 +1625,59 @@ export class ControllerModel {
       }
     }
     return S.INVALID_OPCODE;
+  }
+
+  /**
+   * Zoned namespaces and FDP (lib/sim/zns.ts, lib/sim/fdp.ts): serve the
+   * zoned and I/O Management commands; check a read or write against its
+   * zone and account a write to its reclaim unit; CARRY_ON lets the NVM
+   * command run as usual. Sync media only for the data these commands move.
+   */
+  #zonedOrPlaced(cmd: Uint32Array, ns: Ns): number {
+    const opc = cmd[0] & 0xff, bs = 1 << LBAF_DS[ns.lbaf];
+    const slba = cmd[10] + cmd[11] * TWO32, nlb = (cmd[12] & 0xffff) + 1;
+    const z = ns.zns, m = ns.media;
+    if (z && (opc === ZnsOpc.ZONE_MGMT_SEND || opc === ZnsOpc.ZONE_MGMT_RECV || opc === ZnsOpc.ZONE_APPEND)) {
+      if (m.async) return S.INVALID_OPCODE;
+      const st = zonedCommand(z, cmd, {
+        blockSize: bs,
+        maxBytes: this.#mdtsBytes(),
+        toHost: (d) => this.#toHost(cmd, d, d.length),
+        writeData: (off, len) => {
+          const st = this.#port.map(cmd, len);
+          if (st) return st;
+          for (let i = 0, n = this.#port.count; i < n; i++) {
+            const s = this.#port.segment(i);
+            m.write(off, s);
+            off += s.length;
+          }
+          this.#countWrite(len);
+          return 0;
+        },
+        zero: (lba, n) => m.zero(lba * bs, n * bs),
+        result: (dw0, dw1) => {
+          this.#dw0 = dw0;
+          this.#dw1 = dw1;
+        },
+      });
+      if (!st && opc === ZnsOpc.ZONE_APPEND) this.#fdp?.write(ns.nsid, ns.ruhs ?? [], cmd[12], cmd[13], nlb * bs);
+      return st;
+    }
+    if (ns.ruhs && (opc === IoMgmt.RECV_OPC || opc === IoMgmt.SEND_OPC)) {
+      const fdp = this.#fdp!, len = fdpTransferLength(false, cmd);
+      if ((cmd[10] & 0xff) !== IoMgmt.RUH_STATUS) return S.INVALID_FIELD;
+      if (opc === IoMgmt.RECV_OPC) return this.#toHost(cmd, fdp.status(ns.ruhs, len, bs), len);
+      const d = this.#fromHost(cmd, len);
+      return typeof d === "number" ? d : fdp.update(ns.nsid, ns.ruhs, decodePidList(d, (cmd[10] >>> 16) + 1));
+    }
+    const write = opc === IoOpc.WRITE || opc === IoOpc.WRITE_ZEROES;
+    if (z && (write || opc === IoOpc.READ || opc === IoOpc.COMPARE || opc === IoOpc.VERIFY)) {
+      if (nlb * bs > this.#mdtsBytes() && opc !== IoOpc.WRITE_ZEROES && opc !== IoOpc.VERIFY) return S.INVALID_FIELD;
+      const st = write ? z.write(slba, nlb) : z.read(slba, nlb);
+      if (st) return st;
+    }
+    if (ns.ruhs && write) this.#fdp!.write(ns.nsid, ns.ruhs, cmd[12], cmd[13], nlb * bs);
+    return CARRY_ON;
   }
 
   /** Read, Write or Compare on async media: completed through the front end. */

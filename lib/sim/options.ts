@@ -5,6 +5,8 @@
  */
 import { InvalidArgumentError } from "../nvme/errors.ts";
 import { Cns } from "../nvme/spec.ts";
+import type { SimZonedOptions } from "./zns.ts";
+import type { SimFdpOptions } from "./fdp.ts";
 
 /** One namespace the simulated controller starts with. */
 export interface SimNamespaceOptions {
@@ -14,6 +16,10 @@ export interface SimNamespaceOptions {
   blockSize?: 512 | 4096;
   /** Back the namespace with this file (created or extended to `size`) instead of memory. */
   path?: string;
+  /** Make it a zoned namespace (ZNS command set; lib/sim/zns.ts). */
+  zoned?: SimZonedOptions;
+  /** With {@link SimOptions.fdp}: the reclaim unit handles it places on (default: all of them). */
+  fdpRuhs?: number[];
 }
 
 /** How to build a simulated controller. Every field is optional. */
@@ -65,6 +71,8 @@ export interface SimOptions {
   model?: string;
   /** Firmware revision in slot 1 (default "1.0"). */
   firmware?: string;
+  /** Flexible Data Placement in endurance group 1 (lib/sim/fdp.ts); default none. */
+  fdp?: SimFdpOptions;
 }
 
 /** Defaults of {@link SimOptions} (namespaces aside). */
@@ -110,6 +118,8 @@ function parseNum(s: string, what: string): number {
  * - `mem=<size>` host DMA memory, `queues=<n>` IO queue pairs, `mqes=<n>` queue entries,
  *   `mdts=<n>`, `nn=<n>`, `capacity=<size>`, `fwslots=<n>`, `fwro=0|1`, `fwug=<n>`,
  *   `sanicap=<n>`, `sanitize=<ms>`, `selftest=<ms>`, `latency=<ms>`, `vwc=0|1`, `ready=<ms>`
+ * - `zoned=<nsid>[:<zone blocks>[:<max open>[:<max active>]]],...` zoned namespaces
+ * - `fdp=<handles>[:<reclaim unit size>[:<reclaim groups>]]` Flexible Data Placement
  *
  * Example: `sim:ns=64M:512,16M:4096;queues=4;mdts=6`.
  */
@@ -150,6 +160,23 @@ export function parseSimSpec(spec: string): SimOptions {
       case "latency": o.latencyMs = parseNum(v, "latency"); break;
       case "ready": o.readyDelayMs = parseNum(v, "ready delay"); break;
       case "vwc": o.vwc = v !== "0"; break;
+      case "zoned":
+        for (const z of v.split(",").filter((x) => x.trim())) {
+          const [id, zb, mo, ma] = z.split(":");
+          const ns = (o.namespaces ??= [{ size: 16 << 20, blockSize: 512 }, { size: 16 << 20, blockSize: 4096 }])[parseNum(id, "zoned nsid") - 1];
+          if (!ns) throw new InvalidArgumentError(`sim: zoned namespace ${id} does not exist (give ns= first)`);
+          ns.zoned = {
+            ...(zb ? { zoneBlocks: parseNum(zb, "zone size") } : {}),
+            ...(mo ? { maxOpen: parseNum(mo, "max open zones") } : {}),
+            ...(ma ? { maxActive: parseNum(ma, "max active zones") } : {}),
+          };
+        }
+        break;
+      case "fdp": {
+        const [nruh, runs, nrg] = v.split(":");
+        o.fdp = { nruh: parseNum(nruh, "fdp handles"), ...(runs ? { runs: parseSize(runs, "reclaim unit size") } : {}), ...(nrg ? { nrg: parseNum(nrg, "reclaim groups") } : {}) };
+        break;
+      }
       default:
         throw new InvalidArgumentError(`sim: unknown option ${JSON.stringify(k)}`);
     }

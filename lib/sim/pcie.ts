@@ -165,6 +165,8 @@ export class SimDevice {
   readonly #port: PrpPort;
   #cc = 0;
   #dw0 = 0;
+  /** DW1 of the completion being posted (Zone Append's LBA, high half); 0 otherwise. */
+  #dw1 = 0;
   readonly #sqs = new Map<number, Sq>();
   readonly #cqs = new Map<number, Cq>();
   #sqOrder: Sq[] = [];
@@ -351,7 +353,9 @@ export class SimDevice {
   #exec(sq: Sq, cid: number, cmd: Uint32Array): void {
     const sf = this.#run(sq, cmd);
     if (sf === PENDING) return; // completes through the model's callback
+    this.#dw1 = this.model.dw1;
     this.#postFor(sq, cid, sf, this.#dw0);
+    this.#dw1 = 0;
   }
 
   #execBogus(sq: Sq, cid: number, cmd: Uint32Array, kind: string): void {
@@ -385,17 +389,17 @@ export class SimDevice {
   #post(cq: Cq, dw0: number, sqhd: number, sqid: number, cid: number, sf: number): void {
     const head = Atomics.load(this.#db, 2 * cq.qid + 1);
     if (cq.backlog.length || (cq.tail + 1) % cq.size === head) {
-      cq.backlog.push([dw0, sqhd, sqid, cid, sf]);
+      cq.backlog.push([dw0, sqhd, sqid, cid, sf, this.#dw1]);
       return;
     }
     this.#write(cq, dw0, sqhd, sqid, cid, sf);
   }
 
-  #write(cq: Cq, dw0: number, sqhd: number, sqid: number, cid: number, sf: number): void {
+  #write(cq: Cq, dw0: number, sqhd: number, sqid: number, cid: number, sf: number, dw1 = this.#dw1): void {
     const b = (cq.base >>> 2) + cq.tail * 4;
     const c = this.#host32;
     c[b] = dw0 >>> 0;
-    c[b + 1] = 0;
+    c[b + 1] = dw1 >>> 0;
     c[b + 2] = ((sqhd & 0xffff) | (sqid << 16)) >>> 0;
     // DW3 last and atomically: the host polls its phase bit with Atomics.load.
     Atomics.store(c, b + 3, ((cid & 0xffff) | (cq.phase << 16) | ((sf & 0x7fff) << 17)) >>> 0);
@@ -416,8 +420,8 @@ export class SimDevice {
     while (cq.backlog.length) {
       const head = Atomics.load(this.#db, 2 * cq.qid + 1);
       if ((cq.tail + 1) % cq.size === head) break;
-      const [dw0, sqhd, sqid, cid, sf] = cq.backlog.shift()!;
-      this.#write(cq, dw0, sqhd, sqid, cid, sf);
+      const [dw0, sqhd, sqid, cid, sf, dw1] = cq.backlog.shift()!;
+      this.#write(cq, dw0, sqhd, sqid, cid, sf, dw1);
       did = true;
     }
     return did;
