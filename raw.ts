@@ -42,6 +42,9 @@ export {
   type LbaRange as LbaExtent,
 } from "./lib/nvme/ranges.ts";
 export { getU128, setU128, Uint128, Uint64, viewOf } from "./lib/nvme/wide.ts";
+// End-to-end protection information: tuple layouts, PRINFO bits, per-block generate and check; the guard CRCs.
+export * from "./lib/nvme/pi.ts";
+export * from "./lib/util/crc.ts";
 export { statusError, statusFieldOf } from "./lib/nvme/errors.ts";
 export { Controller, type RemoteQueue } from "./lib/nvme/controller.ts";
 export {
