@@ -286,6 +286,7 @@ export class Namespace {
       await this.#noData(IoOpc.VERIFY, slba, blocks, prinfoBits(prinfo), opts.timeoutMs, opts);
       return;
     }
+    if (opts.pract || opts.prchk) throw new InvalidArgumentError(`namespace ${this.nsid} has no protection information: pract/prchk do not apply`);
     await this.#noData(IoOpc.VERIFY, slba, blocks, 0, opts.timeoutMs);
   }
 
@@ -547,6 +548,21 @@ export class Namespace {
       prinfo = f.type ? (pract ? Prinfo.PRACT : 0) | (opts.prchk ?? defaultPrchk(f)) : 0;
     } catch (e) {
       return Promise.reject(e);
+    }
+    // DMA buffers and one command: straight to the ring, nothing allocated but the Promise.
+    const host = this.#host, len = bytes.byteLength, f2 = this.pi!;
+    const d = host.dmaOf(bytes), m = meta === null ? null : host.dmaOf(meta);
+    if (d !== null && (meta === null || m !== null) && len / unit <= Math.min(65536, Math.floor(host.maxTransferBytes / unit))) {
+      const dIova = d.iova + bytes.byteOffset - d.bytes.byteOffset;
+      const mIova = m === null ? 0 : m.iova + meta!.byteOffset - m.bytes.byteOffset;
+      if (((dIova | mIova) & 3) === 0) {
+        const q = host.pickQueue();
+        const r = f2.type ? opts.refTag ?? slba % refTagSpace(f2) : 0;
+        return q.rwMeta(
+          opc, this.nsid, slba, len / unit - 1, dIova, len, prinfoBits(prinfo), opts.timeoutMs ?? q.defaultTimeoutMs, d,
+          mIova, hiRef(r), r >>> 0, appDw(opts),
+        ) as Promise<unknown> as Promise<void>;
+      }
     }
     return this.#metaXfer(opc, slba, bytes, meta, unit, prinfo, opts);
   }
