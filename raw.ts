@@ -42,6 +42,17 @@ export {
   type LbaRange as LbaExtent,
 } from "./lib/nvme/ranges.ts";
 export { getU128, setU128, Uint128, Uint64, viewOf } from "./lib/nvme/wide.ts";
+// End-to-end protection information: tuple layouts, PRINFO bits, per-block generate and check; the guard CRCs.
+export * from "./lib/nvme/pi.ts";
+export {
+  type Crc64State,
+  crc16T10dif,
+  crc64Nvme,
+  crc64NvmeFinal,
+  crc64NvmeInit,
+  crc64NvmeState,
+  crc64NvmeUpdate,
+} from "./lib/util/crc.ts";
 export { statusError, statusFieldOf } from "./lib/nvme/errors.ts";
 export { Controller, type RemoteQueue } from "./lib/nvme/controller.ts";
 export {

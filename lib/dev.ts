@@ -3,7 +3,10 @@
  * namespaces and DMA buffer management together.
  * @module
  */
-import { type IdCtrl, type IdNs, identifyNamespaceOf, parseIdNs } from "./nvme/identify.ts";
+import { elbafAt, type IdCtrl, type IdNs, identifyNamespaceOf, parseIdNs } from "./nvme/identify.ts";
+import { piFormatOf } from "./nvme/pi.ts";
+import { identifyCmd } from "./nvme/command.ts";
+import { Cns } from "./nvme/spec.ts";
 import { loadLibc } from "./ffi/mod.ts";
 import { BouncePool } from "./io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
@@ -339,9 +342,20 @@ export class NVMeDev implements AsyncDisposable {
         mssrl: s.mssrl,
         mcl: s.mcl,
         msrc: s.msrc,
+        pi: s.metadataSize ? piFormatOf(s.blockSize, s.metadataSize, s.flbas, s.dps, await this.#pif(nsid, s.lbaFormat, s.dps)) : undefined,
       };
       this.#idNs.set(nsid, id);
       this.#namespaces.set(nsid, new Namespace(this.#host, info));
+    }
+  }
+
+  /** The guard format (ELBAF PIF) of a PI namespace's LBA format: 0 (16-bit) when the controller has no NVM command set Identify Namespace. */
+  async #pif(nsid: number, lbaf: number, dps: number): Promise<number> {
+    if ((dps & 7) === 0) return 0;
+    try {
+      return elbafAt(await this.controller.identify(identifyCmd(Cns.CSI_NS, nsid, 0, 0)), lbaf).pif;
+    } catch {
+      return 0;
     }
   }
 

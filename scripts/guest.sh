@@ -442,7 +442,17 @@ feature_devices() { # name: append that feature's -device/-drive arguments to qe
         -drive "file=$(qp "$DISKS/fdp1.raw"),if=none,id=fdp1,format=raw"
         -device "nvme-ns,drive=fdp1,bus=nvmefdp,nsid=1,logical_block_size=4096,physical_block_size=4096,fdp.ruhs=0-3") ;;
     pi)
-      die "feature pi: not built yet" ;;
+      # One controller (serial TSNVMEPI01, 0000:00:12.0), formatted fresh each boot: ns1 512+8
+      # separate metadata, type 1, 16-bit guard; ns2 4096+16 separate, type 1, 64-bit guard
+      # (pif=2); ns3 512+8 extended LBA, type 3, PI first (the kernel uses PRACT there).
+      qemu+=(-device "nvme,id=nvmepi,serial=TSNVMEPI01,bus=pcie.0,addr=0x12")
+      local spec n
+      for spec in "1:512:ms=8,mset=0,pi=1,pil=0,pif=0" "2:4096:ms=16,mset=0,pi=1,pil=0,pif=2" "3:512:ms=8,mset=1,pi=3,pil=1,pif=0"; do
+        n=${spec%%:*}
+        rm -f "$DISKS/pi$n.raw" && truncate -s 16M "$DISKS/pi$n.raw"
+        qemu+=(-drive "file=$(qp "$DISKS/pi$n.raw"),if=none,id=pins$n,format=raw"
+          -device "nvme-ns,drive=pins$n,bus=nvmepi,nsid=$n,logical_block_size=$(cut -d: -f2 <<<"$spec"),physical_block_size=$(cut -d: -f2 <<<"$spec"),${spec#*:*:}")
+      done ;;
     cmb)
       die "feature cmb: not built yet" ;;
     sriov)

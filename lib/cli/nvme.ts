@@ -54,9 +54,12 @@ import { ioPassthru } from "../io/passthru.ts";
 import { NVMeDev, type OpenOptions } from "../dev.ts";
 import { traceCommands } from "./verbose.ts";
 import { InvalidArgumentError, NvmeError, NvmeStatusError } from "../nvme/errors.ts";
-import { encodeStatus, IoOpc, LogId } from "../nvme/spec.ts";
+import { Cns, encodeStatus, IoOpc, LogId } from "../nvme/spec.ts";
 import { listNvmeControllers } from "../vfio/sysfs.ts";
-import { decodeIdentifyController } from "../nvme/identify.ts";
+import { decodeIdentifyController, flbasIndex, parseNvmIdNs } from "../nvme/identify.ts";
+import { piStripped, Prinfo } from "../nvme/pi.ts";
+import type { ProtectionOptions } from "../io/namespace.ts";
+import { identifyCmd } from "../nvme/command.ts";
 import { TcpController } from "../tcp/host.ts";
 import { decodeDiscoveryHeader, decodeDiscoveryLog, type DiscoveryEntry, SubType, TRTYPE_TCP } from "../tcp/discovery.ts";
 import { discoveryToJson, type FabricsPath, formatDiscovery, formatSubsystems, subsystemsToJson } from "./format/discovery.ts";
@@ -210,27 +213,67 @@ const ioOptions: Options = {
   "block-count": { type: "string", short: "c", default: "0" },
   "data-size": { type: "string", short: "z" },
   "data": { type: "string", short: "d" },
+  ...piOptions(),
 };
+
+/** nvme-cli's metadata and protection information options of read, write, compare (and verify: no metadata). */
+function piOptions(metadata = true): Options {
+  return {
+    ...(metadata ? { "metadata-size": { type: "string", short: "y" }, "metadata": { type: "string", short: "M" } } : {}),
+    "prinfo": { type: "string", short: "p" },
+    "ref-tag": { type: "string", short: "r" },
+    "app-tag": { type: "string", short: "a" },
+    "app-tag-mask": { type: "string", short: "m" },
+  };
+}
+
+/** The PI options given, as the library takes them (PRINFO bit 3 = PRACT, bits 2:0 = checks); absent ones stay at the library's defaults. */
+function piValues(values: Values): ProtectionOptions {
+  const o: ProtectionOptions = {};
+  if (values["prinfo"] !== undefined) {
+    const p = int(values, "prinfo", { max: 15 });
+    o.pract = (p & Prinfo.PRACT) !== 0;
+    o.prchk = p & Prinfo.PRCHK_ALL;
+  }
+  if (values["ref-tag"] !== undefined) o.refTag = int(values, "ref-tag", { max: 2 ** 48 - 1 });
+  if (values["app-tag"] !== undefined) o.appTag = int(values, "app-tag", { max: 0xffff });
+  if (values["app-tag-mask"] !== undefined) o.appMask = int(values, "app-tag-mask", { max: 0xffff });
+  return o;
+}
 
 async function io(kind: "read" | "write" | "compare", device: string, values: Values): Promise<number> {
   const slba = int(values, "start-block");
   const nlb = int(values, "block-count", { max: 0xffff }) + 1;
   const dataSize = int(values, "data-size", { required: true, min: 1 });
+  const pio = piValues(values);
+  const metaFile = values["metadata"] as string | undefined;
   return await withDev(device, async (dev) => {
     const ns = dev.ns(nsid(values, dev));
-    const bytes = nlb * ns.blockSize;
+    const f = ns.pi;
+    // Extended LBAs carry each block's metadata after its data, unless PRACT strips a PI-only tuple.
+    const pract = pio.pract ?? (f !== null && f.type !== 0 && f.metadataSize === f.tupleBytes && metaFile === undefined);
+    const unit = f && f.extended && !piStripped(f, pract) ? f.blockSize + f.metadataSize : ns.blockSize;
+    const bytes = nlb * unit;
     if (dataSize < bytes) {
-      throw new UsageError(`--data-size ${dataSize} is smaller than ${nlb} blocks of ${ns.blockSize} bytes (${bytes})`);
+      throw new UsageError(`--data-size ${dataSize} is smaller than ${nlb} blocks of ${unit} bytes (${bytes})`);
     }
     const buf = dev.allocBuffer(bytes);
     const file = values["data"] as string | undefined;
+    const metaBytes = f && !f.extended && !piStripped(f, pract) ? nlb * f.metadataSize : 0;
+    if (metaBytes && int(values, "metadata-size", { required: true }) < metaBytes) {
+      throw new UsageError(`--metadata-size is smaller than ${nlb} blocks of ${f!.metadataSize} metadata bytes (${metaBytes})`);
+    }
+    const meta = metaBytes ? dev.allocBuffer(metaBytes) : undefined;
+    const opts: ProtectionOptions = f ? { ...pio, pract: f.type ? pract : undefined, metadata: meta } : {};
     if (kind !== "read") {
       const src = file ? readFileSync(file) : readFileSync(0);
       buf.set(src.subarray(0, Math.min(src.length, bytes)));
-      if (kind === "write") await ns.write(slba, buf);
-      else await ns.compare(slba, buf);
+      if (meta) meta.set(metaFile ? readFileSync(metaFile).subarray(0, metaBytes) : new Uint8Array(0));
+      if (kind === "write") await ns.write(slba, buf, opts);
+      else await ns.compare(slba, buf, opts);
     } else {
-      await ns.read(slba, buf);
+      await ns.read(slba, buf, opts);
+      if (meta && metaFile) writeFileSync(metaFile, meta);
       // nvme-cli writes the whole --data-size buffer; bytes past the transfer are zero.
       const out = new Uint8Array(dataSize);
       out.set(buf);
@@ -541,6 +584,30 @@ const commands: Record<string, Command> = {
         if (f === "binary" || values["raw-binary"]) process.stdout.write(await dev.controller.identifyNamespace(id));
         else if (f === "json") out(idNsToJson(n));
         else process.stdout.write(formatIdNs(n, id, { human: !!values["human-readable"], vendorSpecific: !!values["vendor-specific"] }));
+        return 0;
+      });
+    },
+  },
+  "nvm-id-ns": {
+    summary: "Send the NVM command set's Identify Namespace (CNS 05h): extended LBA formats, guard sizes",
+    usage: "nvm-id-ns <device> --namespace-id <nsid> [--output-format normal|json]",
+    options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
+      int(values, "namespace-id", { max: 0xffffffff });
+      return withDev(device, async (dev) => {
+        const id = nsid(values, dev);
+        const n = dev.idNs(id);
+        const nvm = parseNvmIdNs(await dev.controller.identify(identifyCmd(Cns.CSI_NS, id, 0, 0)), n.nlbaf + n.nulbaf);
+        if (f === "json") out(JSON.stringify({ lbstm: Number(nvm.lbstm.value), pic: nvm.pic, elbafs: nvm.elbafs }, null, 2));
+        else {
+          const inUse = flbasIndex(n.flbas);
+          process.stdout.write(
+            `NVMe NVM Identify Namespace ${id}:\nlbstm : 0x${nvm.lbstm.value.toString(16)}\npic   : 0x${nvm.pic.toString(16)}\n` +
+              nvm.elbafs.map((e, i) => `elbaf ${String(i).padStart(2)} : pif:${e.pif} sts:${String(e.sts).padEnd(2)} ${i === inUse ? "(in use)" : ""}\n`).join(""),
+          );
+        }
         return 0;
       });
     },
@@ -972,18 +1039,21 @@ const commands: Record<string, Command> = {
   },
   "verify": {
     summary: "Send Verify for a block range",
-    usage: "verify <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based>",
+    usage:
+      "verify <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> [--prinfo <0-15>] [--ref-tag <n>] [--app-tag <n>] [--app-tag-mask <n>]",
     options: {
       "namespace-id": { type: "string", short: "n" },
       "start-block": { type: "string", short: "s", default: "0" },
       "block-count": { type: "string", short: "c", default: "0" },
+      ...piOptions(false),
     },
     args: [1, 1],
     run: ([device], values) => {
       const slba = int(values, "start-block");
       const nlb = int(values, "block-count", { max: 0xffff }) + 1;
+      const pio = piValues(values);
       return withDev(device, async (dev) => {
-        await dev.ns(nsid(values, dev)).verify(slba, nlb);
+        await dev.ns(nsid(values, dev)).verify(slba, nlb, pio);
         out("NVME Verify Success");
         return 0;
       });
@@ -992,7 +1062,7 @@ const commands: Record<string, Command> = {
   "compare": {
     summary: "Compare blocks with data from a file (or stdin)",
     usage:
-      "compare <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "compare <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>] [--metadata-size <bytes>] [--metadata <file>] [--prinfo <0-15>] [--ref-tag <n>] [--app-tag <n>] [--app-tag-mask <n>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("compare", device, values),
@@ -1182,7 +1252,7 @@ const commands: Record<string, Command> = {
   "read": {
     summary: "Read blocks into a file (or stdout)",
     usage:
-      "read <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "read <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>] [--metadata-size <bytes>] [--metadata <file>] [--prinfo <0-15>] [--ref-tag <n>] [--app-tag <n>] [--app-tag-mask <n>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("read", device, values),
@@ -1190,7 +1260,7 @@ const commands: Record<string, Command> = {
   "write": {
     summary: "Write blocks from a file (or stdin)",
     usage:
-      "write <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "write <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>] [--metadata-size <bytes>] [--metadata <file>] [--prinfo <0-15>] [--ref-tag <n>] [--app-tag <n>] [--app-tag-mask <n>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("write", device, values),

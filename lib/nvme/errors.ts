@@ -5,6 +5,7 @@
  */
 import { type DecodedStatus, decodeStatus, encodeStatus, Status } from "./spec.ts";
 import type { TraceEntry } from "./trace.ts";
+import { type PiCheck, piCheckOf } from "./pi.ts";
 
 /** Kinds of {@link NvmeError}. */
 export type NvmeErrorCode =
@@ -13,6 +14,7 @@ export type NvmeErrorCode =
   | "ESTATUS"
   | "EMISCOMPARE"
   | "EZONE"
+  | "EPI"
   | "ETIMEDOUT"
   | "EFATAL"
   | "EGONE"
@@ -134,10 +136,50 @@ export class NvmeZoneError extends NvmeStatusError {
   }
 }
 
+/**
+ * The controller found bad protection information (End-to-end Guard, Application
+ * Tag or Reference Tag Check Error, SCT 2 SC 82h-84h); `check` names which.
+ */
+export class NvmePiError extends NvmeStatusError {
+  /** The check that failed. */
+  readonly check: PiCheck;
+  /** Create from the raw status field (one of the three PI statuses). */
+  constructor(sf: number, dw0: number, command: CommandContext) {
+    super(sf, dw0, command, "EPI");
+    this.check = piCheckOf(sf) ?? "guard";
+  }
+}
+
+/**
+ * The host's own PI check failed on a block read back (or about to be
+ * written): `check` names which, `lba` the block; `expected`/`actual` are
+ * the tag or guard values (guards of 64-bit formats as bigints).
+ */
+export class PiCheckError extends NvmeError {
+  /** The check that failed. */
+  readonly check: PiCheck;
+  /** The block. */
+  readonly lba: number;
+  /** What the check wanted. */
+  readonly expected: number | bigint;
+  /** What the block carries. */
+  readonly actual: number | bigint;
+  /** Create for a failed check at `lba`. */
+  constructor(check: PiCheck, lba: number, expected: number | bigint, actual: number | bigint) {
+    const what = check === "guard" ? "guard" : check === "app" ? "application tag" : "reference tag";
+    super("EPI", `protection information ${what} check failed at block ${lba}: expected 0x${expected.toString(16)}, got 0x${actual.toString(16)}`);
+    this.check = check;
+    this.lba = lba;
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
 /** Build the right status error subclass for a failed completion. */
 export function statusError(sf: number, dw0: number, command: CommandContext): NvmeStatusError {
   if ((sf & 0x7ff) === Status.COMPARE_FAILURE) return new NvmeCompareError(sf, dw0, command);
   if (zoneErrorKind(sf)) return new NvmeZoneError(sf, dw0, command);
+  if (piCheckOf(sf) !== null) return new NvmePiError(sf, dw0, command);
   return new NvmeStatusError(sf, dw0, command);
 }
 

@@ -7,7 +7,7 @@
  * @module
  */
 import { Idle, IdlePolicy, type WaitMode } from "./idle.ts";
-import { type Sqe, setRw, SqeDw } from "./command.ts";
+import { hi32, lo32, type Sqe, setRw, SqeDw } from "./command.ts";
 import { DeviceClosedError, InvalidArgumentError, type NvmeError } from "./errors.ts";
 import type { QueueRing } from "./ring.ts";
 import { type CommandStats, CommandTracker, type IoCallback } from "./tracker.ts";
@@ -343,6 +343,48 @@ export class QueuePair {
     }
     const e = this.#ring.entry();
     setRw(e, opcode, nsid, slba, nlb0, cdw12Flags);
+    if (dataLen > 0) this.#ring.setData(e, slot, dataIova, dataLen);
+    else this.#ring.clearData(e);
+    this.#post(slot, e, opcode, timeoutMs, ref);
+    return this.#t.promise(slot);
+  }
+
+  /**
+   * {@link rw} with a metadata pointer and protection information fields:
+   * MPTR (`metaIova`, 0: none), CDW3 (reference tag bits 47:32 of 64-bit
+   * guard formats), CDW14 (reference tag), CDW15 (application tag and mask).
+   * No allocation but the Promise.
+   */
+  rwMeta(
+    opcode: number,
+    nsid: number,
+    slba: number,
+    nlb0: number,
+    dataIova: number,
+    dataLen: number,
+    cdw12Flags: number,
+    timeoutMs: number,
+    ref: DmaBuffer | null,
+    metaIova: number,
+    cdw3: number,
+    cdw14: number,
+    cdw15: number,
+  ): Promise<number> {
+    if (this.#closedWith) return Promise.reject(this.#closedWith);
+    const slot = this.#t.take();
+    if (slot < 0) {
+      return this.#t.queued(
+        ref,
+        () => this.rwMeta(opcode, nsid, slba, nlb0, dataIova, dataLen, cdw12Flags, timeoutMs, ref, metaIova, cdw3, cdw14, cdw15),
+      );
+    }
+    const e = this.#ring.entry();
+    setRw(e, opcode, nsid, slba, nlb0, cdw12Flags);
+    e[SqeDw.CDW3] = cdw3;
+    e[SqeDw.MPTR_LO] = lo32(metaIova);
+    e[SqeDw.MPTR_HI] = hi32(metaIova);
+    e[SqeDw.CDW14] = cdw14;
+    e[SqeDw.CDW15] = cdw15;
     if (dataLen > 0) this.#ring.setData(e, slot, dataIova, dataLen);
     else this.#ring.clearData(e);
     this.#post(slot, e, opcode, timeoutMs, ref);

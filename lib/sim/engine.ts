@@ -53,6 +53,7 @@ import {
   encodeControllerList,
   encodeNsDescriptors,
   encodeNsidList,
+  Ctratt,
   IdCtrlOffset,
   IdNsOffset,
   LBAF_BYTES,
@@ -78,6 +79,8 @@ import { ZonedNamespace, zonedCommand } from "./zns.ts";
 import { FdpSubsystem, fdpTransferLength } from "./fdp.ts";
 import { CSI_ZNS, ZnsOpc } from "../nvme/zns.ts";
 import { decodePidList, FdpFid, IoMgmt } from "../nvme/fdp.ts";
+import { isPiIo, SIM_LBAFS, simFormat, simIdNsPi, type SimMeta, simLbafCount, simNvmIdNs, simPiIo, simPiTransferLength } from "./pi.ts";
+import type { PiCheck } from "../nvme/pi.ts";
 import { LogId, SIM_DEFAULTS, SimCns, type SimNamespaceOptions, type SimOptions, SimStatus as S } from "./options.ts";
 
 /** {@link ControllerModel.execute}'s result when the model completes the command later. */
@@ -243,12 +246,14 @@ interface Ns {
   zns?: ZonedNamespace;
   /** Reclaim unit handles it places on when the subsystem has FDP (lib/sim/fdp.ts). */
   ruhs?: number[];
+  /** Metadata and PI (lib/sim/pi.ts); absent: a format without metadata. */
+  pi?: SimMeta | null;
 }
 
 /** The zoned/FDP hook's "not mine: carry on" (PENDING is -1). */
 const CARRY_ON = -2;
 
-const LBAF_DS = [9, 12];
+const LBAF_DS = SIM_LBAFS.map((l) => l.ds);
 const PAGE = 4096;
 const TWO32 = 0x1_0000_0000;
 const TEMP_K = 310;
@@ -422,6 +427,7 @@ export class ControllerModel {
       vwc: o.vwc ?? SIM_DEFAULTS.vwc,
       model: id.model ?? o.model ?? SIM_DEFAULTS.model,
       firmware: id.firmware ?? o.firmware ?? SIM_DEFAULTS.firmware,
+      piFormats: o.piFormats ?? false,
     };
     this.#front = front;
     this.#serial = id.serial ?? o.serial;
@@ -666,6 +672,7 @@ export class ControllerModel {
         case IoOpc.WRITE:
         case IoOpc.COMPARE: {
           const ns = this.#ns.get(cmd[1]);
+          if (ns?.pi) return simPiTransferLength(ns.pi, cmd, (cmd[12] & 0xffff) + 1);
           return ns ? ((cmd[12] & 0xffff) + 1) << LBAF_DS[ns.lbaf] : 0;
         }
         case IoOpc.DATASET_MANAGEMENT:
@@ -742,6 +749,11 @@ export class ControllerModel {
     });
     this.#errors.unshift(e);
     if (this.#errors.length > 16) this.#errors.length = 16;
+  }
+
+  /** Fault injection: flip a bit of block `lba`'s stored PI field; false when the namespace has no PI there. */
+  corruptPi(nsid: number, lba: number, field: PiCheck): boolean {
+    return this.#ns.get(nsid)?.pi?.corrupt(lba, field) ?? false;
   }
 
   /** Count a media error in SMART (an injected media status). */
@@ -895,11 +907,12 @@ export class ControllerModel {
           d[0] = [...this.#ns.values()].find((n) => n.zns)!.zns!.zasl;
         } else if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
         break;
-      case Cns.CSI_NS: { // NVM: nothing beyond CNS 00h; ZNS: zone size and limits
+      case Cns.CSI_NS: { // NVM: the extended LBA formats (guard sizes); ZNS: zone size and limits
         const ns = this.#ns.get(nsid), csi = cmd[11] >>> 24;
         if (csi !== 0 && !(csi === CSI_ZNS && ns?.zns)) return S.INVALID_FIELD;
         if (!ns?.attached) return S.INVALID_NAMESPACE;
-        if (ns.zns) d.set(ns.zns.identify(LBAF_DS.length - 1));
+        if (csi === CSI_ZNS) d.set(ns.zns!.identify(simLbafCount(this.#o.piFormats) - 1));
+        else simNvmIdNs(d, simLbafCount(this.#o.piFormats));
         break;
       }
       case SimCns.NS_CTRL_LIST: {
@@ -974,12 +987,14 @@ export class ControllerModel {
     }
     if (this.#fdp) dv.setUint32(C.CTRATT, dv.getUint32(C.CTRATT, true) | 1 << 19, true); // FDPS
     dv.setUint16(C.PSD0 + 0 * PSD_BYTES + PsdOffset.MP, 2500, true); // power state 0: 25 W
+    if (o.piFormats) dv.setUint32(C.CTRATT, dv.getUint32(C.CTRATT, true) | Ctratt.ELBAS, true);
   }
 
   #idNs(d: Uint8Array, dv: DataView, ns: Ns | null): void {
     const N = IdNsOffset;
-    d[N.NLBAF] = LBAF_DS.length - 1;
-    for (let i = 0; i < LBAF_DS.length; i++) {
+    const nf = simLbafCount(this.#o.piFormats);
+    d[N.NLBAF] = nf - 1;
+    for (let i = 0; i < nf; i++) {
       d[N.LBAF + LBAF_BYTES * i + LbafOffset.LBADS] = LBAF_DS[i];
       d[N.LBAF + LBAF_BYTES * i + LbafOffset.RP] = LBAF_DS[i] === 12 ? 0 : 2; // relative performance
     }
@@ -993,6 +1008,7 @@ export class ControllerModel {
     setU64(dv, N.NCAP, blocks);
     setU64(dv, N.NUSE, blocks);
     d[N.FLBAS] = ns.lbaf;
+    simIdNsPi(d, ns.pi ?? null, nf);
     setU64(dv, N.NVMCAP, ns.media.size);
     d.set(ns.nguid, N.NGUID);
     d.set(ns.nguid.subarray(8, 16), N.EUI64);
@@ -1288,9 +1304,13 @@ export class ControllerModel {
     const v = cmd[10], lbaf = (v & 0xf) | ((v >>> 8) & 0x30), mset = (v >>> 4) & 1, pi = (v >>> 5) & 7;
     const ses = (v >>> 9) & 7, nsid = cmd[1];
     if (ses > 2) return S.INVALID_FIELD;
-    if (lbaf >= LBAF_DS.length || mset || pi) return S.INVALID_FORMAT;
+    if (lbaf >= simLbafCount(this.#o.piFormats) || (!this.#o.piFormats && (mset || pi))) return S.INVALID_FORMAT;
     const targets = nsid === 0xffffffff ? [...this.#ns.values()].filter((n) => n.attached) : [this.#ns.get(nsid)];
     if (!targets.length || targets.some((n) => !n || !n.attached)) return S.INVALID_NAMESPACE;
+    const metas = (targets as Ns[]).map((n) => simFormat(lbaf, mset, pi, (v >>> 8) & 1, n.media.size, !n.media.async));
+    const bad = metas.find((x) => typeof x === "number");
+    if (bad !== undefined) return bad as number;
+    (targets as Ns[]).forEach((n, i) => n.pi = metas[i] as SimMeta | null);
     const slow = (targets as Ns[]).filter((n) => n.media.async);
     const done = slow.length ? all(slow.length, this.#done(0, cmd)) : null;
     for (const ns of targets as Ns[]) {
@@ -1437,7 +1457,7 @@ export class ControllerModel {
       if (typeof d === "number") return d;
       const c = decodeNamespaceCreate(d);
       const nsze = Number(c.nsze), ncap = Number(c.ncap), flbas = c.flbas, lbaf = c.lbaFormat;
-      if (lbaf >= LBAF_DS.length || (flbas & 0x10)) return S.INVALID_FORMAT;
+      if (lbaf >= simLbafCount(this.#o.piFormats) || SIM_LBAFS[lbaf].ms || (flbas & 0x10)) return S.INVALID_FORMAT;
       if (nsze === 0 || ncap > nsze) return S.INVALID_FIELD;
       if (ncap !== nsze) return S.THIN_PROVISIONING_NOT_SUPPORTED;
       const bytes = nsze * (1 << LBAF_DS[lbaf]);
@@ -1530,6 +1550,9 @@ export class ControllerModel {
     if (!ns || !ns.attached) return S.INVALID_NAMESPACE;
     const bs = 1 << LBAF_DS[ns.lbaf], blocks = this.#blocks(ns);
     const slba = cmd[10] + cmd[11] * TWO32, nlb = (cmd[12] & 0xffff) + 1;
+    if (ns.pi && isPiIo(opc) && !ns.media.async) {
+      return slba + nlb > blocks ? S.LBA_OUT_OF_RANGE : simPiIo(ns.pi, ns.media, this.#port, cmd, opc, slba, nlb, this.#mdtsBytes());
+    }
     switch (opc) {
       case IoOpc.READ:
       case IoOpc.WRITE:
@@ -1587,7 +1610,7 @@ export class ControllerModel {
           for (const [s, n] of ranges) mZero(m, s * bs, n * bs, done);
           return PENDING;
         }
-        for (const [s, n] of ranges) m.zero(s * bs, n * bs);
+        for (const [s, n] of ranges) m.zero(s * bs, n * bs), ns.pi?.deallocate(s, n);
         return 0;
       }
       case IoOpc.COPY: {
@@ -1611,6 +1634,7 @@ export class ControllerModel {
           copyAsync(m, src, slba, bs, this.#done(qid, cmd));
           return PENDING;
         }
+        ns.pi?.copy(src, slba);
         const parts = src.map(([s, n]) => {
           const b = new Uint8Array(n * bs);
           m.read(s * bs, b);

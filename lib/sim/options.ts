@@ -73,6 +73,12 @@ export interface SimOptions {
   firmware?: string;
   /** Flexible Data Placement in endurance group 1 (lib/sim/fdp.ts); default none. */
   fdp?: SimFdpOptions;
+  /**
+   * Offer LBA formats with metadata and protection information (2-7: 512+8,
+   * 4096+8, 4096+16 64-bit guard, 512+16 64-bit guard, 4096+64, 4096+64 64-bit
+   * guard; types 1-3, PI first or last; default false: formats 0 and 1 only).
+   */
+  piFormats?: boolean;
 }
 
 /** Defaults of {@link SimOptions} (namespaces aside). */
@@ -117,7 +123,8 @@ function parseNum(s: string, what: string): number {
  *   (size suffixes K/M/G/T are binary; bs 512 or 4096, default 512)
  * - `mem=<size>` host DMA memory, `queues=<n>` IO queue pairs, `mqes=<n>` queue entries,
  *   `mdts=<n>`, `nn=<n>`, `capacity=<size>`, `fwslots=<n>`, `fwro=0|1`, `fwug=<n>`,
- *   `sanicap=<n>`, `sanitize=<ms>`, `selftest=<ms>`, `latency=<ms>`, `vwc=0|1`, `ready=<ms>`
+ *   `sanicap=<n>`, `sanitize=<ms>`, `selftest=<ms>`, `latency=<ms>`, `vwc=0|1`, `ready=<ms>`,
+ *   `pi=0|1` (LBA formats with metadata and protection information)
  * - `zoned=<nsid>[:<zone blocks>[:<max open>[:<max active>]]],...` zoned namespaces
  * - `fdp=<handles>[:<reclaim unit size>[:<reclaim groups>]]` Flexible Data Placement
  *
@@ -177,6 +184,7 @@ export function parseSimSpec(spec: string): SimOptions {
         o.fdp = { nruh: parseNum(nruh, "fdp handles"), ...(runs ? { runs: parseSize(runs, "reclaim unit size") } : {}), ...(nrg ? { nrg: parseNum(nrg, "reclaim groups") } : {}) };
         break;
       }
+      case "pi": o.piFormats = v !== "0"; break;
       default:
         throw new InvalidArgumentError(`sim: unknown option ${JSON.stringify(k)}`);
     }
@@ -303,9 +311,13 @@ export const SimStatus = {
   THIN_PROVISIONING_NOT_SUPPORTED: 0x11b,
   CONTROLLER_LIST_INVALID: 0x11c,
   SELF_TEST_IN_PROGRESS: 0x11d,
+  INVALID_PROTECTION_INFO: 0x181,
   COMMAND_SIZE_LIMIT_EXCEEDED: 0x183,
   WRITE_FAULT: 0x280,
   UNRECOVERED_READ_ERROR: 0x281,
+  GUARD_CHECK_ERROR: 0x282,
+  APP_TAG_CHECK_ERROR: 0x283,
+  REF_TAG_CHECK_ERROR: 0x284,
   COMPARE_FAILURE: 0x285,
 } as const;
 

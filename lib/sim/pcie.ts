@@ -134,6 +134,14 @@ class PrpPort implements DataPort {
     return 0;
   }
 
+  /** The separate metadata buffer at MPTR (contiguous, dword aligned, as PRP commands give it). */
+  meta(cmd: Uint32Array, len: number): Uint8Array | number {
+    const mptr = cmd[4] + cmd[5] * TWO32;
+    if (mptr % 4) return S.INVALID_FIELD;
+    const o = this.#dev.off(mptr, len);
+    return o < 0 ? S.DATA_TRANSFER_ERROR : this.#u8.subarray(o, o + len);
+  }
+
   #seg(iova: number, len: number): boolean {
     const o = this.#dev.off(iova, len);
     if (o < 0) return false;
@@ -586,6 +594,10 @@ export class SimDevice {
       case "smartWarning":
         this.model.setCriticalWarning(arg as number);
         return null;
+      case "corruptPi": {
+        const a = arg as { nsid: number; lba: number; field: "guard" | "app" | "ref" };
+        return this.model.corruptPi(a.nsid, a.lba, a.field);
+      }
       case "release": {
         // Let held (dropped) commands run now.
         for (const h of this.#held) h.due = 0;

@@ -77,6 +77,15 @@ export class SimFaults {
     await this.#req("smartWarning", bits);
   }
 
+  /**
+   * Corrupt block `lba`'s stored protection information on namespace `nsid`
+   * (one bit of its guard, application tag or reference tag), so the next
+   * read that checks it fails that check. False when the block has no PI.
+   */
+  async corruptPi(nsid: number, lba: number, field: "guard" | "app" | "ref"): Promise<boolean> {
+    return (await this.#req("corruptPi", { nsid, lba, field })) as boolean;
+  }
+
   /** Surprise removal, at once: every register reads all ones and the device stops. */
   surpriseRemoval(): void {
     this.#t.markRemoved();
