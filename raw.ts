@@ -121,3 +121,12 @@ export {
   type NvmeController,
   type PciInfo,
 } from "./lib/vfio/sysfs.ts";
+export {
+  dbbufConfigCmd,
+  dbbufNeedEvent,
+  OACS_DBBUF,
+  type PcieOptions,
+  type ShadowDoorbells,
+  validatePcieOptions,
+} from "./lib/nvme/pcie.ts";
+export * from "./lib/nvme/sgl.ts";

@@ -50,6 +50,10 @@ export interface SimOptions {
   readyDelayMs?: number;
   /** Added latency per IO command in ms (default 0; see also faults.setLatency). */
   latencyMs?: number;
+  /** Accept SGLs for IO data (SGLS: any alignment, bit buckets; default true). PRPs are always accepted. */
+  sgl?: boolean;
+  /** Offer Doorbell Buffer Config (OACS bit 8) and honour shadow doorbells on IO queues (default true). */
+  shadowDoorbells?: boolean;
   /** Volatile write cache present (default true). */
   vwc?: boolean;
   /** Serial number (default "SIM" + a counter). */

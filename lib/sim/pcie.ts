@@ -13,6 +13,11 @@
 import { AdminOpc, CSTS, Reg, STATUS_DNR } from "../nvme/spec.ts";
 import { IrqLayout } from "../irq/waiter.ts";
 import { ControllerModel, type DataPort, isRw, PENDING } from "./engine.ts";
+import { walkSgl } from "./sgl.ts";
+import { SimDbbuf } from "./dbbuf.ts";
+import { IdCtrlOffset } from "../nvme/identify.ts";
+import { Cns } from "../nvme/spec.ts";
+import { SglsBit, SglsSupport } from "../nvme/sgl.ts";
 import { Ctl, type FaultRule, type HeldCommand, SIM_DEFAULTS, type SimOptions, type SimState, SimStatus as S } from "./options.ts";
 
 /** Everything the worker needs to build the device. */
@@ -78,6 +83,13 @@ class PrpPort implements DataPort {
   readonly segs: number[] = [];
   /** Memory page size (CC.MPS). */
   pageSize = PAGE;
+  /** SGLS the controller advertises (0: PRPs only). */
+  sgls = 0;
+  /** The command being mapped came from the admin queue (SGLs are refused there). */
+  admin = false;
+  /** Bytes a bit bucket's reads land in (discarded). */
+  #scratch = new Uint8Array(0);
+  readonly #piece = (iova: number, n: number): boolean => iova < 0 ? this.#bucket(n) : this.#seg(iova, n);
 
   constructor(dev: SimDevice, u8: Uint8Array, dv: DataView) {
     this.#dev = dev;
@@ -91,13 +103,21 @@ class PrpPort implements DataPort {
 
   segment(i: number): Uint8Array {
     const o = this.segs[2 * i];
+    if (o < 0) return this.#scratch.subarray(0, this.segs[2 * i + 1]);
     return this.#u8.subarray(o, o + this.segs[2 * i + 1]);
+  }
+
+  #bucket(n: number): boolean {
+    if (this.#scratch.length < n) this.#scratch = new Uint8Array(n);
+    this.segs.push(-1, n);
+    return true;
   }
 
   map(cmd: Uint32Array, len: number): number {
     const segs = this.segs;
     segs.length = 0;
     if (len === 0) return 0;
+    if (cmd[0] & 0xc000) return walkSgl(this.#dev, cmd, len, this.sgls, this.admin, this.#piece);
     const ps = this.pageSize;
     const prp1 = cmd[6] + cmd[7] * TWO32, prp2 = cmd[8] + cmd[9] * TWO32;
     if (prp1 % 4) return S.PRP_OFFSET_INVALID;
@@ -139,7 +159,7 @@ class PrpPort implements DataPort {
     if (o < 0) return false;
     const s = this.segs;
     const k = s.length;
-    if (k && s[k - 2] + s[k - 1] === o) s[k - 1] += len;
+    if (k && s[k - 2] >= 0 && s[k - 2] + s[k - 1] === o) s[k - 1] += len;
     else s.push(o, len);
     return true;
   }
@@ -155,7 +175,8 @@ export class SimDevice {
   readonly #maxQueueEntries: number;
   /** MSI-X model's wake words (SimOptions.irq), or null. */
   readonly #irq: Int32Array | null;
-  readonly #host32: Uint32Array;
+  /** Host memory as dwords (the SGL walker reads segments through it). */
+  readonly host32: Uint32Array;
   readonly #hostSize: number;
   readonly #base: number;
   readonly #regs: Uint32Array;
@@ -163,6 +184,8 @@ export class SimDevice {
   readonly #ctl: Int32Array;
   readonly #iommu: Uint8Array | null;
   readonly #port: PrpPort;
+  readonly #dbbuf: SimDbbuf;
+  readonly #dbbufOffered: boolean;
   #cc = 0;
   #dw0 = 0;
   readonly #sqs = new Map<number, Sq>();
@@ -180,7 +203,7 @@ export class SimDevice {
     this.#maxQueues = o.maxQueues ?? SIM_DEFAULTS.maxQueues;
     this.#maxQueueEntries = o.maxQueueEntries ?? SIM_DEFAULTS.maxQueueEntries;
     this.#irq = o.irq ? new Int32Array(o.irq) : null;
-    this.#host32 = new Uint32Array(init.host);
+    this.host32 = new Uint32Array(init.host);
     this.#hostSize = init.host.byteLength;
     this.#base = o.iovaBase ?? SIM_DEFAULTS.iovaBase;
     this.#regs = new Uint32Array(init.regs, 0, 0x1000 / 4);
@@ -189,7 +212,10 @@ export class SimDevice {
     this.#iommu = init.iommu ? new Uint8Array(init.iommu) : null;
     this.#latencyMs = o.latencyMs ?? SIM_DEFAULTS.latencyMs;
     this.#port = new PrpPort(this, new Uint8Array(init.host), new DataView(init.host));
-    const { irq: _irq, memoryBytes: _m, iovaBase: _i, latencyMs: _l, ...modelOpts } = o;
+    this.#port.sgls = o.sgl === false ? 0 : SglsSupport.ANY_ALIGNMENT | SglsBit.BIT_BUCKET;
+    this.#dbbuf = new SimDbbuf(this.host32);
+    const dbbuf = this.#dbbufOffered = o.shadowDoorbells !== false;
+    const { irq: _irq, memoryBytes: _m, iovaBase: _i, latencyMs: _l, sgl: _s, shadowDoorbells: _d, ...modelOpts } = o;
     this.model = new ControllerModel({ ...modelOpts, serial: init.serial }, {
       complete: (qid, cid, sf, dw0) => {
         const sq = this.#sqs.get(qid);
@@ -199,6 +225,12 @@ export class SimDevice {
       reset: () => this.#reset(),
       csts: (v) => Atomics.store(this.#regs, Reg.CSTS / 4, v),
       abort: (sqid, cid) => this.#abortHeld(sqid, cid),
+      identify: (cns, _nsid, d) => {
+        if (cns !== Cns.CONTROLLER) return;
+        const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
+        dv.setUint32(IdCtrlOffset.SGLS, this.#port.sgls, true);
+        if (dbbuf) dv.setUint16(IdCtrlOffset.OACS, dv.getUint16(IdCtrlOffset.OACS, true) | 0x100, true);
+      },
     });
     // CAP: MQES, CQR=1, AMS=0, TO (500 ms units), DSTRD=0, NSSRS=0, CSS=NVM, MPSMIN=MPSMAX=0 (4 KiB).
     const to = Math.max(1, Math.ceil((this.model.options.readyDelayMs + 500) / 500));
@@ -233,14 +265,17 @@ export class SimDevice {
       const sq = this.#sqOrder[i];
       let n = 0;
       while (n < 64 && !m.failed && !this.stopped) {
-        const tail = Atomics.load(this.#db, 2 * sq.qid);
+        const tail = this.#dbbuf.sqTail(sq.qid, Atomics.load(this.#db, 2 * sq.qid));
         if (tail === sq.head || tail >= sq.size) break;
         const cq = this.#cqs.get(sq.cqid);
         if (!cq || cq.backlog.length > cq.size) break;
         this.#fetch(sq);
         n++;
       }
-      if (n) did = true;
+      if (n) {
+        did = true;
+        this.#dbbuf.sqSeen(sq.qid, sq.head);
+      }
       if (this.#sqOrder[i] !== sq) i--; // the queue list changed under us (delete)
     }
     return did;
@@ -265,6 +300,7 @@ export class SimDevice {
   #reset(): void {
     // Doorbells are controller registers: a reset returns them to 0, or stale tails would replay old entries.
     for (let i = 0; i < this.#db.length; i++) Atomics.store(this.#db, i, 0);
+    this.#dbbuf.reset();
     this.#sqs.clear();
     this.#cqs.clear();
     this.#sqOrder = [];
@@ -295,7 +331,7 @@ export class SimDevice {
 
   #fetch(sq: Sq): void {
     const at = (sq.base >>> 2) + sq.head * 16;
-    const cmd = this.#host32.slice(at, at + 16);
+    const cmd = this.host32.slice(at, at + 16);
     if (++sq.head === sq.size) sq.head = 0;
     const opc = cmd[0] & 0xff, cid = cmd[0] >>> 16;
     Atomics.add(this.#ctl, Ctl.COUNTS + sq.qid * 256 + opc, 1);
@@ -335,6 +371,7 @@ export class SimDevice {
 
   /** Queue commands are the front end's; everything else is the model's. Sets #dw0. */
   #run(sq: Sq, cmd: Uint32Array): number {
+    this.#port.admin = sq.qid === 0;
     if (sq.qid === 0) {
       const st = this.#queueCommand(cmd);
       if (st >= 0) {
@@ -383,7 +420,7 @@ export class SimDevice {
   }
 
   #post(cq: Cq, dw0: number, sqhd: number, sqid: number, cid: number, sf: number): void {
-    const head = Atomics.load(this.#db, 2 * cq.qid + 1);
+    const head = this.#dbbuf.cqHead(cq.qid, Atomics.load(this.#db, 2 * cq.qid + 1));
     if (cq.backlog.length || (cq.tail + 1) % cq.size === head) {
       cq.backlog.push([dw0, sqhd, sqid, cid, sf]);
       return;
@@ -393,7 +430,7 @@ export class SimDevice {
 
   #write(cq: Cq, dw0: number, sqhd: number, sqid: number, cid: number, sf: number): void {
     const b = (cq.base >>> 2) + cq.tail * 4;
-    const c = this.#host32;
+    const c = this.host32;
     c[b] = dw0 >>> 0;
     c[b + 1] = 0;
     c[b + 2] = ((sqhd & 0xffff) | (sqid << 16)) >>> 0;
@@ -414,7 +451,7 @@ export class SimDevice {
   #flushBacklog(cq: Cq): boolean {
     let did = false;
     while (cq.backlog.length) {
-      const head = Atomics.load(this.#db, 2 * cq.qid + 1);
+      const head = this.#dbbuf.cqHead(cq.qid, Atomics.load(this.#db, 2 * cq.qid + 1));
       if ((cq.tail + 1) % cq.size === head) break;
       const [dw0, sqhd, sqid, cid, sf] = cq.backlog.shift()!;
       this.#write(cq, dw0, sqhd, sqid, cid, sf);
@@ -483,6 +520,10 @@ export class SimDevice {
         break;
       case AdminOpc.DELETE_IO_CQ:
         st = this.#deleteCq(cmd);
+        break;
+      case AdminOpc.DOORBELL_BUFFER_CONFIG:
+        if (!this.#dbbufOffered) return -1;
+        st = this.#dbbuf.config(cmd, this.#port.pageSize, this.#db.byteLength, (iova, len) => this.off(iova, len));
         break;
       default:
         return -1;
