@@ -99,6 +99,41 @@ export interface PcieOptions {
    * the command fails); `false` off; `true` on or SetupError.
    */
   shadowDoorbells?: boolean;
+  /**
+   * IO submission queues in the controller memory buffer when it offers SQS
+   * (CMBSZ) and the transport maps its BAR: the controller fetches commands
+   * from its own memory. Default on when offered; `false` off. Queues owned
+   * by Workers stay in host memory.
+   */
+  cmbQueues?: boolean;
+}
+
+/** CAP.CMBS (bit 57): the controller memory buffer is set up through CMBMSC (NVMe 1.4). */
+export const CAP_CMBS: bigint = 1n << 57n;
+
+/** CMBMSC bits: capabilities registers enabled (CMBLOC/CMBSZ read non-zero), memory space enabled at CBA. */
+export const Cmbmsc = { CRE: 1, CMSE: 2 } as const;
+
+/** CMBSZ support bits: what the controller memory buffer may hold. */
+export const CmbszBit = { SQS: 1 << 0, CQS: 1 << 1, LISTS: 1 << 2, RDS: 1 << 3, WDS: 1 << 4 } as const;
+
+/** The controller memory buffer as CMBLOC and CMBSZ describe it. */
+export interface CmbInfo {
+  /** BAR holding it (BIR). */
+  bar: number;
+  /** Offset in that BAR, bytes. */
+  offset: number;
+  /** Size, bytes. */
+  size: number;
+  /** Support bits ({@link CmbszBit}). */
+  supports: number;
+}
+
+/** Decode CMBLOC and CMBSZ; null when CMBSZ is 0 (no CMB, or CMBMSC.CRE not set). */
+export function decodeCmb(cmbloc: number, cmbsz: number): CmbInfo | null {
+  if (cmbsz === 0) return null;
+  const unit = 4096 * 16 ** ((cmbsz >>> 8) & 0xf);
+  return { bar: cmbloc & 7, offset: (cmbloc >>> 12) * unit, size: (cmbsz >>> 12) * unit, supports: cmbsz & 0x1f };
 }
 
 /** Check {@link PcieOptions}; throws InvalidArgumentError. */
@@ -108,6 +143,9 @@ export function validatePcieOptions(o: unknown): void {
   const p = o as Record<string, unknown>;
   if (p.dataPointer !== undefined && p.dataPointer !== "auto" && p.dataPointer !== "prp" && p.dataPointer !== "sgl") {
     throw new InvalidArgumentError(`option pcie.dataPointer must be auto, prp or sgl, got ${String(p.dataPointer)}`);
+  }
+  if (p.cmbQueues !== undefined && typeof p.cmbQueues !== "boolean") {
+    throw new InvalidArgumentError(`option pcie.cmbQueues must be a boolean, got ${String(p.cmbQueues)}`);
   }
   if (p.shadowDoorbells !== undefined && typeof p.shadowDoorbells !== "boolean") {
     throw new InvalidArgumentError(`option pcie.shadowDoorbells must be a boolean, got ${String(p.shadowDoorbells)}`);
@@ -448,6 +486,10 @@ export class PcieOps implements TransportOps {
   #dbbufSent = false;
   /** Doorbell Buffer Config is still to be tried (auto mode: dropped when the controller refuses it). */
   #dbbufWanted = false;
+  /** The CMB once set up for SQs: its memory, bus address, the CMBMSC value, and the next free byte. */
+  #cmb: { bytes: Uint8Array; bus: number; cmbmsc: number; next: number } | null = null;
+  #cmbTried = false;
+  readonly #cmbBufs = new WeakSet<DmaBuffer>();
 
   /** Operations on `t` with the controller's options. */
   constructor(t: Transport, opts: Required<ControllerOptions>) {
@@ -501,6 +543,7 @@ export class PcieOps implements TransportOps {
     // As Linux does: with CAP.CSS "IO command sets", enable all of them (zoned too), not only NVM.
     t.writeReg32(Reg.CC, ccValue(this.#pageSize, 6, 4, cap.css & CAP_CSS_IOCS ? CC_CSS_ALL : 0));
     await this.#waitReady(true);
+    if (this.#cmb) this.#writeCmbmsc(this.#cmb.cmbmsc);
     // A reset forgets the doorbell buffers: zero them (queues restart from 0) and configure them again.
     if (this.#dbbuf && this.#dbbufSent) {
       this.#dbbufSent = false;
@@ -537,6 +580,49 @@ export class PcieOps implements TransportOps {
   /** Whether IO queues carry data in SGLs. */
   get sgl(): boolean {
     return this.#sgl;
+  }
+
+  /** Bytes of the CMB holding IO submission queues (0: none there). */
+  get cmbQueueBytes(): number {
+    return this.#cmb?.next ?? 0;
+  }
+
+  /** CMBMSC as Linux writes it: high dword first, the low one (with CRE/CMSE) last. */
+  #writeCmbmsc(v: number): void {
+    const t = this.memory;
+    t.writeReg32(Reg.CMBMSC + 4, Math.floor(v / 0x1_0000_0000) >>> 0);
+    t.writeReg32(Reg.CMBMSC, v >>> 0);
+  }
+
+  /** Once: find the CMB (CMBMSC.CRE, CMBLOC/CMBSZ), map its BAR and enable it at its bus address when it takes SQs. */
+  #setupCmb(): void {
+    if (this.#cmbTried) return;
+    this.#cmbTried = true;
+    const t = this.memory;
+    if (this.#opts.pcie?.cmbQueues === false || !t.mapBar) return;
+    const cmbs = (t.readReg64(Reg.CAP) & CAP_CMBS) !== 0n;
+    if (cmbs) t.writeReg32(Reg.CMBMSC, Cmbmsc.CRE);
+    const info = decodeCmb(t.readReg32(Reg.CMBLOC), t.readReg32(Reg.CMBSZ));
+    if (!info || (info.supports & CmbszBit.SQS) === 0) return;
+    const bar = t.mapBar(info.bar);
+    if (!bar || info.offset >= bar.bytes.byteLength) return;
+    const size = Math.min(info.size, bar.bytes.byteLength - info.offset);
+    const bus = bar.busAddress + info.offset;
+    const cmbmsc = cmbs ? (bus - (bus % 4096)) + Cmbmsc.CRE + Cmbmsc.CMSE : 0;
+    if (cmbs) this.#writeCmbmsc(cmbmsc);
+    this.#cmb = { bytes: bar.bytes.subarray(info.offset, info.offset + size), bus, cmbmsc, next: 0 };
+  }
+
+  /** `size` bytes of the CMB for a submission queue (page aligned), or null when it is full or absent. */
+  #cmbSq(size: number): DmaBuffer | null {
+    const c = this.#cmb;
+    if (!c) return null;
+    const len = Math.ceil(size / this.#pageSize) * this.#pageSize;
+    if (c.next + len > c.bytes.byteLength) return null;
+    const b = dmaBuffer(c.bytes.subarray(c.next, c.next + len), c.bus + c.next, len);
+    c.next += len;
+    this.#cmbBufs.add(b);
+    return b;
   }
 
   /** Whether IO queues ring shadow doorbells (the controller accepted Doorbell Buffer Config). */
@@ -576,6 +662,7 @@ export class PcieOps implements TransportOps {
     const depth = Math.max(2, Math.min(this.#opts.ioQueueDepth, cap.mqes, 65536));
     // Before the ring is made: it writes shadow doorbells only when the controller took the buffers.
     await this.#ensureDbbuf();
+    this.#setupCmb();
     const qp = this.#makePair(qid, depth, prpPagesFor(host.maxTransferBytes, this.#pageSize), this.#opts.ioTimeoutMs);
     const [sq, cq] = this.#rings.get(qid)!;
     await this.createRemoteQueue(qid, depth, sq, cq);
@@ -594,7 +681,15 @@ export class PcieOps implements TransportOps {
     const iv = host.ioVector(qid);
     await host.adminCommand(createIoCqCmd(qid, depth, iv >= 0, Math.max(iv, 0)), cq.iova, 0, undefined, opts);
     try {
-      await host.adminCommand(createIoSqCmd(qid, depth, qid), sq.iova, 0, undefined, opts);
+      const c = createIoSqCmd(qid, depth, qid);
+      if (this.#cmbBufs.has(sq)) {
+        // In the CMB: a bus address, not host DMA memory the controller object knows; PRP1 carries it as is.
+        c[6] = sq.iova >>> 0;
+        c[7] = Math.floor(sq.iova / 0x1_0000_0000) >>> 0;
+        await host.adminCommand(c, 0, 0, undefined, opts);
+      } else {
+        await host.adminCommand(c, sq.iova, 0, undefined, opts);
+      }
     } catch (e) {
       await host.adminCommand(deleteIoCqCmd(qid), 0, 0, 5000, opts).catch(() => {});
       throw e;
@@ -731,7 +826,7 @@ export class PcieOps implements TransportOps {
   /** Rings (and PRP pages) in the controller's memory and a pair over them; the device does not know them yet. */
   #makePair(qid: number, depth: number, prpPages: number, timeoutMs: number): QueuePair {
     const host = this.#host!;
-    const sq = host.allocDma(depth * SQE_SIZE);
+    const sq = (qid > 0 ? this.#cmbSq(depth * SQE_SIZE) : null) ?? host.allocDma(depth * SQE_SIZE);
     const cq = host.allocDma(depth * CQE_SIZE);
     const prp = prpPages > 0 ? host.allocDma((depth - 1) * prpPages * this.#pageSize) : null;
     this.#rings.set(qid, [sq, cq]);

@@ -54,6 +54,11 @@ export interface SimOptions {
   sgl?: boolean;
   /** Offer Doorbell Buffer Config (OACS bit 8) and honour shadow doorbells on IO queues (default true). */
   shadowDoorbells?: boolean;
+  /**
+   * Controller memory buffer of this many bytes in BAR2 (multiple of 4 KiB; default 0: none), set
+   * up through CMBMSC as NVMe 1.4 has it, holding submission queues only (CMBSZ.SQS).
+   */
+  cmbBytes?: number;
   /** Volatile write cache present (default true). */
   vwc?: boolean;
   /** Serial number (default "SIM" + a counter). */
@@ -72,6 +77,11 @@ export interface SimOptions {
 }
 
 /** Defaults of {@link SimOptions} (namespaces aside). */
+/** The BAR holding the software controller's CMB (CMBLOC.BIR). */
+export const SIM_CMB_BAR = 2;
+/** Bus address of the software controller's CMB BAR (below host memory's IOVAs, so the two never meet). */
+export const SIM_CMB_BUS = 0x8000_0000;
+
 export const SIM_DEFAULTS = {
   memoryBytes: 64 * 1024 * 1024,
   iovaBase: 0x1_0000_0000,

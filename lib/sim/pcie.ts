@@ -14,10 +14,11 @@ import { AdminOpc, CSTS, Reg, STATUS_DNR } from "../nvme/spec.ts";
 import { IrqLayout } from "../irq/waiter.ts";
 import { ControllerModel, type DataPort, isRw, PENDING } from "./engine.ts";
 import { walkSgl } from "./sgl.ts";
+import { SimCmb } from "./cmb.ts";
 import { SimDbbuf } from "./dbbuf.ts";
 import { IdCtrlOffset } from "../nvme/identify.ts";
 import { Cns } from "../nvme/spec.ts";
-import { SglsBit, SglsSupport } from "../nvme/sgl.ts";
+import { SglsBit, SglStatus, SglsSupport } from "../nvme/sgl.ts";
 import { Ctl, type FaultRule, type HeldCommand, SIM_DEFAULTS, type SimOptions, type SimState, SimStatus as S } from "./options.ts";
 
 /** Everything the worker needs to build the device. */
@@ -32,12 +33,16 @@ export interface SimInit {
   ctl: SharedArrayBuffer;
   /** IOMMU page table: one byte per host page, 1 while the host has it mapped for DMA. */
   iommu?: SharedArrayBuffer;
+  /** Controller memory buffer (BAR2), when SimOptions.cmbBytes asked for one. */
+  cmb?: SharedArrayBuffer;
   /** Serial number to report. */
   serial: string;
 }
 
 interface Sq {
   qid: number;
+  /** Memory the ring is in: host memory, or the CMB. */
+  mem: Uint32Array;
   base: number;
   size: number;
   cqid: number;
@@ -186,6 +191,7 @@ export class SimDevice {
   readonly #port: PrpPort;
   readonly #dbbuf: SimDbbuf;
   readonly #dbbufOffered: boolean;
+  readonly #cmb: SimCmb | null;
   #cc = 0;
   #dw0 = 0;
   readonly #sqs = new Map<number, Sq>();
@@ -214,6 +220,7 @@ export class SimDevice {
     this.#port = new PrpPort(this, new Uint8Array(init.host), new DataView(init.host));
     this.#port.sgls = o.sgl === false ? 0 : SglsSupport.ANY_ALIGNMENT | SglsBit.BIT_BUCKET;
     this.#dbbuf = new SimDbbuf(this.host32);
+    this.#cmb = init.cmb ? new SimCmb(init.cmb, this.#regs) : null;
     const dbbuf = this.#dbbufOffered = o.shadowDoorbells !== false;
     const { irq: _irq, memoryBytes: _m, iovaBase: _i, latencyMs: _l, sgl: _s, shadowDoorbells: _d, ...modelOpts } = o;
     this.model = new ControllerModel({ ...modelOpts, serial: init.serial }, {
@@ -235,7 +242,7 @@ export class SimDevice {
     // CAP: MQES, CQR=1, AMS=0, TO (500 ms units), DSTRD=0, NSSRS=0, CSS=NVM, MPSMIN=MPSMAX=0 (4 KiB).
     const to = Math.max(1, Math.ceil((this.model.options.readyDelayMs + 500) / 500));
     this.#regs[Reg.CAP / 4] = ((this.#maxQueueEntries - 1) & 0xffff) | (1 << 16) | ((to & 0xff) << 24);
-    this.#regs[Reg.CAP / 4 + 1] = (1 << 5) >>> 0;
+    this.#regs[Reg.CAP / 4 + 1] = ((1 << 5) | (this.#cmb ? SimCmb.CAP_HI_CMBS : 0)) >>> 0;
     Atomics.store(this.#regs, Reg.VS / 4, 0x00010400);
   }
 
@@ -256,6 +263,7 @@ export class SimDevice {
       m.setCc(cc);
       did = true;
     }
+    this.#cmb?.step();
     const now = performance.now();
     did = m.tick(now) || did;
     if (!m.enabled || m.failed || !m.ready) return did;
@@ -291,7 +299,7 @@ export class SimDevice {
     const sqOff = this.off(asq, asqs * 64), cqOff = this.off(acq, acqs * 16);
     if (asqs < 2 || acqs < 2 || sqOff < 0 || cqOff < 0 || asq % PAGE || acq % PAGE) return false;
     this.#cqs.set(0, { qid: 0, base: cqOff, size: acqs, tail: 0, phase: 1, sqs: 1, backlog: [], iv: 0 });
-    this.#sqs.set(0, { qid: 0, base: sqOff, size: asqs, cqid: 0, head: 0 });
+    this.#sqs.set(0, { qid: 0, mem: this.host32, base: sqOff, size: asqs, cqid: 0, head: 0 });
     this.#sqOrder = [this.#sqs.get(0)!];
     return true;
   }
@@ -331,7 +339,7 @@ export class SimDevice {
 
   #fetch(sq: Sq): void {
     const at = (sq.base >>> 2) + sq.head * 16;
-    const cmd = this.host32.slice(at, at + 16);
+    const cmd = sq.mem.slice(at, at + 16);
     if (++sq.head === sq.size) sq.head = 0;
     const opc = cmd[0] & 0xff, cid = cmd[0] >>> 16;
     Atomics.add(this.#ctl, Ctl.COUNTS + sq.qid * 256 + opc, 1);
@@ -541,6 +549,9 @@ export class SimDevice {
     if (((this.#cc >>> 20) & 0xf) !== 4) return S.INVALID_FIELD;
     const prp1 = cmd[6] + cmd[7] * TWO32;
     if (prp1 % this.#port.pageSize) return S.PRP_OFFSET_INVALID;
+    // CMBSZ offers SQs only: a CQ there is an invalid use of the CMB.
+    this.#cmb?.step();
+    if (this.#cmb?.contains(prp1, size * 16)) return SglStatus.INVALID_CMB_USE;
     const base = this.off(prp1, size * 16);
     if (base < 0) return S.DATA_TRANSFER_ERROR;
     Atomics.store(this.#db, 2 * qid + 1, 0);
@@ -561,10 +572,13 @@ export class SimDevice {
     if (((this.#cc >>> 16) & 0xf) !== 6) return S.INVALID_FIELD;
     const prp1 = cmd[6] + cmd[7] * TWO32;
     if (prp1 % this.#port.pageSize) return S.PRP_OFFSET_INVALID;
-    const base = this.off(prp1, size * 64);
+    this.#cmb?.step(); // CMBMSC may have been written just before this command
+    const inCmb = this.#cmb?.offset(prp1, size * 64) ?? -1;
+    if (inCmb === -2) return SglStatus.INVALID_CMB_USE; // starts in the CMB, runs past its end
+    const base = inCmb >= 0 ? inCmb : this.off(prp1, size * 64);
     if (base < 0) return S.DATA_TRANSFER_ERROR;
     Atomics.store(this.#db, 2 * qid, 0);
-    const sq = { qid, base, size, cqid, head: 0 };
+    const sq = { qid, mem: inCmb >= 0 ? this.#cmb!.u32 : this.host32, base, size, cqid, head: 0 };
     this.#sqs.set(qid, sq);
     this.#sqOrder.push(sq);
     cq.sqs++;
