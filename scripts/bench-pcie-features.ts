@@ -1,6 +1,6 @@
 /**
  * PCIe features measured with and without: SGLs against PRPs, shadow doorbells
- * on and off, on one device (a PCI address bound to vfio-pci, or `sim:`). Each
+ * on and off, SQs in the CMB or not, on one device (a PCI address bound to vfio-pci, or `sim:`). Each
  * case opens the device with those choices, runs random reads at a queue depth
  * for a while, and prints IOPS, MMIO SQ doorbell writes per flush and the
  * ratio to the first case. Figures are indicative (the machine may be busy);
@@ -14,6 +14,8 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { NVMeDev } from "../lib/dev.ts";
 import type { PcieOptions, PcieRing } from "../lib/nvme/pcie.ts";
+import { Reg } from "../lib/nvme/spec.ts";
+import type { Transport } from "../lib/nvme/transport.ts";
 
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
@@ -30,10 +32,11 @@ const MS = Number(values.ms), QD = Number(values.qd), BS = Number(values.bs);
 const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
 
 const CASES: { name: string; pcie: PcieOptions }[] = [
-  { name: "prp, mmio doorbells", pcie: { dataPointer: "prp", shadowDoorbells: false } },
-  { name: "sgl, mmio doorbells", pcie: { dataPointer: "sgl", shadowDoorbells: false } },
-  { name: "prp, shadow doorbells", pcie: { dataPointer: "prp" } },
-  { name: "sgl, shadow doorbells", pcie: { dataPointer: "sgl" } },
+  { name: "prp, mmio doorbells", pcie: { dataPointer: "prp", shadowDoorbells: false, cmbQueues: false } },
+  { name: "sgl, mmio doorbells", pcie: { dataPointer: "sgl", shadowDoorbells: false, cmbQueues: false } },
+  { name: "prp, shadow doorbells", pcie: { dataPointer: "prp", cmbQueues: false } },
+  { name: "sgl, shadow doorbells", pcie: { dataPointer: "sgl", cmbQueues: false } },
+  { name: "sgl, shadow, CMB SQs", pcie: { dataPointer: "sgl" } },
 ];
 
 interface Row {
@@ -43,6 +46,7 @@ interface Row {
   mmio: number;
   sgl: boolean;
   shadow: boolean;
+  cmb: boolean;
 }
 
 async function run(pcie: PcieOptions, name: string): Promise<Row> {
@@ -52,6 +56,8 @@ async function run(pcie: PcieOptions, name: string): Promise<Row> {
     const per = BS / ns.blockSize, span = Math.max(1, Math.floor(Math.min(ns.blockCount, 1 << 20) / per) - 1);
     const bufs = Array.from({ length: QD }, () => dev.allocBuffer(BS));
     const ring = dev.controller.io[0].queueRing as PcieRing;
+    const t = dev.controller.transport as Transport;
+    const cmb = typeof t.readReg32 === "function" && (t.readReg32(Reg.CMBMSC) & 2) !== 0;
     const f0 = ring.flushes, m0 = ring.mmioDoorbells;
     let done = 0, x = 0x9e3779b9;
     const end = performance.now() + MS;
@@ -67,7 +73,7 @@ async function run(pcie: PcieOptions, name: string): Promise<Row> {
     };
     await Promise.all(bufs.map((_, i) => worker(i)));
     const secs = (performance.now() - t0) / 1000;
-    return { case: name, iops: done / secs, flushes: ring.flushes - f0, mmio: ring.mmioDoorbells - m0, sgl: ring.sgl, shadow: ring.shadowDoorbells };
+    return { case: name, iops: done / secs, flushes: ring.flushes - f0, mmio: ring.mmioDoorbells - m0, sgl: ring.sgl, shadow: ring.shadowDoorbells, cmb };
   } finally {
     await dev.close();
   }
@@ -91,7 +97,7 @@ if (values.json) {
     const perFlush = r.flushes ? (r.mmio / r.flushes).toFixed(2) : "-";
     console.log(
       `${r.case.padEnd(24)} ${r.iops.toFixed(0).padStart(8)} IOPS  x${ratio}  MMIO doorbells/flush ${perFlush}` +
-        `  (sgl ${r.sgl}, shadow ${r.shadow})`,
+        `  (sgl ${r.sgl}, shadow ${r.shadow}, cmb ${r.cmb})`,
     );
   }
 }

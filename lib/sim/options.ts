@@ -164,6 +164,9 @@ export function parseSimSpec(spec: string): SimOptions {
       case "latency": o.latencyMs = parseNum(v, "latency"); break;
       case "ready": o.readyDelayMs = parseNum(v, "ready delay"); break;
       case "vwc": o.vwc = v !== "0"; break;
+      case "sgl": o.sgl = v !== "0"; break;
+      case "dbbuf": o.shadowDoorbells = v !== "0"; break;
+      case "cmb": o.cmbBytes = parseSize(v, "cmb size"); break;
       default:
         throw new InvalidArgumentError(`sim: unknown option ${JSON.stringify(k)}`);
     }
