@@ -543,7 +543,8 @@ export class PcieOps implements TransportOps {
     // As Linux does: with CAP.CSS "IO command sets", enable all of them (zoned too), not only NVM.
     t.writeReg32(Reg.CC, ccValue(this.#pageSize, 6, 4, cap.css & CAP_CSS_IOCS ? CC_CSS_ALL : 0));
     await this.#waitReady(true);
-    if (this.#cmb) this.#writeCmbmsc(this.#cmb.cmbmsc);
+    // A CMB set up through CMBMSC is set up again (a function reset clears it); a legacy one needs nothing.
+    if (this.#cmb && this.#cmb.cmbmsc !== 0) this.#writeCmbmsc(this.#cmb.cmbmsc);
     // A reset forgets the doorbell buffers: zero them (queues restart from 0) and configure them again.
     if (this.#dbbuf && this.#dbbufSent) {
       this.#dbbufSent = false;
