@@ -130,3 +130,12 @@ export {
   validatePcieOptions,
 } from "./lib/nvme/pcie.ts";
 export * from "./lib/nvme/sgl.ts";
+export type { PciBar } from "./lib/nvme/transport.ts";
+export {
+  CAP_CMBS,
+  type CmbInfo,
+  Cmbmsc,
+  CmbszBit,
+  decodeCmb,
+} from "./lib/nvme/pcie.ts";
+export * from "./lib/nvme/virt.ts";

@@ -24,3 +24,4 @@ export * from "./manage.ts";
 export { NotSupportedError } from "./support.ts";
 export * from "./passthru.ts";
 export * from "./regs.ts";
+export * from "./virt.ts";

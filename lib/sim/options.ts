@@ -59,6 +59,11 @@ export interface SimOptions {
    * up through CMBMSC as NVMe 1.4 has it, holding submission queues only (CMBSZ.SQS).
    */
   cmbBytes?: number;
+  /**
+   * SR-IOV: a primary controller with this many secondary controllers (VFs) and flexible queue and
+   * interrupt resources, managed through Virtualization Management (default 0: none; lib/sim/virt.ts).
+   */
+  sriovVfs?: number;
   /** Volatile write cache present (default true). */
   vwc?: boolean;
   /** Serial number (default "SIM" + a counter). */
@@ -167,6 +172,7 @@ export function parseSimSpec(spec: string): SimOptions {
       case "sgl": o.sgl = v !== "0"; break;
       case "dbbuf": o.shadowDoorbells = v !== "0"; break;
       case "cmb": o.cmbBytes = parseSize(v, "cmb size"); break;
+      case "sriov": o.sriovVfs = parseNum(v, "sriov VFs"); break;
       default:
         throw new InvalidArgumentError(`sim: unknown option ${JSON.stringify(k)}`);
     }

@@ -15,6 +15,8 @@ import { IrqLayout } from "../irq/waiter.ts";
 import { ControllerModel, type DataPort, isRw, PENDING } from "./engine.ts";
 import { walkSgl } from "./sgl.ts";
 import { SimCmb } from "./cmb.ts";
+import { SimVirt } from "./virt.ts";
+import { VirtCns } from "../nvme/virt.ts";
 import { SimDbbuf } from "./dbbuf.ts";
 import { IdCtrlOffset } from "../nvme/identify.ts";
 import { Cns } from "../nvme/spec.ts";
@@ -192,6 +194,7 @@ export class SimDevice {
   readonly #dbbuf: SimDbbuf;
   readonly #dbbufOffered: boolean;
   readonly #cmb: SimCmb | null;
+  readonly #virt: SimVirt | null;
   #cc = 0;
   #dw0 = 0;
   readonly #sqs = new Map<number, Sq>();
@@ -221,8 +224,9 @@ export class SimDevice {
     this.#port.sgls = o.sgl === false ? 0 : SglsSupport.ANY_ALIGNMENT | SglsBit.BIT_BUCKET;
     this.#dbbuf = new SimDbbuf(this.host32);
     this.#cmb = init.cmb ? new SimCmb(init.cmb, this.#regs) : null;
+    this.#virt = o.sriovVfs ? new SimVirt(1, o.sriovVfs) : null;
     const dbbuf = this.#dbbufOffered = o.shadowDoorbells !== false;
-    const { irq: _irq, memoryBytes: _m, iovaBase: _i, latencyMs: _l, sgl: _s, shadowDoorbells: _d, ...modelOpts } = o;
+    const { irq: _irq, memoryBytes: _m, iovaBase: _i, latencyMs: _l, sgl: _s, shadowDoorbells: _d, cmbBytes: _c, sriovVfs: _v, ...modelOpts } = o;
     this.model = new ControllerModel({ ...modelOpts, serial: init.serial }, {
       complete: (qid, cid, sf, dw0) => {
         const sq = this.#sqs.get(qid);
@@ -237,6 +241,7 @@ export class SimDevice {
         const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
         dv.setUint32(IdCtrlOffset.SGLS, this.#port.sgls, true);
         if (dbbuf) dv.setUint16(IdCtrlOffset.OACS, dv.getUint16(IdCtrlOffset.OACS, true) | 0x100, true);
+        if (this.#virt) dv.setUint16(IdCtrlOffset.OACS, dv.getUint16(IdCtrlOffset.OACS, true) | 0x80, true);
       },
     });
     // CAP: MQES, CQR=1, AMS=0, TO (500 ms units), DSTRD=0, NSSRS=0, CSS=NVM, MPSMIN=MPSMAX=0 (4 KiB).
@@ -380,6 +385,13 @@ export class SimDevice {
   /** Queue commands are the front end's; everything else is the model's. Sets #dw0. */
   #run(sq: Sq, cmd: Uint32Array): number {
     this.#port.admin = sq.qid === 0;
+    if (sq.qid === 0 && this.#virt) {
+      const st = this.#virtCommand(this.#virt, cmd);
+      if (st >= 0) {
+        if (st & 0x7ff) this.model.logError(0, cmd[0] >>> 16, st, cmd);
+        return st;
+      }
+    }
     if (sq.qid === 0) {
       const st = this.#queueCommand(cmd);
       if (st >= 0) {
@@ -511,6 +523,31 @@ export class SimDevice {
   }
 
   // ---- Create/Delete IO queues -------------------------------------------------------------
+
+  /** SR-IOV admin commands (Identify CNS 14h/15h, Virtualization Management): status, or -1 when not one. Sets #dw0. */
+  #virtCommand(v: SimVirt, cmd: Uint32Array): number {
+    const opc = cmd[0] & 0xff;
+    this.#dw0 = 0;
+    if (opc === AdminOpc.VIRTUALIZATION_MGMT) {
+      const out = [0];
+      const st = v.manage(cmd[10], cmd[11], out);
+      this.#dw0 = out[0];
+      return st ? st | STATUS_DNR : 0;
+    }
+    const cns = cmd[10] & 0xff;
+    if (opc !== AdminOpc.IDENTIFY || (cns !== VirtCns.PRIMARY_CTRL_CAPS && cns !== VirtCns.SECONDARY_CTRL_LIST)) return -1;
+    const d = new Uint8Array(4096);
+    if (cns === VirtCns.PRIMARY_CTRL_CAPS) v.primaryCaps(d);
+    else v.secondaryList(d, cmd[10] >>> 16);
+    const st = this.#port.map(cmd, 4096);
+    if (st) return st | STATUS_DNR;
+    for (let i = 0, p = 0; i < this.#port.count; i++) {
+      const seg = this.#port.segment(i);
+      seg.set(d.subarray(p, p + seg.length));
+      p += seg.length;
+    }
+    return 0;
+  }
 
   /** A queue command's status field, or -1 for commands that are not queue commands. */
   #queueCommand(cmd: Uint32Array): number {
