@@ -53,6 +53,7 @@ import { readRegisterBlock, readRegisters } from "../admin/regs.ts";
 import { ioPassthru } from "../io/passthru.ts";
 import { NVMeDev, type OpenOptions } from "../dev.ts";
 import { traceCommands } from "./verbose.ts";
+import { virtCommands } from "./virt.ts";
 import { InvalidArgumentError, NvmeError, NvmeStatusError } from "../nvme/errors.ts";
 import { encodeStatus, IoOpc, LogId } from "../nvme/spec.ts";
 import { listNvmeControllers } from "../vfio/sysfs.ts";
@@ -1195,6 +1196,7 @@ const commands: Record<string, Command> = {
     run: ([device], values) => io("write", device, values),
   },
   ...fabricsCommands,
+  ...virtCommands(withDev),
 };
 
 /** Fabrics options every device command takes for a tcp:// device (long only: nvme-cli has none there). */

@@ -29,3 +29,26 @@ test("cli: --sgl, --prp and --no-dbbuf open the device with those choices; --sgl
   const help = await run(["--help"]);
   assert.match(help.out, /--sgl or --prp/);
 });
+
+test("cli: primary-ctrl-caps, list-secondary and virt-mgmt on the software controller's SR-IOV model", async () => {
+  const caps = await run(["primary-ctrl-caps", "sim:sriov=2", "-o", "json"]);
+  assert.equal(caps.code, 0, caps.err);
+  const c = JSON.parse(caps.out);
+  assert.equal(c.cntlid, 1);
+  assert.equal(c.vqfrt, 16);
+  const text = await run(["primary-ctrl-caps", "sim:sriov=2"]);
+  assert.match(text.out, /^vqfrsm\s+: 4$/m);
+  const list = await run(["list-secondary", "sim:sriov=2", "-o", "json"]);
+  assert.equal(list.code, 0, list.err);
+  assert.deepEqual(JSON.parse(list.out)["secondary-controllers"].map((s: { scid: number }) => s.scid), [2, 3]);
+  const one = await run(["list-secondary", "sim:sriov=2", "-c", "3"]);
+  assert.match(one.out, /NUMID .*: 1/);
+  assert.match(one.out, /SCID .*: 0x3/);
+  const vm = await run(["virt-mgmt", "sim:sriov=2", "-c", "2", "-a", "8", "-r", "0", "-n", "3"]);
+  assert.equal(vm.code, 0, vm.err);
+  assert.equal(vm.out, "success, Number of Controller Resources Modified (NRM):0x3\n");
+  const bad = await run(["virt-mgmt", "sim:sriov=2", "-c", "2", "-a", "9"]);
+  assert.equal(bad.code, 1, "online without resources: the controller refuses");
+  assert.match(bad.err, /Invalid Secondary Controller State/);
+  assert.equal((await run(["virt-mgmt", "sim:sriov=2", "-a", "8"])).code, 2, "--cntlid is required");
+});
