@@ -132,3 +132,21 @@ export {
   type NvmeController,
   type PciInfo,
 } from "./lib/vfio/sysfs.ts";
+export {
+  dbbufConfigCmd,
+  dbbufNeedEvent,
+  OACS_DBBUF,
+  type PcieOptions,
+  type ShadowDoorbells,
+  validatePcieOptions,
+} from "./lib/nvme/pcie.ts";
+export * from "./lib/nvme/sgl.ts";
+export type { PciBar } from "./lib/nvme/transport.ts";
+export {
+  CAP_CMBS,
+  type CmbInfo,
+  Cmbmsc,
+  CmbszBit,
+  decodeCmb,
+} from "./lib/nvme/pcie.ts";
+export * from "./lib/nvme/virt.ts";

@@ -456,7 +456,11 @@ feature_devices() { # name: append that feature's -device/-drive arguments to qe
           -device "nvme-ns,drive=pins$n,bus=nvmepi,nsid=$n,logical_block_size=$(cut -d: -f2 <<<"$spec"),physical_block_size=$(cut -d: -f2 <<<"$spec"),${spec#*:*:}")
       done ;;
     cmb)
-      die "feature cmb: not built yet" ;;
+      # A 16 MiB controller memory buffer (BAR2, CMBMSC as NVMe 1.4 has it: QEMU offers SQs in it).
+      [[ -f $DISKS/cmb.raw ]] || truncate -s 16M "$DISKS/cmb.raw"
+      qemu+=(-device "nvme,id=nvmecmb,serial=TSNVMECMB1,bus=pcie.0,addr=0x13,cmb_size_mb=16"
+        -drive "file=$(qp "$DISKS/cmb.raw"),if=none,id=cmbns1,format=raw,discard=unmap"
+        -device "nvme-ns,drive=cmbns1,bus=nvmecmb,nsid=1,logical_block_size=512,physical_block_size=512") ;;
     sriov)
       die "feature sriov: not built yet" ;;
     *) die "unknown --feature '$1' (known: zns fdp pi cmb sriov)" ;;

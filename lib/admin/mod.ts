@@ -25,3 +25,4 @@ export { NotSupportedError } from "./support.ts";
 export * from "./passthru.ts";
 export * from "./regs.ts";
 export * from "./fdp.ts";
+export * from "./virt.ts";

@@ -53,6 +53,7 @@ import { readRegisterBlock, readRegisters } from "../admin/regs.ts";
 import { ioPassthru } from "../io/passthru.ts";
 import { NVMeDev, type OpenOptions } from "../dev.ts";
 import { traceCommands } from "./verbose.ts";
+import { virtCommands } from "./virt.ts";
 import { InvalidArgumentError, NvmeError, NvmeStatusError } from "../nvme/errors.ts";
 import { Cns, encodeStatus, IoOpc, LogId } from "../nvme/spec.ts";
 import { listNvmeControllers } from "../vfio/sysfs.ts";
@@ -88,9 +89,11 @@ function progress(text: string | null): void {
 let verbose = false;
 /** Set from the fabrics options of the subcommand being run: how a tcp:// device is connected. */
 let fabricOpen: OpenOptions = {};
+/** Set from `--sgl`/`--prp`/`--no-dbbuf` of the subcommand being run: how a PCIe device's IO queues move data. */
+let pcieOpen: OpenOptions = {};
 
 async function withDev<T>(device: string, f: (dev: NVMeDev) => Promise<T>): Promise<T> {
-  const dev = await NVMeDev.open(device, isTcpTarget(device) ? fabricOpen : {});
+  const dev = await NVMeDev.open(device, isTcpTarget(device) ? fabricOpen : pcieOpen);
   const untrace = verbose ? traceCommands(dev.controller) : null;
   try {
     return await f(dev);
@@ -1266,6 +1269,7 @@ const commands: Record<string, Command> = {
     run: ([device], values) => io("write", device, values),
   },
   ...fabricsCommands,
+  ...virtCommands(withDev),
 };
 
 // nvme-cli's zns and fdp plugins, as "zns <name>" and "fdp <name>" (lib/cli/groups.ts dispatches them).
@@ -1279,6 +1283,13 @@ const deviceFabricsOptions: Options = {
   "data-digest": { type: "boolean" },
 };
 
+/** PCIe data pointer and doorbell choices (long only: nvme-cli has none; the kernel decides there). */
+const devicePcieOptions: Options = {
+  sgl: { type: "boolean" },
+  prp: { type: "boolean" },
+  "no-dbbuf": { type: "boolean" },
+};
+
 // Every command that opens a device takes --verbose (print each command it sends) and, for
 // tcp:// devices, the host identity and digests.
 for (const c of Object.values(commands)) {
@@ -1286,7 +1297,7 @@ for (const c of Object.values(commands)) {
   const taken = new Set(Object.values(c.options).map((o) => o.short));
   // A command with its own --verbose (zns report-zones: verbose output) keeps it; the others trace commands with it.
   const ownVerbose = "verbose" in c.options;
-  c.options = { ...c.options, ...deviceFabricsOptions, verbose: c.options.verbose ?? { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
+  c.options = { ...c.options, ...deviceFabricsOptions, ...devicePcieOptions, verbose: c.options.verbose ?? { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
   const run = c.run;
   c.run = async (pos, values) => {
     verbose = !!values.verbose && !ownVerbose;
@@ -1298,11 +1309,15 @@ for (const c of Object.values(commands)) {
       const h = fabricsHost(values);
       fabricOpen = { hostnqn: h.hostnqn, hostid: h.hostidText, digests: h.digests };
     }
+    if (values.sgl && values.prp) throw new UsageError("--sgl and --prp exclude each other");
+    const dataPointer = values.sgl ? "sgl" as const : values.prp ? "prp" as const : undefined;
+    pcieOpen = { pcie: { ...(dataPointer ? { dataPointer } : {}), ...(values["no-dbbuf"] ? { shadowDoorbells: false } : {}) } };
     try {
       return await run(pos, values);
     } finally {
       verbose = false;
       fabricOpen = {};
+      pcieOpen = {};
     }
   };
 }
@@ -1312,7 +1327,8 @@ const cli: Cli = {
   prog: "nvme.ts",
   commands,
   header: "<device> is a PCI address (0000:01:00.0), sim: (the software controller) or tcp://HOST[:PORT]/SUBNQN " +
-    "(NVMe/TCP; see discover, connect-all).\n\nThe following are all implemented sub-commands:",
+    "(NVMe/TCP; see discover, connect-all). On PCIe every device command takes --sgl or --prp (how IO data is\n" +
+    "described; default SGLs when offered) and --no-dbbuf (no shadow doorbells).\n\nThe following are all implemented sub-commands:",
   onError(name, e) {
     if (e instanceof NvmeStatusError) {
       process.stderr.write(nvmeCliStatusLine(encodeStatus(e.status)) + "\n");

@@ -32,7 +32,7 @@ import {
 } from "./identify.ts";
 import { adminTransfer } from "./transfer.ts";
 import { CtrlrState, type CtrlrStateName, type OpsHost, type ReservedQueue, type TransportOps } from "./ops.ts";
-import { PcieOps, type SharedPcieRing } from "./pcie.ts";
+import { PcieOps, type PcieOptions, type SharedPcieRing, validatePcieOptions } from "./pcie.ts";
 import type { QueuePair, SubmitOptions } from "./queue.ts";
 import { type Cap, decodeVersion, Reg } from "./spec.ts";
 import { type DmaBuffer, detachView, type FabricTransport, isFabric, type Transport } from "./transport.ts";
@@ -78,6 +78,8 @@ export interface ControllerOptions {
    * (default 600 000, Linux's ctrl_loss_tmo); every queue then fails.
    */
   ctrlLossTimeoutMs?: number;
+  /** PCIe: SGLs or PRPs, shadow doorbells (see {@link PcieOptions}). */
+  pcie?: PcieOptions;
 }
 
 /**
@@ -116,7 +118,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const HELD: SubmitOptions = { held: true };
 const NOT_HELD: SubmitOptions = {};
 
-const OPTION_RULES: Record<keyof ControllerOptions, { min: number; max: number; integer: boolean }> = {
+const OPTION_RULES: Record<Exclude<keyof ControllerOptions, "pcie">, { min: number; max: number; integer: boolean }> = {
   ioQueues: { min: 1, max: 65535, integer: true },
   ioQueueDepth: { min: 2, max: 65536, integer: true },
   adminQueueDepth: { min: 2, max: 4096, integer: true },
@@ -148,6 +150,7 @@ export function validateControllerOptions(options: unknown): void {
       );
     }
   }
+  validatePcieOptions((options as ControllerOptions).pcie);
 }
 
 
@@ -531,6 +534,7 @@ export class Controller {
       ioInterruptVectors: options.ioInterruptVectors ?? 0,
       reconnectDelayMs: options.reconnectDelayMs ?? 10_000,
       ctrlLossTimeoutMs: options.ctrlLossTimeoutMs ?? 600_000,
+      pcie: options.pcie ?? {},
     };
     const ops: TransportOps = isFabric(t) ? new FabricOps(t, opts) : new PcieOps(t, opts);
     let start;

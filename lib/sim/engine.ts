@@ -223,7 +223,7 @@ export interface FabricsIdentity {
 }
 
 /** How to build a model: the software controller's options minus the PCIe ones, plus identity. */
-export interface ModelOptions extends Omit<SimOptions, "namespaces" | "irq" | "memoryBytes" | "iovaBase" | "latencyMs"> {
+export interface ModelOptions extends Omit<SimOptions, "namespaces" | "irq" | "memoryBytes" | "iovaBase" | "latencyMs" | "sgl" | "shadowDoorbells" | "cmbBytes" | "sriovVfs"> {
   /** Namespaces at start, attached: sizes (memory or file media) or ready media. */
   namespaces?: (SimNamespaceOptions | ModelNamespace)[];
   /** Serial number (required: front ends pick unique ones). */

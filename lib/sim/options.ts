@@ -56,6 +56,20 @@ export interface SimOptions {
   readyDelayMs?: number;
   /** Added latency per IO command in ms (default 0; see also faults.setLatency). */
   latencyMs?: number;
+  /** Accept SGLs for IO data (SGLS: any alignment, bit buckets; default true). PRPs are always accepted. */
+  sgl?: boolean;
+  /** Offer Doorbell Buffer Config (OACS bit 8) and honour shadow doorbells on IO queues (default true). */
+  shadowDoorbells?: boolean;
+  /**
+   * Controller memory buffer of this many bytes in BAR2 (multiple of 4 KiB; default 0: none), set
+   * up through CMBMSC as NVMe 1.4 has it, holding submission queues only (CMBSZ.SQS).
+   */
+  cmbBytes?: number;
+  /**
+   * SR-IOV: a primary controller with this many secondary controllers (VFs) and flexible queue and
+   * interrupt resources, managed through Virtualization Management (default 0: none; lib/sim/virt.ts).
+   */
+  sriovVfs?: number;
   /** Volatile write cache present (default true). */
   vwc?: boolean;
   /** Serial number (default "SIM" + a counter). */
@@ -82,6 +96,11 @@ export interface SimOptions {
 }
 
 /** Defaults of {@link SimOptions} (namespaces aside). */
+/** The BAR holding the software controller's CMB (CMBLOC.BIR). */
+export const SIM_CMB_BAR = 2;
+/** Bus address of the software controller's CMB BAR (below host memory's IOVAs, so the two never meet). */
+export const SIM_CMB_BUS = 0x8000_0000;
+
 export const SIM_DEFAULTS = {
   memoryBytes: 64 * 1024 * 1024,
   iovaBase: 0x1_0000_0000,
@@ -185,6 +204,10 @@ export function parseSimSpec(spec: string): SimOptions {
         break;
       }
       case "pi": o.piFormats = v !== "0"; break;
+      case "sgl": o.sgl = v !== "0"; break;
+      case "dbbuf": o.shadowDoorbells = v !== "0"; break;
+      case "cmb": o.cmbBytes = parseSize(v, "cmb size"); break;
+      case "sriov": o.sriovVfs = parseNum(v, "sriov VFs"); break;
       default:
         throw new InvalidArgumentError(`sim: unknown option ${JSON.stringify(k)}`);
     }

@@ -13,6 +13,14 @@
 import { AdminOpc, CSTS, Reg, STATUS_DNR } from "../nvme/spec.ts";
 import { IrqLayout } from "../irq/waiter.ts";
 import { ControllerModel, type DataPort, isRw, PENDING } from "./engine.ts";
+import { walkSgl } from "./sgl.ts";
+import { SimCmb } from "./cmb.ts";
+import { SimVirt } from "./virt.ts";
+import { VirtCns } from "../nvme/virt.ts";
+import { SimDbbuf } from "./dbbuf.ts";
+import { IdCtrlOffset } from "../nvme/identify.ts";
+import { Cns } from "../nvme/spec.ts";
+import { SglsBit, SglStatus, SglsSupport } from "../nvme/sgl.ts";
 import { Ctl, type FaultRule, type HeldCommand, SIM_DEFAULTS, type SimOptions, type SimState, SimStatus as S } from "./options.ts";
 
 /** Everything the worker needs to build the device. */
@@ -27,12 +35,16 @@ export interface SimInit {
   ctl: SharedArrayBuffer;
   /** IOMMU page table: one byte per host page, 1 while the host has it mapped for DMA. */
   iommu?: SharedArrayBuffer;
+  /** Controller memory buffer (BAR2), when SimOptions.cmbBytes asked for one. */
+  cmb?: SharedArrayBuffer;
   /** Serial number to report. */
   serial: string;
 }
 
 interface Sq {
   qid: number;
+  /** Memory the ring is in: host memory, or the CMB. */
+  mem: Uint32Array;
   base: number;
   size: number;
   cqid: number;
@@ -78,6 +90,13 @@ class PrpPort implements DataPort {
   readonly segs: number[] = [];
   /** Memory page size (CC.MPS). */
   pageSize = PAGE;
+  /** SGLS the controller advertises (0: PRPs only). */
+  sgls = 0;
+  /** The command being mapped came from the admin queue (SGLs are refused there). */
+  admin = false;
+  /** Bytes a bit bucket's reads land in (discarded). */
+  #scratch = new Uint8Array(0);
+  readonly #piece = (iova: number, n: number): boolean => iova < 0 ? this.#bucket(n) : this.#seg(iova, n);
 
   constructor(dev: SimDevice, u8: Uint8Array, dv: DataView) {
     this.#dev = dev;
@@ -91,13 +110,21 @@ class PrpPort implements DataPort {
 
   segment(i: number): Uint8Array {
     const o = this.segs[2 * i];
+    if (o < 0) return this.#scratch.subarray(0, this.segs[2 * i + 1]);
     return this.#u8.subarray(o, o + this.segs[2 * i + 1]);
+  }
+
+  #bucket(n: number): boolean {
+    if (this.#scratch.length < n) this.#scratch = new Uint8Array(n);
+    this.segs.push(-1, n);
+    return true;
   }
 
   map(cmd: Uint32Array, len: number): number {
     const segs = this.segs;
     segs.length = 0;
     if (len === 0) return 0;
+    if (cmd[0] & 0xc000) return walkSgl(this.#dev, cmd, len, this.sgls, this.admin, this.#piece);
     const ps = this.pageSize;
     const prp1 = cmd[6] + cmd[7] * TWO32, prp2 = cmd[8] + cmd[9] * TWO32;
     if (prp1 % 4) return S.PRP_OFFSET_INVALID;
@@ -147,7 +174,7 @@ class PrpPort implements DataPort {
     if (o < 0) return false;
     const s = this.segs;
     const k = s.length;
-    if (k && s[k - 2] + s[k - 1] === o) s[k - 1] += len;
+    if (k && s[k - 2] >= 0 && s[k - 2] + s[k - 1] === o) s[k - 1] += len;
     else s.push(o, len);
     return true;
   }
@@ -163,7 +190,8 @@ export class SimDevice {
   readonly #maxQueueEntries: number;
   /** MSI-X model's wake words (SimOptions.irq), or null. */
   readonly #irq: Int32Array | null;
-  readonly #host32: Uint32Array;
+  /** Host memory as dwords (the SGL walker reads segments through it). */
+  readonly host32: Uint32Array;
   readonly #hostSize: number;
   readonly #base: number;
   readonly #regs: Uint32Array;
@@ -171,6 +199,10 @@ export class SimDevice {
   readonly #ctl: Int32Array;
   readonly #iommu: Uint8Array | null;
   readonly #port: PrpPort;
+  readonly #dbbuf: SimDbbuf;
+  readonly #dbbufOffered: boolean;
+  readonly #cmb: SimCmb | null;
+  readonly #virt: SimVirt | null;
   #cc = 0;
   #dw0 = 0;
   /** DW1 of the completion being posted (Zone Append's LBA, high half); 0 otherwise. */
@@ -190,7 +222,7 @@ export class SimDevice {
     this.#maxQueues = o.maxQueues ?? SIM_DEFAULTS.maxQueues;
     this.#maxQueueEntries = o.maxQueueEntries ?? SIM_DEFAULTS.maxQueueEntries;
     this.#irq = o.irq ? new Int32Array(o.irq) : null;
-    this.#host32 = new Uint32Array(init.host);
+    this.host32 = new Uint32Array(init.host);
     this.#hostSize = init.host.byteLength;
     this.#base = o.iovaBase ?? SIM_DEFAULTS.iovaBase;
     this.#regs = new Uint32Array(init.regs, 0, 0x1000 / 4);
@@ -199,7 +231,12 @@ export class SimDevice {
     this.#iommu = init.iommu ? new Uint8Array(init.iommu) : null;
     this.#latencyMs = o.latencyMs ?? SIM_DEFAULTS.latencyMs;
     this.#port = new PrpPort(this, new Uint8Array(init.host), new DataView(init.host));
-    const { irq: _irq, memoryBytes: _m, iovaBase: _i, latencyMs: _l, ...modelOpts } = o;
+    this.#port.sgls = o.sgl === false ? 0 : SglsSupport.ANY_ALIGNMENT | SglsBit.BIT_BUCKET;
+    this.#dbbuf = new SimDbbuf(this.host32);
+    this.#cmb = init.cmb ? new SimCmb(init.cmb, this.#regs) : null;
+    this.#virt = o.sriovVfs ? new SimVirt(1, o.sriovVfs) : null;
+    const dbbuf = this.#dbbufOffered = o.shadowDoorbells !== false;
+    const { irq: _irq, memoryBytes: _m, iovaBase: _i, latencyMs: _l, sgl: _s, shadowDoorbells: _d, cmbBytes: _c, sriovVfs: _v, ...modelOpts } = o;
     this.model = new ControllerModel({ ...modelOpts, serial: init.serial }, {
       complete: (qid, cid, sf, dw0) => {
         const sq = this.#sqs.get(qid);
@@ -209,11 +246,18 @@ export class SimDevice {
       reset: () => this.#reset(),
       csts: (v) => Atomics.store(this.#regs, Reg.CSTS / 4, v),
       abort: (sqid, cid) => this.#abortHeld(sqid, cid),
+      identify: (cns, _nsid, d) => {
+        if (cns !== Cns.CONTROLLER) return;
+        const dv = new DataView(d.buffer, d.byteOffset, d.byteLength);
+        dv.setUint32(IdCtrlOffset.SGLS, this.#port.sgls, true);
+        if (dbbuf) dv.setUint16(IdCtrlOffset.OACS, dv.getUint16(IdCtrlOffset.OACS, true) | 0x100, true);
+        if (this.#virt) dv.setUint16(IdCtrlOffset.OACS, dv.getUint16(IdCtrlOffset.OACS, true) | 0x80, true);
+      },
     });
     // CAP: MQES, CQR=1, AMS=0, TO (500 ms units), DSTRD=0, NSSRS=0, CSS=NVM, MPSMIN=MPSMAX=0 (4 KiB).
     const to = Math.max(1, Math.ceil((this.model.options.readyDelayMs + 500) / 500));
     this.#regs[Reg.CAP / 4] = ((this.#maxQueueEntries - 1) & 0xffff) | (1 << 16) | ((to & 0xff) << 24);
-    this.#regs[Reg.CAP / 4 + 1] = (1 << 5) >>> 0;
+    this.#regs[Reg.CAP / 4 + 1] = ((1 << 5) | (this.#cmb ? SimCmb.CAP_HI_CMBS : 0)) >>> 0;
     Atomics.store(this.#regs, Reg.VS / 4, 0x00010400);
   }
 
@@ -234,6 +278,7 @@ export class SimDevice {
       m.setCc(cc);
       did = true;
     }
+    this.#cmb?.step();
     const now = performance.now();
     did = m.tick(now) || did;
     if (!m.enabled || m.failed || !m.ready) return did;
@@ -243,14 +288,17 @@ export class SimDevice {
       const sq = this.#sqOrder[i];
       let n = 0;
       while (n < 64 && !m.failed && !this.stopped) {
-        const tail = Atomics.load(this.#db, 2 * sq.qid);
+        const tail = this.#dbbuf.sqTail(sq.qid, Atomics.load(this.#db, 2 * sq.qid));
         if (tail === sq.head || tail >= sq.size) break;
         const cq = this.#cqs.get(sq.cqid);
         if (!cq || cq.backlog.length > cq.size) break;
         this.#fetch(sq);
         n++;
       }
-      if (n) did = true;
+      if (n) {
+        did = true;
+        this.#dbbuf.sqSeen(sq.qid, sq.head);
+      }
       if (this.#sqOrder[i] !== sq) i--; // the queue list changed under us (delete)
     }
     return did;
@@ -266,7 +314,7 @@ export class SimDevice {
     const sqOff = this.off(asq, asqs * 64), cqOff = this.off(acq, acqs * 16);
     if (asqs < 2 || acqs < 2 || sqOff < 0 || cqOff < 0 || asq % PAGE || acq % PAGE) return false;
     this.#cqs.set(0, { qid: 0, base: cqOff, size: acqs, tail: 0, phase: 1, sqs: 1, backlog: [], iv: 0 });
-    this.#sqs.set(0, { qid: 0, base: sqOff, size: asqs, cqid: 0, head: 0 });
+    this.#sqs.set(0, { qid: 0, mem: this.host32, base: sqOff, size: asqs, cqid: 0, head: 0 });
     this.#sqOrder = [this.#sqs.get(0)!];
     return true;
   }
@@ -275,6 +323,7 @@ export class SimDevice {
   #reset(): void {
     // Doorbells are controller registers: a reset returns them to 0, or stale tails would replay old entries.
     for (let i = 0; i < this.#db.length; i++) Atomics.store(this.#db, i, 0);
+    this.#dbbuf.reset();
     this.#sqs.clear();
     this.#cqs.clear();
     this.#sqOrder = [];
@@ -305,7 +354,7 @@ export class SimDevice {
 
   #fetch(sq: Sq): void {
     const at = (sq.base >>> 2) + sq.head * 16;
-    const cmd = this.#host32.slice(at, at + 16);
+    const cmd = sq.mem.slice(at, at + 16);
     if (++sq.head === sq.size) sq.head = 0;
     const opc = cmd[0] & 0xff, cid = cmd[0] >>> 16;
     Atomics.add(this.#ctl, Ctl.COUNTS + sq.qid * 256 + opc, 1);
@@ -345,6 +394,14 @@ export class SimDevice {
 
   /** Queue commands are the front end's; everything else is the model's. Sets #dw0. */
   #run(sq: Sq, cmd: Uint32Array): number {
+    this.#port.admin = sq.qid === 0;
+    if (sq.qid === 0 && this.#virt) {
+      const st = this.#virtCommand(this.#virt, cmd);
+      if (st >= 0) {
+        if (st & 0x7ff) this.model.logError(0, cmd[0] >>> 16, st, cmd);
+        return st;
+      }
+    }
     if (sq.qid === 0) {
       const st = this.#queueCommand(cmd);
       if (st >= 0) {
@@ -395,7 +452,7 @@ export class SimDevice {
   }
 
   #post(cq: Cq, dw0: number, sqhd: number, sqid: number, cid: number, sf: number): void {
-    const head = Atomics.load(this.#db, 2 * cq.qid + 1);
+    const head = this.#dbbuf.cqHead(cq.qid, Atomics.load(this.#db, 2 * cq.qid + 1));
     if (cq.backlog.length || (cq.tail + 1) % cq.size === head) {
       cq.backlog.push([dw0, sqhd, sqid, cid, sf, this.#dw1]);
       return;
@@ -405,7 +462,7 @@ export class SimDevice {
 
   #write(cq: Cq, dw0: number, sqhd: number, sqid: number, cid: number, sf: number, dw1 = this.#dw1): void {
     const b = (cq.base >>> 2) + cq.tail * 4;
-    const c = this.#host32;
+    const c = this.host32;
     c[b] = dw0 >>> 0;
     c[b + 1] = dw1 >>> 0;
     c[b + 2] = ((sqhd & 0xffff) | (sqid << 16)) >>> 0;
@@ -426,7 +483,7 @@ export class SimDevice {
   #flushBacklog(cq: Cq): boolean {
     let did = false;
     while (cq.backlog.length) {
-      const head = Atomics.load(this.#db, 2 * cq.qid + 1);
+      const head = this.#dbbuf.cqHead(cq.qid, Atomics.load(this.#db, 2 * cq.qid + 1));
       if ((cq.tail + 1) % cq.size === head) break;
       const [dw0, sqhd, sqid, cid, sf, dw1] = cq.backlog.shift()!;
       this.#write(cq, dw0, sqhd, sqid, cid, sf, dw1);
@@ -479,6 +536,31 @@ export class SimDevice {
 
   // ---- Create/Delete IO queues -------------------------------------------------------------
 
+  /** SR-IOV admin commands (Identify CNS 14h/15h, Virtualization Management): status, or -1 when not one. Sets #dw0. */
+  #virtCommand(v: SimVirt, cmd: Uint32Array): number {
+    const opc = cmd[0] & 0xff;
+    this.#dw0 = 0;
+    if (opc === AdminOpc.VIRTUALIZATION_MGMT) {
+      const out = [0];
+      const st = v.manage(cmd[10], cmd[11], out);
+      this.#dw0 = out[0];
+      return st ? st | STATUS_DNR : 0;
+    }
+    const cns = cmd[10] & 0xff;
+    if (opc !== AdminOpc.IDENTIFY || (cns !== VirtCns.PRIMARY_CTRL_CAPS && cns !== VirtCns.SECONDARY_CTRL_LIST)) return -1;
+    const d = new Uint8Array(4096);
+    if (cns === VirtCns.PRIMARY_CTRL_CAPS) v.primaryCaps(d);
+    else v.secondaryList(d, cmd[10] >>> 16);
+    const st = this.#port.map(cmd, 4096);
+    if (st) return st | STATUS_DNR;
+    for (let i = 0, p = 0; i < this.#port.count; i++) {
+      const seg = this.#port.segment(i);
+      seg.set(d.subarray(p, p + seg.length));
+      p += seg.length;
+    }
+    return 0;
+  }
+
   /** A queue command's status field, or -1 for commands that are not queue commands. */
   #queueCommand(cmd: Uint32Array): number {
     const opc = cmd[0] & 0xff;
@@ -496,6 +578,10 @@ export class SimDevice {
       case AdminOpc.DELETE_IO_CQ:
         st = this.#deleteCq(cmd);
         break;
+      case AdminOpc.DOORBELL_BUFFER_CONFIG:
+        if (!this.#dbbufOffered) return -1;
+        st = this.#dbbuf.config(cmd, this.#port.pageSize, this.#db.byteLength, (iova, len) => this.off(iova, len));
+        break;
       default:
         return -1;
     }
@@ -512,6 +598,9 @@ export class SimDevice {
     if (((this.#cc >>> 20) & 0xf) !== 4) return S.INVALID_FIELD;
     const prp1 = cmd[6] + cmd[7] * TWO32;
     if (prp1 % this.#port.pageSize) return S.PRP_OFFSET_INVALID;
+    // CMBSZ offers SQs only: a CQ there is an invalid use of the CMB.
+    this.#cmb?.step();
+    if (this.#cmb?.contains(prp1, size * 16)) return SglStatus.INVALID_CMB_USE;
     const base = this.off(prp1, size * 16);
     if (base < 0) return S.DATA_TRANSFER_ERROR;
     Atomics.store(this.#db, 2 * qid + 1, 0);
@@ -532,10 +621,13 @@ export class SimDevice {
     if (((this.#cc >>> 16) & 0xf) !== 6) return S.INVALID_FIELD;
     const prp1 = cmd[6] + cmd[7] * TWO32;
     if (prp1 % this.#port.pageSize) return S.PRP_OFFSET_INVALID;
-    const base = this.off(prp1, size * 64);
+    this.#cmb?.step(); // CMBMSC may have been written just before this command
+    const inCmb = this.#cmb?.offset(prp1, size * 64) ?? -1;
+    if (inCmb === -2) return SglStatus.INVALID_CMB_USE; // starts in the CMB, runs past its end
+    const base = inCmb >= 0 ? inCmb : this.off(prp1, size * 64);
     if (base < 0) return S.DATA_TRANSFER_ERROR;
     Atomics.store(this.#db, 2 * qid, 0);
-    const sq = { qid, base, size, cqid, head: 0 };
+    const sq = { qid, mem: inCmb >= 0 ? this.#cmb!.u32 : this.host32, base, size, cqid, head: 0 };
     this.#sqs.set(qid, sq);
     this.#sqOrder.push(sq);
     cq.sqs++;

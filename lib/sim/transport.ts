@@ -13,18 +13,23 @@ import {
   dmaBuffer,
   detachView,
   type InterruptSource,
+  type PciBar,
   type SharedMemory,
   type Transport,
 } from "../nvme/transport.ts";
 import { IrqLayout } from "../irq/waiter.ts";
 import { PageRuns } from "../nvme/pages.ts";
 import type { SimInit } from "./pcie.ts";
+import { cmbRegisters } from "./cmb.ts";
+import { Reg } from "../nvme/spec.ts";
 import {
   Ctl,
   ctlBytes,
   type FaultRule,
   parseSimSpec,
   regBytes,
+  SIM_CMB_BAR,
+  SIM_CMB_BUS,
   SIM_DEFAULTS,
   type SimOptions,
   type SimState,
@@ -170,6 +175,7 @@ export class SimTransport implements Transport {
     const regs = new SharedArrayBuffer(regBytes(maxQueues));
     const ctl = new SharedArrayBuffer(ctlBytes(maxQueues));
     const iommu = new SharedArrayBuffer(memBytes / PAGE);
+    const cmb = o.cmbBytes ? new SharedArrayBuffer(Math.ceil(o.cmbBytes / PAGE) * PAGE) : undefined;
     const n = ++seq;
     // With FFI, DMA views are foreign ArrayBuffers over the shared memory, so freeing one can
     // detach it as on VFIO; without FFI (Deno lacking --allow-ffi) they are plain shared views.
@@ -182,7 +188,7 @@ export class SimTransport implements Transport {
     // Bun drops messages sent before a module worker's top-level await ends, so it starts worker.ts itself.
     const entry = detectRuntime() === "bun" ? "./worker.ts" : "./worker_entry.js";
     const worker = new Worker(new URL(entry, import.meta.url), { type: "module" });
-    const init: SimInit = { opts: o, host: mem, regs, ctl, iommu, serial: o.serial ?? `SIM${String(n).padStart(8, "0")}` };
+    const init: SimInit = { opts: o, host: mem, regs, ctl, iommu, cmb, serial: o.serial ?? `SIM${String(n).padStart(8, "0")}` };
     const ready = new Promise<void>((res, rej) => {
       worker.onmessage = (e: MessageEvent) => {
         const m = e.data as { type: string; error?: string };
@@ -209,7 +215,17 @@ export class SimTransport implements Transport {
       clearTimeout(timer);
     }
     worker.onerror = null;
-    return new SimTransport(`sim#${n}`, worker, mem, regs, ctl, iommu, o, libc);
+    const t = new SimTransport(`sim#${n}`, worker, mem, regs, ctl, iommu, o, libc);
+    t.#cmb = cmb ?? null;
+    return t;
+  }
+
+  #cmb: SharedArrayBuffer | null = null;
+
+  /** BAR2 is the controller memory buffer when SimOptions.cmbBytes asked for one (at bus address {@link SIM_CMB_BUS}). */
+  mapBar(index: number): PciBar | null {
+    if (index !== SIM_CMB_BAR || this.#cmb === null || this.#closed) return null;
+    return { bytes: new Uint8Array(this.#cmb), busAddress: SIM_CMB_BUS };
   }
 
   #request(op: string, arg?: unknown): Promise<unknown> {
@@ -300,8 +316,13 @@ export class SimTransport implements Transport {
   /** Write a 32-bit register and wake the device. Read-only registers ignore writes. */
   writeReg32(offset: number, value: number): void {
     if (this.#closed || this.removed) return;
-    if (offset < 0x0c || offset === 0x1c) return; // CAP, VS, CSTS
+    if (offset < 0x0c || offset === 0x1c || offset === Reg.CMBLOC || offset === Reg.CMBSZ) return; // read-only
     Atomics.store(this.#regs, offset >>> 2, value >>> 0);
+    if (offset === Reg.CMBMSC && this.#cmb) {
+      const { cmbloc, cmbsz } = cmbRegisters(value, this.#cmb.byteLength);
+      Atomics.store(this.#regs, Reg.CMBLOC >>> 2, cmbloc);
+      Atomics.store(this.#regs, Reg.CMBSZ >>> 2, cmbsz);
+    }
     Atomics.notify(this.#ctl, Ctl.WAKE);
   }
 
