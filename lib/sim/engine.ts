@@ -216,7 +216,7 @@ export interface FabricsIdentity {
 }
 
 /** How to build a model: the software controller's options minus the PCIe ones, plus identity. */
-export interface ModelOptions extends Omit<SimOptions, "namespaces" | "irq" | "memoryBytes" | "iovaBase" | "latencyMs"> {
+export interface ModelOptions extends Omit<SimOptions, "namespaces" | "irq" | "memoryBytes" | "iovaBase" | "latencyMs" | "threads"> {
   /** Namespaces at start, attached: sizes (memory or file media) or ready media. */
   namespaces?: (SimNamespaceOptions | ModelNamespace)[];
   /** Serial number (required: front ends pick unique ones). */
@@ -1588,6 +1588,17 @@ export class ControllerModel {
     this.#smart.unitsWritten += len / 512;
     this.#san.sstat &= ~0x100;
     return 0;
+  }
+
+  /** Count reads and writes a front end served without the model (a queue thread's, lib/sim/qthread.ts) in SMART. */
+  countIo(reads: number, bytesRead: number, writes: number, bytesWritten: number): void {
+    this.#smart.reads += reads;
+    this.#smart.unitsRead += bytesRead / 512;
+    if (writes) {
+      this.#smart.writes += writes;
+      this.#smart.unitsWritten += bytesWritten / 512;
+      this.#san.sstat &= ~0x100;
+    }
   }
 
   #countRead(len: number): number {

@@ -65,6 +65,15 @@ export interface SimOptions {
   model?: string;
   /** Firmware revision in slot 1 (default "1.0"). */
   firmware?: string;
+  /**
+   * Serve IO queues from this many threads of their own (default 0: the
+   * device thread serves every queue). Each IO queue belongs to thread
+   * (CQ id - 1) % threads, which fetches, reads and writes memory-backed
+   * namespaces itself and completes; commands it does not serve alone
+   * (other opcodes, fault rules or latency in force, file media) go to the
+   * device thread and their completions come back to it.
+   */
+  threads?: number;
 }
 
 /** Defaults of {@link SimOptions} (namespaces aside). */
@@ -150,6 +159,7 @@ export function parseSimSpec(spec: string): SimOptions {
       case "latency": o.latencyMs = parseNum(v, "latency"); break;
       case "ready": o.readyDelayMs = parseNum(v, "ready delay"); break;
       case "vwc": o.vwc = v !== "0"; break;
+      case "threads": o.threads = parseNum(v, "threads"); break;
       default:
         throw new InvalidArgumentError(`sim: unknown option ${JSON.stringify(k)}`);
     }
