@@ -97,6 +97,7 @@ export class SimTransport implements Transport {
   readonly #worker: Worker;
   /** Queue threads (SimOptions.threads), each a Worker. */
   readonly #qworkers: Worker[];
+  readonly #qtab: QueueTable | null;
   readonly #mem: SharedArrayBuffer;
   readonly #regs: Uint32Array;
   readonly #regsSab: SharedArrayBuffer;
@@ -124,10 +125,15 @@ export class SimTransport implements Transport {
     o: SimOptions,
     libc: Libc | null,
     qworkers: Worker[],
+    qtab: SharedArrayBuffer | undefined,
   ) {
     this.name = name;
     this.#worker = worker;
     this.#qworkers = qworkers;
+    const threads = o.threads ?? 0;
+    this.#qtab = threads > 0 && qtab
+      ? new QueueTable(qtab, o.maxQueues ?? SIM_DEFAULTS.maxQueues, o.maxNamespaces ?? SIM_DEFAULTS.maxNamespaces, threads)
+      : null;
     this.#mem = mem;
     this.#iommu = new Uint8Array(iommu);
     this.#irq = o.irq!;
@@ -206,7 +212,7 @@ export class SimTransport implements Transport {
       for (const w of workers) w.terminate();
       throw e;
     }
-    return new SimTransport(`sim#${n}`, workers[0], mem, regs, ctl, iommu, o, libc, workers.slice(1));
+    return new SimTransport(`sim#${n}`, workers[0], mem, regs, ctl, iommu, o, libc, workers.slice(1), qtab);
   }
 
   #request(op: string, arg?: unknown): Promise<unknown> {
@@ -257,6 +263,18 @@ export class SimTransport implements Transport {
         return Promise.resolve();
       },
     });
+  }
+
+  /**
+   * Reads and writes each queue thread served itself (SimOptions.threads; empty without):
+   * what the device thread ran for them (forwarded commands) is not in here.
+   */
+  threadIo(): { reads: number; writes: number }[] {
+    const t = this.#qtab;
+    if (!t) return [];
+    const out = [];
+    for (let i = 0; i < t.counts.length / 4; i++) out.push({ reads: t.counts[4 * i], writes: t.counts[4 * i + 2] });
+    return out;
   }
 
   /** DMA attempts the device made to host memory that was no longer mapped (should stay 0). */
