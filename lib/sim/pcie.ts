@@ -539,6 +539,7 @@ export class SimDevice {
       w[e + Q.SQ_SIZE] = size;
       w[e + Q.CQID] = cqid;
       w[e + Q.FWD_HEAD] = w[e + Q.FWD_TAIL] = w[e + Q.MB_HEAD] = w[e + Q.MB_TAIL] = 0;
+      w[e + Q.EPOCH] = (w[e + Q.EPOCH] + 1) | 0;
       Atomics.store(w, e + Q.STATE, 1);
       Atomics.notify(w, H.WAKE + w[e + Q.OWNER]);
     } else this.#sqOrder.push(sq);
@@ -728,6 +729,13 @@ export class SimDevice {
 
   /** Handle a request from SimTransport; returns a structured-clonable result. */
   request(op: string, arg: unknown): unknown {
+    const r = this.#request(op, arg);
+    // Queue threads see a new rule or latency before the host hears back, so it is in force for what they fetch next.
+    if (this.#qt) this.#publish(performance.now());
+    return r;
+  }
+
+  #request(op: string, arg: unknown): unknown {
     switch (op) {
       case "addFault": {
         const r = { ...(arg as FaultRule), id: this.#nextRule++ };

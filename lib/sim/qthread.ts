@@ -65,6 +65,8 @@ export const Q = {
   /** The CQ's tail and phase while no SQ of it is loaded (a thread keeps them while one is). */
   CQ_TAIL: 12,
   CQ_PHASE: 13,
+  /** Bumped at each Create SQ: a thread still holding an earlier queue of this id (a stop it missed) reloads. */
+  EPOCH: 14,
 } as const;
 /** Forwarded commands a queue may have waiting for the device thread. */
 export const FWD_N = 256;
@@ -158,6 +160,7 @@ interface LocalCq {
 
 interface LocalQ {
   qid: number;
+  epoch: number;
   sqBase: number;
   sqSize: number;
   head: number;
@@ -259,6 +262,10 @@ export class QueueThread {
           if (q) this.#unload(q);
           continue;
         case 1:
+          if (q && q.epoch !== w[e + Q.EPOCH]) {
+            this.#unload(q, true);
+            q = null;
+          }
           if (!q) q = this.#qs[qid] = this.#load(qid, e);
           if (!run) continue;
           did = this.#drain(q, e) || did;
@@ -318,7 +325,7 @@ export class QueueThread {
       };
     }
     cq.refs++;
-    return { qid, sqBase: w[e + Q.SQ_BASE] >>> 0, sqSize: w[e + Q.SQ_SIZE], head: 0, cq };
+    return { qid, epoch: w[e + Q.EPOCH], sqBase: w[e + Q.SQ_BASE] >>> 0, sqSize: w[e + Q.SQ_SIZE], head: 0, cq };
   }
 
   /** Let a queue go; its CQ's position goes back to the table when no SQ of it is left here. */
@@ -375,7 +382,6 @@ export class QueueThread {
   /** Fetch up to 64 commands: serve Reads and Writes the fast path may take, forward the rest. */
   #fetch(q: LocalQ, e: number): boolean {
     const w = this.#t.i32;
-    const fast = Atomics.load(w, H.FAST) === 1;
     const host = this.#host32;
     let n = 0;
     while (n < 64) {
@@ -389,7 +395,8 @@ export class QueueThread {
       const dw0 = host[at], opc = dw0 & 0xff;
       Atomics.add(this.#ctl, Ctl.COUNTS + q.qid * 256 + opc, 1);
       n++;
-      if (fast && (opc === 1 || opc === 2) && this.#rw(q, at, opc)) continue;
+      // FAST is read per command: a fault rule is in force for every command fetched after add() resolved.
+      if ((opc === 1 || opc === 2) && Atomics.load(w, H.FAST) === 1 && this.#rw(q, at, opc)) continue;
       // Forward: the device thread runs it through the model and mails the completion back.
       const f = (q.qid * FWD_N + (fwdTail % FWD_N)) * 16;
       this.#t.fwd.set(host.subarray(at, at + 16), f);
