@@ -193,10 +193,8 @@ export class QueueThread {
   readonly #qs: (LocalQ | null)[];
   readonly #cqs: (LocalCq | null)[];
   readonly #cmd = new Uint32Array(16);
-  #reads = 0;
-  #bytesRead = 0;
-  #writes = 0;
-  #bytesWritten = 0;
+  /** This thread's SMART counts in the table (reads, bytes read, writes, bytes written); only this thread writes them. */
+  readonly #counts: Float64Array;
 
   /** Build the thread's views over the shared areas. */
   constructor(init: QThreadInit) {
@@ -213,6 +211,7 @@ export class QueueThread {
     this.#port = new PrpPort(this, new Uint8Array(init.host), new DataView(init.host));
     this.#maxQueues = init.maxQueues;
     this.#maxNs = init.maxNamespaces;
+    this.#counts = this.#t.counts.subarray(4 * init.index, 4 * init.index + 4);
     this.#qs = new Array(init.maxQueues + 1).fill(null);
     this.#cqs = new Array(init.maxQueues + 1).fill(null);
   }
@@ -293,11 +292,6 @@ export class QueueThread {
           continue;
       }
     }
-    const c = this.#t.counts, b = this.#index * 4;
-    c[b] = this.#reads;
-    c[b + 1] = this.#bytesRead;
-    c[b + 2] = this.#writes;
-    c[b + 3] = this.#bytesWritten;
     return did;
   }
 
@@ -441,16 +435,16 @@ export class QueueThread {
         m.write(off, s);
         off += s.length;
       }
-      this.#writes++;
-      this.#bytesWritten += len;
+      this.#counts[2]++;
+      this.#counts[3] += len;
     } else {
       for (let i = 0, k = port.count; i < k; i++) {
         const s = port.segment(i);
         m.read(off, s);
         off += s.length;
       }
-      this.#reads++;
-      this.#bytesRead += len;
+      this.#counts[0]++;
+      this.#counts[1] += len;
     }
     this.#post(q, 0, q.qid, dw0 >>> 16, 0);
     return true;

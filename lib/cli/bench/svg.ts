@@ -195,36 +195,64 @@ export function benchSvg(results: BenchResult[], caption = ""): string {
   ], caption);
 }
 
-/** The Worker scaling table as charts: aggregate IOPS and CPU µs per IO by Worker count, one bar per runtime and target. */
+/** A target as a legend or title shows it: a sim: spec by its thread count, the rest as is. */
+export function targetLabel(t: string): string {
+  if (!t.startsWith("sim")) return t;
+  const m = /(?:^|[:;])threads=(\d+)/.exec(t);
+  return m ? `sim threads=${m[1]}` : "sim";
+}
+
+/**
+ * The Worker scaling table as charts, per target (their IOPS differ by orders
+ * of magnitude): aggregate IOPS and CPU µs per IO of the Worker threads by
+ * Worker count, one bar per runtime.
+ */
 export function scalingSvg(rows: ScalingRow[], caption = ""): string {
-  const key = (r: ScalingRow) => `${r.runtime} ${r.target}`;
-  const counts = uniq(
-    rows.map((r) => `${r.workers} worker${r.workers === 1 ? "" : "s"}`),
-  );
-  const keys = uniq(rows.map(key));
-  const at = (k: string, c: string, f: (r: ScalingRow) => number) => {
-    const r = rows.find((x) => key(x) === k && `${x.workers} worker${x.workers === 1 ? "" : "s"}` === c);
-    return r ? f(r) : null;
-  };
+  const label = (n: number) => `${n} worker${n === 1 ? "" : "s"}`;
+  const counts = uniq(rows.map((r) => label(r.workers)));
+  const runtimes = uniq(rows.map((r) => r.runtime));
   const qd = uniq(rows.map((r) => String(r.qd))).join("/");
-  return chartsSvg([
-    {
-      title: `Aggregate IOPS, one queue per Worker, QD${qd} each`,
-      yLabel: "IOPS",
-      categories: counts,
-      series: keys.map((k) => ({
-        name: k,
-        values: counts.map((c) => at(k, c, (r) => r.iops)),
-      })),
-    },
-    {
-      title: "CPU per IO (Worker threads)",
-      yLabel: "µs",
-      categories: counts,
-      series: keys.map((k) => ({
-        name: k,
-        values: counts.map((c) => at(k, c, (r) => r.cpuUsPerIo)),
-      })),
-    },
-  ], caption);
+  const charts: BarChart[] = [];
+  for (const t of uniq(rows.map((r) => r.target))) {
+    const mine = rows.filter((r) => r.target === t);
+    const series = (f: (r: ScalingRow) => number) =>
+      runtimes.map((rt) => ({
+        name: rt,
+        values: counts.map((c) => {
+          const r = mine.find((x) => x.runtime === rt && label(x.workers) === c);
+          return r ? f(r) : null;
+        }),
+      }));
+    charts.push(
+      { title: `${targetLabel(t)}: aggregate IOPS, one queue per Worker, QD${qd} each`, yLabel: "IOPS", categories: counts, series: series((r) => r.iops) },
+      { title: `${targetLabel(t)}: CPU per IO (Worker threads)`, yLabel: "µs", categories: counts, series: series((r) => r.cpuUsPerIo) },
+    );
+  }
+  return chartsSvg(charts, caption);
+}
+
+/**
+ * Chart JSON lines (`bench --json`, `workers.ts --json`, `bench-scale.ts --json`), e.g. one
+ * file per runtime into one chart: `deno run -A lib/cli/bench/svg.ts OUT.svg ROWS.jsonl...`.
+ */
+async function cli(args: string[]): Promise<number> {
+  const [out, ...inputs] = args;
+  if (!out || !inputs.length) {
+    console.error("usage: svg.ts OUT.svg ROWS.jsonl... (bench --json or scaling --json lines)");
+    return 2;
+  }
+  const { readFileSync, writeFileSync } = await import("node:fs");
+  const rows: Record<string, unknown>[] = [];
+  for (const f of inputs) {
+    for (const l of readFileSync(f, "utf8").split("\n")) if (l.trim().startsWith("{")) rows.push(JSON.parse(l));
+  }
+  const scaling = rows.filter((r) => "workers" in r) as unknown as ScalingRow[];
+  const bench = rows.filter((r) => "iodepth" in r) as unknown as BenchResult[];
+  writeFileSync(out, scaling.length ? scalingSvg(scaling, inputs.join(" ")) : benchSvg(bench, inputs.join(" ")));
+  return 0;
+}
+
+if (import.meta.main) {
+  const { default: process } = await import("node:process");
+  process.exitCode = await cli(process.argv.slice(2));
 }

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "../../harness.ts";
-import { barChartGroup, benchSvg, chartsSvg, esc, niceScale, scalingSvg, short } from "../../../lib/cli/bench/svg.ts";
+import { barChartGroup, benchSvg, chartsSvg, esc, niceScale, scalingSvg, short, targetLabel } from "../../../lib/cli/bench/svg.ts";
 import type { BenchResult } from "../../../lib/cli/bench/mod.ts";
 import type { ScalingRow } from "../../../lib/cli/bench/workers.ts";
 
@@ -104,10 +104,17 @@ test("svg: the scaling table charts IOPS and CPU per IO by Worker count", () => 
     cpuUsPerIo: 0.2,
     processCpuUsPerIo: 0.25,
   });
-  const svg = scalingSvg([row(1, 1000), row(2, 1900)]);
+  const sim = { ...row(1, 20), target: "sim:ns=256M:512;queues=8;threads=2" };
+  const svg = scalingSvg([row(1, 1000), row(2, 1900), sim]);
   assert.ok(balanced(svg));
   assert.ok(svg.includes("1 worker<") && svg.includes("2 workers<"));
-  assert.ok(svg.includes("<title>bun instant 2 workers: 1900</title>"));
+  assert.ok(svg.includes("<title>bun 2 workers: 1900</title>"));
+  // One panel pair per target, so the software controller's bars are not crushed by the instant device's.
+  assert.ok(svg.includes("instant: aggregate IOPS") && svg.includes("sim threads=2: aggregate IOPS"));
+  assert.ok(svg.includes("<title>bun 1 worker: 20</title>"));
+  assert.equal(targetLabel("sim:ns=1M;threads=4"), "sim threads=4");
+  assert.equal(targetLabel("sim:ns=1M"), "sim");
+  assert.equal(targetLabel("0000:01:00.0"), "0000:01:00.0");
   assert.notEqual(xmllint(svg), false);
   assert.ok(balanced(chartsSvg([])));
 });
