@@ -51,6 +51,10 @@ DOC_FILES=(mod.ts raw.ts lib/admin/mod.ts lib/admin/passthru.ts lib/admin/regs.t
 step "docs/deno" deno test --doc -A "${DOC_FILES[@]}"
 step "unit/deno" deno test -A tests/unit/
 step "unit/bun" bun test tests/unit/
+# A one-minute soak per runtime on the software controller: QD32 over 2 Workers, a fault every 12 s,
+# every block checked, fds and mapped IOVA flat; --self-test plants one wrong block the check must catch.
+step "soak/deno" deno run -A scripts/soak.ts --seconds 60 --fault-every 12 --sample 12 --io-timeout-ms 3000 --self-test
+step "soak/bun" bun scripts/soak.ts --seconds 60 --fault-every 12 --sample 12 --io-timeout-ms 3000 --self-test
 if ((GUEST)); then
   # One boot runs both runtimes; run.sh prints each runtime's own summary, split below.
   log="$LOGDIR/guest.log"

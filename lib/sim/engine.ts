@@ -223,7 +223,7 @@ export interface FabricsIdentity {
 }
 
 /** How to build a model: the software controller's options minus the PCIe ones, plus identity. */
-export interface ModelOptions extends Omit<SimOptions, "namespaces" | "irq" | "memoryBytes" | "iovaBase" | "latencyMs" | "sgl" | "shadowDoorbells" | "cmbBytes" | "sriovVfs"> {
+export interface ModelOptions extends Omit<SimOptions, "namespaces" | "irq" | "memoryBytes" | "iovaBase" | "latencyMs" | "sgl" | "shadowDoorbells" | "cmbBytes" | "sriovVfs" | "threads"> {
   /** Namespaces at start, attached: sizes (memory or file media) or ready media. */
   namespaces?: (SimNamespaceOptions | ModelNamespace)[];
   /** Serial number (required: front ends pick unique ones). */
@@ -524,6 +524,15 @@ export class ControllerModel {
   /** An IO queue exists now: Number of Queues can no longer change until reset. */
   noteIoQueueCreated(): void {
     this.#ioQueuesCreated = true;
+  }
+
+  /**
+   * Reads and writes of namespace `nsid` are plain data (no zones, metadata or
+   * placement handles), so a queue thread may serve them without the model.
+   */
+  plainRw(nsid: number): boolean {
+    const ns = this.#ns.get(nsid);
+    return ns !== undefined && !ns.zns && !ns.pi && !ns.ruhs;
   }
 
   /** Media of namespace `nsid` (front ends take DMA buffers from {@link AsyncMedia.alloc}), or undefined. */
@@ -1736,6 +1745,17 @@ export class ControllerModel {
     this.#smart.unitsWritten += len / 512;
     this.#san.sstat &= ~0x100;
     return 0;
+  }
+
+  /** Count reads and writes a front end served without the model (a queue thread's, lib/sim/qthread.ts) in SMART. */
+  countIo(reads: number, bytesRead: number, writes: number, bytesWritten: number): void {
+    this.#smart.reads += reads;
+    this.#smart.unitsRead += bytesRead / 512;
+    if (writes) {
+      this.#smart.writes += writes;
+      this.#smart.unitsWritten += bytesWritten / 512;
+      this.#san.sstat &= ~0x100;
+    }
   }
 
   #countRead(len: number): number {

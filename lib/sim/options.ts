@@ -93,6 +93,15 @@ export interface SimOptions {
    * guard; types 1-3, PI first or last; default false: formats 0 and 1 only).
    */
   piFormats?: boolean;
+  /**
+   * Serve IO queues from this many threads of their own (default 0: the
+   * device thread serves every queue). Each IO queue belongs to thread
+   * (CQ id - 1) % threads, which fetches, reads and writes memory-backed
+   * namespaces itself and completes; commands it does not serve alone
+   * (other opcodes, fault rules or latency in force, file media) go to the
+   * device thread and their completions come back to it.
+   */
+  threads?: number;
 }
 
 /** Defaults of {@link SimOptions} (namespaces aside). */
@@ -208,6 +217,7 @@ export function parseSimSpec(spec: string): SimOptions {
       case "dbbuf": o.shadowDoorbells = v !== "0"; break;
       case "cmb": o.cmbBytes = parseSize(v, "cmb size"); break;
       case "sriov": o.sriovVfs = parseNum(v, "sriov VFs"); break;
+      case "threads": o.threads = parseNum(v, "threads"); break;
       default:
         throw new InvalidArgumentError(`sim: unknown option ${JSON.stringify(k)}`);
     }

@@ -15,6 +15,7 @@ import {
   sglAddressAt,
   sglLengthAt,
   SglsBit,
+  SglsSupport,
   SglStatus,
   SglSubtype,
   sglSubtypeAt,
@@ -120,4 +121,9 @@ export function walkSgl(
     if (st) return st;
     return rem === 0 ? 0 : SglStatus.DATA_LENGTH_INVALID;
   }
+}
+
+/** SGLS the software controller advertises: any alignment and bit buckets, or 0 (PRPs only) with `sgl=0`. */
+export function simSgls(sgl: boolean | undefined): number {
+  return sgl === false ? 0 : SglsSupport.ANY_ALIGNMENT | SglsBit.BIT_BUCKET;
 }
