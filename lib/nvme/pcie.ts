@@ -680,6 +680,16 @@ export class PcieOps implements TransportOps {
   async createRemoteQueue(qid: number, depth: number, sq: DmaBuffer, cq: DmaBuffer, opts?: SubmitOptions): Promise<void> {
     const host = this.#host!;
     const iv = host.ioVector(qid);
+    const d = this.#dbbuf;
+    if (d && this.#dbbufSent) {
+      // A qid used before keeps its old shadow tail and event index; the ring that will own it may
+      // live in a Worker and clear them only later, so clear them before the controller can look.
+      const words = this.#cap!.doorbellStride / 4;
+      for (const i of [2 * qid * words, (2 * qid + 1) * words]) {
+        Atomics.store(d.views.shadow, i, 0);
+        Atomics.store(d.views.eventIdx, i, 0);
+      }
+    }
     await host.adminCommand(createIoCqCmd(qid, depth, iv >= 0, Math.max(iv, 0)), cq.iova, 0, undefined, opts);
     try {
       const c = createIoSqCmd(qid, depth, qid);
