@@ -7,9 +7,10 @@
  * @module
  */
 import { EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_EVENT_SIZE, EPOLLIN, EFD_CLOEXEC, EFD_NONBLOCK, errnoName, type Libc, loadLibc } from "../ffi/mod.ts";
+import { SOCKET_EVENTS, SocketGate } from "./socket.ts";
 import { DeviceClosedError, InvalidArgumentError, SetupError, SyscallError } from "../nvme/errors.ts";
 import type { HelperInit } from "./helper.ts";
-import { counterIndex, type IrqWord, IrqLayout, IrqWaiter } from "./waiter.ts";
+import { counterIndex, type IrqWord, IrqLayout, IrqWaiter, kindIndex } from "./waiter.ts";
 
 /** Options of {@link IrqHub.start}. */
 export interface IrqHubOptions {
@@ -72,8 +73,8 @@ export class IrqHub {
       libc.close(epfd);
       throw new SyscallError("eventfd", e, errnoName(e));
     }
-    const sab = new SharedArrayBuffer((IrqLayout.HEADER + 2 * slots) * 4);
-    new Int32Array(sab).fill(-1, IrqLayout.HEADER + slots);
+    const sab = new SharedArrayBuffer((IrqLayout.HEADER + 3 * slots) * 4);
+    new Int32Array(sab).fill(-1, IrqLayout.HEADER + slots, IrqLayout.HEADER + 2 * slots);
     const worker = new Worker(new URL("./helper_entry.js", import.meta.url), { type: "module" });
     const hub = new IrqHub(libc, worker, sab, slots, epfd, stopFd);
     let failStart: (e: Error) => void = () => {};
@@ -117,17 +118,18 @@ export class IrqHub {
     return hub;
   }
 
-  #register(slot: number, fd: number): void {
-    // The fd goes into the buffer before epoll can report it: the helper reads it from there.
+  #register(slot: number, fd: number, socket = false): void {
+    // The fd and its kind go into the buffer before epoll can report it: the helper reads them from there.
+    Atomics.store(this.#i32, kindIndex(this.slots, slot), socket ? 1 : 0);
     Atomics.store(this.#i32, IrqLayout.HEADER + this.slots + slot, fd);
     const ev = new Uint8Array(EPOLL_EVENT_SIZE);
     const v = new DataView(ev.buffer);
-    v.setUint32(0, EPOLLIN, true);
+    v.setUint32(0, socket ? SOCKET_EVENTS : EPOLLIN, true);
     v.setUint32(EPOLL_EVENT_SIZE - 8, slot, true);
     if (this.#libc.epollCtl(this.#epfd, EPOLL_CTL_ADD, fd, ev) !== 0) {
       const e = this.#libc.errno();
       Atomics.store(this.#i32, IrqLayout.HEADER + this.slots + slot, -1);
-      throw new SyscallError(`epoll_ctl ADD eventfd ${fd}`, e, errnoName(e));
+      throw new SyscallError(`epoll_ctl ADD ${socket ? "socket" : "eventfd"} ${fd}`, e, errnoName(e));
     }
     this.#bySlot[slot] = fd;
   }
@@ -143,6 +145,24 @@ export class IrqHub {
     if (slot < 0) throw new InvalidArgumentError(`interrupt hub is full (${this.slots - 1} eventfds)`);
     this.#register(slot, eventfd);
     return new IrqWaiter({ sab: this.sab, slot });
+  }
+
+  /**
+   * Register a socket for readiness (readable, end of stream or error) and
+   * return a waiter for it. The helper never reads the socket: the fd is
+   * registered EPOLLONESHOT and the waiter's {@link IrqWaiter.arm} re-arms it
+   * (one epoll_ctl per sleep, none while the queue polls), so a TCP queue
+   * sleeps and wakes exactly as a PCIe queue does. In a Worker, post
+   * `waiter.word` and rebuild it with `socketWaiter(libc, word)`. The caller
+   * keeps owning the fd: await {@link remove} before closing it.
+   */
+  addSocket(fd: number): IrqWaiter {
+    if (this.#closing) throw new DeviceClosedError("interrupt hub is closed");
+    const slot = this.#bySlot.indexOf(undefined, 1);
+    if (slot < 0) throw new InvalidArgumentError(`interrupt hub is full (${this.slots - 1} fds)`);
+    this.#register(slot, fd, true);
+    const word: IrqWord = { sab: this.sab, slot, socket: { epfd: this.#epfd, fd } };
+    return new IrqWaiter(word, new SocketGate(this.#libc, word));
   }
 
   /**
