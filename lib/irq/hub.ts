@@ -23,6 +23,8 @@ export interface IrqHubOptions {
 }
 
 const STOP_SLOT = 0;
+/** #bySlot's mark of a slot reserved for another thread's socket. */
+const RESERVED = -2;
 type WaitAsync = (a: Int32Array, i: number, v: number, t?: number) => { async: boolean; value: Promise<unknown> };
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
@@ -166,6 +168,42 @@ export class IrqHub {
   }
 
   /**
+   * Reserve a slot for a socket another thread will open: the returned word
+   * (post it) carries the epoll fd and the slot; that thread registers its
+   * socket with `attachSocket(libc, word, fd)` and sleeps on it with
+   * `socketWaiter`. Free it with {@link removeSocket}.
+   */
+  reserveSocket(): IrqWord {
+    if (this.#closing) throw new DeviceClosedError("interrupt hub is closed");
+    const slot = this.#bySlot.indexOf(undefined, 1);
+    if (slot < 0) throw new InvalidArgumentError(`interrupt hub is full (${this.slots - 1} fds)`);
+    Atomics.store(this.#i32, kindIndex(this.slots, slot), 1);
+    this.#bySlot[slot] = RESERVED;
+    return { sab: this.sab, slot, socket: { epfd: this.#epfd, fd: -1 } };
+  }
+
+  /**
+   * Stop watching a socket registered with {@link addSocket} and free its
+   * slot, at once: the helper never reads a socket, so no turn must pass
+   * before the caller closes the fd. A wake-up already on its way may still
+   * land on the slot's word (a spurious wake for its next user).
+   */
+  removeSocket(word: IrqWord): void {
+    const fd = this.#bySlot[word.slot];
+    if (word.sab !== this.sab || word.slot === STOP_SLOT || fd === undefined || !word.socket) return;
+    if (fd === RESERVED) {
+      // Another thread's socket may still be registered in it: deregister what the slot holds.
+      const cur = Atomics.exchange(this.#i32, IrqLayout.HEADER + this.slots + word.slot, -1);
+      if (cur >= 0) this.#libc.epollCtl(this.#epfd, EPOLL_CTL_DEL, cur, new Uint8Array(EPOLL_EVENT_SIZE));
+    } else {
+      if (word.socket.fd !== fd) return;
+      Atomics.store(this.#i32, IrqLayout.HEADER + this.slots + word.slot, -1);
+      this.#libc.epollCtl(this.#epfd, EPOLL_CTL_DEL, fd, new Uint8Array(EPOLL_EVENT_SIZE));
+    }
+    this.#bySlot[word.slot] = undefined;
+  }
+
+  /**
    * Stop watching the eventfd of `word`'s slot (its waiter sees no more
    * interrupts). Resolves once the helper can no longer be reading that fd,
    * so the caller may then close it without the helper ever reading a reused fd number.
@@ -222,9 +260,10 @@ export class IrqHub {
     this.#closing ??= (async () => {
       Atomics.store(this.#i32, IrqLayout.STOP, 1);
       this.#kick();
-      let t: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([this.#stopped, new Promise<void>((r) => t = setTimeout(r, 5000))]);
-      clearTimeout(t);
+      // Bounded by a wait on the helper's state word rather than a timer: a transport closing
+      // synchronously (TcpTransport.close) leaves no timer behind; the live helper keeps the loop up.
+      const w = waitAsync(this.#i32, IrqLayout.STATE, 1, 5000);
+      await Promise.race([this.#stopped, w.async ? w.value : Promise.resolve()]);
       for (let s = 0; s < this.slots; s++) Atomics.notify(this.#i32, counterIndex(s));
       this.#worker.terminate();
       this.#libc.close(this.#stopFd);

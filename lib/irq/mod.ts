@@ -10,7 +10,7 @@ export type { Libc, RuntimeName } from "../ffi/mod.ts";
 export { Idle, type IdleAction, IdlePolicy, type IdlePolicyOptions, sleepOnIrq, type WaitMode } from "./adaptive.ts";
 export { IrqHub, type IrqHubOptions } from "./hub.ts";
 export { counterIndex, type IrqGate, IrqLayout, IrqWaiter, type IrqWord, kindIndex } from "./waiter.ts";
-export { SOCKET_EVENTS, SocketGate, socketWaiter } from "./socket.ts";
+export { attachSocket, detachSocket, SOCKET_EVENTS, SocketGate, socketWaiter } from "./socket.ts";
 export {
   type EnableInterruptsOptions,
   type IrqDevice,

@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { test } from "../../harness.ts";
-import { loadLibc } from "../../../lib/ffi/mod.ts";
 import { IrqHub } from "../../../lib/irq/hub.ts";
 import { socketWaiter } from "../../../lib/irq/socket.ts";
 import { AGAIN, Listener, Socket } from "../../../lib/sock/mod.ts";
