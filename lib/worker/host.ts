@@ -279,7 +279,8 @@ async function createFabricHandle(
     arena: null,
     namespaces,
     irq: null,
-    waitMode: irqOf(r.qid)?.mode ?? "interrupt",
+    // As the controller's own IO queues wait (the socket is the interrupt).
+    waitMode: irqOf(r.qid)?.mode ?? ctrl.io[0]?.waitMode ?? "interrupt",
     port: ch.port2,
     state: q.state.buffer as SharedArrayBuffer,
     transfer: [ch.port2],
