@@ -284,6 +284,7 @@ export class TcpRing implements FabricRing {
 
   readonly #io: TcpByteStream;
   readonly #readiness: SocketReadiness | null;
+  #irq: IrqWaiter | null = null;
   readonly #parser: PduParser;
   readonly #mem: TcpMemory;
   readonly #sqe = new Uint32Array(16);
@@ -404,7 +405,8 @@ export class TcpRing implements FabricRing {
       const rd = opts.readiness ?? null;
       const waiter = opts.waiter ?? new SocketWaiter();
       ring = new TcpRing(io, parser, opts, ic, want, opts.depth - 1, rd, waiter, libc);
-      waiter.bind(sock, rd ? rd.attach(sock.fd) : null);
+      ring.#irq = rd ? rd.attach(sock.fd) : null;
+      waiter.bind(sock, ring.#irq);
       return ring;
     } catch (e) {
       io.close();
@@ -549,8 +551,8 @@ export class TcpRing implements FabricRing {
   #release(): void {
     if (this.#closed) return;
     this.#closed = true;
-    const irq = this.waiter.irq;
-    if (irq !== null && this.#readiness !== null && irq.word.socket?.fd === this.#io.socket.fd) this.#readiness.detach(irq);
+    // This connection's registration, even if the waiter has moved on to a newer connection.
+    if (this.#irq !== null && this.#readiness !== null) this.#readiness.detach(this.#irq);
     this.waiter.wake();
     this.#io.close();
     this.#iov.close();
