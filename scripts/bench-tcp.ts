@@ -9,6 +9,10 @@
  * $TSNVME_OUT/tcp/bench.log) into markdown tables: the tsnvme host on each
  * runtime against the kernel initiator on the same nvmet target, digests off
  * and on, with ratios, and CRC32C speed.
+ * The guest run (kernel initiator, SPDK's initiator and tsnvme on Deno and Bun against one nvmet
+ * target, in one boot): scripts/guest.sh --bind none -- tests/guest/tcp/nvmet.sh --bench SECONDS.
+ * TSNVME_TCP_WAIT=adaptive|poll|interrupt sets the loopback rows' IO queue wait mode (default
+ * interrupt; polling starves the in-process target, so it says little here).
  * Usage: deno run -A scripts/bench-tcp.ts [SECONDS] | bun scripts/bench-tcp.ts [SECONDS]
  *        deno run -A scripts/bench-tcp.ts --table LOG
  *        deno run -A scripts/bench-tcp.ts --rx [SECONDS]   (host receive path only: parser + placement, no sockets)
