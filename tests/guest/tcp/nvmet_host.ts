@@ -31,6 +31,7 @@ function check(name: string, ok: boolean, detail = ""): void {
 async function bench(c: TcpController, blocks: number, secs: number): Promise<void> {
   const proc = (globalThis as unknown as { process: { cpuUsage(): { user: number; system: number } } }).process;
   const lat: number[] = [];
+  const half = Math.floor(blocks / 2 / 32) * 32;
   const run = async (bs: number, qd: number, dur = secs, opc: number = IoOpc.READ, track = false): Promise<{ iops: number; cpu: number }> => {
     const buf = c.memory.allocDma(bs * qd), nlb = bs / 4096;
     let ios = 0, seq = 0, rnd = 7;
@@ -40,7 +41,8 @@ async function bench(c: TcpController, blocks: number, secs: number): Promise<vo
     await Promise.all(Array.from({ length: qd }, async (_, i) => {
       while (performance.now() < end) {
         rnd = (rnd * 1103515245 + 12345) >>> 0;
-        const lba = nlb === 1 ? rnd % blocks : (seq++ * nlb) % blocks;
+        // Writes go to the upper half: the lower half holds what nvmet.sh checks through the kernel.
+        const lba = nlb === 1 ? rnd % blocks : opc === IoOpc.WRITE ? half + (seq++ * nlb) % half : (seq++ * nlb) % blocks;
         const s = track ? performance.now() : 0;
         await c.io[0].qp.rw(opc, 1, lba, nlb - 1, buf.iova + i * bs, bs);
         if (track) lat.push(performance.now() - s);
