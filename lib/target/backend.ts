@@ -13,6 +13,7 @@
 import type { AnyMedia, Media } from "../sim/media.ts";
 import { type BackingDevice, type BackingNamespace, NamespaceMedia } from "../sim/nsmedia.ts";
 import { Status } from "../nvme/spec.ts";
+import { statusFieldOf } from "../nvme/errors.ts";
 
 export type { BackingDevice, BackingNamespace };
 
@@ -133,6 +134,9 @@ export class DevBackend implements BlockBackend {
   readonly #dev: BackingDevice;
   readonly #pool: BufferPool;
   readonly #owns: boolean;
+  readonly #cbs = new WeakMap<IoDone, (err: unknown) => void>();
+  readonly #wait: { write: boolean; lba: number; buf: Uint8Array; done: IoDone }[] = [];
+  #waitHead = 0;
   #closed = false;
 
   /** Serve namespace `nsid` of `dev`. */
@@ -163,13 +167,56 @@ export class DevBackend implements BlockBackend {
 
   /** Read through the namespace's callback path. */
   read(lba: number, buf: Uint8Array, done: IoDone): void {
-    this.media.readBlocks(lba, buf, done);
+    this.#io(false, lba, buf, done);
   }
 
   /** Write through the namespace's callback path; FUA as a write followed by a Flush. */
   write(lba: number, buf: Uint8Array, fua: boolean, done: IoDone): void {
     const m = this.media;
-    m.writeBlocks(lba, buf, fua && this.vwc ? (sf) => (sf !== 0 ? done(sf) : m.flush(done)) : done);
+    this.#io(true, lba, buf, fua && this.vwc ? (sf) => (sf !== 0 ? done(sf) : m.flush(done)) : done);
+  }
+
+  /**
+   * Submit on the namespace's callback path with the completion wrapper
+   * cached per `done` (callers that reuse their callbacks, as the target's
+   * per-command contexts do, allocate nothing per IO); IO that finds every
+   * queue slot taken waits here, in order, until a completion frees one.
+   */
+  #io(write: boolean, lba: number, buf: Uint8Array, done: IoDone): void {
+    let cb = this.#cbs.get(done);
+    if (cb === undefined) {
+      cb = (err) => {
+        done(err === null ? 0 : statusFieldOf(err));
+        if (this.#waitHead < this.#wait.length) this.#drain();
+      };
+      this.#cbs.set(done, cb);
+    }
+    if (this.#waitHead === this.#wait.length) {
+      try {
+        if (write ? this.media.ns.submitWrite(lba, buf, cb) : this.media.ns.submitRead(lba, buf, cb)) return;
+      } catch (e) {
+        return done(statusFieldOf(e));
+      }
+    }
+    this.#wait.push({ write, lba, buf, done });
+  }
+
+  #drain(): void {
+    const w = this.#wait, ns = this.media.ns;
+    while (this.#waitHead < w.length) {
+      const x = w[this.#waitHead];
+      const cb = this.#cbs.get(x.done)!;
+      try {
+        if (!(x.write ? ns.submitWrite(x.lba, x.buf, cb) : ns.submitRead(x.lba, x.buf, cb))) return;
+      } catch (e) {
+        this.#waitHead++;
+        x.done(statusFieldOf(e));
+        continue;
+      }
+      this.#waitHead++;
+    }
+    w.length = 0;
+    this.#waitHead = 0;
   }
 
   /** Release the buffers (and the device if owned). */
@@ -220,24 +267,26 @@ export class MediaBackend implements BlockBackend {
     this.#pool.give(buf);
   }
 
-  #try(f: () => void, done: IoDone): void {
+  /** Copy out. */
+  read(lba: number, buf: Uint8Array, done: IoDone): void {
     let sf = 0;
     try {
-      f();
+      this.#media.read(lba * this.blockSize, buf);
     } catch {
       sf = Status.INTERNAL_ERROR;
     }
     done(sf);
   }
 
-  /** Copy out. */
-  read(lba: number, buf: Uint8Array, done: IoDone): void {
-    this.#try(() => this.#media.read(lba * this.blockSize, buf), done);
-  }
-
   /** Copy in. */
   write(lba: number, buf: Uint8Array, _fua: boolean, done: IoDone): void {
-    this.#try(() => this.#media.write(lba * this.blockSize, buf), done);
+    let sf = 0;
+    try {
+      this.#media.write(lba * this.blockSize, buf);
+    } catch {
+      sf = Status.INTERNAL_ERROR;
+    }
+    done(sf);
   }
 
   /** Close the media. */

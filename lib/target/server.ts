@@ -273,7 +273,6 @@ export class NvmfTarget implements ConnHost {
 
   #accept(sock: net.Socket): void {
     this.stats.connections++;
-    sock.setNoDelay(true);
     this.#conns.add(new TargetConn(this, sock));
   }
 
@@ -389,6 +388,11 @@ export class NvmfTarget implements ConnHost {
     let n = 0;
     for (const c of [...this.controllers.values()]) {
       if (c.kato <= 0) continue;
+      const a = c.activity[0];
+      if (a !== c.activitySeen) {
+        c.activitySeen = a;
+        c.lastSeen = Math.max(c.lastSeen, performance.now());
+      }
       const busy = [...(this.#queues.get(c)?.values() ?? [])].some((q) => q.inflight > 0 && q.qid !== 0);
       if (busy) continue; // commands still running on the backend count as traffic
       if (now - c.lastSeen > Math.ceil(c.kato / 1000) * 1000) {
