@@ -47,7 +47,7 @@ DOC_LINT=(mod.ts raw.ts lib/*/mod.ts lib/cli/cli.ts lib/cli/nvme.ts lib/cli/setu
 step "static/doc-lint" deno doc --lint "${DOC_LINT[@]}"
 step "static/publish-dry-run" deno publish --dry-run --allow-dirty
 # The @example blocks run against the software controller (Deno only: Bun has no doc tests).
-DOC_FILES=(mod.ts raw.ts lib/admin/mod.ts lib/admin/passthru.ts lib/admin/regs.ts lib/io/mod.ts lib/io/passthru.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/tcp/mod.ts lib/target/mod.ts lib/cli/format/mod.ts)
+DOC_FILES=(mod.ts raw.ts lib/admin/mod.ts lib/admin/passthru.ts lib/admin/regs.ts lib/io/mod.ts lib/io/passthru.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/tcp/mod.ts lib/target/mod.ts lib/cli/format/mod.ts lib/sock/socket.ts)
 step "docs/deno" deno test --doc -A "${DOC_FILES[@]}"
 step "unit/deno" deno test -A tests/unit/
 step "unit/bun" bun test tests/unit/
