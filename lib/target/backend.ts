@@ -131,6 +131,10 @@ export class DevBackend implements BlockBackend {
   readonly oncs: number;
   /** The namespace as media: the IO path here, every other command for the controller model. */
   readonly media: NamespaceMedia;
+  /** The device (a target's Workers each get a queue pair of it). */
+  readonly device: BackingDevice;
+  /** The namespace id on it. */
+  readonly nsid: number;
   readonly #dev: BackingDevice;
   readonly #pool: BufferPool;
   readonly #owns: boolean;
@@ -141,7 +145,8 @@ export class DevBackend implements BlockBackend {
 
   /** Serve namespace `nsid` of `dev`. */
   constructor(dev: BackingDevice, nsid: number, opts: DevBackendOptions = {}) {
-    this.#dev = dev;
+    this.#dev = this.device = dev;
+    this.nsid = nsid;
     const m = this.media = new NamespaceMedia(dev, nsid);
     this.#owns = !!opts.ownsDevice;
     this.name = `${dev.target} ns ${nsid}`;
@@ -244,12 +249,15 @@ export class MediaBackend implements BlockBackend {
   readonly idCtrl = null;
   /** The media itself (synchronous: the model runs its commands inline). */
   readonly media: Media;
+  /** The file behind the media, if any (a target Worker opens it again in its thread). */
+  readonly file: string | null;
   readonly #media: Media;
   readonly #pool = new BufferPool((n) => new Uint8Array(n), () => {}, 64);
 
-  /** Serve `media` in blocks of `blockSize`. */
-  constructor(media: Media, blockSize: number, name = "media", maxTransfer = 1 << 20) {
+  /** Serve `media` in blocks of `blockSize`; `file`: the path of a FileMedia, so Workers can open it too. */
+  constructor(media: Media, blockSize: number, name = "media", maxTransfer = 1 << 20, file: string | null = null) {
     this.#media = media;
+    this.file = file;
     this.media = media;
     this.blockSize = blockSize;
     this.blockCount = Math.floor(media.size / blockSize);

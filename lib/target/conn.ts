@@ -9,8 +9,6 @@
  * loop. PDUs produced in one turn are written to the socket together.
  * @module
  */
-import { Buffer } from "node:buffer";
-import type * as net from "node:net";
 import { ProtocolError } from "../nvme/errors.ts";
 import { IoOpc, Status, STATUS_DNR } from "../nvme/spec.ts";
 import { CATTR_DISABLE_SQFLOW, ConnectData, decodeConnectData, FABRICS_OPCODE, FabricsSqe, FcType } from "../tcp/fabrics.ts";
@@ -141,58 +139,30 @@ export interface ConnWire {
   destroy(): void;
 }
 
-/** node:net as a {@link ConnWire}: small batches are copied, large ones handed over. */
-export class NetWire implements ConnWire {
-  readonly #sock: net.Socket;
-  /** Wrap `sock` (TCP_NODELAY set); `conn()` is called once the connection is built, to route events. */
-  constructor(sock: net.Socket) {
-    this.#sock = sock;
-    sock.setNoDelay(true);
-  }
-
-  /** Route the socket's events to `c`. */
-  attach(c: TargetConn): void {
-    const sock = this.#sock;
-    sock.on("data", (chunk: Uint8Array) => c.feed(chunk));
-    sock.on("close", () => c.wireClosed());
-    sock.on("error", () => {});
-  }
-
-  /** Write (node:net keeps the buffer until written). */
-  send(b: Uint8Array, n: number): boolean {
-    if (this.#sock.destroyed) return false;
-    if (n <= COALESCE_MAX) {
-      this.#sock.write(Buffer.from(b.slice(0, n).buffer));
-      return false;
-    }
-    this.#sock.write(Buffer.from(b.buffer, b.byteOffset, n));
-    return true;
-  }
-
-  /** End after `last`. */
-  end(last: Uint8Array | null): void {
-    if (this.#sock.destroyed) return;
-    if (last) this.#sock.end(Buffer.from(last));
-    else this.#sock.end();
-  }
-
-  /** Destroy the socket. */
-  destroy(): void {
-    if (!this.#sock.destroyed) this.#sock.destroy();
-  }
-}
-
 /** A 1-, 2- or 4-byte little-endian field at byte `off` of an SQE held as dwords. */
 function sqeField(sqe: Uint32Array, off: number, bytes: 1 | 2 | 4): number {
   const v = sqe[off >>> 2] >>> ((off & 3) * 8);
   return bytes === 4 ? v >>> 0 : v & (bytes === 2 ? 0xffff : 0xff);
 }
 
-/** PDUs written in one turn are concatenated up to this size; larger ones are written as they are. */
-const COALESCE_MAX = 16 * 1024;
-
 const SGL_TRANSPORT = Sgl.TRANSPORT_DATA_BLOCK;
 const SGL_INCAPSULE = Sgl.DATA_BLOCK_OFFSET;
+
+/** A queue connected in another thread and handed over (see {@link TargetConn}'s constructor). */
+export interface ResumedQueue {
+  /** Queue id. */
+  qid: number;
+  /** Its controller (as this thread knows it). */
+  ctrl: FabricsController;
+  /** SQ size, 0's based. */
+  sqsize: number;
+  /** The host disabled SQ flow control. */
+  sqflowOff: boolean;
+  /** Command id of the Connect to answer. */
+  cid: number;
+  /** Digests negotiated in the IC exchange. */
+  digests: Digests;
+}
 
 /** Initial size of a connection's output buffer (it grows to the largest batch). */
 const STAGE_BYTES = 64 * 1024;
@@ -229,23 +199,38 @@ export class TargetConn {
   readonly #ops = { readDone: (c: Cmd, sf: number) => this.#readDone(c, sf), writeDone: (c: Cmd, sf: number) => this.#writeDone(c, sf) };
 
   /**
-   * Serve a connection for the target behind `host`: a node:net socket, or
-   * any {@link ConnWire} (whose owner then calls {@link feed} and
-   * {@link wireClosed}).
+   * Serve a connection for the target behind `host` over `wire` (whose owner
+   * calls {@link feed} with received bytes and {@link wireClosed} when it
+   * ends). `resumed`: the connection was handed over from another thread
+   * after its IC exchange and Connect; it answers that Connect now.
    */
-  constructor(host: ConnHost, wire: net.Socket | ConnWire) {
+  constructor(host: ConnHost, wire: ConnWire, resumed?: ResumedQueue) {
     this.#h = host;
+    this.#wire = wire;
     const l = host.limits;
     const maxData = Math.max(l.maxTransfer, host.maxH2cData, l.inCapsule, 8192);
-    this.#parser = new PduParser({ role: "target", maxData }, (hdr, data) => this.#onPdu(hdr, data));
+    this.#parser = new PduParser({ role: "target", maxData, afterIc: resumed !== undefined }, (hdr, data) => this.#onPdu(hdr, data));
     // H2CData lands straight in the command's DMA buffer: one copy, socket to DMA memory.
     this.#parser.placeData = (hdr, n) => this.#sink(hdr, n);
-    if ("send" in wire) this.#wire = wire;
-    else {
-      const w = new NetWire(wire);
-      this.#wire = w;
-      w.attach(this);
+    if (resumed !== undefined) {
+      this.#setDigests(resumed.digests);
+      this.#inflight++;
+      this.#bind(resumed.ctrl, resumed.qid, resumed.sqsize, resumed.sqflowOff, resumed.cid);
     }
+  }
+
+  /** Digests in force. */
+  get digests(): Digests {
+    return this.#dg;
+  }
+
+  /**
+   * Stop serving without a word to the host or the target: the socket now
+   * belongs to another thread (handed over after Connect). Buffers go back.
+   */
+  detach(): void {
+    this.#closed = true;
+    for (const c of this.#cmds) if (!c.busy) c.drop();
   }
 
   /** Bytes received from the wire (any split). */
@@ -666,12 +651,18 @@ export class TargetConn {
     const cattr = sqeField(sqe, FabricsSqe.CATTR, 1);
     const kato = sqeField(sqe, FabricsSqe.KATO, 4);
     const h = this.#h;
-    const r = h.connect({ qid, sqsize, kato, subnqn: d.subnqn, hostnqn: d.hostnqn, hostid: d.hostid, cntlid: d.cntlid, conn: this });
+    const sqflowOff = (cattr & CATTR_DISABLE_SQFLOW) !== 0;
+    const r = h.connect({ qid, sqsize, kato, subnqn: d.subnqn, hostnqn: d.hostnqn, hostid: d.hostid, cntlid: d.cntlid, conn: this, cid, sqflowOff });
+    if (r === null) return; // handed over: another thread answers
     if (!("cntlid" in r)) return this.#resp(cid, r.sf | STATUS_DNR, r.dw0);
-    this.ctrl = r;
+    this.#bind(r, qid, sqsize, sqflowOff, cid);
+  }
+
+  #bind(c: FabricsController, qid: number, sqsize: number, sqflowOff: boolean, cid: number): void {
+    this.ctrl = c;
     this.qid = qid;
     this.#sqsize = sqsize + 1;
-    this.#sqflowOff = (cattr & CATTR_DISABLE_SQFLOW) !== 0;
-    this.#resp(cid, 0, r.cntlid);
+    this.#sqflowOff = sqflowOff;
+    this.#resp(cid, 0, c.cntlid);
   }
 }
