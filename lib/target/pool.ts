@@ -266,7 +266,7 @@ export class WorkerPool {
     }
     if (subs.length === 0) return null;
     const pool = new WorkerPool(libc, host, new Set(subs.map((s) => s.nqn)));
-    const url = new URL("./worker.ts", import.meta.url);
+    const url = new URL("./worker-entry.js", import.meta.url);
     const inits: WorkerInit[] = [];
     for (let i = 0; i < n; i++) {
       const fd = libc.eventfd(0, 0x800 | 0x80000); // EFD_NONBLOCK | EFD_CLOEXEC
