@@ -307,6 +307,11 @@ export class NvmfTarget implements ConnHost {
     return w.kill();
   }
 
+  /** True if Worker `i` exists and runs. */
+  workerAlive(i: number): boolean {
+    return this.#pool?.workers[i]?.alive ?? false;
+  }
+
   /** Which Worker serves each IO queue of controller `cntlid` (qid → Worker index; -1: this thread). */
   queueWorkers(cntlid: number): Map<number, number> {
     const out = new Map<number, number>();

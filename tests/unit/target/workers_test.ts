@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { test } from "../../harness.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
-import { MediaBackend, NvmfTarget, type NvmfTargetOptions } from "../../../lib/target/mod.ts";
+import { DevBackend, MediaBackend, NvmfTarget, type NvmfTargetOptions } from "../../../lib/target/mod.ts";
 import { SharedMedia } from "../../../lib/target/shared.ts";
 import { IoOpc } from "../../../lib/nvme/spec.ts";
 import { ConnectionLostError, NvmeStatusError } from "../../../lib/nvme/errors.ts";
@@ -142,5 +142,43 @@ test("target workers: a Worker killed mid-IO fails its connections; the host rec
     }
   } finally {
     await t.close();
+  }
+});
+
+test("target workers: a software controller behind two Workers, each on a queue pair of its own, writes land on the device", async () => {
+  const back = await NVMeDev.open("sim:ns=4M:512", { interrupts: "poll" });
+  const lines: string[] = [];
+  try {
+    const t = await NvmfTarget.listen({
+      port: 0,
+      subsystems: [{ nqn: NQN, namespaces: [new DevBackend(back, 1)] }],
+      maxTransfer: 64 * 1024,
+      inCapsule: 4096,
+      maxIoQueues: 2,
+      workers: 2,
+      log: (l) => lines.push(l),
+    });
+    try {
+      assert.equal(t.workers, 2, lines.join("\n"));
+      const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 2 });
+      try {
+        assert.deepEqual(new Set(t.queueWorkers(dev.controller.cntlid).values()), new Set([0, 1]));
+        const ns = dev.ns(1);
+        const w = dev.allocBuffer(65536);
+        for (let i = 0; i < w.length; i++) w[i] = (i * 7) >>> 3;
+        await Promise.all([ns.write(0, w), ns.write(128, w), ns.write(256, w.subarray(0, 4096))]);
+        await ns.flush();
+        // Read back through the backing device itself: the Workers' queue pairs wrote it.
+        const r = back.allocBuffer(65536);
+        await back.ns(1).read(128, r);
+        assert.deepEqual(r, w);
+      } finally {
+        await dev.close();
+      }
+    } finally {
+      await t.close();
+    }
+  } finally {
+    await back.close();
   }
 });
