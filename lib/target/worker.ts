@@ -18,7 +18,7 @@ import { openQueue, type QueueHandle, type WorkerQueue } from "../worker/mod.ts"
 import { FileMedia } from "../sim/media.ts";
 import { type BackingDevice, type BlockBackend, DevBackend, MediaBackend } from "./backend.ts";
 import type { AdminReply, ControllerLimits, FabricsController, Subsystem } from "./controller.ts";
-import { type ConnWire, type TargetConn as TargetConnT, type TargetFault } from "./conn.ts";
+import type { ConnWire, TargetConn as TargetConnT, TargetFault } from "./conn.ts";
 import { TargetConn } from "./conn.ts";
 import { PollGroup, SockWire } from "./poll.ts";
 import { SharedMedia, type WorkerNamespace } from "./shared.ts";
