@@ -212,9 +212,12 @@ class TargetWorker implements ConnHost {
     let passes = 0;
     while (!this.#stopping) {
       const busy = this.#busy();
-      this.#group.pass(busy ? 0 : IDLE_MS);
+      const events = this.#group.pass(busy ? 0 : IDLE_MS);
       if (this.#queue !== null && this.#queue.queue.processCompletions() > 0) this.#group.flush();
-      if (this.#received < Atomics.load(this.#posted, 0) || !busy || ++passes >= PASSES_PER_YIELD) {
+      // The event loop gets a turn for messages (woken through the eventfd), after an idle timeout,
+      // and every so many passes; never per IO.
+      const timedOut = !busy && events === 0;
+      if (this.#received < Atomics.load(this.#posted, 0) || timedOut || ++passes >= PASSES_PER_YIELD) {
         passes = 0;
         await yieldNow();
         // Messages posted before the wake-up are delivered within a few turns.
