@@ -88,8 +88,8 @@ type QueueRef = TargetConn | RemoteQueue;
 // setImmediate yields to the event loop in a few µs; setTimeout(0) costs milliseconds.
 const setImmediateFn = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
 const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? setImmediateFn(r) : setTimeout(r, 0));
-/** Passes the listener keeps polling without a pause after the last event. */
-const SPIN_PASSES = 4000;
+/** Passes the listener keeps polling without a pause after the last event (then naps of 1-10 ms: admin traffic is bursty, and the listener must not take a core from the Workers). */
+const SPIN_PASSES = 200;
 /** Longest pause between passes when idle, ms. */
 const IDLE_NAP_MS = 10;
 
