@@ -172,8 +172,10 @@ export class PoolWorker {
   async kill(): Promise<void> {
     if (!this.alive) return;
     this.alive = false;
-    await this.#terminate();
+    // The thread stops first (synchronously), then its sockets are failed; the queue release may take longer.
+    const released = this.#terminate();
     this.#pool.failConnections(this);
+    await released;
   }
 
   /** Ask it to close its connections and its queue, then end it. */
