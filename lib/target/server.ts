@@ -91,7 +91,7 @@ const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? 
 /** Passes the listener keeps polling without a pause after the last event (then naps of 1-10 ms: admin traffic is bursty, and the listener must not take a core from the Workers). */
 const SPIN_PASSES = 200;
 /** Longest pause between passes when idle, ms. */
-const IDLE_NAP_MS = 10;
+const IDLE_NAP_MS = 2;
 
 /** Worker count by default: one per core. */
 function defaultWorkers(): number {
