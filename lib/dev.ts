@@ -44,8 +44,9 @@ export interface OpenOptions extends ControllerOptions {
    * whenever nothing is ready; `poll`: never use interrupts. When the default
    * cannot enable interrupts it falls back to `poll` (see `info.interrupts`);
    * an explicit `adaptive`/`interrupt` then fails with SetupError("irq").
-   * Over a fabric (tcp://) queues always sleep until data arrives on their
-   * connection, whatever this says.
+   * Over a fabric (tcp://) the socket plays the interrupt: the default there
+   * is `interrupt` (sleep until data arrives); `adaptive` polls the socket
+   * for pollSpinUs after each completion first, `poll` never sleeps on it.
    */
   interrupts?: WaitMode;
   /**
@@ -159,10 +160,17 @@ export class NVMeDev implements AsyncDisposable {
   /** The command trace, when on (see OpenOptions.trace). */
   readonly trace: CommandTrace | null;
 
-  private constructor(target: string, ctrl: Controller, irq: InterruptSource | null, mode: WaitMode, trace: CommandTrace | null) {
+  private constructor(target: string, ctrl: Controller, irq: InterruptSource | null, mode: WaitMode, trace: CommandTrace | null, explicit = false) {
     this.#irq = irq;
-    // A fabric queue sleeps on arrivals from its connection: the interrupt's part.
-    this.#waitMode = ctrl.fabric ? ctrl.admin.waitMode : irq ? mode : "poll";
+    // A fabric queue sleeps on readiness of its connection: the interrupt's part.
+    this.#waitMode = ctrl.fabric ? (mode === "adaptive" && !explicit ? ctrl.admin.waitMode : mode) : irq ? mode : "poll";
+    if (ctrl.fabric && this.#waitMode !== ctrl.admin.waitMode) {
+      // The socket is polled by recv in the pump: give the IO queues a spin window (the admin queue keeps sleeping).
+      for (const q of ctrl.io) {
+        q.pollSpinUs = ctrl.options.pollSpinUs;
+        q.setWaitMode(this.#waitMode);
+      }
+    }
     this.#bounce = new BouncePool((n) => ctrl.allocDma(n), (b) => ctrl.freeDma(b));
     this.target = target;
     this.controller = ctrl;
@@ -303,7 +311,7 @@ export class NVMeDev implements AsyncDisposable {
         transport.close();
         throw e;
       }
-      const dev = new NVMeDev(key.replace(/^vfio:/, ""), ctrl, irq, mode, traceFrom(options.trace));
+      const dev = new NVMeDev(key.replace(/^vfio:/, ""), ctrl, irq, mode, traceFrom(options.trace), options.interrupts !== undefined);
       try {
         await dev.rescan();
       } catch (e) {

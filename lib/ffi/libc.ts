@@ -42,6 +42,7 @@ export const LIBC_SYMBOLS = {
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  dup: { parameters: ["i32"], result: "i32" },
 } as const;
 
 /** The symbols of LIBC_SYMBOLS as a backend bound them. */
@@ -87,6 +88,7 @@ export function buildLibc(lib: BoundLibc, own: RuntimeCalls): Libc {
     getsockname: (fd, addr, lenBuf) => lib.getsockname(fd | 0, addr, lenBuf),
     getpeername: (fd, addr, lenBuf) => lib.getpeername(fd | 0, addr, lenBuf),
     shutdown: (fd, how) => lib.shutdown(fd | 0, how | 0),
+    dup: (fd) => lib.dup(fd | 0),
     ...own,
   };
 }

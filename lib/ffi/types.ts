@@ -72,6 +72,8 @@ export interface Libc {
   getpeername(fd: number, addr: Uint8Array, lenBuf: Uint8Array): number;
   /** shutdown(2). */
   shutdown(fd: number, how: number): number;
+  /** dup(2): a second fd on the same open file (e.g. a socket another thread may outlive). */
+  dup(fd: number): number;
   /** getrlimit(2) into an 16-byte buffer {rlim_cur, rlim_max}. */
   getrlimit(resource: number, buf: Uint8Array): number;
   /** errno of the last failed call on this thread. */

@@ -641,9 +641,6 @@ export class Controller {
    */
   reserveQueue(depth = this.options.ioQueueDepth): { qid: number; depth: number; sq: DmaBuffer; cq: DmaBuffer; prp: DmaBuffer | null; prpPages: number } {
     if (this.#closed || this.failed) throw this.failed ?? new DeviceClosedError();
-    if (this.fabric) {
-      throw new NvmeError("EUNSUPPORTED", `queues owned by Workers need a memory-mapped controller, not ${this.fabric.trtype}`);
-    }
     let qid = 1;
     const used = new Set([...this.io.map((q) => q.qid), ...this.#remote.keys(), ...this.#reserved]);
     while (used.has(qid)) qid++;

@@ -2,14 +2,24 @@
 // specifiers, so `deno test` does not type-check it at every spawn.
 // "echo": adopt a posted fd, echo bytes until end of stream, close it.
 // "block": adopt a posted fd, block in poll until readable (another thread's shutdown), report recv.
+// "sleep": rebuild a socket waiter from a posted IrqWord, arm, report, sleep, report (the fd stays the poster's).
 const base = new URL("../../../lib/", import.meta.url);
-const ffiMod = "ffi/mod" + ".ts", sockMod = "sock/mod" + ".ts";
+const ffiMod = "ffi/mod" + ".ts", sockMod = "sock/mod" + ".ts", irqMod = "irq/socket" + ".ts";
 const scope = globalThis;
 scope.onmessage = async (e) => {
   const m = e.data;
   const { loadLibc } = await import(new URL(ffiMod, base).href);
   const { Socket, AGAIN } = await import(new URL(sockMod, base).href);
   const libc = await loadLibc();
+  if (m.type === "sleep") {
+    const { socketWaiter } = await import(new URL(irqMod, base).href);
+    const w = socketWaiter(libc, m.word);
+    w.arm();
+    scope.postMessage({ type: "armed" });
+    const woke = await w.sleep(m.timeoutMs ?? 60_000);
+    scope.postMessage({ type: "done", readable: woke, n: w.count });
+    return;
+  }
   const s = Socket.adopt(libc, m.fd);
   try {
     if (m.type === "echo") {
