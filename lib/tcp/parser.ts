@@ -59,6 +59,8 @@ export interface PduParserOptions {
    * connection: a Linux host fails only that command (Data Transfer Error).
    */
   softDataDigest?: boolean;
+  /** The IC exchange already happened on this connection (another thread did it and handed the socket over). */
+  afterIc?: boolean;
 }
 
 const S_CH = 0, S_HDR = 1, S_PAD = 2, S_DATA = 3, S_DDGST = 4;
@@ -95,6 +97,7 @@ export class PduParser {
   constructor(opts: PduParserOptions, onPdu: PduHandler) {
     this.#role = opts.role;
     this.#soft = !!opts.softDataDigest;
+    this.#icSeen = !!opts.afterIc;
     this.maxData = opts.maxData;
     this.digests = opts.digests ?? { hdgst: false, ddgst: false };
     this.#onPdu = onPdu;
