@@ -165,6 +165,12 @@ export class QueuePair {
   #pumping = false;
   /** The pump awaits its next microtask turn: it rings the doorbell then, no flush microtask needed. */
   #spinning = false;
+  /**
+   * Adaptive: the vector was turned on for a sleep and not yet off again. Kept
+   * across pump runs: a run that ended right after a wake must not leave the
+   * vector raising an interrupt per completion for the next one.
+   */
+  #armed = false;
   #closedWith: NvmeError | null = null;
   readonly #flush = (): void => this.ring();
 
@@ -217,6 +223,7 @@ export class QueuePair {
     this.#waiter = waiter;
     this.#irqBase = waiter ? waiter.count - this.#stats.interrupts : 0;
     // Adaptive polls first: no interrupt per completion while it does (interrupt mode keeps them on).
+    this.#armed = false;
     if (mode === "adaptive") waiter?.disarm?.();
   }
 
@@ -497,16 +504,24 @@ export class QueuePair {
       let turns = 0, linger = 0;
       let lastTimeouts = -1, lastHealth = -1;
       let idle = false;
-      // Adaptive: the interrupt was turned on for a sleep (armed) / completions came since: turn it off.
-      let armed = false, disarm = false;
+      // Adaptive: completions came since the interrupt was turned on for a sleep: turn it off.
+      let disarm = false;
       while (!this.#closedWith) {
         if (t.active === 0) {
-          if (++linger > LINGER_TURNS) break;
+          if (++linger > LINGER_TURNS) {
+            // Leaving with the vector on (a wake ended the run): off, or the next run's IO would
+            // raise an interrupt per completion until its next sleep.
+            if (this.#armed) {
+              this.#armed = false;
+              this.#waiter?.disarm?.();
+            }
+            break;
+          }
         } else linger = 0;
         if (this.#flushQueued) this.ring();
         if (disarm) {
           // After the ring: the caller's next command is already on its way to the device.
-          disarm = armed = false;
+          disarm = this.#armed = false;
           this.#waiter?.disarm?.();
         }
         // The ring is read per reap: a fabric queue's ring changes on reconnect.
@@ -553,7 +568,7 @@ export class QueuePair {
           lastHealth = now;
           this.onHealthCheck();
         }
-        if (armed && reaped > 0) disarm = true;
+        if (this.#armed && reaped > 0) disarm = true;
         const action = policy.next(reaped, now);
         reaped = 0;
         idle = action !== Idle.SPIN;
@@ -580,7 +595,7 @@ export class QueuePair {
           const health = this.#watched(now) ? this.healthCheckMs : this.idleHealthCheckMs;
           const bound = Math.max(1, Math.min(health - (now - lastHealth), deadline));
           w.arm();
-          armed = policy.mode === "adaptive";
+          this.#armed = policy.mode === "adaptive";
           let woke = this.#ring.reap(t) > 0;
           if (this.#flushQueued) this.ring();
           if (!woke) {

@@ -311,3 +311,26 @@ test("pump: with only a command that may wait a day outstanding (an AER), a slee
   qp.close();
   await assert.rejects(aer, DeviceClosedError);
 });
+
+test("pump: adaptive turns the vector off again even when a run ends right after a wake", async () => {
+  const { qp, dev } = pair(8);
+  qp.pollSpinUs = 0; // sleep at the first empty poll
+  let disarms = 0, arms = 0;
+  qp.setWaitMode("adaptive", {
+    arm() {
+      arms++;
+      dev.serviceAll(); // the completion races the arm: the re-check reaps it, no sleep
+    },
+    sleep: () => Promise.resolve(false),
+    wake() {},
+    disarm() {
+      disarms++;
+    },
+    count: 0,
+  });
+  assert.equal(disarms, 1, "adaptive starts with the vector off");
+  await qp.rw(0x02, 1, 0, 0, 0x100000, 512);
+  for (let i = 0; i < 10; i++) await tick();
+  assert.equal(arms, 1);
+  assert.equal(disarms, 2, "off again once the run ended");
+});
