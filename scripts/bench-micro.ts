@@ -32,6 +32,7 @@ const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" 
 class InstantRing implements QueueRing {
   readonly depth: number;
   readonly maxTransfer: number;
+  readonly pollable = true;
   readonly #r: PcieRing;
   readonly #sq: Uint32Array;
   readonly #cq: Uint32Array;

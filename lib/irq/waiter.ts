@@ -80,6 +80,8 @@ export class IrqWaiter {
   readonly #idx: number;
   readonly #gate: IrqGate | null;
   #armed = 0;
+  /** The timer a sleep holds to keep the event loop alive (cleared by {@link wake} at once). */
+  #hold: ReturnType<typeof setTimeout> | undefined = undefined;
 
   /**
    * Watch `word` (from {@link IrqHub.add} or posted from the thread that owns
@@ -144,6 +146,11 @@ export class IrqWaiter {
    */
   wake(): void {
     Atomics.notify(this.#i32, this.#idx);
+    // A sleep may last until a deadline days away: do not leave its timer behind a closing queue.
+    if (this.#hold !== undefined) {
+      clearTimeout(this.#hold);
+      this.#hold = undefined;
+    }
   }
 
   /**
@@ -159,10 +166,12 @@ export class IrqWaiter {
     const r = finite ? waitAsync(i32, idx, seen, timeoutMs) : waitAsync(i32, idx, seen);
     if (r.async) {
       const hold = setTimeout(noop, finite ? timeoutMs + 1 : MAX_TIMER_MS);
+      this.#hold = hold;
       try {
         await r.value;
       } finally {
         clearTimeout(hold);
+        if (this.#hold === hold) this.#hold = undefined;
       }
     }
     return Atomics.load(i32, idx) !== seen;

@@ -193,6 +193,8 @@ export class PcieRing implements QueueRing {
   readonly depth: number;
   /** Largest transfer one command can carry with this pair's PRP list pages. */
   readonly maxTransfer: number;
+  /** Completions land in host memory: the pump may poll them synchronously. */
+  readonly pollable: boolean = true;
   readonly #qid: number;
   readonly #sq32: Uint32Array;
   readonly #cq32: Uint32Array;

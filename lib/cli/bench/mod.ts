@@ -141,11 +141,14 @@ export function fioJson(jobs: JobDetail[], opts: { ramp: number; runtime: number
 }
 
 const USAGE = "usage: bench [pci-address] [--rw randread|randwrite|read|write] [--bs BYTES] [--iodepth 1,32] " +
-  "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--spin-us US] [--interrupts adaptive|interrupt|poll[,...]] [--idle SEC]\n" +
-  "  [--json] [--output-format normal|json] [--svg FILE]\n" +
+  "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--spin-us US] [--spin-polls N] [--interrupts adaptive|interrupt|poll[,...]]\n" +
+  "  [--idle SEC [--warm-ios N] [--trickle IOPS]] [--json] [--output-format normal|json] [--svg FILE]\n" +
   "  --interrupts a,b       one pass per wait mode, each on a freshly opened device\n" +
   "  --svg FILE             also write IOPS by queue depth and wait mode, latency percentiles and CPU per IO as an SVG chart\n" +
   "  --idle SEC             no IO: an async event request outstanding, report the process's CPU use\n" +
+  "  --warm-ios N           with --idle: N reads first (JIT warm-up), then 3 s to settle\n" +
+  "  --trickle IOPS         with --idle: that many 4 KiB reads per second during the window\n" +
+  "  --spin-polls N         synchronous CQ polls after an empty poll before the pump yields a turn\n" +
   "  --json                 one BenchResult object a line\n" +
   "  --output-format json   one document in fio's --output-format=json layout (jobs[].read.iops, clat_ns.percentile...)";
 
@@ -182,6 +185,9 @@ export async function main(argv: string[]): Promise<number> {
         "spin-us": { type: "string", default: "500" },
         interrupts: { type: "string", default: "adaptive" },
         idle: { type: "string" },
+        "warm-ios": { type: "string", default: "0" },
+        trickle: { type: "string", default: "0" },
+        "spin-polls": { type: "string" },
         "output-format": { type: "string", default: "normal" },
         svg: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -217,7 +223,9 @@ export async function main(argv: string[]): Promise<number> {
   const depths = values.iodepth!.split(",").map(Number);
   const seconds = Number(values.runtime);
   const ramp = Number(values.ramp);
-  const nums = [bs, seconds, ramp, Number(values["spin-us"]), Number(values["namespace-id"]), ...depths];
+  const warmIos = Number(values["warm-ios"]), trickle = Number(values.trickle);
+  const spinPolls = values["spin-polls"] === undefined ? undefined : Number(values["spin-polls"]);
+  const nums = [bs, seconds, ramp, Number(values["spin-us"]), Number(values["namespace-id"]), warmIos, trickle, spinPolls ?? 0, ...depths];
   if (nums.some((n) => !Number.isFinite(n) || n < 0) || !(bs > 0) || depths.some((d) => !Number.isInteger(d) || d < 1)) {
     console.error(`bench: bad number in the options\n${USAGE}`);
     return 2;
@@ -242,15 +250,27 @@ export async function main(argv: string[]): Promise<number> {
   /** One pass over the depths in one wait mode, on a freshly opened device. */
   async function pass(mode: WaitMode): Promise<number> {
     await using dev = await NVMeDev.open(addr!, { pollSpinUs: Number(values["spin-us"]), interrupts: mode });
+    if (spinPolls !== undefined) for (const q of dev.controller.io) q.spinPolls = spinPolls;
     if (values.idle !== undefined) {
-      // Idle: what an open device costs with an async event request outstanding and no IO.
+      // Idle: what an open device costs with an async event request outstanding and no IO (or a trickle).
       const ac = new AbortController();
       const it = asyncEvents(dev, { signal: ac.signal });
       const next = it.next();
-      await new Promise((r) => setTimeout(r, 500));
+      const ns = dev.ns(Number(values["namespace-id"]));
+      const buf = dev.allocBuffer(4096);
+      const span = Math.max(1, Math.floor(ns.blockCount * ns.blockSize / 4096) - 1);
+      for (let i = 0; i < warmIos; i++) await ns.read((i * 7919 % span) * (4096 / ns.blockSize), buf);
+      await new Promise((r) => setTimeout(r, warmIos > 0 ? 3000 : 500));
+      let reads = 0;
+      const timer = trickle > 0
+        ? setInterval(() => void ns.read((reads++ * 7919 % span) * (4096 / ns.blockSize), buf), 1000 / trickle)
+        : null;
       const c0 = process.cpuUsage(), s0 = schedNs(), t0 = performance.now();
       await new Promise((r) => setTimeout(r, Number(values.idle) * 1000));
       const c = process.cpuUsage(c0), s1 = schedNs(), ms = performance.now() - t0;
+      if (timer !== null) clearInterval(timer);
+      await new Promise((r) => setTimeout(r, 100));
+      dev.freeBuffer(buf);
       ac.abort();
       await next;
       const pct = +(((c.user + c.system) / 1000) / ms * 100).toFixed(2);
@@ -262,6 +282,9 @@ export async function main(argv: string[]): Promise<number> {
         waitMode: dev.info.waitMode,
         idleCpuPct: pct,
         idleCpuPctSched: schedPct,
+        warmIos,
+        trickle,
+        reads,
         adminSleeps: dev.controller.admin.stats.sleeps,
         ioSleeps: st.reduce((a, q) => a + q.sleeps, 0),
         seconds: +(ms / 1000).toFixed(2),
