@@ -172,6 +172,9 @@ export class QueuePair {
    */
   #armed = false;
   #closedWith: NvmeError | null = null;
+  /** The poll-mode nap's timer and its end, while one runs: {@link fail} ends it, so no pump outlives close. */
+  #napTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  #napEnd: (() => void) | null = null;
   readonly #flush = (): void => this.ring();
 
   /** A pair over `cfg.ring`. The device must already know the ring (created, or connected). */
@@ -492,6 +495,7 @@ export class QueuePair {
   fail(err: NvmeError): void {
     if (!this.#closedWith) this.#closedWith = err;
     this.#waiter?.wake();
+    this.#endNap();
     this.#ring.close();
     // The device may still be running: the commands' memory stays busy until the transport closes.
     this.#t.failAll(err, false);
@@ -515,6 +519,26 @@ export class QueuePair {
       if (!this.#spinning) queueMicrotask(this.#flush);
     }
     if (!this.#pumping) void this.#pump();
+  }
+
+  /** An idle pump's timer nap (poll mode, idle path only: not per IO). */
+  #nap(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#napEnd = resolve;
+      this.#napTimer = setTimeout(() => {
+        this.#napEnd = null;
+        resolve();
+      }, ms);
+    });
+  }
+
+  /** End a running nap now (the pair is failing or closing). */
+  #endNap(): void {
+    const end = this.#napEnd;
+    if (end === null) return;
+    this.#napEnd = null;
+    clearTimeout(this.#napTimer);
+    end();
   }
 
   /** True while a command with a deadline within {@link PARKED_MS} waits: health checks run at {@link healthCheckMs}. */
@@ -647,7 +671,7 @@ export class QueuePair {
           this.#stats.interrupts = w.count - this.#irqBase;
           policy.resumed(performance.now(), woke);
         } else if (action === Idle.NAP) {
-          await new Promise<void>((r) => setTimeout(r, policy.napMs(now)));
+          await this.#nap(policy.napMs(now));
           policy.resumed(performance.now(), false);
         } else {
           await yieldMacrotask();

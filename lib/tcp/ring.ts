@@ -236,7 +236,14 @@ export class SocketWaiter implements QueueWaiter {
     if (this.#own !== this.#armed) return true;
     const end = performance.now() + timeoutMs;
     let woken = false;
-    this.#wake = () => woken = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let napEnd: (() => void) | null = null;
+    // wake() ends the current 1 ms nap at once: a closing queue's pump leaves no timer behind.
+    this.#wake = () => {
+      woken = true;
+      clearTimeout(timer);
+      napEnd?.();
+    };
     try {
       while (!woken) {
         const s = this.#sock;
@@ -246,7 +253,11 @@ export class SocketWaiter implements QueueWaiter {
           return true;
         }
         if (performance.now() >= end) return false;
-        await new Promise((r) => setTimeout(r, 1));
+        await new Promise<void>((r) => {
+          napEnd = r;
+          timer = setTimeout(r, 1);
+        });
+        napEnd = null;
       }
       return false;
     } finally {

@@ -94,6 +94,9 @@ export class PortQueue implements RemoteQueue {
   }
 
   #ask(m: ControlMsg & { id: number }): Promise<unknown> {
+    // Released: the port is closing and its owner may be gone; no answer can come, so wait for none
+    // (a reply timer here would outlive the device's close).
+    if (this.#released) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#pending.delete(m.id);
