@@ -213,7 +213,16 @@ class TargetWorker implements ConnHost {
     while (!this.#stopping) {
       const busy = this.#busy();
       const events = this.#group.pass(busy ? 0 : IDLE_MS);
-      if (this.#queue !== null && this.#queue.queue.processCompletions() > 0) this.#group.flush();
+      if (this.#queue !== null) {
+        const q = this.#queue.queue;
+        // The queue rings its doorbell from a microtask, and this loop runs many passes between
+        // turns: ring what the pass submitted now, or each command waits for the next yield.
+        q.ring();
+        if (q.processCompletions() > 0) {
+          q.ring(); // what the completions' callbacks submitted (R2T-less writes, retries)
+          this.#group.flush();
+        }
+      }
       // The event loop gets a turn for messages (woken through the eventfd), after an idle timeout,
       // and every so many passes; never per IO.
       const timedOut = !busy && events === 0;
