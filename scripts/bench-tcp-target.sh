@@ -127,7 +127,8 @@ if [ -x $PEERS/nvmf_tgt ]; then
   echo 512 >/proc/sys/vm/nr_hugepages
   $PEERS/nvmf_tgt -m 0x1 >"$OUTD/spdk.log" 2>&1 &
   TPID=$!
-  RPC="$PEERS/spdk-rpc.py"
+  # The link in bin/ would make rpc.py look for its python package beside the link: call the real file.
+  RPC="$(readlink -f "$PEERS/spdk-rpc.py")"
   for _ in $(seq 1 100); do $RPC rpc_get_methods >/dev/null 2>&1 && break; sleep 0.3; done
   if $RPC nvmf_create_transport -t TCP >>"$OUTD/spdk.log" 2>&1 && $RPC bdev_nvme_attach_controller -b N0 -t PCIe -a "$PCI2" >>"$OUTD/spdk.log" 2>&1 &&
     $RPC nvmf_create_subsystem $NQN -a >>"$OUTD/spdk.log" 2>&1 && $RPC nvmf_subsystem_add_ns $NQN N0n1 >>"$OUTD/spdk.log" 2>&1 &&
