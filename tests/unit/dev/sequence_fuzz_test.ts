@@ -161,8 +161,17 @@ async function tcpRig(): Promise<Rig> {
     },
     worker: {
       finish: async () => {
-        await call({ type: "stop" }, 3);
-        return await spin as { ok: number; codes: Record<string, number>; started: number; settled: number; detached: boolean };
+        // Bounded: a Worker that never answers fails the epoch instead of hanging the run.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<never>((_, rej) => {
+          timer = setTimeout(() => rej(new Error("the Worker did not finish its reads within 30 s of stop")), 30_000);
+        });
+        try {
+          await Promise.race([call({ type: "stop" }, 3), late]);
+          return await Promise.race([spin, late]) as { ok: number; codes: Record<string, number>; started: number; settled: number; detached: boolean };
+        } finally {
+          clearTimeout(timer);
+        }
       },
     },
   };
@@ -393,7 +402,15 @@ test(`sequence fuzz (${kind}): ${STEPS} steps of alloc/free/subarray/IO/timeouts
     }
 
     // Close with IO in flight: every promise settles, typed; every DMA view is empty afterwards.
-    await dev.close();
+    {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const closed = await Promise.race([
+        dev.close().then(() => true),
+        new Promise<false>((r) => timer = setTimeout(() => r(false), 30_000)),
+      ]);
+      clearTimeout(timer);
+      if (!closed) fail(`epoch ${epoch}: close did not return within 30 s`);
+    }
     const deadline = Date.now() + 10_000;
     while (ops.some((o) => !o.settled) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
     const pending = ops.filter((o) => !o.settled);
