@@ -123,6 +123,22 @@ export interface TargetStats {
   connectRefused: number;
 }
 
+/** Counters all at zero: the listener's and each poll-group Worker's start here. */
+export function zeroStats(): TargetStats {
+  return {
+    connections: 0,
+    commands: 0,
+    r2t: 0,
+    h2cData: 0,
+    c2hData: 0,
+    inCapsule: 0,
+    termReqs: 0,
+    hostTermReqs: 0,
+    keepAliveExpired: 0,
+    connectRefused: 0,
+  };
+}
+
 /** Connect fields the target checks. */
 export interface ConnectRequest {
   /** Queue id. */
@@ -178,18 +194,7 @@ export class NvmfTarget implements ConnHost {
   /** Address listened on. */
   readonly address: string;
   /** Counters. */
-  readonly stats: TargetStats = {
-    connections: 0,
-    commands: 0,
-    r2t: 0,
-    h2cData: 0,
-    c2hData: 0,
-    inCapsule: 0,
-    termReqs: 0,
-    hostTermReqs: 0,
-    keepAliveExpired: 0,
-    connectRefused: 0,
-  };
+  readonly stats: TargetStats = zeroStats();
   /** Live controllers by cntlid. */
   readonly controllers: Map<number, FabricsController> = new Map();
   /** Limits. */

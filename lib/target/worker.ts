@@ -22,7 +22,7 @@ import type { ConnWire, TargetConn as TargetConnT, TargetFault } from "./conn.ts
 import { TargetConn } from "./conn.ts";
 import { PollGroup, SockWire } from "./poll.ts";
 import { SharedMedia, type WorkerNamespace } from "./shared.ts";
-import type { ConnectRequest, ConnHost, DigestPolicy, TargetStats } from "./server.ts";
+import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
 import type { Reply } from "./nvm.ts";
 import type { FromWorker, ToWorker, WorkerFault, WorkerInit } from "./pool.ts";
 
@@ -83,18 +83,7 @@ class TargetWorker implements ConnHost {
   readonly c2hSuccess: boolean;
   readonly maxH2cData: number;
   readonly c2hChunk: number;
-  readonly stats: TargetStats = {
-    connections: 0,
-    commands: 0,
-    r2t: 0,
-    h2cData: 0,
-    c2hData: 0,
-    inCapsule: 0,
-    termReqs: 0,
-    hostTermReqs: 0,
-    keepAliveExpired: 0,
-    connectRefused: 0,
-  };
+  readonly stats: TargetStats = zeroStats();
   readonly onCommand?: (qid: number, sqe: Uint32Array, conn: TargetConnT) => TargetFault;
   readonly #libc: Libc;
   readonly #group: PollGroup;
