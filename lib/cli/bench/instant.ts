@@ -20,6 +20,8 @@ export class InstantRing implements QueueRing {
   readonly depth: number = INSTANT_DEPTH;
   /** Largest transfer one command can carry. */
   readonly maxTransfer: number;
+  /** The CQ is memory the pump may spin on, as a PCIe ring's. */
+  readonly pollable = true;
   readonly #r: PcieRing;
   readonly #sq: Uint32Array;
   readonly #cq: Uint32Array;
