@@ -14,11 +14,12 @@
  * TSNVME_TCP_WAIT=adaptive|poll|interrupt sets the loopback rows' IO queue wait mode (default
  * interrupt; polling starves the in-process target, so it says little here).
  * Usage: deno run -A scripts/bench-tcp.ts [SECONDS] | bun scripts/bench-tcp.ts [SECONDS]
- *        deno run -A scripts/bench-tcp.ts --table LOG
+ *        deno run -A scripts/bench-tcp.ts --table LOG [--svg FILE]   (FILE: the tables as charts)
  *        deno run -A scripts/bench-tcp.ts --rx [SECONDS]   (host receive path only: parser + placement, no sockets)
  * @module
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { type BarChart, chartsSvg } from "../lib/cli/bench/svg.ts";
 import { MemMedia } from "../lib/sim/media.ts";
 import { hostIdentity, TcpController } from "../lib/tcp/mod.ts";
 import { MediaBackend, NvmfTarget } from "../lib/target/mod.ts";
@@ -123,16 +124,30 @@ function rx(secs: number): void {
 
 if (import.meta.main) {
   if (args[0] === "--rx") rx(Number(args[1] ?? 2));
-  else if (args[0] === "--table") console.log(benchTables(readFileSync(args[1] ?? "", "utf8")));
+  else if (args[0] === "--table") {
+    const log = readFileSync(args[1] ?? "", "utf8");
+    console.log(benchTables(log));
+    // --svg FILE: the same figures as charts, for the README.
+    const svg = args.indexOf("--svg");
+    if (svg > 0 && args[svg + 1]) writeFileSync(args[svg + 1], chartsSvg(benchCharts(log), `tsnvme NVMe/TCP (bench-tcp.ts --table ${args[1]})`));
+  }
   else await loopback(Number(args[0] ?? 2));
 }
 
+/** A guest bench log's figures: `WHO|DIGESTS|WORKLOAD` and `crc32c[-js]|RUNTIME|KIB` keys. */
+interface BenchLog {
+  v: Map<string, { n: number; extra: string }>;
+  crc: Map<string, number>;
+  digestsSeen: Set<string>;
+  whoSeen: Set<string>;
+}
+
 /**
- * Markdown tables from a guest bench log: lines `bench WHO digests=D WORKLOAD: N UNIT [p50=Aus p99=Bus]
+ * Parse a guest bench log: lines `bench WHO digests=D WORKLOAD: N UNIT [p50=Aus p99=Bus]
  * [cpu=Cus/io]` (WHO kernel, spdk, deno, bun, deno-adaptive, bun-adaptive) and `crc32c[-js] RUNTIME
- * SIZE KiB: N MB/s`. Every initiator gets a ratio against the kernel's figure; a missing one shows "–".
+ * SIZE KiB: N MB/s`.
  */
-export function benchTables(log: string): string {
+function parseBenchLog(log: string): BenchLog {
   const v = new Map<string, { n: number; extra: string }>();
   const crc = new Map<string, number>();
   const digestsSeen = new Set<string>(), whoSeen = new Set<string>();
@@ -149,25 +164,63 @@ export function benchTables(log: string): string {
     m = /^(crc32c|crc32c-js) (deno|bun) (\d+) KiB: ([\d.]+) MB\/s( \(\w+\))?$/.exec(line.trim());
     if (m) crc.set(`${m[1]}|${m[2]}|${m[3]}`, Number(m[4]));
   }
-  const fmt = (n: number | undefined) => n === undefined ? "–" : n >= 100 ? n.toFixed(0) : n.toFixed(1);
-  const ratio = (a: number | undefined, b: number | undefined) => a === undefined || !b ? "–" : `${(a / b).toFixed(2)}x`;
-  const label: Record<string, string> = { none: "off", h: "header", hd: "header+data" };
-  const name: Record<string, string> = {
-    kernel: "kernel initiator",
-    spdk: "SPDK initiator",
-    deno: "tsnvme Deno",
-    bun: "tsnvme Bun",
-    "deno-adaptive": "tsnvme Deno (adaptive)",
-    "bun-adaptive": "tsnvme Bun (adaptive)",
-  };
+  return { v, crc, digestsSeen, whoSeen };
+}
+
+const DIGEST_LABEL: Record<string, string> = { none: "off", h: "header", hd: "header+data" };
+const WHO_NAME: Record<string, string> = {
+  kernel: "kernel initiator",
+  spdk: "SPDK initiator",
+  deno: "tsnvme Deno",
+  bun: "tsnvme Bun",
+  "deno-adaptive": "tsnvme Deno (adaptive)",
+  "bun-adaptive": "tsnvme Bun (adaptive)",
+};
+const WORKLOADS: [string, string][] = [
+  ["4k randread qd1", "4 KiB random read QD1 (IOPS)"],
+  ["4k randread qd32", "4 KiB random read QD32 (IOPS)"],
+  ["128k seqread qd8", "128 KiB sequential read QD8 (MB/s)"],
+  ["128k seqwrite qd8", "128 KiB sequential write QD8 (MB/s)"],
+];
+
+/** Initiators in table order: the kernel, SPDK, then tsnvme's, then any other seen. */
+function whoOrder(whoSeen: Set<string>): string[] {
   const order = ["kernel", "spdk", "deno", "deno-adaptive", "bun", "bun-adaptive"].filter((w) => whoSeen.has(w) || w === "kernel" || w === "deno" || w === "bun");
   for (const w of whoSeen) if (!order.includes(w)) order.push(w);
-  const work: [string, string][] = [
-    ["4k randread qd1", "4 KiB random read QD1 (IOPS)"],
-    ["4k randread qd32", "4 KiB random read QD32 (IOPS)"],
-    ["128k seqread qd8", "128 KiB sequential read QD8 (MB/s)"],
-    ["128k seqwrite qd8", "128 KiB sequential write QD8 (MB/s)"],
-  ];
+  return order;
+}
+
+/**
+ * The same guest bench log as charts (lib/cli/bench/svg.ts): one per workload, digests along
+ * the x axis, a bar per initiator.
+ */
+export function benchCharts(log: string): BarChart[] {
+  const { v, digestsSeen, whoSeen } = parseBenchLog(log);
+  const order = whoOrder(whoSeen).filter((w) => whoSeen.has(w));
+  const digests = ["none", "h", "hd"].filter((x) => digestsSeen.has(x));
+  const charts: BarChart[] = [];
+  for (const [key, title] of WORKLOADS) {
+    if (!order.some((w) => digests.some((d) => v.has(`${w}|${d}|${key}`)))) continue;
+    charts.push({
+      title: `NVMe/TCP against nvmet: ${title}`,
+      yLabel: title.endsWith("(IOPS)") ? "IOPS" : "MB/s",
+      categories: digests.map((d) => `digests ${DIGEST_LABEL[d]}`),
+      series: order.map((w) => ({ name: WHO_NAME[w] ?? w, values: digests.map((d) => v.get(`${w}|${d}|${key}`)?.n ?? null) })),
+    });
+  }
+  return charts;
+}
+
+/**
+ * Markdown tables from a guest bench log (see {@link parseBenchLog}). Every initiator gets a ratio
+ * against the kernel's figure; a missing one shows "–".
+ */
+export function benchTables(log: string): string {
+  const { v, crc, digestsSeen, whoSeen } = parseBenchLog(log);
+  const fmt = (n: number | undefined) => n === undefined ? "–" : n >= 100 ? n.toFixed(0) : n.toFixed(1);
+  const ratio = (a: number | undefined, b: number | undefined) => a === undefined || !b ? "–" : `${(a / b).toFixed(2)}x`;
+  const label = DIGEST_LABEL, name = WHO_NAME, work = WORKLOADS;
+  const order = whoOrder(whoSeen);
   const others = order.filter((w) => w !== "kernel");
   // The kernel first, then each initiator beside its ratio to the kernel.
   let s = `| workload | digests | kernel initiator |${others.map((w) => ` ${name[w] ?? w} | ${(name[w] ?? w).replace("tsnvme ", "")} / kernel |`).join("")}\n`;

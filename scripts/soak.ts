@@ -7,6 +7,17 @@
  *   fatal       controller fatal status (CSTS.CFS): the controller resets
  *   reset       a requested controller reset during IO
  * (a PCI target gets resets only: a real controller takes no fault rules).
+ * --tcp runs the same over NVMe/TCP on loopback: lib/target serves TARGET (the
+ * software controller by default) in this process, with IO in this thread
+ * (--target-workers 0, the default) or in its poll-group Workers, and the
+ * host's queues (its Workers' too) connect to it. The faults, in turn:
+ *   drop-io     one IO queue's connection is shut down under IO (a Worker's, in turn; with
+ *               target Workers, every connection: their IO does not pass through this thread)
+ *   drop-admin  the admin queue's connection is shut down
+ *   reset       a requested controller reset during IO
+ * The host fails what was in flight (ECONNLOST), reconnects every queue and
+ * goes on; every check above still holds, and the open fds (sockets) and the
+ * backing controller's mapped IOVA (the target's buffers) stay flat.
  * It checks all the time: every block read carries what was last written to
  * it (and every block once more at the end), no command pending past its
  * deadline, every promise settled, and prints RSS, open fds and mapped IOVA
@@ -16,6 +27,7 @@
  * the final pass catches it, so the checker is seen to fail.
  *
  *   deno run -A scripts/soak.ts [TARGET] [--seconds 3600] [--workers 2] [--qd 32] [--fault-every 60] [--sample 10] [--self-test] [--json]
+ *        [--tcp [--target-workers 0]]
  *   bun scripts/soak.ts ...
  * TARGET: a sim: target (default sim:ns=64M:512;queues=8;mem=128M) or a PCI address.
  * @module
@@ -27,6 +39,7 @@ import { NVMeDev } from "../lib/dev.ts";
 import { detectRuntime } from "../lib/ffi/mod.ts";
 import { AdminOpc } from "../lib/nvme/spec.ts";
 import { SimTransport } from "../lib/sim/transport.ts";
+import { DevBackend, NvmfTarget, type TargetConn } from "../lib/target/mod.ts";
 
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
@@ -41,6 +54,8 @@ const { values, positionals } = parseArgs({
     "deadline-ms": { type: "string", default: "20000" },
     slots: { type: "string", default: "2048" },
     "self-test": { type: "boolean", default: false },
+    tcp: { type: "boolean", default: false },
+    "target-workers": { type: "string", default: "0" },
     json: { type: "boolean", default: false },
   },
 });
@@ -74,10 +89,42 @@ function fds(): number {
   }
 }
 
-const dev = await NVMeDev.open(target, { maxIoQueues: W + 1, ioTimeoutMs, adminTimeoutMs: 2 * ioTimeoutMs });
+const tcp = values.tcp;
+const targetWorkers = Number(values["target-workers"]);
+/** Over TCP: the controller the target serves, the target, and each queue's latest connection as the target saw it. */
+let back: NVMeDev | null = null;
+let nvmf: NvmfTarget | null = null;
+const conns = new Map<number, TargetConn>();
+let dev: NVMeDev;
+if (tcp) {
+  const nqn = "nqn.2024-01.io.tsnvme:soak";
+  back = await NVMeDev.open(target, { maxIoQueues: Math.max(W, targetWorkers) + 2 });
+  nvmf = await NvmfTarget.listen({
+    port: 0,
+    subsystems: [{ nqn, namespaces: [new DevBackend(back, 1)] }],
+    maxIoQueues: W + 2,
+    queueEntries: Math.max(128, qd * 2),
+    workers: targetWorkers,
+    // Only to know each queue's connection (IO passes here with --target-workers 0): nothing is changed.
+    onCommand: (qid, _sqe, conn) => {
+      if (conns.get(qid) !== conn) conns.set(qid, conn);
+      return undefined;
+    },
+  });
+  dev = await NVMeDev.open(`tcp://127.0.0.1:${nvmf.port}/${nqn}`, {
+    ioQueues: 1,
+    katoMs: 0,
+    reconnectDelayMs: 100,
+    ioTimeoutMs,
+    adminTimeoutMs: 2 * ioTimeoutMs,
+  });
+} else dev = await NVMeDev.open(target, { maxIoQueues: W + 1, ioTimeoutMs, adminTimeoutMs: 2 * ioTimeoutMs });
 const sim = dev.controller.transport instanceof SimTransport ? dev.controller.transport : null;
+/** Over TCP, the backing software controller's mapped IOVA: the target's DMA buffers. */
+const backSim = back?.controller.transport instanceof SimTransport ? back.controller.transport : null;
 /** Mapped IOVA: the software controller counts it; other transports do not say (-1). */
-const mapped = () => sim ? sim.mappedBytes : ((dev.controller.transport as { mappedBytes?: number }).mappedBytes ?? -1);
+const mapped = () =>
+  backSim ? backSim.mappedBytes : sim ? sim.mappedBytes : ((dev.controller.transport as { mappedBytes?: number }).mappedBytes ?? -1);
 const ns = dev.ns(1);
 const perWorker = slots * blocksPerSlot;
 if (perWorker * W > ns.blockCount) {
@@ -105,7 +152,14 @@ ws.forEach((w, i) =>
   w.worker.postMessage({ type: "start", index: i, nsid: 1, lba0: i * perWorker, slots, blocksPerSlot, qd, deadlineMs })
 );
 
-const kinds = sim ? ["timeout", "abort-lost", "fatal", "reset"] as const : ["reset"] as const;
+const kinds: readonly string[] = tcp ? ["drop-io", "drop-admin", "reset"] : sim ? ["timeout", "abort-lost", "fatal", "reset"] : ["reset"];
+/** Shut one connection down as a network failure would (the target's side; the host sees its socket close). */
+function dropConn(qid: number): string {
+  const c = conns.get(qid);
+  if (!c) throw new Error(`no connection seen for queue ${qid}`);
+  c.destroy();
+  return `drop@q${qid}`;
+}
 const injected: string[] = [];
 async function inject(k: number): Promise<string> {
   const kind = kinds[k % kinds.length];
@@ -124,6 +178,14 @@ async function inject(k: number): Promise<string> {
     case "reset":
       await dev.controller.reset();
       break;
+    case "drop-io":
+      if (targetWorkers > 0) {
+        nvmf!.dropAll();
+        return "drop-all";
+      }
+      return dropConn(qid);
+    case "drop-admin":
+      return `${dropConn(0)} (admin)`;
   }
   return kind === "timeout" || kind === "abort-lost" ? `${kind}@q${qid}` : kind;
 }
@@ -132,9 +194,11 @@ const t0 = performance.now();
 const samples: { t: number; iops: number; rss: number; fds: number; mapped: number }[] = [];
 let lastIos = 0, lastT = 0, nextFault = faultEvery, k = 0;
 let ok = true;
+let fdsBase = -1;
 const header = "   t s      IOPS   errors  bad overdue inflight oldest-ms  resets    RSS MiB  fds  mapped KiB  fault";
 if (!values.json) {
-  console.log(`soak ${rt}: ${target}, ${W} Workers x QD${qd}, ${seconds} s, a fault every ${faultEvery} s (${kinds.join(", ")})`);
+  const over = tcp ? ` over NVMe/TCP (loopback, target IO ${targetWorkers ? `in ${targetWorkers} Workers` : "in this thread"})` : "";
+  console.log(`soak ${rt}: ${target}${over}, ${W} Workers x QD${qd}, ${seconds} s, a fault every ${faultEvery} s (${kinds.join(", ")})`);
   console.log(header);
 }
 for (;;) {
@@ -145,6 +209,8 @@ for (;;) {
   const t = (performance.now() - t0) / 1000;
   let fault = "";
   if (t >= nextFault && t < seconds) {
+    // The fds baseline: every queue up and busy, before the first fault (a sample may land just after one, mid-reconnect).
+    if (fdsBase < 0) fdsBase = fds();
     try {
       fault = await inject(k++);
     } catch (e) {
@@ -200,10 +266,14 @@ if (values["self-test"]) {
   planted = true;
 }
 const finals = await Promise.all(ws.map((w) => ask(w.worker, "verify", "final")));
+// Open fds once every queue is up again and idle (a sample can land while TCP queues reconnect).
+const fdsEnd = fds();
 await Promise.all(ws.map((w) => ask(w.worker, "close", "closed")));
 await Promise.all(ws.map((w) => w.terminate()));
 const failedCtl = dev.controller.failed;
 await dev.close();
+await nvmf?.close();
+await back?.close();
 
 const sum = (f: (s: Stats & Record<string, unknown>) => number) => finals.reduce((a, s) => a + f(s), 0);
 const errors: Record<string, number> = {};
@@ -213,9 +283,10 @@ const badAll = sum((s) => s.bad), overdue = sum((s) => s.overdue);
 const caught = planted && finals[0].firstBad.some((b) => b.startsWith("lba 0:"));
 const bad = badAll - (caught ? 1 : 0);
 const started = sum((s) => s.started), settled = sum((s) => s.settled);
-// Flat: fds and mapped IOVA after the run as after warm-up (the first sample); RSS is shown, not judged (JIT, GC).
+// Flat: fds as before the first fault and mapped IOVA as at the first sample, against after the run; RSS is shown, not judged (JIT, GC).
 const first = samples[0], last = samples[samples.length - 1];
-const fdsFlat = !first || first.fds === last.fds;
+if (fdsBase < 0 && first) fdsBase = first.fds;
+const fdsFlat = fdsBase < 0 || fdsBase === fdsEnd;
 const mappedFlat = !first || first.mapped === last.mapped;
 const untyped = Object.keys(errors).filter((c) => c.startsWith("untyped") || c.startsWith("final:"));
 const checks: [string, boolean][] = [
@@ -232,7 +303,7 @@ if (planted) checks.push(["self-test: a planted wrong block is caught", caught])
 for (const [, pass] of checks) ok &&= pass;
 const summary = {
   runtime: rt,
-  target,
+  target: tcp ? `tcp -> ${target}` : target,
   workers: W,
   qd,
   seconds,
@@ -248,7 +319,7 @@ const summary = {
   started,
   settled,
   rssMiB: first ? [+(first.rss / 2 ** 20).toFixed(1), +(last.rss / 2 ** 20).toFixed(1)] : [],
-  fds: first ? [first.fds, last.fds] : [],
+  fds: fdsBase >= 0 ? [fdsBase, fdsEnd] : [],
   mappedKiB: first ? [first.mapped / 1024, last.mapped / 1024] : [],
   ok,
 };

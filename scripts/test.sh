@@ -55,6 +55,9 @@ step "unit/bun" bun test tests/unit/
 # every block checked, fds and mapped IOVA flat; --self-test plants one wrong block the check must catch.
 step "soak/deno" deno run -A scripts/soak.ts --seconds 60 --fault-every 12 --sample 12 --io-timeout-ms 3000 --self-test
 step "soak/bun" bun scripts/soak.ts --seconds 60 --fault-every 12 --sample 12 --io-timeout-ms 3000 --self-test
+# The same over NVMe/TCP on loopback (lib/target in-process): a connection shut down under IO, then the admin one, then a reset.
+step "soak-tcp/deno" deno run -A scripts/soak.ts --tcp --seconds 20 --fault-every 5 --sample 5 --io-timeout-ms 3000 --self-test
+step "soak-tcp/bun" bun scripts/soak.ts --tcp --seconds 20 --fault-every 5 --sample 5 --io-timeout-ms 3000 --self-test
 if ((GUEST)); then
   # One boot runs both runtimes; run.sh prints each runtime's own summary, split below.
   log="$LOGDIR/guest.log"

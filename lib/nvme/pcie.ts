@@ -202,6 +202,8 @@ export class PcieRing implements QueueRing {
   readonly #prpViews: (Uint32Array | null)[];
   readonly #prpIova: number[];
   readonly #db: Uint32Array;
+  /** The doorbells as Int32 when they are shared memory (a software controller): a write also wakes a thread sleeping on it. */
+  readonly #dbWake: Int32Array | null;
   readonly #sqDb: number;
   readonly #cqDb: number;
   readonly #pageSize: number;
@@ -252,6 +254,10 @@ export class PcieRing implements QueueRing {
       }
     }
     this.#db = cfg.doorbells;
+    const dbb = cfg.doorbells.buffer;
+    this.#dbWake = typeof SharedArrayBuffer !== "undefined" && dbb instanceof SharedArrayBuffer
+      ? new Int32Array(dbb, cfg.doorbells.byteOffset, cfg.doorbells.length)
+      : null;
     this.#sqDb = (2 * cfg.qid * cfg.doorbellStride) / 4;
     this.#cqDb = ((2 * cfg.qid + 1) * cfg.doorbellStride) / 4;
     this.#zeroShadow();
@@ -312,6 +318,8 @@ export class PcieRing implements QueueRing {
     const tail = this.#sqTail;
     if (this.#shadow === null || this.#ringShadow(this.#sqDb, tail)) {
       this.#db[this.#sqDb] = tail;
+      // What an MMIO write does to a real device: a software queue thread asleep on this doorbell wakes.
+      if (this.#dbWake !== null) Atomics.notify(this.#dbWake, this.#sqDb, 1);
       this.#mmio++;
     }
     this.#sqTailRung = tail;

@@ -102,6 +102,8 @@ export class SimDevice {
   readonly #base: number;
   readonly #regs: Uint32Array;
   readonly #db: Uint32Array;
+  /** The doorbells as Int32: a queue thread serving one queue sleeps on its SQ tail doorbell (lib/sim/qthread.ts). */
+  readonly #db32: Int32Array;
   readonly #ctl: Int32Array;
   readonly #iommu: Uint8Array | null;
   readonly #port: PrpPort;
@@ -142,6 +144,7 @@ export class SimDevice {
     this.#base = o.iovaBase ?? SIM_DEFAULTS.iovaBase;
     this.#regs = new Uint32Array(init.regs, 0, 0x1000 / 4);
     this.#db = new Uint32Array(init.regs, 0x1000, 2 * (this.#maxQueues + 1));
+    this.#db32 = new Int32Array(init.regs, 0x1000, 2 * (this.#maxQueues + 1));
     this.#ctl = new Int32Array(init.ctl);
     this.#iommu = init.iommu ? new Uint8Array(init.iommu) : null;
     this.#latencyMs = o.latencyMs ?? SIM_DEFAULTS.latencyMs;
@@ -612,7 +615,7 @@ export class SimDevice {
     this.#sqs.set(qid, sq);
     cq.sqs++;
     if (this.#qt) {
-      // Its thread takes it from here: it polls the doorbell, this thread sees only what it forwards.
+      // Its thread takes it from here: it watches the doorbell, this thread sees only what it forwards.
       const w = this.#qt.i32, e = this.#qt.q(qid);
       w[e + Q.OWNER] = (cqid - 1) % this.#threads;
       w[e + Q.SQ_BASE] = base;
@@ -621,7 +624,13 @@ export class SimDevice {
       w[e + Q.FWD_HEAD] = w[e + Q.FWD_TAIL] = w[e + Q.MB_HEAD] = w[e + Q.MB_TAIL] = 0;
       w[e + Q.EPOCH] = (w[e + Q.EPOCH] + 1) | 0;
       Atomics.store(w, e + Q.STATE, 1);
-      Atomics.notify(w, H.WAKE + w[e + Q.OWNER]);
+      // Its thread may sleep on the doorbell of another queue it serves: wake it there too.
+      const owner = w[e + Q.OWNER];
+      for (let k = 1; k <= this.#maxQueues; k++) {
+        const f = this.#qt.q(k);
+        if (Atomics.load(w, f + Q.STATE) !== 0 && w[f + Q.OWNER] === owner) Atomics.notify(this.#db32, 2 * k);
+      }
+      Atomics.notify(w, H.WAKE + owner);
     } else this.#sqOrder.push(sq);
     this.model.noteIoQueueCreated();
     return 0;
@@ -733,7 +742,7 @@ export class SimDevice {
     qt.mb[o + 2] = dw0 >>> 0;
     qt.mb[o + 3] = kind;
     Atomics.store(w, e + Q.MB_TAIL, (tail + 1) | 0);
-    Atomics.notify(w, H.WAKE + w[e + Q.OWNER]);
+    this.#wakeQueue(qid);
     return true;
   }
 
@@ -749,6 +758,13 @@ export class SimDevice {
     return did;
   }
 
+  /** Wake queue `qid`'s thread: on its wake word, or on the queue's doorbell where it sleeps serving that queue alone. */
+  #wakeQueue(qid: number): void {
+    const w = this.#qt!.i32;
+    Atomics.notify(this.#db32, 2 * qid);
+    Atomics.notify(w, H.WAKE + w[this.#qt!.q(qid) + Q.OWNER]);
+  }
+
   /** Wait (bounded) until queue `qid`'s thread has moved its state to `want`. */
   #waitState(qid: number, want: number): boolean {
     const qt = this.#qt!, w = qt.i32, e = qt.q(qid);
@@ -757,7 +773,7 @@ export class SimDevice {
       const v = Atomics.load(w, e + Q.STATE);
       if (v === want) return true;
       if (performance.now() > end) return false; // the thread is gone: go on without it
-      Atomics.notify(w, H.WAKE + w[e + Q.OWNER]);
+      this.#wakeQueue(qid);
       Atomics.wait(w, e + Q.STATE, v, 5);
     }
   }

@@ -167,10 +167,18 @@ interface LocalQ {
   sqSize: number;
   head: number;
   cq: LocalCq;
+  /** Forwarded to the device thread and not mailed back yet (a mail is due: sleep briefly). */
+  fwdOut: number;
 }
 
 const TWO32 = 0x1_0000_0000;
 const PAGE = 4096;
+/** Sleep on the doorbell, ms, when nothing is owed to the queue: the host's doorbell write or the device thread wakes it sooner. */
+const DOORBELL_SLEEP_MS = 20;
+/** The same while forwarded commands are out: a mail racing the sleep is picked up by then. */
+const MAIL_SLEEP_MS = 1;
+/** Otherwise (several queues, a full CQ, a stray tail): nap on the wake word as long as this. */
+const NAP_MS = 0.25;
 
 /**
  * One queue thread: serves the IO queues the device thread gives it. Driven
@@ -189,6 +197,8 @@ export class QueueThread {
   readonly #hostSize: number;
   readonly #base: number;
   readonly #db: Uint32Array;
+  /** The doorbells as Int32, to sleep on one (Atomics.wait takes Int32 views only). */
+  readonly #db32: Int32Array;
   readonly #ctl: Int32Array;
   readonly #iommu: Uint8Array | null;
   readonly #irq: Int32Array | null;
@@ -210,6 +220,7 @@ export class QueueThread {
     this.#hostSize = init.host.byteLength;
     this.#base = init.iovaBase;
     this.#db = new Uint32Array(init.regs, 0x1000, 2 * (init.maxQueues + 1));
+    this.#db32 = new Int32Array(init.regs, 0x1000, 2 * (init.maxQueues + 1));
     this.#ctl = new Int32Array(init.ctl);
     this.#iommu = init.iommu ? new Uint8Array(init.iommu) : null;
     this.#irq = init.irq ? new Int32Array(init.irq) : null;
@@ -258,6 +269,7 @@ export class QueueThread {
     const w = this.#t.i32;
     const run = Atomics.load(w, H.RUN) === 1;
     let did = false;
+    let live = 0, only: LocalQ | null = null;
     for (let qid = 1; qid <= this.#maxQueues; qid++) {
       const e = this.#t.q(qid);
       if (w[e + Q.OWNER] !== this.#index) continue;
@@ -273,16 +285,19 @@ export class QueueThread {
             q = null;
           }
           if (!q) q = this.#qs[qid] = this.#load(qid, e);
+          live++;
+          only = q;
           if (!run) continue;
           did = this.#drain(q, e) || did;
           did = this.#fetch(q, e) || did;
           continue;
+        case 3:
+          live++;
+          if (q && run) did = this.#drain(q, e) || did;
+          continue;
         case 2:
           this.#setState(e, 3);
           did = true;
-          continue;
-        case 3:
-          if (q && run) did = this.#drain(q, e) || did;
           continue;
         case 4:
           if (q) {
@@ -299,7 +314,32 @@ export class QueueThread {
           continue;
       }
     }
+    this.#sleepOn = live === 1 && run ? only : null;
     return did;
+  }
+
+  /** The one live queue this thread serves, as of the last {@link step} (null: none, several, or not running). */
+  #sleepOn: LocalQ | null = null;
+
+  /**
+   * Nothing to do for a while: sleep. Serving one queue, on its SQ tail
+   * doorbell while it still reads as the head (the host's doorbell write
+   * notifies it, and the device thread notifies it with a mail or a state
+   * change), up to {@link DOORBELL_SLEEP_MS}; otherwise a short nap on this
+   * thread's wake word. So an idle queue thread costs no core, and a busy one
+   * sleeps between the host's batches instead of spinning against the host's
+   * Worker for the same cores.
+   */
+  idle(): void {
+    const q = this.#sleepOn;
+    if (q !== null && q.cq.backlog.length === 0 && this.#qs[q.qid] === q) {
+      const i = 2 * q.qid, head = q.head;
+      if (Atomics.load(this.#db32, i) === head) {
+        Atomics.wait(this.#db32, i, head, q.fwdOut > 0 ? MAIL_SLEEP_MS : DOORBELL_SLEEP_MS);
+        return;
+      }
+    }
+    Atomics.wait(this.#t.i32, this.wakeIndex, 0, NAP_MS);
   }
 
   #setState(e: number, v: number): void {
@@ -326,7 +366,7 @@ export class QueueThread {
       };
     }
     cq.refs++;
-    return { qid, epoch: w[e + Q.EPOCH], sqBase: w[e + Q.SQ_BASE] >>> 0, sqSize: w[e + Q.SQ_SIZE], head: 0, cq };
+    return { qid, epoch: w[e + Q.EPOCH], sqBase: w[e + Q.SQ_BASE] >>> 0, sqSize: w[e + Q.SQ_SIZE], head: 0, cq, fwdOut: 0 };
   }
 
   /** Let a queue go; its CQ's position goes back to the table when no SQ of it is left here. */
@@ -350,6 +390,7 @@ export class QueueThread {
     const tail = Atomics.load(w, e + Q.MB_TAIL);
     if (head === tail) return did;
     const base = q.qid * MB_N * 4;
+    q.fwdOut = Math.max(0, q.fwdOut - ((tail - head) | 0));
     while (head !== tail) {
       const o = base + (head % MB_N) * 4;
       const cid = mb[o], sf = mb[o + 1], dw0 = mb[o + 2], kind = mb[o + 3];
@@ -402,6 +443,7 @@ export class QueueThread {
       const f = (q.qid * FWD_N + (fwdTail % FWD_N)) * 16;
       this.#t.fwd.set(host.subarray(at, at + 16), f);
       Atomics.store(w, e + Q.FWD_TAIL, (fwdTail + 1) | 0);
+      q.fwdOut++;
       Atomics.notify(this.#ctl, Ctl.WAKE);
     }
     return n > 0;

@@ -1,9 +1,10 @@
 /**
  * Worker entry of the software controller: builds the {@link SimDevice} (lib/sim/pcie.ts), or
  * one of its queue threads ({@link QueueThread}, lib/sim/qthread.ts), and runs it. The loop
- * spins while there is work, then sleeps in sub-millisecond Atomics.wait slices on its wake
- * word, and yields to the event loop every couple of ms so fault-injection requests
- * (postMessage) get through.
+ * spins while there is work, then sleeps: the device thread in sub-millisecond Atomics.wait
+ * slices on its wake word, a queue thread (after a far shorter spin) on its queue's doorbell
+ * until the host rings it ({@link QueueThread.idle}). It yields to the event loop every couple
+ * of ms so fault-injection requests (postMessage) get through.
  * @module
  */
 import { SimDevice, type SimInit } from "./pcie.ts";
@@ -19,6 +20,11 @@ const scope = globalThis as unknown as WorkerScope;
 const SLICE_MS = 2;
 const SPIN_MS = 1;
 const NAP_MS = 0.25;
+/**
+ * A queue thread's spin before it sleeps on the doorbell: long enough to catch a host that
+ * resubmits at once, short enough that it does not hold a core the host's Worker needs.
+ */
+const Q_SPIN_MS = 0.05;
 
 const setImm = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
 const yieldMacrotask: () => Promise<void> = setImm
@@ -27,15 +33,23 @@ const yieldMacrotask: () => Promise<void> = setImm
 
 let dev: SimDevice | null = null;
 
-async function run(d: { step(): boolean; readonly stopped: boolean }, wake: Int32Array, word: number): Promise<void> {
+async function run(
+  d: { step(): boolean; readonly stopped: boolean; idle?(): void },
+  wake: Int32Array,
+  word: number,
+): Promise<void> {
   let lastWork = performance.now();
+  const spin = d.idle ? Q_SPIN_MS : SPIN_MS;
   while (!d.stopped) {
     const sliceEnd = performance.now() + SLICE_MS;
     for (;;) {
       const did = d.step();
       const now = performance.now();
       if (did) lastWork = now;
-      else if (now - lastWork > SPIN_MS) Atomics.wait(wake, word, 0, NAP_MS);
+      else if (now - lastWork > spin) {
+        if (d.idle) d.idle();
+        else Atomics.wait(wake, word, 0, NAP_MS);
+      }
       if (now >= sliceEnd || d.stopped) break;
     }
     await yieldMacrotask();

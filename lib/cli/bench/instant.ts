@@ -124,8 +124,10 @@ export interface InstantRun {
 }
 
 /**
- * Keep `qd` reads in flight on `qp` through the Promise API for `warmMs`,
- * then count completions for `ms`. `cpu` is read at both ends of the window.
+ * Keep `qd` reads in flight on `qp` for `warmMs`, then count completions for
+ * `ms`. `cpu` is read at both ends of the window. `api`: the Promise API (a
+ * Promise and an async frame per IO, so the runtime's garbage collector runs
+ * alongside) or the callback path (nothing allocated per IO).
  */
 export async function instantRun(
   qp: QueuePair,
@@ -133,15 +135,34 @@ export async function instantRun(
   warmMs: number,
   ms: number,
   cpu: () => number,
+  api: "promise" | "callback" = "promise",
 ): Promise<InstantRun & { cpuMs: number }> {
   let ios = 0, measuring = false, stop = false, lba = 0;
-  const one = async () => {
-    while (!stop) {
-      await qp.rw(2, 1, (lba++) & 1023, 7, 0x30_0000, 4096);
-      if (measuring) ios++;
-    }
-  };
-  const all = Promise.all(Array.from({ length: qd }, one));
+  let all: Promise<unknown>;
+  if (api === "callback") {
+    let inflight = 0;
+    all = new Promise<void>((resolve, reject) => {
+      const done = (err: Error | null) => {
+        inflight--;
+        if (err) return reject(err);
+        if (measuring) ios++;
+        if (!stop) submit();
+        else if (inflight === 0) resolve();
+      };
+      const submit = () => {
+        if (qp.rwCallback(2, 1, (lba++) & 1023, 7, 0x30_0000, 4096, 0, 30_000, null, done)) inflight++;
+      };
+      for (let i = 0; i < qd; i++) submit();
+    });
+  } else {
+    const one = async () => {
+      while (!stop) {
+        await qp.rw(2, 1, (lba++) & 1023, 7, 0x30_0000, 4096);
+        if (measuring) ios++;
+      }
+    };
+    all = Promise.all(Array.from({ length: qd }, one));
+  }
   await new Promise((r) => setTimeout(r, warmMs));
   measuring = true;
   const c0 = cpu(), t0 = performance.now();

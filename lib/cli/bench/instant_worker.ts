@@ -15,9 +15,9 @@ interface Scope {
 const scope = globalThis as unknown as Scope;
 
 scope.addEventListener("message", (e: MessageEvent) => {
-  const m = e.data as { type: string; qd: number; ms: number; warmMs: number };
+  const m = e.data as { type: string; qd: number; ms: number; warmMs: number; api?: "promise" | "callback" };
   if (m.type !== "run") return;
   const qp = instantQueuePair();
-  void instantRun(qp, m.qd, m.warmMs, m.ms, threadCpuMs).then((r) => scope.postMessage({ type: "result", ...r }));
+  void instantRun(qp, m.qd, m.warmMs, m.ms, threadCpuMs, m.api).then((r) => scope.postMessage({ type: "result", ...r }));
 });
 scope.postMessage({ type: "bench-ready" });

@@ -213,8 +213,12 @@ export function scalingSvg(rows: ScalingRow[], caption = ""): string {
   const runtimes = uniq(rows.map((r) => r.runtime));
   const qd = uniq(rows.map((r) => String(r.qd))).join("/");
   const charts: BarChart[] = [];
-  for (const t of uniq(rows.map((r) => r.target))) {
-    const mine = rows.filter((r) => r.target === t);
+  const apis = uniq(rows.map((r) => r.api));
+  // One panel pair per target (their IOPS differ by orders of magnitude) and, when both ran, per API.
+  for (const key of uniq(rows.map((r) => `${r.target}\n${r.api}`))) {
+    const [t, api] = key.split("\n");
+    const mine = rows.filter((r) => r.target === t && r.api === api);
+    const name = apis.length > 1 ? `${targetLabel(t)}, ${api} API` : targetLabel(t);
     const series = (f: (r: ScalingRow) => number) =>
       runtimes.map((rt) => ({
         name: rt,
@@ -224,8 +228,8 @@ export function scalingSvg(rows: ScalingRow[], caption = ""): string {
         }),
       }));
     charts.push(
-      { title: `${targetLabel(t)}: aggregate IOPS, one queue per Worker, QD${qd} each`, yLabel: "IOPS", categories: counts, series: series((r) => r.iops) },
-      { title: `${targetLabel(t)}: CPU per IO (Worker threads)`, yLabel: "µs", categories: counts, series: series((r) => r.cpuUsPerIo) },
+      { title: `${name}: aggregate IOPS, one queue per Worker, QD${qd} each`, yLabel: "IOPS", categories: counts, series: series((r) => r.iops) },
+      { title: `${name}: CPU per IO (Worker threads)`, yLabel: "µs", categories: counts, series: series((r) => r.cpuUsPerIo) },
     );
   }
   return chartsSvg(charts, caption);

@@ -39,8 +39,19 @@ export interface ScalingRow {
   scaling: number;
   /** CPU µs per IO of the Worker threads (their own schedstat). */
   cpuUsPerIo: number;
-  /** CPU µs per IO of the whole process (every thread: Workers, device threads, main), over warm-up and window. */
+  /** CPU µs per IO of the whole process (every thread: Workers, device threads, main), over the window. */
   processCpuUsPerIo: number;
+  /**
+   * Cores the Worker threads ran on, on average over the window (their CPU
+   * time over the window): below the Worker count, they waited for a core.
+   */
+  workerCores?: number;
+  /**
+   * Cores every other thread of the process took in the window: the main
+   * thread, the runtime's own (garbage collector, JIT compiler) and, on the
+   * software controller, its device and queue threads.
+   */
+  otherCores?: number;
 }
 
 /** What {@link runScaling} runs. */
@@ -55,7 +66,7 @@ export interface ScalingOptions {
   ms?: number;
   /** Warm-up before the window, ms (default 2000); covers the Workers' start-up skew. */
   warmMs?: number;
-  /** Promise API or the callback path (default promise; instant: promise only). */
+  /** Promise API or the callback path (default promise). */
   api?: "promise" | "callback";
   /** Bytes per IO (default 4096). */
   bs?: number;
@@ -107,10 +118,18 @@ export async function runScaling(o: ScalingOptions): Promise<ScalingRow[]> {
   try {
     for (const n of o.counts) {
       let results: WorkerResult[];
-      const p0 = processCpuMs();
+      // Process CPU over the Workers' window, as near as this thread sees it: from the end of their
+      // warm-up (they start it when the run message lands) to their results.
+      let p0 = 0, t0 = 0;
+      const mark = () => {
+        p0 = processCpuMs();
+        t0 = performance.now();
+      };
+      let timer: ReturnType<typeof setTimeout> | undefined;
       if (instant) {
         const ws = await instantWorkers(n);
-        results = await Promise.all(ws.map((w) => resultOf(w, { qd, ms, warmMs })));
+        timer = setTimeout(mark, warmMs);
+        results = await Promise.all(ws.map((w) => resultOf(w, { qd, ms, warmMs, api })));
         for (const w of ws) w.terminate();
       } else {
         const entry = new URL("./worker.ts", import.meta.url);
@@ -120,12 +139,14 @@ export async function runScaling(o: ScalingOptions): Promise<ScalingRow[]> {
           const [w] = await dev.startWorkers(entry, 1);
           ws.push(w);
         }
+        timer = setTimeout(mark, warmMs);
         results = await Promise.all(ws.map((w) => resultOf(w.worker, { nsid: 1, qd, ms, warmMs, bs, api })));
         for (const w of ws) w.worker.postMessage({ type: "close" });
         await new Promise((r) => setTimeout(r, 50));
         await Promise.all(ws.map((w) => w.terminate()));
       }
-      const pCpu = processCpuMs() - p0;
+      clearTimeout(timer);
+      const pCpu = t0 > 0 ? processCpuMs() - p0 : 0, pMs = t0 > 0 ? performance.now() - t0 : 0;
       const iops = results.reduce((a, r) => a + r.ios / (r.ms / 1000), 0);
       const ios = results.reduce((a, r) => a + r.ios, 0);
       const cpu = results.reduce((a, r) => a + r.cpuMs, 0);
@@ -134,13 +155,14 @@ export async function runScaling(o: ScalingOptions): Promise<ScalingRow[]> {
         runtime: rt,
         target: instant ? "instant" : o.multi ? o.targets.join("+") : o.targets[0],
         workers: n,
-        api: instant ? "promise" : api,
+        api,
         qd,
         iops: Math.round(iops),
         scaling: +(iops / base).toFixed(2),
         cpuUsPerIo: +(cpu * 1000 / ios).toFixed(2),
-        // Process CPU spans warm-up and start-up too, when IOs are not counted: scale it to the window.
-        processCpuUsPerIo: +(pCpu * 1000 * (ms / (warmMs + ms)) / ios).toFixed(2),
+        processCpuUsPerIo: +(pCpu * 1000 * (ms / Math.max(ms, pMs)) / ios).toFixed(2),
+        workerCores: +(cpu / ms).toFixed(2),
+        otherCores: pMs > 0 ? +(Math.max(0, pCpu - cpu * (pMs / ms)) / pMs).toFixed(2) : 0,
       });
     }
   } finally {
@@ -152,11 +174,15 @@ export async function runScaling(o: ScalingOptions): Promise<ScalingRow[]> {
 /** The scaling rows as a Markdown table. */
 export function scalingTable(rows: ScalingRow[]): string {
   const out = [
-    "| runtime | target | workers | IOPS | vs 1 worker | CPU µs/IO (worker threads) | CPU µs/IO (process) |",
-    "|---|---|---:|---:|---:|---:|---:|",
+    "| runtime | target | workers | API | IOPS | vs 1 worker | CPU µs/IO (worker threads) | CPU µs/IO (process) | cores: workers | cores: other threads |",
+    "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
   ];
   for (const r of rows) {
-    out.push(`| ${r.runtime} | ${r.target} | ${r.workers} | ${r.iops} | ${r.scaling}x | ${r.cpuUsPerIo} | ${r.processCpuUsPerIo} |`);
+    out.push(
+      `| ${r.runtime} | ${r.target} | ${r.workers} | ${r.api} | ${r.iops} | ${r.scaling}x | ${r.cpuUsPerIo} | ${r.processCpuUsPerIo} | ${
+        r.workerCores ?? "–"
+      } | ${r.otherCores ?? "–"} |`,
+    );
   }
   return out.join("\n");
 }

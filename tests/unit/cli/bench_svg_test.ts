@@ -117,4 +117,8 @@ test("svg: the scaling table charts IOPS and CPU per IO by Worker count", () => 
   assert.equal(targetLabel("0000:01:00.0"), "0000:01:00.0");
   assert.notEqual(xmllint(svg), false);
   assert.ok(balanced(chartsSvg([])));
+  // Both APIs on one target: a panel pair each, not one API's bars hiding the other's.
+  const both = scalingSvg([row(1, 1000), { ...row(1, 3000), api: "callback" }]);
+  assert.ok(both.includes("instant, promise API: aggregate IOPS") && both.includes("instant, callback API: aggregate IOPS"));
+  assert.ok(both.includes("<title>bun 1 worker: 3000</title>"));
 });

@@ -43,3 +43,21 @@ test("bench workers: one short pass on the software controller", async () => {
   assert.deepEqual(rows.map((r) => r.workers), [1, 2]);
   for (const r of rows) assert.ok(r.iops > 0, JSON.stringify(r));
 });
+
+test("bench workers: the instant device's callback path completes every command, nothing lost", async () => {
+  const qp = instantQueuePair();
+  const r = await instantRun(qp, 8, 10, 50, () => 0, "callback");
+  assert.ok(r.ios > 0);
+  const st = qp.stats;
+  assert.equal(st.completed, st.submitted);
+  assert.equal(st.bogus, 0);
+  assert.equal(qp.inflight, 0, "every callback ran before the run resolved");
+});
+
+test("bench workers: a row says which API ran and which cores the Workers and the other threads took", async () => {
+  const rows = await runScaling({ targets: ["instant"], counts: [1], qd: 4, ms: 150, warmMs: 100, api: "callback" });
+  assert.equal(rows[0].api, "callback");
+  assert.ok(rows[0].workerCores !== undefined && rows[0].workerCores >= 0, JSON.stringify(rows[0]));
+  assert.ok(rows[0].otherCores !== undefined && rows[0].otherCores >= 0, JSON.stringify(rows[0]));
+  assert.ok(scalingTable(rows).includes("| instant | 1 | callback |"));
+});

@@ -343,3 +343,22 @@ test("bench-tcp --table: guest bench lines become kernel/tsnvme rows with ratios
   assert.ok(rows.includes("| 4 KiB buffers | 1234 | 988 |"), t);
   assert.equal(rows.filter((r) => r.startsWith("| 4 KiB random read QD32")).length, 2, "one row per digest setting seen");
 });
+
+test("bench-tcp --table --svg: the same lines as one chart per workload, a bar per initiator", async () => {
+  const { benchCharts } = await import("../../../scripts/bench-tcp.ts");
+  const { chartsSvg } = await import("../../../lib/cli/bench/svg.ts");
+  const charts = benchCharts([
+    "bench kernel digests=none 4k randread qd1: 2000 IOPS",
+    "bench deno digests=none 4k randread qd1: 1000 IOPS",
+    "bench deno digests=hd 4k randread qd1: 900 IOPS",
+    "bench kernel digests=hd 128k seqread qd8: 80 MB/s",
+  ].join("\n"));
+  assert.deepEqual(charts.map((c) => c.yLabel), ["IOPS", "MB/s"]);
+  assert.deepEqual(charts[0].categories, ["digests off", "digests header+data"]);
+  assert.deepEqual(charts[0].series, [
+    { name: "kernel initiator", values: [2000, null] },
+    { name: "tsnvme Deno", values: [1000, 900] },
+  ]);
+  const svg = chartsSvg(charts);
+  assert.ok(svg.includes("4 KiB random read QD1") && svg.includes("<title>tsnvme Deno digests header+data: 900</title>"), svg);
+});

@@ -5,7 +5,8 @@
  * threads, the model's commands mixed with the fast path on the same blocks,
  * SMART counting the threads' IO, fault rules (forwarded), CSTS.CFS and
  * resets, Format changing what the fast path serves, a deleted queue during
- * IO, file media, and nothing left pending.
+ * IO, file media, nothing left pending, and the host's doorbell write waking a
+ * thread asleep on it.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -323,4 +324,57 @@ test("qthreads: a fault rule is in force for the next command once add() resolve
   } finally {
     await dev.close();
   }
+});
+
+test("qthreads: the host's doorbell write wakes a thread asleep on that doorbell (no timeout needed)", async () => {
+  const { PcieRing } = await import("../../../lib/nvme/pcie.ts");
+  const { dmaBuffer } = await import("../../../lib/nvme/transport.ts");
+  // Doorbells in shared memory, as the software controller's: qid 1's SQ tail is dword 2.
+  const regs = new SharedArrayBuffer(64);
+  const ring = new PcieRing({
+    qid: 1,
+    depth: 16,
+    sq: dmaBuffer(new Uint8Array(16 * 64), 0x1000, 16 * 64),
+    cq: dmaBuffer(new Uint8Array(16 * 16), 0x2000, 16 * 16),
+    prp: null,
+    prpPagesPerSlot: 0,
+    pageSize: 4096,
+    doorbells: new Uint32Array(regs),
+    doorbellStride: 4,
+  });
+  // A thread that sleeps on the doorbell word while it holds the value it saw, for far longer than the test takes.
+  const src = `onmessage = (e) => {
+    const db = new Int32Array(e.data.regs);
+    const seen = Atomics.load(db, 2);
+    postMessage("sleeping");
+    postMessage(Atomics.wait(db, 2, seen, 20000));
+  };`;
+  const url = URL.createObjectURL(new Blob([src], { type: "application/javascript" }));
+  const results: string[] = [];
+  try {
+    // A round is "not-equal" when the write came before the sleep began; "ok" only if the write woke it.
+    for (let round = 0; round < 10 && !results.includes("ok") && !results.includes("timed-out"); round++) {
+      const w = new Worker(url, { type: "module" });
+      try {
+        const r = await new Promise<string>((resolve) => {
+          w.onmessage = (e: MessageEvent) => {
+            if (e.data !== "sleeping") return resolve(e.data as string);
+            setTimeout(() => {
+              ring.entry();
+              ring.push();
+              ring.flush();
+            }, 50);
+          };
+          w.postMessage({ regs });
+        });
+        results.push(r);
+      } finally {
+        w.terminate();
+      }
+    }
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+  assert.ok(results.includes("ok"), `woken by the doorbell write: ${results.join(", ")}`);
+  assert.ok(!results.includes("timed-out"), results.join(", "));
 });
