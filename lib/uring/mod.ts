@@ -24,6 +24,8 @@
 import { EINTR, errnoName, type Libc, loadLibc, MAP_FAILED, MAP_POPULATE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, PROT_READ, PROT_WRITE } from "../ffi/mod.ts";
 import { InvalidArgumentError, SyscallError } from "../nvme/errors.ts";
 
+export type { Libc, RuntimeName } from "../ffi/mod.ts";
+
 /** io_uring_setup flags this room uses (include/uapi/linux/io_uring.h). */
 export const UringSetup = {
   /** cq_entries in the params is the CQ size. */
