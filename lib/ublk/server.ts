@@ -204,7 +204,7 @@ async function startQueues(
   ioTimeoutMs: number | undefined,
 ): Promise<{ workers: QueueWorker[]; ended: Promise<UblkQueueStats[]> }> {
   const maxIo = info.maxIoBytes;
-  const workers = await dev.startWorkers(new URL("./worker.ts", import.meta.url), info.queues, {
+  const workers = await dev.startWorkers(new URL("./worker_entry.js", import.meta.url), info.queues, {
     // One slot more than the tags: the ring keeps one entry empty.
     depth: info.depth + 1,
     arenaBytes: info.depth * maxIo + 2 * 1024 * 1024,
