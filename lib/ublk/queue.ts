@@ -12,7 +12,7 @@
  * that fetched it, so this must run synchronously in its Worker.
  * @module
  */
-import { errnoName, type Libc, MAP_FAILED, MAP_POPULATE, MAP_SHARED, O_CLOEXEC, O_RDWR, PROT_READ } from "../ffi/mod.ts";
+import { errnoName, type Libc, MAP_FAILED, MAP_POPULATE, MAP_SHARED, PROT_READ } from "../ffi/mod.ts";
 import { flushCmd, dsmCmd } from "../nvme/command.ts";
 import { InvalidArgumentError, type NvmeError, SyscallError } from "../nvme/errors.ts";
 import { encodeDsmRanges } from "../nvme/ranges.ts";
@@ -30,6 +30,11 @@ export interface UblkQueueConfig {
   devId: number;
   /** ublk queue index. */
   qId: number;
+  /**
+   * /dev/ublkc<devId>, opened once by the controlling thread: the kernel lets
+   * one open at a time, and fds are the process's, so every queue shares it.
+   */
+  cdevFd: number;
   /** Tags. */
   depth: number;
   /** Bytes per tag buffer (the device's max_io_buf_bytes). */
@@ -63,7 +68,6 @@ export interface UblkQueueStats {
 }
 
 const PAGE = 4096;
-const ENOENT = 2;
 /** user_data of the poll on the interrupt eventfd (tags are below 4096). */
 const POLL_TAG = 0xffff;
 /** Pump turns between yields to the event loop (recovery messages, timers): never per IO. */
@@ -120,6 +124,7 @@ export class UblkQueue {
   #serving = 0;
   #promises = 0;
   #pollArmed = false;
+  #quit = false;
 
   private constructor(libc: Libc, wq: WorkerQueue, cfg: UblkQueueConfig, ring: Uring, cdev: number, descAddr: bigint, descLen: bigint) {
     this.cfg = cfg;
@@ -153,22 +158,11 @@ export class UblkQueue {
   static async open(libc: Libc, wq: WorkerQueue, cfg: UblkQueueConfig): Promise<UblkQueue> {
     if (cfg.affinity) libc.schedSetaffinity(0, cfg.affinity); // best effort: blk-mq's CPUs for this queue
     const path = `/dev/ublkc${cfg.devId}`;
-    let cdev = -1;
-    // devtmpfs creates the node right after ADD_DEV; give it a moment on a slow guest.
-    for (let i = 0; i < 200; i++) {
-      cdev = libc.open(path, O_RDWR | O_CLOEXEC);
-      if (cdev >= 0 || libc.errno() !== ENOENT) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    if (cdev < 0) {
-      const e = libc.errno();
-      throw new SyscallError(`open ${path}`, e, errnoName(e));
-    }
+    const cdev = cfg.cdevFd;
     const len = BigInt(Math.ceil((cfg.depth * IoDescWord.SIZE * 4) / PAGE) * PAGE);
     const desc = libc.mmap(0n, len, PROT_READ, MAP_SHARED | MAP_POPULATE, cdev, descOffset(cfg.qId));
     if (desc === MAP_FAILED) {
       const e = libc.errno();
-      libc.close(cdev);
       throw new SyscallError(`mmap ${path} queue ${cfg.qId}`, e, errnoName(e));
     }
     let ring: Uring;
@@ -176,7 +170,6 @@ export class UblkQueue {
       ring = await Uring.create(cfg.depth + 8, { libc, cqEntries: 2 * (cfg.depth + 8) });
     } catch (e) {
       libc.munmap(desc, len);
-      libc.close(cdev);
       throw e;
     }
     const q = new UblkQueue(libc, wq, cfg, ring, cdev, desc, len);
@@ -185,6 +178,15 @@ export class UblkQueue {
     for (let t = 0; t < cfg.depth; t++) q.#io(t, q.#fetchOp, 0);
     q.#enter(0, -1);
     return q;
+  }
+
+  /**
+   * Leave {@link run} at its next turn (within one idle wait): for a device
+   * that never started, whose fetches no STOP_DEV ends. {@link close} then
+   * cancels them.
+   */
+  quit(): void {
+    this.#quit = true;
   }
 
   /** True once every tag's fetch ended with ABORT (the device was stopped or deleted). */
@@ -336,7 +338,7 @@ export class UblkQueue {
   async run(): Promise<void> {
     const qp = this.#qp, ring = this.#ring;
     let turns = 0, empty = 0;
-    while (this.#aborted < this.cfg.depth || this.#serving > 0) {
+    while ((this.#aborted < this.cfg.depth || this.#serving > 0) && !this.#quit) {
       let work = this.#reapRing();
       if (this.#backlog.length > 0) this.#drainBacklog();
       qp.ring();
@@ -345,7 +347,7 @@ export class UblkQueue {
         // Nothing in flight anywhere: let the event loop run, then one enter sends this turn's
         // commits and sleeps until the kernel has a request (bounded, to look at the loop again).
         await yieldMacrotask();
-        if (this.#aborted === this.cfg.depth) break;
+        if (this.#aborted === this.cfg.depth || this.#quit) break;
         if (ring.cqReady() === 0) this.#enter(1, IDLE_WAIT_NS);
         empty = 0;
         continue;
@@ -373,11 +375,10 @@ export class UblkQueue {
     if (ring.pending > 0) this.#enter(0, -1);
   }
 
-  /** Release the ring, the descriptor mapping and /dev/ublkcN (the kernel may then delete the device). */
+  /** Release the ring (cancelling any fetch still outstanding) and the descriptor mapping; /dev/ublkcN stays the controlling thread's. */
   close(): void {
     this.#ring.close();
     this.#libc.munmap(this.#descMap[0], this.#descMap[1]);
-    this.#libc.close(this.#cdev);
     try {
       this.#wq.freeBuffer(this.#buf);
     } catch { /* the queue already failed and let go of it */ }

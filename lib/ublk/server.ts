@@ -7,7 +7,7 @@
  * @module
  */
 import type { NVMeDev, QueueWorker } from "../dev.ts";
-import { loadLibc } from "../ffi/mod.ts";
+import { errnoName, type Libc, loadLibc, O_CLOEXEC, O_RDWR } from "../ffi/mod.ts";
 import { InvalidArgumentError, NvmeError, SyscallError } from "../nvme/errors.ts";
 import { UblkControl, type UblkDevInfo } from "./control.ts";
 import { type UblkParams, ublkParams } from "./params.ts";
@@ -51,11 +51,23 @@ export class UblkDevice {
   /** Resolves when every queue has ended (the device was stopped, here or by `tsnvme ublk del`). */
   readonly ended: Promise<UblkQueueStats[]>;
   readonly #ctrl: UblkControl;
+  readonly #libc: Libc;
+  readonly #cdev: number;
   readonly #workers: QueueWorker[];
   #stopping: Promise<void> | null = null;
 
-  private constructor(ctrl: UblkControl, info: UblkDevInfo, params: UblkParams, workers: QueueWorker[], ended: Promise<UblkQueueStats[]>) {
+  private constructor(
+    ctrl: UblkControl,
+    libc: Libc,
+    cdev: number,
+    info: UblkDevInfo,
+    params: UblkParams,
+    workers: QueueWorker[],
+    ended: Promise<UblkQueueStats[]>,
+  ) {
     this.#ctrl = ctrl;
+    this.#libc = libc;
+    this.#cdev = cdev;
     this.devId = info.devId;
     this.path = `/dev/ublkb${info.devId}`;
     this.info = info;
@@ -106,17 +118,20 @@ export class UblkDevice {
       ctrl.close();
       throw e;
     }
+    let cdev = -1;
     try {
       ctrl.setParams(info.devId, params);
-      const { workers, ended } = await startQueues(dev, ctrl, info, nsid, ns.blockSize, opts.ioTimeoutMs);
+      cdev = await openCdev(libc, info.devId);
+      const { workers, ended } = await startQueues(dev, ctrl, info, nsid, ns.blockSize, opts.ioTimeoutMs, cdev);
       try {
         ctrl.startDev(info.devId, libc.getpid());
       } catch (e) {
         await stopQueues(ctrl, info.devId, workers, ended);
         throw e;
       }
-      return new UblkDevice(ctrl, ctrl.getDevInfo(info.devId) ?? info, params, workers, ended);
+      return new UblkDevice(ctrl, libc, cdev, ctrl.getDevInfo(info.devId) ?? info, params, workers, ended);
     } catch (e) {
+      if (cdev >= 0) libc.close(cdev);
       try {
         ctrl.delDev(info.devId);
       } catch { /* best effort: report the first error */ }
@@ -156,14 +171,20 @@ export class UblkDevice {
         await new Promise((r) => setTimeout(r, 200));
       }
       const info = ctrl.getDevInfo(devId) ?? info0;
-      const { workers, ended } = await startQueues(dev, ctrl, info, nsid, ns.blockSize, opts.ioTimeoutMs);
+      const cdev = await openCdev(libc, devId);
       try {
-        ctrl.endUserRecovery(devId, libc.getpid());
+        const { workers, ended } = await startQueues(dev, ctrl, info, nsid, ns.blockSize, opts.ioTimeoutMs, cdev);
+        try {
+          ctrl.endUserRecovery(devId, libc.getpid());
+        } catch (e) {
+          await stopQueues(ctrl, devId, workers, ended);
+          throw e;
+        }
+        return new UblkDevice(ctrl, libc, cdev, ctrl.getDevInfo(devId) ?? info, params, workers, ended);
       } catch (e) {
-        await stopQueues(ctrl, devId, workers, ended);
+        libc.close(cdev);
         throw e;
       }
-      return new UblkDevice(ctrl, ctrl.getDevInfo(devId) ?? info, params, workers, ended);
     } catch (e) {
       ctrl.close();
       throw e;
@@ -179,7 +200,9 @@ export class UblkDevice {
     this.#stopping ??= (async () => {
       try {
         await stopQueues(this.#ctrl, this.devId, this.#workers, this.ended);
-        this.#ctrl.delDev(this.devId);
+        this.#libc.close(this.#cdev);
+        // Gone already when `ublk del` stopped it from another process.
+        if (this.#ctrl.getDevInfo(this.devId) !== null) this.#ctrl.delDev(this.devId);
       } finally {
         this.#ctrl.close();
       }
@@ -202,6 +225,7 @@ async function startQueues(
   nsid: number,
   blockSize: number,
   ioTimeoutMs: number | undefined,
+  cdevFd: number,
 ): Promise<{ workers: QueueWorker[]; ended: Promise<UblkQueueStats[]> }> {
   const maxIo = info.maxIoBytes;
   const workers = await dev.startWorkers(new URL("./worker_entry.js", import.meta.url), info.queues, {
@@ -219,6 +243,7 @@ async function startQueues(
     const cfg: UblkQueueConfig = {
       devId: info.devId,
       qId,
+      cdevFd,
       depth: info.depth,
       maxIoBytes: maxIo,
       nsid,
@@ -253,15 +278,36 @@ async function startQueues(
   try {
     await Promise.all(ready);
   } catch (e) {
-    await Promise.all(workers.map((w) => w.terminate()));
+    await quitQueues(workers, ended);
     throw e;
   }
   return { workers, ended };
 }
 
+const sleep = (ms: number) => new Promise<"timeout">((r) => setTimeout(() => r("timeout"), ms));
+
+/** Have the Workers leave their loops and close their rings (cancelling their fetches), then release them. */
+async function quitQueues(workers: QueueWorker[], ended: Promise<unknown>): Promise<void> {
+  for (const w of workers) w.worker.postMessage({ type: "ublk-quit" } satisfies UblkWorkerIn);
+  await Promise.race([ended, sleep(5000)]);
+  await Promise.all(workers.map((w) => w.terminate()));
+}
+
+/** Open /dev/ublkc<devId> (devtmpfs adds the node right after ADD_DEV: give a slow guest a moment). */
+async function openCdev(libc: Libc, devId: number): Promise<number> {
+  const path = `/dev/ublkc${devId}`;
+  for (let i = 0;; i++) {
+    const fd = libc.open(path, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) return fd;
+    const e = libc.errno();
+    if (e !== 2 || i >= 300) throw new SyscallError(`open ${path}`, e, errnoName(e));
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** STOP_DEV (unless the device is already dead), wait for the queues to end, release them. */
 async function stopQueues(ctrl: UblkControl, devId: number, workers: QueueWorker[], ended: Promise<unknown>): Promise<void> {
   if (ctrl.getDevInfo(devId) !== null) ctrl.stopDev(devId);
-  await Promise.race([ended, new Promise((r) => setTimeout(r, 30_000))]);
-  await Promise.all(workers.map((w) => w.terminate()));
+  if (await Promise.race([ended, sleep(30_000)]) === "timeout") await quitQueues(workers, ended);
+  else await Promise.all(workers.map((w) => w.terminate()));
 }
