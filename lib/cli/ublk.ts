@@ -29,11 +29,7 @@ export function parseUblkTarget(spec: string): { target: string; nsid: number } 
 
 /** ublk device ids that have a /dev/ublkcN node. */
 function deviceIds(): number[] {
-  let names: string[] = [];
-  try {
-    names = readdirSync("/dev");
-  } catch { /* no /dev */ }
-  return names.map((n) => /^ublkc(\d+)$/.exec(n)?.[1]).filter((x) => x !== undefined).map(Number).sort((a, b) => a - b);
+  return readdirSync("/dev").map((n) => /^ublkc(\d+)$/.exec(n)?.[1]).filter((x) => x !== undefined).map(Number).sort((a, b) => a - b);
 }
 
 /** `ublk add`: serve until a signal or a `ublk del`; resolves to the exit status. */

@@ -202,7 +202,11 @@ export class UblkDevice {
         await stopQueues(this.#ctrl, this.devId, this.#workers, this.ended);
         this.#libc.close(this.#cdev);
         // Gone already when `ublk del` stopped it from another process.
-        if (this.#ctrl.getDevInfo(this.devId) !== null) this.#ctrl.delDev(this.devId);
+        try {
+          if (this.#ctrl.getDevInfo(this.devId) !== null) this.#ctrl.delDev(this.devId);
+        } catch (e) {
+          if ((e as SyscallError).errno !== 19) throw e; // ENODEV: deleted meanwhile
+        }
       } finally {
         this.#ctrl.close();
       }
@@ -255,11 +259,16 @@ async function startQueues(
     };
     let failReady: (e: Error) => void = () => {};
     ready.push(new Promise<void>((resolve, reject) => {
-      failReady = reject;
+      const timer = setTimeout(() => reject(new NvmeError("ETIMEDOUT", `ublk queue ${qId} was not ready in ${READY_MS / 1000} s`)), READY_MS);
+      failReady = (e) => {
+        clearTimeout(timer);
+        reject(e);
+      };
       w.worker.addEventListener("message", (e: MessageEvent) => {
-        if ((e.data as UblkWorkerOut)?.type === "ublk-ready") resolve();
+        if ((e.data as UblkWorkerOut)?.type !== "ublk-ready") return;
+        clearTimeout(timer);
+        resolve();
       });
-      setTimeout(() => reject(new NvmeError("ETIMEDOUT", `ublk queue ${qId} was not ready in ${READY_MS / 1000} s`)), READY_MS);
     }));
     done.push(new Promise<UblkQueueStats>((resolve) => {
       w.worker.addEventListener("message", (e: MessageEvent) => {
