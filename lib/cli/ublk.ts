@@ -1,7 +1,9 @@
 /**
  * ublk: a tsnvme namespace as a Linux block device (/dev/ublkbN), served by
  * this process until SIGINT/SIGTERM (which stop and delete it) or until
- * `ublk del` from another shell. Needs root and ublk_drv (Linux 6.0+).
+ * `ublk del` from another shell; SIGUSR1 resets the controller under live IO
+ * (requests in flight are retried, as Linux's nvme driver does). Needs root
+ * and ublk_drv (Linux 6.0+).
  *
  * Usage:
  *   deno run -A lib/cli/ublk.ts add 0000:01:00.0[:NSID] [--queues N] [--depth N] [--max-io BYTES] [--no-recovery]
@@ -64,8 +66,17 @@ async function add(spec: string, values: Values): Promise<number> {
     signalled = true;
     void u.stop();
   };
+  // SIGUSR1: reset the controller under live IO (what a timeout would do), to exercise recovery.
+  const reset = () => {
+    process.stderr.write("ublk: SIGUSR1: resetting the controller\n");
+    dev.controller.reset().then(
+      () => process.stderr.write("ublk: controller reset done\n"),
+      (e) => process.stderr.write(`ublk: controller reset failed: ${(e as Error).message}\n`),
+    );
+  };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  process.on("SIGUSR1", reset);
   // Both runtimes: a pending promise alone does not keep the process alive.
   const keep = setInterval(() => {}, 1 << 30);
   try {
@@ -80,6 +91,7 @@ async function add(spec: string, values: Values): Promise<number> {
     clearInterval(keep);
     process.off("SIGTERM", stop);
     process.off("SIGINT", stop);
+    process.off("SIGUSR1", reset);
     await dev.close();
   }
   return 0;

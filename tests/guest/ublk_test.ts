@@ -26,6 +26,17 @@ function sh(cmd: string, timeoutS = 600): string {
   }
 }
 
+/** As {@link sh}, without blocking the event loop (timers run meanwhile). */
+function shAsync(cmd: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = spawn("sh", ["-c", cmd], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "", err = "";
+    c.stdout!.on("data", (d) => (out += d));
+    c.stderr!.on("data", (d) => (err += d));
+    c.on("exit", (code) => code === 0 ? resolve(out) : reject(new Error(`'${cmd}' failed (status ${code}):\n${out}\n${err}`)));
+  });
+}
+
 interface Server {
   child: ChildProcess;
   devId: number;
@@ -105,16 +116,23 @@ test(`ublk (${runtime}): raw IO, discard and write zeroes, fio randwrite verify 
     const z = readBlockDev(dev, 60 << 20, 256 << 10);
     assert.ok(z.every((b) => b === 0), "write zeroes and discard read back as zeroes");
 
-    // fio randwrite with verify at QD32, two jobs (the two vCPUs map onto the two queues).
-    const fio = sh(
+    // fio randwrite with verify at QD32, two jobs (the two vCPUs map onto the two queues), with
+    // two controller resets (SIGUSR1) under the writes: requests in flight are retried, none lost.
+    let sent = 0;
+    const resets = [2000, 5000].map((ms) => setTimeout(() => void (s.child.kill("SIGUSR1") && sent++), ms));
+    const fio = await shAsync(
       `fio --name=v --filename=${dev} --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=32 ` +
         `--numjobs=2 --size=16M --offset_increment=16M --verify=crc32c --verify_fatal=1 --do_verify=1 ` +
         `--group_reporting --output-format=json`,
-      900,
     );
+    resets.forEach(clearTimeout);
     const j = JSON.parse(fio.slice(fio.indexOf("{")));
     assert.equal(j.jobs[0].error, 0, "fio verify passed");
     assert.ok(j.jobs[0].write.total_ios >= 8192, `fio wrote (${j.jobs[0].write.total_ios} IOs)`);
+    const done = () => s.log().match(/controller reset done/g)?.length ?? 0;
+    for (let i = 0; i < 600 && done() < sent; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(sent >= 1, "fio ran long enough for a reset under IO");
+    assert.equal(done(), sent, `every reset under IO completed:\n${s.log()}`);
 
     // ext4: files, umount, fsck clean, remount, checksums.
     sh(`mkfs.ext4 -q -F -E nodiscard ${dev} 48M && mkdir -p ${MNT} && mount ${dev} ${MNT}`);
