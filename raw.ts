@@ -42,6 +42,17 @@ export {
   type LbaRange as LbaExtent,
 } from "./lib/nvme/ranges.ts";
 export { getU128, setU128, Uint128, Uint64, viewOf } from "./lib/nvme/wide.ts";
+// End-to-end protection information: tuple layouts, PRINFO bits, per-block generate and check; the guard CRCs.
+export * from "./lib/nvme/pi.ts";
+export {
+  type Crc64State,
+  crc16T10dif,
+  crc64Nvme,
+  crc64NvmeFinal,
+  crc64NvmeInit,
+  crc64NvmeState,
+  crc64NvmeUpdate,
+} from "./lib/util/crc.ts";
 export { statusError, statusFieldOf } from "./lib/nvme/errors.ts";
 export { Controller, type RemoteQueue } from "./lib/nvme/controller.ts";
 export {
@@ -121,3 +132,21 @@ export {
   type NvmeController,
   type PciInfo,
 } from "./lib/vfio/sysfs.ts";
+export {
+  dbbufConfigCmd,
+  dbbufNeedEvent,
+  OACS_DBBUF,
+  type PcieOptions,
+  type ShadowDoorbells,
+  validatePcieOptions,
+} from "./lib/nvme/pcie.ts";
+export * from "./lib/nvme/sgl.ts";
+export type { PciBar } from "./lib/nvme/transport.ts";
+export {
+  CAP_CMBS,
+  type CmbInfo,
+  Cmbmsc,
+  CmbszBit,
+  decodeCmb,
+} from "./lib/nvme/pcie.ts";
+export * from "./lib/nvme/virt.ts";

@@ -3,7 +3,10 @@
  * namespaces and DMA buffer management together.
  * @module
  */
-import { type IdCtrl, type IdNs, identifyNamespaceOf, parseIdNs } from "./nvme/identify.ts";
+import { elbafAt, type IdCtrl, type IdNs, identifyNamespaceOf, parseIdNs } from "./nvme/identify.ts";
+import { piFormatOf } from "./nvme/pi.ts";
+import { identifyCmd } from "./nvme/command.ts";
+import { Cns } from "./nvme/spec.ts";
 import { loadLibc } from "./ffi/mod.ts";
 import { BouncePool } from "./io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
@@ -44,8 +47,9 @@ export interface OpenOptions extends ControllerOptions {
    * whenever nothing is ready; `poll`: never use interrupts. When the default
    * cannot enable interrupts it falls back to `poll` (see `info.interrupts`);
    * an explicit `adaptive`/`interrupt` then fails with SetupError("irq").
-   * Over a fabric (tcp://) queues always sleep until data arrives on their
-   * connection, whatever this says.
+   * Over a fabric (tcp://) the socket plays the interrupt: the default there
+   * is `interrupt` (sleep until data arrives); `adaptive` polls the socket
+   * for pollSpinUs after each completion first, `poll` never sleeps on it.
    */
   interrupts?: WaitMode;
   /**
@@ -159,10 +163,17 @@ export class NVMeDev implements AsyncDisposable {
   /** The command trace, when on (see OpenOptions.trace). */
   readonly trace: CommandTrace | null;
 
-  private constructor(target: string, ctrl: Controller, irq: InterruptSource | null, mode: WaitMode, trace: CommandTrace | null) {
+  private constructor(target: string, ctrl: Controller, irq: InterruptSource | null, mode: WaitMode, trace: CommandTrace | null, explicit = false) {
     this.#irq = irq;
-    // A fabric queue sleeps on arrivals from its connection: the interrupt's part.
-    this.#waitMode = ctrl.fabric ? ctrl.admin.waitMode : irq ? mode : "poll";
+    // A fabric queue sleeps on readiness of its connection: the interrupt's part.
+    this.#waitMode = ctrl.fabric ? (mode === "adaptive" && !explicit ? ctrl.admin.waitMode : mode) : irq ? mode : "poll";
+    if (ctrl.fabric && this.#waitMode !== ctrl.admin.waitMode) {
+      // The socket is polled by recv in the pump: give the IO queues a spin window (the admin queue keeps sleeping).
+      for (const q of ctrl.io) {
+        q.pollSpinUs = ctrl.options.pollSpinUs;
+        q.setWaitMode(this.#waitMode);
+      }
+    }
     this.#bounce = new BouncePool((n) => ctrl.allocDma(n), (b) => ctrl.freeDma(b));
     this.target = target;
     this.controller = ctrl;
@@ -303,7 +314,7 @@ export class NVMeDev implements AsyncDisposable {
         transport.close();
         throw e;
       }
-      const dev = new NVMeDev(key.replace(/^vfio:/, ""), ctrl, irq, mode, traceFrom(options.trace));
+      const dev = new NVMeDev(key.replace(/^vfio:/, ""), ctrl, irq, mode, traceFrom(options.trace), options.interrupts !== undefined);
       try {
         await dev.rescan();
       } catch (e) {
@@ -339,9 +350,20 @@ export class NVMeDev implements AsyncDisposable {
         mssrl: s.mssrl,
         mcl: s.mcl,
         msrc: s.msrc,
+        pi: s.metadataSize ? piFormatOf(s.blockSize, s.metadataSize, s.flbas, s.dps, await this.#pif(nsid, s.lbaFormat, s.dps)) : undefined,
       };
       this.#idNs.set(nsid, id);
       this.#namespaces.set(nsid, new Namespace(this.#host, info));
+    }
+  }
+
+  /** The guard format (ELBAF PIF) of a PI namespace's LBA format: 0 (16-bit) when the controller has no NVM command set Identify Namespace. */
+  async #pif(nsid: number, lbaf: number, dps: number): Promise<number> {
+    if ((dps & 7) === 0) return 0;
+    try {
+      return elbafAt(await this.controller.identify(identifyCmd(Cns.CSI_NS, nsid, 0, 0)), lbaf).pif;
+    } catch {
+      return 0;
     }
   }
 

@@ -12,6 +12,7 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { runPeers } from "./bench-peers.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -26,6 +27,9 @@ const { values } = parseArgs({
     "hog-runtime": { type: "string", default: "3" },
     "no-hog": { type: "boolean", default: false },
     "no-scaling": { type: "boolean", default: false },
+    "no-peers": { type: "boolean", default: false },
+    // The guest's second namespace has 4096-byte blocks (scripts/guest.sh --ns): libvfn's 4 KiB reads go there.
+    "peer-ns4k": { type: "string", default: "2" },
     out: { type: "string" },
   },
 });
@@ -115,6 +119,12 @@ try {
   } catch { /* parameter absent */ }
 }
 bind("vfio");
+const peerNotes: string[] = [];
+if (!values["no-peers"]) {
+  rows.push(...runPeers({
+    pci, depths, bs: Number(values.bs), rw: values.rw!, seconds: Number(values.runtime), nsid4k: Number(values["peer-ns4k"]),
+  }, peerNotes));
+}
 for (const rt of rts) for (const mode of modes) rows.push(...tsnvme(rt, mode, depths));
 
 out(`\n### ${values.rw} ${values.bs} B: wait modes against the kernel (one guest boot, TCG, ${values.runtime} s per job after ${values.ramp} s warm-up)\n`);
@@ -127,6 +137,23 @@ for (const r of rows) {
     `${f0(r.mean)} | ${f0(r.p50)} | ${f0(r.p99)} | ${f1(r.cpu)} |`);
 }
 if (!polled) out("\n(kernel polled rows missing: nvme.poll_queues could not be set)");
+
+// ------------------------------------------------------------------ ratios to the peers
+{
+  const spdk = rows.filter((r) => r.who.startsWith("SPDK"));
+  const ts = rows.filter((r) => r.who.startsWith("tsnvme"));
+  out(`\n### tsnvme / SPDK and tsnvme / kernel, IOPS ratios of this boot (SPDK and libvfn poll one core; > 1: tsnvme faster)\n`);
+  out("| driver | wait | QD | IOPS | / SPDK | / libvfn | / kernel irq | / kernel polled |");
+  out("|---|---|---:|---:|---:|---:|---:|---:|");
+  const ratio = (a: number, b: Row | undefined) => b && b.iops > 0 ? (a / b.iops).toFixed(2) + "x" : "-";
+  for (const r of [...rows.filter((x) => x.who === "libvfn perf"), ...ts]) {
+    const at = (f: (x: Row) => boolean) => rows.find((x) => x.qd === r.qd && f(x));
+    out(`| ${r.who} | ${r.mode} | ${r.qd} | ${r.iops} | ${ratio(r.iops, spdk.find((x) => x.qd === r.qd))} | ` +
+      `${ratio(r.iops, at((x) => x.who === "libvfn perf"))} | ${ratio(r.iops, at((x) => x.who === "kernel" && x.mode === "interrupts"))} | ` +
+      `${ratio(r.iops, at((x) => x.who === "kernel" && x.mode !== "interrupts"))} |`);
+  }
+  for (const n of peerNotes) out(`\n(${n})`);
+}
 
 // ------------------------------------------------------------------ idle CPU
 out(`\n### Idle: device open, an async event request outstanding, no IO (process CPU over 3 s)\n`);

@@ -11,89 +11,16 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import type { NvmeError } from "../lib/nvme/errors.ts";
-import { PcieRing } from "../lib/nvme/pcie.ts";
 import { QueuePair } from "../lib/nvme/queue.ts";
-import type { CompletionSink, QueueRing } from "../lib/nvme/ring.ts";
 import { CommandTrace } from "../lib/nvme/trace.ts";
-import { dmaBuffer } from "../lib/nvme/transport.ts";
+import { InstantRing } from "../lib/cli/bench/instant.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
   options: { ms: { type: "string", default: "400" }, runs: { type: "string", default: "5" }, json: { type: "boolean" } },
 });
 const MS = Number(values.ms), RUNS = Number(values.runs);
-const DEPTH = 256;
 const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
-
-/**
- * The real PCIe ring plus a device that completes every command the moment its
- * doorbell is rung: what is measured is the driver's work, nothing else.
- */
-class InstantRing implements QueueRing {
-  readonly depth: number;
-  readonly maxTransfer: number;
-  readonly #r: PcieRing;
-  readonly #sq: Uint32Array;
-  readonly #cq: Uint32Array;
-  readonly #db: Uint32Array;
-  #head = 0;
-  #tail = 0;
-  #phase = 1;
-  constructor() {
-    const sq = dmaBuffer(new Uint8Array(DEPTH * 64), 0x10_0000, DEPTH * 64);
-    const cq = dmaBuffer(new Uint8Array(DEPTH * 16), 0x20_0000, DEPTH * 16);
-    this.#db = new Uint32Array(16);
-    this.#r = new PcieRing(
-      { qid: 1, depth: DEPTH, sq, cq, prp: null, prpPagesPerSlot: 0, pageSize: 4096, doorbells: this.#db, doorbellStride: 4 },
-      DEPTH - 1,
-    );
-    this.depth = DEPTH;
-    this.maxTransfer = this.#r.maxTransfer;
-    this.#sq = new Uint32Array(sq.bytes.buffer);
-    this.#cq = new Uint32Array(cq.bytes.buffer);
-  }
-  entry(): Uint32Array {
-    return this.#r.entry();
-  }
-  setData(e: Uint32Array, slot: number, iova: number, len: number): void {
-    this.#r.setData(e, slot, iova, len);
-  }
-  clearData(e: Uint32Array): void {
-    this.#r.clearData(e);
-  }
-  push(): void {
-    this.#r.push();
-  }
-  get flushes(): number {
-    return this.#r.flushes;
-  }
-  flush(): boolean {
-    const rang = this.#r.flush();
-    const tailDb = this.#db[2];
-    while (this.#head !== tailDb) {
-      const cid = this.#sq[this.#head * 16] >>> 16;
-      this.#head = (this.#head + 1) % DEPTH;
-      const b = this.#tail * 4;
-      this.#cq[b] = 0;
-      this.#cq[b + 2] = (this.#head | (1 << 16)) >>> 0;
-      Atomics.store(this.#cq, b + 3, (cid | (this.#phase << 16)) >>> 0);
-      if (++this.#tail === DEPTH) {
-        this.#tail = 0;
-        this.#phase ^= 1;
-      }
-    }
-    return rang;
-  }
-  reap(sink: CompletionSink): number {
-    return this.#r.reap(sink);
-  }
-  reset(): void {
-    this.#r.reset();
-  }
-  close(): void {
-    this.#r.close();
-  }
-}
 
 function cpuNs(): number {
   const u = process.cpuUsage();

@@ -9,6 +9,10 @@
  * $TSNVME_OUT/tcp/bench.log) into markdown tables: the tsnvme host on each
  * runtime against the kernel initiator on the same nvmet target, digests off
  * and on, with ratios, and CRC32C speed.
+ * The guest run (kernel initiator, SPDK's initiator and tsnvme on Deno and Bun against one nvmet
+ * target, in one boot): scripts/guest.sh --bind none -- tests/guest/tcp/nvmet.sh --bench SECONDS.
+ * TSNVME_TCP_WAIT=adaptive|poll|interrupt sets the loopback rows' IO queue wait mode (default
+ * interrupt; polling starves the in-process target, so it says little here).
  * Usage: deno run -A scripts/bench-tcp.ts [SECONDS] | bun scripts/bench-tcp.ts [SECONDS]
  *        deno run -A scripts/bench-tcp.ts --table LOG
  *        deno run -A scripts/bench-tcp.ts --rx [SECONDS]   (host receive path only: parser + placement, no sockets)
@@ -19,6 +23,7 @@ import { MemMedia } from "../lib/sim/media.ts";
 import { hostIdentity, TcpController } from "../lib/tcp/mod.ts";
 import { MediaBackend, NvmfTarget } from "../lib/target/mod.ts";
 import { IoOpc } from "../lib/nvme/spec.ts";
+import type { WaitMode } from "../lib/irq/adaptive.ts";
 import { PduParser } from "../lib/tcp/parser.ts";
 import { buildPdu, DataOff, encodeIcResp, get32, PduType, writeDataPdu } from "../lib/tcp/pdu.ts";
 
@@ -58,7 +63,9 @@ async function loopback(secs: number): Promise<void> {
   });
   for (const dg of [{ hdgst: false, ddgst: false }, { hdgst: true, ddgst: true }]) {
     const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN, ...hostIdentity("00000000-0000-4000-8000-000000000001"), digests: dg, katoMs: 0 });
-    const tag = `${runtime} digests=${dg.hdgst ? "on" : "off"}`;
+    const mode = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.TSNVME_TCP_WAIT as WaitMode | undefined;
+    if (mode) for (const q of c.io) (q.qp.pollSpinUs = 500, q.qp.setWaitMode(mode));
+    const tag = `${runtime} digests=${dg.hdgst ? "on" : "off"}${mode ? ` ${mode}` : ""}`;
     for (const qd of [1, 32]) {
       const r = await job(c, IoOpc.READ, 4096, qd, secs);
       console.log(`tcp ${tag} 4k randread qd${qd}: ${(r.ios / r.s).toFixed(0)} IOPS`);
@@ -121,18 +128,22 @@ if (import.meta.main) {
 }
 
 /**
- * Markdown tables from a guest bench log: lines `bench WHO digests=D WORKLOAD: N UNIT` (WHO deno,
- * bun or kernel) and `crc32c[-js] RUNTIME SIZE KiB: N MB/s`. A missing figure shows as "–".
+ * Markdown tables from a guest bench log: lines `bench WHO digests=D WORKLOAD: N UNIT [p50=Aus p99=Bus]
+ * [cpu=Cus/io]` (WHO kernel, spdk, deno, bun, deno-adaptive, bun-adaptive) and `crc32c[-js] RUNTIME
+ * SIZE KiB: N MB/s`. Every initiator gets a ratio against the kernel's figure; a missing one shows "–".
  */
 export function benchTables(log: string): string {
-  const v = new Map<string, number>();
+  const v = new Map<string, { n: number; extra: string }>();
   const crc = new Map<string, number>();
-  const digestsSeen = new Set<string>();
+  const digestsSeen = new Set<string>(), whoSeen = new Set<string>();
   for (const line of log.split("\n")) {
-    let m = /^bench (deno|bun|kernel) digests=(none|h|hd) (4k randread qd1|4k randread qd32|128k seqread qd8): ([\d.]+) (IOPS|MB\/s)$/.exec(line.trim());
+    let m = /^bench ([a-z-]+) digests=(none|h|hd) (4k randread qd1|4k randread qd32|128k seqread qd8|128k seqwrite qd8): ([\d.]+) (IOPS|MB\/s)(.*)$/.exec(line.trim());
     if (m) {
-      v.set(`${m[1]}|${m[2]}|${m[3]}`, Number(m[4]));
+      const p = /p50=(\d+)us p99=(\d+)us/.exec(m[6]), c = /cpu=([\d.]+)us\/io/.exec(m[6]);
+      const extra = (p ? ` (p50 ${p[1]} / p99 ${p[2]} µs)` : "") + (c ? ` [${c[1]} µs CPU/IO]` : "");
+      v.set(`${m[1]}|${m[2]}|${m[3]}`, { n: Number(m[4]), extra });
       digestsSeen.add(m[2]);
+      whoSeen.add(m[1]);
       continue;
     }
     m = /^(crc32c|crc32c-js) (deno|bun) (\d+) KiB: ([\d.]+) MB\/s( \(\w+\))?$/.exec(line.trim());
@@ -141,15 +152,35 @@ export function benchTables(log: string): string {
   const fmt = (n: number | undefined) => n === undefined ? "–" : n >= 100 ? n.toFixed(0) : n.toFixed(1);
   const ratio = (a: number | undefined, b: number | undefined) => a === undefined || !b ? "–" : `${(a / b).toFixed(2)}x`;
   const label: Record<string, string> = { none: "off", h: "header", hd: "header+data" };
-  const work: [string, string][] = [["4k randread qd1", "4 KiB random read QD1 (IOPS)"], ["4k randread qd32", "4 KiB random read QD32 (IOPS)"], [
-    "128k seqread qd8",
-    "128 KiB sequential read QD8 (MB/s)",
-  ]];
-  let s = "| workload | digests | kernel initiator | tsnvme Deno | Deno / kernel | tsnvme Bun | Bun / kernel |\n|---|---|---:|---:|---:|---:|---:|\n";
-  for (const [key, name] of work) {
+  const name: Record<string, string> = {
+    kernel: "kernel initiator",
+    spdk: "SPDK initiator",
+    deno: "tsnvme Deno",
+    bun: "tsnvme Bun",
+    "deno-adaptive": "tsnvme Deno (adaptive)",
+    "bun-adaptive": "tsnvme Bun (adaptive)",
+  };
+  const order = ["kernel", "spdk", "deno", "deno-adaptive", "bun", "bun-adaptive"].filter((w) => whoSeen.has(w) || w === "kernel" || w === "deno" || w === "bun");
+  for (const w of whoSeen) if (!order.includes(w)) order.push(w);
+  const work: [string, string][] = [
+    ["4k randread qd1", "4 KiB random read QD1 (IOPS)"],
+    ["4k randread qd32", "4 KiB random read QD32 (IOPS)"],
+    ["128k seqread qd8", "128 KiB sequential read QD8 (MB/s)"],
+    ["128k seqwrite qd8", "128 KiB sequential write QD8 (MB/s)"],
+  ];
+  const others = order.filter((w) => w !== "kernel");
+  // The kernel first, then each initiator beside its ratio to the kernel.
+  let s = `| workload | digests | kernel initiator |${others.map((w) => ` ${name[w] ?? w} | ${(name[w] ?? w).replace("tsnvme ", "")} / kernel |`).join("")}\n`;
+  s += `|---|---|---:|${others.map(() => "---:|---:|").join("")}\n`;
+  for (const [key, title] of work) {
     for (const d of ["none", "h", "hd"].filter((x) => digestsSeen.has(x))) {
-      const k = v.get(`kernel|${d}|${key}`), dn = v.get(`deno|${d}|${key}`), bn = v.get(`bun|${d}|${key}`);
-      s += `| ${name} | ${label[d]} | ${fmt(k)} | ${fmt(dn)} | ${ratio(dn, k)} | ${fmt(bn)} | ${ratio(bn, k)} |\n`;
+      if (key === "128k seqwrite qd8" && !order.some((w) => v.has(`${w}|${d}|${key}`))) continue;
+      const cell = (w: string) => {
+        const e = v.get(`${w}|${d}|${key}`);
+        return `${fmt(e?.n)}${e?.extra ?? ""}`;
+      };
+      const k = v.get(`kernel|${d}|${key}`)?.n;
+      s += `| ${title} | ${label[d]} | ${cell("kernel")} |${others.map((w) => ` ${cell(w)} | ${ratio(v.get(`${w}|${d}|${key}`)?.n, k)} |`).join("")}\n`;
     }
   }
   if (crc.size) {

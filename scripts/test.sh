@@ -47,10 +47,14 @@ DOC_LINT=(mod.ts raw.ts lib/*/mod.ts lib/cli/cli.ts lib/cli/nvme.ts lib/cli/setu
 step "static/doc-lint" deno doc --lint "${DOC_LINT[@]}"
 step "static/publish-dry-run" deno publish --dry-run --allow-dirty
 # The @example blocks run against the software controller (Deno only: Bun has no doc tests).
-DOC_FILES=(mod.ts raw.ts lib/admin/mod.ts lib/admin/passthru.ts lib/admin/regs.ts lib/io/mod.ts lib/io/passthru.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/tcp/mod.ts lib/target/mod.ts lib/cli/format/mod.ts)
+DOC_FILES=(mod.ts raw.ts lib/admin/mod.ts lib/admin/passthru.ts lib/admin/regs.ts lib/io/mod.ts lib/io/passthru.ts lib/sanitize/mod.ts lib/firmware/mod.ts lib/sim/mod.ts lib/tcp/mod.ts lib/target/mod.ts lib/cli/format/mod.ts lib/io/zns.ts lib/io/fdp.ts lib/admin/fdp.ts lib/sock/socket.ts)
 step "docs/deno" deno test --doc -A "${DOC_FILES[@]}"
 step "unit/deno" deno test -A tests/unit/
 step "unit/bun" bun test tests/unit/
+# A one-minute soak per runtime on the software controller: QD32 over 2 Workers, a fault every 12 s,
+# every block checked, fds and mapped IOVA flat; --self-test plants one wrong block the check must catch.
+step "soak/deno" deno run -A scripts/soak.ts --seconds 60 --fault-every 12 --sample 12 --io-timeout-ms 3000 --self-test
+step "soak/bun" bun scripts/soak.ts --seconds 60 --fault-every 12 --sample 12 --io-timeout-ms 3000 --self-test
 if ((GUEST)); then
   # One boot runs both runtimes; run.sh prints each runtime's own summary, split below.
   log="$LOGDIR/guest.log"
@@ -67,6 +71,17 @@ if ((GUEST)); then
   if ((rc != 0)) && ! grep -qE "[1-9][0-9]* (failed|fail)$" "$log"; then
     total_fail=$((total_fail + 1)); summary+=("guest/harness: exit $rc")
   fi
+  # A second boot with the feature controllers (zoned, FDP, PI-formatted, CMB), so the default
+  # boot stays small: the features tier on both runtimes.
+  log="$LOGDIR/guest-features.log"
+  echo "=== guest features (QEMU --feature zns,fdp,pi,cmb): deno + bun"
+  scripts/guest.sh --feature zns,fdp,pi,cmb -- tests/guest/run.sh features 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  read -r p f < <(count "guest/features" "$log")
+  if ((p + f == 0)); then f=1; fi
+  if ((rc != 0 && f == 0)); then f=1; fi
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+  summary+=("guest/features: $p passed, $f failed")
 fi
 echo
 echo "=== summary"

@@ -24,3 +24,5 @@ export * from "./manage.ts";
 export { NotSupportedError } from "./support.ts";
 export * from "./passthru.ts";
 export * from "./regs.ts";
+export * from "./fdp.ts";
+export * from "./virt.ts";

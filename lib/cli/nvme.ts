@@ -54,10 +54,14 @@ import { readRegisterBlock, readRegisters } from "../admin/regs.ts";
 import { ioPassthru } from "../io/passthru.ts";
 import { NVMeDev, type OpenOptions } from "../dev.ts";
 import { traceCommands } from "./verbose.ts";
+import { virtCommands } from "./virt.ts";
 import { InvalidArgumentError, NvmeError, NvmeStatusError } from "../nvme/errors.ts";
-import { encodeStatus, IoOpc, LogId } from "../nvme/spec.ts";
+import { Cns, encodeStatus, IoOpc, LogId } from "../nvme/spec.ts";
 import { listNvmeControllers } from "../vfio/sysfs.ts";
-import { decodeIdentifyController } from "../nvme/identify.ts";
+import { decodeIdentifyController, flbasIndex, parseNvmIdNs } from "../nvme/identify.ts";
+import { piStripped, Prinfo } from "../nvme/pi.ts";
+import type { ProtectionOptions } from "../io/namespace.ts";
+import { identifyCmd } from "../nvme/command.ts";
 import { TcpController } from "../tcp/host.ts";
 import { decodeDiscoveryHeader, decodeDiscoveryLog, type DiscoveryEntry, SubType, TRTYPE_TCP } from "../tcp/discovery.ts";
 import { discoveryToJson, type FabricsPath, formatDiscovery, formatSubsystems, subsystemsToJson } from "./format/discovery.ts";
@@ -72,6 +76,9 @@ import {
   type TcpTargetAddress,
 } from "../tcp/target-string.ts";
 import { resolveHostIdentity } from "../tcp/host-identity.ts";
+import { znsCommands } from "./zns.ts";
+import { fdpCommands } from "./fdp.ts";
+import { resolveGroup } from "./groups.ts";
 
 /** Progress on a terminal only: `\r`-rewritten line on stderr, nothing when stderr is a pipe or file. */
 function progress(text: string | null): void {
@@ -83,9 +90,11 @@ function progress(text: string | null): void {
 let verbose = false;
 /** Set from the fabrics options of the subcommand being run: how a tcp:// device is connected. */
 let fabricOpen: OpenOptions = {};
+/** Set from `--sgl`/`--prp`/`--no-dbbuf` of the subcommand being run: how a PCIe device's IO queues move data. */
+let pcieOpen: OpenOptions = {};
 
 async function withDev<T>(device: string, f: (dev: NVMeDev) => Promise<T>): Promise<T> {
-  const dev = await NVMeDev.open(device, isTcpTarget(device) ? fabricOpen : {});
+  const dev = await NVMeDev.open(device, isTcpTarget(device) ? fabricOpen : pcieOpen);
   const untrace = verbose ? traceCommands(dev.controller) : null;
   try {
     return await f(dev);
@@ -208,27 +217,67 @@ const ioOptions: Options = {
   "block-count": { type: "string", short: "c", default: "0" },
   "data-size": { type: "string", short: "z" },
   "data": { type: "string", short: "d" },
+  ...piOptions(),
 };
+
+/** nvme-cli's metadata and protection information options of read, write, compare (and verify: no metadata). */
+function piOptions(metadata = true): Options {
+  return {
+    ...(metadata ? { "metadata-size": { type: "string", short: "y" }, "metadata": { type: "string", short: "M" } } : {}),
+    "prinfo": { type: "string", short: "p" },
+    "ref-tag": { type: "string", short: "r" },
+    "app-tag": { type: "string", short: "a" },
+    "app-tag-mask": { type: "string", short: "m" },
+  };
+}
+
+/** The PI options given, as the library takes them (PRINFO bit 3 = PRACT, bits 2:0 = checks); absent ones stay at the library's defaults. */
+function piValues(values: Values): ProtectionOptions {
+  const o: ProtectionOptions = {};
+  if (values["prinfo"] !== undefined) {
+    const p = int(values, "prinfo", { max: 15 });
+    o.pract = (p & Prinfo.PRACT) !== 0;
+    o.prchk = p & Prinfo.PRCHK_ALL;
+  }
+  if (values["ref-tag"] !== undefined) o.refTag = int(values, "ref-tag", { max: 2 ** 48 - 1 });
+  if (values["app-tag"] !== undefined) o.appTag = int(values, "app-tag", { max: 0xffff });
+  if (values["app-tag-mask"] !== undefined) o.appMask = int(values, "app-tag-mask", { max: 0xffff });
+  return o;
+}
 
 async function io(kind: "read" | "write" | "compare", device: string, values: Values): Promise<number> {
   const slba = int(values, "start-block");
   const nlb = int(values, "block-count", { max: 0xffff }) + 1;
   const dataSize = int(values, "data-size", { required: true, min: 1 });
+  const pio = piValues(values);
+  const metaFile = values["metadata"] as string | undefined;
   return await withDev(device, async (dev) => {
     const ns = dev.ns(nsid(values, dev));
-    const bytes = nlb * ns.blockSize;
+    const f = ns.pi;
+    // Extended LBAs carry each block's metadata after its data, unless PRACT strips a PI-only tuple.
+    const pract = pio.pract ?? (f !== null && f.type !== 0 && f.metadataSize === f.tupleBytes && metaFile === undefined);
+    const unit = f && f.extended && !piStripped(f, pract) ? f.blockSize + f.metadataSize : ns.blockSize;
+    const bytes = nlb * unit;
     if (dataSize < bytes) {
-      throw new UsageError(`--data-size ${dataSize} is smaller than ${nlb} blocks of ${ns.blockSize} bytes (${bytes})`);
+      throw new UsageError(`--data-size ${dataSize} is smaller than ${nlb} blocks of ${unit} bytes (${bytes})`);
     }
     const buf = dev.allocBuffer(bytes);
     const file = values["data"] as string | undefined;
+    const metaBytes = f && !f.extended && !piStripped(f, pract) ? nlb * f.metadataSize : 0;
+    if (metaBytes && int(values, "metadata-size", { required: true }) < metaBytes) {
+      throw new UsageError(`--metadata-size is smaller than ${nlb} blocks of ${f!.metadataSize} metadata bytes (${metaBytes})`);
+    }
+    const meta = metaBytes ? dev.allocBuffer(metaBytes) : undefined;
+    const opts: ProtectionOptions = f ? { ...pio, pract: f.type ? pract : undefined, metadata: meta } : {};
     if (kind !== "read") {
       const src = file ? readFileSync(file) : readFileSync(0);
       buf.set(src.subarray(0, Math.min(src.length, bytes)));
-      if (kind === "write") await ns.write(slba, buf);
-      else await ns.compare(slba, buf);
+      if (meta) meta.set(metaFile ? readFileSync(metaFile).subarray(0, metaBytes) : new Uint8Array(0));
+      if (kind === "write") await ns.write(slba, buf, opts);
+      else await ns.compare(slba, buf, opts);
     } else {
-      await ns.read(slba, buf);
+      await ns.read(slba, buf, opts);
+      if (meta && metaFile) writeFileSync(metaFile, meta);
       // nvme-cli writes the whole --data-size buffer; bytes past the transfer are zero.
       const out = new Uint8Array(dataSize);
       out.set(buf);
@@ -539,6 +588,30 @@ const commands: Record<string, Command> = {
         if (f === "binary" || values["raw-binary"]) process.stdout.write(await dev.controller.identifyNamespace(id));
         else if (f === "json") out(idNsToJson(n));
         else process.stdout.write(formatIdNs(n, id, { human: !!values["human-readable"], vendorSpecific: !!values["vendor-specific"] }));
+        return 0;
+      });
+    },
+  },
+  "nvm-id-ns": {
+    summary: "Send the NVM command set's Identify Namespace (CNS 05h): extended LBA formats, guard sizes",
+    usage: "nvm-id-ns <device> --namespace-id <nsid> [--output-format normal|json]",
+    options: { ...outputFormat, "namespace-id": { type: "string", short: "n" } },
+    args: [1, 1],
+    run: ([device], values) => {
+      const f = format(values);
+      int(values, "namespace-id", { max: 0xffffffff });
+      return withDev(device, async (dev) => {
+        const id = nsid(values, dev);
+        const n = dev.idNs(id);
+        const nvm = parseNvmIdNs(await dev.controller.identify(identifyCmd(Cns.CSI_NS, id, 0, 0)), n.nlbaf + n.nulbaf);
+        if (f === "json") out(JSON.stringify({ lbstm: Number(nvm.lbstm.value), pic: nvm.pic, elbafs: nvm.elbafs }, null, 2));
+        else {
+          const inUse = flbasIndex(n.flbas);
+          process.stdout.write(
+            `NVMe NVM Identify Namespace ${id}:\nlbstm : 0x${nvm.lbstm.value.toString(16)}\npic   : 0x${nvm.pic.toString(16)}\n` +
+              nvm.elbafs.map((e, i) => `elbaf ${String(i).padStart(2)} : pif:${e.pif} sts:${String(e.sts).padEnd(2)} ${i === inUse ? "(in use)" : ""}\n`).join(""),
+          );
+        }
         return 0;
       });
     },
@@ -970,18 +1043,21 @@ const commands: Record<string, Command> = {
   },
   "verify": {
     summary: "Send Verify for a block range",
-    usage: "verify <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based>",
+    usage:
+      "verify <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> [--prinfo <0-15>] [--ref-tag <n>] [--app-tag <n>] [--app-tag-mask <n>]",
     options: {
       "namespace-id": { type: "string", short: "n" },
       "start-block": { type: "string", short: "s", default: "0" },
       "block-count": { type: "string", short: "c", default: "0" },
+      ...piOptions(false),
     },
     args: [1, 1],
     run: ([device], values) => {
       const slba = int(values, "start-block");
       const nlb = int(values, "block-count", { max: 0xffff }) + 1;
+      const pio = piValues(values);
       return withDev(device, async (dev) => {
-        await dev.ns(nsid(values, dev)).verify(slba, nlb);
+        await dev.ns(nsid(values, dev)).verify(slba, nlb, pio);
         out("NVME Verify Success");
         return 0;
       });
@@ -990,7 +1066,7 @@ const commands: Record<string, Command> = {
   "compare": {
     summary: "Compare blocks with data from a file (or stdin)",
     usage:
-      "compare <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "compare <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>] [--metadata-size <bytes>] [--metadata <file>] [--prinfo <0-15>] [--ref-tag <n>] [--app-tag <n>] [--app-tag-mask <n>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("compare", device, values),
@@ -1180,7 +1256,7 @@ const commands: Record<string, Command> = {
   "read": {
     summary: "Read blocks into a file (or stdout)",
     usage:
-      "read <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "read <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>] [--metadata-size <bytes>] [--metadata <file>] [--prinfo <0-15>] [--ref-tag <n>] [--app-tag <n>] [--app-tag-mask <n>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("read", device, values),
@@ -1188,13 +1264,17 @@ const commands: Record<string, Command> = {
   "write": {
     summary: "Write blocks from a file (or stdin)",
     usage:
-      "write <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>]",
+      "write <device> --namespace-id <nsid> --start-block <slba> --block-count <nlb, 0-based> --data-size <bytes> [--data <file>] [--metadata-size <bytes>] [--metadata <file>] [--prinfo <0-15>] [--ref-tag <n>] [--app-tag <n>] [--app-tag-mask <n>]",
     options: ioOptions,
     args: [1, 1],
     run: ([device], values) => io("write", device, values),
   },
   ...fabricsCommands,
+  ...virtCommands(withDev),
 };
+
+// nvme-cli's zns and fdp plugins, as "zns <name>" and "fdp <name>" (lib/cli/groups.ts dispatches them).
+Object.assign(commands, znsCommands({ withDev, nsid }), fdpCommands({ withDev, nsid }));
 
 /** Fabrics options every device command takes for a tcp:// device (long only: nvme-cli has none there). */
 const deviceFabricsOptions: Options = {
@@ -1204,15 +1284,24 @@ const deviceFabricsOptions: Options = {
   "data-digest": { type: "boolean" },
 };
 
+/** PCIe data pointer and doorbell choices (long only: nvme-cli has none; the kernel decides there). */
+const devicePcieOptions: Options = {
+  sgl: { type: "boolean" },
+  prp: { type: "boolean" },
+  "no-dbbuf": { type: "boolean" },
+};
+
 // Every command that opens a device takes --verbose (print each command it sends) and, for
 // tcp:// devices, the host identity and digests.
 for (const c of Object.values(commands)) {
   if (c.args[0] < 1) continue;
   const taken = new Set(Object.values(c.options).map((o) => o.short));
-  c.options = { ...c.options, ...deviceFabricsOptions, verbose: { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
+  // A command with its own --verbose (zns report-zones: verbose output) keeps it; the others trace commands with it.
+  const ownVerbose = "verbose" in c.options;
+  c.options = { ...c.options, ...deviceFabricsOptions, ...devicePcieOptions, verbose: c.options.verbose ?? { type: "boolean", ...(taken.has("v") ? {} : { short: "v" }) } };
   const run = c.run;
   c.run = async (pos, values) => {
-    verbose = !!values.verbose;
+    verbose = !!values.verbose && !ownVerbose;
     const fabric = ["hostnqn", "hostid", "hdr-digest", "data-digest"].filter((k) => values[k] !== undefined);
     if (fabric.length && !isTcpTarget(pos[0] ?? "")) throw new UsageError(`--${fabric[0]} applies to tcp:// devices only`);
     // Resolved here so a bad --hostnqn/--hostid is a usage error (exit 2) before any connection.
@@ -1221,11 +1310,15 @@ for (const c of Object.values(commands)) {
       const h = fabricsHost(values);
       fabricOpen = { hostnqn: h.hostnqn, hostid: h.hostidText, digests: h.digests };
     }
+    if (values.sgl && values.prp) throw new UsageError("--sgl and --prp exclude each other");
+    const dataPointer = values.sgl ? "sgl" as const : values.prp ? "prp" as const : undefined;
+    pcieOpen = { pcie: { ...(dataPointer ? { dataPointer } : {}), ...(values["no-dbbuf"] ? { shadowDoorbells: false } : {}) } };
     try {
       return await run(pos, values);
     } finally {
       verbose = false;
       fabricOpen = {};
+      pcieOpen = {};
     }
   };
 }
@@ -1238,7 +1331,8 @@ const cli: Cli = {
   prog: "nvme.ts",
   commands,
   header: "<device> is a PCI address (0000:01:00.0), sim: (the software controller) or tcp://HOST[:PORT]/SUBNQN " +
-    "(NVMe/TCP; see discover, connect-all).\n\nThe following are all implemented sub-commands:",
+    "(NVMe/TCP; see discover, connect-all). On PCIe every device command takes --sgl or --prp (how IO data is\n" +
+    "described; default SGLs when offered) and --no-dbbuf (no shadow doorbells).\n\nThe following are all implemented sub-commands:",
   onError(name, e) {
     if (e instanceof NvmeStatusError) {
       process.stderr.write(nvmeCliStatusLine(encodeStatus(e.status)) + "\n");
@@ -1254,7 +1348,13 @@ const cli: Cli = {
 
 /** Run the CLI with `argv` (without the runtime and script). Returns the exit status. */
 export function main(argv: string[]): Promise<number> {
-  return runCli(cli, argv);
+  // nvme-cli 3.0's grouped names and the plugins' "<group> <name>" commands.
+  const r = resolveGroup(cli, argv);
+  if (!Array.isArray(r)) {
+    (r.ok ? process.stdout : process.stderr).write(r.usage);
+    return Promise.resolve(r.ok ? 0 : 2);
+  }
+  return runCli(cli, r);
 }
 
 if (import.meta.main) {

@@ -22,8 +22,13 @@
  *   --dev-queues N       IO queues opened on each backing device (default 4)
  *   --dev-depth N        entries per backing IO queue (default 256)
  *   --interrupts MODE    backing device wait mode: adaptive (default), interrupt, poll
+ *   --workers N          Worker threads serving IO queues, each on a queue pair of its own
+ *                        (default: one per core; 0: the listener's thread serves all IO)
  *   --ready-file PATH    write "ADDR PORT" here once listening (scripts wait for it)
  *   -q, --quiet          no connection log
+ *
+ * SIGUSR2 stops the first live Worker as a crash would (tests: its hosts
+ * reconnect to the others).
  * @module
  */
 import process from "node:process";
@@ -56,6 +61,7 @@ const o = {
   interrupts: undefined as WaitMode | undefined,
   ready: "",
   quiet: false,
+  workers: undefined as number | undefined,
 };
 const num = (v: string | undefined, what: string) => {
   const n = Number(v);
@@ -87,6 +93,7 @@ for (let i = 0; i < args.length; i++) {
       o.interrupts = m;
       break;
     }
+    case "--workers": o.workers = num(v(), a); break;
     case "--ready-file": o.ready = v(); break;
     case "-q":
     case "--quiet": o.quiet = true; break;
@@ -100,7 +107,12 @@ for (let i = 0; i < args.length; i++) {
 if (o.ns.length === 0) usage("give at least one --ns");
 
 const log = (l: string) => console.error(`nvmf-target: ${l}`);
-const opened = await openNamespaces(o.ns, { ioQueues: o.devQueues, ioQueueDepth: o.devDepth, ...(o.interrupts ? { interrupts: o.interrupts } : {}) })
+const opened = await openNamespaces(o.ns, {
+  ioQueues: o.devQueues,
+  ioQueueDepth: o.devDepth,
+  sharedMemory: o.workers !== 0,
+  ...(o.interrupts ? { interrupts: o.interrupts } : {}),
+})
   .catch((e) => {
     log(`cannot open namespaces: ${(e as Error).message}`);
     process.exit(1);
@@ -116,6 +128,7 @@ try {
     inCapsule: o.inCapsule,
     maxIoQueues: o.ioQueues,
     log: o.quiet ? undefined : log,
+    ...(o.workers !== undefined ? { workers: o.workers } : {}),
   });
 } catch (e) {
   log(`cannot listen on ${o.listen}:${o.port}: ${(e as Error).message}`);
@@ -123,7 +136,7 @@ try {
   process.exit(1);
 }
 for (const [i, b] of opened.backends.entries()) log(`nsid ${i + 1}: ${b.name}, ${b.blockCount} x ${b.blockSize} B`);
-log(`${o.nqn} on ${target.address}:${target.port} (digests ${o.digests}${o.allow.length ? `, hosts ${o.allow.join(" ")}` : ", any host"})`);
+log(`${o.nqn} on ${target.address}:${target.port} (digests ${o.digests}${o.allow.length ? `, hosts ${o.allow.join(" ")}` : ", any host"}, ${target.workers} workers)`);
 if (o.ready) fs.writeFileSync(o.ready, `${target.address} ${target.port}\n`);
 
 let stopping = false;
@@ -137,3 +150,13 @@ const stop = async () => {
 };
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
+process.on("SIGUSR2", () => {
+  for (let i = 0;; i++) {
+    if (i >= 64) return log("SIGUSR2: no live worker to stop");
+    if (target.workerAlive(i)) {
+      log(`SIGUSR2: stopping worker ${i} as a crash would`);
+      void target.killWorker(i);
+      return;
+    }
+  }
+});

@@ -32,6 +32,22 @@ export const LIBC_SYMBOLS = {
   sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
   getpid: { parameters: [], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
+  // Sockets: lengths and ssize_t results declared i32 (Deno: u32/usize lengths cost ~20x per call,
+  // i64 results come back as BigInt). One call moves at most 2 GiB, far above any PDU batch.
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  connect: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  recv: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "i32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  dup: { parameters: ["i32"], result: "i32" },
 } as const;
 
 /** The symbols of LIBC_SYMBOLS as a backend bound them. */
@@ -69,6 +85,20 @@ export function buildLibc(lib: BoundLibc, own: RuntimeCalls): Libc {
       lib.uring_enter(426, fd | 0, toSubmit >>> 0, minComplete >>> 0, flags >>> 0, arg, argSize),
     schedSetaffinity: (pid, mask) => lib.sched_setaffinity(pid | 0, BigInt(mask.byteLength), mask),
     getpid: () => lib.getpid(),
+    socket: (domain, type, protocol) => lib.socket(domain | 0, type | 0, protocol | 0),
+    connect: (fd, addr, len) => lib.connect(fd | 0, addr, len | 0),
+    bind: (fd, addr, len) => lib.bind(fd | 0, addr, len | 0),
+    listen: (fd, backlog) => lib.listen(fd | 0, backlog | 0),
+    accept4: (fd, addr, lenBuf, flags) => lib.accept4(fd | 0, addr, lenBuf, flags | 0),
+    recv: (fd, buf, flags) => lib.recv(fd | 0, buf, buf.byteLength | 0, flags | 0),
+    send: (fd, buf, flags) => lib.send(fd | 0, buf, buf.byteLength | 0, flags | 0),
+    sendmsg: (fd, msghdr, flags) => lib.sendmsg(fd | 0, msghdr, flags | 0),
+    setsockopt: (fd, level, name, val) => lib.setsockopt(fd | 0, level | 0, name | 0, val, val.byteLength | 0),
+    getsockopt: (fd, level, name, val, lenBuf) => lib.getsockopt(fd | 0, level | 0, name | 0, val, lenBuf),
+    getsockname: (fd, addr, lenBuf) => lib.getsockname(fd | 0, addr, lenBuf),
+    getpeername: (fd, addr, lenBuf) => lib.getpeername(fd | 0, addr, lenBuf),
+    shutdown: (fd, how) => lib.shutdown(fd | 0, how | 0),
+    dup: (fd) => lib.dup(fd | 0),
     ...own,
   };
 }

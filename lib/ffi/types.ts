@@ -58,6 +58,34 @@ export interface Libc {
    * Deno only (nonblocking FFI; errno is not readable); Bun has no such call.
    */
   readAsync?(fd: number, buf: Uint8Array): Promise<number>;
+  /** socket(2). Returns the fd or -1. */
+  socket(domain: number, type: number, protocol: number): number;
+  /** connect(2) to a sockaddr of `len` bytes. */
+  connect(fd: number, addr: Uint8Array, len: number): number;
+  /** bind(2) to a sockaddr of `len` bytes. */
+  bind(fd: number, addr: Uint8Array, len: number): number;
+  /** listen(2). */
+  listen(fd: number, backlog: number): number;
+  /** accept4(2): the peer's sockaddr into `addr`, its length in/out through the 4-byte `lenBuf`. */
+  accept4(fd: number, addr: Uint8Array, lenBuf: Uint8Array, flags: number): number;
+  /** recv(2) into all of `buf`. Returns bytes, 0 at end of stream, or -1. */
+  recv(fd: number, buf: Uint8Array, flags: number): number;
+  /** send(2) of all of `buf`. Returns bytes taken or -1. */
+  send(fd: number, buf: Uint8Array, flags: number): number;
+  /** sendmsg(2); `msghdr` is a struct msghdr whose iovecs point at memory the caller keeps alive. */
+  sendmsg(fd: number, msghdr: Uint8Array, flags: number): number;
+  /** setsockopt(2) with all of `value`. */
+  setsockopt(fd: number, level: number, name: number, value: Uint8Array): number;
+  /** getsockopt(2) into `value`, its length in/out through the 4-byte `lenBuf`. */
+  getsockopt(fd: number, level: number, name: number, value: Uint8Array, lenBuf: Uint8Array): number;
+  /** getsockname(2) into `addr`, its length in/out through the 4-byte `lenBuf`. */
+  getsockname(fd: number, addr: Uint8Array, lenBuf: Uint8Array): number;
+  /** getpeername(2) into `addr`, its length in/out through the 4-byte `lenBuf`. */
+  getpeername(fd: number, addr: Uint8Array, lenBuf: Uint8Array): number;
+  /** shutdown(2). */
+  shutdown(fd: number, how: number): number;
+  /** dup(2): a second fd on the same open file (e.g. a socket another thread may outlive). */
+  dup(fd: number): number;
   /** getrlimit(2) into an 16-byte buffer {rlim_cur, rlim_max}. */
   getrlimit(resource: number, buf: Uint8Array): number;
   /** errno of the last failed call on this thread. */
@@ -98,8 +126,14 @@ export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 export const EPOLL_CTL_ADD = 1;
 /** epoll_ctl op: remove an fd. */
 export const EPOLL_CTL_DEL = 2;
+/** epoll_ctl op: change an fd's events (re-arm an EPOLLONESHOT fd). */
+export const EPOLL_CTL_MOD = 3;
 /** epoll event: readable. */
 export const EPOLLIN = 0x1;
+/** epoll event: peer closed its writing half (also set with EPOLLIN at end of stream). */
+export const EPOLLRDHUP = 0x2000;
+/** epoll flag: report once, then stay disabled until EPOLL_CTL_MOD re-arms. */
+export const EPOLLONESHOT = 0x4000_0000;
 /** epoll_create1 flag: close on exec. */
 export const EPOLL_CLOEXEC = 0x80000;
 /** poll(2) event: readable. */
@@ -108,6 +142,12 @@ export const POLLIN = 0x1;
 export const EINTR = 4;
 /** errno of an empty nonblocking read. */
 export const EAGAIN = 11;
+/** poll(2) event: writable. */
+export const POLLOUT = 0x4;
+/** poll(2) event: error (always reported). */
+export const POLLERR = 0x8;
+/** poll(2) event: hung up (always reported). */
+export const POLLHUP = 0x10;
 
 const arch = (globalThis as { process?: { arch?: string } }).process?.arch ??
   (globalThis as { Deno?: { build?: { arch?: string } } }).Deno?.build?.arch;

@@ -7,6 +7,8 @@
  */
 import { copyCmd, dsmCmd, flushCmd } from "../nvme/command.ts";
 import { InvalidArgumentError, type NvmeError } from "../nvme/errors.ts";
+import { type PiFormat, piFormatOf, piRefAt, piStripped, Prinfo, prinfoBits, refTagSpace } from "../nvme/pi.ts";
+import { defaultPrchk, generatePi, type PiTags, type PiVerifyOptions, verifyPi } from "./pi.ts";
 import type { QueuePair } from "../nvme/queue.ts";
 import { IoOpc } from "../nvme/spec.ts";
 import { COPY_RANGE_BYTES, DSM_RANGE_BYTES, encodeCopyRanges, encodeDsmRanges } from "../nvme/ranges.ts";
@@ -50,6 +52,8 @@ export interface NamespaceInfo {
   mcl?: number;
   /** Copy: Maximum Source Range Count, one-based (absent: 256). */
   msrc?: number;
+  /** Metadata and protection information format (absent: derived from `metadataSize`, separate buffer, no PI). */
+  pi?: PiFormat;
 }
 
 /** A run of blocks: start block and block count. */
@@ -84,8 +88,38 @@ export interface IoOptions {
   timeoutMs?: number;
 }
 
+/**
+ * Metadata and protection information of a read, write, compare or verify
+ * on a namespace formatted with metadata. Ignored (and refused when set) on
+ * a namespace without.
+ */
+export interface ProtectionOptions extends IoOptions {
+  /**
+   * The separate metadata buffer: `metadataSize` bytes per block, filled by
+   * a read, sent by a write. Needed on a namespace with separate metadata
+   * unless PRACT strips/inserts the whole of it. DMA memory goes straight
+   * to the device; plain memory is bounced.
+   */
+  metadata?: Uint8Array;
+  /**
+   * PRACT: the controller inserts PI on a write and strips it on a read
+   * (when the metadata is only the PI tuple, the host moves data only).
+   * Default: on when the namespace has PI, its metadata is only the PI
+   * tuple, and no `metadata` is given; else off.
+   */
+  pract?: boolean;
+  /** Checks the controller makes (Prinfo.PRCHK_*); default guard and reference tag (type 3: guard), none without PI. */
+  prchk?: number;
+  /** Initial reference tag (default: the start LBA's low 32 or 48 bits, which type 1 requires). */
+  refTag?: number;
+  /** Application tag written (PRACT) or expected (default 0). */
+  appTag?: number;
+  /** Application tag mask for the check (default 0xffff). */
+  appMask?: number;
+}
+
 // One shared default: `opts = {}` would allocate on every call that omits it.
-const NO_OPTIONS: IoOptions = Object.freeze({});
+const NO_OPTIONS: ProtectionOptions = Object.freeze({});
 
 /** Bounce buffers are at most this big; longer plain-buffer IO goes through in segments. */
 export const BOUNCE_MAX = 4 * 1024 * 1024;
@@ -107,6 +141,8 @@ export class Namespace {
   readonly blockCount: number;
   /** Geometry as identified. */
   readonly info: NamespaceInfo;
+  /** Metadata and PI format; null when the namespace has no metadata. */
+  readonly pi: PiFormat | null;
   readonly #host: IoHost;
   readonly #chunkBlocks: number;
 
@@ -119,6 +155,7 @@ export class Namespace {
     this.blockCount = Number(info.blockCount);
     // NLB is 16 bits: at most 65536 blocks per command, whatever MDTS says.
     this.#chunkBlocks = Math.max(1, Math.min(65536, Math.floor(host.maxTransferBytes / info.blockSize)));
+    this.pi = info.metadataSize > 0 ? info.pi ?? piFormatOf(info.blockSize, info.metadataSize, 0, 0) : null;
   }
 
   /** Size in bytes. */
@@ -126,14 +163,43 @@ export class Namespace {
     return this.blockCount * this.blockSize;
   }
 
-  /** Read `buf.byteLength` bytes starting at block `lba` into `buf`. */
-  read(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: IoOptions = NO_OPTIONS): Promise<void> {
+  /**
+   * Read `buf.byteLength` bytes starting at block `lba` into `buf`. On a
+   * namespace with extended LBAs `buf` holds data and metadata per block
+   * (unless PRACT strips the PI); see {@link ProtectionOptions}.
+   */
+  read(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: ProtectionOptions = NO_OPTIONS): Promise<void> {
+    if (this.pi !== null) return this.#meta(IoOpc.READ, lba, buf, opts);
     return this.#rw(IoOpc.READ, lba, buf, opts);
   }
 
-  /** Write `buf` starting at block `lba`. */
-  write(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: IoOptions = NO_OPTIONS): Promise<void> {
+  /** Write `buf` starting at block `lba` (metadata and PI: see {@link read}). */
+  write(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: ProtectionOptions = NO_OPTIONS): Promise<void> {
+    if (this.pi !== null) return this.#meta(IoOpc.WRITE, lba, buf, opts);
     return this.#rw(IoOpc.WRITE, lba, buf, opts);
+  }
+
+  /**
+   * Fill in the PI tuples of `buf`'s blocks (from block `lba`) for a write
+   * with PRACT off: in `buf` itself on an extended-LBA namespace, else in
+   * `metadata`. Throws when the namespace has no PI.
+   */
+  generatePi(lba: number | bigint, buf: Uint8Array, metadata?: Uint8Array, tags?: PiTags): void {
+    generatePi(this.#piOrThrow(), this.#checkLba(lba), buf, metadata, tags);
+  }
+
+  /**
+   * Check the PI tuples of `buf`'s blocks (from block `lba`) after a read
+   * with PRACT off; throws {@link PiCheckError} naming the check that failed.
+   */
+  verifyPi(lba: number | bigint, buf: Uint8Array, metadata?: Uint8Array, opts?: PiVerifyOptions): void {
+    verifyPi(this.#piOrThrow(), this.#checkLba(lba), buf, metadata, opts);
+  }
+
+  #piOrThrow(): PiFormat {
+    const f = this.pi;
+    if (f === null || f.type === 0) throw new InvalidArgumentError(`namespace ${this.nsid} is not formatted with protection information`);
+    return f;
   }
 
   /** The per-IO path: validate (a refusal is a rejected promise), then transfer. No array, one async frame. */
@@ -165,6 +231,11 @@ export class Namespace {
   }
 
   #submit(opc: number, lba: number | bigint, buf: unknown, done: (err: NvmeError | null) => void, opts: IoOptions): boolean {
+    if (this.pi !== null) {
+      if (typeof done !== "function") throw new InvalidArgumentError("done must be a function");
+      this.#meta(opc, lba, buf, opts).then(() => done(null), (e) => done(e as NvmeError));
+      return true;
+    }
     const bytes = this.#check(lba, buf, opts);
     if (typeof done !== "function") throw new InvalidArgumentError("done must be a function");
     const slba = this.#slba;
@@ -196,7 +267,9 @@ export class Namespace {
   async writeZeroes(lba: number | bigint, blocks: number, opts: WriteZeroesOptions = {}): Promise<void> {
     const slba = this.#checkRange(lba, blocks, opts);
     const flags = (opts.deallocate ? 1 << 25 : 0) | (opts.fua ? 1 << 30 : 0);
-    await this.#noData(IoOpc.WRITE_ZEROES, slba, blocks, flags, opts.timeoutMs);
+    // On a PI namespace the controller writes the zeroed blocks' PI (PRACT), as Linux asks it to.
+    const pi = this.pi !== null && this.pi.type !== 0;
+    await this.#noData(IoOpc.WRITE_ZEROES, slba, blocks, flags | (pi ? prinfoBits(Prinfo.PRACT) : 0), opts.timeoutMs, pi ? NO_OPTIONS : undefined);
   }
 
   /**
@@ -204,8 +277,16 @@ export class Namespace {
    * read and checked, nothing is transferred). Unreadable blocks reject with
    * the media error status.
    */
-  async verify(lba: number | bigint, blocks: number, opts: IoOptions = {}): Promise<void> {
+  async verify(lba: number | bigint, blocks: number, opts: ProtectionOptions = {}): Promise<void> {
     const slba = this.#checkRange(lba, blocks, opts);
+    const f = this.pi;
+    if (f !== null && f.type !== 0) {
+      this.#piCheckOpts(f, opts);
+      const prinfo = opts.prchk ?? defaultPrchk(f);
+      await this.#noData(IoOpc.VERIFY, slba, blocks, prinfoBits(prinfo), opts.timeoutMs, opts);
+      return;
+    }
+    if (opts.pract || opts.prchk) throw new InvalidArgumentError(`namespace ${this.nsid} has no protection information: pract/prchk do not apply`);
     await this.#noData(IoOpc.VERIFY, slba, blocks, 0, opts.timeoutMs);
   }
 
@@ -213,7 +294,8 @@ export class Namespace {
    * Compare the blocks from `lba` with `buf`; a difference rejects with
    * NvmeCompareError.
    */
-  async compare(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: IoOptions = {}): Promise<void> {
+  async compare(lba: number | bigint, buf: Uint8Array | ArrayBufferView | ArrayBuffer, opts: ProtectionOptions = {}): Promise<void> {
+    if (this.pi !== null) return await this.#meta(IoOpc.COMPARE, lba, buf, opts);
     const bytes = this.#check(lba, buf, opts);
     await this.#xfer(IoOpc.COMPARE, this.#slba, bytes, opts.timeoutMs);
   }
@@ -301,14 +383,19 @@ export class Namespace {
     });
   }
 
-  /** Block-count-only commands (write zeroes, verify), split at 65536 blocks. */
-  #noData(opc: number, slba: number, blocks: number, flags: number, timeoutMs?: number): Promise<void> {
+  /** Block-count-only commands (write zeroes, verify), split at 65536 blocks; `tags`: the PI fields too. */
+  #noData(opc: number, slba: number, blocks: number, flags: number, timeoutMs?: number, tags?: ProtectionOptions): Promise<void> {
     const q = this.#host.pickQueue();
     const t = timeoutMs ?? q.defaultTimeoutMs;
     const parts: Promise<number>[] = [];
+    const f = this.pi;
+    const ref = tags && f ? tags.refTag ?? slba % refTagSpace(f) : 0;
     for (let done = 0; done < blocks; done += 65536) {
       const n = Math.min(65536, blocks - done);
-      parts.push(q.rw(opc, this.nsid, slba + done, n - 1, 0, 0, flags, t));
+      if (tags && f) {
+        const r = piRefAt(f, ref, done);
+        parts.push(q.rwMeta(opc, this.nsid, slba + done, n - 1, 0, 0, flags, t, null, 0, hiRef(r), r >>> 0, appDw(tags)));
+      } else parts.push(q.rw(opc, this.nsid, slba + done, n - 1, 0, 0, flags, t));
     }
     return Promise.allSettled(parts).then((rs) => {
       for (const r of rs) if (r.status === "rejected") throw r.reason;
@@ -400,4 +487,150 @@ export class Namespace {
       for (const r of rs) if (r.status === "rejected") throw r.reason;
     });
   }
+
+  /** Refuse PI options the namespace cannot honour. */
+  #piCheckOpts(f: PiFormat, opts: ProtectionOptions): void {
+    if (f.type === 0 && (opts.pract || opts.prchk)) {
+      throw new InvalidArgumentError(`namespace ${this.nsid} has no protection information: pract/prchk do not apply`);
+    }
+    for (const k of ["refTag", "appTag", "appMask"] as const) {
+      const v = opts[k];
+      if (v !== undefined && (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v >= (k === "refTag" ? refTagSpace(f) : 0x10000))) {
+        throw new InvalidArgumentError(`${k} out of range: ${String(v)}`);
+      }
+    }
+  }
+
+  /**
+   * Read, write or compare on a namespace with metadata: validated at once
+   * (a refusal is a rejected promise), then sent with MPTR and the PI fields.
+   */
+  #meta(opc: number, lba: number | bigint, buf: unknown, opts: ProtectionOptions): Promise<void> {
+    const f = this.pi!;
+    let bytes: Uint8Array, meta: Uint8Array | null, slba: number, prinfo: number, unit: number;
+    try {
+      this.#checkOpen();
+      this.#checkTimeout(opts);
+      this.#piCheckOpts(f, opts);
+      slba = this.#checkLba(lba);
+      bytes = toBytes(buf, "buffer");
+      meta = opts.metadata === undefined ? null : toBytes(opts.metadata, "metadata");
+      const pract = opts.pract ?? (f.type !== 0 && f.metadataSize === f.tupleBytes && meta === null);
+      const strip = piStripped(f, pract);
+      unit = f.extended && !strip ? f.blockSize + f.metadataSize : f.blockSize;
+      const len = bytes.byteLength;
+      if (len === 0) throw new InvalidArgumentError("buffer is empty: nothing to transfer");
+      if (len % unit !== 0) {
+        throw new InvalidArgumentError(
+          `buffer length ${len} is not a multiple of ${unit} (namespace ${this.nsid}: ${f.blockSize} data` +
+            `${unit > f.blockSize ? ` + ${f.metadataSize} metadata` : ""} bytes per block)`,
+        );
+      }
+      const nlb = len / unit;
+      if (slba + nlb > this.blockCount) {
+        throw new InvalidArgumentError(`blocks ${slba}..${slba + nlb - 1} are past the end of namespace ${this.nsid} (${this.blockCount} blocks)`);
+      }
+      if (!f.extended && !strip) {
+        if (meta === null) {
+          throw new InvalidArgumentError(
+            `namespace ${this.nsid} has ${f.metadataSize} bytes of separate metadata per block: pass opts.metadata` +
+              (f.type ? " (or pract: true to let the controller insert and strip PI)" : ""),
+          );
+        }
+        if (meta.byteLength < nlb * f.metadataSize) {
+          throw new InvalidArgumentError(`metadata buffer of ${meta.byteLength} bytes is short: ${nlb} blocks need ${nlb * f.metadataSize}`);
+        }
+      } else if (meta !== null) {
+        throw new InvalidArgumentError(
+          f.extended ? `namespace ${this.nsid} uses extended LBAs: metadata travels in the data buffer` : "no metadata moves with PRACT on this namespace",
+        );
+      }
+      prinfo = f.type ? (pract ? Prinfo.PRACT : 0) | (opts.prchk ?? defaultPrchk(f)) : 0;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    // DMA buffers and one command: straight to the ring, nothing allocated but the Promise.
+    const host = this.#host, len = bytes.byteLength, f2 = this.pi!;
+    const d = host.dmaOf(bytes), m = meta === null ? null : host.dmaOf(meta);
+    if (d !== null && (meta === null || m !== null) && len / unit <= Math.min(65536, Math.floor(host.maxTransferBytes / unit))) {
+      const dIova = d.iova + bytes.byteOffset - d.bytes.byteOffset;
+      const mIova = m === null ? 0 : m.iova + meta!.byteOffset - m.bytes.byteOffset;
+      if (((dIova | mIova) & 3) === 0) {
+        const q = host.pickQueue();
+        const r = f2.type ? opts.refTag ?? slba % refTagSpace(f2) : 0;
+        return q.rwMeta(
+          opc, this.nsid, slba, len / unit - 1, dIova, len, prinfoBits(prinfo), opts.timeoutMs ?? q.defaultTimeoutMs, d,
+          mIova, hiRef(r), r >>> 0, appDw(opts),
+        ) as Promise<unknown> as Promise<void>;
+      }
+    }
+    return this.#metaXfer(opc, slba, bytes, meta, unit, prinfo, opts);
+  }
+
+  async #metaXfer(
+    opc: number,
+    slba: number,
+    bytes: Uint8Array,
+    meta: Uint8Array | null,
+    unit: number,
+    prinfo: number,
+    opts: ProtectionOptions,
+  ): Promise<void> {
+    const host = this.#host, f = this.pi!, ms = f.metadataSize;
+    const nlb = bytes.byteLength / unit;
+    const toDev = opc !== IoOpc.READ;
+    let d = host.dmaOf(bytes), dBounce: DmaBuffer | null = null;
+    let dIova = d ? d.iova + bytes.byteOffset - d.bytes.byteOffset : 0;
+    if (d === null || (dIova & 3) !== 0) {
+      d = dBounce = host.takeBounce(bytes.byteLength);
+      dIova = d.iova;
+      if (toDev) d.bytes.set(bytes);
+    }
+    let mIova = 0, mBounce: DmaBuffer | null = null;
+    if (meta !== null) {
+      const m = host.dmaOf(meta);
+      mIova = m ? m.iova + meta.byteOffset - m.bytes.byteOffset : 0;
+      if (m === null || (mIova & 3) !== 0) {
+        mBounce = host.takeBounce(nlb * ms);
+        mIova = mBounce.iova;
+        if (toDev) mBounce.bytes.set(meta.subarray(0, nlb * ms));
+      }
+    }
+    try {
+      const q = host.pickQueue();
+      const t = opts.timeoutMs ?? q.defaultTimeoutMs;
+      const chunk = Math.max(1, Math.min(65536, Math.floor(host.maxTransferBytes / unit)));
+      const ref = opts.refTag ?? (f.type ? slba % refTagSpace(f) : 0), app = appDw(opts);
+      const flags = prinfoBits(prinfo);
+      const parts: Promise<number>[] = [];
+      for (let done = 0; done < nlb; done += chunk) {
+        const n = Math.min(chunk, nlb - done);
+        const r = f.type ? piRefAt(f, ref, done) : 0;
+        parts.push(q.rwMeta(
+          opc, this.nsid, slba + done, n - 1, dIova + done * unit, n * unit, flags, t, d,
+          meta !== null ? mIova + done * ms : 0, hiRef(r), r >>> 0, app,
+        ));
+      }
+      // Every chunk settles before the buffers are reused, even after a failure.
+      const rs = await Promise.allSettled(parts);
+      for (const r of rs) if (r.status === "rejected") throw r.reason;
+      if (!toDev) {
+        if (dBounce) bytes.set(dBounce.bytes.subarray(0, bytes.byteLength));
+        if (mBounce) meta!.set(mBounce.bytes.subarray(0, nlb * ms));
+      }
+    } finally {
+      if (dBounce) host.giveBounce(dBounce);
+      if (mBounce) host.giveBounce(mBounce);
+    }
+  }
+}
+
+/** CDW3 of a reference tag: its bits 47:32 (zero for 32-bit tags). */
+function hiRef(r: number): number {
+  return Math.floor(r / 0x1_0000_0000) & 0xffff;
+}
+
+/** CDW15: application tag and mask. */
+function appDw(o: ProtectionOptions): number {
+  return ((o.appTag ?? 0) & 0xffff | ((o.appMask ?? 0xffff) & 0xffff) << 16) >>> 0;
 }

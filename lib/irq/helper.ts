@@ -6,7 +6,7 @@
  * @module
  */
 import { EINTR, EPOLL_EVENT_SIZE, loadLibc } from "../ffi/mod.ts";
-import { counterIndex, IrqLayout } from "./waiter.ts";
+import { counterIndex, IrqLayout, kindIndex } from "./waiter.ts";
 
 interface WorkerScope {
   onmessage: ((e: MessageEvent) => void) | null;
@@ -22,7 +22,11 @@ export interface HelperInit {
   sab: SharedArrayBuffer;
   /** The epoll fd (fds are process wide). */
   epfd: number;
-  /** Slots in the buffer; the eventfd of slot s is at Int32 index HEADER + slots + s. */
+  /**
+   * Slots in the buffer; the fd of slot s is at Int32 index HEADER + slots + s,
+   * its kind at {@link kindIndex} (0 eventfd: drained here; 1 socket: never read,
+   * registered EPOLLONESHOT, so it reports once per re-arm by its waiter).
+   */
   slots: number;
 }
 
@@ -52,9 +56,13 @@ async function run(init: HelperInit): Promise<void> {
       const slot = ev.getUint32(k * EPOLL_EVENT_SIZE + dataOff, true);
       if (slot >= init.slots) continue;
       const fd = Atomics.load(i32, fdBase + slot);
-      // EFD_NONBLOCK: a spurious or already drained fd reads -1 (EAGAIN).
-      if (fd < 0 || libc.read(fd, buf) !== 8) continue;
-      const c = Number(val.getBigUint64(0, true) & 0x7fff_ffffn);
+      if (fd < 0) continue;
+      let c = 1;
+      if (Atomics.load(i32, kindIndex(init.slots, slot)) === 0) {
+        // EFD_NONBLOCK: a spurious or already drained fd reads -1 (EAGAIN).
+        if (libc.read(fd, buf) !== 8) continue;
+        c = Number(val.getBigUint64(0, true) & 0x7fff_ffffn);
+      }
       Atomics.add(i32, counterIndex(slot), c);
       Atomics.notify(i32, counterIndex(slot));
     }

@@ -7,9 +7,10 @@
  * @module
  */
 import { EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_EVENT_SIZE, EPOLLIN, EFD_CLOEXEC, EFD_NONBLOCK, errnoName, type Libc, loadLibc } from "../ffi/mod.ts";
+import { SOCKET_EVENTS, SocketGate } from "./socket.ts";
 import { DeviceClosedError, InvalidArgumentError, SetupError, SyscallError } from "../nvme/errors.ts";
 import type { HelperInit } from "./helper.ts";
-import { counterIndex, type IrqWord, IrqLayout, IrqWaiter } from "./waiter.ts";
+import { counterIndex, type IrqWord, IrqLayout, IrqWaiter, kindIndex } from "./waiter.ts";
 
 /** Options of {@link IrqHub.start}. */
 export interface IrqHubOptions {
@@ -22,6 +23,8 @@ export interface IrqHubOptions {
 }
 
 const STOP_SLOT = 0;
+/** #bySlot's mark of a slot reserved for another thread's socket. */
+const RESERVED = -2;
 type WaitAsync = (a: Int32Array, i: number, v: number, t?: number) => { async: boolean; value: Promise<unknown> };
 const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync;
 
@@ -72,8 +75,8 @@ export class IrqHub {
       libc.close(epfd);
       throw new SyscallError("eventfd", e, errnoName(e));
     }
-    const sab = new SharedArrayBuffer((IrqLayout.HEADER + 2 * slots) * 4);
-    new Int32Array(sab).fill(-1, IrqLayout.HEADER + slots);
+    const sab = new SharedArrayBuffer((IrqLayout.HEADER + 3 * slots) * 4);
+    new Int32Array(sab).fill(-1, IrqLayout.HEADER + slots, IrqLayout.HEADER + 2 * slots);
     const worker = new Worker(new URL("./helper_entry.js", import.meta.url), { type: "module" });
     const hub = new IrqHub(libc, worker, sab, slots, epfd, stopFd);
     let failStart: (e: Error) => void = () => {};
@@ -117,17 +120,18 @@ export class IrqHub {
     return hub;
   }
 
-  #register(slot: number, fd: number): void {
-    // The fd goes into the buffer before epoll can report it: the helper reads it from there.
+  #register(slot: number, fd: number, socket = false): void {
+    // The fd and its kind go into the buffer before epoll can report it: the helper reads them from there.
+    Atomics.store(this.#i32, kindIndex(this.slots, slot), socket ? 1 : 0);
     Atomics.store(this.#i32, IrqLayout.HEADER + this.slots + slot, fd);
     const ev = new Uint8Array(EPOLL_EVENT_SIZE);
     const v = new DataView(ev.buffer);
-    v.setUint32(0, EPOLLIN, true);
+    v.setUint32(0, socket ? SOCKET_EVENTS : EPOLLIN, true);
     v.setUint32(EPOLL_EVENT_SIZE - 8, slot, true);
     if (this.#libc.epollCtl(this.#epfd, EPOLL_CTL_ADD, fd, ev) !== 0) {
       const e = this.#libc.errno();
       Atomics.store(this.#i32, IrqLayout.HEADER + this.slots + slot, -1);
-      throw new SyscallError(`epoll_ctl ADD eventfd ${fd}`, e, errnoName(e));
+      throw new SyscallError(`epoll_ctl ADD ${socket ? "socket" : "eventfd"} ${fd}`, e, errnoName(e));
     }
     this.#bySlot[slot] = fd;
   }
@@ -143,6 +147,60 @@ export class IrqHub {
     if (slot < 0) throw new InvalidArgumentError(`interrupt hub is full (${this.slots - 1} eventfds)`);
     this.#register(slot, eventfd);
     return new IrqWaiter({ sab: this.sab, slot });
+  }
+
+  /**
+   * Register a socket for readiness (readable, end of stream or error) and
+   * return a waiter for it. The helper never reads the socket: the fd is
+   * registered EPOLLONESHOT and the waiter's {@link IrqWaiter.arm} re-arms it
+   * (one epoll_ctl per sleep, none while the queue polls), so a TCP queue
+   * sleeps and wakes exactly as a PCIe queue does. In a Worker, post
+   * `waiter.word` and rebuild it with `socketWaiter(libc, word)`. The caller
+   * keeps owning the fd: await {@link remove} before closing it.
+   */
+  addSocket(fd: number): IrqWaiter {
+    if (this.#closing) throw new DeviceClosedError("interrupt hub is closed");
+    const slot = this.#bySlot.indexOf(undefined, 1);
+    if (slot < 0) throw new InvalidArgumentError(`interrupt hub is full (${this.slots - 1} fds)`);
+    this.#register(slot, fd, true);
+    const word: IrqWord = { sab: this.sab, slot, socket: { epfd: this.#epfd, fd } };
+    return new IrqWaiter(word, new SocketGate(this.#libc, word));
+  }
+
+  /**
+   * Reserve a slot for a socket another thread will open: the returned word
+   * (post it) carries the epoll fd and the slot; that thread registers its
+   * socket with `attachSocket(libc, word, fd)` and sleeps on it with
+   * `socketWaiter`. Free it with {@link removeSocket}.
+   */
+  reserveSocket(): IrqWord {
+    if (this.#closing) throw new DeviceClosedError("interrupt hub is closed");
+    const slot = this.#bySlot.indexOf(undefined, 1);
+    if (slot < 0) throw new InvalidArgumentError(`interrupt hub is full (${this.slots - 1} fds)`);
+    Atomics.store(this.#i32, kindIndex(this.slots, slot), 1);
+    this.#bySlot[slot] = RESERVED;
+    return { sab: this.sab, slot, socket: { epfd: this.#epfd, fd: -1 } };
+  }
+
+  /**
+   * Stop watching a socket registered with {@link addSocket} and free its
+   * slot, at once: the helper never reads a socket, so no turn must pass
+   * before the caller closes the fd. A wake-up already on its way may still
+   * land on the slot's word (a spurious wake for its next user).
+   */
+  removeSocket(word: IrqWord): void {
+    const fd = this.#bySlot[word.slot];
+    if (word.sab !== this.sab || word.slot === STOP_SLOT || fd === undefined || !word.socket) return;
+    if (fd === RESERVED) {
+      // Another thread's socket may still be registered in it: deregister what the slot holds.
+      const cur = Atomics.exchange(this.#i32, IrqLayout.HEADER + this.slots + word.slot, -1);
+      if (cur >= 0) this.#libc.epollCtl(this.#epfd, EPOLL_CTL_DEL, cur, new Uint8Array(EPOLL_EVENT_SIZE));
+    } else {
+      if (word.socket.fd !== fd) return;
+      Atomics.store(this.#i32, IrqLayout.HEADER + this.slots + word.slot, -1);
+      this.#libc.epollCtl(this.#epfd, EPOLL_CTL_DEL, fd, new Uint8Array(EPOLL_EVENT_SIZE));
+    }
+    this.#bySlot[word.slot] = undefined;
   }
 
   /**
@@ -202,9 +260,10 @@ export class IrqHub {
     this.#closing ??= (async () => {
       Atomics.store(this.#i32, IrqLayout.STOP, 1);
       this.#kick();
-      let t: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([this.#stopped, new Promise<void>((r) => t = setTimeout(r, 5000))]);
-      clearTimeout(t);
+      // Bounded by a wait on the helper's state word rather than a timer: a transport closing
+      // synchronously (TcpTransport.close) leaves no timer behind; the live helper keeps the loop up.
+      const w = waitAsync(this.#i32, IrqLayout.STATE, 1, 5000);
+      await Promise.race([this.#stopped, w.async ? w.value : Promise.resolve()]);
       for (let s = 0; s < this.slots; s++) Atomics.notify(this.#i32, counterIndex(s));
       this.#worker.terminate();
       this.#libc.close(this.#stopFd);

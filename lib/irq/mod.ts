@@ -1,14 +1,16 @@
 /**
  * Interrupt-driven waiting: VFIO vectors with one eventfd each
  * ({@link VfioInterrupts}), one helper thread for all of them ({@link IrqHub}),
- * a per-queue {@link IrqWaiter} usable from any thread, and the poll /
+ * sockets' readiness ({@link IrqHub.addSocket}: EPOLLONESHOT, re-armed by
+ * the waiter), a per-queue {@link IrqWaiter} usable from any thread, and the poll /
  * interrupt / adaptive decision of a completion pump ({@link IdlePolicy}).
  * @module
  */
 export type { Libc, RuntimeName } from "../ffi/mod.ts";
 export { Idle, type IdleAction, IdlePolicy, type IdlePolicyOptions, sleepOnIrq, type WaitMode } from "./adaptive.ts";
 export { IrqHub, type IrqHubOptions } from "./hub.ts";
-export { counterIndex, type IrqGate, IrqLayout, IrqWaiter, type IrqWord } from "./waiter.ts";
+export { counterIndex, type IrqGate, IrqLayout, IrqWaiter, type IrqWord, kindIndex } from "./waiter.ts";
+export { attachSocket, detachSocket, SOCKET_EVENTS, SocketGate, socketWaiter } from "./socket.ts";
 export {
   type EnableInterruptsOptions,
   type IrqDevice,

@@ -26,12 +26,22 @@ export function counterIndex(slot: number): number {
   return IrqLayout.HEADER + slot;
 }
 
-/** A vector's wake word, as posted to a Worker (structured-clone safe). */
+/** Int32 index of slot `slot`'s kind word (0 eventfd, 1 socket) in a hub of `slots` slots. */
+export function kindIndex(slots: number, slot: number): number {
+  return IrqLayout.HEADER + 2 * slots + slot;
+}
+
+/** A vector's (or socket's) wake word, as posted to a Worker (structured-clone safe). */
 export interface IrqWord {
   /** The hub's shared buffer. */
   readonly sab: SharedArrayBuffer;
   /** The vector's slot in it. */
   readonly slot: number;
+  /**
+   * For a socket ({@link IrqHub.addSocket}): the hub's epoll fd and the
+   * socket's fd, so the waiter's thread can re-arm it (`socketWaiter`).
+   */
+  readonly socket?: { readonly epfd: number; readonly fd: number };
 }
 
 /**
@@ -70,6 +80,8 @@ export class IrqWaiter {
   readonly #idx: number;
   readonly #gate: IrqGate | null;
   #armed = 0;
+  /** The timer a sleep holds to keep the event loop alive (cleared by {@link wake} at once). */
+  #hold: ReturnType<typeof setTimeout> | undefined = undefined;
 
   /**
    * Watch `word` (from {@link IrqHub.add} or posted from the thread that owns
@@ -107,13 +119,14 @@ export class IrqWaiter {
    */
   arm(): void {
     const g = this.#gate;
+    // Snapshot before unmasking: what fires as the gate opens (a pending MSI-X interrupt, a
+    // socket's oneshot re-armed while readable) counts after it and ends the sleep at once.
+    this.#armed = Atomics.load(this.#i32, this.#idx);
     if (g !== null && g.masked) {
       g.unmask();
       // A locked read-modify-write (adds 0): a full fence, so the unmask store is issued before the CQ re-check.
-      this.#armed = Atomics.add(this.#i32, this.#idx, 0);
-      return;
+      Atomics.add(this.#i32, this.#idx, 0);
     }
-    this.#armed = Atomics.load(this.#i32, this.#idx);
   }
 
   /** The queue polls again: mask the vector's interrupts (gated waiters; a no-op otherwise or when masked). */
@@ -133,6 +146,11 @@ export class IrqWaiter {
    */
   wake(): void {
     Atomics.notify(this.#i32, this.#idx);
+    // A sleep may last until a deadline days away: do not leave its timer behind a closing queue.
+    if (this.#hold !== undefined) {
+      clearTimeout(this.#hold);
+      this.#hold = undefined;
+    }
   }
 
   /**
@@ -148,10 +166,12 @@ export class IrqWaiter {
     const r = finite ? waitAsync(i32, idx, seen, timeoutMs) : waitAsync(i32, idx, seen);
     if (r.async) {
       const hold = setTimeout(noop, finite ? timeoutMs + 1 : MAX_TIMER_MS);
+      this.#hold = hold;
       try {
         await r.value;
       } finally {
         clearTimeout(hold);
+        if (this.#hold === hold) this.#hold = undefined;
       }
     }
     return Atomics.load(i32, idx) !== seen;

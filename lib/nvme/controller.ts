@@ -32,7 +32,7 @@ import {
 } from "./identify.ts";
 import { adminTransfer } from "./transfer.ts";
 import { CtrlrState, type CtrlrStateName, type OpsHost, type ReservedQueue, type TransportOps } from "./ops.ts";
-import { PcieOps, type SharedPcieRing } from "./pcie.ts";
+import { PcieOps, type PcieOptions, type SharedPcieRing, validatePcieOptions } from "./pcie.ts";
 import type { QueuePair, SubmitOptions } from "./queue.ts";
 import { type Cap, decodeVersion, Reg } from "./spec.ts";
 import { type DmaBuffer, detachView, type FabricTransport, isFabric, type Transport } from "./transport.ts";
@@ -78,6 +78,8 @@ export interface ControllerOptions {
    * (default 600 000, Linux's ctrl_loss_tmo); every queue then fails.
    */
   ctrlLossTimeoutMs?: number;
+  /** PCIe: SGLs or PRPs, shadow doorbells (see {@link PcieOptions}). */
+  pcie?: PcieOptions;
 }
 
 /**
@@ -110,13 +112,11 @@ export interface RemoteQueue {
   holds(cid: number): Promise<boolean>;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** Commands of a recovery: they go through while the queues hold every other submission. */
 const HELD: SubmitOptions = { held: true };
 const NOT_HELD: SubmitOptions = {};
 
-const OPTION_RULES: Record<keyof ControllerOptions, { min: number; max: number; integer: boolean }> = {
+const OPTION_RULES: Record<Exclude<keyof ControllerOptions, "pcie">, { min: number; max: number; integer: boolean }> = {
   ioQueues: { min: 1, max: 65535, integer: true },
   ioQueueDepth: { min: 2, max: 65536, integer: true },
   adminQueueDepth: { min: 2, max: 4096, integer: true },
@@ -148,6 +148,7 @@ export function validateControllerOptions(options: unknown): void {
       );
     }
   }
+  validatePcieOptions((options as ControllerOptions).pcie);
 }
 
 
@@ -190,6 +191,8 @@ export class Controller {
   #state: CtrlrStateName = CtrlrState.CONNECT_ADMIN;
   #version = "";
   #recovering: Promise<void> | null = null;
+  /** Ends each pending {@link #pause} early: shutdown must not leave a recovery's timer behind it. */
+  readonly #pauses = new Set<() => void>();
   readonly #resetTimes: number[] = [];
   /** IO queues the controller granted (Set Features Number of Queues). */
   #granted = 0;
@@ -303,11 +306,11 @@ export class Controller {
     else {
       void this.#abortOrReset(qp.qid, cid, what, async () => {
         const until = performance.now() + 50;
-        while (qp.holds(cid) && performance.now() < until && !this.#recovering && !this.failed) {
+        while (qp.holds(cid) && performance.now() < until && !this.#recovering && !this.failed && !this.#closed) {
           qp.processCompletions();
-          await sleep(1);
+          await this.#pause(1);
         }
-        return qp.holds(cid);
+        return !this.#closed && qp.holds(cid);
       });
     }
   };
@@ -320,8 +323,9 @@ export class Controller {
     if (this.#recovering || this.#checkCsts() || !this.#remote.has(r.qid)) return;
     const what = `opcode 0x${opcode.toString(16).padStart(2, "0")} (cid ${cid}) on IO queue ${r.qid} (a worker's) timed out`;
     void this.#abortOrReset(r.qid, cid, what, async () => {
-      await sleep(50);
-      return await r.holds(cid);
+      await this.#pause(50);
+      // Closed meanwhile: nothing left to reset, and its owner may be gone (no answer would come).
+      return !this.#closed && !this.#closing && await r.holds(cid);
     });
   }
 
@@ -341,6 +345,24 @@ export class Controller {
     if (held && !this.#recovering && !this.failed && !this.#closed) {
       await this.recover(new ControllerResetError(`${what} and was not aborted`));
     }
+  }
+
+  /** A timer wait of `ms` that {@link #endPauses} (shutdown) ends at once. Recovery paths only, never per IO. */
+  #pause(ms: number): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const end = () => {
+        clearTimeout(timer);
+        this.#pauses.delete(end);
+        resolve();
+      };
+      const timer = setTimeout(end, ms);
+      this.#pauses.add(end);
+    });
+  }
+
+  #endPauses(): void {
+    for (const end of [...this.#pauses]) end();
   }
 
   #giveUp(err: NvmeError): void {
@@ -484,7 +506,7 @@ export class Controller {
         }
         await ops.teardown(queues, err, false);
         const until = performance.now() + delay;
-        while (performance.now() < until && !this.#closing) await sleep(Math.min(50, delay));
+        while (performance.now() < until && !this.#closing) await this.#pause(Math.min(50, delay));
         delay = Math.min(delay * 2, Math.max(this.options.reconnectDelayMs, 1));
       }
     }
@@ -531,6 +553,7 @@ export class Controller {
       ioInterruptVectors: options.ioInterruptVectors ?? 0,
       reconnectDelayMs: options.reconnectDelayMs ?? 10_000,
       ctrlLossTimeoutMs: options.ctrlLossTimeoutMs ?? 600_000,
+      pcie: options.pcie ?? {},
     };
     const ops: TransportOps = isFabric(t) ? new FabricOps(t, opts) : new PcieOps(t, opts);
     let start;
@@ -641,9 +664,6 @@ export class Controller {
    */
   reserveQueue(depth = this.options.ioQueueDepth): { qid: number; depth: number; sq: DmaBuffer; cq: DmaBuffer; prp: DmaBuffer | null; prpPages: number } {
     if (this.#closed || this.failed) throw this.failed ?? new DeviceClosedError();
-    if (this.fabric) {
-      throw new NvmeError("EUNSUPPORTED", `queues owned by Workers need a memory-mapped controller, not ${this.fabric.trtype}`);
-    }
     let qid = 1;
     const used = new Set([...this.io.map((q) => q.qid), ...this.#remote.keys(), ...this.#reserved]);
     while (used.has(qid)) qid++;
@@ -811,10 +831,15 @@ export class Controller {
     const ops = this.#ops;
     if (this.#recovering) {
       // A fabric may be waiting out its loss timeout: stop that rather than wait for it.
-      if (ops.fabric) this.#closing = true;
+      if (ops.fabric) {
+        this.#closing = true;
+        this.#endPauses();
+      }
       await this.#recovering;
     }
     this.#closed = true;
+    // An Abort's wait for a timed-out command (remoteTimeout, #onTimeout) ends now: it would outlive close.
+    this.#endPauses();
     this.#state = CtrlrState.SHUTDOWN;
     ops.keepAlive(false);
     let healthy = !this.failed && !this.admin.closed;

@@ -5,6 +5,7 @@
  */
 import { type DecodedStatus, decodeStatus, encodeStatus, Status } from "./spec.ts";
 import type { TraceEntry } from "./trace.ts";
+import { type PiCheck, piCheckOf } from "./pi.ts";
 
 /** Kinds of {@link NvmeError}. */
 export type NvmeErrorCode =
@@ -12,6 +13,8 @@ export type NvmeErrorCode =
   | "ECLOSED"
   | "ESTATUS"
   | "EMISCOMPARE"
+  | "EZONE"
+  | "EPI"
   | "ETIMEDOUT"
   | "EFATAL"
   | "EGONE"
@@ -101,9 +104,82 @@ export class NvmeCompareError extends NvmeStatusError {
   }
 }
 
+/** Which zone rule a zoned command broke (Command Specific status B8h-BFh). */
+export type ZoneErrorKind =
+  | "boundary"
+  | "full"
+  | "read-only"
+  | "offline"
+  | "invalid-write"
+  | "too-many-active"
+  | "too-many-open"
+  | "invalid-transition";
+
+const ZONE_ERRORS: readonly ZoneErrorKind[] = [
+  "boundary", "full", "read-only", "offline", "invalid-write", "too-many-active", "too-many-open", "invalid-transition",
+];
+
+/** The zone state error a status field names (SCT 1, SC B8h-BFh), or null. */
+export function zoneErrorKind(sf: number): ZoneErrorKind | null {
+  const code = sf & 0x7ff;
+  return code >= 0x1b8 && code <= 0x1bf ? ZONE_ERRORS[code - 0x1b8] : null;
+}
+
+/** A zoned command broke a zone rule: writing a full zone, appending to an offline one, an invalid transition... */
+export class NvmeZoneError extends NvmeStatusError {
+  /** Which rule ({@link ZoneErrorKind}). */
+  readonly zone: ZoneErrorKind;
+  /** Create from the raw status field (SCT 1, SC B8h-BFh). */
+  constructor(sf: number, dw0: number, command: CommandContext) {
+    super(sf, dw0, command, "EZONE");
+    this.zone = zoneErrorKind(sf)!;
+  }
+}
+
+/**
+ * The controller found bad protection information (End-to-end Guard, Application
+ * Tag or Reference Tag Check Error, SCT 2 SC 82h-84h); `check` names which.
+ */
+export class NvmePiError extends NvmeStatusError {
+  /** The check that failed. */
+  readonly check: PiCheck;
+  /** Create from the raw status field (one of the three PI statuses). */
+  constructor(sf: number, dw0: number, command: CommandContext) {
+    super(sf, dw0, command, "EPI");
+    this.check = piCheckOf(sf) ?? "guard";
+  }
+}
+
+/**
+ * The host's own PI check failed on a block read back (or about to be
+ * written): `check` names which, `lba` the block; `expected`/`actual` are
+ * the tag or guard values (guards of 64-bit formats as bigints).
+ */
+export class PiCheckError extends NvmeError {
+  /** The check that failed. */
+  readonly check: PiCheck;
+  /** The block. */
+  readonly lba: number;
+  /** What the check wanted. */
+  readonly expected: number | bigint;
+  /** What the block carries. */
+  readonly actual: number | bigint;
+  /** Create for a failed check at `lba`. */
+  constructor(check: PiCheck, lba: number, expected: number | bigint, actual: number | bigint) {
+    const what = check === "guard" ? "guard" : check === "app" ? "application tag" : "reference tag";
+    super("EPI", `protection information ${what} check failed at block ${lba}: expected 0x${expected.toString(16)}, got 0x${actual.toString(16)}`);
+    this.check = check;
+    this.lba = lba;
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
 /** Build the right status error subclass for a failed completion. */
 export function statusError(sf: number, dw0: number, command: CommandContext): NvmeStatusError {
   if ((sf & 0x7ff) === Status.COMPARE_FAILURE) return new NvmeCompareError(sf, dw0, command);
+  if (zoneErrorKind(sf)) return new NvmeZoneError(sf, dw0, command);
+  if (piCheckOf(sf) !== null) return new NvmePiError(sf, dw0, command);
   return new NvmeStatusError(sf, dw0, command);
 }
 

@@ -11,7 +11,7 @@
  */
 import { type Sqe, sqe } from "./command.ts";
 import type { ControllerOptions } from "./controller.ts";
-import { ControllerFatalError, InvalidArgumentError, type NvmeError, NvmeError as NvmeErrorBase, SetupError } from "./errors.ts";
+import { ControllerFatalError, InvalidArgumentError, type NvmeError, SetupError } from "./errors.ts";
 import type { IdentifyController } from "./identify.ts";
 import type { AdminStart, OpsHost, ReservedQueue, TransportOps } from "./ops.ts";
 import { QueuePair, type SubmitOptions } from "./queue.ts";
@@ -429,7 +429,8 @@ export class FabricOps implements TransportOps {
 
   /** A discovery controller has no IO queues; others get what the options ask. */
   ioQueuesToRequest(): number {
-    return this.memory.subnqn === DISCOVERY_NQN ? 0 : Math.max(1, this.#opts.ioQueues);
+    // Room for Workers' queues too (each its own connection), as PCIe asks for maxIoQueues.
+    return this.memory.subnqn === DISCOVERY_NQN ? 0 : Math.max(1, this.#opts.ioQueues, this.#opts.maxIoQueues);
   }
 
   #limits(): FabricQueueLimits {
@@ -477,13 +478,9 @@ export class FabricOps implements TransportOps {
     return await new FabricCommands(q, opts).connect(this.memory, cntlid);
   }
 
-  #workersUnsupported(): NvmeError {
-    return new NvmeErrorBase("EUNSUPPORTED", `queues owned by Workers need a memory-mapped controller, not ${this.memory.trtype}`);
-  }
-
-  /** Not on a fabric (queues owned by Workers are PCIe's). */
+  /** A Worker's queue is its own connection: its owner connects it (Connect with the cntlid) on open and resume. */
   createRemoteQueue(): Promise<void> {
-    return Promise.reject(this.#workersUnsupported());
+    return Promise.resolve();
   }
 
   /** Closing the connection deletes the queue. */
@@ -491,9 +488,9 @@ export class FabricOps implements TransportOps {
     return Promise.resolve();
   }
 
-  /** Not on a fabric (queues owned by Workers are PCIe's). */
-  reserveQueue(_depth: number): ReservedQueue {
-    throw this.#workersUnsupported();
+  /** Only a qid matters on a fabric (the owner opens the connection): one page each stands in for the rings. */
+  reserveQueue(depth: number): ReservedQueue {
+    return { depth, sq: this.memory.allocDma(4096), cq: this.memory.allocDma(4096), prp: null, prpPages: 0 };
   }
 
   /** Nothing is shared with other threads. */

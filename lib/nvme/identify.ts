@@ -110,6 +110,8 @@ export const Ctratt = {
   HOSTID_128: 1 << 0,
   /** Traffic-based keep-alive: any command restarts the keep-alive timer. */
   TBKAS: 1 << 6,
+  /** Extended LBA formats supported (ELBAF in the NVM command set Identify Namespace). */
+  ELBAS: 1 << 15,
 } as const;
 
 /** OAES / Asynchronous Event Configuration bits. */
@@ -299,6 +301,10 @@ export interface IdentifyNamespace {
   blockSize: number;
   /** Metadata bytes per block of the format in use. */
   metadataSize: number;
+  /** Formatted LBA size as is (bit 4: extended LBA). */
+  flbas: number;
+  /** End-to-end data protection type settings (PI type, PI first). */
+  dps: number;
   /** Copy: Maximum Single Source Range Length, blocks. */
   mssrl: number;
   /** Copy: Maximum Copy Length, blocks. */
@@ -908,10 +914,62 @@ export function identifyNamespaceOf(n: IdNs): IdentifyNamespace {
     lbaFormat,
     blockSize: 2 ** f.ds,
     metadataSize: f.ms,
+    flbas: n.flbas,
+    dps: n.dps,
     mssrl: n.mssrl,
     mcl: n.mcl,
     msrc: n.msrc + 1,
   };
+}
+
+// ---------------------------------------------------------------------------
+// NVM Command Set Identify Namespace (CNS 05h, CSI 00h): the extended LBA formats
+
+/** Byte offsets in the NVM command set's I/O Command Set specific Identify Namespace structure. */
+export const NvmIdNsOffset = {
+  /** Logical Block Storage Tag Mask, 64 bits. */
+  LBSTM: 0,
+  /** Protection Information Capabilities. */
+  PIC: 8,
+  /** Extended LBA format 0 (4 bytes each; format i at ELBAF + 4 * i). */
+  ELBAF: 12,
+} as const;
+
+/** One extended LBA format: storage tag size and protection information format (guard size). */
+export interface ExtendedLbaFormat {
+  /** Storage Tag Size in bits (ELBAF bits 6:0). */
+  sts: number;
+  /** Protection Information Format (bits 8:7): 0 16-bit guard, 1 32-bit, 2 64-bit. */
+  pif: number;
+}
+
+/** The NVM command set's Identify Namespace: keys as nvme-cli's `nvm-id-ns -o json`. */
+export interface NvmIdNs {
+  /** Logical block storage tag mask. */
+  lbstm: Uint64;
+  /** Protection information capabilities. */
+  pic: number;
+  /** Extended LBA formats 0..nlbaf (nlbaf from Identify Namespace). */
+  elbafs: ExtendedLbaFormat[];
+}
+
+/** Extended LBA format `i` of an NVM command set Identify Namespace structure. */
+export function elbafAt(data: Uint8Array, i: number): ExtendedLbaFormat {
+  const v = viewOf(data).getUint32(NvmIdNsOffset.ELBAF + 4 * i, true);
+  return { sts: v & 0x7f, pif: (v >>> 7) & 3 };
+}
+
+/** Write extended LBA format `i` (the inverse of {@link elbafAt}). */
+export function encodeElbaf(out: Uint8Array, i: number, f: ExtendedLbaFormat): void {
+  viewOf(out).setUint32(NvmIdNsOffset.ELBAF + 4 * i, ((f.sts & 0x7f) | ((f.pif & 3) << 7)) >>> 0, true);
+}
+
+/** Decode the NVM command set Identify Namespace (CNS 05h, CSI 00h) for `nlbaf` + 1 formats. */
+export function parseNvmIdNs(data: Uint8Array, nlbaf: number): NvmIdNs {
+  const dv = check(data, "parseNvmIdNs");
+  const elbafs: ExtendedLbaFormat[] = [];
+  for (let i = 0; i <= nlbaf && i < 64; i++) elbafs.push(elbafAt(data, i));
+  return { lbstm: new Uint64(dv.getBigUint64(NvmIdNsOffset.LBSTM, true)), pic: data[NvmIdNsOffset.PIC], elbafs };
 }
 
 // ---------------------------------------------------------------------------

@@ -5,7 +5,10 @@
  * and the transport operations the generic controller calls
  * ({@link PcieOps}: CAP and the page size, AQA/ASQ/ACQ, CC.EN and CSTS.RDY,
  * Create/Delete IO CQ/SQ with their interrupt vector, PRP list sizing,
- * shutdown), as SPDK's nvme_pcie.c fills `spdk_nvme_transport_ops`.
+ * shutdown), as SPDK's nvme_pcie.c fills `spdk_nvme_transport_ops`. IO
+ * queues carry data in SGLs when the controller offers them (lib/nvme/sgl.ts)
+ * and ring shadow doorbells (Doorbell Buffer Config) when it offers those:
+ * see {@link PcieOptions}.
  * @module
  */
 import { type Sqe, sqe } from "./command.ts";
@@ -14,6 +17,7 @@ import { ControllerFatalError, DeviceGoneError, InvalidArgumentError, type NvmeE
 import type { IdentifyController } from "./identify.ts";
 import type { AdminStart, OpsHost, ReservedQueue, TransportOps } from "./ops.ts";
 import { prpListPages, writePrps } from "./prp.ts";
+import { PSDT_SHIFT, Psdt, sglSupported, writeSglChunks, writeSglData } from "./sgl.ts";
 import { QueuePair, type SubmitOptions } from "./queue.ts";
 import { AdminOpc, type Cap, CAP_CSS_IOCS, CC, CC_CSS_ALL, ccValue, CQE_SIZE, CSTS, decodeCap, NSSR_RESET, Reg, SQE_SIZE } from "./spec.ts";
 import type { CompletionSink, QueueRing } from "./ring.ts";
@@ -46,6 +50,108 @@ export function deleteIoSqCmd(qid: number): Sqe {
   return s;
 }
 
+/**
+ * Doorbell Buffer Config: the shadow doorbell page at `shadowIova` and the
+ * event index page at `eventIdxIova` (each one memory page, page aligned).
+ */
+export function dbbufConfigCmd(shadowIova: number, eventIdxIova: number): Sqe {
+  const s = sqe(AdminOpc.DOORBELL_BUFFER_CONFIG);
+  s[6] = shadowIova >>> 0;
+  s[7] = Math.floor(shadowIova / 0x1_0000_0000) >>> 0;
+  s[8] = eventIdxIova >>> 0;
+  s[9] = Math.floor(eventIdxIova / 0x1_0000_0000) >>> 0;
+  return s;
+}
+
+/** OACS bit: the controller supports Doorbell Buffer Config. */
+export const OACS_DBBUF: number = 1 << 8;
+
+/**
+ * Whether the controller must hear of a doorbell moving from `old` to `next`:
+ * true when its event index lies in [old, next) (16-bit wrapping), as Linux's
+ * nvme_dbbuf_need_event and the spec's shadow doorbell rule.
+ */
+export function dbbufNeedEvent(eventIdx: number, next: number, old: number): boolean {
+  return ((next - eventIdx - 1) & 0xffff) < ((next - old) & 0xffff);
+}
+
+/** Shadow doorbells of one controller as a ring uses them: the two pages, as dword views. */
+export interface ShadowDoorbells {
+  /** Shadow doorbell page (the host writes SQ tails and CQ heads here, doorbell layout). */
+  shadow: Uint32Array;
+  /** Event index page (the controller writes here, doorbell layout). */
+  eventIdx: Uint32Array;
+}
+
+/** PCIe-only choices for IO queues (ControllerOptions.pcie). */
+export interface PcieOptions {
+  /**
+   * How IO commands point at their data: `auto` (default) SGLs when Identify
+   * Controller's SGLS offers them, else PRPs; `prp` always PRPs; `sgl` SGLs or
+   * SetupError when the controller has none. Admin commands always use PRPs
+   * (the spec's rule for PCIe).
+   */
+  dataPointer?: "auto" | "prp" | "sgl";
+  /**
+   * Shadow doorbells (Doorbell Buffer Config): IO queues write SQ tails and CQ
+   * heads to host memory and skip the MMIO write while the controller's event
+   * index says it is still looking. Default: on when OACS offers it (off if
+   * the command fails); `false` off; `true` on or SetupError.
+   */
+  shadowDoorbells?: boolean;
+  /**
+   * IO submission queues in the controller memory buffer when it offers SQS
+   * (CMBSZ) and the transport maps its BAR: the controller fetches commands
+   * from its own memory. Default on when offered; `false` off. Queues owned
+   * by Workers stay in host memory.
+   */
+  cmbQueues?: boolean;
+}
+
+/** CAP.CMBS (bit 57): the controller memory buffer is set up through CMBMSC (NVMe 1.4). */
+export const CAP_CMBS: bigint = 1n << 57n;
+
+/** CMBMSC bits: capabilities registers enabled (CMBLOC/CMBSZ read non-zero), memory space enabled at CBA. */
+export const Cmbmsc = { CRE: 1, CMSE: 2 } as const;
+
+/** CMBSZ support bits: what the controller memory buffer may hold. */
+export const CmbszBit = { SQS: 1 << 0, CQS: 1 << 1, LISTS: 1 << 2, RDS: 1 << 3, WDS: 1 << 4 } as const;
+
+/** The controller memory buffer as CMBLOC and CMBSZ describe it. */
+export interface CmbInfo {
+  /** BAR holding it (BIR). */
+  bar: number;
+  /** Offset in that BAR, bytes. */
+  offset: number;
+  /** Size, bytes. */
+  size: number;
+  /** Support bits ({@link CmbszBit}). */
+  supports: number;
+}
+
+/** Decode CMBLOC and CMBSZ; null when CMBSZ is 0 (no CMB, or CMBMSC.CRE not set). */
+export function decodeCmb(cmbloc: number, cmbsz: number): CmbInfo | null {
+  if (cmbsz === 0) return null;
+  const unit = 4096 * 16 ** ((cmbsz >>> 8) & 0xf);
+  return { bar: cmbloc & 7, offset: (cmbloc >>> 12) * unit, size: (cmbsz >>> 12) * unit, supports: cmbsz & 0x1f };
+}
+
+/** Check {@link PcieOptions}; throws InvalidArgumentError. */
+export function validatePcieOptions(o: unknown): void {
+  if (o === undefined) return;
+  if (o === null || typeof o !== "object" || Array.isArray(o)) throw new InvalidArgumentError("option pcie must be an object");
+  const p = o as Record<string, unknown>;
+  if (p.dataPointer !== undefined && p.dataPointer !== "auto" && p.dataPointer !== "prp" && p.dataPointer !== "sgl") {
+    throw new InvalidArgumentError(`option pcie.dataPointer must be auto, prp or sgl, got ${String(p.dataPointer)}`);
+  }
+  if (p.cmbQueues !== undefined && typeof p.cmbQueues !== "boolean") {
+    throw new InvalidArgumentError(`option pcie.cmbQueues must be a boolean, got ${String(p.cmbQueues)}`);
+  }
+  if (p.shadowDoorbells !== undefined && typeof p.shadowDoorbells !== "boolean") {
+    throw new InvalidArgumentError(`option pcie.shadowDoorbells must be a boolean, got ${String(p.shadowDoorbells)}`);
+  }
+}
+
 /** Delete IO Completion Queue. */
 export function deleteIoCqCmd(qid: number): Sqe {
   const s = sqe(AdminOpc.DELETE_IO_CQ);
@@ -75,6 +181,10 @@ export interface PcieRingConfig {
   doorbells: Uint32Array;
   /** Doorbell stride in bytes (CAP.DSTRD). */
   doorbellStride: number;
+  /** Data in SGLs instead of PRPs (the slot's list memory holds SGL segments then). */
+  sgl?: boolean;
+  /** Shadow doorbells (IO queues after Doorbell Buffer Config), or null/absent for MMIO only. */
+  dbbuf?: ShadowDoorbells | null;
 }
 
 /** SQ/CQ rings and doorbells of one NVMe-over-PCIe queue pair. */
@@ -83,6 +193,8 @@ export class PcieRing implements QueueRing {
   readonly depth: number;
   /** Largest transfer one command can carry with this pair's PRP list pages. */
   readonly maxTransfer: number;
+  /** Completions land in host memory: the pump may poll them synchronously. */
+  readonly pollable: boolean = true;
   readonly #qid: number;
   readonly #sq32: Uint32Array;
   readonly #cq32: Uint32Array;
@@ -93,6 +205,12 @@ export class PcieRing implements QueueRing {
   readonly #sqDb: number;
   readonly #cqDb: number;
   readonly #pageSize: number;
+  readonly #sgl: boolean;
+  readonly #shadow: Uint32Array | null;
+  readonly #eventIdx: Uint32Array | null;
+  /** The entry being placed carries an SGL: push() sets PSDT (the queue rewrites CDW0 after setData). */
+  #sglPending = false;
+  #mmio = 0;
   #sqTail = 0;
   #sqTailRung = 0;
   #cqHead = 0;
@@ -108,6 +226,10 @@ export class PcieRing implements QueueRing {
     this.depth = cfg.depth;
     this.#qid = cfg.qid;
     this.#pageSize = cfg.pageSize;
+    this.#sgl = cfg.sgl ?? false;
+    // Shadow doorbells serve IO queues only (as Linux): the admin queue always rings MMIO.
+    this.#shadow = cfg.qid > 0 && cfg.dbbuf ? cfg.dbbuf.shadow : null;
+    this.#eventIdx = cfg.qid > 0 && cfg.dbbuf ? cfg.dbbuf.eventIdx : null;
     const sqb = cfg.sq.bytes, cqb = cfg.cq.bytes;
     if (sqb.byteLength < cfg.depth * SQE_SIZE || cqb.byteLength < cfg.depth * CQE_SIZE) {
       throw new InvalidArgumentError("queue memory smaller than depth");
@@ -132,6 +254,7 @@ export class PcieRing implements QueueRing {
     this.#db = cfg.doorbells;
     this.#sqDb = (2 * cfg.qid * cfg.doorbellStride) / 4;
     this.#cqDb = ((2 * cfg.qid + 1) * cfg.doorbellStride) / 4;
+    this.#zeroShadow();
     const per = cfg.pageSize / 8;
     const p = cfg.prpPagesPerSlot;
     // Holds for any dword-aligned start: a partial first page only adds room.
@@ -143,7 +266,29 @@ export class PcieRing implements QueueRing {
   }
 
   setData(e: Uint32Array, slot: number, iova: number, len: number): void {
-    writePrps(e, iova, len, this.#pageSize, this.#prpViews[slot], this.#prpIova[slot]);
+    if (this.#sgl) {
+      writeSglData(e, iova, len);
+      this.#sglPending = true;
+    } else {
+      writePrps(e, iova, len, this.#pageSize, this.#prpViews[slot], this.#prpIova[slot]);
+    }
+  }
+
+  /**
+   * Point the entry at `n` chunks (pairs in `chunks`: IOVA, length; an IOVA
+   * of SGL_BIT_BUCKET discards read bytes) as an SGL in the slot's list
+   * memory, segments of at most `perSegment` descriptors. Needs a ring made
+   * with `sgl` (throws otherwise) and a slot whose list memory holds them.
+   */
+  setDataChunks(e: Uint32Array, slot: number, chunks: ArrayLike<number>, n: number, perSegment: number = Infinity): void {
+    if (!this.#sgl) throw new InvalidArgumentError("scattered data needs SGLs (the controller offers none, or PRPs were chosen)");
+    writeSglChunks(e, chunks, n, this.#prpViews[slot], this.#prpIova[slot], perSegment);
+    this.#sglPending = true;
+  }
+
+  /** True when this ring carries data in SGLs. */
+  get sgl(): boolean {
+    return this.#sgl;
   }
 
   clearData(e: Uint32Array): void {
@@ -151,6 +296,11 @@ export class PcieRing implements QueueRing {
   }
 
   push(): void {
+    if (this.#sglPending) {
+      const e = this.#entries[this.#sqTail];
+      e[0] = (e[0] | (Psdt.SGL_MPTR_CONTIGUOUS << PSDT_SHIFT)) >>> 0;
+      this.#sglPending = false;
+    }
     if (++this.#sqTail === this.depth) this.#sqTail = 0;
   }
 
@@ -159,14 +309,47 @@ export class PcieRing implements QueueRing {
     // A sequentially consistent store orders the SQE writes before the doorbell (a fence on weak CPUs).
     const last = ((this.#sqTail + this.depth - 1) % this.depth) * 16;
     Atomics.store(this.#sq32, last, this.#sq32[last]);
-    this.#db[this.#sqDb] = this.#sqTail;
-    this.#sqTailRung = this.#sqTail;
+    const tail = this.#sqTail;
+    if (this.#shadow === null || this.#ringShadow(this.#sqDb, tail)) {
+      this.#db[this.#sqDb] = tail;
+      this.#mmio++;
+    }
+    this.#sqTailRung = tail;
     this.#flushes++;
     return true;
   }
 
+  /**
+   * Shadow doorbell `idx` moves to `value`: true when the controller's event
+   * index asks for the MMIO write too (Linux's nvme_dbbuf_update_and_check_event).
+   */
+  #ringShadow(idx: number, value: number): boolean {
+    const sh = this.#shadow!;
+    const old = sh[idx];
+    // Seq-cst store then load: the shadow value is visible before the event index is read.
+    Atomics.store(sh, idx, value);
+    return dbbufNeedEvent(Atomics.load(this.#eventIdx!, idx), value, old);
+  }
+
+  #zeroShadow(): void {
+    if (this.#shadow === null) return;
+    // A queue id used before (deleted, reset) must not start from its old tail and event index.
+    this.#shadow[this.#sqDb] = this.#shadow[this.#cqDb] = 0;
+    this.#eventIdx![this.#sqDb] = this.#eventIdx![this.#cqDb] = 0;
+  }
+
   get flushes(): number {
     return this.#flushes;
+  }
+
+  /** SQ tail doorbells written over MMIO (fewer than {@link flushes} when shadow doorbells let the ring skip them). */
+  get mmioDoorbells(): number {
+    return this.#mmio;
+  }
+
+  /** True when this ring writes shadow doorbells. */
+  get shadowDoorbells(): boolean {
+    return this.#shadow !== null;
   }
 
   reap(sink: CompletionSink): number {
@@ -192,7 +375,7 @@ export class PcieRing implements QueueRing {
     if (n > 0) {
       this.#cqHead = head;
       this.#phase = phase;
-      if (!this.#closed) this.#db[this.#cqDb] = head;
+      if (!this.#closed && (this.#shadow === null || this.#ringShadow(this.#cqDb, head))) this.#db[this.#cqDb] = head;
     }
     return n;
   }
@@ -203,6 +386,8 @@ export class PcieRing implements QueueRing {
     this.#sq32.fill(0);
     this.#sqTail = this.#sqTailRung = this.#cqHead = 0;
     this.#phase = 1;
+    this.#sglPending = false;
+    this.#zeroShadow();
   }
 
   close(): void {
@@ -241,6 +426,10 @@ export interface SharedPcieRing {
   prp: SharedMemory | null;
   /** The doorbell area (offset 0x1000 onward). */
   doorbells: SharedMemory;
+  /** Data in SGLs (see PcieRingConfig.sgl). */
+  sgl?: boolean;
+  /** Shadow doorbell and event index pages, or null. */
+  dbbuf?: { shadow: SharedMemory; eventIdx: SharedMemory } | null;
 }
 
 /**
@@ -252,6 +441,8 @@ export function sharedPcieRing(s: SharedPcieRing, view: (m: SharedMemory) => Uin
   const sq = view(s.sq), cq = view(s.cq), db = view(s.doorbells);
   const prp = s.prp ? view(s.prp) : null;
   const doorbells = new Uint32Array(db.buffer, db.byteOffset, db.byteLength >>> 2);
+  const sh = s.dbbuf ? view(s.dbbuf.shadow) : null, ei = s.dbbuf ? view(s.dbbuf.eventIdx) : null;
+  const u32 = (b: Uint8Array) => new Uint32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
   const ring = new PcieRing({
     qid: s.qid,
     depth: s.depth,
@@ -262,8 +453,10 @@ export function sharedPcieRing(s: SharedPcieRing, view: (m: SharedMemory) => Uin
     pageSize: s.pageSize,
     doorbells,
     doorbellStride: s.doorbellStride,
+    sgl: s.sgl ?? false,
+    dbbuf: sh && ei ? { shadow: u32(sh), eventIdx: u32(ei) } : null,
   });
-  return { ring, doorbells, views: [sq, cq, db, ...(prp ? [prp] : [])] };
+  return { ring, doorbells, views: [sq, cq, db, ...(prp ? [prp] : []), ...(sh && ei ? [sh, ei] : [])] };
 }
 
 /**
@@ -288,6 +481,17 @@ export class PcieOps implements TransportOps {
   #pageSize = 0;
   /** Rings of each queue the controller created from this thread, by qid (0: admin). */
   readonly #rings = new Map<number, [sq: DmaBuffer, cq: DmaBuffer]>();
+  /** IO queues carry data in SGLs (decided once identified). */
+  #sgl = false;
+  /** Shadow doorbell pages (allocated once identified, when used), and whether the controller has them since its last enable. */
+  #dbbuf: { shadow: DmaBuffer; eventIdx: DmaBuffer; views: ShadowDoorbells } | null = null;
+  #dbbufSent = false;
+  /** Doorbell Buffer Config is still to be tried (auto mode: dropped when the controller refuses it). */
+  #dbbufWanted = false;
+  /** The CMB once set up for SQs: its memory, bus address, the CMBMSC value, and the next free byte. */
+  #cmb: { bytes: Uint8Array; bus: number; cmbmsc: number; next: number } | null = null;
+  #cmbTried = false;
+  readonly #cmbBufs = new WeakSet<DmaBuffer>();
 
   /** Operations on `t` with the controller's options. */
   constructor(t: Transport, opts: Required<ControllerOptions>) {
@@ -330,7 +534,7 @@ export class PcieOps implements TransportOps {
   }
 
   /** AQA/ASQ/ACQ, CC (page size, entry sizes, command sets, EN), then CSTS.RDY. */
-  async enable(_opts: SubmitOptions): Promise<void> {
+  async enable(opts: SubmitOptions): Promise<void> {
     const t = this.memory;
     const { host, cap } = this.#ctx;
     const depth = host.admin.depth;
@@ -341,11 +545,113 @@ export class PcieOps implements TransportOps {
     // As Linux does: with CAP.CSS "IO command sets", enable all of them (zoned too), not only NVM.
     t.writeReg32(Reg.CC, ccValue(this.#pageSize, 6, 4, cap.css & CAP_CSS_IOCS ? CC_CSS_ALL : 0));
     await this.#waitReady(true);
+    // A CMB set up through CMBMSC is set up again (a function reset clears it); a legacy one needs nothing.
+    if (this.#cmb && this.#cmb.cmbmsc !== 0) this.#writeCmbmsc(this.#cmb.cmbmsc);
+    // A reset forgets the doorbell buffers: zero them (queues restart from 0) and configure them again.
+    if (this.#dbbuf && this.#dbbufSent) {
+      this.#dbbufSent = false;
+      await this.#sendDbbuf(opts);
+    }
   }
 
-  /** Nothing particular to PCIe: PRP capacity is sized from the transfer cap. */
-  identified(_id: IdentifyController, maxTransferBytes: number): number {
+  /**
+   * SGLs or PRPs for IO queues (SGLS and {@link PcieOptions.dataPointer}), and
+   * the shadow doorbell pages when OACS offers them; the transfer cap stands
+   * (PRP capacity is sized from it).
+   */
+  identified(id: IdentifyController, maxTransferBytes: number): number {
+    const o = this.#opts.pcie ?? {};
+    const dp = o.dataPointer ?? "auto";
+    if (dp === "sgl" && !sglSupported(id.sgls)) {
+      throw new SetupError("unsupported-controller", "SGLs were asked for (pcie.dataPointer) but the controller offers none (SGLS)");
+    }
+    this.#sgl = dp !== "prp" && sglSupported(id.sgls);
+    const offered = (id.oacs & OACS_DBBUF) !== 0;
+    if (o.shadowDoorbells === true && !offered) {
+      throw new SetupError("unsupported-controller", "shadow doorbells were asked for but the controller lacks Doorbell Buffer Config (OACS)");
+    }
+    if (offered && o.shadowDoorbells !== false && this.#dbbuf === null) {
+      const host = this.#host!;
+      const shadow = host.allocDma(this.#pageSize), eventIdx = host.allocDma(this.#pageSize);
+      const u32 = (b: DmaBuffer) => new Uint32Array(b.bytes.buffer, b.bytes.byteOffset, this.#pageSize >>> 2);
+      this.#dbbuf = { shadow, eventIdx, views: { shadow: u32(shadow), eventIdx: u32(eventIdx) } };
+      this.#dbbufWanted = true;
+    }
     return maxTransferBytes;
+  }
+
+  /** Whether IO queues carry data in SGLs. */
+  get sgl(): boolean {
+    return this.#sgl;
+  }
+
+  /** Bytes of the CMB holding IO submission queues (0: none there). */
+  get cmbQueueBytes(): number {
+    return this.#cmb?.next ?? 0;
+  }
+
+  /** CMBMSC as Linux writes it: high dword first, the low one (with CRE/CMSE) last. */
+  #writeCmbmsc(v: number): void {
+    const t = this.memory;
+    t.writeReg32(Reg.CMBMSC + 4, Math.floor(v / 0x1_0000_0000) >>> 0);
+    t.writeReg32(Reg.CMBMSC, v >>> 0);
+  }
+
+  /** Once: find the CMB (CMBMSC.CRE, CMBLOC/CMBSZ), map its BAR and enable it at its bus address when it takes SQs. */
+  #setupCmb(): void {
+    if (this.#cmbTried) return;
+    this.#cmbTried = true;
+    const t = this.memory;
+    if (this.#opts.pcie?.cmbQueues === false || !t.mapBar) return;
+    const cmbs = (t.readReg64(Reg.CAP) & CAP_CMBS) !== 0n;
+    if (cmbs) t.writeReg32(Reg.CMBMSC, Cmbmsc.CRE);
+    const info = decodeCmb(t.readReg32(Reg.CMBLOC), t.readReg32(Reg.CMBSZ));
+    if (!info || (info.supports & CmbszBit.SQS) === 0) return;
+    const bar = t.mapBar(info.bar);
+    if (!bar || info.offset >= bar.bytes.byteLength) return;
+    const size = Math.min(info.size, bar.bytes.byteLength - info.offset);
+    const bus = bar.busAddress + info.offset;
+    const cmbmsc = cmbs ? (bus - (bus % 4096)) + Cmbmsc.CRE + Cmbmsc.CMSE : 0;
+    if (cmbs) this.#writeCmbmsc(cmbmsc);
+    this.#cmb = { bytes: bar.bytes.subarray(info.offset, info.offset + size), bus, cmbmsc, next: 0 };
+  }
+
+  /** `size` bytes of the CMB for a submission queue (page aligned), or null when it is full or absent. */
+  #cmbSq(size: number): DmaBuffer | null {
+    const c = this.#cmb;
+    if (!c) return null;
+    const len = Math.ceil(size / this.#pageSize) * this.#pageSize;
+    if (c.next + len > c.bytes.byteLength) return null;
+    const b = dmaBuffer(c.bytes.subarray(c.next, c.next + len), c.bus + c.next, len);
+    c.next += len;
+    this.#cmbBufs.add(b);
+    return b;
+  }
+
+  /** Whether IO queues ring shadow doorbells (the controller accepted Doorbell Buffer Config). */
+  get shadowDoorbells(): boolean {
+    return this.#dbbufSent;
+  }
+
+  /** Doorbell Buffer Config once after identify; in auto mode a refusal turns shadow doorbells off. */
+  async #ensureDbbuf(opts?: SubmitOptions): Promise<void> {
+    if (!this.#dbbufWanted) return;
+    this.#dbbufWanted = false;
+    try {
+      await this.#sendDbbuf(opts);
+    } catch (e) {
+      if (this.#opts.pcie?.shadowDoorbells === true) throw e;
+      // The two pages stay with the controller's memory (freed at close).
+      this.#dbbuf = null;
+    }
+  }
+
+  async #sendDbbuf(opts?: SubmitOptions): Promise<void> {
+    const d = this.#dbbuf!;
+    d.shadow.bytes.fill(0, 0, this.#pageSize);
+    d.eventIdx.bytes.fill(0, 0, this.#pageSize);
+    await this.#host!.adminCommand(dbbufConfigCmd(d.shadow.iova, d.eventIdx.iova), 0, 0, undefined, opts);
+    this.#dbbufSent = true;
   }
 
   /** As many as may be wanted later (queues made on demand, e.g. one per Worker). */
@@ -357,6 +663,9 @@ export class PcieOps implements TransportOps {
   async createIoQueue(qid: number): Promise<QueuePair> {
     const { host, cap } = this.#ctx;
     const depth = Math.max(2, Math.min(this.#opts.ioQueueDepth, cap.mqes, 65536));
+    // Before the ring is made: it writes shadow doorbells only when the controller took the buffers.
+    await this.#ensureDbbuf();
+    this.#setupCmb();
     const qp = this.#makePair(qid, depth, prpPagesFor(host.maxTransferBytes, this.#pageSize), this.#opts.ioTimeoutMs);
     const [sq, cq] = this.#rings.get(qid)!;
     await this.createRemoteQueue(qid, depth, sq, cq);
@@ -373,9 +682,27 @@ export class PcieOps implements TransportOps {
   async createRemoteQueue(qid: number, depth: number, sq: DmaBuffer, cq: DmaBuffer, opts?: SubmitOptions): Promise<void> {
     const host = this.#host!;
     const iv = host.ioVector(qid);
+    const d = this.#dbbuf;
+    if (d && this.#dbbufSent) {
+      // A qid used before keeps its old shadow tail and event index; the ring that will own it may
+      // live in a Worker and clear them only later, so clear them before the controller can look.
+      const words = this.#cap!.doorbellStride / 4;
+      for (const i of [2 * qid * words, (2 * qid + 1) * words]) {
+        Atomics.store(d.views.shadow, i, 0);
+        Atomics.store(d.views.eventIdx, i, 0);
+      }
+    }
     await host.adminCommand(createIoCqCmd(qid, depth, iv >= 0, Math.max(iv, 0)), cq.iova, 0, undefined, opts);
     try {
-      await host.adminCommand(createIoSqCmd(qid, depth, qid), sq.iova, 0, undefined, opts);
+      const c = createIoSqCmd(qid, depth, qid);
+      if (this.#cmbBufs.has(sq)) {
+        // In the CMB: a bus address, not host DMA memory the controller object knows; PRP1 carries it as is.
+        c[6] = sq.iova >>> 0;
+        c[7] = Math.floor(sq.iova / 0x1_0000_0000) >>> 0;
+        await host.adminCommand(c, 0, 0, undefined, opts);
+      } else {
+        await host.adminCommand(c, sq.iova, 0, undefined, opts);
+      }
     } catch (e) {
       await host.adminCommand(deleteIoCqCmd(qid), 0, 0, 5000, opts).catch(() => {});
       throw e;
@@ -418,6 +745,8 @@ export class PcieOps implements TransportOps {
       cq: t.shareDma(r.cq),
       prp: r.prp ? t.shareDma(r.prp) : null,
       doorbells: t.shareDoorbells(),
+      sgl: this.#sgl,
+      dbbuf: this.#dbbuf && this.#dbbufSent ? { shadow: t.shareDma(this.#dbbuf.shadow), eventIdx: t.shareDma(this.#dbbuf.eventIdx) } : null,
     };
   }
 
@@ -510,7 +839,7 @@ export class PcieOps implements TransportOps {
   /** Rings (and PRP pages) in the controller's memory and a pair over them; the device does not know them yet. */
   #makePair(qid: number, depth: number, prpPages: number, timeoutMs: number): QueuePair {
     const host = this.#host!;
-    const sq = host.allocDma(depth * SQE_SIZE);
+    const sq = (qid > 0 ? this.#cmbSq(depth * SQE_SIZE) : null) ?? host.allocDma(depth * SQE_SIZE);
     const cq = host.allocDma(depth * CQE_SIZE);
     const prp = prpPages > 0 ? host.allocDma((depth - 1) * prpPages * this.#pageSize) : null;
     this.#rings.set(qid, [sq, cq]);
@@ -524,6 +853,8 @@ export class PcieOps implements TransportOps {
       pageSize: this.#pageSize,
       doorbells: this.memory.doorbells(),
       doorbellStride: this.#cap!.doorbellStride,
+      sgl: qid > 0 && this.#sgl,
+      dbbuf: qid > 0 && this.#dbbuf && this.#dbbufSent ? this.#dbbuf.views : null,
     });
     return new QueuePair({ qid, ring, defaultTimeoutMs: timeoutMs, pollSpinUs: this.#opts.pollSpinUs });
   }

@@ -34,6 +34,13 @@ export interface QueueRing {
   readonly depth: number;
   /** Largest transfer one command can carry. */
   readonly maxTransfer: number;
+  /**
+   * True when completions land in memory this thread polls without the event
+   * loop running (PCIe CQs): the pump may then spin on {@link reap}
+   * synchronously for a bounded number of polls. Absent or false (a socket
+   * ring fed by the event loop): it never does.
+   */
+  readonly pollable?: boolean;
   /** Times {@link flush} made new entries visible (SQ tail doorbell writes on PCIe, sends on a fabric). */
   readonly flushes: number;
   /** The SQE to fill for the next command (16 dwords, any previous content). */

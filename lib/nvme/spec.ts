@@ -310,6 +310,15 @@ const COMMAND_SPECIFIC: Record<number, string> = {
   0x81: "Invalid Protection Information",
   0x82: "Attempted Write to Read Only Range",
   0x83: "Command Size Limit Exceeded",
+  // Zoned Namespace Command Set
+  0xb8: "Zone Boundary Error",
+  0xb9: "Zone Is Full",
+  0xba: "Zone Is Read Only",
+  0xbb: "Zone Is Offline",
+  0xbc: "Zone Invalid Write",
+  0xbd: "Too Many Active Zones",
+  0xbe: "Too Many Open Zones",
+  0xbf: "Invalid Zone State Transition",
 };
 
 const MEDIA: Record<number, string> = {

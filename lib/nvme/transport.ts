@@ -224,4 +224,17 @@ export interface Transport extends DmaMemory {
    * Throws a SetupError when none can be enabled.
    */
   enableInterrupts?(vectors: number): Promise<InterruptSource>;
+  /**
+   * Optional: map PCI BAR `index` (the controller memory buffer's, CMBLOC.BIR)
+   * and give its bus address, as the controller sees it; null when it cannot.
+   */
+  mapBar?(index: number): PciBar | null;
+}
+
+/** A mapped PCI BAR: its bytes in this process and the bus address the device decodes. */
+export interface PciBar {
+  /** The BAR's memory (device memory: every access goes to the device). */
+  bytes: Uint8Array;
+  /** Bus address of its first byte. */
+  busAddress: number;
 }

@@ -53,6 +53,7 @@ import {
   encodeControllerList,
   encodeNsDescriptors,
   encodeNsidList,
+  Ctratt,
   IdCtrlOffset,
   IdNsOffset,
   LBAF_BYTES,
@@ -74,6 +75,12 @@ import { decodeTimestamp, encodeTimestamp } from "../nvme/features.ts";
 import { COPY_RANGE_BYTES, decodeCopyRanges, decodeDsmRanges, DSM_RANGE_BYTES } from "../nvme/ranges.ts";
 import { Uint128, Uint64 } from "../nvme/wide.ts";
 import { type AnyMedia, type AsyncMedia, FileMedia, type MediaDone, MemMedia } from "./media.ts";
+import { ZonedNamespace, zonedCommand } from "./zns.ts";
+import { FdpSubsystem, fdpTransferLength } from "./fdp.ts";
+import { CSI_ZNS, ZnsOpc } from "../nvme/zns.ts";
+import { decodePidList, FdpFid, IoMgmt } from "../nvme/fdp.ts";
+import { isPiIo, SIM_LBAFS, simFormat, simIdNsPi, type SimMeta, simLbafCount, simNvmIdNs, simPiIo, simPiTransferLength } from "./pi.ts";
+import type { PiCheck } from "../nvme/pi.ts";
 import { LogId, SIM_DEFAULTS, SimCns, type SimNamespaceOptions, type SimOptions, SimStatus as S } from "./options.ts";
 
 /** {@link ControllerModel.execute}'s result when the model completes the command later. */
@@ -216,7 +223,7 @@ export interface FabricsIdentity {
 }
 
 /** How to build a model: the software controller's options minus the PCIe ones, plus identity. */
-export interface ModelOptions extends Omit<SimOptions, "namespaces" | "irq" | "memoryBytes" | "iovaBase" | "latencyMs"> {
+export interface ModelOptions extends Omit<SimOptions, "namespaces" | "irq" | "memoryBytes" | "iovaBase" | "latencyMs" | "sgl" | "shadowDoorbells" | "cmbBytes" | "sriovVfs" | "threads"> {
   /** Namespaces at start, attached: sizes (memory or file media) or ready media. */
   namespaces?: (SimNamespaceOptions | ModelNamespace)[];
   /** Serial number (required: front ends pick unique ones). */
@@ -235,9 +242,18 @@ interface Ns {
   lbaf: number;
   attached: boolean;
   nguid: Uint8Array;
+  /** Zones when the namespace is zoned (lib/sim/zns.ts). */
+  zns?: ZonedNamespace;
+  /** Reclaim unit handles it places on when the subsystem has FDP (lib/sim/fdp.ts). */
+  ruhs?: number[];
+  /** Metadata and PI (lib/sim/pi.ts); absent: a format without metadata. */
+  pi?: SimMeta | null;
 }
 
-const LBAF_DS = [9, 12];
+/** The zoned/FDP hook's "not mine: carry on" (PENDING is -1). */
+const CARRY_ON = -2;
+
+const LBAF_DS = SIM_LBAFS.map((l) => l.ds);
 const PAGE = 4096;
 const TWO32 = 0x1_0000_0000;
 const TEMP_K = 310;
@@ -343,7 +359,7 @@ export interface ModelNamespaceState {
 
 /** A controller's command semantics and state; see the module doc for how front ends drive it. */
 export class ControllerModel {
-  readonly #o: Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid" | "fabrics">>;
+  readonly #o: Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid" | "fabrics" | "fdp">>;
   readonly #front: FrontEnd;
   readonly #serial: string;
   readonly #id: ModelIdentity;
@@ -360,6 +376,8 @@ export class ControllerModel {
   readonly #ns = new Map<number, Ns>();
   #port: DataPort = NO_PORT;
   #dw0 = 0;
+  #dw1 = 0;
+  readonly #fdp: FdpSubsystem | null;
   // Features
   #feat = new Map<number, number>();
   #saved = new Map<number, number>();
@@ -409,6 +427,7 @@ export class ControllerModel {
       vwc: o.vwc ?? SIM_DEFAULTS.vwc,
       model: id.model ?? o.model ?? SIM_DEFAULTS.model,
       firmware: id.firmware ?? o.firmware ?? SIM_DEFAULTS.firmware,
+      piFormats: o.piFormats ?? false,
     };
     this.#front = front;
     this.#serial = id.serial ?? o.serial;
@@ -418,6 +437,7 @@ export class ControllerModel {
     this.#grantedQueues = this.#o.maxQueues;
     this.#fwSlots = new Array(this.#o.fwSlots).fill("");
     this.#fwSlots[0] = this.#o.firmware;
+    this.#fdp = o.fdp ? new FdpSubsystem(o.fdp) : null;
     const nss = o.namespaces ?? [{ size: 16 << 20, blockSize: 512 }, { size: 16 << 20, blockSize: 4096 }];
     let used = 0;
     nss.forEach((n, i) => {
@@ -432,14 +452,17 @@ export class ControllerModel {
         media = n.path ? new FileMedia(n.path, bytes) : new MemMedia(bytes);
       }
       used += media.size;
-      this.#ns.set(i + 1, { nsid: i + 1, media, lbaf: bs === 4096 ? 1 : 0, attached: true, nguid: nguid ?? this.#nguid(i + 1) });
+      const ns: Ns = { nsid: i + 1, media, lbaf: bs === 4096 ? 1 : 0, attached: true, nguid: nguid ?? this.#nguid(i + 1) };
+      if ("zoned" in n && n.zoned) ns.zns = new ZonedNamespace(Math.floor(media.size / bs), n.zoned);
+      if (this.#fdp) this.#fdp.attach(ns.ruhs = ("fdpRuhs" in n && n.fdpRuhs) || Array.from({ length: this.#fdp.nruh }, (_, j) => j));
+      this.#ns.set(i + 1, ns);
     });
     this.#capacity = o.capacityBytes ?? used + 64 * 1024 * 1024;
     this.#resetFeatures();
   }
 
   /** The options in effect (defaults applied). */
-  get options(): Readonly<Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid" | "fabrics">>> {
+  get options(): Readonly<Required<Omit<ModelOptions, "namespaces" | "capacityBytes" | "serial" | "identity" | "cntlid" | "fabrics" | "fdp">>> {
     return this.#o;
   }
 
@@ -451,6 +474,16 @@ export class ControllerModel {
   /** Command Specific DW0 of the last command execute completed synchronously. */
   get dw0(): number {
     return this.#dw0;
+  }
+
+  /** Command Specific DW1 of the last command execute completed synchronously (Zone Append's LBA, high half). */
+  get dw1(): number {
+    return this.#dw1;
+  }
+
+  /** The zones of namespace `nsid` when it is zoned (inspection, and media faults: read-only, offline zones). */
+  zonesOf(nsid: number): ZonedNamespace | undefined {
+    return this.#ns.get(nsid)?.zns;
   }
 
   /** Current CC. */
@@ -491,6 +524,15 @@ export class ControllerModel {
   /** An IO queue exists now: Number of Queues can no longer change until reset. */
   noteIoQueueCreated(): void {
     this.#ioQueuesCreated = true;
+  }
+
+  /**
+   * Reads and writes of namespace `nsid` are plain data (no zones, metadata or
+   * placement handles), so a queue thread may serve them without the model.
+   */
+  plainRw(nsid: number): boolean {
+    const ns = this.#ns.get(nsid);
+    return ns !== undefined && !ns.zns && !ns.pi && !ns.ruhs;
   }
 
   /** Media of namespace `nsid` (front ends take DMA buffers from {@link AsyncMedia.alloc}), or undefined. */
@@ -630,18 +672,24 @@ export class ControllerModel {
    */
   transferLength(qid: number, cmd: Uint32Array): number {
     const opc = cmd[0] & 0xff;
+    const fdp = this.#fdp ? fdpTransferLength(qid === 0, cmd) : -1;
+    if (fdp >= 0) return fdp;
     if (qid !== 0) {
       switch (opc) {
+        case ZnsOpc.ZONE_APPEND:
         case IoOpc.READ:
         case IoOpc.WRITE:
         case IoOpc.COMPARE: {
           const ns = this.#ns.get(cmd[1]);
+          if (ns?.pi) return simPiTransferLength(ns.pi, cmd, (cmd[12] & 0xffff) + 1);
           return ns ? ((cmd[12] & 0xffff) + 1) << LBAF_DS[ns.lbaf] : 0;
         }
         case IoOpc.DATASET_MANAGEMENT:
           return ((cmd[10] & 0xff) + 1) * 16;
         case IoOpc.COPY:
           return ((cmd[12] & 0xff) + 1) * 32;
+        case ZnsOpc.ZONE_MGMT_RECV:
+          return (cmd[12] + 1) * 4;
       }
       return 0;
     }
@@ -675,6 +723,7 @@ export class ControllerModel {
    */
   execute(qid: number, cmd: Uint32Array, port: DataPort): number {
     this.#dw0 = 0;
+    this.#dw1 = 0;
     this.#port = port;
     let st: number;
     try {
@@ -709,6 +758,11 @@ export class ControllerModel {
     });
     this.#errors.unshift(e);
     if (this.#errors.length > 16) this.#errors.length = 16;
+  }
+
+  /** Fault injection: flip a bit of block `lba`'s stored PI field; false when the namespace has no PI there. */
+  corruptPi(nsid: number, lba: number, field: PiCheck): boolean {
+    return this.#ns.get(nsid)?.pi?.corrupt(lba, field) ?? false;
   }
 
   /** Count a media error in SMART (an injected media status). */
@@ -853,17 +907,23 @@ export class ControllerModel {
           { nidt: Nidt.EUI64, id: ns.nguid.subarray(8, 16) },
           { nidt: Nidt.NGUID, id: ns.nguid },
           { nidt: Nidt.UUID, id: uuid },
-          { nidt: Nidt.CSI, id: new Uint8Array([0]) },
+          { nidt: Nidt.CSI, id: new Uint8Array([ns.zns ? CSI_ZNS : 0]) },
         ], d);
         break;
       }
-      case SimCns.CSI_CTRL:
-        if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
+      case SimCns.CSI_CTRL: // NVM: nothing; ZNS: ZASL
+        if ((cmd[11] >>> 24) === CSI_ZNS && [...this.#ns.values()].some((n) => n.zns)) {
+          d[0] = [...this.#ns.values()].find((n) => n.zns)!.zns!.zasl;
+        } else if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
         break;
-      case Cns.CSI_NS: // NVM: nothing beyond CNS 00h
-        if ((cmd[11] >>> 24) !== 0) return S.INVALID_FIELD;
-        if (!this.#ns.get(nsid)?.attached) return S.INVALID_NAMESPACE;
+      case Cns.CSI_NS: { // NVM: the extended LBA formats (guard sizes); ZNS: zone size and limits
+        const ns = this.#ns.get(nsid), csi = cmd[11] >>> 24;
+        if (csi !== 0 && !(csi === CSI_ZNS && ns?.zns)) return S.INVALID_FIELD;
+        if (!ns?.attached) return S.INVALID_NAMESPACE;
+        if (csi === CSI_ZNS) d.set(ns.zns!.identify(simLbafCount(this.#o.piFormats) - 1));
+        else simNvmIdNs(d, simLbafCount(this.#o.piFormats));
         break;
+      }
       case SimCns.NS_CTRL_LIST: {
         const ns = this.#ns.get(nsid);
         if (ns?.attached) encodeControllerList([1], d);
@@ -934,13 +994,16 @@ export class ControllerModel {
       d[C.FCATT] = 0; // dynamic controller model
       d[C.MSDBD] = 1;
     }
+    if (this.#fdp) dv.setUint32(C.CTRATT, dv.getUint32(C.CTRATT, true) | 1 << 19, true); // FDPS
     dv.setUint16(C.PSD0 + 0 * PSD_BYTES + PsdOffset.MP, 2500, true); // power state 0: 25 W
+    if (o.piFormats) dv.setUint32(C.CTRATT, dv.getUint32(C.CTRATT, true) | Ctratt.ELBAS, true);
   }
 
   #idNs(d: Uint8Array, dv: DataView, ns: Ns | null): void {
     const N = IdNsOffset;
-    d[N.NLBAF] = LBAF_DS.length - 1;
-    for (let i = 0; i < LBAF_DS.length; i++) {
+    const nf = simLbafCount(this.#o.piFormats);
+    d[N.NLBAF] = nf - 1;
+    for (let i = 0; i < nf; i++) {
       d[N.LBAF + LBAF_BYTES * i + LbafOffset.LBADS] = LBAF_DS[i];
       d[N.LBAF + LBAF_BYTES * i + LbafOffset.RP] = LBAF_DS[i] === 12 ? 0 : 2; // relative performance
     }
@@ -954,6 +1017,7 @@ export class ControllerModel {
     setU64(dv, N.NCAP, blocks);
     setU64(dv, N.NUSE, blocks);
     d[N.FLBAS] = ns.lbaf;
+    simIdNsPi(d, ns.pi ?? null, nf);
     setU64(dv, N.NVMCAP, ns.media.size);
     d.set(ns.nguid, N.NGUID);
     d.set(ns.nguid.subarray(8, 16), N.EUI64);
@@ -1068,8 +1132,11 @@ export class ControllerModel {
         });
         break;
       }
-      default:
-        return S.INVALID_LOG_PAGE;
+      default: {
+        const r = this.#fdp?.log(lid, cmd[11] >>> 16, (cmd[10] >>> 8) & 0x7f) ?? S.INVALID_LOG_PAGE;
+        if (typeof r === "number") return r;
+        log = r;
+      }
     }
     if (off > log.length) return S.INVALID_FIELD;
     const out = new Uint8Array(len);
@@ -1124,6 +1191,7 @@ export class ControllerModel {
 
   #setFeature(cmd: Uint32Array): number {
     const fid = cmd[10] & 0xff, sv = cmd[10] >>> 31, v = cmd[11];
+    if (this.#fdp && (fid === FdpFid.FDP || fid === FdpFid.FDP_EVENTS)) return this.#fdpFeature(cmd, true);
     switch (fid) {
       case Fid.NUM_QUEUES: {
         const nsq = (v & 0xffff) + 1, ncq = (v >>> 16) + 1;
@@ -1180,6 +1248,7 @@ export class ControllerModel {
 
   #getFeature(cmd: Uint32Array): number {
     const fid = cmd[10] & 0xff, sel = (cmd[10] >>> 8) & 7;
+    if (this.#fdp && sel !== 3 && (fid === FdpFid.FDP || fid === FdpFid.FDP_EVENTS)) return this.#fdpFeature(cmd, false);
     if (sel > 3) return S.INVALID_FIELD;
     if (sel === 3) {
       if (fid === Fid.NUM_QUEUES || fid === Fid.TIMESTAMP || fid === Fid.HOST_BEHAVIOR) this.#dw0 = 0x4;
@@ -1215,15 +1284,42 @@ export class ControllerModel {
     return 0;
   }
 
+  /** FDP (1Dh: read only here, the configuration is the subsystem's) and FDP Events (1Eh) features. */
+  #fdpFeature(cmd: Uint32Array, set: boolean): number {
+    const fdp = this.#fdp!, fid = cmd[10] & 0xff;
+    if (fid === FdpFid.FDP) {
+      if (set) return 0x10e; // Feature Not Changeable
+      const r = fdp.getFdp(cmd[11] & 0xffff);
+      if (r < 0) return -r;
+      this.#dw0 = r;
+      return 0;
+    }
+    const ruhs = this.#ns.get(cmd[1])?.ruhs;
+    if (!ruhs) return S.INVALID_NAMESPACE;
+    const ph = cmd[11] & 0xffff, noet = (cmd[11] >>> 16) & 0xff, len = fdpTransferLength(true, cmd);
+    if (set) {
+      const d = this.#fromHost(cmd, len);
+      return typeof d === "number" ? d : fdp.setEvents(ruhs, ph, [...d.subarray(0, noet)], (cmd[12] & 1) === 1);
+    }
+    const r = fdp.getEvents(ruhs, ph, noet, len);
+    if (typeof r === "number") return r;
+    this.#dw0 = r.dw0;
+    return this.#toHost(cmd, r.data, len);
+  }
+
   // ---- format, self-test, firmware, sanitize, namespace management --------------------------
 
   #format(cmd: Uint32Array): number {
     const v = cmd[10], lbaf = (v & 0xf) | ((v >>> 8) & 0x30), mset = (v >>> 4) & 1, pi = (v >>> 5) & 7;
     const ses = (v >>> 9) & 7, nsid = cmd[1];
     if (ses > 2) return S.INVALID_FIELD;
-    if (lbaf >= LBAF_DS.length || mset || pi) return S.INVALID_FORMAT;
+    if (lbaf >= simLbafCount(this.#o.piFormats) || (!this.#o.piFormats && (mset || pi))) return S.INVALID_FORMAT;
     const targets = nsid === 0xffffffff ? [...this.#ns.values()].filter((n) => n.attached) : [this.#ns.get(nsid)];
     if (!targets.length || targets.some((n) => !n || !n.attached)) return S.INVALID_NAMESPACE;
+    const metas = (targets as Ns[]).map((n) => simFormat(lbaf, mset, pi, (v >>> 8) & 1, n.media.size, !n.media.async));
+    const bad = metas.find((x) => typeof x === "number");
+    if (bad !== undefined) return bad as number;
+    (targets as Ns[]).forEach((n, i) => n.pi = metas[i] as SimMeta | null);
     const slow = (targets as Ns[]).filter((n) => n.media.async);
     const done = slow.length ? all(slow.length, this.#done(0, cmd)) : null;
     for (const ns of targets as Ns[]) {
@@ -1370,7 +1466,7 @@ export class ControllerModel {
       if (typeof d === "number") return d;
       const c = decodeNamespaceCreate(d);
       const nsze = Number(c.nsze), ncap = Number(c.ncap), flbas = c.flbas, lbaf = c.lbaFormat;
-      if (lbaf >= LBAF_DS.length || (flbas & 0x10)) return S.INVALID_FORMAT;
+      if (lbaf >= simLbafCount(this.#o.piFormats) || SIM_LBAFS[lbaf].ms || (flbas & 0x10)) return S.INVALID_FORMAT;
       if (nsze === 0 || ncap > nsze) return S.INVALID_FIELD;
       if (ncap !== nsze) return S.THIN_PROVISIONING_NOT_SUPPORTED;
       const bytes = nsze * (1 << LBAF_DS[lbaf]);
@@ -1455,10 +1551,17 @@ export class ControllerModel {
       return PENDING;
     }
     const ns = this.#ns.get(nsid);
+    if (ns?.attached && (ns.zns || ns.ruhs)) {
+      const st = this.#zonedOrPlaced(cmd, ns);
+      if (st !== CARRY_ON) return st;
+    }
     if (!IO_OPCODES.has(opc)) return S.INVALID_OPCODE;
     if (!ns || !ns.attached) return S.INVALID_NAMESPACE;
     const bs = 1 << LBAF_DS[ns.lbaf], blocks = this.#blocks(ns);
     const slba = cmd[10] + cmd[11] * TWO32, nlb = (cmd[12] & 0xffff) + 1;
+    if (ns.pi && isPiIo(opc) && !ns.media.async) {
+      return slba + nlb > blocks ? S.LBA_OUT_OF_RANGE : simPiIo(ns.pi, ns.media, this.#port, cmd, opc, slba, nlb, this.#mdtsBytes());
+    }
     switch (opc) {
       case IoOpc.READ:
       case IoOpc.WRITE:
@@ -1516,7 +1619,7 @@ export class ControllerModel {
           for (const [s, n] of ranges) mZero(m, s * bs, n * bs, done);
           return PENDING;
         }
-        for (const [s, n] of ranges) m.zero(s * bs, n * bs);
+        for (const [s, n] of ranges) m.zero(s * bs, n * bs), ns.pi?.deallocate(s, n);
         return 0;
       }
       case IoOpc.COPY: {
@@ -1540,6 +1643,7 @@ export class ControllerModel {
           copyAsync(m, src, slba, bs, this.#done(qid, cmd));
           return PENDING;
         }
+        ns.pi?.copy(src, slba);
         const parts = src.map(([s, n]) => {
           const b = new Uint8Array(n * bs);
           m.read(s * bs, b);
@@ -1554,6 +1658,59 @@ export class ControllerModel {
       }
     }
     return S.INVALID_OPCODE;
+  }
+
+  /**
+   * Zoned namespaces and FDP (lib/sim/zns.ts, lib/sim/fdp.ts): serve the
+   * zoned and I/O Management commands; check a read or write against its
+   * zone and account a write to its reclaim unit; CARRY_ON lets the NVM
+   * command run as usual. Sync media only for the data these commands move.
+   */
+  #zonedOrPlaced(cmd: Uint32Array, ns: Ns): number {
+    const opc = cmd[0] & 0xff, bs = 1 << LBAF_DS[ns.lbaf];
+    const slba = cmd[10] + cmd[11] * TWO32, nlb = (cmd[12] & 0xffff) + 1;
+    const z = ns.zns, m = ns.media;
+    if (z && (opc === ZnsOpc.ZONE_MGMT_SEND || opc === ZnsOpc.ZONE_MGMT_RECV || opc === ZnsOpc.ZONE_APPEND)) {
+      if (m.async) return S.INVALID_OPCODE;
+      const st = zonedCommand(z, cmd, {
+        blockSize: bs,
+        maxBytes: this.#mdtsBytes(),
+        toHost: (d) => this.#toHost(cmd, d, d.length),
+        writeData: (off, len) => {
+          const st = this.#port.map(cmd, len);
+          if (st) return st;
+          for (let i = 0, n = this.#port.count; i < n; i++) {
+            const s = this.#port.segment(i);
+            m.write(off, s);
+            off += s.length;
+          }
+          this.#countWrite(len);
+          return 0;
+        },
+        zero: (lba, n) => m.zero(lba * bs, n * bs),
+        result: (dw0, dw1) => {
+          this.#dw0 = dw0;
+          this.#dw1 = dw1;
+        },
+      });
+      if (!st && opc === ZnsOpc.ZONE_APPEND) this.#fdp?.write(ns.nsid, ns.ruhs ?? [], cmd[12], cmd[13], nlb * bs);
+      return st;
+    }
+    if (ns.ruhs && (opc === IoMgmt.RECV_OPC || opc === IoMgmt.SEND_OPC)) {
+      const fdp = this.#fdp!, len = fdpTransferLength(false, cmd);
+      if ((cmd[10] & 0xff) !== IoMgmt.RUH_STATUS) return S.INVALID_FIELD;
+      if (opc === IoMgmt.RECV_OPC) return this.#toHost(cmd, fdp.status(ns.ruhs, len, bs), len);
+      const d = this.#fromHost(cmd, len);
+      return typeof d === "number" ? d : fdp.update(ns.nsid, ns.ruhs, decodePidList(d, (cmd[10] >>> 16) + 1));
+    }
+    const write = opc === IoOpc.WRITE || opc === IoOpc.WRITE_ZEROES;
+    if (z && (write || opc === IoOpc.READ || opc === IoOpc.COMPARE || opc === IoOpc.VERIFY)) {
+      if (nlb * bs > this.#mdtsBytes() && opc !== IoOpc.WRITE_ZEROES && opc !== IoOpc.VERIFY) return S.INVALID_FIELD;
+      const st = write ? z.write(slba, nlb) : z.read(slba, nlb);
+      if (st) return st;
+    }
+    if (ns.ruhs && write) this.#fdp!.write(ns.nsid, ns.ruhs, cmd[12], cmd[13], nlb * bs);
+    return CARRY_ON;
   }
 
   /** Read, Write or Compare on async media: completed through the front end. */
@@ -1588,6 +1745,17 @@ export class ControllerModel {
     this.#smart.unitsWritten += len / 512;
     this.#san.sstat &= ~0x100;
     return 0;
+  }
+
+  /** Count reads and writes a front end served without the model (a queue thread's, lib/sim/qthread.ts) in SMART. */
+  countIo(reads: number, bytesRead: number, writes: number, bytesWritten: number): void {
+    this.#smart.reads += reads;
+    this.#smart.unitsRead += bytesRead / 512;
+    if (writes) {
+      this.#smart.writes += writes;
+      this.#smart.unitsWritten += bytesWritten / 512;
+      this.#san.sstat &= ~0x100;
+    }
   }
 
   #countRead(len: number): number {

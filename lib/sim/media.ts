@@ -222,3 +222,51 @@ export class FileMedia implements Media {
     }
   }
 }
+
+/**
+ * Storage in one SharedArrayBuffer, so several threads of the software
+ * controller (one per IO queue, lib/sim/qthread.ts) serve it at once without
+ * a lock: like a device's media, commands on different queues are not
+ * ordered against each other. Untouched pages cost nothing until written
+ * (the runtimes map large buffers lazily).
+ */
+export class SharedMemMedia implements Media {
+  /** Size in bytes. */
+  readonly size: number;
+  /** The shared bytes: hand it to another thread and build a SharedMemMedia over it there. */
+  readonly sab: SharedArrayBuffer;
+  readonly #u8: Uint8Array;
+
+  /** New zeroed storage of `size` bytes, or a view of storage another thread made. */
+  constructor(sizeOrSab: number | SharedArrayBuffer) {
+    this.sab = typeof sizeOrSab === "number" ? new SharedArrayBuffer(sizeOrSab) : sizeOrSab;
+    this.size = this.sab.byteLength;
+    this.#u8 = new Uint8Array(this.sab);
+  }
+
+  /** Copy out. */
+  read(off: number, dst: Uint8Array): void {
+    dst.set(this.#u8.subarray(off, off + dst.length));
+  }
+
+  /** Copy in. */
+  write(off: number, src: Uint8Array): void {
+    this.#u8.set(src, off);
+  }
+
+  /** Zero a range. */
+  zero(off: number, len: number): void {
+    this.#u8.fill(0, off, off + len);
+  }
+
+  /** Overwrite everything with a 32-bit little-endian pattern. */
+  fillPattern(pattern: number): void {
+    const u = this.#u8;
+    if (u.length < 4) return;
+    new DataView(this.sab).setUint32(0, pattern >>> 0, true);
+    for (let i = 4; i < u.length; i *= 2) u.copyWithin(i, 0, Math.min(i, u.length - i));
+  }
+
+  /** Nothing to release (the buffer goes with its last view). */
+  close(): void {}
+}

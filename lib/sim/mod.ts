@@ -37,3 +37,7 @@ export type {
 } from "../nvme/transport.ts";
 export { identityOf, modelOptionsOf, NamespaceMedia, namespaceOf } from "./nsmedia.ts";
 export type { BackingDevice, BackingNamespace } from "./nsmedia.ts";
+export { ZonedNamespace } from "./zns.ts";
+export type { SimZonedOptions, ZonedIo } from "./zns.ts";
+export { FdpSubsystem } from "./fdp.ts";
+export type { SimFdpOptions } from "./fdp.ts";

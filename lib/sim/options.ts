@@ -5,6 +5,8 @@
  */
 import { InvalidArgumentError } from "../nvme/errors.ts";
 import { Cns } from "../nvme/spec.ts";
+import type { SimZonedOptions } from "./zns.ts";
+import type { SimFdpOptions } from "./fdp.ts";
 
 /** One namespace the simulated controller starts with. */
 export interface SimNamespaceOptions {
@@ -14,6 +16,10 @@ export interface SimNamespaceOptions {
   blockSize?: 512 | 4096;
   /** Back the namespace with this file (created or extended to `size`) instead of memory. */
   path?: string;
+  /** Make it a zoned namespace (ZNS command set; lib/sim/zns.ts). */
+  zoned?: SimZonedOptions;
+  /** With {@link SimOptions.fdp}: the reclaim unit handles it places on (default: all of them). */
+  fdpRuhs?: number[];
 }
 
 /** How to build a simulated controller. Every field is optional. */
@@ -50,6 +56,20 @@ export interface SimOptions {
   readyDelayMs?: number;
   /** Added latency per IO command in ms (default 0; see also faults.setLatency). */
   latencyMs?: number;
+  /** Accept SGLs for IO data (SGLS: any alignment, bit buckets; default true). PRPs are always accepted. */
+  sgl?: boolean;
+  /** Offer Doorbell Buffer Config (OACS bit 8) and honour shadow doorbells on IO queues (default true). */
+  shadowDoorbells?: boolean;
+  /**
+   * Controller memory buffer of this many bytes in BAR2 (multiple of 4 KiB; default 0: none), set
+   * up through CMBMSC as NVMe 1.4 has it, holding submission queues only (CMBSZ.SQS).
+   */
+  cmbBytes?: number;
+  /**
+   * SR-IOV: a primary controller with this many secondary controllers (VFs) and flexible queue and
+   * interrupt resources, managed through Virtualization Management (default 0: none; lib/sim/virt.ts).
+   */
+  sriovVfs?: number;
   /** Volatile write cache present (default true). */
   vwc?: boolean;
   /** Serial number (default "SIM" + a counter). */
@@ -65,9 +85,31 @@ export interface SimOptions {
   model?: string;
   /** Firmware revision in slot 1 (default "1.0"). */
   firmware?: string;
+  /** Flexible Data Placement in endurance group 1 (lib/sim/fdp.ts); default none. */
+  fdp?: SimFdpOptions;
+  /**
+   * Offer LBA formats with metadata and protection information (2-7: 512+8,
+   * 4096+8, 4096+16 64-bit guard, 512+16 64-bit guard, 4096+64, 4096+64 64-bit
+   * guard; types 1-3, PI first or last; default false: formats 0 and 1 only).
+   */
+  piFormats?: boolean;
+  /**
+   * Serve IO queues from this many threads of their own (default 0: the
+   * device thread serves every queue). Each IO queue belongs to thread
+   * (CQ id - 1) % threads, which fetches, reads and writes memory-backed
+   * namespaces itself and completes; commands it does not serve alone
+   * (other opcodes, fault rules or latency in force, file media) go to the
+   * device thread and their completions come back to it.
+   */
+  threads?: number;
 }
 
 /** Defaults of {@link SimOptions} (namespaces aside). */
+/** The BAR holding the software controller's CMB (CMBLOC.BIR). */
+export const SIM_CMB_BAR = 2;
+/** Bus address of the software controller's CMB BAR (below host memory's IOVAs, so the two never meet). */
+export const SIM_CMB_BUS = 0x8000_0000;
+
 export const SIM_DEFAULTS = {
   memoryBytes: 64 * 1024 * 1024,
   iovaBase: 0x1_0000_0000,
@@ -109,7 +151,10 @@ function parseNum(s: string, what: string): number {
  *   (size suffixes K/M/G/T are binary; bs 512 or 4096, default 512)
  * - `mem=<size>` host DMA memory, `queues=<n>` IO queue pairs, `mqes=<n>` queue entries,
  *   `mdts=<n>`, `nn=<n>`, `capacity=<size>`, `fwslots=<n>`, `fwro=0|1`, `fwug=<n>`,
- *   `sanicap=<n>`, `sanitize=<ms>`, `selftest=<ms>`, `latency=<ms>`, `vwc=0|1`, `ready=<ms>`
+ *   `sanicap=<n>`, `sanitize=<ms>`, `selftest=<ms>`, `latency=<ms>`, `vwc=0|1`, `ready=<ms>`,
+ *   `pi=0|1` (LBA formats with metadata and protection information)
+ * - `zoned=<nsid>[:<zone blocks>[:<max open>[:<max active>]]],...` zoned namespaces
+ * - `fdp=<handles>[:<reclaim unit size>[:<reclaim groups>]]` Flexible Data Placement
  *
  * Example: `sim:ns=64M:512,16M:4096;queues=4;mdts=6`.
  */
@@ -150,6 +195,29 @@ export function parseSimSpec(spec: string): SimOptions {
       case "latency": o.latencyMs = parseNum(v, "latency"); break;
       case "ready": o.readyDelayMs = parseNum(v, "ready delay"); break;
       case "vwc": o.vwc = v !== "0"; break;
+      case "zoned":
+        for (const z of v.split(",").filter((x) => x.trim())) {
+          const [id, zb, mo, ma] = z.split(":");
+          const ns = (o.namespaces ??= [{ size: 16 << 20, blockSize: 512 }, { size: 16 << 20, blockSize: 4096 }])[parseNum(id, "zoned nsid") - 1];
+          if (!ns) throw new InvalidArgumentError(`sim: zoned namespace ${id} does not exist (give ns= first)`);
+          ns.zoned = {
+            ...(zb ? { zoneBlocks: parseNum(zb, "zone size") } : {}),
+            ...(mo ? { maxOpen: parseNum(mo, "max open zones") } : {}),
+            ...(ma ? { maxActive: parseNum(ma, "max active zones") } : {}),
+          };
+        }
+        break;
+      case "fdp": {
+        const [nruh, runs, nrg] = v.split(":");
+        o.fdp = { nruh: parseNum(nruh, "fdp handles"), ...(runs ? { runs: parseSize(runs, "reclaim unit size") } : {}), ...(nrg ? { nrg: parseNum(nrg, "reclaim groups") } : {}) };
+        break;
+      }
+      case "pi": o.piFormats = v !== "0"; break;
+      case "sgl": o.sgl = v !== "0"; break;
+      case "dbbuf": o.shadowDoorbells = v !== "0"; break;
+      case "cmb": o.cmbBytes = parseSize(v, "cmb size"); break;
+      case "sriov": o.sriovVfs = parseNum(v, "sriov VFs"); break;
+      case "threads": o.threads = parseNum(v, "threads"); break;
       default:
         throw new InvalidArgumentError(`sim: unknown option ${JSON.stringify(k)}`);
     }
@@ -276,9 +344,13 @@ export const SimStatus = {
   THIN_PROVISIONING_NOT_SUPPORTED: 0x11b,
   CONTROLLER_LIST_INVALID: 0x11c,
   SELF_TEST_IN_PROGRESS: 0x11d,
+  INVALID_PROTECTION_INFO: 0x181,
   COMMAND_SIZE_LIMIT_EXCEEDED: 0x183,
   WRITE_FAULT: 0x280,
   UNRECOVERED_READ_ERROR: 0x281,
+  GUARD_CHECK_ERROR: 0x282,
+  APP_TAG_CHECK_ERROR: 0x283,
+  REF_TAG_CHECK_ERROR: 0x284,
   COMPARE_FAILURE: 0x285,
 } as const;
 

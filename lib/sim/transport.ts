@@ -13,18 +13,25 @@ import {
   dmaBuffer,
   detachView,
   type InterruptSource,
+  type PciBar,
   type SharedMemory,
   type Transport,
 } from "../nvme/transport.ts";
 import { IrqLayout } from "../irq/waiter.ts";
 import { PageRuns } from "../nvme/pages.ts";
 import type { SimInit } from "./pcie.ts";
+import { cmbRegisters } from "./cmb.ts";
+import { Reg } from "../nvme/spec.ts";
+import { type QThreadInit, QueueTable } from "./qthread.ts";
+import { simSgls } from "./sgl.ts";
 import {
   Ctl,
   ctlBytes,
   type FaultRule,
   parseSimSpec,
   regBytes,
+  SIM_CMB_BAR,
+  SIM_CMB_BUS,
   SIM_DEFAULTS,
   type SimOptions,
   type SimState,
@@ -77,6 +84,15 @@ export class SimFaults {
     await this.#req("smartWarning", bits);
   }
 
+  /**
+   * Corrupt block `lba`'s stored protection information on namespace `nsid`
+   * (one bit of its guard, application tag or reference tag), so the next
+   * read that checks it fails that check. False when the block has no PI.
+   */
+  async corruptPi(nsid: number, lba: number, field: "guard" | "app" | "ref"): Promise<boolean> {
+    return (await this.#req("corruptPi", { nsid, lba, field })) as boolean;
+  }
+
   /** Surprise removal, at once: every register reads all ones and the device stops. */
   surpriseRemoval(): void {
     this.#t.markRemoved();
@@ -94,6 +110,9 @@ export class SimTransport implements Transport {
   /** Fault injection. */
   readonly faults: SimFaults;
   readonly #worker: Worker;
+  /** Queue threads (SimOptions.threads), each a Worker. */
+  readonly #qworkers: Worker[];
+  readonly #qtab: QueueTable | null;
   readonly #mem: SharedArrayBuffer;
   readonly #regs: Uint32Array;
   readonly #regsSab: SharedArrayBuffer;
@@ -120,9 +139,16 @@ export class SimTransport implements Transport {
     iommu: SharedArrayBuffer,
     o: SimOptions,
     libc: Libc | null,
+    qworkers: Worker[],
+    qtab: SharedArrayBuffer | undefined,
   ) {
     this.name = name;
     this.#worker = worker;
+    this.#qworkers = qworkers;
+    const threads = o.threads ?? 0;
+    this.#qtab = threads > 0 && qtab
+      ? new QueueTable(qtab, o.maxQueues ?? SIM_DEFAULTS.maxQueues, o.maxNamespaces ?? SIM_DEFAULTS.maxNamespaces, threads)
+      : null;
     this.#mem = mem;
     this.#iommu = new Uint8Array(iommu);
     this.#irq = o.irq!;
@@ -161,6 +187,9 @@ export class SimTransport implements Transport {
     const regs = new SharedArrayBuffer(regBytes(maxQueues));
     const ctl = new SharedArrayBuffer(ctlBytes(maxQueues));
     const iommu = new SharedArrayBuffer(memBytes / PAGE);
+    // Queue threads fetch SQ entries from host memory; SQs in the CMB would be invisible to them.
+    if (o.cmbBytes && o.threads) throw new SetupError("sim", "sim: threads=N and cmb=SIZE cannot be combined (queue threads do not read SQs in the CMB)");
+    const cmb = o.cmbBytes ? new SharedArrayBuffer(Math.ceil(o.cmbBytes / PAGE) * PAGE) : undefined;
     const n = ++seq;
     // With FFI, DMA views are foreign ArrayBuffers over the shared memory, so freeing one can
     // detach it as on VFIO; without FFI (Deno lacking --allow-ffi) they are plain shared views.
@@ -171,36 +200,48 @@ export class SimTransport implements Transport {
       libc = null;
     }
     // Bun drops messages sent before a module worker's top-level await ends, so it starts worker.ts itself.
-    const entry = detectRuntime() === "bun" ? "./worker.ts" : "./worker_entry.js";
-    const worker = new Worker(new URL(entry, import.meta.url), { type: "module" });
-    const init: SimInit = { opts: o, host: mem, regs, ctl, iommu, serial: o.serial ?? `SIM${String(n).padStart(8, "0")}` };
-    const ready = new Promise<void>((res, rej) => {
-      worker.onmessage = (e: MessageEvent) => {
-        const m = e.data as { type: string; error?: string };
-        if (m.type === "loaded") worker.postMessage({ type: "init", init });
-        if (m.type !== "ready") return;
-        if (m.error) rej(new SetupError("sim", `sim: device failed to start: ${m.error}`));
-        else res();
-      };
-      worker.onerror = (e: Event) => {
-        (e as ErrorEvent).preventDefault?.();
-        rej(new SetupError("sim", `sim: worker failed: ${(e as ErrorEvent).message ?? e}`));
-      };
-    });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, rej) => {
-      timer = setTimeout(() => rej(new SetupError("sim", "sim: the device worker did not start within 10 s")), 10_000);
-    });
+    const entry = new URL(detectRuntime() === "bun" ? "./worker.ts" : "./worker_entry.js", import.meta.url);
+    const threads = o.threads ?? 0;
+    const maxNamespaces = o.maxNamespaces ?? SIM_DEFAULTS.maxNamespaces;
+    const qtab = threads > 0 ? new SharedArrayBuffer(QueueTable.bytes(maxQueues, maxNamespaces, threads)) : undefined;
+    const init: SimInit = { opts: o, host: mem, regs, ctl, iommu, cmb, serial: o.serial ?? `SIM${String(n).padStart(8, "0")}`, qtab };
+    const workers: Worker[] = [];
     try {
-      await Promise.race([ready, timeout]);
+      const device = await startWorker(entry, { type: "init", init }, "device", workers);
+      // Queue threads: each gets the shared areas and the namespaces' shared media the device made.
+      for (let index = 0; index < threads; index++) {
+        const qinit: QThreadInit = {
+          index,
+          host: mem,
+          regs,
+          ctl,
+          iommu,
+          irq: o.irq,
+          qtab: qtab!,
+          media: device.media ?? [],
+          maxQueues,
+          maxNamespaces,
+          threads,
+          iovaBase: o.iovaBase ?? SIM_DEFAULTS.iovaBase,
+          sgls: simSgls(o.sgl),
+        };
+        await startWorker(entry, { type: "init-q", qinit }, `queue thread ${index}`, workers);
+      }
     } catch (e) {
-      worker.terminate();
+      for (const w of workers) w.terminate();
       throw e;
-    } finally {
-      clearTimeout(timer);
     }
-    worker.onerror = null;
-    return new SimTransport(`sim#${n}`, worker, mem, regs, ctl, iommu, o, libc);
+    const t = new SimTransport(`sim#${n}`, workers[0], mem, regs, ctl, iommu, o, libc, workers.slice(1), qtab);
+    t.#cmb = cmb ?? null;
+    return t;
+  }
+
+  #cmb: SharedArrayBuffer | null = null;
+
+  /** BAR2 is the controller memory buffer when SimOptions.cmbBytes asked for one (at bus address {@link SIM_CMB_BUS}). */
+  mapBar(index: number): PciBar | null {
+    if (index !== SIM_CMB_BAR || this.#cmb === null || this.#closed) return null;
+    return { bytes: new Uint8Array(this.#cmb), busAddress: SIM_CMB_BUS };
   }
 
   #request(op: string, arg?: unknown): Promise<unknown> {
@@ -253,6 +294,18 @@ export class SimTransport implements Transport {
     });
   }
 
+  /**
+   * Reads and writes each queue thread served itself (SimOptions.threads; empty without):
+   * what the device thread ran for them (forwarded commands) is not in here.
+   */
+  threadIo(): { reads: number; writes: number }[] {
+    const t = this.#qtab;
+    if (!t) return [];
+    const out = [];
+    for (let i = 0; i < t.counts.length / 4; i++) out.push({ reads: t.counts[4 * i], writes: t.counts[4 * i + 2] });
+    return out;
+  }
+
   /** DMA attempts the device made to host memory that was no longer mapped (should stay 0). */
   get staleDma(): number {
     return Atomics.load(this.#ctl, Ctl.STALE_DMA);
@@ -291,8 +344,13 @@ export class SimTransport implements Transport {
   /** Write a 32-bit register and wake the device. Read-only registers ignore writes. */
   writeReg32(offset: number, value: number): void {
     if (this.#closed || this.removed) return;
-    if (offset < 0x0c || offset === 0x1c) return; // CAP, VS, CSTS
+    if (offset < 0x0c || offset === 0x1c || offset === Reg.CMBLOC || offset === Reg.CMBSZ) return; // read-only
     Atomics.store(this.#regs, offset >>> 2, value >>> 0);
+    if (offset === Reg.CMBMSC && this.#cmb) {
+      const { cmbloc, cmbsz } = cmbRegisters(value, this.#cmb.byteLength);
+      Atomics.store(this.#regs, Reg.CMBLOC >>> 2, cmbloc);
+      Atomics.store(this.#regs, Reg.CMBSZ >>> 2, cmbsz);
+    }
     Atomics.notify(this.#ctl, Ctl.WAKE);
   }
 
@@ -370,10 +428,45 @@ export class SimTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     this.#worker.terminate();
+    for (const w of this.#qworkers) w.terminate();
     // The device has stopped: detach every view before the memory can go away.
     for (const b of this.#buffers) detachView(b.bytes);
     this.#buffers.clear();
     for (const p of this.#pending.values()) p.rej(new DeviceClosedError("sim transport is closed"));
     this.#pending.clear();
+  }
+}
+
+/** Start one of the controller's Workers with `msg` once it has loaded; resolves to its "ready" message. */
+async function startWorker(
+  entry: URL,
+  msg: Record<string, unknown>,
+  what: string,
+  started: Worker[],
+): Promise<{ media?: SharedArrayBuffer[] }> {
+  const worker = new Worker(entry, { type: "module" });
+  started.push(worker);
+  const ready = new Promise<{ media?: SharedArrayBuffer[] }>((res, rej) => {
+    worker.onmessage = (e: MessageEvent) => {
+      const m = e.data as { type: string; error?: string; media?: SharedArrayBuffer[] };
+      if (m.type === "loaded") worker.postMessage(msg);
+      if (m.type !== "ready") return;
+      if (m.error) rej(new SetupError("sim", `sim: ${what} failed to start: ${m.error}`));
+      else res(m);
+    };
+    worker.onerror = (e: Event) => {
+      (e as ErrorEvent).preventDefault?.();
+      rej(new SetupError("sim", `sim: ${what} worker failed: ${(e as ErrorEvent).message ?? e}`));
+    };
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, rej) => {
+    timer = setTimeout(() => rej(new SetupError("sim", `sim: the ${what} worker did not start within 10 s`)), 10_000);
+  });
+  try {
+    return await Promise.race([ready, timeout]);
+  } finally {
+    clearTimeout(timer);
+    worker.onerror = null;
   }
 }

@@ -1,12 +1,14 @@
 /**
- * Worker entry of the software controller: builds the {@link SimDevice} (lib/sim/pcie.ts) and
- * runs it. The loop spins while there is work, then sleeps in sub-millisecond
- * Atomics.wait slices, and yields to the event loop every couple of ms so
- * fault-injection requests (postMessage) get through.
+ * Worker entry of the software controller: builds the {@link SimDevice} (lib/sim/pcie.ts), or
+ * one of its queue threads ({@link QueueThread}, lib/sim/qthread.ts), and runs it. The loop
+ * spins while there is work, then sleeps in sub-millisecond Atomics.wait slices on its wake
+ * word, and yields to the event loop every couple of ms so fault-injection requests
+ * (postMessage) get through.
  * @module
  */
 import { SimDevice, type SimInit } from "./pcie.ts";
 import { Ctl } from "./options.ts";
+import { QueueThread, type QThreadInit } from "./qthread.ts";
 
 interface WorkerScope {
   onmessage: ((e: MessageEvent) => void) | null;
@@ -25,7 +27,7 @@ const yieldMacrotask: () => Promise<void> = setImm
 
 let dev: SimDevice | null = null;
 
-async function run(d: SimDevice, ctl: Int32Array): Promise<void> {
+async function run(d: { step(): boolean; readonly stopped: boolean }, wake: Int32Array, word: number): Promise<void> {
   let lastWork = performance.now();
   while (!d.stopped) {
     const sliceEnd = performance.now() + SLICE_MS;
@@ -33,7 +35,7 @@ async function run(d: SimDevice, ctl: Int32Array): Promise<void> {
       const did = d.step();
       const now = performance.now();
       if (did) lastWork = now;
-      else if (now - lastWork > SPIN_MS) Atomics.wait(ctl, Ctl.WAKE, 0, NAP_MS);
+      else if (now - lastWork > SPIN_MS) Atomics.wait(wake, word, 0, NAP_MS);
       if (now >= sliceEnd || d.stopped) break;
     }
     await yieldMacrotask();
@@ -41,7 +43,19 @@ async function run(d: SimDevice, ctl: Int32Array): Promise<void> {
 }
 
 scope.onmessage = (e: MessageEvent) => {
-  const m = e.data as { type: string; id?: number; op?: string; arg?: unknown; init?: SimInit };
+  const m = e.data as { type: string; id?: number; op?: string; arg?: unknown; init?: SimInit; qinit?: QThreadInit };
+  if (m.type === "init-q") {
+    let q: QueueThread;
+    try {
+      q = new QueueThread(m.qinit!);
+    } catch (err) {
+      scope.postMessage({ type: "ready", error: String((err as Error)?.message ?? err) });
+      return;
+    }
+    scope.postMessage({ type: "ready" });
+    void run(q, q.words, q.wakeIndex);
+    return;
+  }
   if (m.type === "init") {
     try {
       dev = new SimDevice(m.init!);
@@ -49,8 +63,8 @@ scope.onmessage = (e: MessageEvent) => {
       scope.postMessage({ type: "ready", error: String((err as Error)?.message ?? err) });
       return;
     }
-    scope.postMessage({ type: "ready" });
-    void run(dev, new Int32Array(m.init!.ctl));
+    scope.postMessage({ type: "ready", media: dev.sharedMedia });
+    void run(dev, new Int32Array(m.init!.ctl), Ctl.WAKE);
     return;
   }
   if (m.type === "req") {

@@ -13,6 +13,7 @@
 import type { AnyMedia, Media } from "../sim/media.ts";
 import { type BackingDevice, type BackingNamespace, NamespaceMedia } from "../sim/nsmedia.ts";
 import { Status } from "../nvme/spec.ts";
+import { statusFieldOf } from "../nvme/errors.ts";
 
 export type { BackingDevice, BackingNamespace };
 
@@ -130,14 +131,22 @@ export class DevBackend implements BlockBackend {
   readonly oncs: number;
   /** The namespace as media: the IO path here, every other command for the controller model. */
   readonly media: NamespaceMedia;
+  /** The device (a target's Workers each get a queue pair of it). */
+  readonly device: BackingDevice;
+  /** The namespace id on it. */
+  readonly nsid: number;
   readonly #dev: BackingDevice;
   readonly #pool: BufferPool;
   readonly #owns: boolean;
+  readonly #cbs = new WeakMap<IoDone, (err: unknown) => void>();
+  readonly #wait: { write: boolean; lba: number; buf: Uint8Array; done: IoDone }[] = [];
+  #waitHead = 0;
   #closed = false;
 
   /** Serve namespace `nsid` of `dev`. */
   constructor(dev: BackingDevice, nsid: number, opts: DevBackendOptions = {}) {
-    this.#dev = dev;
+    this.#dev = this.device = dev;
+    this.nsid = nsid;
     const m = this.media = new NamespaceMedia(dev, nsid);
     this.#owns = !!opts.ownsDevice;
     this.name = `${dev.target} ns ${nsid}`;
@@ -163,13 +172,56 @@ export class DevBackend implements BlockBackend {
 
   /** Read through the namespace's callback path. */
   read(lba: number, buf: Uint8Array, done: IoDone): void {
-    this.media.readBlocks(lba, buf, done);
+    this.#io(false, lba, buf, done);
   }
 
   /** Write through the namespace's callback path; FUA as a write followed by a Flush. */
   write(lba: number, buf: Uint8Array, fua: boolean, done: IoDone): void {
     const m = this.media;
-    m.writeBlocks(lba, buf, fua && this.vwc ? (sf) => (sf !== 0 ? done(sf) : m.flush(done)) : done);
+    this.#io(true, lba, buf, fua && this.vwc ? (sf) => (sf !== 0 ? done(sf) : m.flush(done)) : done);
+  }
+
+  /**
+   * Submit on the namespace's callback path with the completion wrapper
+   * cached per `done` (callers that reuse their callbacks, as the target's
+   * per-command contexts do, allocate nothing per IO); IO that finds every
+   * queue slot taken waits here, in order, until a completion frees one.
+   */
+  #io(write: boolean, lba: number, buf: Uint8Array, done: IoDone): void {
+    let cb = this.#cbs.get(done);
+    if (cb === undefined) {
+      cb = (err) => {
+        done(err === null ? 0 : statusFieldOf(err));
+        if (this.#waitHead < this.#wait.length) this.#drain();
+      };
+      this.#cbs.set(done, cb);
+    }
+    if (this.#waitHead === this.#wait.length) {
+      try {
+        if (write ? this.media.ns.submitWrite(lba, buf, cb) : this.media.ns.submitRead(lba, buf, cb)) return;
+      } catch (e) {
+        return done(statusFieldOf(e));
+      }
+    }
+    this.#wait.push({ write, lba, buf, done });
+  }
+
+  #drain(): void {
+    const w = this.#wait, ns = this.media.ns;
+    while (this.#waitHead < w.length) {
+      const x = w[this.#waitHead];
+      const cb = this.#cbs.get(x.done)!;
+      try {
+        if (!(x.write ? ns.submitWrite(x.lba, x.buf, cb) : ns.submitRead(x.lba, x.buf, cb))) return;
+      } catch (e) {
+        this.#waitHead++;
+        x.done(statusFieldOf(e));
+        continue;
+      }
+      this.#waitHead++;
+    }
+    w.length = 0;
+    this.#waitHead = 0;
   }
 
   /** Release the buffers (and the device if owned). */
@@ -197,12 +249,15 @@ export class MediaBackend implements BlockBackend {
   readonly idCtrl = null;
   /** The media itself (synchronous: the model runs its commands inline). */
   readonly media: Media;
+  /** The file behind the media, if any (a target Worker opens it again in its thread). */
+  readonly file: string | null;
   readonly #media: Media;
   readonly #pool = new BufferPool((n) => new Uint8Array(n), () => {}, 64);
 
-  /** Serve `media` in blocks of `blockSize`. */
-  constructor(media: Media, blockSize: number, name = "media", maxTransfer = 1 << 20) {
+  /** Serve `media` in blocks of `blockSize`; `file`: the path of a FileMedia, so Workers can open it too. */
+  constructor(media: Media, blockSize: number, name = "media", maxTransfer = 1 << 20, file: string | null = null) {
     this.#media = media;
+    this.file = file;
     this.media = media;
     this.blockSize = blockSize;
     this.blockCount = Math.floor(media.size / blockSize);
@@ -220,24 +275,26 @@ export class MediaBackend implements BlockBackend {
     this.#pool.give(buf);
   }
 
-  #try(f: () => void, done: IoDone): void {
+  /** Copy out. */
+  read(lba: number, buf: Uint8Array, done: IoDone): void {
     let sf = 0;
     try {
-      f();
+      this.#media.read(lba * this.blockSize, buf);
     } catch {
       sf = Status.INTERNAL_ERROR;
     }
     done(sf);
   }
 
-  /** Copy out. */
-  read(lba: number, buf: Uint8Array, done: IoDone): void {
-    this.#try(() => this.#media.read(lba * this.blockSize, buf), done);
-  }
-
   /** Copy in. */
   write(lba: number, buf: Uint8Array, _fua: boolean, done: IoDone): void {
-    this.#try(() => this.#media.write(lba * this.blockSize, buf), done);
+    let sf = 0;
+    try {
+      this.#media.write(lba * this.blockSize, buf);
+    } catch {
+      sf = Status.INTERNAL_ERROR;
+    }
+    done(sf);
   }
 
   /** Close the media. */

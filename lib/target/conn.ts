@@ -9,8 +9,6 @@
  * loop. PDUs produced in one turn are written to the socket together.
  * @module
  */
-import { Buffer } from "node:buffer";
-import type * as net from "node:net";
 import { ProtocolError } from "../nvme/errors.ts";
 import { IoOpc, Status, STATUS_DNR } from "../nvme/spec.ts";
 import { CATTR_DISABLE_SQFLOW, ConnectData, decodeConnectData, FABRICS_OPCODE, FabricsSqe, FcType } from "../tcp/fabrics.ts";
@@ -31,12 +29,15 @@ import {
   PduFlag,
   PduType,
   PFV_1_0,
-  sealPdu,
+  put16,
+  put32,
+  R2tOff,
+  RespOff,
   Sgl,
-  writeCapsuleResp,
-  writeDataPdu,
-  writeR2t,
+  writeCh,
 } from "../tcp/pdu.ts";
+import { crc32c } from "../tcp/crc32c.ts";
+import type { BlockBackend, IoDone } from "./backend.ts";
 import { DataDir, transferDirection } from "../sim/engine.ts";
 import type { AdminReply, FabricsController } from "./controller.ts";
 import { RwFlags } from "./spec.ts";
@@ -61,16 +62,81 @@ export type TargetFault = "drop" | "term" | "corrupt-ddgst" | "ignore" | "wrong-
  */
 export type CommandHook = (qid: number, sqe: Uint32Array, conn: TargetConn) => TargetFault;
 
-/** A command whose host data is being gathered (in-capsule, or R2T then H2CData). */
-interface DataOut {
-  cid: number;
-  buf: Uint8Array;
-  len: number;
-  got: number;
-  /** Run the command on the gathered bytes (a view of `buf`). */
-  run: (data: Uint8Array) => void;
-  /** Give `buf` back (the connection closed first). */
-  release: () => void;
+/**
+ * A command's context, one per command in flight, made once and reused
+ * (with its completion callbacks, bound once) so Read and Write allocate
+ * nothing per IO. Its index is the TTAG of its R2T.
+ */
+class Cmd {
+  /** Index in the connection's table (the TTAG of its R2T). */
+  readonly idx: number;
+  /** Command id. */
+  cid = 0;
+  /** Read/Write: the namespace and where. */
+  ns: BlockBackend | null = null;
+  slba = 0;
+  len = 0;
+  fua = false;
+  /** Host data received so far (R2T/H2CData). */
+  got = 0;
+  /** Waiting for H2CData. */
+  h2c = false;
+  /** The backend owns `buf` (an IO runs on it). */
+  busy = false;
+  /** A buffer of `bufNs`, kept across commands: the next command of that namespace and size uses it again. */
+  buf: Uint8Array | null = null;
+  bufNs: BlockBackend | null = null;
+  /** The first `len` bytes of `buf` (cached while the length repeats). */
+  view: Uint8Array | null = null;
+  /** Not Read/Write: run the command on the gathered bytes, or give the buffer back. */
+  run: ((data: Uint8Array) => void) | null = null;
+  release: (() => void) | null = null;
+  readonly readDone: IoDone;
+  readonly writeDone: IoDone;
+
+  constructor(idx: number, conn: { readDone(c: Cmd, sf: number): void; writeDone(c: Cmd, sf: number): void }) {
+    this.idx = idx;
+    this.readDone = (sf) => conn.readDone(this, sf);
+    this.writeDone = (sf) => conn.writeDone(this, sf);
+  }
+
+  /** A buffer of `len` bytes of `ns` (the kept one when it fits). */
+  bind(ns: BlockBackend, len: number): Uint8Array {
+    let b = this.buf;
+    if (b === null || this.bufNs !== ns || b.length < len) {
+      if (b !== null) this.bufNs!.free(b);
+      b = this.buf = ns.alloc(len);
+      this.bufNs = ns;
+      this.view = null;
+    }
+    let v = this.view;
+    if (v === null || v.length !== len) v = this.view = b.length === len ? b : b.subarray(0, len);
+    return v;
+  }
+
+  /** Give the kept buffer back (the connection is gone and no IO runs on it). */
+  drop(): void {
+    if (this.buf !== null) this.bufNs!.free(this.buf);
+    this.buf = this.view = null;
+    this.bufNs = null;
+  }
+}
+
+/**
+ * The byte path of one connection, under the NVMe/TCP framing: node:net or
+ * a socket the driver owns (and later TLS). TargetConn hands it whole PDUs
+ * and is fed received bytes through {@link TargetConn.feed}.
+ */
+export interface ConnWire {
+  /**
+   * Send `b[0..n)`. Return true if the wire kept `b` (the connection then
+   * writes into a new buffer), false if it is done with it when this returns.
+   */
+  send(b: Uint8Array, n: number): boolean;
+  /** Send `last` (a TermReq) if given, then close. */
+  end(last: Uint8Array | null): void;
+  /** Close now. */
+  destroy(): void;
 }
 
 /** A 1-, 2- or 4-byte little-endian field at byte `off` of an SQE held as dwords. */
@@ -79,11 +145,29 @@ function sqeField(sqe: Uint32Array, off: number, bytes: 1 | 2 | 4): number {
   return bytes === 4 ? v >>> 0 : v & (bytes === 2 ? 0xffff : 0xff);
 }
 
-/** PDUs written in one turn are concatenated up to this size; larger ones are written as they are. */
-const COALESCE_MAX = 16 * 1024;
-
 const SGL_TRANSPORT = Sgl.TRANSPORT_DATA_BLOCK;
 const SGL_INCAPSULE = Sgl.DATA_BLOCK_OFFSET;
+
+/** A queue connected in another thread and handed over (see {@link TargetConn}'s constructor). */
+export interface ResumedQueue {
+  /** Queue id. */
+  qid: number;
+  /** Its controller (as this thread knows it). */
+  ctrl: FabricsController;
+  /** SQ size, 0's based. */
+  sqsize: number;
+  /** The host disabled SQ flow control. */
+  sqflowOff: boolean;
+  /** Command id of the Connect to answer. */
+  cid: number;
+  /** Digests negotiated in the IC exchange. */
+  digests: Digests;
+}
+
+/** Initial size of a connection's output buffer (it grows to the largest batch). */
+const STAGE_BYTES = 64 * 1024;
+/** A batch this large is sent at once rather than at the end of the turn. */
+const STAGE_FLUSH = 256 * 1024;
 
 /** One queue's connection. */
 export class TargetConn {
@@ -92,52 +176,85 @@ export class TargetConn {
   /** The controller this queue belongs to (after Connect). */
   ctrl: FabricsController | null = null;
   readonly #h: ConnHost;
-  readonly #sock: net.Socket;
+  readonly #wire: ConnWire;
   readonly #parser: PduParser;
   #dg: Digests = { hdgst: false, ddgst: false };
+  #hd = 0; // header digest bytes (0 or 4)
+  #dd = 0; // data digest bytes (0 or 4)
   #sqflowOff = false;
   #sqsize = 128;
   #sqhd = 0;
   #closed = false;
-  readonly #outs = new Map<number, DataOut>(); // by TTAG
-  #ttag = 0;
-  readonly #hdr = new Uint8Array(Hlen.CAPSULE_CMD + DIGEST_SIZE);
+  /** Command contexts by index (= R2T TTAG); `#free` holds the idle ones. */
+  readonly #cmds: Cmd[] = [];
+  readonly #free: Cmd[] = [];
   readonly #sqe = new Uint32Array(16);
-  #out: Uint8Array[] = [];
-  #outBytes = 0;
+  /** PDUs of this turn, sent together: one buffer, reused once the wire is done with it. */
+  #stage = new Uint8Array(STAGE_BYTES);
+  #len = 0;
   #flushQueued = false;
   #corruptNext = false;
   #wrongCidNext = false;
   #inflight = 0;
+  readonly #ops = { readDone: (c: Cmd, sf: number) => this.#readDone(c, sf), writeDone: (c: Cmd, sf: number) => this.#writeDone(c, sf) };
 
-  /** Serve `sock` for the target behind `host`. */
-  constructor(host: ConnHost, sock: net.Socket) {
+  /**
+   * Serve a connection for the target behind `host` over `wire` (whose owner
+   * calls {@link feed} with received bytes and {@link wireClosed} when it
+   * ends). `resumed`: the connection was handed over from another thread
+   * after its IC exchange and Connect; it answers that Connect now.
+   */
+  constructor(host: ConnHost, wire: ConnWire, resumed?: ResumedQueue) {
     this.#h = host;
-    this.#sock = sock;
+    this.#wire = wire;
     const l = host.limits;
     const maxData = Math.max(l.maxTransfer, host.maxH2cData, l.inCapsule, 8192);
-    this.#parser = new PduParser({ role: "target", maxData }, (hdr, data) => this.#onPdu(hdr, data));
+    this.#parser = new PduParser({ role: "target", maxData, afterIc: resumed !== undefined }, (hdr, data) => this.#onPdu(hdr, data));
     // H2CData lands straight in the command's DMA buffer: one copy, socket to DMA memory.
     this.#parser.placeData = (hdr, n) => this.#sink(hdr, n);
-    sock.on("data", (chunk: Uint8Array) => {
-      if (this.#closed) return;
-      try {
-        this.#parser.feed(chunk);
-      } catch (e) {
-        if (e instanceof ProtocolError) this.#fatal(e.fes || Fes.INVALID_HEADER_FIELD, e.fei, this.#parser.header);
-        else {
-          host.log?.(`connection error: ${(e as Error).stack ?? e}`);
-          this.destroy();
-        }
+    if (resumed !== undefined) {
+      this.#setDigests(resumed.digests);
+      this.#inflight++;
+      this.#bind(resumed.ctrl, resumed.qid, resumed.sqsize, resumed.sqflowOff, resumed.cid);
+    }
+  }
+
+  /** Digests in force. */
+  get digests(): Digests {
+    return this.#dg;
+  }
+
+  /**
+   * Stop serving without a word to the host or the target: the socket now
+   * belongs to another thread (handed over after Connect). Buffers go back.
+   */
+  detach(): void {
+    this.#closed = true;
+    for (const c of this.#cmds) if (!c.busy) c.drop();
+  }
+
+  /** Bytes received from the wire (any split). */
+  feed(chunk: Uint8Array): void {
+    if (this.#closed) return;
+    try {
+      this.#parser.feed(chunk);
+    } catch (e) {
+      if (e instanceof ProtocolError) this.#fatal(e.fes || Fes.INVALID_HEADER_FIELD, e.fei, this.#parser.header);
+      else {
+        this.#h.log?.(`connection error: ${(e as Error).stack ?? e}`);
+        this.destroy();
       }
-    });
-    sock.on("close", () => this.#onClose());
-    sock.on("error", () => {});
+    }
+  }
+
+  /** The wire closed (the peer went, or {@link destroy}). */
+  wireClosed(): void {
+    this.#onClose();
   }
 
   /** Drop the connection now. */
   destroy(): void {
-    if (!this.#sock.destroyed) this.#sock.destroy();
+    this.#wire.destroy();
     this.#onClose();
   }
 
@@ -146,82 +263,149 @@ export class TargetConn {
     return this.#inflight;
   }
 
+  /** True once closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   #onClose(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const o of this.#outs.values()) o.release();
-    this.#outs.clear();
+    for (const c of this.#cmds) {
+      if (c.h2c) {
+        c.h2c = false;
+        c.release?.();
+        c.run = c.release = null;
+      }
+      if (!c.busy) c.drop(); // a buffer the backend still fills goes back when its IO ends
+    }
     this.#h.connClosed(this);
+  }
+
+  // ---- command contexts ---------------------------------------------------------------------
+
+  #take(cid: number): Cmd {
+    let c = this.#free.pop();
+    if (c === undefined) {
+      c = new Cmd(this.#cmds.length, this.#ops);
+      this.#cmds.push(c);
+    }
+    c.cid = cid;
+    return c;
+  }
+
+  #put(c: Cmd): void {
+    c.busy = false;
+    if (c.run !== null) c.view = null; // a controller command's own buffer, not a view of `buf`
+    c.run = c.release = null;
+    if (this.#closed) c.drop();
+    else this.#free.push(c);
   }
 
   // ---- output -------------------------------------------------------------------------------
 
-  #push(b: Uint8Array): void {
-    if (this.#closed) return;
-    this.#out.push(b);
-    this.#outBytes += b.length;
+  /** Room for `n` more bytes at the end of the batch; returns where they go. */
+  #reserve(n: number): number {
+    if (this.#len + n > this.#stage.length) {
+      const b = new Uint8Array(Math.max(this.#stage.length * 2, this.#len + n));
+      b.set(this.#stage.subarray(0, this.#len));
+      this.#stage = b;
+    }
+    const at = this.#len;
+    this.#len += n;
     if (!this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(this.#flush);
     }
+    return at;
+  }
+
+  /** Send what this turn produced (also called when a batch grows large). */
+  flush(): void {
+    const n = this.#len;
+    if (n === 0 || this.#closed) return;
+    this.#len = 0;
+    if (this.#wire.send(this.#stage, n)) this.#stage = new Uint8Array(Math.max(STAGE_BYTES, this.#stage.length));
   }
 
   readonly #flush = (): void => {
     this.#flushQueued = false;
-    const out = this.#out;
-    if (out.length === 0 || this.#closed) return;
-    const total = this.#outBytes;
-    this.#out = [];
-    this.#outBytes = 0;
-    const sock = this.#sock;
-    if (out.length === 1 || total <= COALESCE_MAX) {
-      const b = out.length === 1 ? out[0] : Buffer.concat(out, total);
-      sock.write(b instanceof Buffer ? b : Buffer.from(b.buffer, b.byteOffset, b.length));
-      return;
-    }
-    // Large data: no second copy; runs of small PDUs still go out together.
-    let run: Uint8Array[] = [], runBytes = 0;
-    const flushRun = () => {
-      if (run.length === 0) return;
-      const b = run.length === 1 ? run[0] : Buffer.concat(run, runBytes);
-      sock.write(Buffer.from(b.buffer, b.byteOffset, b.length));
-      run = [];
-      runBytes = 0;
-    };
-    for (const b of out) {
-      if (b.length > COALESCE_MAX) {
-        flushRun();
-        sock.write(Buffer.from(b.buffer, b.byteOffset, b.length));
-      } else {
-        run.push(b);
-        runBytes += b.length;
-      }
-    }
-    flushRun();
+    this.flush();
   };
 
   #fatal(fes: number, fei: number, header: Uint8Array): void {
     this.#h.stats.termReqs++;
-    this.#flush();
-    if (!this.#sock.destroyed) this.#sock.end(Buffer.from(encodeTermReq(PduType.C2H_TERM_REQ, { fes, fei, header })));
+    this.flush();
+    this.#wire.end(this.#closed ? null : encodeTermReq(PduType.C2H_TERM_REQ, { fes, fei, header }));
     this.#closed || this.#onClose();
+  }
+
+  /** Header digest over `b[at..at+hlen)` when negotiated; returns the header's end. */
+  #seal(b: Uint8Array, at: number, hlen: number): number {
+    if (this.#hd === 0) return at + hlen;
+    put32(b, at + hlen, crc32c(b, at, at + hlen));
+    return at + hlen + DIGEST_SIZE;
+  }
+
+  /** A CapsuleResp into the batch. */
+  #emitResp(cid: number, sf: number, dw0: number, dw1: number): void {
+    const plen = Hlen.SHORT + this.#hd;
+    const at = this.#reserve(plen), b = this.#stage;
+    writeCh(b, PduType.CAPSULE_RESP, this.#hd ? PduFlag.HDGST : 0, Hlen.SHORT, 0, plen, at);
+    put32(b, at + RespOff.DW0, dw0);
+    put32(b, at + RespOff.DW1, dw1);
+    put16(b, at + RespOff.SQHD, this.#sqflowOff ? 0xffff : this.#sqhd);
+    put16(b, at + RespOff.SQID, this.qid > 0 ? this.qid : 0);
+    put16(b, at + RespOff.CID, cid);
+    put16(b, at + RespOff.STATUS, (sf & 0x7fff) << 1);
+    this.#seal(b, at, Hlen.SHORT);
+  }
+
+  /** A C2HData PDU of `src[o..o+n)` into the batch (the one copy of read data). */
+  #emitData(cccid: number, src: Uint8Array, o: number, n: number, last: boolean, success: boolean): void {
+    const pdo = Hlen.SHORT + this.#hd, plen = pdo + n + this.#dd;
+    const at = this.#reserve(plen), b = this.#stage;
+    const flags = (this.#hd ? PduFlag.HDGST : 0) | (this.#dd ? PduFlag.DDGST : 0) | (last ? PduFlag.LAST_PDU : 0) | (success ? PduFlag.SUCCESS : 0);
+    writeCh(b, PduType.C2H_DATA, flags, Hlen.SHORT, pdo, plen, at);
+    put16(b, at + DataOff.CCCID, cccid);
+    put16(b, at + DataOff.TTAG, 0);
+    put32(b, at + DataOff.DATAO, o);
+    put32(b, at + DataOff.DATAL, n);
+    put32(b, at + DataOff.DATAL + 4, 0);
+    this.#seal(b, at, Hlen.SHORT);
+    b.set(n === src.length ? src : src.subarray(o, o + n), at + pdo);
+    if (this.#dd) put32(b, at + pdo + n, crc32c(b, at + pdo, at + pdo + n));
+    if (this.#corruptNext) {
+      this.#corruptNext = false;
+      b[at + plen - 1] ^= 0xff;
+    }
+  }
+
+  /** An R2T for all of a command's data. */
+  #emitR2t(cccid: number, ttag: number, len: number): void {
+    const plen = Hlen.SHORT + this.#hd;
+    const at = this.#reserve(plen), b = this.#stage;
+    writeCh(b, PduType.R2T, this.#hd ? PduFlag.HDGST : 0, Hlen.SHORT, 0, plen, at);
+    put16(b, at + R2tOff.CCCID, cccid);
+    put16(b, at + R2tOff.TTAG, ttag);
+    put32(b, at + R2tOff.R2TO, 0);
+    put32(b, at + R2tOff.R2TL, len);
+    put32(b, at + R2tOff.R2TL + 4, 0);
+    this.#seal(b, at, Hlen.SHORT);
   }
 
   #resp(cid: number, sf: number, dw0 = 0, dw1 = 0): void {
     if (this.#closed) return;
     this.#inflight--;
     if (++this.#sqhd >= this.#sqsize) this.#sqhd = 0;
-    const b = new Uint8Array(Hlen.SHORT + DIGEST_SIZE);
-    const l = writeCapsuleResp(b, { dw0, dw1, sqhd: this.#sqflowOff ? 0xffff : this.#sqhd, sqid: Math.max(this.qid, 0), cid, sf }, this.#dg);
-    sealPdu(b, l, null);
-    this.#push(l.plen === b.length ? b : b.subarray(0, l.plen));
+    this.#emitResp(cid, sf, dw0, dw1);
+    if (this.#len >= STAGE_FLUSH) this.flush();
   }
 
   /**
    * C2HData of `data` for command `cid`, then the completion (DW0/DW1)
-   * unless SUCCESS says it all: one buffer for the last PDU and the
-   * completion, one copy of the data. The data goes in one PDU unless the
-   * target splits it (c2hChunk).
+   * unless SUCCESS says it all, both in this turn's batch: one copy of the
+   * data. The data goes in one PDU unless the target splits it (c2hChunk).
    */
   #sendData(cid: number, data: Uint8Array, dw0 = 0, dw1 = 0): void {
     if (this.#closed) return;
@@ -233,33 +417,16 @@ export class TargetConn {
       this.#wrongCidNext = false;
       cccid ^= 0x8000;
     }
-    const hdr = this.#hdr;
-    const respLen = success ? 0 : Hlen.SHORT + (this.#dg.hdgst ? DIGEST_SIZE : 0);
     for (let o = 0;; o += chunk, cccid = cid) {
       const n = Math.min(chunk, data.length - o), last = o + n === data.length;
-      const l = writeDataPdu(hdr, PduType.C2H_DATA, { cccid, ttag: 0, datao: o, datal: n, last, success: last && success }, this.#dg);
-      const pdu = new Uint8Array(l.plen + (last ? respLen : 0));
-      pdu.set(hdr.subarray(0, l.hlen));
-      sealPdu(pdu, l, n === data.length ? data : data.subarray(o, o + n));
-      if (this.#corruptNext) {
-        this.#corruptNext = false;
-        pdu[l.plen - 1] ^= 0xff;
-      }
+      this.#emitData(cccid, data, o, n, last, last && success);
       h.stats.c2hData++;
-      if (!last) {
-        this.#push(pdu);
-        continue;
-      }
-      this.#inflight--;
-      if (++this.#sqhd >= this.#sqsize) this.#sqhd = 0;
-      if (!success) {
-        const r = pdu.subarray(l.plen);
-        const rl = writeCapsuleResp(r, { dw0, dw1, sqhd: this.#sqflowOff ? 0xffff : this.#sqhd, sqid: Math.max(this.qid, 0), cid, sf: 0 }, this.#dg);
-        sealPdu(r, rl, null);
-      }
-      this.#push(pdu);
-      return;
+      if (last) break;
     }
+    this.#inflight--;
+    if (++this.#sqhd >= this.#sqsize) this.#sqhd = 0;
+    if (!success) this.#emitResp(cid, 0, dw0, dw1);
+    if (this.#len >= STAGE_FLUSH) this.flush();
   }
 
   #reply(cid: number, r: AdminReply): void {
@@ -294,9 +461,16 @@ export class TargetConn {
     const pol = this.#h.digests;
     const want = r.hdgst || r.ddgst;
     if (pol === "require" && !(r.hdgst && r.ddgst)) throw new ProtocolError("param", "digests required", Fes.UNSUPPORTED_PARAMETER, 11);
-    this.#dg = pol === "none" || !want ? { hdgst: false, ddgst: false } : { hdgst: r.hdgst, ddgst: r.ddgst };
-    this.#parser.digests = this.#dg;
-    this.#push(encodeIcResp({ maxh2cdata: this.#h.maxH2cData, hdgst: this.#dg.hdgst, ddgst: this.#dg.ddgst }));
+    this.#setDigests(pol === "none" || !want ? { hdgst: false, ddgst: false } : { hdgst: r.hdgst, ddgst: r.ddgst });
+    const at = this.#reserve(Hlen.IC);
+    encodeIcResp({ maxh2cdata: this.#h.maxH2cData, hdgst: this.#dg.hdgst, ddgst: this.#dg.ddgst }, this.#stage.subarray(at, at + Hlen.IC));
+  }
+
+  #setDigests(dg: Digests): void {
+    this.#dg = dg;
+    this.#hd = dg.hdgst ? DIGEST_SIZE : 0;
+    this.#dd = dg.ddgst ? DIGEST_SIZE : 0;
+    this.#parser.digests = dg;
   }
 
   #command(sqe: Uint32Array, inCap: Uint8Array | null): void {
@@ -318,11 +492,11 @@ export class TargetConn {
     if (opc === FABRICS_OPCODE) return this.#fabrics(sqe, cid, inCap);
     const c = this.ctrl;
     if (c === null) return this.#resp(cid, Status.SEQUENCE_ERROR | STATUS_DNR);
-    c.lastSeen = performance.now();
     if (this.qid !== 0) {
+      c.activity[0]++; // traffic for keep-alive (CTRATT.TBKAS): a counter, not a clock read per IO
       if (!c.ready) return this.#resp(cid, Status.SEQUENCE_ERROR | STATUS_DNR);
       if (opc === IoOpc.READ || opc === IoOpc.WRITE) return this.#rw(sqe, cid, opc, inCap);
-    }
+    } else c.lastSeen = performance.now();
     this.#viaController(c, sqe, cid, opc, inCap);
   }
 
@@ -334,8 +508,15 @@ export class TargetConn {
     const sglLen = sqe[Sgl.DW_LEN], sglId = sqe[Sgl.DW_ID] >>> 24;
     const dir = transferDirection(opc);
     if (dir === DataDir.TO_CONTROLLER && sglLen > 0) {
-      const buf = new Uint8Array(sglLen);
-      return this.#dataOut(cid, buf, sglLen, sglId, inCap, (data) => c.execute(qid, cmd, data, reply), () => {});
+      const k = this.#take(cid);
+      k.run = (data) => {
+        this.#put(k);
+        c.execute(qid, cmd, data, reply);
+      };
+      k.release = () => this.#put(k);
+      k.len = sglLen;
+      k.view = new Uint8Array(sglLen);
+      return this.#dataOut(k, sglId, inCap);
     }
     if (dir === DataDir.TO_HOST) {
       const want = c.transferLength(qid, cmd);
@@ -354,78 +535,89 @@ export class TargetConn {
     if (slba + nlb > ns.blockCount) return this.#resp(cid, Status.LBA_OUT_OF_RANGE | STATUS_DNR);
     if (sglLen !== len) return this.#resp(cid, Status.SGL_LENGTH_INVALID | STATUS_DNR);
     if (len > this.ctrl!.maxTransfer) return this.#resp(cid, Status.INVALID_FIELD | STATUS_DNR);
-    const buf = ns.alloc(len);
-    const view = buf.length === len ? buf : buf.subarray(0, len);
+    if (opc === IoOpc.READ && sglId !== SGL_TRANSPORT) return this.#resp(cid, Status.SGL_TYPE_INVALID | STATUS_DNR);
+    const k = this.#take(cid);
+    k.ns = ns;
+    k.slba = slba;
+    k.len = len;
+    const view = k.bind(ns, len);
     if (opc === IoOpc.READ) {
-      if (sglId !== SGL_TRANSPORT) {
-        ns.free(buf);
-        return this.#resp(cid, Status.SGL_TYPE_INVALID | STATUS_DNR);
-      }
-      ns.read(slba, view, (sf) => {
-        if (sf === 0) this.#sendData(cid, view);
-        else this.#resp(cid, sf);
-        ns.free(buf);
-      });
+      k.busy = true;
+      ns.read(slba, view, k.readDone);
       return;
     }
-    const fua = (sqe[12] & RwFlags.FUA) !== 0;
-    this.#dataOut(cid, buf, len, sglId, inCap, (data) =>
-      ns.write(slba, data, fua, (sf) => {
-        ns.free(buf);
-        this.#resp(cid, sf);
-      }), () => ns.free(buf));
+    k.fua = (sqe[12] & RwFlags.FUA) !== 0;
+    this.#dataOut(k, sglId, inCap);
   }
 
-  /** Host data for a command: in-capsule now, or R2T for all of it (MAXH2CDATA covers MDTS), then `run`. */
-  #dataOut(cid: number, buf: Uint8Array, len: number, sglId: number, inCap: Uint8Array | null, run: (d: Uint8Array) => void, release: () => void): void {
-    const view = buf.length === len ? buf : buf.subarray(0, len);
+  #readDone(k: Cmd, sf: number): void {
+    if (sf === 0) this.#sendData(k.cid, k.view!);
+    else this.#resp(k.cid, sf);
+    this.#put(k);
+  }
+
+  #writeDone(k: Cmd, sf: number): void {
+    this.#resp(k.cid, sf);
+    this.#put(k);
+  }
+
+  /** The host's data is all in `k.view`: run the command. */
+  #gathered(k: Cmd): void {
+    if (k.run !== null) return k.run(k.view!);
+    k.busy = true;
+    k.ns!.write(k.slba, k.view!, k.fua, k.writeDone);
+  }
+
+  /** Host data for a command: in-capsule now, or R2T for all of it (MAXH2CDATA covers MDTS), then run it. */
+  #dataOut(k: Cmd, sglId: number, inCap: Uint8Array | null): void {
     if (sglId === SGL_INCAPSULE) {
       this.#h.stats.inCapsule++;
-      if (inCap === null || inCap.length !== len) {
-        release();
-        return this.#resp(cid, Status.SGL_LENGTH_INVALID | STATUS_DNR);
+      if (inCap === null || inCap.length !== k.len) {
+        this.#put(k);
+        return this.#resp(k.cid, Status.SGL_LENGTH_INVALID | STATUS_DNR);
       }
-      view.set(inCap);
-      return run(view);
+      k.view!.set(inCap);
+      return this.#gathered(k);
     }
     if (sglId !== SGL_TRANSPORT || inCap !== null) {
-      release();
-      return this.#resp(cid, Status.SGL_TYPE_INVALID | STATUS_DNR);
+      this.#put(k);
+      return this.#resp(k.cid, Status.SGL_TYPE_INVALID | STATUS_DNR);
     }
-    let ttag = this.#ttag = (this.#ttag + 1) & 0xffff;
-    while (this.#outs.has(ttag)) ttag = this.#ttag = (this.#ttag + 1) & 0xffff;
-    this.#outs.set(ttag, { cid, buf: view, len, got: 0, run, release });
+    k.got = 0;
+    k.h2c = true;
     this.#h.stats.r2t++;
-    const b = new Uint8Array(Hlen.SHORT + DIGEST_SIZE);
-    const l = writeR2t(b, { cccid: cid, ttag, r2to: 0, r2tl: len }, this.#dg);
-    sealPdu(b, l, null);
-    this.#push(b.subarray(0, l.plen));
+    this.#emitR2t(k.cid, k.idx, k.len);
+  }
+
+  /** The command an H2CData header names, if it waits for data. */
+  #h2cCmd(hdr: Uint8Array): Cmd | undefined {
+    const k = this.#cmds[get16(hdr, DataOff.TTAG)];
+    return k !== undefined && k.h2c && k.cid === get16(hdr, DataOff.CCCID) ? k : undefined;
   }
 
   /** H2CData lands in its command's buffer (DMA memory for a device): one copy, socket to device memory. */
   #sink(hdr: Uint8Array, n: number): Uint8Array | null {
     if (hdr[Ch.TYPE] !== PduType.H2C_DATA) return null;
-    const o = this.#outs.get(get16(hdr, DataOff.TTAG));
+    const k = this.#h2cCmd(hdr);
     const datao = get32(hdr, DataOff.DATAO);
-    if (o === undefined || o.cid !== get16(hdr, DataOff.CCCID) || datao !== o.got || datao + n > o.len) return null; // #h2cData refuses it
-    return o.buf.subarray(datao, datao + n);
+    if (k === undefined || datao !== k.got || datao + n > k.len) return null; // #h2cData refuses it
+    return datao === 0 && n === k.len ? k.view : k.view!.subarray(datao, datao + n);
   }
 
   #h2cData(hdr: Uint8Array, data: Uint8Array): void {
     this.#h.stats.h2cData++;
-    const ttag = get16(hdr, DataOff.TTAG), datao = get32(hdr, DataOff.DATAO);
-    const o = this.#outs.get(ttag);
-    if (o === undefined || o.cid !== get16(hdr, DataOff.CCCID)) {
-      throw new ProtocolError("sequence", "H2CData with an unknown TTAG", Fes.INVALID_HEADER_FIELD, DataOff.TTAG);
-    }
-    if (datao !== o.got || datao + data.length > o.len) throw new ProtocolError("range", "H2CData out of range", Fes.DATA_OUT_OF_RANGE);
-    if (data.buffer !== o.buf.buffer || data.byteOffset !== o.buf.byteOffset + datao) o.buf.set(data, datao);
-    o.got += data.length;
+    const datao = get32(hdr, DataOff.DATAO);
+    const k = this.#h2cCmd(hdr);
+    if (k === undefined) throw new ProtocolError("sequence", "H2CData with an unknown TTAG", Fes.INVALID_HEADER_FIELD, DataOff.TTAG);
+    if (datao !== k.got || datao + data.length > k.len) throw new ProtocolError("range", "H2CData out of range", Fes.DATA_OUT_OF_RANGE);
+    const v = k.view!;
+    if (data.buffer !== v.buffer || data.byteOffset !== v.byteOffset + datao) v.set(data, datao);
+    k.got += data.length;
     const last = (hdr[Ch.FLAGS] & PduFlag.LAST_PDU) !== 0;
-    if (o.got === o.len) {
+    if (k.got === k.len) {
       if (!last) throw new ProtocolError("sequence", "H2CData completes the transfer without LAST_PDU", Fes.PDU_SEQUENCE_ERROR);
-      this.#outs.delete(ttag);
-      o.run(o.buf);
+      k.h2c = false;
+      this.#gathered(k);
     } else if (last) throw new ProtocolError("sequence", "LAST_PDU before the data was complete", Fes.PDU_SEQUENCE_ERROR);
   }
 
@@ -459,12 +651,18 @@ export class TargetConn {
     const cattr = sqeField(sqe, FabricsSqe.CATTR, 1);
     const kato = sqeField(sqe, FabricsSqe.KATO, 4);
     const h = this.#h;
-    const r = h.connect({ qid, sqsize, kato, subnqn: d.subnqn, hostnqn: d.hostnqn, hostid: d.hostid, cntlid: d.cntlid, conn: this });
+    const sqflowOff = (cattr & CATTR_DISABLE_SQFLOW) !== 0;
+    const r = h.connect({ qid, sqsize, kato, subnqn: d.subnqn, hostnqn: d.hostnqn, hostid: d.hostid, cntlid: d.cntlid, conn: this, cid, sqflowOff });
+    if (r === null) return; // handed over: another thread answers
     if (!("cntlid" in r)) return this.#resp(cid, r.sf | STATUS_DNR, r.dw0);
-    this.ctrl = r;
+    this.#bind(r, qid, sqsize, sqflowOff, cid);
+  }
+
+  #bind(c: FabricsController, qid: number, sqsize: number, sqflowOff: boolean, cid: number): void {
+    this.ctrl = c;
     this.qid = qid;
     this.#sqsize = sqsize + 1;
-    this.#sqflowOff = (cattr & CATTR_DISABLE_SQFLOW) !== 0;
-    this.#resp(cid, 0, r.cntlid);
+    this.#sqflowOff = sqflowOff;
+    this.#resp(cid, 0, c.cntlid);
   }
 }

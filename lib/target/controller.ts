@@ -94,6 +94,10 @@ export class DiscoveryController {
   kato: number;
   /** When the last command arrived. */
   lastSeen: number = performance.now();
+  /** Commands seen on IO queues, counted where they are served (no clock read per IO); the keep-alive check notes changes. */
+  activity: Int32Array = new Int32Array(1);
+  /** {@link activity} at the last keep-alive check. */
+  activitySeen = 0;
   /** Set once the controller is gone. */
   dead = false;
   /** No IO queues. */

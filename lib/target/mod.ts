@@ -5,7 +5,9 @@
  * subsystems and a discovery controller; each admin Connect gets a
  * controller (properties, Identify with the backing controller's identity,
  * logs, features, AER, keep-alive enforcement), IO Connects add queues to
- * it, and IO maps onto the backends' queues with DMA buffers.
+ * it, and IO maps onto the backends' queues with DMA buffers. Sockets are
+ * the driver's own (lib/sock); IO queues are served by Worker threads (poll
+ * groups, one per core by default), each on a queue pair of its own.
  *
  * @example
  * ```ts
@@ -25,7 +27,10 @@ export { type BackingDevice, type BackingNamespace, type BlockBackend, BufferPoo
 export { type AdminReply, type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
 export { NvmController, type Reply } from "./nvm.ts";
 export { identityFromIdCtrl, NamespaceMedia } from "../sim/nsmedia.ts";
-export { type CommandHook, TargetConn, type TargetFault } from "./conn.ts";
+export { type CommandHook, type ConnWire, type ResumedQueue, TargetConn, type TargetFault } from "./conn.ts";
+export type { Digests } from "../tcp/pdu.ts";
+export { RemoteQueue, type WorkerFault } from "./pool.ts";
+export { SharedMedia, type WorkerNamespace } from "./shared.ts";
 export { type ConnectRequest, type ConnHost, type DigestPolicy, NvmfTarget, type NvmfTargetOptions, type SubsystemOptions, type TargetStats } from "./server.ts";
 export { type NamespaceOpenOptions, type NamespaceSpec, type OpenedNamespaces, openNamespaces, parseNamespaceSpec } from "./spec-parse.ts";
 export * from "./spec.ts";

@@ -4,10 +4,17 @@
  * controller on the same port, creates a controller per admin Connect, binds
  * IO Connects to it, and enforces keep-alive (a host silent for KATO loses
  * its controller and every queue of it, as nvmet does; any command counts,
- * CTRATT.TBKAS).
+ * CTRATT.TBKAS). Sockets are the driver's own (lib/sock): this thread
+ * accepts, does the IC exchange and reads each Connect; admin and discovery
+ * queues stay here, and with Workers (the default: one per core) each IO
+ * queue is handed to one of them, which serves it on a queue pair of its own.
  * @module
  */
-import * as net from "node:net";
+import { loadLibc } from "../ffi/mod.ts";
+import type { Libc } from "../ffi/types.ts";
+import { Listener, type Socket } from "../sock/mod.ts";
+import { PollGroup, SockWire } from "./poll.ts";
+import { RemoteQueue, type WorkerFault, WorkerPool } from "./pool.ts";
 import { CNTLID_DYNAMIC, ConnectData, DISCOVERY_NQN, FabricsSqe } from "../tcp/fabrics.ts";
 import { AdrFam, type DiscoveryEntry, encodeDiscoveryLog, SubType, TREQ_DISABLE_SQFLOW, TRTYPE_TCP } from "../tcp/discovery.ts";
 import type { BlockBackend } from "./backend.ts";
@@ -62,8 +69,34 @@ export interface NvmfTargetOptions {
   maxH2cData?: number;
   /** Split read data into C2HData PDUs of at most this many bytes (default 0: one PDU per command). */
   c2hChunk?: number;
-  /** Test hook: called for every command capsule; the fault it returns is applied (see {@link CommandHook}). */
+  /** Test hook: called for every command capsule this thread serves; the fault it returns is applied (see {@link CommandHook}). */
   onCommand?: CommandHook;
+  /**
+   * Worker threads serving IO queues (default: one per core; 0: this thread
+   * serves everything). Only subsystems whose namespaces a Worker can open go
+   * to Workers: shared memory ({@link SharedMedia}), files, and namespaces of
+   * one device that gives each Worker a queue pair of its own.
+   */
+  workers?: number;
+  /** Test faults the Workers apply to IO commands (the hook above cannot cross threads). */
+  workerFaults?: WorkerFault[];
+}
+
+/** A queue as the controller bookkeeping sees it: served here, or by a Worker. */
+type QueueRef = TargetConn | RemoteQueue;
+
+// setImmediate yields to the event loop in a few µs; setTimeout(0) costs milliseconds.
+const setImmediateFn = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
+const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? setImmediateFn(r) : setTimeout(r, 0));
+/** Passes the listener keeps polling without a pause after the last event (then naps of 1-10 ms: admin traffic is bursty, and the listener must not take a core from the Workers). */
+const SPIN_PASSES = 200;
+/** Longest pause between passes when idle, ms. */
+const IDLE_NAP_MS = 2;
+
+/** Worker count by default: one per core. */
+function defaultWorkers(): number {
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  return typeof n === "number" && n > 0 ? n : 1;
 }
 
 /** Counters. */
@@ -90,6 +123,22 @@ export interface TargetStats {
   connectRefused: number;
 }
 
+/** Counters all at zero: the listener's and each poll-group Worker's start here. */
+export function zeroStats(): TargetStats {
+  return {
+    connections: 0,
+    commands: 0,
+    r2t: 0,
+    h2cData: 0,
+    c2hData: 0,
+    inCapsule: 0,
+    termReqs: 0,
+    hostTermReqs: 0,
+    keepAliveExpired: 0,
+    connectRefused: 0,
+  };
+}
+
 /** Connect fields the target checks. */
 export interface ConnectRequest {
   /** Queue id. */
@@ -108,6 +157,10 @@ export interface ConnectRequest {
   cntlid: number;
   /** The connection asking. */
   conn: TargetConn;
+  /** Command id of the Connect. */
+  cid: number;
+  /** The host disabled SQ flow control. */
+  sqflowOff: boolean;
 }
 
 /** What a connection needs from its target. */
@@ -128,8 +181,8 @@ export interface ConnHost {
   readonly onCommand?: CommandHook;
   /** Log sink. */
   readonly log?: (line: string) => void;
-  /** Bind a Connect to a controller, or refuse it (status and DW0). */
-  connect(r: ConnectRequest): FabricsController | { sf: number; dw0: number };
+  /** Bind a Connect to a controller, refuse it (status and DW0), or take the connection to another thread (null: say nothing more). */
+  connect(r: ConnectRequest): FabricsController | { sf: number; dw0: number } | null;
   /** A connection closed. */
   connClosed(conn: TargetConn): void;
 }
@@ -141,18 +194,7 @@ export class NvmfTarget implements ConnHost {
   /** Address listened on. */
   readonly address: string;
   /** Counters. */
-  readonly stats: TargetStats = {
-    connections: 0,
-    commands: 0,
-    r2t: 0,
-    h2cData: 0,
-    c2hData: 0,
-    inCapsule: 0,
-    termReqs: 0,
-    hostTermReqs: 0,
-    keepAliveExpired: 0,
-    connectRefused: 0,
-  };
+  readonly stats: TargetStats = zeroStats();
   /** Live controllers by cntlid. */
   readonly controllers: Map<number, FabricsController> = new Map();
   /** Limits. */
@@ -171,17 +213,24 @@ export class NvmfTarget implements ConnHost {
   readonly log?: (line: string) => void;
   /** Discovery log generation counter (bumped when the allow-lists or subsystems change). */
   genctr = 1n;
-  readonly #srv: net.Server;
+  readonly #libc: Libc;
+  readonly #listener: Listener;
+  readonly #group: PollGroup;
+  readonly #wires = new Map<TargetConn, SockWire>();
+  #pool: WorkerPool | null = null;
+  #loop: Promise<void> = Promise.resolve();
   readonly #subs = new Map<string, Subsystem>();
   readonly #conns = new Set<TargetConn>();
-  readonly #queues = new Map<FabricsController, Map<number, TargetConn>>();
+  readonly #queues = new Map<FabricsController, Map<number, QueueRef>>();
   readonly #checkMs: number | undefined;
   #timer: ReturnType<typeof setInterval> | null = null;
   #nextCntlid = 1;
   #closing = false;
 
-  private constructor(srv: net.Server, address: string, port: number, o: NvmfTargetOptions) {
-    this.#srv = srv;
+  private constructor(libc: Libc, listener: Listener, address: string, port: number, o: NvmfTargetOptions) {
+    this.#libc = libc;
+    this.#listener = listener;
+    this.#group = new PollGroup(libc);
     this.address = address;
     this.port = port;
     this.digests = o.digests ?? "allow";
@@ -217,26 +266,83 @@ export class NvmfTarget implements ConnHost {
     if (!Number.isInteger(h2c) || h2c < 4096 || h2c % 4 !== 0) return Promise.reject(new RangeError(`maxH2cData must be a multiple of 4 of at least 4096, got ${h2c}`));
     const chunk = o.c2hChunk ?? 0;
     if (!Number.isInteger(chunk) || chunk < 0) return Promise.reject(new RangeError(`c2hChunk must be a whole number of bytes, got ${chunk}`));
-    return new Promise((resolve, reject) => {
-      let t: NvmfTarget | null = null;
-      const srv = net.createServer((sock) => {
-        if (t !== null && !t.#closing) t.#accept(sock);
-        else sock.destroy();
-      });
-      srv.on("error", reject);
-      const host = o.host ?? "127.0.0.1";
-      srv.listen(o.port ?? 4420, host, () => {
-        const a = srv.address();
-        try {
-          t = new NvmfTarget(srv, host, typeof a === "object" && a ? a.port : 0, o);
-        } catch (e) {
-          srv.close();
-          reject(e);
-          return;
+    const nw = o.workers ?? defaultWorkers();
+    if (!Number.isInteger(nw) || nw < 0) return Promise.reject(new RangeError(`workers must be a whole number, got ${nw}`));
+    return NvmfTarget.#start(o, nw);
+  }
+
+  static async #start(o: NvmfTargetOptions, nw: number): Promise<NvmfTarget> {
+    const libc = await loadLibc();
+    const host = o.host ?? "127.0.0.1";
+    const l = await Listener.listen({ host, port: o.port ?? 4420, libc });
+    let t: NvmfTarget;
+    try {
+      t = new NvmfTarget(libc, l, host, l.port, o);
+    } catch (e) {
+      l.close();
+      throw e;
+    }
+    if (nw > 0) {
+      try {
+        t.#pool = await WorkerPool.start(libc, t, nw, t.subsystems, {
+          limits: t.limits,
+          digests: t.digests,
+          c2hSuccess: t.c2hSuccess,
+          maxH2cData: t.maxH2cData,
+          c2hChunk: t.c2hChunk,
+          faults: o.workerFaults ?? [],
+        });
+      } catch (e) {
+        t.log?.(`workers: could not start (${(e as Error).message}); IO is served in the listener's thread`);
+      }
+    }
+    t.#loop = t.#run();
+    return t;
+  }
+
+  /** Workers serving IO queues (0: this thread serves them). */
+  get workers(): number {
+    return this.#pool?.workers.filter((w) => w.alive).length ?? 0;
+  }
+
+  /** Stop Worker `i` as a crash would (tests): its connections fail and their hosts reconnect to the others. */
+  killWorker(i: number): Promise<void> {
+    const w = this.#pool?.workers[i];
+    if (!w) return Promise.reject(new RangeError(`no worker ${i}`));
+    return w.kill();
+  }
+
+  /** True if Worker `i` exists and runs. */
+  workerAlive(i: number): boolean {
+    return this.#pool?.workers[i]?.alive ?? false;
+  }
+
+  /** Which Worker serves each IO queue of controller `cntlid` (qid → Worker index; -1: this thread). */
+  queueWorkers(cntlid: number): Map<number, number> {
+    const out = new Map<number, number>();
+    const c = this.controllers.get(cntlid);
+    for (const [qid, q] of (c && this.#queues.get(c)) ?? []) if (qid !== 0) out.set(qid, q instanceof RemoteQueue ? q.worker : -1);
+    return out;
+  }
+
+  /** The listener's loop: accept, one poll pass over its connections; spin a while after activity, then nap. */
+  async #run(): Promise<void> {
+    let idle = 0;
+    while (!this.#closing) {
+      let n = 0;
+      try {
+        for (let s = this.#listener.accept(); s !== null; s = this.#listener.accept()) {
+          n++;
+          this.#accept(s);
         }
-        resolve(t);
-      });
-    });
+      } catch (e) {
+        this.log?.(`accept: ${(e as Error).message}`);
+      }
+      n += this.#group.pass(0);
+      idle = n > 0 ? 0 : idle + 1;
+      if (idle < SPIN_PASSES) await yieldNow();
+      else await new Promise((r) => setTimeout(r, Math.min(IDLE_NAP_MS, idle - SPIN_PASSES + 1)));
+    }
   }
 
   /** Export another subsystem (discovery controllers with change notices enabled are told). */
@@ -271,10 +377,14 @@ export class NvmfTarget implements ConnHost {
     for (const c of this.controllers.values()) if (c.discovery) c.discoveryChanged();
   }
 
-  #accept(sock: net.Socket): void {
+  #accept(sock: Socket): void {
     this.stats.connections++;
-    sock.setNoDelay(true);
-    this.#conns.add(new TargetConn(this, sock));
+    if (this.#closing) return sock.close();
+    const w = new SockWire(sock);
+    const c = new TargetConn(this, w);
+    this.#conns.add(c);
+    this.#wires.set(c, w);
+    this.#group.add(w, c);
   }
 
   /** The discovery log a host sees: the current discovery subsystem, then the subsystems it may use. */
@@ -298,7 +408,7 @@ export class NvmfTarget implements ConnHost {
   }
 
   /** Bind a Connect: a new controller on qid 0, else the existing controller it names. */
-  connect(r: ConnectRequest): FabricsController | { sf: number; dw0: number } {
+  connect(r: ConnectRequest): FabricsController | { sf: number; dw0: number } | null {
     const refuse = (sf: number, dw0 = 0) => {
       this.stats.connectRefused++;
       this.log?.(`connect refused: qid ${r.qid} host ${r.hostnqn} subsystem ${r.subnqn} status 0x${sf.toString(16)}`);
@@ -320,7 +430,8 @@ export class NvmfTarget implements ConnHost {
         ? new DiscoveryController(id, r.hostnqn, r.hostid, r.kato, this.limits, (h) => this.discoveryLog(h))
         : new NvmController(id, sub, r.hostnqn, r.hostid, r.kato, this.limits, () => this.#resetController(c));
       this.controllers.set(id, c);
-      this.#queues.set(c, new Map([[0, r.conn]]));
+      this.#queues.set(c, new Map<number, QueueRef>([[0, r.conn]]));
+      this.#pool?.controllerAdded(c);
       this.log?.(`controller ${id}: ${disc ? "discovery" : sub!.nqn} for ${r.hostnqn}, kato ${c.kato} ms`);
       this.#armKeepAlive();
       return c;
@@ -333,9 +444,20 @@ export class NvmfTarget implements ConnHost {
     if (!c.ready) return refuse(Status.SEQUENCE_ERROR);
     const qs = this.#queues.get(c)!;
     if (qs.has(r.qid)) return refuse(ConnectStatus.BUSY);
-    qs.set(r.qid, r.conn);
     c.model.noteIoQueueCreated();
     c.lastSeen = performance.now();
+    const w = this.#wires.get(r.conn);
+    if (this.#pool !== null && w !== undefined && this.#pool.serves(sub!.nqn)) {
+      // A Worker answers this Connect and serves the queue from now on.
+      this.#wires.delete(r.conn);
+      this.#conns.delete(r.conn);
+      const digests = r.conn.digests;
+      r.conn.detach();
+      const fd = w.release();
+      qs.set(r.qid, this.#pool.handOff(fd, r.qid, c, r.sqsize, r.sqflowOff, r.cid, digests));
+      return null;
+    }
+    qs.set(r.qid, r.conn);
     return c;
   }
 
@@ -349,6 +471,7 @@ export class NvmfTarget implements ConnHost {
   /** A connection closed: its queue goes; an admin queue takes its controller with it. */
   connClosed(conn: TargetConn): void {
     this.#conns.delete(conn);
+    this.#wires.delete(conn);
     const c = conn.ctrl;
     if (c === null) return;
     const qs = this.#queues.get(c);
@@ -356,10 +479,17 @@ export class NvmfTarget implements ConnHost {
     if (conn.qid === 0) this.#dropController(c, "admin queue closed");
   }
 
+  /** A Worker's queue ended (closed by either side, or its Worker died). */
+  remoteClosed(q: RemoteQueue): void {
+    const qs = this.#queues.get(q.ctrl);
+    if (qs?.get(q.qid) === q) qs.delete(q.qid);
+  }
+
   #dropController(c: FabricsController, why: string): void {
     if (c.dead) return;
     c.dead = true;
     c.dropPending();
+    this.#pool?.controllerGone(c);
     this.controllers.delete(c.cntlid);
     const qs = this.#queues.get(c);
     this.#queues.delete(c);
@@ -389,6 +519,11 @@ export class NvmfTarget implements ConnHost {
     let n = 0;
     for (const c of [...this.controllers.values()]) {
       if (c.kato <= 0) continue;
+      const a = c.activity[0];
+      if (a !== c.activitySeen) {
+        c.activitySeen = a;
+        c.lastSeen = Math.max(c.lastSeen, performance.now());
+      }
       const busy = [...(this.#queues.get(c)?.values() ?? [])].some((q) => q.inflight > 0 && q.qid !== 0);
       if (busy) continue; // commands still running on the backend count as traffic
       if (now - c.lastSeen > Math.ceil(c.kato / 1000) * 1000) {
@@ -400,19 +535,24 @@ export class NvmfTarget implements ConnHost {
     return n;
   }
 
-  /** Drop every connection (a network failure as hosts see it). */
+  /** Drop every connection (a network failure as hosts see it), Workers' too. */
   dropAll(): void {
+    for (const qs of this.#queues.values()) for (const q of [...qs.values()]) if (q instanceof RemoteQueue) q.destroy();
     for (const c of [...this.#conns]) c.destroy();
   }
 
-  /** Stop listening, drop every connection and controller. Backends stay open (their owner closes them). */
-  close(): Promise<void> {
+  /** Stop listening, drop every connection and controller, stop the Workers. Backends stay open (their owner closes them). */
+  async close(): Promise<void> {
+    if (this.#closing) return this.#loop;
     this.#closing = true;
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
+    this.#listener.close();
     this.dropAll();
     for (const c of [...this.controllers.values()]) this.#dropController(c, "target closed");
-    return new Promise((r) => this.#srv.close(() => r()));
+    await this.#pool?.close();
+    this.#group.closeAll();
+    await this.#loop;
   }
 
   /** Subsystems exported (the backends of each). */

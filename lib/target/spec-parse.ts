@@ -9,6 +9,7 @@ import type { OpenOptions } from "../dev.ts";
 import * as fs from "node:fs";
 import { FileMedia, MemMedia } from "../sim/media.ts";
 import { type BackingDevice, type BlockBackend, DevBackend, MediaBackend } from "./backend.ts";
+import { SharedMedia } from "./shared.ts";
 
 /** A parsed `--ns` value. */
 export type NamespaceSpec =
@@ -56,6 +57,8 @@ export interface NamespaceOpenOptions {
   ioQueueDepth?: number;
   /** How the device's queues wait for completions. */
   interrupts?: "adaptive" | "interrupt" | "poll";
+  /** Memory namespaces in shared memory (a target's Workers serve them in place). */
+  sharedMemory?: boolean;
 }
 
 /** The backends opened from `--ns` values and what closes them. */
@@ -77,6 +80,7 @@ export async function openNamespaces(
   devOptions: NamespaceOpenOptions = {},
 ): Promise<OpenedNamespaces> {
   const { NVMeDev } = await import("../dev.ts");
+  const { sharedMemory: _shared, ...openOptions } = devOptions;
   const devs = new Map<string, BackingDevice>();
   const backends: BlockBackend[] = [];
   const close = async () => {
@@ -88,7 +92,7 @@ export async function openNamespaces(
       const p = parseNamespaceSpec(s);
       if (p.kind === "dev") {
         let d = devs.get(p.target);
-        if (!d) devs.set(p.target, d = await NVMeDev.open(p.target, devOptions as OpenOptions));
+        if (!d) devs.set(p.target, d = await NVMeDev.open(p.target, openOptions as OpenOptions));
         for (const nsid of p.nsid === null ? d.nsList() : [p.nsid]) {
           const b = new DevBackend(d, nsid);
           if (b.blockSize !== 512 && b.blockSize !== 4096) throw new RangeError(`${b.name}: block size ${b.blockSize} (the target serves 512 and 4096)`);
@@ -102,9 +106,11 @@ export async function openNamespaces(
         }
         sz -= sz % p.blockSize;
         if (sz <= 0) throw new RangeError(`${p.path}: no whole block`);
-        backends.push(new MediaBackend(new FileMedia(p.path, sz), p.blockSize, `file ${p.path}`));
+        backends.push(new MediaBackend(new FileMedia(p.path, sz), p.blockSize, `file ${p.path}`, 1 << 20, p.path));
       } else {
-        backends.push(new MediaBackend(new MemMedia(p.size), p.blockSize, `mem ${backends.length + 1}`));
+        // Shared memory when a target's Workers are to serve it; sparse memory otherwise.
+        const m = devOptions.sharedMemory ? new SharedMedia(p.size) : new MemMedia(p.size);
+        backends.push(new MediaBackend(m, p.blockSize, `mem ${backends.length + 1}`));
       }
     }
   } catch (e) {

@@ -27,7 +27,17 @@ export * from "./pdu.ts";
 export { type DataPlacer, PduParser, type PduHandler, type PduParserOptions, type PduRole } from "./parser.ts";
 export * from "./fabrics.ts";
 export { TCP_IOVA_SPAN, TCP_MAX_BUFFERS, TcpMemory } from "./memory.ts";
-export { ADMIN_IN_CAPSULE, ArrivalWaiter, DEFAULT_TCP_MAX_TRANSFER, TcpRing, type TcpRingOptions } from "./ring.ts";
+export {
+  ADMIN_IN_CAPSULE,
+  DEFAULT_TCP_MAX_TRANSFER,
+  hubReadiness,
+  slotReadiness,
+  type SocketReadiness,
+  SocketWaiter,
+  type TcpByteStream,
+  TcpRing,
+  type TcpRingOptions,
+} from "./ring.ts";
 export type { TcpQueueView } from "./host.ts";
 export { TcpQueue, type TcpQueueOptions } from "./queue.ts";
 export { TcpController, type TcpControllerOptions, type TcpNamespaceInfo } from "./host.ts";
@@ -44,3 +54,6 @@ export type { CompletionSink, QueueRing } from "../nvme/ring.ts";
 export type { CommandTracker } from "../nvme/tracker.ts";
 export type { NvmeErrorCode } from "../nvme/errors.ts";
 export type { IoCallback, QueueStats, QueueWaiter, WaitMode } from "../nvme/queue.ts";
+export { AGAIN, IoVec, Socket, SocketError } from "../sock/mod.ts";
+export type { IrqHub } from "../irq/hub.ts";
+export type { IrqWaiter, IrqWord } from "../irq/waiter.ts";

@@ -59,6 +59,8 @@ export interface PduParserOptions {
    * connection: a Linux host fails only that command (Data Transfer Error).
    */
   softDataDigest?: boolean;
+  /** The IC exchange already happened on this connection (another thread did it and handed the socket over). */
+  afterIc?: boolean;
 }
 
 const S_CH = 0, S_HDR = 1, S_PAD = 2, S_DATA = 3, S_DDGST = 4;
@@ -95,6 +97,7 @@ export class PduParser {
   constructor(opts: PduParserOptions, onPdu: PduHandler) {
     this.#role = opts.role;
     this.#soft = !!opts.softDataDigest;
+    this.#icSeen = !!opts.afterIc;
     this.maxData = opts.maxData;
     this.digests = opts.digests ?? { hdgst: false, ddgst: false };
     this.#onPdu = onPdu;
@@ -117,22 +120,53 @@ export class PduParser {
   }
 
   /**
-   * Consume `chunk` (any length); calls the handler for each PDU it completes. Throws ProtocolError.
+   * Consume the first `length` bytes of `chunk` (default all; a reused receive buffer needs no
+   * subarray per read); calls the handler for each PDU it completes. Throws ProtocolError.
    * Nothing of `chunk` is referenced once this returns: the caller may reuse its memory.
    */
-  feed(chunk: Uint8Array): void {
+  feed(chunk: Uint8Array, length: number = chunk.length): void {
     if (this.#dead) throw this.#dead;
     try {
-      this.#feed(chunk);
+      this.#feed(chunk, length);
     } catch (e) {
       if (e instanceof ProtocolError) this.#dead = e;
       throw e;
     }
   }
 
-  #feed(b: Uint8Array): void {
+  /**
+   * Bytes of the current data PDU's data still to come when they go to the
+   * placer's memory and no data digest is running over them, else 0: the
+   * caller may then read them straight into {@link dataWindow} (a socket recv
+   * into the command's memory, no copy at all) and report with {@link dataReceived}.
+   */
+  get dataPending(): number {
+    return this.#state === S_DATA && this.#place !== null && this.#ddLen === 0 && this.#dead === null
+      ? this.#dataLen - this.#have
+      : 0;
+  }
+
+  /** The placer's memory still to fill (valid while {@link dataPending} > 0; a new view per call). */
+  dataWindow(): Uint8Array {
+    return this.#place!.subarray(this.#have, this.#dataLen);
+  }
+
+  /** `n` bytes (at most {@link dataPending}) were written into {@link dataWindow} by the caller. */
+  dataReceived(n: number): void {
+    if (n <= 0 || n > this.dataPending) throw new RangeError(`dataReceived(${n}) with ${this.dataPending} pending`);
+    this.#have += n;
+    if (this.#have === this.#dataLen) {
+      try {
+        this.#afterData();
+      } catch (e) {
+        if (e instanceof ProtocolError) this.#dead = e;
+        throw e;
+      }
+    }
+  }
+
+  #feed(b: Uint8Array, n: number): void {
     let i = 0;
-    const n = b.length;
     while (i < n) {
       switch (this.#state) {
         case S_CH: {
@@ -166,7 +200,7 @@ export class PduParser {
           if (place !== null) {
             // Straight into the receiver's memory: the only host-side copy.
             const take = Math.min(this.#dataLen - this.#have, n - i);
-            place.set(take === n && i === 0 ? b : b.subarray(i, i + take), this.#have);
+            place.set(take === b.length ? b : b.subarray(i, i + take), this.#have);
             if (this.#ddLen > 0) this.#crc = crc32cUpdate(this.#crc, b, i, i + take);
             this.#have += take;
             i += take;
@@ -180,7 +214,7 @@ export class PduParser {
             this.#have = this.#dataLen;
           } else {
             const take = Math.min(this.#dataLen - this.#have, n - i);
-            this.#data.set(take === n - i && i === 0 ? b : b.subarray(i, i + take), this.#have);
+            this.#data.set(take === b.length ? b : b.subarray(i, i + take), this.#have);
             if (this.#ddLen > 0) this.#crc = crc32cUpdate(this.#crc, b, i, i + take);
             this.#have += take;
             i += take;

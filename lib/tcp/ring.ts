@@ -1,26 +1,31 @@
 /**
- * The NVMe/TCP half of a queue pair: one TCP connection (node:net, on Deno
- * and Bun), the ICReq/ICResp exchange, and a {@link QueueRing} that sends each
- * submitted SQE as a CapsuleCmd (writes up to the in-capsule limit ride in
- * it; larger ones wait for R2T and go out as H2CData), copies C2HData into
- * the command's memory and hands CapsuleResp completions to the tracker.
+ * The NVMe/TCP half of a queue pair: one TCP connection on a socket the
+ * driver owns (lib/sock, libc through FFI), the ICReq/ICResp exchange, and a
+ * {@link QueueRing} that sends each submitted SQE as a CapsuleCmd (writes up
+ * to the in-capsule limit ride in it; larger ones wait for R2T and go out as
+ * H2CData), receives C2HData into the command's memory and hands
+ * CapsuleResp completions to the tracker.
  *
- * Per IO: no clock read; SQEs and headers are staged in one reusable buffer
- * and sent once per batch (the only allocation is the copy node:net keeps
- * until the kernel has it); write data larger than the in-capsule limit goes
- * out from the command's memory. On Deno the socket reads into one reused
- * buffer (node:net `onread`; Bun reads faster through data events). Without
- * a data digest C2HData is copied once, from the socket's chunk into the
- * command's memory; with one it goes via the parser's staging buffer, so
- * data that failed its digest never lands.
+ * No event loop between the pump and the socket: {@link TcpRing.reap} (the
+ * pump's poll) reads with nonblocking recv into one reused buffer, and a
+ * large C2HData's data is received straight into the read's memory (no copy
+ * at all) unless a data digest must be checked first. {@link TcpRing.flush}
+ * sends the batch with one sendmsg: capsules staged in one buffer, H2CData
+ * straight from the command's memory. A send the kernel cannot take yet stays
+ * queued and resumes on the next poll. Per IO: no allocation, no clock read,
+ * no event-loop hop. The byte path (recv into memory, sendmsg of an IoVec) is
+ * the {@link TcpByteStream} seam, so TLS can later sit under it.
  * @module
  */
-import { Buffer } from "node:buffer";
-import * as net from "node:net";
 import { ConnectionLostError, InvalidArgumentError, type NvmeError, ProtocolError } from "../nvme/errors.ts";
 import type { FabricRing } from "../nvme/transport.ts";
-import { detectRuntime } from "../ffi/mod.ts";
+import type { QueueWaiter } from "../nvme/queue.ts";
 import type { CompletionSink } from "../nvme/ring.ts";
+import type { IrqHub } from "../irq/hub.ts";
+import type { IrqWaiter, IrqWord } from "../irq/waiter.ts";
+import { attachSocket, detachSocket, socketWaiter } from "../irq/socket.ts";
+import { type Libc, loadLibc } from "../ffi/mod.ts";
+import { AGAIN, encodeSockAddr, IoVec, Socket, SocketError } from "../sock/mod.ts";
 import { crc32c } from "./crc32c.ts";
 import { dataDirection, FABRICS_OPCODE } from "./fabrics.ts";
 import type { TcpMemory } from "./memory.ts";
@@ -57,7 +62,7 @@ import {
 
 /** Where and how to open one queue's connection. */
 export interface TcpRingOptions {
-  /** Target address (a host name or IP). */
+  /** Target address: an IPv4/IPv6 literal, or a name (resolved once, at connect). */
   host: string;
   /** Target port (4420 by convention; 8009 for discovery). */
   port: number;
@@ -75,6 +80,16 @@ export interface TcpRingOptions {
   maxTransfer?: number;
   /** Bound on TCP connect plus ICResp, in ms (Linux: 10 s). */
   connectTimeoutMs?: number;
+  /**
+   * Where the socket's readiness is watched: an epoll helper the queue sleeps
+   * on as a PCIe queue sleeps on its vector ({@link hubReadiness},
+   * {@link slotReadiness}). Without one, sleeps nap on 1 ms timers and poll.
+   */
+  readiness?: SocketReadiness | null;
+  /** The waiter to rebind to this connection (a reconnect keeps the queue's waiter). */
+  waiter?: SocketWaiter;
+  /** libc (default: this thread's). */
+  libc?: Libc;
 }
 
 /** In-capsule limit Linux uses on the admin queue and for Fabrics commands. */
@@ -86,87 +101,174 @@ const DIR_H2C = 1, DIR_C2H = 2;
 /** Status field of Data Transfer Error (SCT 0, SC 04h): what a command whose data failed its digest ends with. */
 const SF_DATA_TRANSFER_ERROR = 0x04;
 const STAGE_INITIAL = 64 * 1024;
-/** Socket receive buffer per connection: 256 KiB reads took Deno's loopback reads from ~1 to ~2.3 GB/s (64 KiB chunks before). */
+/** Receive buffer: one recv takes many completions or a whole 128 KiB C2HData at once. */
 const RECV_BUFFER = 256 * 1024;
+/** A C2HData data remainder at least this long is received straight into the read's memory. */
+const DIRECT_MIN = 2048;
+/** recv calls per poll at most (a queue flooded with data still lets the pump check timeouts). */
+const READS_PER_POLL = 16;
+/** Segments one sendmsg batch can hold (capsule runs, H2CData headers, data and digests). */
+const IOV_SEGMENTS = 1024;
 
-/**
- * Read with onread (one reused buffer) rather than data events. Measured in
- * the TCG guest on nvmet, 128 KiB QD8 reads: Deno's data events (a fresh
- * 64 KiB Buffer each) 79 MB/s, onread 106-128; Bun's data events (reads up
- * to 512 KiB) 108-117, onread 85-91, so Bun keeps its data events. The
- * runtime is asked of lib/ffi, the one place that knows it.
- */
-const ONREAD: boolean = /* @__PURE__ */ (() => {
+/** Registers a connection's socket with an epoll helper, and deregisters it before it closes. */
+export interface SocketReadiness {
+  /** Watch `fd`; the waiter wakes when it is readable. */
+  attach(fd: number): IrqWaiter;
+  /** Stop watching (the socket is about to close). */
+  detach(w: IrqWaiter): void;
+}
+
+/** Readiness through an {@link IrqHub} this thread owns (a slot per connection). */
+export function hubReadiness(hub: IrqHub): SocketReadiness {
+  return { attach: (fd) => hub.addSocket(fd), detach: (w) => hub.removeSocket(w.word) };
+}
+
+/** Readiness through a slot another thread's hub reserved for this queue (`IrqHub.reserveSocket`), one connection at a time. */
+export function slotReadiness(libc: Libc, slot: IrqWord): SocketReadiness {
+  return { attach: (fd) => socketWaiter(libc, attachSocket(libc, slot, fd)), detach: (w) => detachSocket(libc, w.word) };
+}
+
+/** An IP literal as is; a name through the runtime's resolver (once per connection, never per IO). */
+async function resolveHost(host: string): Promise<string> {
   try {
-    return detectRuntime() === "deno";
+    encodeSockAddr(host, 0);
+    return host;
   } catch {
-    return true; // neither Deno nor Bun: onread is plain node:net
+    const dns = await import("node:dns");
+    try {
+      return (await dns.promises.lookup(host)).address;
+    } catch (e) {
+      throw new ConnectionLostError(`${host}: cannot resolve (${(e as Error).message})`, { cause: e });
+    }
   }
-})();
-
-/** Period of the tick that bounds a sleep (deadlines and health checks are noticed within it). */
-const WAITER_TICK_MS = 50;
+}
 
 /**
- * A QueueWaiter over socket arrivals: the pump of a TCP queue sleeps until a
- * completion lands (the socket's data event plays the interrupt's part).
- * Sleeps are bounded by one interval tick shared by all of them, not by a
- * timer per sleep, so a busy queue arms no timer per IO; the tick stops
- * itself once a tick finds no sleeper.
+ * The byte path of one connection, the seam TLS would sit under: read into
+ * memory, send an {@link IoVec}, both nonblocking ({@link AGAIN} when the
+ * kernel has nothing or no room; 0 from recv at end of stream).
  */
-export class ArrivalWaiter {
-  /** Arrivals so far. */
-  count = 0;
-  #armed = 0;
-  #wake: ((v: boolean) => void) | null = null;
-  #ticker: ReturnType<typeof setInterval> | undefined;
-  #slept = false;
-  readonly #tick = (): void => {
-    if (this.#wake === null && !this.#slept) {
-      clearInterval(this.#ticker);
-      this.#ticker = undefined;
-      return;
+export interface TcpByteStream {
+  /** Read into `buf[0..len)` (default all): bytes, 0 at end of stream, or AGAIN. Throws SocketError. */
+  recv(buf: Uint8Array): number;
+  /** Send what `iov` holds, consuming what was taken: bytes or AGAIN. Throws SocketError. */
+  sendmsg(iov: IoVec): number;
+  /** Send all of `buf` now (tiny control PDUs; may spin briefly on a full socket). */
+  sendAll(buf: Uint8Array): void;
+  /** The socket under it (readiness, shutdown). */
+  readonly socket: Socket;
+  /** Close the connection. */
+  close(): void;
+}
+
+/** The plain-TCP {@link TcpByteStream}. */
+class PlainStream implements TcpByteStream {
+  readonly socket: Socket;
+  constructor(s: Socket) {
+    this.socket = s;
+  }
+  recv(buf: Uint8Array): number {
+    return this.socket.recv(buf);
+  }
+  sendmsg(iov: IoVec): number {
+    return this.socket.sendmsg(iov);
+  }
+  sendAll(buf: Uint8Array): void {
+    for (let off = 0, spins = 0; off < buf.length;) {
+      const n = this.socket.send(off === 0 ? buf : buf.subarray(off));
+      if (n === AGAIN) {
+        if (++spins > 1000 || !this.socket.waitWritable(10)) throw new SocketError("send", 110);
+      } else off += n;
     }
-    this.#slept = false;
-    this.#fire(false);
-  };
+  }
+  close(): void {
+    this.socket.shutdown();
+    this.socket.close();
+  }
+}
 
-  /** Snapshot the arrival count before the last check that precedes {@link sleep}. */
+/**
+ * What a TCP queue's pump sleeps on: the socket's readiness through the
+ * {@link IrqHub}'s epoll helper (arm re-arms its EPOLLONESHOT), or, without a
+ * hub, 1 ms timer naps that poll the socket. One per queue, kept across
+ * reconnects: {@link bind} moves it to the new connection.
+ */
+export class SocketWaiter implements QueueWaiter {
+  #irq: IrqWaiter | null = null;
+  #sock: Socket | null = null;
+  #base = 0;
+  #own = 0;
+  #armed = 0;
+  #wake: (() => void) | null = null;
+
+  /** Wake-ups counted so far (across connections). */
+  get count(): number {
+    return this.#base + (this.#irq ? this.#irq.count : this.#own);
+  }
+
+  /** Watch `sock` now, through `irq` (its hub slot) or by polling. */
+  bind(sock: Socket, irq: IrqWaiter | null): void {
+    this.#base = this.count;
+    this.#own = 0;
+    this.#irq = irq;
+    this.#sock = sock;
+    if (irq) this.#base -= irq.count;
+    this.#wake?.();
+  }
+
+  /** The hub slot in use, or null (polling). */
+  get irq(): IrqWaiter | null {
+    return this.#irq;
+  }
+
+  /** Snapshot (and re-arm the socket's oneshot) before the last check that precedes {@link sleep}. */
   arm(): void {
-    this.#armed = this.count;
+    if (this.#irq) this.#irq.arm();
+    else this.#armed = this.#own;
   }
 
-  /**
-   * Until an arrival newer than the arm, or about `timeoutMs` (rounded to the
-   * tick, at most {@link WAITER_TICK_MS} × 2); true on an arrival.
-   */
-  sleep(_timeoutMs: number): Promise<boolean> {
-    if (this.count !== this.#armed) return Promise.resolve(true);
-    this.#slept = true;
-    if (this.#ticker === undefined) this.#ticker = setInterval(this.#tick, WAITER_TICK_MS);
-    return new Promise<boolean>((r) => {
-      this.#wake = r;
-    });
+  /** Nothing to do: the oneshot disarms itself when it fires. */
+  disarm(): void {}
+
+  /** Until the socket is readable (or closes), {@link wake}, or `timeoutMs`; true if readable. */
+  async sleep(timeoutMs: number): Promise<boolean> {
+    if (this.#irq) return await this.#irq.sleep(timeoutMs);
+    if (this.#own !== this.#armed) return true;
+    const end = performance.now() + timeoutMs;
+    let woken = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let napEnd: (() => void) | null = null;
+    // wake() ends the current 1 ms nap at once: a closing queue's pump leaves no timer behind.
+    this.#wake = () => {
+      woken = true;
+      clearTimeout(timer);
+      napEnd?.();
+    };
+    try {
+      while (!woken) {
+        const s = this.#sock;
+        if (s === null || s.fd < 0) return false;
+        if (s.waitReadable(0)) {
+          this.#own++;
+          return true;
+        }
+        if (performance.now() >= end) return false;
+        await new Promise<void>((r) => {
+          napEnd = r;
+          timer = setTimeout(r, 1);
+        });
+        napEnd = null;
+      }
+      return false;
+    } finally {
+      this.#wake = null;
+    }
   }
 
-  /** End a sleep now and stop the tick (queue closing). */
+  /** End a sleep now (queue closing, or a new connection bound). */
   wake(): void {
-    this.#fire(false);
-    clearInterval(this.#ticker);
-    this.#ticker = undefined;
-  }
-
-  /** One more arrival (called by the ring). */
-  arrived(): void {
-    this.count++;
-    if (this.#wake !== null) this.#fire(true);
-  }
-
-  #fire(v: boolean): void {
-    const w = this.#wake;
-    if (w === null) return;
-    this.#wake = null;
-    w(v);
+    this.#irq?.wake();
+    this.#wake?.();
   }
 }
 
@@ -184,20 +286,25 @@ export class TcpRing implements FabricRing {
   readonly digests: Digests;
   /** Largest write sent in-capsule. */
   readonly inCapsuleMax: number;
-  /** Sleep-until-arrival for the queue pair's pump (wait mode "interrupt"). */
-  readonly waiter: ArrivalWaiter = new ArrivalWaiter();
+  /** What the queue pair's pump sleeps on (socket readiness). */
+  readonly waiter: SocketWaiter;
   /** Called once when the connection fails or closes, with the error in-flight commands get. */
   onLost: ((err: NvmeError) => void) | null = null;
-  /** PDUs sent and received, R2Ts answered (diagnostics). */
-  readonly counters = { pdusOut: 0, pdusIn: 0, r2t: 0, c2hData: 0, inCapsule: 0 };
+  /** PDUs sent and received, R2Ts answered, data received with no copy, sends the kernel deferred (diagnostics). */
+  readonly counters = { pdusOut: 0, pdusIn: 0, r2t: 0, c2hData: 0, inCapsule: 0, directBytes: 0, sendAgain: 0 };
 
-  readonly #sock: net.Socket;
+  readonly #io: TcpByteStream;
+  readonly #readiness: SocketReadiness | null;
+  #irq: IrqWaiter | null = null;
   readonly #parser: PduParser;
   readonly #mem: TcpMemory;
   readonly #sqe = new Uint32Array(16);
-  readonly #hdr = new Uint8Array(Hlen.IC + DIGEST_SIZE + 128);
+  readonly #rx = new Uint8Array(RECV_BUFFER);
+  readonly #iov: IoVec;
   #stage = new Uint8Array(STAGE_INITIAL);
+  /** Stage bytes written / already queued in the IoVec. */
   #staged = 0;
+  #queued = 0;
   // The command being built between setData/clearData and push.
   #pSlot = -1;
   #pIova = 0;
@@ -217,11 +324,16 @@ export class TcpRing implements FabricRing {
   readonly #h2cAlign: number;
   #flushes = 0;
   #lost: NvmeError | null = null;
+  #closed = false;
+  readonly #where: string;
 
-  private constructor(sock: net.Socket, parser: PduParser, opts: TcpRingOptions, ic: IcResp, dg: Digests, slots: number) {
-    this.#sock = sock;
+  private constructor(io: TcpByteStream, parser: PduParser, opts: TcpRingOptions, ic: IcResp, dg: Digests, slots: number, rd: SocketReadiness | null, waiter: SocketWaiter, libc: Libc) {
+    this.#io = io;
+    this.#readiness = rd;
+    this.waiter = waiter;
     this.#parser = parser;
     this.#mem = opts.memory;
+    this.#where = `${opts.host}:${opts.port}`;
     this.qid = opts.qid;
     this.depth = opts.depth;
     this.icResp = ic;
@@ -236,6 +348,7 @@ export class TcpRing implements FabricRing {
     this.#slotCid = new Int32Array(slots).fill(-1);
     this.#slotBad = new Uint8Array(slots);
     this.#cq = new Uint32Array(Math.max(slots, 1) * 2 * 4);
+    this.#iov = new IoVec(libc, IOV_SEGMENTS);
     // C2H data may be as large as one command; a target sends at most that in one PDU.
     parser.maxData = Math.max(this.maxTransfer, this.inCapsuleMax, 4096);
     // C2H data lands straight in the command's memory; with a data digest it is staged until the digest
@@ -248,81 +361,69 @@ export class TcpRing implements FabricRing {
    * with a ConnectionLostError (refused, closed, timed out) or a
    * ProtocolError (bad ICResp, digests other than asked).
    */
-  static connect(opts: TcpRingOptions): Promise<TcpRing> {
-    if (!(opts.depth >= 2 && opts.depth <= 0x10000)) return Promise.reject(new InvalidArgumentError(`queue depth ${opts.depth}`));
+  static async connect(opts: TcpRingOptions): Promise<TcpRing> {
+    if (!(opts.depth >= 2 && opts.depth <= 0x10000)) throw new InvalidArgumentError(`queue depth ${opts.depth}`);
     const want: Digests = { hdgst: !!opts.digests?.hdgst, ddgst: !!opts.digests?.ddgst };
     const timeoutMs = opts.connectTimeoutMs ?? 10_000;
-    return new Promise<TcpRing>((resolve, reject) => {
-      let ring: TcpRing | null = null;
-      let settled = false;
-      const fail = (err: NvmeError): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        sock.destroy();
-        reject(err);
-      };
+    const deadline = performance.now() + timeoutMs;
+    const where = `${opts.host}:${opts.port}`;
+    const libc = opts.libc ?? await loadLibc();
+    let sock: Socket;
+    try {
+      sock = await Socket.connect(await resolveHost(opts.host), opts.port, { libc, timeoutMs });
+    } catch (e) {
+      if (e instanceof SocketError) throw new ConnectionLostError(`${where}: ${e.message}`, { cause: e });
+      throw e;
+    }
+    const io = new PlainStream(sock);
+    let ring: TcpRing | null = null;
+    try {
+      let ic: IcResp | null = null;
       const parser = new PduParser({ role: "host", maxData: 4096, softDataDigest: true }, (hdr, data, ok) => {
         if (ring !== null) {
           ring.#onPdu(hdr, data, ok);
           return;
         }
         if (hdr[Ch.TYPE] !== PduType.IC_RESP) throw new ProtocolError("sequence", "expected ICResp", Fes.PDU_SEQUENCE_ERROR);
-        const ic = decodeIcResp(hdr);
-        if (ic.pfv !== PFV_1_0) throw new ProtocolError("pfv", `ICResp PFV ${ic.pfv}`, Fes.INVALID_HEADER_FIELD, 8);
-        if (ic.hdgst !== want.hdgst || ic.ddgst !== want.ddgst) {
-          throw new ProtocolError("param", `digests granted (h ${ic.hdgst}, d ${ic.ddgst}) differ from those asked`, Fes.UNSUPPORTED_PARAMETER, 11);
+        const r = decodeIcResp(hdr);
+        if (r.pfv !== PFV_1_0) throw new ProtocolError("pfv", `ICResp PFV ${r.pfv}`, Fes.INVALID_HEADER_FIELD, 8);
+        if (r.hdgst !== want.hdgst || r.ddgst !== want.ddgst) {
+          throw new ProtocolError("param", `digests granted (h ${r.hdgst}, d ${r.ddgst}) differ from those asked`, Fes.UNSUPPORTED_PARAMETER, 11);
         }
-        if (ic.maxh2cdata < MIN_MAXH2CDATA || ic.maxh2cdata % 4 !== 0) {
-          throw new ProtocolError("param", `ICResp MAXH2CDATA ${ic.maxh2cdata}`, Fes.INVALID_HEADER_FIELD, 12);
+        if (r.maxh2cdata < MIN_MAXH2CDATA || r.maxh2cdata % 4 !== 0) {
+          throw new ProtocolError("param", `ICResp MAXH2CDATA ${r.maxh2cdata}`, Fes.INVALID_HEADER_FIELD, 12);
         }
-        if (ic.cpda > 31) throw new ProtocolError("param", `ICResp CPDA ${ic.cpda}`, Fes.INVALID_HEADER_FIELD, 10);
+        if (r.cpda > 31) throw new ProtocolError("param", `ICResp CPDA ${r.cpda}`, Fes.INVALID_HEADER_FIELD, 10);
         parser.digests = want;
-        ring = new TcpRing(sock, parser, opts, ic, want, opts.depth - 1);
-        settled = true;
-        clearTimeout(timer);
-        resolve(ring);
+        ic = r;
       });
-      const onChunk = (chunk: Uint8Array): void => {
-        try {
-          parser.feed(chunk);
-        } catch (e) {
-          const err = e instanceof ProtocolError || e instanceof ConnectionLostError
-            ? e
-            : new ProtocolError("sequence", `PDU handling failed: ${e}`);
-          if (ring !== null) ring.#fatal(err as NvmeError);
-          else fail(err as NvmeError);
+      io.sendAll(encodeIcReq({ hdgst: want.hdgst, ddgst: want.ddgst }));
+      // Read exactly the ICResp (128 bytes): anything after it belongs to the ring's parser state.
+      const icBuf = new Uint8Array(Hlen.IC);
+      let got = 0, pause = 0;
+      while (ic === null) {
+        const n = got < Hlen.IC ? sock.recv(icBuf.subarray(got)) : AGAIN;
+        if (n === 0) throw new ConnectionLostError(`${where}: connection closed before ICResp`);
+        if (n > 0) {
+          got += n;
+          if (got === Hlen.IC) parser.feed(icBuf);
+          continue;
         }
-      };
-      // onread: the socket reads into one reused buffer (no allocation per read, and reads as large as
-      // the buffer instead of node:net's 64 KiB chunks on Deno); the parser keeps no view of it past feed().
-      const sock = ONREAD
-        ? net.connect({
-          host: opts.host,
-          port: opts.port,
-          onread: { buffer: Buffer.allocUnsafe(RECV_BUFFER), callback: (n: number, buf: Uint8Array) => (onChunk(buf.subarray(0, n)), true) },
-        })
-        : net.connect({ host: opts.host, port: opts.port });
-      if (!ONREAD) sock.on("data", onChunk);
-      sock.setNoDelay(true);
-      const timer = setTimeout(
-        () => fail(new ConnectionLostError(`${opts.host}:${opts.port}: no ICResp within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      sock.on("connect", () => {
-        sock.write(encodeIcReq({ hdgst: want.hdgst, ddgst: want.ddgst }));
-      });
-      sock.on("error", (e: Error) => {
-        const err = new ConnectionLostError(`${opts.host}:${opts.port}: ${e.message}`, { cause: e });
-        if (ring !== null) ring.#fatal(err);
-        else fail(err);
-      });
-      sock.on("close", () => {
-        const err = new ConnectionLostError(`${opts.host}:${opts.port}: connection closed`);
-        if (ring !== null) ring.#fatal(err);
-        else fail(err);
-      });
-    });
+        if (performance.now() >= deadline) throw new ConnectionLostError(`${where}: no ICResp within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, pause));
+        pause = Math.min(pause * 2 + 1, 10);
+      }
+      const rd = opts.readiness ?? null;
+      const waiter = opts.waiter ?? new SocketWaiter();
+      ring = new TcpRing(io, parser, opts, ic, want, opts.depth - 1, rd, waiter, libc);
+      ring.#irq = rd ? rd.attach(sock.fd) : null;
+      waiter.bind(sock, ring.#irq);
+      return ring;
+    } catch (e) {
+      io.close();
+      if (e instanceof SocketError) throw new ConnectionLostError(`${where}: ${e.message}`, { cause: e });
+      throw e;
+    }
   }
 
   /** The error that ended the connection, or null while it is up. */
@@ -374,7 +475,7 @@ export class TcpRing implements FabricRing {
       } else setSglTransport(e, len);
     }
     const need = Hlen.CAPSULE_CMD + 2 * DIGEST_SIZE + inCapsule;
-    if (this.#staged + need > this.#stage.length) this.#growOrFlush(need);
+    if (this.#staged + need > this.#stage.length) this.#newStage(need);
     const at = this.#staged, b = this.#stage;
     const l = writeCapsuleCmd(b, e, inCapsule, this.digests, at);
     if (inCapsule > 0) {
@@ -390,20 +491,29 @@ export class TcpRing implements FabricRing {
   }
 
   flush(): boolean {
-    if (this.#staged === 0 || this.#lost) return false;
-    // node:net holds what it is given until the kernel took it: hand it a copy, keep the stage.
-    this.#sock.write(Buffer.from(this.#stage.subarray(0, this.#staged)));
-    this.#staged = 0;
+    if (this.#lost) return false;
+    if (this.#staged === this.#queued && this.#iov.pending === 0) return false;
+    this.#queueStage();
+    this.#send();
     this.#flushes++;
     return true;
   }
 
-  /** Capsule batches written to the socket. */
+  /** Capsule batches handed to the socket. */
   get flushes(): number {
     return this.#flushes;
   }
 
+  /** Bytes handed to {@link flush} that the kernel has not taken yet (its send buffer was full). */
+  get sendPending(): number {
+    return this.#iov.pending + this.#staged - this.#queued;
+  }
+
   reap(sink: CompletionSink): number {
+    if (this.#lost === null) {
+      if (this.#iov.pending > 0) this.#send();
+      this.#pull();
+    }
     if (this.#lost !== null) {
       if (sink.active > 0 || this.#cqCount > 0) {
         this.#cqCount = 0;
@@ -425,43 +535,132 @@ export class TcpRing implements FabricRing {
 
   reset(): void {
     // A TCP queue is rebuilt by reconnecting, not by zeroing rings.
-    this.#staged = 0;
+    this.#staged = this.#queued = 0;
+    this.#iov.clear();
     this.#cqCount = 0;
   }
 
   close(): void {
     if (this.#lost === null) this.#lost = new ConnectionLostError(`queue ${this.qid}: closed`);
-    this.waiter.wake();
-    this.#sock.destroy();
+    this.#release();
   }
 
   /** Tell the target we end the connection for `fes`/`fei` (H2CTermReq with `header`), then close. */
   terminate(fes: number, fei: number, header: Uint8Array = new Uint8Array(0)): void {
     if (this.#lost === null) {
-      this.#sock.end(encodeTermReq(PduType.H2C_TERM_REQ, { fes, fei, header }));
+      this.#sendTerm(fes, fei, header);
       this.#fatal(new ProtocolError("term", `host terminated the connection (FES ${fes})`, fes, fei));
     }
   }
 
-  #growOrFlush(need: number): void {
-    if (need > this.#stage.length / 2) {
-      const n = new Uint8Array(Math.max(need * 2, this.#stage.length * 2));
-      n.set(this.#stage.subarray(0, this.#staged));
-      this.#stage = n;
-    } else this.flush();
+  /** The socket's fd (diagnostics), -1 once closed. */
+  get fd(): number {
+    return this.#io.socket.fd;
+  }
+
+  /** Let go of the socket, its hub slot and the IoVec's mapping, once. */
+  #release(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    // This connection's registration, even if the waiter has moved on to a newer connection.
+    if (this.#irq !== null && this.#readiness !== null) this.#readiness.detach(this.#irq);
+    this.waiter.wake();
+    this.#io.close();
+    this.#iov.close();
+  }
+
+  #sendTerm(fes: number, fei: number, header: Uint8Array): void {
+    try {
+      // Behind whatever is queued: the TermReq must not cut a PDU in half.
+      this.#queueStage();
+      for (let i = 0; i < 100 && this.#iov.pending > 0; i++) {
+        if (this.#io.sendmsg(this.#iov) === AGAIN) this.#io.socket.waitWritable(10);
+      }
+      if (this.#iov.pending === 0) this.#io.sendAll(encodeTermReq(PduType.H2C_TERM_REQ, { fes, fei, header }));
+    } catch { /* the socket is already failing */ }
+  }
+
+  /** Queue the staged bytes not yet queued as one segment. */
+  #queueStage(): void {
+    if (this.#staged === this.#queued) return;
+    if (!this.#iov.hasRoom()) this.#send();
+    if (!this.#iov.hasRoom()) {
+      this.#fatal(new ConnectionLostError(`${this.#where}: send queue full (${IOV_SEGMENTS} segments unsent)`));
+      return;
+    }
+    // The stage is far larger than 64 bytes: its memory never moves, and the IoVec holds it until sent.
+    this.#iov.push(this.#stage.subarray(this.#queued, this.#staged));
+    this.#queued = this.#staged;
+  }
+
+  /** sendmsg what is queued; whatever the kernel cannot take yet waits for the next poll. */
+  #send(): void {
+    const iov = this.#iov;
+    try {
+      while (iov.pending > 0) {
+        if (this.#io.sendmsg(iov) === AGAIN) {
+          this.counters.sendAgain++;
+          return;
+        }
+      }
+    } catch (e) {
+      this.#fatal(this.#lostFrom(e));
+      return;
+    }
+    // All sent: the stage is free again from its start.
+    if (this.#staged === this.#queued) this.#staged = this.#queued = 0;
+  }
+
+  /** Room for `need` more stage bytes: a new stage when the unsent part of this one must stay put. */
+  #newStage(need: number): void {
+    this.#queueStage();
+    this.#send();
+    if (this.#staged === 0 && need <= this.#stage.length) return;
+    // Segments still queued keep the old stage alive until the kernel took them.
+    this.#stage = new Uint8Array(Math.max(need * 2, this.#stage.length * (need > this.#stage.length / 2 ? 2 : 1)));
+    this.#staged = this.#queued = 0;
+  }
+
+  /** Nonblocking reads until the socket is empty (bounded per poll); each chunk goes through the parser. */
+  #pull(): void {
+    const p = this.#parser, io = this.#io, rx = this.#rx;
+    try {
+      for (let k = 0; k < READS_PER_POLL; k++) {
+        const direct = p.dataPending;
+        if (direct >= DIRECT_MIN) {
+          // The rest of a C2HData's data: straight into the read's memory.
+          const n = io.recv(p.dataWindow());
+          if (n === AGAIN) return;
+          if (n === 0) throw new ConnectionLostError(`${this.#where}: connection closed`);
+          this.counters.directBytes += n;
+          p.dataReceived(n);
+          continue;
+        }
+        const n = io.recv(rx);
+        if (n === AGAIN) return;
+        if (n === 0) throw new ConnectionLostError(`${this.#where}: connection closed`);
+        p.feed(rx, n);
+        if (n < rx.length && p.dataPending < DIRECT_MIN) return; // drained
+      }
+    } catch (e) {
+      this.#fatal(this.#lostFrom(e));
+    }
+  }
+
+  #lostFrom(e: unknown): NvmeError {
+    if (e instanceof ProtocolError || e instanceof ConnectionLostError) return e;
+    if (e instanceof SocketError) return new ConnectionLostError(`${this.#where}: ${e.message}`, { cause: e });
+    return new ProtocolError("sequence", `PDU handling failed: ${e}`);
   }
 
   #fatal(err: NvmeError): void {
     if (this.#lost !== null) return;
     this.#lost = err;
-    if (err instanceof ProtocolError && err.fes !== 0 && err.reason !== "term" && !this.#sock.destroyed) {
+    if (err instanceof ProtocolError && err.fes !== 0 && err.reason !== "term" && !this.#closed) {
       // The peer broke the protocol: say why before closing (TermReq never carries digests).
-      try {
-        this.#sock.end(encodeTermReq(PduType.H2C_TERM_REQ, { fes: err.fes, fei: err.fei, header: this.#parser.header }));
-      } catch { /* socket already failing */ }
+      this.#sendTerm(err.fes, err.fei, this.#parser.header);
     }
-    this.#sock.destroy();
-    this.waiter.arrived();
+    this.#release();
     this.onLost?.(err);
   }
 
@@ -500,7 +699,6 @@ export class TcpRing implements FabricRing {
     cq[i + 2] = dw0;
     cq[i + 3] = dw1;
     this.#cqCount++;
-    this.waiter.arrived();
   }
 
   #slotFor(cid: number, dir: number, what: string): number {
@@ -575,28 +773,33 @@ export class TcpRing implements FabricRing {
     if (mem === null) throw new ConnectionLostError(`write buffer of command ${cid} was freed`);
     const base = iova % 0x1_0000_0000;
     const max = this.#parserMaxH2c();
-    this.flush(); // keep capsule order ahead of data order
-    const sock = this.#sock, h = this.#hdr, dg = this.digests;
-    sock.cork(); // header, data and digest of each H2CData leave in one writev
+    const dg = this.digests;
+    // Behind the capsules staged so far, in one sendmsg batch: header (stage), data (the command's
+    // memory, no copy: it stays busy until the completion, which follows the target's receipt), digest.
     for (let o = r2to; o < r2to + r2tl;) {
       const n = Math.min(max, r2to + r2tl - o);
       const last = o + n === r2to + r2tl;
-      const l = writeDataPdu(h, PduType.H2C_DATA, { cccid: cid, ttag, datao: o, datal: n, last, success: false }, dg, this.#h2cAlign);
-      const headLen = sealPdu(h, l, null);
+      const room = Hlen.SHORT + DIGEST_SIZE + this.#h2cAlign + DIGEST_SIZE;
+      if (this.#staged + room > this.#stage.length) this.#newStage(room);
+      if (!this.#iov.hasRoom(3)) this.#send();
+      if (!this.#iov.hasRoom(3)) throw new ConnectionLostError(`${this.#where}: send queue full (${IOV_SEGMENTS} segments unsent)`);
+      const at = this.#staged, st = this.#stage;
+      const l = writeDataPdu(st.subarray(at), PduType.H2C_DATA, { cccid: cid, ttag, datao: o, datal: n, last, success: false }, dg, this.#h2cAlign);
+      this.#staged = at + sealPdu(st, l, null, at);
+      this.#queueStage();
       const view = mem.subarray(base + o, base + o + n);
-      // The command's memory stays busy until its completion, which follows the target's receipt: no copy.
-      sock.write(Buffer.from(h.subarray(0, headLen)));
-      sock.write(view);
+      this.#iov.push(view);
       if (l.flags & PduFlag.DDGST) {
-        const d = Buffer.alloc(DIGEST_SIZE);
-        put32(d, 0, crc32c(view));
-        sock.write(d);
+        const d = this.#staged;
+        put32(st, d, crc32c(view));
+        this.#staged = d + DIGEST_SIZE;
+        this.#queueStage();
       }
       this.counters.pdusOut++;
       o += n;
     }
-    sock.uncork();
     this.#slotDone[s] = r2to + r2tl;
+    this.#send();
   }
 
   #parserMaxH2c(): number {

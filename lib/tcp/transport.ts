@@ -9,7 +9,9 @@ import type { DmaBuffer, FabricQueueLimits, FabricRing, FabricTransport } from "
 import { InvalidArgumentError } from "../nvme/errors.ts";
 import { TcpMemory } from "./memory.ts";
 import type { Digests } from "./pdu.ts";
-import { TcpRing } from "./ring.ts";
+import { hubReadiness, SocketWaiter, TcpRing } from "./ring.ts";
+import { IrqHub } from "../irq/hub.ts";
+import type { IrqWord } from "../irq/waiter.ts";
 
 /** Where the target is and who connects. */
 export interface TcpTransportOptions {
@@ -29,6 +31,12 @@ export interface TcpTransportOptions {
   katoMs?: number;
   /** Bound on TCP connect plus ICResp, ms (default 10 000 as Linux). */
   connectTimeoutMs?: number;
+  /**
+   * Sleep on socket readiness through an epoll helper thread (default true):
+   * the transport starts one {@link IrqHub} for its queues. False: sleeping
+   * queues nap on 1 ms timers and poll their sockets.
+   */
+  epoll?: boolean;
 }
 
 /** NVMe over TCP, one connection per queue. */
@@ -59,6 +67,11 @@ export class TcpTransport implements FabricTransport {
   readonly #rings = new Set<TcpRing>();
   /** Each queue's current connection (a reconnect replaces it). */
   readonly #byQid = new Map<number, TcpRing>();
+  /** Each queue's waiter, kept across reconnects (its queue pair holds it). */
+  readonly #waiters = new Map<number, SocketWaiter>();
+  readonly #epoll: boolean;
+  #hub: Promise<IrqHub | null> | null = null;
+  #hubClosed: Promise<void> = Promise.resolve();
   #closed = false;
 
   /** Describe the target; nothing is connected until the controller opens its admin queue. */
@@ -73,6 +86,7 @@ export class TcpTransport implements FabricTransport {
     this.katoMs = o.katoMs ?? 5000;
     this.digests = { hdgst: !!o.digests?.hdgst, ddgst: !!o.digests?.ddgst };
     this.#connectTimeoutMs = o.connectTimeoutMs ?? 10_000;
+    this.#epoll = o.epoll ?? true;
     const h = this.host.includes(":") ? `[${this.host}]` : this.host;
     this.name = `tcp://${h}:${this.port}/${this.subnqn}`;
   }
@@ -85,7 +99,13 @@ export class TcpTransport implements FabricTransport {
   /** Open queue `qid`'s connection (TCP, ICReq/ICResp). */
   async openRing(qid: number, depth: number, limits: FabricQueueLimits): Promise<FabricRing> {
     if (this.#closed) throw new InvalidArgumentError("tcp transport is closed");
+    // One helper thread for every queue of this controller; without it (it failed to start) queues nap.
+    const hub = await this.#startHub();
+    let waiter = this.#waiters.get(qid);
+    if (!waiter) this.#waiters.set(qid, waiter = new SocketWaiter());
     const ring = await TcpRing.connect({
+      readiness: hub ? hubReadiness(hub) : null,
+      waiter,
       host: this.host,
       port: this.port,
       qid,
@@ -104,6 +124,21 @@ export class TcpTransport implements FabricTransport {
     this.#rings.add(ring);
     this.#byQid.set(qid, ring);
     return ring;
+  }
+
+  /**
+   * A hub slot for a queue another thread opens (a Worker's own connection),
+   * or null when this transport sleeps without an epoll helper. Free it with
+   * {@link releaseSocketSlot}.
+   */
+  async reserveSocketSlot(): Promise<IrqWord | null> {
+    const hub = await this.#startHub();
+    return hub ? hub.reserveSocket() : null;
+  }
+
+  /** Give back a slot from {@link reserveSocketSlot} (its socket deregistered if still there). */
+  releaseSocketSlot(word: IrqWord): void {
+    void this.#hub?.then((h) => h?.removeSocket(word));
   }
 
   /** The connection queue `qid` runs on now (the last {@link openRing} for it). */
@@ -140,5 +175,17 @@ export class TcpTransport implements FabricTransport {
     for (const r of this.#rings) r.close();
     this.#rings.clear();
     this.memory.close();
+    const hub = this.#hub;
+    if (hub) this.#hubClosed = hub.then((h) => h?.close());
+  }
+
+  #startHub(): Promise<IrqHub | null> {
+    this.#hub ??= this.#epoll ? IrqHub.start().catch(() => null) : Promise.resolve(null);
+    return this.#hub;
+  }
+
+  /** Resolves once the epoll helper thread (if any) has stopped after {@link close}. */
+  get stopped(): Promise<void> {
+    return this.#hubClosed;
   }
 }

@@ -136,7 +136,7 @@ export class UblkQueue {
     this.#descMap = [descAddr, descLen];
     this.#desc = new Uint32Array(libc.view(descAddr, Number(descLen)));
     const arena = wq.handle.arena;
-    if (arena.addr === null) throw new InvalidArgumentError("ublk needs a queue whose DMA memory has an address (a VFIO controller)");
+    if (arena === null || arena.addr === null) throw new InvalidArgumentError("ublk needs a queue whose DMA memory has an address (a PCIe controller)");
     this.#buf = wq.allocBuffer(cfg.depth * cfg.maxIoBytes);
     this.#bufAddr = libc.addressOf(this.#buf);
     this.#bufIova = arena.iova + Number(this.#bufAddr - arena.addr);

@@ -15,6 +15,7 @@ import {
   detachView,
   type InterruptSource,
   type InterruptWord,
+  type PciBar,
   type SharedMemory,
   type Transport,
 } from "../nvme/transport.ts";
@@ -77,6 +78,8 @@ export class VfioTransport implements Transport {
   readonly #owners = new WeakMap<ArrayBufferLike, { buf: DmaBuffer; mapping: DmaMapping }>();
   readonly #buffers = new Set<DmaBuffer>();
   readonly #bar: ArrayBuffer;
+  /** Other BARs mapped (the CMB's), detached at close. */
+  readonly #bars: ArrayBuffer[] = [];
   readonly #retained = new WeakSet<DmaBuffer>();
   #retainBar = false;
   #closed = false;
@@ -232,12 +235,23 @@ export class VfioTransport implements Transport {
     if (!this.#closed) this.device.reset();
   }
 
+  /** Map BAR `index` (the CMB's) and give its bus address; null when it cannot be mapped. */
+  mapBar(index: number): PciBar | null {
+    if (this.#closed) return null;
+    const m = this.device.mapBar(index);
+    if (!m) return null;
+    const ab = this.#libc.view(m.addr, Number(m.size));
+    this.#bars.push(ab);
+    return { bytes: new Uint8Array(ab), busAddress: m.busAddress };
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     for (const b of [...this.#buffers]) this.freeDma(b);
     // Queues keep views over BAR0 (doorbells); detach them before the BAR is unmapped.
     detachView(new Uint8Array(this.#bar));
+    for (const b of this.#bars) detachView(new Uint8Array(b));
     this.device.close(this.#retainBar);
   }
 }

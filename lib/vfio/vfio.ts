@@ -21,6 +21,7 @@ import {
 import { DeviceBusyError, SetupError, SyscallError } from "../nvme/errors.ts";
 import { bindInstructions, groupMembers, NVME_CLASS, pciInfo } from "./sysfs.ts";
 import { toolCommand } from "../commands.ts";
+import { readFileSync } from "node:fs";
 
 // _IO(';', 100 + n): VFIO's ioctls carry no size in the number.
 const VFIO = (n: number) => BigInt((0x3b << 8) | (100 + n));
@@ -269,6 +270,34 @@ export class VfioDevice {
       for (const f of cleanup.reverse()) f();
       throw e;
     }
+  }
+
+  /**
+   * Map BAR `index` (1-5; BAR0 is always mapped) for reads and writes, and give
+   * its bus address from sysfs (what the device decodes, e.g. for the CMB);
+   * null when the BAR is absent or not mappable. Unmapped at close.
+   */
+  mapBar(index: number): { addr: bigint; size: bigint; busAddress: number } | null {
+    if (this.#deviceFd < 0 || index < 1 || index > 5) return null;
+    const libc = this.#libc;
+    const b = new Uint8Array(32);
+    u32(b, 0, 32);
+    u32(b, 8, index);
+    if (libc.ioctlPtr(this.#deviceFd, VfioIoctl.DEVICE_GET_REGION_INFO, b) !== 0) return null;
+    const flags = u32(b, 4), size = u64(b, 16), offset = u64(b, 24);
+    if ((flags & 4) === 0 || size === 0n) return null;
+    let busAddress: number;
+    try {
+      const line = readFileSync(`/sys/bus/pci/devices/${this.address}/resource`, "utf8").split("\n")[index] ?? "";
+      busAddress = Number(BigInt(line.trim().split(/\s+/)[0] ?? "0"));
+    } catch {
+      return null;
+    }
+    if (!busAddress) return null;
+    const addr = libc.mmap(0n, size, PROT_READ | PROT_WRITE, MAP_SHARED, this.#deviceFd, offset);
+    if (addr === MAP_FAILED) return null;
+    this.#closeHooks.push(() => libc.munmap(addr, size));
+    return { addr, size, busAddress };
   }
 
   /** The VFIO device fd, for device ioctls made by other modules (interrupts: lib/vfio/irq.ts); -1 once closed. */

@@ -6,6 +6,7 @@
  * @module
  */
 import {
+  ConnectionLostError,
   ControllerFatalError,
   ControllerResetError,
   DeviceClosedError,
@@ -17,6 +18,7 @@ import type { NamespaceInfo } from "../io/namespace.ts";
 import type { InterruptWord, SharedMemory } from "../nvme/transport.ts";
 import type { SharedPcieRing } from "../nvme/pcie.ts";
 import type { WaitMode } from "../irq/adaptive.ts";
+import type { IrqWord } from "../irq/waiter.ts";
 
 /**
  * Everything a Worker needs to own one IO queue pair of an open controller.
@@ -33,16 +35,18 @@ export interface QueueHandle {
   readonly qid: number;
   /** Ring entries. */
   readonly depth: number;
-  /** The queue's PCIe rings (memory, doorbells, PRP pages), as this thread's PcieRing is built over them. */
-  readonly ring: SharedPcieRing;
+  /** The queue's PCIe rings (memory, doorbells, PRP pages), as this thread's PcieRing is built over them; null over TCP. */
+  readonly ring: SharedPcieRing | null;
+  /** Over TCP: the connection this queue opens itself (null on PCIe). */
+  readonly tcp: TcpQueueSpec | null;
   /** Largest transfer per command. */
   readonly maxTransferBytes: number;
   /** Default IO timeout, ms. */
   readonly ioTimeoutMs: number;
   /** Polling window, µs. */
   readonly pollSpinUs: number;
-  /** DMA memory the Worker allocates its buffers from. */
-  readonly arena: SharedMemory;
+  /** DMA memory the Worker allocates its buffers from (null over TCP: the Worker's own memory). */
+  readonly arena: SharedMemory | null;
   /** Active namespaces. */
   readonly namespaces: NamespaceInfo[];
   /** The queue's interrupt (its vector's wake word), or null when polled. */
@@ -61,11 +65,41 @@ export interface QueueHandle {
   readonly transfer: Transferable[];
 }
 
+/**
+ * A TCP queue owned by a Worker: its own connection to the controller's
+ * target (TCP, ICReq/ICResp, Connect with the controller's cntlid), opened
+ * by the Worker and re-opened there after each controller reconnect.
+ */
+export interface TcpQueueSpec {
+  /** Target address (an IP literal or a name). */
+  readonly host: string;
+  /** Target port. */
+  readonly port: number;
+  /** Subsystem NQN. */
+  readonly subnqn: string;
+  /** Host NQN. */
+  readonly hostnqn: string;
+  /** Host ID (16 bytes). */
+  readonly hostid: Uint8Array;
+  /** Digests to ask for. */
+  readonly digests: { hdgst: boolean; ddgst: boolean };
+  /** The controller's id now (a reconnect's resume brings the new one). */
+  readonly cntlid: number;
+  /** Largest write sent in-capsule. */
+  readonly inCapsuleMax: number;
+  /** Bound on TCP connect plus ICResp, ms. */
+  readonly connectTimeoutMs: number;
+  /** The epoll helper slot this queue's socket sleeps on, or null (naps). */
+  readonly slot: IrqWord | null;
+}
+
 /** Control messages (internal). */
 export type ControlMsg =
   | { op: "pause" }
   | { op: "reset"; id: number; err: WireError }
-  | { op: "resume" }
+  | { op: "resume"; cntlid?: number }
+  | { op: "lost"; err: WireError }
+  | { op: "fd"; fd: number }
   | { op: "fail"; id: number; err: WireError }
   | { op: "holds"; id: number; cid: number }
   | { op: "released"; id: number }
@@ -97,6 +131,8 @@ export function fromWire(w: WireError): NvmeError {
       return new ControllerFatalError(w.message);
     case "EGONE":
       return new DeviceGoneError(w.message);
+    case "ECONNLOST":
+      return new ConnectionLostError(w.message);
     default:
       return new NvmeError(w.code, w.message);
   }

@@ -10,7 +10,9 @@ import { DeviceClosedError, type NvmeError } from "../nvme/errors.ts";
 import type { NamespaceInfo } from "../io/namespace.ts";
 import { type DmaBuffer, type InterruptWord, isFabric } from "../nvme/transport.ts";
 import type { WaitMode } from "../irq/adaptive.ts";
-import { type ControlMsg, type QueueHandle, toWire } from "./handle.ts";
+import { type ControlMsg, fromWire, type QueueHandle, type TcpQueueSpec, toWire } from "./handle.ts";
+import type { IrqWord } from "../irq/waiter.ts";
+import { type Libc, loadLibc } from "../ffi/mod.ts";
 
 /** Options for creating a queue owned by a Worker. */
 export interface QueueOptions {
@@ -40,6 +42,20 @@ export class PortQueue implements RemoteQueue {
   readonly #pending = new Map<number, (v: unknown) => void>();
   #next = 1;
   #released: Promise<void> | null = null;
+  /** Called once the queue is released (frees what only the controller's side holds, e.g. a hub slot). */
+  onReleased: (() => void) | null = null;
+  #fd = -1;
+  #libc: Libc | null = null;
+
+  /** Hold the dups of the owner's connections (fabrics) with this thread's libc. */
+  holdConnections(libc: Libc): void {
+    this.#libc = libc;
+  }
+
+  /** The owner is gone (terminated): cut its connection, so the target forgets the queue. */
+  cutConnection(): void {
+    if (this.#fd >= 0) this.#libc?.shutdown(this.#fd, 2);
+  }
   /** Set when the owner stopped answering: its memory must never be unmapped under it. */
   unresponsive = false;
 
@@ -65,12 +81,22 @@ export class PortQueue implements RemoteQueue {
       f?.(m.value);
     } else if (m.op === "timeout") {
       this.#ctrl.remoteTimeout(this, m.cid, m.opcode);
+    } else if (m.op === "fd") {
+      // A dup of the owner's connection: lets this thread cut it if the owner dies (terminate).
+      if (this.#fd >= 0) this.#libc?.close(this.#fd);
+      this.#fd = m.fd;
+    } else if (m.op === "lost") {
+      // A Worker's own connection broke: the controller reconnects every queue, as Linux does.
+      void this.#ctrl.recover(fromWire(m.err)).catch(() => {});
     } else if (m.op === "release") {
       void this.release().then(() => this.#port.postMessage({ op: "released", id: m.id } satisfies ControlMsg));
     }
   }
 
   #ask(m: ControlMsg & { id: number }): Promise<unknown> {
+    // Released: the port is closing and its owner may be gone; no answer can come, so wait for none
+    // (a reply timer here would outlive the device's close).
+    if (this.#released) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#pending.delete(m.id);
@@ -102,7 +128,8 @@ export class PortQueue implements RemoteQueue {
   }
 
   resume(): void {
-    this.#port.postMessage({ op: "resume" } satisfies ControlMsg);
+    // Over a fabric the owner reconnects with the controller's (maybe new) cntlid.
+    this.#port.postMessage({ op: "resume", cntlid: this.#ctrl.cntlid } satisfies ControlMsg);
   }
 
   async fail(err: NvmeError): Promise<boolean> {
@@ -124,6 +151,9 @@ export class PortQueue implements RemoteQueue {
   release(): Promise<void> {
     this.#released ??= (async () => {
       await this.#ctrl.removeRemote(this, this.unresponsive ? [] : this.memory);
+      if (this.#fd >= 0) this.#libc?.close(this.#fd);
+      this.#fd = -1;
+      this.onReleased?.();
       this.#port.onmessage = null;
       for (const f of this.#pending.values()) f(undefined);
       this.#pending.clear();
@@ -149,7 +179,8 @@ export async function createQueueHandle(
   irqOf: (qid: number) => { word: InterruptWord; mode: WaitMode } | null = () => null,
 ): Promise<{ handle: QueueHandle; queue: PortQueue }> {
   const t = ctrl.transport;
-  if (isFabric(t) || !t.shareDma || !ctrl.canShareQueues) {
+  if (isFabric(t)) return await createFabricHandle(ctrl, target, namespaces, opts, irqOf);
+  if (!t.shareDma || !ctrl.canShareQueues) {
     throw new NotSupportedError("transport", `${t.name} cannot share queues with Workers`);
   }
   const r = ctrl.reserveQueue(opts.depth);
@@ -174,9 +205,85 @@ export async function createQueueHandle(
     ioTimeoutMs: ctrl.options.ioTimeoutMs,
     pollSpinUs: ctrl.options.pollSpinUs,
     arena: t.shareDma(arena),
+    tcp: null,
     namespaces,
     irq: irqOf(r.qid)?.word ?? null,
     waitMode: irqOf(r.qid)?.mode ?? "poll",
+    port: ch.port2,
+    state: q.state.buffer as SharedArrayBuffer,
+    transfer: [ch.port2],
+  };
+  return { handle, queue: q };
+}
+
+/** What a fabric transport offers Workers' queues (lib/tcp's TcpTransport). */
+interface FabricShare {
+  readonly host: string;
+  readonly port: number;
+  readonly digests: { hdgst: boolean; ddgst: boolean };
+  reserveSocketSlot?(): Promise<IrqWord | null>;
+  releaseSocketSlot?(w: IrqWord): void;
+}
+
+/**
+ * A queue for a Worker over a fabric: a qid reserved on the controller and
+ * what the Worker needs to open its own connection (lib/tcp) and Connect it
+ * to the controller; nothing is created here (Connect is the creation).
+ */
+async function createFabricHandle(
+  ctrl: Controller,
+  target: string,
+  namespaces: NamespaceInfo[],
+  opts: QueueOptions,
+  irqOf: (qid: number) => { word: InterruptWord; mode: WaitMode } | null,
+): Promise<{ handle: QueueHandle; queue: PortQueue }> {
+  const t = ctrl.transport as unknown as FabricShare & { trtype: string; subnqn: string; hostnqn: string; hostid: Uint8Array; name: string };
+  if (isFabric(ctrl.transport) && t.trtype !== "tcp") {
+    throw new NotSupportedError("transport", `${t.name} cannot share queues with Workers`);
+  }
+  const depth = opts.depth ?? ctrl.io[0]?.depth ?? ctrl.options.ioQueueDepth;
+  const r = ctrl.reserveQueue(depth);
+  const ch = new MessageChannel();
+  const q = new PortQueue(ctrl, r.qid, r.depth, [r.sq, r.cq], ch.port1);
+  let slot: IrqWord | null = null;
+  try {
+    slot = (await t.reserveSocketSlot?.()) ?? null;
+    await ctrl.addRemote(q);
+  } catch (e) {
+    if (slot) t.releaseSocketSlot?.(slot);
+    await ctrl.removeRemote(q, q.memory);
+    ch.port1.close();
+    throw e;
+  }
+  if (slot) q.onReleased = () => t.releaseSocketSlot?.(slot!);
+  q.holdConnections(await loadLibc());
+  const tcp: TcpQueueSpec = {
+    host: t.host,
+    port: t.port,
+    subnqn: t.subnqn,
+    hostnqn: t.hostnqn,
+    hostid: t.hostid,
+    digests: t.digests,
+    cntlid: ctrl.cntlid,
+    inCapsuleMax: ctrl.inCapsuleBytes,
+    connectTimeoutMs: 10_000,
+    slot,
+  };
+  const handle: QueueHandle = {
+    v: 1,
+    target,
+    qid: r.qid,
+    depth: r.depth,
+    ring: null,
+    tcp,
+    maxTransferBytes: ctrl.maxTransferBytes,
+    ioTimeoutMs: ctrl.options.ioTimeoutMs,
+    pollSpinUs: ctrl.options.pollSpinUs,
+    arena: null,
+    namespaces,
+    irq: null,
+    // As the controller's own IO queues wait (the socket is the interrupt).
+    waitMode: irqOf(r.qid)?.mode ?? ctrl.io[0]?.waitMode ?? "interrupt",
     port: ch.port2,
     state: q.state.buffer as SharedArrayBuffer,
     transfer: [ch.port2],
@@ -230,6 +337,7 @@ export class QueueWorker {
     this.#terminated = true;
     this.worker.terminate();
     if (this.#queue) {
+      this.#queue.cutConnection();
       await this.#queue.release();
       this.#queue.closePort();
     }

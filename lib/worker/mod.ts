@@ -25,15 +25,26 @@ import type { Libc } from "../ffi/types.ts";
 import { BouncePool } from "../io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "../io/namespace.ts";
 import { PageRuns } from "../nvme/pages.ts";
-import { DeviceClosedError, InvalidArgumentError, type NvmeError, OutOfResourcesError } from "../nvme/errors.ts";
+import {
+  ConnectionLostError,
+  DeviceClosedError,
+  InvalidArgumentError,
+  type NvmeError,
+  NvmeError as NvmeErrorBase,
+  OutOfResourcesError,
+} from "../nvme/errors.ts";
 import { sharedPcieRing } from "../nvme/pcie.ts";
 import { QueuePair } from "../nvme/queue.ts";
 import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory } from "../nvme/transport.ts";
-import { type ControlMsg, fromWire, type QueueHandle } from "./handle.ts";
+import { type ControlMsg, fromWire, type QueueHandle, type TcpQueueSpec, toWire } from "./handle.ts";
+import { TcpMemory } from "../tcp/memory.ts";
+import { slotReadiness, SocketWaiter, TcpRing } from "../tcp/ring.ts";
+import { FabricCommands } from "../nvme/fabrics.ts";
 import { IrqWaiter } from "../irq/waiter.ts";
 import { gateFor } from "../vfio/irq.ts";
 
-export type { QueueHandle } from "./handle.ts";
+export type { QueueHandle, TcpQueueSpec } from "./handle.ts";
+export type { IrqWord } from "../irq/waiter.ts";
 export type { SharedPcieRing } from "../nvme/pcie.ts";
 export type { InterruptWord, SharedMemory } from "../nvme/transport.ts";
 
@@ -46,8 +57,77 @@ function viewOf(libc: Libc | null, m: SharedMemory, offset = 0, size = m.size): 
   throw new OutOfResourcesError("shared memory has neither an address nor a SharedArrayBuffer");
 }
 
+/** Where a Worker queue's buffers come from: the PCIe arena, or a TCP queue's own memory. */
+interface QueueMemory {
+  alloc(size: number): DmaBuffer;
+  release(b: DmaBuffer): void;
+  dmaOf(v: Uint8Array): DmaBuffer | null;
+  detachAll(): void;
+}
+
+/** A TCP queue's memory: plain buffers with synthetic IOVAs, this thread's own (no device reads it). */
+class TcpArena implements QueueMemory {
+  readonly mem: TcpMemory = new TcpMemory();
+  alloc(size: number): DmaBuffer {
+    return this.mem.allocDma(size);
+  }
+  release(b: DmaBuffer): void {
+    this.mem.freeDma(b);
+  }
+  dmaOf(v: Uint8Array): DmaBuffer | null {
+    return this.mem.dmaOf(v);
+  }
+  detachAll(): void {
+    this.mem.close();
+  }
+}
+
+/** A Worker's TCP queue: how to (re)open its connection and Connect it. */
+class TcpLink {
+  readonly spec: TcpQueueSpec;
+  readonly #libc: Libc;
+  readonly #mem: TcpMemory;
+  readonly waiter: SocketWaiter = new SocketWaiter();
+  readonly #h: QueueHandle;
+  cntlid: number;
+
+  constructor(h: QueueHandle, libc: Libc, mem: TcpMemory) {
+    this.#h = h;
+    this.spec = h.tcp!;
+    this.#libc = libc;
+    this.#mem = mem;
+    this.cntlid = this.spec.cntlid;
+  }
+
+  /** TCP, ICReq/ICResp. */
+  connect(): Promise<TcpRing> {
+    const sp = this.spec, h = this.#h;
+    return TcpRing.connect({
+      host: sp.host,
+      port: sp.port,
+      qid: h.qid,
+      depth: h.depth,
+      memory: this.#mem,
+      digests: sp.digests,
+      inCapsuleMax: sp.inCapsuleMax,
+      maxTransfer: h.maxTransferBytes,
+      connectTimeoutMs: sp.connectTimeoutMs,
+      readiness: sp.slot ? slotReadiness(this.#libc, sp.slot) : null,
+      waiter: this.waiter,
+      libc: this.#libc,
+    });
+  }
+
+  /** Fabrics Connect of `qp` to the controller. */
+  async bind(qp: QueuePair, held: boolean): Promise<void> {
+    const sp = this.spec, m = this.#mem;
+    const src = { subnqn: sp.subnqn, hostnqn: sp.hostnqn, hostid: sp.hostid, katoMs: 0, allocDma: (n: number) => m.allocDma(n), freeDma: (b: DmaBuffer) => m.freeDma(b) };
+    await new FabricCommands(qp, held ? { held: true } : {}).connect(src, this.cntlid);
+  }
+}
+
 /** Page-granular first-fit allocator over the queue's arena; views are detachable when FFI builds them. */
-class Arena {
+class Arena implements QueueMemory {
   readonly #libc: Libc | null;
   readonly #m: SharedMemory;
   readonly #runs: PageRuns;
@@ -101,7 +181,7 @@ export class WorkerQueue implements AsyncDisposable {
   readonly handle: QueueHandle;
   /** The queue pair (raw submissions, the callback path, counters). */
   readonly queue: QueuePair;
-  readonly #arena: Arena;
+  readonly #arena: QueueMemory;
   readonly #ns = new Map<number, Namespace>();
   readonly #bounce: BouncePool;
   readonly #user = new Map<ArrayBufferLike, DmaBuffer>();
@@ -112,18 +192,30 @@ export class WorkerQueue implements AsyncDisposable {
   readonly #pending = new Map<number, () => void>();
   #next = 1;
 
-  private constructor(h: QueueHandle, libc: Libc | null) {
+  readonly #tcp: TcpLink | null;
+  readonly #libc: Libc | null;
+
+  private constructor(h: QueueHandle, libc: Libc | null, tcp: { qp: QueuePair; link: TcpLink; arena: TcpArena } | null) {
     this.handle = h;
-    const { ring, doorbells, views } = sharedPcieRing(h.ring, (m) => viewOf(libc, m));
-    this.#views = views;
-    this.queue = new QueuePair({ qid: h.qid, ring, defaultTimeoutMs: h.ioTimeoutMs, pollSpinUs: h.pollSpinUs });
-    this.#arena = new Arena(libc, h.arena);
-    this.#bounce = new BouncePool((n) => this.#arena.alloc(n), (b) => this.#arena.release(b), 4);
-    if (h.irq) {
-      // The vector's gate (when the handle carries one) needs this thread's FFI.
-      const gate = h.irq.gate && libc ? gateFor(h.irq.gate, doorbells, libc) : null;
-      this.queue.setWaitMode(h.waitMode, new IrqWaiter(h.irq, gate));
+    this.#libc = libc;
+    if (tcp) {
+      this.#views = [];
+      this.queue = tcp.qp;
+      this.#arena = tcp.arena;
+      this.#tcp = tcp.link;
+    } else {
+      const { ring, doorbells, views } = sharedPcieRing(h.ring!, (m) => viewOf(libc, m));
+      this.#views = views;
+      this.queue = new QueuePair({ qid: h.qid, ring, defaultTimeoutMs: h.ioTimeoutMs, pollSpinUs: h.pollSpinUs });
+      this.#arena = new Arena(libc, h.arena!);
+      this.#tcp = null;
+      if (h.irq) {
+        // The vector's gate (when the handle carries one) needs this thread's FFI.
+        const gate = h.irq.gate && libc ? gateFor(h.irq.gate, doorbells, libc) : null;
+        this.queue.setWaitMode(h.waitMode, new IrqWaiter(h.irq, gate));
+      }
     }
+    this.#bounce = new BouncePool((n) => this.#arena.alloc(n), (b) => this.#arena.release(b), 4);
     this.#port = h.port;
     this.queue.onTimeout = (_q, cid, opcode) => this.#port.postMessage({ op: "timeout", cid, opcode } satisfies ControlMsg);
     this.#port.onmessage = (e: MessageEvent) => this.#control(e.data as ControlMsg);
@@ -155,9 +247,61 @@ export class WorkerQueue implements AsyncDisposable {
     try {
       libc = await loadLibc();
     } catch (e) {
-      if (handle.ring.sq.sab === null) throw e;
+      if (handle.tcp || handle.ring?.sq.sab === null) throw e;
     }
-    return new WorkerQueue(handle, libc);
+    if (!handle.tcp) return new WorkerQueue(handle, libc, null);
+    // Over TCP the queue is this thread's own connection, Connected to the controller's cntlid.
+    const arena = new TcpArena();
+    const link = new TcpLink(handle, libc!, arena.mem);
+    let qp: QueuePair | null = null;
+    try {
+      const ring = await link.connect();
+      qp = new QueuePair({ qid: handle.qid, ring, defaultTimeoutMs: handle.ioTimeoutMs, pollSpinUs: handle.pollSpinUs });
+      qp.setWaitMode(handle.waitMode, link.waiter);
+      await link.bind(qp, false);
+    } catch (e) {
+      qp?.close();
+      arena.detachAll();
+      // Nobody will open it now: let the controller's side release the qid.
+      handle.port.postMessage({ op: "release", id: 0 } satisfies ControlMsg);
+      throw e;
+    }
+    const wq = new WorkerQueue(handle, libc, { qp, link, arena });
+    wq.#watch(qp.queueRing as TcpRing);
+    return wq;
+  }
+
+  /** A loss of this thread's connection: fail it here and have the controller reconnect every queue. */
+  #watch(ring: TcpRing): void {
+    // The controller's thread holds a dup of the connection, to cut it should this thread die.
+    const d = this.#libc!.dup(ring.fd);
+    if (d >= 0) this.#port.postMessage({ op: "fd", fd: d } satisfies ControlMsg);
+    ring.onLost = (e) => {
+      if (this.#closedError) return;
+      this.queue.pause();
+      this.#port.postMessage({ op: "lost", err: toWire(e) } satisfies ControlMsg);
+    };
+  }
+
+  /** After a controller reconnect: a new connection under the held queue, Connect, then let submissions through. */
+  async #reconnect(cntlid: number | undefined): Promise<void> {
+    const link = this.#tcp!;
+    if (cntlid !== undefined) link.cntlid = cntlid;
+    try {
+      const ring = await link.connect();
+      if (this.#closedError) {
+        ring.close();
+        return;
+      }
+      this.queue.replaceRing(ring);
+      this.#watch(ring);
+      await link.bind(this.queue, true);
+      this.queue.resume();
+    } catch (e) {
+      if (this.#closedError) return;
+      const err = e instanceof NvmeErrorBase ? e : new ConnectionLostError(String(e));
+      this.#port.postMessage({ op: "lost", err: toWire(err) } satisfies ControlMsg);
+    }
   }
 
   #control(m: ControlMsg): void {
@@ -167,10 +311,13 @@ export class WorkerQueue implements AsyncDisposable {
         break;
       case "reset":
         this.queue.reset(fromWire(m.err));
+        // A TCP queue's connection died with the controller's: a new one comes with resume.
+        if (this.#tcp) this.queue.queueRing.close();
         this.#port.postMessage({ op: "ack", id: m.id } satisfies ControlMsg);
         break;
       case "resume":
-        this.queue.resume();
+        if (this.#tcp) void this.#reconnect(m.cntlid);
+        else this.queue.resume();
         break;
       case "fail":
         this.#failLocal(fromWire(m.err));

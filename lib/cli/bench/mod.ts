@@ -4,10 +4,11 @@
  * asserts nothing.
  *
  *   deno run -A jsr:@tsnvme/tsnvme/bench [pci-address] [--rw randread] [--bs 4096] [--iodepth 1,32] [--runtime 5] [--json]
+ *   ... --interrupts poll,interrupt --svg bench.svg   (one pass per wait mode; charts as SVG)
  *   deno run -A lib/cli/bench/mod.ts ...   (from a checkout; bun lib/cli/bench/mod.ts ... too)
  * @module
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { detectRuntime } from "../../ffi/mod.ts";
@@ -15,6 +16,7 @@ import { asyncEvents } from "../../admin/manage.ts";
 import { NVMeDev } from "../../dev.ts";
 import type { WaitMode } from "../../irq/adaptive.ts";
 import { listNvmeControllers } from "../../vfio/sysfs.ts";
+import { benchSvg } from "./svg.ts";
 
 /** Result of one benchmark job (one line of `--json` output). */
 export interface BenchResult {
@@ -139,9 +141,14 @@ export function fioJson(jobs: JobDetail[], opts: { ramp: number; runtime: number
 }
 
 const USAGE = "usage: bench [pci-address] [--rw randread|randwrite|read|write] [--bs BYTES] [--iodepth 1,32] " +
-  "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--spin-us US] [--interrupts adaptive|interrupt|poll] [--idle SEC]\n" +
-  "  [--json] [--output-format normal|json]\n" +
+  "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--spin-us US] [--spin-polls N] [--interrupts adaptive|interrupt|poll[,...]]\n" +
+  "  [--idle SEC [--warm-ios N] [--trickle IOPS]] [--json] [--output-format normal|json] [--svg FILE]\n" +
+  "  --interrupts a,b       one pass per wait mode, each on a freshly opened device\n" +
+  "  --svg FILE             also write IOPS by queue depth and wait mode, latency percentiles and CPU per IO as an SVG chart\n" +
   "  --idle SEC             no IO: an async event request outstanding, report the process's CPU use\n" +
+  "  --warm-ios N           with --idle: N reads first (JIT warm-up), then 3 s to settle\n" +
+  "  --trickle IOPS         with --idle: that many 4 KiB reads per second during the window\n" +
+  "  --spin-polls N         synchronous CQ polls after an empty poll before the pump yields a turn\n" +
   "  --json                 one BenchResult object a line\n" +
   "  --output-format json   one document in fio's --output-format=json layout (jobs[].read.iops, clat_ns.percentile...)";
 
@@ -178,7 +185,11 @@ export async function main(argv: string[]): Promise<number> {
         "spin-us": { type: "string", default: "500" },
         interrupts: { type: "string", default: "adaptive" },
         idle: { type: "string" },
+        "warm-ios": { type: "string", default: "0" },
+        trickle: { type: "string", default: "0" },
+        "spin-polls": { type: "string" },
         "output-format": { type: "string", default: "normal" },
+        svg: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -212,160 +223,187 @@ export async function main(argv: string[]): Promise<number> {
   const depths = values.iodepth!.split(",").map(Number);
   const seconds = Number(values.runtime);
   const ramp = Number(values.ramp);
-  const nums = [bs, seconds, ramp, Number(values["spin-us"]), Number(values["namespace-id"]), ...depths];
+  const warmIos = Number(values["warm-ios"]), trickle = Number(values.trickle);
+  const spinPolls = values["spin-polls"] === undefined ? undefined : Number(values["spin-polls"]);
+  const nums = [bs, seconds, ramp, Number(values["spin-us"]), Number(values["namespace-id"]), warmIos, trickle, spinPolls ?? 0, ...depths];
   if (nums.some((n) => !Number.isFinite(n) || n < 0) || !(bs > 0) || depths.some((d) => !Number.isInteger(d) || d < 1)) {
     console.error(`bench: bad number in the options\n${USAGE}`);
     return 2;
   }
 
-  const mode = values.interrupts as WaitMode;
-  if (!["adaptive", "interrupt", "poll"].includes(mode)) {
-    console.error(`bench: --interrupts must be adaptive, interrupt or poll\n${USAGE}`);
+  const modes = values.interrupts!.split(",") as WaitMode[];
+  if (modes.some((m) => !["adaptive", "interrupt", "poll"].includes(m))) {
+    console.error(`bench: --interrupts must be adaptive, interrupt or poll (or a list of them)\n${USAGE}`);
     return 2;
   }
-  await using dev = await NVMeDev.open(addr, { pollSpinUs: Number(values["spin-us"]), interrupts: mode });
-  if (values.idle !== undefined) {
-    // Idle: what an open device costs with an async event request outstanding and no IO.
-    const ac = new AbortController();
-    const it = asyncEvents(dev, { signal: ac.signal });
-    const next = it.next();
-    await new Promise((r) => setTimeout(r, 500));
-    const c0 = process.cpuUsage(), s0 = schedNs(), t0 = performance.now();
-    await new Promise((r) => setTimeout(r, Number(values.idle) * 1000));
-    const c = process.cpuUsage(c0), s1 = schedNs(), ms = performance.now() - t0;
-    ac.abort();
-    await next;
-    const pct = +(((c.user + c.system) / 1000) / ms * 100).toFixed(2);
-    // getrusage is tick-sampled in a guest kernel: a thread that wakes on the tick is charged whole ticks.
-    const schedPct = s0 < 0 || s1 < 0 ? null : +((s1 - s0) / 1e6 / ms * 100).toFixed(2);
-    const st = dev.queueStats();
-    console.log(JSON.stringify({
-      runtime: rtName,
-      waitMode: dev.info.waitMode,
-      idleCpuPct: pct,
-      idleCpuPctSched: schedPct,
-      adminSleeps: dev.controller.admin.stats.sleeps,
-      ioSleeps: st.reduce((a, q) => a + q.sleeps, 0),
-      seconds: +(ms / 1000).toFixed(2),
-    }));
-    return 0;
-  }
-  const ns = dev.ns(Number(values["namespace-id"]));
-  if (bs % ns.blockSize !== 0) {
-    console.error(`--bs must be a multiple of the block size ${ns.blockSize}`);
-    return 2;
-  }
-  const blocksPerIo = bs / ns.blockSize;
-  const span = Math.floor(ns.blockCount / blocksPerIo);
-  const isRead = rw.endsWith("read");
-  const isRandom = rw.startsWith("rand");
-  const lat = new Float64Array(MAX_SAMPLES);
-
-  async function job(qd: number): Promise<JobDetail> {
-    const bufs = Array.from({ length: qd }, () => dev.allocBuffer(bs));
-    for (const b of bufs) crypto.getRandomValues(b.subarray(0, Math.min(bs, 65536)));
-    let seed = 0x9e3779b9 ^ qd;
-    let seq = 0;
-    let n = 0;
-    let measuring = false;
-    let stop = false;
-    const nextLba = (): number => {
-      if (!isRandom) {
-        const l = seq;
-        seq = (seq + 1) % span;
-        return l * blocksPerIo;
-      }
-      seed ^= seed << 13;
-      seed >>>= 0;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      seed >>>= 0;
-      return (seed % span) * blocksPerIo;
-    };
-    // At depth > 1 one IO in 8 is timed: a clock read costs microseconds in a TCG guest.
-    const every = qd === 1 ? 1 : 8;
-    let timed = 0;
-    const worker = async (buf: Uint8Array): Promise<void> => {
-      let k = 0;
-      while (!stop) {
-        if (++k % every !== 0) {
-          if (isRead) await ns.read(nextLba(), buf);
-          else await ns.write(nextLba(), buf);
-          if (measuring) n++;
-          continue;
-        }
-        const t = performance.now();
-        if (isRead) await ns.read(nextLba(), buf);
-        else await ns.write(nextLba(), buf);
-        if (measuring) {
-          if (timed < MAX_SAMPLES) lat[timed++] = performance.now() - t;
-          n++;
-        }
-      }
-    };
-    const irq0 = dev.controller.io[0].stats.interrupts, sleeps0 = dev.controller.io[0].stats.sleeps;
-    const workers = bufs.map(worker);
-    await new Promise((r) => setTimeout(r, ramp * 1000));
-    measuring = true;
-    const t0 = performance.now();
-    const cpu0 = process.cpuUsage();
-    await new Promise((r) => setTimeout(r, seconds * 1000));
-    measuring = false;
-    const elapsed = (performance.now() - t0) / 1000;
-    const cpu = process.cpuUsage(cpu0);
-    stop = true;
-    await Promise.all(workers);
-    for (const b of bufs) dev.freeBuffer(b);
-    const samples = lat.subarray(0, timed).sort();
-    const pct = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] * 1000;
-    let sum = 0;
-    for (const v of samples) sum += v;
-    const result: BenchResult = {
-      runtime: rtName,
-      rw,
-      bs,
-      iodepth: qd,
-      iops: Math.round(n / elapsed),
-      mibps: +((n * bs) / elapsed / 2 ** 20).toFixed(1),
-      latUs: {
-        mean: +(sum / samples.length * 1000).toFixed(1),
-        p50: +pct(0.5).toFixed(1),
-        p99: +pct(0.99).toFixed(1),
-        max: +(samples[samples.length - 1] * 1000).toFixed(1),
-      },
-      ios: n,
-      seconds: +elapsed.toFixed(2),
-      waitMode: dev.info.waitMode,
-      cpuUsPerIo: +((cpu.user + cpu.system) / n).toFixed(2),
-      interrupts: dev.controller.io[0].stats.interrupts - irq0,
-      sleeps: dev.controller.io[0].stats.sleeps - sleeps0,
-    };
-    return { result, samples: samples.slice(), cpu };
-  }
-
   const done: JobDetail[] = [];
-  for (const qd of depths) {
-    const d = await job(qd);
-    done.push(d);
-    const r = d.result;
-    if (outFormat === "json") continue;
-    if (values.json) console.log(JSON.stringify(r));
-    else {
-      console.log(
-        `tsnvme/${r.runtime} ${r.rw} bs=${r.bs} qd=${String(r.iodepth).padEnd(3)} ${String(r.iops).padStart(8)} IOPS ` +
-          `${String(r.mibps).padStart(7)} MiB/s  lat us mean ${r.latUs.mean} p50 ${r.latUs.p50} p99 ${r.latUs.p99} max ${r.latUs.max}`,
-      );
-    }
+  for (const mode of modes) {
+    const st = await pass(mode);
+    if (st !== 0 || values.idle !== undefined) return st;
   }
-  if (outFormat === "json") {
-    console.log(fioJson(done, { ramp, runtime: seconds }));
-    return 0;
-  }
-  const st = dev.queueStats()[0];
-  if (!values.json) {
-    console.log(`queue: ${st.submitted} commands, ${st.sqDoorbells} SQ doorbells (${(st.submitted / st.sqDoorbells).toFixed(2)} per ring)`);
+  if (outFormat === "json") console.log(fioJson(done, { ramp, runtime: seconds }));
+  if (values.svg) {
+    writeFileSync(values.svg, benchSvg(done.map((d) => d.result), `tsnvme bench ${addr}, ${new Date().toISOString()}`));
   }
   return 0;
+
+  /** One pass over the depths in one wait mode, on a freshly opened device. */
+  async function pass(mode: WaitMode): Promise<number> {
+    await using dev = await NVMeDev.open(addr!, { pollSpinUs: Number(values["spin-us"]), interrupts: mode });
+    if (spinPolls !== undefined) for (const q of dev.controller.io) q.spinPolls = spinPolls;
+    if (values.idle !== undefined) {
+      // Idle: what an open device costs with an async event request outstanding and no IO (or a trickle).
+      const ac = new AbortController();
+      const it = asyncEvents(dev, { signal: ac.signal });
+      const next = it.next();
+      const ns = dev.ns(Number(values["namespace-id"]));
+      const buf = dev.allocBuffer(4096);
+      const span = Math.max(1, Math.floor(ns.blockCount * ns.blockSize / 4096) - 1);
+      for (let i = 0; i < warmIos; i++) await ns.read((i * 7919 % span) * (4096 / ns.blockSize), buf);
+      await new Promise((r) => setTimeout(r, warmIos > 0 ? 3000 : 500));
+      let reads = 0;
+      const timer = trickle > 0
+        ? setInterval(() => void ns.read((reads++ * 7919 % span) * (4096 / ns.blockSize), buf), 1000 / trickle)
+        : null;
+      const c0 = process.cpuUsage(), s0 = schedNs(), t0 = performance.now();
+      await new Promise((r) => setTimeout(r, Number(values.idle) * 1000));
+      const c = process.cpuUsage(c0), s1 = schedNs(), ms = performance.now() - t0;
+      if (timer !== null) clearInterval(timer);
+      await new Promise((r) => setTimeout(r, 100));
+      dev.freeBuffer(buf);
+      ac.abort();
+      await next;
+      const pct = +(((c.user + c.system) / 1000) / ms * 100).toFixed(2);
+      // getrusage is tick-sampled in a guest kernel: a thread that wakes on the tick is charged whole ticks.
+      const schedPct = s0 < 0 || s1 < 0 ? null : +((s1 - s0) / 1e6 / ms * 100).toFixed(2);
+      const st = dev.queueStats();
+      console.log(JSON.stringify({
+        runtime: rtName,
+        waitMode: dev.info.waitMode,
+        idleCpuPct: pct,
+        idleCpuPctSched: schedPct,
+        warmIos,
+        trickle,
+        reads,
+        adminSleeps: dev.controller.admin.stats.sleeps,
+        ioSleeps: st.reduce((a, q) => a + q.sleeps, 0),
+        seconds: +(ms / 1000).toFixed(2),
+      }));
+      return 0;
+    }
+    const ns = dev.ns(Number(values["namespace-id"]));
+    if (bs % ns.blockSize !== 0) {
+      console.error(`--bs must be a multiple of the block size ${ns.blockSize}`);
+      return 2;
+    }
+    const blocksPerIo = bs / ns.blockSize;
+    const span = Math.floor(ns.blockCount / blocksPerIo);
+    const isRead = rw.endsWith("read");
+    const isRandom = rw.startsWith("rand");
+    const lat = new Float64Array(MAX_SAMPLES);
+
+    async function job(qd: number): Promise<JobDetail> {
+      const bufs = Array.from({ length: qd }, () => dev.allocBuffer(bs));
+      for (const b of bufs) crypto.getRandomValues(b.subarray(0, Math.min(bs, 65536)));
+      let seed = 0x9e3779b9 ^ qd;
+      let seq = 0;
+      let n = 0;
+      let measuring = false;
+      let stop = false;
+      const nextLba = (): number => {
+        if (!isRandom) {
+          const l = seq;
+          seq = (seq + 1) % span;
+          return l * blocksPerIo;
+        }
+        seed ^= seed << 13;
+        seed >>>= 0;
+        seed ^= seed >>> 17;
+        seed ^= seed << 5;
+        seed >>>= 0;
+        return (seed % span) * blocksPerIo;
+      };
+      // At depth > 1 one IO in 8 is timed: a clock read costs microseconds in a TCG guest.
+      const every = qd === 1 ? 1 : 8;
+      let timed = 0;
+      const worker = async (buf: Uint8Array): Promise<void> => {
+        let k = 0;
+        while (!stop) {
+          if (++k % every !== 0) {
+            if (isRead) await ns.read(nextLba(), buf);
+            else await ns.write(nextLba(), buf);
+            if (measuring) n++;
+            continue;
+          }
+          const t = performance.now();
+          if (isRead) await ns.read(nextLba(), buf);
+          else await ns.write(nextLba(), buf);
+          if (measuring) {
+            if (timed < MAX_SAMPLES) lat[timed++] = performance.now() - t;
+            n++;
+          }
+        }
+      };
+      const irq0 = dev.controller.io[0].stats.interrupts, sleeps0 = dev.controller.io[0].stats.sleeps;
+      const workers = bufs.map(worker);
+      await new Promise((r) => setTimeout(r, ramp * 1000));
+      measuring = true;
+      const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      measuring = false;
+      const elapsed = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      stop = true;
+      await Promise.all(workers);
+      for (const b of bufs) dev.freeBuffer(b);
+      const samples = lat.subarray(0, timed).sort();
+      const pct = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] * 1000;
+      let sum = 0;
+      for (const v of samples) sum += v;
+      const result: BenchResult = {
+        runtime: rtName,
+        rw,
+        bs,
+        iodepth: qd,
+        iops: Math.round(n / elapsed),
+        mibps: +((n * bs) / elapsed / 2 ** 20).toFixed(1),
+        latUs: {
+          mean: +(sum / samples.length * 1000).toFixed(1),
+          p50: +pct(0.5).toFixed(1),
+          p99: +pct(0.99).toFixed(1),
+          max: +(samples[samples.length - 1] * 1000).toFixed(1),
+        },
+        ios: n,
+        seconds: +elapsed.toFixed(2),
+        waitMode: dev.info.waitMode,
+        cpuUsPerIo: +((cpu.user + cpu.system) / n).toFixed(2),
+        interrupts: dev.controller.io[0].stats.interrupts - irq0,
+        sleeps: dev.controller.io[0].stats.sleeps - sleeps0,
+      };
+      return { result, samples: samples.slice(), cpu };
+    }
+
+    for (const qd of depths) {
+      const d = await job(qd);
+      done.push(d);
+      const r = d.result;
+      if (outFormat === "json") continue;
+      if (values.json) console.log(JSON.stringify(r));
+      else {
+        console.log(
+          `tsnvme/${r.runtime} ${r.rw} bs=${r.bs} qd=${String(r.iodepth).padEnd(3)} ${String(r.iops).padStart(8)} IOPS ` +
+            `${String(r.mibps).padStart(7)} MiB/s  lat us mean ${r.latUs.mean} p50 ${r.latUs.p50} p99 ${r.latUs.p99} max ${r.latUs.max}`,
+        );
+      }
+    }
+    if (outFormat === "json") return 0;
+    const st = dev.queueStats()[0];
+    if (!values.json) {
+      console.log(`queue: ${st.submitted} commands, ${st.sqDoorbells} SQ doorbells (${(st.submitted / st.sqDoorbells).toFixed(2)} per ring)`);
+    }
+    return 0;
+  }
 }
 
 if (import.meta.main) {

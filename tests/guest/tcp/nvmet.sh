@@ -84,6 +84,18 @@ for rt in deno bun; do
     fi
   done
 done
+# Host queues in two Workers (each its own connection, Connect with the controller's cntlid); what
+# they wrote, read back through the kernel initiator.
+for rt in deno bun; do
+  if [ $rt = deno ]; then deno run -A --no-check tests/guest/tcp/nvmet_workers.ts 4420 $NQN "$OUTD"; else bun tests/guest/tcp/nvmet_workers.ts 4420 $NQN "$OUTD"; fi
+  [ $? = 0 ] && ok "$rt host queues in two Workers" || bad "$rt host queues in two Workers"
+  if [ -b "$blk" ]; then
+    for w in 0 1; do
+      dd if="$blk" of=/tmp/wback bs=4096 skip=$((1024 + w * 256)) count=64 iflag=direct 2>/dev/null
+      cmp -s /tmp/wback "$OUTD/workers-$rt-$w.bin" && ok "$rt worker $w's data, read by the kernel initiator" || bad "$rt worker $w's data differs through the kernel"
+    done
+  fi
+done
 # The CLI (lib/cli/nvme.ts) against the same target: output equal to nvme-cli's on the same target.
 cli() { if [ $rt = deno ]; then deno run -A --no-check lib/cli/nvme.ts "$@"; else bun lib/cli/nvme.ts "$@"; fi; }
 same() { # name ours theirs: equal and non-empty, else the first differing lines
@@ -127,14 +139,46 @@ if [ -n "$BENCH" ] && [ -b "$blk" ]; then
   # reconnected with -g -G; lines in nvmet_host.ts's form so bench-tcp.ts --table pairs them up.
   kbench() { # digests-tag block-device
     ktag=$1 kdev=$2
-    for j in "randread 4k 1" "randread 4k 32" "read 128k 8"; do
+    for j in "randread 4k 1" "randread 4k 32" "read 128k 8" "write 128k 8"; do
       set -- $j
+      # Terse v3: 7,8 read KB/s and IOPS; 48 write KB/s; 18,19 read clat p50/p99 (µs).
       r=$(fio --name=k --filename="$kdev" --direct=1 --rw=$1 --bs=$2 --iodepth=$3 --ioengine=io_uring --runtime="$BENCH" \
-        --time_based --minimal 2>/dev/null | cut -d';' -f7,8)
-      if [ $2 = 4k ]; then echo "bench kernel digests=$ktag 4k randread qd$3: ${r#*;} IOPS"
-      else echo "bench kernel digests=$ktag 128k seqread qd$3: $(( ${r%;*} * 1024 / 1000000 )) MB/s"; fi
+        --time_based --minimal --clat_percentiles=1 --percentile_list=50:99 2>/dev/null)
+      if [ $2 = 4k ]; then
+        iops=$(echo "$r" | cut -d';' -f8) p50=$(echo "$r" | cut -d';' -f18 | cut -d= -f2) p99=$(echo "$r" | cut -d';' -f19 | cut -d= -f2)
+        echo "bench kernel digests=$ktag 4k randread qd$3: $iops IOPS p50=${p50:-0}us p99=${p99:-0}us"
+      elif [ $1 = read ]; then echo "bench kernel digests=$ktag 128k seqread qd$3: $(( $(echo "$r" | cut -d';' -f7) * 1024 / 1000000 )) MB/s"
+      else echo "bench kernel digests=$ktag 128k seqwrite qd$3: $(( $(echo "$r" | cut -d';' -f48) * 1024 / 1000000 )) MB/s"; fi
     done
   }
+  # SPDK's initiator (spdk_nvme_perf, no hugepages) on the same target, when the peers are built.
+  SPDK_PERF=/var/cache/tsnvme-peers/bin/spdk_nvme_perf
+  sbench() { # digests-tag perf-flags...
+    stag=$1
+    shift
+    for j in "randread 4096 1" "randread 4096 32" "read 131072 8" "write 131072 8"; do
+      set -- $j "$@"
+      w=$1 sz=$2 qd=$3
+      shift 3
+      out=$("$SPDK_PERF" --no-huge -s 1024 -r "trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:4420 subnqn:$NQN" \
+        -q $qd -o $sz -w $w -t "$BENCH" -L "$@" 2>&1)
+      tot=$(echo "$out" | sed -n 's/^Total *: *\([0-9.]*\) *\([0-9.]*\).*/\1 \2/p' | head -1)
+      p50=$(echo "$out" | sed -n 's/^ *50\.00000% *: *\([0-9.]*\)us.*/\1/p' | head -1)
+      p99=$(echo "$out" | sed -n 's/^ *99\.00000% *: *\([0-9.]*\)us.*/\1/p' | head -1)
+      [ -n "$tot" ] || { echo "note: spdk_nvme_perf $w $sz qd$qd failed: $(echo "$out" | tail -2)"; continue; }
+      case $w$sz in
+        randread4096) echo "bench spdk digests=$stag 4k randread qd$qd: ${tot% *} IOPS p50=${p50%.*}us p99=${p99%.*}us" ;;
+        read131072) echo "bench spdk digests=$stag 128k seqread qd$qd: $(echo "${tot#* }" | awk '{printf "%.1f", $1 * 1.048576}') MB/s" ;;
+        write131072) echo "bench spdk digests=$stag 128k seqwrite qd$qd: $(echo "${tot#* }" | awk '{printf "%.1f", $1 * 1.048576}') MB/s" ;;
+      esac
+    done
+  }
+  if [ -x "$SPDK_PERF" ]; then
+    sbench none | tee -a "$OUTD/bench.log"
+    sbench hd -H -I | tee -a "$OUTD/bench.log"
+  else
+    echo "note: $SPDK_PERF not built: no SPDK rows"
+  fi
   kbench none "$blk" | tee -a "$OUTD/bench.log"
   nvme disconnect -n $NQN >/dev/null 2>&1
   nvme connect -t tcp -a 127.0.0.1 -s 4420 -n $NQN -i 1 -g -G >/dev/null 2>&1 || bad "nvme connect -g -G"

@@ -3,23 +3,25 @@
 # (lib/cli/nvmf-target.ts) exporting QEMU's NVMe namespace through VFIO, on Deno then Bun:
 # nvme discover, nvme connect (digests off, then -g -G), nvme id-ctrl, mkfs.ext4, mount, files,
 # umount, fsck.ext4 -fn clean, remount and compare sha256sums, fio randwrite with verify and
-# randread through the kernel's block device, nvme disconnect.
+# randread through the kernel's block device, nvme disconnect. Then with 2 target Workers and 4 IO
+# queues: the same checks, and a Worker stopped mid-IO (the kernel reconnects, fsck clean, data intact).
 # --bench SEC: the kernel initiator (fio, io_uring, O_DIRECT) against tsnvme's target and against
 # nvmet, both backed by the second QEMU controller (tsnvme through VFIO, nvmet through the kernel
 # nvme driver's block device), 4 KiB QD1/QD32 IOPS and 128 KiB MB/s, digests off and on; a
 # markdown table at the end.
-# Usage (host): scripts/guest.sh -- tests/guest/tcp/target.sh [--bench SEC [--irq "adaptive poll ..."] [--bench-only] [--prof]] [deno|bun]...
+# Usage (host): scripts/guest.sh -- tests/guest/tcp/target.sh [--bench SEC [--irq "adaptive poll ..."] [--bench-only] [--prof]] [--workers-only] [deno|bun]...
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
 KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel-${TSNVME_GUEST_KERNEL:-6.12}/root} # set by scripts/guest.sh
 OUTD=${TSNVME_OUT:-/tmp}/target
 mkdir -p "$OUTD"
-BENCH= IRQ=adaptive BENCH_IRQ=adaptive ONLY=0 PROF=
+BENCH= IRQ=adaptive BENCH_IRQ=adaptive ONLY=0 PROF= WORKERS=1 BASE=1
 while [ $# -gt 0 ]; do
   case $1 in
     --bench) BENCH=${2:-5}; shift 2 ;;
     --irq) BENCH_IRQ=$2; shift 2 ;; # backing device wait modes the benchmark compares (space separated)
     --bench-only) ONLY=1; shift ;;
+    --workers-only) BASE=0; shift ;; # only the Workers section (short boots)
     --prof) PROF="--cpu-prof --cpu-prof-dir=$OUTD/prof"; shift ;; # Deno CPU profiles of the target, in $TSNVME_OUT/target/prof
     *) break ;;
   esac
@@ -136,6 +138,7 @@ fs_roundtrip() {
 
 for rt in $RTS; do
   [ $ONLY = 1 ] && break
+  [ $BASE = 1 ] || break
   if ! start_target $rt $TPORT "$PCI:1" --interrupts $IRQ; then
     bad "$rt: target did not start ($(tail -3 "$OUTD/target-$rt.log" | tr '\n' ' '))"
     stop_target
@@ -166,6 +169,54 @@ for rt in $RTS; do
     disconnect && ok "$tag: nvme disconnect" || bad "$tag: nvme disconnect"
   done
   stop_target && ok "$rt: target stopped cleanly" || bad "$rt: target exit status $rc ($(tail -2 "$OUTD/target-$rt.log" | tr '\n' ' '))"
+done
+
+# ---------------------------------------------------------------- Workers
+# Several target Workers, several IO queues (nvme connect -i 4): mkfs/fsck/fio verify; then a Worker
+# stopped as a crash would (SIGUSR2) mid-IO: the kernel reconnects, fio's writes finish and verify,
+# fsck is clean and the files synced before are intact.
+for rt in $RTS; do
+  [ $ONLY = 1 ] && break
+  [ "$WORKERS" = 1 ] || break
+  if ! start_target $rt $TPORT "$PCI:1" --interrupts $IRQ --workers 2; then
+    bad "$rt workers: target did not start ($(tail -3 "$OUTD/target-$rt.log" | tr '\n' ' '))"
+    stop_target
+    continue
+  fi
+  grep -q "2 workers" "$OUTD/target-$rt.log" && ok "$rt workers: target with 2 Workers" || bad "$rt workers: not 2 Workers ($(grep workers "$OUTD/target-$rt.log" | tail -2 | tr '\n' ' '))"
+  tag="$rt workers=2"
+  if connect $TPORT -i 4 --reconnect-delay=1 --ctrl-loss-tmo=120; then
+    ok "$tag: nvme connect -i 4 ($CTRL, $(cat /sys/class/nvme/$CTRL/queue_count) queues)"
+    fs_roundtrip "$tag"
+    fio --name=v --filename="$BLK" --direct=1 --rw=randwrite --bs=4k --iodepth=32 --numjobs=2 --ioengine=io_uring --size=8M \
+      --offset_increment=16M --verify=crc32c --verify_fatal=1 --do_verify=1 >"$OUTD/fio-verify-w.log" 2>&1 &&
+      ok "$tag: fio randwrite 4k qd32 x2 jobs + verify" || bad "$tag: fio randwrite/verify ($(grep -iE 'err|verify' "$OUTD/fio-verify-w.log" | head -2 | tr '\n' ' '))"
+    # Kill a Worker mid-IO.
+    mkfs.ext4 -q -F "$BLK" >"$OUTD/mkfs.log" 2>&1 && mount -t ext4 "$BLK" $MNT || bad "$tag: mkfs/mount before the kill"
+    mkdir -p $MNT/d
+    for i in 1 2 3 4; do dd if=/dev/urandom of=$MNT/d/f$i bs=64k count=$((i * 4)) conv=fsync 2>/dev/null; done
+    (cd $MNT && sha256sum d/*) >/tmp/target.kill.sums
+    fio --name=k --filename=$MNT/fio.dat --direct=1 --rw=randwrite --bs=4k --iodepth=16 --ioengine=io_uring --size=24M \
+      --verify=crc32c --verify_fatal=1 --do_verify=1 >"$OUTD/fio-kill.log" 2>&1 &
+    FPID=$!
+    sleep 3
+    kill -USR2 $TPID
+    if wait $FPID; then ok "$tag: a Worker stopped mid-IO: fio's writes completed after the reconnect and verify"; else
+      bad "$tag: fio across the Worker's death ($(grep -iE 'err|verify' "$OUTD/fio-kill.log" | head -2 | tr '\n' ' '))"; fi
+    grep -q "SIGUSR2: stopping worker" "$OUTD/target-$rt.log" && ok "$tag: the target stopped a Worker" || bad "$tag: no Worker stopped"
+    dmesg | grep -qiE "$CTRL.*(reconnect|Successfully reconnected)" && ok "$tag: the kernel reconnected" || bad "$tag: no reconnect in dmesg"
+    umount $MNT || bad "$tag: umount after the kill"
+    fsck.ext4 -fn "$BLK" >"$OUTD/fsck-kill.log" 2>&1 && ok "$tag: fsck.ext4 -fn clean after the Worker's death" || bad "$tag: fsck after the kill ($(tail -1 "$OUTD/fsck-kill.log"))"
+    echo 3 >/proc/sys/vm/drop_caches
+    mount -t ext4 "$BLK" $MNT && (cd $MNT && sha256sum -c --quiet /tmp/target.kill.sums) >"$OUTD/sums-kill.log" 2>&1 &&
+      ok "$tag: files fsync'd before the kill read back equal" || bad "$tag: fsync'd files differ after the kill"
+    umount $MNT 2>/dev/null
+    disconnect && ok "$tag: nvme disconnect" || bad "$tag: nvme disconnect"
+  else
+    bad "$tag: nvme connect -i 4 ($(tr '\n' ' ' <"$OUTD/connect.log"))"
+    disconnect
+  fi
+  stop_target && ok "$rt workers: target stopped cleanly" || bad "$rt workers: target exit status $rc ($(tail -2 "$OUTD/target-$rt.log" | tr '\n' ' '))"
 done
 
 # ---------------------------------------------------------------- benchmark

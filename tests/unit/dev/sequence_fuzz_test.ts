@@ -12,7 +12,7 @@
  * every rejection typed, every view of freed or closed memory empty.
  */
 import assert from "node:assert/strict";
-import { rng, test } from "../../harness.ts";
+import { rng, runtime, test } from "../../harness.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import type { Namespace } from "../../../lib/io/namespace.ts";
 import { NvmeError, NvmeTimeoutError } from "../../../lib/nvme/errors.ts";
@@ -68,6 +68,11 @@ interface Rig {
   mappedBytes(): number;
   /** Release what the rig holds beyond the device. */
   done(): Promise<void>;
+  /**
+   * A Worker reading on a queue of its own through the whole epoch (tcp: its own connection, across
+   * every drop and reconnect), or null. `finish` after close: what its reads came to.
+   */
+  worker: { finish(): Promise<{ ok: number; codes: Record<string, number>; started: number; settled: number; detached: boolean }> } | null;
 }
 
 async function simRig(): Promise<Rig> {
@@ -88,6 +93,7 @@ async function simRig(): Promise<Rig> {
     staleDma: () => transport.staleDma,
     mappedBytes: () => transport.mappedBytes,
     done: async () => {},
+    worker: null,
   };
 }
 
@@ -97,7 +103,7 @@ async function tcpRig(): Promise<Rig> {
   const target = await NvmfTarget.listen({
     port: 0,
     subsystems: [{ nqn, namespaces: memNamespaces([BLOCKS * BS, BS]) }],
-    maxIoQueues: 2,
+    maxIoQueues: 3,
     onCommand: (qid, sqe) => {
       if (qid <= 0) return undefined;
       const i = faults.findIndex((f) => f.opcode < 0 || f.opcode === (sqe[0] & 0xff));
@@ -112,6 +118,23 @@ async function tcpRig(): Promise<Rig> {
     adminTimeoutMs: 250,
     reconnectDelayMs: 20,
   });
+  // A Worker's queue (qid 3, its own connection) reads all epoch long: faults, reconnects and the close reach it too.
+  const h = await dev.createQueue();
+  const w = new Worker(new URL(runtime === "bun" ? "../workers/queue_worker.ts" : "../workers/entry.js", import.meta.url), { type: "module" });
+  const results = new Map<number, (v: unknown) => void>();
+  w.onmessage = (e: MessageEvent) => {
+    const m = e.data as { type: string; id: number; result?: unknown; error?: string };
+    if (m.type === "result") results.get(m.id)?.(m.error ? { error: m.error } : m.result);
+  };
+  const call = (msg: Record<string, unknown>, id: number, transfer: Transferable[] = []) =>
+    new Promise<unknown>((res) => {
+      results.set(id, res);
+      w.postMessage({ ...msg, id }, transfer);
+    });
+  await new Promise((r) => setTimeout(r, 20));
+  const opened = await call({ type: "open", queue: h }, 1, h.transfer) as { qid?: number; error?: string };
+  if (opened.error) throw new Error(`worker open: ${opened.error}`);
+  const spin = call({ type: "spin", nsid: 1, lba: 0, inflight: 4 }, 2);
   return {
     dev,
     loseNext: (opcode) => {
@@ -132,7 +155,25 @@ async function tcpRig(): Promise<Rig> {
     // No device reaches host memory over TCP: data lands only through the ring, which refuses freed buffers.
     staleDma: () => 0,
     mappedBytes: () => 0,
-    done: () => target.close(),
+    done: async () => {
+      w.terminate();
+      await target.close();
+    },
+    worker: {
+      finish: async () => {
+        // Bounded: a Worker that never answers fails the epoch instead of hanging the run.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<never>((_, rej) => {
+          timer = setTimeout(() => rej(new Error("the Worker did not finish its reads within 30 s of stop")), 30_000);
+        });
+        try {
+          await Promise.race([call({ type: "stop" }, 3), late]);
+          return await Promise.race([spin, late]) as { ok: number; codes: Record<string, number>; started: number; settled: number; detached: boolean };
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+    },
   };
 }
 
@@ -361,7 +402,15 @@ test(`sequence fuzz (${kind}): ${STEPS} steps of alloc/free/subarray/IO/timeouts
     }
 
     // Close with IO in flight: every promise settles, typed; every DMA view is empty afterwards.
-    await dev.close();
+    {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const closed = await Promise.race([
+        dev.close().then(() => true),
+        new Promise<false>((r) => timer = setTimeout(() => r(false), 30_000)),
+      ]);
+      clearTimeout(timer);
+      if (!closed) fail(`epoch ${epoch}: close did not return within 30 s`);
+    }
     const deadline = Date.now() + 10_000;
     while (ops.some((o) => !o.settled) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
     const pending = ops.filter((o) => !o.settled);
@@ -369,6 +418,15 @@ test(`sequence fuzz (${kind}): ${STEPS} steps of alloc/free/subarray/IO/timeouts
     for (const { v, dma } of allViews) if (dma && v.length !== 0) fail(`epoch ${epoch}: a DMA view survived close`);
     if (rig.staleDma() !== 0) fail(`epoch ${epoch}: stale DMA ${rig.staleDma()}`);
     if (rig.mappedBytes() !== 0) fail(`epoch ${epoch}: ${rig.mappedBytes()} bytes still mapped after close`);
+    if (rig.worker) {
+      // The Worker's reads: all settled, every failure typed, its buffers detached once the device closed.
+      const wr = await rig.worker.finish();
+      if (wr.started !== wr.settled) fail(`epoch ${epoch}: worker reads left pending (${wr.settled} of ${wr.started})`);
+      const untyped = Object.keys(wr.codes).filter((c) => c.startsWith("untyped"));
+      if (untyped.length) fail(`epoch ${epoch}: worker reads failed untyped: ${untyped.join(", ")}`);
+      if (!wr.detached) fail(`epoch ${epoch}: worker buffers not detached after close`);
+      counts.workerReads = (counts.workerReads ?? 0) + wr.ok;
+    }
     await rig.done();
     counts.close = (counts.close ?? 0) + 1;
     counts.ops = (counts.ops ?? 0) + ops.length;

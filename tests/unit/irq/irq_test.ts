@@ -34,6 +34,26 @@ test("idle policy: yields to the event loop every yieldMs even while completions
   assert.equal(p.next(1, 13), Idle.SPIN);
 });
 
+test("idle policy: expensive yields are spaced further apart (~50x their cost, within yieldMs..maxYieldMs)", () => {
+  const p = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 2, maxYieldMs: 20 });
+  assert.equal(p.yieldEveryMs, 2);
+  assert.equal(p.next(1, 0), Idle.SPIN);
+  assert.equal(p.next(1, 2.5), Idle.YIELD);
+  p.resumed(2.75, false); // a 0.25 ms yield (as setImmediate in a TCG guest): every 12.5 ms
+  assert.equal(p.yieldEveryMs, 12.5);
+  assert.equal(p.next(1, 15), Idle.SPIN);
+  assert.equal(p.next(1, 15.5), Idle.YIELD);
+  p.resumed(16.5, false); // 1 ms: capped at maxYieldMs
+  assert.equal(p.yieldEveryMs, 20);
+  assert.equal(p.next(1, 30), Idle.SPIN);
+  assert.equal(p.next(1, 37), Idle.YIELD);
+  p.resumed(37.001, false); // cheap again (a host): back to yieldMs
+  assert.equal(p.yieldEveryMs, 2);
+  p.resumed(40, true); // a sleep is no yield: nothing learned
+  assert.equal(p.yieldEveryMs, 2);
+  assert.throws(() => new IdlePolicy({ mode: "poll", maxYieldMs: -1 }), InvalidArgumentError);
+});
+
 test("idle policy, interrupt mode: sleep whenever a poll finds nothing", () => {
   const p = new IdlePolicy({ mode: "interrupt" });
   assert.equal(p.next(2, 0), Idle.SPIN, "reap again after completions");

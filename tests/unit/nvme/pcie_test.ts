@@ -189,3 +189,72 @@ test("pcie ring under a queue pair: the SQ never holds more than depth - 1 comma
   assert.equal(db[SQ_DB], 6 % depth);
   qp.close();
 });
+
+test("pcie ring: with SGLs, a data block in DPTR and PSDT set on push (the queue rewrites CDW0 after setData)", () => {
+  const sq = shared(8 * 64, 0x10_0000), cq = shared(8 * 16, 0x20_0000), prp = shared(7 * 4096, 0x30_0000);
+  const db = new Uint32Array(new SharedArrayBuffer(64 * 4));
+  const ring = new PcieRing({ qid: QID, depth: 8, sq, cq, prp, prpPagesPerSlot: 1, pageSize: 4096, doorbells: db, doorbellStride: STRIDE, sgl: true });
+  assert.equal(ring.sgl, true);
+  const e = ring.entry();
+  ring.setData(e, 0, 0x40_0004, 3 * 4096);
+  e[0] = (7 << 16) | 2; // what QueuePair's post writes
+  ring.push();
+  assert.equal(e[0], ((7 << 16) | 0x4000 | 2) >>> 0, "PSDT 01b");
+  assert.deepEqual([...e.subarray(6, 10)], [0x40_0004, 0, 3 * 4096, 0], "one data block, no list");
+  const e2 = ring.entry();
+  e2[0] = 2;
+  ring.push();
+  assert.equal(e2[0], 2, "a command without setData keeps PSDT 00b");
+  const e3 = ring.entry();
+  ring.setDataChunks(e3, 2, [0x50_0000, 512, -1, 512], 2);
+  assert.equal(e3[6], prp.iova + 2 * 4096, "Last Segment in slot 2's list memory");
+  assert.equal(e3[9] >>> 28, 3);
+  assert.throws(() => setup(8, 1).ring.setDataChunks(e3, 0, [1, 2, 3, 4], 2), /needs SGLs/);
+});
+
+test("pcie ring: shadow doorbells skip the MMIO write while the event index is behind", async () => {
+  const { dbbufNeedEvent } = await import("../../../lib/nvme/pcie.ts");
+  // Linux's nvme_dbbuf_need_event: the event index in [old, new).
+  assert.equal(dbbufNeedEvent(5, 6, 5), true);
+  assert.equal(dbbufNeedEvent(4, 6, 5), false);
+  assert.equal(dbbufNeedEvent(7, 9, 5), true);
+  assert.equal(dbbufNeedEvent(0xffff, 2, 0xfffe), true, "wraps at 16 bits");
+  const sq = shared(8 * 64, 0x10_0000), cq = shared(8 * 16, 0x20_0000);
+  const db = new Uint32Array(new SharedArrayBuffer(64 * 4));
+  const shadow = new Uint32Array(new SharedArrayBuffer(4096)), eventIdx = new Uint32Array(new SharedArrayBuffer(4096));
+  shadow[SQ_DB] = 9;
+  eventIdx[SQ_DB] = 9; // stale values of an earlier queue with this id
+  const ring = new PcieRing({ qid: QID, depth: 8, sq, cq, prp: null, prpPagesPerSlot: 0, pageSize: 4096, doorbells: db, doorbellStride: STRIDE, dbbuf: { shadow, eventIdx } });
+  assert.equal(shadow[SQ_DB], 0, "a new ring starts its shadow and event index at 0");
+  assert.equal(ring.shadowDoorbells, true);
+  place(ring, 1);
+  ring.flush();
+  assert.equal(shadow[SQ_DB], 1);
+  assert.equal(db[SQ_DB], 1, "event index 0 is in [0, 1): MMIO written");
+  place(ring, 2);
+  place(ring, 3);
+  ring.flush();
+  assert.equal(shadow[SQ_DB], 3);
+  assert.equal(db[SQ_DB], 1, "the controller has not looked past 0: no MMIO");
+  assert.equal(ring.flushes, 2);
+  assert.equal(ring.mmioDoorbells, 1);
+  eventIdx[SQ_DB] = 3; // the controller caught up
+  place(ring, 4);
+  ring.flush();
+  assert.equal(db[SQ_DB], 4);
+  assert.equal(ring.mmioDoorbells, 2);
+  // CQ head: the same rule on the CQ's doorbell.
+  const cq32 = new Uint32Array(cq.bytes.buffer);
+  Atomics.store(cq32, 3, (1 | (1 << 16)) >>> 0);
+  const { sink } = recorder();
+  ring.reap(sink);
+  assert.equal(shadow[CQ_DB], 1);
+  assert.equal(db[CQ_DB], 1, "CQ event index 0 in [0, 1)");
+  Atomics.store(cq32, 7, (2 | (1 << 16)) >>> 0);
+  ring.reap(sink);
+  assert.equal(shadow[CQ_DB], 2);
+  assert.equal(db[CQ_DB], 1, "CQ event index still 0: no MMIO");
+  // The admin queue never uses shadow doorbells.
+  const admin = new PcieRing({ qid: 0, depth: 8, sq, cq, prp: null, prpPagesPerSlot: 0, pageSize: 4096, doorbells: db, doorbellStride: STRIDE, dbbuf: { shadow, eventIdx } });
+  assert.equal(admin.shadowDoorbells, false);
+});

@@ -4,6 +4,7 @@ import { PcieRing } from "../../../lib/nvme/pcie.ts";
 import { QueuePair } from "../../../lib/nvme/queue.ts";
 import { ControllerResetError, DeviceClosedError, NvmeCompareError, NvmeStatusError, NvmeTimeoutError } from "../../../lib/nvme/errors.ts";
 import { readCmd } from "../../../lib/nvme/command.ts";
+import type { CompletionSink, QueueRing } from "../../../lib/nvme/ring.ts";
 import { fakeDma, FakeQueueDevice } from "../util/fake.ts";
 
 function pair(depth: number, qid = 1, timeoutMs = 30_000) {
@@ -171,4 +172,165 @@ test("reset during recovery: in-flight commands fail typed, held submissions run
   fresh.complete(cmds[0][0] >>> 16);
   await held;
   assert.equal(qp.inflight, 0);
+});
+
+/** A PCIe ring whose device answers on the host's `at`-th poll, as a device does while the host spins. */
+class LateRing implements QueueRing {
+  readonly depth: number;
+  readonly maxTransfer: number;
+  pollable = true;
+  reaps = 0;
+  readonly #r: PcieRing;
+  readonly #dev: FakeQueueDevice;
+  constructor(depth: number, readonly at: number) {
+    const sq = fakeDma(depth * 64), cq = fakeDma(depth * 16), db = new Uint32Array(64);
+    this.#r = new PcieRing({ qid: 1, depth, sq, cq, prp: null, prpPagesPerSlot: 0, pageSize: 4096, doorbells: db, doorbellStride: 4 });
+    this.#dev = new FakeQueueDevice(1, depth, sq, cq, db);
+    this.depth = depth;
+    this.maxTransfer = this.#r.maxTransfer;
+  }
+  get flushes(): number {
+    return this.#r.flushes;
+  }
+  entry(): Uint32Array {
+    return this.#r.entry();
+  }
+  setData(e: Uint32Array, slot: number, iova: number, len: number): void {
+    this.#r.setData(e, slot, iova, len);
+  }
+  clearData(e: Uint32Array): void {
+    this.#r.clearData(e);
+  }
+  push(): void {
+    this.#r.push();
+  }
+  flush(): boolean {
+    return this.#r.flush();
+  }
+  reap(sink: CompletionSink): number {
+    if (++this.reaps === this.at) this.#dev.serviceAll();
+    return this.#r.reap(sink);
+  }
+  reset(): void {
+    this.#r.reset();
+  }
+  close(): void {
+    this.#r.close();
+  }
+}
+
+test("pump: an empty poll spins on the CQ synchronously (bounded) and sees the completion in the same turn", async () => {
+  const ring = new LateRing(8, 5);
+  const qp = new QueuePair({ qid: 1, ring, defaultTimeoutMs: 30_000 });
+  assert.equal(qp.spinPolls > 0, true);
+  let done = false;
+  const p = qp.rw(0x02, 1, 0, 0, 0x100000, 512).then(() => done = true);
+  await null; // the flush microtask and the pump's first turn
+  await null;
+  assert.equal(qp.stats.completed, 1, `reaped within the first turn (${ring.reaps} polls)`);
+  await p;
+  assert.ok(done);
+
+  // Without the spin the same completion takes one microtask turn per poll.
+  const q2 = new QueuePair({ qid: 1, ring: new LateRing(8, 5), defaultTimeoutMs: 30_000, spinPolls: 0 });
+  const p2 = q2.rw(0x02, 1, 0, 0, 0x100000, 512);
+  await null;
+  await null;
+  assert.equal(q2.stats.completed, 0);
+  await p2;
+});
+
+test("pump: a ring that is not memory-polled (a socket's) is never spun on", async () => {
+  const ring = new LateRing(8, 5);
+  ring.pollable = false;
+  const qp = new QueuePair({ qid: 1, ring, defaultTimeoutMs: 30_000 });
+  const p = qp.rw(0x02, 1, 0, 0, 0x100000, 512);
+  await null;
+  await null;
+  assert.equal(qp.stats.completed, 0);
+  await p;
+});
+
+test("pump: a completion's callback that submits gets its doorbell in the same turn, no flush microtask", async () => {
+  const { qp, dev } = pair(8);
+  let chained = 0;
+  const cb = (err: unknown) => {
+    assert.equal(err, null);
+    if (++chained < 3) qp.rwCallback(0x02, 1, chained, 0, 0x100000, 512, 0, 30_000, null, cb);
+  };
+  assert.ok(qp.rwCallback(0x02, 1, 0, 0, 0x100000, 512, 0, 30_000, null, cb));
+  await null;
+  assert.equal(dev.sqTailDb, 1);
+  const rung = qp.stats.sqDoorbells;
+  dev.serviceAll();
+  await null; // one pump turn: reap, the callback submits, doorbell
+  assert.equal(dev.sqTailDb, 2, "rung by the pump in the turn that reaped");
+  assert.equal(qp.stats.sqDoorbells, rung + 1);
+  for (let i = 0; i < 20 && chained < 3; i++) {
+    dev.serviceAll();
+    await tick();
+  }
+  assert.equal(chained, 3);
+});
+
+test("pump: with only a command that may wait a day outstanding (an AER), a sleep has no health-check bound", async () => {
+  const { qp } = pair(8, 0);
+  qp.pollSpinUs = 0; // sleep at the first empty poll
+  const bounds: number[] = [];
+  let count = 0;
+  const wake: (() => void)[] = [];
+  qp.setWaitMode("adaptive", {
+    arm() {},
+    sleep(ms: number) {
+      bounds.push(ms);
+      return new Promise<boolean>((r) => wake.push(() => r(false)));
+    },
+    wake() {
+      for (const w of wake.splice(0)) w();
+    },
+    get count() {
+      return count;
+    },
+  });
+  let health = 0;
+  qp.onHealthCheck = () => health++;
+  const aer = qp.submit(readCmd(1, 0, 0), 0, 0, 0x7fff_ffff);
+  aer.catch(() => {});
+  for (let i = 0; i < 50 && bounds.length === 0; i++) await tick();
+  assert.equal(bounds.length, 1);
+  assert.ok(bounds[0] > 24 * 3600_000, `slept until the request's deadline, not a health check (${bounds[0]} ms)`);
+  assert.equal(health, 0);
+  // A command with an ordinary deadline brings the health checks back (at the next sleep).
+  const io = qp.submit(readCmd(1, 0, 0), 0, 0, 30_000);
+  io.catch(() => {});
+  count++;
+  for (const w of wake.splice(0)) w();
+  for (let i = 0; i < 50 && bounds.length < 2; i++) await tick();
+  assert.ok(bounds.length >= 2);
+  assert.ok(bounds[bounds.length - 1] <= qp.healthCheckMs, `bounded by the health check (${bounds[bounds.length - 1]} ms)`);
+  qp.close();
+  await assert.rejects(aer, DeviceClosedError);
+});
+
+test("pump: adaptive turns the vector off again even when a run ends right after a wake", async () => {
+  const { qp, dev } = pair(8);
+  qp.pollSpinUs = 0; // sleep at the first empty poll
+  let disarms = 0, arms = 0;
+  qp.setWaitMode("adaptive", {
+    arm() {
+      arms++;
+      dev.serviceAll(); // the completion races the arm: the re-check reaps it, no sleep
+    },
+    sleep: () => Promise.resolve(false),
+    wake() {},
+    disarm() {
+      disarms++;
+    },
+    count: 0,
+  });
+  assert.equal(disarms, 1, "adaptive starts with the vector off");
+  await qp.rw(0x02, 1, 0, 0, 0x100000, 512);
+  for (let i = 0; i < 10; i++) await tick();
+  assert.equal(arms, 1);
+  assert.equal(disarms, 2, "off again once the run ended");
 });

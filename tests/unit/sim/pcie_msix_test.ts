@@ -18,7 +18,8 @@ const VECTORS = 4;
 async function openWithIrq(ioQueues = 1): Promise<{ dev: NVMeDev; w: IrqWaiter[] }> {
   const irq = new SharedArrayBuffer((IrqLayout.HEADER + VECTORS) * 4);
   const transport = await SimTransport.create({ irq, maxQueues: 4, namespaces: [{ size: 1 << 20, blockSize: 512 }] });
-  const dev = await NVMeDev.open("sim", { transport, ioQueues, ioInterruptVectors: VECTORS });
+  // handQueue rings MMIO doorbells itself: a controller with shadow doorbells configured would read the shadow page.
+  const dev = await NVMeDev.open("sim", { transport, ioQueues, ioInterruptVectors: VECTORS, pcie: { shadowDoorbells: false } });
   return { dev, w: Array.from({ length: VECTORS }, (_, slot) => new IrqWaiter({ sab: irq, slot })) };
 }
 

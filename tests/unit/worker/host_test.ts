@@ -197,6 +197,37 @@ test("workers: surprise removal fails the worker's IO fast with DeviceGoneError"
   }
 });
 
+test("workers: close right after a worker's timeout report: the Abort's held-check neither outlives close nor reaches the released worker", async () => {
+  const { dev, transport } = await sim(4, { ioTimeoutMs: 100 });
+  const w = new TestWorker();
+  // A check sent to the worker after its queue was released reached freed rings there (an uncaught error).
+  const errors: string[] = [];
+  w.w.addEventListener("error", (e: ErrorEvent) => {
+    errors.push(e.message);
+    e.preventDefault();
+  });
+  try {
+    const qid = await w.open(await dev.createQueue());
+    await transport.faults.add({ action: "drop", queue: qid, opcode: IoOpc.READ, count: 1 });
+    const spin = w.call<SpinResult>({ type: "spin", nsid: 1, lba: 0, inflight: 4 });
+    await w.spinning;
+    // The controller sent its Abort: its check whether the worker still holds the command comes next.
+    const until = Date.now() + 10_000;
+    while (transport.commandCount({ qid: 0, opcode: AdminOpc.ABORT }) === 0 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.equal(transport.commandCount({ qid: 0, opcode: AdminOpc.ABORT }), 1);
+    await dev.close();
+    const s = await spin;
+    assert.equal(s.started, s.settled);
+    // Time for a stray check to reach the worker (the Abort's held-check waited 50 ms).
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(errors, []);
+  } finally {
+    w.w.terminate();
+  }
+});
+
 test("workers: close during worker IO -> DeviceClosedError there, every worker view detached before unmapping", async () => {
   const { dev, transport } = await sim();
   const w = new TestWorker();

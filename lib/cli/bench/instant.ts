@@ -1,0 +1,154 @@
+/**
+ * The instant device: the real PCIe ring plus a device that completes every
+ * command the moment its doorbell is rung, in the same thread. What a queue
+ * pair over it costs is the driver's own work, nothing else; one per Worker
+ * shows whether anything in the driver is shared between queues.
+ * (scripts/bench-micro.ts holds the same device for its single-thread figures.)
+ * @module
+ */
+import { PcieRing } from "../../nvme/pcie.ts";
+import { QueuePair } from "../../nvme/queue.ts";
+import type { CompletionSink, QueueRing } from "../../nvme/ring.ts";
+import { dmaBuffer } from "../../nvme/transport.ts";
+
+/** Ring depth of the instant device. */
+export const INSTANT_DEPTH = 256;
+
+/** A {@link QueueRing} whose device completes each command, successfully, at the doorbell. */
+export class InstantRing implements QueueRing {
+  /** Entries in the submission ring. */
+  readonly depth: number = INSTANT_DEPTH;
+  /** Largest transfer one command can carry. */
+  readonly maxTransfer: number;
+  /** The CQ is memory the pump may spin on, as a PCIe ring's. */
+  readonly pollable = true;
+  readonly #r: PcieRing;
+  readonly #sq: Uint32Array;
+  readonly #cq: Uint32Array;
+  readonly #db: Uint32Array;
+  #head = 0;
+  #tail = 0;
+  #phase = 1;
+
+  /** Rings in ordinary memory (nothing is mapped: no data moves). */
+  constructor() {
+    const d = INSTANT_DEPTH;
+    const sq = dmaBuffer(new Uint8Array(d * 64), 0x10_0000, d * 64);
+    const cq = dmaBuffer(new Uint8Array(d * 16), 0x20_0000, d * 16);
+    this.#db = new Uint32Array(16);
+    this.#r = new PcieRing(
+      {
+        qid: 1,
+        depth: d,
+        sq,
+        cq,
+        prp: null,
+        prpPagesPerSlot: 0,
+        pageSize: 4096,
+        doorbells: this.#db,
+        doorbellStride: 4,
+      },
+      d - 1,
+    );
+    this.maxTransfer = this.#r.maxTransfer;
+    this.#sq = new Uint32Array(sq.bytes.buffer);
+    this.#cq = new Uint32Array(cq.bytes.buffer);
+  }
+  /** The SQE to fill next. */
+  entry(): Uint32Array {
+    return this.#r.entry();
+  }
+  /** PRPs of the entry. */
+  setData(e: Uint32Array, slot: number, iova: number, len: number): void {
+    this.#r.setData(e, slot, iova, len);
+  }
+  /** No data pointer. */
+  clearData(e: Uint32Array): void {
+    this.#r.clearData(e);
+  }
+  /** Commit the entry. */
+  push(): void {
+    this.#r.push();
+  }
+  /** SQ doorbell writes so far. */
+  get flushes(): number {
+    return this.#r.flushes;
+  }
+  /** Ring the doorbell; the device completes everything up to the new tail before this returns. */
+  flush(): boolean {
+    const rang = this.#r.flush();
+    const tailDb = this.#db[2];
+    while (this.#head !== tailDb) {
+      const cid = this.#sq[this.#head * 16] >>> 16;
+      this.#head = (this.#head + 1) % INSTANT_DEPTH;
+      const b = this.#tail * 4;
+      this.#cq[b] = 0;
+      this.#cq[b + 2] = (this.#head | (1 << 16)) >>> 0;
+      Atomics.store(this.#cq, b + 3, (cid | (this.#phase << 16)) >>> 0);
+      if (++this.#tail === INSTANT_DEPTH) {
+        this.#tail = 0;
+        this.#phase ^= 1;
+      }
+    }
+    return rang;
+  }
+  /** Hand new completions to `sink`. */
+  reap(sink: CompletionSink): number {
+    return this.#r.reap(sink);
+  }
+  /** Zero the rings. */
+  reset(): void {
+    this.#r.reset();
+  }
+  /** Stop. */
+  close(): void {
+    this.#r.close();
+  }
+}
+
+/** A queue pair (qid 1) over a fresh {@link InstantRing}. */
+export function instantQueuePair(): QueuePair {
+  return new QueuePair({
+    qid: 1,
+    defaultTimeoutMs: 30_000,
+    ring: new InstantRing(),
+  });
+}
+
+/** IOs done and the time they took. */
+export interface InstantRun {
+  /** IOs completed in the measured window. */
+  ios: number;
+  /** Measured window, ms. */
+  ms: number;
+}
+
+/**
+ * Keep `qd` reads in flight on `qp` through the Promise API for `warmMs`,
+ * then count completions for `ms`. `cpu` is read at both ends of the window.
+ */
+export async function instantRun(
+  qp: QueuePair,
+  qd: number,
+  warmMs: number,
+  ms: number,
+  cpu: () => number,
+): Promise<InstantRun & { cpuMs: number }> {
+  let ios = 0, measuring = false, stop = false, lba = 0;
+  const one = async () => {
+    while (!stop) {
+      await qp.rw(2, 1, (lba++) & 1023, 7, 0x30_0000, 4096);
+      if (measuring) ios++;
+    }
+  };
+  const all = Promise.all(Array.from({ length: qd }, one));
+  await new Promise((r) => setTimeout(r, warmMs));
+  measuring = true;
+  const c0 = cpu(), t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  const t = performance.now() - t0, c = cpu() - c0;
+  measuring = false;
+  stop = true;
+  await all;
+  return { ios, ms: t, cpuMs: c };
+}

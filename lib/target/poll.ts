@@ -1,0 +1,261 @@
+/**
+ * The target's byte path on sockets the driver owns (lib/sock): a
+ * {@link SockWire} per connection (nonblocking recv into one reused buffer,
+ * fed to the connection's PDU parser; sends that keep what the kernel did
+ * not take) and a {@link PollGroup} that serves a set of them with one
+ * poll(2) per pass, as SPDK's socket groups do. The group runs in whichever
+ * thread owns it: the listener's (admin and discovery queues) or a target
+ * Worker's (IO queues); nothing here touches another thread. This is the one
+ * place received and sent bytes pass through (TLS would sit here).
+ * @module
+ */
+import type { Libc } from "../ffi/types.ts";
+import { POLLERR, POLLHUP, POLLIN, POLLOUT } from "../ffi/types.ts";
+import { AGAIN, type Socket } from "../sock/mod.ts";
+import type { ConnWire, TargetConn } from "./conn.ts";
+
+/** Bytes read per recv call (one buffer per group, reused). */
+const RECV_BYTES = 256 * 1024;
+
+/** One connection's socket under a {@link TargetConn}. */
+export class SockWire implements ConnWire {
+  /** The socket (owned: closed when the connection ends, unless released). */
+  readonly sock: Socket;
+  /** The connection fed from it (set by {@link PollGroup.add}). */
+  conn: TargetConn | null = null;
+  /** Bytes the kernel has not taken yet (a full send buffer): sent first at the next pass. */
+  #pending: Uint8Array | null = null;
+  #pendingOff = 0;
+  #ending = false;
+  #closed = false;
+  /** Called once when the socket is closed (the group drops it). */
+  onClosed: (() => void) | null = null;
+
+  /** Wrap a connected nonblocking socket. */
+  constructor(sock: Socket) {
+    this.sock = sock;
+  }
+
+  /** Output waits for room in the kernel's send buffer. */
+  get blocked(): boolean {
+    return this.#pending !== null;
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Send now; what the kernel does not take is copied and sent at the next pass. Never keeps `b`. */
+  send(b: Uint8Array, n: number): boolean {
+    if (this.#closed) return false;
+    if (this.#pending !== null) {
+      this.#append(b, 0, n);
+      return false;
+    }
+    let off = 0;
+    try {
+      while (off < n) {
+        const k = this.sock.send(off === 0 && n === b.length ? b : b.subarray(off, n));
+        if (k === AGAIN) break;
+        off += k;
+      }
+    } catch {
+      this.destroy();
+      return false;
+    }
+    if (off < n) this.#append(b, off, n);
+    return false;
+  }
+
+  #append(b: Uint8Array, from: number, to: number): void {
+    const p = this.#pending;
+    const have = p === null ? 0 : p.length - this.#pendingOff;
+    const nb = new Uint8Array(have + to - from);
+    if (p !== null) nb.set(p.subarray(this.#pendingOff));
+    nb.set(b.subarray(from, to), have);
+    this.#pending = nb;
+    this.#pendingOff = 0;
+  }
+
+  /** Send what waited; true once nothing waits. */
+  drain(): boolean {
+    const p = this.#pending;
+    if (p === null) return true;
+    try {
+      while (this.#pendingOff < p.length) {
+        const k = this.sock.send(p.subarray(this.#pendingOff));
+        if (k === AGAIN) return false;
+        this.#pendingOff += k;
+      }
+    } catch {
+      this.destroy();
+      return true;
+    }
+    this.#pending = null;
+    this.#pendingOff = 0;
+    if (this.#ending) this.destroy();
+    return true;
+  }
+
+  /** Send `last` (best effort), then close. */
+  end(last: Uint8Array | null): void {
+    if (this.#closed) return;
+    if (last) this.send(last, last.length);
+    this.#ending = true;
+    if (this.#pending === null) this.destroy();
+  }
+
+  /** Close the socket now; the connection hears of it. */
+  destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#pending = null;
+    this.sock.close();
+    this.onClosed?.();
+    this.conn?.wireClosed();
+  }
+
+  /**
+   * Stop serving this socket and give its fd away (to post to a Worker). The
+   * connection is not told: the caller has detached it.
+   */
+  release(): number {
+    this.#closed = true;
+    this.onClosed?.();
+    return this.sock.release();
+  }
+
+  /** Read what the socket has into `buf` and feed it to the connection; false at end of stream or error (then closed). */
+  pump(buf: Uint8Array): boolean {
+    for (let i = 0; i < 64 && !this.#closed; i++) {
+      let n: number;
+      try {
+        n = this.sock.recv(buf);
+      } catch {
+        this.destroy();
+        return false;
+      }
+      if (n === AGAIN) return true;
+      if (n === 0) {
+        this.destroy();
+        return false;
+      }
+      this.conn!.feed(n === buf.length ? buf : buf.subarray(0, n));
+      if (n < buf.length) return true;
+    }
+    return !this.#closed;
+  }
+}
+
+/** An extra fd a group waits on (a wake-up eventfd), with what to do when it is readable. */
+export interface PollExtra {
+  /** The fd. */
+  fd: number;
+  /** Called when readable. */
+  onReadable(): void;
+}
+
+/**
+ * Sockets served by one thread: one poll(2) over all of them per pass, reads
+ * from the readable ones into one reused buffer, then every connection's
+ * batch goes out. Passes are driven by the owner ({@link pass}): the
+ * listener's thread between event-loop turns, a Worker in its own loop.
+ */
+export class PollGroup {
+  readonly #libc: Libc;
+  readonly #wires: SockWire[] = [];
+  readonly #extra: PollExtra[] = [];
+  #pfd = new Uint8Array(8 * 16);
+  #pdv = new DataView(this.#pfd.buffer);
+  readonly #buf = new Uint8Array(RECV_BYTES);
+
+  /** A group calling through `libc` (this thread's). */
+  constructor(libc: Libc) {
+    this.#libc = libc;
+  }
+
+  /** Connections served. */
+  get size(): number {
+    return this.#wires.length;
+  }
+
+  /** The wires served (a copy). */
+  get wires(): SockWire[] {
+    return [...this.#wires];
+  }
+
+  /** Serve `w` for `conn` from the next pass on. */
+  add(w: SockWire, conn: TargetConn): void {
+    w.conn = conn;
+    this.#wires.push(w);
+    w.onClosed = () => {
+      const i = this.#wires.indexOf(w);
+      if (i >= 0) this.#wires.splice(i, 1);
+    };
+  }
+
+  /** Also wait on `x.fd` (e.g. a wake-up eventfd). */
+  addExtra(x: PollExtra): void {
+    this.#extra.push(x);
+  }
+
+  /**
+   * One pass: poll every socket (and extra fd) for up to `timeoutMs` (0: do
+   * not wait, -1: until something happens), read the readable ones, retry
+   * blocked sends, flush every connection's batch. Returns the fds that had
+   * events.
+   */
+  pass(timeoutMs: number): number {
+    const ws = this.#wires, xs = this.#extra, n = ws.length + xs.length;
+    if (this.#pfd.length < n * 8) {
+      this.#pfd = new Uint8Array(n * 16);
+      this.#pdv = new DataView(this.#pfd.buffer);
+    }
+    const v = this.#pdv;
+    for (let i = 0; i < ws.length; i++) {
+      v.setInt32(i * 8, ws[i].sock.fd, true);
+      v.setInt16(i * 8 + 4, ws[i].blocked ? POLLIN | POLLOUT : POLLIN, true);
+      v.setInt16(i * 8 + 6, 0, true);
+    }
+    for (let i = 0; i < xs.length; i++) {
+      const o = (ws.length + i) * 8;
+      v.setInt32(o, xs[i].fd, true);
+      v.setInt16(o + 4, POLLIN, true);
+      v.setInt16(o + 6, 0, true);
+    }
+    if (n === 0) return 0;
+    const r = this.#libc.poll(this.#pfd, n, timeoutMs);
+    if (r <= 0) return 0;
+    // Snapshot: a connection may close (and leave the array) while being served.
+    const m = ws.length;
+    let served = 0;
+    for (let i = 0; i < m && served < r; i++) {
+      const ev = v.getInt16(i * 8 + 6, true);
+      if (ev === 0) continue;
+      served++;
+      const w = ws[i] === undefined || ws[i].sock.fd !== v.getInt32(i * 8, true) ? this.#find(v.getInt32(i * 8, true)) : ws[i];
+      if (w === null) continue;
+      if (ev & POLLOUT) w.drain();
+      if (ev & (POLLIN | POLLERR | POLLHUP)) w.pump(this.#buf);
+    }
+    for (let i = 0; i < xs.length; i++) if (v.getInt16((m + i) * 8 + 6, true) !== 0) xs[i].onReadable();
+    this.flush();
+    return r;
+  }
+
+  #find(fd: number): SockWire | null {
+    for (const w of this.#wires) if (w.sock.fd === fd) return w;
+    return null;
+  }
+
+  /** Send every connection's batch now (after completions that came outside a pass). */
+  flush(): void {
+    for (const w of this.#wires) w.conn?.flush();
+  }
+
+  /** Close every socket. */
+  closeAll(): void {
+    for (const w of [...this.#wires]) w.conn ? w.conn.destroy() : w.destroy();
+  }
+}

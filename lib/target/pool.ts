@@ -1,0 +1,428 @@
+/**
+ * The listener's side of the target's Workers (poll groups): starting them
+ * (for a device target through `NVMeDev.startWorkers`, so each owns an IO
+ * queue pair and a Worker that dies gives its queue back), telling them of
+ * controllers as they come and go, handing each IO connection to one of them
+ * after its Connect (round robin over the live ones), running the rare IO
+ * commands they forward, and failing a dead Worker's connections so their
+ * hosts reconnect.
+ * @module
+ */
+import type { Libc } from "../ffi/types.ts";
+import { shutdownFd } from "../sock/mod.ts";
+import type { Digests } from "../tcp/pdu.ts";
+import type { BlockBackend } from "./backend.ts";
+import type { AdminReply, ControllerLimits, FabricsController, Subsystem } from "./controller.ts";
+import type { DigestPolicy } from "./server.ts";
+import type { TargetFault } from "./conn.ts";
+import type { WorkerNamespace } from "./shared.ts";
+import { SharedMedia } from "./shared.ts";
+import { DevBackend, MediaBackend } from "./backend.ts";
+
+/** A fault a Worker applies to the `nth` (default first) IO command it sees of `opcode` (any when absent); tests only. */
+export interface WorkerFault {
+  /** What to do (see TargetFault). */
+  fault: TargetFault;
+  /** Opcode matched (default: any). */
+  opcode?: number;
+  /** Which match (1-based, default 1). */
+  nth?: number;
+}
+
+/** What a Worker starts with (internal). */
+export interface WorkerInit {
+  /** Limits. */
+  limits: ControllerLimits;
+  /** Digest policy. */
+  digests: DigestPolicy;
+  /** C2HData SUCCESS. */
+  c2hSuccess: boolean;
+  /** MAXH2CDATA. */
+  maxH2cData: number;
+  /** C2HData split. */
+  c2hChunk: number;
+  /** Subsystems and their namespaces as the Worker opens them. */
+  subsystems: { nqn: string; namespaces: WorkerNamespace[] }[];
+  /** The device behind "dev" namespaces (its queue arrives with the init). */
+  device: { target: string; info: DeviceInfo; identifyData: Uint8Array } | null;
+  /** Messages posted to this Worker (one Int32, bumped before each post). */
+  posted: SharedArrayBuffer;
+  /** eventfd the listener writes after each post: wakes the Worker's poll. */
+  wakeFd: number;
+  /** Test faults. */
+  faults: WorkerFault[];
+}
+
+/** Device info as the backends read it. */
+export interface DeviceInfo {
+  /** Serial. */
+  serial: string;
+  /** Model. */
+  model: string;
+  /** Firmware. */
+  firmware: string;
+  /** PCI vendor. */
+  vid: number;
+  /** PCI subsystem vendor. */
+  ssvid: number;
+  /** Largest transfer. */
+  maxTransferBytes: number;
+  /** Volatile write cache. */
+  vwc: boolean;
+  /** ONCS. */
+  oncs: number;
+}
+
+/** Listener to Worker (internal). */
+export type ToWorker =
+  | { op: "ctrl"; cntlid: number; nqn: string; maxTransfer: number; activity: SharedArrayBuffer }
+  | { op: "ctrl-gone"; cntlid: number }
+  | { op: "conn"; id: number; fd: number; qid: number; cntlid: number; sqsize: number; sqflowOff: boolean; cid: number; digests: Digests }
+  | { op: "drop"; id: number }
+  | { op: "reply"; key: number; r: AdminReply }
+  | { op: "stop" };
+
+/** Worker to listener (internal). */
+export type FromWorker =
+  | { op: "closed"; id: number }
+  | { op: "exec"; key: number; cntlid: number; qid: number; sqe: Uint32Array; data: Uint8Array | null }
+  | { op: "stopped" };
+
+/** An IO queue served by a Worker, as the listener's controller bookkeeping sees it. */
+export class RemoteQueue {
+  /** Queue id. */
+  readonly qid: number;
+  /** Its controller. */
+  readonly ctrl: FabricsController;
+  /** Connection id (between the listener and the Worker). */
+  readonly id: number;
+  /** The socket's fd (the Worker owns it; the listener closes it only if the Worker died). */
+  readonly fd: number;
+  /** Commands in flight are the Worker's business; its traffic reaches keep-alive through the controller's activity counter. */
+  readonly inflight = 0;
+  readonly #w: PoolWorker;
+
+  /** A queue handed to `w`. */
+  constructor(w: PoolWorker, id: number, qid: number, ctrl: FabricsController, fd: number) {
+    this.#w = w;
+    this.id = id;
+    this.qid = qid;
+    this.ctrl = ctrl;
+    this.fd = fd;
+  }
+
+  /** Index of the Worker serving it. */
+  get worker(): number {
+    return this.#w.index;
+  }
+
+  /** Close the connection (the Worker closes its socket; the host sees it go). */
+  destroy(): void {
+    this.#w.post({ op: "drop", id: this.id });
+  }
+}
+
+/** What the pool needs from the target. */
+export interface PoolHost {
+  /** Live controllers. */
+  readonly controllers: Map<number, FabricsController>;
+  /** A Worker's connection ended (closed by either side, or its Worker died). */
+  remoteClosed(q: RemoteQueue): void;
+  /** Log sink. */
+  readonly log?: (line: string) => void;
+}
+
+/** One Worker of the pool. */
+export class PoolWorker {
+  /** Position in the pool. */
+  readonly index: number;
+  /** The Worker. */
+  readonly worker: Worker;
+  /** Connections it serves, by id. */
+  readonly queues: Map<number, RemoteQueue> = new Map();
+  /** False once it died or was stopped. */
+  alive = true;
+  readonly #pool: WorkerPool;
+  readonly #posted: Int32Array;
+  readonly #wakeFd: number;
+  readonly #one = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
+  readonly #terminate: () => Promise<void>;
+  /** Resolves when the Worker reports it stopped (after a stop request). */
+  stopped: Promise<void> | null = null;
+
+  /** Worker `index` of `pool`, woken through `wakeFd`, counting posts in `posted` (both given to it at start). */
+  constructor(pool: WorkerPool, index: number, worker: Worker, wakeFd: number, posted: SharedArrayBuffer, terminate: () => Promise<void>) {
+    this.#pool = pool;
+    this.index = index;
+    this.worker = worker;
+    this.#wakeFd = wakeFd;
+    this.#posted = new Int32Array(posted);
+    this.#terminate = terminate;
+  }
+
+  /** Post and wake the Worker's poll. */
+  post(m: ToWorker): void {
+    if (!this.alive) return;
+    Atomics.add(this.#posted, 0, 1);
+    this.worker.postMessage(m);
+    this.#pool.libc.write(this.#wakeFd, this.#one);
+  }
+
+  /** Stop it as if it crashed (tests, and the pool on an uncaught error): its connections fail, its queue is released. */
+  async kill(): Promise<void> {
+    if (!this.alive) return;
+    this.alive = false;
+    // The thread stops first (synchronously), then its sockets are failed; the queue release may take longer.
+    const released = this.#terminate();
+    this.#pool.failConnections(this);
+    await released;
+  }
+
+  /** Ask it to close its connections and its queue, then end it. */
+  async stop(): Promise<void> {
+    if (!this.alive) return;
+    this.post({ op: "stop" });
+    this.alive = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.stopped, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
+    await this.#terminate();
+    this.#pool.failConnections(this);
+  }
+}
+
+/** The namespaces of `s` as a Worker opens them, or null if one cannot be served outside this thread. */
+function workerNamespaces(s: Subsystem, dev: unknown): WorkerNamespace[] | null {
+  const out: WorkerNamespace[] = [];
+  for (const n of s.namespaces) {
+    const w = workerNamespaceOf(n, dev);
+    if (w === null) return null;
+    out.push(w);
+  }
+  return out;
+}
+
+function workerNamespaceOf(n: BlockBackend, dev: unknown): WorkerNamespace | null {
+  if (n instanceof MediaBackend && n.media instanceof SharedMedia) {
+    return { kind: "shared", sab: n.media.sab, blockSize: n.blockSize, name: n.name, maxTransfer: n.maxTransfer };
+  }
+  if (n instanceof MediaBackend && n.file !== null) {
+    return { kind: "file", path: n.file, size: n.media.size, blockSize: n.blockSize, name: n.name, maxTransfer: n.maxTransfer };
+  }
+  if (n instanceof DevBackend && n.device === dev) return { kind: "dev", nsid: n.nsid };
+  return null;
+}
+
+/** A device that can give Workers queues (an NVMeDev). */
+interface QueueDevice {
+  readonly target: string;
+  readonly info: DeviceInfo;
+  readonly controller: { readonly identifyData: Uint8Array };
+  startWorkers(url: URL, n: number, opts: { data?: unknown; depth?: number }): Promise<{ worker: Worker; terminate(): Promise<void> }[]>;
+}
+
+/** The target's Workers. */
+export class WorkerPool {
+  /** This thread's libc. */
+  readonly libc: Libc;
+  /** The Workers. */
+  readonly workers: PoolWorker[] = [];
+  readonly #host: PoolHost;
+  readonly #nqns: Set<string>;
+  #next = 0;
+  #nextId = 1;
+  readonly #wakeFds: number[] = [];
+  readonly #toClose: number[] = [];
+  #closeTimer: ReturnType<typeof setTimeout> | null = null;
+
+  private constructor(libc: Libc, host: PoolHost, nqns: Set<string>) {
+    this.libc = libc;
+    this.#host = host;
+    this.#nqns = nqns;
+  }
+
+  /**
+   * Start `n` Workers for the subsystems whose namespaces can all be served
+   * from a Worker (shared memory, files, one device with queues to give);
+   * null when none can (the listener's thread then serves all IO).
+   */
+  static async start(
+    libc: Libc,
+    host: PoolHost,
+    n: number,
+    subsystems: Subsystem[],
+    o: { limits: ControllerLimits; digests: DigestPolicy; c2hSuccess: boolean; maxH2cData: number; c2hChunk: number; faults: WorkerFault[] },
+  ): Promise<WorkerPool | null> {
+    const devs = new Set<unknown>();
+    for (const s of subsystems) for (const b of s.namespaces) if (b instanceof DevBackend) devs.add(b.device);
+    if (devs.size > 1) {
+      host.log?.(`workers: ${devs.size} devices; a Worker owns one queue pair, so IO stays in the listener's thread`);
+      return null;
+    }
+    const dev = devs.size === 1 ? [...devs][0] as QueueDevice : null;
+    const subs: WorkerInit["subsystems"] = [];
+    for (const s of subsystems) {
+      const ns = workerNamespaces(s, dev);
+      if (ns !== null) subs.push({ nqn: s.nqn, namespaces: ns });
+      else host.log?.(`workers: subsystem ${s.nqn} has namespaces a Worker cannot open; its IO stays in the listener's thread`);
+    }
+    if (subs.length === 0) return null;
+    const pool = new WorkerPool(libc, host, new Set(subs.map((s) => s.nqn)));
+    const url = new URL("./worker-entry.js", import.meta.url);
+    const inits: WorkerInit[] = [];
+    for (let i = 0; i < n; i++) {
+      const fd = libc.eventfd(0, 0x800 | 0x80000); // EFD_NONBLOCK | EFD_CLOEXEC
+      if (fd < 0) throw new Error(`eventfd failed (errno ${libc.errno()})`);
+      pool.#wakeFds.push(fd);
+      inits.push({
+        ...o,
+        subsystems: subs,
+        device: dev ? { target: dev.target, info: plainInfo(dev.info), identifyData: dev.controller.identifyData.slice() } : null,
+        posted: new SharedArrayBuffer(4),
+        wakeFd: fd,
+      });
+    }
+    try {
+      if (dev !== null) {
+        // One queue pair each; a Worker that dies releases its queue (QueueWorker).
+        for (let i = 0; i < n; i++) {
+          const [qw] = await dev.startWorkers(url, 1, { data: inits[i] });
+          pool.#add(i, qw.worker, inits[i], () => qw.terminate());
+        }
+      } else {
+        for (let i = 0; i < n; i++) {
+          const w = new Worker(url, { type: "module" });
+          await startPlain(w, inits[i]);
+          pool.#add(i, w, inits[i], () => Promise.resolve(w.terminate()));
+        }
+      }
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    return pool;
+  }
+
+  #add(i: number, w: Worker, init: WorkerInit, terminate: () => Promise<void>): void {
+    const pw = new PoolWorker(this, i, w, init.wakeFd, init.posted, terminate);
+    let resolveStopped!: () => void;
+    pw.stopped = new Promise<void>((r) => (resolveStopped = r));
+    w.addEventListener("message", (e: MessageEvent) => {
+      const m = e.data as FromWorker;
+      if (m?.op === "closed") {
+        const q = pw.queues.get(m.id);
+        if (q) {
+          pw.queues.delete(m.id);
+          this.#host.remoteClosed(q);
+        }
+      } else if (m?.op === "exec") this.#exec(pw, m);
+      else if (m?.op === "stopped") resolveStopped();
+    });
+    w.addEventListener("error", (e: Event) => {
+      (e as ErrorEvent).preventDefault?.();
+      this.#host.log?.(`worker ${i} died: ${(e as ErrorEvent).message ?? e}`);
+      void pw.kill();
+    });
+    this.workers.push(pw);
+  }
+
+  #exec(pw: PoolWorker, m: Extract<FromWorker, { op: "exec" }>): void {
+    const c = this.#host.controllers.get(m.cntlid);
+    const reply = (r: AdminReply) => pw.post({ op: "reply", key: m.key, r });
+    if (c === undefined || c.dead) return reply({ sf: 0x4000 | 0x0c }); // DNR | Command Sequence Error: it is gone
+    c.execute(m.qid, m.sqe, m.data, reply);
+  }
+
+  /** True if IO queues of subsystem `nqn` go to Workers. */
+  serves(nqn: string): boolean {
+    return this.#nqns.has(nqn) && this.workers.some((w) => w.alive);
+  }
+
+  /** A controller exists: every Worker learns it (its traffic counter becomes shared memory). */
+  controllerAdded(c: FabricsController): void {
+    if (c.discovery || !this.#nqns.has(c.subsystem.nqn)) return;
+    const sab = new SharedArrayBuffer(4);
+    const a = new Int32Array(sab);
+    a[0] = c.activity[0];
+    c.activity = a;
+    for (const w of this.workers) w.post({ op: "ctrl", cntlid: c.cntlid, nqn: c.subsystem.nqn, maxTransfer: c.maxTransfer, activity: sab });
+  }
+
+  /** A controller is gone: its Worker queues close. */
+  controllerGone(c: FabricsController): void {
+    if (c.discovery) return;
+    for (const w of this.workers) w.post({ op: "ctrl-gone", cntlid: c.cntlid });
+  }
+
+  /** Hand an IO connection (its fd, already released from this thread) to the next live Worker. */
+  handOff(fd: number, qid: number, ctrl: FabricsController, sqsize: number, sqflowOff: boolean, cid: number, digests: Digests): RemoteQueue {
+    const live = this.workers.filter((w) => w.alive);
+    const w = live[this.#next++ % live.length];
+    const id = this.#nextId++;
+    const q = new RemoteQueue(w, id, qid, ctrl, fd);
+    w.queues.set(id, q);
+    w.post({ op: "conn", id, fd, qid, cntlid: ctrl.cntlid, sqsize, sqflowOff, cid, digests: { hdgst: digests.hdgst, ddgst: digests.ddgst } });
+    return q;
+  }
+
+  /** A Worker is gone: its sockets are shut down (the hosts reconnect) and closed here, where nobody else owns them now. */
+  failConnections(w: PoolWorker): void {
+    const qs = [...w.queues.values()];
+    w.queues.clear();
+    for (const q of qs) {
+      try {
+        shutdownFd(this.libc, q.fd);
+      } catch { /* already down */ }
+    }
+    // Closed a little later: a Worker thread still unwinding from poll must not see the number reused.
+    this.#toClose.push(...qs.map((q) => q.fd));
+    this.#closeTimer ??= setTimeout(() => this.#closeFds(), 100);
+    for (const q of qs) this.#host.remoteClosed(q);
+  }
+
+  #closeFds(): void {
+    if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
+    this.#closeTimer = null;
+    for (const fd of this.#toClose.splice(0)) this.libc.close(fd);
+  }
+
+  /** Stop every Worker (each closes its connections and gives its queue back). */
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.stop()));
+    this.#closeFds();
+    for (const fd of this.#wakeFds) this.libc.close(fd);
+    this.#wakeFds.length = 0;
+  }
+}
+
+function plainInfo(i: DeviceInfo): DeviceInfo {
+  return {
+    serial: i.serial,
+    model: i.model,
+    firmware: i.firmware,
+    vid: i.vid,
+    ssvid: i.ssvid,
+    maxTransferBytes: i.maxTransferBytes,
+    vwc: i.vwc,
+    oncs: i.oncs,
+  };
+}
+
+/** The start protocol of a Worker without a device queue (the same messages NVMeDev.startWorkers uses). */
+function startPlain(w: Worker, init: WorkerInit): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onMsg = (e: MessageEvent) => {
+      const m = e.data as { type?: string; message?: string };
+      if (m?.type === "tsnvme-ready") w.postMessage({ type: "tsnvme-queue", queue: null, data: init });
+      else if (m?.type === "tsnvme-opened") {
+        w.removeEventListener("message", onMsg);
+        resolve();
+      } else if (m?.type === "tsnvme-open-failed") {
+        w.removeEventListener("message", onMsg);
+        reject(new Error(`target worker failed to start: ${m.message}`));
+      }
+    };
+    w.addEventListener("message", onMsg);
+    w.addEventListener("error", (e) => reject(new Error(`target worker failed to start: ${(e as ErrorEvent).message}`)), { once: true });
+  });
+}

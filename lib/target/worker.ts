@@ -1,0 +1,294 @@
+/**
+ * A target Worker (a poll group, as SPDK's nvmf target has them): started by
+ * the target's {@link WorkerPool}, it opens its namespaces in this thread
+ * (for a device, an IO queue pair of its own from `createQueue()`), adopts
+ * the IO connections the listener hands it after their Connect, and serves
+ * their Read and Write straight onto that queue in one loop: poll(2) over
+ * its sockets, recv, parse, submit, reap completions, send. Nothing crosses
+ * threads per IO; the listener's thread hears of connections closing, and
+ * runs the rare IO commands that are not Read or Write (Flush, Write Zeroes,
+ * DSM...) on the controller's model. The loop blocks in poll when idle and
+ * wakes for the listener's messages through an eventfd.
+ * @module
+ */
+import { loadLibc } from "../ffi/mod.ts";
+import type { Libc } from "../ffi/types.ts";
+import { Socket } from "../sock/mod.ts";
+import { openQueue, type QueueHandle, type WorkerQueue } from "../worker/mod.ts";
+import { FileMedia } from "../sim/media.ts";
+import { type BackingDevice, type BlockBackend, DevBackend, MediaBackend } from "./backend.ts";
+import type { AdminReply, ControllerLimits, FabricsController, Subsystem } from "./controller.ts";
+import type { ConnWire, TargetConn as TargetConnT, TargetFault } from "./conn.ts";
+import { TargetConn } from "./conn.ts";
+import { PollGroup, SockWire } from "./poll.ts";
+import { SharedMedia, type WorkerNamespace } from "./shared.ts";
+import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
+import type { Reply } from "./nvm.ts";
+import type { FromWorker, ToWorker, WorkerFault, WorkerInit } from "./pool.ts";
+
+interface Scope {
+  addEventListener(type: "message", f: (e: MessageEvent) => void): void;
+  postMessage(m: unknown): void;
+}
+const scope = globalThis as unknown as Scope;
+
+const setImmediateFn = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
+const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? setImmediateFn(r) : setTimeout(r, 0));
+
+/** Idle poll timeout: the longest a Worker sleeps without looking at its messages. */
+const IDLE_MS = 10;
+/** Passes between event-loop turns while busy (timers, the queue's own housekeeping). */
+const PASSES_PER_YIELD = 256;
+
+/** A controller as this Worker knows it: its id, subsystem (this thread's backends) and traffic counter. */
+class WorkerController {
+  readonly discovery = false as const;
+  readonly cntlid: number;
+  readonly subsystem: Subsystem;
+  readonly maxTransfer: number;
+  activity: Int32Array;
+  activitySeen = 0;
+  lastSeen = 0;
+  kato = 0;
+  dead = false;
+  readonly ready = true; // its IO queues exist only while it is enabled: the listener drops them on CC.EN = 0
+  readonly ioQueues = 0xffff;
+  readonly #w: TargetWorker;
+
+  constructor(w: TargetWorker, cntlid: number, subsystem: Subsystem, maxTransfer: number, activity: SharedArrayBuffer) {
+    this.#w = w;
+    this.cntlid = cntlid;
+    this.subsystem = subsystem;
+    this.maxTransfer = maxTransfer;
+    this.activity = new Int32Array(activity);
+  }
+
+  /** IO commands other than Read/Write run on the model, in the listener's thread. */
+  execute(qid: number, sqe: Uint32Array, data: Uint8Array | null, reply: Reply): void {
+    this.#w.forward(this.cntlid, qid, sqe, data, reply);
+  }
+
+  /** No IO command but Read moves data to the host; Read never comes here. */
+  transferLength(): number {
+    return 0;
+  }
+
+  dropPending(): void {}
+}
+
+/** The Worker's state: its group, backends, controllers and connections. */
+class TargetWorker implements ConnHost {
+  readonly limits: ControllerLimits;
+  readonly digests: DigestPolicy;
+  readonly c2hSuccess: boolean;
+  readonly maxH2cData: number;
+  readonly c2hChunk: number;
+  readonly stats: TargetStats = zeroStats();
+  readonly onCommand?: (qid: number, sqe: Uint32Array, conn: TargetConnT) => TargetFault;
+  readonly #libc: Libc;
+  readonly #group: PollGroup;
+  readonly #subs = new Map<string, Subsystem>();
+  readonly #ctrls = new Map<number, WorkerController>();
+  readonly #conns = new Map<number, TargetConn>();
+  readonly #ids = new Map<TargetConn, number>();
+  readonly #replies = new Map<number, Reply>();
+  readonly #queue: WorkerQueue | null;
+  readonly #posted: Int32Array;
+  readonly #wakeFd: number;
+  readonly #wakeBuf = new Uint8Array(8);
+  #received = 0;
+  #nextKey = 1;
+  #stopping = false;
+
+  constructor(libc: Libc, init: WorkerInit, queue: WorkerQueue | null) {
+    this.#libc = libc;
+    this.#queue = queue;
+    this.limits = init.limits;
+    this.digests = init.digests;
+    this.c2hSuccess = init.c2hSuccess;
+    this.maxH2cData = init.maxH2cData;
+    this.c2hChunk = init.c2hChunk;
+    this.#posted = new Int32Array(init.posted);
+    this.#wakeFd = init.wakeFd;
+    this.onCommand = init.faults.length > 0 ? faultHook(init.faults) : undefined;
+    const dev = queue ? deviceOf(queue, init) : null;
+    for (const s of init.subsystems) {
+      this.#subs.set(s.nqn, { nqn: s.nqn, namespaces: s.namespaces.map((n) => backendOf(n, dev)), allowHosts: null });
+    }
+    this.#group = new PollGroup(libc);
+    this.#group.addExtra({ fd: this.#wakeFd, onReadable: () => void libc.read(this.#wakeFd, this.#wakeBuf) });
+  }
+
+  /** Bind a Connect: never here (the listener did it). */
+  connect(_r: ConnectRequest): null {
+    return null;
+  }
+
+  connClosed(conn: TargetConn): void {
+    const id = this.#ids.get(conn);
+    if (id === undefined) return;
+    this.#ids.delete(conn);
+    this.#conns.delete(id);
+    scope.postMessage({ op: "closed", id } satisfies FromWorker);
+  }
+
+  forward(cntlid: number, qid: number, sqe: Uint32Array, data: Uint8Array | null, reply: Reply): void {
+    const key = this.#nextKey++;
+    this.#replies.set(key, reply);
+    scope.postMessage({ op: "exec", key, cntlid, qid, sqe: sqe.slice(), data: data ? data.slice() : null } satisfies FromWorker);
+  }
+
+  onMessage(m: ToWorker): void {
+    this.#received++;
+    switch (m.op) {
+      case "ctrl": {
+        const s = this.#subs.get(m.nqn);
+        if (s) this.#ctrls.set(m.cntlid, new WorkerController(this, m.cntlid, s, m.maxTransfer, m.activity));
+        break;
+      }
+      case "ctrl-gone": {
+        const c = this.#ctrls.get(m.cntlid);
+        this.#ctrls.delete(m.cntlid);
+        if (c) for (const conn of [...this.#conns.values()]) if (conn.ctrl === (c as unknown as FabricsController)) conn.destroy();
+        break;
+      }
+      case "conn": {
+        const c = this.#ctrls.get(m.cntlid);
+        const sock = Socket.adopt(this.#libc, m.fd);
+        const w = new SockWire(sock);
+        if (c === undefined) {
+          // Its controller went while the connection was on its way: the host reconnects.
+          sock.close();
+          scope.postMessage({ op: "closed", id: m.id } satisfies FromWorker);
+          break;
+        }
+        this.stats.connections++;
+        const conn = new TargetConn(this, w as ConnWire, {
+          qid: m.qid,
+          ctrl: c as unknown as FabricsController, // the IO half of a controller: see WorkerController
+          sqsize: m.sqsize,
+          sqflowOff: m.sqflowOff,
+          cid: m.cid,
+          digests: m.digests,
+        });
+        this.#conns.set(m.id, conn);
+        this.#ids.set(conn, m.id);
+        this.#group.add(w, conn);
+        break;
+      }
+      case "drop":
+        this.#conns.get(m.id)?.destroy();
+        break;
+      case "reply": {
+        const r = this.#replies.get(m.key);
+        this.#replies.delete(m.key);
+        r?.(m.r as AdminReply);
+        break;
+      }
+      case "stop":
+        this.#stopping = true;
+        break;
+    }
+  }
+
+  #busy(): boolean {
+    for (const c of this.#conns.values()) if (c.inflight > 0) return true;
+    return false;
+  }
+
+  /** The poll loop: serve, reap the queue's completions, send; sleep in poll when idle; look at messages when woken. */
+  async run(): Promise<void> {
+    let passes = 0;
+    while (!this.#stopping) {
+      const busy = this.#busy();
+      const events = this.#group.pass(busy ? 0 : IDLE_MS);
+      if (this.#queue !== null) {
+        const q = this.#queue.queue;
+        // The queue rings its doorbell from a microtask, and this loop runs many passes between
+        // turns: ring what the pass submitted now, or each command waits for the next yield.
+        q.ring();
+        if (q.processCompletions() > 0) {
+          q.ring(); // what the completions' callbacks submitted (R2T-less writes, retries)
+          this.#group.flush();
+        }
+      }
+      // The event loop gets a turn for messages (woken through the eventfd), after an idle timeout,
+      // and every so many passes; never per IO.
+      const timedOut = !busy && events === 0;
+      if (this.#received < Atomics.load(this.#posted, 0) || timedOut || ++passes >= PASSES_PER_YIELD) {
+        passes = 0;
+        await yieldNow();
+        // Messages posted before the wake-up are delivered within a few turns.
+        for (let i = 0; i < 1000 && this.#received < Atomics.load(this.#posted, 0); i++) await yieldNow();
+      }
+    }
+    this.#group.closeAll();
+    await this.#queue?.close();
+    scope.postMessage({ op: "stopped" } satisfies FromWorker);
+  }
+}
+
+/** The Worker's device: its own queue pair, described as the backends expect. */
+function deviceOf(q: WorkerQueue, init: WorkerInit): BackingDevice {
+  const d = init.device!;
+  return {
+    target: d.target,
+    info: d.info,
+    controller: { identifyData: d.identifyData },
+    get closed() {
+      return q.closed;
+    },
+    ns: (nsid) => q.ns(nsid),
+    nsList: () => q.nsList(),
+    allocBuffer: (n) => q.allocBuffer(n),
+    freeBuffer: (b) => q.freeBuffer(b),
+    close: () => q.close(),
+  };
+}
+
+function backendOf(n: WorkerNamespace, dev: BackingDevice | null): BlockBackend {
+  switch (n.kind) {
+    case "shared":
+      return new MediaBackend(new SharedMedia(n.sab), n.blockSize, n.name, n.maxTransfer);
+    case "file":
+      return new MediaBackend(new FileMedia(n.path, n.size), n.blockSize, n.name, n.maxTransfer);
+    case "dev":
+      if (dev === null) throw new Error("a device namespace without the Worker's queue");
+      return new DevBackend(dev, n.nsid);
+  }
+}
+
+/** The test faults a Worker applies: each rule once, to the nth matching IO command it sees. */
+function faultHook(rules: WorkerFault[]): (qid: number, sqe: Uint32Array) => TargetFault {
+  const seen = rules.map(() => 0);
+  return (_qid, sqe) => {
+    const opc = sqe[0] & 0xff;
+    for (let i = 0; i < rules.length; i++) {
+      const r = rules[i];
+      if (r.opcode !== undefined && r.opcode !== opc) continue;
+      if (++seen[i] === (r.nth ?? 1)) return r.fault;
+    }
+    return undefined;
+  };
+}
+
+let worker: TargetWorker | null = null;
+scope.addEventListener("message", (e: MessageEvent) => {
+  const m = e.data as { type?: string; queue?: QueueHandle | null; data?: WorkerInit } & ToWorker;
+  if (m?.type === "tsnvme-queue") {
+    void (async () => {
+      try {
+        const libc = await loadLibc();
+        const q = m.queue ? await openQueue(m.queue) : null;
+        worker = new TargetWorker(libc, m.data!, q);
+        scope.postMessage({ type: "tsnvme-opened" });
+        await worker.run();
+      } catch (err) {
+        scope.postMessage({ type: "tsnvme-open-failed", message: String((err as Error)?.stack ?? err) });
+      }
+    })();
+    return;
+  }
+  if (worker !== null && typeof m?.op === "string") worker.onMessage(m);
+});
+scope.postMessage({ type: "tsnvme-ready" });

@@ -1,0 +1,167 @@
+#!/bin/sh
+# Target-side NVMe/TCP benchmark, run inside the QEMU guest: the kernel initiator (fio, io_uring,
+# O_DIRECT) reading and writing through each target exporting the same QEMU controller (the second
+# one, $TSNVME_PCIS' 2nd entry), one boot, asserts nothing:
+#   * tsnvme's nvmf-target with 1 and 2 Workers, on Deno and on Bun (the controller through VFIO);
+#   * nvmet on the kernel nvme driver's block device;
+#   * SPDK's nvmf_tgt on one core (bdev_nvme over VFIO), when /var/cache/tsnvme-peers/bin has it.
+# Columns: 4 KiB randread QD1 and QD32 (IOPS, p50/p99 completion latency in µs), 128 KiB read and
+# write QD8 (MB/s), CPU µs per IO of the target process (its utime+stime over the 4 KiB QD32 run;
+# nvmet: kernel threads, so the whole guest's busy time, marked "sys"), digests off and on; then
+# every figure as a ratio to nvmet's in the same run.
+# Usage (host): TSNVME_CACHE=/work/main/.cache/guest scripts/guest.sh --timeout 1800 -- \
+#                 sh scripts/bench-tcp-target.sh [SEC] [deno|bun]...
+cd "$(dirname "$0")/.." || exit 125
+REPO=$PWD
+SEC=${1:-5}
+[ $# -gt 0 ] && shift
+RTS=${*:-deno bun}
+KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel-${TSNVME_GUEST_KERNEL:-6.12}/root}
+OUTD=${TSNVME_OUT:-/tmp}/bench-tcp-target
+PEERS=/var/cache/tsnvme-peers/bin
+mkdir -p "$OUTD"
+NQN=nqn.2024-01.io.tsnvme:bench-target
+PORT=4440
+PCI2=$(echo "${TSNVME_PCIS:-}" | awk '{print $2}')
+[ -n "$PCI2" ] || { echo "bench: needs a second controller (scripts/guest.sh --ctrls 2)"; exit 125; }
+for m in configfs crc32c_generic nvmet nvmet-tcp nvme-fabrics nvme-tcp; do
+  modprobe -d "$KROOT" "$m" 2>/dev/null || grep -q "^$(echo $m | tr - _) " /proc/modules || echo "note: modprobe $m failed"
+done
+grep -q " /sys/kernel/config " /proc/mounts || mount -t configfs none /sys/kernel/config
+ip link set lo up
+HZ=$(getconf CLK_TCK)
+ROWS="$OUTD/rows.txt"
+: >"$ROWS"
+TPID=
+
+cpu_of() { # PID: utime+stime in ticks (all threads)
+  awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+sys_busy() { # the whole guest's busy ticks
+  awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
+}
+
+# fio_json RW BS QD: one fio run on $BLK; prints "iops bw_bytes p50_us p99_us ios"
+fio_json() {
+  fio --name=b --filename="$BLK" --direct=1 --rw="$1" --bs="$2" --iodepth="$3" --ioengine=io_uring --runtime="$SEC" \
+    --time_based --output-format=json 2>/dev/null | python3 -c '
+import json, sys
+j = json.load(sys.stdin)["jobs"][0]
+d = j["write"] if j["write"]["io_bytes"] > 0 else j["read"]
+p = d.get("clat_ns", {}).get("percentile", {})
+print(round(d["iops"]), d["bw_bytes"], round(p.get("50.000000", 0) / 1000), round(p.get("99.000000", 0) / 1000), d["total_ios"])'
+}
+
+connect() { # PORT [args]: sets CTRL, BLK
+  CTRL= BLK=
+  nvme connect -t tcp -a 127.0.0.1 -s "$1" -n $NQN -i 2 ${2:+$2} ${3:+$3} >"$OUTD/connect.log" 2>&1 || return 1
+  for _ in $(seq 1 100); do
+    for c in /sys/class/nvme/nvme*; do
+      [ "$(cat "$c/subsysnqn" 2>/dev/null)" = $NQN ] && [ "$(cat "$c/transport" 2>/dev/null)" = tcp ] && CTRL=$(basename "$c")
+    done
+    if [ -n "$CTRL" ]; then
+      b=$(ls -d /sys/class/nvme/$CTRL/nvme*n1 /sys/class/nvme-subsystem/nvme-subsys*/nvme*n1 2>/dev/null | while read -r p; do
+        s=$(dirname "$p")
+        [ "$(cat "$s/subsysnqn" 2>/dev/null)" = $NQN ] || [ "$s" = /sys/class/nvme/$CTRL ] && basename "$p"
+      done | head -1)
+      [ -n "$b" ] && [ -b "/dev/$b" ] && { BLK=/dev/$b; return 0; }
+    fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# rows LABEL PID|sys: both digest modes, one table row each.
+rows() {
+  label=$1 who=$2
+  for dg in off on; do
+    if [ $dg = on ]; then connect $PORT -g -G || { echo "bench $label: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }
+    else connect $PORT || { echo "bench $label: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }; fi
+    set -- $(fio_json randread 4k 1); q1=$1 q1p50=$3 q1p99=$4
+    c0=$( [ "$who" = sys ] && sys_busy || cpu_of "$who")
+    set -- $(fio_json randread 4k 32); q32=$1 q32p50=$3 q32p99=$4 ios=$5
+    c1=$( [ "$who" = sys ] && sys_busy || cpu_of "$who")
+    set -- $(fio_json read 128k 8); rmb=$(($2 / 1000000))
+    set -- $(fio_json write 128k 8); wmb=$(($2 / 1000000))
+    cpu=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="${ios:-0}" 'BEGIN{ if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "?" }')
+    [ "$who" = sys ] && cpu="$cpu sys"
+    line="| $label | $dg | $q1 ($q1p50/$q1p99) | $q32 ($q32p50/$q32p99) | $rmb | $wmb | $cpu |"
+    echo "$label|$dg|$q1|$q32|$rmb|$wmb" >>"$ROWS"
+    echo "$line" | tee -a "$OUTD/table.md"
+    nvme disconnect -n $NQN >/dev/null 2>&1
+    sleep 0.5
+  done
+}
+
+start_tsnvme() { # RT WORKERS
+  rm -f /tmp/bench-target.ready
+  if [ "$1" = deno ]; then set -- deno run -A --no-check lib/cli/nvmf-target.ts --workers "$2"; else set -- bun lib/cli/nvmf-target.ts --workers "$2"; fi
+  "$@" --port $PORT --nqn $NQN --ns "$PCI2:1" --ready-file /tmp/bench-target.ready -q >>"$OUTD/target.log" 2>&1 &
+  TPID=$!
+  for _ in $(seq 1 300); do
+    [ -s /tmp/bench-target.ready ] && return 0
+    kill -0 $TPID 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}
+stop_pid() { [ -n "$TPID" ] && kill -TERM $TPID 2>/dev/null && wait $TPID; TPID=; }
+
+: >"$OUTD/table.md"
+echo "| target | digests | 4 KiB randread QD1 IOPS (p50/p99 µs) | 4 KiB randread QD32 IOPS (p50/p99 µs) | 128 KiB read QD8 MB/s | 128 KiB write QD8 MB/s | CPU µs/IO (QD32) |"
+echo "|---|---|---|---|---|---|---|"
+
+sh scripts/guest-bind.sh vfio "$PCI2" >/dev/null 2>&1
+for rt in $RTS; do
+  for w in 1 2; do
+    start_tsnvme "$rt" "$w" || { echo "bench: tsnvme $rt target did not start"; stop_pid; continue; }
+    rows "tsnvme $rt, $w Worker(s)" $TPID
+    stop_pid
+  done
+done
+
+# SPDK nvmf_tgt, one core, bdev_nvme over VFIO.
+if [ -x $PEERS/nvmf_tgt ]; then
+  grep -q " /run " /proc/mounts || mount -t tmpfs none /run
+  mkdir -p /dev/hugepages && { grep -q " /dev/hugepages " /proc/mounts || mount -t hugetlbfs none /dev/hugepages; }
+  echo 512 >/proc/sys/vm/nr_hugepages
+  $PEERS/nvmf_tgt -m 0x1 >"$OUTD/spdk.log" 2>&1 &
+  TPID=$!
+  # The link in bin/ would make rpc.py look for its python package beside the link: call the real file.
+  RPC="$(readlink -f "$PEERS/spdk-rpc.py")"
+  for _ in $(seq 1 100); do $RPC rpc_get_methods >/dev/null 2>&1 && break; sleep 0.3; done
+  if $RPC nvmf_create_transport -t TCP >>"$OUTD/spdk.log" 2>&1 && $RPC bdev_nvme_attach_controller -b N0 -t PCIe -a "$PCI2" >>"$OUTD/spdk.log" 2>&1 &&
+    $RPC nvmf_create_subsystem $NQN -a >>"$OUTD/spdk.log" 2>&1 && $RPC nvmf_subsystem_add_ns $NQN N0n1 >>"$OUTD/spdk.log" 2>&1 &&
+    $RPC nvmf_subsystem_add_listener $NQN -t tcp -a 127.0.0.1 -s $PORT >>"$OUTD/spdk.log" 2>&1; then
+    rows "SPDK nvmf_tgt (1 core)" $TPID
+  else
+    echo "bench: SPDK nvmf_tgt setup failed ($(tail -2 "$OUTD/spdk.log" | tr '\n' ' '))"
+  fi
+  stop_pid
+else
+  echo "bench: no SPDK nvmf_tgt in $PEERS (see /work/shared/tools/build-peers.sh)"
+fi
+
+# nvmet on the kernel driver.
+if sh scripts/guest-bind.sh nvme "$PCI2" >/dev/null 2>&1; then
+  kdev=$(basename "$(ls -d /sys/bus/pci/devices/$PCI2/nvme/nvme*/nvme*n1 2>/dev/null | head -1)")
+  case $kdev in *c*n*) kdev=${kdev%%c*}n${kdev##*n} ;; esac
+  C=/sys/kernel/config/nvmet S=/sys/kernel/config/nvmet/subsystems/$NQN P=/sys/kernel/config/nvmet/ports/9
+  if mkdir $S && echo 1 >$S/attr_allow_any_host && mkdir $S/namespaces/1 && echo -n "/dev/$kdev" >$S/namespaces/1/device_path &&
+    echo 1 >$S/namespaces/1/enable && mkdir $P && echo tcp >$P/addr_trtype && echo ipv4 >$P/addr_adrfam &&
+    echo 127.0.0.1 >$P/addr_traddr && echo $PORT >$P/addr_trsvcid && ln -s $S $P/subsystems/$NQN; then
+    rows "nvmet (kernel nvme, /dev/$kdev)" sys
+  else
+    echo "bench: nvmet setup failed"
+  fi
+  rm -f $P/subsystems/$NQN; rmdir $P 2>/dev/null
+  echo 0 >$S/namespaces/1/enable 2>/dev/null; rmdir $S/namespaces/1 $S 2>/dev/null
+fi
+
+echo
+echo "Ratios to nvmet (same digests, same boot): QD1 IOPS, QD32 IOPS, 128 KiB read, 128 KiB write"
+awk -F'|' '
+  { key[NR] = $1 "|" $2; dg[NR] = $2; for (i = 3; i <= 6; i++) v[NR, i] = $i; if ($1 ~ /^nvmet/) for (i = 3; i <= 6; i++) ref[$2, i] = $i }
+  END { for (r = 1; r <= NR; r++) { split(key[r], k, "|"); line = "| " k[1] " | " dg[r] " |";
+        for (i = 3; i <= 6; i++) line = line sprintf(" %s |", ref[dg[r], i] > 0 ? sprintf("%.2fx", v[r, i] / ref[dg[r], i]) : "?");
+        print line } }' "$ROWS"

@@ -1,0 +1,54 @@
+// The CLI's PCIe choices (--sgl, --prp, --no-dbbuf; nvme-cli has none): accepted by every device
+// command, passed to the driver (--sgl on a controller without SGLs fails at open), exclusive.
+import assert from "node:assert/strict";
+import process from "node:process";
+import { test } from "../../harness.ts";
+import { main } from "../../../lib/cli/nvme.ts";
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const o = process.stdout.write, e = process.stderr.write;
+  let out = "", err = "";
+  process.stdout.write = ((s: string) => (out += s, true)) as typeof o;
+  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
+  try {
+    return { code: await main(argv), out, err };
+  } finally {
+    process.stdout.write = o;
+    process.stderr.write = e;
+  }
+}
+
+test("cli: --sgl, --prp and --no-dbbuf open the device with those choices; --sgl with --prp is a usage error", async () => {
+  for (const flag of ["--sgl", "--prp", "--no-dbbuf"]) {
+    const r = await run(["read", "sim:", "-n", "1", "-s", "0", "-c", "7", "-z", "4096", flag]);
+    assert.equal(r.code, 0, `${flag}: ${r.err}`);
+  }
+  const both = await run(["read", "sim:", "-n", "1", "-s", "0", "-c", "0", "-z", "512", "--sgl", "--prp"]);
+  assert.equal(both.code, 2);
+  assert.match(both.err, /--sgl and --prp exclude each other/);
+  const help = await run(["--help"]);
+  assert.match(help.out, /--sgl or --prp/);
+});
+
+test("cli: primary-ctrl-caps, list-secondary and virt-mgmt on the software controller's SR-IOV model", async () => {
+  const caps = await run(["primary-ctrl-caps", "sim:sriov=2", "-o", "json"]);
+  assert.equal(caps.code, 0, caps.err);
+  const c = JSON.parse(caps.out);
+  assert.equal(c.cntlid, 1);
+  assert.equal(c.vqfrt, 16);
+  const text = await run(["primary-ctrl-caps", "sim:sriov=2"]);
+  assert.match(text.out, /^vqfrsm\s+: 4$/m);
+  const list = await run(["list-secondary", "sim:sriov=2", "-o", "json"]);
+  assert.equal(list.code, 0, list.err);
+  assert.deepEqual(JSON.parse(list.out)["secondary-controllers"].map((s: { scid: number }) => s.scid), [2, 3]);
+  const one = await run(["list-secondary", "sim:sriov=2", "-c", "3"]);
+  assert.match(one.out, /NUMID .*: 1/);
+  assert.match(one.out, /SCID .*: 0x3/);
+  const vm = await run(["virt-mgmt", "sim:sriov=2", "-c", "2", "-a", "8", "-r", "0", "-n", "3"]);
+  assert.equal(vm.code, 0, vm.err);
+  assert.equal(vm.out, "success, Number of Controller Resources Modified (NRM):0x3\n");
+  const bad = await run(["virt-mgmt", "sim:sriov=2", "-c", "2", "-a", "9"]);
+  assert.equal(bad.code, 1, "online without resources: the controller refuses");
+  assert.match(bad.err, /Invalid Secondary Controller State/);
+  assert.equal((await run(["virt-mgmt", "sim:sriov=2", "-a", "8"])).code, 2, "--cntlid is required");
+});
