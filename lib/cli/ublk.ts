@@ -1,7 +1,7 @@
 /**
  * ublk: a tsnvme namespace as a Linux block device (/dev/ublkbN), served by
  * this process until SIGINT/SIGTERM (which stop and delete it) or until
- * `ublk del` from another shell; SIGUSR1 resets the controller under live IO
+ * `ublk del` from another shell; SIGUSR2 resets the controller under live IO
  * (requests in flight are retried, as Linux's nvme driver does). Needs root
  * and ublk_drv (Linux 6.0+).
  *
@@ -15,6 +15,7 @@
  */
 import process from "node:process";
 import { readdirSync, writeFileSync } from "node:fs";
+import { loadLibc } from "../ffi/mod.ts";
 import { NVMeDev } from "../dev.ts";
 import { NvmeError } from "../nvme/errors.ts";
 import { UBLK_STATE_NAMES, UblkControl, UblkDevice, UblkFlag } from "../ublk/mod.ts";
@@ -66,9 +67,11 @@ async function add(spec: string, values: Values): Promise<number> {
     signalled = true;
     void u.stop();
   };
-  // SIGUSR1: reset the controller under live IO (what a timeout would do), to exercise recovery.
+  // SIGUSR2: reset the controller under live IO (what a timeout would do), to exercise recovery.
+  // Not SIGUSR1: Deno (2.9.2+), like Node, starts its inspector on SIGUSR1, and a process with
+  // an inspector open waits for it to disconnect before it exits.
   const reset = () => {
-    process.stderr.write("ublk: SIGUSR1: resetting the controller\n");
+    process.stderr.write("ublk: SIGUSR2: resetting the controller\n");
     dev.controller.reset().then(
       () => process.stderr.write("ublk: controller reset done\n"),
       (e) => process.stderr.write(`ublk: controller reset failed: ${(e as Error).message}\n`),
@@ -76,7 +79,7 @@ async function add(spec: string, values: Values): Promise<number> {
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
-  process.on("SIGUSR1", reset);
+  process.on("SIGUSR2", reset);
   // Both runtimes: a pending promise alone does not keep the process alive.
   const keep = setInterval(() => {}, 1 << 30);
   try {
@@ -89,11 +92,13 @@ async function add(spec: string, values: Values): Promise<number> {
     }
   } finally {
     clearInterval(keep);
+    // Listeners stay until the controller is closed: a second SIGTERM meanwhile is a no-op.
+    await dev.close();
     process.off("SIGTERM", stop);
     process.off("SIGINT", stop);
-    process.off("SIGUSR1", reset);
-    await dev.close();
+    process.off("SIGUSR2", reset);
   }
+  if (!values.quiet) process.stderr.write(`ublk: ${target} closed\n`);
   return 0;
 }
 
@@ -205,7 +210,10 @@ export function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  process.exitCode = await main(process.argv.slice(2));
-  // Workers may linger a moment after their queues were released.
-  process.exit();
+  const code = await main(process.argv.slice(2));
+  // The queue Workers may still be unwinding after their queues were released, and Deno can
+  // crash in its exit path then (seen as a server killed by a signal after a clean stop): once
+  // stdout and stderr are flushed, _exit(2) skips the runtime's teardown (fds close either way).
+  await new Promise((r) => process.stdout.write("", () => process.stderr.write("", r)));
+  (await loadLibc()).exitNow(code);
 }

@@ -54,6 +54,12 @@ export interface Libc {
   /** getpid(2). */
   getpid(): number;
   /**
+   * _exit(2): end the process now, without the runtime's teardown (no exit handlers, no thread
+   * joins). For a process whose Worker threads may still be unwinding: Deno can crash in its
+   * own exit path then (denoland/deno#12653). Flush stdout/stderr first.
+   */
+  exitNow(status: number): never;
+  /**
    * read(2) on a thread of the runtime's FFI pool, without blocking the event loop.
    * Deno only (nonblocking FFI; errno is not readable); Bun has no such call.
    */
