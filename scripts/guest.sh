@@ -205,6 +205,8 @@ MODS_PHASE1=(virtio_pci virtio_console 9pnet_virtio 9p)
 # which would need request_module and so a modprobe in the initramfs; load it up front instead.
 # (6.12 builds it, virtio and others in: modprobe says "builtin", and mod_order skips those.)
 MODS_PHASE2=(vfio-pci vfio_iommu_type1 crc64_rocksoft_generic nvme)
+# ublk_drv where the kernel builds it as a module (6.12; 6.1 has none): the ublk tests need /dev/ublk-control.
+compgen -G "$KROOT/lib/modules/$KVER/kernel/drivers/block/ublk_drv.ko*" >/dev/null && MODS_PHASE2+=(ublk_drv)
 
 # PID 1 of the guest. It prints only to the serial console (the host's boot log); the command's
 # output travels over virtio-serial ports. Any failure powers off, so QEMU always exits.

@@ -11,6 +11,7 @@
  *   deno run -A jsr:@tsnvme/tsnvme/cli smart-log tcp://192.168.1.20:4420/nqn.2024-01.io.example:disk1
  * @module
  */
+import { ublkCommand } from "./ublk.ts";
 import process from "node:process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { type Cli, type Command, controllerTable, format, formatTable, intList, intOpt as int, type Options, out, outputFormat, runCli, UsageError, type Values } from "./cli.ts";
@@ -1321,6 +1322,9 @@ for (const c of Object.values(commands)) {
     }
   };
 }
+
+// ublk add|list|del (lib/cli/ublk.ts): takes a PCI address with an optional namespace, not a device argument.
+commands.ublk = ublkCommand;
 
 /** The nvme command line: nvme-cli's subcommands over tsnvme. */
 const cli: Cli = {

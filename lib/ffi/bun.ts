@@ -23,14 +23,19 @@ export async function createLibc(): Promise<Libc> {
   // deno-lint-ignore no-explicit-any
   const ffi: any = await import(BUN_FFI);
   const { dlopen, toArrayBuffer, read, ptr } = ffi;
-  const { ioctl_ptr, ioctl_int, ...plain } = LIBC_SYMBOLS;
-  const decls: Record<string, ReturnType<typeof bunDecl>> = { ioctl: bunDecl(ioctl_ptr) };
-  for (const [name, d] of Object.entries(plain)) decls[name] = bunDecl(d);
+  const decls: Record<string, ReturnType<typeof bunDecl>> = {};
+  const aliases: [string, string, Decl][] = [];
+  for (const [key, d] of Object.entries(LIBC_SYMBOLS)) {
+    const name = (d as { name?: string }).name;
+    if (name !== undefined && name !== key) aliases.push([key, name, d]);
+    else decls[key] = bunDecl(d);
+  }
   const lib = dlopen("libc.so.6", decls).symbols;
-  // Bun cannot alias one symbol under two signatures: open libc twice.
-  const libInt = dlopen("libc.so.6", { ioctl: bunDecl(ioctl_int) }).symbols;
+  // Bun cannot alias one symbol under two signatures: open libc once more per alias.
+  const bound = { ...lib };
+  for (const [key, name, d] of aliases) bound[key] = dlopen("libc.so.6", { [name]: bunDecl(d) }).symbols[name];
   const errnoPtr: number = lib.__errno_location();
-  return buildLibc({ ...lib, ioctl_ptr: lib.ioctl, ioctl_int: libInt.ioctl }, {
+  return buildLibc(bound, {
     runtime: "bun",
     errno: () => read.i32(errnoPtr, 0),
     view: (addr, len) => toArrayBuffer(Number(addr), 0, len),

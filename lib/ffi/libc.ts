@@ -26,6 +26,12 @@ export const LIBC_SYMBOLS = {
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  // io_uring has no libc wrapper: syscall(2) under two signatures (variadic, every argument a register).
+  uring_setup: { name: "syscall", parameters: ["i64", "u32", "buffer"], result: "i32" },
+  uring_enter: { name: "syscall", parameters: ["i64", "i32", "u32", "u32", "u32", "u64", "u64"], result: "i32" },
+  sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
+  getpid: { parameters: [], result: "i32" },
+  _exit: { parameters: ["i32"], result: "void" },
   __errno_location: { parameters: [], result: "pointer" },
   // Sockets: lengths and ssize_t results declared i32 (Deno: u32/usize lengths cost ~20x per call,
   // i64 results come back as BigInt). One call moves at most 2 GiB, far above any PDU batch.
@@ -75,6 +81,15 @@ export function buildLibc(lib: BoundLibc, own: RuntimeCalls): Libc {
     epollCtl: (ep, op, fd, ev) => lib.epoll_ctl(ep | 0, op | 0, fd | 0, ev),
     epollWait: (ep, evs, max, t) => lib.epoll_wait(ep | 0, evs, max | 0, t | 0),
     poll: (fds, n, t) => lib.poll(fds, BigInt(n), t | 0),
+    ioUringSetup: (entries, params) => lib.uring_setup(425, entries >>> 0, params),
+    ioUringEnter: (fd, toSubmit, minComplete, flags, arg, argSize) =>
+      lib.uring_enter(426, fd | 0, toSubmit >>> 0, minComplete >>> 0, flags >>> 0, arg, argSize),
+    schedSetaffinity: (pid, mask) => lib.sched_setaffinity(pid | 0, BigInt(mask.byteLength), mask),
+    getpid: () => lib.getpid(),
+    exitNow: (status) => {
+      lib._exit(status | 0);
+      throw new Error("_exit returned");
+    },
     socket: (domain, type, protocol) => lib.socket(domain | 0, type | 0, protocol | 0),
     connect: (fd, addr, len) => lib.connect(fd | 0, addr, len | 0),
     bind: (fd, addr, len) => lib.bind(fd | 0, addr, len | 0),

@@ -41,6 +41,24 @@ export interface Libc {
   epollWait(epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number): number;
   /** poll(2) over `nfds` 8-byte struct pollfd entries. */
   poll(fds: Uint8Array, nfds: number, timeoutMs: number): number;
+  /** io_uring_setup(2) (x86-64 syscall 425): returns the ring fd or -1; `params` is struct io_uring_params. */
+  ioUringSetup(entries: number, params: Uint8Array): number;
+  /**
+   * io_uring_enter(2) (x86-64 syscall 426), synchronous on the calling thread: with
+   * GETEVENTS it blocks that thread only. `arg`/`argSize`: the sigset, or with
+   * IORING_ENTER_EXT_ARG the address and size of a struct io_uring_getevents_arg (0, 0 for none).
+   */
+  ioUringEnter(fd: number, toSubmit: number, minComplete: number, flags: number, arg: bigint, argSize: bigint): number;
+  /** sched_setaffinity(2); pid 0 is the calling thread. `mask` is a cpu_set_t. */
+  schedSetaffinity(pid: number, mask: Uint8Array): number;
+  /** getpid(2). */
+  getpid(): number;
+  /**
+   * _exit(2): end the process now, without the runtime's teardown (no exit handlers, no thread
+   * joins). For a process whose Worker threads may still be unwinding: Deno can crash in its
+   * own exit path then (denoland/deno#12653). Flush stdout/stderr first.
+   */
+  exitNow(status: number): never;
   /**
    * read(2) on a thread of the runtime's FFI pool, without blocking the event loop.
    * Deno only (nonblocking FFI; errno is not readable); Bun has no such call.
