@@ -235,15 +235,6 @@ export class QueuePair {
     return this.#ring.maxTransfer;
   }
 
-  /**
-   * False when the owner drives the pair itself, ringing ({@link ring}),
-   * reaping ({@link processCompletions}) and checking deadlines
-   * ({@link checkTimeouts}) from its own loop, as a target Worker does:
-   * submissions then start no pump, which would spin on microtasks between
-   * the owner's event-loop turns and reap completions the owner must answer.
-   */
-  pumpOnSubmit = true;
-
   /** Commands waiting for completion (timed-out ones excluded). */
   get inflight(): number {
     return this.#t.active;
@@ -525,9 +516,9 @@ export class QueuePair {
     if (!this.#flushQueued) {
       this.#flushQueued = true;
       // A spinning pump rings on its next turn (or, from a completion's callback, in this one).
-      if (!this.#spinning && this.pumpOnSubmit) queueMicrotask(this.#flush);
+      if (!this.#spinning) queueMicrotask(this.#flush);
     }
-    if (!this.#pumping && this.pumpOnSubmit) void this.#pump();
+    if (!this.#pumping) void this.#pump();
   }
 
   /** An idle pump's timer nap (poll mode, idle path only: not per IO). */

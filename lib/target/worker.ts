@@ -103,10 +103,6 @@ class TargetWorker implements ConnHost {
   constructor(libc: Libc, init: WorkerInit, queue: WorkerQueue | null) {
     this.#libc = libc;
     this.#queue = queue;
-    // This thread's loop rings and reaps the queue itself (run): the queue's own pump would spin on
-    // microtasks between this loop's event-loop turns, reap completions whose responses then wait
-    // for the loop, and arm the vector for sleeps nobody needs.
-    if (queue !== null) queue.queue.pumpOnSubmit = false;
     this.limits = init.limits;
     this.digests = init.digests;
     this.c2hSuccess = init.c2hSuccess;
@@ -200,21 +196,17 @@ class TargetWorker implements ConnHost {
     return false;
   }
 
-  /**
-   * The poll loop: serve, ring and reap the queue, send; sleep in poll when
-   * idle; look at messages when woken. This loop is the queue's only pump
-   * (see the constructor): a command's completion is reaped and its response
-   * sent in the pass after the device posts it, with no event-loop turn per IO.
-   */
+  /** The poll loop: serve, reap the queue's completions, send; sleep in poll when idle; look at messages when woken. */
   async run(): Promise<void> {
     let passes = 0;
-    const q = this.#queue?.queue ?? null;
     while (!this.#stopping) {
-      // Busy while a connection or the queue has a command in flight: poll without sleeping.
-      const busy = this.#busy() || (q !== null && q.inflight > 0);
+      const busy = this.#busy();
       const events = this.#group.pass(busy ? 0 : IDLE_MS);
-      if (q !== null) {
-        q.ring(); // what the pass submitted
+      if (this.#queue !== null) {
+        const q = this.#queue.queue;
+        // The queue rings its doorbell from a microtask, and this loop runs many passes between
+        // turns: ring what the pass submitted now, or each command waits for the next yield.
+        q.ring();
         if (q.processCompletions() > 0) {
           q.ring(); // what the completions' callbacks submitted (R2T-less writes, retries)
           this.#group.flush();
@@ -225,7 +217,6 @@ class TargetWorker implements ConnHost {
       const timedOut = !busy && events === 0;
       if (this.#received < Atomics.load(this.#posted, 0) || timedOut || ++passes >= PASSES_PER_YIELD) {
         passes = 0;
-        q?.checkTimeouts(); // the pump's other duty: deadlines (a clock read, not per IO)
         await yieldNow();
         // Messages posted before the wake-up are delivered within a few turns.
         for (let i = 0; i < 1000 && this.#received < Atomics.load(this.#posted, 0); i++) await yieldNow();
