@@ -30,10 +30,17 @@ export class SockWire implements ConnWire {
   #closed = false;
   /** Called once when the socket is closed (the group drops it). */
   onClosed: (() => void) | null = null;
+  /**
+   * In a target Worker: the word deciding who closes the fd (RemoteQueue.own
+   * in the listener's thread); the socket is closed here only if this side
+   * wins it, else the listener took it (this Worker was declared dead).
+   */
+  readonly #own: Int32Array | null;
 
-  /** Wrap a connected nonblocking socket. */
-  constructor(sock: Socket) {
+  /** Wrap a connected nonblocking socket; `own`: its close word when a Worker serves it. */
+  constructor(sock: Socket, own: Int32Array | null = null) {
     this.sock = sock;
+    this.#own = own;
   }
 
   /** Output waits for room in the kernel's send buffer. */
@@ -111,7 +118,8 @@ export class SockWire implements ConnWire {
     if (this.#closed) return;
     this.#closed = true;
     this.#pending = null;
-    this.sock.close();
+    if (this.#own === null || Atomics.compareExchange(this.#own, 0, 0, 1) === 0) this.sock.close();
+    else this.sock.release(); // the listener owns the number now: forget it, never close it
     this.onClosed?.();
     this.conn?.wireClosed();
   }

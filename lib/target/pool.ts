@@ -77,7 +77,7 @@ export interface DeviceInfo {
 export type ToWorker =
   | { op: "ctrl"; cntlid: number; nqn: string; maxTransfer: number; activity: SharedArrayBuffer }
   | { op: "ctrl-gone"; cntlid: number }
-  | { op: "conn"; id: number; fd: number; qid: number; cntlid: number; sqsize: number; sqflowOff: boolean; cid: number; digests: Digests }
+  | { op: "conn"; id: number; fd: number; own: SharedArrayBuffer; qid: number; cntlid: number; sqsize: number; sqflowOff: boolean; cid: number; digests: Digests }
   | { op: "drop"; id: number }
   | { op: "reply"; key: number; r: AdminReply }
   | { op: "stop" };
@@ -98,6 +98,14 @@ export class RemoteQueue {
   readonly id: number;
   /** The socket's fd (the Worker owns it; the listener closes it only if the Worker died). */
   readonly fd: number;
+  /**
+   * Who closes {@link fd} (shared with the Worker): 0 open, 1 the Worker
+   * closed it, 2 the listener took it after the Worker died. Exactly one
+   * side wins the compare-exchange from 0: a Worker dying while it closes a
+   * socket must not have the listener shut down or close that number again
+   * once a new connection has reused it.
+   */
+  readonly own: Int32Array = new Int32Array(new SharedArrayBuffer(4));
   /** Commands in flight are the Worker's business; its traffic reaches keep-alive through the controller's activity counter. */
   readonly inflight = 0;
   readonly #w: PoolWorker;
@@ -361,7 +369,7 @@ export class WorkerPool {
     const id = this.#nextId++;
     const q = new RemoteQueue(w, id, qid, ctrl, fd);
     w.queues.set(id, q);
-    w.post({ op: "conn", id, fd, qid, cntlid: ctrl.cntlid, sqsize, sqflowOff, cid, digests: { hdgst: digests.hdgst, ddgst: digests.ddgst } });
+    w.post({ op: "conn", id, fd, own: q.own.buffer as SharedArrayBuffer, qid, cntlid: ctrl.cntlid, sqsize, sqflowOff, cid, digests: { hdgst: digests.hdgst, ddgst: digests.ddgst } });
     return q;
   }
 
@@ -370,12 +378,14 @@ export class WorkerPool {
     const qs = [...w.queues.values()];
     w.queues.clear();
     for (const q of qs) {
+      // Only the sockets the Worker had not closed: a number it closed may already be a new connection's.
+      if (Atomics.compareExchange(q.own, 0, 0, 2) !== 0) continue;
       try {
         shutdownFd(this.libc, q.fd);
       } catch { /* already down */ }
+      // Closed a little later: a Worker thread still unwinding from poll must not see the number reused.
+      this.#toClose.push(q.fd);
     }
-    // Closed a little later: a Worker thread still unwinding from poll must not see the number reused.
-    this.#toClose.push(...qs.map((q) => q.fd));
     this.#closeTimer ??= setTimeout(() => this.#closeFds(), 100);
     for (const q of qs) this.#host.remoteClosed(q);
   }

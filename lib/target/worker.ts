@@ -155,10 +155,10 @@ class TargetWorker implements ConnHost {
       case "conn": {
         const c = this.#ctrls.get(m.cntlid);
         const sock = Socket.adopt(this.#libc, m.fd);
-        const w = new SockWire(sock);
+        const w = new SockWire(sock, new Int32Array(m.own));
         if (c === undefined) {
           // Its controller went while the connection was on its way: the host reconnects.
-          sock.close();
+          w.destroy();
           scope.postMessage({ op: "closed", id: m.id } satisfies FromWorker);
           break;
         }

@@ -95,3 +95,55 @@ test("target poll: a send the kernel cannot take whole is kept and finished by l
     l.close();
   }
 });
+
+test("target poll: a Worker's wire closes its fd only if it wins the close word; else the listener's close is the only one", async () => {
+  // Won by the wire: it closes the fd (the peer sees end of stream) and marks the word 1.
+  {
+    const { l, client, server } = await pair();
+    const own = new Int32Array(new SharedArrayBuffer(4));
+    const w = new SockWire(server, own);
+    try {
+      w.destroy();
+      assert.equal(own[0], 1);
+      const b = new Uint8Array(8);
+      let n: number | typeof AGAIN = AGAIN;
+      for (let i = 0; i < 500 && n === AGAIN; i++) {
+        n = client.recv(b);
+        if (n === AGAIN) await new Promise((r) => setTimeout(r, 2));
+      }
+      assert.equal(n, 0, "end of stream at the peer");
+    } finally {
+      client.close();
+      l.close();
+    }
+  }
+  // Taken by the listener first (its Worker was declared dead): the wire must not close that number,
+  // which may already be a new connection's; the socket stays open until the listener closes it.
+  {
+    const { l, client, server } = await pair();
+    const fd = server.fd;
+    const own = new Int32Array(new SharedArrayBuffer(4));
+    Atomics.store(own, 0, 2);
+    const w = new SockWire(server, own);
+    try {
+      w.destroy();
+      assert.equal(w.closed, true);
+      assert.equal(own[0], 2);
+      // Still open: data sent through the fd by its new owner reaches the peer.
+      const other = Socket.adopt(client.libc, fd);
+      assert.equal(other.send(new Uint8Array([7, 8, 9])), 3);
+      const b = new Uint8Array(8);
+      let n: number | typeof AGAIN = AGAIN;
+      for (let i = 0; i < 500 && n === AGAIN; i++) {
+        n = client.recv(b);
+        if (n === AGAIN) await new Promise((r) => setTimeout(r, 2));
+      }
+      assert.equal(n, 3);
+      assert.deepEqual(b.subarray(0, 3), new Uint8Array([7, 8, 9]));
+      other.close();
+    } finally {
+      client.close();
+      l.close();
+    }
+  }
+});
