@@ -46,6 +46,15 @@ export interface IdlePolicyOptions {
   maxYieldMs?: number;
   /** `poll` mode: idle time after which the pump naps on timers, in ms (default 50). */
   napAfterMs?: number;
+  /**
+   * `adaptive` mode: the longest the polling window may grow to, in µs
+   * (default 10x spinUs). The window learns from the device: twice the
+   * average wait for a completion that did come (found by a poll, or by an
+   * interrupt that ended a sleep), never below spinUs. A device slower than
+   * spinUs (a loaded TCG guest answers in 1-3 ms at depth 32) is then polled
+   * through, not slept on per completion; a fast one keeps spinUs.
+   */
+  maxSpinUs?: number;
 }
 
 /**
@@ -76,7 +85,13 @@ export class IdlePolicy {
   maxYieldMs: number;
   /** `poll` mode: idle ms before timer naps. */
   napAfterMs: number;
+  /** `adaptive` mode: cap of the learned polling window, in µs. */
+  maxSpinUs: number;
   #idleSince = -1;
+  /** Average wait (ms) for a completion that came while commands were in flight (`adaptive` only). */
+  #waitAvg = 0;
+  /** A sleep of the current idle stretch ran to its timeout: the stretch is idleness, not a slow device. */
+  #timedOut = false;
   #lastYield = -Infinity;
   /** Clock at the last YIELD decision (-1: none pending), to learn what a yield costs. */
   #yieldAt = -1;
@@ -87,7 +102,7 @@ export class IdlePolicy {
     if (opts.mode !== "poll" && opts.mode !== "interrupt" && opts.mode !== "adaptive") {
       throw new InvalidArgumentError(`wait mode must be poll, interrupt or adaptive, got ${String(opts.mode)}`);
     }
-    for (const k of ["spinUs", "yieldMs", "maxYieldMs", "napAfterMs"] as const) {
+    for (const k of ["spinUs", "yieldMs", "maxYieldMs", "napAfterMs", "maxSpinUs"] as const) {
       const v = opts[k];
       if (v !== undefined && (typeof v !== "number" || !(v >= 0) || !Number.isFinite(v))) {
         throw new InvalidArgumentError(`${k} must be a finite number >= 0, got ${String(v)}`);
@@ -98,7 +113,17 @@ export class IdlePolicy {
     this.yieldMs = opts.yieldMs ?? 2;
     this.maxYieldMs = Math.max(this.yieldMs, opts.maxYieldMs ?? 20);
     this.napAfterMs = opts.napAfterMs ?? 50;
+    this.maxSpinUs = Math.max(this.spinUs, opts.maxSpinUs ?? this.spinUs * 10);
     this.#yieldEvery = this.yieldMs;
+  }
+
+  /**
+   * The polling window now, in µs: spinUs, or in `adaptive` mode twice the
+   * learned wait for a completion, within [spinUs, maxSpinUs].
+   */
+  get windowUs(): number {
+    if (this.mode !== "adaptive") return this.spinUs;
+    return Math.min(this.maxSpinUs, Math.max(this.spinUs, this.#waitAvg * 2000));
   }
 
   /** The current interval between yields while spinning, in ms (learned from what yields cost). */
@@ -113,13 +138,15 @@ export class IdlePolicy {
 
   /** Decide after a poll that reaped `n` completions at time `now` (ms). */
   next(n: number, now: number): IdleAction {
-    if (n > 0) this.#idleSince = -1;
-    else if (this.#idleSince < 0) this.#idleSince = now;
+    if (n > 0) {
+      if (this.#idleSince >= 0) this.#learn(now - this.#idleSince);
+      this.#idleSince = -1;
+    } else if (this.#idleSince < 0) this.#idleSince = now;
     if (this.#lastYield === -Infinity) this.#lastYield = now;
     if (n === 0) {
       const idle = now - this.#idleSince;
       if (this.mode === "interrupt") return Idle.SLEEP;
-      if (idle * 1000 >= this.spinUs) {
+      if (idle * 1000 >= this.windowUs) {
         if (this.mode === "adaptive") return Idle.SLEEP;
         if (idle > this.napAfterMs) return Idle.NAP;
         this.#yieldAt = now;
@@ -146,6 +173,7 @@ export class IdlePolicy {
    */
   restart(): void {
     this.#idleSince = -1;
+    this.#timedOut = false;
     // The yield clock too: a stale one made the first checkpoint of every run yield to the event
     // loop (a setImmediate: ~0.5-1 ms in the TCG guest) before the device had time to answer.
     this.#lastYield = -Infinity;
@@ -164,8 +192,24 @@ export class IdlePolicy {
       const cost = now - this.#yieldAt;
       this.#yieldAt = -1;
       this.#yieldEvery = Math.min(this.maxYieldMs, Math.max(this.yieldMs, cost * 50));
-    }
+    } else if (!woke) this.#timedOut = true; // a sleep (or nap) ran out: nothing came
     this.#lastYield = now;
-    if (woke) this.#idleSince = -1;
+    if (woke) {
+      if (this.#idleSince >= 0) this.#learn(now - this.#idleSince);
+      this.#idleSince = -1;
+    }
+  }
+
+  /**
+   * An idle stretch of `ms` ended with completions: fold it into the average
+   * wait (weight 1/8, no allocation), unless a sleep in it timed out (then
+   * the queue was idle, not waiting on a slow device).
+   */
+  #learn(ms: number): void {
+    const timedOut = this.#timedOut;
+    this.#timedOut = false;
+    if (this.mode !== "adaptive" || timedOut) return;
+    const capped = Math.min(ms, this.maxSpinUs / 1000);
+    this.#waitAvg += (capped - this.#waitAvg) / 8;
   }
 }

@@ -78,6 +78,48 @@ test("idle policy, adaptive mode: poll for spinUs after the last completion, the
   assert.equal(p.idleMs(10.5), 10.5 - 10.2);
 });
 
+test("idle policy, adaptive mode: the window learns from a slow device, within [spinUs, maxSpinUs]", () => {
+  const p = new IdlePolicy({ mode: "adaptive", spinUs: 500, maxSpinUs: 4000, yieldMs: 1000 });
+  assert.equal(p.windowUs, 500);
+  // A device that answers 1.5 ms after each burst: the first waits end in sleeps woken by the interrupt.
+  let t = 0;
+  for (let i = 0; i < 40; i++) {
+    assert.equal(p.next(8, t), Idle.SPIN);
+    assert.equal(p.next(0, t + 0.01), Idle.SPIN);
+    const a = p.next(0, t + 0.01 + p.windowUs / 1000);
+    if (a === Idle.SLEEP) p.resumed(t + 1.51, true);
+    t += 1.51;
+  }
+  assert.ok(p.windowUs > 2500, `window ${p.windowUs} µs after waits of 1.5 ms: polled through`);
+  assert.ok(p.windowUs <= 4000);
+  assert.equal(p.next(8, t), Idle.SPIN);
+  assert.equal(p.next(0, t + 0.01), Idle.SPIN);
+  assert.equal(p.next(0, t + 1.5), Idle.SPIN, "1.5 ms without a completion: still polling");
+  // The device is fast again: the window shrinks back to spinUs.
+  t += 2;
+  for (let i = 0; i < 60; i++) {
+    p.next(1, t);
+    p.next(0, t + 0.001);
+    t += 0.05;
+  }
+  assert.equal(p.windowUs, 500);
+  // Idleness is not slowness: a sleep that timed out teaches nothing.
+  const q = new IdlePolicy({ mode: "adaptive", spinUs: 500 });
+  q.next(1, 0);
+  q.next(0, 0.1);
+  assert.equal(q.next(0, 0.7), Idle.SLEEP);
+  q.resumed(100, false);
+  q.resumed(200, true);
+  assert.equal(q.windowUs, 500);
+  // Poll and interrupt modes keep spinUs.
+  const r = new IdlePolicy({ mode: "poll", spinUs: 500 });
+  r.next(1, 0);
+  r.next(0, 0.1);
+  r.next(5, 3);
+  assert.equal(r.windowUs, 500);
+  assert.throws(() => new IdlePolicy({ mode: "adaptive", maxSpinUs: -1 }), InvalidArgumentError);
+});
+
 test("idle policy rejects bad options", () => {
   assert.throws(() => new IdlePolicy({ mode: "sometimes" as "poll" }), InvalidArgumentError);
   assert.throws(() => new IdlePolicy({ mode: "poll", spinUs: -1 }), InvalidArgumentError);
