@@ -14,6 +14,9 @@ import { NVMeDev } from "../../../lib/dev.ts";
 import { SetupError } from "../../../lib/nvme/errors.ts";
 import { disableVfs, enableVfs, offlineSecondary, onlineSecondary, primaryCtrlCaps, secondaryCtrlList, VirtAction, virtMgmt, VirtResource } from "../../../lib/admin/virt.ts";
 import { newVfToken, sriovInfo } from "../../../lib/vfio/sriov.ts";
+import { VfioTransport } from "../../../lib/vfio/transport.ts";
+import { loadLibc } from "../../../lib/ffi/mod.ts";
+import { Reg } from "../../../lib/nvme/spec.ts";
 import { firstDiff, inGuest, randomBytes, runtime } from "../util.ts";
 
 const PF = "0000:00:14.0";
@@ -45,20 +48,27 @@ test("sriov: VFs enabled with a VF token, their secondaries online, each VF open
   console.log(`[${runtime}] VFs ${JSON.stringify(vfs)}`);
   assert.deepEqual(vfs.map((v) => [v.vfn, v.address, v.driver]), [[1, "0000:00:14.1", "vfio-pci"], [2, "0000:00:14.2", "vfio-pci"]]);
   assert.equal(sriovInfo(PF)?.numVfs, 2);
+  const transports: VfioTransport[] = [];
   try {
+    await assert.rejects(NVMeDev.open(vfs[0].address), (e) => e instanceof SetupError && e.reason === "vf-token", "no token");
+    await assert.rejects(NVMeDev.open(vfs[0].address, { vfToken: newVfToken() }), (e) => e instanceof SetupError && e.reason === "vf-token", "wrong token");
+    // libvfn's order: each VF's VFIO device is opened (VFIO resets the function) before its
+    // secondary goes online; the controller is then brought up over that transport.
+    const libc = await loadLibc();
+    for (const v of vfs) transports.push(VfioTransport.open(libc, v.address, { vfToken: token }));
     for (const v of vfs) {
       assert.ok(v.scid !== null, `VF ${v.vfn} has a secondary controller`);
       assert.deepEqual(await onlineSecondary(pf, v.scid!), { nvq: caps.vqfrsm, nvi: caps.vifrsm });
     }
     sec = await secondaryCtrlList(pf);
     assert.deepEqual(sec.map((s) => [s.scs, s.nvq, s.nvi]), [[1, caps.vqfrsm, caps.vifrsm], [1, caps.vqfrsm, caps.vifrsm]]);
-
-    await assert.rejects(NVMeDev.open(vfs[0].address), (e) => e instanceof SetupError && e.reason === "vf-token", "no token");
-    await assert.rejects(NVMeDev.open(vfs[0].address, { vfToken: newVfToken() }), (e) => e instanceof SetupError && e.reason === "vf-token", "wrong token");
+    for (const t of transports) {
+      console.log(`[${runtime}] ${t.name}: CAP 0x${t.readReg64(Reg.CAP).toString(16)}, CSTS 0x${t.readReg32(Reg.CSTS).toString(16)}`);
+    }
 
     const written: Uint8Array[] = [];
     for (const [i, v] of vfs.entries()) {
-      await using vf = await NVMeDev.open(v.address, { vfToken: token });
+      await using vf = await NVMeDev.open(v.address, { transport: transports[i] });
       console.log(`[${runtime}] VF ${v.address}: cntlid ${vf.info.cntlid}, ${vf.info.ioQueues} IO queues, ${vf.info.interrupts}`);
       assert.equal(vf.info.cntlid, v.scid, "the VF's controller is its secondary controller");
       assert.deepEqual(vf.nsList(), [1], "the shared namespace is attached to the VF");
@@ -81,6 +91,7 @@ test("sriov: VFs enabled with a VF token, their secondaries online, each VF open
     sec = await secondaryCtrlList(pf);
     assert.deepEqual(sec.map((s) => [s.scs, s.nvq, s.nvi]), [[0, 0, 0], [0, 0, 0]], "offline returns the resources");
   } finally {
+    for (const t of transports) t.close(); // idempotent; a VF left open would block the disable
     await disableVfs(pf);
   }
   assert.equal(sriovInfo(PF)?.numVfs, 0);
