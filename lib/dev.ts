@@ -41,6 +41,11 @@ export interface OpenOptions extends ControllerOptions {
   /** `tcp://` targets: keep-alive timeout sent in Connect, ms (default 5000 as Linux; 0: none). */
   katoMs?: number;
   /**
+   * PCIe targets: the VF token (a UUID) that a VF of a PF bound to vfio-pci is opened with, as the
+   * PF's owner set it (lib/admin/virt.ts `enableVfs`); libvfn's VFTOKEN.
+   */
+  vfToken?: string;
+  /**
    * How queues wait for completions. `adaptive` (default): poll while
    * completions come fast, sleep on the queue's interrupt (MSI-X) once idle,
    * so an idle device costs no CPU; `interrupt`: sleep on the interrupt
@@ -285,7 +290,7 @@ export class NVMeDev implements AsyncDisposable {
           throw new SetupError("no-ffi", (e as Error).message, { cause: e });
         }
         const { VfioTransport } = await import("./vfio/transport.ts");
-        transport = VfioTransport.open(libc, key.slice(5));
+        transport = VfioTransport.open(libc, key.slice(5), { vfToken: options.vfToken });
       }
       const mode = options.interrupts ?? "adaptive";
       let irq: InterruptSource | null = null;

@@ -464,7 +464,14 @@ feature_devices() { # name: append that feature's -device/-drive arguments to qe
         -drive "file=$(qp "$DISKS/cmb.raw"),if=none,id=cmbns1,format=raw,discard=unmap"
         -device "nvme-ns,drive=cmbns1,bus=nvmecmb,nsid=1,logical_block_size=512,physical_block_size=512") ;;
     sriov)
-      die "feature sriov: not built yet" ;;
+      # SR-IOV (TSNVMESRIOV1, PF 0000:00:14.0, VFs 00:14.1 and 00:14.2 once enabled): up to 2 VFs
+      # sharing 8 flexible queue and 4 interrupt resources (at most 4 and 2 per VF). QEMU wants an
+      # nvme-subsys for SR-IOV; the namespace is shared so the VFs' controllers attach it too.
+      [[ -f $DISKS/sriov1.raw ]] || truncate -s 16M "$DISKS/sriov1.raw"
+      qemu+=(-device "nvme-subsys,id=sriovsubsys,nqn=nqn.2024-01.io.tsnvme:sriov"
+        -device "nvme,id=nvmesriov,serial=TSNVMESRIOV1,subsys=sriovsubsys,bus=pcie.0,addr=0x14,sriov_max_vfs=2,sriov_vq_flexible=8,sriov_vi_flexible=4"
+        -drive "file=$(qp "$DISKS/sriov1.raw"),if=none,id=sriovns1,format=raw,discard=unmap"
+        -device "nvme-ns,drive=sriovns1,bus=nvmesriov,nsid=1,logical_block_size=512,physical_block_size=512,shared=on") ;;
     *) die "unknown --feature '$1' (known: zns fdp pi cmb sriov)" ;;
   esac
 }

@@ -245,7 +245,9 @@ export type SetupReason =
   | "sim"
   | "unsupported-controller"
   | "irq"
-  | "vfio";
+  | "vfio"
+  | "sriov"
+  | "vf-token";
 
 /** Setting the device up failed; the message says what to do. */
 export class SetupError extends NvmeError {

@@ -19,7 +19,7 @@ import {
   type SharedMemory,
   type Transport,
 } from "../nvme/transport.ts";
-import { type DmaMapping, type IovaRange, VfioDevice } from "./vfio.ts";
+import { type DmaMapping, type IovaRange, VfioDevice, type VfioOpenOptions } from "./vfio.ts";
 
 const PAGE = 4096;
 
@@ -96,9 +96,9 @@ export class VfioTransport implements Transport {
     this.#iova = new IovaAllocator(dev.iovaRanges);
   }
 
-  /** Open the controller at PCI `address` (must be bound to vfio-pci). */
-  static open(libc: Libc, address: string): VfioTransport {
-    return new VfioTransport(libc, VfioDevice.open(libc, address));
+  /** Open the controller at PCI `address` (must be bound to vfio-pci; a VF of a vfio-pci PF needs `vfToken`). */
+  static open(libc: Libc, address: string, opts: VfioOpenOptions = {}): VfioTransport {
+    return new VfioTransport(libc, VfioDevice.open(libc, address, opts));
   }
 
   readReg32(offset: number): number {

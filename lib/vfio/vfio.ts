@@ -20,6 +20,7 @@ import {
 } from "../ffi/mod.ts";
 import { DeviceBusyError, SetupError, SyscallError } from "../nvme/errors.ts";
 import { bindInstructions, groupMembers, NVME_CLASS, pciInfo } from "./sysfs.ts";
+import { parseVfToken, physfnOf, sriovCapable, vfTokenBytes } from "./sriov.ts";
 import { toolCommand } from "../commands.ts";
 import { readFileSync } from "node:fs";
 
@@ -42,7 +43,22 @@ export const VfioIoctl = {
   IOMMU_GET_INFO: VFIO(12),
   IOMMU_MAP_DMA: VFIO(13),
   IOMMU_UNMAP_DMA: VFIO(14),
+  DEVICE_FEATURE: VFIO(17),
 } as const;
+
+/** VFIO_DEVICE_FEATURE flags and the feature that sets a PF's VF token (linux/vfio.h). */
+const FEATURE_SET = 1 << 17;
+const FEATURE_PCI_VF_TOKEN = 0;
+
+/** Options of {@link VfioDevice.open}. */
+export interface VfioOpenOptions {
+  /**
+   * The VF token (a UUID) shared between a PF bound to vfio-pci and the users of its VFs: required
+   * to open such a VF, and to open the PF while its VFs are in use. Ignored for devices that take
+   * no part in SR-IOV, as libvfn does.
+   */
+  vfToken?: string;
+}
 
 const VFIO_API_VERSION = 0;
 const VFIO_TYPE1_IOMMU = 1n;
@@ -147,7 +163,8 @@ export class VfioDevice {
   }
 
   /** Open `address` through VFIO. Throws SetupError / DeviceBusyError with advice. */
-  static open(libc: Libc, address: string): VfioDevice {
+  static open(libc: Libc, address: string, opts: VfioOpenOptions = {}): VfioDevice {
+    const token = opts.vfToken === undefined ? null : parseVfToken(opts.vfToken);
     const info = pciInfo(address);
     if (!info) {
       throw new SetupError("no-device", `no PCI device ${address} (see lspci -D, or: ${toolCommand("cli", "list")})`);
@@ -241,10 +258,31 @@ export class VfioDevice {
         }
         fail("VFIO_SET_IOMMU");
       }
-      const name = new TextEncoder().encode(address + "\0");
+      // vfio-pci takes the token after the name: "<bdf> vf_token=<uuid>".
+      const withToken = token !== null && sriovCapable(address);
+      const name = new TextEncoder().encode(address + (withToken ? ` vf_token=${token}` : "") + "\0");
       const deviceFd = libc.ioctlPtr(groupFd, VfioIoctl.GROUP_GET_DEVICE_FD, name);
       if (deviceFd < 0) {
-        if (libc.errno() === Errno.EBUSY) throw new DeviceBusyError(`${address} is already open`);
+        const e = libc.errno();
+        if (e === Errno.EBUSY) throw new DeviceBusyError(`${address} is already open`);
+        const pf = physfnOf(address);
+        if (e === Errno.EACCES && pf) {
+          throw new SetupError(
+            "vf-token",
+            withToken
+              ? `vfio-pci refused the VF token for ${address}: it is not the one set by the owner of its PF ${pf}`
+              : `${address} is a VF of ${pf}, which is bound to vfio-pci: open it with the PF owner's VF token (vfToken)`,
+          );
+        }
+        if (e === Errno.EACCES && withToken) {
+          throw new SetupError("vf-token", `${address} has VFs in use under another VF token: open it with that token`);
+        }
+        if (e === Errno.EACCES) {
+          throw new SetupError("vf-token", `${address} has VFs in use: open it with their VF token (vfToken)`);
+        }
+        if (e === Errno.EINVAL && withToken && pf) {
+          throw new SetupError("vf-token", `a VF token was given for ${address}, but its PF ${pf} is not bound to vfio-pci`);
+        }
         fail("VFIO_GROUP_GET_DEVICE_FD");
       }
       cleanup.push(() => libc.close(deviceFd));
@@ -298,6 +336,24 @@ export class VfioDevice {
     if (addr === MAP_FAILED) return null;
     this.#closeHooks.push(() => libc.munmap(addr, size));
     return { addr, size, busAddress };
+  }
+
+  /**
+   * Set the VF token of this PF (VFIO_DEVICE_FEATURE PCI_VF_TOKEN): from now on its VFs open only
+   * with it. Fails with SetupError("vf-token") when the device is not an SR-IOV PF bound to vfio-pci.
+   */
+  setVfToken(token: string): void {
+    const b = new Uint8Array(24);
+    u32(b, 0, 24);
+    u32(b, 4, FEATURE_SET | FEATURE_PCI_VF_TOKEN);
+    b.set(vfTokenBytes(token), 8);
+    if (this.#libc.ioctlPtr(this.#deviceFd, VfioIoctl.DEVICE_FEATURE, b) !== 0) {
+      const e = this.#libc.errno();
+      if (e === Errno.ENOTTY || e === Errno.EINVAL) {
+        throw new SetupError("vf-token", `${this.address} takes no VF token (${errnoName(e)}): it is not an SR-IOV PF, or the kernel predates VF tokens`);
+      }
+      throw new SyscallError("VFIO_DEVICE_FEATURE PCI_VF_TOKEN", e, errnoName(e));
+    }
   }
 
   /** The VFIO device fd, for device ioctls made by other modules (interrupts: lib/vfio/irq.ts); -1 once closed. */

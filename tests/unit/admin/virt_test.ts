@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { test } from "../../harness.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import { SimTransport } from "../../../lib/sim/transport.ts";
-import { NvmeStatusError, InvalidArgumentError } from "../../../lib/nvme/errors.ts";
-import { primaryCtrlCaps, secondaryCtrlList, VirtAction, virtMgmt, VirtResource } from "../../../lib/admin/virt.ts";
+import { NvmeStatusError, InvalidArgumentError, SetupError } from "../../../lib/nvme/errors.ts";
+import { disableVfs, enableVfs, offlineSecondary, onlineSecondary, primaryCtrlCaps, secondaryCtrlList, VirtAction, virtMgmt, VirtResource } from "../../../lib/admin/virt.ts";
 import { encodeSecondaryCtrlList, parsePrimaryCtrlCaps, parseSecondaryCtrlList, virtMgmtCmd } from "../../../lib/nvme/virt.ts";
 
 test("virt layouts: secondary list round trip, primary caps offsets, the command's dwords", () => {
@@ -68,4 +68,24 @@ test("sim without sr-iov: the commands are refused", async () => {
   await assert.rejects(virtMgmt(dev, { act: VirtAction.SECONDARY_OFFLINE, cntlid: 2 }), (e: unknown) => e instanceof NvmeStatusError && e.unsupported);
   await assert.rejects(primaryCtrlCaps(dev), NvmeStatusError);
   t.close();
+});
+
+test("sim sr-iov: onlineSecondary assigns the per-secondary maximum (or what is asked) and onlines; VFs need VFIO", async () => {
+  const t = await SimTransport.create({ sriovVfs: 2 });
+  await using dev = await NVMeDev.open("sim", { transport: t });
+  const caps = await primaryCtrlCaps(dev);
+  assert.deepEqual(await onlineSecondary(dev, 2), { nvq: caps.vqfrsm, nvi: caps.vifrsm });
+  assert.deepEqual(await onlineSecondary(dev, 3, { nvq: 2, nvi: 1 }), { nvq: 2, nvi: 1 });
+  let sec = await secondaryCtrlList(dev);
+  assert.deepEqual(sec.map((s) => [s.scid, s.scs, s.nvq, s.nvi]), [[2, 1, caps.vqfrsm, caps.vifrsm], [3, 1, 2, 1]]);
+  // Online again: offline first, so the reassignment is accepted.
+  assert.deepEqual(await onlineSecondary(dev, 3, { nvq: 3, nvi: 1 }), { nvq: 3, nvi: 1 });
+  await offlineSecondary(dev, 2);
+  sec = await secondaryCtrlList(dev);
+  assert.deepEqual(sec.map((s) => s.scs), [0, 1]);
+  const code = (sc: number) => (e: unknown) => e instanceof NvmeStatusError && e.status.sct === 1 && e.status.sc === sc;
+  await assert.rejects(onlineSecondary(dev, 2, { nvq: 1, nvi: 1 }), code(0x20), "online refuses fewer than 2 VQ");
+  await assert.rejects(onlineSecondary(dev, 7), code(0x1f), "no such secondary");
+  await assert.rejects(enableVfs(dev, 1), (e) => e instanceof SetupError && e.reason === "sriov" && /VFIO/.test(e.message));
+  await assert.rejects(disableVfs(dev), (e) => e instanceof SetupError && e.reason === "sriov");
 });
