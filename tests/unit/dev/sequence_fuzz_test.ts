@@ -75,6 +75,22 @@ interface Rig {
   worker: { finish(): Promise<{ ok: number; codes: Record<string, number>; started: number; settled: number; detached: boolean }> } | null;
 }
 
+/**
+ * `p`, or a rejection naming `what` after `ms`: a step that never settles fails the run where it
+ * stuck instead of hanging it (a loaded CI run once hung here for 8+ minutes).
+ */
+async function bounded<T>(p: Promise<T>, what: string, ms = 60_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, rej) => timer = setTimeout(() => rej(new Error(`${what}: not settled within ${ms / 1000} s`)), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function simRig(): Promise<Rig> {
   const transport = await SimTransport.create({ namespaces: [{ size: BLOCKS * BS, blockSize: BS }], maxQueues: 2 });
   const dev = await NVMeDev.open("sim", { transport, ioQueues: 2, ioTimeoutMs: 80, adminTimeoutMs: 250 });
@@ -194,7 +210,7 @@ test(`sequence fuzz (${kind}): ${STEPS} steps of alloc/free/subarray/IO/timeouts
   let nextId = 1;
 
   for (let epoch = 0; epoch < EPOCHS; epoch++) {
-    const rig = kind === "sim" ? await simRig() : await tcpRig();
+    const rig = await bounded(kind === "sim" ? simRig() : tcpRig(), `epoch ${epoch}: rig setup`);
     const dev = rig.dev;
     const ns: Namespace = dev.ns(1);
     const disk = new Uint8Array(BLOCKS * BS);
@@ -396,7 +412,7 @@ test(`sequence fuzz (${kind}): ${STEPS} steps of alloc/free/subarray/IO/timeouts
           break;
         }
       }
-      await act();
+      await bounded(Promise.resolve(act()), `step ${step}`);
       await null;
       check("after step");
     }
@@ -427,7 +443,7 @@ test(`sequence fuzz (${kind}): ${STEPS} steps of alloc/free/subarray/IO/timeouts
       if (!wr.detached) fail(`epoch ${epoch}: worker buffers not detached after close`);
       counts.workerReads = (counts.workerReads ?? 0) + wr.ok;
     }
-    await rig.done();
+    await bounded(rig.done(), `epoch ${epoch}: target close`);
     counts.close = (counts.close ?? 0) + 1;
     counts.ops = (counts.ops ?? 0) + ops.length;
   }
