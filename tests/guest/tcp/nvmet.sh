@@ -209,6 +209,11 @@ if [ -n "$BENCH" ] && [ -b "$blk" ]; then
     if [ $rt = deno ]; then deno run --no-check scripts/bench-crc32c.ts; else bun scripts/bench-crc32c.ts; fi
   done | tee -a "$OUTD/bench.log"
   deno run -A --no-check scripts/bench-tcp.ts --table "$OUTD/bench.log"
+  # QD1 by wait mode and socket polls before a sleep (0: none), with each thread's CPU.
+  for rt in deno bun; do
+    if [ $rt = deno ]; then deno run -A --no-check tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$BENCH" "${QD1_MODES:-interrupt:0,interrupt,adaptive}"
+    else bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$BENCH" "${QD1_MODES:-interrupt:0,interrupt,adaptive}"; fi
+  done
 fi
 nvme disconnect -n $NQN >/dev/null 2>&1
 finish
