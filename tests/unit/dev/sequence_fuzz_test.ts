@@ -138,8 +138,14 @@ async function tcpRig(): Promise<Rig> {
   const h = await dev.createQueue();
   const w = new Worker(new URL(runtime === "bun" ? "../workers/queue_worker.ts" : "../workers/entry.js", import.meta.url), { type: "module" });
   const results = new Map<number, (v: unknown) => void>();
+  // The Worker sets onmessage once its modules have loaded; a message posted before is lost. On a cold
+  // module cache under load (a CI clone) that took longer than the 20 ms this once waited, the "open"
+  // below was lost and the run hung for good: wait for the Worker's "loaded" instead.
+  let loaded: () => void = () => {};
+  const ready = new Promise<void>((r) => loaded = r);
   w.onmessage = (e: MessageEvent) => {
     const m = e.data as { type: string; id: number; result?: unknown; error?: string };
+    if (m.type === "loaded") loaded();
     if (m.type === "result") results.get(m.id)?.(m.error ? { error: m.error } : m.result);
   };
   const call = (msg: Record<string, unknown>, id: number, transfer: Transferable[] = []) =>
@@ -147,7 +153,7 @@ async function tcpRig(): Promise<Rig> {
       results.set(id, res);
       w.postMessage({ ...msg, id }, transfer);
     });
-  await new Promise((r) => setTimeout(r, 20));
+  await ready;
   const opened = await call({ type: "open", queue: h }, 1, h.transfer) as { qid?: number; error?: string };
   if (opened.error) throw new Error(`worker open: ${opened.error}`);
   const spin = call({ type: "spin", nsid: 1, lba: 0, inflight: 4 }, 2);
