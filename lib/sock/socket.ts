@@ -127,8 +127,7 @@ function sockName(libc: Libc, fd: number, peer: boolean): SockAddr {
 }
 
 /** poll(2) one fd for `events`; returns the revents (0 on timeout). Blocks this thread up to `timeoutMs` (-1: forever). */
-function pollOne(libc: Libc, fd: number, events: number, timeoutMs: number, pfd: Uint8Array): number {
-  const v = new DataView(pfd.buffer, pfd.byteOffset, 8);
+function pollOne(libc: Libc, fd: number, events: number, timeoutMs: number, pfd: Uint8Array, v: DataView): number {
   v.setInt32(0, fd, true);
   v.setInt16(4, events, true);
   v.setInt16(6, 0, true);
@@ -167,6 +166,8 @@ export class Socket {
   readonly libc: Libc;
   #fd: number;
   readonly #pfd = new Uint8Array(8);
+  /** Over #pfd, made once: a zero-timeout poll may run once per spin of a pump. */
+  readonly #pv = new DataView(this.#pfd.buffer);
 
   private constructor(libc: Libc, fd: number) {
     this.libc = libc;
@@ -197,7 +198,7 @@ export class Socket {
         if (e !== Errno.EINPROGRESS && e !== Errno.EINTR) throw new SocketError("connect", e);
         const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
         let pause = 0;
-        while (pollOne(libc, fd, POLLOUT, 0, s.#pfd) === 0) {
+        while (pollOne(libc, fd, POLLOUT, 0, s.#pfd, s.#pv) === 0) {
           if (Date.now() >= deadline) throw new SocketError("connect", Errno.ETIMEDOUT);
           await new Promise((r) => setTimeout(r, pause));
           pause = Math.min(pause * 2 + 1, 20);
@@ -271,12 +272,12 @@ export class Socket {
 
   /** Block this thread until readable (data, end of stream or error) or `timeoutMs` (-1: forever). True if readable. */
   waitReadable(timeoutMs: number): boolean {
-    return pollOne(this.libc, this.#fd, POLLIN, timeoutMs, this.#pfd) !== 0;
+    return pollOne(this.libc, this.#fd, POLLIN, timeoutMs, this.#pfd, this.#pv) !== 0;
   }
 
   /** Block this thread until the send buffer has room (or an error) or `timeoutMs`. True if writable. */
   waitWritable(timeoutMs: number): boolean {
-    return (pollOne(this.libc, this.#fd, POLLOUT, timeoutMs, this.#pfd) & (POLLOUT | POLLERR | POLLHUP)) !== 0;
+    return (pollOne(this.libc, this.#fd, POLLOUT, timeoutMs, this.#pfd, this.#pv) & (POLLOUT | POLLERR | POLLHUP)) !== 0;
   }
 
   /** Set or clear TCP_NODELAY. */
@@ -352,6 +353,8 @@ export class Listener {
   readonly #peer = new Uint8Array(SOCKADDR_STORAGE);
   readonly #peerLen = new Uint8Array(4);
   readonly #pfd = new Uint8Array(8);
+  /** Over #pfd, made once: a zero-timeout poll may run once per spin of a pump. */
+  readonly #pv = new DataView(this.#pfd.buffer);
 
   private constructor(libc: Libc, fd: number, address: SockAddr) {
     this.libc = libc;
@@ -411,7 +414,7 @@ export class Listener {
 
   /** Block this thread until a connection is pending or `timeoutMs` (-1: forever); true if one is. Also wakes on {@link close} from another thread's shutdown. */
   waitAcceptable(timeoutMs: number): boolean {
-    return pollOne(this.libc, this.#fd, POLLIN, timeoutMs, this.#pfd) !== 0;
+    return pollOne(this.libc, this.#fd, POLLIN, timeoutMs, this.#pfd, this.#pv) !== 0;
   }
 
   /** Wait (yielding to the event loop) for the next connection, up to `timeoutMs` (default: forever); null on timeout or close. */

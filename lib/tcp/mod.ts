@@ -29,6 +29,7 @@ export * from "./fabrics.ts";
 export { TCP_IOVA_SPAN, TCP_MAX_BUFFERS, TcpMemory } from "./memory.ts";
 export {
   ADMIN_IN_CAPSULE,
+  DEFAULT_SOCKET_SPIN_POLLS,
   DEFAULT_TCP_MAX_TRANSFER,
   hubReadiness,
   slotReadiness,

@@ -8,7 +8,8 @@
 # --bench SEC adds IOPS/MB/s rows: the tsnvme host and the kernel initiator (fio, io_uring, O_DIRECT)
 # against the same nvmet target in the same boot, digests off and on, CRC32C speed, and prints them
 # as markdown tables (scripts/bench-tcp.ts --table).
-# Usage (host): scripts/guest.sh --bind none -- tests/guest/tcp/nvmet.sh [--bench SEC]
+# --qd1 SEC runs only QD1 4 KiB randread: the kernel initiator and tsnvme (tests/guest/tcp/qd1.ts).
+# Usage (host): scripts/guest.sh --bind none -- tests/guest/tcp/nvmet.sh [--bench SEC | --qd1 SEC]
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
 KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel-${TSNVME_GUEST_KERNEL:-6.12}/root} # set by scripts/guest.sh
@@ -65,6 +66,21 @@ ns1_blk() {
   return 1
 }
 blk=$(ns1_blk)
+
+if [ "${1:-}" = --qd1 ]; then
+  # Quick QD1 look for iteration: the kernel initiator (fio io_uring O_DIRECT) and the tsnvme host
+  # (tests/guest/tcp/qd1.ts, wait modes in $QD1_MODES) against this nvmet, SEC seconds each.
+  sec=${2:-3}
+  r=$(fio --name=k --filename="$blk" --direct=1 --rw=randread --bs=4k --iodepth=1 --ioengine=io_uring --runtime="$sec" \
+    --time_based --minimal --clat_percentiles=1 --percentile_list=50:99 2>/dev/null)
+  echo "qd1 kernel: $(echo "$r" | cut -d';' -f8) IOPS p50=$(echo "$r" | cut -d';' -f18 | cut -d= -f2)us p99=$(echo "$r" | cut -d';' -f19 | cut -d= -f2)us"
+  for rt in ${QD1_RUNTIMES:-deno bun}; do
+    if [ $rt = deno ]; then deno run -A --no-check tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "${QD1_MODES:-interrupt,adaptive}"
+    else bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "${QD1_MODES:-interrupt,adaptive}"; fi
+  done
+  nvme disconnect -n $NQN >/dev/null 2>&1
+  finish
+fi
 
 for rt in deno bun; do
   for dg in none h hd; do
@@ -193,6 +209,11 @@ if [ -n "$BENCH" ] && [ -b "$blk" ]; then
     if [ $rt = deno ]; then deno run --no-check scripts/bench-crc32c.ts; else bun scripts/bench-crc32c.ts; fi
   done | tee -a "$OUTD/bench.log"
   deno run -A --no-check scripts/bench-tcp.ts --table "$OUTD/bench.log"
+  # QD1 by wait mode and socket polls before a sleep (0: none), with each thread's CPU.
+  for rt in deno bun; do
+    if [ $rt = deno ]; then deno run -A --no-check tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$BENCH" "${QD1_MODES:-interrupt:0,interrupt,adaptive}"
+    else bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$BENCH" "${QD1_MODES:-interrupt:0,interrupt,adaptive}"; fi
+  done
 fi
 nvme disconnect -n $NQN >/dev/null 2>&1
 finish

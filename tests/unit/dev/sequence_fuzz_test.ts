@@ -75,6 +75,22 @@ interface Rig {
   worker: { finish(): Promise<{ ok: number; codes: Record<string, number>; started: number; settled: number; detached: boolean }> } | null;
 }
 
+/**
+ * `p`, or a rejection naming `what` after `ms`: a step that never settles fails the run where it
+ * stuck instead of hanging it (a loaded CI run once hung here for 8+ minutes).
+ */
+async function bounded<T>(p: Promise<T>, what: string, ms = 60_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, rej) => timer = setTimeout(() => rej(new Error(`${what}: not settled within ${ms / 1000} s`)), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function simRig(): Promise<Rig> {
   const transport = await SimTransport.create({ namespaces: [{ size: BLOCKS * BS, blockSize: BS }], maxQueues: 2 });
   const dev = await NVMeDev.open("sim", { transport, ioQueues: 2, ioTimeoutMs: 80, adminTimeoutMs: 250 });
@@ -122,8 +138,14 @@ async function tcpRig(): Promise<Rig> {
   const h = await dev.createQueue();
   const w = new Worker(new URL(runtime === "bun" ? "../workers/queue_worker.ts" : "../workers/entry.js", import.meta.url), { type: "module" });
   const results = new Map<number, (v: unknown) => void>();
+  // The Worker sets onmessage once its modules have loaded; a message posted before is lost. On a cold
+  // module cache under load (a CI clone) that took longer than the 20 ms this once waited, the "open"
+  // below was lost and the run hung for good: wait for the Worker's "loaded" instead.
+  let loaded: () => void = () => {};
+  const ready = new Promise<void>((r) => loaded = r);
   w.onmessage = (e: MessageEvent) => {
     const m = e.data as { type: string; id: number; result?: unknown; error?: string };
+    if (m.type === "loaded") loaded();
     if (m.type === "result") results.get(m.id)?.(m.error ? { error: m.error } : m.result);
   };
   const call = (msg: Record<string, unknown>, id: number, transfer: Transferable[] = []) =>
@@ -131,7 +153,7 @@ async function tcpRig(): Promise<Rig> {
       results.set(id, res);
       w.postMessage({ ...msg, id }, transfer);
     });
-  await new Promise((r) => setTimeout(r, 20));
+  await ready;
   const opened = await call({ type: "open", queue: h }, 1, h.transfer) as { qid?: number; error?: string };
   if (opened.error) throw new Error(`worker open: ${opened.error}`);
   const spin = call({ type: "spin", nsid: 1, lba: 0, inflight: 4 }, 2);
@@ -194,7 +216,7 @@ test(`sequence fuzz (${kind}): ${STEPS} steps of alloc/free/subarray/IO/timeouts
   let nextId = 1;
 
   for (let epoch = 0; epoch < EPOCHS; epoch++) {
-    const rig = kind === "sim" ? await simRig() : await tcpRig();
+    const rig = await bounded(kind === "sim" ? simRig() : tcpRig(), `epoch ${epoch}: rig setup`);
     const dev = rig.dev;
     const ns: Namespace = dev.ns(1);
     const disk = new Uint8Array(BLOCKS * BS);
@@ -396,7 +418,7 @@ test(`sequence fuzz (${kind}): ${STEPS} steps of alloc/free/subarray/IO/timeouts
           break;
         }
       }
-      await act();
+      await bounded(Promise.resolve(act()), `step ${step}`);
       await null;
       check("after step");
     }
@@ -427,7 +449,7 @@ test(`sequence fuzz (${kind}): ${STEPS} steps of alloc/free/subarray/IO/timeouts
       if (!wr.detached) fail(`epoch ${epoch}: worker buffers not detached after close`);
       counts.workerReads = (counts.workerReads ?? 0) + wr.ok;
     }
-    await rig.done();
+    await bounded(rig.done(), `epoch ${epoch}: target close`);
     counts.close = (counts.close ?? 0) + 1;
     counts.ops = (counts.ops ?? 0) + ops.length;
   }

@@ -1,0 +1,81 @@
+/**
+ * QD1 4 KiB random reads through the tsnvme TCP host against any NVMe/TCP
+ * target, for quick iteration on the host's per-IO path: IOPS, p50/p99 µs,
+ * this process's CPU µs per IO and the IO queue's pump counters (sleeps,
+ * wakes), per wait mode. Prints figures, asserts nothing.
+ * Usage: qd1.ts HOST PORT NQN [SECONDS] [MODES, comma-separated: interrupt,adaptive,poll, each optionally :N polls before a sleep]
+ * (inside the guest against nvmet: tests/guest/tcp/nvmet.sh --qd1 SECONDS).
+ * @module
+ */
+import { DEFAULT_SOCKET_SPIN_POLLS, hostIdentity, TcpController } from "../../../lib/tcp/mod.ts";
+import { IoOpc } from "../../../lib/nvme/spec.ts";
+import type { WaitMode } from "../../../lib/nvme/idle.ts";
+import { readdirSync, readFileSync } from "node:fs";
+
+/** CPU ticks (utime + stime) per thread name, from /proc/self/task. */
+function threadTicks(): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const t of readdirSync("/proc/self/task")) {
+    try {
+      const st = readFileSync(`/proc/self/task/${t}/stat`, "utf8");
+      const name = st.slice(st.indexOf("(") + 1, st.lastIndexOf(")"));
+      const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+      m.set(name, (m.get(name) ?? 0) + Number(f[11]) + Number(f[12]));
+    } catch { /* thread gone */ }
+  }
+  return m;
+}
+
+const argv = (globalThis as { Deno?: { args: string[] } }).Deno?.args ??
+  (globalThis as unknown as { process: { argv: string[] } }).process.argv.slice(2);
+const [host, portArg, nqn, secArg, modeArg] = argv;
+const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
+const proc = (globalThis as unknown as { process: { cpuUsage(): { user: number; system: number } } }).process;
+const secs = Number(secArg ?? 3);
+const c = await TcpController.connect({ host, port: Number(portArg), subnqn: nqn, ...hostIdentity("5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"), ioQueues: 1 });
+try {
+  const ns = await c.namespace(1);
+  const q = c.io[0].qp;
+  const buf = c.memory.allocDma(4096);
+  const nlb = 4096 / ns.lbaSize;
+  const lat = new Float64Array(1 << 20);
+  for (const mode of (modeArg ?? "interrupt,adaptive").split(",") as WaitMode[]) {
+    // MODE[:N]: the wait mode, with N polls of the socket before each sleep (default: the ring's).
+    const [m, polls] = mode.split(":");
+    c.io[0].ring.waiter.spinPolls = polls === undefined ? DEFAULT_SOCKET_SPIN_POLLS : Number(polls);
+    q.pollSpinUs = m === "interrupt" ? 0 : 500;
+    q.setWaitMode(m as WaitMode);
+    for (const pass of [0, 1]) { // pass 0 warms the JIT (slow to settle under TCG)
+      const dur = pass === 0 ? Math.max(1, secs / 2) : secs;
+      let ios = 0, rnd = 7;
+      const s0 = { ...q.stats }, spun0 = c.io[0].ring.waiter.spun;
+      const c0 = proc.cpuUsage(), th0 = threadTicks();
+      const t0 = performance.now(), end = t0 + dur * 1000;
+      for (let t = t0; t < end;) {
+        rnd = (rnd * 1103515245 + 12345) >>> 0;
+        await q.rw(IoOpc.READ, 1, (rnd % Math.floor(ns.blocks / nlb)) * nlb, nlb - 1, buf.iova, 4096);
+        const t1 = performance.now();
+        if (ios < lat.length) lat[ios] = t1 - t;
+        t = t1;
+        ios++;
+      }
+      if (pass === 0) continue;
+      const s = (performance.now() - t0) / 1000, c1 = proc.cpuUsage(), st = q.stats;
+      const l = lat.slice(0, Math.min(ios, lat.length)).sort();
+      const pct = (p: number) => (l[Math.min(l.length - 1, Math.floor(l.length * p))] * 1000).toFixed(0);
+      const per = (k: "sleeps" | "interrupts") => ((st[k] - s0[k]) / ios).toFixed(2);
+      console.log(
+        `qd1 ${rt} ${mode}: ${(ios / s).toFixed(0)} IOPS p50=${pct(0.5)}us p99=${pct(0.99)}us ` +
+          `cpu=${((c1.user - c0.user + c1.system - c0.system) / ios).toFixed(1)}us/io sleeps/io=${per("sleeps")} wakes/io=${per("interrupts")} spun/io=${((c.io[0].ring.waiter.spun - spun0) / ios).toFixed(2)}`,
+      );
+      const th1 = threadTicks(), parts: string[] = [];
+      for (const [k, v] of th1) if (v - (th0.get(k) ?? 0) > 0) parts.push(`${k}=${((v - (th0.get(k) ?? 0)) * 10 / s / 10).toFixed(0)}%`);
+      console.log(`  threads (cpu % of one core): ${parts.join(" ")}`);
+    }
+  }
+  c.memory.freeDma(buf);
+  await c.shutdown();
+} catch (e) {
+  console.log(`qd1 ${rt}: failed: ${e}`);
+  c.close();
+}
