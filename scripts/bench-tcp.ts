@@ -122,17 +122,6 @@ function rx(secs: number): void {
   }
 }
 
-if (import.meta.main) {
-  if (args[0] === "--rx") rx(Number(args[1] ?? 2));
-  else if (args[0] === "--table") {
-    const log = readFileSync(args[1] ?? "", "utf8");
-    console.log(benchTables(log));
-    // --svg FILE: the same figures as charts, for the README.
-    const svg = args.indexOf("--svg");
-    if (svg > 0 && args[svg + 1]) writeFileSync(args[svg + 1], chartsSvg(benchCharts(log), `tsnvme NVMe/TCP (bench-tcp.ts --table ${args[1]})`));
-  }
-  else await loopback(Number(args[0] ?? 2));
-}
 
 /** A guest bench log's figures: `WHO|DIGESTS|WORKLOAD` and `crc32c[-js]|RUNTIME|KIB` keys. */
 interface BenchLog {
@@ -246,4 +235,17 @@ export function benchTables(log: string): string {
     }
   }
   return s;
+}
+
+// Last: the --table path reads the label tables above (a const is not initialised before its line).
+if (import.meta.main) {
+  if (args[0] === "--rx") rx(Number(args[1] ?? 2));
+  else if (args[0] === "--table") {
+    const log = readFileSync(args[1] ?? "", "utf8");
+    console.log(benchTables(log));
+    // --svg FILE: the same figures as charts, for the README.
+    const svg = args.indexOf("--svg");
+    if (svg > 0 && args[svg + 1]) writeFileSync(args[svg + 1], chartsSvg(benchCharts(log), `tsnvme NVMe/TCP (bench-tcp.ts --table ${args[1]})`));
+  }
+  else await loopback(Number(args[0] ?? 2));
 }
