@@ -32,6 +32,9 @@ test("tcp SocketWaiter: the spin takes data already there with no helper wake; o
     // Data already there: the first probe takes it, no sleep, nothing armed for the helper.
     c.send(new Uint8Array([1, 2, 3]));
     for (let i = 0; i < 1000 && !s.waitReadable(10); i++);
+    // Registration armed the oneshot once: let the helper's wake for that arrival land first, or it
+    // races the count read below (seen once in a loaded run).
+    await new Promise((r) => setTimeout(r, 50));
     w.arm();
     const before = w.count;
     assert.equal(await w.sleep(30_000), true);
