@@ -114,7 +114,7 @@ fi
 # here when something is missing.
 have_tools() {
   local t
-  for t in qemu-system-x86_64 depmod modprobe cpio gzip nvme fio timeout flock mkfifo; do
+  for t in qemu-system-x86_64 depmod modprobe cpio gzip nvme fio timeout flock mkfifo mkfs.xfs; do
     command -v "$t" >/dev/null 2>&1 || return 1
   done
   # The initramfs needs a static busybox (the "busybox" package is dynamically linked).

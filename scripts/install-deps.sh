@@ -11,7 +11,7 @@ if [[ ! -x node_modules/.bin/deno || ! -x node_modules/.bin/bun ]]; then
   echo "install-deps: npm ci (deno, bun, typescript)" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
-PKGS=(qemu-system-x86 busybox-static kmod cpio nvme-cli fio stress-ng)
+PKGS=(qemu-system-x86 busybox-static kmod cpio nvme-cli fio stress-ng xfsprogs)
 QEMU_MIN=1:10.0  # Debian version of qemu-system-x86 the guest tier expects
 CODENAME=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
 BPO=

@@ -15,7 +15,6 @@
  */
 import process from "node:process";
 import { readdirSync, writeFileSync } from "node:fs";
-import { loadLibc } from "../ffi/mod.ts";
 import { NVMeDev } from "../dev.ts";
 import { NvmeError } from "../nvme/errors.ts";
 import { UBLK_STATE_NAMES, UblkControl, UblkDevice, UblkFlag } from "../ublk/mod.ts";
@@ -211,9 +210,8 @@ export function main(argv: string[]): Promise<number> {
 
 if (import.meta.main) {
   const code = await main(process.argv.slice(2));
-  // The queue Workers may still be unwinding after their queues were released, and Deno can
-  // crash in its exit path then (seen as a server killed by a signal after a clean stop): once
-  // stdout and stderr are flushed, _exit(2) skips the runtime's teardown (fds close either way).
+  // Exit explicitly once stdout and stderr are flushed, as setup.ts does: nothing left open after a
+  // stop (a signal listener, a Worker still unwinding) should keep the server alive.
   await new Promise((r) => process.stdout.write("", () => process.stderr.write("", r)));
-  (await loadLibc()).exitNow(code);
+  process.exit(code);
 }

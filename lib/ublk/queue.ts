@@ -344,11 +344,14 @@ export class UblkQueue {
       qp.ring();
       work += qp.processCompletions();
       if (this.#serving === 0) {
-        // Nothing in flight anywhere: let the event loop run, then one enter sends this turn's
-        // commits and sleeps until the kernel has a request (bounded, to look at the loop again).
-        await yieldMacrotask();
-        if (this.#aborted === this.cfg.depth || this.#quit) break;
+        // Nothing in flight anywhere: one enter sends this turn's commits and sleeps until the
+        // kernel has a request (bounded). The event loop runs when that wait ends empty (idle)
+        // and every TURNS_PER_YIELD turns: at QD1 every request passes here, so never per request.
         if (ring.cqReady() === 0) this.#enter(1, IDLE_WAIT_NS);
+        if (ring.cqReady() === 0 || ++turns % TURNS_PER_YIELD === 0) {
+          await yieldMacrotask();
+          if (this.#aborted === this.cfg.depth || this.#quit) break;
+        }
         empty = 0;
         continue;
       }

@@ -2,8 +2,8 @@
  * Guest tier: the local kernel on a tsnvme device through ublk (Linux 6.12,
  * ublk_drv). The server is `lib/cli/ublk.ts add` in a child process of the
  * same runtime; the kernel's own tools (fio, mkfs.ext4, fsck, blkdiscard, dd)
- * drive /dev/ublkbN. xfsprogs is not in the guest (it sees the host's /,
- * which has no mkfs.xfs): ext4 only.
+ * drive /dev/ublkbN: ext4 and xfs (xfsprogs comes from the host's /, which
+ * the guest mounts; scripts/install-deps.sh installs it).
  *
  * Every child process is bounded (killed on timeout, the test fails naming
  * it), and nothing blocks the event loop, so a stuck step fails with the
@@ -17,13 +17,7 @@ import process from "node:process";
 import { test } from "../harness.ts";
 import { inGuest, nsBlockDev, PCI, runtime, runtimeArgv } from "./util.ts";
 
-// Deno: the last guest boot (2026-12-05) saw a Deno server stop and delete its device on SIGTERM,
-// print "closed", and then never reach the test's child "exit" event (nor after SIGKILL); the
-// takeover then found no device. Bun passes both tests. Until that is understood the tests run on
-// Bun only; TSNVME_UBLK_DENO=1 runs them on Deno too.
-const denoHeld = runtime === "deno" && process.env.TSNVME_UBLK_DENO !== "1";
-if (denoHeld && inGuest) process.stdout.write("ublk guest tests skipped on Deno (set TSNVME_UBLK_DENO=1 to run them)\n");
-const skip = { ignore: !inGuest || !existsSync("/dev/ublk-control") || denoHeld, sanitizeOps: false, sanitizeResources: false, timeout: 1_200_000 };
+const skip = { ignore: !inGuest || !existsSync("/dev/ublk-control"), sanitizeOps: false, sanitizeResources: false, timeout: 1_200_000 };
 const MNT = "/tmp/ublk-mnt";
 const READY = "/tmp/ublk-ready";
 
@@ -81,6 +75,21 @@ async function writeDev(path: string, offset: number, data: Uint8Array): Promise
   await run("dd", [`of=${path}`, `bs=${bs}`, `seek=${offset / bs}`, `count=${data.length / bs}`, "iflag=fullblock", "oflag=direct", "conv=fsync,notrunc", "status=none"], 300, data);
 }
 
+/**
+ * Send `sig` to the server. Through process.kill, not ChildProcess.kill: Deno's node:child_process
+ * (2.9) sends only the first kill() of a child (later ones return false and send nothing) and then
+ * reports that first signal as the exit signal whatever the real status was, so after a SIGUSR2
+ * reset the SIGTERM and the SIGKILL were never sent.
+ */
+function signal(s: Server, sig: "SIGTERM" | "SIGKILL" | "SIGUSR2"): boolean {
+  try {
+    process.kill(s.child.pid!, sig);
+    return true;
+  } catch {
+    return false; // gone already
+  }
+}
+
 /** A server's exit, or "timeout" after `ms`. */
 function exitWithin(s: Server, ms: number): Promise<number | string | null> {
   let t: ReturnType<typeof setTimeout> | undefined;
@@ -121,7 +130,7 @@ async function startServer(extra: string[]): Promise<Server> {
 
 /** SIGTERM: the server stops and deletes the device, then exits 0 (bounded). */
 async function stopServer(s: Server): Promise<void> {
-  s.child.kill("SIGTERM");
+  signal(s, "SIGTERM");
   const code = await exitWithin(s, 120_000);
   assert.equal(code, 0, `server exit after SIGTERM (${String(code)}):\n${s.log()}`);
   assert.ok(!existsSync(s.path), `${s.path} is gone after SIGTERM`);
@@ -143,9 +152,9 @@ function pattern(bytes: number, seed: number): Uint8Array {
 /** The ublk CLI under this runtime, as one shell word list. */
 const cli = (args: string): string => `${runtimeArgv("lib/cli/ublk.ts", []).flat().join(" ")} ${args}`;
 
-/** Load ext4 (a module in the 6.12 guest, as tests/guest/tcp/target.sh loads it). */
-async function loadExt4(): Promise<void> {
-  await sh(`modprobe -d "$TSNVME_KROOT" ext4 2>/dev/null || grep -q "^ext4 " /proc/modules`, 60);
+/** Load a filesystem module (ext4, xfs: modules in the 6.12 guest, as tests/guest/tcp/target.sh loads them). */
+async function loadModule(fs: "ext4" | "xfs"): Promise<void> {
+  await sh(`modprobe -d "$TSNVME_KROOT" ${fs} 2>/dev/null || grep -q "^${fs} " /proc/modules`, 60);
 }
 
 /** Rebind the controller (bounded: an unbind that waits for a VFIO user fails the test). */
@@ -160,7 +169,7 @@ async function rebind(driver: "vfio" | "nvme"): Promise<void> {
 async function failWith(e: unknown, s: Server, mounted: boolean): Promise<never> {
   const notes: string[] = [];
   if (mounted) await sh(`umount ${MNT} 2>/dev/null || umount -l ${MNT} 2>/dev/null || true`, 120).catch((x) => notes.push(String(x)));
-  s.child.kill("SIGKILL");
+  signal(s, "SIGKILL");
   if (await exitWithin(s, 30_000) === "timeout") notes.push("the server did not exit in 30 s after SIGKILL");
   await sh(cli("del --all"), 120).catch((x) => notes.push(String(x)));
   const ps = await sh("ps -eo pid,stat,wchan:24,args | grep -v ' \\[' | tail -40; dmesg | tail -25", 30).catch(() => "");
@@ -168,7 +177,7 @@ async function failWith(e: unknown, s: Server, mounted: boolean): Promise<never>
 }
 
 test(`ublk (${runtime}): raw IO, discard and write zeroes, fio randwrite verify QD32 on 2 queues with resets, ext4, SIGTERM delete, data seen by the kernel nvme driver both ways`, async () => {
-  await loadExt4();
+  await loadModule("ext4");
   let s = await startServer(["--queues", "2", "--depth", "64"]);
   let mounted = false;
   try {
@@ -182,11 +191,6 @@ test(`ublk (${runtime}): raw IO, discard and write zeroes, fio randwrite verify 
     const list = JSON.parse(await sh(cli("list -o json"), 120));
     assert.ok(list.some((d: { devId: number; stateName: string; queues: number }) => d.devId === s.devId && d.stateName === "live" && d.queues === 2));
 
-    // Raw data, kept for the kernel driver to read later (last MiB of the namespace).
-    const A = pattern(1 << 20, 0xab);
-    await writeDev(dev, 63 << 20, A);
-    assert.deepEqual(await readDev(dev, 63 << 20, 1 << 20), A, "read back through ublk");
-
     // Write zeroes and discard read back as zeroes.
     await writeDev(dev, 60 << 20, pattern(256 << 10, 7));
     await sh(`blkdiscard -f -z -o ${60 << 20} -l ${128 << 10} ${dev}`);
@@ -197,7 +201,7 @@ test(`ublk (${runtime}): raw IO, discard and write zeroes, fio randwrite verify 
     // fio randwrite with verify at QD32, two jobs (the two vCPUs map onto the two queues), with
     // two controller resets (SIGUSR2) under the writes: requests in flight are retried, none lost.
     let sent = 0;
-    const resets = [2000, 5000].map((ms) => setTimeout(() => void (s.child.kill("SIGUSR2") && sent++), ms));
+    const resets = [2000, 5000].map((ms) => setTimeout(() => void (signal(s, "SIGUSR2") && sent++), ms));
     const fio = await sh(
       `fio --name=v --filename=${dev} --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=32 ` +
         `--numjobs=2 --size=16M --offset_increment=16M --verify=crc32c --verify_fatal=1 --do_verify=1 ` +
@@ -222,6 +226,26 @@ test(`ublk (${runtime}): raw IO, discard and write zeroes, fio randwrite verify 
     await sh(`umount ${MNT}`);
     mounted = false;
 
+    // xfs on the same device (over the ext4 above): files, umount, xfs_repair -n clean, remount,
+    // checksums. xfsprogs 5.19+ refuses filesystems under 300 MB unless it runs under fstests (its
+    // three variables); 48 MiB keeps clear of the zeroes read back at 60 MiB.
+    await loadModule("xfs");
+    await sh(`TEST_DIR=${MNT} TEST_DEV=${dev} QA_CHECK_FS=1 mkfs.xfs -q -f -K -d size=48m ${dev} && mount ${dev} ${MNT}`);
+    mounted = true;
+    await sh(`for i in 1 2 3 4 5 6; do head -c $((i * 250000)) /dev/urandom > ${MNT}/x$i; done; mkdir ${MNT}/d; ` +
+      `cp ${MNT}/x4 ${MNT}/d/copy; sync`);
+    const xsums = await sh(`cd ${MNT} && sha256sum x* d/copy`);
+    await sh(`umount ${MNT} && xfs_repair -n ${dev} && mount ${dev} ${MNT}`);
+    assert.equal(await sh(`cd ${MNT} && sha256sum x* d/copy`), xsums, "xfs checksums after remount");
+    await sh(`umount ${MNT}`);
+    mounted = false;
+
+    // Raw data, kept for the kernel driver to read later (last MiB of the namespace; written after
+    // the filesystems because mkfs.xfs zeroes the device's last blocks whatever the fs size).
+    const A = pattern(1 << 20, 0xab);
+    await writeDev(dev, 63 << 20, A);
+    assert.deepEqual(await readDev(dev, 63 << 20, 1 << 20), A, "read back through ublk");
+
     // SIGTERM stops and deletes the device.
     await stopServer(s);
 
@@ -245,7 +269,7 @@ test(`ublk (${runtime}): raw IO, discard and write zeroes, fio randwrite verify 
 }, skip);
 
 test(`ublk (${runtime}): a server killed mid-IO (USER_RECOVERY) is taken over by a new one, fsync'd files intact, fsck clean`, async () => {
-  await loadExt4();
+  await loadModule("ext4");
   let s = await startServer(["--queues", "2", "--depth", "64"]);
   let mounted = false;
   try {
@@ -261,7 +285,7 @@ test(`ublk (${runtime}): a server killed mid-IO (USER_RECOVERY) is taken over by
     const writer = sh(`for i in $(seq 1 40); do head -c 200000 /dev/urandom > ${MNT}/bg$i; sync ${MNT}/bg$i; done`, 300);
     writer.catch(() => {}); // awaited below
     await new Promise((r) => setTimeout(r, 1500));
-    s.child.kill("SIGKILL");
+    signal(s, "SIGKILL");
     assert.notEqual(await exitWithin(s, 30_000), "timeout", "the killed server exits");
     const old = s;
     s = await startServer(["--recover", String(old.devId)]);
