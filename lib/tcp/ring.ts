@@ -358,6 +358,9 @@ export class TcpRing implements FabricRing {
   readonly #rx = new Uint8Array(RECV_BUFFER);
   readonly #iov: IoVec;
   #stage = new Uint8Array(STAGE_INITIAL);
+  /** Address of #stage's first byte, taken once per stage (never per flush). */
+  #stageAddr: number;
+  readonly #libc: Libc;
   /** Stage bytes written / already queued in the IoVec. */
   #staged = 0;
   #queued = 0;
@@ -405,6 +408,8 @@ export class TcpRing implements FabricRing {
     this.#slotBad = new Uint8Array(slots);
     this.#cq = new Uint32Array(Math.max(slots, 1) * 2 * 4);
     this.#iov = new IoVec(libc, IOV_SEGMENTS);
+    this.#libc = libc;
+    this.#stageAddr = Number(libc.addressOf(this.#stage));
     // C2H data may be as large as one command; a target sends at most that in one PDU.
     parser.maxData = Math.max(this.maxTransfer, this.inCapsuleMax, 4096);
     // C2H data lands straight in the command's memory; with a data digest it is staged until the digest
@@ -655,7 +660,7 @@ export class TcpRing implements FabricRing {
       return;
     }
     // The stage is far larger than 64 bytes: its memory never moves, and the IoVec holds it until sent.
-    this.#iov.push(this.#stage.subarray(this.#queued, this.#staged));
+    this.#iov.pushRange(this.#stage, this.#stageAddr, this.#queued, this.#staged);
     this.#queued = this.#staged;
   }
 
@@ -684,6 +689,7 @@ export class TcpRing implements FabricRing {
     if (this.#staged === 0 && need <= this.#stage.length) return;
     // Segments still queued keep the old stage alive until the kernel took them.
     this.#stage = new Uint8Array(Math.max(need * 2, this.#stage.length * (need > this.#stage.length / 2 ? 2 : 1)));
+    this.#stageAddr = Number(this.#libc.addressOf(this.#stage));
     this.#staged = this.#queued = 0;
   }
 

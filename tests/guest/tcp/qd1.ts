@@ -32,6 +32,19 @@ const [host, portArg, nqn, secArg, modeArg] = argv;
 const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
 const proc = (globalThis as unknown as { process: { cpuUsage(): { user: number; system: number } } }).process;
 const secs = Number(secArg ?? 3);
+// V8 (Deno) puts its code under a memory protection key where the CPU has PKU. Under TCG every
+// PKRU write (V8's own, and the kernel's at each switch to or from a thread whose PKRU differs)
+// flushes the vCPU's whole TLB, so say whether this process has one (and how many mappings).
+{
+  let keyed = 0, pku = false;
+  try {
+    for (const m of readFileSync("/proc/self/smaps", "utf8").matchAll(/^ProtectionKey:\s+(\d+)/gm)) {
+      pku = true;
+      if (m[1] !== "0") keyed++;
+    }
+  } catch { /* no smaps */ }
+  console.log(`qd1 ${rt}: ${pku ? `memory protection keys: ${keyed} mappings under a key` : "no memory protection keys"}`);
+}
 const c = await TcpController.connect({ host, port: Number(portArg), subnqn: nqn, ...hostIdentity("5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"), ioQueues: 1 });
 try {
   const ns = await c.namespace(1);

@@ -154,6 +154,29 @@ test("sock: sendmsg scatter-gather, partial sends resumed mid-segment, bytes int
   }
 });
 
+test("sock: pushRange sends ranges of one buffer from its address taken once", async () => {
+  const libc = await loadLibc();
+  const { c, s, close } = await pair();
+  const iov = new IoVec(libc, 4);
+  try {
+    const buf = new Uint8Array(4096);
+    for (let i = 0; i < buf.length; i++) buf[i] = (i * 13 + 5) & 0xff;
+    const addr = Number(libc.addressOf(buf));
+    iov.pushRange(buf, addr, 100, 300);
+    iov.pushRange(buf, addr, 300, 300); // empty: skipped
+    iov.pushRange(buf, addr, 1000, 1003);
+    assert.equal(iov.length, 2);
+    assert.equal(iov.pending, 203);
+    while (iov.pending > 0) if (c.sendmsg(iov) === AGAIN) c.waitWritable(1000);
+    const got = readN(s, 203);
+    assert.deepEqual(got.subarray(0, 200), buf.subarray(100, 300));
+    assert.deepEqual(got.subarray(200), buf.subarray(1000, 1003));
+  } finally {
+    iov.close();
+    close();
+  }
+});
+
 test("sock: peer reset surfaces as ECONNRESET, refused connect as ECONNREFUSED", async () => {
   const libc = await loadLibc();
   const { c, s, close } = await pair();
