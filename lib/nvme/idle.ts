@@ -180,6 +180,18 @@ export class IdlePolicy {
   }
 
   /**
+   * A command was submitted at `now` while the pump slept with nothing but
+   * parked commands (an AER) in flight: the wait that the coming interrupt
+   * ends counts from here (the idle time before it was nobody's wait). Without it, an admin queue kept alive by an AER learned
+   * every gap between a user's commands as answer time and polled the whole
+   * 5 ms cap after each one.
+   */
+  submitted(now: number): void {
+    this.#idleSince = now;
+    this.#timedOut = false;
+  }
+
+  /**
    * The pump ran again at `now` after a YIELD, NAP or SLEEP. `woke`: an
    * interrupt (or completions) ended the sleep, so polling starts a new
    * window: completions tend to come in bursts.
