@@ -604,6 +604,8 @@ export class QueuePair {
       this.#spinning = true;
       await null;
       let turns = 0, linger = 0;
+      // Clock of the previous checkpoint when it was an empty poll in the turn just before, else -1.
+      let lastEmpty = -1;
       let lastTimeouts = -1, lastHealth = -1;
       let idle = false;
       // Adaptive: completions came since the interrupt was turned on for a sleep: turn it off.
@@ -654,10 +656,13 @@ export class QueuePair {
         reaped += n;
         // Checkpoints: every 64 turns while busy; every turn once idle, or when an empty poll should sleep.
         if (!check && (++turns & (TURNS_PER_CHECK - 1)) !== 0 && !(n === 0 && policy.mode === "interrupt")) {
+          lastEmpty = -1;
           await null;
           continue;
         }
         const now = performance.now();
+        // Two empty polls in consecutive turns far apart: the pump did not run in between.
+        if (reaped === 0 && lastEmpty >= 0) policy.stalled(now - lastEmpty);
         if (lastTimeouts < 0) {
           lastHealth = now;
           lastTimeouts = now - 5; // stamp new commands' deadlines at the first checkpoint
@@ -682,6 +687,7 @@ export class QueuePair {
           action = Idle.SLEEP;
           parked = true;
         }
+        lastEmpty = action === Idle.SPIN && reaped === 0 ? now : -1;
         reaped = 0;
         idle = action !== Idle.SPIN;
         if (action === Idle.SPIN) {

@@ -559,3 +559,27 @@ test("MSI-X table located from config space; MsixMaskGate stores Vector Control'
   assert.ok(gateFor(irqs.gateSpec(2)!, bar, f.libc) instanceof VectorGate, "without a table location: the ioctl gate");
   assert.ok(gateFor(spec, null, f.libc) instanceof VectorGate, "without a BAR view: the ioctl gate");
 });
+
+test("idle policy, adaptive mode: time the pump did not run does not count toward the window", () => {
+  const p = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 1000 });
+  p.next(1, 0);
+  assert.equal(p.next(0, 0.01), Idle.SPIN);
+  // A 5 ms stall between two empty polls: not the device's time.
+  p.stalled(4.99);
+  assert.equal(p.next(0, 5), Idle.SPIN, "polls again after a stall instead of sleeping");
+  assert.equal(p.next(0, 5.2), Idle.SPIN);
+  assert.equal(p.next(0, 5.4), Idle.SPIN);
+  assert.equal(p.next(0, 5.55), Idle.SLEEP, "sleeps once the window has been polled through");
+  // A short gap (a normal turn) counts as waiting.
+  const q = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 1000 });
+  q.next(1, 0);
+  q.next(0, 0.01);
+  q.stalled(0.1);
+  assert.equal(q.next(0, 0.6), Idle.SLEEP);
+  // Poll mode ignores it.
+  const r = new IdlePolicy({ mode: "poll", spinUs: 500, yieldMs: 1000, napAfterMs: 1e9 });
+  r.next(1, 0);
+  r.next(0, 0.01);
+  r.stalled(4.99);
+  assert.equal(r.next(0, 5), Idle.YIELD);
+});
