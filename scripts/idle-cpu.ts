@@ -35,11 +35,15 @@ const floorSrc = `import process from "node:process";import {readdirSync,readFil
 
 console.log(`### Idle CPU, % of one core over ${secs} s (wait mode ${values.interrupts}; floor = the runtime only sleeping)\n`);
 console.log("Each cell: getrusage / schedstat (the scheduler's clock; getrusage charges whole ticks in a guest).\n");
-console.log("| runtime | floor | idle, cold | idle, warm | 10 reads/s, warm | idle warm − floor | 10/s − floor |");
-console.log("|---|---:|---:|---:|---:|---:|---:|");
-type Pct = { ru: number; sched: number };
+console.log("| runtime | floor | idle, cold | idle, warm | 10 reads/s, warm | idle warm − floor | 10/s − floor | 10/s: IO-queue sleeps per read |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
+type Pct = { ru: number; sched: number; sleepsPerRead?: number };
 const failed: Pct = { ru: NaN, sched: NaN };
-const pct = (j: { idleCpuPct: number; idleCpuPctSched: number | null }): Pct => ({ ru: j.idleCpuPct, sched: j.idleCpuPctSched ?? NaN });
+const pct = (j: { idleCpuPct: number; idleCpuPctSched: number | null; reads?: number; ioSleeps?: number }): Pct => ({
+  ru: j.idleCpuPct,
+  sched: j.idleCpuPctSched ?? NaN,
+  sleepsPerRead: j.reads ? (j.ioSleeps ?? 0) / j.reads : undefined,
+});
 for (const rt of ["deno", "bun"]) {
   const floorRun = rt === "deno"
     ? spawnSync("deno", ["eval", floorSrc], { encoding: "utf8" })
@@ -59,5 +63,6 @@ for (const rt of ["deno", "bun"]) {
   const f2 = (n: number) => Number.isFinite(n) ? n.toFixed(2) : "failed";
   const c = (p: Pct) => `${f2(p.ru)} / ${f2(p.sched)}`;
   const d = (a: Pct, b: Pct) => `${f2(a.ru - b.ru)} / ${f2(a.sched - b.sched)}`;
-  console.log(`| ${rt} | ${c(floor)} | ${c(cold)} | ${c(warm)} | ${c(trickle)} | ${d(warm, floor)} | ${d(trickle, floor)} |`);
+  const spr = trickle.sleepsPerRead === undefined ? "-" : trickle.sleepsPerRead.toFixed(2);
+  console.log(`| ${rt} | ${c(floor)} | ${c(cold)} | ${c(warm)} | ${c(trickle)} | ${d(warm, floor)} | ${d(trickle, floor)} | ${spr} |`);
 }
