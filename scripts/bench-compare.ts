@@ -28,6 +28,7 @@ const { values } = parseArgs({
     "no-hog": { type: "boolean", default: false },
     "no-scaling": { type: "boolean", default: false },
     "no-peers": { type: "boolean", default: false },
+    "idle-trickle": { type: "boolean", default: false },
     // The guest's second namespace has 4096-byte blocks (scripts/guest.sh --ns): libvfn's 4 KiB reads go there.
     "peer-ns4k": { type: "string", default: "2" },
     out: { type: "string" },
@@ -55,6 +56,9 @@ interface Row {
   p50: number;
   p99: number;
   cpu: number;
+  /** tsnvme: interrupts and pump sleeps per 1,000 IOs on the first IO queue (how often adaptive slept). */
+  irqK?: number;
+  sleepK?: number;
 }
 
 /** fio on /dev/nvme0n1; `cpus` pins it (taskset). */
@@ -92,7 +96,11 @@ function tsnvme(rt: string, mode: string, qds: number[], opts: { runtime?: strin
   }
   return r.stdout.trim().split("\n").map((l) => {
     const j = JSON.parse(l);
-    return { who: `tsnvme ${rt}`, mode, qd: j.iodepth, iops: j.iops, mean: j.latUs.mean, p50: j.latUs.p50, p99: j.latUs.p99, cpu: j.cpuUsPerIo };
+    const k = 1000 / Math.max(1, j.ios);
+    return {
+      who: `tsnvme ${rt}`, mode, qd: j.iodepth, iops: j.iops, mean: j.latUs.mean, p50: j.latUs.p50, p99: j.latUs.p99, cpu: j.cpuUsPerIo,
+      irqK: j.interrupts * k, sleepK: j.sleeps * k,
+    };
   });
 }
 
@@ -128,13 +136,13 @@ if (!values["no-peers"]) {
 for (const rt of rts) for (const mode of modes) rows.push(...tsnvme(rt, mode, depths));
 
 out(`\n### ${values.rw} ${values.bs} B: wait modes against the kernel (one guest boot, TCG, ${values.runtime} s per job after ${values.ramp} s warm-up)\n`);
-out("| driver | wait | QD | IOPS | vs kernel irq | vs kernel polled | mean µs | p50 µs | p99 µs | CPU µs/IO |");
-out("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+out("| driver | wait | QD | IOPS | vs kernel irq | vs kernel polled | mean µs | p50 µs | p99 µs | CPU µs/IO | irq, sleeps / 1k IO |");
+out("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of rows) {
   const k = rows.find((x) => x.who === "kernel" && x.mode === "interrupts" && x.qd === r.qd)!;
   const kp = rows.find((x) => x.who === "kernel" && x.mode !== "interrupts" && x.qd === r.qd);
   out(`| ${r.who} | ${r.mode} | ${r.qd} | ${r.iops} | ${(r.iops / k.iops).toFixed(2)}x | ${kp ? (r.iops / kp.iops).toFixed(2) + "x" : "-"} | ` +
-    `${f0(r.mean)} | ${f0(r.p50)} | ${f0(r.p99)} | ${f1(r.cpu)} |`);
+    `${f0(r.mean)} | ${f0(r.p50)} | ${f0(r.p99)} | ${f1(r.cpu)} | ${r.irqK === undefined ? "-" : `${f0(r.irqK)}, ${f0(r.sleepK!)}`} |`);
 }
 if (!polled) out("\n(kernel polled rows missing: nvme.poll_queues could not be set)");
 
@@ -171,6 +179,13 @@ for (const rt of rts) {
 {
   const r = spawnSync("deno", ["eval", `import process from "node:process";const c=process.cpuUsage();await new Promise(r=>setTimeout(r,3000));const u=process.cpuUsage(c);console.log(((u.user+u.system)/30000).toFixed(2))`], { encoding: "utf8" });
   out(`| deno | (a process that only sleeps 3 s: the guest's floor) | ${r.stdout.trim()} |`);
+}
+
+// ------------------------------------------------------------------ idle and a trickle of reads
+if (values["idle-trickle"]) {
+  const r = spawnSync("deno", ["run", "-A", "scripts/idle-cpu.ts", "--seconds", "3"], { encoding: "utf8" });
+  out("");
+  out(r.status === 0 ? r.stdout.trim() : `(idle-cpu.ts failed: ${r.stderr.trim().split("\n").slice(-2).join(" | ")})`);
 }
 
 // ------------------------------------------------------------------ CPU hog on the same vCPU

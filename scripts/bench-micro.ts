@@ -1,8 +1,9 @@
 /**
  * No-device microbenchmark: CPU nanoseconds per IO of the driver's own path
  * (command tracker + PCIe ring + pump) against an instant device in the same
- * thread, at batch 1, 8 and 32, through the Promise API and the callback
- * path. Prints figures; asserts nothing.
+ * thread, at batch 1, 8 and 32, through the Promise API (the queue pair's
+ * `rw`, and `Namespace.read` on top of it: what an application calls), and
+ * the callback path. Prints figures; asserts nothing.
  *
  *   deno run -A scripts/bench-micro.ts [--ms 400] [--runs 5] [--json]
  *   bun scripts/bench-micro.ts
@@ -12,6 +13,8 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import type { NvmeError } from "../lib/nvme/errors.ts";
 import { QueuePair } from "../lib/nvme/queue.ts";
+import { dmaBuffer } from "../lib/nvme/transport.ts";
+import { Namespace } from "../lib/io/namespace.ts";
 import { CommandTrace } from "../lib/nvme/trace.ts";
 import { InstantRing } from "../lib/cli/bench/instant.ts";
 
@@ -51,6 +54,36 @@ async function promiseRun(batch: number, trace = false): Promise<{ ns: number; i
   return { ns: (cpuNs() - t0) / ios, ios };
 }
 
+/** As {@link promiseRun}, through Namespace.read on a DMA buffer (validation, then the queue's own Promise). */
+async function namespaceRun(batch: number): Promise<{ ns: number; ios: number }> {
+  const qp = makeQp();
+  const nsp = new Namespace({
+    closedError: null,
+    pickQueue: () => qp,
+    maxTransferBytes: 1 << 20,
+    dmaOf: (v) => v.buffer === buf.bytes.buffer ? buf : null,
+    takeBounce: () => {
+      throw new Error("no bounce in this benchmark");
+    },
+    giveBounce: () => {},
+  }, { nsid: 1, blockSize: 4096, blockCount: 1024n, capacity: 1024n, utilization: 0n, metadataSize: 0, lbaFormat: 0 });
+  const buf = dmaBuffer(new Uint8Array(4096 * batch), 0x30_0000, 4096 * batch);
+  let ios = 0, stop = false;
+  const worker = async (_: unknown, i: number) => {
+    const view = buf.bytes.subarray(i * 4096, (i + 1) * 4096);
+    while (!stop) {
+      await nsp.read(ios & 1023, view);
+      ios++;
+    }
+  };
+  const t0 = cpuNs();
+  const ws = Array.from({ length: batch }, worker);
+  await new Promise((r) => setTimeout(r, MS));
+  stop = true;
+  await Promise.all(ws);
+  return { ns: (cpuNs() - t0) / ios, ios };
+}
+
 /** B commands kept in flight through the callback path; each completion submits the next. */
 function callbackRun(batch: number): Promise<{ ns: number; ios: number }> {
   const qp = makeQp();
@@ -73,12 +106,16 @@ function callbackRun(batch: number): Promise<{ ns: number; ios: number }> {
 }
 
 const rows: { api: string; batch: number; nsPerIo: number; min: number; max: number; ios: number }[] = [];
-for (const api of ["promise", "callback", "promise+trace"] as const) {
+for (const api of ["promise", "ns.read", "callback", "promise+trace"] as const) {
   for (const batch of [1, 8, 32]) {
     const r: number[] = [];
     let ios = 0;
     for (let i = 0; i < RUNS + 1; i++) {
-      const x = api === "callback" ? await callbackRun(batch) : await promiseRun(batch, api === "promise+trace");
+      const x = api === "callback"
+        ? await callbackRun(batch)
+        : api === "ns.read"
+        ? await namespaceRun(batch)
+        : await promiseRun(batch, api === "promise+trace");
       if (i > 0) r.push(x.ns); // the first run warms the JIT up
       ios += x.ios;
     }

@@ -2,10 +2,30 @@
 # Benchmark tsnvme against the kernel nvme driver (fio) and, when /work/shared/tools/build-peers.sh
 # installed them under /var/cache/tsnvme-peers/bin, SPDK's spdk_nvme_perf and libvfn's perf, on the
 # same controller in one QEMU guest boot; prints tsnvme/SPDK and tsnvme/kernel ratios.
-# Usage: scripts/bench.sh [--bs 4096] [--iodepth 1,32] [--runtime 5] [--rw randread] [--no-peers]
 # The guest kernel is 6.12 unless TSNVME_GUEST_KERNEL=6.1. The first line printed names the stack
 # the figures come from (guest kernel, QEMU, fio, Deno, Bun, commit): the README quotes it.
 set -euo pipefail
+usage() {
+  cat <<'EOF'
+Usage: scripts/bench.sh [options]   (boots one QEMU guest; options go to scripts/bench-compare.ts)
+  --rw randread          fio/tsnvme workload
+  --bs 4096              block size in bytes
+  --iodepth 1,32,128     queue depths
+  --runtime 4            seconds per job
+  --ramp 3               tsnvme warm-up seconds before each job
+  --modes poll,interrupt,adaptive   tsnvme wait modes
+  --no-peers             skip SPDK spdk_nvme_perf and libvfn perf
+  --no-hog               skip the CPU-hog table (--loads 0,50,100, --hog-runtime 3)
+  --no-scaling           skip scaling with Workers
+  --idle-trickle         also run scripts/idle-cpu.ts (idle, and 10 reads/s, % of a core)
+  --out FILE             also write the Markdown tables to FILE
+  -h, --help             print this and exit (no guest)
+Env: TSNVME_CACHE (guest image cache), TSNVME_GUEST_KERNEL=6.1.
+EOF
+}
+for a in "$@"; do
+  case "$a" in -h | --help) usage; exit 0 ;; esac
+done
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -28,23 +28,36 @@ const run = (rt: string, args: string[]) => {
 // kernel, so a thread that wakes on a tick is charged a whole tick).
 const schedSrc = `const sched=()=>{try{let n=0;for(const t of readdirSync("/proc/self/task"))` +
   `n+=Number(readFileSync("/proc/self/task/"+t+"/schedstat","utf8").split(" ")[0]);return n}catch{return -1}};`;
-const floorSrc = `import process from "node:process";import {readdirSync,readFileSync} from "node:fs";${schedSrc}` +
+// The floor, optionally with a timer that wakes the process `wakes` times a second and does nothing
+// (what the runtime's own wake-up costs, apart from the driver's work in the 10 reads/s case).
+const floorSrcOf = (wakes: number) =>
+  `import process from "node:process";import {readdirSync,readFileSync} from "node:fs";${schedSrc}` +
+  (wakes > 0 ? `setInterval(()=>{},${1000 / wakes});` : "") +
   `const c=process.cpuUsage();const s=sched();const t=performance.now();` +
   `await new Promise(r=>setTimeout(r,${secs * 1000}));const u=process.cpuUsage(c);const ms=performance.now()-t;` +
-  `console.log(JSON.stringify({idleCpuPct:(u.user+u.system)/1000/ms*100,idleCpuPctSched:s<0?null:(sched()-s)/1e6/ms*100}))`;
+  `console.log(JSON.stringify({idleCpuPct:(u.user+u.system)/1000/ms*100,idleCpuPctSched:s<0?null:(sched()-s)/1e6/ms*100}));process.exit(0)`;
 
 console.log(`### Idle CPU, % of one core over ${secs} s (wait mode ${values.interrupts}; floor = the runtime only sleeping)\n`);
 console.log("Each cell: getrusage / schedstat (the scheduler's clock; getrusage charges whole ticks in a guest).\n");
-console.log("| runtime | floor | idle, cold | idle, warm | 10 reads/s, warm | idle warm − floor | 10/s − floor |");
-console.log("|---|---:|---:|---:|---:|---:|---:|");
-type Pct = { ru: number; sched: number };
+console.log(
+  "| runtime | floor | floor + 10 timer wakes/s | idle, cold | idle, warm | 10 reads/s, warm | idle warm − floor | 10/s − floor | 10/s: IO-queue sleeps per read |",
+);
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+type Pct = { ru: number; sched: number; sleepsPerRead?: number };
 const failed: Pct = { ru: NaN, sched: NaN };
-const pct = (j: { idleCpuPct: number; idleCpuPctSched: number | null }): Pct => ({ ru: j.idleCpuPct, sched: j.idleCpuPctSched ?? NaN });
+const pct = (j: { idleCpuPct: number; idleCpuPctSched: number | null; reads?: number; ioSleeps?: number }): Pct => ({
+  ru: j.idleCpuPct,
+  sched: j.idleCpuPctSched ?? NaN,
+  sleepsPerRead: j.reads ? (j.ioSleeps ?? 0) / j.reads : undefined,
+});
 for (const rt of ["deno", "bun"]) {
-  const floorRun = rt === "deno"
-    ? spawnSync("deno", ["eval", floorSrc], { encoding: "utf8" })
-    : spawnSync("bun", ["-e", floorSrc], { encoding: "utf8" });
-  const floor = floorRun.status === 0 ? pct(JSON.parse(floorRun.stdout.trim())) : failed;
+  const floorOf = (wakes: number): Pct => {
+    const src = floorSrcOf(wakes);
+    const r = rt === "deno" ? spawnSync("deno", ["eval", src], { encoding: "utf8" }) : spawnSync("bun", ["-e", src], { encoding: "utf8" });
+    return r.status === 0 ? pct(JSON.parse(r.stdout.trim().split("\n").pop()!)) : failed;
+  };
+  const floor = floorOf(0);
+  const floorWakes = floorOf(10);
   const bench = (extra: string[]): Pct => {
     const r = run(rt, ["lib/cli/bench/mod.ts", pci, "--json", `--idle=${secs}`, `--interrupts=${values.interrupts}`, ...extra]);
     if (r.status !== 0) {
@@ -59,5 +72,6 @@ for (const rt of ["deno", "bun"]) {
   const f2 = (n: number) => Number.isFinite(n) ? n.toFixed(2) : "failed";
   const c = (p: Pct) => `${f2(p.ru)} / ${f2(p.sched)}`;
   const d = (a: Pct, b: Pct) => `${f2(a.ru - b.ru)} / ${f2(a.sched - b.sched)}`;
-  console.log(`| ${rt} | ${c(floor)} | ${c(cold)} | ${c(warm)} | ${c(trickle)} | ${d(warm, floor)} | ${d(trickle, floor)} |`);
+  const spr = trickle.sleepsPerRead === undefined ? "-" : trickle.sleepsPerRead.toFixed(2);
+  console.log(`| ${rt} | ${c(floor)} | ${c(floorWakes)} | ${c(cold)} | ${c(warm)} | ${c(trickle)} | ${d(warm, floor)} | ${d(trickle, floor)} | ${spr} |`);
 }

@@ -446,17 +446,28 @@ export class Namespace {
     return bytes;
   }
 
-  async #xfer(opc: number, slba: number, bytes: Uint8Array, timeoutMs?: number): Promise<void> {
-    const host = this.#host;
-    const d = host.dmaOf(bytes);
-    if (d !== null) {
-      const iova = d.iova + bytes.byteOffset - d.bytes.byteOffset;
-      if ((iova & 3) === 0) {
-        await this.#submitChunks(opc, slba, iova, bytes.byteLength, timeoutMs, d);
-        return;
+  /**
+   * DMA memory goes straight to the ring: the queue's own Promise is returned,
+   * so the caller's `await` resumes in the same microtask turn as the reap (an
+   * async frame here cost one more turn per IO). It resolves to the
+   * completion's DW0, which the public `Promise<void>` signatures hide.
+   */
+  #xfer(opc: number, slba: number, bytes: Uint8Array, timeoutMs?: number): Promise<void> {
+    try {
+      const d = this.#host.dmaOf(bytes);
+      if (d !== null) {
+        const iova = d.iova + bytes.byteOffset - d.bytes.byteOffset;
+        if ((iova & 3) === 0) return this.#submitChunks(opc, slba, iova, bytes.byteLength, timeoutMs, d) as Promise<void>;
       }
+    } catch (e) {
+      return Promise.reject(e); // a refusal is a rejected promise, as from the async frame before
     }
-    // Plain memory: stage through a DMA buffer, segment by segment.
+    return this.#bounced(opc, slba, bytes, timeoutMs);
+  }
+
+  /** Plain memory (or a DMA view not 4-byte aligned): stage through a DMA buffer, segment by segment. */
+  async #bounced(opc: number, slba: number, bytes: Uint8Array, timeoutMs?: number): Promise<void> {
+    const host = this.#host;
     const seg = Math.min(bytes.byteLength, BOUNCE_MAX - (BOUNCE_MAX % this.blockSize));
     const b = host.takeBounce(seg);
     try {

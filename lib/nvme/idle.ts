@@ -180,6 +180,31 @@ export class IdlePolicy {
   }
 
   /**
+   * A command was submitted at `now` while the pump slept with nothing but
+   * parked commands (an AER) in flight: the wait that the coming interrupt
+   * ends counts from here (the idle time before it was nobody's wait). Without it, an admin queue kept alive by an AER learned
+   * every gap between a user's commands as answer time and polled the whole
+   * 5 ms cap after each one.
+   */
+  submitted(now: number): void {
+    this.#idleSince = now;
+    this.#timedOut = false;
+  }
+
+  /**
+   * The pump did not run for `ms` between two empty polls of consecutive
+   * turns (preempted, a GC pause, another task). Over half the window, that
+   * time is not the device's: in `adaptive` mode it does not count toward the
+   * window nor the learned wait. Otherwise a stall at the end of a window
+   * armed the interrupt for a completion that had already landed (a guest
+   * boot: of Bun's 119 arms per 1,000 QD1 reads, 86 found the completion in
+   * the re-check after the arm), paying an unmask, an interrupt and a mask.
+   */
+  stalled(ms: number): void {
+    if (this.mode === "adaptive" && this.#idleSince >= 0 && ms * 2000 > this.windowUs) this.#idleSince += ms;
+  }
+
+  /**
    * The pump ran again at `now` after a YIELD, NAP or SLEEP. `woke`: an
    * interrupt (or completions) ended the sleep, so polling starts a new
    * window: completions tend to come in bursts.

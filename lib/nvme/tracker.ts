@@ -146,12 +146,18 @@ export class CommandTracker implements CompletionSink {
     return this.cid(slot);
   }
 
+  /** The slot {@link promise} is making a Promise for (read by the one executor). */
+  #pending = 0;
+  /** One executor for every command's Promise: no closure allocated per IO. */
+  readonly #executor = (res: Resolve, rej: Reject): void => {
+    this.#resolve[this.#pending] = res;
+    this.#reject[this.#pending] = rej;
+  };
+
   /** The promise of the command in `slot` (call once, right after {@link begin}). */
   promise(slot: number): Promise<number> {
-    return new Promise<number>((res, rej) => {
-      this.#resolve[slot] = res;
-      this.#reject[slot] = rej;
-    });
+    this.#pending = slot;
+    return new Promise<number>(this.#executor);
   }
 
   /** Deliver the command in `slot` to `cb` instead of a promise. */

@@ -78,6 +78,24 @@ test("idle policy, adaptive mode: poll for spinUs after the last completion, the
   assert.equal(p.idleMs(10.5), 10.5 - 10.2);
 });
 
+test("idle policy, adaptive mode: a command submitted into a sleep is timed from its submission", () => {
+  // An admin queue with an AER: it slept 100 ms, then a command went in and was answered 0.2 ms later.
+  const mk = () => {
+    const p = new IdlePolicy({ mode: "adaptive", spinUs: 500 });
+    p.next(1, 0);
+    p.next(0, 0.1);
+    assert.equal(p.next(0, 0.7), Idle.SLEEP);
+    return p;
+  };
+  const p = mk();
+  p.submitted(100);
+  p.resumed(100.2, true);
+  assert.equal(p.windowUs, 500, "learned 0.2 ms, not the 100 ms gap");
+  const q = mk();
+  q.resumed(100.2, true); // without the stamp the gap counts (capped at maxSpinUs): the window grows
+  assert.ok(q.windowUs > 500);
+});
+
 test("idle policy, adaptive mode: the window learns from a slow device, within [spinUs, maxSpinUs]", () => {
   const p = new IdlePolicy({ mode: "adaptive", spinUs: 500, maxSpinUs: 4000, yieldMs: 1000 });
   assert.equal(p.windowUs, 500);
@@ -540,4 +558,28 @@ test("MSI-X table located from config space; MsixMaskGate stores Vector Control'
   assert.equal(f.calls.length, n0, "no ioctl");
   assert.ok(gateFor(irqs.gateSpec(2)!, bar, f.libc) instanceof VectorGate, "without a table location: the ioctl gate");
   assert.ok(gateFor(spec, null, f.libc) instanceof VectorGate, "without a BAR view: the ioctl gate");
+});
+
+test("idle policy, adaptive mode: time the pump did not run does not count toward the window", () => {
+  const p = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 1000 });
+  p.next(1, 0);
+  assert.equal(p.next(0, 0.01), Idle.SPIN);
+  // A 5 ms stall between two empty polls: not the device's time.
+  p.stalled(4.99);
+  assert.equal(p.next(0, 5), Idle.SPIN, "polls again after a stall instead of sleeping");
+  assert.equal(p.next(0, 5.2), Idle.SPIN);
+  assert.equal(p.next(0, 5.4), Idle.SPIN);
+  assert.equal(p.next(0, 5.55), Idle.SLEEP, "sleeps once the window has been polled through");
+  // A short gap (a normal turn) counts as waiting.
+  const q = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 1000 });
+  q.next(1, 0);
+  q.next(0, 0.01);
+  q.stalled(0.1);
+  assert.equal(q.next(0, 0.6), Idle.SLEEP);
+  // Poll mode ignores it.
+  const r = new IdlePolicy({ mode: "poll", spinUs: 500, yieldMs: 1000, napAfterMs: 1e9 });
+  r.next(1, 0);
+  r.next(0, 0.01);
+  r.stalled(4.99);
+  assert.equal(r.next(0, 5), Idle.YIELD);
 });
