@@ -19,6 +19,8 @@
 #                           in a boot measures ~2x slow: without it the first row is distorted)
 #   BENCH_TRACE=1           after each tsnvme row, the same target again with TSNVME_TARGET_TRACE=1:
 #                           its Workers' per-IO gap histograms (lib/target/trace.ts) are printed
+#   BENCH_ENVS="A=1 A=2"    each tsnvme row once per VAR=VALUE given to the target (A/B in one boot)
+#   BENCH_QD1_AGAIN=1       a last column: QD1 once more after the other runs (a warm target)
 #   BENCH_STRACE=SEC        after each runtime's rows: strace -f -tt -T on a 1-Worker target for SEC
 #                           seconds of QD1; its syscalls by total time and the longest calls
 cd "$(dirname "$0")/.." || exit 125
@@ -96,10 +98,14 @@ rows() {
     c1=$( [ "$who" = sys ] && sys_busy || cpu_of "$who")
     [ -n "$TRACED" ] && sleep 1.5
     set -- $(fio_json read 128k 8); rmb=$(($2 / 1000000))
+    [ -n "$TRACED" ] && sleep 1.5
     set -- $(fio_json write 128k 8); wmb=$(($2 / 1000000))
+    again=
+    [ -n "$TRACED" ] && sleep 1.5
+    if [ "${BENCH_QD1_AGAIN:-0}" = 1 ]; then set -- $(fio_json randread 4k 1); again=" QD1 again $1 ($3/$4) |"; fi
     cpu=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="${ios:-0}" 'BEGIN{ if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "?" }')
     [ "$who" = sys ] && cpu="$cpu sys"
-    line="| $label | $dg | $q1 ($q1p50/$q1p99) | $q32 ($q32p50/$q32p99) | $rmb | $wmb | $cpu |"
+    line="| $label | $dg | $q1 ($q1p50/$q1p99) | $q32 ($q32p50/$q32p99) | $rmb | $wmb | $cpu |$again"
     echo "$label|$dg|$q1|$q32|$rmb|$wmb" >>"$ROWS"
     echo "$line" | tee -a "$OUTD/table.md"
     nvme disconnect -n $NQN >/dev/null 2>&1
@@ -110,7 +116,7 @@ rows() {
 start_tsnvme() { # RT WORKERS [ENV=VALUE]
   rm -f /tmp/bench-target.ready
   e=${3:-TSNVME_TARGET_TRACE=0}
-  if [ "$1" = deno ]; then set -- env "$e" deno run -A --no-check lib/cli/nvmf-target.ts --workers "$2"; else set -- env "$e" bun lib/cli/nvmf-target.ts --workers "$2"; fi
+  if [ "$1" = deno ]; then set -- env $e deno run -A --no-check lib/cli/nvmf-target.ts --workers "$2"; else set -- env $e bun lib/cli/nvmf-target.ts --workers "$2"; fi
   "$@" --port $PORT --nqn $NQN --ns "$PCI2:1" --ready-file /tmp/bench-target.ready -q >>"$OUTD/target.log" 2>&1 &
   TPID=$!
   for _ in $(seq 1 300); do
@@ -156,7 +162,10 @@ sh scripts/guest-bind.sh vfio "$PCI2" >/dev/null 2>&1
 WARM=${BENCH_WARMUP:-1}
 for rt in $RTS; do
   for w in $WORKERS; do
-    start_tsnvme "$rt" "$w" || { echo "bench: tsnvme $rt target did not start"; stop_pid; continue; }
+  for env in ${BENCH_ENVS:-TSNVME_TARGET_TRACE=0}; do
+    vl=
+    [ -n "${BENCH_ENVS:-}" ] && vl=", $env"
+    start_tsnvme "$rt" "$w" "$env" || { echo "bench: tsnvme $rt target did not start"; stop_pid; continue; }
     if [ "$WARM" = 1 ]; then
       # Thrown away: the first target in a boot runs ~2x slow for a while.
       WARM=0
@@ -164,18 +173,20 @@ for rt in $RTS; do
       nvme disconnect -n $NQN >/dev/null 2>&1
       sleep 0.5
     fi
-    rows "tsnvme $rt, $w Worker(s)" $TPID
+    rows "tsnvme $rt, $w Worker(s)$vl" $TPID
     stop_pid
     if [ "${BENCH_TRACE:-0}" = 1 ]; then
-      start_tsnvme "$rt" "$w" TSNVME_TARGET_TRACE=1 || { echo "bench: tsnvme $rt target did not start"; stop_pid; continue; }
+      # env(1) takes both assignments; the trace's own goes last so it wins over a variant's.
+      start_tsnvme "$rt" "$w" "$env TSNVME_TARGET_TRACE=1" || { echo "bench: tsnvme $rt target did not start"; stop_pid; continue; }
       : >"$OUTD/target.log"
       TRACED=1
-      rows "tsnvme $rt, $w Worker(s), traced" $TPID
+      rows "tsnvme $rt, $w Worker(s)$vl, traced" $TPID
       TRACED=
       stop_pid
-      echo "trace, tsnvme $rt, $w Worker(s), per fio run (QD1, QD32, 128K read+write), per digest mode:"
+      echo "trace, tsnvme $rt, $w Worker(s)$vl, per fio run (QD1, QD32, 128K read, 128K write[, QD1 again]), per digest mode:"
       grep "^target worker" "$OUTD/target.log" | sed 's/^/  /'
     fi
+  done
   done
   [ -n "${BENCH_STRACE:-}" ] && strace_probe "$rt" "$BENCH_STRACE"
 done

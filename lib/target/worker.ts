@@ -40,6 +40,20 @@ const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? 
 const IDLE_MS = 10;
 /** Passes between event-loop turns while busy (timers, the queue's own housekeeping). */
 const PASSES_PER_YIELD = 256;
+/**
+ * Passes the loop keeps polling without a timeout once nothing is in flight,
+ * before it sleeps in poll (TSNVME_TARGET_IDLE_SPIN, read once; default 0).
+ * An experiment for QD1: the next capsule may come before a sleeping thread
+ * would be woken.
+ */
+const IDLE_SPIN = ((): number => {
+  try {
+    const v = Number((globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.TSNVME_TARGET_IDLE_SPIN);
+    return Number.isInteger(v) && v > 0 ? v : 0;
+  } catch {
+    return 0;
+  }
+})();
 
 /** A controller as this Worker knows it: its id, subsystem (this thread's backends) and traffic counter. */
 class WorkerController {
@@ -204,13 +218,16 @@ class TargetWorker implements ConnHost {
   /** The poll loop: serve, reap the queue's completions, send; sleep in poll when idle; look at messages when woken. */
   async run(): Promise<void> {
     let passes = 0;
+    let quiet = 0; // passes since the last event or command in flight
     const tr = this.trace;
     while (!this.#stopping) {
       const busy = this.#busy();
+      const spin = busy || quiet < IDLE_SPIN;
       const t0 = tr !== null ? performance.now() : 0;
-      const events = this.#group.pass(busy ? 0 : IDLE_MS);
+      const events = this.#group.pass(spin ? 0 : IDLE_MS);
+      quiet = busy || events > 0 ? 0 : quiet + 1;
       if (tr !== null) {
-        tr.span(busy ? Gap.BUSY_PASS : events === 0 ? Gap.IDLE_TIMEOUT : Gap.IDLE_WOKEN, t0);
+        tr.span(spin ? Gap.BUSY_PASS : events === 0 ? Gap.IDLE_TIMEOUT : Gap.IDLE_WOKEN, t0);
       }
       if (this.#queue !== null) {
         const q = this.#queue.queue;
@@ -231,7 +248,7 @@ class TargetWorker implements ConnHost {
       }
       // The event loop gets a turn for messages (woken through the eventfd), after an idle timeout,
       // and every so many passes; never per IO.
-      const timedOut = !busy && events === 0;
+      const timedOut = !spin && events === 0;
       const message = this.#received < Atomics.load(this.#posted, 0);
       if (message || timedOut || ++passes >= PASSES_PER_YIELD) {
         passes = 0;
