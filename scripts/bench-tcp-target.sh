@@ -19,6 +19,8 @@
 #                           in a boot measures ~2x slow: without it the first row is distorted)
 #   BENCH_TRACE=1           after each tsnvme row, the same target again with TSNVME_TARGET_TRACE=1:
 #                           its Workers' per-IO gap histograms (lib/target/trace.ts) are printed
+#   BENCH_RAMP=SEC          fio --ramp_time for every run, every target (default 0): under TCG a
+#                           JIT runtime's code takes seconds of IO to warm up, C peers none
 #   BENCH_ENVS="A=1 A=2"    each tsnvme row once per VAR=VALUE given to the target (A/B in one boot)
 #   BENCH_QD1_AGAIN=1       a last column: QD1 once more after the other runs (a warm target)
 #   BENCH_STRACE=SEC        after each runtime's rows: strace -f -tt -T on a 1-Worker target for SEC
@@ -58,7 +60,7 @@ sys_busy() { # the whole guest's busy ticks
 # fio_json RW BS QD: one fio run on $BLK; prints "iops bw_bytes p50_us p99_us ios"
 fio_json() {
   fio --name=b --filename="$BLK" --direct=1 --rw="$1" --bs="$2" --iodepth="$3" --ioengine=io_uring --runtime="$SEC" \
-    --time_based --output-format=json 2>/dev/null | python3 -c '
+    --ramp_time="${BENCH_RAMP:-0}" --time_based --output-format=json 2>/dev/null | python3 -c '
 import json, sys
 j = json.load(sys.stdin)["jobs"][0]
 d = j["write"] if j["write"]["io_bytes"] > 0 else j["read"]
