@@ -11,6 +11,20 @@
 # every figure as a ratio to nvmet's in the same run.
 # Usage (host): TSNVME_CACHE=/work/main/.cache/guest scripts/guest.sh --timeout 1800 -- \
 #                 sh scripts/bench-tcp-target.sh [SEC] [deno|bun]...
+# Environment (a shorter boot, or a diagnosis):
+#   BENCH_DIGESTS="off on"  digest modes to run (default both)
+#   BENCH_WORKERS="1 2"     tsnvme Worker counts (default 1 and 2)
+#   BENCH_SPDK=0            skip SPDK's nvmf_tgt
+#   BENCH_WARMUP=0          skip the throw-away QD1 run on the first target started (the first one
+#                           in a boot measures ~2x slow: without it the first row is distorted)
+#   BENCH_TRACE=1           after each tsnvme row, the same target again with TSNVME_TARGET_TRACE=1:
+#                           its Workers' per-IO gap histograms (lib/target/trace.ts) are printed
+#   BENCH_RAMP=SEC          fio --ramp_time for every run, every target (default 0): under TCG a
+#                           JIT runtime's code takes seconds of IO to warm up, C peers none
+#   BENCH_ENVS="A=1 A=2"    each tsnvme row once per VAR=VALUE given to the target (A/B in one boot)
+#   BENCH_QD1_AGAIN=1       a last column: QD1 once more after the other runs (a warm target)
+#   BENCH_STRACE=SEC        after each runtime's rows: strace -f -tt -T on a 1-Worker target for SEC
+#                           seconds of QD1; its syscalls by total time and the longest calls
 cd "$(dirname "$0")/.." || exit 125
 REPO=$PWD
 SEC=${1:-5}
@@ -31,6 +45,8 @@ grep -q " /sys/kernel/config " /proc/mounts || mount -t configfs none /sys/kerne
 ip link set lo up
 HZ=$(getconf CLK_TCK)
 ROWS="$OUTD/rows.txt"
+DIGESTS=${BENCH_DIGESTS:-off on}
+WORKERS=${BENCH_WORKERS:-1 2}
 : >"$ROWS"
 TPID=
 
@@ -44,7 +60,7 @@ sys_busy() { # the whole guest's busy ticks
 # fio_json RW BS QD: one fio run on $BLK; prints "iops bw_bytes p50_us p99_us ios"
 fio_json() {
   fio --name=b --filename="$BLK" --direct=1 --rw="$1" --bs="$2" --iodepth="$3" --ioengine=io_uring --runtime="$SEC" \
-    --time_based --output-format=json 2>/dev/null | python3 -c '
+    --ramp_time="${BENCH_RAMP:-0}" --time_based --output-format=json 2>/dev/null | python3 -c '
 import json, sys
 j = json.load(sys.stdin)["jobs"][0]
 d = j["write"] if j["write"]["io_bytes"] > 0 else j["read"]
@@ -74,18 +90,24 @@ connect() { # PORT [args]: sets CTRL, BLK
 # rows LABEL PID|sys: both digest modes, one table row each.
 rows() {
   label=$1 who=$2
-  for dg in off on; do
+  for dg in $DIGESTS; do
     if [ $dg = on ]; then connect $PORT -g -G || { echo "bench $label: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }
     else connect $PORT || { echo "bench $label: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }; fi
     set -- $(fio_json randread 4k 1); q1=$1 q1p50=$3 q1p99=$4
+    [ -n "$TRACED" ] && sleep 1.5 # the trace prints after a second without IO: one histogram per fio run
     c0=$( [ "$who" = sys ] && sys_busy || cpu_of "$who")
     set -- $(fio_json randread 4k 32); q32=$1 q32p50=$3 q32p99=$4 ios=$5
     c1=$( [ "$who" = sys ] && sys_busy || cpu_of "$who")
+    [ -n "$TRACED" ] && sleep 1.5
     set -- $(fio_json read 128k 8); rmb=$(($2 / 1000000))
+    [ -n "$TRACED" ] && sleep 1.5
     set -- $(fio_json write 128k 8); wmb=$(($2 / 1000000))
+    again=
+    [ -n "$TRACED" ] && sleep 1.5
+    if [ "${BENCH_QD1_AGAIN:-0}" = 1 ]; then set -- $(fio_json randread 4k 1); again=" QD1 again $1 ($3/$4) |"; fi
     cpu=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="${ios:-0}" 'BEGIN{ if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "?" }')
     [ "$who" = sys ] && cpu="$cpu sys"
-    line="| $label | $dg | $q1 ($q1p50/$q1p99) | $q32 ($q32p50/$q32p99) | $rmb | $wmb | $cpu |"
+    line="| $label | $dg | $q1 ($q1p50/$q1p99) | $q32 ($q32p50/$q32p99) | $rmb | $wmb | $cpu |$again"
     echo "$label|$dg|$q1|$q32|$rmb|$wmb" >>"$ROWS"
     echo "$line" | tee -a "$OUTD/table.md"
     nvme disconnect -n $NQN >/dev/null 2>&1
@@ -93,9 +115,10 @@ rows() {
   done
 }
 
-start_tsnvme() { # RT WORKERS
+start_tsnvme() { # RT WORKERS [ENV=VALUE]
   rm -f /tmp/bench-target.ready
-  if [ "$1" = deno ]; then set -- deno run -A --no-check lib/cli/nvmf-target.ts --workers "$2"; else set -- bun lib/cli/nvmf-target.ts --workers "$2"; fi
+  e=${3:-TSNVME_TARGET_TRACE=0}
+  if [ "$1" = deno ]; then set -- env $e deno run -A --no-check lib/cli/nvmf-target.ts --workers "$2"; else set -- env $e bun lib/cli/nvmf-target.ts --workers "$2"; fi
   "$@" --port $PORT --nqn $NQN --ns "$PCI2:1" --ready-file /tmp/bench-target.ready -q >>"$OUTD/target.log" 2>&1 &
   TPID=$!
   for _ in $(seq 1 300); do
@@ -111,17 +134,69 @@ stop_pid() { [ -n "$TPID" ] && kill -TERM $TPID 2>/dev/null && wait $TPID; TPID=
 echo "| target | digests | 4 KiB randread QD1 IOPS (p50/p99 µs) | 4 KiB randread QD32 IOPS (p50/p99 µs) | 128 KiB read QD8 MB/s | 128 KiB write QD8 MB/s | CPU µs/IO (QD32) |"
 echo "|---|---|---|---|---|---|---|"
 
+# strace_probe RT SEC: strace -f -tt -T on a 1-Worker target during SEC seconds of QD1 reads.
+strace_probe() {
+  command -v strace >/dev/null || { echo "bench: no strace"; return; }
+  start_tsnvme "$1" 1 || { echo "bench: tsnvme $1 target did not start"; stop_pid; return; }
+  if connect $PORT; then
+    log="$OUTD/strace-$1.log"
+    fio --name=s --filename="$BLK" --direct=1 --rw=randread --bs=4k --iodepth=1 --ioengine=io_uring --runtime=$(($2 + 3)) \
+      --time_based >/dev/null 2>&1 &
+    fpid=$!
+    sleep 1
+    timeout -s INT "$2" strace -f -tt -T -p "$TPID" -o "$log" >/dev/null 2>&1
+    wait $fpid
+    echo "strace $1, 1 Worker, QD1, ${2}s: syscalls by total time (calls, total s, mean µs, max µs) per thread"
+    awk '{ tid = $1; name = ($3 == "<...") ? $4 : $3; sub(/\(.*/, "", name); t = $NF; gsub(/[<>]/, "", t); if (t + 0 != t) next
+           k = tid " " name; n[k]++; s[k] += t; if (t > m[k]) m[k] = t }
+         END { for (k in n) printf "  %-28s %8d %9.3f %9.1f %9.1f\n", k, n[k], s[k], s[k] / n[k] * 1e6, m[k] * 1e6 }' "$log" |
+      sort -k4 -rn | head -20
+    echo "  longest calls:"
+    awk '{ t = $NF; gsub(/[<>]/, "", t); if (t + 0 == t) print t, $0 }' "$log" | sort -rn | head -12 | cut -d' ' -f2- | cut -c1-160 | sed 's/^/    /'
+    nvme disconnect -n $NQN >/dev/null 2>&1
+  else
+    echo "bench strace $1: connect failed"
+  fi
+  stop_pid
+}
+
 sh scripts/guest-bind.sh vfio "$PCI2" >/dev/null 2>&1
+WARM=${BENCH_WARMUP:-1}
 for rt in $RTS; do
-  for w in 1 2; do
-    start_tsnvme "$rt" "$w" || { echo "bench: tsnvme $rt target did not start"; stop_pid; continue; }
-    rows "tsnvme $rt, $w Worker(s)" $TPID
+  for w in $WORKERS; do
+  for env in ${BENCH_ENVS:-TSNVME_TARGET_TRACE=0}; do
+    vl=
+    [ -n "${BENCH_ENVS:-}" ] && vl=", $env"
+    start_tsnvme "$rt" "$w" "$env" || { echo "bench: tsnvme $rt target did not start"; stop_pid; continue; }
+    if [ "$WARM" = 1 ]; then
+      # Thrown away: the first target in a boot runs ~2x slow for a while.
+      WARM=0
+      connect $PORT && fio_json randread 4k 1 >/dev/null && fio_json randread 4k 32 >/dev/null
+      nvme disconnect -n $NQN >/dev/null 2>&1
+      sleep 0.5
+    fi
+    rows "tsnvme $rt, $w Worker(s)$vl" $TPID
     stop_pid
+    if [ "${BENCH_TRACE:-0}" = 1 ]; then
+      # env(1) takes both assignments; the trace's own goes last so it wins over a variant's.
+      start_tsnvme "$rt" "$w" "$env TSNVME_TARGET_TRACE=1" || { echo "bench: tsnvme $rt target did not start"; stop_pid; continue; }
+      : >"$OUTD/target.log"
+      TRACED=1
+      rows "tsnvme $rt, $w Worker(s)$vl, traced" $TPID
+      TRACED=
+      stop_pid
+      echo "trace, tsnvme $rt, $w Worker(s)$vl, per fio run (QD1, QD32, 128K read, 128K write[, QD1 again]), per digest mode:"
+      grep "^target worker" "$OUTD/target.log" | sed 's/^/  /'
+    fi
   done
+  done
+  [ -n "${BENCH_STRACE:-}" ] && strace_probe "$rt" "$BENCH_STRACE"
 done
 
 # SPDK nvmf_tgt, one core, bdev_nvme over VFIO.
-if [ -x $PEERS/nvmf_tgt ]; then
+if [ "${BENCH_SPDK:-1}" = 0 ]; then
+  :
+elif [ -x $PEERS/nvmf_tgt ]; then
   grep -q " /run " /proc/mounts || mount -t tmpfs none /run
   mkdir -p /dev/hugepages && { grep -q " /dev/hugepages " /proc/mounts || mount -t hugetlbfs none /dev/hugepages; }
   echo 512 >/proc/sys/vm/nr_hugepages

@@ -43,6 +43,7 @@ import type { AdminReply, FabricsController } from "./controller.ts";
 import { RwFlags } from "./spec.ts";
 import { ConnectStatus } from "../nvme/fabrics.ts";
 import type { ConnHost } from "./server.ts";
+import type { TargetTrace } from "./trace.ts";
 
 /**
  * What a test hook ({@link CommandHook}) makes the target do to a command, as
@@ -196,6 +197,8 @@ export class TargetConn {
   #corruptNext = false;
   #wrongCidNext = false;
   #inflight = 0;
+  /** The host's timing trace (TSNVME_TARGET_TRACE), or null: one check per IO stage when off. */
+  readonly #tr: TargetTrace | null;
   readonly #ops = { readDone: (c: Cmd, sf: number) => this.#readDone(c, sf), writeDone: (c: Cmd, sf: number) => this.#writeDone(c, sf) };
 
   /**
@@ -207,6 +210,7 @@ export class TargetConn {
   constructor(host: ConnHost, wire: ConnWire, resumed?: ResumedQueue) {
     this.#h = host;
     this.#wire = wire;
+    this.#tr = host.trace ?? null;
     const l = host.limits;
     const maxData = Math.max(l.maxTransfer, host.maxH2cData, l.inCapsule, 8192);
     this.#parser = new PduParser({ role: "target", maxData, afterIc: resumed !== undefined }, (hdr, data) => this.#onPdu(hdr, data));
@@ -326,6 +330,7 @@ export class TargetConn {
     if (n === 0 || this.#closed) return;
     this.#len = 0;
     if (this.#wire.send(this.#stage, n)) this.#stage = new Uint8Array(Math.max(STAGE_BYTES, this.#stage.length));
+    if (this.#tr !== null) this.#tr.sent();
   }
 
   readonly #flush = (): void => {
@@ -493,6 +498,7 @@ export class TargetConn {
     const c = this.ctrl;
     if (c === null) return this.#resp(cid, Status.SEQUENCE_ERROR | STATUS_DNR);
     if (this.qid !== 0) {
+      if (this.#tr !== null) this.#tr.capsule();
       c.activity[0]++; // traffic for keep-alive (CTRATT.TBKAS): a counter, not a clock read per IO
       if (!c.ready) return this.#resp(cid, Status.SEQUENCE_ERROR | STATUS_DNR);
       if (opc === IoOpc.READ || opc === IoOpc.WRITE) return this.#rw(sqe, cid, opc, inCap);
@@ -544,6 +550,7 @@ export class TargetConn {
     if (opc === IoOpc.READ) {
       k.busy = true;
       ns.read(slba, view, k.readDone);
+      if (this.#tr !== null) this.#tr.submitted();
       return;
     }
     k.fua = (sqe[12] & RwFlags.FUA) !== 0;
@@ -551,12 +558,14 @@ export class TargetConn {
   }
 
   #readDone(k: Cmd, sf: number): void {
+    if (this.#tr !== null) this.#tr.reaped();
     if (sf === 0) this.#sendData(k.cid, k.view!);
     else this.#resp(k.cid, sf);
     this.#put(k);
   }
 
   #writeDone(k: Cmd, sf: number): void {
+    if (this.#tr !== null) this.#tr.reaped();
     this.#resp(k.cid, sf);
     this.#put(k);
   }
@@ -566,6 +575,7 @@ export class TargetConn {
     if (k.run !== null) return k.run(k.view!);
     k.busy = true;
     k.ns!.write(k.slba, k.view!, k.fua, k.writeDone);
+    if (this.#tr !== null) this.#tr.submitted();
   }
 
   /** Host data for a command: in-capsule now, or R2T for all of it (MAXH2CDATA covers MDTS), then run it. */

@@ -34,6 +34,7 @@ export { SharedMedia, type WorkerNamespace } from "./shared.ts";
 export { type ConnectRequest, type ConnHost, type DigestPolicy, NvmfTarget, type NvmfTargetOptions, type SubsystemOptions, type TargetStats } from "./server.ts";
 export { type NamespaceOpenOptions, type NamespaceSpec, type OpenedNamespaces, openNamespaces, parseNamespaceSpec } from "./spec-parse.ts";
 export * from "./spec.ts";
+export { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 export type { AnyMedia, AsyncMedia, Media, MediaDone } from "../sim/media.ts";
 export type { ControllerModel, DataPort, FabricsIdentity, ModelIdentity, ModelNamespace, ModelNamespaceState, ModelOptions } from "../sim/engine.ts";
 export type { SimNamespaceOptions, SimOptions } from "../sim/options.ts";

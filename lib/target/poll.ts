@@ -13,6 +13,7 @@ import type { Libc } from "../ffi/types.ts";
 import { POLLERR, POLLHUP, POLLIN, POLLOUT } from "../ffi/types.ts";
 import { AGAIN, type Socket } from "../sock/mod.ts";
 import type { ConnWire, TargetConn } from "./conn.ts";
+import type { TargetTrace } from "./trace.ts";
 
 /** Bytes read per recv call (one buffer per group, reused). */
 const RECV_BYTES = 256 * 1024;
@@ -177,6 +178,8 @@ export class PollGroup {
   #pfd = new Uint8Array(8 * 16);
   #pdv = new DataView(this.#pfd.buffer);
   readonly #buf = new Uint8Array(RECV_BYTES);
+  /** The owner's timing trace (lib/target/trace.ts), stamped when poll reports events; null: none. */
+  trace: TargetTrace | null = null;
 
   /** A group calling through `libc` (this thread's). */
   constructor(libc: Libc) {
@@ -235,6 +238,7 @@ export class PollGroup {
     if (n === 0) return 0;
     const r = this.#libc.poll(this.#pfd, n, timeoutMs);
     if (r <= 0) return 0;
+    if (this.trace !== null) this.trace.readable(performance.now());
     // Snapshot: a connection may close (and leave the array) while being served.
     const m = ws.length;
     let served = 0;

@@ -22,6 +22,7 @@ import { type CommandHook, TargetConn } from "./conn.ts";
 import { type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
 import { NvmController } from "./nvm.ts";
 import { Status } from "../nvme/spec.ts";
+import type { TargetTrace } from "./trace.ts";
 import { ConnectStatus, connectIpo } from "../nvme/fabrics.ts";
 
 /** How the target answers digest requests in ICReq. */
@@ -181,6 +182,8 @@ export interface ConnHost {
   readonly onCommand?: CommandHook;
   /** Log sink. */
   readonly log?: (line: string) => void;
+  /** Timing trace of the IO path (lib/target/trace.ts; TSNVME_TARGET_TRACE), if on. */
+  readonly trace?: TargetTrace | null;
   /** Bind a Connect to a controller, refuse it (status and DW0), or take the connection to another thread (null: say nothing more). */
   connect(r: ConnectRequest): FabricsController | { sf: number; dw0: number } | null;
   /** A connection closed. */

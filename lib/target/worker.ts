@@ -25,6 +25,7 @@ import { SharedMedia, type WorkerNamespace } from "./shared.ts";
 import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
 import type { Reply } from "./nvm.ts";
 import type { FromWorker, ToWorker, WorkerFault, WorkerInit } from "./pool.ts";
+import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 
 interface Scope {
   addEventListener(type: "message", f: (e: MessageEvent) => void): void;
@@ -35,10 +36,33 @@ const scope = globalThis as unknown as Scope;
 const setImmediateFn = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
 const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? setImmediateFn(r) : setTimeout(r, 0));
 
-/** Idle poll timeout: the longest a Worker sleeps without looking at its messages. */
-const IDLE_MS = 10;
-/** Passes between event-loop turns while busy (timers, the queue's own housekeeping). */
-const PASSES_PER_YIELD = 256;
+/**
+ * Idle poll timeout: the longest a Worker sleeps without an event-loop turn
+ * (the listener's messages wake it through the eventfd at once; the queue's
+ * control port and timers wait for the turn).
+ */
+const IDLE_MS = 50;
+/**
+ * Passes between event-loop turns while busy (timers, the queue's own
+ * housekeeping). A turn is a setImmediate round trip: 0.5-1 ms in a TCG
+ * guest, several under load (the trace measured them), and the sockets wait
+ * meanwhile; at 256 one QD1 IO in ~15 paid for one.
+ */
+const PASSES_PER_YIELD = 2048;
+/**
+ * Passes the loop keeps polling without a timeout once nothing is in flight,
+ * before it sleeps in poll (TSNVME_TARGET_IDLE_SPIN, read once; default 0).
+ * An experiment for QD1: the next capsule may come before a sleeping thread
+ * would be woken.
+ */
+const IDLE_SPIN = ((): number => {
+  try {
+    const v = Number((globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.TSNVME_TARGET_IDLE_SPIN);
+    return Number.isInteger(v) && v > 0 ? v : 0;
+  } catch {
+    return 0;
+  }
+})();
 
 /** A controller as this Worker knows it: its id, subsystem (this thread's backends) and traffic counter. */
 class WorkerController {
@@ -85,6 +109,8 @@ class TargetWorker implements ConnHost {
   readonly c2hChunk: number;
   readonly stats: TargetStats = zeroStats();
   readonly onCommand?: (qid: number, sqe: Uint32Array, conn: TargetConnT) => TargetFault;
+  /** The IO path's timing trace (TSNVME_TARGET_TRACE), or null. */
+  readonly trace: TargetTrace | null;
   readonly #libc: Libc;
   readonly #group: PollGroup;
   readonly #subs = new Map<string, Subsystem>();
@@ -110,12 +136,14 @@ class TargetWorker implements ConnHost {
     this.c2hChunk = init.c2hChunk;
     this.#posted = new Int32Array(init.posted);
     this.#wakeFd = init.wakeFd;
+    this.trace = targetTraceOn ? new TargetTrace(`target worker (wake fd ${init.wakeFd})`) : null;
     this.onCommand = init.faults.length > 0 ? faultHook(init.faults) : undefined;
     const dev = queue ? deviceOf(queue, init) : null;
     for (const s of init.subsystems) {
       this.#subs.set(s.nqn, { nqn: s.nqn, namespaces: s.namespaces.map((n) => backendOf(n, dev)), allowHosts: null });
     }
     this.#group = new PollGroup(libc);
+    this.#group.trace = this.trace;
     this.#group.addExtra({ fd: this.#wakeFd, onReadable: () => void libc.read(this.#wakeFd, this.#wakeBuf) });
   }
 
@@ -199,29 +227,51 @@ class TargetWorker implements ConnHost {
   /** The poll loop: serve, reap the queue's completions, send; sleep in poll when idle; look at messages when woken. */
   async run(): Promise<void> {
     let passes = 0;
+    let quiet = 0; // passes since the last event or command in flight
+    const tr = this.trace;
     while (!this.#stopping) {
       const busy = this.#busy();
-      const events = this.#group.pass(busy ? 0 : IDLE_MS);
+      const spin = busy || quiet < IDLE_SPIN;
+      const t0 = tr !== null ? performance.now() : 0;
+      const events = this.#group.pass(spin ? 0 : IDLE_MS);
+      quiet = busy || events > 0 ? 0 : quiet + 1;
+      if (tr !== null) {
+        tr.span(spin ? Gap.BUSY_PASS : events === 0 ? Gap.IDLE_TIMEOUT : Gap.IDLE_WOKEN, t0);
+      }
       if (this.#queue !== null) {
         const q = this.#queue.queue;
         // The queue rings its doorbell from a microtask, and this loop runs many passes between
         // turns: ring what the pass submitted now, or each command waits for the next yield.
         q.ring();
-        if (q.processCompletions() > 0) {
+        if (tr !== null) {
+          tr.doorbell();
+          tr.inLoopReap = true;
+        }
+        const reaped = q.processCompletions();
+        if (tr !== null) tr.inLoopReap = false;
+        if (reaped > 0) {
           q.ring(); // what the completions' callbacks submitted (R2T-less writes, retries)
+          if (tr !== null) tr.doorbell();
           this.#group.flush();
         }
       }
       // The event loop gets a turn for messages (woken through the eventfd), after an idle timeout,
       // and every so many passes; never per IO.
-      const timedOut = !busy && events === 0;
-      if (this.#received < Atomics.load(this.#posted, 0) || timedOut || ++passes >= PASSES_PER_YIELD) {
+      const timedOut = !spin && events === 0;
+      const message = this.#received < Atomics.load(this.#posted, 0);
+      if (message || timedOut || ++passes >= PASSES_PER_YIELD) {
         passes = 0;
+        const y0 = tr !== null ? performance.now() : 0;
         await yieldNow();
         // Messages posted before the wake-up are delivered within a few turns.
         for (let i = 0; i < 1000 && this.#received < Atomics.load(this.#posted, 0); i++) await yieldNow();
+        if (tr !== null) {
+          tr.span(message ? Gap.YIELD_MESSAGE : timedOut ? Gap.YIELD_IDLE : Gap.YIELD_PASSES, y0);
+          if (timedOut) tr.idle(y0);
+        }
       }
     }
+    tr?.report();
     this.#group.closeAll();
     await this.#queue?.close();
     scope.postMessage({ op: "stopped" } satisfies FromWorker);
