@@ -72,6 +72,24 @@ function vfState(address: string, t?: VfioTransport): { line: string; css: numbe
   return { line, css };
 }
 
+/** BAR0's range as sysfs has it (the kernel's view of where the BAR is). */
+function resource0(address: string): string {
+  try {
+    return readFileSync(`/sys/bus/pci/devices/${address}/resource`, "utf8").split("\n")[0];
+  } catch {
+    return "?";
+  }
+}
+
+/** The host bridge windows and the SR-IOV controller's ranges from /proc/iomem. */
+function iomemPci(): string {
+  try {
+    return readFileSync("/proc/iomem", "utf8").split("\n").filter((l) => /PCI Bus|00:14\.|vfio/.test(l)).map((l) => l.trim()).join("; ");
+  } catch {
+    return "?";
+  }
+}
+
 function pfSriov(): string {
   const c = config(PF);
   const o = extCapOffset(c, 0x10);
@@ -102,6 +120,8 @@ test("sriov: VFs enabled with a VF token, their secondaries online, each VF open
 
   const { token, vfs } = await enableVfs(pf, 2);
   log(`VFs ${JSON.stringify(vfs)}; PF ${pfSriov()}`);
+  for (const a of [PF, ...vfs.map((v) => v.address)]) log(`${a} resource0 ${resource0(a)}`);
+  log(`iomem windows: ${iomemPci()}`);
   assert.deepEqual(vfs.map((v) => [v.vfn, v.address, v.driver]), [[1, "0000:00:14.1", "vfio-pci"], [2, "0000:00:14.2", "vfio-pci"]]);
   assert.equal(sriovInfo(PF)?.numVfs, 2);
   const libc = await loadLibc();
@@ -129,19 +149,10 @@ test("sriov: VFs enabled with a VF token, their secondaries online, each VF open
         t = VfioTransport.open(libc, v.address, { vfToken: token });
         transports.push(t);
       }
-      let st = vfState(v.address, t);
-      log(`${tag} open and online: ${st.line}`);
-      if ((st.css & 1) === 0) {
-        t.resetDevice();
-        st = vfState(v.address, t);
-        log(`${tag} after a VFIO reset: ${st.line}`);
-      }
-      if ((st.css & 1) === 0) {
-        await offlineSecondary(pf, v.scid!);
-        await onlineSecondary(pf, v.scid!);
-        st = vfState(v.address, t);
-        log(`${tag} after offline + online: ${st.line}`);
-      }
+      const st = vfState(v.address, t);
+      log(`${tag} open and online: ${st.line}; resource0 ${resource0(v.address)}`);
+      // All zeros from a VF whose secondary is online: the BAR is not where the kernel put it (see the sriov arm of scripts/guest.sh).
+      if ((st.css & 1) === 0) log(`${tag}: BAR0 reads zeros; host bridge windows: ${iomemPci()}`);
       const s = (await secondaryCtrlList(pf)).find((x) => x.scid === v.scid);
       log(`${tag} secondary entry ${JSON.stringify(s)}`);
       try {
