@@ -472,10 +472,12 @@ feature_devices() { # name: append that feature's -device/-drive arguments to qe
         -device "nvme,id=nvmesriov,serial=TSNVMESRIOV1,subsys=sriovsubsys,bus=pcie.0,addr=0x14,sriov_max_vfs=2,sriov_vq_flexible=8,sriov_vi_flexible=4"
         -drive "file=$(qp "$DISKS/sriov1.raw"),if=none,id=sriovns1,format=raw,discard=unmap"
         -device "nvme-ns,drive=sriovns1,bus=nvmesriov,nsid=1,logical_block_size=512,physical_block_size=512,shared=on"
-        # QEMU 10.0 places a VF's BAR at the low 32 bits of the PF's VF BAR (seen: the kernel put VF 1
-        # at 0xc00000c000, QEMU mapped it at 0xc000, so the VF read all zeros). With no spare room in
-        # the 64-bit window ACPI gives the kernel, it assigns the VF BARs below 4 GiB, where both agree.
-        -global q35-pcihost.pci-hole64-size=0)
+        # QEMU 10.0 registers the VF's BAR0 as a 32-bit BAR (`info pci`) and maps it at the low 32 bits
+        # of the PF's 64-bit VF BAR (seen: the kernel put VF 1 at 0xc00000c000, QEMU mapped it at
+        # 0xc000, so the VF read all zeros). So no 64-bit window at all: with no RAM above 4 GiB
+        # SeaBIOS keeps every BAR low, and with a zero hole64 ACPI offers the kernel no 64-bit window,
+        # so it assigns the PF's SR-IOV BARs below 4 GiB too, where QEMU and the kernel agree.
+        -m 2048 -global q35-pcihost.pci-hole64-size=0)
       # TSNVME_SRIOV_TRACE=FILE: QEMU's own account of virtualization management, resets, PM and
       # MMIO to offline VFs, written to FILE on the host (the log trace backend via -D).
       if [[ -n ${TSNVME_SRIOV_TRACE:-} ]]; then
