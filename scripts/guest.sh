@@ -471,7 +471,20 @@ feature_devices() { # name: append that feature's -device/-drive arguments to qe
       qemu+=(-device "nvme-subsys,id=sriovsubsys,nqn=nqn.2024-01.io.tsnvme:sriov"
         -device "nvme,id=nvmesriov,serial=TSNVMESRIOV1,subsys=sriovsubsys,bus=pcie.0,addr=0x14,sriov_max_vfs=2,sriov_vq_flexible=8,sriov_vi_flexible=4"
         -drive "file=$(qp "$DISKS/sriov1.raw"),if=none,id=sriovns1,format=raw,discard=unmap"
-        -device "nvme-ns,drive=sriovns1,bus=nvmesriov,nsid=1,logical_block_size=512,physical_block_size=512,shared=on") ;;
+        -device "nvme-ns,drive=sriovns1,bus=nvmesriov,nsid=1,logical_block_size=512,physical_block_size=512,shared=on"
+        # QEMU 10.0 registers the VF's BAR0 as a 32-bit BAR (`info pci`) and maps it at the low 32 bits
+        # of the PF's 64-bit VF BAR (seen: the kernel put VF 1 at 0xc00000c000, QEMU mapped it at
+        # 0xc000, so the VF read all zeros). So no 64-bit window at all: with no RAM above 4 GiB
+        # SeaBIOS keeps every BAR low, and with a zero hole64 ACPI offers the kernel no 64-bit window,
+        # so it assigns the PF's SR-IOV BARs below 4 GiB too, where QEMU and the kernel agree.
+        -m 2048 -global q35-pcihost.pci-hole64-size=0)
+      # TSNVME_SRIOV_TRACE=FILE: QEMU's own account of virtualization management, resets, PM and
+      # MMIO to offline VFs, written to FILE on the host (the log trace backend via -D).
+      if [[ -n ${TSNVME_SRIOV_TRACE:-} ]]; then
+        qemu+=(-D "$TSNVME_SRIOV_TRACE" -trace "pci_nvme_virt_mngmt" -trace "pci_nvme_pci_reset"
+          -trace "pci_nvme_err_ignored_mmio_vf_offline" -trace "pci_nvme_err_startfail*" -trace "pci_nvme_mmio_start_success"
+          -trace "pci_nvme_mmio_stopped" -trace "pci_pm_*" -trace "sriov_*" -trace "pci_update_mappings*")
+      fi ;;
     *) die "unknown --feature '$1' (known: zns fdp pi cmb sriov)" ;;
   esac
 }

@@ -74,11 +74,11 @@ if ((GUEST)); then
   if ((rc != 0)) && ! grep -qE "[1-9][0-9]* (failed|fail)$" "$log"; then
     total_fail=$((total_fail + 1)); summary+=("guest/harness: exit $rc")
   fi
-  # A second boot with the feature controllers (zoned, FDP, PI-formatted, CMB), so the default
+  # A second boot with the feature controllers (zoned, FDP, PI-formatted, CMB, SR-IOV), so the default
   # boot stays small: the features tier on both runtimes.
   log="$LOGDIR/guest-features.log"
-  echo "=== guest features (QEMU --feature zns,fdp,pi,cmb): deno + bun"
-  scripts/guest.sh --feature zns,fdp,pi,cmb -- tests/guest/run.sh features 2>&1 | tee "$log"
+  echo "=== guest features (QEMU --feature zns,fdp,pi,cmb,sriov): deno + bun"
+  scripts/guest.sh --feature zns,fdp,pi,cmb,sriov -- tests/guest/run.sh features 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   read -r p f < <(count "guest/features" "$log")
   if ((p + f == 0)); then f=1; fi

@@ -194,11 +194,60 @@ export function writeSglChunks(
   listIova: number,
   perSegment: number = Infinity,
 ): void {
+  writeSglAt(sqe, SqeDw.PRP1_LO, chunks, n, list, listIova, perSegment);
+}
+
+/** True when SGLS says MPTR may point at an SGL descriptor for the metadata (PSDT 10b). */
+export function sglMetadataSupported(sgls: number): boolean {
+  return sglSupported(sgls) && (sgls & SglsBit.MPTR_SGL) !== 0;
+}
+
+/**
+ * A command's separate metadata as an SGL (PSDT 10b): MPTR holds the IOVA of
+ * one descriptor, `head` (a 16-byte Uint32Array view of host memory at
+ * `headIova`), which is a Data Block for one chunk, or a Last Segment (or a
+ * chain of Segments, `perSegment`) into `list` at `listIova` for more. The
+ * chunks are pairs (IOVA, length) as for {@link writeSglChunks}; bit buckets
+ * are refused (metadata has no discard). Sets MPTR and PSDT 10b in `sqe`;
+ * the data pointer must be an SGL too (PSDT 10b covers both). Allocates
+ * nothing; throws when the list memory is too small.
+ */
+export function writeSglMetadata(
+  sqe: Uint32Array,
+  head: Uint32Array,
+  headIova: number,
+  chunks: ArrayLike<number>,
+  n: number,
+  list: Uint32Array | null = null,
+  listIova: number = 0,
+  perSegment: number = Infinity,
+): void {
+  if (head.length < 4) throw new InvalidArgumentError("the metadata SGL's first descriptor needs 16 bytes");
+  if (headIova % 4) throw new InvalidArgumentError(`the metadata descriptor must be dword aligned (IOVA 0x${headIova.toString(16)})`);
+  for (let k = 0; k < n; k++) {
+    if (chunks[2 * k] === SGL_BIT_BUCKET) throw new InvalidArgumentError("metadata cannot go to a bit bucket");
+  }
+  writeSglAt(head, 0, chunks, n, list, listIova, perSegment);
+  sqe[SqeDw.MPTR_LO] = lo32(headIova);
+  sqe[SqeDw.MPTR_HI] = hi32(headIova);
+  sqe[0] = withPsdt(sqe[0], Psdt.SGL_MPTR_SGL);
+}
+
+/** The SGL writer behind both pointers: the first descriptor at dword `dw` of `head`, the rest in `list`. */
+function writeSglAt(
+  head: Uint32Array,
+  dw: number,
+  chunks: ArrayLike<number>,
+  n: number,
+  list: Uint32Array | null,
+  listIova: number,
+  perSegment: number,
+): void {
   if (n < 1) throw new InvalidArgumentError("an SGL needs at least one chunk");
   if (n === 1) {
     const a = chunks[0];
-    if (a === SGL_BIT_BUCKET) writeSglDescriptor(sqe, SqeDw.PRP1_LO, SglType.BIT_BUCKET, 0, chunks[1]);
-    else writeSglDescriptor(sqe, SqeDw.PRP1_LO, SglType.DATA_BLOCK, a, chunks[1]);
+    if (a === SGL_BIT_BUCKET) writeSglDescriptor(head, dw, SglType.BIT_BUCKET, 0, chunks[1]);
+    else writeSglDescriptor(head, dw, SglType.DATA_BLOCK, a, chunks[1]);
     return;
   }
   const need = sglListDescriptors(n, perSegment);
@@ -208,9 +257,9 @@ export function writeSglChunks(
   let idx = 0; // descriptor index in the list memory
   let left = n; // chunks still to describe
   let k = 0; // next chunk
-  // The SQE points at the first segment.
+  // The head points at the first segment.
   let inSeg = Math.min(left, perSegment);
-  writeSglDescriptor(sqe, SqeDw.PRP1_LO, left <= perSegment ? SglType.LAST_SEGMENT : SglType.SEGMENT, listIova, inSeg * SGL_DESC_BYTES);
+  writeSglDescriptor(head, dw, left <= perSegment ? SglType.LAST_SEGMENT : SglType.SEGMENT, listIova, inSeg * SGL_DESC_BYTES);
   while (left > 0) {
     if (inSeg === 1 && left > 1) {
       // Last slot of a full segment: chain to the next one, right after this slot.

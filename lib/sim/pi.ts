@@ -154,6 +154,8 @@ export interface PiPort {
   segment(i: number): Uint8Array;
   /** The separate metadata buffer at MPTR: a view of `len` bytes, or a status; absent: not supported (fabrics). */
   meta?(cmd: Uint32Array, len: number): Uint8Array | number;
+  /** Called once the model has written into what `meta` gave (a read), for a port that gathered scattered metadata. */
+  metaWritten?(): void;
 }
 
 /** Host bytes per block of a read/write/compare: data plus metadata when extended and not stripped. */
@@ -272,7 +274,10 @@ export function simPiIo(
       }
       scatter(port, host);
     }
-    if (sep) sep.set(stored);
+    if (sep) {
+      sep.set(stored);
+      port.metaWritten?.();
+    }
     return 0;
   }
   const host = gather(port, len);

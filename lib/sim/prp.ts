@@ -5,7 +5,8 @@
  */
 import type { DataPort } from "./engine.ts";
 import { SimStatus as S } from "./options.ts";
-import { type SglHost, walkSgl } from "./sgl.ts";
+import { type SglHost, walkMetadataSgl, walkSgl } from "./sgl.ts";
+import { Psdt, psdtOf } from "../nvme/sgl.ts";
 
 /** Host memory as the device reaches it (what an SGL walk needs too). */
 export type DmaWindow = SglHost;
@@ -101,13 +102,58 @@ export class PrpPort implements DataPort {
     return 0;
   }
 
-  /** The separate metadata buffer at MPTR (contiguous, dword aligned, as PRP commands give it). */
+  /**
+   * The separate metadata: at MPTR (contiguous, dword aligned, PRPs and PSDT
+   * 01b), or described by the SGL descriptor at MPTR (PSDT 10b). Metadata
+   * that lands in one range of host memory is a view of it; scattered
+   * metadata is gathered into a buffer, and {@link metaWritten} scatters what
+   * the model wrote there back to the pieces.
+   */
   meta(cmd: Uint32Array, len: number): Uint8Array | number {
+    if (psdtOf(cmd[0]) === Psdt.SGL_MPTR_SGL) {
+      const ms = this.#metaSegs;
+      ms.length = 0;
+      const st = walkMetadataSgl(this.#dev, cmd, len, this.sgls, this.#metaPiece);
+      if (st) return st;
+      if (ms.length === 2) return this.#u8.subarray(ms[0], ms[0] + ms[1]);
+      const out = new Uint8Array(len);
+      for (let i = 0, p = 0; i < ms.length; i += 2) {
+        out.set(this.#u8.subarray(ms[i], ms[i] + ms[i + 1]), p);
+        p += ms[i + 1];
+      }
+      this.#metaGathered = out;
+      return out;
+    }
+    this.#metaGathered = null;
     const mptr = cmd[4] + cmd[5] * TWO32;
     if (mptr % 4) return S.INVALID_FIELD;
     const o = this.#dev.off(mptr, len);
     return o < 0 ? S.DATA_TRANSFER_ERROR : this.#u8.subarray(o, o + len);
   }
+
+  /** The model wrote into what {@link meta} gave (a read): scattered metadata goes back to its pieces. */
+  metaWritten(): void {
+    const g = this.#metaGathered;
+    if (g === null) return;
+    this.#metaGathered = null;
+    const ms = this.#metaSegs;
+    for (let i = 0, p = 0; i < ms.length; i += 2) {
+      this.#u8.set(g.subarray(p, p + ms[i + 1]), ms[i]);
+      p += ms[i + 1];
+    }
+  }
+
+  /** Pairs (offset in host memory, length) of the last metadata SGL, contiguous pieces merged. */
+  readonly #metaSegs: number[] = [];
+  #metaGathered: Uint8Array | null = null;
+  readonly #metaPiece = (iova: number, n: number): boolean => {
+    const o = this.#dev.off(iova, n);
+    if (o < 0) return false;
+    const s = this.#metaSegs, k = s.length;
+    if (k && s[k - 2] + s[k - 1] === o) s[k - 1] += n;
+    else s.push(o, n);
+    return true;
+  };
 
   #seg(iova: number, len: number): boolean {
     const o = this.#dev.off(iova, len);

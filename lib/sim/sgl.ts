@@ -45,7 +45,8 @@ export interface SglHost {
  * piece in order (iova -1: a bit bucket, `n` bytes the device discards) and
  * returns false when the memory cannot be reached. Returns 0 or the status
  * code (SCT 0) to fail the command with. `sgls` is what the controller
- * advertises (SGLS); `admin` commands may not use SGLs on PCIe.
+ * advertises (SGLS); `admin` commands may not use SGLs on PCIe. PSDT 10b
+ * (metadata in an SGL too) is taken when SGLS offers it.
  */
 export function walkSgl(
   h: SglHost,
@@ -56,8 +57,42 @@ export function walkSgl(
   piece: (iova: number, n: number) => boolean,
 ): number {
   const psdt = psdtOf(cmd[0]);
-  if (admin || !sglSupported(sgls) || psdt !== Psdt.SGL_MPTR_CONTIGUOUS) return INVALID_FIELD;
-  const write = (cmd[0] & 3) === 1;
+  if (admin || !sglSupported(sgls)) return INVALID_FIELD;
+  if (psdt !== Psdt.SGL_MPTR_CONTIGUOUS && (psdt !== Psdt.SGL_MPTR_SGL || (sgls & SglsBit.MPTR_SGL) === 0)) return INVALID_FIELD;
+  return walkFrom(h, cmd, SqeDw.PRP1_LO, len, sgls, (cmd[0] & 3) === 1, SglStatus.DATA_LENGTH_INVALID, piece);
+}
+
+/**
+ * Walk the metadata SGL of `cmd` (PSDT 10b: MPTR holds the IOVA of one SGL
+ * descriptor) for `len` bytes, as {@link walkSgl} walks the data; a length
+ * that does not match is Metadata SGL Length Invalid; bit buckets are refused.
+ */
+export function walkMetadataSgl(
+  h: SglHost,
+  cmd: Uint32Array,
+  len: number,
+  sgls: number,
+  piece: (iova: number, n: number) => boolean,
+): number {
+  if (psdtOf(cmd[0]) !== Psdt.SGL_MPTR_SGL || !sglSupported(sgls) || (sgls & SglsBit.MPTR_SGL) === 0) return INVALID_FIELD;
+  const mptr = sglAddressAt(cmd, SqeDw.MPTR_LO);
+  const at = h.off(mptr, SGL_DESC_BYTES);
+  if (at < 0 || at % 4) return DATA_TRANSFER_ERROR;
+  // Bit buckets are for data only: with their SGLS bit masked, one is SGL Descriptor Type Invalid.
+  return walkFrom(h, h.host32, at >>> 2, len, sgls & ~SglsBit.BIT_BUCKET, (cmd[0] & 3) === 1, SglStatus.METADATA_LENGTH_INVALID, piece);
+}
+
+/** The walk behind both pointers: the first descriptor at dword `headDw` of `head`. */
+function walkFrom(
+  h: SglHost,
+  head: Uint32Array,
+  headDw: number,
+  len: number,
+  sgls: number,
+  write: boolean,
+  lengthInvalid: number,
+  piece: (iova: number, n: number) => boolean,
+): number {
   const excessOk = (sgls & SglsBit.EXCESS_LENGTH) !== 0;
   const bitBucketOk = (sgls & SglsBit.BIT_BUCKET) !== 0;
   let rem = len;
@@ -76,22 +111,22 @@ export function walkSgl(
         : SglStatus.DESCRIPTOR_TYPE_INVALID;
     }
     if (dlen === 0) return 0;
-    if (rem === 0) return excessOk ? 0 : SglStatus.DATA_LENGTH_INVALID;
+    if (rem === 0) return excessOk ? 0 : lengthInvalid;
     const n = Math.min(rem, dlen);
-    if (dlen > rem && !excessOk) return SglStatus.DATA_LENGTH_INVALID;
+    if (dlen > rem && !excessOk) return lengthInvalid;
     if (!piece(type === SglType.BIT_BUCKET ? -1 : sglAddressAt(u32, dw), n)) return DATA_TRANSFER_ERROR;
     rem -= n;
     return 0;
   };
 
   // The first descriptor lives in the SQE's DPTR.
-  const t0 = sglTypeAt(cmd, SqeDw.PRP1_LO);
+  const t0 = sglTypeAt(head, headDw);
   if (t0 !== SglType.SEGMENT && t0 !== SglType.LAST_SEGMENT) {
-    const st = data(cmd, SqeDw.PRP1_LO);
+    const st = data(head, headDw);
     if (st) return st;
-    return rem === 0 ? 0 : SglStatus.DATA_LENGTH_INVALID;
+    return rem === 0 ? 0 : lengthInvalid;
   }
-  let segU32: Uint32Array = cmd, segDw: number = SqeDw.PRP1_LO;
+  let segU32: Uint32Array = head, segDw: number = headDw;
   let seen = 0;
   for (;;) {
     const type = sglTypeAt(segU32, segDw);
@@ -119,11 +154,11 @@ export function walkSgl(
     // A segment that ends with data ends the SGL, Segment or Last Segment alike (as QEMU).
     const st = data(u32, lastDw);
     if (st) return st;
-    return rem === 0 ? 0 : SglStatus.DATA_LENGTH_INVALID;
+    return rem === 0 ? 0 : lengthInvalid;
   }
 }
 
-/** SGLS the software controller advertises: any alignment and bit buckets, or 0 (PRPs only) with `sgl=0`. */
+/** SGLS the software controller advertises: any alignment, bit buckets and metadata SGLs (PSDT 10b), or 0 (PRPs only) with `sgl=0`. */
 export function simSgls(sgl: boolean | undefined): number {
-  return sgl === false ? 0 : SglsSupport.ANY_ALIGNMENT | SglsBit.BIT_BUCKET;
+  return sgl === false ? 0 : SglsSupport.ANY_ALIGNMENT | SglsBit.BIT_BUCKET | SglsBit.MPTR_SGL;
 }

@@ -9,6 +9,7 @@ import {
   SGL_BIT_BUCKET,
   sglBitBucket,
   sglListDescriptors,
+  sglMetadataSupported,
   SglsBit,
   sglSupported,
   SglType,
@@ -16,6 +17,7 @@ import {
   writeSglChunks,
   writeSglData,
   writeSglDescriptor,
+  writeSglMetadata,
 } from "../../../lib/nvme/sgl.ts";
 
 test("sgl: a descriptor's bytes (address, length, type in the high nibble of byte 15)", () => {
@@ -81,4 +83,28 @@ test("sgl: list memory too small, no chunks, a segment of one are refused", () =
   assert.throws(() => writeSglChunks(e, [1, 2, 3, 4], 2, new Uint32Array(4), 0), /needs 2 descriptors/);
   assert.throws(() => writeSglChunks(e, [], 0, null, 0), /at least one chunk/);
   assert.throws(() => sglListDescriptors(3, 1), /at least 2/);
+});
+
+test("sgl: metadata as an SGL (PSDT 10b): MPTR points at one descriptor, a data block or a segment into the list", () => {
+  assert.equal(sglMetadataSupported(1 | SglsBit.MPTR_SGL), true);
+  assert.equal(sglMetadataSupported(1), false, "SGLS bit 19 clear");
+  assert.equal(sglMetadataSupported(SglsBit.MPTR_SGL), false, "no SGL support at all");
+  const sqe = new Uint32Array(16), head = new Uint32Array(4), list = new Uint32Array(16);
+  sqe[0] = 0x02; // read
+  writeSglMetadata(sqe, head, 0x2_0000_1000, [0x5000, 64], 1);
+  assert.equal(psdtOf(sqe[0]), Psdt.SGL_MPTR_SGL);
+  assert.equal(sqe[0] & 0xff, 0x02, "opcode kept");
+  assert.deepEqual([sqe[4], sqe[5]], [0x1000, 2], "MPTR holds the descriptor's IOVA");
+  assert.deepEqual(decodeSglDescriptor(head, 0), { type: SglType.DATA_BLOCK, subtype: 0, address: 0x5000, length: 64 });
+  writeSglMetadata(sqe, head, 0x9000, [0x5000, 32, 0x7000, 32, 0x8000, 16], 3, list, 0xa000);
+  assert.deepEqual(decodeSglDescriptor(head, 0), { type: SglType.LAST_SEGMENT, subtype: 0, address: 0xa000, length: 48 });
+  assert.deepEqual([0, 1, 2].map((i) => decodeSglDescriptor(list, i * 4)), [
+    { type: SglType.DATA_BLOCK, subtype: 0, address: 0x5000, length: 32 },
+    { type: SglType.DATA_BLOCK, subtype: 0, address: 0x7000, length: 32 },
+    { type: SglType.DATA_BLOCK, subtype: 0, address: 0x8000, length: 16 },
+  ]);
+  assert.throws(() => writeSglMetadata(sqe, head, 0x9000, [SGL_BIT_BUCKET, 64], 1), /bit bucket/);
+  assert.throws(() => writeSglMetadata(sqe, head, 0x9002, [0x5000, 64], 1), /dword aligned/);
+  assert.throws(() => writeSglMetadata(sqe, new Uint32Array(2), 0x9000, [0x5000, 64], 1), /16 bytes/);
+  assert.throws(() => writeSglMetadata(sqe, head, 0x9000, [0x5000, 32, 0x7000, 32], 2), /needs 2 descriptors/);
 });

@@ -3,10 +3,22 @@
 // right bytes, and bad SGLs fail with the controller's SGL status codes as typed errors.
 import assert from "node:assert/strict";
 import { test } from "../../harness.ts";
-import { walkSgl } from "../../../lib/sim/sgl.ts";
-import { Psdt, SGL_BIT_BUCKET, SglsBit, SglStatus, SglType, withPsdt, writeSglChunks, writeSglDescriptor } from "../../../lib/nvme/sgl.ts";
+import { walkMetadataSgl, walkSgl } from "../../../lib/sim/sgl.ts";
+import {
+  Psdt,
+  SGL_BIT_BUCKET,
+  sglMetadataSupported,
+  SglsBit,
+  SglStatus,
+  SglType,
+  withPsdt,
+  writeSglChunks,
+  writeSglData,
+  writeSglDescriptor,
+  writeSglMetadata,
+} from "../../../lib/nvme/sgl.ts";
 import { IoOpc } from "../../../lib/nvme/spec.ts";
-import { setRw, sqe } from "../../../lib/nvme/command.ts";
+import { formatNvmCmd, setRw, sqe } from "../../../lib/nvme/command.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import { SimTransport } from "../../../lib/sim/transport.ts";
 import type { SimOptions } from "../../../lib/sim/options.ts";
@@ -181,6 +193,84 @@ test("sim sgl: a hand-built multi-segment SGL with a bit bucket reads the right 
     await assert.rejects(ctrl.admin.submit(id), (e: unknown) => e instanceof NvmeStatusError && e.status.sc === 0x02);
   } finally {
     ctrl.freeDma(buf);
+    ctrl.freeDma(list);
+    await dev.close();
+    t.close();
+  }
+});
+
+test("sim sgl: a metadata SGL (PSDT 10b) is walked from the descriptor at MPTR; bad ones get Metadata SGL Length Invalid or Descriptor Type Invalid", () => {
+  const h = host(), c = readCmd();
+  const sgls = SGLS | SglsBit.MPTR_SGL;
+  c[0] = withPsdt(IoOpc.READ, Psdt.SGL_MPTR_SGL);
+  writeSglDescriptor(c, 6, SglType.DATA_BLOCK, 0x12000, 4096);
+  assert.equal(walk(c, 4096, h, sgls).st, 0, "data through PSDT 10b when SGLS offers metadata SGLs");
+  assert.equal(walk(c, 4096, h, SGLS).st, 0x02, "and Invalid Field when it does not");
+  const head = h.host32.subarray(0x2000 / 4, 0x2000 / 4 + 4), list = h.host32.subarray(0x3000 / 4);
+  const meta = (len: number, s = sgls) => {
+    const pieces: number[][] = [];
+    const st = walkMetadataSgl(h, c, len, s, (iova, n) => (pieces.push([iova, n]), true));
+    return { st, pieces };
+  };
+  writeSglMetadata(c, head, 0x12000, [0x14000, 64], 1);
+  assert.deepEqual(meta(64), { st: 0, pieces: [[0x14000, 64]] });
+  writeSglMetadata(c, head, 0x12000, [0x14000, 32, 0x15000, 16, 0x15100, 16], 3, list, 0x13000);
+  assert.deepEqual(meta(64), { st: 0, pieces: [[0x14000, 32], [0x15000, 16], [0x15100, 16]] });
+  assert.equal(meta(80).st, SglStatus.METADATA_LENGTH_INVALID, "SGL shorter than the metadata");
+  assert.equal(meta(48).st, SglStatus.METADATA_LENGTH_INVALID, "longer, and SGLS does not allow excess");
+  assert.equal(meta(64, SGLS).st, 0x02, "SGLS without bit 19");
+  writeSglDescriptor(head, 0, SglType.BIT_BUCKET, 0, 64);
+  assert.equal(meta(64).st, SglStatus.DESCRIPTOR_TYPE_INVALID, "a bit bucket for metadata");
+  c[4] = 0x90000;
+  assert.equal(meta(64).st, 0x04, "MPTR outside host memory: Data Transfer Error");
+  c[0] = withPsdt(IoOpc.READ, Psdt.SGL_MPTR_CONTIGUOUS);
+  assert.equal(meta(64).st, 0x02, "PSDT 01b has no metadata SGL");
+});
+
+test("sim sgl: separate metadata through a metadata SGL (PSDT 10b), contiguous and scattered, reads and writes the right bytes", async () => {
+  const t = await SimTransport.create({ memoryBytes: 16 << 20, piFormats: true, namespaces: [{ size: 1 << 20, blockSize: 512 }] });
+  const dev = await NVMeDev.open("sim", { transport: t });
+  const ctrl = dev.controller, q = ctrl.io[0];
+  const buf = ctrl.allocDma(4096), md = ctrl.allocDma(4096), list = ctrl.allocDma(4096);
+  try {
+    assert.ok(sglMetadataSupported(dev.idCtrl.sgls), "the software controller offers metadata SGLs");
+    await ctrl.adminCommand(formatNvmCmd(1, { lbaf: 2, pi: 0 })); // 512 + 8 bytes of separate metadata
+    await dev.rescan();
+    const data = pattern(4 * 512, 5), meta = pattern(32, 6);
+    await dev.ns(1).write(40, data, { metadata: meta });
+    const l32 = new Uint32Array(list.bytes.buffer, list.bytes.byteOffset, 1024);
+    const head = l32.subarray(1000, 1004), headIova = list.iova + 4000;
+    // Read the 4 blocks; their metadata in two pieces: blocks 0-1 at md+0, blocks 2-3 at md+1024.
+    const cmd = sqe(IoOpc.READ, 1);
+    setRw(cmd, IoOpc.READ, 1, 40, 3);
+    writeSglData(cmd, buf.iova, 4 * 512);
+    writeSglMetadata(cmd, head, headIova, [md.iova, 16, md.iova + 1024, 16], 2, l32, list.iova);
+    await q.submit(cmd);
+    assert.deepEqual(buf.bytes.slice(0, 2048), data);
+    assert.deepEqual(md.bytes.slice(0, 16), meta.subarray(0, 16));
+    assert.deepEqual(md.bytes.slice(1024, 1040), meta.subarray(16));
+    // Write new metadata from one contiguous data block; the API reads it back.
+    const meta2 = pattern(32, 8);
+    md.bytes.set(meta2, 2048);
+    const w = sqe(IoOpc.WRITE, 1);
+    setRw(w, IoOpc.WRITE, 1, 40, 3);
+    writeSglData(w, buf.iova, 4 * 512);
+    writeSglMetadata(w, head, headIova, [md.iova + 2048, 32], 1);
+    await q.submit(w);
+    const d2 = new Uint8Array(2048), m2 = new Uint8Array(32);
+    await dev.ns(1).read(40, d2, { metadata: m2 });
+    assert.deepEqual([d2, m2], [data, meta2]);
+    // A metadata SGL shorter than the metadata: Metadata SGL Length Invalid, typed.
+    writeSglMetadata(w, head, headIova, [md.iova, 24], 1);
+    await assert.rejects(q.submit(w), (e: unknown) => {
+      assert.ok(e instanceof NvmeStatusError);
+      assert.equal(e.status.sc, SglStatus.METADATA_LENGTH_INVALID);
+      assert.match(e.message, /Metadata SGL Length Invalid/);
+      return true;
+    });
+  } finally {
+    ctrl.freeDma(buf);
+    ctrl.freeDma(md);
     ctrl.freeDma(list);
     await dev.close();
     t.close();
