@@ -29,14 +29,17 @@ import {
 export { type PrimaryCtrlCaps, type SecondaryCtrl, VirtAction, VirtResource } from "../nvme/virt.ts";
 export { newVfToken, type NumVfsOptions, type SriovInfo, sriovInfo, type VfInfo } from "../vfio/sriov.ts";
 
-/** Identify Primary Controller Capabilities of the controller behind `dev`. */
-export async function primaryCtrlCaps(dev: AdminTarget): Promise<PrimaryCtrlCaps> {
-  return parsePrimaryCtrlCaps(await dev.controller.identify(primaryCtrlCapsCmd()));
+/** Identify Primary Controller Capabilities of the controller behind `dev` (CNTID `cntid`: nvme-cli's `primary-ctrl-caps -c`). */
+export async function primaryCtrlCaps(dev: AdminTarget, cntid = 0): Promise<PrimaryCtrlCaps> {
+  return parsePrimaryCtrlCaps(await dev.controller.identify(primaryCtrlCapsCmd(cntid)));
 }
 
-/** The secondary controllers of this primary, from controller id `cntid` up (nvme-cli's `list-secondary -c`). */
-export async function secondaryCtrlList(dev: AdminTarget, cntid = 0): Promise<SecondaryCtrl[]> {
-  return parseSecondaryCtrlList(await dev.controller.identify(secondaryCtrlListCmd(cntid)));
+/**
+ * The secondary controllers of this primary, from controller id `cntid` up (nvme-cli's
+ * `list-secondary -c`; `nsid` is its `-n`, sent in the command's NSID).
+ */
+export async function secondaryCtrlList(dev: AdminTarget, cntid = 0, nsid = 0): Promise<SecondaryCtrl[]> {
+  return parseSecondaryCtrlList(await dev.controller.identify(secondaryCtrlListCmd(cntid, nsid)));
 }
 
 /** What {@link virtMgmt} does. */

@@ -247,7 +247,8 @@ export type SetupReason =
   | "irq"
   | "vfio"
   | "sriov"
-  | "vf-token";
+  | "vf-token"
+  | "bar-zeros";
 
 /** Setting the device up failed; the message says what to do. */
 export class SetupError extends NvmeError {

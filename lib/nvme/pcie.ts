@@ -516,6 +516,13 @@ export class PcieOps implements TransportOps {
     const t = this.memory;
     const capRaw = t.readReg64(Reg.CAP);
     if (capRaw === 0xffff_ffff_ffff_ffffn) throw new DeviceGoneError("CAP reads all ones: the device is not responding");
+    // No controller has CAP = 0 (MQES 0 is invalid, CSS has a bit): BAR0 is not backed by one.
+    if (capRaw === 0n) {
+      throw new SetupError(
+        "bar-zeros",
+        `${t.name}: BAR0 reads all zeros (CAP = 0): no controller answers there; an SR-IOV VF whose secondary controller is offline (bring it online from the PF: virt-mgmt, onlineSecondary), or a BAR the platform does not decode`,
+      );
+    }
     const cap = decodeCap(capRaw);
     if ((cap.css & 1) === 0) {
       throw new SetupError("unsupported-controller", "controller does not support the NVM command set (CAP.CSS)");

@@ -169,14 +169,14 @@ export function encodeSecondaryCtrlList(list: SecondaryCtrl[], d: Uint8Array): v
   }
 }
 
-/** Identify Primary Controller Capabilities. */
-export function primaryCtrlCapsCmd(): Sqe {
-  return identifyCmd(VirtCns.PRIMARY_CTRL_CAPS);
+/** Identify Primary Controller Capabilities (CNTID `cntid`, as nvme-cli's `--cntlid` sends it). */
+export function primaryCtrlCapsCmd(cntid = 0): Sqe {
+  return identifyCmd(VirtCns.PRIMARY_CTRL_CAPS, 0, cntid);
 }
 
-/** Identify Secondary Controller List, from controller id `cntid` up. */
-export function secondaryCtrlListCmd(cntid = 0): Sqe {
-  return identifyCmd(VirtCns.SECONDARY_CTRL_LIST, 0, cntid);
+/** Identify Secondary Controller List, from controller id `cntid` up (NSID `nsid`, as nvme-cli's `--namespace-id` sends it). */
+export function secondaryCtrlListCmd(cntid = 0, nsid = 0): Sqe {
+  return identifyCmd(VirtCns.SECONDARY_CTRL_LIST, nsid, cntid);
 }
 
 /** Virtualization Management actions (CDW10 bits 3:0). */

@@ -8,9 +8,12 @@
  * (the namespace is shared); then the secondaries go offline and the VFs are disabled.
  * VF 1 follows libvfn's order (VFIO device opened, then the secondary onlined), VF 2 the other one
  * (onlined, then opened); both must serve IO. Each step logs what the VF's BAR and config show.
+ * Then, with the VFs disabled, the PF on the kernel nvme driver: nvme-cli's primary-ctrl-caps,
+ * list-secondary and virt-mgmt, and tsnvme's CLI on vfio-pci with the same commands: equal JSON and text.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { test } from "../../harness.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
@@ -20,6 +23,8 @@ import { newVfToken, sriovInfo } from "../../../lib/vfio/sriov.ts";
 import { VfioTransport } from "../../../lib/vfio/transport.ts";
 import { loadLibc } from "../../../lib/ffi/mod.ts";
 import { decodeCap, Reg } from "../../../lib/nvme/spec.ts";
+import { main } from "../../../lib/cli/nvme.ts";
+import { formatVirtMgmt, primaryCtrlCapsToJson, secondaryListToJson } from "../../../lib/cli/virt.ts";
 import { firstDiff, inGuest, randomBytes, runtime } from "../util.ts";
 
 const PF = "0000:00:14.0";
@@ -189,4 +194,89 @@ test("sriov: VFs enabled with a VF token, their secondaries online, each VF open
   }
   assert.equal(sriovInfo(PF)?.numVfs, 0);
   assert.deepEqual(sriovInfo(PF)?.vfs, []);
+}, opts);
+
+function bindPf(driver: "vfio" | "nvme"): void {
+  execFileSync("scripts/guest-bind.sh", [driver, PF], { stdio: ["ignore", "ignore", "inherit"] });
+}
+
+function nvme(args: string[]): string {
+  return execFileSync("nvme", args, { encoding: "utf8", maxBuffer: 1 << 24 });
+}
+
+/** tsnvme's CLI (lib/cli/nvme.ts main) in this process, stdout captured; fails on a non-zero exit. */
+async function ours(args: string[]): Promise<string> {
+  const o = process.stdout.write, e = process.stderr.write;
+  let out = "", err = "", code: number;
+  process.stdout.write = ((s: string) => (out += s, true)) as typeof o;
+  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
+  try {
+    code = await main(args);
+  } finally {
+    process.stdout.write = o;
+    process.stderr.write = e;
+  }
+  assert.equal(code, 0, `${args.join(" ")}: ${err}`);
+  return out;
+}
+
+// Queries with no side effect: each CLI run opens the PF afresh (VFIO's function reset takes every
+// secondary offline, as the kernel's controller reset does), so these see the same state on both.
+const QUERIES: Record<string, string[]> = {
+  capsj: ["primary-ctrl-caps", "-o", "json"],
+  caps: ["primary-ctrl-caps"],
+  capsh: ["primary-ctrl-caps", "-H"],
+  listj: ["list-secondary", "-o", "json"],
+  list: ["list-secondary"],
+  list1j: ["list-secondary", "-e", "1", "-o", "json"],
+  list1: ["list-secondary", "-e", "1"],
+};
+
+test("sriov: primary-ctrl-caps, list-secondary and virt-mgmt equal nvme-cli's on the kernel driver (VFs disabled)", async () => {
+  const log = (s: string) => console.log(`[${runtime}] ${s}`);
+  // After the test above: VFs disabled, secondaries offline, the primary holding no flexible
+  // resources, so the secondaries can be assigned some without VFs.
+  assert.equal(sriovInfo(PF)?.numVfs, 0);
+  const k: Record<string, string> = {};
+  let scid = 0;
+  bindPf("nvme");
+  try {
+    const ctrl = `/dev/${readdirSync(`/sys/bus/pci/devices/${PF}/nvme`)[0]}`;
+    for (const [key, a] of Object.entries(QUERIES)) k[key] = nvme([a[0], ctrl, ...a.slice(1)]);
+    scid = JSON.parse(k.listj)["secondary-controllers"][1]["secondary-controller-identifier"];
+    k.listc = nvme(["list-secondary", ctrl, "-c", String(scid)]);
+    // With resources assigned (no reset in between on the kernel driver: one open PF on ours too).
+    k.vq = nvme(["virt-mgmt", ctrl, "-c", String(scid), "-a", "8", "-r", "0", "-n", "2"]);
+    k.vi = nvme(["virt-mgmt", ctrl, "-c", String(scid), "-a", "8", "-r", "1", "-n", "1"]);
+    k.assignedj = nvme(["list-secondary", ctrl, "-o", "json"]);
+    k.capsAssignedj = nvme(["primary-ctrl-caps", ctrl, "-o", "json"]);
+    k.off = nvme(["virt-mgmt", ctrl, "-c", String(scid), "-a", "7"]);
+    k.offj = nvme(["list-secondary", ctrl, "-o", "json"]);
+  } finally {
+    bindPf("vfio");
+  }
+  for (const [key, v] of Object.entries(k)) log(`nvme-cli ${key}: ${v.trim().replace(/\s+/g, " ")}`);
+  const caps = JSON.parse(k.capsj);
+  assert.deepEqual([caps.crt, caps.vqfrt, caps.vifrt, caps.vqrfap, caps.virfap], [3, 8, 4, 0, 0], "QEMU's primary, flexible resources given up");
+  assert.deepEqual(JSON.parse(k.assignedj)["secondary-controllers"][1]["num-virtual-queues"], 2, "the kernel-side assignment took");
+  for (const [key, a] of Object.entries(QUERIES)) {
+    const got = await ours([a[0], PF, ...a.slice(1)]);
+    if (key.endsWith("j")) assert.deepEqual(JSON.parse(got), JSON.parse(k[key]), `${a.join(" ")} JSON`);
+    else assert.equal(got, k[key], `${a.join(" ")} text`);
+  }
+  assert.equal(await ours(["list-secondary", PF, "-c", String(scid)]), k.listc, "list-secondary -c text");
+  assert.equal(await ours(["virt-mgmt", PF, "-c", String(scid), "-a", "8", "-r", "0", "-n", "2"]), k.vq, "virt-mgmt assign VQ text");
+  {
+    // The same sequence on one open PF (a CLI run's close resets the PF), through the CLI's formatters.
+    await using pf = await NVMeDev.open(PF);
+    await offlineSecondary(pf, scid);
+    assert.equal(formatVirtMgmt(await virtMgmt(pf, { act: VirtAction.SECONDARY_ASSIGN, rt: VirtResource.VQ, cntlid: scid, nr: 2 })), k.vq);
+    assert.equal(formatVirtMgmt(await virtMgmt(pf, { act: VirtAction.SECONDARY_ASSIGN, rt: VirtResource.VI, cntlid: scid, nr: 1 })), k.vi);
+    assert.deepEqual(JSON.parse(secondaryListToJson(await secondaryCtrlList(pf))), JSON.parse(k.assignedj), "list-secondary JSON, resources assigned");
+    assert.deepEqual(JSON.parse(primaryCtrlCapsToJson(await primaryCtrlCaps(pf))), JSON.parse(k.capsAssignedj), "primary-ctrl-caps JSON, resources assigned");
+    assert.equal(formatVirtMgmt(await virtMgmt(pf, { act: VirtAction.SECONDARY_OFFLINE, cntlid: scid })), k.off);
+    assert.deepEqual(JSON.parse(secondaryListToJson(await secondaryCtrlList(pf))), JSON.parse(k.offj), "list-secondary JSON, offline again");
+  }
+  // Left as found: VFs disabled, every secondary offline with no resources.
+  assert.deepEqual(JSON.parse(await ours(["list-secondary", PF, "-o", "json"])), JSON.parse(k.listj));
 }, opts);

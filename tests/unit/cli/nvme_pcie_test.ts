@@ -40,10 +40,29 @@ test("cli: primary-ctrl-caps, list-secondary and virt-mgmt on the software contr
   assert.match(text.out, /^vqfrsm\s+: 4$/m);
   const list = await run(["list-secondary", "sim:sriov=2", "-o", "json"]);
   assert.equal(list.code, 0, list.err);
-  assert.deepEqual(JSON.parse(list.out)["secondary-controllers"].map((s: { scid: number }) => s.scid), [2, 3]);
+  // nvme-cli 2.3's JSON field names (tests/guest/features/sriov_test.ts compares with nvme-cli itself).
+  assert.deepEqual(JSON.parse(list.out), {
+    num: 2,
+    "secondary-controllers": [2, 3].map((scid, i) => ({
+      "secondary-controller-identifier": scid,
+      "primary-controller-identifier": 1,
+      "secondary-controller-state": 0,
+      "virtual-function-number": i + 1,
+      "num-virtual-queues": 0,
+      "num-virtual-interrupts": 0,
+    })),
+  });
   const one = await run(["list-secondary", "sim:sriov=2", "-c", "3"]);
   assert.match(one.out, /NUMID .*: 1/);
-  assert.match(one.out, /SCID .*: 0x3/);
+  assert.match(one.out, /SCID .*: 0x0003$/m);
+  // --num-entries cuts the entries, not NUMID (nvme-cli prints the list's count).
+  const cut = await run(["list-secondary", "sim:sriov=2", "-e", "1"]);
+  assert.match(cut.out, /NUMID .*: 2$/m);
+  assert.match(cut.out, /^ {3}SCEntry\[0 {2}\]:$/m);
+  assert.doesNotMatch(cut.out, /SCEntry\[1/);
+  assert.equal(JSON.parse((await run(["list-secondary", "sim:sriov=2", "-e", "1", "-o", "json"])).out).num, 1);
+  const human = await run(["primary-ctrl-caps", "sim:sriov=2", "-H"]);
+  assert.match(human.out, /^NVME Identify Primary Controller Capabilities:\ncntlid {4}: 0x1\nportid {4}: 0\ncrt {7}: 0x3\n {2}\[1:1\] 0x1\tVI Resources are supported\n {2}\[0:0\] 0x1\tVQ Resources are supported\nvqfrt {5}: 16\n/);
   const vm = await run(["virt-mgmt", "sim:sriov=2", "-c", "2", "-a", "8", "-r", "0", "-n", "3"]);
   assert.equal(vm.code, 0, vm.err);
   assert.equal(vm.out, "success, Number of Controller Resources Modified (NRM):0x3\n");

@@ -6,7 +6,10 @@ import { test } from "../../harness.ts";
 import { PcieRing } from "../../../lib/nvme/pcie.ts";
 import { QueuePair } from "../../../lib/nvme/queue.ts";
 import type { CompletionSink } from "../../../lib/nvme/ring.ts";
-import type { NvmeError } from "../../../lib/nvme/errors.ts";
+import { type NvmeError, SetupError } from "../../../lib/nvme/errors.ts";
+import { Reg } from "../../../lib/nvme/spec.ts";
+import { NVMeDev } from "../../../lib/dev.ts";
+import { SimTransport } from "../../../lib/sim/transport.ts";
 import { type DmaBuffer, dmaBuffer } from "../../../lib/nvme/transport.ts";
 
 const QID = 2, STRIDE = 8;
@@ -257,4 +260,21 @@ test("pcie ring: shadow doorbells skip the MMIO write while the event index is b
   // The admin queue never uses shadow doorbells.
   const admin = new PcieRing({ qid: 0, depth: 8, sq, cq, prp: null, prpPagesPerSlot: 0, pageSize: 4096, doorbells: db, doorbellStride: STRIDE, dbbuf: { shadow, eventIdx } });
   assert.equal(admin.shadowDoorbells, false);
+});
+
+test("pcie bring-up: a BAR0 that reads all zeros (an offline VF) is a typed setup error saying so", async () => {
+  const transport = await SimTransport.create({});
+  const read = transport.readReg64.bind(transport);
+  transport.readReg64 = (o: number) => o === Reg.CAP ? 0n : read(o);
+  try {
+    await assert.rejects(NVMeDev.open("sim", { transport }), (e) => {
+      assert.ok(e instanceof SetupError, String(e));
+      assert.equal(e.reason, "bar-zeros");
+      assert.match(e.message, /BAR0 reads all zeros \(CAP = 0\).*secondary controller is offline/);
+      assert.doesNotMatch(e.message, /CAP\.CSS/);
+      return true;
+    });
+  } finally {
+    transport.close();
+  }
 });
