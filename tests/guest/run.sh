@@ -13,7 +13,7 @@ for rt in ${*:-deno bun tcp target}; do
     # Type checking already ran on the host; under TCG it would only cost time.
     # Feature controllers (scripts/guest.sh --feature ...): each test skips a feature not booted.
     features) deno test -A --no-check tests/guest/features/ || rc=1; bun test tests/guest/features/ || rc=1 ;;
-    # SR-IOV alone (scripts/guest.sh --feature sriov --smp 1; see scripts/test.sh).
+    # SR-IOV alone (scripts/guest.sh --feature sriov; see scripts/test.sh).
     sriov) deno test -A --no-check tests/guest/features/sriov_test.ts || rc=1; bun test tests/guest/features/sriov_test.ts || rc=1 ;;
     deno) deno test -A --no-check tests/guest/ || rc=1 ;;
     bun) bun test tests/guest/ || rc=1 ;;
