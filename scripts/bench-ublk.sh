@@ -83,7 +83,8 @@ for rt in $servers; do for q in 1 2; do serve "$rt" "$q"; done; done
 echo
 echo "kernel nvme driver, same controller:"
 scripts/guest-bind.sh nvme "$TSNVME_PCI" >/dev/null
-KDEV=$(for d in /sys/bus/pci/devices/"$TSNVME_PCI"/nvme/nvme*/nvme*n*; do [[ $(cat "$d/nsid") == "$NS" ]] && echo "/dev/$(basename "$d" | sed 's/c[0-9]*n/n/')"; done | head -1)
+# (an if, not `[[ ]] &&`: a last namespace that is not $NS must not fail the loop under pipefail)
+KDEV=$(for d in /sys/bus/pci/devices/"$TSNVME_PCI"/nvme/nvme*/nvme*n*; do if [[ $(cat "$d/nsid") == "$NS" ]]; then echo "/dev/$(basename "$d" | sed 's/c[0-9]*n/n/')"; fi; done | head -1)
 while read -r line; do LINES+=("$line"); echo "$line"; done < <(suite "kernel-nvme" "$KDEV")
 scripts/guest-bind.sh vfio "$TSNVME_PCI" >/dev/null
 
