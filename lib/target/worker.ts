@@ -36,19 +36,10 @@ const scope = globalThis as unknown as Scope;
 const setImmediateFn = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
 const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? setImmediateFn(r) : setTimeout(r, 0));
 
-/**
- * Idle poll timeout: the longest a Worker sleeps without an event-loop turn
- * (the listener's messages wake it through the eventfd at once; the queue's
- * control port and timers wait for the turn).
- */
-const IDLE_MS = 50;
-/**
- * Passes between event-loop turns while busy (timers, the queue's own
- * housekeeping). A turn is a setImmediate round trip: 0.5-1 ms in a TCG
- * guest, several under load (the trace measured them), and the sockets wait
- * meanwhile; at 256 one QD1 IO in ~15 paid for one.
- */
-const PASSES_PER_YIELD = 2048;
+/** Idle poll timeout: the longest a Worker sleeps without looking at its messages. */
+const IDLE_MS = 10;
+/** Passes between event-loop turns while busy (timers, the queue's own housekeeping). */
+const PASSES_PER_YIELD = 256;
 /**
  * Passes the loop keeps polling without a timeout once nothing is in flight,
  * before it sleeps in poll (TSNVME_TARGET_IDLE_SPIN, read once; default 0).
