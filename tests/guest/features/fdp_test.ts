@@ -5,11 +5,10 @@
  * logs and reclaim unit handle status equal nvme-cli's, before and after tsnvme's placed writes.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import process from "node:process";
 import { test } from "../../harness.ts";
-import { main } from "../../../lib/cli/nvme.ts";
+import { bindTo, nvme, ours } from "./cli.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import { ruhStatus, ruhUpdate, writePlaced } from "../../../lib/io/fdp.ts";
 import { fdpStats } from "../../../lib/admin/fdp.ts";
@@ -19,29 +18,7 @@ const FPCI = "0000:00:11.0";
 const on = inGuest && (process.env.TSNVME_FEATURES ?? "").split(",").includes("fdp");
 const opts = { ignore: !on };
 
-function bindF(driver: "vfio" | "nvme"): void {
-  execFileSync("scripts/guest-bind.sh", [driver, FPCI], { stdio: ["ignore", "ignore", "inherit"] });
-}
-
-function nvme(args: string[]): string {
-  return execFileSync("nvme", args, { encoding: "utf8", maxBuffer: 1 << 24 });
-}
-
-async function ours(args: string[]): Promise<string> {
-  const o = process.stdout.write, e = process.stderr.write;
-  let out = "", err = "";
-  process.stdout.write = ((s: string) => (out += s, true)) as typeof o;
-  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
-  let code: number;
-  try {
-    code = await main(args);
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-  assert.equal(code, 0, `${args.join(" ")}: ${err}`);
-  return out;
-}
+const bindF = (driver: "vfio" | "nvme") => bindTo(driver, FPCI);
 
 /** nvme-cli's FDP output on the kernel driver: the controller's char device for logs, the namespace for status. */
 function kernelView(): Record<string, string> {

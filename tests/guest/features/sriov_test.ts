@@ -12,7 +12,6 @@
  * list-secondary and virt-mgmt, and tsnvme's CLI on vfio-pci with the same commands: equal JSON and text.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { test } from "../../harness.ts";
@@ -23,7 +22,7 @@ import { newVfToken, sriovInfo } from "../../../lib/vfio/sriov.ts";
 import { VfioTransport } from "../../../lib/vfio/transport.ts";
 import { loadLibc } from "../../../lib/ffi/mod.ts";
 import { decodeCap, Reg } from "../../../lib/nvme/spec.ts";
-import { main } from "../../../lib/cli/nvme.ts";
+import { bindTo, nvme, ours } from "./cli.ts";
 import { formatVirtMgmt, primaryCtrlCapsToJson, secondaryListToJson } from "../../../lib/cli/virt.ts";
 import { firstDiff, inGuest, randomBytes, runtime } from "../util.ts";
 
@@ -196,29 +195,7 @@ test("sriov: VFs enabled with a VF token, their secondaries online, each VF open
   assert.deepEqual(sriovInfo(PF)?.vfs, []);
 }, opts);
 
-function bindPf(driver: "vfio" | "nvme"): void {
-  execFileSync("scripts/guest-bind.sh", [driver, PF], { stdio: ["ignore", "ignore", "inherit"] });
-}
-
-function nvme(args: string[]): string {
-  return execFileSync("nvme", args, { encoding: "utf8", maxBuffer: 1 << 24 });
-}
-
-/** tsnvme's CLI (lib/cli/nvme.ts main) in this process, stdout captured; fails on a non-zero exit. */
-async function ours(args: string[]): Promise<string> {
-  const o = process.stdout.write, e = process.stderr.write;
-  let out = "", err = "", code: number;
-  process.stdout.write = ((s: string) => (out += s, true)) as typeof o;
-  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
-  try {
-    code = await main(args);
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-  assert.equal(code, 0, `${args.join(" ")}: ${err}`);
-  return out;
-}
+const bindPf = (driver: "vfio" | "nvme") => bindTo(driver, PF);
 
 // Queries with no side effect: each CLI run opens the PF afresh (VFIO's function reset takes every
 // secondary offline, as the kernel's controller reset does), so these see the same state on both.

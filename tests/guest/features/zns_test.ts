@@ -7,11 +7,10 @@
  * pointer as all ones (JSON.parse rounds it to 2 ** 64).
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { test } from "../../harness.ts";
-import { main } from "../../../lib/cli/nvme.ts";
+import { bindTo, nvme, ours } from "./cli.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import { finishZone, NvmeZoneError, openZone, reportZones, zoneAppend, ZoneState } from "../../../lib/io/zns.ts";
 import { inGuest, nsBlockDev, randomBytes, readBlockDev, runtime } from "../util.ts";
@@ -20,32 +19,7 @@ const ZPCI = "0000:00:10.0";
 const on = inGuest && (process.env.TSNVME_FEATURES ?? "").split(",").includes("zns");
 const opts = { ignore: !on };
 
-function bindZ(driver: "vfio" | "nvme"): void {
-  execFileSync("scripts/guest-bind.sh", [driver, ZPCI], { stdio: ["ignore", "ignore", "inherit"] });
-}
-
-function nvme(args: string[]): string {
-  return execFileSync("nvme", args, { encoding: "utf8", maxBuffer: 1 << 24 });
-}
-
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = process.stdout.write, e = process.stderr.write;
-  let out = "", err = "";
-  process.stdout.write = ((s: string) => (out += s, true)) as typeof o;
-  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
-
-async function ours(args: string[]): Promise<string> {
-  const r = await cli(args);
-  assert.equal(r.code, 0, `${args.join(" ")}: ${r.err}`);
-  return r.out;
-}
+const bindZ = (driver: "vfio" | "nvme") => bindTo(driver, ZPCI);
 
 test("zns: report zones, zone states and ZNS identify equal nvme-cli's on the kernel driver; zone append's LBA holds the data", async () => {
   const seed = (Date.now() ^ (runtime === "bun" ? 0x2468 : 0x1357)) >>> 0;
