@@ -87,9 +87,9 @@ if [ "${1:-}" = --qd1 ]; then
     if [ $rt = deno ]; then
       echo "${QD1_DENO_VARIANTS:-}" | tr ';' '\n' | while IFS= read -r v; do
         echo "== deno ${v:-(no V8 flags)}"
-        deno run -A --no-check ${v:+--v8-flags=$(echo $v | tr ' ' ',')} tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"
+        timeout 300 deno run -A --no-check ${v:+--v8-flags=$(echo $v | tr ' ' ',')} tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"
       done
-    else echo "== bun"; bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"; fi
+    else echo "== bun"; timeout 300 bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"; fi
   done
   if [ -n "${QD1_PROBE:-}" ]; then
     P=$QD1_PROBE
