@@ -82,7 +82,7 @@ export class PduParser {
    * Set by a {@link DataPlacer} that returns its memory whole: the data's offset in it (-1 before
    * each placement and once the PDU is delivered, or when the placer returned a view).
    */
-  placeAt = -1;
+  placeAt: number = -1;
   readonly #role: PduRole;
   readonly #soft: boolean;
   readonly #onPdu: PduHandler;
