@@ -31,6 +31,8 @@ export class IoVec {
   readonly #addr: bigint;
   readonly #size: number;
   readonly #mem: Uint8Array;
+  /** The msghdr's bytes, one view made once: {@link msghdr} runs per flush and allocates nothing. */
+  readonly #msghdr: Uint8Array;
   readonly #view: DataView;
   readonly #iovBase: number;
   readonly #keep: (Uint8Array | null)[];
@@ -54,6 +56,7 @@ export class IoVec {
     this.#addr = a;
     this.#mem = new Uint8Array(libc.view(a, this.#size));
     this.#view = new DataView(this.#mem.buffer, this.#mem.byteOffset, this.#size);
+    this.#msghdr = this.#mem.subarray(0, MSGHDR);
     this.#iovBase = Number(a) + MSGHDR;
     this.#keep = new Array(capacity).fill(null);
     this.#base = new Float64Array(capacity);
@@ -129,7 +132,7 @@ export class IoVec {
     v.setUint32(20, Math.floor(iov / TWO32), true);
     v.setUint32(24, n, true);
     v.setUint32(28, 0, true);
-    return this.#mem.subarray(0, MSGHDR);
+    return this.#msghdr;
   }
 
   /** Drop the first `n` bytes (sent): whole segments are released, a partly sent one is advanced. */

@@ -42,7 +42,10 @@ export type PduHandler = (hdr: Uint8Array, data: Uint8Array | null, dataDigestOk
  * at least `len` bytes receives the data straight from the socket chunks (one
  * copy, no staging buffer; the handler then gets that same view), or null for
  * the parser's own buffer. May throw a ProtocolError (e.g. a transfer the
- * receiver does not expect).
+ * receiver does not expect). A placer on the per-IO path may instead return
+ * the receiving memory whole and set {@link PduParser.placeAt} to where the
+ * data starts in it: no view is made per PDU, and the handler then gets that
+ * whole memory as `data` (the data's length is {@link PduParser.dataLength}).
  */
 export type DataPlacer = (hdr: Uint8Array, len: number) => Uint8Array | null;
 
@@ -75,6 +78,11 @@ export class PduParser {
   pdus = 0;
   /** Where data PDUs' data should land (see {@link DataPlacer}); null: the parser's buffer. */
   placeData: DataPlacer | null = null;
+  /**
+   * Set by a {@link DataPlacer} that returns its memory whole: the data's offset in it (-1 before
+   * each placement and once the PDU is delivered, or when the placer returned a view).
+   */
+  placeAt: number = -1;
   readonly #role: PduRole;
   readonly #soft: boolean;
   readonly #onPdu: PduHandler;
@@ -89,6 +97,12 @@ export class PduParser {
   #dataLen = 0;
   #dataView: Uint8Array | null = null; // zero-copy view into a chunk, when the data lay in one
   #place: Uint8Array | null = null; // the placer's destination for the current PDU's data
+  #placeOff = 0; // where in #place the data starts (placeAt, or 0 for a view)
+  // The last view made of a chunk's data range: a chunk laid out as the one before (QD1's steady
+  // [C2HData header][data][CapsuleResp] in a reused receive buffer) reuses it, no view per PDU.
+  #srcChunk: Uint8Array | null = null;
+  #srcView: Uint8Array | null = null;
+  #srcAt = 0;
   #crc = CRC32C_INIT; // running data digest, updated as pieces arrive
   #icSeen = false;
   #dead: ProtocolError | null = null;
@@ -114,6 +128,11 @@ export class PduParser {
     return this.#hdr.subarray(0, Math.min(Math.max(this.#hdr[Ch.HLEN], Ch.SIZE), Hlen.IC));
   }
 
+  /** Data bytes of the PDU being parsed or just delivered. */
+  get dataLength(): number {
+    return this.#dataLen;
+  }
+
   /** True between PDUs (no partial PDU held). */
   get idle(): boolean {
     return this.#state === S_CH && this.#have === 0;
@@ -122,7 +141,8 @@ export class PduParser {
   /**
    * Consume the first `length` bytes of `chunk` (default all; a reused receive buffer needs no
    * subarray per read); calls the handler for each PDU it completes. Throws ProtocolError.
-   * Nothing of `chunk` is referenced once this returns: the caller may reuse its memory.
+   * The caller may reuse `chunk`'s memory once this returns (a view of it may be kept for the next
+   * call, only to be used again when that call passes the same `chunk`).
    */
   feed(chunk: Uint8Array, length: number = chunk.length): void {
     if (this.#dead) throw this.#dead;
@@ -148,7 +168,7 @@ export class PduParser {
 
   /** The placer's memory still to fill (valid while {@link dataPending} > 0; a new view per call). */
   dataWindow(): Uint8Array {
-    return this.#place!.subarray(this.#have, this.#dataLen);
+    return this.#place!.subarray(this.#placeOff + this.#have, this.#placeOff + this.#dataLen);
   }
 
   /** `n` bytes (at most {@link dataPending}) were written into {@link dataWindow} by the caller. */
@@ -200,7 +220,7 @@ export class PduParser {
           if (place !== null) {
             // Straight into the receiver's memory: the only host-side copy.
             const take = Math.min(this.#dataLen - this.#have, n - i);
-            place.set(take === b.length ? b : b.subarray(i, i + take), this.#have);
+            place.set(this.#slice(b, i, take), this.#placeOff + this.#have);
             if (this.#ddLen > 0) this.#crc = crc32cUpdate(this.#crc, b, i, i + take);
             this.#have += take;
             i += take;
@@ -214,7 +234,7 @@ export class PduParser {
             this.#have = this.#dataLen;
           } else {
             const take = Math.min(this.#dataLen - this.#have, n - i);
-            this.#data.set(take === b.length ? b : b.subarray(i, i + take), this.#have);
+            this.#data.set(this.#slice(b, i, take), this.#have);
             if (this.#ddLen > 0) this.#crc = crc32cUpdate(this.#crc, b, i, i + take);
             this.#have += take;
             i += take;
@@ -240,6 +260,16 @@ export class PduParser {
         }
       }
     }
+  }
+
+  /** `b[i, i + n)` as a view: `b` itself when whole, the last view when the same range of the same chunk. */
+  #slice(b: Uint8Array, i: number, n: number): Uint8Array {
+    if (n === b.length) return b;
+    const v = this.#srcView;
+    if (v !== null && this.#srcChunk === b && this.#srcAt === i && v.length === n) return v;
+    this.#srcChunk = b;
+    this.#srcAt = i;
+    return this.#srcView = b.subarray(i, i + n);
   }
 
   #accepts(type: number): boolean {
@@ -345,13 +375,17 @@ export class PduParser {
   #startData(): void {
     this.#dataView = null;
     this.#place = null;
+    this.#placeOff = 0;
     this.#crc = CRC32C_INIT;
     const type = this.#hdr[Ch.TYPE];
     if (this.placeData !== null && (type === PduType.C2H_DATA || type === PduType.H2C_DATA)) {
+      this.placeAt = -1;
       const v = this.placeData(this.#hdr, this.#dataLen);
       if (v !== null) {
-        if (v.length < this.#dataLen) throw new RangeError(`data placement of ${v.length} bytes for ${this.#dataLen}`);
+        const at = this.placeAt >= 0 ? this.placeAt : 0;
+        if (v.length < at + this.#dataLen) throw new RangeError(`data placement of ${v.length - at} bytes for ${this.#dataLen}`);
         this.#place = v;
+        this.#placeOff = at;
       }
     }
     if (this.#place === null && this.#data.length < this.#dataLen) {
@@ -363,9 +397,8 @@ export class PduParser {
 
   /** The current PDU's whole data: the placer's view, a view into the chunk, or the parser's buffer. */
   #current(): Uint8Array {
-    return this.#place !== null
-      ? this.#place.subarray(0, this.#dataLen)
-      : this.#dataView ?? this.#data.subarray(0, this.#dataLen);
+    if (this.#place !== null) return this.placeAt >= 0 ? this.#place : this.#place.subarray(0, this.#dataLen);
+    return this.#dataView ?? this.#data.subarray(0, this.#dataLen);
   }
 
   #afterData(): void {
@@ -386,5 +419,6 @@ export class PduParser {
     if (type === PduType.IC_REQ || type === PduType.IC_RESP) this.#icSeen = true;
     this.pdus++;
     this.#onPdu(this.#hdr, data, ok);
+    this.placeAt = -1;
   }
 }

@@ -220,17 +220,23 @@ export function pdaBytes(pda: number): number {
 
 /**
  * HLEN, PDO, PLEN and digest flags of a PDU of `type` with `dataLen` data
- * bytes under `dg`, data aligned to `align` bytes (PDA; 4 = none).
+ * bytes under `dg`, data aligned to `align` bytes (PDA; 4 = none). Written
+ * into `into` when given (a caller on the per-IO path reuses one object).
  */
-export function layout(type: number, dataLen: number, dg: Digests, align = 4): PduLayout {
+export function layout(type: number, dataLen: number, dg: Digests, align = 4, into?: PduLayout): PduLayout {
   const hlen = expectedHlen(type);
   const digests = !isDigestless(type);
   const hd = digests && dg.hdgst ? DIGEST_SIZE : 0;
   const dd = digests && dg.ddgst && dataLen > 0 ? DIGEST_SIZE : 0;
   const flags = (hd ? PduFlag.HDGST : 0) | (dd ? PduFlag.DDGST : 0);
-  if (dataLen === 0) return { hlen, pdo: 0, plen: hlen + hd, flags };
-  const pdo = Math.ceil((hlen + hd) / align) * align;
-  return { hlen, pdo, plen: pdo + dataLen + dd, flags };
+  const pdo = dataLen === 0 ? 0 : Math.ceil((hlen + hd) / align) * align;
+  const plen = dataLen === 0 ? hlen + hd : pdo + dataLen + dd;
+  if (into === undefined) return { hlen, pdo, plen, flags };
+  into.hlen = hlen;
+  into.pdo = pdo;
+  into.plen = plen;
+  into.flags = flags;
+  return into;
 }
 
 /** Write a common header at `off` of `b`. */
@@ -355,10 +361,11 @@ export function decodeIcResp(b: Uint8Array): IcResp {
  * Write a CapsuleCmd header into `b` at `off`: CH and the 64-byte SQE (`sqe`,
  * 16 dwords, copied as is), for `dataLen` in-capsule bytes. Returns the layout;
  * the caller puts the header digest at HLEN, the data at PDO and the data
- * digest at PDO + dataLen.
+ * digest at PDO + dataLen. The layout is written into `into` when given (no
+ * object per command).
  */
-export function writeCapsuleCmd(b: Uint8Array, sqe: Uint32Array, dataLen: number, dg: Digests, off = 0): PduLayout {
-  const l = layout(PduType.CAPSULE_CMD, dataLen, dg);
+export function writeCapsuleCmd(b: Uint8Array, sqe: Uint32Array, dataLen: number, dg: Digests, off = 0, into?: PduLayout): PduLayout {
+  const l = layout(PduType.CAPSULE_CMD, dataLen, dg, 4, into);
   writeCh(b, PduType.CAPSULE_CMD, l.flags, l.hlen, l.pdo, l.plen, off);
   for (let i = 0; i < 16; i++) put32(b, off + Capsule.SQE + i * 4, sqe[i]);
   return l;

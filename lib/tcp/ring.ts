@@ -45,6 +45,7 @@ import {
   Hlen,
   type IcResp,
   MIN_MAXH2CDATA,
+  type PduLayout,
   pdaBytes,
   PduFlag,
   PduType,
@@ -355,6 +356,8 @@ export class TcpRing implements FabricRing {
   readonly #parser: PduParser;
   readonly #mem: TcpMemory;
   readonly #sqe = new Uint32Array(16);
+  /** The capsule being staged's layout, one object reused by every {@link push}. */
+  readonly #layout: PduLayout = { hlen: 0, pdo: 0, plen: 0, flags: 0 };
   readonly #rx = new Uint8Array(RECV_BUFFER);
   readonly #iov: IoVec;
   #stage = new Uint8Array(STAGE_INITIAL);
@@ -548,7 +551,7 @@ export class TcpRing implements FabricRing {
     const need = Hlen.CAPSULE_CMD + 2 * DIGEST_SIZE + inCapsule;
     if (this.#staged + need > this.#stage.length) this.#newStage(need);
     const at = this.#staged, b = this.#stage;
-    const l = writeCapsuleCmd(b, e, inCapsule, this.digests, at);
+    const l = writeCapsuleCmd(b, e, inCapsule, this.digests, at, this.#layout);
     if (inCapsule > 0) {
       const mem = this.#mem.bytesAt(this.#pIova);
       const off = this.#pIova % 0x1_0000_0000;
@@ -806,12 +809,15 @@ export class TcpRing implements FabricRing {
     const iova = this.#slotIova[s];
     const mem = this.#mem.bytesAt(iova);
     if (mem === null) throw new ConnectionLostError(`read buffer of command ${get16(hdr, DataOff.CCCID)} was freed`);
-    const at = (iova % 0x1_0000_0000) + get32(hdr, DataOff.DATAO);
-    return mem.subarray(at, at + n);
+    // The memory whole and the offset: no view per PDU (the parser hands `mem` back to #onC2hData).
+    this.#parser.placeAt = (iova % 0x1_0000_0000) + get32(hdr, DataOff.DATAO);
+    return mem;
   }
 
   #onC2hData(hdr: Uint8Array, data: Uint8Array, ddgstOk: boolean): void {
-    const cid = get16(hdr, DataOff.CCCID), n = data.length;
+    // Placed by #c2hPlace: `data` is the read's whole memory and the data already lies in it.
+    const placed = this.#parser.placeAt >= 0;
+    const cid = get16(hdr, DataOff.CCCID), n = placed ? this.#parser.dataLength : data.length;
     const s = this.#c2hSlot(hdr, n);
     const datao = get32(hdr, DataOff.DATAO);
     const iova = this.#slotIova[s];
@@ -820,7 +826,7 @@ export class TcpRing implements FabricRing {
     const at = (iova % 0x1_0000_0000) + datao;
     // Data that failed its digest is not copied; the command fails with Data Transfer Error, as on Linux.
     if (!ddgstOk) this.#slotBad[s] = 1;
-    else if (data.buffer !== mem.buffer || data.byteOffset !== mem.byteOffset + at) mem.set(data, at); // not placed already
+    else if (!placed) mem.set(data, at);
     this.#slotDone[s] = datao + n;
     this.counters.c2hData++;
     const flags = hdr[Ch.FLAGS];

@@ -70,14 +70,63 @@ blk=$(ns1_blk)
 if [ "${1:-}" = --qd1 ]; then
   # Quick QD1 look for iteration: the kernel initiator (fio io_uring O_DIRECT) and the tsnvme host
   # (tests/guest/tcp/qd1.ts, wait modes in $QD1_MODES) against this nvmet, SEC seconds each.
+  # QD1_DENO_VARIANTS: ';'-separated V8 flag sets, each a Deno run of its own (empty = no flags), for
+  # A/B in one boot. QD1_BASE=DIR: also run DIR/tests/guest/tcp/qd1.ts on Deno (another tree, e.g.
+  # the code before a change). QD1_ROUNDS=N: the kernel and every run N times, interleaved, since a
+  # loaded host swings one run by 2x or more. QD1_QD32=1: the kernel at QD32 too (add MODE@32 to
+  # QD1_MODES for ours). QD1_PROBE=SEC: per runtime (and per QD1_PROBE_DENO_VARIANTS on Deno), one
+  # more run whose measured pass is watched from outside for SEC seconds: perf stat per thread
+  # (syscalls, faults, context switches), perf trace's syscall summary per thread, V8's GC count.
   sec=${2:-3}
-  r=$(fio --name=k --filename="$blk" --direct=1 --rw=randread --bs=4k --iodepth=1 --ioengine=io_uring --runtime="$sec" \
-    --time_based --minimal --clat_percentiles=1 --percentile_list=50:99 2>/dev/null)
-  echo "qd1 kernel: $(echo "$r" | cut -d';' -f8) IOPS p50=$(echo "$r" | cut -d';' -f18 | cut -d= -f2)us p99=$(echo "$r" | cut -d';' -f19 | cut -d= -f2)us"
-  for rt in ${QD1_RUNTIMES:-deno bun}; do
-    if [ $rt = deno ]; then deno run -A --no-check tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "${QD1_MODES:-interrupt,adaptive}"
-    else bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "${QD1_MODES:-interrupt,adaptive}"; fi
+  kfio() { # iodepth
+    r=$(fio --name=k --filename="$blk" --direct=1 --rw=randread --bs=4k --iodepth=$1 --ioengine=io_uring --runtime="$sec" \
+      --time_based --minimal --clat_percentiles=1 --percentile_list=50:99 2>/dev/null)
+    echo "qd$1 kernel: $(echo "$r" | cut -d';' -f8) IOPS p50=$(echo "$r" | cut -d';' -f18 | cut -d= -f2)us p99=$(echo "$r" | cut -d';' -f19 | cut -d= -f2)us"
+  }
+  modes=${QD1_MODES:-interrupt,adaptive}
+  for round in $(seq 1 "${QD1_ROUNDS:-1}"); do
+    echo "=== round $round"
+    kfio 1
+    [ -n "${QD1_QD32:-}" ] && kfio 32
+    for rt in ${QD1_RUNTIMES:-deno bun}; do
+      if [ $rt = deno ]; then
+        echo "${QD1_DENO_VARIANTS:-}" | tr ';' '\n' | while IFS= read -r v; do
+          echo "== deno ${v:-(no V8 flags)}"
+          timeout 300 deno run -A --no-check ${v:+--v8-flags=$(echo $v | tr ' ' ',')} tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"
+        done
+        if [ -n "${QD1_BASE:-}" ]; then
+          echo "== deno, base tree $QD1_BASE"
+          timeout 300 deno run -A --no-check "$QD1_BASE/tests/guest/tcp/qd1.ts" 127.0.0.1 4420 $NQN "$sec" "$modes"
+        fi
+      else echo "== bun"; timeout 300 bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"; fi
+    done
   done
+  if [ -n "${QD1_PROBE:-}" ]; then
+    P=$QD1_PROBE
+    grep -q " /sys/kernel/tracing " /proc/mounts || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
+    grep -q " /sys/kernel/debug " /proc/mounts || mount -t debugfs nodev /sys/kernel/debug 2>/dev/null
+    for run in $(for rt in ${QD1_RUNTIMES:-deno bun}; do
+      if [ $rt = deno ]; then echo "${QD1_PROBE_DENO_VARIANTS:-}" | tr ';' '\n' | while IFS= read -r v; do echo "deno:$(echo "$v" | tr ' ' ',')"; done
+      else echo bun:; fi
+    done); do
+      rt=${run%%:*} flags=${run#*:}
+      mark=/tmp/qd1-mark-$rt
+      rm -f $mark
+      if [ $rt = deno ]; then
+        QD1_MARK=$mark deno run -A --no-check --v8-flags=--trace-gc${flags:+,$flags} tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN $((P * 4)) interrupt > /tmp/qd1-probe.log 2>&1 &
+      else QD1_MARK=$mark bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN $((P * 4)) interrupt > /tmp/qd1-probe.log 2>&1 & fi
+      pid=$!
+      for i in $(seq 1 600); do [ -e $mark ] && break; sleep 0.1; done
+      echo "== probe $rt $flags (pid $pid): perf stat, $P s"
+      perf stat --per-thread -e raw_syscalls:sys_enter,syscalls:sys_enter_sendmsg,page-faults,context-switches,cpu-migrations \
+        -p $pid -- sleep "$P" 2>&1 | grep -v '^ *0 ' | grep -v 'not counted' | grep -v '^$'
+      echo "== probe $rt $flags: perf trace -s, $P s"
+      timeout $((P + 20)) perf trace -s -p $pid -- sleep "$P" 2>&1 | grep -v '^$' | head -40
+      wait $pid
+      grep -v ' ms: ' /tmp/qd1-probe.log
+      [ $rt = deno ] && echo "probe deno $flags: $(grep -c ' ms: Scavenge' /tmp/qd1-probe.log) scavenges, $(grep -c ' ms: Mark' /tmp/qd1-probe.log) mark-compacts, IOs: $(sed -n 's/.*: \([0-9]*\) IOs in all/\1/p' /tmp/qd1-probe.log)"
+    done
+  fi
   nvme disconnect -n $NQN >/dev/null 2>&1
   finish
 fi

@@ -276,6 +276,68 @@ test("tcp parser: placeData puts C2HData straight into the given memory, any spl
   assert.deepEqual(seen, [false]);
 });
 
+test("tcp parser: a placer may return its memory whole with placeAt: data lands at that offset, the handler gets that memory and dataLength", () => {
+  for (const dg of [{ hdgst: false, ddgst: false }, { hdgst: true, ddgst: true }]) {
+    const { stream, data } = hostStream(dg);
+    const r = rng(11);
+    for (let round = 0; round < 20; round++) {
+      const dest = new Uint8Array(8000);
+      const got: { same: boolean; len: number; at: number }[] = [];
+      const p = new PduParser({ role: "host", maxData: 0x20000 }, (hdr, d) => {
+        if (hdr[0] === PduType.IC_RESP) p.digests = dg;
+        if (hdr[0] === PduType.C2H_DATA) got.push({ same: d === dest, len: d === dest ? p.dataLength : d!.length, at: p.placeAt });
+      });
+      p.placeData = (hdr, n) => {
+        if ((hdr[12] | (hdr[13] << 8)) !== 0) return null; // the second PDU goes to the parser's buffer
+        p.placeAt = 100;
+        assert.equal(n, 4000);
+        return dest;
+      };
+      for (let o = 0; o < stream.length;) {
+        const n = round === 0 ? 1 : 1 + Math.floor(r() * 5000);
+        p.feed(stream.subarray(o, o + n));
+        o += n;
+      }
+      assert.deepEqual(dest.subarray(100, 4100), data.subarray(0, 4000));
+      assert.ok(dest.subarray(0, 100).every((v) => v === 0) && dest.subarray(4100).every((v) => v === 0));
+      assert.deepEqual(got, [{ same: true, len: 4000, at: 100 }, { same: false, len: 2000, at: -1 }]);
+      assert.equal(p.placeAt, -1, "reset once delivered");
+    }
+  }
+  // placeAt past the memory's end is refused before any byte lands.
+  const h = new Uint8Array(128), dg = { hdgst: false, ddgst: false };
+  const pdu = buildPdu(h, writeDataPdu(h, PduType.C2H_DATA, { cccid: 1, ttag: 0, datao: 0, datal: 64, last: true, success: true }, dg), bytes(64, 1));
+  const p = new PduParser({ role: "host", maxData: 4096 }, () => {});
+  p.placeData = () => {
+    p.placeAt = 8;
+    return new Uint8Array(64);
+  };
+  p.feed(encodeIcResp({ maxh2cdata: 4096 }));
+  assert.throws(() => p.feed(pdu), RangeError);
+});
+
+test("tcp parser: a chunk laid out as the last one reuses its view only for the same chunk object", () => {
+  const h = new Uint8Array(128), dg = { hdgst: false, ddgst: false };
+  const pdu = (seed: number) => buildPdu(h, writeDataPdu(h, PduType.C2H_DATA, { cccid: 1, ttag: 0, datao: 0, datal: 64, last: true, success: true }, dg), bytes(64, seed));
+  const got: number[][] = [];
+  const p = new PduParser({ role: "host", maxData: 4096 }, (hdr, d) => {
+    if (hdr[0] === PduType.C2H_DATA) got.push(Array.from(d!));
+  });
+  p.feed(encodeIcResp({ maxh2cdata: 4096 }));
+  // The PDU plus 8 trailing bytes of the next one's header: the data is a middle range of the chunk.
+  const reused = new Uint8Array(pdu(0).length + 8);
+  const other = new Uint8Array(reused.length);
+  const feedInto = (buf: Uint8Array, seed: number) => {
+    buf.set(pdu(seed));
+    p.feed(buf, pdu(seed).length); // only the PDU: the trailing bytes are not part of this read
+  };
+  feedInto(reused, 1);
+  feedInto(reused, 2); // same chunk, same layout: the cached view sees the new bytes
+  feedInto(other, 3); // another chunk at the same offsets: never the first chunk's view
+  feedInto(reused, 4);
+  assert.deepEqual(got, [1, 2, 3, 4].map((s) => Array.from(bytes(64, s))));
+});
+
 test("tcp parser: keeps nothing of a chunk past feed(): chunks read into one reused buffer parse the same (all digest modes, every cut)", () => {
   for (const dg of DGS) {
     const { stream } = hostStream(dg);
