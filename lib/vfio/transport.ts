@@ -33,16 +33,10 @@ export class IovaAllocator {
   #next: number;
   readonly #free = new Map<number, number[]>();
 
-  /**
-   * Allocate inside `ranges`, skipping the first MiB (never hand out IOVA 0),
-   * from `skew` bytes further into the first range when it has room for that
-   * four times over.
-   */
-  constructor(ranges: IovaRange[], skew = 0) {
+  /** Allocate inside `ranges`, skipping the first MiB (never hand out IOVA 0). */
+  constructor(ranges: IovaRange[]) {
     this.#ranges = ranges.map((r) => ({ ...r })).sort((a, b) => a.start - b.start);
-    const first = this.#ranges[0];
-    const room = first ? first.end - Math.max(first.start, 0x10_0000) : 0;
-    this.#next = Math.max(first?.start ?? 0, 0x10_0000) + (skew > 0 && skew * 4 <= room ? skew : 0);
+    this.#next = Math.max(this.#ranges[0]?.start ?? 0, 0x10_0000);
   }
 
   /** Reserve `size` bytes (a page multiple). */
@@ -68,9 +62,6 @@ export class IovaAllocator {
     l.push(iova);
   }
 }
-
-/** Transports opened by this process so far (see the IOVA skew in the constructor). */
-let opens = 0;
 
 /** NVMe over PCIe through VFIO. */
 export class VfioTransport implements Transport {
@@ -102,12 +93,7 @@ export class VfioTransport implements Transport {
     this.#bar = bar;
     this.#regs = new Uint32Array(bar, 0, Reg.DOORBELL / 4);
     this.#doorbells = new Uint32Array(bar, Reg.DOORBELL, (size - Reg.DOORBELL) / 4);
-    // Each open of this process starts its IOVAs 16 MiB past the last one's (wrapping at 1 GiB): in
-    // the QEMU guest (TCG, emulated VT-d, one vCPU, Bun) a controller reopened at the IOVAs of the
-    // last open sometimes never showed an admin completion the device had fetched the command for
-    // (issue 17: 16 of 153 open/identify/close rounds; 0 of 30 with the IOVAs moved per open). A
-    // stale IOMMU translation would explain it; that is not proven.
-    this.#iova = new IovaAllocator(dev.iovaRanges, (opens++ % 64) * 0x100_0000);
+    this.#iova = new IovaAllocator(dev.iovaRanges);
   }
 
   /** Open the controller at PCI `address` (must be bound to vfio-pci; a VF of a vfio-pci PF needs `vfToken`). */
