@@ -52,6 +52,7 @@ usage: scripts/guest.sh [options] [--] CMD [ARGS...]
   --out DIR               host dir the guest sees writable at $TSNVME_OUT (default $TSNVME_CACHE/out)
   -v, --verbose           print setup and boot progress to stderr
 Exit status: CMD's, or 125 if the harness fails. Cache: $TSNVME_CACHE (default <repo>/.cache/guest).
+TSNVME_QEMU_TRACE=FILE:EVENT[,EVENT...] writes QEMU's trace events (globs, e.g. pci_nvme_*) to FILE.
 EOF
 }
 
@@ -488,6 +489,13 @@ feature_devices() { # name: append that feature's -device/-drive arguments to qe
     *) die "unknown --feature '$1' (known: zns fdp pi cmb sriov)" ;;
   esac
 }
+# TSNVME_QEMU_TRACE=FILE:EVENT[,EVENT...]: QEMU's trace events (globs allowed, e.g. pci_nvme_*)
+# written to FILE on the host, for device-side questions the guest cannot answer.
+if [[ -n ${TSNVME_QEMU_TRACE:-} ]]; then
+  qemu+=(-D "${TSNVME_QEMU_TRACE%%:*}")
+  IFS=, read -r -a trace_list <<<"${TSNVME_QEMU_TRACE#*:}"
+  for t in "${trace_list[@]}"; do qemu+=(-trace "$t"); done
+fi
 IFS=, read -r -a feature_list <<<"$FEATURES"
 for f in "${feature_list[@]}"; do [[ -n $f ]] && feature_devices "$f"; done
 for i in "${!NS_SIZES[@]}"; do
