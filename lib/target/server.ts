@@ -14,7 +14,7 @@ import { loadLibc } from "../ffi/mod.ts";
 import type { Libc } from "../ffi/types.ts";
 import { Listener, type Socket } from "../sock/mod.ts";
 import { PollGroup, SockWire } from "./poll.ts";
-import { RemoteQueue, type WorkerFault, WorkerPool } from "./pool.ts";
+import { RemoteQueue, type WorkerEnd, type WorkerFault, WorkerPool } from "./pool.ts";
 import { CNTLID_DYNAMIC, ConnectData, DISCOVERY_NQN, FabricsSqe } from "../tcp/fabrics.ts";
 import { AdrFam, type DiscoveryEntry, encodeDiscoveryLog, SubType, TREQ_DISABLE_SQFLOW, TRTYPE_TCP } from "../tcp/discovery.ts";
 import type { BlockBackend } from "./backend.ts";
@@ -308,11 +308,16 @@ export class NvmfTarget implements ConnHost {
     return this.#pool?.workers.filter((w) => w.alive).length ?? 0;
   }
 
-  /** Stop Worker `i` as a crash would (tests): its connections fail and their hosts reconnect to the others. */
-  killWorker(i: number): Promise<void> {
+  /**
+   * Stop Worker `i` as a crash would (tests): its connections fail at once
+   * and their hosts reconnect to the others; resolves once the Worker ended
+   * itself and its queue was released ("stopped"), or after `graceMs`
+   * (default 10 s) without an answer ("unresponsive").
+   */
+  killWorker(i: number, graceMs?: number): Promise<WorkerEnd> {
     const w = this.#pool?.workers[i];
     if (!w) return Promise.reject(new RangeError(`no worker ${i}`));
-    return w.kill();
+    return w.kill(graceMs);
   }
 
   /** True if Worker `i` exists and runs. */

@@ -24,12 +24,13 @@ import { PollGroup, SockWire } from "./poll.ts";
 import { SharedMedia, type WorkerNamespace } from "./shared.ts";
 import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
 import type { Reply } from "./nvm.ts";
-import type { FromWorker, ToWorker, WorkerFault, WorkerInit } from "./pool.ts";
+import { type FromWorker, KILLED, type ToWorker, type WorkerFault, type WorkerInit } from "./pool.ts";
 import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 
 interface Scope {
   addEventListener(type: "message", f: (e: MessageEvent) => void): void;
   postMessage(m: unknown): void;
+  close(): void;
 }
 const scope = globalThis as unknown as Scope;
 
@@ -221,6 +222,7 @@ class TargetWorker implements ConnHost {
     let quiet = 0; // passes since the last event or command in flight
     const tr = this.trace;
     while (!this.#stopping) {
+      if (Atomics.load(this.#posted, KILLED) !== 0) return this.#vanish();
       const busy = this.#busy();
       const spin = busy || quiet < IDLE_SPIN;
       const t0 = tr !== null ? performance.now() : 0;
@@ -266,6 +268,19 @@ class TargetWorker implements ConnHost {
     this.#group.closeAll();
     await this.#queue?.close();
     scope.postMessage({ op: "stopped" } satisfies FromWorker);
+    scope.close();
+  }
+
+  /**
+   * Declared dead by the listener (PoolWorker.kill): end as a crash would.
+   * The listener has already taken and shut down every socket, and releases
+   * the queue once told; nothing is answered, closed or reaped here. The
+   * thread ends in the same synchronous step as the message, so nothing of
+   * it (the queue's own pump included) runs after the listener hears it.
+   */
+  #vanish(): void {
+    scope.postMessage({ op: "stopped" } satisfies FromWorker);
+    scope.close();
   }
 }
 
@@ -307,7 +322,12 @@ function faultHook(rules: WorkerFault[]): (qid: number, sqe: Uint32Array) => Tar
     for (let i = 0; i < rules.length; i++) {
       const r = rules[i];
       if (r.opcode !== undefined && r.opcode !== opc) continue;
-      if (++seen[i] === (r.nth ?? 1)) return r.fault;
+      if (++seen[i] !== (r.nth ?? 1)) continue;
+      if (r.fault !== "stall") return r.fault;
+      // The thread blocks as in a long synchronous call: no pass, no event-loop turn.
+      const g = new Int32Array(r.gate ?? new SharedArrayBuffer(8));
+      Atomics.store(g, 1, 1);
+      Atomics.wait(g, 0, 0, r.stallMs ?? (r.gate ? Infinity : 1000));
     }
     return undefined;
   };
