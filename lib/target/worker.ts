@@ -56,6 +56,26 @@ const IDLE_SPIN = ((): number => {
   }
 })();
 
+/**
+ * Idle spin passes call sched_yield(2) (TSNVME_TARGET_SPIN_YIELD=1, read
+ * once): a spinning Worker then lets fio or the initiator's kworker on the
+ * same CPU run. An experiment for QD1, with {@link IDLE_SPIN}.
+ */
+const SPIN_YIELD = envOf("TSNVME_TARGET_SPIN_YIELD") === "1";
+/** CPU each Worker pins its thread to (TSNVME_TARGET_CPU, read once; -1: none). An experiment for QD1. */
+const PIN_CPU = ((): number => {
+  const v = Number(envOf("TSNVME_TARGET_CPU") ?? "-1");
+  return Number.isInteger(v) && v >= 0 && v < 1024 ? v : -1;
+})();
+
+function envOf(name: string): string | undefined {
+  try {
+    return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name];
+  } catch {
+    return undefined;
+  }
+}
+
 /** A controller as this Worker knows it: its id, subsystem (this thread's backends) and traffic counter. */
 class WorkerController {
   readonly discovery = false as const;
@@ -218,6 +238,11 @@ class TargetWorker implements ConnHost {
 
   /** The poll loop: serve, reap the queue's completions, send; sleep in poll when idle; look at messages when woken. */
   async run(): Promise<void> {
+    if (PIN_CPU >= 0) {
+      const mask = new Uint8Array(128);
+      mask[PIN_CPU >> 3] = 1 << (PIN_CPU & 7);
+      this.#libc.schedSetaffinity(0, mask); // pid 0: this thread only
+    }
     let passes = 0;
     let quiet = 0; // passes since the last event or command in flight
     const tr = this.trace;
@@ -227,6 +252,7 @@ class TargetWorker implements ConnHost {
       const spin = busy || quiet < IDLE_SPIN;
       const t0 = tr !== null ? performance.now() : 0;
       const events = this.#group.pass(spin ? 0 : IDLE_MS);
+      if (SPIN_YIELD && spin && !busy) this.#libc.schedYield();
       quiet = busy || events > 0 ? 0 : quiet + 1;
       if (tr !== null) {
         tr.span(spin ? Gap.BUSY_PASS : events === 0 ? Gap.IDLE_TIMEOUT : Gap.IDLE_WOKEN, t0);
