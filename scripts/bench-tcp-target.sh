@@ -25,6 +25,11 @@
 #   BENCH_QD1_AGAIN=1       a last column: QD1 once more after the other runs (a warm target)
 #   BENCH_STRACE=SEC        after each runtime's rows: strace -f -tt -T on a 1-Worker target for SEC
 #                           seconds of QD1; its syscalls by total time and the longest calls
+#   BENCH_SCHED=1           around each QD1 run: every guest thread's CPU time, voluntary and
+#                           involuntary context switches and migrations (/proc/*/task/*), and the
+#                           guest's context switches, per IO; the busiest threads are printed
+#   BENCH_IDLE=SEC          after each tsnvme row: the target's CPU over SEC seconds connected and idle
+# A BENCH_ENVS item sets several variables when they are joined by commas (A=1,B=2).
 cd "$(dirname "$0")/.." || exit 125
 REPO=$PWD
 SEC=${1:-5}
@@ -49,6 +54,53 @@ DIGESTS=${BENCH_DIGESTS:-off on}
 WORKERS=${BENCH_WORKERS:-1 2}
 : >"$ROWS"
 TPID=
+
+# sched_snap FILE: every guest thread's counters (python3: a few hundred threads, read at once).
+sched_snap() {
+  python3 - "$1" <<'PY'
+import glob, json, sys
+out = {}
+for t in glob.glob("/proc/[0-9]*/task/[0-9]*"):
+    try:
+        st = open(t + "/stat").read()
+        f = st[st.rindex(")") + 2:].split()
+        status = open(t + "/status").read().split("\n")
+        vcs = next(int(l.split()[1]) for l in status if l.startswith("voluntary_ctxt"))
+        nvcs = next(int(l.split()[1]) for l in status if l.startswith("nonvoluntary_ctxt"))
+        try:
+            mig = next(int(l.split(":")[1]) for l in open(t + "/sched") if l.startswith("se.nr_migrations"))
+        except Exception:
+            mig = 0
+        comm = open(t + "/comm").read().strip()
+        pid = t.split("/")[2]
+        pcomm = open("/proc/%s/comm" % pid).read().strip()
+        out[t] = [pcomm + "/" + comm, int(f[11]) + int(f[12]), vcs, nvcs, mig]
+    except Exception:
+        pass
+ctxt = next(int(l.split()[1]) for l in open("/proc/stat") if l.startswith("ctxt"))
+json.dump({"threads": out, "ctxt": ctxt}, open(sys.argv[1], "w"))
+PY
+}
+# sched_diff A B IOS LABEL: the busiest threads between two snapshots, per IO.
+sched_diff() {
+  python3 - "$@" "$HZ" <<'PY'
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+ios, label, hz = max(1, int(sys.argv[3])), sys.argv[4], int(sys.argv[5])
+rows = []
+for t, v in b["threads"].items():
+    u = a["threads"].get(t, [v[0], 0, 0, 0, 0])
+    d = [v[i] - u[i] for i in range(1, 5)]
+    if any(d):
+        rows.append((d[0], v[0], d))
+rows.sort(key=lambda r: -r[0])
+tot = sum(r[0] for r in rows)
+print("sched %s: %d IOs; guest context switches %.2f/IO; thread CPU %.0f us/IO in all" % (label, ios, (b["ctxt"] - a["ctxt"]) / ios, tot / hz * 1e6 / ios))
+print("  %-34s %9s %8s %8s %8s" % ("process/thread", "CPU us/IO", "vcs/IO", "nvcs/IO", "migr/IO"))
+for cpu, name, d in rows[:12]:
+    print("  %-34s %9.1f %8.2f %8.2f %8.2f" % (name[:34], cpu / hz * 1e6 / ios, d[1] / ios, d[2] / ios, d[3] / ios))
+PY
+}
 
 cpu_of() { # PID: utime+stime in ticks (all threads)
   awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
@@ -93,7 +145,9 @@ rows() {
   for dg in $DIGESTS; do
     if [ $dg = on ]; then connect $PORT -g -G || { echo "bench $label: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }
     else connect $PORT || { echo "bench $label: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }; fi
+    [ "${BENCH_SCHED:-0}" = 1 ] && sched_snap "$OUTD/sched0.json"
     set -- $(fio_json randread 4k 1); q1=$1 q1p50=$3 q1p99=$4
+    [ "${BENCH_SCHED:-0}" = 1 ] && sched_snap "$OUTD/sched1.json" && sched_diff "$OUTD/sched0.json" "$OUTD/sched1.json" "$5" "$label, digests $dg, QD1"
     [ -n "$TRACED" ] && sleep 1.5 # the trace prints after a second without IO: one histogram per fio run
     c0=$( [ "$who" = sys ] && sys_busy || cpu_of "$who")
     set -- $(fio_json randread 4k 32); q32=$1 q32p50=$3 q32p99=$4 ios=$5
@@ -117,7 +171,7 @@ rows() {
 
 start_tsnvme() { # RT WORKERS [ENV=VALUE]
   rm -f /tmp/bench-target.ready
-  e=${3:-TSNVME_TARGET_TRACE=0}
+  e=$(echo "${3:-TSNVME_TARGET_TRACE=0}" | tr , ' ')
   if [ "$1" = deno ]; then set -- env $e deno run -A --no-check lib/cli/nvmf-target.ts --workers "$2"; else set -- env $e bun lib/cli/nvmf-target.ts --workers "$2"; fi
   "$@" --port $PORT --nqn $NQN --ns "$PCI2:1" --ready-file /tmp/bench-target.ready -q >>"$OUTD/target.log" 2>&1 &
   TPID=$!
@@ -176,6 +230,13 @@ for rt in $RTS; do
       sleep 0.5
     fi
     rows "tsnvme $rt, $w Worker(s)$vl" $TPID
+    if [ -n "${BENCH_IDLE:-}" ] && connect $PORT; then
+      # After a second of QD1 (whatever spins after IO has ended), then connected and idle.
+      fio_json randread 4k 1 >/dev/null
+      c0=$(cpu_of $TPID); sleep "$BENCH_IDLE"; c1=$(cpu_of $TPID)
+      echo "idle, tsnvme $rt, $w Worker(s)$vl: $(awk -v t=$((c1 - c0)) -v hz="$HZ" -v s="$BENCH_IDLE" 'BEGIN{printf "%.1f%%", t / hz / s * 100}') of a CPU over ${BENCH_IDLE}s"
+      nvme disconnect -n $NQN >/dev/null 2>&1
+    fi
     stop_pid
     if [ "${BENCH_TRACE:-0}" = 1 ]; then
       # env(1) takes both assignments; the trace's own goes last so it wins over a variant's.

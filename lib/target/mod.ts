@@ -29,7 +29,7 @@ export { NvmController, type Reply } from "./nvm.ts";
 export { identityFromIdCtrl, NamespaceMedia } from "../sim/nsmedia.ts";
 export { type CommandHook, type ConnWire, type ResumedQueue, TargetConn, type TargetFault } from "./conn.ts";
 export type { Digests } from "../tcp/pdu.ts";
-export { RemoteQueue, type WorkerFault } from "./pool.ts";
+export { RemoteQueue, type WorkerEnd, type WorkerFault } from "./pool.ts";
 export { SharedMedia, type WorkerNamespace } from "./shared.ts";
 export { type ConnectRequest, type ConnHost, type DigestPolicy, NvmfTarget, type NvmfTargetOptions, type SubsystemOptions, type TargetStats } from "./server.ts";
 export { type NamespaceOpenOptions, type NamespaceSpec, type OpenedNamespaces, openNamespaces, parseNamespaceSpec } from "./spec-parse.ts";

@@ -21,8 +21,16 @@ import { DevBackend, MediaBackend } from "./backend.ts";
 
 /** A fault a Worker applies to the `nth` (default first) IO command it sees of `opcode` (any when absent); tests only. */
 export interface WorkerFault {
-  /** What to do (see TargetFault). */
-  fault: TargetFault;
+  /**
+   * What to do (see TargetFault); "stall": block the Worker's thread (as a
+   * thread stuck in a call would be) until `gate` opens or `stallMs` pass,
+   * then serve the command.
+   */
+  fault: TargetFault | "stall";
+  /** A stall's gate: two Int32 words, [0] nonzero opens it, [1] the Worker sets to 1 when it stalls. */
+  gate?: SharedArrayBuffer;
+  /** Longest a stall blocks (default: until the gate opens; 1000 ms without a gate). */
+  stallMs?: number;
   /** Opcode matched (default: any). */
   opcode?: number;
   /** Which match (1-based, default 1). */
@@ -45,7 +53,10 @@ export interface WorkerInit {
   subsystems: { nqn: string; namespaces: WorkerNamespace[] }[];
   /** The device behind "dev" namespaces (its queue arrives with the init). */
   device: { target: string; info: DeviceInfo; identifyData: Uint8Array } | null;
-  /** Messages posted to this Worker (one Int32, bumped before each post). */
+  /**
+   * Two Int32 words: [0] messages posted to this Worker (bumped before each
+   * post), [1] nonzero once the listener declared it dead ({@link PoolWorker.kill}).
+   */
   posted: SharedArrayBuffer;
   /** eventfd the listener writes after each post: wakes the Worker's poll. */
   wakeFd: number;
@@ -140,6 +151,20 @@ export interface PoolHost {
   readonly log?: (line: string) => void;
 }
 
+/** Word of {@link WorkerInit.posted} that tells a Worker it was declared dead. */
+export const KILLED = 1;
+
+/**
+ * How long {@link PoolWorker.kill} and {@link PoolWorker.stop} wait for the
+ * Worker to say it stopped before the last resort. A Worker looks at its
+ * kill word every pass (a pass is at most one 10 ms poll plus the commands
+ * it read); this is many passes even on a loaded TCG guest.
+ */
+const END_GRACE_MS = 10_000;
+
+/** How a Worker ended: it stopped itself, or it did not answer in time (its queue and sockets are then kept). */
+export type WorkerEnd = "stopped" | "unresponsive";
+
 /** One Worker of the pool. */
 export class PoolWorker {
   /** Position in the pool. */
@@ -155,7 +180,8 @@ export class PoolWorker {
   readonly #wakeFd: number;
   readonly #one = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
   readonly #terminate: () => Promise<void>;
-  /** Resolves when the Worker reports it stopped (after a stop request). */
+  #ending: Promise<WorkerEnd> | null = null;
+  /** Resolves when the Worker reports it stopped (after a stop request or a kill). */
   stopped: Promise<void> | null = null;
 
   /** Worker `index` of `pool`, woken through `wakeFd`, counting posts in `posted` (both given to it at start). */
@@ -176,26 +202,75 @@ export class PoolWorker {
     this.#pool.libc.write(this.#wakeFd, this.#one);
   }
 
-  /** Stop it as if it crashed (tests, and the pool on an uncaught error): its connections fail, its queue is released. */
-  async kill(): Promise<void> {
-    if (!this.alive) return;
+  /**
+   * Stop it as if it crashed (tests): its connections fail at once (the
+   * hosts reconnect), the Worker drops everything at its next pass without
+   * answering anything and ends itself, then its queue is released.
+   * `graceMs`: how long to wait for it (default 10 s) before the last resort.
+   */
+  kill(graceMs: number = END_GRACE_MS): Promise<WorkerEnd> {
+    if (this.#ending !== null) return this.#ending;
     this.alive = false;
-    // The thread stops first (synchronously), then its sockets are failed; the queue release may take longer.
+    // The listener takes every socket first (shut down: the hosts see the connections die even if
+    // the Worker is slow); the Worker, told next, finds them taken and never touches them again.
+    const fds = this.#pool.failConnections(this);
+    Atomics.store(this.#posted, KILLED, 1);
+    this.#pool.libc.write(this.#wakeFd, this.#one);
+    return (this.#ending = this.#end(fds, graceMs));
+  }
+
+  /** It died of an uncaught error (its thread runs no more JS): terminate, release its queue, fail its connections. */
+  crashed(): Promise<WorkerEnd> {
+    if (this.#ending !== null) return this.#ending;
+    this.alive = false;
     const released = this.#terminate();
-    this.#pool.failConnections(this);
-    await released;
+    this.#pool.closeLater(this.#pool.failConnections(this));
+    return (this.#ending = released.then(() => "stopped" as const));
   }
 
   /** Ask it to close its connections and its queue, then end it. */
-  async stop(): Promise<void> {
-    if (!this.alive) return;
+  stop(graceMs: number = END_GRACE_MS): Promise<WorkerEnd> {
+    if (this.#ending !== null) return this.#ending;
     this.post({ op: "stop" });
     this.alive = false;
+    return (this.#ending = (async () => {
+      const end = await this.#end([], graceMs);
+      this.#pool.closeLater(this.#pool.failConnections(this));
+      return end;
+    })());
+  }
+
+  /**
+   * Wait for the Worker's "stopped", then close `fds` and release its queue.
+   * The last resort is `worker.terminate()` alone: a Deno Worker in a
+   * synchronous loop (its poll(2) FFI calls) is terminated only at its next
+   * event-loop turn, so a thread that did not answer may still be running
+   * on its queue's memory and sockets; unmapping that memory under it is a
+   * SIGSEGV of the whole process (reproduced). Its queue and fds are kept
+   * until it does answer, if ever.
+   */
+  async #end(fds: number[], graceMs: number): Promise<WorkerEnd> {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([this.stopped, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    const answered = await Promise.race([
+      this.stopped!.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs))),
+    ]);
     clearTimeout(timer);
-    await this.#terminate();
-    this.#pool.failConnections(this);
+    const release = async () => {
+      this.#pool.closeNow(fds);
+      await this.#terminate();
+    };
+    if (answered) {
+      await release();
+      return "stopped";
+    }
+    this.#pool.log?.(`worker ${this.index} did not stop within ${graceMs} ms: terminated; its queue and sockets are kept until it stops`);
+    this.worker.terminate();
+    void this.stopped!.then(async () => {
+      await release();
+      this.#pool.log?.(`worker ${this.index} stopped late: its queue and sockets released`);
+    });
+    return "unresponsive";
   }
 }
 
@@ -286,7 +361,7 @@ export class WorkerPool {
         ...o,
         subsystems: subs,
         device: dev ? { target: dev.target, info: plainInfo(dev.info), identifyData: dev.controller.identifyData.slice() } : null,
-        posted: new SharedArrayBuffer(4),
+        posted: new SharedArrayBuffer(8),
         wakeFd: fd,
       });
     }
@@ -329,7 +404,7 @@ export class WorkerPool {
     w.addEventListener("error", (e: Event) => {
       (e as ErrorEvent).preventDefault?.();
       this.#host.log?.(`worker ${i} died: ${(e as ErrorEvent).message ?? e}`);
-      void pw.kill();
+      void pw.crashed();
     });
     this.workers.push(pw);
   }
@@ -373,21 +448,42 @@ export class WorkerPool {
     return q;
   }
 
-  /** A Worker is gone: its sockets are shut down (the hosts reconnect) and closed here, where nobody else owns them now. */
-  failConnections(w: PoolWorker): void {
+  /** Log sink. */
+  get log(): ((line: string) => void) | undefined {
+    return this.#host.log;
+  }
+
+  /**
+   * A Worker is gone: the sockets it had not closed are taken from it and
+   * shut down (the hosts reconnect), its connections end. Returns their fds,
+   * for the caller to close once the Worker can no longer use the numbers.
+   */
+  failConnections(w: PoolWorker): number[] {
     const qs = [...w.queues.values()];
     w.queues.clear();
+    const fds: number[] = [];
     for (const q of qs) {
       // Only the sockets the Worker had not closed: a number it closed may already be a new connection's.
       if (Atomics.compareExchange(q.own, 0, 0, 2) !== 0) continue;
       try {
         shutdownFd(this.libc, q.fd);
       } catch { /* already down */ }
-      // Closed a little later: a Worker thread still unwinding from poll must not see the number reused.
-      this.#toClose.push(q.fd);
+      fds.push(q.fd);
     }
-    this.#closeTimer ??= setTimeout(() => this.#closeFds(), 100);
     for (const q of qs) this.#host.remoteClosed(q);
+    return fds;
+  }
+
+  /** Close `fds` a little later: a Worker thread still unwinding from poll must not see the numbers reused. */
+  closeLater(fds: number[]): void {
+    if (fds.length === 0) return;
+    this.#toClose.push(...fds);
+    this.#closeTimer ??= setTimeout(() => this.#closeFds(), 100);
+  }
+
+  /** Close `fds` now (their Worker has stopped). */
+  closeNow(fds: number[]): void {
+    for (const fd of fds) this.libc.close(fd);
   }
 
   #closeFds(): void {
@@ -398,9 +494,10 @@ export class WorkerPool {
 
   /** Stop every Worker (each closes its connections and gives its queue back). */
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.stop()));
+    const ends = await Promise.all(this.workers.map((w) => w.stop()));
     this.#closeFds();
-    for (const fd of this.#wakeFds) this.libc.close(fd);
+    // A Worker that never answered may still poll its wake fd: that number must not be reused under it.
+    this.#wakeFds.forEach((fd, i) => ends[i] !== "unresponsive" && this.libc.close(fd));
     this.#wakeFds.length = 0;
   }
 }

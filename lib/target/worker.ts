@@ -24,12 +24,13 @@ import { PollGroup, SockWire } from "./poll.ts";
 import { SharedMedia, type WorkerNamespace } from "./shared.ts";
 import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
 import type { Reply } from "./nvm.ts";
-import type { FromWorker, ToWorker, WorkerFault, WorkerInit } from "./pool.ts";
+import { type FromWorker, KILLED, type ToWorker, type WorkerFault, type WorkerInit } from "./pool.ts";
 import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 
 interface Scope {
   addEventListener(type: "message", f: (e: MessageEvent) => void): void;
   postMessage(m: unknown): void;
+  close(): void;
 }
 const scope = globalThis as unknown as Scope;
 
@@ -54,6 +55,26 @@ const IDLE_SPIN = ((): number => {
     return 0;
   }
 })();
+
+/**
+ * Idle spin passes call sched_yield(2) (TSNVME_TARGET_SPIN_YIELD=1, read
+ * once): a spinning Worker then lets fio or the initiator's kworker on the
+ * same CPU run. An experiment for QD1, with {@link IDLE_SPIN}.
+ */
+const SPIN_YIELD = envOf("TSNVME_TARGET_SPIN_YIELD") === "1";
+/** CPU each Worker pins its thread to (TSNVME_TARGET_CPU, read once; -1: none). An experiment for QD1. */
+const PIN_CPU = ((): number => {
+  const v = Number(envOf("TSNVME_TARGET_CPU") ?? "-1");
+  return Number.isInteger(v) && v >= 0 && v < 1024 ? v : -1;
+})();
+
+function envOf(name: string): string | undefined {
+  try {
+    return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name];
+  } catch {
+    return undefined;
+  }
+}
 
 /** A controller as this Worker knows it: its id, subsystem (this thread's backends) and traffic counter. */
 class WorkerController {
@@ -217,14 +238,21 @@ class TargetWorker implements ConnHost {
 
   /** The poll loop: serve, reap the queue's completions, send; sleep in poll when idle; look at messages when woken. */
   async run(): Promise<void> {
+    if (PIN_CPU >= 0) {
+      const mask = new Uint8Array(128);
+      mask[PIN_CPU >> 3] = 1 << (PIN_CPU & 7);
+      this.#libc.schedSetaffinity(0, mask); // pid 0: this thread only
+    }
     let passes = 0;
     let quiet = 0; // passes since the last event or command in flight
     const tr = this.trace;
     while (!this.#stopping) {
+      if (Atomics.load(this.#posted, KILLED) !== 0) return this.#vanish();
       const busy = this.#busy();
       const spin = busy || quiet < IDLE_SPIN;
       const t0 = tr !== null ? performance.now() : 0;
       const events = this.#group.pass(spin ? 0 : IDLE_MS);
+      if (SPIN_YIELD && spin && !busy) this.#libc.schedYield();
       quiet = busy || events > 0 ? 0 : quiet + 1;
       if (tr !== null) {
         tr.span(spin ? Gap.BUSY_PASS : events === 0 ? Gap.IDLE_TIMEOUT : Gap.IDLE_WOKEN, t0);
@@ -266,6 +294,19 @@ class TargetWorker implements ConnHost {
     this.#group.closeAll();
     await this.#queue?.close();
     scope.postMessage({ op: "stopped" } satisfies FromWorker);
+    scope.close();
+  }
+
+  /**
+   * Declared dead by the listener (PoolWorker.kill): end as a crash would.
+   * The listener has already taken and shut down every socket, and releases
+   * the queue once told; nothing is answered, closed or reaped here. The
+   * thread ends in the same synchronous step as the message, so nothing of
+   * it (the queue's own pump included) runs after the listener hears it.
+   */
+  #vanish(): void {
+    scope.postMessage({ op: "stopped" } satisfies FromWorker);
+    scope.close();
   }
 }
 
@@ -307,7 +348,12 @@ function faultHook(rules: WorkerFault[]): (qid: number, sqe: Uint32Array) => Tar
     for (let i = 0; i < rules.length; i++) {
       const r = rules[i];
       if (r.opcode !== undefined && r.opcode !== opc) continue;
-      if (++seen[i] === (r.nth ?? 1)) return r.fault;
+      if (++seen[i] !== (r.nth ?? 1)) continue;
+      if (r.fault !== "stall") return r.fault;
+      // The thread blocks as in a long synchronous call: no pass, no event-loop turn.
+      const g = new Int32Array(r.gate ?? new SharedArrayBuffer(8));
+      Atomics.store(g, 1, 1);
+      Atomics.wait(g, 0, 0, r.stallMs ?? (r.gate ? Infinity : 1000));
     }
     return undefined;
   };

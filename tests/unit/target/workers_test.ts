@@ -124,7 +124,8 @@ test("target workers: a Worker killed mid-IO fails its connections; the host rec
         }
       });
       await until(() => acked.size >= 20, "writes under way", 10_000);
-      await t.killWorker(0);
+      // It ends itself at its next pass (never terminated in the middle of an FFI call), then its queue goes.
+      assert.equal(await t.killWorker(0), "stopped");
       assert.equal(t.workers, 1);
       await until(() => dev.controller.resets >= 1 && acked.size >= 60, "reconnect and more writes", 15_000);
       stop = true;
@@ -177,6 +178,120 @@ test("target workers: a software controller behind two Workers, each on a queue 
       }
     } finally {
       await t.close();
+    }
+  } finally {
+    await back.close();
+  }
+});
+
+test("target workers: a Worker stuck in a call when killed: its host reconnects meanwhile, nothing of it is freed under it", async () => {
+  // Worker 0 blocks inside its 3rd Write (as a thread stuck in a synchronous call) until the gate opens.
+  const gate = new Int32Array(new SharedArrayBuffer(8));
+  const lines: string[] = [];
+  const t = await target({ workers: 1, workerFaults: [{ fault: "stall", opcode: IoOpc.WRITE, nth: 3, gate: gate.buffer as SharedArrayBuffer }], log: (l) => lines.push(l) });
+  try {
+    const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 1, reconnectDelayMs: 50 });
+    try {
+      const ns = dev.ns(1);
+      const acked = new Map<number, number>();
+      let stop = false, lost = 0;
+      const writer = (async () => {
+        const b = dev.allocBuffer(4096);
+        for (let i = 0; !stop; i++) {
+          b.fill((i % 250) + 1);
+          try {
+            await ns.write(i * 8, b); // a block of its own each: the stuck Write never lands on one acknowledged later
+            acked.set(i * 8, (i % 250) + 1);
+          } catch (e) {
+            assert.ok(e instanceof ConnectionLostError, String(e));
+            lost++;
+          }
+        }
+      })();
+      await until(() => Atomics.load(gate, 1) === 1, "the Worker stalled", 10_000);
+      // It cannot answer: the kill gives up waiting (its queue and sockets stay), but its connection already failed.
+      assert.equal(await t.killWorker(0, 200), "unresponsive");
+      assert.equal(t.workers, 0);
+      // Still stuck (the gate is shut): the host reconnected and writes again, now served by the listener.
+      const before = acked.size;
+      await until(() => dev.controller.resets >= 1 && acked.size >= before + 20, "reconnect and writes while the Worker is stuck", 15_000);
+      assert.ok(lost >= 1, "the stuck Write failed as a lost connection");
+      Atomics.store(gate, 0, 1);
+      Atomics.notify(gate, 0);
+      await until(() => acked.size >= before + 40, "writes after the Worker came back", 15_000);
+      stop = true;
+      await writer;
+      await ns.flush();
+      const r = new Uint8Array(4096);
+      for (const [lba, v] of acked) {
+        await ns.read(lba, r);
+        assert.ok(r.every((x) => x === v), `lba ${lba}: expected ${v}, read ${r[0]}`);
+      }
+    } finally {
+      await dev.close();
+    }
+  } finally {
+    Atomics.store(gate, 0, 1);
+    Atomics.notify(gate, 0);
+    await t.close();
+  }
+  assert.ok(lines.some((l) => /did not stop within 200 ms/.test(l)), lines.join("\n"));
+});
+
+test("target workers: Workers on queue pairs of their own killed under IO, round after round: each ends itself, then its queue is released", async () => {
+  const back = await NVMeDev.open("sim:ns=4M:512", { interrupts: "poll" });
+  try {
+    for (let round = 0; round < 3; round++) {
+      const lines: string[] = [];
+      const t = await NvmfTarget.listen({
+        port: 0,
+        subsystems: [{ nqn: NQN, namespaces: [new DevBackend(back, 1)] }],
+        maxTransfer: 64 * 1024,
+        inCapsule: 4096,
+        maxIoQueues: 2,
+        workers: 2,
+        log: (l) => lines.push(l),
+      });
+      try {
+        assert.equal(t.workers, 2, lines.join("\n"));
+        const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 2, reconnectDelayMs: 50 });
+        try {
+          const ns = dev.ns(1);
+          const acked = new Map<number, number>();
+          let stop = false;
+          const writers = Array.from({ length: 4 }, async (_, k) => {
+            const b = dev.allocBuffer(4096);
+            for (let i = 0; !stop; i++) {
+              const lba = (k * 100 + (i % 50)) * 8, v = ((round * 50 + k * 37 + i) % 250) + 1;
+              b.fill(v);
+              try {
+                await ns.write(lba, b);
+                acked.set(lba, v);
+              } catch (e) {
+                assert.ok(e instanceof ConnectionLostError, String(e));
+                acked.delete(lba);
+              }
+            }
+          });
+          await until(() => acked.size >= 20, "writes under way", 10_000);
+          assert.equal(await t.killWorker(round % 2), "stopped", lines.join("\n"));
+          await until(() => dev.controller.resets >= 1 && acked.size >= 60, "reconnect and more writes", 15_000);
+          stop = true;
+          await Promise.all(writers);
+          await ns.flush();
+          // Read back through the backing device itself.
+          const r = back.allocBuffer(4096);
+          for (const [lba, v] of acked) {
+            await back.ns(1).read(lba, r);
+            assert.ok(r.every((x) => x === v), `round ${round}, lba ${lba}: expected ${v}, read ${r[0]}`);
+          }
+          back.freeBuffer(r);
+        } finally {
+          await dev.close();
+        }
+      } finally {
+        await t.close();
+      }
     }
   } finally {
     await back.close();
