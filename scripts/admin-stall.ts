@@ -10,6 +10,7 @@
  * @module
  */
 import process from "node:process";
+import { spawnSync } from "node:child_process";
 import { NVMeDev } from "../lib/dev.ts";
 import { loadLibc } from "../lib/ffi/mod.ts";
 import { VfioTransport } from "../lib/vfio/transport.ts";
@@ -77,6 +78,30 @@ function dump(what: string, c: Ctx, t0: number): void {
     cqes.push(`${i}:cid${p3 & 0xffff} p${(p3 >>> 16) & 1} sf${hex(p3 >>> 17)} sqhd${libc.peek32(cqa + BigInt(i * 16 + 8)) & 0xffff}${diff}`);
   }
   log(`  CQ: ${cqes.join(" ")}`);
+  // The same page read by the kernel (/proc/self/mem goes through the kernel's own mapping of the
+  // physical page, not this process's): a CQE seen there and not above means the two views differ.
+  const memFd = libc.open("/proc/self/mem", 0);
+  if (memFd >= 0) {
+    const page = new Uint8Array(4096);
+    libc.pread(memFd, page, cqa);
+    libc.close(memFd);
+    const k32 = new Uint32Array(page.buffer);
+    const kcqes: string[] = [];
+    for (let i = 0; i < 32; i++) {
+      const k3 = k32[i * 4 + 3];
+      if (k3 !== 0) kcqes.push(`${i}:cid${k3 & 0xffff} p${(k3 >>> 16) & 1} sqhd${k32[i * 4 + 2] & 0xffff}`);
+    }
+    log(`  CQ through /proc/self/mem: ${kcqes.join(" ")}`);
+    // Another process on this CPU switches the page tables (under TCG, a flush of the vCPU's
+    // whole soft TLB): a CQE that appears only after it was hidden by a stale translation.
+    spawnSync("/bin/true");
+    const after: string[] = [];
+    for (let i = 0; i < 32; i++) {
+      const p3 = libc.peek32(cqa + BigInt(i * 16 + 12));
+      if (p3 !== 0) after.push(`${i}:cid${p3 & 0xffff}`);
+    }
+    log(`  CQ after a context switch: ${after.join(" ")}`);
+  }
   const sqes: string[] = [];
   for (let i = 0; i < 32; i++) {
     const d0 = sq32[i * 16], p0 = libc.peek32(sqa + BigInt(i * 64));
