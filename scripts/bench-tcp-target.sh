@@ -78,7 +78,15 @@ for t in glob.glob("/proc/[0-9]*/task/[0-9]*"):
     except Exception:
         pass
 ctxt = next(int(l.split()[1]) for l in open("/proc/stat") if l.startswith("ctxt"))
-json.dump({"threads": out, "ctxt": ctxt}, open(sys.argv[1], "w"))
+irqs = {}
+for l in open("/proc/interrupts").read().split("\n")[1:]:
+    f = l.split()
+    if len(f) > 2 and f[0].endswith(":"):
+        n = sum(int(x) for x in f[1:] if x.isdigit())
+        name = " ".join(x for x in f[1:] if not x.isdigit())
+        key = "vfio" if "vfio" in name else "nvme" if "nvme" in name else f[0].rstrip(":")
+        irqs[key] = irqs.get(key, 0) + n
+json.dump({"threads": out, "ctxt": ctxt, "irqs": irqs}, open(sys.argv[1], "w"))
 PY
 }
 # sched_diff A B IOS LABEL: the busiest threads between two snapshots, per IO.
@@ -96,6 +104,9 @@ for t, v in b["threads"].items():
 rows.sort(key=lambda r: -r[0])
 tot = sum(r[0] for r in rows)
 print("sched %s: %d IOs; guest context switches %.2f/IO; thread CPU %.0f us/IO in all" % (label, ios, (b["ctxt"] - a["ctxt"]) / ios, tot / hz * 1e6 / ios))
+ia, ib = a.get("irqs", {}), b.get("irqs", {})
+busy = sorted(((ib[k] - ia.get(k, 0)) / ios, k) for k in ib if ib[k] - ia.get(k, 0) > 0)[::-1][:6]
+print("  interrupts per IO: " + ", ".join("%s %.2f" % (k, v) for v, k in busy))
 print("  %-34s %9s %8s %8s %8s" % ("process/thread", "CPU us/IO", "vcs/IO", "nvcs/IO", "migr/IO"))
 for cpu, name, d in rows[:12]:
     print("  %-34s %9.1f %8.2f %8.2f %8.2f" % (name[:34], cpu / hz * 1e6 / ios, d[1] / ios, d[2] / ios, d[3] / ios))
