@@ -93,7 +93,8 @@ function dump(what: string, c: Ctx, t0: number): void {
     }
     log(`  CQ through /proc/self/mem: ${kcqes.join(" ")}`);
     // Another process on this CPU switches the page tables (under TCG, a flush of the vCPU's
-    // whole soft TLB): a CQE that appears only after it was hidden by a stale translation.
+    // whole soft TLB): a CQE that appeared only now would have been hidden by a stale translation
+    // (in 25 stalls it never did: all three views agreed).
     spawnSync("/bin/true");
     const after: string[] = [];
     for (let i = 0; i < 32; i++) {
