@@ -78,6 +78,14 @@ function dump(what: string, c: Ctx, t0: number): void {
     cqes.push(`${i}:cid${p3 & 0xffff} p${(p3 >>> 16) & 1} sf${hex(p3 >>> 17)} sqhd${libc.peek32(cqa + BigInt(i * 16 + 8)) & 0xffff}${diff}`);
   }
   log(`  CQ: ${cqes.join(" ")}`);
+  // The first slot whose DW3 (CID, phase, status) is zero, whole: a lost RMW race leaves the
+  // device's DW0-DW2 (SQ head, SQ id) in place under a zeroed DW3.
+  for (let i = 0; i < 32; i++) {
+    if (libc.peek32(cqa + BigInt(i * 16 + 12)) !== 0) continue;
+    const dw = [0, 1, 2, 3].map((k) => hex(libc.peek32(cqa + BigInt(i * 16 + k * 4))));
+    log(`  CQ slot ${i} (first with DW3 = 0): DW0-DW3 ${dw.join(" ")}`);
+    break;
+  }
   // The same page read by the kernel (/proc/self/mem goes through the kernel's own mapping of the
   // physical page, not this process's): a CQE seen there and not above means the two views differ.
   const memFd = libc.open("/proc/self/mem", 0);
