@@ -13,14 +13,19 @@
  * @module
  */
 
+/** An environment variable, or undefined where the runtime gives no access (Deno without --allow-env). */
+export function envOf(name: string): string | undefined {
+  try {
+    return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name];
+  } catch {
+    return undefined;
+  }
+}
+
 /** True when `TSNVME_TARGET_TRACE` is set (and not "0") in the environment. */
 export const targetTraceOn: boolean = (() => {
-  try {
-    const v = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.TSNVME_TARGET_TRACE;
-    return !!v && v !== "0";
-  } catch {
-    return false; // Deno without --allow-env
-  }
+  const v = envOf("TSNVME_TARGET_TRACE");
+  return !!v && v !== "0";
 })();
 
 /** log2 buckets in µs: bucket i holds [2^i, 2^(i+1)) µs (bucket 0 also below 1 µs). */

@@ -25,7 +25,7 @@ import { SharedMedia, type WorkerNamespace } from "./shared.ts";
 import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
 import type { Reply } from "./nvm.ts";
 import { type FromWorker, KILLED, type ToWorker, type WorkerFault, type WorkerInit } from "./pool.ts";
-import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
+import { envOf, Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 
 interface Scope {
   addEventListener(type: "message", f: (e: MessageEvent) => void): void;
@@ -48,12 +48,8 @@ const PASSES_PER_YIELD = 256;
  * would be woken.
  */
 const IDLE_SPIN = ((): number => {
-  try {
-    const v = Number((globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.TSNVME_TARGET_IDLE_SPIN);
-    return Number.isInteger(v) && v > 0 ? v : 0;
-  } catch {
-    return 0;
-  }
+  const v = Number(envOf("TSNVME_TARGET_IDLE_SPIN"));
+  return Number.isInteger(v) && v > 0 ? v : 0;
 })();
 
 /**
@@ -67,14 +63,6 @@ const PIN_CPU = ((): number => {
   const v = Number(envOf("TSNVME_TARGET_CPU") ?? "-1");
   return Number.isInteger(v) && v >= 0 && v < 1024 ? v : -1;
 })();
-
-function envOf(name: string): string | undefined {
-  try {
-    return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name];
-  } catch {
-    return undefined;
-  }
-}
 
 /** A controller as this Worker knows it: its id, subsystem (this thread's backends) and traffic counter. */
 class WorkerController {
