@@ -31,6 +31,51 @@ function target(o: Partial<NvmfTargetOptions> = {}): Promise<NvmfTarget> {
 
 const url = (t: NvmfTarget) => `tcp://127.0.0.1:${t.port}/${NQN}`;
 
+/** A target exporting namespace 1 of `back` (a software controller) through two Workers, each on a queue pair of its own. */
+function deviceTarget(back: NVMeDev, lines: string[]): Promise<NvmfTarget> {
+  return NvmfTarget.listen({
+    port: 0,
+    subsystems: [{ nqn: NQN, namespaces: [new DevBackend(back, 1)] }],
+    maxTransfer: 64 * 1024,
+    inCapsule: 4096,
+    maxIoQueues: 2,
+    workers: 2,
+    log: (l) => lines.push(l),
+  });
+}
+
+/**
+ * Four writers keeping IO in flight on `dev`'s namespace 1 until stopped: writer `k`'s `i`th write
+ * goes where `at(k, i)` says. Each completed write is recorded with its pattern; one that failed
+ * with its connection is forgotten (it may or may not have landed).
+ */
+function writers(dev: NVMeDev, at: (k: number, i: number) => { lba: number; v: number }): { acked: Map<number, number>; stop(): Promise<void> } {
+  const ns = dev.ns(1);
+  const acked = new Map<number, number>();
+  let stopped = false;
+  const all = Array.from({ length: 4 }, async (_, k) => {
+    const b = dev.allocBuffer(4096);
+    for (let i = 0; !stopped; i++) {
+      const { lba, v } = at(k, i);
+      b.fill(v);
+      try {
+        await ns.write(lba, b);
+        acked.set(lba, v);
+      } catch (e) {
+        assert.ok(e instanceof ConnectionLostError, String(e));
+        acked.delete(lba);
+      }
+    }
+  });
+  return {
+    acked,
+    stop: async () => {
+      stopped = true;
+      await Promise.all(all);
+    },
+  };
+}
+
 for (const digests of [false, true]) {
   test(`target workers: IO queues are served by two Workers, data crosses them, Flush goes to the model (digests ${digests})`, async () => {
     const t = await target();
@@ -106,30 +151,15 @@ test("target workers: a Worker killed mid-IO fails its connections; the host rec
     const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 2, reconnectDelayMs: 50 });
     try {
       const ns = dev.ns(1);
-      const acked = new Map<number, number>();
-      let stop = false;
-      // Writers keep IO in flight on both queues; every completed write is recorded with its pattern.
-      const writers = Array.from({ length: 4 }, async (_, k) => {
-        const b = dev.allocBuffer(4096);
-        for (let i = 0; !stop; i++) {
-          const lba = (k * 200 + (i % 100)) * 8, v = ((k * 37 + i) % 250) + 1;
-          b.fill(v);
-          try {
-            await ns.write(lba, b);
-            acked.set(lba, v);
-          } catch (e) {
-            assert.ok(e instanceof ConnectionLostError, String(e));
-            acked.delete(lba); // unknown state: the write may or may not have landed
-          }
-        }
-      });
+      // Writers keep IO in flight on both queues.
+      const w = writers(dev, (k, i) => ({ lba: (k * 200 + (i % 100)) * 8, v: ((k * 37 + i) % 250) + 1 }));
+      const acked = w.acked;
       await until(() => acked.size >= 20, "writes under way", 10_000);
       // It ends itself at its next pass (never terminated in the middle of an FFI call), then its queue goes.
       assert.equal(await t.killWorker(0), "stopped");
       assert.equal(t.workers, 1);
       await until(() => dev.controller.resets >= 1 && acked.size >= 60, "reconnect and more writes", 15_000);
-      stop = true;
-      await Promise.all(writers);
+      await w.stop();
       await ns.flush();
       // Every queue now lives on the surviving Worker.
       for (const w of t.queueWorkers(dev.controller.cntlid).values()) assert.equal(w, 1);
@@ -150,15 +180,7 @@ test("target workers: a software controller behind two Workers, each on a queue 
   const back = await NVMeDev.open("sim:ns=4M:512", { interrupts: "poll" });
   const lines: string[] = [];
   try {
-    const t = await NvmfTarget.listen({
-      port: 0,
-      subsystems: [{ nqn: NQN, namespaces: [new DevBackend(back, 1)] }],
-      maxTransfer: 64 * 1024,
-      inCapsule: 4096,
-      maxIoQueues: 2,
-      workers: 2,
-      log: (l) => lines.push(l),
-    });
+    const t = await deviceTarget(back, lines);
     try {
       assert.equal(t.workers, 2, lines.join("\n"));
       const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 2 });
@@ -252,41 +274,18 @@ test("target workers: Workers on queue pairs of their own killed under IO, round
   try {
     for (let round = 0; round < 3; round++) {
       const lines: string[] = [];
-      const t = await NvmfTarget.listen({
-        port: 0,
-        subsystems: [{ nqn: NQN, namespaces: [new DevBackend(back, 1)] }],
-        maxTransfer: 64 * 1024,
-        inCapsule: 4096,
-        maxIoQueues: 2,
-        workers: 2,
-        log: (l) => lines.push(l),
-      });
+      const t = await deviceTarget(back, lines);
       try {
         assert.equal(t.workers, 2, lines.join("\n"));
         const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 2, reconnectDelayMs: 50 });
         try {
           const ns = dev.ns(1);
-          const acked = new Map<number, number>();
-          let stop = false;
-          const writers = Array.from({ length: 4 }, async (_, k) => {
-            const b = dev.allocBuffer(4096);
-            for (let i = 0; !stop; i++) {
-              const lba = (k * 100 + (i % 50)) * 8, v = ((round * 50 + k * 37 + i) % 250) + 1;
-              b.fill(v);
-              try {
-                await ns.write(lba, b);
-                acked.set(lba, v);
-              } catch (e) {
-                assert.ok(e instanceof ConnectionLostError, String(e));
-                acked.delete(lba);
-              }
-            }
-          });
+          const w = writers(dev, (k, i) => ({ lba: (k * 100 + (i % 50)) * 8, v: ((round * 50 + k * 37 + i) % 250) + 1 }));
+          const acked = w.acked;
           await until(() => acked.size >= 20, "writes under way", 10_000);
           assert.equal(await t.killWorker(round % 2), "stopped", lines.join("\n"));
           await until(() => dev.controller.resets >= 1 && acked.size >= 60, "reconnect and more writes", 15_000);
-          stop = true;
-          await Promise.all(writers);
+          await w.stop();
           await ns.flush();
           // Read back through the backing device itself.
           const r = back.allocBuffer(4096);
