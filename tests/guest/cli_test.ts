@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import process from "node:process";
 import { test } from "../harness.ts";
-import { main } from "../../lib/cli/nvme.ts";
 import { NVMeDev } from "../../lib/dev.ts";
 import { effectsLogs, errorLog, fwLog, sanitizeLog, selfTestLog, smartLog } from "../../lib/admin/log.ts";
 import { getFeature, setFeature, setTemperatureThreshold, setTimestamp } from "../../lib/admin/features.ts";
@@ -29,6 +28,7 @@ import { deviceSelfTestCmd, fwDownloadCmd, sanitizeCmd } from "../../lib/nvme/co
 import { InvalidArgumentError, NvmeCompareError, NvmeStatusError } from "../../lib/nvme/errors.ts";
 import { Fid } from "../../lib/nvme/spec.ts";
 import { bind, firstDiff, inGuest, nsBlockDev, nvmeCliJson, PCI, randomBytes, runtime } from "./util.ts";
+import { cli } from "./features/cli.ts";
 
 const skip = { ignore: !inGuest };
 type Json = Record<string, unknown>;
@@ -39,19 +39,6 @@ const featureNs = (fid: number): string[] => fid === Fid.ERROR_RECOVERY ? ["-n",
 let seed = (Date.now() ^ (runtime === "bun" ? 0x1234567 : 0x7654321)) >>> 0;
 console.log(`[${runtime}] cli data seed ${seed}`);
 
-/** Run the CLI in this process, capturing what it prints. */
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = process.stdout.write, e = process.stderr.write;
-  let out = "", err = "";
-  process.stdout.write = ((s: string) => (out += s, true)) as typeof o;
-  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
 
 async function cliJson(args: string[]): Promise<unknown> {
   const r = await cli([...args, "--output-format", "json"]);

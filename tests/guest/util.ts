@@ -10,9 +10,9 @@ export const PCI: string = process.env.TSNVME_PCI ?? "";
 /** The running runtime. */
 export const runtime: "deno" | "bun" = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
 
-/** Rebind the controller to vfio-pci or the kernel nvme driver (waits for the device nodes). */
-export function bind(driver: "vfio" | "nvme"): void {
-  execFileSync("scripts/guest-bind.sh", [driver, PCI], { stdio: ["ignore", "ignore", "inherit"] });
+/** Rebind controller `pci` (default the first) to vfio-pci or the kernel nvme driver (waits for the device nodes). */
+export function bind(driver: "vfio" | "nvme", pci: string = PCI): void {
+  execFileSync("scripts/guest-bind.sh", [driver, pci], { stdio: ["ignore", "ignore", "inherit"] });
 }
 
 /**

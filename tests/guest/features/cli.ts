@@ -1,17 +1,13 @@
 /**
- * What the feature tests share to compare tsnvme's CLI with nvme-cli on the kernel driver: moving a
- * controller between drivers, nvme-cli's output, and lib/cli/nvme.ts's `main` run in this process.
+ * What the guest's CLI tests share to compare tsnvme's CLI with nvme-cli on the kernel driver:
+ * nvme-cli's output, and lib/cli/nvme.ts's `main` run in this process (moving a controller between
+ * drivers is ../util.ts's `bind`).
  * @module
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import process from "node:process";
 import { main } from "../../../lib/cli/nvme.ts";
-
-/** Bind controller `pci` to vfio-pci or the kernel nvme driver (scripts/guest-bind.sh). */
-export function bindTo(driver: "vfio" | "nvme", pci: string): void {
-  execFileSync("scripts/guest-bind.sh", [driver, pci], { stdio: ["ignore", "ignore", "inherit"] });
-}
 
 /** nvme-cli's stdout; throws on a non-zero exit. */
 export function nvme(args: string[]): string {

@@ -8,17 +8,17 @@ import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import process from "node:process";
 import { test } from "../../harness.ts";
-import { bindTo, nvme, ours } from "./cli.ts";
+import { nvme, ours } from "./cli.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import { ruhStatus, ruhUpdate, writePlaced } from "../../../lib/io/fdp.ts";
 import { fdpStats } from "../../../lib/admin/fdp.ts";
-import { inGuest, nsBlockDev, randomBytes, readBlockDev, runtime } from "../util.ts";
+import { bind, inGuest, nsBlockDev, randomBytes, readBlockDev, runtime } from "../util.ts";
 
 const FPCI = "0000:00:11.0";
 const on = inGuest && (process.env.TSNVME_FEATURES ?? "").split(",").includes("fdp");
 const opts = { ignore: !on };
 
-const bindF = (driver: "vfio" | "nvme") => bindTo(driver, FPCI);
+const bindF = (driver: "vfio" | "nvme") => bind(driver, FPCI);
 
 /** nvme-cli's FDP output on the kernel driver: the controller's char device for logs, the namespace for status. */
 function kernelView(): Record<string, string> {

@@ -22,9 +22,9 @@ import { newVfToken, sriovInfo } from "../../../lib/vfio/sriov.ts";
 import { VfioTransport } from "../../../lib/vfio/transport.ts";
 import { loadLibc } from "../../../lib/ffi/mod.ts";
 import { decodeCap, Reg } from "../../../lib/nvme/spec.ts";
-import { bindTo, nvme, ours } from "./cli.ts";
+import { nvme, ours } from "./cli.ts";
 import { formatVirtMgmt, primaryCtrlCapsToJson, secondaryListToJson } from "../../../lib/cli/virt.ts";
-import { firstDiff, inGuest, randomBytes, runtime } from "../util.ts";
+import { bind, firstDiff, inGuest, randomBytes, runtime } from "../util.ts";
 
 const PF = "0000:00:14.0";
 const on = inGuest && (process.env.TSNVME_FEATURES ?? "").split(",").includes("sriov");
@@ -195,7 +195,7 @@ test("sriov: VFs enabled with a VF token, their secondaries online, each VF open
   assert.deepEqual(sriovInfo(PF)?.vfs, []);
 }, opts);
 
-const bindPf = (driver: "vfio" | "nvme") => bindTo(driver, PF);
+const bindPf = (driver: "vfio" | "nvme") => bind(driver, PF);
 
 // Queries with no side effect: each CLI run opens the PF afresh (VFIO's function reset takes every
 // secondary offline, as the kernel's controller reset does), so these see the same state on both.

@@ -10,16 +10,16 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { test } from "../../harness.ts";
-import { bindTo, nvme, ours } from "./cli.ts";
+import { nvme, ours } from "./cli.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import { finishZone, NvmeZoneError, openZone, reportZones, zoneAppend, ZoneState } from "../../../lib/io/zns.ts";
-import { inGuest, nsBlockDev, randomBytes, readBlockDev, runtime } from "../util.ts";
+import { bind, inGuest, nsBlockDev, randomBytes, readBlockDev, runtime } from "../util.ts";
 
 const ZPCI = "0000:00:10.0";
 const on = inGuest && (process.env.TSNVME_FEATURES ?? "").split(",").includes("zns");
 const opts = { ignore: !on };
 
-const bindZ = (driver: "vfio" | "nvme") => bindTo(driver, ZPCI);
+const bindZ = (driver: "vfio" | "nvme") => bind(driver, ZPCI);
 
 test("zns: report zones, zone states and ZNS identify equal nvme-cli's on the kernel driver; zone append's LBA holds the data", async () => {
   const seed = (Date.now() ^ (runtime === "bun" ? 0x2468 : 0x1357)) >>> 0;
