@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { test } from "../harness.ts";
-import { main } from "../../lib/cli/nvme.ts";
+import { runCli } from "../cli.ts";
 import { NVMeDev } from "../../lib/dev.ts";
 import { bind, inGuest, PCI, runtime, withNsDevs } from "./util.ts";
 
@@ -29,27 +29,11 @@ function nvmeCli(args: string[]): Run {
   return { code: r.status ?? -1, out: r.stdout.toString("latin1"), err: r.stderr.toString(), bytes: new Uint8Array(r.stdout) };
 }
 
+/** Our CLI in this process, seen as nvmeCli sees nvme-cli: the whole stream as latin1 text and as bytes. */
 async function ours(args: string[]): Promise<Run> {
-  const o = process.stdout.write, e = process.stderr.write;
-  let out = "", err = "";
-  const chunks: number[] = [];
-  process.stdout.write = ((s: string | Uint8Array) => {
-    if (typeof s === "string") {
-      out += s;
-      for (let i = 0; i < s.length; i++) chunks.push(s.charCodeAt(i) & 0xff);
-    } else {
-      out += Array.from(s, (b) => String.fromCharCode(b)).join("");
-      chunks.push(...s);
-    }
-    return true;
-  }) as typeof o;
-  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
-  try {
-    return { code: await main(args), out, err, bytes: new Uint8Array(chunks) };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
+  const r = await runCli(args);
+  const out = r.writes.map((w) => typeof w === "string" ? w : Array.from(w, (b) => String.fromCharCode(b)).join("")).join("");
+  return { code: r.code, out, err: r.err, bytes: Uint8Array.from({ length: out.length }, (_, i) => out.charCodeAt(i) & 0xff) };
 }
 
 /** What the kernel-side run saw, by name. */

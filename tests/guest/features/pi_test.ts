@@ -11,8 +11,8 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { test } from "../../harness.ts";
+import { runCli } from "../../cli.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
-import { main } from "../../../lib/cli/nvme.ts";
 import { NvmePiError, PiCheckError } from "../../../lib/nvme/errors.ts";
 import { Prinfo } from "../../../lib/nvme/pi.ts";
 import { inGuest, nsBlockDev, nvmeCliJson, randomBytes, runtime, writeBlockDev } from "../util.ts";
@@ -94,19 +94,11 @@ test("pi: the kernel writes with PI; nvme-cli reads with --prinfo; tsnvme reads 
   }
 }, skip);
 
-/** Run the CLI in-process, capturing what it prints. */
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = process.stdout.write, e = process.stderr.write;
-  let out = "", err = "";
-  process.stdout.write = ((s: string | Uint8Array) => (out += typeof s === "string" ? s : new TextDecoder().decode(s), true)) as typeof o;
-  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
+/** The CLI's run with binary writes shown as text, as a terminal would. */
+const capture = async (argv: string[]) => {
+  const r = await runCli(argv);
+  return { code: r.code, out: r.text, err: r.err };
+};
 
 test("pi: tsnvme writes its own PI and PRACT PI; the kernel reads it back checked; a bad guard fails typed on both sides", async () => {
   bindPi("vfio");

@@ -2,22 +2,14 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import process from "node:process";
 import { test } from "../../harness.ts";
-import { main } from "../../../lib/cli/nvme.ts";
+import { runCli } from "../../cli.ts";
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = process.stdout.write, e = process.stderr.write;
-  let out = "", err = "";
-  process.stdout.write = ((s: string | Uint8Array) => (out += typeof s === "string" ? s : new TextDecoder().decode(s), true)) as typeof o;
-  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
+/** The CLI's run with binary writes shown as text, as a terminal would. */
+const run = async (argv: string[]) => {
+  const r = await runCli(argv);
+  return { code: r.code, out: r.text, err: r.err };
+};
 
 test("cli/pi: nvm-id-ns shows each LBA format's guard size (JSON and text)", async () => {
   const j = await run(["nvm-id-ns", "sim:pi=1;ns=1M:512", "-n", "1", "-o", "json"]);

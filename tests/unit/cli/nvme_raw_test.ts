@@ -5,33 +5,15 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import process from "node:process";
 import { test } from "../../harness.ts";
-import { main } from "../../../lib/cli/nvme.ts";
+import { runCli } from "../../cli.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import { SimTransport } from "../../../lib/sim/transport.ts";
 import { getLogPage } from "../../../lib/admin/log.ts";
 import { hexDump } from "../../../lib/cli/format/hexdump.ts";
 import { nvmeCliStatusLine, statusText } from "../../../lib/cli/format/status.ts";
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string; bytes: Uint8Array }> {
-  const o = process.stdout.write, e = process.stderr.write;
-  let out = "", err = "";
-  const chunks: Uint8Array[] = [];
-  process.stdout.write = ((s: string | Uint8Array) => {
-    if (typeof s === "string") out += s;
-    else chunks.push(s.slice());
-    return true;
-  }) as typeof o;
-  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
-  try {
-    const code = await main(argv);
-    return { code, out, err, bytes: new Uint8Array(chunks.flatMap((c) => [...c])) };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
+const run = runCli;
 
 /** Bytes back from a hex dump nvme-cli style. */
 function unDump(text: string): Uint8Array {

@@ -1,16 +1,15 @@
 import assert from "node:assert/strict";
-import process from "node:process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "../../harness.ts";
+import { runCli } from "../../cli.ts";
 import { resolveHostIdentity } from "../../../lib/tcp/host-identity.ts";
 import { InvalidArgumentError } from "../../../lib/nvme/errors.ts";
 import { decodeDiscoveryLog, DISCOVERY_NQN, hostIdentity, TcpController } from "../../../lib/tcp/mod.ts";
 import { type CommandHook, type FabricsController, NvmfTarget } from "../../../lib/target/mod.ts";
 import { AdminOpc } from "../../../lib/nvme/spec.ts";
 import { memNamespaces, recordControllers } from "../util/target_util.ts";
-import { main } from "../../../lib/cli/nvme.ts";
 
 const UUID_NQN = "nqn.2014-08.org.nvmexpress:uuid:92051aff-3332-4684-a4a9-32b718bfa75d";
 const HOSTID = "8ca53695-e0b8-4e4d-8fa2-646e692cd2f6";
@@ -93,19 +92,7 @@ test("host identity: malformed NQN or host ID is refused", () => {
 // ---------------------------------------------------------------- the CLI's fabrics commands
 // Against the project's target (lib/target) on loopback, which serves a discovery log.
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string; bytes: Uint8Array[] }> {
-  const o = process.stdout.write, e = process.stderr.write;
-  let out = "", err = "";
-  const bytes: Uint8Array[] = [];
-  process.stdout.write = ((s: string | Uint8Array) => (typeof s === "string" ? (out += s) : bytes.push(s.slice()), true)) as typeof o;
-  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
-  try {
-    return { code: await main(argv), out, err, bytes };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
+const run = runCli;
 
 const NQN = "nqn.2024-01.io.example:disk1";
 
@@ -176,7 +163,7 @@ test("cli discover: --raw saves the log, -o binary writes it, both decode to the
       assert.equal(saved.length, 3 * 1024);
       const b = await run(["discover", `tcp://127.0.0.1:${port}`, "-o", "binary", ...ID]);
       assert.equal(b.code, 0);
-      assert.deepEqual(b.bytes[0], saved);
+      assert.deepEqual(b.chunks[0], saved);
       assert.deepEqual(decodeDiscoveryLog(saved).map((e) => e.subnqn), [DISCOVERY_NQN, NQN]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -282,7 +269,7 @@ test("cli device commands on tcp://: id-ctrl, smart-log, write then read back, t
     const direct = await TcpController.connect({ host: "127.0.0.1", port, subnqn: NQN, ...hostIdentity(ID[3]), ioQueues: 0, katoMs: 0 });
     const want = direct.identify.slice();
     await direct.shutdown();
-    const got = bin.bytes[0];
+    const got = bin.chunks[0];
     assert.equal(got.length, 4096);
     const CNTLID = 78;
     got[CNTLID] = got[CNTLID + 1] = want[CNTLID] = want[CNTLID + 1] = 0;

@@ -1,21 +1,8 @@
 import assert from "node:assert/strict";
-import process from "node:process";
 import { test } from "../../harness.ts";
-import { main } from "../../../lib/cli/nvme.ts";
+import { runCli } from "../../cli.ts";
 
-/** Run main() with stdout/stderr captured. */
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = process.stdout.write, e = process.stderr.write;
-  let out = "", err = "";
-  process.stdout.write = ((s: string) => (out += s, true)) as typeof o;
-  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
+const run = runCli;
 
 const NEW = [
   "list-ns", "ns-descs", "smart-log", "error-log", "fw-log", "effects-log", "self-test-log", "sanitize-log", "get-feature",

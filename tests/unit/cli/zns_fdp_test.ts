@@ -5,27 +5,19 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import process from "node:process";
 import { test } from "../../harness.ts";
-import { main } from "../../../lib/cli/nvme.ts";
+import { runCli } from "../../cli.ts";
 import { formatZone, reportZonesToJson } from "../../../lib/cli/zns.ts";
 import { formatFdpEvents, formatRuhStatus } from "../../../lib/cli/fdp.ts";
 import { NVME_CLI_3_GROUPS } from "../../../lib/cli/groups.ts";
 import { ZoneState } from "../../../lib/nvme/zns.ts";
 import { Uint64 } from "../../../lib/nvme/wide.ts";
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const o = process.stdout.write, e = process.stderr.write;
-  let out = "", err = "";
-  process.stdout.write = ((s: string | Uint8Array) => (out += typeof s === "string" ? s : new TextDecoder().decode(s), true)) as typeof o;
-  process.stderr.write = ((s: string) => (err += s, true)) as typeof e;
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    process.stdout.write = o;
-    process.stderr.write = e;
-  }
-}
+/** The CLI's run with binary writes shown as text, as a terminal would. */
+const run = async (argv: string[]) => {
+  const r = await runCli(argv);
+  return { code: r.code, out: r.text, err: r.err };
+};
 
 const DEV = "sim:ns=2M:512;zoned=1:1024;fdp=4:64K";
 
