@@ -152,8 +152,8 @@ export class VfioTransport implements Transport {
     this.#owners.delete(buf.bytes.buffer);
     // Detach first: a view over unmapped memory would crash the process on its next access.
     detachView(buf.bytes);
-    this.device.unmapDma(o.mapping, this.#retained.has(buf));
-    this.#iova.free(buf.iova, o.mapping.size);
+    // An IOVA the IOMMU may still translate is never handed out again (leaked, not reused).
+    if (this.device.unmapDma(o.mapping, this.#retained.has(buf))) this.#iova.free(buf.iova, o.mapping.size);
   }
 
   iovaOf(view: Uint8Array): number {

@@ -430,16 +430,22 @@ export class VfioDevice {
     return mapping;
   }
 
-  /** Unmap from the IOMMU, then release the host memory. */
-  /** Remove `mp` from the IOMMU and unmap it (`keepHost`: leave the process mapping for a thread still viewing it). */
-  unmapDma(mp: DmaMapping, keepHost = false): void {
-    if (!this.#mappings.delete(mp)) return;
+  /**
+   * Remove `mp` from the IOMMU and unmap it (`keepHost`: leave the process mapping for a thread
+   * still viewing it). False when the IOMMU did not drop the whole range: the device may still
+   * reach it, so the caller must not hand its IOVA out again (the pages stay pinned by VFIO, so
+   * unmapping the process's view cannot let the device write memory someone else reuses).
+   */
+  unmapDma(mp: DmaMapping, keepHost = false): boolean {
+    if (!this.#mappings.delete(mp)) return true;
     const m = new Uint8Array(24);
     u32(m, 0, 24);
     u64(m, 8, BigInt(mp.iova));
     u64(m, 16, BigInt(mp.size));
-    this.#libc.ioctlPtr(this.#container, VfioIoctl.IOMMU_UNMAP_DMA, m);
+    // The kernel writes back how many bytes it unmapped into the size field.
+    const ok = this.#libc.ioctlPtr(this.#container, VfioIoctl.IOMMU_UNMAP_DMA, m) === 0 && u64(m, 16) === BigInt(mp.size);
     if (!keepHost) this.#libc.munmap(mp.vaddr, BigInt(mp.size));
+    return ok;
   }
 
   /** Unmap everything and close the device, group and container (`keepBar`: leave BAR0 mapped). Idempotent. */
