@@ -504,7 +504,11 @@ export class NVMeDev implements AsyncDisposable {
   }
 
   #portOf(h: QueueHandle): PortQueue {
-    for (const q of this.#remote) if (q.qid === h.qid) return q;
+    // The newest with that qid: a released queue stays listed (dev.close() closes its port) and its
+    // qid may have been handed out again.
+    let found: PortQueue | null = null;
+    for (const q of this.#remote) if (q.qid === h.qid) found = q;
+    if (found) return found;
     throw new InvalidArgumentError(`queue ${h.qid} is not this device's`);
   }
 

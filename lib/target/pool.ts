@@ -301,7 +301,7 @@ interface QueueDevice {
   readonly target: string;
   readonly info: DeviceInfo;
   readonly controller: { readonly identifyData: Uint8Array };
-  startWorkers(url: URL, n: number, opts: { data?: unknown; depth?: number }): Promise<{ worker: Worker; terminate(): Promise<void> }[]>;
+  startWorkers(url: URL, n: number, opts: { data?: unknown; depth?: number }): Promise<{ worker: Worker; terminate(opts?: { exited?: boolean }): Promise<void> }[]>;
 }
 
 /** The target's Workers. */
@@ -370,7 +370,7 @@ export class WorkerPool {
         // One queue pair each; a Worker that dies releases its queue (QueueWorker).
         for (let i = 0; i < n; i++) {
           const [qw] = await dev.startWorkers(url, 1, { data: inits[i] });
-          pool.#add(i, qw.worker, inits[i], () => qw.terminate());
+          pool.#add(i, qw.worker, inits[i], () => qw.terminate({ exited: true })); // called once it stopped or died
         }
       } else {
         for (let i = 0; i < n; i++) {

@@ -56,8 +56,10 @@ export interface QueueHandle {
   /** Control channel to the controller's thread. */
   readonly port: MessagePort;
   /**
-   * One Int32 word shared with the controller's thread: 0 new, 1 opened by a
-   * Worker, 2 revoked (closed before anyone opened it). Compare-and-swap on it
+   * One Int32 word shared with the controller's thread ({@link HandleState}):
+   * 0 new, 1 opened by a Worker, 2 revoked (closed before anyone opened it),
+   * 3 stopping (its Worker is being terminated: the owner fails the queue and
+   * lets go of its memory at its next IO or message). Compare-and-swap on it
    * tells the controller whether any thread may hold views of the memory.
    */
   readonly state: SharedArrayBuffer;
@@ -105,7 +107,21 @@ export type ControlMsg =
   | { op: "released"; id: number }
   | { op: "ack"; id: number; value?: unknown }
   | { op: "timeout"; cid: number; opcode: number }
-  | { op: "release"; id: number };
+  | { op: "release"; id: number }
+  | { op: "kill" }
+  | { op: "stopped" };
+
+/** {@link QueueHandle.state} values. */
+export const HandleState = {
+  /** Not opened yet. */
+  NEW: 0,
+  /** Opened by a Worker. */
+  OPENED: 1,
+  /** Closed before anyone opened it. */
+  REVOKED: 2,
+  /** Its Worker is being terminated: the owner stops using the queue and answers "stopped". */
+  STOPPING: 3,
+} as const;
 
 /** An NvmeError as it crosses threads. */
 export interface WireError {

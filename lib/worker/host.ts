@@ -10,7 +10,7 @@ import { DeviceClosedError, type NvmeError } from "../nvme/errors.ts";
 import type { NamespaceInfo } from "../io/namespace.ts";
 import { type DmaBuffer, type InterruptWord, isFabric } from "../nvme/transport.ts";
 import type { WaitMode } from "../irq/adaptive.ts";
-import { type ControlMsg, fromWire, type QueueHandle, type TcpQueueSpec, toWire } from "./handle.ts";
+import { type ControlMsg, fromWire, HandleState, type QueueHandle, type TcpQueueSpec, toWire } from "./handle.ts";
 import type { IrqWord } from "../irq/waiter.ts";
 import { type Libc, loadLibc } from "../ffi/mod.ts";
 
@@ -24,6 +24,12 @@ export interface QueueOptions {
 
 /** Replies wait at most this long; a Worker that does not answer is treated as gone. */
 const REPLY_MS = 2000;
+
+/**
+ * How long {@link QueueWorker.terminate} waits by default for the Worker to
+ * let go of its queue before giving up on it (its memory is then kept).
+ */
+export const STOP_GRACE_MS = 5000;
 
 /** A queue owned by a Worker, seen from the controller's thread. */
 export class PortQueue implements RemoteQueue {
@@ -46,6 +52,7 @@ export class PortQueue implements RemoteQueue {
   onReleased: (() => void) | null = null;
   #fd = -1;
   #libc: Libc | null = null;
+  #stopped: (() => void) | null = null;
 
   /** Hold the dups of the owner's connections (fabrics) with this thread's libc. */
   holdConnections(libc: Libc): void {
@@ -88,6 +95,8 @@ export class PortQueue implements RemoteQueue {
     } else if (m.op === "lost") {
       // A Worker's own connection broke: the controller reconnects every queue, as Linux does.
       void this.#ctrl.recover(fromWire(m.err)).catch(() => {});
+    } else if (m.op === "stopped") {
+      this.#stopped?.();
     } else if (m.op === "release") {
       void this.release().then(() => this.#port.postMessage({ op: "released", id: m.id } satisfies ControlMsg));
     }
@@ -142,6 +151,38 @@ export class PortQueue implements RemoteQueue {
     if (this.#unopened(false)) return false;
     const v = await this.#ask({ op: "holds", id: this.#next++, cid });
     return v !== false; // no answer: assume still held
+  }
+
+  /**
+   * Ask the owner to let go of the queue before its Worker is terminated: the
+   * state word says so at its next IO, a message at its next event-loop turn.
+   * True once it answered "stopped" (its views are detached, its connection
+   * closed) or never opened the queue; false after `graceMs` without an
+   * answer (it may still run on the queue's memory: marked unresponsive, so
+   * {@link release} keeps that memory mapped).
+   */
+  stopOwner(graceMs: number): Promise<boolean> {
+    if (this.#released) return Promise.resolve(true);
+    for (;;) {
+      const st = Atomics.compareExchange(this.state, 0, HandleState.OPENED, HandleState.STOPPING);
+      if (st === HandleState.OPENED || st === HandleState.STOPPING) break;
+      if (st === HandleState.REVOKED) return Promise.resolve(true);
+      // Not opened: revoke it (nobody can open it now), unless a Worker opened it meanwhile.
+      if (Atomics.compareExchange(this.state, 0, HandleState.NEW, HandleState.REVOKED) === HandleState.NEW) return Promise.resolve(true);
+    }
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#stopped = null;
+        this.unresponsive = true;
+        resolve(false);
+      }, graceMs);
+      this.#stopped = () => {
+        clearTimeout(timer);
+        this.#stopped = null;
+        resolve(true);
+      };
+      this.#port.postMessage({ op: "kill" } satisfies ControlMsg);
+    });
   }
 
   /**
@@ -310,6 +351,12 @@ export class QueueWorker {
         if (m?.type === "tsnvme-open-failed") reject(new DeviceClosedError(`worker could not open its queue: ${m.message}`));
         if (m?.type !== "tsnvme-ready" || this.#queue || this.#terminated) return;
         makeQueue().then(({ handle, queue }) => {
+          if (this.#terminated) {
+            // Terminated while its queue was being made: nobody will open it.
+            handle.port.close();
+            void queue.fail(new DeviceClosedError("worker terminated")).then(() => queue.release()).then(() => queue.closePort());
+            return;
+          }
           this.#queue = queue;
           worker.postMessage({ type: "tsnvme-queue", queue: handle, data }, handle.transfer);
         }, reject);
@@ -317,7 +364,7 @@ export class QueueWorker {
       worker.addEventListener("error", (e: Event) => {
         reject(new DeviceClosedError(`worker failed before taking its queue: ${(e as ErrorEvent).message ?? e}`));
         // A Worker that died of an uncaught error holds its queue no more: release it.
-        void this.terminate();
+        void this.terminate({ exited: true });
       });
     });
     this.ready.catch(() => {});
@@ -330,16 +377,26 @@ export class QueueWorker {
 
   /**
    * Stop the Worker and release its queue: deleted on the device, its memory
-   * unmapped once the device can no longer write it.
+   * unmapped once the device can no longer write it and the Worker no longer
+   * touches it. The Worker is first asked to let go of the queue (its IO then
+   * fails with DeviceClosedError), because `worker.terminate()` does not stop
+   * a Deno Worker inside a synchronous loop at once: unmapping under it would
+   * crash the process. A Worker that does not answer within `graceMs` (default
+   * {@link STOP_GRACE_MS}) is terminated and its queue deleted, but its memory
+   * stays mapped until the device closes. `exited: true` says the caller knows
+   * the Worker runs no more JS (it closed itself, or died): no asking.
    */
-  async terminate(): Promise<void> {
+  async terminate(opts: { graceMs?: number; exited?: boolean } = {}): Promise<void> {
     if (this.#terminated) return;
     this.#terminated = true;
+    const q = this.#queue;
+    // Asked before the connection is cut: the Worker closes it itself, reporting no loss.
+    if (q && !opts.exited) await q.stopOwner(opts.graceMs ?? STOP_GRACE_MS);
     this.worker.terminate();
-    if (this.#queue) {
-      this.#queue.cutConnection();
-      await this.#queue.release();
-      this.#queue.closePort();
+    if (q) {
+      q.cutConnection();
+      await q.release();
+      q.closePort();
     }
   }
 }

@@ -36,7 +36,7 @@ import {
 import { sharedPcieRing } from "../nvme/pcie.ts";
 import { QueuePair } from "../nvme/queue.ts";
 import { type DmaBuffer, dmaBuffer, detachView, type SharedMemory } from "../nvme/transport.ts";
-import { type ControlMsg, fromWire, type QueueHandle, type TcpQueueSpec, toWire } from "./handle.ts";
+import { type ControlMsg, fromWire, HandleState, type QueueHandle, type TcpQueueSpec, toWire } from "./handle.ts";
 import { TcpMemory } from "../tcp/memory.ts";
 import { slotReadiness, SocketWaiter, TcpRing } from "../tcp/ring.ts";
 import { FabricCommands } from "../nvme/fabrics.ts";
@@ -194,10 +194,13 @@ export class WorkerQueue implements AsyncDisposable {
 
   readonly #tcp: TcpLink | null;
   readonly #libc: Libc | null;
+  readonly #state: Int32Array;
+  #stopped = false;
 
   private constructor(h: QueueHandle, libc: Libc | null, tcp: { qp: QueuePair; link: TcpLink; arena: TcpArena } | null) {
     this.handle = h;
     this.#libc = libc;
+    this.#state = new Int32Array(h.state);
     if (tcp) {
       this.#views = [];
       this.queue = tcp.qp;
@@ -225,7 +228,11 @@ export class WorkerQueue implements AsyncDisposable {
       get closedError() {
         return self.#closedError;
       },
-      pickQueue: () => this.queue,
+      pickQueue: () => {
+        // The controller's thread is terminating this Worker: stop before touching the queue.
+        if (Atomics.load(this.#state, 0) === HandleState.STOPPING) this.#stop();
+        return this.queue;
+      },
       maxTransferBytes: h.maxTransferBytes,
       dmaOf: (v) => this.#arena.dmaOf(v),
       takeBounce: (size) => this.#bounce.take(size),
@@ -327,6 +334,9 @@ export class WorkerQueue implements AsyncDisposable {
         this.queue.processCompletions();
         this.#port.postMessage({ op: "ack", id: m.id, value: this.queue.holds(m.cid) } satisfies ControlMsg);
         break;
+      case "kill":
+        this.#stop();
+        break;
       case "released": {
         const f = this.#pending.get(m.id);
         this.#pending.delete(m.id);
@@ -337,6 +347,23 @@ export class WorkerQueue implements AsyncDisposable {
   }
 
   /** The controller is closing or gone: fail everything and let go of every view before it unmaps them. */
+  /**
+   * Asked to stop (the Worker is being terminated, QueueWorker.terminate): fail
+   * the queue, detach every view of its memory, close its connection, and say
+   * so. After "stopped" nothing of this thread touches the queue's memory, so
+   * the controller may unmap it even while this thread still runs (a Deno
+   * Worker inside a synchronous loop outlives its terminate()).
+   */
+  #stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const err = new DeviceClosedError(`queue ${this.qid} of ${this.handle.target}: its Worker is being terminated`);
+    this.#closedError ??= err; // first: a connection closed here reports no loss to the controller
+    if (this.#tcp) this.queue.queueRing.close();
+    this.#failLocal(err);
+    this.#port.postMessage({ op: "stopped" } satisfies ControlMsg);
+  }
+
   #failLocal(err: NvmeError): void {
     this.#closedError ??= err;
     this.queue.fail(err);

@@ -77,6 +77,9 @@ if [ "${1:-}" = --qd1 ]; then
   # QD1_MODES for ours). QD1_PROBE=SEC: per runtime (and per QD1_PROBE_DENO_VARIANTS on Deno), one
   # more run whose measured pass is watched from outside for SEC seconds: perf stat per thread
   # (syscalls, faults, context switches), perf trace's syscall summary per thread, V8's GC count.
+  # QD1_TRACE="V8 FLAGS" (e.g. "--trace-opt --trace-deopt --trace-osr --trace-gc"): added to every Deno
+  # run, whose whole output (passes marked) goes to $OUTD/qd1-rROUND-deno-N.log; only its qd1 lines show
+  # here. qd1.ts's QD1_PASSES / QD1_WARM pass through (is a slow state only the first seconds?).
   sec=${2:-3}
   kfio() { # iodepth
     r=$(fio --name=k --filename="$blk" --direct=1 --rw=randread --bs=4k --iodepth=$1 --ioengine=io_uring --runtime="$sec" \
@@ -90,9 +93,18 @@ if [ "${1:-}" = --qd1 ]; then
     [ -n "${QD1_QD32:-}" ] && kfio 32
     for rt in ${QD1_RUNTIMES:-deno bun}; do
       if [ $rt = deno ]; then
+        n=0
         echo "${QD1_DENO_VARIANTS:-}" | tr ';' '\n' | while IFS= read -r v; do
+          n=$((n + 1))
           echo "== deno ${v:-(no V8 flags)}"
-          timeout 300 deno run -A --no-check ${v:+--v8-flags=$(echo $v | tr ' ' ',')} tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"
+          if [ -n "${QD1_TRACE:-}" ]; then
+            v="$v $QD1_TRACE" log=$OUTD/qd1-r$round-deno-$n.log
+            echo "   (V8 flags $(echo $v); trace in $log)"
+            QD1_MARKS=1 timeout 300 deno run -A --no-check --v8-flags=$(echo $v | tr ' ' ',') tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes" > "$log" 2>&1
+            grep -a '^qd1\|^  ' "$log" | grep -av 'pass [0-9]* starts'
+          else
+            timeout 300 deno run -A --no-check ${v:+--v8-flags=$(echo $v | tr ' ' ',')} tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"
+          fi
         done
         if [ -n "${QD1_BASE:-}" ]; then
           echo "== deno, base tree $QD1_BASE"

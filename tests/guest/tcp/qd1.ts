@@ -54,7 +54,12 @@ const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" 
 const proc = (globalThis as unknown as { process: { cpuUsage(): { user: number; system: number } } }).process;
 const secs = Number(secArg ?? 3);
 /** QD1_MARK=FILE: created when the first measured pass starts (nvmet.sh's probe attaches then). */
-const mark = (globalThis as unknown as { process: { env: Record<string, string | undefined> } }).process.env.QD1_MARK;
+const env = (globalThis as unknown as { process: { env: Record<string, string | undefined> } }).process.env;
+const mark = env.QD1_MARK;
+// QD1_PASSES=N measured passes per mode (default 1), to see whether a slow state outlasts the warm-up;
+// QD1_WARM=SEC the warm-up pass (default SECONDS/2, at least 1). QD1_MARKS=1 prints a line as each
+// pass starts, to split a V8 trace (--trace-opt etc., on the same stdout) by pass.
+const passes = Math.max(1, Number(env.QD1_PASSES ?? 1)), warm = env.QD1_WARM, marks = env.QD1_MARKS === "1";
 // V8 (Deno) puts its code under a memory protection key where the CPU has PKU. Under TCG every
 // PKRU write (V8's own, and the kernel's at each switch to or from a thread whose PKRU differs)
 // flushes the vCPU's whole TLB, so say whether this process has one (and how many mappings).
@@ -84,8 +89,9 @@ try {
     c.io[0].ring.waiter.spinPolls = polls === undefined ? DEFAULT_SOCKET_SPIN_POLLS : Number(polls);
     q.pollSpinUs = m === "interrupt" ? 0 : 500;
     q.setWaitMode(m as WaitMode);
-    for (const pass of [0, 1]) { // pass 0 warms the JIT (slow to settle under TCG)
-      const dur = pass === 0 ? Math.max(1, secs / 2) : secs;
+    for (let pass = 0; pass <= passes; pass++) { // pass 0 warms the JIT (slow to settle under TCG)
+      const dur = pass === 0 ? (warm !== undefined ? Number(warm) : Math.max(1, secs / 2)) : secs;
+      if (marks) console.log(`qd1 ${rt} ${mode}: pass ${pass} starts (${dur} s)`);
       let ios = 0, rnd = 7;
       const s0 = { ...q.stats }, spun0 = c.io[0].ring.waiter.spun;
       const c0 = proc.cpuUsage(), th0 = threadStats(), p0 = procCounters();
@@ -102,6 +108,7 @@ try {
         }
       }));
       if (pass === 0) {
+        if (marks || passes > 1) console.log(`qd1 ${rt} ${mode} [warm-up]: ${(ios / ((performance.now() - t0) / 1000)).toFixed(0)} IOPS`);
         total += ios;
         continue;
       }
@@ -110,7 +117,7 @@ try {
       const pct = (p: number) => (l[Math.min(l.length - 1, Math.floor(l.length * p))] * 1000).toFixed(0);
       const per = (k: "sleeps" | "interrupts") => ((st[k] - s0[k]) / ios).toFixed(2);
       console.log(
-        `qd1 ${rt} ${mode}: ${(ios / s).toFixed(0)} IOPS p50=${pct(0.5)}us p99=${pct(0.99)}us ` +
+        `qd1 ${rt} ${mode}${passes > 1 ? ` [pass ${pass}]` : ""}: ${(ios / s).toFixed(0)} IOPS p50=${pct(0.5)}us p99=${pct(0.99)}us ` +
           `cpu=${((c1.user - c0.user + c1.system - c0.system) / ios).toFixed(1)}us/io sleeps/io=${per("sleeps")} wakes/io=${per("interrupts")} spun/io=${((c.io[0].ring.waiter.spun - spun0) / ios).toFixed(2)}`,
       );
       const th1 = threadStats(), p1 = procCounters(), parts: string[] = [];

@@ -102,6 +102,15 @@ async function handle(m: Record<string, unknown>): Promise<unknown> {
     case "spin":
       stop = false;
       return await spin(m as never);
+    case "busy": {
+      // A synchronous loop over this queue's DMA memory (as user code may run): no event-loop turn
+      // for `ms`, so nothing posted to this thread (nor a Deno terminate()) is seen meanwhile.
+      const b = q!.allocBuffer(4096), v = new Uint32Array(b.buffer, b.byteOffset, 1024);
+      scope.postMessage({ type: "busy" });
+      const end = Date.now() + (m.ms as number);
+      for (let i = 0; Date.now() < end; i++) v[i & 1023] = i;
+      return {};
+    }
     case "stop":
       stop = true;
       return {};
