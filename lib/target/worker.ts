@@ -65,7 +65,7 @@ const SPIN_YIELD = envOf("TSNVME_TARGET_SPIN_YIELD") === "1";
  * spins while anything is in flight, as before).
  */
 const USE_IRQ = envOf("TSNVME_TARGET_IRQ") !== "0";
-/** Timed-out sleeps with commands on the device after which the vector is deemed silent and the Worker spins again. */
+/** Consecutive timed-out sleeps that found completions after which the vector is deemed silent and the Worker spins again. */
 const IRQ_MISSES = 3;
 /** CPU each Worker pins its thread to (TSNVME_TARGET_CPU, read once; -1: none). An experiment for QD1. */
 const PIN_CPU = ((): number => {
@@ -347,7 +347,9 @@ class TargetWorker implements ConnHost {
           if (tr !== null) tr.doorbell();
           this.#group.flush();
         }
-        if (sleepy && !spin && events === 0 && devBusy && reaped > 0 && ++misses >= IRQ_MISSES) {
+        if (!(sleepy && !spin && events === 0 && devBusy && reaped > 0)) {
+          if (reaped > 0) misses = 0;
+        } else if (++misses >= IRQ_MISSES) {
           // Slept its whole timeout while the device had completed: the vector does not reach this thread.
           const v = this.#vector!;
           this.#group.removeExtra(v.fd);
