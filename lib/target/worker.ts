@@ -60,11 +60,18 @@ const IDLE_SPIN = ((): number => {
  */
 const SPIN_YIELD = envOf("TSNVME_TARGET_SPIN_YIELD") === "1";
 /**
- * The Worker sleeps in poll(2) while its commands are on the device, woken by
- * its queue's own vector (TSNVME_TARGET_IRQ, read once; default 1; 0: it
- * spins while anything is in flight, as before).
+ * Whether the Worker sleeps in poll(2) while its commands are on the device,
+ * woken by its queue's own vector, or spins while anything is in flight
+ * (TSNVME_TARGET_IRQ=1 / 0, read once). Default: on Bun only. In the TCG
+ * guest (two boots, A/B per boot, warm QD1) sleeping lifted Bun's QD1 from
+ * 174-207 to 250-446 IOPS and cut its JIT threads' CPU per IO, while Deno
+ * fell from 87-212 to 50-146: each wake-up of a Deno thread costs more there
+ * (V8's memory protection keys: a PKRU write, a vCPU TLB flush, per switch).
  */
-const USE_IRQ = envOf("TSNVME_TARGET_IRQ") !== "0";
+function sleepsOnVector(runtime: string): boolean {
+  const v = envOf("TSNVME_TARGET_IRQ");
+  return v === "1" || (v !== "0" && runtime === "bun");
+}
 /** Consecutive timed-out sleeps that found completions after which the vector is deemed silent and the Worker spins again. */
 const IRQ_MISSES = 3;
 /** CPU each Worker pins its thread to (TSNVME_TARGET_CPU, read once; -1: none). An experiment for QD1. */
@@ -211,7 +218,7 @@ class TargetWorker implements ConnHost {
     this.#group = new PollGroup(libc);
     this.#group.trace = this.trace;
     this.#group.addExtra({ fd: this.#wakeFd, onReadable: () => void libc.read(this.#wakeFd, this.#wakeBuf) });
-    if (queue !== null && USE_IRQ) {
+    if (queue !== null && sleepsOnVector(libc.runtime)) {
       const v = OwnVector.take(libc, queue.handle.irq?.gate);
       if (v !== null) {
         // The queue's own pump must not mask or arm the vector (its waiter's gate): this loop reaps.
