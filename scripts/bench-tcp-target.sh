@@ -17,6 +17,11 @@
 #   BENCH_SPDK=0            skip SPDK's nvmf_tgt
 #   BENCH_WARMUP=0          skip the throw-away QD1 run on the first target started (the first one
 #                           in a boot measures ~2x slow: without it the first row is distorted)
+#   BENCH_WARMUP=each       the throw-away QD1 and QD32 runs before every tsnvme target's rows: under
+#                           TCG a new Bun process's JIT threads compile for seconds of IO (no
+#                           function recompiled in a loop: BUN_JSC_reportCompileTimes=1 counted 353
+#                           compiles, 7.3 s, each function at most once per tier per thread), which
+#                           otherwise lands in the QD1 column
 #   BENCH_TRACE=1           after each tsnvme row, the same target again with TSNVME_TARGET_TRACE=1:
 #                           its Workers' per-IO gap histograms (lib/target/trace.ts) are printed
 #   BENCH_RAMP=SEC          fio --ramp_time for every run, every target (default 0): under TCG a
@@ -233,9 +238,9 @@ for rt in $RTS; do
     vl=
     [ -n "${BENCH_ENVS:-}" ] && vl=", $env"
     start_tsnvme "$rt" "$w" "$env" || { echo "bench: tsnvme $rt target did not start"; stop_pid; continue; }
-    if [ "$WARM" = 1 ]; then
+    if [ "$WARM" = 1 ] || [ "$WARM" = each ]; then
       # Thrown away: the first target in a boot runs ~2x slow for a while.
-      WARM=0
+      [ "$WARM" = each ] || WARM=0
       connect $PORT && fio_json randread 4k 1 >/dev/null && fio_json randread 4k 32 >/dev/null
       nvme disconnect -n $NQN >/dev/null 2>&1
       sleep 0.5

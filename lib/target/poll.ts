@@ -211,6 +211,12 @@ export class PollGroup {
     this.#extra.push(x);
   }
 
+  /** Stop waiting on `fd` (added with {@link addExtra}). */
+  removeExtra(fd: number): void {
+    const i = this.#extra.findIndex((x) => x.fd === fd);
+    if (i >= 0) this.#extra.splice(i, 1);
+  }
+
   /**
    * One pass: poll every socket (and extra fd) for up to `timeoutMs` (0: do
    * not wait, -1: until something happens), read the readable ones, retry

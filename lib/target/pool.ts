@@ -24,9 +24,10 @@ export interface WorkerFault {
   /**
    * What to do (see TargetFault); "stall": block the Worker's thread (as a
    * thread stuck in a call would be) until `gate` opens or `stallMs` pass,
-   * then serve the command.
+   * then serve the command; "crash": the Worker's loop throws (an uncaught
+   * error after it opened).
    */
-  fault: TargetFault | "stall";
+  fault: TargetFault | "stall" | "crash";
   /** A stall's gate: two Int32 words, [0] nonzero opens it, [1] the Worker sets to 1 when it stalls. */
   gate?: SharedArrayBuffer;
   /** Longest a stall blocks (default: until the gate opens; 1000 ms without a gate). */
@@ -97,7 +98,8 @@ export type ToWorker =
 export type FromWorker =
   | { op: "closed"; id: number }
   | { op: "exec"; key: number; cntlid: number; qid: number; sqe: Uint32Array; data: Uint8Array | null }
-  | { op: "stopped" };
+  | { op: "stopped" }
+  | { op: "crashed"; message: string };
 
 /** An IO queue served by a Worker, as the listener's controller bookkeeping sees it. */
 export class RemoteQueue {
@@ -400,6 +402,13 @@ export class WorkerPool {
         }
       } else if (m?.op === "exec") this.#exec(pw, m);
       else if (m?.op === "stopped") resolveStopped();
+      else if (m?.op === "crashed") {
+        // Its loop threw and the thread ended itself (nothing of it runs after this message): as a
+        // kill that was answered, its connections fail (the hosts reconnect) and its queue goes.
+        this.#host.log?.(`worker ${i} crashed: ${m.message}`);
+        resolveStopped();
+        void pw.kill();
+      }
     });
     w.addEventListener("error", (e: Event) => {
       (e as ErrorEvent).preventDefault?.();

@@ -22,7 +22,7 @@ import { type CommandHook, TargetConn } from "./conn.ts";
 import { type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
 import { NvmController } from "./nvm.ts";
 import { Status } from "../nvme/spec.ts";
-import type { TargetTrace } from "./trace.ts";
+import { envOf, type TargetTrace } from "./trace.ts";
 import { ConnectStatus, connectIpo } from "../nvme/fabrics.ts";
 
 /** How the target answers digest requests in ICReq. */
@@ -99,7 +99,11 @@ const IDLE_NAP_MS = 2;
  * wake-up costs ~1-2 ms of CPU in a TCG guest (measured: 500 wake-ups a
  * second took most of a vCPU from the Workers at QD1).
  */
-const IDLE_NAP_WORKERS_MS = 20;
+const IDLE_NAP_WORKERS_MS = ((): number => {
+  // TSNVME_TARGET_NAP_MS (read once): an experiment on the listener's wake-ups per second.
+  const v = Number(envOf("TSNVME_TARGET_NAP_MS"));
+  return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 20;
+})();
 
 /** Worker count by default: one per core. */
 function defaultWorkers(): number {

@@ -305,3 +305,48 @@ test("target workers: Workers on queue pairs of their own killed under IO, round
     await back.close();
   }
 });
+
+test("target workers: a Worker whose loop throws after it opened is a crash the pool handles: its host reconnects, its queue is released", async () => {
+  const back = await NVMeDev.open("sim:ns=4M:512", { interrupts: "poll" });
+  const lines: string[] = [];
+  try {
+    // Its 10th Write makes the Worker's loop throw (outside any connection's error handling).
+    const t = await NvmfTarget.listen({
+      port: 0,
+      subsystems: [{ nqn: NQN, namespaces: [new DevBackend(back, 1)] }],
+      maxTransfer: 64 * 1024,
+      inCapsule: 4096,
+      maxIoQueues: 2,
+      workers: 1,
+      workerFaults: [{ fault: "crash", opcode: IoOpc.WRITE, nth: 10 }],
+      log: (l) => lines.push(l),
+    });
+    try {
+      const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 1, reconnectDelayMs: 50 });
+      try {
+        const ns = dev.ns(1);
+        const w = writers(dev, (k, i) => ({ lba: (k * 100 + (i % 50)) * 8, v: ((k * 37 + i) % 250) + 1 }));
+        await until(() => t.workers === 0, "the Worker's crash noticed", 15_000);
+        // Its connection failed: the host reconnected (now served by the listener) and writes on.
+        await until(() => dev.controller.resets >= 1 && w.acked.size >= 40, "reconnect and writes after the crash", 15_000);
+        await w.stop();
+        await ns.flush();
+        // The crash ended as an answered kill: its sockets closed and its queue released.
+        assert.equal(await t.killWorker(0, 2000), "stopped", lines.join("\n"));
+        const r = back.allocBuffer(4096);
+        for (const [lba, v] of w.acked) {
+          await back.ns(1).read(lba, r);
+          assert.ok(r.every((x) => x === v), `lba ${lba}: expected ${v}, read ${r[0]}`);
+        }
+        back.freeBuffer(r);
+      } finally {
+        await dev.close();
+      }
+    } finally {
+      await t.close();
+    }
+  } finally {
+    await back.close();
+  }
+  assert.ok(lines.some((l) => /worker 0 crashed: .*test fault/.test(l)), lines.join("\n"));
+});
