@@ -89,7 +89,7 @@ export interface QueuePairOptions {
 
 /**
  * Default {@link QueuePairOptions.spinPolls}: a reap that finds nothing is one
- * Atomics.load (~2-8 ns on a host, some 100 ns in a TCG guest), so 256 polls
+ * load of a CQE's DW3 (lib/ffi's pollLoad32: ~2-12 ns on a host, some 100 ns in a TCG guest), so 256 polls
  * stay within microseconds on a host and ~25-50 µs in the guest, about one
  * device round trip there.
  */
