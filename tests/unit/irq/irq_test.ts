@@ -311,6 +311,28 @@ test("hub: sleep with a timeout and no interrupt resolves false", async () => {
   });
 });
 
+test("hub: a sleep with a timeout ends at a Worker's interrupt, round after round, leaving no timer", async () => {
+  // The sleep's timeout is our own timer; the wait itself has none (see IrqWaiter.sleep). 30 rounds
+  // of a helper thread's notify ending a finite sleep; Deno's op sanitizer fails a leftover timer.
+  await withHub(async (hub, _libc, [efd]) => {
+    const irq = hub.add(efd);
+    const dev = await spawn();
+    try {
+      for (let i = 1; i <= 30; i++) {
+        irq.arm();
+        const done = next(dev, "written");
+        dev.postMessage({ type: "write", fds: [efd], times: 1, gapMs: 1 });
+        assert.equal(await irq.sleep(60_000), true, `round ${i}: woken by the interrupt`);
+        await done;
+        await until(irq, i);
+      }
+      assert.equal(irq.count, 30);
+    } finally {
+      dev.terminate();
+    }
+  });
+});
+
 test("hub: wake() ends a sleep without counting an interrupt", async () => {
   await withHub(async (hub, _libc, [efd]) => {
     const irq = hub.add(efd);
