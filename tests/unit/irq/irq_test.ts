@@ -78,6 +78,24 @@ test("idle policy, adaptive mode: poll for spinUs after the last completion, the
   assert.equal(p.idleMs(10.5), 10.5 - 10.2);
 });
 
+test("idle policy, adaptive mode: a command submitted into a sleep is timed from its submission", () => {
+  // An admin queue with an AER: it slept 100 ms, then a command went in and was answered 0.2 ms later.
+  const mk = () => {
+    const p = new IdlePolicy({ mode: "adaptive", spinUs: 500 });
+    p.next(1, 0);
+    p.next(0, 0.1);
+    assert.equal(p.next(0, 0.7), Idle.SLEEP);
+    return p;
+  };
+  const p = mk();
+  p.submitted(100);
+  p.resumed(100.2, true);
+  assert.equal(p.windowUs, 500, "learned 0.2 ms, not the 100 ms gap");
+  const q = mk();
+  q.resumed(100.2, true); // without the stamp the gap counts (capped at maxSpinUs): the window grows
+  assert.ok(q.windowUs > 500);
+});
+
 test("idle policy, adaptive mode: the window learns from a slow device, within [spinUs, maxSpinUs]", () => {
   const p = new IdlePolicy({ mode: "adaptive", spinUs: 500, maxSpinUs: 4000, yieldMs: 1000 });
   assert.equal(p.windowUs, 500);
