@@ -155,17 +155,22 @@ export class IrqWaiter {
 
   /**
    * Sleep until an interrupt newer than the last {@link arm}, or `timeoutMs`.
-   * Resolves true on an interrupt, false on timeout or hub shutdown. Holds a
-   * timer meanwhile: a pending waitAsync alone does not keep Deno's event loop alive.
+   * Resolves true on an interrupt, false on timeout or hub shutdown. The wait
+   * itself has no timeout: our own timer ends it (a notify on this thread),
+   * and keeps the event loop alive meanwhile (a pending waitAsync alone does
+   * not keep Deno's). A finite waitAsync would put its timer in the runtime's
+   * timer heap, and Bun's (WebKit's) notify from the hub's thread cancels that
+   * timer from that thread while the main thread may walk the heap.
    */
   async sleep(timeoutMs = Infinity): Promise<boolean> {
     const i32 = this.#i32, idx = this.#idx, seen = this.#armed;
     if (Atomics.load(i32, idx) !== seen) return true;
     if (this.stopped || timeoutMs <= 0) return false;
     const finite = timeoutMs < MAX_TIMER_MS;
-    const r = finite ? waitAsync(i32, idx, seen, timeoutMs) : waitAsync(i32, idx, seen);
+    const r = waitAsync(i32, idx, seen);
     if (r.async) {
-      const hold = setTimeout(noop, finite ? timeoutMs + 1 : MAX_TIMER_MS);
+      // One waiter per word (one per queue): the timeout's notify wakes only this sleep.
+      const hold = setTimeout(finite ? () => Atomics.notify(i32, idx) : noop, finite ? timeoutMs : MAX_TIMER_MS);
       this.#hold = hold;
       try {
         await r.value;

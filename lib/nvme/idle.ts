@@ -180,6 +180,18 @@ export class IdlePolicy {
   }
 
   /**
+   * A command was submitted at `now` while the pump slept with nothing but
+   * parked commands (an AER) in flight: the wait that the coming interrupt
+   * ends counts from here (the idle time before it was nobody's wait). Without it, an admin queue kept alive by an AER learned
+   * every gap between a user's commands as answer time and polled the whole
+   * 5 ms cap after each one.
+   */
+  submitted(now: number): void {
+    this.#idleSince = now;
+    this.#timedOut = false;
+  }
+
+  /**
    * The pump did not run for `ms` between two empty polls of consecutive
    * turns (preempted, a GC pause, another task). Over half the window, that
    * time is not the device's: in `adaptive` mode it does not count toward the

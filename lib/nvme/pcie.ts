@@ -22,6 +22,7 @@ import { QueuePair, type SubmitOptions } from "./queue.ts";
 import { AdminOpc, type Cap, CAP_CSS_IOCS, CC, CC_CSS_ALL, ccValue, CQE_SIZE, CSTS, decodeCap, NSSR_RESET, Reg, SQE_SIZE } from "./spec.ts";
 import type { CompletionSink, QueueRing } from "./ring.ts";
 import { type DmaBuffer, dmaBuffer, type SharedMemory, type Transport } from "./transport.ts";
+import { pollLoad32 } from "../ffi/load.ts";
 
 export type { CompletionSink, QueueRing };
 
@@ -336,7 +337,8 @@ export class PcieRing implements QueueRing {
     const old = sh[idx];
     // Seq-cst store then load: the shadow value is visible before the event index is read.
     Atomics.store(sh, idx, value);
-    return dbbufNeedEvent(Atomics.load(this.#eventIdx!, idx), value, old);
+    // The controller writes the event index: read it without a write (see pollLoad32).
+    return dbbufNeedEvent(pollLoad32(this.#eventIdx!, idx), value, old);
   }
 
   #zeroShadow(): void {
@@ -367,8 +369,8 @@ export class PcieRing implements QueueRing {
     let n = 0;
     for (;;) {
       const base = head << 2;
-      // Atomics.load: a plain load here can be hoisted out of the loop by Bun's JIT.
-      const dw3 = Atomics.load(cq, base + 3);
+      // Not a plain load (Bun's JIT hoists it out of the spin) nor Bun's Atomics.load (it writes).
+      const dw3 = pollLoad32(cq, base + 3);
       if (((dw3 >>> 16) & 1) !== phase) break;
       const dw0 = cq[base];
       const dw1 = cq[base + 1];

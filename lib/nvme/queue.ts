@@ -89,7 +89,7 @@ export interface QueuePairOptions {
 
 /**
  * Default {@link QueuePairOptions.spinPolls}: a reap that finds nothing is one
- * Atomics.load (~2-8 ns on a host, some 100 ns in a TCG guest), so 256 polls
+ * load of a CQE's DW3 (lib/ffi's pollLoad32: ~2-12 ns on a host, some 100 ns in a TCG guest), so 256 polls
  * stay within microseconds on a host and ~25-50 µs in the guest, about one
  * device round trip there.
  */
@@ -172,6 +172,13 @@ export class QueuePair {
    */
   #armed = false;
   #closedWith: NvmeError | null = null;
+  /**
+   * The pump sleeps with only parked commands in flight: the next submission
+   * starts the policy's wait clock ({@link IdlePolicy.submitted}).
+   */
+  #asleep = false;
+  /** Cids of commands submitted with a deadline a day or more away (an AER): never polled for. */
+  readonly #parked: number[] = [];
   /** The poll-mode nap's timer and its end, while one runs: {@link fail} ends it, so no pump outlives close. */
   #napTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   #napEnd: (() => void) | null = null;
@@ -511,6 +518,13 @@ export class QueuePair {
     const t = this.#t;
     const cid = t.begin(slot, cdw0 & 0xff, e[SqeDw.NSID], timeoutMs, ref);
     e[0] = ((cdw0 & 0xffff) | (cid << 16)) >>> 0;
+    if (timeoutMs >= PARKED_MS) this.#park(cid);
+    if (this.#asleep) {
+      // The first command into a sleeping queue (an admin command with only an AER outstanding):
+      // its answer time counts from now, not from the last completion (one clock read per sleep).
+      this.#asleep = false;
+      this.#policy.submitted(performance.now());
+    }
     if (t.trace !== null) t.trace.submit(this.qid, cid, e);
     this.#ring.push();
     if (!this.#flushQueued) {
@@ -539,6 +553,28 @@ export class QueuePair {
     this.#napEnd = null;
     clearTimeout(this.#napTimer);
     end();
+  }
+
+  /** Remember a parked command's cid (rare: an AER), dropping those that ended. */
+  #park(cid: number): void {
+    const p = this.#parked;
+    let k = 0;
+    for (const c of p) if (this.#t.holds(c)) p[k++] = c;
+    p.length = k;
+    p.push(cid);
+  }
+
+  /**
+   * True when every command in flight is parked (an AER): nobody waits on
+   * this queue, so the pump sleeps at once instead of polling its window.
+   * Checked only at an idle checkpoint, over a list of a few cids.
+   */
+  #onlyParked(): boolean {
+    const p = this.#parked;
+    if (p.length === 0) return false;
+    let n = 0;
+    for (const c of p) if (this.#t.holds(c)) n++;
+    return n >= this.#t.active;
   }
 
   /** True while a command with a deadline within {@link PARKED_MS} waits: health checks run at {@link healthCheckMs}. */
@@ -640,7 +676,17 @@ export class QueuePair {
           this.onHealthCheck();
         }
         if (this.#armed && reaped > 0) disarm = true;
-        const action = policy.next(reaped, now);
+        let action = policy.next(reaped, now);
+        let parked = false;
+        if (
+          action === Idle.SPIN && reaped === 0 && policy.mode !== "poll" && this.#waiter !== null && this.#onlyParked()
+        ) {
+          // Only an AER left (the admin queue after a command): no window, sleep now; a sleep
+          // that is not waiting on an answer teaches the policy nothing.
+          policy.restart();
+          action = Idle.SLEEP;
+          parked = true;
+        }
         lastEmpty = action === Idle.SPIN && reaped === 0 ? now : -1;
         reaped = 0;
         idle = action !== Idle.SPIN;
@@ -672,7 +718,9 @@ export class QueuePair {
           if (this.#flushQueued) this.ring();
           if (!woke) {
             this.#stats.sleeps++;
+            this.#asleep = parked;
             woke = await w.sleep(bound);
+            this.#asleep = false;
           }
           this.#stats.interrupts = w.count - this.#irqBase;
           policy.resumed(performance.now(), woke);

@@ -78,6 +78,24 @@ test("idle policy, adaptive mode: poll for spinUs after the last completion, the
   assert.equal(p.idleMs(10.5), 10.5 - 10.2);
 });
 
+test("idle policy, adaptive mode: a command submitted into a sleep is timed from its submission", () => {
+  // An admin queue with an AER: it slept 100 ms, then a command went in and was answered 0.2 ms later.
+  const mk = () => {
+    const p = new IdlePolicy({ mode: "adaptive", spinUs: 500 });
+    p.next(1, 0);
+    p.next(0, 0.1);
+    assert.equal(p.next(0, 0.7), Idle.SLEEP);
+    return p;
+  };
+  const p = mk();
+  p.submitted(100);
+  p.resumed(100.2, true);
+  assert.equal(p.windowUs, 500, "learned 0.2 ms, not the 100 ms gap");
+  const q = mk();
+  q.resumed(100.2, true); // without the stamp the gap counts (capped at maxSpinUs): the window grows
+  assert.ok(q.windowUs > 500);
+});
+
 test("idle policy, adaptive mode: the window learns from a slow device, within [spinUs, maxSpinUs]", () => {
   const p = new IdlePolicy({ mode: "adaptive", spinUs: 500, maxSpinUs: 4000, yieldMs: 1000 });
   assert.equal(p.windowUs, 500);
@@ -308,6 +326,28 @@ test("hub: sleep with a timeout and no interrupt resolves false", async () => {
     assert.equal(await irq.sleep(5), false);
     assert.equal(await irq.sleep(0), false);
     assert.equal(irq.count, 0);
+  });
+});
+
+test("hub: a sleep with a timeout ends at a Worker's interrupt, round after round, leaving no timer", async () => {
+  // The sleep's timeout is our own timer; the wait itself has none (see IrqWaiter.sleep). 30 rounds
+  // of a helper thread's notify ending a finite sleep; Deno's op sanitizer fails a leftover timer.
+  await withHub(async (hub, _libc, [efd]) => {
+    const irq = hub.add(efd);
+    const dev = await spawn();
+    try {
+      for (let i = 1; i <= 30; i++) {
+        irq.arm();
+        const done = next(dev, "written");
+        dev.postMessage({ type: "write", fds: [efd], times: 1, gapMs: 1 });
+        assert.equal(await irq.sleep(60_000), true, `round ${i}: woken by the interrupt`);
+        await done;
+        await until(irq, i);
+      }
+      assert.equal(irq.count, 30);
+    } finally {
+      dev.terminate();
+    }
   });
 });
 

@@ -11,6 +11,7 @@ import { Reg } from "../../../lib/nvme/spec.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import { SimTransport } from "../../../lib/sim/transport.ts";
 import { type DmaBuffer, dmaBuffer } from "../../../lib/nvme/transport.ts";
+import { runReadOnlyChild } from "../ffi/readonly.ts";
 
 const QID = 2, STRIDE = 8;
 const SQ_DB = (2 * QID * STRIDE) / 4, CQ_DB = ((2 * QID + 1) * STRIDE) / 4;
@@ -277,4 +278,13 @@ test("pcie bring-up: a BAR0 that reads all zeros (an offline VF) is a typed setu
   } finally {
     transport.close();
   }
+});
+
+test("pcie ring: reap and shadow-doorbell flushes only read the CQ and the event index", () => {
+  // The device owns those pages: a poll that writes them (Bun's Atomics.load) erases a CQE the
+  // device DMAs in between under one-vCPU TCG. Read-only pages in a child make any write fatal.
+  const r = runReadOnlyChild("ring");
+  assert.equal(r.signal, null, `child died by ${r.signal}: ${r.out}`);
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /survived 0/);
 });

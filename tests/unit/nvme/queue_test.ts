@@ -334,3 +334,45 @@ test("pump: adaptive turns the vector off again even when a run ends right after
   assert.equal(arms, 1);
   assert.equal(disarms, 2, "off again once the run ended");
 });
+
+test("pump: with only an AER left after a command, the queue sleeps at once instead of polling its window", async () => {
+  const { qp, dev } = pair(8, 0);
+  qp.pollSpinUs = 10_000_000; // a 10 s window: without the rule the pump would poll all of it
+  let sleeps = 0, count = 0;
+  const wake: ((v: boolean) => void)[] = [];
+  qp.setWaitMode("adaptive", {
+    arm() {},
+    sleep() {
+      sleeps++;
+      return new Promise<boolean>((r) => wake.push(r));
+    },
+    wake() {
+      for (const w of wake.splice(0)) w(false);
+    },
+    get count() {
+      return count;
+    },
+  });
+  const aer = qp.submit(readCmd(1, 0, 0), 0, 0, 0x7fff_ffff);
+  aer.catch(() => {});
+  for (let i = 0; i < 50 && sleeps === 0; i++) await tick();
+  assert.equal(sleeps, 1, "an AER alone: asleep at once");
+  const [aerSqe] = dev.fetch();
+  // A command into the sleeping queue: the device answers it with an interrupt.
+  const cmd = qp.submit(readCmd(1, 0, 0), 0, 0, 30_000);
+  await tick();
+  const [sqe] = dev.fetch();
+  dev.complete(sqe[0] >>> 16);
+  count++;
+  for (const w of wake.splice(0)) w(true);
+  await cmd;
+  for (let i = 0; i < 50 && sleeps === 1; i++) await tick();
+  assert.equal(sleeps, 2, "the AER alone again: asleep at once, no polling window");
+  assert.equal(qp.inflight, 1);
+  // The AER's own answer still lands.
+  dev.complete(aerSqe[0] >>> 16, 0, 7);
+  count++;
+  for (const w of wake.splice(0)) w(true);
+  assert.equal(await aer, 7);
+  qp.close();
+});
