@@ -442,7 +442,7 @@ export class SimDevice {
     c[b] = dw0 >>> 0;
     c[b + 1] = dw1 >>> 0;
     c[b + 2] = ((sqhd & 0xffff) | (sqid << 16)) >>> 0;
-    // DW3 last and atomically: the host polls its phase bit with Atomics.load.
+    // DW3 last and atomically: the host polls its phase bit (pollLoad32).
     Atomics.store(c, b + 3, ((cid & 0xffff) | (cq.phase << 16) | ((sf & 0x7fff) << 17)) >>> 0);
     if (++cq.tail === cq.size) {
       cq.tail = 0;
