@@ -53,6 +53,7 @@ usage: scripts/guest.sh [options] [--] CMD [ARGS...]
   -v, --verbose           print setup and boot progress to stderr
 Exit status: CMD's, or 125 if the harness fails. Cache: $TSNVME_CACHE (default <repo>/.cache/guest).
 TSNVME_QEMU_TRACE=FILE:EVENT[,EVENT...] writes QEMU's trace events (globs, e.g. pci_nvme_*) to FILE.
+TSNVME_QEMU_CPU=MODEL[,FEATURES] the vCPU model (default max), e.g. max,pku=off for A/B runs.
 EOF
 }
 
@@ -412,7 +413,7 @@ mkfifo "$RUNDIR/stdout.fifo" "$RUNDIR/stderr.fifo"
 # Paths inside QEMU's key=value options need commas doubled.
 qp() { printf '%s' "${1//,/,,}"; }
 qemu=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot
-  -machine q35,accel=tcg -cpu max -smp "$SMP" -m "$MEM"
+  -machine q35,accel=tcg -cpu "${TSNVME_QEMU_CPU:-max}" -smp "$SMP" -m "$MEM"
   -kernel "$VMLINUZ" -initrd "$INITRD"
   # no_timer_check: on a loaded host the IO-APIC timer check at boot can fail under TCG and panic
   # ("timer doesn't work through Interrupt-remapped IO-APIC"); VMs commonly skip it.
