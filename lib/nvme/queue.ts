@@ -6,6 +6,7 @@
  * thread".
  * @module
  */
+import { yieldMacrotask } from "../ffi/yield.ts";
 import { Idle, IdlePolicy, type WaitMode } from "./idle.ts";
 import { hi32, lo32, type Sqe, setRw, SqeDw } from "./command.ts";
 import { DeviceClosedError, InvalidArgumentError, type NvmeError } from "./errors.ts";
@@ -103,13 +104,6 @@ export type QueuePairConfig = QueuePairOptions & {
   /** The ring commands go through; its depth is the pair's. */
   ring: QueueRing;
 };
-
-// setImmediate yields to the event loop in ~1-4 µs; setTimeout(0) costs milliseconds.
-const yieldMacrotask: () => Promise<void> = typeof (globalThis as { setImmediate?: unknown }).setImmediate ===
-    "function"
-  ? () =>
-    new Promise<void>((r) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(r))
-  : () => new Promise<void>((r) => setTimeout(r, 0));
 
 /** Microtask turns between clock reads while the pump spins (the clock costs µs in a TCG guest). */
 const TURNS_PER_CHECK = 64;
