@@ -90,9 +90,10 @@ export interface QueuePairOptions {
 
 /**
  * Default {@link QueuePairOptions.spinPolls}: a reap that finds nothing is one
- * load of a CQE's DW3 (lib/ffi's pollLoad32: ~2-12 ns on a host, some 100 ns in a TCG guest), so 256 polls
- * stay within microseconds on a host and ~25-50 µs in the guest, about one
- * device round trip there.
+ * load of a CQE's DW3 (lib/ffi's pollLoad32: ~0.5-5 ns on a host, scripts/bench-poll.ts; some 100 ns
+ * in a TCG guest), so 256 polls stay within microseconds on a host and ~25-50 µs in the guest, about
+ * one device round trip there. Counted in polls, not time: a clock read costs µs in a TCG guest. A
+ * spin that runs out ends in a checkpoint: a clock read, and the idle policy's window decides.
  */
 export const DEFAULT_SPIN_POLLS = 256;
 
