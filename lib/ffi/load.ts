@@ -10,26 +10,28 @@
 const sink = new Uint32Array(1);
 
 /**
- * JavaScriptCore (Bun): `Atomics.load` compiles to `lock xadd [m], 0` (B3 AtomicXchgAdd), a locked
- * read-modify-write. Under QEMU TCG with one vCPU that runs as a plain load and store, so a CQE the
- * device DMAs in between is erased; on hardware it takes the CQ's cache line from the device on
- * every poll; on a read-only mapping it faults. A plain load instead, followed by a store of the
- * value to `sink`: JSC's abstract heap gives all typed-array elements one location, so the store
- * keeps the load in the loop (a bare plain load is hoisted out of a spin) and keeps the caller's
- * later loads (the CQE's other dwords) after it; x86's TSO keeps that order in hardware.
+ * x86, both engines. JavaScriptCore (Bun): `Atomics.load` compiles to `lock xadd [m], 0` (B3
+ * AtomicXchgAdd), a locked read-modify-write. Under QEMU TCG with one vCPU that runs as a plain load
+ * and store, so a CQE the device DMAs in between is erased; on hardware it takes the CQ's cache line
+ * from the device on every poll; on a read-only mapping it faults. V8 (Deno): `Atomics.load` is a
+ * builtin call, 6-13 ns per poll against 2.6-4.4 for this (scripts/bench-poll.ts). So a plain load,
+ * followed by a store of the value to `sink`: JSC's abstract heap gives all typed-array elements one
+ * location, so the store keeps the load in the loop (a bare plain load is hoisted out of a spin by
+ * JSC; V8's TurboFan and Maglev keep even a bare one, tests/unit/ffi/load_test.ts) and keeps the
+ * caller's later loads (the CQE's other dwords) after it; x86's TSO keeps that order in hardware.
  */
-function loadJsc(a: Uint32Array, i: number): number {
+function loadPlain(a: Uint32Array, i: number): number {
   const v = a[i];
   sink[0] = v;
   return v;
 }
 
-/** V8 (Deno), and JSC off x86: `Atomics.load` reads only (a plain `mov` on x86, an acquire elsewhere). */
+/** Off x86: an acquire load that never writes, where a plain load would let later loads pass it. */
 function loadAtomic(a: Uint32Array, i: number): number {
   return Atomics.load(a, i);
 }
 
-const g = globalThis as { Bun?: unknown; process?: { arch?: string } };
+const g = globalThis as { process?: { arch?: string } };
 
 /**
  * Read `a[i]`, where a device or another thread writes `a`, so that a spin
@@ -37,6 +39,4 @@ const g = globalThis as { Bun?: unknown; process?: { arch?: string } };
  * the polled memory (safe on read-only mappings and against DMA), and the
  * caller's later loads are not moved before it. A few ns per call.
  */
-export const pollLoad32: (a: Uint32Array, i: number) => number = g.Bun !== undefined && g.process?.arch === "x64"
-  ? loadJsc
-  : loadAtomic;
+export const pollLoad32: (a: Uint32Array, i: number) => number = g.process?.arch === "x64" ? loadPlain : loadAtomic;

@@ -6,6 +6,7 @@
  * thread".
  * @module
  */
+import { yieldMacrotask } from "../ffi/yield.ts";
 import { Idle, IdlePolicy, type WaitMode } from "./idle.ts";
 import { hi32, lo32, type Sqe, setRw, SqeDw } from "./command.ts";
 import { DeviceClosedError, InvalidArgumentError, type NvmeError } from "./errors.ts";
@@ -89,9 +90,10 @@ export interface QueuePairOptions {
 
 /**
  * Default {@link QueuePairOptions.spinPolls}: a reap that finds nothing is one
- * load of a CQE's DW3 (lib/ffi's pollLoad32: ~2-12 ns on a host, some 100 ns in a TCG guest), so 256 polls
- * stay within microseconds on a host and ~25-50 µs in the guest, about one
- * device round trip there.
+ * load of a CQE's DW3 (lib/ffi's pollLoad32: ~0.5-5 ns on a host, scripts/bench-poll.ts; some 100 ns
+ * in a TCG guest), so 256 polls stay within microseconds on a host and ~25-50 µs in the guest, about
+ * one device round trip there. Counted in polls, not time: a clock read costs µs in a TCG guest. A
+ * spin that runs out ends in a checkpoint: a clock read, and the idle policy's window decides.
  */
 export const DEFAULT_SPIN_POLLS = 256;
 
@@ -103,13 +105,6 @@ export type QueuePairConfig = QueuePairOptions & {
   /** The ring commands go through; its depth is the pair's. */
   ring: QueueRing;
 };
-
-// setImmediate yields to the event loop in ~1-4 µs; setTimeout(0) costs milliseconds.
-const yieldMacrotask: () => Promise<void> = typeof (globalThis as { setImmediate?: unknown }).setImmediate ===
-    "function"
-  ? () =>
-    new Promise<void>((r) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(r))
-  : () => new Promise<void>((r) => setTimeout(r, 0));
 
 /** Microtask turns between clock reads while the pump spins (the clock costs µs in a TCG guest). */
 const TURNS_PER_CHECK = 64;

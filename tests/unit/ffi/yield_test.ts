@@ -1,0 +1,49 @@
+// lib/ffi's yieldMacrotask, the pump's yield when it is idle but not asleep: it must be a real turn
+// of the event loop (a microtask loop would starve timers and sockets), and every concurrent
+// yield (several queue pairs) must resume.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import net from "node:net";
+import process from "node:process";
+import { test } from "../../harness.ts";
+import { yieldMacrotask } from "../../../lib/ffi/yield.ts";
+
+test("yieldMacrotask: a loop of yields lets a timer and a socket read run", async () => {
+  const server = net.createServer((s) => void setTimeout(() => s.write("x"), 5));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  let timer = false, read = false;
+  setTimeout(() => timer = true, 0);
+  const c = net.connect(port, "127.0.0.1");
+  c.on("data", () => read = true);
+  try {
+    // Generous: the machine may be loaded; a microtask loop never sees either.
+    const until = performance.now() + 30_000;
+    while ((!timer || !read) && performance.now() < until) await yieldMacrotask();
+    assert.equal(timer, true, "the timer never ran");
+    assert.equal(read, true, "the socket read never ran");
+  } finally {
+    c.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
+
+test("yieldMacrotask: concurrent yields all resume, in order", async () => {
+  const order: number[] = [];
+  await Promise.all(Array.from({ length: 5 }, (_, i) => yieldMacrotask().then(() => order.push(i))));
+  assert.deepEqual(order, [0, 1, 2, 3, 4]);
+  // And again, after the first batch was delivered.
+  await Promise.all([yieldMacrotask(), yieldMacrotask()]);
+});
+
+test("yieldMacrotask: a process that yielded exits when its work is done", () => {
+  // The Bun path's MessagePort would keep the event loop alive for ever unless unref'd.
+  const url = new URL("../../../lib/ffi/yield.ts", import.meta.url).href;
+  const src = `const { yieldMacrotask } = await import(${JSON.stringify(url)}); await yieldMacrotask(); console.log("done");`;
+  const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+  const args = isBun ? ["-e", src] : ["eval", src];
+  const r = spawnSync(process.execPath, args, { encoding: "utf8", timeout: 60_000 });
+  assert.equal(r.signal, null, `the child was still running after 60 s: ${r.stderr}`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /done/);
+});
