@@ -44,6 +44,15 @@ function deviceTarget(back: NVMeDev, lines: string[]): Promise<NvmfTarget> {
   });
 }
 
+/** Every acknowledged write reads back through `ns` (`label` prefixes a failure). */
+async function assertAcked(ns: ReturnType<NVMeDev["ns"]>, acked: Map<number, number>, label = ""): Promise<void> {
+  const r = new Uint8Array(4096);
+  for (const [lba, v] of acked) {
+    await ns.read(lba, r);
+    assert.ok(r.every((x) => x === v), `${label}lba ${lba}: expected ${v}, read ${r[0]}`);
+  }
+}
+
 /**
  * Four writers keeping IO in flight on `dev`'s namespace 1 until stopped: writer `k`'s `i`th write
  * goes where `at(k, i)` says. Each completed write is recorded with its pattern; one that failed
@@ -163,11 +172,7 @@ test("target workers: a Worker killed mid-IO fails its connections; the host rec
       await ns.flush();
       // Every queue now lives on the surviving Worker.
       for (const w of t.queueWorkers(dev.controller.cntlid).values()) assert.equal(w, 1);
-      const r = new Uint8Array(4096);
-      for (const [lba, v] of acked) {
-        await ns.read(lba, r);
-        assert.ok(r.every((x) => x === v), `lba ${lba}: expected ${v}, read ${r[0]}`);
-      }
+      await assertAcked(ns, acked);
     } finally {
       await dev.close();
     }
@@ -253,11 +258,7 @@ test("target workers: a Worker stuck in a call when killed: its host reconnects 
       stop = true;
       await writer;
       await ns.flush();
-      const r = new Uint8Array(4096);
-      for (const [lba, v] of acked) {
-        await ns.read(lba, r);
-        assert.ok(r.every((x) => x === v), `lba ${lba}: expected ${v}, read ${r[0]}`);
-      }
+      await assertAcked(ns, acked);
     } finally {
       await dev.close();
     }
@@ -288,12 +289,7 @@ test("target workers: Workers on queue pairs of their own killed under IO, round
           await w.stop();
           await ns.flush();
           // Read back through the backing device itself.
-          const r = back.allocBuffer(4096);
-          for (const [lba, v] of acked) {
-            await back.ns(1).read(lba, r);
-            assert.ok(r.every((x) => x === v), `round ${round}, lba ${lba}: expected ${v}, read ${r[0]}`);
-          }
-          back.freeBuffer(r);
+          await assertAcked(back.ns(1), acked, `round ${round}, `);
         } finally {
           await dev.close();
         }
@@ -333,12 +329,7 @@ test("target workers: a Worker whose loop throws after it opened is a crash the 
         await ns.flush();
         // The crash ended as an answered kill: its sockets closed and its queue released.
         assert.equal(await t.killWorker(0, 2000), "stopped", lines.join("\n"));
-        const r = back.allocBuffer(4096);
-        for (const [lba, v] of w.acked) {
-          await back.ns(1).read(lba, r);
-          assert.ok(r.every((x) => x === v), `lba ${lba}: expected ${v}, read ${r[0]}`);
-        }
-        back.freeBuffer(r);
+        await assertAcked(back.ns(1), w.acked);
       } finally {
         await dev.close();
       }
