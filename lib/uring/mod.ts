@@ -1,9 +1,10 @@
 /**
  * io_uring over the runtime's FFI: io_uring_setup and io_uring_enter through
  * syscall(2), the rings mapped into this process, submissions and completions
- * exchanged with `Atomics` on the mapped ring words (no FFI call per entry),
- * 128-byte SQEs for URING_CMD, and blocking waits (GETEVENTS, optionally with
- * a timeout) that stall only the calling thread. A ring belongs to the thread
+ * exchanged through the mapped ring words (`Atomics.store` to publish,
+ * `pollLoad32` to read the kernel's; no FFI call per entry), 128-byte SQEs for
+ * URING_CMD, and blocking waits (GETEVENTS, optionally with a timeout) that
+ * stall only the calling thread. A ring belongs to the thread
  * that made it; any Worker may make its own.
  *
  * @example
@@ -22,6 +23,7 @@
  * @module
  */
 import { EINTR, errnoName, type Libc, loadLibc, MAP_FAILED, MAP_POPULATE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, PROT_READ, PROT_WRITE } from "../ffi/mod.ts";
+import { pollLoad32 } from "../ffi/load.ts";
 import { InvalidArgumentError, SyscallError } from "../nvme/errors.ts";
 
 export type { Libc, RuntimeName } from "../ffi/mod.ts";
@@ -264,7 +266,7 @@ export class Uring {
 
   /** SQEs that can be handed out before a {@link submit}. */
   get sqSpace(): number {
-    return this.sqEntries - ((this.#tail - Atomics.load(this.#sqRing, this.#sqHead)) >>> 0);
+    return this.sqEntries - ((this.#tail - pollLoad32(this.#sqRing, this.#sqHead)) >>> 0);
   }
 
   /** SQEs handed out and not yet submitted. */
@@ -277,7 +279,8 @@ export class Uring {
    * the SQ is full (submit first).
    */
   sqe(): number {
-    const head = Atomics.load(this.#sqRing, this.#sqHead);
+    // The kernel's words: pollLoad32, not Atomics.load (a locked read-modify-write on Bun).
+    const head = pollLoad32(this.#sqRing, this.#sqHead);
     if (((this.#tail - head) >>> 0) >= this.sqEntries) return -1;
     const off = ((this.#tail & this.#sqMask) >>> 0) * this.sqeBytes;
     this.sqes.fill(0, off, off + this.sqeBytes);
@@ -338,7 +341,7 @@ export class Uring {
 
   /** CQEs waiting to be read. */
   cqReady(): number {
-    return (Atomics.load(this.#cqRing, this.#cqTail) - this.#cqRing[this.#cqHead]) >>> 0;
+    return (pollLoad32(this.#cqRing, this.#cqTail) - this.#cqRing[this.#cqHead]) >>> 0;
   }
 
   /** user_data (low 32 bits) of the i-th waiting CQE. */
