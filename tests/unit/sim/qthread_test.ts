@@ -12,49 +12,16 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runtime, test } from "../../harness.ts";
+import { test } from "../../harness.ts";
+import { queueWorkerUrl, TestWorker } from "../workers/client.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import { smartLog } from "../../../lib/admin/log.ts";
 import { formatNvm } from "../../../lib/admin/manage.ts";
 import { IoOpc } from "../../../lib/nvme/spec.ts";
 import { parseSimSpec, SimTransport } from "../../../lib/sim/transport.ts";
 import type { SimOptions } from "../../../lib/sim/options.ts";
-import type { QueueHandle } from "../../../lib/worker/handle.ts";
 
 const BS = 512;
-const entry = new URL(runtime === "bun" ? "../workers/queue_worker.ts" : "../workers/entry.js", import.meta.url);
-
-/** A test Worker (tests/unit/workers/queue_worker.ts) and a request/response helper. */
-class TestWorker {
-  readonly w = new Worker(entry, { type: "module" });
-  readonly loaded: Promise<void>;
-  readonly #pending = new Map<number, { res: (v: unknown) => void; rej: (e: Error) => void }>();
-  #id = 1;
-  constructor() {
-    this.loaded = new Promise((resolve) => {
-      this.w.addEventListener("message", (e: MessageEvent) => {
-        const m = e.data as { type: string; id: number; result?: unknown; error?: string };
-        if (m.type === "loaded") resolve();
-        if (m.type !== "result") return;
-        const p = this.#pending.get(m.id);
-        this.#pending.delete(m.id);
-        if (m.error) p?.rej(new Error(m.error));
-        else p?.res(m.result);
-      });
-    });
-  }
-  call<T>(msg: Record<string, unknown>, transfer: Transferable[] = []): Promise<T> {
-    const id = this.#id++;
-    return new Promise<T>((res, rej) => {
-      this.#pending.set(id, { res: res as (v: unknown) => void, rej });
-      this.w.postMessage({ ...msg, id }, transfer);
-    });
-  }
-  async open(h: QueueHandle): Promise<number> {
-    await this.loaded;
-    return (await this.call<{ qid: number }>({ type: "open", queue: h }, h.transfer)).qid;
-  }
-}
 
 type RunResult = { ios: number; bad: number; stats: { submitted: number; completed: number } };
 type SpinResult = { ok: number; codes: Record<string, number>; started: number; settled: number };
@@ -230,7 +197,7 @@ test("qthreads: CSTS.CFS during Worker IO -> reset, queues re-created on their t
 test("qthreads: a Worker's queue deleted during its IO is released; the other queue goes on", async () => {
   const { dev, transport } = await sim();
   try {
-    const ws = await dev.startWorkers(entry, 2);
+    const ws = await dev.startWorkers(queueWorkerUrl, 2);
     const spins = ws.map((w) =>
       new Promise<void>((resolve) => {
         w.worker.addEventListener("message", (e: MessageEvent) => {

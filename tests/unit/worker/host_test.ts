@@ -6,51 +6,13 @@
  * terminated Worker's queue released. No promise is left pending on any thread.
  */
 import assert from "node:assert/strict";
-import { runtime, test } from "../../harness.ts";
+import { test } from "../../harness.ts";
+import { queueWorkerUrl, TestWorker } from "../workers/client.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import { AdminOpc, IoOpc } from "../../../lib/nvme/spec.ts";
 import { SimTransport } from "../../../lib/sim/transport.ts";
-import type { QueueHandle } from "../../../lib/worker/handle.ts";
 
 const BS = 512;
-const entry = new URL(runtime === "bun" ? "../workers/queue_worker.ts" : "../workers/entry.js", import.meta.url);
-
-/** A test Worker and a request/response helper over postMessage. */
-class TestWorker {
-  readonly w: Worker;
-  readonly loaded: Promise<void>;
-  readonly #pending = new Map<number, { res: (v: unknown) => void; rej: (e: Error) => void }>();
-  #id = 1;
-  spinning: Promise<void>;
-  #spin!: () => void;
-  constructor(w?: Worker) {
-    this.w = w ?? new Worker(entry, { type: "module" });
-    this.spinning = new Promise((r) => this.#spin = r);
-    this.loaded = new Promise((resolve) => {
-      this.w.addEventListener("message", (e: MessageEvent) => {
-        const m = e.data as { type: string; id: number; result?: unknown; error?: string };
-        if (m.type === "loaded") resolve();
-        if (m.type === "spinning") this.#spin();
-        if (m.type !== "result") return;
-        const p = this.#pending.get(m.id);
-        this.#pending.delete(m.id);
-        if (m.error) p?.rej(new Error(m.error));
-        else p?.res(m.result);
-      });
-    });
-  }
-  call<T>(msg: Record<string, unknown>, transfer: Transferable[] = []): Promise<T> {
-    const id = this.#id++;
-    return new Promise<T>((res, rej) => {
-      this.#pending.set(id, { res: res as (v: unknown) => void, rej });
-      this.w.postMessage({ ...msg, id }, transfer);
-    });
-  }
-  async open(h: QueueHandle): Promise<number> {
-    await this.loaded;
-    return (await this.call<{ qid: number }>({ type: "open", queue: h }, h.transfer)).qid;
-  }
-}
 
 async function sim(queues = 4, opts: Parameters<typeof NVMeDev.open>[1] = {}) {
   const transport = await SimTransport.create({ namespaces: [{ size: 8192 * BS, blockSize: BS }], maxQueues: queues });
@@ -251,7 +213,7 @@ test("workers: startWorkers hands each its queue; terminate() deletes the queue 
   const { dev, transport } = await sim();
   try {
     const mapped = transport.mappedBytes;
-    const qws = await dev.startWorkers(entry, 2, { arenaBytes: 1 << 20, data: { hello: 1 } });
+    const qws = await dev.startWorkers(queueWorkerUrl, 2, { arenaBytes: 1 << 20, data: { hello: 1 } });
     const tws = qws.map((q) => new TestWorker(q.worker));
     assert.deepEqual(qws.map((q) => q.qid).sort(), [2, 3]);
     assert.ok(transport.mappedBytes > mapped);
@@ -274,7 +236,7 @@ test("workers: a started Worker that dies of an uncaught error releases its queu
   const { dev, transport } = await sim();
   try {
     const mapped = transport.mappedBytes;
-    const [qw] = await dev.startWorkers(entry, 1, { arenaBytes: 1 << 20 });
+    const [qw] = await dev.startWorkers(queueWorkerUrl, 1, { arenaBytes: 1 << 20 });
     const tw = new TestWorker(qw.worker);
     assert.ok(transport.mappedBytes > mapped);
     qw.worker.addEventListener("error", (e) => (e as ErrorEvent).preventDefault?.());
@@ -310,7 +272,7 @@ test("workers: terminate() of a Worker in a synchronous loop over its queue's me
   try {
     const mapped = transport.mappedBytes;
     for (let round = 0; round < 3; round++) {
-      const [qw] = await dev.startWorkers(entry, 1, { arenaBytes: 64 << 10 });
+      const [qw] = await dev.startWorkers(queueWorkerUrl, 1, { arenaBytes: 64 << 10 });
       const tw = new TestWorker(qw.worker);
       const busy = new Promise<void>((r) => qw.worker.addEventListener("message", (e) => (e as MessageEvent).data?.type === "busy" && r()));
       void tw.call({ type: "busy", ms: 600 }).catch(() => {});
@@ -328,7 +290,7 @@ test("workers: terminate() of a Worker busy with IO stops its queue first; its I
   const { dev, transport } = await sim();
   try {
     const mapped = transport.mappedBytes;
-    const [qw] = await dev.startWorkers(entry, 1, { arenaBytes: 64 << 10 });
+    const [qw] = await dev.startWorkers(queueWorkerUrl, 1, { arenaBytes: 64 << 10 });
     const tw = new TestWorker(qw.worker);
     const spin = tw.call<SpinResult>({ type: "spin", nsid: 1, lba: 0, inflight: 8 });
     await tw.spinning;
@@ -350,7 +312,7 @@ test("workers: a Worker that does not let go within graceMs is terminated, its q
   const { dev, transport } = await sim();
   try {
     const mapped = transport.mappedBytes;
-    const [qw] = await dev.startWorkers(entry, 1, { arenaBytes: 64 << 10 });
+    const [qw] = await dev.startWorkers(queueWorkerUrl, 1, { arenaBytes: 64 << 10 });
     const tw = new TestWorker(qw.worker);
     const busy = new Promise<void>((r) => qw.worker.addEventListener("message", (e) => (e as MessageEvent).data?.type === "busy" && r()));
     void tw.call({ type: "busy", ms: 1500 }).catch(() => {});

@@ -7,7 +7,8 @@
  * new cntlid) and the Worker's IO goes on.
  */
 import assert from "node:assert/strict";
-import { runtime, test } from "../../harness.ts";
+import { test } from "../../harness.ts";
+import { queueWorkerUrl, TestWorker } from "../workers/client.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
 import { NvmfTarget } from "../../../lib/target/mod.ts";
 import { IoOpc } from "../../../lib/nvme/spec.ts";
@@ -16,35 +17,6 @@ import { memNamespaces, until } from "../util/target_util.ts";
 const NQN = "nqn.2024-01.io.tsnvme:tcp-workers";
 const HOST = { hostnqn: "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-4333-8444-555555555556", hostid: "11111111-2222-4333-8444-555555555556" };
 const BS = 512;
-const entry = new URL(runtime === "bun" ? "../workers/queue_worker.ts" : "../workers/entry.js", import.meta.url);
-
-/** A test Worker speaking tests/unit/workers/queue_worker.ts's request/response protocol. */
-class TestWorker {
-  readonly w = new Worker(entry, { type: "module" });
-  readonly received: Promise<{ qid: number }>;
-  readonly #pending = new Map<number, { res: (v: unknown) => void; rej: (e: Error) => void }>();
-  #id = 1;
-  constructor() {
-    this.received = new Promise((resolve) => {
-      this.w.addEventListener("message", (e: MessageEvent) => {
-        const m = e.data as { type: string; id: number; qid?: number; result?: unknown; error?: string };
-        if (m.type === "received") resolve({ qid: m.qid! });
-        if (m.type !== "result") return;
-        const p = this.#pending.get(m.id);
-        this.#pending.delete(m.id);
-        if (m.error) p?.rej(new Error(m.error));
-        else p?.res(m.result);
-      });
-    });
-  }
-  call<T>(msg: Record<string, unknown>): Promise<T> {
-    const id = this.#id++;
-    return new Promise<T>((res, rej) => {
-      this.#pending.set(id, { res: res as (v: unknown) => void, rej });
-      this.w.postMessage({ ...msg, id });
-    });
-  }
-}
 
 interface RunResult {
   ios: number;
@@ -58,7 +30,7 @@ for (const digests of [{ hdgst: false, ddgst: false }, { hdgst: true, ddgst: tru
     const tws: TestWorker[] = [];
     try {
       // startWorkers over TCP: each Worker receives a handle and opens its connection itself.
-      const qws = await dev.startWorkers(entry, 2);
+      const qws = await dev.startWorkers(queueWorkerUrl, 2);
       const [a, b] = qws.map((q) => q.qid);
       assert.ok(a > 1 && b > 1 && a !== b, `worker qids ${a}, ${b}`);
       for (const q of qws) await q.terminate();
