@@ -192,6 +192,7 @@ export class QueuePair {
     this.#ring = cfg.ring;
     this.#t.onTimeout = (cid, opcode) => this.onTimeout?.(this, cid, opcode);
     this.#policy = new IdlePolicy({ mode: "poll", spinUs: this.pollSpinUs });
+    if (cfg.ring.batchCqDoorbell !== undefined) cfg.ring.batchCqDoorbell = true;
   }
 
   /** Counters (the ring's doorbell count read now). */
@@ -226,6 +227,8 @@ export class QueuePair {
       throw new InvalidArgumentError(`wait mode ${mode} needs the queue's interrupt (none was enabled)`);
     }
     this.#policy = new IdlePolicy({ mode, spinUs: this.pollSpinUs });
+    // A queue that sleeps on every completion tells the device its CQ head at once.
+    if (this.#ring.batchCqDoorbell !== undefined) this.#ring.batchCqDoorbell = mode !== "interrupt";
     this.#waiter = waiter;
     this.#irqBase = waiter ? waiter.count - this.#stats.interrupts : 0;
     // Adaptive polls first: no interrupt per completion while it does (interrupt mode keeps them on).
@@ -610,6 +613,7 @@ export class QueuePair {
       while (!this.#closedWith) {
         if (t.active === 0) {
           if (++linger > LINGER_TURNS) {
+            this.#ring.flushCq?.();
             this.#leaveArmed();
             break;
           }
@@ -756,6 +760,7 @@ export class QueuePair {
     const deadline = t.nextDeadline() - now + 1;
     const health = this.#watched(now) ? this.healthCheckMs : this.idleHealthCheckMs;
     const bound = Math.max(1, Math.min(health - (now - run.lastHealth), deadline));
+    this.#ring.flushCq?.();
     w.arm();
     this.#armed = this.#policy.mode === "adaptive";
     const found = this.#ring.reap(t) > 0;
