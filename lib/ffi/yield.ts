@@ -7,13 +7,12 @@
  */
 
 const g = globalThis as unknown as {
-  Bun?: unknown;
   setImmediate?: (f: () => void) => void;
 };
 
 /**
- * Bun: a MessageChannel round trip, ~1.0-1.4 µs natively against 2.2-3.7 for
- * setImmediate, and a loop of them still lets a timer and a socket read run.
+ * A MessageChannel round trip (pump6's yield on Bun; now only with
+ * TSNVME_YIELD=channel): cheaper per yield, but see {@link yieldMacrotask}.
  * One message per batch: every yield requested before it arrives resumes on
  * it. The port is unref'd so that it never keeps the process alive by itself.
  */
@@ -35,14 +34,32 @@ function channelYield(): () => Promise<void> {
   return () => new Promise<void>(resolveInto);
 }
 
+/** `TSNVME_YIELD` (channel | immediate), for A/B runs; unset or unreadable (Deno without --allow-env): the runtime's default. */
+function yieldChoice(): string | undefined {
+  try {
+    return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.TSNVME_YIELD;
+  } catch {
+    return undefined;
+  }
+}
+
+const immediate = (): Promise<void> => new Promise<void>((r) => g.setImmediate!(r));
+
 /**
  * Let the event loop run once (timers, IO, other tasks), then resume: a few
- * µs natively. Deno: setImmediate (~1.1 µs; a MessageChannel loop there is
- * slower and starves socket reads). Bun: a MessageChannel round trip.
- * Elsewhere setTimeout(0), which may cost milliseconds.
+ * µs natively. setImmediate on Deno (~1.1 µs; a MessageChannel loop there is
+ * slower and starves socket reads) and on Bun (2.2-3.7 µs: a MessageChannel
+ * round trip costs 0.9-1.4, but with milliseconds of work between yields, the
+ * pump's shape, Bun ran ~1,000 of them before a due timer). Elsewhere
+ * setTimeout(0), which may cost milliseconds. TSNVME_YIELD=channel or
+ * =immediate forces either (A/B runs).
  */
-export const yieldMacrotask: () => Promise<void> = g.Bun !== undefined && typeof MessageChannel === "function"
-  ? channelYield()
-  : typeof g.setImmediate === "function"
-  ? () => new Promise<void>((r) => g.setImmediate!(r))
-  : () => new Promise<void>((r) => setTimeout(r, 0));
+export const yieldMacrotask: () => Promise<void> = (() => {
+  const forced = yieldChoice();
+  const hasImmediate = typeof g.setImmediate === "function";
+  const hasChannel = typeof MessageChannel === "function";
+  if (forced === "immediate" && hasImmediate) return immediate;
+  if (forced === "channel" && hasChannel) return channelYield();
+  if (hasImmediate) return immediate;
+  return () => new Promise<void>((r) => setTimeout(r, 0));
+})();

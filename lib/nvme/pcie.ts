@@ -162,6 +162,15 @@ export function deleteIoCqCmd(qid: number): Sqe {
 
 // ---- rings ----------------------------------------------------------------------------------
 
+/** TSNVME_CQ_DOORBELL=each: a CQ head doorbell per reap (A/B runs); else batched while polling. */
+const CQ_BATCH_DEFAULT: boolean = (() => {
+  try {
+    return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.TSNVME_CQ_DOORBELL !== "each";
+  } catch {
+    return true; // Deno without --allow-env
+  }
+})();
+
 /** Memory and doorbells one PCIe queue pair needs. */
 export interface PcieRingConfig {
   /** Queue id (0 = admin). */
@@ -214,6 +223,13 @@ export class PcieRing implements QueueRing {
   /** The entry being placed carries an SGL: push() sets PSDT (the queue rewrites CDW0 after setData). */
   #sglPending = false;
   #mmio = 0;
+  #cqMmio = 0;
+  /** Commands pushed and not yet reaped (on the device, or completed and not seen): CQ entries they may still take. */
+  #outstanding = 0;
+  /** The CQ head as the device was last told it (MMIO, or the shadow doorbell's event check). */
+  #cqTold = 0;
+  /** Completion queue head doorbells wait while the queue polls: see {@link batchCqDoorbell}. */
+  #cqBatch = false;
   #sqTail = 0;
   #sqTailRung = 0;
   #cqHead = 0;
@@ -309,6 +325,7 @@ export class PcieRing implements QueueRing {
       this.#sglPending = false;
     }
     if (++this.#sqTail === this.depth) this.#sqTail = 0;
+    this.#outstanding++;
   }
 
   flush(): boolean {
@@ -385,16 +402,71 @@ export class PcieRing implements QueueRing {
     if (n > 0) {
       this.#cqHead = head;
       this.#phase = phase;
-      if (!this.#closed && (this.#shadow === null || this.#ringShadow(this.#cqDb, head))) this.#db[this.#cqDb] = head;
+      const out = this.#outstanding - n;
+      this.#outstanding = out > 0 ? out : 0;
+      if (this.#closed) return n;
+      if (!this.#cqBatch) {
+        this.#tellCqHead(head);
+        return n;
+      }
+      // The device may post at most depth - 1 entries past the head it was told: tell it once
+      // entries not yet reported plus those still to come reach half the ring, so it never fills.
+      // With shadow doorbells the device also reads the head we store here before each post.
+      if (this.#shadow !== null) Atomics.store(this.#shadow, this.#cqDb, head);
+      const unreported = (head - this.#cqTold + this.depth) % this.depth;
+      if (unreported + this.#outstanding >= this.depth >>> 1) this.#tellCqHead(head);
     }
     return n;
+  }
+
+  /** The CQ head to the device now (an MMIO write, unless the shadow doorbell's event index says it needs none). */
+  #tellCqHead(head: number): void {
+    const old = this.#cqTold;
+    this.#cqTold = head;
+    if (this.#shadow !== null) {
+      Atomics.store(this.#shadow, this.#cqDb, head);
+      if (!dbbufNeedEvent(pollLoad32(this.#eventIdx!, this.#cqDb), head, old)) return;
+    }
+    this.#db[this.#cqDb] = head;
+    this.#cqMmio++;
+  }
+
+  /**
+   * Tell the device the CQ head if it moved since it was last told: before
+   * the queue sleeps on its interrupt, and when its pump goes idle.
+   */
+  flushCq(): void {
+    if (!this.#closed && this.#cqHead !== this.#cqTold) this.#tellCqHead(this.#cqHead);
+  }
+
+  /**
+   * Batch the CQ head doorbell: tell the device the head once entries not yet
+   * reported plus those still outstanding reach half the ring, and at
+   * {@link flushCq}, instead of after every reap (false, the default for a
+   * bare ring; Linux and SPDK write it per reap). A queue pair turns it on
+   * while it polls (not in interrupt mode), unless TSNVME_CQ_DOORBELL=each.
+   * Each MMIO write traps to the hypervisor in a VM: at queue depth 1 this was
+   * one of the two per IO. The device never sees a full CQ, so nothing waits.
+   */
+  set batchCqDoorbell(on: boolean) {
+    this.#cqBatch = on && CQ_BATCH_DEFAULT;
+    if (!this.#cqBatch) this.flushCq();
+  }
+
+  get batchCqDoorbell(): boolean {
+    return this.#cqBatch;
+  }
+
+  /** CQ head doorbells written over MMIO. */
+  get cqMmioDoorbells(): number {
+    return this.#cqMmio;
   }
 
   reset(): void {
     // Stale phase tags from the last lap would read as fresh completions.
     this.#cq32.fill(0);
     this.#sq32.fill(0);
-    this.#sqTail = this.#sqTailRung = this.#cqHead = 0;
+    this.#sqTail = this.#sqTailRung = this.#cqHead = this.#cqTold = this.#outstanding = 0;
     this.#phase = 1;
     this.#sglPending = false;
     this.#zeroShadow();

@@ -7,7 +7,7 @@
  * @module
  */
 import { yieldMacrotask } from "../ffi/yield.ts";
-import { Idle, IdlePolicy, type WaitMode } from "./idle.ts";
+import { Idle, type IdleAction, IdlePolicy, type WaitMode } from "./idle.ts";
 import { hi32, lo32, type Sqe, setRw, SqeDw } from "./command.ts";
 import { DeviceClosedError, InvalidArgumentError, type NvmeError } from "./errors.ts";
 import type { QueueRing } from "./ring.ts";
@@ -178,6 +178,7 @@ export class QueuePair {
   #napTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   #napEnd: (() => void) | null = null;
   readonly #flush = (): void => this.ring();
+  readonly #run = new PumpRun();
 
   /** A pair over `cfg.ring`. The device must already know the ring (created, or connected). */
   constructor(cfg: QueuePairConfig) {
@@ -191,6 +192,7 @@ export class QueuePair {
     this.#ring = cfg.ring;
     this.#t.onTimeout = (cid, opcode) => this.onTimeout?.(this, cid, opcode);
     this.#policy = new IdlePolicy({ mode: "poll", spinUs: this.pollSpinUs });
+    if (cfg.ring.batchCqDoorbell !== undefined) cfg.ring.batchCqDoorbell = true;
   }
 
   /** Counters (the ring's doorbell count read now). */
@@ -225,6 +227,8 @@ export class QueuePair {
       throw new InvalidArgumentError(`wait mode ${mode} needs the queue's interrupt (none was enabled)`);
     }
     this.#policy = new IdlePolicy({ mode, spinUs: this.pollSpinUs });
+    // A queue that sleeps on every completion tells the device its CQ head at once.
+    if (this.#ring.batchCqDoorbell !== undefined) this.#ring.batchCqDoorbell = mode !== "interrupt";
     this.#waiter = waiter;
     this.#irqBase = waiter ? waiter.count - this.#stats.interrupts : 0;
     // Adaptive polls first: no interrupt per completion while it does (interrupt mode keeps them on).
@@ -587,144 +591,61 @@ export class QueuePair {
    * poll with commands in flight spins on the ring synchronously for at most
    * {@link spinPolls} polls before the next microtask turn, as SPDK's poller
    * would: the caller waiting for that completion sees it without the turn.
+   *
+   * Kept small on purpose: the work of a turn ({@link turn}), of a checkpoint
+   * ({@link checkpoint}) and of a sleep live in their own methods. A JIT
+   * compiles this async loop whole, and in a TCG guest one optimizing compile
+   * of the former single-method pump took seconds of a vCPU (JSC's FTL: 0.5-0.7
+   * s natively under load); a rare path (the first sleep, a health check) that
+   * deoptimized it paid that again.
    */
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
     this.#policy.restart();
     const t = this.#t;
-    let reaped = 0;
+    this.#run.start();
     try {
       // Let the caller finish its synchronous batch first: one doorbell for all of it.
       this.#spinning = true;
       await null;
       let turns = 0, linger = 0;
-      // Clock of the previous checkpoint when it was an empty poll in the turn just before, else -1.
-      let lastEmpty = -1;
-      let lastTimeouts = -1, lastHealth = -1;
-      let idle = false;
-      // Adaptive: completions came since the interrupt was turned on for a sleep: turn it off.
-      let disarm = false;
       while (!this.#closedWith) {
         if (t.active === 0) {
           if (++linger > LINGER_TURNS) {
-            // Leaving with the vector on (a wake ended the run): off, or the next run's IO would
-            // raise an interrupt per completion until its next sleep.
-            if (this.#armed) {
-              this.#armed = false;
-              this.#waiter?.disarm?.();
-            }
+            this.#ring.flushCq?.();
+            this.#leaveArmed();
             break;
           }
         } else linger = 0;
-        if (this.#flushQueued) this.ring();
-        if (disarm) {
-          // After the ring: the caller's next command is already on its way to the device.
-          disarm = this.#armed = false;
-          this.#waiter?.disarm?.();
-        }
-        // The ring is read per reap: a fabric queue's ring changes on reconnect.
-        const ring = this.#ring;
-        let n = ring.reap(t);
-        // Completions' callbacks may have submitted: ring their doorbell in this same turn.
-        let more = this.#flushQueued;
-        if (more) this.ring();
-        let check = idle;
-        const policy = this.#policy;
-        if (
-          t.active > 0 && (n === 0 || more) && !idle && this.spinPolls > 0 && ring.pollable === true &&
-          policy.mode !== "interrupt"
-        ) {
-          // Spin synchronously, at most spinPolls polls (no clock read), while it can help: nothing
-          // found yet, or the completions found submitted more work (callbacks). Completions that
-          // resolved promises end the turn: their callers resubmit in the next microtasks.
-          for (let i = this.spinPolls; i > 0 && t.active > 0; i--) {
-            const k = ring.reap(t);
-            if (k === 0) continue;
-            n += k;
-            more = this.#flushQueued;
-            if (!more) break;
-            this.ring();
-          }
-          if (n === 0) check = true; // the device is slow: worth a clock read (and maybe a sleep) now
-        }
-        reaped += n;
-        // Checkpoints: every 64 turns while busy; every turn once idle, or when an empty poll should sleep.
-        if (!check && (++turns & (TURNS_PER_CHECK - 1)) !== 0 && !(n === 0 && policy.mode === "interrupt")) {
-          lastEmpty = -1;
+        // Checkpoints: every 64 turns while busy; every turn once idle, or when the turn asks for one.
+        if (!this.#turn() && (++turns & (TURNS_PER_CHECK - 1)) !== 0) {
+          this.#run.lastEmpty = -1;
           await null;
           continue;
         }
-        const now = performance.now();
-        // Two empty polls in consecutive turns far apart: the pump did not run in between.
-        if (reaped === 0 && lastEmpty >= 0) policy.stalled(now - lastEmpty);
-        if (lastTimeouts < 0) {
-          lastHealth = now;
-          lastTimeouts = now - 5; // stamp new commands' deadlines at the first checkpoint
-        }
-        if (now - lastTimeouts >= 5) {
-          lastTimeouts = now;
-          t.checkTimeouts(now);
-        }
-        if (reaped === 0 && now - lastHealth >= this.healthCheckMs && this.onHealthCheck && this.#watched(now)) {
-          lastHealth = now;
-          this.onHealthCheck();
-        }
-        if (this.#armed && reaped > 0) disarm = true;
-        let action = policy.next(reaped, now);
-        let parked = false;
-        if (
-          action === Idle.SPIN && reaped === 0 && policy.mode !== "poll" && this.#waiter !== null && this.#onlyParked()
-        ) {
-          // Only an AER left (the admin queue after a command): no window, sleep now; a sleep
-          // that is not waiting on an answer teaches the policy nothing.
-          policy.restart();
-          action = Idle.SLEEP;
-          parked = true;
-        }
-        lastEmpty = action === Idle.SPIN && reaped === 0 ? now : -1;
-        reaped = 0;
-        idle = action !== Idle.SPIN;
-        if (action === Idle.SPIN) {
-          await null;
-          continue;
-        }
-        if (action === Idle.SLEEP && this.#waiter !== null && t.active === 0) {
-          await null; // lingering with nothing in flight: no sleep
+        const action = this.#checkpoint();
+        if (action === Idle.SPIN || (action === Idle.SLEEP && this.#waiter !== null && t.active === 0)) {
+          await null; // (lingering with nothing in flight: no sleep)
           continue;
         }
         // Leaving the microtask turns: later submissions need their own flush microtask.
         this.#spinning = false;
         if (this.#flushQueued) this.ring();
         if (action === Idle.SLEEP && this.#waiter !== null) {
-          const w = this.#waiter;
-          // Arm (interrupt on, count snapshot), reap once more (a completion that raced the arm is
-          // caught), then sleep until the interrupt, the next command deadline or the next health
-          // check, whichever comes first. Commands that may wait a day or more (an async event
-          // request) get no health check by default: the queue then makes no wake-up of its own.
-          t.checkTimeouts(now);
-          lastTimeouts = now;
-          const deadline = t.nextDeadline() - now + 1;
-          const health = this.#watched(now) ? this.healthCheckMs : this.idleHealthCheckMs;
-          const bound = Math.max(1, Math.min(health - (now - lastHealth), deadline));
-          w.arm();
-          this.#armed = policy.mode === "adaptive";
-          let woke = this.#ring.reap(t) > 0;
-          if (this.#flushQueued) this.ring();
-          if (!woke) {
-            this.#stats.sleeps++;
-            this.#asleep = parked;
-            woke = await w.sleep(bound);
+          const bound = this.#armSleep();
+          let woke = true;
+          if (bound > 0) {
+            woke = await this.#waiter.sleep(bound);
             this.#asleep = false;
           }
-          this.#stats.interrupts = w.count - this.#irqBase;
-          policy.resumed(performance.now(), woke);
+          this.#woke(woke);
         } else if (action === Idle.NAP) {
-          await this.#nap(policy.napMs(now));
-          policy.resumed(performance.now(), false);
+          await this.#nap(this.#policy.napMs(this.#run.now));
+          this.#policy.resumed(performance.now(), false);
         } else {
           await yieldMacrotask();
-          policy.resumed(performance.now(), false);
+          this.#policy.resumed(performance.now(), false);
         }
         this.#spinning = true;
       }
@@ -734,5 +655,150 @@ export class QueuePair {
     }
     // A submission may have raced the exit.
     if (t.active > 0 && !this.#closedWith) void this.#pump();
+  }
+
+  /** Leaving a run with the vector on (a wake ended it): off, or the next run's IO would raise an interrupt per completion. */
+  #leaveArmed(): void {
+    if (!this.#armed) return;
+    this.#armed = false;
+    this.#waiter?.disarm?.();
+  }
+
+  /**
+   * One turn of the pump: ring what was queued, reap, and on a pollable ring
+   * spin on it (at most {@link spinPolls} polls, no clock read) while that can
+   * help. Adds to the run's count of reaped completions; true when a
+   * checkpoint should follow now (idle, the device is slow, or interrupt mode
+   * found nothing).
+   */
+  #turn(): boolean {
+    const t = this.#t, run = this.#run;
+    if (this.#flushQueued) this.ring();
+    if (run.disarm) {
+      // After the ring: the caller's next command is already on its way to the device.
+      run.disarm = this.#armed = false;
+      this.#waiter?.disarm?.();
+    }
+    // The ring is read per reap: a fabric queue's ring changes on reconnect.
+    const ring = this.#ring;
+    let n = ring.reap(t);
+    // Completions' callbacks may have submitted: ring their doorbell in this same turn.
+    let more = this.#flushQueued;
+    if (more) this.ring();
+    let check = run.idle;
+    const mode = this.#policy.mode;
+    if (t.active > 0 && (n === 0 || more) && !check && this.spinPolls > 0 && ring.pollable === true && mode !== "interrupt") {
+      // Spin while it can help: nothing found yet, or the completions found submitted more work
+      // (callbacks). Completions that resolved promises end the turn: their callers resubmit in
+      // the next microtasks.
+      for (let i = this.spinPolls; i > 0 && t.active > 0; i--) {
+        const k = ring.reap(t);
+        if (k === 0) continue;
+        n += k;
+        more = this.#flushQueued;
+        if (!more) break;
+        this.ring();
+      }
+      if (n === 0) check = true; // the device is slow: worth a clock read (and maybe a sleep) now
+    }
+    run.reaped += n;
+    return check || (n === 0 && mode === "interrupt");
+  }
+
+  /**
+   * A checkpoint (a clock read): deadlines, health checks, and the idle
+   * policy's next action, with the run's bookkeeping.
+   */
+  #checkpoint(): IdleAction {
+    const t = this.#t, run = this.#run, policy = this.#policy;
+    const now = performance.now();
+    const reaped = run.reaped;
+    // Two empty polls in consecutive turns far apart: the pump did not run in between.
+    if (reaped === 0 && run.lastEmpty >= 0) policy.stalled(now - run.lastEmpty);
+    if (run.lastTimeouts < 0) {
+      run.lastHealth = now;
+      run.lastTimeouts = now - 5; // stamp new commands' deadlines at the first checkpoint
+    }
+    if (now - run.lastTimeouts >= 5) {
+      run.lastTimeouts = now;
+      t.checkTimeouts(now);
+    }
+    if (reaped === 0 && now - run.lastHealth >= this.healthCheckMs && this.onHealthCheck && this.#watched(now)) {
+      run.lastHealth = now;
+      this.onHealthCheck();
+    }
+    // Adaptive: completions came since the interrupt was turned on for a sleep: off at the next turn.
+    if (this.#armed && reaped > 0) run.disarm = true;
+    let action = policy.next(reaped, now);
+    run.parked = false;
+    if (action === Idle.SPIN && reaped === 0 && policy.mode !== "poll" && this.#waiter !== null && this.#onlyParked()) {
+      // Only an AER left (the admin queue after a command): no window, sleep now; a sleep
+      // that is not waiting on an answer teaches the policy nothing.
+      policy.restart();
+      action = Idle.SLEEP;
+      run.parked = true;
+    }
+    run.lastEmpty = action === Idle.SPIN && reaped === 0 ? now : -1;
+    run.reaped = 0;
+    run.idle = action !== Idle.SPIN;
+    run.now = now;
+    return action;
+  }
+
+  /**
+   * Before a sleep: arm (interrupt on, count snapshot), reap once more (a
+   * completion that raced the arm is caught), and the sleep's bound: the
+   * interrupt, the next command deadline or the next health check, whichever
+   * comes first. Commands that may wait a day or more (an async event
+   * request) get no health check by default: the queue then makes no wake-up
+   * of its own. Returns 0 when the reap found completions (no sleep).
+   */
+  #armSleep(): number {
+    const t = this.#t, run = this.#run, w = this.#waiter!, now = run.now;
+    t.checkTimeouts(now);
+    run.lastTimeouts = now;
+    const deadline = t.nextDeadline() - now + 1;
+    const health = this.#watched(now) ? this.healthCheckMs : this.idleHealthCheckMs;
+    const bound = Math.max(1, Math.min(health - (now - run.lastHealth), deadline));
+    this.#ring.flushCq?.();
+    w.arm();
+    this.#armed = this.#policy.mode === "adaptive";
+    const found = this.#ring.reap(t) > 0;
+    if (this.#flushQueued) this.ring();
+    if (found) return 0;
+    this.#stats.sleeps++;
+    this.#asleep = run.parked;
+    return bound;
+  }
+
+  /** After a sleep (or the reap before it found completions): counters and the policy. */
+  #woke(woke: boolean): void {
+    this.#stats.interrupts = this.#waiter!.count - this.#irqBase;
+    this.#policy.resumed(performance.now(), woke);
+  }
+}
+
+/** A pump run's bookkeeping between its turns and checkpoints (one per queue pair, reset per run). */
+class PumpRun {
+  /** Completions reaped since the last checkpoint. */
+  reaped = 0;
+  /** Clock of the previous checkpoint when it was an empty poll in the turn just before, else -1. */
+  lastEmpty = -1;
+  lastTimeouts = -1;
+  lastHealth = -1;
+  /** The last checkpoint's clock. */
+  now = 0;
+  /** The policy left SPIN at the last checkpoint: check every turn. */
+  idle = false;
+  /** Adaptive: completions came since the interrupt was turned on for a sleep: turn it off. */
+  disarm = false;
+  /** The coming sleep is for parked commands only. */
+  parked = false;
+
+  /** A new run. */
+  start(): void {
+    this.reaped = 0;
+    this.lastEmpty = this.lastTimeouts = this.lastHealth = -1;
+    this.idle = this.disarm = this.parked = false;
   }
 }

@@ -55,6 +55,14 @@ export interface QueueRing {
   flush(): boolean;
   /** Hand every new completion to `sink`; returns how many. */
   reap(sink: CompletionSink): number;
+  /**
+   * Rings that may hold back telling the device of consumed completions (a
+   * PCIe CQ head doorbell) while the queue polls: whether they do (the queue
+   * pair sets it per wait mode).
+   */
+  batchCqDoorbell?: boolean;
+  /** Tell the device of every consumed completion now (before the queue sleeps or goes idle). */
+  flushCq?(): void;
   /** Zero the rings and their positions (the device was disabled and forgot them). */
   reset(): void;
   /** Stop touching device memory and doorbells (queue failed or closed). */

@@ -28,6 +28,24 @@ test("yieldMacrotask: a loop of yields lets a timer and a socket read run", asyn
   }
 });
 
+test("yieldMacrotask: a due timer runs within a few yields of a busy loop (2 ms of work per yield)", async () => {
+  // The pump's shape while it spins with commands in flight: milliseconds of work, then a yield.
+  // Each yield is a turn of the event loop, so a timer that is due runs at the next one or two.
+  // Bun's MessageChannel round trip (pump6's yield, reverted) let ~1,000 such yields pass first.
+  let fired = false, late = 0;
+  const due = performance.now() + 10;
+  setTimeout(() => fired = true, 10);
+  const until = performance.now() + 30_000;
+  while (!fired && performance.now() < until) {
+    const slice = performance.now() + 2;
+    while (performance.now() < slice) { /* work */ }
+    await yieldMacrotask();
+    if (performance.now() > due + 1) late++;
+  }
+  assert.equal(fired, true, "the timer never ran in 30 s of yields");
+  assert.ok(late <= 50, `${late} yields passed after the timer was due`);
+});
+
 test("yieldMacrotask: concurrent yields all resume, in order", async () => {
   const order: number[] = [];
   await Promise.all(Array.from({ length: 5 }, (_, i) => yieldMacrotask().then(() => order.push(i))));

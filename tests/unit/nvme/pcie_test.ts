@@ -288,3 +288,98 @@ test("pcie ring: reap and shadow-doorbell flushes only read the CQ and the event
   assert.equal(r.status, 0, r.out);
   assert.match(r.out, /survived 0/);
 });
+
+test("pcie ring: a batched CQ head doorbell waits until reported plus outstanding entries reach half the ring", () => {
+  const depth = 8;
+  const { ring, db, fetch, post, dev } = setup(depth);
+  const { got, sink } = recorder();
+  ring.batchCqDoorbell = true;
+  db[CQ_DB] = 0;
+  const seen: number[] = [];
+  for (let cid = 1; cid <= 20; cid++) {
+    place(ring, cid);
+    ring.flush();
+    for (const d of fetch()) post(d >>> 16);
+    // The device never sees a CQ it could fill: its tail past the head it was told stays below depth - 1.
+    assert.ok((dev.tail - db[CQ_DB] + depth) % depth < depth - 1);
+    assert.equal(ring.reap(sink), 1);
+    seen.push(db[CQ_DB]);
+  }
+  assert.equal(got.length, 20);
+  // Told at 4, 8 (0), 12 (4), 16 (0), 20 (4): every depth / 2 completions at queue depth 1.
+  assert.deepEqual(seen, [0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4]);
+  assert.equal(ring.cqMmioDoorbells, 5);
+  // Outstanding commands count: with 3 in flight one more completion reaches half the ring.
+  for (let cid = 21; cid <= 24; cid++) place(ring, cid);
+  ring.flush();
+  const cdw0s = fetch();
+  post(cdw0s[0] >>> 16);
+  ring.reap(sink);
+  assert.equal(db[CQ_DB], 5, "1 unreported + 3 outstanding = 4: told");
+  for (const d of cdw0s.slice(1)) post(d >>> 16);
+  ring.reap(sink);
+  assert.equal(db[CQ_DB], 5, "3 unreported, none outstanding: not yet");
+  ring.flushCq();
+  assert.equal(db[CQ_DB], 0, "flushCq tells the device the head (24 % 8)");
+  ring.flushCq();
+  assert.equal(ring.cqMmioDoorbells, 7, "nothing new: no second write");
+  // Off again: a doorbell per reap, as Linux and SPDK write it.
+  ring.batchCqDoorbell = false;
+  place(ring, 25);
+  ring.flush();
+  for (const d of fetch()) post(d >>> 16);
+  ring.reap(sink);
+  assert.equal(db[CQ_DB], 1);
+});
+
+test("pcie ring: with shadow doorbells a batched CQ head is stored on every reap, MMIO only when told and the event index asks", () => {
+  const sq = shared(8 * 64, 0x10_0000), cq = shared(8 * 16, 0x20_0000);
+  const db = new Uint32Array(new SharedArrayBuffer(64 * 4));
+  const shadow = new Uint32Array(new SharedArrayBuffer(4096)), eventIdx = new Uint32Array(new SharedArrayBuffer(4096));
+  const ring = new PcieRing({ qid: QID, depth: 8, sq, cq, prp: null, prpPagesPerSlot: 0, pageSize: 4096, doorbells: db, doorbellStride: STRIDE, dbbuf: { shadow, eventIdx } });
+  ring.batchCqDoorbell = true;
+  const cq32 = new Uint32Array(cq.bytes.buffer);
+  const { sink } = recorder();
+  for (let i = 0; i < 4; i++) {
+    Atomics.store(cq32, i * 4 + 3, ((i + 1) | (1 << 16)) >>> 0);
+    ring.reap(sink);
+    assert.equal(shadow[CQ_DB], i + 1, "the shadow head follows every reap");
+    // QEMU's event index trails: the head it had when it posted.
+    eventIdx[CQ_DB] = i;
+  }
+  assert.equal(db[CQ_DB], 4, "told at half the ring; the event index (3) lies in [0, 4): MMIO");
+  assert.equal(ring.cqMmioDoorbells, 1);
+  Atomics.store(cq32, 4 * 4 + 3, (5 | (1 << 16)) >>> 0);
+  ring.reap(sink);
+  eventIdx[CQ_DB] = 3; // the controller has not looked since
+  ring.flushCq();
+  assert.equal(shadow[CQ_DB], 5);
+  assert.equal(db[CQ_DB], 4, "event index 3 is not in [4, 5): no MMIO");
+});
+
+test("pcie ring under a queue pair: CQ head doorbells batched while polling, per reap in interrupt mode, told when the pump goes idle", async () => {
+  const depth = 8;
+  const { ring, db, fetch, post } = setup(depth);
+  const qp = new QueuePair({ qid: QID, ring, defaultTimeoutMs: 30_000 });
+  assert.equal(ring.batchCqDoorbell, true, "a queue pair polls by default");
+  const serve = async (p: Promise<number>) => {
+    for (let i = 0; i < 100; i++) {
+      const d = fetch();
+      for (const x of d) post(x >>> 16);
+      if (d.length > 0) break;
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    await p;
+  };
+  for (let i = 0; i < 3; i++) await serve(qp.rw(0x02, 1, i, 0, 0, 0));
+  // The pump lingers a few turns with nothing in flight, then leaves: the device is told then.
+  for (let i = 0; i < 20 && db[CQ_DB] !== 3; i++) await new Promise((r) => setTimeout(r, 0));
+  assert.equal(db[CQ_DB], 3, "told the head when the pump went idle");
+  assert.ok(ring.cqMmioDoorbells < 3, `fewer CQ doorbells than completions (${ring.cqMmioDoorbells})`);
+  const waiter = { arm() {}, sleep: () => new Promise<boolean>(() => {}), wake() {}, count: 0 };
+  qp.setWaitMode("interrupt", waiter);
+  assert.equal(ring.batchCqDoorbell, false);
+  qp.setWaitMode("adaptive", waiter);
+  assert.equal(ring.batchCqDoorbell, true);
+  qp.close();
+});
