@@ -608,6 +608,8 @@ export class QueuePair {
       while (!this.#closedWith) {
         if (t.active === 0) {
           if (++linger > LINGER_TURNS) {
+            // Once per busy period: the next run's polling window depends on how long the queue sits empty.
+            if (this.#policy.mode === "adaptive") this.#policy.emptied(performance.now());
             // Leaving with the vector on (a wake ended the run): off, or the next run's IO would
             // raise an interrupt per completion until its next sleep.
             if (this.#armed) {
