@@ -11,7 +11,10 @@
  * sleeps and interrupts per read, over the window only, for the timer alone
  * (device open, no reads), adaptive, and interrupt (sleep at once) waits.
  *
- *   deno run -A scripts/idle-cpu.ts [--seconds 5] [--interrupts adaptive] [--breakdown] [--no-table]
+ * `--base DIR` adds the adaptive case with the driver of another checkout
+ * (e.g. /work/main) to the breakdown: an A/B in one boot.
+ *
+ *   deno run -A scripts/idle-cpu.ts [--seconds 5] [--interrupts adaptive] [--breakdown [--base DIR]] [--no-table]
  * @module
  */
 import { spawnSync } from "node:child_process";
@@ -25,6 +28,7 @@ const { values } = parseArgs({
     interrupts: { type: "string", default: "adaptive" },
     breakdown: { type: "boolean", default: false },
     "no-table": { type: "boolean", default: false },
+    base: { type: "string" },
   },
 });
 const pci = process.env.TSNVME_PCI ?? "";
@@ -109,6 +113,7 @@ function breakdown(): void {
     ["adaptive", ["--interrupts", "adaptive"]],
     ["interrupt (sleep at once)", ["--interrupts", "interrupt"]],
   ];
+  if (values.base !== undefined) cases.push([`adaptive, ${values.base}'s driver`, ["--interrupts", "adaptive", "--lib", values.base]]);
   for (const rt of ["deno", "bun"]) {
     for (const [name, extra] of cases) {
       const r = run(rt, ["scripts/trickle-probe.ts", pci, "--seconds", String(secs), ...extra]);

@@ -9,14 +9,15 @@
  * device in the guest (scripts/idle-cpu.ts --breakdown runs it).
  *
  *   deno run -A scripts/trickle-probe.ts [TARGET] [--rate 10] [--seconds 5]
- *     [--interrupts adaptive] [--spin-us 500] [--spin-polls 256] [--warm-ios 2000]
+ *     [--interrupts adaptive] [--spin-us 500] [--spin-polls 256] [--warm-ios 2000] [--lib DIR]
+ *
+ * `--lib DIR` loads the driver from another checkout (DIR/lib), to compare
+ * two versions in one guest boot.
  * @module
  */
 import process from "node:process";
 import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { NVMeDev } from "../lib/dev.ts";
-import { asyncEvents } from "../lib/admin/manage.ts";
 import type { WaitMode } from "../lib/irq/adaptive.ts";
 
 const { values, positionals } = parseArgs({
@@ -30,8 +31,12 @@ const { values, positionals } = parseArgs({
     "spin-polls": { type: "string" },
     "warm-ios": { type: "string", default: "2000" },
     timer: { type: "boolean", default: false },
+    lib: { type: "string" },
   },
 });
+const root = values.lib === undefined ? new URL("../", import.meta.url).href : `file://${values.lib.replace(/\/?$/, "/")}`;
+const { NVMeDev } = await import(`${root}lib/dev.ts`) as typeof import("../lib/dev.ts");
+const { asyncEvents } = await import(`${root}lib/admin/manage.ts`) as typeof import("../lib/admin/manage.ts");
 const target = positionals[0] ?? process.env.TSNVME_PCI ?? "sim:latency=0.1";
 
 /** Per thread name (digits folded): [cpu ns, time slices]. */
