@@ -103,17 +103,22 @@ function table(): void {
 
 /** Per-thread CPU of a trickle (scripts/trickle-probe.ts), over the window only. */
 function breakdown(): void {
-  console.log(`\n### 10 reads/s: where the CPU goes (% of a core over ${secs} s, schedstat; slices = times a thread ran)\n`);
+  console.log(`\n### 10 (and 100) reads/s: where the CPU goes (% of a core over ${secs} s, schedstat; slices = times a thread ran)\n`);
   console.log(
     "| runtime | case | total % | main % / slices | irq helper % / slices | other threads % | sleeps/read | irqs/read | mean µs |",
   );
   console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|");
   const cases: [string, string[]][] = [
-    ["timer alone (10/s, device open)", ["--rate", "0", "--timer"]],
+    ["timer alone (10/s, device open)", ["--timer"]],
     ["adaptive", ["--interrupts", "adaptive"]],
     ["interrupt (sleep at once)", ["--interrupts", "interrupt"]],
   ];
   if (values.base !== undefined) cases.push([`adaptive, ${values.base}'s driver`, ["--interrupts", "adaptive", "--lib", values.base]]);
+  // 100 reads/s: the same against its own timer.
+  cases.push(["timer alone (100/s, device open)", ["--timer", "--rate", "100"]], ["adaptive, 100 reads/s", ["--rate", "100"]]);
+  if (values.base !== undefined) {
+    cases.push([`adaptive, 100 reads/s, ${values.base}'s driver`, ["--rate", "100", "--lib", values.base]]);
+  }
   for (const rt of ["deno", "bun"]) {
     for (const [name, extra] of cases) {
       const r = run(rt, ["scripts/trickle-probe.ts", pci, "--seconds", String(secs), ...extra]);

@@ -4,7 +4,7 @@
  * times a second for `--seconds` and prints one JSON line: the process's CPU
  * (getrusage and schedstat), per thread group the scheduler's CPU and time
  * slices (a slice ~ a wake-up), and the IO queues' sleeps and interrupts per
- * read, all over the window only. `--rate 0` with `--timer`: the timer alone.
+ * read, all over the window only. `--timer`: the timer alone at `--rate`, no reads.
  * Runs natively on the software controller (`sim:latency=0.1`) or on a PCI
  * device in the guest (scripts/idle-cpu.ts --breakdown runs it).
  *
@@ -78,7 +78,7 @@ const admin0 = dev.controller.admin.stats.sleeps;
 const [sl0, ir0] = sum();
 const th0 = threads();
 const c0 = process.cpuUsage(), t0 = performance.now();
-const timer = rate > 0
+const timer = rate > 0 && !values.timer
   ? setInterval(() => {
     const t = performance.now();
     void ns.read(lba(reads++), buf).then(() => {
@@ -87,7 +87,7 @@ const timer = rate > 0
     });
   }, 1000 / rate)
   : values.timer
-  ? setInterval(() => {}, 100)
+  ? setInterval(() => {}, 1000 / (rate || 10))
   : null;
 await new Promise((r) => setTimeout(r, Number(values.seconds) * 1000));
 const c = process.cpuUsage(c0), ms = performance.now() - t0;
