@@ -661,3 +661,19 @@ test("idle policy: the trickle cap is adaptive mode's only, and spinShare 0 turn
   assert.equal(r.runWindowUs, 500);
   assert.throws(() => new IdlePolicy({ mode: "adaptive", spinShare: -1 }), InvalidArgumentError);
 });
+
+test("idle policy, adaptive mode: in a trickle's capped run a gap between polls still counts (the spin's own time)", () => {
+  const p = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 1000 });
+  p.emptied(0);
+  p.restart();
+  assert.equal(p.next(0, 100), Idle.SPIN);
+  // 300 µs between two empty polls: over half the 500 µs window, which a stream would discount as a stall.
+  p.stalled(0.3);
+  assert.equal(p.next(0, 100.3), Idle.SLEEP, "the 100 µs cap ran out: sleep, do not poll on");
+  // In a stream the same gap is a stall (unchanged).
+  const q = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 1000 });
+  q.next(1, 0);
+  q.next(0, 0.01);
+  q.stalled(0.3);
+  assert.equal(q.next(0, 0.31), Idle.SPIN);
+});
