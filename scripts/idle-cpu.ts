@@ -6,7 +6,15 @@
  * second. Prints a Markdown table, % of one core (getrusage and the
  * scheduler's own clock); asserts nothing.
  *
- *   deno run -A scripts/idle-cpu.ts [--seconds 5] [--interrupts adaptive]
+ * `--breakdown` adds a table from scripts/trickle-probe.ts: at 10 reads/s,
+ * per thread group the CPU and time slices (wake-ups), and the IO queue's
+ * sleeps and interrupts per read, over the window only, for the timer alone
+ * (device open, no reads), adaptive, and interrupt (sleep at once) waits.
+ *
+ * `--base DIR` adds the adaptive case with the driver of another checkout
+ * (e.g. /work/main) to the breakdown: an A/B in one boot.
+ *
+ *   deno run -A scripts/idle-cpu.ts [--seconds 5] [--interrupts adaptive] [--breakdown [--base DIR]] [--no-table]
  * @module
  */
 import { spawnSync } from "node:child_process";
@@ -15,7 +23,13 @@ import { parseArgs } from "node:util";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { seconds: { type: "string", default: "5" }, interrupts: { type: "string", default: "adaptive" } },
+  options: {
+    seconds: { type: "string", default: "5" },
+    interrupts: { type: "string", default: "adaptive" },
+    breakdown: { type: "boolean", default: false },
+    "no-table": { type: "boolean", default: false },
+    base: { type: "string" },
+  },
 });
 const pci = process.env.TSNVME_PCI ?? "";
 const secs = Number(values.seconds);
@@ -37,41 +51,98 @@ const floorSrcOf = (wakes: number) =>
   `await new Promise(r=>setTimeout(r,${secs * 1000}));const u=process.cpuUsage(c);const ms=performance.now()-t;` +
   `console.log(JSON.stringify({idleCpuPct:(u.user+u.system)/1000/ms*100,idleCpuPctSched:s<0?null:(sched()-s)/1e6/ms*100}));process.exit(0)`;
 
-console.log(`### Idle CPU, % of one core over ${secs} s (wait mode ${values.interrupts}; floor = the runtime only sleeping)\n`);
-console.log("Each cell: getrusage / schedstat (the scheduler's clock; getrusage charges whole ticks in a guest).\n");
-console.log(
-  "| runtime | floor | floor + 10 timer wakes/s | idle, cold | idle, warm | 10 reads/s, warm | idle warm − floor | 10/s − floor | 10/s: IO-queue sleeps per read |",
-);
-console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-type Pct = { ru: number; sched: number; sleepsPerRead?: number };
-const failed: Pct = { ru: NaN, sched: NaN };
-const pct = (j: { idleCpuPct: number; idleCpuPctSched: number | null; reads?: number; ioSleeps?: number }): Pct => ({
-  ru: j.idleCpuPct,
-  sched: j.idleCpuPctSched ?? NaN,
-  sleepsPerRead: j.reads ? (j.ioSleeps ?? 0) / j.reads : undefined,
-});
-for (const rt of ["deno", "bun"]) {
-  const floorOf = (wakes: number): Pct => {
-    const src = floorSrcOf(wakes);
-    const r = rt === "deno" ? spawnSync("deno", ["eval", src], { encoding: "utf8" }) : spawnSync("bun", ["-e", src], { encoding: "utf8" });
-    return r.status === 0 ? pct(JSON.parse(r.stdout.trim().split("\n").pop()!)) : failed;
-  };
-  const floor = floorOf(0);
-  const floorWakes = floorOf(10);
-  const bench = (extra: string[]): Pct => {
-    const r = run(rt, ["lib/cli/bench/mod.ts", pci, "--json", `--idle=${secs}`, `--interrupts=${values.interrupts}`, ...extra]);
-    if (r.status !== 0) {
-      console.error(`${rt} ${extra.join(" ")} failed: ${r.stderr.trim().split("\n").slice(-2).join(" | ")}`);
-      return failed;
+if (!values["no-table"]) table();
+if (values.breakdown) breakdown();
+
+function table(): void {
+  console.log(`### Idle CPU, % of one core over ${secs} s (wait mode ${values.interrupts}; floor = the runtime only sleeping)\n`);
+  console.log("Each cell: getrusage / schedstat (the scheduler's clock; getrusage charges whole ticks in a guest).\n");
+  console.log(
+    "| runtime | floor | floor + 10 timer wakes/s | idle, cold | idle, warm | 10 reads/s, warm | idle warm − floor | 10/s − floor | 10/s: IO-queue sleeps per read |",
+  );
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  type Pct = { ru: number; sched: number; sleepsPerRead?: number };
+  const failed: Pct = { ru: NaN, sched: NaN };
+  const pct = (j: { idleCpuPct: number; idleCpuPctSched: number | null; reads?: number; ioSleeps?: number }): Pct => ({
+    ru: j.idleCpuPct,
+    sched: j.idleCpuPctSched ?? NaN,
+    sleepsPerRead: j.reads ? (j.ioSleeps ?? 0) / j.reads : undefined,
+  });
+  for (const rt of ["deno", "bun"]) {
+    const floorOf = (wakes: number): Pct => {
+      const src = floorSrcOf(wakes);
+      const r = rt === "deno"
+        ? spawnSync("deno", ["eval", src], { encoding: "utf8" })
+        : spawnSync("bun", ["-e", src], { encoding: "utf8" });
+      return r.status === 0 ? pct(JSON.parse(r.stdout.trim().split("\n").pop()!)) : failed;
+    };
+    const floor = floorOf(0);
+    const floorWakes = floorOf(10);
+    const bench = (extra: string[]): Pct => {
+      const r = run(rt, ["lib/cli/bench/mod.ts", pci, "--json", `--idle=${secs}`, `--interrupts=${values.interrupts}`, ...extra]);
+      if (r.status !== 0) {
+        console.error(`${rt} ${extra.join(" ")} failed: ${r.stderr.trim().split("\n").slice(-2).join(" | ")}`);
+        return failed;
+      }
+      return pct(JSON.parse(r.stdout.trim().split("\n").pop()!));
+    };
+    const cold = bench([]);
+    const warm = bench(["--warm-ios=2000"]);
+    const trickle = bench(["--warm-ios=2000", "--trickle=10"]);
+    const f2 = (n: number) => Number.isFinite(n) ? n.toFixed(2) : "failed";
+    const c = (p: Pct) => `${f2(p.ru)} / ${f2(p.sched)}`;
+    const d = (a: Pct, b: Pct) => `${f2(a.ru - b.ru)} / ${f2(a.sched - b.sched)}`;
+    const spr = trickle.sleepsPerRead === undefined ? "-" : trickle.sleepsPerRead.toFixed(2);
+    console.log(
+      `| ${rt} | ${c(floor)} | ${c(floorWakes)} | ${c(cold)} | ${c(warm)} | ${c(trickle)} | ${d(warm, floor)} | ${
+        d(trickle, floor)
+      } | ${spr} |`,
+    );
+  }
+}
+
+/** Per-thread CPU of a trickle (scripts/trickle-probe.ts), over the window only. */
+function breakdown(): void {
+  console.log(`\n### 10 (and 100) reads/s: where the CPU goes (% of a core over ${secs} s, schedstat; slices = times a thread ran)\n`);
+  console.log(
+    "| runtime | case | total % | main % / slices | irq helper % / slices | other threads % | sleeps/read | irqs/read | mean µs |",
+  );
+  console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+  const cases: [string, string[]][] = [
+    ["timer alone (10/s, device open)", ["--timer"]],
+    ["adaptive", ["--interrupts", "adaptive"]],
+    ["interrupt (sleep at once)", ["--interrupts", "interrupt"]],
+  ];
+  if (values.base !== undefined) cases.push([`adaptive, ${values.base}'s driver`, ["--interrupts", "adaptive", "--lib", values.base]]);
+  // 100 reads/s: the same against its own timer.
+  cases.push(["timer alone (100/s, device open)", ["--timer", "--rate", "100"]], ["adaptive, 100 reads/s", ["--rate", "100"]]);
+  if (values.base !== undefined) {
+    cases.push([`adaptive, 100 reads/s, ${values.base}'s driver`, ["--rate", "100", "--lib", values.base]]);
+  }
+  for (const rt of ["deno", "bun"]) {
+    for (const [name, extra] of cases) {
+      const r = run(rt, ["scripts/trickle-probe.ts", pci, "--seconds", String(secs), ...extra]);
+      if (r.status !== 0) {
+        console.log(`| ${rt} | ${name} | failed: ${r.stderr.trim().split("\n").slice(-1)[0]} |`);
+        continue;
+      }
+      const j = JSON.parse(r.stdout.trim().split("\n").pop()!) as {
+        cpuPctSched: number;
+        ioSleepsPerRead: number | null;
+        interruptsPerRead: number | null;
+        meanLatencyUs: number | null;
+        perThread: Record<string, { pct: number; slices: number }>;
+      };
+      const t = j.perThread, main = t[rt] ?? { pct: 0, slices: 0 };
+      // The irq helper is the process's only Worker in the probe (Deno names it worker-N, Bun "Worker").
+      const helper = t["worker-N"] ?? t["Worker"] ?? { pct: 0, slices: 0 };
+      const other = Object.entries(t).filter(([k]) => k !== rt && k !== "worker-N" && k !== "Worker")
+        .map(([k, v]) => `${k} ${v.pct}`).join(", ");
+      const n = (v: number | null) => v === null ? "-" : String(v);
+      console.log(
+        `| ${rt} | ${name} | ${j.cpuPctSched} | ${main.pct} / ${main.slices} | ${helper.pct} / ${helper.slices} | ${other || "-"} | ` +
+          `${n(j.ioSleepsPerRead)} | ${n(j.interruptsPerRead)} | ${n(j.meanLatencyUs)} |`,
+      );
     }
-    return pct(JSON.parse(r.stdout.trim().split("\n").pop()!));
-  };
-  const cold = bench([]);
-  const warm = bench(["--warm-ios=2000"]);
-  const trickle = bench(["--warm-ios=2000", "--trickle=10"]);
-  const f2 = (n: number) => Number.isFinite(n) ? n.toFixed(2) : "failed";
-  const c = (p: Pct) => `${f2(p.ru)} / ${f2(p.sched)}`;
-  const d = (a: Pct, b: Pct) => `${f2(a.ru - b.ru)} / ${f2(a.sched - b.sched)}`;
-  const spr = trickle.sleepsPerRead === undefined ? "-" : trickle.sleepsPerRead.toFixed(2);
-  console.log(`| ${rt} | ${c(floor)} | ${c(floorWakes)} | ${c(cold)} | ${c(warm)} | ${c(trickle)} | ${d(warm, floor)} | ${d(trickle, floor)} | ${spr} |`);
+  }
 }

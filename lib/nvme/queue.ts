@@ -613,6 +613,8 @@ export class QueuePair {
       while (!this.#closedWith) {
         if (t.active === 0) {
           if (++linger > LINGER_TURNS) {
+            // Once per busy period: the next run's polling window depends on how long the queue sits empty.
+            if (this.#policy.mode === "adaptive") this.#policy.emptied(performance.now());
             this.#ring.flushCq?.();
             this.#leaveArmed();
             break;

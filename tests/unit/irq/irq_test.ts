@@ -605,3 +605,75 @@ test("idle policy, adaptive mode: time the pump did not run does not count towar
   r.stalled(4.99);
   assert.equal(r.next(0, 5), Idle.YIELD);
 });
+
+test("idle policy, adaptive mode: a run after the queue sat empty polls a share of that time, then sleeps (a trickle)", () => {
+  const p = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 1000 });
+  assert.equal(p.spinShare, 0.001);
+  // A stream first: the pump never stops, so its window is the whole 500 µs.
+  p.restart();
+  p.next(1, 0);
+  assert.equal(p.next(0, 0.1), Idle.SPIN);
+  assert.equal(p.next(0, 0.5), Idle.SPIN);
+  assert.equal(p.next(0, 0.61), Idle.SLEEP);
+  p.resumed(1, true);
+  // The queue empties at 1 ms; the next read comes 100 ms later (10 reads a second): 100 µs of polling, then sleep.
+  p.emptied(1);
+  p.restart();
+  assert.equal(p.next(0, 101), Idle.SPIN, "a very short spin first");
+  assert.equal(p.runWindowUs, 100);
+  assert.equal(p.next(0, 101.05), Idle.SPIN);
+  assert.equal(p.next(0, 101.11), Idle.SLEEP, "sleeps after 110 µs, not the 500 µs window");
+  p.resumed(102, true); // the interrupt: the read is done
+  assert.equal(p.windowUs, 500, "a trickle's sleep teaches the window nothing");
+  // 100 reads a second or more: sleep at the second poll.
+  p.emptied(102);
+  p.restart();
+  assert.equal(p.next(0, 112), Idle.SPIN);
+  assert.equal(p.runWindowUs, 10);
+  assert.equal(p.next(0, 112.011), Idle.SLEEP);
+  // The same run then turns into a stream (completions, more commands): the whole window again.
+  p.resumed(113, true);
+  assert.equal(p.next(1, 113.01), Idle.SPIN);
+  assert.equal(p.runWindowUs, 500);
+  assert.equal(p.next(0, 113.02), Idle.SPIN);
+  assert.equal(p.next(0, 113.4), Idle.SPIN);
+  assert.equal(p.next(0, 113.53), Idle.SLEEP);
+});
+
+test("idle policy: the trickle cap is adaptive mode's only, and spinShare 0 turns it off", () => {
+  for (const mode of ["poll", "interrupt"] as const) {
+    const p = new IdlePolicy({ mode, spinUs: 500, yieldMs: 1000, napAfterMs: 1e9 });
+    p.emptied(0);
+    p.restart();
+    p.next(0, 100);
+    assert.equal(p.runWindowUs, 500, mode);
+  }
+  const q = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 1000, spinShare: 0 });
+  q.emptied(0);
+  q.restart();
+  assert.equal(q.next(0, 100), Idle.SPIN);
+  assert.equal(q.next(0, 100.4), Idle.SPIN, "no cap: the whole window");
+  assert.equal(q.next(0, 100.51), Idle.SLEEP);
+  // A run with no emptied() before it (the queue's first) is not capped either.
+  const r = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 1000 });
+  r.restart();
+  assert.equal(r.next(0, 1000), Idle.SPIN);
+  assert.equal(r.runWindowUs, 500);
+  assert.throws(() => new IdlePolicy({ mode: "adaptive", spinShare: -1 }), InvalidArgumentError);
+});
+
+test("idle policy, adaptive mode: in a trickle's capped run a gap between polls still counts (the spin's own time)", () => {
+  const p = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 1000 });
+  p.emptied(0);
+  p.restart();
+  assert.equal(p.next(0, 100), Idle.SPIN);
+  // 300 µs between two empty polls: over half the 500 µs window, which a stream would discount as a stall.
+  p.stalled(0.3);
+  assert.equal(p.next(0, 100.3), Idle.SLEEP, "the 100 µs cap ran out: sleep, do not poll on");
+  // In a stream the same gap is a stall (unchanged).
+  const q = new IdlePolicy({ mode: "adaptive", spinUs: 500, yieldMs: 1000 });
+  q.next(1, 0);
+  q.next(0, 0.01);
+  q.stalled(0.3);
+  assert.equal(q.next(0, 0.31), Idle.SPIN);
+});

@@ -1,0 +1,123 @@
+/**
+ * Where a trickle of reads spends its CPU (issue 17): opens a device with an
+ * async event request outstanding, warms it with reads, then reads `--rate`
+ * times a second for `--seconds` and prints one JSON line: the process's CPU
+ * (getrusage and schedstat), per thread group the scheduler's CPU and time
+ * slices (a slice ~ a wake-up), and the IO queues' sleeps and interrupts per
+ * read, all over the window only. `--timer`: the timer alone at `--rate`, no reads.
+ * Runs natively on the software controller (`sim:latency=0.1`) or on a PCI
+ * device in the guest (scripts/idle-cpu.ts --breakdown runs it).
+ *
+ *   deno run -A scripts/trickle-probe.ts [TARGET] [--rate 10] [--seconds 5]
+ *     [--interrupts adaptive] [--spin-us 500] [--spin-polls 256] [--warm-ios 2000] [--lib DIR]
+ *
+ * `--lib DIR` loads the driver from another checkout (DIR/lib), to compare
+ * two versions in one guest boot.
+ * @module
+ */
+import process from "node:process";
+import { readdirSync, readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import type { WaitMode } from "../lib/irq/adaptive.ts";
+
+const { values, positionals } = parseArgs({
+  args: process.argv.slice(2),
+  allowPositionals: true,
+  options: {
+    rate: { type: "string", default: "10" },
+    seconds: { type: "string", default: "5" },
+    interrupts: { type: "string", default: "adaptive" },
+    "spin-us": { type: "string" },
+    "spin-polls": { type: "string" },
+    "warm-ios": { type: "string", default: "2000" },
+    timer: { type: "boolean", default: false },
+    lib: { type: "string" },
+  },
+});
+const root = values.lib === undefined ? new URL("../", import.meta.url).href : `file://${values.lib.replace(/\/?$/, "/")}`;
+const { NVMeDev } = await import(`${root}lib/dev.ts`) as typeof import("../lib/dev.ts");
+const { asyncEvents } = await import(`${root}lib/admin/manage.ts`) as typeof import("../lib/admin/manage.ts");
+const target = positionals[0] ?? process.env.TSNVME_PCI ?? "sim:latency=0.1";
+
+/** Per thread name (digits folded): [cpu ns, time slices]. */
+function threads(): Map<string, [number, number]> {
+  const m = new Map<string, [number, number]>();
+  try {
+    for (const t of readdirSync("/proc/self/task")) {
+      try {
+        const name = readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim().replace(/[0-9]+$/, "N");
+        const [ns, , slices] = readFileSync(`/proc/self/task/${t}/schedstat`, "utf8").split(" ").map(Number);
+        const a = m.get(name) ?? [0, 0];
+        a[0] += ns;
+        a[1] += slices;
+        m.set(name, a);
+      } catch { /* the thread ended */ }
+    }
+  } catch { /* no /proc */ }
+  return m;
+}
+
+const spinUs = values["spin-us"] === undefined ? undefined : Number(values["spin-us"]);
+await using dev = await NVMeDev.open(target, { interrupts: values.interrupts as WaitMode, pollSpinUs: spinUs });
+if (values["spin-polls"] !== undefined) { for (const q of dev.controller.io) q.spinPolls = Number(values["spin-polls"]); }
+const ac = new AbortController();
+const events = asyncEvents(dev, { signal: ac.signal });
+const next = events.next();
+const ns = dev.ns(1);
+const buf = dev.allocBuffer(4096);
+const span = Math.max(1, Math.floor(ns.blockCount * ns.blockSize / 4096) - 1);
+const lba = (i: number) => (i * 7919 % span) * (4096 / ns.blockSize);
+const warm = Number(values["warm-ios"]);
+for (let i = 0; i < warm; i++) await ns.read(lba(i), buf);
+await new Promise((r) => setTimeout(r, warm > 0 ? 3000 : 500));
+
+const rate = Number(values.rate);
+let reads = 0, done = 0, latMs = 0;
+const sum = () => dev.queueStats().reduce((a, q) => [a[0] + q.sleeps, a[1] + q.interrupts], [0, 0]);
+const admin0 = dev.controller.admin.stats.sleeps;
+const [sl0, ir0] = sum();
+const th0 = threads();
+const c0 = process.cpuUsage(), t0 = performance.now();
+const timer = rate > 0 && !values.timer
+  ? setInterval(() => {
+    const t = performance.now();
+    void ns.read(lba(reads++), buf).then(() => {
+      latMs += performance.now() - t;
+      done++;
+    });
+  }, 1000 / rate)
+  : values.timer
+  ? setInterval(() => {}, 1000 / (rate || 10))
+  : null;
+await new Promise((r) => setTimeout(r, Number(values.seconds) * 1000));
+const c = process.cpuUsage(c0), ms = performance.now() - t0;
+const th1 = threads();
+const [sl1, ir1] = sum();
+const adminSleeps = dev.controller.admin.stats.sleeps - admin0;
+if (timer !== null) clearInterval(timer);
+await new Promise((r) => setTimeout(r, 100));
+dev.freeBuffer(buf);
+ac.abort();
+await next;
+
+const perThread: Record<string, { pct: number; slices: number }> = {};
+let sched = 0;
+for (const [name, [ns1, s1]] of th1) {
+  const [ns0, s0] = th0.get(name) ?? [0, 0];
+  sched += ns1 - ns0;
+  if (ns1 - ns0 > 0) perThread[name] = { pct: +((ns1 - ns0) / 1e6 / ms * 100).toFixed(2), slices: s1 - s0 };
+}
+console.log(JSON.stringify({
+  runtime: "Bun" in globalThis ? "bun" : "deno",
+  target,
+  waitMode: dev.info.waitMode,
+  rate,
+  reads: done,
+  cpuPct: +(((c.user + c.system) / 1000) / ms * 100).toFixed(2),
+  cpuPctSched: +(sched / 1e6 / ms * 100).toFixed(2),
+  ioSleepsPerRead: done ? +((sl1 - sl0) / done).toFixed(2) : null,
+  interruptsPerRead: done ? +((ir1 - ir0) / done).toFixed(2) : null,
+  meanLatencyUs: done ? Math.round(latMs / done * 1000) : null,
+  adminSleeps,
+  perThread,
+}));
