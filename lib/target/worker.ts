@@ -38,10 +38,24 @@ const scope = globalThis as unknown as Scope;
 const setImmediateFn = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
 const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? setImmediateFn(r) : setTimeout(r, 0));
 
-/** Idle poll timeout: the longest a Worker sleeps without looking at its messages. */
-const IDLE_MS = 10;
-/** Passes between event-loop turns while busy (timers, the queue's own housekeeping). */
-const PASSES_PER_YIELD = 256;
+/**
+ * Idle poll timeout: the longest a Worker sleeps without an event-loop turn
+ * (messages wake it through its eventfd; the turn is for timers and the
+ * queue's housekeeping). TSNVME_TARGET_IDLE_MS overrides it (read once).
+ */
+const IDLE_MS = ((): number => {
+  const v = Number(envOf("TSNVME_TARGET_IDLE_MS"));
+  return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 10;
+})();
+/**
+ * Passes between event-loop turns while busy (timers, the queue's own
+ * housekeeping; messages get a turn as soon as they are posted).
+ * TSNVME_TARGET_YIELD_PASSES overrides it (read once).
+ */
+const PASSES_PER_YIELD = ((): number => {
+  const v = Number(envOf("TSNVME_TARGET_YIELD_PASSES"));
+  return Number.isInteger(v) && v > 0 ? v : 256;
+})();
 /**
  * Passes the loop keeps polling without a timeout once nothing is in flight,
  * before it sleeps in poll (TSNVME_TARGET_IDLE_SPIN, read once; default 0).
