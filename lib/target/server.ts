@@ -95,14 +95,16 @@ const SPIN_PASSES = 200;
 const IDLE_NAP_MS = 2;
 /**
  * Longest pause when Workers serve the IO: the listener then has only
- * accepts and admin commands, which a few ms more do not hurt, while each
- * wake-up costs ~1-2 ms of CPU in a TCG guest (measured: 500 wake-ups a
- * second took most of a vCPU from the Workers at QD1).
+ * accepts and admin commands (the first after a quiet spell waits up to
+ * this; the rest of a burst is caught by the spin), while each wake-up
+ * costs ~1-2 ms of CPU in a TCG guest (measured: 500 wake-ups a second took
+ * most of a vCPU from the Workers at QD1). 100 ms: ~25 wake-ups a second
+ * with a host's keep-alives (natively, Deno), against ~62 at 20 ms.
  */
 const IDLE_NAP_WORKERS_MS = ((): number => {
   // TSNVME_TARGET_NAP_MS (read once): an experiment on the listener's wake-ups per second.
   const v = Number(envOf("TSNVME_TARGET_NAP_MS"));
-  return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 20;
+  return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 100;
 })();
 
 /** Worker count by default: one per core. */

@@ -40,21 +40,26 @@ const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? 
 
 /**
  * Idle poll timeout: the longest a Worker sleeps without an event-loop turn
- * (messages wake it through its eventfd; the turn is for timers and the
- * queue's housekeeping). TSNVME_TARGET_IDLE_MS overrides it (read once).
+ * (messages and kills wake it through its eventfd; the turn is for timers
+ * and the queue's housekeeping). 100 ms: at 10 an idle Worker woke ~100
+ * times a second, each wake and turn 1-2 ms of a vCPU in the TCG guest, and
+ * at QD1 a host's IO alternates between the Workers of its queues (issue 16).
+ * TSNVME_TARGET_IDLE_MS overrides it (read once).
  */
 const IDLE_MS = ((): number => {
   const v = Number(envOf("TSNVME_TARGET_IDLE_MS"));
-  return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 10;
+  return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 100;
 })();
 /**
  * Passes between event-loop turns while busy (timers, the queue's own
- * housekeeping; messages get a turn as soon as they are posted).
+ * housekeeping; messages get a turn as soon as they are posted). 4096: a
+ * spinning Worker makes ~12 passes per QD1 IO, and a turn costs 1-6 ms in
+ * the TCG guest (setImmediate), so 256 put one in every ~20 IOs.
  * TSNVME_TARGET_YIELD_PASSES overrides it (read once).
  */
 const PASSES_PER_YIELD = ((): number => {
   const v = Number(envOf("TSNVME_TARGET_YIELD_PASSES"));
-  return Number.isInteger(v) && v > 0 ? v : 256;
+  return Number.isInteger(v) && v > 0 ? v : 4096;
 })();
 /**
  * Passes the loop keeps polling without a timeout once nothing is in flight,
