@@ -52,14 +52,15 @@ const IDLE_MS = ((): number => {
 })();
 /**
  * Passes between event-loop turns while busy (timers, the queue's own
- * housekeeping; messages get a turn as soon as they are posted). 4096: a
- * spinning Worker makes ~12 passes per QD1 IO, and a turn costs 1-6 ms in
- * the TCG guest (setImmediate), so 256 put one in every ~20 IOs.
- * TSNVME_TARGET_YIELD_PASSES overrides it (read once).
+ * housekeeping; messages get a turn as soon as they are posted).
+ * TSNVME_TARGET_YIELD_PASSES overrides it (read once). A spinning (Deno)
+ * Worker makes ~12 passes per QD1 IO and a turn costs 1-6 ms in the TCG
+ * guest, yet 4096 did not help there: Deno with 2 Workers ran 61-115 IOPS
+ * against 161-462 at 256 in two loaded boots (issue 16), so 256 stays.
  */
 const PASSES_PER_YIELD = ((): number => {
   const v = Number(envOf("TSNVME_TARGET_YIELD_PASSES"));
-  return Number.isInteger(v) && v > 0 ? v : 4096;
+  return Number.isInteger(v) && v > 0 ? v : 256;
 })();
 /**
  * Passes the loop keeps polling without a timeout once nothing is in flight,
