@@ -34,6 +34,7 @@
 #                           involuntary context switches and migrations (/proc/*/task/*), and the
 #                           guest's context switches, per IO; the busiest threads are printed
 #   BENCH_IDLE=SEC          after each tsnvme row: the target's CPU over SEC seconds connected and idle
+#   BENCH_QD1_ONLY=1        only the 4 KiB randread QD1 column (the others print "-"; warm-up unchanged)
 # A BENCH_ENVS item sets several variables when they are joined by commas (A=1,B=2).
 cd "$(dirname "$0")/.." || exit 125
 REPO=$PWD
@@ -63,9 +64,12 @@ TPID=
 # sched_snap FILE: every guest thread's counters (python3: a few hundred threads, read at once).
 sched_snap() {
   python3 - "$1" <<'PY'
-import glob, json, sys
+import glob, json, os, sys
 out = {}
+me = str(os.getpid())
 for t in glob.glob("/proc/[0-9]*/task/[0-9]*"):
+    if t.split("/")[2] == me:
+        continue  # this snapshot's own start-up
     try:
         st = open(t + "/stat").read()
         f = st[st.rindex(")") + 2:].split()
@@ -125,15 +129,18 @@ sys_busy() { # the whole guest's busy ticks
   awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
 }
 
-# fio_json RW BS QD: one fio run on $BLK; prints "iops bw_bytes p50_us p99_us ios"
+# fio_json RW BS QD: one fio run on $BLK; prints "iops bw_bytes p50_us p99_us ios". fio writes its
+# JSON to a file read afterwards: a python3 started beside fio (a pipe) takes ~0.5 s of a vCPU under
+# TCG while the first second of the run is measured.
 fio_json() {
   fio --name=b --filename="$BLK" --direct=1 --rw="$1" --bs="$2" --iodepth="$3" --ioengine=io_uring --runtime="$SEC" \
-    --ramp_time="${BENCH_RAMP:-0}" --time_based --output-format=json 2>/dev/null | python3 -c '
+    --ramp_time="${BENCH_RAMP:-0}" --time_based --output-format=json --output="$OUTD/fio.json" >/dev/null 2>&1
+  python3 -c '
 import json, sys
-j = json.load(sys.stdin)["jobs"][0]
+j = json.load(open(sys.argv[1]))["jobs"][0]
 d = j["write"] if j["write"]["io_bytes"] > 0 else j["read"]
 p = d.get("clat_ns", {}).get("percentile", {})
-print(round(d["iops"]), d["bw_bytes"], round(p.get("50.000000", 0) / 1000), round(p.get("99.000000", 0) / 1000), d["total_ios"])'
+print(round(d["iops"]), d["bw_bytes"], round(p.get("50.000000", 0) / 1000), round(p.get("99.000000", 0) / 1000), d["total_ios"])' "$OUTD/fio.json"
 }
 
 connect() { # PORT [args]: sets CTRL, BLK
@@ -165,6 +172,8 @@ rows() {
     set -- $(fio_json randread 4k 1); q1=$1 q1p50=$3 q1p99=$4
     [ "${BENCH_SCHED:-0}" = 1 ] && sched_snap "$OUTD/sched1.json" && sched_diff "$OUTD/sched0.json" "$OUTD/sched1.json" "$5" "$label, digests $dg, QD1"
     [ -n "$TRACED" ] && sleep 1.5 # the trace prints after a second without IO: one histogram per fio run
+    c0=0 c1=0 ios=0 q32=- q32p50=- q32p99=- rmb=- wmb=- again=
+    if [ "${BENCH_QD1_ONLY:-0}" != 1 ]; then
     c0=$( [ "$who" = sys ] && sys_busy || cpu_of "$who")
     set -- $(fio_json randread 4k 32); q32=$1 q32p50=$3 q32p99=$4 ios=$5
     c1=$( [ "$who" = sys ] && sys_busy || cpu_of "$who")
@@ -172,8 +181,8 @@ rows() {
     set -- $(fio_json read 128k 8); rmb=$(($2 / 1000000))
     [ -n "$TRACED" ] && sleep 1.5
     set -- $(fio_json write 128k 8); wmb=$(($2 / 1000000))
-    again=
     [ -n "$TRACED" ] && sleep 1.5
+    fi
     if [ "${BENCH_QD1_AGAIN:-0}" = 1 ]; then set -- $(fio_json randread 4k 1); again=" QD1 again $1 ($3/$4) |"; fi
     cpu=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="${ios:-0}" 'BEGIN{ if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "?" }')
     [ "$who" = sys ] && cpu="$cpu sys"

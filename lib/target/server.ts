@@ -95,14 +95,16 @@ const SPIN_PASSES = 200;
 const IDLE_NAP_MS = 2;
 /**
  * Longest pause when Workers serve the IO: the listener then has only
- * accepts and admin commands, which a few ms more do not hurt, while each
- * wake-up costs ~1-2 ms of CPU in a TCG guest (measured: 500 wake-ups a
- * second took most of a vCPU from the Workers at QD1).
+ * accepts and admin commands (the first after a quiet spell waits up to
+ * this; the rest of a burst is caught by the spin), while each wake-up
+ * costs ~1-2 ms of CPU in a TCG guest (measured: 500 wake-ups a second took
+ * most of a vCPU from the Workers at QD1). 100 ms: ~25 wake-ups a second
+ * with a host's keep-alives (natively, Deno), against ~62 at 20 ms.
  */
 const IDLE_NAP_WORKERS_MS = ((): number => {
   // TSNVME_TARGET_NAP_MS (read once): an experiment on the listener's wake-ups per second.
   const v = Number(envOf("TSNVME_TARGET_NAP_MS"));
-  return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 20;
+  return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 100;
 })();
 
 /** Worker count by default: one per core. */
@@ -362,7 +364,9 @@ export class NvmfTarget implements ConnHost {
       if (idle < SPIN_PASSES) await yieldNow();
       else {
         const cap = this.#pool !== null && this.#pool.workers.some((w) => w.alive) ? IDLE_NAP_WORKERS_MS : IDLE_NAP_MS;
-        await new Promise((r) => setTimeout(r, Math.min(cap, idle - SPIN_PASSES + 1)));
+        // Naps double up to the cap (1, 2, 4... ms): a ramp of 1 ms steps took ~100 wake-ups after
+        // each keep-alive to reach a 20 ms cap, each wake-up 1-2 ms of a vCPU under TCG.
+        await new Promise((r) => setTimeout(r, Math.min(cap, 2 ** Math.min(idle - SPIN_PASSES, 10))));
       }
     }
   }

@@ -38,10 +38,30 @@ const scope = globalThis as unknown as Scope;
 const setImmediateFn = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
 const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? setImmediateFn(r) : setTimeout(r, 0));
 
-/** Idle poll timeout: the longest a Worker sleeps without looking at its messages. */
-const IDLE_MS = 10;
-/** Passes between event-loop turns while busy (timers, the queue's own housekeeping). */
-const PASSES_PER_YIELD = 256;
+/**
+ * Idle poll timeout: the longest a Worker sleeps without an event-loop turn
+ * (messages and kills wake it through its eventfd; the turn is for timers
+ * and the queue's housekeeping). 100 ms: at 10 an idle Worker woke ~100
+ * times a second, each wake and turn 1-2 ms of a vCPU in the TCG guest, and
+ * at QD1 a host's IO alternates between the Workers of its queues (issue 16).
+ * TSNVME_TARGET_IDLE_MS overrides it (read once).
+ */
+const IDLE_MS = ((): number => {
+  const v = Number(envOf("TSNVME_TARGET_IDLE_MS"));
+  return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 100;
+})();
+/**
+ * Passes between event-loop turns while busy (timers, the queue's own
+ * housekeeping; messages get a turn as soon as they are posted).
+ * TSNVME_TARGET_YIELD_PASSES overrides it (read once). A spinning (Deno)
+ * Worker makes ~12 passes per QD1 IO and a turn costs 1-6 ms in the TCG
+ * guest, yet 4096 did not help there: Deno with 2 Workers ran 61-115 IOPS
+ * against 161-462 at 256 in two loaded boots (issue 16), so 256 stays.
+ */
+const PASSES_PER_YIELD = ((): number => {
+  const v = Number(envOf("TSNVME_TARGET_YIELD_PASSES"));
+  return Number.isInteger(v) && v > 0 ? v : 256;
+})();
 /**
  * Passes the loop keeps polling without a timeout once nothing is in flight,
  * before it sleeps in poll (TSNVME_TARGET_IDLE_SPIN, read once; default 0).
