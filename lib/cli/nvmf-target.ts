@@ -137,7 +137,11 @@ try {
 }
 for (const [i, b] of opened.backends.entries()) log(`nsid ${i + 1}: ${b.name}, ${b.blockCount} x ${b.blockSize} B`);
 log(`${o.nqn} on ${target.address}:${target.port} (digests ${o.digests}${o.allow.length ? `, hosts ${o.allow.join(" ")}` : ", any host"}, ${target.workers} workers)`);
-if (o.ready) fs.writeFileSync(o.ready, `${target.address} ${target.port}\n`);
+if (o.ready) {
+  // Whole or absent: scripts poll for this file and read it.
+  fs.writeFileSync(`${o.ready}.tmp`, `${target.address} ${target.port}\n`);
+  fs.renameSync(`${o.ready}.tmp`, o.ready);
+}
 
 let stopping = false;
 const stop = async () => {

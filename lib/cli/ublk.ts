@@ -14,7 +14,7 @@
  * @module
  */
 import process from "node:process";
-import { readdirSync, writeFileSync } from "node:fs";
+import { readdirSync, renameSync, writeFileSync } from "node:fs";
 import { NVMeDev } from "../dev.ts";
 import { NvmeError } from "../nvme/errors.ts";
 import { UBLK_STATE_NAMES, UblkControl, UblkDevice, UblkFlag } from "../ublk/mod.ts";
@@ -59,7 +59,11 @@ async function add(spec: string, values: Values): Promise<number> {
   }
   out(u.path);
   const ready = values["ready-file"] as string | undefined;
-  if (ready) writeFileSync(ready, `${u.devId} ${u.path} ${process.pid}\n`);
+  if (ready) {
+    // Whole or absent: a watcher that polls for the file must never read it half written.
+    writeFileSync(`${ready}.tmp`, `${u.devId} ${u.path} ${process.pid}\n`);
+    renameSync(`${ready}.tmp`, ready);
+  }
   let signalled = false;
   const stop = () => {
     if (signalled) return;
