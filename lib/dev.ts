@@ -7,6 +7,7 @@ import { elbafAt, type IdCtrl, type IdNs, identifyNamespaceOf, parseIdNs } from 
 import { piFormatOf } from "./nvme/pi.ts";
 import { identifyCmd } from "./nvme/command.ts";
 import { Cns } from "./nvme/spec.ts";
+import { envOf } from "./ffi/env.ts";
 import { loadLibc } from "./ffi/mod.ts";
 import { BouncePool } from "./io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
@@ -73,12 +74,7 @@ function traceFrom(opt: OpenOptions["trace"]): CommandTrace | null {
   const stderr = (l: string) => process.stderr.write(l + "\n");
   if (opt === true) return new CommandTrace({ log: stderr });
   if (opt === false) return null;
-  let env: string | undefined;
-  try {
-    env = process.env.TSNVME_TRACE;
-  } catch {
-    env = undefined; // Deno without --allow-env
-  }
+  const env = envOf("TSNVME_TRACE");
   if (!env || env === "0") return null;
   const n = Number(env);
   return new CommandTrace({ capacity: Number.isInteger(n) && n > 1 ? n : 64, log: stderr });

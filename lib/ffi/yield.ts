@@ -6,6 +6,8 @@
  * @module
  */
 
+import { envOf } from "./env.ts";
+
 const g = globalThis as unknown as {
   setImmediate?: (f: () => void) => void;
 };
@@ -34,15 +36,6 @@ function channelYield(): () => Promise<void> {
   return () => new Promise<void>(resolveInto);
 }
 
-/** `TSNVME_YIELD` (channel | immediate), for A/B runs; unset or unreadable (Deno without --allow-env): the runtime's default. */
-function yieldChoice(): string | undefined {
-  try {
-    return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.TSNVME_YIELD;
-  } catch {
-    return undefined;
-  }
-}
-
 const immediate = (): Promise<void> => new Promise<void>((r) => g.setImmediate!(r));
 
 /**
@@ -55,7 +48,8 @@ const immediate = (): Promise<void> => new Promise<void>((r) => g.setImmediate!(
  * =immediate forces either (A/B runs).
  */
 export const yieldMacrotask: () => Promise<void> = (() => {
-  const forced = yieldChoice();
+  // TSNVME_YIELD (channel | immediate), for A/B runs; unset or unreadable: the default.
+  const forced = envOf("TSNVME_YIELD");
   const hasImmediate = typeof g.setImmediate === "function";
   const hasChannel = typeof MessageChannel === "function";
   if (forced === "immediate" && hasImmediate) return immediate;

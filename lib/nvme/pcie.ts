@@ -22,6 +22,7 @@ import { QueuePair, type SubmitOptions } from "./queue.ts";
 import { AdminOpc, type Cap, CAP_CSS_IOCS, CC, CC_CSS_ALL, ccValue, CQE_SIZE, CSTS, decodeCap, NSSR_RESET, Reg, SQE_SIZE } from "./spec.ts";
 import type { CompletionSink, QueueRing } from "./ring.ts";
 import { type DmaBuffer, dmaBuffer, type SharedMemory, type Transport } from "./transport.ts";
+import { envOf } from "../ffi/env.ts";
 import { pollLoad32 } from "../ffi/load.ts";
 
 export type { CompletionSink, QueueRing };
@@ -163,13 +164,7 @@ export function deleteIoCqCmd(qid: number): Sqe {
 // ---- rings ----------------------------------------------------------------------------------
 
 /** TSNVME_CQ_DOORBELL=each: a CQ head doorbell per reap (A/B runs); else batched while polling. */
-const CQ_BATCH_DEFAULT: boolean = (() => {
-  try {
-    return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.TSNVME_CQ_DOORBELL !== "each";
-  } catch {
-    return true; // Deno without --allow-env
-  }
-})();
+const CQ_BATCH_DEFAULT: boolean = envOf("TSNVME_CQ_DOORBELL") !== "each";
 
 /** Memory and doorbells one PCIe queue pair needs. */
 export interface PcieRingConfig {

@@ -22,7 +22,8 @@ import { type CommandHook, TargetConn } from "./conn.ts";
 import { type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
 import { NvmController } from "./nvm.ts";
 import { Status } from "../nvme/spec.ts";
-import { envOf, type TargetTrace } from "./trace.ts";
+import { envOf } from "../ffi/env.ts";
+import type { TargetTrace } from "./trace.ts";
 import { ConnectStatus, connectIpo } from "../nvme/fabrics.ts";
 
 /** How the target answers digest requests in ICReq. */

@@ -13,14 +13,7 @@
  * @module
  */
 
-/** An environment variable, or undefined where the runtime gives no access (Deno without --allow-env). */
-export function envOf(name: string): string | undefined {
-  try {
-    return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name];
-  } catch {
-    return undefined;
-  }
-}
+import { envOf } from "../ffi/env.ts";
 
 /** True when `TSNVME_TARGET_TRACE` is set (and not "0") in the environment. */
 export const targetTraceOn: boolean = (() => {

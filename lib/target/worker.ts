@@ -25,7 +25,8 @@ import { SharedMedia, type WorkerNamespace } from "./shared.ts";
 import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
 import type { Reply } from "./nvm.ts";
 import { type FromWorker, KILLED, type ToWorker, type WorkerFault, type WorkerInit } from "./pool.ts";
-import { envOf, Gap, TargetTrace, targetTraceOn } from "./trace.ts";
+import { envOf } from "../ffi/env.ts";
+import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 import { VectorGate, type VectorGateSpec } from "../irq/mod.ts";
 
 interface Scope {
