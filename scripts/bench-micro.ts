@@ -5,7 +5,7 @@
  * `rw`, and `Namespace.read` on top of it: what an application calls), and
  * the callback path. Prints figures; asserts nothing.
  *
- *   deno run -A scripts/bench-micro.ts [--ms 400] [--runs 5] [--json]
+ *   deno run -A scripts/bench-micro.ts [--ms 400] [--runs 5] [--api promise,callback] [--batch 1,32] [--json]
  *   bun scripts/bench-micro.ts
  * @module
  */
@@ -20,7 +20,13 @@ import { InstantRing } from "../lib/cli/bench/instant.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { ms: { type: "string", default: "400" }, runs: { type: "string", default: "5" }, json: { type: "boolean" } },
+  options: {
+    ms: { type: "string", default: "400" },
+    runs: { type: "string", default: "5" },
+    api: { type: "string", default: "promise,ns.read,callback,promise+trace" },
+    batch: { type: "string", default: "1,8,32" },
+    json: { type: "boolean" },
+  },
 });
 const MS = Number(values.ms), RUNS = Number(values.runs);
 const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
@@ -106,8 +112,15 @@ function callbackRun(batch: number): Promise<{ ns: number; ios: number }> {
 }
 
 const rows: { api: string; batch: number; nsPerIo: number; min: number; max: number; ios: number }[] = [];
-for (const api of ["promise", "ns.read", "callback", "promise+trace"] as const) {
-  for (const batch of [1, 8, 32]) {
+const APIS = ["promise", "ns.read", "callback", "promise+trace"] as const;
+const apis = values.api.split(",").map((a) => {
+  const x = APIS.find((k) => k === a);
+  if (x === undefined) throw new Error(`--api: one of ${APIS.join(", ")}, got ${a}`);
+  return x;
+});
+const batches = values.batch.split(",").map(Number);
+for (const api of apis) {
+  for (const batch of batches) {
     const r: number[] = [];
     let ios = 0;
     for (let i = 0; i < RUNS + 1; i++) {
