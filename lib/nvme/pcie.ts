@@ -407,7 +407,8 @@ export class PcieRing implements QueueRing {
       // entries not yet reported plus those still to come reach half the ring, so it never fills.
       // With shadow doorbells the device also reads the head we store here before each post.
       if (this.#shadow !== null) Atomics.store(this.#shadow, this.#cqDb, head);
-      const unreported = (head - this.#cqTold + this.depth) % this.depth;
+      let unreported = head - this.#cqTold; // no remainder: a division per reap, a helper call under TCG
+      if (unreported < 0) unreported += this.depth;
       if (unreported + this.#outstanding >= this.depth >>> 1) this.#tellCqHead(head);
     }
     return n;
