@@ -147,6 +147,14 @@ export class Namespace {
   readonly #chunkBlocks: number;
   /** log2 of the block size (-1 if not a power of two): block counts by shift and mask, no division per IO. */
   readonly #shift: number;
+  /**
+   * The last DMA buffer found for a view, and the memory it owns: a caller at
+   * depth 1 reuses one buffer, so the host's lookup (a WeakMap: a builtin
+   * call and a hash per IO) runs once. An ArrayBuffer belongs to one DMA
+   * buffer for life; a freed one is detached, refused by #check first.
+   */
+  #lastMem: ArrayBufferLike | null = null;
+  #lastDma: DmaBuffer | null = null;
 
   /** Bind a namespace to the device that owns it. */
   constructor(host: IoHost, info: NamespaceInfo) {
@@ -243,7 +251,7 @@ export class Namespace {
     const bytes = this.#check(lba, buf, opts);
     if (typeof done !== "function") throw new InvalidArgumentError("done must be a function");
     const slba = this.#slba;
-    const d = this.#host.dmaOf(bytes);
+    const d = this.#dmaOf(bytes);
     const len = bytes.byteLength;
     const nlb = this.#blocks(len);
     if (d !== null && nlb <= this.#chunkBlocks) {
@@ -460,7 +468,7 @@ export class Namespace {
    */
   #xfer(opc: number, slba: number, bytes: Uint8Array, timeoutMs?: number): Promise<void> {
     try {
-      const d = this.#host.dmaOf(bytes);
+      const d = this.#dmaOf(bytes);
       if (d !== null) {
         const iova = d.iova + bytes.byteOffset - d.bytes.byteOffset;
         if ((iova & 3) === 0) return this.#submitChunks(opc, slba, iova, bytes.byteLength, timeoutMs, d) as Promise<void>;
@@ -486,6 +494,18 @@ export class Namespace {
     } finally {
       host.giveBounce(b);
     }
+  }
+
+  /** The host's DMA buffer of `bytes`, or null (plain memory); see #lastDma. */
+  #dmaOf(bytes: Uint8Array): DmaBuffer | null {
+    const mem = bytes.buffer;
+    if (mem === this.#lastMem) return this.#lastDma;
+    const d = this.#host.dmaOf(bytes);
+    if (d !== null) {
+      this.#lastMem = mem;
+      this.#lastDma = d;
+    }
+    return d;
   }
 
   /** Blocks in `len` bytes, a multiple of the block size. */
