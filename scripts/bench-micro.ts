@@ -67,13 +67,14 @@ async function namespaceRun(batch: number): Promise<{ ns: number; ios: number }>
     closedError: null,
     pickQueue: () => qp,
     maxTransferBytes: 1 << 20,
-    dmaOf: (v) => v.buffer === buf.bytes.buffer ? buf : null,
+    dmaOf: (v) => owners.get(v.buffer) ?? null, // a WeakMap, as the transports keep theirs
     takeBounce: () => {
       throw new Error("no bounce in this benchmark");
     },
     giveBounce: () => {},
   }, { nsid: 1, blockSize: 4096, blockCount: 1024n, capacity: 1024n, utilization: 0n, metadataSize: 0, lbaFormat: 0 });
   const buf = dmaBuffer(new Uint8Array(4096 * batch), 0x30_0000, 4096 * batch);
+  const owners = new WeakMap<ArrayBufferLike, typeof buf>([[buf.bytes.buffer, buf]]);
   let ios = 0, stop = false;
   const worker = async (_: unknown, i: number) => {
     const view = buf.bytes.subarray(i * 4096, (i + 1) * 4096);
