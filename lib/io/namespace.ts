@@ -148,12 +148,12 @@ export class Namespace {
   /** log2 of the block size (-1 if not a power of two): block counts by shift and mask, no division per IO. */
   readonly #shift: number;
   /**
-   * The last DMA buffer found for a view, and the memory it owns: a caller at
-   * depth 1 reuses one buffer, so the host's lookup (a WeakMap: a builtin
-   * call and a hash per IO) runs once. An ArrayBuffer belongs to one DMA
+   * The last view found in DMA memory, and its DMA buffer: a caller at depth
+   * 1 reuses one view, so the host's lookup runs once (`view.buffer` is a C++
+   * builtin call on V8, then a WeakMap get, per IO). A view lies in one DMA
    * buffer for life; a freed one is detached, refused by #check first.
    */
-  #lastMem: ArrayBufferLike | null = null;
+  #lastView: Uint8Array | null = null;
   #lastDma: DmaBuffer | null = null;
 
   /** Bind a namespace to the device that owns it. */
@@ -498,11 +498,10 @@ export class Namespace {
 
   /** The host's DMA buffer of `bytes`, or null (plain memory); see #lastDma. */
   #dmaOf(bytes: Uint8Array): DmaBuffer | null {
-    const mem = bytes.buffer;
-    if (mem === this.#lastMem) return this.#lastDma;
+    if (bytes === this.#lastView) return this.#lastDma;
     const d = this.#host.dmaOf(bytes);
     if (d !== null) {
-      this.#lastMem = mem;
+      this.#lastView = bytes;
       this.#lastDma = d;
     }
     return d;
