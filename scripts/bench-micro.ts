@@ -5,7 +5,7 @@
  * `rw`, and `Namespace.read` on top of it: what an application calls), and
  * the callback path. Prints figures; asserts nothing.
  *
- *   deno run -A scripts/bench-micro.ts [--ms 400] [--runs 5] [--json]
+ *   deno run -A scripts/bench-micro.ts [--ms 400] [--runs 5] [--api promise,callback] [--batch 1,32] [--json]
  *   bun scripts/bench-micro.ts
  * @module
  */
@@ -20,7 +20,13 @@ import { InstantRing } from "../lib/cli/bench/instant.ts";
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { ms: { type: "string", default: "400" }, runs: { type: "string", default: "5" }, json: { type: "boolean" } },
+  options: {
+    ms: { type: "string", default: "400" },
+    runs: { type: "string", default: "5" },
+    api: { type: "string", default: "promise,ns.read,callback,promise+trace" },
+    batch: { type: "string", default: "1,8,32" },
+    json: { type: "boolean" },
+  },
 });
 const MS = Number(values.ms), RUNS = Number(values.runs);
 const rt = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "deno";
@@ -61,13 +67,14 @@ async function namespaceRun(batch: number): Promise<{ ns: number; ios: number }>
     closedError: null,
     pickQueue: () => qp,
     maxTransferBytes: 1 << 20,
-    dmaOf: (v) => v.buffer === buf.bytes.buffer ? buf : null,
+    dmaOf: (v) => owners.get(v.buffer) ?? null, // a WeakMap, as the transports keep theirs
     takeBounce: () => {
       throw new Error("no bounce in this benchmark");
     },
     giveBounce: () => {},
   }, { nsid: 1, blockSize: 4096, blockCount: 1024n, capacity: 1024n, utilization: 0n, metadataSize: 0, lbaFormat: 0 });
   const buf = dmaBuffer(new Uint8Array(4096 * batch), 0x30_0000, 4096 * batch);
+  const owners = new WeakMap<ArrayBufferLike, typeof buf>([[buf.bytes.buffer, buf]]);
   let ios = 0, stop = false;
   const worker = async (_: unknown, i: number) => {
     const view = buf.bytes.subarray(i * 4096, (i + 1) * 4096);
@@ -106,8 +113,15 @@ function callbackRun(batch: number): Promise<{ ns: number; ios: number }> {
 }
 
 const rows: { api: string; batch: number; nsPerIo: number; min: number; max: number; ios: number }[] = [];
-for (const api of ["promise", "ns.read", "callback", "promise+trace"] as const) {
-  for (const batch of [1, 8, 32]) {
+const APIS = ["promise", "ns.read", "callback", "promise+trace"] as const;
+const apis = values.api.split(",").map((a) => {
+  const x = APIS.find((k) => k === a);
+  if (x === undefined) throw new Error(`--api: one of ${APIS.join(", ")}, got ${a}`);
+  return x;
+});
+const batches = values.batch.split(",").map(Number);
+for (const api of apis) {
+  for (const batch of batches) {
     const r: number[] = [];
     let ios = 0;
     for (let i = 0; i < RUNS + 1; i++) {

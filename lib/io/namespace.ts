@@ -145,6 +145,16 @@ export class Namespace {
   readonly pi: PiFormat | null;
   readonly #host: IoHost;
   readonly #chunkBlocks: number;
+  /** log2 of the block size (-1 if not a power of two): block counts by shift and mask, no division per IO. */
+  readonly #shift: number;
+  /**
+   * The last view found in DMA memory, and its DMA buffer: a caller at depth
+   * 1 reuses one view, so the host's lookup runs once (`view.buffer` is a C++
+   * builtin call on V8, then a WeakMap get, per IO). A view lies in one DMA
+   * buffer for life; a freed one is detached, refused by #check first.
+   */
+  #lastView: Uint8Array | null = null;
+  #lastDma: DmaBuffer | null = null;
 
   /** Bind a namespace to the device that owns it. */
   constructor(host: IoHost, info: NamespaceInfo) {
@@ -155,6 +165,8 @@ export class Namespace {
     this.blockCount = Number(info.blockCount);
     // NLB is 16 bits: at most 65536 blocks per command, whatever MDTS says.
     this.#chunkBlocks = Math.max(1, Math.min(65536, Math.floor(host.maxTransferBytes / info.blockSize)));
+    const log2 = Math.log2(info.blockSize);
+    this.#shift = Number.isInteger(log2) ? log2 : -1;
     this.pi = info.metadataSize > 0 ? info.pi ?? piFormatOf(info.blockSize, info.metadataSize, 0, 0) : null;
   }
 
@@ -239,13 +251,14 @@ export class Namespace {
     const bytes = this.#check(lba, buf, opts);
     if (typeof done !== "function") throw new InvalidArgumentError("done must be a function");
     const slba = this.#slba;
-    const d = this.#host.dmaOf(bytes);
+    const d = this.#dmaOf(bytes);
     const len = bytes.byteLength;
-    if (d !== null && len / this.blockSize <= this.#chunkBlocks) {
+    const nlb = this.#blocks(len);
+    if (d !== null && nlb <= this.#chunkBlocks) {
       const iova = d.iova + bytes.byteOffset - d.bytes.byteOffset;
       if ((iova & 3) === 0) {
         const q = this.#host.pickQueue();
-        return q.rwCallback(opc, this.nsid, slba, len / this.blockSize - 1, iova, len, 0, opts.timeoutMs ?? q.defaultTimeoutMs, d, done);
+        return q.rwCallback(opc, this.nsid, slba, nlb - 1, iova, len, 0, opts.timeoutMs ?? q.defaultTimeoutMs, d, done);
       }
     }
     this.#xfer(opc, slba, bytes, opts.timeoutMs).then(() => done(null), (e) => done(e as NvmeError));
@@ -431,12 +444,13 @@ export class Namespace {
       }
       throw new InvalidArgumentError("buffer is empty: nothing to transfer");
     }
-    if (len % this.blockSize !== 0) {
+    // (A mask: `len` is an integer, and its low bits survive ToInt32.)
+    if ((this.#shift >= 0 ? len & (this.blockSize - 1) : len % this.blockSize) !== 0) {
       throw new InvalidArgumentError(
         `buffer length ${len} is not a multiple of the block size ${this.blockSize} (namespace ${this.nsid})`,
       );
     }
-    const nlb = len / this.blockSize;
+    const nlb = this.#blocks(len);
     if (slba >= this.blockCount || slba + nlb > this.blockCount) {
       throw new InvalidArgumentError(
         `blocks ${slba}..${slba + nlb - 1} are past the end of namespace ${this.nsid} (${this.blockCount} blocks)`,
@@ -454,7 +468,7 @@ export class Namespace {
    */
   #xfer(opc: number, slba: number, bytes: Uint8Array, timeoutMs?: number): Promise<void> {
     try {
-      const d = this.#host.dmaOf(bytes);
+      const d = this.#dmaOf(bytes);
       if (d !== null) {
         const iova = d.iova + bytes.byteOffset - d.bytes.byteOffset;
         if ((iova & 3) === 0) return this.#submitChunks(opc, slba, iova, bytes.byteLength, timeoutMs, d) as Promise<void>;
@@ -482,11 +496,27 @@ export class Namespace {
     }
   }
 
+  /** The host's DMA buffer of `bytes`, or null (plain memory); see #lastDma. */
+  #dmaOf(bytes: Uint8Array): DmaBuffer | null {
+    if (bytes === this.#lastView) return this.#lastDma;
+    const d = this.#host.dmaOf(bytes);
+    if (d !== null) {
+      this.#lastView = bytes;
+      this.#lastDma = d;
+    }
+    return d;
+  }
+
+  /** Blocks in `len` bytes, a multiple of the block size. */
+  #blocks(len: number): number {
+    return this.#shift >= 0 && len <= 0xffff_ffff ? len >>> this.#shift : len / this.blockSize;
+  }
+
   #submitChunks(opc: number, slba: number, iova: number, len: number, timeoutMs: number | undefined, ref: DmaBuffer): Promise<unknown> {
     const q = this.#host.pickQueue();
     const t = timeoutMs ?? q.defaultTimeoutMs;
     const bs = this.blockSize;
-    const nlb = len / bs;
+    const nlb = this.#blocks(len);
     if (nlb <= this.#chunkBlocks) return q.rw(opc, this.nsid, slba, nlb - 1, iova, len, 0, t, ref);
     const parts: Promise<number>[] = [];
     for (let done = 0; done < nlb; done += this.#chunkBlocks) {

@@ -38,14 +38,18 @@ export function sqe(opcode: number, nsid = 0): Sqe {
 
 const TWO32 = 0x1_0000_0000;
 
-/** Low 32 bits of a non-negative integer below 2^53. */
+/**
+ * Low 32 bits of a non-negative integer below 2^53. ToUint32 is already
+ * modulo 2^32; `v % 2^32` was a floating-point remainder (x87 fprem in V8's
+ * code, ~15 ns per split natively, a softfloat helper under TCG) on every IO.
+ */
 export function lo32(v: number): number {
-  return (v % TWO32) >>> 0;
+  return v >>> 0;
 }
 
-/** High 32 bits of a non-negative integer below 2^53. */
+/** High 32 bits of a non-negative integer below 2^53 (0 without a division for the usual small value). */
 export function hi32(v: number): number {
-  return Math.floor(v / TWO32) >>> 0;
+  return v >= 0 && v <= 0xffff_ffff ? 0 : Math.floor(v / TWO32) >>> 0;
 }
 
 /**

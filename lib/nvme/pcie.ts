@@ -23,7 +23,7 @@ import { AdminOpc, type Cap, CAP_CSS_IOCS, CC, CC_CSS_ALL, ccValue, CQE_SIZE, CS
 import type { CompletionSink, QueueRing } from "./ring.ts";
 import { type DmaBuffer, dmaBuffer, type SharedMemory, type Transport } from "./transport.ts";
 import { envOf } from "../ffi/env.ts";
-import { pollLoad32 } from "../ffi/load.ts";
+import { pollLoad32, publish32 } from "../ffi/load.ts";
 
 export type { CompletionSink, QueueRing };
 
@@ -325,9 +325,8 @@ export class PcieRing implements QueueRing {
 
   flush(): boolean {
     if (this.#sqTail === this.#sqTailRung || this.#closed) return false;
-    // A sequentially consistent store orders the SQE writes before the doorbell (a fence on weak CPUs).
-    const last = ((this.#sqTail + this.depth - 1) % this.depth) * 16;
-    Atomics.store(this.#sq32, last, this.#sq32[last]);
+    // The SQE writes before the doorbell (a fence on weak CPUs, nothing on x86).
+    publish32(this.#sq32, this.#sqTail * 16);
     const tail = this.#sqTail;
     if (this.#shadow === null || this.#ringShadow(this.#sqDb, tail)) {
       this.#db[this.#sqDb] = tail;
@@ -408,7 +407,8 @@ export class PcieRing implements QueueRing {
       // entries not yet reported plus those still to come reach half the ring, so it never fills.
       // With shadow doorbells the device also reads the head we store here before each post.
       if (this.#shadow !== null) Atomics.store(this.#shadow, this.#cqDb, head);
-      const unreported = (head - this.#cqTold + this.depth) % this.depth;
+      let unreported = head - this.#cqTold; // no remainder: a division per reap, a helper call under TCG
+      if (unreported < 0) unreported += this.depth;
       if (unreported + this.#outstanding >= this.depth >>> 1) this.#tellCqHead(head);
     }
     return n;

@@ -19,6 +19,7 @@ export function prpListPages(iova: number, len: number, pageSize: number): numbe
 
 /**
  * Write PRP1/PRP2 for a transfer of `len` bytes at `iova` (dword aligned) into `sqe`.
+ * `pageSize` is the controller's memory page size (a power of two, CC.MPS).
  * `list` is a Uint32Array view of at least prpListPages() pages of DMA memory
  * at `listIova`; entries are written as lo/hi dword pairs.
  */
@@ -32,7 +33,8 @@ export function writePrps(
 ): void {
   sqe[SqeDw.PRP1_LO] = lo32(iova);
   sqe[SqeDw.PRP1_HI] = hi32(iova);
-  const first = pageSize - (iova % pageSize);
+  // The offset in the page by mask: a remainder is a division per IO (a helper call under TCG).
+  const first = pageSize - (lo32(iova) & (pageSize - 1));
   if (len <= first) {
     sqe[SqeDw.PRP2_LO] = 0;
     sqe[SqeDw.PRP2_HI] = 0;

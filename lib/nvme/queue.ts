@@ -6,7 +6,7 @@
  * thread".
  * @module
  */
-import { yieldMacrotask } from "../ffi/yield.ts";
+import { microtaskTurn, yieldMacrotask } from "../ffi/yield.ts";
 import { Idle, type IdleAction, IdlePolicy, type WaitMode } from "./idle.ts";
 import { hi32, lo32, type Sqe, setRw, SqeDw } from "./command.ts";
 import { DeviceClosedError, InvalidArgumentError, type NvmeError } from "./errors.ts";
@@ -608,7 +608,7 @@ export class QueuePair {
     try {
       // Let the caller finish its synchronous batch first: one doorbell for all of it.
       this.#spinning = true;
-      await null;
+      await microtaskTurn;
       let turns = 0, linger = 0;
       while (!this.#closedWith) {
         if (t.active === 0) {
@@ -623,12 +623,12 @@ export class QueuePair {
         // Checkpoints: every 64 turns while busy; every turn once idle, or when the turn asks for one.
         if (!this.#turn() && (++turns & (TURNS_PER_CHECK - 1)) !== 0) {
           this.#run.lastEmpty = -1;
-          await null;
+          await microtaskTurn;
           continue;
         }
         const action = this.#checkpoint();
         if (action === Idle.SPIN || (action === Idle.SLEEP && this.#waiter !== null && t.active === 0)) {
-          await null; // (lingering with nothing in flight: no sleep)
+          await microtaskTurn; // (lingering with nothing in flight: no sleep)
           continue;
         }
         // Leaving the microtask turns: later submissions need their own flush microtask.

@@ -42,9 +42,9 @@ export interface BenchResult {
   waitMode: string;
   /** Process CPU time per IO over the measured window, µs. */
   cpuUsPerIo: number;
-  /** Interrupts the IO queue took during the job. */
+  /** Interrupts the IO queue took during the measured window (not the ramp). */
   interrupts: number;
-  /** Times the IO queue's pump slept on its interrupt during the job. */
+  /** Times the IO queue's pump slept on its interrupt during the measured window (not the ramp). */
   sleeps: number;
 }
 
@@ -265,9 +265,13 @@ export async function main(argv: string[]): Promise<number> {
       const timer = trickle > 0
         ? setInterval(() => void ns.read((reads++ * 7919 % span) * (4096 / ns.blockSize), buf), 1000 / trickle)
         : null;
+      // Sleeps over the window only, as the CPU and the reads: the warm-up's reads slept too.
+      const sleeps = () => [dev.controller.admin.stats.sleeps, dev.queueStats().reduce((a, q) => a + q.sleeps, 0)];
+      const sl0 = sleeps();
       const c0 = process.cpuUsage(), s0 = schedNs(), t0 = performance.now();
       await new Promise((r) => setTimeout(r, Number(values.idle) * 1000));
       const c = process.cpuUsage(c0), s1 = schedNs(), ms = performance.now() - t0;
+      const sl = sleeps();
       if (timer !== null) clearInterval(timer);
       await new Promise((r) => setTimeout(r, 100));
       dev.freeBuffer(buf);
@@ -276,7 +280,6 @@ export async function main(argv: string[]): Promise<number> {
       const pct = +(((c.user + c.system) / 1000) / ms * 100).toFixed(2);
       // getrusage is tick-sampled in a guest kernel: a thread that wakes on the tick is charged whole ticks.
       const schedPct = s0 < 0 || s1 < 0 ? null : +((s1 - s0) / 1e6 / ms * 100).toFixed(2);
-      const st = dev.queueStats();
       console.log(JSON.stringify({
         runtime: rtName,
         waitMode: dev.info.waitMode,
@@ -285,8 +288,8 @@ export async function main(argv: string[]): Promise<number> {
         warmIos,
         trickle,
         reads,
-        adminSleeps: dev.controller.admin.stats.sleeps,
-        ioSleeps: st.reduce((a, q) => a + q.sleeps, 0),
+        adminSleeps: sl[0] - sl0[0],
+        ioSleeps: sl[1] - sl0[1],
         seconds: +(ms / 1000).toFixed(2),
       }));
       return 0;
@@ -344,9 +347,11 @@ export async function main(argv: string[]): Promise<number> {
           }
         }
       };
-      const irq0 = dev.controller.io[0].stats.interrupts, sleeps0 = dev.controller.io[0].stats.sleeps;
+      const q = dev.controller.io[0];
       const workers = bufs.map(worker);
       await new Promise((r) => setTimeout(r, ramp * 1000));
+      // Interrupts and sleeps over the measured window only, as the IOs (the ramp's are not counted).
+      const irq0 = q.stats.interrupts, sleeps0 = q.stats.sleeps;
       measuring = true;
       const t0 = performance.now();
       const cpu0 = process.cpuUsage();
@@ -354,6 +359,7 @@ export async function main(argv: string[]): Promise<number> {
       measuring = false;
       const elapsed = (performance.now() - t0) / 1000;
       const cpu = process.cpuUsage(cpu0);
+      const irqs = q.stats.interrupts - irq0, sleeps = q.stats.sleeps - sleeps0;
       stop = true;
       await Promise.all(workers);
       for (const b of bufs) dev.freeBuffer(b);
@@ -378,8 +384,8 @@ export async function main(argv: string[]): Promise<number> {
         seconds: +elapsed.toFixed(2),
         waitMode: dev.info.waitMode,
         cpuUsPerIo: +((cpu.user + cpu.system) / n).toFixed(2),
-        interrupts: dev.controller.io[0].stats.interrupts - irq0,
-        sleeps: dev.controller.io[0].stats.sleeps - sleeps0,
+        interrupts: irqs,
+        sleeps,
       };
       return { result, samples: samples.slice(), cpu };
     }

@@ -41,3 +41,32 @@ test("bench: --interrupts poll,adaptive runs both passes; --svg charts every job
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** Runs `main` with console.log captured; the JSON lines it printed. */
+async function benchJson(args: string[]): Promise<Record<string, number>[]> {
+  const log = console.log;
+  const lines: string[] = [];
+  console.log = (...a: unknown[]) => lines.push(a.join(" "));
+  try {
+    assert.equal(await main(args), 0);
+  } finally {
+    console.log = log;
+  }
+  return lines.map((l) => JSON.parse(l));
+}
+
+test("bench: sleeps and interrupts count the measured window only, not the ramp", async () => {
+  // Interrupt mode sleeps at most about once per IO (0.5-1 measured); a ramp three times the window
+  // adds about three times the window's count (2.6x with a ramp twice it, before the fix).
+  const args = ["--iodepth", "1", "--ramp", "0.6", "--runtime", "0.2", "--interrupts", "interrupt", "--json"];
+  const [r] = await benchJson(["sim:ns=16M:512;mem=32M", ...args]);
+  assert.ok(r.ios > 0);
+  assert.ok(r.sleeps <= 1.5 * r.ios + 5, `${r.sleeps} sleeps for ${r.ios} measured IOs`);
+  assert.ok(r.interrupts <= 1.5 * r.ios + 5, `${r.interrupts} interrupts for ${r.ios} measured IOs`);
+});
+
+test("bench --idle: the warm-up's sleeps are not the window's", async () => {
+  const [r] = await benchJson(["sim:ns=16M:512;mem=32M", "--idle", "0.2", "--warm-ios", "50", "--interrupts", "interrupt", "--json"]);
+  assert.equal(r.reads, 0);
+  assert.ok(r.ioSleeps <= 1, `${r.ioSleeps} IO-queue sleeps in an idle window after 50 warm-up reads`);
+});

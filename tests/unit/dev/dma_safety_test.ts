@@ -44,6 +44,22 @@ test("dma: freed buffers and their subarrays read as empty; IO on them is refuse
   }
 });
 
+test("dma: a view read through, then freed, is refused (the namespace's last-view cache does not outlive it)", async () => {
+  const { dev, ns, transport } = await open();
+  try {
+    const a = dev.allocBuffer(8192);
+    await ns.read(0, a);
+    await ns.read(16, a);
+    dev.freeBuffer(a);
+    const before = transport.commandCount({ qid: 1 });
+    await assert.rejects(ns.read(0, a), (e) => e instanceof InvalidArgumentError && /freed/.test(e.message));
+    assert.throws(() => ns.submitRead(0, a, () => {}), (e) => e instanceof InvalidArgumentError && /freed/.test(e.message));
+    assert.equal(transport.commandCount({ qid: 1 }), before, "nothing reached the device");
+  } finally {
+    await dev.close();
+  }
+});
+
 test("dma: every allocBuffer view reads as empty after close (no dangling memory)", async () => {
   const { dev, transport } = await open();
   const a = dev.allocBuffer(4096), b = dev.allocBuffer(65536).subarray(100);

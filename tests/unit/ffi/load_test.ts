@@ -4,7 +4,7 @@
 // hoisted out of such a spin by Bun's JIT and would spin to the deadline).
 import assert from "node:assert/strict";
 import { test } from "../../harness.ts";
-import { pollLoad32 } from "../../../lib/ffi/load.ts";
+import { pollLoad32, publish32 } from "../../../lib/ffi/load.ts";
 import { runReadOnlyChild } from "./readonly.ts";
 
 test("pollLoad32: a hot loop over a read-only page does not write it", () => {
@@ -47,4 +47,10 @@ test("pollLoad32: a synchronous spin sees a word another thread stores", async (
   } finally {
     w.terminate();
   }
+});
+
+test("publish32: the word keeps its value", () => {
+  const a = new Uint32Array([7, 0xffff_ffff]);
+  publish32(a, 1);
+  assert.deepEqual([...a], [7, 0xffff_ffff]);
 });

@@ -24,6 +24,12 @@ test("lo32/hi32 split exact integers below 2^53", () => {
   assert.equal(hi32(0x1f_ffff_ffff_fff0), 0x1f_ffff);
   assert.equal(lo32(4096), 4096);
   assert.equal(hi32(4096), 0);
+  // Around the 2^31 (sign) and 2^32 boundaries, and the largest exact integer.
+  for (const v of [0, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 7, 2 ** 33 + 2 ** 31, 2 ** 53 - 1]) {
+    assert.equal(lo32(v), v % 2 ** 32, `lo32(${v})`);
+    assert.equal(hi32(v), Math.floor(v / 2 ** 32), `hi32(${v})`);
+    assert.equal(hi32(v) * 2 ** 32 + lo32(v), v);
+  }
 });
 
 test("admin builders place fields per the spec", () => {
