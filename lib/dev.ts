@@ -8,6 +8,7 @@ import { piFormatOf } from "./nvme/pi.ts";
 import { identifyCmd } from "./nvme/command.ts";
 import { Cns } from "./nvme/spec.ts";
 import { envOf } from "./ffi/env.ts";
+import { waitAsyncWakes } from "./ffi/wait.ts";
 import { loadLibc } from "./ffi/mod.ts";
 import { BouncePool } from "./io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
@@ -288,10 +289,20 @@ export class NVMeDev implements AsyncDisposable {
         const { VfioTransport } = await import("./vfio/transport.ts");
         transport = VfioTransport.open(libc, key.slice(5), { vfToken: options.vfToken });
       }
-      const mode = options.interrupts ?? "adaptive";
+      let mode = options.interrupts ?? "adaptive";
       let irq: InterruptSource | null = null;
       if (isFabric(transport)) {
         // No vectors: completions arrive on the connections.
+      } else if (mode !== "poll" && transport.enableInterrupts && !await waitAsyncWakes()) {
+        // A sleep on a vector's word would never end (Deno with V8's --single-threaded): poll, or say why not.
+        if (options.interrupts !== undefined) {
+          transport.close();
+          throw new SetupError(
+            "irq",
+            `Atomics.waitAsync never wakes in this runtime (Deno with V8's --single-threaded?), so no queue can sleep on an interrupt; open it with interrupts: "poll"`,
+          );
+        }
+        mode = "poll";
       } else if (mode !== "poll" && transport.enableInterrupts && options.ioInterruptVectors !== 0) {
         // Vector 0 for the admin queue, one per IO queue the controller may grant.
         const want = options.ioInterruptVectors ?? Math.max(options.maxIoQueues ?? 16, options.ioQueues ?? 1) + 1;
