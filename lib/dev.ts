@@ -481,6 +481,13 @@ export class NVMeDev implements AsyncDisposable {
       // The gate's spec goes only to the queue that owns its vector alone.
       return { word: ctrl.vectorExclusive(v) ? w : { sab: w.sab, slot: w.slot }, mode: this.#waitMode };
     });
+    // Listed until released (by its Worker, QueueWorker.terminate, or close): a device that hands
+    // out and takes back queues for hours keeps only the live ones.
+    const onReleased = queue.onReleased;
+    queue.onReleased = () => {
+      onReleased?.();
+      this.#remote.delete(queue);
+    };
     this.#remote.add(queue);
     return handle;
   }
@@ -511,12 +518,16 @@ export class NVMeDev implements AsyncDisposable {
   }
 
   #portOf(h: QueueHandle): PortQueue {
-    // The newest with that qid: a released queue stays listed (dev.close() closes its port) and its
-    // qid may have been handed out again.
+    // The newest with that qid (a released one is no longer listed, and its qid may be handed out again).
     let found: PortQueue | null = null;
     for (const q of this.#remote) if (q.qid === h.qid) found = q;
     if (found) return found;
     throw new InvalidArgumentError(`queue ${h.qid} is not this device's`);
+  }
+
+  /** IO queues handed to other threads (createQueue, startWorkers) and not yet released. */
+  get workerQueues(): number {
+    return this.#remote.size;
   }
 
   /** Counters of each IO queue pair (submitted, completed, doorbells, timeouts...). */
