@@ -8,6 +8,7 @@ import { piFormatOf } from "./nvme/pi.ts";
 import { identifyCmd } from "./nvme/command.ts";
 import { Cns } from "./nvme/spec.ts";
 import { envOf } from "./ffi/env.ts";
+import { waitAsyncWakes } from "./ffi/wait.ts";
 import { loadLibc } from "./ffi/mod.ts";
 import { BouncePool } from "./io/bounce.ts";
 import { type IoHost, Namespace, type NamespaceInfo } from "./io/namespace.ts";
@@ -288,10 +289,20 @@ export class NVMeDev implements AsyncDisposable {
         const { VfioTransport } = await import("./vfio/transport.ts");
         transport = VfioTransport.open(libc, key.slice(5), { vfToken: options.vfToken });
       }
-      const mode = options.interrupts ?? "adaptive";
+      let mode = options.interrupts ?? "adaptive";
       let irq: InterruptSource | null = null;
       if (isFabric(transport)) {
         // No vectors: completions arrive on the connections.
+      } else if (mode !== "poll" && transport.enableInterrupts && !await waitAsyncWakes()) {
+        // A sleep on a vector's word would never end (Deno with V8's --single-threaded): poll, or say why not.
+        if (options.interrupts !== undefined) {
+          transport.close();
+          throw new SetupError(
+            "irq",
+            `Atomics.waitAsync never wakes in this runtime (Deno with V8's --single-threaded?), so no queue can sleep on an interrupt; open it with interrupts: "poll"`,
+          );
+        }
+        mode = "poll";
       } else if (mode !== "poll" && transport.enableInterrupts && options.ioInterruptVectors !== 0) {
         // Vector 0 for the admin queue, one per IO queue the controller may grant.
         const want = options.ioInterruptVectors ?? Math.max(options.maxIoQueues ?? 16, options.ioQueues ?? 1) + 1;
@@ -470,6 +481,13 @@ export class NVMeDev implements AsyncDisposable {
       // The gate's spec goes only to the queue that owns its vector alone.
       return { word: ctrl.vectorExclusive(v) ? w : { sab: w.sab, slot: w.slot }, mode: this.#waitMode };
     });
+    // Listed until released (by its Worker, QueueWorker.terminate, or close): a device that hands
+    // out and takes back queues for hours keeps only the live ones.
+    const onReleased = queue.onReleased;
+    queue.onReleased = () => {
+      onReleased?.();
+      this.#remote.delete(queue);
+    };
     this.#remote.add(queue);
     return handle;
   }
@@ -500,12 +518,16 @@ export class NVMeDev implements AsyncDisposable {
   }
 
   #portOf(h: QueueHandle): PortQueue {
-    // The newest with that qid: a released queue stays listed (dev.close() closes its port) and its
-    // qid may have been handed out again.
+    // The newest with that qid (a released one is no longer listed, and its qid may be handed out again).
     let found: PortQueue | null = null;
     for (const q of this.#remote) if (q.qid === h.qid) found = q;
     if (found) return found;
     throw new InvalidArgumentError(`queue ${h.qid} is not this device's`);
+  }
+
+  /** IO queues handed to other threads (createQueue, startWorkers) and not yet released. */
+  get workerQueues(): number {
+    return this.#remote.size;
   }
 
   /** Counters of each IO queue pair (submitted, completed, doorbells, timeouts...). */

@@ -7,6 +7,7 @@
  * of ms so fault-injection requests (postMessage) get through.
  * @module
  */
+import { yieldMacrotask } from "../ffi/yield.ts";
 import { SimDevice, type SimInit } from "./pcie.ts";
 import { Ctl } from "./options.ts";
 import { QueueThread, type QThreadInit } from "./qthread.ts";
@@ -25,11 +26,6 @@ const NAP_MS = 0.25;
  * resubmits at once, short enough that it does not hold a core the host's Worker needs.
  */
 const Q_SPIN_MS = 0.05;
-
-const setImm = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
-const yieldMacrotask: () => Promise<void> = setImm
-  ? () => new Promise<void>((r) => setImm(r))
-  : () => new Promise<void>((r) => setTimeout(r, 0));
 
 let dev: SimDevice | null = null;
 

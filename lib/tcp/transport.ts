@@ -11,6 +11,7 @@ import { TcpMemory } from "./memory.ts";
 import type { Digests } from "./pdu.ts";
 import { hubReadiness, SocketWaiter, TcpRing } from "./ring.ts";
 import { IrqHub } from "../irq/hub.ts";
+import { waitAsyncWakes } from "../ffi/wait.ts";
 import type { IrqWord } from "../irq/waiter.ts";
 
 /** Where the target is and who connects. */
@@ -33,8 +34,9 @@ export interface TcpTransportOptions {
   connectTimeoutMs?: number;
   /**
    * Sleep on socket readiness through an epoll helper thread (default true):
-   * the transport starts one {@link IrqHub} for its queues. False: sleeping
-   * queues nap on 1 ms timers and poll their sockets.
+   * the transport starts one {@link IrqHub} for its queues. False, or where
+   * Atomics.waitAsync never wakes (Deno with V8's `--single-threaded`):
+   * sleeping queues nap on 1 ms timers and poll their sockets.
    */
   epoll?: boolean;
 }
@@ -180,7 +182,11 @@ export class TcpTransport implements FabricTransport {
   }
 
   #startHub(): Promise<IrqHub | null> {
-    this.#hub ??= this.#epoll ? IrqHub.start().catch(() => null) : Promise.resolve(null);
+    // Where waitAsync never wakes (Deno with V8's --single-threaded) a sleep on the hub would hang
+    // for good: queues nap on timers instead.
+    this.#hub ??= this.#epoll
+      ? waitAsyncWakes().then((ok) => ok ? IrqHub.start() : null).catch(() => null)
+      : Promise.resolve(null);
     return this.#hub;
   }
 

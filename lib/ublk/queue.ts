@@ -13,6 +13,7 @@
  * @module
  */
 import { errnoName, type Libc, MAP_FAILED, MAP_POPULATE, MAP_SHARED, PROT_READ } from "../ffi/mod.ts";
+import { yieldMacrotask } from "../ffi/yield.ts";
 import { flushCmd, dsmCmd } from "../nvme/command.ts";
 import { InvalidArgumentError, type NvmeError, SyscallError } from "../nvme/errors.ts";
 import { encodeDsmRanges } from "../nvme/ranges.ts";
@@ -81,10 +82,6 @@ const NVME_WAIT_NS = 1_000_000;
 const NVME_WAIT_NO_IRQ_NS = 20_000;
 const FUA = 1 << 30;
 const DEAC = 1 << 25;
-
-const yieldMacrotask: () => Promise<void> = typeof (globalThis as { setImmediate?: unknown }).setImmediate === "function"
-  ? () => new Promise<void>((r) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(r))
-  : () => new Promise<void>((r) => setTimeout(r, 0));
 
 /** A tag's state. */
 const Tag = {

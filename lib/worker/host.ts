@@ -98,7 +98,12 @@ export class PortQueue implements RemoteQueue {
     } else if (m.op === "stopped") {
       this.#stopped?.();
     } else if (m.op === "release") {
-      void this.release().then(() => this.#port.postMessage({ op: "released", id: m.id } satisfies ControlMsg));
+      // The owner let go (closed its queue): answer, then close this end at once. A message posted
+      // just before close() still arrives, on Deno and Bun alike (20/20 each, checked in a Worker).
+      void this.release().then(() => {
+        this.#port.postMessage({ op: "released", id: m.id } satisfies ControlMsg);
+        this.closePort();
+      });
     }
   }
 
@@ -202,7 +207,7 @@ export class PortQueue implements RemoteQueue {
     return this.#released;
   }
 
-  /** Close the control port (after release). */
+  /** Close the control port (after release). Idempotent. */
   closePort(): void {
     this.#port.close();
   }

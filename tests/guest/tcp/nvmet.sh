@@ -10,6 +10,8 @@
 # as markdown tables (scripts/bench-tcp.ts --table).
 # --qd1 SEC runs only QD1 4 KiB randread: the kernel initiator and tsnvme (tests/guest/tcp/qd1.ts).
 # Usage (host): scripts/guest.sh --bind none -- tests/guest/tcp/nvmet.sh [--bench SEC | --qd1 SEC]
+# guest.sh passes only TSNVME_* and CI into the guest: give the QD1_* knobs below through env, e.g.
+#   scripts/guest.sh --bind none -- env QD1_ROUNDS=3 'QD1_DENO_VARIANTS=;--no-memory-protection-keys' tests/guest/tcp/nvmet.sh --qd1 5
 cd "$(dirname "$0")/../../.." || exit 125
 REPO=$PWD
 KROOT=${TSNVME_KROOT:-$REPO/.cache/guest/kernel-${TSNVME_GUEST_KERNEL:-6.12}/root} # set by scripts/guest.sh

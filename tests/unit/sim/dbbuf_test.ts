@@ -62,7 +62,11 @@ test("sim dbbuf: the same stray MMIO tail is obeyed without shadow doorbells (th
     const before = t.commandCount({ qid: 1 });
     const db = t.doorbells();
     db[2] = (db[2] + 3) % ring.depth;
-    for (let i = 0; i < 100 && t.commandCount({ qid: 1 }) === before; i++) await sleep(10);
+    // The device fetches (and counts) the three entries one at a time: wait for all three, not the
+    // first (under CPU load its thread can be preempted between them), then a while longer for any
+    // more it would wrongly fetch.
+    for (let i = 0; i < 3000 && t.commandCount({ qid: 1 }) - before < 3; i++) await sleep(10);
+    await sleep(50);
     assert.equal(t.commandCount({ qid: 1 }) - before, 3);
   } finally {
     await dev.close().catch(() => {});

@@ -232,6 +232,28 @@ test("workers: startWorkers hands each its queue; terminate() deletes the queue 
   }
 });
 
+test("workers: a released queue leaves the device's list at once (terminate, or its Worker closing it), not at close", async () => {
+  const { dev } = await sim();
+  try {
+    const qws = await dev.startWorkers(queueWorkerUrl, 2, { arenaBytes: 1 << 20 });
+    assert.equal(dev.workerQueues, 2);
+    await qws[0].terminate();
+    assert.equal(dev.workerQueues, 1, "terminate() released it");
+    // The Worker closes its queue itself: its close() returns once the controller's side answered.
+    const tw = new TestWorker(qws[1].worker);
+    assert.deepEqual(await tw.call<{ closed: boolean }>({ type: "close" }), { closed: true });
+    assert.equal(dev.workerQueues, 0, "its Worker released it");
+    // Its qid is free again, and the new queue is listed.
+    const h = await dev.createQueue();
+    assert.equal(dev.workerQueues, 1);
+    h.port.close();
+    await qws[1].terminate();
+  } finally {
+    await dev.close();
+  }
+  assert.equal(dev.workerQueues, 0);
+});
+
 test("workers: a started Worker that dies of an uncaught error releases its queue", async () => {
   const { dev, transport } = await sim();
   try {
