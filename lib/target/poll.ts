@@ -30,6 +30,8 @@ export class SockWire implements ConnWire {
   /** Bytes the kernel has not taken yet (a full send buffer): sent first at the next pass. */
   #pending: Uint8Array | null = null;
   #pendingOff = 0;
+  /** The last view {@link send} made of a batch buffer. */
+  #view: Uint8Array | null = null;
   #ending = false;
   #closed = false;
   /** Called once when the socket is closed (the group drops it). */
@@ -67,7 +69,7 @@ export class SockWire implements ConnWire {
     let off = 0;
     try {
       while (off < n) {
-        const k = this.sock.send(off === 0 && n === b.length ? b : b.subarray(off, n));
+        const k = this.sock.send(off === 0 ? this.#whole(b, n) : b.subarray(off, n));
         if (k === AGAIN) break;
         off += k;
       }
@@ -77,6 +79,14 @@ export class SockWire implements ConnWire {
     }
     if (off < n) this.#append(b, off, n);
     return false;
+  }
+
+  /** `b[0..n)`: `b` when whole, else a view kept while the batch's buffer and length repeat (a QD1 read's response is the same size every time). */
+  #whole(b: Uint8Array, n: number): Uint8Array {
+    if (n === b.length) return b;
+    const v = this.#view;
+    if (v !== null && v.buffer === b.buffer && v.byteOffset === b.byteOffset && v.length === n) return v;
+    return this.#view = b.subarray(0, n);
   }
 
   #append(b: Uint8Array, from: number, to: number): void {
@@ -153,7 +163,7 @@ export class SockWire implements ConnWire {
         this.destroy();
         return false;
       }
-      this.conn!.feed(n === buf.length ? buf : buf.subarray(0, n));
+      this.conn!.feed(buf, n); // a length, not a view per read
       if (n < buf.length) return true;
     }
     return !this.#closed;
