@@ -253,11 +253,14 @@ class TargetWorker implements ConnHost {
     this.#group = new PollGroup(libc);
     this.#group.trace = this.trace;
     this.#group.addExtra({ fd: this.#wakeFd, onReadable: () => void libc.read(this.#wakeFd, this.#wakeBuf) });
+    // This loop rings, reaps and waits for the queue (spinning, or asleep on its own vector). The
+    // queue's own pump runs only in this loop's event-loop turns: it must never arm the vector
+    // (natively 0.3 interrupts and irq-helper wake-ups per QD1 IO in the TCG guest that nobody
+    // waited for) nor mask it.
+    if (queue !== null) queue.queue.setWaitMode("poll");
     if (queue !== null && sleepsOnVector(libc.runtime)) {
       const v = OwnVector.take(libc, queue.handle.irq?.gate);
       if (v !== null) {
-        // The queue's own pump must not mask or arm the vector (its waiter's gate): this loop reaps.
-        queue.queue.setWaitMode("poll");
         this.#vector = v;
         this.#group.addExtra({ fd: v.fd, onReadable: () => v.read() });
       }
@@ -421,7 +424,10 @@ class TargetWorker implements ConnHost {
       // and every so many passes; never per IO.
       const timedOut = look && !spin && events === 0;
       const message = this.#received < Atomics.load(this.#posted, 0);
-      if (message || timedOut || passes >= PASSES_PER_YIELD) {
+      // A busy turn waits (up to 8 times as long) for the queue to be empty: its own pump, run in
+      // the turn's microtasks, then ends at once instead of spinning on the device's commands.
+      const due = passes >= PASSES_PER_YIELD && (this.#queue === null || this.#queue.queue.inflight === 0 || passes >= 8 * PASSES_PER_YIELD);
+      if (message || timedOut || due) {
         passes = 0;
         const y0 = tr !== null ? performance.now() : 0;
         await yieldNow();
