@@ -8,6 +8,7 @@
  *
  * Usage: deno run -A scripts/target-cpu.ts [--rt deno|bun] [--secs N] [--qd 1,32]
  *          [--workers N] [--strace] [--env A=1,B=2] [--base DIR] [--rounds N]
+ *   --ns     the target's namespace (default sim:ns=64M:512; mem:64M:512: no device queue)
  *   --env    variables for the target (comma-joined), e.g. an A/B switch
  *   --rt-flags  flags for the target's runtime (e.g. "--v8-flags=--prof")
  *   --perf   perf record -g of the target during each measured run (/tmp/target-cpu-qdN.perf;
@@ -36,6 +37,7 @@ const BASE = opt("--base", "");
 const ROUNDS = Number(opt("--rounds", "1"));
 const RTFLAGS = opt("--rt-flags", "").split(" ").filter(Boolean);
 const PERF = argv.includes("--perf");
+const NS = opt("--ns", "sim:ns=64M:512");
 const NQN = "nqn.2024-01.io.tsnvme:cpu";
 const HZ = 100;
 const here = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -58,7 +60,7 @@ async function startTarget(dir: string, port: number, env: Record<string, string
   rmSync(ready, { force: true });
   const cli = `${dir}/lib/cli/nvmf-target.ts`;
   const cmd = RT === "deno" ? ["deno", ["run", "-A", "--no-check", ...RTFLAGS, cli]] as const : ["bun", [...RTFLAGS, cli]] as const;
-  const p = spawn(cmd[0], [...cmd[1], "--workers", WORKERS, "--port", String(port), "--nqn", NQN, "--ns", "sim:ns=64M:512", "--ready-file", ready, "-q"], {
+  const p = spawn(cmd[0], [...cmd[1], "--workers", WORKERS, "--port", String(port), "--nqn", NQN, "--ns", NS, "--ready-file", ready, "-q"], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "inherit", "inherit"],
   });
