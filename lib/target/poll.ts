@@ -36,6 +36,8 @@ export class SockWire implements ConnWire {
   #closed = false;
   /** Called once when the socket is closed (the group drops it). */
   onClosed: (() => void) | null = null;
+  /** Called when output starts to wait for room (a sleeping owner must wake: only a pass sends it). */
+  onBlocked: (() => void) | null = null;
   /**
    * In a target Worker: the word deciding who closes the fd (RemoteQueue.own
    * in the listener's thread); the socket is closed here only if this side
@@ -91,6 +93,7 @@ export class SockWire implements ConnWire {
 
   #append(b: Uint8Array, from: number, to: number): void {
     const p = this.#pending;
+    if (p === null) this.onBlocked?.();
     const have = p === null ? 0 : p.length - this.#pendingOff;
     const nb = new Uint8Array(have + to - from);
     if (p !== null) nb.set(p.subarray(this.#pendingOff));
@@ -218,6 +221,7 @@ export class PollGroup {
     this.#wires.push(w);
     const fd = w.sock.fd;
     this.sleep?.add(fd);
+    w.onBlocked = () => this.sleep?.wake();
     w.onClosed = () => {
       const i = this.#wires.indexOf(w);
       if (i >= 0) this.#wires.splice(i, 1);
