@@ -237,11 +237,11 @@ export class TargetConn {
     for (const c of this.#cmds) if (!c.busy) c.drop();
   }
 
-  /** Bytes received from the wire (any split). */
-  feed(chunk: Uint8Array): void {
+  /** Bytes received from the wire (any split): the first `length` of `chunk` (default all). */
+  feed(chunk: Uint8Array, length: number = chunk.length): void {
     if (this.#closed) return;
     try {
-      this.#parser.feed(chunk);
+      this.#parser.feed(chunk, length);
     } catch (e) {
       if (e instanceof ProtocolError) this.#fatal(e.fes || Fes.INVALID_HEADER_FIELD, e.fei, this.#parser.header);
       else {

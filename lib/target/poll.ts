@@ -6,11 +6,14 @@
  * poll(2) per pass, as SPDK's socket groups do. The group runs in whichever
  * thread owns it: the listener's (admin and discovery queues) or a target
  * Worker's (IO queues); nothing here touches another thread. This is the one
- * place received and sent bytes pass through (TLS would sit here).
+ * place received and sent bytes pass through (TLS would sit here). A
+ * {@link GroupSleep} lets a thread that must keep its event loop (the
+ * listener's) sleep until one of its fds has something.
  * @module
  */
 import type { Libc } from "../ffi/types.ts";
-import { POLLERR, POLLHUP, POLLIN, POLLOUT } from "../ffi/types.ts";
+import { EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_EVENT_SIZE, EPOLLIN, POLLERR, POLLHUP, POLLIN, POLLOUT } from "../ffi/types.ts";
+import { IrqHub, type IrqWaiter } from "../irq/mod.ts";
 import { AGAIN, type Socket } from "../sock/mod.ts";
 import type { ConnWire, TargetConn } from "./conn.ts";
 import type { TargetTrace } from "./trace.ts";
@@ -27,10 +30,14 @@ export class SockWire implements ConnWire {
   /** Bytes the kernel has not taken yet (a full send buffer): sent first at the next pass. */
   #pending: Uint8Array | null = null;
   #pendingOff = 0;
+  /** The last view {@link send} made of a batch buffer. */
+  #view: Uint8Array | null = null;
   #ending = false;
   #closed = false;
   /** Called once when the socket is closed (the group drops it). */
   onClosed: (() => void) | null = null;
+  /** Called when output starts to wait for room (a sleeping owner must wake: only a pass sends it). */
+  onBlocked: (() => void) | null = null;
   /**
    * In a target Worker: the word deciding who closes the fd (RemoteQueue.own
    * in the listener's thread); the socket is closed here only if this side
@@ -64,7 +71,7 @@ export class SockWire implements ConnWire {
     let off = 0;
     try {
       while (off < n) {
-        const k = this.sock.send(off === 0 && n === b.length ? b : b.subarray(off, n));
+        const k = this.sock.send(off === 0 ? this.#whole(b, n) : b.subarray(off, n));
         if (k === AGAIN) break;
         off += k;
       }
@@ -76,8 +83,17 @@ export class SockWire implements ConnWire {
     return false;
   }
 
+  /** `b[0..n)`: `b` when whole, else a view kept while the batch's buffer and length repeat (a QD1 read's response is the same size every time). */
+  #whole(b: Uint8Array, n: number): Uint8Array {
+    if (n === b.length) return b;
+    const v = this.#view;
+    if (v !== null && v.buffer === b.buffer && v.byteOffset === b.byteOffset && v.length === n) return v;
+    return this.#view = b.subarray(0, n);
+  }
+
   #append(b: Uint8Array, from: number, to: number): void {
     const p = this.#pending;
+    if (p === null) this.onBlocked?.();
     const have = p === null ? 0 : p.length - this.#pendingOff;
     const nb = new Uint8Array(have + to - from);
     if (p !== null) nb.set(p.subarray(this.#pendingOff));
@@ -150,7 +166,7 @@ export class SockWire implements ConnWire {
         this.destroy();
         return false;
       }
-      this.conn!.feed(n === buf.length ? buf : buf.subarray(0, n));
+      this.conn!.feed(buf, n); // a length, not a view per read
       if (n < buf.length) return true;
     }
     return !this.#closed;
@@ -196,14 +212,28 @@ export class PollGroup {
     return [...this.#wires];
   }
 
+  /** The owner's sleep, if it has one: the group's sockets join its epoll set while served. */
+  sleep: GroupSleep | null = null;
+
   /** Serve `w` for `conn` from the next pass on. */
   add(w: SockWire, conn: TargetConn): void {
     w.conn = conn;
     this.#wires.push(w);
+    const fd = w.sock.fd;
+    this.sleep?.add(fd);
+    w.onBlocked = () => this.sleep?.wake();
     w.onClosed = () => {
       const i = this.#wires.indexOf(w);
       if (i >= 0) this.#wires.splice(i, 1);
+      // Before a released fd goes to a Worker (else its every capsule would wake this thread).
+      this.sleep?.remove(fd);
     };
+  }
+
+  /** True if a connection's output waits for room in the kernel's send buffer (a pass must retry it). */
+  get blocked(): boolean {
+    for (const w of this.#wires) if (w.blocked) return true;
+    return false;
   }
 
   /** Also wait on `x.fd` (e.g. a wake-up eventfd). */
@@ -275,5 +305,87 @@ export class PollGroup {
   /** Close every socket. */
   closeAll(): void {
     for (const w of [...this.#wires]) w.conn ? w.conn.destroy() : w.destroy();
+  }
+}
+
+/**
+ * Sleeping until one of a set of fds is readable, for a thread that must keep
+ * its event loop running meanwhile (the target's listener: timers, Worker
+ * messages, a host in the same process), so it cannot block in poll(2) as a
+ * Worker does. The fds sit in an epoll set of their own (level-triggered,
+ * EPOLLIN; never waited on here), and that one epoll fd is watched by an
+ * {@link IrqHub} helper thread (EPOLLONESHOT, re-armed by each sleep's
+ * {@link arm}), which wakes this thread through a shared word. Between
+ * events: no pass, no timer, no syscall.
+ */
+export class GroupSleep {
+  /** Sleeps that ended because an fd had something (not {@link wake}). */
+  wakeups = 0;
+  readonly #libc: Libc;
+  readonly #hub: IrqHub;
+  readonly #epfd: number;
+  readonly #waiter: IrqWaiter;
+  readonly #ev = new Uint8Array(EPOLL_EVENT_SIZE);
+
+  private constructor(libc: Libc, hub: IrqHub, epfd: number) {
+    this.#libc = libc;
+    this.#hub = hub;
+    this.#epfd = epfd;
+    this.#waiter = hub.addSocket(epfd);
+    new DataView(this.#ev.buffer).setUint32(0, EPOLLIN, true);
+  }
+
+  /** An epoll set and its helper thread, or null when either cannot be had (the owner then naps on timers). */
+  static async start(libc: Libc): Promise<GroupSleep | null> {
+    const epfd = libc.epollCreate1(EPOLL_CLOEXEC);
+    if (epfd < 0) return null;
+    let hub: IrqHub | null = null;
+    try {
+      hub = await IrqHub.start({ libc, slots: 2 });
+      return new GroupSleep(libc, hub, epfd);
+    } catch {
+      await hub?.close();
+      libc.close(epfd);
+      return null;
+    }
+  }
+
+  /** Watch `fd` (readable, end of stream or error). */
+  add(fd: number): void {
+    this.#libc.epollCtl(this.#epfd, EPOLL_CTL_ADD, fd, this.#ev);
+  }
+
+  /** Stop watching `fd` (before it is closed or given away; after a close it has left the set anyway). */
+  remove(fd: number): void {
+    this.#libc.epollCtl(this.#epfd, EPOLL_CTL_DEL, fd, this.#ev);
+  }
+
+  /**
+   * Before the last look at the fds that precedes {@link sleep}: re-arm the
+   * helper's watch (it reports at once if an fd is already readable), so
+   * nothing that arrives after that look is missed.
+   */
+  arm(): void {
+    this.#waiter.arm();
+  }
+
+  /** Sleep until an fd has something (true) or {@link wake} (false). */
+  async sleep(): Promise<boolean> {
+    const woke = await this.#waiter.sleep();
+    if (woke) this.wakeups++;
+    return woke;
+  }
+
+  /** End a sleep now (the owner is closing). Any thread may call it. */
+  wake(): void {
+    this.#waiter.wake();
+  }
+
+  /** Stop the helper and close the epoll set. */
+  async close(): Promise<void> {
+    this.#waiter.wake();
+    this.#hub.removeSocket(this.#waiter.word);
+    await this.#hub.close();
+    this.#libc.close(this.#epfd);
   }
 }

@@ -13,7 +13,7 @@
 import { loadLibc } from "../ffi/mod.ts";
 import type { Libc } from "../ffi/types.ts";
 import { Listener, type Socket } from "../sock/mod.ts";
-import { PollGroup, SockWire } from "./poll.ts";
+import { GroupSleep, PollGroup, SockWire } from "./poll.ts";
 import { RemoteQueue, type WorkerEnd, type WorkerFault, WorkerPool } from "./pool.ts";
 import { CNTLID_DYNAMIC, ConnectData, DISCOVERY_NQN, FabricsSqe } from "../tcp/fabrics.ts";
 import { AdrFam, type DiscoveryEntry, encodeDiscoveryLog, SubType, TREQ_DISABLE_SQFLOW, TRTYPE_TCP } from "../tcp/discovery.ts";
@@ -23,6 +23,7 @@ import { type ControllerLimits, DiscoveryController, type FabricsController, typ
 import { NvmController } from "./nvm.ts";
 import { Status } from "../nvme/spec.ts";
 import { envOf } from "../ffi/env.ts";
+import { yieldMacrotask as yieldNow } from "../ffi/yield.ts";
 import type { TargetTrace } from "./trace.ts";
 import { ConnectStatus, connectIpo } from "../nvme/fabrics.ts";
 
@@ -87,26 +88,36 @@ export interface NvmfTargetOptions {
 /** A queue as the controller bookkeeping sees it: served here, or by a Worker. */
 type QueueRef = TargetConn | RemoteQueue;
 
-// setImmediate yields to the event loop in a few µs; setTimeout(0) costs milliseconds.
-const setImmediateFn = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
-const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? setImmediateFn(r) : setTimeout(r, 0));
-/** Passes the listener keeps polling without a pause after the last event (then naps of 1-10 ms: admin traffic is bursty, and the listener must not take a core from the Workers). */
+/**
+ * Passes the listener keeps polling after the last event when it serves IO
+ * itself (no Workers), yielding to the event loop between them, before it
+ * sleeps: IO bursts are caught without a wake-up each.
+ */
 const SPIN_PASSES = 200;
-/** Longest pause between passes when idle, ms. */
+/**
+ * The same while Workers serve the IO: the listener then has only accepts,
+ * Connects and admin commands, and each pass costs ~0.5-1 ms of a vCPU in a
+ * TCG guest (a setImmediate turn), taken from the Workers (issue 16: 200
+ * passes after every keep-alive).
+ */
+const SPIN_PASSES_WORKERS = 2;
+/** Longest pause between passes when it cannot sleep on its fds (no helper thread, or output waiting for room), ms. */
 const IDLE_NAP_MS = 2;
 /**
- * Longest pause when Workers serve the IO: the listener then has only
- * accepts and admin commands (the first after a quiet spell waits up to
- * this; the rest of a burst is caught by the spin), while each wake-up
- * costs ~1-2 ms of CPU in a TCG guest (measured: 500 wake-ups a second took
- * most of a vCPU from the Workers at QD1). 100 ms: ~25 wake-ups a second
- * with a host's keep-alives (natively, Deno), against ~62 at 20 ms.
+ * The same while Workers serve the IO (the first admin command after a
+ * quiet spell may wait this long then): each wake-up costs ~1-2 ms of CPU in
+ * a TCG guest.
  */
 const IDLE_NAP_WORKERS_MS = ((): number => {
   // TSNVME_TARGET_NAP_MS (read once): an experiment on the listener's wake-ups per second.
   const v = Number(envOf("TSNVME_TARGET_NAP_MS"));
   return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 100;
 })();
+/**
+ * The listener sleeps on its fds through a helper thread (GroupSleep), unless
+ * TSNVME_TARGET_LISTENER_SLEEP=0 (read once; the timer naps, for A/B).
+ */
+const LISTENER_SLEEPS = envOf("TSNVME_TARGET_LISTENER_SLEEP") !== "0";
 
 /** Worker count by default: one per core. */
 function defaultWorkers(): number {
@@ -235,6 +246,8 @@ export class NvmfTarget implements ConnHost {
   readonly #group: PollGroup;
   readonly #wires = new Map<TargetConn, SockWire>();
   #pool: WorkerPool | null = null;
+  #sleep: GroupSleep | null = null;
+  #passes = 0;
   #loop: Promise<void> = Promise.resolve();
   readonly #subs = new Map<string, Subsystem>();
   readonly #conns = new Set<TargetConn>();
@@ -299,6 +312,13 @@ export class NvmfTarget implements ConnHost {
       l.close();
       throw e;
     }
+    if (LISTENER_SLEEPS) {
+      t.#sleep = await GroupSleep.start(libc);
+      if (t.#sleep !== null) {
+        t.#sleep.add(l.fd);
+        t.#group.sleep = t.#sleep;
+      } else t.log?.("listener: no helper thread to sleep on its sockets; it naps on timers");
+    }
     if (nw > 0) {
       try {
         t.#pool = await WorkerPool.start(libc, t, nw, t.subsystems, {
@@ -347,28 +367,62 @@ export class NvmfTarget implements ConnHost {
     return out;
   }
 
-  /** The listener's loop: accept, one poll pass over its connections; spin a while after activity, then nap. */
+  /**
+   * Passes of the listener's loop so far (each accepts and polls its
+   * connections once). Diagnostics and tests: an idle listener makes none.
+   */
+  get listenerPasses(): number {
+    return this.#passes;
+  }
+
+  /** One pass: accept what waits, serve the listener's connections; the number of events. */
+  #serve(): number {
+    this.#passes++;
+    let n = 0;
+    try {
+      for (let s = this.#listener.accept(); s !== null; s = this.#listener.accept()) {
+        n++;
+        this.#accept(s);
+      }
+    } catch (e) {
+      this.log?.(`accept: ${(e as Error).message}`);
+    }
+    return n + this.#group.pass(0);
+  }
+
+  /**
+   * The listener's loop: a pass (accept, poll its connections), a few more
+   * after activity, then sleep until one of its fds has something (through
+   * the helper thread of {@link GroupSleep}); without one, timer naps that
+   * double up to a cap.
+   */
   async #run(): Promise<void> {
     let idle = 0;
     while (!this.#closing) {
-      let n = 0;
-      try {
-        for (let s = this.#listener.accept(); s !== null; s = this.#listener.accept()) {
-          n++;
-          this.#accept(s);
+      idle = this.#serve() > 0 ? 0 : idle + 1;
+      const workers = this.#pool !== null && this.#pool.workers.some((w) => w.alive);
+      const spin = workers ? SPIN_PASSES_WORKERS : SPIN_PASSES;
+      if (idle < spin) {
+        await yieldNow();
+        continue;
+      }
+      const sl = this.#sleep;
+      if (sl !== null && !this.#group.blocked) {
+        // Arm, look once more (what came before the arm), then sleep: nothing is missed.
+        sl.arm();
+        if (this.#serve() > 0) {
+          idle = 0;
+          await yieldNow();
+          continue;
         }
-      } catch (e) {
-        this.log?.(`accept: ${(e as Error).message}`);
+        await sl.sleep();
+        idle = 0;
+        continue;
       }
-      n += this.#group.pass(0);
-      idle = n > 0 ? 0 : idle + 1;
-      if (idle < SPIN_PASSES) await yieldNow();
-      else {
-        const cap = this.#pool !== null && this.#pool.workers.some((w) => w.alive) ? IDLE_NAP_WORKERS_MS : IDLE_NAP_MS;
-        // Naps double up to the cap (1, 2, 4... ms): a ramp of 1 ms steps took ~100 wake-ups after
-        // each keep-alive to reach a 20 ms cap, each wake-up 1-2 ms of a vCPU under TCG.
-        await new Promise((r) => setTimeout(r, Math.min(cap, 2 ** Math.min(idle - SPIN_PASSES, 10))));
-      }
+      const cap = workers ? IDLE_NAP_WORKERS_MS : IDLE_NAP_MS;
+      // Naps double up to the cap (1, 2, 4... ms): a ramp of 1 ms steps took ~100 wake-ups after
+      // each keep-alive to reach a 20 ms cap, each wake-up 1-2 ms of a vCPU under TCG.
+      await new Promise((r) => setTimeout(r, Math.min(cap, 2 ** Math.min(idle - spin, 10))));
     }
   }
 
@@ -575,11 +629,13 @@ export class NvmfTarget implements ConnHost {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
     this.#listener.close();
+    this.#sleep?.wake();
     this.dropAll();
     for (const c of [...this.controllers.values()]) this.#dropController(c, "target closed");
     await this.#pool?.close();
     this.#group.closeAll();
     await this.#loop;
+    await this.#sleep?.close();
   }
 
   /** Subsystems exported (the backends of each). */

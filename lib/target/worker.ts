@@ -26,6 +26,7 @@ import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats
 import type { Reply } from "./nvm.ts";
 import { type FromWorker, KILLED, type ToWorker, type WorkerFault, type WorkerInit } from "./pool.ts";
 import { envOf } from "../ffi/env.ts";
+import { yieldMacrotask as yieldNow } from "../ffi/yield.ts";
 import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 import { VectorGate, type VectorGateSpec } from "../irq/mod.ts";
 
@@ -36,8 +37,6 @@ interface Scope {
 }
 const scope = globalThis as unknown as Scope;
 
-const setImmediateFn = (globalThis as { setImmediate?: (f: () => void) => void }).setImmediate;
-const yieldNow = (): Promise<void> => new Promise<void>((r) => setImmediateFn ? setImmediateFn(r) : setTimeout(r, 0));
 
 /**
  * Idle poll timeout: the longest a Worker sleeps without an event-loop turn
@@ -62,6 +61,19 @@ const IDLE_MS = ((): number => {
 const PASSES_PER_YIELD = ((): number => {
   const v = Number(envOf("TSNVME_TARGET_YIELD_PASSES"));
   return Number.isInteger(v) && v > 0 ? v : 256;
+})();
+/**
+ * Busy passes per look at the sockets while only the device has work (every
+ * command received is on the queue): the passes between only reap the
+ * queue, a load from memory, where a look is a poll(2) (5-20 µs in a TCG
+ * guest; natively ~14 of them per QD1 IO on the software controller). A
+ * look that found something makes the next pass look too (a stream of
+ * capsules at depth). TSNVME_TARGET_LOOK_EVERY overrides it (1: every pass;
+ * read once).
+ */
+const LOOK_EVERY = ((): number => {
+  const v = Number(envOf("TSNVME_TARGET_LOOK_EVERY"));
+  return Number.isInteger(v) && v > 0 ? v : 8;
 })();
 /**
  * Passes the loop keeps polling without a timeout once nothing is in flight,
@@ -206,6 +218,8 @@ class TargetWorker implements ConnHost {
   readonly #subs = new Map<string, Subsystem>();
   readonly #ctrls = new Map<number, WorkerController>();
   readonly #conns = new Map<number, TargetConn>();
+  /** The same connections as a list: the loop sums their commands every pass (no iterator). */
+  #connList: TargetConn[] = [];
   readonly #ids = new Map<TargetConn, number>();
   readonly #replies = new Map<number, Reply>();
   readonly #queue: WorkerQueue | null;
@@ -239,11 +253,14 @@ class TargetWorker implements ConnHost {
     this.#group = new PollGroup(libc);
     this.#group.trace = this.trace;
     this.#group.addExtra({ fd: this.#wakeFd, onReadable: () => void libc.read(this.#wakeFd, this.#wakeBuf) });
+    // This loop rings, reaps and waits for the queue (spinning, or asleep on its own vector). The
+    // queue's own pump runs only in this loop's event-loop turns: it must never arm the vector
+    // (natively 0.3 interrupts and irq-helper wake-ups per QD1 IO in the TCG guest that nobody
+    // waited for) nor mask it.
+    if (queue !== null) queue.queue.setWaitMode("poll");
     if (queue !== null && sleepsOnVector(libc.runtime)) {
       const v = OwnVector.take(libc, queue.handle.irq?.gate);
       if (v !== null) {
-        // The queue's own pump must not mask or arm the vector (its waiter's gate): this loop reaps.
-        queue.queue.setWaitMode("poll");
         this.#vector = v;
         this.#group.addExtra({ fd: v.fd, onReadable: () => v.read() });
       }
@@ -265,6 +282,7 @@ class TargetWorker implements ConnHost {
     if (id === undefined) return;
     this.#ids.delete(conn);
     this.#conns.delete(id);
+    this.#connList = [...this.#conns.values()];
     scope.postMessage({ op: "closed", id } satisfies FromWorker);
   }
 
@@ -308,6 +326,7 @@ class TargetWorker implements ConnHost {
           digests: m.digests,
         });
         this.#conns.set(m.id, conn);
+        this.#connList = [...this.#conns.values()];
         this.#ids.set(conn, m.id);
         this.#group.add(w, conn);
         break;
@@ -327,9 +346,12 @@ class TargetWorker implements ConnHost {
     }
   }
 
-  #busy(): boolean {
-    for (const c of this.#conns.values()) if (c.inflight > 0) return true;
-    return false;
+  /** Commands received and not yet answered, over every connection. */
+  #inflight(): number {
+    let n = 0;
+    const cs = this.#connList;
+    for (let i = 0; i < cs.length; i++) n += cs[i].inflight;
+    return n;
   }
 
   /** The poll loop: serve, reap the queue's completions, send; sleep in poll when idle; look at messages when woken. */
@@ -339,20 +361,32 @@ class TargetWorker implements ConnHost {
       mask[PIN_CPU >> 3] = 1 << (PIN_CPU & 7);
       this.#libc.schedSetaffinity(0, mask); // pid 0: this thread only
     }
-    let passes = 0;
+    let passes = 0; // passes that looked at the sockets since the last event-loop turn
+    let unlooked = 0; // busy passes since the last look at the sockets
+    let found = false; // the last look had events
     let quiet = 0; // passes since the last event or completion
     let misses = 0; // sleeps with commands on the device that timed out without an interrupt
     const tr = this.trace;
     while (!this.#stopping) {
       if (Atomics.load(this.#posted, KILLED) !== 0) return this.#vanish();
       if (this.crashNext) throw new Error("test fault: the Worker's loop threw");
-      const busy = this.#busy();
+      const inflight = this.#inflight();
+      const busy = inflight > 0;
       // With its own vector the Worker sleeps while its commands are on the device; the interrupt,
       // a socket or the wake eventfd ends the sleep. Without one it spins while anything is in flight.
       const sleepy = this.#vector !== null;
       const spin = (busy && !sleepy) || quiet < IDLE_SPIN;
+      // Spinning while everything received is on the device: most passes only reap (no syscall).
+      const onDevice = spin && busy && this.#queue !== null && this.#queue.queue.inflight >= inflight;
+      const look = !onDevice || found || ++unlooked >= LOOK_EVERY;
       const t0 = tr !== null ? performance.now() : 0;
-      const events = this.#group.pass(spin ? 0 : IDLE_MS);
+      let events = 0;
+      if (look) {
+        unlooked = 0;
+        passes++;
+        events = this.#group.pass(spin ? 0 : IDLE_MS);
+        found = events > 0;
+      }
       if (SPIN_YIELD && spin && (sleepy || !busy)) this.#libc.schedYield();
       if (tr !== null) {
         tr.span(spin ? Gap.BUSY_PASS : events === 0 ? Gap.IDLE_TIMEOUT : Gap.IDLE_WOKEN, t0);
@@ -388,9 +422,12 @@ class TargetWorker implements ConnHost {
       quiet = (busy && !sleepy) || events > 0 || reaped > 0 ? 0 : quiet + 1;
       // The event loop gets a turn for messages (woken through the eventfd), after an idle timeout,
       // and every so many passes; never per IO.
-      const timedOut = !spin && events === 0;
+      const timedOut = look && !spin && events === 0;
       const message = this.#received < Atomics.load(this.#posted, 0);
-      if (message || timedOut || ++passes >= PASSES_PER_YIELD) {
+      // A busy turn waits (up to 8 times as long) for the queue to be empty: its own pump, run in
+      // the turn's microtasks, then ends at once instead of spinning on the device's commands.
+      const due = passes >= PASSES_PER_YIELD && (this.#queue === null || this.#queue.queue.inflight === 0 || passes >= 8 * PASSES_PER_YIELD);
+      if (message || timedOut || due) {
         passes = 0;
         const y0 = tr !== null ? performance.now() : 0;
         await yieldNow();

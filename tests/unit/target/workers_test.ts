@@ -13,6 +13,7 @@ import { SharedMedia } from "../../../lib/target/shared.ts";
 import { IoOpc } from "../../../lib/nvme/spec.ts";
 import { ConnectionLostError, NvmeStatusError } from "../../../lib/nvme/errors.ts";
 import { until } from "../util/target_util.ts";
+import { smartLog } from "../../../lib/admin/log.ts";
 
 const NQN = "nqn.2024-01.io.tsnvme:workers";
 const HOST = { hostnqn: "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-4333-8444-555555555555", hostid: "11111111-2222-4333-8444-555555555555" };
@@ -340,4 +341,28 @@ test("target workers: a Worker whose loop throws after it opened is a crash the 
     await back.close();
   }
   assert.ok(lines.some((l) => /worker 0 crashed: .*test fault/.test(l)), lines.join("\n"));
+});
+
+test("target workers: the listener sleeps between events: a quiet connected host costs it no pass, and an admin command after the quiet spell is answered", async () => {
+  const t = await target({ workers: 1 });
+  try {
+    const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 1, katoMs: 0 });
+    try {
+      const b = dev.allocBuffer(4096);
+      await dev.ns(1).read(0, b); // IO goes to the Worker: nothing for the listener
+      await new Promise((r) => setTimeout(r, 300));
+      const p0 = t.listenerPasses;
+      await new Promise((r) => setTimeout(r, 1000));
+      // Timer naps (capped at 100 ms with Workers) made ~10 passes a second here.
+      const quiet = t.listenerPasses - p0;
+      assert.ok(quiet <= 2, `listener passes in a quiet second: ${quiet}`);
+      const log = await smartLog(dev);
+      assert.equal(typeof log.temperature, "number");
+      assert.ok(t.listenerPasses > p0 + quiet, "the admin command woke the listener");
+    } finally {
+      await dev.close();
+    }
+  } finally {
+    await t.close();
+  }
 });
