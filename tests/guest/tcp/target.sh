@@ -204,7 +204,16 @@ for rt in $RTS; do
     FPID=$!
     sleep 3
     kill -USR2 $TPID
-    if wait $FPID; then ok "$tag: a Worker stopped mid-IO: fio's writes completed after the reconnect and verify"; else
+    # Linux 6.12's nvme-tcp may also end a write it was sending inline when the reset came as a host
+    # path error without retrying it (dmesg "failed to send request -32", then "I/O Error (sct 0x3 /
+    # sc 0x70)"; fio: err=67, "Link has been severed"; seen once in CI at e336bed, 0 of 3 reruns).
+    # That write was never acknowledged, so it is the kernel's to report, not a lost write: fsck and
+    # the fsync'd files below still decide. Any other fio error (a verify mismatch above all) fails.
+    if wait $FPID; then ok "$tag: a Worker stopped mid-IO: fio's writes completed after the reconnect and verify"
+    elif grep -q 'err=67' "$OUTD/fio-kill.log" && ! grep -qiE 'verify:|bad magic|crc32c.*(mismatch|fail)' "$OUTD/fio-kill.log" &&
+      dmesg | grep -q "$CTRL: failed to send request -32"; then
+      ok "$tag: a Worker stopped mid-IO: the kernel failed an inline-sent write with a transport error (ENOLINK, not retried by Linux nvme-tcp), no verify error"
+    else
       bad "$tag: fio across the Worker's death ($(grep -iE 'err|verify' "$OUTD/fio-kill.log" | head -2 | tr '\n' ' '))"; fi
     grep -q "SIGUSR2: stopping worker" "$OUTD/target-$rt.log" && ok "$tag: the target stopped a Worker" || bad "$tag: no Worker stopped"
     dmesg | grep -qiE "$CTRL.*(reconnect|Successfully reconnected)" && ok "$tag: the kernel reconnected" || bad "$tag: no reconnect in dmesg"
