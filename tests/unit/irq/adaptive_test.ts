@@ -27,13 +27,20 @@ test("adaptive: reads 30 ms apart sleep on the interrupt (no polling window), an
     }, ms);
   }) as typeof setTimeout;
   const reads = 12;
+  // A sleep's timer is its bound, the queue's health check: a read that took that long (a machine so
+  // loaded that the 3 ms device or its interrupt came late) may see it fire, once. Each such slow read
+  // excuses one fire; on a machine that keeps up there are none, and the assertion is the old one.
+  const bound = q.healthCheckMs;
+  let slow = 0;
   try {
     for (let i = 0; i < reads; i++) {
       await new Promise((r) => orig(r, 30));
       // The pump runs on after read() returns: count its timers until the read is done.
       globalThis.setTimeout = counting;
+      const t0 = performance.now();
       await ns.read(i * 8, buf);
       globalThis.setTimeout = orig;
+      if (performance.now() - t0 >= bound) slow++;
     }
   } finally {
     globalThis.setTimeout = orig;
@@ -43,6 +50,6 @@ test("adaptive: reads 30 ms apart sleep on the interrupt (no polling window), an
   // instead (a loaded machine). The old window slept on none of them.
   assert.ok(sleeps >= reads / 4, `${sleeps} sleeps for ${reads} spaced reads (stream before: ${streamed} sleeps in 40 reads)`);
   assert.ok(armed <= sleeps, `${armed} timers armed for ${sleeps} sleeps: one (the sleep's bound) at most per sleep`);
-  assert.equal(fired, 0, "every sleep ended by its interrupt, its timer cleared unfired");
+  assert.ok(fired <= slow, `${fired} driver timers fired, ${slow} reads took the ${bound} ms bound: every other sleep ends by its interrupt, its timer cleared unfired`);
   dev.freeBuffer(buf);
 });
