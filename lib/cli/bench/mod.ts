@@ -47,8 +47,12 @@ export interface BenchResult {
   interrupts: number;
   /** Times the IO queue's pump slept on its interrupt during the measured window (not the ramp). */
   sleeps: number;
-  /** How each IO was issued: `promise` (`await ns.read`) or `callback` (`ns.submitRead`, resubmitted from its callback). */
-  api: string;
+  /**
+   * How each IO was issued: `promise` (`await ns.read`) or `callback`
+   * (`ns.submitRead`, resubmitted from its callback). The bench always sets
+   * it; results made elsewhere may leave it out (then `promise`).
+   */
+  api?: string;
   /**
    * MMIO doorbell writes per IO over the measured window, SQ tail and CQ head
    * (a PCIe ring; absent on other transports): each is a trap into the
