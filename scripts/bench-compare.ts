@@ -2,7 +2,10 @@
  * Inside one guest boot (scripts/bench.sh starts it), same device, same
  * workload: the kernel nvme driver with fio (io_uring with interrupts, and
  * polled: nvme.poll_queues=1 with --hipri), then tsnvme on Deno and on Bun in
- * each wait mode (poll, interrupt, adaptive). Prints Markdown tables with
+ * each wait mode (poll, interrupt, adaptive) through the Promise API (`await
+ * ns.read`), and in adaptive mode through the callback path too
+ * (`ns.submitRead`, the next IO from the completion's callback, as SPDK's
+ * perf issues; `--apis`): every tsnvme row names its API. Prints Markdown tables with
  * ratios to the kernel's figures of this boot: QD 1 latency and QD 32/128
  * IOPS, CPU per IO, idle CPU, IOPS under a CPU hog on the same vCPU, and
  * scaling with Workers. Asserts nothing.
@@ -23,6 +26,8 @@ const { values } = parseArgs({
     ramp: { type: "string", default: "3" },
     rw: { type: "string", default: "randread" },
     modes: { type: "string", default: "poll,interrupt,adaptive" },
+    // Callback rows run in adaptive mode only (the default mode); the Promise API in every mode.
+    apis: { type: "string", default: "promise,callback" },
     loads: { type: "string", default: "0,50,100" },
     "hog-runtime": { type: "string", default: "3" },
     "no-hog": { type: "boolean", default: false },
@@ -82,15 +87,19 @@ function fio(qd: number, opts: { hipri?: boolean; runtime?: string; cpus?: strin
   };
 }
 
-/** tsnvme's bench in runtime `rt` and wait mode `mode`; one Row per depth. */
-function tsnvme(rt: string, mode: string, qds: number[], opts: { runtime?: string; cpus?: string } = {}): Row[] {
+/** A tsnvme row's wait column: the mode and the API its IOs went through. */
+const waitLabel = (mode: string, api: string) => `${mode}, ${api === "callback" ? "callback" : "Promise"} API`;
+
+/** tsnvme's bench in runtime `rt` and wait mode `mode` through `api`; one Row per depth. */
+function tsnvme(rt: string, mode: string, qds: number[], opts: { runtime?: string; cpus?: string; api?: string } = {}): Row[] {
+  const api = opts.api ?? "promise";
   const script = rt === "deno" ? ["run", "-A", "lib/cli/bench/mod.ts"] : ["lib/cli/bench/mod.ts"];
   const args = [...script, pci, "--json", `--rw=${values.rw}`, `--bs=${values.bs}`, `--iodepth=${qds.join(",")}`,
-    `--runtime=${opts.runtime ?? values.runtime}`, `--ramp=${values.ramp}`, `--interrupts=${mode}`];
+    `--runtime=${opts.runtime ?? values.runtime}`, `--ramp=${values.ramp}`, `--interrupts=${mode}`, `--api=${api}`];
   const [cmd, argv] = opts.cpus ? ["taskset", ["-c", opts.cpus, rt, ...args]] : [rt, args];
   const r = spawnSync(cmd, argv, { encoding: "utf8" });
   if (r.status !== 0) {
-    console.error(`${rt} ${mode} bench failed:\n${r.stderr}`);
+    console.error(`${rt} ${mode} ${api} bench failed:\n${r.stderr}`);
     process.exitCode = 1;
     return [];
   }
@@ -98,7 +107,7 @@ function tsnvme(rt: string, mode: string, qds: number[], opts: { runtime?: strin
     const j = JSON.parse(l);
     const k = 1000 / Math.max(1, j.ios);
     return {
-      who: `tsnvme ${rt}`, mode, qd: j.iodepth, iops: j.iops, mean: j.latUs.mean, p50: j.latUs.p50, p99: j.latUs.p99, cpu: j.cpuUsPerIo,
+      who: `tsnvme ${rt}`, mode: waitLabel(mode, api), qd: j.iodepth, iops: j.iops, mean: j.latUs.mean, p50: j.latUs.p50, p99: j.latUs.p99, cpu: j.cpuUsPerIo,
       irqK: j.interrupts * k, sleepK: j.sleeps * k,
     };
   });
@@ -133,7 +142,11 @@ if (!values["no-peers"]) {
     pci, depths, bs: Number(values.bs), rw: values.rw!, seconds: Number(values.runtime), nsid4k: Number(values["peer-ns4k"]),
   }, peerNotes));
 }
-for (const rt of rts) for (const mode of modes) rows.push(...tsnvme(rt, mode, depths));
+const apis = values.apis!.split(",");
+for (const rt of rts) {
+  for (const mode of modes) if (apis.includes("promise")) rows.push(...tsnvme(rt, mode, depths));
+  if (apis.includes("callback")) rows.push(...tsnvme(rt, "adaptive", depths, { api: "callback" }));
+}
 
 out(`\n### ${values.rw} ${values.bs} B: wait modes against the kernel (one guest boot, TCG, ${values.runtime} s per job after ${values.ramp} s warm-up)\n`);
 out("| driver | wait | QD | IOPS | vs kernel irq | vs kernel polled | mean µs | p50 µs | p99 µs | CPU µs/IO | irq, sleeps / 1k IO |");
@@ -203,7 +216,7 @@ if (!values["no-hog"] && have("stress-ng") && have("taskset")) {
     for (const rt of rts) {
       for (const mode of modes) {
         const [r] = tsnvme(rt, mode, [32], { runtime: values["hog-runtime"], cpus: "0" });
-        if (r) hogRows.push({ load, who: `tsnvme ${rt}`, mode, iops: r.iops });
+        if (r) hogRows.push({ load, who: `tsnvme ${rt}`, mode: r.mode, iops: r.iops });
       }
     }
     hog?.kill();

@@ -14,6 +14,9 @@ Usage: scripts/bench.sh [options]   (boots one QEMU guest; options go to scripts
   --runtime 4            seconds per job
   --ramp 3               tsnvme warm-up seconds before each job
   --modes poll,interrupt,adaptive   tsnvme wait modes
+  --apis promise,callback           tsnvme APIs: Promise (await ns.read) in every mode; callback
+                         (ns.submitRead, next IO from the completion's callback, as SPDK's perf)
+                         in adaptive mode; each tsnvme row's wait column names its API
   --no-peers             skip SPDK spdk_nvme_perf and libvfn perf
   --no-hog               skip the CPU-hog table (--loads 0,50,100, --hog-runtime 3)
   --no-scaling           skip scaling with Workers

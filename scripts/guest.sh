@@ -54,6 +54,9 @@ usage: scripts/guest.sh [options] [--] CMD [ARGS...]
 Exit status: CMD's, or 125 if the harness fails. Cache: $TSNVME_CACHE (default <repo>/.cache/guest).
 TSNVME_QEMU_TRACE=FILE:EVENT[,EVENT...] writes QEMU's trace events (globs, e.g. pci_nvme_*) to FILE.
 TSNVME_QEMU_CPU=MODEL[,FEATURES] the vCPU model (default max), e.g. max,pku=off for A/B runs.
+TSNVME_QEMU_ARGS="ARG ..." more QEMU arguments (split on blanks), appended last.
+QEMU's threads carry names (-name debug-threads=on: "CPU 0/TCG", "worker", the main loop keeps
+"qemu-system-x86"), so their host CPU can be read from /proc/PID/task/*/{comm,schedstat}.
 EOF
 }
 
@@ -515,6 +518,12 @@ qemu+=(
   -chardev "file,id=cout,path=$(qp "$RUNDIR/stdout.fifo")" -device virtserialport,bus=vser.0,chardev=cout,name=tsnvme.stdout
   -chardev "file,id=cerr,path=$(qp "$RUNDIR/stderr.fifo")" -device virtserialport,bus=vser.0,chardev=cerr,name=tsnvme.stderr
 )
+# Named threads: which of QEMU's threads (a vCPU, the main loop that runs the NVMe emulation, the
+# AIO workers) takes the host's cores can be sampled from the host while a job runs.
+qemu+=(-name tsnvme-guest,debug-threads=on)
+# TSNVME_QEMU_ARGS: extra arguments for one-off experiments (split on blanks; no quoting).
+# shellcheck disable=SC2206 # split on purpose
+[[ -n ${TSNVME_QEMU_ARGS:-} ]] && qemu+=(${TSNVME_QEMU_ARGS})
 
 # Relay the guest's stdout/stderr ports to ours (opening a FIFO blocks until QEMU opens it).
 cat "$RUNDIR/stdout.fifo" 9>&- & OPID=$!

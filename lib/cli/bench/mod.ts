@@ -16,6 +16,7 @@ import { asyncEvents } from "../../admin/manage.ts";
 import { NVMeDev } from "../../dev.ts";
 import type { WaitMode } from "../../irq/adaptive.ts";
 import { listNvmeControllers } from "../../vfio/sysfs.ts";
+import { threadCpuPerIo, threadTimes } from "./cpu.ts";
 import { benchSvg } from "./svg.ts";
 
 /** Result of one benchmark job (one line of `--json` output). */
@@ -46,6 +47,20 @@ export interface BenchResult {
   interrupts: number;
   /** Times the IO queue's pump slept on its interrupt during the measured window (not the ramp). */
   sleeps: number;
+  /**
+   * How each IO was issued: `promise` (`await ns.read`) or `callback`
+   * (`ns.submitRead`, resubmitted from its callback). The bench always sets
+   * it; results made elsewhere may leave it out (then `promise`).
+   */
+  api?: string;
+  /**
+   * MMIO doorbell writes per IO over the measured window, SQ tail and CQ head
+   * (a PCIe ring; absent on other transports): each is a trap into the
+   * hypervisor in a VM. Shadow doorbells skip some.
+   */
+  doorbellsPerIo?: { sq: number; cq: number };
+  /** With `--threads`: CPU µs per IO of each of this process's threads by name over the measured window. */
+  threads?: Record<string, number>;
 }
 
 /** One job's full figures, for the fio-layout JSON. */
@@ -142,6 +157,7 @@ export function fioJson(jobs: JobDetail[], opts: { ramp: number; runtime: number
 
 const USAGE = "usage: bench [pci-address] [--rw randread|randwrite|read|write] [--bs BYTES] [--iodepth 1,32] " +
   "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--spin-us US] [--spin-polls N] [--interrupts adaptive|interrupt|poll[,...]]\n" +
+  "  [--api promise|callback] [--threads]\n" +
   "  [--idle SEC [--warm-ios N] [--trickle IOPS]] [--json] [--output-format normal|json] [--svg FILE]\n" +
   "  --interrupts a,b       one pass per wait mode, each on a freshly opened device\n" +
   "  --svg FILE             also write IOPS by queue depth and wait mode, latency percentiles and CPU per IO as an SVG chart\n" +
@@ -149,6 +165,9 @@ const USAGE = "usage: bench [pci-address] [--rw randread|randwrite|read|write] [
   "  --warm-ios N           with --idle: N reads first (JIT warm-up), then 3 s to settle\n" +
   "  --trickle IOPS         with --idle: that many 4 KiB reads per second during the window\n" +
   "  --spin-polls N         synchronous CQ polls after an empty poll before the pump yields a turn\n" +
+  "  --api promise          each IO an awaited ns.read/ns.write (default); callback: ns.submitRead/submitWrite,\n" +
+  "                         the next IO issued from the completion's callback, as SPDK's perf does\n" +
+  "  --threads              also print CPU µs per IO of each thread of this process (main, JIT, GC) over the window\n" +
   "  --json                 one BenchResult object a line\n" +
   "  --output-format json   one document in fio's --output-format=json layout (jobs[].read.iops, clat_ns.percentile...)";
 
@@ -188,6 +207,8 @@ export async function main(argv: string[]): Promise<number> {
         "warm-ios": { type: "string", default: "0" },
         trickle: { type: "string", default: "0" },
         "spin-polls": { type: "string" },
+        api: { type: "string", default: "promise" },
+        threads: { type: "boolean", default: false },
         "output-format": { type: "string", default: "normal" },
         svg: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -231,6 +252,11 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  const api = values.api!;
+  if (api !== "promise" && api !== "callback") {
+    console.error(`bench: --api must be promise or callback\n${USAGE}`);
+    return 2;
+  }
   const modes = values.interrupts!.split(",") as WaitMode[];
   if (modes.some((m) => !["adaptive", "interrupt", "poll"].includes(m))) {
     console.error(`bench: --interrupts must be adaptive, interrupt or poll (or a list of them)\n${USAGE}`);
@@ -301,9 +327,15 @@ export async function main(argv: string[]): Promise<number> {
     }
     const blocksPerIo = bs / ns.blockSize;
     const span = Math.floor(ns.blockCount / blocksPerIo);
+    const spanMask = span > 0 && span <= 2 ** 31 && (span & (span - 1)) === 0 ? span - 1 : -1;
     const isRead = rw.endsWith("read");
     const isRandom = rw.startsWith("rand");
     const lat = new Float64Array(MAX_SAMPLES);
+    /** The first IO queue's MMIO doorbell writes so far, SQ and CQ, or null (not a PCIe ring). */
+    const mmio = (): [number, number] | null => {
+      const r = dev.controller.io[0].queueRing as Partial<{ mmioDoorbells: number; cqMmioDoorbells: number }>;
+      return typeof r.mmioDoorbells === "number" && typeof r.cqMmioDoorbells === "number" ? [r.mmioDoorbells, r.cqMmioDoorbells] : null;
+    };
 
     async function job(qd: number): Promise<JobDetail> {
       const bufs = Array.from({ length: qd }, () => dev.allocBuffer(bs));
@@ -324,15 +356,17 @@ export async function main(argv: string[]): Promise<number> {
         seed ^= seed >>> 17;
         seed ^= seed << 5;
         seed >>>= 0;
-        return (seed % span) * blocksPerIo;
+        // A mask when the span allows (the same LBAs): a uint32 above 2^31 is a double in V8, and its
+        // remainder a floating-point helper call under TCG, per IO (SPDK's perf pays an integer one).
+        return (spanMask >= 0 ? seed & spanMask : seed % span) * blocksPerIo;
       };
       // At depth > 1 one IO in 8 is timed: a clock read costs microseconds in a TCG guest.
-      const every = qd === 1 ? 1 : 8;
+      const everyMask = qd === 1 ? 0 : 7; // by mask: no division per IO
       let timed = 0;
       const worker = async (buf: Uint8Array): Promise<void> => {
         let k = 0;
         while (!stop) {
-          if (++k % every !== 0) {
+          if ((++k & everyMask) !== 0) {
             if (isRead) await ns.read(nextLba(), buf);
             else await ns.write(nextLba(), buf);
             if (measuring) n++;
@@ -347,11 +381,36 @@ export async function main(argv: string[]): Promise<number> {
           }
         }
       };
+      // The callback path: no Promise per IO; the completion's callback issues the next IO.
+      const cbWorker = (buf: Uint8Array) =>
+        new Promise<void>((resolve, reject) => {
+          let k = 0, t = -1;
+          const issue = (): void => {
+            if (stop) return resolve();
+            t = (++k & everyMask) === 0 ? performance.now() : -1;
+            const ok = isRead ? ns.submitRead(nextLba(), buf, done) : ns.submitWrite(nextLba(), buf, done);
+            if (!ok) reject(new Error("bench: no free queue slot for a callback IO"));
+          };
+          const done = (err: Error | null): void => {
+            if (err !== null) return reject(err);
+            if (measuring) {
+              if (t >= 0 && timed < MAX_SAMPLES) lat[timed++] = performance.now() - t;
+              n++;
+            }
+            try {
+              issue();
+            } catch (e) {
+              reject(e);
+            }
+          };
+          issue();
+        });
       const q = dev.controller.io[0];
-      const workers = bufs.map(worker);
+      const workers = bufs.map(api === "callback" ? cbWorker : worker);
       await new Promise((r) => setTimeout(r, ramp * 1000));
       // Interrupts and sleeps over the measured window only, as the IOs (the ramp's are not counted).
       const irq0 = q.stats.interrupts, sleeps0 = q.stats.sleeps;
+      const db0 = mmio(), th0 = values.threads ? threadTimes() : null;
       measuring = true;
       const t0 = performance.now();
       const cpu0 = process.cpuUsage();
@@ -360,6 +419,7 @@ export async function main(argv: string[]): Promise<number> {
       const elapsed = (performance.now() - t0) / 1000;
       const cpu = process.cpuUsage(cpu0);
       const irqs = q.stats.interrupts - irq0, sleeps = q.stats.sleeps - sleeps0;
+      const db1 = mmio(), th1 = th0 === null ? null : threadTimes();
       stop = true;
       await Promise.all(workers);
       for (const b of bufs) dev.freeBuffer(b);
@@ -386,7 +446,12 @@ export async function main(argv: string[]): Promise<number> {
         cpuUsPerIo: +((cpu.user + cpu.system) / n).toFixed(2),
         interrupts: irqs,
         sleeps,
+        api,
       };
+      if (db0 !== null && db1 !== null) {
+        result.doorbellsPerIo = { sq: +((db1[0] - db0[0]) / n).toFixed(3), cq: +((db1[1] - db0[1]) / n).toFixed(3) };
+      }
+      if (th0 !== null && th1 !== null) result.threads = threadCpuPerIo(th0, th1, n);
       return { result, samples: samples.slice(), cpu };
     }
 
@@ -399,8 +464,13 @@ export async function main(argv: string[]): Promise<number> {
       else {
         console.log(
           `tsnvme/${r.runtime} ${r.rw} bs=${r.bs} qd=${String(r.iodepth).padEnd(3)} ${String(r.iops).padStart(8)} IOPS ` +
-            `${String(r.mibps).padStart(7)} MiB/s  lat us mean ${r.latUs.mean} p50 ${r.latUs.p50} p99 ${r.latUs.p99} max ${r.latUs.max}`,
+            `${String(r.mibps).padStart(7)} MiB/s  lat us mean ${r.latUs.mean} p50 ${r.latUs.p50} p99 ${r.latUs.p99} max ${r.latUs.max}` +
+            `  (${r.api} API, CPU ${r.cpuUsPerIo} us/IO` +
+            (r.doorbellsPerIo ? `, MMIO doorbells/IO sq ${r.doorbellsPerIo.sq} cq ${r.doorbellsPerIo.cq})` : ")"),
         );
+        if (r.threads) {
+          console.log(`  threads, CPU us/IO: ${Object.entries(r.threads).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+        }
       }
     }
     if (outFormat === "json") return 0;

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { test } from "../../harness.ts";
 import { main } from "../../../lib/cli/bench/mod.ts";
 
@@ -69,4 +70,20 @@ test("bench --idle: the warm-up's sleeps are not the window's", async () => {
   const [r] = await benchJson(["sim:ns=16M:512;mem=32M", "--idle", "0.2", "--warm-ios", "50", "--interrupts", "interrupt", "--json"]);
   assert.equal(r.reads, 0);
   assert.ok(r.ioSleeps <= 1, `${r.ioSleeps} IO-queue sleeps in an idle window after 50 warm-up reads`);
+});
+
+test("bench --api callback --threads: the callback path's rows, MMIO doorbells and CPU by thread", async () => {
+  const [p, c] = await benchJson(["sim:ns=16M:512;mem=32M", "--iodepth", "4", "--runtime", "0.2", "--ramp", "0", "--interrupts", "poll", "--json", "--threads"])
+    .then(async (a) => [...a, ...await benchJson(["sim:ns=16M:512;mem=32M", "--iodepth", "4", "--runtime", "0.2", "--ramp", "0", "--interrupts", "poll", "--json", "--threads", "--api", "callback"])]);
+  assert.equal(p.api as unknown, "promise");
+  assert.equal(c.api as unknown, "callback");
+  for (const r of [p, c]) {
+    assert.ok(r.ios > 0 && r.latUs !== undefined);
+    // The software controller's ring is a PcieRing: doorbells per IO are counted (shadow doorbells skip most).
+    const db = r.doorbellsPerIo as unknown as { sq: number; cq: number };
+    assert.ok(db.sq >= 0 && db.sq <= 1.01 && db.cq >= 0 && db.cq <= 1.01, JSON.stringify(db));
+    const th = r.threads as unknown as Record<string, number>;
+    if (process.platform === "linux") assert.ok(Object.keys(th).length >= 1 && Object.values(th).every((v) => v >= 0), JSON.stringify(th));
+  }
+  assert.equal(await main(["sim", "--api", "sometimes"]), 2, "a bad --api is refused");
 });
