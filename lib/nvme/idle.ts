@@ -100,8 +100,12 @@ export class IdlePolicy {
   /** `adaptive` mode: largest share of the empty time before a run spent polling in it (see IdlePolicyOptions.spinShare). */
   spinShare: number;
   #idleSince = -1;
-  /** Average wait (ms) for a completion that came while commands were in flight (`adaptive` only). */
-  #waitAvg = 0;
+  /**
+   * Average wait (ms) for a completion that came while commands were in flight (`adaptive` only).
+   * -0, a heap number: the field holds doubles from the start. A Smi 0 changed representation at the
+   * first learned wait, which deoptimized the pump's code at the start of every adaptive run.
+   */
+  #waitAvg = -0;
   /** A sleep of the current idle stretch ran to its timeout: the stretch is idleness, not a slow device. */
   #timedOut = false;
   #lastYield = -Infinity;

@@ -12,6 +12,15 @@ import { type DmaBuffer, dmaBuffer, detachView } from "../nvme/transport.ts";
 /** Bytes addressed by one synthetic IOVA "page" (the offset part). */
 export const TCP_IOVA_SPAN = 0x1_0000_0000;
 
+/**
+ * Offset of `iova` in its buffer: the low 32 bits. `>>> 0` truncates; `iova %
+ * TCP_IOVA_SPAN` on these doubles was a floating-point remainder (x87 fprem
+ * in V8's code, a softfloat helper under TCG) twice per read.
+ */
+export function iovaOffset(iova: number): number {
+  return iova >>> 0;
+}
+
 /** Most buffers alive at once (keeps IOVAs below 2^53). */
 export const TCP_MAX_BUFFERS = 0x1f_ffff;
 

@@ -28,7 +28,7 @@ import { type Libc, loadLibc } from "../ffi/mod.ts";
 import { AGAIN, encodeSockAddr, IoVec, Socket, SocketError } from "../sock/mod.ts";
 import { crc32c } from "./crc32c.ts";
 import { dataDirection, FABRICS_OPCODE } from "./fabrics.ts";
-import type { TcpMemory } from "./memory.ts";
+import { iovaOffset, type TcpMemory } from "./memory.ts";
 import { PduParser } from "./parser.ts";
 import {
   Ch,
@@ -554,7 +554,7 @@ export class TcpRing implements FabricRing {
     const l = writeCapsuleCmd(b, e, inCapsule, this.digests, at, this.#layout);
     if (inCapsule > 0) {
       const mem = this.#mem.bytesAt(this.#pIova);
-      const off = this.#pIova % 0x1_0000_0000;
+      const off = iovaOffset(this.#pIova);
       if (mem === null || off + inCapsule > mem.length) {
         this.#fatal(new InvalidArgumentError(`command data at IOVA 0x${this.#pIova.toString(16)} is not TCP memory`));
         return;
@@ -810,7 +810,7 @@ export class TcpRing implements FabricRing {
     const mem = this.#mem.bytesAt(iova);
     if (mem === null) throw new ConnectionLostError(`read buffer of command ${get16(hdr, DataOff.CCCID)} was freed`);
     // The memory whole and the offset: no view per PDU (the parser hands `mem` back to #onC2hData).
-    this.#parser.placeAt = (iova % 0x1_0000_0000) + get32(hdr, DataOff.DATAO);
+    this.#parser.placeAt = iovaOffset(iova) + get32(hdr, DataOff.DATAO);
     return mem;
   }
 
@@ -823,7 +823,7 @@ export class TcpRing implements FabricRing {
     const iova = this.#slotIova[s];
     const mem = this.#mem.bytesAt(iova);
     if (mem === null) throw new ConnectionLostError(`read buffer of command ${cid} was freed`);
-    const at = (iova % 0x1_0000_0000) + datao;
+    const at = iovaOffset(iova) + datao;
     // Data that failed its digest is not copied; the command fails with Data Transfer Error, as on Linux.
     if (!ddgstOk) this.#slotBad[s] = 1;
     else if (!placed) mem.set(data, at);
@@ -849,7 +849,7 @@ export class TcpRing implements FabricRing {
     const iova = this.#slotIova[s];
     const mem = this.#mem.bytesAt(iova);
     if (mem === null) throw new ConnectionLostError(`write buffer of command ${cid} was freed`);
-    const base = iova % 0x1_0000_0000;
+    const base = iovaOffset(iova);
     const max = this.#parserMaxH2c();
     const dg = this.digests;
     // Behind the capsules staged so far, in one sendmsg batch: header (stage), data (the command's

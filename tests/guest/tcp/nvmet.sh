@@ -69,6 +69,21 @@ ns1_blk() {
 }
 blk=$(ns1_blk)
 
+# The first process of a runtime in a boot has often run slower than later ones, even once V8's
+# trace showed nothing left to compile (a Deno QD1 run at 693-1069 IOPS, the next 1098-1662; not
+# in every boot). So the measuring modes (--qd1, --bench) start with one throwaway QD1 process per
+# runtime (SEC seconds, interrupt mode) whose figures print as "warm-up process (not measured)".
+# QD1_WARM_PROCESS=0 skips it.
+warm_processes() { # SEC runtimes...
+  wsec=$1
+  shift
+  [ "${QD1_WARM_PROCESS:-1}" = 0 ] && return 0
+  for rt in "$@"; do
+    if [ $rt = deno ]; then timeout 300 deno run -A --no-check tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$wsec" interrupt
+    else timeout 300 bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$wsec" interrupt; fi 2>&1 | grep 'IOPS' | sed "s/^/warm-up process (not measured): /"
+  done
+}
+
 if [ "${1:-}" = --qd1 ]; then
   # Quick QD1 look for iteration: the kernel initiator (fio io_uring O_DIRECT) and the tsnvme host
   # (tests/guest/tcp/qd1.ts, wait modes in $QD1_MODES) against this nvmet, SEC seconds each.
@@ -79,39 +94,46 @@ if [ "${1:-}" = --qd1 ]; then
   # QD1_MODES for ours). QD1_PROBE=SEC: per runtime (and per QD1_PROBE_DENO_VARIANTS on Deno), one
   # more run whose measured pass is watched from outside for SEC seconds: perf stat per thread
   # (syscalls, faults, context switches), perf trace's syscall summary per thread, V8's GC count.
-  # QD1_TRACE="V8 FLAGS" (e.g. "--trace-opt --trace-deopt --trace-osr --trace-gc"): added to every Deno
-  # run, whose whole output (passes marked) goes to $OUTD/qd1-rROUND-deno-N.log; only its qd1 lines show
-  # here. qd1.ts's QD1_PASSES / QD1_WARM pass through (is a slow state only the first seconds?).
+  # QD1_TRACE="V8 FLAGS" (e.g. "--trace-opt --trace-deopt --trace-generalization --trace-file-names"):
+  # added to every Deno run (the base tree's too, as qd1-rROUND-base.log), whose whole output (passes
+  # marked) goes to $OUTD/qd1-rROUND-deno-N.log; its qd1 lines and scripts/v8-trace-summary.ts's per-pass
+  # counts show here. QD1_TRACE_ROUNDS=N: trace only the first N rounds (the rest measure untraced).
+  # qd1.ts's QD1_PASSES / QD1_WARM pass through (is a slow state only the first seconds?).
   sec=${2:-3}
   kfio() { # iodepth
     r=$(fio --name=k --filename="$blk" --direct=1 --rw=randread --bs=4k --iodepth=$1 --ioengine=io_uring --runtime="$sec" \
       --time_based --minimal --clat_percentiles=1 --percentile_list=50:99 2>/dev/null)
     echo "qd$1 kernel: $(echo "$r" | cut -d';' -f8) IOPS p50=$(echo "$r" | cut -d';' -f18 | cut -d= -f2)us p99=$(echo "$r" | cut -d';' -f19 | cut -d= -f2)us"
   }
+  deno_qd1() { # tree label "V8 FLAGS": one Deno run of TREE's qd1.ts, traced (QD1_TRACE) in the first QD1_TRACE_ROUNDS rounds
+    if [ "$1" = . ]; then echo "== deno ${3:-(no V8 flags)}"; else echo "== deno, base tree $1 ${3:-(no V8 flags)}"; fi
+    if [ -n "${QD1_TRACE:-}" ] && [ "$round" -le "${QD1_TRACE_ROUNDS:-$round}" ]; then
+      f="$3 $QD1_TRACE" log=$OUTD/qd1-r$round-$2.log
+      echo "   (V8 flags $(echo $f); trace in $log)"
+      QD1_MARKS=1 timeout 300 deno run -A --no-check --v8-flags=$(echo $f | tr ' ' ',') "$1/tests/guest/tcp/qd1.ts" 127.0.0.1 4420 $NQN "$sec" "$modes" > "$log" 2>&1
+      grep -a '^qd1\|^  ' "$log" | grep -av 'pass [0-9]* starts'
+      # What V8 compiled and deoptimized in each pass, and why.
+      deno run -A --no-check scripts/v8-trace-summary.ts "$log" | grep -v '^   most compiled'
+    else
+      timeout 300 deno run -A --no-check ${3:+--v8-flags=$(echo $3 | tr ' ' ',')} "$1/tests/guest/tcp/qd1.ts" 127.0.0.1 4420 $NQN "$sec" "$modes"
+    fi
+  }
   modes=${QD1_MODES:-interrupt,adaptive}
+  warm_processes "$sec" ${QD1_RUNTIMES:-deno bun}
   for round in $(seq 1 "${QD1_ROUNDS:-1}"); do
-    echo "=== round $round"
+    echo "=== round $round at $(date +%s.%N)"
     kfio 1
     [ -n "${QD1_QD32:-}" ] && kfio 32
     for rt in ${QD1_RUNTIMES:-deno bun}; do
       if [ $rt = deno ]; then
+        # Even rounds run the base tree first: old and new alternate.
+        [ -n "${QD1_BASE:-}" ] && [ $((round % 2)) = 0 ] && deno_qd1 "$QD1_BASE" base ""
         n=0
         echo "${QD1_DENO_VARIANTS:-}" | tr ';' '\n' | while IFS= read -r v; do
           n=$((n + 1))
-          echo "== deno ${v:-(no V8 flags)}"
-          if [ -n "${QD1_TRACE:-}" ]; then
-            v="$v $QD1_TRACE" log=$OUTD/qd1-r$round-deno-$n.log
-            echo "   (V8 flags $(echo $v); trace in $log)"
-            QD1_MARKS=1 timeout 300 deno run -A --no-check --v8-flags=$(echo $v | tr ' ' ',') tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes" > "$log" 2>&1
-            grep -a '^qd1\|^  ' "$log" | grep -av 'pass [0-9]* starts'
-          else
-            timeout 300 deno run -A --no-check ${v:+--v8-flags=$(echo $v | tr ' ' ',')} tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"
-          fi
+          deno_qd1 . "deno-$n" "$v"
         done
-        if [ -n "${QD1_BASE:-}" ]; then
-          echo "== deno, base tree $QD1_BASE"
-          timeout 300 deno run -A --no-check "$QD1_BASE/tests/guest/tcp/qd1.ts" 127.0.0.1 4420 $NQN "$sec" "$modes"
-        fi
+        [ -n "${QD1_BASE:-}" ] && [ $((round % 2)) = 1 ] && deno_qd1 "$QD1_BASE" base ""
       else echo "== bun"; timeout 300 bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"; fi
     done
   done
@@ -145,6 +167,7 @@ if [ "${1:-}" = --qd1 ]; then
   finish
 fi
 
+[ -n "$BENCH" ] && warm_processes "$BENCH" deno bun
 for rt in deno bun; do
   for dg in none h hd; do
     if [ $rt = deno ]; then deno run -A --no-check tests/guest/tcp/nvmet_host.ts 4420 $NQN $dg "$OUTD" $BENCH; else bun tests/guest/tcp/nvmet_host.ts 4420 $NQN $dg "$OUTD" $BENCH; fi > "$OUTD/host.log"

@@ -71,7 +71,7 @@ const passes = Math.max(1, Number(env.QD1_PASSES ?? 1)), warm = env.QD1_WARM, ma
       if (m[1] !== "0") keyed++;
     }
   } catch { /* no smaps */ }
-  console.log(`qd1 ${rt}: ${pku ? `memory protection keys: ${keyed} mappings under a key` : "no memory protection keys"}`);
+  console.log(`qd1 ${rt}: ${pku ? `memory protection keys: ${keyed} mappings under a key` : "no memory protection keys"}${marks ? ` at ${(Date.now() / 1000).toFixed(1)}` : ""}`);
 }
 const c = await TcpController.connect({ host, port: Number(portArg), subnqn: nqn, ...hostIdentity("5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"), ioQueues: 1 });
 try {
@@ -91,7 +91,7 @@ try {
     q.setWaitMode(m as WaitMode);
     for (let pass = 0; pass <= passes; pass++) { // pass 0 warms the JIT (slow to settle under TCG)
       const dur = pass === 0 ? (warm !== undefined ? Number(warm) : Math.max(1, secs / 2)) : secs;
-      if (marks) console.log(`qd1 ${rt} ${mode}: pass ${pass} starts (${dur} s)`);
+      if (marks) console.log(`qd1 ${rt} ${mode}: pass ${pass} starts (${dur} s) at ${(Date.now() / 1000).toFixed(1)}`);
       let ios = 0, rnd = 7;
       const s0 = { ...q.stats }, spun0 = c.io[0].ring.waiter.spun;
       const c0 = proc.cpuUsage(), th0 = threadStats(), p0 = procCounters();
@@ -130,7 +130,7 @@ try {
       console.log(`  per IO: ${Object.keys(p1).map((k) => `${k}=${((p1[k] - p0[k]) / ios).toFixed(3)}`).join(" ")}`);
     }
   }
-  console.log(`qd1 ${rt}: ${total} IOs in all`);
+  console.log(`qd1 ${rt}: ${total} IOs in all${marks ? ` at ${(Date.now() / 1000).toFixed(1)}` : ""}`);
   c.memory.freeDma(buf);
   await c.shutdown();
 } catch (e) {

@@ -3,7 +3,7 @@ import { test } from "../../harness.ts";
 import { NvmfTarget, type NvmfTargetOptions } from "../../../lib/target/mod.ts";
 import { memNamespaces } from "../util/target_util.ts";
 import { TcpQueue, type TcpQueueOptions } from "../../../lib/tcp/queue.ts";
-import { TcpMemory } from "../../../lib/tcp/memory.ts";
+import { iovaOffset, TCP_IOVA_SPAN, TcpMemory } from "../../../lib/tcp/memory.ts";
 import { CATTR_DISABLE_SQFLOW, hostIdentity } from "../../../lib/tcp/fabrics.ts";
 import { identifyControllerCmd, readCmd, writeCmd } from "../../../lib/nvme/command.ts";
 import { IoOpc, Reg } from "../../../lib/nvme/spec.ts";
@@ -238,5 +238,10 @@ test("tcp memory: synthetic IOVAs resolve to their buffer; freed ids are reused"
   m.freeDma(a);
   assert.equal(m.bytesAt(a.iova), null);
   assert.equal(m.allocDma(4096).iova, a.iova);
+  // The offset part of an IOVA, up to the last byte of the highest buffer number.
+  for (const [id, off] of [[1, 0], [2, 5000], [7, TCP_IOVA_SPAN - 1], [0x1f_ffff, 123456789]]) {
+    assert.equal(iovaOffset(id * TCP_IOVA_SPAN + off), off);
+  }
+  assert.equal(iovaOffset(b.iova + 5000), 5000);
   m.close();
 });
