@@ -622,7 +622,7 @@ export class QueuePair {
         } else linger = 0;
         // Checkpoints: every 64 turns while busy; every turn once idle, or when the turn asks for one.
         if (!this.#turn() && (++turns & (TURNS_PER_CHECK - 1)) !== 0) {
-          this.#run.lastEmpty = -1;
+          this.#run.lastEmpty = UNSET;
           await microtaskTurn;
           continue;
         }
@@ -740,7 +740,7 @@ export class QueuePair {
       action = Idle.SLEEP;
       run.parked = true;
     }
-    run.lastEmpty = action === Idle.SPIN && reaped === 0 ? now : -1;
+    run.lastEmpty = action === Idle.SPIN && reaped === 0 ? now : UNSET;
     run.reaped = 0;
     run.idle = action !== Idle.SPIN;
     run.now = now;
@@ -780,16 +780,21 @@ export class QueuePair {
   }
 }
 
+/** A clock field's "none": negative (tests are `< 0`) and not a small integer, so the field stays a double. */
+const UNSET = -0.5;
+
 /** A pump run's bookkeeping between its turns and checkpoints (one per queue pair, reset per run). */
 class PumpRun {
   /** Completions reaped since the last checkpoint. */
   reaped = 0;
-  /** Clock of the previous checkpoint when it was an empty poll in the turn just before, else -1. */
-  lastEmpty = -1;
-  lastTimeouts = -1;
-  lastHealth = -1;
+  // The clock fields hold doubles from construction (UNSET, -0): a Smi there turned into a double at
+  // the first checkpoint, which changed the object's layout and deoptimized the pump's code.
+  /** Clock of the previous checkpoint when it was an empty poll in the turn just before, else UNSET. */
+  lastEmpty = UNSET;
+  lastTimeouts = UNSET;
+  lastHealth = UNSET;
   /** The last checkpoint's clock. */
-  now = 0;
+  now = -0;
   /** The policy left SPIN at the last checkpoint: check every turn. */
   idle = false;
   /** Adaptive: completions came since the interrupt was turned on for a sleep: turn it off. */
@@ -800,7 +805,7 @@ class PumpRun {
   /** A new run. */
   start(): void {
     this.reaped = 0;
-    this.lastEmpty = this.lastTimeouts = this.lastHealth = -1;
+    this.lastEmpty = this.lastTimeouts = this.lastHealth = UNSET;
     this.idle = this.disarm = this.parked = false;
   }
 }
