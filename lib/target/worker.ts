@@ -100,6 +100,11 @@ const SPIN_YIELD = envOf("TSNVME_TARGET_SPIN_YIELD") === "1";
  * 174-207 to 250-446 IOPS and cut its JIT threads' CPU per IO, while Deno
  * fell from 87-212 to 50-146: each wake-up of a Deno thread costs more there
  * (V8's memory protection keys: a PKRU write, a vCPU TLB flush, per switch).
+ * That cost is TCG's alone: with DENO_V8_FLAGS=--no-memory-protection-keys
+ * (one warm boot, issue 16) Deno sleeping ran 830 QD1 IOPS against 555
+ * spinning, as Bun (981 against 791), and with keys 321 against 319; a
+ * spinning Worker also keeps QEMU's device thread waiting for a host core
+ * (~250 µs per IO against ~100 asleep, scripts/qemu-threads.py).
  */
 function sleepsOnVector(runtime: string): boolean {
   const v = envOf("TSNVME_TARGET_IRQ");
