@@ -33,9 +33,19 @@
 #   BENCH_SCHED=1           around each QD1 run: every guest thread's CPU time, voluntary and
 #                           involuntary context switches and migrations (/proc/*/task/*), and the
 #                           guest's context switches, per IO; the busiest threads are printed
+#   BENCH_SCHED=1 also: each vCPU's busy/idle/steal share and softirqs per IO, and "mark start|end
+#                           LABEL" lines on stderr around each QD1 fio run for a host-side sampler of
+#                           QEMU's threads (scripts/qemu-threads.py: its `stamp` times them on arrival)
+#   BENCH_RCU=1             around each QD1 run (tracefs kprobes): RCU grace periods started and
+#                           call_rcu/synchronize_rcu calls per IO, and the commonest call_rcu stacks
+#   BENCH_PERF=SEC          during each QD1 run (after 1 s): perf record of the whole guest for SEC
+#                           seconds (cpu-clock, -a); samples by thread and by kernel symbol, and the
+#                           syscalls per IO of the busiest threads (tracefs raw_syscalls hist)
 #   BENCH_IDLE=SEC          after each tsnvme row: the target's CPU over SEC seconds connected and idle
 #   BENCH_QD1_ONLY=1        only the 4 KiB randread QD1 column (the others print "-"; warm-up unchanged)
-# A BENCH_ENVS item sets several variables when they are joined by commas (A=1,B=2).
+# A BENCH_ENVS item sets several variables when they are joined by commas (A=1,B=2); the item
+# BENCH_TREE=DIR runs that checkout's target instead of this one (an A/B of two trees in one boot,
+# e.g. BENCH_ENVS="BENCH_TREE=/work/wt/base BENCH_TREE=. BENCH_TREE=/work/wt/base BENCH_TREE=.").
 cd "$(dirname "$0")/.." || exit 125
 REPO=$PWD
 SEC=${1:-5}
@@ -83,10 +93,16 @@ for t in glob.glob("/proc/[0-9]*/task/[0-9]*"):
         comm = open(t + "/comm").read().strip()
         pid = t.split("/")[2]
         pcomm = open("/proc/%s/comm" % pid).read().strip()
-        out[t] = [pcomm + "/" + comm, int(f[11]) + int(f[12]), vcs, nvcs, mig]
+        out[t] = [pcomm + "/" + comm, int(f[11]) + int(f[12]), vcs, nvcs, mig, int(f[12])]
     except Exception:
         pass
 ctxt = next(int(l.split()[1]) for l in open("/proc/stat") if l.startswith("ctxt"))
+cpus = {l.split()[0]: [int(x) for x in l.split()[1:9]] for l in open("/proc/stat") if l.startswith("cpu")}
+soft = {}
+for l in open("/proc/softirqs").read().split("\n")[1:]:
+    f = l.split()
+    if len(f) > 1:
+        soft[f[0].rstrip(":")] = sum(int(x) for x in f[1:])
 irqs = {}
 for l in open("/proc/interrupts").read().split("\n")[1:]:
     f = l.split()
@@ -95,7 +111,7 @@ for l in open("/proc/interrupts").read().split("\n")[1:]:
         name = " ".join(x for x in f[1:] if not x.isdigit())
         key = "vfio" if "vfio" in name else "nvme" if "nvme" in name else f[0].rstrip(":")
         irqs[key] = irqs.get(key, 0) + n
-json.dump({"threads": out, "ctxt": ctxt, "irqs": irqs}, open(sys.argv[1], "w"))
+json.dump({"threads": out, "ctxt": ctxt, "irqs": irqs, "cpus": cpus, "soft": soft}, open(sys.argv[1], "w"))
 PY
 }
 # sched_diff A B IOS LABEL: the busiest threads between two snapshots, per IO.
@@ -106,8 +122,8 @@ a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 ios, label, hz = max(1, int(sys.argv[3])), sys.argv[4], int(sys.argv[5])
 rows = []
 for t, v in b["threads"].items():
-    u = a["threads"].get(t, [v[0], 0, 0, 0, 0])
-    d = [v[i] - u[i] for i in range(1, 5)]
+    u = a["threads"].get(t, [v[0], 0, 0, 0, 0, 0])
+    d = [v[i] - u[i] for i in range(1, 6)]
     if any(d):
         rows.append((d[0], v[0], d))
 rows.sort(key=lambda r: -r[0])
@@ -116,10 +132,71 @@ print("sched %s: %d IOs; guest context switches %.2f/IO; thread CPU %.0f us/IO i
 ia, ib = a.get("irqs", {}), b.get("irqs", {})
 busy = sorted(((ib[k] - ia.get(k, 0)) / ios, k) for k in ib if ib[k] - ia.get(k, 0) > 0)[::-1][:6]
 print("  interrupts per IO: " + ", ".join("%s %.2f" % (k, v) for v, k in busy))
-print("  %-34s %9s %8s %8s %8s" % ("process/thread", "CPU us/IO", "vcs/IO", "nvcs/IO", "migr/IO"))
+ca, cb = a.get("cpus", {}), b.get("cpus", {})
+for c in sorted(k for k in cb if k != "cpu" and k in ca):
+    d = [y - x for x, y in zip(ca[c], cb[c])]
+    t = sum(d) or 1  # user nice system idle iowait irq softirq steal
+    print("  %s: busy %.0f%% (user %.0f, sys %.0f, irq+softirq %.0f), idle %.0f%%, steal %.0f%%" % (c, 100 * (t - d[3] - d[4] - d[7]) / t,
+          100 * (d[0] + d[1]) / t, 100 * d[2] / t, 100 * (d[5] + d[6]) / t, 100 * (d[3] + d[4]) / t, 100 * d[7] / t))
+sa, sb = a.get("soft", {}), b.get("soft", {})
+if sb:
+    print("  softirqs per IO: " + ", ".join("%s %.2f" % (k, (sb[k] - sa.get(k, 0)) / ios) for k in sb if sb[k] - sa.get(k, 0) > 0))
+print("  %-34s %9s %6s %8s %8s %8s" % ("process/thread", "CPU us/IO", "sys %", "vcs/IO", "nvcs/IO", "migr/IO"))
 for cpu, name, d in rows[:12]:
-    print("  %-34s %9.1f %8.2f %8.2f %8.2f" % (name[:34], cpu / hz * 1e6 / ios, d[1] / ios, d[2] / ios, d[3] / ios))
+    print("  %-34s %9.1f %6.0f %8.2f %8.2f %8.2f" % (name[:34], cpu / hz * 1e6 / ios, 100 * d[4] / cpu if cpu else 0, d[1] / ios, d[2] / ios, d[3] / ios))
 PY
+}
+
+# RCU's work per IO through tracefs kprobes (BENCH_RCU=1): counts of grace-period starts, forced
+# quiescent-state scans and callers' requests, and call_rcu's commonest stacks.
+TR=/sys/kernel/tracing
+RCU_PROBES="rcu_gp_init force_qs_rnp call_rcu synchronize_rcu kvfree_call_rcu synchronize_rcu_expedited"
+rcu_on() {
+  grep -q " $TR " /proc/mounts || mount -t tracefs none $TR 2>/dev/null
+  for f in $RCU_PROBES; do
+    [ -d $TR/events/kprobes/p_$f ] || echo "p:p_$f $f" >>$TR/kprobe_events 2>/dev/null || continue
+    echo 'hist:keys=common_pid.execname' >$TR/events/kprobes/p_$f/trigger 2>/dev/null
+  done
+  [ -d $TR/events/kprobes/p_call_rcu ] && echo 'hist:keys=common_stacktrace:sort=hitcount' >>$TR/events/kprobes/p_call_rcu/trigger 2>/dev/null
+}
+rcu_off() { # IOS
+  echo "rcu: per IO over $1 IOs (kprobe hits by caller thread)"
+  for f in $RCU_PROBES; do
+    h=$TR/events/kprobes/p_$f/hist
+    [ -f $h ] || { echo "  $f: no probe"; continue; }
+    awk -v f=$f -v n="$1" '/^{ common_pid/ { split($0, a, "hitcount:"); c = a[2] + 0; t += c; sub(/^{ common_pid: */, ""); sub(/}.*/, ""); gsub(/  +/, " "); x = x sprintf(" %s %.2f,", $0, c / n) }
+      END { printf "  %-26s %6.2f/IO:%s\n", f, t / (n > 0 ? n : 1), substr(x, 1, 300) }' $h
+  done
+  h=$TR/events/kprobes/p_call_rcu/hist
+  if [ -f $h ]; then
+    echo "  call_rcu stacks (top 4):"
+    awk '/^{ common_stacktrace:/ { s = ""; inst = 1; next } inst && /^ +[a-z_0-9.]+\+0x/ { if (n < 7) { x = $1; sub(/\+0x.*/, "", x); s = s " < " x; n++ }; next }
+      inst && /hitcount:/ { split($0, a, "hitcount:"); print a[2] + 0, s; inst = 0; n = 0 }' $h | sort -rn | head -4 | sed 's/^/    /'
+  fi
+  for f in $RCU_PROBES; do
+    [ -d $TR/events/kprobes/p_$f ] && { echo '!hist:keys=common_pid.execname' >>$TR/events/kprobes/p_$f/trigger; echo '!hist:keys=common_stacktrace:sort=hitcount' >>$TR/events/kprobes/p_$f/trigger; } 2>/dev/null
+  done
+}
+
+# perf_on / perf_off IOS SEC: perf record over BENCH_PERF seconds of the QD1 run, a syscall count
+# over the whole run; then where the guest's CPU went.
+perf_on() {
+  grep -q " $TR " /proc/mounts || mount -t tracefs none $TR 2>/dev/null
+  echo 0 >/proc/sys/kernel/kptr_restrict 2>/dev/null; echo -1 >/proc/sys/kernel/perf_event_paranoid 2>/dev/null
+  echo 'hist:keys=common_pid.execname,id.syscall:sort=hitcount:size=4096' >$TR/events/raw_syscalls/sys_enter/trigger 2>/dev/null
+  (sleep 1; perf record -q -e cpu-clock -F 997 -a -o "$OUTD/perf.data" -- sleep "$BENCH_PERF" >/dev/null 2>&1) &
+  PERFPID=$!
+}
+perf_off() { # IOS SEC
+  wait $PERFPID
+  h=$TR/events/raw_syscalls/sys_enter/hist
+  echo "syscalls per IO over the run (thread, syscall):"
+  awk -v n="$1" '/^{ common_pid:/ { split($0, a, "hitcount:"); c = a[2] + 0; sub(/^{ common_pid: */, ""); sub(/ *} *hitcount.*/, ""); gsub(/  +/, " "); sub(/, id: */, " "); if (c / n >= 0.05) printf "    %6.2f %s\n", c / n, $0 }' $h | sort -rn | head -16
+  echo '!hist:keys=common_pid.execname,id.syscall:sort=hitcount:size=4096' >>$TR/events/raw_syscalls/sys_enter/trigger 2>/dev/null
+  echo "perf (cpu-clock, -a, ${BENCH_PERF}s of the ${2}s run): samples by thread, by thread and kernel/user, top kernel symbols"
+  perf report -i "$OUTD/perf.data" --stdio --sort comm 2>/dev/null | grep -v "^#" | grep -v "^$" | head -10 | sed 's/^/    /'
+  perf report -i "$OUTD/perf.data" --stdio --sort comm,dso 2>/dev/null | grep -v "^#" | grep -v "^$" | head -14 | sed 's/^/    /'
+  perf report -i "$OUTD/perf.data" --stdio --sort sym 2>/dev/null | grep -v "^#" | grep "\[k\]" | head -25 | sed 's/^/    /'
 }
 
 cpu_of() { # PID: utime+stime in ticks (all threads)
@@ -133,8 +210,10 @@ sys_busy() { # the whole guest's busy ticks
 # JSON to a file read afterwards: a python3 started beside fio (a pipe) takes ~0.5 s of a vCPU under
 # TCG while the first second of the run is measured.
 fio_json() {
+  [ -n "${MARK:-}" ] && echo "mark start $MARK" >&2
   fio --name=b --filename="$BLK" --direct=1 --rw="$1" --bs="$2" --iodepth="$3" --ioengine=io_uring --runtime="$SEC" \
     --ramp_time="${BENCH_RAMP:-0}" --time_based --output-format=json --output="$OUTD/fio.json" >/dev/null 2>&1
+  [ -n "${MARK:-}" ] && echo "mark end $MARK ios=$(grep -m1 '"total_ios"' "$OUTD/fio.json" | tr -dc 0-9)" >&2
   python3 -c '
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
@@ -169,7 +248,19 @@ rows() {
     if [ $dg = on ]; then connect $PORT -g -G || { echo "bench $label: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }
     else connect $PORT || { echo "bench $label: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }; fi
     [ "${BENCH_SCHED:-0}" = 1 ] && sched_snap "$OUTD/sched0.json"
+    [ "${BENCH_RCU:-0}" = 1 ] && rcu_on
+    [ "${BENCH_SCHED:-0}" = 1 ] && MARK="$label, digests $dg, QD1 $(date +%s.%N)"
+    [ -n "${BENCH_PERF:-}" ] && perf_on
     set -- $(fio_json randread 4k 1); q1=$1 q1p50=$3 q1p99=$4
+    MARK=
+    [ -n "${BENCH_PERF:-}" ] && perf_off "$5" "$SEC"
+    [ "${BENCH_SCHED:-0}" = 1 ] && python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))["jobs"][0]["read"]["clat_ns"]
+p = d.get("percentile", {})
+print("  fio QD1 clat us: mean %.0f, p10 %.0f, p50 %.0f, p90 %.0f, p99 %.0f, p99.9 %.0f, max %.0f" % tuple(x / 1000 for x in
+      (d["mean"], p.get("10.000000", 0), p.get("50.000000", 0), p.get("90.000000", 0), p.get("99.000000", 0), p.get("99.900000", 0), d["max"])))' "$OUTD/fio.json"
+    [ "${BENCH_RCU:-0}" = 1 ] && rcu_off "$5"
     [ "${BENCH_SCHED:-0}" = 1 ] && sched_snap "$OUTD/sched1.json" && sched_diff "$OUTD/sched0.json" "$OUTD/sched1.json" "$5" "$label, digests $dg, QD1"
     [ -n "$TRACED" ] && sleep 1.5 # the trace prints after a second without IO: one histogram per fio run
     c0=0 c1=0 ios=0 q32=- q32p50=- q32p99=- rmb=- wmb=- again=
@@ -197,7 +288,9 @@ rows() {
 start_tsnvme() { # RT WORKERS [ENV=VALUE]
   rm -f /tmp/bench-target.ready
   e=$(echo "${3:-TSNVME_TARGET_TRACE=0}" | tr , ' ')
-  if [ "$1" = deno ]; then set -- env $e deno run -A --no-check lib/cli/nvmf-target.ts --workers "$2"; else set -- env $e bun lib/cli/nvmf-target.ts --workers "$2"; fi
+  tree=$(echo " $e " | sed -n 's/.* BENCH_TREE=\([^ ]*\) .*/\1/p')
+  tree=$(cd "$REPO" && cd "${tree:-.}" && pwd)
+  if [ "$1" = deno ]; then set -- env $e deno run -A --no-check "$tree/lib/cli/nvmf-target.ts" --workers "$2"; else set -- env $e bun "$tree/lib/cli/nvmf-target.ts" --workers "$2"; fi
   "$@" --port $PORT --nqn $NQN --ns "$PCI2:1" --ready-file /tmp/bench-target.ready -q >>"$OUTD/target.log" 2>&1 &
   TPID=$!
   for _ in $(seq 1 300); do

@@ -140,6 +140,8 @@ export const EPOLL_CTL_MOD = 3;
 export const EPOLLIN = 0x1;
 /** epoll event: peer closed its writing half (also set with EPOLLIN at end of stream). */
 export const EPOLLRDHUP = 0x2000;
+/** epoll flag: edge-triggered (reported once per change, e.g. per eventfd write, with no read needed). */
+export const EPOLLET = 0x8000_0000;
 /** epoll flag: report once, then stay disabled until EPOLL_CTL_MOD re-arms. */
 export const EPOLLONESHOT = 0x4000_0000;
 /** epoll_create1 flag: close on exec. */

@@ -12,7 +12,19 @@
  * @module
  */
 import type { Libc } from "../ffi/types.ts";
-import { EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_EVENT_SIZE, EPOLLIN, POLLERR, POLLHUP, POLLIN, POLLOUT } from "../ffi/types.ts";
+import {
+  EPOLL_CLOEXEC,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_DEL,
+  EPOLL_CTL_MOD,
+  EPOLL_EVENT_SIZE,
+  EPOLLET,
+  EPOLLIN,
+  POLLERR,
+  POLLHUP,
+  POLLIN,
+  POLLOUT,
+} from "../ffi/types.ts";
 import { IrqHub, type IrqWaiter } from "../irq/mod.ts";
 import { AGAIN, type Socket } from "../sock/mod.ts";
 import type { ConnWire, TargetConn } from "./conn.ts";
@@ -177,9 +189,18 @@ export class SockWire implements ConnWire {
 export interface PollExtra {
   /** The fd. */
   fd: number;
-  /** Called when readable. */
+  /** Called when readable; it must clear the fd (read the eventfd), or the next wait ends at once. */
   onReadable(): void;
+  /**
+   * For an eventfd whose count nobody needs: in an epoll group it is watched
+   * edge-triggered and this is called per edge instead of {@link onReadable},
+   * so no read(2) clears it (one syscall fewer per wake-up).
+   */
+  onEdge?(): void;
 }
+
+/** What an epoll group's event names: a connection's socket or an extra fd. */
+type Watched = { wire: SockWire; x: null } | { wire: null; x: PollExtra };
 
 /**
  * Sockets served by one thread: one poll(2) over all of them per pass, reads
@@ -194,12 +215,41 @@ export class PollGroup {
   #pfd = new Uint8Array(8 * 16);
   #pdv = new DataView(this.#pfd.buffer);
   readonly #buf = new Uint8Array(RECV_BYTES);
+  /** The epoll set of an epoll group (-1: poll(2) per pass). */
+  #epfd: number;
+  /** An epoll group's fds and what each is. */
+  readonly #watched = new Map<number, Watched>();
+  /** Sockets whose output waits, watched for room too (epoll group). */
+  readonly #outWatched = new Set<SockWire>();
+  readonly #ev = new Uint8Array(EPOLL_EVENT_SIZE);
+  readonly #evDv = new DataView(this.#ev.buffer);
+  readonly #evs = new Uint8Array(EPOLL_EVENT_SIZE * 64);
+  readonly #evsDv = new DataView(this.#evs.buffer);
   /** The owner's timing trace (lib/target/trace.ts), stamped when poll reports events; null: none. */
   trace: TargetTrace | null = null;
 
-  /** A group calling through `libc` (this thread's). */
-  constructor(libc: Libc) {
+  /**
+   * A group calling through `libc` (this thread's). `epoll`: its fds sit in
+   * an epoll set of its own and a pass is one epoll_wait(2) (a target
+   * Worker's group: nothing to build per pass, and edge-triggered extras need
+   * no read); else one poll(2) over them per pass. Falls back to poll(2) when
+   * no epoll set can be had.
+   */
+  constructor(libc: Libc, opts: { epoll?: boolean } = {}) {
     this.#libc = libc;
+    this.#epfd = opts.epoll ? libc.epollCreate1(EPOLL_CLOEXEC) : -1;
+  }
+
+  /** True when passes wait in epoll_wait(2) (see the constructor). */
+  get epoll(): boolean {
+    return this.#epfd >= 0;
+  }
+
+  #ctl(op: number, fd: number, events: number): void {
+    this.#evDv.setUint32(0, events, true);
+    this.#evDv.setInt32(EPOLL_EVENT_SIZE - 8, fd, true); // data: the fd
+    this.#evDv.setInt32(EPOLL_EVENT_SIZE - 4, 0, true);
+    this.#libc.epollCtl(this.#epfd, op, fd, this.#ev);
   }
 
   /** Connections served. */
@@ -221,12 +271,23 @@ export class PollGroup {
     this.#wires.push(w);
     const fd = w.sock.fd;
     this.sleep?.add(fd);
+    if (this.#epfd >= 0) {
+      this.#watched.set(fd, { wire: w, x: null });
+      this.#ctl(EPOLL_CTL_ADD, fd, POLLIN);
+    }
     w.onBlocked = () => this.sleep?.wake();
     w.onClosed = () => {
       const i = this.#wires.indexOf(w);
       if (i >= 0) this.#wires.splice(i, 1);
       // Before a released fd goes to a Worker (else its every capsule would wake this thread).
       this.sleep?.remove(fd);
+      if (this.#epfd >= 0 && this.#watched.get(fd)?.wire === w) {
+        // A closed fd has left the set already (unless another thread holds the file: the listener
+        // took it); the fd number may be reused at once, so it is forgotten now either way.
+        this.#watched.delete(fd);
+        this.#outWatched.delete(w);
+        this.#ctl(EPOLL_CTL_DEL, fd, 0);
+      }
     };
   }
 
@@ -239,12 +300,29 @@ export class PollGroup {
   /** Also wait on `x.fd` (e.g. a wake-up eventfd). */
   addExtra(x: PollExtra): void {
     this.#extra.push(x);
+    if (this.#epfd >= 0) {
+      this.#watched.set(x.fd, { wire: null, x });
+      this.#ctl(EPOLL_CTL_ADD, x.fd, x.onEdge ? POLLIN | EPOLLET : POLLIN);
+    }
   }
 
   /** Stop waiting on `fd` (added with {@link addExtra}). */
   removeExtra(fd: number): void {
     const i = this.#extra.findIndex((x) => x.fd === fd);
     if (i >= 0) this.#extra.splice(i, 1);
+    if (this.#epfd >= 0 && this.#watched.get(fd)?.x) {
+      this.#watched.delete(fd);
+      this.#ctl(EPOLL_CTL_DEL, fd, 0);
+    }
+  }
+
+  /** Close an epoll group's set (after {@link closeAll}); the group polls from then on. Idempotent. */
+  close(): void {
+    if (this.#epfd < 0) return;
+    this.#libc.close(this.#epfd);
+    this.#epfd = -1;
+    this.#watched.clear();
+    this.#outWatched.clear();
   }
 
   /**
@@ -254,6 +332,7 @@ export class PollGroup {
    * events.
    */
   pass(timeoutMs: number): number {
+    if (this.#epfd >= 0) return this.#epollPass(timeoutMs);
     const ws = this.#wires, xs = this.#extra, n = ws.length + xs.length;
     if (this.#pfd.length < n * 8) {
       this.#pfd = new Uint8Array(n * 16);
@@ -288,6 +367,38 @@ export class PollGroup {
       if (ev & (POLLIN | POLLERR | POLLHUP)) w.pump(this.#buf);
     }
     for (let i = 0; i < xs.length; i++) if (v.getInt16((m + i) * 8 + 6, true) !== 0) xs[i].onReadable();
+    this.flush();
+    return r;
+  }
+
+  /** {@link pass} of an epoll group: one epoll_wait, then each fd it names. */
+  #epollPass(timeoutMs: number): number {
+    const ws = this.#wires;
+    // Output waiting for room is watched for POLLOUT until it has gone (rare: a full send buffer).
+    for (let i = 0; i < ws.length; i++) {
+      const w = ws[i];
+      if (w.blocked !== this.#outWatched.has(w)) {
+        if (w.blocked) this.#outWatched.add(w);
+        else this.#outWatched.delete(w);
+        this.#ctl(EPOLL_CTL_MOD, w.sock.fd, w.blocked ? POLLIN | POLLOUT : POLLIN);
+      }
+    }
+    if (this.#watched.size === 0) return 0;
+    const r = this.#libc.epollWait(this.#epfd, this.#evs, 64, timeoutMs);
+    if (r <= 0) return 0;
+    if (this.trace !== null) this.trace.readable(performance.now());
+    const v = this.#evsDv;
+    for (let i = 0; i < r; i++) {
+      const ev = v.getUint32(i * EPOLL_EVENT_SIZE, true);
+      // Looked up per event: an earlier one may have closed this fd (then it is no longer here).
+      const it = this.#watched.get(v.getInt32(i * EPOLL_EVENT_SIZE + EPOLL_EVENT_SIZE - 8, true));
+      if (it === undefined) continue;
+      if (it.wire !== null) {
+        if (ev & POLLOUT) it.wire.drain();
+        if (ev & (POLLIN | POLLERR | POLLHUP)) it.wire.pump(this.#buf);
+      } else if (it.x.onEdge) it.x.onEdge();
+      else it.x.onReadable();
+    }
     this.flush();
     return r;
   }

@@ -100,11 +100,25 @@ const SPIN_YIELD = envOf("TSNVME_TARGET_SPIN_YIELD") === "1";
  * 174-207 to 250-446 IOPS and cut its JIT threads' CPU per IO, while Deno
  * fell from 87-212 to 50-146: each wake-up of a Deno thread costs more there
  * (V8's memory protection keys: a PKRU write, a vCPU TLB flush, per switch).
+ * That cost is TCG's alone: with DENO_V8_FLAGS=--no-memory-protection-keys
+ * (one warm boot, issue 16) Deno sleeping ran 830 QD1 IOPS against 555
+ * spinning, as Bun (981 against 791), and with keys 321 against 319; a
+ * spinning Worker also keeps QEMU's device thread waiting for a host core
+ * (~250 µs per IO against ~100 asleep, scripts/qemu-threads.py).
  */
 function sleepsOnVector(runtime: string): boolean {
   const v = envOf("TSNVME_TARGET_IRQ");
   return v === "1" || (v !== "0" && runtime === "bun");
 }
+/**
+ * Whether the Worker's group waits in epoll_wait(2) over an epoll set of its
+ * own rather than poll(2) over a pollfd array built per pass
+ * (TSNVME_TARGET_EPOLL=0: poll; read once). With epoll the queue's vector
+ * eventfd is edge-triggered, so a QD1 IO that sleeps for its completion
+ * makes 4 syscalls, not 5 (no read of the eventfd), and the kernel does not
+ * register and unregister a wait on each fd per sleep.
+ */
+const EPOLL = envOf("TSNVME_TARGET_EPOLL") !== "0";
 /** Consecutive timed-out sleeps that found completions after which the vector is deemed silent and the Worker spins again. */
 const IRQ_MISSES = 3;
 /** CPU each Worker pins its thread to (TSNVME_TARGET_CPU, read once; -1: none). An experiment for QD1. */
@@ -122,7 +136,7 @@ const PIN_CPU = ((): number => {
 class OwnVector {
   /** The eventfd the vector signals. */
   readonly fd: number;
-  /** Interrupts read from it. */
+  /** Interrupts read from it (edges seen, when edge-triggered in an epoll group). */
   count = 0;
   readonly #libc: Libc;
   readonly #spec: VectorGateSpec;
@@ -250,9 +264,10 @@ class TargetWorker implements ConnHost {
     for (const s of init.subsystems) {
       this.#subs.set(s.nqn, { nqn: s.nqn, namespaces: s.namespaces.map((n) => backendOf(n, dev)), allowHosts: null });
     }
-    this.#group = new PollGroup(libc);
+    this.#group = new PollGroup(libc, { epoll: EPOLL });
     this.#group.trace = this.trace;
-    this.#group.addExtra({ fd: this.#wakeFd, onReadable: () => void libc.read(this.#wakeFd, this.#wakeBuf) });
+    // Messages are counted in the shared word, not by the eventfd: its edges need no read.
+    this.#group.addExtra({ fd: this.#wakeFd, onReadable: () => void libc.read(this.#wakeFd, this.#wakeBuf), onEdge: () => {} });
     // This loop rings, reaps and waits for the queue (spinning, or asleep on its own vector). The
     // queue's own pump runs only in this loop's event-loop turns: it must never arm the vector
     // (natively 0.3 interrupts and irq-helper wake-ups per QD1 IO in the TCG guest that nobody
@@ -262,14 +277,15 @@ class TargetWorker implements ConnHost {
       const v = OwnVector.take(libc, queue.handle.irq?.gate);
       if (v !== null) {
         this.#vector = v;
-        this.#group.addExtra({ fd: v.fd, onReadable: () => v.read() });
+        this.#group.addExtra({ fd: v.fd, onReadable: () => v.read(), onEdge: () => v.count++ });
       }
     }
   }
 
-  /** Give the vector back to the irq helper (the Worker is ending). */
-  releaseVector(): void {
+  /** Give the vector back to the irq helper and close the group's epoll set (the Worker is ending). Idempotent. */
+  releaseFds(): void {
     this.#vector?.release();
+    this.#group.close();
   }
 
   /** Bind a Connect: never here (the listener did it). */
@@ -441,7 +457,7 @@ class TargetWorker implements ConnHost {
     }
     tr?.report();
     this.#group.closeAll();
-    this.releaseVector();
+    this.releaseFds();
     await this.#queue?.close();
     scope.postMessage({ op: "stopped" } satisfies FromWorker);
     scope.close();
@@ -455,7 +471,7 @@ class TargetWorker implements ConnHost {
    * it (the queue's own pump included) runs after the listener hears it.
    */
   #vanish(): void {
-    this.releaseVector();
+    this.releaseFds(); // the sockets are the listener's now
     scope.postMessage({ op: "stopped" } satisfies FromWorker);
     scope.close();
   }
@@ -533,7 +549,7 @@ scope.addEventListener("message", (e: MessageEvent) => {
       } catch (err) {
         // After it opened, nobody listens for the start protocol's failure: the pool hears a crash,
         // fails its connections and releases its queue. Nothing here runs after the message.
-        worker.releaseVector();
+        worker.releaseFds();
         scope.postMessage({ op: "crashed", message: String((err as Error)?.stack ?? err) } satisfies FromWorker);
         scope.close();
       }

@@ -3,6 +3,8 @@ import { test } from "../../harness.ts";
 import { AGAIN, Listener, Socket } from "../../../lib/sock/mod.ts";
 import { PollGroup, SockWire } from "../../../lib/target/poll.ts";
 import type { TargetConn } from "../../../lib/target/conn.ts";
+import { loadLibc } from "../../../lib/ffi/mod.ts";
+import { EFD_CLOEXEC, EFD_NONBLOCK } from "../../../lib/ffi/types.ts";
 
 /** A connection stand-in: records what the wire feeds it and whether it was told of the close. */
 function fakeConn() {
@@ -37,9 +39,13 @@ async function pair(): Promise<{ l: Listener; client: Socket; server: Socket }> 
   return { l, client, server };
 }
 
-test("target poll: a pass reads what arrived and feeds it in order; end of stream closes the wire and tells the connection", async () => {
+for (const epoll of [false, true]) {
+const kind = epoll ? "epoll" : "poll";
+
+test(`target ${kind}: a pass reads what arrived and feeds it in order; end of stream closes the wire and tells the connection`, async () => {
   const { l, client, server } = await pair();
-  const g = new PollGroup(server.libc);
+  const g = new PollGroup(server.libc, { epoll });
+  assert.equal(g.epoll, epoll);
   const w = new SockWire(server), c = fakeConn();
   try {
     g.add(w, c as unknown as TargetConn);
@@ -66,10 +72,10 @@ test("target poll: a pass reads what arrived and feeds it in order; end of strea
   }
 });
 
-test("target poll: a send the kernel cannot take whole is kept and finished by later passes (POLLOUT), bytes in order", async () => {
+test(`target ${kind}: a send the kernel cannot take whole is kept and finished by later passes (POLLOUT), bytes in order`, async () => {
   const { l, client, server } = await pair();
   server.setBufferSizes({ send: 4096 });
-  const g = new PollGroup(server.libc);
+  const g = new PollGroup(server.libc, { epoll });
   const w = new SockWire(server), c = fakeConn();
   try {
     g.add(w, c as unknown as TargetConn);
@@ -93,6 +99,42 @@ test("target poll: a send the kernel cannot take whole is kept and finished by l
     w.destroy();
     client.close();
     l.close();
+  }
+});
+
+}
+
+test("target epoll: an edge-triggered eventfd ends one wait per write and needs no read; a level one ends waits until read", async () => {
+  const libc = await loadLibc();
+  const g = new PollGroup(libc, { epoll: true });
+  const edge = libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), level = libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  const one = new Uint8Array(8);
+  new DataView(one.buffer).setBigUint64(0, 1n, true);
+  let edges = 0, levels = 0;
+  try {
+    g.addExtra({ fd: edge, onReadable: () => assert.fail("an edge extra is not read"), onEdge: () => edges++ });
+    g.addExtra({ fd: level, onReadable: () => levels++ });
+    assert.equal(g.pass(0), 0);
+    libc.write(edge, one);
+    assert.equal(g.pass(1000), 1);
+    assert.equal(edges, 1);
+    assert.equal(g.pass(0), 0, "the count is still 1, yet the edge was reported once");
+    libc.write(edge, one);
+    assert.equal(g.pass(1000), 1);
+    assert.equal(edges, 2);
+    libc.write(level, one);
+    assert.equal(g.pass(0), 1);
+    assert.equal(g.pass(0), 1, "unread, a level-triggered fd ends every wait");
+    assert.equal(levels, 2);
+    g.removeExtra(edge);
+    libc.write(edge, one);
+    const b = new Uint8Array(8);
+    libc.read(level, b);
+    assert.equal(g.pass(0), 0, "removed, and the level one read");
+  } finally {
+    g.close();
+    libc.close(edge);
+    libc.close(level);
   }
 });
 
