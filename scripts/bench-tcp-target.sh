@@ -15,13 +15,14 @@
 #   BENCH_DIGESTS="off on"  digest modes to run (default both)
 #   BENCH_WORKERS="1 2"     tsnvme Worker counts (default 1 and 2)
 #   BENCH_SPDK=0            skip SPDK's nvmf_tgt
-#   BENCH_WARMUP=0          skip the throw-away QD1 run on the first target started (the first one
-#                           in a boot measures ~2x slow: without it the first row is distorted)
-#   BENCH_WARMUP=each       the throw-away QD1 and QD32 runs before every tsnvme target's rows: under
-#                           TCG a new Bun process's JIT threads compile for seconds of IO (no
-#                           function recompiled in a loop: BUN_JSC_reportCompileTimes=1 counted 353
-#                           compiles, 7.3 s, each function at most once per tier per thread), which
-#                           otherwise lands in the QD1 column
+#   BENCH_WARMUP=each       (default) throw-away QD1 and QD32 runs before every tsnvme target's rows:
+#                           under TCG a new process's JIT threads compile for seconds of IO (Bun:
+#                           BUN_JSC_reportCompileTimes=1 counted 353 compiles, 7.3 s, each function at
+#                           most once per tier per thread), which otherwise lands in the QD1 column of
+#                           every target but the first (likely why Bun did 403 IOPS digests off, its
+#                           first row, against 729 digests on in the stop 27 table)
+#   BENCH_WARMUP=1          those runs before the first target started only (the first one in a boot
+#                           measures ~2x slow); BENCH_WARMUP=0 none
 #   BENCH_TRACE=1           after each tsnvme row, the same target again with TSNVME_TARGET_TRACE=1:
 #                           its Workers' per-IO gap histograms (lib/target/trace.ts) are printed
 #   BENCH_RAMP=SEC          fio --ramp_time for every run, every target (default 0): under TCG a
@@ -333,7 +334,7 @@ strace_probe() {
 }
 
 sh scripts/guest-bind.sh vfio "$PCI2" >/dev/null 2>&1
-WARM=${BENCH_WARMUP:-1}
+WARM=${BENCH_WARMUP:-each}
 for rt in $RTS; do
   for w in $WORKERS; do
   for env in ${BENCH_ENVS:-TSNVME_TARGET_TRACE=0}; do
