@@ -6,6 +6,7 @@
  * no allocation.
  * @module
  */
+import { lo32 } from "../nvme/command.ts";
 import { InvalidArgumentError, OutOfResourcesError } from "../nvme/errors.ts";
 import { type DmaBuffer, dmaBuffer, detachView } from "../nvme/transport.ts";
 
@@ -13,12 +14,11 @@ import { type DmaBuffer, dmaBuffer, detachView } from "../nvme/transport.ts";
 export const TCP_IOVA_SPAN = 0x1_0000_0000;
 
 /**
- * Offset of `iova` in its buffer: the low 32 bits. `>>> 0` truncates; `iova %
- * TCP_IOVA_SPAN` on these doubles was a floating-point remainder (x87 fprem
- * in V8's code, a softfloat helper under TCG) twice per read.
+ * Offset of `iova` in its buffer: its low 32 bits, by {@link lo32} (no
+ * floating-point remainder per IO, as `iova % TCP_IOVA_SPAN` was).
  */
 export function iovaOffset(iova: number): number {
-  return iova >>> 0;
+  return lo32(iova);
 }
 
 /** Most buffers alive at once (keeps IOVAs below 2^53). */
