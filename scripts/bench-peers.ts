@@ -83,6 +83,21 @@ export function parseSpdkTotal(out: string): { iops: number; mean: number } | nu
   return m ? { iops: Number(m[1]), mean: Number(m[3]) } : null;
 }
 
+/**
+ * spdk_nvme_perf -L's "Summary latency data" percentiles (`50.00000% :  38.400us`), µs by
+ * percentile, or null without them.
+ */
+export function parseSpdkPercentiles(out: string): Map<number, number> | null {
+  const i = out.indexOf("Summary latency data");
+  if (i < 0) return null;
+  const m = new Map<number, number>();
+  for (const x of out.slice(i).matchAll(/^\s*([\d.]+)% :\s*([\d.]+)us/gm)) {
+    const p = Number(x[1]);
+    if (!m.has(p)) m.set(p, Number(x[2]));
+  }
+  return m.size > 0 ? m : null;
+}
+
 /** libvfn perf's last "iops mbps lavg lmin lmax" figures. */
 export function parseLibvfn(out: string): { iops: number; mean: number } | null {
   const lines = out.split(/[\r\n]+/);
@@ -105,7 +120,8 @@ export function runPeers(o: PeerOptions, notes: string[] = []): PeerRow[] {
     try {
       for (const qd of o.depths) {
         const r = spawnSync(spdk, [
-          "-q", String(qd), "-o", String(o.bs), "-w", o.rw, "-t", String(o.seconds), "-a", "2",
+          // -L: software latency tracking, for the percentiles (an rdtsc pair per IO).
+          "-q", String(qd), "-o", String(o.bs), "-w", o.rw, "-t", String(o.seconds), "-a", "2", "-L",
           "-r", `trtype:PCIe traddr:${o.pci} ns:${o.nsid512 ?? 1}`,
         ], { encoding: "utf8", timeout: (o.seconds + 60) * 1000 });
         const t = r.status === 0 ? parseSpdkTotal(r.stdout) : null;
@@ -113,7 +129,11 @@ export function runPeers(o: PeerOptions, notes: string[] = []): PeerRow[] {
           notes.push(`SPDK QD ${qd} failed: ${(r.stderr || r.stdout || String(r.error)).trim().split("\n").slice(-3).join(" | ")}`);
           continue;
         }
-        rows.push({ who: "SPDK spdk_nvme_perf", mode: "polled (v24.01)", qd, iops: Math.round(t.iops), mean: t.mean, p50: 0, p99: 0, cpu: 1e6 / t.iops });
+        const pct = parseSpdkPercentiles(r.stdout);
+        rows.push({
+          who: "SPDK spdk_nvme_perf", mode: "polled (v24.01)", qd, iops: Math.round(t.iops), mean: t.mean,
+          p50: pct?.get(50) ?? 0, p99: pct?.get(99) ?? 0, cpu: 1e6 / t.iops,
+        });
       }
     } finally {
       release();

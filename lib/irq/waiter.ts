@@ -60,6 +60,8 @@ export interface IrqGate {
   mask(): void;
   /** Interrupts on (a no-op when known on). An interrupt left pending while masked may fire at once. */
   unmask(): void;
+  /** Times the gate switched (mask or unmask that reached the device); absent when not counted. */
+  readonly switches?: number;
 }
 
 type WaitAsync = (a: Int32Array, i: number, v: number, t?: number) => { async: boolean; value: unknown };
@@ -104,6 +106,11 @@ export class IrqWaiter {
   /** True once the hub is closed: sleeps return at once. */
   get stopped(): boolean {
     return Atomics.load(this.#i32, IrqLayout.STOP) !== 0;
+  }
+
+  /** Times its gate switched the vector on or off (0 without a gate). */
+  get gateSwitches(): number {
+    return this.#gate?.switches ?? 0;
   }
 
   /** True when this waiter masks its vector while the queue polls (it has an {@link IrqGate}). */

@@ -25,6 +25,12 @@ export interface QueueStats extends CommandStats {
   interrupts: number;
   /** Times the pump slept on the interrupt (each ended by an interrupt or a 100 ms bound). */
   sleeps: number;
+  /**
+   * Times the queue turned its vector's interrupts on or off (an MSI-X mask
+   * store into the BAR, or an ioctl): adaptive mode switches once per busy
+   * and idle period, never per IO; 0 without a gate.
+   */
+  gateSwitches: number;
 }
 
 /** How one command is submitted, beyond its data. */
@@ -65,6 +71,8 @@ export interface QueueWaiter {
   disarm?(): void;
   /** Interrupts counted so far. */
   readonly count: number;
+  /** Times the waiter's gate switched the vector on or off (absent: no gate). */
+  readonly gateSwitches?: number;
 }
 
 /** Policy of one queue pair, whatever its ring. */
@@ -149,13 +157,14 @@ export class QueuePair {
   spinPolls: number;
 
   readonly #t: CommandTracker;
-  readonly #stats: QueueStats = { submitted: 0, completed: 0, bogus: 0, late: 0, timeouts: 0, sqDoorbells: 0, interrupts: 0, sleeps: 0 };
+  readonly #stats: QueueStats = { submitted: 0, completed: 0, bogus: 0, late: 0, timeouts: 0, sqDoorbells: 0, interrupts: 0, sleeps: 0, gateSwitches: 0 };
   /** Flushes of rings this pair had before its current one (a fabric queue's earlier connections). */
   #flushesBefore = 0;
   #ring: QueueRing;
   #waiter: QueueWaiter | null = null;
   #policy: IdlePolicy;
   #irqBase = 0;
+  #gateBase = 0;
   #flushQueued = false;
   #pumping = false;
   /** The pump awaits its next microtask turn: it rings the doorbell then, no flush microtask needed. */
@@ -195,10 +204,11 @@ export class QueuePair {
     if (cfg.ring.batchCqDoorbell !== undefined) cfg.ring.batchCqDoorbell = true;
   }
 
-  /** Counters (the ring's doorbell count read now). */
+  /** Counters (the ring's doorbell count and the gate's switches read now). */
   get stats(): QueueStats {
     const s = this.#stats;
     s.sqDoorbells = this.#flushesBefore + this.#ring.flushes;
+    s.gateSwitches = (this.#waiter?.gateSwitches ?? 0) - this.#gateBase;
     return s;
   }
 
@@ -231,6 +241,7 @@ export class QueuePair {
     if (this.#ring.batchCqDoorbell !== undefined) this.#ring.batchCqDoorbell = mode !== "interrupt";
     this.#waiter = waiter;
     this.#irqBase = waiter ? waiter.count - this.#stats.interrupts : 0;
+    this.#gateBase = (waiter?.gateSwitches ?? 0) - this.#stats.gateSwitches;
     // Adaptive polls first: no interrupt per completion while it does (interrupt mode keeps them on).
     this.#armed = false;
     if (mode === "adaptive") waiter?.disarm?.();

@@ -184,6 +184,8 @@ export class MsixMaskGate implements IrqGate {
   readonly #ctl: Uint32Array;
   readonly #bits: number;
   #state = 0;
+  /** Mask and unmask stores made (each an MMIO write into the BAR: a trap in a VM). */
+  switches = 0;
 
   /** A gate over the vector's Vector Control word, a one-element view into the mapped BAR. */
   constructor(vectorControl: Uint32Array) {
@@ -202,6 +204,7 @@ export class MsixMaskGate implements IrqGate {
     if (this.#state === 2) return;
     this.#ctl[0] = this.#bits | 1;
     this.#state = 2;
+    this.switches++;
   }
 
   /** Vector on: clear the mask bit (a no-op when known on); an interrupt pending meanwhile fires now. */
@@ -209,6 +212,7 @@ export class MsixMaskGate implements IrqGate {
     if (this.#state === 1) return;
     this.#ctl[0] = this.#bits;
     this.#state = 1;
+    this.switches++;
   }
 }
 
@@ -232,6 +236,8 @@ export class VectorGate implements IrqGate {
   readonly #off: Uint8Array;
   /** 0: not known (another gate, e.g. a Worker's before, may have left it off), 1 on, 2 off. */
   #state = 0;
+  /** SET_IRQS ioctls made (each a syscall). */
+  switches = 0;
 
   /** A gate for the vector `spec` names; its state is learnt from the first change. */
   constructor(libc: Libc, spec: VectorGateSpec) {
@@ -249,6 +255,7 @@ export class VectorGate implements IrqGate {
   /** Vector off (detach its eventfd); a no-op when known off or after a failure. */
   mask(): void {
     if (this.#state === 2 || this.failed !== 0) return;
+    this.switches++;
     if (this.#libc.ioctlPtr(this.spec.deviceFd, VfioIoctl.DEVICE_SET_IRQS, this.#off) !== 0) {
       this.failed = this.#libc.errno() || -1;
       return;
@@ -259,6 +266,7 @@ export class VectorGate implements IrqGate {
   /** Vector on (attach its eventfd again); a no-op when known on. */
   unmask(): void {
     if (this.#state === 1) return;
+    this.switches++;
     if (this.#libc.ioctlPtr(this.spec.deviceFd, VfioIoctl.DEVICE_SET_IRQS, this.#on) !== 0) {
       this.failed = this.#libc.errno() || -1;
     }

@@ -87,3 +87,13 @@ test("bench --api callback --threads: the callback path's rows, MMIO doorbells a
   }
   assert.equal(await main(["sim", "--api", "sometimes"]), 2, "a bad --api is refused");
 });
+
+test("bench: one IO in 8 is timed at every depth, QD1 included (no clock read on the other IOs)", async () => {
+  const args = ["--iodepth", "1,4", "--runtime", "0.3", "--ramp", "0", "--interrupts", "poll", "--json", "--api", "callback"];
+  for (const r of await benchJson(["sim:ns=16M:512;mem=32M", ...args])) {
+    assert.ok(r.ios >= 16, `${r.ios} IOs`);
+    // The last timed IO of a worker may end after the window: at most one per worker over ios/8.
+    assert.ok(r.timedIos >= 1 && r.timedIos <= Math.ceil(r.ios / 8) + r.iodepth, `QD${r.iodepth}: ${r.timedIos} timed of ${r.ios}`);
+    assert.ok(r.latUs !== undefined && (r as unknown as { latUs: { p50: number } }).latUs.p50 > 0);
+  }
+});
