@@ -99,10 +99,14 @@ if [ "${1:-}" = --qd1 ]; then
   # marked) goes to $OUTD/qd1-rROUND-deno-N.log; its qd1 lines and scripts/v8-trace-summary.ts's per-pass
   # counts show here. QD1_TRACE_ROUNDS=N: trace only the first N rounds (the rest measure untraced).
   # qd1.ts's QD1_PASSES / QD1_WARM pass through (is a slow state only the first seconds?).
+  # QD1_WINDOWS=1: "mark start|end ..." lines around each measured run (kernel and ours), for the
+  # host's scripts/qemu-threads.py report (pipe guest.sh's output through its `stamp`).
   sec=${2:-3}
   kfio() { # iodepth
+    [ -n "${QD1_WINDOWS:-}" ] && echo "mark start qd$1 kernel round $round"
     r=$(fio --name=k --filename="$blk" --direct=1 --rw=randread --bs=4k --iodepth=$1 --ioengine=io_uring --runtime="$sec" \
       --time_based --minimal --clat_percentiles=1 --percentile_list=50:99 2>/dev/null)
+    [ -n "${QD1_WINDOWS:-}" ] && echo "mark end qd$1 kernel round $round ios=$(($(echo "$r" | cut -d';' -f8) * sec))"
     echo "qd$1 kernel: $(echo "$r" | cut -d';' -f8) IOPS p50=$(echo "$r" | cut -d';' -f18 | cut -d= -f2)us p99=$(echo "$r" | cut -d';' -f19 | cut -d= -f2)us"
   }
   deno_qd1() { # tree label "V8 FLAGS": one Deno run of TREE's qd1.ts, traced (QD1_TRACE) in the first QD1_TRACE_ROUNDS rounds
@@ -115,7 +119,7 @@ if [ "${1:-}" = --qd1 ]; then
       # What V8 compiled and deoptimized in each pass, and why.
       deno run -A --no-check scripts/v8-trace-summary.ts "$log" | grep -v '^   most compiled'
     else
-      timeout 300 deno run -A --no-check ${3:+--v8-flags=$(echo $3 | tr ' ' ',')} "$1/tests/guest/tcp/qd1.ts" 127.0.0.1 4420 $NQN "$sec" "$modes"
+      QD1_WINDOWS=${QD1_WINDOWS:+r$round-$2} timeout 300 deno run -A --no-check ${3:+--v8-flags=$(echo $3 | tr ' ' ',')} "$1/tests/guest/tcp/qd1.ts" 127.0.0.1 4420 $NQN "$sec" "$modes"
     fi
   }
   modes=${QD1_MODES:-interrupt,adaptive}
@@ -134,7 +138,7 @@ if [ "${1:-}" = --qd1 ]; then
           deno_qd1 . "deno-$n" "$v"
         done
         [ -n "${QD1_BASE:-}" ] && [ $((round % 2)) = 1 ] && deno_qd1 "$QD1_BASE" base ""
-      else echo "== bun"; timeout 300 bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"; fi
+      else echo "== bun"; QD1_WINDOWS=${QD1_WINDOWS:+r$round} timeout 300 bun tests/guest/tcp/qd1.ts 127.0.0.1 4420 $NQN "$sec" "$modes"; fi
     done
   done
   if [ -n "${QD1_PROBE:-}" ]; then

@@ -60,9 +60,16 @@ const mark = env.QD1_MARK;
 // QD1_WARM=SEC the warm-up pass (default SECONDS/2, at least 1). QD1_MARKS=1 prints a line as each
 // pass starts, to split a V8 trace (--trace-opt etc., on the same stdout) by pass.
 const passes = Math.max(1, Number(env.QD1_PASSES ?? 1)), warm = env.QD1_WARM, marks = env.QD1_MARKS === "1";
+// QD1_WINDOWS=LABEL: "mark start|end qd1 RUNTIME LABEL MODE ios=N" around each measured pass, for
+// scripts/qemu-threads.py's report (host-side CPU of QEMU's threads per window).
+const windows = env.QD1_WINDOWS;
 // V8 (Deno) puts its code under a memory protection key where the CPU has PKU. Under TCG every
 // PKRU write (V8's own, and the kernel's at each switch to or from a thread whose PKRU differs)
 // flushes the vCPU's whole TLB, so say whether this process has one (and how many mappings).
+// Mappings are not the whole story: V8's default platform allocates its key (write-disabled) when
+// it starts, --no-memory-protection-keys or not, so every Deno thread's PKRU is 0x55555558 against
+// the kernel's 0x55555554 and each switch to or from one writes PKRU (Bun's threads keep the default).
+// scripts/qemu-probes.py counts those writes from the host.
 {
   let keyed = 0, pku = false;
   try {
@@ -97,6 +104,7 @@ try {
       const c0 = proc.cpuUsage(), th0 = threadStats(), p0 = procCounters();
       const t0 = performance.now(), end = t0 + dur * 1000;
       if (pass === 1 && mark) writeFileSync(mark, ""); // an outside probe may attach now
+      if (pass > 0 && windows) console.log(`mark start qd1 ${rt} ${windows} ${mode} ${pass}`);
       await Promise.all(Array.from({ length: qd }, async (_, i) => {
         for (let t = t0; t < end;) {
           rnd = (rnd * 1103515245 + 12345) >>> 0;
@@ -113,6 +121,7 @@ try {
         continue;
       }
       const s = (performance.now() - t0) / 1000, c1 = proc.cpuUsage(), st = q.stats;
+      if (windows) console.log(`mark end qd1 ${rt} ${windows} ${mode} ${pass} ios=${ios}`);
       const l = lat.slice(0, Math.min(ios, lat.length)).sort();
       const pct = (p: number) => (l[Math.min(l.length - 1, Math.floor(l.length * p))] * 1000).toFixed(0);
       const per = (k: "sleeps" | "interrupts") => ((st[k] - s0[k]) / ios).toFixed(2);
