@@ -53,7 +53,7 @@ usage: scripts/guest.sh [options] [--] CMD [ARGS...]
   -v, --verbose           print setup and boot progress to stderr
 Exit status: CMD's, or 125 if the harness fails. Cache: $TSNVME_CACHE (default <repo>/.cache/guest).
 TSNVME_QEMU_TRACE=FILE:EVENT[,EVENT...] writes QEMU's trace events (globs, e.g. pci_nvme_*) to FILE.
-TSNVME_QEMU_CPU=MODEL[,FEATURES] the vCPU model (default max), e.g. max,pku=off for A/B runs.
+TSNVME_QEMU_CPU=MODEL[,FEATURES] the vCPU model (default max,pku=off; "max" gives the guest PKU).
 TSNVME_QEMU_ARGS="ARG ..." more QEMU arguments (split on blanks), appended last.
 QEMU's threads carry names (-name debug-threads=on: "CPU 0/TCG", "worker", the main loop keeps
 "qemu-system-x86"), so their host CPU can be read from /proc/PID/task/*/{comm,schedstat}.
@@ -416,7 +416,10 @@ mkfifo "$RUNDIR/stdout.fifo" "$RUNDIR/stderr.fifo"
 # Paths inside QEMU's key=value options need commas doubled.
 qp() { printf '%s' "${1//,/,,}"; }
 qemu=(qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot
-  -machine q35,accel=tcg -cpu "${TSNVME_QEMU_CPU:-max}" -smp "$SMP" -m "$MEM"
+  # pku=off: TCG flushes a vCPU's soft TLB and jump cache on every PKRU write (real CPUs pay a few
+  # dozen cycles). V8 keeps every Deno thread's PKRU off the kernel's default, so each switch to or
+  # from a Deno thread writes it: 2 emulated full flushes per QD1 IO, half of Deno's CPU there.
+  -machine q35,accel=tcg -cpu "${TSNVME_QEMU_CPU:-max,pku=off}" -smp "$SMP" -m "$MEM"
   -kernel "$VMLINUZ" -initrd "$INITRD"
   # no_timer_check: on a loaded host the IO-APIC timer check at boot can fail under TCG and panic
   # ("timer doesn't work through Interrupt-remapped IO-APIC"); VMs commonly skip it.
