@@ -24,6 +24,8 @@
  *   --interrupts MODE    backing device wait mode: adaptive (default), interrupt, poll
  *   --workers N          Worker threads serving IO queues, each on a queue pair of its own
  *                        (default: one per core; 0: the listener's thread serves all IO)
+ *   --cpus LIST          pin Worker i to the i-th CPU of LIST, round robin (e.g. 0 or 2-3,6;
+ *                        default: not pinned), as SPDK's -m pins its reactors
  *   --ready-file PATH    write "ADDR PORT" here once listening (scripts wait for it)
  *   -q, --quiet          no connection log
  *
@@ -33,7 +35,7 @@
  */
 import process from "node:process";
 import * as fs from "node:fs";
-import { NvmfTarget, openNamespaces } from "../target/mod.ts";
+import { NvmfTarget, openNamespaces, parseCpuList } from "../target/mod.ts";
 import type { DigestPolicy } from "../target/mod.ts";
 import type { WaitMode } from "../irq/adaptive.ts";
 
@@ -62,6 +64,7 @@ const o = {
   ready: "",
   quiet: false,
   workers: undefined as number | undefined,
+  cpus: undefined as number[] | undefined,
 };
 const num = (v: string | undefined, what: string) => {
   const n = Number(v);
@@ -94,6 +97,13 @@ for (let i = 0; i < args.length; i++) {
       break;
     }
     case "--workers": o.workers = num(v(), a); break;
+    case "--cpus":
+      try {
+        o.cpus = parseCpuList(v());
+      } catch (e) {
+        usage(`--cpus: ${(e as Error).message}`);
+      }
+      break;
     case "--ready-file": o.ready = v(); break;
     case "-q":
     case "--quiet": o.quiet = true; break;
@@ -129,6 +139,7 @@ try {
     maxIoQueues: o.ioQueues,
     log: o.quiet ? undefined : log,
     ...(o.workers !== undefined ? { workers: o.workers } : {}),
+    ...(o.cpus !== undefined ? { cpus: o.cpus } : {}),
   });
 } catch (e) {
   log(`cannot listen on ${o.listen}:${o.port}: ${(e as Error).message}`);
@@ -136,7 +147,7 @@ try {
   process.exit(1);
 }
 for (const [i, b] of opened.backends.entries()) log(`nsid ${i + 1}: ${b.name}, ${b.blockCount} x ${b.blockSize} B`);
-log(`${o.nqn} on ${target.address}:${target.port} (digests ${o.digests}${o.allow.length ? `, hosts ${o.allow.join(" ")}` : ", any host"}, ${target.workers} workers)`);
+log(`${o.nqn} on ${target.address}:${target.port} (digests ${o.digests}${o.allow.length ? `, hosts ${o.allow.join(" ")}` : ", any host"}, ${target.workers} workers${o.cpus ? ` on CPUs ${o.cpus.join(",")}` : ""})`);
 if (o.ready) {
   // Whole or absent: scripts poll for this file and read it.
   fs.writeFileSync(`${o.ready}.tmp`, `${target.address} ${target.port}\n`);

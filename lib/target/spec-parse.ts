@@ -119,3 +119,22 @@ export async function openNamespaces(
   }
   return { backends, devices: [...devs.values()], close };
 }
+
+/** Highest CPU number a cpu_set_t of the target's (1024 bits, glibc's CPU_SETSIZE) can name. */
+export const MAX_CPU = 1023;
+
+/**
+ * Parse a CPU list as taskset(1) and /sys/devices/system/cpu take it
+ * ("0", "0,2", "1-3,6"): the CPUs in the order given, each once. Throws
+ * RangeError on anything else, a reversed range or a CPU above {@link MAX_CPU}.
+ */
+export function parseCpuList(list: string): number[] {
+  const out: number[] = [];
+  for (const part of list.split(",")) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    const lo = m ? Number(m[1]) : NaN, hi = m && m[2] !== undefined ? Number(m[2]) : lo;
+    if (!m || hi < lo || hi > MAX_CPU) throw new RangeError(`bad CPU list ${JSON.stringify(list)} (e.g. 0,2-3; CPUs 0..${MAX_CPU})`);
+    for (let c = lo; c <= hi; c++) if (!out.includes(c)) out.push(c);
+  }
+  return out;
+}
