@@ -44,11 +44,18 @@
 #                           syscalls per IO of the busiest threads (tracefs raw_syscalls hist)
 #   BENCH_IDLE=SEC          after each tsnvme row: the target's CPU over SEC seconds connected and idle
 #   BENCH_QD1_ONLY=1        only the 4 KiB randread QD1 column (the others print "-"; warm-up unchanged)
-#   BENCH_PIN="off fio on"  each row once per pin mode, alternated in one connection: "fio" runs fio
-#                           on the last vCPU (taskset); "on" also moves every thread of a tsnvme target
-#                           to the others (taskset -a -p; SPDK's reactor is on core 0 anyway, -m 0x1;
-#                           nvmet is the kernel: fio only); "off" lets the scheduler place fio and
-#                           every target thread (and undoes a target's own --cpus)
+# Pinning, by default the same for every row: fio on the last vCPU (taskset), the target's IO
+# threads on the others: tsnvme's Workers with --cpus 0-(N-2), SPDK's reactor on vCPU 0 (-m 0x1,
+# as always), nvmet's kworkers wherever the kernel runs them (it serves IO from the initiator's
+# softirq and kworkers, on fio's side). A target process and fio sharing a vCPU switch address
+# space per IO there; under TCG (no PCID) each switch flushes the vCPU's soft TLB and jump cache.
+#   BENCH_PIN="off fio on"  each row once per pin mode, alternated in one connection (tsnvme then
+#                           starts without --cpus unless an item says BENCH_CPUS): "fio" runs fio on
+#                           the last vCPU; "on" also moves every thread of a tsnvme target to the
+#                           others (taskset -a -p; SPDK's reactor is on vCPU 0 anyway, nvmet: fio
+#                           only); "off" lets the scheduler place fio and every target thread (a
+#                           Worker's --cpus too); both undone after the row. BENCH_PIN=off: nothing
+#                           pinned (as before 2026-12-06)
 #   BENCH_SWITCH=1          around each QD1 run (tracefs): per vCPU and IO, context switches
 #                           (sched_switch) and address-space switches, i.e. CR3 loads (tlb_flush,
 #                           reason 0 = TLB_FLUSH_ON_TASK_SWITCH; each one also flushes TCG's soft TLB
@@ -215,6 +222,7 @@ switch_on() {
   grep -q " $TR " /proc/mounts || mount -t tracefs none $TR 2>/dev/null
   echo 'hist:keys=common_cpu,reason' >$TR/events/tlb/tlb_flush/trigger 2>/dev/null || echo "note: no tlb:tlb_flush trigger"
   echo 'hist:keys=common_cpu' >$TR/events/sched/sched_switch/trigger 2>/dev/null || echo "note: no sched_switch trigger"
+  grep -E "CAL:|vfio|nvme" /proc/interrupts >"$OUTD/irq0.txt"
 }
 switch_off() { # IOS
   awk -v n="$1" '/^{ common_cpu:/ { split($0, a, "hitcount:"); c = a[2] + 0; sub(/^{ common_cpu: */, ""); sub(/ *} *hitcount.*/, ""); split($0, k, /, reason: */)
@@ -222,6 +230,10 @@ switch_off() { # IOS
     END { s = "  CR3 loads per IO (other TLB flushes):"; for (c in cpus) s = s sprintf(" cpu%d %.2f (%.2f)", c, cr3[c] / n, fl[c] / n); print s }' $TR/events/tlb/tlb_flush/hist 2>/dev/null
   awk -v n="$1" '/^{ common_cpu:/ { split($0, a, "hitcount:"); c = a[2] + 0; sub(/^{ common_cpu: */, ""); sub(/ *}.*/, ""); s = s sprintf(" cpu%d %.2f", $0, c / n) }
     END { print "  context switches per IO:" s }' $TR/events/sched/sched_switch/hist 2>/dev/null
+  # Per vCPU: function-call IPIs (remote wake-ups) and the device's vectors, per IO.
+  grep -E "CAL:|vfio|nvme" /proc/interrupts | awk -v n="$1" -v c="$NCPU" 'NR == FNR { for (i = 2; i <= 1 + c; i++) a[$1, i] = $i; next }
+    { s = s "  " $1 ($1 == "CAL:" ? "" : " " $NF); for (i = 2; i <= 1 + c; i++) s = s sprintf(" cpu%d %.2f", i - 2, ($i - a[$1, i]) / n); s = s ";" }
+    END { print "  interrupts per IO and vCPU:" s }' "$OUTD/irq0.txt" -
   echo '!hist:keys=common_cpu,reason' >>$TR/events/tlb/tlb_flush/trigger 2>/dev/null
   echo '!hist:keys=common_cpu' >>$TR/events/sched/sched_switch/trigger 2>/dev/null
 }
@@ -275,11 +287,16 @@ NCPU=$(nproc)
 FIO_CPU=$((NCPU - 1))
 TGT_CPUS=0-$((NCPU > 1 ? NCPU - 2 : 0))
 pin() {
+  # Undo an "on" or "off": each thread's own mask back (a Worker keeps its --cpus).
+  [ -s "$OUTD/aff.txt" ] && { while read -r t m; do taskset -p "$m" "$t" >/dev/null 2>&1; done <"$OUTD/aff.txt"; : >"$OUTD/aff.txt"; }
   FIO_PIN=
+  [ "$1" = end ] && return 0
   [ "$1" = off ] || FIO_PIN="taskset -c $FIO_CPU"
   [ "$PINPROC" = 1 ] || return 0
+  [ "$1" = fio ] && return 0
+  for t in /proc/"$2"/task/*; do t=${t##*/}; echo "$t $(taskset -p "$t" | awk '{print $NF}')"; done >"$OUTD/aff.txt"
   if [ "$1" = on ]; then taskset -a -p -c $TGT_CPUS "$2" >/dev/null
-  elif [ "$1" = off ]; then taskset -a -p -c 0-$((NCPU - 1)) "$2" >/dev/null; fi
+  else taskset -a -p -c 0-$((NCPU - 1)) "$2" >/dev/null; fi
 }
 PINPROC=0
 
@@ -289,7 +306,7 @@ rows() {
   for dg in $DIGESTS; do
     if [ $dg = on ]; then connect $PORT -g -G || { echo "bench $label0: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }
     else connect $PORT || { echo "bench $label0: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }; fi
-    for pm in ${PINS:-${BENCH_PIN:-off}}; do
+    for pm in ${PINS:-${BENCH_PIN:-fio}}; do
     label=$label0
     [ -n "${BENCH_PIN:-}${PINS:-}" ] && case $pm in on) label="$label0, all pinned" ;; fio) label="$label0, fio pinned" ;; *) label="$label0, unpinned" ;; esac
     pin $pm "$who"
@@ -329,7 +346,7 @@ print("  fio QD1 clat us: mean %.0f, p10 %.0f, p50 %.0f, p90 %.0f, p99 %.0f, p99
     echo "$label|$dg|$q1|$q32|$rmb|$wmb" >>"$ROWS"
     echo "$line" | tee -a "$OUTD/table.md"
     done
-    [ "${PINS:-${BENCH_PIN:-off}}" = off ] || pin off "$who"
+    pin end "$who"
     nvme disconnect -n $NQN >/dev/null 2>&1
     sleep 0.5
   done
@@ -342,6 +359,8 @@ start_tsnvme() { # RT WORKERS [ENV=VALUE]
   tree=$(cd "$REPO" && cd "${tree:-.}" && pwd)
   cpus=$(echo " $e " | sed -n 's/.* BENCH_CPUS=\([^ ]*\) .*/\1/p')
   if [ "$1" = deno ]; then set -- env $e deno run -A --no-check "$tree/lib/cli/nvmf-target.ts" --workers "$2"; else set -- env $e bun "$tree/lib/cli/nvmf-target.ts" --workers "$2"; fi
+  # By default (BENCH_PIN unset) the Workers pin themselves to the vCPUs fio does not run on.
+  [ -z "$cpus" ] && [ -z "${BENCH_PIN:-}" ] && cpus=$TGT_CPUS
   [ -n "$cpus" ] && set -- "$@" --cpus "$cpus"
   "$@" --port $PORT --nqn $NQN --ns "$PCI2:1" --ready-file /tmp/bench-target.ready -q >>"$OUTD/target.log" 2>&1 &
   TPID=$!
@@ -355,6 +374,12 @@ start_tsnvme() { # RT WORKERS [ENV=VALUE]
 stop_pid() { [ -n "$TPID" ] && kill -TERM $TPID 2>/dev/null && wait $TPID; TPID=; }
 
 : >"$OUTD/table.md"
+: >"$OUTD/aff.txt"
+if [ -z "${BENCH_PIN:-}" ]; then
+  echo "Pinned: fio on vCPU $FIO_CPU; tsnvme's Workers --cpus $TGT_CPUS, SPDK's reactor -m 0x1 (vCPU 0); nvmet's kernel threads unpinned"
+else
+  echo "Pin modes per row: $BENCH_PIN (fio pinned: fio on vCPU $FIO_CPU; all pinned: also every tsnvme thread on $TGT_CPUS)"
+fi
 echo "| target | digests | 4 KiB randread QD1 IOPS (p50/p99 µs) | 4 KiB randread QD32 IOPS (p50/p99 µs) | 128 KiB read QD8 MB/s | 128 KiB write QD8 MB/s | CPU µs/IO (QD32) |"
 echo "|---|---|---|---|---|---|---|"
 
