@@ -45,9 +45,9 @@
 #   BENCH_IDLE=SEC          after each tsnvme row: the target's CPU over SEC seconds connected and idle
 #   BENCH_QD1_ONLY=1        only the 4 KiB randread QD1 column (the others print "-"; warm-up unchanged)
 # Pinning, by default the same for every row: fio on the last vCPU (taskset), the target's IO
-# threads on the others: tsnvme's whole process (taskset) and its Workers with --cpus 0-(N-2)
-# (one boot, 2026-12-06: QD1 +8-47%, the Worker's vCPU time per IO -25-37%, CR3 loads on its
-# vCPU 0.2-0.34 -> 0.01-0.02 per IO; --cpus alone gained nothing clear in a noisy boot), SPDK's
+# threads on the others: tsnvme's whole process with --cpus 0-(N-2) (one boot, 2026-12-06, every
+# thread pinned with taskset: QD1 +8-47%, the Worker's vCPU time per IO -25-37%, CR3 loads on its
+# vCPU 0.2-0.34 -> 0.01-0.02 per IO; only the Workers pinned gained nothing clear, noisy), SPDK's
 # reactor on vCPU 0 (-m 0x1, as always), nvmet's kworkers wherever the kernel runs them (it serves
 # IO from the initiator's softirq and kworkers, on fio's side). A target process and fio sharing a vCPU switch address
 # space per IO there; under TCG (no PCID) each switch flushes the vCPU's soft TLB and jump cache.
@@ -361,10 +361,9 @@ start_tsnvme() { # RT WORKERS [ENV=VALUE]
   tree=$(cd "$REPO" && cd "${tree:-.}" && pwd)
   cpus=$(echo " $e " | sed -n 's/.* BENCH_CPUS=\([^ ]*\) .*/\1/p')
   if [ "$1" = deno ]; then set -- env $e deno run -A --no-check "$tree/lib/cli/nvmf-target.ts" --workers "$2"; else set -- env $e bun "$tree/lib/cli/nvmf-target.ts" --workers "$2"; fi
-  # By default (BENCH_PIN unset) the whole process runs on the vCPUs fio does not run on (its
-  # listener and the runtime's JIT and GC threads too, as measured: --cpus alone pins only the
-  # Workers), and the Workers pin themselves there.
-  if [ -z "$cpus" ] && [ -z "${BENCH_PIN:-}" ]; then cpus=$TGT_CPUS; set -- taskset -c "$TGT_CPUS" "$@"; fi
+  # By default (BENCH_PIN unset) the whole process (its listener and the runtime's JIT and GC
+  # threads too) runs on the vCPUs fio does not run on, its Workers one CPU each of them.
+  [ -z "$cpus" ] && [ -z "${BENCH_PIN:-}" ] && cpus=$TGT_CPUS
   [ -n "$cpus" ] && set -- "$@" --cpus "$cpus"
   "$@" --port $PORT --nqn $NQN --ns "$PCI2:1" --ready-file /tmp/bench-target.ready -q >>"$OUTD/target.log" 2>&1 &
   TPID=$!
@@ -380,7 +379,7 @@ stop_pid() { [ -n "$TPID" ] && kill -TERM $TPID 2>/dev/null && wait $TPID; TPID=
 : >"$OUTD/table.md"
 : >"$OUTD/aff.txt"
 if [ -z "${BENCH_PIN:-}" ]; then
-  echo "Pinned: fio on vCPU $FIO_CPU; tsnvme's process on $TGT_CPUS (taskset) and its Workers --cpus $TGT_CPUS, SPDK's reactor -m 0x1 (vCPU 0); nvmet's kernel threads unpinned"
+  echo "Pinned: fio on vCPU $FIO_CPU; tsnvme's process and Workers on $TGT_CPUS (--cpus), SPDK's reactor -m 0x1 (vCPU 0); nvmet's kernel threads unpinned"
 else
   echo "Pin modes per row: $BENCH_PIN (fio pinned: fio on vCPU $FIO_CPU; all pinned: also every tsnvme thread on $TGT_CPUS)"
 fi

@@ -1,11 +1,16 @@
 /**
  * Pinning the target's Workers (`cpus`, `--cpus`): the CPU list's parsing and
- * validation, and each Worker's thread actually pinned (its affinity as
- * /proc/self/task shows it), the listener's thread not.
+ * validation, each Worker's thread actually pinned (its affinity as
+ * /proc/self/task shows it), the listener's thread not; and the CLI with
+ * --cpus confining every thread of its process.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
-import { test } from "../../harness.ts";
+import * as os from "node:os";
+import * as path from "node:path";
+import process from "node:process";
+import { runtime, test } from "../../harness.ts";
 import { MediaBackend, NvmfTarget, parseCpuList } from "../../../lib/target/mod.ts";
 import { SharedMedia } from "../../../lib/target/shared.ts";
 
@@ -69,5 +74,34 @@ test("target cpus: each Worker pins its own thread, round robin over the list", 
     assert.deepEqual(parseCpuList(self), allowed);
   } finally {
     await t.close();
+  }
+}, { ignore: allowed.length < 2 });
+
+test("target cpus: the CLI with --cpus runs every thread of its process there", async () => {
+  const cpu = allowed[allowed.length - 1];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tsnvme-cpus-"));
+  const ready = path.join(dir, "ready");
+  const script = new URL("../../../lib/cli/nvmf-target.ts", import.meta.url).pathname;
+  const args = ["--port", "0", "--ns", "mem:1M", "--workers", "1", "--cpus", String(cpu), "--ready-file", ready, "-q"];
+  const child = runtime === "bun"
+    ? spawn(process.execPath, [script, ...args], { stdio: ["ignore", "ignore", "pipe"] })
+    : spawn(process.execPath, ["run", "-A", "--no-check", script, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  child.stderr!.on("data", (d) => (err += String(d)));
+  const exited = new Promise<void>((r) => child.on("exit", () => r()));
+  try {
+    for (let i = 0; i < 3000 && !fs.existsSync(ready); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(fs.existsSync(ready), `not ready; stderr: ${err}`);
+    const seen: string[] = [];
+    for (const tid of fs.readdirSync(`/proc/${child.pid}/task`)) {
+      const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(fs.readFileSync(`/proc/${child.pid}/task/${tid}/status`, "utf8"));
+      if (m) seen.push(m[1]);
+    }
+    assert.ok(seen.length >= 2, JSON.stringify(seen)); // the listener and its Worker at least
+    assert.deepEqual(seen.filter((a) => a !== String(cpu)), [], `threads off CPU ${cpu}: ${JSON.stringify(seen)}`);
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }, { ignore: allowed.length < 2 });
