@@ -44,7 +44,26 @@
 #                           syscalls per IO of the busiest threads (tracefs raw_syscalls hist)
 #   BENCH_IDLE=SEC          after each tsnvme row: the target's CPU over SEC seconds connected and idle
 #   BENCH_QD1_ONLY=1        only the 4 KiB randread QD1 column (the others print "-"; warm-up unchanged)
+# Pinning, by default the same for every row: fio on the last vCPU (taskset), the target's IO
+# threads on the others: tsnvme's whole process with --cpus 0-(N-2) (one boot, 2026-12-06, every
+# thread pinned with taskset: QD1 +8-47%, the Worker's vCPU time per IO -25-37%, CR3 loads on its
+# vCPU 0.2-0.34 -> 0.01-0.02 per IO; only the Workers pinned gained nothing clear, noisy), SPDK's
+# reactor on vCPU 0 (-m 0x1, as always), nvmet's kworkers wherever the kernel runs them (it serves
+# IO from the initiator's softirq and kworkers, on fio's side). A target process and fio sharing a vCPU switch address
+# space per IO there; under TCG (no PCID) each switch flushes the vCPU's soft TLB and jump cache.
+#   BENCH_PIN="off fio on"  each row once per pin mode, alternated in one connection (tsnvme then
+#                           starts without --cpus unless an item says BENCH_CPUS): "fio" runs fio on
+#                           the last vCPU; "on" also moves every thread of a tsnvme target to the
+#                           others (taskset -a -p; SPDK's reactor is on vCPU 0 anyway, nvmet: fio
+#                           only); "off" lets the scheduler place fio and every target thread (a
+#                           Worker's --cpus too); both undone after the row. BENCH_PIN=off: nothing
+#                           pinned (as before 2026-12-06)
+#   BENCH_SWITCH=1          around each QD1 run (tracefs): per vCPU and IO, context switches
+#                           (sched_switch) and address-space switches, i.e. CR3 loads (tlb_flush,
+#                           reason 0 = TLB_FLUSH_ON_TASK_SWITCH; each one also flushes TCG's soft TLB
+#                           and jump cache on a vCPU without PCID)
 # A BENCH_ENVS item sets several variables when they are joined by commas (A=1,B=2); the item
+# BENCH_CPUS=LIST starts the tsnvme target with --cpus LIST, BENCH_PIN=A+B its rows' pin modes; the item
 # BENCH_TREE=DIR runs that checkout's target instead of this one (an A/B of two trees in one boot,
 # e.g. BENCH_ENVS="BENCH_TREE=/work/wt/base BENCH_TREE=. BENCH_TREE=/work/wt/base BENCH_TREE=.").
 cd "$(dirname "$0")/.." || exit 125
@@ -200,6 +219,27 @@ perf_off() { # IOS SEC
   perf report -i "$OUTD/perf.data" --stdio --sort sym 2>/dev/null | grep -v "^#" | grep "\[k\]" | head -25 | sed 's/^/    /'
 }
 
+# switch_on / switch_off IOS: context switches and CR3 loads per vCPU (tracefs hist triggers).
+switch_on() {
+  grep -q " $TR " /proc/mounts || mount -t tracefs none $TR 2>/dev/null
+  echo 'hist:keys=common_cpu,reason' >$TR/events/tlb/tlb_flush/trigger 2>/dev/null || echo "note: no tlb:tlb_flush trigger"
+  echo 'hist:keys=common_cpu' >$TR/events/sched/sched_switch/trigger 2>/dev/null || echo "note: no sched_switch trigger"
+  grep -E "CAL:|vfio|nvme" /proc/interrupts >"$OUTD/irq0.txt"
+}
+switch_off() { # IOS
+  awk -v n="$1" '/^{ common_cpu:/ { split($0, a, "hitcount:"); c = a[2] + 0; sub(/^{ common_cpu: */, ""); sub(/ *} *hitcount.*/, ""); split($0, k, /, reason: */)
+      if (k[2] + 0 == 0) cr3[k[1] + 0] += c; else fl[k[1] + 0] += c; cpus[k[1] + 0] = 1 }
+    END { s = "  CR3 loads per IO (other TLB flushes):"; for (c in cpus) s = s sprintf(" cpu%d %.2f (%.2f)", c, cr3[c] / n, fl[c] / n); print s }' $TR/events/tlb/tlb_flush/hist 2>/dev/null
+  awk -v n="$1" '/^{ common_cpu:/ { split($0, a, "hitcount:"); c = a[2] + 0; sub(/^{ common_cpu: */, ""); sub(/ *}.*/, ""); s = s sprintf(" cpu%d %.2f", $0, c / n) }
+    END { print "  context switches per IO:" s }' $TR/events/sched/sched_switch/hist 2>/dev/null
+  # Per vCPU: function-call IPIs (remote wake-ups) and the device's vectors, per IO.
+  grep -E "CAL:|vfio|nvme" /proc/interrupts | awk -v n="$1" -v c="$NCPU" 'NR == FNR { for (i = 2; i <= 1 + c; i++) a[$1, i] = $i; next }
+    { s = s "  " $1 ($1 == "CAL:" ? "" : " " $NF); for (i = 2; i <= 1 + c; i++) s = s sprintf(" cpu%d %.2f", i - 2, ($i - a[$1, i]) / n); s = s ";" }
+    END { print "  interrupts per IO and vCPU:" s }' "$OUTD/irq0.txt" -
+  echo '!hist:keys=common_cpu,reason' >>$TR/events/tlb/tlb_flush/trigger 2>/dev/null
+  echo '!hist:keys=common_cpu' >>$TR/events/sched/sched_switch/trigger 2>/dev/null
+}
+
 cpu_of() { # PID: utime+stime in ticks (all threads)
   awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
@@ -212,7 +252,7 @@ sys_busy() { # the whole guest's busy ticks
 # TCG while the first second of the run is measured.
 fio_json() {
   [ -n "${MARK:-}" ] && echo "mark start $MARK" >&2
-  fio --name=b --filename="$BLK" --direct=1 --rw="$1" --bs="$2" --iodepth="$3" --ioengine=io_uring --runtime="$SEC" \
+  $FIO_PIN fio --name=b --filename="$BLK" --direct=1 --rw="$1" --bs="$2" --iodepth="$3" --ioengine=io_uring --runtime="$SEC" \
     --ramp_time="${BENCH_RAMP:-0}" --time_based --output-format=json --output="$OUTD/fio.json" >/dev/null 2>&1
   [ -n "${MARK:-}" ] && echo "mark end $MARK ios=$(grep -m1 '"total_ios"' "$OUTD/fio.json" | tr -dc 0-9)" >&2
   python3 -c '
@@ -242,18 +282,44 @@ connect() { # PORT [args]: sets CTRL, BLK
   return 1
 }
 
-# rows LABEL PID|sys: both digest modes, one table row each.
+# pin MODE WHO: "fio": fio on the last vCPU; "on": that and, when WHO is a tsnvme target's pid
+# (PINPROC=1), every thread of it on the other vCPUs; "off": fio anywhere, the target's threads on
+# every vCPU again.
+NCPU=$(nproc)
+FIO_CPU=$((NCPU - 1))
+TGT_CPUS=0-$((NCPU > 1 ? NCPU - 2 : 0))
+pin() {
+  # Undo an "on" or "off": each thread's own mask back (a Worker keeps its --cpus).
+  [ -s "$OUTD/aff.txt" ] && { while read -r t m; do taskset -p "$m" "$t" >/dev/null 2>&1; done <"$OUTD/aff.txt"; : >"$OUTD/aff.txt"; }
+  FIO_PIN=
+  [ "$1" = end ] && return 0
+  [ "$1" = off ] || FIO_PIN="taskset -c $FIO_CPU"
+  [ "$PINPROC" = 1 ] || return 0
+  [ "$1" = fio ] && return 0
+  for t in /proc/"$2"/task/*; do t=${t##*/}; echo "$t $(taskset -p "$t" | awk '{print $NF}')"; done >"$OUTD/aff.txt"
+  if [ "$1" = on ]; then taskset -a -p -c $TGT_CPUS "$2" >/dev/null
+  else taskset -a -p -c 0-$((NCPU - 1)) "$2" >/dev/null; fi
+}
+PINPROC=0
+
+# rows LABEL PID|sys: both digest modes (and every BENCH_PIN mode), one table row each.
 rows() {
-  label=$1 who=$2
+  label0=$1 who=$2
   for dg in $DIGESTS; do
-    if [ $dg = on ]; then connect $PORT -g -G || { echo "bench $label: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }
-    else connect $PORT || { echo "bench $label: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }; fi
+    if [ $dg = on ]; then connect $PORT -g -G || { echo "bench $label0: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }
+    else connect $PORT || { echo "bench $label0: connect failed"; nvme disconnect -n $NQN >/dev/null 2>&1; continue; }; fi
+    for pm in ${PINS:-${BENCH_PIN:-fio}}; do
+    label=$label0
+    [ -n "${BENCH_PIN:-}${PINS:-}" ] && case $pm in on) label="$label0, all pinned" ;; fio) label="$label0, fio pinned" ;; *) label="$label0, unpinned" ;; esac
+    pin $pm "$who"
+    [ "${BENCH_SWITCH:-0}" = 1 ] && switch_on
     [ "${BENCH_SCHED:-0}" = 1 ] && sched_snap "$OUTD/sched0.json"
     [ "${BENCH_RCU:-0}" = 1 ] && rcu_on
     [ "${BENCH_SCHED:-0}" = 1 ] && MARK="$label, digests $dg, QD1 $(date +%s.%N)"
     [ -n "${BENCH_PERF:-}" ] && perf_on
     set -- $(fio_json randread 4k 1); q1=$1 q1p50=$3 q1p99=$4
     MARK=
+    [ "${BENCH_SWITCH:-0}" = 1 ] && switch_off "$5"
     [ -n "${BENCH_PERF:-}" ] && perf_off "$5" "$SEC"
     [ "${BENCH_SCHED:-0}" = 1 ] && python3 -c '
 import json, sys
@@ -281,6 +347,8 @@ print("  fio QD1 clat us: mean %.0f, p10 %.0f, p50 %.0f, p90 %.0f, p99 %.0f, p99
     line="| $label | $dg | $q1 ($q1p50/$q1p99) | $q32 ($q32p50/$q32p99) | $rmb | $wmb | $cpu |$again"
     echo "$label|$dg|$q1|$q32|$rmb|$wmb" >>"$ROWS"
     echo "$line" | tee -a "$OUTD/table.md"
+    done
+    pin end "$who"
     nvme disconnect -n $NQN >/dev/null 2>&1
     sleep 0.5
   done
@@ -291,7 +359,12 @@ start_tsnvme() { # RT WORKERS [ENV=VALUE]
   e=$(echo "${3:-TSNVME_TARGET_TRACE=0}" | tr , ' ')
   tree=$(echo " $e " | sed -n 's/.* BENCH_TREE=\([^ ]*\) .*/\1/p')
   tree=$(cd "$REPO" && cd "${tree:-.}" && pwd)
+  cpus=$(echo " $e " | sed -n 's/.* BENCH_CPUS=\([^ ]*\) .*/\1/p')
   if [ "$1" = deno ]; then set -- env $e deno run -A --no-check "$tree/lib/cli/nvmf-target.ts" --workers "$2"; else set -- env $e bun "$tree/lib/cli/nvmf-target.ts" --workers "$2"; fi
+  # By default (BENCH_PIN unset) the whole process (its listener and the runtime's JIT and GC
+  # threads too) runs on the vCPUs fio does not run on, its Workers one CPU each of them.
+  [ -z "$cpus" ] && [ -z "${BENCH_PIN:-}" ] && cpus=$TGT_CPUS
+  [ -n "$cpus" ] && set -- "$@" --cpus "$cpus"
   "$@" --port $PORT --nqn $NQN --ns "$PCI2:1" --ready-file /tmp/bench-target.ready -q >>"$OUTD/target.log" 2>&1 &
   TPID=$!
   for _ in $(seq 1 300); do
@@ -304,6 +377,12 @@ start_tsnvme() { # RT WORKERS [ENV=VALUE]
 stop_pid() { [ -n "$TPID" ] && kill -TERM $TPID 2>/dev/null && wait $TPID; TPID=; }
 
 : >"$OUTD/table.md"
+: >"$OUTD/aff.txt"
+if [ -z "${BENCH_PIN:-}" ]; then
+  echo "Pinned: fio on vCPU $FIO_CPU; tsnvme's process and Workers on $TGT_CPUS (--cpus), SPDK's reactor -m 0x1 (vCPU 0); nvmet's kernel threads unpinned"
+else
+  echo "Pin modes per row: $BENCH_PIN (fio pinned: fio on vCPU $FIO_CPU; all pinned: also every tsnvme thread on $TGT_CPUS)"
+fi
 echo "| target | digests | 4 KiB randread QD1 IOPS (p50/p99 µs) | 4 KiB randread QD32 IOPS (p50/p99 µs) | 128 KiB read QD8 MB/s | 128 KiB write QD8 MB/s | CPU µs/IO (QD32) |"
 echo "|---|---|---|---|---|---|---|"
 
@@ -348,7 +427,9 @@ for rt in $RTS; do
       nvme disconnect -n $NQN >/dev/null 2>&1
       sleep 0.5
     fi
+    PINPROC=1 PINS=$(echo " $env " | tr , ' ' | sed -n 's/.* BENCH_PIN=\([^ ]*\) .*/\1/p' | tr + ' ')
     rows "tsnvme $rt, $w Worker(s)$vl" $TPID
+    PINPROC=0 PINS=
     if [ -n "${BENCH_IDLE:-}" ] && connect $PORT; then
       # After a second of QD1 (whatever spins after IO has ended), then connected and idle.
       fio_json randread 4k 1 >/dev/null
@@ -414,9 +495,10 @@ if sh scripts/guest-bind.sh nvme "$PCI2" >/dev/null 2>&1; then
 fi
 
 echo
-echo "Ratios to nvmet (same digests, same boot): QD1 IOPS, QD32 IOPS, 128 KiB read, 128 KiB write"
+echo "Ratios to nvmet (same digests and pin mode, same boot): QD1 IOPS, QD32 IOPS, 128 KiB read, 128 KiB write"
 awk -F'|' '
-  { key[NR] = $1 "|" $2; dg[NR] = $2; for (i = 3; i <= 6; i++) v[NR, i] = $i; if ($1 ~ /^nvmet/) for (i = 3; i <= 6; i++) ref[$2, i] = $i }
-  END { for (r = 1; r <= NR; r++) { split(key[r], k, "|"); line = "| " k[1] " | " dg[r] " |";
+  function pm(l) { return l ~ /, (all pinned|fio pinned|unpinned)$/ ? substr(l, match(l, /, (all pinned|fio pinned|unpinned)$/)) : "" }
+  { key[NR] = $1 "|" $2; dg[NR] = $2 pm($1); for (i = 3; i <= 6; i++) v[NR, i] = $i; if ($1 ~ /^nvmet/) for (i = 3; i <= 6; i++) ref[$2 pm($1), i] = $i }
+  END { for (r = 1; r <= NR; r++) { split(key[r], k, "|"); line = "| " k[1] " | " k[2] " |";
         for (i = 3; i <= 6; i++) line = line sprintf(" %s |", ref[dg[r], i] > 0 ? sprintf("%.2fx", v[r, i] / ref[dg[r], i]) : "?");
         print line } }' "$ROWS"

@@ -10,6 +10,15 @@ run-queue wait (/proc/PID/task/TID/schedstat, ns) and the host's /proc/stat.
   scripts/qemu-threads.py sample OUT.jsonl [PERIOD_S]   # until killed; one JSON line per sample
   scripts/qemu-threads.py stamp                         # stdin to stdout, each line prefixed by the host's time
   scripts/qemu-threads.py report OUT.jsonl STAMPED_LOG  # per window marked in the guest's output
+  scripts/qemu-threads.py perf PERF.DATA STAMPED_LOG    # where each vCPU thread's host time went, per window
+
+For `perf`, record QEMU with host timestamps on the same clock as `stamp`'s (wall time), e.g.
+  perf record -k CLOCK_REALTIME -e cpu-clock -F 999 -p $(pgrep -f qemu-system) -o PERF.DATA
+The report groups each vCPU's samples: TCG's generated code, looking up translated code (an
+indirect branch or a jump cache miss: helper_lookup_tb_ptr, qht_lookup*, tb_*), soft-TLB flushes
+(tlb_flush*, tcg_flush_jmp_cache), soft-TLB refills (tlb_set_page*, probe_access*, tlb_fill; the
+page walk itself is a static function, so perf shows it as an unnamed address in QEMU: "qemu, no
+symbol"), other helpers, the host kernel.
 
 A window is two lines of the guest job's output, stamped on arrival by `stamp`:
   "mark start LABEL" ... "mark end LABEL ios=N"
@@ -69,6 +78,73 @@ def sample(path, period):
         time.sleep(max(0.0, period - (time.time() - t)))
 
 
+def windows(log):
+    """(label, t0, t1, ios) of each "mark start/end LABEL" pair in a stamped log."""
+    starts, wins = {}, []
+    for l in open(log, errors="replace"):
+        f = l.split()
+        if len(f) >= 4 and f[1] == "mark":
+            t, kind, label = float(f[0]), f[2], " ".join(x for x in f[3:] if not x.startswith("ios="))
+            if kind == "start":
+                starts[label] = t
+            elif kind == "end" and label in starts:
+                ios = next((int(x[4:]) for x in f if x.startswith("ios=")), 0)
+                wins.append((label, starts.pop(label), t, ios))
+    return wins
+
+
+def bucket(sym, dso):
+    if "kernel" in dso:
+        return "host kernel"
+    if "JIT" in dso or "anon" in dso or "/perf-" in dso:
+        return "TCG code"  # the translated guest code (perf names QEMU's code buffer "[JIT] tid N")
+    if not sym or sym.startswith("0x") or sym == "[unknown]":
+        return "qemu, no symbol" if "qemu" in dso else "libs"
+    if sym.startswith(("tlb_flush", "tcg_flush_jmp_cache", "tb_flush_jmp_cache")):
+        return "TLB flush"
+    if sym.startswith(("tlb_set_page", "probe_access", "tlb_fill", "x86_cpu_tlb_fill", "tlb_vaddr_to_host")):
+        return "TLB refill"
+    if sym.startswith(("helper_lookup_tb_ptr", "qht_lookup", "tb_htable_lookup", "tb_lookup", "tb_gen_code", "cpu_exec", "cpu_tb_exec")):
+        return "TB lookup/exec"
+    if sym.startswith("helper_"):
+        return "other helpers"
+    if "qemu" in dso:
+        return "qemu, other"
+    return "libs"
+
+
+def perf_report(data, log):
+    import collections, subprocess
+    wins = windows(log)
+    out = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,time,ip,sym,dso"], capture_output=True, text=True).stdout
+    samples = []  # (t, comm, sym, dso)
+    for l in out.split("\n"):
+        # "CPU 0/TCG  1234 1796567261.505663:   55f58d8df30f qht_lookup_custom (/usr/bin/qemu-system-x86_64)"
+        i = l.find(":")
+        head, tail = l[:i].split(), l[i + 1:].strip().split(" ", 1)[-1]
+        if len(head) < 3 or not head[-1].replace(".", "").isdigit():
+            continue
+        t, comm = float(head[-1]), " ".join(head[:-2])
+        dso = tail[tail.rfind("(") + 1:-1] if tail.endswith(")") else ""
+        sym = tail[:tail.rfind("(")].strip() if tail.endswith(")") else tail
+        samples.append((t, comm, sym.split("+")[0], dso))
+    samples.sort()
+    if len(samples) < 2:
+        sys.exit("perf: no samples")
+    for label, t0, t1, ios in wins:
+        inw = [s for s in samples if t0 <= s[0] <= t1 and "/TCG" in s[1]]
+        print("%s: %.2f s, %d IOs" % (label, t1 - t0, ios))
+        for comm in sorted(set(s[1] for s in inw)):
+            mine = [s for s in inw if s[1] == comm]
+            n = len(mine)
+            b = collections.Counter(bucket(s[2], s[3]) for s in mine)
+            syms = collections.Counter(s[2] or s[3] for s in mine)
+            # cpu-clock at F Hz: a sample is 1/F s of the thread's CPU; F from the thread's own density is unknowable, so
+            # give samples per IO (x 1e6/F µs) and shares.
+            print("  %-10s %6d samples, %.2f per IO: %s" % (comm, n, n / max(1, ios), ", ".join("%s %.0f%%" % (k, 100 * v / n) for k, v in b.most_common())))
+            print("  %-10s top: %s" % ("", ", ".join("%s %.1f%%" % (k[:28], 100 * v / n) for k, v in syms.most_common(8))))
+
+
 def stamp():
     for line in sys.stdin:
         sys.stdout.write("%.3f %s" % (time.time(), line))
@@ -88,17 +164,7 @@ def at(samples, t):
 
 def report(path, log):
     samples = [json.loads(l) for l in open(path) if l.strip()]
-    starts = {}
-    wins = []
-    for l in open(log, errors="replace"):
-        f = l.split()
-        if len(f) >= 4 and f[1] == "mark":
-            t, kind, label = float(f[0]), f[2], " ".join(x for x in f[3:] if not x.startswith("ios="))
-            if kind == "start":
-                starts[label] = t
-            elif kind == "end" and label in starts:
-                ios = next((int(x[4:]) for x in f if x.startswith("ios=")), 0)
-                wins.append((label, starts.pop(label), t, ios))
+    wins = windows(log)
     for label, t0, t1, ios in wins:
         a, b = at(samples, t0), at(samples, t1)
         # Samples inside the window only: the first after t0, the last before t1.
@@ -140,5 +206,7 @@ if __name__ == "__main__":
         stamp()
     elif cmd == "report":
         report(sys.argv[2], sys.argv[3])
+    elif cmd == "perf":
+        perf_report(sys.argv[2], sys.argv[3])
     else:
         sys.exit(__doc__)

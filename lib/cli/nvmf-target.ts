@@ -24,6 +24,9 @@
  *   --interrupts MODE    backing device wait mode: adaptive (default), interrupt, poll
  *   --workers N          Worker threads serving IO queues, each on a queue pair of its own
  *                        (default: one per core; 0: the listener's thread serves all IO)
+ *   --cpus LIST          run on LIST's CPUs only (every thread) and pin Worker i to the i-th
+ *                        CPU of LIST, round robin (e.g. 0 or 2-3,6; default: not pinned), as
+ *                        SPDK's -m pins its reactors
  *   --ready-file PATH    write "ADDR PORT" here once listening (scripts wait for it)
  *   -q, --quiet          no connection log
  *
@@ -33,7 +36,7 @@
  */
 import process from "node:process";
 import * as fs from "node:fs";
-import { NvmfTarget, openNamespaces } from "../target/mod.ts";
+import { NvmfTarget, openNamespaces, parseCpuList, pinProcess } from "../target/mod.ts";
 import type { DigestPolicy } from "../target/mod.ts";
 import type { WaitMode } from "../irq/adaptive.ts";
 
@@ -62,6 +65,7 @@ const o = {
   ready: "",
   quiet: false,
   workers: undefined as number | undefined,
+  cpus: undefined as number[] | undefined,
 };
 const num = (v: string | undefined, what: string) => {
   const n = Number(v);
@@ -94,6 +98,13 @@ for (let i = 0; i < args.length; i++) {
       break;
     }
     case "--workers": o.workers = num(v(), a); break;
+    case "--cpus":
+      try {
+        o.cpus = parseCpuList(v());
+      } catch (e) {
+        usage(`--cpus: ${(e as Error).message}`);
+      }
+      break;
     case "--ready-file": o.ready = v(); break;
     case "-q":
     case "--quiet": o.quiet = true; break;
@@ -105,6 +116,17 @@ for (let i = 0; i < args.length; i++) {
   }
 }
 if (o.ns.length === 0) usage("give at least one --ns");
+// The whole process on --cpus, not only the Workers: its listener and the runtime's threads on
+// the hosts' CPUs would switch address space there per IO (issue 16: QD1 +8-47% in a TCG guest
+// with every thread pinned away from fio's vCPU).
+if (o.cpus) {
+  try {
+    await pinProcess(o.cpus);
+  } catch (e) {
+    console.error(`nvmf-target: --cpus: ${(e as Error).message}`);
+    process.exit(1);
+  }
+}
 
 const log = (l: string) => console.error(`nvmf-target: ${l}`);
 const opened = await openNamespaces(o.ns, {
@@ -129,6 +151,7 @@ try {
     maxIoQueues: o.ioQueues,
     log: o.quiet ? undefined : log,
     ...(o.workers !== undefined ? { workers: o.workers } : {}),
+    ...(o.cpus !== undefined ? { cpus: o.cpus } : {}),
   });
 } catch (e) {
   log(`cannot listen on ${o.listen}:${o.port}: ${(e as Error).message}`);
@@ -136,7 +159,7 @@ try {
   process.exit(1);
 }
 for (const [i, b] of opened.backends.entries()) log(`nsid ${i + 1}: ${b.name}, ${b.blockCount} x ${b.blockSize} B`);
-log(`${o.nqn} on ${target.address}:${target.port} (digests ${o.digests}${o.allow.length ? `, hosts ${o.allow.join(" ")}` : ", any host"}, ${target.workers} workers)`);
+log(`${o.nqn} on ${target.address}:${target.port} (digests ${o.digests}${o.allow.length ? `, hosts ${o.allow.join(" ")}` : ", any host"}, ${target.workers} workers${o.cpus ? ` on CPUs ${o.cpus.join(",")}` : ""})`);
 if (o.ready) {
   // Whole or absent: scripts poll for this file and read it.
   fs.writeFileSync(`${o.ready}.tmp`, `${target.address} ${target.port}\n`);

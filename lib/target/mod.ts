@@ -32,7 +32,7 @@ export type { Digests } from "../tcp/pdu.ts";
 export { RemoteQueue, type WorkerEnd, type WorkerFault } from "./pool.ts";
 export { SharedMedia, type WorkerNamespace } from "./shared.ts";
 export { type ConnectRequest, type ConnHost, type DigestPolicy, NvmfTarget, type NvmfTargetOptions, type SubsystemOptions, type TargetStats } from "./server.ts";
-export { type NamespaceOpenOptions, type NamespaceSpec, type OpenedNamespaces, openNamespaces, parseNamespaceSpec } from "./spec-parse.ts";
+export { MAX_CPU, type NamespaceOpenOptions, type NamespaceSpec, type OpenedNamespaces, openNamespaces, parseCpuList, parseNamespaceSpec, pinProcess } from "./spec-parse.ts";
 export * from "./spec.ts";
 export { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 export type { AnyMedia, AsyncMedia, Media, MediaDone } from "../sim/media.ts";

@@ -63,6 +63,8 @@ export interface WorkerInit {
   wakeFd: number;
   /** Test faults. */
   faults: WorkerFault[];
+  /** CPU the Worker pins its thread to (-1: none). */
+  cpu: number;
 }
 
 /** Device info as the backends read it. */
@@ -336,7 +338,7 @@ export class WorkerPool {
     host: PoolHost,
     n: number,
     subsystems: Subsystem[],
-    o: { limits: ControllerLimits; digests: DigestPolicy; c2hSuccess: boolean; maxH2cData: number; c2hChunk: number; faults: WorkerFault[] },
+    o: { limits: ControllerLimits; digests: DigestPolicy; c2hSuccess: boolean; maxH2cData: number; c2hChunk: number; faults: WorkerFault[]; cpus: number[] },
   ): Promise<WorkerPool | null> {
     const devs = new Set<unknown>();
     for (const s of subsystems) for (const b of s.namespaces) if (b instanceof DevBackend) devs.add(b.device);
@@ -359,8 +361,10 @@ export class WorkerPool {
       const fd = libc.eventfd(0, 0x800 | 0x80000); // EFD_NONBLOCK | EFD_CLOEXEC
       if (fd < 0) throw new Error(`eventfd failed (errno ${libc.errno()})`);
       pool.#wakeFds.push(fd);
+      const { cpus, ...rest } = o;
       inits.push({
-        ...o,
+        ...rest,
+        cpu: cpus.length > 0 ? cpus[i % cpus.length] : -1,
         subsystems: subs,
         device: dev ? { target: dev.target, info: plainInfo(dev.info), identifyData: dev.controller.identifyData.slice() } : null,
         posted: new SharedArrayBuffer(8),

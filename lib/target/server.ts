@@ -26,6 +26,7 @@ import { envOf } from "../ffi/env.ts";
 import { yieldMacrotask as yieldNow } from "../ffi/yield.ts";
 import type { TargetTrace } from "./trace.ts";
 import { ConnectStatus, connectIpo } from "../nvme/fabrics.ts";
+import { MAX_CPU } from "./spec-parse.ts";
 
 /** How the target answers digest requests in ICReq. */
 export type DigestPolicy = "allow" | "require" | "none";
@@ -81,6 +82,16 @@ export interface NvmfTargetOptions {
    * one device that gives each Worker a queue pair of its own.
    */
   workers?: number;
+  /**
+   * CPUs the Workers pin their threads to, Worker i to `cpus[i % cpus.length]`
+   * (default: none, the scheduler places them), as SPDK's reactors pin with
+   * `-m`. Keeping a Worker off the CPUs its hosts' applications run on spares
+   * it a switch of address space per IO on its CPU (under an emulator such as
+   * QEMU's TCG, a flush of the vCPU's soft TLB each). CPU numbers 0..1023;
+   * one the process may not run on makes the Workers fail to start (logged;
+   * the listener's thread then serves the IO).
+   */
+  cpus?: number[];
   /** Test faults the Workers apply to IO commands (the hook above cannot cross threads). */
   workerFaults?: WorkerFault[];
 }
@@ -298,6 +309,10 @@ export class NvmfTarget implements ConnHost {
     if (!Number.isInteger(chunk) || chunk < 0) return Promise.reject(new RangeError(`c2hChunk must be a whole number of bytes, got ${chunk}`));
     const nw = o.workers ?? defaultWorkers();
     if (!Number.isInteger(nw) || nw < 0) return Promise.reject(new RangeError(`workers must be a whole number, got ${nw}`));
+    const cpus = o.cpus;
+    if (cpus !== undefined && (cpus.length === 0 || cpus.some((c) => !Number.isInteger(c) || c < 0 || c > MAX_CPU))) {
+      return Promise.reject(new RangeError(`cpus must be a non-empty list of CPU numbers 0..${MAX_CPU}, got ${JSON.stringify(cpus)}`));
+    }
     return NvmfTarget.#start(o, nw);
   }
 
@@ -328,6 +343,7 @@ export class NvmfTarget implements ConnHost {
           maxH2cData: t.maxH2cData,
           c2hChunk: t.c2hChunk,
           faults: o.workerFaults ?? [],
+          cpus: o.cpus ?? [],
         });
       } catch (e) {
         t.log?.(`workers: could not start (${(e as Error).message}); IO is served in the listener's thread`);

@@ -6,6 +6,7 @@
  * @module
  */
 import type { OpenOptions } from "../dev.ts";
+import { loadLibc } from "../ffi/mod.ts";
 import * as fs from "node:fs";
 import { FileMedia, MemMedia } from "../sim/media.ts";
 import { type BackingDevice, type BlockBackend, DevBackend, MediaBackend } from "./backend.ts";
@@ -118,4 +119,44 @@ export async function openNamespaces(
     throw e;
   }
   return { backends, devices: [...devs.values()], close };
+}
+
+/** Highest CPU number a cpu_set_t of the target's (1024 bits, glibc's CPU_SETSIZE) can name. */
+export const MAX_CPU = 1023;
+
+/**
+ * Parse a CPU list as taskset(1) and /sys/devices/system/cpu take it
+ * ("0", "0,2", "1-3,6"): the CPUs in the order given, each once. Throws
+ * RangeError on anything else, a reversed range or a CPU above {@link MAX_CPU}.
+ */
+export function parseCpuList(list: string): number[] {
+  const out: number[] = [];
+  for (const part of list.split(",")) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    const lo = m ? Number(m[1]) : NaN, hi = m && m[2] !== undefined ? Number(m[2]) : lo;
+    if (!m || hi < lo || hi > MAX_CPU) throw new RangeError(`bad CPU list ${JSON.stringify(list)} (e.g. 0,2-3; CPUs 0..${MAX_CPU})`);
+    for (let c = lo; c <= hi; c++) if (!out.includes(c)) out.push(c);
+  }
+  return out;
+}
+
+/**
+ * Confine every thread this process has now (the runtime's JIT, GC and
+ * helper threads too; /proc/self/task) to `cpus`; threads started later
+ * inherit it from the thread that starts them. For a process that is only a
+ * target (the CLI): its threads then never share a CPU with its hosts'
+ * applications, so no CPU switches address space between them per IO.
+ * Resolves to how many threads were pinned; rejects if none could be.
+ */
+export async function pinProcess(cpus: number[]): Promise<number> {
+  const libc = await loadLibc();
+  const mask = new Uint8Array(128); // a cpu_set_t: 1024 bits
+  for (const c of cpus) mask[c >> 3] |= 1 << (c & 7);
+  let n = 0, err = 0;
+  for (const tid of fs.readdirSync("/proc/self/task")) {
+    if (libc.schedSetaffinity(Number(tid), mask) === 0) n++;
+    else err = libc.errno(); // a thread that ended meanwhile (ESRCH), or a CPU we may not use (EINVAL)
+  }
+  if (n === 0) throw new Error(`cannot pin the process to CPUs ${cpus.join(",")} (errno ${err})`);
+  return n;
 }

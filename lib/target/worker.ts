@@ -121,11 +121,6 @@ function sleepsOnVector(runtime: string): boolean {
 const EPOLL = envOf("TSNVME_TARGET_EPOLL") !== "0";
 /** Consecutive timed-out sleeps that found completions after which the vector is deemed silent and the Worker spins again. */
 const IRQ_MISSES = 3;
-/** CPU each Worker pins its thread to (TSNVME_TARGET_CPU, read once; -1: none). An experiment for QD1. */
-const PIN_CPU = ((): number => {
-  const v = Number(envOf("TSNVME_TARGET_CPU") ?? "-1");
-  return Number.isInteger(v) && v >= 0 && v < 1024 ? v : -1;
-})();
 
 /**
  * The Worker's queue vector signalling an eventfd in this thread's poll set
@@ -251,6 +246,12 @@ class TargetWorker implements ConnHost {
   constructor(libc: Libc, init: WorkerInit, queue: WorkerQueue | null) {
     this.#libc = libc;
     this.#queue = queue;
+    if (init.cpu >= 0) {
+      const mask = new Uint8Array(128); // a cpu_set_t: 1024 bits
+      mask[init.cpu >> 3] = 1 << (init.cpu & 7);
+      // pid 0: this thread only (the Worker's), not the listener's process.
+      if (libc.schedSetaffinity(0, mask) !== 0) throw new Error(`cannot pin the Worker to CPU ${init.cpu} (errno ${libc.errno()})`);
+    }
     this.limits = init.limits;
     this.digests = init.digests;
     this.c2hSuccess = init.c2hSuccess;
@@ -372,11 +373,6 @@ class TargetWorker implements ConnHost {
 
   /** The poll loop: serve, reap the queue's completions, send; sleep in poll when idle; look at messages when woken. */
   async run(): Promise<void> {
-    if (PIN_CPU >= 0) {
-      const mask = new Uint8Array(128);
-      mask[PIN_CPU >> 3] = 1 << (PIN_CPU & 7);
-      this.#libc.schedSetaffinity(0, mask); // pid 0: this thread only
-    }
     let passes = 0; // passes that looked at the sockets since the last event-loop turn
     let unlooked = 0; // busy passes since the last look at the sockets
     let found = false; // the last look had events
