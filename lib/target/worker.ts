@@ -93,22 +93,19 @@ const IDLE_SPIN = ((): number => {
  */
 const SPIN_YIELD = envOf("TSNVME_TARGET_SPIN_YIELD") === "1";
 /**
- * Whether the Worker sleeps in poll(2) while its commands are on the device,
+ * Whether the Worker sleeps in epoll_wait while its commands are on the device,
  * woken by its queue's own vector, or spins while anything is in flight
- * (TSNVME_TARGET_IRQ=1 / 0, read once). Default: on Bun only. In the TCG
- * guest (two boots, A/B per boot, warm QD1) sleeping lifted Bun's QD1 from
- * 174-207 to 250-446 IOPS and cut its JIT threads' CPU per IO, while Deno
- * fell from 87-212 to 50-146: each wake-up of a Deno thread costs more there
- * (V8's memory protection keys: a PKRU write, a vCPU TLB flush, per switch).
- * That cost is TCG's alone: with DENO_V8_FLAGS=--no-memory-protection-keys
- * (one warm boot, issue 16) Deno sleeping ran 830 QD1 IOPS against 555
- * spinning, as Bun (981 against 791), and with keys 321 against 319; a
- * spinning Worker also keeps QEMU's device thread waiting for a host core
- * (~250 µs per IO against ~100 asleep, scripts/qemu-threads.py).
+ * (TSNVME_TARGET_IRQ=1 / 0, read once). Default: sleep, on both runtimes. A
+ * spinning Worker keeps QEMU's device thread waiting for a host core in the
+ * TCG guest (~250 µs per IO against ~100 asleep, scripts/qemu-threads.py), and
+ * sleeping lifted Bun's QD1 from 174-207 to 250-446 IOPS. Deno spun until the
+ * guest's CPU lost PKU (scripts/GUEST.md): TCG flushed the vCPU's TLB on each
+ * PKRU write V8 causes per thread switch, so each wake-up cost Deno more than
+ * the spin. Without PKU, one boot (QD1, 1 Worker, pinned, rounds ABBA): asleep
+ * 1,193 / 1,212 IOPS, spinning 1,134 / 987 (nvmet 1,400).
  */
-function sleepsOnVector(runtime: string): boolean {
-  const v = envOf("TSNVME_TARGET_IRQ");
-  return v === "1" || (v !== "0" && runtime === "bun");
+function sleepsOnVector(): boolean {
+  return envOf("TSNVME_TARGET_IRQ") !== "0";
 }
 /**
  * Whether the Worker's group waits in epoll_wait(2) over an epoll set of its
@@ -274,7 +271,7 @@ class TargetWorker implements ConnHost {
     // (natively 0.3 interrupts and irq-helper wake-ups per QD1 IO in the TCG guest that nobody
     // waited for) nor mask it.
     if (queue !== null) queue.queue.setWaitMode("poll");
-    if (queue !== null && sleepsOnVector(libc.runtime)) {
+    if (queue !== null && sleepsOnVector()) {
       const v = OwnVector.take(libc, queue.handle.irq?.gate);
       if (v !== null) {
         this.#vector = v;
