@@ -124,6 +124,13 @@ export async function openNamespaces(
 /** Highest CPU number a cpu_set_t of the target's (1024 bits, glibc's CPU_SETSIZE) can name. */
 export const MAX_CPU = 1023;
 
+/** A cpu_set_t (1024 bits) naming `cpus`, for sched_setaffinity(2). */
+export function cpuSet(cpus: readonly number[]): Uint8Array {
+  const mask = new Uint8Array((MAX_CPU + 1) >> 3);
+  for (const c of cpus) mask[c >> 3] |= 1 << (c & 7);
+  return mask;
+}
+
 /**
  * Parse a CPU list as taskset(1) and /sys/devices/system/cpu take it
  * ("0", "0,2", "1-3,6"): the CPUs in the order given, each once. Throws
@@ -150,8 +157,7 @@ export function parseCpuList(list: string): number[] {
  */
 export async function pinProcess(cpus: number[]): Promise<number> {
   const libc = await loadLibc();
-  const mask = new Uint8Array(128); // a cpu_set_t: 1024 bits
-  for (const c of cpus) mask[c >> 3] |= 1 << (c & 7);
+  const mask = cpuSet(cpus);
   let n = 0, err = 0;
   for (const tid of fs.readdirSync("/proc/self/task")) {
     if (libc.schedSetaffinity(Number(tid), mask) === 0) n++;

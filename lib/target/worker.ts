@@ -28,6 +28,7 @@ import { type FromWorker, KILLED, type ToWorker, type WorkerFault, type WorkerIn
 import { envOf } from "../ffi/env.ts";
 import { yieldMacrotask as yieldNow } from "../ffi/yield.ts";
 import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
+import { cpuSet } from "./spec-parse.ts";
 import { VectorGate, type VectorGateSpec } from "../irq/mod.ts";
 
 interface Scope {
@@ -244,10 +245,8 @@ class TargetWorker implements ConnHost {
     this.#libc = libc;
     this.#queue = queue;
     if (init.cpu >= 0) {
-      const mask = new Uint8Array(128); // a cpu_set_t: 1024 bits
-      mask[init.cpu >> 3] = 1 << (init.cpu & 7);
       // pid 0: this thread only (the Worker's), not the listener's process.
-      if (libc.schedSetaffinity(0, mask) !== 0) throw new Error(`cannot pin the Worker to CPU ${init.cpu} (errno ${libc.errno()})`);
+      if (libc.schedSetaffinity(0, cpuSet([init.cpu])) !== 0) throw new Error(`cannot pin the Worker to CPU ${init.cpu} (errno ${libc.errno()})`);
     }
     this.limits = init.limits;
     this.digests = init.digests;
