@@ -11,6 +11,7 @@ export PATH="$PWD/node_modules/.bin:$PATH" NO_COLOR=1 FORCE_COLOR=0
 LOGDIR=$(mktemp -d)
 total_pass=0 total_fail=0
 summary=()
+failed_logs=()
 
 count() { # name log: add a runner's counts (deno "N passed | M failed", bun "N pass"/"M fail")
   local name=$1 log=$2 p=0 f=0 line
@@ -35,6 +36,24 @@ step() { # name cmd...: run, show output, count tests (or 1 check for a plain co
   if ((rc != 0 && f == 0)); then f=1; fi
   total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
   summary+=("$name: $p passed, $f failed")
+  ((f == 0)) || failed_logs+=("$log")
+}
+
+# CI shows only the end of this output: name each failure there, with the first lines of its error
+# (Deno's ERRORS section, Bun's lines before each "(fail)"), so a flake seen once can be found.
+failures() {
+  ((${#failed_logs[@]})) || return 0
+  echo
+  echo "=== failures (from each failed step's log)"
+  local log
+  for log in "${failed_logs[@]}"; do
+    echo "--- $(basename "$log" .log)"
+    # Deno colours its report even with NO_COLOR set: strip the escapes first.
+    sed 's/\x1b\[[0-9;]*m//g' "$log" > "$log.plain"
+    { awk '/^ *ERRORS *$/{on=1; next} /^ *FAILURES *$/{on=0} on && NF' "$log.plain"
+      grep -B12 -E "^\(fail\)|^not ok" "$log.plain" | grep -v '^--$'
+    } | cut -c1-240 | head -24
+  done
 }
 
 # Rooms that do not exist yet expand to nothing.
@@ -86,6 +105,7 @@ if ((GUEST)); then
     if ((p + f == 0)); then f=1; fi # a tier that ran nothing is a failure
     total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
     summary+=("guest/$rt: $p passed, $f failed")
+    ((f == 0)) || failed_logs+=("$LOGDIR/guest-$rt.log")
   done
   if ((rc != 0)) && ! grep -qE "[1-9][0-9]* (failed|fail)$" "$log"; then
     total_fail=$((total_fail + 1)); summary+=("guest/harness: exit $rc")
@@ -107,8 +127,10 @@ if ((GUEST)); then
     if ((rc != 0 && f == 0)); then f=1; fi
     total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
     summary+=("guest/features $feat: $p passed, $f failed")
+    ((f == 0)) || failed_logs+=("$log")
   done
 fi
+failures
 echo
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
