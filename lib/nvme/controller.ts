@@ -305,7 +305,7 @@ export class Controller {
     if (qp.qid === 0) void this.recover(new ControllerResetError(what));
     else {
       void this.#abortOrReset(qp.qid, cid, what, async () => {
-        const until = performance.now() + 50;
+        const until = performance.now() + this.#releaseWaitMs();
         while (qp.holds(cid) && performance.now() < until && !this.#recovering && !this.failed && !this.#closed) {
           qp.processCompletions();
           await this.#pause(1);
@@ -323,10 +323,24 @@ export class Controller {
     if (this.#recovering || this.#checkCsts() || !this.#remote.has(r.qid)) return;
     const what = `opcode 0x${opcode.toString(16).padStart(2, "0")} (cid ${cid}) on IO queue ${r.qid} (a worker's) timed out`;
     void this.#abortOrReset(r.qid, cid, what, async () => {
-      await this.#pause(50);
-      // Closed meanwhile: nothing left to reset, and its owner may be gone (no answer would come).
-      return !this.#closed && !this.#closing && await r.holds(cid);
+      const until = performance.now() + this.#releaseWaitMs();
+      for (;;) {
+        await this.#pause(50);
+        // Closed meanwhile: nothing left to reset, and its owner may be gone (no answer would come).
+        if (this.#closed || this.#closing || !(await r.holds(cid))) return false;
+        if (performance.now() >= until || this.#recovering || this.failed) return true;
+      }
     });
+  }
+
+  /**
+   * How long a command may stay held after its Abort completed before the controller is reset.
+   * Linux re-arms the full IO timeout after an Abort; the completion an Abort causes can reach the
+   * queue's owner late (another thread, a loaded machine), so a fixed short grace reset controllers
+   * whose Abort had worked.
+   */
+  #releaseWaitMs(): number {
+    return Math.min(this.options.ioTimeoutMs, 5000);
   }
 
   /** Linux's order: Abort the command; if it is still held afterwards, reset the controller. */

@@ -229,7 +229,7 @@ export function parseSimSpec(spec: string): SimOptions {
 export type FaultAction =
   /** The command is held and never completes (an Abort still completes it). */
   | "drop"
-  /** The command runs and completes `delayMs` later (abortable meanwhile). */
+  /** The command runs and completes `delayMs` later (abortable meanwhile, unless `abortable` is false). */
   | "delay"
   /** The command completes with `status` without running. */
   | "status"
@@ -267,6 +267,11 @@ export interface FaultRule {
   count?: number;
   /** Delay in ms ("delay"). */
   delayMs?: number;
+  /**
+   * "delay" only: false makes an Abort miss the command (it completes "not aborted") while the
+   * command still completes after `delayMs`, as a device may answer an Abort it could not act on.
+   */
+  abortable?: boolean;
   /** Status as (SCT << 8) | SC, e.g. 0x281 Unrecovered Read Error ("status"). */
   status?: number;
   /** Set Do Not Retry on the injected status. */

@@ -73,6 +73,8 @@ interface Held {
   cid: number;
   cmd: Uint32Array;
   due: number;
+  /** An Abort may end it (false: a "delay" rule with abortable false). */
+  abortable: boolean;
 }
 
 interface Rule extends FaultRule {
@@ -323,10 +325,10 @@ export class SimDevice {
     if (rule) {
       switch (rule.action) {
         case "drop":
-          this.#held.push({ qid: sq.qid, cid, cmd, due: Infinity });
+          this.#held.push({ qid: sq.qid, cid, cmd, due: Infinity, abortable: true });
           return;
         case "delay":
-          this.#held.push({ qid: sq.qid, cid, cmd, due: performance.now() + (rule.delayMs ?? 10) });
+          this.#held.push({ qid: sq.qid, cid, cmd, due: performance.now() + (rule.delayMs ?? 10), abortable: rule.abortable !== false });
           return;
         case "status": {
           const st = (rule.status ?? S.INTERNAL_ERROR) & 0x7ff;
@@ -347,7 +349,7 @@ export class SimDevice {
       }
     }
     if (this.#latencyMs > 0 && (sq.qid !== 0 || this.#latencyAdmin)) {
-      this.#held.push({ qid: sq.qid, cid, cmd, due: performance.now() + this.#latencyMs });
+      this.#held.push({ qid: sq.qid, cid, cmd, due: performance.now() + this.#latencyMs, abortable: true });
       return;
     }
     this.#exec(sq, cid, cmd);
@@ -482,7 +484,7 @@ export class SimDevice {
   }
 
   #abortHeld(sqid: number, cid: number): boolean {
-    const i = this.#held.findIndex((h) => h.qid === sqid && h.cid === cid);
+    const i = this.#held.findIndex((h) => h.qid === sqid && h.cid === cid && h.abortable);
     if (i < 0) return false;
     const h = this.#held.splice(i, 1)[0];
     const sq = this.#sqs.get(sqid);

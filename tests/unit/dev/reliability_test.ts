@@ -95,6 +95,24 @@ scenario("command never completes -> timeout, Abort really aborts, no reset", as
   }
 });
 
+scenario("command not aborted but done within another IO timeout -> no reset (Linux re-arms the timer)", async () => {
+  const { dev, ns, transport } = await open({ ioTimeoutMs: 500 });
+  try {
+    // The device answers the Abort "not aborted" and finishes the read on its own 400 ms after the
+    // timeout: a reset after a short grace would be needless.
+    await transport.faults.add({ action: "delay", queue: "io", opcode: IoOpc.READ, lba: [50, 50], delayMs: 900, abortable: false, count: 1 });
+    await assert.rejects(ns.read(50, new Uint8Array(BS)), NvmeTimeoutError);
+    for (let i = 0; i < 300 && dev.queueStats()[0].late === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(dev.queueStats()[0].late, 1, "the command's own completion arrived and was absorbed");
+    assert.equal(transport.commandCount({ qid: 0, opcode: 0x08 }), 1, "one Abort");
+    assert.equal(dev.controller.resets, 0);
+    await readOk(ns, 50);
+    return "not aborted, completed late, no reset";
+  } finally {
+    await dev.close();
+  }
+});
+
 scenario("command never completes and the Abort is lost -> controller reset, queues re-created", async () => {
   const { dev, ns, transport } = await open({ ioTimeoutMs: 200, adminTimeoutMs: 300 });
   try {

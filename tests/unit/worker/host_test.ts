@@ -90,6 +90,30 @@ test("workers: a lost command on a worker's queue times out there, the controlle
   }
 });
 
+test("workers: a worker's command the Abort misses but that completes within another IO timeout -> no reset", async () => {
+  const { dev, transport } = await sim(4, { ioTimeoutMs: 500 });
+  const w = new TestWorker();
+  try {
+    const qid = await w.open(await dev.createQueue());
+    // "Not aborted", then done 400 ms after the timeout: the controller's thread must wait for the
+    // owner to see it (Linux re-arms the IO timer), not reset after a short grace.
+    await transport.faults.add({ action: "delay", queue: qid, opcode: IoOpc.READ, delayMs: 900, abortable: false, count: 1 });
+    const spin = w.call<SpinResult>({ type: "spin", nsid: 1, lba: 0, inflight: 4 });
+    await w.spinning;
+    for (let i = 0; i < 300 && transport.commandCount({ qid: 0, opcode: AdminOpc.ABORT }) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 1500));
+    await w.call({ type: "stop" });
+    const s = await spin;
+    assert.deepEqual(s.codes, { ETIMEDOUT: 1 }, JSON.stringify(s));
+    assert.equal(s.started, s.settled);
+    assert.equal(transport.commandCount({ qid: 0, opcode: AdminOpc.ABORT }), 1);
+    assert.equal(dev.controller.resets, 0, "the command was released by its own completion");
+  } finally {
+    await dev.close();
+    w.w.terminate();
+  }
+});
+
 test("workers: lost command and lost Abort -> controller reset crosses threads; the worker's IO resumes", async () => {
   const { dev, transport } = await sim(4, { ioTimeoutMs: 150, adminTimeoutMs: 300 });
   const w = new TestWorker();
