@@ -224,7 +224,9 @@ test("tcp queue: keep-alive runs at the requested period and stops on close", as
     a.close();
     const after = t.stats.commands;
     await new Promise((r) => setTimeout(r, 250));
-    assert.equal(t.stats.commands, after);
+    // One keep-alive sent just before close may reach the target after it; one still running would
+    // have sent two more by now.
+    assert.ok(t.stats.commands <= after + 1, `keep-alives after close: ${t.stats.commands - after}`);
   });
 });
 
