@@ -50,6 +50,7 @@ test("cli: primary-ctrl-caps, list-secondary and virt-mgmt on the software contr
   assert.doesNotMatch(cut.out, /SCEntry\[1/);
   assert.equal(JSON.parse((await run(["list-secondary", "sim:sriov=2", "-e", "1", "-o", "json"])).out).num, 1);
   const human = await run(["primary-ctrl-caps", "sim:sriov=2", "-H"]);
+  assert.equal(human.code, 0, human.err);
   assert.match(human.out, /^NVME Identify Primary Controller Capabilities:\ncntlid {4}: 0x1\nportid {4}: 0\ncrt {7}: 0x3\n {2}\[1:1\] 0x1\tVI Resources are supported\n {2}\[0:0\] 0x1\tVQ Resources are supported\nvqfrt {5}: 16\n/);
   const vm = await run(["virt-mgmt", "sim:sriov=2", "-c", "2", "-a", "8", "-r", "0", "-n", "3"]);
   assert.equal(vm.code, 0, vm.err);
