@@ -31,6 +31,11 @@ export interface QueueStats extends CommandStats {
    * and idle period, never per IO; 0 without a gate.
    */
   gateSwitches: number;
+  /**
+   * Times the pump let the event loop run (a macrotask turn: timers, IO,
+   * other tasks) while it polled: once per few ms while busy, never per IO.
+   */
+  yields: number;
 }
 
 /** How one command is submitted, beyond its data. */
@@ -157,7 +162,7 @@ export class QueuePair {
   spinPolls: number;
 
   readonly #t: CommandTracker;
-  readonly #stats: QueueStats = { submitted: 0, completed: 0, bogus: 0, late: 0, timeouts: 0, sqDoorbells: 0, interrupts: 0, sleeps: 0, gateSwitches: 0 };
+  readonly #stats: QueueStats = { submitted: 0, completed: 0, bogus: 0, late: 0, timeouts: 0, sqDoorbells: 0, interrupts: 0, sleeps: 0, gateSwitches: 0, yields: 0 };
   /** Flushes of rings this pair had before its current one (a fabric queue's earlier connections). */
   #flushesBefore = 0;
   #ring: QueueRing;
@@ -657,6 +662,7 @@ export class QueuePair {
           await this.#nap(this.#policy.napMs(this.#run.now));
           this.#policy.resumed(performance.now(), false);
         } else {
+          this.#stats.yields++;
           await yieldMacrotask();
           this.#policy.resumed(performance.now(), false);
         }
