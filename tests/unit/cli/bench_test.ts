@@ -8,7 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "../../harness.ts";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { main, tailBreakdown } from "../../../lib/cli/bench/mod.ts";
+import { BENCH_COMPARE_OPTIONS } from "../../../scripts/bench-compare-options.ts";
 
 test("bench: --interrupts poll,adaptive runs both passes; --svg charts every job", async () => {
   const dir = mkdtempSync(join(tmpdir(), "tsnvme-bench-"));
@@ -96,6 +99,20 @@ test("bench: one IO in 8 is timed at every depth, QD1 included (no clock read on
     assert.ok(r.timedIos >= 1 && r.timedIos <= Math.ceil(r.ios / 8) + r.iodepth, `QD${r.iodepth}: ${r.timedIos} timed of ${r.ios}`);
     assert.ok(r.latUs !== undefined && (r as unknown as { latUs: { p50: number } }).latUs.p50 > 0);
   }
+});
+
+test("scripts/bench.sh: the help's defaults are bench-compare's, and the warm-up is 12 s as the README's command", () => {
+  const sh = fileURLToPath(new URL("../../../scripts/bench.sh", import.meta.url));
+  const help = spawnSync("bash", [sh, "--help"], { encoding: "utf8" }).stdout;
+  assert.equal(BENCH_COMPARE_OPTIONS.ramp.default, "12");
+  let checked = 0;
+  for (const m of help.matchAll(/^ {2}--([a-z-]+) ([^ ]+) /gm)) {
+    const opt = (BENCH_COMPARE_OPTIONS as Record<string, { default?: unknown }>)[m[1]];
+    if (opt === undefined || typeof opt.default !== "string") continue;
+    assert.equal(m[2], opt.default, `--${m[1]} in the help`);
+    checked++;
+  }
+  assert.ok(checked >= 6, `${checked} defaults in the help`);
 });
 
 test("bench --tail: timed IOs over p95 broken down by what the pump did during them", async () => {
