@@ -15,30 +15,10 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { BENCH_COMPARE_OPTIONS } from "./bench-compare-options.ts";
 import { runPeers } from "./bench-peers.ts";
 
-const { values } = parseArgs({
-  args: process.argv.slice(2),
-  options: {
-    bs: { type: "string", default: "4096" },
-    iodepth: { type: "string", default: "1,32,128" },
-    runtime: { type: "string", default: "4" },
-    ramp: { type: "string", default: "3" },
-    rw: { type: "string", default: "randread" },
-    modes: { type: "string", default: "poll,interrupt,adaptive" },
-    // Callback rows run in adaptive mode only (the default mode); the Promise API in every mode.
-    apis: { type: "string", default: "promise,callback" },
-    loads: { type: "string", default: "0,50,100" },
-    "hog-runtime": { type: "string", default: "3" },
-    "no-hog": { type: "boolean", default: false },
-    "no-scaling": { type: "boolean", default: false },
-    "no-peers": { type: "boolean", default: false },
-    "idle-trickle": { type: "boolean", default: false },
-    // The guest's second namespace has 4096-byte blocks (scripts/guest.sh --ns): libvfn's 4 KiB reads go there.
-    "peer-ns4k": { type: "string", default: "2" },
-    out: { type: "string" },
-  },
-});
+const { values } = parseArgs({ args: process.argv.slice(2), options: BENCH_COMPARE_OPTIONS });
 const pci = process.env.TSNVME_PCI!;
 const pcis = (process.env.TSNVME_PCIS ?? pci).split(" ").filter(Boolean);
 const depths = values.iodepth!.split(",").map(Number);

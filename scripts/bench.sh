@@ -12,7 +12,7 @@ Usage: scripts/bench.sh [options]   (boots one QEMU guest; options go to scripts
   --bs 4096              block size in bytes
   --iodepth 1,32,128     queue depths
   --runtime 4            seconds per job
-  --ramp 3               tsnvme warm-up seconds before each job
+  --ramp 12              tsnvme warm-up seconds before each job (JIT compiles under TCG take seconds)
   --modes poll,interrupt,adaptive   tsnvme wait modes
   --apis promise,callback           tsnvme APIs: Promise (await ns.read) in every mode; callback
                          (ns.submitRead, next IO from the completion's callback, as SPDK's perf)

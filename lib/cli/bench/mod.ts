@@ -73,6 +73,46 @@ export interface BenchResult {
   gateSwitchesPerIo?: number;
   /** With `--threads`: CPU µs per IO of each of this process's threads by name over the measured window. */
   threads?: Record<string, number>;
+  /** With `--tail`: what the IO queue's pump did during the timed IOs, the slow ones apart ({@link TailBreakdown}). */
+  tail?: TailBreakdown;
+}
+
+/**
+ * `--tail`: the timed IOs tagged by what the IO queue's pump did between
+ * their submission and completion (a yield to the event loop, a sleep on the
+ * interrupt, both, or neither), for those slower than the 95th percentile and
+ * for all of them: count and mean latency per tag. Read from the queue's
+ * counters at each timed IO's ends (only with the flag).
+ */
+export interface TailBreakdown {
+  /** The 95th percentile latency in µs: IOs above it are the slow ones. */
+  p95Us: number;
+  /** Per tag, the IOs above p95: count and mean µs. */
+  slow: Record<TailTag, { n: number; meanUs: number }>;
+  /** Per tag, every timed IO: count and mean µs. */
+  all: Record<TailTag, { n: number; meanUs: number }>;
+}
+
+/** A timed IO's tag under `--tail`. */
+export type TailTag = "none" | "yield" | "sleep" | "yield+sleep";
+
+const TAIL_TAGS: TailTag[] = ["none", "yield", "sleep", "yield+sleep"];
+
+/** Tail breakdown of `lat` (ms) tagged by `tags` (bit 1 yield, bit 2 sleep; index into {@link TAIL_TAGS}). */
+export function tailBreakdown(lat: Float64Array, tags: Uint8Array): TailBreakdown {
+  const sorted = lat.slice().sort();
+  const p95 = sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(0.95 * sorted.length))] : 0;
+  const mk = () => Object.fromEntries(TAIL_TAGS.map((t) => [t, { n: 0, meanUs: 0 }])) as Record<TailTag, { n: number; meanUs: number }>;
+  const slow = mk(), all = mk();
+  for (let i = 0; i < lat.length; i++) {
+    const tag = TAIL_TAGS[tags[i] & 3];
+    for (const b of lat[i] > p95 ? [slow, all] : [all]) {
+      b[tag].n++;
+      b[tag].meanUs += lat[i] * 1000;
+    }
+  }
+  for (const b of [slow, all]) for (const t of TAIL_TAGS) if (b[t].n > 0) b[t].meanUs = +(b[t].meanUs / b[t].n).toFixed(1);
+  return { p95Us: +(p95 * 1000).toFixed(1), slow, all };
 }
 
 /** One job's full figures, for the fio-layout JSON. */
@@ -169,7 +209,7 @@ export function fioJson(jobs: JobDetail[], opts: { ramp: number; runtime: number
 
 const USAGE = "usage: bench [pci-address] [--rw randread|randwrite|read|write] [--bs BYTES] [--iodepth 1,32] " +
   "[--runtime SEC] [--ramp SEC] [--namespace-id N] [--spin-us US] [--spin-polls N] [--interrupts adaptive|interrupt|poll[,...]]\n" +
-  "  [--api promise|callback] [--threads]\n" +
+  "  [--api promise|callback] [--threads] [--tail]\n" +
   "  [--idle SEC [--warm-ios N] [--trickle IOPS]] [--json] [--output-format normal|json] [--svg FILE]\n" +
   "  --interrupts a,b       one pass per wait mode, each on a freshly opened device\n" +
   "  --svg FILE             also write IOPS by queue depth and wait mode, latency percentiles and CPU per IO as an SVG chart\n" +
@@ -180,6 +220,7 @@ const USAGE = "usage: bench [pci-address] [--rw randread|randwrite|read|write] [
   "  --api promise          each IO an awaited ns.read/ns.write (default); callback: ns.submitRead/submitWrite,\n" +
   "                         the next IO issued from the completion's callback, as SPDK's perf does\n" +
   "  --threads              also print CPU µs per IO of each thread of this process (main, JIT, GC) over the window\n" +
+  "  --tail                 also tag each timed IO by what the pump did meanwhile (yield, sleep) and break down those over p95\n" +
   "  --json                 one BenchResult object a line\n" +
   "  --output-format json   one document in fio's --output-format=json layout (jobs[].read.iops, clat_ns.percentile...)";
 
@@ -221,6 +262,7 @@ export async function main(argv: string[]): Promise<number> {
         "spin-polls": { type: "string" },
         api: { type: "string", default: "promise" },
         threads: { type: "boolean", default: false },
+        tail: { type: "boolean", default: false },
         "output-format": { type: "string", default: "normal" },
         svg: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -343,6 +385,17 @@ export async function main(argv: string[]): Promise<number> {
     const isRead = rw.endsWith("read");
     const isRandom = rw.startsWith("rand");
     const lat = new Float64Array(MAX_SAMPLES);
+    // --tail: each timed IO's tag, from the IO queue's yield and sleep counters at its two ends.
+    const tail = values.tail === true;
+    const tags = new Uint8Array(tail ? MAX_SAMPLES : 0);
+    const pumpMark = (): number => {
+      const st = dev.controller.io[0].stats;
+      return st.yields * 65536 + st.sleeps;
+    };
+    const tagOf = (m0: number): number => {
+      const m1 = pumpMark();
+      return (Math.floor(m1 / 65536) !== Math.floor(m0 / 65536) ? 1 : 0) | (m1 % 65536 !== m0 % 65536 ? 2 : 0);
+    };
     /** The first IO queue's MMIO doorbell writes so far, SQ and CQ, or null (not a PCIe ring). */
     const mmio = (): [number, number] | null => {
       const r = dev.controller.io[0].queueRing as Partial<{ mmioDoorbells: number; cqMmioDoorbells: number }>;
@@ -385,11 +438,16 @@ export async function main(argv: string[]): Promise<number> {
             if (measuring) n++;
             continue;
           }
+          const m0 = tail ? pumpMark() : 0;
           const t = performance.now();
           if (isRead) await ns.read(nextLba(), buf);
           else await ns.write(nextLba(), buf);
           if (measuring) {
-            if (timed < MAX_SAMPLES) lat[timed++] = performance.now() - t;
+            if (timed < MAX_SAMPLES) {
+              lat[timed] = performance.now() - t;
+              if (tail) tags[timed] = tagOf(m0);
+              timed++;
+            }
             n++;
           }
         }
@@ -397,17 +455,24 @@ export async function main(argv: string[]): Promise<number> {
       // The callback path: no Promise per IO; the completion's callback issues the next IO.
       const cbWorker = (buf: Uint8Array) =>
         new Promise<void>((resolve, reject) => {
-          let k = 0, t = -1;
+          let k = 0, t = -1, m0 = 0;
           const issue = (): void => {
             if (stop) return resolve();
-            t = (++k & everyMask) === 0 ? performance.now() : -1;
+            if ((++k & everyMask) === 0) {
+              if (tail) m0 = pumpMark();
+              t = performance.now();
+            } else t = -1;
             const ok = isRead ? ns.submitRead(nextLba(), buf, done) : ns.submitWrite(nextLba(), buf, done);
             if (!ok) reject(new Error("bench: no free queue slot for a callback IO"));
           };
           const done = (err: Error | null): void => {
             if (err !== null) return reject(err);
             if (measuring) {
-              if (t >= 0 && timed < MAX_SAMPLES) lat[timed++] = performance.now() - t;
+              if (t >= 0 && timed < MAX_SAMPLES) {
+                lat[timed] = performance.now() - t;
+                if (tail) tags[timed] = tagOf(m0);
+                timed++;
+              }
               n++;
             }
             try {
@@ -436,6 +501,7 @@ export async function main(argv: string[]): Promise<number> {
       stop = true;
       await Promise.all(workers);
       for (const b of bufs) dev.freeBuffer(b);
+      const tailResult = tail ? tailBreakdown(lat.subarray(0, timed), tags.subarray(0, timed)) : null;
       const samples = lat.subarray(0, timed).sort();
       const pct = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] * 1000;
       let sum = 0;
@@ -467,6 +533,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       if (gates > 0 || dev.info.waitMode === "adaptive") result.gateSwitchesPerIo = +(gates / n).toFixed(4);
       if (th0 !== null && th1 !== null) result.threads = threadCpuPerIo(th0, th1, n);
+      if (tailResult !== null) result.tail = tailResult;
       return { result, samples: samples.slice(), cpu };
     }
 
@@ -484,6 +551,10 @@ export async function main(argv: string[]): Promise<number> {
             (r.doorbellsPerIo ? `, MMIO doorbells/IO sq ${r.doorbellsPerIo.sq} cq ${r.doorbellsPerIo.cq}` : "") +
             (r.gateSwitchesPerIo !== undefined ? `, irq gate switches/IO ${r.gateSwitchesPerIo}` : "") + ")",
         );
+        if (r.tail) {
+          const f = (b: TailBreakdown["slow"]) => TAIL_TAGS.map((t) => `${t} ${b[t].n} (${b[t].meanUs} us)`).join(", ");
+          console.log(`  tail: p95 ${r.tail.p95Us} us; over p95 by what the pump did: ${f(r.tail.slow)}; all timed: ${f(r.tail.all)}`);
+        }
         if (r.threads) {
           console.log(`  threads, CPU us/IO: ${Object.entries(r.threads).map(([k, v]) => `${k} ${v}`).join(", ")}`);
         }

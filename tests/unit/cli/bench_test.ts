@@ -8,7 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "../../harness.ts";
-import { main } from "../../../lib/cli/bench/mod.ts";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { main, tailBreakdown } from "../../../lib/cli/bench/mod.ts";
+import { BENCH_COMPARE_OPTIONS } from "../../../scripts/bench-compare-options.ts";
 
 test("bench: --interrupts poll,adaptive runs both passes; --svg charts every job", async () => {
   const dir = mkdtempSync(join(tmpdir(), "tsnvme-bench-"));
@@ -96,4 +99,35 @@ test("bench: one IO in 8 is timed at every depth, QD1 included (no clock read on
     assert.ok(r.timedIos >= 1 && r.timedIos <= Math.ceil(r.ios / 8) + r.iodepth, `QD${r.iodepth}: ${r.timedIos} timed of ${r.ios}`);
     assert.ok(r.latUs !== undefined && (r as unknown as { latUs: { p50: number } }).latUs.p50 > 0);
   }
+});
+
+test("scripts/bench.sh: the help's defaults are bench-compare's, and the warm-up is 12 s as the README's command", () => {
+  const sh = fileURLToPath(new URL("../../../scripts/bench.sh", import.meta.url));
+  const help = spawnSync("bash", [sh, "--help"], { encoding: "utf8" }).stdout;
+  assert.equal(BENCH_COMPARE_OPTIONS.ramp.default, "12");
+  let checked = 0;
+  for (const m of help.matchAll(/^ {2}--([a-z-]+) ([^ ]+) /gm)) {
+    const opt = (BENCH_COMPARE_OPTIONS as Record<string, { default?: unknown }>)[m[1]];
+    if (opt === undefined || typeof opt.default !== "string") continue;
+    assert.equal(m[2], opt.default, `--${m[1]} in the help`);
+    checked++;
+  }
+  assert.ok(checked >= 6, `${checked} defaults in the help`);
+});
+
+test("bench --tail: timed IOs over p95 broken down by what the pump did during them", async () => {
+  const lat = new Float64Array([0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04, 0.1, 0.2]);
+  const tags = new Uint8Array(lat.length);
+  tags[19] = 1; // a yield during the 100 µs IO
+  tags[20] = 3; // a yield and a sleep during the 200 µs one
+  const b = tailBreakdown(lat, tags);
+  assert.equal(b.p95Us, 100);
+  assert.deepEqual(b.slow.yield, { n: 0, meanUs: 0 }); // p95 itself is not over it
+  assert.deepEqual(b.slow["yield+sleep"], { n: 1, meanUs: 200 });
+  assert.equal(b.all.none.n, 19);
+  assert.deepEqual(b.all.yield, { n: 1, meanUs: 100 });
+  const [r] = await benchJson(["sim:ns=16M:512;mem=32M", "--iodepth", "1", "--runtime", "0.2", "--ramp", "0", "--interrupts", "poll", "--json", "--tail"]);
+  const tail = r.tail as unknown as ReturnType<typeof tailBreakdown>;
+  const n = Object.values(tail.all).reduce((a, x) => a + x.n, 0);
+  assert.equal(n, r.timedIos, "every timed IO tagged");
 });
