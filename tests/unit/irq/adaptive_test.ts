@@ -40,7 +40,9 @@ test("adaptive: reads 30 ms apart sleep on the interrupt (no polling window), an
       const t0 = performance.now();
       await ns.read(i * 8, buf);
       globalThis.setTimeout = orig;
-      if (performance.now() - t0 >= bound) slow++;
+      // Half the bound: a read preempted that long (16x the device's time) was on a machine too
+      // loaded to tell a late wake-up from a timer left armed (seen under load: 4 fired, 2 at the bound).
+      if (performance.now() - t0 >= bound / 2) slow++;
     }
   } finally {
     globalThis.setTimeout = orig;
