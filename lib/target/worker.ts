@@ -29,7 +29,8 @@ import { envOf } from "../ffi/env.ts";
 import { yieldMacrotask as yieldNow } from "../ffi/yield.ts";
 import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 import { cpuSet } from "./spec-parse.ts";
-import { VectorGate, type VectorGateSpec } from "../irq/mod.ts";
+import { IrqIndex, VectorGate, type VectorGateSpec } from "../irq/mod.ts";
+import { type SteeredIrq, steerIrq } from "./steer.ts";
 
 interface Scope {
   addEventListener(type: "message", f: (e: MessageEvent) => void): void;
@@ -117,6 +118,12 @@ function sleepsOnVector(): boolean {
  * register and unregister a wait on each fd per sleep.
  */
 const EPOLL = envOf("TSNVME_TARGET_EPOLL") !== "0";
+/**
+ * Whether a pinned Worker points its vector's IRQ at its own CPU
+ * (TSNVME_TARGET_STEER=0: no; read once). Otherwise the kernel picks the CPU,
+ * and an interrupt there wakes the Worker's CPU with an IPI.
+ */
+const STEER = envOf("TSNVME_TARGET_STEER") !== "0";
 /** Consecutive timed-out sleeps that found completions after which the vector is deemed silent and the Worker spins again. */
 const IRQ_MISSES = 3;
 
@@ -136,6 +143,8 @@ class OwnVector {
   readonly #buf = new Uint8Array(8);
   readonly #dv = new DataView(this.#buf.buffer);
   #attached = false;
+  /** The vector's IRQ, when steered to the Worker's CPU (put back on release). */
+  steered: SteeredIrq | null = null;
 
   private constructor(libc: Libc, spec: VectorGateSpec, fd: number) {
     this.#libc = libc;
@@ -168,6 +177,8 @@ class OwnVector {
   release(): void {
     if (!this.#attached) return;
     this.#attached = false;
+    this.steered?.restore();
+    this.steered = null;
     new VectorGate(this.#libc, this.#spec).unmask();
     this.#libc.close(this.fd);
   }
@@ -274,6 +285,12 @@ class TargetWorker implements ConnHost {
       const v = OwnVector.take(libc, queue.handle.irq?.gate);
       if (v !== null) {
         this.#vector = v;
+        if (init.cpu >= 0 && STEER && init.device !== null) {
+          const gate = queue.handle.irq!.gate!;
+          const r = steerIrq(pciName(init.device.target), gate.vector, init.cpu, gate.index === IrqIndex.MSIX);
+          if (typeof r === "string") scope.postMessage({ op: "log", message: `its vector stays where the kernel put it: ${r}` } satisfies FromWorker);
+          else v.steered = r;
+        }
         this.#group.addExtra({ fd: v.fd, onReadable: () => v.read(), onEdge: () => v.count++ });
       }
     }
@@ -467,6 +484,11 @@ class TargetWorker implements ConnHost {
     scope.postMessage({ op: "stopped" } satisfies FromWorker);
     scope.close();
   }
+}
+
+/** A PCI address as the kernel names it (domain included: "01:00.0" -> "0000:01:00.0"). */
+function pciName(target: string): string {
+  return /^[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i.test(target) ? `0000:${target}` : target;
 }
 
 /** The Worker's device: its own queue pair, described as the backends expect. */
