@@ -500,3 +500,25 @@ export class GroupSleep {
     this.#libc.close(this.#epfd);
   }
 }
+
+/**
+ * Reaps a target Worker makes of its device queue before it sleeps on the
+ * queue's vector, by default (TSNVME_TARGET_CQ_SPIN overrides it): in the
+ * TCG guest a QD1 read's completion came within the window often enough to
+ * save ~0.4 sleeps and interrupt wake-ups per IO (issue 16); natively 3,000
+ * reaps of an empty CQ are some tens of µs.
+ */
+export const CQ_SPIN_REAPS = 3000;
+
+/**
+ * Reap `q` up to `reaps` times until one reap finds completions (a bounded
+ * spin on the CQ, in reaps rather than time: no clock read per IO). Returns
+ * the completions found, 0 if the window passed without one.
+ */
+export function reapWithin(q: { processCompletions(): number }, reaps: number): number {
+  for (let i = 0; i < reaps; i++) {
+    const n = q.processCompletions();
+    if (n > 0) return n;
+  }
+  return 0;
+}

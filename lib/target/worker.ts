@@ -20,7 +20,7 @@ import { type BackingDevice, type BlockBackend, DevBackend, MediaBackend } from 
 import type { AdminReply, ControllerLimits, FabricsController, Subsystem } from "./controller.ts";
 import type { ConnWire, TargetConn as TargetConnT, TargetFault } from "./conn.ts";
 import { TargetConn } from "./conn.ts";
-import { PollGroup, SockWire } from "./poll.ts";
+import { CQ_SPIN_REAPS, PollGroup, reapWithin, SockWire } from "./poll.ts";
 import { SharedMedia, type WorkerNamespace } from "./shared.ts";
 import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
 import type { Reply } from "./nvm.ts";
@@ -124,6 +124,21 @@ const EPOLL = envOf("TSNVME_TARGET_EPOLL") !== "0";
  * and an interrupt there wakes the Worker's CPU with an IPI.
  */
 const STEER = envOf("TSNVME_TARGET_STEER") !== "0";
+/**
+ * Reaps of the queue a sleeping Worker makes, after it has handed every
+ * command it holds to the device, before it sleeps on the vector
+ * (TSNVME_TARGET_CQ_SPIN, read once; 0: none; default {@link CQ_SPIN_REAPS}):
+ * a device that answers within the window is reaped without a sleep and a
+ * wake-up, as the host's adaptive wait polls before it arms. Only while at
+ * most {@link CQ_SPIN_DEPTH} commands are on the device.
+ */
+const CQ_SPIN = ((): number => {
+  const e = envOf("TSNVME_TARGET_CQ_SPIN");
+  const v = Number(e);
+  return e !== undefined && e !== "" && Number.isInteger(v) && v >= 0 ? v : CQ_SPIN_REAPS;
+})();
+/** The deepest the device's queue may be for the Worker to spin on it before sleeping (low depth: a QD1 host's IO). */
+const CQ_SPIN_DEPTH = 2;
 /** Consecutive timed-out sleeps that found completions after which the vector is deemed silent and the Worker spins again. */
 const IRQ_MISSES = 3;
 
@@ -406,10 +421,25 @@ class TargetWorker implements ConnHost {
       const look = !onDevice || found || ++unlooked >= LOOK_EVERY;
       const t0 = tr !== null ? performance.now() : 0;
       let events = 0;
+      let wait = spin ? 0 : IDLE_MS;
+      let spun = 0;
+      if (look && wait > 0 && CQ_SPIN > 0 && busy && this.#queue !== null) {
+        // About to sleep with every command received on the device (rung by the pass before): reap
+        // for a bounded window first, so a fast answer needs no interrupt wake-up.
+        const q = this.#queue.queue;
+        if (q.inflight >= inflight && q.inflight <= CQ_SPIN_DEPTH) {
+          spun = reapWithin(q, CQ_SPIN);
+          if (spun > 0) {
+            q.ring();
+            this.#group.flush();
+            wait = 0; // the reply is out: look at the sockets, then sleep in the next pass
+          }
+        }
+      }
       if (look) {
         unlooked = 0;
         passes++;
-        events = this.#group.pass(spin ? 0 : IDLE_MS);
+        events = this.#group.pass(wait);
         found = events > 0;
       }
       if (SPIN_YIELD && spin && (sleepy || !busy)) this.#libc.schedYield();
@@ -428,13 +458,15 @@ class TargetWorker implements ConnHost {
         }
         const devBusy = q.inflight > 0;
         reaped = q.processCompletions();
+        const woke = reaped; // found after the wait
+        reaped += spun;
         if (tr !== null) tr.inLoopReap = false;
         if (reaped > 0) {
           q.ring(); // what the completions' callbacks submitted (R2T-less writes, retries)
           if (tr !== null) tr.doorbell();
           this.#group.flush();
         }
-        if (!(sleepy && !spin && events === 0 && devBusy && reaped > 0)) {
+        if (!(sleepy && !spin && wait > 0 && events === 0 && devBusy && woke > 0)) {
           if (reaped > 0) misses = 0;
         } else if (++misses >= IRQ_MISSES) {
           // Slept its whole timeout while the device had completed: the vector does not reach this thread.
@@ -447,7 +479,7 @@ class TargetWorker implements ConnHost {
       quiet = (busy && !sleepy) || events > 0 || reaped > 0 ? 0 : quiet + 1;
       // The event loop gets a turn for messages (woken through the eventfd), after an idle timeout,
       // and every so many passes; never per IO.
-      const timedOut = look && !spin && events === 0;
+      const timedOut = look && wait > 0 && events === 0;
       const message = this.#received < Atomics.load(this.#posted, 0);
       // A busy turn waits (up to 8 times as long) for the queue to be empty: its own pump, run in
       // the turn's microtasks, then ends at once instead of spinning on the device's commands.
