@@ -501,12 +501,12 @@ export class GroupSleep {
   }
 }
 
+
 /**
- * Reaps a target Worker makes of its device queue before it sleeps on the
- * queue's vector, by default (TSNVME_TARGET_CQ_SPIN overrides it): in the
- * TCG guest a QD1 read's completion came within the window often enough to
- * save ~0.4 sleeps and interrupt wake-ups per IO (issue 16); natively 3,000
- * reaps of an empty CQ are some tens of µs.
+ * A CQ spin window for a target Worker (TSNVME_TARGET_CQ_SPIN) that measured
+ * well once in the TCG guest: ~1.5 -> ~1.0 sleeps per QD1 IO (issue 16);
+ * natively 3,000 reaps of an empty CQ are some tens of µs. Not the default:
+ * loaded boots disagreed on what it does to IOPS.
  */
 export const CQ_SPIN_REAPS = 3000;
 

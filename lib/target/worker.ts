@@ -20,7 +20,7 @@ import { type BackingDevice, type BlockBackend, DevBackend, MediaBackend } from 
 import type { AdminReply, ControllerLimits, FabricsController, Subsystem } from "./controller.ts";
 import type { ConnWire, TargetConn as TargetConnT, TargetFault } from "./conn.ts";
 import { TargetConn } from "./conn.ts";
-import { CQ_SPIN_REAPS, PollGroup, reapWithin, SockWire } from "./poll.ts";
+import { PollGroup, reapWithin, SockWire } from "./poll.ts";
 import { SharedMedia, type WorkerNamespace } from "./shared.ts";
 import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
 import type { Reply } from "./nvm.ts";
@@ -127,15 +127,16 @@ const STEER = envOf("TSNVME_TARGET_STEER") !== "0";
 /**
  * Reaps of the queue a sleeping Worker makes, after it has handed every
  * command it holds to the device, before it sleeps on the vector
- * (TSNVME_TARGET_CQ_SPIN, read once; 0: none; default {@link CQ_SPIN_REAPS}):
- * a device that answers within the window is reaped without a sleep and a
- * wake-up, as the host's adaptive wait polls before it arms. Only while at
- * most {@link CQ_SPIN_DEPTH} commands are on the device.
+ * (TSNVME_TARGET_CQ_SPIN=N, read once; default 0: none): a device that
+ * answers within the window is reaped without a sleep and a wake-up, as the
+ * host's adaptive wait polls before it arms. Only while at most
+ * {@link CQ_SPIN_DEPTH} commands are on the device. An experiment (issue 16):
+ * CQ_SPIN_REAPS (3000, lib/target/poll.ts) cut the Worker's sleeps per QD1 IO from ~1.5 to ~1.0 in the TCG guest,
+ * but two loaded boots disagreed on IOPS (+30-85%, then -10-45%).
  */
 const CQ_SPIN = ((): number => {
-  const e = envOf("TSNVME_TARGET_CQ_SPIN");
-  const v = Number(e);
-  return e !== undefined && e !== "" && Number.isInteger(v) && v >= 0 ? v : CQ_SPIN_REAPS;
+  const v = Number(envOf("TSNVME_TARGET_CQ_SPIN"));
+  return Number.isInteger(v) && v > 0 ? v : 0;
 })();
 /** The deepest the device's queue may be for the Worker to spin on it before sleeping (low depth: a QD1 host's IO). */
 const CQ_SPIN_DEPTH = 2;
