@@ -62,6 +62,16 @@
 #                           (sched_switch) and address-space switches, i.e. CR3 loads (tlb_flush,
 #                           reason 0 = TLB_FLUSH_ON_TASK_SWITCH; each one also flushes TCG's soft TLB
 #                           and jump cache on a vCPU without PCID)
+#   BENCH_RPS=1             (default) RPS/XPS on lo for every row: /sys/class/net/lo/queues/rx-0/rps_cpus
+#                           and tx-0/xps_cpus = fio's vCPU. On loopback a sender's CPU runs the receiver's
+#                           TCP receive path in its own send (softirq at the end of the call), so the
+#                           target's reply paid the initiator's receive and queueing of its kworker; with
+#                           RPS every lo packet is received on fio's vCPU, the target's vCPU serves IO only.
+#                           One loaded boot (2026-12-06, QD1, 1 Worker, rounds ABBA): nvmet 1,150 / 977
+#                           IOPS without, 1,201 / 1,552 with; tsnvme Deno 110 / 152 -> 380 / 460, Bun
+#                           141 / 165 -> 145 / 284. BENCH_RPS=0: off (as before). A BENCH_ENVS item
+#                           BENCH_RPS=0|1 sets it for that row only; BENCH_NVMET_RPS="0 1" runs nvmet's
+#                           rows once per setting (an A/B of the setting in one boot)
 # A BENCH_ENVS item sets several variables when they are joined by commas (A=1,B=2); the item
 # BENCH_CPUS=LIST starts the tsnvme target with --cpus LIST, BENCH_PIN=A+B its rows' pin modes; the item
 # BENCH_TREE=DIR runs that checkout's target instead of this one (an A/B of two trees in one boot,
@@ -236,6 +246,10 @@ switch_off() { # IOS
   grep -E "CAL:|vfio|nvme" /proc/interrupts | awk -v n="$1" -v c="$NCPU" 'NR == FNR { for (i = 2; i <= 1 + c; i++) a[$1, i] = $i; next }
     { s = s "  " $1 ($1 == "CAL:" ? "" : " " $NF); for (i = 2; i <= 1 + c; i++) s = s sprintf(" cpu%d %.2f", i - 2, ($i - a[$1, i]) / n); s = s ";" }
     END { print "  interrupts per IO and vCPU:" s }' "$OUTD/irq0.txt" -
+  # Where the device's active vectors are routed now (a pinned Worker steers its own to its CPU).
+  for q in $(grep -E "vfio|nvme" /proc/interrupts | awk -v c="$NCPU" '{ s = 0; for (i = 2; i <= 1 + c; i++) s += $i; if (s > 0) print $1 }' | tr -d :); do
+    echo "  IRQ $q ($(grep "^ *$q:" /proc/interrupts | awk '{print $NF}')): affinity $(cat /proc/irq/$q/smp_affinity_list 2>/dev/null), effective $(cat /proc/irq/$q/effective_affinity_list 2>/dev/null)"
+  done
   echo '!hist:keys=common_cpu,reason' >>$TR/events/tlb/tlb_flush/trigger 2>/dev/null
   echo '!hist:keys=common_cpu' >>$TR/events/sched/sched_switch/trigger 2>/dev/null
 }
@@ -301,6 +315,17 @@ pin() {
   else taskset -a -p -c 0-$((NCPU - 1)) "$2" >/dev/null; fi
 }
 PINPROC=0
+
+# rps 0|1: RPS/XPS on lo off (0) or onto fio's vCPU (1).
+rps() {
+  m=0
+  [ "$1" = 1 ] && m=$(printf %x $((1 << FIO_CPU)))
+  echo "$m" >/sys/class/net/lo/queues/rx-0/rps_cpus 2>/dev/null || echo "note: cannot set lo's rps_cpus"
+  # lo may refuse XPS (a single queue; the kernel then picks tx-0 anyway): not worth a note.
+  echo "$m" >/sys/class/net/lo/queues/tx-0/xps_cpus 2>/dev/null || :
+}
+RPS=${BENCH_RPS:-1}
+rps "$RPS"
 
 # rows LABEL PID|sys: both digest modes (and every BENCH_PIN mode), one table row each.
 rows() {
@@ -378,6 +403,7 @@ stop_pid() { [ -n "$TPID" ] && kill -TERM $TPID 2>/dev/null && wait $TPID; TPID=
 
 : >"$OUTD/table.md"
 : >"$OUTD/aff.txt"
+[ "$RPS" = 1 ] && echo "RPS/XPS on lo: fio's vCPU $FIO_CPU (every row)"
 if [ -z "${BENCH_PIN:-}" ]; then
   echo "Pinned: fio on vCPU $FIO_CPU; tsnvme's process and Workers on $TGT_CPUS (--cpus), SPDK's reactor -m 0x1 (vCPU 0); nvmet's kernel threads unpinned"
 else
@@ -428,7 +454,10 @@ for rt in $RTS; do
       sleep 0.5
     fi
     PINPROC=1 PINS=$(echo " $env " | tr , ' ' | sed -n 's/.* BENCH_PIN=\([^ ]*\) .*/\1/p' | tr + ' ')
+    r=$(echo " $env " | tr , ' ' | sed -n 's/.* BENCH_RPS=\([01]\) .*/\1/p')
+    [ -n "$r" ] && rps "$r"
     rows "tsnvme $rt, $w Worker(s)$vl" $TPID
+    [ -n "$r" ] && rps "$RPS"
     PINPROC=0 PINS=
     if [ -n "${BENCH_IDLE:-}" ] && connect $PORT; then
       # After a second of QD1 (whatever spins after IO has ended), then connected and idle.
@@ -486,7 +515,11 @@ if sh scripts/guest-bind.sh nvme "$PCI2" >/dev/null 2>&1; then
   if mkdir $S && echo 1 >$S/attr_allow_any_host && mkdir $S/namespaces/1 && echo -n "/dev/$kdev" >$S/namespaces/1/device_path &&
     echo 1 >$S/namespaces/1/enable && mkdir $P && echo tcp >$P/addr_trtype && echo ipv4 >$P/addr_adrfam &&
     echo 127.0.0.1 >$P/addr_traddr && echo $PORT >$P/addr_trsvcid && ln -s $S $P/subsystems/$NQN; then
-    rows "nvmet (kernel nvme, /dev/$kdev)" sys
+    for r in ${BENCH_NVMET_RPS:-$RPS}; do
+      rps "$r"
+      rows "nvmet (kernel nvme, /dev/$kdev)$([ -n "${BENCH_NVMET_RPS:-}" ] && echo ", BENCH_RPS=$r")" sys
+    done
+    rps "$RPS"
   else
     echo "bench: nvmet setup failed"
   fi

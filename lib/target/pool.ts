@@ -101,7 +101,8 @@ export type FromWorker =
   | { op: "closed"; id: number }
   | { op: "exec"; key: number; cntlid: number; qid: number; sqe: Uint32Array; data: Uint8Array | null }
   | { op: "stopped" }
-  | { op: "crashed"; message: string };
+  | { op: "crashed"; message: string }
+  | { op: "log"; message: string };
 
 /** An IO queue served by a Worker, as the listener's controller bookkeeping sees it. */
 export class RemoteQueue {
@@ -406,6 +407,7 @@ export class WorkerPool {
         }
       } else if (m?.op === "exec") this.#exec(pw, m);
       else if (m?.op === "stopped") resolveStopped();
+      else if (m?.op === "log") this.#host.log?.(`worker ${i}: ${m.message}`);
       else if (m?.op === "crashed") {
         // Its loop threw and the thread ended itself (nothing of it runs after this message): as a
         // kill that was answered, its connections fail (the hosts reconnect) and its queue goes.

@@ -20,7 +20,7 @@ import { type BackingDevice, type BlockBackend, DevBackend, MediaBackend } from 
 import type { AdminReply, ControllerLimits, FabricsController, Subsystem } from "./controller.ts";
 import type { ConnWire, TargetConn as TargetConnT, TargetFault } from "./conn.ts";
 import { TargetConn } from "./conn.ts";
-import { PollGroup, SockWire } from "./poll.ts";
+import { PollGroup, reapWithin, SockWire } from "./poll.ts";
 import { SharedMedia, type WorkerNamespace } from "./shared.ts";
 import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
 import type { Reply } from "./nvm.ts";
@@ -29,7 +29,8 @@ import { envOf } from "../ffi/env.ts";
 import { yieldMacrotask as yieldNow } from "../ffi/yield.ts";
 import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 import { cpuSet } from "./spec-parse.ts";
-import { VectorGate, type VectorGateSpec } from "../irq/mod.ts";
+import { IrqIndex, VectorGate, type VectorGateSpec } from "../irq/mod.ts";
+import { type SteeredIrq, steerIrq } from "./steer.ts";
 
 interface Scope {
   addEventListener(type: "message", f: (e: MessageEvent) => void): void;
@@ -117,6 +118,28 @@ function sleepsOnVector(): boolean {
  * register and unregister a wait on each fd per sleep.
  */
 const EPOLL = envOf("TSNVME_TARGET_EPOLL") !== "0";
+/**
+ * Whether a pinned Worker points its vector's IRQ at its own CPU
+ * (TSNVME_TARGET_STEER=0: no; read once). Otherwise the kernel picks the CPU,
+ * and an interrupt there wakes the Worker's CPU with an IPI.
+ */
+const STEER = envOf("TSNVME_TARGET_STEER") !== "0";
+/**
+ * Reaps of the queue a sleeping Worker makes, after it has handed every
+ * command it holds to the device, before it sleeps on the vector
+ * (TSNVME_TARGET_CQ_SPIN=N, read once; default 0: none): a device that
+ * answers within the window is reaped without a sleep and a wake-up, as the
+ * host's adaptive wait polls before it arms. Only while at most
+ * {@link CQ_SPIN_DEPTH} commands are on the device. An experiment (issue 16):
+ * CQ_SPIN_REAPS (3000, lib/target/poll.ts) cut the Worker's sleeps per QD1 IO from ~1.5 to ~1.0 in the TCG guest,
+ * but two loaded boots disagreed on IOPS (+30-85%, then -10-45%).
+ */
+const CQ_SPIN = ((): number => {
+  const v = Number(envOf("TSNVME_TARGET_CQ_SPIN"));
+  return Number.isInteger(v) && v > 0 ? v : 0;
+})();
+/** The deepest the device's queue may be for the Worker to spin on it before sleeping (low depth: a QD1 host's IO). */
+const CQ_SPIN_DEPTH = 2;
 /** Consecutive timed-out sleeps that found completions after which the vector is deemed silent and the Worker spins again. */
 const IRQ_MISSES = 3;
 
@@ -136,6 +159,8 @@ class OwnVector {
   readonly #buf = new Uint8Array(8);
   readonly #dv = new DataView(this.#buf.buffer);
   #attached = false;
+  /** The vector's IRQ, when steered to the Worker's CPU (put back on release). */
+  steered: SteeredIrq | null = null;
 
   private constructor(libc: Libc, spec: VectorGateSpec, fd: number) {
     this.#libc = libc;
@@ -168,6 +193,8 @@ class OwnVector {
   release(): void {
     if (!this.#attached) return;
     this.#attached = false;
+    this.steered?.restore();
+    this.steered = null;
     new VectorGate(this.#libc, this.#spec).unmask();
     this.#libc.close(this.fd);
   }
@@ -274,6 +301,12 @@ class TargetWorker implements ConnHost {
       const v = OwnVector.take(libc, queue.handle.irq?.gate);
       if (v !== null) {
         this.#vector = v;
+        if (init.cpu >= 0 && STEER && init.device !== null) {
+          const gate = queue.handle.irq!.gate!;
+          const r = steerIrq(pciName(init.device.target), gate.vector, init.cpu, gate.index === IrqIndex.MSIX);
+          if (typeof r === "string") scope.postMessage({ op: "log", message: `its vector stays where the kernel put it: ${r}` } satisfies FromWorker);
+          else v.steered = r;
+        }
         this.#group.addExtra({ fd: v.fd, onReadable: () => v.read(), onEdge: () => v.count++ });
       }
     }
@@ -389,10 +422,25 @@ class TargetWorker implements ConnHost {
       const look = !onDevice || found || ++unlooked >= LOOK_EVERY;
       const t0 = tr !== null ? performance.now() : 0;
       let events = 0;
+      let wait = spin ? 0 : IDLE_MS;
+      let spun = 0;
+      if (look && wait > 0 && CQ_SPIN > 0 && busy && this.#queue !== null) {
+        // About to sleep with every command received on the device (rung by the pass before): reap
+        // for a bounded window first, so a fast answer needs no interrupt wake-up.
+        const q = this.#queue.queue;
+        if (q.inflight >= inflight && q.inflight <= CQ_SPIN_DEPTH) {
+          spun = reapWithin(q, CQ_SPIN);
+          if (spun > 0) {
+            q.ring();
+            this.#group.flush();
+            wait = 0; // the reply is out: look at the sockets, then sleep in the next pass
+          }
+        }
+      }
       if (look) {
         unlooked = 0;
         passes++;
-        events = this.#group.pass(spin ? 0 : IDLE_MS);
+        events = this.#group.pass(wait);
         found = events > 0;
       }
       if (SPIN_YIELD && spin && (sleepy || !busy)) this.#libc.schedYield();
@@ -411,13 +459,15 @@ class TargetWorker implements ConnHost {
         }
         const devBusy = q.inflight > 0;
         reaped = q.processCompletions();
+        const woke = reaped; // found after the wait
+        reaped += spun;
         if (tr !== null) tr.inLoopReap = false;
         if (reaped > 0) {
           q.ring(); // what the completions' callbacks submitted (R2T-less writes, retries)
           if (tr !== null) tr.doorbell();
           this.#group.flush();
         }
-        if (!(sleepy && !spin && events === 0 && devBusy && reaped > 0)) {
+        if (!(sleepy && !spin && wait > 0 && events === 0 && devBusy && woke > 0)) {
           if (reaped > 0) misses = 0;
         } else if (++misses >= IRQ_MISSES) {
           // Slept its whole timeout while the device had completed: the vector does not reach this thread.
@@ -430,7 +480,7 @@ class TargetWorker implements ConnHost {
       quiet = (busy && !sleepy) || events > 0 || reaped > 0 ? 0 : quiet + 1;
       // The event loop gets a turn for messages (woken through the eventfd), after an idle timeout,
       // and every so many passes; never per IO.
-      const timedOut = look && !spin && events === 0;
+      const timedOut = look && wait > 0 && events === 0;
       const message = this.#received < Atomics.load(this.#posted, 0);
       // A busy turn waits (up to 8 times as long) for the queue to be empty: its own pump, run in
       // the turn's microtasks, then ends at once instead of spinning on the device's commands.
@@ -467,6 +517,11 @@ class TargetWorker implements ConnHost {
     scope.postMessage({ op: "stopped" } satisfies FromWorker);
     scope.close();
   }
+}
+
+/** A PCI address as the kernel names it (domain included: "01:00.0" -> "0000:01:00.0"). */
+function pciName(target: string): string {
+  return /^[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i.test(target) ? `0000:${target}` : target;
 }
 
 /** The Worker's device: its own queue pair, described as the backends expect. */
