@@ -6,7 +6,6 @@
  * thread".
  * @module
  */
-import { envOf } from "../ffi/env.ts";
 import { microtaskTurn, yieldMacrotask } from "../ffi/yield.ts";
 import { Idle, type IdleAction, IdlePolicy, type WaitMode } from "./idle.ts";
 import { hi32, lo32, type Sqe, setRw, SqeDw } from "./command.ts";
@@ -124,12 +123,6 @@ export type QueuePairConfig = QueuePairOptions & {
 const TURNS_PER_CHECK = 64;
 /** Turns the pump keeps spinning with nothing in flight, to catch the next submission without a restart. */
 const LINGER_TURNS = 4;
-/**
- * Checkpoints a due yield to the event loop may wait for the next SQ doorbell
- * (then the device works while the event loop runs). TSNVME_YIELD_AT=any
- * yields at once (A/B runs).
- */
-const YIELD_DEFER_CHECKS: number = envOf("TSNVME_YIELD_AT") === "any" ? 0 : 4;
 
 /** A queue pair with a Promise API and a callback API. Owned by exactly one thread. */
 export class QueuePair {
@@ -699,8 +692,7 @@ export class QueuePair {
    */
   #turn(): boolean {
     const t = this.#t, run = this.#run;
-    const rang = this.#flushQueued;
-    if (rang) this.ring();
+    if (this.#flushQueued) this.ring();
     if (run.disarm) {
       // After the ring: the caller's next command is already on its way to the device.
       run.disarm = this.#armed = false;
@@ -712,11 +704,9 @@ export class QueuePair {
     // Completions' callbacks may have submitted: ring their doorbell in this same turn.
     let more = this.#flushQueued;
     if (more) this.ring();
-    // A yield is due and the doorbell just rang: yield now, while the device works on what it rang for.
-    if (run.yieldDue > 0 && (rang || more)) run.yieldNow = true;
     let check = run.idle;
     const mode = this.#policy.mode;
-    if (t.active > 0 && (n === 0 || more) && !check && !run.yieldNow && this.spinPolls > 0 && ring.pollable === true && mode !== "interrupt") {
+    if (t.active > 0 && (n === 0 || more) && !check && this.spinPolls > 0 && ring.pollable === true && mode !== "interrupt") {
       // Spin while it can help: nothing found yet, or the completions found submitted more work
       // (callbacks). Completions that resolved promises end the turn: their callers resubmit in
       // the next microtasks.
@@ -727,15 +717,11 @@ export class QueuePair {
         more = this.#flushQueued;
         if (!more) break;
         this.ring();
-        if (run.yieldDue > 0) {
-          run.yieldNow = true;
-          break;
-        }
       }
       if (n === 0) check = true; // the device is slow: worth a clock read (and maybe a sleep) now
     }
     run.reaped += n;
-    return check || run.yieldNow || (n === 0 && mode === "interrupt");
+    return check || (n === 0 && mode === "interrupt");
   }
 
   /**
@@ -763,16 +749,6 @@ export class QueuePair {
     // Adaptive: completions came since the interrupt was turned on for a sleep: off at the next turn.
     if (this.#armed && reaped > 0) run.disarm = true;
     let action = policy.next(reaped, now);
-    if (action === Idle.YIELD && t.active > 0 && YIELD_DEFER_CHECKS > 0) {
-      // A yield mid-wait adds its cost (a macrotask turn: tens of µs in a TCG guest) to the IO
-      // waited on; right after a doorbell it overlaps the device's work. Wait a few checkpoints for one.
-      if (run.yieldNow) run.yieldDue = 0;
-      else if (run.yieldDue < YIELD_DEFER_CHECKS) {
-        run.yieldDue++;
-        action = Idle.SPIN;
-      } else run.yieldDue = 0;
-    }
-    run.yieldNow = false;
     run.parked = false;
     if (action === Idle.SPIN && reaped === 0 && policy.mode !== "poll" && this.#waiter !== null && this.#onlyParked()) {
       // Only an AER left (the admin queue after a command): no window, sleep now; a sleep
@@ -842,16 +818,11 @@ class PumpRun {
   disarm = false;
   /** The coming sleep is for parked commands only. */
   parked = false;
-  /** A yield to the event loop is due: checkpoints it has waited for a doorbell (0: none due). */
-  yieldDue = 0;
-  /** The turn just rang the doorbell with a yield due: the next checkpoint yields. */
-  yieldNow = false;
 
   /** A new run. */
   start(): void {
     this.reaped = 0;
     this.lastEmpty = this.lastTimeouts = this.lastHealth = UNSET;
-    this.idle = this.disarm = this.parked = this.yieldNow = false;
-    this.yieldDue = 0;
+    this.idle = this.disarm = this.parked = false;
   }
 }
