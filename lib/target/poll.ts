@@ -501,12 +501,11 @@ export class GroupSleep {
   }
 }
 
-
 /**
- * A CQ spin window for a target Worker (TSNVME_TARGET_CQ_SPIN) that measured
- * well once in the TCG guest: ~1.5 -> ~1.0 sleeps per QD1 IO (issue 16);
- * natively 3,000 reaps of an empty CQ are some tens of µs. Not the default:
- * loaded boots disagreed on what it does to IOPS.
+ * A CQ spin window for a target Worker (TSNVME_TARGET_CQ_SPIN) that cut its
+ * sleeps per QD1 IO from ~1.5 to ~1.0 in the TCG guest (issue 16); natively
+ * 3,000 reaps of an empty CQ are some tens of µs. Not the default: a quiet
+ * A/B measured fewer IOPS with it.
  */
 export const CQ_SPIN_REAPS = 3000;
 

@@ -131,8 +131,10 @@ const STEER = envOf("TSNVME_TARGET_STEER") !== "0";
  * answers within the window is reaped without a sleep and a wake-up, as the
  * host's adaptive wait polls before it arms. Only while at most
  * {@link CQ_SPIN_DEPTH} commands are on the device. An experiment (issue 16):
- * CQ_SPIN_REAPS (3000, lib/target/poll.ts) cut the Worker's sleeps per QD1 IO from ~1.5 to ~1.0 in the TCG guest,
- * but two loaded boots disagreed on IOPS (+30-85%, then -10-45%).
+ * CQ_SPIN_REAPS (3000, lib/target/poll.ts) cut the Worker's sleeps per QD1 IO
+ * from ~1.5 to ~1.0 in the TCG guest, yet a quiet ABBA boot measured fewer
+ * IOPS with it (Deno 990/1,164 against 1,141/1,169; Bun 753/1,105 against
+ * 1,301/1,348).
  */
 const CQ_SPIN = ((): number => {
   const v = Number(envOf("TSNVME_TARGET_CQ_SPIN"));
