@@ -31,6 +31,7 @@ import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 import { cpuSet } from "./spec-parse.ts";
 import { IrqIndex, VectorGate, type VectorGateSpec } from "../irq/mod.ts";
 import { type SteeredIrq, steerIrq } from "./steer.ts";
+import { normalizePciAddress } from "../vfio/sysfs.ts";
 
 interface Scope {
   addEventListener(type: "message", f: (e: MessageEvent) => void): void;
@@ -305,7 +306,7 @@ class TargetWorker implements ConnHost {
         this.#vector = v;
         if (init.cpu >= 0 && STEER && init.device !== null) {
           const gate = queue.handle.irq!.gate!;
-          const r = steerIrq(pciName(init.device.target), gate.vector, init.cpu, gate.index === IrqIndex.MSIX);
+          const r = steerIrq(normalizePciAddress(init.device.target) ?? init.device.target, gate.vector, init.cpu, gate.index === IrqIndex.MSIX);
           if (typeof r === "string") scope.postMessage({ op: "log", message: `its vector stays where the kernel put it: ${r}` } satisfies FromWorker);
           else v.steered = r;
         }
@@ -519,11 +520,6 @@ class TargetWorker implements ConnHost {
     scope.postMessage({ op: "stopped" } satisfies FromWorker);
     scope.close();
   }
-}
-
-/** A PCI address as the kernel names it (domain included: "01:00.0" -> "0000:01:00.0"). */
-function pciName(target: string): string {
-  return /^[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/i.test(target) ? `0000:${target}` : target;
 }
 
 /** The Worker's device: its own queue pair, described as the backends expect. */
