@@ -21,7 +21,9 @@
  *   --io-queues N        IO queues per controller (default 8)
  *   --dev-queues N       IO queues opened on each backing device (default 4)
  *   --dev-depth N        entries per backing IO queue (default 256)
- *   --interrupts MODE    backing device wait mode: adaptive (default), interrupt, poll
+ *   --interrupts MODE    backing device wait mode: adaptive (default), interrupt, poll; the
+ *                        Workers poll in adaptive and poll modes (spin while IO is in flight
+ *                        and for a short window after) and sleep whenever idle in interrupt
  *   --workers N          Worker threads serving IO queues, each on a queue pair of its own
  *                        (default: one per core; 0: the listener's thread serves all IO)
  *   --cpus LIST          run on LIST's CPUs only (every thread) and pin Worker i to the i-th

@@ -51,8 +51,6 @@ export interface Libc {
   ioUringEnter(fd: number, toSubmit: number, minComplete: number, flags: number, arg: bigint, argSize: bigint): number;
   /** sched_setaffinity(2); pid 0 is the calling thread. `mask` is a cpu_set_t. */
   schedSetaffinity(pid: number, mask: Uint8Array): number;
-  /** sched_yield(2): let another runnable thread on this CPU run. */
-  schedYield(): number;
   /** getpid(2). */
   getpid(): number;
   /**

@@ -500,24 +500,3 @@ export class GroupSleep {
     this.#libc.close(this.#epfd);
   }
 }
-
-/**
- * A CQ spin window for a target Worker (TSNVME_TARGET_CQ_SPIN) that cut its
- * sleeps per QD1 IO from ~1.5 to ~1.0 in the TCG guest (issue 16); natively
- * 3,000 reaps of an empty CQ are some tens of µs. Not the default: a quiet
- * A/B measured fewer IOPS with it.
- */
-export const CQ_SPIN_REAPS = 3000;
-
-/**
- * Reap `q` up to `reaps` times until one reap finds completions (a bounded
- * spin on the CQ, in reaps rather than time: no clock read per IO). Returns
- * the completions found, 0 if the window passed without one.
- */
-export function reapWithin(q: { processCompletions(): number }, reaps: number): number {
-  for (let i = 0; i < reaps; i++) {
-    const n = q.processCompletions();
-    if (n > 0) return n;
-  }
-  return 0;
-}

@@ -55,8 +55,9 @@ export interface WorkerInit {
   /** The device behind "dev" namespaces (its queue arrives with the init). */
   device: { target: string; info: DeviceInfo; identifyData: Uint8Array } | null;
   /**
-   * Two Int32 words: [0] messages posted to this Worker (bumped before each
-   * post), [1] nonzero once the listener declared it dead ({@link PoolWorker.kill}).
+   * Three Int32 words: [0] messages posted to this Worker (bumped before each
+   * post), [1] nonzero once the listener declared it dead ({@link PoolWorker.kill}),
+   * [2] the Worker's sleeps ({@link SLEEPS}).
    */
   posted: SharedArrayBuffer;
   /** eventfd the listener writes after each post: wakes the Worker's poll. */
@@ -158,6 +159,8 @@ export interface PoolHost {
 
 /** Word of {@link WorkerInit.posted} that tells a Worker it was declared dead. */
 export const KILLED = 1;
+/** Word of {@link WorkerInit.posted} the Worker bumps each time it waits with a timeout (it found nothing to do). */
+export const SLEEPS = 2;
 
 /**
  * How long {@link PoolWorker.kill} and {@link PoolWorker.stop} wait for the
@@ -197,6 +200,11 @@ export class PoolWorker {
     this.#wakeFd = wakeFd;
     this.#posted = new Int32Array(posted);
     this.#terminate = terminate;
+  }
+
+  /** Times it waited for work with a timeout (epoll_wait), since it started; wraps at 2^32. */
+  get sleeps(): number {
+    return Atomics.load(this.#posted, SLEEPS) >>> 0;
   }
 
   /** Post and wake the Worker's poll. */
@@ -368,7 +376,7 @@ export class WorkerPool {
         cpu: cpus.length > 0 ? cpus[i % cpus.length] : -1,
         subsystems: subs,
         device: dev ? { target: dev.target, info: plainInfo(dev.info), identifyData: dev.controller.identifyData.slice() } : null,
-        posted: new SharedArrayBuffer(8),
+        posted: new SharedArrayBuffer(12),
         wakeFd: fd,
       });
     }

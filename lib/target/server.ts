@@ -359,6 +359,19 @@ export class NvmfTarget implements ConnHost {
   }
 
   /**
+   * Times the Workers waited for work with a timeout (epoll_wait), summed over
+   * every Worker started: each is a sleep and a wake-up. A Worker that polls
+   * (the backing device's `adaptive` or `poll` wait mode) keeps this far below
+   * one per IO for a host that keeps IO flowing; in `interrupt` mode it is one
+   * or more per IO.
+   */
+  get workerSleeps(): number {
+    let n = 0;
+    for (const w of this.#pool?.workers ?? []) n += w.sleeps;
+    return n;
+  }
+
+  /**
    * Stop Worker `i` as a crash would (tests): its connections fail at once
    * and their hosts reconnect to the others; resolves once the Worker ended
    * itself and its queue was released ("stopped"), or after `graceMs`

@@ -20,16 +20,16 @@ import { type BackingDevice, type BlockBackend, DevBackend, MediaBackend } from 
 import type { AdminReply, ControllerLimits, FabricsController, Subsystem } from "./controller.ts";
 import type { ConnWire, TargetConn as TargetConnT, TargetFault } from "./conn.ts";
 import { TargetConn } from "./conn.ts";
-import { PollGroup, reapWithin, SockWire } from "./poll.ts";
+import { PollGroup, SockWire } from "./poll.ts";
 import { SharedMedia, type WorkerNamespace } from "./shared.ts";
 import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
 import type { Reply } from "./nvm.ts";
-import { type FromWorker, KILLED, type ToWorker, type WorkerFault, type WorkerInit } from "./pool.ts";
+import { type FromWorker, KILLED, SLEEPS, type ToWorker, type WorkerFault, type WorkerInit } from "./pool.ts";
 import { envOf } from "../ffi/env.ts";
 import { yieldMacrotask as yieldNow } from "../ffi/yield.ts";
 import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 import { cpuSet } from "./spec-parse.ts";
-import { IrqIndex, VectorGate, type VectorGateSpec } from "../irq/mod.ts";
+import { IrqIndex, VectorGate, type VectorGateSpec, type WaitMode } from "../irq/mod.ts";
 import { type SteeredIrq, steerIrq } from "./steer.ts";
 import { normalizePciAddress } from "../vfio/sysfs.ts";
 
@@ -79,36 +79,34 @@ const LOOK_EVERY = ((): number => {
   return Number.isInteger(v) && v > 0 ? v : 8;
 })();
 /**
- * Passes the loop keeps polling without a timeout once nothing is in flight,
- * before it sleeps in poll (TSNVME_TARGET_IDLE_SPIN, read once; default 0).
- * An experiment for QD1: the next capsule may come before a sleeping thread
- * would be woken.
+ * Passes an adaptive Worker keeps polling, without sleeping, after its last
+ * event or completion (TSNVME_TARGET_IDLE_SPIN overrides it, read once): a
+ * QD1 host's next capsule comes a round trip after the reply, sooner than a
+ * sleeping thread is woken and scheduled. A pass is a zero-timeout poll of
+ * the sockets or a reap, ~1 µs natively (a window of a few ms) and 5-20 µs in
+ * a TCG guest. Measured in one quiet guest boot (issue 16, QD1, 1 Worker,
+ * pinned): Deno 1,387 / 1,193 IOPS polling against 1,055 / 651 asleep, Bun
+ * 1,523 / 1,792 against 1,028 / 1,164, nvmet 1,307; 200,000 passes did no better.
  */
 const IDLE_SPIN = ((): number => {
-  const v = Number(envOf("TSNVME_TARGET_IDLE_SPIN"));
-  return Number.isInteger(v) && v > 0 ? v : 0;
+  const e = envOf("TSNVME_TARGET_IDLE_SPIN"), v = Number(e);
+  return e !== undefined && e !== "" && Number.isInteger(v) && v >= 0 ? v : 2000;
 })();
 
 /**
- * Idle spin passes call sched_yield(2) (TSNVME_TARGET_SPIN_YIELD=1, read
- * once): a spinning Worker then lets fio or the initiator's kworker on the
- * same CPU run. An experiment for QD1, with {@link IDLE_SPIN}.
+ * How a Worker waits for its sockets and its queue: the backing device's
+ * wait mode (`interrupts` when it was opened), or TSNVME_TARGET_WAIT (read
+ * once, for A/B). `adaptive` and `poll`: spin while anything is in flight and
+ * for {@link IDLE_SPIN} passes after, then sleep in epoll_wait until a socket or
+ * a message wakes it; its queue's vector stays masked. `interrupt`: sleep
+ * whenever a pass finds nothing, on the sockets and on the queue's own vector,
+ * which then signals an eventfd in the same epoll set; the thriftiest with
+ * CPU, ~3.8 context switches per QD1 IO on its CPU against 0.01-0.4 polling.
  */
-const SPIN_YIELD = envOf("TSNVME_TARGET_SPIN_YIELD") === "1";
-/**
- * Whether the Worker sleeps in epoll_wait while its commands are on the device,
- * woken by its queue's own vector, or spins while anything is in flight
- * (TSNVME_TARGET_IRQ=1 / 0, read once). Default: sleep, on both runtimes. A
- * spinning Worker keeps QEMU's device thread waiting for a host core in the
- * TCG guest (~250 µs per IO against ~100 asleep, scripts/qemu-threads.py), and
- * sleeping lifted Bun's QD1 from 174-207 to 250-446 IOPS. Deno spun until the
- * guest's CPU lost PKU (scripts/GUEST.md): TCG flushed the vCPU's TLB on each
- * PKRU write V8 causes per thread switch, so each wake-up cost Deno more than
- * the spin. Without PKU, one boot (QD1, 1 Worker, pinned, rounds ABBA): asleep
- * 1,193 / 1,212 IOPS, spinning 1,134 / 987 (nvmet 1,400).
- */
-function sleepsOnVector(): boolean {
-  return envOf("TSNVME_TARGET_IRQ") !== "0";
+function waitModeOf(queue: WorkerQueue | null): WaitMode {
+  const e = envOf("TSNVME_TARGET_WAIT");
+  if (e === "adaptive" || e === "interrupt" || e === "poll") return e;
+  return queue?.handle.waitMode ?? "adaptive";
 }
 /**
  * Whether the Worker's group waits in epoll_wait(2) over an epoll set of its
@@ -125,24 +123,6 @@ const EPOLL = envOf("TSNVME_TARGET_EPOLL") !== "0";
  * and an interrupt there wakes the Worker's CPU with an IPI.
  */
 const STEER = envOf("TSNVME_TARGET_STEER") !== "0";
-/**
- * Reaps of the queue a sleeping Worker makes, after it has handed every
- * command it holds to the device, before it sleeps on the vector
- * (TSNVME_TARGET_CQ_SPIN=N, read once; default 0: none): a device that
- * answers within the window is reaped without a sleep and a wake-up, as the
- * host's adaptive wait polls before it arms. Only while at most
- * {@link CQ_SPIN_DEPTH} commands are on the device. An experiment (issue 16):
- * CQ_SPIN_REAPS (3000, lib/target/poll.ts) cut the Worker's sleeps per QD1 IO
- * from ~1.5 to ~1.0 in the TCG guest, yet a quiet ABBA boot measured fewer
- * IOPS with it (Deno 990/1,164 against 1,141/1,169; Bun 753/1,105 against
- * 1,301/1,348).
- */
-const CQ_SPIN = ((): number => {
-  const v = Number(envOf("TSNVME_TARGET_CQ_SPIN"));
-  return Number.isInteger(v) && v > 0 ? v : 0;
-})();
-/** The deepest the device's queue may be for the Worker to spin on it before sleeping (low depth: a QD1 host's IO). */
-const CQ_SPIN_DEPTH = 2;
 /** Consecutive timed-out sleeps that found completions after which the vector is deemed silent and the Worker spins again. */
 const IRQ_MISSES = 3;
 
@@ -265,6 +245,8 @@ class TargetWorker implements ConnHost {
   readonly #wakeBuf = new Uint8Array(8);
   /** The queue's vector, when this thread sleeps on it (else null: it spins while IO is on the device). */
   #vector: OwnVector | null = null;
+  /** Passes it polls after its last event or completion before sleeping (0 in interrupt mode). */
+  readonly #idleSpin: number;
   /** Set by the "crash" test fault: the loop throws at its next step. */
   crashNext = false;
   #received = 0;
@@ -300,7 +282,9 @@ class TargetWorker implements ConnHost {
     // (natively 0.3 interrupts and irq-helper wake-ups per QD1 IO in the TCG guest that nobody
     // waited for) nor mask it.
     if (queue !== null) queue.queue.setWaitMode("poll");
-    if (queue !== null && sleepsOnVector()) {
+    const mode = waitModeOf(queue);
+    this.#idleSpin = mode === "interrupt" ? 0 : IDLE_SPIN;
+    if (queue !== null && mode === "interrupt") {
       const v = OwnVector.take(libc, queue.handle.irq?.gate);
       if (v !== null) {
         this.#vector = v;
@@ -419,34 +403,20 @@ class TargetWorker implements ConnHost {
       // With its own vector the Worker sleeps while its commands are on the device; the interrupt,
       // a socket or the wake eventfd ends the sleep. Without one it spins while anything is in flight.
       const sleepy = this.#vector !== null;
-      const spin = (busy && !sleepy) || quiet < IDLE_SPIN;
+      const spin = (busy && !sleepy) || quiet < this.#idleSpin;
       // Spinning while everything received is on the device: most passes only reap (no syscall).
       const onDevice = spin && busy && this.#queue !== null && this.#queue.queue.inflight >= inflight;
       const look = !onDevice || found || ++unlooked >= LOOK_EVERY;
       const t0 = tr !== null ? performance.now() : 0;
       let events = 0;
-      let wait = spin ? 0 : IDLE_MS;
-      let spun = 0;
-      if (look && wait > 0 && CQ_SPIN > 0 && busy && this.#queue !== null) {
-        // About to sleep with every command received on the device (rung by the pass before): reap
-        // for a bounded window first, so a fast answer needs no interrupt wake-up.
-        const q = this.#queue.queue;
-        if (q.inflight >= inflight && q.inflight <= CQ_SPIN_DEPTH) {
-          spun = reapWithin(q, CQ_SPIN);
-          if (spun > 0) {
-            q.ring();
-            this.#group.flush();
-            wait = 0; // the reply is out: look at the sockets, then sleep in the next pass
-          }
-        }
-      }
+      const wait = spin ? 0 : IDLE_MS;
       if (look) {
         unlooked = 0;
         passes++;
+        if (wait > 0) Atomics.add(this.#posted, SLEEPS, 1);
         events = this.#group.pass(wait);
         found = events > 0;
       }
-      if (SPIN_YIELD && spin && (sleepy || !busy)) this.#libc.schedYield();
       if (tr !== null) {
         tr.span(spin ? Gap.BUSY_PASS : events === 0 ? Gap.IDLE_TIMEOUT : Gap.IDLE_WOKEN, t0);
       }
@@ -463,7 +433,6 @@ class TargetWorker implements ConnHost {
         const devBusy = q.inflight > 0;
         reaped = q.processCompletions();
         const woke = reaped; // found after the wait
-        reaped += spun;
         if (tr !== null) tr.inLoopReap = false;
         if (reaped > 0) {
           q.ring(); // what the completions' callbacks submitted (R2T-less writes, retries)

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "../../harness.ts";
 import { AGAIN, Listener, Socket } from "../../../lib/sock/mod.ts";
-import { PollGroup, reapWithin, SockWire } from "../../../lib/target/poll.ts";
+import { PollGroup, SockWire } from "../../../lib/target/poll.ts";
 import type { TargetConn } from "../../../lib/target/conn.ts";
 import { loadLibc } from "../../../lib/ffi/mod.ts";
 import { EFD_CLOEXEC, EFD_NONBLOCK } from "../../../lib/ffi/types.ts";
@@ -188,25 +188,4 @@ test("target poll: a Worker's wire closes its fd only if it wins the close word;
       l.close();
     }
   }
-});
-
-test("target poll: reapWithin spins on the CQ a bounded number of reaps, and stops at the first that finds completions", () => {
-  const queue = (answerAt: number) => {
-    let reaps = 0;
-    return {
-      get reaps() {
-        return reaps;
-      },
-      processCompletions: () => (++reaps === answerAt ? 2 : 0),
-    };
-  };
-  const fast = queue(5);
-  assert.equal(reapWithin(fast, 3000), 2);
-  assert.equal(fast.reaps, 5);
-  const slow = queue(3001);
-  assert.equal(reapWithin(slow, 3000), 0);
-  assert.equal(slow.reaps, 3000);
-  const off = queue(1);
-  assert.equal(reapWithin(off, 0), 0);
-  assert.equal(off.reaps, 0);
 });

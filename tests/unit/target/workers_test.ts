@@ -366,3 +366,39 @@ test("target workers: the listener sleeps between events: a quiet connected host
     await t.close();
   }
 });
+
+test("target workers: an adaptive Worker polls between a QD1 host's IOs (far fewer sleeps than IOs); an interrupt-mode one sleeps between them", async () => {
+  const reads = async (t: NvmfTarget, n: number): Promise<number> => {
+    const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 1, katoMs: 0 });
+    try {
+      const ns = dev.ns(1), b = dev.allocBuffer(4096);
+      for (let i = 0; i < 20; i++) await ns.read(i, b); // connected and warm
+      const s0 = t.workerSleeps;
+      for (let i = 0; i < n; i++) await ns.read(i % 64, b);
+      return t.workerSleeps - s0;
+    } finally {
+      await dev.close();
+    }
+  };
+  // No device behind the Worker: it waits adaptively.
+  const t = await target({ workers: 1 });
+  try {
+    const slept = await reads(t, 400);
+    assert.ok(slept < 200, `an adaptive Worker slept ${slept} times in 400 QD1 reads`);
+  } finally {
+    await t.close();
+  }
+  // A device opened with interrupts: "interrupt": its Workers sleep whenever a pass finds nothing.
+  const back = await NVMeDev.open("sim:ns=4M:512", { interrupts: "interrupt" });
+  try {
+    const t2 = await deviceTarget(back, []);
+    try {
+      const slept = await reads(t2, 100);
+      assert.ok(slept >= 50, `an interrupt-mode Worker slept ${slept} times in 100 QD1 reads`);
+    } finally {
+      await t2.close();
+    }
+  } finally {
+    await back.close();
+  }
+});
