@@ -53,18 +53,15 @@ const { NVMeDev } = await import(`${root}lib/dev.ts`) as typeof import("../lib/d
 const { asyncEvents } = await import(`${root}lib/admin/manage.ts`) as typeof import("../lib/admin/manage.ts");
 const target = positionals[0] ?? process.env.TSNVME_PCI ?? "sim:latency=0.1";
 
-/** Per thread name (digits folded): [cpu ns, time slices]. */
-function threads(): Map<string, [number, number]> {
-  const m = new Map<string, [number, number]>();
+/** Per thread id: [name (digits folded), cpu ns, time slices]. */
+function threads(): Map<string, [string, number, number]> {
+  const m = new Map<string, [string, number, number]>();
   try {
     for (const t of readdirSync("/proc/self/task")) {
       try {
         const name = readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim().replace(/[0-9]+$/, "N");
         const [ns, , slices] = readFileSync(`/proc/self/task/${t}/schedstat`, "utf8").split(" ").map(Number);
-        const a = m.get(name) ?? [0, 0];
-        a[0] += ns;
-        a[1] += slices;
-        m.set(name, a);
+        m.set(t, [name, ns, slices]);
       } catch { /* the thread ended */ }
     }
   } catch { /* no /proc */ }
@@ -139,12 +136,21 @@ dev.freeBuffer(buf);
 ac.abort();
 await next;
 
+// Per thread over the window, summed by name: a thread that ended in it (a runtime's idle blocking
+// thread) drops out instead of making its group's figure negative.
+const byName = new Map<string, [number, number]>();
+for (const [tid, [name, ns1, s1]] of th1) {
+  const [, ns0, s0] = th0.get(tid) ?? [name, 0, 0];
+  const a = byName.get(name) ?? [0, 0];
+  a[0] += ns1 - ns0;
+  a[1] += s1 - s0;
+  byName.set(name, a);
+}
 const perThread: Record<string, { pct: number; slices: number }> = {};
 let sched = 0;
-for (const [name, [ns1, s1]] of th1) {
-  const [ns0, s0] = th0.get(name) ?? [0, 0];
-  sched += ns1 - ns0;
-  if (ns1 - ns0 > 0) perThread[name] = { pct: +((ns1 - ns0) / 1e6 / ms * 100).toFixed(2), slices: s1 - s0 };
+for (const [name, [ns, slices]] of byName) {
+  sched += ns;
+  if (ns > 0) perThread[name] = { pct: +(ns / 1e6 / ms * 100).toFixed(2), slices };
 }
 console.log(JSON.stringify({
   runtime: rt,
