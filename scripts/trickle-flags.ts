@@ -54,9 +54,7 @@ const CASES: Record<string, Case[]> = {
     { name: "--no-flush-bytecode", v8: ["--no-flush-bytecode"] },
     { name: "--no-lazy-feedback-allocation", v8: ["--no-lazy-feedback-allocation"] },
     { name: "--no-memory-reducer", v8: ["--no-memory-reducer"] },
-    { name: "--single-threaded", v8: ["--single-threaded"] },
     { name: "trace", v8: V8_TRACE, trace: true },
-    { name: "trace --no-flush-bytecode", v8: [...V8_TRACE, "--no-flush-bytecode"], trace: true },
   ],
   bun: [
     { name: "default" },
@@ -136,7 +134,8 @@ for (const rt of values.runtimes.split(",")) {
       let ev = "-";
       const keep = process.env.TSNVME_OUT;
       if (c.trace && keep) {
-        writeFileSync(`${keep}/trickle-flags-${rt}-${c.name.replace(/\W+/g, "_")}-${r}.txt`, res.stdout + "\n----- stderr\n" + res.stderr);
+        const lib = values.lib === undefined ? "" : `-${values.lib.replace(/\W+/g, "_")}`;
+        writeFileSync(`${keep}/trickle-flags-${rt}-${c.name.replace(/\W+/g, "_")}${lib}-${r}.txt`, res.stdout + "\n----- stderr\n" + res.stderr);
       }
       if (c.trace && j.reads > 0) {
         const e = events(rt, [res.stdout, res.stderr]);
