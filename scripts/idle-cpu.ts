@@ -12,9 +12,12 @@
  * (device open, no reads), adaptive, and interrupt (sleep at once) waits.
  *
  * `--base DIR` adds the adaptive case with the driver of another checkout
- * (e.g. /work/main) to the breakdown: an A/B in one boot.
+ * (e.g. /work/main) to the breakdown: an A/B in one boot. `--ab` (with
+ * `--base`) prints instead of the table only the floor and 10 reads/s,
+ * this checkout's driver and DIR's alternating, `--rounds N` times.
  *
  *   deno run -A scripts/idle-cpu.ts [--seconds 5] [--interrupts adaptive] [--breakdown [--base DIR]] [--no-table]
+ *     [--ab --base DIR [--rounds 2]]
  * @module
  */
 import { spawnSync } from "node:child_process";
@@ -29,6 +32,8 @@ const { values } = parseArgs({
     breakdown: { type: "boolean", default: false },
     "no-table": { type: "boolean", default: false },
     base: { type: "string" },
+    ab: { type: "boolean", default: false },
+    rounds: { type: "string", default: "2" },
   },
 });
 const pci = process.env.TSNVME_PCI ?? "";
@@ -51,8 +56,58 @@ const floorSrcOf = (wakes: number) =>
   `await new Promise(r=>setTimeout(r,${secs * 1000}));const u=process.cpuUsage(c);const ms=performance.now()-t;` +
   `console.log(JSON.stringify({idleCpuPct:(u.user+u.system)/1000/ms*100,idleCpuPctSched:s<0?null:(sched()-s)/1e6/ms*100}));process.exit(0)`;
 
-if (!values["no-table"]) table();
+type Pct = { ru: number; sched: number; sleepsPerRead?: number };
+const failed: Pct = { ru: NaN, sched: NaN };
+const pct = (j: { idleCpuPct: number; idleCpuPctSched: number | null; reads?: number; ioSleeps?: number }): Pct => ({
+  ru: j.idleCpuPct,
+  sched: j.idleCpuPctSched ?? NaN,
+  sleepsPerRead: j.reads ? (j.ioSleeps ?? 0) / j.reads : undefined,
+});
+/** The runtime only sleeping (with `wakes` timer wake-ups a second). */
+const floorOf = (rt: string, wakes: number): Pct => {
+  const src = floorSrcOf(wakes);
+  const r = rt === "deno"
+    ? spawnSync("deno", ["eval", src], { encoding: "utf8" })
+    : spawnSync("bun", ["-e", src], { encoding: "utf8" });
+  return r.status === 0 ? pct(JSON.parse(r.stdout.trim().split("\n").pop()!)) : failed;
+};
+/** One idle job of lib/cli/bench (`dir`: the checkout whose driver runs it; default this one). */
+const bench = (rt: string, extra: string[], dir = ""): Pct => {
+  const mod = dir === "" ? "lib/cli/bench/mod.ts" : `${dir.replace(/\/$/, "")}/lib/cli/bench/mod.ts`;
+  const r = run(rt, [mod, pci, "--json", `--idle=${secs}`, `--interrupts=${values.interrupts}`, ...extra]);
+  if (r.status !== 0) {
+    console.error(`${rt} ${extra.join(" ")} failed: ${r.stderr.trim().split("\n").slice(-2).join(" | ")}`);
+    return failed;
+  }
+  return pct(JSON.parse(r.stdout.trim().split("\n").pop()!));
+};
+const f2 = (n: number) => Number.isFinite(n) ? n.toFixed(2) : "failed";
+const c = (p: Pct) => `${f2(p.ru)} / ${f2(p.sched)}`;
+const d = (a: Pct, b: Pct) => `${f2(a.ru - b.ru)} / ${f2(a.sched - b.sched)}`;
+
+if (values.ab) ab();
+else if (!values["no-table"]) table();
 if (values.breakdown) breakdown();
+
+/** 10 reads/s against the floor, this checkout's driver and --base's, alternating per round. */
+function ab(): void {
+  if (values.base === undefined) throw new Error("--ab needs --base DIR");
+  console.log(`### 10 reads/s, this checkout against ${values.base}, % of one core over ${secs} s (getrusage / schedstat)\n`);
+  console.log("| runtime | round | driver | floor | floor + 10 timer wakes/s | 10 reads/s, warm | 10/s − floor | sleeps per read |");
+  console.log("|---|---:|---|---:|---:|---:|---:|---:|");
+  for (let r = 1; r <= Number(values.rounds); r++) {
+    for (const rt of ["deno", "bun"]) {
+      const floor = floorOf(rt, 0), floorWakes = floorOf(rt, 10);
+      const order: [string, string][] = [["this", ""], [values.base, values.base]];
+      if (r % 2 === 0) order.reverse();
+      for (const [name, dir] of order) {
+        const t = bench(rt, ["--warm-ios=2000", "--trickle=10"], dir);
+        const spr = t.sleepsPerRead === undefined ? "-" : t.sleepsPerRead.toFixed(2);
+        console.log(`| ${rt} | ${r} | ${name} | ${c(floor)} | ${c(floorWakes)} | ${c(t)} | ${d(t, floor)} | ${spr} |`);
+      }
+    }
+  }
+}
 
 function table(): void {
   console.log(`### Idle CPU, % of one core over ${secs} s (wait mode ${values.interrupts}; floor = the runtime only sleeping)\n`);
@@ -61,37 +116,12 @@ function table(): void {
     "| runtime | floor | floor + 10 timer wakes/s | idle, cold | idle, warm | 10 reads/s, warm | idle warm − floor | 10/s − floor | 10/s: IO-queue sleeps per read |",
   );
   console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-  type Pct = { ru: number; sched: number; sleepsPerRead?: number };
-  const failed: Pct = { ru: NaN, sched: NaN };
-  const pct = (j: { idleCpuPct: number; idleCpuPctSched: number | null; reads?: number; ioSleeps?: number }): Pct => ({
-    ru: j.idleCpuPct,
-    sched: j.idleCpuPctSched ?? NaN,
-    sleepsPerRead: j.reads ? (j.ioSleeps ?? 0) / j.reads : undefined,
-  });
   for (const rt of ["deno", "bun"]) {
-    const floorOf = (wakes: number): Pct => {
-      const src = floorSrcOf(wakes);
-      const r = rt === "deno"
-        ? spawnSync("deno", ["eval", src], { encoding: "utf8" })
-        : spawnSync("bun", ["-e", src], { encoding: "utf8" });
-      return r.status === 0 ? pct(JSON.parse(r.stdout.trim().split("\n").pop()!)) : failed;
-    };
-    const floor = floorOf(0);
-    const floorWakes = floorOf(10);
-    const bench = (extra: string[]): Pct => {
-      const r = run(rt, ["lib/cli/bench/mod.ts", pci, "--json", `--idle=${secs}`, `--interrupts=${values.interrupts}`, ...extra]);
-      if (r.status !== 0) {
-        console.error(`${rt} ${extra.join(" ")} failed: ${r.stderr.trim().split("\n").slice(-2).join(" | ")}`);
-        return failed;
-      }
-      return pct(JSON.parse(r.stdout.trim().split("\n").pop()!));
-    };
-    const cold = bench([]);
-    const warm = bench(["--warm-ios=2000"]);
-    const trickle = bench(["--warm-ios=2000", "--trickle=10"]);
-    const f2 = (n: number) => Number.isFinite(n) ? n.toFixed(2) : "failed";
-    const c = (p: Pct) => `${f2(p.ru)} / ${f2(p.sched)}`;
-    const d = (a: Pct, b: Pct) => `${f2(a.ru - b.ru)} / ${f2(a.sched - b.sched)}`;
+    const floor = floorOf(rt, 0);
+    const floorWakes = floorOf(rt, 10);
+    const cold = bench(rt, []);
+    const warm = bench(rt, ["--warm-ios=2000"]);
+    const trickle = bench(rt, ["--warm-ios=2000", "--trickle=10"]);
     const spr = trickle.sleepsPerRead === undefined ? "-" : trickle.sleepsPerRead.toFixed(2);
     console.log(
       `| ${rt} | ${c(floor)} | ${c(floorWakes)} | ${c(cold)} | ${c(warm)} | ${c(trickle)} | ${d(warm, floor)} | ${

@@ -10,9 +10,19 @@
  *
  *   deno run -A scripts/trickle-probe.ts [TARGET] [--rate 10] [--seconds 5]
  *     [--interrupts adaptive] [--spin-us 500] [--spin-polls 256] [--warm-ios 2000] [--lib DIR]
+ *     [--burst N] [--lead SEC] [--stream N] [--mark]
  *
  * `--lib DIR` loads the driver from another checkout (DIR/lib), to compare
- * two versions in one guest boot.
+ * two versions in one guest boot. `--burst N`: N reads one after another per
+ * tick (what the first read of a wake-up costs against the next ones).
+ * `--mark`: print `mark start LABEL` and `mark end LABEL ios=N` on stdout and
+ * stderr around the window, to count an engine's trace lines (compiles, GCs)
+ * in it (scripts/trickle-flags.ts) or to cut a host profile of QEMU at it
+ * (scripts/qemu-threads.py). `--stream N`: after the window, N reads one
+ * after another in a window of their own (marked too): a warm read's cost.
+ * `--lead SEC`: the reads start SEC seconds before the window, so that what
+ * only the first trickled reads of a process pay (a tier-up, a deopt) falls
+ * outside it: the steady cost.
  * @module
  */
 import process from "node:process";
@@ -32,6 +42,10 @@ const { values, positionals } = parseArgs({
     "warm-ios": { type: "string", default: "2000" },
     timer: { type: "boolean", default: false },
     lib: { type: "string" },
+    burst: { type: "string", default: "1" },
+    mark: { type: "boolean", default: false },
+    stream: { type: "string", default: "0" },
+    lead: { type: "string", default: "0" },
   },
 });
 const root = values.lib === undefined ? new URL("../", import.meta.url).href : `file://${values.lib.replace(/\/?$/, "/")}`;
@@ -39,18 +53,15 @@ const { NVMeDev } = await import(`${root}lib/dev.ts`) as typeof import("../lib/d
 const { asyncEvents } = await import(`${root}lib/admin/manage.ts`) as typeof import("../lib/admin/manage.ts");
 const target = positionals[0] ?? process.env.TSNVME_PCI ?? "sim:latency=0.1";
 
-/** Per thread name (digits folded): [cpu ns, time slices]. */
-function threads(): Map<string, [number, number]> {
-  const m = new Map<string, [number, number]>();
+/** Per thread id: [name (digits folded), cpu ns, time slices]. */
+function threads(): Map<string, [string, number, number]> {
+  const m = new Map<string, [string, number, number]>();
   try {
     for (const t of readdirSync("/proc/self/task")) {
       try {
         const name = readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim().replace(/[0-9]+$/, "N");
         const [ns, , slices] = readFileSync(`/proc/self/task/${t}/schedstat`, "utf8").split(" ").map(Number);
-        const a = m.get(name) ?? [0, 0];
-        a[0] += ns;
-        a[1] += slices;
-        m.set(name, a);
+        m.set(t, [name, ns, slices]);
       } catch { /* the thread ended */ }
     }
   } catch { /* no /proc */ }
@@ -71,44 +82,78 @@ const warm = Number(values["warm-ios"]);
 for (let i = 0; i < warm; i++) await ns.read(lba(i), buf);
 await new Promise((r) => setTimeout(r, warm > 0 ? 3000 : 500));
 
-const rate = Number(values.rate);
+const rate = Number(values.rate), burst = Math.max(1, Number(values.burst));
 let reads = 0, done = 0, latMs = 0;
+const rt = "Bun" in globalThis ? "bun" : "deno";
+const label = `${rt}-${values.timer ? "timer" : "trickle"}-${rate}x${burst}`;
+const mark = (line: string) => {
+  if (!values.mark) return;
+  console.log(`mark ${line}`);
+  console.error(`mark ${line}`);
+};
+/** One tick's reads, one after another; latency is the tick's first read's. */
+const tick = async () => {
+  for (let k = 0; k < burst; k++) {
+    const t = performance.now();
+    await ns.read(lba(reads++), buf);
+    if (k === 0) latMs += performance.now() - t;
+    done++;
+  }
+};
 const sum = () => dev.queueStats().reduce((a, q) => [a[0] + q.sleeps, a[1] + q.interrupts], [0, 0]);
 const admin0 = dev.controller.admin.stats.sleeps;
-const [sl0, ir0] = sum();
-const th0 = threads();
-const c0 = process.cpuUsage(), t0 = performance.now();
 const timer = rate > 0 && !values.timer
-  ? setInterval(() => {
-    const t = performance.now();
-    void ns.read(lba(reads++), buf).then(() => {
-      latMs += performance.now() - t;
-      done++;
-    });
-  }, 1000 / rate)
+  ? setInterval(() => void tick(), 1000 / rate)
   : values.timer
   ? setInterval(() => {}, 1000 / (rate || 10))
   : null;
+const lead = Number(values.lead);
+if (lead > 0) await new Promise((r) => setTimeout(r, lead * 1000));
+reads = done = latMs = 0;
+const [sl0, ir0] = sum();
+mark(`start ${label}`);
+const th0 = threads();
+const c0 = process.cpuUsage(), t0 = performance.now();
 await new Promise((r) => setTimeout(r, Number(values.seconds) * 1000));
 const c = process.cpuUsage(c0), ms = performance.now() - t0;
 const th1 = threads();
+mark(`end ${label} ios=${values.timer ? Math.round(Number(values.seconds) * (rate || 10)) : done}`);
 const [sl1, ir1] = sum();
 const adminSleeps = dev.controller.admin.stats.sleeps - admin0;
 if (timer !== null) clearInterval(timer);
 await new Promise((r) => setTimeout(r, 100));
+const streamed = Number(values.stream);
+let streamCpuPct: number | null = null;
+if (streamed > 0) {
+  mark(`start ${rt}-stream`);
+  const s0 = process.cpuUsage(), w0 = performance.now();
+  for (let i = 0; i < streamed; i++) await ns.read(lba(i), buf);
+  const u = process.cpuUsage(s0);
+  mark(`end ${rt}-stream ios=${streamed}`);
+  streamCpuPct = +(((u.user + u.system) / 1000) / (performance.now() - w0) * 100).toFixed(2);
+}
 dev.freeBuffer(buf);
 ac.abort();
 await next;
 
+// Per thread over the window, summed by name: a thread that ended in it (a runtime's idle blocking
+// thread) drops out instead of making its group's figure negative.
+const byName = new Map<string, [number, number]>();
+for (const [tid, [name, ns1, s1]] of th1) {
+  const [, ns0, s0] = th0.get(tid) ?? [name, 0, 0];
+  const a = byName.get(name) ?? [0, 0];
+  a[0] += ns1 - ns0;
+  a[1] += s1 - s0;
+  byName.set(name, a);
+}
 const perThread: Record<string, { pct: number; slices: number }> = {};
 let sched = 0;
-for (const [name, [ns1, s1]] of th1) {
-  const [ns0, s0] = th0.get(name) ?? [0, 0];
-  sched += ns1 - ns0;
-  if (ns1 - ns0 > 0) perThread[name] = { pct: +((ns1 - ns0) / 1e6 / ms * 100).toFixed(2), slices: s1 - s0 };
+for (const [name, [ns, slices]] of byName) {
+  sched += ns;
+  if (ns > 0) perThread[name] = { pct: +(ns / 1e6 / ms * 100).toFixed(2), slices };
 }
 console.log(JSON.stringify({
-  runtime: "Bun" in globalThis ? "bun" : "deno",
+  runtime: rt,
   target,
   waitMode: dev.info.waitMode,
   rate,
@@ -117,7 +162,9 @@ console.log(JSON.stringify({
   cpuPctSched: +(sched / 1e6 / ms * 100).toFixed(2),
   ioSleepsPerRead: done ? +((sl1 - sl0) / done).toFixed(2) : null,
   interruptsPerRead: done ? +((ir1 - ir0) / done).toFixed(2) : null,
-  meanLatencyUs: done ? Math.round(latMs / done * 1000) : null,
+  meanLatencyUs: done ? Math.round(latMs / (done / burst) * 1000) : null,
+  burst,
   adminSleeps,
+  streamCpuPct,
   perThread,
 }));

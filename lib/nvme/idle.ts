@@ -99,7 +99,13 @@ export class IdlePolicy {
   maxSpinUs: number;
   /** `adaptive` mode: largest share of the empty time before a run spent polling in it (see IdlePolicyOptions.spinShare). */
   spinShare: number;
-  #idleSince = -1;
+  // The clock fields hold doubles from construction (-0.5, -0: heap numbers, not small integers). A
+  // field that starts as a small integer changes representation at its first clock value, which gives
+  // the object a new map and deoptimizes the pump's code that saw the old one: #emptiedAt did so at the
+  // first pump stop, i.e. at a process's first trickled read after a stream (4 deopts, then their
+  // recompiles on the compiler threads).
+  /** Clock of the first empty poll of this idle stretch (< 0: completions flow). */
+  #idleSince = -0.5;
   /**
    * Average wait (ms) for a completion that came while commands were in flight (`adaptive` only).
    * -0, a heap number: the field holds doubles from the start. A Smi 0 changed representation at the
@@ -109,11 +115,11 @@ export class IdlePolicy {
   /** A sleep of the current idle stretch ran to its timeout: the stretch is idleness, not a slow device. */
   #timedOut = false;
   #lastYield = -Infinity;
-  /** Clock at the last YIELD decision (-1: none pending), to learn what a yield costs. */
-  #yieldAt = -1;
-  #yieldEvery: number;
-  /** Clock at which the queue last went empty ({@link emptied}; -1: never), and whether a run's first poll is still to come. */
-  #emptiedAt = -1;
+  /** Clock at the last YIELD decision (< 0: none pending), to learn what a yield costs. */
+  #yieldAt = -0.5;
+  #yieldEvery = -0;
+  /** Clock at which the queue last went empty ({@link emptied}; < 0: never), and whether a run's first poll is still to come. */
+  #emptiedAt = -0.5;
   #runStart = false;
   /** This run's cap of the polling window in µs (Infinity: none; set at the run's first poll). */
   #runCapUs = Infinity;

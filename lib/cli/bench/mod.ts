@@ -8,7 +8,7 @@
  *   deno run -A lib/cli/bench/mod.ts ...   (from a checkout; bun lib/cli/bench/mod.ts ... too)
  * @module
  */
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { detectRuntime } from "../../ffi/mod.ts";
@@ -226,17 +226,16 @@ const USAGE = "usage: bench [pci-address] [--rw randread|randwrite|read|write] [
 
 const MAX_SAMPLES = 1 << 21;
 
-/** ns this process's threads ran, from /proc/self/task/N/schedstat (the scheduler's own clock), or -1 off Linux. */
-function schedNs(): number {
-  try {
-    let ns = 0;
-    for (const t of readdirSync("/proc/self/task")) {
-      ns += Number(readFileSync(`/proc/self/task/${t}/schedstat`, "utf8").split(" ")[0]);
-    }
-    return ns;
-  } catch {
-    return -1;
-  }
+/**
+ * ns this process's threads ran between two {@link threadTimes} snapshots (the scheduler's own
+ * clock), or -1 off Linux. Per thread: a thread that ended in between (a runtime's idle blocking
+ * thread) drops out; summed over the process it made the total go negative.
+ */
+function schedNsBetween(before: Map<string, [string, number]>, after: Map<string, [string, number]>): number {
+  if (after.size === 0) return -1;
+  let ns = 0;
+  for (const [tid, [, n]] of after) ns += n - (before.get(tid)?.[1] ?? 0);
+  return ns;
 }
 
 /** Run the benchmark with `argv` (without the runtime and script); resolves to the exit status. */
@@ -348,9 +347,9 @@ export async function main(argv: string[]): Promise<number> {
       // Sleeps over the window only, as the CPU and the reads: the warm-up's reads slept too.
       const sleeps = () => [dev.controller.admin.stats.sleeps, dev.queueStats().reduce((a, q) => a + q.sleeps, 0)];
       const sl0 = sleeps();
-      const c0 = process.cpuUsage(), s0 = schedNs(), t0 = performance.now();
+      const c0 = process.cpuUsage(), s0 = threadTimes(), t0 = performance.now();
       await new Promise((r) => setTimeout(r, Number(values.idle) * 1000));
-      const c = process.cpuUsage(c0), s1 = schedNs(), ms = performance.now() - t0;
+      const c = process.cpuUsage(c0), sched = schedNsBetween(s0, threadTimes()), ms = performance.now() - t0;
       const sl = sleeps();
       if (timer !== null) clearInterval(timer);
       await new Promise((r) => setTimeout(r, 100));
@@ -359,7 +358,7 @@ export async function main(argv: string[]): Promise<number> {
       await next;
       const pct = +(((c.user + c.system) / 1000) / ms * 100).toFixed(2);
       // getrusage is tick-sampled in a guest kernel: a thread that wakes on the tick is charged whole ticks.
-      const schedPct = s0 < 0 || s1 < 0 ? null : +((s1 - s0) / 1e6 / ms * 100).toFixed(2);
+      const schedPct = sched < 0 ? null : +(sched / 1e6 / ms * 100).toFixed(2);
       console.log(JSON.stringify({
         runtime: rtName,
         waitMode: dev.info.waitMode,
