@@ -54,10 +54,12 @@ const IDLE_MS = ((): number => {
   return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 100;
 })();
 /**
- * Passes between the busy loop's looks at whether an event-loop turn is due
- * (timers, the queue's own housekeeping; messages get a turn as soon as they
- * are posted), at most one per {@link YIELD_MS}. TSNVME_TARGET_YIELD_PASSES
- * overrides it (read once).
+ * Passes between event-loop turns while busy (timers, the queue's own
+ * housekeeping; messages get a turn as soon as they are posted).
+ * TSNVME_TARGET_YIELD_PASSES overrides it (read once). A spinning (Deno)
+ * Worker makes ~12 passes per QD1 IO and a turn costs 1-6 ms in the TCG
+ * guest, yet 4096 did not help there: Deno with 2 Workers ran 61-115 IOPS
+ * against 161-462 at 256 in two loaded boots (issue 16), so 256 stays.
  */
 const PASSES_PER_YIELD = ((): number => {
   const v = Number(envOf("TSNVME_TARGET_YIELD_PASSES"));
