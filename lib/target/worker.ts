@@ -66,19 +66,6 @@ const PASSES_PER_YIELD = ((): number => {
   return Number.isInteger(v) && v > 0 ? v : 256;
 })();
 /**
- * Least time between those turns, ms (TSNVME_TARGET_YIELD_MS, read once; 0:
- * every {@link PASSES_PER_YIELD} passes): the clock is read once per that many
- * passes, never per IO. A polling Worker makes ~175 passes per QD1 IO in the
- * TCG guest, so a turn every 256 passes came every other IO, and a turn there
- * takes ~1.3 ms on Deno and ~0.4 ms on Bun (TSNVME_TARGET_TRACE, issue 16): a
- * capsule arriving meanwhile waits for it. Turns serve timers (IO timeouts,
- * seconds) and the queue's own pump; messages get one as soon as they are posted.
- */
-const YIELD_MS = ((): number => {
-  const e = envOf("TSNVME_TARGET_YIELD_MS"), v = Number(e);
-  return e !== undefined && e !== "" && Number.isFinite(v) && v >= 0 ? v : 10;
-})();
-/**
  * Busy passes per look at the sockets while only the device has work (every
  * command received is on the queue): the passes between only reap the
  * queue, a load from memory, where a look is a poll(2) (5-20 µs in a TCG
@@ -403,8 +390,6 @@ class TargetWorker implements ConnHost {
   /** The poll loop: serve, reap the queue's completions, send; sleep in poll when idle; look at messages when woken. */
   async run(): Promise<void> {
     let passes = 0; // passes that looked at the sockets since the last event-loop turn
-    let nextTurn = PASSES_PER_YIELD; // passes at which a busy turn is next considered
-    let lastTurn = performance.now(); // when the last event-loop turn ended
     let unlooked = 0; // busy passes since the last look at the sockets
     let found = false; // the last look had events
     let quiet = 0; // passes since the last event or completion
@@ -471,15 +456,9 @@ class TargetWorker implements ConnHost {
       const message = this.#received < Atomics.load(this.#posted, 0);
       // A busy turn waits (up to 8 times as long) for the queue to be empty: its own pump, run in
       // the turn's microtasks, then ends at once instead of spinning on the device's commands.
-      let due = false;
-      if (passes >= nextTurn) {
-        nextTurn = passes + PASSES_PER_YIELD;
-        due = (this.#queue === null || this.#queue.queue.inflight === 0 || passes >= 8 * PASSES_PER_YIELD) &&
-          (YIELD_MS === 0 || performance.now() - lastTurn >= YIELD_MS);
-      }
+      const due = passes >= PASSES_PER_YIELD && (this.#queue === null || this.#queue.queue.inflight === 0 || passes >= 8 * PASSES_PER_YIELD);
       if (message || timedOut || due) {
         passes = 0;
-        nextTurn = PASSES_PER_YIELD;
         const y0 = tr !== null ? performance.now() : 0;
         await yieldNow();
         // Messages posted before the wake-up are delivered within a few turns.
@@ -488,7 +467,6 @@ class TargetWorker implements ConnHost {
           tr.span(message ? Gap.YIELD_MESSAGE : timedOut ? Gap.YIELD_IDLE : Gap.YIELD_PASSES, y0);
           if (timedOut) tr.idle(y0);
         }
-        if (YIELD_MS > 0) lastTurn = performance.now();
       }
     }
     tr?.report();
