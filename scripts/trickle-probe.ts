@@ -26,9 +26,9 @@
  * @module
  */
 import process from "node:process";
-import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import type { WaitMode } from "../lib/irq/adaptive.ts";
+import { threadTimes } from "../lib/cli/bench/cpu.ts";
 
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
@@ -52,21 +52,6 @@ const root = values.lib === undefined ? new URL("../", import.meta.url).href : `
 const { NVMeDev } = await import(`${root}lib/dev.ts`) as typeof import("../lib/dev.ts");
 const { asyncEvents } = await import(`${root}lib/admin/manage.ts`) as typeof import("../lib/admin/manage.ts");
 const target = positionals[0] ?? process.env.TSNVME_PCI ?? "sim:latency=0.1";
-
-/** Per thread id: [name (digits folded), cpu ns, time slices]. */
-function threads(): Map<string, [string, number, number]> {
-  const m = new Map<string, [string, number, number]>();
-  try {
-    for (const t of readdirSync("/proc/self/task")) {
-      try {
-        const name = readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim().replace(/[0-9]+$/, "N");
-        const [ns, , slices] = readFileSync(`/proc/self/task/${t}/schedstat`, "utf8").split(" ").map(Number);
-        m.set(t, [name, ns, slices]);
-      } catch { /* the thread ended */ }
-    }
-  } catch { /* no /proc */ }
-  return m;
-}
 
 const spinUs = values["spin-us"] === undefined ? undefined : Number(values["spin-us"]);
 await using dev = await NVMeDev.open(target, { interrupts: values.interrupts as WaitMode, pollSpinUs: spinUs });
@@ -112,11 +97,11 @@ if (lead > 0) await new Promise((r) => setTimeout(r, lead * 1000));
 reads = done = latMs = 0;
 const [sl0, ir0] = sum();
 mark(`start ${label}`);
-const th0 = threads();
+const th0 = threadTimes();
 const c0 = process.cpuUsage(), t0 = performance.now();
 await new Promise((r) => setTimeout(r, Number(values.seconds) * 1000));
 const c = process.cpuUsage(c0), ms = performance.now() - t0;
-const th1 = threads();
+const th1 = threadTimes();
 mark(`end ${label} ios=${values.timer ? Math.round(Number(values.seconds) * (rate || 10)) : done}`);
 const [sl1, ir1] = sum();
 const adminSleeps = dev.controller.admin.stats.sleeps - admin0;
@@ -139,8 +124,9 @@ await next;
 // Per thread over the window, summed by name: a thread that ended in it (a runtime's idle blocking
 // thread) drops out instead of making its group's figure negative.
 const byName = new Map<string, [number, number]>();
-for (const [tid, [name, ns1, s1]] of th1) {
-  const [, ns0, s0] = th0.get(tid) ?? [name, 0, 0];
+for (const [tid, [comm, ns1, s1]] of th1) {
+  const name = comm.replace(/[0-9]+$/, "N"); // a runtime's numbered helpers as one group
+  const [, ns0, s0] = th0.get(tid) ?? [comm, 0, 0];
   const a = byName.get(name) ?? [0, 0];
   a[0] += ns1 - ns0;
   a[1] += s1 - s0;

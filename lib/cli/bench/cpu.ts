@@ -21,14 +21,18 @@ export function processCpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
-/** Run time of each thread of this process now: thread id -> [name (comm), ns] (Linux schedstat; empty elsewhere). */
-export function threadTimes(): Map<string, [string, number]> {
-  const m = new Map<string, [string, number]>();
+/** Each thread of this process: thread id -> [name (comm), ns run, time slices run] (Linux schedstat; empty elsewhere). */
+export type ThreadTimes = Map<string, [string, number, number]>;
+
+/** Run time of each thread of this process now ({@link ThreadTimes}). */
+export function threadTimes(): ThreadTimes {
+  const m: ThreadTimes = new Map();
   try {
     for (const t of readdirSync("/proc/self/task")) {
       try {
         const comm = readFileSync(`/proc/self/task/${t}/comm`, "utf8").trim();
-        m.set(t, [comm, Number(readFileSync(`/proc/self/task/${t}/schedstat`, "utf8").split(" ")[0])]);
+        const [ns, , slices] = readFileSync(`/proc/self/task/${t}/schedstat`, "utf8").split(" ").map(Number);
+        m.set(t, [comm, ns, slices]);
       } catch { /* the thread ended */ }
     }
   } catch { /* no /proc */ }
@@ -36,11 +40,23 @@ export function threadTimes(): Map<string, [string, number]> {
 }
 
 /**
+ * ns this process's threads ran between two {@link threadTimes} snapshots (the scheduler's own
+ * clock), or -1 off Linux. Per thread: a thread that ended in between (a runtime's idle blocking
+ * thread) drops out; summed over the process it made the total go negative.
+ */
+export function schedNsBetween(before: ThreadTimes, after: ThreadTimes): number {
+  if (after.size === 0) return -1;
+  let ns = 0;
+  for (const [tid, [, n]] of after) ns += n - (before.get(tid)?.[1] ?? 0);
+  return ns;
+}
+
+/**
  * CPU µs per IO by thread name between two {@link threadTimes} snapshots
  * (threads of one name summed: a runtime's GC or JIT helpers), largest first.
  * The main thread is named after the runtime's executable.
  */
-export function threadCpuPerIo(before: Map<string, [string, number]>, after: Map<string, [string, number]>, ios: number): Record<string, number> {
+export function threadCpuPerIo(before: ThreadTimes, after: ThreadTimes, ios: number): Record<string, number> {
   const by = new Map<string, number>();
   for (const [tid, [comm, ns]] of after) {
     const d = ns - (before.get(tid)?.[1] ?? 0);

@@ -16,7 +16,7 @@ import { asyncEvents } from "../../admin/manage.ts";
 import { NVMeDev } from "../../dev.ts";
 import type { WaitMode } from "../../irq/adaptive.ts";
 import { listNvmeControllers } from "../../vfio/sysfs.ts";
-import { threadCpuPerIo, threadTimes } from "./cpu.ts";
+import { schedNsBetween, threadCpuPerIo, threadTimes } from "./cpu.ts";
 import { benchSvg } from "./svg.ts";
 
 /** Result of one benchmark job (one line of `--json` output). */
@@ -225,18 +225,6 @@ const USAGE = "usage: bench [pci-address] [--rw randread|randwrite|read|write] [
   "  --output-format json   one document in fio's --output-format=json layout (jobs[].read.iops, clat_ns.percentile...)";
 
 const MAX_SAMPLES = 1 << 21;
-
-/**
- * ns this process's threads ran between two {@link threadTimes} snapshots (the scheduler's own
- * clock), or -1 off Linux. Per thread: a thread that ended in between (a runtime's idle blocking
- * thread) drops out; summed over the process it made the total go negative.
- */
-function schedNsBetween(before: Map<string, [string, number]>, after: Map<string, [string, number]>): number {
-  if (after.size === 0) return -1;
-  let ns = 0;
-  for (const [tid, [, n]] of after) ns += n - (before.get(tid)?.[1] ?? 0);
-  return ns;
-}
 
 /** Run the benchmark with `argv` (without the runtime and script); resolves to the exit status. */
 export async function main(argv: string[]): Promise<number> {
