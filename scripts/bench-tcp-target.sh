@@ -44,6 +44,8 @@
 #                           syscalls per IO of the busiest threads (tracefs raw_syscalls hist)
 #   BENCH_IDLE=SEC          after each tsnvme row: the target's CPU over SEC seconds connected and idle
 #   BENCH_QD1_ONLY=1        only the 4 KiB randread QD1 column (the others print "-"; warm-up unchanged)
+#   BENCH_ROUNDS=N          every target N times, every other round in reverse order; the ratios are
+#                           of medians, with each round's QD1 and its ratio to that round's nvmet
 # Pinning, by default the same for every row: fio on the last vCPU (taskset), the target's IO
 # threads on the others: tsnvme's whole process with --cpus 0-(N-2) (one boot, 2026-12-06, every
 # thread pinned with taskset: QD1 +8-47%, the Worker's vCPU time per IO -25-37%, CR3 loads on its
@@ -370,7 +372,7 @@ print("  fio QD1 clat us: mean %.0f, p10 %.0f, p50 %.0f, p90 %.0f, p99 %.0f, p99
     cpu=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="${ios:-0}" 'BEGIN{ if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "?" }')
     [ "$who" = sys ] && cpu="$cpu sys"
     line="| $label | $dg | $q1 ($q1p50/$q1p99) | $q32 ($q32p50/$q32p99) | $rmb | $wmb | $cpu |$again"
-    echo "$label|$dg|$q1|$q32|$rmb|$wmb" >>"$ROWS"
+    echo "$label|$dg|$q1|$q32|$rmb|$wmb|${ROUND:-1}" >>"$ROWS"
     echo "$line" | tee -a "$OUTD/table.md"
     done
     pin end "$who"
@@ -438,100 +440,166 @@ strace_probe() {
   stop_pid
 }
 
-sh scripts/guest-bind.sh vfio "$PCI2" >/dev/null 2>&1
 WARM=${BENCH_WARMUP:-each}
-for rt in $RTS; do
-  for w in $WORKERS; do
-  for env in ${BENCH_ENVS:-TSNVME_TARGET_TRACE=0}; do
-    vl=
-    [ -n "${BENCH_ENVS:-}" ] && vl=", $env"
-    start_tsnvme "$rt" "$w" "$env" || { echo "bench: tsnvme $rt target did not start"; stop_pid; continue; }
-    if [ "$WARM" = 1 ] || [ "$WARM" = each ]; then
-      # Thrown away: the first target in a boot runs ~2x slow for a while.
-      [ "$WARM" = each ] || WARM=0
-      connect $PORT && fio_json randread 4k 1 >/dev/null && fio_json randread 4k 32 >/dev/null
-      nvme disconnect -n $NQN >/dev/null 2>&1
-      sleep 0.5
-    fi
-    PINPROC=1 PINS=$(echo " $env " | tr , ' ' | sed -n 's/.* BENCH_PIN=\([^ ]*\) .*/\1/p' | tr + ' ')
-    r=$(echo " $env " | tr , ' ' | sed -n 's/.* BENCH_RPS=\([01]\) .*/\1/p')
-    [ -n "$r" ] && rps "$r"
-    rows "tsnvme $rt, $w Worker(s)$vl" $TPID
-    [ -n "$r" ] && rps "$RPS"
-    PINPROC=0 PINS=
-    if [ -n "${BENCH_IDLE:-}" ] && connect $PORT; then
-      # After a second of QD1 (whatever spins after IO has ended), then connected and idle.
-      fio_json randread 4k 1 >/dev/null
-      c0=$(cpu_of $TPID); sleep "$BENCH_IDLE"; c1=$(cpu_of $TPID)
-      echo "idle, tsnvme $rt, $w Worker(s)$vl: $(awk -v t=$((c1 - c0)) -v hz="$HZ" -v s="$BENCH_IDLE" 'BEGIN{printf "%.1f%%", t / hz / s * 100}') of a CPU over ${BENCH_IDLE}s"
-      nvme disconnect -n $NQN >/dev/null 2>&1
-    fi
-    stop_pid
-    if [ "${BENCH_TRACE:-0}" = 1 ]; then
-      # env(1) takes both assignments; the trace's own goes last so it wins over a variant's.
-      start_tsnvme "$rt" "$w" "$env TSNVME_TARGET_TRACE=1" || { echo "bench: tsnvme $rt target did not start"; stop_pid; continue; }
-      : >"$OUTD/target.log"
-      TRACED=1
-      rows "tsnvme $rt, $w Worker(s)$vl, traced" $TPID
-      TRACED=
-      stop_pid
-      echo "trace, tsnvme $rt, $w Worker(s)$vl, per fio run (QD1, QD32, 128K read, 128K write[, QD1 again]), per digest mode:"
-      grep "^target worker" "$OUTD/target.log" | sed 's/^/  /'
-    fi
-  done
-  done
-  [ -n "${BENCH_STRACE:-}" ] && strace_probe "$rt" "$BENCH_STRACE"
-done
 
-# SPDK nvmf_tgt, one core, bdev_nvme over VFIO.
-if [ "${BENCH_SPDK:-1}" = 0 ]; then
-  :
-elif [ -x $PEERS/nvmf_tgt ]; then
-  grep -q " /run " /proc/mounts || mount -t tmpfs none /run
-  mkdir -p /dev/hugepages && { grep -q " /dev/hugepages " /proc/mounts || mount -t hugetlbfs none /dev/hugepages; }
-  echo 512 >/proc/sys/vm/nr_hugepages
-  $PEERS/nvmf_tgt -m 0x1 >"$OUTD/spdk.log" 2>&1 &
-  TPID=$!
-  # The link in bin/ would make rpc.py look for its python package beside the link: call the real file.
-  RPC="$(readlink -f "$PEERS/spdk-rpc.py")"
-  for _ in $(seq 1 100); do $RPC rpc_get_methods >/dev/null 2>&1 && break; sleep 0.3; done
-  if $RPC nvmf_create_transport -t TCP >>"$OUTD/spdk.log" 2>&1 && $RPC bdev_nvme_attach_controller -b N0 -t PCIe -a "$PCI2" >>"$OUTD/spdk.log" 2>&1 &&
-    $RPC nvmf_create_subsystem $NQN -a >>"$OUTD/spdk.log" 2>&1 && $RPC nvmf_subsystem_add_ns $NQN N0n1 >>"$OUTD/spdk.log" 2>&1 &&
-    $RPC nvmf_subsystem_add_listener $NQN -t tcp -a 127.0.0.1 -s $PORT >>"$OUTD/spdk.log" 2>&1; then
-    rows "SPDK nvmf_tgt (1 core)" $TPID
-  else
-    echo "bench: SPDK nvmf_tgt setup failed ($(tail -2 "$OUTD/spdk.log" | tr '\n' ' '))"
+# tsnvme_rows RT WORKERS ENV: one tsnvme target's rows (and its idle, trace and strace extras).
+tsnvme_rows() {
+  rt=$1 w=$2 env=$3
+  vl=
+  [ -n "${BENCH_ENVS:-}" ] && vl=", $env"
+  start_tsnvme "$rt" "$w" "$env" || { echo "bench: tsnvme $rt target did not start"; stop_pid; return; }
+  if [ "$WARM" = 1 ] || [ "$WARM" = each ]; then
+    # Thrown away: the first target in a boot runs ~2x slow for a while.
+    [ "$WARM" = each ] || WARM=0
+    connect $PORT && fio_json randread 4k 1 >/dev/null && fio_json randread 4k 32 >/dev/null
+    nvme disconnect -n $NQN >/dev/null 2>&1
+    sleep 0.5
+  fi
+  PINPROC=1 PINS=$(echo " $env " | tr , ' ' | sed -n 's/.* BENCH_PIN=\([^ ]*\) .*/\1/p' | tr + ' ')
+  r=$(echo " $env " | tr , ' ' | sed -n 's/.* BENCH_RPS=\([01]\) .*/\1/p')
+  [ -n "$r" ] && rps "$r"
+  rows "tsnvme $rt, $w Worker(s)$vl" $TPID
+  [ -n "$r" ] && rps "$RPS"
+  PINPROC=0 PINS=
+  if [ -n "${BENCH_IDLE:-}" ] && connect $PORT; then
+    # After a second of QD1 (whatever spins after IO has ended), then connected and idle.
+    fio_json randread 4k 1 >/dev/null
+    c0=$(cpu_of $TPID); sleep "$BENCH_IDLE"; c1=$(cpu_of $TPID)
+    echo "idle, tsnvme $rt, $w Worker(s)$vl: $(awk -v t=$((c1 - c0)) -v hz="$HZ" -v s="$BENCH_IDLE" 'BEGIN{printf "%.1f%%", t / hz / s * 100}') of a CPU over ${BENCH_IDLE}s"
+    nvme disconnect -n $NQN >/dev/null 2>&1
   fi
   stop_pid
-else
-  echo "bench: no SPDK nvmf_tgt in $PEERS (see /work/shared/tools/build-peers.sh)"
-fi
-
-# nvmet on the kernel driver.
-if sh scripts/guest-bind.sh nvme "$PCI2" >/dev/null 2>&1; then
-  kdev=$(basename "$(ls -d /sys/bus/pci/devices/$PCI2/nvme/nvme*/nvme*n1 2>/dev/null | head -1)")
-  case $kdev in *c*n*) kdev=${kdev%%c*}n${kdev##*n} ;; esac
-  C=/sys/kernel/config/nvmet S=/sys/kernel/config/nvmet/subsystems/$NQN P=/sys/kernel/config/nvmet/ports/9
-  if mkdir $S && echo 1 >$S/attr_allow_any_host && mkdir $S/namespaces/1 && echo -n "/dev/$kdev" >$S/namespaces/1/device_path &&
-    echo 1 >$S/namespaces/1/enable && mkdir $P && echo tcp >$P/addr_trtype && echo ipv4 >$P/addr_adrfam &&
-    echo 127.0.0.1 >$P/addr_traddr && echo $PORT >$P/addr_trsvcid && ln -s $S $P/subsystems/$NQN; then
-    for r in ${BENCH_NVMET_RPS:-$RPS}; do
-      rps "$r"
-      rows "nvmet (kernel nvme, /dev/$kdev)$([ -n "${BENCH_NVMET_RPS:-}" ] && echo ", BENCH_RPS=$r")" sys
-    done
-    rps "$RPS"
-  else
-    echo "bench: nvmet setup failed"
+  if [ "${BENCH_TRACE:-0}" = 1 ]; then
+    # env(1) takes both assignments; the trace's own goes last so it wins over a variant's.
+    start_tsnvme "$rt" "$w" "$env TSNVME_TARGET_TRACE=1" || { echo "bench: tsnvme $rt target did not start"; stop_pid; return; }
+    : >"$OUTD/target.log"
+    TRACED=1
+    rows "tsnvme $rt, $w Worker(s)$vl, traced" $TPID
+    TRACED=
+    stop_pid
+    echo "trace, tsnvme $rt, $w Worker(s)$vl, per fio run (QD1, QD32, 128K read, 128K write[, QD1 again]), per digest mode:"
+    grep "^target worker" "$OUTD/target.log" | sed 's/^/  /'
   fi
-  rm -f $P/subsystems/$NQN; rmdir $P 2>/dev/null
-  echo 0 >$S/namespaces/1/enable 2>/dev/null; rmdir $S/namespaces/1 $S 2>/dev/null
-fi
+}
+
+# SPDK nvmf_tgt, one core, bdev_nvme over VFIO.
+spdk_rows() {
+  if [ "${BENCH_SPDK:-1}" = 0 ]; then
+    :
+  elif [ -x $PEERS/nvmf_tgt ]; then
+    grep -q " /run " /proc/mounts || mount -t tmpfs none /run
+    mkdir -p /dev/hugepages && { grep -q " /dev/hugepages " /proc/mounts || mount -t hugetlbfs none /dev/hugepages; }
+    echo 512 >/proc/sys/vm/nr_hugepages
+    $PEERS/nvmf_tgt -m 0x1 >"$OUTD/spdk.log" 2>&1 &
+    TPID=$!
+    # The link in bin/ would make rpc.py look for its python package beside the link: call the real file.
+    RPC="$(readlink -f "$PEERS/spdk-rpc.py")"
+    for _ in $(seq 1 100); do $RPC rpc_get_methods >/dev/null 2>&1 && break; sleep 0.3; done
+    if $RPC nvmf_create_transport -t TCP >>"$OUTD/spdk.log" 2>&1 && $RPC bdev_nvme_attach_controller -b N0 -t PCIe -a "$PCI2" >>"$OUTD/spdk.log" 2>&1 &&
+      $RPC nvmf_create_subsystem $NQN -a >>"$OUTD/spdk.log" 2>&1 && $RPC nvmf_subsystem_add_ns $NQN N0n1 >>"$OUTD/spdk.log" 2>&1 &&
+      $RPC nvmf_subsystem_add_listener $NQN -t tcp -a 127.0.0.1 -s $PORT >>"$OUTD/spdk.log" 2>&1; then
+      rows "SPDK nvmf_tgt (1 core)" $TPID
+    else
+      echo "bench: SPDK nvmf_tgt setup failed ($(tail -2 "$OUTD/spdk.log" | tr '\n' ' '))"
+    fi
+    stop_pid
+  else
+    echo "bench: no SPDK nvmf_tgt in $PEERS (see /work/shared/tools/build-peers.sh)"
+  fi
+}
+
+# nvmet on the kernel driver (the controller back on vfio-pci after it).
+nvmet_rows() {
+  if sh scripts/guest-bind.sh nvme "$PCI2" >/dev/null 2>&1; then
+    kdev=$(basename "$(ls -d /sys/bus/pci/devices/$PCI2/nvme/nvme*/nvme*n1 2>/dev/null | head -1)")
+    case $kdev in *c*n*) kdev=${kdev%%c*}n${kdev##*n} ;; esac
+    C=/sys/kernel/config/nvmet S=/sys/kernel/config/nvmet/subsystems/$NQN P=/sys/kernel/config/nvmet/ports/9
+    if mkdir $S && echo 1 >$S/attr_allow_any_host && mkdir $S/namespaces/1 && echo -n "/dev/$kdev" >$S/namespaces/1/device_path &&
+      echo 1 >$S/namespaces/1/enable && mkdir $P && echo tcp >$P/addr_trtype && echo ipv4 >$P/addr_adrfam &&
+      echo 127.0.0.1 >$P/addr_traddr && echo $PORT >$P/addr_trsvcid && ln -s $S $P/subsystems/$NQN; then
+      for r in ${BENCH_NVMET_RPS:-$RPS}; do
+        rps "$r"
+        rows "nvmet (kernel nvme, /dev/$kdev)$([ -n "${BENCH_NVMET_RPS:-}" ] && echo ", BENCH_RPS=$r")" sys
+      done
+      rps "$RPS"
+    else
+      echo "bench: nvmet setup failed"
+    fi
+    rm -f $P/subsystems/$NQN; rmdir $P 2>/dev/null
+    echo 0 >$S/namespaces/1/enable 2>/dev/null; rmdir $S/namespaces/1 $S 2>/dev/null
+  fi
+  sh scripts/guest-bind.sh vfio "$PCI2" >/dev/null 2>&1
+}
+
+# The targets of one round, in order; with BENCH_ROUNDS=N each round runs them all, every other
+# round in reverse (a boot's speed drifts by tens of percent over minutes under TCG: without
+# rotation the target measured last is favoured or penalized alike), and the ratios below are of
+# medians over the rounds.
+TARGETS=
+for rt in $RTS; do for w in $WORKERS; do for env in ${BENCH_ENVS:-TSNVME_TARGET_TRACE=0}; do
+  TARGETS="$TARGETS tsnvme:$rt:$w:$env"
+done; done; done
+[ "${BENCH_SPDK:-1}" = 0 ] || TARGETS="$TARGETS spdk"
+TARGETS="$TARGETS nvmet"
+ROUNDS=${BENCH_ROUNDS:-1}
+sh scripts/guest-bind.sh vfio "$PCI2" >/dev/null 2>&1
+for ROUND in $(seq 1 "$ROUNDS"); do
+  order=$TARGETS
+  [ $((ROUND % 2)) = 0 ] && order=$(echo $TARGETS | tr ' ' '\n' | tac | tr '\n' ' ')
+  [ "$ROUNDS" -gt 1 ] && echo "round $ROUND of $ROUNDS ($(date +%T)):$(echo " $order" | sed 's/ tsnvme:\([a-z]*\):\([0-9]*\):[^ ]*/ \1-\2W/g')"
+  for t in $order; do
+    case $t in
+      tsnvme:*) t=${t#tsnvme:}; trt=${t%%:*}; t=${t#*:}; tsnvme_rows "$trt" "${t%%:*}" "${t#*:}" ;;
+      spdk) spdk_rows ;;
+      nvmet) nvmet_rows ;;
+    esac
+  done
+  # Once per runtime, after its rows (the first round only).
+  if [ "$ROUND" = 1 ] && [ -n "${BENCH_STRACE:-}" ]; then for rt in $RTS; do strace_probe "$rt" "$BENCH_STRACE"; done; fi
+done
 
 echo
-echo "Ratios to nvmet (same digests and pin mode, same boot): QD1 IOPS, QD32 IOPS, 128 KiB read, 128 KiB write"
-awk -F'|' '
-  function pm(l) { return l ~ /, (all pinned|fio pinned|unpinned)$/ ? substr(l, match(l, /, (all pinned|fio pinned|unpinned)$/)) : "" }
-  { key[NR] = $1 "|" $2; dg[NR] = $2 pm($1); for (i = 3; i <= 6; i++) v[NR, i] = $i; if ($1 ~ /^nvmet/) for (i = 3; i <= 6; i++) ref[$2 pm($1), i] = $i }
-  END { for (r = 1; r <= NR; r++) { split(key[r], k, "|"); line = "| " k[1] " | " k[2] " |";
-        for (i = 3; i <= 6; i++) line = line sprintf(" %s |", ref[dg[r], i] > 0 ? sprintf("%.2fx", v[r, i] / ref[dg[r], i]) : "?");
-        print line } }' "$ROWS"
+if [ "$ROUNDS" -gt 1 ]; then
+  echo "Medians over $ROUNDS rounds, ratios to nvmet's median (same digests and pin mode, same boot): QD1 IOPS, QD32 IOPS, 128 KiB read, 128 KiB write"
+else
+  echo "Ratios to nvmet (same digests and pin mode, same boot): QD1 IOPS, QD32 IOPS, 128 KiB read, 128 KiB write"
+fi
+python3 - "$ROWS" "$ROUNDS" <<'PY'
+import re, statistics, sys
+rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1]) if l.strip()]
+many = int(sys.argv[2]) > 1
+def pm(label):
+    m = re.search(r", (all pinned|fio pinned|unpinned)$", label)
+    return m.group(0) if m else ""
+def num(x):
+    try:
+        return float(x)
+    except ValueError:
+        return None
+keys, vals, rnd = [], {}, {}
+for r in rows:
+    k = (r[0], r[1])
+    if k not in vals:
+        keys.append(k)
+        vals[k] = [[] for _ in range(4)]
+        rnd[k] = {}
+    for i in range(4):
+        v = num(r[2 + i])
+        if v is not None:
+            vals[k][i].append(v)
+    rnd[k][r[6] if len(r) > 6 else "1"] = num(r[2])
+med = {k: [statistics.median(c) if c else None for c in vals[k]] for k in keys}
+ref = {}
+for k in keys:
+    if k[0].startswith("nvmet"):
+        ref[k[1] + pm(k[0])] = (med[k], rnd[k])
+for k in keys:
+    base, brnd = ref.get(k[1] + pm(k[0]), ([None] * 4, {}))
+    cells = ["%.2fx" % (m / b) if m is not None and b else "?" for m, b in zip(med[k], base)]
+    line = "| %s | %s | %s |" % (k[0], k[1], " | ".join(cells))
+    if many:
+        per = ", ".join("%s %s%s" % (n, "%.0f" % v if v is not None else "-",
+                        " (%.2fx)" % (v / brnd[n]) if v is not None and brnd.get(n) else "") for n, v in sorted(rnd[k].items(), key=lambda x: int(x[0])))
+        line += " QD1 median %s; by round: %s |" % ("%.0f" % med[k][0] if med[k][0] is not None else "-", per)
+    print(line)
+PY
