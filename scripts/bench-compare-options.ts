@@ -24,5 +24,7 @@ export const BENCH_COMPARE_OPTIONS = {
   "idle-trickle": { type: "boolean", default: false },
   // The guest's second namespace has 4096-byte blocks (scripts/guest.sh --ns): libvfn's 4 KiB reads go there.
   "peer-ns4k": { type: "string", default: "2" },
+  // Runs of the whole modes x depths table, every other one in reverse order; rows are the medians.
+  rounds: { type: "string", default: "1" },
   out: { type: "string" },
 } as const;

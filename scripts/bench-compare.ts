@@ -97,36 +97,58 @@ const f0 = (n: number) => n.toFixed(0);
 const f1 = (n: number) => n.toFixed(1);
 
 // ------------------------------------------------------------------ modes x depths
-bind("nvme");
-const rows: Row[] = [];
-for (const qd of depths) rows.push(fio(qd));
-const pq = "/sys/module/nvme/parameters/poll_queues";
+// Each unit measures one driver (or the peers) at every depth. With --rounds N the units run N
+// times, every other round in reverse order (a boot's speed drifts by tens of percent over minutes
+// under TCG, and a fixed order hands the drift to whoever runs last); each row is then the run
+// with the median IOPS of its driver, mode and depth.
 let polled = false;
-try {
-  writeFileSync(pq, "1");
-  bind("vfio");
-  bind("nvme"); // the probe after the parameter change gets a poll queue
-  for (const qd of depths) rows.push(fio(qd, { hipri: true }));
-  polled = true;
-} catch (e) {
-  console.error(`kernel polled rows skipped: ${(e as Error).message}`);
-} finally {
+const kernelRows = (): Row[] => {
+  bind("nvme");
+  const rs: Row[] = [];
+  for (const qd of depths) rs.push(fio(qd));
+  const pq = "/sys/module/nvme/parameters/poll_queues";
   try {
-    writeFileSync(pq, "0");
-  } catch { /* parameter absent */ }
-}
-bind("vfio");
+    writeFileSync(pq, "1");
+    bind("vfio");
+    bind("nvme"); // the probe after the parameter change gets a poll queue
+    for (const qd of depths) rs.push(fio(qd, { hipri: true }));
+    polled = true;
+  } catch (e) {
+    console.error(`kernel polled rows skipped: ${(e as Error).message}`);
+  } finally {
+    try {
+      writeFileSync(pq, "0");
+    } catch { /* parameter absent */ }
+  }
+  bind("vfio");
+  return rs;
+};
 const peerNotes: string[] = [];
-if (!values["no-peers"]) {
-  rows.push(...runPeers({
-    pci, depths, bs: Number(values.bs), rw: values.rw!, seconds: Number(values.runtime), nsid4k: Number(values["peer-ns4k"]),
-  }, peerNotes));
-}
 const apis = values.apis!.split(",");
-for (const rt of rts) {
-  for (const mode of modes) if (apis.includes("promise")) rows.push(...tsnvme(rt, mode, depths));
-  if (apis.includes("callback")) rows.push(...tsnvme(rt, "adaptive", depths, { api: "callback" }));
+const units: (() => Row[])[] = [kernelRows];
+if (!values["no-peers"]) {
+  units.push(() =>
+    runPeers({
+      pci, depths, bs: Number(values.bs), rw: values.rw!, seconds: Number(values.runtime), nsid4k: Number(values["peer-ns4k"]),
+    }, peerNotes.length ? [] : peerNotes) // notes once, not once per round
+  );
 }
+for (const rt of rts) {
+  for (const mode of modes) if (apis.includes("promise")) units.push(() => tsnvme(rt, mode, depths));
+  if (apis.includes("callback")) units.push(() => tsnvme(rt, "adaptive", depths, { api: "callback" }));
+}
+const rounds = Math.max(1, Number(values.rounds) | 0);
+const runs: Row[][] = [];
+for (let r = 0; r < rounds; r++) {
+  const run: Row[] = [];
+  for (const u of r % 2 === 0 ? units : [...units].reverse()) run.push(...u());
+  runs.push(run);
+}
+const rowKey = (r: Row) => `${r.who}|${r.mode}|${r.qd}`;
+const rows: Row[] = runs[0].map((first) => {
+  const all = runs.map((run) => run.find((x) => rowKey(x) === rowKey(first))).filter((x): x is Row => x !== undefined);
+  return all.sort((a, b) => a.iops - b.iops)[(all.length - 1) >> 1];
+});
 
 out(`\n### ${values.rw} ${values.bs} B: wait modes against the kernel (one guest boot, TCG, ${values.runtime} s per job after ${values.ramp} s warm-up)\n`);
 out("| driver | wait | QD | IOPS | vs kernel irq | vs kernel polled | mean µs | p50 µs | p99 µs | CPU µs/IO | irq, sleeps / 1k IO |");
@@ -157,6 +179,12 @@ out("\n(Latency: fio and SPDK (perf -L) time every IO; tsnvme times one IO in 8 
       `${ratio(r.iops, at((x) => x.who === "kernel" && x.mode !== "interrupts"))} |`);
   }
   for (const n of peerNotes) out(`\n(${n})`);
+}
+if (rounds > 1) {
+  out(`\n### IOPS by round (${rounds} rounds, every other one in reverse order; the tables above take each row's median)\n`);
+  out(`| driver | wait | QD | ${runs.map((_, i) => `round ${i + 1}`).join(" | ")} |`);
+  out(`|---|---|---:|${runs.map(() => "---:").join("|")}|`);
+  for (const r of rows) out(`| ${r.who} | ${r.mode} | ${r.qd} | ${runs.map((run) => run.find((x) => rowKey(x) === rowKey(r))?.iops ?? "-").join(" | ")} |`);
 }
 
 // ------------------------------------------------------------------ idle CPU

@@ -21,6 +21,8 @@ Usage: scripts/bench.sh [options]   (boots one QEMU guest; options go to scripts
   --no-hog               skip the CPU-hog table (--loads 0,50,100, --hog-runtime 3)
   --no-scaling           skip scaling with Workers
   --idle-trickle         also run scripts/idle-cpu.ts (idle, and 10 reads/s, % of a core)
+  --rounds 1             runs of the kernel, peer and tsnvme rows, every other one in reverse
+                         order; each row is the median run (a boot's speed drifts under TCG)
   --out FILE             also write the Markdown tables to FILE
   -h, --help             print this and exit (no guest)
 Env: TSNVME_CACHE (guest image cache), TSNVME_GUEST_KERNEL=6.1.
