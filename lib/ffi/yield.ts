@@ -69,3 +69,16 @@ export const yieldMacrotask: () => Promise<void> = (() => {
 export const microtaskTurn: Promise<void> | null = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined"
   ? null
   : Promise.resolve();
+
+/**
+ * How many busy event-loop turns a polling loop should take per macrotask
+ * ({@link yieldMacrotask}); the rest are one {@link microtaskTurn}, which
+ * runs Promise callbacks but not timers or port messages. Deno: 64, since a
+ * Deno Worker's macrotask turn cost ~1.3 ms in the TCG guest (1.1 µs
+ * natively), and with 63 of 64 busy turns microtask-only the NVMe/TCP
+ * target's QD1 rose in two rotated same-boot A/Bs (issue 16: 1,610 / 1,437
+ * IOPS against 1,303 / 1,213; ahead in 5 of 6 paired rounds). Bun: 1 (every
+ * busy turn a macrotask, ~0.4 ms there): the same A/Bs had it at 1,570 /
+ * 1,542 against 1,629 / 1,871.
+ */
+export const busyTurnsPerMacrotask: number = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? 1 : 64;

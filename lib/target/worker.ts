@@ -26,7 +26,7 @@ import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats
 import type { Reply } from "./nvm.ts";
 import { type FromWorker, KILLED, SLEEPS, type ToWorker, type WorkerFault, type WorkerInit } from "./pool.ts";
 import { envOf } from "../ffi/env.ts";
-import { yieldMacrotask as yieldNow } from "../ffi/yield.ts";
+import { busyTurnsPerMacrotask, microtaskTurn, yieldMacrotask as yieldNow } from "../ffi/yield.ts";
 import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 import { cpuSet } from "./spec-parse.ts";
 import { IrqIndex, VectorGate, type VectorGateSpec, type WaitMode } from "../irq/mod.ts";
@@ -64,6 +64,17 @@ const IDLE_MS = ((): number => {
 const PASSES_PER_YIELD = ((): number => {
   const v = Number(envOf("TSNVME_TARGET_YIELD_PASSES"));
   return Number.isInteger(v) && v > 0 ? v : 256;
+})();
+/**
+ * Busy turns per macrotask turn: the others are a microtask turn, enough for
+ * the queue's own pump; timers (the queue's nap) wait at most this many busy
+ * turns, and messages and idle timeouts still get a macrotask at once. The
+ * runtime's {@link busyTurnsPerMacrotask} unless TSNVME_TARGET_MACRO_EVERY
+ * says (read once; 1: every busy turn a macrotask).
+ */
+const MACRO_EVERY = ((): number => {
+  const v = Number(envOf("TSNVME_TARGET_MACRO_EVERY"));
+  return Number.isInteger(v) && v > 0 ? v : busyTurnsPerMacrotask;
 })();
 /**
  * Busy passes per look at the sockets while only the device has work (every
@@ -394,6 +405,7 @@ class TargetWorker implements ConnHost {
     let found = false; // the last look had events
     let quiet = 0; // passes since the last event or completion
     let misses = 0; // sleeps with commands on the device that timed out without an interrupt
+    let busyTurns = 0; // busy turns since the last macrotask
     const tr = this.trace;
     while (!this.#stopping) {
       if (Atomics.load(this.#posted, KILLED) !== 0) return this.#vanish();
@@ -457,8 +469,12 @@ class TargetWorker implements ConnHost {
       // A busy turn waits (up to 8 times as long) for the queue to be empty: its own pump, run in
       // the turn's microtasks, then ends at once instead of spinning on the device's commands.
       const due = passes >= PASSES_PER_YIELD && (this.#queue === null || this.#queue.queue.inflight === 0 || passes >= 8 * PASSES_PER_YIELD);
-      if (message || timedOut || due) {
+      if (due && !message && !timedOut && ++busyTurns < MACRO_EVERY) {
         passes = 0;
+        await microtaskTurn;
+      } else if (message || timedOut || due) {
+        passes = 0;
+        busyTurns = 0;
         const y0 = tr !== null ? performance.now() : 0;
         await yieldNow();
         // Messages posted before the wake-up are delivered within a few turns.
