@@ -12,3 +12,12 @@ export function envOf(name: string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * A positive integer from the environment (at most `max`), or `dflt` when it
+ * is unset, unreadable or anything else: the driver's A/B knobs read once.
+ */
+export function envCount(name: string, dflt: number, max = Number.MAX_SAFE_INTEGER): number {
+  const v = Number(envOf(name));
+  return Number.isInteger(v) && v > 0 && v <= max ? v : dflt;
+}

@@ -22,7 +22,7 @@ import { type CommandHook, TargetConn } from "./conn.ts";
 import { type ControllerLimits, DiscoveryController, type FabricsController, type Subsystem } from "./controller.ts";
 import { NvmController } from "./nvm.ts";
 import { Status } from "../nvme/spec.ts";
-import { envOf } from "../ffi/env.ts";
+import { envCount, envOf } from "../ffi/env.ts";
 import { yieldMacrotask as yieldNow } from "../ffi/yield.ts";
 import type { TargetTrace } from "./trace.ts";
 import { ConnectStatus, connectIpo } from "../nvme/fabrics.ts";
@@ -119,11 +119,8 @@ const IDLE_NAP_MS = 2;
  * quiet spell may wait this long then): each wake-up costs ~1-2 ms of CPU in
  * a TCG guest.
  */
-const IDLE_NAP_WORKERS_MS = ((): number => {
-  // TSNVME_TARGET_NAP_MS (read once): an experiment on the listener's wake-ups per second.
-  const v = Number(envOf("TSNVME_TARGET_NAP_MS"));
-  return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 100;
-})();
+// TSNVME_TARGET_NAP_MS (read once): an experiment on the listener's wake-ups per second.
+const IDLE_NAP_WORKERS_MS = envCount("TSNVME_TARGET_NAP_MS", 100, 1000);
 /**
  * The listener sleeps on its fds through a helper thread (GroupSleep), unless
  * TSNVME_TARGET_LISTENER_SLEEP=0 (read once; the timer naps, for A/B).

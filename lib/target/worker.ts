@@ -25,7 +25,7 @@ import { SharedMedia, type WorkerNamespace } from "./shared.ts";
 import { type ConnectRequest, type ConnHost, type DigestPolicy, type TargetStats, zeroStats } from "./server.ts";
 import type { Reply } from "./nvm.ts";
 import { type FromWorker, KILLED, SLEEPS, type ToWorker, type WorkerFault, type WorkerInit } from "./pool.ts";
-import { envOf } from "../ffi/env.ts";
+import { envCount, envOf } from "../ffi/env.ts";
 import { busyTurnsPerMacrotask, microtaskTurn, yieldMacrotask as yieldNow } from "../ffi/yield.ts";
 import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
 import { cpuSet } from "./spec-parse.ts";
@@ -49,10 +49,7 @@ const scope = globalThis as unknown as Scope;
  * at QD1 a host's IO alternates between the Workers of its queues (issue 16).
  * TSNVME_TARGET_IDLE_MS overrides it (read once).
  */
-const IDLE_MS = ((): number => {
-  const v = Number(envOf("TSNVME_TARGET_IDLE_MS"));
-  return Number.isInteger(v) && v > 0 && v <= 1000 ? v : 100;
-})();
+const IDLE_MS = envCount("TSNVME_TARGET_IDLE_MS", 100, 1000);
 /**
  * Passes between event-loop turns while busy (timers, the queue's own
  * housekeeping; messages get a turn as soon as they are posted).
@@ -61,10 +58,7 @@ const IDLE_MS = ((): number => {
  * guest, yet 4096 did not help there: Deno with 2 Workers ran 61-115 IOPS
  * against 161-462 at 256 in two loaded boots (issue 16), so 256 stays.
  */
-const PASSES_PER_YIELD = ((): number => {
-  const v = Number(envOf("TSNVME_TARGET_YIELD_PASSES"));
-  return Number.isInteger(v) && v > 0 ? v : 256;
-})();
+const PASSES_PER_YIELD = envCount("TSNVME_TARGET_YIELD_PASSES", 256);
 /**
  * Busy turns per macrotask turn: the others are a microtask turn, enough for
  * the queue's own pump; timers (the queue's nap) wait at most this many busy
@@ -72,10 +66,7 @@ const PASSES_PER_YIELD = ((): number => {
  * runtime's {@link busyTurnsPerMacrotask} unless TSNVME_TARGET_MACRO_EVERY
  * says (read once; 1: every busy turn a macrotask).
  */
-const MACRO_EVERY = ((): number => {
-  const v = Number(envOf("TSNVME_TARGET_MACRO_EVERY"));
-  return Number.isInteger(v) && v > 0 ? v : busyTurnsPerMacrotask;
-})();
+const MACRO_EVERY = envCount("TSNVME_TARGET_MACRO_EVERY", busyTurnsPerMacrotask);
 /**
  * Busy passes per look at the sockets while only the device has work (every
  * command received is on the queue): the passes between only reap the
@@ -85,10 +76,7 @@ const MACRO_EVERY = ((): number => {
  * capsules at depth). TSNVME_TARGET_LOOK_EVERY overrides it (1: every pass;
  * read once).
  */
-const LOOK_EVERY = ((): number => {
-  const v = Number(envOf("TSNVME_TARGET_LOOK_EVERY"));
-  return Number.isInteger(v) && v > 0 ? v : 8;
-})();
+const LOOK_EVERY = envCount("TSNVME_TARGET_LOOK_EVERY", 8);
 /**
  * Passes an adaptive Worker keeps polling, without sleeping, after its last
  * event or completion (TSNVME_TARGET_IDLE_SPIN overrides it, read once): a
