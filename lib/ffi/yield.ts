@@ -11,6 +11,7 @@ import { envOf } from "./env.ts";
 const g = globalThis as unknown as {
   setImmediate?: (f: () => void) => void;
 };
+const onBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
 /**
  * A MessageChannel round trip (pump6's yield on Bun; now only with
@@ -66,9 +67,7 @@ export const yieldMacrotask: () => Promise<void> = (() => {
  * JSC (Bun) `null`, 2-3 ns cheaper there. Either resumes after exactly one
  * microtask turn, in the same order.
  */
-export const microtaskTurn: Promise<void> | null = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined"
-  ? null
-  : Promise.resolve();
+export const microtaskTurn: Promise<void> | null = onBun ? null : Promise.resolve();
 
 /**
  * How many busy event-loop turns a polling loop should take per macrotask
@@ -81,4 +80,4 @@ export const microtaskTurn: Promise<void> | null = typeof (globalThis as { Bun?:
  * busy turn a macrotask, ~0.4 ms there): the same A/Bs had it at 1,570 /
  * 1,542 against 1,629 / 1,871.
  */
-export const busyTurnsPerMacrotask: number = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? 1 : 64;
+export const busyTurnsPerMacrotask: number = onBun ? 1 : 64;
