@@ -50,6 +50,12 @@ export interface BlockBackend {
    * byte offsets, whole blocks.
    */
   readonly media: AnyMedia;
+  /**
+   * Submit now the IO that waits inside the backend (a device queue held for a
+   * controller reset, or full): for its owner to call after the queue may
+   * have resumed, which no completion announces when nothing was in flight.
+   */
+  retryWaiting?(): void;
   /** Release what the backend holds (closes the device if the backend owns it). */
   close(): Promise<void>;
 }
@@ -185,7 +191,8 @@ export class DevBackend implements BlockBackend {
    * Submit on the namespace's callback path with the completion wrapper
    * cached per `done` (callers that reuse their callbacks, as the target's
    * per-command contexts do, allocate nothing per IO); IO that finds every
-   * queue slot taken waits here, in order, until a completion frees one.
+   * queue slot taken, or the queue held for a reset, waits here, in order,
+   * until a completion frees a slot or {@link retryWaiting}.
    */
   #io(write: boolean, lba: number, buf: Uint8Array, done: IoDone): void {
     let cb = this.#cbs.get(done);
@@ -204,6 +211,10 @@ export class DevBackend implements BlockBackend {
       }
     }
     this.#wait.push({ write, lba, buf, done });
+  }
+
+  retryWaiting(): void {
+    if (this.#waitHead < this.#wait.length) this.#drain();
   }
 
   #drain(): void {

@@ -258,6 +258,8 @@ export class NvmfTarget implements ConnHost {
   #passes = 0;
   #loop: Promise<void> = Promise.resolve();
   readonly #subs = new Map<string, Subsystem>();
+  /** Every exported namespace's backend: IO one held for a device reset is retried each pass. */
+  readonly #backends: BlockBackend[] = [];
   readonly #conns = new Set<TargetConn>();
   readonly #queues = new Map<FabricsController, Map<number, QueueRef>>();
   readonly #checkMs: number | undefined;
@@ -413,6 +415,8 @@ export class NvmfTarget implements ConnHost {
     } catch (e) {
       this.log?.(`accept: ${(e as Error).message}`);
     }
+    // The device's queue may have resumed after a reset since the last pass (no completion says so).
+    for (let i = 0; i < this.#backends.length; i++) this.#backends[i].retryWaiting?.();
     return n + this.#group.pass(0);
   }
 
@@ -456,6 +460,7 @@ export class NvmfTarget implements ConnHost {
   addSubsystem(s: SubsystemOptions): void {
     if (typeof s.nqn !== "string" || s.nqn.length === 0 || s.nqn.length > 223) throw new RangeError(`bad subsystem NQN ${JSON.stringify(s.nqn)}`);
     if (s.nqn === DISCOVERY_NQN || this.#subs.has(s.nqn)) throw new RangeError(`subsystem ${s.nqn} exists`);
+    this.#backends.push(...s.namespaces);
     this.#subs.set(s.nqn, {
       nqn: s.nqn,
       namespaces: [...s.namespaces],

@@ -232,6 +232,8 @@ class TargetWorker implements ConnHost {
   readonly #libc: Libc;
   readonly #group: PollGroup;
   readonly #subs = new Map<string, Subsystem>();
+  /** Every namespace's backend (IO held for a device reset is retried after each event-loop turn). */
+  readonly #backends: BlockBackend[] = [];
   readonly #ctrls = new Map<number, WorkerController>();
   readonly #conns = new Map<number, TargetConn>();
   /** The same connections as a list: the loop sums their commands every pass (no iterator). */
@@ -270,7 +272,9 @@ class TargetWorker implements ConnHost {
     this.onCommand = init.faults.length > 0 ? faultHook(init.faults, this) : undefined;
     const dev = queue ? deviceOf(queue, init) : null;
     for (const s of init.subsystems) {
-      this.#subs.set(s.nqn, { nqn: s.nqn, namespaces: s.namespaces.map((n) => backendOf(n, dev)), allowHosts: null });
+      const namespaces = s.namespaces.map((n) => backendOf(n, dev));
+      this.#subs.set(s.nqn, { nqn: s.nqn, namespaces, allowHosts: null });
+      this.#backends.push(...namespaces);
     }
     this.#group = new PollGroup(libc, { epoll: EPOLL });
     this.#group.trace = this.trace;
@@ -467,6 +471,8 @@ class TargetWorker implements ConnHost {
         await yieldNow();
         // Messages posted before the wake-up are delivered within a few turns.
         for (let i = 0; i < 1000 && this.#received < Atomics.load(this.#posted, 0); i++) await yieldNow();
+        // A turn may have resumed the queue after a reset: IO the backend held for it goes now.
+        for (let i = 0; i < this.#backends.length; i++) this.#backends[i].retryWaiting?.();
         if (tr !== null) {
           tr.span(message ? Gap.YIELD_MESSAGE : timedOut ? Gap.YIELD_IDLE : Gap.YIELD_PASSES, y0);
           if (timedOut) tr.idle(y0);

@@ -11,7 +11,7 @@ import { NVMeDev } from "../../../lib/dev.ts";
 import { DevBackend, MediaBackend, NvmfTarget, type NvmfTargetOptions } from "../../../lib/target/mod.ts";
 import { SharedMedia } from "../../../lib/target/shared.ts";
 import { IoOpc } from "../../../lib/nvme/spec.ts";
-import { ConnectionLostError, NvmeStatusError } from "../../../lib/nvme/errors.ts";
+import { ConnectionLostError, ControllerResetError, NvmeStatusError } from "../../../lib/nvme/errors.ts";
 import { until } from "../util/target_util.ts";
 import { smartLog } from "../../../lib/admin/log.ts";
 
@@ -397,6 +397,37 @@ test("target workers: an adaptive Worker polls between a QD1 host's IOs (far few
       assert.ok(slept >= 50, `an interrupt-mode Worker slept ${slept} times in 100 QD1 reads`);
     } finally {
       await t2.close();
+    }
+  } finally {
+    await back.close();
+  }
+});
+
+test("target workers: after a reset of its device, the first read through a Worker goes at once (IO held for the reset is retried when the queue resumes)", async () => {
+  const back = await NVMeDev.open("sim:ns=4M:512");
+  const lines: string[] = [];
+  try {
+    const t = await deviceTarget(back, lines);
+    try {
+      const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 1, katoMs: 0 });
+      try {
+        const ns = dev.ns(1), b = dev.allocBuffer(4096);
+        b.fill(0x5a);
+        await ns.write(8, b);
+        await new Promise((r) => setTimeout(r, 300));
+        await back.controller.recover(new ControllerResetError("test: reset under target Workers"));
+        // A read that reaches the Worker before its queue's resume waited in the backend for a
+        // completion that never came: the host's 30 s timeout.
+        const r = dev.allocBuffer(4096), t1 = performance.now();
+        await ns.read(8, r);
+        const readMs = performance.now() - t1;
+        assert.ok(r.every((x) => x === 0x5a), "the data written before the reset");
+        assert.ok(readMs < 5000, `the first read after the reset took ${readMs.toFixed(0)} ms; log: ${lines.join(" | ")}`);
+      } finally {
+        await dev.close();
+      }
+    } finally {
+      await t.close();
     }
   } finally {
     await back.close();
