@@ -42,11 +42,14 @@ const scope = globalThis as unknown as Scope;
 
 
 /**
- * Idle poll timeout: the longest a Worker sleeps without an event-loop turn
- * (messages and kills wake it through its eventfd; the turn is for timers
- * and the queue's housekeeping). 100 ms: at 10 an idle Worker woke ~100
- * times a second, each wake and turn 1-2 ms of a vCPU in the TCG guest, and
- * at QD1 a host's IO alternates between the Workers of its queues (issue 16).
+ * Sleep timeout while something may still need the event loop (commands
+ * received or on the device, a forwarded command's reply, a few sleeps after
+ * a wake-up, the first seconds): the longest a port message or a timer then
+ * waits. An idle Worker sleeps without one: the listener's messages, kills
+ * and the device thread's posts to its queue's port wake it through its
+ * eventfd. 100 ms: at 10 an idle Worker woke ~100 times a second, each wake
+ * and turn 1-2 ms of a vCPU in the TCG guest, and at QD1 a host's IO
+ * alternates between the Workers of its queues (issue 16).
  * TSNVME_TARGET_IDLE_MS overrides it (read once).
  */
 const IDLE_MS = envCount("TSNVME_TARGET_IDLE_MS", 100, 1000);
@@ -248,6 +251,8 @@ class TargetWorker implements ConnHost {
   #vector: OwnVector | null = null;
   /** Passes it polls after its last event or completion before sleeping (0 in interrupt mode). */
   readonly #idleSpin: number;
+  /** The wake eventfd fired since the last event-loop turn (a message may wait on a port). */
+  #kicked = false;
   /** Set by the "crash" test fault: the loop throws at its next step. */
   crashNext = false;
   #received = 0;
@@ -278,8 +283,15 @@ class TargetWorker implements ConnHost {
     }
     this.#group = new PollGroup(libc, { epoll: EPOLL });
     this.#group.trace = this.trace;
-    // Messages are counted in the shared word, not by the eventfd: its edges need no read.
-    this.#group.addExtra({ fd: this.#wakeFd, onReadable: () => void libc.read(this.#wakeFd, this.#wakeBuf), onEdge: () => {} });
+    // The listener's messages are counted in the shared word, not by the eventfd: its edges need no
+    // read. An edge also marks the next turn due: the device's thread writes it after posting to the
+    // queue's port (wakeOn), whose messages only turns deliver (on Deno not always the first: the
+    // queue counts them, see controlPending).
+    const kick = () => {
+      this.#kicked = true;
+    };
+    this.#group.addExtra({ fd: this.#wakeFd, onReadable: () => (void libc.read(this.#wakeFd, this.#wakeBuf), kick()), onEdge: kick });
+    queue?.wakeOn(this.#wakeFd);
     // This loop rings, reaps and waits for the queue (spinning, or asleep on its own vector). The
     // queue's own pump runs only in this loop's event-loop turns: it must never arm the vector
     // (natively 0.3 interrupts and irq-helper wake-ups per QD1 IO in the TCG guest that nobody
@@ -300,6 +312,11 @@ class TargetWorker implements ConnHost {
         this.#group.addExtra({ fd: v.fd, onReadable: () => v.read(), onEdge: () => v.count++ });
       }
     }
+  }
+
+  /** A message from the device's thread to this Worker's queue is on its way (only a turn delivers it). */
+  #controlPending(): boolean {
+    return this.#queue !== null && this.#queue.controlPending;
   }
 
   /** Give the vector back to the irq helper and close the group's epoll set (the Worker is ending). Idempotent. */
@@ -398,6 +415,7 @@ class TargetWorker implements ConnHost {
     let quiet = 0; // passes since the last event or completion
     let misses = 0; // sleeps with commands on the device that timed out without an interrupt
     let busyTurns = 0; // busy turns since the last macrotask
+    let bounded = 20; // idle sleeps still bounded by IDLE_MS
     const tr = this.trace;
     while (!this.#stopping) {
       if (Atomics.load(this.#posted, KILLED) !== 0) return this.#vanish();
@@ -413,11 +431,15 @@ class TargetWorker implements ConnHost {
       const look = !onDevice || found || ++unlooked >= LOOK_EVERY;
       const t0 = tr !== null ? performance.now() : 0;
       let events = 0;
-      const wait = spin ? 0 : IDLE_MS;
+      // Idle (nothing received, nothing on the device, no reply awaited): sleep until an fd wakes it.
+      const idle = !busy && this.#replies.size === 0 && (this.#queue === null || this.#queue.queue.inflight === 0);
+      // For a few sleeps after a kick, and in the first seconds (before the device's thread has the
+      // eventfd), a timeout still bounds how long a port message may wait.
+      const wait = spin ? 0 : idle && tr === null && bounded === 0 ? -1 : IDLE_MS;
       if (look) {
         unlooked = 0;
         passes++;
-        if (wait > 0) Atomics.add(this.#posted, SLEEPS, 1);
+        if (wait !== 0) Atomics.add(this.#posted, SLEEPS, 1);
         events = this.#group.pass(wait);
         found = events > 0;
       }
@@ -443,7 +465,7 @@ class TargetWorker implements ConnHost {
           if (tr !== null) tr.doorbell();
           this.#group.flush();
         }
-        if (!(sleepy && !spin && wait > 0 && events === 0 && devBusy && woke > 0)) {
+        if (!(sleepy && !spin && wait !== 0 && events === 0 && devBusy && woke > 0)) {
           if (reaped > 0) misses = 0;
         } else if (++misses >= IRQ_MISSES) {
           // Slept its whole timeout while the device had completed: the vector does not reach this thread.
@@ -456,8 +478,9 @@ class TargetWorker implements ConnHost {
       quiet = (busy && !sleepy) || events > 0 || reaped > 0 ? 0 : quiet + 1;
       // The event loop gets a turn for messages (woken through the eventfd), after an idle timeout,
       // and every so many passes; never per IO.
-      const timedOut = look && wait > 0 && events === 0;
-      const message = this.#received < Atomics.load(this.#posted, 0);
+      const timedOut = look && wait !== 0 && events === 0;
+      if (timedOut && bounded > 0) bounded--;
+      const message = this.#received < Atomics.load(this.#posted, 0) || this.#kicked || this.#controlPending();
       // A busy turn waits (up to 8 times as long) for the queue to be empty: its own pump, run in
       // the turn's microtasks, then ends at once instead of spinning on the device's commands.
       const due = passes >= PASSES_PER_YIELD && (this.#queue === null || this.#queue.queue.inflight === 0 || passes >= 8 * PASSES_PER_YIELD);
@@ -467,10 +490,12 @@ class TargetWorker implements ConnHost {
       } else if (message || timedOut || due) {
         passes = 0;
         busyTurns = 0;
+        if (this.#kicked) bounded = Math.max(bounded, 3);
+        this.#kicked = false;
         const y0 = tr !== null ? performance.now() : 0;
         await yieldNow();
         // Messages posted before the wake-up are delivered within a few turns.
-        for (let i = 0; i < 1000 && this.#received < Atomics.load(this.#posted, 0); i++) await yieldNow();
+        for (let i = 0; i < 1000 && (this.#received < Atomics.load(this.#posted, 0) || this.#controlPending()); i++) await yieldNow();
         // A turn may have resumed the queue after a reset: IO the backend held for it goes now.
         for (let i = 0; i < this.#backends.length; i++) this.#backends[i].retryWaiting?.();
         if (tr !== null) {

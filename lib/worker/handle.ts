@@ -61,6 +61,8 @@ export interface QueueHandle {
    * 3 stopping (its Worker is being terminated: the owner fails the queue and
    * lets go of its memory at its next IO or message). Compare-and-swap on it
    * tells the controller whether any thread may hold views of the memory.
+   * A second word counts the messages the controller's thread has posted to
+   * the port, so an owner that blocks in calls can tell one is on its way.
    */
   readonly state: SharedArrayBuffer;
   /** Transfer list for postMessage (the port). */
@@ -102,6 +104,7 @@ export type ControlMsg =
   | { op: "resume"; cntlid?: number }
   | { op: "lost"; err: WireError }
   | { op: "fd"; fd: number }
+  | { op: "wake"; fd: number }
   | { op: "fail"; id: number; err: WireError }
   | { op: "holds"; id: number; cid: number }
   | { op: "released"; id: number }

@@ -52,6 +52,13 @@ export class PortQueue implements RemoteQueue {
   onReleased: (() => void) | null = null;
   #fd = -1;
   #libc: Libc | null = null;
+  /**
+   * A dup of the eventfd the owner sleeps on in poll(2) (-1: none; see
+   * WorkerQueue.wakeOn), written after every message posted to it: an owner
+   * blocked in a call takes no event-loop turn until something wakes it.
+   */
+  #wakeFd = -1;
+  readonly #one = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]);
   #stopped: (() => void) | null = null;
 
   /** Hold the dups of the owner's connections (fabrics) with this thread's libc. */
@@ -66,8 +73,8 @@ export class PortQueue implements RemoteQueue {
   /** Set when the owner stopped answering: its memory must never be unmapped under it. */
   unresponsive = false;
 
-  /** Handle state word (see QueueHandle.state). */
-  readonly state: Int32Array = new Int32Array(new SharedArrayBuffer(4));
+  /** Handle state word and posted-message count (see QueueHandle.state). */
+  readonly state: Int32Array = new Int32Array(new SharedArrayBuffer(8));
 
   /** Wire a reserved queue to its port. */
   constructor(ctrl: Controller, qid: number, depth: number, memory: DmaBuffer[], port: MessagePort) {
@@ -92,6 +99,14 @@ export class PortQueue implements RemoteQueue {
       // A dup of the owner's connection: lets this thread cut it if the owner dies (terminate).
       if (this.#fd >= 0) this.#libc?.close(this.#fd);
       this.#fd = m.fd;
+    } else if (m.op === "wake") {
+      void loadLibc().then((libc) => {
+        this.#libc ??= libc;
+        if (this.#wakeFd >= 0) libc.close(this.#wakeFd);
+        this.#wakeFd = -1;
+        if (this.#released) libc.close(m.fd); // too late: released meanwhile
+        else this.#wakeFd = m.fd;
+      });
     } else if (m.op === "lost") {
       // A Worker's own connection broke: the controller reconnects every queue, as Linux does.
       void this.#ctrl.recover(fromWire(m.err)).catch(() => {});
@@ -101,7 +116,7 @@ export class PortQueue implements RemoteQueue {
       // The owner let go (closed its queue): answer, then close this end at once. A message posted
       // just before close() still arrives, on Deno and Bun alike (20/20 each, checked in a Worker).
       void this.release().then(() => {
-        this.#port.postMessage({ op: "released", id: m.id } satisfies ControlMsg);
+        this.#post({ op: "released", id: m.id });
         this.closePort();
       });
     }
@@ -121,12 +136,19 @@ export class PortQueue implements RemoteQueue {
         clearTimeout(timer);
         resolve(v);
       });
-      this.#port.postMessage(m);
+      this.#post(m);
     });
   }
 
+  /** Post to the owner, and wake it if it sleeps in poll(2) (see {@link #wakeFd}). */
+  #post(m: ControlMsg): void {
+    Atomics.add(this.state, 1, 1); // counted first: the owner may see the count before the message
+    this.#port.postMessage(m);
+    if (this.#wakeFd >= 0) this.#libc?.write(this.#wakeFd, this.#one);
+  }
+
   pause(): void {
-    this.#port.postMessage({ op: "pause" } satisfies ControlMsg);
+    this.#post({ op: "pause" });
   }
 
   /** True when no Worker opened the handle (and now none can); false when one did. */
@@ -143,7 +165,7 @@ export class PortQueue implements RemoteQueue {
 
   resume(): void {
     // Over a fabric the owner reconnects with the controller's (maybe new) cntlid.
-    this.#port.postMessage({ op: "resume", cntlid: this.#ctrl.cntlid } satisfies ControlMsg);
+    this.#post({ op: "resume", cntlid: this.#ctrl.cntlid });
   }
 
   async fail(err: NvmeError): Promise<boolean> {
@@ -186,7 +208,7 @@ export class PortQueue implements RemoteQueue {
         this.#stopped = null;
         resolve(true);
       };
-      this.#port.postMessage({ op: "kill" } satisfies ControlMsg);
+      this.#post({ op: "kill" });
     });
   }
 
@@ -199,6 +221,8 @@ export class PortQueue implements RemoteQueue {
       await this.#ctrl.removeRemote(this, this.unresponsive ? [] : this.memory);
       if (this.#fd >= 0) this.#libc?.close(this.#fd);
       this.#fd = -1;
+      if (this.#wakeFd >= 0) this.#libc?.close(this.#wakeFd);
+      this.#wakeFd = -1;
       this.onReleased?.();
       this.#port.onmessage = null;
       for (const f of this.#pending.values()) f(undefined);

@@ -195,6 +195,8 @@ export class WorkerQueue implements AsyncDisposable {
   readonly #tcp: TcpLink | null;
   readonly #libc: Libc | null;
   readonly #state: Int32Array;
+  /** Messages from the controller's thread handled (see {@link controlPending}). */
+  #controlSeen = 0;
   #stopped = false;
 
   private constructor(h: QueueHandle, libc: Libc | null, tcp: { qp: QueuePair; link: TcpLink; arena: TcpArena } | null) {
@@ -278,6 +280,20 @@ export class WorkerQueue implements AsyncDisposable {
     return wq;
   }
 
+  /**
+   * For an owner that sleeps in poll(2) or epoll_wait(2) rather than in its
+   * event loop: the controller's thread writes `eventfd` (a dup it owns and
+   * closes at release) after every message it posts to this queue, so the
+   * owner wakes and takes the event-loop turn that delivers it. False when
+   * the fd cannot be duplicated.
+   */
+  wakeOn(eventfd: number): boolean {
+    const d = this.#libc?.dup(eventfd) ?? -1;
+    if (d < 0) return false;
+    this.#port.postMessage({ op: "wake", fd: d } satisfies ControlMsg);
+    return true;
+  }
+
   /** A loss of this thread's connection: fail it here and have the controller reconnect every queue. */
   #watch(ring: TcpRing): void {
     // The controller's thread holds a dup of the connection, to cut it should this thread die.
@@ -311,7 +327,17 @@ export class WorkerQueue implements AsyncDisposable {
     }
   }
 
+  /**
+   * True while a message the controller's thread posted to this queue has not
+   * reached it: an owner that blocks in calls (a target Worker in poll(2))
+   * must give its event loop turns until it has. A load, no call.
+   */
+  get controlPending(): boolean {
+    return Atomics.load(this.#state, 1) !== this.#controlSeen;
+  }
+
   #control(m: ControlMsg): void {
+    this.#controlSeen++;
     switch (m.op) {
       case "pause":
         this.queue.pause();

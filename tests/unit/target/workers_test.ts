@@ -403,7 +403,7 @@ test("target workers: an adaptive Worker polls between a QD1 host's IOs (far few
   }
 });
 
-test("target workers: after a reset of its device, the first read through a Worker goes at once (IO held for the reset is retried when the queue resumes)", async () => {
+test("target workers: an idle Worker sleeps until something wakes it (no timed wake-ups); a reset of its device reaches its queue at once and IO resumes", async () => {
   const back = await NVMeDev.open("sim:ns=4M:512");
   const lines: string[] = [];
   try {
@@ -414,15 +414,27 @@ test("target workers: after a reset of its device, the first read through a Work
         const ns = dev.ns(1), b = dev.allocBuffer(4096);
         b.fill(0x5a);
         await ns.write(8, b);
-        await new Promise((r) => setTimeout(r, 300));
-        await back.controller.recover(new ControllerResetError("test: reset under target Workers"));
-        // A read that reaches the Worker before its queue's resume waited in the backend for a
-        // completion that never came: the host's 30 s timeout.
+        // Past the first seconds, when an idle Worker's sleeps are still bounded.
+        await new Promise((r) => setTimeout(r, 2600));
+        const s0 = t.workerSleeps;
+        await new Promise((r) => setTimeout(r, 1000));
+        // Two Workers: with 100 ms timeouts they slept ~20 times in a quiet second.
+        const slept = t.workerSleeps - s0;
+        assert.ok(slept <= 2, `idle Workers slept ${slept} times in a quiet second`);
+        // A controller reset of the backing device asks each Worker's queue to reset and waits for
+        // the answer (2 s at most, then the queue is deemed unresponsive): idle Workers answer at once.
+        const t0 = performance.now();
+        await back.controller.recover(new ControllerResetError("test: reset under idle target Workers"));
+        const took = performance.now() - t0;
+        assert.ok(took < 1500, `the reset took ${took.toFixed(0)} ms (idle Workers did not answer)`);
+        // The first read after it reaches the Worker at once: IO its backend held while the queue was
+        // held for the reset goes once the queue resumes (it waited for the host's 30 s timeout before).
         const r = dev.allocBuffer(4096), t1 = performance.now();
         await ns.read(8, r);
         const readMs = performance.now() - t1;
         assert.ok(r.every((x) => x === 0x5a), "the data written before the reset");
         assert.ok(readMs < 5000, `the first read after the reset took ${readMs.toFixed(0)} ms; log: ${lines.join(" | ")}`);
+        assert.ok(!lines.some((l) => /unresponsive/i.test(l)), lines.join("\n"));
       } finally {
         await dev.close();
       }
