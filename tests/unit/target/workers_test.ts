@@ -45,6 +45,35 @@ function deviceTarget(back: NVMeDev, lines: string[]): Promise<NvmfTarget> {
   });
 }
 
+/**
+ * A target with 2 Workers exporting namespace 1 of a software controller
+ * (`sim:ns=4M:512`, opened with `backOpts`), and a tsnvme host connected to
+ * it with `hostOpts`; `body` runs with all three, which are closed after it.
+ */
+async function withDeviceTarget(
+  backOpts: Parameters<typeof NVMeDev.open>[1],
+  hostOpts: Parameters<typeof NVMeDev.open>[1],
+  body: (c: { back: NVMeDev; t: NvmfTarget; dev: NVMeDev; lines: string[] }) => Promise<void>,
+): Promise<void> {
+  const back = await NVMeDev.open("sim:ns=4M:512", backOpts);
+  const lines: string[] = [];
+  try {
+    const t = await deviceTarget(back, lines);
+    try {
+      const dev = await NVMeDev.open(url(t), { ...HOST, ...hostOpts });
+      try {
+        await body({ back, t, dev, lines });
+      } finally {
+        await dev.close();
+      }
+    } finally {
+      await t.close();
+    }
+  } finally {
+    await back.close();
+  }
+}
+
 /** Every acknowledged write reads back through `ns` (`label` prefixes a failure). */
 async function assertAcked(ns: ReturnType<NVMeDev["ns"]>, acked: Map<number, number>, label = ""): Promise<void> {
   const r = new Uint8Array(4096);
@@ -183,33 +212,19 @@ test("target workers: a Worker killed mid-IO fails its connections; the host rec
 });
 
 test("target workers: a software controller behind two Workers, each on a queue pair of its own, writes land on the device", async () => {
-  const back = await NVMeDev.open("sim:ns=4M:512", { interrupts: "poll" });
-  const lines: string[] = [];
-  try {
-    const t = await deviceTarget(back, lines);
-    try {
-      assert.equal(t.workers, 2, lines.join("\n"));
-      const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 2 });
-      try {
-        assert.deepEqual(new Set(t.queueWorkers(dev.controller.cntlid).values()), new Set([0, 1]));
-        const ns = dev.ns(1);
-        const w = dev.allocBuffer(65536);
-        for (let i = 0; i < w.length; i++) w[i] = (i * 7) >>> 3;
-        await Promise.all([ns.write(0, w), ns.write(128, w), ns.write(256, w.subarray(0, 4096))]);
-        await ns.flush();
-        // Read back through the backing device itself: the Workers' queue pairs wrote it.
-        const r = back.allocBuffer(65536);
-        await back.ns(1).read(128, r);
-        assert.deepEqual(r, w);
-      } finally {
-        await dev.close();
-      }
-    } finally {
-      await t.close();
-    }
-  } finally {
-    await back.close();
-  }
+  await withDeviceTarget({ interrupts: "poll" }, { ioQueues: 2 }, async ({ back, t, dev, lines }) => {
+    assert.equal(t.workers, 2, lines.join("\n"));
+    assert.deepEqual(new Set(t.queueWorkers(dev.controller.cntlid).values()), new Set([0, 1]));
+    const ns = dev.ns(1);
+    const w = dev.allocBuffer(65536);
+    for (let i = 0; i < w.length; i++) w[i] = (i * 7) >>> 3;
+    await Promise.all([ns.write(0, w), ns.write(128, w), ns.write(256, w.subarray(0, 4096))]);
+    await ns.flush();
+    // Read back through the backing device itself: the Workers' queue pairs wrote it.
+    const r = back.allocBuffer(65536);
+    await back.ns(1).read(128, r);
+    assert.deepEqual(r, w);
+  });
 });
 
 test("target workers: a Worker stuck in a call when killed: its host reconnects meanwhile, nothing of it is freed under it", async () => {
@@ -404,44 +419,30 @@ test("target workers: an adaptive Worker polls between a QD1 host's IOs (far few
 });
 
 test("target workers: an idle Worker sleeps until something wakes it (no timed wake-ups); a reset of its device reaches its queue at once and IO resumes", async () => {
-  const back = await NVMeDev.open("sim:ns=4M:512");
-  const lines: string[] = [];
-  try {
-    const t = await deviceTarget(back, lines);
-    try {
-      const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 1, katoMs: 0 });
-      try {
-        const ns = dev.ns(1), b = dev.allocBuffer(4096);
-        b.fill(0x5a);
-        await ns.write(8, b);
-        // Past the first seconds, when an idle Worker's sleeps are still bounded (20 of 100 ms each).
-        await new Promise((r) => setTimeout(r, 3500));
-        const s0 = t.workerSleeps;
-        await new Promise((r) => setTimeout(r, 1000));
-        // Two Workers: with 100 ms timeouts they slept ~20 times in a quiet second.
-        const slept = t.workerSleeps - s0;
-        assert.ok(slept <= 4, `idle Workers slept ${slept} times in a quiet second`);
-        // A controller reset of the backing device asks each Worker's queue to reset and waits for
-        // the answer (2 s at most, then the queue is deemed unresponsive): idle Workers answer at once.
-        const t0 = performance.now();
-        await back.controller.recover(new ControllerResetError("test: reset under idle target Workers"));
-        const took = performance.now() - t0;
-        assert.ok(took < 1500, `the reset took ${took.toFixed(0)} ms (idle Workers did not answer)`);
-        // The first read after it reaches the Worker at once: IO its backend held while the queue was
-        // held for the reset goes once the queue resumes (it waited for the host's 30 s timeout before).
-        const r = dev.allocBuffer(4096), t1 = performance.now();
-        await ns.read(8, r);
-        const readMs = performance.now() - t1;
-        assert.ok(r.every((x) => x === 0x5a), "the data written before the reset");
-        assert.ok(readMs < 5000, `the first read after the reset took ${readMs.toFixed(0)} ms; log: ${lines.join(" | ")}`);
-        assert.ok(!lines.some((l) => /unresponsive/i.test(l)), lines.join("\n"));
-      } finally {
-        await dev.close();
-      }
-    } finally {
-      await t.close();
-    }
-  } finally {
-    await back.close();
-  }
+  await withDeviceTarget({}, { ioQueues: 1, katoMs: 0 }, async ({ back, t, dev, lines }) => {
+    const ns = dev.ns(1), b = dev.allocBuffer(4096);
+    b.fill(0x5a);
+    await ns.write(8, b);
+    // Past the first seconds, when an idle Worker's sleeps are still bounded (20 of 100 ms each).
+    await new Promise((r) => setTimeout(r, 3500));
+    const s0 = t.workerSleeps;
+    await new Promise((r) => setTimeout(r, 1000));
+    // Two Workers: with 100 ms timeouts they slept ~20 times in a quiet second.
+    const slept = t.workerSleeps - s0;
+    assert.ok(slept <= 4, `idle Workers slept ${slept} times in a quiet second`);
+    // A controller reset of the backing device asks each Worker's queue to reset and waits for
+    // the answer (2 s at most, then the queue is deemed unresponsive): idle Workers answer at once.
+    const t0 = performance.now();
+    await back.controller.recover(new ControllerResetError("test: reset under idle target Workers"));
+    const took = performance.now() - t0;
+    assert.ok(took < 1500, `the reset took ${took.toFixed(0)} ms (idle Workers did not answer)`);
+    // The first read after it reaches the Worker at once: IO its backend held while the queue was
+    // held for the reset goes once the queue resumes (it waited for the host's 30 s timeout before).
+    const r = dev.allocBuffer(4096), t1 = performance.now();
+    await ns.read(8, r);
+    const readMs = performance.now() - t1;
+    assert.ok(r.every((x) => x === 0x5a), "the data written before the reset");
+    assert.ok(readMs < 5000, `the first read after the reset took ${readMs.toFixed(0)} ms; log: ${lines.join(" | ")}`);
+    assert.ok(!lines.some((l) => /unresponsive/i.test(l)), lines.join("\n"));
+  });
 });
