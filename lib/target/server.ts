@@ -65,7 +65,10 @@ export interface NvmfTargetOptions {
   queueEntries?: number;
   /** C2HData SUCCESS (no CapsuleResp after read data) when the host disabled SQ flow control (default true). */
   c2hSuccess?: boolean;
-  /** Keep-alive check period in ms (default: a quarter of the shortest KATO, at least 50 ms). */
+  /**
+   * Keep-alive check period in ms (tests). Default: no period; the check runs
+   * at the earliest deadline (a controller's last traffic plus its KATO).
+   */
   keepAliveCheckMs?: number;
   /** Called with one-line log messages (controller created, keep-alive expired...). */
   log?: (line: string) => void;
@@ -126,6 +129,11 @@ const IDLE_NAP_WORKERS_MS = envCount("TSNVME_TARGET_NAP_MS", 100, 1000);
  * TSNVME_TARGET_LISTENER_SLEEP=0 (read once; the timer naps, for A/B).
  */
 const LISTENER_SLEEPS = envOf("TSNVME_TARGET_LISTENER_SLEEP") !== "0";
+
+/** How long a host may stay silent: its KATO rounded up to whole seconds, as nvmet does. */
+function katoBound(katoMs: number): number {
+  return Math.ceil(katoMs / 1000) * 1000;
+}
 
 /** Worker count by default: one per core. */
 function defaultWorkers(): number {
@@ -263,7 +271,8 @@ export class NvmfTarget implements ConnHost {
   readonly #conns = new Set<TargetConn>();
   readonly #queues = new Map<FabricsController, Map<number, QueueRef>>();
   readonly #checkMs: number | undefined;
-  #timer: ReturnType<typeof setInterval> | null = null;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  #keepAliveWakes = 0;
   #nextCntlid = 1;
   #closing = false;
 
@@ -608,18 +617,37 @@ export class NvmfTarget implements ConnHost {
     this.log?.(`controller ${c.cntlid}: gone (${why})`);
     if (qs) for (const q of qs.values()) q.destroy();
     if (this.controllers.size === 0 && this.#timer !== null) {
-      clearInterval(this.#timer);
+      clearTimeout(this.#timer);
       this.#timer = null;
     }
   }
 
+  /**
+   * Check again at the earliest deadline (a controller's last traffic seen
+   * plus its KATO), as nvmet's keep-alive work re-arms on traffic: an idle
+   * target wakes about once per KATO, not on a period (every wake-up costs a
+   * TCG guest 1-6 ms of vCPU). Traffic counted by Workers is seen at the
+   * check, so a host that stops is failed within 2 KATO (nvmet: the same).
+   */
   #armKeepAlive(): void {
-    let min = Infinity;
-    for (const c of this.controllers.values()) if (c.kato > 0) min = Math.min(min, c.kato);
-    if (min === Infinity) return;
-    const period = this.#checkMs ?? Math.max(50, Math.min(1000, Math.floor(min / 4)));
-    if (this.#timer !== null) clearInterval(this.#timer);
-    this.#timer = setInterval(() => this.checkKeepAlive(), period);
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#closing) return;
+    let next = Infinity;
+    for (const c of this.controllers.values()) if (c.kato > 0) next = Math.min(next, c.lastSeen + katoBound(c.kato));
+    if (next === Infinity) return;
+    const delay = this.#checkMs ?? Math.max(50, Math.ceil(next - performance.now()) + 1);
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#keepAliveWakes++;
+      this.checkKeepAlive();
+      this.#armKeepAlive();
+    }, delay);
+  }
+
+  /** Times the keep-alive timer has fired (an idle target's wake-ups). */
+  get keepAliveWakes(): number {
+    return this.#keepAliveWakes;
   }
 
   /**
@@ -637,8 +665,11 @@ export class NvmfTarget implements ConnHost {
         c.lastSeen = Math.max(c.lastSeen, performance.now());
       }
       const busy = [...(this.#queues.get(c)?.values() ?? [])].some((q) => q.inflight > 0 && q.qid !== 0);
-      if (busy) continue; // commands still running on the backend count as traffic
-      if (now - c.lastSeen > Math.ceil(c.kato / 1000) * 1000) {
+      if (busy) { // commands still running on the backend count as traffic
+        c.lastSeen = Math.max(c.lastSeen, performance.now());
+        continue;
+      }
+      if (now - c.lastSeen > katoBound(c.kato)) {
         this.stats.keepAliveExpired++;
         n++;
         this.#dropController(c, `keep-alive timeout (${c.kato} ms)`);
@@ -657,7 +688,7 @@ export class NvmfTarget implements ConnHost {
   async close(): Promise<void> {
     if (this.#closing) return this.#loop;
     this.#closing = true;
-    if (this.#timer !== null) clearInterval(this.#timer);
+    if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     this.#listener.close();
     this.#sleep?.wake();

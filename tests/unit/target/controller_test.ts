@@ -158,6 +158,33 @@ test("target keep-alive: the timer itself expires a host that sends nothing (KAT
   }
 });
 
+test("target keep-alive: no check on a period; a silent host is failed at its deadline (KATO 1 s)", async () => {
+  const t = await listen(); // the default: the timer is set for the earliest deadline
+  const mem = new TcpMemory();
+  const quiet = await TcpQueue.connect({ host: "127.0.0.1", port: t.port, memory: mem, subnqn: NQN_B, ...X, qid: 0, depth: 16, katoMs: 30_000, inCapsuleMax: ADMIN_IN_CAPSULE });
+  try {
+    // KATO 30 s: nothing to check for 30 s. A 1 s period (the old default for any KATO of 4 s or
+    // more) would have fired once by now.
+    await new Promise((r) => setTimeout(r, 1300));
+    assert.equal(t.keepAliveWakes, 0);
+    assert.equal(t.controllers.size, 1);
+    // A second host, KATO 1 s, that sends nothing: the timer moves to its deadline and fails it.
+    const t0 = performance.now();
+    const silent = await TcpQueue.connect({ host: "127.0.0.1", port: t.port, memory: mem, subnqn: NQN_B, ...X, qid: 0, depth: 16, katoMs: 1000, inCapsuleMax: ADMIN_IN_CAPSULE });
+    await until(() => t.stats.keepAliveExpired === 1, "keep-alive expiry");
+    const took = performance.now() - t0;
+    assert.ok(took >= 900 && took < 2500, `expired after ${took.toFixed(0)} ms`);
+    assert.ok(t.keepAliveWakes <= 2, `${t.keepAliveWakes} wake-ups`);
+    await assert.rejects(silent.propertyGet(Reg.CSTS, false), ConnectionLostError);
+    silent.close();
+    assert.equal(t.controllers.size, 1); // the quiet host's controller is within its KATO
+  } finally {
+    quiet.close();
+    mem.close();
+    await t.close();
+  }
+});
+
 test("target AER: held by the controller model until an enabled event, then completed; the limit is 4", async () => {
   const t = await listen();
   const c = await TcpController.connect({ host: "127.0.0.1", port: t.port, subnqn: NQN_B, ...X, katoMs: 0 });
