@@ -621,6 +621,7 @@ export class QueuePair {
     this.#policy.restart();
     const t = this.#t;
     this.#run.start();
+    this.#run.completedAtHealth = t.stats.completed;
     try {
       // Let the caller finish its synchronous batch first: one doorbell for all of it.
       this.#spinning = true;
@@ -742,9 +743,13 @@ export class QueuePair {
       run.lastTimeouts = now;
       t.checkTimeouts(now);
     }
+    // A stall: nothing completed since the last look, whoever reaped (a target Worker's loop reaps
+    // outside the pump), while a command with an ordinary deadline waits.
     if (reaped === 0 && now - run.lastHealth >= this.healthCheckMs && this.onHealthCheck && this.#watched(now)) {
+      const done = t.stats.completed;
       run.lastHealth = now;
-      this.onHealthCheck();
+      if (done === run.completedAtHealth) this.onHealthCheck();
+      run.completedAtHealth = done;
     }
     // Adaptive: completions came since the interrupt was turned on for a sleep: off at the next turn.
     if (this.#armed && reaped > 0) run.disarm = true;
@@ -818,6 +823,8 @@ class PumpRun {
   disarm = false;
   /** The coming sleep is for parked commands only. */
   parked = false;
+  /** Commands completed on the queue at the last health look (or the run's start). */
+  completedAtHealth = 0;
 
   /** A new run. */
   start(): void {

@@ -110,6 +110,7 @@ export type ControlMsg =
   | { op: "released"; id: number }
   | { op: "ack"; id: number; value?: unknown }
   | { op: "timeout"; cid: number; opcode: number }
+  | { op: "stalled" }
   | { op: "release"; id: number }
   | { op: "kill" }
   | { op: "stopped" };

@@ -95,6 +95,8 @@ export class PortQueue implements RemoteQueue {
       f?.(m.value);
     } else if (m.op === "timeout") {
       this.#ctrl.remoteTimeout(this, m.cid, m.opcode);
+    } else if (m.op === "stalled") {
+      this.#ctrl.remoteStalled();
     } else if (m.op === "fd") {
       // A dup of the owner's connection: lets this thread cut it if the owner dies (terminate).
       if (this.#fd >= 0) this.#libc?.close(this.#fd);

@@ -223,6 +223,9 @@ export class WorkerQueue implements AsyncDisposable {
     this.#bounce = new BouncePool((n) => this.#arena.alloc(n), (b) => this.#arena.release(b), 4);
     this.#port = h.port;
     this.queue.onTimeout = (_q, cid, opcode) => this.#port.postMessage({ op: "timeout", cid, opcode } satisfies ControlMsg);
+    // A stall on a memory-mapped controller (nothing completed for a health interval): the
+    // controller's thread reads CSTS, so it needs no timer of its own while queues run here.
+    if (!tcp) this.queue.onHealthCheck = () => this.#port.postMessage({ op: "stalled" } satisfies ControlMsg);
     this.#port.onmessage = (e: MessageEvent) => this.#control(e.data as ControlMsg);
     // deno-lint-ignore no-this-alias
     const self = this;

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { test } from "../../harness.ts";
 import { queueWorkerUrl, TestWorker } from "../workers/client.ts";
 import { NVMeDev } from "../../../lib/dev.ts";
-import { AdminOpc, IoOpc } from "../../../lib/nvme/spec.ts";
+import { AdminOpc, IoOpc, Reg } from "../../../lib/nvme/spec.ts";
 import { SimTransport } from "../../../lib/sim/transport.ts";
 
 const BS = 512;
@@ -132,6 +132,34 @@ test("workers: lost command and lost Abort -> controller reset crosses threads; 
     const s = await spin;
     assert.equal(s.started, s.settled);
     for (const c of Object.keys(s.codes)) assert.ok(c === "ETIMEDOUT" || c === "ERESET", c);
+  } finally {
+    await dev.close();
+    w.w.terminate();
+  }
+});
+
+test("workers: the controller's thread reads CSTS only when a Worker's queue stalls (no timer while Workers do IO or idle)", async () => {
+  const { dev, transport } = await sim();
+  const w = new TestWorker();
+  let csts = 0;
+  const read = transport.readReg32.bind(transport);
+  transport.readReg32 = (offset: number) => {
+    if (offset === Reg.CSTS) csts++;
+    return read(offset);
+  };
+  try {
+    await w.open(await dev.createQueue());
+    const t0 = performance.now();
+    const r = await w.call<RunResult>({ type: "run", nsid: 1, lba: 0, blocks: 512, rounds: 20, chunk: 8, tag: 0x5a });
+    const busyMs = performance.now() - t0;
+    assert.equal(r.bad, 0);
+    const busy = csts;
+    await new Promise((res) => setTimeout(res, 600));
+    const idle = csts - busy;
+    // A 100 ms timer on this thread read CSTS ~10 times a second for as long as the Worker held its queue.
+    assert.ok(busy <= 1 + busyMs / 1000, `${busy} CSTS reads in ${busyMs.toFixed(0)} ms of Worker IO`);
+    assert.equal(idle, 0, `${idle} CSTS reads while the Worker's queue was idle`);
+    await w.call({ type: "close" });
   } finally {
     await dev.close();
     w.w.terminate();
