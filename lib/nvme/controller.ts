@@ -715,7 +715,7 @@ export class Controller {
    * the target's vCPU each wake-up took 1-6 ms of a TCG guest from its Worker.
    */
   remoteStalled(): void {
-    if (!this.#recovering) this.#checkCsts();
+    this.#onHealthCheck();
   }
 
   /**

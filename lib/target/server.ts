@@ -660,15 +660,13 @@ export class NvmfTarget implements ConnHost {
     for (const c of [...this.controllers.values()]) {
       if (c.kato <= 0) continue;
       const a = c.activity[0];
-      if (a !== c.activitySeen) {
+      // IO counted since the last check, or commands still running on the backend: traffic now.
+      const busy = [...(this.#queues.get(c)?.values() ?? [])].some((q) => q.inflight > 0 && q.qid !== 0);
+      if (a !== c.activitySeen || busy) {
         c.activitySeen = a;
         c.lastSeen = Math.max(c.lastSeen, performance.now());
       }
-      const busy = [...(this.#queues.get(c)?.values() ?? [])].some((q) => q.inflight > 0 && q.qid !== 0);
-      if (busy) { // commands still running on the backend count as traffic
-        c.lastSeen = Math.max(c.lastSeen, performance.now());
-        continue;
-      }
+      if (busy) continue;
       if (now - c.lastSeen > katoBound(c.kato)) {
         this.stats.keepAliveExpired++;
         n++;

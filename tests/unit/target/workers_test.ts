@@ -45,30 +45,37 @@ function deviceTarget(back: NVMeDev, lines: string[]): Promise<NvmfTarget> {
   });
 }
 
+type TargetRun = { back: NVMeDev; t: NvmfTarget; dev: NVMeDev; lines: string[] };
+
 /**
- * A target with 2 Workers exporting namespace 1 of a software controller
- * (`sim:ns=4M:512`, opened with `backOpts`), and a tsnvme host connected to
- * it with `hostOpts`; `body` runs with all three, which are closed after it.
+ * A target with 2 Workers exporting namespace 1 of `back`, and a tsnvme host
+ * connected to it with `hostOpts`; `body` runs with them, and both are
+ * closed after it (`back` is the caller's).
  */
+async function withTargetOn(back: NVMeDev, hostOpts: Parameters<typeof NVMeDev.open>[1], body: (c: TargetRun) => Promise<void>): Promise<void> {
+  const lines: string[] = [];
+  const t = await deviceTarget(back, lines);
+  try {
+    const dev = await NVMeDev.open(url(t), { ...HOST, ...hostOpts });
+    try {
+      await body({ back, t, dev, lines });
+    } finally {
+      await dev.close();
+    }
+  } finally {
+    await t.close();
+  }
+}
+
+/** {@link withTargetOn} a software controller (`sim:ns=4M:512`, opened with `backOpts`, closed after). */
 async function withDeviceTarget(
   backOpts: Parameters<typeof NVMeDev.open>[1],
   hostOpts: Parameters<typeof NVMeDev.open>[1],
-  body: (c: { back: NVMeDev; t: NvmfTarget; dev: NVMeDev; lines: string[] }) => Promise<void>,
+  body: (c: TargetRun) => Promise<void>,
 ): Promise<void> {
   const back = await NVMeDev.open("sim:ns=4M:512", backOpts);
-  const lines: string[] = [];
   try {
-    const t = await deviceTarget(back, lines);
-    try {
-      const dev = await NVMeDev.open(url(t), { ...HOST, ...hostOpts });
-      try {
-        await body({ back, t, dev, lines });
-      } finally {
-        await dev.close();
-      }
-    } finally {
-      await t.close();
-    }
+    await withTargetOn(back, hostOpts, body);
   } finally {
     await back.close();
   }
@@ -290,28 +297,19 @@ test("target workers: Workers on queue pairs of their own killed under IO, round
   const back = await NVMeDev.open("sim:ns=4M:512", { interrupts: "poll" });
   try {
     for (let round = 0; round < 3; round++) {
-      const lines: string[] = [];
-      const t = await deviceTarget(back, lines);
-      try {
+      await withTargetOn(back, { ioQueues: 2, reconnectDelayMs: 50 }, async ({ t, dev, lines }) => {
         assert.equal(t.workers, 2, lines.join("\n"));
-        const dev = await NVMeDev.open(url(t), { ...HOST, ioQueues: 2, reconnectDelayMs: 50 });
-        try {
-          const ns = dev.ns(1);
-          const w = writers(dev, (k, i) => ({ lba: (k * 100 + (i % 50)) * 8, v: ((round * 50 + k * 37 + i) % 250) + 1 }));
-          const acked = w.acked;
-          await until(() => acked.size >= 20, "writes under way", 10_000);
-          assert.equal(await t.killWorker(round % 2), "stopped", lines.join("\n"));
-          await until(() => dev.controller.resets >= 1 && acked.size >= 60, "reconnect and more writes", 15_000);
-          await w.stop();
-          await ns.flush();
-          // Read back through the backing device itself.
-          await assertAcked(back.ns(1), acked, `round ${round}, `);
-        } finally {
-          await dev.close();
-        }
-      } finally {
-        await t.close();
-      }
+        const ns = dev.ns(1);
+        const w = writers(dev, (k, i) => ({ lba: (k * 100 + (i % 50)) * 8, v: ((round * 50 + k * 37 + i) % 250) + 1 }));
+        const acked = w.acked;
+        await until(() => acked.size >= 20, "writes under way", 10_000);
+        assert.equal(await t.killWorker(round % 2), "stopped", lines.join("\n"));
+        await until(() => dev.controller.resets >= 1 && acked.size >= 60, "reconnect and more writes", 15_000);
+        await w.stop();
+        await ns.flush();
+        // Read back through the backing device itself.
+        await assertAcked(back.ns(1), acked, `round ${round}, `);
+      });
     }
   } finally {
     await back.close();
