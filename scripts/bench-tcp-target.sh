@@ -42,6 +42,10 @@
 #   BENCH_PERF=SEC          during each QD1 run (after 1 s): perf record of the whole guest for SEC
 #                           seconds (cpu-clock, -a); samples by thread and by kernel symbol, and the
 #                           syscalls per IO of the busiest threads (tracefs raw_syscalls hist)
+#   BENCH_OFFCPU=1          during each QD1 run: tracefs sched_switch/wakeup and interrupt events on
+#                           the target's first vCPU, then scripts/offcpu.py: how often the target's
+#                           busy threads were preempted per IO, for how long, who ran meanwhile, their
+#                           wake-up latency and interrupt time taken while they ran
 #   BENCH_IDLE=SEC          after each tsnvme row: the target's CPU over SEC seconds connected and idle
 #   BENCH_QD1_ONLY=1        only the 4 KiB randread QD1 column (the others print "-"; warm-up unchanged)
 #   BENCH_ROUNDS=N          every target N times, every other round in reverse order; the ratios are
@@ -231,6 +235,26 @@ perf_off() { # IOS SEC
   perf report -i "$OUTD/perf.data" --stdio --sort sym 2>/dev/null | grep -v "^#" | grep "\[k\]" | head -25 | sed 's/^/    /'
 }
 
+# offcpu_on / offcpu_off IOS WHO: sched and interrupt events on the target's first vCPU over the QD1
+# run, read by scripts/offcpu.py (WHO: the target's pid, or sys for nvmet: its busiest threads).
+OC_EVENTS="sched/sched_switch sched/sched_wakeup sched/sched_waking irq/irq_handler_entry irq/irq_handler_exit irq/softirq_entry irq/softirq_exit irq_vectors/local_timer_entry irq_vectors/local_timer_exit irq_vectors/call_function_single_entry irq_vectors/call_function_single_exit irq_vectors/reschedule_entry irq_vectors/reschedule_exit"
+offcpu_on() {
+  grep -q " $TR " /proc/mounts || mount -t tracefs none $TR 2>/dev/null
+  echo 0 >$TR/tracing_on; : >$TR/trace
+  printf %x $((1 << ${TGT_CPUS%%-*})) >$TR/tracing_cpumask
+  echo 32768 >$TR/buffer_size_kb
+  for e in $OC_EVENTS; do echo 1 >$TR/events/$e/enable 2>/dev/null; done
+  echo 1 >$TR/tracing_on
+}
+offcpu_off() { # IOS WHO
+  echo 0 >$TR/tracing_on
+  for e in $OC_EVENTS; do echo 0 >$TR/events/$e/enable 2>/dev/null; done
+  cat $TR/trace >"$OUTD/offcpu.txt"; : >$TR/trace
+  printf %x $(((1 << NCPU) - 1)) >$TR/tracing_cpumask
+  w=$2; [ "$w" = sys ] && w=
+  python3 "$REPO/scripts/offcpu.py" "$OUTD/offcpu.txt" "$1" $w
+}
+
 # switch_on / switch_off IOS: context switches and CR3 loads per vCPU (tracefs hist triggers).
 switch_on() {
   grep -q " $TR " /proc/mounts || mount -t tracefs none $TR 2>/dev/null
@@ -344,7 +368,9 @@ rows() {
     [ "${BENCH_RCU:-0}" = 1 ] && rcu_on
     [ "${BENCH_SCHED:-0}" = 1 ] && MARK="$label, digests $dg, QD1 $(date +%s.%N)"
     [ -n "${BENCH_PERF:-}" ] && perf_on
+    [ "${BENCH_OFFCPU:-0}" = 1 ] && offcpu_on
     set -- $(fio_json randread 4k 1); q1=$1 q1p50=$3 q1p99=$4
+    [ "${BENCH_OFFCPU:-0}" = 1 ] && offcpu_off "$5" "$who"
     MARK=
     [ "${BENCH_SWITCH:-0}" = 1 ] && switch_off "$5"
     [ -n "${BENCH_PERF:-}" ] && perf_off "$5" "$SEC"
