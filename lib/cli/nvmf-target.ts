@@ -29,6 +29,10 @@
  *   --cpus LIST          run on LIST's CPUs only (every thread) and pin Worker i to the i-th
  *                        CPU of LIST, round robin (e.g. 0 or 2-3,6; default: not pinned), as
  *                        SPDK's -m pins its reactors
+ *   --helpers idle|normal  with --cpus: every thread but the Workers (the listener, the
+ *                        runtime's JIT and GC threads) runs SCHED_IDLE, so a polling Worker is
+ *                        not preempted by them (default idle; TSNVME_TARGET_HELPERS sets the
+ *                        default, for A/B runs)
  *   --ready-file PATH    write "ADDR PORT" here once listening (scripts wait for it)
  *   -q, --quiet          no connection log
  *
@@ -68,6 +72,7 @@ const o = {
   quiet: false,
   workers: undefined as number | undefined,
   cpus: undefined as number[] | undefined,
+  helpers: (process.env.TSNVME_TARGET_HELPERS === "normal" ? "normal" : "idle") as "idle" | "normal",
 };
 const num = (v: string | undefined, what: string) => {
   const n = Number(v);
@@ -107,6 +112,12 @@ for (let i = 0; i < args.length; i++) {
         usage(`--cpus: ${(e as Error).message}`);
       }
       break;
+    case "--helpers": {
+      const m = v();
+      if (m !== "idle" && m !== "normal") usage("--helpers is idle or normal");
+      o.helpers = m;
+      break;
+    }
     case "--ready-file": o.ready = v(); break;
     case "-q":
     case "--quiet": o.quiet = true; break;
@@ -153,7 +164,7 @@ try {
     maxIoQueues: o.ioQueues,
     log: o.quiet ? undefined : log,
     ...(o.workers !== undefined ? { workers: o.workers } : {}),
-    ...(o.cpus !== undefined ? { cpus: o.cpus } : {}),
+    ...(o.cpus !== undefined ? { cpus: o.cpus, idleHelpers: o.helpers === "idle" } : {}),
   });
 } catch (e) {
   log(`cannot listen on ${o.listen}:${o.port}: ${(e as Error).message}`);

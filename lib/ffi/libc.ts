@@ -30,6 +30,7 @@ export const LIBC_SYMBOLS = {
   uring_setup: { name: "syscall", parameters: ["i64", "u32", "buffer"], result: "i32" },
   uring_enter: { name: "syscall", parameters: ["i64", "i32", "u32", "u32", "u32", "u64", "u64"], result: "i32" },
   sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
+  sched_setscheduler: { parameters: ["i32", "i32", "buffer"], result: "i32" },
   getpid: { parameters: [], result: "i32" },
   _exit: { parameters: ["i32"], result: "void" },
   __errno_location: { parameters: [], result: "pointer" },
@@ -85,6 +86,7 @@ export function buildLibc(lib: BoundLibc, own: RuntimeCalls): Libc {
     ioUringEnter: (fd, toSubmit, minComplete, flags, arg, argSize) =>
       lib.uring_enter(426, fd | 0, toSubmit >>> 0, minComplete >>> 0, flags >>> 0, arg, argSize),
     schedSetaffinity: (pid, mask) => lib.sched_setaffinity(pid | 0, BigInt(mask.byteLength), mask),
+    schedSetscheduler: (pid, policy, param) => lib.sched_setscheduler(pid | 0, policy | 0, param),
     getpid: () => lib.getpid(),
     exitNow: (status) => {
       lib._exit(status | 0);

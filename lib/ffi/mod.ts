@@ -38,6 +38,15 @@ export function describeRuntime(): RuntimeDescription {
   return { name, version: g.Deno!.version.deno, ffi: g.Deno!.permissions.querySync({ name: "ffi" }).state === "granted" };
 }
 
+/**
+ * Whether a thread named `comm` (/proc/PID/task/TID/comm) runs a JavaScript
+ * Worker of this runtime (Deno: "worker-N"; Bun: "Worker") rather than the
+ * main thread or one of the runtime's own helpers (JIT, GC, I/O pools).
+ */
+export function isWorkerThreadName(comm: string): boolean {
+  return detectRuntime() === "bun" ? comm === "Worker" : /^worker-\d+$/.test(comm);
+}
+
 let cached: Promise<Libc> | undefined;
 
 /** Load (once) the libc backend for the running runtime. */

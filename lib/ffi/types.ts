@@ -51,6 +51,8 @@ export interface Libc {
   ioUringEnter(fd: number, toSubmit: number, minComplete: number, flags: number, arg: bigint, argSize: bigint): number;
   /** sched_setaffinity(2); pid 0 is the calling thread. `mask` is a cpu_set_t. */
   schedSetaffinity(pid: number, mask: Uint8Array): number;
+  /** sched_setscheduler(2) of thread `pid` (0: the caller); `param` a struct sched_param (4 bytes). */
+  schedSetscheduler(pid: number, policy: number, param: Uint8Array): number;
   /** getpid(2). */
   getpid(): number;
   /**

@@ -66,6 +66,8 @@ export interface WorkerInit {
   faults: WorkerFault[];
   /** CPU the Worker pins its thread to (-1: none). */
   cpu: number;
+  /** Demote the process's other threads to SCHED_IDLE at start and at each connection ({@link idleHelpers}). */
+  idleHelpers: boolean;
 }
 
 /** Device info as the backends read it. */
@@ -347,7 +349,7 @@ export class WorkerPool {
     host: PoolHost,
     n: number,
     subsystems: Subsystem[],
-    o: { limits: ControllerLimits; digests: DigestPolicy; c2hSuccess: boolean; maxH2cData: number; c2hChunk: number; faults: WorkerFault[]; cpus: number[] },
+    o: { limits: ControllerLimits; digests: DigestPolicy; c2hSuccess: boolean; maxH2cData: number; c2hChunk: number; faults: WorkerFault[]; cpus: number[]; idleHelpers: boolean },
   ): Promise<WorkerPool | null> {
     const devs = new Set<unknown>();
     for (const s of subsystems) for (const b of s.namespaces) if (b instanceof DevBackend) devs.add(b.device);

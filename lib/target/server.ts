@@ -95,6 +95,16 @@ export interface NvmfTargetOptions {
    * the listener's thread then serves the IO).
    */
   cpus?: number[];
+  /**
+   * Every thread of the process but its JavaScript Workers runs SCHED_IDLE
+   * (the listener, the runtime's JIT and GC threads): for a process confined
+   * to its Workers' CPUs, as the target CLI's --cpus confines it, where a
+   * helper that wakes on a polling Worker's CPU otherwise takes it for a
+   * scheduler slice (a QD1 IO then waits milliseconds). The listener then
+   * runs while its Worker's CPU is idle (a polling Worker leaves it idle
+   * between bursts); under sustained load it gets a small share. Default false.
+   */
+  idleHelpers?: boolean;
   /** Test faults the Workers apply to IO commands (the hook above cannot cross threads). */
   workerFaults?: WorkerFault[];
 }
@@ -352,6 +362,7 @@ export class NvmfTarget implements ConnHost {
           c2hChunk: t.c2hChunk,
           faults: o.workerFaults ?? [],
           cpus: o.cpus ?? [],
+          idleHelpers: o.idleHelpers ?? false,
         });
       } catch (e) {
         t.log?.(`workers: could not start (${(e as Error).message}); IO is served in the listener's thread`);

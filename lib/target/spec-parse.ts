@@ -6,7 +6,7 @@
  * @module
  */
 import type { OpenOptions } from "../dev.ts";
-import { loadLibc } from "../ffi/mod.ts";
+import { isWorkerThreadName, type Libc, loadLibc } from "../ffi/mod.ts";
 import * as fs from "node:fs";
 import { FileMedia, MemMedia } from "../sim/media.ts";
 import { type BackingDevice, type BlockBackend, DevBackend, MediaBackend } from "./backend.ts";
@@ -164,5 +164,47 @@ export async function pinProcess(cpus: number[]): Promise<number> {
     else err = libc.errno(); // a thread that ended meanwhile (ESRCH), or a CPU we may not use (EINVAL)
   }
   if (n === 0) throw new Error(`cannot pin the process to CPUs ${cpus.join(",")} (errno ${err})`);
+  return n;
+}
+
+const SCHED_OTHER = 0;
+const SCHED_IDLE = 5;
+const NO_PARAM = new Uint8Array(4); // struct sched_param { sched_priority = 0 }
+
+/** A thread's scheduling policy (field 41 of /proc/self/task/TID/stat), or -1 if it ended. */
+function policyOf(tid: string): number {
+  try {
+    const st = fs.readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+    return Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[38]);
+  } catch {
+    return -1;
+  }
+}
+
+/**
+ * Give the CPU to the process's JavaScript Workers: every other thread (the
+ * main thread, the runtime's JIT, GC and I/O helpers) runs SCHED_IDLE, so on
+ * a CPU a Worker polls it runs only while that Worker leaves the CPU idle,
+ * and a Worker is never preempted by one for a scheduler slice (a tick, 4 ms
+ * at HZ=250). For a process whose every thread shares its Workers' CPUs (the
+ * target CLI's --cpus); Workers found SCHED_IDLE (started by a demoted
+ * thread) get SCHED_OTHER back. Threads started later inherit their
+ * creator's policy: call again after new ones may have appeared. `libc` is
+ * the calling thread's. Returns how many threads it demoted now.
+ */
+export function idleHelpers(libc: Libc): number {
+  let n = 0;
+  for (const tid of fs.readdirSync("/proc/self/task")) {
+    let comm: string;
+    try {
+      comm = fs.readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim();
+    } catch {
+      continue; // ended meanwhile
+    }
+    const policy = policyOf(tid);
+    if (isWorkerThreadName(comm)) {
+      if (policy === SCHED_IDLE) libc.schedSetscheduler(Number(tid), SCHED_OTHER, NO_PARAM);
+    } else if (policy === SCHED_OTHER && libc.schedSetscheduler(Number(tid), SCHED_IDLE, NO_PARAM) === 0) n++;
+  }
   return n;
 }

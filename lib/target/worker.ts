@@ -28,7 +28,7 @@ import { type FromWorker, KILLED, SLEEPS, type ToWorker, type WorkerFault, type 
 import { envCount, envOf } from "../ffi/env.ts";
 import { busyTurnsPerMacrotask, microtaskTurn, yieldMacrotask as yieldNow } from "../ffi/yield.ts";
 import { Gap, TargetTrace, targetTraceOn } from "./trace.ts";
-import { cpuSet } from "./spec-parse.ts";
+import { cpuSet, idleHelpers } from "./spec-parse.ts";
 import { IrqIndex, VectorGate, type VectorGateSpec, type WaitMode } from "../irq/mod.ts";
 import { type SteeredIrq, steerIrq } from "./steer.ts";
 import { normalizePciAddress } from "../vfio/sysfs.ts";
@@ -258,6 +258,7 @@ class TargetWorker implements ConnHost {
   #received = 0;
   #nextKey = 1;
   #stopping = false;
+  readonly #idleHelpers: boolean;
 
   constructor(libc: Libc, init: WorkerInit, queue: WorkerQueue | null) {
     this.#libc = libc;
@@ -266,6 +267,8 @@ class TargetWorker implements ConnHost {
       // pid 0: this thread only (the Worker's), not the listener's process.
       if (libc.schedSetaffinity(0, cpuSet([init.cpu])) !== 0) throw new Error(`cannot pin the Worker to CPU ${init.cpu} (errno ${libc.errno()})`);
     }
+    this.#idleHelpers = init.idleHelpers;
+    if (this.#idleHelpers) idleHelpers(libc);
     this.limits = init.limits;
     this.digests = init.digests;
     this.c2hSuccess = init.c2hSuccess;
@@ -380,6 +383,8 @@ class TargetWorker implements ConnHost {
         });
         this.#conns.set(m.id, conn);
         this.#connList = [...this.#conns.values()];
+        // A host's IO starts: threads the runtime started since (a JIT or GC helper) yield too.
+        if (this.#idleHelpers) idleHelpers(this.#libc);
         this.#ids.set(conn, m.id);
         this.#group.add(w, conn);
         break;

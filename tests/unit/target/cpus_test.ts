@@ -2,7 +2,8 @@
  * Pinning the target's Workers (`cpus`, `--cpus`): the CPU list's parsing and
  * validation, each Worker's thread actually pinned (its affinity as
  * /proc/self/task shows it), the listener's thread not; and the CLI with
- * --cpus confining every thread of its process.
+ * --cpus confining every thread of its process, its threads but the Workers
+ * SCHED_IDLE.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -13,6 +14,8 @@ import process from "node:process";
 import { runtime, test } from "../../harness.ts";
 import { MediaBackend, NvmfTarget, parseCpuList } from "../../../lib/target/mod.ts";
 import { SharedMedia } from "../../../lib/target/shared.ts";
+import { isWorkerThreadName } from "../../../lib/ffi/mod.ts";
+import { until } from "../util/target_util.ts";
 
 const NQN = "nqn.2024-01.io.tsnvme:cpus";
 
@@ -99,6 +102,24 @@ test("target cpus: the CLI with --cpus runs every thread of its process there", 
     }
     assert.ok(seen.length >= 2, JSON.stringify(seen)); // the listener and its Worker at least
     assert.deepEqual(seen.filter((a) => a !== String(cpu)), [], `threads off CPU ${cpu}: ${JSON.stringify(seen)}`);
+    // --helpers idle (the default with --cpus): the Worker keeps SCHED_OTHER (0), the listener's
+    // thread and the runtime's helpers run SCHED_IDLE (5). The Worker demotes them as it starts.
+    const policies = (): Map<string, number[]> => {
+      const by = new Map<string, number[]>();
+      for (const tid of fs.readdirSync(`/proc/${child.pid}/task`)) {
+        try {
+          const comm = fs.readFileSync(`/proc/${child.pid}/task/${tid}/comm`, "utf8").trim();
+          const st = fs.readFileSync(`/proc/${child.pid}/task/${tid}/stat`, "utf8");
+          const key = Number(tid) === child.pid ? "main" : isWorkerThreadName(comm) ? "worker" : "helper";
+          by.set(key, [...(by.get(key) ?? []), Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[38])]);
+        } catch { /* ended */ }
+      }
+      return by;
+    };
+    await until(() => policies().get("main")?.[0] === 5, "the listener's thread SCHED_IDLE");
+    const by = policies();
+    assert.ok((by.get("worker") ?? []).length >= 1 && by.get("worker")!.every((p) => p === 0), JSON.stringify([...by]));
+    assert.ok((by.get("helper") ?? []).every((p) => p === 5), JSON.stringify([...by]));
   } finally {
     child.kill("SIGTERM");
     await exited;
