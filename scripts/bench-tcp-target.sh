@@ -251,8 +251,8 @@ offcpu_off() { # IOS WHO
   for e in $OC_EVENTS; do echo 0 >$TR/events/$e/enable 2>/dev/null; done
   cat $TR/trace >"$OUTD/offcpu.txt"; : >$TR/trace
   printf %x $(((1 << NCPU) - 1)) >$TR/tracing_cpumask
-  w=$2; [ "$w" = sys ] && w=
-  python3 "$REPO/scripts/offcpu.py" "$OUTD/offcpu.txt" "$1" $w
+  oc_who=$2; [ "$oc_who" = sys ] && oc_who=
+  python3 "$REPO/scripts/offcpu.py" "$OUTD/offcpu.txt" "$1" $oc_who
 }
 
 # switch_on / switch_off IOS: context switches and CR3 loads per vCPU (tracefs hist triggers).
