@@ -171,13 +171,18 @@ const SCHED_OTHER = 0;
 const SCHED_IDLE = 5;
 const NO_PARAM = new Uint8Array(4); // struct sched_param { sched_priority = 0 }
 
-/** A thread's scheduling policy (field 41 of /proc/self/task/TID/stat), or -1 if it ended. */
-function policyOf(tid: string): number {
+/**
+ * A thread's name and scheduling policy, from one read of
+ * /proc/PID/task/TID/stat (its comm in parentheses, the policy field 41), or
+ * null if it ended.
+ */
+export function threadSched(tid: string | number, pid: string | number = "self"): { comm: string; policy: number } | null {
   try {
-    const st = fs.readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
-    return Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[38]);
+    const st = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    const end = st.lastIndexOf(")");
+    return { comm: st.slice(st.indexOf("(") + 1, end), policy: Number(st.slice(end + 2).split(" ")[38]) };
   } catch {
-    return -1;
+    return null;
   }
 }
 
@@ -195,14 +200,10 @@ function policyOf(tid: string): number {
 export function idleHelpers(libc: Libc): number {
   let n = 0;
   for (const tid of fs.readdirSync("/proc/self/task")) {
-    let comm: string;
-    try {
-      comm = fs.readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim();
-    } catch {
-      continue; // ended meanwhile
-    }
-    const policy = policyOf(tid);
-    if (isWorkerThreadName(comm)) {
+    const t = threadSched(tid);
+    if (t === null) continue; // ended meanwhile
+    const policy = t.policy;
+    if (isWorkerThreadName(t.comm)) {
       if (policy === SCHED_IDLE) libc.schedSetscheduler(Number(tid), SCHED_OTHER, NO_PARAM);
     } else if (policy === SCHED_OTHER && libc.schedSetscheduler(Number(tid), SCHED_IDLE, NO_PARAM) === 0) n++;
   }

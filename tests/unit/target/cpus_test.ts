@@ -13,6 +13,7 @@ import * as path from "node:path";
 import process from "node:process";
 import { runtime, test } from "../../harness.ts";
 import { MediaBackend, NvmfTarget, parseCpuList } from "../../../lib/target/mod.ts";
+import { threadSched } from "../../../lib/target/spec-parse.ts";
 import { SharedMedia } from "../../../lib/target/shared.ts";
 import { isWorkerThreadName } from "../../../lib/ffi/mod.ts";
 import { until } from "../util/target_util.ts";
@@ -107,12 +108,10 @@ test("target cpus: the CLI with --cpus runs every thread of its process there", 
     const policies = (): Map<string, number[]> => {
       const by = new Map<string, number[]>();
       for (const tid of fs.readdirSync(`/proc/${child.pid}/task`)) {
-        try {
-          const comm = fs.readFileSync(`/proc/${child.pid}/task/${tid}/comm`, "utf8").trim();
-          const st = fs.readFileSync(`/proc/${child.pid}/task/${tid}/stat`, "utf8");
-          const key = Number(tid) === child.pid ? "main" : isWorkerThreadName(comm) ? "worker" : "helper";
-          by.set(key, [...(by.get(key) ?? []), Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[38])]);
-        } catch { /* ended */ }
+        const t = threadSched(tid, child.pid!);
+        if (t === null) continue; // ended
+        const key = Number(tid) === child.pid ? "main" : isWorkerThreadName(t.comm) ? "worker" : "helper";
+        by.set(key, [...(by.get(key) ?? []), t.policy]);
       }
       return by;
     };
