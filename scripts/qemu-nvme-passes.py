@@ -19,6 +19,17 @@ The job prints "TRACE_ON NAME" and, seconds later, "TRACE_OFF NAME" inside a mea
 (OUTDIR/tr-NAME.log), and stops at a line "STOPWATCH". `summarize` prints per window, for IO queue
 1: IOs completed (pci_nvme_rw_cb), commands per SQ pass and completions per CQ pass (mean, p50,
 histogram), and MMIO doorbell writes per IO. Asserts nothing.
+
+At queue depth 1 a window also splits each IO's cycle in two, when QEMU stamped its trace lines
+(`-msg timestamp=on` in TSNVME_QEMU_ARGS):
+
+  scripts/qemu-nvme-passes.py cycle OUTDIR
+
+the device's part (the driver's MMIO SQ doorbell on its vCPU thread to the entry's
+pci_nvme_update_cq_eventidx on the main loop: fetch, the AIO, the post) and the driver's part (that
+post to the next MMIO SQ doorbell: seeing the entry, its callback, the next command, the doorbell,
+and the wait for the BQL the main loop holds while it finishes posting). Needs shadow doorbells
+(the eventidx event) and a driver that rings the SQ doorbell over MMIO for each command (QD1 does).
 """
 import collections, glob, os, re, socket, statistics, sys, time
 
@@ -97,10 +108,48 @@ def summarize(outdir):
         print("  completions per CQ pass: " + hist(cq))
 
 
+STAMP = re.compile(r"^\d+@(\d+)\.(\d+):(\S+)(.*)$")
+
+
+def cycle(outdir):
+    for path in sorted(glob.glob(os.path.join(outdir, "tr-*.log"))):
+        if path.endswith("tr-idle.log"):
+            continue
+        rung = posted = None
+        device, driver = [], []
+        for line in open(path):
+            m = STAMP.match(line)
+            if not m:
+                continue
+            t = int(m.group(1)) * 1e6 + int(m.group(2))
+            ev, rest = m.group(3), m.group(4) + " "
+            if ev == "pci_nvme_mmio_doorbell_sq" and " sqid 1 " in rest:
+                if posted is not None:
+                    driver.append(t - posted)
+                    posted = None
+                rung = t
+            elif ev == "pci_nvme_update_cq_eventidx" and " cqid 1 " in rest and rung is not None:
+                device.append(t - rung)
+                rung, posted = None, t
+        if not device or not driver:
+            print("%s: no QD1 cycles (timestamps missing, or no MMIO doorbell per command)" % os.path.basename(path)[3:-4])
+            continue
+        print("%s: %d IOs" % (os.path.basename(path)[3:-4], len(device)))
+        for name, xs in (("device (SQ doorbell -> CQE posted)", device), ("driver (CQE posted -> next SQ doorbell)", driver)):
+            xs.sort()
+            n = len(xs)
+            pct = lambda q: xs[min(n - 1, int(q * n))]
+            slow = [x for x in xs if x > 50]
+            print("  %-40s mean %6.1f  p50 %4.0f  p90 %4.0f  p99 %5.0f us; over 50 us: %.1f%% of IOs, %.0f%% of the time"
+                  % (name, sum(xs) / n, pct(.5), pct(.9), pct(.99), 100 * len(slow) / n, 100 * sum(slow) / max(1, sum(xs))))
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "follow":
         follow(*sys.argv[2:])
     elif len(sys.argv) == 3 and sys.argv[1] == "summarize":
         summarize(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "cycle":
+        cycle(sys.argv[2])
     else:
         sys.exit(__doc__)
