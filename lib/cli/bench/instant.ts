@@ -1,6 +1,9 @@
 /**
  * The instant device: the real PCIe ring plus a device that completes every
- * command the moment its doorbell is rung, in the same thread. What a queue
+ * command the moment its doorbell is rung, in the same thread. It offers
+ * shadow doorbells and keeps their event indexes as QEMU's NVMe does, and the
+ * ring batches its CQ head as on a polled PCIe queue, so the driver takes the
+ * path it takes in the QEMU guest the benchmarks run in. What a queue
  * pair over it costs is the driver's own work, nothing else; one per Worker
  * shows whether anything in the driver is shared between queues.
  * (scripts/bench-micro.ts holds the same device for its single-thread figures.)
@@ -26,6 +29,8 @@ export class InstantRing implements QueueRing {
   readonly #sq: Uint32Array;
   readonly #cq: Uint32Array;
   readonly #db: Uint32Array;
+  readonly #shadow = new Uint32Array(16);
+  readonly #eventIdx = new Uint32Array(16);
   #head = 0;
   #tail = 0;
   #phase = 1;
@@ -47,6 +52,7 @@ export class InstantRing implements QueueRing {
         pageSize: 4096,
         doorbells: this.#db,
         doorbellStride: 4,
+        dbbuf: { shadow: this.#shadow, eventIdx: this.#eventIdx },
       },
       d - 1,
     );
@@ -74,10 +80,17 @@ export class InstantRing implements QueueRing {
   get flushes(): number {
     return this.#r.flushes;
   }
-  /** Ring the doorbell; the device completes everything up to the new tail before this returns. */
+  /**
+   * Ring the doorbell; the device completes everything up to the new tail before this returns.
+   * It reads the SQ tail from the shadow doorbell and then sets the SQ's event index to it, and
+   * reads the CQ head from the shadow before posting and sets that event index to it (QEMU's
+   * nvme_process_sq and nvme_post_cqes), so the next doorbell after it caught up is an MMIO write.
+   */
   flush(): boolean {
     const rang = this.#r.flush();
-    const tailDb = this.#db[2];
+    const tailDb = this.#shadow[2];
+    this.#eventIdx[2] = tailDb;
+    this.#eventIdx[3] = this.#shadow[3];
     while (this.#head !== tailDb) {
       const cid = this.#sq[this.#head * 16] >>> 16;
       this.#head = (this.#head + 1) % INSTANT_DEPTH;
@@ -91,6 +104,25 @@ export class InstantRing implements QueueRing {
       }
     }
     return rang;
+  }
+  /** SQ tail doorbells that were MMIO writes (the event index asked for them). */
+  get mmioDoorbells(): number {
+    return this.#r.mmioDoorbells;
+  }
+  /** CQ head doorbells that were MMIO writes. */
+  get cqMmioDoorbells(): number {
+    return this.#r.cqMmioDoorbells;
+  }
+  /** CQ head doorbells wait while the queue polls, as on a PCIe ring. */
+  set batchCqDoorbell(on: boolean) {
+    this.#r.batchCqDoorbell = on;
+  }
+  get batchCqDoorbell(): boolean {
+    return this.#r.batchCqDoorbell;
+  }
+  /** The CQ head to the device if it moved. */
+  flushCq(): void {
+    this.#r.flushCq();
   }
   /** Hand new completions to `sink`. */
   reap(sink: CompletionSink): number {
