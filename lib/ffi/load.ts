@@ -62,3 +62,23 @@ function publishFence(a: Uint32Array, i: number): void {
  * doorbell that tells it to look). `a[i]` keeps its value.
  */
 export const publish32: (a: Uint32Array, i: number) => void = g.process?.arch === "x64" ? publishTso : publishFence;
+
+/** x86: a plain store. TSO keeps it after this thread's earlier loads and stores. */
+function storeTso(a: Uint32Array, i: number, v: number): void {
+  a[i] = v;
+}
+
+/** Off x86: a sequentially consistent store, so earlier loads and stores are not moved after it. */
+function storeFence(a: Uint32Array, i: number, v: number): void {
+  Atomics.store(a, i, v);
+}
+
+/**
+ * Store `v` to `a[i]`, memory a device or another thread reads, after every
+ * load and store this thread made before it (a release store): a shadow CQ
+ * head the device reads only after the entries before it were read. No fence
+ * against later loads: where a later load must see the store first (a shadow
+ * doorbell, then its event index), use `Atomics.store`. On x86 a plain store,
+ * where `Atomics.store` is a builtin call on V8 and a locked `xchg` on JSC.
+ */
+export const storeRelease32: (a: Uint32Array, i: number, v: number) => void = g.process?.arch === "x64" ? storeTso : storeFence;

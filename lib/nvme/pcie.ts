@@ -23,7 +23,7 @@ import { AdminOpc, type Cap, CAP_CSS_IOCS, CC, CC_CSS_ALL, ccValue, CQE_SIZE, CS
 import type { CompletionSink, QueueRing } from "./ring.ts";
 import { type DmaBuffer, dmaBuffer, type SharedMemory, type Transport } from "./transport.ts";
 import { envOf } from "../ffi/env.ts";
-import { pollLoad32, publish32 } from "../ffi/load.ts";
+import { pollLoad32, publish32, storeRelease32 } from "../ffi/load.ts";
 
 export type { CompletionSink, QueueRing };
 
@@ -405,8 +405,9 @@ export class PcieRing implements QueueRing {
       }
       // The device may post at most depth - 1 entries past the head it was told: tell it once
       // entries not yet reported plus those still to come reach half the ring, so it never fills.
-      // With shadow doorbells the device also reads the head we store here before each post.
-      if (this.#shadow !== null) Atomics.store(this.#shadow, this.#cqDb, head);
+      // With shadow doorbells the device also reads the head we store here before each post: after
+      // the entries' loads (a release store), with no event-index check after it.
+      if (this.#shadow !== null) storeRelease32(this.#shadow, this.#cqDb, head);
       let unreported = head - this.#cqTold; // no remainder: a division per reap, a helper call under TCG
       if (unreported < 0) unreported += this.depth;
       if (unreported + this.#outstanding >= this.depth >>> 1) this.#tellCqHead(head);

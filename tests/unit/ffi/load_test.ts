@@ -4,7 +4,7 @@
 // hoisted out of such a spin by Bun's JIT and would spin to the deadline).
 import assert from "node:assert/strict";
 import { test } from "../../harness.ts";
-import { pollLoad32, publish32 } from "../../../lib/ffi/load.ts";
+import { pollLoad32, publish32, storeRelease32 } from "../../../lib/ffi/load.ts";
 import { runReadOnlyChild } from "./readonly.ts";
 
 test("pollLoad32: a hot loop over a read-only page does not write it", () => {
@@ -53,4 +53,17 @@ test("publish32: the word keeps its value", () => {
   const a = new Uint32Array([7, 0xffff_ffff]);
   publish32(a, 1);
   assert.deepEqual([...a], [7, 0xffff_ffff]);
+});
+
+test("storeRelease32: the word takes the value; the last of a hot loop's stores lands", () => {
+  const a = new Uint32Array([7, 0]);
+  storeRelease32(a, 1, 0xffff_ffff);
+  assert.deepEqual([...a], [7, 0xffff_ffff]);
+  // A hot loop of them (optimized, the stores overwrite each other): the last one reaches shared memory.
+  const sab = new SharedArrayBuffer(64), w32 = new Uint32Array(sab);
+  const put = (n: number) => {
+    for (let i = 1; i <= n; i++) storeRelease32(w32, 3, i);
+  };
+  for (let k = 0; k < 50; k++) put(1000);
+  assert.equal(Atomics.load(w32, 3), 1000);
 });
