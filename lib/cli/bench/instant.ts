@@ -28,7 +28,6 @@ export class InstantRing implements QueueRing {
   readonly #r: PcieRing;
   readonly #sq: Uint32Array;
   readonly #cq: Uint32Array;
-  readonly #db: Uint32Array;
   readonly #shadow = new Uint32Array(16);
   readonly #eventIdx = new Uint32Array(16);
   #head = 0;
@@ -40,7 +39,6 @@ export class InstantRing implements QueueRing {
     const d = INSTANT_DEPTH;
     const sq = dmaBuffer(new Uint8Array(d * 64), 0x10_0000, d * 64);
     const cq = dmaBuffer(new Uint8Array(d * 16), 0x20_0000, d * 16);
-    this.#db = new Uint32Array(16);
     this.#r = new PcieRing(
       {
         qid: 1,
@@ -50,7 +48,7 @@ export class InstantRing implements QueueRing {
         prp: null,
         prpPagesPerSlot: 0,
         pageSize: 4096,
-        doorbells: this.#db,
+        doorbells: new Uint32Array(16), // MMIO writes land here; the device reads the shadows
         doorbellStride: 4,
         dbbuf: { shadow: this.#shadow, eventIdx: this.#eventIdx },
       },
