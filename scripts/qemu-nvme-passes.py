@@ -65,10 +65,15 @@ def follow(log, sock, outdir):
             return
 
 
-def summarize(outdir):
+def windows(outdir):
+    """Each traced window's name and log file (follow's tr-NAME.log; not the idle log between them)."""
     for path in sorted(glob.glob(os.path.join(outdir, "tr-*.log"))):
-        if path.endswith("tr-idle.log"):
-            continue
+        if not path.endswith("tr-idle.log"):
+            yield os.path.basename(path)[3:-4], path
+
+
+def summarize(outdir):
+    for name, path in windows(outdir):
         sq, cq = [], []  # commands per SQ pass, completions per CQ pass
         prev, cqe, mmio_sq, mmio_cq, ios = None, 0, 0, 0, 0
         for line in open(path):
@@ -101,7 +106,7 @@ def summarize(outdir):
         n = max(1, ios)
         hist = lambda xs: " ".join("%d:%d" % kv for kv in sorted(collections.Counter(xs).items()))
         print("%s: %d IOs; SQ passes %d (+%d empty), commands/pass mean %.1f p50 %s; CQ passes %d, completions/pass mean %.1f p50 %s; "
-              "MMIO/IO sq %.3f cq %.3f" % (os.path.basename(path)[3:-4], ios, len(full), len(sq) - len(full),
+              "MMIO/IO sq %.3f cq %.3f" % (name, ios, len(full), len(sq) - len(full),
                                            sum(full) / max(1, len(full)), statistics.median(full or [0]), len(cq),
                                            sum(cq) / max(1, len(cq)), statistics.median(cq or [0]), mmio_sq / n, mmio_cq / n))
         print("  commands per SQ pass: " + hist(full))
@@ -112,9 +117,7 @@ STAMP = re.compile(r"^\d+@(\d+)\.(\d+):(\S+)(.*)$")
 
 
 def cycle(outdir):
-    for path in sorted(glob.glob(os.path.join(outdir, "tr-*.log"))):
-        if path.endswith("tr-idle.log"):
-            continue
+    for name, path in windows(outdir):
         rung = posted = None
         device, driver = [], []
         for line in open(path):
@@ -132,9 +135,9 @@ def cycle(outdir):
                 device.append(t - rung)
                 rung, posted = None, t
         if not device or not driver:
-            print("%s: no QD1 cycles (timestamps missing, or no MMIO doorbell per command)" % os.path.basename(path)[3:-4])
+            print("%s: no QD1 cycles (timestamps missing, or no MMIO doorbell per command)" % name)
             continue
-        print("%s: %d IOs" % (os.path.basename(path)[3:-4], len(device)))
+        print("%s: %d IOs" % (name, len(device)))
         for name, xs in (("device (SQ doorbell -> CQE posted)", device), ("driver (CQE posted -> next SQ doorbell)", driver)):
             xs.sort()
             n = len(xs)
